@@ -7,9 +7,10 @@ namespace sluice::detail {
 [[noreturn]] void assert_fail(const char* condition, const char* file, int line) noexcept;
 }  // namespace sluice::detail
 
-#define SLUICE_ASSERT(cond)                                                           \
-  do {                                                                                \
-    if (!(cond)) [[unlikely]] ::sluice::detail::assert_fail(#cond, __FILE__, __LINE__); \
+#define SLUICE_ASSERT(cond)                                     \
+  do {                                                          \
+    if (!(cond)) [[unlikely]]                                   \
+      ::sluice::detail::assert_fail(#cond, __FILE__, __LINE__); \
   } while (0)
 
 #if !defined(NDEBUG) || defined(SLUICE_SANITIZED) || defined(SLUICE_SIMULATION)

@@ -17,10 +17,10 @@ struct StrongId {
   constexpr Rep operator*() const { return value; }
 };
 
-using Offset = StrongId<struct OffsetTag, int64_t>;          // Kafka offset within a partition
-using LogIndex = StrongId<struct LogIndexTag, uint64_t>;     // Raft log position
-using Term = StrongId<struct TermTag, uint64_t>;             // Raft term (= Kafka leader epoch)
-using BrokerId = StrongId<struct BrokerIdTag, int32_t>;      // node id
+using Offset = StrongId<struct OffsetTag, int64_t>;       // Kafka offset within a partition
+using LogIndex = StrongId<struct LogIndexTag, uint64_t>;  // Raft log position
+using Term = StrongId<struct TermTag, uint64_t>;          // Raft term (= Kafka leader epoch)
+using BrokerId = StrongId<struct BrokerIdTag, int32_t>;   // node id
 using PartitionId = StrongId<struct PartitionIdTag, int32_t>;
 
 }  // namespace sluice

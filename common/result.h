@@ -44,10 +44,8 @@ class [[nodiscard]] Result {
   using value_type = T;
   using error_type = E;
 
-  Result()
-    requires std::is_default_constructible_v<T>
-      : v_(std::in_place_index<0>) {}
-  Result(const T& value) : v_(std::in_place_index<0>, value) {}  // NOLINT: implicit by design
+  Result() requires std::is_default_constructible_v<T> : v_(std::in_place_index<0>) {}
+  Result(const T& value) : v_(std::in_place_index<0>, value) {}        // NOLINT: implicit by design
   Result(T&& value) : v_(std::in_place_index<0>, std::move(value)) {}  // NOLINT
   template <class G>
   Result(Unexpected<G> e) : v_(std::in_place_index<1>, std::move(e).error()) {}  // NOLINT
