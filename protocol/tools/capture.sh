@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Records the first requests of real Kafka clients into protocol/testdata/captured/*.hex.
 # A one-off step (see protocol/testdata/captured/README.md); the tests read the committed files.
-# Needs kcat and Debian's python3-kafka (scripts/setup installs both).
+# Payloads are repetitive so that the clients really compress them (both skip compression
+# when it does not shrink the batch). Needs kcat and Debian's python3-kafka (scripts/setup installs both).
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/../../scripts/lib.sh"
 OUT=$SLUICE_ROOT/protocol/testdata/captured
@@ -32,9 +33,9 @@ capture() {
 
 kcat_version=$(kcat -V 2>&1 | sed -n 's/^Version \([0-9.]*\).*\(librdkafka [0-9.]*\).*/kcat \1 (\2)/p')
 capture kcat-zstd "$kcat_version: kcat -P -t t -z zstd" \
-  sh -c 'printf "hello\nworld\n" | kcat -P -b 127.0.0.1:$PORT -t t -z zstd'
+  sh -c 'yes hello-from-kcat | head -200 | kcat -P -b 127.0.0.1:$PORT -t t -z zstd'
 capture kcat-gzip "$kcat_version: kcat -P -t t -z gzip" \
-  sh -c 'printf "hello\nworld\n" | kcat -P -b 127.0.0.1:$PORT -t t -z gzip -k key1'
+  sh -c 'yes hello-from-kcat | head -200 | kcat -P -b 127.0.0.1:$PORT -t t -z gzip -k key1'
 capture kcat-metadata "$kcat_version: kcat -L" sh -c 'kcat -L -b 127.0.0.1:$PORT >/dev/null'
 
 py_version=$(/usr/bin/python3 -c 'import kafka; print(kafka.__version__)')
@@ -43,7 +44,7 @@ capture kafka-python-producer "kafka-python $py_version: KafkaProducer(compressi
 import os
 from kafka import KafkaProducer
 p = KafkaProducer(bootstrap_servers="127.0.0.1:" + os.environ["PORT"], compression_type="gzip")
-p.send("t", key=b"k", value=b"hello kafka-python").get(timeout=10)
+p.send("t", key=b"k", value=b"hello kafka-python " * 40).get(timeout=10)
 p.close()'
 capture kafka-python-consumer "kafka-python $py_version: KafkaConsumer().topics()" \
   /usr/bin/python3 -c '
