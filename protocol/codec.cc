@@ -16,8 +16,8 @@ bool operator==(const Records& a, const Records& b) {
       return true;
     case Records::Kind::kBorrowed:
       return a.bytes_.size() == b.bytes_.size() &&
-             (a.bytes_.empty() || std::memcmp(a.bytes_.data(), b.bytes_.data(),
-                                              a.bytes_.size()) == 0);
+             (a.bytes_.empty() ||
+              std::memcmp(a.bytes_.data(), b.bytes_.data(), a.bytes_.size()) == 0);
     case Records::Kind::kExternal:
       return a.external_ == b.external_;
   }
@@ -126,8 +126,7 @@ void Reader::prefix_path(std::string_view prefix) {
 
 bool Reader::truncated(size_t need, const char* field) {
   return fail(DecodeErrc::kTruncated, field,
-              "need " + std::to_string(need) + " bytes, " + std::to_string(remaining()) +
-                  " left");
+              "need " + std::to_string(need) + " bytes, " + std::to_string(remaining()) + " left");
 }
 
 std::string Reader::too_long(size_t n) const {
@@ -190,7 +189,8 @@ bool Reader::length(std::optional<uint32_t>& n, bool int16_length, const char* f
     n.reset();
     return true;
   }
-  if (len < -1) return fail(DecodeErrc::kBadLength, field, "negative length " + std::to_string(len));
+  if (len < -1)
+    return fail(DecodeErrc::kBadLength, field, "negative length " + std::to_string(len));
   if (static_cast<uint64_t>(len) > remaining()) {
     return fail(DecodeErrc::kBadLength, field, too_long(static_cast<size_t>(len)));
   }
@@ -258,8 +258,7 @@ bool Reader::records(Records& r, bool nullable, const char* field) {
   return true;
 }
 
-bool Reader::array_count(std::optional<uint32_t>& n, size_t min_element_bytes,
-                         const char* field) {
+bool Reader::array_count(std::optional<uint32_t>& n, size_t min_element_bytes, const char* field) {
   int64_t count = 0;
   if (flexible_) {
     uint32_t u = 0;

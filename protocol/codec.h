@@ -144,8 +144,8 @@ class Writer {
   void uuid(const Uuid& v) { append(Bytes(v.bytes)); }
   void uvarint(uint32_t v);
 
-  void string(std::string_view s);                                 // compact in flexible mode
-  void nullable_string(const std::optional<std::string>& s);       // null: -1 / 0
+  void string(std::string_view s);                                   // compact in flexible mode
+  void nullable_string(const std::optional<std::string>& s);         // null: -1 / 0
   void legacy_nullable_string(const std::optional<std::string>& s);  // int16 length always
   void bytes(Bytes b);
   void null_bytes();
@@ -212,8 +212,7 @@ class Reader {
   bool nullable_string(std::optional<std::string>& s, bool nullable, const char* field);
   bool legacy_nullable_string(std::optional<std::string>& s, const char* field);
   bool bytes(std::vector<std::byte>& b, const char* field);
-  bool nullable_bytes(std::optional<std::vector<std::byte>>& b, bool nullable,
-                      const char* field);
+  bool nullable_bytes(std::optional<std::vector<std::byte>>& b, bool nullable, const char* field);
   bool records(Records& r, bool nullable, const char* field);
   // Array count; nullopt-and-true means null. `min_element_bytes` caps the count.
   bool array_count(std::optional<uint32_t>& n, size_t min_element_bytes, const char* field);
@@ -272,7 +271,9 @@ namespace detail {
 // Per-type encode/decode used by the generated code. `nullable` says whether null is allowed
 // in this version (null written in a non-nullable version becomes empty).
 template <class T>
-inline constexpr bool kIsStruct = requires(T t, Writer& w) { t.write_fields(w, int16_t{0}); };
+inline constexpr bool kIsStruct = requires(T t, Writer& w) {
+  t.write_fields(w, int16_t{0});
+};
 
 template <class T>
 size_t min_bytes(int16_t version, bool flexible) {
@@ -299,10 +300,8 @@ inline void put(Writer& w, const Uuid& v, int16_t) { w.uuid(v); }
 inline void put(Writer& w, const std::string& v, int16_t) { w.string(v); }
 inline void put(Writer& w, const std::vector<std::byte>& v, int16_t) { w.bytes(v); }
 template <class T>
-  requires kIsStruct<T>
-void put(Writer& w, const T& v, int16_t version) {
-  v.write_fields(w, version);
-}
+requires kIsStruct<T>
+void put(Writer& w, const T& v, int16_t version) { v.write_fields(w, version); }
 template <class T>
 void put(Writer& w, const std::vector<T>& v, int16_t version) {
   w.array_count(v.size());
@@ -314,8 +313,7 @@ inline void put_nullable(Writer& w, const std::optional<std::string>& v, bool nu
   if (!v && nullable) return w.nullable_string(v);
   w.string(v ? std::string_view(*v) : std::string_view());
 }
-inline void put_nullable(Writer& w, const std::optional<std::vector<std::byte>>& v,
-                         bool nullable) {
+inline void put_nullable(Writer& w, const std::optional<std::vector<std::byte>>& v, bool nullable) {
   if (!v && nullable) return w.null_bytes();
   w.bytes(v ? Bytes(*v) : Bytes());
 }
@@ -345,7 +343,7 @@ inline bool get(Reader& r, std::vector<std::byte>& v, int16_t, const char* f) {
   return r.bytes(v, f);
 }
 template <class T>
-  requires kIsStruct<T>
+requires kIsStruct<T>
 bool get(Reader& r, T& v, int16_t version, const char* f) {
   if (v.read_fields(r, version)) return true;
   r.prefix_path(f);
@@ -375,8 +373,7 @@ bool get(Reader& r, std::vector<T>& v, int16_t version, const char* f) {
   return get_elements(r, v, *n, version, f);
 }
 
-inline bool get_nullable(Reader& r, std::optional<std::string>& v, bool nullable,
-                         const char* f) {
+inline bool get_nullable(Reader& r, std::optional<std::string>& v, bool nullable, const char* f) {
   return r.nullable_string(v, nullable, f);
 }
 inline bool get_nullable(Reader& r, std::optional<std::vector<std::byte>>& v, bool nullable,

@@ -17,6 +17,7 @@ namespace {
 
 using testing_util::bytes_of;
 using testing_util::hex;
+using testing_util::hex_text;
 
 // Decodes a request frame (no size prefix) and checks that encoding it again gives the same
 // bytes: clients write canonical encodings, so the codec must reproduce them exactly.
@@ -30,9 +31,10 @@ DecodedRequest decode_exact(const std::vector<std::byte>& frame) {
 }
 
 TEST(CodecGolden, LibrdkafkaApiVersionsV3) {
-  auto frame = bytes_of(
-      "0012 0003 00000001 0007 72646b61666b61 00"  // header v2: key 18, v3, corr 1, 'rdkafka'
-      "0b 6c696272646b61666b61 06 322e302e32 00");  // "librdkafka", "2.0.2", tags
+  auto frame = bytes_of(R"(
+      0012 0003 00000001 0007 72646b61666b61 00  # header v2: key 18, v3, corr 1, 'rdkafka'
+      0b 6c696272646b61666b61 06 322e302e32 00   # "librdkafka", "2.0.2", tags
+  )");
   auto r = decode_exact(frame);
   EXPECT_EQ(r.header.client_id, "rdkafka");
   EXPECT_EQ(r.header.correlation_id, 1);
@@ -91,15 +93,15 @@ TEST(CodecGolden, ApiVersionsV3ResponseLayout) {
   EncodedFrame frame = encode_response(9, 3, resp);
   Writer count(true);
   count.uvarint(static_cast<uint32_t>(kSupportedApis.size() + 1));
-  const std::string body = "00000009"  // header v0: no tag byte even for v3
-                           "0000" + hex(count.buffer()) + entries + "00000000" "00";
+  // Header v0 (no tag byte even for v3), ErrorCode, entries, ThrottleTimeMs, tags.
+  const std::string body = "000000090000" + hex(count.buffer()) + entries + "0000000000";
   EXPECT_EQ(hex(Bytes(frame.bytes).subspan(4)), body);
   EXPECT_EQ(load_be<int32_t>(frame.bytes.data()), static_cast<int32_t>(body.size() / 2));
 }
 
 TEST(CodecGolden, ApiVersionsUnsupportedVersionReply) {
   EncodedFrame frame = api_versions_unsupported_response(0x0a0b0c0d);
-  EXPECT_EQ(hex(frame.bytes), "00000010" "0a0b0c0d" "0023" "00000001" "0012" "0000" "0003");
+  EXPECT_EQ(hex(frame.bytes), hex_text("00000010 0a0b0c0d 0023 00000001 0012 0000 0003"));
 }
 
 // ---- frames captured from real clients ----
@@ -114,8 +116,8 @@ std::vector<Captured> captured_frames() {
   const auto dir = testing_util::source_dir() / "protocol/testdata/captured";
   for (const auto& entry : std::filesystem::directory_iterator(dir)) {
     if (entry.path().extension() != ".hex") continue;
-    out.push_back({entry.path().filename().string(),
-                   bytes_of(testing_util::read_text(entry.path()))});
+    out.push_back(
+        {entry.path().filename().string(), bytes_of(testing_util::read_text(entry.path()))});
   }
   std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) { return a.name < b.name; });
   return out;

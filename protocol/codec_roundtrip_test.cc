@@ -51,8 +51,8 @@ void check_round_trip(const ApiInfo& api, int16_t version, FillMode mode, Exampl
   EXPECT_EQ(encode(*back, version), bytes) << where << ": re-encoding differs";
   // The example really sets fields: it differs from a default body unless the version
   // has no fields at all (ApiVersions requests before v3, ListGroups v3: an empty tag section).
-  const Body defaults = std::visit([](const auto& m) { return Body(std::decay_t<decltype(m)>{}); },
-                                   present);
+  const Body defaults =
+      std::visit([](const auto& m) { return Body(std::decay_t<decltype(m)>{}); }, present);
   if (mode == FillMode::kValues && encode(defaults, version).size() > 1) {
     EXPECT_FALSE(defaults == present) << where;
   }
@@ -76,8 +76,8 @@ void write_corpus(const ApiInfo& api, int16_t version, const RequestBody& body) 
                        .client_id = "sluice-corpus"};
   EncodedFrame frame = encode_request(header, body);
   std::filesystem::create_directories(dir);
-  std::ofstream out(std::filesystem::path(dir) / ("roundtrip-" + std::string(api.name) + "-v" +
-                                                  std::to_string(version)),
+  std::ofstream out(std::filesystem::path(dir) /
+                        ("roundtrip-" + std::string(api.name) + "-v" + std::to_string(version)),
                     std::ios::binary);
   out.write(reinterpret_cast<const char*>(frame.bytes.data()) + 4,
             static_cast<std::streamsize>(frame.bytes.size() - 4));
@@ -133,19 +133,32 @@ TEST(CodecApiTable, CoversTheAdvertisedRanges) {
     int16_t min, max, flexible;
   };
   const Want wants[] = {
-      {ApiKey::kProduce, 3, 9, 9},           {ApiKey::kFetch, 4, 12, 12},
-      {ApiKey::kListOffsets, 0, 6, 6},       {ApiKey::kMetadata, 0, 9, 9},
-      {ApiKey::kOffsetCommit, 2, 8, 8},      {ApiKey::kOffsetFetch, 1, 7, 6},
-      {ApiKey::kFindCoordinator, 0, 3, 3},   {ApiKey::kJoinGroup, 0, 6, 6},
-      {ApiKey::kHeartbeat, 0, 4, 4},         {ApiKey::kLeaveGroup, 0, 4, 4},
-      {ApiKey::kSyncGroup, 0, 4, 4},         {ApiKey::kDescribeGroups, 0, 5, 5},
-      {ApiKey::kListGroups, 0, 4, 3},        {ApiKey::kApiVersions, 0, 3, 3},
-      {ApiKey::kCreateTopics, 0, 5, 5},      {ApiKey::kDeleteTopics, 0, 4, 4},
-      {ApiKey::kInitProducerId, 0, 4, 2},    {ApiKey::kDescribeConfigs, 0, 4, 4},
-      {ApiKey::kSaslHandshake, 0, 1, kNotFlexible}, {ApiKey::kSaslAuthenticate, 0, 2, 2},
-      {ApiKey::kCreatePartitions, 0, 3, 2},  {ApiKey::kOffsetForLeaderEpoch, 2, 4, 4},
-      {ApiKey::kAlterConfigs, 0, 2, 2},      {ApiKey::kIncrementalAlterConfigs, 0, 1, 1},
-      {ApiKey::kDeleteGroups, 0, 2, 2},      {ApiKey::kOffsetDelete, 0, 0, kNotFlexible},
+      {ApiKey::kProduce, 3, 9, 9},
+      {ApiKey::kFetch, 4, 12, 12},
+      {ApiKey::kListOffsets, 0, 6, 6},
+      {ApiKey::kMetadata, 0, 9, 9},
+      {ApiKey::kOffsetCommit, 2, 8, 8},
+      {ApiKey::kOffsetFetch, 1, 7, 6},
+      {ApiKey::kFindCoordinator, 0, 3, 3},
+      {ApiKey::kJoinGroup, 0, 6, 6},
+      {ApiKey::kHeartbeat, 0, 4, 4},
+      {ApiKey::kLeaveGroup, 0, 4, 4},
+      {ApiKey::kSyncGroup, 0, 4, 4},
+      {ApiKey::kDescribeGroups, 0, 5, 5},
+      {ApiKey::kListGroups, 0, 4, 3},
+      {ApiKey::kApiVersions, 0, 3, 3},
+      {ApiKey::kCreateTopics, 0, 5, 5},
+      {ApiKey::kDeleteTopics, 0, 4, 4},
+      {ApiKey::kInitProducerId, 0, 4, 2},
+      {ApiKey::kDescribeConfigs, 0, 4, 4},
+      {ApiKey::kSaslHandshake, 0, 1, kNotFlexible},
+      {ApiKey::kSaslAuthenticate, 0, 2, 2},
+      {ApiKey::kCreatePartitions, 0, 3, 2},
+      {ApiKey::kOffsetForLeaderEpoch, 2, 4, 4},
+      {ApiKey::kAlterConfigs, 0, 2, 2},
+      {ApiKey::kIncrementalAlterConfigs, 0, 1, 1},
+      {ApiKey::kDeleteGroups, 0, 2, 2},
+      {ApiKey::kOffsetDelete, 0, 0, kNotFlexible},
   };
   EXPECT_EQ(std::size(wants), kSupportedApis.size());
   for (const Want& want : wants) {

@@ -15,6 +15,7 @@ namespace {
 
 using testing_util::bytes_of;
 using testing_util::hex;
+using testing_util::hex_text;
 
 TEST(CodecPrimitives, UnsignedVarintsMatchTheSpec) {
   const std::pair<uint32_t, const char*> cases[] = {
@@ -57,7 +58,7 @@ TEST(CodecPrimitives, ClassicAndCompactStrings) {
   compact.nullable_string(std::nullopt);
   compact.bytes(bytes_of("0102"));
   compact.null_bytes();
-  EXPECT_EQ(hex(compact.buffer()), "04616263000301020" "0");
+  EXPECT_EQ(hex(compact.buffer()), hex_text("04616263 00 030102 00"));
 
   Reader r(compact.buffer(), true);
   std::string s;
@@ -159,13 +160,14 @@ TEST(CodecBadInput, UnknownApiAndVersionAreErrors) {
 TEST(CodecTaggedFields, UnknownTagsAreSkippedAndKnownOnesRead) {
   // ApiVersions v3 response: one entry whose element tag section carries unknown tag 7;
   // the top-level section has ZkMigrationReady (tag 3) and unknown tag 42.
-  auto bytes = bytes_of(
-      "0000"                    // ErrorCode
-      "02" "0012" "0000" "0003"  // one ApiVersion: key 18, 0..3
-      "01" "07" "02" "abcd"     // element tags: tag 7, 2 bytes
-      "00000000"                // ThrottleTimeMs
-      "02" "03" "01" "01"       // 2 tags: ZkMigrationReady = true
-      "2a" "03" "010203");      // tag 42, 3 bytes
+  auto bytes = bytes_of(R"(
+      0000               # ErrorCode
+      02 0012 0000 0003  # one ApiVersion: key 18, 0..3
+      01 07 02 abcd      # element tags: tag 7, 2 bytes
+      00000000           # ThrottleTimeMs
+      02 03 01 01        # 2 tags: ZkMigrationReady = true
+      2a 03 010203       # tag 42, 3 bytes
+  )");
   auto r = decode_response(ApiKey::kApiVersions, 3, bytes);
   ASSERT_TRUE(r) << r.error().to_string();
   const auto& resp = std::get<ApiVersionsResponse>(*r);
@@ -181,14 +183,13 @@ TEST(CodecTaggedFields, WrittenOnlyWhenNotDefaultAndInTagOrder) {
   resp.api_keys.push_back({.api_key = 18, .min_version = 0, .max_version = 3});
   Writer plain;
   resp.encode(plain, 3);
-  EXPECT_EQ(hex(plain.buffer()), "0000" "02" "001200000003" "00" "00000000" "00");
+  EXPECT_EQ(hex(plain.buffer()), hex_text("0000 02 001200000003 00 00000000 00"));
   resp.zk_migration_ready = true;
   resp.finalized_features_epoch = 5;
   Writer tagged;
   resp.encode(tagged, 3);
   EXPECT_EQ(hex(tagged.buffer()),
-            "0000" "02" "001200000003" "00" "00000000"
-            "02" "01" "08" "0000000000000005" "03" "01" "01");
+            hex_text("0000 02 001200000003 00 00000000 02 01 08 0000000000000005 03 01 01"));
   Reader r(tagged.buffer());
   auto back = ApiVersionsResponse::decode(r, 3);
   ASSERT_TRUE(back);
@@ -196,11 +197,11 @@ TEST(CodecTaggedFields, WrittenOnlyWhenNotDefaultAndInTagOrder) {
   // Non-flexible versions have no tag sections at all.
   Writer v2;
   resp.encode(v2, 2);
-  EXPECT_EQ(hex(v2.buffer()), "0000" "00000001" "001200000003" "00000000");
+  EXPECT_EQ(hex(v2.buffer()), hex_text("0000 00000001 001200000003 00000000"));
 }
 
 TEST(CodecTaggedFields, TruncatedTagValueIsAnError) {
-  auto bytes = bytes_of("0000" "01" "00000000" "01" "03" "05" "01");
+  auto bytes = bytes_of("0000 01 00000000 01 03 05 01");
   auto r = decode_response(ApiKey::kApiVersions, 3, bytes);
   ASSERT_FALSE(r);
   EXPECT_EQ(r.error().code, DecodeErrc::kBadLength);
@@ -211,8 +212,8 @@ TEST(CodecRecords, DecodedRecordsPointIntoTheFrame) {
   ProduceRequest req;
   req.acks = -1;
   auto batch = bytes_of("0102030405");
-  req.topic_data.push_back({.name = "t", .partition_data = {{.index = 0,
-                                                             .records = Records::borrowed(batch)}}});
+  req.topic_data.push_back(
+      {.name = "t", .partition_data = {{.index = 0, .records = Records::borrowed(batch)}}});
   Writer w;
   req.encode(w, 7);
   Reader r(w.buffer());
@@ -284,7 +285,7 @@ TEST(CodecHeaders, HeaderVersionRules) {
 }
 
 TEST(CodecHeaders, NullClientIdReadsAsEmpty) {
-  auto bytes = bytes_of("0003" "0001" "00000005" "ffff" "ffffffff");
+  auto bytes = bytes_of("0003 0001 00000005 ffff ffffffff");
   auto r = decode_request_frame(bytes);
   ASSERT_TRUE(r) << r.error().to_string();
   EXPECT_EQ(r->header.client_id, "");
@@ -294,8 +295,7 @@ TEST(CodecHeaders, NullClientIdReadsAsEmpty) {
 
 TEST(CodecHeaders, HeaderV2SkipsTagsAndKeepsInt16ClientId) {
   // Metadata v9 request: header v2 with a tag in its tag section, ClientId int16-length.
-  auto bytes = bytes_of("0003" "0009" "00000007" "0003616263" "01" "05" "01" "ff"
-                        "01" "00" "00" "00" "00");
+  auto bytes = bytes_of("0003 0009 00000007 0003616263 01 05 01 ff  01 00 00 00 00");
   auto r = decode_request_frame(bytes);
   ASSERT_TRUE(r) << r.error().to_string();
   EXPECT_EQ(r->header.client_id, "abc");
@@ -306,7 +306,7 @@ TEST(CodecHeaders, HeaderV2SkipsTagsAndKeepsInt16ClientId) {
 }
 
 TEST(CodecHeaders, ApiVersionsAboveMaxGetsTheV0ErrorReply) {
-  auto bytes = bytes_of("0012" "0004" "0000002a" "0007" "6672616e7a2d67" "00" "ffff");
+  auto bytes = bytes_of("0012 0004 0000002a 0007 6672616e7a2d67 00 ffff");
   Reader r(bytes);
   auto header = decode_request_header(r);
   ASSERT_TRUE(header) << header.error().to_string();
@@ -314,7 +314,7 @@ TEST(CodecHeaders, ApiVersionsAboveMaxGetsTheV0ErrorReply) {
   EXPECT_EQ(header->client_id, "franz-g");
   EncodedFrame reply = api_versions_unsupported_response(header->correlation_id);
   EXPECT_TRUE(reply.splices.empty());
-  EXPECT_EQ(hex(reply.bytes), "00000010" "0000002a" "0023" "00000001" "001200000003");
+  EXPECT_EQ(hex(reply.bytes), hex_text("00000010 0000002a 0023 00000001 001200000003"));
   auto full = decode_request_frame(bytes);
   ASSERT_FALSE(full);
   EXPECT_EQ(full.error().code, DecodeErrc::kUnsupportedVersion);

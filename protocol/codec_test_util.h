@@ -48,6 +48,9 @@ inline std::vector<std::byte> bytes_of(std::string_view text) {
   return out;
 }
 
+// Hex text with spaces and comments, normalised to what hex() prints.
+inline std::string hex_text(std::string_view spaced) { return hex(bytes_of(spaced)); }
+
 inline std::string read_text(const std::filesystem::path& path) {
   std::ifstream in(path);
   std::stringstream s;

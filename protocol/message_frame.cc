@@ -52,8 +52,7 @@ Result<DecodedRequest, DecodeError> decode_request_frame(Bytes frame) {
   Reader r(frame);
   auto header = decode_request_header(r);
   if (!header) return unexpected(std::move(header).error());
-  auto body =
-      decode_request(static_cast<ApiKey>(header->api_key), header->api_version, r.rest());
+  auto body = decode_request(static_cast<ApiKey>(header->api_key), header->api_version, r.rest());
   if (!body) return unexpected(std::move(body).error());
   return DecodedRequest{std::move(*header), std::move(*body)};
 }
@@ -78,8 +77,8 @@ EncodedFrame finish_frame(Writer&& w) {
 
 EncodedFrame encode_response(int32_t correlation_id, int16_t api_version,
                              const ResponseBody& body) {
-  return std::visit(
-      [&](const auto& b) { return encode_response(correlation_id, api_version, b); }, body);
+  return std::visit([&](const auto& b) { return encode_response(correlation_id, api_version, b); },
+                    body);
 }
 
 EncodedFrame encode_request(const RequestHeader& header, const RequestBody& body) {

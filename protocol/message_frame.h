@@ -51,8 +51,7 @@ struct DecodedRequest {
 Result<DecodedRequest, DecodeError> decode_request_frame(Bytes frame);
 
 // A whole response frame: int32 size (counting spliced bytes), header, body.
-EncodedFrame encode_response(int32_t correlation_id, int16_t api_version,
-                             const ResponseBody& body);
+EncodedFrame encode_response(int32_t correlation_id, int16_t api_version, const ResponseBody& body);
 template <class Body>
 EncodedFrame encode_response(int32_t correlation_id, int16_t api_version, const Body& body);
 
@@ -81,9 +80,8 @@ EncodedFrame finish_frame(Writer&& w);
 template <class Body>
 EncodedFrame encode_response(int32_t correlation_id, int16_t api_version, const Body& body) {
   Writer w;
-  detail::begin_response(
-      w, correlation_id,
-      response_header_version(static_cast<int16_t>(Body::kApiKey), api_version));
+  detail::begin_response(w, correlation_id,
+                         response_header_version(static_cast<int16_t>(Body::kApiKey), api_version));
   body.encode(w, api_version);
   return detail::finish_frame(std::move(w));
 }

@@ -74,7 +74,8 @@ class Capture {
     static constexpr char kDigits[] = "0123456789abcdef";
     for (size_t i = 0; i < frame.size(); ++i) {
       const auto b = static_cast<uint8_t>(frame[i]);
-      out << kDigits[b >> 4] << kDigits[b & 15] << ((i % 32 == 31 || i + 1 == frame.size()) ? "\n" : "");
+      out << kDigits[b >> 4] << kDigits[b & 15]
+          << ((i % 32 == 31 || i + 1 == frame.size()) ? "\n" : "");
     }
     std::printf("recorded %s\n", name);
   }
@@ -222,8 +223,9 @@ int main(int argc, char** argv) {
     if (flag == "--note") options.note = argv[i + 1];
   }
   if (options.out.empty() || options.prefix.empty() || options.port_file.empty()) {
-    std::fprintf(stderr, "usage: codec_capture --out DIR --prefix NAME --port-file FILE "
-                         "[--note TEXT]\n");
+    std::fprintf(stderr,
+                 "usage: codec_capture --out DIR --prefix NAME --port-file FILE "
+                 "[--note TEXT]\n");
     return 2;
   }
   return sluice::kafka::run(options);
