@@ -1,13 +1,11 @@
 # The Kafka message codec: protocol/gen/kafka_codegen.py turns protocol/schema/*.schema into
 # C++ (messages.h and one messages_<Api>.cc per API) in the build folder at build time.
 file(GLOB SLUICE_SCHEMAS CONFIGURE_DEPENDS ${CMAKE_CURRENT_LIST_DIR}/schema/*.schema)
-file(GLOB SLUICE_REQUEST_SCHEMAS CONFIGURE_DEPENDS ${CMAKE_CURRENT_LIST_DIR}/schema/*Request.schema)
 set(SLUICE_GEN_DIR ${CMAKE_CURRENT_BINARY_DIR}/gen)
-set(SLUICE_GEN_SOURCES ${SLUICE_GEN_DIR}/protocol/messages_dispatch.cc)
-foreach(schema ${SLUICE_REQUEST_SCHEMAS})
-  get_filename_component(api ${schema} NAME_WE)
-  string(REGEX REPLACE "Request$" "" api ${api})
-  list(APPEND SLUICE_GEN_SOURCES ${SLUICE_GEN_DIR}/protocol/messages_${api}.cc)
+set(SLUICE_GEN_SOURCES ${SLUICE_GEN_DIR}/protocol/messages_dispatch_request.cc
+                       ${SLUICE_GEN_DIR}/protocol/messages_dispatch_response.cc)
+foreach(part 0 1 2 3)  # SOURCE_PARTS in kafka_codegen.py
+  list(APPEND SLUICE_GEN_SOURCES ${SLUICE_GEN_DIR}/protocol/messages_part${part}.cc)
 endforeach()
 set(SLUICE_GEN_TESTING ${SLUICE_GEN_DIR}/protocol/messages_testing.cc)
 add_custom_command(
