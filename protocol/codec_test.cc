@@ -233,6 +233,19 @@ TEST(CodecRecords, DecodedRecordsPointIntoTheFrame) {
   EXPECT_TRUE(null_back->topic_data[0].partition_data[0].records.is_null());
 }
 
+TEST(CodecRecords, FetchRecordsStartEmptyNotNull) {
+  // librdkafka fails on null Records in a Fetch response (kafka-protocol.md 4.4).
+  FetchResponse::PartitionData p;
+  EXPECT_FALSE(p.records.is_null());
+  EXPECT_EQ(p.records.size(), 0u);
+  ASSERT_TRUE(p.aborted_transactions.has_value());
+  Writer w;
+  p.write_fields(w, 11);
+  // ... HighWatermark, LastStableOffset, LogStartOffset, AbortedTransactions = [], replica,
+  // Records = zero-length.
+  EXPECT_EQ(hex(w.buffer()).substr(hex(w.buffer()).size() - 24), "00000000ffffffff00000000");
+}
+
 TEST(CodecRecords, ExternalRecordsBecomeSplices) {
   for (int16_t version : {11, 12}) {
     FetchResponse resp;

@@ -190,8 +190,10 @@ def check(msg):
                     if v < msg.flex and not any(g.vlo <= v <= g.vhi and g.tag is None
                                                 for g in f.struct.fields):
                         raise SchemaError(f'{f.where}: element {f.base} is empty in v{v}')
-            if f.default is not None and f.base in VARIABLE:
-                raise SchemaError(f'{f.where}: defaults are only for numbers and bools')
+            if f.default is not None and (f.is_array or f.base in VARIABLE):
+                if not f.nullable or f.default not in ('null', 'empty'):
+                    raise SchemaError(f'{f.where}: strings, bytes, records and arrays take only '
+                                      'default=null or default=empty, and only when nullable')
 
 
 # ---------------------------------------------------------------- C++ text helpers
@@ -214,6 +216,8 @@ def cpp_type(f):
 
 
 def cpp_default(f):
+    if f.default == 'empty':  # a nullable field that starts empty rather than null
+        return 'Records::borrowed({})' if f.base == 'records' else f'{cpp_type(f)}(std::in_place)'
     if f.is_array or f.is_struct or f.base in VARIABLE or f.base == 'uuid':
         return None
     d = f.default
