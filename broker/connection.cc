@@ -104,7 +104,7 @@ asio::awaitable<void> Connection::read_loop() {
       wake_reader_.expires_at(asio::steady_timer::time_point::max());
       co_await wake_reader_.async_wait(asio::redirect_error(use_awaitable, ec));
     }
-    if (closed_) break;
+    if (closed_ || reading_done_) break;
     auto slot = std::make_shared<Slot>();
     pending_.push_back(slot);
     std::weak_ptr<Connection> weak = self;
@@ -116,7 +116,23 @@ asio::awaitable<void> Connection::read_loop() {
       });
     });
   }
-  close();
+  // Responses already owed are still written (a client may half-close after its last
+  // request, and drain() stops reading on purpose); the write loop closes when done.
+  reading_done_ = true;
+  if (pending_.empty()) {
+    close();
+  } else {
+    wake_writer_.cancel();
+  }
+}
+
+void Connection::drain() {
+  if (closed_) return;
+  reading_done_ = true;
+  boost::system::error_code ec;
+  socket_.shutdown(asio::ip::tcp::socket::shutdown_receive, ec);
+  wake_reader_.cancel();
+  if (pending_.empty()) close();
 }
 
 void Connection::complete(const std::shared_ptr<Slot>& slot, Reply reply) {
@@ -145,12 +161,17 @@ asio::awaitable<void> Connection::write_loop() {
       }
     }
     if (closed_) break;
+    if (reading_done_ && pending_.empty()) {
+      close();
+      break;
+    }
     wake_writer_.expires_at(asio::steady_timer::time_point::max());
     co_await wake_writer_.async_wait(asio::redirect_error(use_awaitable, ec));
   }
 }
 
-asio::awaitable<bool> Connection::write_frame(const OutFrame& frame) {
+asio::awaitable<bool> Connection::write_frame(const OutFrame& out) {
+  const kafka::EncodedFrame& frame = out.frame;
   boost::system::error_code ec;
   size_t pos = 0;
   auto write_bytes = [&](size_t end) -> asio::awaitable<bool> {
@@ -162,13 +183,13 @@ asio::awaitable<bool> Connection::write_frame(const OutFrame& frame) {
     }
     co_return true;
   };
-  for (const auto& splice : frame.splices) {
-    SLUICE_ASSERT(splice.at >= pos && splice.at <= frame.bytes.size());
-    if (!co_await write_bytes(splice.at)) co_return false;
-    off_t offset = splice.range.position;
-    size_t left = splice.range.length;
+  for (const kafka::Splice& splice : frame.splices) {
+    SLUICE_ASSERT(splice.position >= pos && splice.position <= frame.bytes.size());
+    if (!co_await write_bytes(splice.position)) co_return false;
+    off_t offset = splice.source.offset;
+    size_t left = splice.source.length;
     while (left > 0) {
-      const ssize_t n = ::sendfile(socket_.native_handle(), splice.range.fd, &offset, left);
+      const ssize_t n = ::sendfile(socket_.native_handle(), splice.source.fd, &offset, left);
       if (n > 0) {
         left -= static_cast<size_t>(n);
       } else if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
@@ -176,8 +197,8 @@ asio::awaitable<bool> Connection::write_frame(const OutFrame& frame) {
                                     asio::redirect_error(use_awaitable, ec));
         if (ec) co_return false;
       } else {
-        // The file ended early (e.g. truncated underneath) or the socket failed: the response
-        // can no longer be completed, so the client must see the connection close.
+        // The file ended early or the socket failed: the response can no longer be
+        // completed, so the client must see the connection close.
         spdlog::warn("connection {}: sendfile failed ({}), closing", info_.id,
                      n == 0 ? std::string("file shorter than expected") : std::strerror(errno));
         co_return false;

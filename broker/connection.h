@@ -53,6 +53,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
 
   void start();
   void close();
+  // Stops reading requests; closes once every response already owed has been written.
+  void drain();
   Shard& shard() { return shard_; }
 
  private:
@@ -78,6 +80,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   boost::asio::steady_timer wake_reader_;      // cancelled when the read-ahead window opens
   boost::asio::steady_timer idle_timer_;
   bool closed_ = false;
+  bool reading_done_ = false;
 };
 
 }  // namespace sluice::broker

@@ -12,7 +12,7 @@ Server::Server(const BrokerConfig& config, std::vector<Shard*> shards, RequestHa
       handler_(std::move(handler)),
       acceptor_(shards_.front()->context()) {}
 
-Server::~Server() { stop(); }
+Server::~Server() { stop(std::chrono::milliseconds(0)); }
 
 Status Server::listen() {
   boost::system::error_code ec;
@@ -80,24 +80,28 @@ void Server::accept_next() {
   });
 }
 
-void Server::stop() {
+void Server::stop(std::chrono::milliseconds grace) {
   if (acceptor_.is_open()) {
     asio::post(acceptor_.get_executor(), [this] {
       boost::system::error_code ec;
       acceptor_.close(ec);
     });
   }
-  std::vector<std::shared_ptr<Connection>> conns;
-  {
+  auto live = [this] {
+    std::vector<std::shared_ptr<Connection>> conns;
     std::lock_guard lock(mutex_);
     for (auto& [id, weak] : live_) {
       if (auto c = weak.lock()) conns.push_back(std::move(c));
     }
+    return conns;
+  };
+  // Each connection is touched only on its own shard.
+  for (auto& c : live()) c->shard().post([c] { c->drain(); });
+  const auto deadline = std::chrono::steady_clock::now() + grace;
+  while (connections_.load() > 0 && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
-  for (auto& c : conns) {
-    // Close on the connection's own shard: its state is only touched there.
-    c->shard().post([c] { c->close(); });
-  }
+  for (auto& c : live()) c->shard().post([c] { c->close(); });
 }
 
 }  // namespace sluice::broker

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <boost/asio/ip/tcp.hpp>
 #include <memory>
 #include <mutex>
@@ -25,8 +26,10 @@ class Server {
   Status listen();
   uint16_t port() const { return port_; }  // the bound port (useful with port 0)
   void start();
-  // Stops accepting and closes every connection (each on its own shard).
-  void stop();
+  // Stops accepting, lets each connection write the responses it owes (for at most `grace`),
+  // then closes whatever is left. Blocks the calling thread, which must not be a shard.
+  void stop(std::chrono::milliseconds grace = std::chrono::milliseconds(5000));
+  int32_t connection_count() const { return connections_.load(); }
 
  private:
   void accept_next();

@@ -37,7 +37,7 @@ struct TopicsSnapshot {
 
 // A Kafka error with a message for the client (CreateTopics and friends carry both).
 struct TopicError {
-  kafka::ErrorCode code;
+  kafka::ErrorCode code = kafka::ErrorCode::kNone;
   std::string message;
 };
 
