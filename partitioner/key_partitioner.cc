@@ -13,7 +13,8 @@ uint32_t murmur2(std::span<const std::byte> key) {
   uint32_t h = kSeed ^ static_cast<uint32_t>(length);
   const size_t blocks_end = length & ~size_t{3};
   for (size_t i = 0; i < blocks_end; i += 4) {
-    uint32_t k = byte_at(i) | (byte_at(i + 1) << 8) | (byte_at(i + 2) << 16) | (byte_at(i + 3) << 24);
+    uint32_t k =
+        byte_at(i) | (byte_at(i + 1) << 8) | (byte_at(i + 2) << 16) | (byte_at(i + 3) << 24);
     k *= kM;
     k ^= k >> kR;
     k *= kM;

@@ -63,8 +63,8 @@ uint64_t partition_hash(const TopicPartition& tp) {
   const auto p = static_cast<uint32_t>(*tp.partition);
   const std::array<char, 5> tail = {'\0', static_cast<char>(p >> 24), static_cast<char>(p >> 16),
                                     static_cast<char>(p >> 8), static_cast<char>(p)};
-  return detail::fmix64(detail::fnv1a64(std::string_view(tail.data(), tail.size()),
-                                        detail::fnv1a64(tp.topic)));
+  return detail::fmix64(
+      detail::fnv1a64(std::string_view(tail.data(), tail.size()), detail::fnv1a64(tp.topic)));
 }
 
 uint64_t broker_hash(BrokerId id) {
@@ -102,6 +102,7 @@ class Placer {
   Placer(std::vector<Broker> brokers, std::vector<PartitionSpec> specs, uint64_t epsilon_ppm);
 
   void keep(const std::map<TopicPartition, const std::vector<BrokerId>*>& current);
+  void place();
   void shed();
   void fill();
   void pull();
@@ -138,11 +139,11 @@ class Placer {
   std::vector<uint64_t> load_;
   std::vector<Bounds> bounds_;
   std::vector<uint64_t> leads_;
+  uint64_t slot_changes_ = 0;
   std::vector<std::vector<uint32_t>> member_;  // per broker: parts holding it (leader phase)
 };
 
-Placer::Placer(std::vector<Broker> brokers, std::vector<PartitionSpec> specs,
-               uint64_t epsilon_ppm)
+Placer::Placer(std::vector<Broker> brokers, std::vector<PartitionSpec> specs, uint64_t epsilon_ppm)
     : brokers_(std::move(brokers)) {
   const size_t n = brokers_.size();
   std::map<std::string, uint32_t> racks;
@@ -158,6 +159,7 @@ Placer::Placer(std::vector<Broker> brokers, std::vector<PartitionSpec> specs,
     }
   }
   uint64_t total = 0;
+  uint64_t everywhere = 0;  // partitions replicated on every broker: not balanced, just held
   for (PartitionSpec& spec : specs) {
     Part p;
     p.hash = partition_hash(spec.tp);
@@ -166,6 +168,7 @@ Placer::Placer(std::vector<Broker> brokers, std::vector<PartitionSpec> specs,
     p.slots.assign(rf, kNone);
     p.spec = std::move(spec);
     total += rf;
+    everywhere += rf == n ? 1 : 0;
     parts_.push_back(std::move(p));
   }
   order_.resize(parts_.size());
@@ -178,7 +181,8 @@ Placer::Placer(std::vector<Broker> brokers, std::vector<PartitionSpec> specs,
   for (const Broker& b : brokers_) weights.push_back(b.weight);
   // A broker holds at most one replica of each partition.
   const std::vector<uint64_t> max(n, parts_.size());
-  bounds_ = detail::share_bounds(weights, total, max, epsilon_ppm);
+  const std::vector<uint64_t> forced(n, everywhere);
+  bounds_ = detail::share_bounds(weights, total, max, epsilon_ppm, forced);
   load_.assign(n, 0);
 }
 
@@ -222,6 +226,23 @@ void Placer::set_slot(Part& p, size_t slot, uint32_t b) {
   SLUICE_ASSERT(b == kNone || !holds(p, b));
   p.slots[slot] = b;
   if (b != kNone) ++load_[b];
+  ++slot_changes_;
+}
+
+// Each phase acts only where a rule is broken, but one phase's moves can give another work
+// (a rack repair can leave its source below lo; a pull can give a broker room a rack repair
+// needs). Repeating to a fixed point makes assign idempotent: fed its own output, it moves
+// nothing. Two or three rounds are typical; the bound is a backstop.
+void Placer::place() {
+  constexpr int kRoundsMax = 16;
+  for (int round = 0; round < kRoundsMax; ++round) {
+    const uint64_t changes_before = slot_changes_;
+    shed();
+    fill();
+    repair_racks();
+    pull();
+    if (slot_changes_ == changes_before) return;
+  }
 }
 
 void Placer::keep(const std::map<TopicPartition, const std::vector<BrokerId>*>& current) {
@@ -283,7 +304,8 @@ uint32_t Placer::pick_for_slot(Part& p, size_t slot, const std::vector<uint32_t>
     }
     return kNone;
   };
-  uint32_t b = first([&](uint32_t c) { return load_[c] < bounds_[c].ceil && rack_allows(p, c, slot); });
+  uint32_t b =
+      first([&](uint32_t c) { return load_[c] < bounds_[c].ceil && rack_allows(p, c, slot); });
   if (b == kNone) {
     b = first([&](uint32_t c) { return load_[c] < bounds_[c].hi && rack_allows(p, c, slot); });
   }
@@ -385,7 +407,12 @@ void Placer::choose_leaders(const std::map<TopicPartition, const std::vector<Bro
   }
   std::vector<uint32_t> weights;
   for (const Broker& b : brokers_) weights.push_back(b.weight);
-  const std::vector<Bounds> target = detail::share_bounds(weights, parts_.size(), load_, 0);
+  // A partition with one replica has its leader fixed: those are set aside, the rest shared.
+  std::vector<uint64_t> forced(n, 0);
+  for (const Part& p : parts_) {
+    if (p.slots.size() == 1) ++forced[p.slots[0]];
+  }
+  const std::vector<Bounds> target = detail::share_bounds(weights, parts_.size(), load_, 0, forced);
   leads_.assign(n, 0);
   for (const uint32_t i : order_) {
     Part& p = parts_[i];
@@ -526,10 +553,7 @@ Result<Assignment> assign(std::span<const Broker> brokers,
   const auto epsilon_ppm = static_cast<uint64_t>(std::llround(options.epsilon * 1e6));
   Placer placer(std::move(sorted_brokers), std::move(specs), epsilon_ppm);
   placer.keep(now);
-  placer.shed();
-  placer.fill();
-  placer.pull();
-  placer.repair_racks();
+  placer.place();
   placer.choose_leaders(now);
   return placer.result();
 }

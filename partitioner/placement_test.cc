@@ -187,7 +187,8 @@ TEST(Placement, PlanListsMovesAndLeaderChanges) {
 TEST(Placement, PinnedOutputForASmallCluster) {
   std::vector<Broker> brokers;
   for (int32_t i = 1; i <= 5; ++i) {
-    brokers.push_back({.id = BrokerId(i), .rack = i <= 3 ? "r1" : "r2", .weight = i == 5 ? 2u : 1u});
+    brokers.push_back(
+        {.id = BrokerId(i), .rack = i <= 3 ? "r1" : "r2", .weight = i == 5 ? 2u : 1u});
   }
   const Assignment a = must_assign(brokers, topic_partitions(2, 4, 3));
   std::string text;

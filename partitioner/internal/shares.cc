@@ -15,10 +15,18 @@ uint64_t div_ceil(U128 num, U128 den) { return static_cast<uint64_t>((num + den 
 }  // namespace
 
 std::vector<Bounds> share_bounds(std::span<const uint32_t> weights, uint64_t total,
-                                 std::span<const uint64_t> max, uint64_t epsilon_ppm) {
-  SLUICE_ASSERT(weights.size() == max.size());
+                                 std::span<const uint64_t> max_in, uint64_t epsilon_ppm,
+                                 std::span<const uint64_t> forced) {
+  SLUICE_ASSERT(weights.size() == max_in.size());
+  SLUICE_ASSERT(forced.empty() || forced.size() == weights.size());
   SLUICE_ASSERT(!weights.empty());
   const size_t n = weights.size();
+  std::vector<uint64_t> max(max_in.begin(), max_in.end());
+  for (size_t i = 0; i < forced.size(); ++i) {
+    SLUICE_ASSERT(forced[i] <= max[i] && forced[i] <= total);
+    max[i] -= forced[i];
+    total -= forced[i];
+  }
   // Water-filling: an item whose proportional share exceeds its max is pinned at its max and
   // the rest is shared again. Pinning every such item at once is exact: pinning only raises
   // the others' shares, so an item over its max stays over it.
@@ -56,6 +64,12 @@ std::vector<Bounds> share_bounds(std::span<const uint32_t> weights, uint64_t tot
     b.lo = epsilon_ppm >= kPpm ? 0 : div_floor(num * (kPpm - epsilon_ppm), den * kPpm);
     SLUICE_ASSERT(b.lo <= b.floor && b.floor <= b.ceil && b.ceil <= b.hi);
     SLUICE_ASSERT(b.hi <= max[i]);
+    if (!forced.empty()) {
+      b.floor += forced[i];
+      b.ceil += forced[i];
+      b.lo += forced[i];
+      b.hi += forced[i];
+    }
   }
   return bounds;
 }

@@ -22,8 +22,12 @@ struct Bounds {
 inline constexpr uint64_t kPpm = 1'000'000;
 
 // Splits `total` over the items in proportion to `weights`, no item above its `max`
-// (sum of max must be >= total). `epsilon_ppm` is epsilon in millionths.
+// (sum of max must be >= total). `epsilon_ppm` is epsilon in millionths. `forced` (empty, or
+// one count per item) is what an item must take whatever the weights say, such as a
+// partition replicated on every broker: it is set aside, the rest is shared, and each item's
+// bounds are its forced count plus its share of the rest.
 std::vector<Bounds> share_bounds(std::span<const uint32_t> weights, uint64_t total,
-                                 std::span<const uint64_t> max, uint64_t epsilon_ppm);
+                                 std::span<const uint64_t> max, uint64_t epsilon_ppm,
+                                 std::span<const uint64_t> forced = {});
 
 }  // namespace sluice::partitioner::detail
