@@ -128,6 +128,7 @@ class Placer {
   uint32_t pick_for_slot(Part& p, size_t slot, const std::vector<uint32_t>& ranked);
   uint32_t make_room_by_swap(const Part& p, const std::vector<uint32_t>& ranked);
   bool pull_into(uint32_t u, bool above_ceil_only);
+  bool swap_for_rack(Part& p, size_t s, const std::vector<uint32_t>& ranked);
   bool shift_leader_away(uint32_t from, const std::vector<Bounds>& target);
   bool shift_leader_to(uint32_t to, const std::vector<Bounds>& target);
 
@@ -336,10 +337,14 @@ uint32_t Placer::make_room_by_swap(const Part& p, const std::vector<uint32_t>& r
       const auto at = std::find(q.slots.begin(), q.slots.end(), c);
       if (&q == &p || at == q.slots.end()) continue;
       const auto slot = static_cast<size_t>(at - q.slots.begin());
-      for (const uint32_t d : ranked) {
-        if (load_[d] < bounds_[d].hi && !holds(q, d) && rack_allows(q, d, slot)) {
-          set_slot(q, slot, d);
-          return c;
+      // Within q's rack limit if possible; the cap comes first (see placement.h).
+      for (const bool rack_matters : {true, false}) {
+        for (const uint32_t d : ranked) {
+          if (load_[d] < bounds_[d].hi && !holds(q, d) &&
+              (!rack_matters || rack_allows(q, d, slot))) {
+            set_slot(q, slot, d);
+            return c;
+          }
         }
       }
     }
@@ -383,20 +388,52 @@ bool Placer::pull_into(uint32_t u, bool above_ceil_only) {
 }
 
 void Placer::repair_racks() {
+  // Swap searches scan every partition; in clusters whose racks cannot be spread (a rack too
+  // small for its part) they would all fail, so the failures allowed per call are bounded.
+  constexpr int kFailedSwapsMax = 32;
+  int failed_swaps = 0;
   for (const uint32_t i : order_) {
     Part& p = parts_[i];
     for (size_t s = 0; s < p.slots.size(); ++s) {
       if (rack_allows(p, p.slots[s], s)) continue;
       // Slot s shares its rack with rack_limit others: move it to a broker with room whose
-      // rack is not full in p, the best-ranked first.
-      for (const uint32_t c : ranking(p)) {
+      // rack is not full in p, the best-ranked first; failing that, swap it with a replica
+      // of another partition (which leaves every load as it was).
+      const std::vector<uint32_t> ranked = ranking(p);
+      bool fixed = false;
+      for (const uint32_t c : ranked) {
         if (!holds(p, c) && load_[c] < bounds_[c].hi && rack_allows(p, c, s)) {
           set_slot(p, s, c);
+          fixed = true;
           break;
         }
       }
+      if (!fixed && failed_swaps < kFailedSwapsMax && !swap_for_rack(p, s, ranked)) {
+        ++failed_swaps;
+      }
     }
   }
+}
+
+// Finds a broker c that may take slot s of p within p's rack limit, holding a slot t of
+// another partition q where p's broker a may take c's place within q's rack limit, and swaps.
+bool Placer::swap_for_rack(Part& p, size_t s, const std::vector<uint32_t>& ranked) {
+  const uint32_t a = p.slots[s];
+  for (const uint32_t c : ranked) {
+    if (holds(p, c) || !rack_allows(p, c, s)) continue;
+    for (const uint32_t i : order_) {
+      Part& q = parts_[i];
+      const auto at = std::find(q.slots.begin(), q.slots.end(), c);
+      if (&q == &p || at == q.slots.end() || holds(q, a)) continue;
+      const auto t = static_cast<size_t>(at - q.slots.begin());
+      if (!rack_allows(q, a, t)) continue;
+      set_slot(p, s, kNone);
+      set_slot(q, t, a);
+      set_slot(p, s, c);
+      return true;
+    }
+  }
+  return false;
 }
 
 void Placer::choose_leaders(const std::map<TopicPartition, const std::vector<BrokerId>*>& current) {

@@ -166,7 +166,9 @@ size_t check_assignment(const Cluster& c, const Assignment& a, uint64_t seed) {
   std::map<BrokerId, size_t> index;
   for (size_t i = 0; i < c.brokers.size(); ++i) index[c.brokers[i].id] = i;
   size_t breaches = 0;
+  bool all_have_choice = true;
   for (const PartitionAssignment& p : a) {
+    all_have_choice = all_have_choice && p.replicas.size() >= 2;
     const std::set<BrokerId> distinct(p.replicas.begin(), p.replicas.end());
     EXPECT_EQ(distinct.size(), p.replicas.size()) << p.tp.topic;
     std::map<std::string, size_t> per_rack;
@@ -187,24 +189,28 @@ size_t check_assignment(const Cluster& c, const Assignment& a, uint64_t seed) {
   }
   for (size_t b = 0; b < c.brokers.size(); ++b) {
     EXPECT_LE(l.replicas[b], want.replicas[b].hi) << "broker " << *c.brokers[b].id;
-    // Stated leader bound: within one of the weighted share (see Expected).
-    EXPECT_LE(l.leaders[b], want.leaders[b].ceil) << "broker " << *c.brokers[b].id;
-    EXPECT_GE(l.leaders[b], want.leaders[b].floor) << "broker " << *c.brokers[b].id;
+    // Stated leader bound: within one of the weighted share (see Expected), and within two
+    // when single-replica partitions (whose leaders are fixed) can make one impossible.
+    const uint64_t slack = all_have_choice ? 0 : 1;
+    EXPECT_LE(l.leaders[b], want.leaders[b].ceil + slack) << "broker " << *c.brokers[b].id;
+    EXPECT_GE(l.leaders[b] + slack, want.leaders[b].floor) << "broker " << *c.brokers[b].id;
   }
   return breaches;
 }
 
 TEST(PlacementProperty, RandomClustersKeepEveryInvariant) {
-  size_t balanced_breaches = 0;
+  std::string balanced_breaches;
   for (const uint64_t seed : seeds()) {
     const Cluster c = random_cluster(seed);
     auto a = assign(c.brokers, c.partitions, c.options);
     ASSERT_TRUE(a.has_value()) << a.error().message << " SLUICE_SEED=" << seed;
     const size_t breaches = check_assignment(c, *a, seed);
-    if (c.racks == RackShape::kBalanced && c.equal_weights) balanced_breaches += breaches;
+    if (c.racks == RackShape::kBalanced && c.equal_weights && breaches > 0) {
+      balanced_breaches += " SLUICE_SEED=" + std::to_string(seed) + " " + describe(c);
+    }
   }
   // Equal racks of equal brokers can always spread every partition.
-  EXPECT_EQ(balanced_breaches, 0U);
+  EXPECT_EQ(balanced_breaches, "");
 }
 
 TEST(PlacementProperty, OutputDependsOnlyOnContentNotOrder) {
