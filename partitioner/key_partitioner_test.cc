@@ -16,6 +16,18 @@ TEST(KeyPartitioner, Murmur2MatchesKafkaVectors) {
   EXPECT_EQ(murmur2(""), 0x106e08d9U);
 }
 
+// The Java client's own vectors: Kafka's UtilsTest.testMurmur2
+// (clients/src/test/java/org/apache/kafka/common/utils/UtilsTest.java), as signed ints.
+TEST(KeyPartitioner, Murmur2MatchesJavaClientUtilsTest) {
+  const auto java = [](std::string_view key) { return static_cast<int32_t>(murmur2(key)); };
+  EXPECT_EQ(java("21"), -973932308);
+  EXPECT_EQ(java("foobar"), -790332482);
+  EXPECT_EQ(java("a-little-bit-long-string"), -985981536);
+  EXPECT_EQ(java("a-little-bit-longer-string"), -1486304829);
+  EXPECT_EQ(java("lkjh234lh9fiuh90y23oiuhsafujhadof229phr9h19h89h8"), -58897971);
+  EXPECT_EQ(java("abc"), 479470107);
+}
+
 TEST(KeyPartitioner, PartitionForKeyMatchesKafkaVectors) {
   EXPECT_EQ(partition_for_key("kafka", 3), 1);
   EXPECT_EQ(partition_for_key("", 3), 0);

@@ -165,6 +165,29 @@ TEST(Placement, ReplicationFactorChangeKeepsExistingReplicas) {
   for (const Move& m : grow.moves) EXPECT_FALSE(m.from.has_value());
 }
 
+// A current assignment may name brokers that are gone, name one broker twice, or carry more
+// replicas than the replication factor: what is valid is kept, the rest is placed anew.
+TEST(Placement, MalformedCurrentAssignmentIsRepaired) {
+  const auto brokers = plain_brokers(1, 5);
+  const auto parts = topic_partitions(1, 3, 3);
+  const Assignment current = {
+      {parts[0].tp, {BrokerId(2), BrokerId(99), BrokerId(3)}},             // 99 is gone
+      {parts[1].tp, {BrokerId(4), BrokerId(4), BrokerId(1)}},              // 4 twice
+      {parts[2].tp, {BrokerId(5), BrokerId(1), BrokerId(2), BrokerId(3)}}  // one too many
+  };
+  const Assignment a = must_assign(brokers, parts, &current);
+  ASSERT_EQ(a.size(), 3U);
+  for (const PartitionAssignment& p : a) {
+    EXPECT_EQ(std::set<BrokerId>(p.replicas.begin(), p.replicas.end()).size(), 3U);
+  }
+  const auto has = [](const PartitionAssignment& p, int32_t id) {
+    return std::find(p.replicas.begin(), p.replicas.end(), BrokerId(id)) != p.replicas.end();
+  };
+  EXPECT_TRUE(has(a[0], 2) && has(a[0], 3));
+  EXPECT_TRUE(has(a[1], 4) && has(a[1], 1));
+  EXPECT_TRUE(has(a[2], 5) && has(a[2], 1) && has(a[2], 2));  // the tail is dropped
+}
+
 TEST(Placement, PlanListsMovesAndLeaderChanges) {
   const TopicPartition a{.topic = "a", .partition = PartitionId(0)};
   const TopicPartition b{.topic = "b", .partition = PartitionId(0)};
