@@ -6,8 +6,8 @@
 // partition ranks every broker by a fixed hash of (partition, broker) scaled by the broker's
 // weight; replicas go to the best-ranked brokers that still have room under the load cap and
 // keep racks distinct. Given the current assignment, replicas stay where they are unless a
-// broker left, a broker is over its cap, or a broker is far below its share; only those
-// replicas move, and they move to the brokers that rank the partition highest. See
+// broker left, a broker is over its cap, a broker is far below its share, or a rack limit is
+// broken and can be mended; only those replicas move, and the ranking picks which. See
 // placement.cc for why rendezvous hashing rather than a ring of virtual nodes.
 //
 // Deterministic: the output depends only on the input's content, not on the order of the
@@ -75,8 +75,9 @@ enum class PlacementErrc : uint8_t {
 // they are where the rules allow (entries for partitions not in `partitions`, and replicas on
 // brokers not in `brokers`, are ignored). Guarantees, when the inputs allow them:
 // - each partition gets replication_factor distinct brokers;
-// - no broker holds more than its cap (see Options); the cap gives way only if no broker with
-//   room remains even after one swap, which valid inputs with epsilon > 0 do not reach;
+// - no broker holds more than its cap (see Options). Should no broker outside a partition
+//   have room even after one swap of another partition's replica, the least-over broker
+//   takes it; thousands of random clusters in the property tests never get there;
 // - racks: at most ceil(rf / rack count) replicas of a partition share a rack (all distinct
 //   when there are at least rf racks); this gives way to the cap when a rack is too small
 //   to take its part, and then no single move to a broker with room would fix it;
