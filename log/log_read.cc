@@ -102,6 +102,7 @@ LogResult<ReadResult> PartitionLog::read(Offset from_offset, uint64_t max_bytes,
     if (pos > range_start) {
       result.ranges.push_back({.file = *file, .position = range_start, .length = pos - range_start});
     }
+    if (s.corrupt_from >= 0) break;  // nothing past damage is served, not even later segments
     if (*result.next_offset >= limit) break;
   }
   SLUICE_ASSERT(result.ranges.empty() == (result.bytes == 0));
