@@ -475,7 +475,7 @@ void Node::handle_append_resp(const Message& m, Progress& pr) {
   if (maybe_commit()) {
     bcast_append();
   } else if (was_paused) {
-    send_append(from, false);
+    send_append(from, true);  // it may not know the commit index yet
   }
   if (role_ != Role::kLeader) return;  // the commit may have removed us from the group
   auto again = prs_.find(from);

@@ -63,7 +63,7 @@ TEST(RaftSim, SameSeedSameTrace) {
 
 TEST(RaftSim, SimulationsMakeProgressUnderFaults) {
   // Guards against a simulator that passes by doing nothing.
-  uint64_t committed = 0, elections = 0, crashes = 0, conf = 0;
+  uint64_t committed = 0, elections = 0, crashes = 0, conf = 0, snaps = 0, transfers = 0;
   for (uint64_t seed = 100; seed < 120; ++seed) {
     const SimResult r = run_simulation({.seed = seed});
     ASSERT_TRUE(r.ok) << r.failure << "\n" << replay_command(seed);
@@ -71,7 +71,16 @@ TEST(RaftSim, SimulationsMakeProgressUnderFaults) {
     elections += r.elections;
     crashes += r.crashes;
     conf += r.conf_changes;
+    snaps += r.snapshots_sent;
+    transfers += r.transfers;
   }
+  std::printf("20 runs: committed %llu, leader terms %llu, crashes %llu, conf changes %llu, "
+              "snapshots %llu, transfers %llu\n",
+              (unsigned long long)committed, (unsigned long long)elections,
+              (unsigned long long)crashes, (unsigned long long)conf, (unsigned long long)snaps,
+              (unsigned long long)transfers);
+  EXPECT_GT(snaps, 0u);
+  EXPECT_GT(transfers, 0u);
   EXPECT_GT(committed, 20u * 50);
   EXPECT_GT(elections, 20u * 2);
   EXPECT_GT(crashes, 20u);

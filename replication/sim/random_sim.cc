@@ -30,6 +30,8 @@ class Simulation {
     if (result_.failure.empty()) result_.failure = world_.checker().failure();
     result_.trace_hash = world_.trace_hash();
     result_.committed = world_.checker().max_committed();
+    result_.snapshots_sent = world_.delivered(MessageType::kSnapshot);
+    result_.transfers = world_.delivered(MessageType::kTimeoutNow);
     return result_;
   }
 
@@ -46,6 +48,8 @@ class Simulation {
     c.max_inflight_msgs = static_cast<uint32_t>(rng_.between(1, 8));
     c.max_msg_bytes = rng_.between(16, 256);  // a few entries per append: exercises batching
     c.max_uncommitted_bytes = 4096;
+    static constexpr double kIntensity[] = {0.5, 1, 3, 8};
+    intensity_ = kIntensity[rng_.uniform(4)];
     static constexpr double kDrop[] = {0, 0.01, 0.05, 0.15};
     static constexpr double kDup[] = {0, 0.02, 0.1};
     static constexpr uint32_t kLatency[] = {2, 5, 15, 40};
@@ -68,8 +72,9 @@ class Simulation {
       if (!world_.replica(id).up() && world_.now() >= until) world_.restart(id);
     }
     if (rng_.chance(0.08)) propose();
-    if (rng_.chance(0.002)) change_network();
-    if (rng_.chance(0.0015)) crash();
+    if (rng_.chance(0.002 * intensity_)) change_network();
+    if (rng_.chance(0.0015 * intensity_)) crash();
+    if (rng_.chance(0.001 * intensity_)) crash_leader();
     if (rng_.chance(0.002)) change_membership();
     if (rng_.chance(0.002)) compact();
     if (rng_.chance(0.0007)) transfer();
@@ -128,6 +133,14 @@ class Simulation {
     } else {
       world_.crash(victim);
     }
+  }
+
+  void crash_leader() {  // leaders that die soon after appending: the figure-8 shape
+    Node* l = world_.leader();
+    if (!l) return;
+    ++result_.crashes;
+    down_until_[l->id()] = world_.now() + rng_.between(20, 400);
+    world_.crash(l->id());
   }
 
   void change_membership() {
@@ -220,6 +233,7 @@ class Simulation {
   SimOptions opts_;
   Rng rng_;
   NetFaults faults_;
+  double intensity_ = 1;  // how often networks change and nodes crash (set before world_)
   World world_;
   int voters_ = 3;
   NodeId spare_;

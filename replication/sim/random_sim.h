@@ -25,7 +25,8 @@ struct SimResult {
   uint64_t elections = 0;  // distinct leader terms seen
   uint64_t crashes = 0;
   uint64_t conf_changes = 0;
-  uint64_t snapshots_sent = 0;
+  uint64_t snapshots_sent = 0;  // InstallSnapshot messages delivered
+  uint64_t transfers = 0;       // TimeoutNow messages delivered
 };
 
 SimResult run_simulation(const SimOptions& options);

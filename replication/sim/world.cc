@@ -348,6 +348,7 @@ void World::deliver_one(const Message& m, std::vector<std::string>* trace) {
   auto it = replicas_.find(m.to);
   if (it == replicas_.end() || !it->second.up()) return;
   ++delivered_;
+  ++by_type_[static_cast<size_t>(m.type)];
   mix_trace(mix(mix(static_cast<uint64_t>(m.type), (static_cast<uint64_t>(*m.from) << 32) ^
                                                         static_cast<uint64_t>(*m.to)),
                 mix(*m.term, mix(*m.index, *m.commit + m.entries.size() * 7919))));

@@ -163,6 +163,7 @@ class World {
   uint64_t trace_hash() const { return trace_hash_; }
   void mix_trace(uint64_t v);
   uint64_t delivered() const { return delivered_; }
+  uint64_t delivered(MessageType t) const { return by_type_[static_cast<size_t>(t)]; }
 
  private:
   struct InFlight {
@@ -184,6 +185,7 @@ class World {
   std::deque<Message> manual_queue_;
   std::priority_queue<InFlight, std::vector<InFlight>, std::greater<>> timed_queue_;
   uint64_t now_ = 0, seq_ = 0, delivered_ = 0;
+  uint64_t by_type_[16] = {};
   uint64_t trace_hash_ = 0xcbf29ce484222325ULL;
   Checker checker_;
 };
