@@ -543,7 +543,9 @@ void Node::send_snapshot(NodeId to, Progress& pr) {
 void Node::bcast_append() {
   bcast_pending_ = false;
   for (const auto& [id, pr] : prs_) {
-    if (id != id_) send_append(id, true);
+    if (id == id_ || !send_append(id, true)) continue;
+    while (send_append(id, false)) {  // pipeline up to the follower's window
+    }
   }
 }
 
