@@ -19,8 +19,10 @@ Payload payload() { return Payload::adopt(std::vector<std::byte>(kPayloadBytes, 
 void BM_RaftCommit(benchmark::State& state) {
   const int voters = static_cast<int>(state.range(0));
   const int batch = static_cast<int>(state.range(1));
-  sim::World w({.seed = 1, .manual = true,
-                .node_config = {.max_inflight_msgs = 256, .max_msg_bytes = 1 << 20,
+  sim::World w({.seed = 1,
+                .manual = true,
+                .node_config = {.max_inflight_msgs = 256,
+                                .max_msg_bytes = 1 << 20,
                                 .max_uncommitted_bytes = 1 << 30},
                 .check = false});
   w.bootstrap(voters);
@@ -43,9 +45,9 @@ void BM_RaftCommit(benchmark::State& state) {
   }
   state.SetItemsProcessed(state.iterations() * batch);
   state.SetBytesProcessed(state.iterations() * batch * static_cast<int64_t>(kPayloadBytes));
-  state.counters["ns_per_proposal"] = benchmark::Counter(
-      static_cast<double>(state.iterations() * batch),
-      benchmark::Counter::kIsRate | benchmark::Counter::kInvert);
+  state.counters["ns_per_proposal"] =
+      benchmark::Counter(static_cast<double>(state.iterations() * batch),
+                         benchmark::Counter::kIsRate | benchmark::Counter::kInvert);
 }
 BENCHMARK(BM_RaftCommit)
     ->ArgNames({"voters", "batch"})
@@ -69,9 +71,9 @@ void BM_VectorAppendBaseline(benchmark::State& state) {
     if (log.size() > (1u << 16)) log.clear();
   }
   state.SetItemsProcessed(state.iterations() * batch);
-  state.counters["ns_per_proposal"] = benchmark::Counter(
-      static_cast<double>(state.iterations() * batch),
-      benchmark::Counter::kIsRate | benchmark::Counter::kInvert);
+  state.counters["ns_per_proposal"] =
+      benchmark::Counter(static_cast<double>(state.iterations() * batch),
+                         benchmark::Counter::kIsRate | benchmark::Counter::kInvert);
 }
 BENCHMARK(BM_VectorAppendBaseline)->ArgName("batch")->Arg(64);
 

@@ -74,7 +74,8 @@ class Interpreter {
     out_.str("");
     exec(args);
     std::string s = out_.str();
-    if (world_ && !world_->checker().ok()) s += "SAFETY VIOLATION: " + world_->checker().failure() + "\n";
+    if (world_ && !world_->checker().ok())
+      s += "SAFETY VIOLATION: " + world_->checker().failure() + "\n";
     return s.empty() ? "ok\n" : s;
   }
 
@@ -103,7 +104,8 @@ class Interpreter {
       for (uint32_t i = 0; i < cfg_.heartbeat_ticks; ++i) world_->tick(node_id(a[1]));
       return;
     }
-    if (cmd == "propose") return print_index(world_->propose(node_id(a[1]), Payload::copy_of(a[2])));
+    if (cmd == "propose")
+      return print_index(world_->propose(node_id(a[1]), Payload::copy_of(a[2])));
     if (cmd == "propose-conf") return propose_conf(a);
     if (cmd == "transfer") {
       const NodeId id = node_id(a[1]);
@@ -145,7 +147,8 @@ class Interpreter {
       if (key == "max-msg-bytes") cfg_.max_msg_bytes = v;
       if (key == "max-inflight") cfg_.max_inflight_msgs = static_cast<uint32_t>(v);
     }
-    world_ = std::make_unique<sim::World>(sim::WorldOptions{.seed = 1, .manual = true, .node_config = cfg_});
+    world_ = std::make_unique<sim::World>(
+        sim::WorldOptions{.seed = 1, .manual = true, .node_config = cfg_});
     world_->bootstrap(n);
   }
 
@@ -221,8 +224,8 @@ class Interpreter {
         continue;
       }
       const NodeStatus s = r.node->status();
-      out_ << *id << ": " << to_string(s.role) << " term=" << *s.term << " lead="
-           << (s.leader == kNoNode ? std::string("none") : std::to_string(*s.leader))
+      out_ << *id << ": " << to_string(s.role) << " term=" << *s.term
+           << " lead=" << (s.leader == kNoNode ? std::string("none") : std::to_string(*s.leader))
            << " commit=" << *s.commit << " last=" << *s.last_index;
       if (*s.first_index > 1) out_ << " first=" << *s.first_index;
       out_ << " " << to_string(s.conf) << "\n";
@@ -237,9 +240,15 @@ class Interpreter {
     for (const Entry& e : log.entries()) {
       out_ << *e.term << "/" << *e.index << " ";
       switch (e.type) {
-        case EntryType::kNormal: out_ << e.data.text(); break;
-        case EntryType::kNoop: out_ << "(noop)"; break;
-        case EntryType::kConfig: out_ << "(config " << to_string(*decode_conf_state(e.data.bytes())) << ")"; break;
+        case EntryType::kNormal:
+          out_ << e.data.text();
+          break;
+        case EntryType::kNoop:
+          out_ << "(noop)";
+          break;
+        case EntryType::kConfig:
+          out_ << "(config " << to_string(*decode_conf_state(e.data.bytes())) << ")";
+          break;
       }
       out_ << "\n";
     }
@@ -279,8 +288,14 @@ TEST_P(RaftScenario, MatchesExpectedOutput) {
 
 // Every file in testdata/ must be listed here (checked below), so ctest gets one entry each.
 const std::vector<std::string> kScenarios = {
-    "figure8",        "leader_stale_log",     "split_vote",    "partitioned_leader",
-    "membership_partition", "snapshot_install", "pre_vote_check_quorum", "leadership_transfer",
+    "figure8",
+    "leader_stale_log",
+    "split_vote",
+    "partitioned_leader",
+    "membership_partition",
+    "snapshot_install",
+    "pre_vote_check_quorum",
+    "leadership_transfer",
     "flow_control",
 };
 

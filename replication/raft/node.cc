@@ -11,10 +11,14 @@ using detail::ProgressState;
 
 std::string_view to_string(Role role) {
   switch (role) {
-    case Role::kFollower: return "follower";
-    case Role::kPreCandidate: return "pre-candidate";
-    case Role::kCandidate: return "candidate";
-    case Role::kLeader: return "leader";
+    case Role::kFollower:
+      return "follower";
+    case Role::kPreCandidate:
+      return "pre-candidate";
+    case Role::kCandidate:
+      return "candidate";
+    case Role::kLeader:
+      return "leader";
   }
   SLUICE_UNREACHABLE();
 }
@@ -244,10 +248,13 @@ void Node::step(const Message& m) {
   if (m.from == id_) return;
   if (!step_term(m)) return;
   switch (role_) {
-    case Role::kLeader: return step_leader(m);
+    case Role::kLeader:
+      return step_leader(m);
     case Role::kCandidate:
-    case Role::kPreCandidate: return step_candidate(m);
-    case Role::kFollower: return step_follower(m);
+    case Role::kPreCandidate:
+      return step_candidate(m);
+    case Role::kFollower:
+      return step_follower(m);
   }
 }
 
@@ -297,8 +304,8 @@ bool Node::step_term(const Message& m) {
 
 void Node::handle_vote_request(const Message& m) {
   const bool pre = m.type == MessageType::kPreVote;
-  const bool can_vote = vote_ == m.from || (vote_ == kNoNode && lead_ == kNoNode) ||
-                        (pre && *m.term > term_);
+  const bool can_vote =
+      vote_ == m.from || (vote_ == kNoNode && lead_ == kNoNode) || (pre && *m.term > term_);
   const bool grant = can_vote && log_.is_up_to_date(*m.index, *m.log_term);
   Message r;
   r.type = pre ? MessageType::kPreVoteResp : MessageType::kVoteResp;
@@ -323,7 +330,7 @@ void Node::step_candidate(const Message& m) {
     case MessageType::kVoteResp: {
       const bool pre = role_ == Role::kPreCandidate;
       if ((m.type == MessageType::kPreVoteResp) != pre) return;  // from another round
-      if (!conf_.is_voter(m.from)) return;                          // learners do not vote
+      if (!conf_.is_voter(m.from)) return;                       // learners do not vote
       votes_.try_emplace(m.from, !m.reject);
       size_t granted = 0, rejected = 0;
       for (const auto& [id, yes] : votes_) (yes ? granted : rejected) += 1;
@@ -462,6 +469,7 @@ void Node::handle_append_resp(const Message& m, Progress& pr) {
     }
     return;
   }
+  if (*m.index > log_.last_index()) return;  // a confused peer: never trust it past our log
   const bool was_paused = pr.paused();
   if (!pr.maybe_update(*m.index)) return;
   if (pr.state == ProgressState::kProbe) {
@@ -696,6 +704,8 @@ bool Node::has_ready() const {
 
 Ready Node::take_ready() {
   SLUICE_ASSERT(!ready_in_flight_);
+  SLUICE_ASSERT(log_.committed() <= log_.last_index());
+  SLUICE_ASSERT(role_ != Role::kLeader || lead_ == id_);
   if (bcast_pending_ && role_ == Role::kLeader) bcast_append();
   bcast_pending_ = false;
   Ready rd;

@@ -48,8 +48,8 @@ struct Ready {
   std::optional<Snapshot> snapshot;     // install before entries
   std::vector<Entry> entries;           // append, replacing any stored suffix from entries[0]
   bool must_sync = false;
-  std::vector<Message> messages;        // send only after the writes above are durable
-  std::vector<Entry> committed;         // apply in order after persisting
+  std::vector<Message> messages;  // send only after the writes above are durable
+  std::vector<Entry> committed;   // apply in order after persisting
 
   Persisted persisted() const;
 };
@@ -145,9 +145,9 @@ class Node {
   Role role_ = Role::kFollower;
   detail::RaftLog log_;
   ConfState conf_;
-  uint64_t conf_index_ = 0;          // index of the committed config in effect
-  uint64_t pending_conf_index_ = 0;  // last kConfig entry in the log (may be uncommitted)
-  uint64_t conf_scanned_ = 0;        // committed entries up to here were checked for configs
+  uint64_t conf_index_ = 0;                 // index of the committed config in effect
+  uint64_t pending_conf_index_ = 0;         // last kConfig entry in the log (may be uncommitted)
+  uint64_t conf_scanned_ = 0;               // committed entries up to here were checked for configs
   std::map<NodeId, detail::Progress> prs_;  // leader only; includes this node
   std::map<NodeId, bool> votes_;
   uint32_t election_elapsed_ = 0;

@@ -14,7 +14,8 @@ using sim::World;
 constexpr NodeId n1{1}, n2{2}, n3{3}, n4{4};
 
 std::unique_ptr<World> manual_world(int n, Config cfg = {}) {
-  auto w = std::make_unique<World>(sim::WorldOptions{.seed = 7, .manual = true, .node_config = cfg});
+  auto w =
+      std::make_unique<World>(sim::WorldOptions{.seed = 7, .manual = true, .node_config = cfg});
   w->bootstrap(n);
   return w;
 }
@@ -80,8 +81,12 @@ TEST(RaftNode, ElectionTimeoutComesFromTheSeed) {
 
 TEST(RaftNode, VoteIsPersistedBeforeTheGrantIsSent) {
   Node node({.id = n2}, bootstrap({{n1, n2, n3}}));
-  Message vote{.type = MessageType::kVote, .from = n1, .to = n2, .term = Term{2},
-               .log_term = Term{1}, .index = LogIndex{1}};
+  Message vote{.type = MessageType::kVote,
+               .from = n1,
+               .to = n2,
+               .term = Term{2},
+               .log_term = Term{1},
+               .index = LogIndex{1}};
   node.step(vote);
   Ready rd = node.take_ready();
   ASSERT_TRUE(rd.hard_state.has_value());
@@ -92,7 +97,8 @@ TEST(RaftNode, VoteIsPersistedBeforeTheGrantIsSent) {
   EXPECT_FALSE(rd.messages[0].reject);
   node.advance(rd.persisted());
   // A restart from the persisted hard state does not vote again in that term.
-  Node restarted({.id = n2}, RestoredState{*rd.hard_state, {}, bootstrap({{n1, n2, n3}}).entries, {}});
+  Node restarted({.id = n2},
+                 RestoredState{*rd.hard_state, {}, bootstrap({{n1, n2, n3}}).entries, {}});
   vote.from = n3;
   restarted.step(vote);
   Ready again = restarted.take_ready();
@@ -287,7 +293,8 @@ TEST(RaftNode, MembershipChangesOneAtATime) {
   elect(*w, n1);
   Node& leader = *w->node(n1);
   const ConfState base = leader.status().conf;
-  EXPECT_EQ(leader.propose_conf(with(base, n4, true)).error(), Errc::kInvalidConfig);  // learner first
+  EXPECT_EQ(leader.propose_conf(with(base, n4, true)).error(),
+            Errc::kInvalidConfig);  // learner first
   ConfState two = with(with(base, n4, false), NodeId{5}, false);
   EXPECT_EQ(leader.propose_conf(two).error(), Errc::kInvalidConfig);  // two members at once
   w->isolate(n4);
@@ -355,9 +362,10 @@ TEST(RaftNode, LaggingFollowerGetsSnapshotThenAppends) {
   w->tick(n1);
   std::vector<std::string> trace;
   w->stabilize(&trace);
-  EXPECT_EQ(std::count_if(trace.begin(), trace.end(),
-                          [](const std::string& t) { return t.find("Snapshot") != std::string::npos; }),
-            1);
+  EXPECT_EQ(
+      std::count_if(trace.begin(), trace.end(),
+                    [](const std::string& t) { return t.find("Snapshot") != std::string::npos; }),
+      1);
   EXPECT_EQ(*w->node(n3)->status().commit, 8u);
   EXPECT_EQ(w->replica(n3).sm.applied, 8u);
   EXPECT_EQ(w->replica(n3).sm.hash, w->replica(n1).sm.hash);  // same state machine
@@ -373,8 +381,8 @@ TEST(RaftNode, LostSnapshotIsResent) {
   (void)w->compact(n1);
   w->heal();
   w->tick(n1);
-  w->deliver();                 // heartbeat answers: the leader sends the snapshot
-  w->drop_queued(n3);           // and it is lost
+  w->deliver();        // heartbeat answers: the leader sends the snapshot
+  w->drop_queued(n3);  // and it is lost
   for (int i = 0; i < 30; ++i) {
     w->tick(n1);
     w->stabilize();

@@ -54,7 +54,8 @@ Result<ConfState> decode_conf_state(Bytes bytes) {
     const uint32_t n = load_be<uint32_t>(bytes.data() + pos);
     pos += 4;
     if ((bytes.size() - pos) / 4 < n) return error(1, "config entry: truncated ids");
-    for (uint32_t i = 0; i < n; ++i, pos += 4) ids->push_back(NodeId{load_be<int32_t>(bytes.data() + pos)});
+    for (uint32_t i = 0; i < n; ++i, pos += 4)
+      ids->push_back(NodeId{load_be<int32_t>(bytes.data() + pos)});
     if (!std::is_sorted(ids->begin(), ids->end())) return error(1, "config entry: unsorted");
   }
   if (pos != bytes.size()) return error(1, "config entry: trailing bytes");
@@ -83,16 +84,26 @@ RestoredState bootstrap(const ConfState& conf) {
 
 std::string_view to_string(MessageType type) {
   switch (type) {
-    case MessageType::kPreVote: return "PreVote";
-    case MessageType::kPreVoteResp: return "PreVoteResp";
-    case MessageType::kVote: return "Vote";
-    case MessageType::kVoteResp: return "VoteResp";
-    case MessageType::kAppend: return "App";
-    case MessageType::kAppendResp: return "AppResp";
-    case MessageType::kHeartbeat: return "Heartbeat";
-    case MessageType::kHeartbeatResp: return "HeartbeatResp";
-    case MessageType::kSnapshot: return "Snapshot";
-    case MessageType::kTimeoutNow: return "TimeoutNow";
+    case MessageType::kPreVote:
+      return "PreVote";
+    case MessageType::kPreVoteResp:
+      return "PreVoteResp";
+    case MessageType::kVote:
+      return "Vote";
+    case MessageType::kVoteResp:
+      return "VoteResp";
+    case MessageType::kAppend:
+      return "App";
+    case MessageType::kAppendResp:
+      return "AppResp";
+    case MessageType::kHeartbeat:
+      return "Heartbeat";
+    case MessageType::kHeartbeatResp:
+      return "HeartbeatResp";
+    case MessageType::kSnapshot:
+      return "Snapshot";
+    case MessageType::kTimeoutNow:
+      return "TimeoutNow";
   }
   SLUICE_UNREACHABLE();
 }
@@ -138,11 +149,16 @@ std::string to_string(const Message& m) {
 
 std::string_view to_string(Errc errc) {
   switch (errc) {
-    case Errc::kNotLeader: return "not leader";
-    case Errc::kTransferring: return "leadership transfer in progress";
-    case Errc::kTooManyUncommitted: return "too many uncommitted bytes";
-    case Errc::kConfigPending: return "configuration change pending";
-    case Errc::kInvalidConfig: return "invalid configuration change";
+    case Errc::kNotLeader:
+      return "not leader";
+    case Errc::kTransferring:
+      return "leadership transfer in progress";
+    case Errc::kTooManyUncommitted:
+      return "too many uncommitted bytes";
+    case Errc::kConfigPending:
+      return "configuration change pending";
+    case Errc::kInvalidConfig:
+      return "invalid configuration change";
   }
   SLUICE_UNREACHABLE();
 }

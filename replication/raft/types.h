@@ -111,10 +111,10 @@ struct Message {
   MessageType type = MessageType::kHeartbeat;
   NodeId from = kNoNode;
   NodeId to = kNoNode;
-  Term term;          // sender's term (for a granted kPreVoteResp: the term asked for)
-  Term log_term;      // kAppend: term at `index`; votes: candidate's last term; reject hint term
-  LogIndex index;     // kAppend: previous index; kAppendResp: last matched or rejected index
-  LogIndex commit;    // leader's commit index (kAppend, kHeartbeat)
+  Term term;             // sender's term (for a granted kPreVoteResp: the term asked for)
+  Term log_term;         // kAppend: term at `index`; votes: candidate's last term; reject hint term
+  LogIndex index;        // kAppend: previous index; kAppendResp: last matched or rejected index
+  LogIndex commit;       // leader's commit index (kAppend, kHeartbeat)
   LogIndex reject_hint;  // kAppendResp with reject: the follower's probe suggestion
   bool reject = false;
   bool force = false;  // a vote requested by leadership transfer ignores leader leases
@@ -126,13 +126,13 @@ std::string to_string(const Message& m);  // one line, for traces and datadriven
 // Tunables. Timeouts count ticks; the driver decides how long a tick is.
 struct Config {
   NodeId id = kNoNode;
-  uint64_t seed = 0;                // feeds the election-timeout PRNG; nothing else is random
-  uint32_t election_ticks = 10;     // randomized timeout is in [election_ticks, 2*election_ticks)
+  uint64_t seed = 0;             // feeds the election-timeout PRNG; nothing else is random
+  uint32_t election_ticks = 10;  // randomized timeout is in [election_ticks, 2*election_ticks)
   uint32_t heartbeat_ticks = 1;
   bool pre_vote = true;
-  bool check_quorum = true;         // leader steps down without a quorum; voters honour leases
-  uint32_t max_inflight_msgs = 64;  // per follower, in replicate state
-  uint64_t max_msg_bytes = 1 << 20; // payload bytes per append (at least one entry is sent)
+  bool check_quorum = true;          // leader steps down without a quorum; voters honour leases
+  uint32_t max_inflight_msgs = 64;   // per follower, in replicate state
+  uint64_t max_msg_bytes = 1 << 20;  // payload bytes per append (at least one entry is sent)
   uint64_t max_uncommitted_bytes = 64 << 20;  // proposals beyond this are refused
 };
 

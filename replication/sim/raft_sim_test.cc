@@ -19,7 +19,8 @@ std::string replay_command(uint64_t seed) {
 
 void run_one(uint64_t seed) {
   // Printed before running, so a run that dies on SLUICE_ASSERT can be replayed too.
-  if (std::getenv("SLUICE_SIM_VERBOSE")) std::fprintf(stderr, "SLUICE_SEED=%llu\n", (unsigned long long)seed);
+  if (std::getenv("SLUICE_SIM_VERBOSE"))
+    std::fprintf(stderr, "SLUICE_SEED=%llu\n", (unsigned long long)seed);
   const SimResult r = run_simulation({.seed = seed});
   ASSERT_TRUE(r.ok) << r.failure << "\nseed " << seed << "; replay with:\n  "
                     << replay_command(seed);
@@ -43,11 +44,12 @@ INSTANTIATE_TEST_SUITE_P(Shards, RaftSimShard, testing::Range<uint64_t>(0, kShar
 TEST(RaftSim, Replay) {
   const uint64_t seed = seed_from_env(42);
   const SimResult r = run_simulation({.seed = seed});
-  std::printf("seed %llu: committed %llu, leader terms %llu, crashes %llu, conf changes %llu, "
-              "trace %016llx\n",
-              (unsigned long long)seed, (unsigned long long)r.committed,
-              (unsigned long long)r.elections, (unsigned long long)r.crashes,
-              (unsigned long long)r.conf_changes, (unsigned long long)r.trace_hash);
+  std::printf(
+      "seed %llu: committed %llu, leader terms %llu, crashes %llu, conf changes %llu, "
+      "trace %016llx\n",
+      (unsigned long long)seed, (unsigned long long)r.committed, (unsigned long long)r.elections,
+      (unsigned long long)r.crashes, (unsigned long long)r.conf_changes,
+      (unsigned long long)r.trace_hash);
   EXPECT_TRUE(r.ok) << r.failure << "\n" << replay_command(seed);
 }
 
@@ -74,11 +76,11 @@ TEST(RaftSim, SimulationsMakeProgressUnderFaults) {
     snaps += r.snapshots_sent;
     transfers += r.transfers;
   }
-  std::printf("20 runs: committed %llu, leader terms %llu, crashes %llu, conf changes %llu, "
-              "snapshots %llu, transfers %llu\n",
-              (unsigned long long)committed, (unsigned long long)elections,
-              (unsigned long long)crashes, (unsigned long long)conf, (unsigned long long)snaps,
-              (unsigned long long)transfers);
+  std::printf(
+      "20 runs: committed %llu, leader terms %llu, crashes %llu, conf changes %llu, "
+      "snapshots %llu, transfers %llu\n",
+      (unsigned long long)committed, (unsigned long long)elections, (unsigned long long)crashes,
+      (unsigned long long)conf, (unsigned long long)snaps, (unsigned long long)transfers);
   EXPECT_GT(snaps, 0u);
   EXPECT_GT(transfers, 0u);
   EXPECT_GT(committed, 20u * 50);

@@ -11,7 +11,8 @@ namespace {
 
 class Simulation {
  public:
-  explicit Simulation(const SimOptions& o) : opts_(o), rng_(o.seed ^ 0x51ce5eedULL), world_(make_options()) {
+  explicit Simulation(const SimOptions& o)
+      : opts_(o), rng_(o.seed ^ 0x51ce5eedULL), world_(make_options()) {
     voters_ = rng_.chance(0.5) ? 3 : 5;
     world_.bootstrap(voters_);
     spare_ = NodeId{voters_ + 1};
@@ -98,16 +99,22 @@ class Simulation {
   void change_network() {
     const auto all = ids();
     switch (rng_.uniform(5)) {
-      case 0: world_.heal(); break;
-      case 1: world_.isolate(pick(all)); break;
+      case 0:
+        world_.heal();
+        break;
+      case 1:
+        world_.isolate(pick(all));
+        break;
       case 2: {  // split into two random groups
         std::vector<std::vector<NodeId>> groups(2);
         for (NodeId id : all) groups[rng_.uniform(2)].push_back(id);
         world_.partition(groups);
         break;
       }
-      case 3: world_.cut(pick(all), pick(all)); break;  // one direction only
-      case 4:  // the leader can hear but not speak (or the reverse)
+      case 3:
+        world_.cut(pick(all), pick(all));
+        break;  // one direction only
+      case 4:   // the leader can hear but not speak (or the reverse)
         if (Node* l = world_.leader()) {
           const bool outbound = rng_.chance(0.5);
           for (NodeId id : all) {

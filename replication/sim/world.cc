@@ -105,8 +105,7 @@ void Checker::check_durable(const std::map<NodeId, Replica>& replicas) {
     size_t holders = 0;
     for (NodeId id : voters) {
       const Disk& d = replicas.at(id).disk;
-      if (*d.snapshot.index >= durable_index_ ||
-          d.term_at(durable_index_) == Term{durable_term_}) {
+      if (*d.snapshot.index >= durable_index_ || d.term_at(durable_index_) == Term{durable_term_}) {
         ++holders;
       }
     }
@@ -349,8 +348,8 @@ void World::deliver_one(const Message& m, std::vector<std::string>* trace) {
   if (it == replicas_.end() || !it->second.up()) return;
   ++delivered_;
   ++by_type_[static_cast<size_t>(m.type)];
-  mix_trace(mix(mix(static_cast<uint64_t>(m.type), (static_cast<uint64_t>(*m.from) << 32) ^
-                                                        static_cast<uint64_t>(*m.to)),
+  mix_trace(mix(mix(static_cast<uint64_t>(m.type),
+                    (static_cast<uint64_t>(*m.from) << 32) ^ static_cast<uint64_t>(*m.to)),
                 mix(*m.term, mix(*m.index, *m.commit + m.entries.size() * 7919))));
   if (trace) trace->push_back(to_string(m));
   it->second.node->step(m);

@@ -111,7 +111,7 @@ class Checker {
   struct Seen {
     uint64_t hash, prev_term;
   };
-  std::unordered_map<Key, Seen, KeyHash> entries_;      // log matching
+  std::unordered_map<Key, Seen, KeyHash> entries_;        // log matching
   std::vector<std::pair<uint64_t, uint64_t>> committed_;  // state machine safety
   // committed-never-lost: the newest commit and the voters that acknowledged it
   uint64_t durable_index_ = 0, durable_term_ = 0;

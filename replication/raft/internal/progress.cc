@@ -8,9 +8,12 @@ namespace sluice::raft::detail {
 
 bool Progress::paused() const {
   switch (state) {
-    case ProgressState::kProbe: return probe_sent;
-    case ProgressState::kReplicate: return inflight.size() >= inflight_max;
-    case ProgressState::kSnapshot: return true;
+    case ProgressState::kProbe:
+      return probe_sent;
+    case ProgressState::kReplicate:
+      return inflight.size() >= inflight_max;
+    case ProgressState::kSnapshot:
+      return true;
   }
   return true;
 }

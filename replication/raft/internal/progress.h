@@ -18,7 +18,7 @@ struct Progress {
   bool probe_sent = false;        // kProbe: an append is out, wait for its answer
   std::deque<uint64_t> inflight;  // kReplicate: last index of each append in flight
   uint32_t inflight_max = 64;
-  bool recent_active = false;     // heard from within the last election timeout
+  bool recent_active = false;  // heard from within the last election timeout
   bool learner = false;
   uint64_t pending_snapshot = 0;  // kSnapshot: index of the snapshot sent
   uint32_t snapshot_ticks = 0;    // kSnapshot: ticks since it was sent, to resend if lost

@@ -108,14 +108,17 @@ void RaftLog::compact(const Snapshot& snapshot) {
   SLUICE_ASSERT(index <= applied_);
   if (index <= *snapshot_.index) return;
   SLUICE_ASSERT(*snapshot.term == *at(index).term);
-  entries_.erase(entries_.begin(), entries_.begin() + static_cast<ptrdiff_t>(index - first_index() + 1));
+  entries_.erase(entries_.begin(),
+                 entries_.begin() + static_cast<ptrdiff_t>(index - first_index() + 1));
   snapshot_ = snapshot;
   unsent_from_ = std::max(unsent_from_, index + 1);
 }
 
 std::vector<Entry> RaftLog::take_unsent() {
   std::vector<Entry> out;
-  if (has_unsent()) out.assign(entries_.begin() + static_cast<ptrdiff_t>(unsent_from_ - first_index()), entries_.end());
+  if (has_unsent())
+    out.assign(entries_.begin() + static_cast<ptrdiff_t>(unsent_from_ - first_index()),
+               entries_.end());
   unsent_from_ = last_index() + 1;
   return out;
 }
