@@ -2,7 +2,10 @@
 // a replay entry for one seed, and a determinism check.
 #include <gtest/gtest.h>
 
+#include <csignal>
 #include <cstdio>
+#include <cstring>
+#include <unistd.h>
 
 #include "replication/sim/random_sim.h"
 
@@ -17,10 +20,30 @@ std::string replay_command(uint64_t seed) {
          " build/release/replication/raft_sim_test --gtest_filter=RaftSim.Replay";
 }
 
+// A run that dies (SLUICE_ASSERT, a sanitizer, a crash) still names its seed: the replay
+// line is formatted before each run and written by a signal handler on SIGABRT/SIGSEGV.
+char g_replay_line[256];
+
+void on_fatal_signal(int sig) {
+  const char prefix[] = "\n*** raft simulation died; replay with:\n  ";
+  (void)!write(STDERR_FILENO, prefix, sizeof(prefix) - 1);
+  (void)!write(STDERR_FILENO, g_replay_line, strlen(g_replay_line));
+  std::signal(sig, SIG_DFL);
+  std::raise(sig);
+}
+
+void arm_replay_line(uint64_t seed) {
+  static const bool installed = [] {
+    std::signal(SIGABRT, on_fatal_signal);
+    std::signal(SIGSEGV, on_fatal_signal);
+    return true;
+  }();
+  (void)installed;
+  std::snprintf(g_replay_line, sizeof(g_replay_line), "%s\n", replay_command(seed).c_str());
+}
+
 void run_one(uint64_t seed) {
-  // Printed before running, so a run that dies on SLUICE_ASSERT can be replayed too.
-  if (std::getenv("SLUICE_SIM_VERBOSE"))
-    std::fprintf(stderr, "SLUICE_SEED=%llu\n", (unsigned long long)seed);
+  arm_replay_line(seed);
   const SimResult r = run_simulation({.seed = seed});
   ASSERT_TRUE(r.ok) << r.failure << "\nseed " << seed << "; replay with:\n  "
                     << replay_command(seed);
@@ -43,6 +66,7 @@ INSTANTIATE_TEST_SUITE_P(Shards, RaftSimShard, testing::Range<uint64_t>(0, kShar
 // Replays one seed: SLUICE_SEED=<seed> raft_sim_test --gtest_filter=RaftSim.Replay
 TEST(RaftSim, Replay) {
   const uint64_t seed = seed_from_env(42);
+  arm_replay_line(seed);
   const SimResult r = run_simulation({.seed = seed});
   std::printf(
       "seed %llu: committed %llu, leader terms %llu, crashes %llu, conf changes %llu, "
