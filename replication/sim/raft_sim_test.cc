@@ -2,10 +2,10 @@
 // a replay entry for one seed, and a determinism check.
 #include <gtest/gtest.h>
 
+#include <unistd.h>
 #include <csignal>
 #include <cstdio>
 #include <cstring>
-#include <unistd.h>
 
 #include "replication/sim/random_sim.h"
 
