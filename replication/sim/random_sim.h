@@ -13,7 +13,7 @@ namespace sluice::raft::sim {
 
 struct SimOptions {
   uint64_t seed = 1;
-  uint64_t chaos_units = 4000;     // simulated time units of faults (a node ticks every 10)
+  uint64_t chaos_units = 6000;     // simulated time units of faults (a node ticks every 10)
   uint64_t liveness_units = 6000;  // bound for electing a leader and committing after healing
 };
 
