@@ -15,7 +15,13 @@
 //   4. `committed` entries may then be applied, in order. kNoop entries carry no data;
 //      kConfig entries have already taken effect inside the node.
 // A node that crashes loses whatever it had not made durable: on restart the driver builds
-// RestoredState from exactly the durable snapshot, entries and hard state.
+// RestoredState from exactly the durable snapshot, entries and hard state. A torn write
+// may keep a prefix of a Ready's entries without its hard state; that is safe. A replica
+// must never come back under the same id with a wiped disk: it could vote twice in a term.
+// has_ready() stays false from take_ready() until advance(), so one Ready is in flight.
+//
+// The network may lose, duplicate, delay and reorder messages; the core tolerates all of it
+// (lost appends are found through heartbeats, a lost snapshot is resent).
 //
 // Terms are Kafka leader epochs: every entry carries the term of the leader that created it.
 //
