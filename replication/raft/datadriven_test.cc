@@ -297,6 +297,7 @@ const std::vector<std::string> kScenarios = {
     "pre_vote_check_quorum",
     "leadership_transfer",
     "flow_control",
+    "leader_removal",
 };
 
 INSTANTIATE_TEST_SUITE_P(Files, RaftScenario, testing::ValuesIn(kScenarios),
