@@ -42,9 +42,10 @@ void arm_replay_line(uint64_t seed) {
   std::snprintf(g_replay_line, sizeof(g_replay_line), "%s\n", replay_command(seed).c_str());
 }
 
-void run_one(uint64_t seed) {
+void run_one(uint64_t seed, uint64_t* recovery_units) {
   arm_replay_line(seed);
   const SimResult r = run_simulation({.seed = seed});
+  *recovery_units = r.commit_units;
   ASSERT_TRUE(r.ok) << r.failure << "\nseed " << seed << "; replay with:\n  "
                     << replay_command(seed);
 }
@@ -54,11 +55,17 @@ class RaftSimShard : public testing::TestWithParam<uint64_t> {};
 TEST_P(RaftSimShard, SeededRunsKeepSafetyAndLiveness) {
   const uint64_t runs = runs_from_env(kRunsPerShard);
   const uint64_t base = seed_from_env(1) * 1'000'003ULL;  // a different SLUICE_SEED shifts all
+  uint64_t slowest = 0, slowest_seed = 0;
   for (uint64_t i = 0; i < runs; ++i) {
     const uint64_t seed = base + GetParam() * runs + i;
-    run_one(seed);
+    uint64_t units = 0;
+    run_one(seed, &units);
     if (HasFatalFailure()) return;
+    if (units > slowest) std::tie(slowest, slowest_seed) = std::pair(units, seed);
   }
+  std::printf("%llu runs; slowest commit after healing: %llu units (seed %llu)\n",
+              (unsigned long long)runs, (unsigned long long)slowest,
+              (unsigned long long)slowest_seed);
 }
 
 INSTANTIATE_TEST_SUITE_P(Shards, RaftSimShard, testing::Range<uint64_t>(0, kShards));

@@ -1,6 +1,7 @@
 #include "replication/sim/random_sim.h"
 
 #include <algorithm>
+#include <cstdio>
 #include <cstdlib>
 #include <sstream>
 
@@ -61,6 +62,12 @@ class Simulation {
     return w;
   }
 
+  // SLUICE_SIM_TRACE=1 prints the run's events (a replay tool; silent otherwise).
+  void event(const std::string& what) {
+    if (trace_) std::fprintf(stderr, "t=%llu %s\n", (unsigned long long)world_.now(), what.c_str());
+  }
+  static std::string str(NodeId id) { return std::to_string(*id); }
+
   std::vector<NodeId> ids() const {
     std::vector<NodeId> out;
     for (const auto& [id, r] : world_.replicas()) out.push_back(id);
@@ -70,7 +77,10 @@ class Simulation {
 
   void chaos() {
     for (auto& [id, until] : down_until_) {
-      if (!world_.replica(id).up() && world_.now() >= until) world_.restart(id);
+      if (!world_.replica(id).up() && world_.now() >= until) {
+        world_.restart(id);
+        event("restart " + str(id));
+      }
     }
     if (rng_.chance(0.08)) propose();
     if (rng_.chance(0.002 * intensity_)) change_network();
@@ -86,6 +96,8 @@ class Simulation {
     if (Node* l = world_.leader(); l && *l->term() > last_leader_term_) {
       last_leader_term_ = *l->term();
       ++result_.elections;
+      event("leader " + str(l->id()) + " term " + std::to_string(last_leader_term_) + " " +
+            to_string(l->status().conf));
     }
   }
 
@@ -98,7 +110,11 @@ class Simulation {
 
   void change_network() {
     const auto all = ids();
-    switch (rng_.uniform(5)) {
+    const uint64_t kind = rng_.uniform(5);
+    static constexpr const char* kKinds[] = {"heal", "isolate", "split", "cut one way",
+                                             "leader one way"};
+    event(std::string("network: ") + kKinds[kind]);
+    switch (kind) {
       case 0:
         world_.heal();
         break;
@@ -133,6 +149,7 @@ class Simulation {
     if (up.empty()) return;
     const NodeId victim = pick(up);
     ++result_.crashes;
+    event("crash " + str(victim));
     down_until_[victim] = world_.now() + rng_.between(20, 1500);
     if (rng_.chance(0.5)) {
       world_.replica(victim).torn_next_ready = true;  // dies while writing its next Ready
@@ -146,6 +163,7 @@ class Simulation {
     Node* l = world_.leader();
     if (!l) return;
     ++result_.crashes;
+    event("crash leader " + str(l->id()));
     down_until_[l->id()] = world_.now() + rng_.between(20, 400);
     world_.crash(l->id());
   }
@@ -172,7 +190,10 @@ class Simulation {
       next.learners.push_back(pick(outside));
       std::sort(next.learners.begin(), next.learners.end());
     }
-    if (world_.replica(l->id()).node->propose_conf(next)) ++result_.conf_changes;
+    if (world_.replica(l->id()).node->propose_conf(next)) {
+      ++result_.conf_changes;
+      event("propose " + to_string(next));
+    }
     world_.process_ready(world_.replica(l->id()));
   }
 
@@ -195,6 +216,7 @@ class Simulation {
 
   // Heal everything, restart everyone, and require a commit on every voter within a bound.
   void liveness() {
+    event("heal all, restart all");
     world_.heal();
     world_.set_faults({.latency_min = 1, .latency_max = faults_.latency_max});
     for (NodeId id : ids()) {
@@ -203,12 +225,18 @@ class Simulation {
     }
     const Payload marker = Payload::copy_of("liveness-" + std::to_string(opts_.seed));
     uint64_t marker_index = 0, marker_term = 0;
-    for (uint64_t t = 0; t < opts_.liveness_units; ++t) {
+    for (uint64_t t = 0; t < opts_.converge_units; ++t) {
       world_.step();
       if (!world_.checker().ok()) return;
+      note_leader();
+      if (trace_ && t % 50 == 0) print_nodes();
+      const bool done = marker_index != 0 && committed(marker_index, marker);
+      if (!done && t >= opts_.liveness_units) {
+        return fail_liveness("no proposal committed", opts_.liveness_units);
+      }
       Node* l = world_.leader();
       if (!l) continue;
-      if (marker_index == 0 || (*l->term() != marker_term && !committed(marker_index, marker))) {
+      if (marker_index == 0 || (*l->term() != marker_term && !done)) {
         auto idx = world_.propose(l->id(), marker);
         if (idx) {
           marker_index = **idx;
@@ -216,17 +244,38 @@ class Simulation {
         }
         continue;
       }
-      if (!committed(marker_index, marker)) continue;
+      if (!done) continue;
+      if (result_.commit_units == 0) result_.commit_units = t + 1;
       bool all_applied = true;
       for (NodeId v : l->status().conf.voters) {
         const Replica& r = world_.replica(v);
         all_applied = all_applied && r.up() && r.sm.applied >= marker_index;
       }
-      if (all_applied) return;
+      if (all_applied) {
+        result_.converge_units = t + 1;
+        return;
+      }
     }
+    fail_liveness("the voters did not all apply the committed proposal", opts_.converge_units);
+  }
+
+  void print_nodes() {
+    for (const auto& [id, r] : world_.replicas()) {
+      if (!r.up()) {
+        event("  " + str(id) + " down");
+        continue;
+      }
+      const NodeStatus st = r.node->status();
+      event("  " + str(id) + " " + std::string(to_string(st.role)) + " term " +
+            std::to_string(*st.term) + " last " + std::to_string(*st.last_index) + "/" +
+            std::to_string(r.node->log().last_term()) + " commit " + std::to_string(*st.commit) +
+            " " + to_string(st.conf));
+    }
+  }
+
+  void fail_liveness(const std::string& what, uint64_t bound) {
     std::ostringstream out;
-    out << "liveness: after healing, no proposal committed on every voter within "
-        << opts_.liveness_units << " units (leader "
+    out << "liveness: after healing, " << what << " within " << bound << " units (leader "
         << (world_.leader() ? std::to_string(*world_.leader()->id()) : "none") << ")";
     result_.failure = out.str();
   }
@@ -238,6 +287,7 @@ class Simulation {
   }
 
   SimOptions opts_;
+  bool trace_ = std::getenv("SLUICE_SIM_TRACE") != nullptr;
   Rng rng_;
   NetFaults faults_;
   double intensity_ = 1;  // how often networks change and nodes crash (set before world_)
