@@ -610,6 +610,18 @@ void Node::apply_conf(const ConfState& conf, uint64_t index) {
   sync_progress_to_conf();
   if (!conf_.is_voter(id_)) {
     bcast_append();  // tell the others about the commit before leaving
+    // Hand over to a voter that already holds the whole log, instead of leaving the group
+    // leaderless for an election timeout.
+    NodeId heir = kNoNode;
+    for (const auto& [id, pr] : prs_) {
+      if (conf_.is_voter(id) && pr.match == log_.last_index()) heir = id;
+    }
+    if (heir != kNoNode) {
+      Message t;
+      t.type = MessageType::kTimeoutNow;
+      t.to = heir;
+      send(std::move(t));
+    }
     become_follower(term_, kNoNode);
     return;
   }
