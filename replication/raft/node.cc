@@ -243,9 +243,23 @@ void Node::send(Message m) {
   msgs_.push_back(std::move(m));
 }
 
+// A peer's message is input like any other: one that breaks the protocol's shape is
+// dropped, never trusted (the transport has already checked its framing).
+static bool well_formed(const Message& m) {
+  if (m.from == kNoNode) return false;
+  if (m.type == MessageType::kSnapshot) return m.snapshot.has_value() && !m.snapshot->empty();
+  uint64_t index = *m.index;
+  uint64_t term = *m.log_term;
+  for (const Entry& e : m.entries) {
+    if (*e.index != ++index || *e.term < term || *e.term > *m.term) return false;
+    term = *e.term;
+  }
+  return true;
+}
+
 void Node::step(const Message& m) {
   SLUICE_ASSERT(m.to == id_);
-  if (m.from == id_) return;
+  if (m.from == id_ || !well_formed(m)) return;
   if (!step_term(m)) return;
   switch (role_) {
     case Role::kLeader:
@@ -733,7 +747,7 @@ Ready Node::take_ready() {
   rd.must_sync = rd.must_sync || rd.snapshot.has_value() || !rd.entries.empty();
   rd.messages = std::move(msgs_);
   msgs_.clear();
-  rd.committed = log_.take_committed();
+  rd.committed = log_.take_committed(cfg_.max_apply_bytes);
   ready_in_flight_ = true;
   return rd;
 }

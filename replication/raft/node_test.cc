@@ -390,6 +390,44 @@ TEST(RaftNode, LostSnapshotIsResent) {
   EXPECT_EQ(w->node(n3)->status().commit, w->node(n1)->status().commit);
 }
 
+TEST(RaftNode, MalformedPeerMessagesAreDropped) {
+  Node node({.id = n2}, bootstrap({{n1, n2, n3}}));
+  Message gap{.type = MessageType::kAppend,
+              .from = n1,
+              .to = n2,
+              .term = Term{2},
+              .log_term = Term{1},
+              .index = LogIndex{1}};
+  gap.entries.push_back(Entry{LogIndex{3}, Term{2}, EntryType::kNormal, Payload()});  // not 2
+  node.step(gap);
+  Message future = gap;
+  future.entries[0] = Entry{LogIndex{2}, Term{9}, EntryType::kNormal, Payload()};  // > m.term
+  node.step(future);
+  Message no_snapshot{.type = MessageType::kSnapshot, .from = n1, .to = n2, .term = Term{2}};
+  node.step(no_snapshot);
+  EXPECT_EQ(*node.term(), 1u);  // none of them was even looked at
+  EXPECT_EQ(*node.status().last_index, 1u);
+}
+
+TEST(RaftNode, ApplyingARestoredLogTakesSeveralReadies) {
+  RestoredState s = bootstrap({{n1}});
+  for (uint64_t i = 2; i <= 10; ++i) {
+    s.entries.push_back(Entry{LogIndex{i}, Term{1}, EntryType::kNormal, Payload::copy_of("1234")});
+  }
+  s.hard_state.commit = LogIndex{10};
+  Node node({.id = n1, .max_apply_bytes = 8}, s);
+  size_t readies = 0, applied = 0;
+  while (node.has_ready()) {
+    Ready rd = node.take_ready();
+    EXPECT_LE(rd.committed.size(), 3u);
+    applied += rd.committed.size();
+    ++readies;
+    node.advance(rd.persisted());
+  }
+  EXPECT_EQ(applied, 10u);
+  EXPECT_GE(readies, 4u);
+}
+
 TEST(RaftChecker, CatchesViolations) {
   sim::Checker c;
   const Entry a{LogIndex{1}, Term{1}, EntryType::kNormal, Payload::copy_of("a")};

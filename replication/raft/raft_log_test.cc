@@ -72,6 +72,17 @@ TEST(RaftLog, CompactKeepsTailAndTerms) {
   EXPECT_EQ(log.last_index(), 4u);
 }
 
+TEST(RaftLog, CommittedEntriesAreHandedOutInBoundedChunks) {
+  RaftLog log = log_with_terms({1, 1, 1, 1, 1});
+  log.commit_to(5);
+  EXPECT_EQ(log.take_committed(2).size(), 2u);  // "x" is one byte each
+  EXPECT_TRUE(log.has_unapplied());
+  EXPECT_EQ(log.take_committed(0).size(), 1u);  // always at least one
+  EXPECT_EQ(log.take_committed().size(), 2u);
+  EXPECT_FALSE(log.has_unapplied());
+  EXPECT_EQ(log.applied(), 5u);
+}
+
 TEST(RaftLog, InstallReplacesEverything) {
   RaftLog log = log_with_terms({1, 1});
   log.install(Snapshot{LogIndex{10}, Term{3}, {}, Payload()});
@@ -81,7 +92,7 @@ TEST(RaftLog, InstallReplacesEverything) {
   EXPECT_TRUE(log.match_term(10, 3));
 }
 
-TEST(Payload, CopiesShareTheBuffer) {
+TEST(RaftPayload, CopiesShareTheBuffer) {
   Payload a = Payload::copy_of("batch");
   Payload b = a;
   EXPECT_TRUE(a.shares_buffer_with(b));
@@ -89,7 +100,7 @@ TEST(Payload, CopiesShareTheBuffer) {
   EXPECT_EQ(a, Payload::copy_of("batch"));
 }
 
-TEST(ConfState, EncodingRoundTrips) {
+TEST(RaftConfState, EncodingRoundTrips) {
   ConfState c{{NodeId{1}, NodeId{2}, NodeId{7}}, {NodeId{9}}};
   auto back = decode_conf_state(encode_conf_state(c).bytes());
   ASSERT_TRUE(back.has_value());

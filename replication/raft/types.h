@@ -134,6 +134,7 @@ struct Config {
   uint32_t max_inflight_msgs = 64;   // per follower, in replicate state
   uint64_t max_msg_bytes = 1 << 20;  // payload bytes per append (at least one entry is sent)
   uint64_t max_uncommitted_bytes = 64 << 20;  // proposals beyond this are refused
+  uint64_t max_apply_bytes = 64 << 20;        // committed payload per Ready (at least one)
 };
 
 // What the driver recovered from disk. A fresh member of an existing group starts with

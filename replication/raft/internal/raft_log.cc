@@ -123,11 +123,17 @@ std::vector<Entry> RaftLog::take_unsent() {
   return out;
 }
 
-std::vector<Entry> RaftLog::take_committed() {
+std::vector<Entry> RaftLog::take_committed(uint64_t max_bytes) {
   std::vector<Entry> out;
-  const uint64_t lo = std::max(applied_ + 1, first_index());
-  for (uint64_t i = lo; i <= committed_; ++i) out.push_back(at(i));
-  applied_ = committed_;
+  uint64_t bytes = 0;
+  uint64_t i = std::max(applied_ + 1, first_index());
+  for (; i <= committed_; ++i) {
+    const Entry& e = at(i);
+    if (!out.empty() && bytes + e.data.size() > max_bytes) break;
+    bytes += e.data.size();
+    out.push_back(e);
+  }
+  applied_ = std::max(applied_, i - 1);
   return out;
 }
 

@@ -47,7 +47,8 @@ class RaftLog {
   bool has_unsent() const { return unsent_from_ <= last_index(); }
   std::vector<Entry> take_unsent();
   bool has_unapplied() const { return applied_ < committed_; }
-  std::vector<Entry> take_committed();
+  // Committed entries not yet handed out, up to max_bytes of payload (at least one).
+  std::vector<Entry> take_committed(uint64_t max_bytes = UINT64_MAX);
   void stable_to(uint64_t index, uint64_t term);
 
   uint64_t committed() const { return committed_; }
