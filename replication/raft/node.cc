@@ -505,10 +505,7 @@ void Node::handle_append_resp(const Message& m, Progress& pr) {
   while (send_append(from, false)) {  // pipeline: fill the window
   }
   if (from == transferee_ && again->second.match == log_.last_index()) {
-    Message t;
-    t.type = MessageType::kTimeoutNow;
-    t.to = from;
-    send(std::move(t));
+    send_timeout_now(from);
   }
 }
 
@@ -560,6 +557,13 @@ void Node::send_snapshot(NodeId to, Progress& pr) {
   m.snapshot = snap;
   pr.become_snapshot(*snap.index);
   send(std::move(m));
+}
+
+void Node::send_timeout_now(NodeId to) {
+  Message t;
+  t.type = MessageType::kTimeoutNow;
+  t.to = to;
+  send(std::move(t));
 }
 
 void Node::bcast_append() {
@@ -631,10 +635,7 @@ void Node::apply_conf(const ConfState& conf, uint64_t index) {
       if (conf_.is_voter(id) && pr.match == log_.last_index()) heir = id;
     }
     if (heir != kNoNode) {
-      Message t;
-      t.type = MessageType::kTimeoutNow;
-      t.to = heir;
-      send(std::move(t));
+      send_timeout_now(heir);
     }
     become_follower(term_, kNoNode);
     return;
@@ -709,10 +710,7 @@ Result<void, Errc> Node::transfer_leadership(NodeId to) {
   election_elapsed_ = 0;  // the transfer is abandoned after one election timeout
   const Progress& pr = prs_.at(to);
   if (pr.match == log_.last_index()) {
-    Message t;
-    t.type = MessageType::kTimeoutNow;
-    t.to = to;
-    send(std::move(t));
+    send_timeout_now(to);
   } else {
     send_append(to, true);
   }

@@ -129,6 +129,7 @@ class Node {
   void handle_heartbeat_resp(const Message& m, detail::Progress& pr);
   bool send_append(NodeId to, bool send_if_empty);
   void send_snapshot(NodeId to, detail::Progress& pr);
+  void send_timeout_now(NodeId to);
   void bcast_append();
   void bcast_heartbeat();
   bool maybe_commit();
