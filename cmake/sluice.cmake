@@ -1,7 +1,8 @@
 # Helpers shared by the component CMakeLists files.
 
 # sluice_test(NAME SOURCES a_test.cc ... LIBS lib ... [LABELS unit|integration|sim])
-# One GoogleTest program; each TEST becomes its own ctest entry (discovered when ctest runs).
+# One GoogleTest program; each TEST becomes its own ctest entry (discovered when ctest runs),
+# named "<program>.<Suite>.<Test>" so `ctest -R <program>` selects one component's tests.
 function(sluice_test name)
   cmake_parse_arguments(T "" "TIMEOUT" "SOURCES;LIBS;LABELS" ${ARGN})
   if(NOT T_LABELS)
@@ -12,7 +13,7 @@ function(sluice_test name)
   endif()
   add_executable(${name} ${T_SOURCES})
   target_link_libraries(${name} PRIVATE ${T_LIBS} GTest::gtest GTest::gtest_main GTest::gmock)
-  gtest_discover_tests(${name} DISCOVERY_MODE PRE_TEST
+  gtest_discover_tests(${name} DISCOVERY_MODE PRE_TEST TEST_PREFIX "${name}."
                        PROPERTIES LABELS "${T_LABELS}" TIMEOUT ${T_TIMEOUT}
                        ENVIRONMENT "SLUICE_SOURCE_DIR=${PROJECT_SOURCE_DIR};SLUICE_BINARY_DIR=${PROJECT_BINARY_DIR}")
 endfunction()

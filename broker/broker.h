@@ -1,0 +1,165 @@
+// The broker: shards, their io_uring rings and partitions, the topic registry, the listener,
+// and the Kafka request handlers of a single node.
+//
+// Threads: one Shard per core (config.shards). Each partition belongs to exactly one shard
+// (shard_of()), whose thread alone touches its log, producer state and fetch waiters; a
+// request that needs a partition on another shard posts a task there and the result comes
+// back through the connection's completion (which posts to the connection's shard). Handlers
+// that span partitions fan out and gather results into per-partition slots, so no slot is
+// written by two threads; the last task to finish encodes the response.
+#pragma once
+
+#include <atomic>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include <boost/asio/posix/stream_descriptor.hpp>
+#include <boost/asio/steady_timer.hpp>
+
+#include "broker/config.h"
+#include "broker/connection.h"
+#include "broker/producer_state.h"
+#include "broker/server.h"
+#include "broker/shard.h"
+#include "broker/topic_registry.h"
+#include "log/log.h"
+#include "protocol/message_frame.h"
+
+namespace sluice::broker {
+
+struct TopicPartition {
+  std::string topic;
+  int32_t partition = 0;
+  auto operator<=>(const TopicPartition&) const = default;
+};
+
+// A fetch parked on a partition until new data arrives. The token is owned by the fetch; an
+// expired token means the fetch already answered, and the waiter is dropped.
+struct FetchWaiter {
+  std::weak_ptr<void> token;
+  int64_t wake_above = 0;  // fire once the high watermark is above this offset
+  std::function<void()> wake;
+};
+
+struct Partition {
+  TopicPartition tp;
+  std::unique_ptr<log::PartitionLog> log;
+  ProducerStateTable producers;
+  std::vector<FetchWaiter> waiters;
+  bool deleting = false;
+  bool log_append_time = false;  // message.timestamp.type=LogAppendTime
+  bool flush_every_batch = true;
+
+  // What consumers may read: durable data under the default flush policy, else written data.
+  int64_t high_watermark() const {
+    return *(flush_every_batch ? log->durable_offset() : log->written_offset());
+  }
+};
+
+// Everything one shard owns. Touched only on that shard's thread.
+struct ShardState {
+  explicit ShardState(uint32_t id) : shard(id) {}
+  Shard shard;
+  std::unique_ptr<log::IoRing> ring;
+  std::unique_ptr<log::FdCache> fds;
+  std::unique_ptr<boost::asio::posix::stream_descriptor> ring_events;
+  std::unique_ptr<boost::asio::steady_timer> ticker;
+  std::map<TopicPartition, std::unique_ptr<Partition>> partitions;
+
+  Partition* find(const TopicPartition& tp) {
+    auto it = partitions.find(tp);
+    return it == partitions.end() || it->second->deleting ? nullptr : it->second.get();
+  }
+};
+
+struct FetchOp;
+
+class Broker {
+ public:
+  static Result<std::unique_ptr<Broker>> create(const BrokerConfig& config);
+  ~Broker();
+
+  // Opens every partition (recovery), binds the listener and starts serving.
+  Status start();
+  // Clean shutdown: stop accepting, answer what is in flight, flush and close every log.
+  void stop();
+  uint16_t port() const { return server_ ? server_->port() : 0; }
+  const BrokerConfig& config() const { return config_; }
+
+ private:
+  friend struct FetchOp;
+  using Done = std::function<void(Reply)>;
+  struct Request {
+    ConnectionInfo conn;
+    RequestFrame frame;
+    kafka::RequestHeader header;
+    Done done;
+  };
+
+  explicit Broker(const BrokerConfig& config) : config_(config) {}
+
+  // Shards and partitions.
+  ShardState& shard_of(const TopicPartition& tp);
+  void start_shard(ShardState& ss);
+  void watch_ring(ShardState& ss);
+  void tick_shard(ShardState& ss);
+  log::LogConfig log_config_for(const TopicInfo& topic) const;
+  // Opens (creating if needed) every partition of `topic` in [first, last) on its shard and
+  // calls `done` with the first error, if any, once all are open.
+  void open_partitions(const TopicInfo& topic, int32_t first, int32_t last,
+                       std::function<void(Status)> done);
+  void delete_partitions(const TopicInfo& topic);
+  void apply_topic_settings(const TopicInfo& topic);
+  void rebuild_producer_state(Partition& p);
+  static void notify_waiters(Partition& p);
+  // Creates a topic in the registry and opens its partitions; `done` runs on any thread.
+  void create_topic(const std::string& name, int32_t partitions, int16_t replication_factor,
+                    const std::map<std::string, std::string>& configs,
+                    std::function<void(Result<TopicInfo, TopicError>)> done);
+
+  // Requests.
+  void handle(const ConnectionInfo& conn, RequestFrame frame, Done done);
+  void dispatch(std::shared_ptr<Request> req, kafka::RequestBody body);
+  template <class Body>
+  static void respond(const Request& req, const Body& body,
+                      std::vector<std::shared_ptr<const void>> keep = {}) {
+    OutFrame out{kafka::encode_response(req.header.correlation_id, req.header.api_version, body),
+                 std::move(keep)};
+    req.done(Reply{Reply::Kind::kFrame, std::move(out)});
+  }
+
+  void handle_api_versions(std::shared_ptr<Request> req, const kafka::ApiVersionsRequest& body);
+  void handle_metadata(std::shared_ptr<Request> req, const kafka::MetadataRequest& body);
+  void handle_create_topics(std::shared_ptr<Request> req, const kafka::CreateTopicsRequest& body);
+  void handle_delete_topics(std::shared_ptr<Request> req, const kafka::DeleteTopicsRequest& body);
+  void handle_create_partitions(std::shared_ptr<Request> req,
+                                const kafka::CreatePartitionsRequest& body);
+  void handle_describe_configs(std::shared_ptr<Request> req,
+                               const kafka::DescribeConfigsRequest& body);
+  void handle_alter_configs(std::shared_ptr<Request> req, const kafka::AlterConfigsRequest& body);
+  void handle_incremental_alter_configs(std::shared_ptr<Request> req,
+                                        const kafka::IncrementalAlterConfigsRequest& body);
+  void handle_produce(std::shared_ptr<Request> req, kafka::ProduceRequest body);
+  void handle_fetch(std::shared_ptr<Request> req, kafka::FetchRequest body);
+  void handle_list_offsets(std::shared_ptr<Request> req, const kafka::ListOffsetsRequest& body);
+  void handle_init_producer_id(std::shared_ptr<Request> req,
+                               const kafka::InitProducerIdRequest& body);
+  void handle_offset_for_leader_epoch(std::shared_ptr<Request> req,
+                                      const kafka::OffsetForLeaderEpochRequest& body);
+  Result<int64_t, TopicError> next_producer_id();
+
+  BrokerConfig config_;
+  std::unique_ptr<TopicRegistry> registry_;
+  std::vector<std::unique_ptr<ShardState>> shards_;
+  std::unique_ptr<Server> server_;
+  std::mutex producer_ids_mutex_;  // guards the block below (InitProducerId, rare)
+  int64_t producer_id_next_ = 0;
+  int64_t producer_id_end_ = 0;
+  std::mutex topic_changes_mutex_;  // serialises topic create/delete/alter with partition opens
+  bool stopped_ = false;
+};
+
+}  // namespace sluice::broker

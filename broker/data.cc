@@ -1,0 +1,538 @@
+// The data path: Produce, Fetch (with long polling), ListOffsets and InitProducerId.
+#include <spdlog/spdlog.h>
+
+#include <chrono>
+
+#include "broker/broker.h"
+#include "broker/kafka_errors.h"
+#include "broker/topic_config.h"
+#include "protocol/record_batch.h"
+
+namespace sluice::broker {
+
+namespace asio = boost::asio;
+using kafka::ErrorCode;
+
+namespace {
+
+int64_t now_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+// Counts down tasks; the one that brings it to zero runs `last`.
+struct Countdown {
+  explicit Countdown(size_t n, std::function<void()> last) : left(n), last(std::move(last)) {}
+  void done() {
+    if (left.fetch_sub(1) == 1) last();
+  }
+  std::atomic<size_t> left;
+  std::function<void()> last;
+};
+
+// Checks one Produce partition's records before anything is written (kafka-protocol.md 5.5).
+// Returns kNone when the batch may be appended.
+ErrorCode validate_batch(const kafka::Records& records, int16_t version, int64_t max_bytes,
+                         bool compacted, std::string& why) {
+  if (records.is_null() || records.size() == 0) {
+    why = "no record batch";
+    return ErrorCode::kInvalidRecord;
+  }
+  auto view = kafka::RecordBatchView::parse(records.bytes());
+  if (!view) {
+    why = view.error().message;
+    return view.error().code == kafka::BatchErrc::kBadMagic ? ErrorCode::kInvalidRecord
+                                                            : ErrorCode::kCorruptMessage;
+  }
+  if (view->size_bytes() != records.size()) {
+    why = "more than one record batch";
+    return ErrorCode::kInvalidRecord;
+  }
+  if (view->compression() == kafka::Compression::kZstd && version < 7) {
+    why = "zstd needs Produce v7 or later";
+    return ErrorCode::kUnsupportedCompressionType;
+  }
+  if (static_cast<int64_t>(view->size_bytes()) > max_bytes) {
+    why = "batch of " + std::to_string(view->size_bytes()) + " bytes exceeds max.message.bytes " +
+          std::to_string(max_bytes);
+    return ErrorCode::kMessageTooLarge;
+  }
+  if (auto crc = view->verify_crc(); !crc) {
+    why = crc.error().message;
+    return ErrorCode::kCorruptMessage;
+  }
+  if (view->record_count() <= 0 || view->last_offset_delta() + 1 != view->record_count()) {
+    why = "lastOffsetDelta + 1 does not match the record count";
+    return ErrorCode::kInvalidRecord;
+  }
+  if (view->is_control()) {
+    why = "clients may not produce control batches";
+    return ErrorCode::kInvalidRecord;
+  }
+  if (view->producer_id() >= 0 && view->base_sequence() < 0) {
+    why = "idempotent batch without a base sequence";
+    return ErrorCode::kInvalidRecord;
+  }
+  if (compacted) {
+    std::vector<std::byte> scratch;
+    auto reader = view->records(scratch);
+    if (!reader) {
+      why = reader.error().message;
+      return ErrorCode::kCorruptMessage;
+    }
+    while (true) {
+      auto rec = reader->next();
+      if (!rec) {
+        why = rec.error().message;
+        return ErrorCode::kCorruptMessage;
+      }
+      if (!*rec) break;
+      if (!(*rec)->key) {
+        why = "records of a compacted topic need a key";
+        return ErrorCode::kInvalidRecord;
+      }
+    }
+  }
+  return ErrorCode::kNone;
+}
+
+}  // namespace
+
+void Broker::handle_produce(std::shared_ptr<Request> req, kafka::ProduceRequest body) {
+  using PartitionResponse = kafka::ProduceResponse::PartitionProduceResponse;
+  auto resp = std::make_shared<kafka::ProduceResponse>();
+  auto failed = std::make_shared<std::atomic<bool>>(false);
+  const int16_t acks = body.acks;
+  const int16_t version = req->header.api_version;
+  size_t total = 0;
+  for (const auto& t : body.topic_data) total += t.partition_data.size();
+  auto countdown = std::make_shared<Countdown>(total + 1, [req, resp, failed, acks] {
+    if (acks == 0) {
+      // No response for acks=0; a failure closes the connection so the client notices.
+      req->done(failed->load() ? Reply::close() : Reply::none());
+    } else {
+      respond(*req, *resp);
+    }
+  });
+  auto snap = registry_->snapshot();
+  resp->responses.resize(body.topic_data.size());
+  for (size_t ti = 0; ti < body.topic_data.size(); ++ti) {
+    const auto& t = body.topic_data[ti];
+    auto& rt = resp->responses[ti];
+    rt.name = t.name;
+    rt.partition_responses.resize(t.partition_data.size());
+    const TopicInfo* topic = snap->find(t.name);
+    for (size_t pi = 0; pi < t.partition_data.size(); ++pi) {
+      const auto& pd = t.partition_data[pi];
+      PartitionResponse* slot = &rt.partition_responses[pi];
+      slot->index = pd.index;
+      slot->base_offset = -1;
+      auto fail = [&](ErrorCode c, std::string why) {
+        slot->error_code = code(c);
+        if (!why.empty()) slot->error_message = std::move(why);
+        failed->store(true);
+        countdown->done();
+      };
+      if (acks != 0 && acks != 1 && acks != -1) {
+        fail(ErrorCode::kInvalidRequiredAcks, "acks must be -1, 0 or 1");
+        continue;
+      }
+      if (body.transactional_id && !body.transactional_id->empty()) {
+        fail(ErrorCode::kTransactionalIdAuthorizationFailed, "transactions are not supported");
+        continue;
+      }
+      if (!topic || pd.index < 0 || pd.index >= topic->partitions) {
+        fail(ErrorCode::kUnknownTopicOrPartition, "");
+        continue;
+      }
+      std::string why;
+      const bool compacted =
+          topic_setting_value(*topic, config_, "cleanup.policy").find("compact") != std::string::npos;
+      const ErrorCode verdict = validate_batch(
+          pd.records, version, topic_setting_int(*topic, config_, "max.message.bytes"), compacted, why);
+      if (verdict != ErrorCode::kNone) {
+        spdlog::debug("produce to {}-{} rejected: {}", t.name, pd.index, why);
+        fail(verdict, why);
+        continue;
+      }
+      // The batch is stamped in place: the request buffer is ours and outlives the append.
+      const Bytes records = pd.records.bytes();
+      auto& buffer = *req->frame.buffer;
+      const size_t at = static_cast<size_t>(records.data() - buffer.data());
+      MutableBytes batch(buffer.data() + at, records.size());
+      TopicPartition tp{t.name, pd.index};
+      ShardState& ss = shard_of(tp);
+      ss.shard.post([&ss, tp, batch, slot, req, countdown, failed] {
+        auto finish = [&](ErrorCode c, std::string why = "") {
+          if (c != ErrorCode::kNone) {
+            slot->error_code = code(c);
+            if (!why.empty()) slot->error_message = std::move(why);
+            slot->base_offset = -1;
+            failed->store(true);
+          }
+          countdown->done();
+        };
+        Partition* p = ss.find(tp);
+        if (!p) return finish(ErrorCode::kUnknownTopicOrPartition);
+        auto view = kafka::RecordBatchView::parse(batch);
+        SLUICE_ASSERT(view.has_value());  // validated on the connection's shard
+        const int64_t pid = view->producer_id();
+        const int32_t count = view->record_count();
+        if (pid >= 0) {
+          auto check = p->producers.check(pid, view->producer_epoch(), view->base_sequence(), count);
+          if (check.verdict == SequenceCheck::Verdict::kReject) return finish(check.error);
+          if (check.verdict == SequenceCheck::Verdict::kDuplicate) {
+            // A retry of a batch we have: answer with its offset once it is durable.
+            slot->base_offset = check.duplicate_base_offset;
+            slot->log_start_offset = *p->log->log_start_offset();
+            p->log->when_durable(Offset(check.duplicate_base_offset + count),
+                                 [slot, countdown, failed](const log::LogResult<Offset>& r) {
+                                   if (!r) {
+                                     slot->error_code = code(to_kafka(r.error().code));
+                                     failed->store(true);
+                                   }
+                                   countdown->done();
+                                 });
+            ss.ring->submit();
+            return;
+          }
+        }
+        if (p->log_append_time) {
+          const int64_t now = now_ms();
+          auto attrs = static_cast<int16_t>(
+              load_be<int16_t>(batch.data() + kafka::batch_layout::kAttributes) | 0x8);
+          store_be<int16_t>(batch.data() + kafka::batch_layout::kAttributes, attrs);
+          store_be<int64_t>(batch.data() + kafka::batch_layout::kMaxTimestamp, now);
+          kafka::update_crc(batch);
+          slot->log_append_time_ms = now;
+        }
+        auto appended = p->log->append(
+            batch, {}, [&ss, tp, slot, req, countdown, failed](const log::LogResult<log::AppendResult>& r) {
+              if (!r) {
+                slot->error_code = code(to_kafka(r.error().code));
+                slot->error_message = r.error().message;
+                slot->base_offset = -1;
+                failed->store(true);
+              }
+              if (Partition* p = ss.find(tp)) notify_waiters(*p);
+              countdown->done();
+            });
+        if (!appended) {
+          return finish(to_kafka(appended.error().code), appended.error().message);
+        }
+        slot->base_offset = *appended->base_offset;
+        slot->log_start_offset = *p->log->log_start_offset();
+        if (pid >= 0) {
+          p->producers.record(pid, view->producer_epoch(), view->base_sequence(), count,
+                              *appended->base_offset);
+        }
+        ss.ring->submit();
+      });
+    }
+  }
+  countdown->done();
+}
+
+namespace {
+
+// One partition's part of a fetch, filled on the partition's shard.
+struct FetchSlot {
+  ErrorCode error = ErrorCode::kNone;
+  int64_t high_watermark = -1;
+  int64_t log_start_offset = -1;
+  std::optional<log::FileRange> range;
+};
+
+}  // namespace
+
+// A fetch in progress. Lives on the connection's shard ("home"); reads fan out to the
+// partitions' shards and come back here. Kept alive by the tasks and the wait timer that
+// refer to it; partition waiters hold it weakly, so an answered fetch leaves nothing behind.
+struct FetchOp : std::enable_shared_from_this<FetchOp> {
+  Broker* broker = nullptr;
+  std::shared_ptr<Broker::Request> req;
+  Shard* home = nullptr;
+  kafka::FetchRequest body;
+  std::vector<TopicPartition> tps;
+  std::vector<const kafka::FetchRequest::FetchPartition*> parts;
+  std::vector<FetchSlot> slots;
+  std::chrono::steady_clock::time_point deadline;
+  std::unique_ptr<asio::steady_timer> timer;
+  bool answered = false;
+  bool reading = false;
+  bool parked = false;
+
+  void read(bool final_attempt) {
+    if (answered || reading) return;
+    reading = true;
+    slots.assign(tps.size(), FetchSlot{});
+    auto self = shared_from_this();
+    auto countdown = std::make_shared<Countdown>(tps.size() + 1, [self, final_attempt] {
+      self->home->post([self, final_attempt] { self->evaluate(final_attempt); });
+    });
+    for (size_t i = 0; i < tps.size(); ++i) {
+      ShardState& ss = broker->shard_of(tps[i]);
+      ss.shard.post([&ss, self, i, countdown] {
+        self->read_partition(ss, i);
+        countdown->done();
+      });
+    }
+    countdown->done();
+  }
+
+  // On the partition's shard.
+  void read_partition(ShardState& ss, size_t i) {
+    FetchSlot& slot = slots[i];
+    const auto& fp = *parts[i];
+    Partition* p = ss.find(tps[i]);
+    if (!p) {
+      slot.error = ErrorCode::kUnknownTopicOrPartition;
+      return;
+    }
+    if (fp.current_leader_epoch > 0) {  // our leader epoch is 0 on a single node
+      slot.error = ErrorCode::kUnknownLeaderEpoch;
+      return;
+    }
+    const int64_t hwm = p->high_watermark();
+    const int64_t start = *p->log->log_start_offset();
+    slot.high_watermark = hwm;
+    slot.log_start_offset = start;
+    if (fp.fetch_offset < start || fp.fetch_offset > hwm) {
+      slot.error = ErrorCode::kOffsetOutOfRange;
+      return;
+    }
+    if (fp.fetch_offset == hwm) return;
+    auto r = p->log->read(Offset(fp.fetch_offset),
+                          static_cast<uint64_t>(std::max(1, fp.partition_max_bytes)), Offset(hwm));
+    if (!r) {
+      slot.error = to_kafka(r.error().code);
+    } else if (!r->ranges.empty()) {
+      slot.range = r->ranges.front();  // whole batches, contiguous in one segment file
+    }
+  }
+
+  // On home, once every partition was read.
+  void evaluate(bool final_attempt) {
+    reading = false;
+    if (answered) return;
+    int64_t total = 0;
+    bool any_error = false;
+    for (const auto& s : slots) {
+      if (s.range) total += static_cast<int64_t>(s.range->length);
+      if (s.error != ErrorCode::kNone) any_error = true;
+    }
+    const bool timed_out = std::chrono::steady_clock::now() >= deadline;
+    if (total >= body.min_bytes || any_error ||
+        final_attempt || timed_out || body.max_wait_ms <= 0) {
+      answer();
+    } else {
+      park();
+    }
+  }
+
+  void answer() {
+    answered = true;
+    timer->cancel();
+    kafka::FetchResponse resp;
+    std::vector<std::shared_ptr<const void>> keep;
+    int64_t budget = body.max_bytes;
+    bool first_data = true;
+    size_t k = 0;
+    for (const auto& t : body.topics) {
+      kafka::FetchResponse::FetchableTopicResponse rt;
+      rt.topic = t.topic;
+      for (const auto& p : t.partitions) {
+        const FetchSlot& s = slots[k++];
+        kafka::FetchResponse::PartitionData pd;
+        pd.partition_index = p.partition;
+        pd.error_code = code(s.error);
+        pd.high_watermark = s.high_watermark;
+        pd.last_stable_offset = s.high_watermark;
+        pd.log_start_offset = s.log_start_offset;
+        pd.aborted_transactions.emplace();
+        pd.records = kafka::Records::borrowed({});  // never null (librdkafka needs a size)
+        // The first batch with data always goes (so a consumer can progress); after that,
+        // whole ranges while the response's byte budget holds.
+        if (s.range && (first_data || static_cast<int64_t>(s.range->length) <= budget)) {
+          pd.records = kafka::Records::external({s.range->fd(),
+                                                 static_cast<int64_t>(s.range->position),
+                                                 static_cast<uint32_t>(s.range->length), 0});
+          keep.push_back(s.range->file);
+          budget -= static_cast<int64_t>(s.range->length);
+          first_data = false;
+        }
+        rt.partitions.push_back(std::move(pd));
+      }
+      resp.responses.push_back(std::move(rt));
+    }
+    Broker::respond(*req, resp, std::move(keep));
+  }
+
+  // Waits for new data on any partition, or for the deadline.
+  void park() {
+    if (parked) return;  // the waiters and timer from the first park are still armed
+    parked = true;
+    auto self = shared_from_this();
+    timer->expires_at(deadline);
+    timer->async_wait([self](boost::system::error_code ec) {
+      if (!ec) self->read(true);
+    });
+    std::weak_ptr<FetchOp> weak = self;
+    for (size_t i = 0; i < tps.size(); ++i) {
+      ShardState& ss = broker->shard_of(tps[i]);
+      const int64_t seen = slots[i].high_watermark;
+      Shard* home_shard = home;
+      ss.shard.post([&ss, tp = tps[i], seen, weak, home_shard] {
+        Partition* p = ss.find(tp);
+        if (!p || weak.expired()) return;
+        auto wake = [weak, home_shard] {
+          home_shard->post([weak] {
+            if (auto op = weak.lock()) {
+              op->parked = false;
+              op->read(false);
+            }
+          });
+        };
+        if (p->high_watermark() > seen) {
+          wake();
+          return;
+        }
+        std::erase_if(p->waiters, [](const FetchWaiter& w) { return w.token.expired(); });
+        p->waiters.push_back({weak, seen, wake});
+      });
+    }
+  }
+};
+
+void Broker::handle_fetch(std::shared_ptr<Request> req, kafka::FetchRequest body) {
+  // Fetch sessions are declined: a request naming a session we never issued gets error 70.
+  if (body.session_id != 0) {
+    kafka::FetchResponse resp;
+    resp.error_code = code(ErrorCode::kFetchSessionIdNotFound);
+    respond(*req, resp);
+    return;
+  }
+  auto op = std::make_shared<FetchOp>();
+  op->broker = this;
+  op->req = req;
+  op->home = &shards_[req->conn.shard]->shard;
+  op->body = std::move(body);
+  op->timer = std::make_unique<asio::steady_timer>(op->home->context());
+  op->deadline = std::chrono::steady_clock::now() +
+                 std::chrono::milliseconds(std::max(0, op->body.max_wait_ms));
+  for (const auto& t : op->body.topics) {
+    for (const auto& p : t.partitions) {
+      op->tps.push_back({t.topic, p.partition});
+      op->parts.push_back(&p);
+    }
+  }
+  op->home->post([op] { op->read(false); });
+}
+
+namespace {
+
+// The timestamp of the record at `offset` (for ListOffsets by time), or -1.
+int64_t record_timestamp(log::PartitionLog& log, int64_t offset) {
+  auto bytes = log.read_copy(Offset(offset), 1);
+  if (!bytes) return -1;
+  auto view = kafka::RecordBatchView::parse(*bytes);
+  if (!view) return -1;
+  if (view->timestamp_type() == kafka::TimestampType::kLogAppendTime) return view->max_timestamp();
+  std::vector<std::byte> scratch;
+  auto reader = view->records(scratch);
+  if (!reader) return -1;
+  while (true) {
+    auto rec = reader->next();
+    if (!rec || !*rec) return -1;
+    if (view->base_offset() + (*rec)->offset_delta >= offset) {
+      return view->base_timestamp() + (*rec)->timestamp_delta;
+    }
+  }
+}
+
+}  // namespace
+
+void Broker::handle_list_offsets(std::shared_ptr<Request> req,
+                                 const kafka::ListOffsetsRequest& body) {
+  using PartitionResponse = kafka::ListOffsetsResponse::ListOffsetsPartitionResponse;
+  auto resp = std::make_shared<kafka::ListOffsetsResponse>();
+  const int16_t version = req->header.api_version;
+  size_t total = 0;
+  for (const auto& t : body.topics) total += t.partitions.size();
+  auto countdown =
+      std::make_shared<Countdown>(total + 1, [req, resp] { respond(*req, *resp); });
+  resp->topics.resize(body.topics.size());
+  for (size_t ti = 0; ti < body.topics.size(); ++ti) {
+    const auto& t = body.topics[ti];
+    resp->topics[ti].name = t.name;
+    resp->topics[ti].partitions.resize(t.partitions.size());
+    for (size_t pi = 0; pi < t.partitions.size(); ++pi) {
+      const auto& lp = t.partitions[pi];
+      PartitionResponse* slot = &resp->topics[ti].partitions[pi];
+      slot->partition_index = lp.partition_index;
+      TopicPartition tp{t.name, lp.partition_index};
+      ShardState& ss = shard_of(tp);
+      ss.shard.post([&ss, tp, lp, slot, version, countdown] {
+        Partition* p = ss.find(tp);
+        if (!p) {
+          slot->error_code = code(ErrorCode::kUnknownTopicOrPartition);
+        } else if (lp.current_leader_epoch > 0) {
+          slot->error_code = code(ErrorCode::kUnknownLeaderEpoch);
+        } else {
+          int64_t offset = -1;
+          int64_t timestamp = -1;
+          if (lp.timestamp == -2) {
+            offset = *p->log->log_start_offset();
+          } else if (lp.timestamp == -1) {
+            offset = p->high_watermark();
+          } else {
+            auto found = p->log->offset_for_timestamp(lp.timestamp);
+            if (!found) {
+              slot->error_code = code(to_kafka(found.error().code));
+            } else if (*found && ***found < p->high_watermark()) {
+              offset = ***found;
+              timestamp = record_timestamp(*p->log, offset);
+            }
+          }
+          slot->offset = offset;
+          slot->timestamp = timestamp;
+          slot->leader_epoch = 0;
+          if (version == 0 && lp.max_num_offsets > 0 && offset >= 0) {
+            slot->old_style_offsets.push_back(offset);
+          }
+        }
+        countdown->done();
+      });
+    }
+  }
+  countdown->done();
+}
+
+void Broker::handle_init_producer_id(std::shared_ptr<Request> req,
+                                     const kafka::InitProducerIdRequest& body) {
+  kafka::InitProducerIdResponse resp;
+  if (body.transactional_id && !body.transactional_id->empty()) {
+    // Transactions are not offered (their APIs are not advertised).
+    resp.error_code = code(ErrorCode::kTransactionalIdAuthorizationFailed);
+    respond(*req, resp);
+    return;
+  }
+  if (body.producer_id >= 0 && body.producer_epoch >= 0 && body.producer_epoch < INT16_MAX) {
+    // An idempotent producer bumping its epoch (KIP-360): same id, next epoch.
+    resp.producer_id = body.producer_id;
+    resp.producer_epoch = static_cast<int16_t>(body.producer_epoch + 1);
+    respond(*req, resp);
+    return;
+  }
+  auto id = next_producer_id();
+  if (!id) {
+    resp.error_code = code(id.error().code);
+  } else {
+    resp.producer_id = *id;
+    resp.producer_epoch = 0;
+  }
+  respond(*req, resp);
+}
+
+}  // namespace sluice::broker

@@ -1,0 +1,43 @@
+// sluiced: the Sluice broker process.
+#include <spdlog/spdlog.h>
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <cstdio>
+
+#include "broker/broker.h"
+
+int main(int argc, char** argv) {
+  using namespace sluice::broker;
+  auto config = parse_config(argc, argv);
+  if (!config) {
+    const bool ok = config.error().code == 0;  // --help, --version
+    std::fputs(config.error().message.c_str(), ok ? stdout : stderr);
+    if (!ok) std::fputc('\n', stderr);
+    return ok ? 0 : 2;
+  }
+  spdlog::set_level(spdlog::level::from_str(config->log_level));
+  spdlog::set_pattern("%Y-%m-%d %H:%M:%S.%e %^%l%$ %v");
+  spdlog::flush_on(spdlog::level::info);
+
+  auto broker = Broker::create(*config);
+  if (!broker) {
+    spdlog::error("cannot start: {}", broker.error().message);
+    return 1;
+  }
+  // Signals are taken by a small io_context on the main thread; shards never see them.
+  boost::asio::io_context signals_ctx;
+  boost::asio::signal_set signals(signals_ctx, SIGTERM, SIGINT);
+  signal(SIGPIPE, SIG_IGN);
+  if (auto s = (*broker)->start(); !s) {
+    spdlog::error("cannot start: {}", s.error().message);
+    (*broker)->stop();
+    return 1;
+  }
+  signals.async_wait([](const boost::system::error_code&, int signo) {
+    spdlog::info("received {}, shutting down", signo == SIGTERM ? "SIGTERM" : "SIGINT");
+  });
+  signals_ctx.run();
+  (*broker)->stop();
+  return 0;
+}

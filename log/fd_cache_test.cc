@@ -1,0 +1,44 @@
+#include "log/fd_cache.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <fstream>
+#include <gtest/gtest.h>
+
+#include "log/tests/test_util.h"
+
+namespace sluice::log {
+namespace {
+
+TEST(LogFdCache, EvictsLeastRecentlyUsedAndKeepsHandlesAlive) {
+  testing::TempDir dir;
+  for (const char* name : {"a", "b", "c"}) std::ofstream(dir.path() / name) << name;
+  FdCache cache(2);
+  auto a = cache.open(dir.path() / "a");
+  ASSERT_TRUE(a);
+  ASSERT_TRUE(cache.open(dir.path() / "b"));
+  ASSERT_TRUE(cache.open(dir.path() / "a"));  // a is now the most recent
+  EXPECT_EQ(cache.hits(), 1u);
+  ASSERT_TRUE(cache.open(dir.path() / "c"));  // evicts b
+  EXPECT_EQ(cache.evictions(), 1u);
+  EXPECT_EQ(cache.size(), 2u);
+  ASSERT_TRUE(cache.open(dir.path() / "b"));  // reopened, evicts a
+  EXPECT_EQ(cache.opens(), 4u);
+  // The evicted handle is still open for whoever holds it.
+  char c;
+  EXPECT_EQ(::pread((*a)->fd(), &c, 1, 0), 1);
+  EXPECT_EQ(c, 'a');
+}
+
+TEST(LogFdCache, MissingFileIsAnError) {
+  testing::TempDir dir;
+  FdCache cache(2);
+  auto f = cache.open(dir.path() / "missing");
+  ASSERT_FALSE(f);
+  EXPECT_EQ(f.error().code, LogErrc::kIo);
+  EXPECT_EQ(cache.size(), 0u);
+}
+
+}  // namespace
+}  // namespace sluice::log

@@ -1,0 +1,74 @@
+// In-memory state of one segment and the file helpers PartitionLog uses. Indexes stay on
+// disk and are searched with pread (bounded memory whatever the number of segments).
+#pragma once
+
+#include <cstdint>
+#include <limits>
+#include <memory>
+#include <string>
+
+#include "common/bytes.h"
+#include "log/errc.h"
+#include "log/fd_cache.h"
+#include "log/format.h"
+
+namespace sluice::log::detail {
+
+inline constexpr int64_t kNoTimestamp = std::numeric_limits<int64_t>::min();
+
+struct Segment {
+  int64_t base_offset = 0;
+  int64_t end_offset = 0;      // one past the last offset of the last batch
+  uint64_t size_bytes = 0;     // bytes of batches assigned to this segment
+  uint64_t written_bytes = 0;  // of which written (contiguously from 0)
+  uint64_t index_entries = 0;  // entries in the .index file
+  uint64_t time_entries = 0;   // entries in the .timeindex file
+  uint64_t bytes_since_index = 0;
+  int64_t max_timestamp = kNoTimestamp;  // of the batches in the segment
+  int64_t corrupt_from = -1;   // offsets >= this are damaged and never served
+  int64_t created_ms = 0;
+  bool active = false;
+  bool preallocated = false;  // the .log file extends past size_bytes with zeros
+  bool dirty = false;         // written since its last fdatasync
+  bool unsynced = false;      // closed, but the .log and indexes are not yet fdatasync'd
+  // Read-write handles, held while the segment is active or unsynced; otherwise reads go
+  // through the shard's FdCache.
+  std::shared_ptr<FileHandle> log_rw;
+  std::shared_ptr<FileHandle> index_rw;
+  std::shared_ptr<FileHandle> time_rw;
+  std::string log_path;
+  std::string index_path;
+  std::string time_path;
+};
+
+// The header fields recovery and reads need, from a batch header read off disk.
+struct BatchHeader {
+  uint64_t position = 0;
+  uint64_t size_bytes = 0;
+  int64_t base_offset = 0;
+  int64_t last_offset = 0;
+  int64_t max_timestamp = 0;
+};
+
+LogResult<void> pread_full(int fd, MutableBytes out, uint64_t position);
+LogResult<void> pwrite_full(int fd, Bytes in, uint64_t position);
+LogResult<uint64_t> file_size(int fd);
+LogResult<void> truncate_file(int fd, uint64_t size);
+
+// Reads and checks (not the CRC) the header of the batch at `position`, which must end at or
+// before `limit`. kCorrupt when it does not.
+LogResult<BatchHeader> read_batch_header(int fd, uint64_t position, uint64_t limit);
+
+// The last .index entry with offset <= `offset`, or {base, 0} when there is none.
+LogResult<IndexEntry> index_floor(int fd, uint64_t entries, int64_t base, int64_t offset);
+// How many .index entries have offset < `offset`.
+LogResult<uint64_t> index_count_below(int fd, uint64_t entries, int64_t base, int64_t offset);
+// The last .timeindex entry with timestamp < `timestamp`, if any.
+LogResult<std::optional<TimeEntry>> time_floor(int fd, uint64_t entries, int64_t base,
+                                               int64_t timestamp);
+// How many .timeindex entries have offset < `offset`.
+LogResult<uint64_t> time_count_below(int fd, uint64_t entries, int64_t base, int64_t offset);
+LogResult<TimeEntry> read_time_entry(int fd, int64_t base, uint64_t i);
+LogResult<IndexEntry> read_index_entry(int fd, int64_t base, uint64_t i);
+
+}  // namespace sluice::log::detail

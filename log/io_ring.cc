@@ -1,0 +1,260 @@
+#include "log/io_ring.h"
+
+#include <liburing.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+
+#include "common/assert.h"
+#include "log/logging.h"
+
+namespace sluice::log {
+
+struct IoRing::Uring {
+  io_uring ring;
+};
+
+namespace {
+bool env_disables_uring() {
+  const char* v = std::getenv("SLUICE_DISABLE_IO_URING");
+  return v != nullptr && v[0] != '\0' && std::string(v) != "0";
+}
+
+void log_fallback_once(const std::string& why) {
+  static std::atomic<bool> logged{false};
+  if (!logged.exchange(true)) {
+    detail::log_line(LogLevel::kWarning,
+                     "io_uring unavailable (" + why + "); using pwrite/fdatasync threads");
+  }
+}
+}  // namespace
+
+IoRing::IoRing(const Options& options) {
+  event_fd_ = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  SLUICE_ASSERT(event_fd_ >= 0);
+  std::string why;
+  if (options.disable_io_uring) {
+    why = "disabled by options";
+  } else if (env_disables_uring()) {
+    why = "SLUICE_DISABLE_IO_URING is set";
+  } else {
+    auto uring = std::make_unique<Uring>();
+    const int rc = io_uring_queue_init(options.entries, &uring->ring, 0);
+    if (rc < 0) {
+      why = std::string("io_uring_queue_init: ") + std::strerror(-rc);
+    } else if (const int erc = io_uring_register_eventfd(&uring->ring, event_fd_); erc < 0) {
+      io_uring_queue_exit(&uring->ring);
+      why = std::string("io_uring_register_eventfd: ") + std::strerror(-erc);
+    } else {
+      uring_ = std::move(uring);
+    }
+  }
+  if (!uring_) {
+    log_fallback_once(why);
+    SLUICE_ASSERT(options.fallback_threads >= 1);
+    for (uint32_t i = 0; i < options.fallback_threads; ++i) {
+      workers_.emplace_back([this] { worker_loop(); });
+    }
+  }
+}
+
+IoRing::~IoRing() {
+  drain();
+  SLUICE_ASSERT(in_flight_ == 0);
+  if (uring_) {
+    io_uring_queue_exit(&uring_->ring);
+  } else {
+    {
+      std::lock_guard lock(mutex_);
+      stopping_ = true;
+    }
+    work_cv_.notify_all();
+    for (auto& t : workers_) t.join();
+  }
+  ::close(event_fd_);
+}
+
+bool IoRing::uses_io_uring() const { return uring_ != nullptr; }
+
+void IoRing::enqueue(std::unique_ptr<Op> op) {
+  ++in_flight_;
+  queued_.push_back(op.release());
+}
+
+void IoRing::write(int fd, Bytes data, uint64_t position, Completion done) {
+  SLUICE_ASSERT(fd >= 0);
+  SLUICE_ASSERT(!data.empty());
+  enqueue(std::make_unique<Op>(Op{OpKind::kWrite, fd, data.data(), data.size(), position, 0, 0,
+                                  std::move(done)}));
+}
+
+void IoRing::fdatasync(int fd, Completion done) {
+  SLUICE_ASSERT(fd >= 0);
+  enqueue(std::make_unique<Op>(Op{OpKind::kFdatasync, fd, nullptr, 0, 0, 0, 0, std::move(done)}));
+}
+
+void IoRing::fsync(int fd, Completion done) {
+  SLUICE_ASSERT(fd >= 0);
+  enqueue(std::make_unique<Op>(Op{OpKind::kFsync, fd, nullptr, 0, 0, 0, 0, std::move(done)}));
+}
+
+void IoRing::submit() {
+  if (queued_.empty()) return;
+  if (uring_) return submit_uring();
+  {
+    std::lock_guard lock(mutex_);
+    work_.insert(work_.end(), queued_.begin(), queued_.end());
+  }
+  queued_.clear();
+  work_cv_.notify_all();
+}
+
+void IoRing::submit_uring() {
+  io_uring* ring = &uring_->ring;
+  while (!queued_.empty()) {
+    io_uring_sqe* sqe = io_uring_get_sqe(ring);
+    if (sqe == nullptr) {
+      io_uring_submit(ring);
+      sqe = io_uring_get_sqe(ring);
+      if (sqe == nullptr) break;  // the rest goes when completions make room
+    }
+    Op* op = queued_.front();
+    queued_.pop_front();
+    switch (op->kind) {
+      case OpKind::kWrite:
+        io_uring_prep_write(sqe, op->fd, op->data + op->done_bytes,
+                            static_cast<unsigned>(op->size - op->done_bytes),
+                            op->position + op->done_bytes);
+        break;
+      case OpKind::kFdatasync: io_uring_prep_fsync(sqe, op->fd, IORING_FSYNC_DATASYNC); break;
+      case OpKind::kFsync: io_uring_prep_fsync(sqe, op->fd, 0); break;
+    }
+    io_uring_sqe_set_data(sqe, op);
+  }
+  io_uring_submit(ring);
+}
+
+void IoRing::drain_event_fd() {
+  uint64_t value;
+  while (::read(event_fd_, &value, sizeof(value)) > 0) {
+  }
+}
+
+size_t IoRing::poll_completions() {
+  drain_event_fd();
+  if (uring_) return poll_uring();
+  std::deque<Op*> ready;
+  {
+    std::lock_guard lock(mutex_);
+    ready.swap(done_);
+  }
+  std::vector<Op*> ops(ready.begin(), ready.end());
+  return finish(ops);
+}
+
+size_t IoRing::poll_uring() {
+  io_uring* ring = &uring_->ring;
+  std::vector<Op*> finished;
+  io_uring_cqe* cqe;
+  while (io_uring_peek_cqe(ring, &cqe) == 0) {
+    Op* op = static_cast<Op*>(io_uring_cqe_get_data(cqe));
+    const int32_t res = cqe->res;
+    io_uring_cqe_seen(ring, cqe);
+    SLUICE_ASSERT(op != nullptr);
+    if (res == -EINTR || res == -EAGAIN) {
+      queued_.push_back(op);  // retry as is
+      continue;
+    }
+    if (op->kind == OpKind::kWrite && res > 0 && op->done_bytes + res < op->size) {
+      op->done_bytes += res;  // a short write: continue where it stopped
+      queued_.push_back(op);
+      continue;
+    }
+    if (op->kind == OpKind::kWrite && res == 0) {
+      op->result = -EIO;  // no progress: the device refuses
+    } else if (op->kind == OpKind::kWrite && res > 0) {
+      op->result = static_cast<int32_t>(op->size);
+    } else {
+      op->result = res;
+    }
+    finished.push_back(op);
+  }
+  if (!queued_.empty()) submit_uring();
+  return finish(finished);
+}
+
+size_t IoRing::finish(std::vector<Op*>& ops) {
+  for (Op* raw : ops) {
+    std::unique_ptr<Op> op(raw);
+    SLUICE_ASSERT(in_flight_ > 0);
+    --in_flight_;
+    if (op->done) op->done(op->result);
+  }
+  return ops.size();
+}
+
+size_t IoRing::wait() {
+  if (in_flight_ == 0) return 0;
+  submit();
+  for (;;) {
+    if (const size_t n = poll_completions(); n > 0) return n;
+    if (uring_) {
+      io_uring_cqe* cqe;
+      const int rc = io_uring_wait_cqe(&uring_->ring, &cqe);
+      SLUICE_ASSERT(rc == 0 || rc == -EINTR);
+    } else {
+      std::unique_lock lock(mutex_);
+      done_cv_.wait(lock, [this] { return !done_.empty(); });
+    }
+  }
+}
+
+void IoRing::drain() {
+  while (in_flight_ > 0) wait();
+}
+
+int32_t IoRing::run_blocking(Op& op) {
+  switch (op.kind) {
+    case OpKind::kWrite:
+      while (op.done_bytes < op.size) {
+        const ssize_t n = ::pwrite(op.fd, op.data + op.done_bytes, op.size - op.done_bytes,
+                                   static_cast<off_t>(op.position + op.done_bytes));
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0) return -errno;
+        if (n == 0) return -EIO;
+        op.done_bytes += static_cast<uint64_t>(n);
+      }
+      return static_cast<int32_t>(op.size);
+    case OpKind::kFdatasync: return ::fdatasync(op.fd) == 0 ? 0 : -errno;
+    case OpKind::kFsync: return ::fsync(op.fd) == 0 ? 0 : -errno;
+  }
+  SLUICE_UNREACHABLE();
+}
+
+void IoRing::worker_loop() {
+  for (;;) {
+    Op* op;
+    {
+      std::unique_lock lock(mutex_);
+      work_cv_.wait(lock, [this] { return stopping_ || !work_.empty(); });
+      if (work_.empty()) return;  // stopping, nothing left
+      op = work_.front();
+      work_.pop_front();
+    }
+    op->result = run_blocking(*op);
+    {
+      std::lock_guard lock(mutex_);
+      done_.push_back(op);
+    }
+    done_cv_.notify_all();
+    const uint64_t one = 1;
+    [[maybe_unused]] const ssize_t n = ::write(event_fd_, &one, sizeof(one));
+  }
+}
+
+}  // namespace sluice::log

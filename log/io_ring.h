@@ -1,0 +1,103 @@
+// The shard's asynchronous file I/O: one io_uring ring per shard, shared by the partitions
+// the shard owns. When io_uring cannot be set up (SLUICE_DISABLE_IO_URING=1 in the
+// environment, an old kernel, a sandbox that forbids it) the same interface runs the
+// operations with pwrite/fdatasync on a small thread pool, and says so once in the log.
+//
+// Thread: owned and driven by one thread (the shard's). Completions run inside
+// poll_completions() or wait(), on that thread, in no particular order between operations.
+// Buffers and file descriptors passed in must stay valid until the operation completes
+// (capture the owner in the completion). Writes are never copied.
+//
+// Integration with an event loop: watch event_fd() for readability and call
+// poll_completions() when it fires; it never blocks. Tools and tests may call wait().
+#pragma once
+
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "common/bytes.h"
+
+namespace sluice::log {
+
+class IoRing {
+ public:
+  struct Options {
+    uint32_t entries = 256;          // submission queue size
+    bool disable_io_uring = false;   // also when SLUICE_DISABLE_IO_URING=1
+    uint32_t fallback_threads = 2;
+  };
+  // Result: bytes written (always the full length: short writes are continued) or -errno.
+  using Completion = std::function<void(int32_t result)>;
+
+  explicit IoRing(const Options& options);
+  IoRing() : IoRing(Options{}) {}
+  // Waits for every operation in flight (running their completions), then tears down.
+  ~IoRing();
+  IoRing(const IoRing&) = delete;
+  IoRing& operator=(const IoRing&) = delete;
+
+  bool uses_io_uring() const;
+
+  // Queue operations; they start at the next submit().
+  void write(int fd, Bytes data, uint64_t position, Completion done);
+  void fdatasync(int fd, Completion done);
+  void fsync(int fd, Completion done);  // for directories (new or removed entries)
+
+  // Hands queued operations to the kernel (or the fallback threads). Never blocks.
+  void submit();
+  // Runs the completions that are ready; returns how many. Never blocks.
+  size_t poll_completions();
+  // Blocks until at least one completion has run (returns 0 at once when nothing is in
+  // flight); for tests and tools, never on a shard.
+  size_t wait();
+  // wait() until nothing is in flight.
+  void drain();
+
+  // Readable when completions may be ready; poll_completions() clears it.
+  int event_fd() const { return event_fd_; }
+  size_t in_flight() const { return in_flight_; }
+
+ private:
+  enum class OpKind : uint8_t { kWrite, kFdatasync, kFsync };
+  struct Op {
+    OpKind kind;
+    int fd;
+    const std::byte* data;
+    uint64_t size;
+    uint64_t position;
+    uint64_t done_bytes;
+    int32_t result;
+    Completion done;
+  };
+  struct Uring;
+
+  void enqueue(std::unique_ptr<Op> op);
+  size_t finish(std::vector<Op*>& ops);
+  void submit_uring();
+  size_t poll_uring();
+  void worker_loop();
+  static int32_t run_blocking(Op& op);
+  void drain_event_fd();
+
+  std::unique_ptr<Uring> uring_;
+  int event_fd_ = -1;
+  size_t in_flight_ = 0;
+  std::deque<Op*> queued_;  // not yet submitted (owned; released to the kernel or workers)
+
+  // Fallback: workers take from work_, put results in done_.
+  std::mutex mutex_;  // guards work_, done_, stopping_: shared by the shard and the workers
+  std::condition_variable work_cv_;
+  std::condition_variable done_cv_;
+  std::deque<Op*> work_;
+  std::deque<Op*> done_;
+  bool stopping_ = false;
+  std::vector<std::thread> workers_;
+};
+
+}  // namespace sluice::log

@@ -1,0 +1,106 @@
+// The shard's I/O ring, on io_uring and on the fallback threads.
+#include "log/io_ring.h"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <gtest/gtest.h>
+
+#include "log/tests/test_util.h"
+
+namespace sluice::log {
+namespace {
+
+class LogIoRingTest : public ::testing::TestWithParam<bool> {
+ protected:
+  IoRing::Options options() const { return {.disable_io_uring = GetParam()}; }
+  testing::TempDir dir_;
+};
+
+TEST_P(LogIoRingTest, UsesTheRequestedBackend) {
+  IoRing ring(options());
+  EXPECT_EQ(ring.uses_io_uring(), !GetParam());
+}
+
+TEST_P(LogIoRingTest, WritesFromTheCallersBufferThenSyncs) {
+  IoRing ring(options());
+  const auto path = dir_.path() / "f";
+  const int fd = ::open(path.c_str(), O_RDWR | O_CREAT, 0644);
+  ASSERT_GE(fd, 0);
+  std::vector<std::byte> a(100000, std::byte{'a'});
+  std::vector<std::byte> b(5000, std::byte{'b'});
+  std::vector<int32_t> results;
+  ring.write(fd, a, 0, [&](int32_t r) { results.push_back(r); });
+  ring.write(fd, b, a.size(), [&](int32_t r) { results.push_back(r); });
+  EXPECT_EQ(ring.in_flight(), 2u);
+  ring.submit();
+  ring.drain();
+  ASSERT_EQ(results.size(), 2u);
+  EXPECT_EQ(results[0] + results[1], static_cast<int32_t>(a.size() + b.size()));
+  ring.fdatasync(fd, [&](int32_t r) { results.push_back(r); });
+  ring.submit();
+  ring.drain();
+  EXPECT_EQ(results.back(), 0);
+  EXPECT_EQ(std::filesystem::file_size(path), a.size() + b.size());
+  std::byte last;
+  ASSERT_EQ(::pread(fd, &last, 1, static_cast<off_t>(a.size() + b.size() - 1)), 1);
+  EXPECT_EQ(last, std::byte{'b'});
+  ::close(fd);
+}
+
+TEST_P(LogIoRingTest, EventFdSignalsCompletions) {
+  IoRing ring(options());
+  const int fd = ::open((dir_.path() / "f").c_str(), O_RDWR | O_CREAT, 0644);
+  std::vector<std::byte> a(10, std::byte{1});
+  bool done = false;
+  ring.write(fd, a, 0, [&](int32_t) { done = true; });
+  ring.submit();
+  pollfd p{.fd = ring.event_fd(), .events = POLLIN, .revents = 0};
+  ASSERT_EQ(::poll(&p, 1, 10000), 1);
+  while (!done) ring.poll_completions();
+  EXPECT_EQ(ring.poll_completions(), 0u);  // nothing left, and it does not block
+  EXPECT_EQ(ring.in_flight(), 0u);
+  ::close(fd);
+}
+
+TEST_P(LogIoRingTest, ErrorsAreNegativeErrno) {
+  IoRing ring(options());
+  const auto path = dir_.path() / "ro";
+  ::close(::open(path.c_str(), O_RDWR | O_CREAT, 0644));
+  const int fd = ::open(path.c_str(), O_RDONLY);
+  std::vector<std::byte> a(10, std::byte{1});
+  int32_t result = 0;
+  ring.write(fd, a, 0, [&](int32_t r) { result = r; });
+  ring.drain();
+  EXPECT_EQ(result, -EBADF);
+  ::close(fd);
+}
+
+TEST_P(LogIoRingTest, ManyOperationsBeyondTheQueueSize) {
+  IoRing::Options o = options();
+  o.entries = 8;
+  IoRing ring(o);
+  const int fd = ::open((dir_.path() / "f").c_str(), O_RDWR | O_CREAT, 0644);
+  std::vector<std::byte> block(512, std::byte{7});
+  int done = 0;
+  for (int i = 0; i < 200; ++i) ring.write(fd, block, i * 512ull, [&](int32_t r) { done += r == 512; });
+  ring.drain();
+  EXPECT_EQ(done, 200);
+  EXPECT_EQ(std::filesystem::file_size(dir_.path() / "f"), 200u * 512);
+  ::close(fd);
+}
+
+INSTANTIATE_TEST_SUITE_P(Log, LogIoRingTest, ::testing::Values(false, true),
+                         [](const auto& info) { return info.param ? "Fallback" : "IoUring"; });
+
+TEST(LogIoRing, EnvironmentDisablesIoUring) {
+  ::setenv("SLUICE_DISABLE_IO_URING", "1", 1);
+  IoRing ring;
+  ::unsetenv("SLUICE_DISABLE_IO_URING");
+  EXPECT_FALSE(ring.uses_io_uring());
+}
+
+}  // namespace
+}  // namespace sluice::log

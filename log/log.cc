@@ -1,0 +1,598 @@
+// PartitionLog: segments, appends, flushes, truncation and retention. Recovery is in
+// log_recovery.cc, reads in log_read.cc.
+#include "log/log.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <algorithm>
+
+#include "log/internal/segment.h"
+#include "log/logging.h"
+#include "protocol/record_batch.h"
+
+namespace sluice::log {
+
+using detail::Segment;
+
+PartitionLog::~PartitionLog() { SLUICE_ASSERT(idle()); }
+
+bool PartitionLog::idle() const { return ops_in_flight_ == 0; }
+
+uint64_t PartitionLog::segment_count() const { return segments_.size(); }
+
+uint64_t PartitionLog::size_bytes() const {
+  uint64_t total = 0;
+  for (const auto& seg : segments_) total += seg->size_bytes;
+  return total;
+}
+
+std::vector<int64_t> PartitionLog::segment_base_offsets() const {
+  std::vector<int64_t> bases;
+  for (const auto& seg : segments_) bases.push_back(seg->base_offset);
+  return bases;
+}
+
+Segment* PartitionLog::find_segment(int64_t offset) {
+  auto it = std::upper_bound(segments_.begin(), segments_.end(), offset,
+                             [](int64_t o, const auto& seg) { return o < seg->base_offset; });
+  if (it == segments_.begin()) return nullptr;
+  return std::prev(it)->get();
+}
+
+LogResult<void> PartitionLog::write_meta(bool sync) {
+  std::byte raw[kMetaBytes];
+  encode_meta(raw, {.log_start_offset = log_start_, .recovery_point = recovery_point_});
+  if (auto r = detail::pwrite_full(meta_handle_->fd(), raw, 0); !r) return r;
+  if (sync && ::fdatasync(meta_handle_->fd()) != 0) return errno_error(errno, "fdatasync meta");
+  return {};
+}
+
+// Makes `seg` the active segment: read-write handles, preallocation, roll clock.
+LogResult<void> PartitionLog::open_active(Segment& seg) {
+  for (auto [handle, path] : {std::pair{&seg.log_rw, &seg.log_path},
+                              std::pair{&seg.index_rw, &seg.index_path},
+                              std::pair{&seg.time_rw, &seg.time_path}}) {
+    if (*handle) continue;
+    auto f = FileHandle::open(*path, O_RDWR | O_CREAT);
+    if (!f) return unexpected(f.error());
+    *handle = *f;
+  }
+  // A sealing time entry (written at close) is dropped: appends continue the segment.
+  if (seg.time_entries == seg.index_entries + 1) {
+    --seg.time_entries;
+    if (auto r = detail::truncate_file(seg.time_rw->fd(), seg.time_entries * kTimeIndexEntryBytes);
+        !r) {
+      return r;
+    }
+  }
+  seg.active = true;
+  seg.unsynced = false;
+  seg.created_ms = config_.clock_ms();
+  if (config_.preallocate && seg.size_bytes < config_.segment_bytes) {
+    const int rc = ::fallocate(seg.log_rw->fd(), 0, 0, static_cast<off_t>(config_.segment_bytes));
+    if (rc == 0) {
+      seg.preallocated = true;
+    } else if (errno != EOPNOTSUPP) {
+      return errno_error(errno, "fallocate " + seg.log_path);
+    }
+  }
+  return {};
+}
+
+LogResult<void> PartitionLog::create_segment(int64_t base_offset) {
+  auto seg = std::make_unique<Segment>();
+  seg->base_offset = seg->end_offset = base_offset;
+  seg->log_path = (dir_ / segment_file_name(base_offset, kLogSuffix)).string();
+  seg->index_path = (dir_ / segment_file_name(base_offset, kIndexSuffix)).string();
+  seg->time_path = (dir_ / segment_file_name(base_offset, kTimeIndexSuffix)).string();
+  seg->bytes_since_index = config_.index_interval_bytes;
+  for (auto [handle, path] : {std::pair{&seg->log_rw, &seg->log_path},
+                              std::pair{&seg->index_rw, &seg->index_path},
+                              std::pair{&seg->time_rw, &seg->time_path}}) {
+    fds_.forget(*path);
+    auto f = FileHandle::open(*path, O_RDWR | O_CREAT | O_TRUNC);
+    if (!f) return unexpected(f.error());
+    *handle = *f;
+  }
+  if (auto r = open_active(*seg); !r) return r;
+  dir_dirty_ = true;
+  segments_.push_back(std::move(seg));
+  return {};
+}
+
+// Closes `seg` for appends: trims preallocated space and writes the sealing time entry.
+LogResult<void> PartitionLog::seal(Segment& seg) {
+  SLUICE_ASSERT(seg.active);
+  if (seg.preallocated) {
+    if (auto r = detail::truncate_file(seg.log_rw->fd(), seg.size_bytes); !r) return r;
+    seg.preallocated = false;
+  }
+  if (seg.end_offset > seg.base_offset) {
+    std::byte raw[kTimeIndexEntryBytes];
+    encode_time_entry(raw, seg.base_offset,
+                      {.timestamp = seg.max_timestamp, .offset = seg.end_offset});
+    if (auto r = detail::pwrite_full(seg.time_rw->fd(), raw, seg.time_entries * sizeof(raw)); !r) {
+      return r;
+    }
+    ++seg.time_entries;
+  }
+  seg.active = false;
+  seg.unsynced = true;
+  seg.dirty = true;  // the trimmed size must reach the disk too
+  return {};
+}
+
+LogResult<void> PartitionLog::roll() {
+  Segment& old = *segments_.back();
+  SLUICE_ASSERT(old.end_offset == end_offset_);
+  if (auto r = seal(old); !r) return r;
+  if (auto r = create_segment(end_offset_); !r) return r;
+  SLUICE_ASSERT(segments_.back()->base_offset == old.end_offset);
+  return {};
+}
+
+void PartitionLog::delete_segment_files(Segment& seg) {
+  for (const auto* path : {&seg.log_path, &seg.index_path, &seg.time_path}) {
+    fds_.forget(*path);
+    ::unlink(path->c_str());
+  }
+  dir_dirty_ = true;
+}
+
+LogResult<void> PartitionLog::validate(Bytes batches, std::vector<uint64_t>& sizes) const {
+  kafka::BatchIterator it(batches);
+  for (;;) {
+    auto next = it.next();
+    if (!next) return log_error(LogErrc::kInvalidBatch, next.error().message);
+    if (!next->has_value()) break;
+    const kafka::RecordBatchView& view = **next;
+    if (auto crc = view.verify_crc(); !crc) {
+      return log_error(LogErrc::kInvalidBatch, crc.error().message);
+    }
+    if (view.size_bytes() > kBatchBytesMax || view.last_offset_delta() < 0 ||
+        view.record_count() < 0) {
+      return log_error(LogErrc::kInvalidBatch, "batch size or offset delta out of range");
+    }
+    sizes.push_back(view.size_bytes());
+  }
+  if (it.partial() || sizes.empty()) {
+    return log_error(LogErrc::kInvalidBatch, "no batch, or a partial batch at the end");
+  }
+  return {};
+}
+
+// Index entries for the batch about to be placed at `position` (FORMAT.md, ".index").
+LogResult<void> PartitionLog::add_index_entries(Segment& seg, uint64_t position, int64_t base,
+                                                int64_t last, int64_t max_ts, uint64_t size) {
+  if (seg.bytes_since_index >= config_.index_interval_bytes) {
+    std::byte index_raw[kIndexEntryBytes];
+    encode_index_entry(index_raw, seg.base_offset, {.offset = base, .position = position});
+    std::byte time_raw[kTimeIndexEntryBytes];
+    encode_time_entry(time_raw, seg.base_offset, {.timestamp = seg.max_timestamp, .offset = base});
+    if (auto r = detail::pwrite_full(seg.index_rw->fd(), index_raw,
+                                     seg.index_entries * kIndexEntryBytes);
+        !r) {
+      return r;
+    }
+    if (auto r = detail::pwrite_full(seg.time_rw->fd(), time_raw,
+                                     seg.time_entries * kTimeIndexEntryBytes);
+        !r) {
+      return r;
+    }
+    ++seg.index_entries;
+    ++seg.time_entries;
+    seg.bytes_since_index = 0;
+  }
+  seg.bytes_since_index += size;
+  seg.size_bytes = position + size;
+  seg.end_offset = last + 1;
+  seg.max_timestamp = std::max(seg.max_timestamp, max_ts);
+  return {};
+}
+
+LogResult<AppendResult> PartitionLog::append(MutableBytes batches, const AppendOptions& options,
+                                             AppendCallback done) {
+  if (failure_) return unexpected(*failure_);
+  if (pending_writes_.size() >= config_.inflight_appends_max) {
+    return log_error(LogErrc::kBusy, "too many appends in flight");
+  }
+  std::vector<uint64_t> sizes;
+  if (auto r = validate(batches, sizes); !r) return unexpected(r.error());
+
+  const int64_t now = config_.clock_ms();
+  AppendResult result{.base_offset = Offset(end_offset_), .bytes = batches.size()};
+  uint64_t at = 0;         // position in `batches`
+  uint64_t run_start = 0;  // start of the bytes not yet submitted
+  for (const uint64_t size : sizes) {
+    const MutableBytes batch = batches.subspan(at, size);
+    auto view = kafka::RecordBatchView::parse(batch);
+    SLUICE_ASSERT(view.has_value());  // validate() accepted it
+    const int64_t delta = view->last_offset_delta();
+    Segment* active = segments_.back().get();
+    const bool full = active->size_bytes + size > config_.segment_bytes;
+    const bool old = config_.segment_ms > 0 && now - active->created_ms >= config_.segment_ms;
+    const bool wide = end_offset_ + delta - active->base_offset > kSegmentOffsetSpanMax;
+    if (active->size_bytes > 0 && (full || old || wide)) {
+      if (at > run_start) {
+        submit_write(*active, batches.subspan(run_start, at - run_start),
+                     active->size_bytes - (at - run_start), end_offset_);
+      }
+      run_start = at;
+      if (auto r = roll(); !r) {
+        fail(r.error());
+        return unexpected(r.error());
+      }
+      active = segments_.back().get();
+    }
+    kafka::set_base_offset(batch, end_offset_);
+    if (options.leader_epoch >= 0) kafka::set_partition_leader_epoch(batch, options.leader_epoch);
+    if (auto r = add_index_entries(*active, active->size_bytes, end_offset_, end_offset_ + delta,
+                                   view->max_timestamp(), size);
+        !r) {
+      fail(r.error());
+      return unexpected(r.error());
+    }
+    end_offset_ += delta + 1;
+    at += size;
+  }
+  Segment& active = *segments_.back();
+  submit_write(active, batches.subspan(run_start, at - run_start),
+               active.size_bytes - (at - run_start), end_offset_);
+  result.last_offset = Offset(end_offset_ - 1);
+  result.end_offset = Offset(end_offset_);
+  if (config_.flush.mode == FlushMode::kEveryBatch) {
+    durable_waiters_.emplace(end_offset_, [result, done = std::move(done)](
+                                              const LogResult<Offset>& durable) {
+      if (!done) return;
+      if (durable) {
+        done(result);
+      } else {
+        done(unexpected(durable.error()));
+      }
+    });
+  } else {
+    appends_.push_back({end_offset_, result, std::move(done)});
+  }
+  ring_.submit();
+  SLUICE_ASSERT(result.last_offset >= result.base_offset);
+  return result;
+}
+
+void PartitionLog::submit_write(Segment& seg, Bytes bytes, uint64_t position, int64_t end_offset) {
+  SLUICE_ASSERT(!bytes.empty());
+  SLUICE_ASSERT(position + bytes.size() == seg.size_bytes);
+  const uint64_t seq = next_seq_++;
+  pending_writes_.push_back({.seq = seq,
+                             .segment_base = seg.base_offset,
+                             .end_position = position + bytes.size(),
+                             .end_offset = end_offset});
+  ++ops_in_flight_;
+  ring_.write(seg.log_rw->fd(), bytes, position,
+              [this, seq, file = seg.log_rw](int32_t res) { on_write_done(seq, res); });
+}
+
+void PartitionLog::on_write_done(uint64_t seq, int32_t result) {
+  SLUICE_ASSERT(ops_in_flight_ > 0);
+  --ops_in_flight_;
+  SLUICE_ASSERT(!pending_writes_.empty() && seq >= pending_writes_.front().seq);
+  pending_writes_[seq - pending_writes_.front().seq].done = true;
+  if (result < 0) fail(errno_error(-result, "write " + dir_.string()).error());
+  bool closed_dirty = false;
+  while (!pending_writes_.empty() && pending_writes_.front().done) {
+    const PendingWrite& w = pending_writes_.front();
+    Segment* seg = find_segment(w.segment_base);
+    if (seg != nullptr && seg->base_offset == w.segment_base) {
+      seg->written_bytes = std::max(seg->written_bytes, w.end_position);
+      seg->dirty = true;
+      closed_dirty |= !seg->active;
+    }
+    written_end_ = std::max(written_end_, w.end_offset);
+    pending_writes_.pop_front();
+  }
+  if (failure_) return;
+  while (!appends_.empty() && appends_.front().end_offset <= written_end_) {
+    AppendWaiter waiter = std::move(appends_.front());
+    appends_.pop_front();
+    if (waiter.done) waiter.done(waiter.result);
+  }
+  if (config_.flush.mode == FlushMode::kEveryBatch || closed_dirty || !durable_waiters_.empty()) {
+    start_flush();
+  }
+}
+
+// Group commit: one flush at a time covers every write completed before it started; appends
+// that complete meanwhile wait for the next one (flush_again_).
+void PartitionLog::start_flush() {
+  if (failure_) return;
+  if (flush_in_flight_) {
+    flush_again_ = true;
+    return;
+  }
+  flush_again_ = false;
+  std::vector<std::shared_ptr<FileHandle>> files;
+  for (auto& seg : segments_) {
+    if (seg->dirty) {
+      files.push_back(seg->log_rw);
+      seg->dirty = false;
+    }
+    // A closed segment with nothing left in flight: its indexes go to disk once, after
+    // which it needs no read-write handles (on_flush_done drops them).
+    if (seg->unsynced && seg->written_bytes == seg->size_bytes) {
+      files.push_back(seg->index_rw);
+      files.push_back(seg->time_rw);
+    }
+  }
+  if (dir_dirty_) {
+    files.push_back(dir_handle_);
+    dir_dirty_ = false;
+  }
+  const int64_t target = written_end_;
+  if (files.empty()) {
+    durable_end_ = std::max(durable_end_, target);
+    complete_durable_waiters();
+    return;
+  }
+  flush_in_flight_ = true;
+  ++flush_count_;
+  flush_ops_pending_ = files.size();
+  flush_result_ = 0;
+  last_flush_ms_ = config_.clock_ms();
+  for (auto& file : files) {
+    SLUICE_ASSERT(file != nullptr);
+    ++ops_in_flight_;
+    ring_.fdatasync(file->fd(), [this, target, file](int32_t res) { on_flush_done(target, res); });
+  }
+  ring_.submit();
+}
+
+void PartitionLog::on_flush_done(int64_t target, int32_t result) {
+  SLUICE_ASSERT(ops_in_flight_ > 0 && flush_ops_pending_ > 0);
+  --ops_in_flight_;
+  if (result < 0) flush_result_ = result;
+  if (--flush_ops_pending_ > 0) return;
+  flush_in_flight_ = false;
+  if (flush_result_ < 0) {
+    // Never retried: after a failed fdatasync what is on disk is unknown.
+    fail(errno_error(-flush_result_, "fdatasync " + dir_.string()).error());
+    return;
+  }
+  SLUICE_ASSERT(target <= written_end_);
+  durable_end_ = std::max(durable_end_, target);
+  // Closed segments whose data and indexes are durable release their read-write handles;
+  // the recovery point moves to the first segment that is not durable.
+  int64_t recovery_point = segments_.back()->base_offset;
+  for (auto& seg : segments_) {
+    if (seg->active) break;
+    if (seg->unsynced && !seg->dirty && seg->written_bytes == seg->size_bytes &&
+        seg->end_offset <= durable_end_) {
+      seg->unsynced = false;
+      seg->log_rw.reset();
+      seg->index_rw.reset();
+      seg->time_rw.reset();
+    }
+    if (seg->unsynced || seg->dirty) {
+      recovery_point = std::min(recovery_point, seg->base_offset);
+    }
+  }
+  if (recovery_point != recovery_point_) {
+    recovery_point_ = recovery_point;
+    if (auto r = write_meta(false); !r) return fail(r.error());
+  }
+  complete_durable_waiters();
+  const bool more = !durable_waiters_.empty() && written_end_ > durable_end_;
+  bool closed_pending = false;
+  for (auto& seg : segments_) closed_pending |= seg->unsynced && seg->written_bytes == seg->size_bytes;
+  if (flush_again_ || more || closed_pending) start_flush();
+}
+
+void PartitionLog::complete_durable_waiters() {
+  while (!durable_waiters_.empty() && durable_waiters_.begin()->first <= durable_end_) {
+    auto node = durable_waiters_.extract(durable_waiters_.begin());
+    if (node.mapped()) node.mapped()(Offset(durable_end_));
+  }
+}
+
+void PartitionLog::fail(const LogError& error) {
+  if (failure_) return;
+  failure_ = error;
+  detail::log_line(LogLevel::kError, dir_.string() + ": partition stopped: " + error.message);
+  auto appends = std::move(appends_);
+  appends_.clear();
+  auto waiters = std::move(durable_waiters_);
+  durable_waiters_.clear();
+  for (auto& waiter : appends) {
+    if (waiter.done) waiter.done(unexpected(error));
+  }
+  for (auto& [offset, done] : waiters) {
+    if (done) done(unexpected(error));
+  }
+}
+
+void PartitionLog::when_durable(Offset offset, DurableCallback done) {
+  if (failure_) {
+    if (done) done(unexpected(*failure_));
+    return;
+  }
+  if (*offset <= durable_end_) {
+    if (done) done(Offset(durable_end_));
+    return;
+  }
+  durable_waiters_.emplace(*offset, std::move(done));
+  if (written_end_ > durable_end_) start_flush();
+}
+
+void PartitionLog::flush(DurableCallback done) {
+  when_durable(Offset(end_offset_), done ? std::move(done) : [](const LogResult<Offset>&) {});
+}
+
+void PartitionLog::tick() {
+  if (config_.flush.mode != FlushMode::kInterval || failure_) return;
+  if (written_end_ > durable_end_ &&
+      config_.clock_ms() - last_flush_ms_ >= config_.flush.interval_ms) {
+    start_flush();
+  }
+}
+
+LogResult<Offset> PartitionLog::truncate_suffix(Offset offset) {
+  if (failure_) return unexpected(*failure_);
+  if (!pending_writes_.empty()) return log_error(LogErrc::kBusy, "appends in flight");
+  if (*offset < log_start_ || *offset > end_offset_) {
+    return log_error(LogErrc::kOffsetOutOfRange, "truncate to " + std::to_string(*offset));
+  }
+  if (*offset == end_offset_) return Offset(end_offset_);
+  Segment* seg = find_segment(*offset);
+  SLUICE_ASSERT(seg != nullptr);
+  while (segments_.back().get() != seg) {
+    delete_segment_files(*segments_.back());
+    segments_.pop_back();
+  }
+  auto log_file_handle = log_file(*seg);
+  if (!log_file_handle) return unexpected(log_file_handle.error());
+  auto index = index_floor(*seg, *offset);
+  if (!index) return unexpected(index.error());
+  // The batch containing `offset`: the log is cut at its start.
+  uint64_t pos = index->position;
+  int64_t new_end = index->offset;
+  while (pos < seg->size_bytes) {
+    auto header = detail::read_batch_header((*log_file_handle)->fd(), pos, seg->size_bytes);
+    if (!header) return unexpected(header.error());
+    if (header->last_offset >= *offset) break;
+    pos += header->size_bytes;
+    new_end = header->last_offset + 1;
+  }
+  if (!seg->active) {
+    if (auto r = open_active(*seg); !r) return unexpected(r.error());
+  }
+  if (auto r = detail::truncate_file(seg->log_rw->fd(), pos); !r) return unexpected(r.error());
+  auto kept_index = detail::index_count_below(seg->index_rw->fd(), seg->index_entries,
+                                              seg->base_offset, new_end);
+  auto kept_time = detail::time_count_below(seg->time_rw->fd(), seg->time_entries,
+                                            seg->base_offset, new_end);
+  if (!kept_index || !kept_time) return log_error(LogErrc::kIo, "reading an index failed");
+  seg->index_entries = *kept_index;
+  seg->time_entries = *kept_time;
+  if (auto r = detail::truncate_file(seg->index_rw->fd(), *kept_index * kIndexEntryBytes); !r) {
+    return unexpected(r.error());
+  }
+  if (auto r = detail::truncate_file(seg->time_rw->fd(), *kept_time * kTimeIndexEntryBytes); !r) {
+    return unexpected(r.error());
+  }
+  // The running maximum timestamp: the last time entry covers the batches before its
+  // offset, the walk from there covers the rest.
+  seg->max_timestamp = detail::kNoTimestamp;
+  uint64_t walk_from = 0;
+  if (seg->index_entries > 0) {
+    auto te = detail::read_time_entry(seg->time_rw->fd(), seg->base_offset, seg->time_entries - 1);
+    auto ie = detail::read_index_entry(seg->index_rw->fd(), seg->base_offset,
+                                       seg->index_entries - 1);
+    if (!te || !ie) return log_error(LogErrc::kIo, "reading an index failed");
+    seg->max_timestamp = te->timestamp;
+    walk_from = ie->position;
+  }
+  for (uint64_t p = walk_from; p < pos;) {
+    auto header = detail::read_batch_header(seg->log_rw->fd(), p, pos);
+    if (!header) return unexpected(header.error());
+    seg->max_timestamp = std::max(seg->max_timestamp, header->max_timestamp);
+    p += header->size_bytes;
+  }
+  seg->size_bytes = seg->written_bytes = pos;
+  seg->end_offset = new_end;
+  seg->bytes_since_index = config_.index_interval_bytes;
+  if (seg->corrupt_from >= new_end) seg->corrupt_from = -1;
+  seg->dirty = true;
+  seg->preallocated = false;
+  if (config_.preallocate) {
+    if (::fallocate(seg->log_rw->fd(), 0, 0, static_cast<off_t>(config_.segment_bytes)) == 0) {
+      seg->preallocated = true;
+    }
+  }
+  end_offset_ = written_end_ = new_end;
+  durable_end_ = std::min(durable_end_, new_end);
+  log_start_ = std::min(log_start_, new_end);
+  // Recovery must scan the rewritten segment after a crash: say so durably before anything
+  // is appended to it.
+  recovery_point_ = std::min(recovery_point_, seg->base_offset);
+  if (auto r = write_meta(true); !r) return unexpected(r.error());
+  SLUICE_ASSERT(segments_.back()->active);
+  SLUICE_ASSERT(end_offset_ <= *offset);
+  return Offset(end_offset_);
+}
+
+LogResult<void> PartitionLog::advance_log_start(Offset offset) {
+  if (failure_) return unexpected(*failure_);
+  if (*offset <= log_start_) return {};
+  if (*offset > end_offset_) {
+    // A snapshot past the end: the log restarts empty at `offset`.
+    if (!idle()) return log_error(LogErrc::kBusy, "operations in flight");
+    while (!segments_.empty()) {
+      delete_segment_files(*segments_.back());
+      segments_.pop_back();
+    }
+    if (auto r = create_segment(*offset); !r) return r;
+    end_offset_ = written_end_ = durable_end_ = log_start_ = recovery_point_ = *offset;
+    if (auto r = write_meta(true); !r) return r;
+    if (::fsync(dir_handle_->fd()) != 0) return errno_error(errno, "fsync " + dir_.string());
+    dir_dirty_ = false;
+    return {};
+  }
+  log_start_ = *offset;
+  while (segments_.size() > 1) {
+    Segment& front = *segments_.front();
+    if (front.active || front.unsynced || front.dirty || front.end_offset > log_start_) break;
+    delete_segment_files(front);
+    segments_.pop_front();
+  }
+  SLUICE_ASSERT(segments_.front()->base_offset <= log_start_);
+  return write_meta(false);
+}
+
+LogResult<RetentionResult> PartitionLog::apply_retention() {
+  if (failure_) return unexpected(*failure_);
+  RetentionResult result;
+  const int64_t now = config_.clock_ms();
+  uint64_t total = size_bytes();
+  while (segments_.size() > 1) {
+    Segment& front = *segments_.front();
+    if (front.active || front.unsynced || front.dirty || front.end_offset > durable_end_) break;
+    const bool by_size = config_.retention_bytes >= 0 &&
+                         total - front.size_bytes >= static_cast<uint64_t>(config_.retention_bytes);
+    const bool by_time = config_.retention_ms >= 0 && front.max_timestamp != detail::kNoTimestamp &&
+                         now - front.max_timestamp > config_.retention_ms;
+    if (!by_size && !by_time) break;
+    total -= front.size_bytes;
+    result.bytes_deleted += front.size_bytes;
+    ++result.segments_deleted;
+    delete_segment_files(front);
+    segments_.pop_front();
+    log_start_ = std::max(log_start_, segments_.front()->base_offset);
+  }
+  if (result.segments_deleted > 0) {
+    if (auto r = write_meta(false); !r) return unexpected(r.error());
+  }
+  return result;
+}
+
+LogResult<void> PartitionLog::close() {
+  if (!idle()) return log_error(LogErrc::kBusy, "operations in flight");
+  if (failure_) return unexpected(*failure_);
+  Segment& active = *segments_.back();
+  if (auto r = seal(active); !r) return r;
+  for (auto& seg : segments_) {
+    for (const auto* handle : {&seg->log_rw, &seg->index_rw, &seg->time_rw}) {
+      if (*handle && ::fdatasync((*handle)->fd()) != 0) return errno_error(errno, "fdatasync");
+      }
+    seg->dirty = seg->unsynced = false;
+  }
+  recovery_point_ = active.base_offset;
+  if (auto r = write_meta(true); !r) return r;
+  auto marker = FileHandle::open((dir_ / kCleanShutdownFileName).string(), O_WRONLY | O_CREAT);
+  if (!marker) return unexpected(marker.error());
+  if (::fsync(dir_handle_->fd()) != 0) return errno_error(errno, "fsync " + dir_.string());
+  durable_end_ = written_end_;
+  // Further appends would need the segment reopened: refuse them.
+  failure_ = LogError{LogErrc::kIo, "log closed"};
+  return {};
+}
+
+}  // namespace sluice::log

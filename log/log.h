@@ -1,0 +1,271 @@
+// A partition's log: a directory of segments holding Kafka record batches v2 exactly as
+// clients sent them (base offset and partition leader epoch stamped), with sparse offset and
+// time indexes. Byte formats: FORMAT.md.
+//
+// Thread: owned by one shard; every call, and every callback, runs on that shard's thread
+// (callbacks run inside IoRing::poll_completions()/wait()). Not thread-safe.
+//
+// Durability: append() callbacks run, by default (FlushMode::kEveryBatch), only once the
+// batches are on disk (fdatasync). Appends in flight share fdatasyncs (group commit): while
+// one fdatasync runs, later appends wait for the next one, which covers all of them. A
+// failed write or fdatasync stops the partition: every later call fails with that error,
+// since what is on disk is unknown.
+//
+// Reads return file ranges, not bytes: the broker sends them with sendfile(). A FileRange
+// keeps its file open, so retention or truncation meanwhile cannot make it dangle (the bytes
+// of a truncated range may change, deleted ones stay readable).
+#pragma once
+
+#include <cstdint>
+#include <deque>
+#include <filesystem>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "common/bytes.h"
+#include "common/ids.h"
+#include "log/errc.h"
+#include "log/fd_cache.h"
+#include "log/format.h"
+#include "log/io_ring.h"
+
+namespace sluice::log {
+
+enum class FlushMode : uint8_t {
+  kEveryBatch,  // fdatasync before an append's callback runs (default; acks=all safe)
+  kInterval,    // fdatasync from tick() every interval_ms; callbacks run once written
+  kNever,       // leave it to the kernel; callbacks run once written
+};
+
+struct FlushPolicy {
+  FlushMode mode = FlushMode::kEveryBatch;
+  int64_t interval_ms = 1000;  // for kInterval
+};
+
+// How much recovery verifies at open (FORMAT.md, "Recovery").
+enum class RecoveryScan : uint8_t {
+  kUnflushed,  // CRC-scan the segments that may hold unsynced bytes (default)
+  kAll,        // CRC-scan every segment (slow; for tools and after suspected bit rot)
+};
+
+struct LogConfig {
+  uint64_t segment_bytes = 1ull << 30;          // log.segment.bytes
+  int64_t segment_ms = 7ll * 24 * 3600 * 1000;  // log.roll.ms; <= 0: never by age
+  uint32_t index_interval_bytes = 4096;         // index.interval.bytes
+  int64_t retention_bytes = -1;                 // retention.bytes; < 0: unlimited
+  int64_t retention_ms = 7ll * 24 * 3600 * 1000;  // retention.ms; < 0: unlimited
+  FlushPolicy flush;
+  bool preallocate = true;  // fallocate the active segment to segment_bytes
+  RecoveryScan recovery_scan = RecoveryScan::kUnflushed;
+  uint32_t inflight_appends_max = 1024;  // append() returns kBusy above this
+  std::function<int64_t()> clock_ms;     // wall clock for rolls and retention; default: system
+};
+
+// One problem recovery found and what it did about it.
+struct RecoveryIssue {
+  enum class Kind : uint8_t {
+    kTornTail,       // the active segment's tail was an incomplete write: truncated
+    kCorruptTail,    // the active segment had bad bytes followed by more: truncated there
+    kCorruptClosed,  // a closed segment fails its checks: reads stop before `offset`
+    kIndexRebuilt,   // an index or time index did not match its segment: rebuilt
+  };
+  Kind kind;
+  int64_t segment_base_offset = 0;
+  int64_t offset = 0;     // first offset not kept / not served
+  uint64_t position = 0;  // byte position in the segment's .log file
+  uint64_t bytes_removed = 0;
+  std::string detail;
+};
+
+struct RecoveryReport {
+  bool clean_shutdown = false;
+  uint64_t segments = 0;
+  uint64_t segments_scanned = 0;  // CRC-checked batch by batch
+  std::vector<RecoveryIssue> issues;
+};
+
+struct AppendOptions {
+  int32_t leader_epoch = -1;  // stamped in every batch when >= 0 (the Raft term)
+};
+
+struct AppendResult {
+  Offset base_offset;   // first offset of the first batch
+  Offset last_offset;   // last offset of the last batch
+  Offset end_offset;    // last_offset + 1: the log end once this append is in
+  uint64_t bytes = 0;
+};
+using AppendCallback = std::function<void(const LogResult<AppendResult>&)>;
+using DurableCallback = std::function<void(const LogResult<Offset>&)>;
+
+// Bytes [position, position + length) of a segment file: whole batches, ready for sendfile.
+struct FileRange {
+  std::shared_ptr<FileHandle> file;
+  uint64_t position = 0;
+  uint64_t length = 0;
+  int fd() const { return file->fd(); }
+};
+
+struct ReadResult {
+  std::vector<FileRange> ranges;  // in log order; empty when nothing is readable
+  Offset first_offset{-1};        // base offset of the first batch (may be < from_offset)
+  Offset next_offset{-1};         // one past the last offset returned: where to read next
+  uint64_t bytes = 0;
+};
+
+struct RetentionResult {
+  uint64_t segments_deleted = 0;
+  uint64_t bytes_deleted = 0;
+};
+
+namespace detail {
+struct Segment;
+}
+
+class PartitionLog {
+ public:
+  // Opens (creating if needed) the partition in `dir` and recovers it. `ring` and `fds`
+  // belong to the shard and must outlive the log.
+  static LogResult<std::unique_ptr<PartitionLog>> open(const std::filesystem::path& dir,
+                                                       const LogConfig& config, IoRing& ring,
+                                                       FdCache& fds);
+  // Requires idle(). Does not close cleanly: call close() for that.
+  ~PartitionLog();
+  PartitionLog(const PartitionLog&) = delete;
+  PartitionLog& operator=(const PartitionLog&) = delete;
+
+  // Appends the record batches concatenated in `batches` (one or many, as a Produce request
+  // carries them). Each is checked (header, magic 2, CRC-32C) before anything is written;
+  // then base offsets (and the leader epoch if given) are stamped in place, in the caller's
+  // buffer, which is written as is and must stay valid until `done` runs. Returns the
+  // assigned offsets at once; `done` runs when the batches are durable (kEveryBatch) or
+  // written (other modes), in append order.
+  LogResult<AppendResult> append(MutableBytes batches, const AppendOptions& options,
+                                 AppendCallback done);
+
+  // Whole batches from the one containing `from_offset`, up to `max_bytes` (but always at
+  // least one batch when one is readable) and only batches that end before `max_offset`
+  // (e.g. the high watermark). Only written bytes are served. kOffsetOutOfRange outside
+  // [log_start_offset, log_end_offset]; kCorrupt when `from_offset` is in a damaged part.
+  LogResult<ReadResult> read(Offset from_offset, uint64_t max_bytes,
+                             std::optional<Offset> max_offset = std::nullopt);
+  // Like read(), copying the bytes and checking every batch's CRC (tests and tools).
+  LogResult<std::vector<std::byte>> read_copy(Offset from_offset, uint64_t max_bytes,
+                                              std::optional<Offset> max_offset = std::nullopt);
+
+  // The first offset whose record timestamp is >= `timestamp_ms`; nullopt if none.
+  LogResult<std::optional<Offset>> offset_for_timestamp(int64_t timestamp_ms);
+
+  Offset log_start_offset() const { return Offset(log_start_); }
+  Offset log_end_offset() const { return Offset(end_offset_); }  // next offset to assign
+  Offset written_offset() const { return Offset(written_end_); }  // all before it written
+  Offset durable_offset() const { return Offset(durable_end_); }  // all before it fdatasync'd
+
+  // Runs `done` once every offset below `offset` is durable (at once if already), starting
+  // an fdatasync if needed whatever the flush policy. Fails if the partition stopped.
+  void when_durable(Offset offset, DurableCallback done);
+  // Starts an fdatasync of everything written (e.g. Raft's must_sync). Callback optional.
+  void flush(DurableCallback done = {});
+  // For FlushMode::kInterval: flushes when interval_ms passed since the last flush.
+  void tick();
+
+  // Removes every offset >= `offset` (rounded down to the start of the batch containing it).
+  // Needs no append in flight (kBusy otherwise). Returns the new log end.
+  LogResult<Offset> truncate_suffix(Offset offset);
+  // Moves the log start to `offset` and deletes the segments wholly below it. Past the log
+  // end, the log is emptied and restarts at `offset` (a Raft snapshot); that needs idle().
+  LogResult<void> advance_log_start(Offset offset);
+  // Deletes the oldest closed, durable segments beyond retention.bytes / retention.ms.
+  LogResult<RetentionResult> apply_retention();
+
+  // Writes what is buffered, trims preallocated space, fdatasyncs and marks the directory
+  // as cleanly shut down. Needs idle(); blocking (shutdown only).
+  LogResult<void> close();
+
+  bool idle() const;  // nothing of this log in flight in the ring
+  const RecoveryReport& recovery_report() const { return report_; }
+  const std::filesystem::path& dir() const { return dir_; }
+  uint64_t segment_count() const;
+  uint64_t size_bytes() const;  // of all segments
+  std::vector<int64_t> segment_base_offsets() const;
+  bool failed() const { return failure_.has_value(); }
+  uint64_t flush_count() const { return flush_count_; }  // fdatasync rounds started
+
+ private:
+  struct PendingWrite {
+    uint64_t seq;
+    int64_t segment_base;
+    uint64_t end_position;
+    int64_t end_offset;
+    bool done = false;
+  };
+  struct AppendWaiter {
+    int64_t end_offset;
+    AppendResult result;
+    AppendCallback done;
+  };
+  PartitionLog(std::filesystem::path dir, const LogConfig& config, IoRing& ring, FdCache& fds);
+
+  LogResult<void> recover();
+  LogResult<void> recover_segment(detail::Segment& seg, bool last, bool clean, int64_t next_base);
+  LogResult<void> scan_and_rebuild(detail::Segment& seg, bool last, int64_t next_base);
+  LogResult<void> check_segment(detail::Segment& seg, int64_t next_base);
+  LogResult<void> open_active(detail::Segment& seg);
+  LogResult<void> create_segment(int64_t base_offset);
+  LogResult<void> roll();
+  LogResult<void> seal(detail::Segment& seg);
+  void delete_segment_files(detail::Segment& seg);
+  LogResult<void> write_meta(bool sync);
+
+  LogResult<void> validate(Bytes batches, std::vector<uint64_t>& sizes) const;
+  LogResult<void> add_index_entries(detail::Segment& seg, uint64_t position, int64_t base,
+                                    int64_t last, int64_t max_ts, uint64_t size);
+  void submit_write(detail::Segment& seg, Bytes bytes, uint64_t position, int64_t end_offset);
+  void on_write_done(uint64_t seq, int32_t result);
+  void start_flush();
+  void on_flush_done(int64_t target, int32_t result);
+  void complete_durable_waiters();
+  void fail(const LogError& error);
+
+  detail::Segment* find_segment(int64_t offset);
+  LogResult<std::shared_ptr<FileHandle>> log_file(const detail::Segment& seg);
+  LogResult<std::shared_ptr<FileHandle>> index_file(const detail::Segment& seg);
+  LogResult<std::shared_ptr<FileHandle>> time_file(const detail::Segment& seg);
+  LogResult<IndexEntry> index_floor(const detail::Segment& seg, int64_t offset);
+  uint64_t readable_bytes(const detail::Segment& seg) const;
+
+  std::filesystem::path dir_;
+  LogConfig config_;
+  IoRing& ring_;
+  FdCache& fds_;
+  std::shared_ptr<FileHandle> dir_handle_;
+  std::shared_ptr<FileHandle> meta_handle_;
+  std::deque<std::unique_ptr<detail::Segment>> segments_;  // by base offset; back() is active
+
+  int64_t log_start_ = 0;
+  int64_t end_offset_ = 0;    // next offset to assign
+  int64_t written_end_ = 0;   // all offsets below are written (contiguously)
+  int64_t durable_end_ = 0;   // all offsets below are fdatasync'd
+  int64_t recovery_point_ = 0;
+  bool dir_dirty_ = false;
+  std::optional<LogError> failure_;
+
+  uint64_t next_seq_ = 0;
+  std::deque<PendingWrite> pending_writes_;  // by sequence
+  std::deque<AppendWaiter> appends_;         // callbacks waiting for written_end_
+  std::multimap<int64_t, DurableCallback> durable_waiters_;  // by offset awaited
+  bool flush_in_flight_ = false;
+  bool flush_again_ = false;
+  size_t flush_ops_pending_ = 0;
+  int32_t flush_result_ = 0;
+  int64_t last_flush_ms_ = 0;
+  size_t ops_in_flight_ = 0;
+  uint64_t flush_count_ = 0;  // ring operations of this log not yet completed
+
+  RecoveryReport report_;
+};
+
+}  // namespace sluice::log

@@ -1,0 +1,189 @@
+// PartitionLog reads: file ranges for sendfile, copies for tools, time lookups.
+#include <fcntl.h>
+
+#include <algorithm>
+
+#include "log/internal/segment.h"
+#include "log/log.h"
+#include "protocol/record_batch.h"
+
+namespace sluice::log {
+
+using detail::Segment;
+
+LogResult<std::shared_ptr<FileHandle>> PartitionLog::log_file(const Segment& seg) {
+  if (seg.log_rw) return seg.log_rw;
+  return fds_.open(seg.log_path);
+}
+
+LogResult<std::shared_ptr<FileHandle>> PartitionLog::index_file(const Segment& seg) {
+  if (seg.index_rw) return seg.index_rw;
+  return fds_.open(seg.index_path);
+}
+
+LogResult<std::shared_ptr<FileHandle>> PartitionLog::time_file(const Segment& seg) {
+  if (seg.time_rw) return seg.time_rw;
+  return fds_.open(seg.time_path);
+}
+
+LogResult<IndexEntry> PartitionLog::index_floor(const Segment& seg, int64_t offset) {
+  auto index = index_file(seg);
+  if (!index) return unexpected(index.error());
+  return detail::index_floor((*index)->fd(), seg.index_entries, seg.base_offset, offset);
+}
+
+uint64_t PartitionLog::readable_bytes(const Segment& seg) const {
+  return std::min(seg.written_bytes, seg.size_bytes);
+}
+
+LogResult<ReadResult> PartitionLog::read(Offset from_offset, uint64_t max_bytes,
+                                         std::optional<Offset> max_offset) {
+  const int64_t from = *from_offset;
+  if (from < log_start_ || from > end_offset_) {
+    return log_error(LogErrc::kOffsetOutOfRange,
+                     "offset " + std::to_string(from) + " outside [" + std::to_string(log_start_) +
+                         ", " + std::to_string(end_offset_) + "]");
+  }
+  const int64_t limit = std::min(written_end_, max_offset ? **max_offset : written_end_);
+  ReadResult result;
+  result.next_offset = from_offset;
+  if (from >= limit) return result;
+  Segment* seg = find_segment(from);
+  SLUICE_ASSERT(seg != nullptr);
+  auto it = std::find_if(segments_.begin(), segments_.end(),
+                         [seg](const auto& s) { return s.get() == seg; });
+  bool first_segment = true;
+  bool stop = false;
+  for (; it != segments_.end() && !stop; ++it, first_segment = false) {
+    Segment& s = **it;
+    if (s.corrupt_from >= 0 && std::max(from, s.base_offset) >= s.corrupt_from) {
+      if (result.ranges.empty()) {
+        return log_error(LogErrc::kCorrupt, "offset " + std::to_string(from) +
+                                                " is in a damaged part of segment " +
+                                                std::to_string(s.base_offset));
+      }
+      break;
+    }
+    auto file = log_file(s);
+    if (!file) return unexpected(file.error());
+    const uint64_t readable = readable_bytes(s);
+    uint64_t pos = 0;
+    if (first_segment) {
+      auto entry = index_floor(s, from);
+      if (!entry) return unexpected(entry.error());
+      pos = entry->position;
+    }
+    uint64_t range_start = pos;
+    while (pos < readable) {
+      auto header = detail::read_batch_header((*file)->fd(), pos, readable);
+      if (!header) {
+        if (result.ranges.empty() && pos == range_start && result.bytes == 0) {
+          return unexpected(header.error());
+        }
+        stop = true;
+        break;
+      }
+      if (header->last_offset < from) {  // before the batch containing `from`
+        pos += header->size_bytes;
+        range_start = pos;
+        continue;
+      }
+      const bool damaged = s.corrupt_from >= 0 && header->last_offset >= s.corrupt_from;
+      const bool too_big = result.bytes > 0 && result.bytes + header->size_bytes > max_bytes;
+      if (header->last_offset >= limit || damaged || too_big) {
+        stop = true;
+        break;
+      }
+      if (result.first_offset == Offset(-1)) result.first_offset = Offset(header->base_offset);
+      result.bytes += header->size_bytes;
+      result.next_offset = Offset(header->last_offset + 1);
+      pos += header->size_bytes;
+    }
+    if (pos > range_start) {
+      result.ranges.push_back({.file = *file, .position = range_start, .length = pos - range_start});
+    }
+    if (s.corrupt_from >= 0) break;  // nothing past damage is served, not even later segments
+    if (*result.next_offset >= limit) break;
+  }
+  SLUICE_ASSERT(result.ranges.empty() == (result.bytes == 0));
+  return result;
+}
+
+LogResult<std::vector<std::byte>> PartitionLog::read_copy(Offset from_offset, uint64_t max_bytes,
+                                                          std::optional<Offset> max_offset) {
+  auto ranges = read(from_offset, max_bytes, max_offset);
+  if (!ranges) return unexpected(ranges.error());
+  std::vector<std::byte> bytes(ranges->bytes);
+  uint64_t at = 0;
+  for (const FileRange& range : ranges->ranges) {
+    auto r = detail::pread_full(range.fd(), MutableBytes(bytes).subspan(at, range.length),
+                                range.position);
+    if (!r) return unexpected(r.error());
+    at += range.length;
+  }
+  // Check in pairs: batches were checked before they were written, and again here.
+  kafka::BatchIterator batches(bytes);
+  for (;;) {
+    auto next = batches.next();
+    if (!next) return log_error(LogErrc::kCorrupt, next.error().message);
+    if (!next->has_value()) break;
+    if (auto crc = (*next)->verify_crc(); !crc) {
+      return log_error(LogErrc::kCorrupt, "batch at offset " +
+                                              std::to_string((*next)->base_offset()) + ": " +
+                                              crc.error().message);
+    }
+  }
+  if (batches.partial()) return log_error(LogErrc::kCorrupt, "partial batch read");
+  return bytes;
+}
+
+LogResult<std::optional<Offset>> PartitionLog::offset_for_timestamp(int64_t timestamp_ms) {
+  std::vector<std::byte> batch_bytes;
+  std::vector<std::byte> scratch;
+  for (auto& seg_ptr : segments_) {
+    Segment& seg = *seg_ptr;
+    if (seg.end_offset <= log_start_ || seg.max_timestamp < timestamp_ms) continue;
+    auto time = time_file(seg);
+    if (!time) return unexpected(time.error());
+    auto floor = detail::time_floor((*time)->fd(), seg.time_entries, seg.base_offset,
+                                    timestamp_ms);
+    if (!floor) return unexpected(floor.error());
+    // Every batch before the floor's offset has max timestamp < timestamp_ms.
+    auto entry = index_floor(seg, *floor ? (*floor)->offset : seg.base_offset);
+    if (!entry) return unexpected(entry.error());
+    auto file = log_file(seg);
+    if (!file) return unexpected(file.error());
+    const uint64_t readable = readable_bytes(seg);
+    for (uint64_t pos = entry->position; pos < readable;) {
+      auto header = detail::read_batch_header((*file)->fd(), pos, readable);
+      if (!header) return unexpected(header.error());
+      if (seg.corrupt_from >= 0 && header->last_offset >= seg.corrupt_from) break;
+      pos += header->size_bytes;
+      if (header->max_timestamp < timestamp_ms || header->last_offset < log_start_) continue;
+      batch_bytes.resize(header->size_bytes);
+      if (auto r = detail::pread_full((*file)->fd(), batch_bytes, header->position); !r) {
+        return unexpected(r.error());
+      }
+      auto view = kafka::RecordBatchView::parse(batch_bytes);
+      if (!view) return log_error(LogErrc::kCorrupt, view.error().message);
+      if (view->timestamp_type() == kafka::TimestampType::kLogAppendTime) {
+        return std::optional<Offset>(Offset(std::max(view->base_offset(), log_start_)));
+      }
+      auto records = view->records(scratch);
+      if (!records) return log_error(LogErrc::kCorrupt, records.error().message);
+      for (;;) {
+        auto record = records->next();
+        if (!record) return log_error(LogErrc::kCorrupt, record.error().message);
+        if (!record->has_value()) break;
+        const int64_t offset = view->base_offset() + (*record)->offset_delta;
+        if (view->base_timestamp() + (*record)->timestamp_delta >= timestamp_ms &&
+            offset >= log_start_) {
+          return std::optional<Offset>(Offset(offset));
+        }
+      }
+    }
+  }
+  return std::optional<Offset>();
+}
+
+}  // namespace sluice::log

@@ -1,0 +1,234 @@
+// Recovery at open: torn and corrupt tails, damaged closed segments, damaged indexes.
+#include <gtest/gtest.h>
+
+#include <fstream>
+#include <set>
+
+#include "log/log.h"
+#include "log/tests/test_util.h"
+
+namespace sluice::log {
+namespace {
+
+using testing::append_and_wait;
+using testing::flip_byte;
+using testing::make_batch;
+using testing::segment_path;
+using testing::truncate_to;
+using Kind = RecoveryIssue::Kind;
+
+class LogRecovery : public ::testing::Test {
+ protected:
+  LogRecovery() : fds_(64) {}
+  ~LogRecovery() override { ring_.drain(); }
+
+  std::unique_ptr<PartitionLog> open_log() {
+    auto log = PartitionLog::open(dir_.path(), config_, ring_, fds_);
+    EXPECT_TRUE(log) << (log ? "" : log.error().message);
+    return log ? std::move(*log) : nullptr;
+  }
+
+  // Appends `n` batches of 2 records; remembers where each batch starts in its segment.
+  void fill(PartitionLog& log, int n, size_t value_bytes = 200) {
+    for (int i = 0; i < n; ++i) {
+      batches_.push_back(make_batch(2, value_bytes, 1000 + i));
+      auto r = append_and_wait(log, ring_, batches_.back());
+      ASSERT_TRUE(r);
+      const int64_t base = log.segment_base_offsets().back();
+      if (base != segment_) {
+        segment_ = base;
+        position_ = 0;
+      }
+      starts_.push_back({segment_, position_, *r->base_offset});
+      position_ += batches_.back().size();
+    }
+  }
+
+  static bool has_issue(const PartitionLog& log, Kind kind) {
+    for (const auto& issue : log.recovery_report().issues) {
+      if (issue.kind == kind) return true;
+    }
+    return false;
+  }
+
+  struct Start {
+    int64_t segment;
+    uint64_t position;
+    int64_t offset;
+  };
+  testing::TempDir dir_;
+  IoRing ring_;
+  FdCache fds_;
+  LogConfig config_;
+  std::deque<std::vector<std::byte>> batches_;
+  std::vector<Start> starts_;
+  int64_t segment_ = -1;
+  uint64_t position_ = 0;
+};
+
+TEST_F(LogRecovery, UncleanReopenKeepsEverythingAndIgnoresPreallocatedZeros) {
+  config_.segment_bytes = 4096;
+  auto log = open_log();
+  fill(*log, 20);
+  const auto expected = *log->read_copy(Offset(0), 1 << 20);
+  log.reset();  // no close(): as after a crash
+  log = open_log();
+  EXPECT_FALSE(log->recovery_report().clean_shutdown);
+  EXPECT_GE(log->recovery_report().segments_scanned, 1u);
+  EXPECT_TRUE(log->recovery_report().issues.empty());
+  EXPECT_EQ(*log->log_end_offset(), 40);
+  EXPECT_EQ(*log->read_copy(Offset(0), 1 << 20), expected);
+}
+
+TEST_F(LogRecovery, TruncatedLastSegmentMidBatchIsCutAndReported) {
+  auto log = open_log();
+  fill(*log, 5);
+  log.reset();
+  const Start last = starts_.back();
+  truncate_to(segment_path(dir_.path(), last.segment, ".log"), last.position + 100);
+  log = open_log();
+  const auto& issues = log->recovery_report().issues;
+  ASSERT_EQ(issues.size(), 1u);
+  EXPECT_EQ(issues[0].kind, Kind::kTornTail);
+  EXPECT_EQ(issues[0].offset, last.offset);
+  EXPECT_EQ(issues[0].position, last.position);
+  EXPECT_EQ(issues[0].bytes_removed, 100u);
+  EXPECT_EQ(*log->log_end_offset(), last.offset);
+  EXPECT_TRUE(log->read_copy(Offset(0), 1 << 20));
+  // Appends continue where the valid data ends.
+  batches_.push_back(make_batch(1, 10, 1));
+  EXPECT_EQ(*append_and_wait(*log, ring_, batches_.back())->base_offset, last.offset);
+}
+
+TEST_F(LogRecovery, CorruptBatchInTheActiveSegmentCutsTheTailThere) {
+  auto log = open_log();
+  fill(*log, 6);
+  log.reset();
+  const Start bad = starts_[2];
+  flip_byte(segment_path(dir_.path(), bad.segment, ".log"), bad.position + 100);
+  log = open_log();
+  ASSERT_TRUE(has_issue(*log, Kind::kCorruptTail));
+  const auto& issue = log->recovery_report().issues[0];
+  EXPECT_EQ(issue.offset, bad.offset);
+  EXPECT_EQ(issue.position, bad.position);
+  EXPECT_EQ(*log->log_end_offset(), bad.offset);
+}
+
+TEST_F(LogRecovery, FlippedByteInAClosedSegmentIsReportedAndNeverServed) {
+  config_.segment_bytes = 4096;
+  config_.recovery_scan = RecoveryScan::kAll;
+  auto log = open_log();
+  fill(*log, 40);
+  const auto segments = log->segment_base_offsets();
+  ASSERT_GT(segments.size(), 3u);
+  ASSERT_TRUE(log->close());
+  log.reset();
+  // A batch in the middle of the second segment.
+  std::vector<Start> in_second;
+  for (const Start& s : starts_) {
+    if (s.segment == segments[1]) in_second.push_back(s);
+  }
+  ASSERT_GE(in_second.size(), 3u);
+  const Start bad = in_second[in_second.size() / 2];
+  flip_byte(segment_path(dir_.path(), bad.segment, ".log"), bad.position + 150);
+  log = open_log();
+  ASSERT_TRUE(has_issue(*log, Kind::kCorruptClosed));
+  const auto& issue = log->recovery_report().issues[0];
+  EXPECT_EQ(issue.segment_base_offset, segments[1]);
+  EXPECT_EQ(issue.offset, bad.offset);
+  EXPECT_EQ(issue.position, bad.position);
+  // Reads stop before the damage, and refuse to start in it.
+  auto before = log->read(Offset(0), 1 << 20);
+  ASSERT_TRUE(before);
+  EXPECT_EQ(*before->next_offset, bad.offset);
+  EXPECT_TRUE(log->read_copy(Offset(0), 1 << 20));
+  EXPECT_EQ(log->read(Offset(bad.offset), 1 << 20).error().code, LogErrc::kCorrupt);
+  EXPECT_EQ(log->read(Offset(bad.offset + 2), 1 << 20).error().code, LogErrc::kCorrupt);
+  // Later segments are intact and served.
+  auto later = log->read_copy(Offset(segments[2]), 1 << 20);
+  ASSERT_TRUE(later);
+  EXPECT_FALSE(later->empty());
+  EXPECT_EQ(*log->log_end_offset(), 80);
+}
+
+TEST_F(LogRecovery, CopyingReadsCatchAFlippedByteTheDefaultOpenDoesNotScanFor) {
+  config_.segment_bytes = 4096;
+  auto log = open_log();
+  fill(*log, 40);
+  ASSERT_TRUE(log->close());
+  log.reset();
+  const Start bad = starts_[3];  // first segment, a closed one
+  ASSERT_EQ(bad.segment, 0);
+  flip_byte(segment_path(dir_.path(), 0, ".log"), bad.position + 150);
+  log = open_log();  // clean shutdown: closed segments get cheap checks only
+  auto copy = log->read_copy(Offset(bad.offset), 100);
+  ASSERT_FALSE(copy);
+  EXPECT_EQ(copy.error().code, LogErrc::kCorrupt);
+}
+
+TEST_F(LogRecovery, DamagedHeaderAtTheEndOfAClosedSegmentIsFoundByTheDefaultChecks) {
+  config_.segment_bytes = 4096;
+  auto log = open_log();
+  fill(*log, 40);
+  ASSERT_TRUE(log->close());
+  log.reset();
+  Start last_of_first{};
+  for (const Start& s : starts_) {
+    if (s.segment == 0) last_of_first = s;
+  }
+  flip_byte(segment_path(dir_.path(), 0, ".log"), last_of_first.position + 16);  // magic
+  log = open_log();
+  ASSERT_TRUE(has_issue(*log, Kind::kCorruptClosed));
+  EXPECT_EQ(*log->read(Offset(0), 1 << 20)->next_offset, last_of_first.offset);
+  EXPECT_EQ(log->read(Offset(last_of_first.offset), 100).error().code, LogErrc::kCorrupt);
+}
+
+TEST_F(LogRecovery, DamagedIndexesAreRebuilt) {
+  config_.segment_bytes = 4096;
+  config_.index_interval_bytes = 300;
+  auto log = open_log();
+  fill(*log, 40);
+  const auto expected = *log->read_copy(Offset(0), 1 << 20);
+  ASSERT_TRUE(log->close());
+  log.reset();
+  const auto segments = [&] {
+    std::set<int64_t> s;
+    for (const Start& st : starts_) s.insert(st.segment);
+    return std::vector<int64_t>(s.begin(), s.end());
+  }();
+  {
+    std::ofstream(segment_path(dir_.path(), segments[0], ".index"), std::ios::app) << "xyz";
+  }
+  std::filesystem::remove(segment_path(dir_.path(), segments[1], ".timeindex"));
+  log = open_log();
+  int rebuilt = 0;
+  for (const auto& issue : log->recovery_report().issues) rebuilt += issue.kind == Kind::kIndexRebuilt;
+  EXPECT_EQ(rebuilt, 2);
+  EXPECT_EQ(*log->read_copy(Offset(0), 1 << 20), expected);
+  for (const Start& s : starts_) {
+    auto r = log->read(Offset(s.offset + 1), 1);
+    ASSERT_TRUE(r);
+    ASSERT_EQ(r->ranges.size(), 1u);
+    EXPECT_EQ(r->ranges[0].position, s.position);
+  }
+  EXPECT_EQ(***log->offset_for_timestamp(1020), 39);  // batch 19: 1019 at 38, 1020 at 39
+}
+
+TEST_F(LogRecovery, MissingTailOfTheActiveIndexIsRebuiltByTheScan) {
+  config_.index_interval_bytes = 300;
+  auto log = open_log();
+  fill(*log, 20);
+  log.reset();
+  truncate_to(segment_path(dir_.path(), 0, ".index"), 8);
+  log = open_log();
+  for (const Start& s : starts_) {
+    auto r = log->read(Offset(s.offset), 1);
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->ranges[0].position, s.position);
+  }
+  EXPECT_EQ(std::filesystem::file_size(segment_path(dir_.path(), 0, ".index")) % 8, 0u);
+  EXPECT_GT(std::filesystem::file_size(segment_path(dir_.path(), 0, ".index")), 8u);
+}
+
+}  // namespace
+}  // namespace sluice::log

@@ -1,0 +1,513 @@
+// PartitionLog operations and their edge cases, on io_uring and on the fallback threads.
+#include "log/log.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <gtest/gtest.h>
+
+#include "log/internal/segment.h"
+#include "log/tests/test_util.h"
+
+namespace sluice::log {
+namespace {
+
+using testing::append_and_wait;
+using testing::make_batch;
+using testing::segment_path;
+
+class LogPartition : public ::testing::TestWithParam<bool> {
+ protected:
+  LogPartition() : ring_(IoRing::Options{.disable_io_uring = GetParam()}), fds_(64) {
+    config_.clock_ms = [this] { return now_ms_; };
+  }
+  ~LogPartition() override { ring_.drain(); }
+
+  std::unique_ptr<PartitionLog> open_log() {
+    auto log = PartitionLog::open(dir_.path(), config_, ring_, fds_);
+    EXPECT_TRUE(log) << (log ? "" : log.error().message);
+    return log ? std::move(*log) : nullptr;
+  }
+
+  // Appends a batch of `records` records and waits; returns its base offset.
+  int64_t append(PartitionLog& log, int records, size_t value_bytes = 100, int64_t ts = 1000) {
+    batches_.push_back(make_batch(records, value_bytes, ts, batches_.size()));
+    auto r = append_and_wait(log, ring_, batches_.back());
+    EXPECT_TRUE(r) << (r ? "" : r.error().message);
+    return r ? *r->base_offset : -1;
+  }
+
+  std::vector<std::byte> read_all(PartitionLog& log, int64_t from) {
+    auto bytes = log.read_copy(Offset(from), 1ull << 30);
+    EXPECT_TRUE(bytes) << (bytes ? "" : bytes.error().message);
+    return bytes ? *bytes : std::vector<std::byte>{};
+  }
+
+  // The base offsets of the batches in `bytes`.
+  static std::vector<int64_t> bases(Bytes bytes) {
+    std::vector<int64_t> out;
+    kafka::BatchIterator it(bytes);
+    for (auto b = it.next(); b && b->has_value(); b = it.next()) out.push_back((*b)->base_offset());
+    return out;
+  }
+
+  testing::TempDir dir_;
+  IoRing ring_;
+  FdCache fds_;
+  LogConfig config_;
+  int64_t now_ms_ = 1'000'000;
+  std::deque<std::vector<std::byte>> batches_;  // kept alive: writes come from them
+};
+
+TEST_P(LogPartition, EmptyLog) {
+  auto log = open_log();
+  ASSERT_TRUE(log);
+  EXPECT_EQ(*log->log_start_offset(), 0);
+  EXPECT_EQ(*log->log_end_offset(), 0);
+  EXPECT_EQ(log->segment_count(), 1u);
+  auto r = log->read(Offset(0), 1000);
+  ASSERT_TRUE(r);
+  EXPECT_TRUE(r->ranges.empty());
+  EXPECT_EQ(*r->next_offset, 0);
+  EXPECT_EQ(log->read(Offset(1), 1000).error().code, LogErrc::kOffsetOutOfRange);
+  auto t = log->offset_for_timestamp(0);
+  ASSERT_TRUE(t);
+  EXPECT_FALSE(t->has_value());
+  EXPECT_TRUE(std::filesystem::exists(segment_path(dir_.path(), 0, ".log")));
+  EXPECT_TRUE(std::filesystem::exists(segment_path(dir_.path(), 0, ".index")));
+  EXPECT_TRUE(std::filesystem::exists(segment_path(dir_.path(), 0, ".timeindex")));
+  EXPECT_EQ(log->recovery_report().issues.size(), 0u);
+}
+
+TEST_P(LogPartition, AppendAssignsOffsetsAndStampsTheCallersBuffer) {
+  auto log = open_log();
+  auto batch = make_batch(3, 10, 1000);
+  kafka::set_base_offset(batch, 777);  // whatever the client sent
+  auto r = append_and_wait(*log, ring_, batch, {.leader_epoch = 5});
+  ASSERT_TRUE(r);
+  EXPECT_EQ(*r->base_offset, 0);
+  EXPECT_EQ(*r->last_offset, 2);
+  EXPECT_EQ(*r->end_offset, 3);
+  auto view = kafka::RecordBatchView::parse(batch);
+  EXPECT_EQ(view->base_offset(), 0);
+  EXPECT_EQ(view->partition_leader_epoch(), 5);
+  EXPECT_TRUE(view->verify_crc());
+  EXPECT_EQ(append(*log, 2), 3);
+  EXPECT_EQ(*log->log_end_offset(), 5);
+  EXPECT_EQ(*log->durable_offset(), 5);  // default policy: durable before the callback
+  EXPECT_EQ(bases(read_all(*log, 0)), (std::vector<int64_t>{0, 3}));
+}
+
+TEST_P(LogPartition, AppendOfManyBatchesInOneCall) {
+  auto log = open_log();
+  std::vector<std::byte> all;
+  for (int records : {1, 4, 2}) {
+    auto b = make_batch(records, 50, 1000);
+    all.insert(all.end(), b.begin(), b.end());
+  }
+  auto r = append_and_wait(*log, ring_, all);
+  ASSERT_TRUE(r);
+  EXPECT_EQ(*r->base_offset, 0);
+  EXPECT_EQ(*r->last_offset, 6);
+  EXPECT_EQ(bases(read_all(*log, 0)), (std::vector<int64_t>{0, 1, 5}));
+  EXPECT_EQ(read_all(*log, 0), all);  // exactly the bytes sent, offsets stamped
+}
+
+TEST_P(LogPartition, InvalidBatchesAreRejectedBeforeAnythingIsWritten) {
+  auto log = open_log();
+  auto good = make_batch(2, 10, 1);
+  auto bad_crc = make_batch(2, 10, 1);
+  bad_crc.back() ^= std::byte{1};
+  std::vector<std::byte> mixed = good;
+  mixed.insert(mixed.end(), bad_crc.begin(), bad_crc.end());
+  EXPECT_EQ(log->append(mixed, {}, {}).error().code, LogErrc::kInvalidBatch);
+  std::vector<std::byte> partial(good.begin(), good.end() - 1);
+  EXPECT_EQ(log->append(partial, {}, {}).error().code, LogErrc::kInvalidBatch);
+  std::vector<std::byte> empty;
+  EXPECT_EQ(log->append(empty, {}, {}).error().code, LogErrc::kInvalidBatch);
+  std::vector<std::byte> garbage(100, std::byte{0x33});
+  EXPECT_EQ(log->append(garbage, {}, {}).error().code, LogErrc::kInvalidBatch);
+  EXPECT_EQ(*log->log_end_offset(), 0);
+  EXPECT_TRUE(log->idle());
+  EXPECT_EQ(append(*log, 1), 0);
+}
+
+TEST_P(LogPartition, ReadStartsAtTheBatchContainingTheOffset) {
+  auto log = open_log();
+  append(*log, 5);  // 0-4
+  append(*log, 5);  // 5-9
+  append(*log, 5);  // 10-14
+  auto r = log->read(Offset(7), 1 << 20);
+  ASSERT_TRUE(r);
+  EXPECT_EQ(*r->first_offset, 5);
+  EXPECT_EQ(*r->next_offset, 15);
+  EXPECT_EQ(r->bytes, batches_[1].size() + batches_[2].size());
+  ASSERT_EQ(r->ranges.size(), 1u);
+  EXPECT_EQ(r->ranges[0].position, batches_[0].size());
+  EXPECT_EQ(r->ranges[0].length, r->bytes);
+}
+
+TEST_P(LogPartition, ReadReturnsAtLeastOneWholeBatchAndRespectsTheByteLimit) {
+  auto log = open_log();
+  append(*log, 5, 1000);
+  append(*log, 5, 1000);
+  auto one = log->read(Offset(0), 10);  // smaller than any batch
+  ASSERT_TRUE(one);
+  EXPECT_EQ(one->bytes, batches_[0].size());
+  EXPECT_EQ(*one->next_offset, 5);
+  auto exact = log->read(Offset(0), batches_[0].size() + batches_[1].size());
+  EXPECT_EQ(*exact->next_offset, 10);
+  auto short_by_one = log->read(Offset(0), batches_[0].size() + batches_[1].size() - 1);
+  EXPECT_EQ(*short_by_one->next_offset, 5);
+}
+
+TEST_P(LogPartition, ReadStopsAtMaxOffset) {
+  auto log = open_log();
+  append(*log, 5);
+  append(*log, 5);
+  auto r = log->read(Offset(0), 1 << 20, Offset(5));  // e.g. the high watermark
+  ASSERT_TRUE(r);
+  EXPECT_EQ(*r->next_offset, 5);
+  auto none = log->read(Offset(5), 1 << 20, Offset(5));
+  ASSERT_TRUE(none);
+  EXPECT_TRUE(none->ranges.empty());
+  auto inside = log->read(Offset(0), 1 << 20, Offset(7));  // inside a batch: not served
+  EXPECT_EQ(*inside->next_offset, 5);
+}
+
+TEST_P(LogPartition, ReadsAcrossSegmentBoundaries) {
+  config_.segment_bytes = 4096;
+  auto log = open_log();
+  std::vector<std::byte> expected;
+  for (int i = 0; i < 20; ++i) {
+    append(*log, 3, 300);
+    expected.insert(expected.end(), batches_.back().begin(), batches_.back().end());
+  }
+  EXPECT_GT(log->segment_count(), 3u);
+  auto r = log->read(Offset(0), 1 << 20);
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->ranges.size(), log->segment_count());
+  EXPECT_EQ(*r->next_offset, 60);
+  EXPECT_EQ(read_all(*log, 0), expected);
+  // From the middle of a later segment.
+  auto bases_from_31 = bases(read_all(*log, 31));
+  ASSERT_FALSE(bases_from_31.empty());
+  EXPECT_EQ(bases_from_31.front(), 30);
+  EXPECT_EQ(bases_from_31.size(), 10u);
+}
+
+TEST_P(LogPartition, RollExactlyAtTheLimit) {
+  const size_t batch_bytes = make_batch(2, 200, 0).size();
+  config_.segment_bytes = std::max<uint64_t>(3 * batch_bytes, kSegmentBytesMin);
+  ASSERT_EQ(config_.segment_bytes, 3 * batch_bytes) << "batch too small for the test";
+  auto log = open_log();
+  for (int i = 0; i < 3; ++i) append(*log, 2, 200);
+  EXPECT_EQ(log->segment_count(), 1u);  // exactly full, not over
+  EXPECT_EQ(log->size_bytes(), config_.segment_bytes);
+  append(*log, 2, 200);
+  EXPECT_EQ(log->segment_base_offsets(), (std::vector<int64_t>{0, 6}));
+  EXPECT_EQ(std::filesystem::file_size(segment_path(dir_.path(), 0, ".log")), 3 * batch_bytes);
+}
+
+TEST_P(LogPartition, ABatchLargerThanASegmentGetsASegmentOfItsOwn) {
+  config_.segment_bytes = kSegmentBytesMin;
+  auto log = open_log();
+  append(*log, 1, 10);
+  append(*log, 4, 1000);  // > segment_bytes
+  append(*log, 1, 10);
+  EXPECT_EQ(log->segment_base_offsets(), (std::vector<int64_t>{0, 1, 5}));
+  EXPECT_EQ(bases(read_all(*log, 0)), (std::vector<int64_t>{0, 1, 5}));
+}
+
+TEST_P(LogPartition, RollByAge) {
+  config_.segment_ms = 1000;
+  auto log = open_log();
+  append(*log, 1);
+  now_ms_ += 999;
+  append(*log, 1);
+  EXPECT_EQ(log->segment_count(), 1u);
+  now_ms_ += 1;
+  append(*log, 1);
+  EXPECT_EQ(log->segment_base_offsets(), (std::vector<int64_t>{0, 2}));
+}
+
+TEST_P(LogPartition, ActiveSegmentIsPreallocatedAndTrimmedOnRoll) {
+  config_.segment_bytes = 64 * 1024;
+  auto log = open_log();
+  append(*log, 1, 100);
+  EXPECT_EQ(std::filesystem::file_size(segment_path(dir_.path(), 0, ".log")), 64u * 1024);
+  for (int i = 0; i < 100; ++i) append(*log, 10, 100);
+  ASSERT_GT(log->segment_count(), 1u);
+  uint64_t sum = 0;
+  for (int64_t base : log->segment_base_offsets()) {
+    if (base == log->segment_base_offsets().back()) break;
+    sum += std::filesystem::file_size(segment_path(dir_.path(), base, ".log"));
+  }
+  EXPECT_LT(sum, log->size_bytes());  // closed segments hold only their batches
+}
+
+TEST_P(LogPartition, TimeLookups) {
+  config_.segment_bytes = kSegmentBytesMin * 2;
+  config_.index_interval_bytes = 100;
+  auto log = open_log();
+  // Batch k holds records with timestamps 1000k .. 1000k+3 at offsets 4k .. 4k+3.
+  for (int k = 1; k <= 12; ++k) append(*log, 4, 100, 1000 * k);
+  ASSERT_GT(log->segment_count(), 2u);
+  auto at = [&](int64_t t) -> int64_t {
+    auto r = log->offset_for_timestamp(t);
+    EXPECT_TRUE(r);
+    return r && r->has_value() ? ***r : -1;
+  };
+  EXPECT_EQ(at(-5), 0);     // before all data
+  EXPECT_EQ(at(1000), 0);
+  EXPECT_EQ(at(1002), 2);   // inside a batch
+  EXPECT_EQ(at(1004), 4);   // between batches
+  EXPECT_EQ(at(7001), 25);  // a later segment
+  EXPECT_EQ(at(12003), 47);
+  EXPECT_EQ(at(12004), -1);  // after all data
+}
+
+TEST_P(LogPartition, TimeLookupWithTimestampsOutOfOrder) {
+  auto log = open_log();
+  append(*log, 1, 10, 5000);  // offset 0
+  append(*log, 1, 10, 1000);  // offset 1
+  append(*log, 1, 10, 3000);  // offset 2
+  EXPECT_EQ(***log->offset_for_timestamp(2000), 0);
+  EXPECT_EQ(***log->offset_for_timestamp(5000), 0);
+  EXPECT_FALSE(log->offset_for_timestamp(5001)->has_value());
+}
+
+TEST_P(LogPartition, TruncateSuffixIntoTheMiddleOfASegment) {
+  auto log = open_log();
+  for (int i = 0; i < 10; ++i) append(*log, 3);  // batches at 0, 3, ..., 27
+  auto end = log->truncate_suffix(Offset(13));    // inside the batch 12-14
+  ASSERT_TRUE(end);
+  EXPECT_EQ(**end, 12);
+  EXPECT_EQ(*log->log_end_offset(), 12);
+  EXPECT_EQ(bases(read_all(*log, 0)), (std::vector<int64_t>{0, 3, 6, 9}));
+  EXPECT_EQ(log->read(Offset(13), 100).error().code, LogErrc::kOffsetOutOfRange);
+  EXPECT_EQ(append(*log, 2), 12);
+  EXPECT_EQ(bases(read_all(*log, 9)), (std::vector<int64_t>{9, 12}));
+  ASSERT_TRUE(log->close());
+  log.reset();
+  log = open_log();
+  EXPECT_EQ(*log->log_end_offset(), 14);
+  EXPECT_EQ(bases(read_all(*log, 0)), (std::vector<int64_t>{0, 3, 6, 9, 12}));
+}
+
+TEST_P(LogPartition, TruncateSuffixIntoAnEarlierSegment) {
+  config_.segment_bytes = 2048;
+  auto log = open_log();
+  for (int i = 0; i < 30; ++i) append(*log, 2, 200);
+  const auto segments = log->segment_base_offsets();
+  ASSERT_GT(segments.size(), 3u);
+  const int64_t cut = segments[1] + 2;
+  ASSERT_TRUE(log->truncate_suffix(Offset(cut)));
+  EXPECT_EQ(*log->log_end_offset(), cut);
+  EXPECT_EQ(log->segment_base_offsets(), (std::vector<int64_t>{segments[0], segments[1]}));
+  EXPECT_FALSE(std::filesystem::exists(segment_path(dir_.path(), segments[2], ".log")));
+  EXPECT_EQ(append(*log, 2, 200), cut);
+  EXPECT_EQ(***log->offset_for_timestamp(1000), 0);
+  // An unclean reopen finds the same log.
+  log.reset();
+  log = open_log();
+  EXPECT_EQ(*log->log_end_offset(), cut + 2);
+  EXPECT_EQ(bases(read_all(*log, cut)), (std::vector<int64_t>{cut}));
+  EXPECT_TRUE(log->recovery_report().issues.empty());
+}
+
+TEST_P(LogPartition, TruncateSuffixToTheStartEmptiesTheLog) {
+  auto log = open_log();
+  append(*log, 3);
+  append(*log, 3);
+  ASSERT_TRUE(log->truncate_suffix(Offset(0)));
+  EXPECT_EQ(*log->log_end_offset(), 0);
+  EXPECT_TRUE(log->read(Offset(0), 100)->ranges.empty());
+  EXPECT_EQ(append(*log, 1), 0);
+}
+
+TEST_P(LogPartition, AdvanceLogStartDeletesWholeSegmentsAndKeepsTheLogicalStart) {
+  config_.segment_bytes = 2048;
+  auto log = open_log();
+  for (int i = 0; i < 30; ++i) append(*log, 2, 200);
+  const auto segments = log->segment_base_offsets();
+  const int64_t start = segments[2] + 1;  // inside the third segment
+  ASSERT_TRUE(log->advance_log_start(Offset(start)));
+  EXPECT_EQ(*log->log_start_offset(), start);
+  EXPECT_EQ(log->segment_base_offsets().front(), segments[2]);
+  EXPECT_FALSE(std::filesystem::exists(segment_path(dir_.path(), segments[0], ".log")));
+  EXPECT_EQ(log->read(Offset(start - 1), 100).error().code, LogErrc::kOffsetOutOfRange);
+  EXPECT_EQ(bases(read_all(*log, start)).front(), start - 1);  // the batch containing it
+  ASSERT_TRUE(log->close());
+  log.reset();
+  log = open_log();
+  EXPECT_EQ(*log->log_start_offset(), start);
+}
+
+TEST_P(LogPartition, AdvanceLogStartPastTheEndRestartsTheLog) {
+  auto log = open_log();
+  append(*log, 3);
+  ASSERT_TRUE(log->advance_log_start(Offset(1000)));
+  EXPECT_EQ(*log->log_start_offset(), 1000);
+  EXPECT_EQ(*log->log_end_offset(), 1000);
+  EXPECT_EQ(log->segment_base_offsets(), (std::vector<int64_t>{1000}));
+  EXPECT_EQ(append(*log, 2), 1000);
+  log.reset();
+  log = open_log();
+  EXPECT_EQ(*log->log_start_offset(), 1000);
+  EXPECT_EQ(*log->log_end_offset(), 1002);
+}
+
+TEST_P(LogPartition, RetentionBySize) {
+  config_.segment_bytes = 2048;
+  config_.retention_bytes = 5000;
+  auto log = open_log();
+  for (int i = 0; i < 40; ++i) append(*log, 2, 200);
+  const uint64_t before = log->segment_count();
+  auto r = log->apply_retention();
+  ASSERT_TRUE(r);
+  EXPECT_GT(r->segments_deleted, 0u);
+  EXPECT_EQ(log->segment_count(), before - r->segments_deleted);
+  EXPECT_GE(log->size_bytes(), 5000u);  // never below the limit
+  EXPECT_LT(log->size_bytes(), 5000u + 2048u + 1000u);
+  EXPECT_EQ(*log->log_start_offset(), log->segment_base_offsets().front());
+  EXPECT_EQ(bases(read_all(*log, *log->log_start_offset())).back(), 78);
+  EXPECT_EQ(log->apply_retention()->segments_deleted, 0u);  // idempotent
+}
+
+TEST_P(LogPartition, RetentionByTime) {
+  config_.segment_bytes = 2048;
+  config_.retention_ms = 10'000;
+  auto log = open_log();
+  for (int i = 0; i < 10; ++i) append(*log, 2, 200, now_ms_ - 60'000);  // old
+  const auto old_segments = log->segment_base_offsets().size();
+  for (int i = 0; i < 10; ++i) append(*log, 2, 200, now_ms_);  // fresh
+  auto r = log->apply_retention();
+  ASSERT_TRUE(r);
+  EXPECT_GE(r->segments_deleted, old_segments - 1);
+  EXPECT_LE(*log->log_start_offset(), 20);  // nothing fresh went
+  EXPECT_TRUE(log->read(Offset(20), 100));
+}
+
+TEST_P(LogPartition, FdCacheEvictionKeepsReadsWorking) {
+  FdCache small(2);
+  config_.segment_bytes = 2048;
+  auto opened = PartitionLog::open(dir_.path(), config_, ring_, small);
+  ASSERT_TRUE(opened);
+  auto& log = **opened;
+  std::vector<std::byte> expected;
+  for (int i = 0; i < 30; ++i) {
+    append(log, 2, 200);
+    expected.insert(expected.end(), batches_.back().begin(), batches_.back().end());
+  }
+  ASSERT_GT(log.segment_count(), 4u);
+  auto ranges = log.read(Offset(0), 1 << 20);
+  ASSERT_TRUE(ranges);
+  EXPECT_GT(small.evictions(), 0u);
+  EXPECT_LE(small.size(), 2u);
+  // Every range is still readable through its own handle, even after its segment goes.
+  ASSERT_TRUE(log.advance_log_start(log.log_end_offset()));
+  std::vector<std::byte> got;
+  for (const FileRange& range : ranges->ranges) {
+    std::vector<std::byte> part(range.length);
+    ASSERT_TRUE(detail::pread_full(range.fd(), part, range.position));
+    got.insert(got.end(), part.begin(), part.end());
+  }
+  EXPECT_EQ(got, expected);
+}
+
+TEST_P(LogPartition, FlushPolicyNeverAcknowledgesOnWriteAndFlushesOnRequest) {
+  config_.flush.mode = FlushMode::kNever;
+  auto log = open_log();
+  append(*log, 3);
+  EXPECT_EQ(*log->written_offset(), 3);
+  EXPECT_EQ(*log->durable_offset(), 0);
+  EXPECT_EQ(log->flush_count(), 0u);
+  bool durable = false;
+  log->when_durable(Offset(3), [&](const LogResult<Offset>& r) {
+    ASSERT_TRUE(r);
+    EXPECT_GE(**r, 3);
+    durable = true;
+  });
+  while (!durable) ring_.wait();
+  EXPECT_EQ(*log->durable_offset(), 3);
+}
+
+TEST_P(LogPartition, FlushPolicyIntervalFlushesFromTick) {
+  config_.flush = {.mode = FlushMode::kInterval, .interval_ms = 500};
+  auto log = open_log();
+  append(*log, 3);
+  log->tick();
+  ring_.drain();
+  EXPECT_EQ(*log->durable_offset(), 0);  // too early
+  now_ms_ += 500;
+  log->tick();
+  ring_.drain();
+  EXPECT_EQ(*log->durable_offset(), 3);
+}
+
+TEST_P(LogPartition, GroupCommitSharesFdatasyncsAcrossAppends) {
+  auto log = open_log();
+  constexpr int kAppends = 64;
+  int acknowledged = 0;
+  int64_t last_acked = -1;
+  for (int i = 0; i < kAppends; ++i) {
+    batches_.push_back(make_batch(1, 100, 1000));
+    ASSERT_TRUE(log->append(batches_.back(), {}, [&](const LogResult<AppendResult>& r) {
+      ASSERT_TRUE(r);
+      EXPECT_GT(*r->base_offset, last_acked);  // in append order
+      last_acked = *r->base_offset;
+      EXPECT_GE(*log->durable_offset(), *r->end_offset);
+      ++acknowledged;
+    }));
+  }
+  ring_.drain();
+  EXPECT_EQ(acknowledged, kAppends);
+  EXPECT_LT(log->flush_count(), static_cast<uint64_t>(kAppends));
+  EXPECT_EQ(*log->durable_offset(), kAppends);
+}
+
+TEST_P(LogPartition, TooManyAppendsInFlightPushBack) {
+  config_.inflight_appends_max = 2;
+  auto log = open_log();
+  for (int i = 0; i < 3; ++i) batches_.push_back(make_batch(1, 10, 1));
+  ASSERT_TRUE(log->append(batches_[0], {}, {}));
+  ASSERT_TRUE(log->append(batches_[1], {}, {}));
+  EXPECT_EQ(log->append(batches_[2], {}, {}).error().code, LogErrc::kBusy);
+  ring_.drain();
+  EXPECT_TRUE(log->append(batches_[2], {}, {}));
+  ring_.drain();
+}
+
+TEST_P(LogPartition, CleanCloseAndReopen) {
+  config_.segment_bytes = 2048;
+  auto log = open_log();
+  for (int i = 0; i < 12; ++i) append(*log, 2, 200, 1000 + i);
+  const auto expected = read_all(*log, 0);
+  const auto segments = log->segment_base_offsets();
+  ASSERT_TRUE(log->close());
+  EXPECT_FALSE(log->append(batches_.back(), {}, {}));  // closed
+  log.reset();
+  EXPECT_EQ(std::filesystem::file_size(segment_path(dir_.path(), segments.back(), ".log")),
+            expected.size() - [&] {
+              uint64_t before = 0;
+              for (size_t i = 0; i + 1 < segments.size(); ++i) {
+                before += std::filesystem::file_size(segment_path(dir_.path(), segments[i], ".log"));
+              }
+              return before;
+            }());
+  log = open_log();
+  EXPECT_TRUE(log->recovery_report().clean_shutdown);
+  EXPECT_EQ(log->recovery_report().segments_scanned, 0u);
+  EXPECT_TRUE(log->recovery_report().issues.empty());
+  EXPECT_EQ(read_all(*log, 0), expected);
+  EXPECT_EQ(***log->offset_for_timestamp(1011), 21);  // batch 10: 1010 at 20, 1011 at 21
+  EXPECT_EQ(append(*log, 2, 200), 24);
+}
+
+INSTANTIATE_TEST_SUITE_P(Log, LogPartition, ::testing::Values(false, true),
+                         [](const auto& info) { return info.param ? "Fallback" : "IoUring"; });
+
+}  // namespace
+}  // namespace sluice::log

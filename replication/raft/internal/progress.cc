@@ -1,0 +1,89 @@
+#include "replication/raft/internal/progress.h"
+
+#include <algorithm>
+
+#include "common/assert.h"
+
+namespace sluice::raft::detail {
+
+bool Progress::paused() const {
+  switch (state) {
+    case ProgressState::kProbe:
+      return probe_sent;
+    case ProgressState::kReplicate:
+      return inflight.size() >= inflight_max;
+    case ProgressState::kSnapshot:
+      return true;
+  }
+  return true;
+}
+
+void Progress::become_probe() {
+  // After a snapshot, resume right after it (it may have landed even if unacknowledged).
+  if (state == ProgressState::kSnapshot) {
+    next = std::max(match + 1, pending_snapshot + 1);
+  } else {
+    next = match + 1;
+  }
+  state = ProgressState::kProbe;
+  probe_sent = false;
+  inflight.clear();
+  pending_snapshot = 0;
+}
+
+void Progress::become_replicate() {
+  state = ProgressState::kReplicate;
+  next = match + 1;
+  probe_sent = false;
+  inflight.clear();
+  pending_snapshot = 0;
+}
+
+void Progress::become_snapshot(uint64_t index) {
+  state = ProgressState::kSnapshot;
+  probe_sent = false;
+  inflight.clear();
+  pending_snapshot = index;
+  snapshot_ticks = 0;
+}
+
+bool Progress::maybe_update(uint64_t index) {
+  bool updated = false;
+  if (match < index) {
+    match = index;
+    updated = true;
+    probe_sent = false;
+  }
+  next = std::max(next, index + 1);
+  SLUICE_ASSERT(next > match);
+  return updated;
+}
+
+bool Progress::maybe_decrease(uint64_t rejected, uint64_t hint) {
+  if (state == ProgressState::kReplicate) {
+    if (rejected <= match) return false;  // stale: an older append was rejected
+    next = match + 1;
+    return true;
+  }
+  if (next - 1 != rejected) return false;  // stale: not an answer to our latest probe
+  next = std::max(std::min(rejected, hint + 1), match + 1);
+  probe_sent = false;
+  SLUICE_ASSERT(next >= 1);
+  return true;
+}
+
+void Progress::sent_entries(uint64_t last) {
+  if (state == ProgressState::kReplicate) {
+    SLUICE_ASSERT(inflight.size() < inflight_max);
+    next = last + 1;
+    inflight.push_back(last);
+  } else if (state == ProgressState::kProbe) {
+    probe_sent = true;
+  }
+}
+
+void Progress::free_up_to(uint64_t index) {
+  while (!inflight.empty() && inflight.front() <= index) inflight.pop_front();
+}
+
+}  // namespace sluice::raft::detail

@@ -1,0 +1,38 @@
+// The leader's view of one peer's log: how far it matches, what to send next, and how many
+// appends are in flight. Probe sends one append at a time until the follower's position is
+// found; Replicate streams appends (pipelining) up to a bounded window; Snapshot waits for
+// an InstallSnapshot to land.
+#pragma once
+
+#include <cstdint>
+#include <deque>
+
+namespace sluice::raft::detail {
+
+enum class ProgressState : uint8_t { kProbe, kReplicate, kSnapshot };
+
+struct Progress {
+  uint64_t match = 0;
+  uint64_t next = 1;
+  ProgressState state = ProgressState::kProbe;
+  bool probe_sent = false;        // kProbe: an append is out, wait for its answer
+  std::deque<uint64_t> inflight;  // kReplicate: last index of each append in flight
+  uint32_t inflight_max = 64;
+  bool recent_active = false;  // heard from within the last election timeout
+  bool learner = false;
+  uint64_t pending_snapshot = 0;  // kSnapshot: index of the snapshot sent
+  uint32_t snapshot_ticks = 0;    // kSnapshot: ticks since it was sent, to resend if lost
+
+  bool paused() const;
+  void become_probe();
+  void become_replicate();
+  void become_snapshot(uint64_t index);
+  // An acknowledgement up to `index`; false if it is stale.
+  bool maybe_update(uint64_t index);
+  // A rejection of the append after `rejected`; false if it is stale.
+  bool maybe_decrease(uint64_t rejected, uint64_t hint);
+  void sent_entries(uint64_t last);  // bookkeeping after sending an append ending at `last`
+  void free_up_to(uint64_t index);
+};
+
+}  // namespace sluice::raft::detail

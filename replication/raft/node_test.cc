@@ -1,0 +1,446 @@
+// Unit tests of the Raft core, one behaviour each. Multi-node tests run in the simulator's
+// manual mode (messages wait in a queue until delivered) with the safety checker on.
+#include "replication/raft/node.h"
+
+#include <gtest/gtest.h>
+
+#include "replication/sim/world.h"
+
+namespace sluice::raft {
+namespace {
+
+using sim::World;
+
+constexpr NodeId n1{1}, n2{2}, n3{3}, n4{4};
+
+std::unique_ptr<World> manual_world(int n, Config cfg = {}) {
+  auto w =
+      std::make_unique<World>(sim::WorldOptions{.seed = 7, .manual = true, .node_config = cfg});
+  w->bootstrap(n);
+  return w;
+}
+
+void elect(World& w, NodeId id) {
+  w.node(id)->campaign();
+  w.process_ready(w.replica(id));
+  w.stabilize();
+  ASSERT_EQ(w.node(id)->role(), Role::kLeader);
+}
+
+size_t count(const std::vector<Message>& msgs, MessageType type, NodeId to = kNoNode) {
+  return std::count_if(msgs.begin(), msgs.end(), [&](const Message& m) {
+    return m.type == type && (to == kNoNode || m.to == to);
+  });
+}
+
+// Drives a lone node by hand: take_ready, "persist", advance.
+Ready cycle(Node& node) {
+  Ready rd = node.take_ready();
+  node.advance(rd.persisted());
+  return rd;
+}
+
+TEST(RaftNode, SingleNodeCommitsOnlyWhatIsDurable) {
+  Node node({.id = n1}, bootstrap({{n1}}));
+  node.campaign();
+  ASSERT_EQ(node.role(), Role::kLeader);
+  (void)cycle(node);
+  auto idx = node.propose(Payload::copy_of("a"));
+  ASSERT_TRUE(idx.has_value());
+  Ready rd = node.take_ready();
+  ASSERT_EQ(rd.entries.size(), 1u);
+  EXPECT_TRUE(rd.must_sync);
+  EXPECT_LT(*node.status().commit, **idx);  // not durable yet, so not committed
+  node.advance(rd.persisted());
+  EXPECT_EQ(*node.status().commit, **idx);
+  Ready next = cycle(node);
+  ASSERT_EQ(next.committed.size(), 1u);
+  EXPECT_EQ(next.committed[0].data.text(), "a");
+}
+
+TEST(RaftNode, ElectionTimeoutComesFromTheSeed) {
+  auto ticks_to_campaign = [](uint64_t seed) {
+    Node node({.id = n1, .seed = seed}, bootstrap({{n1, n2, n3}}));
+    int ticks = 0;
+    while (node.role() == Role::kFollower) {
+      node.tick();
+      ++ticks;
+    }
+    return ticks;
+  };
+  std::set<int> seen;
+  for (uint64_t seed = 0; seed < 20; ++seed) {
+    const int t = ticks_to_campaign(seed);
+    EXPECT_GE(t, 10);
+    EXPECT_LT(t, 20);
+    EXPECT_EQ(t, ticks_to_campaign(seed));  // deterministic
+    seen.insert(t);
+  }
+  EXPECT_GT(seen.size(), 3u);  // and randomized
+}
+
+TEST(RaftNode, VoteIsPersistedBeforeTheGrantIsSent) {
+  Node node({.id = n2}, bootstrap({{n1, n2, n3}}));
+  Message vote{.type = MessageType::kVote,
+               .from = n1,
+               .to = n2,
+               .term = Term{2},
+               .log_term = Term{1},
+               .index = LogIndex{1}};
+  node.step(vote);
+  Ready rd = node.take_ready();
+  ASSERT_TRUE(rd.hard_state.has_value());
+  EXPECT_EQ(rd.hard_state->vote, n1);
+  EXPECT_EQ(*rd.hard_state->term, 2u);
+  EXPECT_TRUE(rd.must_sync);
+  ASSERT_EQ(count(rd.messages, MessageType::kVoteResp), 1u);
+  EXPECT_FALSE(rd.messages[0].reject);
+  node.advance(rd.persisted());
+  // A restart from the persisted hard state does not vote again in that term.
+  Node restarted({.id = n2},
+                 RestoredState{*rd.hard_state, {}, bootstrap({{n1, n2, n3}}).entries, {}});
+  vote.from = n3;
+  restarted.step(vote);
+  Ready again = restarted.take_ready();
+  ASSERT_EQ(count(again.messages, MessageType::kVoteResp), 1u);
+  EXPECT_TRUE(again.messages[0].reject);
+}
+
+TEST(RaftNode, StaleLogDoesNotGetVotes) {
+  auto w = manual_world(3);
+  elect(*w, n1);
+  w->isolate(n3);
+  ASSERT_TRUE(w->propose(n1, Payload::copy_of("x")).has_value());
+  w->stabilize();
+  w->heal();
+  w->crash(n1);
+  w->node(n3)->campaign();  // last entry older than 2's
+  w->process_ready(w->replica(n3));
+  for (int i = 0; i < 50; ++i) w->tick(n2);  // let 2's lease expire
+  w->stabilize();
+  EXPECT_NE(w->node(n3)->role(), Role::kLeader);
+  EXPECT_TRUE(w->checker().ok()) << w->checker().failure();
+}
+
+TEST(RaftNode, PreVoteKeepsTermOfPartitionedNode) {
+  auto w = manual_world(3);
+  elect(*w, n1);
+  w->isolate(n3);
+  for (int i = 0; i < 100; ++i) w->tick(n3);
+  w->stabilize();
+  EXPECT_EQ(*w->node(n3)->term(), 2u);
+  EXPECT_EQ(w->node(n3)->role(), Role::kPreCandidate);
+}
+
+TEST(RaftNode, WithoutPreVoteTheTermRises) {
+  auto w = manual_world(3, {.pre_vote = false});
+  elect(*w, n1);
+  w->isolate(n3);
+  for (int i = 0; i < 100; ++i) w->tick(n3);
+  EXPECT_GT(*w->node(n3)->term(), 2u);
+}
+
+TEST(RaftNode, CheckQuorumStepsDownPartitionedLeader) {
+  auto w = manual_world(3);
+  elect(*w, n1);
+  w->isolate(n1);
+  for (int i = 0; i < 20 && w->node(n1)->role() == Role::kLeader; ++i) w->tick(n1);
+  EXPECT_EQ(w->node(n1)->role(), Role::kFollower);
+  EXPECT_EQ(w->node(n1)->leader(), kNoNode);
+}
+
+TEST(RaftNode, LeaseIgnoresDisruptiveVote) {
+  auto w = manual_world(3, {.pre_vote = false});
+  elect(*w, n1);
+  w->node(n3)->campaign();  // higher term, but 2 heard from 1 just now
+  w->process_ready(w->replica(n3));
+  w->stabilize();
+  EXPECT_EQ(w->node(n1)->role(), Role::kLeader);
+  EXPECT_EQ(*w->node(n2)->term(), 2u);
+}
+
+TEST(RaftNode, ProposalsBetweenReadiesShareOneAppend) {
+  auto w = manual_world(3);
+  elect(*w, n1);
+  Node& leader = *w->node(n1);
+  Payload p = Payload::copy_of("record-batch");
+  for (int i = 0; i < 5; ++i) ASSERT_TRUE(leader.propose(p).has_value());
+  Ready rd = leader.take_ready();
+  EXPECT_EQ(rd.entries.size(), 5u);
+  ASSERT_EQ(count(rd.messages, MessageType::kAppend, n2), 1u);  // batched
+  const Message& app = *std::find_if(rd.messages.begin(), rd.messages.end(),
+                                     [](const Message& m) { return m.to == n2; });
+  ASSERT_EQ(app.entries.size(), 5u);
+  EXPECT_TRUE(app.entries[0].data.shares_buffer_with(p));  // referenced, not copied
+  EXPECT_TRUE(rd.entries[0].data.shares_buffer_with(p));
+  leader.advance(rd.persisted());
+}
+
+TEST(RaftNode, PipelineStopsAtInflightLimit) {
+  auto w = manual_world(3, {.max_inflight_msgs = 3, .max_msg_bytes = 1});
+  elect(*w, n1);
+  Node& leader = *w->node(n1);
+  for (int i = 0; i < 10; ++i) ASSERT_TRUE(leader.propose(Payload::copy_of("xx")).has_value());
+  Ready rd = leader.take_ready();
+  EXPECT_EQ(count(rd.messages, MessageType::kAppend, n2), 3u);  // one entry each, 3 in flight
+  EXPECT_TRUE(leader.progress(n2)->paused());
+  leader.advance(rd.persisted());
+  for (const Message& m : rd.messages) w->replica(m.to).node->step(m);  // deliver by hand
+  for (NodeId f : {n2, n3}) w->process_ready(w->replica(f));
+  w->stabilize();
+  EXPECT_EQ(*leader.status().commit, 12u);
+  EXPECT_TRUE(w->checker().ok()) << w->checker().failure();
+}
+
+TEST(RaftNode, FastBackoffSkipsAWholeTermInOneRoundTrip) {
+  auto w = manual_world(3, {.check_quorum = false});
+  elect(*w, n1);
+  w->isolate(n1);
+  for (int i = 0; i < 20; ++i) ASSERT_TRUE(w->propose(n1, Payload::copy_of("lost")).has_value());
+  elect(*w, n2);
+  for (int i = 0; i < 20; ++i) ASSERT_TRUE(w->propose(n2, Payload::copy_of("kept")).has_value());
+  w->stabilize();
+  // 3 takes over (term 4) and probes 1 at its last index, where 1 holds a term-2 entry.
+  ASSERT_TRUE(w->node(n2)->transfer_leadership(n3).has_value());
+  w->process_ready(w->replica(n2));
+  w->stabilize();
+  ASSERT_EQ(w->node(n3)->role(), Role::kLeader);
+  w->heal();
+  w->tick(n3);
+  std::vector<std::string> trace;
+  w->stabilize(&trace);
+  const auto rejections = std::count_if(trace.begin(), trace.end(), [](const std::string& t) {
+    return t.starts_with("1->3 AppResp") && t.find("rejected") != std::string::npos;
+  });
+  EXPECT_EQ(rejections, 1);  // not 20: the hint skips all of term 2
+  EXPECT_EQ(w->node(n1)->status().last_index, w->node(n3)->status().last_index);
+  EXPECT_TRUE(w->checker().ok()) << w->checker().failure();
+}
+
+TEST(RaftNode, BackpressureRefusesProposalsPastTheLimit) {
+  auto w = manual_world(3, {.max_uncommitted_bytes = 10});
+  elect(*w, n1);
+  w->isolate(n1);
+  ASSERT_TRUE(w->propose(n1, Payload::copy_of("123456")).has_value());
+  auto r = w->propose(n1, Payload::copy_of("123456"));
+  ASSERT_FALSE(r.has_value());
+  EXPECT_EQ(r.error(), Errc::kTooManyUncommitted);
+  w->heal();
+  w->tick(n1);
+  w->stabilize();
+  EXPECT_TRUE(w->propose(n1, Payload::copy_of("123456")).has_value());
+}
+
+TEST(RaftNode, TransferLeadershipCatchesUpTheTarget) {
+  auto w = manual_world(3);
+  elect(*w, n1);
+  w->isolate(n3);
+  ASSERT_TRUE(w->propose(n1, Payload::copy_of("a")).has_value());
+  w->stabilize();
+  w->heal();
+  ASSERT_TRUE(w->node(n1)->transfer_leadership(n3).has_value());
+  EXPECT_EQ(w->propose(n1, Payload::copy_of("b")).error(), Errc::kTransferring);
+  w->process_ready(w->replica(n1));
+  w->stabilize();
+  EXPECT_EQ(w->node(n3)->role(), Role::kLeader);
+  EXPECT_EQ(w->node(n1)->leader(), n3);
+}
+
+TEST(RaftNode, TransferIsAbandonedAfterAnElectionTimeout) {
+  auto w = manual_world(3);
+  elect(*w, n1);
+  w->isolate(n3);
+  ASSERT_TRUE(w->node(n1)->transfer_leadership(n3).has_value());
+  for (int i = 0; i < 10; ++i) w->tick(n1);
+  w->stabilize();
+  EXPECT_EQ(w->node(n1)->status().transferee, kNoNode);
+  EXPECT_TRUE(w->propose(n1, Payload::copy_of("b")).has_value());
+}
+
+ConfState with(ConfState c, NodeId id, bool voter) {
+  std::erase(c.voters, id);
+  std::erase(c.learners, id);
+  (voter ? c.voters : c.learners).push_back(id);
+  std::sort(c.voters.begin(), c.voters.end());
+  std::sort(c.learners.begin(), c.learners.end());
+  return c;
+}
+
+TEST(RaftNode, LearnerReplicatesButNeitherVotesNorCounts) {
+  auto w = manual_world(3);
+  w->add_node(n4, RestoredState{});
+  elect(*w, n1);
+  Node& leader = *w->node(n1);
+  ASSERT_TRUE(leader.propose_conf(with(leader.status().conf, n4, false)).has_value());
+  w->process_ready(w->replica(n1));
+  w->stabilize();
+  EXPECT_TRUE(w->node(n4)->status().conf.is_learner(n4));
+  // With 2 and 3 cut off, the learner's acknowledgement does not make a quorum.
+  w->isolate(n2);
+  w->isolate(n3);
+  auto idx = w->propose(n1, Payload::copy_of("x"));
+  w->stabilize();
+  EXPECT_EQ(w->node(n4)->status().last_index, *idx);
+  EXPECT_LT(*leader.status().commit, **idx);
+  // A learner never campaigns.
+  for (int i = 0; i < 100; ++i) w->tick(n4);
+  EXPECT_EQ(w->node(n4)->role(), Role::kFollower);
+}
+
+TEST(RaftNode, MembershipChangesOneAtATime) {
+  auto w = manual_world(3);
+  w->add_node(n4, RestoredState{});
+  elect(*w, n1);
+  Node& leader = *w->node(n1);
+  const ConfState base = leader.status().conf;
+  EXPECT_EQ(leader.propose_conf(with(base, n4, true)).error(),
+            Errc::kInvalidConfig);  // learner first
+  ConfState two = with(with(base, n4, false), NodeId{5}, false);
+  EXPECT_EQ(leader.propose_conf(two).error(), Errc::kInvalidConfig);  // two members at once
+  w->isolate(n4);
+  ASSERT_TRUE(leader.propose_conf(with(base, n4, false)).has_value());
+  EXPECT_EQ(leader.propose_conf(base).error(), Errc::kConfigPending);
+  w->process_ready(w->replica(n1));
+  w->stabilize();
+  // The learner is cut off and behind: promoting it is refused.
+  EXPECT_EQ(leader.propose_conf(with(leader.status().conf, n4, true)).error(),
+            Errc::kInvalidConfig);
+  w->heal();
+  w->tick(n1);
+  w->stabilize();
+  ASSERT_TRUE(leader.propose_conf(with(leader.status().conf, n4, true)).has_value());
+  w->process_ready(w->replica(n1));
+  w->stabilize();
+  EXPECT_TRUE(w->node(n2)->status().conf.is_voter(n4));
+  EXPECT_TRUE(w->checker().ok()) << w->checker().failure();
+}
+
+TEST(RaftNode, RemovedLeaderStepsDownAndOthersContinue) {
+  auto w = manual_world(3);
+  elect(*w, n1);
+  ConfState next = w->node(n1)->status().conf;
+  std::erase(next.voters, n1);
+  ASSERT_TRUE(w->node(n1)->propose_conf(next).has_value());
+  w->process_ready(w->replica(n1));
+  w->stabilize();
+  EXPECT_NE(w->node(n1)->role(), Role::kLeader);
+  for (int i = 0; i < 40 && !w->leader(); ++i) {
+    w->tick(n2);
+    w->tick(n3);
+    w->stabilize();
+  }
+  ASSERT_NE(w->leader(), nullptr);
+  EXPECT_NE(w->leader()->id(), n1);
+  EXPECT_TRUE(w->checker().ok()) << w->checker().failure();
+}
+
+TEST(RaftNode, RestartRecoversConfigurationFromTheLog) {
+  auto w = manual_world(3);
+  w->add_node(n4, RestoredState{});
+  elect(*w, n1);
+  ASSERT_TRUE(w->node(n1)->propose_conf(with(w->node(n1)->status().conf, n4, false)).has_value());
+  w->process_ready(w->replica(n1));
+  w->stabilize();
+  ASSERT_TRUE(w->propose(n1, Payload::copy_of("x")).has_value());  // syncs the commit index
+  w->stabilize();
+  w->crash(n2);
+  w->restart(n2);
+  EXPECT_EQ(w->in_flight(), 0u);
+  EXPECT_TRUE(w->node(n2)->status().conf.is_learner(n4));
+}
+
+TEST(RaftNode, LaggingFollowerGetsSnapshotThenAppends) {
+  auto w = manual_world(3);
+  elect(*w, n1);
+  w->isolate(n3);
+  for (int i = 0; i < 5; ++i) ASSERT_TRUE(w->propose(n1, Payload::copy_of("a")).has_value());
+  w->stabilize();
+  const Snapshot snap = w->compact(n1);
+  EXPECT_EQ(*snap.index, 7u);
+  ASSERT_TRUE(w->propose(n1, Payload::copy_of("b")).has_value());
+  w->heal();
+  w->tick(n1);
+  std::vector<std::string> trace;
+  w->stabilize(&trace);
+  EXPECT_EQ(
+      std::count_if(trace.begin(), trace.end(),
+                    [](const std::string& t) { return t.find("Snapshot") != std::string::npos; }),
+      1);
+  EXPECT_EQ(*w->node(n3)->status().commit, 8u);
+  EXPECT_EQ(w->replica(n3).sm.applied, 8u);
+  EXPECT_EQ(w->replica(n3).sm.hash, w->replica(n1).sm.hash);  // same state machine
+  EXPECT_TRUE(w->checker().ok()) << w->checker().failure();
+}
+
+TEST(RaftNode, LostSnapshotIsResent) {
+  auto w = manual_world(3);
+  elect(*w, n1);
+  w->isolate(n3);
+  ASSERT_TRUE(w->propose(n1, Payload::copy_of("a")).has_value());
+  w->stabilize();
+  (void)w->compact(n1);
+  w->heal();
+  w->tick(n1);
+  w->deliver();        // heartbeat answers: the leader sends the snapshot
+  w->drop_queued(n3);  // and it is lost
+  for (int i = 0; i < 30; ++i) {
+    w->tick(n1);
+    w->stabilize();
+  }
+  EXPECT_EQ(w->node(n3)->status().commit, w->node(n1)->status().commit);
+}
+
+TEST(RaftNode, MalformedPeerMessagesAreDropped) {
+  Node node({.id = n2}, bootstrap({{n1, n2, n3}}));
+  Message gap{.type = MessageType::kAppend,
+              .from = n1,
+              .to = n2,
+              .term = Term{2},
+              .log_term = Term{1},
+              .index = LogIndex{1}};
+  gap.entries.push_back(Entry{LogIndex{3}, Term{2}, EntryType::kNormal, Payload()});  // not 2
+  node.step(gap);
+  Message future = gap;
+  future.entries[0] = Entry{LogIndex{2}, Term{9}, EntryType::kNormal, Payload()};  // > m.term
+  node.step(future);
+  Message no_snapshot{.type = MessageType::kSnapshot, .from = n1, .to = n2, .term = Term{2}};
+  node.step(no_snapshot);
+  EXPECT_EQ(*node.term(), 1u);  // none of them was even looked at
+  EXPECT_EQ(*node.status().last_index, 1u);
+}
+
+TEST(RaftNode, ApplyingARestoredLogTakesSeveralReadies) {
+  RestoredState s = bootstrap({{n1}});
+  for (uint64_t i = 2; i <= 10; ++i) {
+    s.entries.push_back(Entry{LogIndex{i}, Term{1}, EntryType::kNormal, Payload::copy_of("1234")});
+  }
+  s.hard_state.commit = LogIndex{10};
+  Node node({.id = n1, .max_apply_bytes = 8}, s);
+  size_t readies = 0, applied = 0;
+  while (node.has_ready()) {
+    Ready rd = node.take_ready();
+    EXPECT_LE(rd.committed.size(), 3u);
+    applied += rd.committed.size();
+    ++readies;
+    node.advance(rd.persisted());
+  }
+  EXPECT_EQ(applied, 10u);
+  EXPECT_GE(readies, 4u);
+}
+
+TEST(RaftChecker, CatchesViolations) {
+  sim::Checker c;
+  const Entry a{LogIndex{1}, Term{1}, EntryType::kNormal, Payload::copy_of("a")};
+  Entry b = a;
+  b.data = Payload::copy_of("b");
+  c.on_apply(n1, a);
+  EXPECT_TRUE(c.ok());
+  c.on_apply(n2, a);
+  EXPECT_TRUE(c.ok());
+  c.on_apply(n3, b);
+  EXPECT_FALSE(c.ok());
+  EXPECT_NE(c.failure().find("state machine safety"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace sluice::raft

@@ -1,0 +1,403 @@
+#include "replication/sim/world.h"
+
+#include <algorithm>
+#include <sstream>
+
+namespace sluice::raft::sim {
+
+uint64_t Rng::next() {
+  uint64_t z = (state_ += 0x9e3779b97f4a7c15ULL);
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+  return z ^ (z >> 31);
+}
+
+uint64_t hash_bytes(Bytes bytes, uint64_t seed) {
+  uint64_t h = seed;
+  for (std::byte b : bytes) h = (h ^ static_cast<uint8_t>(b)) * 0x100000001b3ULL;
+  return h;
+}
+
+static uint64_t mix(uint64_t h, uint64_t v) {
+  h ^= v + 0x9e3779b97f4a7c15ULL + (h << 6) + (h >> 2);
+  return h * 0x100000001b3ULL;
+}
+
+uint64_t entry_hash(const Entry& e) {
+  return mix(hash_bytes(e.data.bytes()), static_cast<uint64_t>(e.type));
+}
+
+std::optional<Term> Disk::term_at(uint64_t index) const {
+  if (index == *snapshot.index) return snapshot.term;
+  if (index < *snapshot.index || index > *snapshot.index + entries.size()) return std::nullopt;
+  return entries[index - *snapshot.index - 1].term;
+}
+
+Payload StateMachine::encode() const {
+  std::vector<std::byte> out(16);
+  store_be<uint64_t>(out.data(), applied);
+  store_be<uint64_t>(out.data() + 8, hash);
+  return Payload::adopt(std::move(out));
+}
+
+StateMachine StateMachine::decode(const Payload& data) {
+  SLUICE_ASSERT(data.size() == 16);
+  return {load_be<uint64_t>(data.bytes().data()), load_be<uint64_t>(data.bytes().data() + 8)};
+}
+
+// ---- checker ----
+
+void Checker::fail(std::string what) {
+  if (failure_.empty()) failure_ = std::move(what);
+}
+
+// Log matching: an (index, term) pair names one entry, and the term before it, everywhere.
+// By induction, two logs that share an (index, term) share the whole prefix.
+void Checker::on_persist(const Replica& r, uint64_t first_new_index) {
+  const Disk& d = r.disk;
+  for (uint64_t i = std::max<uint64_t>(first_new_index, *d.snapshot.index + 1);
+       i <= *d.snapshot.index + d.entries.size(); ++i) {
+    const Entry& e = d.entries[i - *d.snapshot.index - 1];
+    const Seen seen{entry_hash(e), *d.term_at(i - 1).value_or(Term{0})};
+    auto [it, added] = entries_.try_emplace(Key{i, *e.term}, seen);
+    if (!added && (it->second.hash != seen.hash || it->second.prev_term != seen.prev_term)) {
+      std::ostringstream out;
+      out << "log matching violated: node " << *r.id << " holds a different entry " << *e.term
+          << "/" << i << " (or a different term before it)";
+      fail(out.str());
+    }
+  }
+}
+
+// State machine safety: no two nodes apply different entries at one index.
+void Checker::on_apply(NodeId id, const Entry& e) {
+  const uint64_t i = *e.index;
+  const std::pair<uint64_t, uint64_t> mine{*e.term, entry_hash(e)};
+  if (committed_.size() < i) committed_.resize(i, {0, 0});
+  auto& known = committed_[i - 1];
+  if (known.first == 0) {
+    known = mine;
+  } else if (known != mine) {
+    std::ostringstream out;
+    out << "state machine safety violated: node " << *id << " applied " << *e.term << "/" << i
+        << " but term " << known.first << " was applied there before";
+    fail(out.str());
+  }
+}
+
+void Checker::on_leader_commit(const Node& leader) {
+  const uint64_t c = leader.log().committed();
+  if (c <= durable_index_) return;
+  durable_index_ = c;
+  durable_term_ = *leader.log().term(c);
+  const auto& voters = leader.status().conf.voters;
+  if (voters != durable_voters_) {
+    durable_voters_prev_ = durable_voters_;
+    durable_voters_ = voters;
+  }
+}
+
+// Committed entries are never lost: the newest commit stays durable on a majority of the
+// voters that acknowledged it (a snapshot covering it counts).
+void Checker::check_durable(const std::map<NodeId, Replica>& replicas) {
+  if (durable_index_ == 0) return;
+  auto majority_holds = [&](const std::vector<NodeId>& voters) {
+    size_t holders = 0;
+    for (NodeId id : voters) {
+      const Disk& d = replicas.at(id).disk;
+      if (*d.snapshot.index >= durable_index_ || d.term_at(durable_index_) == Term{durable_term_}) {
+        ++holders;
+      }
+    }
+    return !voters.empty() && holders >= voters.size() / 2 + 1;
+  };
+  // The commit may itself have switched the configuration: either side's majority will do.
+  if (!majority_holds(durable_voters_) && !majority_holds(durable_voters_prev_)) {
+    std::ostringstream out;
+    out << "committed entry " << durable_term_ << "/" << durable_index_
+        << " is no longer durable on a majority of voters";
+    fail(out.str());
+  }
+}
+
+// At most one leader per term, and a new leader holds every committed entry.
+void Checker::on_leader(const Node& leader, const Disk& disk) {
+  (void)disk;
+  const uint64_t term = *leader.term();
+  auto [it, added] = leaders_.try_emplace(term, leader.id());
+  if (!added) {
+    if (it->second != leader.id()) {
+      std::ostringstream out;
+      out << "two leaders in term " << term << ": " << *it->second << " and " << *leader.id();
+      fail(out.str());
+    }
+    return;
+  }
+  const auto& log = leader.log();
+  for (uint64_t i = log.first_index(); i <= committed_.size(); ++i) {
+    const auto [t, h] = committed_[i - 1];
+    if (t == 0 || t >= term) continue;
+    if (log.term(i) != t) {
+      std::ostringstream out;
+      out << "leader completeness violated: leader " << *leader.id() << " of term " << term
+          << " lacks committed entry " << t << "/" << i;
+      fail(out.str());
+      return;
+    }
+  }
+}
+
+// ---- world ----
+
+World::World(const WorldOptions& options) : opts_(options), rng_(options.seed) {}
+
+void World::add_node(NodeId id, const RestoredState& restored) {
+  Replica r;
+  r.id = id;
+  r.disk.hard_state = restored.hard_state;
+  r.disk.snapshot = restored.snapshot;
+  r.disk.entries = restored.entries;
+  if (!restored.snapshot.empty()) r.sm = StateMachine::decode(restored.snapshot.data);
+  auto [it, added] = replicas_.emplace(id, std::move(r));
+  SLUICE_ASSERT(added);
+  restart(id);
+}
+
+void World::bootstrap(int n) {
+  ConfState conf;
+  for (int i = 1; i <= n; ++i) conf.voters.push_back(NodeId{i});
+  for (int i = 1; i <= n; ++i) add_node(NodeId{i}, raft::bootstrap(conf));
+}
+
+Node* World::leader() {
+  Node* best = nullptr;
+  for (auto& [id, r] : replicas_) {
+    if (r.up() && r.node->role() == Role::kLeader && (!best || best->term() < r.node->term())) {
+      best = r.node.get();
+    }
+  }
+  return best;
+}
+
+void World::isolate(NodeId id) {
+  for (const auto& [other, r] : replicas_) {
+    if (other == id) continue;
+    cut(id, other);
+    cut(other, id);
+  }
+}
+
+void World::partition(const std::vector<std::vector<NodeId>>& groups) {
+  heal();
+  for (size_t g = 0; g < groups.size(); ++g) {
+    for (size_t h = 0; h < groups.size(); ++h) {
+      if (g == h) continue;
+      for (NodeId a : groups[g]) {
+        for (NodeId b : groups[h]) cut(a, b);
+      }
+    }
+  }
+}
+
+void World::crash(NodeId id) {
+  Replica& r = replicas_.at(id);
+  if (!r.up()) return;
+  r.node.reset();
+  r.disk.unsynced_commit.reset();  // written without fsync: gone
+  r.torn_next_ready = false;
+  mix_trace(0xc0ffee ^ static_cast<uint64_t>(*id));
+}
+
+void World::restart(NodeId id) {
+  Replica& r = replicas_.at(id);
+  SLUICE_ASSERT(!r.up());
+  RestoredState s;
+  s.hard_state = r.disk.hard_state;
+  s.snapshot = r.disk.snapshot;
+  s.entries = r.disk.entries;
+  s.applied = r.disk.snapshot.index;
+  r.sm = r.disk.snapshot.empty() ? StateMachine{} : StateMachine::decode(r.disk.snapshot.data);
+  Config cfg = opts_.node_config;
+  cfg.id = id;
+  cfg.seed = mix(mix(opts_.seed, static_cast<uint64_t>(*id)), r.restarts++);
+  r.node = std::make_unique<Node>(cfg, s);
+  mix_trace(0x5eed ^ static_cast<uint64_t>(*id));
+  process_ready(r);
+}
+
+void World::tick(NodeId id) {
+  Replica& r = replicas_.at(id);
+  if (!r.up()) return;
+  r.node->tick();
+  process_ready(r);
+}
+
+Result<LogIndex, Errc> World::propose(NodeId id, Payload data) {
+  Replica& r = replicas_.at(id);
+  if (!r.up()) return unexpected(Errc::kNotLeader);
+  auto res = r.node->propose(std::move(data));
+  process_ready(r);
+  return res;
+}
+
+Snapshot World::compact(NodeId id) {
+  Replica& r = replicas_.at(id);
+  SLUICE_ASSERT(r.up());
+  SLUICE_ASSERT(r.sm.applied == r.node->log().applied());
+  const Snapshot snap = r.node->compact(LogIndex{r.sm.applied}, r.sm.encode());
+  if (*snap.index > *r.disk.snapshot.index) {
+    // Persist the snapshot, then drop the entries it covers.
+    const uint64_t drop = *snap.index - *r.disk.snapshot.index;
+    r.disk.entries.erase(r.disk.entries.begin(),
+                         r.disk.entries.begin() + static_cast<ptrdiff_t>(drop));
+    r.disk.snapshot = snap;
+  }
+  return snap;
+}
+
+void World::persist(Replica& r, const Ready& rd, bool torn) {
+  Disk& d = r.disk;
+  if (rd.snapshot) {
+    d.snapshot = *rd.snapshot;
+    d.entries.clear();
+  }
+  if (!rd.entries.empty()) {
+    const uint64_t first = *rd.entries.front().index;
+    SLUICE_ASSERT(first > *d.snapshot.index);
+    SLUICE_ASSERT(first - 1 <= *d.snapshot.index + d.entries.size());
+    d.entries.resize(first - *d.snapshot.index - 1);
+    // A torn write keeps only a prefix of the entries, and the hard state is not written.
+    const size_t n = torn ? rng_.uniform(rd.entries.size()) : rd.entries.size();
+    d.entries.insert(d.entries.end(), rd.entries.begin(),
+                     rd.entries.begin() + static_cast<ptrdiff_t>(n));
+    if (opts_.check) checker_.on_persist(r, first);
+  }
+  if (torn) return;
+  if (rd.hard_state) {
+    if (rd.must_sync) {
+      d.hard_state = *rd.hard_state;
+      d.unsynced_commit.reset();
+    } else {
+      d.unsynced_commit = rd.hard_state->commit;
+    }
+  } else if (rd.must_sync && d.unsynced_commit) {
+    d.hard_state.commit = *d.unsynced_commit;
+    d.unsynced_commit.reset();
+  }
+}
+
+void World::apply(Replica& r, const Ready& rd) {
+  if (rd.snapshot) {
+    r.sm = StateMachine::decode(rd.snapshot->data);
+    if (r.sm.applied != *rd.snapshot->index) checker_.fail("snapshot data does not match index");
+  }
+  for (const Entry& e : rd.committed) {
+    if (*e.index != r.sm.applied + 1) {
+      std::ostringstream out;
+      out << "node " << *r.id << " applied " << *e.index << " after " << r.sm.applied;
+      checker_.fail(out.str());
+    }
+    if (opts_.check) checker_.on_apply(r.id, e);
+    r.sm.applied = *e.index;
+    // Without the checker (benchmarks) the state machine only counts bytes: hashing every
+    // payload would dominate what is measured.
+    r.sm.hash = mix(r.sm.hash, opts_.check ? entry_hash(e) : e.data.size());
+  }
+}
+
+void World::process_ready(Replica& r) {
+  while (r.up() && r.node->has_ready()) {
+    Ready rd = r.node->take_ready();
+    const bool torn = r.torn_next_ready && rd.must_sync;
+    persist(r, rd, torn);
+    if (torn) {
+      crash(r.id);
+      return;
+    }
+    r.node->advance(rd.persisted());
+    for (const Message& m : rd.messages) send(m);
+    apply(r, rd);
+    if (opts_.check && r.node->role() == Role::kLeader && !rd.committed.empty()) {
+      checker_.on_leader_commit(*r.node);
+    }
+  }
+  observe(r);
+}
+
+void World::observe(Replica& r) {
+  if (opts_.check && r.up() && r.node->role() == Role::kLeader) checker_.on_leader(*r.node, r.disk);
+}
+
+void World::mix_trace(uint64_t v) { trace_hash_ = mix(trace_hash_, v); }
+
+void World::send(const Message& m) {
+  if (!link_up(m.from, m.to)) return;
+  if (opts_.manual) {
+    manual_queue_.push_back(m);
+    return;
+  }
+  if (rng_.chance(faults_.drop)) return;
+  const int copies = rng_.chance(faults_.duplicate) ? 2 : 1;
+  for (int i = 0; i < copies; ++i) {
+    const uint64_t at = now_ + rng_.between(faults_.latency_min, faults_.latency_max);
+    timed_queue_.push(InFlight{at, seq_++, m});
+  }
+}
+
+void World::deliver_one(const Message& m, std::vector<std::string>* trace) {
+  if (!link_up(m.from, m.to)) return;
+  auto it = replicas_.find(m.to);
+  if (it == replicas_.end() || !it->second.up()) return;
+  ++delivered_;
+  ++by_type_[static_cast<size_t>(m.type)];
+  mix_trace(mix(mix(static_cast<uint64_t>(m.type),
+                    (static_cast<uint64_t>(*m.from) << 32) ^ static_cast<uint64_t>(*m.to)),
+                mix(*m.term, mix(*m.index, *m.commit + m.entries.size() * 7919))));
+  if (trace) trace->push_back(to_string(m));
+  it->second.node->step(m);
+  process_ready(it->second);
+}
+
+size_t World::deliver(std::vector<std::string>* trace, NodeId only) {
+  std::deque<Message> batch;
+  std::swap(batch, manual_queue_);
+  size_t n = 0;
+  for (Message& m : batch) {
+    if (only != kNoNode && m.from != only && m.to != only) {
+      manual_queue_.push_back(std::move(m));
+      continue;
+    }
+    deliver_one(m, trace);
+    ++n;
+  }
+  return n;
+}
+
+void World::stabilize(std::vector<std::string>* trace) {
+  for (int round = 0; !manual_queue_.empty(); ++round) {
+    SLUICE_ASSERT(round < 100000);
+    deliver(trace);
+  }
+}
+
+void World::drop_queued(NodeId id) {
+  std::erase_if(manual_queue_, [&](const Message& m) { return m.from == id || m.to == id; });
+}
+
+void World::step() {
+  ++now_;
+  while (!timed_queue_.empty() && timed_queue_.top().at <= now_) {
+    const Message m = timed_queue_.top().m;
+    timed_queue_.pop();
+    deliver_one(m, nullptr);
+  }
+  for (auto& [id, r] : replicas_) {
+    if (r.up() && (now_ + 3 * static_cast<uint64_t>(*id)) % opts_.tick_units == 0) {
+      r.node->tick();
+      process_ready(r);
+    }
+  }
+  if (opts_.check) checker_.check_durable(replicas_);
+}
+
+}  // namespace sluice::raft::sim
