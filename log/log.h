@@ -210,8 +210,9 @@ class PartitionLog {
   PartitionLog(std::filesystem::path dir, const LogConfig& config, IoRing& ring, FdCache& fds);
 
   LogResult<void> recover();
-  LogResult<void> recover_segment(detail::Segment& seg, bool last, bool clean, int64_t next_base);
-  LogResult<void> scan_and_rebuild(detail::Segment& seg, bool last, int64_t next_base);
+  // Both return whether the log was cut at this segment (later segments must go).
+  LogResult<bool> recover_segment(detail::Segment& seg, bool last, bool clean, int64_t next_base);
+  LogResult<bool> scan_and_rebuild(detail::Segment& seg, bool may_cut, int64_t next_base);
   LogResult<void> check_segment(detail::Segment& seg, int64_t next_base);
   LogResult<void> open_active(detail::Segment& seg);
   LogResult<void> create_segment(int64_t base_offset);

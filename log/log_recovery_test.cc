@@ -100,6 +100,55 @@ TEST_F(LogRecovery, TruncatedLastSegmentMidBatchIsCutAndReported) {
   EXPECT_EQ(*append_and_wait(*log, ring_, batches_.back())->base_offset, last.offset);
 }
 
+// Appends in flight across a roll: the older segment's last write never completed, the newer
+// segment exists. Past the recovery point nothing after the gap was acknowledged: cut there.
+TEST_F(LogRecovery, GapBeforeANewerSegmentPastTheRecoveryPointCutsTheLog) {
+  config_.segment_bytes = 4096;
+  auto log = open_log();
+  fill(*log, 40);
+  const auto segments = log->segment_base_offsets();
+  ASSERT_GT(segments.size(), 3u);
+  log.reset();
+  Start last_of_second{};
+  for (const Start& s : starts_) {
+    if (s.segment == segments[1]) last_of_second = s;
+  }
+  truncate_to(segment_path(dir_.path(), segments[1], ".log"), last_of_second.position);
+  {  // as if the crash came before the flush that would have moved the recovery point
+    std::byte raw[kMetaBytes];
+    encode_meta(raw, {.log_start_offset = 0, .recovery_point = segments[1]});
+    std::ofstream(dir_.path() / kMetaFileName, std::ios::binary)
+        .write(reinterpret_cast<const char*>(raw), sizeof(raw));
+  }
+  log = open_log();
+  ASSERT_TRUE(has_issue(*log, Kind::kTornTail));
+  EXPECT_EQ(log->recovery_report().issues[0].offset, last_of_second.offset);
+  EXPECT_EQ(*log->log_end_offset(), last_of_second.offset);
+  EXPECT_EQ(log->segment_base_offsets(), (std::vector<int64_t>{segments[0], segments[1]}));
+  EXPECT_FALSE(std::filesystem::exists(segment_path(dir_.path(), segments[2], ".log")));
+  EXPECT_TRUE(log->read_copy(Offset(0), 1 << 20));
+  batches_.push_back(make_batch(1, 10, 1));
+  EXPECT_EQ(*append_and_wait(*log, ring_, batches_.back())->base_offset, last_of_second.offset);
+}
+
+// Before the recovery point the same gap is damage to durable data: reported, not cut.
+TEST_F(LogRecovery, GapBeforeTheRecoveryPointIsCorruption) {
+  config_.segment_bytes = 4096;
+  auto log = open_log();
+  fill(*log, 40);
+  const auto segments = log->segment_base_offsets();
+  log.reset();
+  Start last_of_second{};
+  for (const Start& s : starts_) {
+    if (s.segment == segments[1]) last_of_second = s;
+  }
+  truncate_to(segment_path(dir_.path(), segments[1], ".log"), last_of_second.position);
+  log = open_log();
+  ASSERT_TRUE(has_issue(*log, Kind::kCorruptClosed));
+  EXPECT_EQ(*log->log_end_offset(), 80);
+  EXPECT_EQ(*log->read(Offset(0), 1 << 20)->next_offset, last_of_second.offset);
+}
+
 TEST_F(LogRecovery, CorruptBatchInTheActiveSegmentCutsTheTailThere) {
   auto log = open_log();
   fill(*log, 6);
