@@ -40,9 +40,9 @@ LogResult<ReadResult> PartitionLog::read(Offset from_offset, uint64_t max_bytes,
                                          std::optional<Offset> max_offset) {
   const int64_t from = *from_offset;
   if (from < log_start_ || from > end_offset_) {
-    return log_error(LogErrc::kOffsetOutOfRange,
-                     "offset " + std::to_string(from) + " outside [" + std::to_string(log_start_) +
-                         ", " + std::to_string(end_offset_) + "]");
+    return log_error(LogErrc::kOffsetOutOfRange, "offset " + std::to_string(from) + " outside [" +
+                                                     std::to_string(log_start_) + ", " +
+                                                     std::to_string(end_offset_) + "]");
   }
   const int64_t limit = std::min(written_end_, max_offset ? **max_offset : written_end_);
   ReadResult result;
@@ -100,7 +100,8 @@ LogResult<ReadResult> PartitionLog::read(Offset from_offset, uint64_t max_bytes,
       pos += header->size_bytes;
     }
     if (pos > range_start) {
-      result.ranges.push_back({.file = *file, .position = range_start, .length = pos - range_start});
+      result.ranges.push_back(
+          {.file = *file, .position = range_start, .length = pos - range_start});
     }
     if (s.corrupt_from >= 0) break;  // nothing past damage is served, not even later segments
     if (*result.next_offset >= limit) break;
@@ -128,9 +129,9 @@ LogResult<std::vector<std::byte>> PartitionLog::read_copy(Offset from_offset, ui
     if (!next) return log_error(LogErrc::kCorrupt, next.error().message);
     if (!next->has_value()) break;
     if (auto crc = (*next)->verify_crc(); !crc) {
-      return log_error(LogErrc::kCorrupt, "batch at offset " +
-                                              std::to_string((*next)->base_offset()) + ": " +
-                                              crc.error().message);
+      return log_error(
+          LogErrc::kCorrupt,
+          "batch at offset " + std::to_string((*next)->base_offset()) + ": " + crc.error().message);
     }
   }
   if (batches.partial()) return log_error(LogErrc::kCorrupt, "partial batch read");
@@ -145,8 +146,7 @@ LogResult<std::optional<Offset>> PartitionLog::offset_for_timestamp(int64_t time
     if (seg.end_offset <= log_start_ || seg.max_timestamp < timestamp_ms) continue;
     auto time = time_file(seg);
     if (!time) return unexpected(time.error());
-    auto floor = detail::time_floor((*time)->fd(), seg.time_entries, seg.base_offset,
-                                    timestamp_ms);
+    auto floor = detail::time_floor((*time)->fd(), seg.time_entries, seg.base_offset, timestamp_ms);
     if (!floor) return unexpected(floor.error());
     // Every batch before the floor's offset has max timestamp < timestamp_ms.
     auto entry = index_floor(seg, *floor ? (*floor)->offset : seg.base_offset);

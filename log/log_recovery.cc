@@ -54,8 +54,8 @@ std::string issue_text(const RecoveryIssue& issue) {
   static constexpr const char* kKinds[] = {"torn tail truncated", "corrupt tail truncated",
                                            "corrupt closed segment, not served", "index rebuilt"};
   return std::string(kKinds[static_cast<int>(issue.kind)]) + " in segment " +
-         std::to_string(issue.segment_base_offset) + " at offset " +
-         std::to_string(issue.offset) + ", position " + std::to_string(issue.position) + " (" +
+         std::to_string(issue.segment_base_offset) + " at offset " + std::to_string(issue.offset) +
+         ", position " + std::to_string(issue.position) + " (" +
          std::to_string(issue.bytes_removed) + " bytes): " + issue.detail;
 }
 
@@ -68,14 +68,15 @@ PartitionLog::PartitionLog(std::filesystem::path dir, const LogConfig& config, I
 }
 
 LogResult<std::unique_ptr<PartitionLog>> PartitionLog::open(const std::filesystem::path& dir,
-                                                            const LogConfig& config,
-                                                            IoRing& ring, FdCache& fds) {
+                                                            const LogConfig& config, IoRing& ring,
+                                                            FdCache& fds) {
   if (config.segment_bytes < kSegmentBytesMin || config.segment_bytes > kSegmentBytesMax) {
     return log_error(LogErrc::kInvalidArgument, "segment_bytes out of range");
   }
   if (config.index_interval_bytes == 0 || config.inflight_appends_max == 0) {
-    return log_error(LogErrc::kInvalidArgument, "index_interval_bytes and inflight_appends_max "
-                                                "must be positive");
+    return log_error(LogErrc::kInvalidArgument,
+                     "index_interval_bytes and inflight_appends_max "
+                     "must be positive");
   }
   std::error_code ec;
   std::filesystem::create_directories(dir, ec);
@@ -145,8 +146,8 @@ LogResult<void> PartitionLog::recover() {
             std::filesystem::remove(dir_ / segment_file_name(bases[j], suffix), ec);
           }
         }
-        report_.issues.back().detail += "; " + std::to_string(bases.size() - i - 1) +
-                                        " later segment(s) removed";
+        report_.issues.back().detail +=
+            "; " + std::to_string(bases.size() - i - 1) + " later segment(s) removed";
         break;
       }
     }
@@ -178,9 +179,9 @@ LogResult<void> PartitionLog::recover() {
   if (::fsync(dir_handle_->fd()) != 0) return errno_error(errno, "fsync " + dir_.string());
   last_flush_ms_ = config_.clock_ms();
   for (const auto& issue : report_.issues) {
-    detail::log_line(issue.kind == RecoveryIssue::Kind::kTornTail ? LogLevel::kInfo
-                                                                  : LogLevel::kWarning,
-                     dir_.string() + ": " + issue_text(issue));
+    detail::log_line(
+        issue.kind == RecoveryIssue::Kind::kTornTail ? LogLevel::kInfo : LogLevel::kWarning,
+        dir_.string() + ": " + issue_text(issue));
   }
   SLUICE_ASSERT(log_start_ <= end_offset_);
   SLUICE_ASSERT(!segments_.empty() && segments_.back()->active);
@@ -239,8 +240,8 @@ LogResult<void> PartitionLog::check_segment(Segment& seg, int64_t next_base) {
   int64_t tail_max_ts = detail::kNoTimestamp;
   const ScanResult scanned = scan_segment(tail, {.expected_base_offset = last_entry.offset});
   if (scanned.stop != ScanStop::kEnd || scanned.valid_bytes != tail.size()) {
-    return log_error(LogErrc::kCorrupt, std::string("tail scan: ") + to_string(scanned.stop) +
-                                            " " + scanned.reason);
+    return log_error(LogErrc::kCorrupt,
+                     std::string("tail scan: ") + to_string(scanned.stop) + " " + scanned.reason);
   }
   if (scanned.batches > 0) tail_max_ts = scanned.max_timestamp;
   seg.end_offset = scanned.batches > 0 ? scanned.next_offset : seg.base_offset;
@@ -340,8 +341,8 @@ LogResult<bool> PartitionLog::scan_and_rebuild(Segment& seg, bool may_cut, int64
       return unexpected(r.error());
     }
   }
-  for (auto [path, bytes] : {std::pair{&seg.index_path, &index_bytes},
-                             std::pair{&seg.time_path, &time_bytes}}) {
+  for (auto [path, bytes] :
+       {std::pair{&seg.index_path, &index_bytes}, std::pair{&seg.time_path, &time_bytes}}) {
     auto f = FileHandle::open(*path, O_RDWR | O_CREAT | O_TRUNC);
     if (!f) return unexpected(f.error());
     if (auto r = detail::pwrite_full((*f)->fd(), *bytes, 0); !r) return unexpected(r.error());

@@ -245,13 +245,12 @@ TEST_F(LogRecovery, DamagedIndexesAreRebuilt) {
     for (const Start& st : starts_) s.insert(st.segment);
     return std::vector<int64_t>(s.begin(), s.end());
   }();
-  {
-    std::ofstream(segment_path(dir_.path(), segments[0], ".index"), std::ios::app) << "xyz";
-  }
+  { std::ofstream(segment_path(dir_.path(), segments[0], ".index"), std::ios::app) << "xyz"; }
   std::filesystem::remove(segment_path(dir_.path(), segments[1], ".timeindex"));
   log = open_log();
   int rebuilt = 0;
-  for (const auto& issue : log->recovery_report().issues) rebuilt += issue.kind == Kind::kIndexRebuilt;
+  for (const auto& issue : log->recovery_report().issues)
+    rebuilt += issue.kind == Kind::kIndexRebuilt;
   EXPECT_EQ(rebuilt, 2);
   EXPECT_EQ(*log->read_copy(Offset(0), 1 << 20), expected);
   for (const Start& s : starts_) {

@@ -259,7 +259,7 @@ TEST_P(LogPartition, TimeLookups) {
     EXPECT_TRUE(r);
     return r && r->has_value() ? ***r : -1;
   };
-  EXPECT_EQ(at(-5), 0);     // before all data
+  EXPECT_EQ(at(-5), 0);  // before all data
   EXPECT_EQ(at(1000), 0);
   EXPECT_EQ(at(1002), 2);   // inside a batch
   EXPECT_EQ(at(1004), 4);   // between batches
@@ -281,7 +281,7 @@ TEST_P(LogPartition, TimeLookupWithTimestampsOutOfOrder) {
 TEST_P(LogPartition, TruncateSuffixIntoTheMiddleOfASegment) {
   auto log = open_log();
   for (int i = 0; i < 10; ++i) append(*log, 3);  // batches at 0, 3, ..., 27
-  auto end = log->truncate_suffix(Offset(13));    // inside the batch 12-14
+  auto end = log->truncate_suffix(Offset(13));   // inside the batch 12-14
   ASSERT_TRUE(end);
   EXPECT_EQ(**end, 12);
   EXPECT_EQ(*log->log_end_offset(), 12);
@@ -315,6 +315,23 @@ TEST_P(LogPartition, TruncateSuffixIntoAnEarlierSegment) {
   EXPECT_EQ(*log->log_end_offset(), cut + 2);
   EXPECT_EQ(bases(read_all(*log, cut)), (std::vector<int64_t>{cut}));
   EXPECT_TRUE(log->recovery_report().issues.empty());
+}
+
+TEST_P(LogPartition, TruncationDuringAFlushLimitsWhatTheFlushVouchesFor) {
+  config_.flush.mode = FlushMode::kNever;
+  auto log = open_log();
+  append(*log, 5);
+  append(*log, 5);
+  log->flush();  // an fdatasync covering offsets 0-9 is now in flight
+  ASSERT_TRUE(log->truncate_suffix(Offset(5)));
+  batches_.push_back(make_batch(5, 100, 1000));
+  ASSERT_TRUE(log->append(batches_.back(), {}, {}));  // offsets 5-9 again, not yet synced
+  ring_.drain();
+  EXPECT_EQ(*log->written_offset(), 10);
+  // The first fdatasync vouches only for 0-4; the flush() waiter (for offset 10) needs a
+  // second one for the new 5-9.
+  EXPECT_EQ(log->flush_count(), 2u);
+  EXPECT_EQ(*log->durable_offset(), 10);
 }
 
 TEST_P(LogPartition, TruncateSuffixToTheStartEmptiesTheLog) {
@@ -489,14 +506,15 @@ TEST_P(LogPartition, CleanCloseAndReopen) {
   ASSERT_TRUE(log->close());
   EXPECT_FALSE(log->append(batches_.back(), {}, {}));  // closed
   log.reset();
-  EXPECT_EQ(std::filesystem::file_size(segment_path(dir_.path(), segments.back(), ".log")),
-            expected.size() - [&] {
-              uint64_t before = 0;
-              for (size_t i = 0; i + 1 < segments.size(); ++i) {
-                before += std::filesystem::file_size(segment_path(dir_.path(), segments[i], ".log"));
-              }
-              return before;
-            }());
+  EXPECT_EQ(
+      std::filesystem::file_size(segment_path(dir_.path(), segments.back(), ".log")),
+      expected.size() - [&] {
+        uint64_t before = 0;
+        for (size_t i = 0; i + 1 < segments.size(); ++i) {
+          before += std::filesystem::file_size(segment_path(dir_.path(), segments[i], ".log"));
+        }
+        return before;
+      }());
   log = open_log();
   EXPECT_TRUE(log->recovery_report().clean_shutdown);
   EXPECT_EQ(log->recovery_report().segments_scanned, 0u);

@@ -12,8 +12,8 @@ namespace sluice::log::detail {
 LogResult<void> pread_full(int fd, MutableBytes out, uint64_t position) {
   size_t done = 0;
   while (done < out.size()) {
-    const ssize_t n = ::pread(fd, out.data() + done, out.size() - done,
-                              static_cast<off_t>(position + done));
+    const ssize_t n =
+        ::pread(fd, out.data() + done, out.size() - done, static_cast<off_t>(position + done));
     if (n < 0 && errno == EINTR) continue;
     if (n < 0) return errno_error(errno, "pread");
     if (n == 0) return log_error(LogErrc::kCorrupt, "unexpected end of file");
@@ -25,8 +25,8 @@ LogResult<void> pread_full(int fd, MutableBytes out, uint64_t position) {
 LogResult<void> pwrite_full(int fd, Bytes in, uint64_t position) {
   size_t done = 0;
   while (done < in.size()) {
-    const ssize_t n = ::pwrite(fd, in.data() + done, in.size() - done,
-                               static_cast<off_t>(position + done));
+    const ssize_t n =
+        ::pwrite(fd, in.data() + done, in.size() - done, static_cast<off_t>(position + done));
     if (n < 0 && errno == EINTR) continue;
     if (n < 0) return errno_error(errno, "pwrite");
     if (n == 0) return log_error(LogErrc::kIo, "pwrite made no progress");
@@ -61,9 +61,8 @@ LogResult<BatchHeader> read_batch_header(int fd, uint64_t position, uint64_t lim
   const int32_t length = load_be<int32_t>(header + layout::kBatchLength);
   const uint64_t size = kBatchLogOverheadBytes + static_cast<uint64_t>(std::max(length, 0));
   const int32_t delta = load_be<int32_t>(header + layout::kLastOffsetDelta);
-  if (length < 0 || size < kBatchHeaderBytes || size > kBatchBytesMax ||
-      position + size > limit || static_cast<int8_t>(header[layout::kMagic]) != kafka::kMagicV2 ||
-      delta < 0) {
+  if (length < 0 || size < kBatchHeaderBytes || size > kBatchBytesMax || position + size > limit ||
+      static_cast<int8_t>(header[layout::kMagic]) != kafka::kMagicV2 || delta < 0) {
     return log_error(LogErrc::kCorrupt, "bad batch header at position " + std::to_string(position));
   }
   const int64_t base = load_be<int64_t>(header + layout::kBaseOffset);

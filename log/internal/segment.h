@@ -25,7 +25,7 @@ struct Segment {
   uint64_t time_entries = 0;   // entries in the .timeindex file
   uint64_t bytes_since_index = 0;
   int64_t max_timestamp = kNoTimestamp;  // of the batches in the segment
-  int64_t corrupt_from = -1;   // offsets >= this are damaged and never served
+  int64_t corrupt_from = -1;             // offsets >= this are damaged and never served
   int64_t created_ms = 0;
   bool active = false;
   bool preallocated = false;  // the .log file extends past size_bytes with zeros
