@@ -56,6 +56,13 @@ class LogRecovery : public ::testing::Test {
     uint64_t position;
     int64_t offset;
   };
+  Start last_batch_of(int64_t segment) const {
+    Start last{};
+    for (const Start& s : starts_) {
+      if (s.segment == segment) last = s;
+    }
+    return last;
+  }
   testing::TempDir dir_;
   IoRing ring_;
   FdCache fds_;
@@ -109,10 +116,7 @@ TEST_F(LogRecovery, GapBeforeANewerSegmentPastTheRecoveryPointCutsTheLog) {
   const auto segments = log->segment_base_offsets();
   ASSERT_GT(segments.size(), 3u);
   log.reset();
-  Start last_of_second{};
-  for (const Start& s : starts_) {
-    if (s.segment == segments[1]) last_of_second = s;
-  }
+  const Start last_of_second = last_batch_of(segments[1]);
   truncate_to(segment_path(dir_.path(), segments[1], ".log"), last_of_second.position);
   {  // as if the crash came before the flush that would have moved the recovery point
     std::byte raw[kMetaBytes];
@@ -138,10 +142,7 @@ TEST_F(LogRecovery, GapBeforeTheRecoveryPointIsCorruption) {
   fill(*log, 40);
   const auto segments = log->segment_base_offsets();
   log.reset();
-  Start last_of_second{};
-  for (const Start& s : starts_) {
-    if (s.segment == segments[1]) last_of_second = s;
-  }
+  const Start last_of_second = last_batch_of(segments[1]);
   truncate_to(segment_path(dir_.path(), segments[1], ".log"), last_of_second.position);
   log = open_log();
   ASSERT_TRUE(has_issue(*log, Kind::kCorruptClosed));
@@ -221,10 +222,7 @@ TEST_F(LogRecovery, DamagedHeaderAtTheEndOfAClosedSegmentIsFoundByTheDefaultChec
   fill(*log, 40);
   ASSERT_TRUE(log->close());
   log.reset();
-  Start last_of_first{};
-  for (const Start& s : starts_) {
-    if (s.segment == 0) last_of_first = s;
-  }
+  const Start last_of_first = last_batch_of(0);
   flip_byte(segment_path(dir_.path(), 0, ".log"), last_of_first.position + 16);  // magic
   log = open_log();
   ASSERT_TRUE(has_issue(*log, Kind::kCorruptClosed));

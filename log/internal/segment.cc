@@ -9,30 +9,38 @@
 
 namespace sluice::log::detail {
 
-LogResult<void> pread_full(int fd, MutableBytes out, uint64_t position) {
+namespace {
+// Repeats pread or pwrite until all `size` bytes are done (they may return short counts).
+template <class Call>
+LogResult<void> io_full(Call call, size_t size, const char* what, LogErrc at_zero) {
   size_t done = 0;
-  while (done < out.size()) {
-    const ssize_t n =
-        ::pread(fd, out.data() + done, out.size() - done, static_cast<off_t>(position + done));
+  while (done < size) {
+    const ssize_t n = call(done);
     if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return errno_error(errno, "pread");
-    if (n == 0) return log_error(LogErrc::kCorrupt, "unexpected end of file");
+    if (n < 0) return errno_error(errno, what);
+    if (n == 0) return log_error(at_zero, std::string(what) + ": no progress (end of file)");
     done += static_cast<size_t>(n);
   }
   return {};
 }
+}  // namespace
+
+LogResult<void> pread_full(int fd, MutableBytes out, uint64_t position) {
+  return io_full(
+      [&](size_t done) {
+        return ::pread(fd, out.data() + done, out.size() - done,
+                       static_cast<off_t>(position + done));
+      },
+      out.size(), "pread", LogErrc::kCorrupt);
+}
 
 LogResult<void> pwrite_full(int fd, Bytes in, uint64_t position) {
-  size_t done = 0;
-  while (done < in.size()) {
-    const ssize_t n =
-        ::pwrite(fd, in.data() + done, in.size() - done, static_cast<off_t>(position + done));
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return errno_error(errno, "pwrite");
-    if (n == 0) return log_error(LogErrc::kIo, "pwrite made no progress");
-    done += static_cast<size_t>(n);
-  }
-  return {};
+  return io_full(
+      [&](size_t done) {
+        return ::pwrite(fd, in.data() + done, in.size() - done,
+                        static_cast<off_t>(position + done));
+      },
+      in.size(), "pwrite", LogErrc::kIo);
 }
 
 LogResult<uint64_t> file_size(int fd) {
