@@ -454,20 +454,11 @@ LogResult<Offset> PartitionLog::truncate_suffix(Offset offset) {
     delete_segment_files(*segments_.back());
     segments_.pop_back();
   }
-  auto log_file_handle = log_file(*seg);
-  if (!log_file_handle) return unexpected(log_file_handle.error());
-  auto index = index_floor(*seg, *offset);
-  if (!index) return unexpected(index.error());
   // The batch containing `offset`: the log is cut at its start.
-  uint64_t pos = index->position;
-  int64_t new_end = index->offset;
-  while (pos < seg->size_bytes) {
-    auto header = detail::read_batch_header((*log_file_handle)->fd(), pos, seg->size_bytes);
-    if (!header) return unexpected(header.error());
-    if (header->last_offset >= *offset) break;
-    pos += header->size_bytes;
-    new_end = header->last_offset + 1;
-  }
+  auto cut = find_batch(*seg, *offset);
+  if (!cut) return unexpected(cut.error());
+  const uint64_t pos = cut->position;
+  const int64_t new_end = cut->base_offset;
   if (!seg->active) {
     if (auto r = open_active(*seg); !r) return unexpected(r.error());
   }

@@ -117,6 +117,15 @@ struct ReadResult {
   uint64_t bytes = 0;
 };
 
+// The header fields of one stored batch.
+struct BatchInfo {
+  Offset base_offset;
+  Offset last_offset;
+  int32_t leader_epoch = -1;  // the Raft term it was appended in
+  int64_t max_timestamp = 0;
+  uint64_t size_bytes = 0;
+};
+
 struct RetentionResult {
   uint64_t segments_deleted = 0;
   uint64_t bytes_deleted = 0;
@@ -124,7 +133,8 @@ struct RetentionResult {
 
 namespace detail {
 struct Segment;
-}
+struct BatchHeader;
+}  // namespace detail
 
 class PartitionLog {
  public:
@@ -156,6 +166,10 @@ class PartitionLog {
   // Like read(), copying the bytes and checking every batch's CRC (tests and tools).
   LogResult<std::vector<std::byte>> read_copy(Offset from_offset, uint64_t max_bytes,
                                               std::optional<Offset> max_offset = std::nullopt);
+
+  // The batch containing `offset` (which must be written and >= the log start), e.g. for
+  // Raft's term of an entry.
+  LogResult<BatchInfo> batch_at(Offset offset);
 
   // The first offset whose record timestamp is >= `timestamp_ms`; nullopt if none.
   LogResult<std::optional<Offset>> offset_for_timestamp(int64_t timestamp_ms);
@@ -237,6 +251,8 @@ class PartitionLog {
   LogResult<std::shared_ptr<FileHandle>> index_file(const detail::Segment& seg);
   LogResult<std::shared_ptr<FileHandle>> time_file(const detail::Segment& seg);
   LogResult<IndexEntry> index_floor(const detail::Segment& seg, int64_t offset);
+  // The header of the batch of `seg` containing `offset`, among its readable bytes.
+  LogResult<detail::BatchHeader> find_batch(const detail::Segment& seg, int64_t offset);
   uint64_t readable_bytes(const detail::Segment& seg) const;
 
   std::filesystem::path dir_;

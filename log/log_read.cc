@@ -36,6 +36,43 @@ uint64_t PartitionLog::readable_bytes(const Segment& seg) const {
   return std::min(seg.written_bytes, seg.size_bytes);
 }
 
+LogResult<detail::BatchHeader> PartitionLog::find_batch(const Segment& seg, int64_t offset) {
+  auto file = log_file(seg);
+  if (!file) return unexpected(file.error());
+  auto entry = index_floor(seg, offset);
+  if (!entry) return unexpected(entry.error());
+  const uint64_t readable = readable_bytes(seg);
+  for (uint64_t pos = entry->position; pos < readable;) {
+    auto header = detail::read_batch_header((*file)->fd(), pos, readable);
+    if (!header) return unexpected(header.error());
+    if (header->last_offset >= offset) {
+      if (header->base_offset > offset) break;  // the index pointed past it: damage
+      return header;
+    }
+    pos += header->size_bytes;
+  }
+  return log_error(LogErrc::kOffsetOutOfRange, "no batch holds offset " + std::to_string(offset));
+}
+
+LogResult<BatchInfo> PartitionLog::batch_at(Offset offset) {
+  if (*offset < log_start_ || *offset >= written_end_) {
+    return log_error(LogErrc::kOffsetOutOfRange, "offset " + std::to_string(*offset));
+  }
+  const Segment* seg = find_segment(*offset);
+  SLUICE_ASSERT(seg != nullptr);
+  if (seg->corrupt_from >= 0 && *offset >= seg->corrupt_from) {
+    return log_error(LogErrc::kCorrupt, "offset " + std::to_string(*offset) + " is damaged");
+  }
+  auto header = find_batch(*seg, *offset);
+  if (!header) return unexpected(header.error());
+  SLUICE_ASSERT(header->base_offset <= *offset && *offset <= header->last_offset);
+  return BatchInfo{.base_offset = Offset(header->base_offset),
+                   .last_offset = Offset(header->last_offset),
+                   .leader_epoch = header->leader_epoch,
+                   .max_timestamp = header->max_timestamp,
+                   .size_bytes = header->size_bytes};
+}
+
 LogResult<ReadResult> PartitionLog::read(Offset from_offset, uint64_t max_bytes,
                                          std::optional<Offset> max_offset) {
   const int64_t from = *from_offset;

@@ -99,6 +99,24 @@ TEST_P(LogPartition, AppendAssignsOffsetsAndStampsTheCallersBuffer) {
   EXPECT_EQ(bases(read_all(*log, 0)), (std::vector<int64_t>{0, 3}));
 }
 
+TEST_P(LogPartition, BatchAtGivesTheTermOfAnEntry) {
+  config_.segment_bytes = 2048;
+  auto log = open_log();
+  for (int32_t term = 1; term <= 12; ++term) {
+    batches_.push_back(make_batch(3, 200, 1000));
+    ASSERT_TRUE(append_and_wait(*log, ring_, batches_.back(), {.leader_epoch = term}));
+  }
+  ASSERT_GT(log->segment_count(), 2u);
+  for (int64_t offset = 0; offset < 36; ++offset) {
+    auto info = log->batch_at(Offset(offset));
+    ASSERT_TRUE(info) << offset;
+    EXPECT_EQ(info->leader_epoch, offset / 3 + 1);
+    EXPECT_EQ(*info->base_offset, offset / 3 * 3);
+    EXPECT_EQ(*info->last_offset, offset / 3 * 3 + 2);
+  }
+  EXPECT_EQ(log->batch_at(Offset(36)).error().code, LogErrc::kOffsetOutOfRange);
+}
+
 TEST_P(LogPartition, AppendOfManyBatchesInOneCall) {
   auto log = open_log();
   std::vector<std::byte> all;

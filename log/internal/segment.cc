@@ -78,7 +78,8 @@ LogResult<BatchHeader> read_batch_header(int fd, uint64_t position, uint64_t lim
                      .size_bytes = size,
                      .base_offset = base,
                      .last_offset = base + delta,
-                     .max_timestamp = load_be<int64_t>(header + layout::kMaxTimestamp)};
+                     .max_timestamp = load_be<int64_t>(header + layout::kMaxTimestamp),
+                     .leader_epoch = load_be<int32_t>(header + layout::kPartitionLeaderEpoch)};
 }
 
 LogResult<IndexEntry> read_index_entry(int fd, int64_t base, uint64_t i) {

@@ -48,6 +48,7 @@ struct BatchHeader {
   int64_t base_offset = 0;
   int64_t last_offset = 0;
   int64_t max_timestamp = 0;
+  int32_t leader_epoch = -1;
 };
 
 LogResult<void> pread_full(int fd, MutableBytes out, uint64_t position);
