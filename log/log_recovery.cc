@@ -113,6 +113,7 @@ LogResult<void> PartitionLog::recover() {
     for (auto suffix : {kIndexSuffix, kTimeIndexSuffix}) {
       auto base = parse_segment_file_name(name, suffix);
       if (base && !std::binary_search(bases.begin(), bases.end(), *base)) {
+        fds_.forget(entry.path().string());
         std::filesystem::remove(entry.path(), ec);
       }
     }
@@ -143,7 +144,9 @@ LogResult<void> PartitionLog::recover() {
         // so none of it was acknowledged (FORMAT.md, "Recovery").
         for (size_t j = i + 1; j < bases.size(); ++j) {
           for (auto suffix : {kLogSuffix, kIndexSuffix, kTimeIndexSuffix}) {
-            std::filesystem::remove(dir_ / segment_file_name(bases[j], suffix), ec);
+            const auto path = dir_ / segment_file_name(bases[j], suffix);
+            fds_.forget(path.string());
+            std::filesystem::remove(path, ec);
           }
         }
         report_.issues.back().detail +=
