@@ -277,11 +277,18 @@ void PartitionLog::on_write_done(uint64_t seq, int32_t result) {
   SLUICE_ASSERT(ops_in_flight_ > 0);
   --ops_in_flight_;
   SLUICE_ASSERT(!pending_writes_.empty() && seq >= pending_writes_.front().seq);
-  pending_writes_[seq - pending_writes_.front().seq].done = true;
+  PendingWrite& done = pending_writes_[seq - pending_writes_.front().seq];
+  done.done = true;
+  done.failed = result < 0;
   if (result < 0) fail(errno_error(-result, "write " + dir_.string()).error());
   bool closed_dirty = false;
   while (!pending_writes_.empty() && pending_writes_.front().done) {
     const PendingWrite& w = pending_writes_.front();
+    if (w.failed || write_failed_) {
+      write_failed_ = true;  // nothing at or after a failed write counts as written
+      pending_writes_.pop_front();
+      continue;
+    }
     Segment* seg = find_segment(w.segment_base);
     if (seg != nullptr && seg->base_offset == w.segment_base) {
       seg->written_bytes = std::max(seg->written_bytes, w.end_position);
@@ -416,12 +423,12 @@ void PartitionLog::fail(const LogError& error) {
 }
 
 void PartitionLog::when_durable(Offset offset, DurableCallback done) {
-  if (failure_) {
-    if (done) done(unexpected(*failure_));
+  if (*offset <= durable_end_) {  // true even after a failure
+    if (done) done(Offset(durable_end_));
     return;
   }
-  if (*offset <= durable_end_) {
-    if (done) done(Offset(durable_end_));
+  if (failure_) {
+    if (done) done(unexpected(*failure_));
     return;
   }
   durable_waiters_.emplace(*offset, std::move(done));

@@ -216,6 +216,7 @@ class PartitionLog {
     uint64_t end_position;
     int64_t end_offset;
     bool done = false;
+    bool failed = false;
   };
   struct AppendWaiter {
     int64_t end_offset;
@@ -269,6 +270,7 @@ class PartitionLog {
   int64_t durable_end_ = 0;  // all offsets below are fdatasync'd
   int64_t recovery_point_ = 0;
   bool dir_dirty_ = false;
+  bool write_failed_ = false;
   std::optional<LogError> failure_;
 
   uint64_t next_seq_ = 0;

@@ -2,8 +2,11 @@
 #include "log/log.h"
 
 #include <fcntl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+#include <csignal>
 
 #include <gtest/gtest.h>
 
@@ -540,6 +543,36 @@ TEST_P(LogPartition, CleanCloseAndReopen) {
   EXPECT_EQ(read_all(*log, 0), expected);
   EXPECT_EQ(***log->offset_for_timestamp(1011), 21);  // batch 10: 1010 at 20, 1011 at 21
   EXPECT_EQ(append(*log, 2, 200), 24);
+}
+
+// A write that fails (here: past RLIMIT_FSIZE, EFBIG) stops the partition: the append's
+// callback gets the error, and so does every later call, since what is on disk is unknown.
+TEST_P(LogPartition, FailedWriteStopsThePartition) {
+  config_.preallocate = false;
+  auto log = open_log();
+  append(*log, 1, 100);
+  rlimit old_limit;
+  ASSERT_EQ(::getrlimit(RLIMIT_FSIZE, &old_limit), 0);
+  const auto old_handler = ::signal(SIGXFSZ, SIG_IGN);
+  rlimit small = old_limit;
+  small.rlim_cur = 4096;
+  ASSERT_EQ(::setrlimit(RLIMIT_FSIZE, &small), 0);
+  batches_.push_back(make_batch(10, 1000, 1000));
+  auto r = append_and_wait(*log, ring_, batches_.back());
+  ::setrlimit(RLIMIT_FSIZE, &old_limit);
+  ::signal(SIGXFSZ, old_handler);
+  ASSERT_FALSE(r);
+  EXPECT_TRUE(log->failed());
+  EXPECT_NE(r.error().message.find("write"), std::string::npos) << r.error().message;
+  batches_.push_back(make_batch(1, 10, 1000));
+  EXPECT_FALSE(log->append(batches_.back(), {}, {}));
+  bool called = false;
+  log->when_durable(Offset(1), [&](const LogResult<Offset>& d) {
+    called = true;
+    EXPECT_TRUE(d);  // offset 1 was durable before the failure
+  });
+  EXPECT_TRUE(called);
+  EXPECT_TRUE(log->read_copy(Offset(0), 1 << 20));  // what was written stays readable
 }
 
 INSTANTIATE_TEST_SUITE_P(Log, LogPartition, ::testing::Values(false, true),
