@@ -43,8 +43,8 @@ inline constexpr uint32_t kMetaBytes = 28;
 static_assert(kMetaBytes == 8 + 8 + 8 + 4);
 
 struct IndexEntry {
-  int64_t offset = 0;      // absolute offset of the batch that starts at `position`
-  uint64_t position = 0;   // byte position of that batch in the .log file
+  int64_t offset = 0;     // absolute offset of the batch that starts at `position`
+  uint64_t position = 0;  // byte position of that batch in the .log file
 };
 
 // A .timeindex entry: every batch before `offset` in the segment has a max timestamp of at

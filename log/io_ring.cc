@@ -89,8 +89,8 @@ void IoRing::enqueue(std::unique_ptr<Op> op) {
 void IoRing::write(int fd, Bytes data, uint64_t position, Completion done) {
   SLUICE_ASSERT(fd >= 0);
   SLUICE_ASSERT(!data.empty());
-  enqueue(std::make_unique<Op>(Op{OpKind::kWrite, fd, data.data(), data.size(), position, 0, 0,
-                                  std::move(done)}));
+  enqueue(std::make_unique<Op>(
+      Op{OpKind::kWrite, fd, data.data(), data.size(), position, 0, 0, std::move(done)}));
 }
 
 void IoRing::fdatasync(int fd, Completion done) {
@@ -131,8 +131,12 @@ void IoRing::submit_uring() {
                             static_cast<unsigned>(op->size - op->done_bytes),
                             op->position + op->done_bytes);
         break;
-      case OpKind::kFdatasync: io_uring_prep_fsync(sqe, op->fd, IORING_FSYNC_DATASYNC); break;
-      case OpKind::kFsync: io_uring_prep_fsync(sqe, op->fd, 0); break;
+      case OpKind::kFdatasync:
+        io_uring_prep_fsync(sqe, op->fd, IORING_FSYNC_DATASYNC);
+        break;
+      case OpKind::kFsync:
+        io_uring_prep_fsync(sqe, op->fd, 0);
+        break;
     }
     io_uring_sqe_set_data(sqe, op);
   }
@@ -230,8 +234,10 @@ int32_t IoRing::run_blocking(Op& op) {
         op.done_bytes += static_cast<uint64_t>(n);
       }
       return static_cast<int32_t>(op.size);
-    case OpKind::kFdatasync: return ::fdatasync(op.fd) == 0 ? 0 : -errno;
-    case OpKind::kFsync: return ::fsync(op.fd) == 0 ? 0 : -errno;
+    case OpKind::kFdatasync:
+      return ::fdatasync(op.fd) == 0 ? 0 : -errno;
+    case OpKind::kFsync:
+      return ::fsync(op.fd) == 0 ? 0 : -errno;
   }
   SLUICE_UNREACHABLE();
 }

@@ -28,8 +28,8 @@ namespace sluice::log {
 class IoRing {
  public:
   struct Options {
-    uint32_t entries = 256;          // submission queue size
-    bool disable_io_uring = false;   // also when SLUICE_DISABLE_IO_URING=1
+    uint32_t entries = 256;         // submission queue size
+    bool disable_io_uring = false;  // also when SLUICE_DISABLE_IO_URING=1
     uint32_t fallback_threads = 2;
   };
   // Result: bytes written (always the full length: short writes are continued) or -errno.

@@ -5,8 +5,8 @@
 #include <poll.h>
 #include <unistd.h>
 
-#include <cstdlib>
 #include <gtest/gtest.h>
+#include <cstdlib>
 
 #include "log/tests/test_util.h"
 
@@ -85,7 +85,8 @@ TEST_P(LogIoRingTest, ManyOperationsBeyondTheQueueSize) {
   const int fd = ::open((dir_.path() / "f").c_str(), O_RDWR | O_CREAT, 0644);
   std::vector<std::byte> block(512, std::byte{7});
   int done = 0;
-  for (int i = 0; i < 200; ++i) ring.write(fd, block, i * 512ull, [&](int32_t r) { done += r == 512; });
+  for (int i = 0; i < 200; ++i)
+    ring.write(fd, block, i * 512ull, [&](int32_t r) { done += r == 512; });
   ring.drain();
   EXPECT_EQ(done, 200);
   EXPECT_EQ(std::filesystem::file_size(dir_.path() / "f"), 200u * 512);

@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <limits>
 
 #include "log/internal/segment.h"
 #include "log/logging.h"
@@ -50,9 +51,9 @@ LogResult<void> PartitionLog::write_meta(bool sync) {
 
 // Makes `seg` the active segment: read-write handles, preallocation, roll clock.
 LogResult<void> PartitionLog::open_active(Segment& seg) {
-  for (auto [handle, path] : {std::pair{&seg.log_rw, &seg.log_path},
-                              std::pair{&seg.index_rw, &seg.index_path},
-                              std::pair{&seg.time_rw, &seg.time_path}}) {
+  for (auto [handle, path] :
+       {std::pair{&seg.log_rw, &seg.log_path}, std::pair{&seg.index_rw, &seg.index_path},
+        std::pair{&seg.time_rw, &seg.time_path}}) {
     if (*handle) continue;
     auto f = FileHandle::open(*path, O_RDWR | O_CREAT);
     if (!f) return unexpected(f.error());
@@ -87,9 +88,9 @@ LogResult<void> PartitionLog::create_segment(int64_t base_offset) {
   seg->index_path = (dir_ / segment_file_name(base_offset, kIndexSuffix)).string();
   seg->time_path = (dir_ / segment_file_name(base_offset, kTimeIndexSuffix)).string();
   seg->bytes_since_index = config_.index_interval_bytes;
-  for (auto [handle, path] : {std::pair{&seg->log_rw, &seg->log_path},
-                              std::pair{&seg->index_rw, &seg->index_path},
-                              std::pair{&seg->time_rw, &seg->time_path}}) {
+  for (auto [handle, path] :
+       {std::pair{&seg->log_rw, &seg->log_path}, std::pair{&seg->index_rw, &seg->index_path},
+        std::pair{&seg->time_rw, &seg->time_path}}) {
     fds_.forget(*path);
     auto f = FileHandle::open(*path, O_RDWR | O_CREAT | O_TRUNC);
     if (!f) return unexpected(f.error());
@@ -242,15 +243,15 @@ LogResult<AppendResult> PartitionLog::append(MutableBytes batches, const AppendO
   result.last_offset = Offset(end_offset_ - 1);
   result.end_offset = Offset(end_offset_);
   if (config_.flush.mode == FlushMode::kEveryBatch) {
-    durable_waiters_.emplace(end_offset_, [result, done = std::move(done)](
-                                              const LogResult<Offset>& durable) {
-      if (!done) return;
-      if (durable) {
-        done(result);
-      } else {
-        done(unexpected(durable.error()));
-      }
-    });
+    durable_waiters_.emplace(end_offset_,
+                             [result, done = std::move(done)](const LogResult<Offset>& durable) {
+                               if (!done) return;
+                               if (durable) {
+                                 done(result);
+                               } else {
+                                 done(unexpected(durable.error()));
+                               }
+                             });
   } else {
     appends_.push_back({end_offset_, result, std::move(done)});
   }
@@ -276,11 +277,18 @@ void PartitionLog::on_write_done(uint64_t seq, int32_t result) {
   SLUICE_ASSERT(ops_in_flight_ > 0);
   --ops_in_flight_;
   SLUICE_ASSERT(!pending_writes_.empty() && seq >= pending_writes_.front().seq);
-  pending_writes_[seq - pending_writes_.front().seq].done = true;
+  PendingWrite& done = pending_writes_[seq - pending_writes_.front().seq];
+  done.done = true;
+  done.failed = result < 0;
   if (result < 0) fail(errno_error(-result, "write " + dir_.string()).error());
   bool closed_dirty = false;
   while (!pending_writes_.empty() && pending_writes_.front().done) {
     const PendingWrite& w = pending_writes_.front();
+    if (w.failed || write_failed_) {
+      write_failed_ = true;  // nothing at or after a failed write counts as written
+      pending_writes_.pop_front();
+      continue;
+    }
     Segment* seg = find_segment(w.segment_base);
     if (seg != nullptr && seg->base_offset == w.segment_base) {
       seg->written_bytes = std::max(seg->written_bytes, w.end_position);
@@ -357,6 +365,10 @@ void PartitionLog::on_flush_done(int64_t target, int32_t result) {
     fail(errno_error(-flush_result_, "fdatasync " + dir_.string()).error());
     return;
   }
+  // A truncation while this flush ran lowers what it can vouch for: later writes at the
+  // truncated offsets started after it.
+  target = std::min(target, flush_cap_);
+  flush_cap_ = std::numeric_limits<int64_t>::max();
   SLUICE_ASSERT(target <= written_end_);
   durable_end_ = std::max(durable_end_, target);
   // Closed segments whose data and indexes are durable release their read-write handles;
@@ -382,7 +394,8 @@ void PartitionLog::on_flush_done(int64_t target, int32_t result) {
   complete_durable_waiters();
   const bool more = !durable_waiters_.empty() && written_end_ > durable_end_;
   bool closed_pending = false;
-  for (auto& seg : segments_) closed_pending |= seg->unsynced && seg->written_bytes == seg->size_bytes;
+  for (auto& seg : segments_)
+    closed_pending |= seg->unsynced && seg->written_bytes == seg->size_bytes;
   if (flush_again_ || more || closed_pending) start_flush();
 }
 
@@ -410,12 +423,12 @@ void PartitionLog::fail(const LogError& error) {
 }
 
 void PartitionLog::when_durable(Offset offset, DurableCallback done) {
-  if (failure_) {
-    if (done) done(unexpected(*failure_));
+  if (*offset <= durable_end_) {  // true even after a failure
+    if (done) done(Offset(durable_end_));
     return;
   }
-  if (*offset <= durable_end_) {
-    if (done) done(Offset(durable_end_));
+  if (failure_) {
+    if (done) done(unexpected(*failure_));
     return;
   }
   durable_waiters_.emplace(*offset, std::move(done));
@@ -423,7 +436,8 @@ void PartitionLog::when_durable(Offset offset, DurableCallback done) {
 }
 
 void PartitionLog::flush(DurableCallback done) {
-  when_durable(Offset(end_offset_), done ? std::move(done) : [](const LogResult<Offset>&) {});
+  when_durable(
+      Offset(end_offset_), done ? std::move(done) : [](const LogResult<Offset>&) {});
 }
 
 void PartitionLog::tick() {
@@ -447,28 +461,19 @@ LogResult<Offset> PartitionLog::truncate_suffix(Offset offset) {
     delete_segment_files(*segments_.back());
     segments_.pop_back();
   }
-  auto log_file_handle = log_file(*seg);
-  if (!log_file_handle) return unexpected(log_file_handle.error());
-  auto index = index_floor(*seg, *offset);
-  if (!index) return unexpected(index.error());
   // The batch containing `offset`: the log is cut at its start.
-  uint64_t pos = index->position;
-  int64_t new_end = index->offset;
-  while (pos < seg->size_bytes) {
-    auto header = detail::read_batch_header((*log_file_handle)->fd(), pos, seg->size_bytes);
-    if (!header) return unexpected(header.error());
-    if (header->last_offset >= *offset) break;
-    pos += header->size_bytes;
-    new_end = header->last_offset + 1;
-  }
+  auto cut = find_batch(*seg, *offset);
+  if (!cut) return unexpected(cut.error());
+  const uint64_t pos = cut->position;
+  const int64_t new_end = cut->base_offset;
   if (!seg->active) {
     if (auto r = open_active(*seg); !r) return unexpected(r.error());
   }
   if (auto r = detail::truncate_file(seg->log_rw->fd(), pos); !r) return unexpected(r.error());
-  auto kept_index = detail::index_count_below(seg->index_rw->fd(), seg->index_entries,
-                                              seg->base_offset, new_end);
-  auto kept_time = detail::time_count_below(seg->time_rw->fd(), seg->time_entries,
-                                            seg->base_offset, new_end);
+  auto kept_index =
+      detail::index_count_below(seg->index_rw->fd(), seg->index_entries, seg->base_offset, new_end);
+  auto kept_time =
+      detail::time_count_below(seg->time_rw->fd(), seg->time_entries, seg->base_offset, new_end);
   if (!kept_index || !kept_time) return log_error(LogErrc::kIo, "reading an index failed");
   seg->index_entries = *kept_index;
   seg->time_entries = *kept_time;
@@ -484,8 +489,8 @@ LogResult<Offset> PartitionLog::truncate_suffix(Offset offset) {
   uint64_t walk_from = 0;
   if (seg->index_entries > 0) {
     auto te = detail::read_time_entry(seg->time_rw->fd(), seg->base_offset, seg->time_entries - 1);
-    auto ie = detail::read_index_entry(seg->index_rw->fd(), seg->base_offset,
-                                       seg->index_entries - 1);
+    auto ie =
+        detail::read_index_entry(seg->index_rw->fd(), seg->base_offset, seg->index_entries - 1);
     if (!te || !ie) return log_error(LogErrc::kIo, "reading an index failed");
     seg->max_timestamp = te->timestamp;
     walk_from = ie->position;
@@ -509,6 +514,7 @@ LogResult<Offset> PartitionLog::truncate_suffix(Offset offset) {
   }
   end_offset_ = written_end_ = new_end;
   durable_end_ = std::min(durable_end_, new_end);
+  if (flush_in_flight_) flush_cap_ = std::min(flush_cap_, new_end);
   log_start_ = std::min(log_start_, new_end);
   // Recovery must scan the rewritten segment after a crash: say so durably before anything
   // is appended to it.
@@ -581,7 +587,7 @@ LogResult<void> PartitionLog::close() {
   for (auto& seg : segments_) {
     for (const auto* handle : {&seg->log_rw, &seg->index_rw, &seg->time_rw}) {
       if (*handle && ::fdatasync((*handle)->fd()) != 0) return errno_error(errno, "fdatasync");
-      }
+    }
     seg->dirty = seg->unsynced = false;
   }
   recovery_point_ = active.base_offset;

@@ -20,6 +20,7 @@
 #include <deque>
 #include <filesystem>
 #include <functional>
+#include <limits>
 #include <map>
 #include <memory>
 #include <optional>
@@ -53,10 +54,10 @@ enum class RecoveryScan : uint8_t {
 };
 
 struct LogConfig {
-  uint64_t segment_bytes = 1ull << 30;          // log.segment.bytes
-  int64_t segment_ms = 7ll * 24 * 3600 * 1000;  // log.roll.ms; <= 0: never by age
-  uint32_t index_interval_bytes = 4096;         // index.interval.bytes
-  int64_t retention_bytes = -1;                 // retention.bytes; < 0: unlimited
+  uint64_t segment_bytes = 1ull << 30;            // log.segment.bytes
+  int64_t segment_ms = 7ll * 24 * 3600 * 1000;    // log.roll.ms; <= 0: never by age
+  uint32_t index_interval_bytes = 4096;           // index.interval.bytes
+  int64_t retention_bytes = -1;                   // retention.bytes; < 0: unlimited
   int64_t retention_ms = 7ll * 24 * 3600 * 1000;  // retention.ms; < 0: unlimited
   FlushPolicy flush;
   bool preallocate = true;  // fallocate the active segment to segment_bytes
@@ -93,9 +94,9 @@ struct AppendOptions {
 };
 
 struct AppendResult {
-  Offset base_offset;   // first offset of the first batch
-  Offset last_offset;   // last offset of the last batch
-  Offset end_offset;    // last_offset + 1: the log end once this append is in
+  Offset base_offset;  // first offset of the first batch
+  Offset last_offset;  // last offset of the last batch
+  Offset end_offset;   // last_offset + 1: the log end once this append is in
   uint64_t bytes = 0;
 };
 using AppendCallback = std::function<void(const LogResult<AppendResult>&)>;
@@ -116,6 +117,15 @@ struct ReadResult {
   uint64_t bytes = 0;
 };
 
+// The header fields of one stored batch.
+struct BatchInfo {
+  Offset base_offset;
+  Offset last_offset;
+  int32_t leader_epoch = -1;  // the Raft term it was appended in
+  int64_t max_timestamp = 0;
+  uint64_t size_bytes = 0;
+};
+
 struct RetentionResult {
   uint64_t segments_deleted = 0;
   uint64_t bytes_deleted = 0;
@@ -123,7 +133,8 @@ struct RetentionResult {
 
 namespace detail {
 struct Segment;
-}
+struct BatchHeader;
+}  // namespace detail
 
 class PartitionLog {
  public:
@@ -156,11 +167,15 @@ class PartitionLog {
   LogResult<std::vector<std::byte>> read_copy(Offset from_offset, uint64_t max_bytes,
                                               std::optional<Offset> max_offset = std::nullopt);
 
+  // The batch containing `offset` (which must be written and >= the log start), e.g. for
+  // Raft's term of an entry.
+  LogResult<BatchInfo> batch_at(Offset offset);
+
   // The first offset whose record timestamp is >= `timestamp_ms`; nullopt if none.
   LogResult<std::optional<Offset>> offset_for_timestamp(int64_t timestamp_ms);
 
   Offset log_start_offset() const { return Offset(log_start_); }
-  Offset log_end_offset() const { return Offset(end_offset_); }  // next offset to assign
+  Offset log_end_offset() const { return Offset(end_offset_); }   // next offset to assign
   Offset written_offset() const { return Offset(written_end_); }  // all before it written
   Offset durable_offset() const { return Offset(durable_end_); }  // all before it fdatasync'd
 
@@ -201,6 +216,7 @@ class PartitionLog {
     uint64_t end_position;
     int64_t end_offset;
     bool done = false;
+    bool failed = false;
   };
   struct AppendWaiter {
     int64_t end_offset;
@@ -210,8 +226,9 @@ class PartitionLog {
   PartitionLog(std::filesystem::path dir, const LogConfig& config, IoRing& ring, FdCache& fds);
 
   LogResult<void> recover();
-  LogResult<void> recover_segment(detail::Segment& seg, bool last, bool clean, int64_t next_base);
-  LogResult<void> scan_and_rebuild(detail::Segment& seg, bool last, int64_t next_base);
+  // Both return whether the log was cut at this segment (later segments must go).
+  LogResult<bool> recover_segment(detail::Segment& seg, bool last, bool clean, int64_t next_base);
+  LogResult<bool> scan_and_rebuild(detail::Segment& seg, bool may_cut, int64_t next_base);
   LogResult<void> check_segment(detail::Segment& seg, int64_t next_base);
   LogResult<void> open_active(detail::Segment& seg);
   LogResult<void> create_segment(int64_t base_offset);
@@ -235,6 +252,8 @@ class PartitionLog {
   LogResult<std::shared_ptr<FileHandle>> index_file(const detail::Segment& seg);
   LogResult<std::shared_ptr<FileHandle>> time_file(const detail::Segment& seg);
   LogResult<IndexEntry> index_floor(const detail::Segment& seg, int64_t offset);
+  // The header of the batch of `seg` containing `offset`, among its readable bytes.
+  LogResult<detail::BatchHeader> find_batch(const detail::Segment& seg, int64_t offset);
   uint64_t readable_bytes(const detail::Segment& seg) const;
 
   std::filesystem::path dir_;
@@ -246,21 +265,23 @@ class PartitionLog {
   std::deque<std::unique_ptr<detail::Segment>> segments_;  // by base offset; back() is active
 
   int64_t log_start_ = 0;
-  int64_t end_offset_ = 0;    // next offset to assign
-  int64_t written_end_ = 0;   // all offsets below are written (contiguously)
-  int64_t durable_end_ = 0;   // all offsets below are fdatasync'd
+  int64_t end_offset_ = 0;   // next offset to assign
+  int64_t written_end_ = 0;  // all offsets below are written (contiguously)
+  int64_t durable_end_ = 0;  // all offsets below are fdatasync'd
   int64_t recovery_point_ = 0;
   bool dir_dirty_ = false;
+  bool write_failed_ = false;
   std::optional<LogError> failure_;
 
   uint64_t next_seq_ = 0;
-  std::deque<PendingWrite> pending_writes_;  // by sequence
-  std::deque<AppendWaiter> appends_;         // callbacks waiting for written_end_
+  std::deque<PendingWrite> pending_writes_;                  // by sequence
+  std::deque<AppendWaiter> appends_;                         // callbacks waiting for written_end_
   std::multimap<int64_t, DurableCallback> durable_waiters_;  // by offset awaited
   bool flush_in_flight_ = false;
   bool flush_again_ = false;
   size_t flush_ops_pending_ = 0;
   int32_t flush_result_ = 0;
+  int64_t flush_cap_ = std::numeric_limits<int64_t>::max();  // see on_flush_done()
   int64_t last_flush_ms_ = 0;
   size_t ops_in_flight_ = 0;
   uint64_t flush_count_ = 0;  // ring operations of this log not yet completed

@@ -36,13 +36,50 @@ uint64_t PartitionLog::readable_bytes(const Segment& seg) const {
   return std::min(seg.written_bytes, seg.size_bytes);
 }
 
+LogResult<detail::BatchHeader> PartitionLog::find_batch(const Segment& seg, int64_t offset) {
+  auto file = log_file(seg);
+  if (!file) return unexpected(file.error());
+  auto entry = index_floor(seg, offset);
+  if (!entry) return unexpected(entry.error());
+  const uint64_t readable = readable_bytes(seg);
+  for (uint64_t pos = entry->position; pos < readable;) {
+    auto header = detail::read_batch_header((*file)->fd(), pos, readable);
+    if (!header) return unexpected(header.error());
+    if (header->last_offset >= offset) {
+      if (header->base_offset > offset) break;  // the index pointed past it: damage
+      return header;
+    }
+    pos += header->size_bytes;
+  }
+  return log_error(LogErrc::kOffsetOutOfRange, "no batch holds offset " + std::to_string(offset));
+}
+
+LogResult<BatchInfo> PartitionLog::batch_at(Offset offset) {
+  if (*offset < log_start_ || *offset >= written_end_) {
+    return log_error(LogErrc::kOffsetOutOfRange, "offset " + std::to_string(*offset));
+  }
+  const Segment* seg = find_segment(*offset);
+  SLUICE_ASSERT(seg != nullptr);
+  if (seg->corrupt_from >= 0 && *offset >= seg->corrupt_from) {
+    return log_error(LogErrc::kCorrupt, "offset " + std::to_string(*offset) + " is damaged");
+  }
+  auto header = find_batch(*seg, *offset);
+  if (!header) return unexpected(header.error());
+  SLUICE_ASSERT(header->base_offset <= *offset && *offset <= header->last_offset);
+  return BatchInfo{.base_offset = Offset(header->base_offset),
+                   .last_offset = Offset(header->last_offset),
+                   .leader_epoch = header->leader_epoch,
+                   .max_timestamp = header->max_timestamp,
+                   .size_bytes = header->size_bytes};
+}
+
 LogResult<ReadResult> PartitionLog::read(Offset from_offset, uint64_t max_bytes,
                                          std::optional<Offset> max_offset) {
   const int64_t from = *from_offset;
   if (from < log_start_ || from > end_offset_) {
-    return log_error(LogErrc::kOffsetOutOfRange,
-                     "offset " + std::to_string(from) + " outside [" + std::to_string(log_start_) +
-                         ", " + std::to_string(end_offset_) + "]");
+    return log_error(LogErrc::kOffsetOutOfRange, "offset " + std::to_string(from) + " outside [" +
+                                                     std::to_string(log_start_) + ", " +
+                                                     std::to_string(end_offset_) + "]");
   }
   const int64_t limit = std::min(written_end_, max_offset ? **max_offset : written_end_);
   ReadResult result;
@@ -100,7 +137,8 @@ LogResult<ReadResult> PartitionLog::read(Offset from_offset, uint64_t max_bytes,
       pos += header->size_bytes;
     }
     if (pos > range_start) {
-      result.ranges.push_back({.file = *file, .position = range_start, .length = pos - range_start});
+      result.ranges.push_back(
+          {.file = *file, .position = range_start, .length = pos - range_start});
     }
     if (s.corrupt_from >= 0) break;  // nothing past damage is served, not even later segments
     if (*result.next_offset >= limit) break;
@@ -128,9 +166,9 @@ LogResult<std::vector<std::byte>> PartitionLog::read_copy(Offset from_offset, ui
     if (!next) return log_error(LogErrc::kCorrupt, next.error().message);
     if (!next->has_value()) break;
     if (auto crc = (*next)->verify_crc(); !crc) {
-      return log_error(LogErrc::kCorrupt, "batch at offset " +
-                                              std::to_string((*next)->base_offset()) + ": " +
-                                              crc.error().message);
+      return log_error(
+          LogErrc::kCorrupt,
+          "batch at offset " + std::to_string((*next)->base_offset()) + ": " + crc.error().message);
     }
   }
   if (batches.partial()) return log_error(LogErrc::kCorrupt, "partial batch read");
@@ -145,8 +183,7 @@ LogResult<std::optional<Offset>> PartitionLog::offset_for_timestamp(int64_t time
     if (seg.end_offset <= log_start_ || seg.max_timestamp < timestamp_ms) continue;
     auto time = time_file(seg);
     if (!time) return unexpected(time.error());
-    auto floor = detail::time_floor((*time)->fd(), seg.time_entries, seg.base_offset,
-                                    timestamp_ms);
+    auto floor = detail::time_floor((*time)->fd(), seg.time_entries, seg.base_offset, timestamp_ms);
     if (!floor) return unexpected(floor.error());
     // Every batch before the floor's offset has max timestamp < timestamp_ms.
     auto entry = index_floor(seg, *floor ? (*floor)->offset : seg.base_offset);

@@ -54,8 +54,8 @@ std::string issue_text(const RecoveryIssue& issue) {
   static constexpr const char* kKinds[] = {"torn tail truncated", "corrupt tail truncated",
                                            "corrupt closed segment, not served", "index rebuilt"};
   return std::string(kKinds[static_cast<int>(issue.kind)]) + " in segment " +
-         std::to_string(issue.segment_base_offset) + " at offset " +
-         std::to_string(issue.offset) + ", position " + std::to_string(issue.position) + " (" +
+         std::to_string(issue.segment_base_offset) + " at offset " + std::to_string(issue.offset) +
+         ", position " + std::to_string(issue.position) + " (" +
          std::to_string(issue.bytes_removed) + " bytes): " + issue.detail;
 }
 
@@ -68,14 +68,15 @@ PartitionLog::PartitionLog(std::filesystem::path dir, const LogConfig& config, I
 }
 
 LogResult<std::unique_ptr<PartitionLog>> PartitionLog::open(const std::filesystem::path& dir,
-                                                            const LogConfig& config,
-                                                            IoRing& ring, FdCache& fds) {
+                                                            const LogConfig& config, IoRing& ring,
+                                                            FdCache& fds) {
   if (config.segment_bytes < kSegmentBytesMin || config.segment_bytes > kSegmentBytesMax) {
     return log_error(LogErrc::kInvalidArgument, "segment_bytes out of range");
   }
   if (config.index_interval_bytes == 0 || config.inflight_appends_max == 0) {
-    return log_error(LogErrc::kInvalidArgument, "index_interval_bytes and inflight_appends_max "
-                                                "must be positive");
+    return log_error(LogErrc::kInvalidArgument,
+                     "index_interval_bytes and inflight_appends_max "
+                     "must be positive");
   }
   std::error_code ec;
   std::filesystem::create_directories(dir, ec);
@@ -112,6 +113,7 @@ LogResult<void> PartitionLog::recover() {
     for (auto suffix : {kIndexSuffix, kTimeIndexSuffix}) {
       auto base = parse_segment_file_name(name, suffix);
       if (base && !std::binary_search(bases.begin(), bases.end(), *base)) {
+        fds_.forget(entry.path().string());
         std::filesystem::remove(entry.path(), ec);
       }
     }
@@ -134,8 +136,23 @@ LogResult<void> PartitionLog::recover() {
       seg->time_path = (dir_ / segment_file_name(bases[i], kTimeIndexSuffix)).string();
       const bool last = i + 1 == bases.size();
       const int64_t next_base = last ? -1 : bases[i + 1];
-      if (auto r = recover_segment(*seg, last, report_.clean_shutdown, next_base); !r) return r;
+      auto cut = recover_segment(*seg, last, report_.clean_shutdown, next_base);
+      if (!cut) return unexpected(cut.error());
       segments_.push_back(std::move(seg));
+      if (*cut && !last) {
+        // The log ends here: what follows was written after a write that never completed,
+        // so none of it was acknowledged (FORMAT.md, "Recovery").
+        for (size_t j = i + 1; j < bases.size(); ++j) {
+          for (auto suffix : {kLogSuffix, kIndexSuffix, kTimeIndexSuffix}) {
+            const auto path = dir_ / segment_file_name(bases[j], suffix);
+            fds_.forget(path.string());
+            std::filesystem::remove(path, ec);
+          }
+        }
+        report_.issues.back().detail +=
+            "; " + std::to_string(bases.size() - i - 1) + " later segment(s) removed";
+        break;
+      }
     }
     if (auto r = open_active(*segments_.back()); !r) return r;
   }
@@ -150,9 +167,7 @@ LogResult<void> PartitionLog::recover() {
   if (!report_.clean_shutdown) {
     for (auto& seg : segments_) {
       if (seg->base_offset < recovery_point_ && !seg->active) continue;
-      auto handle = seg->log_rw ? seg->log_rw : FileHandle::open(seg->log_path, O_RDONLY).value();
-      if (::fdatasync(handle->fd()) != 0) return errno_error(errno, "fdatasync " + seg->log_path);
-      for (const auto& path : {seg->index_path, seg->time_path}) {
+      for (const auto& path : {seg->log_path, seg->index_path, seg->time_path}) {
         auto index = FileHandle::open(path, O_RDONLY);
         if (!index) return unexpected(index.error());
         if (::fdatasync((*index)->fd()) != 0) return errno_error(errno, "fdatasync " + path);
@@ -167,29 +182,31 @@ LogResult<void> PartitionLog::recover() {
   if (::fsync(dir_handle_->fd()) != 0) return errno_error(errno, "fsync " + dir_.string());
   last_flush_ms_ = config_.clock_ms();
   for (const auto& issue : report_.issues) {
-    detail::log_line(issue.kind == RecoveryIssue::Kind::kTornTail ? LogLevel::kInfo
-                                                                  : LogLevel::kWarning,
-                     dir_.string() + ": " + issue_text(issue));
+    detail::log_line(
+        issue.kind == RecoveryIssue::Kind::kTornTail ? LogLevel::kInfo : LogLevel::kWarning,
+        dir_.string() + ": " + issue_text(issue));
   }
   SLUICE_ASSERT(log_start_ <= end_offset_);
   SLUICE_ASSERT(!segments_.empty() && segments_.back()->active);
   return {};
 }
 
-LogResult<void> PartitionLog::recover_segment(Segment& seg, bool last, bool clean,
+LogResult<bool> PartitionLog::recover_segment(Segment& seg, bool last, bool clean,
                                               int64_t next_base) {
-  const bool scan = config_.recovery_scan == RecoveryScan::kAll ||
-                    (!clean && (seg.base_offset >= recovery_point_ || last));
+  // Past the recovery point of an unclean shutdown, bytes may be missing because their
+  // writes never completed; there the log may be cut. Before it, damage is corruption.
+  const bool unsynced = !clean && seg.base_offset >= recovery_point_;
+  const bool scan = config_.recovery_scan == RecoveryScan::kAll || unsynced || (!clean && last);
   if (!scan) {
     auto checked = check_segment(seg, next_base);
-    if (checked) return {};
+    if (checked) return false;
     report_.issues.push_back({.kind = RecoveryIssue::Kind::kIndexRebuilt,
                               .segment_base_offset = seg.base_offset,
                               .offset = seg.base_offset,
                               .detail = checked.error().message});
   }
   ++report_.segments_scanned;
-  return scan_and_rebuild(seg, last, next_base);
+  return scan_and_rebuild(seg, last || unsynced, next_base);
 }
 
 // Cheap checks of a segment believed good: index sizes and last entries, and a CRC scan of
@@ -226,8 +243,8 @@ LogResult<void> PartitionLog::check_segment(Segment& seg, int64_t next_base) {
   int64_t tail_max_ts = detail::kNoTimestamp;
   const ScanResult scanned = scan_segment(tail, {.expected_base_offset = last_entry.offset});
   if (scanned.stop != ScanStop::kEnd || scanned.valid_bytes != tail.size()) {
-    return log_error(LogErrc::kCorrupt, std::string("tail scan: ") + to_string(scanned.stop) +
-                                            " " + scanned.reason);
+    return log_error(LogErrc::kCorrupt,
+                     std::string("tail scan: ") + to_string(scanned.stop) + " " + scanned.reason);
   }
   if (scanned.batches > 0) tail_max_ts = scanned.max_timestamp;
   seg.end_offset = scanned.batches > 0 ? scanned.next_offset : seg.base_offset;
@@ -258,7 +275,7 @@ LogResult<void> PartitionLog::check_segment(Segment& seg, int64_t next_base) {
   return {};
 }
 
-LogResult<void> PartitionLog::scan_and_rebuild(Segment& seg, bool last, int64_t next_base) {
+LogResult<bool> PartitionLog::scan_and_rebuild(Segment& seg, bool may_cut, int64_t next_base) {
   auto log = FileHandle::open(seg.log_path, O_RDWR);
   if (!log) return unexpected(log.error());
   auto size = detail::file_size((*log)->fd());
@@ -297,17 +314,23 @@ LogResult<void> PartitionLog::scan_and_rebuild(Segment& seg, bool last, int64_t 
                       .bytes_removed = removed,
                       .detail = scanned.reason};
   const bool damaged = scanned.stop != ScanStop::kEnd;
-  if (last) {
-    // The active segment: cut at the last valid batch (preallocated zeros silently).
-    if (damaged) {
-      issue.kind = scanned.stop == ScanStop::kTornTail ? RecoveryIssue::Kind::kTornTail
-                                                       : RecoveryIssue::Kind::kCorruptTail;
+  const bool short_of_next = next_base >= 0 && seg.end_offset != next_base;
+  bool cut = false;
+  if (may_cut && (damaged || short_of_next || next_base < 0)) {
+    // The tail of the log: cut at the last valid batch (preallocated zeros silently).
+    if (damaged || short_of_next) {
+      issue.kind = scanned.stop == ScanStop::kCorrupt ? RecoveryIssue::Kind::kCorruptTail
+                                                      : RecoveryIssue::Kind::kTornTail;
+      if (!damaged) issue.detail = "segment ends before the next segment's base offset";
       report_.issues.push_back(issue);
     }
     if (removed > 0) {
-      if (auto r = detail::truncate_file((*log)->fd(), scanned.valid_bytes); !r) return r;
+      if (auto r = detail::truncate_file((*log)->fd(), scanned.valid_bytes); !r) {
+        return unexpected(r.error());
+      }
     }
-  } else if (damaged || (next_base >= 0 && seg.end_offset != next_base)) {
+    cut = next_base >= 0;
+  } else if (damaged || short_of_next) {
     // A closed segment is never cut: its damaged part is kept on disk but never served.
     issue.kind = RecoveryIssue::Kind::kCorruptClosed;
     issue.bytes_removed = 0;
@@ -317,17 +340,19 @@ LogResult<void> PartitionLog::scan_and_rebuild(Segment& seg, bool last, int64_t 
     seg.end_offset = next_base;
   } else if (removed > 0) {
     // Closed, complete, and followed by zeros only: preallocation never trimmed.
-    if (auto r = detail::truncate_file((*log)->fd(), scanned.valid_bytes); !r) return r;
+    if (auto r = detail::truncate_file((*log)->fd(), scanned.valid_bytes); !r) {
+      return unexpected(r.error());
+    }
   }
-  for (auto [path, bytes] : {std::pair{&seg.index_path, &index_bytes},
-                             std::pair{&seg.time_path, &time_bytes}}) {
+  for (auto [path, bytes] :
+       {std::pair{&seg.index_path, &index_bytes}, std::pair{&seg.time_path, &time_bytes}}) {
     auto f = FileHandle::open(*path, O_RDWR | O_CREAT | O_TRUNC);
     if (!f) return unexpected(f.error());
-    if (auto r = detail::pwrite_full((*f)->fd(), *bytes, 0); !r) return r;
+    if (auto r = detail::pwrite_full((*f)->fd(), *bytes, 0); !r) return unexpected(r.error());
   }
   seg.index_entries = index_bytes.size() / kIndexEntryBytes;
   seg.time_entries = time_bytes.size() / kTimeIndexEntryBytes;
-  return {};
+  return cut;
 }
 
 }  // namespace sluice::log

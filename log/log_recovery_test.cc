@@ -56,6 +56,13 @@ class LogRecovery : public ::testing::Test {
     uint64_t position;
     int64_t offset;
   };
+  Start last_batch_of(int64_t segment) const {
+    Start last{};
+    for (const Start& s : starts_) {
+      if (s.segment == segment) last = s;
+    }
+    return last;
+  }
   testing::TempDir dir_;
   IoRing ring_;
   FdCache fds_;
@@ -98,6 +105,49 @@ TEST_F(LogRecovery, TruncatedLastSegmentMidBatchIsCutAndReported) {
   // Appends continue where the valid data ends.
   batches_.push_back(make_batch(1, 10, 1));
   EXPECT_EQ(*append_and_wait(*log, ring_, batches_.back())->base_offset, last.offset);
+}
+
+// Appends in flight across a roll: the older segment's last write never completed, the newer
+// segment exists. Past the recovery point nothing after the gap was acknowledged: cut there.
+TEST_F(LogRecovery, GapBeforeANewerSegmentPastTheRecoveryPointCutsTheLog) {
+  config_.segment_bytes = 4096;
+  auto log = open_log();
+  fill(*log, 40);
+  const auto segments = log->segment_base_offsets();
+  ASSERT_GT(segments.size(), 3u);
+  log.reset();
+  const Start last_of_second = last_batch_of(segments[1]);
+  truncate_to(segment_path(dir_.path(), segments[1], ".log"), last_of_second.position);
+  {  // as if the crash came before the flush that would have moved the recovery point
+    std::byte raw[kMetaBytes];
+    encode_meta(raw, {.log_start_offset = 0, .recovery_point = segments[1]});
+    std::ofstream(dir_.path() / kMetaFileName, std::ios::binary)
+        .write(reinterpret_cast<const char*>(raw), sizeof(raw));
+  }
+  log = open_log();
+  ASSERT_TRUE(has_issue(*log, Kind::kTornTail));
+  EXPECT_EQ(log->recovery_report().issues[0].offset, last_of_second.offset);
+  EXPECT_EQ(*log->log_end_offset(), last_of_second.offset);
+  EXPECT_EQ(log->segment_base_offsets(), (std::vector<int64_t>{segments[0], segments[1]}));
+  EXPECT_FALSE(std::filesystem::exists(segment_path(dir_.path(), segments[2], ".log")));
+  EXPECT_TRUE(log->read_copy(Offset(0), 1 << 20));
+  batches_.push_back(make_batch(1, 10, 1));
+  EXPECT_EQ(*append_and_wait(*log, ring_, batches_.back())->base_offset, last_of_second.offset);
+}
+
+// Before the recovery point the same gap is damage to durable data: reported, not cut.
+TEST_F(LogRecovery, GapBeforeTheRecoveryPointIsCorruption) {
+  config_.segment_bytes = 4096;
+  auto log = open_log();
+  fill(*log, 40);
+  const auto segments = log->segment_base_offsets();
+  log.reset();
+  const Start last_of_second = last_batch_of(segments[1]);
+  truncate_to(segment_path(dir_.path(), segments[1], ".log"), last_of_second.position);
+  log = open_log();
+  ASSERT_TRUE(has_issue(*log, Kind::kCorruptClosed));
+  EXPECT_EQ(*log->log_end_offset(), 80);
+  EXPECT_EQ(*log->read(Offset(0), 1 << 20)->next_offset, last_of_second.offset);
 }
 
 TEST_F(LogRecovery, CorruptBatchInTheActiveSegmentCutsTheTailThere) {
@@ -172,10 +222,7 @@ TEST_F(LogRecovery, DamagedHeaderAtTheEndOfAClosedSegmentIsFoundByTheDefaultChec
   fill(*log, 40);
   ASSERT_TRUE(log->close());
   log.reset();
-  Start last_of_first{};
-  for (const Start& s : starts_) {
-    if (s.segment == 0) last_of_first = s;
-  }
+  const Start last_of_first = last_batch_of(0);
   flip_byte(segment_path(dir_.path(), 0, ".log"), last_of_first.position + 16);  // magic
   log = open_log();
   ASSERT_TRUE(has_issue(*log, Kind::kCorruptClosed));
@@ -196,13 +243,12 @@ TEST_F(LogRecovery, DamagedIndexesAreRebuilt) {
     for (const Start& st : starts_) s.insert(st.segment);
     return std::vector<int64_t>(s.begin(), s.end());
   }();
-  {
-    std::ofstream(segment_path(dir_.path(), segments[0], ".index"), std::ios::app) << "xyz";
-  }
+  { std::ofstream(segment_path(dir_.path(), segments[0], ".index"), std::ios::app) << "xyz"; }
   std::filesystem::remove(segment_path(dir_.path(), segments[1], ".timeindex"));
   log = open_log();
   int rebuilt = 0;
-  for (const auto& issue : log->recovery_report().issues) rebuilt += issue.kind == Kind::kIndexRebuilt;
+  for (const auto& issue : log->recovery_report().issues)
+    rebuilt += issue.kind == Kind::kIndexRebuilt;
   EXPECT_EQ(rebuilt, 2);
   EXPECT_EQ(*log->read_copy(Offset(0), 1 << 20), expected);
   for (const Start& s : starts_) {

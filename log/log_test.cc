@@ -2,8 +2,11 @@
 #include "log/log.h"
 
 #include <fcntl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+#include <csignal>
 
 #include <gtest/gtest.h>
 
@@ -97,6 +100,24 @@ TEST_P(LogPartition, AppendAssignsOffsetsAndStampsTheCallersBuffer) {
   EXPECT_EQ(*log->log_end_offset(), 5);
   EXPECT_EQ(*log->durable_offset(), 5);  // default policy: durable before the callback
   EXPECT_EQ(bases(read_all(*log, 0)), (std::vector<int64_t>{0, 3}));
+}
+
+TEST_P(LogPartition, BatchAtGivesTheTermOfAnEntry) {
+  config_.segment_bytes = 2048;
+  auto log = open_log();
+  for (int32_t term = 1; term <= 12; ++term) {
+    batches_.push_back(make_batch(3, 200, 1000));
+    ASSERT_TRUE(append_and_wait(*log, ring_, batches_.back(), {.leader_epoch = term}));
+  }
+  ASSERT_GT(log->segment_count(), 2u);
+  for (int64_t offset = 0; offset < 36; ++offset) {
+    auto info = log->batch_at(Offset(offset));
+    ASSERT_TRUE(info) << offset;
+    EXPECT_EQ(info->leader_epoch, offset / 3 + 1);
+    EXPECT_EQ(*info->base_offset, offset / 3 * 3);
+    EXPECT_EQ(*info->last_offset, offset / 3 * 3 + 2);
+  }
+  EXPECT_EQ(log->batch_at(Offset(36)).error().code, LogErrc::kOffsetOutOfRange);
 }
 
 TEST_P(LogPartition, AppendOfManyBatchesInOneCall) {
@@ -259,7 +280,7 @@ TEST_P(LogPartition, TimeLookups) {
     EXPECT_TRUE(r);
     return r && r->has_value() ? ***r : -1;
   };
-  EXPECT_EQ(at(-5), 0);     // before all data
+  EXPECT_EQ(at(-5), 0);  // before all data
   EXPECT_EQ(at(1000), 0);
   EXPECT_EQ(at(1002), 2);   // inside a batch
   EXPECT_EQ(at(1004), 4);   // between batches
@@ -281,7 +302,7 @@ TEST_P(LogPartition, TimeLookupWithTimestampsOutOfOrder) {
 TEST_P(LogPartition, TruncateSuffixIntoTheMiddleOfASegment) {
   auto log = open_log();
   for (int i = 0; i < 10; ++i) append(*log, 3);  // batches at 0, 3, ..., 27
-  auto end = log->truncate_suffix(Offset(13));    // inside the batch 12-14
+  auto end = log->truncate_suffix(Offset(13));   // inside the batch 12-14
   ASSERT_TRUE(end);
   EXPECT_EQ(**end, 12);
   EXPECT_EQ(*log->log_end_offset(), 12);
@@ -315,6 +336,23 @@ TEST_P(LogPartition, TruncateSuffixIntoAnEarlierSegment) {
   EXPECT_EQ(*log->log_end_offset(), cut + 2);
   EXPECT_EQ(bases(read_all(*log, cut)), (std::vector<int64_t>{cut}));
   EXPECT_TRUE(log->recovery_report().issues.empty());
+}
+
+TEST_P(LogPartition, TruncationDuringAFlushLimitsWhatTheFlushVouchesFor) {
+  config_.flush.mode = FlushMode::kNever;
+  auto log = open_log();
+  append(*log, 5);
+  append(*log, 5);
+  log->flush();  // an fdatasync covering offsets 0-9 is now in flight
+  ASSERT_TRUE(log->truncate_suffix(Offset(5)));
+  batches_.push_back(make_batch(5, 100, 1000));
+  ASSERT_TRUE(log->append(batches_.back(), {}, {}));  // offsets 5-9 again, not yet synced
+  ring_.drain();
+  EXPECT_EQ(*log->written_offset(), 10);
+  // The first fdatasync vouches only for 0-4; the flush() waiter (for offset 10) needs a
+  // second one for the new 5-9.
+  EXPECT_EQ(log->flush_count(), 2u);
+  EXPECT_EQ(*log->durable_offset(), 10);
 }
 
 TEST_P(LogPartition, TruncateSuffixToTheStartEmptiesTheLog) {
@@ -489,14 +527,15 @@ TEST_P(LogPartition, CleanCloseAndReopen) {
   ASSERT_TRUE(log->close());
   EXPECT_FALSE(log->append(batches_.back(), {}, {}));  // closed
   log.reset();
-  EXPECT_EQ(std::filesystem::file_size(segment_path(dir_.path(), segments.back(), ".log")),
-            expected.size() - [&] {
-              uint64_t before = 0;
-              for (size_t i = 0; i + 1 < segments.size(); ++i) {
-                before += std::filesystem::file_size(segment_path(dir_.path(), segments[i], ".log"));
-              }
-              return before;
-            }());
+  EXPECT_EQ(
+      std::filesystem::file_size(segment_path(dir_.path(), segments.back(), ".log")),
+      expected.size() - [&] {
+        uint64_t before = 0;
+        for (size_t i = 0; i + 1 < segments.size(); ++i) {
+          before += std::filesystem::file_size(segment_path(dir_.path(), segments[i], ".log"));
+        }
+        return before;
+      }());
   log = open_log();
   EXPECT_TRUE(log->recovery_report().clean_shutdown);
   EXPECT_EQ(log->recovery_report().segments_scanned, 0u);
@@ -504,6 +543,36 @@ TEST_P(LogPartition, CleanCloseAndReopen) {
   EXPECT_EQ(read_all(*log, 0), expected);
   EXPECT_EQ(***log->offset_for_timestamp(1011), 21);  // batch 10: 1010 at 20, 1011 at 21
   EXPECT_EQ(append(*log, 2, 200), 24);
+}
+
+// A write that fails (here: past RLIMIT_FSIZE, EFBIG) stops the partition: the append's
+// callback gets the error, and so does every later call, since what is on disk is unknown.
+TEST_P(LogPartition, FailedWriteStopsThePartition) {
+  config_.preallocate = false;
+  auto log = open_log();
+  append(*log, 1, 100);
+  rlimit old_limit;
+  ASSERT_EQ(::getrlimit(RLIMIT_FSIZE, &old_limit), 0);
+  const auto old_handler = ::signal(SIGXFSZ, SIG_IGN);
+  rlimit small = old_limit;
+  small.rlim_cur = 4096;
+  ASSERT_EQ(::setrlimit(RLIMIT_FSIZE, &small), 0);
+  batches_.push_back(make_batch(10, 1000, 1000));
+  auto r = append_and_wait(*log, ring_, batches_.back());
+  ::setrlimit(RLIMIT_FSIZE, &old_limit);
+  ::signal(SIGXFSZ, old_handler);
+  ASSERT_FALSE(r);
+  EXPECT_TRUE(log->failed());
+  EXPECT_NE(r.error().message.find("write"), std::string::npos) << r.error().message;
+  batches_.push_back(make_batch(1, 10, 1000));
+  EXPECT_FALSE(log->append(batches_.back(), {}, {}));
+  bool called = false;
+  log->when_durable(Offset(1), [&](const LogResult<Offset>& d) {
+    called = true;
+    EXPECT_TRUE(d);  // offset 1 was durable before the failure
+  });
+  EXPECT_TRUE(called);
+  EXPECT_TRUE(log->read_copy(Offset(0), 1 << 20));  // what was written stays readable
 }
 
 INSTANTIATE_TEST_SUITE_P(Log, LogPartition, ::testing::Values(false, true),

@@ -11,7 +11,9 @@ namespace sluice::log {
 
 namespace {
 void stderr_sink(LogLevel level, std::string_view message) {
-  const char* tag = level == LogLevel::kError ? "error" : level == LogLevel::kWarning ? "warning" : "info";
+  const char* tag = level == LogLevel::kError     ? "error"
+                    : level == LogLevel::kWarning ? "warning"
+                                                  : "info";
   std::fprintf(stderr, "sluice log %s: %.*s\n", tag, static_cast<int>(message.size()),
                message.data());
 }
@@ -24,13 +26,20 @@ void detail::log_line(LogLevel level, std::string_view message) { g_sink.load()(
 
 const char* to_string(LogErrc code) {
   switch (code) {
-    case LogErrc::kIo: return "io";
-    case LogErrc::kNoSpace: return "no space";
-    case LogErrc::kCorrupt: return "corrupt";
-    case LogErrc::kOffsetOutOfRange: return "offset out of range";
-    case LogErrc::kInvalidBatch: return "invalid batch";
-    case LogErrc::kBusy: return "busy";
-    case LogErrc::kInvalidArgument: return "invalid argument";
+    case LogErrc::kIo:
+      return "io";
+    case LogErrc::kNoSpace:
+      return "no space";
+    case LogErrc::kCorrupt:
+      return "corrupt";
+    case LogErrc::kOffsetOutOfRange:
+      return "offset out of range";
+    case LogErrc::kInvalidBatch:
+      return "invalid batch";
+    case LogErrc::kBusy:
+      return "busy";
+    case LogErrc::kInvalidArgument:
+      return "invalid argument";
   }
   SLUICE_UNREACHABLE();
 }

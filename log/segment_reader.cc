@@ -10,9 +10,12 @@ namespace sluice::log {
 
 const char* to_string(ScanStop stop) {
   switch (stop) {
-    case ScanStop::kEnd: return "end";
-    case ScanStop::kTornTail: return "torn tail";
-    case ScanStop::kCorrupt: return "corrupt";
+    case ScanStop::kEnd:
+      return "end";
+    case ScanStop::kTornTail:
+      return "torn tail";
+    case ScanStop::kCorrupt:
+      return "corrupt";
   }
   SLUICE_UNREACHABLE();
 }

@@ -12,7 +12,7 @@ namespace sluice::log {
 
 // One valid batch found by a scan.
 struct ScannedBatch {
-  uint64_t position = 0;   // byte position of the batch in the scanned bytes
+  uint64_t position = 0;  // byte position of the batch in the scanned bytes
   uint64_t size_bytes = 0;
   int64_t base_offset = 0;
   int64_t last_offset = 0;
@@ -37,10 +37,10 @@ struct ScanResult {
   uint64_t valid_bytes = 0;  // the valid batches are exactly bytes[0, valid_bytes)
   ScanStop stop = ScanStop::kEnd;
   uint64_t batches = 0;
-  int64_t next_offset = -1;  // last offset of the last valid batch + 1; -1 if there is none
+  int64_t next_offset = -1;    // last offset of the last valid batch + 1; -1 if there is none
   int64_t max_timestamp = -1;  // over the valid batches; -1 if there is none
-  bool zero_tail = false;    // bytes[valid_bytes, end) are all zero and there is at least one
-  std::string reason;        // why the batch at valid_bytes was rejected (empty at kEnd)
+  bool zero_tail = false;      // bytes[valid_bytes, end) are all zero and there is at least one
+  std::string reason;          // why the batch at valid_bytes was rejected (empty at kEnd)
 };
 
 // Walks the batches at the start of `bytes`, checking each header (magic 2, lengths, offsets

@@ -9,30 +9,38 @@
 
 namespace sluice::log::detail {
 
-LogResult<void> pread_full(int fd, MutableBytes out, uint64_t position) {
+namespace {
+// Repeats pread or pwrite until all `size` bytes are done (they may return short counts).
+template <class Call>
+LogResult<void> io_full(Call call, size_t size, const char* what, LogErrc at_zero) {
   size_t done = 0;
-  while (done < out.size()) {
-    const ssize_t n = ::pread(fd, out.data() + done, out.size() - done,
-                              static_cast<off_t>(position + done));
+  while (done < size) {
+    const ssize_t n = call(done);
     if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return errno_error(errno, "pread");
-    if (n == 0) return log_error(LogErrc::kCorrupt, "unexpected end of file");
+    if (n < 0) return errno_error(errno, what);
+    if (n == 0) return log_error(at_zero, std::string(what) + ": no progress (end of file)");
     done += static_cast<size_t>(n);
   }
   return {};
 }
+}  // namespace
+
+LogResult<void> pread_full(int fd, MutableBytes out, uint64_t position) {
+  return io_full(
+      [&](size_t done) {
+        return ::pread(fd, out.data() + done, out.size() - done,
+                       static_cast<off_t>(position + done));
+      },
+      out.size(), "pread", LogErrc::kCorrupt);
+}
 
 LogResult<void> pwrite_full(int fd, Bytes in, uint64_t position) {
-  size_t done = 0;
-  while (done < in.size()) {
-    const ssize_t n = ::pwrite(fd, in.data() + done, in.size() - done,
-                               static_cast<off_t>(position + done));
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return errno_error(errno, "pwrite");
-    if (n == 0) return log_error(LogErrc::kIo, "pwrite made no progress");
-    done += static_cast<size_t>(n);
-  }
-  return {};
+  return io_full(
+      [&](size_t done) {
+        return ::pwrite(fd, in.data() + done, in.size() - done,
+                        static_cast<off_t>(position + done));
+      },
+      in.size(), "pwrite", LogErrc::kIo);
 }
 
 LogResult<uint64_t> file_size(int fd) {
@@ -61,9 +69,8 @@ LogResult<BatchHeader> read_batch_header(int fd, uint64_t position, uint64_t lim
   const int32_t length = load_be<int32_t>(header + layout::kBatchLength);
   const uint64_t size = kBatchLogOverheadBytes + static_cast<uint64_t>(std::max(length, 0));
   const int32_t delta = load_be<int32_t>(header + layout::kLastOffsetDelta);
-  if (length < 0 || size < kBatchHeaderBytes || size > kBatchBytesMax ||
-      position + size > limit || static_cast<int8_t>(header[layout::kMagic]) != kafka::kMagicV2 ||
-      delta < 0) {
+  if (length < 0 || size < kBatchHeaderBytes || size > kBatchBytesMax || position + size > limit ||
+      static_cast<int8_t>(header[layout::kMagic]) != kafka::kMagicV2 || delta < 0) {
     return log_error(LogErrc::kCorrupt, "bad batch header at position " + std::to_string(position));
   }
   const int64_t base = load_be<int64_t>(header + layout::kBaseOffset);
@@ -71,7 +78,8 @@ LogResult<BatchHeader> read_batch_header(int fd, uint64_t position, uint64_t lim
                      .size_bytes = size,
                      .base_offset = base,
                      .last_offset = base + delta,
-                     .max_timestamp = load_be<int64_t>(header + layout::kMaxTimestamp)};
+                     .max_timestamp = load_be<int64_t>(header + layout::kMaxTimestamp),
+                     .leader_epoch = load_be<int32_t>(header + layout::kPartitionLeaderEpoch)};
 }
 
 LogResult<IndexEntry> read_index_entry(int fd, int64_t base, uint64_t i) {

@@ -25,7 +25,7 @@ struct Segment {
   uint64_t time_entries = 0;   // entries in the .timeindex file
   uint64_t bytes_since_index = 0;
   int64_t max_timestamp = kNoTimestamp;  // of the batches in the segment
-  int64_t corrupt_from = -1;   // offsets >= this are damaged and never served
+  int64_t corrupt_from = -1;             // offsets >= this are damaged and never served
   int64_t created_ms = 0;
   bool active = false;
   bool preallocated = false;  // the .log file extends past size_bytes with zeros
@@ -48,6 +48,7 @@ struct BatchHeader {
   int64_t base_offset = 0;
   int64_t last_offset = 0;
   int64_t max_timestamp = 0;
+  int32_t leader_epoch = -1;
 };
 
 LogResult<void> pread_full(int fd, MutableBytes out, uint64_t position);

@@ -10,9 +10,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <gtest/gtest.h>
 #include <chrono>
 #include <cstdlib>
-#include <gtest/gtest.h>
 #include <random>
 
 #include "log/log.h"
@@ -103,8 +103,8 @@ void verify(const std::filesystem::path& dir, int64_t acked_end, uint64_t seed) 
   for (const auto& issue : log.recovery_report().issues) {
     // Only the active segment's tail may be cut; nothing acknowledged is ever lost.
     EXPECT_NE(issue.kind, RecoveryIssue::Kind::kCorruptClosed) << issue.detail;
-    EXPECT_GE(issue.offset, acked_end) << "an acknowledged batch was cut: " << issue.detail
-                                       << " SLUICE_SEED=" << seed;
+    EXPECT_GE(issue.offset, acked_end)
+        << "an acknowledged batch was cut: " << issue.detail << " SLUICE_SEED=" << seed;
   }
   EXPECT_GE(*log.log_end_offset(), acked_end) << "SLUICE_SEED=" << seed;
   int64_t expected = 0;
