@@ -260,6 +260,40 @@ LogResult<AppendResult> PartitionLog::append(MutableBytes batches, const AppendO
   return result;
 }
 
+LogResult<AppendResult> PartitionLog::append(std::span<const MutableBytes> parts,
+                                             const AppendOptions& options, AppendCallback done) {
+  if (failure_) return unexpected(*failure_);
+  if (parts.empty()) return log_error(LogErrc::kInvalidBatch, "no batch");
+  if (pending_writes_.size() + parts.size() > config_.inflight_appends_max) {
+    return log_error(LogErrc::kBusy, "too many appends in flight");
+  }
+  std::vector<uint64_t> sizes;
+  for (const MutableBytes part : parts) {
+    if (auto r = validate(part, sizes); !r) return unexpected(r.error());
+  }
+  AppendResult total{.base_offset = Offset(end_offset_)};
+  for (size_t i = 0; i < parts.size(); ++i) {
+    AppendCallback part_done;
+    if (i + 1 == parts.size() && done) {
+      // Callbacks run in append order: the last part's means all parts are in.
+      part_done = [base = total.base_offset,
+                   done = std::move(done)](const LogResult<AppendResult>& r) {
+        if (!r) return done(r);
+        AppendResult all = *r;
+        all.base_offset = base;
+        done(all);
+      };
+    }
+    auto r = append(parts[i], options, std::move(part_done));
+    if (!r) return r;  // only an I/O failure, which stopped the partition
+    total.bytes += r->bytes;
+    total.last_offset = r->last_offset;
+    total.end_offset = r->end_offset;
+  }
+  SLUICE_ASSERT(total.end_offset == Offset(end_offset_));
+  return total;
+}
+
 void PartitionLog::submit_write(Segment& seg, Bytes bytes, uint64_t position, int64_t end_offset) {
   SLUICE_ASSERT(!bytes.empty());
   SLUICE_ASSERT(position + bytes.size() == seg.size_bytes);

@@ -135,6 +135,31 @@ TEST_P(LogPartition, AppendOfManyBatchesInOneCall) {
   EXPECT_EQ(read_all(*log, 0), all);  // exactly the bytes sent, offsets stamped
 }
 
+TEST_P(LogPartition, AppendOfBatchesInSeparateBuffers) {
+  config_.segment_bytes = 2048;  // the parts straddle a roll
+  auto log = open_log();
+  std::vector<std::vector<std::byte>> parts;
+  for (int i = 0; i < 6; ++i) parts.push_back(make_batch(2, 300, 1000));
+  std::vector<MutableBytes> spans(parts.begin(), parts.end());
+  bool called = false;
+  auto r = log->append(spans, {.leader_epoch = 3}, [&](const LogResult<AppendResult>& done) {
+    ASSERT_TRUE(done);
+    EXPECT_EQ(*done->base_offset, 0);
+    EXPECT_EQ(*done->end_offset, 12);
+    called = true;
+  });
+  ASSERT_TRUE(r);
+  EXPECT_EQ(*r->last_offset, 11);
+  while (!called) ring_.wait();
+  EXPECT_GT(log->segment_count(), 1u);
+  EXPECT_EQ(bases(read_all(*log, 0)), (std::vector<int64_t>{0, 2, 4, 6, 8, 10}));
+  EXPECT_EQ(log->batch_at(Offset(11))->leader_epoch, 3);
+  // One bad part rejects them all before anything is written.
+  parts[3].back() ^= std::byte{1};
+  EXPECT_EQ(log->append(spans, {}, {}).error().code, LogErrc::kInvalidBatch);
+  EXPECT_EQ(*log->log_end_offset(), 12);
+}
+
 TEST_P(LogPartition, InvalidBatchesAreRejectedBeforeAnythingIsWritten) {
   auto log = open_log();
   auto good = make_batch(2, 10, 1);
