@@ -600,6 +600,42 @@ TEST_P(LogPartition, FailedWriteStopsThePartition) {
   EXPECT_TRUE(log->read_copy(Offset(0), 1 << 20));  // what was written stays readable
 }
 
+// A shard: many partitions share one ring and one small descriptor cache, with appends of
+// all of them in flight at once.
+TEST_P(LogPartition, ManyPartitionsShareOneRingAndCache) {
+  constexpr int kPartitions = 40;
+  FdCache shared(8);
+  config_.segment_bytes = 2048;
+  config_.preallocate = false;
+  std::vector<std::unique_ptr<PartitionLog>> logs;
+  for (int p = 0; p < kPartitions; ++p) {
+    auto log = PartitionLog::open(dir_.path() / ("t-" + std::to_string(p)), config_, ring_, shared);
+    ASSERT_TRUE(log);
+    logs.push_back(std::move(*log));
+  }
+  std::vector<int> acked(kPartitions, 0);
+  for (int round = 0; round < 8; ++round) {
+    for (int p = 0; p < kPartitions; ++p) {
+      batches_.push_back(make_batch(1 + p % 3, 300, 1000 + round, p));
+      ASSERT_TRUE(logs[p]->append(batches_.back(), {}, [&acked, p](const auto& r) {
+        ASSERT_TRUE(r);
+        ++acked[p];
+      }));
+    }
+  }
+  ring_.drain();
+  for (int p = 0; p < kPartitions; ++p) {
+    EXPECT_EQ(acked[p], 8);
+    EXPECT_EQ(*logs[p]->log_end_offset(), 8 * (1 + p % 3));
+    EXPECT_GT(logs[p]->segment_count(), 1u);
+    auto all = logs[p]->read_copy(Offset(0), 1 << 20);  // CRCs checked
+    ASSERT_TRUE(all);
+    EXPECT_EQ(bases(*all).size(), 8u);
+  }
+  EXPECT_LE(shared.size(), 8u);
+  EXPECT_GT(shared.evictions(), 0u);
+}
+
 INSTANTIATE_TEST_SUITE_P(Log, LogPartition, ::testing::Values(false, true),
                          [](const auto& info) { return info.param ? "Fallback" : "IoUring"; });
 
