@@ -151,9 +151,12 @@ LogResult<void> PartitionLog::validate(Bytes batches, std::vector<uint64_t>& siz
     if (auto crc = view.verify_crc(); !crc) {
       return log_error(LogErrc::kInvalidBatch, crc.error().message);
     }
-    if (view.size_bytes() > kBatchBytesMax || view.last_offset_delta() < 0 ||
-        view.record_count() < 0) {
-      return log_error(LogErrc::kInvalidBatch, "batch size or offset delta out of range");
+    if (view.size_bytes() > kBatchBytesMax) {
+      return log_error(LogErrc::kInvalidBatch, "batch larger than kBatchBytesMax");
+    }
+    // Also bounds the offsets a batch takes, so the relative offsets of the indexes fit.
+    if (view.record_count() <= 0 || view.last_offset_delta() != view.record_count() - 1) {
+      return log_error(LogErrc::kInvalidBatch, "lastOffsetDelta must be recordCount - 1");
     }
     sizes.push_back(view.size_bytes());
   }

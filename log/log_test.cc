@@ -174,6 +174,10 @@ TEST_P(LogPartition, InvalidBatchesAreRejectedBeforeAnythingIsWritten) {
   EXPECT_EQ(log->append(empty, {}, {}).error().code, LogErrc::kInvalidBatch);
   std::vector<std::byte> garbage(100, std::byte{0x33});
   EXPECT_EQ(log->append(garbage, {}, {}).error().code, LogErrc::kInvalidBatch);
+  auto huge_delta = make_batch(2, 10, 1);
+  store_be<int32_t>(huge_delta.data() + kafka::batch_layout::kLastOffsetDelta, INT32_MAX);
+  kafka::update_crc(huge_delta);
+  EXPECT_EQ(log->append(huge_delta, {}, {}).error().code, LogErrc::kInvalidBatch);
   EXPECT_EQ(*log->log_end_offset(), 0);
   EXPECT_TRUE(log->idle());
   EXPECT_EQ(append(*log, 1), 0);
