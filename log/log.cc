@@ -151,9 +151,12 @@ LogResult<void> PartitionLog::validate(Bytes batches, std::vector<uint64_t>& siz
     if (auto crc = view.verify_crc(); !crc) {
       return log_error(LogErrc::kInvalidBatch, crc.error().message);
     }
-    if (view.size_bytes() > kBatchBytesMax || view.last_offset_delta() < 0 ||
-        view.record_count() < 0) {
-      return log_error(LogErrc::kInvalidBatch, "batch size or offset delta out of range");
+    if (view.size_bytes() > kBatchBytesMax) {
+      return log_error(LogErrc::kInvalidBatch, "batch larger than kBatchBytesMax");
+    }
+    // Also bounds the offsets a batch takes, so the relative offsets of the indexes fit.
+    if (view.record_count() <= 0 || view.last_offset_delta() != view.record_count() - 1) {
+      return log_error(LogErrc::kInvalidBatch, "lastOffsetDelta must be recordCount - 1");
     }
     sizes.push_back(view.size_bytes());
   }
@@ -258,6 +261,40 @@ LogResult<AppendResult> PartitionLog::append(MutableBytes batches, const AppendO
   ring_.submit();
   SLUICE_ASSERT(result.last_offset >= result.base_offset);
   return result;
+}
+
+LogResult<AppendResult> PartitionLog::append(std::span<const MutableBytes> parts,
+                                             const AppendOptions& options, AppendCallback done) {
+  if (failure_) return unexpected(*failure_);
+  if (parts.empty()) return log_error(LogErrc::kInvalidBatch, "no batch");
+  if (pending_writes_.size() + parts.size() > config_.inflight_appends_max) {
+    return log_error(LogErrc::kBusy, "too many appends in flight");
+  }
+  std::vector<uint64_t> sizes;
+  for (const MutableBytes part : parts) {
+    if (auto r = validate(part, sizes); !r) return unexpected(r.error());
+  }
+  AppendResult total{.base_offset = Offset(end_offset_)};
+  for (size_t i = 0; i < parts.size(); ++i) {
+    AppendCallback part_done;
+    if (i + 1 == parts.size() && done) {
+      // Callbacks run in append order: the last part's means all parts are in.
+      part_done = [base = total.base_offset,
+                   done = std::move(done)](const LogResult<AppendResult>& r) {
+        if (!r) return done(r);
+        AppendResult all = *r;
+        all.base_offset = base;
+        done(all);
+      };
+    }
+    auto r = append(parts[i], options, std::move(part_done));
+    if (!r) return r;  // only an I/O failure, which stopped the partition
+    total.bytes += r->bytes;
+    total.last_offset = r->last_offset;
+    total.end_offset = r->end_offset;
+  }
+  SLUICE_ASSERT(total.end_offset == Offset(end_offset_));
+  return total;
 }
 
 void PartitionLog::submit_write(Segment& seg, Bytes bytes, uint64_t position, int64_t end_offset) {

@@ -24,6 +24,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -155,6 +156,10 @@ class PartitionLog {
   // assigned offsets at once; `done` runs when the batches are durable (kEveryBatch) or
   // written (other modes), in append order.
   LogResult<AppendResult> append(MutableBytes batches, const AppendOptions& options,
+                                 AppendCallback done);
+  // The same for batches in several buffers (e.g. Raft entries), all checked before any is
+  // written; one callback for all of them.
+  LogResult<AppendResult> append(std::span<const MutableBytes> parts, const AppendOptions& options,
                                  AppendCallback done);
 
   // Whole batches from the one containing `from_offset`, up to `max_bytes` (but always at

@@ -175,11 +175,18 @@ LogResult<void> PartitionLog::recover() {
     }
   }
   recovery_point_ = active.base_offset;
-  if (auto r = write_meta(true); !r) return r;
+  // Opening thousands of partitions must not cost thousands of needless fsyncs: the meta and
+  // the directory are synced only when they change.
+  if (!meta || meta->log_start_offset != log_start_ || meta->recovery_point != recovery_point_) {
+    if (auto r = write_meta(true); !r) return r;
+  }
   // The marker must be gone for good before the first write, or a crash after it would be
   // taken for a clean shutdown.
-  std::filesystem::remove(clean_path, ec);
-  if (::fsync(dir_handle_->fd()) != 0) return errno_error(errno, "fsync " + dir_.string());
+  if (std::filesystem::remove(clean_path, ec)) dir_dirty_ = true;
+  if (dir_dirty_ || !report_.clean_shutdown) {
+    if (::fsync(dir_handle_->fd()) != 0) return errno_error(errno, "fsync " + dir_.string());
+    dir_dirty_ = false;
+  }
   last_flush_ms_ = config_.clock_ms();
   for (const auto& issue : report_.issues) {
     detail::log_line(

@@ -135,6 +135,31 @@ TEST_P(LogPartition, AppendOfManyBatchesInOneCall) {
   EXPECT_EQ(read_all(*log, 0), all);  // exactly the bytes sent, offsets stamped
 }
 
+TEST_P(LogPartition, AppendOfBatchesInSeparateBuffers) {
+  config_.segment_bytes = 2048;  // the parts straddle a roll
+  auto log = open_log();
+  std::vector<std::vector<std::byte>> parts;
+  for (int i = 0; i < 6; ++i) parts.push_back(make_batch(2, 300, 1000));
+  std::vector<MutableBytes> spans(parts.begin(), parts.end());
+  bool called = false;
+  auto r = log->append(spans, {.leader_epoch = 3}, [&](const LogResult<AppendResult>& done) {
+    ASSERT_TRUE(done);
+    EXPECT_EQ(*done->base_offset, 0);
+    EXPECT_EQ(*done->end_offset, 12);
+    called = true;
+  });
+  ASSERT_TRUE(r);
+  EXPECT_EQ(*r->last_offset, 11);
+  while (!called) ring_.wait();
+  EXPECT_GT(log->segment_count(), 1u);
+  EXPECT_EQ(bases(read_all(*log, 0)), (std::vector<int64_t>{0, 2, 4, 6, 8, 10}));
+  EXPECT_EQ(log->batch_at(Offset(11))->leader_epoch, 3);
+  // One bad part rejects them all before anything is written.
+  parts[3].back() ^= std::byte{1};
+  EXPECT_EQ(log->append(spans, {}, {}).error().code, LogErrc::kInvalidBatch);
+  EXPECT_EQ(*log->log_end_offset(), 12);
+}
+
 TEST_P(LogPartition, InvalidBatchesAreRejectedBeforeAnythingIsWritten) {
   auto log = open_log();
   auto good = make_batch(2, 10, 1);
@@ -149,6 +174,10 @@ TEST_P(LogPartition, InvalidBatchesAreRejectedBeforeAnythingIsWritten) {
   EXPECT_EQ(log->append(empty, {}, {}).error().code, LogErrc::kInvalidBatch);
   std::vector<std::byte> garbage(100, std::byte{0x33});
   EXPECT_EQ(log->append(garbage, {}, {}).error().code, LogErrc::kInvalidBatch);
+  auto huge_delta = make_batch(2, 10, 1);
+  store_be<int32_t>(huge_delta.data() + kafka::batch_layout::kLastOffsetDelta, INT32_MAX);
+  kafka::update_crc(huge_delta);
+  EXPECT_EQ(log->append(huge_delta, {}, {}).error().code, LogErrc::kInvalidBatch);
   EXPECT_EQ(*log->log_end_offset(), 0);
   EXPECT_TRUE(log->idle());
   EXPECT_EQ(append(*log, 1), 0);
@@ -573,6 +602,42 @@ TEST_P(LogPartition, FailedWriteStopsThePartition) {
   });
   EXPECT_TRUE(called);
   EXPECT_TRUE(log->read_copy(Offset(0), 1 << 20));  // what was written stays readable
+}
+
+// A shard: many partitions share one ring and one small descriptor cache, with appends of
+// all of them in flight at once.
+TEST_P(LogPartition, ManyPartitionsShareOneRingAndCache) {
+  constexpr int kPartitions = 40;
+  FdCache shared(8);
+  config_.segment_bytes = 2048;
+  config_.preallocate = false;
+  std::vector<std::unique_ptr<PartitionLog>> logs;
+  for (int p = 0; p < kPartitions; ++p) {
+    auto log = PartitionLog::open(dir_.path() / ("t-" + std::to_string(p)), config_, ring_, shared);
+    ASSERT_TRUE(log);
+    logs.push_back(std::move(*log));
+  }
+  std::vector<int> acked(kPartitions, 0);
+  for (int round = 0; round < 8; ++round) {
+    for (int p = 0; p < kPartitions; ++p) {
+      batches_.push_back(make_batch(1 + p % 3, 300, 1000 + round, p));
+      ASSERT_TRUE(logs[p]->append(batches_.back(), {}, [&acked, p](const auto& r) {
+        ASSERT_TRUE(r);
+        ++acked[p];
+      }));
+    }
+  }
+  ring_.drain();
+  for (int p = 0; p < kPartitions; ++p) {
+    EXPECT_EQ(acked[p], 8);
+    EXPECT_EQ(*logs[p]->log_end_offset(), 8 * (1 + p % 3));
+    EXPECT_GT(logs[p]->segment_count(), 1u);
+    auto all = logs[p]->read_copy(Offset(0), 1 << 20);  // CRCs checked
+    ASSERT_TRUE(all);
+    EXPECT_EQ(bases(*all).size(), 8u);
+  }
+  EXPECT_LE(shared.size(), 8u);
+  EXPECT_GT(shared.evictions(), 0u);
 }
 
 INSTANTIATE_TEST_SUITE_P(Log, LogPartition, ::testing::Values(false, true),

@@ -66,8 +66,13 @@ int64_t run_and_kill(Child child, int kill_after_ms, int& acks) {
       ::kill(child.pid, SIGKILL);
       killed = true;
     }
+    if (!killed && elapsed >= 120'000) {  // a stuck child: fail rather than hang
+      ADD_FAILURE() << "no acknowledgement from the child in 120 s";
+      ::kill(child.pid, SIGKILL);
+      killed = true;
+    }
     pollfd p{.fd = child.out, .events = POLLIN, .revents = 0};
-    ::poll(&p, 1, killed ? 1000 : 5);
+    if (::poll(&p, 1, killed ? 1000 : 5) <= 0) continue;
     const ssize_t n = ::read(child.out, buffer + have, sizeof(buffer) - have);
     if (n == 0) break;  // the child is gone and the pipe is drained
     if (n < 0) continue;
