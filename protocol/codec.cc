@@ -171,6 +171,11 @@ bool Reader::uvarint(uint32_t& v, const char* field) {
 }
 
 bool Reader::length(std::optional<uint32_t>& n, bool int16_length, const char* field) {
+  return counted(n, int16_length, 0, field);
+}
+
+bool Reader::counted(std::optional<uint32_t>& n, bool int16_length, size_t element_bytes,
+                     const char* field) {
   int64_t len = 0;
   if (flexible_ && !int16_length) {
     uint32_t u = 0;
@@ -189,10 +194,18 @@ bool Reader::length(std::optional<uint32_t>& n, bool int16_length, const char* f
     n.reset();
     return true;
   }
-  if (len < -1)
+  if (len < -1) {
     return fail(DecodeErrc::kBadLength, field, "negative length " + std::to_string(len));
-  if (static_cast<uint64_t>(len) > remaining()) {
-    return fail(DecodeErrc::kBadLength, field, too_long(static_cast<size_t>(len)));
+  }
+  // Arrays: every element takes at least `element_bytes` (0 for strings and bytes: 1 each).
+  const uint64_t need = static_cast<uint64_t>(len) * std::max<size_t>(element_bytes, 1);
+  if (need > remaining()) {
+    if (element_bytes == 0) {
+      return fail(DecodeErrc::kBadLength, field, too_long(static_cast<size_t>(len)));
+    }
+    return fail(DecodeErrc::kBadLength, field,
+                "array of " + std::to_string(len) + " elements needs at least " +
+                    std::to_string(need) + " bytes, " + std::to_string(remaining()) + " left");
   }
   n = static_cast<uint32_t>(len);
   return true;
@@ -259,31 +272,7 @@ bool Reader::records(Records& r, bool nullable, const char* field) {
 }
 
 bool Reader::array_count(std::optional<uint32_t>& n, size_t min_element_bytes, const char* field) {
-  int64_t count = 0;
-  if (flexible_) {
-    uint32_t u = 0;
-    if (!uvarint(u, field)) return false;
-    count = static_cast<int64_t>(u) - 1;
-  } else {
-    int32_t s = 0;
-    if (!i32(s, field)) return false;
-    count = s;
-  }
-  if (count == -1) {
-    n.reset();
-    return true;
-  }
-  if (count < -1) {
-    return fail(DecodeErrc::kBadLength, field, "negative array count " + std::to_string(count));
-  }
-  const uint64_t need = static_cast<uint64_t>(count) * (min_element_bytes ? min_element_bytes : 1);
-  if (need > remaining()) {
-    return fail(DecodeErrc::kBadLength, field,
-                "array of " + std::to_string(count) + " elements needs at least " +
-                    std::to_string(need) + " bytes, " + std::to_string(remaining()) + " left");
-  }
-  n = static_cast<uint32_t>(count);
-  return true;
+  return counted(n, false, std::max<size_t>(min_element_bytes, 1), field);
 }
 
 namespace detail {

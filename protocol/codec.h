@@ -259,6 +259,9 @@ class Reader {
   std::string too_long(size_t n) const;
   // Reads a string/bytes length: -1 (classic) or 0 (compact) is null -> nullopt.
   bool length(std::optional<uint32_t>& n, bool int16_length, const char* field);
+  // Shared by length() and array_count(): `element_bytes` 0 for strings and bytes.
+  bool counted(std::optional<uint32_t>& n, bool int16_length, size_t element_bytes,
+               const char* field);
 
   Bytes bytes_;
   size_t pos_ = 0;
