@@ -35,6 +35,11 @@ struct Countdown {
 // Returns kNone when the batch may be appended.
 ErrorCode validate_batch(const kafka::Records& records, int16_t version, int64_t max_bytes,
                          bool compacted, std::string& why) {
+  if (version < 3) {
+    // Served only so librdkafka enables gzip/snappy/lz4 (see ProduceRequest.schema).
+    why = "the legacy message format of Produce v0-2 is not supported; use Produce v3+";
+    return ErrorCode::kInvalidRecord;
+  }
   if (records.is_null() || records.size() == 0) {
     why = "no record batch";
     return ErrorCode::kInvalidRecord;
