@@ -105,7 +105,10 @@ class BadInput(harness.BrokerTestCase):
         for name, data in cases.items():
             with self.subTest(name):
                 self.send_expect_close(data)
-        # A stalled half frame is closed by the idle timeout.
+        # Truncated frames: the client hangs up mid-frame, or stops sending and stays.
+        self.send_expect_close(struct.pack(">i", 100) + b"\0" * 20, then_close=True)
+        self.send_expect_close(frame(3, 1, struct.pack(">i", 0))[:9], then_close=True)
+        self.send_expect_close(b"\0\0", then_close=True)  # inside the size prefix
         stalled = harness.connect(self.bootstrap)
         stalled.sendall(struct.pack(">i", 100) + b"\0" * 20)
         self.assertTrue(harness.closed_by_peer(stalled, timeout_s=20),
