@@ -303,8 +303,11 @@ struct FetchOp : std::enable_shared_from_this<FetchOp> {
       return;
     }
     if (fp.fetch_offset == hwm) return;
-    auto r = p->log->read(Offset(fp.fetch_offset),
-                          static_cast<uint64_t>(std::max(1, fp.partition_max_bytes)), Offset(hwm));
+    // No partition may bring more than the whole response may hold (beyond its first batch,
+    // which the log returns whatever its size); answer() then fits ranges into max_bytes.
+    const int32_t limit = std::min(fp.partition_max_bytes, body.max_bytes);
+    auto r = p->log->read(Offset(fp.fetch_offset), static_cast<uint64_t>(std::max(1, limit)),
+                          Offset(hwm));
     if (!r) {
       slot.error = to_kafka(r.error().code);
     } else if (!r->ranges.empty()) {
