@@ -6,7 +6,8 @@ import signal
 import struct
 import time
 
-from confluent_kafka import Producer
+from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient
 
 import harness
 from test_idempotent import idempotent_batch, raw_produce
@@ -144,6 +145,42 @@ class Restart(harness.BrokerTestCase):
             _, error, pid2, _ = struct.unpack(">ihqh", body)
             self.assertEqual(error, 0)
             self.assertNotEqual(pid2, pid, "producer ids are not reused after a restart")
+
+
+class RestartSmallSegments(harness.BrokerTestCase):
+    """Many small segments: offsets for timestamps and deleted topics survive restarts."""
+    BROKER_ARGS = ("--log.segment.bytes", "4096")
+
+    def offsets_for_times(self, times):
+        c = Consumer({"bootstrap.servers": self.bootstrap, "group.id": "unused"})
+        try:  # one partition may appear once per request: one request per time
+            return [c.offsets_for_times([TopicPartition("ts", 0, t)], timeout=10)[0].offset
+                    for t in times]
+        finally:
+            c.close()
+
+    def test_offsets_for_times_and_deleted_topics_after_restarts(self):
+        harness.create_topic(self.bootstrap, "ts", 1)
+        harness.create_topic(self.bootstrap, "gone", 2)
+        p = Producer({"bootstrap.servers": self.bootstrap, "acks": "all", "linger.ms": 0})
+        for i in range(300):  # record i has timestamp 1,000,000 + 10 i
+            p.produce("ts", b"r%d" % i, partition=0, timestamp=1_000_000 + i * 10)
+            if i % 7 == 0:
+                self.assertEqual(p.flush(10), 0)
+        p.produce("gone", b"x", partition=0)
+        self.assertEqual(p.flush(10), 0)
+        admin = AdminClient({"bootstrap.servers": self.bootstrap})
+        admin.delete_topics(["gone"])["gone"].result(10)
+        times = [0, 1_000_000, 1_000_005, 1_001_000, 1_002_990, 1_003_000]
+        want = [0, 0, 1, 100, 299, -1]
+        self.assertEqual(self.offsets_for_times(times), want)
+        for sig in (signal.SIGKILL, signal.SIGTERM):
+            self.broker.restart(sig)
+            self.assertEqual(self.offsets_for_times(times), want, signal.Signals(sig).name)
+            topics = AdminClient({"bootstrap.servers": self.bootstrap}).list_topics(timeout=10)
+            self.assertEqual(sorted(topics.topics), ["ts"])
+        (got,) = harness.read_partitions(self.bootstrap, "ts", [0]).values()
+        self.assertEqual([m.value() for m in got], [b"r%d" % i for i in range(300)])
 
 
 if __name__ == "__main__":
