@@ -326,8 +326,8 @@ struct FetchOp : std::enable_shared_from_this<FetchOp> {
       if (s.error != ErrorCode::kNone) any_error = true;
     }
     const bool timed_out = std::chrono::steady_clock::now() >= deadline;
-    if (total >= body.min_bytes || any_error ||
-        final_attempt || timed_out || body.max_wait_ms <= 0) {
+    if (total >= body.min_bytes || any_error || final_attempt || timed_out ||
+        body.max_wait_ms <= 0 || broker->stopping_.load()) {
       answer();
     } else {
       park();
@@ -386,7 +386,7 @@ struct FetchOp : std::enable_shared_from_this<FetchOp> {
       ShardState& ss = broker->shard_of(tps[i]);
       const int64_t seen = slots[i].high_watermark;
       Shard* home_shard = home;
-      ss.shard.post([&ss, tp = tps[i], seen, weak, home_shard] {
+      ss.shard.post([&ss, tp = tps[i], seen, weak, home_shard, b = broker] {
         Partition* p = ss.find(tp);
         if (!p || weak.expired()) return;
         auto wake = [weak, home_shard] {
@@ -397,7 +397,7 @@ struct FetchOp : std::enable_shared_from_this<FetchOp> {
             }
           });
         };
-        if (p->high_watermark() > seen) {
+        if (p->high_watermark() > seen || b->stopping_.load()) {
           wake();
           return;
         }

@@ -1,7 +1,7 @@
 """Long poll: a Fetch parked with max_wait_ms=5000 and min_bytes=1 at the end of the log answers
 as soon as a record is produced (the latency is printed, not asserted beyond < max_wait), also
 when the record lands on another partition of the same fetch (likely another shard); with
-no data it waits out max_wait rather than answering early."""
+no data it waits out max_wait rather than answering early, unless the broker is shutting down."""
 
 import io
 import threading
@@ -81,6 +81,30 @@ class LongPoll(harness.BrokerTestCase):
         self.assertEqual((error, hwm, records), (0, 0, b""))
         # Answering early (before max_wait) with no data would be a bug; slow is fine.
         self.assertGreaterEqual(took, 0.9)
+
+
+class LongPollAtShutdown(harness.BrokerTestCase):
+
+    def test_sigterm_answers_a_parked_fetch(self):
+        """SIGTERM answers in-flight long polls (empty) rather than cutting them off."""
+        harness.create_topic(self.bootstrap, "shutdown", 1)
+        result = {}
+
+        def parked():
+            with harness.connect(self.bootstrap, timeout_s=60) as s:
+                try:
+                    result["parts"], result["took"] = fetch(s, "shutdown", {0: 0}, 20000, 1)
+                except ConnectionError as e:
+                    result["error"] = e
+        t = threading.Thread(target=parked)
+        t.start()
+        time.sleep(0.5)  # let it park
+        self.assertEqual(self.broker.stop(), 0)
+        t.join()
+        self.assertNotIn("error", result, "the parked fetch was cut off without an answer")
+        self.assertEqual(result["parts"][0], (0, 0, b""))
+        print("parked fetch answered %.0f ms into its 20 s max_wait, at shutdown" %
+              (result["took"] * 1000), flush=True)
 
 
 if __name__ == "__main__":
