@@ -111,9 +111,9 @@ class Restart(harness.BrokerTestCase):
         step = ROUND // 20
         for start in range(0, ROUND, step):
             r.produce(step, start=start)
-            if self.broker.alive() and len(r.acked) > ROUND // 4:
+            if self.broker.alive() and len(r.acked) > ROUND // 10:
                 self.broker.proc.send_signal(signal.SIGKILL)
-            time.sleep(0.01)
+            time.sleep(0.02)
         r.finish(timeout_s=1)  # what is outstanding fails or waits; both are fine
         self.broker.stop(signal.SIGKILL)  # reap it
         self.broker.start()
