@@ -11,6 +11,7 @@ import struct
 import time
 
 from confluent_kafka import Consumer, Producer, TopicPartition
+from kafka.protocol.metadata import MetadataRequest, MetadataResponse
 from kafka.protocol.produce import ProduceRequest, ProduceResponse
 from kafka.record.default_records import DefaultRecordBatchBuilder
 
@@ -49,7 +50,8 @@ def data_dir_digest(path):
 
 
 class BadInput(harness.BrokerTestCase):
-    BROKER_ARGS = ("--socket.request.max.bytes", "1048576", "--connections.max.idle.ms", "3000")
+    BROKER_ARGS = ("--socket.request.max.bytes", "1048576", "--connections.max.idle.ms", "3000",
+                   "--auto.create.topics.enable", "true")
     TOPIC = "precious"
 
     @classmethod
@@ -146,6 +148,20 @@ class BadInput(harness.BrokerTestCase):
             _, body = harness.recv_response(s)
             (_, parts), = ProduceResponse[3].decode(io.BytesIO(body)).topics
             self.assertEqual(parts[0][1], 3)
+            # acks other than -1, 0, 1: INVALID_REQUIRED_ACKS (21), nothing appended.
+            req = ProduceRequest[3](transactional_id=None, required_acks=2, timeout=1000,
+                                    topics=[(self.TOPIC, [(0, bytes(batch([b"x"])))])])
+            s.sendall(frame(0, 3, req.encode(), 11))
+            _, body = harness.recv_response(s)
+            (_, parts), = ProduceResponse[3].decode(io.BytesIO(body)).topics
+            self.assertEqual(parts[0][1], 21)
+            # Metadata naming invalid topics: INVALID_TOPIC_EXCEPTION (17), none auto-created.
+            req = MetadataRequest[4](topics=["bad name!", "x" * 300, ".."],
+                                     allow_auto_topic_creation=True)
+            s.sendall(frame(3, 4, req.encode(), 12))
+            _, body = harness.recv_response(s)
+            topics = MetadataResponse[4].decode(io.BytesIO(body)).topics
+            self.assertEqual([(t[0], len(t[3])) for t in topics], [(17, 0)] * 3)
             harness.api_versions(s, correlation_id=10)  # still open and served
         self.assertEqual(data_dir_digest(self.broker.data_dir), digest, "stored bytes changed")
 
