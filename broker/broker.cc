@@ -353,6 +353,22 @@ Status Broker::start() {
 void Broker::stop() {
   if (stopped_) return;
   stopped_ = true;
+  // In-flight long polls are answered now with what they have (Server::stop drains each
+  // connection only once its pending responses are written, so a parked fetch would hold
+  // shutdown up to its max_wait). A fetch parking after this sees stopping_ and answers too.
+  stopping_ = true;
+  for (auto& ss : shards_) {
+    if (!ss->ring) continue;
+    ss->shard.post([&ss] {
+      for (auto& [tp, p] : ss->partitions) {
+        auto waiters = std::move(p->waiters);
+        p->waiters.clear();
+        for (auto& w : waiters) {
+          if (!w.token.expired()) w.wake();
+        }
+      }
+    });
+  }
   if (server_) server_->stop();
   // Close every log on its own shard once its writes are done.
   for (auto& ss : shards_) {

@@ -160,6 +160,8 @@ class Broker {
   int64_t producer_id_end_ = 0;
   std::mutex topic_changes_mutex_;  // serialises topic create/delete/alter with partition opens
   bool stopped_ = false;
+  // Set when stop() begins: parked fetches answer at once instead of holding up the drain.
+  std::atomic<bool> stopping_{false};
 };
 
 }  // namespace sluice::broker

@@ -83,9 +83,12 @@ asio::awaitable<void> Connection::read_loop() {
   boost::system::error_code ec;
   while (!closed_) {
     std::byte size_buf[4];
-    co_await asio::async_read(socket_, asio::buffer(size_buf),
-                              asio::redirect_error(use_awaitable, ec));
-    if (ec) break;
+    const size_t got_size = co_await asio::async_read(socket_, asio::buffer(size_buf),
+                                                      asio::redirect_error(use_awaitable, ec));
+    if (ec) {
+      if (got_size > 0) log_truncated(got_size, sizeof size_buf, ec);
+      break;
+    }
     const int32_t size = load_be<int32_t>(size_buf);
     if (size < kRequestHeaderBytesMin || size > config_.request_max_bytes) {
       spdlog::warn(
@@ -95,9 +98,12 @@ asio::awaitable<void> Connection::read_loop() {
       break;
     }
     auto buffer = std::make_shared<std::vector<std::byte>>(static_cast<size_t>(size));
-    co_await asio::async_read(socket_, asio::buffer(*buffer),
-                              asio::redirect_error(use_awaitable, ec));
-    if (ec) break;
+    const size_t got = co_await asio::async_read(socket_, asio::buffer(*buffer),
+                                                 asio::redirect_error(use_awaitable, ec));
+    if (ec) {
+      log_truncated(sizeof size_buf + got, sizeof size_buf + buffer->size(), ec);
+      break;
+    }
     arm_idle_timer();
     while (!closed_ &&
            pending_.size() >= static_cast<size_t>(config_.max_inflight_per_connection)) {
@@ -124,6 +130,16 @@ asio::awaitable<void> Connection::read_loop() {
   } else {
     wake_writer_.cancel();
   }
+}
+
+// A peer that hangs up (or fails) inside a frame is a bad connection: one line says so.
+// A connection we closed ourselves (idle timeout, shutdown) was logged by whoever closed it.
+void Connection::log_truncated(size_t got_bytes, size_t frame_bytes,
+                               const boost::system::error_code& ec) {
+  if (closed_ || reading_done_) return;
+  spdlog::warn("connection {} from {}: closed inside a request frame ({} of {} bytes): {}",
+               info_.id, info_.peer, got_bytes, frame_bytes,
+               ec == asio::error::eof ? std::string("end of stream") : ec.message());
 }
 
 void Connection::drain() {

@@ -68,6 +68,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   boost::asio::awaitable<bool> write_frame(const OutFrame& frame);
   void complete(const std::shared_ptr<Slot>& slot, Reply reply);
   void arm_idle_timer();
+  void log_truncated(size_t got_bytes, size_t frame_bytes, const boost::system::error_code& ec);
 
   boost::asio::ip::tcp::socket socket_;
   Shard& shard_;

@@ -308,8 +308,11 @@ struct FetchOp : std::enable_shared_from_this<FetchOp> {
       return;
     }
     if (fp.fetch_offset == hwm) return;
-    auto r = p->log->read(Offset(fp.fetch_offset),
-                          static_cast<uint64_t>(std::max(1, fp.partition_max_bytes)), Offset(hwm));
+    // No partition may bring more than the whole response may hold (beyond its first batch,
+    // which the log returns whatever its size); answer() then fits ranges into max_bytes.
+    const int32_t limit = std::min(fp.partition_max_bytes, body.max_bytes);
+    auto r = p->log->read(Offset(fp.fetch_offset), static_cast<uint64_t>(std::max(1, limit)),
+                          Offset(hwm));
     if (!r) {
       slot.error = to_kafka(r.error().code);
     } else if (!r->ranges.empty()) {
@@ -328,8 +331,8 @@ struct FetchOp : std::enable_shared_from_this<FetchOp> {
       if (s.error != ErrorCode::kNone) any_error = true;
     }
     const bool timed_out = std::chrono::steady_clock::now() >= deadline;
-    if (total >= body.min_bytes || any_error ||
-        final_attempt || timed_out || body.max_wait_ms <= 0) {
+    if (total >= body.min_bytes || any_error || final_attempt || timed_out ||
+        body.max_wait_ms <= 0 || broker->stopping_.load()) {
       answer();
     } else {
       park();
@@ -388,7 +391,7 @@ struct FetchOp : std::enable_shared_from_this<FetchOp> {
       ShardState& ss = broker->shard_of(tps[i]);
       const int64_t seen = slots[i].high_watermark;
       Shard* home_shard = home;
-      ss.shard.post([&ss, tp = tps[i], seen, weak, home_shard] {
+      ss.shard.post([&ss, tp = tps[i], seen, weak, home_shard, b = broker] {
         Partition* p = ss.find(tp);
         if (!p || weak.expired()) return;
         auto wake = [weak, home_shard] {
@@ -399,7 +402,7 @@ struct FetchOp : std::enable_shared_from_this<FetchOp> {
             }
           });
         };
-        if (p->high_watermark() > seen) {
+        if (p->high_watermark() > seen || b->stopping_.load()) {
           wake();
           return;
         }

@@ -1,0 +1,351 @@
+"""Shared by the integration tests: starts and stops a real sluiced, finds free ports, speaks
+a little raw Kafka protocol, and computes the partition librdkafka's murmur2 partitioner picks.
+
+Every test program takes `--sluiced PATH` (and optionally `--source-dir DIR`) before the usual
+unittest arguments; ctest passes both (tests/CMakeLists.txt). A broker started here always dies
+with the test: stop() in tearDown, an atexit hook, and PR_SET_PDEATHSIG in case the test itself
+is killed (a ctest timeout).
+"""
+
+import argparse
+import atexit
+import ctypes
+import os
+import random
+import re
+import shutil
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+
+SLUICED = None
+SOURCE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+LONG = os.environ.get("SLUICE_LONG") == "1"
+
+_live = []  # brokers not yet stopped, killed at exit whatever happens
+
+
+def free_port():
+    """A loopback TCP port nobody listens on right now (bind to 0 and give it back)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _die_with_parent():
+    libc = ctypes.CDLL("libc.so.6", use_errno=True)
+    libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
+class Broker:
+    """One sluiced process on 127.0.0.1 with its own data dir (fresh unless given).
+
+    Restarting keeps the data dir and the port. Output goes to <tmp>/sluiced.log.
+    """
+
+    def __init__(self, *args, data_dir=None, port=None):
+        self.args = list(args)
+        self.tmp = tempfile.mkdtemp(prefix="sluice-it-")
+        self.data_dir = data_dir or os.path.join(self.tmp, "data")
+        self.port = port or free_port()
+        self.log_path = os.path.join(self.tmp, "sluiced.log")
+        self.proc = None
+        self.exit_codes = []
+
+    @property
+    def bootstrap(self):
+        return "127.0.0.1:%d" % self.port
+
+    def start(self, timeout_s=30):
+        assert self.proc is None
+        cmd = [SLUICED, "--data-dir", self.data_dir, "--listen", self.bootstrap] + self.args
+        log = open(self.log_path, "ab")
+        log.write(("== %s\n" % " ".join(cmd)).encode())
+        log.flush()
+        self._log_start = log.tell()
+        self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
+                                     stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent)
+        log.close()
+        _live.append(self)
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if "serving Kafka clients on" in self.log(since_start=True):
+                return self
+            if self.proc.poll() is not None:
+                break
+            time.sleep(0.02)
+        out = self.log()
+        self.kill()
+        raise RuntimeError("sluiced did not start; its output:\n" + out[-4000:])
+
+    def log(self, since_start=False):
+        with open(self.log_path, "rb") as f:
+            data = f.read()
+        if since_start:
+            data = data[self._log_start:]
+        return data.decode(errors="replace")
+
+    def alive(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self, sig=signal.SIGTERM, timeout_s=30):
+        """Sends `sig` and waits; returns the exit status (a negative signal number if killed)."""
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+                self.exit_codes.append("hung after %s" % signal.Signals(sig).name)
+                self._forget()
+                raise AssertionError("sluiced did not exit %d s after %s" %
+                                     (timeout_s, signal.Signals(sig).name))
+        rc = self.proc.returncode
+        self.exit_codes.append(rc)
+        self._forget()
+        return rc
+
+    def kill(self):
+        return self.stop(signal.SIGKILL)
+
+    def restart(self, sig=signal.SIGTERM):
+        rc = self.stop(sig)
+        self.start()
+        return rc
+
+    def cleanup(self):
+        if self.proc is not None:
+            try:
+                self.kill()
+            except AssertionError:
+                pass
+        if os.environ.get("SLUICE_KEEP") != "1":
+            shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def _forget(self):
+        self.proc = None
+        if self in _live:
+            _live.remove(self)
+
+
+@atexit.register
+def _kill_leftovers():
+    for b in list(_live):
+        try:
+            b.proc.kill()
+            b.proc.wait()
+        except Exception:
+            pass
+
+
+class BrokerTestCase(unittest.TestCase):
+    """Starts one broker per test class (BROKER_ARGS), checks at the end that it is still
+    alive and shuts down cleanly on SIGTERM, and prints its log when a test failed."""
+
+    BROKER_ARGS = ()
+
+    @classmethod
+    def setUpClass(cls):
+        cls.broker = Broker(*cls.BROKER_ARGS).start()
+        cls.bootstrap = cls.broker.bootstrap
+        cls._failed = False
+
+    @classmethod
+    def tearDownClass(cls):
+        b = cls.broker
+        try:
+            if b.proc is not None:
+                if not b.alive():
+                    cls._failed = True
+                    raise AssertionError("sluiced died during the tests (status %s)" %
+                                         b.proc.returncode)
+                rc = b.stop(signal.SIGTERM)
+                if rc != 0:
+                    cls._failed = True
+                    raise AssertionError("sluiced exited with %s after SIGTERM" % rc)
+        finally:
+            if cls._failed:
+                sys.stderr.write("---- sluiced log (%s) ----\n%s\n----\n" %
+                                 (b.log_path, b.log()[-20000:]))
+            b.cleanup()
+
+    def run(self, result=None):
+        result = result or self.defaultTestResult()
+        failures = len(result.failures) + len(result.errors)
+        out = super().run(result)
+        if len(result.failures) + len(result.errors) > failures:
+            type(self)._failed = True
+        return out
+
+
+def main():
+    """Parses --sluiced/--source-dir, then runs unittest with the remaining arguments."""
+    global SLUICED, SOURCE_DIR
+    parser = argparse.ArgumentParser(add_help=False)
+    parser.add_argument("--sluiced", default=os.environ.get("SLUICED"))
+    parser.add_argument("--source-dir", default=SOURCE_DIR)
+    args, rest = parser.parse_known_args()
+    if not args.sluiced or not os.access(args.sluiced, os.X_OK):
+        sys.exit("pass --sluiced PATH (the sluiced binary to test)")
+    SLUICED = os.path.abspath(args.sluiced)
+    SOURCE_DIR = os.path.abspath(args.source_dir)
+    unittest.main(module="__main__", argv=[sys.argv[0]] + rest, verbosity=2)
+
+
+# ---- librdkafka's murmur2_random / Java's default partitioner, written out independently ----
+
+def murmur2(data):
+    """Kafka's murmur2 (seed 0x9747b28c), as Java's Utils.murmur2 and librdkafka compute it."""
+    m, r = 0x5BD1E995, 24
+    length = len(data)
+    h = (0x9747B28C ^ length) & 0xFFFFFFFF
+    for i in range(0, length - length % 4, 4):
+        k = int.from_bytes(data[i:i + 4], "little")
+        k = (k * m) & 0xFFFFFFFF
+        k ^= k >> r
+        k = (k * m) & 0xFFFFFFFF
+        h = (h * m) & 0xFFFFFFFF
+        h ^= k
+    tail = length % 4
+    base = length - tail
+    if tail == 3:
+        h ^= data[base + 2] << 16
+    if tail >= 2:
+        h ^= data[base + 1] << 8
+    if tail >= 1:
+        h ^= data[base]
+        h = (h * m) & 0xFFFFFFFF
+    h ^= h >> 13
+    h = (h * m) & 0xFFFFFFFF
+    h ^= h >> 15
+    return h
+
+
+def murmur2_partition(key, partitions):
+    return (murmur2(key) & 0x7FFFFFFF) % partitions
+
+
+# ---- raw Kafka protocol: request framing over a plain socket ----
+
+def request_frame(api_key, version, correlation_id, body, client_id=b"sluice-it"):
+    """A request with header v1 (non-flexible versions only)."""
+    header = struct.pack(">hhih", api_key, version, correlation_id, len(client_id)) + client_id
+    payload = header + body
+    return struct.pack(">i", len(payload)) + payload
+
+
+def recv_exact(sock, n):
+    buf = b""
+    while len(buf) < n:
+        chunk = sock.recv(n - len(buf))
+        if not chunk:
+            raise ConnectionError("closed after %d of %d bytes" % (len(buf), n))
+        buf += chunk
+    return buf
+
+
+def recv_response(sock):
+    """One response frame: (correlation id, body bytes) for header v0."""
+    size = struct.unpack(">i", recv_exact(sock, 4))[0]
+    frame = recv_exact(sock, size)
+    return struct.unpack(">i", frame[:4])[0], frame[4:]
+
+
+def connect(bootstrap, timeout_s=10):
+    host, port = bootstrap.rsplit(":", 1)
+    s = socket.create_connection((host, int(port)), timeout=timeout_s)
+    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return s
+
+
+def api_versions(sock, correlation_id=1, version=0):
+    """Sends ApiVersions and returns {api_key: (min, max)} (raises if the broker closed)."""
+    sock.sendall(request_frame(18, version, correlation_id, b""))
+    cid, body = recv_response(sock)
+    assert cid == correlation_id, (cid, correlation_id)
+    error, n = struct.unpack(">hi", body[:6])
+    assert error == 0, error
+    out = {}
+    for i in range(n):
+        k, lo, hi = struct.unpack(">hhh", body[6 + 6 * i:12 + 6 * i])
+        out[k] = (lo, hi)
+    return out
+
+
+def closed_by_peer(sock, timeout_s=10):
+    """True once the broker has closed `sock` (EOF or reset) within the timeout."""
+    sock.settimeout(timeout_s)
+    try:
+        while True:
+            data = sock.recv(65536)
+            if not data:
+                return True
+    except (ConnectionResetError, BrokenPipeError):
+        return True
+    except socket.timeout:
+        return False
+
+
+def rng(seed=None):
+    """A seeded PRNG; the seed is printed so a failing run can be repeated (SLUICE_SEED=...)."""
+    seed = int(os.environ.get("SLUICE_SEED", seed if seed is not None else random.randrange(1 << 32)))
+    print("SLUICE_SEED=%d" % seed, flush=True)
+    return random.Random(seed)
+
+
+def wait_until(predicate, timeout_s=10, what="condition"):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.05)
+    raise AssertionError("timed out after %s s waiting for %s" % (timeout_s, what))
+
+
+LOG_CONN_RE = re.compile(r"connection \d+ from (127\.0\.0\.1:\d+)")
+
+
+def create_topic(bootstrap, name, partitions, config=None):
+    """Creates a topic with confluent-kafka's AdminClient and waits for the answer."""
+    from confluent_kafka.admin import AdminClient, NewTopic
+    admin = AdminClient({"bootstrap.servers": bootstrap})  # must outlive the future
+    admin.create_topics([NewTopic(name, partitions, 1, config=config or {})])[name].result(30)
+
+
+def read_partitions(bootstrap, topic, partitions, idle_timeout_s=10):
+    """Reads each of `partitions` from its start to its end with an assigned confluent-kafka
+    consumer (no group); returns {partition: [Message]} in offset order."""
+    import confluent_kafka
+    c = confluent_kafka.Consumer({"bootstrap.servers": bootstrap, "group.id": "unused",
+                                  "enable.auto.commit": False, "enable.partition.eof": True,
+                                  "fetch.wait.max.ms": 100})
+    c.assign([confluent_kafka.TopicPartition(topic, p, confluent_kafka.OFFSET_BEGINNING)
+              for p in partitions])
+    out, eof = {p: [] for p in partitions}, set()
+    last = time.monotonic()
+    try:
+        while len(eof) < len(out):
+            msgs = c.consume(10000, timeout=0.2)
+            if not msgs:
+                assert time.monotonic() - last < idle_timeout_s, \
+                    "nothing from %s within %d s" % (topic, idle_timeout_s)
+                continue
+            last = time.monotonic()
+            for m in msgs:
+                if m.error():
+                    assert m.error().code() == confluent_kafka.KafkaError._PARTITION_EOF, \
+                        m.error()
+                    eof.add(m.partition())
+                else:
+                    out[m.partition()].append(m)
+    finally:
+        c.close()
+    return out
