@@ -3,12 +3,10 @@
 #include <spdlog/spdlog.h>
 #include <sys/sendfile.h>
 
-#include <boost/asio/co_spawn.hpp>
-#include <boost/asio/detached.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/read.hpp>
-#include <boost/asio/redirect_error.hpp>
-#include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
+#include <cstring>
 
 #include "broker/config.h"
 #include "broker/shard.h"
@@ -16,7 +14,6 @@
 namespace sluice::broker {
 
 namespace asio = boost::asio;
-using asio::use_awaitable;
 
 namespace {
 // A Kafka request header is at least api key, api version and correlation id.
@@ -31,8 +28,6 @@ Connection::Connection(asio::ip::tcp::socket socket, Shard& shard, const BrokerC
       handler_(std::move(handler)),
       info_(std::move(info)),
       on_close_(std::move(on_close)),
-      wake_writer_(shard.context()),
-      wake_reader_(shard.context()),
       idle_timer_(shard.context()) {}
 
 Connection::~Connection() { SLUICE_ASSERT(closed_ || !socket_.is_open()); }
@@ -41,12 +36,8 @@ void Connection::start() {
   boost::system::error_code ec;
   socket_.set_option(asio::ip::tcp::no_delay(true), ec);
   socket_.native_non_blocking(true, ec);
-  auto self = shared_from_this();
-  asio::co_spawn(
-      shard_.context(), [self]() { return self->read_loop(); }, asio::detached);
-  asio::co_spawn(
-      shard_.context(), [self]() { return self->write_loop(); }, asio::detached);
   arm_idle_timer();
+  read_size();
 }
 
 void Connection::close() {
@@ -55,9 +46,8 @@ void Connection::close() {
   boost::system::error_code ec;
   socket_.shutdown(asio::ip::tcp::socket::shutdown_both, ec);
   socket_.close(ec);
-  wake_writer_.cancel();
-  wake_reader_.cancel();
   idle_timer_.cancel();
+  parked_.reset();
   if (on_close_) on_close_();
 }
 
@@ -78,57 +68,70 @@ void Connection::arm_idle_timer() {
   });
 }
 
-asio::awaitable<void> Connection::read_loop() {
-  auto self = shared_from_this();
-  boost::system::error_code ec;
-  while (!closed_) {
-    std::byte size_buf[4];
-    const size_t got_size = co_await asio::async_read(socket_, asio::buffer(size_buf),
-                                                      asio::redirect_error(use_awaitable, ec));
-    if (ec) {
-      if (got_size > 0) log_truncated(got_size, sizeof size_buf, ec);
-      break;
-    }
-    const int32_t size = load_be<int32_t>(size_buf);
-    if (size < kRequestHeaderBytesMin || size > config_.request_max_bytes) {
-      spdlog::warn(
-          "connection {} from {}: closing, request frame of {} bytes is outside "
-          "[{}, socket.request.max.bytes={}]",
-          info_.id, info_.peer, size, kRequestHeaderBytesMin, config_.request_max_bytes);
-      break;
-    }
-    auto buffer = std::make_shared<std::vector<std::byte>>(static_cast<size_t>(size));
-    const size_t got = co_await asio::async_read(socket_, asio::buffer(*buffer),
-                                                 asio::redirect_error(use_awaitable, ec));
-    if (ec) {
-      log_truncated(sizeof size_buf + got, sizeof size_buf + buffer->size(), ec);
-      break;
-    }
-    arm_idle_timer();
-    while (!closed_ &&
-           pending_.size() >= static_cast<size_t>(config_.max_inflight_per_connection)) {
-      wake_reader_.expires_at(asio::steady_timer::time_point::max());
-      co_await wake_reader_.async_wait(asio::redirect_error(use_awaitable, ec));
-    }
-    if (closed_ || reading_done_) break;
-    auto slot = std::make_shared<Slot>();
-    pending_.push_back(slot);
-    std::weak_ptr<Connection> weak = self;
-    handler_(info_, RequestFrame{std::move(buffer)}, [weak, slot](Reply reply) {
-      auto conn = weak.lock();
-      if (!conn) return;
-      asio::post(conn->shard_.context(), [conn, slot, reply = std::move(reply)]() mutable {
-        conn->complete(slot, std::move(reply));
-      });
+void Connection::read_size() {
+  if (closed_ || reading_done_) return;
+  asio::async_read(socket_, asio::buffer(size_buf_),
+                   [self = shared_from_this()](boost::system::error_code ec, size_t got) {
+                     if (ec) {
+                       if (got > 0) self->log_truncated(got, sizeof self->size_buf_, ec);
+                       return self->stop_reading();
+                     }
+                     const int32_t size = load_be<int32_t>(self->size_buf_);
+                     if (size < kRequestHeaderBytesMin || size > self->config_.request_max_bytes) {
+                       spdlog::warn(
+                           "connection {} from {}: closing, request frame of {} bytes is outside "
+                           "[{}, socket.request.max.bytes={}]",
+                           self->info_.id, self->info_.peer, size, kRequestHeaderBytesMin,
+                           self->config_.request_max_bytes);
+                       return self->close();
+                     }
+                     self->read_body(size);
+                   });
+}
+
+void Connection::read_body(int32_t size) {
+  auto buffer = std::make_shared<std::vector<std::byte>>(static_cast<size_t>(size));
+  asio::async_read(socket_, asio::buffer(*buffer),
+                   [self = shared_from_this(), buffer](boost::system::error_code ec, size_t got) {
+                     if (ec) {
+                       self->log_truncated(sizeof self->size_buf_ + got,
+                                           sizeof self->size_buf_ + buffer->size(), ec);
+                       return self->stop_reading();
+                     }
+                     self->arm_idle_timer();
+                     if (self->closed_ || self->reading_done_) return;
+                     if (self->pending_.size() >=
+                         static_cast<size_t>(self->config_.max_inflight_per_connection)) {
+                       self->parked_ = buffer;  // resumed by write_ready() when a slot frees
+                       return;
+                     }
+                     self->take_request(buffer);
+                     self->read_size();
+                   });
+}
+
+void Connection::take_request(std::shared_ptr<std::vector<std::byte>> buffer) {
+  auto slot = std::make_shared<Slot>();
+  pending_.push_back(slot);
+  std::weak_ptr<Connection> weak = weak_from_this();
+  handler_(info_, RequestFrame{std::move(buffer)}, [weak, slot](Reply reply) {
+    auto conn = weak.lock();
+    if (!conn) return;
+    asio::post(conn->shard_.context(), [conn, slot, reply = std::move(reply)]() mutable {
+      conn->complete(slot, std::move(reply));
     });
-  }
-  // Responses already owed are still written (a client may half-close after its last
-  // request, and drain() stops reading on purpose); the write loop closes when done.
+  });
+}
+
+// Responses already owed are still written (a client may half-close after its last request,
+// and drain() stops reading on purpose); the connection closes once they are.
+void Connection::stop_reading() {
   reading_done_ = true;
+  parked_.reset();
   if (pending_.empty()) {
     close();
   } else {
-    wake_writer_.cancel();
+    write_ready();
   }
 }
 
@@ -144,84 +147,94 @@ void Connection::log_truncated(size_t got_bytes, size_t frame_bytes,
 
 void Connection::drain() {
   if (closed_) return;
-  reading_done_ = true;
   boost::system::error_code ec;
   socket_.shutdown(asio::ip::tcp::socket::shutdown_receive, ec);
-  wake_reader_.cancel();
-  if (pending_.empty()) close();
+  stop_reading();
 }
 
 void Connection::complete(const std::shared_ptr<Slot>& slot, Reply reply) {
   SLUICE_ASSERT(!slot->done);
   slot->done = true;
   slot->reply = std::move(reply);
-  wake_writer_.cancel();
+  write_ready();
 }
 
-asio::awaitable<void> Connection::write_loop() {
-  auto self = shared_from_this();
-  boost::system::error_code ec;
-  while (!closed_) {
-    while (!closed_ && !pending_.empty() && pending_.front()->done) {
-      auto slot = std::move(pending_.front());
-      pending_.pop_front();
-      wake_reader_.cancel();
-      if (slot->reply.kind == Reply::Kind::kClose) {
-        close();
-        co_return;
-      }
-      if (slot->reply.kind == Reply::Kind::kNone) continue;
-      if (!co_await write_frame(slot->reply.frame)) {
-        close();
-        co_return;
-      }
+// Starts writing the next response if it is ready and nothing is being written.
+void Connection::write_ready() {
+  while (!closed_ && !writing_ && !pending_.empty() && pending_.front()->done) {
+    auto slot = std::move(pending_.front());
+    pending_.pop_front();
+    if (parked_ && pending_.size() < static_cast<size_t>(config_.max_inflight_per_connection)) {
+      auto buffer = std::move(parked_);
+      take_request(std::move(buffer));
+      read_size();
     }
-    if (closed_) break;
-    if (reading_done_ && pending_.empty()) {
-      close();
-      break;
-    }
-    wake_writer_.expires_at(asio::steady_timer::time_point::max());
-    co_await wake_writer_.async_wait(asio::redirect_error(use_awaitable, ec));
+    if (slot->reply.kind == Reply::Kind::kClose) return close();
+    if (slot->reply.kind == Reply::Kind::kNone) continue;
+    writing_ = std::move(slot);
+    write_pos_ = 0;
+    write_splice_ = 0;
+    splice_left_ = 0;
+    write_step();
   }
+  if (!closed_ && !writing_ && reading_done_ && pending_.empty()) close();
 }
 
-asio::awaitable<bool> Connection::write_frame(const OutFrame& out) {
-  const kafka::EncodedFrame& frame = out.frame;
-  boost::system::error_code ec;
-  size_t pos = 0;
-  auto write_bytes = [&](size_t end) -> asio::awaitable<bool> {
-    if (end > pos) {
-      co_await asio::async_write(socket_, asio::buffer(frame.bytes.data() + pos, end - pos),
-                                 asio::redirect_error(use_awaitable, ec));
-      if (ec) co_return false;
-      pos = end;
-    }
-    co_return true;
-  };
-  for (const kafka::Splice& splice : frame.splices) {
-    SLUICE_ASSERT(splice.position >= pos && splice.position <= frame.bytes.size());
-    if (!co_await write_bytes(splice.position)) co_return false;
-    off_t offset = splice.source.offset;
-    size_t left = splice.source.length;
-    while (left > 0) {
-      const ssize_t n = ::sendfile(socket_.native_handle(), splice.source.fd, &offset, left);
-      if (n > 0) {
-        left -= static_cast<size_t>(n);
-      } else if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
-        co_await socket_.async_wait(asio::ip::tcp::socket::wait_write,
-                                    asio::redirect_error(use_awaitable, ec));
-        if (ec) co_return false;
-      } else {
-        // The file ended early or the socket failed: the response can no longer be
-        // completed, so the client must see the connection close.
-        spdlog::warn("connection {}: sendfile failed ({}), closing", info_.id,
-                     n == 0 ? std::string("file shorter than expected") : std::strerror(errno));
-        co_return false;
-      }
+// Writes the frame's own bytes up to the next splice (or the end), then the splice.
+void Connection::write_step() {
+  const kafka::EncodedFrame& frame = writing_->reply.frame.frame;
+  const bool at_splice = write_splice_ < frame.splices.size();
+  const size_t until = at_splice ? frame.splices[write_splice_].position : frame.bytes.size();
+  SLUICE_ASSERT(until >= write_pos_ && until <= frame.bytes.size());
+  if (until > write_pos_) {
+    asio::async_write(socket_, asio::buffer(frame.bytes.data() + write_pos_, until - write_pos_),
+                      [self = shared_from_this(), until](boost::system::error_code ec, size_t) {
+                        if (ec) return self->write_done(false);
+                        self->write_pos_ = until;
+                        self->write_step();
+                      });
+    return;
+  }
+  if (!at_splice) return write_done(true);
+  const kafka::Splice& splice = frame.splices[write_splice_];
+  splice_offset_ = splice.source.offset;
+  splice_left_ = splice.source.length;
+  write_sendfile();
+}
+
+// Sends the current splice from its file with sendfile(); waits for room when the socket is full.
+void Connection::write_sendfile() {
+  const kafka::Splice& splice = writing_->reply.frame.frame.splices[write_splice_];
+  while (splice_left_ > 0) {
+    const ssize_t n =
+        ::sendfile(socket_.native_handle(), splice.source.fd, &splice_offset_, splice_left_);
+    if (n > 0) {
+      splice_left_ -= static_cast<size_t>(n);
+    } else if (n < 0 && errno == EINTR) {
+      continue;
+    } else if (n < 0 && errno == EAGAIN) {
+      socket_.async_wait(asio::ip::tcp::socket::wait_write,
+                         [self = shared_from_this()](boost::system::error_code ec) {
+                           if (ec) return self->write_done(false);
+                           self->write_sendfile();
+                         });
+      return;
+    } else {
+      // The file ended early or the socket failed: the response can no longer be completed,
+      // so the client must see the connection close.
+      spdlog::warn("connection {} from {}: sendfile failed ({}), closing", info_.id, info_.peer,
+                   n == 0 ? std::string("file shorter than expected") : std::strerror(errno));
+      return write_done(false);
     }
   }
-  co_return co_await write_bytes(frame.bytes.size());
+  ++write_splice_;
+  write_step();
+}
+
+void Connection::write_done(bool ok) {
+  writing_.reset();
+  if (!ok) return close();
+  write_ready();
 }
 
 }  // namespace sluice::broker

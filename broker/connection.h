@@ -3,9 +3,6 @@
 // expect. Owned by shared_ptr: the read and write loops and pending handlers keep it alive.
 #pragma once
 
-#include <utility>  // before Boost 1.74 asio/awaitable.hpp, which uses std::exchange without it
-
-#include <boost/asio/awaitable.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <deque>
@@ -63,9 +60,18 @@ class Connection : public std::enable_shared_from_this<Connection> {
     Reply reply;
   };
 
-  boost::asio::awaitable<void> read_loop();
-  boost::asio::awaitable<void> write_loop();
-  boost::asio::awaitable<bool> write_frame(const OutFrame& frame);
+  // Reading: size prefix, then body, then hand the request over; paused while the
+  // read-ahead window is full. Plain callbacks (no coroutines: clang 14 with libstdc++ 12 has
+  // no Boost.Asio awaitable support, and the checked build uses clang).
+  void read_size();
+  void read_body(int32_t size);
+  void take_request(std::shared_ptr<std::vector<std::byte>> buffer);
+  void stop_reading();
+  // Writing: responses in request order; one frame at a time.
+  void write_ready();
+  void write_step();
+  void write_sendfile();
+  void write_done(bool ok);
   void complete(const std::shared_ptr<Slot>& slot, Reply reply);
   void arm_idle_timer();
   void log_truncated(size_t got_bytes, size_t frame_bytes, const boost::system::error_code& ec);
@@ -77,9 +83,14 @@ class Connection : public std::enable_shared_from_this<Connection> {
   ConnectionInfo info_;
   std::function<void()> on_close_;
   std::deque<std::shared_ptr<Slot>> pending_;  // request order
-  boost::asio::steady_timer wake_writer_;      // cancelled to wake the write loop
-  boost::asio::steady_timer wake_reader_;      // cancelled when the read-ahead window opens
   boost::asio::steady_timer idle_timer_;
+  std::byte size_buf_[4];
+  std::shared_ptr<std::vector<std::byte>> parked_;  // a request read while the window was full
+  std::shared_ptr<Slot> writing_;                   // the response being written, if any
+  size_t write_pos_ = 0;                            // next byte of writing_'s frame bytes
+  size_t write_splice_ = 0;                         // next splice of writing_'s frame
+  off_t splice_offset_ = 0;                         // sendfile progress in the current splice
+  size_t splice_left_ = 0;
   bool closed_ = false;
   bool reading_done_ = false;
 };

@@ -149,7 +149,7 @@ TEST(CodecBadInput, UnknownApiAndVersionAreErrors) {
   auto a = decode_request(static_cast<ApiKey>(1000), 0, empty);
   ASSERT_FALSE(a);
   EXPECT_EQ(a.error().code, DecodeErrc::kUnknownApi);
-  auto b = decode_request(ApiKey::kProduce, 2, empty);
+  auto b = decode_request(ApiKey::kProduce, 10, empty);
   ASSERT_FALSE(b);
   EXPECT_EQ(b.error().code, DecodeErrc::kUnsupportedVersion);
   auto c = decode_request(ApiKey::kFetch, 13, empty);
