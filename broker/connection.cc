@@ -113,14 +113,14 @@ void Connection::read_body(int32_t size) {
 void Connection::take_request(std::shared_ptr<std::vector<std::byte>> buffer) {
   auto slot = std::make_shared<Slot>();
   pending_.push_back(slot);
-  std::weak_ptr<Connection> weak = weak_from_this();
-  handler_(info_, RequestFrame{std::move(buffer)}, [weak, slot](Reply reply) {
-    auto conn = weak.lock();
-    if (!conn) return;
-    asio::post(conn->shard_.context(), [conn, slot, reply = std::move(reply)]() mutable {
-      conn->complete(slot, std::move(reply));
-    });
-  });
+  // The handler holds the connection until it answers: a response owed keeps it alive even
+  // when no read or write is in flight (e.g. a parked fetch after the client half-closed).
+  handler_(info_, RequestFrame{std::move(buffer)},
+           [conn = shared_from_this(), slot](Reply reply) {
+             asio::post(conn->shard_.context(), [conn, slot, reply = std::move(reply)]() mutable {
+               conn->complete(slot, std::move(reply));
+             });
+           });
 }
 
 // Responses already owed are still written (a client may half-close after its last request,
@@ -154,6 +154,7 @@ void Connection::drain() {
 
 void Connection::complete(const std::shared_ptr<Slot>& slot, Reply reply) {
   SLUICE_ASSERT(!slot->done);
+  if (closed_) return;
   slot->done = true;
   slot->reply = std::move(reply);
   write_ready();
