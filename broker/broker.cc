@@ -19,6 +19,7 @@ namespace {
 
 constexpr auto kTickPeriod = std::chrono::milliseconds(100);
 constexpr int kRetentionEveryTicks = 50;  // retention check every ~5 s
+constexpr int kCompactionEveryTicks = 10;  // a compaction step every ~1 s (broker_groups.cc)
 // Producer state is rebuilt from at most this many bytes at the end of each log.
 constexpr uint64_t kProducerStateScanBytes = 64ull << 20;
 constexpr int64_t kProducerIdBlock = 1000;
@@ -113,6 +114,7 @@ void Broker::tick_shard(ShardState& ss) {
       }
     }
     if (groups_ready_.load(std::memory_order_acquire)) groups_->tick(ss.shard.id());
+    if (ticks % kCompactionEveryTicks == 0) compact_partitions(ss);
     ss.ring->submit();
     tick_shard(ss);
   });

@@ -53,6 +53,8 @@ struct Partition {
   bool deleting = false;
   bool log_append_time = false;  // message.timestamp.type=LogAppendTime
   bool flush_every_batch = true;
+  int64_t compaction_cursor = -1;       // log/compaction.h: where the next step starts
+  int64_t compaction_checked_end = -1;  // log end when a step last found nothing to do
 
   // What consumers may read: durable data under the default flush policy, else written data.
   int64_t high_watermark() const {
@@ -160,6 +162,8 @@ class Broker {
     groups_->handle(ctx, body, [req](const auto& resp) { respond(*req, resp); });
   }
   Status start_groups();
+  // A bounded compaction step on the shard's partitions with cleanup.policy compact.
+  void compact_partitions(ShardState& ss);
 
   BrokerConfig config_;
   std::unique_ptr<TopicRegistry> registry_;

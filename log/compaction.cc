@@ -6,11 +6,12 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <optional>
 
 #include "common/assert.h"
 #include "log/internal/segment.h"
-#include "log/segment_reader.h"
 #include "log/log.h"
+#include "log/segment_reader.h"
 #include "protocol/record_batch.h"
 
 namespace sluice::log {
@@ -91,6 +92,15 @@ LogResult<std::vector<std::byte>> compact_batches(Bytes batches, const KeyOffset
   kafka::BatchIterator it(batches);
   std::vector<std::byte> scratch;
   std::vector<kafka::Record> kept;
+  // A run of batches left without records becomes one empty batch spanning all their offsets
+  // (segments are contiguous runs of batches, so the span must stay covered).
+  std::optional<std::vector<std::byte>> empty_run;
+  auto flush_empty = [&] {
+    if (!empty_run) return;
+    out.insert(out.end(), empty_run->begin(), empty_run->end());
+    stats.bytes_after += empty_run->size();
+    empty_run.reset();
+  };
   while (true) {
     auto v = it.next();
     if (!v) return unexpected(corrupt(v.error()));
@@ -128,6 +138,32 @@ LogResult<std::vector<std::byte>> compact_batches(Bytes batches, const KeyOffset
           ++stats.records_removed;
         }
       }
+      // Idempotent producers' batches stay separate: their sequence numbers matter.
+      const bool mergeable = kept.empty() && batch.producer_id() < 0 && !batch.is_transactional();
+      if (mergeable && (batch.record_count() > 0 || empty_run)) {
+        if (empty_run) {
+          // Extend the run to this batch's last offset; the earliest base timestamp stays.
+          auto prev = kafka::RecordBatchView::parse(*empty_run);
+          SLUICE_ASSERT(prev.has_value());
+          const int64_t delta = batch.last_offset() - prev->base_offset();
+          if (delta <= INT32_MAX) {
+            using namespace kafka::batch_layout;
+            store_be<int32_t>(empty_run->data() + kLastOffsetDelta, static_cast<int32_t>(delta));
+            store_be<int64_t>(empty_run->data() + kMaxTimestamp,
+                              std::max(prev->max_timestamp(), batch.max_timestamp()));
+            kafka::update_crc(*empty_run);
+            ++stats.batches_rebuilt;
+            continue;
+          }
+          flush_empty();
+        }
+        auto rebuilt = rebuild(batch, kept);
+        if (!rebuilt) return unexpected(rebuilt.error());
+        empty_run = std::move(*rebuilt);
+        ++stats.batches_rebuilt;
+        continue;
+      }
+      flush_empty();
       if (!all) {
         auto rebuilt = rebuild(batch, kept);  // `kept` points into `scratch` or the batch
         if (!rebuilt) return unexpected(rebuilt.error());
@@ -137,16 +173,18 @@ LogResult<std::vector<std::byte>> compact_batches(Bytes batches, const KeyOffset
         continue;
       }
     }
+    flush_empty();
     out.insert(out.end(), whole.begin(), whole.end());
     stats.bytes_after += whole.size();
     ++stats.batches_copied;
   }
+  flush_empty();
   SLUICE_ASSERT(it.consumed() <= batches.size());
   return out;
 }
 
-LogResult<bool> compact_step(PartitionLog& log, const CompactionOptions& options,
-                             int64_t* cursor, CompactionStats& stats) {
+LogResult<bool> compact_step(PartitionLog& log, const CompactionOptions& options, int64_t* cursor,
+                             CompactionStats& stats) {
   SLUICE_ASSERT(cursor != nullptr);
   const std::vector<ClosedSegment> closed = log.closed_segments();
   if (closed.empty()) return false;
@@ -172,7 +210,8 @@ LogResult<bool> compact_step(PartitionLog& log, const CompactionOptions& options
   // The next closed segment after the cursor (wrapping around) that shrinks.
   size_t start = 0;
   while (start < closed.size() && closed[start].base_offset <= *cursor) ++start;
-  for (size_t n = 0; n < closed.size(); ++n) {
+  uint32_t rewritten = 0;
+  for (size_t n = 0; n < closed.size() && rewritten < options.segments_max; ++n) {
     const ClosedSegment& seg = closed[(start + n) % closed.size()];
     *cursor = seg.base_offset;
     auto bytes = log.read_copy(Offset(seg.base_offset), seg.size_bytes, Offset(seg.end_offset));
@@ -192,9 +231,9 @@ LogResult<bool> compact_step(PartitionLog& log, const CompactionOptions& options
     stats.bytes_before += mine.bytes_before;
     stats.bytes_after += mine.bytes_after;
     ++stats.segments_rewritten;
-    return true;
+    ++rewritten;
   }
-  return false;
+  return rewritten > 0;
 }
 
 // PartitionLog's compaction hooks (declared in log.h) ---------------------------------------
@@ -214,19 +253,20 @@ LogResult<void> PartitionLog::replace_closed_segment(int64_t base_offset, Bytes 
   size_t i = 0;
   while (i < segments_.size() && segments_[i]->base_offset != base_offset) ++i;
   if (i + 1 >= segments_.size()) {
-    return log_error(LogErrc::kInvalidArgument, "no closed segment at " + std::to_string(base_offset));
+    return log_error(LogErrc::kInvalidArgument,
+                     "no closed segment at " + std::to_string(base_offset));
   }
   detail::Segment& seg = *segments_[i];
   SLUICE_ASSERT(!seg.active && !seg.unsynced && !seg.dirty);
   const int64_t next_base = segments_[i + 1]->base_offset;
   // Check before anything is written: whole valid batches spanning exactly the same offsets.
-  const ScanResult check = scan_segment(batches, {.expected_base_offset = base_offset,
-                                                  .verify_crc = true}, {});
+  const ScanResult check =
+      scan_segment(batches, {.expected_base_offset = base_offset, .verify_crc = true}, {});
   if (check.stop != ScanStop::kEnd || check.valid_bytes != batches.size() ||
       check.next_offset != next_base) {
-    return log_error(LogErrc::kInvalidArgument,
-                     "compacted batches for segment " + std::to_string(base_offset) +
-                         " do not span its offsets: " + check.reason);
+    return log_error(LogErrc::kInvalidArgument, "compacted batches for segment " +
+                                                    std::to_string(base_offset) +
+                                                    " do not span its offsets: " + check.reason);
   }
   const std::string side = seg.log_path + ".compacting";
   {

@@ -30,6 +30,7 @@ using KeyOffsets = std::unordered_map<std::string, int64_t>;
 struct CompactionOptions {
   int64_t now_ms = 0;
   int64_t delete_retention_ms = 24 * 3600 * 1000;  // delete.retention.ms
+  uint32_t segments_max = 4;  // rewritten per compact_step() at most (the bound of a step)
 };
 
 struct CompactionStats {
@@ -53,10 +54,10 @@ LogResult<std::vector<std::byte>> compact_batches(Bytes batches, const KeyOffset
                                                   const CompactionOptions& options,
                                                   CompactionStats& stats);
 
-// One bounded step on `log`: indexes the keys of the whole log and rewrites the oldest closed,
-// durable segment that would shrink, starting after `*cursor` (a segment base offset; updated).
-// Returns whether a segment was rewritten.
-LogResult<bool> compact_step(PartitionLog& log, const CompactionOptions& options,
-                             int64_t* cursor, CompactionStats& stats);
+// One bounded step on `log`: indexes the keys of the whole log and rewrites up to
+// options.segments_max closed, durable segments that would shrink, starting after `*cursor`
+// (a segment base offset; updated). Returns whether a segment was rewritten.
+LogResult<bool> compact_step(PartitionLog& log, const CompactionOptions& options, int64_t* cursor,
+                             CompactionStats& stats);
 
 }  // namespace sluice::log

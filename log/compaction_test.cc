@@ -82,7 +82,14 @@ TEST(Compaction, KeepsLatestRecordPerKeyAndEveryBatchSpan) {
     EXPECT_EQ(it->second.first, last);
     EXPECT_EQ(it->second.second, "v" + std::to_string(last));
   }
-  EXPECT_EQ(spans_of(*out), spans_of(log));  // offsets never move
+  // Offsets never move: the batches still cover 0..99 contiguously, and emptied batches in a
+  // row merged into one.
+  auto spans = spans_of(*out);
+  ASSERT_FALSE(spans.empty());
+  EXPECT_EQ(spans.front().first, 0);
+  EXPECT_EQ(spans.back().second, 99);
+  for (size_t i = 1; i < spans.size(); ++i) EXPECT_EQ(spans[i].first, spans[i - 1].second + 1);
+  EXPECT_LT(spans.size(), 10u);
   EXPECT_EQ(stats.records_removed, 93u);
   EXPECT_LT(out->size(), log.size());
   // Compacting again changes nothing (every batch is copied whole).
@@ -113,6 +120,7 @@ TEST(Compaction, TombstonesGoOnlyAfterDeleteRetention) {
   EXPECT_EQ(recs.count("k0"), 0u);
   EXPECT_EQ(old.tombstones_removed, 2u);
   EXPECT_EQ(spans_of(*gone), spans_of(log));  // the emptied batch still spans 4..5
+  EXPECT_LT(gone->size(), kept->size());
 }
 
 TEST(Compaction, CompactStepRewritesClosedSegmentsOfARealLog) {
@@ -151,7 +159,8 @@ TEST(Compaction, CompactStepRewritesClosedSegmentsOfARealLog) {
       auto range = recs.equal_range("k" + std::to_string(k));
       ASSERT_NE(range.first, range.second);
       int64_t newest = -1;
-      for (auto it = range.first; it != range.second; ++it) newest = std::max(newest, it->second.first);
+      for (auto it = range.first; it != range.second; ++it)
+        newest = std::max(newest, it->second.first);
       EXPECT_EQ(newest, 950 + k);
     }
     EXPECT_LT(recs.size(), 50u + 200u);
