@@ -313,8 +313,10 @@ void GroupCoordinator::expire(int32_t partition, int64_t now_wall_ms) {
       drop.push_back(id);
     }
     if (!writes.empty()) {
-      append(partition, std::move(writes), [id](ErrorCode e) {
-        if (e != ErrorCode::kNone) spdlog::warn("group '{}': tombstones failed ({})", id, code(e));
+      append(partition, std::move(writes), [group = id](ErrorCode e) {
+        if (e != ErrorCode::kNone) {
+          spdlog::warn("group '{}': tombstones failed ({})", group, code(e));
+        }
       });
     }
   }
@@ -682,7 +684,7 @@ void GroupCoordinator::handle(const GroupRequestContext&, const kafka::DeleteGro
         }
         writes.push_back({encode_key(GroupKey{id}), std::nullopt});
         g->shut(ErrorCode::kCoordinatorNotAvailable);  // Dead until the tombstones are durable
-        append(partition_of(id), std::move(writes), [this, &pg, id, i, gather](ErrorCode e) {
+        append(partition_of(id), std::move(writes), [&pg, id, i, gather](ErrorCode e) {
           gather->resp.results[i].error_code = code(e);
           auto it = pg.groups.find(id);
           if (it != pg.groups.end() && it->second->state() == GroupState::kDead)
