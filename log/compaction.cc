@@ -277,6 +277,11 @@ LogResult<void> PartitionLog::replace_closed_segment(int64_t base_offset, Bytes 
       return log_error(LogErrc::kIo, "fdatasync " + side + ": " + std::strerror(errno));
     }
   }
+  // The indexes go first: after a crash from here on, recovery finds them missing and
+  // rebuilds them from whichever .log the rename left (old or new, both complete).
+  for (const auto* path : {&seg.log_path, &seg.index_path, &seg.time_path}) fds_.forget(*path);
+  ::unlink(seg.index_path.c_str());
+  ::unlink(seg.time_path.c_str());
   if (::rename(side.c_str(), seg.log_path.c_str()) != 0) {
     return log_error(LogErrc::kIo, "rename " + side + ": " + std::strerror(errno));
   }
@@ -284,8 +289,14 @@ LogResult<void> PartitionLog::replace_closed_segment(int64_t base_offset, Bytes 
     return log_error(LogErrc::kIo, "fsync " + dir_.string() + ": " + std::strerror(errno));
   }
   // Reads in flight keep the old file; new reads open the new one.
-  for (const auto* path : {&seg.log_path, &seg.index_path, &seg.time_path}) fds_.forget(*path);
   if (auto r = scan_and_rebuild(seg, false, next_base); !r) return r;
+  for (const auto* path : {&seg.index_path, &seg.time_path}) {
+    auto f = FileHandle::open(*path, O_RDWR);
+    if (!f) return unexpected(f.error());
+    if (::fdatasync((*f)->fd()) != 0) {
+      return log_error(LogErrc::kIo, "fdatasync " + *path + ": " + std::strerror(errno));
+    }
+  }
   SLUICE_ASSERT(seg.end_offset == next_base);  // the same span of offsets
   if (seg.corrupt_from >= 0) {
     return log_error(LogErrc::kCorrupt, "compacted segment " + seg.log_path + " does not scan");
