@@ -19,6 +19,7 @@ namespace {
 
 constexpr auto kTickPeriod = std::chrono::milliseconds(100);
 constexpr int kRetentionEveryTicks = 50;  // retention check every ~5 s
+constexpr int kCompactionEveryTicks = 10;  // a compaction step every ~1 s (broker_groups.cc)
 // Producer state is rebuilt from at most this many bytes at the end of each log.
 constexpr uint64_t kProducerStateScanBytes = 64ull << 20;
 constexpr int64_t kProducerIdBlock = 1000;
@@ -112,6 +113,8 @@ void Broker::tick_shard(ShardState& ss) {
         }
       }
     }
+    if (groups_ready_.load(std::memory_order_acquire)) groups_->tick(ss.shard.id());
+    if (ticks % kCompactionEveryTicks == 0) compact_partitions(ss);
     ss.ring->submit();
     tick_shard(ss);
   });
@@ -322,6 +325,7 @@ Status Broker::start() {
     Status s = f.get();
     if (!s) return s;
   }
+  if (auto s = start_groups(); !s) return s;
   std::vector<Shard*> shard_ptrs;
   for (auto& ss : shards_) shard_ptrs.push_back(&ss->shard);
   server_ = std::make_unique<Server>(
@@ -369,6 +373,7 @@ void Broker::stop() {
       }
     });
   }
+  if (groups_) groups_->stop();
   if (server_) server_->stop();
   // Close every log on its own shard once its writes are done.
   for (auto& ss : shards_) {

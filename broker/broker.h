@@ -21,6 +21,7 @@
 
 #include "broker/config.h"
 #include "broker/connection.h"
+#include "broker/group_coordinator.h"
 #include "broker/producer_state.h"
 #include "broker/server.h"
 #include "broker/shard.h"
@@ -52,6 +53,8 @@ struct Partition {
   bool deleting = false;
   bool log_append_time = false;  // message.timestamp.type=LogAppendTime
   bool flush_every_batch = true;
+  int64_t compaction_cursor = -1;       // log/compaction.h: where the next step starts
+  int64_t compaction_checked_end = -1;  // log end when a step last found nothing to do
 
   // What consumers may read: durable data under the default flush policy, else written data.
   int64_t high_watermark() const {
@@ -150,11 +153,24 @@ class Broker {
   void handle_offset_for_leader_epoch(std::shared_ptr<Request> req,
                                       const kafka::OffsetForLeaderEpochRequest& body);
   Result<int64_t, TopicError> next_producer_id();
+  // Consumer groups (group_coordinator.h): the coordinator answers, possibly later.
+  template <class Body>
+  void handle_group(std::shared_ptr<Request> req, const Body& body) {
+    const std::string& peer = req->conn.peer;
+    GroupRequestContext ctx{req->header.api_version, req->header.client_id,
+                            "/" + peer.substr(0, peer.rfind(':'))};
+    groups_->handle(ctx, body, [req](const auto& resp) { respond(*req, resp); });
+  }
+  Status start_groups();
+  // A bounded compaction step on the shard's partitions with cleanup.policy compact.
+  void compact_partitions(ShardState& ss);
 
   BrokerConfig config_;
   std::unique_ptr<TopicRegistry> registry_;
   std::vector<std::unique_ptr<ShardState>> shards_;
   std::unique_ptr<Server> server_;
+  std::unique_ptr<GroupCoordinator> groups_;
+  std::atomic<bool> groups_ready_{false};  // set once groups_ is loaded; shard tickers read it
   std::mutex producer_ids_mutex_;  // guards the block below (InitProducerId, rare)
   int64_t producer_id_next_ = 0;
   int64_t producer_id_end_ = 0;

@@ -132,6 +132,12 @@ struct RetentionResult {
   uint64_t bytes_deleted = 0;
 };
 
+struct ClosedSegment {
+  int64_t base_offset = 0;
+  int64_t end_offset = 0;
+  uint64_t size_bytes = 0;
+};
+
 namespace detail {
 struct Segment;
 struct BatchHeader;
@@ -204,6 +210,14 @@ class PartitionLog {
   // Writes what is buffered, trims preallocated space, fdatasyncs and marks the directory
   // as cleanly shut down. Needs idle(); blocking (shutdown only).
   LogResult<void> close();
+
+  // Compaction hooks (log/compaction.h; defined in compaction.cc). Closed segments that are
+  // durable and undamaged, oldest first.
+  std::vector<ClosedSegment> closed_segments() const;
+  // Replaces such a segment's batches with `batches`, which must span the same offsets
+  // (compacted batches). Written to a side file, fdatasync'd and renamed over the segment,
+  // then its indexes are rebuilt. Blocking file I/O of one segment (a bounded step).
+  LogResult<void> replace_closed_segment(int64_t base_offset, Bytes batches);
 
   bool idle() const;  // nothing of this log in flight in the ring
   const RecoveryReport& recovery_report() const { return report_; }

@@ -2,6 +2,7 @@
 
 #include <cstring>
 
+#include "common/assert.h"
 #include "protocol/crc32c.h"
 #include "protocol/varint.h"
 
@@ -214,6 +215,13 @@ Result<std::optional<RecordBatchView>, BatchError> BatchIterator::next() {
 
 void RecordBatchBuilder::append(int64_t timestamp_ms, std::optional<Bytes> key,
                                 std::optional<Bytes> value, std::span<const Header> headers) {
+  append_with_delta(last_delta_ + 1, timestamp_ms, key, value, headers);
+}
+
+void RecordBatchBuilder::append_with_delta(int32_t offset_delta, int64_t timestamp_ms,
+                                           std::optional<Bytes> key, std::optional<Bytes> value,
+                                           std::span<const Header> headers) {
+  SLUICE_ASSERT(offset_delta > last_delta_);
   if (count_ == 0) {
     base_timestamp_ = timestamp_ms;
     max_timestamp_ = timestamp_ms;
@@ -223,7 +231,7 @@ void RecordBatchBuilder::append(int64_t timestamp_ms, std::optional<Bytes> key,
   body.reserve(16 + (key ? key->size() : 0) + (value ? value->size() : 0));
   body.push_back(std::byte{0});  // attributes
   put_varint(body, timestamp_ms - base_timestamp_);
-  put_varint(body, count_);
+  put_varint(body, offset_delta);
   put_sized(body, key);
   put_sized(body, value);
   put_varint(body, static_cast<int64_t>(headers.size()));
@@ -234,6 +242,7 @@ void RecordBatchBuilder::append(int64_t timestamp_ms, std::optional<Bytes> key,
   put_varint(records_, static_cast<int64_t>(body.size()));
   records_.insert(records_.end(), body.begin(), body.end());
   ++count_;
+  last_delta_ = offset_delta;
 }
 
 Result<std::vector<std::byte>, BatchError> RecordBatchBuilder::build() {
@@ -255,7 +264,9 @@ Result<std::vector<std::byte>, BatchError> RecordBatchBuilder::build() {
   store_be<int32_t>(h + kPartitionLeaderEpoch, options_.partition_leader_epoch);
   h[kMagic] = static_cast<std::byte>(kMagicV2);
   store_be<int16_t>(h + kAttributes, attributes);
-  store_be<int32_t>(h + kLastOffsetDelta, count_ > 0 ? count_ - 1 : 0);
+  store_be<int32_t>(h + kLastOffsetDelta,
+                    options_.last_offset_delta >= 0 ? options_.last_offset_delta
+                                                    : std::max(last_delta_, 0));
   store_be<int64_t>(h + kBaseTimestamp, base_timestamp_);
   store_be<int64_t>(h + kMaxTimestamp, max_timestamp_);
   store_be<int64_t>(h + kProducerId, options_.producer_id);
@@ -265,6 +276,7 @@ Result<std::vector<std::byte>, BatchError> RecordBatchBuilder::build() {
   update_crc(out);
   records_.clear();
   count_ = 0;
+  last_delta_ = -1;
   return out;
 }
 

@@ -186,6 +186,7 @@ class RecordBatchBuilder {
     int32_t base_sequence = -1;
     bool transactional = false;
     bool control = false;
+    int32_t last_offset_delta = -1;  // >= 0: stored as is (compaction keeps the original's)
   };
 
   explicit RecordBatchBuilder(const Options& options) : options_(options) {}
@@ -194,6 +195,10 @@ class RecordBatchBuilder {
   void append(int64_t timestamp_ms, std::optional<Bytes> key, std::optional<Bytes> value,
               std::span<const Header> headers = {});
 
+  // Appends a record with an explicit offset delta, larger than the previous one's
+  // (compaction rebuilds batches whose records keep their original offsets).
+  void append_with_delta(int32_t offset_delta, int64_t timestamp_ms, std::optional<Bytes> key,
+                         std::optional<Bytes> value, std::span<const Header> headers = {});
   int32_t record_count() const { return count_; }
   bool empty() const { return count_ == 0; }
   // Uncompressed size of the batch if built now.
@@ -206,6 +211,7 @@ class RecordBatchBuilder {
   Options options_;
   std::vector<std::byte> records_;
   int32_t count_ = 0;
+  int32_t last_delta_ = -1;
   int64_t base_timestamp_ = 0;
   int64_t max_timestamp_ = 0;
 };
