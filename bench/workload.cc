@@ -184,9 +184,12 @@ class ProducerWorker {
       s_.produced.errors += count;
       return;
     }
+    // The sink reports bytes per batch: spread them evenly, the remainder on the last record.
     const int64_t each = count ? value_bytes / count : 0;
-    for (int64_t t : intended) {
-      s_.produced.add_locked((now - t) / 1000, each, t >= s_.measure_ns, now);
+    for (int64_t i = 0; i < count; ++i) {
+      const int64_t t = intended[static_cast<size_t>(i)];
+      const int64_t bytes = each + (i == count - 1 ? value_bytes - each * count : 0);
+      s_.produced.add_locked((now - t) / 1000, bytes, t >= s_.measure_ns, now);
     }
   }
 
