@@ -21,6 +21,9 @@ namespace sluice::bench {
 
 enum class Mode : uint8_t { kProduce, kConsume, kE2e };
 enum class KeyDistribution : uint8_t { kNone, kRandom, kSequential };
+// Which client carries the records: the sluice::Producer / sluice::Consumer libraries, or
+// the load generator's own codec-level client (one connection per thread, no retries).
+enum class ClientKind : uint8_t { kLibrary, kRaw };
 
 inline constexpr int32_t kRecordBytesMin = 16;  // timestamp + id
 
@@ -44,6 +47,7 @@ struct Options {
   int32_t batch_bytes = 16384;
   int32_t linger_ms = 5;
   double drain_timeout_s = 10;  // e2e/consume: give up waiting for records after this long idle
+  ClientKind client = ClientKind::kLibrary;
   uint64_t seed = 1;
   bool progress = true;  // the stderr line each second
 };

@@ -82,12 +82,16 @@ class BenchIntegration : public ::testing::Test {
  protected:
   void SetUp() override { ASSERT_NE(broker_.port(), 0) << broker_.log(); }
 
-  BenchRun bench(const std::string& args) {
+  // Runs sluice-bench with `args`, or with `via_cli` `sluice -b BROKER bench` (whose -b is
+  // the default bootstrap).
+  BenchRun bench(const std::string& args, bool via_cli = false) {
     const std::string out = broker_.dir() + "/out.json";
     const std::string err = broker_.dir() + "/err.txt";
-    const std::string cmd = std::string(SLUICE_BENCH_PATH) + " " + args +
-                            " --json --bootstrap 127.0.0.1:" + std::to_string(broker_.port()) +
-                            " >" + out + " 2>" + err;
+    const std::string broker = "127.0.0.1:" + std::to_string(broker_.port());
+    const std::string program = via_cli ? std::string(SLUICE_CLI_PATH) + " -b " + broker + " bench"
+                                        : std::string(SLUICE_BENCH_PATH);
+    const std::string cmd = program + " " + args + " --json" +
+                            (via_cli ? "" : " --bootstrap " + broker) + " >" + out + " 2>" + err;
     BenchRun r;
     const int raw = std::system(cmd.c_str());
     r.status = WIFEXITED(raw) ? WEXITSTATUS(raw) : -1;
@@ -177,6 +181,23 @@ TEST_F(BenchIntegration, E2eFlatOutWithCompressionConsumesEveryRecord) {
   EXPECT_GT(number(r, "produced_total"), 0);
   EXPECT_EQ(number(r, "consumed_total"), number(r, "produced_total"));
   EXPECT_EQ(number(r, "consume.records"), number(r, "produce.records"));
+}
+
+TEST_F(BenchIntegration, SluiceCommandRunsBenchThroughTheLibraries) {
+  const BenchRun r = bench(
+      "e2e --topic cli --partitions 2 --duration 2 --warmup 0 --rate 2000 "
+      "--compression lz4 --acks all",
+      /*via_cli=*/true);
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(value(r, "config.client"), "\"library\"");
+  EXPECT_EQ(value(r, "complete"), "true");
+  EXPECT_EQ(number(r, "out_of_order"), 0);
+  EXPECT_NEAR(number(r, "produced_total"), 4000, 2);
+  EXPECT_EQ(number(r, "consumed_total"), number(r, "produced_total"));
+
+  const BenchRun consumed = bench("consume --topic cli --warmup 0 --duration 60", true);
+  ASSERT_EQ(consumed.status, 0) << consumed.err;
+  EXPECT_EQ(number(consumed, "consume.records"), number(r, "produced_total"));
 }
 
 TEST_F(BenchIntegration, BadSettingsAndAnUnreachableBrokerFail) {

@@ -18,24 +18,29 @@ struct Flags {
   int32_t record_size = 0;  // 0: use --record-size-min/max
   std::string acks = "1";
   std::string key_distribution = "none";
+  std::string client = "library";
   bool json = false;
   bool quiet = false;
+  bool bootstrap_given = false;
   std::string report;
 };
 
-[[noreturn]] void fail(const std::string& why) {
+using Finish = std::function<void(int)>;
+
+int fail(const std::string& why) {
   std::fprintf(stderr, "%s\n", why.c_str());
-  throw CLI::RuntimeError(1);
+  return 1;
 }
 
-void write_file(const std::string& path, const std::string& text) {
+bool write_file(const std::string& path, const std::string& text) {
   std::ofstream out(path, std::ios::binary | std::ios::trunc);
   out << text;
-  if (!out) fail("sluice bench: cannot write " + path);
+  return static_cast<bool>(out);
 }
 
-void run_command(Flags& f, Mode mode) {
+int run_command(Flags& f, Mode mode, const std::string* default_bootstrap) {
   Options o = f.options;
+  if (default_bootstrap && !f.bootstrap_given) o.bootstrap = *default_bootstrap;
   o.mode = mode;
   if (f.record_size > 0) o.record_bytes_min = o.record_bytes_max = f.record_size;
   if (o.record_bytes_max < o.record_bytes_min) o.record_bytes_max = o.record_bytes_min;
@@ -50,22 +55,28 @@ void run_command(Flags& f, Mode mode) {
       {"random", KeyDistribution::kRandom},
       {"sequential", KeyDistribution::kSequential}};
   o.key_distribution = kKeys.at(f.key_distribution);
+  o.client = f.client == "raw" ? ClientKind::kRaw : ClientKind::kLibrary;
   o.progress = !f.quiet;
   if (auto v = validate(o); !v) throw CLI::ValidationError(v.error().message);
   auto result = run(o);
-  if (!result) fail("sluice bench " + mode_name(mode) + ": " + result.error().message);
+  if (!result) return fail("sluice bench " + mode_name(mode) + ": " + result.error().message);
   std::fputs((f.json ? to_json(*result) : summary_table(*result)).c_str(), stdout);
   std::fflush(stdout);
-  if (!f.report.empty()) write_file(f.report, to_html(*result));
-  const bool failed = result->produce.errors > 0 || !result->complete;
-  if (failed) throw CLI::RuntimeError(1);
+  if (!f.report.empty() && !write_file(f.report, to_html(*result))) {
+    return fail("sluice bench: cannot write " + f.report);
+  }
+  if (result->produce.errors > 0) return fail("sluice bench: some records were not acknowledged");
+  if (!result->complete) return fail("sluice bench: some acknowledged records were not consumed");
+  return 0;
 }
 
-void add_run_command(CLI::App& parent, Mode mode, const std::string& about) {
+void add_run_command(CLI::App& parent, Mode mode, const std::string& about, Finish finish,
+                     const std::string* default_bootstrap) {
   auto flags = std::make_shared<Flags>();
   Options& o = flags->options;
   CLI::App* c = parent.add_subcommand(mode_name(mode), about);
-  c->add_option("--bootstrap", o.bootstrap, "broker host:port")->capture_default_str();
+  CLI::Option* bootstrap =
+      c->add_option("--bootstrap", o.bootstrap, "broker host:port")->capture_default_str();
   c->add_option("--topic", o.topic, "topic (created when missing)")->capture_default_str();
   c->add_option("--partitions", o.partitions, "partitions if the topic is created")
       ->capture_default_str();
@@ -94,11 +105,18 @@ void add_run_command(CLI::App& parent, Mode mode, const std::string& about) {
       ->capture_default_str();
   c->add_option("--drain-timeout", o.drain_timeout_s, "e2e: seconds to wait for stragglers")
       ->capture_default_str();
+  c->add_option("--client", flags->client,
+                "library (sluice::Producer/Consumer) or raw (the bench's own codec client)")
+      ->check(CLI::IsMember({"library", "raw"}))
+      ->capture_default_str();
   c->add_option("--seed", o.seed, "random seed")->capture_default_str();
   c->add_flag("--json", flags->json, "print the result as JSON");
   c->add_flag("--quiet", flags->quiet, "no progress line");
   c->add_option("--report", flags->report, "write a self-contained HTML report to this file");
-  c->callback([flags, mode] { run_command(*flags, mode); });
+  c->callback([flags, mode, finish, default_bootstrap, bootstrap] {
+    flags->bootstrap_given = bootstrap->count() > 0;
+    finish(run_command(*flags, mode, default_bootstrap));
+  });
 }
 
 void print_baseline(const char* what, const BaselineResult& r, bool json) {
@@ -115,7 +133,7 @@ void print_baseline(const char* what, const BaselineResult& r, bool json) {
   }
 }
 
-void add_baseline_commands(CLI::App& parent) {
+void add_baseline_commands(CLI::App& parent, Finish finish) {
   CLI::App* b = parent.add_subcommand("baseline", "physical ceilings: disk and loopback TCP");
   b->require_subcommand(1);
   auto disk = std::make_shared<DiskBaselineOptions>();
@@ -128,35 +146,36 @@ void add_baseline_commands(CLI::App& parent) {
   d->add_option("--sync-bytes", disk->sync_bytes, "fdatasync every N bytes (0: at the end)")
       ->capture_default_str();
   d->add_flag("--json", *json);
-  d->callback([disk, json] {
+  d->callback([disk, json, finish] {
     auto r = disk_baseline(*disk);
-    if (!r) fail("sluice bench baseline disk: " + r.error().message);
+    if (!r) return finish(fail("sluice bench baseline disk: " + r.error().message));
     print_baseline("disk", *r, *json);
+    finish(0);
   });
   CLI::App* t = b->add_subcommand("tcp", "one loopback TCP connection");
   t->add_option("--bytes", tcp->bytes, "bytes to send")->capture_default_str();
   t->add_option("--write-size", tcp->write_bytes, "bytes per send()")->capture_default_str();
   t->add_flag("--json", *json);
-  t->callback([tcp, json] {
+  t->callback([tcp, json, finish] {
     auto r = tcp_baseline(*tcp);
-    if (!r) fail("sluice bench baseline tcp: " + r.error().message);
+    if (!r) return finish(fail("sluice bench baseline tcp: " + r.error().message));
     print_baseline("tcp", *r, *json);
+    finish(0);
   });
 }
 
 }  // namespace
 
-void add_bench_commands(CLI::App& app) {
+void add_bench_commands(CLI::App& app, std::function<void(int)> finish,
+                        const std::string* default_bootstrap) {
   app.require_subcommand(1);
-  add_run_command(app, Mode::kProduce, "produce at a rate (or flat out), measure acks");
-  add_run_command(app, Mode::kConsume, "consume a topic from the start to its end");
-  add_run_command(app, Mode::kE2e, "produce and consume, measure send-to-receive latency");
-  add_baseline_commands(app);
-}
-
-void register_bench(CLI::App& app) {
-  CLI::App* bench = app.add_subcommand("bench", "throughput and latency benchmarks");
-  add_bench_commands(*bench);
+  add_run_command(app, Mode::kProduce, "produce at a rate (or flat out), measure acks", finish,
+                  default_bootstrap);
+  add_run_command(app, Mode::kConsume, "consume a topic from the start to its end", finish,
+                  default_bootstrap);
+  add_run_command(app, Mode::kE2e, "produce and consume, measure send-to-receive latency", finish,
+                  default_bootstrap);
+  add_baseline_commands(app, finish);
 }
 
 }  // namespace sluice::bench

@@ -1,12 +1,15 @@
-// The `sluice bench` commands on a CLI11 app. The `sluice` CLI calls register_bench(app) to
-// get `sluice bench produce|consume|e2e|baseline`; the standalone `sluice-bench` program puts
-// the same subcommands at its top level with add_bench_commands(app).
+// The `sluice bench` commands on a CLI11 app: produce, consume, e2e and baseline disk|tcp.
+// The `sluice` program gets them under `sluice bench` through cli_hook.cc (the strong
+// sluice::cli::register_bench); the standalone `sluice-bench` program (main.cc) puts them at
+// its top level.
 //
-// A command's exit status travels as CLI::RuntimeError(status) from its callback (CLI11's
-// convention: `catch (const CLI::ParseError& e) { return app.exit(e); }`): 0 success,
-// 1 the run failed (broker unreachable, produce errors, an e2e run that lost records; the
-// reason is on stderr); bad settings are CLI11 parse errors with CLI11's statuses.
+// Exit status: each command hands its status to `finish` (0 success; 1 the run failed:
+// broker unreachable, produce errors, an e2e run that lost records, with the reason on
+// stderr). Bad settings throw CLI::ValidationError from the callback, a usage error.
 #pragma once
+
+#include <functional>
+#include <string>
 
 namespace CLI {
 class App;
@@ -14,7 +17,8 @@ class App;
 
 namespace sluice::bench {
 
-void register_bench(CLI::App& app);
-void add_bench_commands(CLI::App& app);
+// `default_bootstrap`, when given, is read when a command runs and used unless --bootstrap is.
+void add_bench_commands(CLI::App& app, std::function<void(int status)> finish,
+                        const std::string* default_bootstrap = nullptr);
 
 }  // namespace sluice::bench

@@ -6,11 +6,12 @@
 
 int main(int argc, char** argv) {
   CLI::App app("sluice-bench: throughput and latency of a Sluice (or any Kafka) broker");
-  sluice::bench::add_bench_commands(app);
+  int status = 0;
+  sluice::bench::add_bench_commands(app, [&status](int s) { status = s; });
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     return app.exit(e);
   }
-  return 0;
+  return status;
 }

@@ -67,6 +67,7 @@ std::string settings_line(const RunResult& r) {
        (o.acks == -1 ? std::string("all") : std::to_string(o.acks));
   s += " --compression " + o.compression + " --batch-size " + std::to_string(o.batch_bytes) +
        " --linger-ms " + std::to_string(o.linger_ms);
+  s += o.client == ClientKind::kRaw ? " --client raw" : " --client library";
   return s;
 }
 
@@ -256,7 +257,8 @@ std::string to_json(const RunResult& r) {
        ",\"warmup_s\":" + fmt("%g", o.warmup_s) + ",\"acks\":" + std::to_string(o.acks) +
        ",\"compression\":" + json_string(o.compression) +
        ",\"batch_size\":" + std::to_string(o.batch_bytes) +
-       ",\"linger_ms\":" + std::to_string(o.linger_ms) + "}";
+       ",\"linger_ms\":" + std::to_string(o.linger_ms) +
+       ",\"client\":" + json_string(o.client == ClientKind::kRaw ? "raw" : "library") + "}";
   if (r.produce.active) s += ",\"produce\":" + json_side(r.produce);
   if (r.consume.active) s += ",\"consume\":" + json_side(r.consume);
   s += ",\"produced_total\":" + std::to_string(r.produced_total) +

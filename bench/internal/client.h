@@ -83,5 +83,8 @@ class Client {
 
 // The codec-based client (internal/raw_client.cc), talking to one broker at `bootstrap`.
 std::unique_ptr<Client> make_raw_client(const std::string& bootstrap);
+// sluice::Producer and sluice::Consumer (internal/library_client.cc); admin through the raw
+// client. `bootstrap` may list several brokers, comma-separated (admin uses the first).
+std::unique_ptr<Client> make_library_client(const std::string& bootstrap);
 
 }  // namespace sluice::bench::detail
