@@ -6,6 +6,7 @@
 #include <atomic>
 #include <cstdlib>
 #include <map>
+#include <mutex>
 #include <set>
 #include <thread>
 
@@ -249,6 +250,75 @@ TEST_F(ClientIntegration, PausedPartitionsAreNotReturnedUntilResumed) {
     for (const auto& rec : *r) from1 += rec.partition == 1;
   }
   EXPECT_EQ(from1, 5);
+}
+
+// Two Sluice members of one group split the partitions, commit, and a later member resumes
+// from the commits.
+TEST_F(ClientIntegration, GroupMembersSplitPartitionsCommitAndLeave) {
+  create_topic(broker_.address(), "grp", 4);
+  auto producer = make_producer(broker_.address());
+  for (int i = 0; i < 400; ++i) {
+    ASSERT_TRUE(
+        producer->send({.topic = "grp", .key = std::to_string(i), .value = std::to_string(i)},
+                       [](const RecordMetadata&) {}));
+  }
+  ASSERT_TRUE(producer->flush());
+  ConsumerConfig cc;
+  cc.group_id = "g";
+  cc.auto_offset_reset = "earliest";
+  cc.enable_auto_commit = false;
+  cc.heartbeat_interval_ms = 500;
+  std::mutex mu;
+  std::vector<int> values;
+  std::atomic<bool> stop{false};
+  std::atomic<int> assigned[2] = {0, 0};
+  std::set<TopicPartition> owned[2];
+  auto member = [&](int id) {
+    auto c = make_consumer(broker_.address(), cc);
+    ASSERT_TRUE(c->subscribe({"grp"}));
+    while (!stop) {
+      auto r = c->poll(std::chrono::milliseconds(200));
+      ASSERT_TRUE(r) << r.error().message;
+      {
+        std::lock_guard lock(mu);
+        for (const auto& rec : *r) values.push_back(std::stoi(*rec.value));
+        auto a = c->assignment();
+        owned[id] = std::set<TopicPartition>(a.begin(), a.end());
+        assigned[id] = static_cast<int>(a.size());
+      }
+      if (!r->empty()) {
+        ASSERT_TRUE(c->commit_sync());
+      }
+    }
+    c->close();
+  };
+  std::thread a(member, 0);
+  std::thread b(member, 1);
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(90);
+  auto done = [&] {
+    std::lock_guard lock(mu);
+    return values.size() >= 400 && assigned[0] > 0 && assigned[1] > 0 &&
+           assigned[0] + assigned[1] == 4;
+  };
+  while (!done() && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  stop = true;
+  a.join();
+  b.join();
+  std::set<int> distinct(values.begin(), values.end());
+  EXPECT_EQ(distinct.size(), 400u);
+  EXPECT_EQ(values.size(), 400u) << "no record delivered twice";
+  EXPECT_EQ(assigned[0] + assigned[1], 4);
+  for (const auto& tp : owned[0]) EXPECT_FALSE(owned[1].count(tp)) << tp.partition;
+
+  auto later = make_consumer(broker_.address(), cc);
+  std::vector<TopicPartition> tps = {{"grp", 0}, {"grp", 1}, {"grp", 2}, {"grp", 3}};
+  auto committed = later->committed(tps);
+  ASSERT_TRUE(committed) << committed.error().message;
+  int64_t sum = 0;
+  for (const auto& [tp, off] : *committed) sum += off;
+  EXPECT_EQ(sum, 400);
 }
 
 // Idempotence across a SIGKILL of the broker: every record acknowledged once, consumed once.

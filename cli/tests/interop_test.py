@@ -3,6 +3,8 @@ only on them) with librdkafka clients: kcat and confluent-kafka under /usr/bin/p
 import os
 import subprocess
 import sys
+import threading
+import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(__file__))
@@ -119,6 +121,58 @@ class InteropTest(unittest.TestCase):
         for k, part in ours.items():
             self.assertEqual(part, theirs[k], k)
         self.assertEqual(theirs["kafka"], (0xd067cf64 & 0x7fffffff) % 7)
+
+    def test_group_shared_with_confluent_member(self):
+        topic = "mixed"
+        self.create(topic, 4)
+        r = sluice(self.broker, "group", "list")
+        if r.returncode != 0 and "does not serve" in r.stderr:
+            self.skipTest("the broker does not serve the group APIs yet")
+        got_rd = []
+        stop = threading.Event()
+
+        def rd_member():
+            c = confluent_kafka.Consumer({
+                "bootstrap.servers": self.broker.address, "group.id": "mixed",
+                "auto.offset.reset": "earliest", "partition.assignment.strategy": "range",
+                "session.timeout.ms": 10000, "heartbeat.interval.ms": 500})
+            c.subscribe([topic])
+            while not stop.is_set():
+                m = c.poll(0.2)
+                if m is not None and not m.error():
+                    got_rd.append((m.partition(), m.value().decode()))
+            c.close()
+        t = threading.Thread(target=rd_member)
+        t.start()
+        ours = subprocess.Popen(
+            [os.environ.get("SLUICE_BIN", "sluice"), "-b", self.broker.address, "consume", topic,
+             "--group", "mixed", "--idle-timeout-ms", "10000", "--format", "%p %v"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            deadline = time.time() + 60
+            while time.time() < deadline:
+                d = sluice(self.broker, "group", "describe", "mixed").stdout
+                if "state Stable" in d and "members 2" in d:
+                    break
+                time.sleep(0.2)
+            self.assertIn("members 2", d)
+            r = sluice(self.broker, "produce", topic, "-K", ":",
+                       stdin="".join("k%d:v%d\n" % (i, i) for i in range(400)))
+            self.assertEqual(r.returncode, 0, r.stderr)
+            out, err = ours.communicate(timeout=120)
+        finally:
+            if ours.poll() is None:
+                ours.kill()
+            stop.set()
+            t.join()
+        self.assertEqual(ours.returncode, 0, err)
+        got_ours = [tuple(l.split(" ")) for l in out.splitlines()]
+        parts_ours = {int(p) for p, _ in got_ours}
+        parts_rd = {p for p, _ in got_rd}
+        self.assertTrue(parts_ours and parts_rd, (parts_ours, parts_rd))
+        self.assertFalse(parts_ours & parts_rd)
+        values = sorted([v for _, v in got_ours] + [v for _, v in got_rd])
+        self.assertEqual(values, sorted("v%d" % i for i in range(400)))
 
 
 if __name__ == "__main__":
