@@ -298,7 +298,7 @@ void consume(Context& ctx, const ConsumeOptions& o) {
     if (!s) return fail(ctx, "consume", s.error());
   }
   int64_t seen = 0;
-  std::map<TopicPartition, int64_t> printed;  // next offset per partition
+  std::map<TopicPartition, int64_t> unprinted;  // first record returned but not printed
   auto last_commit = Clock::now();
   Progress progress("consumed");
   auto last_record = Clock::now();
@@ -315,9 +315,11 @@ void consume(Context& ctx, const ConsumeOptions& o) {
     last_record = Clock::now();
     out.clear();
     for (const auto& r : *records) {
-      if (o.count >= 0 && seen >= o.count) break;
+      if (o.count >= 0 && seen >= o.count) {  // handed out but not printed: not consumed
+        unprinted.try_emplace({r.topic, r.partition}, r.offset);
+        continue;
+      }
       out += render(r, o);
-      printed[{r.topic, r.partition}] = r.offset + 1;
       ++seen;
     }
     std::fwrite(out.data(), 1, out.size(), stdout);
@@ -330,7 +332,17 @@ void consume(Context& ctx, const ConsumeOptions& o) {
   }
   if (!o.group.empty()) {
     // Exactly what was printed (a --count may stop in the middle of a poll).
-    if (auto s = c.commit_sync(printed); !s) return fail(ctx, "consume: commit", s.error());
+    std::map<TopicPartition, int64_t> offsets;
+    for (const auto& tp : c.assignment()) {
+      auto u = unprinted.find(tp);
+      auto p = c.position(tp);
+      if (u != unprinted.end()) {
+        offsets[tp] = u->second;
+      } else if (p) {
+        offsets[tp] = *p;
+      }
+    }
+    if (auto s = c.commit_sync(offsets); !s) return fail(ctx, "consume: commit", s.error());
   }
   c.close();
 }

@@ -153,6 +153,12 @@ class CliTest(unittest.TestCase):
         self.assertEqual(sum(int(l.split()[4]) for l in d.splitlines() if l.startswith("gt ")), 10)
         out = self.ok("consume", "gt", "--group", "g1", "--count", "10").stdout
         self.assertEqual(len(out.splitlines()), 10)
+        # --count stopping in the middle of a poll commits exactly what was printed.
+        self.ok("topic", "create", "cut")
+        self.ok("produce", "cut", stdin="".join("c%d\n" % i for i in range(10)))
+        self.assertEqual(self.ok("consume", "cut", "--group", "g2", "--count", "3").stdout, "c0\nc1\nc2\n")
+        rest = self.ok("consume", "cut", "--group", "g2", "--count", "7").stdout.split()
+        self.assertEqual(rest, ["c%d" % i for i in range(3, 10)])
         self.ok("group", "delete", "g1")
         self.assertNotIn("g1", self.ok("group", "list").stdout.split())
 
