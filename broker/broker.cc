@@ -112,6 +112,7 @@ void Broker::tick_shard(ShardState& ss) {
         }
       }
     }
+    if (groups_ready_.load(std::memory_order_acquire)) groups_->tick(ss.shard.id());
     ss.ring->submit();
     tick_shard(ss);
   });
@@ -322,6 +323,7 @@ Status Broker::start() {
     Status s = f.get();
     if (!s) return s;
   }
+  if (auto s = start_groups(); !s) return s;
   std::vector<Shard*> shard_ptrs;
   for (auto& ss : shards_) shard_ptrs.push_back(&ss->shard);
   server_ = std::make_unique<Server>(
@@ -353,6 +355,7 @@ Status Broker::start() {
 void Broker::stop() {
   if (stopped_) return;
   stopped_ = true;
+  if (groups_) groups_->stop();
   if (server_) server_->stop();
   // Close every log on its own shard once its writes are done.
   for (auto& ss : shards_) {

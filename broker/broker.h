@@ -21,6 +21,7 @@
 
 #include "broker/config.h"
 #include "broker/connection.h"
+#include "broker/group_coordinator.h"
 #include "broker/producer_state.h"
 #include "broker/server.h"
 #include "broker/shard.h"
@@ -150,11 +151,22 @@ class Broker {
   void handle_offset_for_leader_epoch(std::shared_ptr<Request> req,
                                       const kafka::OffsetForLeaderEpochRequest& body);
   Result<int64_t, TopicError> next_producer_id();
+  // Consumer groups (group_coordinator.h): the coordinator answers, possibly later.
+  template <class Body>
+  void handle_group(std::shared_ptr<Request> req, const Body& body) {
+    const std::string& peer = req->conn.peer;
+    GroupRequestContext ctx{req->header.api_version, req->header.client_id,
+                            "/" + peer.substr(0, peer.rfind(':'))};
+    groups_->handle(ctx, body, [req](const auto& resp) { respond(*req, resp); });
+  }
+  Status start_groups();
 
   BrokerConfig config_;
   std::unique_ptr<TopicRegistry> registry_;
   std::vector<std::unique_ptr<ShardState>> shards_;
   std::unique_ptr<Server> server_;
+  std::unique_ptr<GroupCoordinator> groups_;
+  std::atomic<bool> groups_ready_{false};  // set once groups_ is loaded; shard tickers read it
   std::mutex producer_ids_mutex_;  // guards the block below (InitProducerId, rare)
   int64_t producer_id_next_ = 0;
   int64_t producer_id_end_ = 0;

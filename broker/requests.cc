@@ -34,6 +34,13 @@ constexpr Served kServed[] = {
     served<kafka::DeleteTopicsRequest>(),    served<kafka::InitProducerIdRequest>(),
     served<kafka::DescribeConfigsRequest>(), served<kafka::AlterConfigsRequest>(),
     served<kafka::CreatePartitionsRequest>(), served<kafka::IncrementalAlterConfigsRequest>(),
+    // Consumer groups (group_coordinator.h).
+    served<kafka::FindCoordinatorRequest>(), served<kafka::JoinGroupRequest>(),
+    served<kafka::SyncGroupRequest>(),       served<kafka::HeartbeatRequest>(),
+    served<kafka::LeaveGroupRequest>(),      served<kafka::OffsetCommitRequest>(),
+    served<kafka::OffsetFetchRequest>(),     served<kafka::ListGroupsRequest>(),
+    served<kafka::DescribeGroupsRequest>(),  served<kafka::DeleteGroupsRequest>(),
+    served<kafka::OffsetDeleteRequest>(),
 };
 
 const Served* find_served(int16_t key) {
@@ -124,6 +131,18 @@ void Broker::dispatch(std::shared_ptr<Request> req, kafka::RequestBody body) {
           handle_list_offsets(req, b);
         } else if constexpr (std::is_same_v<T, kafka::InitProducerIdRequest>) {
           handle_init_producer_id(req, b);
+        } else if constexpr (std::is_same_v<T, kafka::FindCoordinatorRequest> ||
+                             std::is_same_v<T, kafka::JoinGroupRequest> ||
+                             std::is_same_v<T, kafka::SyncGroupRequest> ||
+                             std::is_same_v<T, kafka::HeartbeatRequest> ||
+                             std::is_same_v<T, kafka::LeaveGroupRequest> ||
+                             std::is_same_v<T, kafka::OffsetCommitRequest> ||
+                             std::is_same_v<T, kafka::OffsetFetchRequest> ||
+                             std::is_same_v<T, kafka::ListGroupsRequest> ||
+                             std::is_same_v<T, kafka::DescribeGroupsRequest> ||
+                             std::is_same_v<T, kafka::DeleteGroupsRequest> ||
+                             std::is_same_v<T, kafka::OffsetDeleteRequest>) {
+          handle_group(req, b);
         } else {
           // find_served() admitted it, so a handler must exist: a missing one is a bug.
           SLUICE_UNREACHABLE();

@@ -276,8 +276,18 @@ void group_describe(Context& ctx, const std::string& group) {
   auto offsets = group_offsets(ctx, *coord, group);
   if (!offsets) return fail(ctx, "group describe " + group, offsets.error());
   std::set<TopicPartition> tps;
-  for (const auto& [tp, o] : *offsets) tps.insert(tp);
-  for (const auto& [tp, m] : owner) tps.insert(tp);
+  std::set<std::string> topics;
+  for (const auto& [tp, o] : *offsets) topics.insert(tp.topic);
+  for (const auto& [tp, m] : owner) topics.insert(tp.topic);
+  if (!topics.empty()) {  // every partition of the topics the group consumes
+    auto md = ctx.admin().metadata(std::vector<std::string>(topics.begin(), topics.end()), true);
+    if (!md) return fail(ctx, "group describe " + group, md.error());
+    for (const auto& t : topics) {
+      const client::TopicInfo* ti = (*md)->topic(t);
+      if (!ti) continue;
+      for (const auto& p : ti->partitions) tps.insert({t, p.partition});
+    }
+  }
   auto ends = end_offsets(ctx, tps, -1);
   if (!ends) return fail(ctx, "group describe " + group, ends.error());
   std::cout << std::left << std::setw(24) << "TOPIC" << std::setw(10) << "PARTITION"

@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <fstream>
 #include <iostream>
+#include <map>
 #include <mutex>
 
 #include "cli/cli.h"
@@ -265,6 +266,7 @@ void consume(Context& ctx, const ConsumeOptions& o) {
   config.client_id = "sluice-cli";
   config.group_id = o.group;
   config.auto_offset_reset = mode == "end" ? "latest" : "earliest";
+  config.enable_auto_commit = false;  // commits follow what was printed, below
   auto consumer = Consumer::create(config);
   if (!consumer) return fail(ctx, "consume", consumer.error());
   Consumer& c = **consumer;
@@ -296,6 +298,8 @@ void consume(Context& ctx, const ConsumeOptions& o) {
     if (!s) return fail(ctx, "consume", s.error());
   }
   int64_t seen = 0;
+  std::map<TopicPartition, int64_t> unprinted;  // first record returned but not printed
+  auto last_commit = Clock::now();
   Progress progress("consumed");
   auto last_record = Clock::now();
   std::string out;
@@ -311,17 +315,34 @@ void consume(Context& ctx, const ConsumeOptions& o) {
     last_record = Clock::now();
     out.clear();
     for (const auto& r : *records) {
-      if (o.count >= 0 && seen >= o.count) break;
+      if (o.count >= 0 && seen >= o.count) {  // handed out but not printed: not consumed
+        unprinted.try_emplace({r.topic, r.partition}, r.offset);
+        continue;
+      }
       out += render(r, o);
       ++seen;
     }
     std::fwrite(out.data(), 1, out.size(), stdout);
     std::fflush(stdout);
     progress.tick(seen);
+    if (!o.group.empty() && Clock::now() - last_commit > std::chrono::seconds(5)) {
+      c.commit_async();  // errors surface in the final commit
+      last_commit = Clock::now();
+    }
   }
   if (!o.group.empty()) {
-    // Commit exactly what was printed (a --count may stop in the middle of a poll).
-    (void)c.commit_sync();
+    // Exactly what was printed (a --count may stop in the middle of a poll).
+    std::map<TopicPartition, int64_t> offsets;
+    for (const auto& tp : c.assignment()) {
+      auto u = unprinted.find(tp);
+      auto p = c.position(tp);
+      if (u != unprinted.end()) {
+        offsets[tp] = u->second;
+      } else if (p) {
+        offsets[tp] = *p;
+      }
+    }
+    if (auto s = c.commit_sync(offsets); !s) return fail(ctx, "consume: commit", s.error());
   }
   c.close();
 }

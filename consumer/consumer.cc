@@ -616,10 +616,16 @@ struct Consumer::Impl {
     return {};
   }
 
+  // The next offset the application will see per partition: records fetched but not yet
+  // returned by poll() are not consumed, so a commit must not pass them.
   std::map<TopicPartition, int64_t> positions() const {
     std::map<TopicPartition, int64_t> out;
     for (const auto& [tp, ps] : parts) {
       if (ps.position >= 0) out[tp] = ps.position;
+    }
+    for (const auto& r : buffered) {
+      auto it = out.find({r.topic, r.partition});
+      if (it != out.end()) it->second = std::min(it->second, r.offset);
     }
     return out;
   }
@@ -887,15 +893,7 @@ void Consumer::resume(const std::vector<TopicPartition>& partitions) {
   }
 }
 
-Status Consumer::commit_sync() {
-  // Records handed out are processed: commit past them, not past records still buffered.
-  auto offsets = impl_->positions();
-  for (auto& [tp, off] : offsets) {
-    auto p = position(tp);
-    if (p) off = *p;
-  }
-  return impl_->commit(offsets);
-}
+Status Consumer::commit_sync() { return impl_->commit(impl_->positions()); }
 
 Status Consumer::commit_sync(const std::map<TopicPartition, int64_t>& offsets) {
   return impl_->commit(offsets);
@@ -903,10 +901,6 @@ Status Consumer::commit_sync(const std::map<TopicPartition, int64_t>& offsets) {
 
 void Consumer::commit_async(CommitCallback done) {
   auto offsets = impl_->positions();
-  for (auto& [tp, off] : offsets) {
-    auto p = position(tp);
-    if (p) off = *p;
-  }
   if (!impl_->has_group()) {
     if (done) done(unexpected(make_error(Errc::kInvalidArgument, "commit needs group_id")));
     return;
