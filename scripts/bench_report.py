@@ -35,8 +35,8 @@ def limit(run, side, ratio_disk, ratio_tcp):
         return f"disk bandwidth ({ratio_disk:.2f} of sequential write + fdatasync)"
     if ratio_tcp is not None and ratio_tcp >= 0.7:
         return f"loopback network ({ratio_tcp:.2f} of one TCP connection)"
-    return (f"neither CPU ({cpu:.0%} busy) nor disk nor loopback is saturated: the request "
-            "pipeline (one connection, 5 requests in flight, per-batch acknowledgements) is")
+    return (f"neither CPU ({cpu:.0%} busy) nor disk nor loopback is saturated: the client's "
+            "request pipeline is (batch size, 5 requests in flight, a round trip per acknowledgement)")
 
 
 rows = []
@@ -59,11 +59,14 @@ for name, label in [("p1-acks1", "produce, 1 partition, acks=1"),
 out = [HEADING, ""]
 out.append(f"Measured by `scripts/bench` on {machine['date']} at commit {machine['commit']}: one "
            "`sluiced` on loopback with a fresh data directory, `sluice bench` as the client "
-           "(its own codec-level client, one connection per producer or consumer), "
+           "(on the sluice::Producer / sluice::Consumer libraries), "
            f"{warmup} s of warm-up run and discarded before {duration} s measured per run. "
            "MB = 10^6 bytes of record values (1 KiB each; keys none). Latency is measured from "
            "each record's intended send time (corrected for coordinated omission): for produce "
-           "runs send to acknowledgement, for the end-to-end run send to receipt by the consumer.")
+           "runs send to acknowledgement, for the end-to-end run send to receipt by the consumer. "
+           "In the flat-out produce runs the intended time is when the record is handed to the "
+           "producer, so their latency mostly measures time queued in the producer's buffer; "
+           "the fixed-rate end-to-end run is the latency figure.")
 out += ["", "Machine:", ""]
 out += [f"- {k}: {machine[k]}" for k in ("nproc", "cpu", "memory", "kernel", "disk")]
 out += ["", "Physical baseline, measured in the same run:", ""]
