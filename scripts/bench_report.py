@@ -21,6 +21,7 @@ machine = dict(line.rstrip("\n").split("=", 1) for line in open(os.path.join(res
 commands = [c.strip() for c in open(os.path.join(results, "commands.txt")) if c.strip()]
 disk, tcp = load("disk"), load("tcp")
 nproc = int(machine["nproc"])
+loadavg = open("/proc/loadavg").read().split()[:3]
 
 
 def ms(us):
@@ -30,7 +31,10 @@ def ms(us):
 def limit(run, side, ratio_disk, ratio_tcp):
     cpu = run["cpu_busy"]
     if cpu >= 0.85:
-        return f"CPU: the machine was {cpu:.0%} busy (broker and load generator share {nproc} cores)"
+        shared = (f"; the load average of {loadavg[1]} says other work had a share too"
+                  if float(loadavg[1]) > nproc else "")
+        return (f"CPU: the machine was {cpu:.0%} busy (broker and load generator share {nproc} "
+                f"cores{shared})")
     if ratio_disk is not None and ratio_disk >= 0.7:
         return f"disk bandwidth ({ratio_disk:.2f} of sequential write + fdatasync)"
     if ratio_tcp is not None and ratio_tcp >= 0.7:
@@ -69,6 +73,9 @@ out.append(f"Measured by `scripts/bench` on {machine['date']} at commit {machine
            "the fixed-rate end-to-end run is the latency figure.")
 out += ["", "Machine:", ""]
 out += [f"- {k}: {machine[k]}" for k in ("nproc", "cpu", "memory", "kernel", "disk")]
+out.append(f"- load average when the suite ended (1, 5, 15 min): {', '.join(loadavg)}; anything "
+           f"above {nproc} means other work shared the CPUs with the suite, so treat the figures "
+           "as a lower bound and compare ratios, which are measured under the same conditions")
 out += ["", "Physical baseline, measured in the same run:", ""]
 out.append(f"- disk: sequential `write()` of {disk['bytes'] / 1e6:.0f} MB in 1 MiB calls, then "
            f"`fdatasync`: **{disk['mb_per_s']:.1f} MB/s**")
