@@ -18,6 +18,8 @@
 #include <string>
 #include <thread>
 
+#include "bench/internal/json_probe.h"
+
 namespace sluice::bench {
 namespace {
 
@@ -103,22 +105,12 @@ class BenchIntegration : public ::testing::Test {
   // A value from the JSON result at `path` (dot-separated), read by Python's json module;
   // the test fails when the JSON does not parse.
   std::string value(const BenchRun& run, const std::string& path) {
-    const std::string file = broker_.dir() + "/value.json";
-    std::ofstream(file) << run.json;
-    const std::string cmd =
-        "python3 -c 'import json,sys\nv=json.load(open(sys.argv[1]))\n"
-        "for k in sys.argv[2].split(\".\"): v=v[int(k) if isinstance(v,list) else k]\n"
-        "print(json.dumps(v))' " +
-        file + " " + path;
-    FILE* p = ::popen(cmd.c_str(), "r");
-    std::string out;
-    char buf[256];
-    while (p && std::fgets(buf, sizeof buf, p)) out += buf;
-    EXPECT_EQ(p ? ::pclose(p) : -1, 0) << "JSON does not parse or lacks " << path << ":\n"
-                                       << run.json << "\nstderr:\n"
-                                       << run.err;
-    if (!out.empty() && out.back() == '\n') out.pop_back();
-    return out;
+    bool ok = false;
+    std::string v = detail::json_at(run.json, path, broker_.dir() + "/value.json", ok);
+    EXPECT_TRUE(ok) << "JSON does not parse or lacks " << path << ":\n"
+                    << run.json << "\nstderr:\n"
+                    << run.err;
+    return v;
   }
   int64_t number(const BenchRun& run, const std::string& path) {
     const std::string v = value(run, path);

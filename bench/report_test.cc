@@ -6,6 +6,7 @@
 #include <string>
 
 #include "bench/bench.h"
+#include "bench/internal/json_probe.h"
 
 namespace sluice::bench {
 namespace {
@@ -35,24 +36,11 @@ RunResult example() {
   return r;
 }
 
-// Parses `text` with Python's json module (the test's independent JSON reader) and prints the
-// value at `path` (keys separated by dots).
 std::string json_value(const std::string& text, const std::string& path) {
-  const std::string file = ::testing::TempDir() + "report_test.json";
-  std::ofstream(file) << text;
-  const std::string cmd =
-      "python3 -c 'import json,sys\nv=json.load(open(sys.argv[1]))\n"
-      "for k in sys.argv[2].split(\".\"): v=v[int(k) if isinstance(v,list) else "
-      "k]\nprint(json.dumps(v))' " +
-      file + " " + path;
-  FILE* p = popen(cmd.c_str(), "r");
-  std::string out;
-  char buf[256];
-  while (p && std::fgets(buf, sizeof buf, p)) out += buf;
-  const int status = p ? pclose(p) : -1;
-  EXPECT_EQ(status, 0) << text;
-  if (!out.empty() && out.back() == '\n') out.pop_back();
-  return out;
+  bool ok = false;
+  std::string v = detail::json_at(text, path, ::testing::TempDir() + "report_test.json", ok);
+  EXPECT_TRUE(ok) << path << " in " << text;
+  return v;
 }
 
 TEST(Report, JsonParsesAndCarriesTheFigures) {
