@@ -1,0 +1,144 @@
+// sluice::Consumer: an embeddable Kafka consumer, with hand-assigned partitions or a
+// consumer group.
+//
+//   sluice::ConsumerConfig config;
+//   config.bootstrap_servers = "127.0.0.1:9092";
+//   config.group_id = "billing";                 // empty: assign() only, no group
+//   auto consumer = sluice::Consumer::create(config);
+//   (*consumer)->subscribe({"events"});          // or assign({{"events", 0}})
+//   while (running) {
+//     auto records = (*consumer)->poll(std::chrono::milliseconds(500));
+//     if (!records) { std::cerr << records.error().message << "\n"; break; }
+//     for (const sluice::ConsumerRecord& r : *records) handle(r);
+//   }
+//   (*consumer)->close();                        // commits (auto commit) and leaves the group
+//
+// Groups use the classic protocol: FindCoordinator, JoinGroup (with the MEMBER_ID_REQUIRED
+// round trip), SyncGroup (the leader member runs the "range" or "roundrobin" assignor over
+// the standard "consumer" protocol bytes, so Sluice members share groups with librdkafka and
+// Java members), Heartbeat from the consumer's I/O thread, LeaveGroup on close. Assignment is
+// eager: every rebalance revokes all partitions (committing first with auto commit).
+//
+// Thread safety: a Consumer is used from one thread at a time, like Kafka's; heartbeats run
+// on its own I/O thread. Every compression codec is decompressed; control batches
+// (transactions) are skipped.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "common/result.h"
+
+namespace sluice {
+
+struct ConsumerConfig {
+  std::string bootstrap_servers = "127.0.0.1:9092";  // comma-separated host:port
+  std::string client_id = "sluice-consumer";
+  std::string group_id;  // needed by subscribe() and commits
+  // Where to start without a committed offset, or after OFFSET_OUT_OF_RANGE:
+  // "earliest", "latest" or "none" (poll() then fails).
+  std::string auto_offset_reset = "latest";
+  bool enable_auto_commit = true;
+  int auto_commit_interval_ms = 5000;
+  int session_timeout_ms = 45000;
+  int heartbeat_interval_ms = 3000;
+  int rebalance_timeout_ms = 60000;
+  // Assignors in preference order: "range", "roundrobin".
+  std::vector<std::string> assignors = {"range", "roundrobin"};
+  int fetch_min_bytes = 1;
+  int fetch_max_bytes = 50 << 20;
+  int max_partition_fetch_bytes = 1 << 20;
+  int fetch_max_wait_ms = 500;
+  int max_poll_records = 10000;
+  int request_timeout_ms = 30000;
+};
+
+struct TopicPartition {
+  std::string topic;
+  int32_t partition = 0;
+  auto operator<=>(const TopicPartition&) const = default;
+};
+
+struct ConsumerHeader {
+  std::string key;
+  std::optional<std::string> value;
+};
+
+struct ConsumerRecord {
+  std::string topic;
+  int32_t partition = 0;
+  int64_t offset = 0;
+  int64_t timestamp_ms = 0;
+  bool log_append_time = false;  // timestamp set by the broker rather than the producer
+  std::optional<std::string> key;
+  std::optional<std::string> value;
+  std::vector<ConsumerHeader> headers;
+};
+
+// Special offsets for seek().
+inline constexpr int64_t kOffsetBeginning = -2;
+inline constexpr int64_t kOffsetEnd = -1;
+
+using CommitCallback = std::function<void(const Status&)>;
+
+class Consumer {
+ public:
+  static Result<std::unique_ptr<Consumer>> create(const ConsumerConfig& config);
+  ~Consumer();  // close()
+  Consumer(const Consumer&) = delete;
+  Consumer& operator=(const Consumer&) = delete;
+
+  // Hand assignment (replaces any previous one; no group membership). Positions start at the
+  // committed offset when group_id is set and one exists, else per auto_offset_reset.
+  Status assign(const std::vector<TopicPartition>& partitions);
+  // Joins group_id and consumes what the group assigns; the join happens in poll().
+  Status subscribe(const std::vector<std::string>& topics);
+  void unsubscribe();  // leaves the group
+  std::vector<TopicPartition> assignment() const;
+
+  // Records that arrived, at most max_poll_records, waiting up to `timeout` for some. Runs
+  // group joins and auto commits. An empty vector means none arrived in time.
+  Result<std::vector<ConsumerRecord>> poll(std::chrono::milliseconds timeout);
+
+  // The next poll() of `tp` starts at `offset` (or kOffsetBeginning / kOffsetEnd).
+  Status seek(const TopicPartition& tp, int64_t offset);
+  Status seek_to_beginning(const std::vector<TopicPartition>& partitions);
+  Status seek_to_end(const std::vector<TopicPartition>& partitions);
+  // To the first offset whose timestamp is >= timestamp_ms (the end if none).
+  Status seek_to_timestamp(const std::vector<TopicPartition>& partitions, int64_t timestamp_ms);
+  // The offset of the next record poll() returns for `tp`.
+  Result<int64_t> position(const TopicPartition& tp);
+
+  void pause(const std::vector<TopicPartition>& partitions);
+  void resume(const std::vector<TopicPartition>& partitions);
+
+  // Commits the positions of every assigned partition (or the given offsets: the next
+  // offset to read, i.e. last processed + 1).
+  Status commit_sync();
+  Status commit_sync(const std::map<TopicPartition, int64_t>& offsets);
+  void commit_async(CommitCallback done = nullptr);
+  Result<std::map<TopicPartition, int64_t>> committed(
+      const std::vector<TopicPartition>& partitions);
+
+  // Log start offset and high watermark of `tp` (ListOffsets).
+  Result<std::pair<int64_t, int64_t>> watermark_offsets(const TopicPartition& tp);
+  // Partitions of `topic` (metadata).
+  Result<int32_t> partition_count(const std::string& topic);
+
+  // Commits (with auto commit), leaves the group, closes connections. Idempotent.
+  void close();
+
+  struct Impl;
+
+ private:
+  explicit Consumer(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace sluice

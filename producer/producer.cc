@@ -1,0 +1,546 @@
+#include "producer/producer.h"
+
+#include <algorithm>
+#include <atomic>
+#include <boost/asio.hpp>
+#include <condition_variable>
+#include <deque>
+#include <map>
+#include <mutex>
+#include <random>
+
+#include "client/client.h"
+#include "partitioner/key_partitioner.h"
+#include "protocol/compression.h"
+#include "protocol/error_codes.h"
+#include "protocol/record_batch.h"
+
+namespace sluice {
+
+using client::Errc;
+using client::make_error;
+using Clock = std::chrono::steady_clock;
+namespace asio = boost::asio;
+
+namespace {
+
+// Per-record bookkeeping: what the buffer counts for it beyond key, value and headers.
+constexpr int64_t kRecordOverheadBytes = 64;
+
+struct Completion {
+  DeliveryCallback callback;
+  std::shared_ptr<std::promise<RecordMetadata>> promise;
+  int64_t timestamp_ms = 0;
+};
+
+struct Batch {
+  std::string topic;
+  int32_t partition = 0;
+  std::unique_ptr<kafka::RecordBatchBuilder> builder;  // while open
+  std::vector<std::byte> bytes;                        // once built
+  std::vector<Completion> completions;
+  int32_t base_sequence = -1;
+  int64_t memory_bytes = 0;
+  Clock::time_point created;
+  int attempts = 0;
+};
+using BatchPtr = std::shared_ptr<Batch>;
+
+struct PartitionState {
+  BatchPtr open;
+  std::deque<BatchPtr> ready;     // closed, waiting to be sent (retries at the front)
+  std::deque<BatchPtr> inflight;  // sent, ascending sequence
+  std::vector<BatchPtr> to_retry;
+  bool retrying = false;
+  int32_t next_sequence = 0;
+  Clock::time_point not_before{};  // retry backoff
+};
+
+struct TopicState {
+  int32_t partition_count = 0;
+  int32_t sticky = -1;
+};
+
+int64_t record_bytes(const ProducerRecord& r) {
+  int64_t n = kRecordOverheadBytes;
+  if (r.key) n += static_cast<int64_t>(r.key->size());
+  if (r.value) n += static_cast<int64_t>(r.value->size());
+  for (const auto& h : r.headers)
+    n += static_cast<int64_t>(h.key.size() + (h.value ? h.value->size() : 0));
+  return n;
+}
+
+int64_t now_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+}  // namespace
+
+struct Producer::Impl {
+  ProducerConfig config;
+  kafka::Compression compression = kafka::Compression::kNone;
+  std::unique_ptr<client::Client> client;
+  int64_t producer_id = -1;
+  int16_t producer_epoch = -1;
+
+  std::mutex mu;               // the accumulator: taken by send() and by the sender
+  std::condition_variable cv;  // buffer space freed, records completed
+  std::map<std::pair<std::string, int32_t>, PartitionState> partitions;
+  std::map<std::string, TopicState> topics;
+  int64_t buffer_used = 0;
+  int64_t outstanding = 0;  // records queued and not yet completed
+  int flushing = 0;
+  bool closed = false;
+  std::mt19937 rng{std::random_device{}()};
+
+  std::atomic<bool> sender_scheduled{false};
+  std::atomic<bool> stopping{false};          // close() began tearing down the client
+  std::unique_ptr<asio::steady_timer> timer;  // I/O thread only
+  Clock::time_point timer_at = Clock::time_point::max();
+  bool metadata_refresh_pending = false;  // I/O thread only
+
+  bool idempotent() const { return config.enable_idempotence && config.acks == -1; }
+
+  Result<int32_t> partition_count(const std::string& topic, bool refresh) {
+    auto md = client->metadata({topic}, refresh);
+    if (!md) return unexpected(md.error());
+    const client::TopicInfo* t = (*md)->topic(topic);
+    if (!t || t->error_code != 0 || t->partitions.empty()) {
+      int16_t code =
+          t ? t->error_code : static_cast<int16_t>(kafka::ErrorCode::kUnknownTopicOrPartition);
+      return unexpected(Error{
+          code, "topic '" + topic +
+                    "': " + std::string(kafka::error_name(static_cast<kafka::ErrorCode>(code))) +
+                    " (create it first, e.g. `sluice topic create " + topic + "`)"});
+    }
+    return static_cast<int32_t>(t->partitions.size());
+  }
+
+  // Called with `mu` held; may drop it while fetching metadata.
+  Result<int32_t> choose_partition(std::unique_lock<std::mutex>& lock, const ProducerRecord& r) {
+    auto it = topics.find(r.topic);
+    if (it == topics.end()) {
+      lock.unlock();
+      auto n = partition_count(r.topic, false);
+      lock.lock();
+      if (!n) return n;
+      it = topics.emplace(r.topic, TopicState{*n, -1}).first;
+    }
+    TopicState& ts = it->second;
+    if (r.partition) {
+      if (*r.partition < 0 || *r.partition >= ts.partition_count) {
+        return unexpected(make_error(Errc::kInvalidArgument,
+                                     "partition " + std::to_string(*r.partition) + " of topic '" +
+                                         r.topic + "' does not exist (it has " +
+                                         std::to_string(ts.partition_count) + ")"));
+      }
+      return *r.partition;
+    }
+    if (r.key) return partitioner::partition_for_key(*r.key, ts.partition_count);
+    if (ts.sticky < 0) {
+      ts.sticky = std::uniform_int_distribution<int32_t>(0, ts.partition_count - 1)(rng);
+    }
+    return ts.sticky;
+  }
+
+  void close_open_batch(PartitionState& ps, const std::string& topic) {
+    SLUICE_ASSERT(ps.open);
+    ps.next_sequence += ps.open->builder->record_count();
+    ps.ready.push_back(std::move(ps.open));
+    ps.open.reset();
+    auto t = topics.find(topic);
+    if (t != topics.end()) t->second.sticky = -1;  // keyless records move on
+  }
+
+  Status enqueue(ProducerRecord record, Completion completion) {
+    if (record.topic.empty())
+      return unexpected(make_error(Errc::kInvalidArgument, "record has no topic"));
+    const int64_t bytes = record_bytes(record);
+    if (bytes > config.buffer_memory || bytes > config.batch_size + kRecordOverheadBytes * 2) {
+      return unexpected(make_error(
+          Errc::kInvalidArgument,
+          "record of " + std::to_string(bytes) + " bytes is larger than batch_size/buffer_memory"));
+    }
+    std::unique_lock lock(mu);
+    if (closed) return unexpected(make_error(Errc::kClosed, "producer is closed"));
+    if (buffer_used + bytes > config.buffer_memory) {
+      if (!config.block_on_buffer_full) {
+        return unexpected(make_error(
+            Errc::kBufferFull, "producer buffer full (" + std::to_string(config.buffer_memory) +
+                                   " bytes): the broker is slower than send(); raise "
+                                   "buffer_memory or enable block_on_buffer_full"));
+      }
+      bool ok = cv.wait_for(lock, std::chrono::milliseconds(config.max_block_ms),
+                            [&] { return closed || buffer_used + bytes <= config.buffer_memory; });
+      if (closed) return unexpected(make_error(Errc::kClosed, "producer is closed"));
+      if (!ok) {
+        return unexpected(
+            make_error(Errc::kBufferFull, "producer buffer still full after max_block_ms=" +
+                                              std::to_string(config.max_block_ms)));
+      }
+    }
+    auto p = choose_partition(lock, record);
+    if (!p) return unexpected(p.error());
+    const int32_t partition = *p;
+    PartitionState& ps = partitions[{record.topic, partition}];
+    bool wake = false;
+    if (ps.open && ps.open->builder->size_bytes_uncompressed() + static_cast<size_t>(bytes) >
+                       static_cast<size_t>(config.batch_size)) {
+      close_open_batch(ps, record.topic);
+      wake = true;
+    }
+    if (!ps.open) {
+      auto b = std::make_shared<Batch>();
+      b->topic = record.topic;
+      b->partition = partition;
+      b->base_sequence = idempotent() ? ps.next_sequence : -1;
+      b->created = Clock::now();
+      kafka::RecordBatchBuilder::Options o;
+      o.compression = compression;
+      o.compression_level = config.compression_level;
+      if (idempotent()) {
+        o.producer_id = producer_id;
+        o.producer_epoch = producer_epoch;
+        o.base_sequence = b->base_sequence;
+      }
+      b->builder = std::make_unique<kafka::RecordBatchBuilder>(o);
+      ps.open = std::move(b);
+      wake = true;
+    }
+    completion.timestamp_ms = record.timestamp_ms.value_or(now_ms());
+    std::vector<kafka::Header> headers;
+    headers.reserve(record.headers.size());
+    for (const auto& h : record.headers) {
+      headers.push_back({h.key, h.value ? std::optional<Bytes>(as_bytes(*h.value)) : std::nullopt});
+    }
+    ps.open->builder->append(
+        completion.timestamp_ms,
+        record.key ? std::optional<Bytes>(as_bytes(*record.key)) : std::nullopt,
+        record.value ? std::optional<Bytes>(as_bytes(*record.value)) : std::nullopt, headers);
+    ps.open->completions.push_back(std::move(completion));
+    ps.open->memory_bytes += bytes;
+    buffer_used += bytes;
+    ++outstanding;
+    if (ps.open->builder->size_bytes_uncompressed() >= static_cast<size_t>(config.batch_size)) {
+      close_open_batch(ps, record.topic);
+      wake = true;
+    }
+    lock.unlock();
+    if (wake) schedule_sender();
+    return {};
+  }
+
+  void schedule_sender() {
+    if (stopping || sender_scheduled.exchange(true)) return;
+    client->post([this] {
+      sender_scheduled = false;
+      run_sender();
+    });
+  }
+
+  void arm_timer(Clock::time_point at) {
+    if (stopping || at >= timer_at) return;
+    timer_at = at;
+    timer->expires_at(at);
+    timer->async_wait([this](const boost::system::error_code& ec) {
+      if (ec) return;
+      timer_at = Clock::time_point::max();
+      run_sender();
+    });
+  }
+
+  void request_metadata_refresh(const std::string& topic) {
+    if (stopping || metadata_refresh_pending) return;
+    metadata_refresh_pending = true;
+    client->refresh_metadata_async({topic}, [this](Result<void>) {
+      metadata_refresh_pending = false;
+      schedule_sender();
+    });
+  }
+
+  // I/O thread: closes lingered batches and sends what may be sent.
+  void run_sender() {
+    if (stopping) return;
+    auto md = client->cached_metadata();
+    const auto now = Clock::now();
+    const auto linger = std::chrono::milliseconds(config.linger_ms);
+    std::map<int32_t, std::vector<BatchPtr>> by_node;
+    Clock::time_point next_wake = Clock::time_point::max();
+    std::string missing_topic;
+    {
+      std::lock_guard lock(mu);
+      for (auto& [tp, ps] : partitions) {
+        if (ps.open) {
+          if (flushing > 0 || closed || now - ps.open->created >= linger) {
+            close_open_batch(ps, tp.first);
+          } else {
+            next_wake = std::min(next_wake, ps.open->created + linger);
+          }
+        }
+        if (ps.ready.empty() || ps.retrying) continue;
+        if (now < ps.not_before) {
+          next_wake = std::min(next_wake, ps.not_before);
+          continue;
+        }
+        if (static_cast<int>(ps.inflight.size()) >= config.max_in_flight) continue;
+        int32_t leader = -1;
+        const client::TopicInfo* ti = md ? md->topic(tp.first) : nullptr;
+        if (ti && tp.second < static_cast<int32_t>(ti->partitions.size())) {
+          leader = ti->partitions[tp.second].leader;
+        }
+        if (leader < 0) {
+          missing_topic = tp.first;
+          next_wake = std::min(next_wake, now + std::chrono::milliseconds(config.retry_backoff_ms));
+          continue;
+        }
+        BatchPtr b = ps.ready.front();
+        ps.ready.pop_front();
+        ps.inflight.push_back(b);
+        by_node[leader].push_back(std::move(b));
+      }
+    }
+    if (!missing_topic.empty()) request_metadata_refresh(missing_topic);
+    for (auto& [node, batches] : by_node) send_request(node, std::move(batches));
+    if (next_wake != Clock::time_point::max()) arm_timer(next_wake);
+  }
+
+  void send_request(int32_t node, std::vector<BatchPtr> batches) {
+    kafka::ProduceRequest req;
+    req.acks = static_cast<int16_t>(config.acks);
+    req.timeout_ms = config.request_timeout_ms;
+    std::vector<BatchPtr> failed;
+    for (auto& b : batches) {
+      if (b->bytes.empty()) {
+        auto built = b->builder->build();
+        if (!built) {
+          failed.push_back(b);
+          continue;
+        }
+        b->bytes = std::move(*built);
+        b->builder.reset();
+      }
+      ++b->attempts;
+      auto t = std::find_if(req.topic_data.begin(), req.topic_data.end(),
+                            [&](const auto& td) { return td.name == b->topic; });
+      if (t == req.topic_data.end()) {
+        req.topic_data.push_back({b->topic, {}});
+        t = std::prev(req.topic_data.end());
+      }
+      t->partition_data.push_back({b->partition, kafka::Records::borrowed(Bytes(b->bytes))});
+    }
+    for (auto& b : failed) {
+      remove_inflight(b);
+      complete(b, -1, make_error(Errc::kInvalidArgument, "could not build the record batch"));
+    }
+    if (req.topic_data.empty()) return;
+    const bool expect = config.acks != 0;
+    client->send(
+        node, std::move(req),
+        [this, batches](Result<client::Response> r) { on_response(batches, std::move(r)); },
+        expect);
+  }
+
+  void remove_inflight(const BatchPtr& b) {
+    std::lock_guard lock(mu);
+    auto& ps = partitions[{b->topic, b->partition}];
+    auto it = std::find(ps.inflight.begin(), ps.inflight.end(), b);
+    if (it != ps.inflight.end()) ps.inflight.erase(it);
+  }
+
+  void on_response(const std::vector<BatchPtr>& batches, Result<client::Response> r) {
+    if (!r) {
+      for (const auto& b : batches) on_batch_result(b, r.error(), -1);
+      return schedule_sender();
+    }
+    if (config.acks == 0) {
+      for (const auto& b : batches) on_batch_result(b, Error{}, -1);
+      return schedule_sender();
+    }
+    const auto& resp = std::get<kafka::ProduceResponse>(r->decoded->body);
+    for (const auto& b : batches) {
+      Error e = make_error(Errc::kProtocol, "no answer for the partition in the Produce response");
+      int64_t base = -1;
+      for (const auto& t : resp.responses) {
+        if (t.name != b->topic) continue;
+        for (const auto& p : t.partition_responses) {
+          if (p.index != b->partition) continue;
+          base = p.base_offset;
+          e = p.error_code == 0
+                  ? Error{}
+                  : client::kafka_error(p.error_code, "produce to " + b->topic + "[" +
+                                                          std::to_string(b->partition) + "]");
+          if (p.error_code != 0 && p.error_message) e.message += ": " + *p.error_message;
+        }
+      }
+      on_batch_result(b, e, base);
+    }
+    schedule_sender();
+  }
+
+  void on_batch_result(const BatchPtr& b, const Error& e, int64_t base_offset) {
+    const bool retry =
+        e.code != 0 &&
+        (client::retriable(e) ||
+         e.code == static_cast<int>(kafka::ErrorCode::kOutOfOrderSequenceNumber)) &&
+        Clock::now() - b->created < std::chrono::milliseconds(config.delivery_timeout_ms) &&
+        config.acks != 0;
+    bool refresh = false;
+    {
+      std::lock_guard lock(mu);
+      auto& ps = partitions[{b->topic, b->partition}];
+      auto it = std::find(ps.inflight.begin(), ps.inflight.end(), b);
+      if (it != ps.inflight.end()) ps.inflight.erase(it);
+      if (retry) {
+        // Later in-flight batches of the partition will fail too (a sequence gap); resend them
+        // all, in sequence order, once every one of them is back.
+        ps.to_retry.push_back(b);
+        ps.retrying = true;
+        refresh = true;
+      }
+      if (ps.retrying && ps.inflight.empty()) {
+        std::sort(ps.to_retry.begin(), ps.to_retry.end(), [](const BatchPtr& x, const BatchPtr& y) {
+          return x->base_sequence > y->base_sequence;
+        });
+        for (auto& rb : ps.to_retry) ps.ready.push_front(rb);
+        ps.to_retry.clear();
+        ps.retrying = false;
+        ps.not_before = Clock::now() + std::chrono::milliseconds(config.retry_backoff_ms);
+      }
+    }
+    if (refresh) request_metadata_refresh(b->topic);
+    if (!retry) complete(b, base_offset, e);
+  }
+
+  void complete(const BatchPtr& b, int64_t base_offset, const Error& e) {
+    for (size_t i = 0; i < b->completions.size(); ++i) {
+      Completion& c = b->completions[i];
+      RecordMetadata md{
+          b->topic, b->partition,
+          (e.code == 0 && base_offset >= 0) ? base_offset + static_cast<int64_t>(i) : -1,
+          c.timestamp_ms, e};
+      if (c.callback) c.callback(md);
+      if (c.promise) c.promise->set_value(std::move(md));
+    }
+    {
+      std::lock_guard lock(mu);
+      buffer_used -= b->memory_bytes;
+      outstanding -= static_cast<int64_t>(b->completions.size());
+    }
+    cv.notify_all();
+  }
+};
+
+Producer::Producer(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+
+Result<std::unique_ptr<Producer>> Producer::create(const ProducerConfig& config) {
+  auto impl = std::make_unique<Impl>();
+  impl->config = config;
+  auto codec = kafka::parse_compression(config.compression);
+  if (!codec) {
+    return unexpected(make_error(
+        Errc::kInvalidArgument,
+        "unknown compression '" + config.compression + "' (none, gzip, snappy, lz4, zstd)"));
+  }
+  impl->compression = *codec;
+  if (config.acks != 0 && config.acks != 1 && config.acks != -1) {
+    return unexpected(make_error(Errc::kInvalidArgument, "acks must be 0, 1 or -1 (all)"));
+  }
+  if (config.batch_size <= 0 || config.buffer_memory <= 0 || config.max_in_flight <= 0) {
+    return unexpected(make_error(Errc::kInvalidArgument,
+                                 "batch_size, buffer_memory and max_in_flight must be positive"));
+  }
+  client::ClientConfig cc;
+  cc.bootstrap_servers = client::parse_broker_list(config.bootstrap_servers);
+  cc.client_id = config.client_id;
+  cc.request_timeout_ms = config.request_timeout_ms;
+  impl->client = std::make_unique<client::Client>(cc);
+  impl->timer = std::make_unique<asio::steady_timer>(impl->client->io());
+  auto md = impl->client->metadata({}, true);
+  if (!md) return unexpected(md.error());
+  if (impl->idempotent()) {
+    kafka::InitProducerIdRequest req;
+    req.transaction_timeout_ms = -1;
+    auto r = impl->client->call_as<kafka::InitProducerIdResponse>(client::kAnyBroker, req);
+    if (!r) return unexpected(r.error());
+    if (r->error_code != 0) return unexpected(client::kafka_error(r->error_code, "InitProducerId"));
+    impl->producer_id = r->producer_id;
+    impl->producer_epoch = r->producer_epoch;
+  }
+  return std::unique_ptr<Producer>(new Producer(std::move(impl)));
+}
+
+Producer::~Producer() { close(std::chrono::milliseconds(impl_->config.delivery_timeout_ms)); }
+
+std::future<RecordMetadata> Producer::send(ProducerRecord record) {
+  auto promise = std::make_shared<std::promise<RecordMetadata>>();
+  auto future = promise->get_future();
+  std::string topic = record.topic;
+  auto partition = record.partition.value_or(-1);
+  Status s = impl_->enqueue(std::move(record), Completion{nullptr, promise, 0});
+  if (!s) promise->set_value(RecordMetadata{topic, partition, -1, -1, s.error()});
+  return future;
+}
+
+Status Producer::send(ProducerRecord record, DeliveryCallback callback) {
+  return impl_->enqueue(std::move(record), Completion{std::move(callback), nullptr, 0});
+}
+
+Status Producer::flush(std::chrono::milliseconds timeout) {
+  std::unique_lock lock(impl_->mu);
+  ++impl_->flushing;
+  lock.unlock();
+  impl_->schedule_sender();
+  lock.lock();
+  auto done = [&] { return impl_->outstanding == 0; };
+  bool ok = timeout == std::chrono::milliseconds::max() ? (impl_->cv.wait(lock, done), true)
+                                                        : impl_->cv.wait_for(lock, timeout, done);
+  --impl_->flushing;
+  if (!ok) {
+    return unexpected(make_error(
+        Errc::kTimeout,
+        std::to_string(impl_->outstanding) + " records still unanswered after flush timeout"));
+  }
+  return {};
+}
+
+void Producer::close(std::chrono::milliseconds timeout) {
+  if (!impl_->client) return;
+  (void)flush(timeout);
+  {
+    std::lock_guard lock(impl_->mu);
+    impl_->closed = true;
+  }
+  impl_->cv.notify_all();
+  // Cancel the timer on the I/O thread, then stop the client (which fails what is left).
+  impl_->stopping = true;
+  std::promise<void> cancelled;
+  impl_->client->post([this, &cancelled] {
+    impl_->timer->cancel();
+    cancelled.set_value();
+  });
+  cancelled.get_future().wait();
+  impl_->timer.reset();
+  impl_->client.reset();
+  // Records never sent (flush timed out before they were) fail now.
+  std::vector<BatchPtr> left;
+  {
+    std::lock_guard lock(impl_->mu);
+    for (auto& [tp, ps] : impl_->partitions) {
+      if (ps.open) left.push_back(ps.open);
+      for (auto& b : ps.ready) left.push_back(b);
+      for (auto& b : ps.inflight) left.push_back(b);
+      for (auto& b : ps.to_retry) left.push_back(b);
+    }
+    impl_->partitions.clear();
+  }
+  for (auto& b : left)
+    impl_->complete(b, -1, make_error(Errc::kClosed, "producer closed before delivery"));
+}
+
+Result<int32_t> Producer::partition_count(const std::string& topic) {
+  return impl_->partition_count(topic, false);
+}
+
+}  // namespace sluice

@@ -1,0 +1,362 @@
+// Producer and consumer against a real sluiced (label integration).
+#include "producer/producer.h"
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <cstdlib>
+#include <map>
+#include <mutex>
+#include <set>
+#include <thread>
+
+#include "client/client.h"
+#include "client/testing/broker_process.h"
+#include "consumer/consumer.h"
+#include "partitioner/key_partitioner.h"
+
+namespace sluice {
+namespace {
+
+using client::testing::BrokerProcess;
+using client::testing::sluiced_path;
+
+void create_topic(const std::string& address, const std::string& topic, int32_t partitions) {
+  client::ClientConfig cc;
+  cc.bootstrap_servers = {address};
+  client::Client c(cc);
+  kafka::CreateTopicsRequest req;
+  kafka::CreateTopicsRequest::CreatableTopic t;
+  t.name = topic;
+  t.num_partitions = partitions;
+  t.replication_factor = 1;
+  req.topics.push_back(t);
+  auto r = c.call_as<kafka::CreateTopicsResponse>(client::kAnyBroker, req);
+  ASSERT_TRUE(r) << r.error().message;
+  ASSERT_EQ(r->topics.at(0).error_code, 0);
+}
+
+std::unique_ptr<Producer> make_producer(const std::string& address, ProducerConfig config = {}) {
+  config.bootstrap_servers = address;
+  auto p = Producer::create(config);
+  EXPECT_TRUE(p) << p.error().message;
+  return p ? std::move(*p) : nullptr;
+}
+
+std::unique_ptr<Consumer> make_consumer(const std::string& address, ConsumerConfig config = {}) {
+  config.bootstrap_servers = address;
+  auto c = Consumer::create(config);
+  EXPECT_TRUE(c) << c.error().message;
+  return c ? std::move(*c) : nullptr;
+}
+
+// Reads everything of `topic` from the beginning until `expected` records arrived (or 30 s
+// without progress).
+std::vector<ConsumerRecord> read_all(const std::string& address, const std::string& topic,
+                                     int32_t partitions, size_t expected) {
+  auto c = make_consumer(address);
+  std::vector<TopicPartition> tps;
+  for (int32_t p = 0; p < partitions; ++p) tps.push_back({topic, p});
+  EXPECT_TRUE(c->assign(tps));
+  EXPECT_TRUE(c->seek_to_beginning(tps));
+  std::vector<ConsumerRecord> out;
+  auto last = std::chrono::steady_clock::now();
+  while (out.size() < expected &&
+         std::chrono::steady_clock::now() - last < std::chrono::seconds(30)) {
+    auto r = c->poll(std::chrono::milliseconds(200));
+    EXPECT_TRUE(r) << r.error().message;
+    if (!r) break;
+    if (!r->empty()) last = std::chrono::steady_clock::now();
+    for (auto& rec : *r) out.push_back(std::move(rec));
+  }
+  return out;
+}
+
+class ClientIntegration : public ::testing::Test {
+ protected:
+  BrokerProcess broker_{sluiced_path()};
+};
+
+class EveryCodec : public ClientIntegration, public ::testing::WithParamInterface<const char*> {};
+
+TEST_P(EveryCodec, RoundTripKeysValuesHeadersTimestamps) {
+  const std::string topic = std::string("codec-") + GetParam();
+  create_topic(broker_.address(), topic, 3);
+  ProducerConfig pc;
+  pc.compression = GetParam();
+  auto producer = make_producer(broker_.address(), pc);
+  constexpr int kRecords = 3000;
+  std::vector<std::future<RecordMetadata>> futures;
+  for (int i = 0; i < kRecords; ++i) {
+    ProducerRecord r;
+    r.topic = topic;
+    r.key = "key-" + std::to_string(i % 50);
+    r.value = "value-" + std::to_string(i) + std::string(static_cast<size_t>(i % 100), 'x');
+    r.headers = {{"h", "v" + std::to_string(i)}, {"null", std::nullopt}};
+    r.timestamp_ms = 1'700'000'000'000 + i;
+    futures.push_back(producer->send(std::move(r)));
+  }
+  ASSERT_TRUE(producer->flush());
+  std::map<std::pair<int32_t, int64_t>, int> placed;
+  for (int i = 0; i < kRecords; ++i) {
+    RecordMetadata md = futures[i].get();
+    ASSERT_TRUE(md.ok()) << md.error.message;
+    EXPECT_EQ(md.partition, partitioner::partition_for_key("key-" + std::to_string(i % 50), 3));
+    placed[{md.partition, md.offset}] = i;
+  }
+  ASSERT_EQ(placed.size(), static_cast<size_t>(kRecords)) << "offsets must be distinct";
+  auto records = read_all(broker_.address(), topic, 3, kRecords);
+  ASSERT_EQ(records.size(), static_cast<size_t>(kRecords));
+  for (const auto& r : records) {
+    auto it = placed.find({r.partition, r.offset});
+    ASSERT_NE(it, placed.end());
+    const int i = it->second;
+    EXPECT_EQ(r.key, "key-" + std::to_string(i % 50));
+    EXPECT_EQ(r.value,
+              "value-" + std::to_string(i) + std::string(static_cast<size_t>(i % 100), 'x'));
+    ASSERT_EQ(r.headers.size(), 2u);
+    EXPECT_EQ(r.headers[0].value, "v" + std::to_string(i));
+    EXPECT_FALSE(r.headers[1].value.has_value());
+    EXPECT_EQ(r.timestamp_ms, 1'700'000'000'000 + i);
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Codecs, EveryCodec,
+                         ::testing::Values("none", "gzip", "snappy", "lz4", "zstd"));
+
+TEST_F(ClientIntegration, AcksZeroAndOneDeliver) {
+  create_topic(broker_.address(), "acks", 1);
+  for (int acks : {0, 1}) {
+    ProducerConfig pc;
+    pc.acks = acks;
+    auto producer = make_producer(broker_.address(), pc);
+    for (int i = 0; i < 100; ++i) {
+      ASSERT_TRUE(producer->send({.topic = "acks", .value = std::to_string(i)},
+                                 [](const RecordMetadata&) {}));
+    }
+    auto md = producer->send({.topic = "acks", .value = "last"}).get();
+    ASSERT_TRUE(md.ok()) << md.error.message;
+    EXPECT_EQ(md.offset, acks == 0 ? -1 : 201);
+    producer->close();
+  }
+  EXPECT_EQ(read_all(broker_.address(), "acks", 1, 202).size(), 202u);
+}
+
+TEST_F(ClientIntegration, KeylessRecordsStickToAPartitionPerBatch) {
+  create_topic(broker_.address(), "sticky", 4);
+  ProducerConfig pc;
+  pc.linger_ms = 10000;  // one batch, closed by flush
+  auto producer = make_producer(broker_.address(), pc);
+  std::vector<std::future<RecordMetadata>> f;
+  for (int i = 0; i < 50; ++i) f.push_back(producer->send({.topic = "sticky", .value = "v"}));
+  ASSERT_TRUE(producer->flush());
+  std::set<int32_t> partitions;
+  for (auto& x : f) partitions.insert(x.get().partition);
+  EXPECT_EQ(partitions.size(), 1u);
+}
+
+TEST_F(ClientIntegration, UnknownTopicAndBadPartitionFailClearly) {
+  auto producer = make_producer(broker_.address());
+  auto md = producer->send({.topic = "no-such-topic", .value = "v"}).get();
+  EXPECT_EQ(md.error.code, 3);
+  EXPECT_NE(md.error.message.find("create it first"), std::string::npos) << md.error.message;
+  create_topic(broker_.address(), "one", 1);
+  md = producer->send({.topic = "one", .partition = 5, .value = "v"}).get();
+  EXPECT_EQ(md.error.code, static_cast<int>(client::Errc::kInvalidArgument));
+}
+
+TEST_F(ClientIntegration, FullBufferFailsWhenNotBlocking) {
+  create_topic(broker_.address(), "full", 1);
+  ProducerConfig pc;
+  pc.buffer_memory = 4096;
+  pc.batch_size = 2048;
+  pc.linger_ms = 60000;
+  pc.block_on_buffer_full = false;
+  auto producer = make_producer(broker_.address(), pc);
+  Status s;
+  int accepted = 0;
+  for (int i = 0; i < 100 && s; ++i) {
+    s = producer->send({.topic = "full", .value = std::string(100, 'x')},
+                       [](const RecordMetadata&) {});
+    if (s) ++accepted;
+  }
+  ASSERT_FALSE(s);
+  EXPECT_EQ(s.error().code, static_cast<int>(client::Errc::kBufferFull));
+  EXPECT_GT(accepted, 0);
+  ASSERT_TRUE(producer->flush());  // the accepted ones are delivered
+  EXPECT_EQ(read_all(broker_.address(), "full", 1, accepted).size(), static_cast<size_t>(accepted));
+}
+
+TEST_F(ClientIntegration, SeekToBeginningEndOffsetAndTimestamp) {
+  create_topic(broker_.address(), "seek", 1);
+  auto producer = make_producer(broker_.address());
+  for (int i = 0; i < 10; ++i) {
+    producer->send({.topic = "seek", .value = std::to_string(i), .timestamp_ms = 1000 * (i + 1)});
+  }
+  ASSERT_TRUE(producer->flush());
+  auto c = make_consumer(broker_.address());
+  TopicPartition tp{"seek", 0};
+  ASSERT_TRUE(c->assign({tp}));
+  auto poll_one = [&]() -> std::optional<ConsumerRecord> {
+    for (int i = 0; i < 50; ++i) {
+      auto r = c->poll(std::chrono::milliseconds(100));
+      EXPECT_TRUE(r);
+      if (r && !r->empty()) return r->front();
+    }
+    return std::nullopt;
+  };
+  ASSERT_TRUE(c->seek(tp, 7));
+  EXPECT_EQ(poll_one()->value, "7");
+  ASSERT_TRUE(c->seek_to_beginning({tp}));
+  EXPECT_EQ(poll_one()->offset, 0);
+  ASSERT_TRUE(c->seek_to_timestamp({tp}, 4500));
+  EXPECT_EQ(poll_one()->offset, 4);
+  ASSERT_TRUE(c->seek_to_end({tp}));
+  EXPECT_EQ(*c->position(tp), 10);
+  auto wm = c->watermark_offsets(tp);
+  ASSERT_TRUE(wm);
+  EXPECT_EQ(wm->first, 0);
+  EXPECT_EQ(wm->second, 10);
+  EXPECT_FALSE(c->seek({"seek", 3}, 0));  // not assigned
+}
+
+TEST_F(ClientIntegration, PausedPartitionsAreNotReturnedUntilResumed) {
+  create_topic(broker_.address(), "pause", 2);
+  auto producer = make_producer(broker_.address());
+  for (int p = 0; p < 2; ++p) {
+    for (int i = 0; i < 5; ++i) producer->send({.topic = "pause", .partition = p, .value = "x"});
+  }
+  ASSERT_TRUE(producer->flush());
+  auto c = make_consumer(broker_.address());
+  std::vector<TopicPartition> tps = {{"pause", 0}, {"pause", 1}};
+  ASSERT_TRUE(c->assign(tps));
+  ASSERT_TRUE(c->seek_to_beginning(tps));
+  c->pause({{"pause", 1}});
+  int from0 = 0;
+  for (int i = 0; i < 10; ++i) {
+    auto r = c->poll(std::chrono::milliseconds(100));
+    ASSERT_TRUE(r);
+    for (const auto& rec : *r) {
+      ASSERT_EQ(rec.partition, 0);
+      ++from0;
+    }
+  }
+  EXPECT_EQ(from0, 5);
+  c->resume({{"pause", 1}});
+  int from1 = 0;
+  for (int i = 0; i < 50 && from1 < 5; ++i) {
+    auto r = c->poll(std::chrono::milliseconds(100));
+    ASSERT_TRUE(r);
+    for (const auto& rec : *r) from1 += rec.partition == 1;
+  }
+  EXPECT_EQ(from1, 5);
+}
+
+// Two Sluice members of one group split the partitions, commit, and a later member resumes
+// from the commits.
+TEST_F(ClientIntegration, GroupMembersSplitPartitionsCommitAndLeave) {
+  create_topic(broker_.address(), "grp", 4);
+  auto producer = make_producer(broker_.address());
+  for (int i = 0; i < 400; ++i) {
+    ASSERT_TRUE(
+        producer->send({.topic = "grp", .key = std::to_string(i), .value = std::to_string(i)},
+                       [](const RecordMetadata&) {}));
+  }
+  ASSERT_TRUE(producer->flush());
+  ConsumerConfig cc;
+  cc.group_id = "g";
+  cc.auto_offset_reset = "earliest";
+  cc.enable_auto_commit = false;
+  cc.heartbeat_interval_ms = 500;
+  std::mutex mu;
+  std::vector<int> values;
+  std::atomic<bool> stop{false};
+  std::atomic<int> assigned[2] = {0, 0};
+  std::set<TopicPartition> owned[2];
+  auto member = [&](int id) {
+    auto c = make_consumer(broker_.address(), cc);
+    ASSERT_TRUE(c->subscribe({"grp"}));
+    while (!stop) {
+      auto r = c->poll(std::chrono::milliseconds(200));
+      ASSERT_TRUE(r) << r.error().message;
+      {
+        std::lock_guard lock(mu);
+        for (const auto& rec : *r) values.push_back(std::stoi(*rec.value));
+        auto a = c->assignment();
+        owned[id] = std::set<TopicPartition>(a.begin(), a.end());
+        assigned[id] = static_cast<int>(a.size());
+      }
+      if (!r->empty()) {
+        ASSERT_TRUE(c->commit_sync());
+      }
+    }
+    c->close();
+  };
+  std::thread a(member, 0);
+  std::thread b(member, 1);
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(90);
+  auto done = [&] {
+    std::lock_guard lock(mu);
+    return values.size() >= 400 && assigned[0] > 0 && assigned[1] > 0 &&
+           assigned[0] + assigned[1] == 4;
+  };
+  while (!done() && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  stop = true;
+  a.join();
+  b.join();
+  std::set<int> distinct(values.begin(), values.end());
+  EXPECT_EQ(distinct.size(), 400u);
+  EXPECT_EQ(values.size(), 400u) << "no record delivered twice";
+  EXPECT_EQ(assigned[0] + assigned[1], 4);
+  for (const auto& tp : owned[0]) EXPECT_FALSE(owned[1].count(tp)) << tp.partition;
+
+  auto later = make_consumer(broker_.address(), cc);
+  std::vector<TopicPartition> tps = {{"grp", 0}, {"grp", 1}, {"grp", 2}, {"grp", 3}};
+  auto committed = later->committed(tps);
+  ASSERT_TRUE(committed) << committed.error().message;
+  int64_t sum = 0;
+  for (const auto& [tp, off] : *committed) sum += off;
+  EXPECT_EQ(sum, 400);
+}
+
+// Idempotence across a SIGKILL of the broker: every record acknowledged once, consumed once.
+TEST_F(ClientIntegration, IdempotentProducerSurvivesBrokerKillWithoutDuplicates) {
+  const int total = std::getenv("SLUICE_LONG") ? 1'000'000 : 100'000;
+  create_topic(broker_.address(), "idem", 3);
+  ProducerConfig pc;
+  pc.delivery_timeout_ms = 120000;
+  pc.request_timeout_ms = 5000;
+  auto producer = make_producer(broker_.address(), pc);
+  std::atomic<int> acked{0};
+  std::atomic<int> failed{0};
+  std::thread sender([&] {
+    for (int i = 0; i < total; ++i) {
+      Status s = producer->send(
+          {.topic = "idem", .key = std::to_string(i % 1000), .value = std::to_string(i)},
+          [&](const RecordMetadata& md) { (md.ok() ? acked : failed)++; });
+      ASSERT_TRUE(s) << s.error().message;
+    }
+  });
+  while (acked < total / 4) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  broker_.kill9();
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  broker_.restart();
+  sender.join();
+  ASSERT_TRUE(producer->flush());
+  EXPECT_EQ(failed.load(), 0);
+  EXPECT_EQ(acked.load(), total);
+  auto records = read_all(broker_.address(), "idem", 3, total);
+  std::vector<uint8_t> seen(total, 0);
+  int duplicates = 0;
+  for (const auto& r : records) {
+    int v = std::stoi(*r.value);
+    if (seen[v]++) ++duplicates;
+  }
+  EXPECT_EQ(duplicates, 0);
+  EXPECT_EQ(records.size(), static_cast<size_t>(total));
+}
+
+}  // namespace
+}  // namespace sluice
