@@ -289,7 +289,7 @@ LogResult<void> PartitionLog::replace_closed_segment(int64_t base_offset, Bytes 
     return log_error(LogErrc::kIo, "fsync " + dir_.string() + ": " + std::strerror(errno));
   }
   // Reads in flight keep the old file; new reads open the new one.
-  if (auto r = scan_and_rebuild(seg, false, next_base); !r) return r;
+  if (auto r = scan_and_rebuild(seg, /*may_cut=*/false, next_base); !r) return unexpected(r.error());
   for (const auto* path : {&seg.index_path, &seg.time_path}) {
     auto f = FileHandle::open(*path, O_RDWR);
     if (!f) return unexpected(f.error());
