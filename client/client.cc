@@ -581,7 +581,7 @@ Result<int16_t> Client::api_version(int32_t node, kafka::ApiKey api_key) {
 }
 
 Result<std::shared_ptr<const ClusterMetadata>> Client::metadata(
-    const std::vector<std::string>& topics, bool force_refresh, bool all_topics) {
+    const std::vector<std::string>& topics, bool force_refresh, bool all_topics, bool auto_create) {
   auto md = impl_->current_metadata();
   if (md && !force_refresh && !all_topics &&
       Clock::now() - md->fetched_at <
@@ -593,7 +593,7 @@ Result<std::shared_ptr<const ClusterMetadata>> Client::metadata(
     if (covered) return md;
   }
   kafka::MetadataRequest req;
-  req.allow_auto_topic_creation = false;
+  req.allow_auto_topic_creation = auto_create;
   if (!all_topics) {
     req.topics.emplace();
     for (const auto& t : topics) req.topics->push_back({t});

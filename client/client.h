@@ -121,10 +121,12 @@ class Client {
   Result<int16_t> api_version(int32_t node, kafka::ApiKey api_key);
 
   // Cached metadata when it covers `topics` and is fresh, else fetched (with retries).
-  // all_topics=true asks for every topic.
+  // all_topics=true asks for every topic; auto_create lets the broker create missing topics
+  // (if it is configured to, as Kafka producers allow).
   Result<std::shared_ptr<const ClusterMetadata>> metadata(const std::vector<std::string>& topics,
                                                           bool force_refresh = false,
-                                                          bool all_topics = false);
+                                                          bool all_topics = false,
+                                                          bool auto_create = false);
   // The cache as it is (null before the first fetch).
   std::shared_ptr<const ClusterMetadata> cached_metadata() const;
   // Asynchronous refresh of `topics`, merged into the cache; `done` runs on the I/O thread.

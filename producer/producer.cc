@@ -104,7 +104,7 @@ struct Producer::Impl {
   bool idempotent() const { return config.enable_idempotence && config.acks == -1; }
 
   Result<int32_t> partition_count(const std::string& topic, bool refresh) {
-    auto md = client->metadata({topic}, refresh);
+    auto md = client->metadata({topic}, refresh, false, /*auto_create=*/true);
     if (!md) return unexpected(md.error());
     const client::TopicInfo* t = (*md)->topic(topic);
     if (!t || t->error_code != 0 || t->partitions.empty()) {
@@ -271,6 +271,15 @@ struct Producer::Impl {
     std::string missing_topic;
     {
       std::lock_guard lock(mu);
+      // Partitions added to a topic (sluice topic alter -p) are used from the next refresh.
+      for (auto& [name, ts] : topics) {
+        const client::TopicInfo* ti = md ? md->topic(name) : nullptr;
+        if (ti && ti->error_code == 0 && !ti->partitions.empty() &&
+            static_cast<int32_t>(ti->partitions.size()) != ts.partition_count) {
+          ts.partition_count = static_cast<int32_t>(ti->partitions.size());
+          ts.sticky = -1;
+        }
+      }
       for (auto& [tp, ps] : partitions) {
         if (ps.open) {
           if (flushing > 0 || closed || now - ps.open->created >= linger) {
