@@ -84,6 +84,18 @@ struct Response {
   int16_t api_version = 0;
 };
 
+// The element of a request's per-topic list whose `field` equals `key`, appended if missing
+// (requests group partitions by topic).
+template <class T>
+T& entry_for(std::vector<T>& items, std::string T::*field, const std::string& key) {
+  for (T& item : items) {
+    if (item.*field == key) return item;
+  }
+  items.emplace_back();
+  items.back().*field = key;
+  return items.back();
+}
+
 // Node ids for send(): a broker id from the metadata, or kAnyBroker.
 inline constexpr int32_t kAnyBroker = -1;
 

@@ -331,12 +331,8 @@ struct Producer::Impl {
         b->builder.reset();
       }
       ++b->attempts;
-      auto t = std::find_if(req.topic_data.begin(), req.topic_data.end(),
-                            [&](const auto& td) { return td.name == b->topic; });
-      if (t == req.topic_data.end()) {
-        req.topic_data.push_back({b->topic, {}});
-        t = std::prev(req.topic_data.end());
-      }
+      auto* t = &client::entry_for(req.topic_data, &kafka::ProduceRequest::TopicProduceData::name,
+                                   b->topic);
       t->partition_data.push_back({b->partition, kafka::Records::borrowed(Bytes(b->bytes))});
     }
     for (auto& b : failed) {

@@ -10,7 +10,8 @@ import tempfile
 import time
 
 SLUICE = os.environ.get("SLUICE_BIN", "sluice")
-SLUICED = os.environ.get("SLUICED_BIN", "sluiced")
+# $SLUICED overrides (e.g. the checked build's tests against the release build's broker).
+SLUICED = os.environ.get("SLUICED") or os.environ.get("SLUICED_BIN", "sluiced")
 
 
 class Broker:
