@@ -106,8 +106,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
 
   Connection(asio::io_context& io, const ClientConfig& config, int32_t key, std::string host,
              std::string port, std::function<void(int32_t)> on_closed)
-      : io_(io),
-        config_(config),
+      : config_(config),
         key_(key),
         host_(std::move(host)),
         port_(std::move(port)),
@@ -369,7 +368,6 @@ class Connection : public std::enable_shared_from_this<Connection> {
     for (auto& cb : written) cb(unexpected(e));
   }
 
-  asio::io_context& io_;
   const ClientConfig& config_;
   int32_t key_;
   std::string host_;

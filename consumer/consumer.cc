@@ -225,7 +225,8 @@ struct Consumer::Impl {
       const uint64_t epoch = assignment_epoch;
       client->send(
           node, std::move(req),
-          [this, node, epoch, offsets = std::move(offsets)](Result<client::Response> r) mutable {
+          [this, node = node, epoch,
+           offsets = std::move(offsets)](Result<client::Response> r) mutable {
             {
               std::lock_guard lock(mu);
               fetching_nodes.erase(node);
