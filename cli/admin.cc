@@ -212,12 +212,8 @@ Result<std::map<TopicPartition, int64_t>> end_offsets(Context& ctx,
     if (!t || tp.partition >= static_cast<int32_t>(t->partitions.size())) continue;
     auto& req = by_leader[t->partitions[tp.partition].leader];
     req.replica_id = -1;
-    auto it = std::find_if(req.topics.begin(), req.topics.end(),
-                           [&](auto& x) { return x.name == tp.topic; });
-    if (it == req.topics.end()) {
-      req.topics.push_back({tp.topic, {}});
-      it = std::prev(req.topics.end());
-    }
+    auto* it = &client::entry_for(req.topics, &kafka::ListOffsetsRequest::ListOffsetsTopic::name,
+                                  tp.topic);
     kafka::ListOffsetsRequest::ListOffsetsPartition p;
     p.partition_index = tp.partition;
     p.timestamp = timestamp;
@@ -360,12 +356,8 @@ void group_reset(Context& ctx, const ResetOptions& o) {
   req.group_id = o.group;
   req.generation_id_or_member_epoch = -1;
   for (const auto& [tp, off] : target) {
-    auto it = std::find_if(req.topics.begin(), req.topics.end(),
-                           [&](auto& x) { return x.name == tp.topic; });
-    if (it == req.topics.end()) {
-      req.topics.push_back({tp.topic, {}});
-      it = std::prev(req.topics.end());
-    }
+    auto* it = &client::entry_for(
+        req.topics, &kafka::OffsetCommitRequest::OffsetCommitRequestTopic::name, tp.topic);
     kafka::OffsetCommitRequest::OffsetCommitRequestPartition p;
     p.partition_index = tp.partition;
     p.committed_offset = off;

@@ -44,6 +44,7 @@ int main(int argc, char** argv) {
   Context ctx;
   CLI::App app{"sluice: topics, records and consumer groups of a Kafka-compatible cluster"};
   app.require_subcommand(1);
+  app.fallthrough();  // -b/--brokers also after the subcommand
   app.set_help_all_flag("--help-all", "Help for every subcommand");
   app.add_option("-b,--brokers", ctx.brokers, "Bootstrap brokers host:port[,host:port...]")
       ->envname("SLUICE_BROKERS")

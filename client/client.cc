@@ -106,8 +106,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
 
   Connection(asio::io_context& io, const ClientConfig& config, int32_t key, std::string host,
              std::string port, std::function<void(int32_t)> on_closed)
-      : io_(io),
-        config_(config),
+      : config_(config),
         key_(key),
         host_(std::move(host)),
         port_(std::move(port)),
@@ -369,7 +368,6 @@ class Connection : public std::enable_shared_from_this<Connection> {
     for (auto& cb : written) cb(unexpected(e));
   }
 
-  asio::io_context& io_;
   const ClientConfig& config_;
   int32_t key_;
   std::string host_;
@@ -581,7 +579,7 @@ Result<int16_t> Client::api_version(int32_t node, kafka::ApiKey api_key) {
 }
 
 Result<std::shared_ptr<const ClusterMetadata>> Client::metadata(
-    const std::vector<std::string>& topics, bool force_refresh, bool all_topics) {
+    const std::vector<std::string>& topics, bool force_refresh, bool all_topics, bool auto_create) {
   auto md = impl_->current_metadata();
   if (md && !force_refresh && !all_topics &&
       Clock::now() - md->fetched_at <
@@ -593,7 +591,7 @@ Result<std::shared_ptr<const ClusterMetadata>> Client::metadata(
     if (covered) return md;
   }
   kafka::MetadataRequest req;
-  req.allow_auto_topic_creation = false;
+  req.allow_auto_topic_creation = auto_create;
   if (!all_topics) {
     req.topics.emplace();
     for (const auto& t : topics) req.topics->push_back({t});

@@ -84,6 +84,18 @@ struct Response {
   int16_t api_version = 0;
 };
 
+// The element of a request's per-topic list whose `field` equals `key`, appended if missing
+// (requests group partitions by topic).
+template <class T>
+T& entry_for(std::vector<T>& items, std::string T::*field, const std::string& key) {
+  for (T& item : items) {
+    if (item.*field == key) return item;
+  }
+  items.emplace_back();
+  items.back().*field = key;
+  return items.back();
+}
+
 // Node ids for send(): a broker id from the metadata, or kAnyBroker.
 inline constexpr int32_t kAnyBroker = -1;
 
@@ -121,10 +133,12 @@ class Client {
   Result<int16_t> api_version(int32_t node, kafka::ApiKey api_key);
 
   // Cached metadata when it covers `topics` and is fresh, else fetched (with retries).
-  // all_topics=true asks for every topic.
+  // all_topics=true asks for every topic; auto_create lets the broker create missing topics
+  // (if it is configured to, as Kafka producers allow).
   Result<std::shared_ptr<const ClusterMetadata>> metadata(const std::vector<std::string>& topics,
                                                           bool force_refresh = false,
-                                                          bool all_topics = false);
+                                                          bool all_topics = false,
+                                                          bool auto_create = false);
   // The cache as it is (null before the first fetch).
   std::shared_ptr<const ClusterMetadata> cached_metadata() const;
   // Asynchronous refresh of `topics`, merged into the cache; `done` runs on the I/O thread.

@@ -126,12 +126,8 @@ struct Consumer::Impl {
       kafka::ListOffsetsRequest req;
       req.replica_id = -1;
       for (const auto& tp : list) {
-        auto t = std::find_if(req.topics.begin(), req.topics.end(),
-                              [&](const auto& x) { return x.name == tp.topic; });
-        if (t == req.topics.end()) {
-          req.topics.push_back({tp.topic, {}});
-          t = std::prev(req.topics.end());
-        }
+        auto* t = &client::entry_for(req.topics, &kafka::ListOffsetsRequest::ListOffsetsTopic::name,
+                                     tp.topic);
         kafka::ListOffsetsRequest::ListOffsetsPartition p;
         p.partition_index = tp.partition;
         p.timestamp = timestamp;
@@ -218,12 +214,7 @@ struct Consumer::Impl {
       req.session_epoch = -1;
       std::map<TopicPartition, int64_t> offsets;
       for (const auto& [tp, pos] : list) {
-        auto t = std::find_if(req.topics.begin(), req.topics.end(),
-                              [&](const auto& x) { return x.topic == tp.topic; });
-        if (t == req.topics.end()) {
-          req.topics.push_back({tp.topic, {}});
-          t = std::prev(req.topics.end());
-        }
+        auto* t = &client::entry_for(req.topics, &kafka::FetchRequest::FetchTopic::topic, tp.topic);
         kafka::FetchRequest::FetchPartition fp;
         fp.partition = tp.partition;
         fp.fetch_offset = pos;
@@ -234,7 +225,8 @@ struct Consumer::Impl {
       const uint64_t epoch = assignment_epoch;
       client->send(
           node, std::move(req),
-          [this, node, epoch, offsets = std::move(offsets)](Result<client::Response> r) mutable {
+          [this, node = node, epoch,
+           offsets = std::move(offsets)](Result<client::Response> r) mutable {
             {
               std::lock_guard lock(mu);
               fetching_nodes.erase(node);
@@ -582,12 +574,8 @@ struct Consumer::Impl {
       req.member_id = subscribed ? member_id : "";
     }
     for (const auto& [tp, off] : offsets) {
-      auto t = std::find_if(req.topics.begin(), req.topics.end(),
-                            [&](const auto& x) { return x.name == tp.topic; });
-      if (t == req.topics.end()) {
-        req.topics.push_back({tp.topic, {}});
-        t = std::prev(req.topics.end());
-      }
+      auto* t = &client::entry_for(
+          req.topics, &kafka::OffsetCommitRequest::OffsetCommitRequestTopic::name, tp.topic);
       kafka::OffsetCommitRequest::OffsetCommitRequestPartition p;
       p.partition_index = tp.partition;
       p.committed_offset = off;
@@ -657,12 +645,8 @@ struct Consumer::Impl {
     req.group_id = config.group_id;
     req.topics.emplace();
     for (const auto& tp : tps) {
-      auto t = std::find_if(req.topics->begin(), req.topics->end(),
-                            [&](const auto& x) { return x.name == tp.topic; });
-      if (t == req.topics->end()) {
-        req.topics->push_back({tp.topic, {}});
-        t = std::prev(req.topics->end());
-      }
+      auto* t = &client::entry_for(
+          *req.topics, &kafka::OffsetFetchRequest::OffsetFetchRequestTopic::name, tp.topic);
       t->partition_indexes.push_back(tp.partition);
     }
     auto r = client->call_as<kafka::OffsetFetchResponse>(*coord, req);

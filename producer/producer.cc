@@ -104,7 +104,7 @@ struct Producer::Impl {
   bool idempotent() const { return config.enable_idempotence && config.acks == -1; }
 
   Result<int32_t> partition_count(const std::string& topic, bool refresh) {
-    auto md = client->metadata({topic}, refresh);
+    auto md = client->metadata({topic}, refresh, false, /*auto_create=*/true);
     if (!md) return unexpected(md.error());
     const client::TopicInfo* t = (*md)->topic(topic);
     if (!t || t->error_code != 0 || t->partitions.empty()) {
@@ -271,6 +271,15 @@ struct Producer::Impl {
     std::string missing_topic;
     {
       std::lock_guard lock(mu);
+      // Partitions added to a topic (sluice topic alter -p) are used from the next refresh.
+      for (auto& [name, ts] : topics) {
+        const client::TopicInfo* ti = md ? md->topic(name) : nullptr;
+        if (ti && ti->error_code == 0 && !ti->partitions.empty() &&
+            static_cast<int32_t>(ti->partitions.size()) != ts.partition_count) {
+          ts.partition_count = static_cast<int32_t>(ti->partitions.size());
+          ts.sticky = -1;
+        }
+      }
       for (auto& [tp, ps] : partitions) {
         if (ps.open) {
           if (flushing > 0 || closed || now - ps.open->created >= linger) {
@@ -322,12 +331,8 @@ struct Producer::Impl {
         b->builder.reset();
       }
       ++b->attempts;
-      auto t = std::find_if(req.topic_data.begin(), req.topic_data.end(),
-                            [&](const auto& td) { return td.name == b->topic; });
-      if (t == req.topic_data.end()) {
-        req.topic_data.push_back({b->topic, {}});
-        t = std::prev(req.topic_data.end());
-      }
+      auto* t = &client::entry_for(req.topic_data, &kafka::ProduceRequest::TopicProduceData::name,
+                                   b->topic);
       t->partition_data.push_back({b->partition, kafka::Records::borrowed(Bytes(b->bytes))});
     }
     for (auto& b : failed) {

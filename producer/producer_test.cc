@@ -74,7 +74,8 @@ std::vector<ConsumerRecord> read_all(const std::string& address, const std::stri
 
 class ClientIntegration : public ::testing::Test {
  protected:
-  BrokerProcess broker_{sluiced_path()};
+  // Auto-creation off, so unknown topics stay unknown (the default broker creates them).
+  BrokerProcess broker_{sluiced_path(), {"--auto.create.topics.enable", "false"}};
 };
 
 class EveryCodec : public ClientIntegration, public ::testing::WithParamInterface<const char*> {};

@@ -21,7 +21,8 @@ def closed_port():
 class CliTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
-        cls.broker = Broker()
+        # Auto-creation off: unknown topics must stay unknown (see test_produce_auto_creates).
+        cls.broker = Broker(["--auto.create.topics.enable", "false"])
 
     @classmethod
     def tearDownClass(cls):
@@ -82,6 +83,16 @@ class CliTest(unittest.TestCase):
         self.ok("produce", "file", "--acks", "0", stdin="z\n")
         out = self.ok("consume", "file", "--count", "3").stdout
         self.assertEqual(sorted(out.split()), ["x", "y", "z"])
+
+    def test_produce_auto_creates_on_a_default_broker(self):
+        broker = Broker()
+        try:
+            r = sluice(None, "produce", "-b", broker.address, "fresh", "-K", ":", stdin="k:v\n")
+            self.assertEqual(r.returncode, 0, r.stderr)
+            r = sluice(None, "consume", "-b", broker.address, "fresh", "--count", "1", "--format", "%k=%v")
+            self.assertEqual(r.stdout, "k=v\n")
+        finally:
+            broker.close()
 
     def test_cluster_info(self):
         out = self.ok("cluster", "info").stdout

@@ -10,16 +10,17 @@ import tempfile
 import time
 
 SLUICE = os.environ.get("SLUICE_BIN", "sluice")
-SLUICED = os.environ.get("SLUICED_BIN", "sluiced")
+# $SLUICED overrides (e.g. the checked build's tests against the release build's broker).
+SLUICED = os.environ.get("SLUICED") or os.environ.get("SLUICED_BIN", "sluiced")
 
 
 class Broker:
-    def __init__(self):
+    def __init__(self, extra_args=()):
         self.root = tempfile.mkdtemp(prefix="sluice-cli-test-")
         self.log = open(os.path.join(self.root, "sluiced.log"), "w+")
         self.proc = subprocess.Popen(
             [SLUICED, "--data-dir", os.path.join(self.root, "data"), "--listen", "127.0.0.1:0",
-             "--shards", "2"],
+             "--shards", "2"] + list(extra_args),
             stdout=self.log, stderr=subprocess.STDOUT)
         deadline = time.time() + 20
         while time.time() < deadline:
