@@ -18,7 +18,7 @@ namespace asio = boost::asio;
 namespace {
 
 constexpr auto kTickPeriod = std::chrono::milliseconds(100);
-constexpr int kRetentionEveryTicks = 50;  // retention check every ~5 s
+constexpr int kRetentionEveryTicks = 50;   // retention check every ~5 s
 constexpr int kCompactionEveryTicks = 10;  // a compaction step every ~1 s (broker_groups.cc)
 // Producer state is rebuilt from at most this many bytes at the end of each log.
 constexpr uint64_t kProducerStateScanBytes = 64ull << 20;
@@ -26,9 +26,15 @@ constexpr int64_t kProducerIdBlock = 1000;
 
 void route_log_line(log::LogLevel level, std::string_view message) {
   switch (level) {
-    case log::LogLevel::kInfo: spdlog::info("{}", message); break;
-    case log::LogLevel::kWarning: spdlog::warn("{}", message); break;
-    case log::LogLevel::kError: spdlog::error("{}", message); break;
+    case log::LogLevel::kInfo:
+      spdlog::info("{}", message);
+      break;
+    case log::LogLevel::kWarning:
+      spdlog::warn("{}", message);
+      break;
+    case log::LogLevel::kError:
+      spdlog::error("{}", message);
+      break;
   }
 }
 
@@ -151,8 +157,8 @@ void Broker::open_partitions(const TopicInfo& topic, int32_t first, int32_t last
   g->left = last - first;
   g->done = std::move(done);
   const log::LogConfig lc = log_config_for(topic);
-  const bool append_time = topic_setting_value(topic, config_, "message.timestamp.type") ==
-                           "LogAppendTime";
+  const bool append_time =
+      topic_setting_value(topic, config_, "message.timestamp.type") == "LogAppendTime";
   for (int32_t i = first; i < last; ++i) {
     TopicPartition tp{topic.name, i};
     ShardState& ss = shard_of(tp);
@@ -266,7 +272,9 @@ void Broker::delete_partitions(const TopicInfo& topic) {
         ss.partitions.erase(it);
         std::error_code ec;
         std::filesystem::remove_all(partition_dir(config_.data_dir, tp), ec);
-        if (ec) spdlog::warn("{}-{}: could not remove its directory: {}", tp.topic, tp.partition, ec.message());
+        if (ec)
+          spdlog::warn("{}-{}: could not remove its directory: {}", tp.topic, tp.partition,
+                       ec.message());
         *try_close = nullptr;  // break the self-reference
       };
       (*try_close)();
@@ -275,8 +283,8 @@ void Broker::delete_partitions(const TopicInfo& topic) {
 }
 
 void Broker::apply_topic_settings(const TopicInfo& topic) {
-  const bool append_time = topic_setting_value(topic, config_, "message.timestamp.type") ==
-                           "LogAppendTime";
+  const bool append_time =
+      topic_setting_value(topic, config_, "message.timestamp.type") == "LogAppendTime";
   for (int32_t i = 0; i < topic.partitions; ++i) {
     TopicPartition tp{topic.name, i};
     ShardState& ss = shard_of(tp);
@@ -292,7 +300,8 @@ void Broker::create_topic(const std::string& name, int32_t partitions, int16_t r
   Result<TopicInfo, TopicError> created = [&]() -> Result<TopicInfo, TopicError> {
     if (auto v = validate_topic_configs(configs); !v) return unexpected(v.error());
     std::lock_guard lock(topic_changes_mutex_);
-    return registry_->create(name, partitions, replication_factor, configs, name.rfind("__", 0) == 0);
+    return registry_->create(name, partitions, replication_factor, configs,
+                             name.rfind("__", 0) == 0);
   }();
   if (!created) {
     done(std::move(created));
@@ -338,17 +347,18 @@ Status Broker::start() {
     config_.listen.port = server_->port();  // port 0: advertise the port we got
   }
   if (config_.listen.host == "0.0.0.0" && config_.advertised.host.empty()) {
-    spdlog::warn("listening on 0.0.0.0 without --advertised: clients will be told to connect to "
-                 "0.0.0.0, which only works on this host; set --advertised host:port");
+    spdlog::warn(
+        "listening on 0.0.0.0 without --advertised: clients will be told to connect to "
+        "0.0.0.0, which only works on this host; set --advertised host:port");
   }
   server_->start();
   const bool uring = shards_.front()->ring->uses_io_uring();
-  spdlog::info("sluiced {} node {} cluster {}: data in {}, {} topic(s) and {} partition(s) "
-               "recovered, {} shard(s), disk I/O through {}",
-               kVersion, config_.node_id, registry_->cluster_id(),
-               std::filesystem::absolute(config_.data_dir).lexically_normal().string(),
-               snap->topics.size(), partitions, shards_.size(),
-               uring ? "io_uring" : "pwrite/fdatasync (io_uring unavailable)");
+  spdlog::info(
+      "sluiced {} node {} cluster {}: data in {}, {} topic(s) and {} partition(s) "
+      "recovered, {} shard(s), disk I/O through {}",
+      kVersion, config_.node_id, registry_->cluster_id(),
+      std::filesystem::absolute(config_.data_dir).lexically_normal().string(), snap->topics.size(),
+      partitions, shards_.size(), uring ? "io_uring" : "pwrite/fdatasync (io_uring unavailable)");
   spdlog::info("serving Kafka clients on {}:{} (advertised as {})", config_.listen.host,
                server_->port(), config_.advertised_address().to_string());
   return {};

@@ -171,7 +171,7 @@ class Broker {
   std::unique_ptr<Server> server_;
   std::unique_ptr<GroupCoordinator> groups_;
   std::atomic<bool> groups_ready_{false};  // set once groups_ is loaded; shard tickers read it
-  std::mutex producer_ids_mutex_;  // guards the block below (InitProducerId, rare)
+  std::mutex producer_ids_mutex_;          // guards the block below (InitProducerId, rare)
   int64_t producer_id_next_ = 0;
   int64_t producer_id_end_ = 0;
   std::mutex topic_changes_mutex_;  // serialises topic create/delete/alter with partition opens

@@ -115,12 +115,11 @@ void Connection::take_request(std::shared_ptr<std::vector<std::byte>> buffer) {
   pending_.push_back(slot);
   // The handler holds the connection until it answers: a response owed keeps it alive even
   // when no read or write is in flight (e.g. a parked fetch after the client half-closed).
-  handler_(info_, RequestFrame{std::move(buffer)},
-           [conn = shared_from_this(), slot](Reply reply) {
-             asio::post(conn->shard_.context(), [conn, slot, reply = std::move(reply)]() mutable {
-               conn->complete(slot, std::move(reply));
-             });
-           });
+  handler_(info_, RequestFrame{std::move(buffer)}, [conn = shared_from_this(), slot](Reply reply) {
+    asio::post(conn->shard_.context(), [conn, slot, reply = std::move(reply)]() mutable {
+      conn->complete(slot, std::move(reply));
+    });
+  });
 }
 
 // Responses already owed are still written (a client may half-close after its last request,

@@ -153,9 +153,11 @@ void Broker::handle_produce(std::shared_ptr<Request> req, kafka::ProduceRequest 
       }
       std::string why;
       const bool compacted =
-          topic_setting_value(*topic, config_, "cleanup.policy").find("compact") != std::string::npos;
-      const ErrorCode verdict = validate_batch(
-          pd.records, version, topic_setting_int(*topic, config_, "max.message.bytes"), compacted, why);
+          topic_setting_value(*topic, config_, "cleanup.policy").find("compact") !=
+          std::string::npos;
+      const ErrorCode verdict =
+          validate_batch(pd.records, version,
+                         topic_setting_int(*topic, config_, "max.message.bytes"), compacted, why);
       if (verdict != ErrorCode::kNone) {
         spdlog::debug("produce to {}-{} rejected: {}", t.name, pd.index, why);
         fail(verdict, why);
@@ -185,7 +187,8 @@ void Broker::handle_produce(std::shared_ptr<Request> req, kafka::ProduceRequest 
         const int64_t pid = view->producer_id();
         const int32_t count = view->record_count();
         if (pid >= 0) {
-          auto check = p->producers.check(pid, view->producer_epoch(), view->base_sequence(), count);
+          auto check =
+              p->producers.check(pid, view->producer_epoch(), view->base_sequence(), count);
           if (check.verdict == SequenceCheck::Verdict::kReject) return finish(check.error);
           if (check.verdict == SequenceCheck::Verdict::kDuplicate) {
             // A retry of a batch we have: answer with its offset once it is durable.
@@ -213,7 +216,8 @@ void Broker::handle_produce(std::shared_ptr<Request> req, kafka::ProduceRequest 
           slot->log_append_time_ms = now;
         }
         auto appended = p->log->append(
-            batch, {}, [&ss, tp, slot, req, countdown, failed](const log::LogResult<log::AppendResult>& r) {
+            batch, {},
+            [&ss, tp, slot, req, countdown, failed](const log::LogResult<log::AppendResult>& r) {
               if (!r) {
                 slot->error_code = code(to_kafka(r.error().code));
                 slot->error_message = r.error().message;
@@ -363,9 +367,9 @@ struct FetchOp : std::enable_shared_from_this<FetchOp> {
         // The first batch with data always goes (so a consumer can progress); after that,
         // whole ranges while the response's byte budget holds.
         if (s.range && (first_data || static_cast<int64_t>(s.range->length) <= budget)) {
-          pd.records = kafka::Records::external({s.range->fd(),
-                                                 static_cast<int64_t>(s.range->position),
-                                                 static_cast<uint32_t>(s.range->length), 0});
+          pd.records =
+              kafka::Records::external({s.range->fd(), static_cast<int64_t>(s.range->position),
+                                        static_cast<uint32_t>(s.range->length), 0});
           keep.push_back(s.range->file);
           budget -= static_cast<int64_t>(s.range->length);
           first_data = false;
@@ -468,8 +472,7 @@ void Broker::handle_list_offsets(std::shared_ptr<Request> req,
   const int16_t version = req->header.api_version;
   size_t total = 0;
   for (const auto& t : body.topics) total += t.partitions.size();
-  auto countdown =
-      std::make_shared<Countdown>(total + 1, [req, resp] { respond(*req, *resp); });
+  auto countdown = std::make_shared<Countdown>(total + 1, [req, resp] { respond(*req, *resp); });
   resp->topics.resize(body.topics.size());
   for (size_t ti = 0; ti < body.topics.size(); ++ti) {
     const auto& t = body.topics[ti];

@@ -16,8 +16,8 @@ TEST(ProducerState, FirstBatchOfAnUnknownProducerIsAccepted) {
 
 TEST(ProducerState, InOrderSequencesAppendAndRetriesAreDuplicates) {
   ProducerStateTable t;
-  t.record(7, 0, 0, 5, 100);   // seq 0..4 at offset 100
-  t.record(7, 0, 5, 3, 105);   // seq 5..7
+  t.record(7, 0, 0, 5, 100);  // seq 0..4 at offset 100
+  t.record(7, 0, 5, 3, 105);  // seq 5..7
   EXPECT_EQ(t.check(7, 0, 8, 2).verdict, Verdict::kAppend);
   auto dup = t.check(7, 0, 0, 5);
   EXPECT_EQ(dup.verdict, Verdict::kDuplicate);

@@ -28,18 +28,29 @@ constexpr Served served() {
 
 // The single list of what this broker serves: ApiVersions advertises exactly these.
 constexpr Served kServed[] = {
-    served<kafka::ProduceRequest>(),         served<kafka::FetchRequest>(),
-    served<kafka::ListOffsetsRequest>(),     served<kafka::MetadataRequest>(),
-    served<kafka::ApiVersionsRequest>(),     served<kafka::CreateTopicsRequest>(),
-    served<kafka::DeleteTopicsRequest>(),    served<kafka::InitProducerIdRequest>(),
-    served<kafka::DescribeConfigsRequest>(), served<kafka::AlterConfigsRequest>(),
-    served<kafka::CreatePartitionsRequest>(), served<kafka::IncrementalAlterConfigsRequest>(),
+    served<kafka::ProduceRequest>(),
+    served<kafka::FetchRequest>(),
+    served<kafka::ListOffsetsRequest>(),
+    served<kafka::MetadataRequest>(),
+    served<kafka::ApiVersionsRequest>(),
+    served<kafka::CreateTopicsRequest>(),
+    served<kafka::DeleteTopicsRequest>(),
+    served<kafka::InitProducerIdRequest>(),
+    served<kafka::DescribeConfigsRequest>(),
+    served<kafka::AlterConfigsRequest>(),
+    served<kafka::CreatePartitionsRequest>(),
+    served<kafka::IncrementalAlterConfigsRequest>(),
     // Consumer groups (group_coordinator.h).
-    served<kafka::FindCoordinatorRequest>(), served<kafka::JoinGroupRequest>(),
-    served<kafka::SyncGroupRequest>(),       served<kafka::HeartbeatRequest>(),
-    served<kafka::LeaveGroupRequest>(),      served<kafka::OffsetCommitRequest>(),
-    served<kafka::OffsetFetchRequest>(),     served<kafka::ListGroupsRequest>(),
-    served<kafka::DescribeGroupsRequest>(),  served<kafka::DeleteGroupsRequest>(),
+    served<kafka::FindCoordinatorRequest>(),
+    served<kafka::JoinGroupRequest>(),
+    served<kafka::SyncGroupRequest>(),
+    served<kafka::HeartbeatRequest>(),
+    served<kafka::LeaveGroupRequest>(),
+    served<kafka::OffsetCommitRequest>(),
+    served<kafka::OffsetFetchRequest>(),
+    served<kafka::ListGroupsRequest>(),
+    served<kafka::DescribeGroupsRequest>(),
+    served<kafka::DeleteGroupsRequest>(),
     served<kafka::OffsetDeleteRequest>(),
 };
 
@@ -62,9 +73,9 @@ int8_t config_type(std::string_view name) {
   if (name == "min.cleanable.dirty.ratio") return 6;  // DOUBLE
   if (name == "max.message.bytes" || name == "segment.bytes" || name == "min.insync.replicas" ||
       name == "num.partitions")
-    return 3;  // INT
+    return 3;                                                       // INT
   if (name.ends_with(".ms") || name.ends_with(".bytes")) return 5;  // LONG
-  return 2;                                                           // STRING
+  return 2;                                                         // STRING
 }
 
 }  // namespace
@@ -93,13 +104,14 @@ void Broker::handle(const ConnectionInfo& conn, RequestFrame frame, Done done) {
   auto body = kafka::decode_request(static_cast<ApiKey>(header->api_key), header->api_version,
                                     reader.rest());
   if (!body) {
-    spdlog::warn("connection {} from {} ({}): closing, malformed request (key {} v{}): {}",
-                 conn.id, conn.peer, header->client_id, header->api_key, header->api_version,
+    spdlog::warn("connection {} from {} ({}): closing, malformed request (key {} v{}): {}", conn.id,
+                 conn.peer, header->client_id, header->api_key, header->api_version,
                  body.error().to_string());
     done(Reply::close());
     return;
   }
-  auto req = std::make_shared<Request>(Request{conn, std::move(frame), std::move(*header), std::move(done)});
+  auto req = std::make_shared<Request>(
+      Request{conn, std::move(frame), std::move(*header), std::move(done)});
   dispatch(std::move(req), std::move(*body));
 }
 
@@ -154,7 +166,8 @@ void Broker::dispatch(std::shared_ptr<Request> req, kafka::RequestBody body) {
 void Broker::handle_api_versions(std::shared_ptr<Request> req, const kafka::ApiVersionsRequest&) {
   kafka::ApiVersionsResponse resp;
   std::vector<Served> list(std::begin(kServed), std::end(kServed));
-  std::sort(list.begin(), list.end(), [](const Served& a, const Served& b) { return a.key < b.key; });
+  std::sort(list.begin(), list.end(),
+            [](const Served& a, const Served& b) { return a.key < b.key; });
   for (const Served& s : list) {
     resp.api_keys.push_back({static_cast<int16_t>(s.key), s.min, s.max});
   }
@@ -194,8 +207,8 @@ void Broker::handle_metadata(std::shared_ptr<Request> req, const kafka::Metadata
       const TopicInfo* info = snap->find(name);
       if (!info) {
         auto valid = TopicRegistry::validate_name(name);
-        t.error_code = code(valid ? ErrorCode::kUnknownTopicOrPartition
-                                  : ErrorCode::kInvalidTopicException);
+        t.error_code =
+            code(valid ? ErrorCode::kUnknownTopicOrPartition : ErrorCode::kInvalidTopicException);
       } else {
         t.is_internal = info->internal;
         for (int32_t i = 0; i < info->partitions; ++i) {
@@ -238,7 +251,7 @@ void Broker::handle_create_topics(std::shared_ptr<Request> req,
   for (const auto& t : body.topics) counts[t.name]++;
 
   auto left = std::make_shared<std::atomic<size_t>>(body.topics.size() + 1);
-  auto finish = [this, req, resp, left] {
+  auto finish = [req, resp, left] {
     if (left->fetch_sub(1) == 1) respond(*req, *resp);
   };
   auto fail = [](Result_& r, ErrorCode c, std::string msg) {
@@ -297,7 +310,8 @@ void Broker::handle_create_topics(std::shared_ptr<Request> req,
     if (r.error_code != 0 || body.validate_only) {
       if (r.error_code == 0) {
         r.configs.emplace();
-        for (const auto& [k, v] : configs) r.configs->push_back({k, v, false, kSourceTopicConfig, false});
+        for (const auto& [k, v] : configs)
+          r.configs->push_back({k, v, false, kSourceTopicConfig, false});
       }
       finish();
       continue;
@@ -348,7 +362,7 @@ void Broker::handle_create_partitions(std::shared_ptr<Request> req,
   auto resp = std::make_shared<kafka::CreatePartitionsResponse>();
   resp->results.resize(body.topics.size());
   auto left = std::make_shared<std::atomic<size_t>>(body.topics.size() + 1);
-  auto finish = [this, req, resp, left] {
+  auto finish = [req, resp, left] {
     if (left->fetch_sub(1) == 1) respond(*req, *resp);
   };
   for (size_t i = 0; i < body.topics.size(); ++i) {
@@ -364,8 +378,8 @@ void Broker::handle_create_partitions(std::shared_ptr<Request> req,
     }
     if (t.count <= before->partitions) {
       r.error_code = code(ErrorCode::kInvalidPartitions);
-      r.error_message = "topic '" + t.name + "' already has " +
-                        std::to_string(before->partitions) + " partitions";
+      r.error_message = "topic '" + t.name + "' already has " + std::to_string(before->partitions) +
+                        " partitions";
       finish();
       continue;
     }
@@ -506,9 +520,8 @@ void Broker::handle_alter_configs(std::shared_ptr<Request> req,
       for (const auto& c : res.configs) {
         if (c.value) configs[c.name] = *c.value;
       }
-      alter_topic<kafka::AlterConfigsResponse>(*registry_, topic_changes_mutex_,
-                                               res.resource_name, configs, body.validate_only,
-                                               out, changed);
+      alter_topic<kafka::AlterConfigsResponse>(*registry_, topic_changes_mutex_, res.resource_name,
+                                               configs, body.validate_only, out, changed);
     }
     resp.responses.push_back(std::move(out));
   }
@@ -527,9 +540,9 @@ void Broker::handle_incremental_alter_configs(std::shared_ptr<Request> req,
     kafka::IncrementalAlterConfigsResponse::AlterConfigsResourceResponse out;
     out.resource_type = res.resource_type;
     out.resource_name = res.resource_name;
-    const TopicInfo* t =
-        res.resource_type == kResourceTopic ? registry_->snapshot()->find(res.resource_name)
-                                            : nullptr;
+    const TopicInfo* t = res.resource_type == kResourceTopic
+                             ? registry_->snapshot()->find(res.resource_name)
+                             : nullptr;
     if (res.resource_type != kResourceTopic) {
       out.error_code = code(ErrorCode::kInvalidRequest);
       out.error_message = "only topic settings can be altered";
@@ -541,9 +554,13 @@ void Broker::handle_incremental_alter_configs(std::shared_ptr<Request> req,
       for (const auto& c : res.configs) {
         const std::string value = c.value.value_or("");
         switch (c.config_operation) {
-          case 0: configs[c.name] = value; break;   // SET
-          case 1: configs.erase(c.name); break;     // DELETE
-          case 2: {                                  // APPEND to a list
+          case 0:
+            configs[c.name] = value;
+            break;  // SET
+          case 1:
+            configs.erase(c.name);
+            break;   // DELETE
+          case 2: {  // APPEND to a list
             std::string cur = topic_setting_value(*t, config_, c.name);
             configs[c.name] = cur.empty() ? value : cur + "," + value;
             break;

@@ -3,8 +3,8 @@
 #pragma once
 
 #include <atomic>
-#include <chrono>
 #include <boost/asio/ip/tcp.hpp>
+#include <chrono>
 #include <memory>
 #include <mutex>
 #include <unordered_map>
