@@ -1,0 +1,469 @@
+// Transports on loopback, all on one io_context: round trips, calls, coalescing,
+// back-pressure, reconnection, and peers that send garbage.
+#include "replication/transport/transport.h"
+
+#include <gtest/gtest.h>
+
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/read.hpp>
+#include <boost/asio/write.hpp>
+#include <map>
+
+#include "replication/transport/frame.h"
+#include "replication/transport/test_messages.h"
+#include "replication/transport/transport.pb.h"
+
+namespace sluice::transport {
+namespace {
+
+namespace asio = boost::asio;
+using tcp = asio::ip::tcp;
+using namespace std::chrono_literals;
+using raft::Message;
+using raft::MessageType;
+using raft::NodeId;
+
+struct Received {
+  uint64_t group;
+  Message message;
+};
+
+class TransportTest : public ::testing::Test {
+ protected:
+  std::unique_ptr<Transport> make(int32_t id, TransportConfig config = {}, uint16_t port = 0) {
+    config.self_id = id;
+    if (config.cluster_id.empty()) config.cluster_id = "test-cluster";
+    auto t = std::make_unique<Transport>(io_, config);
+    const Status s = t->listen("127.0.0.1", port);
+    EXPECT_TRUE(s) << (s ? "" : s.error().message);
+    t->on_message([this, id](uint64_t group, Message&& m) {
+      received_[id].push_back({group, std::move(m)});
+    });
+    return t;
+  }
+
+  // Runs the loop until `done` holds or `timeout` passes; returns done().
+  template <class Pred>
+  bool run_until(Pred done, std::chrono::milliseconds timeout = 5000ms) {
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    while (!done() && std::chrono::steady_clock::now() < deadline) {
+      io_.run_one_for(10ms);
+    }
+    return done();
+  }
+  void run_for(std::chrono::milliseconds d) {
+    const auto deadline = std::chrono::steady_clock::now() + d;
+    while (std::chrono::steady_clock::now() < deadline) io_.run_one_for(5ms);
+  }
+
+  static Message message(MessageType type, int32_t from, int32_t to) {
+    Message m;
+    m.type = type;
+    m.from = NodeId{from};
+    m.to = NodeId{to};
+    m.term = Term{3};
+    m.commit = LogIndex{5};
+    return m;
+  }
+
+  asio::io_context io_;
+  std::map<int32_t, std::vector<Received>> received_;
+};
+
+TEST_F(TransportTest, EveryMessageTypeArrivesFieldByField) {
+  auto t1 = make(1);
+  auto t2 = make(2);
+  t1->set_peer(2, "127.0.0.1", t2->port());
+  std::vector<Message> sent;
+  for (int t = 0; t <= static_cast<int>(MessageType::kTimeoutNow); ++t) {
+    sent.push_back(testing::full_message(static_cast<MessageType>(t), 70000, 200000));
+    // Sent before the connection is up: queued until the hello completes.
+    ASSERT_TRUE(t1->send(static_cast<uint64_t>(t) + 10, sent.back()));
+  }
+  ASSERT_TRUE(run_until([&] { return received_[2].size() == sent.size(); }));
+  for (const Message& m : sent) {
+    const uint64_t group = static_cast<uint64_t>(m.type) + 10;
+    auto it = std::find_if(received_[2].begin(), received_[2].end(),
+                           [&](const Received& r) { return r.group == group; });
+    ASSERT_NE(it, received_[2].end()) << raft::to_string(m);
+    EXPECT_TRUE(same_message(it->message, m)) << raft::to_string(m);
+  }
+  EXPECT_EQ(t1->stats().dropped, 0u);
+  EXPECT_EQ(t2->stats().bad_peers, 0u);
+}
+
+TEST_F(TransportTest, ThreeBrokersTalkBothWays) {
+  std::vector<std::unique_ptr<Transport>> ts;
+  for (int32_t id = 0; id < 3; ++id) ts.push_back(make(id));
+  for (int32_t a = 0; a < 3; ++a) {
+    for (int32_t b = 0; b < 3; ++b) {
+      if (a != b) ts[a]->set_peer(b, "localhost", ts[b]->port());
+    }
+  }
+  for (int32_t a = 0; a < 3; ++a) {
+    for (int32_t b = 0; b < 3; ++b) {
+      if (a != b) {
+        ASSERT_TRUE(ts[a]->send(7, message(MessageType::kVote, a, b)));
+      }
+    }
+  }
+  ASSERT_TRUE(run_until([&] {
+    return received_[0].size() == 2 && received_[1].size() == 2 && received_[2].size() == 2;
+  }));
+  for (const auto& [id, msgs] : received_) {
+    for (const Received& r : msgs) EXPECT_EQ(*r.message.to, id);
+  }
+}
+
+TEST_F(TransportTest, HeartbeatsOfAllGroupsInOneFlushTravelAsOneFrame) {
+  auto t1 = make(1);
+  auto t2 = make(2);
+  t1->set_peer(2, "127.0.0.1", t2->port());
+  ASSERT_TRUE(run_until([&] { return t1->connected(2); }));
+  run_for(20ms);  // let t2's side of the hello settle
+  const auto out_before = t1->stats().frames_out;
+  const auto in_before = t2->stats().frames_in;
+  constexpr int kGroups = 500;
+  for (int g = 0; g < kGroups; ++g) {
+    Message m = message(g % 2 ? MessageType::kHeartbeat : MessageType::kHeartbeatResp, 1, 2);
+    m.term = Term{static_cast<uint64_t>(g)};
+    ASSERT_TRUE(t1->send(static_cast<uint64_t>(g), m));
+  }
+  ASSERT_TRUE(run_until([&] { return received_[2].size() == kGroups; }));
+  EXPECT_EQ(t1->stats().frames_out - out_before, 1u);
+  EXPECT_EQ(t2->stats().frames_in - in_before, 1u);
+  for (const Received& r : received_[2]) {
+    EXPECT_EQ(*r.message.term, r.group);
+    EXPECT_EQ(r.message.type,
+              r.group % 2 ? MessageType::kHeartbeat : MessageType::kHeartbeatResp);
+    EXPECT_EQ(*r.message.from, 1);
+    EXPECT_EQ(*r.message.to, 2);
+  }
+}
+
+TEST_F(TransportTest, CallsGetRepliesLaterAndInOrder) {
+  auto t1 = make(1);
+  auto t2 = make(2);
+  t2->on_call([this](int32_t from, uint32_t method, std::string request, Transport::Reply reply) {
+    std::string response = std::to_string(from) + "/" + std::to_string(method) + "/" + request;
+    // Reply on a later turn, as a handler waiting on the controller would.
+    asio::post(io_, [reply = std::move(reply), response = std::move(response)] {
+      reply(response);
+    });
+  });
+  t1->set_peer(2, "127.0.0.1", t2->port());
+  std::vector<std::string> replies;
+  for (int i = 0; i < 20; ++i) {
+    t1->call(2, 4, "req" + std::to_string(i), 5000ms, [&](Result<std::string> r) {
+      ASSERT_TRUE(r) << r.error().message;
+      replies.push_back(*r);
+    });
+  }
+  ASSERT_TRUE(run_until([&] { return replies.size() == 20; }));
+  EXPECT_EQ(replies.front(), "1/4/req0");
+  EXPECT_EQ(replies.back(), "1/4/req19");
+
+  // A large request and response travel as payload.
+  std::string big(3 << 20, 'b');
+  std::optional<Result<std::string>> big_reply;
+  t1->call(2, 9, big, 5000ms, [&](Result<std::string> r) { big_reply = std::move(r); });
+  ASSERT_TRUE(run_until([&] { return big_reply.has_value(); }));
+  ASSERT_TRUE(*big_reply);
+  EXPECT_EQ(big_reply->value(), "1/9/" + big);
+}
+
+TEST_F(TransportTest, CallErrors) {
+  auto t1 = make(1);
+  auto t2 = make(2);
+  t1->set_peer(2, "127.0.0.1", t2->port());
+  std::map<std::string, Result<std::string>> results;
+  auto keep = [&](std::string name) {
+    return [&results, name](Result<std::string> r) { results.emplace(name, std::move(r)); };
+  };
+  bool inline_done = true;
+  t1->call(5, 1, "x", 1000ms, [&](Result<std::string>) { inline_done = false; });
+  EXPECT_TRUE(inline_done);  // never inside call()
+  t1->call(5, 1, "x", 1000ms, keep("unknown"));
+  t1->call(2, 1, "x", 1000ms, keep("no handler"));
+  ASSERT_TRUE(run_until([&] { return results.size() == 2; }));
+  EXPECT_EQ(results.at("unknown").error().code, static_cast<int>(CallErrc::kUnknownPeer));
+  EXPECT_EQ(results.at("no handler").error().code, static_cast<int>(CallErrc::kRemote));
+
+  std::vector<Transport::Reply> parked;  // t2 never answers these
+  t2->on_call([&](int32_t, uint32_t, std::string, Transport::Reply reply) {
+    parked.push_back(std::move(reply));
+  });
+  const auto start = std::chrono::steady_clock::now();
+  t1->call(2, 1, "x", 100ms, keep("timeout"));
+  ASSERT_TRUE(run_until([&] { return results.size() == 3; }));
+  EXPECT_EQ(results.at("timeout").error().code, static_cast<int>(CallErrc::kTimeout));
+  EXPECT_GE(std::chrono::steady_clock::now() - start, 100ms);
+  ASSERT_EQ(parked.size(), 1u);
+  parked[0]("late");  // the caller gave up: the reply is ignored
+  run_for(20ms);
+
+  t1->call(2, 1, "x", 5000ms, keep("peer gone"));
+  ASSERT_TRUE(run_until([&] { return parked.size() == 2; }));
+  t2.reset();  // the callee goes away with the call pending
+  ASSERT_TRUE(run_until([&] { return results.size() == 4; }));
+  EXPECT_EQ(results.at("peer gone").error().code, static_cast<int>(CallErrc::kNotConnected));
+
+  t1->set_peer(3, "127.0.0.1", 1);  // nobody listens there
+  t1->call(3, 1, "x", 5000ms, keep("closed"));
+  t1->close();  // completes it before returning
+  EXPECT_EQ(results.at("closed").error().code, static_cast<int>(CallErrc::kClosed));
+  t1->call(3, 1, "x", 5000ms, keep("after close"));
+  EXPECT_FALSE(t1->send(1, message(MessageType::kVote, 1, 3)));
+  ASSERT_TRUE(run_until([&] { return results.size() == 6; }));
+  EXPECT_EQ(results.at("after close").error().code, static_cast<int>(CallErrc::kClosed));
+}
+
+// A peer that completes the hello and then never reads.
+class StuckPeer {
+ public:
+  StuckPeer(asio::io_context& io, int32_t id) : id_(id), acceptor_(io), socket_(io) {
+    acceptor_.open(tcp::v4());
+    acceptor_.set_option(asio::socket_base::receive_buffer_size(4096));
+    acceptor_.bind(tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
+    acceptor_.listen();
+    acceptor_.async_accept(socket_, [this](boost::system::error_code ec) {
+      if (ec) return;
+      asio::async_read(socket_, asio::buffer(length_),
+                       [this](boost::system::error_code rec, size_t) {
+                         if (rec) return;
+                         hello_.resize(load_be<uint32_t>(length_.data()));
+                         asio::async_read(socket_, asio::buffer(hello_),
+                                          [this](boost::system::error_code hec, size_t) {
+                                            if (hec) return;
+                                            answer_hello();
+                                          });
+                       });
+    });
+  }
+  uint16_t port() const { return acceptor_.local_endpoint().port(); }
+
+ private:
+  void answer_hello() {
+    const auto bytes = encode_hello({.cluster_id = "test-cluster", .sender_id = id_}).flatten();
+    asio::write(socket_, asio::buffer(bytes));
+  }
+  int32_t id_;
+  tcp::acceptor acceptor_;
+  tcp::socket socket_;
+  std::array<std::byte, 4> length_{};
+  std::vector<std::byte> hello_;
+};
+
+TEST_F(TransportTest, BackPressureOnAPeerThatDoesNotRead) {
+  TransportConfig config;
+  config.max_bytes_in_flight = 1 << 20;
+  auto t1 = make(1, config);
+  StuckPeer stuck(io_, 9);
+  t1->set_peer(9, "127.0.0.1", stuck.port());
+  ASSERT_TRUE(run_until([&] { return t1->connected(9); }));
+  Message m = message(MessageType::kAppend, 1, 9);
+  m.entries.push_back({LogIndex{1}, Term{1}, raft::EntryType::kNormal,
+                       raft::Payload::copy_of(std::string(64 << 10, 'p'))});
+  uint64_t accepted = 0;
+  int refusals_in_a_row = 0;
+  // Keep offering for a while, letting the loop write in between: once the socket buffers
+  // are full, the budget fills and stays full.
+  for (int round = 0; round < 200 && refusals_in_a_row < 20; ++round) {
+    bool any = false;
+    while (t1->send(3, m)) {
+      ++accepted;
+      any = true;
+      ASSERT_LT(accepted, 10000u) << "send() never pushed back";
+    }
+    refusals_in_a_row = any ? 0 : refusals_in_a_row + 1;
+    run_for(5ms);
+  }
+  EXPECT_EQ(refusals_in_a_row, 20);
+  EXPECT_GT(t1->stats().dropped, 0u);
+  // Accepted = written into the kernel (small buffers here) + at most the budget.
+  EXPECT_LT(accepted * (64 << 10), (1u << 20) + (16u << 20));
+  // Messages to other peers are not held up by the stuck one.
+  auto t2 = make(2);
+  t1->set_peer(2, "127.0.0.1", t2->port());
+  ASSERT_TRUE(t1->send(3, message(MessageType::kVote, 1, 2)));
+  ASSERT_TRUE(run_until([&] { return received_[2].size() == 1; }));
+}
+
+TEST_F(TransportTest, ReconnectsAfterThePeerComesBack) {
+  TransportConfig config;
+  config.reconnect_min = 10ms;
+  config.reconnect_max = 100ms;
+  auto t1 = make(1, config);
+  auto t2 = make(2);
+  const uint16_t port = t2->port();
+  t1->set_peer(2, "127.0.0.1", port);
+  ASSERT_TRUE(t1->send(1, message(MessageType::kVote, 1, 2)));
+  ASSERT_TRUE(run_until([&] { return received_[2].size() == 1; }));
+
+  t2.reset();
+  ASSERT_TRUE(run_until([&] { return !t1->connected(2); }));
+  EXPECT_FALSE(t1->send(1, message(MessageType::kVote, 1, 2)));  // down: dropped, not queued
+  run_for(300ms);  // a few failed dials
+  EXPECT_GT(t1->stats().reconnects, 0u);
+
+  t2 = make(2, {}, port);
+  ASSERT_TRUE(run_until([&] { return t1->connected(2); }));
+  ASSERT_TRUE(t1->send(1, message(MessageType::kVote, 1, 2)));
+  ASSERT_TRUE(run_until([&] { return received_[2].size() == 2; }));
+
+  // A new address for the same peer: the old connection is dropped, the new one dialled.
+  auto t2b = make(2, {}, 0);
+  t1->set_peer(2, "127.0.0.1", t2b->port());
+  ASSERT_TRUE(run_until([&] { return t1->connected(2); }));
+  ASSERT_TRUE(t1->send(1, message(MessageType::kVote, 1, 2)));
+  ASSERT_TRUE(run_until([&] { return received_[2].size() == 3; }));
+  t1->remove_peer(2);
+  EXPECT_FALSE(t1->connected(2));
+  EXPECT_FALSE(t1->send(1, message(MessageType::kVote, 1, 2)));
+}
+
+TEST_F(TransportTest, RefusesAnotherClusterAndAWrongBroker) {
+  TransportConfig other;
+  other.cluster_id = "other-cluster";
+  auto t1 = make(1);
+  auto t2 = make(2, other);
+  auto t3 = make(3);
+  t1->set_peer(2, "127.0.0.1", t2->port());
+  t1->set_peer(4, "127.0.0.1", t3->port());  // broker 3 listens where we expect 4
+  ASSERT_TRUE(t1->send(1, message(MessageType::kVote, 1, 2)));
+  ASSERT_TRUE(run_until([&] { return t2->stats().bad_peers > 0 && t3->stats().bad_peers > 0; }));
+  run_for(50ms);
+  EXPECT_FALSE(t1->connected(2));
+  EXPECT_FALSE(t1->connected(4));
+  EXPECT_TRUE(received_[2].empty());
+}
+
+// A raw client speaking to a transport: what it sends and whether it was disconnected.
+class RawClient {
+ public:
+  RawClient(asio::io_context& io, uint16_t port) : socket_(io) {
+    socket_.connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), port));
+    read_next();
+  }
+  void write(const std::vector<std::byte>& bytes) {
+    boost::system::error_code ec;
+    asio::write(socket_, asio::buffer(bytes), ec);
+  }
+  void hello(int32_t id, std::string cluster = "test-cluster") {
+    write(encode_hello({.cluster_id = std::move(cluster), .sender_id = id}).flatten());
+  }
+  void finish_writing() {
+    boost::system::error_code ec;
+    socket_.shutdown(tcp::socket::shutdown_send, ec);
+  }
+  bool disconnected() const { return disconnected_; }
+  size_t bytes_read() const { return bytes_read_; }
+
+ private:
+  void read_next() {
+    socket_.async_read_some(asio::buffer(buf_), [this](boost::system::error_code ec, size_t n) {
+      bytes_read_ += n;
+      if (ec) {
+        disconnected_ = true;
+        return;
+      }
+      read_next();
+    });
+  }
+  tcp::socket socket_;
+  std::array<char, 4096> buf_{};
+  bool disconnected_ = false;
+  size_t bytes_read_ = 0;
+};
+
+std::vector<std::byte> garbage(size_t n, uint32_t seed) {
+  std::vector<std::byte> out(n);
+  for (auto& b : out) {
+    seed = seed * 1103515245u + 12345u;
+    b = static_cast<std::byte>(seed >> 16);
+  }
+  return out;
+}
+
+TEST_F(TransportTest, GarbageIsDisconnectedAndOthersKeepBeingServed) {
+  auto t1 = make(1);
+  auto t2 = make(2);
+  t1->set_peer(2, "127.0.0.1", t2->port());
+  ASSERT_TRUE(run_until([&] { return t1->connected(2); }));
+
+  std::vector<std::unique_ptr<RawClient>> clients;
+  auto client = [&] {
+    clients.push_back(std::make_unique<RawClient>(io_, t2->port()));
+    return clients.back().get();
+  };
+  // Random bytes instead of a hello.
+  client()->write(garbage(1000, 1));
+  // A hello, then random bytes.
+  RawClient* c = client();
+  c->hello(5);
+  c->write(garbage(5000, 2));
+  // An oversize length.
+  c = client();
+  c->hello(5);
+  c->write({std::byte{0xff}, std::byte{0xff}, std::byte{0xff}, std::byte{0xff}});
+  // A hello that is too large to be a hello.
+  c = client();
+  std::vector<std::byte> big_hello = encode_hello({.cluster_id = std::string(8000, 'c'),
+                                                   .sender_id = 5}).flatten();
+  c->write(big_hello);
+  // A truncated frame, then the end of the stream.
+  c = client();
+  c->hello(5);
+  std::vector<std::byte> call = encode_call(1, 1, "abcdef").flatten();
+  call.resize(call.size() - 3);
+  c->write(call);
+  c->finish_writing();
+  // A reply on an inbound connection (only outbound ones get replies).
+  c = client();
+  c->hello(5);
+  c->write(encode_reply(1, "r", "").flatten());
+  // A message claiming to come from another broker.
+  c = client();
+  c->hello(5);
+  c->write(encode_raft(1, message(MessageType::kVote, 1, 2)).flatten());
+  // A second hello.
+  c = client();
+  c->hello(5);
+  c->hello(5);
+  const size_t bad = clients.size();
+
+  ASSERT_TRUE(run_until([&] {
+    return std::all_of(clients.begin(), clients.end(), [](const auto& k) {
+      return k->disconnected();
+    });
+  }));
+  EXPECT_EQ(t2->stats().bad_peers, bad);
+  EXPECT_TRUE(received_[2].empty());
+
+  // Well-formed but misaddressed: dropped, connection kept.
+  c = client();
+  c->hello(5);
+  c->write(encode_raft(1, message(MessageType::kVote, 5, 3)).flatten());
+  c->write(encode_raft(1, message(MessageType::kVote, 5, 2)).flatten());
+  ASSERT_TRUE(run_until([&] { return received_[2].size() == 1; }));
+  EXPECT_FALSE(c->disconnected());
+  EXPECT_EQ(*received_[2][0].message.from, 5);
+  EXPECT_GE(t2->stats().dropped, 1u);
+
+  // Broker 1 is still served.
+  ASSERT_TRUE(t1->send(1, message(MessageType::kVote, 1, 2)));
+  ASSERT_TRUE(run_until([&] { return received_[2].size() == 2; }));
+  EXPECT_EQ(t2->stats().bad_peers, bad);
+}
+
+TEST_F(TransportTest, SilentConnectionIsClosedAfterTheHelloTimeout) {
+  TransportConfig config;
+  config.hello_timeout = 50ms;
+  auto t2 = make(2, config);
+  RawClient silent(io_, t2->port());
+  ASSERT_TRUE(run_until([&] { return silent.disconnected(); }, 2000ms));
+  EXPECT_EQ(t2->stats().bad_peers, 1u);
+}
+
+}  // namespace
+}  // namespace sluice::transport
