@@ -11,6 +11,7 @@ namespace sluice::transport {
 namespace {
 
 constexpr size_t kReadBufferBytesMin = 64 << 10;
+constexpr size_t kReadBufferBytesKeep = 1 << 20;
 constexpr uint32_t kMessageTypeMax = static_cast<uint32_t>(raft::MessageType::kTimeoutNow);
 constexpr uint32_t kEntryTypeMax = static_cast<uint32_t>(raft::EntryType::kConfig);
 
@@ -342,7 +343,11 @@ Result<Frame> decode_frame(Bytes frame, const Ends& ends) {
 FrameReader::FrameReader(uint32_t max_frame_bytes) : max_frame_bytes_(max_frame_bytes) {}
 
 MutableBytes FrameReader::prepare() {
-  if (begin_ == end_) begin_ = end_ = 0;
+  if (begin_ == end_) {
+    begin_ = end_ = 0;
+    // A large frame is gone: give its memory back rather than hold it per connection.
+    if (buffer_.size() > kReadBufferBytesKeep) std::vector<std::byte>().swap(buffer_);
+  }
   if (end_ == buffer_.size()) {
     if (begin_ > 0) {  // drop what was consumed
       std::memmove(buffer_.data(), buffer_.data() + begin_, end_ - begin_);

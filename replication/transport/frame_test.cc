@@ -239,22 +239,38 @@ TEST(FrameReader, AnnouncedLengthAloneAllocatesNothingBig) {
   EXPECT_LE(reader.capacity(), 64u << 10);
 }
 
-TEST(FrameReader, GrowsAsBytesArriveUpToTheFrame) {
-  const uint32_t body = 300 << 10;
-  FrameReader reader(1 << 20);
-  std::vector<std::byte> frame_bytes = encode_call(1, 1, std::string(body, 'x')).flatten();
+// Feeds `bytes` as fast as the reader takes them; `after_each` sees the bytes fed so far.
+template <class AfterEach>
+void feed(FrameReader& reader, const std::vector<std::byte>& bytes, AfterEach after_each) {
   size_t fed = 0;
-  Bytes frame;
-  while (fed < frame_bytes.size()) {
+  while (fed < bytes.size()) {
     MutableBytes space = reader.prepare();
-    const size_t n = std::min(space.size(), frame_bytes.size() - fed);
-    std::copy_n(frame_bytes.begin() + static_cast<ptrdiff_t>(fed), n, space.begin());
+    const size_t n = std::min(space.size(), bytes.size() - fed);
+    std::copy_n(bytes.begin() + static_cast<ptrdiff_t>(fed), n, space.begin());
     reader.commit(n);
     fed += n;
-    EXPECT_LE(reader.capacity(), 2 * fed + (64 << 10));
+    after_each(fed);
   }
+}
+
+TEST(FrameReader, GrowsAsBytesArriveUpToTheFrame) {
+  FrameReader reader(1 << 20);
+  const std::vector<std::byte> bytes = encode_call(1, 1, std::string(300 << 10, 'x')).flatten();
+  feed(reader, bytes, [&](size_t fed) { EXPECT_LE(reader.capacity(), 2 * fed + (64 << 10)); });
+  Bytes frame;
   ASSERT_EQ(reader.next(&frame), FrameReader::Next::kFrame);
-  EXPECT_EQ(frame.size(), frame_bytes.size());
+  EXPECT_EQ(frame.size(), bytes.size());
+}
+
+TEST(FrameReader, GivesBackTheMemoryOfALargeFrame) {
+  FrameReader reader(8 << 20);
+  const std::vector<std::byte> big = encode_call(1, 1, std::string(2 << 20, 'x')).flatten();
+  feed(reader, big, [](size_t) {});
+  EXPECT_GE(reader.capacity(), big.size());
+  Bytes frame;
+  ASSERT_EQ(reader.next(&frame), FrameReader::Next::kFrame);
+  reader.prepare();
+  EXPECT_LE(reader.capacity(), 64u << 10);
 }
 
 TEST(FrameReader, LengthOutOfBoundsIsBad) {

@@ -1,7 +1,10 @@
 #include "replication/transport/transport.h"
 
 #include <fmt/format.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <spdlog/spdlog.h>
+#include <sys/socket.h>
 
 #include <algorithm>
 #include <boost/asio/connect.hpp>
@@ -11,6 +14,7 @@
 #include <boost/asio/write.hpp>
 #include <map>
 #include <optional>
+#include <random>
 #include <unordered_set>
 #include <vector>
 
@@ -35,6 +39,8 @@ Unexpected<Error> call_error(CallErrc errc, std::string message) {
 
 }  // namespace
 
+namespace detail {
+
 class Connection;
 
 // A peer we dial. conn is the current outbound connection (dialling, in hello, or ready);
@@ -50,10 +56,18 @@ struct Peer {
   bool removed = false;
 };
 
+}  // namespace detail
+
+using detail::Connection;
+using detail::Peer;
+
 class Transport::Impl : public std::enable_shared_from_this<Transport::Impl> {
  public:
   Impl(asio::io_context& io, TransportConfig config)
-      : io_(io), cfg_(std::move(config)), acceptor_(io) {}
+      : io_(io),
+        cfg_(std::move(config)),
+        acceptor_(io),
+        jitter_(static_cast<uint32_t>(cfg_.self_id) * 2654435761u + 1) {}
 
   Status listen(const std::string& host, uint16_t port);
   void set_peer(int32_t id, std::string host, uint16_t port);
@@ -66,7 +80,9 @@ class Transport::Impl : public std::enable_shared_from_this<Transport::Impl> {
 
   // For connections.
   void on_outbound_closed(int32_t peer_id, const Connection* conn);
-  void on_outbound_ready(int32_t peer_id);
+  void on_outbound_ready(int32_t peer_id, uint32_t version);
+  // An inbound connection completed its hello: older ones from the same peer are stale.
+  void on_inbound_ready(const std::shared_ptr<Connection>& conn, int32_t peer_id);
   void on_inbound_closed(const std::shared_ptr<Connection>& conn) { inbound_.erase(conn); }
   void log_line(spdlog::level::level_enum level, const std::string& line);
   void post_error(std::function<void(Result<std::string>)> done, CallErrc errc,
@@ -90,11 +106,14 @@ class Transport::Impl : public std::enable_shared_from_this<Transport::Impl> {
   Clock::time_point log_window_start_{};
   int log_lines_ = 0;
   uint64_t log_suppressed_ = 0;
+  std::minstd_rand jitter_;  // spreads redials; seeded by the broker id
 
  private:
   void accept_next();
   void dial(Peer& peer);
 };
+
+namespace detail {
 
 // One TCP connection, either direction. Reads frames, writes queued frames in one gather
 // write per flush, and (outbound) keeps the calls waiting for replies.
@@ -124,6 +143,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
                   std::chrono::milliseconds timeout,
                   std::function<void(Result<std::string>)> done);
   bool ready() const { return open_ && ready_; }
+  int32_t peer_id() const { return peer_id_; }
 
  private:
   struct PendingCall {
@@ -131,6 +151,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
     std::unique_ptr<asio::steady_timer> timer;
   };
 
+  void set_socket_options();
   void arm_hello_timer();
   void on_connected();
   void read_next();
@@ -179,7 +200,11 @@ class Connection : public std::enable_shared_from_this<Connection> {
   std::map<uint64_t, PendingCall> calls_;  // outbound: calls waiting for their reply
 };
 
+}  // namespace detail
+
 // ---- Connection ----
+
+namespace detail {
 
 std::string Connection::describe() const {
   const char* dir = side_ == Side::kOutbound ? "to" : "from";
@@ -218,9 +243,19 @@ void Connection::start_outbound(const std::string& host, uint16_t port) {
       });
 }
 
-void Connection::on_connected() {
+void Connection::set_socket_options() {
   boost::system::error_code ec;
   socket_.set_option(tcp::no_delay(true), ec);
+  socket_.set_option(asio::socket_base::keep_alive(true), ec);
+  // Written bytes unacknowledged this long mean the peer's host is gone: fail the connection
+  // (and redial) instead of waiting out TCP's retransmissions, about 15 minutes.
+  const auto user_timeout_ms = static_cast<unsigned>(cfg_.peer_timeout.count());
+  ::setsockopt(socket_.native_handle(), IPPROTO_TCP, TCP_USER_TIMEOUT, &user_timeout_ms,
+               sizeof user_timeout_ms);
+}
+
+void Connection::on_connected() {
+  set_socket_options();
   hello_out_ = encode_hello(owner_->hello_for(peer_id_));
   flush();
   read_next();
@@ -228,8 +263,8 @@ void Connection::on_connected() {
 
 void Connection::start_inbound() {
   SLUICE_ASSERT(side_ == Side::kInbound);
+  set_socket_options();
   boost::system::error_code ec;
-  socket_.set_option(tcp::no_delay(true), ec);
   const auto endpoint = socket_.remote_endpoint(ec);
   if (!ec) remote_ = fmt::format("{}:{}", endpoint.address().to_string(), endpoint.port());
   arm_hello_timer();
@@ -289,7 +324,11 @@ void Connection::read_next() {
 void Connection::on_read(boost::system::error_code ec, size_t n) {
   if (!open_) return;
   if (ec) {
-    if (reader_.buffered() > 0 || n > 0) return bad_peer("connection ended inside a frame");
+    // A frame cut short is what a crash looks like, not garbage: close, without blame.
+    if (reader_.buffered() > 0) {
+      owner_->log_line(spdlog::level::info,
+                       fmt::format("connection {} ended inside a frame", describe()));
+    }
     return close(CallErrc::kNotConnected, ec.message());
   }
   reader_.commit(n);
@@ -369,24 +408,30 @@ bool Connection::handle_hello(const Hello& hello) {
   reader_.set_max_frame_bytes(cfg_.max_frame_bytes);
   if (side_ == Side::kInbound) {
     hello_out_ = encode_hello(owner_->hello_for(peer_id_));
+    owner_->on_inbound_ready(shared_from_this(), peer_id_);
   } else {
-    owner_->on_outbound_ready(peer_id_);
+    owner_->on_outbound_ready(peer_id_, version_);
   }
   flush();
   return open_;
 }
 
 bool Connection::deliver(std::vector<GroupMessage>& messages) {
-  for (GroupMessage& g : messages) {
+  // The whole frame is checked before any of it is delivered.
+  for (const GroupMessage& g : messages) {
     if (*g.message.from != peer_id_) {
       bad_peer(fmt::format("message from {} on the connection of {}", *g.message.from, peer_id_));
       return false;
     }
+  }
+  // Keeps the transport (and the handler) alive should the handler destroy the Transport.
+  const std::shared_ptr<Transport::Impl> owner = owner_;
+  for (GroupMessage& g : messages) {
     if (*g.message.to != cfg_.self_id) {  // meant for another broker: a stale address
-      ++owner_->stats_.dropped;
+      ++owner->stats_.dropped;
       continue;
     }
-    if (owner_->on_message_) owner_->on_message_(g.group, std::move(g.message));
+    if (owner->on_message_) owner->on_message_(g.group, std::move(g.message));
     if (!open_) return false;  // the handler closed the transport
   }
   return true;
@@ -394,11 +439,12 @@ bool Connection::deliver(std::vector<GroupMessage>& messages) {
 
 void Connection::handle_call(Frame& frame) {
   const uint64_t id = frame.call_id;
-  if (!owner_->on_call_) return send_reply(id, "", "no call handler");
+  const std::shared_ptr<Transport::Impl> owner = owner_;  // as in deliver()
+  if (!owner->on_call_) return send_reply(id, "", "no call handler");
   Transport::Reply reply = [weak = weak_from_this(), id](std::string response) {
     if (auto self = weak.lock()) self->send_reply(id, std::move(response), "");
   };
-  owner_->on_call_(peer_id_, frame.method, std::move(frame.body), std::move(reply));
+  owner->on_call_(peer_id_, frame.method, std::move(frame.body), std::move(reply));
 }
 
 void Connection::send_reply(uint64_t call_id, std::string response, std::string error) {
@@ -541,6 +587,8 @@ void Connection::on_written(boost::system::error_code ec, size_t n) {
   flush();
 }
 
+}  // namespace detail
+
 // ---- Transport::Impl ----
 
 void Transport::Impl::log_line(spdlog::level::level_enum level, const std::string& line) {
@@ -647,10 +695,21 @@ void Transport::Impl::dial(Peer& peer) {
   conn->start_outbound(peer.host, peer.port);
 }
 
-void Transport::Impl::on_outbound_ready(int32_t peer_id) {
+void Transport::Impl::on_outbound_ready(int32_t peer_id, uint32_t version) {
   auto it = peers_.find(peer_id);
   if (it != peers_.end()) it->second->backoff = cfg_.reconnect_min;
-  log_line(spdlog::level::info, fmt::format("connected to peer {}", peer_id));
+  log_line(spdlog::level::info,
+           fmt::format("connected to peer {} (protocol version {})", peer_id, version));
+}
+
+void Transport::Impl::on_inbound_ready(const std::shared_ptr<Connection>& conn, int32_t peer_id) {
+  // A peer keeps one connection to us; an older one is half-open (the peer restarted or
+  // redialled after a partition) and would otherwise linger until the inbound limit.
+  std::vector<std::shared_ptr<Connection>> stale;
+  for (const auto& other : inbound_) {
+    if (other != conn && other->ready() && other->peer_id() == peer_id) stale.push_back(other);
+  }
+  for (const auto& other : stale) other->close(CallErrc::kNotConnected, "replaced by a newer one");
 }
 
 void Transport::Impl::on_outbound_closed(int32_t peer_id, const Connection* conn) {
@@ -658,7 +717,10 @@ void Transport::Impl::on_outbound_closed(int32_t peer_id, const Connection* conn
   if (closed_ || it == peers_.end() || it->second->conn.get() != conn) return;
   Peer& peer = *it->second;
   peer.conn.reset();
-  const auto delay = peer.backoff;
+  // Up to a quarter less than the backoff, so brokers that lost a peer together redial apart.
+  const auto spread = std::max<int64_t>(1, peer.backoff.count() / 4);
+  const auto delay = peer.backoff - std::chrono::milliseconds(
+                                        std::uniform_int_distribution<int64_t>(0, spread - 1)(jitter_));
   peer.backoff = std::min(peer.backoff * 2, cfg_.reconnect_max);
   peer.retry_timer.expires_after(delay);
   peer.retry_timer.async_wait([self = shared_from_this(), weak = std::weak_ptr<Peer>(it->second)](

@@ -36,6 +36,9 @@ struct TransportConfig {
   // A connection that has not completed its hello by then is closed.
   std::chrono::milliseconds hello_timeout{5000};
   uint32_t max_inbound_connections = 1024;  // more are closed as they arrive
+  // Bytes written to a peer and not acknowledged by its host for this long fail the
+  // connection (TCP_USER_TIMEOUT), which is then redialled.
+  std::chrono::milliseconds peer_timeout{10000};
 };
 
 // Error codes of Transport::call() failures (Error::code).

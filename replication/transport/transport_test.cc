@@ -396,40 +396,40 @@ TEST_F(TransportTest, GarbageIsDisconnectedAndOthersKeepBeingServed) {
     clients.push_back(std::make_unique<RawClient>(io_, t2->port()));
     return clients.back().get();
   };
+  // Each raw client is another broker id: a newer connection from the same id would
+  // replace an older one, which is tested on its own below.
+  int32_t next_id = 10;
   // Random bytes instead of a hello.
   client()->write(garbage(1000, 1));
   // A hello, then random bytes.
   RawClient* c = client();
-  c->hello(5);
+  c->hello(next_id++);
   c->write(garbage(5000, 2));
   // An oversize length.
   c = client();
-  c->hello(5);
+  c->hello(next_id++);
   c->write({std::byte{0xff}, std::byte{0xff}, std::byte{0xff}, std::byte{0xff}});
   // A hello that is too large to be a hello.
   c = client();
-  std::vector<std::byte> big_hello = encode_hello({.cluster_id = std::string(8000, 'c'),
-                                                   .sender_id = 5}).flatten();
-  c->write(big_hello);
-  // A truncated frame, then the end of the stream.
-  c = client();
-  c->hello(5);
-  std::vector<std::byte> call = encode_call(1, 1, "abcdef").flatten();
-  call.resize(call.size() - 3);
-  c->write(call);
-  c->finish_writing();
+  c->write(encode_hello({.cluster_id = std::string(8000, 'c'), .sender_id = next_id++}).flatten());
   // A reply on an inbound connection (only outbound ones get replies).
   c = client();
-  c->hello(5);
+  c->hello(next_id++);
   c->write(encode_reply(1, "r", "").flatten());
   // A message claiming to come from another broker.
   c = client();
-  c->hello(5);
+  c->hello(next_id++);
   c->write(encode_raft(1, message(MessageType::kVote, 1, 2)).flatten());
   // A second hello.
   c = client();
-  c->hello(5);
-  c->hello(5);
+  c->hello(next_id);
+  c->hello(next_id++);
+  // A header that does not parse.
+  c = client();
+  c->hello(next_id++);
+  std::vector<std::byte> call = encode_call(1, 1, "abcdef").flatten();
+  call[kFramePrefixBytes] = std::byte{0xff};
+  c->write(call);
   const size_t bad = clients.size();
 
   ASSERT_TRUE(run_until([&] {
@@ -439,6 +439,17 @@ TEST_F(TransportTest, GarbageIsDisconnectedAndOthersKeepBeingServed) {
   }));
   EXPECT_EQ(t2->stats().bad_peers, bad);
   EXPECT_TRUE(received_[2].empty());
+
+  // A truncated frame, then the end of the stream: closed, but that is what a crash looks
+  // like, so it is not counted as garbage.
+  c = client();
+  c->hello(next_id++);
+  call = encode_call(1, 1, "abcdef").flatten();
+  call.resize(call.size() - 3);
+  c->write(call);
+  c->finish_writing();
+  ASSERT_TRUE(run_until([&] { return c->disconnected(); }));
+  EXPECT_EQ(t2->stats().bad_peers, bad);
 
   // Well-formed but misaddressed: dropped, connection kept.
   c = client();
@@ -454,6 +465,79 @@ TEST_F(TransportTest, GarbageIsDisconnectedAndOthersKeepBeingServed) {
   ASSERT_TRUE(t1->send(1, message(MessageType::kVote, 1, 2)));
   ASSERT_TRUE(run_until([&] { return received_[2].size() == 2; }));
   EXPECT_EQ(t2->stats().bad_peers, bad);
+}
+
+TEST_F(TransportTest, ANewerConnectionFromAPeerReplacesTheOlderOne) {
+  auto t2 = make(2);
+  RawClient old_conn(io_, t2->port());
+  old_conn.hello(7);
+  ASSERT_TRUE(run_until([&] { return old_conn.bytes_read() > 0; }));  // t2's hello came back
+  RawClient new_conn(io_, t2->port());
+  new_conn.hello(7);
+  ASSERT_TRUE(run_until([&] { return old_conn.disconnected(); }));
+  new_conn.write(encode_raft(4, message(MessageType::kVote, 7, 2)).flatten());
+  ASSERT_TRUE(run_until([&] { return received_[2].size() == 1; }));
+  EXPECT_FALSE(new_conn.disconnected());
+  EXPECT_EQ(t2->stats().bad_peers, 0u);
+}
+
+TEST_F(TransportTest, AHandlerMayDestroyTheTransport) {
+  auto t1 = make(1);
+  auto t2 = make(2);
+  int delivered = 0;
+  t2->on_message([&](uint64_t, Message&&) {
+    ++delivered;
+    t2.reset();  // from inside the callback, with more messages of the frame to go
+  });
+  t1->set_peer(2, "127.0.0.1", t2->port());
+  for (int g = 0; g < 10; ++g) ASSERT_TRUE(t1->send(g, message(MessageType::kHeartbeat, 1, 2)));
+  ASSERT_TRUE(run_until([&] { return t2 == nullptr; }));
+  run_for(50ms);
+  EXPECT_EQ(delivered, 1);
+}
+
+TEST_F(TransportTest, RandomlyMutatedFramesNeverHurtTheBroker) {
+  auto t1 = make(1);
+  auto t2 = make(2);
+  t1->set_peer(2, "127.0.0.1", t2->port());
+  // A valid stream from broker 7, then copies with a few bytes changed.
+  std::vector<std::byte> stream = encode_hello({.cluster_id = "test-cluster", .sender_id = 7}).flatten();
+  for (int t = 0; t <= static_cast<int>(MessageType::kTimeoutNow); ++t) {
+    Message m = testing::full_message(static_cast<MessageType>(t), 100, 100);
+    m.from = NodeId{7};
+    const auto frame = encode_raft(static_cast<uint64_t>(t), m).flatten();
+    stream.insert(stream.end(), frame.begin(), frame.end());
+  }
+  const auto call = encode_call(3, 4, "request").flatten();
+  stream.insert(stream.end(), call.begin(), call.end());
+  uint32_t seed = 12345;
+  auto random = [&seed] {
+    seed = seed * 1103515245u + 12345u;
+    return seed >> 8;
+  };
+  std::vector<std::unique_ptr<RawClient>> clients;
+  for (int i = 0; i < 100; ++i) {
+    std::vector<std::byte> mutated = stream;
+    for (int k = 0, n = 1 + static_cast<int>(random() % 4); k < n; ++k) {
+      mutated[random() % mutated.size()] = static_cast<std::byte>(random());
+    }
+    clients.push_back(std::make_unique<RawClient>(io_, t2->port()));
+    clients.back()->write(mutated);
+    clients.back()->finish_writing();
+  }
+  ASSERT_TRUE(run_until([&] {
+    return std::all_of(clients.begin(), clients.end(), [](const auto& k) {
+      return k->disconnected();
+    });
+  }));
+  EXPECT_GT(t2->stats().bad_peers, 0u);
+  for (const Received& r : received_[2]) {
+    EXPECT_EQ(*r.message.from, 7);
+    EXPECT_EQ(*r.message.to, 2);
+  }
+  const size_t before = received_[2].size();
+  ASSERT_TRUE(t1->send(1, message(MessageType::kVote, 1, 2)));
+  ASSERT_TRUE(run_until([&] { return received_[2].size() == before + 1; }));
 }
 
 TEST_F(TransportTest, SilentConnectionIsClosedAfterTheHelloTimeout) {
