@@ -143,6 +143,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
                   std::chrono::milliseconds timeout,
                   std::function<void(Result<std::string>)> done);
   bool ready() const { return open_ && ready_; }
+  bool is_open() const { return open_; }
   int32_t peer_id() const { return peer_id_; }
 
  private:
@@ -274,6 +275,7 @@ void Connection::start_inbound() {
 void Connection::close(CallErrc errc, const std::string& why) {
   if (!open_) return;
   open_ = false;
+  const std::shared_ptr<Connection> self = shared_from_this();  // the owner may drop its reference
   auto owner = std::move(owner_);
   boost::system::error_code ec;
   socket_.shutdown(tcp::socket::shutdown_both, ec);
@@ -291,17 +293,20 @@ void Connection::close(CallErrc errc, const std::string& why) {
       spdlog::debug("transport {}: connection {} failed: {}", cfg_.self_id, describe(), why);
     }
   }
+  // The transport forgets this connection before the callbacks below run, so a callback
+  // that calls or sends again finds the peer backing off, not this closed connection.
+  if (!owner->closed_) {
+    if (side_ == Side::kOutbound) {
+      owner->on_outbound_closed(peer_id_, this);
+    } else {
+      owner->on_inbound_closed(self);
+    }
+  }
   auto calls = std::move(calls_);
   calls_.clear();
   for (auto& [id, pending] : calls) {
     pending.timer->cancel();
     pending.done(call_error(errc, "call to peer " + std::to_string(peer_id_) + ": " + why));
-  }
-  if (owner->closed_) return;
-  if (side_ == Side::kOutbound) {
-    owner->on_outbound_closed(peer_id_, this);
-  } else {
-    owner->on_inbound_closed(shared_from_this());
   }
 }
 
@@ -752,7 +757,7 @@ void Transport::Impl::call(int32_t peer, uint32_t method, std::string request,
     return post_error(std::move(done), CallErrc::kUnknownPeer,
                       "unknown peer " + std::to_string(peer));
   }
-  if (!it->second->conn) {
+  if (!it->second->conn || !it->second->conn->is_open()) {
     return post_error(std::move(done), CallErrc::kNotConnected,
                       "peer " + std::to_string(peer) + " not connected");
   }

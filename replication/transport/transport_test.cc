@@ -357,12 +357,14 @@ class RawClient {
     socket_.shutdown(tcp::socket::shutdown_send, ec);
   }
   bool disconnected() const { return disconnected_; }
-  size_t bytes_read() const { return bytes_read_; }
+  size_t bytes_read() const { return received_.size(); }
+  const std::vector<std::byte>& received() const { return received_; }
 
  private:
   void read_next() {
     socket_.async_read_some(asio::buffer(buf_), [this](boost::system::error_code ec, size_t n) {
-      bytes_read_ += n;
+      const auto* p = reinterpret_cast<const std::byte*>(buf_.data());
+      received_.insert(received_.end(), p, p + n);
       if (ec) {
         disconnected_ = true;
         return;
@@ -373,7 +375,7 @@ class RawClient {
   tcp::socket socket_;
   std::array<char, 4096> buf_{};
   bool disconnected_ = false;
-  size_t bytes_read_ = 0;
+  std::vector<std::byte> received_;
 };
 
 std::vector<std::byte> garbage(size_t n, uint32_t seed) {
@@ -465,6 +467,50 @@ TEST_F(TransportTest, GarbageIsDisconnectedAndOthersKeepBeingServed) {
   ASSERT_TRUE(t1->send(1, message(MessageType::kVote, 1, 2)));
   ASSERT_TRUE(run_until([&] { return received_[2].size() == 2; }));
   EXPECT_EQ(t2->stats().bad_peers, bad);
+}
+
+TEST_F(TransportTest, ANewerBrokerIsAnsweredWithTheCommonVersion) {
+  auto t2 = make(2);
+  // A newer broker that still speaks version 1: accepted, and answered with our range.
+  RawClient newer(io_, t2->port());
+  newer.write(encode_hello({.version_min = 1, .version_max = 9, .cluster_id = "test-cluster",
+                            .sender_id = 7}).flatten());
+  newer.write(encode_raft(4, message(MessageType::kVote, 7, 2)).flatten());
+  ASSERT_TRUE(run_until([&] { return received_[2].size() == 1 && !newer.received().empty(); }));
+  EXPECT_FALSE(newer.disconnected());
+  auto answer = decode_frame(newer.received(), {});
+  ASSERT_TRUE(answer) << answer.error().message;
+  EXPECT_EQ(answer->hello.version_max, kProtocolVersionMax);
+  EXPECT_EQ(answer->hello.sender_id, 2);
+  // One that no longer speaks any version we do: refused.
+  RawClient too_new(io_, t2->port());
+  too_new.write(encode_hello({.version_min = kProtocolVersionMax + 1, .version_max = 9,
+                              .cluster_id = "test-cluster", .sender_id = 8}).flatten());
+  ASSERT_TRUE(run_until([&] { return too_new.disconnected(); }));
+  EXPECT_EQ(t2->stats().bad_peers, 1u);
+}
+
+TEST_F(TransportTest, ACallbackMayCallAgainWhenItsConnectionFails) {
+  TransportConfig config;
+  config.reconnect_min = 10ms;
+  auto t1 = make(1, config);
+  auto t2 = make(2);
+  std::vector<Transport::Reply> parked;
+  t2->on_call([&](int32_t, uint32_t, std::string, Transport::Reply reply) {
+    parked.push_back(std::move(reply));
+  });
+  t1->set_peer(2, "127.0.0.1", t2->port());
+  std::vector<int> codes;
+  std::function<void(Result<std::string>)> retry = [&](Result<std::string> r) {
+    codes.push_back(r ? 0 : r.error().code);
+    if (codes.size() == 1) t1->call(2, 1, "again", 5000ms, retry);  // from inside the failure
+  };
+  t1->call(2, 1, "first", 5000ms, retry);
+  ASSERT_TRUE(run_until([&] { return parked.size() == 1; }));
+  t2.reset();
+  ASSERT_TRUE(run_until([&] { return codes.size() == 2; }));
+  EXPECT_EQ(codes[0], static_cast<int>(CallErrc::kNotConnected));
+  EXPECT_EQ(codes[1], static_cast<int>(CallErrc::kNotConnected));
 }
 
 TEST_F(TransportTest, ANewerConnectionFromAPeerReplacesTheOlderOne) {
