@@ -281,6 +281,16 @@ uint64_t payload_bytes(const raft::Message& m) {
   return n;
 }
 
+uint64_t header_bytes_bound(const raft::Message& m) {
+  // Each field: a tag byte and at most a 10-byte varint; an entry adds its own tag and length.
+  constexpr uint64_t kFixed = 16 * 11;
+  constexpr uint64_t kPerEntry = 4 * 11 + 4;
+  constexpr uint64_t kPerId = 11;
+  const uint64_t ids = m.snapshot ? m.snapshot->conf.voters.size() + m.snapshot->conf.learners.size()
+                                  : 0;
+  return kFixed + kPerEntry * m.entries.size() + kPerId * ids;
+}
+
 bool coalescible(const raft::Message& m) {
   return (m.type == raft::MessageType::kHeartbeat || m.type == raft::MessageType::kHeartbeatResp) &&
          m.entries.empty() && !m.snapshot;
@@ -289,7 +299,7 @@ bool coalescible(const raft::Message& m) {
 uint64_t beat_bytes(uint64_t group, const raft::Message& m) {
   pb::Beat b;
   fill_beat(b, group, m);
-  return b.ByteSizeLong() + 5;  // tag and length of the list element
+  return b.ByteSizeLong() + 3;  // tag and length (under 128 bytes: one byte) of the element
 }
 
 OutFrame encode_beats(std::span<const GroupMessage> beats) {

@@ -31,6 +31,10 @@ inline constexpr uint32_t kFramePrefixBytes = 8;  // length + header length
 inline constexpr uint32_t kFrameLengthMin = 4;
 // Headers are small (a few hundred bytes, a few KiB for a long heartbeat list); data is payload.
 inline constexpr uint32_t kHeaderBytesMax = 4 << 20;
+// The largest max_frame_bytes a Transport accepts: header and payload bounds then add up
+// without overflowing the 32-bit length.
+inline constexpr uint32_t kFrameBytesMaxLimit = 1u << 30;
+static_assert(uint64_t{kFrameBytesMaxLimit} + kHeaderBytesMax + 8 < (uint64_t{1} << 32));
 // Until the hello is checked, a connection may only send a frame this small.
 inline constexpr uint32_t kHelloFrameBytesMax = 4096;
 static_assert(kFramePrefixBytes == kLengthBytes + 4);
@@ -62,17 +66,24 @@ struct OutFrame {
 
 OutFrame encode_hello(const Hello& hello);
 // The message's group, and every field of the message; entries' and snapshot's data as payload.
+// Requires header_bytes_bound(message) <= kHeaderBytesMax.
 OutFrame encode_raft(uint64_t group, const raft::Message& message);
 // kHeartbeat / kHeartbeatResp messages without entries or snapshot (see coalescible()), in
 // one compact list. from and to are not sent: they are the two ends of the connection.
+// Requires the sum of their beat_bytes() to be at most kHeaderBytesMax - kBeatsHeaderBytes.
 OutFrame encode_beats(std::span<const GroupMessage> beats);
+inline constexpr uint32_t kBeatsHeaderBytes = 16;  // the kind field, with room to spare
 OutFrame encode_call(uint64_t call_id, uint32_t method, std::string request);
 OutFrame encode_reply(uint64_t call_id, std::string response, std::string error);
 // Bytes of a message's entry and snapshot data (the payload encode_raft() would write).
 uint64_t payload_bytes(const raft::Message& message);
+// An upper bound of the header encode_raft() would write; it must be at most
+// kHeaderBytesMax (a message of very many tiny entries may not be).
+uint64_t header_bytes_bound(const raft::Message& message);
 // Whether a message may travel in encode_beats().
 bool coalescible(const raft::Message& message);
-// Wire bytes a message adds to a beats frame (an upper bound), for the in-flight budget.
+// Wire bytes a message adds to a beats frame (an upper bound), for the in-flight budget and
+// for cutting long lists into frames.
 uint64_t beat_bytes(uint64_t group, const raft::Message& message);
 
 enum class FrameKind : uint8_t { kHello, kRaft, kBeats, kCall, kReply };

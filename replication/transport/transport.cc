@@ -169,6 +169,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   void enqueue(OutFrame frame, uint32_t messages);
   void schedule_flush();
   void flush();
+  void encode_beats_into(std::vector<OutFrame>& frames);
   void on_written(boost::system::error_code ec, size_t n);
   void bad_peer(const std::string& why);
   std::string describe() const;
@@ -189,6 +190,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
 
   std::optional<OutFrame> hello_out_;
   std::vector<GroupMessage> beats_;
+  std::vector<uint64_t> beat_bytes_;  // beat_bytes() of each of beats_
   std::vector<OutFrame> queued_;
   uint64_t queued_bytes_ = 0;  // queued_ plus the beats' estimate
   uint64_t queued_messages_ = 0;
@@ -285,6 +287,7 @@ void Connection::close(CallErrc errc, const std::string& why) {
   owner->stats_.dropped += queued_messages_;
   queued_.clear();
   beats_.clear();
+  beat_bytes_.clear();
   queued_bytes_ = queued_messages_ = 0;
   if (side_ == Side::kOutbound && errc != CallErrc::kClosed) {
     if (ready_) {
@@ -491,13 +494,15 @@ bool Connection::enqueue_message(uint64_t group, const raft::Message& message) {
     const uint64_t bytes = beat_bytes(group, message);
     if (!fits(bytes)) return false;
     beats_.push_back(GroupMessage{.group = group, .message = message});
+    beat_bytes_.push_back(bytes);
     queued_bytes_ += bytes;
     ++queued_messages_;
     schedule_flush();
     return true;
   }
-  // Refuse before encoding: a frame's length must fit its field.
+  // Refuse before encoding: a frame's length must fit its field, the header its bound.
   if (payload_bytes(message) > cfg_.max_frame_bytes) return false;
+  if (header_bytes_bound(message) > kHeaderBytesMax) return false;
   OutFrame frame = encode_raft(group, message);
   if (frame.size() - kLengthBytes > cfg_.max_frame_bytes || !fits(frame.size())) return false;
   enqueue(std::move(frame), 1);
@@ -557,10 +562,7 @@ void Connection::flush() {
     hello_out_.reset();
   }
   if (ready_) {
-    if (!beats_.empty()) {
-      writing_.push_back(encode_beats(beats_));
-      beats_.clear();
-    }
+    encode_beats_into(writing_);
     for (OutFrame& f : queued_) writing_.push_back(std::move(f));
     queued_.clear();
     queued_bytes_ = queued_messages_ = 0;
@@ -579,6 +581,27 @@ void Connection::flush() {
                     [self = shared_from_this()](boost::system::error_code ec, size_t n) {
                       self->on_written(ec, n);
                     });
+}
+
+// All heartbeats of this flush, in as few frames as the header and frame limits allow: one,
+// unless tens of thousands of groups share this pair of brokers.
+void Connection::encode_beats_into(std::vector<OutFrame>& frames) {
+  SLUICE_ASSERT(beats_.size() == beat_bytes_.size());
+  const uint64_t limit = std::min<uint64_t>(kHeaderBytesMax, cfg_.max_frame_bytes - kLengthBytes) -
+                         kBeatsHeaderBytes;
+  size_t first = 0;
+  uint64_t bytes = 0;
+  for (size_t i = 0; i < beats_.size(); ++i) {
+    if (i > first && bytes + beat_bytes_[i] > limit) {
+      frames.push_back(encode_beats(std::span(beats_).subspan(first, i - first)));
+      first = i;
+      bytes = 0;
+    }
+    bytes += beat_bytes_[i];
+  }
+  if (first < beats_.size()) frames.push_back(encode_beats(std::span(beats_).subspan(first)));
+  beats_.clear();
+  beat_bytes_.clear();
 }
 
 void Connection::on_written(boost::system::error_code ec, size_t n) {
@@ -793,6 +816,9 @@ Transport::Transport(asio::io_context& io, TransportConfig config)
     : impl_(std::make_shared<Impl>(io, std::move(config))) {
   SLUICE_ASSERT(impl_->cfg_.self_id >= 0);
   SLUICE_ASSERT(impl_->cfg_.max_frame_bytes >= kHelloFrameBytesMax);
+  SLUICE_ASSERT(impl_->cfg_.max_frame_bytes <= kFrameBytesMaxLimit);
+  // Our hello must fit what a peer accepts before the hello is checked.
+  SLUICE_ASSERT(encode_hello(impl_->hello_for(0)).size() <= kHelloFrameBytesMax);
   SLUICE_ASSERT(impl_->cfg_.reconnect_min.count() > 0);
   SLUICE_ASSERT(impl_->cfg_.reconnect_min <= impl_->cfg_.reconnect_max);
 }

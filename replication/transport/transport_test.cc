@@ -141,6 +141,42 @@ TEST_F(TransportTest, HeartbeatsOfAllGroupsInOneFlushTravelAsOneFrame) {
   }
 }
 
+TEST_F(TransportTest, LongHeartbeatListsAreCutToTheFrameLimit) {
+  TransportConfig config;
+  config.max_frame_bytes = 4096;  // the smallest allowed: a few hundred beats per frame
+  auto t1 = make(1, config);
+  auto t2 = make(2, config);
+  t1->set_peer(2, "127.0.0.1", t2->port());
+  ASSERT_TRUE(run_until([&] { return t1->connected(2); }));
+  run_for(20ms);
+  const auto out_before = t1->stats().frames_out;
+  constexpr int kGroups = 2000;
+  for (int g = 0; g < kGroups; ++g) {
+    Message m = message(MessageType::kHeartbeat, 1, 2);
+    m.term = Term{~uint64_t{0} - static_cast<uint64_t>(g)};  // the longest varints
+    m.commit = LogIndex{~uint64_t{0}};
+    ASSERT_TRUE(t1->send(~uint64_t{0} - static_cast<uint64_t>(g), m));
+  }
+  ASSERT_TRUE(run_until([&] { return received_[2].size() == kGroups; }));
+  const auto frames = t1->stats().frames_out - out_before;
+  EXPECT_GT(frames, 10u);
+  EXPECT_LT(frames, 100u);
+  EXPECT_EQ(t2->stats().bad_peers, 0u);
+}
+
+TEST_F(TransportTest, AMessageWhoseHeaderWouldBeTooLargeIsDropped) {
+  auto t1 = make(1);
+  auto t2 = make(2);
+  t1->set_peer(2, "127.0.0.1", t2->port());
+  Message m = message(MessageType::kAppend, 1, 2);
+  for (uint64_t i = 1; i <= 200000; ++i) m.entries.push_back({LogIndex{i}, Term{1}});
+  EXPECT_FALSE(t1->send(1, m));
+  m.entries.resize(1000);
+  EXPECT_TRUE(t1->send(1, m));
+  ASSERT_TRUE(run_until([&] { return received_[2].size() == 1; }));
+  EXPECT_EQ(received_[2][0].message.entries.size(), 1000u);
+}
+
 TEST_F(TransportTest, CallsGetRepliesLaterAndInOrder) {
   auto t1 = make(1);
   auto t2 = make(2);
