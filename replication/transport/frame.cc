@@ -23,6 +23,7 @@ OutFrame finish(const pb::Header& header, uint64_t payload_bytes) {
   // Our own frames must fit the field; the budget checks keep them far below.
   SLUICE_ASSERT(length <= std::numeric_limits<uint32_t>::max());
   OutFrame out;
+  out.bytes = kFramePrefixBytes + header_bytes + payload_bytes;
   out.head.resize(kFramePrefixBytes + header_bytes);
   store_be<uint32_t>(out.head.data(), static_cast<uint32_t>(length));
   store_be<uint32_t>(out.head.data() + kLengthBytes, static_cast<uint32_t>(header_bytes));
@@ -42,6 +43,30 @@ void fill_beat(pb::Beat& b, uint64_t group, const raft::Message& m) {
   b.set_reject(m.reject);
   b.set_force(m.force);
 }
+
+// The payload of a frame being built: large data referenced, runs of small data copied
+// into one buffer.
+struct Pieces {
+  std::vector<raft::Payload> payloads;
+  std::vector<std::byte> pack;
+  uint64_t bytes = 0;
+
+  void add(const raft::Payload& data) {
+    bytes += data.size();
+    if (data.empty()) return;
+    if (data.size() < kPackBelowBytes) {
+      pack.insert(pack.end(), data.bytes().begin(), data.bytes().end());
+      return;
+    }
+    end_pack();
+    payloads.push_back(data);
+  }
+  void end_pack() {
+    if (pack.empty()) return;
+    payloads.push_back(raft::Payload::adopt(std::move(pack)));
+    pack = {};
+  }
+};
 
 bool valid_node(int32_t id) { return id >= 0; }
 
@@ -207,12 +232,6 @@ Result<Frame> decode_header(const pb::Header& h, Bytes payload, const Ends& ends
 
 }  // namespace
 
-uint64_t OutFrame::size() const {
-  uint64_t n = head.size() + body.size();
-  for (const raft::Payload& p : payloads) n += p.size();
-  return n;
-}
-
 std::vector<std::byte> OutFrame::flatten() const {
   std::vector<std::byte> out(head.begin(), head.end());
   for (const raft::Payload& p : payloads) out.insert(out.end(), p.bytes().begin(), p.bytes().end());
@@ -248,8 +267,7 @@ OutFrame encode_raft(uint64_t group, const raft::Message& m) {
   r->set_reject_hint(*m.reject_hint);
   r->set_reject(m.reject);
   r->set_force(m.force);
-  std::vector<raft::Payload> payloads;
-  uint64_t payload_bytes = 0;
+  Pieces pieces;
   r->mutable_entries()->Reserve(static_cast<int>(m.entries.size()));
   for (const raft::Entry& e : m.entries) {
     pb::EntryMeta* meta = r->add_entries();
@@ -257,8 +275,7 @@ OutFrame encode_raft(uint64_t group, const raft::Message& m) {
     meta->set_term(*e.term);
     meta->set_type(static_cast<uint32_t>(e.type));
     meta->set_data_bytes(e.data.size());
-    payload_bytes += e.data.size();
-    if (!e.data.empty()) payloads.push_back(e.data);
+    pieces.add(e.data);
   }
   if (m.snapshot) {
     pb::SnapshotMeta* s = r->mutable_snapshot();
@@ -267,11 +284,11 @@ OutFrame encode_raft(uint64_t group, const raft::Message& m) {
     for (raft::NodeId id : m.snapshot->conf.voters) s->add_voters(*id);
     for (raft::NodeId id : m.snapshot->conf.learners) s->add_learners(*id);
     s->set_data_bytes(m.snapshot->data.size());
-    payload_bytes += m.snapshot->data.size();
-    if (!m.snapshot->data.empty()) payloads.push_back(m.snapshot->data);
+    pieces.add(m.snapshot->data);
   }
-  OutFrame out = finish(h, payload_bytes);
-  out.payloads = std::move(payloads);
+  pieces.end_pack();
+  OutFrame out = finish(h, pieces.bytes);
+  out.payloads = std::move(pieces.payloads);
   return out;
 }
 

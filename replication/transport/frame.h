@@ -54,15 +54,19 @@ struct Hello {
 };
 
 // An encoded frame: prefix and header in `head`, then the payload pieces, written in that
-// order with one gather write. Entry and snapshot data are referenced (Payload shares its
-// buffer), never copied.
+// order with one gather write. Entry and snapshot data of kPackBelowBytes or more are
+// referenced (Payload shares its buffer), never copied; smaller entries next to each other
+// are copied into one piece, as one iovec per 100-byte entry costs far more than the copy.
 struct OutFrame {
   std::vector<std::byte> head;
   std::vector<raft::Payload> payloads;
   std::string body;  // a call's request or a reply's response, after the payloads
-  uint64_t size() const;
+  uint64_t bytes = 0;  // the whole frame
+  uint64_t size() const { return bytes; }
   std::vector<std::byte> flatten() const;  // tests and the fuzzer: the frame as one buffer
 };
+
+inline constexpr size_t kPackBelowBytes = 4096;
 
 OutFrame encode_hello(const Hello& hello);
 // The message's group, and every field of the message; entries' and snapshot's data as payload.

@@ -59,13 +59,30 @@ TEST(Frame, EveryMessageTypeRoundTripsFieldByField) {
   }
 }
 
-TEST(Frame, PayloadsAreReferencedNotCopied) {
-  const Message m = full_message(MessageType::kSnapshot);
+TEST(Frame, LargePayloadsAreReferencedNotCopied) {
+  const Message m = full_message(MessageType::kSnapshot, kPackBelowBytes, 1 << 20);
   const OutFrame out = encode_raft(1, m);
-  ASSERT_EQ(out.payloads.size(), 3u);  // the two non-empty entries and the snapshot
+  // The large entry; the config entry (small) in a piece of its own; the snapshot.
+  ASSERT_EQ(out.payloads.size(), 3u);
   EXPECT_TRUE(out.payloads[0].shares_buffer_with(m.entries[0].data));
+  EXPECT_EQ(out.payloads[1], m.entries[2].data);
+  EXPECT_FALSE(out.payloads[1].shares_buffer_with(m.entries[2].data));
   EXPECT_TRUE(out.payloads[2].shares_buffer_with(m.snapshot->data));
   EXPECT_EQ(out.size(), out.flatten().size());
+}
+
+TEST(Frame, SmallPayloadsArePackedIntoOnePiece) {
+  Message m = full_message(MessageType::kAppend, 100);
+  for (uint64_t i = 0; i < 500; ++i) {
+    m.entries.push_back({LogIndex{200 + i}, Term{9}, EntryType::kNormal,
+                         raft::Payload::copy_of(std::string(100, static_cast<char>('a' + i % 26)))});
+  }
+  const OutFrame out = encode_raft(1, m);
+  ASSERT_EQ(out.payloads.size(), 1u);
+  EXPECT_EQ(out.size(), out.flatten().size());
+  auto f = decode_frame(out.flatten(), kEnds);
+  ASSERT_TRUE(f) << f.error().message;
+  EXPECT_TRUE(same_message(f->messages[0].message, m));
 }
 
 TEST(Frame, BeatsCarryEveryFieldAndTakeFromToFromTheConnection) {
