@@ -834,6 +834,11 @@ void Transport::remove_peer(int32_t id) { impl_->remove_peer(id); }
 bool Transport::send(uint64_t group, const raft::Message& message) {
   return impl_->send(group, message);
 }
+size_t Transport::send(uint64_t group, std::span<const raft::Message> messages) {
+  size_t accepted = 0;
+  for (const raft::Message& m : messages) accepted += impl_->send(group, m) ? 1 : 0;
+  return accepted;
+}
 void Transport::on_message(MessageHandler handler) { impl_->on_message_ = std::move(handler); }
 void Transport::call(int32_t peer, uint32_t method, std::string request,
                      std::chrono::milliseconds timeout,

@@ -20,6 +20,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <span>
 #include <string>
 
 #include "common/result.h"
@@ -74,6 +75,8 @@ class Transport {
   // peer's in-flight budget is spent, the peer is unknown or its connection is down, or the
   // message does not fit in one frame.
   bool send(uint64_t group, const raft::Message& message);
+  // A Ready's messages of one group (each to its own peer); returns how many were accepted.
+  size_t send(uint64_t group, std::span<const raft::Message> messages);
   using MessageHandler = std::function<void(uint64_t group, raft::Message&& message)>;
   // Messages received: structurally valid, from the peer the connection's hello named,
   // addressed to self_id. Groups are not checked: the handler drops groups it does not host.

@@ -92,6 +92,21 @@ TEST_F(TransportTest, EveryMessageTypeArrivesFieldByField) {
   EXPECT_EQ(t2->stats().bad_peers, 0u);
 }
 
+TEST_F(TransportTest, AReadysMessagesGoInOneCall) {
+  auto t1 = make(1);
+  auto t2 = make(2);
+  auto t3 = make(3);
+  t1->set_peer(2, "127.0.0.1", t2->port());
+  t1->set_peer(3, "127.0.0.1", t3->port());
+  const std::vector<Message> ready = {message(MessageType::kAppend, 1, 2),
+                                      message(MessageType::kAppend, 1, 3),
+                                      message(MessageType::kAppend, 1, 4)};  // unknown peer
+  EXPECT_EQ(t1->send(8, ready), 2u);
+  ASSERT_TRUE(run_until([&] { return received_[2].size() == 1 && received_[3].size() == 1; }));
+  EXPECT_EQ(received_[3][0].group, 8u);
+  EXPECT_EQ(t1->stats().dropped, 1u);
+}
+
 TEST_F(TransportTest, ThreeBrokersTalkBothWays) {
   std::vector<std::unique_ptr<Transport>> ts;
   for (int32_t id = 0; id < 3; ++id) ts.push_back(make(id));
