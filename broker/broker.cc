@@ -3,9 +3,11 @@
 #include <spdlog/spdlog.h>
 
 #include <filesystem>
+#include <fstream>
 #include <future>
 
 #include "broker/kafka_errors.h"
+#include "broker/metadata.pb.h"
 #include "broker/topic_config.h"
 #include "broker/version.h"
 #include "log/logging.h"
@@ -59,9 +61,17 @@ Result<std::unique_ptr<Broker>> Broker::create(const BrokerConfig& config) {
   if (broker->config_.shards == 0) {
     broker->config_.shards = std::max(1u, std::thread::hardware_concurrency());
   }
-  auto registry = TopicRegistry::open(config.data_dir, config.cluster_id);
-  if (!registry) return unexpected(std::move(registry).error());
-  broker->registry_ = std::move(*registry);
+  std::error_code ec;
+  std::filesystem::create_directories(config.data_dir, ec);
+  if (ec) return error(2, "cannot create data directory '" + config.data_dir + "': " + ec.message());
+  auto voters = cluster::parse_voters(config.controller_voters);
+  if (!voters) return unexpected(std::move(voters).error());
+  const bool legacy = std::filesystem::exists(config.data_dir + "/metadata.bin");
+  if (legacy && !voters->empty()) {
+    return error(2, "data directory '" + config.data_dir +
+                        "' holds a single-node broker's metadata (metadata.bin); start it once "
+                        "without --controller.voters to migrate it, or use an empty directory");
+  }
   for (uint32_t i = 0; i < broker->config_.shards; ++i) {
     broker->shards_.push_back(std::make_unique<ShardState>(i));
   }
@@ -153,13 +163,21 @@ void Broker::open_partitions(const TopicInfo& topic, int32_t first, int32_t last
     Status first_error;
     std::function<void(Status)> done;
   };
+  std::vector<int32_t> local;
+  for (int32_t i = first; i < last; ++i) {
+    if (hosts(topic, i)) local.push_back(i);
+  }
+  if (local.empty()) {
+    done({});
+    return;
+  }
   auto g = std::make_shared<Gather>();
-  g->left = last - first;
+  g->left = static_cast<int32_t>(local.size());
   g->done = std::move(done);
   const log::LogConfig lc = log_config_for(topic);
   const bool append_time =
       topic_setting_value(topic, config_, "message.timestamp.type") == "LogAppendTime";
-  for (int32_t i = first; i < last; ++i) {
+  for (int32_t i : local) {
     TopicPartition tp{topic.name, i};
     ShardState& ss = shard_of(tp);
     ss.shard.post([this, &ss, tp, lc, g, append_time] {
@@ -294,47 +312,127 @@ void Broker::apply_topic_settings(const TopicInfo& topic) {
   }
 }
 
-void Broker::create_topic(const std::string& name, int32_t partitions, int16_t replication_factor,
-                          const std::map<std::string, std::string>& configs,
+void Broker::create_topic(cluster::TopicChange change,
                           std::function<void(Result<TopicInfo, TopicError>)> done) {
-  Result<TopicInfo, TopicError> created = [&]() -> Result<TopicInfo, TopicError> {
-    if (auto v = validate_topic_configs(configs); !v) return unexpected(v.error());
-    std::lock_guard lock(topic_changes_mutex_);
-    return registry_->create(name, partitions, replication_factor, configs,
-                             name.rfind("__", 0) == 0);
-  }();
-  if (!created) {
-    done(std::move(created));
+  if (auto v = validate_topic_configs(change.configs); !v) {
+    done(unexpected(v.error()));
     return;
   }
-  spdlog::info("created topic '{}' with {} partition(s)", name, partitions);
-  TopicInfo info = *created;
-  open_partitions(info, 0, info.partitions, [info, done](Status s) {
-    if (!s) {
-      done(unexpected(TopicError{kafka::ErrorCode::kKafkaStorageError, s.error().message}));
-    } else {
-      done(info);
-    }
+  const std::string name = change.name;
+  registry_->create(change, false, [name, done](Result<TopicInfo, TopicError> r) {
+    if (r) spdlog::info("created topic '{}' with {} partition(s)", name, r->partitions);
+    done(std::move(r));
   });
+}
+
+bool Broker::hosts(const TopicInfo& topic, int32_t partition) const {
+  // Until partitions are replicated, a partition's data lives on its first replica.
+  if (partition < 0 || partition >= static_cast<int32_t>(topic.parts.size())) return false;
+  const auto& replicas = topic.parts[static_cast<size_t>(partition)].replicas;
+  return !replicas.empty() && replicas.front() == config_.node_id;
+}
+
+kafka::ErrorCode Broker::missing_partition_error(const TopicPartition& tp) const {
+  auto snap = registry_->snapshot();
+  return snap->partition(tp.topic, tp.partition) ? kafka::ErrorCode::kNotLeaderOrFollower
+                                                 : kafka::ErrorCode::kUnknownTopicOrPartition;
+}
+
+void Broker::reconcile(std::shared_ptr<const TopicsSnapshot> snap,
+                       std::function<void(Status)> done) {
+  std::lock_guard lock(reconcile_mutex_);
+  struct Gather {
+    std::mutex mutex;
+    Status first_error;
+    std::function<void(Status)> done;
+  };
+  auto g = std::make_shared<Gather>();
+  g->done = std::move(done);
+  auto countdown = std::make_shared<std::atomic<size_t>>(1);
+  auto finish = [g, countdown](Status s) {
+    if (!s) {
+      std::lock_guard lock(g->mutex);
+      if (g->first_error) g->first_error = s;
+    }
+    if (countdown->fetch_sub(1) == 1 && g->done) g->done(g->first_error);
+  };
+  // Topics gone (or deleted and created again under the same name): close and remove.
+  for (auto it = hosted_.begin(); it != hosted_.end();) {
+    const TopicInfo* t = snap->find(it->first);
+    if (!t || t->id != it->second.id) {
+      TopicInfo gone;
+      gone.name = it->first;
+      gone.partitions = it->second.partitions;
+      spdlog::info("topic '{}' deleted: removing its local partitions", it->first);
+      delete_partitions(gone);
+      it = hosted_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  for (const auto& [name, topic] : snap->topics) {
+    auto it = hosted_.find(name);
+    int32_t from = 0;
+    if (it != hosted_.end()) {
+      from = it->second.partitions;
+      if (it->second.configs != topic.configs) apply_topic_settings(topic);
+    }
+    Hosted& h = hosted_[name];
+    h.id = topic.id;
+    h.partitions = topic.partitions;
+    h.configs = topic.configs;
+    if (topic.partitions > from) {
+      countdown->fetch_add(1);
+      open_partitions(topic, from, topic.partitions, finish);
+    }
+  }
+  finish({});
+}
+
+Status Broker::migrate_legacy_metadata() {
+  const std::string path = config_.data_dir + "/metadata.bin";
+  pb::MetadataImage image;
+  {
+    std::ifstream in(path, std::ios::binary);
+    if (!in || !image.ParseFromIstream(&in)) {
+      return error(2, "metadata image '" + path + "' is unreadable or corrupt");
+    }
+  }
+  spdlog::info("migrating {} topic(s) from the single-node metadata file {} to the controller",
+               image.topics_size(), path);
+  auto snap = registry_->snapshot();
+  for (const auto& t : image.topics()) {
+    if (snap->find(t.name())) continue;  // a migration interrupted after this topic
+    cluster::TopicChange change;
+    change.name = t.name();
+    change.configs.insert(t.configs().begin(), t.configs().end());
+    change.internal = t.internal();
+    change.assignments.assign(static_cast<size_t>(std::max(0, t.partitions())),
+                              std::vector<int32_t>{config_.node_id});
+    std::promise<Result<TopicInfo, TopicError>> created;
+    registry_->create(change, false, [&created](Result<TopicInfo, TopicError> r) {
+      created.set_value(std::move(r));
+    });
+    auto r = created.get_future().get();
+    if (!r && r.error().code != kafka::ErrorCode::kTopicAlreadyExists) {
+      return error(2, "cannot migrate topic '" + t.name() + "': " + r.error().message);
+    }
+  }
+  // Producer ids handed out before stay unique.
+  const int64_t missing = image.next_producer_id() - cluster_->image()->next_producer_id();
+  if (missing > 0) {
+    auto ids = registry_->allocate_producer_ids(std::min<int64_t>(missing, 1'000'000));
+    if (!ids) return error(2, "cannot migrate producer ids: " + ids.error().message);
+  }
+  std::error_code ec;
+  std::filesystem::rename(path, path + ".migrated", ec);
+  if (ec) return error(2, "cannot rename " + path + ": " + ec.message());
+  spdlog::info("migration done; the old file is kept as {}.migrated", path);
+  return {};
 }
 
 Status Broker::start() {
   for (auto& ss : shards_) start_shard(*ss);
-  // Open (and recover) every partition before serving anything.
-  auto snap = registry_->snapshot();
-  size_t partitions = 0;
-  std::vector<std::future<Status>> opened;
-  for (const auto& [name, topic] : snap->topics) {
-    auto promise = std::make_shared<std::promise<Status>>();
-    opened.push_back(promise->get_future());
-    open_partitions(topic, 0, topic.partitions, [promise](Status s) { promise->set_value(s); });
-    partitions += static_cast<size_t>(topic.partitions);
-  }
-  for (auto& f : opened) {
-    Status s = f.get();
-    if (!s) return s;
-  }
-  if (auto s = start_groups(); !s) return s;
   std::vector<Shard*> shard_ptrs;
   for (auto& ss : shards_) shard_ptrs.push_back(&ss->shard);
   server_ = std::make_unique<Server>(
@@ -346,6 +444,59 @@ Status Broker::start() {
   if (config_.advertised.host.empty() && config_.listen.port == 0) {
     config_.listen.port = server_->port();  // port 0: advertise the port we got
   }
+  // The cluster: controller quorum, registration, metadata.
+  // A single-node data directory from before the controller (finished migrations rename it).
+  const bool legacy = std::filesystem::exists(config_.data_dir + "/metadata.bin");
+  cluster::ClusterConfig cc;
+  cc.node_id = config_.node_id;
+  cc.data_dir = config_.data_dir;
+  cc.rack = config_.rack;
+  cc.kafka_host = config_.advertised_address().host;
+  cc.kafka_port = config_.advertised_address().port;
+  cc.rpc_listen_host = config_.rpc_listen.host;
+  cc.rpc_listen_port = config_.rpc_listen_set || !config_.controller_voters.empty()
+                           ? config_.rpc_listen.port
+                           : 0;
+  cc.rpc_advertised_host = config_.rpc_advertised.host;
+  cc.rpc_advertised_port = config_.rpc_advertised.port;
+  cc.voters = *cluster::parse_voters(config_.controller_voters);
+  cc.cluster_id = config_.cluster_id;
+  if (legacy && cc.cluster_id.empty()) {
+    pb::MetadataImage image;
+    std::ifstream in(config_.data_dir + "/metadata.bin", std::ios::binary);
+    if (in && image.ParseFromIstream(&in)) cc.cluster_id = image.cluster_id();
+  }
+  cc.session_timeout_ms = config_.broker_session_timeout_ms;
+  cc.heartbeat_interval_ms = config_.broker_heartbeat_interval_ms;
+  cc.default_replication_factor = config_.default_replication_factor;
+  cc.snapshot_every = static_cast<uint64_t>(config_.controller_snapshot_records);
+  cluster_ = std::make_unique<cluster::ClusterNode>(cc);
+  registry_ = std::make_unique<TopicRegistry>(*cluster_);
+  if (auto s = cluster_->start(); !s) return s;
+  if (auto s = cluster_->wait_ready(std::chrono::milliseconds(config_.controller_wait_ms)); !s) {
+    return s;
+  }
+  cluster_->on_image([this](std::shared_ptr<const cluster::pb::Image> image) {
+    auto snap = registry_->publish(*image);
+    if (reconciling_.load()) reconcile(snap, nullptr);
+  });
+  if (legacy) {
+    if (auto s = migrate_legacy_metadata(); !s) return s;
+  }
+  // Open (and recover) every partition this broker hosts before serving anything.
+  auto snap = registry_->snapshot();
+  size_t partitions = 0;
+  for (const auto& [name, topic] : snap->topics) {
+    for (int32_t i = 0; i < topic.partitions; ++i) partitions += hosts(topic, i) ? 1 : 0;
+  }
+  {
+    std::promise<Status> opened;
+    reconcile(snap, [&opened](Status s) { opened.set_value(s); });
+    if (auto s = opened.get_future().get(); !s) return s;
+  }
+  reconciling_ = true;
+  reconcile(registry_->snapshot(), nullptr);  // anything that changed meanwhile
+  if (auto s = start_groups(); !s) return s;
   if (config_.listen.host == "0.0.0.0" && config_.advertised.host.empty()) {
     spdlog::warn(
         "listening on 0.0.0.0 without --advertised: clients will be told to connect to "
@@ -359,6 +510,11 @@ Status Broker::start() {
       kVersion, config_.node_id, registry_->cluster_id(),
       std::filesystem::absolute(config_.data_dir).lexically_normal().string(), snap->topics.size(),
       partitions, shards_.size(), uring ? "io_uring" : "pwrite/fdatasync (io_uring unavailable)");
+  if (cluster_->rpc_port() != 0) {
+    spdlog::info("inter-broker listener on {}:{}; controller quorum of {} voter(s), leader {}",
+                 config_.rpc_listen.host, cluster_->rpc_port(),
+                 std::max<size_t>(1, cc.voters.size()), cluster_->controller_leader());
+  }
   spdlog::info("serving Kafka clients on {}:{} (advertised as {})", config_.listen.host,
                server_->port(), config_.advertised_address().to_string());
   return {};
@@ -367,6 +523,8 @@ Status Broker::start() {
 void Broker::stop() {
   if (stopped_) return;
   stopped_ = true;
+  // Controlled shutdown: fenced at the controller (and controller leadership handed on) first.
+  if (cluster_) cluster_->stop();
   // In-flight long polls are answered now with what they have (Server::stop drains each
   // connection only once its pending responses are written, so a parked fetch would hold
   // shutdown up to its max_wait). A fetch parking after this sees stopping_ and answers too.

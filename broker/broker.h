@@ -26,6 +26,7 @@
 #include "broker/server.h"
 #include "broker/shard.h"
 #include "broker/topic_registry.h"
+#include "cluster/cluster_node.h"
 #include "log/log.h"
 #include "protocol/message_frame.h"
 
@@ -90,6 +91,7 @@ class Broker {
   // Clean shutdown: stop accepting, answer what is in flight, flush and close every log.
   void stop();
   uint16_t port() const { return server_ ? server_->port() : 0; }
+  cluster::ClusterNode* cluster() { return cluster_.get(); }
   const BrokerConfig& config() const { return config_; }
 
  private:
@@ -118,10 +120,19 @@ class Broker {
   void apply_topic_settings(const TopicInfo& topic);
   void rebuild_producer_state(Partition& p);
   static void notify_waiters(Partition& p);
-  // Creates a topic in the registry and opens its partitions; `done` runs on any thread.
-  void create_topic(const std::string& name, int32_t partitions, int16_t replication_factor,
-                    const std::map<std::string, std::string>& configs,
+  // Creates a topic through the controller; `done` runs on any thread once this broker's
+  // metadata has it and its local partitions are being opened.
+  void create_topic(cluster::TopicChange change,
                     std::function<void(Result<TopicInfo, TopicError>)> done);
+  // Opens the partitions this broker hosts and closes those it no longer does, for a new
+  // metadata view (any thread; serialised by reconcile_mutex_). `done` once the opens finished.
+  void reconcile(std::shared_ptr<const TopicsSnapshot> snap, std::function<void(Status)> done);
+  bool hosts(const TopicInfo& topic, int32_t partition) const;
+  // The error for a partition this broker does not have open: NOT_LEADER_OR_FOLLOWER when the
+  // cluster has it elsewhere, UNKNOWN_TOPIC_OR_PARTITION when nobody does.
+  kafka::ErrorCode missing_partition_error(const TopicPartition& tp) const;
+  // A single-node data directory from before the controller: its topics become records.
+  Status migrate_legacy_metadata();
 
   // Requests.
   void handle(const ConnectionInfo& conn, RequestFrame frame, Done done);
@@ -137,6 +148,10 @@ class Broker {
   void handle_api_versions(std::shared_ptr<Request> req, const kafka::ApiVersionsRequest& body);
   void handle_metadata(std::shared_ptr<Request> req, const kafka::MetadataRequest& body);
   void handle_create_topics(std::shared_ptr<Request> req, const kafka::CreateTopicsRequest& body);
+  void handle_describe_quorum(std::shared_ptr<Request> req,
+                              const kafka::DescribeQuorumRequest& body);
+  void handle_describe_cluster(std::shared_ptr<Request> req,
+                               const kafka::DescribeClusterRequest& body);
   void handle_delete_topics(std::shared_ptr<Request> req, const kafka::DeleteTopicsRequest& body);
   void handle_create_partitions(std::shared_ptr<Request> req,
                                 const kafka::CreatePartitionsRequest& body);
@@ -166,7 +181,16 @@ class Broker {
   void compact_partitions(ShardState& ss);
 
   BrokerConfig config_;
+  std::unique_ptr<cluster::ClusterNode> cluster_;
   std::unique_ptr<TopicRegistry> registry_;
+  struct Hosted {
+    std::array<uint8_t, 16> id{};
+    int32_t partitions = 0;
+    std::map<std::string, std::string> configs;
+  };
+  std::mutex reconcile_mutex_;  // guards hosted_
+  std::map<std::string, Hosted> hosted_;
+  std::atomic<bool> reconciling_{false};  // new metadata views open/close partitions
   std::vector<std::unique_ptr<ShardState>> shards_;
   std::unique_ptr<Server> server_;
   std::unique_ptr<GroupCoordinator> groups_;
@@ -174,7 +198,6 @@ class Broker {
   std::mutex producer_ids_mutex_;          // guards the block below (InitProducerId, rare)
   int64_t producer_id_next_ = 0;
   int64_t producer_id_end_ = 0;
-  std::mutex topic_changes_mutex_;  // serialises topic create/delete/alter with partition opens
   bool stopped_ = false;
   // Set when stop() begins: parked fetches answer at once instead of holding up the drain.
   std::atomic<bool> stopping_{false};

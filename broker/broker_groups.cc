@@ -25,17 +25,23 @@ Status Broker::start_groups() {
   const std::string topic = GroupCoordinator::kTopic;
   if (!registry_->snapshot()->find(topic)) {
     std::promise<Result<TopicInfo, TopicError>> created;
-    create_topic(
-        topic, std::max(1, config_.offsets_topic_partitions), 1,
-        {{"cleanup.policy", "compact"},
-         {"segment.bytes", std::to_string(std::min(kOffsetsSegmentBytes, config_.segment_bytes))}},
-        [&created](Result<TopicInfo, TopicError> r) { created.set_value(std::move(r)); });
+    cluster::TopicChange change;
+    change.name = topic;
+    change.partitions = std::max(1, config_.offsets_topic_partitions);
+    change.replication_factor = 1;
+    change.internal = true;
+    change.configs = {
+        {"cleanup.policy", "compact"},
+        {"segment.bytes", std::to_string(std::min(kOffsetsSegmentBytes, config_.segment_bytes))}};
+    create_topic(change,
+                 [&created](Result<TopicInfo, TopicError> r) { created.set_value(std::move(r)); });
     auto r = created.get_future().get();
     if (!r && r.error().code != kafka::ErrorCode::kTopicAlreadyExists) {
       return error(2, "cannot create " + topic + ": " + r.error().message);
     }
   }
-  const TopicInfo* info = registry_->snapshot()->find(topic);
+  auto snap = registry_->snapshot();
+  const TopicInfo* info = snap->find(topic);
   if (!info) return error(2, topic + " is missing after creating it");
   if (info->partitions != config_.offsets_topic_partitions) {
     spdlog::warn("{} has {} partitions (--offsets.topic.num.partitions is {}); keeping {}", topic,
@@ -65,11 +71,17 @@ Status Broker::start_groups() {
     const TopicInfo* t = registry_->snapshot()->find(name);
     return t ? t->partitions : -1;
   };
-  host.address = [this](std::string& h, int32_t& port, int32_t& node) {
-    const HostPort& adv = config_.advertised_address();
-    h = adv.host;
-    port = adv.port;
-    node = config_.node_id;
+  // The coordinator of a group is the broker leading its __consumer_offsets partition.
+  host.address = [this, topic](int32_t partition, std::string& h, int32_t& port,
+                               int32_t& node) {
+    auto snap = registry_->snapshot();
+    const PartitionInfo* p = snap->partition(topic, partition);
+    auto b = p ? snap->brokers.find(p->leader) : snap->brokers.end();
+    if (b == snap->brokers.end() || b->second.fenced) return false;
+    h = b->second.host;
+    port = b->second.port;
+    node = b->second.id;
+    return true;
   };
   groups_ = std::make_unique<GroupCoordinator>(options, std::move(host));
   if (auto s = groups_->load(); !s) return s;

@@ -5,6 +5,7 @@
 #include <sstream>
 
 #include "broker/version.h"
+#include "cluster/cluster_node.h"
 
 namespace sluice::broker {
 namespace {
@@ -161,6 +162,30 @@ Result<BrokerConfig> parse_config(int argc, const char* const* argv) {
                  "Partitions of __consumer_offsets")
       ->capture_default_str()
       ->check(CLI::Range(1, 1000));
+  std::string rpc_listen, rpc_advertised;
+  app.add_option("--controller.voters,--controller.quorum.voters", c.controller_voters,
+                 "Controller quorum: ID@HOST:PORT,... of inter-broker listeners (none: this "
+                 "broker is a one-node cluster)");
+  app.add_option("--rpc.listen", rpc_listen,
+                 "Inter-broker listener (host:port; default 127.0.0.1:9093 in a cluster)");
+  app.add_option("--rpc.advertised", rpc_advertised,
+                 "Inter-broker address other brokers use (default: --rpc.listen)");
+  app.add_option("--rack,--broker.rack", c.rack, "This broker's rack, for replica placement");
+  app.add_option("--broker.session.timeout.ms", c.broker_session_timeout_ms,
+                 "A broker silent this long is fenced")
+      ->capture_default_str()
+      ->check(CLI::Range(int64_t{500}, int64_t{3600000}));
+  app.add_option("--broker.heartbeat.interval.ms", c.broker_heartbeat_interval_ms,
+                 "How often a broker heartbeats to the controller")
+      ->capture_default_str()
+      ->check(CLI::Range(int64_t{10}, int64_t{60000}));
+  app.add_option("--controller.snapshot.records", c.controller_snapshot_records,
+                 "Controller log entries between two snapshots of the metadata image")
+      ->capture_default_str()
+      ->check(CLI::Range(int64_t{2}, int64_t{100000000}));
+  app.add_option("--controller.wait.ms", c.controller_wait_ms,
+                 "Start-up waits this long for the controller quorum")
+      ->capture_default_str();
   app.add_option("--log-level", c.log_level, "trace, debug, info, warn, error")
       ->capture_default_str()
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error"}));
@@ -196,6 +221,20 @@ Result<BrokerConfig> parse_config(int argc, const char* const* argv) {
     auto a = parse_host_port(advertised);
     if (!a) return unexpected(std::move(a).error());
     c.advertised = *a;
+  }
+  if (auto voters = cluster::parse_voters(c.controller_voters); !voters) {
+    return error(2, voters.error().message + " (--controller.voters)");
+  }
+  if (!rpc_listen.empty()) {
+    auto r = parse_host_port(rpc_listen);
+    if (!r) return unexpected(std::move(r).error());
+    c.rpc_listen = *r;
+    c.rpc_listen_set = true;
+  }
+  if (!rpc_advertised.empty()) {
+    auto r = parse_host_port(rpc_advertised);
+    if (!r) return unexpected(std::move(r).error());
+    c.rpc_advertised = *r;
   }
   c.flush_policy = flush == "never"      ? FlushPolicy::kNever
                    : flush == "interval" ? FlushPolicy::kInterval

@@ -52,6 +52,17 @@ struct BrokerConfig {
 
   std::string log_level = "info";
 
+  // Cluster (cluster/cluster_node.h). No voters: a one-node cluster of this broker.
+  std::string controller_voters;  // "0@host:9093,1@host:9093,2@host:9093"
+  HostPort rpc_listen{"127.0.0.1", 9093};
+  bool rpc_listen_set = false;  // a one-node cluster opens the inter-broker port only if asked
+  HostPort rpc_advertised;      // empty host: same as rpc_listen
+  std::string rack;
+  int64_t broker_session_timeout_ms = 9000;
+  int64_t broker_heartbeat_interval_ms = 500;
+  int64_t controller_wait_ms = 120000;  // start-up gives up without a controller quorum
+  int64_t controller_snapshot_records = 1000;  // controller log entries between snapshots
+
   const HostPort& advertised_address() const {
     return advertised.host.empty() ? listen : advertised;
   }

@@ -170,7 +170,7 @@ void Broker::handle_produce(std::shared_ptr<Request> req, kafka::ProduceRequest 
       MutableBytes batch(buffer.data() + at, records.size());
       TopicPartition tp{t.name, pd.index};
       ShardState& ss = shard_of(tp);
-      ss.shard.post([&ss, tp, batch, slot, req, countdown, failed] {
+      ss.shard.post([this, &ss, tp, batch, slot, req, countdown, failed] {
         auto finish = [&](ErrorCode c, std::string why = "") {
           if (c != ErrorCode::kNone) {
             slot->error_code = code(c);
@@ -181,7 +181,7 @@ void Broker::handle_produce(std::shared_ptr<Request> req, kafka::ProduceRequest 
           countdown->done();
         };
         Partition* p = ss.find(tp);
-        if (!p) return finish(ErrorCode::kUnknownTopicOrPartition);
+        if (!p) return finish(missing_partition_error(tp));
         auto view = kafka::RecordBatchView::parse(batch);
         SLUICE_ASSERT(view.has_value());  // validated on the connection's shard
         const int64_t pid = view->producer_id();
@@ -296,7 +296,7 @@ struct FetchOp : std::enable_shared_from_this<FetchOp> {
     const auto& fp = *parts[i];
     Partition* p = ss.find(tps[i]);
     if (!p) {
-      slot.error = ErrorCode::kUnknownTopicOrPartition;
+      slot.error = broker->missing_partition_error(tps[i]);
       return;
     }
     if (fp.current_leader_epoch > 0) {  // our leader epoch is 0 on a single node
@@ -484,10 +484,10 @@ void Broker::handle_list_offsets(std::shared_ptr<Request> req,
       slot->partition_index = lp.partition_index;
       TopicPartition tp{t.name, lp.partition_index};
       ShardState& ss = shard_of(tp);
-      ss.shard.post([&ss, tp, lp, slot, version, countdown] {
+      ss.shard.post([this, &ss, tp, lp, slot, version, countdown] {
         Partition* p = ss.find(tp);
         if (!p) {
-          slot->error_code = code(ErrorCode::kUnknownTopicOrPartition);
+          slot->error_code = code(missing_partition_error(tp));
         } else if (lp.current_leader_epoch > 0) {
           slot->error_code = code(ErrorCode::kUnknownLeaderEpoch);
         } else {

@@ -173,7 +173,10 @@ void GroupCoordinator::after(int32_t partition, Group& group) {
 void GroupCoordinator::load_partition(int32_t partition, int64_t now_ms) {
   PartitionGroups& pg = *partitions_[partition];
   log::PartitionLog* log = host_.log_of(partition);
-  SLUICE_ASSERT(log != nullptr);
+  if (log == nullptr) {  // another broker leads this partition: its groups are coordinated there
+    pg.loaded = false;
+    return;
+  }
   std::map<std::string, std::optional<GroupMetadataValue>> metadata;
   std::map<std::string, std::map<TopicPartitionKey, CommittedOffset>> offsets;
   int64_t from = *log->log_start_offset();
@@ -329,7 +332,12 @@ void GroupCoordinator::handle(const GroupRequestContext&, const kafka::FindCoord
                               Reply<kafka::FindCoordinatorResponse> reply) {
   kafka::FindCoordinatorResponse resp;
   if (body.key_type == 0) {
-    host_.address(resp.host, resp.port, resp.node_id);
+    if (!host_.address(partition_of(body.key), resp.host, resp.port, resp.node_id)) {
+      resp.error_code = code(ErrorCode::kCoordinatorNotAvailable);
+      resp.error_message = "the coordinator of this group is not available";
+      resp.node_id = -1;
+      resp.port = -1;
+    }
   } else {
     resp.error_code =
         code(body.key_type == 1 ? ErrorCode::kCoordinatorNotAvailable : ErrorCode::kInvalidRequest);

@@ -41,7 +41,8 @@ struct CoordinatorHost {
   std::function<log::PartitionLog*(int32_t partition)> log_of;  // (shard) nullptr if not open
   std::function<void(int32_t partition)> after_append;          // (shard) kick I/O, wake fetches
   std::function<int32_t(const std::string& topic)> partition_count;  // -1: no topic; any thread
-  std::function<void(std::string& host, int32_t& port, int32_t& node)> address;  // any thread
+  // The coordinator of groups on __consumer_offsets-partition; false while it has none. Any thread.
+  std::function<bool(int32_t partition, std::string& host, int32_t& port, int32_t& node)> address;
 };
 
 struct CoordinatorOptions {

@@ -40,6 +40,8 @@ constexpr Served kServed[] = {
     served<kafka::AlterConfigsRequest>(),
     served<kafka::CreatePartitionsRequest>(),
     served<kafka::IncrementalAlterConfigsRequest>(),
+    served<kafka::DescribeClusterRequest>(),
+    served<kafka::DescribeQuorumRequest>(),
     // Consumer groups (group_coordinator.h).
     served<kafka::FindCoordinatorRequest>(),
     served<kafka::JoinGroupRequest>(),
@@ -135,6 +137,10 @@ void Broker::dispatch(std::shared_ptr<Request> req, kafka::RequestBody body) {
           handle_alter_configs(req, b);
         } else if constexpr (std::is_same_v<T, kafka::IncrementalAlterConfigsRequest>) {
           handle_incremental_alter_configs(req, b);
+        } else if constexpr (std::is_same_v<T, kafka::DescribeQuorumRequest>) {
+          handle_describe_quorum(req, b);
+        } else if constexpr (std::is_same_v<T, kafka::DescribeClusterRequest>) {
+          handle_describe_cluster(req, b);
         } else if constexpr (std::is_same_v<T, kafka::ProduceRequest>) {
           handle_produce(req, std::move(b));
         } else if constexpr (std::is_same_v<T, kafka::FetchRequest>) {
@@ -197,10 +203,15 @@ void Broker::handle_metadata(std::shared_ptr<Request> req, const kafka::Metadata
   auto answer = [this, req, names, all]() {
     auto snap = registry_->snapshot();
     kafka::MetadataResponse resp;
-    const HostPort& adv = config_.advertised_address();
-    resp.brokers.push_back({config_.node_id, adv.host, adv.port, std::nullopt});
-    resp.cluster_id = registry_->cluster_id();
-    resp.controller_id = config_.node_id;
+    for (const auto& [id, b] : snap->brokers) {
+      if (b.fenced) continue;  // Kafka lists live brokers only
+      std::optional<std::string> rack;
+      if (!b.rack.empty()) rack = b.rack;
+      resp.brokers.push_back({id, b.host, b.port, rack});
+    }
+    resp.cluster_id = snap->cluster_id;
+    const int32_t controller = cluster_->controller_leader();
+    resp.controller_id = snap->brokers.count(controller) ? controller : config_.node_id;
     for (const auto& name : names) {
       kafka::MetadataResponse::MetadataResponseTopic t;
       t.name = name;
@@ -212,12 +223,19 @@ void Broker::handle_metadata(std::shared_ptr<Request> req, const kafka::Metadata
       } else {
         t.is_internal = info->internal;
         for (int32_t i = 0; i < info->partitions; ++i) {
+          const PartitionInfo& pi = info->parts[static_cast<size_t>(i)];
           kafka::MetadataResponse::MetadataResponsePartition p;
           p.partition_index = i;
-          p.leader_id = config_.node_id;
-          p.leader_epoch = 0;
-          p.replica_nodes = {config_.node_id};
-          p.isr_nodes = {config_.node_id};
+          p.leader_id = pi.leader;
+          p.leader_epoch = pi.leader_epoch;
+          p.replica_nodes = pi.replicas;
+          // Until partitions are replicated only the leader holds the data.
+          if (pi.leader >= 0) p.isr_nodes = {pi.leader};
+          if (pi.leader < 0) p.error_code = code(ErrorCode::kLeaderNotAvailable);
+          for (int32_t r : pi.replicas) {
+            auto b = snap->brokers.find(r);
+            if (b == snap->brokers.end() || b->second.fenced) p.offline_replicas.push_back(r);
+          }
           t.partitions.push_back(std::move(p));
         }
       }
@@ -232,14 +250,61 @@ void Broker::handle_metadata(std::shared_ptr<Request> req, const kafka::Metadata
   }
   auto left = std::make_shared<std::atomic<size_t>>(to_create.size());
   for (const auto& name : to_create) {
-    create_topic(name, config_.num_partitions, config_.default_replication_factor, {},
-                 [left, answer, name](Result<TopicInfo, TopicError> r) {
+    cluster::TopicChange change;
+    change.name = name;
+    change.partitions = config_.num_partitions;
+    change.replication_factor = config_.default_replication_factor;
+    create_topic(change, [left, answer, name](Result<TopicInfo, TopicError> r) {
                    if (!r && r.error().code != ErrorCode::kTopicAlreadyExists) {
                      spdlog::warn("auto-creating topic '{}' failed: {}", name, r.error().message);
                    }
                    if (left->fetch_sub(1) == 1) answer();
                  });
   }
+}
+
+void Broker::handle_describe_cluster(std::shared_ptr<Request> req,
+                                     const kafka::DescribeClusterRequest&) {
+  auto snap = registry_->snapshot();
+  kafka::DescribeClusterResponse resp;
+  resp.cluster_id = snap->cluster_id;
+  const int32_t controller = cluster_->controller_leader();
+  resp.controller_id = snap->brokers.count(controller) ? controller : -1;
+  for (const auto& [id, b] : snap->brokers) {
+    if (b.fenced) continue;
+    std::optional<std::string> rack;
+    if (!b.rack.empty()) rack = b.rack;
+    resp.brokers.push_back({id, b.host, b.port, rack});
+  }
+  respond(*req, resp);
+}
+
+void Broker::handle_describe_quorum(std::shared_ptr<Request> req,
+                                    const kafka::DescribeQuorumRequest& body) {
+  // The controller quorum is KRaft's __cluster_metadata-0.
+  const cluster::QuorumStatus st = cluster_->quorum_status();
+  kafka::DescribeQuorumResponse resp;
+  for (const auto& t : body.topics) {
+    kafka::DescribeQuorumResponse::TopicData out;
+    out.topic_name = t.topic_name;
+    for (const auto& p : t.partitions) {
+      kafka::DescribeQuorumResponse::PartitionData pd;
+      pd.partition_index = p.partition_index;
+      if (t.topic_name != "__cluster_metadata" || p.partition_index != 0) {
+        pd.error_code = code(ErrorCode::kUnknownTopicOrPartition);
+        pd.leader_id = -1;
+      } else {
+        pd.leader_id = st.leader;
+        pd.leader_epoch = static_cast<int32_t>(st.term);
+        pd.high_watermark = static_cast<int64_t>(st.commit);
+        for (const auto& v : st.voters) pd.current_voters.push_back({v.id, v.log_end});
+        for (const auto& o : st.observers) pd.observers.push_back({o.id, o.log_end});
+      }
+      out.partitions.push_back(std::move(pd));
+    }
+    resp.topics.push_back(std::move(out));
+  }
+  respond(*req, resp);
 }
 
 void Broker::handle_create_topics(std::shared_ptr<Request> req,
@@ -264,6 +329,7 @@ void Broker::handle_create_topics(std::shared_ptr<Request> req,
     r.name = t.name;
     int32_t partitions = t.num_partitions;
     int32_t rf = t.replication_factor;
+    std::vector<std::vector<int32_t>> assignments;
     std::map<std::string, std::string> configs;
     for (const auto& c : t.configs) {
       if (c.value) configs[c.name] = *c.value;
@@ -277,28 +343,21 @@ void Broker::handle_create_topics(std::shared_ptr<Request> req,
       if (!t.assignments.empty()) {
         partitions = static_cast<int32_t>(t.assignments.size());
         rf = static_cast<int32_t>(t.assignments.front().broker_ids.size());
-        for (const auto& a : t.assignments) {
-          for (int32_t b : a.broker_ids) {
-            if (b != config_.node_id) rf = -100;
-          }
-        }
-        if (rf == -100) {
-          fail(r, ErrorCode::kInvalidReplicaAssignment,
-               "assignment names a broker that does not exist (this cluster has node " +
-                   std::to_string(config_.node_id) + ")");
-        }
+        for (const auto& a : t.assignments) assignments.push_back(a.broker_ids);
       }
       if (partitions == -1) partitions = config_.num_partitions;
       if (rf == -1) rf = config_.default_replication_factor;
+      size_t live = 0;
+      for (const auto& [id, b] : registry_->snapshot()->brokers) live += b.fenced ? 0 : 1;
       if (r.error_code != 0) {
       } else if (auto v = TopicRegistry::validate_name(t.name); !v) {
         fail(r, v.error().code, v.error().message);
       } else if (partitions <= 0) {
         fail(r, ErrorCode::kInvalidPartitions, "number of partitions must be at least 1");
-      } else if (rf <= 0 || rf > 1) {
+      } else if (rf <= 0 || static_cast<size_t>(rf) > live) {
         fail(r, ErrorCode::kInvalidReplicationFactor,
-             "replication factor " + std::to_string(rf) +
-                 " is not possible with the 1 broker of this cluster");
+             "replication factor " + std::to_string(rf) + " is not possible with the " +
+                 std::to_string(live) + " live broker(s) of this cluster");
       } else if (auto c = validate_topic_configs(configs); !c) {
         fail(r, c.error().code, c.error().message);
       } else if (registry_->snapshot()->find(t.name)) {
@@ -316,8 +375,13 @@ void Broker::handle_create_topics(std::shared_ptr<Request> req,
       finish();
       continue;
     }
-    create_topic(t.name, partitions, static_cast<int16_t>(rf), configs,
-                 [resp, i, finish](Result<TopicInfo, TopicError> created) {
+    cluster::TopicChange change;
+    change.name = t.name;
+    change.partitions = partitions;
+    change.replication_factor = rf;
+    change.configs = configs;
+    change.assignments = std::move(assignments);
+    create_topic(std::move(change), [resp, i, finish](Result<TopicInfo, TopicError> created) {
                    Result_& r = resp->topics[i];
                    if (!created) {
                      r.error_code = code(created.error().code);
@@ -338,23 +402,26 @@ void Broker::handle_create_topics(std::shared_ptr<Request> req,
 
 void Broker::handle_delete_topics(std::shared_ptr<Request> req,
                                   const kafka::DeleteTopicsRequest& body) {
-  kafka::DeleteTopicsResponse resp;
-  for (const auto& name : body.topic_names) {
-    kafka::DeleteTopicsResponse::DeletableTopicResult r;
-    r.name = name;
-    Result<TopicInfo, TopicError> removed = [&]() -> Result<TopicInfo, TopicError> {
-      std::lock_guard lock(topic_changes_mutex_);
-      return registry_->remove(name);
-    }();
-    if (!removed) {
-      r.error_code = code(removed.error().code);
-    } else {
-      spdlog::info("deleted topic '{}'", name);
-      delete_partitions(*removed);
-    }
-    resp.responses.push_back(std::move(r));
+  auto resp = std::make_shared<kafka::DeleteTopicsResponse>();
+  resp->responses.resize(body.topic_names.size());
+  auto left = std::make_shared<std::atomic<size_t>>(body.topic_names.size() + 1);
+  auto finish = [req, resp, left] {
+    if (left->fetch_sub(1) == 1) respond(*req, *resp);
+  };
+  for (size_t i = 0; i < body.topic_names.size(); ++i) {
+    const std::string& name = body.topic_names[i];
+    resp->responses[i].name = name;
+    // Partitions are closed and removed by reconcile() when the metadata drops the topic.
+    registry_->remove(name, [resp, i, finish, name](Result<TopicInfo, TopicError> removed) {
+      if (!removed) {
+        resp->responses[i].error_code = code(removed.error().code);
+      } else {
+        spdlog::info("deleted topic '{}'", name);
+      }
+      finish();
+    });
   }
-  respond(*req, resp);
+  finish();
 }
 
 void Broker::handle_create_partitions(std::shared_ptr<Request> req,
@@ -369,7 +436,8 @@ void Broker::handle_create_partitions(std::shared_ptr<Request> req,
     const auto& t = body.topics[i];
     auto& r = resp->results[i];
     r.name = t.name;
-    const TopicInfo* before = registry_->snapshot()->find(t.name);
+    auto snap = registry_->snapshot();
+    const TopicInfo* before = snap->find(t.name);
     if (!before) {
       r.error_code = code(ErrorCode::kUnknownTopicOrPartition);
       r.error_message = "unknown topic '" + t.name + "'";
@@ -383,29 +451,18 @@ void Broker::handle_create_partitions(std::shared_ptr<Request> req,
       finish();
       continue;
     }
-    if (body.validate_only) {
-      finish();
-      continue;
-    }
-    const int32_t old_count = before->partitions;
-    Result<TopicInfo, TopicError> grown = [&]() -> Result<TopicInfo, TopicError> {
-      std::lock_guard lock(topic_changes_mutex_);
-      return registry_->set_partition_count(t.name, t.count);
-    }();
-    if (!grown) {
-      r.error_code = code(grown.error().code);
-      r.error_message = grown.error().message;
-      finish();
-      continue;
-    }
-    spdlog::info("topic '{}' now has {} partitions", t.name, t.count);
-    open_partitions(*grown, old_count, t.count, [resp, i, finish](Status s) {
-      if (!s) {
-        resp->results[i].error_code = code(ErrorCode::kKafkaStorageError);
-        resp->results[i].error_message = s.error().message;
-      }
-      finish();
-    });
+    registry_->set_partition_count(
+        t.name, t.count, body.validate_only,
+        [resp, i, finish, name = t.name, count = t.count,
+         validate = body.validate_only](Result<TopicInfo, TopicError> grown) {
+          if (!grown) {
+            resp->results[i].error_code = code(grown.error().code);
+            resp->results[i].error_message = grown.error().message;
+          } else if (!validate) {
+            spdlog::info("topic '{}' now has {} partitions", name, count);
+          }
+          finish();
+        });
   }
   finish();
 }
@@ -477,34 +534,59 @@ void Broker::handle_describe_configs(std::shared_ptr<Request> req,
 
 namespace {
 
-// Validates and stores a topic's new explicit settings (shared by both alter APIs).
-template <class Response>
-void alter_topic(TopicRegistry& registry, std::mutex& mutex, const std::string& topic,
-                 const std::map<std::string, std::string>& configs, bool validate_only,
-                 typename Response::AlterConfigsResourceResponse& out,
-                 std::vector<TopicInfo>& changed) {
+// A topic's new explicit settings, validated, waiting to go to the controller.
+struct PendingAlter {
+  size_t index = 0;  // into the response's resources
+  std::string topic;
+  std::map<std::string, std::string> configs;
+};
+
+// Validates a topic's new explicit settings (shared by both alter APIs); a valid change that is
+// not validate-only is queued for the controller.
+template <class Out>
+void check_alter(size_t index, const std::string& topic,
+                 const std::map<std::string, std::string>& configs, bool validate_only, Out& out,
+                 std::vector<PendingAlter>& pending) {
   if (auto v = validate_topic_configs(configs); !v) {
     out.error_code = code(v.error().code);
     out.error_message = v.error().message;
     return;
   }
-  if (validate_only) return;
-  std::lock_guard lock(mutex);
-  auto r = registry.set_configs(topic, configs);
-  if (!r) {
-    out.error_code = code(r.error().code);
-    out.error_message = r.error().message;
-    return;
+  if (!validate_only) pending.push_back({index, topic, configs});
+}
+
+// Sends the queued changes to the controller and answers once all are done. The partitions
+// pick up the new settings when the metadata arrives (Broker::reconcile).
+template <class Response, class Respond>
+void apply_alters(TopicRegistry& registry, std::shared_ptr<Response> resp,
+                  std::vector<PendingAlter> pending, Respond respond_fn) {
+  auto left = std::make_shared<std::atomic<size_t>>(pending.size() + 1);
+  auto finish = [resp, left, respond_fn] {
+    if (left->fetch_sub(1) == 1) respond_fn(*resp);
+  };
+  for (auto& a : pending) {
+    registry.set_configs(a.topic, a.configs,
+                         [resp, finish, index = a.index, topic = a.topic](
+                             Result<TopicInfo, TopicError> r) {
+                           auto& out = resp->responses[index];
+                           if (!r) {
+                             out.error_code = code(r.error().code);
+                             out.error_message = r.error().message;
+                           } else {
+                             spdlog::info("topic '{}': settings changed", topic);
+                           }
+                           finish();
+                         });
   }
-  changed.push_back(*r);
+  finish();
 }
 
 }  // namespace
 
 void Broker::handle_alter_configs(std::shared_ptr<Request> req,
                                   const kafka::AlterConfigsRequest& body) {
-  kafka::AlterConfigsResponse resp;
-  std::vector<TopicInfo> changed;
+  auto resp = std::make_shared<kafka::AlterConfigsResponse>();
+  std::vector<PendingAlter> pending;
   for (const auto& res : body.resources) {
     kafka::AlterConfigsResponse::AlterConfigsResourceResponse out;
     out.resource_type = res.resource_type;
@@ -520,22 +602,19 @@ void Broker::handle_alter_configs(std::shared_ptr<Request> req,
       for (const auto& c : res.configs) {
         if (c.value) configs[c.name] = *c.value;
       }
-      alter_topic<kafka::AlterConfigsResponse>(*registry_, topic_changes_mutex_, res.resource_name,
-                                               configs, body.validate_only, out, changed);
+      check_alter(resp->responses.size(), res.resource_name, configs, body.validate_only, out,
+                  pending);
     }
-    resp.responses.push_back(std::move(out));
+    resp->responses.push_back(std::move(out));
   }
-  for (const auto& t : changed) {
-    spdlog::info("topic '{}': settings changed", t.name);
-    apply_topic_settings(t);
-  }
-  respond(*req, resp);
+  apply_alters(*registry_, resp, std::move(pending),
+               [req](const kafka::AlterConfigsResponse& r) { respond(*req, r); });
 }
 
 void Broker::handle_incremental_alter_configs(std::shared_ptr<Request> req,
                                               const kafka::IncrementalAlterConfigsRequest& body) {
-  kafka::IncrementalAlterConfigsResponse resp;
-  std::vector<TopicInfo> changed;
+  auto resp = std::make_shared<kafka::IncrementalAlterConfigsResponse>();
+  std::vector<PendingAlter> pending;
   for (const auto& res : body.resources) {
     kafka::IncrementalAlterConfigsResponse::AlterConfigsResourceResponse out;
     out.resource_type = res.resource_type;
@@ -584,18 +663,14 @@ void Broker::handle_incremental_alter_configs(std::shared_ptr<Request> req,
         }
       }
       if (out.error_code == 0) {
-        alter_topic<kafka::IncrementalAlterConfigsResponse>(*registry_, topic_changes_mutex_,
-                                                            res.resource_name, configs,
-                                                            body.validate_only, out, changed);
+        check_alter(resp->responses.size(), res.resource_name, configs, body.validate_only, out,
+                    pending);
       }
     }
-    resp.responses.push_back(std::move(out));
+    resp->responses.push_back(std::move(out));
   }
-  for (const auto& t : changed) {
-    spdlog::info("topic '{}': settings changed", t.name);
-    apply_topic_settings(t);
-  }
-  respond(*req, resp);
+  apply_alters(*registry_, resp, std::move(pending),
+               [req](const kafka::IncrementalAlterConfigsResponse& r) { respond(*req, r); });
 }
 
 }  // namespace sluice::broker

@@ -1,15 +1,9 @@
 #include "broker/topic_registry.h"
 
-#include <fcntl.h>
 #include <spdlog/spdlog.h>
-#include <unistd.h>
 
-#include <filesystem>
-#include <fstream>
-#include <random>
-#include <sstream>
-
-#include "broker/metadata.pb.h"
+#include <cstring>
+#include <future>
 
 namespace sluice::broker {
 namespace {
@@ -17,45 +11,7 @@ namespace {
 using kafka::ErrorCode;
 
 constexpr int32_t kPartitionsMax = 100000;
-
-std::array<uint8_t, 16> random_id() {
-  std::random_device rd;
-  std::array<uint8_t, 16> id{};
-  for (auto& b : id) b = static_cast<uint8_t>(rd());
-  return id;
-}
-
-// Kafka's cluster ids are 22-character URL-safe base64 of a random UUID.
-std::string new_cluster_id() {
-  static constexpr char kAlphabet[] =
-      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-  auto id = random_id();
-  std::string out;
-  uint32_t acc = 0;
-  int bits = 0;
-  for (uint8_t b : id) {
-    acc = (acc << 8) | b;
-    bits += 8;
-    while (bits >= 6) {
-      out += kAlphabet[(acc >> (bits - 6)) & 63];
-      bits -= 6;
-    }
-  }
-  if (bits > 0) out += kAlphabet[(acc << (6 - bits)) & 63];
-  return out;
-}
-
-bool fsync_path(const std::string& path, int flags) {
-  const int fd = ::open(path.c_str(), flags | O_CLOEXEC);
-  if (fd < 0) return false;
-  const bool ok = ::fsync(fd) == 0;
-  ::close(fd);
-  return ok;
-}
-
-TopicError storage_error(const std::string& what) {
-  return TopicError{ErrorCode::kKafkaStorageError, what};
-}
+constexpr auto kControllerTimeout = std::chrono::milliseconds(30000);
 
 }  // namespace
 
@@ -81,42 +37,22 @@ Result<void, TopicError> TopicRegistry::validate_name(const std::string& name) {
   return {};
 }
 
-Result<std::unique_ptr<TopicRegistry>> TopicRegistry::open(const std::string& data_dir,
-                                                           const std::string& cluster_id) {
-  std::error_code ec;
-  std::filesystem::create_directories(data_dir, ec);
-  if (ec) return error(2, "cannot create data directory '" + data_dir + "': " + ec.message());
-  const std::string path = data_dir + "/metadata.bin";
-  pb::MetadataImage image;
-  if (std::filesystem::exists(path)) {
-    std::ifstream in(path, std::ios::binary);
-    if (!in || !image.ParseFromIstream(&in)) {
-      return error(2, "metadata image '" + path + "' is unreadable or corrupt");
-    }
+TopicInfo TopicRegistry::to_topic_info(const cluster::pb::Topic& t) {
+  TopicInfo info;
+  info.name = t.name();
+  info.partitions = t.partitions_size();
+  info.replication_factor = static_cast<int16_t>(t.replication_factor());
+  info.configs.insert(t.configs().begin(), t.configs().end());
+  if (t.topic_id().size() == 16) std::memcpy(info.id.data(), t.topic_id().data(), 16);
+  info.internal = t.internal();
+  for (const auto& p : t.partitions()) {
+    PartitionInfo pi;
+    pi.replicas.assign(p.replicas().begin(), p.replicas().end());
+    pi.leader = p.leader();
+    pi.leader_epoch = p.leader_epoch();
+    info.parts.push_back(std::move(pi));
   }
-  std::string id = cluster_id.empty() ? image.cluster_id() : cluster_id;
-  if (id.empty()) id = new_cluster_id();
-  auto reg = std::unique_ptr<TopicRegistry>(new TopicRegistry(path, id));
-  auto snap = std::make_shared<TopicsSnapshot>();
-  snap->version = image.version();
-  for (const auto& t : image.topics()) {
-    TopicInfo info;
-    info.name = t.name();
-    info.partitions = t.partitions();
-    info.replication_factor = static_cast<int16_t>(t.replication_factor());
-    info.configs.insert(t.configs().begin(), t.configs().end());
-    if (t.topic_id().size() == 16) std::memcpy(info.id.data(), t.topic_id().data(), 16);
-    info.internal = t.internal();
-    snap->topics.emplace(info.name, std::move(info));
-  }
-  reg->next_producer_id_ = std::max<int64_t>(image.next_producer_id(), 1000);
-  reg->snapshot_ = snap;
-  if (image.cluster_id() != id) {
-    std::lock_guard lock(reg->mutex_);
-    auto r = reg->commit(std::make_shared<TopicsSnapshot>(*snap), reg->next_producer_id_);
-    if (!r) return error(2, r.error().message);
-  }
-  return reg;
+  return info;
 }
 
 std::shared_ptr<const TopicsSnapshot> TopicRegistry::snapshot() const {
@@ -124,118 +60,129 @@ std::shared_ptr<const TopicsSnapshot> TopicRegistry::snapshot() const {
   return snapshot_;
 }
 
-Result<void, TopicError> TopicRegistry::commit(std::shared_ptr<TopicsSnapshot> next,
-                                               int64_t next_producer_id) {
-  next->version = snapshot_->version + 1;
-  pb::MetadataImage image;
-  image.set_cluster_id(cluster_id_);
-  image.set_version(next->version);
-  image.set_next_producer_id(next_producer_id);
-  for (const auto& [name, t] : next->topics) {
-    auto* pt = image.add_topics();
-    pt->set_name(t.name);
-    pt->set_partitions(t.partitions);
-    pt->set_replication_factor(t.replication_factor);
-    pt->mutable_configs()->insert(t.configs.begin(), t.configs.end());
-    pt->set_topic_id(std::string(t.id.begin(), t.id.end()));
-    pt->set_internal(t.internal);
+std::shared_ptr<const TopicsSnapshot> TopicRegistry::publish(const cluster::pb::Image& image) {
+  auto next = std::make_shared<TopicsSnapshot>();
+  next->version = image.applied_index();
+  next->cluster_id = image.cluster_id();
+  for (const auto& [name, t] : image.topics()) {
+    next->topics.emplace(name, to_topic_info(t));
   }
-  const std::string tmp = path_ + ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    if (!out || !image.SerializeToOstream(&out))
-      return unexpected(storage_error("cannot write " + tmp));
-    out.flush();
-    if (!out) return unexpected(storage_error("cannot write " + tmp));
+  // Leaders as clients should see them: none while the leading broker is fenced.
+  for (auto& [name, info] : next->topics) {
+    const auto& t = image.topics().at(name);
+    for (int i = 0; i < t.partitions_size(); ++i) {
+      info.parts[static_cast<size_t>(i)].leader = cluster::leader_of(image, t.partitions(i));
+    }
   }
-  if (!fsync_path(tmp, O_RDONLY)) return unexpected(storage_error("cannot fsync " + tmp));
-  if (::rename(tmp.c_str(), path_.c_str()) != 0) {
-    return unexpected(storage_error("cannot rename " + tmp + " to " + path_));
+  for (const auto& [id, b] : image.brokers()) {
+    next->brokers[id] = BrokerInfo{id, b.kafka().host(), static_cast<int32_t>(b.kafka().port()),
+                                   b.rack(), b.fenced()};
   }
-  const std::string dir = std::filesystem::path(path_).parent_path().string();
-  if (!fsync_path(dir.empty() ? "." : dir, O_RDONLY | O_DIRECTORY)) {
-    return unexpected(storage_error("cannot fsync directory " + dir));
-  }
-  snapshot_ = std::move(next);
-  next_producer_id_ = next_producer_id;
-  return {};
+  std::lock_guard lock(mutex_);
+  snapshot_ = next;
+  return next;
 }
 
-Result<TopicInfo, TopicError> TopicRegistry::create(
-    const std::string& name, int32_t partitions, int16_t replication_factor,
-    const std::map<std::string, std::string>& configs, bool internal) {
-  if (auto v = validate_name(name); !v) return unexpected(v.error());
-  if (partitions <= 0 || partitions > kPartitionsMax) {
-    return unexpected(
+void TopicRegistry::send(cluster::pb::ControllerRequest req, const std::string& name, Done done) {
+  cluster_.request(std::move(req), kControllerTimeout,
+                   [this, name, done](const cluster::pb::ControllerResponse& resp) {
+                     if (resp.error_code() != 0) {
+                       done(unexpected(TopicError{static_cast<ErrorCode>(resp.error_code()),
+                                                  resp.error_message()}));
+                       return;
+                     }
+                     if (resp.has_topic()) {
+                       done(to_topic_info(resp.topic()));
+                       return;
+                     }
+                     auto snap = snapshot();
+                     const TopicInfo* t = snap->find(name);
+                     done(t ? *t : TopicInfo{name});
+                   });
+}
+
+void TopicRegistry::create(const cluster::TopicChange& change, bool validate_only, Done done) {
+  if (auto v = validate_name(change.name); !v) {
+    done(unexpected(v.error()));
+    return;
+  }
+  if (change.assignments.empty() && (change.partitions <= 0 || change.partitions > kPartitionsMax)) {
+    done(unexpected(
         TopicError{ErrorCode::kInvalidPartitions,
-                   "partition count must be between 1 and " + std::to_string(kPartitionsMax)});
+                   "partition count must be between 1 and " + std::to_string(kPartitionsMax)}));
+    return;
   }
-  std::lock_guard lock(mutex_);
-  if (snapshot_->find(name)) {
-    return unexpected(
-        TopicError{ErrorCode::kTopicAlreadyExists, "topic '" + name + "' already exists"});
+  cluster::pb::ControllerRequest req;
+  auto* t = req.mutable_create_topic();
+  t->set_name(change.name);
+  t->set_partitions(change.partitions);
+  t->set_replication_factor(change.replication_factor);
+  t->mutable_configs()->insert(change.configs.begin(), change.configs.end());
+  t->set_internal(change.internal);
+  for (const auto& replicas : change.assignments) {
+    auto* p = t->add_assignments();
+    for (int32_t b : replicas) p->add_replicas(b);
   }
-  auto next = std::make_shared<TopicsSnapshot>(*snapshot_);
-  TopicInfo info{name, partitions, replication_factor, configs, random_id(), internal};
-  next->topics.emplace(name, info);
-  if (auto r = commit(next, next_producer_id_); !r) return unexpected(r.error());
-  return info;
+  req.set_validate_only(validate_only);
+  send(std::move(req), change.name, std::move(done));
 }
 
-Result<TopicInfo, TopicError> TopicRegistry::remove(const std::string& name) {
-  std::lock_guard lock(mutex_);
-  const TopicInfo* t = snapshot_->find(name);
+void TopicRegistry::remove(const std::string& name, Done done) {
+  auto snap = snapshot();
+  const TopicInfo* t = snap->find(name);
   if (!t) {
-    return unexpected(
-        TopicError{ErrorCode::kUnknownTopicOrPartition, "unknown topic '" + name + "'"});
+    done(unexpected(
+        TopicError{ErrorCode::kUnknownTopicOrPartition, "unknown topic '" + name + "'"}));
+    return;
   }
   TopicInfo removed = *t;
-  auto next = std::make_shared<TopicsSnapshot>(*snapshot_);
-  next->topics.erase(name);
-  if (auto r = commit(next, next_producer_id_); !r) return unexpected(r.error());
-  return removed;
+  cluster::pb::ControllerRequest req;
+  req.set_delete_topic(name);
+  send(std::move(req), name, [removed, done](Result<TopicInfo, TopicError> r) {
+    if (!r) {
+      done(std::move(r));
+    } else {
+      done(removed);
+    }
+  });
 }
 
-Result<TopicInfo, TopicError> TopicRegistry::set_partition_count(const std::string& name,
-                                                                 int32_t count) {
-  std::lock_guard lock(mutex_);
-  const TopicInfo* t = snapshot_->find(name);
-  if (!t) {
-    return unexpected(
-        TopicError{ErrorCode::kUnknownTopicOrPartition, "unknown topic '" + name + "'"});
+void TopicRegistry::set_partition_count(const std::string& name, int32_t count,
+                                        bool validate_only, Done done) {
+  if (count > kPartitionsMax) {
+    done(unexpected(TopicError{ErrorCode::kInvalidPartitions,
+                               "at most " + std::to_string(kPartitionsMax) + " partitions"}));
+    return;
   }
-  if (count <= t->partitions || count > kPartitionsMax) {
-    return unexpected(TopicError{ErrorCode::kInvalidPartitions,
-                                 "topic '" + name + "' has " + std::to_string(t->partitions) +
-                                     " partitions; the new count must be larger (and at most " +
-                                     std::to_string(kPartitionsMax) + ")"});
-  }
-  auto next = std::make_shared<TopicsSnapshot>(*snapshot_);
-  next->topics[name].partitions = count;
-  if (auto r = commit(next, next_producer_id_); !r) return unexpected(r.error());
-  return next->topics[name];
+  cluster::pb::ControllerRequest req;
+  req.mutable_create_partitions()->set_name(name);
+  req.mutable_create_partitions()->set_partitions(count);
+  req.set_validate_only(validate_only);
+  send(std::move(req), name, std::move(done));
 }
 
-Result<TopicInfo, TopicError> TopicRegistry::set_configs(
-    const std::string& name, const std::map<std::string, std::string>& configs) {
-  std::lock_guard lock(mutex_);
-  const TopicInfo* t = snapshot_->find(name);
-  if (!t) {
-    return unexpected(
-        TopicError{ErrorCode::kUnknownTopicOrPartition, "unknown topic '" + name + "'"});
-  }
-  auto next = std::make_shared<TopicsSnapshot>(*snapshot_);
-  next->topics[name].configs = configs;
-  if (auto r = commit(next, next_producer_id_); !r) return unexpected(r.error());
-  return next->topics[name];
+void TopicRegistry::set_configs(const std::string& name,
+                                const std::map<std::string, std::string>& configs, Done done) {
+  cluster::pb::ControllerRequest req;
+  req.mutable_set_configs()->set_name(name);
+  req.mutable_set_configs()->mutable_configs()->insert(configs.begin(), configs.end());
+  send(std::move(req), name, std::move(done));
 }
 
 Result<int64_t, TopicError> TopicRegistry::allocate_producer_ids(int64_t count) {
-  std::lock_guard lock(mutex_);
-  const int64_t first = next_producer_id_;
-  auto same = std::make_shared<TopicsSnapshot>(*snapshot_);
-  if (auto r = commit(same, first + count); !r) return unexpected(r.error());
-  return first;
+  std::promise<cluster::pb::ControllerResponse> answered;
+  cluster::pb::ControllerRequest req;
+  req.set_allocate_producer_ids(count);
+  cluster_.request(std::move(req), kControllerTimeout,
+                   [&answered](const cluster::pb::ControllerResponse& resp) {
+                     answered.set_value(resp);
+                   });
+  auto resp = answered.get_future().get();
+  if (resp.error_code() != 0) {
+    return unexpected(
+        TopicError{static_cast<ErrorCode>(resp.error_code()), resp.error_message()});
+  }
+  return resp.first_producer_id();
 }
 
 }  // namespace sluice::broker

@@ -1,21 +1,32 @@
-// The topics of this broker and their settings: the metadata image. Read on every request
-// (snapshot() hands out an immutable copy), written on topic changes under a mutex, and
-// persisted atomically to <data-dir>/metadata.bin before a change is reported done, so a crash
-// never leaves half a topic behind.
+// The broker's view of the cluster metadata: topics with their partitions' replicas and
+// leaders, the brokers, the cluster id. It is a cache of the controller's image
+// (cluster/cluster_node.h), republished whole on every change: snapshot() hands out an
+// immutable copy that any shard may read without a lock for as long as it holds it.
+//
+// Changes (create, delete, grow, reconfigure, producer ids) go to the controller leader through
+// the ClusterNode, which answers once this broker's own image includes them; every broker then
+// sees the same result. Nothing here writes files: the controller's Raft log is the record.
 #pragma once
 
 #include <array>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <string>
 #include <vector>
 
-#include "broker/config.h"
+#include "cluster/cluster_node.h"
 #include "common/result.h"
 #include "protocol/error_codes.h"
 
 namespace sluice::broker {
+
+struct PartitionInfo {
+  std::vector<int32_t> replicas;  // replicas[0]: preferred leader
+  int32_t leader = -1;            // -1: no leader now
+  int32_t leader_epoch = 0;
+};
 
 struct TopicInfo {
   std::string name;
@@ -24,14 +35,30 @@ struct TopicInfo {
   std::map<std::string, std::string> configs;  // explicitly set topic settings
   std::array<uint8_t, 16> id{};
   bool internal = false;
+  std::vector<PartitionInfo> parts;  // one per partition
+};
+
+struct BrokerInfo {
+  int32_t id = -1;
+  std::string host;
+  int32_t port = 0;
+  std::string rack;
+  bool fenced = false;
 };
 
 struct TopicsSnapshot {
-  uint64_t version = 0;
+  uint64_t version = 0;  // the controller log index this view includes
+  std::string cluster_id;
   std::map<std::string, TopicInfo> topics;
+  std::map<int32_t, BrokerInfo> brokers;  // registered brokers, fenced ones included
   const TopicInfo* find(const std::string& name) const {
     auto it = topics.find(name);
     return it == topics.end() ? nullptr : &it->second;
+  }
+  const PartitionInfo* partition(const std::string& topic, int32_t index) const {
+    const TopicInfo* t = find(topic);
+    if (!t || index < 0 || index >= static_cast<int32_t>(t->parts.size())) return nullptr;
+    return &t->parts[static_cast<size_t>(index)];
   }
 };
 
@@ -43,38 +70,34 @@ struct TopicError {
 
 class TopicRegistry {
  public:
-  // Loads (or creates) the image in `data_dir`. `cluster_id` overrides a stored or new id.
-  static Result<std::unique_ptr<TopicRegistry>> open(const std::string& data_dir,
-                                                     const std::string& cluster_id);
+  explicit TopicRegistry(cluster::ClusterNode& cluster) : cluster_(cluster) {}
 
   std::shared_ptr<const TopicsSnapshot> snapshot() const;
-  const std::string& cluster_id() const { return cluster_id_; }
+  std::string cluster_id() const { return snapshot()->cluster_id; }
+  // Replaces the view with the controller's image (the ClusterNode's image callback).
+  std::shared_ptr<const TopicsSnapshot> publish(const cluster::pb::Image& image);
 
-  Result<TopicInfo, TopicError> create(const std::string& name, int32_t partitions,
-                                       int16_t replication_factor,
-                                       const std::map<std::string, std::string>& configs,
-                                       bool internal = false);
-  Result<TopicInfo, TopicError> remove(const std::string& name);
-  Result<TopicInfo, TopicError> set_partition_count(const std::string& name, int32_t count);
+  using Done = std::function<void(Result<TopicInfo, TopicError>)>;
+  // Each calls `done` (on the cluster thread) once this broker's view holds the change.
+  void create(const cluster::TopicChange& change, bool validate_only, Done done);
+  void remove(const std::string& name, Done done);
+  void set_partition_count(const std::string& name, int32_t count, bool validate_only, Done done);
   // Replaces the explicitly set settings of a topic with `configs`.
-  Result<TopicInfo, TopicError> set_configs(const std::string& name,
-                                            const std::map<std::string, std::string>& configs);
-  // Hands out `count` producer ids, persisted so that none is reused after a restart.
+  void set_configs(const std::string& name, const std::map<std::string, std::string>& configs,
+                   Done done);
+  // Hands out `count` producer ids, unique across the cluster and its restarts. Blocks for a
+  // controller round trip: called once per block of ids.
   Result<int64_t, TopicError> allocate_producer_ids(int64_t count);
 
   static Result<void, TopicError> validate_name(const std::string& name);
+  static TopicInfo to_topic_info(const cluster::pb::Topic& topic);
 
  private:
-  TopicRegistry(std::string path, std::string cluster_id)
-      : path_(std::move(path)), cluster_id_(std::move(cluster_id)) {}
-  // Writes the image with `next` in place of the current snapshot; on success publishes it.
-  Result<void, TopicError> commit(std::shared_ptr<TopicsSnapshot> next, int64_t next_producer_id);
+  void send(cluster::pb::ControllerRequest req, const std::string& name, Done done);
 
-  std::string path_;
-  std::string cluster_id_;
-  mutable std::mutex mutex_;  // guards snapshot_ and next_producer_id_ (rare writes)
+  cluster::ClusterNode& cluster_;
+  mutable std::mutex mutex_;  // guards snapshot_
   std::shared_ptr<const TopicsSnapshot> snapshot_ = std::make_shared<TopicsSnapshot>();
-  int64_t next_producer_id_ = 1000;
 };
 
 }  // namespace sluice::broker

@@ -1,8 +1,11 @@
+// The metadata view over a real one-node controller (cluster/cluster_node.h) in a temporary
+// directory: changes go through the controller's Raft log and come back as images.
 #include "broker/topic_registry.h"
 
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <future>
 
 #include "broker/topic_config.h"
 
@@ -15,57 +18,111 @@ std::string fresh_dir(const std::string& name) {
   return dir.string();
 }
 
-TEST(TopicRegistry, CreateSurvivesReopen) {
+// A one-node cluster and the registry that follows its images.
+struct Node {
+  explicit Node(const std::string& dir, const std::string& cluster_id = "") {
+    cluster::ClusterConfig c;
+    c.node_id = 0;
+    c.data_dir = dir;
+    c.kafka_host = "127.0.0.1";
+    c.kafka_port = 9092;
+    c.rpc_listen_port = 0;  // a one-node cluster needs no inter-broker listener
+    c.cluster_id = cluster_id;
+    node = std::make_unique<cluster::ClusterNode>(c);
+    reg = std::make_unique<TopicRegistry>(*node);
+    auto s = node->start();
+    EXPECT_TRUE(s) << s.error().message;
+    s = node->wait_ready(std::chrono::seconds(20));
+    EXPECT_TRUE(s) << s.error().message;
+    node->on_image([this](std::shared_ptr<const cluster::pb::Image> img) { reg->publish(*img); });
+  }
+  ~Node() { node->stop(); }
+
+  template <class F>
+  Result<TopicInfo, TopicError> wait(F&& call) {
+    std::promise<Result<TopicInfo, TopicError>> p;
+    call([&p](Result<TopicInfo, TopicError> r) { p.set_value(std::move(r)); });
+    return p.get_future().get();
+  }
+  Result<TopicInfo, TopicError> create(const std::string& name, int32_t partitions,
+                                       std::map<std::string, std::string> configs = {}) {
+    cluster::TopicChange c;
+    c.name = name;
+    c.partitions = partitions;
+    c.replication_factor = 1;
+    c.configs = std::move(configs);
+    return wait([&](auto done) { reg->create(c, false, done); });
+  }
+
+  std::unique_ptr<cluster::ClusterNode> node;
+  std::unique_ptr<TopicRegistry> reg;
+};
+
+TEST(TopicRegistry, ChangesSurviveARestart) {
   const auto dir = fresh_dir("reopen");
-  std::string cluster;
+  std::string cluster_id;
   {
-    auto reg = TopicRegistry::open(dir, "");
-    ASSERT_TRUE(reg) << reg.error().message;
-    cluster = (*reg)->cluster_id();
-    EXPECT_EQ(cluster.size(), 22u);
-    ASSERT_TRUE((*reg)->create("orders", 3, 1, {{"retention.ms", "1000"}}));
-    auto dup = (*reg)->create("orders", 3, 1, {});
+    Node n(dir);
+    cluster_id = n.reg->cluster_id();
+    EXPECT_EQ(cluster_id.size(), 22u);
+    auto created = n.create("orders", 3, {{"retention.ms", "1000"}});
+    ASSERT_TRUE(created) << created.error().message;
+    EXPECT_EQ(created->parts.size(), 3u);
+    EXPECT_EQ(created->parts[0].replicas, std::vector<int32_t>{0});
+    // The view already holds what the call reported.
+    ASSERT_NE(n.reg->snapshot()->find("orders"), nullptr);
+    auto dup = n.create("orders", 3);
     ASSERT_FALSE(dup);
     EXPECT_EQ(dup.error().code, kafka::ErrorCode::kTopicAlreadyExists);
-    ASSERT_TRUE((*reg)->set_partition_count("orders", 5));
-    ASSERT_TRUE((*reg)->create("gone", 1, 1, {}));
-    ASSERT_TRUE((*reg)->remove("gone"));
+    ASSERT_TRUE(n.wait([&](auto d) { n.reg->set_partition_count("orders", 5, false, d); }));
+    ASSERT_TRUE(n.create("gone", 1));
+    ASSERT_TRUE(n.wait([&](auto d) { n.reg->remove("gone", d); }));
   }
-  auto reg = TopicRegistry::open(dir, "");
-  ASSERT_TRUE(reg);
-  EXPECT_EQ((*reg)->cluster_id(), cluster);
-  auto snap = (*reg)->snapshot();
+  Node n(dir);
+  EXPECT_EQ(n.reg->cluster_id(), cluster_id);
+  auto snap = n.reg->snapshot();
   ASSERT_NE(snap->find("orders"), nullptr);
   EXPECT_EQ(snap->find("orders")->partitions, 5);
   EXPECT_EQ(snap->find("orders")->configs.at("retention.ms"), "1000");
   EXPECT_EQ(snap->find("gone"), nullptr);
+  ASSERT_EQ(snap->brokers.size(), 1u);
+  EXPECT_FALSE(snap->brokers.at(0).fenced);
 }
 
-TEST(TopicRegistry, RejectsBadNamesAndCounts) {
-  auto reg = TopicRegistry::open(fresh_dir("bad"), "c1");
-  ASSERT_TRUE(reg);
+TEST(TopicRegistry, RejectsBadNamesCountsAndReplicationFactors) {
+  Node n(fresh_dir("bad"), "c1");
+  EXPECT_EQ(n.reg->cluster_id(), "c1");
   for (const char* bad : {"", ".", "..", "has space", "slash/x", "ü"}) {
-    auto r = (*reg)->create(bad, 1, 1, {});
+    auto r = n.create(bad, 1);
     ASSERT_FALSE(r) << bad;
     EXPECT_EQ(r.error().code, kafka::ErrorCode::kInvalidTopicException);
   }
-  EXPECT_EQ((*reg)->create(std::string(250, 'a'), 1, 1, {}).error().code,
+  EXPECT_EQ(n.create(std::string(250, 'a'), 1).error().code,
             kafka::ErrorCode::kInvalidTopicException);
-  EXPECT_EQ((*reg)->create("t", 0, 1, {}).error().code, kafka::ErrorCode::kInvalidPartitions);
-  ASSERT_TRUE((*reg)->create("t", 2, 1, {}));
-  EXPECT_EQ((*reg)->set_partition_count("t", 1).error().code, kafka::ErrorCode::kInvalidPartitions);
+  EXPECT_EQ(n.create("t", 0).error().code, kafka::ErrorCode::kInvalidPartitions);
+  ASSERT_TRUE(n.create("t", 2));
+  auto shrink = n.wait([&](auto d) { n.reg->set_partition_count("t", 1, false, d); });
+  EXPECT_EQ(shrink.error().code, kafka::ErrorCode::kInvalidPartitions);
+  cluster::TopicChange three;
+  three.name = "rf3";
+  three.partitions = 1;
+  three.replication_factor = 3;
+  auto r = n.wait([&](auto d) { n.reg->create(three, false, d); });
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code, kafka::ErrorCode::kInvalidReplicationFactor);
+  EXPECT_EQ(n.reg->snapshot()->find("rf3"), nullptr);
 }
 
 TEST(TopicRegistry, ProducerIdsAreNeverReused) {
   const auto dir = fresh_dir("pids");
   int64_t first;
   {
-    auto reg = TopicRegistry::open(dir, "");
-    first = *(*reg)->allocate_producer_ids(1);
-    EXPECT_EQ(*(*reg)->allocate_producer_ids(1), first + 1);
+    Node n(dir);
+    first = *n.reg->allocate_producer_ids(10);
+    EXPECT_EQ(*n.reg->allocate_producer_ids(10), first + 10);
   }
-  auto reg = TopicRegistry::open(dir, "");
-  EXPECT_EQ(*(*reg)->allocate_producer_ids(1), first + 2);
+  Node n(dir);
+  EXPECT_EQ(*n.reg->allocate_producer_ids(1), first + 20);
 }
 
 TEST(TopicConfig, ValidatesNamesAndValues) {
@@ -75,7 +132,7 @@ TEST(TopicConfig, ValidatesNamesAndValues) {
   EXPECT_FALSE(validate_topic_configs({{"retention.ms", "soon"}}));
   EXPECT_FALSE(validate_topic_configs({{"cleanup.policy", "keep"}}));
   BrokerConfig config;
-  TopicInfo t{"t", 1, 1, {{"segment.bytes", "2048"}}, {}, false};
+  TopicInfo t{"t", 1, 1, {{"segment.bytes", "2048"}}, {}, false, {}};
   EXPECT_EQ(topic_setting_int(t, config, "segment.bytes"), 2048);
   EXPECT_EQ(topic_setting_int(t, config, "retention.bytes"), -1);
 }

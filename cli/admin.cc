@@ -157,11 +157,37 @@ void topic_alter(Context& ctx, const std::string& name, int32_t partitions,
 void cluster_info(Context& ctx) {
   auto md = ctx.admin().metadata({}, true, true);
   if (!md) return fail(ctx, "cluster info", md.error());
+  // The controller quorum (KRaft's __cluster_metadata-0): its leader, term and members.
+  kafka::DescribeQuorumRequest q;
+  q.topics.resize(1);
+  q.topics[0].topic_name = "__cluster_metadata";
+  q.topics[0].partitions.resize(1);
+  auto quorum = ctx.admin().call_as<kafka::DescribeQuorumResponse>(kAnyBroker, q);
   std::cout << "cluster id " << (*md)->cluster_id << "\n";
-  std::cout << "controller " << (*md)->controller_id << "\n";
-  for (const auto& b : (*md)->brokers) {
-    std::cout << "broker " << b.node_id << " " << b.host << ":" << b.port;
-    if (b.rack) std::cout << " rack " << *b.rack;
+  std::map<int32_t, std::string> role;  // voter / observer
+  if (quorum && !quorum->topics.empty() && !quorum->topics[0].partitions.empty() &&
+      quorum->topics[0].partitions[0].error_code == 0) {
+    const auto& p = quorum->topics[0].partitions[0];
+    std::cout << "controller leader " << p.leader_id << " term " << p.leader_epoch
+              << " (committed index " << p.high_watermark << ")\n";
+    for (const auto& v : p.current_voters) role[v.replica_id] = "voter";
+    for (const auto& o : p.observers) role[o.replica_id] = "observer";
+  } else {
+    std::cout << "controller " << (*md)->controller_id << "\n";
+  }
+  std::map<int32_t, const client::BrokerInfo*> live;
+  for (const auto& b : (*md)->brokers) live[b.node_id] = &b;
+  for (const auto& [id, r] : role) live.emplace(id, nullptr);
+  for (const auto& [id, b] : live) {
+    std::cout << "broker " << id;
+    if (b) {
+      std::cout << " " << b->host << ":" << b->port;
+      if (b->rack) std::cout << " rack " << *b->rack;
+      std::cout << " online";
+    } else {
+      std::cout << " fenced (offline)";
+    }
+    if (role.count(id)) std::cout << " " << role[id];
     std::cout << "\n";
   }
   std::cout << "topics " << (*md)->topics.size() << "\n";

@@ -61,7 +61,8 @@ class Broker:
     def bootstrap(self):
         return "127.0.0.1:%d" % self.port
 
-    def start(self, timeout_s=30):
+    def start(self, timeout_s=30, wait=True):
+        """Starts the process; with wait, returns once it serves Kafka clients."""
         assert self.proc is None
         cmd = [SLUICED, "--data-dir", self.data_dir, "--listen", self.bootstrap] + self.args
         log = open(self.log_path, "ab")
@@ -72,6 +73,11 @@ class Broker:
                                      stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent)
         log.close()
         _live.append(self)
+        if wait:
+            self.wait_serving(timeout_s)
+        return self
+
+    def wait_serving(self, timeout_s=30):
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if "serving Kafka clients on" in self.log(since_start=True):
@@ -116,10 +122,17 @@ class Broker:
     def kill(self):
         return self.stop(signal.SIGKILL)
 
-    def restart(self, sig=signal.SIGTERM):
+    def restart(self, sig=signal.SIGTERM, wait=True):
         rc = self.stop(sig)
-        self.start()
+        self.start(wait=wait)
         return rc
+
+    def pause(self):
+        """SIGSTOP: the process stays, silent (a long GC pause, a VM freeze)."""
+        self.proc.send_signal(signal.SIGSTOP)
+
+    def resume(self):
+        self.proc.send_signal(signal.SIGCONT)
 
     def cleanup(self):
         if self.proc is not None:
@@ -134,6 +147,49 @@ class Broker:
         self.proc = None
         if self in _live:
             _live.remove(self)
+
+
+class Cluster:
+    """N sluiced processes on loopback forming one cluster: broker i has node id i, its own
+    data dir, Kafka port and inter-broker port; the first `voters` brokers are the controller
+    quorum (--controller.voters). Brokers start together (a quorum needs a majority)."""
+
+    def __init__(self, n, voters=None, args=(), racks=None):
+        self.kafka_ports = [free_port() for _ in range(n)]
+        self.rpc_ports = [free_port() for _ in range(n)]
+        voters = n if voters is None else voters
+        self.voters = ",".join("%d@127.0.0.1:%d" % (i, self.rpc_ports[i]) for i in range(voters))
+        self.brokers = []
+        for i in range(n):
+            extra = ["--node.id", str(i), "--rpc.listen", "127.0.0.1:%d" % self.rpc_ports[i],
+                     "--controller.voters", self.voters] + list(args)
+            if racks:
+                extra += ["--rack", racks[i % len(racks)]]
+            self.brokers.append(Broker(*extra, port=self.kafka_ports[i]))
+
+    @property
+    def bootstrap(self):
+        return ",".join(b.bootstrap for b in self.brokers if b.alive())
+
+    def start(self, timeout_s=60):
+        for b in self.brokers:
+            b.start(wait=False)
+        for b in self.brokers:
+            b.wait_serving(timeout_s)
+        return self
+
+    def stop(self):
+        for b in self.brokers:
+            if b.alive():
+                b.stop(signal.SIGTERM)
+
+    def cleanup(self, failed=False):
+        if failed:
+            for i, b in enumerate(self.brokers):
+                sys.stderr.write("---- broker %d log (%s) ----\n%s\n" %
+                                 (i, b.log_path, b.log()[-8000:]))
+        for b in self.brokers:
+            b.cleanup()
 
 
 @atexit.register

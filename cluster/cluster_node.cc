@@ -1,0 +1,876 @@
+#include "cluster/cluster_node.h"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <boost/asio/post.hpp>
+#include <future>
+#include <random>
+#include <set>
+
+#include "partitioner/placement.h"
+
+namespace sluice::cluster {
+
+namespace asio = boost::asio;
+using kafka::ErrorCode;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+constexpr uint32_t kControllerMethod = 1;
+constexpr uint32_t kRequestVersion = 1;
+
+uint64_t random_u64() {
+  std::random_device rd;
+  return (static_cast<uint64_t>(rd()) << 32) ^ rd() ^
+         static_cast<uint64_t>(Clock::now().time_since_epoch().count());
+}
+
+std::string random_bytes(size_t n) {
+  std::string out(n, '\0');
+  for (auto& c : out) c = static_cast<char>(random_u64() & 0xff);
+  return out;
+}
+
+std::string new_cluster_id() {
+  // Kafka's cluster ids are 22 characters of URL-safe base64 of a random UUID.
+  static constexpr char kAlphabet[] =
+      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+  std::string id;
+  for (int i = 0; i < 22; ++i) id.push_back(kAlphabet[random_u64() % 64]);
+  return id;
+}
+
+pb::ControllerResponse error_response(ErrorCode code, std::string message, int32_t hint = -1) {
+  pb::ControllerResponse r;
+  r.set_error_code(static_cast<int32_t>(code));
+  r.set_error_message(std::move(message));
+  r.set_leader_hint(hint);
+  return r;
+}
+
+pb::ControllerResponse from_apply(const ApplyResult& a, uint64_t index) {
+  pb::ControllerResponse r;
+  r.set_error_code(static_cast<int32_t>(a.code));
+  r.set_error_message(a.message);
+  r.set_leader_hint(-1);
+  r.set_applied_index(index);
+  return r;
+}
+
+}  // namespace
+
+Result<std::vector<Voter>> parse_voters(const std::string& text) {
+  std::vector<Voter> out;
+  std::set<int32_t> ids;
+  size_t start = 0;
+  while (start <= text.size()) {
+    const size_t comma = text.find(',', start);
+    const std::string item =
+        text.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
+    start = comma == std::string::npos ? text.size() + 1 : comma + 1;
+    if (item.empty()) continue;
+    const size_t at = item.find('@');
+    const size_t colon = item.rfind(':');
+    if (at == std::string::npos || colon == std::string::npos || colon < at) {
+      return error(2, "controller voter '" + item + "' is not ID@HOST:PORT");
+    }
+    Voter v;
+    try {
+      size_t used = 0;
+      v.id = std::stoi(item.substr(0, at), &used);
+      if (used != at || v.id < 0) throw std::invalid_argument("id");
+      const int port = std::stoi(item.substr(colon + 1), &used);
+      if (used != item.size() - colon - 1 || port <= 0 || port > 65535) {
+        throw std::invalid_argument("port");
+      }
+      v.port = static_cast<uint16_t>(port);
+    } catch (const std::exception&) {
+      return error(2, "controller voter '" + item + "' is not ID@HOST:PORT");
+    }
+    v.host = item.substr(at + 1, colon - at - 1);
+    if (v.host.empty()) return error(2, "controller voter '" + item + "' has no host");
+    if (!ids.insert(v.id).second) {
+      return error(2, "controller voter id " + std::to_string(v.id) + " is listed twice");
+    }
+    out.push_back(v);
+  }
+  std::sort(out.begin(), out.end(), [](const Voter& a, const Voter& b) { return a.id < b.id; });
+  return out;
+}
+
+struct ClusterNode::Outstanding {
+  pb::ControllerRequest req;
+  Clock::time_point deadline;
+  Done done;
+  int32_t target = -1;
+  bool wait_applied = true;
+};
+
+ClusterNode::ClusterNode(ClusterConfig config)
+    : config_(std::move(config)), work_(asio::make_work_guard(io_)) {
+  image_ = state_.shared();
+}
+
+ClusterNode::~ClusterNode() {
+  work_.reset();
+  io_.stop();
+  if (thread_.joinable()) thread_.join();
+}
+
+Status ClusterNode::start() {
+  incarnation_ = random_u64() | 1;
+  const bool single = config_.voters.empty();
+  if (single) {
+    config_.voters.push_back(
+        Voter{config_.node_id, config_.rpc_advertised_host, config_.rpc_advertised_port});
+  }
+  if (config_.rpc_advertised_host.empty()) {
+    config_.rpc_advertised_host = config_.rpc_listen_host;
+    config_.rpc_advertised_port = config_.rpc_listen_port;
+  }
+  voter_ = std::any_of(config_.voters.begin(), config_.voters.end(),
+                       [&](const Voter& v) { return v.id == config_.node_id; });
+
+  transport::TransportConfig tc;
+  tc.self_id = config_.node_id;
+  transport_ = std::make_unique<transport::Transport>(io_, tc);
+  // A one-node cluster with no inter-broker listener asked for needs no port.
+  if (!single || config_.rpc_listen_port != 0) {
+    if (auto s = transport_->listen(config_.rpc_listen_host, config_.rpc_listen_port); !s) {
+      return error(1, "cannot listen for brokers on " + config_.rpc_listen_host + ":" +
+                          std::to_string(config_.rpc_listen_port) + ": " + s.error().message);
+    }
+    rpc_port_ = transport_->port();
+    if (config_.rpc_advertised_port == 0) config_.rpc_advertised_port = transport_->port();
+  }
+  for (const Voter& v : config_.voters) {
+    if (v.id != config_.node_id) transport_->set_peer(v.id, v.host, v.port);
+  }
+  transport_->on_message([this](uint64_t group, raft::Message&& m) {
+    if (group == 0 && group_) group_->step(m);
+  });
+  transport_->on_call([this](int32_t from, uint32_t method, std::string request,
+                             transport::Transport::Reply reply) {
+    pb::ControllerRequest req;
+    if (method != kControllerMethod || !req.ParseFromString(request)) {
+      reply(error_response(ErrorCode::kInvalidRequest, "malformed controller request")
+                .SerializeAsString());
+      return;
+    }
+    serve(from, std::move(req),
+          [reply](pb::ControllerResponse resp) { reply(resp.SerializeAsString()); });
+  });
+  if (voter_) {
+    if (auto s = start_controller(); !s) return s;
+  }
+  ticker_ = std::make_unique<asio::steady_timer>(io_);
+  thread_ = std::thread([this] {
+    asio::post(io_, [this] {
+      if (voter_ && config_.voters.size() == 1) group_->campaign();
+      tick();
+    });
+    io_.run();
+  });
+  return {};
+}
+
+Status ClusterNode::start_controller() {
+  storage_ = std::make_unique<raft::FileRaftStorage>(config_.data_dir + "/controller");
+  raft::Config rc;
+  rc.id = raft::NodeId(config_.node_id);
+  rc.seed = random_u64();
+  rc.election_ticks = config_.election_ticks;
+  rc.heartbeat_ticks = 1;
+  raft::ConfState initial;
+  for (const Voter& v : config_.voters) initial.voters.push_back(raft::NodeId(v.id));
+  raft::GroupCallbacks cb;
+  cb.send = [this](const raft::Message& m) { transport_->send(0, m); };
+  cb.apply = [this](const raft::Entry& e) { apply_entry(e); };
+  cb.restore = [this](const raft::Snapshot& snap) -> Status {
+    if (!state_.restore(snap.data.text())) return error(1, "malformed metadata snapshot");
+    spdlog::info("controller: metadata image restored from the snapshot at index {}",
+                 *snap.index);
+    publish(state_.shared());
+    return {};
+  };
+  cb.on_change = [this] { on_raft_change(); };
+  group_ = std::make_unique<raft::RaftGroup>(0, rc, *storage_, std::move(cb));
+  if (auto s = group_->start(initial); !s) {
+    return error(1, "controller state in " + config_.data_dir + "/controller: " +
+                        s.error().message);
+  }
+  if (storage_->truncated_bytes() > 0) {
+    spdlog::warn("controller log: cut a torn tail of {} bytes", storage_->truncated_bytes());
+  }
+  return {};
+}
+
+Status ClusterNode::wait_ready(std::chrono::milliseconds timeout) {
+  const auto deadline = Clock::now() + timeout;
+  auto last_note = Clock::now();
+  while (!ready_.load()) {
+    if (Clock::now() > deadline) {
+      return error(1, "not registered with the controller quorum after " +
+                          std::to_string(timeout.count() / 1000) +
+                          " s: check that a majority of --controller.voters is running and "
+                          "reachable on its inter-broker port");
+    }
+    if (Clock::now() - last_note > std::chrono::seconds(5)) {
+      last_note = Clock::now();
+      spdlog::info("waiting for the controller quorum (leader {}, term {})", leader_.load(),
+                   term_.load());
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  return {};
+}
+
+void ClusterNode::stop() {
+  if (!thread_.joinable()) return;
+  // Controlled shutdown: fenced now rather than after the session timeout, and controller
+  // leadership handed to another voter.
+  if (ready_.load()) {
+    auto fenced = std::make_shared<std::promise<void>>();
+    auto answered = fenced->get_future();
+    pb::ControllerRequest req;
+    req.set_shutdown_broker(config_.node_id);
+    request(req, std::chrono::milliseconds(2000),
+            [fenced](const pb::ControllerResponse&) { fenced->set_value(); });
+    answered.wait_for(std::chrono::seconds(3));
+  }
+  std::promise<void> handed;
+  asio::post(io_, [this, &handed] {
+    stopping_ = true;
+    if (group_ && group_->is_leader() && config_.voters.size() > 1) {
+      for (const Voter& v : config_.voters) {
+        if (v.id == config_.node_id) continue;
+        if (group_->transfer_leadership(raft::NodeId(v.id))) {
+          group_->process();
+          break;
+        }
+      }
+    }
+    handed.set_value();
+  });
+  handed.get_future().wait();
+  if (group_ && config_.voters.size() > 1) {
+    // Give the transfer a moment to complete (TimeoutNow sent, new leader elected).
+    for (int i = 0; i < 40 && leader_.load() == config_.node_id; ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(25));
+    }
+  }
+  std::promise<void> closed;
+  asio::post(io_, [this, &closed] {
+    ticker_->cancel();
+    transport_->close();
+    closed.set_value();
+  });
+  closed.get_future().wait();
+  work_.reset();
+  io_.stop();
+  thread_.join();
+}
+
+std::shared_ptr<const pb::Image> ClusterNode::image() const {
+  std::lock_guard lock(image_mutex_);
+  return image_;
+}
+
+void ClusterNode::on_image(std::function<void(std::shared_ptr<const pb::Image>)> callback) {
+  std::promise<void> added;
+  auto add = [this, &added, &callback] {
+    listeners_.push_back(std::move(callback));
+    listeners_.back()(image());
+    added.set_value();
+  };
+  if (thread_.joinable()) {
+    asio::post(io_, add);
+    added.get_future().wait();
+  } else {
+    add();
+  }
+}
+
+void ClusterNode::publish(std::shared_ptr<const pb::Image> image) {
+  {
+    std::lock_guard lock(image_mutex_);
+    if (image_ && image->applied_index() < image_->applied_index() &&
+        image->cluster_id() == image_->cluster_id()) {
+      return;  // an older image (a late heartbeat answer)
+    }
+    image_ = image;
+  }
+  for (auto& l : listeners_) l(image);
+  const uint64_t applied = image->applied_index();
+  while (!waiting_.empty() && waiting_.begin()->first <= applied) {
+    auto fn = std::move(waiting_.begin()->second.fn);
+    waiting_.erase(waiting_.begin());
+    fn(true);
+  }
+  auto self = image->brokers().find(config_.node_id);
+  if (!ready_.load() && self != image->brokers().end() &&
+      self->second.incarnation() == incarnation_ && !image->cluster_id().empty()) {
+    ready_ = true;
+  }
+}
+
+void ClusterNode::after_applied(uint64_t index, Clock::time_point deadline,
+                                std::function<void(bool)> fn) {
+  if (image()->applied_index() >= index) {
+    fn(true);
+    return;
+  }
+  waiting_.emplace(index, Waiter{deadline, std::move(fn)});
+  // An observer learns images from heartbeat answers: ask now rather than at the next beat.
+  if (!voter_ && !heartbeat_in_flight_) heartbeat();
+}
+
+QuorumStatus ClusterNode::quorum_status() const {
+  std::lock_guard lock(status_mutex_);
+  return status_;
+}
+
+void ClusterNode::refresh_status() {
+  QuorumStatus st;
+  st.leader = leader_.load();
+  st.term = term_.load();
+  auto img = image();
+  for (const Voter& v : config_.voters) {
+    QuorumStatus::Replica r{v.id, -1};
+    if (group_) {
+      if (group_->is_leader()) {
+        if (const auto* pr = group_->node().progress(raft::NodeId(v.id))) {
+          r.log_end = static_cast<int64_t>(pr->match);
+        }
+      } else if (v.id == config_.node_id) {
+        r.log_end = static_cast<int64_t>(*group_->status().last_index);
+      }
+    }
+    st.voters.push_back(r);
+  }
+  st.commit = group_ ? *group_->status().commit : img->applied_index();
+  for (const auto& [id, b] : img->brokers()) {
+    const bool is_voter = std::any_of(config_.voters.begin(), config_.voters.end(),
+                                      [id = id](const Voter& v) { return v.id == id; });
+    if (!is_voter) st.observers.push_back({id, -1});
+  }
+  std::lock_guard lock(status_mutex_);
+  status_ = std::move(st);
+}
+
+void ClusterNode::tick() {
+  if (stopping_) return;
+  const auto now = Clock::now();
+  refresh_status();
+  if (group_) {
+    group_->tick();
+    if (group_->is_leader()) check_sessions();
+    (void)group_->maybe_compact(config_.snapshot_every, [this] {
+      return raft::Payload::copy_of(state_.serialize());
+    });
+  }
+  for (auto it = waiting_.begin(); it != waiting_.end();) {
+    if (it->second.deadline > now) {
+      ++it;
+      continue;
+    }
+    auto fn = std::move(it->second.fn);
+    it = waiting_.erase(it);
+    fn(false);
+  }
+  if (!registered_) {
+    if (now >= next_register_) register_self();
+  } else if (now >= next_heartbeat_ && !heartbeat_in_flight_) {
+    heartbeat();
+  }
+  ticker_->expires_after(std::chrono::milliseconds(config_.tick_ms));
+  ticker_->async_wait([this](boost::system::error_code ec) {
+    if (!ec) tick();
+  });
+}
+
+void ClusterNode::register_self() {
+  next_register_ = Clock::now() + std::chrono::seconds(5);
+  pb::ControllerRequest req;
+  pb::Broker* b = req.mutable_register_broker();
+  b->set_id(config_.node_id);
+  b->set_rack(config_.rack);
+  b->mutable_kafka()->set_host(config_.kafka_host);
+  b->mutable_kafka()->set_port(config_.kafka_port);
+  b->mutable_rpc()->set_host(config_.rpc_advertised_host);
+  b->mutable_rpc()->set_port(config_.rpc_advertised_port);
+  b->set_incarnation(incarnation_);
+  request(req, std::chrono::milliseconds(5000), [this](const pb::ControllerResponse& resp) {
+    if (resp.error_code() != 0) {
+      next_register_ = Clock::now() + std::chrono::milliseconds(200);
+      return;
+    }
+    registered_ = true;
+    next_heartbeat_ = Clock::now() + std::chrono::milliseconds(config_.heartbeat_interval_ms);
+    spdlog::info("registered with the controller (leader {}) as broker {}", leader_.load(),
+                 config_.node_id);
+  });
+}
+
+void ClusterNode::heartbeat() {
+  heartbeat_in_flight_ = true;
+  next_heartbeat_ = Clock::now() + std::chrono::milliseconds(config_.heartbeat_interval_ms);
+  auto op = std::make_shared<Outstanding>();
+  pb::Heartbeat* h = op->req.mutable_heartbeat();
+  h->set_id(config_.node_id);
+  h->set_incarnation(incarnation_);
+  h->set_applied_index(voter_ ? UINT64_MAX : image()->applied_index());
+  op->req.set_version(kRequestVersion);
+  op->deadline = Clock::now() + std::chrono::milliseconds(config_.heartbeat_interval_ms * 2);
+  op->wait_applied = false;
+  op->done = [this](pb::ControllerResponse resp) {
+    heartbeat_in_flight_ = false;
+    if (resp.unknown_broker()) {
+      spdlog::info("the controller does not know this broker's current start: registering again");
+      registered_ = false;
+      next_register_ = Clock::now();
+      return;
+    }
+    if (!voter_ && !resp.image().empty()) {
+      auto img = std::make_shared<pb::Image>();
+      if (img->ParseFromString(resp.image())) publish(std::move(img));
+    }
+    if (!waiting_.empty() && !voter_) next_heartbeat_ = Clock::now();
+  };
+  send_request(std::move(op));
+}
+
+void ClusterNode::request(pb::ControllerRequest req, std::chrono::milliseconds timeout,
+                          Done done) {
+  auto op = std::make_shared<Outstanding>();
+  req.set_version(kRequestVersion);
+  op->req = std::move(req);
+  op->deadline = Clock::now() + timeout;
+  op->done = std::move(done);
+  asio::post(io_, [this, op] { send_request(op); });
+}
+
+void ClusterNode::send_request(std::shared_ptr<Outstanding> op) {
+  const auto now = Clock::now();
+  if (now >= op->deadline || stopping_) {
+    op->done(error_response(ErrorCode::kRequestTimedOut,
+                            "no controller leader answered in time (leader " +
+                                std::to_string(leader_.load()) + ")"));
+    return;
+  }
+  int32_t target = op->target >= 0 ? op->target : leader_.load();
+  if (target < 0) target = config_.voters[voter_cursor_++ % config_.voters.size()].id;
+  op->target = -1;
+  auto handle = [this, op, target](pb::ControllerResponse resp) {
+    const auto code = static_cast<ErrorCode>(resp.error_code());
+    const bool retry = code == ErrorCode::kNotController;
+    if (retry) {
+      if (resp.leader_hint() >= 0 && resp.leader_hint() != target) {
+        op->target = resp.leader_hint();
+        if (!voter_) leader_ = resp.leader_hint();
+      } else if (!voter_) {
+        leader_ = -1;
+      }
+      auto timer = std::make_shared<asio::steady_timer>(io_, std::chrono::milliseconds(
+                                                                 op->target >= 0 ? 5 : 100));
+      timer->async_wait([this, op, timer](boost::system::error_code) { send_request(op); });
+      return;
+    }
+    if (!voter_ && code != ErrorCode::kRequestTimedOut) leader_ = target;
+    if (op->wait_applied && code == ErrorCode::kNone && resp.applied_index() > 0) {
+      const uint64_t index = resp.applied_index();
+      after_applied(index, op->deadline + std::chrono::seconds(5), [op, resp](bool ok) {
+        if (ok) {
+          op->done(resp);
+        } else {
+          op->done(error_response(ErrorCode::kRequestTimedOut,
+                                  "the change is committed but this broker has not seen it yet"));
+        }
+      });
+      return;
+    }
+    op->done(std::move(resp));
+  };
+  if (target == config_.node_id && voter_) {
+    serve(config_.node_id, op->req, handle);
+    return;
+  }
+  const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(op->deadline - now);
+  transport_->call(target, kControllerMethod, op->req.SerializeAsString(),
+                   std::min(left, std::chrono::milliseconds(2000)),
+                   [this, op, handle, target](Result<std::string> bytes) {
+                     pb::ControllerResponse resp;
+                     if (!bytes || !resp.ParseFromString(*bytes)) {
+                       // Lost connection or timeout: try the next voter after a pause.
+                       if (leader_.load() == target && !voter_) leader_ = -1;
+                       voter_cursor_++;
+                       auto timer = std::make_shared<asio::steady_timer>(
+                           io_, std::chrono::milliseconds(100));
+                       timer->async_wait(
+                           [this, op, timer](boost::system::error_code) { send_request(op); });
+                       return;
+                     }
+                     handle(std::move(resp));
+                   });
+}
+
+// ---- Controller (voters) ----
+
+void ClusterNode::apply_entry(const raft::Entry& e) {
+  pb::Record rec;
+  ApplyResult result;
+  if (!rec.ParseFromArray(e.data.bytes().data(), static_cast<int>(e.data.size()))) {
+    spdlog::error("controller log entry {} is not a metadata record; skipped", *e.index);
+    result = ApplyResult{ErrorCode::kInvalidRequest, "malformed record", 0};
+  } else {
+    result = state_.apply(*e.index, rec);
+  }
+  publish(state_.shared());
+  while (!pending_.empty() && pending_.begin()->first <= *e.index) {
+    auto it = pending_.begin();
+    Pending p = std::move(it->second);
+    const uint64_t index = it->first;
+    pending_.erase(it);
+    if (index == *e.index && p.term == *e.term) {
+      p.done(result, index);
+    } else {
+      p.done(ApplyResult{ErrorCode::kNotController, "controller leadership changed", 0}, 0);
+    }
+  }
+}
+
+void ClusterNode::on_raft_change() {
+  const int32_t leader = *group_->leader();
+  const uint64_t term = *group_->term();
+  const bool changed = leader != leader_.load();
+  leader_ = leader;
+  term_ = term;
+  if (changed) {
+    spdlog::info("controller: leader is now {} (term {}){}", leader, term,
+                 leader == config_.node_id ? ", this broker" : "");
+  }
+  if (!group_->is_leader()) {
+    auto pending = std::move(pending_);
+    pending_.clear();
+    for (auto& [index, p] : pending) {
+      p.done(ApplyResult{ErrorCode::kNotController, "controller leadership changed", 0}, 0);
+    }
+    last_seen_.clear();
+    return;
+  }
+  if (changed) {
+    // A new leader gives every broker a full session before fencing it.
+    const auto now = Clock::now();
+    for (const auto& [id, b] : state_.image().brokers()) last_seen_[id] = now;
+    if (state_.image().cluster_id().empty()) {
+      pb::Record rec;
+      rec.mutable_set_cluster_id()->set_cluster_id(
+          config_.cluster_id.empty() ? new_cluster_id() : config_.cluster_id);
+      propose(rec, [](const ApplyResult&, uint64_t) {});
+    }
+  }
+}
+
+void ClusterNode::propose(const pb::Record& record,
+                          std::function<void(const ApplyResult&, uint64_t)> done) {
+  auto idx = group_->propose(raft::Payload::copy_of(record.SerializeAsString()));
+  if (!idx) {
+    done(ApplyResult{ErrorCode::kNotController,
+                     std::string("controller cannot take the change: ") +
+                         std::string(raft::to_string(idx.error())),
+                     0},
+         0);
+    return;
+  }
+  pending_[**idx] = Pending{*group_->term(), std::move(done)};
+  group_->process();
+}
+
+void ClusterNode::check_sessions() {
+  const auto now = Clock::now();
+  static thread_local std::set<std::pair<int32_t, uint64_t>> fencing;
+  for (const auto& [id, b] : state_.image().brokers()) {
+    if (b.fenced()) continue;
+    auto seen = last_seen_.find(id);
+    if (seen == last_seen_.end()) {
+      last_seen_[id] = now;
+      continue;
+    }
+    const auto silent =
+        std::chrono::duration_cast<std::chrono::milliseconds>(now - seen->second).count();
+    if (silent <= config_.session_timeout_ms) continue;
+    const auto key = std::make_pair(id, b.incarnation());
+    if (!fencing.insert(key).second) continue;
+    spdlog::warn("controller: broker {} silent for {} ms: fencing it", id, silent);
+    pb::Record rec;
+    rec.mutable_fence_broker()->set_id(id);
+    rec.mutable_fence_broker()->set_incarnation(b.incarnation());
+    rec.mutable_fence_broker()->set_fenced(true);
+    propose(rec, [key](const ApplyResult&, uint64_t) { fencing.erase(key); });
+  }
+}
+
+void ClusterNode::serve(int32_t from, pb::ControllerRequest req,
+                        std::function<void(pb::ControllerResponse)> reply) {
+  if (!voter_ || !group_ || !group_->is_leader() || stopping_) {
+    const int32_t hint = leader_.load() == config_.node_id ? -1 : leader_.load();
+    reply(error_response(ErrorCode::kNotController, "not the controller leader", hint));
+    return;
+  }
+  (void)from;
+  lead(std::move(req), std::move(reply));
+}
+
+void ClusterNode::lead(pb::ControllerRequest req,
+                       std::function<void(pb::ControllerResponse)> reply) {
+  const pb::Image& img = state_.image();
+  auto on_applied = [reply](const ApplyResult& a, uint64_t index) {
+    reply(from_apply(a, index));
+  };
+  pb::Record rec;
+  switch (req.kind_case()) {
+    case pb::ControllerRequest::kRegisterBroker:
+      last_seen_[req.register_broker().id()] = Clock::now();
+      *rec.mutable_register_broker()->mutable_broker() = req.register_broker();
+      propose(rec, on_applied);
+      return;
+    case pb::ControllerRequest::kHeartbeat: {
+      const pb::Heartbeat& h = req.heartbeat();
+      pb::ControllerResponse resp;
+      auto it = img.brokers().find(h.id());
+      if (it == img.brokers().end() || it->second.incarnation() != h.incarnation()) {
+        resp.set_unknown_broker(true);
+        reply(resp);
+        return;
+      }
+      last_seen_[h.id()] = Clock::now();
+      resp.set_fenced(it->second.fenced());
+      if (it->second.fenced()) {
+        spdlog::info("controller: broker {} is back: unfencing it", h.id());
+        rec.mutable_fence_broker()->set_id(h.id());
+        rec.mutable_fence_broker()->set_incarnation(h.incarnation());
+        rec.mutable_fence_broker()->set_fenced(false);
+        propose(rec, [](const ApplyResult&, uint64_t) {});
+      }
+      if (h.applied_index() < img.applied_index()) resp.set_image(img.SerializeAsString());
+      reply(resp);
+      return;
+    }
+    case pb::ControllerRequest::kCreateTopic: {
+      auto topic = plan_topic(req.create_topic());
+      if (!topic) {
+        reply(from_apply(topic.error(), 0));
+        return;
+      }
+      if (req.validate_only()) {
+        pb::ControllerResponse resp;
+        *resp.mutable_topic() = *topic;
+        reply(resp);
+        return;
+      }
+      const std::string name = topic->name();
+      *rec.mutable_create_topic()->mutable_topic() = std::move(*topic);
+      propose(rec, [this, reply, name](const ApplyResult& a, uint64_t index) {
+        pb::ControllerResponse resp = from_apply(a, index);
+        auto it = state_.image().topics().find(name);
+        if (a.ok() && it != state_.image().topics().end()) *resp.mutable_topic() = it->second;
+        reply(resp);
+      });
+      return;
+    }
+    case pb::ControllerRequest::kDeleteTopic:
+      if (!img.topics().count(req.delete_topic())) {
+        reply(error_response(ErrorCode::kUnknownTopicOrPartition,
+                             "topic '" + req.delete_topic() + "' does not exist"));
+        return;
+      }
+      rec.mutable_delete_topic()->set_name(req.delete_topic());
+      propose(rec, on_applied);
+      return;
+    case pb::ControllerRequest::kCreatePartitions: {
+      const auto& t = req.create_partitions();
+      auto it = img.topics().find(t.name());
+      if (it == img.topics().end()) {
+        reply(error_response(ErrorCode::kUnknownTopicOrPartition,
+                             "topic '" + t.name() + "' does not exist"));
+        return;
+      }
+      auto parts = plan_partitions(it->second, t.partitions());
+      if (!parts) {
+        reply(from_apply(parts.error(), 0));
+        return;
+      }
+      if (req.validate_only()) {
+        reply(pb::ControllerResponse{});
+        return;
+      }
+      rec.mutable_create_partitions()->set_name(t.name());
+      for (auto& p : *parts) *rec.mutable_create_partitions()->add_partitions() = std::move(p);
+      propose(rec, on_applied);
+      return;
+    }
+    case pb::ControllerRequest::kSetConfigs: {
+      const auto& t = req.set_configs();
+      if (!img.topics().count(t.name())) {
+        reply(error_response(ErrorCode::kUnknownTopicOrPartition,
+                             "topic '" + t.name() + "' does not exist"));
+        return;
+      }
+      rec.mutable_set_topic_configs()->set_name(t.name());
+      *rec.mutable_set_topic_configs()->mutable_configs() = t.configs();
+      propose(rec, on_applied);
+      return;
+    }
+    case pb::ControllerRequest::kAllocateProducerIds:
+      rec.mutable_allocate_producer_ids()->set_count(req.allocate_producer_ids());
+      propose(rec, [reply](const ApplyResult& a, uint64_t index) {
+        pb::ControllerResponse resp = from_apply(a, index);
+        resp.set_first_producer_id(a.value);
+        reply(resp);
+      });
+      return;
+    case pb::ControllerRequest::kShutdownBroker: {
+      auto it = img.brokers().find(req.shutdown_broker());
+      if (it == img.brokers().end() || it->second.fenced()) {
+        reply(pb::ControllerResponse{});
+        return;
+      }
+      spdlog::info("controller: broker {} shuts down: fencing it", req.shutdown_broker());
+      rec.mutable_fence_broker()->set_id(req.shutdown_broker());
+      rec.mutable_fence_broker()->set_incarnation(it->second.incarnation());
+      rec.mutable_fence_broker()->set_fenced(true);
+      propose(rec, on_applied);
+      return;
+    }
+    case pb::ControllerRequest::KIND_NOT_SET:
+      break;
+  }
+  reply(error_response(ErrorCode::kInvalidRequest, "unknown controller request"));
+}
+
+namespace {
+
+std::vector<partitioner::Broker> placement_brokers(const pb::Image& img) {
+  std::vector<partitioner::Broker> out;
+  for (const pb::Broker* b : live_brokers(img)) {
+    out.push_back(partitioner::Broker{BrokerId(b->id()), b->rack(), 1});
+  }
+  return out;
+}
+
+// Every existing partition as placement input and current assignment, so new replicas go
+// where load is lightest.
+void existing_placement(const pb::Image& img, std::vector<partitioner::PartitionSpec>& specs,
+                        partitioner::Assignment& current) {
+  for (const auto& [name, t] : img.topics()) {
+    for (int i = 0; i < t.partitions_size(); ++i) {
+      partitioner::TopicPartition tp{name, PartitionId(i)};
+      const auto& p = t.partitions(i);
+      specs.push_back({tp, std::max(1, p.replicas_size())});
+      partitioner::PartitionAssignment a{tp, {}};
+      for (int32_t r : p.replicas()) a.replicas.push_back(BrokerId(r));
+      current.push_back(std::move(a));
+    }
+  }
+  std::sort(current.begin(), current.end(),
+            [](const auto& a, const auto& b) { return a.tp < b.tp; });
+}
+
+}  // namespace
+
+Result<std::vector<pb::Partition>, ApplyResult> ClusterNode::plan_partitions(
+    const pb::Topic& topic, int32_t total) const {
+  const pb::Image& img = state_.image();
+  const int32_t have = topic.partitions_size();
+  if (total <= have) {
+    return unexpected(ApplyResult{ErrorCode::kInvalidPartitions,
+                                  "topic '" + topic.name() + "' has " + std::to_string(have) +
+                                      " partitions; the new count must be larger",
+                                  0});
+  }
+  const int32_t rf = std::max(1, topic.replication_factor());
+  auto brokers = placement_brokers(img);
+  if (static_cast<int32_t>(brokers.size()) < rf) {
+    return unexpected(ApplyResult{ErrorCode::kInvalidReplicationFactor,
+                                  "replication factor " + std::to_string(rf) + " needs " +
+                                      std::to_string(rf) + " live brokers; " +
+                                      std::to_string(brokers.size()) + " are live",
+                                  0});
+  }
+  std::vector<partitioner::PartitionSpec> specs;
+  partitioner::Assignment current;
+  existing_placement(img, specs, current);
+  for (int32_t i = have; i < total; ++i) {
+    specs.push_back({partitioner::TopicPartition{topic.name(), PartitionId(i)}, rf});
+  }
+  partitioner::Options opts;
+  opts.epsilon = config_.placement_epsilon;
+  auto placed = partitioner::assign(brokers, specs, opts, &current);
+  if (!placed) {
+    return unexpected(
+        ApplyResult{ErrorCode::kInvalidReplicationFactor, placed.error().message, 0});
+  }
+  std::vector<pb::Partition> out(static_cast<size_t>(total - have));
+  for (const auto& a : *placed) {
+    if (a.tp.topic != topic.name() || *a.tp.partition < have) continue;
+    pb::Partition& p = out[static_cast<size_t>(*a.tp.partition - have)];
+    for (BrokerId b : a.replicas) p.add_replicas(*b);
+    p.set_leader(-1);
+  }
+  return out;
+}
+
+Result<pb::Topic, ApplyResult> ClusterNode::plan_topic(const pb::TopicRequest& t) const {
+  const pb::Image& img = state_.image();
+  if (img.topics().count(t.name())) {
+    return unexpected(
+        ApplyResult{ErrorCode::kTopicAlreadyExists, "topic '" + t.name() + "' already exists", 0});
+  }
+  pb::Topic topic;
+  topic.set_name(t.name());
+  topic.set_topic_id(random_bytes(16));
+  topic.set_internal(t.internal());
+  *topic.mutable_configs() = t.configs();
+  if (!t.assignments().empty()) {
+    const size_t rf = static_cast<size_t>(t.assignments(0).replicas_size());
+    for (const auto& a : t.assignments()) {
+      std::set<int32_t> seen;
+      for (int32_t b : a.replicas()) {
+        if (!img.brokers().count(b)) {
+          return unexpected(ApplyResult{ErrorCode::kInvalidReplicaAssignment,
+                                        "assignment names broker " + std::to_string(b) +
+                                            ", which is not registered",
+                                        0});
+        }
+        if (!seen.insert(b).second) {
+          return unexpected(ApplyResult{ErrorCode::kInvalidReplicaAssignment,
+                                        "assignment names broker " + std::to_string(b) +
+                                            " twice for one partition",
+                                        0});
+        }
+      }
+      if (seen.empty() || seen.size() != rf) {
+        return unexpected(ApplyResult{ErrorCode::kInvalidReplicaAssignment,
+                                      "every partition needs the same number of replicas", 0});
+      }
+      *topic.add_partitions() = a;
+    }
+    topic.set_replication_factor(static_cast<int32_t>(rf));
+    return topic;
+  }
+  int32_t rf = t.replication_factor();
+  if (rf <= 0) rf = config_.default_replication_factor;
+  topic.set_replication_factor(rf);
+  if (t.partitions() <= 0) {
+    return unexpected(
+        ApplyResult{ErrorCode::kInvalidPartitions, "number of partitions must be at least 1", 0});
+  }
+  auto parts = plan_partitions(topic, t.partitions());
+  if (!parts) return unexpected(parts.error());
+  for (auto& p : *parts) *topic.add_partitions() = std::move(p);
+  return topic;
+}
+
+}  // namespace sluice::cluster

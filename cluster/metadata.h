@@ -1,0 +1,49 @@
+// The controller's state machine: the cluster metadata image and the records that change it
+// (cluster.proto). apply() is deterministic: every broker applies the same committed records in
+// the same order and gets the same image. It also judges each record against the image (a topic
+// created twice, a config for a deleted topic): the verdict is part of the deterministic result,
+// so the broker that proposed a record learns from its own apply whether it took effect.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "cluster/cluster.pb.h"
+#include "protocol/error_codes.h"
+
+namespace sluice::cluster {
+
+struct ApplyResult {
+  kafka::ErrorCode code = kafka::ErrorCode::kNone;
+  std::string message;
+  int64_t value = 0;  // AllocateProducerIds: the first id handed out
+  bool ok() const { return code == kafka::ErrorCode::kNone; }
+};
+
+class MetadataState {
+ public:
+  MetadataState();
+  const pb::Image& image() const { return *image_; }
+  // The current image, shared and immutable: a new one is made by each change.
+  std::shared_ptr<const pb::Image> shared() const { return image_; }
+
+  ApplyResult apply(uint64_t index, const pb::Record& record);
+  // Replaces the image (snapshot install, restart).
+  bool restore(std::string_view bytes);
+  std::string serialize() const;
+
+ private:
+  std::shared_ptr<pb::Image> mutable_copy() const;
+  ApplyResult apply_to(pb::Image& img, const pb::Record& record);
+
+  std::shared_ptr<const pb::Image> image_;
+};
+
+// Which brokers can take replicas and lead: registered and not fenced, sorted by id.
+std::vector<const pb::Broker*> live_brokers(const pb::Image& image);
+// A partition's leader as clients should see it: -1 while it has none.
+int32_t leader_of(const pb::Image& image, const pb::Partition& partition);
+
+}  // namespace sluice::cluster

@@ -1,0 +1,143 @@
+#include "cluster/metadata.h"
+#include "cluster/cluster_node.h"
+
+#include <gtest/gtest.h>
+
+namespace sluice::cluster {
+namespace {
+
+using kafka::ErrorCode;
+
+pb::Record register_broker(int32_t id, uint64_t incarnation = 1) {
+  pb::Record r;
+  pb::Broker* b = r.mutable_register_broker()->mutable_broker();
+  b->set_id(id);
+  b->set_incarnation(incarnation);
+  b->mutable_kafka()->set_host("127.0.0.1");
+  b->mutable_kafka()->set_port(static_cast<uint32_t>(9092 + id));
+  return r;
+}
+
+pb::Record create_topic(const std::string& name, std::vector<std::vector<int32_t>> parts) {
+  pb::Record r;
+  pb::Topic* t = r.mutable_create_topic()->mutable_topic();
+  t->set_name(name);
+  for (const auto& replicas : parts) {
+    pb::Partition* p = t->add_partitions();
+    for (int32_t b : replicas) p->add_replicas(b);
+  }
+  return r;
+}
+
+pb::Record fence(int32_t id, bool fenced, uint64_t incarnation = 0) {
+  pb::Record r;
+  r.mutable_fence_broker()->set_id(id);
+  r.mutable_fence_broker()->set_fenced(fenced);
+  r.mutable_fence_broker()->set_incarnation(incarnation);
+  return r;
+}
+
+TEST(MetadataState, RegisterCreateAndLead) {
+  MetadataState s;
+  EXPECT_TRUE(s.apply(1, register_broker(0)).ok());
+  EXPECT_TRUE(s.apply(2, register_broker(1)).ok());
+  EXPECT_TRUE(s.apply(3, create_topic("t", {{0, 1}, {1, 0}})).ok());
+  const auto& t = s.image().topics().at("t");
+  ASSERT_EQ(t.partitions_size(), 2);
+  EXPECT_EQ(t.partitions(0).leader(), 0);
+  EXPECT_EQ(t.partitions(1).leader(), 1);
+  EXPECT_EQ(s.image().applied_index(), 3u);
+  EXPECT_EQ(live_brokers(s.image()).size(), 2u);
+}
+
+TEST(MetadataState, DuplicateTopicIsRefusedDeterministically) {
+  MetadataState s;
+  ASSERT_TRUE(s.apply(1, register_broker(0)).ok());
+  ASSERT_TRUE(s.apply(2, create_topic("t", {{0}})).ok());
+  auto r = s.apply(3, create_topic("t", {{0}, {0}}));
+  EXPECT_EQ(r.code, ErrorCode::kTopicAlreadyExists);
+  EXPECT_EQ(s.image().topics().at("t").partitions_size(), 1);
+}
+
+TEST(MetadataState, FencingTakesLeadershipAwayAndUnfencingGivesItBack) {
+  MetadataState s;
+  ASSERT_TRUE(s.apply(1, register_broker(0, 7)).ok());
+  ASSERT_TRUE(s.apply(2, create_topic("t", {{0}})).ok());
+  ASSERT_TRUE(s.apply(3, fence(0, true, 7)).ok());
+  const auto& p = s.image().topics().at("t").partitions(0);
+  EXPECT_EQ(p.leader(), -1);
+  EXPECT_EQ(leader_of(s.image(), p), -1);
+  EXPECT_TRUE(live_brokers(s.image()).empty());
+  // A fence record from an older start of the broker does not apply.
+  EXPECT_FALSE(s.apply(4, fence(0, false, 6)).ok());
+  ASSERT_TRUE(s.apply(5, fence(0, false, 7)).ok());
+  const auto& q = s.image().topics().at("t").partitions(0);
+  EXPECT_EQ(q.leader(), 0);
+  EXPECT_EQ(q.leader_epoch(), 2);  // one bump per change of leader
+}
+
+TEST(MetadataState, ImagesAreImmutableSnapshots) {
+  MetadataState s;
+  ASSERT_TRUE(s.apply(1, register_broker(0)).ok());
+  auto before = s.shared();
+  ASSERT_TRUE(s.apply(2, create_topic("t", {{0}})).ok());
+  EXPECT_EQ(before->topics_size(), 0);
+  EXPECT_EQ(s.image().topics_size(), 1);
+}
+
+TEST(MetadataState, SerializeRestoreRoundTrip) {
+  MetadataState s;
+  ASSERT_TRUE(s.apply(1, register_broker(0)).ok());
+  ASSERT_TRUE(s.apply(2, create_topic("t", {{0}})).ok());
+  pb::Record ids;
+  ids.mutable_allocate_producer_ids()->set_count(1000);
+  auto r = s.apply(3, ids);
+  EXPECT_EQ(r.value, 1000);
+  MetadataState t;
+  ASSERT_TRUE(t.restore(s.serialize()));
+  EXPECT_EQ(t.image().SerializeAsString(), s.image().SerializeAsString());
+  EXPECT_EQ(t.apply(4, ids).value, 2000);
+  EXPECT_FALSE(t.restore("\xff\xff\xff garbage"));
+}
+
+TEST(MetadataState, ClusterIdIsSetOnce) {
+  MetadataState s;
+  pb::Record a, b;
+  a.mutable_set_cluster_id()->set_cluster_id("first");
+  b.mutable_set_cluster_id()->set_cluster_id("second");
+  ASSERT_TRUE(s.apply(1, a).ok());
+  ASSERT_TRUE(s.apply(2, b).ok());
+  EXPECT_EQ(s.image().cluster_id(), "first");
+}
+
+TEST(MetadataState, PartitionsAndConfigsOfAMissingTopicAreRefused) {
+  MetadataState s;
+  pb::Record c;
+  c.mutable_create_partitions()->set_name("nope");
+  EXPECT_EQ(s.apply(1, c).code, ErrorCode::kUnknownTopicOrPartition);
+  pb::Record d;
+  d.mutable_set_topic_configs()->set_name("nope");
+  EXPECT_EQ(s.apply(2, d).code, ErrorCode::kUnknownTopicOrPartition);
+  pb::Record e;
+  e.mutable_delete_topic()->set_name("nope");
+  EXPECT_EQ(s.apply(3, e).code, ErrorCode::kUnknownTopicOrPartition);
+  EXPECT_EQ(s.apply(4, pb::Record{}).code, ErrorCode::kInvalidRequest);
+}
+
+
+TEST(ParseVoters, AcceptsKraftSyntaxAndRefusesTheRest) {
+  auto v = parse_voters("2@host-b:9193,0@127.0.0.1:9093");
+  ASSERT_TRUE(v);
+  ASSERT_EQ(v->size(), 2u);
+  EXPECT_EQ((*v)[0].id, 0);
+  EXPECT_EQ((*v)[0].host, "127.0.0.1");
+  EXPECT_EQ((*v)[1].port, 9193);
+  for (const char* bad : {"x", "1@h", "1@:9093", "a@h:1", "1@h:0", "1@h:70000", "1@h:1,1@g:2",
+                          "-1@h:1"}) {
+    EXPECT_FALSE(parse_voters(bad)) << bad;
+  }
+  EXPECT_TRUE(parse_voters("")->empty());
+}
+
+}  // namespace
+}  // namespace sluice::cluster

@@ -1,0 +1,88 @@
+"""Helpers shared by the cluster tests: what each broker reports, measured with real clients."""
+
+import os
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import harness  # noqa: E402
+
+from confluent_kafka.admin import AdminClient, NewTopic  # noqa: E402
+
+
+def admin(bootstrap):
+    return AdminClient({"bootstrap.servers": bootstrap, "socket.timeout.ms": 5000})
+
+
+def metadata(bootstrap, timeout_s=5):
+    """The cluster as one broker reports it (confluent-kafka bootstrapped on it alone)."""
+    return admin(bootstrap).list_topics(timeout=timeout_s)
+
+
+def view(bootstrap):
+    """(sorted broker ids, {topic: [replica lists]}, controller id) as one broker answers."""
+    md = metadata(bootstrap)
+    topics = {name: [list(p.replicas) for _, p in sorted(t.partitions.items())]
+              for name, t in md.topics.items()}
+    return sorted(md.brokers), topics, md.controller_id
+
+
+def create_topics(bootstrap, topics, timeout_s=15):
+    """Creates NewTopics through one broker; returns {name: exception or None}."""
+    fs = admin(bootstrap).create_topics(topics, operation_timeout=timeout_s,
+                                        request_timeout=timeout_s)
+    out = {}
+    for name, f in fs.items():
+        try:
+            f.result(timeout=timeout_s + 5)
+            out[name] = None
+        except Exception as e:  # noqa: BLE001 - the test inspects it
+            out[name] = e
+    return out
+
+
+def create_ok(bootstrap, name, partitions=1, rf=1):
+    """Creates a topic through one broker; True once it exists (a retry after a timed-out
+    attempt that took effect finds it there)."""
+    err = create_topics(bootstrap, [NewTopic(name, partitions, rf)], timeout_s=3)[name]
+    return err is None or "TOPIC_ALREADY_EXISTS" in str(err)
+
+
+def wait_for(predicate, timeout_s, what):
+    """Polls until predicate() is truthy; returns the seconds it took."""
+    start = time.monotonic()
+    last = None
+    while time.monotonic() - start < timeout_s:
+        try:
+            if predicate():
+                return time.monotonic() - start
+        except Exception as e:  # noqa: BLE001 - a broker may be down meanwhile
+            last = e
+        time.sleep(0.05)
+    raise AssertionError("%s: not within %.0f s (last error: %s)" % (what, timeout_s, last))
+
+
+def controller_of(cluster):
+    """The controller leader as the live brokers report it (they must agree)."""
+    ids = set()
+    for b in cluster.brokers:
+        if b.alive():
+            ids.add(view(b.bootstrap)[2])
+    assert len(ids) == 1, "brokers disagree on the controller: %s" % ids
+    return ids.pop()
+
+
+def kcat_brokers(bootstrap):
+    out = subprocess.run(["kcat", "-b", bootstrap, "-L", "-m", "5"], capture_output=True,
+                         text=True, timeout=30)
+    assert out.returncode == 0, out.stderr
+    return sorted(int(line.split()[1]) for line in out.stdout.splitlines()
+                  if line.strip().startswith("broker ") and " at " in line)
+
+
+def report(what, value):
+    print("REPORT %s: %s" % (what, value), flush=True)
+
+
+NewTopic = NewTopic

@@ -1,0 +1,49 @@
+"""scripts/cluster up 3 / status / down, as a user runs them, against the built sluiced."""
+
+import os
+import subprocess
+import sys
+import tempfile
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from cluster_util import harness, kcat_brokers  # noqa: E402
+
+
+class ScriptsCluster(unittest.TestCase):
+    def test_up_status_down(self):
+        script = os.path.join(harness.SOURCE_DIR, "scripts", "cluster")
+        env = dict(os.environ, SLUICED=harness.SLUICED)
+        d = tempfile.mkdtemp(prefix="sluice-scripts-cluster-")
+        base = str(harness.free_port() // 2 * 2 % 20000 + 30000)
+        common = ["--dir", d, "--base-port", base]
+
+        def run(*args, check=True):
+            out = subprocess.run([script, *args], env=env, capture_output=True, text=True,
+                                 timeout=180)
+            if check:
+                self.assertEqual(out.returncode, 0, out.stdout + out.stderr)
+            return out
+
+        try:
+            up = run("up", "3", *common, "--racks", "r1,r2,r3")
+            bootstrap = [l for l in up.stdout.splitlines() if l.startswith("bootstrap: ")]
+            self.assertEqual(len(bootstrap), 1, up.stdout)
+            servers = bootstrap[0].split(": ", 1)[1]
+            self.assertEqual(len(servers.split(",")), 3)
+            for s in servers.split(","):
+                self.assertEqual(kcat_brokers(s), [0, 1, 2])
+            again = run("up", "3", *common, check=False)
+            self.assertNotEqual(again.returncode, 0)
+            self.assertIn("already runs", again.stderr)
+            status = run("status", *common)
+            self.assertEqual(status.stdout.count("running"), 3, status.stdout)
+            down = run("down", *common, "--clean")
+            self.assertEqual(down.stdout.count("stopped"), 3, down.stdout)
+            self.assertFalse(os.path.exists(d))
+        finally:
+            subprocess.run([script, "down", "--dir", d, "--clean"], env=env, capture_output=True)
+
+
+if __name__ == "__main__":
+    harness.main()
