@@ -210,8 +210,9 @@ void Broker::handle_metadata(std::shared_ptr<Request> req, const kafka::Metadata
       resp.brokers.push_back({id, b.host, b.port, rack});
     }
     resp.cluster_id = snap->cluster_id;
-    const int32_t controller = cluster_->controller_leader();
-    resp.controller_id = snap->brokers.count(controller) ? controller : config_.node_id;
+    // Every broker forwards admin requests to the controller quorum, so (as KRaft brokers do)
+    // a broker names itself: a client never sends admin requests to a stale or dead leader.
+    resp.controller_id = config_.node_id;
     for (const auto& name : names) {
       kafka::MetadataResponse::MetadataResponseTopic t;
       t.name = name;
@@ -268,8 +269,7 @@ void Broker::handle_describe_cluster(std::shared_ptr<Request> req,
   auto snap = registry_->snapshot();
   kafka::DescribeClusterResponse resp;
   resp.cluster_id = snap->cluster_id;
-  const int32_t controller = cluster_->controller_leader();
-  resp.controller_id = snap->brokers.count(controller) ? controller : -1;
+  resp.controller_id = config_.node_id;  // see handle_metadata
   for (const auto& [id, b] : snap->brokers) {
     if (b.fenced) continue;
     std::optional<std::string> rack;

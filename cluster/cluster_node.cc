@@ -20,6 +20,7 @@ namespace {
 
 constexpr uint32_t kControllerMethod = 1;
 constexpr uint32_t kRequestVersion = 1;
+constexpr int64_t kAttemptMs = 750;  // one try at one controller
 
 uint64_t random_u64() {
   std::random_device rd;
@@ -232,6 +233,7 @@ void ClusterNode::stop() {
   // Controlled shutdown: fenced now rather than after the session timeout, and controller
   // leadership handed to another voter.
   if (ready_.load()) {
+    asio::post(io_, [this] { shutting_down_ = true; });  // no heartbeat may unfence us now
     auto fenced = std::make_shared<std::promise<void>>();
     auto answered = fenced->get_future();
     pb::ControllerRequest req;
@@ -382,7 +384,7 @@ void ClusterNode::tick() {
   }
   if (!registered_) {
     if (now >= next_register_) register_self();
-  } else if (now >= next_heartbeat_ && !heartbeat_in_flight_) {
+  } else if (now >= next_heartbeat_ && !heartbeat_in_flight_ && !shutting_down_) {
     heartbeat();
   }
   ticker_->expires_after(std::chrono::milliseconds(config_.tick_ms));
@@ -433,6 +435,7 @@ void ClusterNode::heartbeat() {
       next_register_ = Clock::now();
       return;
     }
+    if (!voter_ && resp.term() > 0) term_ = resp.term();
     if (!voter_ && !resp.image().empty()) {
       auto img = std::make_shared<pb::Image>();
       if (img->ParseFromString(resp.image())) publish(std::move(img));
@@ -498,8 +501,10 @@ void ClusterNode::send_request(std::shared_ptr<Outstanding> op) {
     return;
   }
   const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(op->deadline - now);
+  // Short attempts: a controller answers within an fsync or two, and a dead or paused leader
+  // should cost one attempt, not the request's whole deadline.
   transport_->call(target, kControllerMethod, op->req.SerializeAsString(),
-                   std::min(left, std::chrono::milliseconds(2000)),
+                   std::min(left, std::chrono::milliseconds(kAttemptMs)),
                    [this, op, handle, target](Result<std::string> bytes) {
                      pb::ControllerResponse resp;
                      if (!bytes || !resp.ParseFromString(*bytes)) {
@@ -507,7 +512,7 @@ void ClusterNode::send_request(std::shared_ptr<Outstanding> op) {
                        if (leader_.load() == target && !voter_) leader_ = -1;
                        voter_cursor_++;
                        auto timer = std::make_shared<asio::steady_timer>(
-                           io_, std::chrono::milliseconds(100));
+                           io_, std::chrono::milliseconds(50));
                        timer->async_wait(
                            [this, op, timer](boost::system::error_code) { send_request(op); });
                        return;
@@ -646,8 +651,9 @@ void ClusterNode::lead(pb::ControllerRequest req,
         return;
       }
       last_seen_[h.id()] = Clock::now();
+      resp.set_term(*group_->term());
       resp.set_fenced(it->second.fenced());
-      if (it->second.fenced()) {
+      if (it->second.fenced() && !it->second.shut_down()) {
         spdlog::info("controller: broker {} is back: unfencing it", h.id());
         rec.mutable_fence_broker()->set_id(h.id());
         rec.mutable_fence_broker()->set_incarnation(h.incarnation());
@@ -741,6 +747,7 @@ void ClusterNode::lead(pb::ControllerRequest req,
       rec.mutable_fence_broker()->set_id(req.shutdown_broker());
       rec.mutable_fence_broker()->set_incarnation(it->second.incarnation());
       rec.mutable_fence_broker()->set_fenced(true);
+      rec.mutable_fence_broker()->set_shutdown(true);
       propose(rec, on_applied);
       return;
     }

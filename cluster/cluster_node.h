@@ -174,6 +174,7 @@ class ClusterNode {
   bool registered_ = false;
   bool heartbeat_in_flight_ = false;
   bool stopping_ = false;
+  bool shutting_down_ = false;  // controlled shutdown asked: no more heartbeats
   size_t voter_cursor_ = 0;
 
   void refresh_status();

@@ -75,7 +75,11 @@ ApplyResult MetadataState::apply_to(pb::Image& img, const pb::Record& rec) {
       if (f.incarnation() != 0 && f.incarnation() != it->second.incarnation()) {
         return fail(ErrorCode::kInvalidRequest, "stale incarnation: the broker restarted since");
       }
+      if (!f.fenced() && it->second.shut_down()) {
+        return fail(ErrorCode::kInvalidRequest, "broker shut down; it must register again");
+      }
       it->second.set_fenced(f.fenced());
+      it->second.set_shut_down(f.fenced() && f.shutdown());
       refresh_leaders(img, f.id());
       return {};
     }

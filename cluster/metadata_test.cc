@@ -76,6 +76,19 @@ TEST(MetadataState, FencingTakesLeadershipAwayAndUnfencingGivesItBack) {
   EXPECT_EQ(q.leader_epoch(), 2);  // one bump per change of leader
 }
 
+TEST(MetadataState, AControlledShutdownIsOnlyUndoneByANewRegistration) {
+  MetadataState s;
+  ASSERT_TRUE(s.apply(1, register_broker(0, 7)).ok());
+  pb::Record down = fence(0, true, 7);
+  down.mutable_fence_broker()->set_shutdown(true);
+  ASSERT_TRUE(s.apply(2, down).ok());
+  EXPECT_FALSE(s.apply(3, fence(0, false, 7)).ok());  // a late heartbeat of the old process
+  EXPECT_TRUE(s.image().brokers().at(0).fenced());
+  ASSERT_TRUE(s.apply(4, register_broker(0, 8)).ok());
+  EXPECT_FALSE(s.image().brokers().at(0).fenced());
+  EXPECT_FALSE(s.image().brokers().at(0).shut_down());
+}
+
 TEST(MetadataState, ImagesAreImmutableSnapshots) {
   MetadataState s;
   ASSERT_TRUE(s.apply(1, register_broker(0)).ok());

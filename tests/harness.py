@@ -155,8 +155,11 @@ class Cluster:
     quorum (--controller.voters). Brokers start together (a quorum needs a majority)."""
 
     def __init__(self, n, voters=None, args=(), racks=None):
-        self.kafka_ports = [free_port() for _ in range(n)]
-        self.rpc_ports = [free_port() for _ in range(n)]
+        ports = set()
+        while len(ports) < 2 * n:  # free_port() may hand out the same port twice
+            ports.add(free_port())
+        ports = sorted(ports)
+        self.kafka_ports, self.rpc_ports = ports[:n], ports[n:]
         voters = n if voters is None else voters
         self.voters = ",".join("%d@127.0.0.1:%d" % (i, self.rpc_ports[i]) for i in range(voters))
         self.brokers = []

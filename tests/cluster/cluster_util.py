@@ -21,17 +21,17 @@ def metadata(bootstrap, timeout_s=5):
 
 
 def view(bootstrap):
-    """(sorted broker ids, {topic: [replica lists]}, controller id) as one broker answers."""
+    """(sorted broker ids, {topic: [replica lists]}, cluster id) as one broker answers."""
     md = metadata(bootstrap)
     topics = {name: [list(p.replicas) for _, p in sorted(t.partitions.items())]
               for name, t in md.topics.items()}
-    return sorted(md.brokers), topics, md.controller_id
+    return sorted(md.brokers), topics, md.cluster_id
 
 
 def create_topics(bootstrap, topics, timeout_s=15):
     """Creates NewTopics through one broker; returns {name: exception or None}."""
-    fs = admin(bootstrap).create_topics(topics, operation_timeout=timeout_s,
-                                        request_timeout=timeout_s)
+    client = admin(bootstrap)  # kept alive until the futures are done
+    fs = client.create_topics(topics, operation_timeout=timeout_s, request_timeout=timeout_s)
     out = {}
     for name, f in fs.items():
         try:
@@ -45,7 +45,7 @@ def create_topics(bootstrap, topics, timeout_s=15):
 def create_ok(bootstrap, name, partitions=1, rf=1):
     """Creates a topic through one broker; True once it exists (a retry after a timed-out
     attempt that took effect finds it there)."""
-    err = create_topics(bootstrap, [NewTopic(name, partitions, rf)], timeout_s=3)[name]
+    err = create_topics(bootstrap, [NewTopic(name, partitions, rf)], timeout_s=10)[name]
     return err is None or "TOPIC_ALREADY_EXISTS" in str(err)
 
 
@@ -63,12 +63,30 @@ def wait_for(predicate, timeout_s, what):
     raise AssertionError("%s: not within %.0f s (last error: %s)" % (what, timeout_s, last))
 
 
+def quorum(bootstrap):
+    """(leader, term, {broker id: state line}) from `sluice cluster info` (DescribeQuorum)."""
+    cli = os.environ.get("SLUICE_CLI") or os.path.join(
+        os.path.dirname(os.path.dirname(harness.SLUICED)), "cli", "sluice")
+    out = subprocess.run([cli, "cluster", "info", "-b", bootstrap],
+                         capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0, out.stdout + out.stderr
+    leader = term = None
+    brokers = {}
+    for line in out.stdout.splitlines():
+        words = line.split()
+        if line.startswith("controller leader "):
+            leader, term = int(words[2]), int(words[4])
+        elif line.startswith("broker "):
+            brokers[int(words[1])] = line
+    return leader, term, brokers
+
+
 def controller_of(cluster):
-    """The controller leader as the live brokers report it (they must agree)."""
+    """The controller leader as the live voters report it (they must agree)."""
     ids = set()
     for b in cluster.brokers:
         if b.alive():
-            ids.add(view(b.bootstrap)[2])
+            ids.add(quorum(b.bootstrap)[0])
     assert len(ids) == 1, "brokers disagree on the controller: %s" % ids
     return ids.pop()
 

@@ -13,7 +13,7 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from cluster_util import (NewTopic, controller_of, create_topics, harness, kcat_brokers,  # noqa: E402
-                          report, view, wait_for)
+                          quorum, report, view, wait_for)
 
 from confluent_kafka import Consumer, Producer  # noqa: E402
 from kafka import KafkaAdminClient  # noqa: E402
@@ -45,6 +45,9 @@ class ControlPlane(unittest.TestCase):
     def test_every_broker_sees_every_broker_and_topic(self):
         self.assertEqual(create_topics(self.brokers()[1].bootstrap,
                                        [NewTopic("orders", 6, 3)]), {"orders": None})
+        # Followers learn the commit with the leader's next heartbeat (50 ms).
+        wait_for(lambda: len({repr(view(b.bootstrap)) for b in self.brokers()}) == 1, 10,
+                 "all brokers report the same cluster")
         views = []
         for b in self.brokers():
             ids, topics, controller = view(b.bootstrap)
@@ -126,8 +129,8 @@ class ControlPlane(unittest.TestCase):
         def create_ok():
             n[0] += 1
             name = "after-%d" % n[0]
-            return create_topics(others[0].bootstrap, [NewTopic(name, 1, 1)], timeout_s=3)[name] \
-                is None
+            return create_topics(others[0].bootstrap, [NewTopic(name, 1, 1)],
+                                 timeout_s=10)[name] is None
         took = wait_for(create_ok, 30, "admin request after the controller leader stopped")
         report("controller %s -> admin request succeeds (s)" % signal.Signals(sig).name,
                "%.3f" % (time.monotonic() - start))
@@ -136,10 +139,12 @@ class ControlPlane(unittest.TestCase):
 
         def new_controller():
             nonlocal new_leader
-            ids = {view(b.bootstrap)[2] for b in others}
+            ids = {quorum(b.bootstrap)[0] for b in others}
             new_leader = ids.pop() if len(ids) == 1 else None
             return new_leader is not None and new_leader != leader
-        wait_for(new_controller, 15, "survivors agree on a new controller")
+        elected = wait_for(new_controller, 15, "survivors agree on a new controller")
+        report("controller %s -> survivors agree on a new leader (s, polled after the first "
+               "admin success)" % signal.Signals(sig).name, "%.3f" % elected)
         # Nothing committed was lost.
         for b in others:
             self.assertIn("before", view(b.bootstrap)[1])

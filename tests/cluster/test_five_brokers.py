@@ -8,8 +8,8 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from cluster_util import (NewTopic, controller_of, create_ok, create_topics, harness, kcat_brokers,  # noqa: E402
-                          report, view, wait_for)
+from cluster_util import (NewTopic, controller_of, create_ok, create_topics, harness,  # noqa: E402
+                          kcat_brokers, quorum, report, view, wait_for)
 
 
 class FiveBrokers(unittest.TestCase):
@@ -35,17 +35,32 @@ class FiveBrokers(unittest.TestCase):
         observer = self.cluster.brokers[4]
         self.assertEqual(create_topics(observer.bootstrap, [NewTopic("five", 10, 3)]),
                          {"five": None})
-        views = [view(b.bootstrap) for b in self.cluster.brokers]
-        for ids, topics, controller in views:
+        # Observers follow the controller through heartbeats (every 500 ms): wait for them.
+        views = []
+
+        def converged():
+            views[:] = [view(b.bootstrap) for b in self.cluster.brokers]
+            return all(v == views[0] for v in views) and views[0][0] == [0, 1, 2, 3, 4]
+        took = wait_for(converged, 10, "all five brokers report the same cluster")
+        report("5 brokers: topic created via an observer -> same view everywhere (s)",
+               "%.3f" % took)
+        for ids, topics, _ in views:
             self.assertEqual(ids, [0, 1, 2, 3, 4])
-            self.assertIn(controller, [0, 1, 2])  # only voters lead the controller
+        leader, term, states = quorum(observer.bootstrap)
+        self.assertIn(leader, [0, 1, 2])  # only voters lead the controller
+        self.assertGreater(term, 0)
+        self.assertEqual(sorted(states), [0, 1, 2, 3, 4])
+        for i in range(5):
+            self.assertIn("online " + ("voter" if i < 3 else "observer"), states[i])
         self.assertTrue(all(v == views[0] for v in views))
         for b in self.cluster.brokers:
             self.assertEqual(kcat_brokers(b.bootstrap), [0, 1, 2, 3, 4])
-        # Racks a, b, c: with RF 3 every partition has one replica in each rack.
+        # Racks a, b, c, a, b: every partition spans at least two racks. (All three for every
+        # partition would put 10 replicas on broker 2, alone in rack c, over the load cap of
+        # ceil(1.05 x 6): placement lets the cap win, as partitioner/placement.h says.)
         racks = {0: "a", 1: "b", 2: "c", 3: "a", 4: "b"}
         for replicas in views[0][1]["five"]:
-            self.assertEqual(len({racks[r] for r in replicas}), 3, replicas)
+            self.assertGreaterEqual(len({racks[r] for r in replicas}), 2, replicas)
         errors = create_topics(observer.bootstrap, [NewTopic("rf6", 1, 6)])
         self.assertIn("INVALID_REPLICATION_FACTOR", str(errors["rf6"]))
         ok = create_topics(observer.bootstrap, [NewTopic("rf5", 2, 5)])
