@@ -59,9 +59,15 @@ Result<std::unique_ptr<Broker>> Broker::create(const BrokerConfig& config) {
   if (broker->config_.shards == 0) {
     broker->config_.shards = std::max(1u, std::thread::hardware_concurrency());
   }
-  auto registry = TopicRegistry::open(config.data_dir, config.cluster_id);
+  // The lock comes first: nothing in the directory is read or written without it.
+  auto lock = DataDirLock::acquire(config.data_dir);
+  if (!lock) return unexpected(std::move(lock).error());
+  broker->lock_ = std::make_unique<DataDirLock>(std::move(*lock));
+  if (auto s = check_metadata_present(config); !s) return unexpected(std::move(s).error());
+  auto registry = TopicRegistry::open(config.data_dir, config.cluster_id, config.rebuild_metadata);
   if (!registry) return unexpected(std::move(registry).error());
   broker->registry_ = std::move(*registry);
+  if (auto s = broker->reconcile_data_dir(); !s) return unexpected(std::move(s).error());
   for (uint32_t i = 0; i < broker->config_.shards; ++i) {
     broker->shards_.push_back(std::make_unique<ShardState>(i));
   }
@@ -121,6 +127,7 @@ void Broker::tick_shard(ShardState& ss) {
     }
     if (groups_ready_.load(std::memory_order_acquire)) groups_->tick(ss.shard.id());
     if (ticks % kCompactionEveryTicks == 0) compact_partitions(ss);
+    storage_tick(ss, ticks);
     ss.ring->submit();
     tick_shard(ss);
   });
@@ -176,6 +183,7 @@ void Broker::open_partitions(const TopicInfo& topic, int32_t first, int32_t last
           p->log = std::move(*opened);
           p->log_append_time = append_time;
           p->flush_every_batch = lc.flush.mode == log::FlushMode::kEveryBatch;
+          p->log_config = lc;
           for (const auto& issue : p->log->recovery_report().issues) {
             spdlog::warn("{}-{}: recovery: {} (segment {}, offset {}, byte {}, {} bytes removed)",
                          tp.topic, tp.partition, issue.detail, issue.segment_base_offset,
@@ -245,43 +253,6 @@ void Broker::notify_waiters(Partition& p) {
   for (auto& f : fire) f();
 }
 
-void Broker::delete_partitions(const TopicInfo& topic) {
-  for (int32_t i = 0; i < topic.partitions; ++i) {
-    TopicPartition tp{topic.name, i};
-    ShardState& ss = shard_of(tp);
-    ss.shard.post([this, &ss, tp] {
-      auto it = ss.partitions.find(tp);
-      if (it == ss.partitions.end()) return;
-      it->second->deleting = true;
-      for (auto& w : it->second->waiters) {
-        if (!w.token.expired()) w.wake();
-      }
-      it->second->waiters.clear();
-      // Closing needs the log idle: poll until its writes have completed.
-      auto try_close = std::make_shared<std::function<void()>>();
-      auto timer = std::make_shared<asio::steady_timer>(ss.shard.context());
-      *try_close = [this, &ss, tp, try_close, timer] {
-        auto it = ss.partitions.find(tp);
-        if (it == ss.partitions.end()) return;
-        if (!it->second->log->idle()) {
-          timer->expires_after(std::chrono::milliseconds(5));
-          timer->async_wait([try_close](boost::system::error_code) { (*try_close)(); });
-          return;
-        }
-        (void)it->second->log->close();
-        ss.partitions.erase(it);
-        std::error_code ec;
-        std::filesystem::remove_all(partition_dir(config_.data_dir, tp), ec);
-        if (ec)
-          spdlog::warn("{}-{}: could not remove its directory: {}", tp.topic, tp.partition,
-                       ec.message());
-        *try_close = nullptr;  // break the self-reference
-      };
-      (*try_close)();
-    });
-  }
-}
-
 void Broker::apply_topic_settings(const TopicInfo& topic) {
   const bool append_time =
       topic_setting_value(topic, config_, "message.timestamp.type") == "LogAppendTime";
@@ -300,6 +271,14 @@ void Broker::create_topic(const std::string& name, int32_t partitions, int16_t r
   Result<TopicInfo, TopicError> created = [&]() -> Result<TopicInfo, TopicError> {
     if (auto v = validate_topic_configs(configs); !v) return unexpected(v.error());
     std::lock_guard lock(topic_changes_mutex_);
+    if (auto v = TopicRegistry::validate_name(name); !v) return unexpected(v.error());
+    if (registry_->snapshot()->find(name) == nullptr) {
+      // Directories of an earlier topic of this name that no metadata owns (a crash, an
+      // operator's copy) must not become the new topic's data: moved aside first.
+      if (auto r = set_aside_leftovers(config_.data_dir, name, 0, partitions); !r) {
+        return unexpected(TopicError{kafka::ErrorCode::kKafkaStorageError, r.error().message});
+      }
+    }
     return registry_->create(name, partitions, replication_factor, configs,
                              name.rfind("__", 0) == 0);
   }();
@@ -308,6 +287,7 @@ void Broker::create_topic(const std::string& name, int32_t partitions, int16_t r
     return;
   }
   spdlog::info("created topic '{}' with {} partition(s)", name, partitions);
+  crash_point("create.after_commit");
   TopicInfo info = *created;
   open_partitions(info, 0, info.partitions, [info, done](Status s) {
     if (!s) {

@@ -35,6 +35,7 @@ constexpr Served kServed[] = {
     served<kafka::ApiVersionsRequest>(),
     served<kafka::CreateTopicsRequest>(),
     served<kafka::DeleteTopicsRequest>(),
+    served<kafka::DeleteRecordsRequest>(),
     served<kafka::InitProducerIdRequest>(),
     served<kafka::DescribeConfigsRequest>(),
     served<kafka::AlterConfigsRequest>(),
@@ -141,6 +142,8 @@ void Broker::dispatch(std::shared_ptr<Request> req, kafka::RequestBody body) {
           handle_fetch(req, std::move(b));
         } else if constexpr (std::is_same_v<T, kafka::ListOffsetsRequest>) {
           handle_list_offsets(req, b);
+        } else if constexpr (std::is_same_v<T, kafka::DeleteRecordsRequest>) {
+          handle_delete_records(req, b);
         } else if constexpr (std::is_same_v<T, kafka::InitProducerIdRequest>) {
           handle_init_producer_id(req, b);
         } else if constexpr (std::is_same_v<T, kafka::FindCoordinatorRequest> ||
@@ -338,23 +341,20 @@ void Broker::handle_create_topics(std::shared_ptr<Request> req,
 
 void Broker::handle_delete_topics(std::shared_ptr<Request> req,
                                   const kafka::DeleteTopicsRequest& body) {
-  kafka::DeleteTopicsResponse resp;
-  for (const auto& name : body.topic_names) {
-    kafka::DeleteTopicsResponse::DeletableTopicResult r;
-    r.name = name;
-    Result<TopicInfo, TopicError> removed = [&]() -> Result<TopicInfo, TopicError> {
-      std::lock_guard lock(topic_changes_mutex_);
-      return registry_->remove(name);
-    }();
-    if (!removed) {
-      r.error_code = code(removed.error().code);
-    } else {
-      spdlog::info("deleted topic '{}'", name);
-      delete_partitions(*removed);
-    }
-    resp.responses.push_back(std::move(r));
+  auto resp = std::make_shared<kafka::DeleteTopicsResponse>();
+  resp->responses.resize(body.topic_names.size());
+  auto left = std::make_shared<std::atomic<size_t>>(body.topic_names.size() + 1);
+  auto finish = [req, resp, left] {
+    if (left->fetch_sub(1) == 1) respond(*req, *resp);
+  };
+  for (size_t i = 0; i < body.topic_names.size(); ++i) {
+    resp->responses[i].name = body.topic_names[i];
+    delete_topic(body.topic_names[i], [resp, i, finish](TopicError e) {
+      resp->responses[i].error_code = code(e.code);
+      finish();
+    });
   }
-  respond(*req, resp);
+  finish();
 }
 
 void Broker::handle_create_partitions(std::shared_ptr<Request> req,
@@ -390,6 +390,9 @@ void Broker::handle_create_partitions(std::shared_ptr<Request> req,
     const int32_t old_count = before->partitions;
     Result<TopicInfo, TopicError> grown = [&]() -> Result<TopicInfo, TopicError> {
       std::lock_guard lock(topic_changes_mutex_);
+      if (auto r = set_aside_leftovers(config_.data_dir, t.name, old_count, t.count); !r) {
+        return unexpected(TopicError{ErrorCode::kKafkaStorageError, r.error().message});
+      }
       return registry_->set_partition_count(t.name, t.count);
     }();
     if (!grown) {
@@ -409,6 +412,37 @@ void Broker::handle_create_partitions(std::shared_ptr<Request> req,
   }
   finish();
 }
+
+namespace {
+
+// A topic setting as DescribeConfigs reports it: the value in force, where it comes from
+// (the topic's own setting or the broker default), and its synonyms in Kafka's order (the
+// topic's setting, then the broker-level setting the default comes from).
+kafka::DescribeConfigsResponse::DescribeConfigsResourceResult describe_topic_setting(
+    const TopicInfo& topic, const TopicSetting& s, const BrokerConfig& config, bool synonyms,
+    bool documentation) {
+  kafka::DescribeConfigsResponse::DescribeConfigsResourceResult c;
+  const auto own = topic.configs.find(std::string(s.name));
+  const bool is_own = own != topic.configs.end();
+  c.name = std::string(s.name);
+  c.value = topic_setting_value(topic, config, s.name);
+  c.config_source = is_own ? kSourceTopicConfig : kSourceDefault;
+  c.is_default = !is_own;
+  c.is_sensitive = s.sensitive;
+  c.config_type = s.type;
+  if (synonyms) {
+    if (is_own) c.synonyms.push_back({std::string(s.name), own->second, kSourceTopicConfig});
+    if (!s.broker_synonym.empty()) {
+      c.synonyms.push_back({std::string(s.broker_synonym), s.default_value(config), kSourceDefault});
+    }
+  }
+  if (documentation && !s.used) {
+    c.documentation = "Kafka topic setting, accepted and stored; Sluice does not act on it.";
+  }
+  return c;
+}
+
+}  // namespace
 
 void Broker::handle_describe_configs(std::shared_ptr<Request> req,
                                      const kafka::DescribeConfigsRequest& body) {
@@ -442,9 +476,9 @@ void Broker::handle_describe_configs(std::shared_ptr<Request> req,
         out.error_message = "unknown topic '" + res.resource_name + "'";
       } else {
         for (const auto& s : topic_settings()) {
-          const bool own = t->configs.count(std::string(s.name)) > 0;
-          add(s.name, topic_setting_value(*t, config_, s.name),
-              own ? kSourceTopicConfig : kSourceDefault);
+          if (!wanted(s.name)) continue;
+          out.configs.push_back(describe_topic_setting(*t, s, config_, body.include_synonyms,
+                                                       body.include_documentation));
         }
       }
     } else if (res.resource_type == kResourceBroker) {

@@ -57,6 +57,35 @@ TopicError storage_error(const std::string& what) {
   return TopicError{ErrorCode::kKafkaStorageError, what};
 }
 
+enum class ImageState : uint8_t { kMissing, kFound, kCorrupt };
+
+// A missing, empty or never-written (version 0) file holds no image.
+ImageState load_image(const std::string& path, pb::MetadataImage& image) {
+  std::error_code ec;
+  if (!std::filesystem::exists(path, ec) || std::filesystem::file_size(path, ec) == 0) {
+    return ImageState::kMissing;
+  }
+  std::ifstream in(path, std::ios::binary);
+  if (!in || !image.ParseFromIstream(&in)) return ImageState::kCorrupt;
+  return image.version() == 0 ? ImageState::kMissing : ImageState::kFound;
+}
+
+std::shared_ptr<TopicsSnapshot> snapshot_of(const pb::MetadataImage& image) {
+  auto snap = std::make_shared<TopicsSnapshot>();
+  snap->version = image.version();
+  for (const auto& t : image.topics()) {
+    TopicInfo info;
+    info.name = t.name();
+    info.partitions = t.partitions();
+    info.replication_factor = static_cast<int16_t>(t.replication_factor());
+    info.configs.insert(t.configs().begin(), t.configs().end());
+    if (t.topic_id().size() == 16) std::memcpy(info.id.data(), t.topic_id().data(), 16);
+    info.internal = t.internal();
+    snap->topics.emplace(info.name, std::move(info));
+  }
+  return snap;
+}
+
 }  // namespace
 
 Result<void, TopicError> TopicRegistry::validate_name(const std::string& name) {
@@ -82,41 +111,59 @@ Result<void, TopicError> TopicRegistry::validate_name(const std::string& name) {
 }
 
 Result<std::unique_ptr<TopicRegistry>> TopicRegistry::open(const std::string& data_dir,
-                                                           const std::string& cluster_id) {
+                                                           const std::string& cluster_id,
+                                                           bool rebuild) {
   std::error_code ec;
   std::filesystem::create_directories(data_dir, ec);
   if (ec) return error(2, "cannot create data directory '" + data_dir + "': " + ec.message());
   const std::string path = data_dir + "/metadata.bin";
   pb::MetadataImage image;
-  if (std::filesystem::exists(path)) {
-    std::ifstream in(path, std::ios::binary);
-    if (!in || !image.ParseFromIstream(&in)) {
-      return error(2, "metadata image '" + path + "' is unreadable or corrupt");
+  ImageState state = load_image(path, image);
+  if (state == ImageState::kCorrupt) {
+    if (!rebuild) {
+      return error(2, "metadata image '" + path +
+                          "' is unreadable or corrupt; its previous generation is in " + path +
+                          ".prev. Restart with --rebuild-metadata to rebuild the topics from "
+                          "the partition directories (settings from the previous generation)");
     }
+    image.Clear();
+    state = ImageState::kMissing;
+  }
+  if (state == ImageState::kMissing && rebuild) {
+    pb::MetadataImage prev;
+    if (load_image(path + ".prev", prev) == ImageState::kFound) image = prev;
   }
   std::string id = cluster_id.empty() ? image.cluster_id() : cluster_id;
   if (id.empty()) id = new_cluster_id();
   auto reg = std::unique_ptr<TopicRegistry>(new TopicRegistry(path, id));
-  auto snap = std::make_shared<TopicsSnapshot>();
-  snap->version = image.version();
-  for (const auto& t : image.topics()) {
-    TopicInfo info;
-    info.name = t.name();
-    info.partitions = t.partitions();
-    info.replication_factor = static_cast<int16_t>(t.replication_factor());
-    info.configs.insert(t.configs().begin(), t.configs().end());
-    if (t.topic_id().size() == 16) std::memcpy(info.id.data(), t.topic_id().data(), 16);
-    info.internal = t.internal();
-    snap->topics.emplace(info.name, std::move(info));
-  }
+  reg->snapshot_ = snapshot_of(image);
   reg->next_producer_id_ = std::max<int64_t>(image.next_producer_id(), 1000);
-  reg->snapshot_ = snap;
   if (image.cluster_id() != id) {
     std::lock_guard lock(reg->mutex_);
-    auto r = reg->commit(std::make_shared<TopicsSnapshot>(*snap), reg->next_producer_id_);
+    auto r = reg->commit(std::make_shared<TopicsSnapshot>(*reg->snapshot_), reg->next_producer_id_);
     if (!r) return error(2, r.error().message);
   }
   return reg;
+}
+
+bool TopicRegistry::has_image(const std::string& data_dir) {
+  pb::MetadataImage image;
+  return load_image(data_dir + "/metadata.bin", image) != ImageState::kMissing;
+}
+
+Result<void, TopicError> TopicRegistry::rebuild(const std::map<std::string, int32_t>& found) {
+  std::lock_guard lock(mutex_);
+  auto next = std::make_shared<TopicsSnapshot>(*snapshot_);
+  next->topics.clear();
+  for (const auto& [name, partitions] : found) {
+    TopicInfo info{name, partitions, 1, {}, random_id(), name.rfind("__", 0) == 0};
+    if (const TopicInfo* known = snapshot_->find(name)) {
+      info = *known;
+      info.partitions = std::max(known->partitions, partitions);
+    }
+    next->topics.emplace(name, std::move(info));
+  }
+  return commit(next, next_producer_id_);
 }
 
 std::shared_ptr<const TopicsSnapshot> TopicRegistry::snapshot() const {
@@ -149,6 +196,18 @@ Result<void, TopicError> TopicRegistry::commit(std::shared_ptr<TopicsSnapshot> n
     if (!out) return unexpected(storage_error("cannot write " + tmp));
   }
   if (!fsync_path(tmp, O_RDONLY)) return unexpected(storage_error("cannot fsync " + tmp));
+  // The generation being replaced stays as metadata.bin.prev (a second name for its inode,
+  // swapped in atomically), for an operator or --rebuild-metadata to fall back on.
+  const std::string prev = path_ + ".prev";
+  const std::string prev_tmp = prev + ".tmp";
+  pb::MetadataImage current;
+  if (load_image(path_, current) == ImageState::kFound) {  // never an empty one
+    ::unlink(prev_tmp.c_str());
+    if (::link(path_.c_str(), prev_tmp.c_str()) != 0 ||
+        ::rename(prev_tmp.c_str(), prev.c_str()) != 0) {
+      return unexpected(storage_error("cannot keep " + path_ + " as " + prev));
+    }
+  }
   if (::rename(tmp.c_str(), path_.c_str()) != 0) {
     return unexpected(storage_error("cannot rename " + tmp + " to " + path_));
   }

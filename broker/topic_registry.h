@@ -1,7 +1,7 @@
 // The topics of this broker and their settings: the metadata image. Read on every request
 // (snapshot() hands out an immutable copy), written on topic changes under a mutex, and
 // persisted atomically to <data-dir>/metadata.bin before a change is reported done, so a crash
-// never leaves half a topic behind.
+// never leaves half a topic behind. The generation it replaces stays in metadata.bin.prev.
 #pragma once
 
 #include <array>
@@ -44,8 +44,18 @@ struct TopicError {
 class TopicRegistry {
  public:
   // Loads (or creates) the image in `data_dir`. `cluster_id` overrides a stored or new id.
+  // An unreadable image is an error, unless `rebuild`: then the previous generation is loaded
+  // instead (or nothing), for rebuild() to complete from the partition directories.
   static Result<std::unique_ptr<TopicRegistry>> open(const std::string& data_dir,
-                                                     const std::string& cluster_id);
+                                                     const std::string& cluster_id,
+                                                     bool rebuild = false);
+  // Whether `data_dir` holds a written image (false for a missing or empty metadata.bin).
+  // Asked before open(), which writes one.
+  static bool has_image(const std::string& data_dir);
+  // Makes the topics exactly those of `found` (name -> partition count seen on disk), keeping
+  // what the image or its previous generation knew of them (settings, id), at least as many
+  // partitions as before. For --rebuild-metadata.
+  Result<void, TopicError> rebuild(const std::map<std::string, int32_t>& found);
 
   std::shared_ptr<const TopicsSnapshot> snapshot() const;
   const std::string& cluster_id() const { return cluster_id_; }
