@@ -587,6 +587,12 @@ void Broker::handle_incremental_alter_configs(std::shared_ptr<Request> req,
       std::map<std::string, std::string> configs = t->configs;
       for (const auto& c : res.configs) {
         const std::string value = c.value.value_or("");
+        if ((c.config_operation == 2 || c.config_operation == 3) && !find_topic_setting(c.name)) {
+          // APPEND and SUBTRACT start from the value in force, which only known settings have.
+          out.error_code = code(ErrorCode::kInvalidConfig);
+          out.error_message = "unknown topic setting '" + c.name + "'";
+          break;
+        }
         switch (c.config_operation) {
           case 0:
             configs[c.name] = value;

@@ -9,6 +9,7 @@ import ctypes
 import glob
 import os
 import signal
+import struct
 import subprocess
 import time
 import unittest
@@ -507,6 +508,29 @@ class AdminApis(harness.BrokerTestCase):
         self.assertEqual(self.describe("cfg")["preallocate"].value, "true")
         self.broker.restart()
         self.assertEqual(self.describe("cfg")["flush.ms"].value, "2000")
+
+    def test_incremental_append_to_an_unknown_setting_is_refused(self):
+        # IncrementalAlterConfigs v0 (key 44), raw: APPEND (2) to a setting no table knows.
+        harness.create_topic(self.bootstrap, "inc", 1)
+
+        def string(s):
+            return struct.pack(">h", len(s)) + s.encode()
+
+        body = (struct.pack(">i", 1) + struct.pack(">b", 2) + string("inc") +
+                struct.pack(">i", 2) +
+                string("no.such.setting") + struct.pack(">b", 2) + string("x") +
+                string("cleanup.policy") + struct.pack(">b", 2) + string("compact") +
+                struct.pack(">?", False))
+        sock = harness.connect(self.bootstrap)
+        try:
+            sock.sendall(harness.request_frame(44, 0, 9, body))
+            _, resp = harness.recv_response(sock)
+        finally:
+            sock.close()
+        # throttle, array count, then the resource's error code.
+        self.assertEqual(struct.unpack(">h", resp[8:10])[0], 40)  # INVALID_CONFIG
+        self.assertTrue(self.broker.alive())
+        self.assertEqual(self.describe("inc")["cleanup.policy"].value, "delete")  # unchanged
 
 
 if __name__ == "__main__":
