@@ -214,7 +214,8 @@ class Broker {
   std::atomic<bool> low_space_{false};
   // Free space is above the threshold with a margin: partitions a full disk stopped reopen.
   std::atomic<bool> room_again_{false};
-  std::atomic<uint64_t> scrub_damage_found_{0};  // corrupt batches the scrubber found
+  // Corrupt batches the scrubber found (for /metrics, which does not exist yet).
+  std::atomic<uint64_t> scrub_damage_found_{0};
   bool stopped_ = false;
   // Set when stop() begins: parked fetches answer at once instead of holding up the drain.
   std::atomic<bool> stopping_{false};
