@@ -296,6 +296,7 @@ void Broker::reopen_full_partitions(ShardState& ss) {
     spdlog::info("{}-{}: disk has room again; partition reopened at offset {}", tp.topic,
                  tp.partition, *(*reopened)->log_end_offset());
     p->log = std::move(*reopened);
+    p->producers = ProducerStateTable{};  // it may hold batches the full disk never took
     rebuild_producer_state(*p);
   }
 }
