@@ -139,7 +139,7 @@ class Broker {
   // Partitions stopped by a full disk are reopened (recovery cuts what was not written)
   // once there is room again.
   void reopen_full_partitions(ShardState& ss);
-  // Called on every shard tick (100 ms): free space, reopening, scrubbing at their periods.
+  // Called on every shard tick (100 ms): a scrubber step; free space and reopening less often.
   void storage_tick(ShardState& ss, int ticks);
   // A bounded step of the background CRC check of closed segments.
   void scrub_partitions(ShardState& ss);

@@ -21,9 +21,9 @@ namespace {
 constexpr int kFreeSpaceEveryTicks = 5;
 constexpr int64_t kFreeSpaceHysteresisBytes = 1 << 20;
 constexpr int64_t kMinFreeBytesCap = 1LL << 30;
-// The scrubber runs once a second per shard (a multiple of kFreeSpaceEveryTicks).
-constexpr int kScrubEveryTicks = 10;
-static_assert(kScrubEveryTicks % kFreeSpaceEveryTicks == 0);
+// The scrubber takes a small step on every shard tick (100 ms), so that the rate is spread
+// thin: a step's blocking preads hold up that shard's requests for as short as possible.
+constexpr uint64_t kScrubStepsPerSecond = 10;
 
 void remove_in_background(std::vector<std::string> paths) {
   if (paths.empty()) return;
@@ -39,10 +39,10 @@ void remove_in_background(std::vector<std::string> paths) {
 }  // namespace
 
 void Broker::storage_tick(ShardState& ss, int ticks) {
+  scrub_partitions(ss);
   if (ticks % kFreeSpaceEveryTicks != 0) return;
   if (ss.shard.id() == 0) check_free_space();
   reopen_full_partitions(ss);
-  if (ticks % kScrubEveryTicks == 0) scrub_partitions(ss);
 }
 
 Status check_metadata_present(const BrokerConfig& config) {
@@ -303,8 +303,9 @@ void Broker::reopen_full_partitions(ShardState& ss) {
 
 void Broker::scrub_partitions(ShardState& ss) {
   if (config_.scrub_bytes_per_sec <= 0 || ss.partitions.empty()) return;
-  // Once a second per shard: this shard's share of the rate, spent on one partition at a time.
-  uint64_t budget = static_cast<uint64_t>(config_.scrub_bytes_per_sec) / shards_.size();
+  // This shard's share of the rate for one tick, spent on one partition after another.
+  uint64_t budget = std::max<uint64_t>(
+      1, static_cast<uint64_t>(config_.scrub_bytes_per_sec) / shards_.size() / kScrubStepsPerSecond);
   auto it = ss.partitions.upper_bound(ss.scrub_cursor);
   for (size_t visited = 0; visited < ss.partitions.size() && budget > 0; ++visited) {
     if (it == ss.partitions.end()) it = ss.partitions.begin();
