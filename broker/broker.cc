@@ -64,6 +64,10 @@ Result<std::unique_ptr<Broker>> Broker::create(const BrokerConfig& config) {
   std::error_code ec;
   std::filesystem::create_directories(config.data_dir, ec);
   if (ec) return error(2, "cannot create data directory '" + config.data_dir + "': " + ec.message());
+  // The lock comes first: nothing in the directory is read or written without it.
+  auto lock = DataDirLock::acquire(config.data_dir);
+  if (!lock) return unexpected(std::move(lock).error());
+  broker->lock_ = std::make_unique<DataDirLock>(std::move(*lock));
   auto voters = cluster::parse_voters(config.controller_voters);
   if (!voters) return unexpected(std::move(voters).error());
   const bool legacy = std::filesystem::exists(config.data_dir + "/metadata.bin");
@@ -71,6 +75,22 @@ Result<std::unique_ptr<Broker>> Broker::create(const BrokerConfig& config) {
     return error(2, "data directory '" + config.data_dir +
                         "' holds a single-node broker's metadata (metadata.bin); start it once "
                         "without --controller.voters to migrate it, or use an empty directory");
+  }
+  if (auto s = check_metadata_present(config); !s) return unexpected(std::move(s).error());
+  if (config.rebuild_metadata && raft::FileRaftStorage::exists(config.data_dir + "/controller")) {
+    // Damaged controller state is set aside (kept for the operator); the topics come back
+    // from the partition directories.
+    raft::FileRaftStorage probe(config.data_dir + "/controller");
+    if (auto loaded = probe.load(); !loaded) {
+      const std::string aside = config.data_dir + "/controller.damaged-" +
+                                std::to_string(std::chrono::duration_cast<std::chrono::seconds>(
+                                                   std::chrono::system_clock::now().time_since_epoch())
+                                                   .count());
+      spdlog::warn("--rebuild-metadata: controller state unreadable ({}); moved to {}",
+                   loaded.error().message, aside);
+      std::filesystem::rename(config.data_dir + "/controller", aside, ec);
+      if (ec) return error(2, "cannot move the damaged controller state aside: " + ec.message());
+    }
   }
   for (uint32_t i = 0; i < broker->config_.shards; ++i) {
     broker->shards_.push_back(std::make_unique<ShardState>(i));
@@ -131,6 +151,7 @@ void Broker::tick_shard(ShardState& ss) {
     }
     if (groups_ready_.load(std::memory_order_acquire)) groups_->tick(ss.shard.id());
     if (ticks % kCompactionEveryTicks == 0) compact_partitions(ss);
+    storage_tick(ss, ticks);
     ss.ring->submit();
     tick_shard(ss);
   });
@@ -194,6 +215,7 @@ void Broker::open_partitions(const TopicInfo& topic, int32_t first, int32_t last
           p->log = std::move(*opened);
           p->log_append_time = append_time;
           p->flush_every_batch = lc.flush.mode == log::FlushMode::kEveryBatch;
+          p->log_config = lc;
           for (const auto& issue : p->log->recovery_report().issues) {
             spdlog::warn("{}-{}: recovery: {} (segment {}, offset {}, byte {}, {} bytes removed)",
                          tp.topic, tp.partition, issue.detail, issue.segment_base_offset,
@@ -263,43 +285,6 @@ void Broker::notify_waiters(Partition& p) {
   for (auto& f : fire) f();
 }
 
-void Broker::delete_partitions(const TopicInfo& topic) {
-  for (int32_t i = 0; i < topic.partitions; ++i) {
-    TopicPartition tp{topic.name, i};
-    ShardState& ss = shard_of(tp);
-    ss.shard.post([this, &ss, tp] {
-      auto it = ss.partitions.find(tp);
-      if (it == ss.partitions.end()) return;
-      it->second->deleting = true;
-      for (auto& w : it->second->waiters) {
-        if (!w.token.expired()) w.wake();
-      }
-      it->second->waiters.clear();
-      // Closing needs the log idle: poll until its writes have completed.
-      auto try_close = std::make_shared<std::function<void()>>();
-      auto timer = std::make_shared<asio::steady_timer>(ss.shard.context());
-      *try_close = [this, &ss, tp, try_close, timer] {
-        auto it = ss.partitions.find(tp);
-        if (it == ss.partitions.end()) return;
-        if (!it->second->log->idle()) {
-          timer->expires_after(std::chrono::milliseconds(5));
-          timer->async_wait([try_close](boost::system::error_code) { (*try_close)(); });
-          return;
-        }
-        (void)it->second->log->close();
-        ss.partitions.erase(it);
-        std::error_code ec;
-        std::filesystem::remove_all(partition_dir(config_.data_dir, tp), ec);
-        if (ec)
-          spdlog::warn("{}-{}: could not remove its directory: {}", tp.topic, tp.partition,
-                       ec.message());
-        *try_close = nullptr;  // break the self-reference
-      };
-      (*try_close)();
-    });
-  }
-}
-
 void Broker::apply_topic_settings(const TopicInfo& topic) {
   const bool append_time =
       topic_setting_value(topic, config_, "message.timestamp.type") == "LogAppendTime";
@@ -320,7 +305,10 @@ void Broker::create_topic(cluster::TopicChange change,
   }
   const std::string name = change.name;
   registry_->create(change, false, [name, done](Result<TopicInfo, TopicError> r) {
-    if (r) spdlog::info("created topic '{}' with {} partition(s)", name, r->partitions);
+    if (r) {
+      spdlog::info("created topic '{}' with {} partition(s)", name, r->partitions);
+      crash_point("create.after_commit");
+    }
     done(std::move(r));
   });
 }
@@ -364,7 +352,7 @@ void Broker::reconcile(std::shared_ptr<const TopicsSnapshot> snap,
       gone.name = it->first;
       gone.partitions = it->second.partitions;
       spdlog::info("topic '{}' deleted: removing its local partitions", it->first);
-      delete_partitions(gone);
+      delete_local_partitions(gone);
       it = hosted_.erase(it);
     } else {
       ++it;
@@ -382,6 +370,14 @@ void Broker::reconcile(std::shared_ptr<const TopicsSnapshot> snap,
     h.partitions = topic.partitions;
     h.configs = topic.configs;
     if (topic.partitions > from) {
+      // Directories left by an earlier topic of this name that no metadata owns (a crash, an
+      // operator's copy) must not become the new partitions' data: moved aside first. At
+      // start-up the directories are the topic's own.
+      if (reconciling_.load()) {
+        if (auto r = set_aside_leftovers(config_.data_dir, name, from, topic.partitions); !r) {
+          spdlog::error("topic '{}': {}", name, r.error().message);
+        }
+      }
       countdown->fetch_add(1);
       open_partitions(topic, from, topic.partitions, finish);
     }
@@ -483,6 +479,8 @@ Status Broker::start() {
   if (legacy) {
     if (auto s = migrate_legacy_metadata(); !s) return s;
   }
+  // Tombstones of deletes, directories no topic owns, --rebuild-metadata (broker_storage.cc).
+  if (auto s = reconcile_data_dir(); !s) return s;
   // Open (and recover) every partition this broker hosts before serving anything.
   auto snap = registry_->snapshot();
   size_t partitions = 0;

@@ -13,6 +13,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -21,6 +22,7 @@
 
 #include "broker/config.h"
 #include "broker/connection.h"
+#include "broker/data_dir.h"
 #include "broker/group_coordinator.h"
 #include "broker/producer_state.h"
 #include "broker/server.h"
@@ -54,6 +56,7 @@ struct Partition {
   bool deleting = false;
   bool log_append_time = false;  // message.timestamp.type=LogAppendTime
   bool flush_every_batch = true;
+  log::LogConfig log_config;  // what it was opened with (reopened with after a full disk)
   int64_t compaction_cursor = -1;       // log/compaction.h: where the next step starts
   int64_t compaction_checked_end = -1;  // log end when a step last found nothing to do
 
@@ -72,6 +75,7 @@ struct ShardState {
   std::unique_ptr<boost::asio::posix::stream_descriptor> ring_events;
   std::unique_ptr<boost::asio::steady_timer> ticker;
   std::map<TopicPartition, std::unique_ptr<Partition>> partitions;
+  TopicPartition scrub_cursor;  // the scrubber's round-robin position
 
   Partition* find(const TopicPartition& tp) {
     auto it = partitions.find(tp);
@@ -80,6 +84,11 @@ struct ShardState {
 };
 
 struct FetchOp;
+
+// Refuses to start (a message saying what to do) when partition directories exist but this
+// broker, a controller voter, has no controller state (and no single-node metadata.bin to
+// migrate), unless config.rebuild_metadata. Before anything is written.
+Status check_metadata_present(const BrokerConfig& config);
 
 class Broker {
  public:
@@ -93,6 +102,9 @@ class Broker {
   uint16_t port() const { return server_ ? server_->port() : 0; }
   cluster::ClusterNode* cluster() { return cluster_.get(); }
   const BrokerConfig& config() const { return config_; }
+  // sluiced --verify: recovers every partition with every batch's CRC checked, logs what it
+  // finds, and returns the exit status (0: no damage, 1: damage). Instead of start().
+  int verify();
 
  private:
   friend struct FetchOp;
@@ -116,7 +128,27 @@ class Broker {
   // calls `done` with the first error, if any, once all are open.
   void open_partitions(const TopicInfo& topic, int32_t first, int32_t last,
                        std::function<void(Status)> done);
-  void delete_partitions(const TopicInfo& topic);
+  // Storage housekeeping (broker_storage.cc). At start: tombstones, orphans, lost metadata.
+  Status reconcile_data_dir();
+  // Removes the local partitions of a topic the controller deleted (or that was deleted and
+  // created again under the same name): each is closed on its shard and its directory renamed
+  // to a tombstone, durably, and the tombstones are removed in the background. A crash midway
+  // leaves tombstones or unowned directories, which the next start removes or sets aside:
+  // the deleted topic's data is never served again.
+  void delete_local_partitions(const TopicInfo& topic);
+  // --rebuild-metadata: topics for partition directories no topic owns, through the controller.
+  Status rebuild_topics_from_dirs();
+  // Runs `then` on the shard once `p`'s log has nothing in flight (polled every few ms).
+  static void when_idle(ShardState& ss, Partition* p, std::function<void()> then);
+  // Free space of the data volume against config_.min_free_bytes (on shard 0's tick).
+  void check_free_space();
+  // Partitions stopped by a full disk are reopened (recovery cuts what was not written)
+  // once there is room again.
+  void reopen_full_partitions(ShardState& ss);
+  // Called on every shard tick (100 ms): a scrubber step; free space and reopening less often.
+  void storage_tick(ShardState& ss, int ticks);
+  // A bounded step of the background CRC check of closed segments.
+  void scrub_partitions(ShardState& ss);
   void apply_topic_settings(const TopicInfo& topic);
   void rebuild_producer_state(Partition& p);
   static void notify_waiters(Partition& p);
@@ -163,6 +195,10 @@ class Broker {
   void handle_produce(std::shared_ptr<Request> req, kafka::ProduceRequest body);
   void handle_fetch(std::shared_ptr<Request> req, kafka::FetchRequest body);
   void handle_list_offsets(std::shared_ptr<Request> req, const kafka::ListOffsetsRequest& body);
+  void handle_delete_records(std::shared_ptr<Request> req,
+                             const kafka::DeleteRecordsRequest& body);
+  template <class Response, class Topics, class Work>
+  void per_partition(std::shared_ptr<Request> req, const Topics& topics, Work work);
   void handle_init_producer_id(std::shared_ptr<Request> req,
                                const kafka::InitProducerIdRequest& body);
   void handle_offset_for_leader_epoch(std::shared_ptr<Request> req,
@@ -181,6 +217,7 @@ class Broker {
   void compact_partitions(ShardState& ss);
 
   BrokerConfig config_;
+  std::unique_ptr<DataDirLock> lock_;  // held from create() to destruction
   std::unique_ptr<cluster::ClusterNode> cluster_;
   std::unique_ptr<TopicRegistry> registry_;
   struct Hosted {
@@ -198,6 +235,13 @@ class Broker {
   std::mutex producer_ids_mutex_;          // guards the block below (InitProducerId, rare)
   int64_t producer_id_next_ = 0;
   int64_t producer_id_end_ = 0;
+  // Below the free-space threshold: produce is refused (read by every Produce, written by
+  // shard 0's tick).
+  std::atomic<bool> low_space_{false};
+  // Free space is above the threshold with a margin: partitions a full disk stopped reopen.
+  std::atomic<bool> room_again_{false};
+  // Corrupt batches the scrubber found (for /metrics, which does not exist yet).
+  std::atomic<uint64_t> scrub_damage_found_{0};
   bool stopped_ = false;
   // Set when stop() begins: parked fetches answer at once instead of holding up the drain.
   std::atomic<bool> stopping_{false};

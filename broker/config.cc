@@ -186,6 +186,25 @@ Result<BrokerConfig> parse_config(int argc, const char* const* argv) {
   app.add_option("--controller.wait.ms", c.controller_wait_ms,
                  "Start-up waits this long for the controller quorum")
       ->capture_default_str();
+  app.add_flag("--rebuild-metadata", c.rebuild_metadata,
+               "Rebuild the topics from the partition directories when the controller state is "
+               "lost (each partition on this broker, default settings)");
+  app.add_flag("--sweep-orphans", c.sweep_orphans,
+               "At start, delete partition directories that no topic owns (they are kept and "
+               "reported otherwise)");
+  app.add_flag("--verify", c.verify,
+               "Check the CRC of every batch of every partition, report damage, and exit "
+               "(status 0: clean, 1: damage found); takes the data directory's lock");
+  app.add_option("--log.dir.min.free.bytes", c.min_free_bytes,
+                 "Refuse produce (KAFKA_STORAGE_ERROR) while the data volume has less free "
+                 "space, so deletes and retention can still run (-1: 2% of it, at most 1 GiB)")
+      ->capture_default_str()
+      ->check(CLI::Range(int64_t{-1}, int64_t{1} << 50));
+  app.add_option("--log.scrub.bytes.per.sec", c.scrub_bytes_per_sec,
+                 "Rate at which closed segments are re-read and their CRCs checked in the "
+                 "background (0: never)")
+      ->capture_default_str()
+      ->check(CLI::Range(int64_t{0}, int64_t{1} << 40));
   app.add_option("--log-level", c.log_level, "trace, debug, info, warn, error")
       ->capture_default_str()
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error"}));

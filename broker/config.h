@@ -50,6 +50,13 @@ struct BrokerConfig {
   int32_t group_initial_rebalance_delay_ms = 0;
   int32_t offsets_topic_partitions = 8;
 
+  // Storage integrity and operability (broker/data_dir.h, log/README.md).
+  bool rebuild_metadata = false;  // rebuild metadata.bin from the partition directories
+  bool sweep_orphans = false;     // remove partition directories no topic owns, at start
+  bool verify = false;            // check every segment's CRCs, report, exit (no serving)
+  int64_t min_free_bytes = -1;    // refuse produce below this free space; -1: 2% (<= 1 GiB)
+  int64_t scrub_bytes_per_sec = 4 << 20;  // background CRC check of closed segments; 0: off
+
   std::string log_level = "info";
 
   // Cluster (cluster/cluster_node.h). No voters: a one-node cluster of this broker.

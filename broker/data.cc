@@ -151,6 +151,12 @@ void Broker::handle_produce(std::shared_ptr<Request> req, kafka::ProduceRequest 
         fail(ErrorCode::kUnknownTopicOrPartition, "");
         continue;
       }
+      if (low_space_.load(std::memory_order_relaxed) && !topic->internal) {
+        // Below log.dir.min.free.bytes: new data waits (retriable) so that the disk never
+        // fills up; internal topics (offset commits, group state) still write.
+        fail(ErrorCode::kKafkaStorageError, "the broker's data volume is low on free space");
+        continue;
+      }
       std::string why;
       const bool compacted =
           topic_setting_value(*topic, config_, "cleanup.policy").find("compact") !=
@@ -465,59 +471,100 @@ int64_t record_timestamp(log::PartitionLog& log, int64_t offset) {
 
 }  // namespace
 
-void Broker::handle_list_offsets(std::shared_ptr<Request> req,
-                                 const kafka::ListOffsetsRequest& body) {
-  using PartitionResponse = kafka::ListOffsetsResponse::ListOffsetsPartitionResponse;
-  auto resp = std::make_shared<kafka::ListOffsetsResponse>();
-  const int16_t version = req->header.api_version;
+// DeleteRecords: moves each partition's log start (Kafka's low watermark) up to the given
+// offset (-1: the high watermark); segments wholly below it are deleted. Offsets below the new
+// start are then out of range for Fetch, as after retention.
+// Fans a per-partition request out: `work(shard, partition, request entry, response slot)`
+// runs on each partition's shard, and the response (whose topics mirror the request's) is
+// sent once every partition is done.
+template <class Response, class Topics, class Work>
+void Broker::per_partition(std::shared_ptr<Request> req, const Topics& topics, Work work) {
+  auto resp = std::make_shared<Response>();
   size_t total = 0;
-  for (const auto& t : body.topics) total += t.partitions.size();
+  for (const auto& t : topics) total += t.partitions.size();
   auto countdown = std::make_shared<Countdown>(total + 1, [req, resp] { respond(*req, *resp); });
-  resp->topics.resize(body.topics.size());
-  for (size_t ti = 0; ti < body.topics.size(); ++ti) {
-    const auto& t = body.topics[ti];
+  resp->topics.resize(topics.size());
+  for (size_t ti = 0; ti < topics.size(); ++ti) {
+    const auto& t = topics[ti];
     resp->topics[ti].name = t.name;
     resp->topics[ti].partitions.resize(t.partitions.size());
     for (size_t pi = 0; pi < t.partitions.size(); ++pi) {
-      const auto& lp = t.partitions[pi];
-      PartitionResponse* slot = &resp->topics[ti].partitions[pi];
-      slot->partition_index = lp.partition_index;
-      TopicPartition tp{t.name, lp.partition_index};
+      const auto& entry = t.partitions[pi];
+      auto* slot = &resp->topics[ti].partitions[pi];
+      slot->partition_index = entry.partition_index;
+      TopicPartition tp{t.name, entry.partition_index};
       ShardState& ss = shard_of(tp);
-      ss.shard.post([this, &ss, tp, lp, slot, version, countdown] {
-        Partition* p = ss.find(tp);
-        if (!p) {
-          slot->error_code = code(missing_partition_error(tp));
-        } else if (lp.current_leader_epoch > 0) {
-          slot->error_code = code(ErrorCode::kUnknownLeaderEpoch);
-        } else {
-          int64_t offset = -1;
-          int64_t timestamp = -1;
-          if (lp.timestamp == -2) {
-            offset = *p->log->log_start_offset();
-          } else if (lp.timestamp == -1) {
-            offset = p->high_watermark();
-          } else {
-            auto found = p->log->offset_for_timestamp(lp.timestamp);
-            if (!found) {
-              slot->error_code = code(to_kafka(found.error().code));
-            } else if (*found && ***found < p->high_watermark()) {
-              offset = ***found;
-              timestamp = record_timestamp(*p->log, offset);
-            }
-          }
-          slot->offset = offset;
-          slot->timestamp = timestamp;
-          slot->leader_epoch = 0;
-          if (version == 0 && lp.max_num_offsets > 0 && offset >= 0) {
-            slot->old_style_offsets.push_back(offset);
-          }
-        }
+      ss.shard.post([&ss, tp, entry, slot, countdown, work] {
+        work(ss, tp, entry, *slot);
         countdown->done();
       });
     }
   }
   countdown->done();
+}
+
+void Broker::handle_delete_records(std::shared_ptr<Request> req,
+                                   const kafka::DeleteRecordsRequest& body) {
+  per_partition<kafka::DeleteRecordsResponse>(
+      req, body.topics,
+      [this](ShardState& ss, const TopicPartition& tp, const auto& dp, auto& slot) {
+        slot.low_watermark = -1;
+        Partition* p = ss.find(tp);
+        if (!p) {
+          slot.error_code = code(missing_partition_error(tp));
+          return;
+        }
+        const int64_t hwm = p->high_watermark();
+        const int64_t to = dp.offset == -1 ? hwm : dp.offset;
+        if (to < 0 || to > hwm) {
+          slot.error_code = code(ErrorCode::kOffsetOutOfRange);
+        } else if (auto r = p->log->advance_log_start(Offset(to)); !r) {
+          slot.error_code = code(to_kafka(r.error().code));
+        } else {
+          slot.low_watermark = *p->log->log_start_offset();
+          spdlog::info("{}-{}: records before offset {} deleted (DeleteRecords)", tp.topic,
+                       tp.partition, slot.low_watermark);
+        }
+      });
+}
+
+void Broker::handle_list_offsets(std::shared_ptr<Request> req,
+                                 const kafka::ListOffsetsRequest& body) {
+  const int16_t version = req->header.api_version;
+  per_partition<kafka::ListOffsetsResponse>(
+      req, body.topics,
+      [this, version](ShardState& ss, const TopicPartition& tp, const auto& lp, auto& slot) {
+        Partition* p = ss.find(tp);
+        if (!p) {
+          slot.error_code = code(missing_partition_error(tp));
+          return;
+        }
+        if (lp.current_leader_epoch > 0) {
+          slot.error_code = code(ErrorCode::kUnknownLeaderEpoch);
+          return;
+        }
+        int64_t offset = -1;
+        int64_t timestamp = -1;
+        if (lp.timestamp == -2) {
+          offset = *p->log->log_start_offset();
+        } else if (lp.timestamp == -1) {
+          offset = p->high_watermark();
+        } else {
+          auto found = p->log->offset_for_timestamp(lp.timestamp);
+          if (!found) {
+            slot.error_code = code(to_kafka(found.error().code));
+          } else if (*found && ***found < p->high_watermark()) {
+            offset = ***found;
+            timestamp = record_timestamp(*p->log, offset);
+          }
+        }
+        slot.offset = offset;
+        slot.timestamp = timestamp;
+        slot.leader_epoch = 0;
+        if (version == 0 && lp.max_num_offsets > 0 && offset >= 0) {
+          slot.old_style_offsets.push_back(offset);
+        }
+      });
 }
 
 void Broker::handle_init_producer_id(std::shared_ptr<Request> req,

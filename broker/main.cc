@@ -25,6 +25,7 @@ int main(int argc, char** argv) {
     spdlog::error("cannot start: {}", broker.error().message);
     return 1;
   }
+  if (config->verify) return (*broker)->verify();
   // Signals are taken by a small io_context on the main thread; shards never see them.
   boost::asio::io_context signals_ctx;
   boost::asio::signal_set signals(signals_ctx, SIGTERM, SIGINT);

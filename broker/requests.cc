@@ -35,6 +35,7 @@ constexpr Served kServed[] = {
     served<kafka::ApiVersionsRequest>(),
     served<kafka::CreateTopicsRequest>(),
     served<kafka::DeleteTopicsRequest>(),
+    served<kafka::DeleteRecordsRequest>(),
     served<kafka::InitProducerIdRequest>(),
     served<kafka::DescribeConfigsRequest>(),
     served<kafka::AlterConfigsRequest>(),
@@ -147,6 +148,8 @@ void Broker::dispatch(std::shared_ptr<Request> req, kafka::RequestBody body) {
           handle_fetch(req, std::move(b));
         } else if constexpr (std::is_same_v<T, kafka::ListOffsetsRequest>) {
           handle_list_offsets(req, b);
+        } else if constexpr (std::is_same_v<T, kafka::DeleteRecordsRequest>) {
+          handle_delete_records(req, b);
         } else if constexpr (std::is_same_v<T, kafka::InitProducerIdRequest>) {
           handle_init_producer_id(req, b);
         } else if constexpr (std::is_same_v<T, kafka::FindCoordinatorRequest> ||
@@ -412,6 +415,7 @@ void Broker::handle_delete_topics(std::shared_ptr<Request> req,
     const std::string& name = body.topic_names[i];
     resp->responses[i].name = name;
     // Partitions are closed and removed by reconcile() when the metadata drops the topic.
+    crash_point("delete.before_commit");
     registry_->remove(name, [resp, i, finish, name](Result<TopicInfo, TopicError> removed) {
       if (!removed) {
         resp->responses[i].error_code = code(removed.error().code);
@@ -467,6 +471,37 @@ void Broker::handle_create_partitions(std::shared_ptr<Request> req,
   finish();
 }
 
+namespace {
+
+// A topic setting as DescribeConfigs reports it: the value in force, where it comes from
+// (the topic's own setting or the broker default), and its synonyms in Kafka's order (the
+// topic's setting, then the broker-level setting the default comes from).
+kafka::DescribeConfigsResponse::DescribeConfigsResourceResult describe_topic_setting(
+    const TopicInfo& topic, const TopicSetting& s, const BrokerConfig& config, bool synonyms,
+    bool documentation) {
+  kafka::DescribeConfigsResponse::DescribeConfigsResourceResult c;
+  const auto own = topic.configs.find(std::string(s.name));
+  const bool is_own = own != topic.configs.end();
+  c.name = std::string(s.name);
+  c.value = topic_setting_value(topic, config, s.name);
+  c.config_source = is_own ? kSourceTopicConfig : kSourceDefault;
+  c.is_default = !is_own;
+  c.is_sensitive = s.sensitive;
+  c.config_type = s.type;
+  if (synonyms) {
+    if (is_own) c.synonyms.push_back({std::string(s.name), own->second, kSourceTopicConfig});
+    if (!s.broker_synonym.empty()) {
+      c.synonyms.push_back({std::string(s.broker_synonym), s.default_value(config), kSourceDefault});
+    }
+  }
+  if (documentation && !s.used) {
+    c.documentation = "Kafka topic setting, accepted and stored; Sluice does not act on it.";
+  }
+  return c;
+}
+
+}  // namespace
+
 void Broker::handle_describe_configs(std::shared_ptr<Request> req,
                                      const kafka::DescribeConfigsRequest& body) {
   kafka::DescribeConfigsResponse resp;
@@ -499,9 +534,9 @@ void Broker::handle_describe_configs(std::shared_ptr<Request> req,
         out.error_message = "unknown topic '" + res.resource_name + "'";
       } else {
         for (const auto& s : topic_settings()) {
-          const bool own = t->configs.count(std::string(s.name)) > 0;
-          add(s.name, topic_setting_value(*t, config_, s.name),
-              own ? kSourceTopicConfig : kSourceDefault);
+          if (!wanted(s.name)) continue;
+          out.configs.push_back(describe_topic_setting(*t, s, config_, body.include_synonyms,
+                                                       body.include_documentation));
         }
       }
     } else if (res.resource_type == kResourceBroker) {
@@ -632,6 +667,12 @@ void Broker::handle_incremental_alter_configs(std::shared_ptr<Request> req,
       std::map<std::string, std::string> configs = t->configs;
       for (const auto& c : res.configs) {
         const std::string value = c.value.value_or("");
+        if ((c.config_operation == 2 || c.config_operation == 3) && !find_topic_setting(c.name)) {
+          // APPEND and SUBTRACT start from the value in force, which only known settings have.
+          out.error_code = code(ErrorCode::kInvalidConfig);
+          out.error_message = "unknown topic setting '" + c.name + "'";
+          break;
+        }
         switch (c.config_operation) {
           case 0:
             configs[c.name] = value;

@@ -1,6 +1,7 @@
 #include "broker/topic_config.h"
 
 #include <charconv>
+#include <limits>
 
 namespace sluice::broker {
 namespace {
@@ -15,6 +16,9 @@ std::string check_long_min(std::string_view v, int64_t min) {
 std::string check_any_long(std::string_view v) { return check_long_min(v, -1); }
 std::string check_positive(std::string_view v) { return check_long_min(v, 1); }
 std::string check_non_negative(std::string_view v) { return check_long_min(v, 0); }
+std::string check_any_int(std::string_view v) {
+  return check_long_min(v, std::numeric_limits<int32_t>::min());
+}
 std::string check_segment_bytes(std::string_view v) { return check_long_min(v, 14); }
 std::string check_cleanup(std::string_view v) {
   if (v == "delete" || v == "compact" || v == "compact,delete" || v == "delete,compact") return "";
@@ -41,30 +45,87 @@ std::string check_ratio(std::string_view v) {
   }
 }
 
+std::string check_any(std::string_view) { return ""; }
+std::string check_level(std::string_view v) { return check_long_min(v, -1); }
+std::string check_local_retention(std::string_view v) { return check_long_min(v, -2); }
+std::string fixed(std::string_view v) { return std::string(v); }
+
+constexpr int8_t kBool = 1, kString = 2, kInt = 3, kLong = 5, kDouble = 6, kList = 7;
+
+// Every topic setting of Kafka 3.8, by name. `used`: Sluice acts on it; the rest are stored
+// and reported so that tools which set them keep working (docs/configuration.md).
 const std::vector<TopicSetting> kSettings = {
-    {"cleanup.policy", [](const BrokerConfig&) { return std::string("delete"); }, check_cleanup},
-    {"compression.type", [](const BrokerConfig&) { return std::string("producer"); },
-     check_compression},
-    {"delete.retention.ms", [](const BrokerConfig&) { return std::string("86400000"); },
-     check_non_negative},
+    {"cleanup.policy", [](const BrokerConfig&) { return fixed("delete"); }, check_cleanup,
+     "log.cleanup.policy", true, kList},
+    {"compression.gzip.level", [](const BrokerConfig&) { return fixed("-1"); }, check_level,
+     "compression.gzip.level", false, kInt},
+    {"compression.lz4.level", [](const BrokerConfig&) { return fixed("9"); }, check_positive,
+     "compression.lz4.level", false, kInt},
+    {"compression.type", [](const BrokerConfig&) { return fixed("producer"); }, check_compression,
+     "compression.type", false, kString},
+    {"compression.zstd.level", [](const BrokerConfig&) { return fixed("3"); }, check_any_int,
+     "compression.zstd.level", false, kInt},
+    {"delete.retention.ms", [](const BrokerConfig&) { return fixed("86400000"); },
+     check_non_negative, "log.cleaner.delete.retention.ms", true, kLong},
+    {"file.delete.delay.ms", [](const BrokerConfig&) { return fixed("60000"); },
+     check_non_negative, "log.segment.delete.delay.ms", false, kLong},
+    {"flush.messages", [](const BrokerConfig&) { return fixed("9223372036854775807"); },
+     check_positive, "log.flush.interval.messages", false, kLong},
+    {"flush.ms", [](const BrokerConfig&) { return fixed("9223372036854775807"); },
+     check_non_negative, "log.flush.interval.ms", false, kLong},
+    {"follower.replication.throttled.replicas", [](const BrokerConfig&) { return fixed(""); },
+     check_any, "follower.replication.throttled.replicas", false, kList},
+    {"index.interval.bytes", [](const BrokerConfig&) { return fixed("4096"); },
+     check_non_negative, "log.index.interval.bytes", false, kInt},
+    {"leader.replication.throttled.replicas", [](const BrokerConfig&) { return fixed(""); },
+     check_any, "leader.replication.throttled.replicas", false, kList},
+    {"local.retention.bytes", [](const BrokerConfig&) { return fixed("-2"); },
+     check_local_retention, "log.local.retention.bytes", false, kLong},
+    {"local.retention.ms", [](const BrokerConfig&) { return fixed("-2"); }, check_local_retention,
+     "log.local.retention.ms", false, kLong},
+    {"max.compaction.lag.ms", [](const BrokerConfig&) { return fixed("9223372036854775807"); },
+     check_positive, "log.cleaner.max.compaction.lag.ms", false, kLong},
     {"max.message.bytes", [](const BrokerConfig& c) { return std::to_string(c.message_max_bytes); },
-     check_positive},
-    {"message.timestamp.type", [](const BrokerConfig&) { return std::string("CreateTime"); },
-     check_ts_type},
-    {"min.cleanable.dirty.ratio", [](const BrokerConfig&) { return std::string("0.5"); },
-     check_ratio},
-    {"min.compaction.lag.ms", [](const BrokerConfig&) { return std::string("0"); },
-     check_non_negative},
-    {"min.insync.replicas", [](const BrokerConfig&) { return std::string("1"); }, check_positive},
+     check_positive, "message.max.bytes", true, kInt},
+    {"message.downconversion.enable", [](const BrokerConfig&) { return fixed("true"); },
+     check_bool, "log.message.downconversion.enable", false, kBool},
+    {"message.format.version", [](const BrokerConfig&) { return fixed("3.0-IV1"); }, check_any,
+     "log.message.format.version", false, kString},
+    {"message.timestamp.after.max.ms",
+     [](const BrokerConfig&) { return fixed("9223372036854775807"); }, check_non_negative,
+     "log.message.timestamp.after.max.ms", false, kLong},
+    {"message.timestamp.before.max.ms",
+     [](const BrokerConfig&) { return fixed("9223372036854775807"); }, check_non_negative,
+     "log.message.timestamp.before.max.ms", false, kLong},
+    {"message.timestamp.difference.max.ms",
+     [](const BrokerConfig&) { return fixed("9223372036854775807"); }, check_non_negative,
+     "log.message.timestamp.difference.max.ms", false, kLong},
+    {"message.timestamp.type", [](const BrokerConfig&) { return fixed("CreateTime"); },
+     check_ts_type, "log.message.timestamp.type", true, kString},
+    {"min.cleanable.dirty.ratio", [](const BrokerConfig&) { return fixed("0.5"); }, check_ratio,
+     "log.cleaner.min.cleanable.ratio", false, kDouble},
+    {"min.compaction.lag.ms", [](const BrokerConfig&) { return fixed("0"); }, check_non_negative,
+     "log.cleaner.min.compaction.lag.ms", false, kLong},
+    {"min.insync.replicas", [](const BrokerConfig&) { return fixed("1"); }, check_positive,
+     "min.insync.replicas", false, kInt},
+    {"preallocate", [](const BrokerConfig&) { return fixed("false"); }, check_bool,
+     "log.preallocate", false, kBool},
+    {"remote.storage.enable", [](const BrokerConfig&) { return fixed("false"); }, check_bool, "",
+     false, kBool},
     {"retention.bytes", [](const BrokerConfig& c) { return std::to_string(c.retention_bytes); },
-     check_any_long},
+     check_any_long, "log.retention.bytes", true, kLong},
     {"retention.ms", [](const BrokerConfig& c) { return std::to_string(c.retention_ms); },
-     check_any_long},
+     check_any_long, "log.retention.ms", true, kLong},
     {"segment.bytes", [](const BrokerConfig& c) { return std::to_string(c.segment_bytes); },
-     check_segment_bytes},
-    {"segment.ms", [](const BrokerConfig& c) { return std::to_string(c.roll_ms); }, check_positive},
-    {"unclean.leader.election.enable", [](const BrokerConfig&) { return std::string("false"); },
-     check_bool},
+     check_segment_bytes, "log.segment.bytes", true, kInt},
+    {"segment.index.bytes", [](const BrokerConfig&) { return fixed("10485760"); },
+     check_non_negative, "log.index.size.max.bytes", false, kInt},
+    {"segment.jitter.ms", [](const BrokerConfig&) { return fixed("0"); }, check_non_negative,
+     "log.roll.jitter.ms", false, kLong},
+    {"segment.ms", [](const BrokerConfig& c) { return std::to_string(c.roll_ms); }, check_positive,
+     "log.roll.ms", true, kLong},
+    {"unclean.leader.election.enable", [](const BrokerConfig&) { return fixed("false"); },
+     check_bool, "unclean.leader.election.enable", false, kBool},
 };
 
 }  // namespace

@@ -13,11 +13,17 @@
 
 namespace sluice::broker {
 
+// One of Kafka's topic-level settings (Kafka 3.8's LogConfig). Every one is accepted and
+// stored; `used` says whether Sluice acts on it (docs/configuration.md lists the others).
 struct TopicSetting {
   std::string_view name;
   std::string (*default_value)(const BrokerConfig&);
   // An empty result means valid; otherwise what is wrong.
   std::string (*check)(std::string_view value);
+  // The broker-level setting the default comes from (DescribeConfigs' synonym), if any.
+  std::string_view broker_synonym;
+  bool used = false;
+  int8_t type = 2;  // DescribeConfigs ConfigType: 1 BOOLEAN, 2 STRING, 3 INT, 5 LONG, 6 DOUBLE, 7 LIST
   bool sensitive = false;
 };
 

@@ -74,6 +74,7 @@ std::shared_ptr<const TopicsSnapshot> TopicRegistry::publish(const cluster::pb::
       info.parts[static_cast<size_t>(i)].leader = cluster::leader_of(image, t.partitions(i));
     }
   }
+  for (const auto& [name, id] : image.deleted_topics()) next->deleted.insert(name);
   for (const auto& [id, b] : image.brokers()) {
     next->brokers[id] = BrokerInfo{id, b.kafka().host(), static_cast<int32_t>(b.kafka().port()),
                                    b.rack(), b.fenced()};

@@ -13,6 +13,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -51,6 +52,7 @@ struct TopicsSnapshot {
   std::string cluster_id;
   std::map<std::string, TopicInfo> topics;
   std::map<int32_t, BrokerInfo> brokers;  // registered brokers, fenced ones included
+  std::set<std::string> deleted;          // topics deleted (and not created again)
   const TopicInfo* find(const std::string& name) const {
     auto it = topics.find(name);
     return it == topics.end() ? nullptr : &it->second;

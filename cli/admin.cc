@@ -360,7 +360,22 @@ void group_reset(Context& ctx, const ResetOptions& o) {
   }
   std::map<TopicPartition, int64_t> target;
   if (o.to_offset >= 0) {
-    for (const auto& tp : tps) target[tp] = o.to_offset;
+    // Clamped to each partition's valid range [log start, end], as Kafka's tool does: an
+    // offset outside it would only send consumers to their reset policy.
+    auto starts = end_offsets(ctx, tps, -2);
+    if (!starts) return fail(ctx, "group reset-offsets", starts.error());
+    auto ends = end_offsets(ctx, tps, -1);
+    if (!ends) return fail(ctx, "group reset-offsets", ends.error());
+    for (const auto& tp : tps) {
+      const int64_t lo = starts->at(tp);
+      const int64_t hi = ends->at(tp);
+      const int64_t off = std::clamp(o.to_offset, lo, std::max(lo, hi));
+      if (off != o.to_offset) {
+        std::cerr << "sluice: " << tp.topic << "-" << tp.partition << ": offset " << o.to_offset
+                  << " is outside [" << lo << ", " << hi << "]; using " << off << "\n";
+      }
+      target[tp] = off;
+    }
   } else {
     auto r = end_offsets(ctx, tps, o.to_earliest ? -2 : o.to_latest ? -1 : o.to_timestamp);
     if (!r) return fail(ctx, "group reset-offsets", r.error());

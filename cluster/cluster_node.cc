@@ -200,7 +200,9 @@ Status ClusterNode::start_controller() {
   group_ = std::make_unique<raft::RaftGroup>(0, rc, *storage_, std::move(cb));
   if (auto s = group_->start(initial); !s) {
     return error(1, "controller state in " + config_.data_dir + "/controller: " +
-                        s.error().message);
+                        s.error().message +
+                        ". Restore it from a backup, or restart with --rebuild-metadata to "
+                        "rebuild the topics from the partition directories");
   }
   if (storage_->truncated_bytes() > 0) {
     spdlog::warn("controller log: cut a torn tail of {} bytes", storage_->truncated_bytes());

@@ -88,6 +88,7 @@ ApplyResult MetadataState::apply_to(pb::Image& img, const pb::Record& rec) {
       if (img.topics().count(t.name())) {
         return fail(ErrorCode::kTopicAlreadyExists, "topic '" + t.name() + "' already exists");
       }
+      img.mutable_deleted_topics()->erase(t.name());
       pb::Topic& stored = (*img.mutable_topics())[t.name()];
       stored = t;
       for (auto& p : *stored.mutable_partitions()) {
@@ -100,10 +101,13 @@ ApplyResult MetadataState::apply_to(pb::Image& img, const pb::Record& rec) {
       return {};
     }
     case pb::Record::kDeleteTopic: {
-      if (!img.mutable_topics()->erase(rec.delete_topic().name())) {
+      auto it = img.mutable_topics()->find(rec.delete_topic().name());
+      if (it == img.mutable_topics()->end()) {
         return fail(ErrorCode::kUnknownTopicOrPartition,
                     "topic '" + rec.delete_topic().name() + "' does not exist");
       }
+      (*img.mutable_deleted_topics())[it->first] = it->second.topic_id();
+      img.mutable_topics()->erase(it);
       return {};
     }
     case pb::Record::kCreatePartitions: {

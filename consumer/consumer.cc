@@ -4,6 +4,7 @@
 #include <atomic>
 #include <boost/asio.hpp>
 #include <condition_variable>
+#include <cstdio>
 #include <deque>
 #include <future>
 #include <mutex>
@@ -27,6 +28,9 @@ namespace {
 
 struct PartState {
   int64_t position = -1;  // -1: to be resolved (committed offset or reset policy)
+  // The position was out of range: resolve it by the reset policy, not the committed offset
+  // (which may be the very offset that was out of range).
+  bool reset_pending = false;
   bool paused = false;
   int64_t high_watermark = -1;
 };
@@ -154,14 +158,26 @@ struct Consumer::Impl {
     return out;
   }
 
+  void warn(const std::string& message) {
+    if (config.on_warning) {
+      config.on_warning(message);
+    } else {
+      std::fprintf(stderr, "sluice consumer: warning: %s\n", message.c_str());
+    }
+  }
+
   Status resolve_positions() {
     std::vector<TopicPartition> unknown;
     for (auto& [tp, ps] : parts) {
       if (ps.position < 0) unknown.push_back(tp);
     }
     if (unknown.empty()) return {};
-    if (has_group()) {
-      auto c = committed(unknown);
+    std::vector<TopicPartition> by_commit;
+    for (const auto& tp : unknown) {
+      if (!parts[tp].reset_pending) by_commit.push_back(tp);
+    }
+    if (has_group() && !by_commit.empty()) {
+      auto c = committed(by_commit);
       if (c) {
         for (const auto& [tp, off] : *c) {
           if (off >= 0) parts[tp].position = off;
@@ -182,7 +198,10 @@ struct Consumer::Impl {
     }
     auto r = list_offsets(unknown, config.auto_offset_reset == "earliest" ? -2 : -1);
     if (!r) return unexpected(r.error());
-    for (const auto& [tp, off] : *r) parts[tp].position = off;
+    for (const auto& [tp, off] : *r) {
+      parts[tp].position = off;
+      parts[tp].reset_pending = false;
+    }
     return {};
   }
 
@@ -263,7 +282,11 @@ struct Consumer::Impl {
           if (config.auto_offset_reset == "none") {
             return unexpected(client::kafka_error(p.error_code, "fetch " + tp_name(tp)));
           }
+          warn("offset " + std::to_string(ps.position) + " of " + tp_name(tp) +
+               " is out of range (deleted by retention or DeleteRecords, or past the end); "
+               "resetting to the " + config.auto_offset_reset + " offset (auto_offset_reset)");
           ps.position = -1;
+          ps.reset_pending = true;
           continue;
         }
         if (p.error_code != 0) {

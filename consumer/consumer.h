@@ -57,6 +57,9 @@ struct ConsumerConfig {
   int fetch_max_wait_ms = 500;
   int max_poll_records = 10000;
   int request_timeout_ms = 30000;
+  // Warnings the consumer recovers from by itself (e.g. an out-of-range position reset by
+  // auto_offset_reset). Default: a line on stderr.
+  std::function<void(const std::string&)> on_warning;
 };
 
 struct TopicPartition {

@@ -259,6 +259,8 @@ LogResult<void> PartitionLog::replace_closed_segment(int64_t base_offset, Bytes 
   detail::Segment& seg = *segments_[i];
   SLUICE_ASSERT(!seg.active && !seg.unsynced && !seg.dirty);
   const int64_t next_base = segments_[i + 1]->base_offset;
+  // The scrubber's position in this segment means nothing in the rewritten one.
+  if (scrub_segment_ == base_offset) scrub_position_ = 0;
   // Check before anything is written: whole valid batches spanning exactly the same offsets.
   const ScanResult check =
       scan_segment(batches, {.expected_base_offset = base_offset, .verify_crc = true}, {});

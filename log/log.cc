@@ -16,6 +16,12 @@ namespace sluice::log {
 
 using detail::Segment;
 
+namespace {
+// Preallocation steps of the active segment (preallocate()).
+constexpr uint64_t kPreallocateStepMin = 1ull << 20;
+constexpr uint64_t kPreallocateStepMax = 64ull << 20;
+}  // namespace
+
 PartitionLog::~PartitionLog() { SLUICE_ASSERT(idle()); }
 
 bool PartitionLog::idle() const { return ops_in_flight_ == 0; }
@@ -70,14 +76,7 @@ LogResult<void> PartitionLog::open_active(Segment& seg) {
   seg.active = true;
   seg.unsynced = false;
   seg.created_ms = config_.clock_ms();
-  if (config_.preallocate && seg.size_bytes < config_.segment_bytes) {
-    const int rc = ::fallocate(seg.log_rw->fd(), 0, 0, static_cast<off_t>(config_.segment_bytes));
-    if (rc == 0) {
-      seg.preallocated = true;
-    } else if (errno != EOPNOTSUPP) {
-      return errno_error(errno, "fallocate " + seg.log_path);
-    }
-  }
+  preallocate(seg, seg.size_bytes);
   return {};
 }
 
@@ -100,6 +99,21 @@ LogResult<void> PartitionLog::create_segment(int64_t base_offset) {
   dir_dirty_ = true;
   segments_.push_back(std::move(seg));
   return {};
+}
+
+// Keeps the active segment's .log file allocated ahead of `needed` bytes: by as much again as
+// it holds (kPreallocateStepMin to kPreallocateStepMax at a time), never past segment_bytes,
+// so that a small volume is not reserved up front and a growing segment stays contiguous.
+// A failure (a full disk) is no error here: the write itself reports it.
+void PartitionLog::preallocate(Segment& seg, uint64_t needed) {
+  if (!config_.preallocate || (seg.preallocated && needed <= seg.allocated_bytes)) return;
+  const uint64_t step = std::clamp(needed, kPreallocateStepMin, kPreallocateStepMax);
+  const uint64_t target = std::max(needed, std::min(needed + step, config_.segment_bytes));
+  if (target <= needed && seg.preallocated) return;
+  if (::fallocate(seg.log_rw->fd(), 0, 0, static_cast<off_t>(target)) == 0) {
+    seg.preallocated = true;
+    seg.allocated_bytes = target;
+  }
 }
 
 // Closes `seg` for appends: trims preallocated space and writes the sealing time entry.
@@ -300,6 +314,7 @@ LogResult<AppendResult> PartitionLog::append(std::span<const MutableBytes> parts
 void PartitionLog::submit_write(Segment& seg, Bytes bytes, uint64_t position, int64_t end_offset) {
   SLUICE_ASSERT(!bytes.empty());
   SLUICE_ASSERT(position + bytes.size() == seg.size_bytes);
+  if (seg.active) preallocate(seg, seg.size_bytes);
   const uint64_t seq = next_seq_++;
   pending_writes_.push_back({.seq = seq,
                              .segment_base = seg.base_offset,
@@ -544,11 +559,7 @@ LogResult<Offset> PartitionLog::truncate_suffix(Offset offset) {
   if (seg->corrupt_from >= new_end) seg->corrupt_from = -1;
   seg->dirty = true;
   seg->preallocated = false;
-  if (config_.preallocate) {
-    if (::fallocate(seg->log_rw->fd(), 0, 0, static_cast<off_t>(config_.segment_bytes)) == 0) {
-      seg->preallocated = true;
-    }
-  }
+  preallocate(*seg, pos);
   end_offset_ = written_end_ = new_end;
   durable_end_ = std::min(durable_end_, new_end);
   if (flush_in_flight_) flush_cap_ = std::min(flush_cap_, new_end);

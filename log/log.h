@@ -61,7 +61,7 @@ struct LogConfig {
   int64_t retention_bytes = -1;                   // retention.bytes; < 0: unlimited
   int64_t retention_ms = 7ll * 24 * 3600 * 1000;  // retention.ms; < 0: unlimited
   FlushPolicy flush;
-  bool preallocate = true;  // fallocate the active segment to segment_bytes
+  bool preallocate = true;  // fallocate the active segment ahead of its writes, growing
   RecoveryScan recovery_scan = RecoveryScan::kUnflushed;
   uint32_t inflight_appends_max = 1024;  // append() returns kBusy above this
   std::function<int64_t()> clock_ms;     // wall clock for rolls and retention; default: system
@@ -125,6 +125,13 @@ struct BatchInfo {
   int32_t leader_epoch = -1;  // the Raft term it was appended in
   int64_t max_timestamp = 0;
   uint64_t size_bytes = 0;
+};
+
+// One step of the background check of closed segments (scrub()).
+struct ScrubResult {
+  uint64_t bytes_checked = 0;
+  std::vector<RecoveryIssue> issues;  // kCorruptClosed: newly found damage, no longer served
+  bool round_done = false;            // the step reached the end of the closed segments
 };
 
 struct RetentionResult {
@@ -219,6 +226,13 @@ class PartitionLog {
   // then its indexes are rebuilt. Blocking file I/O of one segment (a bounded step).
   LogResult<void> replace_closed_segment(int64_t base_offset, Bytes batches);
 
+  // Checks the CRC of the batches of closed, durable segments, about `max_bytes` of them (at
+  // least one batch), from where the previous call stopped, wrapping around at the end. A
+  // batch that fails its checks marks the rest of its segment as damaged, exactly as recovery
+  // would (kCorrupt for reads from there; never served) and is reported once. Blocking preads
+  // of at most `max_bytes` plus one batch (a bounded step).
+  LogResult<ScrubResult> scrub(uint64_t max_bytes);
+
   bool idle() const;  // nothing of this log in flight in the ring
   const RecoveryReport& recovery_report() const { return report_; }
   const std::filesystem::path& dir() const { return dir_; }
@@ -226,6 +240,11 @@ class PartitionLog {
   uint64_t size_bytes() const;  // of all segments
   std::vector<int64_t> segment_base_offsets() const;
   bool failed() const { return failure_.has_value(); }
+  // Why the partition stopped (kNoSpace: a full disk; nothing was acknowledged that is not
+  // on disk, so reopening it is safe once there is room).
+  std::optional<LogErrc> failure_code() const {
+    return failure_ ? std::optional<LogErrc>(failure_->code) : std::nullopt;
+  }
   uint64_t flush_count() const { return flush_count_; }  // fdatasync rounds started
 
  private:
@@ -252,6 +271,7 @@ class PartitionLog {
   LogResult<void> open_active(detail::Segment& seg);
   LogResult<void> create_segment(int64_t base_offset);
   LogResult<void> roll();
+  void preallocate(detail::Segment& seg, uint64_t needed);
   LogResult<void> seal(detail::Segment& seg);
   void delete_segment_files(detail::Segment& seg);
   LogResult<void> write_meta(bool sync);
@@ -306,6 +326,10 @@ class PartitionLog {
   uint64_t flush_count_ = 0;  // ring operations of this log not yet completed
 
   RecoveryReport report_;
+  int64_t scrub_segment_ = -1;  // scrub(): the segment (base offset) and byte it resumes at
+  uint64_t scrub_position_ = 0;
+  int64_t scrub_last_end_ = 0;  // one past the last batch the scrubber found good
+  std::vector<std::byte> scrub_buffer_;
 };
 
 }  // namespace sluice::log

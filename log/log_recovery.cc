@@ -79,8 +79,15 @@ LogResult<std::unique_ptr<PartitionLog>> PartitionLog::open(const std::filesyste
                      "must be positive");
   }
   std::error_code ec;
-  std::filesystem::create_directories(dir, ec);
+  const bool created = std::filesystem::create_directories(dir, ec);
   if (ec) return log_error(LogErrc::kIo, "create " + dir.string() + ": " + ec.message());
+  if (created) {
+    // The new directory's entry must be durable before anything in it is acknowledged.
+    auto parent = FileHandle::open(dir.parent_path().empty() ? "." : dir.parent_path().string(),
+                                   O_RDONLY | O_DIRECTORY);
+    if (!parent) return unexpected(parent.error());
+    if (::fsync((*parent)->fd()) != 0) return errno_error(errno, "fsync " + dir.parent_path().string());
+  }
   std::unique_ptr<PartitionLog> log(new PartitionLog(dir, config, ring, fds));
   if (auto r = log->recover(); !r) return unexpected(r.error());
   return log;

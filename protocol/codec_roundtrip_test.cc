@@ -149,6 +149,7 @@ TEST(CodecApiTable, CoversTheAdvertisedRanges) {
       {ApiKey::kApiVersions, 0, 3, 3},
       {ApiKey::kCreateTopics, 0, 5, 5},
       {ApiKey::kDeleteTopics, 0, 4, 4},
+      {ApiKey::kDeleteRecords, 0, 2, 2},
       {ApiKey::kInitProducerId, 0, 4, 2},
       {ApiKey::kDescribeConfigs, 0, 4, 4},
       {ApiKey::kSaslHandshake, 0, 1, kNotFlexible},

@@ -174,6 +174,27 @@ class CliTest(unittest.TestCase):
         self.ok("group", "delete", "g1")
         self.assertNotIn("g1", self.ok("group", "list").stdout.split())
 
+    def test_out_of_range_committed_offset_is_reset(self):
+        self.ok("topic", "create", "oor")
+        self.ok("produce", "oor", stdin="".join("o%d\n" % i for i in range(10)))
+        # reset-offsets clamps to the partition's valid range rather than committing past it.
+        r = self.ok("group", "reset-offsets", "goor", "-t", "oor", "--to-offset", "1000")
+        self.assertIn("offset 1000 is outside [0, 10]; using 10", r.stderr)
+        self.assertEqual(r.stdout.split(), ["oor", "0", "10"])
+        # Another client commits an offset out of range (retention and DeleteRecords do the
+        # same to a committed offset): the consumer warns and applies its reset policy
+        # (--from beginning: earliest) instead of fetching the committed offset forever.
+        import confluent_kafka
+        c = confluent_kafka.Consumer({"bootstrap.servers": self.broker.address,
+                                      "group.id": "goor", "enable.auto.commit": False})
+        c.commit(offsets=[confluent_kafka.TopicPartition("oor", 0, 1000)], asynchronous=False)
+        c.close()
+        r = sluice(self.broker, "consume", "oor", "--group", "goor", "--count", "10", timeout=30)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(r.stdout.split(), ["o%d" % i for i in range(10)])
+        self.assertIn("offset 1000 of oor[0] is out of range", r.stderr)
+        self.assertIn("resetting to the earliest offset", r.stderr)
+
 
 if __name__ == "__main__":
     unittest.main(verbosity=2)

@@ -29,6 +29,7 @@ struct Segment {
   int64_t created_ms = 0;
   bool active = false;
   bool preallocated = false;  // the .log file extends past size_bytes with zeros
+  uint64_t allocated_bytes = 0;  // the .log file's length while preallocated
   bool dirty = false;         // written since its last fdatasync
   bool unsynced = false;      // closed, but the .log and indexes are not yet fdatasync'd
   // Read-write handles, held while the segment is active or unsynced; otherwise reads go

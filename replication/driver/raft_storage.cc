@@ -185,6 +185,15 @@ Result<RestoredState> FileRaftStorage::load() {
   }
   first_index_ = *restored.snapshot.index + 1;
   if (!restored.entries.empty()) first_index_ = *restored.entries.front().index;
+  // The commit index is written lazily, so it may lag the log; a log that ends before it has
+  // lost committed entries (an emptied or replaced file). Refuse rather than forget them.
+  const uint64_t last =
+      restored.entries.empty() ? *restored.snapshot.index : *restored.entries.back().index;
+  if (*restored.hard_state.commit > last) {
+    return error(EINVAL, dir_ + "/log ends at entry " + std::to_string(last) +
+                             " but entries up to " + std::to_string(*restored.hard_state.commit) +
+                             " were committed: committed entries are lost");
+  }
   restored.applied = restored.snapshot.index;
   if (*restored.hard_state.commit < *restored.snapshot.index) {
     restored.hard_state.commit = restored.snapshot.index;

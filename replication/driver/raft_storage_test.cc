@@ -149,6 +149,20 @@ TEST_F(FileRaftStorageTest, InstalledSnapshotReplacesTheLog) {
   EXPECT_EQ(*loaded->entries[0].index, 51u);
 }
 
+TEST_F(FileRaftStorageTest, ALogShorterThanItsCommitIndexIsRefused) {
+  {
+    FileRaftStorage s(dir_);
+    ASSERT_TRUE(s.load());
+    ASSERT_TRUE(s.persist(ready_with({entry(1, 1, "a"), entry(2, 1, "b")},
+                                     HardState{Term(1), NodeId(1), LogIndex(2)})));
+  }
+  std::filesystem::resize_file(dir_ + "/log", 0);  // emptied by an operator or a bad disk
+  FileRaftStorage s(dir_);
+  auto r = s.load();
+  ASSERT_FALSE(r);
+  EXPECT_NE(r.error().message.find("committed entries are lost"), std::string::npos);
+}
+
 TEST_F(FileRaftStorageTest, CorruptHardStateIsAnErrorNotAReset) {
   {
     FileRaftStorage s(dir_);
