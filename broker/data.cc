@@ -32,9 +32,10 @@ struct Countdown {
 };
 
 // Checks one Produce partition's records before anything is written (kafka-protocol.md 5.5).
-// Returns kNone when the batch may be appended.
+// Returns kNone when the batch may be appended; `max_timestamp` is then what the batch's
+// maxTimestamp must be (for CreateTime, the largest record timestamp).
 ErrorCode validate_batch(const kafka::Records& records, int16_t version, int64_t max_bytes,
-                         bool compacted, std::string& why) {
+                         bool compacted, int64_t& max_timestamp, std::string& why) {
   if (version < 3) {
     // Served only so librdkafka enables gzip/snappy/lz4 (see ProduceRequest.schema).
     why = "the legacy message format of Produce v0-2 is not supported; use Produce v3+";
@@ -67,10 +68,6 @@ ErrorCode validate_batch(const kafka::Records& records, int16_t version, int64_t
     why = crc.error().message;
     return ErrorCode::kCorruptMessage;
   }
-  if (view->record_count() <= 0 || view->last_offset_delta() + 1 != view->record_count()) {
-    why = "lastOffsetDelta + 1 does not match the record count";
-    return ErrorCode::kInvalidRecord;
-  }
   if (view->is_control()) {
     why = "clients may not produce control batches";
     return ErrorCode::kInvalidRecord;
@@ -79,26 +76,21 @@ ErrorCode validate_batch(const kafka::Records& records, int16_t version, int64_t
     why = "idempotent batch without a base sequence";
     return ErrorCode::kInvalidRecord;
   }
-  if (compacted) {
-    std::vector<std::byte> scratch;
-    auto reader = view->records(scratch);
-    if (!reader) {
-      why = reader.error().message;
-      return ErrorCode::kCorruptMessage;
-    }
-    while (true) {
-      auto rec = reader->next();
-      if (!rec) {
-        why = rec.error().message;
-        return ErrorCode::kCorruptMessage;
-      }
-      if (!*rec) break;
-      if (!(*rec)->key) {
-        why = "records of a compacted topic need a key";
-        return ErrorCode::kInvalidRecord;
-      }
-    }
+  // Every record, once: what consumers and the log rely on must hold before it is stored.
+  std::vector<std::byte> scratch;  // used only by compressed batches
+  auto summary = kafka::check_records(*view, scratch);
+  if (!summary) {
+    why = summary.error().message;
+    return summary.error().code == kafka::BatchErrc::kMismatch ? ErrorCode::kInvalidRecord
+                                                                : ErrorCode::kCorruptMessage;
   }
+  if (compacted && summary->keyless_records > 0) {
+    why = "records of a compacted topic need a key";
+    return ErrorCode::kInvalidRecord;
+  }
+  max_timestamp = view->timestamp_type() == kafka::TimestampType::kCreateTime
+                      ? summary->max_timestamp
+                      : view->max_timestamp();
   return ErrorCode::kNone;
 }
 
@@ -152,12 +144,13 @@ void Broker::handle_produce(std::shared_ptr<Request> req, kafka::ProduceRequest 
         continue;
       }
       std::string why;
+      int64_t max_timestamp = -1;
       const bool compacted =
           topic_setting_value(*topic, config_, "cleanup.policy").find("compact") !=
           std::string::npos;
-      const ErrorCode verdict =
-          validate_batch(pd.records, version,
-                         topic_setting_int(*topic, config_, "max.message.bytes"), compacted, why);
+      const ErrorCode verdict = validate_batch(
+          pd.records, version, topic_setting_int(*topic, config_, "max.message.bytes"), compacted,
+          max_timestamp, why);
       if (verdict != ErrorCode::kNone) {
         spdlog::debug("produce to {}-{} rejected: {}", t.name, pd.index, why);
         fail(verdict, why);
@@ -168,6 +161,11 @@ void Broker::handle_produce(std::shared_ptr<Request> req, kafka::ProduceRequest 
       auto& buffer = *req->frame.buffer;
       const size_t at = static_cast<size_t>(records.data() - buffer.data());
       MutableBytes batch(buffer.data() + at, records.size());
+      if (load_be<int64_t>(batch.data() + kafka::batch_layout::kMaxTimestamp) != max_timestamp) {
+        // As Kafka does: maxTimestamp is what the records say (the time index relies on it).
+        store_be<int64_t>(batch.data() + kafka::batch_layout::kMaxTimestamp, max_timestamp);
+        kafka::update_crc(batch);
+      }
       TopicPartition tp{t.name, pd.index};
       ShardState& ss = shard_of(tp);
       ss.shard.post([&ss, tp, batch, slot, req, countdown, failed] {
