@@ -140,6 +140,11 @@ Result<BrokerConfig> parse_config(int argc, const char* const* argv) {
   app.add_option("--socket.request.max.bytes", c.request_max_bytes, "Largest request accepted")
       ->capture_default_str()
       ->check(CLI::Range(1024, 1 << 30));
+  app.add_option("--queued.max.request.bytes", c.queued_max_request_bytes,
+                 "Request bytes held at once by all connections; reading pauses beyond it "
+                 "(at least socket.request.max.bytes)")
+      ->capture_default_str()
+      ->check(CLI::Range(int64_t{1024}, int64_t{1} << 40));
   app.add_option("--max.connections", c.max_connections, "Client connections at most")
       ->capture_default_str();
   app.add_option("--connections.max.idle.ms", c.idle_timeout_ms, "Close connections idle this long")
@@ -189,6 +194,11 @@ Result<BrokerConfig> parse_config(int argc, const char* const* argv) {
     return error(2, std::string(e.what()) + "\nRun 'sluiced --help' for the settings.");
   }
   if (version) return error(0, std::string("sluiced ") + kVersion + "\n");
+  if (c.queued_max_request_bytes < c.request_max_bytes) {
+    return error(2, "queued.max.request.bytes (" + std::to_string(c.queued_max_request_bytes) +
+                        ") must be at least socket.request.max.bytes (" +
+                        std::to_string(c.request_max_bytes) + ")");
+  }
   auto l = parse_host_port(listen);
   if (!l) return unexpected(std::move(l).error());
   c.listen = *l;

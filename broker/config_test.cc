@@ -64,5 +64,14 @@ TEST(BrokerConfig, BadInputSaysWhatToDo) {
   EXPECT_NE(c.error().message.find("--log.segment.bytes"), std::string::npos);
 }
 
+TEST(BrokerConfig, RequestMemoryHoldsAtLeastOneRequest) {
+  auto c = parse({"--socket.request.max.bytes", "1048576", "--queued.max.request.bytes", "65536"});
+  ASSERT_FALSE(c);
+  EXPECT_NE(c.error().message.find("queued.max.request.bytes"), std::string::npos);
+  c = parse({"--socket.request.max.bytes", "1048576", "--queued.max.request.bytes", "1048576"});
+  ASSERT_TRUE(c) << c.error().message;
+  EXPECT_EQ(c->queued_max_request_bytes, 1048576);
+}
+
 }  // namespace
 }  // namespace sluice::broker
