@@ -23,7 +23,7 @@ constexpr uint32_t kCompactionSegmentsPerStep = 16;
 
 Status Broker::start_groups() {
   const std::string topic = GroupCoordinator::kTopic;
-  if (!registry_->snapshot()->find(topic)) {
+  if (!registry_->find(topic)) {
     std::promise<Result<TopicInfo, TopicError>> created;
     create_topic(
         topic, std::max(1, config_.offsets_topic_partitions), 1,
@@ -35,7 +35,7 @@ Status Broker::start_groups() {
       return error(2, "cannot create " + topic + ": " + r.error().message);
     }
   }
-  const TopicInfo* info = registry_->snapshot()->find(topic);
+  const std::optional<TopicInfo> info = registry_->find(topic);
   if (!info) return error(2, topic + " is missing after creating it");
   if (info->partitions != config_.offsets_topic_partitions) {
     spdlog::warn("{} has {} partitions (--offsets.topic.num.partitions is {}); keeping {}", topic,
@@ -62,7 +62,7 @@ Status Broker::start_groups() {
     ss.ring->submit();
   };
   host.partition_count = [this](const std::string& name) {
-    const TopicInfo* t = registry_->snapshot()->find(name);
+    const std::optional<TopicInfo> t = registry_->find(name);
     return t ? t->partitions : -1;
   };
   host.address = [this](std::string& h, int32_t& port, int32_t& node) {

@@ -143,6 +143,10 @@ void Broker::handle_produce(std::shared_ptr<Request> req, kafka::ProduceRequest 
         fail(ErrorCode::kUnknownTopicOrPartition, "");
         continue;
       }
+      if (TopicRegistry::is_internal(t.name)) {  // as Kafka: only the broker appends there
+        fail(ErrorCode::kInvalidTopicException, "cannot append to internal topic " + t.name);
+        continue;
+      }
       std::string why;
       int64_t max_timestamp = -1;
       const bool compacted =

@@ -59,6 +59,34 @@ TopicError storage_error(const std::string& what) {
 
 }  // namespace
 
+bool TopicRegistry::is_internal(const std::string& name) {
+  return name == "__consumer_offsets" || name == "__transaction_state";
+}
+
+namespace {
+
+// What remove(), set_partition_count() and set_configs() find for `name`.
+Result<const TopicInfo*, TopicError> find_changeable(const TopicsSnapshot& snap,
+                                                    const std::string& name) {
+  const TopicInfo* t = snap.find(name);
+  if (!t) {
+    return unexpected(
+        TopicError{ErrorCode::kUnknownTopicOrPartition, "unknown topic '" + name + "'"});
+  }
+  if (auto ok = TopicRegistry::check_client_may_change(name); !ok) {
+    return unexpected(std::move(ok).error());
+  }
+  return t;
+}
+
+}  // namespace
+
+Result<void, TopicError> TopicRegistry::check_client_may_change(const std::string& name) {
+  if (!is_internal(name)) return {};
+  return unexpected(TopicError{ErrorCode::kTopicAuthorizationFailed,
+                               "'" + name + "' is an internal topic, managed by the broker"});
+}
+
 Result<void, TopicError> TopicRegistry::validate_name(const std::string& name) {
   if (name.empty())
     return unexpected(TopicError{ErrorCode::kInvalidTopicException, "empty topic name"});
@@ -119,6 +147,12 @@ Result<std::unique_ptr<TopicRegistry>> TopicRegistry::open(const std::string& da
   return reg;
 }
 
+std::optional<TopicInfo> TopicRegistry::find(const std::string& name) const {
+  auto snap = snapshot();
+  const TopicInfo* t = snap->find(name);
+  return t ? std::optional<TopicInfo>(*t) : std::nullopt;
+}
+
 std::shared_ptr<const TopicsSnapshot> TopicRegistry::snapshot() const {
   std::lock_guard lock(mutex_);
   return snapshot_;
@@ -176,7 +210,8 @@ Result<TopicInfo, TopicError> TopicRegistry::create(
         TopicError{ErrorCode::kTopicAlreadyExists, "topic '" + name + "' already exists"});
   }
   auto next = std::make_shared<TopicsSnapshot>(*snapshot_);
-  TopicInfo info{name, partitions, replication_factor, configs, random_id(), internal};
+  TopicInfo info{name, partitions, replication_factor, configs, random_id(),
+                 internal || is_internal(name)};
   next->topics.emplace(name, info);
   if (auto r = commit(next, next_producer_id_); !r) return unexpected(r.error());
   return info;
@@ -184,11 +219,9 @@ Result<TopicInfo, TopicError> TopicRegistry::create(
 
 Result<TopicInfo, TopicError> TopicRegistry::remove(const std::string& name) {
   std::lock_guard lock(mutex_);
-  const TopicInfo* t = snapshot_->find(name);
-  if (!t) {
-    return unexpected(
-        TopicError{ErrorCode::kUnknownTopicOrPartition, "unknown topic '" + name + "'"});
-  }
+  auto found = find_changeable(*snapshot_, name);
+  if (!found) return unexpected(std::move(found).error());
+  const TopicInfo* t = *found;
   TopicInfo removed = *t;
   auto next = std::make_shared<TopicsSnapshot>(*snapshot_);
   next->topics.erase(name);
@@ -199,11 +232,9 @@ Result<TopicInfo, TopicError> TopicRegistry::remove(const std::string& name) {
 Result<TopicInfo, TopicError> TopicRegistry::set_partition_count(const std::string& name,
                                                                  int32_t count) {
   std::lock_guard lock(mutex_);
-  const TopicInfo* t = snapshot_->find(name);
-  if (!t) {
-    return unexpected(
-        TopicError{ErrorCode::kUnknownTopicOrPartition, "unknown topic '" + name + "'"});
-  }
+  auto found = find_changeable(*snapshot_, name);
+  if (!found) return unexpected(std::move(found).error());
+  const TopicInfo* t = *found;
   if (count <= t->partitions || count > kPartitionsMax) {
     return unexpected(TopicError{ErrorCode::kInvalidPartitions,
                                  "topic '" + name + "' has " + std::to_string(t->partitions) +
@@ -219,11 +250,8 @@ Result<TopicInfo, TopicError> TopicRegistry::set_partition_count(const std::stri
 Result<TopicInfo, TopicError> TopicRegistry::set_configs(
     const std::string& name, const std::map<std::string, std::string>& configs) {
   std::lock_guard lock(mutex_);
-  const TopicInfo* t = snapshot_->find(name);
-  if (!t) {
-    return unexpected(
-        TopicError{ErrorCode::kUnknownTopicOrPartition, "unknown topic '" + name + "'"});
-  }
+  auto found = find_changeable(*snapshot_, name);
+  if (!found) return unexpected(std::move(found).error());
   auto next = std::make_shared<TopicsSnapshot>(*snapshot_);
   next->topics[name].configs = configs;
   if (auto r = commit(next, next_producer_id_); !r) return unexpected(r.error());

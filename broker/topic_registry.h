@@ -8,6 +8,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -48,12 +49,17 @@ class TopicRegistry {
                                                      const std::string& cluster_id);
 
   std::shared_ptr<const TopicsSnapshot> snapshot() const;
+  // A copy of one topic's entry. (A pointer into `snapshot()->...` lives only as long as the
+  // snapshot: keep the snapshot in a variable, or use this.)
+  std::optional<TopicInfo> find(const std::string& name) const;
   const std::string& cluster_id() const { return cluster_id_; }
 
   Result<TopicInfo, TopicError> create(const std::string& name, int32_t partitions,
                                        int16_t replication_factor,
                                        const std::map<std::string, std::string>& configs,
                                        bool internal = false);
+  // remove(), set_partition_count() and set_configs() refuse internal topics with
+  // TOPIC_AUTHORIZATION_FAILED.
   Result<TopicInfo, TopicError> remove(const std::string& name);
   Result<TopicInfo, TopicError> set_partition_count(const std::string& name, int32_t count);
   // Replaces the explicitly set settings of a topic with `configs`.
@@ -63,6 +69,11 @@ class TopicRegistry {
   Result<int64_t, TopicError> allocate_producer_ids(int64_t count);
 
   static Result<void, TopicError> validate_name(const std::string& name);
+  // Kafka's internal topics (__consumer_offsets, __transaction_state): the broker writes them;
+  // clients may read them but not produce to, delete, repartition or reconfigure them.
+  static bool is_internal(const std::string& name);
+  // An error for a client's change to an internal topic (TOPIC_AUTHORIZATION_FAILED).
+  static Result<void, TopicError> check_client_may_change(const std::string& name);
 
  private:
   TopicRegistry(std::string path, std::string cluster_id)
