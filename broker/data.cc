@@ -412,7 +412,11 @@ struct FetchOp : std::enable_shared_from_this<FetchOp> {
           wake();
           return;
         }
-        std::erase_if(p->waiters, [](const FetchWaiter& w) { return w.token.expired(); });
+        // One waiter per fetch and partition: a re-park replaces the fetch's earlier one (a
+        // fetch woken by one partition parks again on all of them).
+        std::erase_if(p->waiters, [&weak](const FetchWaiter& w) {
+          return w.token.expired() || (!w.token.owner_before(weak) && !weak.owner_before(w.token));
+        });
         p->waiters.push_back({weak, seen, wake});
       });
     }
