@@ -535,13 +535,15 @@ void Broker::handle_init_producer_id(std::shared_ptr<Request> req,
     respond(*req, resp);
     return;
   }
-  if (body.producer_id >= 0 && body.producer_epoch >= 0 && body.producer_epoch < INT16_MAX) {
-    // An idempotent producer bumping its epoch (KIP-360): same id, next epoch.
-    resp.producer_id = body.producer_id;
-    resp.producer_epoch = static_cast<int16_t>(body.producer_epoch + 1);
+  if ((body.producer_id == -1) != (body.producer_epoch == -1)) {
+    // KafkaApis: an id without an epoch, or an epoch without an id.
+    resp.error_code = code(ErrorCode::kInvalidRequest);
     respond(*req, resp);
     return;
   }
+  // Without a transactional id Kafka always answers with a fresh id at epoch 0, also when an
+  // idempotent producer asks to bump its epoch (KIP-360): a claimed id and epoch are never
+  // handed back, so no client can take over (or fence) another producer's id this way.
   auto id = next_producer_id();
   if (!id) {
     resp.error_code = code(id.error().code);
