@@ -1,6 +1,7 @@
 #include "broker/broker.h"
 
 #include <spdlog/spdlog.h>
+#include <sys/resource.h>
 
 #include <filesystem>
 #include <future>
@@ -62,6 +63,7 @@ Result<std::unique_ptr<Broker>> Broker::create(const BrokerConfig& config) {
   auto registry = TopicRegistry::open(config.data_dir, config.cluster_id);
   if (!registry) return unexpected(std::move(registry).error());
   broker->registry_ = std::move(*registry);
+  broker->registry_->set_partitions_max(partitions_max_for_descriptors());
   for (uint32_t i = 0; i < broker->config_.shards; ++i) {
     broker->shards_.push_back(std::make_unique<ShardState>(i));
   }
@@ -69,6 +71,26 @@ Result<std::unique_ptr<Broker>> Broker::create(const BrokerConfig& config) {
 }
 
 Broker::~Broker() { stop(); }
+
+// Every open partition holds kDescriptorsPerPartition descriptors (its active segment's three
+// files, its directory and partition.meta). The open-files limit is raised to its hard limit,
+// and what is left after kDescriptorsReserved (connections, the shards' fd caches, rings) bounds
+// the partitions, so a CreateTopics can never leave the broker unable to start.
+int64_t Broker::partitions_max_for_descriptors() {
+  struct rlimit lim {};
+  if (::getrlimit(RLIMIT_NOFILE, &lim) != 0) return kPartitionsFloor;
+  if (lim.rlim_cur < lim.rlim_max) {
+    struct rlimit raised = lim;
+    raised.rlim_cur = lim.rlim_max == RLIM_INFINITY ? std::max<rlim_t>(lim.rlim_cur, 1 << 20)
+                                                    : lim.rlim_max;
+    if (::setrlimit(RLIMIT_NOFILE, &raised) == 0) lim = raised;
+  }
+  const auto open_files = static_cast<int64_t>(std::min<rlim_t>(lim.rlim_cur, 1 << 24));
+  const int64_t count =
+      std::max(kPartitionsFloor, (open_files - kDescriptorsReserved) / kDescriptorsPerPartition);
+  spdlog::info("open-files limit {}: at most {} partitions", open_files, count);
+  return count;
+}
 
 ShardState& Broker::shard_of(const TopicPartition& tp) {
   const uint64_t h = fnv1a(tp.topic) + static_cast<uint64_t>(tp.partition);
@@ -309,8 +331,16 @@ void Broker::create_topic(const std::string& name, int32_t partitions, int16_t r
   }
   spdlog::info("created topic '{}' with {} partition(s)", name, partitions);
   TopicInfo info = *created;
-  open_partitions(info, 0, info.partitions, [info, done](Status s) {
+  open_partitions(info, 0, info.partitions, [this, info, done](Status s) {
     if (!s) {
+      // All or nothing: a topic whose partitions did not all open is not kept (it would
+      // fail again at every start).
+      spdlog::warn("topic '{}' not created: {}", info.name, s.error().message);
+      {
+        std::lock_guard lock(topic_changes_mutex_);
+        (void)registry_->discard(info.name);
+      }
+      delete_partitions(info);
       done(unexpected(TopicError{kafka::ErrorCode::kKafkaStorageError, s.error().message}));
     } else {
       done(info);
@@ -330,9 +360,15 @@ Status Broker::start() {
     open_partitions(topic, 0, topic.partitions, [promise](Status s) { promise->set_value(s); });
     partitions += static_cast<size_t>(topic.partitions);
   }
+  // A partition that cannot be opened stays offline (open_partitions logged why); the broker
+  // serves the rest rather than refusing to start.
+  size_t offline_topics = 0;
   for (auto& f : opened) {
-    Status s = f.get();
-    if (!s) return s;
+    if (!f.get()) ++offline_topics;
+  }
+  if (offline_topics > 0) {
+    spdlog::warn("{} topic(s) have partitions that could not be opened; they are offline",
+                 offline_topics);
   }
   if (auto s = start_groups(); !s) return s;
   std::vector<Shard*> shard_ptrs;

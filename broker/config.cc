@@ -5,6 +5,7 @@
 #include <sstream>
 
 #include "broker/version.h"
+#include "log/format.h"
 
 namespace sluice::broker {
 namespace {
@@ -120,7 +121,8 @@ Result<BrokerConfig> parse_config(int argc, const char* const* argv) {
       ->capture_default_str();
   app.add_option("--log.segment.bytes", c.segment_bytes, "Segment size before a roll")
       ->capture_default_str()
-      ->check(CLI::Range(int64_t{1024}, int64_t{1} << 40));
+      ->check(CLI::Range(static_cast<int64_t>(log::kSegmentBytesMin),
+                         static_cast<int64_t>(log::kSegmentBytesMax)));
   app.add_option("--log.roll.ms", c.roll_ms, "Segment age before a roll")->capture_default_str();
   app.add_option("--retention.ms,--log.retention.ms", c.retention_ms,
                  "Delete segments older than this (-1: keep)")
@@ -130,7 +132,7 @@ Result<BrokerConfig> parse_config(int argc, const char* const* argv) {
       ->capture_default_str();
   app.add_option("--message.max.bytes", c.message_max_bytes, "Largest record batch accepted")
       ->capture_default_str()
-      ->check(CLI::Range(1024, 1 << 30));
+      ->check(CLI::Range(1024, static_cast<int32_t>(log::kBatchBytesMax)));
   app.add_option("--log.flush", flush,
                  "When appends are made durable: every-batch (before acks), interval, never")
       ->capture_default_str()

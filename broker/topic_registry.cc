@@ -209,6 +209,7 @@ Result<TopicInfo, TopicError> TopicRegistry::create(
     return unexpected(
         TopicError{ErrorCode::kTopicAlreadyExists, "topic '" + name + "' already exists"});
   }
+  if (auto ok = check_partition_budget(name, partitions); !ok) return unexpected(ok.error());
   auto next = std::make_shared<TopicsSnapshot>(*snapshot_);
   TopicInfo info{name, partitions, replication_factor, configs, random_id(),
                  internal || is_internal(name)};
@@ -221,12 +222,43 @@ Result<TopicInfo, TopicError> TopicRegistry::remove(const std::string& name) {
   std::lock_guard lock(mutex_);
   auto found = find_changeable(*snapshot_, name);
   if (!found) return unexpected(std::move(found).error());
-  const TopicInfo* t = *found;
-  TopicInfo removed = *t;
+  return erase(name);
+}
+
+Result<TopicInfo, TopicError> TopicRegistry::discard(const std::string& name) {
+  std::lock_guard lock(mutex_);
+  if (!snapshot_->find(name)) {
+    return unexpected(
+        TopicError{ErrorCode::kUnknownTopicOrPartition, "unknown topic '" + name + "'"});
+  }
+  return erase(name);
+}
+
+Result<TopicInfo, TopicError> TopicRegistry::erase(const std::string& name) {
+  TopicInfo removed = *snapshot_->find(name);
   auto next = std::make_shared<TopicsSnapshot>(*snapshot_);
   next->topics.erase(name);
   if (auto r = commit(next, next_producer_id_); !r) return unexpected(r.error());
   return removed;
+}
+
+void TopicRegistry::set_partitions_max(int64_t count) {
+  std::lock_guard lock(mutex_);
+  partitions_max_ = count;
+}
+
+Result<void, TopicError> TopicRegistry::check_partition_budget(const std::string& except,
+                                                               int64_t more) const {
+  int64_t held = 0;
+  for (const auto& [name, t] : snapshot_->topics) {
+    if (name != except) held += t.partitions;
+  }
+  if (held + more <= partitions_max_) return {};
+  return unexpected(TopicError{
+      ErrorCode::kInvalidPartitions,
+      "the broker holds " + std::to_string(held) + " partitions; " + std::to_string(more) +
+          " more would pass its limit of " + std::to_string(partitions_max_) +
+          " (set by the open-files limit, RLIMIT_NOFILE)"});
 }
 
 Result<TopicInfo, TopicError> TopicRegistry::set_partition_count(const std::string& name,
@@ -235,6 +267,7 @@ Result<TopicInfo, TopicError> TopicRegistry::set_partition_count(const std::stri
   auto found = find_changeable(*snapshot_, name);
   if (!found) return unexpected(std::move(found).error());
   const TopicInfo* t = *found;
+  if (auto ok = check_partition_budget(name, count); !ok) return unexpected(ok.error());
   if (count <= t->partitions || count > kPartitionsMax) {
     return unexpected(TopicError{ErrorCode::kInvalidPartitions,
                                  "topic '" + name + "' has " + std::to_string(t->partitions) +

@@ -61,6 +61,12 @@ class TopicRegistry {
   // remove(), set_partition_count() and set_configs() refuse internal topics with
   // TOPIC_AUTHORIZATION_FAILED.
   Result<TopicInfo, TopicError> remove(const std::string& name);
+  // Removes a topic whose creation failed half-way (internal topics too), so that nothing of
+  // it is kept.
+  Result<TopicInfo, TopicError> discard(const std::string& name);
+  // The most partitions (all topics together) this broker holds: create() and
+  // set_partition_count() refuse more with INVALID_PARTITIONS.
+  void set_partitions_max(int64_t count);
   Result<TopicInfo, TopicError> set_partition_count(const std::string& name, int32_t count);
   // Replaces the explicitly set settings of a topic with `configs`.
   Result<TopicInfo, TopicError> set_configs(const std::string& name,
@@ -86,6 +92,11 @@ class TopicRegistry {
   mutable std::mutex mutex_;  // guards snapshot_ and next_producer_id_ (rare writes)
   std::shared_ptr<const TopicsSnapshot> snapshot_ = std::make_shared<TopicsSnapshot>();
   int64_t next_producer_id_ = 1000;
+  int64_t partitions_max_ = INT64_MAX;
+  // Removes an existing topic (mutex_ held).
+  Result<TopicInfo, TopicError> erase(const std::string& name);
+  // Partitions of every topic but `except`, plus `more`, against partitions_max_.
+  Result<void, TopicError> check_partition_budget(const std::string& except, int64_t more) const;
 };
 
 }  // namespace sluice::broker
