@@ -127,6 +127,33 @@ def topic_names(sock, correlation_id=81):
     return {t[1] for t in MetadataResponse[1].decode(io.BytesIO(body)).topics}
 
 
+def peak_rss_during(broker, action):
+    """Runs `action()` while sampling the broker's RSS every 10 ms; returns the largest."""
+    peak, done = [broker.rss_bytes()], threading.Event()
+
+    def sample():
+        while not done.is_set():
+            peak[0] = max(peak[0], broker.rss_bytes())
+            time.sleep(0.01)
+
+    t = threading.Thread(target=sample)
+    t.start()
+    try:
+        action()
+    finally:
+        done.set()
+        t.join()
+    return peak[0]
+
+
+def uvarint(v):
+    out = bytearray()
+    while v >= 0x80:
+        out.append(v & 0x7F | 0x80)
+        v >>= 7
+    return bytes(out + bytes([v]))
+
+
 def read_values(bootstrap, topic):
     (got,) = harness.read_partitions(bootstrap, topic, [0]).values()
     return [(m.offset(), m.value()) for m in got]
@@ -293,6 +320,25 @@ class HostileRecords(harness.BrokerTestCase):
             self.assertIn("some", names)
             for refused in ("tiny-segments", "huge-segments", "huge-batches", "many", "more"):
                 self.assertNotIn(refused, names)
+        self.assert_healthy()
+
+    def test_8_a_request_of_millions_of_empty_elements_is_refused(self):
+        # Metadata v9 naming 5,000,000 empty topics: a 9.5 MiB frame that decoded to ~1 GiB of
+        # structs (and a 50 MB response). More than kRequestArrayElementsMax (100,000) array
+        # elements is a malformed request: the connection is closed with one log line.
+        n = 5_000_000
+        body = uvarint(n + 1) + b"\1\0" * n + b"\0\0\0\0"
+        s = harness.connect(self.bootstrap, timeout_s=30)
+
+        def send():
+            s.sendall(flexible_request(3, 9, 5, body))
+            self.assertTrue(harness.closed_by_peer(s, timeout_s=30))
+
+        peak = peak_rss_during(self.broker, send)
+        s.close()
+        print("5,000,000 empty topic names: peak RSS %d MiB" % (peak // MiB))
+        self.assertLess(peak, 128 * MiB)
+        self.assertIn("passes the limit of 100000 in one request", self.broker.log())
         self.assert_healthy()
 
     def test_9_restart_keeps_every_record(self):
