@@ -51,6 +51,7 @@ void Connection::close() {
   idle_timer_.cancel();
   parked_.reset();
   body_.reset();
+  paused_.reset();  // the caller holds a reference: this is never the last one
   if (on_close_) on_close_();
 }
 
@@ -129,12 +130,17 @@ void Connection::read_body(size_t got) {
 }
 
 // queued.max.request.bytes is spent: stop reading until some request memory is released.
-// The waiter keeps the connection alive (nothing else may be in flight); close() drops the
-// frame's buffer, so a connection closed meanwhile (idle timeout, shutdown) holds no memory.
+// Nothing else may be in flight, so the connection holds itself (paused_) until it resumes
+// or closes; the budget's waiter list holds it only weakly, so no cycle outlives close().
 void Connection::wait_for_memory(size_t got) {
+  paused_ = shared_from_this();
+  std::weak_ptr<Connection> weak = paused_;
   Shard* shard = &shard_;
-  memory_->wait(body_->next_size() - got, [self = shared_from_this(), shard, got] {
-    shard->post([self, got] {
+  memory_->wait(body_->next_size() - got, [weak, shard, got] {
+    shard->post([weak, got] {
+      auto self = weak.lock();
+      if (!self || !self->paused_) return;
+      self->paused_.reset();
       if (self->body_ && !self->closed_ && !self->reading_done_) self->read_body(got);
     });
   });

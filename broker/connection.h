@@ -92,6 +92,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   boost::asio::steady_timer idle_timer_;
   std::byte size_buf_[4];
   std::shared_ptr<RequestBuffer> body_;  // the frame being read, if any
+  std::shared_ptr<Connection> paused_;   // this, while waiting for request memory
   std::shared_ptr<std::vector<std::byte>> parked_;  // a request read while the window was full
   std::shared_ptr<Slot> writing_;                   // the response being written, if any
   size_t write_pos_ = 0;                            // next byte of writing_'s frame bytes
