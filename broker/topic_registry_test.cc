@@ -73,11 +73,48 @@ TEST(TopicConfig, ValidatesNamesAndValues) {
   EXPECT_EQ(validate_topic_configs({{"no.such", "1"}}).error().code,
             kafka::ErrorCode::kInvalidConfig);
   EXPECT_FALSE(validate_topic_configs({{"retention.ms", "soon"}}));
+  // The log's own limits, so nothing stored can refuse start-up (issue 16).
+  EXPECT_FALSE(validate_topic_configs({{"segment.bytes", "100"}}));
+  EXPECT_FALSE(validate_topic_configs({{"segment.bytes", "1099511627776"}}));
+  EXPECT_TRUE(validate_topic_configs({{"segment.bytes", "1073741824"}}));
+  EXPECT_FALSE(validate_topic_configs({{"max.message.bytes", "1073741824"}}));
   EXPECT_FALSE(validate_topic_configs({{"cleanup.policy", "keep"}}));
   BrokerConfig config;
   TopicInfo t{"t", 1, 1, {{"segment.bytes", "2048"}}, {}, false};
   EXPECT_EQ(topic_setting_int(t, config, "segment.bytes"), 2048);
   EXPECT_EQ(topic_setting_int(t, config, "retention.bytes"), -1);
+}
+
+TEST(TopicRegistry, InternalTopicsAreNotClientsToChange) {
+  auto reg = TopicRegistry::open(fresh_dir("internal"), "");
+  ASSERT_TRUE(reg);
+  ASSERT_TRUE((*reg)->create("__consumer_offsets", 8, 1, {{"cleanup.policy", "compact"}}));
+  EXPECT_TRUE((*reg)->find("__consumer_offsets")->internal);
+  for (auto r : {(*reg)->remove("__consumer_offsets"),
+                 (*reg)->set_partition_count("__consumer_offsets", 9),
+                 (*reg)->set_configs("__consumer_offsets", {})}) {
+    ASSERT_FALSE(r);
+    EXPECT_EQ(r.error().code, kafka::ErrorCode::kTopicAuthorizationFailed);
+  }
+  EXPECT_EQ((*reg)->find("__consumer_offsets")->partitions, 8);
+  ASSERT_TRUE((*reg)->discard("__consumer_offsets"));  // an unfinished creation is undone
+  EXPECT_FALSE((*reg)->find("__consumer_offsets"));
+}
+
+TEST(TopicRegistry, PartitionsAreBoundedPerBroker) {
+  auto reg = TopicRegistry::open(fresh_dir("bounded"), "");
+  ASSERT_TRUE(reg);
+  (*reg)->set_partitions_max(10);
+  ASSERT_TRUE((*reg)->create("a", 6, 1, {}));
+  auto over = (*reg)->create("b", 5, 1, {});
+  ASSERT_FALSE(over);
+  EXPECT_EQ(over.error().code, kafka::ErrorCode::kInvalidPartitions);
+  EXPECT_FALSE((*reg)->find("b"));  // nothing saved
+  ASSERT_TRUE((*reg)->create("b", 4, 1, {}));
+  auto grow = (*reg)->set_partition_count("a", 7);
+  ASSERT_FALSE(grow);
+  EXPECT_EQ(grow.error().code, kafka::ErrorCode::kInvalidPartitions);
+  EXPECT_EQ((*reg)->find("a")->partitions, 6);
 }
 
 }  // namespace
