@@ -1,6 +1,7 @@
 #include "broker/broker.h"
 
 #include <spdlog/spdlog.h>
+#include <sys/resource.h>
 
 #include <filesystem>
 #include <fstream>
@@ -99,6 +100,26 @@ Result<std::unique_ptr<Broker>> Broker::create(const BrokerConfig& config) {
 }
 
 Broker::~Broker() { stop(); }
+
+// Every open partition holds kDescriptorsPerPartition descriptors (its active segment's three
+// files, its directory and partition.meta). The open-files limit is raised to its hard limit,
+// and what is left after kDescriptorsReserved (connections, the shards' fd caches, rings) bounds
+// the partitions, so a CreateTopics can never leave the broker unable to start.
+int64_t Broker::partitions_max_for_descriptors() {
+  struct rlimit lim {};
+  if (::getrlimit(RLIMIT_NOFILE, &lim) != 0) return kPartitionsFloor;
+  if (lim.rlim_cur < lim.rlim_max) {
+    struct rlimit raised = lim;
+    raised.rlim_cur = lim.rlim_max == RLIM_INFINITY ? std::max<rlim_t>(lim.rlim_cur, 1 << 20)
+                                                    : lim.rlim_max;
+    if (::setrlimit(RLIMIT_NOFILE, &raised) == 0) lim = raised;
+  }
+  const auto open_files = static_cast<int64_t>(std::min<rlim_t>(lim.rlim_cur, 1 << 24));
+  const int64_t count =
+      std::max(kPartitionsFloor, (open_files - kDescriptorsReserved) / kDescriptorsPerPartition);
+  spdlog::info("open-files limit {}: at most {} partitions", open_files, count);
+  return count;
+}
 
 ShardState& Broker::shard_of(const TopicPartition& tp) {
   const uint64_t h = fnv1a(tp.topic) + static_cast<uint64_t>(tp.partition);
@@ -468,6 +489,7 @@ Status Broker::start() {
   cc.snapshot_every = static_cast<uint64_t>(config_.controller_snapshot_records);
   cluster_ = std::make_unique<cluster::ClusterNode>(cc);
   registry_ = std::make_unique<TopicRegistry>(*cluster_);
+  registry_->set_partitions_max(partitions_max_for_descriptors());
   if (auto s = cluster_->start(); !s) return s;
   if (auto s = cluster_->wait_ready(std::chrono::milliseconds(config_.controller_wait_ms)); !s) {
     return s;
@@ -490,7 +512,11 @@ Status Broker::start() {
   {
     std::promise<Status> opened;
     reconcile(snap, [&opened](Status s) { opened.set_value(s); });
-    if (auto s = opened.get_future().get(); !s) return s;
+    // A partition that cannot be opened stays offline (open_partitions logged why); the
+    // broker serves the rest rather than refusing to start.
+    if (auto s = opened.get_future().get(); !s) {
+      spdlog::warn("some partitions could not be opened and are offline: {}", s.error().message);
+    }
   }
   reconciling_ = true;
   reconcile(registry_->snapshot(), nullptr);  // anything that changed meanwhile

@@ -23,7 +23,7 @@ constexpr uint32_t kCompactionSegmentsPerStep = 16;
 
 Status Broker::start_groups() {
   const std::string topic = GroupCoordinator::kTopic;
-  if (!registry_->snapshot()->find(topic)) {
+  if (!registry_->find(topic)) {
     std::promise<Result<TopicInfo, TopicError>> created;
     cluster::TopicChange change;
     change.name = topic;
@@ -68,7 +68,7 @@ Status Broker::start_groups() {
     ss.ring->submit();
   };
   host.partition_count = [this](const std::string& name) {
-    const TopicInfo* t = registry_->snapshot()->find(name);
+    const std::optional<TopicInfo> t = registry_->find(name);
     return t ? t->partitions : -1;
   };
   // The coordinator of a group is the broker leading its __consumer_offsets partition.

@@ -6,6 +6,7 @@
 
 #include "broker/version.h"
 #include "cluster/cluster_node.h"
+#include "log/format.h"
 
 namespace sluice::broker {
 namespace {
@@ -121,7 +122,8 @@ Result<BrokerConfig> parse_config(int argc, const char* const* argv) {
       ->capture_default_str();
   app.add_option("--log.segment.bytes", c.segment_bytes, "Segment size before a roll")
       ->capture_default_str()
-      ->check(CLI::Range(int64_t{1024}, int64_t{1} << 40));
+      ->check(CLI::Range(static_cast<int64_t>(log::kSegmentBytesMin),
+                         static_cast<int64_t>(log::kSegmentBytesMax)));
   app.add_option("--log.roll.ms", c.roll_ms, "Segment age before a roll")->capture_default_str();
   app.add_option("--retention.ms,--log.retention.ms", c.retention_ms,
                  "Delete segments older than this (-1: keep)")
@@ -131,7 +133,7 @@ Result<BrokerConfig> parse_config(int argc, const char* const* argv) {
       ->capture_default_str();
   app.add_option("--message.max.bytes", c.message_max_bytes, "Largest record batch accepted")
       ->capture_default_str()
-      ->check(CLI::Range(1024, 1 << 30));
+      ->check(CLI::Range(1024, static_cast<int32_t>(log::kBatchBytesMax)));
   app.add_option("--log.flush", flush,
                  "When appends are made durable: every-batch (before acks), interval, never")
       ->capture_default_str()
@@ -141,6 +143,11 @@ Result<BrokerConfig> parse_config(int argc, const char* const* argv) {
   app.add_option("--socket.request.max.bytes", c.request_max_bytes, "Largest request accepted")
       ->capture_default_str()
       ->check(CLI::Range(1024, 1 << 30));
+  app.add_option("--queued.max.request.bytes", c.queued_max_request_bytes,
+                 "Request bytes held at once by all connections; reading pauses beyond it "
+                 "(at least socket.request.max.bytes)")
+      ->capture_default_str()
+      ->check(CLI::Range(int64_t{1024}, int64_t{1} << 40));
   app.add_option("--max.connections", c.max_connections, "Client connections at most")
       ->capture_default_str();
   app.add_option("--connections.max.idle.ms", c.idle_timeout_ms, "Close connections idle this long")
@@ -233,6 +240,11 @@ Result<BrokerConfig> parse_config(int argc, const char* const* argv) {
     return error(2, std::string(e.what()) + "\nRun 'sluiced --help' for the settings.");
   }
   if (version) return error(0, std::string("sluiced ") + kVersion + "\n");
+  if (c.queued_max_request_bytes < c.request_max_bytes) {
+    return error(2, "queued.max.request.bytes (" + std::to_string(c.queued_max_request_bytes) +
+                        ") must be at least socket.request.max.bytes (" +
+                        std::to_string(c.request_max_bytes) + ")");
+  }
   auto l = parse_host_port(listen);
   if (!l) return unexpected(std::move(l).error());
   c.listen = *l;

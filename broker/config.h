@@ -42,6 +42,7 @@ struct BrokerConfig {
 
   // Limits.
   int32_t request_max_bytes = 100 * 1024 * 1024;
+  int64_t queued_max_request_bytes = 512LL * 1024 * 1024;  // all request buffers together
   int32_t max_connections = 10000;
   int64_t idle_timeout_ms = 10 * 60 * 1000;
   int32_t max_inflight_per_connection = 64;

@@ -1,4 +1,5 @@
 #include "broker/config.h"
+#include "broker/log_format.h"
 
 #include <gtest/gtest.h>
 
@@ -62,6 +63,22 @@ TEST(BrokerConfig, BadInputSaysWhatToDo) {
   ASSERT_FALSE(c);
   EXPECT_EQ(c.error().code, 0);
   EXPECT_NE(c.error().message.find("--log.segment.bytes"), std::string::npos);
+}
+
+TEST(BrokerConfig, RequestMemoryHoldsAtLeastOneRequest) {
+  auto c = parse({"--socket.request.max.bytes", "1048576", "--queued.max.request.bytes", "65536"});
+  ASSERT_FALSE(c);
+  EXPECT_NE(c.error().message.find("queued.max.request.bytes"), std::string::npos);
+  c = parse({"--socket.request.max.bytes", "1048576", "--queued.max.request.bytes", "1048576"});
+  ASSERT_TRUE(c) << c.error().message;
+  EXPECT_EQ(c->queued_max_request_bytes, 1048576);
+}
+
+TEST(LogFormat, ControlCharactersAreEscaped) {
+  EXPECT_EQ(escape_for_log("client-1"), "client-1");
+  EXPECT_EQ(escape_for_log("a\nb\r\x1b[31m\x7f\\"), "a\\x0ab\\x0d\\x1b[31m\\x7f\\\\");
+  EXPECT_EQ(escape_for_log(std::string_view("\0z", 2)), "\\x00z");
+  EXPECT_EQ(escape_for_log("gr\xc3\xbcn"), "gr\xc3\xbcn");  // UTF-8 is kept
 }
 
 }  // namespace

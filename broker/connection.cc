@@ -21,10 +21,12 @@ constexpr int32_t kRequestHeaderBytesMin = 8;
 }  // namespace
 
 Connection::Connection(asio::ip::tcp::socket socket, Shard& shard, const BrokerConfig& config,
-                       RequestHandler handler, ConnectionInfo info, std::function<void()> on_close)
+                       std::shared_ptr<RequestMemory> memory, RequestHandler handler,
+                       ConnectionInfo info, std::function<void()> on_close)
     : socket_(std::move(socket)),
       shard_(shard),
       config_(config),
+      memory_(std::move(memory)),
       handler_(std::move(handler)),
       info_(std::move(info)),
       on_close_(std::move(on_close)),
@@ -48,6 +50,8 @@ void Connection::close() {
   socket_.close(ec);
   idle_timer_.cancel();
   parked_.reset();
+  body_.reset();
+  paused_.reset();  // the caller holds a reference: this is never the last one
   if (on_close_) on_close_();
 }
 
@@ -58,7 +62,7 @@ void Connection::arm_idle_timer() {
   idle_timer_.async_wait([weak](boost::system::error_code ec) {
     auto self = weak.lock();
     if (ec || !self || self->closed_) return;
-    if (!self->pending_.empty()) {  // a long poll is still running: not idle
+    if (!self->pending_.empty() || self->writing_) {  // a long poll or a write: not idle
       self->arm_idle_timer();
       return;
     }
@@ -85,29 +89,61 @@ void Connection::read_size() {
                            self->config_.request_max_bytes);
                        return self->close();
                      }
-                     self->read_body(size);
+                     self->body_ =
+                         std::make_shared<RequestBuffer>(self->memory_, static_cast<size_t>(size));
+                     self->read_body(0);
                    });
 }
 
-void Connection::read_body(int32_t size) {
-  auto buffer = std::make_shared<std::vector<std::byte>>(static_cast<size_t>(size));
-  asio::async_read(socket_, asio::buffer(*buffer),
-                   [self = shared_from_this(), buffer](boost::system::error_code ec, size_t got) {
-                     if (ec) {
-                       self->log_truncated(sizeof self->size_buf_ + got,
-                                           sizeof self->size_buf_ + buffer->size(), ec);
-                       return self->stop_reading();
-                     }
-                     self->arm_idle_timer();
-                     if (self->closed_ || self->reading_done_) return;
-                     if (self->pending_.size() >=
-                         static_cast<size_t>(self->config_.max_inflight_per_connection)) {
-                       self->parked_ = buffer;  // resumed by write_ready() when a slot frees
-                       return;
-                     }
-                     self->take_request(buffer);
-                     self->read_size();
-                   });
+// Reads the rest of body_, of which `got` bytes are in; grows the buffer when it is full.
+void Connection::read_body(size_t got) {
+  if (closed_ || reading_done_) return;
+  RequestBuffer& body = *body_;
+  if (got == body.bytes().size()) {
+    if (got == body.frame_bytes()) {
+      // The whole frame: hand it over (the aliasing pointer keeps the budget charged).
+      auto frame = std::shared_ptr<std::vector<std::byte>>(body_, &body.bytes());
+      body_.reset();
+      arm_idle_timer();
+      if (pending_.size() >= static_cast<size_t>(config_.max_inflight_per_connection)) {
+        parked_ = std::move(frame);  // resumed by write_ready() when a slot frees
+        return;
+      }
+      take_request(std::move(frame));
+      return read_size();
+    }
+    if (!body.try_grow()) return wait_for_memory(got);
+  }
+  std::byte* at = body.bytes().data() + got;
+  socket_.async_read_some(
+      asio::buffer(at, body.bytes().size() - got),
+      [self = shared_from_this(), got](boost::system::error_code ec, size_t n) {
+        if (ec) {
+          if (self->body_) {
+            self->log_truncated(sizeof self->size_buf_ + got + n,
+                                sizeof self->size_buf_ + self->body_->frame_bytes(), ec);
+          }
+          return self->stop_reading();
+        }
+        self->read_body(got + n);
+      });
+}
+
+// queued.max.request.bytes is spent: stop reading until some request memory is released.
+// Nothing else may be in flight, so the connection holds itself (paused_) until it resumes
+// or closes; the budget's waiter list holds it only weakly, so no cycle outlives close().
+void Connection::wait_for_memory(size_t got) {
+  paused_ = shared_from_this();
+  std::weak_ptr<Connection> weak = paused_;
+  Shard* shard = &shard_;
+  memory_->wait(body_->next_size() - got, [weak, shard, got] {
+    shard->post([weak, got] {
+      auto self = weak.lock();
+      if (!self || !self->paused_) return;
+      self->paused_.reset();
+      if (self->body_ && !self->closed_ && !self->reading_done_) self->read_body(got);
+    });
+  });
 }
 
 void Connection::take_request(std::shared_ptr<std::vector<std::byte>> buffer) {
@@ -127,6 +163,7 @@ void Connection::take_request(std::shared_ptr<std::vector<std::byte>> buffer) {
 void Connection::stop_reading() {
   reading_done_ = true;
   parked_.reset();
+  body_.reset();
   if (pending_.empty()) {
     close();
   } else {
@@ -189,7 +226,9 @@ void Connection::write_step() {
   if (until > write_pos_) {
     asio::async_write(socket_, asio::buffer(frame.bytes.data() + write_pos_, until - write_pos_),
                       [self = shared_from_this(), until](boost::system::error_code ec, size_t) {
-                        if (ec) return self->write_done(false);
+                        // Closed meanwhile (idle timeout, a bad frame, shutdown): the socket's
+                        // descriptor is gone even if this write had completed.
+                        if (ec || self->closed_) return self->write_done(false);
                         self->write_pos_ = until;
                         self->write_step();
                       });
@@ -204,6 +243,7 @@ void Connection::write_step() {
 
 // Sends the current splice from its file with sendfile(); waits for room when the socket is full.
 void Connection::write_sendfile() {
+  if (closed_) return write_done(false);  // never sendfile() to a closed socket's descriptor
   const kafka::Splice& splice = writing_->reply.frame.frame.splices[write_splice_];
   while (splice_left_ > 0) {
     const ssize_t n =
@@ -215,7 +255,7 @@ void Connection::write_sendfile() {
     } else if (n < 0 && errno == EAGAIN) {
       socket_.async_wait(asio::ip::tcp::socket::wait_write,
                          [self = shared_from_this()](boost::system::error_code ec) {
-                           if (ec) return self->write_done(false);
+                           if (ec || self->closed_) return self->write_done(false);
                            self->write_sendfile();
                          });
       return;

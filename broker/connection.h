@@ -11,6 +11,7 @@
 #include <string>
 
 #include "broker/out_frame.h"
+#include "broker/request_memory.h"
 #include "common/bytes.h"
 
 namespace sluice::broker {
@@ -45,7 +46,8 @@ using RequestHandler =
 class Connection : public std::enable_shared_from_this<Connection> {
  public:
   Connection(boost::asio::ip::tcp::socket socket, Shard& shard, const BrokerConfig& config,
-             RequestHandler handler, ConnectionInfo info, std::function<void()> on_close);
+             std::shared_ptr<RequestMemory> memory, RequestHandler handler, ConnectionInfo info,
+             std::function<void()> on_close);
   ~Connection();
 
   void start();
@@ -61,10 +63,13 @@ class Connection : public std::enable_shared_from_this<Connection> {
   };
 
   // Reading: size prefix, then body, then hand the request over; paused while the
-  // read-ahead window is full. Plain callbacks (no coroutines: clang 14 with libstdc++ 12 has
-  // no Boost.Asio awaitable support, and the checked build uses clang).
+  // read-ahead window is full. The body's buffer grows as its bytes arrive, charged to the
+  // broker's RequestMemory; reading pauses while that is spent. Plain callbacks (no
+  // coroutines: clang 14 with libstdc++ 12 has no Boost.Asio awaitable support, and the
+  // checked build uses clang).
   void read_size();
-  void read_body(int32_t size);
+  void read_body(size_t got);
+  void wait_for_memory(size_t got);
   void take_request(std::shared_ptr<std::vector<std::byte>> buffer);
   void stop_reading();
   // Writing: responses in request order; one frame at a time.
@@ -79,12 +84,15 @@ class Connection : public std::enable_shared_from_this<Connection> {
   boost::asio::ip::tcp::socket socket_;
   Shard& shard_;
   const BrokerConfig& config_;
+  std::shared_ptr<RequestMemory> memory_;
   RequestHandler handler_;
   ConnectionInfo info_;
   std::function<void()> on_close_;
   std::deque<std::shared_ptr<Slot>> pending_;  // request order
   boost::asio::steady_timer idle_timer_;
   std::byte size_buf_[4];
+  std::shared_ptr<RequestBuffer> body_;  // the frame being read, if any
+  std::shared_ptr<Connection> paused_;   // this, while waiting for request memory
   std::shared_ptr<std::vector<std::byte>> parked_;  // a request read while the window was full
   std::shared_ptr<Slot> writing_;                   // the response being written, if any
   size_t write_pos_ = 0;                            // next byte of writing_'s frame bytes

@@ -32,9 +32,10 @@ struct Countdown {
 };
 
 // Checks one Produce partition's records before anything is written (kafka-protocol.md 5.5).
-// Returns kNone when the batch may be appended.
+// Returns kNone when the batch may be appended; `max_timestamp` is then what the batch's
+// maxTimestamp must be (for CreateTime, the largest record timestamp).
 ErrorCode validate_batch(const kafka::Records& records, int16_t version, int64_t max_bytes,
-                         bool compacted, std::string& why) {
+                         bool compacted, int64_t& max_timestamp, std::string& why) {
   if (version < 3) {
     // Served only so librdkafka enables gzip/snappy/lz4 (see ProduceRequest.schema).
     why = "the legacy message format of Produce v0-2 is not supported; use Produce v3+";
@@ -67,10 +68,6 @@ ErrorCode validate_batch(const kafka::Records& records, int16_t version, int64_t
     why = crc.error().message;
     return ErrorCode::kCorruptMessage;
   }
-  if (view->record_count() <= 0 || view->last_offset_delta() + 1 != view->record_count()) {
-    why = "lastOffsetDelta + 1 does not match the record count";
-    return ErrorCode::kInvalidRecord;
-  }
   if (view->is_control()) {
     why = "clients may not produce control batches";
     return ErrorCode::kInvalidRecord;
@@ -79,26 +76,21 @@ ErrorCode validate_batch(const kafka::Records& records, int16_t version, int64_t
     why = "idempotent batch without a base sequence";
     return ErrorCode::kInvalidRecord;
   }
-  if (compacted) {
-    std::vector<std::byte> scratch;
-    auto reader = view->records(scratch);
-    if (!reader) {
-      why = reader.error().message;
-      return ErrorCode::kCorruptMessage;
-    }
-    while (true) {
-      auto rec = reader->next();
-      if (!rec) {
-        why = rec.error().message;
-        return ErrorCode::kCorruptMessage;
-      }
-      if (!*rec) break;
-      if (!(*rec)->key) {
-        why = "records of a compacted topic need a key";
-        return ErrorCode::kInvalidRecord;
-      }
-    }
+  // Every record, once: what consumers and the log rely on must hold before it is stored.
+  std::vector<std::byte> scratch;  // used only by compressed batches
+  auto summary = kafka::check_records(*view, scratch);
+  if (!summary) {
+    why = summary.error().message;
+    return summary.error().code == kafka::BatchErrc::kMismatch ? ErrorCode::kInvalidRecord
+                                                                : ErrorCode::kCorruptMessage;
   }
+  if (compacted && summary->keyless_records > 0) {
+    why = "records of a compacted topic need a key";
+    return ErrorCode::kInvalidRecord;
+  }
+  max_timestamp = view->timestamp_type() == kafka::TimestampType::kCreateTime
+                      ? summary->max_timestamp
+                      : view->max_timestamp();
   return ErrorCode::kNone;
 }
 
@@ -151,6 +143,10 @@ void Broker::handle_produce(std::shared_ptr<Request> req, kafka::ProduceRequest 
         fail(ErrorCode::kUnknownTopicOrPartition, "");
         continue;
       }
+      if (TopicRegistry::is_internal(t.name)) {  // as Kafka: only the broker appends there
+        fail(ErrorCode::kInvalidTopicException, "cannot append to internal topic " + t.name);
+        continue;
+      }
       if (low_space_.load(std::memory_order_relaxed) && !topic->internal) {
         // Below log.dir.min.free.bytes: new data waits (retriable) so that the disk never
         // fills up; internal topics (offset commits, group state) still write.
@@ -158,12 +154,13 @@ void Broker::handle_produce(std::shared_ptr<Request> req, kafka::ProduceRequest 
         continue;
       }
       std::string why;
+      int64_t max_timestamp = -1;
       const bool compacted =
           topic_setting_value(*topic, config_, "cleanup.policy").find("compact") !=
           std::string::npos;
-      const ErrorCode verdict =
-          validate_batch(pd.records, version,
-                         topic_setting_int(*topic, config_, "max.message.bytes"), compacted, why);
+      const ErrorCode verdict = validate_batch(
+          pd.records, version, topic_setting_int(*topic, config_, "max.message.bytes"), compacted,
+          max_timestamp, why);
       if (verdict != ErrorCode::kNone) {
         spdlog::debug("produce to {}-{} rejected: {}", t.name, pd.index, why);
         fail(verdict, why);
@@ -174,6 +171,11 @@ void Broker::handle_produce(std::shared_ptr<Request> req, kafka::ProduceRequest 
       auto& buffer = *req->frame.buffer;
       const size_t at = static_cast<size_t>(records.data() - buffer.data());
       MutableBytes batch(buffer.data() + at, records.size());
+      if (load_be<int64_t>(batch.data() + kafka::batch_layout::kMaxTimestamp) != max_timestamp) {
+        // As Kafka does: maxTimestamp is what the records say (the time index relies on it).
+        store_be<int64_t>(batch.data() + kafka::batch_layout::kMaxTimestamp, max_timestamp);
+        kafka::update_crc(batch);
+      }
       TopicPartition tp{t.name, pd.index};
       ShardState& ss = shard_of(tp);
       ss.shard.post([this, &ss, tp, batch, slot, req, countdown, failed] {
@@ -416,7 +418,11 @@ struct FetchOp : std::enable_shared_from_this<FetchOp> {
           wake();
           return;
         }
-        std::erase_if(p->waiters, [](const FetchWaiter& w) { return w.token.expired(); });
+        // One waiter per fetch and partition: a re-park replaces the fetch's earlier one (a
+        // fetch woken by one partition parks again on all of them).
+        std::erase_if(p->waiters, [&weak](const FetchWaiter& w) {
+          return w.token.expired() || (!w.token.owner_before(weak) && !weak.owner_before(w.token));
+        });
         p->waiters.push_back({weak, seen, wake});
       });
     }
@@ -576,13 +582,15 @@ void Broker::handle_init_producer_id(std::shared_ptr<Request> req,
     respond(*req, resp);
     return;
   }
-  if (body.producer_id >= 0 && body.producer_epoch >= 0 && body.producer_epoch < INT16_MAX) {
-    // An idempotent producer bumping its epoch (KIP-360): same id, next epoch.
-    resp.producer_id = body.producer_id;
-    resp.producer_epoch = static_cast<int16_t>(body.producer_epoch + 1);
+  if ((body.producer_id == -1) != (body.producer_epoch == -1)) {
+    // KafkaApis: an id without an epoch, or an epoch without an id.
+    resp.error_code = code(ErrorCode::kInvalidRequest);
     respond(*req, resp);
     return;
   }
+  // Without a transactional id Kafka always answers with a fresh id at epoch 0, also when an
+  // idempotent producer asks to bump its epoch (KIP-360): a claimed id and epoch are never
+  // handed back, so no client can take over (or fence) another producer's id this way.
   auto id = next_producer_id();
   if (!id) {
     resp.error_code = code(id.error().code);

@@ -6,6 +6,7 @@
 #include <cstdio>
 
 #include "broker/broker.h"
+#include "broker/log_format.h"
 
 int main(int argc, char** argv) {
   using namespace sluice::broker;
@@ -17,7 +18,7 @@ int main(int argc, char** argv) {
     return ok ? 0 : 2;
   }
   spdlog::set_level(spdlog::level::from_str(config->log_level));
-  spdlog::set_pattern("%Y-%m-%d %H:%M:%S.%e %^%l%$ %v");
+  install_log_format();
   spdlog::flush_on(spdlog::level::info);
 
   auto broker = Broker::create(*config);

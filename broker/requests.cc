@@ -225,7 +225,7 @@ void Broker::handle_metadata(std::shared_ptr<Request> req, const kafka::Metadata
         t.error_code =
             code(valid ? ErrorCode::kUnknownTopicOrPartition : ErrorCode::kInvalidTopicException);
       } else {
-        t.is_internal = info->internal;
+        t.is_internal = info->internal || TopicRegistry::is_internal(name);
         for (int32_t i = 0; i < info->partitions; ++i) {
           const PartitionInfo& pi = info->parts[static_cast<size_t>(i)];
           kafka::MetadataResponse::MetadataResponsePartition p;
@@ -363,7 +363,7 @@ void Broker::handle_create_topics(std::shared_ptr<Request> req,
                  std::to_string(live) + " live broker(s) of this cluster");
       } else if (auto c = validate_topic_configs(configs); !c) {
         fail(r, c.error().code, c.error().message);
-      } else if (registry_->snapshot()->find(t.name)) {
+      } else if (registry_->find(t.name)) {
         fail(r, ErrorCode::kTopicAlreadyExists, "topic '" + t.name + "' already exists");
       }
     }
@@ -445,6 +445,12 @@ void Broker::handle_create_partitions(std::shared_ptr<Request> req,
     if (!before) {
       r.error_code = code(ErrorCode::kUnknownTopicOrPartition);
       r.error_message = "unknown topic '" + t.name + "'";
+      finish();
+      continue;
+    }
+    if (auto ok = TopicRegistry::check_client_may_change(t.name); !ok) {
+      r.error_code = code(ok.error().code);
+      r.error_message = ok.error().message;
       finish();
       continue;
     }
@@ -582,7 +588,9 @@ template <class Out>
 void check_alter(size_t index, const std::string& topic,
                  const std::map<std::string, std::string>& configs, bool validate_only, Out& out,
                  std::vector<PendingAlter>& pending) {
-  if (auto v = validate_topic_configs(configs); !v) {
+  auto v = TopicRegistry::check_client_may_change(topic);
+  if (v) v = validate_topic_configs(configs);
+  if (!v) {
     out.error_code = code(v.error().code);
     out.error_message = v.error().message;
     return;
@@ -629,7 +637,7 @@ void Broker::handle_alter_configs(std::shared_ptr<Request> req,
     if (res.resource_type != kResourceTopic) {
       out.error_code = code(ErrorCode::kInvalidRequest);
       out.error_message = "only topic settings can be altered";
-    } else if (!registry_->snapshot()->find(res.resource_name)) {
+    } else if (!registry_->find(res.resource_name)) {
       out.error_code = code(ErrorCode::kUnknownTopicOrPartition);
       out.error_message = "unknown topic '" + res.resource_name + "'";
     } else {
@@ -654,9 +662,9 @@ void Broker::handle_incremental_alter_configs(std::shared_ptr<Request> req,
     kafka::IncrementalAlterConfigsResponse::AlterConfigsResourceResponse out;
     out.resource_type = res.resource_type;
     out.resource_name = res.resource_name;
-    const TopicInfo* t = res.resource_type == kResourceTopic
-                             ? registry_->snapshot()->find(res.resource_name)
-                             : nullptr;
+    const std::optional<TopicInfo> t = res.resource_type == kResourceTopic
+                                           ? registry_->find(res.resource_name)
+                                           : std::nullopt;
     if (res.resource_type != kResourceTopic) {
       out.error_code = code(ErrorCode::kInvalidRequest);
       out.error_message = "only topic settings can be altered";

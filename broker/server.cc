@@ -1,6 +1,9 @@
 #include "broker/server.h"
 
+#include <fcntl.h>
 #include <spdlog/spdlog.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 namespace sluice::broker {
 
@@ -10,9 +13,15 @@ Server::Server(const BrokerConfig& config, std::vector<Shard*> shards, RequestHa
     : config_(config),
       shards_(std::move(shards)),
       handler_(std::move(handler)),
-      acceptor_(shards_.front()->context()) {}
+      memory_(std::make_shared<RequestMemory>(config.queued_max_request_bytes)),
+      acceptor_(shards_.front()->context()),
+      accept_retry_(shards_.front()->context()),
+      reserve_fd_(::open("/dev/null", O_RDONLY | O_CLOEXEC)) {}
 
-Server::~Server() { stop(std::chrono::milliseconds(0)); }
+Server::~Server() {
+  stop(std::chrono::milliseconds(0));
+  if (reserve_fd_ >= 0) ::close(reserve_fd_);
+}
 
 Status Server::listen() {
   boost::system::error_code ec;
@@ -30,6 +39,7 @@ Status Server::listen() {
   if (!ec) acceptor_.set_option(asio::socket_base::reuse_address(true), ec);
   if (!ec) acceptor_.bind(endpoint, ec);
   if (!ec) acceptor_.listen(asio::socket_base::max_listen_connections, ec);
+  if (!ec) acceptor_.native_non_blocking(true, ec);  // accept_failed() calls accept4() itself
   if (ec) {
     return error(2, "cannot listen on " + config_.listen.to_string() + ": " + ec.message() +
                         " (is another broker running? choose another address with --listen)");
@@ -47,11 +57,7 @@ void Server::accept_next() {
   acceptor_.async_accept(shard->context(), [this, shard](boost::system::error_code ec,
                                                          asio::ip::tcp::socket socket) {
     if (ec == asio::error::operation_aborted || !acceptor_.is_open()) return;
-    if (ec) {
-      spdlog::warn("accept failed: {}", ec.message());
-      accept_next();
-      return;
-    }
+    if (ec) return accept_failed(ec);
     if (connections_.load() >= config_.max_connections) {
       spdlog::warn("refusing a connection: max.connections={} reached", config_.max_connections);
       socket.close(ec);
@@ -65,7 +71,7 @@ void Server::accept_next() {
     info.peer = ec ? "?" : remote.address().to_string() + ":" + std::to_string(remote.port());
     connections_++;
     const uint64_t id = info.id;
-    auto conn = std::make_shared<Connection>(std::move(socket), *shard, config_, handler_,
+    auto conn = std::make_shared<Connection>(std::move(socket), *shard, config_, memory_, handler_,
                                              std::move(info), [this, id] {
                                                connections_--;
                                                std::lock_guard lock(mutex_);
@@ -80,11 +86,38 @@ void Server::accept_next() {
   });
 }
 
+void Server::accept_failed(const boost::system::error_code& ec) {
+  const bool out_of_fds = ec == asio::error::no_descriptors || ec.value() == ENFILE;
+  if (out_of_fds && reserve_fd_ >= 0) {
+    // With a descriptor free, take the oldest waiting connection and close it at once: the
+    // client sees a closed connection instead of hanging in the backlog.
+    ::close(reserve_fd_);
+    const int fd = ::accept4(acceptor_.native_handle(), nullptr, nullptr, SOCK_CLOEXEC);
+    if (fd >= 0) ::close(fd);
+    reserve_fd_ = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+  }
+  ++accept_errors_unlogged_;
+  const auto now = std::chrono::steady_clock::now();
+  if (now - accept_error_logged_ >= std::chrono::milliseconds(kAcceptErrorLogIntervalMs)) {
+    spdlog::warn("accept failed: {} ({} times since the last such line{}); retrying every {} ms",
+                 ec.message(), accept_errors_unlogged_,
+                 out_of_fds ? ", waiting connections are closed" : "", kAcceptRetryMs);
+    accept_error_logged_ = now;
+    accept_errors_unlogged_ = 0;
+  }
+  accept_retry_.expires_after(std::chrono::milliseconds(kAcceptRetryMs));
+  accept_retry_.async_wait([this](boost::system::error_code wait_ec) {
+    if (wait_ec || !acceptor_.is_open()) return;
+    accept_next();
+  });
+}
+
 void Server::stop(std::chrono::milliseconds grace) {
   if (acceptor_.is_open()) {
     asio::post(acceptor_.get_executor(), [this] {
       boost::system::error_code ec;
       acceptor_.close(ec);
+      accept_retry_.cancel();
     });
   }
   auto live = [this] {

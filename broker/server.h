@@ -4,6 +4,7 @@
 
 #include <atomic>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <chrono>
 #include <memory>
 #include <mutex>
@@ -30,14 +31,26 @@ class Server {
   // then closes whatever is left. Blocks the calling thread, which must not be a shard.
   void stop(std::chrono::milliseconds grace = std::chrono::milliseconds(5000));
   int32_t connection_count() const { return connections_.load(); }
+  int64_t request_memory_bytes() const { return memory_->used_bytes(); }
 
  private:
   void accept_next();
+  // accept() failed (EMFILE and friends): shed one waiting connection with the reserve
+  // descriptor, log at most once per kAcceptErrorLogIntervalMs, retry after a pause.
+  void accept_failed(const boost::system::error_code& ec);
+
+  static constexpr int64_t kAcceptRetryMs = 100;
+  static constexpr int64_t kAcceptErrorLogIntervalMs = 10'000;
 
   const BrokerConfig& config_;
   std::vector<Shard*> shards_;
   RequestHandler handler_;
+  std::shared_ptr<RequestMemory> memory_;  // shared with every connection and request buffer
   boost::asio::ip::tcp::acceptor acceptor_;
+  boost::asio::steady_timer accept_retry_;  // on shard 0, like the acceptor
+  int reserve_fd_ = -1;                     // /dev/null, given up to shed a connection at EMFILE
+  std::chrono::steady_clock::time_point accept_error_logged_{};
+  uint64_t accept_errors_unlogged_ = 0;
   uint16_t port_ = 0;
   std::atomic<int32_t> connections_{0};
   std::atomic<uint64_t> next_id_{1};

@@ -3,15 +3,21 @@
 #include <charconv>
 #include <limits>
 
+#include "log/format.h"
+
 namespace sluice::broker {
 namespace {
 
-std::string check_long_min(std::string_view v, int64_t min) {
+std::string check_long_range(std::string_view v, int64_t min, int64_t max) {
   int64_t n = 0;
   auto [p, ec] = std::from_chars(v.data(), v.data() + v.size(), n);
   if (ec != std::errc() || p != v.data() + v.size()) return "is not a whole number";
   if (n < min) return "must be at least " + std::to_string(min);
+  if (n > max) return "must be at most " + std::to_string(max);
   return "";
+}
+std::string check_long_min(std::string_view v, int64_t min) {
+  return check_long_range(v, min, INT64_MAX);
 }
 std::string check_any_long(std::string_view v) { return check_long_min(v, -1); }
 std::string check_positive(std::string_view v) { return check_long_min(v, 1); }
@@ -19,7 +25,15 @@ std::string check_non_negative(std::string_view v) { return check_long_min(v, 0)
 std::string check_any_int(std::string_view v) {
   return check_long_min(v, std::numeric_limits<int32_t>::min());
 }
-std::string check_segment_bytes(std::string_view v) { return check_long_min(v, 14); }
+// What the log accepts when it opens a partition (log/format.h): a value outside would be
+// stored and then refuse start-up.
+std::string check_segment_bytes(std::string_view v) {
+  return check_long_range(v, static_cast<int64_t>(log::kSegmentBytesMin),
+                          static_cast<int64_t>(log::kSegmentBytesMax));
+}
+std::string check_message_bytes(std::string_view v) {
+  return check_long_range(v, 1, static_cast<int64_t>(log::kBatchBytesMax));
+}
 std::string check_cleanup(std::string_view v) {
   if (v == "delete" || v == "compact" || v == "compact,delete" || v == "delete,compact") return "";
   return "must be delete, compact or compact,delete";
@@ -86,7 +100,7 @@ const std::vector<TopicSetting> kSettings = {
     {"max.compaction.lag.ms", [](const BrokerConfig&) { return fixed("9223372036854775807"); },
      check_positive, "log.cleaner.max.compaction.lag.ms", false, kLong},
     {"max.message.bytes", [](const BrokerConfig& c) { return std::to_string(c.message_max_bytes); },
-     check_positive, "message.max.bytes", true, kInt},
+     check_message_bytes, "message.max.bytes", true, kInt},
     {"message.downconversion.enable", [](const BrokerConfig&) { return fixed("true"); },
      check_bool, "log.message.downconversion.enable", false, kBool},
     {"message.format.version", [](const BrokerConfig&) { return fixed("3.0-IV1"); }, check_any,

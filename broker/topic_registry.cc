@@ -2,6 +2,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <cstring>
 #include <future>
 
@@ -35,6 +36,46 @@ Result<void, TopicError> TopicRegistry::validate_name(const std::string& name) {
     }
   }
   return {};
+}
+
+bool TopicRegistry::is_internal(const std::string& name) {
+  return name == "__consumer_offsets" || name == "__transaction_state";
+}
+
+Result<void, TopicError> TopicRegistry::check_client_may_change(const std::string& name) {
+  if (!is_internal(name)) return {};
+  return unexpected(TopicError{ErrorCode::kTopicAuthorizationFailed,
+                               "'" + name + "' is an internal topic, managed by the broker"});
+}
+
+std::optional<TopicInfo> TopicRegistry::find(const std::string& name) const {
+  auto snap = snapshot();
+  const TopicInfo* t = snap->find(name);
+  if (!t) return std::nullopt;
+  return *t;
+}
+
+void TopicRegistry::set_partitions_max(int64_t count) { partitions_max_ = count; }
+
+Result<void, TopicError> TopicRegistry::check_partition_budget(int64_t more, int32_t rf) const {
+  auto snap = snapshot();
+  const int32_t self = cluster_.node_id();
+  int64_t held = 0;
+  int64_t live = 0;
+  for (const auto& [id, b] : snap->brokers) live += b.fenced ? 0 : 1;
+  for (const auto& [name, t] : snap->topics) {
+    for (const auto& p : t.parts) {
+      held += std::count(p.replicas.begin(), p.replicas.end(), self) > 0 ? 1 : 0;
+    }
+  }
+  const int64_t mine = (more * std::max(1, rf) + std::max<int64_t>(1, live) - 1) /
+                       std::max<int64_t>(1, live);
+  if (held + mine <= partitions_max_.load()) return {};
+  return unexpected(TopicError{
+      ErrorCode::kInvalidPartitions,
+      "broker " + std::to_string(self) + " holds " + std::to_string(held) + " partitions; " +
+          std::to_string(mine) + " more would pass its limit of " +
+          std::to_string(partitions_max_.load()) + " (set by the open-files limit, RLIMIT_NOFILE)"});
 }
 
 TopicInfo TopicRegistry::to_topic_info(const cluster::pb::Topic& t) {
@@ -113,6 +154,14 @@ void TopicRegistry::create(const cluster::TopicChange& change, bool validate_onl
                    "partition count must be between 1 and " + std::to_string(kPartitionsMax)}));
     return;
   }
+  if (auto ok = check_partition_budget(change.assignments.empty()
+                                           ? change.partitions
+                                           : static_cast<int64_t>(change.assignments.size()),
+                                       change.replication_factor);
+      !ok) {
+    done(unexpected(ok.error()));
+    return;
+  }
   cluster::pb::ControllerRequest req;
   auto* t = req.mutable_create_topic();
   t->set_name(change.name);
@@ -136,6 +185,10 @@ void TopicRegistry::remove(const std::string& name, Done done) {
         TopicError{ErrorCode::kUnknownTopicOrPartition, "unknown topic '" + name + "'"}));
     return;
   }
+  if (auto ok = check_client_may_change(name); !ok) {
+    done(unexpected(ok.error()));
+    return;
+  }
   TopicInfo removed = *t;
   cluster::pb::ControllerRequest req;
   req.set_delete_topic(name);
@@ -150,6 +203,16 @@ void TopicRegistry::remove(const std::string& name, Done done) {
 
 void TopicRegistry::set_partition_count(const std::string& name, int32_t count,
                                         bool validate_only, Done done) {
+  if (auto ok = check_client_may_change(name); !ok) {
+    done(unexpected(ok.error()));
+    return;
+  }
+  if (auto snap = snapshot(); const TopicInfo* t = snap->find(name)) {
+    if (auto ok = check_partition_budget(count - t->partitions, t->replication_factor); !ok) {
+      done(unexpected(ok.error()));
+      return;
+    }
+  }
   if (count > kPartitionsMax) {
     done(unexpected(TopicError{ErrorCode::kInvalidPartitions,
                                "at most " + std::to_string(kPartitionsMax) + " partitions"}));
@@ -164,6 +227,10 @@ void TopicRegistry::set_partition_count(const std::string& name, int32_t count,
 
 void TopicRegistry::set_configs(const std::string& name,
                                 const std::map<std::string, std::string>& configs, Done done) {
+  if (auto ok = check_client_may_change(name); !ok) {
+    done(unexpected(ok.error()));
+    return;
+  }
   cluster::pb::ControllerRequest req;
   req.mutable_set_configs()->set_name(name);
   req.mutable_set_configs()->mutable_configs()->insert(configs.begin(), configs.end());

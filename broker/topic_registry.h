@@ -9,6 +9,8 @@
 #pragma once
 
 #include <array>
+#include <atomic>
+#include <optional>
 #include <functional>
 #include <map>
 #include <memory>
@@ -76,6 +78,10 @@ class TopicRegistry {
 
   std::shared_ptr<const TopicsSnapshot> snapshot() const;
   std::string cluster_id() const { return snapshot()->cluster_id; }
+  // A copy of a topic's entry (no pointer into a snapshot that may be gone).
+  std::optional<TopicInfo> find(const std::string& name) const;
+  // At most this many partitions hosted by this broker (set from the open-files limit).
+  void set_partitions_max(int64_t count);
   // Replaces the view with the controller's image (the ClusterNode's image callback).
   std::shared_ptr<const TopicsSnapshot> publish(const cluster::pb::Image& image);
 
@@ -92,14 +98,21 @@ class TopicRegistry {
   Result<int64_t, TopicError> allocate_producer_ids(int64_t count);
 
   static Result<void, TopicError> validate_name(const std::string& name);
+  // Kafka's internal topics belong to the broker: clients may not delete, grow or alter them.
+  static bool is_internal(const std::string& name);
+  static Result<void, TopicError> check_client_may_change(const std::string& name);
   static TopicInfo to_topic_info(const cluster::pb::Topic& topic);
 
  private:
   void send(cluster::pb::ControllerRequest req, const std::string& name, Done done);
+  // Would `more` new partitions, spread over the live brokers with `rf` replicas each, pass
+  // this broker's partition limit? (A precheck; the controller places them.)
+  Result<void, TopicError> check_partition_budget(int64_t more, int32_t rf) const;
 
   cluster::ClusterNode& cluster_;
   mutable std::mutex mutex_;  // guards snapshot_
   std::shared_ptr<const TopicsSnapshot> snapshot_ = std::make_shared<TopicsSnapshot>();
+  std::atomic<int64_t> partitions_max_{INT64_MAX};
 };
 
 }  // namespace sluice::broker

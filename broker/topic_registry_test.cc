@@ -130,11 +130,49 @@ TEST(TopicConfig, ValidatesNamesAndValues) {
   EXPECT_EQ(validate_topic_configs({{"no.such", "1"}}).error().code,
             kafka::ErrorCode::kInvalidConfig);
   EXPECT_FALSE(validate_topic_configs({{"retention.ms", "soon"}}));
+  // The log's own limits, so nothing stored can refuse start-up (issue 16).
+  EXPECT_FALSE(validate_topic_configs({{"segment.bytes", "100"}}));
+  EXPECT_FALSE(validate_topic_configs({{"segment.bytes", "1099511627776"}}));
+  EXPECT_TRUE(validate_topic_configs({{"segment.bytes", "1073741824"}}));
+  EXPECT_FALSE(validate_topic_configs({{"max.message.bytes", "1073741824"}}));
   EXPECT_FALSE(validate_topic_configs({{"cleanup.policy", "keep"}}));
   BrokerConfig config;
   TopicInfo t{"t", 1, 1, {{"segment.bytes", "2048"}}, {}, false, {}};
   EXPECT_EQ(topic_setting_int(t, config, "segment.bytes"), 2048);
   EXPECT_EQ(topic_setting_int(t, config, "retention.bytes"), -1);
+}
+
+TEST(TopicRegistry, InternalTopicsAreNotClientsToChange) {
+  Node n(fresh_dir("internal"));
+  cluster::TopicChange c;
+  c.name = "__consumer_offsets";
+  c.partitions = 8;
+  c.internal = true;
+  c.configs = {{"cleanup.policy", "compact"}};
+  ASSERT_TRUE(n.wait([&](auto d) { n.reg->create(c, false, d); }));
+  EXPECT_TRUE(n.reg->find("__consumer_offsets")->internal);
+  for (auto r : {n.wait([&](auto d) { n.reg->remove("__consumer_offsets", d); }),
+                 n.wait([&](auto d) { n.reg->set_partition_count("__consumer_offsets", 9, false, d); }),
+                 n.wait([&](auto d) { n.reg->set_configs("__consumer_offsets", {}, d); })}) {
+    ASSERT_FALSE(r);
+    EXPECT_EQ(r.error().code, kafka::ErrorCode::kTopicAuthorizationFailed);
+  }
+  EXPECT_EQ(n.reg->find("__consumer_offsets")->partitions, 8);
+}
+
+TEST(TopicRegistry, PartitionsAreBoundedPerBroker) {
+  Node n(fresh_dir("bounded"));
+  n.reg->set_partitions_max(10);
+  ASSERT_TRUE(n.create("a", 6));
+  auto over = n.create("b", 5);
+  ASSERT_FALSE(over);
+  EXPECT_EQ(over.error().code, kafka::ErrorCode::kInvalidPartitions);
+  EXPECT_FALSE(n.reg->find("b"));  // nothing saved
+  ASSERT_TRUE(n.create("b", 4));
+  auto grow = n.wait([&](auto d) { n.reg->set_partition_count("a", 7, false, d); });
+  ASSERT_FALSE(grow);
+  EXPECT_EQ(grow.error().code, kafka::ErrorCode::kInvalidPartitions);
+  EXPECT_EQ(n.reg->find("a")->partitions, 6);
 }
 
 }  // namespace

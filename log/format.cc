@@ -21,7 +21,10 @@ IndexEntry decode_index_entry(const std::byte* in, int64_t base_offset) {
 }
 
 void encode_time_entry(std::byte* out, int64_t base_offset, const TimeEntry& entry) {
-  SLUICE_ASSERT(entry.offset >= base_offset && entry.offset - base_offset <= kSegmentOffsetSpanMax);
+  // The sealing entry holds the segment's end, one past its last offset; segments written
+  // before appends kept the end within kSegmentOffsetSpanMax may end at span + 1.
+  SLUICE_ASSERT(entry.offset >= base_offset &&
+                entry.offset - base_offset <= kSegmentOffsetSpanMax + 1);
   store_be<int64_t>(out, entry.timestamp);
   store_be<uint32_t>(out + 8, static_cast<uint32_t>(entry.offset - base_offset));
 }

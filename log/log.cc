@@ -230,7 +230,8 @@ LogResult<AppendResult> PartitionLog::append(MutableBytes batches, const AppendO
     Segment* active = segments_.back().get();
     const bool full = active->size_bytes + size > config_.segment_bytes;
     const bool old = config_.segment_ms > 0 && now - active->created_ms >= config_.segment_ms;
-    const bool wide = end_offset_ + delta - active->base_offset > kSegmentOffsetSpanMax;
+    // The segment's end (last offset + 1) must fit: the sealing time entry stores it.
+    const bool wide = end_offset_ + delta + 1 - active->base_offset > kSegmentOffsetSpanMax;
     if (active->size_bytes > 0 && (full || old || wide)) {
       if (at > run_start) {
         submit_write(*active, batches.subspan(run_start, at - run_start),

@@ -574,6 +574,56 @@ TEST_P(LogPartition, CleanCloseAndReopen) {
   EXPECT_EQ(append(*log, 2, 200), 24);
 }
 
+// A batch whose header claims `count` records (offsets), whatever it holds: the log trusts
+// the header (the broker validates records before appending).
+std::vector<std::byte> claiming(std::vector<std::byte> batch, int32_t count) {
+  store_be<int32_t>(batch.data() + kafka::batch_layout::kRecordCount, count);
+  store_be<int32_t>(batch.data() + kafka::batch_layout::kLastOffsetDelta, count - 1);
+  kafka::update_crc(batch);
+  return batch;
+}
+
+// Segments span at most kSegmentOffsetSpanMax offsets including their end (issue 16: a batch
+// of INT32_MAX offsets, then two more, aborted in seal(), and again after every restart).
+TEST_P(LogPartition, BatchesOfHugeOffsetSpansRollAndSurviveReopen) {
+  auto log = open_log();
+  batches_.push_back(claiming(make_batch(1, 10, 1000), INT32_MAX));
+  ASSERT_TRUE(append_and_wait(*log, ring_, batches_.back()));
+  EXPECT_EQ(append(*log, 1, 10), int64_t{INT32_MAX});
+  EXPECT_EQ(append(*log, 1, 10), int64_t{INT32_MAX} + 1);
+  EXPECT_EQ(log->segment_base_offsets(), (std::vector<int64_t>{0, INT32_MAX}));
+  ASSERT_TRUE(log->close());
+  log = open_log();
+  ASSERT_TRUE(log);
+  EXPECT_EQ(append(*log, 1, 10), int64_t{INT32_MAX} + 2);
+  EXPECT_EQ(bases(read_all(*log, 0)),
+            (std::vector<int64_t>{0, INT32_MAX, int64_t{INT32_MAX} + 1, int64_t{INT32_MAX} + 2}));
+}
+
+// A segment written before that rule ends one past the span; rolling it must still work.
+TEST_P(LogPartition, ASegmentEndingOnePastTheSpanStillRolls) {
+  {
+    std::vector<std::byte> bytes = claiming(make_batch(1, 10, 1000), INT32_MAX);
+    std::vector<std::byte> second = make_batch(1, 10, 1000);
+    kafka::set_base_offset(second, INT32_MAX);
+    bytes.insert(bytes.end(), second.begin(), second.end());
+    const auto path = segment_path(dir_.path(), 0, ".log");
+    const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    ASSERT_GE(fd, 0);
+    ASSERT_EQ(::write(fd, bytes.data(), bytes.size()), static_cast<ssize_t>(bytes.size()));
+    ::close(fd);
+  }
+  auto log = open_log();
+  ASSERT_TRUE(log);
+  EXPECT_EQ(*log->log_end_offset(), int64_t{INT32_MAX} + 1);
+  EXPECT_EQ(append(*log, 1, 10), int64_t{INT32_MAX} + 1);
+  EXPECT_EQ(log->segment_base_offsets(), (std::vector<int64_t>{0, int64_t{INT32_MAX} + 1}));
+  ASSERT_TRUE(log->close());
+  log = open_log();
+  ASSERT_TRUE(log);
+  EXPECT_EQ(append(*log, 1, 10), int64_t{INT32_MAX} + 2);
+}
+
 // A write that fails (here: past RLIMIT_FSIZE, EFBIG) stops the partition: the append's
 // callback gets the error, and so does every later call, since what is on disk is unknown.
 TEST_P(LogPartition, FailedWriteStopsThePartition) {

@@ -207,6 +207,14 @@ bool Reader::counted(std::optional<uint32_t>& n, bool int16_length, size_t eleme
                 "array of " + std::to_string(len) + " elements needs at least " +
                     std::to_string(need) + " bytes, " + std::to_string(remaining()) + " left");
   }
+  if (element_bytes > 0) {  // an array
+    if (static_cast<uint64_t>(len) > elements_left_) {
+      return fail(DecodeErrc::kBadLength, field,
+                  "array of " + std::to_string(len) + " elements passes the limit of " +
+                      std::to_string(kRequestArrayElementsMax) + " in one request");
+    }
+    elements_left_ -= static_cast<size_t>(len);
+  }
   n = static_cast<uint32_t>(len);
   return true;
 }

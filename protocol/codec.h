@@ -188,9 +188,18 @@ class Writer {
 
 // Reads Kafka primitives from a byte span. Every method returns false after recording a
 // DecodeError (see error()); callers stop at the first failure and add their path prefix.
+// Array elements one request may hold (all its arrays together). Real clients send far fewer
+// (a Fetch or Metadata naming thousands of partitions or topics); a frame of two-byte empty
+// elements would otherwise decode to ~30x its size, and its response as much again.
+inline constexpr size_t kRequestArrayElementsMax = 100'000;
+
 class Reader {
  public:
   explicit Reader(Bytes bytes, bool flexible = false) : bytes_(bytes), flexible_(flexible) {}
+  // At most `n` array elements in everything this reader (and its tag sections) decodes.
+  // decode_request() sets kRequestArrayElementsMax: decoded structs are up to ~30x larger
+  // than their wire bytes, so the element count, not the frame size, bounds their memory.
+  void limit_array_elements(size_t n) { elements_left_ = n; }
   bool flexible() const { return flexible_; }
   void set_flexible(bool flexible) { flexible_ = flexible; }
   size_t remaining() const { return bytes_.size() - pos_; }
@@ -229,10 +238,12 @@ class Reader {
       if (!uvarint(tag, where) || !uvarint(size, where)) return false;
       if (size > remaining()) return fail(DecodeErrc::kBadLength, where, too_long(size));
       Reader value(bytes_.subspan(pos_, size), true);
+      value.elements_left_ = elements_left_;
       if (!on_tag(tag, value)) {
         error_ = std::move(value.error_);
         return false;
       }
+      elements_left_ = value.elements_left_;
       pos_ += size;
     }
     return true;
@@ -266,6 +277,7 @@ class Reader {
   Bytes bytes_;
   size_t pos_ = 0;
   bool flexible_ = false;
+  size_t elements_left_ = SIZE_MAX;
   DecodeError error_;
 };
 

@@ -92,6 +92,36 @@ TEST(CodecBadInput, StringLongerThanTheFrame) {
   EXPECT_EQ(r.error().code, DecodeErrc::kBadLength);
 }
 
+// Metadata v9 naming `n` empty topics: two bytes each on the wire, ~30x that decoded.
+std::vector<std::byte> metadata_v9_of_empty_names(size_t n) {
+  Writer w(true);
+  w.array_count(n);
+  for (size_t i = 0; i < n; ++i) {
+    w.string("");
+    w.uvarint(0);  // the topic's tag section
+  }
+  w.boolean(true);
+  w.boolean(false);
+  w.boolean(false);
+  w.uvarint(0);
+  return w.buffer();
+}
+
+TEST(CodecBadInput, ARequestHoldsAtMostkRequestArrayElementsMax) {
+  auto ok = decode_request(ApiKey::kMetadata, 9, metadata_v9_of_empty_names(kRequestArrayElementsMax));
+  ASSERT_TRUE(ok) << ok.error().to_string();
+  auto over =
+      decode_request(ApiKey::kMetadata, 9, metadata_v9_of_empty_names(kRequestArrayElementsMax + 1));
+  ASSERT_FALSE(over);
+  EXPECT_EQ(over.error().code, DecodeErrc::kBadLength);
+  EXPECT_EQ(over.error().path, "MetadataRequest.topics");
+  // Responses (a client reading a large cluster's metadata) have no such limit.
+  Reader r(metadata_v9_of_empty_names(kRequestArrayElementsMax + 1), true);
+  std::optional<uint32_t> n;
+  ASSERT_TRUE(r.array_count(n, 2, "topics"));
+  EXPECT_EQ(*n, kRequestArrayElementsMax + 1);
+}
+
 TEST(CodecBadInput, HugeArrayCountsFailWithoutAllocating) {
   // Metadata v1: Topics = 2^31-1 elements in a 4-byte body.
   auto classic = bytes_of("7fffffff");

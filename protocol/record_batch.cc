@@ -1,5 +1,6 @@
 #include "protocol/record_batch.h"
 
+#include <algorithm>
 #include <cstring>
 
 #include "common/assert.h"
@@ -178,6 +179,44 @@ Result<RecordReader, BatchError> RecordBatchView::records(std::vector<std::byte>
   auto r = decompress(compression(), records_bytes(), scratch, kBatchDecompressedBytesMax);
   if (!r) return fail(BatchErrc::kDecompress, r.error().message);
   return RecordReader(Bytes(scratch), record_count());
+}
+
+Result<RecordsSummary, BatchError> check_records(const RecordBatchView& view,
+                                                 std::vector<std::byte>& scratch) {
+  const int32_t count = view.record_count();
+  if (count <= 0) return fail(BatchErrc::kMismatch, "recordCount must be positive");
+  if (view.last_offset_delta() != count - 1) {
+    return fail(BatchErrc::kMismatch, "lastOffsetDelta " + std::to_string(view.last_offset_delta()) +
+                                          " is not recordCount - 1 = " + std::to_string(count - 1));
+  }
+  auto reader = view.records(scratch);
+  if (!reader) return unexpected(std::move(reader).error());
+  RecordsSummary summary;
+  for (int32_t i = 0;; ++i) {
+    if (i < count && reader->bytes_left() == 0) {
+      return fail(BatchErrc::kMismatch, "recordCount is " + std::to_string(count) +
+                                            " but the batch holds " + std::to_string(i));
+    }
+    if (i == count && reader->bytes_left() > 0) {
+      return fail(BatchErrc::kMismatch,
+                  "more records than recordCount " + std::to_string(count) + " in the batch");
+    }
+    auto rec = reader->next();
+    if (!rec) return unexpected(std::move(rec).error());
+    if (!*rec) break;
+    const Record& r = **rec;
+    if (r.offset_delta != i) {
+      return fail(BatchErrc::kMismatch, "record " + std::to_string(i) + " has offset delta " +
+                                            std::to_string(r.offset_delta));
+    }
+    int64_t timestamp;
+    if (__builtin_add_overflow(view.base_timestamp(), r.timestamp_delta, &timestamp)) {
+      return fail(BatchErrc::kMismatch, "record " + std::to_string(i) + "'s timestamp overflows");
+    }
+    summary.max_timestamp = i == 0 ? timestamp : std::max(summary.max_timestamp, timestamp);
+    if (!r.key) ++summary.keyless_records;
+  }
+  return summary;
 }
 
 void set_base_offset(MutableBytes batch, int64_t base_offset) {

@@ -52,6 +52,7 @@ enum class BatchErrc : uint8_t {
   kBadCodec,    // compression bits 5-7
   kBadRecord,   // record framing (varints, lengths, counts) does not parse
   kDecompress,  // the compressed payload is invalid or too large
+  kMismatch,    // records disagree with the header: count, offset deltas, timestamps
 };
 
 struct BatchError {
@@ -83,6 +84,8 @@ class RecordReader {
   // The next record; nullopt after the last one. An error when the bytes do not parse, or
   // when bytes are left over after `count` records.
   Result<std::optional<Record>, BatchError> next();
+  int32_t remaining() const { return remaining_; }   // records still expected
+  size_t bytes_left() const { return rest_.size(); }  // bytes not yet read
 
  private:
   Bytes rest_;
@@ -145,6 +148,21 @@ class RecordBatchView {
 
   Bytes bytes_;
 };
+
+// What check_records() found in a batch whose every record is well-formed.
+struct RecordsSummary {
+  int64_t max_timestamp = -1;    // max(baseTimestamp + timestampDelta) over the records
+  int32_t keyless_records = 0;   // records with a null key
+};
+
+// Walks every record of `view` once, as Kafka's LogValidator does before an append: record
+// framing (lengths, varints, headers, no trailing bytes; kBadRecord), exactly recordCount
+// records with offset deltas 0, 1, 2, ... (lastOffsetDelta = recordCount - 1) and timestamps
+// that do not overflow (kMismatch). Uncompressed records are read in place; compressed ones
+// are decompressed into `scratch` (at most kBatchDecompressedBytesMax bytes; kDecompress).
+// Does not check the CRC.
+Result<RecordsSummary, BatchError> check_records(const RecordBatchView& view,
+                                                 std::vector<std::byte>& scratch);
 
 // In-place edits of a batch's header fields that the CRC does not cover.
 void set_base_offset(MutableBytes batch, int64_t base_offset);

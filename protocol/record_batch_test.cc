@@ -129,6 +129,94 @@ TEST(RecordBatch, RecordLengthPastTheEndIsRejected) {
   EXPECT_FALSE(reader->next());
 }
 
+// A batch of `n` records built honestly, then with header fields overwritten.
+std::vector<std::byte> built(int n, Compression c = Compression::kNone) {
+  RecordBatchBuilder b({.compression = c});
+  for (int i = 0; i < n; ++i) b.append(1000 + i, as_bytes(std::string_view("k")), std::nullopt);
+  return *b.build();
+}
+
+Result<RecordsSummary, BatchError> check(const std::vector<std::byte>& batch) {
+  auto view = RecordBatchView::parse(batch);
+  EXPECT_TRUE(view);
+  std::vector<std::byte> scratch;
+  return check_records(*view, scratch);
+}
+
+void claim(std::vector<std::byte>& batch, int32_t count, int32_t last_delta) {
+  store_be<int32_t>(batch.data() + batch_layout::kRecordCount, count);
+  store_be<int32_t>(batch.data() + batch_layout::kLastOffsetDelta, last_delta);
+  update_crc(batch);
+}
+
+TEST(CheckRecords, AnHonestBatchPasses) {
+  for (Compression c : {Compression::kNone, Compression::kZstd, Compression::kGzip}) {
+    auto r = check(built(5, c));
+    ASSERT_TRUE(r) << r.error().message;
+    EXPECT_EQ(r->max_timestamp, 1004);
+    EXPECT_EQ(r->keyless_records, 0);
+  }
+  auto r = check(kExample);
+  ASSERT_TRUE(r) << r.error().message;
+  EXPECT_EQ(r->keyless_records, 0);
+}
+
+TEST(CheckRecords, ACountThatIsNotTheRecordsIsRefused) {
+  for (Compression c : {Compression::kNone, Compression::kLz4}) {
+    auto batch = built(3, c);
+    claim(batch, 1, 0);  // 3 records declared as 1
+    EXPECT_EQ(check(batch).error().code, BatchErrc::kMismatch);
+    batch = built(1, c);
+    claim(batch, INT32_MAX, INT32_MAX - 1);  // issue 16 finding 1
+    EXPECT_EQ(check(batch).error().code, BatchErrc::kMismatch);
+    batch = built(3, c);
+    claim(batch, 3, 5);  // lastOffsetDelta beyond the records
+    EXPECT_EQ(check(batch).error().code, BatchErrc::kMismatch);
+  }
+}
+
+TEST(CheckRecords, OffsetDeltasMustCountFromZero) {
+  RecordBatchBuilder b({});
+  b.append_with_delta(0, 1, std::nullopt, std::nullopt);
+  b.append_with_delta(2, 1, std::nullopt, std::nullopt);
+  auto batch = *b.build();
+  claim(batch, 2, 1);
+  auto r = check(batch);
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code, BatchErrc::kMismatch);
+  EXPECT_EQ(r.error().message, "record 1 has offset delta 2");
+}
+
+TEST(CheckRecords, AWrongRecordLengthIsCorrupt) {
+  auto batch = built(2);
+  batch[batch_layout::kRecords] = std::byte{0x02};  // first record claims 1 byte
+  update_crc(batch);
+  EXPECT_EQ(check(batch).error().code, BatchErrc::kBadRecord);
+}
+
+TEST(CheckRecords, TimestampOverflowIsRefused) {
+  RecordBatchBuilder b({});
+  b.append(0, std::nullopt, std::nullopt);
+  b.append(1, std::nullopt, std::nullopt);  // timestamp delta 1
+  auto batch = *b.build();
+  store_be<int64_t>(batch.data() + batch_layout::kBaseTimestamp, INT64_MAX);
+  update_crc(batch);
+  EXPECT_EQ(check(batch).error().code, BatchErrc::kMismatch);
+}
+
+TEST(CheckRecords, ADecompressionBombIsBounded) {
+  std::vector<std::byte> zeros(kBatchDecompressedBytesMax + 1);
+  std::vector<std::byte> batch(kBatchHeaderBytes);
+  ASSERT_TRUE(compress(Compression::kZstd, zeros, batch, 3));
+  ASSERT_LT(batch.size(), 64u * 1024);
+  store_be<int32_t>(batch.data() + batch_layout::kBatchLength,
+                    static_cast<int32_t>(batch.size() - kBatchLogOverheadBytes));
+  batch[batch_layout::kMagic] = std::byte{2};
+  store_be<int16_t>(batch.data() + batch_layout::kAttributes, 4);
+  claim(batch, 1, 0);
+  EXPECT_EQ(check(batch).error().code, BatchErrc::kDecompress);
+}
+
 class BatchCodecTest : public ::testing::TestWithParam<Compression> {};
 
 TEST_P(BatchCodecTest, ManyRecordsWithHeadersRoundTrip) {

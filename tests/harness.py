@@ -45,11 +45,13 @@ def _die_with_parent():
 class Broker:
     """One sluiced process on 127.0.0.1 with its own data dir (fresh unless given).
 
-    Restarting keeps the data dir and the port. Output goes to <tmp>/sluiced.log.
+    Restarting keeps the data dir and the port. Output goes to <tmp>/sluiced.log. `wrapper` is
+    a command that execs sluiced (e.g. ["prlimit", "--nofile=128"]), so the pid stays its own.
     """
 
-    def __init__(self, *args, data_dir=None, port=None):
+    def __init__(self, *args, data_dir=None, port=None, wrapper=()):
         self.args = list(args)
+        self.wrapper = list(wrapper)
         self.tmp = tempfile.mkdtemp(prefix="sluice-it-")
         self.data_dir = data_dir or os.path.join(self.tmp, "data")
         self.port = port or free_port()
@@ -64,7 +66,8 @@ class Broker:
     def start(self, timeout_s=30, wait=True):
         """Starts the process; with wait, returns once it serves Kafka clients."""
         assert self.proc is None
-        cmd = [SLUICED, "--data-dir", self.data_dir, "--listen", self.bootstrap] + self.args
+        cmd = self.wrapper + [SLUICED, "--data-dir", self.data_dir, "--listen", self.bootstrap] + \
+            self.args
         log = open(self.log_path, "ab")
         log.write(("== %s\n" % " ".join(cmd)).encode())
         log.flush()
@@ -95,6 +98,20 @@ class Broker:
         if since_start:
             data = data[self._log_start:]
         return data.decode(errors="replace")
+
+    def rss_bytes(self):
+        """The process's resident set size now (VmRSS)."""
+        with open("/proc/%d/status" % self.proc.pid) as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) * 1024
+        raise AssertionError("no VmRSS for pid %d" % self.proc.pid)
+
+    def cpu_seconds(self):
+        """User + system CPU time the process has used so far."""
+        with open("/proc/%d/stat" % self.proc.pid) as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
     def alive(self):
         return self.proc is not None and self.proc.poll() is None

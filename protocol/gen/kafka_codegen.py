@@ -538,10 +538,11 @@ def gen_dispatch(apis, kind):
                 '                         " is not supported"};',
                 '}',
                 '}  // namespace detail', '']
+    limit = ['  r.limit_array_elements(kRequestArrayElementsMax);'] if kind == 'request' else []
     out += ['namespace {',
             'template <class T>',
             f'Result<{var}, DecodeError> decode_as(int16_t version, Bytes body) {{',
-            '  Reader r(body);',
+            '  Reader r(body);'] + limit + [
             '  auto m = T::decode(r, version);',
             '  if (!m) return unexpected(std::move(m).error());',
             f'  return {var}(std::in_place_type<T>, std::move(*m));',

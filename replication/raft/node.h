@@ -80,7 +80,7 @@ class Node {
   Node(const Config& config, const RestoredState& restored);
 
   void tick();                        // one logical time step; timeouts count ticks
-  void step(const Message& message);  // a message from a peer (to == this node)
+  void step(const Message& message);  // a message from a peer (others' messages are dropped)
   Result<LogIndex, Errc> propose(Payload payload);
   Result<LogIndex, Errc> propose(Bytes payload) { return propose(Payload::copy_of(payload)); }
   // Single-server changes only: add a learner, promote a caught-up learner, remove a member.

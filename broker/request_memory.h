@@ -1,0 +1,72 @@
+// The broker-wide budget for request bytes (Kafka's queued.max.request.bytes): every byte of
+// every request buffer, from the moment a connection grows its buffer to read more of a frame
+// until the request is gone (answered and released by every handler that held it).
+//
+// Connections reserve before they allocate and grow buffers as bytes arrive, so a peer that
+// declares a 100 MiB frame and sends 14 bytes costs one small read buffer, and all the peers
+// together never hold more than the limit. When the budget is spent a connection stops reading
+// its socket (TCP pushes back on the client) and waits for a release. A frame that is half
+// read when the budget runs out keeps what it holds; connections.max.idle.ms ends a peer that
+// never finishes its frame, which also ends any standoff between half-read frames.
+//
+// Thread-safe: every shard's connections share one budget (a mutex, taken once per buffer
+// growth and release, not per byte).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <vector>
+
+namespace sluice::broker {
+
+class RequestMemory : public std::enable_shared_from_this<RequestMemory> {
+ public:
+  explicit RequestMemory(int64_t limit_bytes) : limit_(limit_bytes) {}
+
+  // Takes `n` bytes if they fit under the limit.
+  bool try_reserve(size_t n);
+  void release(size_t n);
+  // Calls `resume` once, on the thread of a later release (or at once, on this thread, if `n`
+  // bytes fit already). It must only post work: it runs with no lock held but on any shard.
+  void wait(size_t n, std::function<void()> resume);
+  int64_t used_bytes() const;
+  int64_t limit_bytes() const { return limit_; }
+
+ private:
+  const int64_t limit_;
+  // Taken by every connection's reads and by every request buffer's release.
+  mutable std::mutex mutex_;
+  int64_t used_ = 0;
+  std::vector<std::function<void()>> waiters_;
+};
+
+// A request buffer whose bytes are charged to a RequestMemory; grows as a frame arrives and
+// gives its bytes back when destroyed (the last shared_ptr to it goes).
+class RequestBuffer {
+ public:
+  RequestBuffer(std::shared_ptr<RequestMemory> memory, size_t frame_bytes)
+      : memory_(std::move(memory)), frame_bytes_(frame_bytes) {}
+  ~RequestBuffer();
+  RequestBuffer(const RequestBuffer&) = delete;
+  RequestBuffer& operator=(const RequestBuffer&) = delete;
+
+  // The size the buffer should grow to next: double what it has (at least kFirstReadBytes),
+  // at most the frame. Zero once the buffer holds the whole frame.
+  size_t next_size() const;
+  // Grows to next_size() if the budget allows; false when it is spent.
+  bool try_grow();
+  std::vector<std::byte>& bytes() { return bytes_; }
+  size_t frame_bytes() const { return frame_bytes_; }
+
+  static constexpr size_t kFirstReadBytes = 16 * 1024;
+
+ private:
+  std::shared_ptr<RequestMemory> memory_;
+  size_t frame_bytes_;
+  std::vector<std::byte> bytes_;
+};
+
+}  // namespace sluice::broker
