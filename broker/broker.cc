@@ -573,6 +573,7 @@ void Broker::stop() {
     std::promise<void> closed;
     ss->shard.post([&ss, &closed] {
       ss->ticker->cancel();
+      if (ss->group_timer) ss->group_timer->cancel();
       for (auto& [tp, p] : ss->partitions) {
         while (!p->log->idle()) {
           ss->ring->submit();

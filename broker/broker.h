@@ -74,6 +74,7 @@ struct ShardState {
   std::unique_ptr<log::FdCache> fds;
   std::unique_ptr<boost::asio::posix::stream_descriptor> ring_events;
   std::unique_ptr<boost::asio::steady_timer> ticker;
+  std::unique_ptr<boost::asio::steady_timer> group_timer;  // GroupCoordinator deadlines
   std::map<TopicPartition, std::unique_ptr<Partition>> partitions;
   TopicPartition scrub_cursor;  // the scrubber's round-robin position
 

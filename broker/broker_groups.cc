@@ -83,6 +83,18 @@ Status Broker::start_groups() {
     node = b->second.id;
     return true;
   };
+  host.wake_at = [this](uint32_t shard, int64_t at_ms) {
+    ShardState& ss = *shards_[shard];
+    if (!ss.group_timer) {
+      ss.group_timer = std::make_unique<boost::asio::steady_timer>(ss.shard.context());
+    }
+    // Replaces the pending wait, whose handler then sees operation_aborted.
+    ss.group_timer->expires_at(
+        std::chrono::steady_clock::time_point(std::chrono::milliseconds(at_ms)));
+    ss.group_timer->async_wait([this, shard](boost::system::error_code ec) {
+      if (!ec) groups_->on_timer(shard);
+    });
+  };
   groups_ = std::make_unique<GroupCoordinator>(options, std::move(host));
   if (auto s = groups_->load(); !s) return s;
   groups_ready_.store(true, std::memory_order_release);

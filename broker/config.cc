@@ -163,8 +163,10 @@ Result<BrokerConfig> parse_config(int argc, const char* const* argv) {
                  "Longest consumer session timeout accepted")
       ->capture_default_str();
   app.add_option("--group.initial.rebalance.delay.ms", c.group_initial_rebalance_delay_ms,
-                 "Wait for more members before the first rebalance of a group")
-      ->capture_default_str();
+                 "Wait this long for more members before the first rebalance of an empty group "
+                 "(again for each newcomer, at most the rebalance timeout)")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 1800000));
   app.add_option("--offsets.topic.num.partitions", c.offsets_topic_partitions,
                  "Partitions of __consumer_offsets")
       ->capture_default_str()

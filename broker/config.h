@@ -48,7 +48,7 @@ struct BrokerConfig {
   int32_t max_inflight_per_connection = 64;
   int32_t group_min_session_timeout_ms = 6000;
   int32_t group_max_session_timeout_ms = 1800000;
-  int32_t group_initial_rebalance_delay_ms = 0;
+  int32_t group_initial_rebalance_delay_ms = 3000;  // Kafka's default
   int32_t offsets_topic_partitions = 8;
 
   // Storage integrity and operability (broker/data_dir.h, log/README.md).

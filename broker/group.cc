@@ -4,6 +4,7 @@
 #include <cstdio>
 
 #include "common/assert.h"
+#include "protocol/codec.h"
 
 namespace sluice::broker {
 
@@ -15,6 +16,20 @@ namespace {
 constexpr int64_t kNewMemberJoinTimeoutMs = 5 * 60 * 1000;
 
 }  // namespace
+
+std::vector<std::string> subscribed_topics(const ByteVec& metadata) {
+  kafka::Reader r(metadata);
+  int16_t version = 0;
+  std::optional<uint32_t> n;
+  std::vector<std::string> topics;
+  if (!r.i16(version, "version") || !r.array_count(n, 2, "topics")) return topics;
+  for (uint32_t i = 0; i < n.value_or(0); ++i) {
+    std::string t;
+    if (!r.string(t, "topic")) break;
+    topics.push_back(std::move(t));
+  }
+  return topics;
+}
 
 const char* group_state_name(GroupState state) {
   switch (state) {
@@ -109,31 +124,9 @@ void Group::join(const JoinArgs& args, int64_t now_ms, JoinCallback done) {
     if (args.instance_id) {
       auto known = static_members_.find(*args.instance_id);
       if (known != static_members_.end()) {
-        // A restarted static member: a fresh id replaces (fences) the old one.
-        const std::string old_id = known->second;
-        Member m = std::move(members_.at(old_id));
-        members_.erase(old_id);
-        if (m.join_waiter)
-          m.join_waiter(JoinResult{ErrorCode::kFencedInstanceId, -1, "", "", old_id, {}});
-        if (m.sync_waiter) m.sync_waiter(SyncResult{ErrorCode::kFencedInstanceId, {}});
-        m.join_waiter = nullptr;
-        m.sync_waiter = nullptr;
-        m.id = new_member_id(*args.instance_id);
-        std::replace(join_order_.begin(), join_order_.end(), old_id, m.id);
-        const bool was_leader = leader_ == old_id;
-        if (was_leader) leader_ = m.id;
-        known->second = m.id;
-        const bool same = m.protocols == args.protocols;
-        Member& placed = members_[m.id] = std::move(m);
-        update_member(placed, args, now_ms);
-        if (state_ == GroupState::kStable && same && !was_leader) {
-          done(join_result(placed, false));
-          return;
-        }
-        placed.join_waiter = std::move(done);
-        prepare_rebalance(now_ms);
-        maybe_complete_join(now_ms);
-        return;
+        Member m = std::move(members_.at(known->second));
+        members_.erase(known->second);
+        return rejoin_static(std::move(m), args, now_ms, std::move(done));
       }
       if (members_.size() >= limits_.members_max) return fail(ErrorCode::kGroupMaxSizeReached);
       add_member(args, new_member_id(*args.instance_id), now_ms, std::move(done));
@@ -196,6 +189,55 @@ void Group::join(const JoinArgs& args, int64_t now_ms, JoinCallback done) {
   }
 }
 
+// KIP-345: a known group.instance.id joining with an empty member id is the same consumer
+// restarted. A fresh id replaces (fences) the old one. In a Stable group with an unchanged
+// subscription nothing else changes: the member gets the current generation back, and the
+// leader (Kafka 2.8 on) the leadership and the member list, so its client carries on; its
+// SyncGroup then gets the stored assignment (sync() in Stable ignores what a leader sends).
+// A changed subscription, or a join while the group completes a rebalance (the leader may
+// already be assigning to the old id), rebalances.
+void Group::rejoin_static(Member m, const JoinArgs& args, int64_t now_ms, JoinCallback done) {
+  const std::string old_id = m.id;
+  if (m.join_waiter)
+    m.join_waiter(JoinResult{ErrorCode::kFencedInstanceId, -1, "", "", old_id, {}});
+  if (m.sync_waiter) m.sync_waiter(SyncResult{ErrorCode::kFencedInstanceId, {}});
+  m.join_waiter = nullptr;
+  m.sync_waiter = nullptr;
+  m.id = new_member_id(*args.instance_id);
+  std::replace(join_order_.begin(), join_order_.end(), old_id, m.id);
+  if (leader_ == old_id) leader_ = m.id;
+  static_members_[*args.instance_id] = m.id;
+  const bool changed = subscription_changed(m, args);
+  Member& placed = members_[m.id] = std::move(m);
+  update_member(placed, args, now_ms);
+  if (state_ == GroupState::kStable && !changed) {
+    metadata_dirty_ = true;  // the new member id must survive a broker restart
+    done(join_result(placed, placed.id == leader_));
+    return;
+  }
+  placed.join_waiter = std::move(done);
+  prepare_rebalance(now_ms);
+  maybe_complete_join(now_ms);
+}
+
+// For the "consumer" protocol type the subscription is the topic list of each protocol's
+// metadata: a restarted client's user data and owned partitions differ by design and must not
+// force a rebalance. For other types the metadata bytes are all there is to compare.
+bool Group::subscription_changed(const Member& m, const JoinArgs& args) const {
+  if (m.protocols.size() != args.protocols.size()) return true;
+  for (size_t i = 0; i < m.protocols.size(); ++i) {
+    const auto& [name, meta] = m.protocols[i];
+    const auto& [new_name, new_meta] = args.protocols[i];
+    if (name != new_name) return true;
+    if (protocol_type_ == "consumer") {
+      if (subscribed_topics(meta) != subscribed_topics(new_meta)) return true;
+    } else if (meta != new_meta) {
+      return true;
+    }
+  }
+  return false;
+}
+
 void Group::update_member(Member& m, const JoinArgs& args, int64_t now_ms) {
   m.client_id = args.client_id;
   m.client_host = args.client_host;
@@ -255,13 +297,17 @@ void Group::prepare_rebalance(int64_t now_ms) {
   state_ = GroupState::kPreparingRebalance;
 }
 
+bool Group::all_joined() const {
+  if (!pending_.empty()) return false;
+  for (const auto& [id, m] : members_) {
+    if (!m.join_waiter) return false;
+  }
+  return true;
+}
+
 void Group::maybe_complete_join(int64_t now_ms) {
   if (state_ != GroupState::kPreparingRebalance) return;
-  bool all = pending_.empty();
-  for (const auto& [id, m] : members_) {
-    if (!m.join_waiter) all = false;
-  }
-  if ((all && now_ms >= initial_delay_until_ms_) || now_ms >= join_deadline_ms_) {
+  if ((all_joined() && now_ms >= initial_delay_until_ms_) || now_ms >= join_deadline_ms_) {
     complete_join(now_ms);
   }
 }
@@ -503,11 +549,7 @@ void Group::tick(int64_t now_ms) {
   }
   std::vector<std::string> expired;
   for (const auto& [id, m] : members_) {
-    if (m.deadline_ms <= now_ms && !m.join_waiter && !m.sync_waiter) expired.push_back(id);
-    // A parked new member whose join never completes (its long deadline passed).
-    if (m.deadline_ms <= now_ms && m.join_waiter && state_ != GroupState::kPreparingRebalance) {
-      expired.push_back(id);
-    }
+    if (m.deadline_ms <= now_ms && may_expire(m)) expired.push_back(id);
   }
   for (const auto& id : expired) {
     remove_member(id, now_ms);
@@ -539,6 +581,31 @@ void Group::tick(int64_t now_ms) {
     prepare_rebalance(now_ms);
   }
   maybe_complete_join(now_ms);
+}
+
+// A member's session deadline applies unless it waits in a phase with its own deadline: a
+// parked JoinGroup during the join phase, a parked SyncGroup (the sync phase's deadline). A
+// parked new member's join outside the join phase expires at its long deadline.
+bool Group::may_expire(const Member& m) const {
+  if (!m.join_waiter) return !m.sync_waiter;
+  return state_ != GroupState::kPreparingRebalance;
+}
+
+int64_t Group::next_deadline_ms() const {
+  if (state_ == GroupState::kDead) return kNoDeadline;
+  int64_t next = kNoDeadline;
+  for (const auto& [id, expiry] : pending_) next = std::min(next, expiry);
+  for (const auto& [id, m] : members_) {
+    if (may_expire(m)) next = std::min(next, m.deadline_ms);
+  }
+  if (state_ == GroupState::kPreparingRebalance) {
+    next = std::min(next, join_deadline_ms_);
+    // The initial delay matters only once everyone has joined; before that it has passed
+    // or the next join re-evaluates it.
+    if (all_joined()) next = std::min(next, initial_delay_until_ms_);
+  }
+  if (state_ == GroupState::kCompletingRebalance) next = std::min(next, sync_deadline_ms_);
+  return next;
 }
 
 void Group::shut(ErrorCode error) {

@@ -34,7 +34,9 @@ const char* group_state_name(GroupState state);
 struct GroupLimits {
   int32_t min_session_timeout_ms = 6000;
   int32_t max_session_timeout_ms = 1800000;
-  int32_t initial_rebalance_delay_ms = 0;
+  // group.initial.rebalance.delay.ms (Kafka's default): an empty group's first rebalance waits
+  // this long for more members, again for each newcomer, at most the rebalance timeout.
+  int32_t initial_rebalance_delay_ms = 3000;
   size_t metadata_bytes_max = 1 << 20;  // per member, all protocols together
   size_t members_max = 10000;           // group.max.size
 };
@@ -73,6 +75,10 @@ struct JoinArgs {
   std::vector<std::pair<std::string, ByteVec>> protocols;
   bool member_id_required = false;  // JoinGroup v4+: answer MEMBER_ID_REQUIRED for new ids
 };
+
+// The topics a "consumer" protocol member subscribes to (kafka-protocol.md 7.6); empty when the
+// metadata does not parse.
+std::vector<std::string> subscribed_topics(const ByteVec& metadata);
 
 struct Member {
   std::string id;
@@ -129,8 +135,13 @@ class Group {
   kafka::ErrorCode validate_commit(const std::string& member_id,
                                    const std::optional<std::string>& instance_id,
                                    int32_t generation, int64_t now_ms);
-  // Session expiry, join-phase and sync-phase deadlines.
+  // Session expiry, join-phase and sync-phase deadlines: everything due at `now_ms` happens.
   void tick(int64_t now_ms);
+  // The earliest time at which tick() has something to do (a session, the end of the initial
+  // delay or of the join or sync phase); kNoDeadline when nothing is pending. The coordinator
+  // arms a timer for it, so members expire at their deadline, not at the next periodic tick.
+  static constexpr int64_t kNoDeadline = INT64_MAX;
+  int64_t next_deadline_ms() const;
   // Answers every parked request with `error` and marks the group Dead (deletion, shutdown).
   void shut(kafka::ErrorCode error);
 
@@ -162,6 +173,10 @@ class Group {
   kafka::ErrorCode check_member(const std::string& member_id,
                                 const std::optional<std::string>& instance_id) const;
   void become_empty(int64_t now_ms);
+  void rejoin_static(Member m, const JoinArgs& args, int64_t now_ms, JoinCallback done);
+  bool subscription_changed(const Member& m, const JoinArgs& args) const;
+  bool may_expire(const Member& m) const;
+  bool all_joined() const;
 
   std::string id_;
   GroupLimits limits_;

@@ -32,21 +32,6 @@ int64_t wall_ms() {
       .count();
 }
 
-// The topics a "consumer" protocol member subscribes to (kafka-protocol.md 7.6).
-std::vector<std::string> subscribed_topics(const ByteVec& metadata) {
-  kafka::Reader r(metadata);
-  int16_t version = 0;
-  std::optional<uint32_t> n;
-  std::vector<std::string> topics;
-  if (!r.i16(version, "version") || !r.array_count(n, 2, "topics")) return topics;
-  for (uint32_t i = 0; i < n.value_or(0); ++i) {
-    std::string t;
-    if (!r.string(t, "topic")) break;
-    topics.push_back(std::move(t));
-  }
-  return topics;
-}
-
 // Gathers per-item results from several shards; the last one to finish answers.
 template <class Resp>
 struct Gather {
@@ -62,6 +47,7 @@ struct Gather {
 
 struct GroupCoordinator::PartitionGroups {
   std::map<std::string, std::unique_ptr<Group>> groups;
+  std::map<std::string, int64_t> wake_ms;  // group -> its entry in Timers::due
   bool loaded = false;
   uint64_t seed = 0;
 };
@@ -72,6 +58,7 @@ GroupCoordinator::GroupCoordinator(const CoordinatorOptions& options, Coordinato
   SLUICE_ASSERT(host_.shard_count > 0);
   shard_partitions_.resize(host_.shard_count);
   ticks_.resize(host_.shard_count);
+  timers_.resize(host_.shard_count);
   std::random_device rd;
   for (int32_t p = 0; p < options_.partitions; ++p) {
     partitions_.push_back(std::make_unique<PartitionGroups>());
@@ -97,6 +84,15 @@ void GroupCoordinator::on_group_shard(const std::string& group,
 Group* GroupCoordinator::find(PartitionGroups& pg, const std::string& group) {
   auto it = pg.groups.find(group);
   return it == pg.groups.end() ? nullptr : it->second.get();
+}
+
+Group* GroupCoordinator::due_now(PartitionGroups& pg, const std::string& group) {
+  Group* g = pg.loaded ? find(pg, group) : nullptr;
+  if (g) {
+    g->tick(steady_ms());
+    after(partition_of(group), *g);
+  }
+  return g;
 }
 
 Group& GroupCoordinator::find_or_create(PartitionGroups& pg, const std::string& group) {
@@ -151,6 +147,7 @@ void GroupCoordinator::append(int32_t partition, std::vector<Write> writes,
 }
 
 void GroupCoordinator::after(int32_t partition, Group& group) {
+  schedule(partition, group);
   if (group.take_metadata_dirty()) {
     GroupMetadataValue v;
     v.protocol_type = group.protocol_type();
@@ -237,6 +234,7 @@ void GroupCoordinator::load_partition(int32_t partition, int64_t now_ms) {
     g.offsets() = std::move(m);
   }
   pg.loaded = true;
+  for (const auto& [id, g] : pg.groups) schedule(partition, *g);
   if (!pg.groups.empty()) {
     spdlog::info("{}-{}: loaded {} group(s) ({} with metadata)", kTopic, partition,
                  pg.groups.size(), restored);
@@ -278,17 +276,58 @@ void GroupCoordinator::stop() {
 
 void GroupCoordinator::tick(uint32_t shard) {
   SLUICE_ASSERT(shard < shard_partitions_.size());
-  const int64_t now = steady_ms();
-  const bool expiry = ++ticks_[shard] % kExpiryEveryTicks == 0;
+  if (++ticks_[shard] % kExpiryEveryTicks != 0) return;
   for (int32_t p : shard_partitions_[shard]) {
-    PartitionGroups& pg = *partitions_[p];
-    if (!pg.loaded) continue;
-    for (auto& [id, g] : pg.groups) {
-      g->tick(now);
-      after(p, *g);
-    }
-    if (expiry) expire(p, wall_ms());
+    if (partitions_[p]->loaded) expire(p, wall_ms());
   }
+}
+
+void GroupCoordinator::schedule(int32_t partition, const Group& group) {
+  PartitionGroups& pg = *partitions_[partition];
+  const uint32_t shard = host_.shard_of(partition);
+  Timers& timers = timers_[shard];
+  int64_t next = group.next_deadline_ms();
+  // Never in the past: a deadline the group has not acted on yet is handled 1 ms later, and
+  // a state machine that kept reporting one could not spin the shard.
+  if (next != Group::kNoDeadline) next = std::max(next, steady_ms() + 1);
+  auto it = pg.wake_ms.find(group.id());
+  if (it != pg.wake_ms.end()) {
+    if (it->second == next) return;
+    timers.due.erase({it->second, partition, group.id()});
+    pg.wake_ms.erase(it);
+  }
+  if (next == Group::kNoDeadline) return;
+  pg.wake_ms.emplace(group.id(), next);
+  timers.due.emplace(next, partition, group.id());
+  arm(shard);
+}
+
+void GroupCoordinator::arm(uint32_t shard) {
+  Timers& timers = timers_[shard];
+  if (timers.due.empty() || !host_.wake_at) return;
+  const int64_t first = std::get<0>(*timers.due.begin());
+  if (first >= timers.armed_ms) return;
+  timers.armed_ms = first;
+  host_.wake_at(shard, first);
+}
+
+void GroupCoordinator::on_timer(uint32_t shard) {
+  SLUICE_ASSERT(shard < timers_.size());
+  Timers& timers = timers_[shard];
+  timers.armed_ms = Group::kNoDeadline;
+  const int64_t now = steady_ms();
+  while (!timers.due.empty() && std::get<0>(*timers.due.begin()) <= now) {
+    const int32_t partition = std::get<1>(*timers.due.begin());
+    const std::string id = std::get<2>(*timers.due.begin());
+    timers.due.erase(timers.due.begin());
+    PartitionGroups& pg = *partitions_[partition];
+    pg.wake_ms.erase(id);
+    Group* g = pg.loaded ? find(pg, id) : nullptr;
+    if (!g) continue;
+    g->tick(now);
+    after(partition, *g);  // persists what changed and files the next deadline (> now)
+  }
+  arm(shard);
 }
 
 void GroupCoordinator::expire(int32_t partition, int64_t now_wall_ms) {
@@ -638,7 +677,7 @@ void GroupCoordinator::handle(const GroupRequestContext&, const kafka::DescribeG
     on_group_shard(id, [this, id, i, gather](PartitionGroups& pg) {
       auto& out = gather->resp.groups[i];  // this slot is written by this task only
       out.group_id = id;
-      Group* g = pg.loaded ? find(pg, id) : nullptr;
+      Group* g = due_now(pg, id);
       if (!pg.loaded) {
         out.error_code = code(ErrorCode::kCoordinatorLoadInProgress);
       } else if (!g) {
@@ -678,7 +717,7 @@ void GroupCoordinator::handle(const GroupRequestContext&, const kafka::DeleteGro
     gather->resp.results[i].group_id = id;
     on_group_shard(id, [this, id, i, gather](PartitionGroups& pg) {
       auto& out = gather->resp.results[i];
-      Group* g = pg.loaded ? find(pg, id) : nullptr;
+      Group* g = due_now(pg, id);
       if (!pg.loaded) {
         out.error_code = code(ErrorCode::kCoordinatorNotAvailable);
       } else if (!g || g->state() == GroupState::kDead) {

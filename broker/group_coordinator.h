@@ -4,11 +4,11 @@
 //
 // Threads: a group lives on the shard that owns its __consumer_offsets partition
 // (offsets_partition_for(group) -> host.shard_of(partition)). All of a group's state, its
-// timers (driven by tick() from that shard's ticker) and its writes to the partition's log
-// run on that one thread, so nothing is locked. A request arriving on another shard posts a
-// task there; the reply callback may run later (parked JoinGroup/SyncGroup long polls) and on
-// the group's shard: the broker's Reply mechanism carries it back to the connection, which
-// still writes responses in request order. No shard ever blocks waiting for a group.
+// timers (one wake-up per shard at the earliest deadline, on_timer()) and its writes to the
+// partition's log run on that one thread, so nothing is locked. A request arriving on another shard
+// posts a task there; the reply callback may run later (parked JoinGroup/SyncGroup long polls) and
+// on the group's shard: the broker's Reply mechanism carries it back to the connection, which still
+// writes responses in request order. No shard ever blocks waiting for a group.
 //
 // Persistence: committed offsets and group metadata are records of __consumer_offsets
 // (group_records.h) appended through the partition's PartitionLog like user data. An
@@ -22,7 +22,9 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <set>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "broker/group.h"
@@ -43,6 +45,10 @@ struct CoordinatorHost {
   std::function<int32_t(const std::string& topic)> partition_count;  // -1: no topic; any thread
   // The coordinator of groups on __consumer_offsets-partition; false while it has none. Any thread.
   std::function<bool(int32_t partition, std::string& host, int32_t& port, int32_t& node)> address;
+  // (shard) Call on_timer(shard) on that shard at `steady_ms` (std::chrono::steady_clock, in ms
+  // since its epoch), replacing any earlier request for the shard. Without it (tests), only
+  // requests and tick() move the groups' timers.
+  std::function<void(uint32_t shard, int64_t steady_ms)> wake_at;
 };
 
 struct CoordinatorOptions {
@@ -68,8 +74,12 @@ class GroupCoordinator {
   // Replays every partition of __consumer_offsets (blocking; start-up only, the partitions
   // must be open). Afterwards the coordinator serves.
   Status load();
-  // Session/join/sync deadlines and offset expiry of the groups on `shard`. From its thread.
+  // Periodic work of the groups on `shard` (offsets retention, offsets of deleted topics).
+  // From its thread.
   void tick(uint32_t shard);
+  // Deadlines (sessions, join and sync phases, the initial rebalance delay) due on `shard`,
+  // when host.wake_at asked for it. From its thread.
+  void on_timer(uint32_t shard);
   // Answers every parked request with NOT_COORDINATOR (clients look for the coordinator
   // again and rejoin after a restart). Blocking; from a non-shard thread at shutdown.
   void stop();
@@ -111,11 +121,18 @@ class GroupCoordinator {
   void on_group_shard(const std::string& group, std::function<void(PartitionGroups&)> fn);
   Group* find(PartitionGroups& pg, const std::string& group);
   Group& find_or_create(PartitionGroups& pg, const std::string& group);
+  // find(), after applying what is due now: a client that waited exactly a session timeout
+  // sees the member gone even if the timer has not run yet (DescribeGroups, DeleteGroups).
+  Group* due_now(PartitionGroups& pg, const std::string& group);
   // (shard) Appends records to the partition; `done(error)` once durable (or failed).
   void append(int32_t partition, std::vector<Write> writes,
               std::function<void(kafka::ErrorCode)> done);
   // (shard) Persists the group's metadata if it changed; drops empty groups with no offsets.
   void after(int32_t partition, Group& group);
+  // (shard) Files the group's next deadline (Group::next_deadline_ms) in its shard's queue and
+  // asks the host for a wake-up when it is the earliest.
+  void schedule(int32_t partition, const Group& group);
+  void arm(uint32_t shard);
   void load_partition(int32_t partition, int64_t now_ms);
   void expire(int32_t partition, int64_t now_ms);
 
@@ -124,6 +141,14 @@ class GroupCoordinator {
   std::vector<std::unique_ptr<PartitionGroups>> partitions_;  // by partition; owner shard only
   std::vector<std::vector<int32_t>> shard_partitions_;        // by shard
   std::vector<uint64_t> ticks_;                               // by shard, owner shard only
+  // Group deadlines, by shard (owner shard only): (when, partition, group) in time order, and
+  // the time host.wake_at was last asked for. A group has at most one entry (PartitionGroups::
+  // wake_ms); an entry of a group deleted since is dropped when it comes due.
+  struct Timers {
+    std::set<std::tuple<int64_t, int32_t, std::string>> due;
+    int64_t armed_ms = Group::kNoDeadline;
+  };
+  std::vector<Timers> timers_;
 };
 
 }  // namespace sluice::broker

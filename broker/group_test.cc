@@ -56,7 +56,68 @@ class GroupTest : public ::testing::Test {
     group.join(args(id, protocols), now, j.cb());
     return id;
   }
-  Group group{"g", GroupLimits{}, 42};
+  static GroupLimits no_delay() {
+    GroupLimits limits;
+    limits.initial_rebalance_delay_ms = 0;  // these tests are about other rules
+    return limits;
+  }
+  Group group{"g", no_delay(), 42};
+};
+
+// ConsumerProtocolSubscription v0 (kafka-protocol.md 7.6): topics and user data.
+ByteVec consumer_meta(const std::vector<std::string>& topics, std::string_view user_data = "") {
+  ByteVec b;
+  auto i16 = [&](int v) {
+    b.push_back(static_cast<std::byte>((v >> 8) & 0xff));
+    b.push_back(static_cast<std::byte>(v & 0xff));
+  };
+  auto i32 = [&](size_t v) {
+    for (int shift = 24; shift >= 0; shift -= 8)
+      b.push_back(static_cast<std::byte>((v >> shift) & 0xff));
+  };
+  i16(0);
+  i32(topics.size());
+  for (const auto& t : topics) {
+    i16(static_cast<int>(t.size()));
+    for (char c : t) b.push_back(static_cast<std::byte>(c));
+  }
+  i32(user_data.size());
+  for (char c : user_data) b.push_back(static_cast<std::byte>(c));
+  return b;
+}
+
+JoinArgs static_args(std::string instance, const std::vector<std::string>& topics,
+                     std::string_view user_data = "") {
+  JoinArgs a = args("");
+  a.instance_id = std::move(instance);
+  a.protocols = {{"range", consumer_meta(topics, user_data)}};
+  a.member_id_required = false;  // static members skip MEMBER_ID_REQUIRED
+  return a;
+}
+
+// A Stable group of two static members, "i-1" (the leader) and "i-2", at generation 1 with
+// assignments "A" and "B".
+class StaticGroupTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    Joined l, o;
+    group.join(static_args("i-1", {"t"}), 0, l.cb());
+    group.join(static_args("i-2", {"t"}), 1, o.cb());
+    group.tick(3001);  // the initial delay has passed
+    ASSERT_TRUE(l.result && o.result);
+    ASSERT_EQ(l.result->generation, 1);
+    leader = l.result->member_id;
+    follower = o.result->member_id;
+    ASSERT_EQ(l.result->leader, leader);
+    Synced s1, s2;
+    group.sync(follower, std::string("i-2"), 1, {}, 3002, s2.cb());
+    group.sync(leader, std::string("i-1"), 1, {{leader, bytes("A")}, {follower, bytes("B")}}, 3002,
+               s1.cb());
+    ASSERT_EQ(group.state(), GroupState::kStable);
+    ASSERT_TRUE(group.take_metadata_dirty());
+  }
+  Group group{"s", GroupLimits{}, 7};
+  std::string leader, follower;
 };
 
 TEST_F(GroupTest, SingleMemberJoinsSyncsAndIsStable) {
@@ -241,22 +302,246 @@ TEST_F(GroupTest, StaticMemberRejoinFencesOldIdWithoutRebalance) {
   EXPECT_EQ(s3.result->assignment, bytes("B"));
 }
 
-TEST_F(GroupTest, InitialRebalanceDelayGathersMembers) {
-  GroupLimits limits;
-  limits.initial_rebalance_delay_ms = 3000;
-  Group g("d", limits, 1);
+TEST(GroupInitialDelay, DefaultIsKafkasThreeSeconds) {
+  EXPECT_EQ(GroupLimits{}.initial_rebalance_delay_ms, 3000);
+}
+
+TEST(GroupInitialDelay, ExtendedByEachNewMember) {
+  Group g("d", GroupLimits{}, 1);
   JoinArgs a = args("");
   a.member_id_required = false;
   Joined ja, jb;
   g.join(a, 0, ja.cb());
   EXPECT_FALSE(ja.result);
+  EXPECT_EQ(g.state(), GroupState::kPreparingRebalance);
+  EXPECT_EQ(g.next_deadline_ms(), 3000);
   g.join(a, 1000, jb.cb());
+  EXPECT_EQ(g.next_deadline_ms(), 4000);
   g.tick(3500);
   EXPECT_FALSE(ja.result);  // extended by the second member
-  g.tick(4001);
+  g.tick(3999);
+  EXPECT_FALSE(ja.result);
+  g.tick(4000);
   ASSERT_TRUE(ja.result && jb.result);
-  EXPECT_EQ(ja.result->generation, 1);
+  EXPECT_EQ(ja.result->generation, 1);  // one generation, one join answer each
   EXPECT_EQ(jb.result->generation, 1);
+  EXPECT_EQ(ja.result->members.size() + jb.result->members.size(), 2u);
+}
+
+TEST(GroupInitialDelay, TwoStepJoinTenMillisecondsApartGivesOneGeneration) {
+  Group g("d", GroupLimits{}, 1);
+  std::vector<Joined> joins(2);
+  for (int i = 0; i < 2; ++i) {
+    Joined first;
+    g.join(args(""), i * 10, first.cb());
+    ASSERT_EQ(first.result->error, ErrorCode::kMemberIdRequired);
+    g.join(args(first.result->member_id), i * 10 + 1, joins[i].cb());
+  }
+  g.tick(3010);
+  EXPECT_FALSE(joins[0].result);
+  g.tick(3011);
+  ASSERT_TRUE(joins[0].result && joins[1].result);
+  EXPECT_EQ(joins[0].result->generation, 1);
+  EXPECT_EQ(joins[1].result->generation, 1);
+}
+
+TEST(GroupInitialDelay, CappedByTheRebalanceTimeout) {
+  Group g("d", GroupLimits{}, 1);
+  JoinArgs a = args("");
+  a.member_id_required = false;
+  a.rebalance_timeout_ms = 5000;
+  Joined j0, j1, j2;
+  g.join(a, 0, j0.cb());
+  g.join(a, 2000, j1.cb());
+  g.join(a, 4000, j2.cb());
+  EXPECT_EQ(g.next_deadline_ms(), 5000);  // not 7000
+  g.tick(4999);
+  EXPECT_FALSE(j0.result);
+  g.tick(5000);
+  ASSERT_TRUE(j0.result && j1.result && j2.result);
+  EXPECT_EQ(j0.result->generation, 1);
+}
+
+TEST(GroupInitialDelay, OnlyForAnEmptyGroup) {
+  Group g("d", GroupLimits{}, 1);
+  JoinArgs a = args("");
+  a.member_id_required = false;
+  Joined j0;
+  g.join(a, 0, j0.cb());
+  g.tick(3000);
+  ASSERT_TRUE(j0.result);
+  const std::string first = j0.result->member_id;
+  Synced s;
+  g.sync(first, std::nullopt, 1, {}, 3000, s.cb());
+  ASSERT_EQ(g.state(), GroupState::kStable);
+  // A newcomer to a Stable group: the rebalance ends as soon as everyone has rejoined.
+  Joined j1, j0b;
+  g.join(a, 4000, j1.cb());
+  EXPECT_FALSE(j1.result);
+  g.join(args(first), 4001, j0b.cb());
+  ASSERT_TRUE(j1.result && j0b.result);
+  EXPECT_EQ(j1.result->generation, 2);
+  // Once the group is Empty again, the next first join waits again.
+  EXPECT_EQ(g.leave(first, std::nullopt, 5000), ErrorCode::kNone);
+  EXPECT_EQ(g.leave(j1.result->member_id, std::nullopt, 5000), ErrorCode::kNone);
+  ASSERT_EQ(g.state(), GroupState::kEmpty);
+  Joined j2;
+  g.join(a, 6000, j2.cb());
+  EXPECT_FALSE(j2.result);
+  g.tick(9000);
+  ASSERT_TRUE(j2.result);
+}
+
+TEST_F(GroupTest, MemberExpiresExactlyAtItsSessionDeadline) {
+  Joined j;
+  const std::string a = join_new(j, 0);
+  Synced s;
+  group.sync(a, std::nullopt, 1, {}, 0, s.cb());
+  EXPECT_EQ(group.heartbeat(a, std::nullopt, 1, 1234), ErrorCode::kNone);
+  EXPECT_EQ(group.next_deadline_ms(), 1234 + 10000);
+  group.tick(11233);
+  EXPECT_TRUE(group.has_member(a));
+  group.tick(11234);
+  EXPECT_FALSE(group.has_member(a));
+  EXPECT_EQ(group.state(), GroupState::kEmpty);
+  EXPECT_EQ(group.next_deadline_ms(), Group::kNoDeadline);
+}
+
+TEST_F(GroupTest, NextDeadlineFollowsThePhases) {
+  EXPECT_EQ(group.next_deadline_ms(), Group::kNoDeadline);
+  Joined first;
+  group.join(args(""), 0, first.cb());
+  EXPECT_EQ(group.next_deadline_ms(), 10000);  // the MEMBER_ID_REQUIRED id expires
+  Joined j;
+  group.join(args(first.result->member_id), 5, j.cb());
+  ASSERT_TRUE(j.result);
+  // CompletingRebalance: the sync phase ends at the rebalance timeout; the session earlier.
+  EXPECT_EQ(group.next_deadline_ms(), 5 + 10000);
+  Synced s;
+  group.sync(j.result->member_id, std::nullopt, 1, {}, 100, s.cb());
+  EXPECT_EQ(group.next_deadline_ms(), 100 + 10000);
+  // A second member: the join phase ends at the rebalance timeout (30 s) unless all rejoin.
+  Joined j2;
+  join_new(j2, 200);
+  EXPECT_EQ(group.next_deadline_ms(), 100 + 10000);  // the first member's session comes first
+  EXPECT_EQ(group.heartbeat(j.result->member_id, std::nullopt, 1, 9000),
+            ErrorCode::kRebalanceInProgress);
+  EXPECT_EQ(group.next_deadline_ms(), 9000 + 10000);
+}
+
+TEST_F(StaticGroupTest, RestartedLeaderGetsGenerationLeadershipAndAssignmentBack) {
+  Joined again;
+  group.join(static_args("i-1", {"t"}, "new user data"), 5000, again.cb());
+  ASSERT_TRUE(again.result);
+  EXPECT_EQ(again.result->error, ErrorCode::kNone);
+  const std::string fresh = again.result->member_id;
+  EXPECT_NE(fresh, leader);
+  EXPECT_EQ(again.result->generation, 1);
+  EXPECT_EQ(again.result->leader, fresh);       // the leadership comes back with the new id
+  EXPECT_EQ(again.result->members.size(), 2u);  // with the members' current metadata
+  EXPECT_EQ(group.state(), GroupState::kStable);
+  EXPECT_EQ(group.leader(), fresh);
+  EXPECT_TRUE(group.take_metadata_dirty());  // the new id is persisted
+  // The other member sees no rebalance.
+  EXPECT_EQ(group.heartbeat(follower, std::string("i-2"), 1, 5001), ErrorCode::kNone);
+  // The leader's client assigns again; the stored assignment stands.
+  Synced s;
+  group.sync(fresh, std::string("i-1"), 1, {{fresh, bytes("X")}, {follower, bytes("Y")}}, 5002,
+             s.cb());
+  ASSERT_TRUE(s.result);
+  EXPECT_EQ(s.result->error, ErrorCode::kNone);
+  EXPECT_EQ(s.result->assignment, bytes("A"));
+  EXPECT_EQ(group.members().at(follower).assignment, bytes("B"));
+  EXPECT_EQ(group.state(), GroupState::kStable);
+  EXPECT_EQ(group.generation(), 1);
+}
+
+TEST_F(StaticGroupTest, RestartedFollowerGetsItsAssignmentBack) {
+  Joined again;
+  group.join(static_args("i-2", {"t"}), 5000, again.cb());
+  ASSERT_TRUE(again.result);
+  EXPECT_EQ(again.result->error, ErrorCode::kNone);
+  EXPECT_EQ(again.result->generation, 1);
+  EXPECT_EQ(again.result->leader, leader);
+  EXPECT_TRUE(again.result->members.empty());
+  Synced s;
+  group.sync(again.result->member_id, std::string("i-2"), 1, {}, 5001, s.cb());
+  EXPECT_EQ(s.result->assignment, bytes("B"));
+  EXPECT_EQ(group.heartbeat(leader, std::string("i-1"), 1, 5002), ErrorCode::kNone);
+}
+
+TEST_F(StaticGroupTest, ChangedSubscriptionRebalances) {
+  Joined again;
+  group.join(static_args("i-2", {"t", "u"}), 5000, again.cb());
+  EXPECT_FALSE(again.result);  // parked: a rebalance
+  EXPECT_EQ(group.state(), GroupState::kPreparingRebalance);
+  EXPECT_EQ(group.heartbeat(leader, std::string("i-1"), 1, 5001), ErrorCode::kRebalanceInProgress);
+  Joined l;
+  group.join(static_args("i-1", {"t"}), 5002, l.cb());  // a restarted leader joins this phase
+  ASSERT_TRUE(again.result && l.result);
+  EXPECT_EQ(again.result->generation, 2);
+  EXPECT_EQ(l.result->leader, l.result->member_id);
+}
+
+TEST_F(StaticGroupTest, OldInstanceIsFenced) {
+  Synced parked;
+  Joined again;
+  group.join(static_args("i-2", {"t"}), 5000, again.cb());
+  const std::string fresh = again.result->member_id;
+  EXPECT_EQ(group.heartbeat(follower, std::string("i-2"), 1, 5001), ErrorCode::kFencedInstanceId);
+  group.sync(follower, std::string("i-2"), 1, {}, 5001, parked.cb());
+  EXPECT_EQ(parked.result->error, ErrorCode::kFencedInstanceId);
+  EXPECT_EQ(group.validate_commit(follower, std::string("i-2"), 1, 5001),
+            ErrorCode::kFencedInstanceId);
+  Joined rejoin;
+  group.join(
+      [&] {
+        JoinArgs a = static_args("i-2", {"t"});
+        a.member_id = follower;
+        return a;
+      }(),
+      5001, rejoin.cb());
+  EXPECT_EQ(rejoin.result->error, ErrorCode::kFencedInstanceId);
+  EXPECT_EQ(group.leave(follower, std::string("i-2"), 5001), ErrorCode::kFencedInstanceId);
+  // The new instance is the member now.
+  EXPECT_EQ(group.heartbeat(fresh, std::string("i-2"), 1, 5002), ErrorCode::kNone);
+  EXPECT_EQ(group.state(), GroupState::kStable);
+}
+
+TEST_F(StaticGroupTest, ParkedRequestsOfTheOldInstanceAreFenced) {
+  // The leader starts a rebalance by rejoining with its id; then its instance restarts.
+  Joined old_join;
+  JoinArgs a = static_args("i-1", {"t"});
+  a.member_id = leader;
+  group.join(a, 5000, old_join.cb());
+  EXPECT_FALSE(old_join.result);
+  Joined again;
+  group.join(static_args("i-1", {"t"}), 5001, again.cb());
+  ASSERT_TRUE(old_join.result);
+  EXPECT_EQ(old_join.result->error, ErrorCode::kFencedInstanceId);
+  EXPECT_FALSE(again.result);  // PreparingRebalance: parked until i-2 rejoins
+  Joined other;
+  JoinArgs b = static_args("i-2", {"t"});
+  b.member_id = follower;
+  group.join(b, 5002, other.cb());
+  ASSERT_TRUE(again.result && other.result);
+  EXPECT_EQ(again.result->generation, 2);
+  EXPECT_EQ(again.result->leader, again.result->member_id);
+}
+
+TEST_F(StaticGroupTest, RejoinWhileCompletingRebalanceRebalancesAgain) {
+  Joined l, o;
+  JoinArgs a = static_args("i-1", {"t"});
+  a.member_id = leader;
+  JoinArgs b = static_args("i-2", {"t"});
+  b.member_id = follower;
+  group.join(a, 5000, l.cb());
+  group.join(b, 5001, o.cb());
+  ASSERT_EQ(group.state(), GroupState::kCompletingRebalance);
+  Joined again;
+  group.join(static_args("i-2", {"t"}), 5002, again.cb());
+  EXPECT_FALSE(again.result);
+  EXPECT_EQ(group.state(), GroupState::kPreparingRebalance);
 }
 
 TEST(GroupRecords, KafkaPartitionOfGroupUsesJavaHash) {

@@ -22,7 +22,9 @@ class CliTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         # Auto-creation off: unknown topics must stay unknown (see test_produce_auto_creates).
-        cls.broker = Broker(["--auto.create.topics.enable", "false"])
+        # Its groups have one member: no need to wait for others (Kafka's default is 3 s).
+        cls.broker = Broker(["--auto.create.topics.enable", "false",
+                             "--group.initial.rebalance.delay.ms", "0"])
 
     @classmethod
     def tearDownClass(cls):

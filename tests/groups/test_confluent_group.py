@@ -6,6 +6,7 @@ partition is owned by two live members at once.
 """
 import collections
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -40,6 +41,7 @@ def main():
         admin = AdminClient({"bootstrap.servers": b.bootstrap})
         admin.create_topics([NewTopic(TOPIC, PARTITIONS, 1)])[TOPIC].result()
         work = tempfile.mkdtemp(prefix="sluice-groups-c-")
+        print("consumer logs in %s (removed if the test passes)" % work)
         stop = os.path.join(work, "stop")
         logs = [os.path.join(work, "c%d.log" % i) for i in range(3)]
         procs = [subprocess.Popen([sys.executable, os.path.join(os.path.dirname(__file__),
@@ -153,6 +155,7 @@ def main():
         c.close()
         assert [tp.offset for tp in committed] == ends, (committed, ends)
         print("ok: %d records, 3 consumers, one SIGKILLed, offsets %s" % (RECORDS, ends))
+        shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":
