@@ -343,8 +343,14 @@ bool Broker::hosts(const TopicInfo& topic, int32_t partition) const {
 
 kafka::ErrorCode Broker::missing_partition_error(const TopicPartition& tp) const {
   auto snap = registry_->snapshot();
-  return snap->partition(tp.topic, tp.partition) ? kafka::ErrorCode::kNotLeaderOrFollower
-                                                 : kafka::ErrorCode::kUnknownTopicOrPartition;
+  const TopicInfo* t = snap->find(tp.topic);
+  if (!t || !snap->partition(tp.topic, tp.partition)) {
+    return kafka::ErrorCode::kUnknownTopicOrPartition;
+  }
+  // Ours but not open: offline here (it could not be opened), as Kafka answers for a failed
+  // log directory; otherwise another broker has it.
+  return hosts(*t, tp.partition) ? kafka::ErrorCode::kKafkaStorageError
+                                 : kafka::ErrorCode::kNotLeaderOrFollower;
 }
 
 void Broker::reconcile(std::shared_ptr<const TopicsSnapshot> snap,

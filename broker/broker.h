@@ -165,8 +165,9 @@ class Broker {
   // metadata view (any thread; serialised by reconcile_mutex_). `done` once the opens finished.
   void reconcile(std::shared_ptr<const TopicsSnapshot> snap, std::function<void(Status)> done);
   bool hosts(const TopicInfo& topic, int32_t partition) const;
-  // The error for a partition this broker does not have open: NOT_LEADER_OR_FOLLOWER when the
-  // cluster has it elsewhere, UNKNOWN_TOPIC_OR_PARTITION when nobody does.
+  // The error for a partition this broker does not have open: KAFKA_STORAGE_ERROR when it is
+  // this broker's but offline, NOT_LEADER_OR_FOLLOWER when the cluster has it elsewhere,
+  // UNKNOWN_TOPIC_OR_PARTITION when nobody does.
   kafka::ErrorCode missing_partition_error(const TopicPartition& tp) const;
   // A single-node data directory from before the controller: its topics become records.
   Status migrate_legacy_metadata();

@@ -160,6 +160,8 @@ TEST(CodecApiTable, CoversTheAdvertisedRanges) {
       {ApiKey::kIncrementalAlterConfigs, 0, 1, 1},
       {ApiKey::kDeleteGroups, 0, 2, 2},
       {ApiKey::kOffsetDelete, 0, 0, kNotFlexible},
+      {ApiKey::kDescribeQuorum, 0, 0, 0},
+      {ApiKey::kDescribeCluster, 0, 0, 0},
   };
   EXPECT_EQ(std::size(wants), kSupportedApis.size());
   for (const Want& want : wants) {

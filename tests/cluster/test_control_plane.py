@@ -7,6 +7,8 @@ hang: this machine is shared and noisy.
 
 import os
 import signal
+import socket
+import struct
 import sys
 import time
 import unittest
@@ -174,6 +176,33 @@ class ControlPlane(unittest.TestCase):
         victim.resume()
         took = wait_for(lambda: victim_id in view(observer.bootstrap)[0], 15, "broker unfenced")
         report("broker resumed -> unfenced (s)", "%.3f" % took)
+
+    def test_garbage_on_the_inter_broker_port_is_shrugged_off(self):
+        rng = harness.rng()
+        target = self.brokers()[1]
+        port = self.cluster.rpc_ports[1]
+        for i in range(200):
+            with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+                kind = i % 4
+                if kind == 0:  # random bytes
+                    data = bytes(rng.getrandbits(8) for _ in range(rng.randrange(1, 2048)))
+                elif kind == 1:  # a huge declared length, then nothing
+                    data = struct.pack(">I", 0xFFFFFFF0) + b"\x00" * 8
+                elif kind == 2:  # a plausible frame whose header is garbage
+                    body = bytes(rng.getrandbits(8) for _ in range(64))
+                    data = struct.pack(">II", len(body) + 4, len(body)) + body
+                else:  # a truncated frame
+                    data = struct.pack(">II", 1000, 10) + b"\x01\x02"
+                try:
+                    s.sendall(data)
+                except OSError:
+                    pass
+        self.assertTrue(target.alive())
+        # The cluster still works through the broker that took the garbage.
+        self.assertEqual(create_topics(target.bootstrap, [NewTopic("after-garbage", 3, 3)]),
+                         {"after-garbage": None})
+        wait_for(lambda: "after-garbage" in view(self.brokers()[0].bootstrap)[1], 10,
+                 "topic visible after the garbage")
 
     def test_far_behind_broker_catches_up_by_snapshot(self):
         leader = controller_of(self.cluster)
