@@ -116,7 +116,8 @@ TEST(CodecBadInput, ARequestHoldsAtMostkRequestArrayElementsMax) {
   EXPECT_EQ(over.error().code, DecodeErrc::kBadLength);
   EXPECT_EQ(over.error().path, "MetadataRequest.topics");
   // Responses (a client reading a large cluster's metadata) have no such limit.
-  Reader r(metadata_v9_of_empty_names(kRequestArrayElementsMax + 1), true);
+  const auto bytes = metadata_v9_of_empty_names(kRequestArrayElementsMax + 1);  // outlives r
+  Reader r(bytes, true);
   std::optional<uint32_t> n;
   ASSERT_TRUE(r.array_count(n, 2, "topics"));
   EXPECT_EQ(*n, kRequestArrayElementsMax + 1);
