@@ -350,17 +350,14 @@ void Broker::handle_create_topics(std::shared_ptr<Request> req,
       }
       if (partitions == -1) partitions = config_.num_partitions;
       if (rf == -1) rf = config_.default_replication_factor;
-      size_t live = 0;
-      for (const auto& [id, b] : registry_->snapshot()->brokers) live += b.fenced ? 0 : 1;
       if (r.error_code != 0) {
       } else if (auto v = TopicRegistry::validate_name(t.name); !v) {
         fail(r, v.error().code, v.error().message);
       } else if (partitions <= 0) {
         fail(r, ErrorCode::kInvalidPartitions, "number of partitions must be at least 1");
-      } else if (rf <= 0 || static_cast<size_t>(rf) > live) {
-        fail(r, ErrorCode::kInvalidReplicationFactor,
-             "replication factor " + std::to_string(rf) + " is not possible with the " +
-                 std::to_string(live) + " live broker(s) of this cluster");
+      } else if (rf <= 0) {
+        // Against the live brokers the controller checks (this broker's view may lag).
+        fail(r, ErrorCode::kInvalidReplicationFactor, "replication factor must be at least 1");
       } else if (auto c = validate_topic_configs(configs); !c) {
         fail(r, c.error().code, c.error().message);
       } else if (registry_->find(t.name)) {
@@ -369,12 +366,7 @@ void Broker::handle_create_topics(std::shared_ptr<Request> req,
     }
     r.num_partitions = r.error_code == 0 ? partitions : -1;
     r.replication_factor = r.error_code == 0 ? static_cast<int16_t>(rf) : int16_t{-1};
-    if (r.error_code != 0 || body.validate_only) {
-      if (r.error_code == 0) {
-        r.configs.emplace();
-        for (const auto& [k, v] : configs)
-          r.configs->push_back({k, v, false, kSourceTopicConfig, false});
-      }
+    if (r.error_code != 0) {
       finish();
       continue;
     }
@@ -384,6 +376,23 @@ void Broker::handle_create_topics(std::shared_ptr<Request> req,
     change.replication_factor = rf;
     change.configs = configs;
     change.assignments = std::move(assignments);
+    if (body.validate_only) {  // the controller checks it against its view, stores nothing
+      registry_->create(change, true, [resp, i, finish, configs](Result<TopicInfo, TopicError> ok) {
+        Result_& r = resp->topics[i];
+        if (!ok) {
+          r.error_code = code(ok.error().code);
+          r.error_message = ok.error().message;
+          r.num_partitions = -1;
+          r.replication_factor = -1;
+        } else {
+          r.configs.emplace();
+          for (const auto& [k, v] : configs)
+            r.configs->push_back({k, v, false, kSourceTopicConfig, false});
+        }
+        finish();
+      });
+      continue;
+    }
     create_topic(std::move(change), [resp, i, finish](Result<TopicInfo, TopicError> created) {
                    Result_& r = resp->topics[i];
                    if (!created) {

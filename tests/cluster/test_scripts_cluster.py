@@ -1,6 +1,8 @@
 """scripts/cluster up 3 / status / down, as a user runs them, against the built sluiced."""
 
 import os
+import random
+import socket
 import subprocess
 import sys
 import tempfile
@@ -10,12 +12,33 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from cluster_util import harness, kcat_brokers  # noqa: E402
 
 
+def free_base():
+    """A base port P with P..P+2 and P+100..P+102 free, below the kernel's ephemeral range
+    (32768+), so no client socket of a test running beside this one takes them meanwhile."""
+    rng = random.Random()
+    for _ in range(200):
+        base = rng.randrange(20000, 32000)
+        try:
+            socks = []
+            for port in (base, base + 1, base + 2, base + 100, base + 101, base + 102):
+                s = socket.socket()
+                socks.append(s)
+                s.bind(("127.0.0.1", port))
+            return base
+        except OSError:
+            continue
+        finally:
+            for s in socks:
+                s.close()
+    raise RuntimeError("no free base port")
+
+
 class ScriptsCluster(unittest.TestCase):
     def test_up_status_down(self):
         script = os.path.join(harness.SOURCE_DIR, "scripts", "cluster")
         env = dict(os.environ, SLUICED=harness.SLUICED)
         d = tempfile.mkdtemp(prefix="sluice-scripts-cluster-")
-        base = str(harness.free_port() // 2 * 2 % 20000 + 30000)
+        base = str(free_base())
         common = ["--dir", d, "--base-port", base]
 
         def run(*args, check=True):
