@@ -432,11 +432,7 @@ Status Broker::migrate_legacy_metadata() {
     change.internal = t.internal();
     change.assignments.assign(static_cast<size_t>(std::max(0, t.partitions())),
                               std::vector<int32_t>{config_.node_id});
-    std::promise<Result<TopicInfo, TopicError>> created;
-    registry_->create(change, false, [&created](Result<TopicInfo, TopicError> r) {
-      created.set_value(std::move(r));
-    });
-    auto r = created.get_future().get();
+    auto r = registry_->create_and_wait(change);
     if (!r && r.error().code != kafka::ErrorCode::kTopicAlreadyExists) {
       return error(2, "cannot migrate topic '" + t.name() + "': " + r.error().message);
     }

@@ -94,11 +94,7 @@ Status Broker::rebuild_topics_from_dirs() {
     change.assignments.assign(static_cast<size_t>(partitions),
                               std::vector<int32_t>{config_.node_id});
     if (name == "__consumer_offsets") change.configs = {{"cleanup.policy", "compact"}};
-    std::promise<Result<TopicInfo, TopicError>> created;
-    registry_->create(change, false, [&created](Result<TopicInfo, TopicError> r) {
-      created.set_value(std::move(r));
-    });
-    auto r = created.get_future().get();
+    auto r = registry_->create_and_wait(change);
     if (!r && r.error().code != kafka::ErrorCode::kTopicAlreadyExists) {
       return error(2, "--rebuild-metadata: cannot create topic '" + name + "': " +
                           r.error().message);

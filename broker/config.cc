@@ -250,24 +250,23 @@ Result<BrokerConfig> parse_config(int argc, const char* const* argv) {
   auto l = parse_host_port(listen);
   if (!l) return unexpected(std::move(l).error());
   c.listen = *l;
-  if (!advertised.empty()) {
-    auto a = parse_host_port(advertised);
-    if (!a) return unexpected(std::move(a).error());
-    c.advertised = *a;
-  }
+  // An address flag given as text: parsed into `out` when set; true when it was set.
+  auto address_flag = [](const std::string& text, HostPort& out) -> Result<bool> {
+    if (text.empty()) return false;
+    auto parsed = parse_host_port(text);
+    if (!parsed) return unexpected(std::move(parsed).error());
+    out = *parsed;
+    return true;
+  };
+  if (auto a = address_flag(advertised, c.advertised); !a) return unexpected(std::move(a).error());
   if (auto voters = cluster::parse_voters(c.controller_voters); !voters) {
     return error(2, voters.error().message + " (--controller.voters)");
   }
-  if (!rpc_listen.empty()) {
-    auto r = parse_host_port(rpc_listen);
-    if (!r) return unexpected(std::move(r).error());
-    c.rpc_listen = *r;
-    c.rpc_listen_set = true;
-  }
-  if (!rpc_advertised.empty()) {
-    auto r = parse_host_port(rpc_advertised);
-    if (!r) return unexpected(std::move(r).error());
-    c.rpc_advertised = *r;
+  auto listen_set = address_flag(rpc_listen, c.rpc_listen);
+  if (!listen_set) return unexpected(std::move(listen_set).error());
+  c.rpc_listen_set = *listen_set;
+  if (auto a = address_flag(rpc_advertised, c.rpc_advertised); !a) {
+    return unexpected(std::move(a).error());
   }
   c.flush_policy = flush == "never"      ? FlushPolicy::kNever
                    : flush == "interval" ? FlushPolicy::kInterval

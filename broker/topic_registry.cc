@@ -68,14 +68,15 @@ Result<void, TopicError> TopicRegistry::check_partition_budget(int64_t more, int
       held += std::count(p.replicas.begin(), p.replicas.end(), self) > 0 ? 1 : 0;
     }
   }
-  const int64_t mine = (more * std::max(1, rf) + std::max<int64_t>(1, live) - 1) /
-                       std::max<int64_t>(1, live);
+  const int64_t mine =
+      (more * std::max(1, rf) + std::max<int64_t>(1, live) - 1) / std::max<int64_t>(1, live);
   if (held + mine <= partitions_max_.load()) return {};
-  return unexpected(TopicError{
-      ErrorCode::kInvalidPartitions,
-      "broker " + std::to_string(self) + " holds " + std::to_string(held) + " partitions; " +
-          std::to_string(mine) + " more would pass its limit of " +
-          std::to_string(partitions_max_.load()) + " (set by the open-files limit, RLIMIT_NOFILE)"});
+  return unexpected(TopicError{ErrorCode::kInvalidPartitions,
+                               "broker " + std::to_string(self) + " holds " + std::to_string(held) +
+                                   " partitions; " + std::to_string(mine) +
+                                   " more would pass its limit of " +
+                                   std::to_string(partitions_max_.load()) +
+                                   " (set by the open-files limit, RLIMIT_NOFILE)"});
 }
 
 TopicInfo TopicRegistry::to_topic_info(const cluster::pb::Topic& t) {
@@ -148,7 +149,8 @@ void TopicRegistry::create(const cluster::TopicChange& change, bool validate_onl
     done(unexpected(v.error()));
     return;
   }
-  if (change.assignments.empty() && (change.partitions <= 0 || change.partitions > kPartitionsMax)) {
+  if (change.assignments.empty() &&
+      (change.partitions <= 0 || change.partitions > kPartitionsMax)) {
     done(unexpected(
         TopicError{ErrorCode::kInvalidPartitions,
                    "partition count must be between 1 and " + std::to_string(kPartitionsMax)}));
@@ -177,6 +179,13 @@ void TopicRegistry::create(const cluster::TopicChange& change, bool validate_onl
   send(std::move(req), change.name, std::move(done));
 }
 
+Result<TopicInfo, TopicError> TopicRegistry::create_and_wait(const cluster::TopicChange& change) {
+  std::promise<Result<TopicInfo, TopicError>> created;
+  create(change, false,
+         [&created](Result<TopicInfo, TopicError> r) { created.set_value(std::move(r)); });
+  return created.get_future().get();
+}
+
 void TopicRegistry::remove(const std::string& name, Done done) {
   auto snap = snapshot();
   const TopicInfo* t = snap->find(name);
@@ -201,8 +210,8 @@ void TopicRegistry::remove(const std::string& name, Done done) {
   });
 }
 
-void TopicRegistry::set_partition_count(const std::string& name, int32_t count,
-                                        bool validate_only, Done done) {
+void TopicRegistry::set_partition_count(const std::string& name, int32_t count, bool validate_only,
+                                        Done done) {
   if (auto ok = check_client_may_change(name); !ok) {
     done(unexpected(ok.error()));
     return;
@@ -241,14 +250,12 @@ Result<int64_t, TopicError> TopicRegistry::allocate_producer_ids(int64_t count) 
   std::promise<cluster::pb::ControllerResponse> answered;
   cluster::pb::ControllerRequest req;
   req.set_allocate_producer_ids(count);
-  cluster_.request(std::move(req), kControllerTimeout,
-                   [&answered](const cluster::pb::ControllerResponse& resp) {
-                     answered.set_value(resp);
-                   });
+  cluster_.request(
+      std::move(req), kControllerTimeout,
+      [&answered](const cluster::pb::ControllerResponse& resp) { answered.set_value(resp); });
   auto resp = answered.get_future().get();
   if (resp.error_code() != 0) {
-    return unexpected(
-        TopicError{static_cast<ErrorCode>(resp.error_code()), resp.error_message()});
+    return unexpected(TopicError{static_cast<ErrorCode>(resp.error_code()), resp.error_message()});
   }
   return resp.first_producer_id();
 }

@@ -88,6 +88,9 @@ class TopicRegistry {
   using Done = std::function<void(Result<TopicInfo, TopicError>)>;
   // Each calls `done` (on the cluster thread) once this broker's view holds the change.
   void create(const cluster::TopicChange& change, bool validate_only, Done done);
+  // create() for start-up work (migration, --rebuild-metadata): blocks until it is done. Never
+  // call it on the cluster thread, which answers it.
+  Result<TopicInfo, TopicError> create_and_wait(const cluster::TopicChange& change);
   void remove(const std::string& name, Done done);
   void set_partition_count(const std::string& name, int32_t count, bool validate_only, Done done);
   // Replaces the explicitly set settings of a topic with `configs`.
