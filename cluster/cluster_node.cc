@@ -484,11 +484,11 @@ void ClusterNode::send_request(std::shared_ptr<Outstanding> op) {
       return;
     }
     if (!voter_ && code != ErrorCode::kRequestTimedOut) leader_ = target;
-    if (op->wait_applied && code == ErrorCode::kNone && resp.applied_index() > 0) {
+    if (op->wait_applied && resp.applied_index() > 0) {
       const uint64_t index = resp.applied_index();
       after_applied(index, op->deadline + std::chrono::seconds(5), [op, resp](bool ok) {
-        if (ok) {
-          op->done(resp);
+        if (ok || resp.error_code() != 0) {
+          op->done(resp);  // an error stands even if this broker has not caught up
         } else {
           op->done(error_response(ErrorCode::kRequestTimedOut,
                                   "the change is committed but this broker has not seen it yet"));
@@ -627,7 +627,16 @@ void ClusterNode::serve(int32_t from, pb::ControllerRequest req,
     return;
   }
   (void)from;
-  lead(std::move(req), std::move(reply));
+  // Every answer carries the index its verdict was judged at (at least the leader's applied
+  // index now), so the asking broker answers its client only once its own view is as new:
+  // "already exists" is then visible there, like a success.
+  lead(std::move(req), [this, reply](pb::ControllerResponse resp) {
+    if (resp.applied_index() == 0 &&
+        static_cast<ErrorCode>(resp.error_code()) != ErrorCode::kNotController) {
+      resp.set_applied_index(state_.image().applied_index());
+    }
+    reply(std::move(resp));
+  });
 }
 
 void ClusterNode::lead(pb::ControllerRequest req,
