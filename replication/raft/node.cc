@@ -24,12 +24,12 @@ std::string_view to_string(Role role) {
 }
 
 Persisted Ready::persisted() const {
-  if (!entries.empty()) return {entries.back().index, entries.back().term};
+  if (!entries.empty()) return {LogIndex{entries.back().last()}, entries.back().term};
   if (snapshot) return {snapshot->index, snapshot->term};
   return {};
 }
 
-Node::Node(const Config& config, const RestoredState& restored)
+Node::Node(const Config& config, const RestoredState& restored, LogSource* source)
     : cfg_(config), id_(config.id), rng_state_(config.seed ^ 0x9e3779b97f4a7c15ULL) {
   SLUICE_ASSERT(id_ != kNoNode);
   SLUICE_ASSERT(cfg_.election_ticks > cfg_.heartbeat_ticks && cfg_.heartbeat_ticks > 0);
@@ -37,11 +37,11 @@ Node::Node(const Config& config, const RestoredState& restored)
   term_ = *restored.hard_state.term;
   vote_ = restored.hard_state.vote;
   const uint64_t applied = std::max(*restored.applied, *restored.snapshot.index);
-  log_.restore(restored.snapshot, restored.entries, *restored.hard_state.commit, applied);
+  log_.restore(restored, source, *restored.hard_state.commit, applied);
   conf_ = restored.snapshot.conf;
   conf_index_ = *restored.snapshot.index;
-  for (const Entry& e : log_.entries()) {
-    if (e.type != EntryType::kConfig) continue;
+  // Every kConfig entry after the snapshot, including those only the source holds.
+  for (const Entry& e : log_.conf_entries()) {
     pending_conf_index_ = *e.index;
     if (*e.index <= log_.committed()) {
       auto conf = decode_conf_state(e.data.bytes());
@@ -106,12 +106,12 @@ void Node::become_leader() {
   for (auto& [id, pr] : prs_) pr.recent_active = true;
   // A configuration change still in the uncommitted tail blocks new ones until committed.
   pending_conf_index_ = 0;
-  for (uint64_t i = log_.committed() + 1; i <= log_.last_index(); ++i) {
-    if (log_.at(i).type == EntryType::kConfig) pending_conf_index_ = i;
+  for (const Entry& e : log_.conf_entries()) {
+    if (*e.index > log_.committed()) pending_conf_index_ = *e.index;
   }
   // Commit an entry of our own term: only then do earlier-term entries count as committed,
   // and only then may a configuration change be proposed (Raft dissertation, 4.1 bug fix).
-  term_start_index_ = append_as_leader(EntryType::kNoop, Payload());
+  term_start_index_ = append_as_leader(EntryType::kNoop, Payload(), 1);
   bcast_append();
 }
 
@@ -152,6 +152,7 @@ uint64_t Node::next_random() {  // splitmix64
 // ---- time ----
 
 void Node::tick() {
+  log_.retry();  // a failed source read may be tried again
   if (role_ == Role::kLeader) {
     tick_leader();
   } else {
@@ -248,10 +249,14 @@ void Node::send(Message m) {
 static bool well_formed(const Message& m) {
   if (m.from == kNoNode) return false;
   if (m.type == MessageType::kSnapshot) return m.snapshot.has_value() && !m.snapshot->empty();
-  uint64_t index = *m.index;
+  uint64_t next = *m.index + 1;
   uint64_t term = *m.log_term;
   for (const Entry& e : m.entries) {
-    if (*e.index != ++index || *e.term < term || *e.term > *m.term) return false;
+    // Contiguous whole entries (kNoop and kConfig are one index wide), terms never falling.
+    if (*e.index != next || e.width == 0 || *e.term < term || *e.term > *m.term) return false;
+    if (e.type != EntryType::kNormal && e.width != 1) return false;
+    if (e.last() < *e.index) return false;  // the index space would wrap
+    next = e.last() + 1;
     term = *e.term;
   }
   return true;
@@ -396,11 +401,17 @@ void Node::handle_append(const Message& m) {
     return send(std::move(r));
   }
   if (log_.match_term(prev, *m.log_term)) {
-    const uint64_t last_new = prev + m.entries.size();
-    const uint64_t conflict = log_.find_conflict(m.entries);
+    // The leader's previous index ends one of its entries; with the same term it must end
+    // one of ours. Anything else is a confused peer: drop it.
+    if (log_.is_entry_end(prev) == false) return;
+    const auto [conflict, malformed] = log_.find_conflict(m.entries);
+    if (malformed) return;
+    const uint64_t last_new = m.entries.empty() ? prev : m.entries.back().last();
     if (conflict != 0) {
       SLUICE_ASSERT(conflict > log_.committed());
-      const auto from = m.entries.begin() + static_cast<ptrdiff_t>(conflict - prev - 1);
+      const auto from = std::find_if(m.entries.begin(), m.entries.end(),
+                                     [&](const Entry& e) { return *e.index == conflict; });
+      SLUICE_ASSERT(from != m.entries.end());
       log_.append(std::span<const Entry>(from, m.entries.end()));
       for (auto it = from; it != m.entries.end(); ++it) {
         if (it->type == EntryType::kConfig) pending_conf_index_ = *it->index;
@@ -484,6 +495,7 @@ void Node::handle_append_resp(const Message& m, Progress& pr) {
     return;
   }
   if (*m.index > log_.last_index()) return;  // a confused peer: never trust it past our log
+  if (log_.is_entry_end(*m.index) == false) return;  // nor inside one of our entries
   const bool was_paused = pr.paused();
   if (!pr.maybe_update(*m.index)) return;
   if (pr.state == ProgressState::kProbe) {
@@ -523,7 +535,15 @@ bool Node::send_append(NodeId to, bool send_if_empty) {
   SLUICE_ASSERT(it != prs_.end());
   Progress& pr = it->second;
   if (to == id_ || pr.paused()) return false;
-  const uint64_t prev = pr.next - 1;
+  // Send whole entries: a `next` inside one of our entries (a probe hint is an index of the
+  // follower's log) backs up to the entry's start. Where only the source holds the log the
+  // start is not known; the start of its term run (or match + 1) is a boundary before it.
+  uint64_t lo = pr.next;
+  if (lo > log_.first_index() && lo <= log_.last_index()) {
+    lo = log_.entry_start_at_or_before(lo);
+    if (lo < log_.mem_first()) lo = std::max(lo, pr.match + 1);
+  }
+  const uint64_t prev = lo - 1;
   const auto prev_term = log_.term(prev);
   if (!prev_term) {  // the entries it needs were compacted away: send the snapshot
     send_snapshot(to, pr);
@@ -535,12 +555,14 @@ bool Node::send_append(NodeId to, bool send_if_empty) {
   m.index = LogIndex{prev};
   m.log_term = Term{*prev_term};
   m.commit = LogIndex{log_.committed()};
-  if (pr.next <= log_.last_index()) {
-    m.entries = log_.slice(pr.next, log_.last_index(), cfg_.max_msg_bytes);
+  if (lo <= log_.last_index()) {
+    m.entries = log_.slice(lo, log_.last_index(), cfg_.max_msg_bytes);
+    if (m.entries.empty()) return false;  // the source failed: retry on the next response
   }
   if (m.entries.empty() && !send_if_empty) return false;
+  pr.next = lo;
   if (!m.entries.empty()) {
-    pr.sent_entries(*m.entries.back().index);
+    pr.sent_entries(m.entries.back().last());
   } else if (pr.state == ProgressState::kProbe) {
     pr.probe_sent = true;
   }
@@ -596,9 +618,11 @@ bool Node::maybe_commit() {
   const uint64_t index = matches[quorum() - 1];
   // Only an entry of the current term is committed by counting replicas (Raft 5.4.2).
   if (index <= log_.committed() || log_.term(index) != term_) return false;
-  for (uint64_t i = log_.committed() + 1; i <= index; ++i) {
-    const uint64_t size = log_.at(i).data.size();
-    uncommitted_bytes_ -= std::min(uncommitted_bytes_, size);
+  // Entries past the commit index are in memory (only applied ones leave it).
+  for (uint64_t i = std::max(log_.committed() + 1, log_.mem_first()); i <= index;) {
+    const Entry& e = log_.at(i);
+    uncommitted_bytes_ -= std::min<uint64_t>(uncommitted_bytes_, e.data.size());
+    i = e.last() + 1;
   }
   log_.commit_to(index);
   on_commit_advanced();
@@ -609,9 +633,13 @@ bool Node::maybe_commit() {
 void Node::on_commit_advanced() {
   const uint64_t committed = log_.committed();
   if (conf_index_ < pending_conf_index_) {
-    for (uint64_t i = std::max(conf_scanned_ + 1, log_.first_index()); i <= committed; ++i) {
-      if (i <= conf_index_ || log_.at(i).type != EntryType::kConfig) continue;
-      auto conf = decode_conf_state(log_.at(i).data.bytes());
+    // By index, not by position: apply_conf may commit more (and recurse) meanwhile.
+    for (size_t k = 0; k < log_.conf_entries().size(); ++k) {
+      const Entry& e = log_.conf_entries()[k];
+      const uint64_t i = *e.index;
+      if (i > committed) break;
+      if (i <= conf_scanned_ || i <= conf_index_) continue;
+      auto conf = decode_conf_state(e.data.bytes());
       SLUICE_ASSERT(conf.has_value());
       conf_scanned_ = i;
       apply_conf(*conf, i);
@@ -644,24 +672,26 @@ void Node::apply_conf(const ConfState& conf, uint64_t index) {
   maybe_commit();  // a smaller quorum may already hold more entries
 }
 
-uint64_t Node::append_as_leader(EntryType type, Payload data) {
+uint64_t Node::append_as_leader(EntryType type, Payload data, uint32_t width) {
   SLUICE_ASSERT(role_ == Role::kLeader);
+  SLUICE_ASSERT(width >= 1 && (type == EntryType::kNormal || width == 1));
   const uint64_t index = log_.last_index() + 1;
   uncommitted_bytes_ += data.size();
-  const Entry e{LogIndex{index}, Term{term_}, type, std::move(data)};
+  const Entry e{LogIndex{index}, Term{term_}, type, std::move(data), width};
   log_.append(std::span<const Entry>(&e, 1));
   if (type == EntryType::kConfig) pending_conf_index_ = index;
   bcast_pending_ = true;
   return index;
 }
 
-Result<LogIndex, Errc> Node::propose(Payload payload) {
+Result<LogIndex, Errc> Node::propose(Payload payload, uint32_t width) {
+  SLUICE_ASSERT(width >= 1);  // local input: an entry spans at least one index
   if (role_ != Role::kLeader) return unexpected(Errc::kNotLeader);
   if (transferee_ != kNoNode) return unexpected(Errc::kTransferring);
   if (uncommitted_bytes_ > 0 && uncommitted_bytes_ + payload.size() > cfg_.max_uncommitted_bytes) {
     return unexpected(Errc::kTooManyUncommitted);
   }
-  return LogIndex{append_as_leader(EntryType::kNormal, std::move(payload))};
+  return LogIndex{append_as_leader(EntryType::kNormal, std::move(payload), width)};
 }
 
 Result<LogIndex, Errc> Node::propose_conf(const ConfState& next) {
@@ -699,7 +729,7 @@ Result<LogIndex, Errc> Node::propose_conf(const ConfState& next) {
     if (pr == nullptr || pr->match < log_.committed()) return unexpected(Errc::kInvalidConfig);
   }
   if (before == 2 && after == 1) return unexpected(Errc::kInvalidConfig);
-  return LogIndex{append_as_leader(EntryType::kConfig, encode_conf_state(next))};
+  return LogIndex{append_as_leader(EntryType::kConfig, encode_conf_state(next), 1)};
 }
 
 Result<void, Errc> Node::transfer_leadership(NodeId to) {
@@ -746,6 +776,7 @@ Ready Node::take_ready() {
   rd.messages = std::move(msgs_);
   msgs_.clear();
   rd.committed = log_.take_committed(cfg_.max_apply_bytes);
+  log_.release(cfg_.max_cached_bytes);
   ready_in_flight_ = true;
   return rd;
 }
@@ -755,6 +786,7 @@ void Node::advance(const Persisted& persisted) {
   ready_in_flight_ = false;
   if (*persisted.index == 0) return;
   log_.stable_to(*persisted.index, *persisted.term);
+  log_.release(cfg_.max_cached_bytes);
   if (role_ != Role::kLeader) return;
   Progress& self = prs_.at(id_);
   // The leader's own vote for its entries counts only once they are durable.
@@ -764,6 +796,7 @@ void Node::advance(const Persisted& persisted) {
 Snapshot Node::compact(LogIndex index, Payload data) {
   SLUICE_ASSERT(*index <= log_.applied());
   if (*index <= *log_.snapshot().index) return log_.snapshot();
+  SLUICE_ASSERT(log_.is_entry_end(*index) != false);  // compaction never splits an entry
   // The configuration in effect at `index`: the last committed one at or before it.
   ConfState conf = log_.snapshot().conf;
   for (const auto& [at, c] : conf_history_) {

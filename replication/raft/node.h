@@ -45,7 +45,7 @@ std::string_view to_string(Role role);
 
 // What the driver reports back once a Ready is durable: the last entry it wrote.
 struct Persisted {
-  LogIndex index;  // 0: no entries were written
+  LogIndex index;  // the last index of the last entry written; 0: no entries were written
   Term term;
 };
 
@@ -77,11 +77,14 @@ struct NodeStatus {
 
 class Node {
  public:
-  Node(const Config& config, const RestoredState& restored);
+  // `source` (optional, must outlive the node): where durable entries are read back from;
+  // with it, only recent entries stay in memory.
+  Node(const Config& config, const RestoredState& restored, LogSource* source = nullptr);
 
   void tick();                        // one logical time step; timeouts count ticks
   void step(const Message& message);  // a message from a peer (others' messages are dropped)
-  Result<LogIndex, Errc> propose(Payload payload);
+  // Appends an entry spanning `width` indexes; returns its first index.
+  Result<LogIndex, Errc> propose(Payload payload, uint32_t width = 1);
   Result<LogIndex, Errc> propose(Bytes payload) { return propose(Payload::copy_of(payload)); }
   // Single-server changes only: add a learner, promote a caught-up learner, remove a member.
   // The change is a kConfig entry; it takes effect on every node when committed.
@@ -136,7 +139,7 @@ class Node {
   void on_commit_advanced();
   void apply_conf(const ConfState& conf, uint64_t index);
   void sync_progress_to_conf();
-  uint64_t append_as_leader(EntryType type, Payload data);
+  uint64_t append_as_leader(EntryType type, Payload data, uint32_t width);
   bool quorum_active() const;
   size_t quorum() const { return conf_.voters.size() / 2 + 1; }
   bool promotable() const { return conf_.is_voter(id_); }

@@ -98,7 +98,8 @@ TEST(RaftNode, VoteIsPersistedBeforeTheGrantIsSent) {
   node.advance(rd.persisted());
   // A restart from the persisted hard state does not vote again in that term.
   Node restarted({.id = n2},
-                 RestoredState{*rd.hard_state, {}, bootstrap({{n1, n2, n3}}).entries, {}});
+                 RestoredState{.hard_state = *rd.hard_state,
+                               .entries = bootstrap({{n1, n2, n3}}).entries});
   vote.from = n3;
   restarted.step(vote);
   Ready again = restarted.take_ready();

@@ -20,7 +20,7 @@ RaftLog log_with_terms(std::vector<uint64_t> terms) {
 TEST(RaftLog, AppendTruncatesConflictingSuffix) {
   RaftLog log = log_with_terms({1, 1, 2, 2});
   std::vector<Entry> incoming{entry(3, 3), entry(4, 3), entry(5, 3)};
-  EXPECT_EQ(log.find_conflict(incoming), 3u);
+  EXPECT_EQ(log.find_conflict(incoming).index, 3u);
   log.append(incoming);
   EXPECT_EQ(log.last_index(), 5u);
   EXPECT_EQ(log.term(3), 3u);
@@ -33,9 +33,9 @@ TEST(RaftLog, AppendTruncatesConflictingSuffix) {
 TEST(RaftLog, FindConflictIgnoresEntriesWeHave) {
   RaftLog log = log_with_terms({1, 1, 2});
   std::vector<Entry> same{entry(2, 1), entry(3, 2)};
-  EXPECT_EQ(log.find_conflict(same), 0u);
+  EXPECT_EQ(log.find_conflict(same).index, 0u);
   std::vector<Entry> longer{entry(3, 2), entry(4, 2)};
-  EXPECT_EQ(log.find_conflict(longer), 4u);
+  EXPECT_EQ(log.find_conflict(longer).index, 4u);
 }
 
 TEST(RaftLog, FindConflictByTermSkipsWholeTerms) {

@@ -10,6 +10,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "common/bytes.h"
@@ -51,13 +52,31 @@ enum class EntryType : uint8_t {
   kConfig,  // a complete ConfState (encode_conf_state); takes effect once committed
 };
 
-// One log position. `term` is the Kafka leader epoch of the batch stored there.
+// One log entry. It spans `width` consecutive indexes, [index, index + width): a data
+// partition's entry is one record batch and spans as many indexes as the batch has records
+// (Raft index = log position, DESIGN.md "The partition log is the Raft log"). kNoop and
+// kConfig entries have width 1. `term` is the Kafka leader epoch of the batch stored there.
 struct Entry {
-  LogIndex index;
+  LogIndex index;  // the first index it spans
   Term term;
   EntryType type = EntryType::kNormal;
   Payload data;
+  uint32_t width = 1;  // >= 1
+  uint64_t last() const { return *index + width - 1; }
   friend bool operator==(const Entry&, const Entry&) = default;
+};
+
+// Durable entries read back from the driver's storage (a data partition's segment files).
+// A node given a LogSource keeps only recent entries in memory (Config::max_cached_bytes) and
+// reads older ones here, e.g. for a follower that lags behind. Called on the node's thread.
+class LogSource {
+ public:
+  virtual ~LogSource() = default;
+  // Whole entries from the one starting at `lo` (an entry boundary) through the one containing
+  // `hi`, in order, stopping once `max_bytes` of payload is reached (at least one entry).
+  // Only durable entries the node has not replaced are asked for. Empty on a read error (the
+  // node tries again later).
+  virtual std::vector<Entry> entries(LogIndex lo, LogIndex hi, uint64_t max_bytes) = 0;
 };
 
 // Membership of a group. Voters elect and count for commit; learners only receive the log.
@@ -135,6 +154,10 @@ struct Config {
   uint64_t max_msg_bytes = 1 << 20;  // payload bytes per append (at least one entry is sent)
   uint64_t max_uncommitted_bytes = 64 << 20;  // proposals beyond this are refused
   uint64_t max_apply_bytes = 64 << 20;        // committed payload per Ready (at least one)
+  // With a LogSource: payload bytes of durable, applied entries kept in memory; older ones are
+  // dropped and read back from the source when needed (0 keeps none: idle groups cost no
+  // entry memory). Without a source every entry since the snapshot stays in memory.
+  uint64_t max_cached_bytes = 1 << 20;
 };
 
 // What the driver recovered from disk. A fresh member of an existing group starts with
@@ -142,7 +165,15 @@ struct Config {
 struct RestoredState {
   HardState hard_state;
   Snapshot snapshot;
-  std::vector<Entry> entries;  // contiguous, starting right after snapshot.index
+  // With a LogSource, the durable log (snapshot.index, source_last] stays in the source:
+  // `term_starts` gives the term of every index in it as (first index of a term, term) pairs,
+  // ascending (an entry of term T at index i means term_starts has a pair (j <= i, T) and no
+  // later pair at or below i), and `source_confs` lists its kConfig entries (index, conf) in
+  // order. Zero when everything is in `entries`.
+  LogIndex source_last;
+  std::vector<std::pair<LogIndex, Term>> term_starts;
+  std::vector<std::pair<LogIndex, ConfState>> source_confs;
+  std::vector<Entry> entries;  // contiguous, after source_last (or snapshot.index when zero)
   LogIndex applied;            // last index already applied (at least snapshot.index)
 };
 // The identical starting state of every initial member: one kConfig entry at index 1, term 1.
