@@ -96,7 +96,8 @@ TEST(RaftSim, SameSeedSameTrace) {
 
 TEST(RaftSim, SimulationsMakeProgressUnderFaults) {
   // Guards against a simulator that passes by doing nothing.
-  uint64_t committed = 0, elections = 0, crashes = 0, conf = 0, snaps = 0, transfers = 0;
+  uint64_t committed = 0, elections = 0, crashes = 0, conf = 0, snaps = 0, transfers = 0,
+           reads = 0;
   for (uint64_t seed = 100; seed < 120; ++seed) {
     const SimResult r = run_simulation({.seed = seed});
     ASSERT_TRUE(r.ok) << r.failure << "\n" << replay_command(seed);
@@ -106,14 +107,17 @@ TEST(RaftSim, SimulationsMakeProgressUnderFaults) {
     conf += r.conf_changes;
     snaps += r.snapshots_sent;
     transfers += r.transfers;
+    reads += r.source_reads;
   }
   std::printf(
       "20 runs: committed %llu, leader terms %llu, crashes %llu, conf changes %llu, "
-      "snapshots %llu, transfers %llu\n",
+      "snapshots %llu, transfers %llu, source reads %llu\n",
       (unsigned long long)committed, (unsigned long long)elections, (unsigned long long)crashes,
-      (unsigned long long)conf, (unsigned long long)snaps, (unsigned long long)transfers);
+      (unsigned long long)conf, (unsigned long long)snaps, (unsigned long long)transfers,
+      (unsigned long long)reads);
   EXPECT_GT(snaps, 0u);
   EXPECT_GT(transfers, 0u);
+  EXPECT_GT(reads, 20u);  // half the runs read old entries back through a LogSource
   EXPECT_GT(committed, 20u * 50);
   EXPECT_GT(elections, 20u * 2);
   EXPECT_GT(crashes, 20u);

@@ -34,6 +34,7 @@ class Simulation {
     result_.committed = world_.checker().max_committed();
     result_.snapshots_sent = world_.delivered(MessageType::kSnapshot);
     result_.transfers = world_.delivered(MessageType::kTimeoutNow);
+    result_.source_reads = world_.source_reads();
     return result_;
   }
 
@@ -50,6 +51,13 @@ class Simulation {
     c.max_inflight_msgs = static_cast<uint32_t>(rng_.between(1, 8));
     c.max_msg_bytes = rng_.between(16, 256);  // a few entries per append: exercises batching
     c.max_uncommitted_bytes = 4096;
+    // Half the runs keep (almost) no entries in memory and read them back from the disk.
+    w.log_source = rng_.chance(0.5);
+    if (w.log_source) {
+      static constexpr uint64_t kCached[] = {0, 0, 64, 400};
+      c.max_cached_bytes = kCached[rng_.uniform(4)];
+      w.source_failure = 0.03;
+    }
     static constexpr double kIntensity[] = {0.5, 1, 3, 8};
     intensity_ = kIntensity[rng_.uniform(4)];
     static constexpr double kDrop[] = {0, 0.01, 0.05, 0.15};
@@ -105,7 +113,14 @@ class Simulation {
     Node* l = world_.leader();
     if (!l) return;
     std::string data = "p" + std::to_string(next_payload_++);
-    (void)world_.propose(l->id(), Payload::copy_of(data));
+    (void)world_.propose(l->id(), Payload::copy_of(data), width());
+  }
+
+  // An entry is a record batch spanning one index per record: mostly small, sometimes large.
+  uint32_t width() {
+    if (rng_.chance(0.6)) return static_cast<uint32_t>(rng_.between(1, 3));
+    if (rng_.chance(0.93)) return static_cast<uint32_t>(rng_.between(4, 50));
+    return static_cast<uint32_t>(rng_.between(100, 1000));
   }
 
   void change_network() {

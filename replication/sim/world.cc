@@ -24,13 +24,44 @@ static uint64_t mix(uint64_t h, uint64_t v) {
 }
 
 uint64_t entry_hash(const Entry& e) {
-  return mix(hash_bytes(e.data.bytes()), static_cast<uint64_t>(e.type));
+  return mix(mix(hash_bytes(e.data.bytes()), static_cast<uint64_t>(e.type)), e.width);
+}
+
+size_t Disk::position(uint64_t index) const {
+  auto it = std::lower_bound(entries.begin(), entries.end(), index,
+                             [](const Entry& e, uint64_t i) { return e.last() < i; });
+  return static_cast<size_t>(it - entries.begin());
 }
 
 std::optional<Term> Disk::term_at(uint64_t index) const {
   if (index == *snapshot.index) return snapshot.term;
-  if (index < *snapshot.index || index > *snapshot.index + entries.size()) return std::nullopt;
-  return entries[index - *snapshot.index - 1].term;
+  if (index < *snapshot.index || index > last_index()) return std::nullopt;
+  return entries[position(index)].term;
+}
+
+std::vector<Entry> DiskSource::entries(LogIndex lo, LogIndex hi, uint64_t max_bytes) {
+  ++reads_;
+  Replica& r = world_->replica(id_);
+  const Disk& d = r.disk;
+  const size_t pos = d.position(*lo);
+  if (*lo <= *d.snapshot.index || *hi < *lo || *hi > d.last_index() || pos == d.entries.size() ||
+      *d.entries[pos].index != *lo) {
+    std::ostringstream out;
+    out << "node " << *id_ << " asked its source for " << *lo << ".." << *hi
+        << ", not durable whole entries (disk " << *d.snapshot.index << ".." << d.last_index()
+        << ")";
+    world_->checker().fail(out.str());
+    return {};
+  }
+  if (world_->rng().chance(world_->options().source_failure)) return {};  // a read error
+  std::vector<Entry> out;
+  uint64_t bytes = 0;
+  for (size_t i = pos; i < d.entries.size() && *d.entries[i].index <= *hi; ++i) {
+    if (!out.empty() && bytes + d.entries[i].data.size() > max_bytes) break;
+    bytes += d.entries[i].data.size();
+    out.push_back(d.entries[i]);
+  }
+  return out;
 }
 
 Payload StateMachine::encode() const {
@@ -55,33 +86,52 @@ void Checker::fail(std::string what) {
 // By induction, two logs that share an (index, term) share the whole prefix.
 void Checker::on_persist(const Replica& r, uint64_t first_new_index) {
   const Disk& d = r.disk;
-  for (uint64_t i = std::max<uint64_t>(first_new_index, *d.snapshot.index + 1);
-       i <= *d.snapshot.index + d.entries.size(); ++i) {
-    const Entry& e = d.entries[i - *d.snapshot.index - 1];
-    const Seen seen{entry_hash(e), *d.term_at(i - 1).value_or(Term{0})};
-    auto [it, added] = entries_.try_emplace(Key{i, *e.term}, seen);
-    if (!added && (it->second.hash != seen.hash || it->second.prev_term != seen.prev_term)) {
+  for (size_t p = d.position(first_new_index); p < d.entries.size(); ++p) {
+    const Entry& e = d.entries[p];
+    const Seen seen{e.width, entry_hash(e), *d.term_at(*e.index - 1).value_or(Term{0})};
+    auto& by_index = entries_[*e.term];
+    // The entry of this term that starts last at or before our last index: with the entries
+    // of a term kept disjoint, it is the only one that can overlap us other than in full.
+    auto it = by_index.upper_bound(e.last());
+    bool ok = true;
+    if (it != by_index.begin()) {
+      --it;
+      if (it->first == *e.index) {
+        ok = it->second.width == seen.width && it->second.hash == seen.hash &&
+             it->second.prev_term == seen.prev_term;
+      } else {
+        ok = it->first + it->second.width <= *e.index;  // no overlap
+      }
+    }
+    if (!ok) {
       std::ostringstream out;
       out << "log matching violated: node " << *r.id << " holds a different entry " << *e.term
-          << "/" << i << " (or a different term before it)";
+          << "/" << *e.index << " width " << e.width << " (or a different term before it)";
       fail(out.str());
+    } else {
+      by_index.try_emplace(*e.index, seen);
     }
   }
 }
 
 // State machine safety: no two nodes apply different entries at one index.
 void Checker::on_apply(NodeId id, const Entry& e) {
-  const uint64_t i = *e.index;
-  const std::pair<uint64_t, uint64_t> mine{*e.term, entry_hash(e)};
-  if (committed_.size() < i) committed_.resize(i, {0, 0});
-  auto& known = committed_[i - 1];
-  if (known.first == 0) {
-    known = mine;
-  } else if (known != mine) {
-    std::ostringstream out;
-    out << "state machine safety violated: node " << *id << " applied " << *e.term << "/" << i
-        << " but term " << known.first << " was applied there before";
-    fail(out.str());
+  const Applied mine{*e.term, entry_hash(e), *e.index, e.last()};
+  if (committed_.size() < e.last()) committed_.resize(e.last());
+  // Once one node applied an entry all its indexes hold it: the others check its first.
+  if (committed_[*e.index - 1] == mine) return;
+  for (uint64_t i = *e.index; i <= e.last(); ++i) {
+    auto& known = committed_[i - 1];
+    if (known.term == 0) {
+      known = mine;
+    } else if (known != mine) {
+      std::ostringstream out;
+      out << "state machine safety violated: node " << *id << " applied " << *e.term << "/"
+          << *e.index << "+" << e.width << " but " << known.term << "/" << known.first << ".."
+          << known.last << " was applied at " << i << " before";
+      fail(out.str());
+      return;
+    }
   }
 }
 
@@ -134,10 +184,14 @@ void Checker::on_leader(const Node& leader, const Disk& disk) {
     return;
   }
   const auto& log = leader.log();
-  for (uint64_t i = log.first_index(); i <= committed_.size(); ++i) {
-    const auto [t, h] = committed_[i - 1];
-    if (t == 0 || t >= term) continue;
-    if (log.term(i) != t) {
+  for (uint64_t i = log.first_index(); i <= committed_.size();) {
+    const uint64_t t = committed_[i - 1].term;
+    const uint64_t next = t == 0 ? i + 1 : committed_[i - 1].last + 1;
+    if (t == 0 || t >= term || log.term(i) == t) {
+      i = next;
+      continue;
+    }
+    {
       std::ostringstream out;
       out << "leader completeness violated: leader " << *leader.id() << " of term " << term
           << " lacks committed entry " << t << "/" << i;
@@ -157,6 +211,7 @@ void World::add_node(NodeId id, const RestoredState& restored) {
   r.disk.hard_state = restored.hard_state;
   r.disk.snapshot = restored.snapshot;
   r.disk.entries = restored.entries;
+  SLUICE_ASSERT(*restored.source_last == 0);
   if (!restored.snapshot.empty()) r.sm = StateMachine::decode(restored.snapshot.data);
   auto [it, added] = replicas_.emplace(id, std::move(r));
   SLUICE_ASSERT(added);
@@ -203,6 +258,7 @@ void World::crash(NodeId id) {
   Replica& r = replicas_.at(id);
   if (!r.up()) return;
   r.node.reset();
+  r.source.reset();
   r.disk.unsynced_commit.reset();  // written without fsync: gone
   r.torn_next_ready = false;
   mix_trace(0xc0ffee ^ static_cast<uint64_t>(*id));
@@ -214,13 +270,32 @@ void World::restart(NodeId id) {
   RestoredState s;
   s.hard_state = r.disk.hard_state;
   s.snapshot = r.disk.snapshot;
-  s.entries = r.disk.entries;
   s.applied = r.disk.snapshot.index;
+  const std::vector<Entry>& disk = r.disk.entries;
+  size_t in_source = 0;
+  if (opts_.log_source) {
+    r.source = std::make_unique<DiskSource>(this, id);
+    // What a data partition's driver does: leave the log in its segment files, handing
+    // over only its term starts and configuration entries. A random prefix, so the part
+    // only the source holds may reach past the commit index.
+    in_source = rng_.uniform(disk.size() + 1);
+    if (in_source > 0) s.source_last = LogIndex{disk[in_source - 1].last()};
+    for (size_t i = 0; i < in_source; ++i) {
+      const Entry& e = disk[i];
+      if (s.term_starts.empty() || s.term_starts.back().second != e.term) {
+        s.term_starts.emplace_back(e.index, e.term);
+      }
+      if (e.type == EntryType::kConfig) {
+        s.source_confs.emplace_back(e.index, *decode_conf_state(e.data.bytes()));
+      }
+    }
+  }
+  s.entries.assign(disk.begin() + static_cast<ptrdiff_t>(in_source), disk.end());
   r.sm = r.disk.snapshot.empty() ? StateMachine{} : StateMachine::decode(r.disk.snapshot.data);
   Config cfg = opts_.node_config;
   cfg.id = id;
   cfg.seed = mix(mix(opts_.seed, static_cast<uint64_t>(*id)), r.restarts++);
-  r.node = std::make_unique<Node>(cfg, s);
+  r.node = std::make_unique<Node>(cfg, s, r.source.get());
   mix_trace(0x5eed ^ static_cast<uint64_t>(*id));
   process_ready(r);
 }
@@ -232,10 +307,10 @@ void World::tick(NodeId id) {
   process_ready(r);
 }
 
-Result<LogIndex, Errc> World::propose(NodeId id, Payload data) {
+Result<LogIndex, Errc> World::propose(NodeId id, Payload data, uint32_t width) {
   Replica& r = replicas_.at(id);
   if (!r.up()) return unexpected(Errc::kNotLeader);
-  auto res = r.node->propose(std::move(data));
+  auto res = r.node->propose(std::move(data), width);
   process_ready(r);
   return res;
 }
@@ -247,7 +322,8 @@ Snapshot World::compact(NodeId id) {
   const Snapshot snap = r.node->compact(LogIndex{r.sm.applied}, r.sm.encode());
   if (*snap.index > *r.disk.snapshot.index) {
     // Persist the snapshot, then drop the entries it covers.
-    const uint64_t drop = *snap.index - *r.disk.snapshot.index;
+    const size_t drop = r.disk.position(*snap.index + 1);
+    SLUICE_ASSERT(drop == r.disk.entries.size() || *r.disk.entries[drop].index == *snap.index + 1);
     r.disk.entries.erase(r.disk.entries.begin(),
                          r.disk.entries.begin() + static_cast<ptrdiff_t>(drop));
     r.disk.snapshot = snap;
@@ -264,8 +340,10 @@ void World::persist(Replica& r, const Ready& rd, bool torn) {
   if (!rd.entries.empty()) {
     const uint64_t first = *rd.entries.front().index;
     SLUICE_ASSERT(first > *d.snapshot.index);
-    SLUICE_ASSERT(first - 1 <= *d.snapshot.index + d.entries.size());
-    d.entries.resize(first - *d.snapshot.index - 1);
+    SLUICE_ASSERT(first - 1 <= d.last_index());
+    const size_t keep = d.position(first);
+    SLUICE_ASSERT(keep == d.entries.size() || *d.entries[keep].index == first);
+    d.entries.resize(keep);
     // A torn write keeps only a prefix of the entries, and the hard state is not written.
     const size_t n = torn ? rng_.uniform(rd.entries.size()) : rd.entries.size();
     d.entries.insert(d.entries.end(), rd.entries.begin(),
@@ -298,7 +376,7 @@ void World::apply(Replica& r, const Ready& rd) {
       checker_.fail(out.str());
     }
     if (opts_.check) checker_.on_apply(r.id, e);
-    r.sm.applied = *e.index;
+    r.sm.applied = e.last();
     // Without the checker (benchmarks) the state machine only counts bytes: hashing every
     // payload would dominate what is measured.
     r.sm.hash = mix(r.sm.hash, opts_.check ? entry_hash(e) : e.data.size());
@@ -329,6 +407,12 @@ void World::observe(Replica& r) {
 }
 
 void World::mix_trace(uint64_t v) { trace_hash_ = mix(trace_hash_, v); }
+
+uint64_t World::source_reads() const {
+  uint64_t n = 0;
+  for (const auto& [id, r] : replicas_) n += r.source ? r.source->reads() : 0;
+  return n;
+}
 
 void World::send(const Message& m) {
   if (!link_up(m.from, m.to)) return;

@@ -42,9 +42,29 @@ class Rng {  // splitmix64: small, fast, and the same on every platform
 struct Disk {
   HardState hard_state;
   Snapshot snapshot;
-  std::vector<Entry> entries;  // starting at snapshot.index + 1
+  std::vector<Entry> entries;  // contiguous, starting at snapshot.index + 1
   std::optional<LogIndex> unsynced_commit;
-  std::optional<Term> term_at(uint64_t index) const;
+  uint64_t last_index() const { return entries.empty() ? *snapshot.index : entries.back().last(); }
+  // The position in `entries` of the first entry that ends at or after `index`.
+  size_t position(uint64_t index) const;
+  std::optional<Term> term_at(uint64_t index) const;  // of the entry containing `index`
+};
+
+class World;
+
+// A node's LogSource backed by its simulated disk: what a data partition's segment files are.
+// It fails (returns nothing) now and then, and reports a request for anything but durable
+// whole entries to the checker.
+class DiskSource : public LogSource {
+ public:
+  DiskSource(World* world, NodeId id) : world_(world), id_(id) {}
+  std::vector<Entry> entries(LogIndex lo, LogIndex hi, uint64_t max_bytes) override;
+  uint64_t reads() const { return reads_; }
+
+ private:
+  World* world_;
+  NodeId id_;
+  uint64_t reads_ = 0;
 };
 
 // A tiny state machine: a hash chain over the applied entries. Its snapshot is 16 bytes.
@@ -60,6 +80,7 @@ struct Replica {
   std::unique_ptr<Node> node;  // null while crashed
   Disk disk;
   StateMachine sm;
+  std::unique_ptr<DiskSource> source;  // set while up when WorldOptions::log_source
   bool torn_next_ready = false;  // crash in the middle of persisting the next Ready
   uint64_t restarts = 0;
   bool up() const { return node != nullptr; }
@@ -78,10 +99,15 @@ struct WorldOptions {
   uint32_t tick_units = 10;  // timed mode: a node ticks every this many units
   Config node_config;        // id and seed are filled in per node
   bool check = true;         // run the safety checker
+  // Give every node a DiskSource: only node_config.max_cached_bytes of entries stay in
+  // memory, older ones are read back from the disk (which fails with `source_failure`), and
+  // a restart leaves a random prefix of the disk's entries in the source.
+  bool log_source = false;
+  double source_failure = 0;
 };
 
 uint64_t hash_bytes(Bytes bytes, uint64_t seed = 0xcbf29ce484222325ULL);
-uint64_t entry_hash(const Entry& e);  // type and payload; what the checker compares
+uint64_t entry_hash(const Entry& e);  // type, width and payload; what the checker compares
 
 // Raft's safety properties, checked as events happen. The first violation is kept.
 class Checker {
@@ -96,23 +122,25 @@ class Checker {
   bool ok() const { return failure_.empty(); }
   const std::string& failure() const { return failure_; }
   uint64_t max_committed() const { return committed_.size(); }
-  // term and payload hash of a committed entry (index >= 1)
-  std::pair<uint64_t, uint64_t> committed(uint64_t index) const { return committed_[index - 1]; }
+  // term and hash of the committed entry covering `index` (>= 1)
+  std::pair<uint64_t, uint64_t> committed(uint64_t index) const {
+    return {committed_[index - 1].term, committed_[index - 1].hash};
+  }
 
  private:
   std::map<uint64_t, NodeId> leaders_;  // term -> the node that led it
-  struct Key {
-    uint64_t index, term;
-    bool operator==(const Key&) const = default;
-  };
-  struct KeyHash {
-    size_t operator()(const Key& k) const { return k.index * 0x9e3779b97f4a7c15ULL ^ k.term; }
-  };
+  // Log matching, per index: within a term, the entries seen anywhere never overlap unless
+  // identical (same first index, width, type, payload and the same term before it), so a
+  // term at an index names one entry, and the term before it, everywhere.
   struct Seen {
-    uint64_t hash, prev_term;
+    uint64_t width, hash, prev_term;
   };
-  std::unordered_map<Key, Seen, KeyHash> entries_;        // log matching
-  std::vector<std::pair<uint64_t, uint64_t>> committed_;  // state machine safety
+  std::unordered_map<uint64_t, std::map<uint64_t, Seen>> entries_;  // term -> first index -> entry
+  struct Applied {
+    uint64_t term = 0, hash = 0, first = 0, last = 0;  // the entry covering the index
+    bool operator==(const Applied&) const = default;
+  };
+  std::vector<Applied> committed_;  // state machine safety, per index
   // committed-never-lost: the newest commit and the voters that acknowledged it
   uint64_t durable_index_ = 0, durable_term_ = 0;
   std::vector<NodeId> durable_voters_, durable_voters_prev_;
@@ -144,7 +172,7 @@ class World {
   void crash(NodeId id);
   void restart(NodeId id);
   void tick(NodeId id);  // manual mode
-  Result<LogIndex, Errc> propose(NodeId id, Payload data);
+  Result<LogIndex, Errc> propose(NodeId id, Payload data, uint32_t width = 1);
   Snapshot compact(NodeId id);  // snapshot the state machine at its applied index
   void process_ready(Replica& r);
 
@@ -164,6 +192,8 @@ class World {
   void mix_trace(uint64_t v);
   uint64_t delivered() const { return delivered_; }
   uint64_t delivered(MessageType t) const { return by_type_[static_cast<size_t>(t)]; }
+  const WorldOptions& options() const { return opts_; }
+  uint64_t source_reads() const;
 
  private:
   struct InFlight {
