@@ -235,6 +235,10 @@ Status FileRaftStorage::write_hard_state(const HardState& hs) {
 
 Status FileRaftStorage::append(const std::vector<Entry>& entries) {
   if (entries.empty()) return {};
+  // The file format has no width: it stores one-index entries only (the controller's).
+  for (const Entry& e : entries) {
+    if (e.width != 1) return error(EINVAL, "FileRaftStorage stores entries of width 1 only");
+  }
   const uint64_t first = *entries.front().index;
   // An entry at index i replaces the stored entry at i and everything after it.
   if (first < first_index_ + positions_.size()) {

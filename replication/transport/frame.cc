@@ -126,11 +126,14 @@ Result<GroupMessage> decode_raft(const pb::RaftMessage& r, Bytes payload) {
     if (!m.entries.empty() && e.index() <= last_index) {
       return error(1, "raft message: entry indexes do not increase");
     }
-    last_index = e.index();
+    const uint32_t width = e.width() == 0 ? 1 : e.width();  // 0: a sender that predates widths
+    if (e.index() > UINT64_MAX - (width - 1)) return error(1, "raft message: entry width overflows");
+    last_index = e.index() + (width - 1);
     raft::Entry entry{.index = LogIndex{e.index()},
                       .term = Term{e.term()},
                       .type = static_cast<raft::EntryType>(e.type()),
-                      .data = take(payload, e.data_bytes())};
+                      .data = take(payload, e.data_bytes()),
+                      .width = width};
     // The core asserts on a configuration entry it cannot decode: refuse it at the door.
     if (entry.type == raft::EntryType::kConfig) {
       auto conf = raft::decode_conf_state(entry.data.bytes());
@@ -275,6 +278,7 @@ OutFrame encode_raft(uint64_t group, const raft::Message& m) {
     meta->set_term(*e.term);
     meta->set_type(static_cast<uint32_t>(e.type));
     meta->set_data_bytes(e.data.size());
+    if (e.width != 1) meta->set_width(e.width);  // 1 is the default: nothing on the wire
     pieces.add(e.data);
   }
   if (m.snapshot) {
@@ -301,7 +305,7 @@ uint64_t payload_bytes(const raft::Message& m) {
 uint64_t header_bytes_bound(const raft::Message& m) {
   // Each field: a tag byte and at most a 10-byte varint; an entry adds its own tag and length.
   constexpr uint64_t kFixed = 16 * 11;
-  constexpr uint64_t kPerEntry = 4 * 11 + 4;
+  constexpr uint64_t kPerEntry = 5 * 11 + 4;
   constexpr uint64_t kPerId = 11;
   const uint64_t ids = m.snapshot ? m.snapshot->conf.voters.size() + m.snapshot->conf.learners.size()
                                   : 0;

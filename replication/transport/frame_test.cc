@@ -185,6 +185,33 @@ TEST(Frame, OutOfRangeValuesAreRefused) {
   EXPECT_TRUE(refused([](pb::Header& h) { h.set_kind(pb::Header::BEATS); }));  // payload, no beats
 }
 
+TEST(Frame, EntryWidthsRoundTripAndZeroMeansOne) {
+  Message m = full_message(MessageType::kAppend);
+  m.entries[0].width = 1;  // 101
+  m.entries[2].index = LogIndex{103};
+  m.entries.push_back({LogIndex{104}, Term{9}, EntryType::kNormal, raft::Payload(), 1'000'000});
+  m.entries.push_back({LogIndex{1'000'104}, Term{9}, EntryType::kNormal, raft::Payload(), 7});
+  auto f = decode_frame(encode_raft(1, m).flatten(), kEnds);
+  ASSERT_TRUE(f) << f.error().message;
+  EXPECT_TRUE(same_message(f->messages[0].message, m));
+  EXPECT_EQ(f->messages[0].message.entries[3].width, 1'000'000u);
+
+  std::string payload(m.entries[0].data.text());
+  payload.append(m.entries[2].data.text());
+  pb::Header h = raft_header(m);
+  h.mutable_raft()->mutable_entries(3)->set_width(0);  // an older sender: one index
+  auto old = decode_frame(frame_of(h, payload), kEnds);
+  ASSERT_TRUE(old) << old.error().message;
+  EXPECT_EQ(old->messages[0].message.entries[3].width, 1u);
+  // The next entry must start after the whole of this one, and widths never wrap the index.
+  h = raft_header(m);
+  h.mutable_raft()->mutable_entries(4)->set_index(1'000'103);
+  EXPECT_NE(error_of(frame_of(h, payload)), "accepted");
+  h = raft_header(m);
+  h.mutable_raft()->mutable_entries(4)->set_index(~uint64_t{0} - 2);
+  EXPECT_NE(error_of(frame_of(h, payload)), "accepted");
+}
+
 TEST(Frame, MalformedConfigEntryIsRefusedAtTheDoor) {
   Message m = full_message(MessageType::kAppend);
   m.entries[2].data = raft::Payload::copy_of("not a configuration");
