@@ -53,6 +53,10 @@ std::vector<Entry> DiskSource::entries(LogIndex lo, LogIndex hi, uint64_t max_by
     world_->checker().fail(out.str());
     return {};
   }
+  if (fail_next > 0) {
+    --fail_next;
+    return {};
+  }
   if (world_->rng().chance(world_->options().source_failure)) return {};  // a read error
   std::vector<Entry> out;
   uint64_t bytes = 0;

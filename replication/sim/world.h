@@ -60,6 +60,7 @@ class DiskSource : public LogSource {
   DiskSource(World* world, NodeId id) : world_(world), id_(id) {}
   std::vector<Entry> entries(LogIndex lo, LogIndex hi, uint64_t max_bytes) override;
   uint64_t reads() const { return reads_; }
+  int fail_next = 0;  // tests: this many reads fail before the random ones
 
  private:
   World* world_;
