@@ -404,8 +404,9 @@ void Node::handle_append(const Message& m) {
     // The leader's previous index ends one of its entries; with the same term it must end
     // one of ours. Anything else is a confused peer: drop it.
     if (log_.is_entry_end(prev) == false) return;
-    const auto [conflict, malformed] = log_.find_conflict(m.entries);
-    if (malformed) return;
+    const detail::RaftLog::Conflict found = log_.find_conflict(m.entries);
+    if (found.malformed) return;
+    const uint64_t conflict = found.index;
     const uint64_t last_new = m.entries.empty() ? prev : m.entries.back().last();
     if (conflict != 0) {
       SLUICE_ASSERT(conflict > log_.committed());

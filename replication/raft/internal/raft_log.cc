@@ -119,7 +119,8 @@ const Entry& RaftLog::at(uint64_t index) const {
 
 std::optional<bool> RaftLog::is_entry_end(uint64_t index) const {
   if (index == *snapshot_.index || index == last_ || index + 1 == mem_first_) return true;
-  if (index < *snapshot_.index || index > last_) return false;
+  if (index > last_) return false;
+  if (index < *snapshot_.index) return std::nullopt;  // compacted: no longer known
   if (const Entry* e = find(index)) return e->last() == index;
   auto it = std::lower_bound(term_starts_.begin(), term_starts_.end(), index + 1,
                              [](const auto& run, uint64_t i) { return run.first < i; });

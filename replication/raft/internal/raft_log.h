@@ -45,8 +45,9 @@ class RaftLog {
   const Entry* find(uint64_t index) const;
   // The entry containing `index`, which must be in memory.
   const Entry& at(uint64_t index) const;
-  // Whether `index` ends an entry (or is the snapshot index). Outside memory only the
-  // boundaries the term table and the memory edge prove are known: nullopt there.
+  // Whether `index` ends an entry (or is the snapshot index); false past the last index.
+  // Outside memory only the boundaries the term table and the memory edge prove are known
+  // (nullopt elsewhere, and below the snapshot).
   std::optional<bool> is_entry_end(uint64_t index) const;
   // An entry boundary at or before `index` (first_index() <= index <= last_index()): the
   // start of the entry containing it when in memory, else the start of its term run.
