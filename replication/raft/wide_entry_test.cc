@@ -144,6 +144,27 @@ TEST(RaftWideLog, ReleasedEntriesAreReadBackAndTermsNeedNoEntries) {
   EXPECT_EQ(log.slice(2, 11, 5).size(), 2u);
 }
 
+TEST(RaftWideLog, OnlyDurableEntriesLeaveMemory) {
+  // A follower gets entries and their commit in one append: they are applied in the same
+  // Ready that hands them to the driver, before they are durable. The driver may step
+  // messages (and the node read its source) before advance(): they must stay in memory.
+  VectorSource source;
+  RestoredState r;
+  r.entries = {wide(1, 1, 1, "a")};
+  RaftLog log;
+  log.restore(r, &source, 1, 1);
+  const std::vector<Entry> incoming{wide(2, 1, 5, "bb"), wide(7, 1, 2, "cc")};
+  log.append(incoming);
+  log.commit_to(8);
+  EXPECT_EQ(log.take_unsent().size(), 2u);
+  EXPECT_EQ(log.take_committed().size(), 2u);
+  log.release(0);
+  EXPECT_EQ(log.mem_first(), 2u);  // 1 was durable and applied; 2..8 are not durable yet
+  log.stable_to(8, 1);
+  log.release(0);
+  EXPECT_EQ(log.mem_first(), 9u);
+}
+
 TEST(RaftWideLog, AFailedSourceReadDelaysApplyUntilRetry) {
   VectorSource source;
   source.disk = {wide(1, 1, 1, "a"), wide(2, 1, 5, "bb")};
