@@ -489,7 +489,20 @@ void Node::handle_append_resp(const Message& m, Progress& pr) {
   if (m.reject) {
     uint64_t hint = *m.reject_hint;
     if (*m.log_term > 0) hint = log_.find_conflict_by_term(hint, *m.log_term);
+    // Where only the source holds our log, entry boundaries are known from the term table,
+    // or when the hint ends the follower's entry of the same term (one leader wrote both);
+    // otherwise back up to a boundary we know: the end of the previous term run.
+    if (hint > *log_.snapshot().index && hint < log_.last_index() &&
+        log_.is_entry_end(hint) != true &&
+        !(hint == *m.reject_hint && log_.match_term(hint, *m.log_term))) {
+      hint = log_.entry_start_at_or_before(hint) - 1;
+    }
     if (pr.maybe_decrease(*m.index, hint)) {
+      // `next` may be the rejected index, the end of an entry: its start may be unknown.
+      if (pr.next == *m.index && pr.next != hint + 1 && pr.next < log_.mem_first() &&
+          pr.next > log_.first_index()) {
+        pr.next = std::max(log_.entry_start_at_or_before(pr.next), pr.match + 1);
+      }
       if (pr.state == ProgressState::kReplicate) pr.become_probe();
       send_append(from, true);
     }
@@ -536,14 +549,11 @@ bool Node::send_append(NodeId to, bool send_if_empty) {
   SLUICE_ASSERT(it != prs_.end());
   Progress& pr = it->second;
   if (to == id_ || pr.paused()) return false;
-  // Send whole entries: a `next` inside one of our entries (a probe hint is an index of the
-  // follower's log) backs up to the entry's start. Where only the source holds the log the
-  // start is not known; the start of its term run (or match + 1) is a boundary before it.
+  // Send whole entries: a `next` inside one of our entries (it may be the rejected index
+  // itself) backs up to the entry's start. Where only the source holds the log, `next` is
+  // an entry start already (handle_append_resp sees to it).
   uint64_t lo = pr.next;
-  if (lo > log_.first_index() && lo <= log_.last_index()) {
-    lo = log_.entry_start_at_or_before(lo);
-    if (lo < log_.mem_first()) lo = std::max(lo, pr.match + 1);
-  }
+  if (lo >= log_.mem_first() && lo <= log_.last_index()) lo = log_.entry_start_at_or_before(lo);
   const uint64_t prev = lo - 1;
   const auto prev_term = log_.term(prev);
   if (!prev_term) {  // the entries it needs were compacted away: send the snapshot

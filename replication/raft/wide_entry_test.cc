@@ -286,10 +286,12 @@ TEST(RaftWideNode, LaggingFollowerCatchesUpFromTheSourceDespiteAFailedRead) {
   auto w = std::make_unique<World>(
       sim::WorldOptions{.seed = 7, .manual = true, .node_config = cfg, .log_source = true});
   w->bootstrap(3);
-  w->isolate(n3);
   w->node(n1)->campaign();
   w->process_ready(w->replica(n1));
   w->stabilize();
+  ASSERT_TRUE(w->propose(n1, Payload::copy_of("batch0"), 5).has_value());  // 3..7, everywhere
+  w->stabilize();
+  w->isolate(n3);
   for (uint32_t i = 1; i <= 6; ++i) {
     ASSERT_TRUE(w->propose(n1, Payload::copy_of("batch" + std::to_string(i)), i * 7).has_value());
     w->stabilize();
@@ -303,6 +305,7 @@ TEST(RaftWideNode, LaggingFollowerCatchesUpFromTheSourceDespiteAFailedRead) {
     EXPECT_EQ(leader.log().term(e.last()), *e.term);
   }
   w->replica(n1).source->fail_next = 1;
+  w->replica(n1).source->asked_from.clear();
   w->heal();
   for (int i = 0; i < 20 && w->node(n3)->status().commit != LogIndex{last}; ++i) {
     w->tick(n1);
@@ -311,7 +314,12 @@ TEST(RaftWideNode, LaggingFollowerCatchesUpFromTheSourceDespiteAFailedRead) {
   EXPECT_EQ(*w->node(n3)->status().commit, last);
   EXPECT_EQ(w->replica(n3).disk.entries, w->replica(n1).disk.entries);
   EXPECT_EQ(w->replica(n1).source->fail_next, 0);  // the failure was met, and survived
-  EXPECT_GT(w->replica(n1).source->reads(), 1u);
+  // n3 held 1..7: the leader reads from 8 on, each entry once (the failed read again).
+  const auto& asked = w->replica(n1).source->asked_from;
+  ASSERT_GE(asked.size(), 2u);
+  EXPECT_EQ(asked[0], 8u);
+  EXPECT_EQ(asked[1], 8u);
+  for (size_t i = 2; i < asked.size(); ++i) EXPECT_GT(asked[i], asked[i - 1]);
   EXPECT_TRUE(w->checker().ok()) << w->checker().failure();
 }
 

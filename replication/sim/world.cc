@@ -41,6 +41,7 @@ std::optional<Term> Disk::term_at(uint64_t index) const {
 
 std::vector<Entry> DiskSource::entries(LogIndex lo, LogIndex hi, uint64_t max_bytes) {
   ++reads_;
+  asked_from.push_back(*lo);
   Replica& r = world_->replica(id_);
   const Disk& d = r.disk;
   const size_t pos = d.position(*lo);

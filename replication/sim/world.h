@@ -61,6 +61,7 @@ class DiskSource : public LogSource {
   std::vector<Entry> entries(LogIndex lo, LogIndex hi, uint64_t max_bytes) override;
   uint64_t reads() const { return reads_; }
   int fail_next = 0;  // tests: this many reads fail before the random ones
+  std::vector<uint64_t> asked_from;  // tests: `lo` of every read
 
  private:
   World* world_;

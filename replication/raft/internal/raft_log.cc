@@ -131,6 +131,7 @@ std::optional<bool> RaftLog::is_entry_end(uint64_t index) const {
 uint64_t RaftLog::entry_start_at_or_before(uint64_t index) const {
   SLUICE_ASSERT(index >= first_index() && index <= last_);
   if (const Entry* e = find(index)) return *e->index;
+  if (is_entry_end(index - 1) == true) return index;
   auto it = std::upper_bound(term_starts_.begin(), term_starts_.end(), index,
                              [](uint64_t i, const auto& run) { return i < run.first; });
   SLUICE_ASSERT(it != term_starts_.begin());

@@ -49,8 +49,9 @@ class RaftLog {
   // Outside memory only the boundaries the term table and the memory edge prove are known
   // (nullopt elsewhere, and below the snapshot).
   std::optional<bool> is_entry_end(uint64_t index) const;
-  // An entry boundary at or before `index` (first_index() <= index <= last_index()): the
-  // start of the entry containing it when in memory, else the start of its term run.
+  // An entry start at or before `index` (first_index() <= index <= last_index()): the start
+  // of the entry containing it when in memory, `index` when known to start one, else the
+  // start of its term run.
   uint64_t entry_start_at_or_before(uint64_t index) const;
   // Whole entries from the one starting at `lo` through the one containing `hi`, stopping
   // once max_bytes of payload is reached (at least one). `lo` inside an in-memory entry backs
