@@ -21,6 +21,8 @@ namespace asio = boost::asio;
 namespace {
 
 constexpr auto kTickPeriod = std::chrono::milliseconds(100);
+// CreateTopics answers once the new partitions have leaders, or after this long.
+constexpr auto kCreateLeadersWait = std::chrono::milliseconds(3000);
 constexpr int kRetentionEveryTicks = 50;   // retention check every ~5 s
 constexpr int kCompactionEveryTicks = 10;  // a compaction step every ~1 s (broker_groups.cc)
 // Producer state is rebuilt from at most this many bytes at the end of each log.
@@ -136,8 +138,10 @@ void Broker::start_shard(ShardState& ss) {
     ss.ring_events = std::make_unique<asio::posix::stream_descriptor>(ss.shard.context(),
                                                                       ::dup(ss.ring->event_fd()));
     ss.ticker = std::make_unique<asio::steady_timer>(ss.shard.context());
+    ss.raft_ticker = std::make_unique<asio::steady_timer>(ss.shard.context());
     watch_ring(ss);
     tick_shard(ss);
+    tick_raft(ss);
     ready.set_value();
   });
   ready.get_future().wait();
@@ -164,6 +168,7 @@ void Broker::tick_shard(ShardState& ss) {
       p->log->tick();
       if (retention) {
         auto r = p->log->apply_retention();
+        if (r && r->segments_deleted > 0 && p->replica) p->replica->log_start_moved();
         if (r && r->segments_deleted > 0) {
           spdlog::info("{}-{}: retention deleted {} segment(s), {} bytes", tp.topic, tp.partition,
                        r->segments_deleted, r->bytes_deleted);
@@ -176,6 +181,114 @@ void Broker::tick_shard(ShardState& ss) {
     ss.ring->submit();
     tick_shard(ss);
   });
+}
+
+void Broker::tick_raft(ShardState& ss) {
+  ss.raft_ticker->expires_after(std::chrono::milliseconds(config_.raft_tick_ms));
+  ss.raft_ticker->async_wait([this, &ss](boost::system::error_code ec) {
+    if (ec) return;
+    const bool groups = groups_ready_.load(std::memory_order_acquire);
+    for (auto& [tp, p] : ss.partitions) {
+      if (!p->replica || p->deleting) continue;
+      p->replica->tick();
+      if (p->replica->serving() && (p->reported_leader != config_.node_id ||
+                                    p->reported_epoch != p->replica->leader_epoch())) {
+        ss.leaders_dirty = true;
+      }
+      if (groups && tp.topic == GroupCoordinator::kTopic) {
+        // The coordinator of a group is the serving leader of its partition.
+        const bool serving = p->replica->serving();
+        if (serving && !groups_->coordinating(tp.partition)) groups_->take_over(tp.partition);
+        if (!serving && groups_->coordinating(tp.partition)) groups_->resign(tp.partition);
+      }
+    }
+    if (ss.leaders_dirty) report_leaders(ss);
+    ss.ring->submit();
+    tick_raft(ss);
+  });
+}
+
+void Broker::report_leaders(ShardState& ss) {
+  ss.leaders_dirty = false;
+  if (!cluster_) return;
+  cluster::pb::SetLeaders report;
+  for (auto& [tp, p] : ss.partitions) {
+    if (!p->replica || p->deleting || !p->replica->serving()) continue;
+    const int32_t epoch = p->replica->leader_epoch();
+    if (p->reported_leader == config_.node_id && p->reported_epoch == epoch) continue;
+    p->reported_leader = config_.node_id;
+    p->reported_epoch = epoch;
+    auto* ch = report.add_changes();
+    ch->set_topic(tp.topic);
+    ch->set_partition(tp.partition);
+    ch->set_leader(config_.node_id);
+    ch->set_leader_epoch(epoch);
+  }
+  if (report.changes_size() > 0) cluster_->report_leaders(report);
+}
+
+void Broker::route_raft(uint64_t group, raft::Message&& message) {
+  TopicPartition tp;
+  {
+    std::lock_guard lock(groups_mutex_);
+    auto it = group_index_.find(group);
+    if (it == group_index_.end()) return;  // not hosted here (yet, or any more): dropped
+    tp = it->second;
+  }
+  ShardState& ss = shard_of(tp);
+  ss.shard.post([&ss, group, m = std::move(message)]() mutable {
+    auto it = ss.by_group.find(group);
+    if (it == ss.by_group.end() || it->second->deleting || !it->second->replica) return;
+    it->second->replica->step(std::move(m));
+    ss.ring->submit();
+  });
+}
+
+std::unique_ptr<Replica> Broker::open_replica(ShardState& ss, Partition& p, uint64_t group,
+                                              std::vector<int32_t> voters, Status& status) {
+  ReplicaOptions o;
+  o.self = config_.node_id;
+  o.group = group;
+  o.name = p.tp.topic + "-" + std::to_string(p.tp.partition);
+  o.initial_voters = std::move(voters);
+  const int64_t tick = std::max<int64_t>(1, config_.raft_tick_ms);
+  o.raft.heartbeat_ticks =
+      static_cast<uint32_t>(std::max<int64_t>(1, config_.raft_heartbeat_interval_ms / tick));
+  o.raft.election_ticks = static_cast<uint32_t>(
+      std::max<int64_t>(o.raft.heartbeat_ticks + 1, config_.raft_election_timeout_ms / tick));
+  o.raft.max_cached_bytes = 256 << 10;
+  ReplicaEvents ev;
+  cluster::ClusterNode* cluster = cluster_.get();
+  ev.send = [cluster](uint64_t group, std::vector<raft::Message> msgs) {
+    cluster->send_raft(group, std::move(msgs));
+  };
+  Partition* part = &p;
+  ev.on_role_change = [part] { notify_waiters(*part); };
+  ev.on_commit = [part] { notify_waiters(*part); };
+  ev.on_data = [part](Bytes batch) {
+    auto view = kafka::RecordBatchView::parse(batch);
+    if (!view || view->producer_id() < 0) return;
+    part->producers.record(view->producer_id(), view->producer_epoch(), view->base_sequence(),
+                           view->last_offset_delta() + 1, view->base_offset());
+  };
+  ev.on_truncated = [this, part] { rebuild_producer_state(*part); };
+  ev.on_failed = [part](const std::string& why) {
+    spdlog::error("{}-{}: replica stopped: {}", part->tp.topic, part->tp.partition, why);
+  };
+  const std::string dir = partition_dir(config_.data_dir, p.tp);
+  auto r = Replica::open(dir, *p.log, *ss.ring, ss.shard.context(), o, std::move(ev));
+  if (!r) {
+    status = error(2, "cannot open the Raft state of " + dir + ": " + r.error().message);
+    spdlog::error("{}", status.error().message);
+    return nullptr;
+  }
+  p.group = o.group;
+  {
+    std::lock_guard lock(groups_mutex_);
+    group_index_[o.group] = p.tp;
+  }
+  ss.by_group[o.group] = &p;
+  return std::move(*r);
 }
 
 log::LogConfig Broker::log_config_for(const TopicInfo& topic) const {
@@ -222,7 +335,7 @@ void Broker::open_partitions(const TopicInfo& topic, int32_t first, int32_t last
   for (int32_t i : local) {
     TopicPartition tp{topic.name, i};
     ShardState& ss = shard_of(tp);
-    ss.shard.post([this, &ss, tp, lc, g, append_time] {
+    ss.shard.post([this, &ss, tp, lc, g, append_time, topic] {
       Status status;
       if (!ss.partitions.count(tp)) {
         const std::string dir = partition_dir(config_.data_dir, tp);
@@ -235,6 +348,7 @@ void Broker::open_partitions(const TopicInfo& topic, int32_t first, int32_t last
           p->tp = tp;
           p->log = std::move(*opened);
           p->log_append_time = append_time;
+          p->min_insync_replicas = topic_setting_int(topic, config_, "min.insync.replicas");
           p->flush_every_batch = lc.flush.mode == log::FlushMode::kEveryBatch;
           p->log_config = lc;
           for (const auto& issue : p->log->recovery_report().issues) {
@@ -243,7 +357,13 @@ void Broker::open_partitions(const TopicInfo& topic, int32_t first, int32_t last
                          issue.offset, issue.position, issue.bytes_removed);
           }
           rebuild_producer_state(*p);
-          ss.partitions[tp] = std::move(p);
+          std::vector<int32_t> voters;
+          if (tp.partition < static_cast<int32_t>(topic.parts.size())) {
+            voters = topic.parts[static_cast<size_t>(tp.partition)].replicas;
+          }
+          p->replica = open_replica(ss, *p, partition_group_id(topic.id, tp.partition),
+                                    std::move(voters), status);
+          if (p->replica) ss.partitions[tp] = std::move(p);
         }
       }
       ss.ring->submit();
@@ -309,11 +429,15 @@ void Broker::notify_waiters(Partition& p) {
 void Broker::apply_topic_settings(const TopicInfo& topic) {
   const bool append_time =
       topic_setting_value(topic, config_, "message.timestamp.type") == "LogAppendTime";
+  const int64_t min_isr = topic_setting_int(topic, config_, "min.insync.replicas");
   for (int32_t i = 0; i < topic.partitions; ++i) {
     TopicPartition tp{topic.name, i};
     ShardState& ss = shard_of(tp);
-    ss.shard.post([&ss, tp, append_time] {
-      if (Partition* p = ss.find(tp)) p->log_append_time = append_time;
+    ss.shard.post([&ss, tp, append_time, min_isr] {
+      if (Partition* p = ss.find(tp)) {
+        p->log_append_time = append_time;
+        p->min_insync_replicas = min_isr;
+      }
     });
   }
 }
@@ -325,20 +449,48 @@ void Broker::create_topic(cluster::TopicChange change,
     return;
   }
   const std::string name = change.name;
-  registry_->create(change, false, [name, done](Result<TopicInfo, TopicError> r) {
-    if (r) {
-      spdlog::info("created topic '{}' with {} partition(s)", name, r->partitions);
-      crash_point("create.after_commit");
+  registry_->create(change, false, [this, name, done](Result<TopicInfo, TopicError> r) {
+    if (!r) {
+      done(std::move(r));
+      return;
     }
-    done(std::move(r));
+    spdlog::info("created topic '{}' with {} partition(s)", name, r->partitions);
+    crash_point("create.after_commit");
+    // As Redpanda does: answer once every partition has a leader that serves (bounded), so a
+    // client's first Produce does not meet NOT_LEADER_OR_FOLLOWER.
+    auto info = std::make_shared<TopicInfo>(std::move(*r));
+    when_leaders(name, std::chrono::steady_clock::now() + kCreateLeadersWait,
+                 [this, name, info, done] {
+                   if (auto t = registry_->find(name)) *info = *t;
+                   done(*info);
+                 });
+  });
+}
+
+void Broker::when_leaders(const std::string& name, std::chrono::steady_clock::time_point deadline,
+                          std::function<void()> done) {
+  auto snap = registry_->snapshot();
+  const TopicInfo* t = snap->find(name);
+  bool ready = t != nullptr;
+  if (t) {
+    for (const auto& p : t->parts) ready = ready && p.leader >= 0;
+  }
+  if (ready || std::chrono::steady_clock::now() >= deadline || stopping_.load() ||
+      shards_.empty()) {
+    done();
+    return;
+  }
+  auto timer = std::make_shared<asio::steady_timer>(shards_[0]->shard.context(),
+                                                    std::chrono::milliseconds(5));
+  timer->async_wait([this, timer, name, deadline, done](boost::system::error_code) {
+    when_leaders(name, deadline, done);
   });
 }
 
 bool Broker::hosts(const TopicInfo& topic, int32_t partition) const {
-  // Until partitions are replicated, a partition's data lives on its first replica.
   if (partition < 0 || partition >= static_cast<int32_t>(topic.parts.size())) return false;
   const auto& replicas = topic.parts[static_cast<size_t>(partition)].replicas;
-  return !replicas.empty() && replicas.front() == config_.node_id;
+  return std::find(replicas.begin(), replicas.end(), config_.node_id) != replicas.end();
 }
 
 kafka::ErrorCode Broker::missing_partition_error(const TopicPartition& tp) const {
@@ -496,6 +648,8 @@ Status Broker::start() {
   if (auto s = cluster_->wait_ready(std::chrono::milliseconds(config_.controller_wait_ms)); !s) {
     return s;
   }
+  cluster_->on_partition_message(
+      [this](uint64_t group, raft::Message&& m) { route_raft(group, std::move(m)); });
   cluster_->on_image([this](std::shared_ptr<const cluster::pb::Image> image) {
     auto snap = registry_->publish(*image);
     if (reconciling_.load()) reconcile(snap, nullptr);
@@ -575,12 +729,14 @@ void Broker::stop() {
     std::promise<void> closed;
     ss->shard.post([&ss, &closed] {
       ss->ticker->cancel();
+      if (ss->raft_ticker) ss->raft_ticker->cancel();
       if (ss->group_timer) ss->group_timer->cancel();
       for (auto& [tp, p] : ss->partitions) {
         while (!p->log->idle()) {
           ss->ring->submit();
           ss->ring->wait();
         }
+        p->replica.reset();
         if (auto r = p->log->close(); !r) {
           spdlog::error("{}-{}: close failed: {}", tp.topic, tp.partition, r.error().message);
         }

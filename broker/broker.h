@@ -15,6 +15,7 @@
 #include <mutex>
 #include <set>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include <boost/asio/posix/stream_descriptor.hpp>
@@ -25,6 +26,7 @@
 #include "broker/data_dir.h"
 #include "broker/group_coordinator.h"
 #include "broker/producer_state.h"
+#include "broker/replica.h"
 #include "broker/server.h"
 #include "broker/shard.h"
 #include "broker/topic_registry.h"
@@ -51,19 +53,28 @@ struct FetchWaiter {
 struct Partition {
   TopicPartition tp;
   std::unique_ptr<log::PartitionLog> log;
+  std::unique_ptr<Replica> replica;  // the partition's Raft group on this broker
+  uint64_t group = 0;                // its group id (partition_group_id)
+  int32_t reported_leader = -2;      // the last (leader, epoch) reported to the controller
+  int32_t reported_epoch = -1;
   ProducerStateTable producers;
   std::vector<FetchWaiter> waiters;
   bool deleting = false;
   bool log_append_time = false;  // message.timestamp.type=LogAppendTime
+  int64_t min_insync_replicas = 1;
   bool flush_every_batch = true;
   log::LogConfig log_config;  // what it was opened with (reopened with after a full disk)
   int64_t compaction_cursor = -1;       // log/compaction.h: where the next step starts
   int64_t compaction_checked_end = -1;  // log end when a step last found nothing to do
 
-  // What consumers may read: durable data under the default flush policy, else written data.
+  // What consumers may read: the commit index (Raft), as a Kafka offset.
   int64_t high_watermark() const {
+    if (replica) return replica->high_watermark();
     return *(flush_every_batch ? log->durable_offset() : log->written_offset());
   }
+  // Whether this replica may serve Produce and Fetch: the Raft leader, once it committed an
+  // entry of its own term (its high watermark is current).
+  bool serving() const { return !replica || replica->serving(); }
 };
 
 // Everything one shard owns. Touched only on that shard's thread.
@@ -75,7 +86,10 @@ struct ShardState {
   std::unique_ptr<boost::asio::posix::stream_descriptor> ring_events;
   std::unique_ptr<boost::asio::steady_timer> ticker;
   std::unique_ptr<boost::asio::steady_timer> group_timer;  // GroupCoordinator deadlines
+  std::unique_ptr<boost::asio::steady_timer> raft_ticker;  // Raft ticks of every replica
   std::map<TopicPartition, std::unique_ptr<Partition>> partitions;
+  std::unordered_map<uint64_t, Partition*> by_group;  // Raft group id -> partition
+  bool leaders_dirty = false;  // a replica serves as leader with an unreported epoch
   TopicPartition scrub_cursor;  // the scrubber's round-robin position
 
   Partition* find(const TopicPartition& tp) {
@@ -128,6 +142,14 @@ class Broker {
   void start_shard(ShardState& ss);
   void watch_ring(ShardState& ss);
   void tick_shard(ShardState& ss);
+  // Raft: ticks every replica of the shard, reports leadership changes to the controller.
+  void tick_raft(ShardState& ss);
+  void report_leaders(ShardState& ss);
+  // A Raft message from a peer (cluster thread): to the shard of its partition.
+  void route_raft(uint64_t group, raft::Message&& message);
+  // The Raft side of a partition whose log is open (created with `voters` if new).
+  std::unique_ptr<Replica> open_replica(ShardState& ss, Partition& p, uint64_t group,
+                                        std::vector<int32_t> voters, Status& status);
   log::LogConfig log_config_for(const TopicInfo& topic) const;
   // Opens (creating if needed) every partition of `topic` in [first, last) on its shard and
   // calls `done` with the first error, if any, once all are open.
@@ -161,6 +183,10 @@ class Broker {
   // metadata has it and its local partitions are being opened.
   void create_topic(cluster::TopicChange change,
                     std::function<void(Result<TopicInfo, TopicError>)> done);
+  // Runs `done` (on shard 0) once every partition of `name` has a reported leader, or at the
+  // deadline.
+  void when_leaders(const std::string& name, std::chrono::steady_clock::time_point deadline,
+                    std::function<void()> done);
   // Opens the partitions this broker hosts and closes those it no longer does, for a new
   // metadata view (any thread; serialised by reconcile_mutex_). `done` once the opens finished.
   void reconcile(std::shared_ptr<const TopicsSnapshot> snap, std::function<void(Status)> done);
@@ -231,6 +257,8 @@ class Broker {
     int32_t partitions = 0;
     std::map<std::string, std::string> configs;
   };
+  std::mutex groups_mutex_;  // guards group_index_ (cluster thread reads, shards write)
+  std::unordered_map<uint64_t, TopicPartition> group_index_;
   std::mutex reconcile_mutex_;  // guards hosted_
   std::map<std::string, Hosted> hosted_;
   std::atomic<bool> reconciling_{false};  // new metadata views open/close partitions

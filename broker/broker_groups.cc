@@ -3,7 +3,9 @@
 // cleanup.policy compact (__consumer_offsets among them), in bounded steps on each shard.
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <future>
+#include <thread>
 
 #include "broker/broker.h"
 #include "broker/topic_config.h"
@@ -24,20 +26,40 @@ constexpr uint32_t kCompactionSegmentsPerStep = 16;
 Status Broker::start_groups() {
   const std::string topic = GroupCoordinator::kTopic;
   if (!registry_->find(topic)) {
-    std::promise<Result<TopicInfo, TopicError>> created;
     cluster::TopicChange change;
     change.name = topic;
     change.partitions = std::max(1, config_.offsets_topic_partitions);
-    change.replication_factor = 1;
+    // Replicated like any topic: min(3, controller voters) replicas (offsets.topic.replication
+    // .factor), once that many brokers are up.
+    const auto voters = cluster::parse_voters(config_.controller_voters);
+    const int32_t rf = config_.offsets_topic_replication_factor > 0
+                           ? config_.offsets_topic_replication_factor
+                           : std::clamp(static_cast<int32_t>(voters ? voters->size() : 1), 1, 3);
+    change.replication_factor = rf;
     change.internal = true;
     change.configs = {
         {"cleanup.policy", "compact"},
         {"segment.bytes", std::to_string(std::min(kOffsetsSegmentBytes, config_.segment_bytes))}};
-    create_topic(change,
-                 [&created](Result<TopicInfo, TopicError> r) { created.set_value(std::move(r)); });
-    auto r = created.get_future().get();
-    if (!r && r.error().code != kafka::ErrorCode::kTopicAlreadyExists) {
-      return error(2, "cannot create " + topic + ": " + r.error().message);
+    const auto deadline =
+        std::chrono::steady_clock::now() + std::chrono::milliseconds(config_.controller_wait_ms);
+    bool logged = false;
+    while (true) {
+      std::promise<Result<TopicInfo, TopicError>> created;
+      create_topic(change, [&created](Result<TopicInfo, TopicError> r) {
+        created.set_value(std::move(r));
+      });
+      auto r = created.get_future().get();
+      if (r || r.error().code == kafka::ErrorCode::kTopicAlreadyExists) break;
+      if (r.error().code != kafka::ErrorCode::kInvalidReplicationFactor ||
+          std::chrono::steady_clock::now() > deadline) {
+        return error(2, "cannot create " + topic + ": " + r.error().message);
+      }
+      if (!logged) {
+        spdlog::info("waiting for {} brokers to create {} ({})", rf, topic, r.error().message);
+        logged = true;
+      }
+      if (registry_->find(topic)) break;  // another broker created it meanwhile
+      std::this_thread::sleep_for(std::chrono::milliseconds(200));
     }
   }
   auto snap = registry_->snapshot();
@@ -58,9 +80,17 @@ Status Broker::start_groups() {
   host.post = [this](uint32_t shard, std::function<void()> fn) {
     shards_[shard]->shard.post(std::move(fn));
   };
+  // Only the partition's serving leader coordinates its groups (tick_raft moves them).
   host.log_of = [this, topic](int32_t p) -> log::PartitionLog* {
     Partition* part = shard_of({topic, p}).find({topic, p});
-    return part ? part->log.get() : nullptr;
+    return part && part->serving() ? part->log.get() : nullptr;
+  };
+  host.replicate = [this, topic](int32_t p, MutableBytes batch,
+                                 std::function<void(kafka::ErrorCode)> done) {
+    Partition* part = shard_of({topic, p}).find({topic, p});
+    if (!part || !part->replica) return kafka::ErrorCode::kCoordinatorNotAvailable;
+    if (!part->replica->serving()) return kafka::ErrorCode::kNotLeaderOrFollower;
+    return part->replica->produce(batch, -1, [done](kafka::ErrorCode e, int64_t) { done(e); });
   };
   host.after_append = [this, topic](int32_t p) {
     ShardState& ss = shard_of({topic, p});

@@ -268,9 +268,17 @@ void Broker::delete_local_partitions(const TopicInfo& topic) {
         if (!w.token.expired()) w.wake();
       }
       p->waiters.clear();
-      when_idle(ss, p, [&ss, tp, p, tombstone] {
+      when_idle(ss, p, [this, &ss, tp, p, tombstone] {
         auto at = ss.partitions.find(tp);
         SLUICE_ASSERT(at != ss.partitions.end() && at->second.get() == p);
+        if (p->replica) {
+          ss.by_group.erase(p->group);
+          {
+            std::lock_guard lock(groups_mutex_);
+            group_index_.erase(p->group);
+          }
+          p->replica.reset();
+        }
         (void)p->log->close();
         ss.partitions.erase(at);
         tombstone();
@@ -317,7 +325,10 @@ void Broker::reopen_full_partitions(ShardState& ss) {
     }
     spdlog::info("{}-{}: disk has room again; partition reopened at offset {}", tp.topic,
                  tp.partition, *(*reopened)->log_end_offset());
+    p->replica.reset();  // it refers to the old log
     p->log = std::move(*reopened);
+    Status status;
+    p->replica = open_replica(ss, *p, p->group, {}, status);
     p->producers = ProducerStateTable{};  // it may hold batches the full disk never took
     rebuild_producer_state(*p);
   }

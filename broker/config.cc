@@ -115,8 +115,29 @@ Result<BrokerConfig> parse_config(int argc, const char* const* argv) {
       ->capture_default_str()
       ->check(CLI::Range(1, 100000));
   app.add_option("--default.replication.factor", c.default_replication_factor,
-                 "Replication factor of auto-created topics")
+                 "Replication factor of topics created without one (-1: min(3, live brokers))")
       ->capture_default_str();
+  app.add_option("--min.insync.replicas", c.min_insync_replicas,
+                 "In-sync replicas an acks=all write needs (topics may set their own)")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 1000));
+  app.add_option("--replica.lag.time.max.ms", c.replica_lag_time_max_ms,
+                 "A replica that has not reached the leader's commit index for this long is out "
+                 "of sync")
+      ->capture_default_str()
+      ->check(CLI::Range(int64_t{100}, int64_t{3600000}));
+  app.add_option("--raft.tick.ms", c.raft_tick_ms, "Tick of the partitions' Raft groups")
+      ->capture_default_str()
+      ->check(CLI::Range(int64_t{5}, int64_t{10000}));
+  app.add_option("--raft.election.timeout.ms", c.raft_election_timeout_ms,
+                 "A partition follower that hears from no leader for this long (to twice as "
+                 "long, randomized) starts an election")
+      ->capture_default_str()
+      ->check(CLI::Range(int64_t{20}, int64_t{600000}));
+  app.add_option("--raft.heartbeat.interval.ms", c.raft_heartbeat_interval_ms,
+                 "How often a partition leader heartbeats its followers")
+      ->capture_default_str()
+      ->check(CLI::Range(int64_t{5}, int64_t{60000}));
   app.add_option("--auto.create.topics.enable", c.auto_create_topics,
                  "Create topics named in Metadata requests")
       ->capture_default_str();
@@ -167,6 +188,9 @@ Result<BrokerConfig> parse_config(int argc, const char* const* argv) {
                  "(again for each newcomer, at most the rebalance timeout)")
       ->capture_default_str()
       ->check(CLI::Range(0, 1800000));
+  app.add_option("--offsets.topic.replication.factor", c.offsets_topic_replication_factor,
+                 "Replicas of __consumer_offsets (-1: min(3, controller voters))")
+      ->capture_default_str();
   app.add_option("--offsets.topic.num.partitions", c.offsets_topic_partitions,
                  "Partitions of __consumer_offsets")
       ->capture_default_str()

@@ -30,7 +30,12 @@ struct BrokerConfig {
 
   // Topic defaults (per-topic settings override them).
   int32_t num_partitions = 1;
-  int16_t default_replication_factor = 1;
+  int16_t default_replication_factor = -1;  // -1: min(3, live brokers)
+  int32_t min_insync_replicas = 1;           // acks=all needs this many in-sync replicas
+  int64_t replica_lag_time_max_ms = 30000;   // a voter behind the commit this long leaves the ISR
+  int64_t raft_tick_ms = 50;                 // partition Raft groups: one logical tick
+  int64_t raft_election_timeout_ms = 1000;   // a follower without a leader this long campaigns
+  int64_t raft_heartbeat_interval_ms = 150;  // a leader's heartbeat period
   bool auto_create_topics = true;
   int64_t segment_bytes = 1LL << 30;
   int64_t roll_ms = 7LL * 24 * 3600 * 1000;
@@ -50,6 +55,7 @@ struct BrokerConfig {
   int32_t group_max_session_timeout_ms = 1800000;
   int32_t group_initial_rebalance_delay_ms = 3000;  // Kafka's default
   int32_t offsets_topic_partitions = 8;
+  int32_t offsets_topic_replication_factor = -1;  // -1: min(3, controller voters)
 
   // Storage integrity and operability (broker/data_dir.h, log/README.md).
   bool rebuild_metadata = false;  // rebuild metadata.bin from the partition directories

@@ -96,6 +96,23 @@ ErrorCode validate_batch(const kafka::Records& records, int16_t version, int64_t
 
 }  // namespace
 
+namespace {
+
+// Only a partition's leader serves Produce, Fetch and ListOffsets, and only once its high
+// watermark is current; a client's leader epoch (-1: none given) must be the leader's.
+ErrorCode leader_check(const Partition& p, int32_t client_epoch) {
+  if (!p.replica) return ErrorCode::kNone;
+  if (p.replica->failed()) return ErrorCode::kKafkaStorageError;
+  if (!p.replica->is_leader()) return ErrorCode::kNotLeaderOrFollower;
+  const int32_t epoch = p.replica->leader_epoch();
+  if (client_epoch >= 0 && client_epoch < epoch) return ErrorCode::kFencedLeaderEpoch;
+  if (client_epoch > epoch) return ErrorCode::kUnknownLeaderEpoch;
+  if (!p.replica->serving()) return ErrorCode::kNotLeaderOrFollower;
+  return ErrorCode::kNone;
+}
+
+}  // namespace
+
 void Broker::handle_produce(std::shared_ptr<Request> req, kafka::ProduceRequest body) {
   using PartitionResponse = kafka::ProduceResponse::PartitionProduceResponse;
   auto resp = std::make_shared<kafka::ProduceResponse>();
@@ -178,7 +195,7 @@ void Broker::handle_produce(std::shared_ptr<Request> req, kafka::ProduceRequest 
       }
       TopicPartition tp{t.name, pd.index};
       ShardState& ss = shard_of(tp);
-      ss.shard.post([this, &ss, tp, batch, slot, req, countdown, failed] {
+      ss.shard.post([this, &ss, tp, batch, slot, req, countdown, failed, acks] {
         auto finish = [&](ErrorCode c, std::string why = "") {
           if (c != ErrorCode::kNone) {
             slot->error_code = code(c);
@@ -190,6 +207,16 @@ void Broker::handle_produce(std::shared_ptr<Request> req, kafka::ProduceRequest 
         };
         Partition* p = ss.find(tp);
         if (!p) return finish(missing_partition_error(tp));
+        if (ErrorCode e = leader_check(*p, -1); e != ErrorCode::kNone) return finish(e);
+        if (acks == -1) {
+          // acks=all needs min.insync.replicas replicas in sync (the leader counts).
+          const auto isr = p->replica->in_sync_replicas(config_.replica_lag_time_max_ms);
+          if (static_cast<int64_t>(isr.size()) < p->min_insync_replicas) {
+            return finish(ErrorCode::kNotEnoughReplicas,
+                          std::to_string(isr.size()) + " in-sync replica(s); " +
+                              "min.insync.replicas is " + std::to_string(p->min_insync_replicas));
+          }
+        }
         auto view = kafka::RecordBatchView::parse(batch);
         SLUICE_ASSERT(view.has_value());  // validated on the connection's shard
         const int64_t pid = view->producer_id();
@@ -202,14 +229,15 @@ void Broker::handle_produce(std::shared_ptr<Request> req, kafka::ProduceRequest 
             // A retry of a batch we have: answer with its offset once it is durable.
             slot->base_offset = check.duplicate_base_offset;
             slot->log_start_offset = *p->log->log_start_offset();
-            p->log->when_durable(Offset(check.duplicate_base_offset + count),
-                                 [slot, countdown, failed](const log::LogResult<Offset>& r) {
-                                   if (!r) {
-                                     slot->error_code = code(to_kafka(r.error().code));
-                                     failed->store(true);
-                                   }
-                                   countdown->done();
-                                 });
+            p->replica->when_committed(check.duplicate_base_offset + count,
+                                       [slot, countdown, failed](ErrorCode e) {
+                                         if (e != ErrorCode::kNone) {
+                                           slot->error_code = code(e);
+                                           slot->base_offset = -1;
+                                           failed->store(true);
+                                         }
+                                         countdown->done();
+                                       });
             ss.ring->submit();
             return;
           }
@@ -223,26 +251,25 @@ void Broker::handle_produce(std::shared_ptr<Request> req, kafka::ProduceRequest 
           kafka::update_crc(batch);
           slot->log_append_time_ms = now;
         }
-        auto appended = p->log->append(
-            batch, {},
-            [&ss, tp, slot, req, countdown, failed](const log::LogResult<log::AppendResult>& r) {
-              if (!r) {
-                slot->error_code = code(to_kafka(r.error().code));
-                slot->error_message = r.error().message;
+        const int16_t ack_mode = acks == 0 ? int16_t{1} : acks;
+        const ErrorCode proposed = p->replica->produce(
+            batch, ack_mode,
+            [&ss, tp, slot, countdown, failed](ErrorCode e, int64_t base) {
+              if (e != ErrorCode::kNone) {
+                slot->error_code = code(e);
                 slot->base_offset = -1;
                 failed->store(true);
+              } else {
+                slot->base_offset = base;
               }
-              if (Partition* p = ss.find(tp)) notify_waiters(*p);
+              if (Partition* p = ss.find(tp)) slot->log_start_offset = *p->log->log_start_offset();
               countdown->done();
             });
-        if (!appended) {
-          return finish(to_kafka(appended.error().code), appended.error().message);
-        }
-        slot->base_offset = *appended->base_offset;
-        slot->log_start_offset = *p->log->log_start_offset();
+        if (proposed != ErrorCode::kNone) return finish(proposed);
         if (pid >= 0) {
+          // The leader's producer state includes what it proposed (pipelined batches follow it).
           p->producers.record(pid, view->producer_epoch(), view->base_sequence(), count,
-                              *appended->base_offset);
+                              kafka::RecordBatchView::parse(batch)->base_offset());
         }
         ss.ring->submit();
       });
@@ -307,8 +334,8 @@ struct FetchOp : std::enable_shared_from_this<FetchOp> {
       slot.error = broker->missing_partition_error(tps[i]);
       return;
     }
-    if (fp.current_leader_epoch > 0) {  // our leader epoch is 0 on a single node
-      slot.error = ErrorCode::kUnknownLeaderEpoch;
+    if (ErrorCode e = leader_check(*p, fp.current_leader_epoch); e != ErrorCode::kNone) {
+      slot.error = e;
       return;
     }
     const int64_t hwm = p->high_watermark();
@@ -509,6 +536,44 @@ void Broker::per_partition(std::shared_ptr<Request> req, const Topics& topics, W
   countdown->done();
 }
 
+void Broker::handle_offset_for_leader_epoch(std::shared_ptr<Request> req,
+                                            const kafka::OffsetForLeaderEpochRequest& body) {
+  auto resp = std::make_shared<kafka::OffsetForLeaderEpochResponse>();
+  size_t total = 0;
+  for (const auto& t : body.topics) total += t.partitions.size();
+  auto countdown = std::make_shared<Countdown>(total + 1, [req, resp] { respond(*req, *resp); });
+  resp->topics.resize(body.topics.size());
+  for (size_t ti = 0; ti < body.topics.size(); ++ti) {
+    const auto& t = body.topics[ti];
+    resp->topics[ti].topic = t.topic;
+    resp->topics[ti].partitions.resize(t.partitions.size());
+    for (size_t pi = 0; pi < t.partitions.size(); ++pi) {
+      const auto& entry = t.partitions[pi];
+      auto* slot = &resp->topics[ti].partitions[pi];
+      slot->partition = entry.partition;
+      TopicPartition tp{t.topic, entry.partition};
+      ShardState& ss = shard_of(tp);
+      ss.shard.post([this, &ss, tp, entry, slot, countdown] {
+        Partition* p = ss.find(tp);
+        if (!p) {
+          slot->error_code = code(missing_partition_error(tp));
+        } else if (ErrorCode e = leader_check(*p, entry.current_leader_epoch);
+                   e != ErrorCode::kNone) {
+          slot->error_code = code(e);
+        } else if (p->replica) {
+          // The largest epoch <= the one asked for, and where the next epoch starts (or the
+          // log end); a consumer's answer never reaches past the high watermark.
+          auto [epoch, end] = p->replica->end_offset_for_epoch(entry.leader_epoch);
+          slot->leader_epoch = epoch;
+          slot->end_offset = epoch < 0 ? -1 : std::min(end, p->high_watermark());
+        }
+        countdown->done();
+      });
+    }
+  }
+  countdown->done();
+}
+
 void Broker::handle_delete_records(std::shared_ptr<Request> req,
                                    const kafka::DeleteRecordsRequest& body) {
   per_partition<kafka::DeleteRecordsResponse>(
@@ -520,6 +585,10 @@ void Broker::handle_delete_records(std::shared_ptr<Request> req,
           slot.error_code = code(missing_partition_error(tp));
           return;
         }
+        if (ErrorCode e = leader_check(*p, -1); e != ErrorCode::kNone) {
+          slot.error_code = code(e);
+          return;
+        }
         const int64_t hwm = p->high_watermark();
         const int64_t to = dp.offset == -1 ? hwm : dp.offset;
         if (to < 0 || to > hwm) {
@@ -527,6 +596,7 @@ void Broker::handle_delete_records(std::shared_ptr<Request> req,
         } else if (auto r = p->log->advance_log_start(Offset(to)); !r) {
           slot.error_code = code(to_kafka(r.error().code));
         } else {
+          if (p->replica) p->replica->log_start_moved();
           slot.low_watermark = *p->log->log_start_offset();
           spdlog::info("{}-{}: records before offset {} deleted (DeleteRecords)", tp.topic,
                        tp.partition, slot.low_watermark);
@@ -545,8 +615,8 @@ void Broker::handle_list_offsets(std::shared_ptr<Request> req,
           slot.error_code = code(missing_partition_error(tp));
           return;
         }
-        if (lp.current_leader_epoch > 0) {
-          slot.error_code = code(ErrorCode::kUnknownLeaderEpoch);
+        if (ErrorCode e = leader_check(*p, lp.current_leader_epoch); e != ErrorCode::kNone) {
+          slot.error_code = code(e);
           return;
         }
         int64_t offset = -1;
@@ -566,7 +636,7 @@ void Broker::handle_list_offsets(std::shared_ptr<Request> req,
         }
         slot.offset = offset;
         slot.timestamp = timestamp;
-        slot.leader_epoch = 0;
+        slot.leader_epoch = p->replica ? p->replica->leader_epoch() : 0;
         if (version == 0 && lp.max_num_offsets > 0 && offset >= 0) {
           slot.old_style_offsets.push_back(offset);
         }

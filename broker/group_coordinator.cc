@@ -117,6 +117,21 @@ void GroupCoordinator::append(int32_t partition, std::vector<Write> writes,
   auto built = builder.build();
   SLUICE_ASSERT(built.has_value());  // uncompressed: cannot fail
   auto batch = std::make_shared<ByteVec>(std::move(*built));
+  if (host_.replicate) {
+    const ErrorCode e = host_.replicate(partition, MutableBytes(*batch),
+                                        [done](ErrorCode r) {
+                                          done(r == ErrorCode::kNone ? r
+                                               : r == ErrorCode::kRequestTimedOut
+                                                   ? r
+                                                   : ErrorCode::kNotCoordinator);
+                                        });
+    if (e != ErrorCode::kNone) {
+      done(e == ErrorCode::kNotLeaderOrFollower ? ErrorCode::kNotCoordinator
+                                                : ErrorCode::kCoordinatorNotAvailable);
+    }
+    host_.after_append(partition);
+    return;
+  }
   auto appended = log->append(
       MutableBytes(*batch), {},
       [this, partition, batch, done](const log::LogResult<log::AppendResult>& r) {
@@ -254,6 +269,32 @@ Status GroupCoordinator::load() {
   }
   for (auto& f : done) f.wait();
   return {};
+}
+
+bool GroupCoordinator::coordinating(int32_t partition) const {
+  return partition >= 0 && partition < static_cast<int32_t>(partitions_.size()) &&
+         partitions_[partition]->loaded;
+}
+
+void GroupCoordinator::take_over(int32_t partition) {
+  if (partition < 0 || partition >= static_cast<int32_t>(partitions_.size())) return;
+  PartitionGroups& pg = *partitions_[partition];
+  if (pg.loaded) return;
+  pg.groups.clear();
+  pg.wake_ms.clear();
+  load_partition(partition, steady_ms());
+}
+
+void GroupCoordinator::resign(int32_t partition) {
+  if (partition < 0 || partition >= static_cast<int32_t>(partitions_.size())) return;
+  PartitionGroups& pg = *partitions_[partition];
+  if (!pg.loaded) return;
+  for (auto& [id, g] : pg.groups) g->shut(ErrorCode::kNotCoordinator);
+  pg.groups.clear();
+  pg.wake_ms.clear();
+  pg.loaded = false;
+  spdlog::info("{}-{}: no longer the leader: its groups are coordinated elsewhere", kTopic,
+               partition);
 }
 
 void GroupCoordinator::stop() {

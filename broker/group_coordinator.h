@@ -42,6 +42,12 @@ struct CoordinatorHost {
   std::function<void(uint32_t shard, std::function<void()>)> post;
   std::function<log::PartitionLog*(int32_t partition)> log_of;  // (shard) nullptr if not open
   std::function<void(int32_t partition)> after_append;          // (shard) kick I/O, wake fetches
+  // (shard) Appends a batch through the partition's Raft group; `done` once it is committed.
+  // Returns an error at once when this broker cannot (not the leader). Without it (tests),
+  // batches go to log_of(partition) directly.
+  std::function<kafka::ErrorCode(int32_t partition, MutableBytes batch,
+                                 std::function<void(kafka::ErrorCode)> done)>
+      replicate;
   std::function<int32_t(const std::string& topic)> partition_count;  // -1: no topic; any thread
   // The coordinator of groups on __consumer_offsets-partition; false while it has none. Any thread.
   std::function<bool(int32_t partition, std::string& host, int32_t& port, int32_t& node)> address;
@@ -83,6 +89,12 @@ class GroupCoordinator {
   // Answers every parked request with NOT_COORDINATOR (clients look for the coordinator
   // again and rejoin after a restart). Blocking; from a non-shard thread at shutdown.
   void stop();
+  // Leadership of __consumer_offsets partitions moves (Raft): the new leader loads the
+  // partition's groups from its log once it serves; a replica that stops leading drops them
+  // (members are told NOT_COORDINATOR and find the new coordinator). On the partition's shard.
+  bool coordinating(int32_t partition) const;
+  void take_over(int32_t partition);
+  void resign(int32_t partition);
 
   template <class Resp>
   using Reply = std::function<void(const Resp&)>;

@@ -37,6 +37,7 @@ constexpr Served kServed[] = {
     served<kafka::DeleteTopicsRequest>(),
     served<kafka::DeleteRecordsRequest>(),
     served<kafka::InitProducerIdRequest>(),
+    served<kafka::OffsetForLeaderEpochRequest>(),
     served<kafka::DescribeConfigsRequest>(),
     served<kafka::AlterConfigsRequest>(),
     served<kafka::CreatePartitionsRequest>(),
@@ -152,6 +153,8 @@ void Broker::dispatch(std::shared_ptr<Request> req, kafka::RequestBody body) {
           handle_delete_records(req, b);
         } else if constexpr (std::is_same_v<T, kafka::InitProducerIdRequest>) {
           handle_init_producer_id(req, b);
+        } else if constexpr (std::is_same_v<T, kafka::OffsetForLeaderEpochRequest>) {
+          handle_offset_for_leader_epoch(req, b);
         } else if constexpr (std::is_same_v<T, kafka::FindCoordinatorRequest> ||
                              std::is_same_v<T, kafka::JoinGroupRequest> ||
                              std::is_same_v<T, kafka::SyncGroupRequest> ||
@@ -233,12 +236,16 @@ void Broker::handle_metadata(std::shared_ptr<Request> req, const kafka::Metadata
           p.leader_id = pi.leader;
           p.leader_epoch = pi.leader_epoch;
           p.replica_nodes = pi.replicas;
-          // Until partitions are replicated only the leader holds the data.
-          if (pi.leader >= 0) p.isr_nodes = {pi.leader};
           if (pi.leader < 0) p.error_code = code(ErrorCode::kLeaderNotAvailable);
+          // In sync as far as the metadata can tell: the replicas whose brokers are live
+          // (the leader's own view, by replica progress, is in its Raft state).
           for (int32_t r : pi.replicas) {
             auto b = snap->brokers.find(r);
-            if (b == snap->brokers.end() || b->second.fenced) p.offline_replicas.push_back(r);
+            if (b == snap->brokers.end() || b->second.fenced) {
+              p.offline_replicas.push_back(r);
+            } else {
+              p.isr_nodes.push_back(r);
+            }
           }
           t.partitions.push_back(std::move(p));
         }
@@ -355,7 +362,7 @@ void Broker::handle_create_topics(std::shared_ptr<Request> req,
         fail(r, v.error().code, v.error().message);
       } else if (partitions <= 0) {
         fail(r, ErrorCode::kInvalidPartitions, "number of partitions must be at least 1");
-      } else if (rf <= 0) {
+      } else if (rf <= 0 && rf != -1) {  // -1: the controller's default, min(3, brokers)
         // Against the live brokers the controller checks (this broker's view may lag).
         fail(r, ErrorCode::kInvalidReplicationFactor, "replication factor must be at least 1");
       } else if (auto c = validate_topic_configs(configs); !c) {

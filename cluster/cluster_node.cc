@@ -150,7 +150,11 @@ Status ClusterNode::start() {
     if (v.id != config_.node_id) transport_->set_peer(v.id, v.host, v.port);
   }
   transport_->on_message([this](uint64_t group, raft::Message&& m) {
-    if (group == 0 && group_) group_->step(m);
+    if (group == 0) {
+      if (group_) group_->step(m);
+    } else if (partition_handler_) {
+      partition_handler_(group, std::move(m));
+    }
   });
   transport_->on_call([this](int32_t from, uint32_t method, std::string request,
                              transport::Transport::Reply reply) {
@@ -306,6 +310,7 @@ void ClusterNode::publish(std::shared_ptr<const pb::Image> image) {
     }
     image_ = image;
   }
+  connect_peers(*image);
   for (auto& l : listeners_) l(image);
   const uint64_t applied = image->applied_index();
   while (!waiting_.empty() && waiting_.begin()->first <= applied) {
@@ -748,6 +753,31 @@ void ClusterNode::lead(pb::ControllerRequest req,
         reply(resp);
       });
       return;
+    case pb::ControllerRequest::kSetLeaders: {
+      // Only what changes anything: a report no newer than the image is dropped here.
+      auto* out = rec.mutable_set_leaders();
+      for (const auto& ch : req.set_leaders().changes()) {
+        auto t = img.topics().find(ch.topic());
+        if (t == img.topics().end() || ch.partition() < 0 ||
+            ch.partition() >= t->second.partitions_size()) {
+          continue;
+        }
+        const pb::Partition& p = t->second.partitions(ch.partition());
+        if (ch.leader_epoch() < p.leader_epoch() ||
+            (ch.leader_epoch() == p.leader_epoch() && ch.leader() == p.leader())) {
+          continue;
+        }
+        *out->add_changes() = ch;
+      }
+      if (out->changes().empty()) {
+        pb::ControllerResponse resp;
+        resp.set_applied_index(img.applied_index());
+        reply(resp);
+        return;
+      }
+      propose(rec, on_applied);
+      return;
+    }
     case pb::ControllerRequest::kShutdownBroker: {
       auto it = img.brokers().find(req.shutdown_broker());
       if (it == img.brokers().end() || it->second.fenced()) {
@@ -780,13 +810,16 @@ std::vector<partitioner::Broker> placement_brokers(const pb::Image& img) {
 
 // Every existing partition as placement input and current assignment, so new replicas go
 // where load is lightest.
+// The partitions already placed, as loads for the new ones (only the new ones are taken from
+// the result). With brokers down, an existing partition counts at most `live` replicas, so a
+// topic of a larger replication factor does not stop new topics of a smaller one.
 void existing_placement(const pb::Image& img, std::vector<partitioner::PartitionSpec>& specs,
-                        partitioner::Assignment& current) {
+                        partitioner::Assignment& current, int32_t live) {
   for (const auto& [name, t] : img.topics()) {
     for (int i = 0; i < t.partitions_size(); ++i) {
       partitioner::TopicPartition tp{name, PartitionId(i)};
       const auto& p = t.partitions(i);
-      specs.push_back({tp, std::max(1, p.replicas_size())});
+      specs.push_back({tp, std::clamp(p.replicas_size(), 1, std::max(1, live))});
       partitioner::PartitionAssignment a{tp, {}};
       for (int32_t r : p.replicas()) a.replicas.push_back(BrokerId(r));
       current.push_back(std::move(a));
@@ -819,7 +852,7 @@ Result<std::vector<pb::Partition>, ApplyResult> ClusterNode::plan_partitions(
   }
   std::vector<partitioner::PartitionSpec> specs;
   partitioner::Assignment current;
-  existing_placement(img, specs, current);
+  existing_placement(img, specs, current, static_cast<int32_t>(brokers.size()));
   for (int32_t i = have; i < total; ++i) {
     specs.push_back({partitioner::TopicPartition{topic.name(), PartitionId(i)}, rf});
   }
@@ -880,6 +913,11 @@ Result<pb::Topic, ApplyResult> ClusterNode::plan_topic(const pb::TopicRequest& t
   }
   int32_t rf = t.replication_factor();
   if (rf <= 0) rf = config_.default_replication_factor;
+  if (rf <= 0) {  // min(3, live brokers), as Redpanda and KRaft-era tools expect
+    int32_t live = 0;
+    for (const auto& [id, b] : state_.image().brokers()) live += b.fenced() ? 0 : 1;
+    rf = std::clamp(live, 1, 3);
+  }
   topic.set_replication_factor(rf);
   if (t.partitions() <= 0) {
     return unexpected(
@@ -889,6 +927,68 @@ Result<pb::Topic, ApplyResult> ClusterNode::plan_topic(const pb::TopicRequest& t
   if (!parts) return unexpected(parts.error());
   for (auto& p : *parts) *topic.add_partitions() = std::move(p);
   return topic;
+}
+
+// ---- partition replication ----
+
+void ClusterNode::connect_peers(const pb::Image& image) {
+  // Every registered broker may share partitions with this one: dial its inter-broker port.
+  for (const auto& [id, b] : image.brokers()) {
+    if (id == config_.node_id || !b.has_rpc() || b.rpc().port() == 0) continue;
+    std::pair<std::string, uint32_t> addr{b.rpc().host(), b.rpc().port()};
+    auto it = peers_.find(id);
+    if (it != peers_.end() && it->second == addr) continue;
+    peers_[id] = addr;
+    transport_->set_peer(id, addr.first, static_cast<uint16_t>(addr.second));
+  }
+}
+
+void ClusterNode::send_raft(uint64_t group, std::vector<raft::Message> messages) {
+  asio::post(io_, [this, group, messages = std::move(messages)] {
+    if (stopping_) return;
+    transport_->send(group, messages);
+  });
+}
+
+void ClusterNode::on_partition_message(std::function<void(uint64_t, raft::Message&&)> handler) {
+  asio::post(io_, [this, handler = std::move(handler)]() mutable {
+    partition_handler_ = std::move(handler);
+  });
+}
+
+void ClusterNode::report_leaders(const pb::SetLeaders& changes) {
+  asio::post(io_, [this, changes] {
+    for (const auto& ch : changes.changes()) {
+      auto& slot = leader_reports_[{ch.topic(), ch.partition()}];
+      if (slot.topic().empty() || ch.leader_epoch() >= slot.leader_epoch()) slot = ch;
+    }
+    flush_leader_reports();
+  });
+}
+
+void ClusterNode::flush_leader_reports() {
+  if (leader_report_in_flight_ || leader_reports_.empty() || stopping_) return;
+  pb::ControllerRequest req;
+  auto* sl = req.mutable_set_leaders();
+  for (auto& [key, ch] : leader_reports_) *sl->add_changes() = std::move(ch);
+  leader_reports_.clear();
+  leader_report_in_flight_ = true;
+  auto sent = std::make_shared<pb::SetLeaders>(*sl);
+  request(std::move(req), std::chrono::milliseconds(5000),
+          [this, sent](pb::ControllerResponse resp) {
+            leader_report_in_flight_ = false;
+            if (resp.error_code() != 0) {
+              // Not committed: report again unless a newer report replaced it.
+              for (const auto& ch : sent->changes()) {
+                auto& slot = leader_reports_[{ch.topic(), ch.partition()}];
+                if (slot.topic().empty() || ch.leader_epoch() > slot.leader_epoch()) slot = ch;
+              }
+              auto timer = std::make_shared<asio::steady_timer>(io_, std::chrono::milliseconds(200));
+              timer->async_wait([this, timer](boost::system::error_code) { flush_leader_reports(); });
+              return;
+            }
+            flush_leader_reports();
+          });
 }
 
 }  // namespace sluice::cluster

@@ -64,7 +64,7 @@ struct ClusterConfig {
   int64_t heartbeat_interval_ms = 500;
   int64_t tick_ms = 50;
   uint32_t election_ticks = 10;
-  int32_t default_replication_factor = 1;
+  int32_t default_replication_factor = -1;  // -1: min(3, live brokers)
   double placement_epsilon = 0.05;
   uint64_t snapshot_every = 1000;  // controller log entries between snapshots
 };
@@ -113,6 +113,15 @@ class ClusterNode {
   // connection until `timeout`); `done` runs on the cluster thread once this broker's own image
   // includes the change (or with the error).
   void request(pb::ControllerRequest req, std::chrono::milliseconds timeout, Done done);
+
+  // Partition replication (Raft groups other than 0). Messages go out through the transport
+  // (any thread); messages for partition groups arrive on `handler` (cluster thread).
+  void send_raft(uint64_t group, std::vector<raft::Message> messages);
+  void on_partition_message(std::function<void(uint64_t group, raft::Message&&)> handler);
+  // Leaders report (topic, partition, leader, epoch) to the controller, which commits them
+  // (stale epochs are ignored) so that every broker's Metadata names the current leader.
+  // Reports are merged and sent at most one request at a time. Any thread.
+  void report_leaders(const pb::SetLeaders& changes);
 
   QuorumStatus quorum_status() const;
   int32_t node_id() const { return config_.node_id; }
@@ -176,6 +185,13 @@ class ClusterNode {
   bool stopping_ = false;
   bool shutting_down_ = false;  // controlled shutdown asked: no more heartbeats
   size_t voter_cursor_ = 0;
+
+  void flush_leader_reports();
+  void connect_peers(const pb::Image& image);
+  std::function<void(uint64_t, raft::Message&&)> partition_handler_;
+  std::map<std::pair<std::string, int32_t>, pb::SetLeaders::Change> leader_reports_;
+  bool leader_report_in_flight_ = false;
+  std::map<int32_t, std::pair<std::string, uint32_t>> peers_;  // rpc addresses set
 
   void refresh_status();
   mutable std::mutex status_mutex_;  // guards status_ (read by shards)

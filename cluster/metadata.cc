@@ -15,21 +15,8 @@ bool broker_live(const pb::Image& img, int32_t id) {
   return it != img.brokers().end() && !it->second.fenced();
 }
 
-// Leadership follows the preferred replica while data partitions are not replicated yet:
-// a partition is led by replicas[0] while that broker is live, and has no leader otherwise.
-// Each change of leader bumps the leader epoch.
-void refresh_leaders(pb::Image& img, int32_t broker) {
-  for (auto& [name, topic] : *img.mutable_topics()) {
-    for (auto& p : *topic.mutable_partitions()) {
-      if (p.replicas().empty() || p.replicas(0) != broker) continue;
-      const int32_t want = broker_live(img, broker) ? broker : -1;
-      if (p.leader() != want) {
-        p.set_leader(want);
-        p.set_leader_epoch(p.leader_epoch() + 1);
-      }
-    }
-  }
-}
+// Partition leaders are what the partitions' Raft leaders report (SetLeaders): a fenced
+// broker's partitions keep their last reported leader until a newer epoch is reported.
 
 }  // namespace
 
@@ -62,7 +49,6 @@ ApplyResult MetadataState::apply_to(pb::Image& img, const pb::Record& rec) {
       (*img.mutable_brokers())[b.id()] = b;
       (*img.mutable_brokers())[b.id()].set_fenced(false);
       (*img.mutable_brokers())[b.id()].set_registered_at(img.applied_index());
-      refresh_leaders(img, b.id());
       return {};
     }
     case pb::Record::kFenceBroker: {
@@ -80,7 +66,6 @@ ApplyResult MetadataState::apply_to(pb::Image& img, const pb::Record& rec) {
       }
       it->second.set_fenced(f.fenced());
       it->second.set_shut_down(f.fenced() && f.shutdown());
-      refresh_leaders(img, f.id());
       return {};
     }
     case pb::Record::kCreateTopic: {
@@ -92,10 +77,7 @@ ApplyResult MetadataState::apply_to(pb::Image& img, const pb::Record& rec) {
       pb::Topic& stored = (*img.mutable_topics())[t.name()];
       stored = t;
       for (auto& p : *stored.mutable_partitions()) {
-        const int32_t lead = !p.replicas().empty() && broker_live(img, p.replicas(0))
-                                 ? p.replicas(0)
-                                 : -1;
-        p.set_leader(lead);
+        p.set_leader(-1);  // until its Raft leader reports (SetLeaders)
         p.set_leader_epoch(0);
       }
       return {};
@@ -119,8 +101,7 @@ ApplyResult MetadataState::apply_to(pb::Image& img, const pb::Record& rec) {
       for (const auto& p : c.partitions()) {
         pb::Partition* added = it->second.add_partitions();
         *added = p;
-        added->set_leader(!p.replicas().empty() && broker_live(img, p.replicas(0)) ? p.replicas(0)
-                                                                                    : -1);
+        added->set_leader(-1);  // until its Raft leader reports (SetLeaders)
         added->set_leader_epoch(0);
       }
       return {};

@@ -44,8 +44,9 @@ TEST(MetadataState, RegisterCreateAndLead) {
   EXPECT_TRUE(s.apply(3, create_topic("t", {{0, 1}, {1, 0}})).ok());
   const auto& t = s.image().topics().at("t");
   ASSERT_EQ(t.partitions_size(), 2);
-  EXPECT_EQ(t.partitions(0).leader(), 0);
-  EXPECT_EQ(t.partitions(1).leader(), 1);
+  EXPECT_EQ(t.partitions(0).replicas(0), 0);
+  EXPECT_EQ(t.partitions(1).replicas(0), 1);
+  EXPECT_EQ(t.partitions(0).leader(), -1);  // until the partition's Raft leader reports
   EXPECT_EQ(s.image().applied_index(), 3u);
   EXPECT_EQ(live_brokers(s.image()).size(), 2u);
 }
@@ -59,21 +60,32 @@ TEST(MetadataState, DuplicateTopicIsRefusedDeterministically) {
   EXPECT_EQ(s.image().topics().at("t").partitions_size(), 1);
 }
 
-TEST(MetadataState, FencingTakesLeadershipAwayAndUnfencingGivesItBack) {
+TEST(MetadataState, LeadersAreWhatPartitionLeadersReportNewestEpochWins) {
   MetadataState s;
   ASSERT_TRUE(s.apply(1, register_broker(0, 7)).ok());
-  ASSERT_TRUE(s.apply(2, create_topic("t", {{0}})).ok());
-  ASSERT_TRUE(s.apply(3, fence(0, true, 7)).ok());
+  ASSERT_TRUE(s.apply(2, register_broker(1, 7)).ok());
+  ASSERT_TRUE(s.apply(3, create_topic("t", {{0, 1}})).ok());
+  EXPECT_EQ(s.image().topics().at("t").partitions(0).leader(), -1);  // none reported yet
+  auto report = [](int32_t leader, int32_t epoch) {
+    pb::Record r;
+    auto* ch = r.mutable_set_leaders()->add_changes();
+    ch->set_topic("t");
+    ch->set_partition(0);
+    ch->set_leader(leader);
+    ch->set_leader_epoch(epoch);
+    return r;
+  };
+  ASSERT_TRUE(s.apply(4, report(0, 2)).ok());
+  EXPECT_EQ(s.image().topics().at("t").partitions(0).leader(), 0);
+  // Fencing a broker does not move leadership: the partition's Raft group does, and reports.
+  ASSERT_TRUE(s.apply(5, fence(0, true, 7)).ok());
+  EXPECT_EQ(s.image().topics().at("t").partitions(0).leader(), 0);
+  ASSERT_TRUE(s.apply(6, report(1, 3)).ok());
+  ASSERT_TRUE(s.apply(7, report(0, 2)).ok());  // a late report of an older epoch
   const auto& p = s.image().topics().at("t").partitions(0);
-  EXPECT_EQ(p.leader(), -1);
-  EXPECT_EQ(leader_of(s.image(), p), -1);
-  EXPECT_TRUE(live_brokers(s.image()).empty());
-  // A fence record from an older start of the broker does not apply.
-  EXPECT_FALSE(s.apply(4, fence(0, false, 6)).ok());
-  ASSERT_TRUE(s.apply(5, fence(0, false, 7)).ok());
-  const auto& q = s.image().topics().at("t").partitions(0);
-  EXPECT_EQ(q.leader(), 0);
-  EXPECT_EQ(q.leader_epoch(), 2);  // one bump per change of leader
+  EXPECT_EQ(p.leader(), 1);
+  EXPECT_EQ(p.leader_epoch(), 3);
+  EXPECT_FALSE(s.apply(8, fence(0, false, 6)).ok());  // an older start of the broker
 }
 
 TEST(MetadataState, AControlledShutdownIsOnlyUndoneByANewRegistration) {

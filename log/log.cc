@@ -217,6 +217,21 @@ LogResult<AppendResult> PartitionLog::append(MutableBytes batches, const AppendO
   }
   std::vector<uint64_t> sizes;
   if (auto r = validate(batches, sizes); !r) return unexpected(r.error());
+  if (options.stamped) {
+    int64_t expect = end_offset_;
+    uint64_t pos = 0;
+    for (const uint64_t size : sizes) {
+      auto view = kafka::RecordBatchView::parse(batches.subspan(pos, size));
+      SLUICE_ASSERT(view.has_value());  // validate() accepted it
+      if (view->base_offset() != expect) {
+        return log_error(LogErrc::kInvalidBatch,
+                         "batch stamped with offset " + std::to_string(view->base_offset()) +
+                             " where the log ends at " + std::to_string(expect));
+      }
+      expect += view->last_offset_delta() + 1;
+      pos += size;
+    }
+  }
 
   const int64_t now = config_.clock_ms();
   AppendResult result{.base_offset = Offset(end_offset_), .bytes = batches.size()};
@@ -244,8 +259,10 @@ LogResult<AppendResult> PartitionLog::append(MutableBytes batches, const AppendO
       }
       active = segments_.back().get();
     }
-    kafka::set_base_offset(batch, end_offset_);
-    if (options.leader_epoch >= 0) kafka::set_partition_leader_epoch(batch, options.leader_epoch);
+    if (!options.stamped) {
+      kafka::set_base_offset(batch, end_offset_);
+      if (options.leader_epoch >= 0) kafka::set_partition_leader_epoch(batch, options.leader_epoch);
+    }
     if (auto r = add_index_entries(*active, active->size_bytes, end_offset_, end_offset_ + delta,
                                    view->max_timestamp(), size);
         !r) {

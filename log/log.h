@@ -92,6 +92,10 @@ struct RecoveryReport {
 
 struct AppendOptions {
   int32_t leader_epoch = -1;  // stamped in every batch when >= 0 (the Raft term)
+  // The batches already carry their offsets (a Raft entry stamped by its leader): each batch's
+  // base offset must be the log end at its turn (kInvalidBatch otherwise, before anything is
+  // written) and nothing is written into the caller's buffer, which other threads may read.
+  bool stamped = false;
 };
 
 struct AppendResult {

@@ -4,6 +4,7 @@ import os
 import subprocess
 import sys
 import time
+import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import harness  # noqa: E402
@@ -101,6 +102,27 @@ def kcat_brokers(bootstrap):
 
 def report(what, value):
     print("REPORT %s: %s" % (what, value), flush=True)
+
+
+class ClusterTestCase(unittest.TestCase):
+    """Each test starts its own cluster (harness.Cluster(3, racks a/b/c) with CLUSTER_ARGS)
+    and prints every broker's log when it failed."""
+
+    CLUSTER_ARGS = ()
+
+    def setUp(self):
+        self.cluster = harness.Cluster(3, racks=["a", "b", "c"],
+                                       args=list(self.CLUSTER_ARGS)).start()
+        self._failed_before = self._failures()
+
+    def tearDown(self):
+        failed = self._failures() > self._failed_before
+        self.cluster.cleanup(failed=failed)
+
+    def _failures(self):
+        outcome = getattr(self, "_outcome", None)
+        result = getattr(outcome, "result", None)
+        return len(result.failures) + len(result.errors) if result else 0
 
 
 NewTopic = NewTopic

@@ -11,10 +11,9 @@ import socket
 import struct
 import sys
 import time
-import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from cluster_util import (NewTopic, controller_of, create_topics, harness, kcat_brokers,  # noqa: E402
+from cluster_util import (ClusterTestCase, NewTopic, controller_of, create_topics, harness, kcat_brokers,  # noqa: E402
                           quorum, report, view, wait_for)
 
 from confluent_kafka import Consumer, Producer  # noqa: E402
@@ -23,23 +22,10 @@ from kafka import KafkaAdminClient  # noqa: E402
 SESSION_MS = 3000
 
 
-class ControlPlane(unittest.TestCase):
-    def setUp(self):
-        self.cluster = harness.Cluster(
-            3, racks=["a", "b", "c"],
-            args=["--broker.session.timeout.ms", str(SESSION_MS),
-                  "--group.initial.rebalance.delay.ms", "0", "--controller.snapshot.records", "20",
-                  "--offsets.topic.num.partitions", "3"]).start()
-        self._failed_before = self._failures()
-
-    def tearDown(self):
-        failed = self._failures() > self._failed_before
-        self.cluster.cleanup(failed=failed)
-
-    def _failures(self):
-        outcome = getattr(self, "_outcome", None)
-        result = getattr(outcome, "result", None)
-        return len(result.failures) + len(result.errors) if result else 0
+class ControlPlane(ClusterTestCase):
+    CLUSTER_ARGS = ("--broker.session.timeout.ms", str(SESSION_MS),
+                    "--group.initial.rebalance.delay.ms", "0", "--controller.snapshot.records",
+                    "20", "--offsets.topic.num.partitions", "3")
 
     def brokers(self):
         return self.cluster.brokers

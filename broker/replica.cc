@@ -1,0 +1,859 @@
+#include "broker/replica.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <chrono>
+#include <cstring>
+#include <random>
+
+#include <spdlog/spdlog.h>
+
+#include "common/assert.h"
+#include "common/durable_file.h"
+#include "common/bytes.h"
+#include "protocol/crc32c.h"
+#include "protocol/record_batch.h"
+
+namespace sluice::broker {
+
+namespace asio = boost::asio;
+using kafka::ErrorCode;
+
+namespace {
+
+constexpr uint32_t kSlotMagic = 0x534c5253;  // "SLRS"
+constexpr size_t kSlotBytes = 256;
+constexpr size_t kSlotFixed = 4 + 4 + 8 * 7 + 4;  // magic, crc, 7 u64 fields, conf length
+constexpr size_t kInternalHeader = 4 + 4 + 8 + 8 + 1 + 8;
+constexpr uint32_t kInternalMax = 1 << 20;
+
+int64_t now_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+template <class T>
+void put(std::string& out, T v) {
+  char b[sizeof(T)];
+  store_be<T>(reinterpret_cast<std::byte*>(b), v);
+  out.append(b, sizeof(T));
+}
+template <class T>
+T get(const char* p) {
+  return load_be<T>(reinterpret_cast<const std::byte*>(p));
+}
+
+Status sys_error(const std::string& what) {
+  return error(errno, what + ": " + std::strerror(errno));
+}
+
+}  // namespace
+
+uint64_t partition_group_id(const std::array<uint8_t, 16>& topic_id, int32_t partition) {
+  uint64_t h = 1469598103934665603ULL;  // FNV-1a over the topic id
+  for (uint8_t b : topic_id) {
+    h ^= b;
+    h *= 1099511628211ULL;
+  }
+  // The low 24 bits are the partition (Kafka allows far fewer per topic); bit 63 keeps it
+  // away from 0, the controller.
+  return (h << 24) | (1ULL << 63) | (static_cast<uint64_t>(partition) & 0xffffff);
+}
+
+Replica::Replica(log::PartitionLog& log, log::IoRing& ring, asio::io_context& io,
+                 ReplicaOptions options, ReplicaEvents events)
+    : log_(log), ring_(ring), io_(io), options_(std::move(options)), events_(std::move(events)) {}
+
+Replica::~Replica() {
+  *alive_ = false;
+  if (state_fd_ >= 0) ::close(state_fd_);
+  if (internal_fd_ >= 0) ::close(internal_fd_);
+}
+
+Result<std::unique_ptr<Replica>> Replica::open(const std::string& dir, log::PartitionLog& log,
+                                               log::IoRing& ring, asio::io_context& io,
+                                               ReplicaOptions options, ReplicaEvents events) {
+  std::unique_ptr<Replica> r(new Replica(log, ring, io, std::move(options), std::move(events)));
+  const bool exists = ::access((dir + "/raft.state").c_str(), F_OK) == 0;
+  if (auto s = exists ? r->load(dir) : r->create(dir); !s) return unexpected(s.error());
+  raft::Config rc = r->options_.raft;
+  rc.id = raft::NodeId(r->options_.self);
+  rc.seed = std::random_device{}() ^ r->options_.group;
+  r->node_ = std::make_unique<raft::Node>(rc, r->restored_state(), r.get());
+  r->last_term_ = *r->node_->term();
+  const raft::ConfState conf = r->node_->status().conf;
+  r->mirrored_last_ = std::max(r->mirrored_last_, *r->node_->status().last_index);
+  // A replica alone in its group leads at once; the preferred replica of a new group
+  // campaigns without waiting for an election timeout.
+  if (conf.voters.size() == 1 && conf.is_voter(rc.id)) {
+    r->node_->campaign();
+  } else if (!exists && !r->options_.initial_voters.empty() &&
+             r->options_.initial_voters.front() == r->options_.self) {
+    r->node_->campaign();
+  }
+  r->after_role_change();
+  r->schedule();
+  return r;
+}
+
+// ---- files ----
+
+std::string Replica::encode_slot(const StateSlot& s) const {
+  // The configuration in effect at the log start.
+  const raft::Payload c = raft::encode_conf_state(snap_conf_);
+  std::string body;
+  put<uint64_t>(body, s.generation);
+  put<uint64_t>(body, s.term);
+  put<int64_t>(body, s.vote);
+  put<uint64_t>(body, s.snap_index);
+  put<uint64_t>(body, s.snap_term);
+  put<int64_t>(body, s.internal_before);
+  put<uint64_t>(body, s.commit);
+  put<uint32_t>(body, static_cast<uint32_t>(c.size()));
+  body.append(c.text());
+  std::string out;
+  put<uint32_t>(out, kSlotMagic);
+  put<uint32_t>(out, kafka::crc32c(as_bytes(std::string_view(body))));
+  out += body;
+  out.resize(kSlotBytes, '\0');
+  return out;
+}
+
+std::string Replica::encode_internal(const Internal& e) const {
+  std::string body;
+  put<uint64_t>(body, e.index);
+  put<uint64_t>(body, e.term);
+  put<uint8_t>(body, static_cast<uint8_t>(e.type));
+  put<int64_t>(body, e.kafka_pos);
+  body.append(e.data.text());
+  std::string out;
+  put<uint32_t>(out, static_cast<uint32_t>(body.size()));
+  put<uint32_t>(out, kafka::crc32c(as_bytes(std::string_view(body))));
+  return out + body;
+}
+
+Status Replica::create(const std::string& dir) {
+  // Everything already in the log (a partition from before replication) counts as a
+  // snapshot: the group starts after it, with its configuration entry.
+  const int64_t kend = *log_.log_end_offset();
+  snap_index_ = static_cast<uint64_t>(kend);
+  snap_term_ = 0;
+  xlate_ = log::OffsetTranslator(kend, 0);
+  raft::ConfState conf;
+  for (int32_t v : options_.initial_voters) conf.voters.push_back(raft::NodeId(v));
+  std::sort(conf.voters.begin(), conf.voters.end());
+  if (conf.voters.empty()) return error(22, "a replicated partition needs voters");
+  Internal boot{.index = snap_index_ + 1,
+                .term = 1,
+                .type = raft::EntryType::kConfig,
+                .kafka_pos = kend,
+                .data = raft::encode_conf_state(conf)};
+  state_ = StateSlot{.generation = 1,
+                     .term = 1,
+                     .vote = -1,
+                     .snap_index = snap_index_,
+                     .snap_term = 0,
+                     .internal_before = 0,
+                     .commit = boot.index};
+  const std::string rec = encode_internal(boot);
+  if (auto s = write_file_durably(dir + "/raft.internal", rec); !s) return s;
+  std::string slots = encode_slot(state_);
+  slots += std::string(kSlotBytes, '\0');
+  if (auto s = write_file_durably(dir + "/raft.state", slots); !s) return s;
+  return load(dir);
+}
+
+Status Replica::load(const std::string& dir) {
+  state_fd_ = ::open((dir + "/raft.state").c_str(), O_RDWR | O_CLOEXEC);
+  if (state_fd_ < 0) return sys_error("cannot open " + dir + "/raft.state");
+  internal_fd_ = ::open((dir + "/raft.internal").c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (internal_fd_ < 0) return sys_error("cannot open " + dir + "/raft.internal");
+  // The newest whole slot.
+  char buf[kSlotBytes * 2];
+  const ssize_t n = ::pread(state_fd_, buf, sizeof buf, 0);
+  if (n < 0) return sys_error("cannot read " + dir + "/raft.state");
+  bool found = false;
+  for (size_t slot = 0; slot < 2; ++slot) {
+    if (static_cast<size_t>(n) < (slot + 1) * kSlotBytes) break;
+    const char* p = buf + slot * kSlotBytes;
+    if (get<uint32_t>(p) != kSlotMagic) continue;
+    const uint32_t conf_len = get<uint32_t>(p + kSlotFixed - 4);
+    if (conf_len > kSlotBytes - kSlotFixed) continue;
+    const std::string_view body(p + 8, kSlotFixed - 8 + conf_len);
+    if (kafka::crc32c(as_bytes(body)) != get<uint32_t>(p + 4)) continue;
+    StateSlot s{.generation = get<uint64_t>(p + 8),
+                .term = get<uint64_t>(p + 16),
+                .vote = get<int64_t>(p + 24),
+                .snap_index = get<uint64_t>(p + 32),
+                .snap_term = get<uint64_t>(p + 40),
+                .internal_before = get<int64_t>(p + 48),
+                .commit = get<uint64_t>(p + 56)};
+    auto conf = raft::decode_conf_state(as_bytes(std::string_view(p + kSlotFixed, conf_len)));
+    if (!conf) continue;
+    if (!found || s.generation > state_.generation) {
+      state_ = s;
+      snap_conf_ = *conf;
+      found = true;
+    }
+  }
+  if (!found) {
+    return error(5, dir + "/raft.state has no valid copy of the replica's term and vote; "
+                          "the replica cannot take part safely (move the partition "
+                          "directory away to rebuild it from its peers)");
+  }
+  snap_index_ = state_.snap_index;
+  snap_term_ = state_.snap_term;
+  xlate_ = log::OffsetTranslator(static_cast<int64_t>(snap_index_), state_.internal_before);
+  // Raft's own entries, up to a torn or corrupt tail, and only those whose data before them
+  // is in the log.
+  std::string text;
+  {
+    auto r = read_file(dir + "/raft.internal");
+    if (!r) return unexpected(r.error());
+    text = std::move(*r);
+  }
+  const int64_t kend = *log_.log_end_offset();
+  uint64_t pos = 0;
+  uint64_t expect = snap_index_ + 1;
+  int64_t internal_before = state_.internal_before;
+  while (pos + kInternalHeader <= text.size()) {
+    const char* p = text.data() + pos;
+    const uint32_t len = get<uint32_t>(p);
+    if (len < kInternalHeader - 8 || len > kInternalMax || pos + 8 + len > text.size()) break;
+    const std::string_view body(p + 8, len);
+    if (kafka::crc32c(as_bytes(body)) != get<uint32_t>(p + 4)) break;
+    Internal e{.index = get<uint64_t>(p + 8),
+               .term = get<uint64_t>(p + 16),
+               .type = static_cast<raft::EntryType>(get<uint8_t>(p + 24)),
+               .kafka_pos = get<int64_t>(p + 25),
+               .data = raft::Payload::copy_of(body.substr(kInternalHeader - 8)),
+               .file_pos = pos};
+    if (e.kafka_pos > kend) break;  // the data before it was lost: so is it
+    if (e.index > snap_index_) {
+      // Its index follows from the data and internal records before it.
+      const uint64_t want = static_cast<uint64_t>(e.kafka_pos + internal_before) + 1;
+      if (e.index != want || e.index < expect) {
+        return error(5, dir + "/raft.internal: entry " + std::to_string(e.index) +
+                            " does not fit the log (expected index " + std::to_string(want) +
+                            "); the replica's state is damaged");
+      }
+      xlate_.add_internal(static_cast<int64_t>(e.index) - 1, 1);
+      expect = e.index + 1;
+      ++internal_before;
+    } else {
+      pre_snapshot_.push_back({e.index, e.term});
+    }
+    if (e.index > snap_index_) internal_.push_back(std::move(e));
+    pos += 8 + len;
+  }
+  if (pos < text.size()) {
+    spdlog::warn("{}: raft.internal: {} bytes after the last whole entry cut", dir,
+                 text.size() - pos);
+    if (::ftruncate(internal_fd_, static_cast<off_t>(pos)) != 0 || ::fdatasync(internal_fd_) != 0) {
+      return sys_error("cannot truncate " + dir + "/raft.internal");
+    }
+  }
+  internal_size_ = pos;
+  // The log start may have moved past the snapshot (retention) before a crash.
+  const int64_t kstart = *log_.log_start_offset();
+  if (kstart > kafka_of(snap_index_ + 1) && kstart <= kend) {
+    const uint64_t idx = index_of(kstart) - 1;
+    snap_term_ = term_at(idx);
+    snap_index_ = idx;
+  }
+  mirrored_last_ = last_index();
+  return {};
+}
+
+uint64_t Replica::last_index() const {
+  return static_cast<uint64_t>(xlate_.to_log(*log_.log_end_offset()));
+}
+
+uint64_t Replica::term_at(uint64_t index) const {
+  // Every term's first entry is Raft's own (a leader's no-op): data takes the term of the
+  // internal entry before it.
+  auto it = std::upper_bound(internal_.begin(), internal_.end(), index,
+                             [](uint64_t i, const Internal& e) { return i < e.index; });
+  if (it != internal_.begin()) return std::prev(it)->term;
+  return snap_term_;
+}
+
+raft::RestoredState Replica::restored_state() {
+  raft::RestoredState rs;
+  rs.hard_state.term = Term(state_.term);
+  rs.hard_state.vote = raft::NodeId(static_cast<int32_t>(state_.vote));
+  const uint64_t last = last_index();
+  rs.hard_state.commit = LogIndex(std::clamp(state_.commit, snap_index_, last));
+  rs.snapshot.index = LogIndex(snap_index_);
+  rs.snapshot.term = Term(snap_term_);
+  rs.snapshot.conf = snap_conf_;
+  for (const Internal& e : internal_) {
+    if (e.index <= snap_index_ || e.type != raft::EntryType::kConfig) continue;
+    auto conf = raft::decode_conf_state(e.data.bytes());
+    if (conf) {
+      rs.source_confs.emplace_back(LogIndex(e.index), *conf);
+    }
+  }
+  rs.source_last = LogIndex(last);
+  if (last > snap_index_) {
+    uint64_t cur = snap_term_;
+    rs.term_starts.emplace_back(LogIndex(snap_index_ + 1), Term(snap_term_));
+    for (const Internal& e : internal_) {
+      if (e.index <= snap_index_ || e.term == cur) continue;
+      if (*rs.term_starts.back().first == e.index) {
+        rs.term_starts.back().second = Term(e.term);
+      } else {
+        rs.term_starts.emplace_back(LogIndex(e.index), Term(e.term));
+      }
+      cur = e.term;
+    }
+  }
+  rs.applied = rs.hard_state.commit;
+  commit_persisted_ = *rs.hard_state.commit;
+  return rs;
+}
+
+// ---- LogSource ----
+
+std::vector<raft::Entry> Replica::entries(LogIndex lo, LogIndex hi, uint64_t max_bytes) {
+  std::vector<raft::Entry> out;
+  uint64_t bytes = 0;
+  uint64_t i = *lo;
+  while (i <= *hi && (out.empty() || bytes < max_bytes)) {
+    auto it = std::lower_bound(internal_.begin(), internal_.end(), i,
+                               [](const Internal& e, uint64_t x) { return e.index < x; });
+    if (it != internal_.end() && it->index == i) {
+      out.push_back(raft::Entry{LogIndex(i), Term(it->term), it->type, it->data, 1});
+      bytes += it->data.size();
+      ++i;
+      continue;
+    }
+    // Data from the Kafka offset of `i` up to the next internal entry.
+    const int64_t k = kafka_of(i);
+    std::optional<Offset> limit;
+    if (it != internal_.end()) limit = Offset(it->kafka_pos);
+    const uint64_t want = out.empty() ? max_bytes : max_bytes - bytes;
+    auto read = log_.read_copy(Offset(k), std::max<uint64_t>(want, 1), limit);
+    if (!read || read->empty()) return out;
+    Bytes rest(read->data(), read->size());
+    bool first = true;
+    while (!rest.empty()) {
+      auto view = kafka::RecordBatchView::parse(rest);
+      if (!view) return {};
+      if (first && view->base_offset() != k) return {};  // not where the index says
+      first = false;
+      const uint64_t idx = index_of(view->base_offset());
+      const auto width = static_cast<uint32_t>(view->last_offset_delta() + 1);
+      const size_t size = view->size_bytes();
+      if (idx > *hi) return out;
+      out.push_back(raft::Entry{LogIndex(idx), Term(term_at(idx)), raft::EntryType::kNormal,
+                                raft::Payload::copy_of(rest.first(size)), width});
+      bytes += size;
+      i = idx + width;
+      rest = rest.subspan(size);
+      if (bytes >= max_bytes) return out;
+    }
+  }
+  return out;
+}
+
+// ---- proposals ----
+
+int64_t Replica::kafka_end_of_node_log() const {
+  int64_t k = xlate_.to_kafka(static_cast<int64_t>(mirrored_last_));
+  const auto mem = node_->log().entries();
+  for (auto it = mem.rbegin(); it != mem.rend() && *it->index > mirrored_last_; ++it) {
+    if (it->type == raft::EntryType::kNormal) k += it->width;
+  }
+  return k;
+}
+
+ErrorCode Replica::produce(MutableBytes batch, int16_t acks, ProduceDone done) {
+  if (failed_) return ErrorCode::kKafkaStorageError;
+  if (!is_leader()) return ErrorCode::kNotLeaderOrFollower;
+  auto view = kafka::RecordBatchView::parse(batch);
+  if (!view) return ErrorCode::kCorruptMessage;
+  const auto width = static_cast<uint32_t>(view->last_offset_delta() + 1);
+  const int64_t base = kafka_end_of_node_log();
+  const uint64_t term = *node_->term();
+  kafka::set_base_offset(batch, base);
+  kafka::set_partition_leader_epoch(batch, static_cast<int32_t>(term));
+  auto index = node_->propose(raft::Payload::copy_of(Bytes(batch)), width);
+  if (!index) {
+    return index.error() == raft::Errc::kTooManyUncommitted ? ErrorCode::kRequestTimedOut
+                                                             : ErrorCode::kNotLeaderOrFollower;
+  }
+  if (done) {
+    waiters_.emplace(**index + width - 1,
+                     Waiter{.acks = acks, .term = term, .kafka_base = base, .done = std::move(done)});
+  }
+  schedule();
+  return ErrorCode::kNone;
+}
+
+void Replica::when_committed(int64_t kafka_end, std::function<void(ErrorCode)> done) {
+  if (kafka_end <= high_watermark()) {
+    done(ErrorCode::kNone);
+    return;
+  }
+  commit_waiters_.emplace(static_cast<uint64_t>(xlate_.to_log(kafka_end - 1)) + 1,
+                          std::move(done));
+}
+
+void Replica::tick() {
+  if (failed_) return;
+  node_->tick();
+  if (is_leader()) {
+    const int64_t now = now_ms();
+    const uint64_t commit = *node_->status().commit;
+    for (raft::NodeId v : node_->status().conf.voters) {
+      const auto* pr = node_->progress(v);
+      if (pr && pr->match >= commit) caught_up_ms_[*v] = now;
+    }
+  }
+  after_role_change();
+  schedule();
+}
+
+void Replica::step(raft::Message&& message) {
+  if (failed_) return;
+  node_->step(message);
+  after_role_change();
+  schedule();
+}
+
+void Replica::campaign() {
+  if (failed_) return;
+  node_->campaign();
+  after_role_change();
+  schedule();
+}
+
+Result<void, raft::Errc> Replica::transfer_leadership(int32_t to) {
+  auto r = node_->transfer_leadership(raft::NodeId(to));
+  schedule();
+  return r;
+}
+
+bool Replica::serving() const {
+  if (!is_leader() || failed_) return false;
+  const uint64_t commit = *node_->status().commit;
+  return term_at_node(commit) == *node_->term();
+}
+
+uint64_t Replica::term_at_node(uint64_t index) const {
+  auto t = node_->log().term(index);
+  return t ? *t : 0;
+}
+
+int64_t Replica::high_watermark() const {
+  const uint64_t commit = std::min<uint64_t>(*node_->status().commit, mirrored_last_);
+  const int64_t hw = xlate_.to_kafka(static_cast<int64_t>(commit));
+  return std::min<int64_t>(hw, *log_.written_offset());
+}
+
+int64_t Replica::log_end() const { return kafka_end_of_node_log(); }
+
+std::vector<int32_t> Replica::voters() const {
+  std::vector<int32_t> out;
+  for (raft::NodeId v : node_->status().conf.voters) out.push_back(*v);
+  return out;
+}
+
+std::vector<int32_t> Replica::in_sync_replicas(int64_t lag_ms) const {
+  if (!is_leader()) return voters();
+  const int64_t now = now_ms();
+  std::vector<int32_t> out;
+  for (raft::NodeId v : node_->status().conf.voters) {
+    const auto id = *v;
+    if (id == options_.self) {
+      out.push_back(id);
+      continue;
+    }
+    const auto* pr = node_->progress(v);
+    auto it = caught_up_ms_.find(id);
+    if (pr && pr->recent_active && it != caught_up_ms_.end() && now - it->second <= lag_ms) {
+      out.push_back(id);
+    }
+  }
+  return out;
+}
+
+std::pair<int32_t, int64_t> Replica::end_offset_for_epoch(int32_t epoch) const {
+  // Term runs: each starts at an internal entry of a new term.
+  if (epoch < 0) return {-1, -1};
+  int64_t found = -1;
+  uint64_t next_start = 0;  // the first index of the next larger term
+  uint64_t cur = snap_term_;
+  if (snap_term_ <= static_cast<uint64_t>(epoch) && snap_index_ > 0) found = static_cast<int64_t>(snap_term_);
+  for (const auto& [idx, t] : pre_snapshot_) {
+    (void)idx;
+    if (t <= static_cast<uint64_t>(epoch)) found = std::max<int64_t>(found, static_cast<int64_t>(t));
+  }
+  for (const Internal& e : internal_) {
+    if (e.term == cur) continue;
+    cur = e.term;
+    if (e.term <= static_cast<uint64_t>(epoch)) {
+      found = static_cast<int64_t>(e.term);
+    } else {
+      next_start = e.index;
+      break;
+    }
+  }
+  if (found < 0) return {-1, -1};
+  // Terms the node has appended and not yet handed to us (a new leader's no-op).
+  if (next_start == 0 && *node_->term() > static_cast<uint64_t>(found) && is_leader() &&
+      static_cast<uint64_t>(epoch) < *node_->term()) {
+    return {static_cast<int32_t>(found), log_end()};
+  }
+  const int64_t end = next_start == 0 ? log_end() : kafka_of(next_start);
+  return {static_cast<int32_t>(found), end};
+}
+
+void Replica::log_start_moved() {
+  const int64_t kstart = *log_.log_start_offset();
+  if (kstart <= kafka_of(snap_index_ + 1)) return;
+  const uint64_t idx = index_of(kstart) - 1;
+  if (idx > *node_->status().applied || idx <= snap_index_) return;
+  const LogStartImage img{kstart, static_cast<int64_t>(idx) - kstart};
+  std::string data;
+  put<int64_t>(data, img.kafka_start);
+  put<int64_t>(data, img.internal_before);
+  const raft::Snapshot snap = node_->compact(LogIndex(idx), raft::Payload::copy_of(data));
+  snap_index_ = *snap.index;
+  snap_term_ = *snap.term;
+  snap_conf_ = snap.conf;
+  state_.snap_index = snap_index_;
+  state_.snap_term = snap_term_;
+  state_.internal_before = img.internal_before;
+  write_slot(false, {});
+}
+
+// ---- the Ready pipeline ----
+
+void Replica::schedule() {
+  if (scheduled_ || running_ || failed_) return;
+  scheduled_ = true;
+  asio::post(io_, [this, alive = alive_] {
+    if (!*alive) return;
+    scheduled_ = false;
+    run();
+  });
+}
+
+void Replica::run() {
+  if (running_ || failed_ || !node_->has_ready()) return;
+  running_ = true;
+  auto rd = std::make_shared<raft::Ready>(node_->take_ready());
+  Plan plan;
+  // Mirror the node's log: the translator and internal entries follow what the node hands
+  // out, before it is on disk (the leader computes offsets from them).
+  if (rd->snapshot) {
+    plan.install = true;
+    internal_.clear();
+    const raft::Snapshot& s = *rd->snapshot;
+    LogStartImage img;
+    if (s.data.size() >= 16) {
+      img.kafka_start = get<int64_t>(reinterpret_cast<const char*>(s.data.bytes().data()));
+      img.internal_before = get<int64_t>(reinterpret_cast<const char*>(s.data.bytes().data()) + 8);
+    }
+    if (img.kafka_start < 0 || img.internal_before < 0 ||
+        static_cast<uint64_t>(img.kafka_start + img.internal_before) != *s.index) {
+      return fail("a snapshot from the leader does not describe a log start");
+    }
+    plan.install_image = img;
+    xlate_ = log::OffsetTranslator(static_cast<int64_t>(*s.index), img.internal_before);
+    snap_index_ = *s.index;
+    snap_term_ = *s.term;
+    snap_conf_ = s.conf;
+    pre_snapshot_.clear();
+    mirrored_last_ = *s.index;
+  }
+  if (!rd->entries.empty()) {
+    const uint64_t from = *rd->entries.front().index;
+    if (from <= mirrored_last_) {
+      // A follower's conflicting suffix: forget it here, cut it from the files below.
+      auto it = std::lower_bound(internal_.begin(), internal_.end(), from,
+                                 [](const Internal& e, uint64_t x) { return e.index < x; });
+      if (it != internal_.end()) {
+        plan.internal_cut = std::min(plan.internal_cut, it->file_pos);
+        internal_.erase(it, internal_.end());
+      }
+      xlate_.truncate_suffix(static_cast<int64_t>(from) - 1);
+      plan.data_cut = xlate_.to_kafka(static_cast<int64_t>(from) - 1);
+    }
+    const bool own = is_leader();
+    const uint64_t term = *node_->term();
+    for (const raft::Entry& e : rd->entries) {
+      if (e.type == raft::EntryType::kNormal) {
+        plan.data.push_back(&e);
+        if (!(own && *e.term == term) && events_.on_data) events_.on_data(e.data.bytes());
+        continue;
+      }
+      Internal in{.index = *e.index,
+                  .term = *e.term,
+                  .type = e.type,
+                  .kafka_pos = xlate_.to_kafka(static_cast<int64_t>(*e.index) - 1),
+                  .data = e.data};
+      xlate_.add_internal(static_cast<int64_t>(*e.index) - 1, 1);
+      plan.internal.push_back(in);
+      internal_.push_back(std::move(in));
+    }
+    mirrored_last_ = rd->entries.back().last();
+  }
+  if (rd->hard_state) {
+    const uint64_t term = *rd->hard_state->term;
+    const auto vote = static_cast<int64_t>(*rd->hard_state->vote);
+    if (term != state_.term || vote != state_.vote) plan.hard_state = true;
+    state_.term = term;
+    state_.vote = vote;
+  }
+  execute(rd, std::make_shared<Plan>(std::move(plan)));
+}
+
+void Replica::execute(std::shared_ptr<raft::Ready> rd, std::shared_ptr<Plan> plan) {
+  // 1. Truncation and log restarts need the log idle: wait for it (a timer; never block).
+  const bool cut = plan->install || (plan->data_cut >= 0 && plan->data_cut < *log_.log_end_offset());
+  if (cut && !log_.idle()) {
+    auto timer = std::make_shared<asio::steady_timer>(io_, std::chrono::milliseconds(2));
+    timer->async_wait([this, alive = alive_, timer, rd, plan](boost::system::error_code) {
+      if (*alive) execute(rd, plan);
+    });
+    return;
+  }
+  if (plan->install) {
+    const int64_t start = *log_.log_start_offset();
+    if (auto r = log_.truncate_suffix(Offset(start)); !r) return fail(r.error().message);
+    if (plan->install_image.kafka_start > start) {
+      if (auto r = log_.advance_log_start(Offset(plan->install_image.kafka_start)); !r) {
+        return fail(r.error().message);
+      }
+    }
+    plan->internal_cut = 0;
+    state_.snap_index = snap_index_;
+    state_.snap_term = snap_term_;
+    state_.internal_before = plan->install_image.internal_before;
+    plan->hard_state = true;
+    if (events_.on_truncated) events_.on_truncated();
+  } else if (plan->data_cut >= 0 && plan->data_cut < *log_.log_end_offset()) {
+    if (auto r = log_.truncate_suffix(Offset(plan->data_cut)); !r) return fail(r.error().message);
+    if (events_.on_truncated) events_.on_truncated();
+  }
+  if (plan->internal_cut != UINT64_MAX && plan->internal_cut < internal_size_) {
+    if (::ftruncate(internal_fd_, static_cast<off_t>(plan->internal_cut)) != 0) {
+      return fail(std::string("cannot truncate raft.internal: ") + std::strerror(errno));
+    }
+    internal_size_ = plan->internal_cut;
+  }
+  // 2. Raft's own entries and the hard state, durable before the data that follows: the
+  // writes first, then (once they completed: the ring does not order them) the fdatasyncs.
+  struct Meta {
+    size_t pending = 0;
+    int32_t error = 0;
+    bool syncing = false;
+    bool internal = false;
+  };
+  auto meta = std::make_shared<Meta>();
+  meta->internal = !plan->internal.empty();
+  std::shared_ptr<std::function<void(int32_t)>> next = std::make_shared<std::function<void(int32_t)>>();
+  // The callbacks own `next`; it refers to itself weakly (no cycle).
+  *next = [this, alive = alive_, rd, plan, meta,
+           weak = std::weak_ptr<std::function<void(int32_t)>>(next)](int32_t res) {
+    if (!*alive) return;
+    if (res < 0 && meta->error == 0) meta->error = res;
+    if (--meta->pending > 0) return;
+    if (meta->error < 0) {
+      return fail(std::string("raft state write failed: ") + std::strerror(-meta->error));
+    }
+    if (!meta->syncing) {
+      meta->syncing = true;
+      auto self = weak.lock();
+      auto again = [self](int32_t r) { (*self)(r); };
+      if (meta->internal) {
+        ++meta->pending;
+        ring_.fdatasync(internal_fd_, again);
+      }
+      if (plan->hard_state) {
+        ++meta->pending;
+        ring_.fdatasync(state_fd_, again);
+      }
+      if (meta->pending > 0) {
+        ring_.submit();
+        return;
+      }
+    }
+    persist_data(rd, plan);
+  };
+  for (Internal& in : plan->internal) {
+    // The translator already counts it; its file position is where it is written.
+    auto it = std::lower_bound(internal_.begin(), internal_.end(), in.index,
+                               [](const Internal& e, uint64_t x) { return e.index < x; });
+    const std::string rec = encode_internal(in);
+    if (it != internal_.end() && it->index == in.index) it->file_pos = internal_size_;
+    auto buf = std::make_shared<std::string>(rec);
+    ++meta->pending;
+    ring_.write(internal_fd_, as_bytes(std::string_view(*buf)), internal_size_,
+                [buf, next](int32_t r) { (*next)(r); });
+    internal_size_ += rec.size();
+  }
+  if (plan->hard_state) {
+    ++meta->pending;
+    write_slot(false, [next](int32_t r) { (*next)(r); }, /*force=*/true);
+  }
+  if (meta->pending == 0) {
+    persist_data(rd, plan);
+    return;
+  }
+  ring_.submit();
+}
+
+void Replica::write_slot(bool sync, std::function<void(int32_t)> done, bool force) {
+  // One slot write at a time: two in flight could land in one slot out of order.
+  if (slot_writes_ > 0 && !force) return;  // a hint: the next write carries it
+  ++slot_writes_;
+  state_.generation++;
+  state_.commit = std::max(state_.commit, *node_->status().commit);
+  commit_persisted_ = state_.commit;
+  auto buf = std::make_shared<std::string>(encode_slot(state_));
+  const uint64_t at = (state_.generation % 2) * kSlotBytes;
+  auto alive = alive_;
+  ring_.write(state_fd_, as_bytes(std::string_view(*buf)), at,
+              [this, alive, buf, done, sync](int32_t r) {
+                if (!*alive) return;
+                if (sync && r >= 0) {
+                  ring_.fdatasync(state_fd_, [this, alive, done](int32_t r2) {
+                    if (!*alive) return;
+                    --slot_writes_;
+                    if (done) done(r2);
+                  });
+                  ring_.submit();
+                  return;
+                }
+                --slot_writes_;
+                if (done) done(r);
+              });
+  ring_.submit();
+}
+
+void Replica::persist_data(std::shared_ptr<raft::Ready> rd, std::shared_ptr<Plan> plan) {
+  if (plan->data.empty()) {
+    finish(rd);
+    return;
+  }
+  std::vector<MutableBytes> parts;
+  parts.reserve(plan->data.size());
+  for (const raft::Entry* e : plan->data) {
+    const Bytes b = e->data.bytes();
+    // Written as they are (stamped by the leader; AppendOptions::stamped never writes into them).
+    parts.emplace_back(const_cast<std::byte*>(b.data()), b.size());
+  }
+  log::AppendOptions opts;
+  opts.stamped = true;
+  auto appended = log_.append(parts, opts, {});
+  if (!appended) return fail("cannot append: " + appended.error().message);
+  if (!rd->must_sync) {
+    finish(rd);
+    ring_.submit();
+    return;
+  }
+  log_.when_durable(appended->end_offset,
+                    [this, alive = alive_, rd](const log::LogResult<Offset>& r) {
+                      if (!*alive) return;
+                      if (!r) return fail("cannot make the log durable: " + r.error().message);
+                      finish(rd);
+                    });
+  ring_.submit();
+}
+
+void Replica::finish(std::shared_ptr<raft::Ready> rd) {
+  if (failed_) return;
+  if (!rd->messages.empty() && events_.send) events_.send(options_.group, std::move(rd->messages));
+  const uint64_t commit_before = *node_->status().commit;
+  node_->advance(rd->persisted());
+  running_ = false;
+  (void)commit_before;
+  after_role_change();
+  complete_waiters();
+  if (events_.on_commit) events_.on_commit();
+  schedule();
+}
+
+void Replica::complete_waiters() {
+  const uint64_t commit = *node_->status().commit;
+  const uint64_t stable = node_->log().stable();
+  const uint64_t term = *node_->term();
+  const bool leader = is_leader();
+  for (auto it = waiters_.begin(); it != waiters_.end();) {
+    Waiter& w = it->second;
+    const bool ok = w.acks == 1 ? it->first <= stable : it->first <= commit;
+    if (ok && w.term == term_at_node(it->first)) {
+      auto done = std::move(w.done);
+      const int64_t base = w.kafka_base;
+      it = waiters_.erase(it);
+      done(ErrorCode::kNone, base);
+    } else if (!leader || w.term != term) {
+      auto done = std::move(w.done);
+      it = waiters_.erase(it);
+      done(ErrorCode::kNotLeaderOrFollower, -1);
+    } else {
+      ++it;
+    }
+  }
+  while (!commit_waiters_.empty() && commit_waiters_.begin()->first <= commit) {
+    auto done = std::move(commit_waiters_.begin()->second);
+    commit_waiters_.erase(commit_waiters_.begin());
+    done(ErrorCode::kNone);
+  }
+  if (!leader) {
+    auto waiting = std::move(commit_waiters_);
+    commit_waiters_.clear();
+    for (auto& [idx, done] : waiting) done(ErrorCode::kNotLeaderOrFollower);
+  }
+  // The commit hint: written (not synced) now and then, so a restart re-reads little.
+  if (commit > commit_persisted_ + 100000 && !failed_) write_slot(false, {});
+}
+
+void Replica::after_role_change() {
+  const uint64_t term = *node_->term();
+  const auto leader = static_cast<int32_t>(*node_->leader());
+  const raft::Role role = node_->role();
+  if (term == last_term_ && leader == last_leader_ && role == last_role_) return;
+  const bool became_leader = role == raft::Role::kLeader && last_role_ != raft::Role::kLeader;
+  const raft::Role was = last_role_;
+  last_term_ = term;
+  last_leader_ = leader;
+  last_role_ = role;
+  if (became_leader) {
+    spdlog::info("{}: leader at epoch {}", options_.name, term);
+  } else if (role != was && was == raft::Role::kLeader) {
+    spdlog::info("{}: no longer the leader (epoch {}, leader {})", options_.name, term, leader);
+  }
+  if (became_leader) {
+    caught_up_ms_.clear();
+    const int64_t now = now_ms();
+    for (raft::NodeId v : node_->status().conf.voters) caught_up_ms_[*v] = now;
+  }
+  complete_waiters();
+  if (events_.on_role_change) events_.on_role_change();
+}
+
+void Replica::fail(const std::string& why) {
+  if (failed_) return;
+  failed_ = true;
+  running_ = false;
+  spdlog::error("replica of group {:x}: {}; it stops taking part", options_.group, why);
+  auto waiting = std::move(waiters_);
+  waiters_.clear();
+  for (auto& [idx, w] : waiting) w.done(ErrorCode::kKafkaStorageError, -1);
+  auto cw = std::move(commit_waiters_);
+  commit_waiters_.clear();
+  for (auto& [idx, done] : cw) done(ErrorCode::kKafkaStorageError);
+  if (events_.on_failed) events_.on_failed(why);
+}
+
+}  // namespace sluice::broker

@@ -1,0 +1,237 @@
+// One replica of a partition: the partition's Raft group on this broker, driven over the
+// partition's segment log (DESIGN.md, "The partition log is the Raft log").
+//
+// Index spaces. Raft index r is log position r - 1; every record of every batch takes one, and
+// so do Raft's own entries (the bootstrap configuration, a new leader's no-op, membership
+// changes). The segment files hold only data batches, stamped with their Kafka offsets, so
+// consumers and followers get them unchanged from the files; Raft's own entries, a handful per
+// election, live beside them in `raft.internal`. One log::OffsetTranslator maps the two spaces
+// (replication/README.md, "Partitions": the on-disk choice and why).
+//
+// Files in the partition directory, beside the segments:
+//   raft.state     term, vote, the log start (snapshot index and term, internal records
+//                  before it) and a commit hint: two checksummed 64-byte slots written in turn
+//                  through the shard's io_uring, so a torn write leaves the other slot whole;
+//   raft.internal  Raft's own entries: u32 length | u32 crc32c(rest) | u64 index | u64 term |
+//                  u8 type | u64 kafka position | data. Made durable before any data batch
+//                  that follows them is written, so recovery never finds data whose index
+//                  depends on an internal entry it lost.
+//
+// Persistence runs the core's contract asynchronously on the shard: one Ready at a time;
+// a Ready's internal entries and hard state are written and fdatasync'd first (when it has
+// any), then its data batches are appended (the Kafka offsets the leader chose are checked,
+// never rewritten), then once the log has them durable the messages go out, the node advances
+// and committed entries are applied. Many proposals made while a Ready is on disk go out in
+// the next one: that is the group commit. A follower's conflicting suffix is truncated once the
+// log has nothing in flight (a timer waits; the shard never blocks).
+//
+// Thread: the shard's. Not thread-safe.
+#pragma once
+
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <boost/asio/io_context.hpp>
+
+#include "common/result.h"
+#include "log/io_ring.h"
+#include "log/log.h"
+#include "log/offset_translator.h"
+#include "protocol/error_codes.h"
+#include "replication/raft/node.h"
+
+namespace sluice::broker {
+
+struct ReplicaOptions {
+  int32_t self = 0;
+  uint64_t group = 0;                   // the Raft group id on the wire (partition_group_id)
+  std::string name;                     // for log lines ("topic-partition")
+  std::vector<int32_t> initial_voters;  // a new partition's configuration (its replicas)
+  raft::Config raft;                    // ticks, limits (id and seed are set by the replica)
+};
+
+struct ReplicaEvents {
+  // Messages to peers (already durable as the contract asks).
+  std::function<void(uint64_t group, std::vector<raft::Message>)> send;
+  // Role, leader or term changed.
+  std::function<void()> on_role_change;
+  // The high watermark moved (wake parked fetches).
+  std::function<void()> on_commit;
+  // A data batch joined the log (leader: when proposed; follower: when received), with its
+  // Kafka base offset: idempotent producer state follows the log on every replica.
+  std::function<void(Bytes batch)> on_data;
+  // The log's suffix was replaced or the log restarted (producer state must be rebuilt).
+  std::function<void()> on_truncated;
+  // A storage failure stopped the replica.
+  std::function<void(const std::string& why)> on_failed;
+};
+
+// 16 bytes for a data partition snapshot ("the log now starts at kafka offset X, with Y
+// internal records before it").
+struct LogStartImage {
+  int64_t kafka_start = 0;
+  int64_t internal_before = 0;
+};
+
+class Replica final : public raft::LogSource {
+ public:
+  // Opens the Raft state beside `log` (creating it for a new partition: bootstrap with
+  // options.initial_voters). `log`, `ring` and `io` belong to the shard and outlive the
+  // replica.
+  static Result<std::unique_ptr<Replica>> open(const std::string& dir, log::PartitionLog& log,
+                                               log::IoRing& ring, boost::asio::io_context& io,
+                                               ReplicaOptions options, ReplicaEvents events);
+  ~Replica() override;
+  Replica(const Replica&) = delete;
+  Replica& operator=(const Replica&) = delete;
+
+  // Leader: appends `batch` (validated by the caller; `records` = lastOffsetDelta + 1),
+  // stamping its base offset and leader epoch in place first, then copying it into the log.
+  // `done(error, kafka base offset)` runs once the batch is committed (acks = -1) or durable
+  // on this broker (acks = 1), or with NOT_LEADER_OR_FOLLOWER when leadership is lost first.
+  using ProduceDone = std::function<void(kafka::ErrorCode, int64_t base_offset)>;
+  kafka::ErrorCode produce(MutableBytes batch, int16_t acks, ProduceDone done);
+  // Runs `done` once every Kafka offset below `kafka_end` is committed (acks=all duplicates).
+  void when_committed(int64_t kafka_end, std::function<void(kafka::ErrorCode)> done);
+
+  void tick();
+  void step(raft::Message&& message);
+  void campaign();
+  Result<void, raft::Errc> transfer_leadership(int32_t to);
+
+  bool is_leader() const { return node_->role() == raft::Role::kLeader; }
+  // A leader that has committed an entry of its own term: its high watermark is current.
+  bool serving() const;
+  int32_t leader() const { return static_cast<int32_t>(*node_->leader()); }
+  int32_t leader_epoch() const { return static_cast<int32_t>(*node_->term()); }
+  // Kafka offsets: what consumers may read (below the commit index), the log end (Raft's,
+  // including entries not yet on disk) and the log start.
+  int64_t high_watermark() const;
+  int64_t log_end() const;
+  // The voters whose log reached the commit index and that the leader heard from within
+  // `lag_ms` (Kafka's ISR; the leader itself always). Followers: the voters.
+  std::vector<int32_t> in_sync_replicas(int64_t lag_ms) const;
+  std::vector<int32_t> voters() const;
+  // OffsetForLeaderEpoch: the end offset (Kafka) of `epoch` on this replica's log (the start
+  // of the next larger epoch, or the log end for the current one) and the largest epoch
+  // <= `epoch` that the log has; {-1, -1} when it has none.
+  std::pair<int32_t, int64_t> end_offset_for_epoch(int32_t epoch) const;
+  // The log start moved (retention, DeleteRecords): the node forgets what is gone.
+  void log_start_moved();
+  bool failed() const { return failed_; }
+  const raft::Node& node() const { return *node_; }
+  uint64_t group() const { return options_.group; }
+
+  // raft::LogSource
+  std::vector<raft::Entry> entries(LogIndex lo, LogIndex hi, uint64_t max_bytes) override;
+
+ private:
+  struct Internal {
+    uint64_t index = 0;
+    uint64_t term = 0;
+    raft::EntryType type = raft::EntryType::kNoop;
+    int64_t kafka_pos = 0;  // data records before it (the Kafka offset of the next data)
+    raft::Payload data;
+    uint64_t file_pos = 0;  // where its record starts in raft.internal
+  };
+  struct StateSlot {
+    uint64_t generation = 0;
+    uint64_t term = 0;
+    int64_t vote = -1;
+    uint64_t snap_index = 0;
+    uint64_t snap_term = 0;
+    int64_t internal_before = 0;
+    uint64_t commit = 0;
+  };
+  struct Waiter {
+    int16_t acks;
+    uint64_t term;
+    int64_t kafka_base;
+    ProduceDone done;
+  };
+
+  // What one Ready asks of the files, worked out when it is taken.
+  struct Plan {
+    bool install = false;  // a snapshot from the leader: the log restarts
+    LogStartImage install_image;
+    int64_t data_cut = -1;              // Kafka offset the segment log is cut at (-1: none)
+    uint64_t internal_cut = UINT64_MAX;  // raft.internal is cut at this byte
+    std::vector<const raft::Entry*> data;  // into the Ready's entries
+    std::vector<Internal> internal;
+    bool hard_state = false;  // term or vote changed
+  };
+
+  Replica(log::PartitionLog& log, log::IoRing& ring, boost::asio::io_context& io,
+          ReplicaOptions options, ReplicaEvents events);
+  Status load(const std::string& dir);
+  Status create(const std::string& dir);
+  raft::RestoredState restored_state();
+
+  // The Ready pipeline.
+  void schedule();
+  void run();
+  void execute(std::shared_ptr<raft::Ready> rd, std::shared_ptr<Plan> plan);
+  void persist_data(std::shared_ptr<raft::Ready> rd, std::shared_ptr<Plan> plan);
+  void finish(std::shared_ptr<raft::Ready> rd);
+  // Writes raft.state's next slot (then fdatasyncs it if `sync`); `done` runs once. Without
+  // `force` (commit hints) it is skipped while another slot write is in flight.
+  void write_slot(bool sync, std::function<void(int32_t)> done, bool force = false);
+  void fail(const std::string& why);
+  void after_role_change();
+  void complete_waiters();
+
+  // Translation (raft index r <-> log offset r - 1).
+  int64_t kafka_of(uint64_t index) const { return xlate_.to_kafka(static_cast<int64_t>(index) - 1); }
+  uint64_t index_of(int64_t kafka) const { return static_cast<uint64_t>(xlate_.to_log(kafka)) + 1; }
+  uint64_t last_index() const;  // of the segment log and raft.internal (at load)
+  uint64_t term_at(uint64_t index) const;       // from the internal entries (mirror)
+  uint64_t term_at_node(uint64_t index) const;  // the node's view (0 when unknown)
+  // The Kafka offset the next data record of the node's log takes (entries not yet handed out
+  // included).
+  int64_t kafka_end_of_node_log() const;
+
+  std::string encode_slot(const StateSlot& s) const;
+  std::string encode_internal(const Internal& e) const;
+
+  log::PartitionLog& log_;
+  log::IoRing& ring_;
+  boost::asio::io_context& io_;
+  ReplicaOptions options_;
+  ReplicaEvents events_;
+  std::unique_ptr<raft::Node> node_;
+  log::OffsetTranslator xlate_;
+  std::vector<Internal> internal_;  // Raft's own entries in the log, by index
+  int state_fd_ = -1;
+  int internal_fd_ = -1;
+  uint64_t internal_size_ = 0;
+  StateSlot state_;            // what raft.state holds (its newest slot)
+  uint64_t snap_index_ = 0;    // the log starts after this index
+  uint64_t snap_term_ = 0;
+  raft::ConfState snap_conf_;  // the configuration in effect at snap_index_
+  // Internal entries at or below the snapshot (terms for OffsetForLeaderEpoch).
+  std::vector<std::pair<uint64_t, uint64_t>> pre_snapshot_;
+  uint64_t mirrored_last_ = 0;  // the last index of the node's log handed out (or loaded)
+  std::map<int32_t, int64_t> caught_up_ms_;  // leader: when each voter last reached the commit
+  size_t slot_writes_ = 0;                   // raft.state writes in flight
+  bool running_ = false;       // a Ready is being persisted
+  bool scheduled_ = false;     // run() is posted
+  bool failed_ = false;
+  std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
+  std::multimap<uint64_t, Waiter> waiters_;  // by the Raft index of the batch's last record
+  std::multimap<uint64_t, std::function<void(kafka::ErrorCode)>> commit_waiters_;
+  uint64_t last_term_ = 0;
+  int32_t last_leader_ = -1;
+  raft::Role last_role_ = raft::Role::kFollower;
+  uint64_t commit_persisted_ = 0;  // the commit hint in raft.state
+};
+
+// The Raft group id of a partition on the inter-broker wire: never 0 (the controller).
+uint64_t partition_group_id(const std::array<uint8_t, 16>& topic_id, int32_t partition);
+
+}  // namespace sluice::broker

@@ -1,0 +1,302 @@
+"""Replicated partitions: three real sluiced processes, every partition a Raft group over its
+replicas, driven by real Kafka clients while leaders are killed and paused.
+
+What must hold: every record a producer had acknowledged (acks=all) is there exactly once, in
+order, at contiguous offsets; writes resume on a new leader (the time it took is reported, never
+asserted beyond a bound that only catches a hang); a restarted broker cuts what was never
+committed and catches up, until every replica's log holds the same batches; an isolated leader
+acknowledges nothing; min.insync.replicas refuses acks=all writes when too few replicas are up.
+"""
+
+import os
+import struct
+import subprocess
+import sys
+import threading
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from cluster_util import (ClusterTestCase, NewTopic, create_topics, harness, metadata,  # noqa: E402
+                          report, wait_for)
+
+from confluent_kafka import KafkaError, Producer  # noqa: E402
+
+SESSION_MS = 3000
+
+
+def leader_of(cluster, topic, partition=0, exclude=()):
+    """The partition's leader as a live broker (not in `exclude`) reports it."""
+    for node_id, b in enumerate(cluster.brokers):
+        if not b.alive() or node_id in exclude:
+            continue
+        try:
+            md = metadata(b.bootstrap, timeout_s=3)
+            return md.topics[topic].partitions[partition].leader
+        except Exception:  # noqa: BLE001 - try the next broker
+            continue
+    return -1
+
+
+def read_all(bootstrap, topic, partition=0, timeout_s=60):
+    """[(offset, value)] of the whole partition, read with kcat (librdkafka) to the end."""
+    out = subprocess.run(["kcat", "-C", "-b", bootstrap, "-t", topic, "-p", str(partition),
+                          "-o", "beginning", "-e", "-q", "-f", "%o %s\\n",
+                          "-X", "topic.metadata.refresh.interval.ms=500"],
+                         capture_output=True, text=True, timeout=timeout_s)
+    assert out.returncode == 0, out.stderr
+    rows = []
+    for line in out.stdout.splitlines():
+        if line.strip():
+            off, val = line.split(" ", 1)
+            rows.append((int(off), val))
+    return rows
+
+
+def batches_on_disk(data_dir, topic, partition=0):
+    """The record batches stored in a partition directory, in order, as raw bytes."""
+    d = os.path.join(data_dir, "%s-%d" % (topic, partition))
+    out = []
+    for name in sorted(f for f in os.listdir(d) if f.endswith(".log")):
+        with open(os.path.join(d, name), "rb") as f:
+            data = f.read()
+        pos = 0
+        while pos + 61 <= len(data):
+            base, length = struct.unpack(">qi", data[pos:pos + 12])
+            if length <= 0 or data[pos + 16] != 2 or pos + 12 + length > len(data):
+                break
+            out.append(data[pos:pos + 12 + length])
+            pos += 12 + length
+    return out
+
+
+class Stream:
+    """An idempotent confluent-kafka producer (acks=all) writing 0, 1, 2, ... in a thread and
+    remembering which values were acknowledged, and when."""
+
+    def __init__(self, bootstrap, topic):
+        self.topic = topic
+        self.acked = []  # (value, offset, monotonic time)
+        self.errors = []
+        self.lock = threading.Lock()
+        self.stop = threading.Event()
+        self.producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True,
+                                  "acks": "all", "linger.ms": 5, "message.timeout.ms": 60000,
+                                  "topic.metadata.refresh.interval.ms": 1000,
+                                  "socket.timeout.ms": 5000, "retry.backoff.ms": 50})
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def start(self):
+        self.thread.start()
+        return self
+
+    def _cb(self, err, msg):
+        with self.lock:
+            if err is None:
+                self.acked.append((int(msg.value()), msg.offset(), time.monotonic()))
+            else:
+                self.errors.append(str(err))
+
+    def _run(self):
+        i = 0
+        while not self.stop.is_set():
+            try:
+                self.producer.produce(self.topic, value=str(i).encode(), partition=0,
+                                      on_delivery=self._cb)
+                i += 1
+            except BufferError:
+                pass
+            self.producer.poll(0.002)
+        self.producer.flush(90)
+
+    def acked_count(self):
+        with self.lock:
+            return len(self.acked)
+
+    def finish(self):
+        self.stop.set()
+        self.thread.join(120)
+        return self.acked, self.errors
+
+
+class Replication(ClusterTestCase):
+    CLUSTER_ARGS = ("--broker.session.timeout.ms", str(SESSION_MS),
+                    "--replica.lag.time.max.ms", "3000", "--group.initial.rebalance.delay.ms", "0",
+                    "--offsets.topic.num.partitions", "3")
+
+    def broker(self, node_id):
+        return self.cluster.brokers[node_id]
+
+    def create(self, name, partitions=1, rf=3, config=None):
+        t = NewTopic(name, partitions, rf, config=config or {})
+        self.assertEqual(create_topics(self.cluster.brokers[0].bootstrap, [t]), {name: None})
+        wait_for(lambda: leader_of(self.cluster, name) >= 0, 20, "a leader for " + name)
+
+    def check_stream(self, name, acked, errors):
+        """Every acknowledged value is there once, values in production order, offsets
+        contiguous from 0; returns the rows read."""
+        live = next(b for b in self.cluster.brokers if b.alive())
+        rows = read_all(live.bootstrap, name)
+        offsets = [o for o, _ in rows]
+        self.assertEqual(offsets, list(range(len(rows))), "offsets are not contiguous")
+        values = [int(v) for _, v in rows]
+        self.assertEqual(len(values), len(set(values)), "a value is stored twice")
+        self.assertEqual(values, sorted(values), "values out of production order")
+        stored = dict((int(v), o) for o, v in rows)
+        for value, offset, _ in acked:
+            self.assertIn(value, stored, "acknowledged value %d is lost" % value)
+            self.assertEqual(stored[value], offset, "value %d moved" % value)
+        report("%s: acknowledged / stored / delivery errors" % name,
+               "%d / %d / %d" % (len(acked), len(rows), len(errors)))
+        return rows
+
+    def wait_replicas_equal(self, name, timeout_s=60):
+        """Every replica's disk holds the same batches (followers caught up)."""
+        def same():
+            logs = [batches_on_disk(b.data_dir, name) for b in self.cluster.brokers]
+            return all(lg == logs[0] for lg in logs) and len(logs[0]) > 0
+        wait_for(same, timeout_s, "identical logs on every replica")
+
+    def test_sigkill_leader_mid_stream(self):
+        name = "kill"
+        self.create(name)
+        stream = Stream(self.cluster.bootstrap, name).start()
+        wait_for(lambda: stream.acked_count() > 200, 30, "first writes")
+        resumes = []
+        for _ in range(3):
+            leader = leader_of(self.cluster, name)
+            self.assertGreaterEqual(leader, 0)
+            before = stream.acked_count()
+            killed_at = time.monotonic()
+            self.broker(leader).kill()
+            wait_for(lambda: stream.acked_count() > before + 50, 60, "writes resume")
+            with stream.lock:
+                first_new = stream.acked[before][2] if len(stream.acked) > before else None
+            resumes.append(first_new - killed_at if first_new else float("nan"))
+            self.broker(leader).start()
+            wait_for(lambda: stream.acked_count() > before + 300, 60, "writes go on")
+        acked, errors = stream.finish()
+        report("writes resumed after SIGKILL of the leader (s)",
+               " ".join("%.2f" % r for r in resumes))
+        self.check_stream(name, acked, errors)
+        self.wait_replicas_equal(name)
+
+    def test_sigstop_leader(self):
+        name = "pause"
+        self.create(name)
+        stream = Stream(self.cluster.bootstrap, name).start()
+        wait_for(lambda: stream.acked_count() > 200, 30, "first writes")
+        leader = leader_of(self.cluster, name)
+        before = stream.acked_count()
+        paused = self.broker(leader)
+        paused.pause()
+        start = time.monotonic()
+        try:
+            wait_for(lambda: leader_of(self.cluster, name, exclude=(leader,)) not in (-1, leader),
+                     60, "a new leader while the old one is paused")
+            wait_for(lambda: stream.acked_count() > before + 50, 60, "writes resume")
+            report("writes resumed after SIGSTOP of the leader (s)",
+                   "%.2f" % (time.monotonic() - start))
+        finally:
+            paused.resume()
+        wait_for(lambda: stream.acked_count() > before + 400, 60, "writes go on after resume")
+        acked, errors = stream.finish()
+        self.check_stream(name, acked, errors)
+        self.wait_replicas_equal(name)
+
+    def test_min_insync_replicas(self):
+        name = "strict"
+        self.create(name, config={"min.insync.replicas": "3"})
+        p = Producer({"bootstrap.servers": self.cluster.bootstrap, "acks": "all",
+                      "message.timeout.ms": 8000, "retries": 0})
+        results = []
+
+        def send(value):
+            p.produce(name, value=value, partition=0,
+                      on_delivery=lambda err, msg: results.append(err))
+            p.flush(30)
+            return results.pop()
+
+        self.assertIsNone(send(b"all three up"))
+        leader = leader_of(self.cluster, name)
+        follower = next(b for i, b in enumerate(self.cluster.brokers) if i != leader)
+        follower.kill()
+        # Once the follower is out of sync (replica.lag.time.max.ms), acks=all is refused.
+        def refused():
+            err = send(b"two up")
+            return err is not None and err.code() in (KafkaError.NOT_ENOUGH_REPLICAS,
+                                                      KafkaError.NOT_ENOUGH_REPLICAS_AFTER_APPEND)
+        wait_for(refused, 60, "NOT_ENOUGH_REPLICAS with one replica down")
+        follower.start()
+        wait_for(lambda: send(b"three again") is None, 60, "writes accepted again")
+
+    def test_isolated_leader_acknowledges_nothing(self):
+        name = "isolated"
+        self.create(name)
+        leader = leader_of(self.cluster, name)
+        # A producer connected only to the leader; the leader then loses its peers (paused
+        # peers: its inter-broker messages go unanswered).
+        p = Producer({"bootstrap.servers": self.broker(leader).bootstrap, "acks": "all",
+                      "message.timeout.ms": 6000, "topic.metadata.refresh.interval.ms": 600000})
+        errs = []
+        p.produce(name, value=b"before", partition=0, on_delivery=lambda e, m: errs.append(e))
+        p.flush(30)
+        self.assertEqual(errs, [None])
+        others = [b for i, b in enumerate(self.cluster.brokers) if i != leader]
+        for b in others:
+            b.pause()
+        try:
+            errs.clear()
+            for i in range(5):
+                p.produce(name, value=b"isolated-%d" % i, partition=0,
+                          on_delivery=lambda e, m: errs.append(e))
+            p.flush(30)
+            self.assertEqual(len(errs), 5)
+            self.assertTrue(all(e is not None for e in errs),
+                            "an isolated leader acknowledged a write: %s" % errs)
+        finally:
+            for b in others:
+                b.resume()
+        wait_for(lambda: leader_of(self.cluster, name) >= 0, 30, "a leader again")
+        rows = read_all(self.cluster.bootstrap, name)
+        self.assertEqual([v for _, v in rows][:1], ["before"])
+
+    def test_offsets_contiguous_after_elections(self):
+        name = "elections"
+        self.create(name)
+        p = Producer({"bootstrap.servers": self.cluster.bootstrap, "acks": "all",
+                      "enable.idempotence": True, "message.timeout.ms": 60000,
+                      "topic.metadata.refresh.interval.ms": 500})
+        sent = 0
+        elections = int(os.environ.get("SLUICE_ELECTIONS", "20"))
+        for _ in range(elections):
+            for _ in range(5):
+                p.produce(name, value=str(sent).encode(), partition=0)
+                sent += 1
+            p.flush(60)
+            leader = leader_of(self.cluster, name)
+            b = self.broker(leader)
+            b.pause()
+            try:
+                wait_for(lambda: leader_of(self.cluster, name, exclude=(leader,)) not in
+                         (-1, leader), 60, "a new leader")
+            finally:
+                b.resume()
+        p.flush(60)
+        self.assertEqual(p.flush(60), 0)
+        rows = read_all(self.cluster.bootstrap, name)
+        self.assertEqual([o for o, _ in rows], list(range(sent)))
+        self.assertEqual([int(v) for _, v in rows], list(range(sent)))
+        # kcat agrees with confluent-kafka's consumer (both librdkafka) and kafka-python.
+        from kafka import KafkaConsumer, TopicPartition
+        c = KafkaConsumer(bootstrap_servers=self.cluster.bootstrap, enable_auto_commit=False,
+                          consumer_timeout_ms=5000, auto_offset_reset="earliest")
+        c.assign([TopicPartition(name, 0)])
+        got = [(m.offset, int(m.value)) for m in c]
+        c.close()
+        self.assertEqual(got, [(i, i) for i in range(sent)])
+        self.wait_replicas_equal(name)
+        report("elections survived with contiguous offsets", elections)
+
+
+if __name__ == "__main__":
+    harness.main()
