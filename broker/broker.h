@@ -132,7 +132,7 @@ class Broker {
   };
 
   explicit Broker(const BrokerConfig& config) : config_(config) {}
-  static constexpr int64_t kDescriptorsPerPartition = 5;
+  static constexpr int64_t kDescriptorsPerPartition = 7;  // + raft.state, raft.internal
   static constexpr int64_t kDescriptorsReserved = 4096;
   static constexpr int64_t kPartitionsFloor = 64;
   static int64_t partitions_max_for_descriptors();

@@ -260,7 +260,10 @@ Status Replica::load(const std::string& dir) {
   }
   internal_size_ = pos;
   // The log start may have moved past the snapshot (retention) before a crash.
-  const int64_t kstart = *log_.log_start_offset();
+  int64_t kstart = *log_.log_start_offset();
+  if (kstart > kafka_of(snap_index_ + 1) && kstart < kend) {
+    if (auto batch = log_.batch_at(Offset(kstart))) kstart = *batch->base_offset;  // its entry
+  }
   if (kstart > kafka_of(snap_index_ + 1) && kstart <= kend) {
     const uint64_t idx = index_of(kstart) - 1;
     snap_term_ = term_at(idx);
@@ -516,8 +519,15 @@ std::pair<int32_t, int64_t> Replica::end_offset_for_epoch(int32_t epoch) const {
 }
 
 void Replica::log_start_moved() {
-  const int64_t kstart = *log_.log_start_offset();
+  int64_t kstart = *log_.log_start_offset();
   if (kstart <= kafka_of(snap_index_ + 1)) return;
+  // DeleteRecords may start the log inside a batch: the node's log starts at that batch (an
+  // entry boundary); consumers still see the log start asked for.
+  if (kstart < *log_.log_end_offset()) {
+    auto batch = log_.batch_at(Offset(kstart));
+    if (!batch) return;
+    kstart = *batch->base_offset;
+  }
   const uint64_t idx = index_of(kstart) - 1;
   if (idx > *node_->status().applied || idx <= snap_index_) return;
   const LogStartImage img{kstart, static_cast<int64_t>(idx) - kstart};
@@ -815,7 +825,7 @@ void Replica::complete_waiters() {
     for (auto& [idx, done] : waiting) done(ErrorCode::kNotLeaderOrFollower);
   }
   // The commit hint: written (not synced) now and then, so a restart re-reads little.
-  if (commit > commit_persisted_ + 100000 && !failed_) write_slot(false, {});
+  if (commit > commit_persisted_ + 10000 && !failed_) write_slot(false, {});
 }
 
 void Replica::after_role_change() {

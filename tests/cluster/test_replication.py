@@ -297,6 +297,47 @@ class Replication(ClusterTestCase):
         self.wait_replicas_equal(name)
         report("elections survived with contiguous offsets", elections)
 
+    def test_group_offsets_survive_the_coordinator(self):
+        """__consumer_offsets is replicated: the broker leading the group's offsets partition
+        is killed, and a consumer of the group resumes from the committed offset."""
+        from kafka import KafkaConsumer
+        name, group = "orders", "billing"
+        self.create(name)
+        p = Producer({"bootstrap.servers": self.cluster.bootstrap, "acks": "all"})
+        for i in range(1000):
+            p.produce(name, value=str(i).encode(), partition=0)
+        self.assertEqual(p.flush(60), 0)
+
+        def consume(count):
+            c = KafkaConsumer(name, bootstrap_servers=self.cluster.bootstrap, group_id=group,
+                              enable_auto_commit=False, auto_offset_reset="earliest",
+                              consumer_timeout_ms=20000, max_poll_records=50)
+            got = []
+            for m in c:
+                got.append(int(m.value))
+                if len(got) == count:
+                    break
+            c.commit()
+            c.close()
+            return got
+
+        first = consume(500)
+        self.assertEqual(first, list(range(500)))
+        # The coordinator: the leader of the group's __consumer_offsets partition.
+        h = 0
+        for ch in group:
+            h = (31 * h + ord(ch)) & 0xFFFFFFFF
+        h = h - (1 << 32) if h >= 1 << 31 else h
+        part = (abs(h) if h != -(1 << 31) else 0) % 3
+        coordinator = leader_of(self.cluster, "__consumer_offsets", part)
+        self.assertGreaterEqual(coordinator, 0)
+        self.broker(coordinator).kill()
+        start = time.monotonic()
+        second = consume(500)
+        report("group resumed after SIGKILL of its coordinator (s)",
+               "%.2f" % (time.monotonic() - start))
+        self.assertEqual(second, list(range(500, 1000)))
+
 
 if __name__ == "__main__":
     harness.main()
