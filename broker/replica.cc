@@ -623,6 +623,22 @@ void Replica::run() {
     state_.term = term;
     state_.vote = vote;
   }
+  // A leader's appends and heartbeats go out now, while its own write runs (etcd's
+  // asynchronous storage writes): they promise nothing about this replica's disk, and the
+  // leader counts its own log towards commit only once advance() reports it durable. Its term
+  // was made durable when it campaigned. Votes and acknowledgements wait for the disk.
+  if (is_leader() && !plan.hard_state && !rd->messages.empty() && events_.send) {
+    std::vector<raft::Message> early, later;
+    for (raft::Message& m : rd->messages) {
+      const bool leader_msg = m.type == raft::MessageType::kAppend ||
+                              m.type == raft::MessageType::kHeartbeat ||
+                              m.type == raft::MessageType::kSnapshot ||
+                              m.type == raft::MessageType::kTimeoutNow;
+      (leader_msg ? early : later).push_back(std::move(m));
+    }
+    rd->messages = std::move(later);
+    if (!early.empty()) events_.send(options_.group, std::move(early));
+  }
   execute(rd, std::make_shared<Plan>(std::move(plan)));
 }
 
