@@ -6,6 +6,8 @@
 #include <filesystem>
 #include <fstream>
 #include <future>
+#include <thread>
+#include <tuple>
 
 #include "broker/kafka_errors.h"
 #include "broker/metadata.pb.h"
@@ -467,6 +469,45 @@ void Broker::create_topic(cluster::TopicChange change,
   });
 }
 
+void Broker::wait_for_own_leaders(std::chrono::steady_clock::time_point deadline) {
+  while (std::chrono::steady_clock::now() < deadline) {
+    // (topic, partition, epoch) of every partition whose only voter is this broker, or -1
+    // while it does not serve yet.
+    std::mutex mutex;
+    std::vector<std::tuple<std::string, int32_t, int32_t>> own;
+    std::vector<std::future<void>> done;
+    for (auto& ss : shards_) {
+      auto promise = std::make_shared<std::promise<void>>();
+      done.push_back(promise->get_future());
+      ShardState* shard = ss.get();
+      ss->shard.post([this, shard, promise, &mutex, &own] {
+        for (auto& [tp, p] : shard->partitions) {
+          if (!p->replica || p->replica->failed()) continue;
+          const auto voters = p->replica->voters();
+          if (voters.size() != 1 || voters.front() != config_.node_id) continue;
+          std::lock_guard lock(mutex);
+          own.emplace_back(tp.topic, tp.partition,
+                           p->replica->serving() ? p->replica->leader_epoch() : -1);
+        }
+        promise->set_value();
+      });
+    }
+    for (auto& f : done) f.wait();
+    auto snap = registry_->snapshot();
+    bool ready = true;
+    for (const auto& [topic, partition, epoch] : own) {
+      const PartitionInfo* pi = snap->partition(topic, partition);
+      if (epoch < 0 || !pi || pi->leader != config_.node_id || pi->leader_epoch != epoch) {
+        ready = false;
+        break;
+      }
+    }
+    if (ready) return;
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  spdlog::warn("some partitions this broker alone replicates have no reported leader yet");
+}
+
 void Broker::when_leaders(const std::string& name, std::chrono::steady_clock::time_point deadline,
                           std::function<void()> done) {
   auto snap = registry_->snapshot();
@@ -676,6 +717,9 @@ Status Broker::start() {
   }
   reconciling_ = true;
   reconcile(registry_->snapshot(), nullptr);  // anything that changed meanwhile
+  // Partitions this broker alone replicates lead at once: serve clients once they do and the
+  // metadata names them (bounded), so a client's first request after a restart finds them.
+  wait_for_own_leaders(std::chrono::steady_clock::now() + kCreateLeadersWait);
   if (auto s = start_groups(); !s) return s;
   if (config_.listen.host == "0.0.0.0" && config_.advertised.host.empty()) {
     spdlog::warn(

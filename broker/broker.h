@@ -187,6 +187,9 @@ class Broker {
   // deadline.
   void when_leaders(const std::string& name, std::chrono::steady_clock::time_point deadline,
                     std::function<void()> done);
+  // Start-up: blocks until the partitions whose only voter is this broker serve and the
+  // metadata names their leader and epoch, or until the deadline.
+  void wait_for_own_leaders(std::chrono::steady_clock::time_point deadline);
   // Opens the partitions this broker hosts and closes those it no longer does, for a new
   // metadata view (any thread; serialised by reconcile_mutex_). `done` once the opens finished.
   void reconcile(std::shared_ptr<const TopicsSnapshot> snap, std::function<void(Status)> done);
