@@ -145,6 +145,7 @@ void Checker::on_leader_commit(const Node& leader) {
   if (c <= durable_index_) return;
   durable_index_ = c;
   durable_term_ = *leader.log().term(c);
+  recheck_durable_ = true;
   const auto& voters = leader.status().conf.voters;
   if (voters != durable_voters_) {
     durable_voters_prev_ = durable_voters_;
@@ -155,7 +156,8 @@ void Checker::on_leader_commit(const Node& leader) {
 // Committed entries are never lost: the newest commit stays durable on a majority of the
 // voters that acknowledged it (a snapshot covering it counts).
 void Checker::check_durable(const std::map<NodeId, Replica>& replicas) {
-  if (durable_index_ == 0) return;
+  if (durable_index_ == 0 || !recheck_durable_) return;  // nothing it depends on changed
+  recheck_durable_ = false;
   auto majority_holds = [&](const std::vector<NodeId>& voters) {
     size_t holders = 0;
     for (NodeId id : voters) {
@@ -220,6 +222,7 @@ void World::add_node(NodeId id, const RestoredState& restored) {
   if (!restored.snapshot.empty()) r.sm = StateMachine::decode(restored.snapshot.data);
   auto [it, added] = replicas_.emplace(id, std::move(r));
   SLUICE_ASSERT(added);
+  checker_.disks_changed();
   restart(id);
 }
 
@@ -332,12 +335,14 @@ Snapshot World::compact(NodeId id) {
     r.disk.entries.erase(r.disk.entries.begin(),
                          r.disk.entries.begin() + static_cast<ptrdiff_t>(drop));
     r.disk.snapshot = snap;
+    checker_.disks_changed();
   }
   return snap;
 }
 
 void World::persist(Replica& r, const Ready& rd, bool torn) {
   Disk& d = r.disk;
+  checker_.disks_changed();
   if (rd.snapshot) {
     d.snapshot = *rd.snapshot;
     d.entries.clear();

@@ -118,7 +118,8 @@ class Checker {
   void on_apply(NodeId id, const Entry& e);
   void on_leader_commit(const Node& leader);
   void on_leader(const Node& leader, const Disk& disk);
-  void check_durable(const std::map<NodeId, Replica>& replicas);
+  void check_durable(const std::map<NodeId, Replica>& replicas);  // after disks_changed()
+  void disks_changed() { recheck_durable_ = true; }
   void fail(std::string what);
 
   bool ok() const { return failure_.empty(); }
@@ -146,6 +147,7 @@ class Checker {
   // committed-never-lost: the newest commit and the voters that acknowledged it
   uint64_t durable_index_ = 0, durable_term_ = 0;
   std::vector<NodeId> durable_voters_, durable_voters_prev_;
+  bool recheck_durable_ = true;
   std::string failure_;
 };
 
