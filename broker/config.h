@@ -34,7 +34,7 @@ struct BrokerConfig {
   int32_t min_insync_replicas = 1;           // acks=all needs this many in-sync replicas
   int64_t replica_lag_time_max_ms = 30000;   // a voter behind the commit this long leaves the ISR
   int64_t raft_tick_ms = 50;                 // partition Raft groups: one logical tick
-  int64_t raft_election_timeout_ms = 1000;   // a follower without a leader this long campaigns
+  int64_t raft_election_timeout_ms = 600;    // a follower without a leader this long campaigns
   int64_t raft_heartbeat_interval_ms = 150;  // a leader's heartbeat period
   bool auto_create_topics = true;
   int64_t segment_bytes = 1LL << 30;
