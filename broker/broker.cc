@@ -25,6 +25,8 @@ namespace {
 constexpr auto kTickPeriod = std::chrono::milliseconds(100);
 // CreateTopics answers once the new partitions have leaders, or after this long.
 constexpr auto kCreateLeadersWait = std::chrono::milliseconds(3000);
+// A controlled shutdown waits this long for its partitions' leadership to move.
+constexpr auto kHandOffWait = std::chrono::milliseconds(3000);
 constexpr int kRetentionEveryTicks = 50;   // retention check every ~5 s
 constexpr int kCompactionEveryTicks = 10;  // a compaction step every ~1 s (broker_groups.cc)
 // Producer state is rebuilt from at most this many bytes at the end of each log.
@@ -469,6 +471,35 @@ void Broker::create_topic(cluster::TopicChange change,
   });
 }
 
+void Broker::hand_off_leadership(std::chrono::steady_clock::time_point deadline) {
+  bool logged = false;
+  while (std::chrono::steady_clock::now() < deadline) {
+    std::atomic<size_t> leading{0};
+    std::vector<std::future<void>> done;
+    for (auto& ss : shards_) {
+      if (!ss->ring) continue;
+      auto promise = std::make_shared<std::promise<void>>();
+      done.push_back(promise->get_future());
+      ShardState* shard = ss.get();
+      ss->shard.post([shard, promise, &leading] {
+        for (auto& [tp, p] : shard->partitions) {
+          if (p->replica && !p->deleting && p->replica->hand_off()) leading.fetch_add(1);
+        }
+        shard->ring->submit();
+        promise->set_value();
+      });
+    }
+    for (auto& f : done) f.wait();
+    if (leading.load() == 0) return;
+    if (!logged) {
+      spdlog::info("handing leadership of {} partition(s) to their followers", leading.load());
+      logged = true;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  spdlog::warn("some partitions were still led by this broker when it stopped");
+}
+
 void Broker::wait_for_own_leaders(std::chrono::steady_clock::time_point deadline) {
   while (std::chrono::steady_clock::now() < deadline) {
     // (topic, partition, epoch) of every partition whose only voter is this broker, or -1
@@ -747,7 +778,10 @@ Status Broker::start() {
 void Broker::stop() {
   if (stopped_) return;
   stopped_ = true;
-  // Controlled shutdown: fenced at the controller (and controller leadership handed on) first.
+  // Controlled shutdown: partition leadership goes to caught-up followers (clients move
+  // without waiting for an election timeout), then this broker is fenced at the controller
+  // (and controller leadership handed on).
+  hand_off_leadership(std::chrono::steady_clock::now() + kHandOffWait);
   if (cluster_) cluster_->stop();
   // In-flight long polls are answered now with what they have (Server::stop drains each
   // connection only once its pending responses are written, so a parked fetch would hold

@@ -190,6 +190,9 @@ class Broker {
   // Start-up: blocks until the partitions whose only voter is this broker serve and the
   // metadata names their leader and epoch, or until the deadline.
   void wait_for_own_leaders(std::chrono::steady_clock::time_point deadline);
+  // Controlled shutdown: transfers the leadership of every partition led here that has other
+  // voters, and waits (bounded) until none is led here.
+  void hand_off_leadership(std::chrono::steady_clock::time_point deadline);
   // Opens the partitions this broker hosts and closes those it no longer does, for a new
   // metadata view (any thread; serialised by reconcile_mutex_). `done` once the opens finished.
   void reconcile(std::shared_ptr<const TopicsSnapshot> snap, std::function<void(Status)> done);

@@ -544,6 +544,28 @@ void Replica::log_start_moved() {
   write_slot(false, {});
 }
 
+bool Replica::hand_off() {
+  if (failed_ || !is_leader()) return false;
+  const raft::NodeStatus st = node_->status();
+  if (st.conf.voters.size() < 2) return false;
+  if (st.transferee != raft::kNoNode) return true;  // under way
+  raft::NodeId best = raft::kNoNode;
+  uint64_t best_match = 0;
+  for (raft::NodeId v : st.conf.voters) {
+    if (*v == options_.self) continue;
+    const auto* pr = node_->progress(v);
+    if (pr && pr->recent_active && (best == raft::kNoNode || pr->match > best_match)) {
+      best = v;
+      best_match = pr->match;
+    }
+  }
+  if (best == raft::kNoNode) return false;  // nobody to take it: an election will
+  (void)node_->transfer_leadership(best);
+  after_role_change();
+  schedule();
+  return true;
+}
+
 // ---- the Ready pipeline ----
 
 void Replica::schedule() {

@@ -124,6 +124,9 @@ class Replica final : public raft::LogSource {
   std::pair<int32_t, int64_t> end_offset_for_epoch(int32_t epoch) const;
   // The log start moved (retention, DeleteRecords): the node forgets what is gone.
   void log_start_moved();
+  // Controlled shutdown: a leader of a group with other voters hands leadership to its most
+  // caught-up voter (Raft leadership transfer). Returns whether it still leads such a group.
+  bool hand_off();
   bool failed() const { return failed_; }
   const raft::Node& node() const { return *node_; }
   uint64_t group() const { return options_.group; }

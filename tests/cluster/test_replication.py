@@ -180,6 +180,28 @@ class Replication(ClusterTestCase):
         self.check_stream(name, acked, errors)
         self.wait_replicas_equal(name)
 
+    def test_sigterm_leader_hands_leadership_off(self):
+        """A controlled shutdown moves its partitions' leadership to a follower before it
+        stops: writes go on without waiting for an election timeout, nothing is lost."""
+        name = "handoff"
+        self.create(name)
+        stream = Stream(self.cluster.bootstrap, name).start()
+        wait_for(lambda: stream.acked_count() > 200, 30, "first writes")
+        leader = leader_of(self.cluster, name)
+        before = stream.acked_count()
+        start = time.monotonic()
+        self.broker(leader).stop()  # SIGTERM
+        self.assertIn("handing leadership of", self.broker(leader).log())
+        wait_for(lambda: stream.acked_count() > before + 50, 60, "writes resume")
+        report("writes went on across SIGTERM of the leader (s)",
+               "%.2f" % (time.monotonic() - start))
+        self.assertNotEqual(leader_of(self.cluster, name), leader)
+        self.broker(leader).start()
+        wait_for(lambda: stream.acked_count() > before + 300, 60, "writes go on")
+        acked, errors = stream.finish()
+        self.check_stream(name, acked, errors)
+        self.wait_replicas_equal(name)
+
     def test_sigstop_leader(self):
         name = "pause"
         self.create(name)
