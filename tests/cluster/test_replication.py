@@ -149,6 +149,13 @@ class Replication(ClusterTestCase):
                "%d / %d / %d" % (len(acked), len(rows), len(errors)))
         return rows
 
+    def stream_to_new_topic(self, name):
+        """A new RF=3 topic with a Stream writing to it: (stream, leader, acked so far)."""
+        self.create(name)
+        stream = Stream(self.cluster.bootstrap, name).start()
+        wait_for(lambda: stream.acked_count() > 200, 30, "first writes")
+        return stream, leader_of(self.cluster, name), stream.acked_count()
+
     def wait_replicas_equal(self, name, timeout_s=60):
         """Every replica's disk holds the same batches (followers caught up)."""
         def same():
@@ -184,11 +191,7 @@ class Replication(ClusterTestCase):
         """A controlled shutdown moves its partitions' leadership to a follower before it
         stops: writes go on without waiting for an election timeout, nothing is lost."""
         name = "handoff"
-        self.create(name)
-        stream = Stream(self.cluster.bootstrap, name).start()
-        wait_for(lambda: stream.acked_count() > 200, 30, "first writes")
-        leader = leader_of(self.cluster, name)
-        before = stream.acked_count()
+        stream, leader, before = self.stream_to_new_topic(name)
         start = time.monotonic()
         self.broker(leader).stop()  # SIGTERM
         self.assertIn("handing leadership of", self.broker(leader).log())
@@ -204,11 +207,7 @@ class Replication(ClusterTestCase):
 
     def test_sigstop_leader(self):
         name = "pause"
-        self.create(name)
-        stream = Stream(self.cluster.bootstrap, name).start()
-        wait_for(lambda: stream.acked_count() > 200, 30, "first writes")
-        leader = leader_of(self.cluster, name)
-        before = stream.acked_count()
+        stream, leader, before = self.stream_to_new_topic(name)
         paused = self.broker(leader)
         paused.pause()
         start = time.monotonic()
