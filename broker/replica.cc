@@ -86,6 +86,7 @@ Result<std::unique_ptr<Replica>> Replica::open(const std::string& dir, log::Part
   rc.seed = std::random_device{}() ^ r->options_.group;
   r->node_ = std::make_unique<raft::Node>(rc, r->restored_state(), r.get());
   r->last_term_ = *r->node_->term();
+  r->refresh_voters();
   const raft::ConfState conf = r->node_->status().conf;
   r->mirrored_last_ = std::max(r->mirrored_last_, *r->node_->status().last_index);
   // A replica alone in its group leads at once; the preferred replica of a new group
@@ -413,10 +414,10 @@ void Replica::tick() {
   node_->tick();
   if (is_leader()) {
     const int64_t now = now_ms();
-    const uint64_t commit = *node_->status().commit;
-    for (raft::NodeId v : node_->status().conf.voters) {
-      const auto* pr = node_->progress(v);
-      if (pr && pr->match >= commit) caught_up_ms_[*v] = now;
+    const uint64_t commit = node_->log().committed();
+    for (int32_t v : voters_) {
+      const auto* pr = node_->progress(raft::NodeId(v));
+      if (pr && pr->match >= commit) caught_up_ms_[v] = now;
     }
   }
   after_role_change();
@@ -445,7 +446,7 @@ Result<void, raft::Errc> Replica::transfer_leadership(int32_t to) {
 
 bool Replica::serving() const {
   if (!is_leader() || failed_) return false;
-  const uint64_t commit = *node_->status().commit;
+  const uint64_t commit = node_->log().committed();
   return term_at_node(commit) == *node_->term();
 }
 
@@ -455,25 +456,26 @@ uint64_t Replica::term_at_node(uint64_t index) const {
 }
 
 int64_t Replica::high_watermark() const {
-  const uint64_t commit = std::min<uint64_t>(*node_->status().commit, mirrored_last_);
+  const uint64_t commit = std::min<uint64_t>(node_->log().committed(), mirrored_last_);
   const int64_t hw = xlate_.to_kafka(static_cast<int64_t>(commit));
   return std::min<int64_t>(hw, *log_.written_offset());
 }
 
 int64_t Replica::log_end() const { return kafka_end_of_node_log(); }
 
-std::vector<int32_t> Replica::voters() const {
-  std::vector<int32_t> out;
-  for (raft::NodeId v : node_->status().conf.voters) out.push_back(*v);
-  return out;
+std::vector<int32_t> Replica::voters() const { return voters_; }
+
+void Replica::refresh_voters() {
+  voters_.clear();
+  for (raft::NodeId v : node_->status().conf.voters) voters_.push_back(*v);
 }
 
 std::vector<int32_t> Replica::in_sync_replicas(int64_t lag_ms) const {
   if (!is_leader()) return voters();
   const int64_t now = now_ms();
   std::vector<int32_t> out;
-  for (raft::NodeId v : node_->status().conf.voters) {
-    const auto id = *v;
+  for (int32_t id : voters_) {
+    const raft::NodeId v(id);
     if (id == options_.self) {
       out.push_back(id);
       continue;
@@ -529,7 +531,7 @@ void Replica::log_start_moved() {
     kstart = *batch->base_offset;
   }
   const uint64_t idx = index_of(kstart) - 1;
-  if (idx > *node_->status().applied || idx <= snap_index_) return;
+  if (idx > node_->log().applied() || idx <= snap_index_) return;
   const LogStartImage img{kstart, static_cast<int64_t>(idx) - kstart};
   std::string data;
   put<int64_t>(data, img.kafka_start);
@@ -569,7 +571,7 @@ bool Replica::hand_off() {
 // ---- the Ready pipeline ----
 
 void Replica::schedule() {
-  if (scheduled_ || running_ || failed_) return;
+  if (scheduled_ || running_ || failed_ || !node_->has_ready()) return;
   scheduled_ = true;
   asio::post(io_, [this, alive = alive_] {
     if (!*alive) return;
@@ -765,7 +767,7 @@ void Replica::write_slot(bool sync, std::function<void(int32_t)> done, bool forc
   if (slot_writes_ > 0 && !force) return;  // a hint: the next write carries it
   ++slot_writes_;
   state_.generation++;
-  state_.commit = std::max(state_.commit, *node_->status().commit);
+  state_.commit = std::max(state_.commit, node_->log().committed());
   commit_persisted_ = state_.commit;
   auto buf = std::make_shared<std::string>(encode_slot(state_));
   const uint64_t at = (state_.generation % 2) * kSlotBytes;
@@ -821,9 +823,12 @@ void Replica::persist_data(std::shared_ptr<raft::Ready> rd, std::shared_ptr<Plan
 void Replica::finish(std::shared_ptr<raft::Ready> rd) {
   if (failed_) return;
   if (!rd->messages.empty() && events_.send) events_.send(options_.group, std::move(rd->messages));
-  const uint64_t commit_before = *node_->status().commit;
+  const uint64_t commit_before = node_->log().committed();
   node_->advance(rd->persisted());
   running_ = false;
+  for (const raft::Entry& e : rd->committed) {
+    if (e.type == raft::EntryType::kConfig) refresh_voters();
+  }
   (void)commit_before;
   after_role_change();
   complete_waiters();
@@ -832,7 +837,7 @@ void Replica::finish(std::shared_ptr<raft::Ready> rd) {
 }
 
 void Replica::complete_waiters() {
-  const uint64_t commit = *node_->status().commit;
+  const uint64_t commit = node_->log().committed();
   const uint64_t stable = node_->log().stable();
   const uint64_t term = *node_->term();
   const bool leader = is_leader();
@@ -884,7 +889,7 @@ void Replica::after_role_change() {
   if (became_leader) {
     caught_up_ms_.clear();
     const int64_t now = now_ms();
-    for (raft::NodeId v : node_->status().conf.voters) caught_up_ms_[*v] = now;
+    for (int32_t v : voters_) caught_up_ms_[v] = now;
   }
   complete_waiters();
   if (events_.on_role_change) events_.on_role_change();

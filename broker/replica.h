@@ -188,6 +188,7 @@ class Replica final : public raft::LogSource {
   void fail(const std::string& why);
   void after_role_change();
   void complete_waiters();
+  void refresh_voters();  // voters_ from the node's configuration
 
   // Translation (raft index r <-> log offset r - 1).
   int64_t kafka_of(uint64_t index) const { return xlate_.to_kafka(static_cast<int64_t>(index) - 1); }
@@ -222,6 +223,7 @@ class Replica final : public raft::LogSource {
   uint64_t mirrored_last_ = 0;  // the last index of the node's log handed out (or loaded)
   std::map<int32_t, int64_t> caught_up_ms_;  // leader: when each voter last reached the commit
   size_t slot_writes_ = 0;                   // raft.state writes in flight
+  std::vector<int32_t> voters_;              // the configuration's voters (refreshed on commit)
   bool running_ = false;       // a Ready is being persisted
   bool scheduled_ = false;     // run() is posted
   bool failed_ = false;

@@ -143,7 +143,9 @@ class ControlPlane(ClusterTestCase):
             victim.resume()
         wait_for(lambda: "after-%d" % n[0] in view(victim.bootstrap)[1], 20,
                  "the old leader catches up")
-        self.assertEqual(view(victim.bootstrap)[0], [0, 1, 2])
+        # Fenced while it was silent, it is unfenced by its next heartbeats.
+        wait_for(lambda: view(victim.bootstrap)[0] == [0, 1, 2], 20,
+                 "the old leader is back among the live brokers")
 
     def test_silent_broker_is_fenced_and_unfenced(self):
         leader = controller_of(self.cluster)
