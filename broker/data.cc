@@ -118,6 +118,7 @@ void Broker::handle_produce(std::shared_ptr<Request> req, kafka::ProduceRequest 
   auto resp = std::make_shared<kafka::ProduceResponse>();
   auto failed = std::make_shared<std::atomic<bool>>(false);
   const int16_t acks = body.acks;
+  const int64_t timeout_ms = body.timeout_ms;
   const int16_t version = req->header.api_version;
   size_t total = 0;
   for (const auto& t : body.topic_data) total += t.partition_data.size();
@@ -195,7 +196,7 @@ void Broker::handle_produce(std::shared_ptr<Request> req, kafka::ProduceRequest 
       }
       TopicPartition tp{t.name, pd.index};
       ShardState& ss = shard_of(tp);
-      ss.shard.post([this, &ss, tp, batch, slot, req, countdown, failed, acks] {
+      ss.shard.post([this, &ss, tp, batch, slot, req, countdown, failed, acks, timeout_ms] {
         auto finish = [&](ErrorCode c, std::string why = "") {
           if (c != ErrorCode::kNone) {
             slot->error_code = code(c);
@@ -264,7 +265,8 @@ void Broker::handle_produce(std::shared_ptr<Request> req, kafka::ProduceRequest 
               }
               if (Partition* p = ss.find(tp)) slot->log_start_offset = *p->log->log_start_offset();
               countdown->done();
-            });
+            },
+            timeout_ms);
         if (proposed != ErrorCode::kNone) return finish(proposed);
         if (pid >= 0) {
           // The leader's producer state includes what it proposed (pipelined batches follow it).

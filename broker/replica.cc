@@ -377,7 +377,8 @@ int64_t Replica::kafka_end_of_node_log() const {
   return k;
 }
 
-ErrorCode Replica::produce(MutableBytes batch, int16_t acks, ProduceDone done) {
+ErrorCode Replica::produce(MutableBytes batch, int16_t acks, ProduceDone done,
+                           int64_t timeout_ms) {
   if (failed_) return ErrorCode::kKafkaStorageError;
   if (!is_leader()) return ErrorCode::kNotLeaderOrFollower;
   auto view = kafka::RecordBatchView::parse(batch);
@@ -394,7 +395,11 @@ ErrorCode Replica::produce(MutableBytes batch, int16_t acks, ProduceDone done) {
   }
   if (done) {
     waiters_.emplace(**index + width - 1,
-                     Waiter{.acks = acks, .term = term, .kafka_base = base, .done = std::move(done)});
+                     Waiter{.acks = acks,
+                            .term = term,
+                            .kafka_base = base,
+                            .done = std::move(done),
+                            .deadline_ms = timeout_ms > 0 ? now_ms() + timeout_ms : 0});
   }
   schedule();
   return ErrorCode::kNone;
@@ -412,6 +417,18 @@ void Replica::when_committed(int64_t kafka_end, std::function<void(ErrorCode)> d
 void Replica::tick() {
   if (failed_) return;
   node_->tick();
+  if (!waiters_.empty()) {  // Produce's timeout_ms: answered, not held
+    const int64_t now = now_ms();
+    for (auto it = waiters_.begin(); it != waiters_.end();) {
+      if (it->second.deadline_ms > 0 && now >= it->second.deadline_ms) {
+        auto done = std::move(it->second.done);
+        it = waiters_.erase(it);
+        done(ErrorCode::kRequestTimedOut, -1);
+      } else {
+        ++it;
+      }
+    }
+  }
   if (is_leader()) {
     const int64_t now = now_ms();
     const uint64_t commit = node_->log().committed();

@@ -95,8 +95,10 @@ class Replica final : public raft::LogSource {
   // stamping its base offset and leader epoch in place first, then copying it into the log.
   // `done(error, kafka base offset)` runs once the batch is committed (acks = -1) or durable
   // on this broker (acks = 1), or with NOT_LEADER_OR_FOLLOWER when leadership is lost first.
+  // Not done within `timeout_ms` (> 0): REQUEST_TIMED_OUT (the batch may still commit).
   using ProduceDone = std::function<void(kafka::ErrorCode, int64_t base_offset)>;
-  kafka::ErrorCode produce(MutableBytes batch, int16_t acks, ProduceDone done);
+  kafka::ErrorCode produce(MutableBytes batch, int16_t acks, ProduceDone done,
+                           int64_t timeout_ms = 0);
   // Runs `done` once every Kafka offset below `kafka_end` is committed (acks=all duplicates).
   void when_committed(int64_t kafka_end, std::function<void(kafka::ErrorCode)> done);
 
@@ -157,6 +159,7 @@ class Replica final : public raft::LogSource {
     uint64_t term;
     int64_t kafka_base;
     ProduceDone done;
+    int64_t deadline_ms = 0;  // steady clock; 0: none
   };
 
   // What one Ready asks of the files, worked out when it is taken.

@@ -227,6 +227,20 @@ TEST_F(Group, FollowerNotLeaderAnswers) {
             ErrorCode::kNotLeaderOrFollower);
 }
 
+TEST_F(Group, AnUncommittableWriteIsAnsweredAtItsTimeout) {
+  run_until([&] { return leader() >= 0; });
+  const int l = leader();
+  cut_[(l + 1) % 3] = cut_[(l + 2) % 3] = true;  // nothing can commit
+  auto batch = make_batch(1, "t");
+  std::vector<ErrorCode> got;
+  ASSERT_EQ(nodes_[l].replica->produce(
+                MutableBytes(batch), -1, [&](ErrorCode e, int64_t) { got.push_back(e); }, 1),
+            ErrorCode::kNone);
+  run_until([&] { return !got.empty(); }, 50);
+  // Answered: timed out, or not the leader any more (check-quorum) if that came first.
+  EXPECT_TRUE(got[0] == ErrorCode::kRequestTimedOut || got[0] == ErrorCode::kNotLeaderOrFollower);
+}
+
 TEST_F(Group, RestartedFollowerCatchesUpFromSegments) {
   run_until([&] { return leader() >= 0; });
   const int l = leader();
