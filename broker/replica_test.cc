@@ -1,7 +1,7 @@
 // The partition Raft driver (Replica) on real segment files: three replicas on one thread,
-// their messages delivered by a seeded network that can cut a replica off, with crashes that
-// reopen a replica from its files. What the cluster tests check end to end with real brokers,
-// here one behaviour at a time and fast.
+// their messages delivered in order by a network that can cut a replica off, with crashes that
+// reopen a replica from its files (SLUICE_TRACE=1 prints every message delivered). What the
+// cluster tests check end to end with real brokers, here one behaviour at a time and fast.
 #include "broker/replica.h"
 
 #include <gtest/gtest.h>
@@ -9,7 +9,6 @@
 #include <boost/asio/io_context.hpp>
 #include <deque>
 #include <filesystem>
-#include <random>
 #include <thread>
 
 #include "log/fd_cache.h"
@@ -111,7 +110,7 @@ class Group : public ::testing::Test {
       for (auto& m : msgs) {
         const int to = *m.to, from = *m.from;
         if (cut_[to] || cut_[from] || !nodes_[to].replica) continue;
-        if (getenv("TRACE")) fprintf(stderr, "%s\n", raft::to_string(m).c_str());
+        if (getenv("SLUICE_TRACE")) fprintf(stderr, "%s\n", raft::to_string(m).c_str());
         nodes_[to].replica->step(std::move(m));
       }
     }
