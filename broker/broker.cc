@@ -192,43 +192,31 @@ void Broker::tick_raft(ShardState& ss) {
   ss.raft_ticker->async_wait([this, &ss](boost::system::error_code ec) {
     if (ec) return;
     const bool groups = groups_ready_.load(std::memory_order_acquire);
+    cluster::pb::SetLeaders report;  // serving leaders whose epoch the controller lacks
     for (auto& [tp, p] : ss.partitions) {
       if (!p->replica || p->deleting) continue;
       p->replica->tick();
-      if (p->replica->serving() && (p->reported_leader != config_.node_id ||
-                                    p->reported_epoch != p->replica->leader_epoch())) {
-        ss.leaders_dirty = true;
+      const bool serving = p->replica->serving();
+      const int32_t epoch = p->replica->leader_epoch();
+      if (serving && (p->reported_leader != config_.node_id || p->reported_epoch != epoch)) {
+        p->reported_leader = config_.node_id;
+        p->reported_epoch = epoch;
+        auto* ch = report.add_changes();
+        ch->set_topic(tp.topic);
+        ch->set_partition(tp.partition);
+        ch->set_leader(config_.node_id);
+        ch->set_leader_epoch(epoch);
       }
       if (groups && tp.topic == GroupCoordinator::kTopic) {
         // The coordinator of a group is the serving leader of its partition.
-        const bool serving = p->replica->serving();
         if (serving && !groups_->coordinating(tp.partition)) groups_->take_over(tp.partition);
         if (!serving && groups_->coordinating(tp.partition)) groups_->resign(tp.partition);
       }
     }
-    if (ss.leaders_dirty) report_leaders(ss);
+    if (report.changes_size() > 0 && cluster_) cluster_->report_leaders(report);
     ss.ring->submit();
     tick_raft(ss);
   });
-}
-
-void Broker::report_leaders(ShardState& ss) {
-  ss.leaders_dirty = false;
-  if (!cluster_) return;
-  cluster::pb::SetLeaders report;
-  for (auto& [tp, p] : ss.partitions) {
-    if (!p->replica || p->deleting || !p->replica->serving()) continue;
-    const int32_t epoch = p->replica->leader_epoch();
-    if (p->reported_leader == config_.node_id && p->reported_epoch == epoch) continue;
-    p->reported_leader = config_.node_id;
-    p->reported_epoch = epoch;
-    auto* ch = report.add_changes();
-    ch->set_topic(tp.topic);
-    ch->set_partition(tp.partition);
-    ch->set_leader(config_.node_id);
-    ch->set_leader_epoch(epoch);
-  }
-  if (report.changes_size() > 0) cluster_->report_leaders(report);
 }
 
 void Broker::route_raft(uint64_t group, raft::Message&& message) {

@@ -89,7 +89,6 @@ struct ShardState {
   std::unique_ptr<boost::asio::steady_timer> raft_ticker;  // Raft ticks of every replica
   std::map<TopicPartition, std::unique_ptr<Partition>> partitions;
   std::unordered_map<uint64_t, Partition*> by_group;  // Raft group id -> partition
-  bool leaders_dirty = false;  // a replica serves as leader with an unreported epoch
   TopicPartition scrub_cursor;  // the scrubber's round-robin position
 
   Partition* find(const TopicPartition& tp) {
@@ -142,9 +141,9 @@ class Broker {
   void start_shard(ShardState& ss);
   void watch_ring(ShardState& ss);
   void tick_shard(ShardState& ss);
-  // Raft: ticks every replica of the shard, reports leadership changes to the controller.
+  // Raft: ticks every replica of the shard, reports leadership changes to the controller and
+  // moves group coordination with the __consumer_offsets leaders.
   void tick_raft(ShardState& ss);
-  void report_leaders(ShardState& ss);
   // A Raft message from a peer (cluster thread): to the shard of its partition.
   void route_raft(uint64_t group, raft::Message&& message);
   // The Raft side of a partition whose log is open (created with `voters` if new).

@@ -840,13 +840,11 @@ void Replica::persist_data(std::shared_ptr<raft::Ready> rd, std::shared_ptr<Plan
 void Replica::finish(std::shared_ptr<raft::Ready> rd) {
   if (failed_) return;
   if (!rd->messages.empty() && events_.send) events_.send(options_.group, std::move(rd->messages));
-  const uint64_t commit_before = node_->log().committed();
   node_->advance(rd->persisted());
   running_ = false;
   for (const raft::Entry& e : rd->committed) {
     if (e.type == raft::EntryType::kConfig) refresh_voters();
   }
-  (void)commit_before;
   after_role_change();
   complete_waiters();
   if (events_.on_commit) events_.on_commit();
