@@ -512,6 +512,29 @@ int64_t record_timestamp(log::PartitionLog& log, int64_t offset) {
 // Fans a per-partition request out: `work(shard, partition, request entry, response slot)`
 // runs on each partition's shard, and the response (whose topics mirror the request's) is
 // sent once every partition is done.
+namespace {
+
+// Per-partition requests name their fields `name`/`partition_index`, except OffsetForLeaderEpoch
+// (`topic`/`partition`).
+template <class T>
+auto& wire_topic(T& t) {
+  if constexpr (requires { t.name; }) {
+    return t.name;
+  } else {
+    return t.topic;
+  }
+}
+template <class T>
+auto& wire_partition(T& p) {
+  if constexpr (requires { p.partition_index; }) {
+    return p.partition_index;
+  } else {
+    return p.partition;
+  }
+}
+
+}  // namespace
+
 template <class Response, class Topics, class Work>
 void Broker::per_partition(std::shared_ptr<Request> req, const Topics& topics, Work work) {
   auto resp = std::make_shared<Response>();
@@ -521,13 +544,13 @@ void Broker::per_partition(std::shared_ptr<Request> req, const Topics& topics, W
   resp->topics.resize(topics.size());
   for (size_t ti = 0; ti < topics.size(); ++ti) {
     const auto& t = topics[ti];
-    resp->topics[ti].name = t.name;
+    wire_topic(resp->topics[ti]) = wire_topic(t);
     resp->topics[ti].partitions.resize(t.partitions.size());
     for (size_t pi = 0; pi < t.partitions.size(); ++pi) {
       const auto& entry = t.partitions[pi];
       auto* slot = &resp->topics[ti].partitions[pi];
-      slot->partition_index = entry.partition_index;
-      TopicPartition tp{t.name, entry.partition_index};
+      wire_partition(*slot) = wire_partition(entry);
+      TopicPartition tp{wire_topic(t), wire_partition(entry)};
       ShardState& ss = shard_of(tp);
       ss.shard.post([&ss, tp, entry, slot, countdown, work] {
         work(ss, tp, entry, *slot);
@@ -540,40 +563,23 @@ void Broker::per_partition(std::shared_ptr<Request> req, const Topics& topics, W
 
 void Broker::handle_offset_for_leader_epoch(std::shared_ptr<Request> req,
                                             const kafka::OffsetForLeaderEpochRequest& body) {
-  auto resp = std::make_shared<kafka::OffsetForLeaderEpochResponse>();
-  size_t total = 0;
-  for (const auto& t : body.topics) total += t.partitions.size();
-  auto countdown = std::make_shared<Countdown>(total + 1, [req, resp] { respond(*req, *resp); });
-  resp->topics.resize(body.topics.size());
-  for (size_t ti = 0; ti < body.topics.size(); ++ti) {
-    const auto& t = body.topics[ti];
-    resp->topics[ti].topic = t.topic;
-    resp->topics[ti].partitions.resize(t.partitions.size());
-    for (size_t pi = 0; pi < t.partitions.size(); ++pi) {
-      const auto& entry = t.partitions[pi];
-      auto* slot = &resp->topics[ti].partitions[pi];
-      slot->partition = entry.partition;
-      TopicPartition tp{t.topic, entry.partition};
-      ShardState& ss = shard_of(tp);
-      ss.shard.post([this, &ss, tp, entry, slot, countdown] {
+  per_partition<kafka::OffsetForLeaderEpochResponse>(
+      req, body.topics,
+      [this](ShardState& ss, const TopicPartition& tp, const auto& entry, auto& slot) {
         Partition* p = ss.find(tp);
         if (!p) {
-          slot->error_code = code(missing_partition_error(tp));
+          slot.error_code = code(missing_partition_error(tp));
         } else if (ErrorCode e = leader_check(*p, entry.current_leader_epoch);
                    e != ErrorCode::kNone) {
-          slot->error_code = code(e);
+          slot.error_code = code(e);
         } else if (p->replica) {
           // The largest epoch <= the one asked for, and where the next epoch starts (or the
           // log end); a consumer's answer never reaches past the high watermark.
           auto [epoch, end] = p->replica->end_offset_for_epoch(entry.leader_epoch);
-          slot->leader_epoch = epoch;
-          slot->end_offset = epoch < 0 ? -1 : std::min(end, p->high_watermark());
+          slot.leader_epoch = epoch;
+          slot.end_offset = epoch < 0 ? -1 : std::min(end, p->high_watermark());
         }
-        countdown->done();
       });
-    }
-  }
-  countdown->done();
 }
 
 void Broker::handle_delete_records(std::shared_ptr<Request> req,

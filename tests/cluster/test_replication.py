@@ -52,6 +52,22 @@ def read_all(bootstrap, topic, partition=0, timeout_s=60):
     return rows
 
 
+def offset_for_leader_epoch(bootstrap, topic, partition, current_epoch, epoch):
+    """OffsetForLeaderEpoch v2 (raw: kafka-python 2.0.2 has no such request):
+    (error code, leader epoch, end offset)."""
+    name = topic.encode()
+    body = (struct.pack(">i", 1) + struct.pack(">h", len(name)) + name + struct.pack(">i", 1) +
+            struct.pack(">iii", partition, current_epoch, epoch))
+    with harness.connect(bootstrap) as s:
+        s.sendall(harness.request_frame(23, 2, 7, body))
+        cid, resp = harness.recv_response(s)
+    assert cid == 7
+    # throttle, 1 topic, its name, 1 partition, then error, partition, epoch, end offset
+    at = 4 + 4 + 2 + len(name) + 4
+    error, _, leader_epoch, end = struct.unpack(">hiiq", resp[at:at + 18])
+    return error, leader_epoch, end
+
+
 def batches_on_disk(data_dir, topic, partition=0):
     """The record batches stored in a partition directory, in order, as raw bytes."""
     d = os.path.join(data_dir, "%s-%d" % (topic, partition))
@@ -156,6 +172,12 @@ class Replication(ClusterTestCase):
         wait_for(lambda: stream.acked_count() > 200, 30, "first writes")
         return stream, leader_of(self.cluster, name), stream.acked_count()
 
+    def finish_stream(self, name, stream):
+        """Stops the Stream, checks what it acknowledged, waits for identical replica logs."""
+        acked, errors = stream.finish()
+        self.check_stream(name, acked, errors)
+        self.wait_replicas_equal(name)
+
     def wait_replicas_equal(self, name, timeout_s=60):
         """Every replica's disk holds the same batches (followers caught up)."""
         def same():
@@ -181,11 +203,9 @@ class Replication(ClusterTestCase):
             resumes.append(first_new - killed_at if first_new else float("nan"))
             self.broker(leader).start()
             wait_for(lambda: stream.acked_count() > before + 300, 60, "writes go on")
-        acked, errors = stream.finish()
         report("writes resumed after SIGKILL of the leader (s)",
                " ".join("%.2f" % r for r in resumes))
-        self.check_stream(name, acked, errors)
-        self.wait_replicas_equal(name)
+        self.finish_stream(name, stream)
 
     def test_sigterm_leader_hands_leadership_off(self):
         """A controlled shutdown moves its partitions' leadership to a follower before it
@@ -201,9 +221,7 @@ class Replication(ClusterTestCase):
         self.assertNotEqual(leader_of(self.cluster, name), leader)
         self.broker(leader).start()
         wait_for(lambda: stream.acked_count() > before + 300, 60, "writes go on")
-        acked, errors = stream.finish()
-        self.check_stream(name, acked, errors)
-        self.wait_replicas_equal(name)
+        self.finish_stream(name, stream)
 
     def test_sigstop_leader(self):
         name = "pause"
@@ -220,9 +238,7 @@ class Replication(ClusterTestCase):
         finally:
             paused.resume()
         wait_for(lambda: stream.acked_count() > before + 400, 60, "writes go on after resume")
-        acked, errors = stream.finish()
-        self.check_stream(name, acked, errors)
-        self.wait_replicas_equal(name)
+        self.finish_stream(name, stream)
 
     def test_min_insync_replicas(self):
         name = "strict"
@@ -316,6 +332,19 @@ class Replication(ClusterTestCase):
         c.close()
         self.assertEqual(got, [(i, i) for i in range(sent)])
         self.wait_replicas_equal(name)
+        # OffsetForLeaderEpoch at the leader: its epoch ends at the log end (every record was
+        # written in earlier epochs); an epoch older than the client's view is fenced.
+        leader_boot = self.broker(leader_of(self.cluster, name)).bootstrap
+        err, current, end = offset_for_leader_epoch(leader_boot, name, 0, -1, 1 << 30)
+        self.assertEqual(err, 0)
+        self.assertGreaterEqual(current, elections)  # one epoch per election at least
+        self.assertEqual(end, sent)
+        err, found, end = offset_for_leader_epoch(leader_boot, name, 0, current, 1)
+        self.assertEqual((err, found, end), (0, 1, 0))  # epoch 1 (the bootstrap) holds no data
+        self.assertEqual(offset_for_leader_epoch(leader_boot, name, 0, current - 1, 1)[0],
+                         74)  # FENCED_LEADER_EPOCH
+        self.assertEqual(offset_for_leader_epoch(leader_boot, name, 0, current + 1, 1)[0],
+                         75)  # UNKNOWN_LEADER_EPOCH
         report("elections survived with contiguous offsets", elections)
 
     def test_group_offsets_survive_the_coordinator(self):
