@@ -92,6 +92,9 @@ TopicInfo TopicRegistry::to_topic_info(const cluster::pb::Topic& t) {
     pi.replicas.assign(p.replicas().begin(), p.replicas().end());
     pi.leader = p.leader();
     pi.leader_epoch = p.leader_epoch();
+    pi.adding.assign(p.adding().begin(), p.adding().end());
+    pi.removing.assign(p.removing().begin(), p.removing().end());
+    pi.elect_preferred = p.elect_preferred();
     info.parts.push_back(std::move(pi));
   }
   return info;
@@ -119,11 +122,103 @@ std::shared_ptr<const TopicsSnapshot> TopicRegistry::publish(const cluster::pb::
   for (const auto& [name, id] : image.deleted_topics()) next->deleted.insert(name);
   for (const auto& [id, b] : image.brokers()) {
     next->brokers[id] = BrokerInfo{id, b.kafka().host(), static_cast<int32_t>(b.kafka().port()),
-                                   b.rack(), b.fenced()};
+                                   b.rack(), b.fenced(), b.decommissioned()};
   }
   std::lock_guard lock(mutex_);
   snapshot_ = next;
   return next;
+}
+
+std::vector<int32_t> PartitionInfo::target() const {
+  std::vector<int32_t> out;
+  for (int32_t id : replicas) {
+    if (std::find(removing.begin(), removing.end(), id) == removing.end()) out.push_back(id);
+  }
+  return out;
+}
+
+std::vector<int32_t> PartitionInfo::original() const {
+  std::vector<int32_t> out;
+  for (int32_t id : replicas) {
+    if (std::find(adding.begin(), adding.end(), id) == adding.end()) out.push_back(id);
+  }
+  return out;
+}
+
+namespace {
+
+Result<std::vector<TopicRegistry::PartitionError>, TopicError> partition_results(
+    const cluster::pb::ControllerResponse& resp) {
+  if (resp.error_code() != 0) {
+    return unexpected(TopicError{static_cast<ErrorCode>(resp.error_code()), resp.error_message()});
+  }
+  std::vector<TopicRegistry::PartitionError> out;
+  for (const auto& r : resp.results()) {
+    out.push_back({r.topic(), r.partition(),
+                   TopicError{static_cast<ErrorCode>(r.error_code()), r.error_message()}});
+  }
+  return out;
+}
+
+}  // namespace
+
+void TopicRegistry::reassign(const std::vector<Reassignment>& changes, ResultsDone done) {
+  cluster::pb::ControllerRequest req;
+  for (const auto& c : changes) {
+    auto* ch = req.mutable_reassign()->add_changes();
+    ch->set_topic(c.topic);
+    ch->set_partition(c.partition);
+    for (int32_t b : c.target) ch->add_target(b);
+    ch->set_cancel(c.target.empty());
+  }
+  cluster_.request(std::move(req), kControllerTimeout,
+                   [done](const cluster::pb::ControllerResponse& resp) {
+                     done(partition_results(resp));
+                   });
+}
+
+void TopicRegistry::elect_preferred(const std::vector<std::pair<std::string, int32_t>>& partitions,
+                                    ResultsDone done) {
+  cluster::pb::ControllerRequest req;
+  for (const auto& [topic, partition] : partitions) {
+    auto* t = req.mutable_elect_preferred()->add_partitions();
+    t->set_topic(topic);
+    t->set_partition(partition);
+  }
+  cluster_.request(std::move(req), kControllerTimeout,
+                   [done](const cluster::pb::ControllerResponse& resp) {
+                     done(partition_results(resp));
+                   });
+}
+
+void TopicRegistry::decommission(int32_t broker, bool decommissioned,
+                                 std::function<void(Result<void, TopicError>)> done) {
+  cluster::pb::ControllerRequest req;
+  req.mutable_decommission()->set_id(broker);
+  req.mutable_decommission()->set_decommissioned(decommissioned);
+  cluster_.request(std::move(req), kControllerTimeout,
+                   [done](const cluster::pb::ControllerResponse& resp) {
+                     if (resp.error_code() != 0) {
+                       done(unexpected(TopicError{static_cast<ErrorCode>(resp.error_code()),
+                                                  resp.error_message()}));
+                       return;
+                     }
+                     done({});
+                   });
+}
+
+void TopicRegistry::balance(std::function<void(Result<int32_t, TopicError>)> done) {
+  cluster::pb::ControllerRequest req;
+  req.set_balance(true);
+  cluster_.request(std::move(req), kControllerTimeout,
+                   [done](const cluster::pb::ControllerResponse& resp) {
+                     if (resp.error_code() != 0) {
+                       done(unexpected(TopicError{static_cast<ErrorCode>(resp.error_code()),
+                                                  resp.error_message()}));
+                       return;
+                     }
+                     done(resp.moves_started());
+                   });
 }
 
 void TopicRegistry::send(cluster::pb::ControllerRequest req, const std::string& name, Done done) {

@@ -29,6 +29,16 @@ struct PartitionInfo {
   std::vector<int32_t> replicas;  // replicas[0]: preferred leader
   int32_t leader = -1;            // -1: no leader now
   int32_t leader_epoch = 0;
+  // A move in progress (cluster.proto, Partition): replicas = target, then those leaving.
+  std::vector<int32_t> adding;    // not among the replicas the move started from
+  std::vector<int32_t> removing;  // leaving once the move completes
+  bool elect_preferred = false;   // a preferred leader election was asked
+  bool moving() const { return !adding.empty() || !removing.empty(); }
+  // The replicas the move ends with (all of them when none runs), in order.
+  std::vector<int32_t> target() const;
+  // The replicas the move started from (Kafka's ListPartitionReassignments "replicas" minus
+  // "adding"): a cancel goes back to these.
+  std::vector<int32_t> original() const;
 };
 
 struct TopicInfo {
@@ -47,6 +57,7 @@ struct BrokerInfo {
   int32_t port = 0;
   std::string rack;
   bool fenced = false;
+  bool decommissioned = false;
 };
 
 struct TopicsSnapshot {
@@ -96,6 +107,33 @@ class TopicRegistry {
   // Replaces the explicitly set settings of a topic with `configs`.
   void set_configs(const std::string& name, const std::map<std::string, std::string>& configs,
                    Done done);
+  // Moves (reassignments). `target` empty: cancel the partition's running move. `done` gets
+  // one result per change, in order (code kNone: accepted; the move then runs in the
+  // background, driven by the partition's leader).
+  struct Reassignment {
+    std::string topic;
+    int32_t partition = 0;
+    std::vector<int32_t> target;  // empty: cancel
+  };
+  struct PartitionError {
+    std::string topic;
+    int32_t partition = 0;
+    TopicError error;
+  };
+  using ResultsDone = std::function<void(Result<std::vector<PartitionError>, TopicError>)>;
+  void reassign(const std::vector<Reassignment>& changes, ResultsDone done);
+  // Preferred leader elections: the partitions' leaders hand leadership to their preferred
+  // replica (replicas[0]). Per partition: ELECTION_NOT_NEEDED when it already leads,
+  // PREFERRED_LEADER_NOT_AVAILABLE when it is not live.
+  void elect_preferred(const std::vector<std::pair<std::string, int32_t>>& partitions,
+                       ResultsDone done);
+  // Drains a broker (every replica moves off it; it takes no new ones), or undoes that.
+  void decommission(int32_t broker, bool decommissioned,
+                    std::function<void(Result<void, TopicError>)> done);
+  // Plans and starts the moves that balance replicas across brokers now; `done` gets the
+  // number of partitions that will move.
+  void balance(std::function<void(Result<int32_t, TopicError>)> done);
+
   // Hands out `count` producer ids, unique across the cluster and its restarts. Blocks for a
   // controller round trip: called once per block of ids.
   Result<int64_t, TopicError> allocate_producer_ids(int64_t count);

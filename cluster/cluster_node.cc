@@ -1,5 +1,6 @@
 #include "cluster/cluster_node.h"
 
+#include <fmt/ranges.h>
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
@@ -8,6 +9,7 @@
 #include <random>
 #include <set>
 
+#include "cluster/balance.h"
 #include "partitioner/placement.h"
 
 namespace sluice::cluster {
@@ -375,7 +377,13 @@ void ClusterNode::tick() {
   refresh_status();
   if (group_) {
     group_->tick();
-    if (group_->is_leader()) check_sessions();
+    if (group_->is_leader()) {
+      check_sessions();
+      if (now >= next_balance_) {
+        next_balance_ = now + std::chrono::milliseconds(config_.balance_interval_ms);
+        balance_step();
+      }
+    }
     (void)group_->maybe_compact(config_.snapshot_every, [this] {
       return raft::Payload::copy_of(state_.serialize());
     });
@@ -576,6 +584,8 @@ void ClusterNode::on_raft_change() {
     // A new leader gives every broker a full session before fencing it.
     const auto now = Clock::now();
     for (const auto& [id, b] : state_.image().brokers()) last_seen_[id] = now;
+    // A balance (a broker joining, a decommission) the last leader had not finished goes on.
+    balance_wanted_ = needs_balance(state_.image(), config_.auto_balance);
     if (state_.image().cluster_id().empty()) {
       pb::Record rec;
       rec.mutable_set_cluster_id()->set_cluster_id(
@@ -652,11 +662,46 @@ void ClusterNode::lead(pb::ControllerRequest req,
   };
   pb::Record rec;
   switch (req.kind_case()) {
-    case pb::ControllerRequest::kRegisterBroker:
+    case pb::ControllerRequest::kRegisterBroker: {
       last_seen_[req.register_broker().id()] = Clock::now();
+      const bool joins = !img.brokers().count(req.register_broker().id());
       *rec.mutable_register_broker()->mutable_broker() = req.register_broker();
-      propose(rec, on_applied);
+      propose(rec, [this, reply, joins](const ApplyResult& a, uint64_t index) {
+        // A broker that joins the cluster takes its share of replicas (partition.autobalancing).
+        if (a.ok() && joins && config_.auto_balance) balance_wanted_ = true;
+        reply(from_apply(a, index));
+      });
       return;
+    }
+    case pb::ControllerRequest::kReassign:
+      reassign(req.reassign(), std::move(reply));
+      return;
+    case pb::ControllerRequest::kCompleteReassignment:
+      *rec.mutable_complete_reassignment() = req.complete_reassignment();
+      propose(rec, [reply, c = req.complete_reassignment()](const ApplyResult& a, uint64_t index) {
+        if (a.ok()) {
+          spdlog::info("controller: move of {}-{} complete: replicas {}", c.topic(), c.partition(),
+                       fmt::join(c.voters(), ","));
+        }
+        reply(from_apply(a, index));
+      });
+      return;
+    case pb::ControllerRequest::kDecommission:
+      decommission(req.decommission(), std::move(reply));
+      return;
+    case pb::ControllerRequest::kElectPreferred:
+      elect_preferred(req.elect_preferred(), std::move(reply));
+      return;
+    case pb::ControllerRequest::kBalance: {
+      balance_wanted_ = true;
+      const auto plan = plan_balance(img, BalanceOptions{config_.placement_epsilon, SIZE_MAX});
+      pb::ControllerResponse resp;
+      resp.set_moves_started(static_cast<int32_t>(plan.pending));
+      resp.set_applied_index(img.applied_index());
+      balance_step();
+      reply(resp);
+      return;
+    }
     case pb::ControllerRequest::kHeartbeat: {
       const pb::Heartbeat& h = req.heartbeat();
       pb::ControllerResponse resp;
@@ -803,6 +848,7 @@ namespace {
 std::vector<partitioner::Broker> placement_brokers(const pb::Image& img) {
   std::vector<partitioner::Broker> out;
   for (const pb::Broker* b : live_brokers(img)) {
+    if (b->decommissioned()) continue;  // being drained: takes no new replicas
     out.push_back(partitioner::Broker{BrokerId(b->id()), b->rack(), 1});
   }
   return out;
@@ -989,6 +1035,197 @@ void ClusterNode::flush_leader_reports() {
             }
             flush_leader_reports();
           });
+}
+
+// ---- moves and leader elections (cluster.proto: Reassign, Decommission, ElectPreferred) ----
+
+namespace {
+
+pb::PartitionResult partition_result(const std::string& topic, int32_t partition, ErrorCode code,
+                                     std::string message) {
+  pb::PartitionResult r;
+  r.set_topic(topic);
+  r.set_partition(partition);
+  r.set_error_code(static_cast<int32_t>(code));
+  r.set_error_message(std::move(message));
+  return r;
+}
+
+const pb::Partition* find_partition(const pb::Image& img, const std::string& topic,
+                                    int32_t partition) {
+  auto it = img.topics().find(topic);
+  if (it == img.topics().end() || partition < 0 || partition >= it->second.partitions_size()) {
+    return nullptr;
+  }
+  return &it->second.partitions(partition);
+}
+
+}  // namespace
+
+void ClusterNode::reassign(const pb::Reassign& request,
+                           std::function<void(pb::ControllerResponse)> reply) {
+  const pb::Image& img = state_.image();
+  auto resp = std::make_shared<pb::ControllerResponse>();
+  pb::Record rec;
+  for (const auto& ch : request.changes()) {
+    const pb::Partition* p = find_partition(img, ch.topic(), ch.partition());
+    auto refuse = [&](ErrorCode code, std::string why) {
+      *resp->add_results() = partition_result(ch.topic(), ch.partition(), code, std::move(why));
+    };
+    if (p == nullptr) {
+      refuse(ErrorCode::kUnknownTopicOrPartition, "no such partition");
+      continue;
+    }
+    if (ch.cancel()) {
+      if (!moving(*p)) {
+        refuse(ErrorCode::kNoReassignmentInProgress, "no move in progress");
+        continue;
+      }
+    } else {
+      std::set<int32_t> seen;
+      std::string bad;
+      for (int32_t b : ch.target()) {
+        auto it = img.brokers().find(b);
+        if (it == img.brokers().end()) {
+          bad = "broker " + std::to_string(b) + " is not registered";
+        } else if (it->second.decommissioned()) {
+          bad = "broker " + std::to_string(b) + " is being decommissioned";
+        } else if (!seen.insert(b).second) {
+          bad = "broker " + std::to_string(b) + " is named twice";
+        }
+        if (!bad.empty()) break;
+      }
+      if (bad.empty() && seen.empty()) bad = "the target replica list is empty";
+      if (!bad.empty()) {
+        refuse(ErrorCode::kInvalidReplicaAssignment, bad);
+        continue;
+      }
+    }
+    *rec.mutable_reassign()->add_changes() = ch;
+    refuse(ErrorCode::kNone, "");
+  }
+  if (rec.reassign().changes().empty()) {
+    resp->set_applied_index(img.applied_index());
+    reply(*resp);
+    return;
+  }
+  for (const auto& ch : rec.reassign().changes()) {
+    spdlog::info("controller: {} move of {}-{}{}{}", ch.cancel() ? "cancelling the" : "starting a",
+                 ch.topic(), ch.partition(), ch.cancel() ? "" : " to replicas ",
+                 fmt::join(ch.target(), ","));
+  }
+  propose(rec, [resp, reply](const ApplyResult& a, uint64_t index) {
+    pb::ControllerResponse out = from_apply(a, index);
+    *out.mutable_results() = resp->results();
+    reply(out);
+  });
+}
+
+void ClusterNode::decommission(const pb::Decommission& request,
+                               std::function<void(pb::ControllerResponse)> reply) {
+  const pb::Image& img = state_.image();
+  auto it = img.brokers().find(request.id());
+  if (it == img.brokers().end()) {
+    reply(error_response(ErrorCode::kBrokerNotAvailable,
+                         "broker " + std::to_string(request.id()) + " is not registered"));
+    return;
+  }
+  if (request.decommissioned()) {
+    // The brokers left must hold every partition's replicas.
+    int32_t left = 0;
+    for (const auto& [id, b] : img.brokers()) {
+      left += (id != request.id() && !b.decommissioned()) ? 1 : 0;
+    }
+    int32_t rf = 0;
+    for (const auto& [name, t] : img.topics()) {
+      for (const auto& p : t.partitions()) {
+        rf = std::max(rf, static_cast<int32_t>(target_replicas(p).size()));
+      }
+    }
+    if (left < rf) {
+      reply(error_response(ErrorCode::kInvalidRequest,
+                           "decommissioning broker " + std::to_string(request.id()) + " would leave " +
+                               std::to_string(left) + " broker(s) for partitions of " +
+                               std::to_string(rf) + " replicas; add a broker first"));
+      return;
+    }
+  }
+  pb::Record rec;
+  *rec.mutable_decommission() = request;
+  spdlog::info("controller: {} broker {}",
+               request.decommissioned() ? "decommissioning" : "recommissioning", request.id());
+  propose(rec, [this, reply](const ApplyResult& a, uint64_t index) {
+    if (a.ok()) balance_wanted_ = true;
+    reply(from_apply(a, index));
+  });
+}
+
+void ClusterNode::elect_preferred(const pb::ElectPreferred& request,
+                                  std::function<void(pb::ControllerResponse)> reply) {
+  const pb::Image& img = state_.image();
+  auto resp = std::make_shared<pb::ControllerResponse>();
+  pb::Record rec;
+  for (const auto& t : request.partitions()) {
+    const pb::Partition* p = find_partition(img, t.topic(), t.partition());
+    ErrorCode code = ErrorCode::kNone;
+    std::string why;
+    if (p == nullptr || p->replicas_size() == 0) {
+      code = ErrorCode::kUnknownTopicOrPartition;
+      why = "no such partition";
+    } else if (leader_of(img, *p) == p->replicas(0)) {
+      code = ErrorCode::kElectionNotNeeded;
+      why = "the preferred replica leads";
+    } else if (auto b = img.brokers().find(p->replicas(0));
+               b == img.brokers().end() || b->second.fenced()) {
+      code = ErrorCode::kPreferredLeaderNotAvailable;
+      why = "the preferred replica (broker " + std::to_string(p->replicas(0)) + ") is not live";
+    } else {
+      *rec.mutable_elect_preferred()->add_partitions() = t;
+    }
+    *resp->add_results() = partition_result(t.topic(), t.partition(), code, why);
+  }
+  if (rec.elect_preferred().partitions().empty()) {
+    resp->set_applied_index(img.applied_index());
+    reply(*resp);
+    return;
+  }
+  propose(rec, [resp, reply](const ApplyResult& a, uint64_t index) {
+    pb::ControllerResponse out = from_apply(a, index);
+    *out.mutable_results() = resp->results();
+    reply(out);
+  });
+}
+
+void ClusterNode::balance_step() {
+  if (!group_ || !group_->is_leader() || !balance_wanted_ || balance_in_flight_) return;
+  const pb::Image& img = state_.image();
+  size_t moving_now = 0;
+  for (const auto& [name, t] : img.topics()) {
+    for (const auto& p : t.partitions()) moving_now += moving(p) ? 1 : 0;
+  }
+  BalanceOptions o;
+  o.epsilon = config_.placement_epsilon;
+  o.max_moves = config_.max_concurrent_moves > moving_now
+                    ? config_.max_concurrent_moves - moving_now
+                    : 0;
+  const BalancePlan plan = plan_balance(img, o);
+  if (plan.pending == 0 && moving_now == 0) {
+    balance_wanted_ = false;
+    spdlog::info("controller: replicas are balanced");
+    return;
+  }
+  if (plan.moves.empty()) return;
+  pb::Record rec;
+  for (const auto& m : plan.moves) {
+    auto* ch = rec.mutable_reassign()->add_changes();
+    ch->set_topic(m.topic);
+    ch->set_partition(m.partition);
+    for (int32_t b : m.target) ch->add_target(b);
+  }
+  spdlog::info("controller: balancer starts {} move(s); {} partition(s) to move, {} moving",
+               plan.moves.size(), plan.pending, moving_now);
+  balance_in_flight_ = true;
+  propose(rec, [this](const ApplyResult&, uint64_t) { balance_in_flight_ = false; });
 }
 
 }  // namespace sluice::cluster

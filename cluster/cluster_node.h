@@ -67,6 +67,9 @@ struct ClusterConfig {
   int32_t default_replication_factor = -1;  // -1: min(3, live brokers)
   double placement_epsilon = 0.05;
   uint64_t snapshot_every = 1000;  // controller log entries between snapshots
+  bool auto_balance = true;         // a broker that joins gets its share of replicas
+  size_t max_concurrent_moves = 16;  // partitions moving at once (balancer)
+  int64_t balance_interval_ms = 1000;
 };
 
 // What a topic change asks for; the controller validates it against its image.
@@ -155,6 +158,16 @@ class ClusterNode {
   void propose(const pb::Record& record,
                std::function<void(const ApplyResult&, uint64_t index)> done);
   void check_sessions();
+  // Moves (reassignments), decommissioning, preferred leader elections, the balancer.
+  void reassign(const pb::Reassign& request, std::function<void(pb::ControllerResponse)> reply);
+  void decommission(const pb::Decommission& request,
+                    std::function<void(pb::ControllerResponse)> reply);
+  void elect_preferred(const pb::ElectPreferred& request,
+                       std::function<void(pb::ControllerResponse)> reply);
+  void balance_step();
+  bool balance_wanted_ = false;
+  bool balance_in_flight_ = false;
+  std::chrono::steady_clock::time_point next_balance_{};
   Result<pb::Topic, ApplyResult> plan_topic(const pb::TopicRequest& t) const;
   Result<std::vector<pb::Partition>, ApplyResult> plan_partitions(const pb::Topic& topic,
                                                                   int32_t total) const;

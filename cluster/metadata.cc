@@ -18,7 +18,75 @@ bool broker_live(const pb::Image& img, int32_t id) {
 // Partition leaders are what the partitions' Raft leaders report (SetLeaders): a fenced
 // broker's partitions keep their last reported leader until a newer epoch is reported.
 
+pb::Partition* find_partition(pb::Image& img, const std::string& topic, int32_t partition) {
+  auto it = img.mutable_topics()->find(topic);
+  if (it == img.mutable_topics()->end()) return nullptr;
+  if (partition < 0 || partition >= it->second.partitions_size()) return nullptr;
+  return it->second.mutable_partitions(partition);
+}
+
+bool contains(const google::protobuf::RepeatedField<int32_t>& ids, int32_t id) {
+  return std::find(ids.begin(), ids.end(), id) != ids.end();
+}
+
+bool same_set(std::vector<int32_t> a, std::vector<int32_t> b) {
+  std::sort(a.begin(), a.end());
+  std::sort(b.begin(), b.end());
+  return a == b;
+}
+
+void set_replicas(pb::Partition& p, const std::vector<int32_t>& replicas) {
+  p.clear_replicas();
+  for (int32_t id : replicas) p.add_replicas(id);
+}
+
+// Sets the move's target: replicas = target, then every current replica not in it (they stay
+// hosted until the move completes). adding = every replica not among those the move started
+// from (a replica added by an earlier target and dropped by this one is in both lists: it is
+// removed, and a cancel does not bring it back); removing = replicas not in the target.
+void start_move(pb::Partition& p, const std::vector<int32_t>& target) {
+  const std::vector<int32_t> original = original_replicas(p);
+  auto in = [](const std::vector<int32_t>& v, int32_t id) {
+    return std::find(v.begin(), v.end(), id) != v.end();
+  };
+  std::vector<int32_t> all(target);
+  std::vector<int32_t> adding, removing;
+  for (int32_t id : p.replicas()) {
+    if (!in(target, id)) {
+      all.push_back(id);
+      removing.push_back(id);
+    }
+  }
+  for (int32_t id : all) {
+    if (!in(original, id)) adding.push_back(id);
+  }
+  if (removing.empty()) adding.clear();  // every replica is in the target: nothing to wait for
+  set_replicas(p, all);
+  p.clear_adding();
+  p.clear_removing();
+  for (int32_t id : adding) p.add_adding(id);
+  for (int32_t id : removing) p.add_removing(id);
+}
+
 }  // namespace
+
+bool moving(const pb::Partition& p) { return p.adding_size() > 0 || p.removing_size() > 0; }
+
+std::vector<int32_t> target_replicas(const pb::Partition& p) {
+  std::vector<int32_t> out;
+  for (int32_t id : p.replicas()) {
+    if (!contains(p.removing(), id)) out.push_back(id);
+  }
+  return out;
+}
+
+std::vector<int32_t> original_replicas(const pb::Partition& p) {
+  std::vector<int32_t> out;
+  for (int32_t id : p.replicas()) {
+    if (!contains(p.adding(), id)) out.push_back(id);
+  }
+  return out;
+}
 
 MetadataState::MetadataState() {
   auto img = std::make_shared<pb::Image>();
@@ -132,6 +200,53 @@ ApplyResult MetadataState::apply_to(pb::Image& img, const pb::Record& rec) {
         if (ch.leader_epoch() < p->leader_epoch()) continue;  // stale report
         p->set_leader(ch.leader());
         p->set_leader_epoch(ch.leader_epoch());
+        if (p->replicas_size() > 0 && p->replicas(0) == ch.leader()) p->set_elect_preferred(false);
+      }
+      return {};
+    }
+    case pb::Record::kReassign: {
+      for (const auto& ch : rec.reassign().changes()) {
+        pb::Partition* p = find_partition(img, ch.topic(), ch.partition());
+        if (p == nullptr) continue;
+        std::vector<int32_t> target(ch.target().begin(), ch.target().end());
+        if (ch.cancel()) target = original_replicas(*p);
+        if (target.empty()) continue;
+        start_move(*p, target);
+      }
+      return {};
+    }
+    case pb::Record::kCompleteReassignment: {
+      const auto& c = rec.complete_reassignment();
+      pb::Partition* p = find_partition(img, c.topic(), c.partition());
+      if (p == nullptr) {
+        return fail(ErrorCode::kUnknownTopicOrPartition, "no such partition");
+      }
+      if (!moving(*p)) return fail(ErrorCode::kNoReassignmentInProgress, "no move in progress");
+      std::vector<int32_t> target = target_replicas(*p);
+      std::vector<int32_t> voters(c.voters().begin(), c.voters().end());
+      if (!same_set(target, voters)) {
+        return fail(ErrorCode::kInvalidReplicaAssignment,
+                    "the group's voters are not the move's target (the move changed meanwhile)");
+      }
+      set_replicas(*p, target);
+      p->clear_adding();
+      p->clear_removing();
+      return {};
+    }
+    case pb::Record::kDecommission: {
+      const auto& d = rec.decommission();
+      auto it = img.mutable_brokers()->find(d.id());
+      if (it == img.mutable_brokers()->end()) {
+        return fail(ErrorCode::kBrokerNotAvailable,
+                    "broker " + std::to_string(d.id()) + " is not registered");
+      }
+      it->second.set_decommissioned(d.decommissioned());
+      return {};
+    }
+    case pb::Record::kElectPreferred: {
+      for (const auto& t : rec.elect_preferred().partitions()) {
+        pb::Partition* p = find_partition(img, t.topic(), t.partition());
+        if (p != nullptr) p->set_elect_preferred(!rec.elect_preferred().done());
       }
       return {};
     }

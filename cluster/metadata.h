@@ -46,4 +46,10 @@ std::vector<const pb::Broker*> live_brokers(const pb::Image& image);
 // A partition's leader as clients should see it: -1 while it has none.
 int32_t leader_of(const pb::Image& image, const pb::Partition& partition);
 
+// Moves (cluster.proto, Partition): is one running; the replicas it ends with (replicas minus
+// removing, in order); the replicas it started from (replicas minus adding).
+bool moving(const pb::Partition& partition);
+std::vector<int32_t> target_replicas(const pb::Partition& partition);
+std::vector<int32_t> original_replicas(const pb::Partition& partition);
+
 }  // namespace sluice::cluster

@@ -140,6 +140,14 @@ std::string_view error_name(ErrorCode code) {
       return "GROUP_MAX_SIZE_REACHED";
     case ErrorCode::kFencedInstanceId:
       return "FENCED_INSTANCE_ID";
+    case ErrorCode::kPreferredLeaderNotAvailable:
+      return "PREFERRED_LEADER_NOT_AVAILABLE";
+    case ErrorCode::kEligibleLeadersNotAvailable:
+      return "ELIGIBLE_LEADERS_NOT_AVAILABLE";
+    case ErrorCode::kElectionNotNeeded:
+      return "ELECTION_NOT_NEEDED";
+    case ErrorCode::kNoReassignmentInProgress:
+      return "NO_REASSIGNMENT_IN_PROGRESS";
     case ErrorCode::kInvalidRecord:
       return "INVALID_RECORD";
     case ErrorCode::kUnstableOffsetCommit:
@@ -159,6 +167,7 @@ bool error_retriable(ErrorCode code) {
     case ErrorCode::kCorruptMessage:
     case ErrorCode::kUnknownTopicOrPartition:
     case ErrorCode::kLeaderNotAvailable:
+    case ErrorCode::kPreferredLeaderNotAvailable:
     case ErrorCode::kNotLeaderOrFollower:
     case ErrorCode::kRequestTimedOut:
     case ErrorCode::kReplicaNotAvailable:
