@@ -16,7 +16,8 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from cluster_util import NewTopic, create_topics, harness, metadata, report, wait_for  # noqa: E402
+from cluster_util import (NewTopic, controller_of, create_topics, harness, metadata,  # noqa: E402
+                          report, wait_for)
 
 from confluent_kafka import Producer  # noqa: E402
 from test_replication import read_all  # noqa: E402
@@ -96,11 +97,12 @@ def settled(assignment, rf):
 
 class MovesTest(unittest.TestCase):
     def setUp(self):
-        self.cluster = harness.Cluster(4, voters=3, racks=None, args=list(ARGS))
+        self.cluster = None
         self._failed_before = self._failures()
 
     def tearDown(self):
-        self.cluster.cleanup(failed=self._failures() > self._failed_before)
+        if self.cluster:
+            self.cluster.cleanup(failed=self._failures() > self._failed_before)
 
     def _failures(self):
         result = getattr(getattr(self, "_outcome", None), "result", None)
@@ -130,6 +132,7 @@ class MovesTest(unittest.TestCase):
 
     def test_broker_joins_under_load_and_takes_its_share(self):
         topic, parts = "grow", 24
+        self.cluster = harness.Cluster(4, voters=3, args=list(ARGS))
         self.start([0, 1, 2])
         boot = self.cluster.brokers[0].bootstrap
         self.assertEqual(create_topics(boot, [NewTopic(topic, parts, 3)]), {topic: None})
@@ -167,6 +170,80 @@ class MovesTest(unittest.TestCase):
                         return False
             return True
         wait_for(dirs_match, 30, "partition directories only where the replicas are")
+
+    def moving_partition(self, boot, topic):
+        """A partition in the middle of a move (more replicas than its factor), or None."""
+        for p, reps in replicas(boot, topic).items():
+            if len(reps) > 3:
+                return p
+        return None
+
+    def test_move_survives_sigkill_of_leader_and_controller(self):
+        topic, parts = "interrupted", 12
+        self.cluster = harness.Cluster(4, voters=3, args=list(ARGS) + [
+            "--replica.move.max.concurrent", "1"])
+        self.start([0, 1, 2])
+        boot = self.cluster.brokers[0].bootstrap
+        self.assertEqual(create_topics(boot, [NewTopic(topic, parts, 3)]), {topic: None})
+        wait_for(lambda: all(p.leader >= 0 for p in metadata(boot).topics[topic].partitions.values()),
+                 30, "leaders")
+        load = Load(self.cluster.bootstrap, topic, parts).start()
+        wait_for(lambda: load.count() > 1000, 60, "first writes")
+        self.start([3])
+        boot = self.cluster.brokers[3].bootstrap  # never killed here
+        found = []
+        wait_for(lambda: found.append(self.moving_partition(boot, topic)) or found[-1] is not None,
+                 60, "a move in progress")
+        p = found[-1]
+        leader = metadata(boot).topics[topic].partitions[p].leader
+        controller = controller_of(self.cluster)
+        victims = sorted(set(v for v in (leader, controller) if v in (0, 1, 2)))
+        report("partition %d moving: SIGKILL of leader %d and controller %d" % (p, leader, controller),
+               victims)
+        for v in victims:
+            self.cluster.brokers[v].kill()
+        time.sleep(2)
+        for v in victims:
+            self.cluster.brokers[v].start(wait=False)
+        for v in victims:
+            self.cluster.brokers[v].wait_serving(60)
+
+        def balanced():
+            a = replicas(boot, topic)
+            return settled(a, 3) and loads(a, range(4))[3] >= parts * 3 // 4 - 1
+        wait_for(balanced, 180, "every move to complete after the restarts")
+        acked, errors = load.finish()
+        report("acknowledged / delivery errors", "%d / %d" % (len(acked), len(errors)))
+        self.check_reads(topic, parts, acked)
+
+    def test_leadership_goes_back_to_preferred_replicas_after_a_restart(self):
+        topic, parts = "leaders", 30
+        self.cluster = harness.Cluster(3, args=list(ARGS))
+        self.start([0, 1, 2])
+        boot = self.cluster.brokers[1].bootstrap
+        self.assertEqual(create_topics(boot, [NewTopic(topic, parts, 3)]), {topic: None})
+
+        def leaders():
+            md = metadata(boot).topics[topic].partitions
+            count = {0: 0, 1: 0, 2: 0}
+            for p in md.values():
+                if p.leader < 0:
+                    return None
+                count[p.leader] += 1
+            return count
+        wait_for(lambda: leaders() is not None, 30, "leaders")
+        self.cluster.brokers[0].kill()
+        wait_for(lambda: leaders() is not None and leaders()[0] == 0, 30, "leaders off broker 0")
+        t0 = time.monotonic()
+        self.cluster.brokers[0].start()
+
+        def ratio():
+            c = leaders()
+            return None if c is None else max(c.values()) / (parts / 3)
+        wait_for(lambda: ratio() is not None and ratio() <= 1.15, 90, "leaders balanced again")
+        report("leaders per broker after broker 0 came back", leaders())
+        report("max/mean leaders; seconds until balanced",
+               "%.2f; %.1f" % (ratio(), time.monotonic() - t0))
 
 
 if __name__ == "__main__":
