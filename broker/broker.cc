@@ -181,6 +181,12 @@ void Broker::tick_shard(ShardState& ss) {
       }
     }
     if (groups_ready_.load(std::memory_order_acquire)) groups_->tick(ss.shard.id());
+    if (ss.shard.id() == 0 && config_.move_throttle_bytes > 0) {
+      // A tenth of the budget per 100 ms tick, at most a second's worth saved up.
+      const int64_t budget = config_.move_throttle_bytes;
+      const int64_t now = move_tokens_.load();
+      move_tokens_.store(std::min(budget, now + std::max<int64_t>(1, budget / 10)));
+    }
     if (ticks % kCompactionEveryTicks == 0) compact_partitions(ss);
     storage_tick(ss, ticks);
     ss.ring->submit();
@@ -253,10 +259,11 @@ std::unique_ptr<Replica> Broker::open_replica(ShardState& ss, Partition& p, uint
   o.raft.max_cached_bytes = 256 << 10;
   ReplicaEvents ev;
   cluster::ClusterNode* cluster = cluster_.get();
-  ev.send = [cluster](uint64_t group, std::vector<raft::Message> msgs) {
-    cluster->send_raft(group, std::move(msgs));
-  };
   Partition* part = &p;
+  ev.send = [this, cluster, part](uint64_t group, std::vector<raft::Message> msgs) {
+    if (!part->learners.empty() && config_.move_throttle_bytes > 0) throttle_moves(*part, msgs);
+    if (!msgs.empty()) cluster->send_raft(group, std::move(msgs));
+  };
   ev.on_role_change = [part] { notify_waiters(*part); };
   ev.on_commit = [part] { notify_waiters(*part); };
   ev.on_data = [part](Bytes batch) {

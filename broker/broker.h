@@ -69,6 +69,7 @@ struct Partition {
   // Moves and leader balancing (reassign.cc), on the partition's leader.
   std::chrono::steady_clock::time_point move_reported{};  // CompleteReassignment last sent
   std::chrono::steady_clock::time_point prefer_since{};   // preferred replica ready since
+  std::vector<int32_t> learners;  // the group's learners (moving in), as the leader last saw
 
   // What consumers may read: the commit index (Raft), as a Kafka offset.
   int64_t high_watermark() const {
@@ -158,6 +159,10 @@ class Broker {
   // Closes one partition this broker no longer hosts (a finished move took it away) and
   // removes its files (renamed to a tombstone first, as for a deleted topic).
   void delete_local_partition(const TopicPartition& tp, const std::array<uint8_t, 16>& id);
+  // --replica.move.throttle.bytes: drops the catch-up appends to learners that would pass the
+  // budget (Raft sends them again from where the learner is); refilled on shard 0's tick.
+  void throttle_moves(Partition& p, std::vector<raft::Message>& messages);
+  std::atomic<int64_t> move_tokens_{0};
   // On tp's shard: closes the partition (once its log is idle), renames its directory to its
   // tombstone, then runs `then` (on that shard).
   void close_and_tombstone(const TopicPartition& tp, const std::array<uint8_t, 16>& id,

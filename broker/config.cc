@@ -149,6 +149,11 @@ Result<BrokerConfig> parse_config(int argc, const char* const* argv) {
                  "Partitions the balancer moves at once")
       ->capture_default_str()
       ->check(CLI::Range(1, 10000));
+  app.add_option("--replica.move.throttle.bytes", c.move_throttle_bytes,
+                 "Bytes per second this broker sends to replicas being added by moves (their "
+                 "catch-up); 0: no limit")
+      ->capture_default_str()
+      ->check(CLI::Range(int64_t{0}, int64_t{1} << 40));
   app.add_option("--auto.leader.rebalance.enable", c.leader_balancing,
                  "Hand partition leadership back to preferred replicas once they are caught up")
       ->capture_default_str();

@@ -39,6 +39,7 @@ struct BrokerConfig {
   // Moves and balance (broker/reassign.cc, cluster/balance.h).
   bool auto_balance = true;                  // a broker that joins gets its share of replicas
   int32_t move_max_concurrent = 16;          // partitions moving at once
+  int64_t move_throttle_bytes = 0;           // catch-up bytes/s to moving replicas; 0: no limit
   bool leader_balancing = true;              // leadership goes back to preferred replicas
   int64_t leader_balancing_delay_ms = 10000;  // ... once caught up this long
   bool auto_create_topics = true;
