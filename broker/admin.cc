@@ -435,8 +435,16 @@ void Broker::admin_topic(const std::string& name, std::function<void(AdminRespon
 
 void Broker::admin_metrics(std::function<void(AdminResponse)> done) {
   const int64_t lag_ms = config_.replica_lag_time_max_ms;
+  std::shared_ptr<const TopicsSnapshot> snap;
+  if (cluster_up_.load(std::memory_order_acquire)) snap = registry_->snapshot();
   gather<ShardReport>(
-      [lag_ms](ShardState& ss, ShardReport& r) {
+      [lag_ms, snap](ShardState& ss, ShardReport& r) {
+        // Traffic of deleted topics goes (a topic created again under the name keeps counting).
+        if (snap) {
+          std::erase_if(ss.metrics.traffic, [&](const auto& entry) {
+            return snap->deleted.count(entry.first.first) > 0;
+          });
+        }
         r.apis = ss.metrics.apis;
         r.unknown_requests = ss.metrics.unknown_requests;
         r.traffic = ss.metrics.traffic;

@@ -36,9 +36,13 @@ class AdminSession : public std::enable_shared_from_this<AdminSession> {
   AdminSession(asio::ip::tcp::socket socket, std::shared_ptr<AdminServer::State> state,
                uint64_t id)
       : stream_(std::move(socket)), state_(std::move(state)), id_(id) {}
+  // The last reference may be dropped on another shard (a handler's callback that gathered
+  // there): the shared bookkeeping is updated on the admin shard, where it lives.
   ~AdminSession() {
-    --state_->stats.open;
-    state_->sessions.erase(id_);
+    asio::post(stream_.get_executor(), [state = state_, id = id_] {
+      --state->stats.open;
+      state->sessions.erase(id);
+    });
   }
 
   void start() { read(); }

@@ -49,8 +49,8 @@ using PartitionKey = std::pair<std::string, int32_t>;  // topic, partition
 struct ShardMetrics {
   std::array<ApiMetrics, kApiKeysMax> apis;  // by API key
   uint64_t unknown_requests = 0;
-  // Entries outlive a partition's stay on this broker (counters must not go back), and are
-  // dropped with its topic.
+  // Entries outlive a partition's stay on this broker (counters must not go back); a scrape
+  // drops those of deleted topics.
   std::map<PartitionKey, PartitionTraffic> traffic;
   uint64_t raft_terms_seen = 0;  // new terms this shard's replicas moved to (elections)
 

@@ -164,6 +164,25 @@ class AdminApiAndMetrics(harness.BrokerTestCase):
         self.assertEqual(get_json(self.broker, "/v1/topics/no-such-topic")[0], 404)
         self.assertEqual(get_json(self.broker, "/v1/topics/%2")[0], 400)
 
+    def test_a_deleted_topic_leaves_the_metrics(self):
+        admin = AdminClient({"bootstrap.servers": self.bootstrap})
+        for f in admin.create_topics([NewTopic("obs-gone", 1, 1)]).values():
+            f.result(30)
+        producer = Producer({"bootstrap.servers": self.bootstrap})
+        producer.produce("obs-gone", value=b"x")
+        self.assertEqual(producer.flush(30), 0)
+        samples, _, _ = scrape(self.broker)
+        self.assertEqual(total(samples, "sluice_topic_records_in_total", topic="obs-gone"), 1)
+        for f in admin.delete_topics(["obs-gone"]).values():
+            f.result(30)
+
+        def gone():
+            text = scrape(self.broker)[2]
+            return 'topic="obs-gone"' not in text
+
+        harness.wait_until(gone, 10, "obs-gone's series disappear")
+        self.assertEqual(self.broker.admin_get("/v1/topics/obs-gone")[0], 404)
+
     def test_keep_alive_serves_several_requests(self):
         import http.client
         conn = http.client.HTTPConnection("127.0.0.1", self.broker.admin_port, timeout=10)
