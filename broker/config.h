@@ -72,6 +72,12 @@ struct BrokerConfig {
 
   std::string log_level = "info";
 
+  // Observability (broker/README.md, "Admin HTTP API and metrics").
+  HostPort admin_listen{"127.0.0.1", 9644};
+  bool admin_enabled = true;      // --admin.listen '' or off: no HTTP listener
+  bool admin_listen_set = false;  // given explicitly: failing to bind it stops the start
+  int32_t metrics_partition_series_max = 1000;  // per-partition /metrics series at most
+
   // Cluster (cluster/cluster_node.h). No voters: a one-node cluster of this broker.
   std::string controller_voters;  // "0@host:9093,1@host:9093,2@host:9093"
   HostPort rpc_listen{"127.0.0.1", 9093};
