@@ -39,6 +39,8 @@ void register_group(CLI::App& app, Context& ctx);
 void register_cluster(CLI::App& app, Context& ctx);
 // `sluice cluster health` (cli/health.cc), under the `cluster` subcommand.
 void register_cluster_health(CLI::App& cluster, Context& ctx);
+// `sluice cluster decommission | recommission | balance` (cli/balance.cc).
+void register_cluster_moves(CLI::App& cluster, Context& ctx);
 
 // The `sluice bench` subcommand. cli/bench_stub.cc defines it weakly as a stub that says the
 // load generator is not built; bench/ provides the real one by compiling its definition into
