@@ -258,6 +258,7 @@ std::unique_ptr<Replica> Broker::open_replica(ShardState& ss, Partition& p, uint
   o.raft.election_ticks = static_cast<uint32_t>(
       std::max<int64_t>(o.raft.heartbeat_ticks + 1, config_.raft_election_timeout_ms / tick));
   o.raft.max_cached_bytes = 256 << 10;
+  o.tick_ms = tick;
   ReplicaEvents ev;
   cluster::ClusterNode* cluster = cluster_.get();
   Partition* part = &p;

@@ -459,6 +459,7 @@ void Replica::tick() {
 
 void Replica::step(raft::Message&& message) {
   if (failed_) return;
+  heard_ms_[static_cast<int32_t>(*message.from)] = now_ms();
   node_->step(message);
   after_role_change();
   schedule();
@@ -488,8 +489,18 @@ Result<void, raft::Errc> Replica::change_membership(const raft::ConfState& next)
 bool Replica::caught_up(int32_t id) const {
   if (!is_leader()) return false;
   if (id == options_.self) return true;
+  // Heard from within an election timeout, by our own clock of messages: not the core's
+  // `recent_active`, which check-quorum clears for everyone once per election timeout, so that
+  // a caller polling on a tick lined up with the clearing never saw anyone caught up (leader
+  // balancing waited forever that way, and the ISR dropped every follower for a moment).
   const auto* pr = node_->progress(raft::NodeId(id));
-  return pr != nullptr && pr->recent_active && pr->match >= node_->log().committed();
+  return pr != nullptr && pr->match >= node_->log().committed() && heard_recently(id);
+}
+
+bool Replica::heard_recently(int32_t id) const {
+  auto it = heard_ms_.find(id);
+  const int64_t window = static_cast<int64_t>(options_.raft.election_ticks) * options_.tick_ms;
+  return it != heard_ms_.end() && now_ms() - it->second <= window;
 }
 
 bool Replica::serving() const {
@@ -530,7 +541,7 @@ std::vector<int32_t> Replica::in_sync_replicas(int64_t lag_ms) const {
     }
     const auto* pr = node_->progress(v);
     auto it = caught_up_ms_.find(id);
-    if (pr && pr->recent_active && it != caught_up_ms_.end() && now - it->second <= lag_ms) {
+    if (pr && heard_recently(id) && it != caught_up_ms_.end() && now - it->second <= lag_ms) {
       out.push_back(id);
     }
   }
@@ -936,6 +947,7 @@ void Replica::after_role_change() {
     caught_up_ms_.clear();
     const int64_t now = now_ms();
     for (int32_t v : voters_) caught_up_ms_[v] = now;
+    for (int32_t v : voters_) heard_ms_[v] = now;  // as the core does: everyone starts active
   }
   complete_waiters();
   if (events_.on_role_change) events_.on_role_change();

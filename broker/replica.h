@@ -54,6 +54,7 @@ struct ReplicaOptions {
   std::string name;                     // for log lines ("topic-partition")
   std::vector<int32_t> initial_voters;  // a new partition's configuration (its replicas)
   raft::Config raft;                    // ticks, limits (id and seed are set by the replica)
+  int64_t tick_ms = 50;                 // how long a tick is (for "heard from lately")
 };
 
 struct ReplicaEvents {
@@ -131,7 +132,7 @@ class Replica final : public raft::LogSource {
   bool hand_off();
   // Moves: the group's membership (latest, committed or not), a single-server change of it
   // (leader only; see raft::Node::propose_conf), and whether a member holds everything
-  // committed (leader only) and was heard from lately.
+  // committed (leader only).
   raft::ConfState conf() const { return node_->status().conf; }
   Result<void, raft::Errc> change_membership(const raft::ConfState& next);
   bool caught_up(int32_t id) const;
@@ -231,6 +232,8 @@ class Replica final : public raft::LogSource {
   std::vector<std::pair<uint64_t, uint64_t>> pre_snapshot_;
   uint64_t mirrored_last_ = 0;  // the last index of the node's log handed out (or loaded)
   std::map<int32_t, int64_t> caught_up_ms_;  // leader: when each voter last reached the commit
+  std::map<int32_t, int64_t> heard_ms_;      // when each peer's last message arrived
+  bool heard_recently(int32_t id) const;     // within an election timeout
   size_t slot_writes_ = 0;                   // raft.state writes in flight
   std::vector<int32_t> voters_;              // the configuration's voters (refreshed on commit)
   bool running_ = false;       // a Ready is being persisted
