@@ -19,7 +19,12 @@ check(history, replicas) returns a report; report["valid"] is False when any of 
   gaps        a reader's offsets in a partition not exactly 0, 1, ..., end-1
   divergent   two readers, or a reader and a replica, or two replicas, holding different
               values at one offset
-  corrupt     a replica batch failing its CRC (reported with its file, counted separately)
+  lagging     a replica whose files end before the readers' high watermark: it had not caught
+              up after the last heal and the harness's convergence wait (a stuck replica)
+  corrupt     a replica batch failing its CRC, or a torn batch in a replica's files (reported,
+              not a violation by itself: it is damage the run injected; what matters is that
+              no reader and no other replica got it, which divergent and lost check)
+  incomplete_reads    a reader that could not read a partition to its high watermark
   commit_regressions  an OffsetFetch answer lower than an earlier answer for that partition,
               or lower than a commit acknowledged before the fetch began
   unavailable_after_heal  seconds from the last heal to the first acknowledged write of every
@@ -59,13 +64,19 @@ def check(history, replicas=None, availability_bound_s=30.0):
     report = {"ops": len(produced), "acknowledged": len(acked), "failed": len(failed),
               "indeterminate": len(unknown), "lost": [], "duplicated": [], "phantom": [],
               "moved": [], "gaps": [], "divergent": [], "corrupt": [], "lagging": [],
-              "commit_regressions": [], "readers": 0}
+              "commit_regressions": [], "incomplete_reads": [], "readers": 0}
 
     # ---- reads ----
     reads = collections.defaultdict(dict)  # reader -> tp -> read op
     for op in history:
         if op["f"] == "read" and op["type"] == "ok":
             reads[op["reader"]][_tp(op)] = op
+        elif op["f"] == "read":  # not read to its end in time: its values count as read-less
+            report["incomplete_reads"].append({"reader": op["reader"], "topic": op["topic"],
+                                               "partition": op["partition"],
+                                               "read": len(op.get("records", [])),
+                                               "end": op.get("end"),
+                                               "errors": op.get("errors", [])})
     report["readers"] = len(reads)
     at_offset = collections.defaultdict(dict)  # tp -> offset -> {source: value}
     for reader, parts in sorted(reads.items()):
@@ -106,6 +117,9 @@ def check(history, replicas=None, availability_bound_s=30.0):
             for c in rep.get("corrupt", []):
                 report["corrupt"].append({"broker": broker, "topic": tp[0], "partition": tp[1],
                                           "batch": c})
+            for t in rep.get("torn", []):
+                report["corrupt"].append({"broker": broker, "topic": tp[0], "partition": tp[1],
+                                          "torn_at": t})
             for offset, value in rep["records"].items():
                 v = value.decode(errors="replace") if isinstance(value, bytes) else value
                 at_offset[tp].setdefault(offset, {})["broker %s" % broker] = v
@@ -154,27 +168,39 @@ def check(history, replicas=None, availability_bound_s=30.0):
     report["duplicated_count"] = len(report["duplicated"])
     report["divergent_count"] = len(report["divergent"])
     report["valid"] = not (report["lost"] or report["duplicated"] or report["phantom"] or
-                           report["moved"] or report["gaps"] or report["divergent"] or
-                           report["commit_regressions"] or report["availability_violation"])
+                           report["moved"] or report["gaps"] or report["divergent"] or report["lagging"] or
+                           report["commit_regressions"] or report["incomplete_reads"] or
+                           report["availability_violation"])
     return report
 
 
 def availability(history, bound_s):
-    """Unavailable seconds per fault (1-second buckets from the fault's start to the next
-    fault's start, or the end of writes, in which no write was acknowledged) and the time from
-    the last heal until every written partition acknowledged a write."""
-    acks = sorted(op["time"] for op in history if op["f"] == "produce" and op["type"] == "ok")
+    """Unavailable seconds per fault: from the fault's start to the next fault's start (or the
+    end of writes), the 1-second buckets in which a partition that was written to had no write
+    acknowledged, for the worst partition; and the time from the last heal until every
+    written partition acknowledged a write."""
+    acks = collections.defaultdict(list)
+    for op in history:
+        if op["f"] == "produce" and op["type"] == "ok":
+            acks[_tp(op)].append(op["time"])
+    invokes = [(op["time"], _tp(op)) for op in history
+               if op["f"] == "produce" and op["type"] == "invoke"]
     faults = [op for op in history if op["f"] == "fault" and op.get("phase") == "start"]
     heals = [op["time"] for op in history if op["f"] == "fault" and op.get("phase") == "heal"]
     end = max((op["time"] for op in history if op["f"] == "produce"), default=0.0)
     per_fault = []
     for i, f in enumerate(faults):
         until = faults[i + 1]["time"] if i + 1 < len(faults) else end
-        buckets = set(int(t - f["time"]) for t in acks if f["time"] <= t < until)
         span = max(0, int(until - f["time"]))
+        worst, worst_tp = 0, None
+        for tp in sorted({tp for t, tp in invokes if f["time"] <= t < until}):
+            buckets = {int(t - f["time"]) for t in acks[tp] if f["time"] <= t < until}
+            missing = span - len([b for b in buckets if b < span])
+            if missing > worst:
+                worst, worst_tp = missing, tp
         per_fault.append({"kind": f["kind"], "detail": f.get("detail", ""),
-                          "start": round(f["time"], 2),
-                          "unavailable_s": span - len([b for b in buckets if b < span])})
+                          "start": round(f["time"], 2), "unavailable_s": worst,
+                          "worst_partition": worst_tp})
     out = {"per_fault": per_fault, "unavailable_after_heal": None,
            "availability_violation": False}
     if heals:
@@ -201,6 +227,7 @@ def summary(report):
     line += " phantom=%d moved=%d gaps=%d corrupt=%d lagging=%d commit_regressions=%d" % (
         len(report["phantom"]), len(report["moved"]), len(report["gaps"]),
         len(report["corrupt"]), len(report["lagging"]), len(report["commit_regressions"]))
+    line += " incomplete_reads=%d" % len(report["incomplete_reads"])
     line += " unavailable_after_heal=%ss" % report["unavailable_after_heal"]
     faults = ", ".join("%s:%ds" % (f["kind"], f["unavailable_s"]) for f in report["per_fault"])
     return line + "\nunavailable per fault: " + (faults or "none") + \

@@ -5,9 +5,10 @@ Names carry a per-run prefix (sf<4 hex>); what a run creates is written to
 /tmp/sluice-fault/state/<prefix>.json before it is created, so `cleanup_all()` (tests/fault/run
 --cleanup) removes it even after a crash. A run also tears itself down in a finally and atexit.
 
-Network faults work inside the brokers' namespaces with tc: a u32 filter on the namespace's
-egress drops packets to one peer (one direction), netem adds latency and loss. Client traffic
-(to and from the bridge address) is never filtered, only delayed by netem.
+Network faults work inside the brokers' namespaces: nftables rules on a namespace's input drop
+packets from one peer (one direction, all or a share of them); tc adds latency (netem, or an
+htb rate limit where the kernel has no netem). Packets between clients (the bridge address) and
+brokers are never dropped by a partition; latency faults slow them too.
 """
 
 import atexit
@@ -57,6 +58,7 @@ class Net:
         self.ips = ["%s.%d" % (self.subnet, 10 + i) for i in range(n)]
         self.host_ip = self.subnet + ".1"
         self.up = False
+        self.rules = {}  # namespace index -> nft rules in force
 
     def state(self):
         return {"prefix": self.prefix, "bridge": self.bridge, "ns": self.ns, "pids": []}
@@ -95,15 +97,25 @@ class Net:
             json.dump(st, f)
 
     # ---- faults ----
-    def _prio_root(self, i):
-        if "prio" not in self.nsx(i, "tc", "qdisc", "show", "dev", "eth0").stdout:
-            self.nsx(i, "tc", "qdisc", "replace", "dev", "eth0", "root", "handle", "1:", "prio")
+    # Drops are nftables rules on the receiving namespace's input hook, so the sender sees
+    # nothing (no EPERM as an output rule would give): a packet simply never arrives.
+    def _apply(self, i):
+        rules = "\n".join("    " + r for r in self.rules.get(i, []))
+        script = ("table inet sfault\ndelete table inet sfault\n"
+                  "table inet sfault {\n  chain in {\n"
+                  "    type filter hook input priority 0; policy accept;\n%s\n  }\n}\n" % rules)
+        p = subprocess.run(["ip", "netns", "exec", self.ns[i], "nft", "-f", "-"], input=script,
+                           capture_output=True, text=True)
+        if p.returncode != 0:
+            raise RuntimeError("nft in %s: %s" % (self.ns[i], p.stderr.strip()))
 
-    def drop(self, src, dst):
-        """Packets from broker src to broker dst vanish (one direction)."""
-        self._prio_root(src)
-        self.nsx(src, "tc", "filter", "add", "dev", "eth0", "parent", "1:", "protocol", "ip",
-                 "prio", "1", "u32", "match", "ip", "dst", self.ips[dst] + "/32", "action", "drop")
+    def drop(self, src, dst, percent=100):
+        """Packets from broker src to broker dst vanish (one direction; all or percent%)."""
+        rule = "ip saddr %s drop" % self.ips[src]
+        if percent < 100:
+            rule = "ip saddr %s numgen random mod 100 < %d drop" % (self.ips[src], percent)
+        self.rules.setdefault(dst, []).append(rule)
+        self._apply(dst)
 
     def cut(self, side_a, side_b):
         """No packets between any broker of side_a and any of side_b (both directions)."""
@@ -112,13 +124,29 @@ class Net:
                 self.drop(a, b)
                 self.drop(b, a)
 
-    def netem(self, i, delay_ms, jitter_ms, loss_pct):
-        self.nsx(i, "tc", "qdisc", "replace", "dev", "eth0", "root", "netem", "delay",
-                 "%dms" % delay_ms, "%dms" % jitter_ms, "loss", "%g%%" % loss_pct)
+    def slow(self, i, delay_ms, loss_pct):
+        """Latency and loss on broker i's link (both ways, clients too). With netem: delay
+        +-delay/2 and loss. This kernel may lack netem (CONFIG_NET_SCH_NETEM): then an htb
+        rate limit of 1 mbit/s on egress (queueing delay under load) and nft random loss of
+        packets arriving. Returns what was done."""
+        p = self.nsx(i, "tc", "qdisc", "replace", "dev", "eth0", "root", "netem", "delay",
+                     "%dms" % delay_ms, "%dms" % (delay_ms // 2), "loss", "%d%%" % loss_pct,
+                     check=False)
+        if p.returncode == 0:
+            return "netem delay %dms loss %d%%" % (delay_ms, loss_pct)
+        self.nsx(i, "tc", "qdisc", "replace", "dev", "eth0", "root", "handle", "1:", "htb",
+                 "default", "1")
+        self.nsx(i, "tc", "class", "add", "dev", "eth0", "parent", "1:", "classid", "1:1",
+                 "htb", "rate", "1mbit")
+        self.rules.setdefault(i, []).append("numgen random mod 100 < %d drop" % loss_pct)
+        self._apply(i)
+        return "no netem here: htb 1mbit/s egress, %d%% loss in" % loss_pct
 
     def heal(self):
         for i in range(self.n):
             self.nsx(i, "tc", "qdisc", "del", "dev", "eth0", "root", check=False)
+            if self.rules.pop(i, None) is not None:
+                self._apply(i)
 
     def destroy(self):
         if not self.up:
@@ -192,6 +220,8 @@ class Broker:
                      "--controller.voters", voters] + list(args)
         self.proc = None
         self.paused = False
+        self.env = {}      # extra environment (e.g. libfaketime's settings)
+        self.preload = []  # libraries to LD_PRELOAD besides the shim
 
     @property
     def bootstrap(self):
@@ -199,12 +229,16 @@ class Broker:
 
     def start(self):
         assert self.proc is None
-        env = dict(os.environ)
+        env = dict(os.environ, **self.env)
+        preload = list(self.preload)
         if self.shim:
             if os.path.exists(self.journal):
                 os.unlink(self.journal)
-            env.update({SHIM_ENV: "1", "LD_PRELOAD": self.shim,
-                        "SLUICE_FSJ_ROOT": self.data_dir, "SLUICE_FSJ_JOURNAL": self.journal})
+            preload.append(self.shim)
+            env.update({SHIM_ENV: "1", "SLUICE_FSJ_ROOT": self.data_dir,
+                        "SLUICE_FSJ_JOURNAL": self.journal})
+        if preload:
+            env["LD_PRELOAD"] = ":".join(preload)
         log = open(self.log_path, "ab")
         self._log_start = log.tell()
         log.write(("== %.3f start\n" % time.time()).encode())

@@ -82,6 +82,14 @@ class CheckerTest(unittest.TestCase):
         self.assertEqual({x["value"] for x in r["lost"]}, {"d"})
         self.assertEqual(r["lost_count"], 2)  # once per reader
 
+    def test_incomplete_read(self):
+        h = base_history()
+        op = reads_of(h, 0, 1)
+        op["type"], op["records"] = "info", [[0, "c"]]
+        r = self.check(h)
+        self.assertFalse(r["valid"])
+        self.assertEqual(r["incomplete_reads"][0]["read"], 1)
+
     def test_duplicate(self):
         h = base_history()
         op = reads_of(h, 1, 0)
@@ -108,13 +116,22 @@ class CheckerTest(unittest.TestCase):
         self.assertEqual(len(r["divergent"]), 1)
         self.assertEqual(r["divergent"][0]["values"]["broker 2"], "z")
 
-    def test_lagging_replica_is_reported_not_divergent(self):
+    def test_stuck_replica_is_lagging_not_divergent(self):
         reps = replicas()
         del reps[1][("t", 0)]["records"][2]
         reps[1][("t", 0)]["end"] = 2
         r = self.check(base_history(), reps)
-        self.assertTrue(r["valid"], checker.summary(r))
+        self.assertFalse(r["valid"])
         self.assertEqual(len(r["lagging"]), 1)
+        self.assertEqual(r["divergent"], [])
+
+    def test_corrupt_replica_batch_is_reported(self):
+        reps = replicas()
+        reps[2][("t", 1)]["corrupt"] = [(1, 1)]
+        del reps[2][("t", 1)]["records"][1]  # the reader does not return a bad batch's records
+        r = self.check(base_history(), reps)
+        self.assertTrue(r["valid"], checker.summary(r))
+        self.assertEqual(len(r["corrupt"]), 1)
 
     def test_committed_offset_going_backwards(self):
         h = base_history()
