@@ -15,7 +15,9 @@ check(history, replicas) returns a report; report["valid"] is False when any of 
   duplicated  a value read twice by one reader, or at two offsets
   phantom     a read value never produced, or whose produce definitely failed
   moved       an acknowledged value read at another offset than its acknowledgement gave
-              (a later leader refused or replaced what an earlier one acknowledged)
+              (a later leader refused or replaced what an earlier one acknowledged); an
+              acknowledgement without an offset (librdkafka reports a retried write the broker
+              recognised as a duplicate that way) is counted in acked_without_offset
   gaps        a reader's offsets in a partition not exactly 0, 1, ..., end-1
   divergent   two readers, or a reader and a replica, or two replicas, holding different
               values at one offset
@@ -62,6 +64,8 @@ def check(history, replicas=None, availability_bound_s=30.0):
         (set(produced) - set(outcome))
 
     report = {"ops": len(produced), "acknowledged": len(acked), "failed": len(failed),
+              "acked_without_offset": sum(1 for op in acked.values()
+                                          if op.get("offset") is None),
               "indeterminate": len(unknown), "lost": [], "duplicated": [], "phantom": [],
               "moved": [], "gaps": [], "divergent": [], "corrupt": [], "lagging": [],
               "commit_regressions": [], "incomplete_reads": [], "readers": 0}
@@ -106,7 +110,7 @@ def check(history, replicas=None, availability_bound_s=30.0):
                     report["lost"].append({"reader": reader, "value": value,
                                            "topic": op["topic"], "partition": op["partition"],
                                            "offset": op["offset"], "acked_at": op["time"]})
-            elif (_tp(op), op["offset"]) not in where[value]:
+            elif op.get("offset") is not None and (_tp(op), op["offset"]) not in where[value]:
                 report["moved"].append({"reader": reader, "value": value,
                                         "acked": [_tp(op), op["offset"]],
                                         "read": where[value]})
@@ -227,7 +231,8 @@ def summary(report):
     line += " phantom=%d moved=%d gaps=%d corrupt=%d lagging=%d commit_regressions=%d" % (
         len(report["phantom"]), len(report["moved"]), len(report["gaps"]),
         len(report["corrupt"]), len(report["lagging"]), len(report["commit_regressions"]))
-    line += " incomplete_reads=%d" % len(report["incomplete_reads"])
+    line += " incomplete_reads=%d acked_without_offset=%d" % (
+        len(report["incomplete_reads"]), report.get("acked_without_offset", 0))
     line += " unavailable_after_heal=%ss" % report["unavailable_after_heal"]
     faults = ", ".join("%s:%ds" % (f["kind"], f["unavailable_s"]) for f in report["per_fault"])
     return line + "\nunavailable per fault: " + (faults or "none") + \

@@ -170,6 +170,15 @@ class CheckerTest(unittest.TestCase):
         self.assertFalse(r["valid"])
         self.assertEqual({x["value"] for x in r["moved"]}, {"a", "b"})
 
+    def test_acknowledged_without_an_offset_is_not_moved(self):
+        h = base_history()
+        for op in h:
+            if op["f"] == "produce" and op["type"] == "ok" and op["value"] == "b":
+                op["offset"] = None  # what confluent-kafka reports for a duplicate sequence
+        r = self.check(h)
+        self.assertTrue(r["valid"], checker.summary(r))
+        self.assertEqual(r["acked_without_offset"], 1)
+
     def test_gap_in_offsets(self):
         h = base_history()
         op = reads_of(h, 0, 0)
