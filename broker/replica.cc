@@ -849,22 +849,46 @@ void Replica::write_slot(bool sync, std::function<void(int32_t)> done, bool forc
   ring_.submit();
 }
 
-void Replica::persist_data(std::shared_ptr<raft::Ready> rd, std::shared_ptr<Plan> plan) {
+void Replica::persist_data(std::shared_ptr<raft::Ready> rd, std::shared_ptr<Plan> plan,
+                           size_t from) {
   if (plan->data.empty()) {
     finish(rd);
     return;
   }
+  // A catching-up follower's Ready can hold thousands of small batches (an append message
+  // carries up to 1 MiB), more than the log takes in flight at once (LogConfig::
+  // inflight_appends_max, 1024 by default): they go in chunks, each durable before the next.
+  constexpr size_t kAppendChunk = 256;
+  const size_t to = std::min(plan->data.size(), from + kAppendChunk);
   std::vector<MutableBytes> parts;
-  parts.reserve(plan->data.size());
-  for (const raft::Entry* e : plan->data) {
-    const Bytes b = e->data.bytes();
+  parts.reserve(to - from);
+  for (size_t i = from; i < to; ++i) {
+    const Bytes b = plan->data[i]->data.bytes();
     // Written as they are (stamped by the leader; AppendOptions::stamped never writes into them).
     parts.emplace_back(const_cast<std::byte*>(b.data()), b.size());
   }
   log::AppendOptions opts;
   opts.stamped = true;
   auto appended = log_.append(parts, opts, {});
+  if (!appended && appended.error().code == log::LogErrc::kBusy) {
+    // Writes of an earlier Ready still in flight: try again shortly (never block the shard).
+    auto timer = std::make_shared<asio::steady_timer>(io_, std::chrono::milliseconds(2));
+    timer->async_wait([this, alive = alive_, timer, rd, plan, from](boost::system::error_code) {
+      if (*alive) persist_data(rd, plan, from);
+    });
+    return;
+  }
   if (!appended) return fail("cannot append: " + appended.error().message);
+  if (to < plan->data.size()) {
+    log_.when_durable(appended->end_offset,
+                      [this, alive = alive_, rd, plan, to](const log::LogResult<Offset>& r) {
+                        if (!*alive) return;
+                        if (!r) return fail("cannot make the log durable: " + r.error().message);
+                        persist_data(rd, plan, to);
+                      });
+    ring_.submit();
+    return;
+  }
   if (!rd->must_sync) {
     finish(rd);
     ring_.submit();

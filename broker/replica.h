@@ -190,7 +190,8 @@ class Replica final : public raft::LogSource {
   void schedule();
   void run();
   void execute(std::shared_ptr<raft::Ready> rd, std::shared_ptr<Plan> plan);
-  void persist_data(std::shared_ptr<raft::Ready> rd, std::shared_ptr<Plan> plan);
+  // Appends plan->data from entry `from` on, at most kAppendChunk batches per log append.
+  void persist_data(std::shared_ptr<raft::Ready> rd, std::shared_ptr<Plan> plan, size_t from = 0);
   void finish(std::shared_ptr<raft::Ready> rd);
   // Writes raft.state's next slot (then fdatasyncs it if `sync`); `done` runs once. Without
   // `force` (commit hints) it is skipped while another slot write is in flight.

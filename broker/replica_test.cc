@@ -252,6 +252,24 @@ TEST_F(Group, RestartedFollowerCatchesUpFromSegments) {
   EXPECT_EQ(values(f), values(l));
 }
 
+// Found by tests/fault (seed 2, docs/fault-testing.md): a follower more than the log's
+// inflight_appends_max (1024) batches behind got them in one append message (up to 1 MiB) and
+// one Ready; the log refused the append as busy and the replica stopped for good.
+TEST_F(Group, FollowerCatchesUpMoreBatchesThanTheLogTakesInFlightAtOnce) {
+  run_until([&] { return leader() >= 0; });
+  const int l = leader();
+  const int f = (l + 1) % 3;
+  crash(f);
+  for (int round = 0; round < 3; ++round) {  // small rounds: the leader's own Readies stay small
+    auto acks = produce(l, 500, "r" + std::to_string(round) + "-");
+    run_until([&] { return acks->size() == 500; }, 4000);
+  }
+  open(f);
+  run_until([&] { return values(f).size() == 4500; }, 4000);
+  EXPECT_FALSE(nodes_[f].replica->failed());
+  EXPECT_EQ(values(f), values(l));
+}
+
 TEST_F(Group, NewLeaderAfterCutOffKeepsOffsetsContiguousAndOldLeaderTruncates) {
   run_until([&] { return leader() >= 0; });
   const int old = leader();

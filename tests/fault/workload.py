@@ -1,0 +1,220 @@
+"""The workload, recorded as a history (checker.py describes the ops): idempotent producers
+(acks=all) writing unique values to explicit partitions, one consumer-group member committing
+what it consumed, a watcher reading the group's committed offsets, and at the end independent
+readers reading every partition from its beginning to its high watermark."""
+
+import json
+import threading
+import time
+
+import confluent_kafka
+from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
+
+
+class History:
+    """Ops in memory and as JSON lines in `path`; times are seconds since the run began."""
+
+    def __init__(self, path):
+        self.t0 = time.monotonic()
+        self.ops = []
+        self.lock = threading.Lock()
+        self.file = open(path, "w")
+
+    def now(self):
+        return round(time.monotonic() - self.t0, 4)
+
+    def add(self, **op):
+        with self.lock:
+            op.setdefault("time", self.now())
+            self.ops.append(op)
+            self.file.write(json.dumps(op) + "\n")
+            self.file.flush()
+        return op
+
+    def close(self):
+        self.file.close()
+
+
+PRODUCER_CONF = {"enable.idempotence": True, "acks": "all", "linger.ms": 5,
+                 "message.timeout.ms": 30000, "request.timeout.ms": 10000,
+                 "retry.backoff.ms": 100, "socket.timeout.ms": 10000,
+                 "topic.metadata.refresh.interval.ms": 2000, "compression.type": "none",
+                 "log_level": 3}
+
+
+class ProducerProc(threading.Thread):
+    """Writes "<name>-<n>" round-robin over `targets` ([(topic, partition)]) at about `rate`
+    per second, at most `window` unanswered per partition (a partition that does not answer
+    is skipped, so the others keep being written). A fatal idempotence error (the producer is
+    fenced or out of sequence) is recorded and a new producer takes over."""
+
+    def __init__(self, history, name, bootstrap, targets, rate=60, window=40):
+        super().__init__(name=name, daemon=True)
+        self.h, self.pname, self.bootstrap, self.targets = history, name, bootstrap, targets
+        self.interval, self.window = 1.0 / rate, window
+        self.stop_flag = threading.Event()
+        self.pending = {}
+        self.per_tp = {tp: 0 for tp in targets}
+        self.fatal = []
+
+    def _new(self):
+        conf = dict(PRODUCER_CONF, **{"bootstrap.servers": self.bootstrap,
+                                      "error_cb": self._error})
+        return Producer(conf)
+
+    def _error(self, err):
+        if err.fatal():
+            self.fatal.append(str(err))
+            self.h.add(process=self.pname, type="info", f="producer-fatal", error=str(err))
+
+    def _delivered(self, err, msg):
+        value = msg.value().decode()
+        inv = self.pending.pop(value, None)
+        if inv is None:
+            return
+        self.per_tp[(inv["topic"], inv["partition"])] -= 1
+        if err is None:
+            self.h.add(process=self.pname, type="ok", f="produce", value=value,
+                       topic=msg.topic(), partition=msg.partition(), offset=msg.offset())
+        else:
+            # Whatever the error, the write may have reached the log: unknown, not failed.
+            self.h.add(process=self.pname, type="info", f="produce", value=value,
+                       topic=inv["topic"], partition=inv["partition"], error=str(err))
+
+    def run(self):
+        p = self._new()
+        n = 0
+        fatal_seen = 0
+        while not self.stop_flag.is_set():
+            if len(self.fatal) > fatal_seen:
+                fatal_seen = len(self.fatal)
+                p.flush(5)
+                self._unanswered("producer replaced after a fatal error")
+                p = self._new()
+            topic, part = self.targets[n % len(self.targets)]
+            if self.per_tp[(topic, part)] >= self.window:
+                n += 1  # this partition is not answering: skip it this time
+                p.poll(self.interval / len(self.targets))
+                continue
+            value = "%s-%d" % (self.pname, n)
+            n += 1
+            try:
+                p.produce(topic, value.encode(), partition=part, on_delivery=self._delivered)
+                self.pending[value] = self.h.add(process=self.pname, type="invoke", f="produce",
+                                                 value=value, topic=topic, partition=part)
+                self.per_tp[(topic, part)] += 1
+            except (BufferError, confluent_kafka.KafkaException):
+                pass  # never handed to the client: not an op
+            p.poll(self.interval)
+        p.flush(60)
+        self._unanswered("no answer when the workload ended")
+
+    def _unanswered(self, why):
+        for value, inv in list(self.pending.items()):
+            self.h.add(process=self.pname, type="info", f="produce", value=value,
+                       topic=inv["topic"], partition=inv["partition"], error=why)
+        self.pending.clear()
+        self.per_tp = {tp: 0 for tp in self.targets}
+
+
+class GroupMember(threading.Thread):
+    """One member of group `group`: consumes every topic, commits (synchronously) the next
+    offset of what it consumed about once a second."""
+
+    def __init__(self, history, bootstrap, topics, group="fault-group"):
+        super().__init__(name="group", daemon=True)
+        self.h, self.bootstrap, self.topics, self.group = history, bootstrap, topics, group
+        self.stop_flag = threading.Event()
+        self.consumed = 0
+
+    def run(self):
+        c = Consumer({"bootstrap.servers": self.bootstrap, "group.id": self.group,
+                      "enable.auto.commit": False, "auto.offset.reset": "earliest",
+                      "session.timeout.ms": 10000, "check.crcs": True, "log_level": 3})
+        c.subscribe(self.topics)
+        upto, last_commit = {}, time.monotonic()
+        try:
+            while not self.stop_flag.is_set():
+                for m in c.consume(500, timeout=0.2):
+                    if m.error() is None:
+                        upto[(m.topic(), m.partition())] = m.offset() + 1
+                        self.consumed += 1
+                if upto and time.monotonic() - last_commit >= 1.0:
+                    last_commit = time.monotonic()
+                    offsets = [[t, p, o] for (t, p), o in sorted(upto.items())]
+                    inv = self.h.add(process="group", type="invoke", f="commit", offsets=offsets)
+                    try:
+                        c.commit(offsets=[TopicPartition(t, p, o) for t, p, o in offsets],
+                                 asynchronous=False)
+                        self.h.add(process="group", type="ok", f="commit", offsets=offsets,
+                                   invoked=inv["time"])
+                    except confluent_kafka.KafkaException as e:
+                        self.h.add(process="group", type="info", f="commit", offsets=offsets,
+                                   error=str(e))
+                    upto = {}
+        finally:
+            c.close()
+
+
+class CommittedWatcher(threading.Thread):
+    """Reads the group's committed offsets (OffsetFetch) twice a second."""
+
+    def __init__(self, history, bootstrap, targets, group="fault-group"):
+        super().__init__(name="watcher", daemon=True)
+        self.h, self.bootstrap, self.targets, self.group = history, bootstrap, targets, group
+        self.stop_flag = threading.Event()
+
+    def run(self):
+        c = Consumer({"bootstrap.servers": self.bootstrap, "group.id": self.group,
+                      "enable.auto.commit": False, "log_level": 3})
+        try:
+            while not self.stop_flag.wait(0.5):
+                inv = self.h.now()
+                try:
+                    res = c.committed([TopicPartition(t, p) for t, p in self.targets], timeout=5)
+                    offsets = [[tp.topic, tp.partition, tp.offset] for tp in res
+                               if tp.error is None and tp.offset >= 0]
+                    self.h.add(process="watcher", type="ok", f="committed", offsets=offsets,
+                               invoked=inv)
+                except confluent_kafka.KafkaException as e:
+                    self.h.add(process="watcher", type="info", f="committed", error=str(e),
+                               invoked=inv)
+        finally:
+            c.close()
+
+
+def read_all(history, reader, bootstrap, targets, timeout_s=60):
+    """Reads each partition from its beginning to its high watermark (check.crcs on); adds one
+    read op per partition; returns False if some partition could not be read in time."""
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": "fault-reader-%d" % reader,
+                  "enable.auto.commit": False, "check.crcs": True, "log_level": 3,
+                  "fetch.wait.max.ms": 100})
+    ok = True
+    try:
+        for topic, part in targets:
+            tp = TopicPartition(topic, part, confluent_kafka.OFFSET_BEGINNING)
+            deadline = time.monotonic() + timeout_s
+            end = None
+            while end is None and time.monotonic() < deadline:
+                try:
+                    end = c.get_watermark_offsets(TopicPartition(topic, part), timeout=5)[1]
+                except confluent_kafka.KafkaException:
+                    time.sleep(0.5)
+            records, errors = [], []
+            if end is not None and end > 0:
+                c.assign([tp])
+                while (not records or records[-1][0] < end - 1) and time.monotonic() < deadline:
+                    for m in c.consume(1000, timeout=0.5):
+                        if m.error() is None:
+                            records.append([m.offset(), m.value().decode(errors="replace")])
+                        elif m.error().code() != KafkaError._PARTITION_EOF:
+                            errors.append(str(m.error()))
+                c.unassign()
+            complete = end is not None and (end == 0 or (records and records[-1][0] >= end - 1))
+            ok = ok and complete
+            history.add(process="reader-%d" % reader, type="ok" if complete else "info",
+                        f="read", reader=reader, topic=topic, partition=part, end=end,
+                        records=records, errors=errors[:5])
+    finally:
+        c.close()
+    return ok
