@@ -60,7 +60,50 @@ struct ShardReport {
   LatencyHistogram sync_latency;
   bool io_uring = false;
   std::vector<PartitionState> partitions;
+  std::vector<GroupCoordinator::GroupView> groups;  // coordinated on this shard
 };
+
+// A group's lag on one partition: its committed offset against the high watermark of this
+// broker's replica (-1 when the partition has no replica here).
+struct GroupLag {
+  std::string topic;
+  int32_t partition = 0;
+  int64_t committed = -1;
+  int64_t high_watermark = -1;
+  int64_t lag() const {
+    return high_watermark < 0 ? -1 : std::max<int64_t>(0, high_watermark - committed);
+  }
+};
+
+static std::vector<GroupLag> group_lags(const GroupCoordinator::GroupView& g,
+                                        const std::map<PartitionKey, int64_t>& hwm) {
+  std::vector<GroupLag> out;
+  for (const auto& [tp, offset] : g.committed) {
+    auto it = hwm.find(tp);
+    out.push_back({tp.first, tp.second, offset, it == hwm.end() ? -1 : it->second});
+  }
+  return out;
+}
+
+// Every shard's groups, by name.
+static std::vector<const GroupCoordinator::GroupView*> sorted_groups(
+    const std::vector<ShardReport>& reports) {
+  std::vector<const GroupCoordinator::GroupView*> groups;
+  for (const auto& r : reports) {
+    for (const auto& g : r.groups) groups.push_back(&g);
+  }
+  std::sort(groups.begin(), groups.end(),
+            [](const auto* a, const auto* b) { return a->group < b->group; });
+  return groups;
+}
+
+static std::map<PartitionKey, int64_t> high_watermarks(const std::vector<ShardReport>& reports) {
+  std::map<PartitionKey, int64_t> out;
+  for (const auto& r : reports) {
+    for (const auto& p : r.partitions) out[PartitionKey(p.topic, p.partition)] = p.high_watermark;
+  }
+  return out;
+}
 
 namespace {
 
@@ -191,8 +234,9 @@ void Broker::handle_admin(const AdminRequest& req, std::function<void(AdminRespo
     JsonWriter w;
     w.begin_object().key("endpoints").begin_array();
     for (const char* e : {"/metrics", "/v1/health", "/v1/version", "/v1/config", "/v1/brokers",
-                          "/v1/topics", "/v1/topics/{name}", "/v1/partitions/reassignments",
-                          "/v1/brokers/{id}/decommission", "POST /v1/brokers/{id}/decommission",
+                          "/v1/topics", "/v1/topics/{name}", "/v1/groups",
+                          "/v1/partitions/reassignments", "/v1/brokers/{id}/decommission",
+                          "POST /v1/brokers/{id}/decommission",
                           "POST /v1/brokers/{id}/recommission", "POST /v1/cluster/balance"}) {
       w.value(e);
     }
@@ -205,6 +249,7 @@ void Broker::handle_admin(const AdminRequest& req, std::function<void(AdminRespo
   if (handle_admin_moves(req, target, done)) return;
   if (target == "/v1/brokers") return done(admin_brokers());
   if (target == "/v1/topics") return done(admin_topics());
+  if (target == "/v1/groups") return admin_groups(std::move(done));
   constexpr std::string_view kTopicPrefix = "/v1/topics/";
   if (target.starts_with(kTopicPrefix)) {
     std::string name;
@@ -443,12 +488,60 @@ void Broker::admin_topic(const std::string& name, std::function<void(AdminRespon
       });
 }
 
+void Broker::admin_groups(std::function<void(AdminResponse)> done) {
+  const int64_t lag_ms = config_.replica_lag_time_max_ms;
+  gather<ShardReport>(
+      [this, lag_ms](ShardState& ss, ShardReport& r) {
+        for (const auto& [tp, p] : ss.partitions) {
+          if (!p->deleting) r.partitions.push_back(partition_state(*p, lag_ms));
+        }
+        if (groups_ready_.load(std::memory_order_acquire)) {
+          r.groups = groups_->views(ss.shard.id());
+        }
+      },
+      [done](std::vector<ShardReport> reports) {
+        const auto hwm = high_watermarks(reports);
+        const auto groups = sorted_groups(reports);
+        JsonWriter w;
+        w.begin_object().key("groups").begin_array();
+        for (const auto* g : groups) {
+          const auto lags = group_lags(*g, hwm);
+          int64_t total = 0;
+          for (const auto& l : lags) total += std::max<int64_t>(0, l.lag());
+          w.begin_object()
+              .field("group", g->group)
+              .field("state", g->state)
+              .field("generation", g->generation)
+              .field("members", g->members)
+              .field("lag", total)
+              .key("offsets")
+              .begin_array();
+          for (const auto& l : lags) {
+            w.begin_object()
+                .field("topic", l.topic)
+                .field("partition", l.partition)
+                .field("committed", l.committed);
+            // Lag is known for partitions with a replica on this broker.
+            if (l.high_watermark < 0) {
+              w.key("high_watermark").null().key("lag").null();
+            } else {
+              w.field("high_watermark", l.high_watermark).field("lag", l.lag());
+            }
+            w.end_object();
+          }
+          w.end_array().end_object();
+        }
+        w.end_array().end_object();
+        done(json(200, w.take()));
+      });
+}
+
 void Broker::admin_metrics(std::function<void(AdminResponse)> done) {
   const int64_t lag_ms = config_.replica_lag_time_max_ms;
   std::shared_ptr<const TopicsSnapshot> snap;
   if (cluster_up_.load(std::memory_order_acquire)) snap = registry_->snapshot();
   gather<ShardReport>(
-      [lag_ms, snap](ShardState& ss, ShardReport& r) {
+      [this, lag_ms, snap](ShardState& ss, ShardReport& r) {
         // Traffic of deleted topics goes (a topic created again under the name keeps counting).
         if (snap) {
           std::erase_if(ss.metrics.traffic, [&](const auto& entry) {
@@ -466,6 +559,9 @@ void Broker::admin_metrics(std::function<void(AdminResponse)> done) {
         r.partitions.reserve(ss.partitions.size());
         for (const auto& [tp, p] : ss.partitions) {
           if (!p->deleting) r.partitions.push_back(partition_state(*p, lag_ms));
+        }
+        if (groups_ready_.load(std::memory_order_acquire)) {
+          r.groups = groups_->views(ss.shard.id());
         }
       },
       [this, done](std::vector<ShardReport> reports) {
@@ -587,6 +683,7 @@ std::string Broker::write_metrics(const std::vector<ShardReport>& reports) {
   w.sample("sluice_log_low_space", {}, uint64_t{low_space_.load() ? 1u : 0u});
 
   write_partition_metrics(w, reports);
+  write_group_metrics(w, reports);
 
   // Raft.
   w.family("sluice_raft_terms_seen_total", "counter",
@@ -600,6 +697,39 @@ std::string Broker::write_metrics(const std::vector<ShardReport>& reports) {
     w.sample("sluice_controller_term", {}, cluster_->controller_term());
   }
   return w.take();
+}
+
+void Broker::write_group_metrics(PromWriter& w, const std::vector<ShardReport>& reports) {
+  const auto hwm = high_watermarks(reports);
+  const auto groups = sorted_groups(reports);
+  w.family("sluice_group_members", "gauge", "Members of each consumer group coordinated here");
+  for (const auto* g : groups) {
+    w.sample("sluice_group_members", {{"group", g->group}}, static_cast<int64_t>(g->members));
+  }
+  w.family("sluice_group_lag_records", "gauge",
+           "Records of a group's committed partitions past its committed offset, over the "
+           "partitions with a replica on this broker");
+  std::vector<std::pair<const GroupCoordinator::GroupView*, std::vector<GroupLag>>> lags;
+  for (const auto* g : groups) {
+    lags.emplace_back(g, group_lags(*g, hwm));
+    int64_t total = 0;
+    for (const auto& l : lags.back().second) total += std::max<int64_t>(0, l.lag());
+    w.sample("sluice_group_lag_records", {{"group", g->group}}, total);
+  }
+  const auto series_max = static_cast<size_t>(std::max(0, config_.metrics_partition_series_max));
+  w.family("sluice_group_partition_lag_records", "gauge",
+           "A group's lag on one partition (high watermark here minus committed offset; at "
+           "most metrics.partition.series.max series)");
+  size_t n = 0;
+  for (const auto& [g, list] : lags) {
+    for (const auto& l : list) {
+      if (l.high_watermark < 0) continue;
+      if (n++ >= series_max) break;
+      const std::string index = std::to_string(l.partition);
+      w.sample("sluice_group_partition_lag_records",
+               {{"group", g->group}, {"topic", l.topic}, {"partition", index}}, l.lag());
+    }
+  }
 }
 
 void Broker::write_partition_metrics(PromWriter& w, const std::vector<ShardReport>& reports) {

@@ -303,6 +303,8 @@ class Broker {
   void admin_metrics(std::function<void(AdminResponse)> done);
   std::string write_metrics(const std::vector<ShardReport>& reports);
   void write_partition_metrics(PromWriter& w, const std::vector<ShardReport>& reports);
+  void write_group_metrics(PromWriter& w, const std::vector<ShardReport>& reports);
+  void admin_groups(std::function<void(AdminResponse)> done);
   // Runs `fill` on every shard with that shard's slot, then `done` with all slots (on the
   // shard that finished last). Never blocks.
   template <class Slot>

@@ -276,6 +276,25 @@ bool GroupCoordinator::coordinating(int32_t partition) const {
          partitions_[partition]->loaded;
 }
 
+std::vector<GroupCoordinator::GroupView> GroupCoordinator::views(uint32_t shard) const {
+  std::vector<GroupView> out;
+  if (shard >= shard_partitions_.size()) return out;
+  for (int32_t p : shard_partitions_[shard]) {
+    const PartitionGroups& pg = *partitions_[static_cast<size_t>(p)];
+    if (!pg.loaded) continue;
+    for (const auto& [name, g] : pg.groups) {
+      GroupView v;
+      v.group = name;
+      v.state = group_state_name(g->state());
+      v.generation = g->generation();
+      v.members = static_cast<int32_t>(g->members().size());
+      for (const auto& [tp, c] : g->offsets()) v.committed[tp] = c.offset;
+      out.push_back(std::move(v));
+    }
+  }
+  return out;
+}
+
 void GroupCoordinator::take_over(int32_t partition) {
   if (partition < 0 || partition >= static_cast<int32_t>(partitions_.size())) return;
   PartitionGroups& pg = *partitions_[partition];

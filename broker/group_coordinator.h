@@ -96,6 +96,18 @@ class GroupCoordinator {
   void take_over(int32_t partition);
   void resign(int32_t partition);
 
+  // A group as the admin API and /metrics show it.
+  struct GroupView {
+    std::string group;
+    const char* state = "";
+    int32_t generation = 0;
+    int32_t members = 0;
+    std::map<TopicPartitionKey, int64_t> committed;  // committed offsets
+  };
+  // The groups coordinated on `shard` now (its partitions that this broker leads). From its
+  // thread.
+  std::vector<GroupView> views(uint32_t shard) const;
+
   template <class Resp>
   using Reply = std::function<void(const Resp&)>;
   void handle(const GroupRequestContext& ctx, const kafka::FindCoordinatorRequest& body,

@@ -10,7 +10,8 @@ import subprocess
 import time
 
 import kafka
-from confluent_kafka import Producer
+from confluent_kafka import Consumer, Producer
+from confluent_kafka import TopicPartition as ConfluentTopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -163,6 +164,31 @@ class AdminApiAndMetrics(harness.BrokerTestCase):
         self.assertEqual(sum(p["local"]["high_watermark"] for p in parts), RECORDS)
         self.assertEqual(get_json(self.broker, "/v1/topics/no-such-topic")[0], 404)
         self.assertEqual(get_json(self.broker, "/v1/topics/%2")[0], 400)
+
+    def test_group_lag_is_what_the_group_has_not_committed(self):
+        status, topic = get_json(self.broker, "/v1/topics/" + TOPIC)
+        hwm = {p["partition"]: p["local"]["high_watermark"] for p in topic["partition_list"]}
+        committed = {p: h // 3 for p, h in hwm.items()}
+        consumer = Consumer({"bootstrap.servers": self.bootstrap, "group.id": "obs-lag"})
+        consumer.commit(offsets=[ConfluentTopicPartition(TOPIC, p, o)
+                                 for p, o in committed.items()], asynchronous=False)
+        consumer.close()
+        expected = {p: hwm[p] - committed[p] for p in hwm}
+        status, doc = get_json(self.broker, "/v1/groups")
+        self.assertEqual(status, 200)
+        group = [g for g in doc["groups"] if g["group"] == "obs-lag"]
+        self.assertEqual(len(group), 1, doc)
+        self.assertEqual(group[0]["members"], 0)
+        self.assertEqual(group[0]["lag"], sum(expected.values()))
+        self.assertEqual({o["partition"]: o["lag"] for o in group[0]["offsets"]}, expected)
+        self.assertEqual({o["partition"]: o["committed"] for o in group[0]["offsets"]}, committed)
+        samples, _, _ = scrape(self.broker)
+        self.assertEqual(total(samples, "sluice_group_lag_records", group="obs-lag"),
+                         sum(expected.values()))
+        for p, lag in expected.items():
+            self.assertEqual(total(samples, "sluice_group_partition_lag_records", group="obs-lag",
+                                   topic=TOPIC, partition=str(p)), lag)
+        self.assertEqual(total(samples, "sluice_group_members", group="obs-lag"), 0)
 
     def test_a_deleted_topic_leaves_the_metrics(self):
         admin = AdminClient({"bootstrap.servers": self.bootstrap})

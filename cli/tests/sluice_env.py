@@ -20,7 +20,7 @@ class Broker:
         self.log = open(os.path.join(self.root, "sluiced.log"), "w+")
         self.proc = subprocess.Popen(
             [SLUICED, "--data-dir", os.path.join(self.root, "data"), "--listen", "127.0.0.1:0",
-             "--shards", "2"] + list(extra_args),
+             "--shards", "2", "--admin.listen", "127.0.0.1:0"] + list(extra_args),
             stdout=self.log, stderr=subprocess.STDOUT)
         deadline = time.time() + 20
         while time.time() < deadline:

@@ -43,8 +43,9 @@ BrokerProcess::~BrokerProcess() {
 
 void BrokerProcess::launch(const std::string& listen) {
   log_path_ = root_ + "/sluiced-" + std::to_string(launches_++) + ".log";
-  std::vector<std::string> args = {sluiced_, "--data-dir", data_dir_, "--listen",
-                                   listen,   "--shards",   "2"};
+  // The admin API on any free port: test brokers never hold the default 9644.
+  std::vector<std::string> args = {sluiced_, "--data-dir", data_dir_, "--listen",       listen,
+                                   "--shards", "2",      "--admin.listen", "127.0.0.1:0"};
   args.insert(args.end(), extra_.begin(), extra_.end());
   pid_t pid = fork();
   SLUICE_ASSERT(pid >= 0);
