@@ -37,6 +37,8 @@ void register_produce(CLI::App& app, Context& ctx);
 void register_consume(CLI::App& app, Context& ctx);
 void register_group(CLI::App& app, Context& ctx);
 void register_cluster(CLI::App& app, Context& ctx);
+// topic move, topic elect, cluster moves (cli/moves.cc): after register_topic/register_cluster.
+void register_moves(CLI::App& app, Context& ctx);
 
 // The `sluice bench` subcommand. cli/bench_stub.cc defines it weakly as a stub that says the
 // load generator is not built; bench/ provides the real one by compiling its definition into
