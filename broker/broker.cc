@@ -28,6 +28,7 @@ constexpr auto kCreateLeadersWait = std::chrono::milliseconds(3000);
 // A controlled shutdown waits this long for its partitions' leadership to move.
 constexpr auto kHandOffWait = std::chrono::milliseconds(3000);
 constexpr int kRetentionEveryTicks = 50;   // retention check every ~5 s
+constexpr uint64_t kMoveCheckTicks = 4;     // moves and leader balance: every 4th Raft tick
 constexpr int kCompactionEveryTicks = 10;  // a compaction step every ~1 s (broker_groups.cc)
 // Producer state is rebuilt from at most this many bytes at the end of each log.
 constexpr uint64_t kProducerStateScanBytes = 64ull << 20;
@@ -214,6 +215,7 @@ void Broker::tick_raft(ShardState& ss) {
       }
     }
     if (report.changes_size() > 0 && cluster_) cluster_->report_leaders(report);
+    if (++ss.raft_ticks % kMoveCheckTicks == 0 && registry_) drive_moves(ss, *registry_->snapshot());
     ss.ring->submit();
     tick_raft(ss);
   });
@@ -349,9 +351,17 @@ void Broker::open_partitions(const TopicInfo& topic, int32_t first, int32_t last
                          issue.offset, issue.position, issue.bytes_removed);
           }
           rebuild_producer_state(*p);
+          // A new partition's replicas all start from the same configuration (its replicas);
+          // a replica added by a move, or one rebuilt after its files were lost while the
+          // group ran on (the metadata has a leader epoch), starts empty and learns the log
+          // and the configuration from the leader.
           std::vector<int32_t> voters;
           if (tp.partition < static_cast<int32_t>(topic.parts.size())) {
-            voters = topic.parts[static_cast<size_t>(tp.partition)].replicas;
+            const PartitionInfo& info = topic.parts[static_cast<size_t>(tp.partition)];
+            const bool joins = info.leader_epoch > 0 ||
+                               std::find(info.adding.begin(), info.adding.end(),
+                                         config_.node_id) != info.adding.end();
+            if (!joins) voters = info.replicas;
           }
           p->replica = open_replica(ss, *p, partition_group_id(topic.id, tp.partition),
                                     std::move(voters), status);
@@ -608,6 +618,25 @@ void Broker::reconcile(std::shared_ptr<const TopicsSnapshot> snap,
     h.id = topic.id;
     h.partitions = topic.partitions;
     h.configs = topic.configs;
+    // Moves: partitions that came here (a new replica joins its group) or left (the move
+    // that took them away is complete).
+    for (int32_t i = 0; i < from; ++i) {
+      const bool now = hosts(topic, i);
+      const bool was = h.local.count(i) > 0;
+      if (now && !was) {
+        spdlog::info("{}-{}: a replica moves here: joining the partition's group", name, i);
+        h.local.insert(i);
+        countdown->fetch_add(1);
+        open_partitions(topic, i, i + 1, finish);
+      } else if (!now && was) {
+        spdlog::info("{}-{}: the replica moved away: removing its files", name, i);
+        h.local.erase(i);
+        delete_local_partition({name, i}, topic.id);
+      }
+    }
+    for (int32_t i = from; i < topic.partitions; ++i) {
+      if (hosts(topic, i)) h.local.insert(i);
+    }
     if (topic.partitions > from) {
       // Directories left by an earlier topic of this name that no metadata owns (a crash, an
       // operator's copy) must not become the new partitions' data: moved aside first. At
@@ -701,6 +730,8 @@ Status Broker::start() {
   cc.heartbeat_interval_ms = config_.broker_heartbeat_interval_ms;
   cc.default_replication_factor = config_.default_replication_factor;
   cc.snapshot_every = static_cast<uint64_t>(config_.controller_snapshot_records);
+  cc.auto_balance = config_.auto_balance;
+  cc.max_concurrent_moves = static_cast<size_t>(config_.move_max_concurrent);
   cluster_ = std::make_unique<cluster::ClusterNode>(cc);
   registry_ = std::make_unique<TopicRegistry>(*cluster_);
   registry_->set_partitions_max(partitions_max_for_descriptors());

@@ -66,6 +66,9 @@ struct Partition {
   log::LogConfig log_config;  // what it was opened with (reopened with after a full disk)
   int64_t compaction_cursor = -1;       // log/compaction.h: where the next step starts
   int64_t compaction_checked_end = -1;  // log end when a step last found nothing to do
+  // Moves and leader balancing (reassign.cc), on the partition's leader.
+  std::chrono::steady_clock::time_point move_reported{};  // CompleteReassignment last sent
+  std::chrono::steady_clock::time_point prefer_since{};   // preferred replica ready since
 
   // What consumers may read: the commit index (Raft), as a Kafka offset.
   int64_t high_watermark() const {
@@ -87,6 +90,7 @@ struct ShardState {
   std::unique_ptr<boost::asio::steady_timer> ticker;
   std::unique_ptr<boost::asio::steady_timer> group_timer;  // GroupCoordinator deadlines
   std::unique_ptr<boost::asio::steady_timer> raft_ticker;  // Raft ticks of every replica
+  uint64_t raft_ticks = 0;
   std::map<TopicPartition, std::unique_ptr<Partition>> partitions;
   std::unordered_map<uint64_t, Partition*> by_group;  // Raft group id -> partition
   TopicPartition scrub_cursor;  // the scrubber's round-robin position
@@ -144,6 +148,20 @@ class Broker {
   // Raft: ticks every replica of the shard, reports leadership changes to the controller and
   // moves group coordination with the __consumer_offsets leaders.
   void tick_raft(ShardState& ss);
+  // Moves (reassign.cc): on each partition this shard leads, changes the Raft group's
+  // membership one server at a time towards the move's target (learner, then voter, then the
+  // old replica removed), reports the finished move to the controller, and hands leadership
+  // to the preferred replica when asked (ElectLeaders) or when leader balancing is on.
+  void drive_moves(ShardState& ss, const TopicsSnapshot& snap);
+  void drive_move(Partition& p, const PartitionInfo& info);
+  void prefer_leader(Partition& p, const PartitionInfo& info, const TopicsSnapshot& snap);
+  // Closes one partition this broker no longer hosts (a finished move took it away) and
+  // removes its files (renamed to a tombstone first, as for a deleted topic).
+  void delete_local_partition(const TopicPartition& tp, const std::array<uint8_t, 16>& id);
+  // On tp's shard: closes the partition (once its log is idle), renames its directory to its
+  // tombstone, then runs `then` (on that shard).
+  void close_and_tombstone(const TopicPartition& tp, const std::array<uint8_t, 16>& id,
+                           std::function<void()> then);
   // A Raft message from a peer (cluster thread): to the shard of its partition.
   void route_raft(uint64_t group, raft::Message&& message);
   // The Raft side of a partition whose log is open (created with `voters` if new).
@@ -269,6 +287,7 @@ class Broker {
     std::array<uint8_t, 16> id{};
     int32_t partitions = 0;
     std::map<std::string, std::string> configs;
+    std::set<int32_t> local;  // the partitions this broker hosts (as of the last reconcile)
   };
   std::mutex groups_mutex_;  // guards group_index_ (cluster thread reads, shards write)
   std::unordered_map<uint64_t, TopicPartition> group_index_;

@@ -224,6 +224,50 @@ void Broker::when_idle(ShardState& ss, Partition* p, std::function<void()> then)
   });
 }
 
+void Broker::close_and_tombstone(const TopicPartition& tp, const std::array<uint8_t, 16>& id,
+                                 std::function<void()> then) {
+  ShardState& ss = shard_of(tp);
+  ss.shard.post([this, &ss, tp, id, then = std::move(then)] {
+    // Renames the directory to its tombstone (once the log, if open, is closed).
+    auto tombstone = [this, tp, id, then] {
+      const std::string live = tp.topic + "-" + std::to_string(tp.partition);
+      const std::string dead = tombstone_name({tp.topic, tp.partition}, id);
+      const std::string from = config_.data_dir + "/" + live;
+      const std::string to = config_.data_dir + "/" + dead;
+      if (::rename(from.c_str(), to.c_str()) != 0 && errno != ENOENT) {
+        spdlog::error("{}: cannot rename to {}: {}", live, dead, std::strerror(errno));
+      }
+      then();
+    };
+    auto it = ss.partitions.find(tp);
+    if (it == ss.partitions.end()) {
+      tombstone();
+      return;
+    }
+    Partition* p = it->second.get();
+    p->deleting = true;
+    for (auto& w : p->waiters) {
+      if (!w.token.expired()) w.wake();
+    }
+    p->waiters.clear();
+    when_idle(ss, p, [this, &ss, tp, p, tombstone] {
+      auto at = ss.partitions.find(tp);
+      SLUICE_ASSERT(at != ss.partitions.end() && at->second.get() == p);
+      if (p->replica) {
+        ss.by_group.erase(p->group);
+        {
+          std::lock_guard lock(groups_mutex_);
+          group_index_.erase(p->group);
+        }
+        p->replica.reset();
+      }
+      (void)p->log->close();
+      ss.partitions.erase(at);
+      tombstone();
+    });
+  });
+}
+
 void Broker::delete_local_partitions(const TopicInfo& topic) {
   crash_point("delete.after_commit");
   struct Gather {
@@ -233,6 +277,7 @@ void Broker::delete_local_partitions(const TopicInfo& topic) {
   auto g = std::make_shared<Gather>();
   g->left = topic.partitions;
   auto one_done = [this, g, topic] {
+    if (g->first_rename.exchange(false)) crash_point("delete.first_tombstone");
     if (g->left.fetch_sub(1) != 1) return;
     if (auto r = fsync_dir(config_.data_dir); !r) spdlog::error("{}", r.error().message);
     std::vector<std::string> paths;
@@ -242,49 +287,15 @@ void Broker::delete_local_partitions(const TopicInfo& topic) {
     remove_in_background(std::move(paths));
   };
   for (int32_t i = 0; i < topic.partitions; ++i) {
-    TopicPartition tp{topic.name, i};
-    ShardState& ss = shard_of(tp);
-    ss.shard.post([this, &ss, tp, g, one_done, id = topic.id] {
-      // Renames the directory to its tombstone (once the log, if open, is closed).
-      auto tombstone = [this, tp, g, one_done, id] {
-        const std::string live = tp.topic + "-" + std::to_string(tp.partition);
-        const std::string dead = tombstone_name({tp.topic, tp.partition}, id);
-        const std::string from = config_.data_dir + "/" + live;
-        const std::string to = config_.data_dir + "/" + dead;
-        if (::rename(from.c_str(), to.c_str()) != 0 && errno != ENOENT) {
-          spdlog::error("{}: cannot rename to {}: {}", live, dead, std::strerror(errno));
-        }
-        if (g->first_rename.exchange(false)) crash_point("delete.first_tombstone");
-        one_done();
-      };
-      auto it = ss.partitions.find(tp);
-      if (it == ss.partitions.end()) {
-        tombstone();
-        return;
-      }
-      Partition* p = it->second.get();
-      p->deleting = true;
-      for (auto& w : p->waiters) {
-        if (!w.token.expired()) w.wake();
-      }
-      p->waiters.clear();
-      when_idle(ss, p, [this, &ss, tp, p, tombstone] {
-        auto at = ss.partitions.find(tp);
-        SLUICE_ASSERT(at != ss.partitions.end() && at->second.get() == p);
-        if (p->replica) {
-          ss.by_group.erase(p->group);
-          {
-            std::lock_guard lock(groups_mutex_);
-            group_index_.erase(p->group);
-          }
-          p->replica.reset();
-        }
-        (void)p->log->close();
-        ss.partitions.erase(at);
-        tombstone();
-      });
-    });
+    close_and_tombstone({topic.name, i}, topic.id, one_done);
   }
+}
+
+void Broker::delete_local_partition(const TopicPartition& tp, const std::array<uint8_t, 16>& id) {
+  close_and_tombstone(tp, id, [this, tp, id] {
+    if (auto r = fsync_dir(config_.data_dir); !r) spdlog::error("{}", r.error().message);
+    remove_in_background({config_.data_dir + "/" + tombstone_name({tp.topic, tp.partition}, id)});
+  });
 }
 
 void Broker::check_free_space() {

@@ -138,6 +138,24 @@ Result<BrokerConfig> parse_config(int argc, const char* const* argv) {
                  "How often a partition leader heartbeats its followers")
       ->capture_default_str()
       ->check(CLI::Range(int64_t{5}, int64_t{60000}));
+  std::string autobalancing = c.auto_balance ? "node_add" : "off";
+  app.add_option("--partition.autobalancing", autobalancing,
+                 "node_add: a broker that joins the cluster gets its share of replicas, moved "
+                 "from the others; off: replicas move only when asked (decommission, balance, "
+                 "reassignment)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"node_add", "off"}));
+  app.add_option("--replica.move.max.concurrent", c.move_max_concurrent,
+                 "Partitions the balancer moves at once")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 10000));
+  app.add_option("--auto.leader.rebalance.enable", c.leader_balancing,
+                 "Hand partition leadership back to preferred replicas once they are caught up")
+      ->capture_default_str();
+  app.add_option("--leader.balancing.delay.ms", c.leader_balancing_delay_ms,
+                 "How long a preferred replica must be caught up before leadership goes back")
+      ->capture_default_str()
+      ->check(CLI::Range(int64_t{0}, int64_t{86400000}));
   app.add_option("--auto.create.topics.enable", c.auto_create_topics,
                  "Create topics named in Metadata requests")
       ->capture_default_str();
@@ -292,6 +310,7 @@ Result<BrokerConfig> parse_config(int argc, const char* const* argv) {
   if (auto a = address_flag(rpc_advertised, c.rpc_advertised); !a) {
     return unexpected(std::move(a).error());
   }
+  c.auto_balance = autobalancing == "node_add";
   c.flush_policy = flush == "never"      ? FlushPolicy::kNever
                    : flush == "interval" ? FlushPolicy::kInterval
                                          : FlushPolicy::kEveryBatch;

@@ -36,6 +36,11 @@ struct BrokerConfig {
   int64_t raft_tick_ms = 50;                 // partition Raft groups: one logical tick
   int64_t raft_election_timeout_ms = 600;    // a follower without a leader this long campaigns
   int64_t raft_heartbeat_interval_ms = 150;  // a leader's heartbeat period
+  // Moves and balance (broker/reassign.cc, cluster/balance.h).
+  bool auto_balance = true;                  // a broker that joins gets its share of replicas
+  int32_t move_max_concurrent = 16;          // partitions moving at once
+  bool leader_balancing = true;              // leadership goes back to preferred replicas
+  int64_t leader_balancing_delay_ms = 10000;  // ... once caught up this long
   bool auto_create_topics = true;
   int64_t segment_bytes = 1LL << 30;
   int64_t roll_ms = 7LL * 24 * 3600 * 1000;

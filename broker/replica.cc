@@ -148,7 +148,23 @@ Status Replica::create(const std::string& dir) {
   raft::ConfState conf;
   for (int32_t v : options_.initial_voters) conf.voters.push_back(raft::NodeId(v));
   std::sort(conf.voters.begin(), conf.voters.end());
-  if (conf.voters.empty()) return error(22, "a replicated partition needs voters");
+  if (conf.voters.empty()) {
+    // Joining a running group (a move brought the replica here, or it is rebuilt after its
+    // files were lost): no configuration and no entries of its own. The leader sends it the
+    // log, or the log start, with the configuration in it; until then it never campaigns.
+    state_ = StateSlot{.generation = 1,
+                       .term = 0,
+                       .vote = -1,
+                       .snap_index = snap_index_,
+                       .snap_term = 0,
+                       .internal_before = 0,
+                       .commit = snap_index_};
+    if (auto s = write_file_durably(dir + "/raft.internal", ""); !s) return s;
+    std::string slots = encode_slot(state_);
+    slots += std::string(kSlotBytes, '\0');
+    if (auto s = write_file_durably(dir + "/raft.state", slots); !s) return s;
+    return load(dir);
+  }
   Internal boot{.index = snap_index_ + 1,
                 .term = 1,
                 .type = raft::EntryType::kConfig,
@@ -459,6 +475,21 @@ Result<void, raft::Errc> Replica::transfer_leadership(int32_t to) {
   auto r = node_->transfer_leadership(raft::NodeId(to));
   schedule();
   return r;
+}
+
+Result<void, raft::Errc> Replica::change_membership(const raft::ConfState& next) {
+  if (failed_) return unexpected(raft::Errc::kNotLeader);
+  auto r = node_->propose_conf(next);
+  if (!r) return unexpected(r.error());
+  schedule();
+  return {};
+}
+
+bool Replica::caught_up(int32_t id) const {
+  if (!is_leader()) return false;
+  if (id == options_.self) return true;
+  const auto* pr = node_->progress(raft::NodeId(id));
+  return pr != nullptr && pr->recent_active && pr->match >= node_->log().committed();
 }
 
 bool Replica::serving() const {

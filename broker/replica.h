@@ -129,6 +129,12 @@ class Replica final : public raft::LogSource {
   // Controlled shutdown: a leader of a group with other voters hands leadership to its most
   // caught-up voter (Raft leadership transfer). Returns whether it still leads such a group.
   bool hand_off();
+  // Moves: the group's membership (latest, committed or not), a single-server change of it
+  // (leader only; see raft::Node::propose_conf), and whether a member holds everything
+  // committed (leader only) and was heard from lately.
+  raft::ConfState conf() const { return node_->status().conf; }
+  Result<void, raft::Errc> change_membership(const raft::ConfState& next);
+  bool caught_up(int32_t id) const;
   bool failed() const { return failed_; }
   const raft::Node& node() const { return *node_; }
   uint64_t group() const { return options_.group; }

@@ -68,7 +68,10 @@ def read_values(bootstrap, topic, partition, timeout_s=60):
 
 
 class Moves(ClusterTestCase):
-    CLUSTER_ARGS = ("--broker.session.timeout.ms", str(SESSION_MS))
+    # Replicas and leaders move only when asked: what these tests see is their own doing.
+    CLUSTER_ARGS = ("--broker.session.timeout.ms", str(SESSION_MS),
+                    "--partition.autobalancing", "off", "--auto.leader.rebalance.enable", "false",
+                    "--offsets.topic.num.partitions", "3")
 
     def setUp(self):
         # Four brokers, three of them controller voters: a replica always has somewhere to go.
