@@ -4,6 +4,7 @@
 #include <chrono>
 #include <iomanip>
 #include <iostream>
+#include <map>
 #include <set>
 #include <thread>
 
@@ -82,17 +83,20 @@ void partition_failed(Context& ctx, const std::string& what, int16_t code,
   ctx.exit_code = kExitFailure;
 }
 
-// The partitions of `t`: the one named, or every partition of the topic (from the metadata).
-Result<std::vector<int32_t>> partitions_of(Context& ctx, const Target& t) {
-  if (t.partition) return std::vector<int32_t>{*t.partition};
+// The partitions of `t` (the one named, or every partition of the topic) with their replicas
+// now (empty for a partition the metadata does not have: the broker answers for it).
+Result<std::map<int32_t, std::vector<int32_t>>> partitions_of(Context& ctx, const Target& t) {
   auto md = ctx.admin().metadata({t.topic}, true);
   if (!md) return unexpected(md.error());
   const client::TopicInfo* info = (*md)->topic(t.topic);
   if (!info || info->error_code != 0) {
     return unexpected(client::kafka_error(info ? info->error_code : 3, "topic '" + t.topic + "'"));
   }
-  std::vector<int32_t> out;
-  for (const auto& p : info->partitions) out.push_back(p.partition);
+  std::map<int32_t, std::vector<int32_t>> out;
+  if (t.partition) out[*t.partition] = {};
+  for (const auto& p : info->partitions) {
+    if (!t.partition || p.partition == *t.partition) out[p.partition] = p.replicas;
+  }
   return out;
 }
 
@@ -138,7 +142,7 @@ void topic_move(Context& ctx, const MoveOptions& o) {
   kafka::AlterPartitionReassignmentsRequest req;
   req.topics.resize(1);
   req.topics[0].name = t->topic;
-  for (int32_t p : *parts) req.topics[0].partitions.push_back({p, brokers});
+  for (const auto& [p, now] : *parts) req.topics[0].partitions.push_back({p, brokers});
   auto r = ctx.admin().call_as<kafka::AlterPartitionReassignmentsResponse>(kAnyBroker, req);
   if (!r) return fail(ctx, what, r.error());
   if (r->error_code != 0) {
@@ -157,6 +161,8 @@ void topic_move(Context& ctx, const MoveOptions& o) {
       started.insert(rp.partition_index);
       if (o.cancel) {
         std::cout << name << ": move cancelled (back to its replicas before the move)\n";
+      } else if (parts->count(rp.partition_index) && (*parts)[rp.partition_index] == *brokers) {
+        std::cout << name << ": already on replicas " << join(*brokers) << "\n";
       } else {
         std::cout << name << ": moving to replicas " << join(*brokers) << "\n";
       }
@@ -223,7 +229,7 @@ void topic_elect(Context& ctx, const std::string& target) {
   req.election_type = 0;  // preferred
   req.topic_partitions.emplace(1);
   (*req.topic_partitions)[0].topic = t->topic;
-  (*req.topic_partitions)[0].partition_id = *parts;
+  for (const auto& [p, now] : *parts) (*req.topic_partitions)[0].partition_id.push_back(p);
   auto r = ctx.admin().call_as<kafka::ElectLeadersResponse>(kAnyBroker, req);
   if (!r) return fail(ctx, what, r.error());
   if (r->error_code != 0) return fail(ctx, what, client::kafka_error(r->error_code, what));

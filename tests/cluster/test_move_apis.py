@@ -364,6 +364,9 @@ class Moves(ClusterTestCase):
         self.assertIn("done: 2 partition(s) on their new replicas", out)
         for i in (0, 1):
             self.assertEqual(list(self.partition("cl", i).replicas), target)
+        code, out, err = sluice(self.b0, "topic", "move", "cl:0", "--to", "3,0,1")
+        self.assertEqual((code, out), (0, "cl:0: already on replicas 3,0,1\n"), err)
+        self.assertEqual(sluice(self.b0, "cluster", "moves")[1], "no moves in progress\n")
         # Preferred election through the command.
         code, out, err = sluice(self.b0, "topic", "elect", "cl:1")
         self.assertEqual(code, 0, err)
