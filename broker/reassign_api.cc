@@ -6,6 +6,8 @@
 #include <spdlog/spdlog.h>
 #include <sys/statvfs.h>
 
+#include <boost/asio/steady_timer.hpp>
+#include <chrono>
 #include <filesystem>
 #include <map>
 #include <set>
@@ -15,12 +17,41 @@
 
 namespace sluice::broker {
 
+namespace asio = boost::asio;
 using kafka::ErrorCode;
 
 namespace {
 
 constexpr int8_t kElectPreferred = 0;
 constexpr int8_t kElectUnclean = 1;
+
+using TopicPartitionId = std::pair<std::string, int32_t>;
+
+// Polls the metadata (every 20 ms, on `ctx`) until each of `partitions` is led by its
+// preferred replica or the deadline passes; `done` gets those that are not (yet).
+void when_preferred_lead(const TopicRegistry& registry, asio::io_context& ctx,
+                         std::vector<TopicPartitionId> partitions,
+                         std::chrono::steady_clock::time_point deadline,
+                         std::function<void(std::vector<TopicPartitionId>)> done) {
+  auto snap = registry.snapshot();
+  std::erase_if(partitions, [&](const TopicPartitionId& tp) {
+    const PartitionInfo* p = snap->partition(tp.first, tp.second);
+    return p == nullptr || p->replicas.empty() || p->leader == p->replicas[0];
+  });
+  if (partitions.empty() || std::chrono::steady_clock::now() >= deadline) {
+    done(std::move(partitions));
+    return;
+  }
+  auto timer = std::make_shared<asio::steady_timer>(ctx, std::chrono::milliseconds(20));
+  timer->async_wait([&registry, &ctx, timer, partitions = std::move(partitions), deadline,
+                     done](boost::system::error_code ec) mutable {
+    if (ec) {  // shutting down: answer with what is known
+      done(std::move(partitions));
+      return;
+    }
+    when_preferred_lead(registry, ctx, std::move(partitions), deadline, std::move(done));
+  });
+}
 
 std::vector<int32_t> minus(const std::vector<int32_t>& a, const std::vector<int32_t>& b) {
   std::vector<int32_t> out;
@@ -63,32 +94,33 @@ void Broker::handle_alter_partition_reassignments(
     respond(*req, *resp);
     return;
   }
-  registry_->reassign(changes, [req, resp, slots](
-                                   Result<std::vector<TopicRegistry::PartitionError>, TopicError> r) {
-    if (!r) {
-      // The controller did not answer (no quorum, timeout): nothing is known to have started.
-      resp->error_code = code(r.error().code);
-      resp->error_message = r.error().message;
-      for (const auto& [ti, pi] : *slots) {
-        auto& rp = resp->responses[ti].partitions[pi];
-        rp.error_code = code(r.error().code);
-        rp.error_message = r.error().message;
-      }
-    } else {
-      for (size_t i = 0; i < slots->size(); ++i) {
-        auto& rp = resp->responses[(*slots)[i].first].partitions[(*slots)[i].second];
-        if (i >= r->size()) {
-          rp.error_code = code(ErrorCode::kUnknownServerError);
-          rp.error_message = "the controller gave no result for this partition";
-          continue;
+  registry_->reassign(
+      changes,
+      [req, resp, slots](Result<std::vector<TopicRegistry::PartitionError>, TopicError> r) {
+        if (!r) {
+          // The controller did not answer (no quorum, timeout): nothing is known to have started.
+          resp->error_code = code(r.error().code);
+          resp->error_message = r.error().message;
+          for (const auto& [ti, pi] : *slots) {
+            auto& rp = resp->responses[ti].partitions[pi];
+            rp.error_code = code(r.error().code);
+            rp.error_message = r.error().message;
+          }
+        } else {
+          for (size_t i = 0; i < slots->size(); ++i) {
+            auto& rp = resp->responses[(*slots)[i].first].partitions[(*slots)[i].second];
+            if (i >= r->size()) {
+              rp.error_code = code(ErrorCode::kUnknownServerError);
+              rp.error_message = "the controller gave no result for this partition";
+              continue;
+            }
+            const TopicError& e = (*r)[i].error;
+            rp.error_code = code(e.code);
+            if (e.code != ErrorCode::kNone) rp.error_message = e.message;
+          }
         }
-        const TopicError& e = (*r)[i].error;
-        rp.error_code = code(e.code);
-        if (e.code != ErrorCode::kNone) rp.error_message = e.message;
-      }
-    }
-    respond(*req, *resp);
-  });
+        respond(*req, *resp);
+      });
 }
 
 void Broker::handle_list_partition_reassignments(
@@ -125,7 +157,8 @@ void Broker::handle_list_partition_reassignments(
     for (const auto& [name, t] : snap->topics) topic_out(name, t, nullptr);
   } else {
     for (const auto& t : *body.topics) {
-      if (const TopicInfo* info = snap->find(t.name)) topic_out(t.name, *info, &t.partition_indexes);
+      if (const TopicInfo* info = snap->find(t.name))
+        topic_out(t.name, *info, &t.partition_indexes);
     }
   }
   respond(*req, resp);
@@ -199,9 +232,14 @@ void Broker::handle_elect_leaders(std::shared_ptr<Request> req,
     finish();
     return;
   }
+  // As Kafka, the answer comes once the elections are done: the preferred replicas lead (the
+  // partitions' leaders hand leadership over, reassign.cc), or at the request's deadline
+  // (REQUEST_TIMED_OUT for those not done). A timeout of 0 answers once they are accepted.
+  const auto deadline = std::chrono::steady_clock::now() +
+                        std::chrono::milliseconds(std::clamp(body.timeout_ms, 0, 300000));
   registry_->elect_preferred(
-      partitions, [resp, finish, partitions](
-                      Result<std::vector<TopicRegistry::PartitionError>, TopicError> r) {
+      partitions, [this, resp, finish, partitions,
+                   deadline](Result<std::vector<TopicRegistry::PartitionError>, TopicError> r) {
         // Results come in the order asked; find each partition's slot by name and index.
         std::map<std::pair<std::string, int32_t>, Response::PartitionResult*> slot;
         for (auto& t : resp->replica_election_results) {
@@ -226,7 +264,30 @@ void Broker::handle_elect_leaders(std::shared_ptr<Request> req,
             if (e.code != ErrorCode::kNone) p->error_message = e.message;
           }
         }
-        finish();
+        std::vector<TopicPartitionId> accepted;
+        for (const auto& tp : partitions) {
+          if (slot[tp]->error_code == 0) accepted.push_back(tp);
+        }
+        if (accepted.empty() || shards_.empty() || std::chrono::steady_clock::now() > deadline) {
+          finish();
+          return;
+        }
+        when_preferred_lead(
+            *registry_, shards_[0]->shard.context(), std::move(accepted), deadline,
+            [resp, finish](std::vector<TopicPartitionId> late) {
+              for (auto& t : resp->replica_election_results) {
+                for (auto& p : t.partition_result) {
+                  if (std::find(late.begin(), late.end(),
+                                TopicPartitionId{t.topic, p.partition_id}) == late.end()) {
+                    continue;
+                  }
+                  p.error_code = code(ErrorCode::kRequestTimedOut);
+                  p.error_message =
+                      "the preferred replica does not lead yet (it leads once it has caught up)";
+                }
+              }
+              finish();
+            });
       });
 }
 

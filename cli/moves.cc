@@ -76,8 +76,8 @@ std::string join(const std::vector<int32_t>& ids) {
 // A partition the cluster refused: "sluice: <what>: NAME (code): reason", exit status 1.
 void partition_failed(Context& ctx, const std::string& what, int16_t code,
                       const std::optional<std::string>& message) {
-  std::cerr << "sluice: " << what << ": " << kafka::error_name(static_cast<ErrorCode>(code))
-            << " (" << code << ")";
+  std::cerr << "sluice: " << what << ": " << kafka::error_name(static_cast<ErrorCode>(code)) << " ("
+            << code << ")";
   if (message && !message->empty()) std::cerr << ": " << *message;
   std::cerr << "\n";
   ctx.exit_code = kExitFailure;
@@ -100,9 +100,11 @@ Result<std::map<int32_t, std::vector<int32_t>>> partitions_of(Context& ctx, cons
   return out;
 }
 
-Result<kafka::ListPartitionReassignmentsResponse> list_moves(
-    Context& ctx, std::optional<std::vector<kafka::ListPartitionReassignmentsRequest::
-                                                ListPartitionReassignmentsTopics>> topics) {
+using ListTopics =
+    std::vector<kafka::ListPartitionReassignmentsRequest::ListPartitionReassignmentsTopics>;
+
+Result<kafka::ListPartitionReassignmentsResponse> list_moves(Context& ctx,
+                                                             std::optional<ListTopics> topics) {
   kafka::ListPartitionReassignmentsRequest req;
   req.topics = std::move(topics);
   auto r = ctx.admin().call_as<kafka::ListPartitionReassignmentsResponse>(kAnyBroker, req);
@@ -172,7 +174,7 @@ void topic_move(Context& ctx, const MoveOptions& o) {
   // Waits until none of the accepted partitions has a move in progress.
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(o.timeout_s);
   for (;;) {
-    std::vector<kafka::ListPartitionReassignmentsRequest::ListPartitionReassignmentsTopics> ask(1);
+    ListTopics ask(1);
     ask[0].name = t->topic;
     ask[0].partition_indexes.assign(started.begin(), started.end());
     auto moves = list_moves(ctx, ask);
@@ -226,7 +228,8 @@ void topic_elect(Context& ctx, const std::string& target) {
   auto parts = partitions_of(ctx, *t);
   if (!parts) return fail(ctx, what, parts.error());
   kafka::ElectLeadersRequest req;
-  req.election_type = 0;  // preferred
+  req.election_type = 0;   // preferred
+  req.timeout_ms = 10000;  // the broker answers once the preferred replicas lead
   req.topic_partitions.emplace(1);
   (*req.topic_partitions)[0].topic = t->topic;
   for (const auto& [p, now] : *parts) (*req.topic_partitions)[0].partition_id.push_back(p);
@@ -237,7 +240,10 @@ void topic_elect(Context& ctx, const std::string& target) {
     for (const auto& p : rt.partition_result) {
       const std::string name = rt.topic + ":" + std::to_string(p.partition_id);
       if (p.error_code == 0) {
-        std::cout << name << ": leadership goes to the preferred replica\n";
+        const auto& replicas = (*parts)[p.partition_id];
+        std::cout << name << ": the preferred replica"
+                  << (replicas.empty() ? "" : " (broker " + std::to_string(replicas[0]) + ")")
+                  << " leads now\n";
       } else if (p.error_code == static_cast<int16_t>(ErrorCode::kElectionNotNeeded)) {
         std::cout << name << ": the preferred replica already leads\n";
       } else {

@@ -210,10 +210,11 @@ def list_reassignments(bootstrap, topics=None):
             for t in resp["Topics"] for p in t["Partitions"]}
 
 
-def elect_leaders(bootstrap, partitions, election_type=0, version=2):
+def elect_leaders(bootstrap, partitions, election_type=0, version=2, timeout_ms=5000):
     """partitions: None (all) or {topic: [partitions]} -> (top-level error or None,
-    {(topic, partition): (error code, message)})."""
-    req = {"ElectionType": election_type, "TimeoutMs": 60000,
+    {(topic, partition): (error code, message)}). The broker answers once the elections are
+    done, or after timeout_ms (REQUEST_TIMED_OUT)."""
+    req = {"ElectionType": election_type, "TimeoutMs": timeout_ms,
            "TopicPartitions": None if partitions is None else
            [{"Topic": t, "PartitionId": ps} for t, ps in partitions.items()]}
     resp = call(bootstrap, 43, version, version >= 2, elect_req(version), req,
