@@ -138,6 +138,7 @@ void Broker::start_shard(ShardState& ss) {
   std::promise<void> ready;
   ss.shard.start();
   ss.shard.post([this, &ss, &ready] {
+    this_shard_metrics() = &ss.metrics;
     ss.ring = std::make_unique<log::IoRing>();
     ss.fds = std::make_unique<log::FdCache>(1024);
     ss.ring_events = std::make_unique<asio::posix::stream_descriptor>(ss.shard.context(),
@@ -181,6 +182,12 @@ void Broker::tick_shard(ShardState& ss) {
       }
     }
     if (groups_ready_.load(std::memory_order_acquire)) groups_->tick(ss.shard.id());
+    if (ss.shard.id() == 0 && config_.move_throttle_bytes > 0) {
+      // A tenth of the budget per 100 ms tick, at most a second's worth saved up.
+      const int64_t budget = config_.move_throttle_bytes;
+      const int64_t now = move_tokens_.load();
+      move_tokens_.store(std::min(budget, now + std::max<int64_t>(1, budget / 10)));
+    }
     if (ticks % kCompactionEveryTicks == 0) compact_partitions(ss);
     storage_tick(ss, ticks);
     ss.ring->submit();
@@ -253,12 +260,30 @@ std::unique_ptr<Replica> Broker::open_replica(ShardState& ss, Partition& p, uint
   o.raft.max_cached_bytes = 256 << 10;
   ReplicaEvents ev;
   cluster::ClusterNode* cluster = cluster_.get();
-  ev.send = [cluster](uint64_t group, std::vector<raft::Message> msgs) {
-    cluster->send_raft(group, std::move(msgs));
-  };
   Partition* part = &p;
-  ev.on_role_change = [part] { notify_waiters(*part); };
-  ev.on_commit = [part] { notify_waiters(*part); };
+  ev.send = [this, cluster, part](uint64_t group, std::vector<raft::Message> msgs) {
+    if (!part->learners.empty() && config_.move_throttle_bytes > 0) throttle_moves(*part, msgs);
+    if (!msgs.empty()) cluster->send_raft(group, std::move(msgs));
+  };
+  ShardMetrics* metrics = &ss.metrics;
+  // Each new term a replica moves to is an election it saw (/metrics); the first term seen is
+  // where it starts, not an election.
+  auto count_term = [part, metrics] {
+    if (!part->replica) return;
+    const int32_t term = part->replica->leader_epoch();
+    if (part->seen_term >= 0 && term > part->seen_term) {
+      metrics->raft_terms_seen += static_cast<uint64_t>(term - part->seen_term);
+    }
+    part->seen_term = std::max(part->seen_term, term);
+  };
+  ev.on_role_change = [part, count_term] {
+    count_term();
+    notify_waiters(*part);
+  };
+  ev.on_commit = [part, count_term] {
+    count_term();
+    notify_waiters(*part);
+  };
   ev.on_data = [part](Bytes batch) {
     auto view = kafka::RecordBatchView::parse(batch);
     if (!view || view->producer_id() < 0) return;
@@ -693,6 +718,8 @@ Status Broker::migrate_legacy_metadata() {
 
 Status Broker::start() {
   for (auto& ss : shards_) start_shard(*ss);
+  // The admin API answers from here on (/v1/health says "starting" until recovery is done).
+  if (auto s = start_admin(); !s) return s;
   std::vector<Shard*> shard_ptrs;
   for (auto& ss : shards_) shard_ptrs.push_back(&ss->shard);
   server_ = std::make_unique<Server>(
@@ -739,6 +766,7 @@ Status Broker::start() {
   if (auto s = cluster_->wait_ready(std::chrono::milliseconds(config_.controller_wait_ms)); !s) {
     return s;
   }
+  cluster_up_.store(true, std::memory_order_release);
   cluster_->on_partition_message(
       [this](uint64_t group, raft::Message&& m) { route_raft(group, std::move(m)); });
   cluster_->on_image([this](std::shared_ptr<const cluster::pb::Image> image) {
@@ -777,6 +805,8 @@ Status Broker::start() {
         "0.0.0.0, which only works on this host; set --advertised host:port");
   }
   server_->start();
+  started_at_ = std::chrono::steady_clock::now();
+  phase_.store(Phase::kServing, std::memory_order_release);
   const bool uring = shards_.front()->ring->uses_io_uring();
   spdlog::info(
       "sluiced {} node {} cluster {}: data in {}, {} topic(s) and {} partition(s) "
@@ -797,6 +827,7 @@ Status Broker::start() {
 void Broker::stop() {
   if (stopped_) return;
   stopped_ = true;
+  phase_.store(Phase::kStopping, std::memory_order_release);
   // Controlled shutdown: partition leadership goes to caught-up followers (clients move
   // without waiting for an election timeout), then this broker is fenced at the controller
   // (and controller leadership handed on).
@@ -819,6 +850,7 @@ void Broker::stop() {
     });
   }
   if (groups_) groups_->stop();
+  stop_admin();
   if (server_) server_->stop();
   // Close every log on its own shard once its writes are done.
   for (auto& ss : shards_) {

@@ -21,10 +21,12 @@
 #include <boost/asio/posix/stream_descriptor.hpp>
 #include <boost/asio/steady_timer.hpp>
 
+#include "broker/admin_server.h"
 #include "broker/config.h"
 #include "broker/connection.h"
 #include "broker/data_dir.h"
 #include "broker/group_coordinator.h"
+#include "broker/metrics.h"
 #include "broker/producer_state.h"
 #include "broker/replica.h"
 #include "broker/server.h"
@@ -69,6 +71,8 @@ struct Partition {
   // Moves and leader balancing (reassign.cc), on the partition's leader.
   std::chrono::steady_clock::time_point move_reported{};  // CompleteReassignment last sent
   std::chrono::steady_clock::time_point prefer_since{};   // preferred replica ready since
+  std::vector<int32_t> learners;  // the group's learners (moving in), as the leader last saw
+  int32_t seen_term = -1;               // the last Raft term counted for /metrics
 
   // What consumers may read: the commit index (Raft), as a Kafka offset.
   int64_t high_watermark() const {
@@ -94,6 +98,7 @@ struct ShardState {
   std::map<TopicPartition, std::unique_ptr<Partition>> partitions;
   std::unordered_map<uint64_t, Partition*> by_group;  // Raft group id -> partition
   TopicPartition scrub_cursor;  // the scrubber's round-robin position
+  ShardMetrics metrics;         // this shard's counters for /metrics (broker/metrics.h)
 
   Partition* find(const TopicPartition& tp) {
     auto it = partitions.find(tp);
@@ -102,6 +107,8 @@ struct ShardState {
 };
 
 struct FetchOp;
+struct PartitionState;
+struct ShardReport;
 
 // Refuses to start (a message saying what to do) when partition directories exist but this
 // broker, a controller voter, has no controller state (and no single-node metadata.bin to
@@ -118,6 +125,7 @@ class Broker {
   // Clean shutdown: stop accepting, answer what is in flight, flush and close every log.
   void stop();
   uint16_t port() const { return server_ ? server_->port() : 0; }
+  uint16_t admin_port() const { return admin_ ? admin_->port() : 0; }
   cluster::ClusterNode* cluster() { return cluster_.get(); }
   const BrokerConfig& config() const { return config_; }
   // sluiced --verify: recovers every partition with every batch's CRC checked, logs what it
@@ -132,6 +140,9 @@ class Broker {
     RequestFrame frame;
     kafka::RequestHeader header;
     Done done;
+    // Set by a handler before it answers when some partition failed (for /metrics' error
+    // count); read by the completion `done` wraps, on the same thread.
+    bool errored = false;
   };
 
   explicit Broker(const BrokerConfig& config) : config_(config) {}
@@ -158,6 +169,10 @@ class Broker {
   // Closes one partition this broker no longer hosts (a finished move took it away) and
   // removes its files (renamed to a tombstone first, as for a deleted topic).
   void delete_local_partition(const TopicPartition& tp, const std::array<uint8_t, 16>& id);
+  // --replica.move.throttle.bytes: drops the catch-up appends to learners that would pass the
+  // budget (Raft sends them again from where the learner is); refilled on shard 0's tick.
+  void throttle_moves(Partition& p, std::vector<raft::Message>& messages);
+  std::atomic<int64_t> move_tokens_{0};
   // On tp's shard: closes the partition (once its log is idle), renames its directory to its
   // tombstone, then runs `then` (on that shard).
   void close_and_tombstone(const TopicPartition& tp, const std::array<uint8_t, 16>& id,
@@ -279,6 +294,28 @@ class Broker {
   // A bounded compaction step on the shard's partitions with cleanup.policy compact.
   void compact_partitions(ShardState& ss);
 
+  // Admin HTTP API and /metrics (admin.cc). Handlers run on shard 0.
+  Status start_admin();
+  void stop_admin();
+  void handle_admin(const AdminRequest& req, std::function<void(AdminResponse)> done);
+  AdminResponse admin_health();
+  AdminResponse admin_config();
+  AdminResponse admin_brokers();
+  AdminResponse admin_topics();
+  void admin_topic(const std::string& name, std::function<void(AdminResponse)> done);
+  void admin_metrics(std::function<void(AdminResponse)> done);
+  std::string write_metrics(const std::vector<ShardReport>& reports);
+  void write_partition_metrics(PromWriter& w, const std::vector<ShardReport>& reports);
+  // Runs `fill` on every shard with that shard's slot, then `done` with all slots (on the
+  // shard that finished last). Never blocks.
+  template <class Slot>
+  void gather(std::function<void(ShardState&, Slot&)> fill,
+              std::function<void(std::vector<Slot>)> done);
+  // A request's outcome into the metrics of the shard running this (or, from another thread,
+  // of the connection's shard).
+  void count_request(uint32_t conn_shard, int16_t api_key, int16_t version, bool error,
+                     std::chrono::steady_clock::time_point start);
+
   BrokerConfig config_;
   std::unique_ptr<DataDirLock> lock_;  // held from create() to destruction
   std::unique_ptr<cluster::ClusterNode> cluster_;
@@ -309,6 +346,13 @@ class Broker {
   // Corrupt batches the scrubber found (for /metrics, which does not exist yet).
   std::atomic<uint64_t> scrub_damage_found_{0};
   bool stopped_ = false;
+  // For /v1/health: starting (recovery) until start() is done, stopping from stop().
+  enum class Phase : uint8_t { kStarting, kServing, kStopping };
+  std::atomic<Phase> phase_{Phase::kStarting};
+  // cluster_ and registry_ exist and the cluster is ready (the admin API on shard 0 reads them).
+  std::atomic<bool> cluster_up_{false};
+  std::chrono::steady_clock::time_point started_at_;  // written before phase_ is kServing
+  std::unique_ptr<AdminServer> admin_;
   // Set when stop() begins: parked fetches answer at once instead of holding up the drain.
   std::atomic<bool> stopping_{false};
 };

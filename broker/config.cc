@@ -149,6 +149,11 @@ Result<BrokerConfig> parse_config(int argc, const char* const* argv) {
                  "Partitions the balancer moves at once")
       ->capture_default_str()
       ->check(CLI::Range(1, 10000));
+  app.add_option("--replica.move.throttle.bytes", c.move_throttle_bytes,
+                 "Bytes per second this broker sends to replicas being added by moves (their "
+                 "catch-up); 0: no limit")
+      ->capture_default_str()
+      ->check(CLI::Range(int64_t{0}, int64_t{1} << 40));
   app.add_option("--auto.leader.rebalance.enable", c.leader_balancing,
                  "Hand partition leadership back to preferred replicas once they are caught up")
       ->capture_default_str();
@@ -256,6 +261,15 @@ Result<BrokerConfig> parse_config(int argc, const char* const* argv) {
                  "background (0: never)")
       ->capture_default_str()
       ->check(CLI::Range(int64_t{0}, int64_t{1} << 40));
+  std::string admin_listen;
+  app.add_option("--admin.listen", admin_listen,
+                 "Admin HTTP API and Prometheus /metrics (host:port; port 0: any free port; "
+                 "'' or off: disabled) [default: 127.0.0.1:9644]");
+  app.add_option("--metrics.partition.series.max", c.metrics_partition_series_max,
+                 "Per-partition series in /metrics at most (the first partitions by topic and "
+                 "index; per-topic totals always cover all)")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 1000000));
   app.add_option("--log-level", c.log_level, "trace, debug, info, warn, error")
       ->capture_default_str()
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error"}));
@@ -311,6 +325,17 @@ Result<BrokerConfig> parse_config(int argc, const char* const* argv) {
     return unexpected(std::move(a).error());
   }
   c.auto_balance = autobalancing == "node_add";
+  // The default admin address is best effort (a second broker on the host warns and goes on
+  // without it); one given explicitly must be bound.
+  const bool admin_given = app.count("--admin.listen") > 0;
+  if (admin_given && (admin_listen.empty() || admin_listen == "off")) {
+    c.admin_enabled = false;
+  } else if (admin_given) {
+    if (auto a = address_flag(admin_listen, c.admin_listen); !a) {
+      return unexpected(std::move(a).error());
+    }
+    c.admin_listen_set = true;
+  }
   c.flush_policy = flush == "never"      ? FlushPolicy::kNever
                    : flush == "interval" ? FlushPolicy::kInterval
                                          : FlushPolicy::kEveryBatch;

@@ -39,6 +39,7 @@ struct BrokerConfig {
   // Moves and balance (broker/reassign.cc, cluster/balance.h).
   bool auto_balance = true;                  // a broker that joins gets its share of replicas
   int32_t move_max_concurrent = 16;          // partitions moving at once
+  int64_t move_throttle_bytes = 0;           // catch-up bytes/s to moving replicas; 0: no limit
   bool leader_balancing = true;              // leadership goes back to preferred replicas
   int64_t leader_balancing_delay_ms = 10000;  // ... once caught up this long
   bool auto_create_topics = true;
@@ -70,6 +71,12 @@ struct BrokerConfig {
   int64_t scrub_bytes_per_sec = 4 << 20;  // background CRC check of closed segments; 0: off
 
   std::string log_level = "info";
+
+  // Observability (broker/README.md, "Admin HTTP API and metrics").
+  HostPort admin_listen{"127.0.0.1", 9644};
+  bool admin_enabled = true;      // --admin.listen '' or off: no HTTP listener
+  bool admin_listen_set = false;  // given explicitly: failing to bind it stops the start
+  int32_t metrics_partition_series_max = 1000;  // per-partition /metrics series at most
 
   // Cluster (cluster/cluster_node.h). No voters: a one-node cluster of this broker.
   std::string controller_voters;  // "0@host:9093,1@host:9093,2@host:9093"

@@ -23,6 +23,25 @@ TEST(BrokerConfig, DefaultsWithNoArguments) {
   EXPECT_EQ(c->flush_policy, FlushPolicy::kEveryBatch);
 }
 
+TEST(BrokerConfig, AdminListenDefaultsOnAndCanBeTurnedOff) {
+  auto c = parse({});
+  ASSERT_TRUE(c);
+  EXPECT_TRUE(c->admin_enabled);
+  EXPECT_FALSE(c->admin_listen_set);
+  EXPECT_EQ(c->admin_listen.to_string(), "127.0.0.1:9644");
+  auto given = parse({"--admin.listen", "127.0.0.1:0"});
+  ASSERT_TRUE(given) << given.error().message;
+  EXPECT_TRUE(given->admin_listen_set);
+  EXPECT_EQ(given->admin_listen.port, 0);
+  auto off = parse({"--admin.listen", "off"});
+  ASSERT_TRUE(off) << off.error().message;
+  EXPECT_FALSE(off->admin_enabled);
+  auto empty = parse({"--admin.listen", ""});
+  ASSERT_TRUE(empty) << empty.error().message;
+  EXPECT_FALSE(empty->admin_enabled);
+  EXPECT_FALSE(parse({"--admin.listen", "nonsense"}));
+}
+
 TEST(BrokerConfig, FlagsUseKafkaNames) {
   auto c = parse({"--log.segment.bytes", "4096", "--listeners", "PLAINTEXT://0.0.0.0:19092",
                   "--advertised.listeners", "broker1:19092", "--num.partitions=3"});

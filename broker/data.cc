@@ -123,6 +123,7 @@ void Broker::handle_produce(std::shared_ptr<Request> req, kafka::ProduceRequest 
   size_t total = 0;
   for (const auto& t : body.topic_data) total += t.partition_data.size();
   auto countdown = std::make_shared<Countdown>(total + 1, [req, resp, failed, acks] {
+    req->errored = failed->load();
     if (acks == 0) {
       // No response for acks=0; a failure closes the connection so the client notices.
       req->done(failed->load() ? Reply::close() : Reply::none());
@@ -255,13 +256,18 @@ void Broker::handle_produce(std::shared_ptr<Request> req, kafka::ProduceRequest 
         const int16_t ack_mode = acks == 0 ? int16_t{1} : acks;
         const ErrorCode proposed = p->replica->produce(
             batch, ack_mode,
-            [&ss, tp, slot, countdown, failed](ErrorCode e, int64_t base) {
+            [&ss, tp, slot, countdown, failed, count, bytes = batch.size()](ErrorCode e,
+                                                                            int64_t base) {
               if (e != ErrorCode::kNone) {
                 slot->error_code = code(e);
                 slot->base_offset = -1;
                 failed->store(true);
               } else {
                 slot->base_offset = base;
+                // On the partition's shard (the replica's callbacks run there).
+                auto& traffic = ss.metrics.partition(tp.topic, tp.partition);
+                traffic.bytes_in += bytes;
+                traffic.records_in += static_cast<uint64_t>(count);
               }
               if (Partition* p = ss.find(tp)) slot->log_start_offset = *p->log->log_start_offset();
               countdown->done();
@@ -288,6 +294,7 @@ struct FetchSlot {
   int64_t high_watermark = -1;
   int64_t log_start_offset = -1;
   std::optional<log::FileRange> range;
+  int64_t records = 0;  // offsets the range brings past the fetch offset (for /metrics)
 };
 
 }  // namespace
@@ -358,6 +365,7 @@ struct FetchOp : std::enable_shared_from_this<FetchOp> {
       slot.error = to_kafka(r.error().code);
     } else if (!r->ranges.empty()) {
       slot.range = r->ranges.front();  // whole batches, contiguous in one segment file
+      slot.records = std::max<int64_t>(0, *r->next_offset - fp.fetch_offset);
     }
   }
 
@@ -388,6 +396,7 @@ struct FetchOp : std::enable_shared_from_this<FetchOp> {
     int64_t budget = body.max_bytes;
     bool first_data = true;
     size_t k = 0;
+    ShardMetrics* metrics = this_shard_metrics();  // home's: answer() runs there
     for (const auto& t : body.topics) {
       kafka::FetchResponse::FetchableTopicResponse rt;
       rt.topic = t.topic;
@@ -410,7 +419,13 @@ struct FetchOp : std::enable_shared_from_this<FetchOp> {
           keep.push_back(s.range->file);
           budget -= static_cast<int64_t>(s.range->length);
           first_data = false;
+          if (metrics) {
+            auto& traffic = metrics->partition(t.topic, p.partition);
+            traffic.bytes_out += s.range->length;
+            traffic.records_out += static_cast<uint64_t>(s.records);
+          }
         }
+        if (s.error != ErrorCode::kNone) req->errored = true;
         rt.partitions.push_back(std::move(pd));
       }
       resp.responses.push_back(std::move(rt));

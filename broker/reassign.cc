@@ -40,9 +40,13 @@ std::string name_of(const Partition& p) { return p.tp.topic + "-" + std::to_stri
 void Broker::drive_moves(ShardState& ss, const TopicsSnapshot& snap) {
   for (auto& [tp, pp] : ss.partitions) {
     Partition& p = *pp;
-    if (!p.replica || p.deleting || !p.replica->serving()) continue;
+    if (!p.replica || p.deleting || !p.replica->serving()) {
+      if (!p.learners.empty()) p.learners.clear();
+      continue;
+    }
     const PartitionInfo* info = snap.partition(tp.topic, tp.partition);
     if (info == nullptr) continue;
+    if (!info->moving() && !p.learners.empty()) p.learners.clear();
     if (info->moving()) {
       drive_move(p, *info);
     } else {
@@ -55,6 +59,8 @@ void Broker::drive_move(Partition& p, const PartitionInfo& info) {
   Replica& r = *p.replica;
   const std::vector<int32_t> target = info.target();
   raft::ConfState conf = r.conf();
+  p.learners.clear();
+  for (raft::NodeId l : conf.learners) p.learners.push_back(*l);
   auto change = [&](const raft::ConfState& next, const char* what, int32_t who) {
     auto res = r.change_membership(next);
     if (res) {
@@ -124,6 +130,23 @@ void Broker::drive_move(Partition& p, const PartitionInfo& info) {
                                      resp.error_message());
                       }
                     });
+}
+
+void Broker::throttle_moves(Partition& p, std::vector<raft::Message>& messages) {
+  auto over_budget = [this, &p](const raft::Message& m) {
+    if (m.entries.empty() ||
+        std::find(p.learners.begin(), p.learners.end(), *m.to) == p.learners.end()) {
+      return false;
+    }
+    // Sent while the budget is not spent; one message may overdraw it (an append can be
+    // larger than a whole second's budget), and the debt is paid back before the next.
+    if (move_tokens_.load() <= 0) return true;
+    int64_t bytes = 0;
+    for (const auto& e : m.entries) bytes += static_cast<int64_t>(e.data.size());
+    move_tokens_.fetch_sub(bytes);
+    return false;
+  };
+  messages.erase(std::remove_if(messages.begin(), messages.end(), over_budget), messages.end());
 }
 
 void Broker::prefer_leader(Partition& p, const PartitionInfo& info, const TopicsSnapshot& snap) {

@@ -90,15 +90,18 @@ int8_t config_type(std::string_view name) {
 }  // namespace
 
 void Broker::handle(const ConnectionInfo& conn, RequestFrame frame, Done done) {
+  const auto start = std::chrono::steady_clock::now();
   kafka::Reader reader(frame.bytes());
   auto header = kafka::decode_request_header(reader);
   if (!header) {
     spdlog::warn("connection {} from {}: closing, bad request header: {}", conn.id, conn.peer,
                  header.error().to_string());
+    count_request(conn.shard, -1, -1, true, start);
     done(Reply::close());
     return;
   }
   if (kafka::needs_api_versions_fallback(*header)) {
+    count_request(conn.shard, header->api_key, header->api_version, true, start);
     done(Reply{Reply::Kind::kFrame,
                OutFrame{kafka::api_versions_unsupported_response(header->correlation_id), {}}});
     return;
@@ -107,6 +110,8 @@ void Broker::handle(const ConnectionInfo& conn, RequestFrame frame, Done done) {
   if (!s || header->api_version < s->min || header->api_version > s->max) {
     spdlog::warn("connection {} from {} ({}): closing, API key {} version {} is not served",
                  conn.id, conn.peer, header->client_id, header->api_key, header->api_version);
+    // Counted as unknown: an unserved key or version has no counter of its own.
+    count_request(conn.shard, -1, -1, true, start);
     done(Reply::close());
     return;
   }
@@ -116,11 +121,19 @@ void Broker::handle(const ConnectionInfo& conn, RequestFrame frame, Done done) {
     spdlog::warn("connection {} from {} ({}): closing, malformed request (key {} v{}): {}", conn.id,
                  conn.peer, header->client_id, header->api_key, header->api_version,
                  body.error().to_string());
+    count_request(conn.shard, header->api_key, header->api_version, true, start);
     done(Reply::close());
     return;
   }
   auto req = std::make_shared<Request>(
-      Request{conn, std::move(frame), std::move(*header), std::move(done)});
+      Request{conn, std::move(frame), std::move(*header), nullptr, false});
+  // The request is alive while its `done` runs (handlers call req->done), so `raw` is valid.
+  const Request* raw = req.get();
+  req->done = [this, raw, start, inner = std::move(done)](Reply reply) {
+    count_request(raw->conn.shard, raw->header.api_key, raw->header.api_version,
+                  raw->errored || reply.kind == Reply::Kind::kClose, start);
+    inner(std::move(reply));
+  };
   dispatch(std::move(req), std::move(*body));
 }
 

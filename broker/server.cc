@@ -60,10 +60,12 @@ void Server::accept_next() {
     if (ec) return accept_failed(ec);
     if (connections_.load() >= config_.max_connections) {
       spdlog::warn("refusing a connection: max.connections={} reached", config_.max_connections);
+      refused_.fetch_add(1, std::memory_order_relaxed);
       socket.close(ec);
       accept_next();
       return;
     }
+    accepted_.fetch_add(1, std::memory_order_relaxed);
     ConnectionInfo info;
     info.id = next_id_++;
     info.shard = shard->id();

@@ -31,6 +31,8 @@ class Server {
   // then closes whatever is left. Blocks the calling thread, which must not be a shard.
   void stop(std::chrono::milliseconds grace = std::chrono::milliseconds(5000));
   int32_t connection_count() const { return connections_.load(); }
+  uint64_t accepted_count() const { return accepted_.load(std::memory_order_relaxed); }
+  uint64_t refused_count() const { return refused_.load(std::memory_order_relaxed); }
   int64_t request_memory_bytes() const { return memory_->used_bytes(); }
 
  private:
@@ -53,6 +55,8 @@ class Server {
   uint64_t accept_errors_unlogged_ = 0;
   uint16_t port_ = 0;
   std::atomic<int32_t> connections_{0};
+  std::atomic<uint64_t> accepted_{0};  // for /metrics
+  std::atomic<uint64_t> refused_{0};   // closed at once: max.connections reached
   std::atomic<uint64_t> next_id_{1};
   uint32_t next_shard_ = 0;
   // Read by stop(), written when connections open and close (on their shards).

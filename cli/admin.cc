@@ -522,6 +522,7 @@ void register_cluster(CLI::App& app, Context& ctx) {
   cluster->add_subcommand("info", "Cluster id, controller, brokers")->callback([&ctx] {
     cluster_info(ctx);
   });
+  register_cluster_health(*cluster, ctx);
 }
 
 }  // namespace sluice::cli

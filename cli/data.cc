@@ -9,6 +9,7 @@
 #include <mutex>
 
 #include "cli/cli.h"
+#include "common/json.h"
 #include "consumer/consumer.h"
 #include "producer/producer.h"
 
@@ -141,35 +142,7 @@ void json_string(std::string& out, const std::optional<std::string>& s) {
     out += "null";
     return;
   }
-  out += '"';
-  for (unsigned char c : *s) {
-    switch (c) {
-      case '"':
-        out += "\\\"";
-        break;
-      case '\\':
-        out += "\\\\";
-        break;
-      case '\n':
-        out += "\\n";
-        break;
-      case '\r':
-        out += "\\r";
-        break;
-      case '\t':
-        out += "\\t";
-        break;
-      default:
-        if (c < 0x20) {
-          char buf[8];
-          std::snprintf(buf, sizeof buf, "\\u%04x", c);
-          out += buf;
-        } else {
-          out += static_cast<char>(c);
-        }
-    }
-  }
-  out += '"';
+  JsonWriter::escape(*s, out);
 }
 
 std::string render(const ConsumerRecord& r, const ConsumeOptions& o) {

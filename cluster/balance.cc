@@ -32,8 +32,10 @@ BalancePlan plan_balance(const pb::Image& img, const BalanceOptions& options) {
       const pb::Partition& p = t.partitions(i);
       partitioner::TopicPartition tp{name, PartitionId(i)};
       const std::vector<int32_t> placed = target_replicas(p);
-      if (placed.empty()) continue;
-      specs.push_back({tp, std::clamp(static_cast<int32_t>(placed.size()), 1, n)});
+      // Never shrinks a partition: with fewer brokers than its replicas (the controller
+      // refuses a decommission that would get there), it stays as it is.
+      if (placed.empty() || static_cast<int32_t>(placed.size()) > n) continue;
+      specs.push_back({tp, static_cast<int32_t>(placed.size())});
       partitioner::PartitionAssignment a{tp, {}};
       for (int32_t r : placed) a.replicas.push_back(BrokerId(r));
       current.push_back(std::move(a));

@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <map>
+#include <cstdlib>
 #include <random>
 
 #include "cluster/metadata.h"
@@ -58,6 +59,7 @@ class Cluster {
     apply(r);
   }
   void start(const BalancePlan& plan) {
+    if (plan.moves.empty()) return;
     pb::Record r;
     for (const auto& m : plan.moves) {
       auto* ch = r.mutable_reassign()->add_changes();
@@ -179,6 +181,18 @@ TEST(Balance, DecommissionMovesEveryReplicaOff) {
   for (const auto& [id, n] : replica_loads(c.state.image())) EXPECT_GE(n, 80u) << id;
 }
 
+TEST(Balance, NeverShrinksAPartition) {
+  Cluster c;
+  for (int i = 0; i < 3; ++i) c.add_broker(i);
+  c.create("t", 6, 3, 3);
+  pb::Record d;
+  d.mutable_decommission()->set_id(1);
+  d.mutable_decommission()->set_decommissioned(true);
+  c.apply(d);  // the controller refuses this; the planner must not make it worse
+  const BalancePlan plan = plan_balance(c.state.image(), {0.05, 100});
+  EXPECT_TRUE(plan.moves.empty());
+}
+
 TEST(Balance, MovesToAFencedBrokerWaitAndMovingPartitionsAreLeftAlone) {
   Cluster c;
   for (int i = 0; i < 3; ++i) c.add_broker(i);
@@ -278,6 +292,161 @@ TEST(Reassign, OrderOnlyChangeIsNotAMoveAndPreferredElectionFlagClears) {
   lc->set_leader_epoch(3);
   c.apply(l);
   EXPECT_FALSE(c.partition("t", 0).elect_preferred());
+}
+
+// Seeded: the balancer's plans carried out by a model of the partition leaders (one membership
+// change per step, as broker/reassign.cc does) while failures are injected: leaders lose their
+// place (a new leader resumes from the group's configuration), completion reports arrive late
+// or twice or with stale voters, moves are replaced or cancelled midway, brokers fence and come
+// back, the controller's plan is recomputed from scratch at any point (a failover). Invariants:
+// a partition's voters never drop below its factor of replicas that hold the log; every
+// committed replica set has the factor and distinct brokers; the cluster ends balanced and
+// with nothing moving. A failure prints the seed; SLUICE_SEED replays one.
+TEST(BalanceSim, PlansCarriedOutWithFailuresInjected) {
+  uint64_t first = 1, count = 40;
+  if (const char* env = std::getenv("SLUICE_SEED")) {
+    first = std::strtoull(env, nullptr, 10);
+    count = 1;
+  }
+  for (uint64_t seed = first; seed < first + count; ++seed) {
+    SCOPED_TRACE("seed " + std::to_string(seed) + " (replay: SLUICE_SEED=" + std::to_string(seed) +
+                 ")");
+    std::mt19937_64 rng(seed);
+    auto chance = [&rng](int percent) { return static_cast<int>(rng() % 100) < percent; };
+    Cluster c;
+    const int n = 3 + static_cast<int>(rng() % 3);
+    for (int i = 0; i < n; ++i) c.add_broker(i);
+    c.create("a", 10 + static_cast<int>(rng() % 30), 3, n);
+    c.create("b", 5 + static_cast<int>(rng() % 10), std::min(2, n), n);
+    // Each partition's Raft voters and learners (the group's configuration), as the model's
+    // leaders change them; "holds the log" = voters plus caught-up learners.
+    std::map<std::pair<std::string, int>, std::pair<std::vector<int32_t>, std::vector<int32_t>>> groups;
+    for (const auto& [name, t] : c.state.image().topics()) {
+      for (int i = 0; i < t.partitions_size(); ++i) groups[{name, i}] = {ids(t.partitions(i).replicas()), {}};
+    }
+    // The change: a broker joins, or one is decommissioned.
+    if (chance(50) || n == 3) {  // the controller refuses to leave fewer brokers than replicas
+      c.add_broker(n);
+    } else {
+      pb::Record d;
+      d.mutable_decommission()->set_id(static_cast<int32_t>(rng() % n));
+      d.mutable_decommission()->set_decommissioned(true);
+      c.apply(d);
+    }
+    bool settled = false;
+    for (int step = 0; step < 20'000 && !settled; ++step) {
+      const int what = static_cast<int>(rng() % 100);
+      if (what < 10) {
+        // The controller (perhaps a new one) plans and starts moves.
+        c.start(plan_balance(c.state.image(), {0.05, 1 + rng() % 8}));
+        continue;
+      }
+      if (what < 12) {
+        // A user cancels a running move (apply() replaces the image: iterate a held copy).
+        const auto img = c.state.shared();
+        for (const auto& [name, t] : img->topics()) {
+          for (int i = 0; i < t.partitions_size(); ++i) {
+            if (!moving(t.partitions(i)) || !chance(30)) continue;
+            pb::Record r;
+            auto* ch = r.mutable_reassign()->add_changes();
+            ch->set_topic(name);
+            ch->set_partition(i);
+            ch->set_cancel(true);
+            c.apply(r);
+          }
+        }
+        continue;
+      }
+      if (what < 14) {
+        const int32_t b = static_cast<int32_t>(rng() % (n + 1));
+        if (c.state.image().brokers().count(b)) c.set_fenced(b, chance(50));
+        continue;
+      }
+      // A partition leader takes one step (reassign.cc's order), or reports.
+      std::vector<std::pair<std::string, int>> keys;
+      for (const auto& [k, g] : groups) keys.push_back(k);
+      const auto key = keys[rng() % keys.size()];
+      auto& [voters, learners] = groups[key];
+      const pb::Partition& p = c.partition(key.first, key.second);
+      if (!moving(p)) continue;
+      const std::vector<int32_t> target = target_replicas(p);
+      auto in = [](const std::vector<int32_t>& v, int32_t x) {
+        return std::find(v.begin(), v.end(), x) != v.end();
+      };
+      bool changed = false;
+      for (size_t i = 0; i < learners.size() && !changed; ++i) {
+        if (!in(target, learners[i])) {
+          learners.erase(learners.begin() + static_cast<long>(i));
+          changed = true;
+        }
+      }
+      for (int32_t t : target) {
+        if (changed) break;
+        if (!in(voters, t) && !in(learners, t)) {
+          learners.push_back(t);
+          changed = true;
+        }
+      }
+      if (!changed && !learners.empty()) {
+        if (chance(60)) {  // caught up (a fenced learner never is)
+          auto b = c.state.image().brokers().find(learners[0]);
+          if (b != c.state.image().brokers().end() && !b->second.fenced()) {
+            voters.push_back(learners[0]);
+            learners.erase(learners.begin());
+          }
+        }
+        changed = true;
+      }
+      for (size_t i = 0; i < voters.size() && !changed; ++i) {
+        if (!in(target, voters[i])) {
+          voters.erase(voters.begin() + static_cast<long>(i));
+          changed = true;
+        }
+      }
+      ASSERT_GE(voters.size(), std::min(target.size(), original_replicas(p).size()))
+          << key.first << "-" << key.second << ": fewer voters than replicas";
+      if (changed) continue;
+      // Report: sometimes with stale voters (a report from before the target changed).
+      pb::Record done;
+      done.mutable_complete_reassignment()->set_topic(key.first);
+      done.mutable_complete_reassignment()->set_partition(key.second);
+      std::vector<int32_t> said = voters;
+      if (chance(10) && !said.empty()) said.pop_back();
+      for (int32_t v : said) done.mutable_complete_reassignment()->add_voters(v);
+      c.apply(done);
+      if (said != voters) {
+        EXPECT_FALSE(c.last.ok());
+      }
+      if (c.last.ok() && chance(20)) c.apply(done);  // delivered twice: refused, harmless
+      // Settled once nothing moves and the balancer has nothing left.
+      bool any = false;
+      for (const auto& [name, t] : c.state.image().topics()) {
+        for (const auto& q : t.partitions()) any = any || moving(q);
+      }
+      if (!any) {
+        for (int32_t b = 0; b <= n; ++b) {
+          if (c.state.image().brokers().count(b)) c.set_fenced(b, false);
+        }
+        settled = plan_balance(c.state.image(), {0.05, 100}).pending == 0;
+      }
+    }
+    ASSERT_TRUE(settled) << "never settled";
+    for (const auto& [name, t] : c.state.image().topics()) {
+      for (int i = 0; i < t.partitions_size(); ++i) {
+        auto r = ids(t.partitions(i).replicas());
+        std::vector<int32_t> sorted_r = r, group = groups[{name, i}].first;
+        std::sort(sorted_r.begin(), sorted_r.end());
+        std::sort(group.begin(), group.end());
+        EXPECT_EQ(sorted_r, group) << name << "-" << i << ": metadata and group disagree";
+        EXPECT_EQ(std::unique(sorted_r.begin(), sorted_r.end()), sorted_r.end());
+        EXPECT_EQ(r.size(), name == "a" ? 3u : static_cast<size_t>(std::min(2, n)));
+        for (int32_t b : r) {
+          EXPECT_FALSE(c.state.image().brokers().at(b).decommissioned()) << name << "-" << i;
+        }
+      }
+    }
+    if (testing::Test::HasFailure()) return;
+  }
 }
 
 }  // namespace

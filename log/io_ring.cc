@@ -93,14 +93,24 @@ void IoRing::write(int fd, Bytes data, uint64_t position, Completion done) {
       Op{OpKind::kWrite, fd, data.data(), data.size(), position, 0, 0, std::move(done)}));
 }
 
+IoRing::Completion IoRing::timed(Completion done) {
+  // Completions run on the ring's thread (finish()), the only one that touches sync_latency_;
+  // the ring outlives its operations (the destructor drains them).
+  return [this, start = std::chrono::steady_clock::now(), done = std::move(done)](int32_t result) {
+    sync_latency_.record(std::chrono::steady_clock::now() - start);
+    if (done) done(result);
+  };
+}
+
 void IoRing::fdatasync(int fd, Completion done) {
   SLUICE_ASSERT(fd >= 0);
-  enqueue(std::make_unique<Op>(Op{OpKind::kFdatasync, fd, nullptr, 0, 0, 0, 0, std::move(done)}));
+  enqueue(std::make_unique<Op>(
+      Op{OpKind::kFdatasync, fd, nullptr, 0, 0, 0, 0, timed(std::move(done))}));
 }
 
 void IoRing::fsync(int fd, Completion done) {
   SLUICE_ASSERT(fd >= 0);
-  enqueue(std::make_unique<Op>(Op{OpKind::kFsync, fd, nullptr, 0, 0, 0, 0, std::move(done)}));
+  enqueue(std::make_unique<Op>(Op{OpKind::kFsync, fd, nullptr, 0, 0, 0, 0, timed(std::move(done))}));
 }
 
 void IoRing::submit() {

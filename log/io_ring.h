@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "common/bytes.h"
+#include "common/histogram.h"
 
 namespace sluice::log {
 
@@ -62,6 +63,9 @@ class IoRing {
   // Readable when completions may be ready; poll_completions() clears it.
   int event_fd() const { return event_fd_; }
   size_t in_flight() const { return in_flight_; }
+  // fdatasync and fsync calls, from queued to completed (for /metrics); read on the ring's
+  // thread, like everything else here.
+  const LatencyHistogram& sync_latency() const { return sync_latency_; }
 
  private:
   enum class OpKind : uint8_t { kWrite, kFdatasync, kFsync };
@@ -85,7 +89,11 @@ class IoRing {
   static int32_t run_blocking(Op& op);
   void drain_event_fd();
 
+  // Wraps a sync's completion to time it into sync_latency_.
+  Completion timed(Completion done);
+
   std::unique_ptr<Uring> uring_;
+  LatencyHistogram sync_latency_;
   int event_fd_ = -1;
   size_t in_flight_ = 0;
   std::deque<Op*> queued_;  // not yet submitted (owned; released to the kernel or workers)

@@ -37,6 +37,18 @@ def free_port():
         return s.getsockname()[1]
 
 
+def http_get(host, port, path, timeout_s=10):
+    """A plain HTTP GET: (status, body text); HTTP error statuses are returned, not raised."""
+    import http.client
+    conn = http.client.HTTPConnection(host, port, timeout=timeout_s)
+    try:
+        conn.request("GET", path)
+        resp = conn.getresponse()
+        return resp.status, resp.read().decode()
+    finally:
+        conn.close()
+
+
 def _die_with_parent():
     libc = ctypes.CDLL("libc.so.6", use_errno=True)
     libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
@@ -45,16 +57,22 @@ def _die_with_parent():
 class Broker:
     """One sluiced process on 127.0.0.1 with its own data dir (fresh unless given).
 
-    Restarting keeps the data dir and the port. Output goes to <tmp>/sluiced.log. `wrapper` is
+    Restarting keeps the data dir and the ports. Output goes to <tmp>/sluiced.log. `wrapper` is
     a command that execs sluiced (e.g. ["prlimit", "--nofile=128"]), so the pid stays its own.
+    The admin HTTP API gets a free port of its own (admin_port) unless the args set
+    --admin.listen.
     """
 
-    def __init__(self, *args, data_dir=None, port=None, wrapper=()):
+    def __init__(self, *args, data_dir=None, port=None, wrapper=(), admin_port=None):
         self.args = list(args)
         self.wrapper = list(wrapper)
         self.tmp = tempfile.mkdtemp(prefix="sluice-it-")
         self.data_dir = data_dir or os.path.join(self.tmp, "data")
         self.port = port or free_port()
+        self.admin_port = None
+        if not any(a.startswith("--admin.listen") for a in self.args):
+            self.admin_port = admin_port or free_port()
+            self.args += ["--admin.listen", "127.0.0.1:%d" % self.admin_port]
         self.log_path = os.path.join(self.tmp, "sluiced.log")
         self.proc = None
         self.exit_codes = []
@@ -62,6 +80,10 @@ class Broker:
     @property
     def bootstrap(self):
         return "127.0.0.1:%d" % self.port
+
+    def admin_get(self, path, timeout_s=10):
+        """GET http://127.0.0.1:<admin_port><path>: (status, body text)."""
+        return http_get("127.0.0.1", self.admin_port, path, timeout_s)
 
     def start(self, timeout_s=30, wait=True):
         """Starts the process; with wait, returns once it serves Kafka clients."""

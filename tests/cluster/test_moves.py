@@ -102,7 +102,8 @@ class MovesTest(unittest.TestCase):
 
     def tearDown(self):
         if self.cluster:
-            self.cluster.cleanup(failed=self._failures() > self._failed_before)
+            self.cluster.cleanup(failed=self._failures() > self._failed_before or
+                                 bool(os.environ.get("SLUICE_SHOW_LOGS")))
 
     def _failures(self):
         result = getattr(getattr(self, "_outcome", None), "result", None)
@@ -215,6 +216,51 @@ class MovesTest(unittest.TestCase):
         acked, errors = load.finish()
         report("acknowledged / delivery errors", "%d / %d" % (len(acked), len(errors)))
         self.check_reads(topic, parts, acked)
+
+    def test_throttle_bounds_the_catch_up_rate(self):
+        """--replica.move.throttle.bytes: moves into the new broker copy no faster than the budget
+        (a lower bound on the time only: a slow machine can never make it fail)."""
+        topic, parts, rate = "throttled", 4, 256 << 10
+        self.cluster = harness.Cluster(4, voters=3, args=list(ARGS) + [
+            "--replica.move.max.concurrent", "1", "--replica.move.throttle.bytes", str(rate)])
+        self.start([0, 1, 2])
+        boot = self.cluster.brokers[0].bootstrap
+        self.assertEqual(create_topics(boot, [NewTopic(topic, parts, 3)]), {topic: None})
+        wait_for(lambda: all(p.leader >= 0 for p in metadata(boot).topics[topic].partitions.values()),
+                 30, "leaders")
+        p = Producer({"bootstrap.servers": boot, "acks": "all", "linger.ms": 20})
+        value = b"x" * 1000
+        for i in range(16000):
+            while True:
+                try:
+                    p.produce(topic, value=value, partition=i % parts)
+                    break
+                except BufferError:
+                    p.poll(0.05)
+        self.assertEqual(p.flush(60), 0)
+        t0 = time.monotonic()
+        self.start([3])
+
+        def balanced():  # every topic (__consumer_offsets too) settled, broker 3 with its share
+            md = metadata(boot, timeout_s=5)
+            reps = [list(p.replicas) for t in md.topics.values() for p in t.partitions.values()]
+            return (all(len(r) == 3 for r in reps) and
+                    sum(r.count(3) for r in reps) >= len(reps) * 3 // 4 - 1)
+        wait_for(balanced, int(os.environ.get("SLUICE_THROTTLE_WAIT", "300")), "the moves to complete")
+        took = time.monotonic() - t0
+        moved = 0
+        d = self.cluster.brokers[3].data_dir
+        for name in os.listdir(d):
+            if name.startswith(topic + "-"):
+                for f in os.listdir(os.path.join(d, name)):
+                    if f.endswith(".log"):
+                        moved += os.path.getsize(os.path.join(d, name, f))
+        moves = sum(1 for n in os.listdir(d) if n.startswith(topic + "-"))
+        report("bytes moved; seconds; budget bytes/s", "%d; %.1f; %d" % (moved, took, rate))
+        # Free: a second's budget saved up, and one append (1 MiB at most) overdrawing it, per move.
+        free = moves * (rate + (1 << 20))
+        self.assertGreater(moved, free + (2 << 20))
+        self.assertGreaterEqual(took, 0.6 * (moved - free) / rate, "the moves outran the throttle")
 
     def test_leadership_goes_back_to_preferred_replicas_after_a_restart(self):
         topic, parts = "leaders", 30

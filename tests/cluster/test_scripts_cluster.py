@@ -1,5 +1,6 @@
 """scripts/cluster up 3 / status / down, as a user runs them, against the built sluiced."""
 
+import json
 import os
 import random
 import socket
@@ -13,14 +14,14 @@ from cluster_util import harness, kcat_brokers  # noqa: E402
 
 
 def free_base():
-    """A base port P with P..P+2 and P+100..P+102 free, below the kernel's ephemeral range
+    """A base port P with P..P+2, P+100..P+102 and P+200..P+202 free, below the kernel's ephemeral range
     (32768+), so no client socket of a test running beside this one takes them meanwhile."""
     rng = random.Random()
     for _ in range(200):
         base = rng.randrange(20000, 32000)
         try:
             socks = []
-            for port in (base, base + 1, base + 2, base + 100, base + 101, base + 102):
+            for port in [base + d + i for d in (0, 100, 200) for i in range(3)]:
                 s = socket.socket()
                 socks.append(s)
                 s.bind(("127.0.0.1", port))
@@ -56,6 +57,17 @@ class ScriptsCluster(unittest.TestCase):
             self.assertEqual(len(servers.split(",")), 3)
             for s in servers.split(","):
                 self.assertEqual(kcat_brokers(s), [0, 1, 2])
+            # Each broker's admin API on base + 200 + i: ready, and the same three brokers.
+            for i in range(3):
+                admin_port = int(base) + 200 + i
+                harness.wait_until(
+                    lambda: harness.http_get("127.0.0.1", admin_port, "/v1/health")[0] == 200,
+                    30, "broker %d healthy" % i)
+                status, body = harness.http_get("127.0.0.1", admin_port, "/v1/brokers")
+                self.assertEqual(status, 200)
+                self.assertEqual([b["id"] for b in json.loads(body)["brokers"]], [0, 1, 2])
+                self.assertEqual(sorted(b["rack"] for b in json.loads(body)["brokers"]),
+                                 ["r1", "r2", "r3"])
             again = run("up", "3", *common, check=False)
             self.assertNotEqual(again.returncode, 0)
             self.assertIn("already runs", again.stderr)

@@ -32,7 +32,8 @@ class Broker:
         self.logf = open(self.log_path, "a")
         self.proc = subprocess.Popen(
             [sluiced_path(), "--data-dir", self.data_dir, "--listen", listen,
-             "--num.partitions", "1", "--shards", "2", "--log-level", "info"] + self.extra,
+             "--num.partitions", "1", "--shards", "2", "--log-level", "info",
+             "--admin.listen", "127.0.0.1:0"] + self.extra,
             stdout=self.logf, stderr=subprocess.STDOUT)
         deadline = time.time() + 60
         while time.time() < deadline:
