@@ -86,6 +86,8 @@ void Broker::handle_alter_partition_reassignments(
         rp.error_message = "the target replica list is empty (null cancels a move)";
         continue;
       }
+      // Internal topics move too (as in Kafka, and a decommission drains them anyway): unlike
+      // deleting or growing them, a move changes nothing a client sees.
       changes.push_back({t.name, p.partition_index, p.replicas.value_or(std::vector<int32_t>{})});
       slots->push_back({ti, pi});
     }
