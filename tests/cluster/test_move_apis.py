@@ -81,8 +81,15 @@ class Moves(ClusterTestCase):
         self.b0 = self.cluster.brokers[0].bootstrap
 
     def partition(self, topic, index, via=None):
-        md = metadata(via or self.b0)
-        return md.topics[topic].partitions[index]
+        """The partition as one broker reports it (a metadata request that times out on this
+        loaded machine is tried again)."""
+        for attempt in range(3):
+            try:
+                return metadata(via or self.b0).topics[topic].partitions[index]
+            except Exception:  # noqa: BLE001 - KafkaException (timeout) or a topic not seen yet
+                if attempt == 2:
+                    raise
+                time.sleep(0.5)
 
     def new_topic(self, name, partitions=1, rf=3, assignment=None):
         if assignment:
