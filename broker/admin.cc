@@ -172,6 +172,13 @@ void Broker::stop_admin() {
 void Broker::handle_admin(const AdminRequest& req, std::function<void(AdminResponse)> done) {
   std::string_view target = req.target;
   if (const auto q = target.find('?'); q != std::string_view::npos) target = target.substr(0, q);
+  if (req.method == "POST") {
+    // Only the moves take POST (admin_moves.cc).
+    if (cluster_up_.load(std::memory_order_acquire) && handle_admin_moves(req, target, done)) {
+      return;
+    }
+    return done(json_error(405, "POST is for decommission, recommission and balance only"));
+  }
   if (target == "/metrics") return admin_metrics(std::move(done));
   if (target == "/v1/health" || target == "/health") return done(admin_health());
   if (target == "/v1/version") {
@@ -184,7 +191,9 @@ void Broker::handle_admin(const AdminRequest& req, std::function<void(AdminRespo
     JsonWriter w;
     w.begin_object().key("endpoints").begin_array();
     for (const char* e : {"/metrics", "/v1/health", "/v1/version", "/v1/config", "/v1/brokers",
-                          "/v1/topics", "/v1/topics/{name}"}) {
+                          "/v1/topics", "/v1/topics/{name}", "/v1/partitions/reassignments",
+                          "/v1/brokers/{id}/decommission", "POST /v1/brokers/{id}/decommission",
+                          "POST /v1/brokers/{id}/recommission", "POST /v1/cluster/balance"}) {
       w.value(e);
     }
     w.end_array().end_object();
@@ -193,6 +202,7 @@ void Broker::handle_admin(const AdminRequest& req, std::function<void(AdminRespo
   if (!cluster_up_.load(std::memory_order_acquire)) {
     return done(json_error(503, "the broker is starting: no cluster metadata yet"));
   }
+  if (handle_admin_moves(req, target, done)) return;
   if (target == "/v1/brokers") return done(admin_brokers());
   if (target == "/v1/topics") return done(admin_topics());
   constexpr std::string_view kTopicPrefix = "/v1/topics/";

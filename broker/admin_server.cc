@@ -85,8 +85,8 @@ class AdminSession : public std::enable_shared_from_this<AdminSession> {
     const auto& req = parser_->get();
     const bool keep_alive = req.keep_alive();
     const bool head = req.method() == http::verb::head;
-    if (req.method() != http::verb::get && !head) {
-      return respond(AdminResponse{405, "text/plain", "only GET and HEAD are served\n"},
+    if (req.method() != http::verb::get && req.method() != http::verb::post && !head) {
+      return respond(AdminResponse{405, "text/plain", "only GET, HEAD and POST are served\n"},
                      keep_alive, false);
     }
     AdminRequest request{std::string(req.method_string()), std::string(req.target())};

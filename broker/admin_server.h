@@ -7,7 +7,7 @@
 // headers of kHeaderBytesMax and bodies of kBodyBytesMax (431 / 413 and a close beyond them),
 // a whole request must arrive within kReadTimeout (a slow or silent client is closed), a
 // response must be written within kWriteTimeout. Anything Beast cannot parse gets 400 and a
-// close. Only GET and HEAD are served (405 otherwise).
+// close. GET, HEAD and POST (decommission, balance: admin_moves.cc) are served, 405 otherwise.
 #pragma once
 
 #include <boost/asio/ip/tcp.hpp>

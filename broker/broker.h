@@ -298,6 +298,11 @@ class Broker {
   Status start_admin();
   void stop_admin();
   void handle_admin(const AdminRequest& req, std::function<void(AdminResponse)> done);
+  // Decommission, recommission, balance and the moves in progress (admin_moves.cc): true
+  // when `target` is one of those (and `done` was called).
+  bool handle_admin_moves(const AdminRequest& req, std::string_view target,
+                          std::function<void(AdminResponse)>& done);
+  AdminResponse decommission_status(int32_t broker);
   AdminResponse admin_health();
   AdminResponse admin_config();
   AdminResponse admin_brokers();

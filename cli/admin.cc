@@ -523,6 +523,7 @@ void register_cluster(CLI::App& app, Context& ctx) {
     cluster_info(ctx);
   });
   register_cluster_health(*cluster, ctx);
+  register_cluster_moves(*cluster, ctx);
 }
 
 }  // namespace sluice::cli

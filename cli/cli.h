@@ -39,6 +39,8 @@ void register_group(CLI::App& app, Context& ctx);
 void register_cluster(CLI::App& app, Context& ctx);
 // `sluice cluster health` (cli/health.cc), under the `cluster` subcommand.
 void register_cluster_health(CLI::App& cluster, Context& ctx);
+// `sluice cluster decommission | recommission | balance` (cli/balance.cc).
+void register_cluster_moves(CLI::App& cluster, Context& ctx);
 // topic move, topic elect, cluster moves (cli/moves.cc): after register_topic/register_cluster.
 void register_moves(CLI::App& app, Context& ctx);
 

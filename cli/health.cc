@@ -1,68 +1,15 @@
 // sluice cluster health: a broker's /v1/health from its admin HTTP API (broker/README.md), read
 // with Boost.Beast. Exit status 0 when the broker is ready, 1 when it is not or cannot be
 // reached (with the reason), 2 on a usage error.
-#include <boost/asio/connect.hpp>
-#include <boost/asio/io_context.hpp>
-#include <boost/asio/ip/tcp.hpp>
-#include <boost/beast/core.hpp>
-#include <boost/beast/http.hpp>
 #include <chrono>
 #include <iostream>
 #include <optional>
 
 #include "cli/cli.h"
+#include "cli/http.h"
 
 namespace sluice::cli {
 namespace {
-
-namespace asio = boost::asio;
-namespace beast = boost::beast;
-namespace http = beast::http;
-
-struct HttpReply {
-  unsigned status = 0;
-  std::string body;
-};
-
-// GET http://<host>:<port><path>, the whole exchange bounded by `timeout`.
-Result<HttpReply> http_get(const std::string& host, const std::string& port,
-                           const std::string& path, std::chrono::milliseconds timeout) {
-  asio::io_context io;
-  asio::ip::tcp::resolver resolver(io);
-  beast::tcp_stream stream(io);
-  beast::flat_buffer buffer;
-  http::request<http::empty_body> req{http::verb::get, path, 11};
-  req.set(http::field::host, host);
-  req.set(http::field::user_agent, "sluice-cli");
-  http::response_parser<http::string_body> parser;
-  parser.body_limit(16 << 20);
-  beast::error_code failure;
-  std::string stage = "resolve";
-  resolver.async_resolve(host, port, [&](beast::error_code ec, auto results) {
-    if (ec) return void(failure = ec);
-    stage = "connect";
-    stream.expires_after(timeout);
-    stream.async_connect(results, [&](beast::error_code ec2, auto) {
-      if (ec2) return void(failure = ec2);
-      stage = "send";
-      http::async_write(stream, req, [&](beast::error_code ec3, size_t) {
-        if (ec3) return void(failure = ec3);
-        stage = "read the answer";
-        http::async_read(stream, buffer, parser, [&](beast::error_code ec4, size_t) {
-          if (ec4) failure = ec4;
-        });
-      });
-    });
-  });
-  io.run_for(timeout + std::chrono::milliseconds(100));
-  if (!io.stopped()) {
-    return error(1, "no answer within " + std::to_string(timeout.count()) + " ms");
-  }
-  if (failure) return error(1, "cannot " + stage + ": " + failure.message());
-  beast::error_code ignored;
-  stream.socket().shutdown(asio::ip::tcp::socket::shutdown_both, ignored);
-  return HttpReply{parser.get().result_int(), parser.get().body()};
-}
 
 // The strings of the array that follows `"name":` in a JSON document the broker wrote (no
 // general parser: the CLI is built on the client libraries only, and this is one known shape).
@@ -107,7 +54,8 @@ void cluster_health(Context& ctx, const HealthOptions& o) {
   }
   const std::string host = o.admin.substr(0, colon);
   const std::string port = o.admin.substr(colon + 1);
-  auto reply = http_get(host, port, "/v1/health", std::chrono::milliseconds(o.timeout_ms));
+  auto reply = http_request(http::verb::get, host, port, "/v1/health",
+                            std::chrono::milliseconds(o.timeout_ms));
   if (!reply) {
     std::cerr << "sluice: cluster health: admin API at " << o.admin
               << " unreachable: " << reply.error().message << "\n"

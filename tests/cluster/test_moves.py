@@ -9,7 +9,9 @@ the mean; replicas that left a broker leave no files behind; a move survives SIG
 partition leader and of the controller leader in its middle.
 """
 
+import json
 import os
+import subprocess
 import sys
 import threading
 import time
@@ -261,6 +263,63 @@ class MovesTest(unittest.TestCase):
         free = moves * (rate + (1 << 20))
         self.assertGreater(moved, free + (2 << 20))
         self.assertGreaterEqual(took, 0.6 * (moved - free) / rate, "the moves outran the throttle")
+
+    def sluice(self, *args, timeout_s=300):
+        cli = os.environ.get("SLUICE_CLI") or os.path.join(
+            os.path.dirname(os.path.dirname(os.path.abspath(harness.SLUICED))), "cli", "sluice")
+        return subprocess.run([cli] + list(args), capture_output=True, text=True,
+                              timeout=timeout_s)
+
+    def test_decommission_under_load_moves_every_replica_off(self):
+        topic, parts = "drain", 24
+        self.cluster = harness.Cluster(4, voters=3, args=list(ARGS))
+        self.start([0, 1, 2, 3])
+        boot = self.cluster.brokers[0].bootstrap
+        self.assertEqual(create_topics(boot, [NewTopic(topic, parts, 3)]), {topic: None})
+        wait_for(lambda: all(p.leader >= 0 for p in metadata(boot).topics[topic].partitions.values()),
+                 30, "leaders")
+        load = Load(self.cluster.bootstrap, topic, parts).start()
+        wait_for(lambda: load.count() > 2000, 60, "first writes")
+        victim = 3
+        admin = "127.0.0.1:%d" % self.cluster.brokers[0].admin_port
+        before = loads(replicas(boot, topic), range(4))[victim]
+        t0 = time.monotonic()
+        out = self.sluice("cluster", "decommission", str(victim), "--wait", "--admin", admin)
+        took = time.monotonic() - t0
+        self.assertEqual(out.returncode, 0, out.stdout + out.stderr)
+        self.assertIn("holds no replicas", out.stdout)
+        report("replicas moved off broker %d; seconds" % victim, "%d; %.1f" % (before, took))
+        # Every partition (the group topic's too) lives on the other brokers, three replicas each.
+        md = metadata(boot, timeout_s=5)
+        for t in md.topics.values():
+            for p in t.partitions.values():
+                self.assertNotIn(victim, list(p.replicas))
+        self.assertTrue(settled(replicas(boot, topic), 3))
+        status = json.loads(self.cluster.brokers[1].admin_get("/v1/brokers/%d/decommission" % victim)[1])
+        self.assertEqual((status["decommissioned"], status["replicas"], status["done"]), (True, 0, True))
+        # New topics avoid it; the refusal to drain below the replication factor says why.
+        self.assertEqual(create_topics(boot, [NewTopic("after", 6, 3)]), {"after": None})
+        wait_for(lambda: "after" in metadata(boot).topics, 10, "the new topic")
+        for p in metadata(boot).topics["after"].partitions.values():
+            self.assertNotIn(victim, list(p.replicas))
+        refused = self.sluice("cluster", "decommission", "2", "--admin", admin)
+        self.assertEqual(refused.returncode, 1)
+        self.assertIn("add a broker first", refused.stderr)
+        acked, errors = load.finish()
+        report("acknowledged / delivery errors", "%d / %d" % (len(acked), len(errors)))
+        self.check_reads(topic, parts, acked)
+        # Its files go; stopping it loses nothing.
+        d = self.cluster.brokers[victim].data_dir
+        wait_for(lambda: not any(n.startswith(topic + "-") for n in os.listdir(d)), 30,
+                 "the drained broker's partition directories removed")
+        self.cluster.brokers[victim].stop()
+        self.check_reads(topic, parts, acked)
+        # Recommissioned, it takes replicas again.
+        self.cluster.brokers[victim].start()
+        out = self.sluice("cluster", "recommission", str(victim), "--admin", admin)
+        self.assertEqual(out.returncode, 0, out.stdout + out.stderr)
+        wait_for(lambda: loads(replicas(boot, topic), range(4))[victim] > 0, 120,
+                 "replicas back on the recommissioned broker")
 
     def test_leadership_goes_back_to_preferred_replicas_after_a_restart(self):
         topic, parts = "leaders", 30
