@@ -274,6 +274,14 @@ class Broker {
   void handle_offset_for_leader_epoch(std::shared_ptr<Request> req,
                                       const kafka::OffsetForLeaderEpochRequest& body);
   Result<int64_t, TopicError> next_producer_id();
+  // Moves, leader elections and log directories (reassign_api.cc).
+  void handle_alter_partition_reassignments(std::shared_ptr<Request> req,
+                                            const kafka::AlterPartitionReassignmentsRequest& body);
+  void handle_list_partition_reassignments(std::shared_ptr<Request> req,
+                                           const kafka::ListPartitionReassignmentsRequest& body);
+  void handle_elect_leaders(std::shared_ptr<Request> req, const kafka::ElectLeadersRequest& body);
+  void handle_describe_log_dirs(std::shared_ptr<Request> req,
+                                const kafka::DescribeLogDirsRequest& body);
   // Consumer groups (group_coordinator.h): the coordinator answers, possibly later.
   template <class Body>
   void handle_group(std::shared_ptr<Request> req, const Body& body) {

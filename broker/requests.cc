@@ -1,6 +1,6 @@
 // Request decoding and dispatch, and the handlers for cluster and topic administration:
 // ApiVersions, Metadata, CreateTopics, DeleteTopics, CreatePartitions, DescribeConfigs,
-// AlterConfigs, IncrementalAlterConfigs.
+// AlterConfigs, IncrementalAlterConfigs (moves and leader elections: reassign_api.cc).
 #include <spdlog/spdlog.h>
 
 #include <set>
@@ -44,6 +44,11 @@ constexpr Served kServed[] = {
     served<kafka::IncrementalAlterConfigsRequest>(),
     served<kafka::DescribeClusterRequest>(),
     served<kafka::DescribeQuorumRequest>(),
+    // Moves and leader elections (reassign_api.cc).
+    served<kafka::AlterPartitionReassignmentsRequest>(),
+    served<kafka::ListPartitionReassignmentsRequest>(),
+    served<kafka::ElectLeadersRequest>(),
+    served<kafka::DescribeLogDirsRequest>(),
     // Consumer groups (group_coordinator.h).
     served<kafka::FindCoordinatorRequest>(),
     served<kafka::JoinGroupRequest>(),
@@ -156,6 +161,14 @@ void Broker::dispatch(std::shared_ptr<Request> req, kafka::RequestBody body) {
           handle_describe_quorum(req, b);
         } else if constexpr (std::is_same_v<T, kafka::DescribeClusterRequest>) {
           handle_describe_cluster(req, b);
+        } else if constexpr (std::is_same_v<T, kafka::AlterPartitionReassignmentsRequest>) {
+          handle_alter_partition_reassignments(req, b);
+        } else if constexpr (std::is_same_v<T, kafka::ListPartitionReassignmentsRequest>) {
+          handle_list_partition_reassignments(req, b);
+        } else if constexpr (std::is_same_v<T, kafka::ElectLeadersRequest>) {
+          handle_elect_leaders(req, b);
+        } else if constexpr (std::is_same_v<T, kafka::DescribeLogDirsRequest>) {
+          handle_describe_log_dirs(req, b);
         } else if constexpr (std::is_same_v<T, kafka::ProduceRequest>) {
           handle_produce(req, std::move(b));
         } else if constexpr (std::is_same_v<T, kafka::FetchRequest>) {

@@ -41,6 +41,8 @@ void register_cluster(CLI::App& app, Context& ctx);
 void register_cluster_health(CLI::App& cluster, Context& ctx);
 // `sluice cluster decommission | recommission | balance` (cli/balance.cc).
 void register_cluster_moves(CLI::App& cluster, Context& ctx);
+// topic move, topic elect, cluster moves (cli/moves.cc): after register_topic/register_cluster.
+void register_moves(CLI::App& app, Context& ctx);
 
 // The `sluice bench` subcommand. cli/bench_stub.cc defines it weakly as a stub that says the
 // load generator is not built; bench/ provides the real one by compiling its definition into

@@ -54,6 +54,7 @@ int main(int argc, char** argv) {
   register_consume(app, ctx);
   register_group(app, ctx);
   register_cluster(app, ctx);
+  register_moves(app, ctx);
   register_bench(app, ctx);
   try {
     app.parse(argc, argv);

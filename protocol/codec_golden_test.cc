@@ -104,6 +104,93 @@ TEST(CodecGolden, ApiVersionsUnsupportedVersionReply) {
   EXPECT_EQ(hex(frame.bytes), hex_text("00000010 0a0b0c0d 0023 00000001 0012 0000 0003"));
 }
 
+// ---- moves and leader elections (KIP-455, KIP-460), log directories (KIP-113, KIP-827) ----
+// Laid out by hand from Kafka 3.8.0's JSON schemas (no client on this machine sends them).
+
+TEST(CodecGolden, AlterPartitionReassignmentsV0Request) {
+  auto r = decode_exact(bytes_of(R"(
+      002d 0000 00000005 0004 74657374 00  # header v2: key 45, v0, corr 5, 'test', tags
+      0000ea60 02 0274                     # timeout 60000, 1 topic 't'
+      03 00000000 04 00000001 00000002 00000003 00   # 2 partitions: 0 -> [1,2,3]
+         00000001 00 00                              #              1 -> null (cancel)
+      00 00                                          # topic tags, body tags
+  )"));
+  const auto& body = std::get<AlterPartitionReassignmentsRequest>(r.body);
+  EXPECT_EQ(body.timeout_ms, 60000);
+  ASSERT_EQ(body.topics.size(), 1u);
+  EXPECT_EQ(body.topics[0].name, "t");
+  ASSERT_EQ(body.topics[0].partitions.size(), 2u);
+  EXPECT_EQ(body.topics[0].partitions[0].replicas, (std::vector<int32_t>{1, 2, 3}));
+  EXPECT_EQ(body.topics[0].partitions[1].partition_index, 1);
+  EXPECT_FALSE(body.topics[0].partitions[1].replicas.has_value());
+}
+
+TEST(CodecGolden, ListPartitionReassignmentsV0) {
+  auto all = decode_exact(bytes_of("002e 0000 00000006 0004 74657374 00  0000ea60 00 00"));
+  EXPECT_FALSE(std::get<ListPartitionReassignmentsRequest>(all.body).topics.has_value());
+
+  ListPartitionReassignmentsResponse resp;
+  resp.topics.resize(1);
+  resp.topics[0].name = "t";
+  resp.topics[0].partitions.push_back({0, {4, 1, 2, 3}, {4}, {3}});
+  EncodedFrame frame = encode_response(6, 0, resp);
+  EXPECT_EQ(hex(Bytes(frame.bytes).subspan(4)), hex_text(R"(
+      00000006 00                     # header v1: corr 6, tags
+      00000000 0000 00                # throttle, error, message null
+      02 0274 02 00000000             # 1 topic 't', 1 partition: 0
+         05 00000004 00000001 00000002 00000003   # replicas [4,1,2,3]
+         02 00000004 02 00000003 00               # adding [4], removing [3], tags
+      00 00                           # topic tags, body tags
+  )"));
+}
+
+TEST(CodecGolden, ElectLeaders) {
+  // v0: no election type (preferred), null topics: every partition.
+  auto v0 = decode_exact(bytes_of("002b 0000 00000007 0004 74657374  ffffffff 0000ea60"));
+  EXPECT_FALSE(std::get<ElectLeadersRequest>(v0.body).topic_partitions.has_value());
+  EXPECT_EQ(std::get<ElectLeadersRequest>(v0.body).election_type, 0);
+  // v1: unclean (1) for t-0.
+  auto v1 = decode_exact(bytes_of(R"(
+      002b 0001 00000008 0004 74657374
+      01 00000001 0001 74 00000001 00000000 00002710   # unclean, [t: [0]], timeout 10000
+  )"));
+  const auto& b1 = std::get<ElectLeadersRequest>(v1.body);
+  EXPECT_EQ(b1.election_type, 1);
+  ASSERT_TRUE(b1.topic_partitions.has_value());
+  EXPECT_EQ((*b1.topic_partitions)[0].partition_id, std::vector<int32_t>{0});
+
+  ElectLeadersResponse resp;
+  resp.replica_election_results.push_back({"t", {{0, 84, std::nullopt}}});
+  EXPECT_EQ(hex(Bytes(encode_response(9, 2, resp).bytes).subspan(4)),
+            hex_text("00000009 00  00000000 0000 02 0274 02 00000000 0054 00 00 00 00"));
+  EXPECT_EQ(hex(Bytes(encode_response(9, 0, resp).bytes).subspan(4)),
+            hex_text("00000009  00000000 00000001 0001 74 00000001 00000000 0054 ffff"));
+}
+
+TEST(CodecGolden, DescribeLogDirsResponses) {
+  auto all = decode_exact(bytes_of("0023 0004 0000000a 0004 74657374 00  00 00"));
+  EXPECT_FALSE(std::get<DescribeLogDirsRequest>(all.body).topics.has_value());
+
+  DescribeLogDirsResponse resp;
+  resp.results.resize(1);
+  resp.results[0].log_dir = "/data";
+  resp.results[0].topics.push_back({"t", {{0, 4096, 0, false}}});
+  resp.results[0].total_bytes = 0x100000000;
+  resp.results[0].usable_bytes = 0x80000000;
+  EXPECT_EQ(hex(Bytes(encode_response(10, 4, resp).bytes).subspan(4)), hex_text(R"(
+      0000000a 00  00000000 0000      # header v1; throttle, error (v3+)
+      02 0000 06 2f64617461           # 1 result: error 0, '/data'
+         02 0274 02 00000000 0000000000001000 0000000000000000 00 00 00   # t-0: 4096 bytes
+         0000000100000000 0000000080000000 00                             # total, usable (v4)
+      00
+  )"));
+  EXPECT_EQ(hex(Bytes(encode_response(10, 1, resp).bytes).subspan(4)), hex_text(R"(
+      0000000a  00000000
+      00000001 0000 0005 2f64617461
+         00000001 0001 74 00000001 00000000 0000000000001000 0000000000000000 00
+  )"));
+}
+
 // ---- frames captured from real clients ----
 
 struct Captured {

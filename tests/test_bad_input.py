@@ -102,6 +102,15 @@ class BadInput(harness.BrokerTestCase):
                 0, 3, struct.pack(">hhi", -1, -1, 5000) + struct.pack(">ih", 1, 1) + b"t" +
                 struct.pack(">iii", 1, 0, 1 << 20) + b"\0" * 30),
             "Fetch v4 garbage": frame(1, 4, os.urandom(11)),
+            # Moves, elections and log directories (header v2 for the flexible versions).
+            "AlterPartitionReassignments topic count past the end": frame(
+                45, 0, b"\0" + struct.pack(">i", 60000) + b"\xff\xff\xff\xff\x07"),
+            "ListPartitionReassignments truncated": frame(46, 0, b"\0" + b"\0\0"),
+            "ElectLeaders v1 partition count past the end": frame(
+                43, 1, b"\1" + struct.pack(">ih", 1, 1) + b"t" + struct.pack(">i", 0x7FFFFFFF)),
+            "DescribeLogDirs v1 topic count past the end": frame(
+                35, 1, struct.pack(">i", 0x7FFFFFFF)),
+            "DescribeLogDirs v2 garbage": frame(35, 2, b"\0" + b"\xff" * 9),
             "header of a valid size, then nothing": struct.pack(">i", 8) + hdr,
         }
         for name, data in cases.items():
@@ -162,6 +171,30 @@ class BadInput(harness.BrokerTestCase):
             _, body = harness.recv_response(s)
             topics = MetadataResponse[4].decode(io.BytesIO(body)).topics
             self.assertEqual([(t[0], len(t[3])) for t in topics], [(17, 0)] * 3)
+            # An unclean election: refused for the partition (INVALID_REQUEST, 42), with why.
+            name = self.TOPIC.encode()
+            body = (b"\1" + struct.pack(">ih", 1, len(name)) + name +
+                    struct.pack(">iii", 1, 0, 5000))
+            s.sendall(frame(43, 1, body, 13))
+            cid, body = harness.recv_response(s)
+            self.assertEqual(cid, 13)
+            at = 4 + 2 + 4 + 2 + len(name) + 4  # throttle, error, 1 topic, name, 1 partition
+            partition, error, n = struct.unpack(">ihh", body[at:at + 8])
+            self.assertEqual((partition, error), (0, 42))
+            self.assertIn(b"unclean elections are not supported", body[at + 8:at + 8 + n])
+            # DescribeLogDirs v1 of the topic: one directory holding it, with its bytes.
+            s.sendall(frame(35, 1, struct.pack(">ih", 1, len(name)) + name +
+                            struct.pack(">ii", 1, 0), 14))
+            cid, body = harness.recv_response(s)
+            self.assertEqual(cid, 14)
+            throttle, dirs, error, n = struct.unpack(">iihh", body[:12])
+            self.assertEqual((dirs, error), (1, 0))
+            self.assertEqual(os.path.realpath(body[12:12 + n].decode()),
+                             os.path.realpath(self.broker.data_dir))
+            at = 12 + n + 4 + 2 + len(name) + 4  # 1 topic, its name, 1 partition
+            partition, size, lag, future = struct.unpack(">iqq?", body[at:at + 21])
+            self.assertEqual((partition, lag, future), (0, 0, False))
+            self.assertGreater(size, 10000)  # the 1000 records of setUpClass
             harness.api_versions(s, correlation_id=10)  # still open and served
         self.assertEqual(data_dir_digest(self.broker.data_dir), digest, "stored bytes changed")
 
