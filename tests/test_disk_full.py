@@ -124,7 +124,7 @@ class DiskFull(unittest.TestCase):
 
         # The disk really full (threshold off): the write fails with ENOSPC and stops the
         # partition; it reopens by itself once there is room.
-        self.b.args[-1] = "0"
+        self.b.args[self.b.args.index("--log.dir.min.free.bytes") + 1] = "0"
         self.b.restart()
         self.fillers.append(fill(self.mnt, 0))
         deadline = time.monotonic() + 60
