@@ -142,6 +142,22 @@ class MovesTest(unittest.TestCase):
         wait_for(lambda: all(p.leader >= 0 for p in metadata(boot).topics[topic].partitions.values()),
                  30, "leaders")
         load = Load(self.cluster.bootstrap, topic, parts).start()
+        # A consumer group member reads along the whole time (steady produce/consume load).
+        seen, stop_reading = set(), threading.Event()
+
+        def consume():
+            from confluent_kafka import Consumer
+            c = Consumer({"bootstrap.servers": self.cluster.bootstrap, "group.id": "readers",
+                          "auto.offset.reset": "earliest", "enable.auto.commit": True,
+                          "topic.metadata.refresh.interval.ms": 1000})
+            c.subscribe([topic])
+            while not stop_reading.is_set():
+                m = c.poll(0.2)
+                if m is not None and not m.error():
+                    seen.add(int(m.value()))
+            c.close()
+        reader = threading.Thread(target=consume, daemon=True)
+        reader.start()
         wait_for(lambda: load.count() > 2000, 60, "first writes")
         t0 = time.monotonic()
         self.start([3])
@@ -160,10 +176,23 @@ class MovesTest(unittest.TestCase):
             self.assertLessEqual(n, 1.10 * mean + 1, "broker %d holds %d replicas" % (b, n))
         # Minimum moves: the new broker's share; every replica it holds was moved there.
         report("replicas moved / minimum", "%d / %d" % (count[3], round(mean)))
+        moved_bytes = 0
+        d = self.cluster.brokers[3].data_dir
+        for name in os.listdir(d):
+            if name.startswith(topic + "-"):
+                for f in os.listdir(os.path.join(d, name)):
+                    if f.endswith(".log"):
+                        moved_bytes += os.path.getsize(os.path.join(d, name, f))
+        report("bytes on the new broker (moved, plus what was written to it since)", moved_bytes)
         time.sleep(2)
         acked, errors = load.finish()
         report("acknowledged / delivery errors", "%d / %d" % (len(acked), len(errors)))
         self.check_reads(topic, parts, acked)
+        # The consumer read along through the moves: it gets every acknowledged record.
+        wait_for(lambda: all(v in seen for v in acked), 120, "the consumer to read everything")
+        stop_reading.set()
+        reader.join(30)
+        report("consumed during the moves", len(seen))
         # Replicas that left a broker leave no directory behind; the new ones are there.
         def dirs_match():
             for i, b in enumerate(self.cluster.brokers):
