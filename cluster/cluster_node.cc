@@ -584,8 +584,9 @@ void ClusterNode::on_raft_change() {
     // A new leader gives every broker a full session before fencing it.
     const auto now = Clock::now();
     for (const auto& [id, b] : state_.image().brokers()) last_seen_[id] = now;
-    // A balance (a broker joining, a decommission) the last leader had not finished goes on.
-    balance_wanted_ = needs_balance(state_.image(), config_.auto_balance);
+    // A balance (a broker joining, a decommission) the last leader had not finished goes on
+    // (balance_step checks; the image may still be catching up with the log now).
+    resume_check_until_ = now + std::chrono::seconds(5);
     if (state_.image().cluster_id().empty()) {
       pb::Record rec;
       rec.mutable_set_cluster_id()->set_cluster_id(
@@ -1197,8 +1198,14 @@ void ClusterNode::elect_preferred(const pb::ElectPreferred& request,
 }
 
 void ClusterNode::balance_step() {
-  if (!group_ || !group_->is_leader() || !balance_wanted_ || balance_in_flight_) return;
+  if (!group_ || !group_->is_leader() || balance_in_flight_) return;
   const pb::Image& img = state_.image();
+  // A balance cut short by a failover resumes: moves running or decommissioned brokers
+  // holding replicas are checked every time; an underloaded broker (a node_add balance) during
+  // the new leader's first seconds, when its image has caught up with its log.
+  const bool fresh = Clock::now() < resume_check_until_;
+  if (!balance_wanted_ && needs_balance(img, config_.auto_balance && fresh)) balance_wanted_ = true;
+  if (!balance_wanted_) return;
   size_t moving_now = 0;
   for (const auto& [name, t] : img.topics()) {
     for (const auto& p : t.partitions()) moving_now += moving(p) ? 1 : 0;
@@ -1211,7 +1218,8 @@ void ClusterNode::balance_step() {
   const BalancePlan plan = plan_balance(img, o);
   if (plan.pending == 0 && moving_now == 0) {
     balance_wanted_ = false;
-    spdlog::info("controller: replicas are balanced");
+    if (balance_moved_) spdlog::info("controller: replicas are balanced");
+    balance_moved_ = false;
     return;
   }
   if (plan.moves.empty()) return;
@@ -1225,6 +1233,7 @@ void ClusterNode::balance_step() {
   spdlog::info("controller: balancer starts {} move(s); {} partition(s) to move, {} moving",
                plan.moves.size(), plan.pending, moving_now);
   balance_in_flight_ = true;
+  balance_moved_ = true;
   propose(rec, [this](const ApplyResult&, uint64_t) { balance_in_flight_ = false; });
 }
 

@@ -167,6 +167,8 @@ class ClusterNode {
   void balance_step();
   bool balance_wanted_ = false;
   bool balance_in_flight_ = false;
+  bool balance_moved_ = false;  // this balance started moves (say when it is done)
+  std::chrono::steady_clock::time_point resume_check_until_{};
   std::chrono::steady_clock::time_point next_balance_{};
   Result<pb::Topic, ApplyResult> plan_topic(const pb::TopicRequest& t) const;
   Result<std::vector<pb::Partition>, ApplyResult> plan_partitions(const pb::Topic& topic,

@@ -240,9 +240,11 @@ class MovesTest(unittest.TestCase):
         for v in victims:
             self.cluster.brokers[v].wait_serving(60)
 
-        def balanced():
-            a = replicas(boot, topic)
-            return settled(a, 3) and loads(a, range(4))[3] >= parts * 3 // 4 - 1
+        def balanced():  # every topic (__consumer_offsets too) settled, broker 3 with its share
+            md = metadata(boot, timeout_s=5)
+            reps = [list(p.replicas) for t in md.topics.values() for p in t.partitions.values()]
+            return (all(len(r) == 3 for r in reps) and
+                    sum(r.count(3) for r in reps) >= len(reps) * 3 // 4 - 1)
         wait_for(balanced, 180, "every move to complete after the restarts")
         acked, errors = load.finish()
         report("acknowledged / delivery errors", "%d / %d" % (len(acked), len(errors)))
