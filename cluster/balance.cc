@@ -96,7 +96,6 @@ bool needs_balance(const pb::Image& img, bool underloaded) {
   size_t total = 0;
   for (const auto& [name, t] : img.topics()) {
     for (const auto& p : t.partitions()) {
-      if (moving(p)) return true;
       for (int32_t r : p.replicas()) {
         auto it = img.brokers().find(r);
         if (it != img.brokers().end() && it->second.decommissioned()) return true;

@@ -1200,9 +1200,10 @@ void ClusterNode::elect_preferred(const pb::ElectPreferred& request,
 void ClusterNode::balance_step() {
   if (!group_ || !group_->is_leader() || balance_in_flight_) return;
   const pb::Image& img = state_.image();
-  // A balance cut short by a failover resumes: moves running or decommissioned brokers
-  // holding replicas are checked every time; an underloaded broker (a node_add balance) during
-  // the new leader's first seconds, when its image has caught up with its log.
+  // A balance cut short by a failover resumes: decommissioned brokers holding replicas are
+  // checked every time; an underloaded broker (a node_add balance) during the new leader's
+  // first seconds, when its image has caught up with its log. A move someone asked for
+  // (AlterPartitionReassignments) is not a reason to balance: that would undo it.
   const bool fresh = Clock::now() < resume_check_until_;
   if (!balance_wanted_ && needs_balance(img, config_.auto_balance && fresh)) balance_wanted_ = true;
   if (!balance_wanted_) return;
