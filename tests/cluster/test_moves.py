@@ -97,6 +97,30 @@ def settled(assignment, rf):
     return all(len(r) == rf for r in assignment.values())
 
 
+def wait_leaders(boot, topic):
+    wait_for(lambda: all(p.leader >= 0 for p in metadata(boot).topics[topic].partitions.values()),
+             30, "leaders for " + topic)
+
+
+def new_broker_has_its_share(boot, new=3, brokers=4):
+    """Every topic (__consumer_offsets too) settled at three replicas, `new` with its share."""
+    md = metadata(boot, timeout_s=5)
+    reps = [list(p.replicas) for t in md.topics.values() for p in t.partitions.values()]
+    return (all(len(r) == 3 for r in reps) and
+            sum(r.count(new) for r in reps) >= len(reps) * 3 // brokers - 1)
+
+
+def log_bytes(data_dir, topic):
+    """Bytes of the topic's segment files in a broker's data dir."""
+    total = 0
+    for name in os.listdir(data_dir):
+        if name.startswith(topic + "-"):
+            for f in os.listdir(os.path.join(data_dir, name)):
+                if f.endswith(".log"):
+                    total += os.path.getsize(os.path.join(data_dir, name, f))
+    return total
+
+
 class MovesTest(unittest.TestCase):
     def setUp(self):
         self.cluster = None
@@ -139,8 +163,7 @@ class MovesTest(unittest.TestCase):
         self.start([0, 1, 2])
         boot = self.cluster.brokers[0].bootstrap
         self.assertEqual(create_topics(boot, [NewTopic(topic, parts, 3)]), {topic: None})
-        wait_for(lambda: all(p.leader >= 0 for p in metadata(boot).topics[topic].partitions.values()),
-                 30, "leaders")
+        wait_leaders(boot, topic)
         load = Load(self.cluster.bootstrap, topic, parts).start()
         # A consumer group member reads along the whole time (steady produce/consume load).
         seen, stop_reading = set(), threading.Event()
@@ -176,13 +199,7 @@ class MovesTest(unittest.TestCase):
             self.assertLessEqual(n, 1.10 * mean + 1, "broker %d holds %d replicas" % (b, n))
         # Minimum moves: the new broker's share; every replica it holds was moved there.
         report("replicas moved / minimum", "%d / %d" % (count[3], round(mean)))
-        moved_bytes = 0
-        d = self.cluster.brokers[3].data_dir
-        for name in os.listdir(d):
-            if name.startswith(topic + "-"):
-                for f in os.listdir(os.path.join(d, name)):
-                    if f.endswith(".log"):
-                        moved_bytes += os.path.getsize(os.path.join(d, name, f))
+        moved_bytes = log_bytes(self.cluster.brokers[3].data_dir, topic)
         report("bytes on the new broker (moved, plus what was written to it since)", moved_bytes)
         time.sleep(2)
         acked, errors = load.finish()
@@ -217,8 +234,7 @@ class MovesTest(unittest.TestCase):
         self.start([0, 1, 2])
         boot = self.cluster.brokers[0].bootstrap
         self.assertEqual(create_topics(boot, [NewTopic(topic, parts, 3)]), {topic: None})
-        wait_for(lambda: all(p.leader >= 0 for p in metadata(boot).topics[topic].partitions.values()),
-                 30, "leaders")
+        wait_leaders(boot, topic)
         load = Load(self.cluster.bootstrap, topic, parts).start()
         wait_for(lambda: load.count() > 1000, 60, "first writes")
         self.start([3])
@@ -240,12 +256,7 @@ class MovesTest(unittest.TestCase):
         for v in victims:
             self.cluster.brokers[v].wait_serving(60)
 
-        def balanced():  # every topic (__consumer_offsets too) settled, broker 3 with its share
-            md = metadata(boot, timeout_s=5)
-            reps = [list(p.replicas) for t in md.topics.values() for p in t.partitions.values()]
-            return (all(len(r) == 3 for r in reps) and
-                    sum(r.count(3) for r in reps) >= len(reps) * 3 // 4 - 1)
-        wait_for(balanced, 180, "every move to complete after the restarts")
+        wait_for(lambda: new_broker_has_its_share(boot), 180, "every move to complete after the restarts")
         acked, errors = load.finish()
         report("acknowledged / delivery errors", "%d / %d" % (len(acked), len(errors)))
         self.check_reads(topic, parts, acked)
@@ -259,8 +270,7 @@ class MovesTest(unittest.TestCase):
         self.start([0, 1, 2])
         boot = self.cluster.brokers[0].bootstrap
         self.assertEqual(create_topics(boot, [NewTopic(topic, parts, 3)]), {topic: None})
-        wait_for(lambda: all(p.leader >= 0 for p in metadata(boot).topics[topic].partitions.values()),
-                 30, "leaders")
+        wait_leaders(boot, topic)
         p = Producer({"bootstrap.servers": boot, "acks": "all", "linger.ms": 20})
         value = b"x" * 1000
         for i in range(16000):
@@ -274,20 +284,10 @@ class MovesTest(unittest.TestCase):
         t0 = time.monotonic()
         self.start([3])
 
-        def balanced():  # every topic (__consumer_offsets too) settled, broker 3 with its share
-            md = metadata(boot, timeout_s=5)
-            reps = [list(p.replicas) for t in md.topics.values() for p in t.partitions.values()]
-            return (all(len(r) == 3 for r in reps) and
-                    sum(r.count(3) for r in reps) >= len(reps) * 3 // 4 - 1)
-        wait_for(balanced, int(os.environ.get("SLUICE_THROTTLE_WAIT", "300")), "the moves to complete")
+        wait_for(lambda: new_broker_has_its_share(boot), int(os.environ.get("SLUICE_THROTTLE_WAIT", "300")), "the moves to complete")
         took = time.monotonic() - t0
-        moved = 0
         d = self.cluster.brokers[3].data_dir
-        for name in os.listdir(d):
-            if name.startswith(topic + "-"):
-                for f in os.listdir(os.path.join(d, name)):
-                    if f.endswith(".log"):
-                        moved += os.path.getsize(os.path.join(d, name, f))
+        moved = log_bytes(d, topic)
         moves = sum(1 for n in os.listdir(d) if n.startswith(topic + "-"))
         report("bytes moved; seconds; budget bytes/s", "%d; %.1f; %d" % (moved, took, rate))
         # Free: a second's budget saved up, and one append (1 MiB at most) overdrawing it, per move.
@@ -307,8 +307,7 @@ class MovesTest(unittest.TestCase):
         self.start([0, 1, 2, 3])
         boot = self.cluster.brokers[0].bootstrap
         self.assertEqual(create_topics(boot, [NewTopic(topic, parts, 3)]), {topic: None})
-        wait_for(lambda: all(p.leader >= 0 for p in metadata(boot).topics[topic].partitions.values()),
-                 30, "leaders")
+        wait_leaders(boot, topic)
         load = Load(self.cluster.bootstrap, topic, parts).start()
         wait_for(lambda: load.count() > 2000, 60, "first writes")
         victim = 3
