@@ -11,6 +11,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -42,14 +43,18 @@ struct Options {
   double duration_s = 10;
   int64_t records = 0;  // measured records to produce (or consume); 0 = run for duration_s
   double warmup_s = 5;
-  int16_t acks = 1;
+  int16_t acks = -1;  // all: the same defaults as the producer library and `sluice produce`
   std::string compression = "none";
-  int32_t batch_bytes = 16384;
+  int32_t batch_bytes = 1 << 20;
   int32_t linger_ms = 5;
   double drain_timeout_s = 10;  // e2e/consume: give up waiting for records after this long idle
   ClientKind client = ClientKind::kLibrary;
   uint64_t seed = 1;
   bool progress = true;  // the stderr line each second
+  // Client settings by Kafka name for every connection (-X, and `sluice`'s -X and
+  // --command-config): security.protocol, ssl.ca.location, sasl.username, ... Library client
+  // only.
+  std::map<std::string, std::string> properties;
 };
 
 // Checks the options; the message names the bad setting.

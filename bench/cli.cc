@@ -8,6 +8,8 @@
 
 #include "bench/baseline.h"
 #include "bench/bench.h"
+#include "consumer/consumer.h"
+#include "producer/producer.h"
 
 namespace sluice::bench {
 namespace {
@@ -16,13 +18,14 @@ namespace {
 struct Flags {
   Options options;
   int32_t record_size = 0;  // 0: use --record-size-min/max
-  std::string acks = "1";
+  std::string acks = "all";
   std::string key_distribution = "none";
   std::string client = "library";
   bool json = false;
   bool quiet = false;
   bool bootstrap_given = false;
   std::string report;
+  std::vector<std::string> properties;  // -X key=value
 };
 
 using Finish = std::function<void(int)>;
@@ -38,9 +41,27 @@ bool write_file(const std::string& path, const std::string& text) {
   return static_cast<bool>(out);
 }
 
-int run_command(Flags& f, Mode mode, const std::string* default_bootstrap) {
+int run_command(Flags& f, Mode mode, const std::string* default_bootstrap,
+                const std::map<std::string, std::string>* default_properties) {
   Options o = f.options;
   if (default_bootstrap && !f.bootstrap_given) o.bootstrap = *default_bootstrap;
+  if (default_properties) o.properties = *default_properties;
+  for (const auto& kv : f.properties) {
+    const size_t eq = kv.find('=');
+    if (eq == std::string::npos || eq == 0) {
+      throw CLI::ValidationError("-X", "wants key=value, got '" + kv + "'");
+    }
+    const std::string key = kv.substr(0, eq), value = kv.substr(eq + 1);
+    ProducerConfig producer;
+    ConsumerConfig consumer;
+    auto p = set_config(producer, key, value);
+    auto c = set_config(consumer, key, value);
+    if (!p && !c) {
+      const bool p_unknown = p.error().message.rfind("unknown config", 0) == 0;
+      throw CLI::ValidationError("-X", (p_unknown ? c : p).error().message);
+    }
+    o.properties[key] = value;
+  }
   o.mode = mode;
   if (f.record_size > 0) o.record_bytes_min = o.record_bytes_max = f.record_size;
   if (o.record_bytes_max < o.record_bytes_min) o.record_bytes_max = o.record_bytes_min;
@@ -71,7 +92,8 @@ int run_command(Flags& f, Mode mode, const std::string* default_bootstrap) {
 }
 
 void add_run_command(CLI::App& parent, Mode mode, const std::string& about, Finish finish,
-                     const std::string* default_bootstrap) {
+                     const std::string* default_bootstrap,
+                     const std::map<std::string, std::string>* default_properties) {
   auto flags = std::make_shared<Flags>();
   Options& o = flags->options;
   CLI::App* c = parent.add_subcommand(mode_name(mode), about);
@@ -113,9 +135,11 @@ void add_run_command(CLI::App& parent, Mode mode, const std::string& about, Fini
   c->add_flag("--json", flags->json, "print the result as JSON");
   c->add_flag("--quiet", flags->quiet, "no progress line");
   c->add_option("--report", flags->report, "write a self-contained HTML report to this file");
-  c->callback([flags, mode, finish, default_bootstrap, bootstrap] {
+  c->add_option("-X", flags->properties,
+                "client setting by its Kafka name, e.g. -X security.protocol=SSL (repeatable)");
+  c->callback([flags, mode, finish, default_bootstrap, default_properties, bootstrap] {
     flags->bootstrap_given = bootstrap->count() > 0;
-    finish(run_command(*flags, mode, default_bootstrap));
+    finish(run_command(*flags, mode, default_bootstrap, default_properties));
   });
 }
 
@@ -167,14 +191,15 @@ void add_baseline_commands(CLI::App& parent, Finish finish) {
 }  // namespace
 
 void add_bench_commands(CLI::App& app, std::function<void(int)> finish,
-                        const std::string* default_bootstrap) {
+                        const std::string* default_bootstrap,
+                        const std::map<std::string, std::string>* default_properties) {
   app.require_subcommand(1);
   add_run_command(app, Mode::kProduce, "produce at a rate (or flat out), measure acks", finish,
-                  default_bootstrap);
+                  default_bootstrap, default_properties);
   add_run_command(app, Mode::kConsume, "consume a topic from the start to its end", finish,
-                  default_bootstrap);
+                  default_bootstrap, default_properties);
   add_run_command(app, Mode::kE2e, "produce and consume, measure send-to-receive latency", finish,
-                  default_bootstrap);
+                  default_bootstrap, default_properties);
   add_baseline_commands(app, finish);
 }
 

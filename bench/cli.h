@@ -9,6 +9,7 @@
 #pragma once
 
 #include <functional>
+#include <map>
 #include <string>
 
 namespace CLI {
@@ -17,8 +18,11 @@ class App;
 
 namespace sluice::bench {
 
-// `default_bootstrap`, when given, is read when a command runs and used unless --bootstrap is.
+// `default_bootstrap`, when given, is read when a command runs and used unless --bootstrap is;
+// `default_properties` (client settings by Kafka name), when given, is read then too and the
+// command's -X settings go on top.
 void add_bench_commands(CLI::App& app, std::function<void(int status)> finish,
-                        const std::string* default_bootstrap = nullptr);
+                        const std::string* default_bootstrap = nullptr,
+                        const std::map<std::string, std::string>* default_properties = nullptr);
 
 }  // namespace sluice::bench

@@ -24,6 +24,9 @@ Result<void> validate(const Options& o) {
     return bad("unknown --compression " + o.compression);
   if (o.batch_bytes < 1) return bad("--batch-size must be >= 1");
   if (o.linger_ms < 0) return bad("--linger-ms must be >= 0");
+  if (o.client == ClientKind::kRaw && !o.properties.empty()) {
+    return bad("-X client settings need --client library (the raw client speaks PLAINTEXT only)");
+  }
   return {};
 }
 

@@ -402,7 +402,7 @@ SideResult side_result(Meter& m, bool active, int64_t measure_ns, int64_t end_ns
 Result<RunResult> run(const Options& o) {
   if (auto v = validate(o); !v) return unexpected(v.error());
   auto client = o.client == ClientKind::kRaw ? detail::make_raw_client(o.bootstrap)
-                                             : detail::make_library_client(o.bootstrap);
+                                             : detail::make_library_client(o.bootstrap, o.properties);
   auto partitions = client->ensure_topic(o.topic, o.partitions);
   if (!partitions) return unexpected(partitions.error());
   Shared s{.options = o, .client = *client, .partitions = *partitions};

@@ -5,6 +5,8 @@
 
 #include <algorithm>
 #include <chrono>
+#include <optional>
+#include <set>
 
 #include "broker/broker.h"
 #include "broker/version.h"
@@ -26,6 +28,7 @@ struct PartitionState {
   int32_t term = -1;       // Raft term = leader epoch
   std::vector<int32_t> replicas;  // the Raft voters
   std::vector<int32_t> isr;       // meaningful on the leader only
+  std::vector<std::pair<int32_t, int64_t>> follower_lag;  // leader only: Raft indexes behind
 };
 
 static PartitionState partition_state(const Partition& p, int64_t lag_ms) {
@@ -43,7 +46,10 @@ static PartitionState partition_state(const Partition& p, int64_t lag_ms) {
     s.leader_id = p.replica->leader();
     s.term = p.replica->leader_epoch();
     s.replicas = p.replica->voters();
-    if (s.leader) s.isr = p.replica->in_sync_replicas(lag_ms);
+    if (s.leader) {
+      s.isr = p.replica->in_sync_replicas(lag_ms);
+      s.follower_lag = p.replica->follower_lag();
+    }
     s.high_watermark = p.replica->high_watermark();
   } else {
     s.high_watermark = p.high_watermark();
@@ -61,10 +67,13 @@ struct ShardReport {
   bool io_uring = false;
   std::vector<PartitionState> partitions;
   std::vector<GroupCoordinator::GroupView> groups;  // coordinated on this shard
+  // gather_reports(): high watermarks of partitions groups here committed and no replica
+  // here holds, as their leaders answered (kept in the first report).
+  std::map<PartitionKey, int64_t> remote_high_watermarks;
 };
 
 // A group's lag on one partition: its committed offset against the high watermark of this
-// broker's replica (-1 when the partition has no replica here).
+// broker's replica, or else the leader's (-1 when neither is known).
 struct GroupLag {
   std::string topic;
   int32_t partition = 0;
@@ -102,21 +111,30 @@ static std::map<PartitionKey, int64_t> high_watermarks(const std::vector<ShardRe
   for (const auto& r : reports) {
     for (const auto& p : r.partitions) out[PartitionKey(p.topic, p.partition)] = p.high_watermark;
   }
+  for (const auto& r : reports) {
+    for (const auto& [key, hwm] : r.remote_high_watermarks) out.emplace(key, hwm);
+  }
   return out;
 }
 
+static void add_traffic(PartitionTraffic& sum, const PartitionTraffic& t) {
+  sum.bytes_in += t.bytes_in;
+  sum.records_in += t.records_in;
+  sum.bytes_out += t.bytes_out;
+  sum.records_out += t.records_out;
+}
+
+// Per-shard traffic counters of the same partition summed.
+static std::map<PartitionKey, PartitionTraffic> sum_traffic(
+    const std::vector<ShardReport>& reports) {
+  std::map<PartitionKey, PartitionTraffic> traffic;
+  for (const auto& r : reports) {
+    for (const auto& [key, t] : r.traffic) add_traffic(traffic[key], t);
+  }
+  return traffic;
+}
+
 namespace {
-
-AdminResponse json(unsigned status, std::string body) {
-  body += '\n';
-  return AdminResponse{status, "application/json", std::move(body)};
-}
-
-AdminResponse json_error(unsigned status, std::string_view message) {
-  JsonWriter w;
-  w.begin_object().field("error", message).end_object();
-  return json(status, w.take());
-}
 
 // "%2F" and friends in a path segment; false on a malformed escape.
 bool percent_decode(std::string_view in, std::string& out) {
@@ -139,6 +157,36 @@ bool percent_decode(std::string_view in, std::string& out) {
     i += 2;
   }
   return true;
+}
+
+// A decimal number from 0 to `max`.
+bool parse_count(std::string_view s, int32_t max, int32_t& out) {
+  if (s.empty() || s.size() > 10) return false;
+  int64_t v = 0;
+  for (char c : s) {
+    if (c < '0' || c > '9') return false;
+    v = v * 10 + (c - '0');
+  }
+  if (v > max) return false;
+  out = static_cast<int32_t>(v);
+  return true;
+}
+
+// The value of `name` in the target's query string (not decoded: numbers only).
+std::optional<std::string_view> query_param(std::string_view target, std::string_view name) {
+  const auto q = target.find('?');
+  if (q == std::string_view::npos) return std::nullopt;
+  std::string_view query = target.substr(q + 1);
+  while (!query.empty()) {
+    const auto amp = query.find('&');
+    std::string_view pair = query.substr(0, amp);
+    query = amp == std::string_view::npos ? std::string_view() : query.substr(amp + 1);
+    const auto eq = pair.find('=');
+    if (pair.substr(0, eq) == name) {
+      return eq == std::string_view::npos ? std::string_view() : pair.substr(eq + 1);
+    }
+  }
+  return std::nullopt;
 }
 
 void write_ids(JsonWriter& w, std::string_view name, const std::vector<int32_t>& ids) {
@@ -220,46 +268,71 @@ void Broker::handle_admin(const AdminRequest& req, std::function<void(AdminRespo
     if (cluster_up_.load(std::memory_order_acquire) && handle_admin_moves(req, target, done)) {
       return;
     }
-    return done(json_error(405, "POST is for decommission, recommission and balance only"));
+    return done(json_error_response(405, "POST is for decommission, recommission and balance only"));
   }
   if (target == "/metrics") return admin_metrics(std::move(done));
   if (target == "/v1/health" || target == "/health") return done(admin_health());
   if (target == "/v1/version") {
     JsonWriter w;
     w.begin_object().field("version", kVersion).field("node_id", config_.node_id).end_object();
-    return done(json(200, w.take()));
+    return done(json_response(200, w.take()));
   }
   if (target == "/v1/config") return done(admin_config());
-  if (target == "/" || target == "/v1" || target == "/v1/") {
+  if (target == "/v1" || target == "/v1/") {
     JsonWriter w;
     w.begin_object().key("endpoints").begin_array();
-    for (const char* e : {"/metrics", "/v1/health", "/v1/version", "/v1/config", "/v1/brokers",
-                          "/v1/topics", "/v1/topics/{name}", "/v1/groups",
+    for (const char* e : {"/ (the web console)", "/metrics", "/v1/health", "/v1/version",
+                          "/v1/config", "/v1/brokers", "/v1/topics", "/v1/topics/{name}",
+                          "/v1/topics/{name}/partitions/{p}/records?limit=N", "/v1/groups",
+                          "/v1/stats",
                           "/v1/partitions/reassignments", "/v1/brokers/{id}/decommission",
                           "POST /v1/brokers/{id}/decommission",
                           "POST /v1/brokers/{id}/recommission", "POST /v1/cluster/balance"}) {
       w.value(e);
     }
     w.end_array().end_object();
-    return done(json(200, w.take()));
+    return done(json_response(200, w.take()));
   }
+  // Anything else outside /v1 is a file of the web console (admin_console.cc).
+  if (!target.starts_with("/v1/")) return done(admin_console_file(target));
   if (!cluster_up_.load(std::memory_order_acquire)) {
-    return done(json_error(503, "the broker is starting: no cluster metadata yet"));
+    return done(json_error_response(503, "the broker is starting: no cluster metadata yet"));
   }
   if (handle_admin_moves(req, target, done)) return;
   if (target == "/v1/brokers") return done(admin_brokers());
   if (target == "/v1/topics") return done(admin_topics());
   if (target == "/v1/groups") return admin_groups(std::move(done));
+  if (target == "/v1/stats") return admin_stats(std::move(done));
   constexpr std::string_view kTopicPrefix = "/v1/topics/";
   if (target.starts_with(kTopicPrefix)) {
-    std::string name;
-    if (!percent_decode(target.substr(kTopicPrefix.size()), name) || name.empty() ||
-        name.find('/') != std::string::npos) {
-      return done(json_error(400, "bad topic name in the path"));
+    // {name} or {name}/partitions/{p}/records (the name percent-encoded).
+    std::string_view rest = target.substr(kTopicPrefix.size());
+    std::string_view sub;
+    if (const auto slash = rest.find('/'); slash != std::string_view::npos) {
+      sub = rest.substr(slash);
+      rest = rest.substr(0, slash);
     }
-    return admin_topic(name, std::move(done));
+    std::string name;
+    if (!percent_decode(rest, name) || name.empty() || name.find('/') != std::string::npos) {
+      return done(json_error_response(400, "bad topic name in the path"));
+    }
+    if (sub.empty()) return admin_topic(name, std::move(done));
+    constexpr std::string_view kPartitions = "/partitions/";
+    constexpr std::string_view kRecords = "/records";
+    int32_t partition = -1;
+    if (!sub.starts_with(kPartitions) || !sub.ends_with(kRecords) ||
+        !parse_count(sub.substr(kPartitions.size(),
+                                sub.size() - kPartitions.size() - kRecords.size()),
+                     1'000'000'000, partition)) {
+      return done(json_error_response(404, "no such endpoint; GET /v1 lists them"));
+    }
+    int32_t limit = 20;
+    if (auto v = query_param(req.target, "limit"); v && !parse_count(*v, 1000, limit)) {
+      return done(json_error_response(400, "limit must be a number from 0 to 1000"));
+    }
+    return admin_records(name, partition, limit, std::move(done));
   }
-  done(json_error(404, "no such endpoint; GET / lists them"));
+  done(json_error_response(404, "no such endpoint; GET / lists them"));
 }
 
 AdminResponse Broker::admin_health() {
@@ -296,11 +369,12 @@ AdminResponse Broker::admin_health() {
   w.key("reasons").begin_array();
   for (const auto& r : reasons) w.value(r);
   w.end_array().end_object();
-  return json(ready ? 200 : 503, w.take());
+  return json_response(ready ? 200 : 503, w.take());
 }
 
 AdminResponse Broker::admin_config() {
-  const BrokerConfig& c = config_;
+  const auto live = live_config();  // dynamic broker configs included
+  const BrokerConfig& c = *live;
   JsonWriter w;
   // The effective settings by their flag names. None of them is a secret today; a secret
   // setting (SASL, TLS keys) must be left out here when one is added.
@@ -330,6 +404,7 @@ AdminResponse Broker::admin_config() {
       .field("socket.request.max.bytes", c.request_max_bytes)
       .field("queued.max.request.bytes", c.queued_max_request_bytes)
       .field("max.connections", c.max_connections)
+      .field("max.partitions", c.partitions_max)
       .field("connections.max.idle.ms", c.idle_timeout_ms)
       .field("max.inflight.requests", c.max_inflight_per_connection)
       .field("group.min.session.timeout.ms", c.group_min_session_timeout_ms)
@@ -350,7 +425,7 @@ AdminResponse Broker::admin_config() {
       .field("admin.listen", c.admin_enabled ? c.admin_listen.to_string() : std::string("off"))
       .field("metrics.partition.series.max", c.metrics_partition_series_max)
       .end_object();
-  return json(200, w.take());
+  return json_response(200, w.take());
 }
 
 AdminResponse Broker::admin_brokers() {
@@ -377,7 +452,7 @@ AdminResponse Broker::admin_brokers() {
         .end_object();
   }
   w.end_array().end_object();
-  return json(200, w.take());
+  return json_response(200, w.take());
 }
 
 AdminResponse Broker::admin_topics() {
@@ -396,7 +471,7 @@ AdminResponse Broker::admin_topics() {
         .end_object();
   }
   w.end_array().end_object();
-  return json(200, w.take());
+  return json_response(200, w.take());
 }
 
 template <class Slot>
@@ -424,7 +499,7 @@ void Broker::gather(std::function<void(ShardState&, Slot&)> fill,
 void Broker::admin_topic(const std::string& name, std::function<void(AdminResponse)> done) {
   auto snap = registry_->snapshot();
   const TopicInfo* found = snap->find(name);
-  if (!found) return done(json_error(404, "no topic '" + name + "'"));
+  if (!found) return done(json_error_response(404, "no topic '" + name + "'"));
   const int64_t lag_ms = config_.replica_lag_time_max_ms;
   gather<std::vector<PartitionState>>(
       [name, lag_ms](ShardState& ss, std::vector<PartitionState>& out) {
@@ -478,27 +553,25 @@ void Broker::admin_topic(const std::string& name, std::function<void(AdminRespon
                 .field("high_watermark", p.high_watermark)
                 .field("size_bytes", p.size_bytes)
                 .field("segments", p.segments)
-                .field("failed", p.failed)
-                .end_object();
+                .field("failed", p.failed);
+            if (p.leader) {
+              w.key("replica_lag").begin_object();
+              for (const auto& [id, lag] : p.follower_lag) w.field(std::to_string(id), lag);
+              w.end_object();
+            }
+            w.end_object();
           }
           w.end_object();
         }
         w.end_array().end_object();
-        done(json(200, w.take()));
+        done(json_response(200, w.take()));
       });
 }
 
 void Broker::admin_groups(std::function<void(AdminResponse)> done) {
   const int64_t lag_ms = config_.replica_lag_time_max_ms;
-  gather<ShardReport>(
-      [this, lag_ms](ShardState& ss, ShardReport& r) {
-        for (const auto& [tp, p] : ss.partitions) {
-          if (!p->deleting) r.partitions.push_back(partition_state(*p, lag_ms));
-        }
-        if (groups_ready_.load(std::memory_order_acquire)) {
-          r.groups = groups_->views(ss.shard.id());
-        }
-      },
+  gather_reports(
+      [this, lag_ms](ShardState& ss, ShardReport& r) { fill_report(ss, r, lag_ms, nullptr); },
       [done](std::vector<ShardReport> reports) {
         const auto hwm = high_watermarks(reports);
         const auto groups = sorted_groups(reports);
@@ -521,7 +594,7 @@ void Broker::admin_groups(std::function<void(AdminResponse)> done) {
                 .field("topic", l.topic)
                 .field("partition", l.partition)
                 .field("committed", l.committed);
-            // Lag is known for partitions with a replica on this broker.
+            // Unknown when the partition has no replica here and its leader did not answer.
             if (l.high_watermark < 0) {
               w.key("high_watermark").null().key("lag").null();
             } else {
@@ -532,7 +605,182 @@ void Broker::admin_groups(std::function<void(AdminResponse)> done) {
           w.end_array().end_object();
         }
         w.end_array().end_object();
-        done(json(200, w.take()));
+        done(json_response(200, w.take()));
+      });
+}
+
+void Broker::gather_reports(std::function<void(ShardState&, ShardReport&)> fill,
+                            std::function<void(std::vector<ShardReport>)> done) {
+  gather<ShardReport>(std::move(fill), [this, done = std::move(done)](
+                                           std::vector<ShardReport> reports) mutable {
+    // Partitions that groups coordinated here committed and no replica here knows: their
+    // leaders are asked, one call per leader, for at most kPeerCallTimeout.
+    std::shared_ptr<const TopicsSnapshot> snap;
+    if (cluster_up_.load(std::memory_order_acquire)) snap = registry_->snapshot();
+    std::set<PartitionKey> local;
+    for (const auto& r : reports) {
+      for (const auto& p : r.partitions) local.emplace(p.topic, p.partition);
+    }
+    std::map<int32_t, cluster::pb::OffsetsRequest> asks;
+    std::set<PartitionKey> asked;
+    for (const auto& r : reports) {
+      for (const auto& g : r.groups) {
+        for (const auto& [tp, offset] : g.committed) {
+          if (!snap || local.count(tp) || !asked.insert(tp).second) continue;
+          const TopicInfo* t = snap->find(tp.first);
+          if (!t || tp.second < 0 || tp.second >= t->partitions) continue;
+          const int32_t leader = t->parts[static_cast<size_t>(tp.second)].leader;
+          if (leader < 0 || leader == config_.node_id) continue;
+          auto* ref = asks[leader].add_partitions();
+          ref->set_topic(tp.first);
+          ref->set_partition(tp.second);
+        }
+      }
+    }
+    if (asks.empty()) return done(std::move(reports));
+    struct Asking {  // the answers all arrive on the cluster thread
+      std::vector<ShardReport> reports;
+      size_t left = 0;
+      std::function<void(std::vector<ShardReport>)> done;
+    };
+    auto st = std::make_shared<Asking>();
+    st->reports = std::move(reports);
+    st->left = asks.size();
+    st->done = std::move(done);
+    for (const auto& [peer, request] : asks) {
+      cluster_->call_peer(
+          peer, kOffsetsMethod, request.SerializeAsString(), kPeerCallTimeout,
+          [st, peer = peer](Result<std::string> r) {
+            cluster::pb::OffsetsResponse resp;
+            if (!r) {
+              spdlog::debug("offsets from broker {}: {}", peer, r.error().message);
+            } else if (resp.ParseFromString(*r)) {
+              auto& remote = st->reports.front().remote_high_watermarks;
+              for (const auto& o : resp.partitions()) {
+                remote[PartitionKey(o.topic(), o.partition())] = o.high_watermark();
+              }
+            }
+            if (--st->left == 0) st->done(std::move(st->reports));
+          });
+    }
+  });
+}
+
+void Broker::serve_offsets(std::string request, cluster::ClusterNode::PeerReply reply) {
+  auto req = std::make_shared<cluster::pb::OffsetsRequest>();
+  if (!req->ParseFromString(request) || req->partitions_size() > kOffsetsPartitionsMax) {
+    spdlog::warn("a malformed or oversized offsets request from a peer was answered empty");
+    reply(cluster::pb::OffsetsResponse{}.SerializeAsString());
+    return;
+  }
+  gather<std::vector<cluster::pb::PartitionOffsets>>(
+      [req](ShardState& ss, std::vector<cluster::pb::PartitionOffsets>& out) {
+        for (const auto& ref : req->partitions()) {
+          auto it = ss.partitions.find(TopicPartition{ref.topic(), ref.partition()});
+          if (it == ss.partitions.end() || it->second->deleting) continue;
+          const Partition& p = *it->second;
+          cluster::pb::PartitionOffsets o;
+          o.set_topic(ref.topic());
+          o.set_partition(ref.partition());
+          o.set_high_watermark(p.replica ? p.replica->high_watermark() : p.high_watermark());
+          o.set_log_start(*p.log->log_start_offset());
+          o.set_leader(p.replica && p.replica->serving());
+          out.push_back(std::move(o));
+        }
+      },
+      [reply](std::vector<std::vector<cluster::pb::PartitionOffsets>> slots) {
+        cluster::pb::OffsetsResponse resp;
+        for (auto& slot : slots) {
+          for (auto& o : slot) *resp.add_partitions() = std::move(o);
+        }
+        reply(resp.SerializeAsString());
+      });
+}
+
+void Broker::fill_report(ShardState& ss, ShardReport& r, int64_t lag_ms,
+                         const std::shared_ptr<const TopicsSnapshot>& snap) {
+  // Traffic of deleted topics goes (a topic created again under the name keeps counting).
+  if (snap) {
+    std::erase_if(ss.metrics.traffic, [&](const auto& entry) {
+      return snap->deleted.count(entry.first.first) > 0;
+    });
+  }
+  r.apis = ss.metrics.apis;
+  r.unknown_requests = ss.metrics.unknown_requests;
+  r.traffic = ss.metrics.traffic;
+  r.raft_terms_seen = ss.metrics.raft_terms_seen;
+  if (ss.ring) {
+    r.sync_latency = ss.ring->sync_latency();
+    r.io_uring = ss.ring->uses_io_uring();
+  }
+  r.partitions.reserve(ss.partitions.size());
+  for (const auto& [tp, p] : ss.partitions) {
+    if (!p->deleting) r.partitions.push_back(partition_state(*p, lag_ms));
+  }
+  if (groups_ready_.load(std::memory_order_acquire)) {
+    r.groups = groups_->views(ss.shard.id());
+  }
+}
+
+void Broker::admin_stats(std::function<void(AdminResponse)> done) {
+  const int64_t lag_ms = config_.replica_lag_time_max_ms;
+  auto snap = registry_->snapshot();
+  gather_reports(
+      [this, lag_ms, snap](ShardState& ss, ShardReport& r) { fill_report(ss, r, lag_ms, snap); },
+      [this, done](std::vector<ShardReport> reports) {
+        // Cumulative counters (the ones /metrics serves) with the time they were read at: a
+        // poller's rates are the differences between two answers over their times.
+        const auto traffic = sum_traffic(reports);
+        std::map<std::string, PartitionTraffic> topics;
+        for (const auto& [key, t] : traffic) add_traffic(topics[key.first], t);
+        std::map<std::string, std::pair<int64_t, uint64_t>> local;  // partitions, bytes
+        for (const auto& r : reports) {
+          for (const auto& p : r.partitions) {
+            auto& l = local[p.topic];
+            ++l.first;
+            l.second += p.size_bytes;
+            topics.try_emplace(p.topic);
+          }
+        }
+        uint64_t requests = 0;
+        for (const auto& r : reports) {
+          for (const auto& a : r.apis) requests += a.latency.count();
+        }
+        const auto now = std::chrono::system_clock::now().time_since_epoch();
+        JsonWriter w;
+        w.begin_object()
+            .field("node_id", config_.node_id)
+            .field("time_ms",
+                   static_cast<int64_t>(
+                       std::chrono::duration_cast<std::chrono::milliseconds>(now).count()))
+            .field("requests", requests)
+            .key("topics")
+            .begin_array();
+        for (const auto& [name, t] : topics) {
+          w.begin_object()
+              .field("name", name)
+              .field("bytes_in", t.bytes_in)
+              .field("records_in", t.records_in)
+              .field("bytes_out", t.bytes_out)
+              .field("records_out", t.records_out)
+              .field("local_partitions", local[name].first)
+              .field("local_size_bytes", local[name].second)
+              .end_object();
+        }
+        w.end_array().key("groups").begin_array();
+        const auto hwm = high_watermarks(reports);
+        for (const auto* g : sorted_groups(reports)) {
+          int64_t total = 0;
+          for (const auto& l : group_lags(*g, hwm)) total += std::max<int64_t>(0, l.lag());
+          w.begin_object()
+              .field("group", g->group)
+              .field("state", g->state)
+              .field("members", g->members)
+              .field("lag", total)
+              .end_object();
+        }
+        w.end_array().end_object();
+        done(json_response(200, w.take()));
       });
 }
 
@@ -540,30 +788,8 @@ void Broker::admin_metrics(std::function<void(AdminResponse)> done) {
   const int64_t lag_ms = config_.replica_lag_time_max_ms;
   std::shared_ptr<const TopicsSnapshot> snap;
   if (cluster_up_.load(std::memory_order_acquire)) snap = registry_->snapshot();
-  gather<ShardReport>(
-      [this, lag_ms, snap](ShardState& ss, ShardReport& r) {
-        // Traffic of deleted topics goes (a topic created again under the name keeps counting).
-        if (snap) {
-          std::erase_if(ss.metrics.traffic, [&](const auto& entry) {
-            return snap->deleted.count(entry.first.first) > 0;
-          });
-        }
-        r.apis = ss.metrics.apis;
-        r.unknown_requests = ss.metrics.unknown_requests;
-        r.traffic = ss.metrics.traffic;
-        r.raft_terms_seen = ss.metrics.raft_terms_seen;
-        if (ss.ring) {
-          r.sync_latency = ss.ring->sync_latency();
-          r.io_uring = ss.ring->uses_io_uring();
-        }
-        r.partitions.reserve(ss.partitions.size());
-        for (const auto& [tp, p] : ss.partitions) {
-          if (!p->deleting) r.partitions.push_back(partition_state(*p, lag_ms));
-        }
-        if (groups_ready_.load(std::memory_order_acquire)) {
-          r.groups = groups_->views(ss.shard.id());
-        }
-      },
+  gather_reports(
+      [this, lag_ms, snap](ShardState& ss, ShardReport& r) { fill_report(ss, r, lag_ms, snap); },
       [this, done](std::vector<ShardReport> reports) {
         // The admin server's own numbers are read on its shard.
         shards_.front()->shard.post([this, done, reports = std::move(reports)] {
@@ -695,6 +921,10 @@ std::string Broker::write_metrics(const std::vector<ShardReport>& reports) {
              static_cast<int64_t>(cluster_->controller_leader()));
     w.family("sluice_controller_term", "gauge", "The controller quorum's Raft term");
     w.sample("sluice_controller_term", {}, cluster_->controller_term());
+    w.family("sluice_controller_is_leader", "gauge",
+             "1 when this broker is the controller quorum's leader");
+    w.sample("sluice_controller_is_leader", {},
+             uint64_t{cluster_->controller_leader() == config_.node_id ? 1u : 0u});
   }
   return w.take();
 }
@@ -707,8 +937,8 @@ void Broker::write_group_metrics(PromWriter& w, const std::vector<ShardReport>& 
     w.sample("sluice_group_members", {{"group", g->group}}, static_cast<int64_t>(g->members));
   }
   w.family("sluice_group_lag_records", "gauge",
-           "Records of a group's committed partitions past its committed offset, over the "
-           "partitions with a replica on this broker");
+           "Records of a group's committed partitions past its committed offset (high "
+           "watermark of this broker's replica, or else of the partition's leader)");
   std::vector<std::pair<const GroupCoordinator::GroupView*, std::vector<GroupLag>>> lags;
   for (const auto* g : groups) {
     lags.emplace_back(g, group_lags(*g, hwm));
@@ -718,8 +948,8 @@ void Broker::write_group_metrics(PromWriter& w, const std::vector<ShardReport>& 
   }
   const auto series_max = static_cast<size_t>(std::max(0, config_.metrics_partition_series_max));
   w.family("sluice_group_partition_lag_records", "gauge",
-           "A group's lag on one partition (high watermark here minus committed offset; at "
-           "most metrics.partition.series.max series)");
+           "A group's lag on one partition (high watermark here or on the leader minus "
+           "committed offset; at most metrics.partition.series.max series)");
   size_t n = 0;
   for (const auto& [g, list] : lags) {
     for (const auto& l : list) {
@@ -734,24 +964,9 @@ void Broker::write_group_metrics(PromWriter& w, const std::vector<ShardReport>& 
 
 void Broker::write_partition_metrics(PromWriter& w, const std::vector<ShardReport>& reports) {
   // Traffic: per-shard counters of the same partition summed, then per topic.
-  std::map<PartitionKey, PartitionTraffic> traffic;
-  for (const auto& r : reports) {
-    for (const auto& [key, t] : r.traffic) {
-      auto& sum = traffic[key];
-      sum.bytes_in += t.bytes_in;
-      sum.records_in += t.records_in;
-      sum.bytes_out += t.bytes_out;
-      sum.records_out += t.records_out;
-    }
-  }
+  const auto traffic = sum_traffic(reports);
   std::map<std::string, PartitionTraffic> topics;
-  for (const auto& [key, t] : traffic) {
-    auto& sum = topics[key.first];
-    sum.bytes_in += t.bytes_in;
-    sum.records_in += t.records_in;
-    sum.bytes_out += t.bytes_out;
-    sum.records_out += t.records_out;
-  }
+  for (const auto& [key, t] : traffic) add_traffic(topics[key.first], t);
   const auto series_max = static_cast<size_t>(std::max(0, config_.metrics_partition_series_max));
   struct Counter {
     std::string_view name;
@@ -842,6 +1057,17 @@ void Broker::write_partition_metrics(PromWriter& w, const std::vector<ShardRepor
     for (size_t i = 0; i < shown; ++i) {
       const std::string index = std::to_string(parts[i]->partition);
       w.sample(g.name, {{"topic", parts[i]->topic}, {"partition", index}}, g.get(*parts[i]));
+    }
+  }
+  w.family("sluice_raft_partition_replica_lag", "gauge",
+           "On a partition's leader: how far each other replica's log is behind, in Raft "
+           "indexes (about records; at most metrics.partition.series.max partitions)");
+  for (size_t i = 0; i < shown; ++i) {
+    const std::string index = std::to_string(parts[i]->partition);
+    for (const auto& [id, lag] : parts[i]->follower_lag) {
+      const std::string replica = std::to_string(id);
+      w.sample("sluice_raft_partition_replica_lag",
+               {{"topic", parts[i]->topic}, {"partition", index}, {"replica", replica}}, lag);
     }
   }
 }

@@ -10,6 +10,7 @@
 #include <unordered_map>
 
 #include "broker/version.h"
+#include "common/json.h"
 #include "common/assert.h"
 
 namespace sluice::broker {
@@ -141,6 +142,17 @@ class AdminSession : public std::enable_shared_from_this<AdminSession> {
   std::shared_ptr<AdminServer::State> state_;
   uint64_t id_;
 };
+
+AdminResponse json_response(unsigned status, std::string body) {
+  body += '\n';
+  return AdminResponse{status, "application/json", std::move(body)};
+}
+
+AdminResponse json_error_response(unsigned status, std::string_view message) {
+  JsonWriter w;
+  w.begin_object().field("error", message).end_object();
+  return json_response(status, w.take());
+}
 
 AdminServer::AdminServer(Shard& shard, AdminHandler handler)
     : shard_(shard), acceptor_(shard.context()), state_(std::make_shared<State>()) {

@@ -16,6 +16,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <string_view>
 
 #include "broker/config.h"
 #include "broker/shard.h"
@@ -33,6 +34,10 @@ struct AdminResponse {
   std::string content_type = "application/json";
   std::string body;
 };
+
+// A JSON document (a line feed appended), and {"error": message}.
+AdminResponse json_response(unsigned status, std::string body);
+AdminResponse json_error_response(unsigned status, std::string_view message);
 
 // Answers one request; calls `done` exactly once, on any thread.
 using AdminHandler =

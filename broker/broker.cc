@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 #include <sys/resource.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <future>
@@ -108,24 +109,26 @@ Result<std::unique_ptr<Broker>> Broker::create(const BrokerConfig& config) {
 
 Broker::~Broker() { stop(); }
 
-// Every open partition holds kDescriptorsPerPartition descriptors (its active segment's three
-// files, its directory and partition.meta). The open-files limit is raised to its hard limit,
-// and what is left after kDescriptorsReserved (connections, the shards' fd caches, rings) bounds
-// the partitions, so a CreateTopics can never leave the broker unable to start.
-int64_t Broker::partitions_max_for_descriptors() {
+Broker::DescriptorPlan Broker::plan_descriptors(size_t shards) {
+  DescriptorPlan plan;
   struct rlimit lim {};
-  if (::getrlimit(RLIMIT_NOFILE, &lim) != 0) return kPartitionsFloor;
+  if (::getrlimit(RLIMIT_NOFILE, &lim) != 0) return plan;
   if (lim.rlim_cur < lim.rlim_max) {
     struct rlimit raised = lim;
     raised.rlim_cur = lim.rlim_max == RLIM_INFINITY ? std::max<rlim_t>(lim.rlim_cur, 1 << 20)
                                                     : lim.rlim_max;
     if (::setrlimit(RLIMIT_NOFILE, &raised) == 0) lim = raised;
   }
-  const auto open_files = static_cast<int64_t>(std::min<rlim_t>(lim.rlim_cur, 1 << 24));
-  const int64_t count =
-      std::max(kPartitionsFloor, (open_files - kDescriptorsReserved) / kDescriptorsPerPartition);
-  spdlog::info("open-files limit {}: at most {} partitions", open_files, count);
-  return count;
+  plan.open_files = static_cast<int64_t>(std::min<rlim_t>(lim.rlim_cur, 1 << 24));
+  // Half of a shard's share for closed segments' handles, half for holders, within the
+  // defaults (1024 handles, 256 holders); at least 16 of each however low the limit.
+  const int64_t share =
+      std::max<int64_t>(0, plan.open_files - kDescriptorsReserved) /
+      static_cast<int64_t>(std::max<size_t>(1, shards));
+  plan.cache_per_shard = static_cast<size_t>(std::clamp<int64_t>(share / 2, 16, 1024));
+  plan.holders_per_shard =
+      static_cast<size_t>(std::clamp<int64_t>(share / 2 / kDescriptorsPerHolder, 16, 256));
+  return plan;
 }
 
 ShardState& Broker::shard_of(const TopicPartition& tp) {
@@ -140,7 +143,8 @@ void Broker::start_shard(ShardState& ss) {
   ss.shard.post([this, &ss, &ready] {
     this_shard_metrics() = &ss.metrics;
     ss.ring = std::make_unique<log::IoRing>();
-    ss.fds = std::make_unique<log::FdCache>(1024);
+    const DescriptorPlan plan = plan_descriptors(shards_.size());
+    ss.fds = std::make_unique<log::FdCache>(plan.cache_per_shard, plan.holders_per_shard);
     ss.ring_events = std::make_unique<asio::posix::stream_descriptor>(ss.shard.context(),
                                                                       ::dup(ss.ring->event_fd()));
     ss.ticker = std::make_unique<asio::steady_timer>(ss.shard.context());
@@ -182,13 +186,14 @@ void Broker::tick_shard(ShardState& ss) {
       }
     }
     if (groups_ready_.load(std::memory_order_acquire)) groups_->tick(ss.shard.id());
-    if (ss.shard.id() == 0 && config_.move_throttle_bytes > 0) {
+    if (const int64_t budget = limits_.move_throttle_bytes.load();
+        ss.shard.id() == 0 && budget > 0) {
       // A tenth of the budget per 100 ms tick, at most a second's worth saved up.
-      const int64_t budget = config_.move_throttle_bytes;
       const int64_t now = move_tokens_.load();
       move_tokens_.store(std::min(budget, now + std::max<int64_t>(1, budget / 10)));
     }
     if (ticks % kCompactionEveryTicks == 0) compact_partitions(ss);
+    ss.fds->trim();  // holders that went idle since they were asked give their descriptors back
     storage_tick(ss, ticks);
     ss.ring->submit();
     tick_shard(ss);
@@ -206,14 +211,24 @@ void Broker::tick_raft(ShardState& ss) {
       p->replica->tick();
       const bool serving = p->replica->serving();
       const int32_t epoch = p->replica->leader_epoch();
-      if (serving && (p->reported_leader != config_.node_id || p->reported_epoch != epoch)) {
+      // The ISR is reported as it changes (Kafka's AlterPartition), so that Metadata shows
+      // a follower that fell behind or went silent, not only a broker that is down.
+      std::vector<int32_t> isr;
+      if (serving) {
+        isr = p->replica->in_sync_replicas(config_.replica_lag_time_max_ms);
+        std::sort(isr.begin(), isr.end());
+      }
+      if (serving && (p->reported_leader != config_.node_id || p->reported_epoch != epoch ||
+                      p->reported_isr != isr)) {
         p->reported_leader = config_.node_id;
         p->reported_epoch = epoch;
+        p->reported_isr = isr;
         auto* ch = report.add_changes();
         ch->set_topic(tp.topic);
         ch->set_partition(tp.partition);
         ch->set_leader(config_.node_id);
         ch->set_leader_epoch(epoch);
+        for (int32_t r : isr) ch->add_isr(r);
       }
       if (groups && tp.topic == GroupCoordinator::kTopic) {
         // The coordinator of a group is the serving leader of its partition.
@@ -263,7 +278,9 @@ std::unique_ptr<Replica> Broker::open_replica(ShardState& ss, Partition& p, uint
   cluster::ClusterNode* cluster = cluster_.get();
   Partition* part = &p;
   ev.send = [this, cluster, part](uint64_t group, std::vector<raft::Message> msgs) {
-    if (!part->learners.empty() && config_.move_throttle_bytes > 0) throttle_moves(*part, msgs);
+    if (!part->learners.empty() && limits_.move_throttle_bytes.load() > 0) {
+      throttle_moves(*part, msgs);
+    }
     if (!msgs.empty()) cluster->send_raft(group, std::move(msgs));
   };
   ShardMetrics* metrics = &ss.metrics;
@@ -313,10 +330,11 @@ std::unique_ptr<Replica> Broker::open_replica(ShardState& ss, Partition& p, uint
 
 log::LogConfig Broker::log_config_for(const TopicInfo& topic) const {
   log::LogConfig c;
-  c.segment_bytes = static_cast<uint64_t>(topic_setting_int(topic, config_, "segment.bytes"));
-  c.segment_ms = topic_setting_int(topic, config_, "segment.ms");
-  c.retention_bytes = topic_setting_int(topic, config_, "retention.bytes");
-  c.retention_ms = topic_setting_int(topic, config_, "retention.ms");
+  const auto live = live_config();
+  c.segment_bytes = static_cast<uint64_t>(topic_setting_int(topic, *live, "segment.bytes"));
+  c.segment_ms = topic_setting_int(topic, *live, "segment.ms");
+  c.retention_bytes = topic_setting_int(topic, *live, "retention.bytes");
+  c.retention_ms = topic_setting_int(topic, *live, "retention.ms");
   c.flush.interval_ms = config_.flush_interval_ms;
   c.flush.mode = config_.flush_policy == FlushPolicy::kEveryBatch ? log::FlushMode::kEveryBatch
                  : config_.flush_policy == FlushPolicy::kInterval ? log::FlushMode::kInterval
@@ -350,12 +368,18 @@ void Broker::open_partitions(const TopicInfo& topic, int32_t first, int32_t last
   g->left = static_cast<int32_t>(local.size());
   g->done = std::move(done);
   const log::LogConfig lc = log_config_for(topic);
+  const auto live = live_config();
   const bool append_time =
-      topic_setting_value(topic, config_, "message.timestamp.type") == "LogAppendTime";
+      topic_setting_value(topic, *live, "message.timestamp.type") == "LogAppendTime";
+  const int64_t min_isr = topic_setting_int(topic, *live, "min.insync.replicas");
+  // One copy of the topic for all its partitions: a copy each was quadratic in memory (a
+  // 1,000-partition topic queued 1,000 copies of its 1,000 partitions: +86 MiB of heap).
+  auto shared_topic = std::make_shared<const TopicInfo>(topic);
   for (int32_t i : local) {
     TopicPartition tp{topic.name, i};
     ShardState& ss = shard_of(tp);
-    ss.shard.post([this, &ss, tp, lc, g, append_time, topic] {
+    ss.shard.post([this, &ss, tp, lc, g, append_time, min_isr, shared_topic] {
+      const TopicInfo& topic = *shared_topic;
       Status status;
       if (!ss.partitions.count(tp)) {
         const std::string dir = partition_dir(config_.data_dir, tp);
@@ -368,13 +392,14 @@ void Broker::open_partitions(const TopicInfo& topic, int32_t first, int32_t last
           p->tp = tp;
           p->log = std::move(*opened);
           p->log_append_time = append_time;
-          p->min_insync_replicas = topic_setting_int(topic, config_, "min.insync.replicas");
+          p->min_insync_replicas = min_isr;
           p->flush_every_batch = lc.flush.mode == log::FlushMode::kEveryBatch;
           p->log_config = lc;
           for (const auto& issue : p->log->recovery_report().issues) {
             spdlog::warn("{}-{}: recovery: {} (segment {}, offset {}, byte {}, {} bytes removed)",
                          tp.topic, tp.partition, issue.detail, issue.segment_base_offset,
                          issue.offset, issue.position, issue.bytes_removed);
+            note_damage(*p, issue);
           }
           rebuild_producer_state(*p);
           // A new partition's replicas all start from the same configuration (its replicas);
@@ -455,19 +480,64 @@ void Broker::notify_waiters(Partition& p) {
 }
 
 void Broker::apply_topic_settings(const TopicInfo& topic) {
+  const auto live = live_config();
   const bool append_time =
-      topic_setting_value(topic, config_, "message.timestamp.type") == "LogAppendTime";
-  const int64_t min_isr = topic_setting_int(topic, config_, "min.insync.replicas");
+      topic_setting_value(topic, *live, "message.timestamp.type") == "LogAppendTime";
+  const int64_t min_isr = topic_setting_int(topic, *live, "min.insync.replicas");
+  const log::LogConfig lc = log_config_for(topic);
   for (int32_t i = 0; i < topic.partitions; ++i) {
     TopicPartition tp{topic.name, i};
     ShardState& ss = shard_of(tp);
-    ss.shard.post([&ss, tp, append_time, min_isr] {
+    ss.shard.post([&ss, tp, append_time, min_isr, lc] {
       if (Partition* p = ss.find(tp)) {
         p->log_append_time = append_time;
         p->min_insync_replicas = min_isr;
+        p->log->set_limits(lc);
+        p->log_config.segment_bytes = lc.segment_bytes;
+        p->log_config.segment_ms = lc.segment_ms;
+        p->log_config.retention_bytes = lc.retention_bytes;
+        p->log_config.retention_ms = lc.retention_ms;
       }
     });
   }
+}
+
+std::shared_ptr<const BrokerConfig> Broker::live_config() const {
+  std::lock_guard lock(live_mutex_);
+  if (!live_) return std::make_shared<const BrokerConfig>(config_);  // before start()
+  return live_;
+}
+
+ConfigMap Broker::dynamic_configs(const cluster::pb::Image& image,
+                                  const std::string& resource) const {
+  auto it = image.broker_configs().find(resource);
+  if (it == image.broker_configs().end()) return {};
+  return ConfigMap(it->second.configs().begin(), it->second.configs().end());
+}
+
+void Broker::apply_dynamic_config(const cluster::pb::Image& image) {
+  auto next = std::make_shared<const BrokerConfig>(effective_broker_config(
+      config_, dynamic_configs(image, ""), dynamic_configs(image, std::to_string(config_.node_id))));
+  std::shared_ptr<const BrokerConfig> before;
+  {
+    std::lock_guard lock(live_mutex_);
+    if (live_ && image.applied_index() < live_index_) return;  // an older image
+    before = live_;
+    live_ = next;
+    live_index_ = image.applied_index();
+  }
+  limits_.store(*next);
+  if (!before) return;  // start-up: partitions open with these settings
+  bool topic_defaults = false;
+  for (const BrokerSetting& s : broker_settings()) {
+    if (!s.dynamic() || s.get(*before) == s.get(*next)) continue;
+    spdlog::info("broker setting {} is now {} (dynamic broker config)", s.name, s.get(*next));
+    topic_defaults = true;
+  }
+  if (!topic_defaults || !registry_) return;
+  // Topic defaults changed: every open partition gets the settings now in force.
+  auto snap = registry_->snapshot();
+  for (const auto& [name, topic] : snap->topics) apply_topic_settings(topic);
 }
 
 void Broker::create_topic(cluster::TopicChange change,
@@ -718,20 +788,14 @@ Status Broker::migrate_legacy_metadata() {
 }
 
 Status Broker::start() {
+  limits_.store(config_);  // until the metadata's dynamic configs are read
   for (auto& ss : shards_) start_shard(*ss);
   // The admin API answers from here on (/v1/health says "starting" until recovery is done).
   if (auto s = start_admin(); !s) return s;
   std::vector<Shard*> shard_ptrs;
   for (auto& ss : shards_) shard_ptrs.push_back(&ss->shard);
-  server_ = std::make_unique<Server>(
-      config_, shard_ptrs,
-      [this](const ConnectionInfo& conn, RequestFrame frame, std::function<void(Reply)> done) {
-        handle(conn, std::move(frame), std::move(done));
-      });
-  if (auto s = server_->listen(); !s) return s;
-  if (config_.advertised.host.empty() && config_.listen.port == 0) {
-    config_.listen.port = server_->port();  // port 0: advertise the port we got
-  }
+  set_acls(cluster::pb::Image{});  // until the metadata is read: only super users
+  if (auto s = start_listeners(shard_ptrs); !s) return s;
   // The cluster: controller quorum, registration, metadata.
   // A single-node data directory from before the controller (finished migrations rename it).
   const bool legacy = std::filesystem::exists(config_.data_dir + "/metadata.bin");
@@ -741,6 +805,9 @@ Status Broker::start() {
   cc.rack = config_.rack;
   cc.kafka_host = config_.advertised_address().host;
   cc.kafka_port = config_.advertised_address().port;
+  for (const Listener& l : config_.listeners) {
+    cc.kafka_listeners.push_back({l.name, {0, l.advertised_address().host, l.advertised_address().port}});
+  }
   cc.rpc_listen_host = config_.rpc_listen.host;
   cc.rpc_listen_port = config_.rpc_listen_set || !config_.controller_voters.empty()
                            ? config_.rpc_listen.port
@@ -762,7 +829,24 @@ Status Broker::start() {
   cc.max_concurrent_moves = static_cast<size_t>(config_.move_max_concurrent);
   cluster_ = std::make_unique<cluster::ClusterNode>(cc);
   registry_ = std::make_unique<TopicRegistry>(*cluster_);
-  registry_->set_partitions_max(partitions_max_for_descriptors());
+  int64_t partitions_max = 0;
+  {
+    const DescriptorPlan plan = plan_descriptors(config_.shards);
+    // Idle partitions hold no descriptor, but busy ones are not capped yet (every Raft group
+    // persists its election at once at start-up, each holding 7): until they are, the limit
+    // still bounds the partitions as before, and max.partitions can lower that.
+    const int64_t by_descriptors = std::max<int64_t>(
+        kPartitionsFloor, (plan.open_files - kDescriptorsReserved) / kDescriptorsPerPartitionBusy);
+    partitions_max = std::min(config_.partitions_max, by_descriptors);
+    spdlog::info("open-files limit {}: per shard {} closed-segment handles and {} partitions in "
+                 "use keep descriptors; at most {} partitions",
+                 plan.open_files, plan.cache_per_shard, plan.holders_per_shard, partitions_max);
+  }
+  registry_->set_partitions_max(partitions_max);
+  cluster_->on_peer_call(kOffsetsMethod, [this](int32_t, std::string request,
+                                                cluster::ClusterNode::PeerReply reply) {
+    serve_offsets(std::move(request), std::move(reply));
+  });
   if (auto s = cluster_->start(); !s) return s;
   if (auto s = cluster_->wait_ready(std::chrono::milliseconds(config_.controller_wait_ms)); !s) {
     return s;
@@ -771,9 +855,15 @@ Status Broker::start() {
   cluster_->on_partition_message(
       [this](uint64_t group, raft::Message&& m) { route_raft(group, std::move(m)); });
   cluster_->on_image([this](std::shared_ptr<const cluster::pb::Image> image) {
+    set_acls(*image);
+    security_->set_image(image);
+    apply_dynamic_config(*image);
     auto snap = registry_->publish(*image);
     if (reconciling_.load()) reconcile(snap, nullptr);
   });
+  security_->set_image(cluster_->image());  // all three keep the newer of this and a published one
+  set_acls(*cluster_->image());
+  apply_dynamic_config(*cluster_->image());
   if (legacy) {
     if (auto s = migrate_legacy_metadata(); !s) return s;
   }
@@ -806,6 +896,7 @@ Status Broker::start() {
         "0.0.0.0, which only works on this host; set --advertised host:port");
   }
   server_->start();
+  for (auto& extra : more_servers_) extra->start();
   started_at_ = std::chrono::steady_clock::now();
   phase_.store(Phase::kServing, std::memory_order_release);
   const bool uring = shards_.front()->ring->uses_io_uring();
@@ -820,8 +911,11 @@ Status Broker::start() {
                  config_.rpc_listen.host, cluster_->rpc_port(),
                  std::max<size_t>(1, cc.voters.size()), cluster_->controller_leader());
   }
-  spdlog::info("serving Kafka clients on {}:{} (advertised as {})", config_.listen.host,
-               server_->port(), config_.advertised_address().to_string());
+  for (const Listener& l : config_.listeners) {
+    spdlog::info("serving Kafka clients on {}:{} ({}, {}; advertised as {})", l.address.host,
+                 l.address.port, l.name, security_protocol_name(l.protocol),
+                 l.advertised_address().to_string());
+  }
   return {};
 }
 
@@ -853,6 +947,7 @@ void Broker::stop() {
   if (groups_) groups_->stop();
   stop_admin();
   if (server_) server_->stop();
+  for (auto& extra : more_servers_) extra->stop();
   // Close every log on its own shard once its writes are done.
   for (auto& ss : shards_) {
     if (!ss->ring) continue;
@@ -880,6 +975,7 @@ void Broker::stop() {
     closed.get_future().wait();
   }
   server_.reset();
+  more_servers_.clear();
   for (auto& ss : shards_) ss->shard.stop_now();
   spdlog::info("sluiced stopped cleanly");
   spdlog::default_logger()->flush();

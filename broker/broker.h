@@ -13,6 +13,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <string>
 #include <unordered_map>
@@ -25,13 +26,16 @@
 #include "broker/config.h"
 #include "broker/connection.h"
 #include "broker/data_dir.h"
+#include "broker/dynamic_config.h"
 #include "broker/group_coordinator.h"
 #include "broker/metrics.h"
 #include "broker/producer_state.h"
 #include "broker/replica.h"
+#include "broker/security.h"
 #include "broker/server.h"
 #include "broker/shard.h"
 #include "broker/topic_registry.h"
+#include "cluster/acl.h"
 #include "cluster/cluster_node.h"
 #include "log/log.h"
 #include "protocol/message_frame.h"
@@ -59,6 +63,7 @@ struct Partition {
   uint64_t group = 0;                // its group id (partition_group_id)
   int32_t reported_leader = -2;      // the last (leader, epoch) reported to the controller
   int32_t reported_epoch = -1;
+  std::vector<int32_t> reported_isr;
   ProducerStateTable producers;
   std::vector<FetchWaiter> waiters;
   bool deleting = false;
@@ -73,6 +78,10 @@ struct Partition {
   std::chrono::steady_clock::time_point prefer_since{};   // preferred replica ready since
   std::vector<int32_t> learners;  // the group's learners (moving in), as the leader last saw
   int32_t seen_term = -1;               // the last Raft term counted for /metrics
+  // Damage found in a closed segment (recovery or the scrubber): the first offset this replica
+  // cannot serve, until it is repaired from the other replicas (repair_damaged_partitions).
+  int64_t damaged_from = -1;
+  uint32_t repair_ticks = 0;
 
   // What consumers may read: the commit index (Raft), as a Kafka offset.
   int64_t high_watermark() const {
@@ -125,6 +134,8 @@ class Broker {
   // Clean shutdown: stop accepting, answer what is in flight, flush and close every log.
   void stop();
   uint16_t port() const { return server_ ? server_->port() : 0; }
+  // SIGHUP: TLS listeners read their certificate, key and CA files again.
+  void reload_tls();
   uint16_t admin_port() const { return admin_ ? admin_->port() : 0; }
   cluster::ClusterNode* cluster() { return cluster_.get(); }
   const BrokerConfig& config() const { return config_; }
@@ -146,10 +157,22 @@ class Broker {
   };
 
   explicit Broker(const BrokerConfig& config) : config_(config) {}
-  static constexpr int64_t kDescriptorsPerPartition = 7;  // + raft.state, raft.internal
+  // Descriptors: the open-files limit is raised to its hard limit; kDescriptorsReserved of it
+  // go to connections, rings, the controller and the like; the shards' FdCaches share the rest:
+  // read-only handles of closed segments, and holders in use (a partition's log holds at most
+  // 5: its active segment's three files, its directory and partition.meta; its replica 2:
+  // raft.state and raft.internal). Idle partitions hold none; busy ones are not capped yet, so
+  // the partitions are still bounded by (limit - kDescriptorsReserved) / 7, and max.partitions.
   static constexpr int64_t kDescriptorsReserved = 4096;
+  static constexpr int64_t kDescriptorsPerPartitionBusy = 7;
   static constexpr int64_t kPartitionsFloor = 64;
-  static int64_t partitions_max_for_descriptors();
+  static constexpr int64_t kDescriptorsPerHolder = 5;
+  struct DescriptorPlan {
+    int64_t open_files = 0;
+    size_t cache_per_shard = 1024;   // read-only handles (FdCache capacity)
+    size_t holders_per_shard = 256;  // holders keeping descriptors (FdCache holders_max)
+  };
+  static DescriptorPlan plan_descriptors(size_t shards);
 
   // Shards and partitions.
   ShardState& shard_of(const TopicPartition& tp);
@@ -208,6 +231,12 @@ class Broker {
   void storage_tick(ShardState& ss, int ticks);
   // A bounded step of the background CRC check of closed segments.
   void scrub_partitions(ShardState& ss);
+  // Notes damage a recovery or scrub issue reports; repairs replicated partitions that have
+  // some (broker_storage.cc).
+  static void note_damage(Partition& p, const log::RecoveryIssue& issue);
+  void repair_damaged_partitions(ShardState& ss);
+  // Pushes a topic's settings in force (its own over the broker defaults) to its open
+  // partitions: timestamps, min.insync.replicas, segment size and age, retention.
   void apply_topic_settings(const TopicInfo& topic);
   void rebuild_producer_state(Partition& p);
   static void notify_waiters(Partition& p);
@@ -248,6 +277,24 @@ class Broker {
   }
 
   void handle_api_versions(std::shared_ptr<Request> req, const kafka::ApiVersionsRequest& body);
+  // Security (broker/security.cc): one Server per listener; SASL before anything else.
+  Status start_listeners(const std::vector<Shard*>& shards);
+  static const std::string& listener_name(const ConnectionInfo& conn);  // "" without one
+  kafka::FindCoordinatorResponse on_listener(const Request& req,
+                                             kafka::FindCoordinatorResponse resp);
+  // True when the request was answered here: a SASL request, or one refused before
+  // authentication (the connection is closed).
+  bool handle_security(const ConnectionInfo& conn, const kafka::RequestHeader& header,
+                       kafka::RequestBody& body, Done& done);
+  bool handle_raw_sasl(const ConnectionInfo& conn, const RequestFrame& frame, Done& done);
+  struct SaslStep {
+    std::string reply;
+    std::string failure;  // empty: this step succeeded
+    bool finished = false;
+  };
+  SaslStep sasl_step(const ConnectionInfo& conn, Session& session, std::string_view message,
+                     const std::string& client_id);
+  void reply_after_failure(const ConnectionInfo& conn, Reply reply, Done done);
   void handle_metadata(std::shared_ptr<Request> req, const kafka::MetadataRequest& body);
   void handle_create_topics(std::shared_ptr<Request> req, const kafka::CreateTopicsRequest& body);
   void handle_describe_quorum(std::shared_ptr<Request> req,
@@ -268,7 +315,8 @@ class Broker {
   void handle_delete_records(std::shared_ptr<Request> req,
                              const kafka::DeleteRecordsRequest& body);
   template <class Response, class Topics, class Work>
-  void per_partition(std::shared_ptr<Request> req, const Topics& topics, Work work);
+  void per_partition(std::shared_ptr<Request> req, const Topics& topics, cluster::acl::Operation op,
+                     Work work);
   void handle_init_producer_id(std::shared_ptr<Request> req,
                                const kafka::InitProducerIdRequest& body);
   void handle_offset_for_leader_epoch(std::shared_ptr<Request> req,
@@ -282,14 +330,84 @@ class Broker {
   void handle_elect_leaders(std::shared_ptr<Request> req, const kafka::ElectLeadersRequest& body);
   void handle_describe_log_dirs(std::shared_ptr<Request> req,
                                 const kafka::DescribeLogDirsRequest& body);
-  // Consumer groups (group_coordinator.h): the coordinator answers, possibly later.
+  // Consumer groups (group_coordinator.h): the coordinator answers, possibly later. With the
+  // authorizer, what the principal may not touch is taken out of the request first and
+  // answered with GROUP_/TOPIC_AUTHORIZATION_FAILED (broker/acl_api.cc).
   template <class Body>
-  void handle_group(std::shared_ptr<Request> req, const Body& body) {
+  void handle_group(std::shared_ptr<Request> req, const Body& original) {
+    Body body = original;
+    auto denied = authorize_group(*req, body);
+    if (!denied) return;  // refused whole, answered
     const std::string& peer = req->conn.peer;
     GroupRequestContext ctx{req->header.api_version, req->header.client_id,
                             "/" + peer.substr(0, peer.rfind(':'))};
-    groups_->handle(ctx, body, [req](const auto& resp) { respond(*req, resp); });
+    groups_->handle(ctx, body, [this, req, denied = std::move(*denied)](const auto& r) {
+      auto resp = r;
+      add_denied(*req, denied, resp);
+      if constexpr (std::is_same_v<std::decay_t<decltype(resp)>, kafka::FindCoordinatorResponse>) {
+        respond(*req, on_listener(*req, resp));  // the coordinator on the client's listener
+      } else {
+        respond(*req, resp);
+      }
+    });
   }
+  // ACLs (broker/acl_api.cc; cluster/acl.h): the authorizer for the current metadata image.
+  struct GroupDenied {
+    std::vector<std::pair<std::string, std::vector<int32_t>>> topics;  // TOPIC_AUTHORIZATION_FAILED
+    std::vector<std::string> groups;  // GROUP_AUTHORIZATION_FAILED (DescribeGroups, DeleteGroups)
+    bool filter = false;  // drop what the principal may not DESCRIBE (ListGroups, OffsetFetch all)
+  };
+  std::shared_ptr<const cluster::acl::Authorizer> authorizer() const;
+  void set_acls(const cluster::pb::Image& image);
+  bool allowed(const Request& req, cluster::acl::Operation op, cluster::acl::ResourceType type,
+               std::string_view name) const;
+  bool allowed(const Request& req, const cluster::acl::Authorizer& authz,
+               cluster::acl::Operation op, cluster::acl::ResourceType type,
+               std::string_view name) const;
+  // Answers the request (refused whole) and returns nullopt, or returns what to add back.
+  template <class Body>
+  std::optional<GroupDenied> authorize_group(const Request& req, Body& body);
+  template <class Resp>
+  void add_denied(const Request& req, const GroupDenied& denied, Resp& resp);
+  // SCRAM credentials in the cluster metadata (broker/users_api.cc, cluster/scram.h).
+  void handle_describe_user_scram_credentials(
+      std::shared_ptr<Request> req, const kafka::DescribeUserScramCredentialsRequest& body);
+  void handle_alter_user_scram_credentials(std::shared_ptr<Request> req,
+                                           const kafka::AlterUserScramCredentialsRequest& body);
+  void handle_describe_acls(std::shared_ptr<Request> req, const kafka::DescribeAclsRequest& body);
+  void handle_create_acls(std::shared_ptr<Request> req, const kafka::CreateAclsRequest& body);
+  void handle_delete_acls(std::shared_ptr<Request> req, const kafka::DeleteAclsRequest& body);
+  // The cluster-wide check of an API that needs one (CLUSTER ALTER/DESCRIBE/...): answers
+  // CLUSTER_AUTHORIZATION_FAILED and returns false when refused.
+  bool authorize_request(const std::shared_ptr<Request>& req, const kafka::RequestBody& body);
+  // 0, or the error for a settings resource (topic: TOPIC_, broker: CLUSTER_AUTHORIZATION_FAILED).
+  int16_t config_denied(const Request& req, int8_t resource_type, const std::string& name,
+                        bool alter) const;
+  // An alter's resource: authorized, a known topic, or the BROKER "" or this broker's id
+  // (Kafka routes "<id>" to that broker). False with `out`'s error set otherwise.
+  template <class Out>
+  bool check_config_resource(const Request& req, int8_t type, const std::string& name, Out& out);
+  // CREATE on the cluster or on the topic (CreateTopics, Metadata auto-creation).
+  bool may_create_topic(const Request& req, const std::string& topic) const {
+    return allowed(req, cluster::acl::Operation::kCreate, cluster::acl::ResourceType::kCluster,
+                   cluster::acl::kClusterName) ||
+           allowed(req, cluster::acl::Operation::kCreate, cluster::acl::ResourceType::kTopic,
+                   topic);
+  }
+  // Dynamic broker configs (dynamic_config.h, dynamic_config.cc in requests.cc): the settings
+  // in force, config_ with the metadata's dynamic values over it. Any thread.
+  std::shared_ptr<const BrokerConfig> live_config() const;
+  // A new metadata image: recomputes the settings in force; when they changed, stores them and
+  // applies them (connection limits, the topic defaults of open partitions).
+  void apply_dynamic_config(const cluster::pb::Image& image);
+  ConfigMap dynamic_configs(const cluster::pb::Image& image, const std::string& resource) const;
+  mutable std::mutex live_mutex_;
+  std::shared_ptr<const BrokerConfig> live_;
+  uint64_t live_index_ = 0;  // the image applied_index live_ was built from
+  RuntimeLimits limits_;  // read by the listeners, connections and replication
+  mutable std::mutex authorizer_mutex_;
+  std::shared_ptr<const cluster::acl::Authorizer> authorizer_;
+  uint64_t authorizer_index_ = 0;  // the image applied_index authorizer_ was built from
   Status start_groups();
   // A bounded compaction step on the shard's partitions with cleanup.policy compact.
   void compact_partitions(ShardState& ss);
@@ -313,6 +431,24 @@ class Broker {
   void write_partition_metrics(PromWriter& w, const std::vector<ShardReport>& reports);
   void write_group_metrics(PromWriter& w, const std::vector<ShardReport>& reports);
   void admin_groups(std::function<void(AdminResponse)> done);
+  // Cumulative traffic per topic and group lag, for pollers (the console's charts, sluice top).
+  void admin_stats(std::function<void(AdminResponse)> done);
+  // What a scrape, /v1/stats and /v1/groups take from one shard (on its thread).
+  // gather<ShardReport>, then the high watermarks of partitions that groups coordinated here
+  // committed but no replica here holds, from their leaders (peer method kOffsetsMethod).
+  void gather_reports(std::function<void(ShardState&, ShardReport&)> fill,
+                      std::function<void(std::vector<ShardReport>)> done);
+  // Serves kOffsetsMethod: the offsets of the asked partitions this broker holds.
+  void serve_offsets(std::string request, std::function<void(std::string)> reply);
+  static constexpr uint32_t kOffsetsMethod = cluster::ClusterNode::kPeerMethodFirst;
+  static constexpr int kOffsetsPartitionsMax = 100000;
+  static constexpr std::chrono::milliseconds kPeerCallTimeout{1000};
+  void fill_report(ShardState& ss, ShardReport& r, int64_t lag_ms,
+                   const std::shared_ptr<const TopicsSnapshot>& snap);
+  // The web console (admin_console.cc): its files, and the last records of a partition.
+  AdminResponse admin_console_file(std::string_view path);
+  void admin_records(const std::string& topic, int32_t partition, int32_t limit,
+                     std::function<void(AdminResponse)> done);
   // Runs `fill` on every shard with that shard's slot, then `done` with all slots (on the
   // shard that finished last). Never blocks.
   template <class Slot>
@@ -339,7 +475,9 @@ class Broker {
   std::map<std::string, Hosted> hosted_;
   std::atomic<bool> reconciling_{false};  // new metadata views open/close partitions
   std::vector<std::unique_ptr<ShardState>> shards_;
-  std::unique_ptr<Server> server_;
+  std::unique_ptr<Server> server_;  // the first listener (config_.listeners[0])
+  std::vector<std::unique_ptr<Server>> more_servers_;  // the others (broker/security.cc)
+  std::unique_ptr<Security> security_;                 // credentials, SASL (broker/security.h)
   std::unique_ptr<GroupCoordinator> groups_;
   std::atomic<bool> groups_ready_{false};  // set once groups_ is loaded; shard tickers read it
   std::mutex producer_ids_mutex_;          // guards the block below (InitProducerId, rare)

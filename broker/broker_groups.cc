@@ -136,13 +136,14 @@ void Broker::compact_partitions(ShardState& ss) {
   static thread_local uint64_t steps = 0;
   const bool recheck = ++steps % 5 == 0;
   auto snap = registry_->snapshot();
+  const auto live = live_config();
   const int64_t now = std::chrono::duration_cast<std::chrono::milliseconds>(
                           std::chrono::system_clock::now().time_since_epoch())
                           .count();
   for (auto& [tp, p] : ss.partitions) {
     if (p->deleting || p->log->failed() || !p->log->idle()) continue;
     const TopicInfo* topic = snap->find(tp.topic);
-    if (!topic || topic_setting_value(*topic, config_, "cleanup.policy").find("compact") ==
+    if (!topic || topic_setting_value(*topic, *live, "cleanup.policy").find("compact") ==
                       std::string::npos) {
       continue;
     }
@@ -151,7 +152,7 @@ void Broker::compact_partitions(ShardState& ss) {
     log::CompactionStats stats;
     log::CompactionOptions options;
     options.now_ms = now;
-    options.delete_retention_ms = topic_setting_int(*topic, config_, "delete.retention.ms");
+    options.delete_retention_ms = topic_setting_int(*topic, *live, "delete.retention.ms");
     options.segments_max = kCompactionSegmentsPerStep;
     auto r = log::compact_step(*p->log, options, &p->compaction_cursor, stats);
     if (!r) {

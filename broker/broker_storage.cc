@@ -44,6 +44,7 @@ void remove_in_background(std::vector<std::string> paths) {
 
 void Broker::storage_tick(ShardState& ss, int ticks) {
   scrub_partitions(ss);
+  repair_damaged_partitions(ss);
   if (ticks % kFreeSpaceEveryTicks != 0) return;
   if (ss.shard.id() == 0) check_free_space();
   reopen_full_partitions(ss);
@@ -362,6 +363,68 @@ void Broker::scrub_partitions(ShardState& ss) {
     budget -= std::min(budget, step->bytes_checked);
     // Damage found (step->issues) is logged by the log itself, with the partition's path.
     scrub_damage_found_ += step->issues.size();
+    for (const auto& issue : step->issues) note_damage(p, issue);
+  }
+}
+
+void Broker::note_damage(Partition& p, const log::RecoveryIssue& issue) {
+  if (issue.kind != log::RecoveryIssue::Kind::kCorruptClosed) return;
+  if (p.damaged_from < 0 || issue.offset < p.damaged_from) p.damaged_from = issue.offset;
+}
+
+// A replica with a damaged closed segment serves nothing past the damage (CORRUPT_MESSAGE),
+// so as the leader it would make the partition unreadable from there while the other
+// replicas hold good copies (docs/fault-testing.md, bug 3). It repairs itself from them: a
+// leader first hands leadership to its most caught-up voter; then, as a follower, it cuts its
+// log where the damage starts and reopens its Raft state, like a follower whose disk lost its
+// tail: the leader finds the shorter log and sends the rest again (Progress::maybe_decrease).
+// A partition without another voter has nothing to repair from: its reads stop at the damage.
+void Broker::repair_damaged_partitions(ShardState& ss) {
+  constexpr uint32_t kHandOffEveryTicks = 10;  // a transfer takes an election timeout or so
+  for (auto& [tp, pp] : ss.partitions) {
+    Partition& p = *pp;
+    if (p.damaged_from < 0 || p.deleting || !p.replica || p.replica->failed() ||
+        p.log->failed()) {
+      continue;
+    }
+    const uint32_t tick = p.repair_ticks++;
+    if (p.replica->voters().size() < 2) {
+      if (tick == 0) {
+        spdlog::error("{}-{}: log damaged from offset {} and no other replica to repair it "
+                      "from: reads stop there (CORRUPT_MESSAGE); restore the partition from "
+                      "a backup or delete the records before it",
+                      tp.topic, tp.partition, p.damaged_from);
+      }
+      continue;
+    }
+    if (p.replica->is_leader()) {
+      if (tick % kHandOffEveryTicks == 0) {
+        spdlog::warn("{}-{}: log damaged from offset {}: handing leadership to a healthy "
+                     "replica before repairing it from them",
+                     tp.topic, tp.partition, p.damaged_from);
+        (void)p.replica->hand_off();
+      }
+      continue;
+    }
+    if (!p.log->idle() || !p.replica->quiet()) continue;
+    auto cut = p.log->truncate_damage();
+    if (!cut) {
+      if (cut.error().code == log::LogErrc::kBusy) continue;
+      spdlog::error("{}-{}: cannot cut the damaged log at offset {}: {}", tp.topic, tp.partition,
+                    p.damaged_from, cut.error().message);
+      p.damaged_from = -1;  // the log stopped, or will say why on the next read
+      continue;
+    }
+    spdlog::warn("{}-{}: log damaged from offset {}: cut at offset {}; the rest is copied "
+                 "again from the leader",
+                 tp.topic, tp.partition, p.damaged_from, **cut);
+    p.damaged_from = -1;
+    p.repair_ticks = 0;
+    // The Raft state is reopened over the shorter log, as at a restart.
+    p.replica.reset();
+    Status status;
+    p.replica = open_replica(ss, p, p.group, {}, status);
+    rebuild_producer_state(p);  // open_replica logged why if it failed (partition offline)
   }
 }
 

@@ -2,6 +2,8 @@
 
 #include <CLI/CLI.hpp>
 #include <fstream>
+#include <map>
+#include <optional>
 #include <sstream>
 
 #include "broker/version.h"
@@ -88,6 +90,122 @@ Result<HostPort> parse_host_port(const std::string& input) {
   return hp;
 }
 
+const char* security_protocol_name(SecurityProtocol p) {
+  switch (p) {
+    case SecurityProtocol::kPlaintext:
+      return "PLAINTEXT";
+    case SecurityProtocol::kSsl:
+      return "SSL";
+    case SecurityProtocol::kSaslPlaintext:
+      return "SASL_PLAINTEXT";
+    case SecurityProtocol::kSaslSsl:
+      return "SASL_SSL";
+  }
+  return "?";
+}
+
+namespace {
+
+std::optional<SecurityProtocol> parse_security_protocol(std::string_view name) {
+  for (auto p : {SecurityProtocol::kPlaintext, SecurityProtocol::kSsl,
+                 SecurityProtocol::kSaslPlaintext, SecurityProtocol::kSaslSsl}) {
+    if (name == security_protocol_name(p)) return p;
+  }
+  return std::nullopt;
+}
+
+std::vector<std::string> split(const std::string& text, char sep) {
+  std::vector<std::string> out;
+  std::stringstream in(text);
+  for (std::string item; std::getline(in, item, sep);) {
+    item = trim(item);
+    if (!item.empty()) out.push_back(item);
+  }
+  return out;
+}
+
+// --listeners and --advertised.listeners: "NAME://host:port,..." (or one "host:port", the
+// PLAINTEXT listener), and --listener.security.protocol.map "NAME:PROTOCOL,...".
+Status parse_listeners(BrokerConfig& c, const std::string& listeners,
+                       const std::string& advertised, const std::string& protocol_map) {
+  std::map<std::string, SecurityProtocol> protocols;
+  for (const std::string& entry : split(protocol_map, ',')) {
+    const auto colon = entry.find(':');
+    auto p = colon == std::string::npos ? std::nullopt
+                                        : parse_security_protocol(entry.substr(colon + 1));
+    if (!p) {
+      return error(2, "listener.security.protocol.map: '" + entry +
+                          "' is not NAME:PROTOCOL (PLAINTEXT, SSL, SASL_PLAINTEXT, SASL_SSL)");
+    }
+    protocols[entry.substr(0, colon)] = *p;
+  }
+  auto parse_list = [](const std::string& text,
+                       const char* flag) -> Result<std::vector<std::pair<std::string, HostPort>>> {
+    std::vector<std::pair<std::string, HostPort>> out;
+    if (text.find("://") == std::string::npos) {
+      if (text.empty()) return out;
+      auto hp = parse_host_port(text);
+      if (!hp) return unexpected(std::move(hp).error());
+      out.emplace_back("PLAINTEXT", *hp);
+      return out;
+    }
+    for (const std::string& entry : split(text, ',')) {
+      const auto sep = entry.find("://");
+      if (sep == std::string::npos || sep == 0) {
+        return error(2, std::string(flag) + ": '" + entry + "' is not NAME://host:port");
+      }
+      auto hp = parse_host_port(entry.substr(sep + 3));
+      if (!hp) return unexpected(std::move(hp).error());
+      for (const auto& [name, _] : out) {
+        if (name == entry.substr(0, sep)) {
+          return error(2, std::string(flag) + ": listener " + name + " is named twice");
+        }
+      }
+      out.emplace_back(entry.substr(0, sep), *hp);
+    }
+    return out;
+  };
+  auto bound = parse_list(listeners, "listeners");
+  if (!bound) return unexpected(std::move(bound).error());
+  if (bound->empty()) return error(2, "listeners: at least one listener is needed");
+  auto adv = parse_list(advertised, "advertised.listeners");
+  if (!adv) return unexpected(std::move(adv).error());
+  c.listeners.clear();
+  for (auto& [name, address] : *bound) {
+    Listener l;
+    l.name = name;
+    l.address = address;
+    if (auto it = protocols.find(name); it != protocols.end()) {
+      l.protocol = it->second;
+    } else if (auto p = parse_security_protocol(name)) {
+      l.protocol = *p;
+    } else {
+      return error(2, "listener " + name +
+                          " has no security protocol: name it PLAINTEXT, SSL, SASL_PLAINTEXT or "
+                          "SASL_SSL, or map it in --listener.security.protocol.map");
+    }
+    c.listeners.push_back(std::move(l));
+  }
+  // A bare host:port advertises the first listener, as --advertised did before.
+  const bool bare = !advertised.empty() && advertised.find("://") == std::string::npos;
+  for (auto& [name, address] : *adv) {
+    Listener* l = nullptr;
+    for (auto& candidate : c.listeners) {
+      if (candidate.name == name || bare) {
+        l = &candidate;
+        break;
+      }
+    }
+    if (!l) return error(2, "advertised.listeners names " + name + ", which is not a listener");
+    l->advertised = address;
+  }
+  c.listen = c.listeners.front().address;
+  c.advertised = c.listeners.front().advertised;
+  return {};
+}
+
+}  // namespace
+
 Result<BrokerConfig> parse_config(int argc, const char* const* argv) {
   BrokerConfig c;
   CLI::App app{
@@ -105,10 +223,56 @@ Result<BrokerConfig> parse_config(int argc, const char* const* argv) {
   app.add_option("--node.id,--node-id", c.node_id, "This broker's node id")->capture_default_str();
   app.add_option("--data-dir,--log.dirs", c.data_dir, "Where partitions and metadata are kept")
       ->capture_default_str();
-  app.add_option("--listen,--listeners", listen, "Address for Kafka clients (host:port)")
+  std::string protocol_map;
+  app.add_option("--listen,--listeners", listen,
+                 "Kafka listeners: host:port (PLAINTEXT), or NAME://host:port,... as Kafka's "
+                 "listeners (PLAINTEXT, SSL, SASL_PLAINTEXT, SASL_SSL or a mapped name)")
       ->capture_default_str();
   app.add_option("--advertised,--advertised.listeners", advertised,
-                 "Address clients are told to connect to (default: --listen)");
+                 "Addresses clients are told to connect to: host:port (the first listener) or "
+                 "NAME://host:port,... (default: each listener's own)");
+  app.add_option("--listener.security.protocol.map", protocol_map,
+                 "NAME:PROTOCOL,... for listeners not named after their security protocol");
+  std::string mechanisms = "PLAIN,SCRAM-SHA-256,SCRAM-SHA-512";
+  app.add_option("--sasl.enabled.mechanisms", mechanisms,
+                 "SASL mechanisms offered on SASL_* listeners")
+      ->capture_default_str();
+  app.add_option("--sasl.bootstrap.user", c.sasl_bootstrap_user,
+                 "A user whose SCRAM credentials are created at start if missing (the first "
+                 "administrator)");
+  app.add_option("--sasl.bootstrap.password", c.sasl_bootstrap_password,
+                 "Its password (put it in the --config file: command lines are visible to "
+                 "every local user)");
+  app.add_option("--connections.max.reauth.ms", c.reauth_ms,
+                 "SASL session lifetime told to clients (KIP-368); a connection that has not "
+                 "re-authenticated by then is closed at its next request (0: no expiry)")
+      ->capture_default_str()
+      ->check(CLI::Range(int64_t{0}, int64_t{1} << 40));
+  app.add_option("--connection.failed.authentication.delay.ms", c.failed_auth_delay_ms,
+                 "Delay before the answer to a failed authentication (and the close)")
+      ->capture_default_str()
+      ->check(CLI::Range(int64_t{0}, int64_t{60000}));
+  app.add_option("--authorizer.enabled", c.authorizer_enabled,
+                 "Enforce ACLs (Kafka's authorizer.class.name); off, every principal may do "
+                 "everything")
+      ->capture_default_str();
+  app.add_option("--allow.everyone.if.no.acl.found", c.allow_everyone_if_no_acl,
+                 "With the authorizer: a resource no ACL names is open to everyone (else only "
+                 "super users may use it)")
+      ->capture_default_str();
+  std::string super_users;
+  app.add_option("--super.users", super_users,
+                 "Principals allowed everything, separated by ';' (User:admin;User:ops)");
+  app.add_option("--ssl.certificate.location,--ssl.keystore.certificate.chain", c.ssl_certificate,
+                 "PEM certificate chain of the broker (SSL and SASL_SSL listeners)");
+  app.add_option("--ssl.key.location,--ssl.keystore.key", c.ssl_key, "PEM private key of the broker");
+  app.add_option("--ssl.ca.location,--ssl.truststore.location", c.ssl_ca,
+                 "PEM CA certificates trusted for client certificates (mTLS)");
+  app.add_option("--ssl.client.auth", c.ssl_client_auth,
+                 "Client certificates: none, requested or required (mTLS; the certificate's "
+                 "subject is the principal)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"none", "requested", "required"}));
   app.add_option("--cluster.id", c.cluster_id, "Cluster id (default: generated and kept)");
   app.add_option("--shards", c.shards, "Shard threads (0: one per core)")->capture_default_str();
   app.add_option("--num.partitions", c.num_partitions, "Partitions of auto-created topics")
@@ -194,6 +358,11 @@ Result<BrokerConfig> parse_config(int argc, const char* const* argv) {
       ->check(CLI::Range(int64_t{1024}, int64_t{1} << 40));
   app.add_option("--max.connections", c.max_connections, "Client connections at most")
       ->capture_default_str();
+  app.add_option("--max.partitions", c.partitions_max,
+                 "Partitions (replicas) this broker holds at most; CreateTopics and "
+                 "CreatePartitions beyond it get INVALID_PARTITIONS")
+      ->capture_default_str()
+      ->check(CLI::Range(int64_t{1}, int64_t{10000000}));
   app.add_option("--connections.max.idle.ms", c.idle_timeout_ms, "Close connections idle this long")
       ->capture_default_str();
   app.add_option("--max.inflight.requests", c.max_inflight_per_connection,
@@ -273,6 +442,10 @@ Result<BrokerConfig> parse_config(int argc, const char* const* argv) {
   app.add_option("--log-level", c.log_level, "trace, debug, info, warn, error")
       ->capture_default_str()
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error"}));
+  app.add_option("--log-format", c.log_format,
+                 "text, or json: one object per line with ts, level, thread and msg")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"text", "json"}));
 
   std::vector<std::string> args(argv + 1, argv + argc);
   // The config file's settings go first so that command-line flags win.
@@ -303,9 +476,35 @@ Result<BrokerConfig> parse_config(int argc, const char* const* argv) {
                         ") must be at least socket.request.max.bytes (" +
                         std::to_string(c.request_max_bytes) + ")");
   }
-  auto l = parse_host_port(listen);
-  if (!l) return unexpected(std::move(l).error());
-  c.listen = *l;
+  if (auto s = parse_listeners(c, listen, advertised, protocol_map); !s) {
+    return unexpected(std::move(s).error());
+  }
+  c.sasl_mechanisms = split(mechanisms, ',');
+  for (const std::string& m : c.sasl_mechanisms) {
+    if (m != "PLAIN" && m != "SCRAM-SHA-256" && m != "SCRAM-SHA-512") {
+      return error(2, "sasl.enabled.mechanisms: " + m +
+                          " is not supported (PLAIN, SCRAM-SHA-256, SCRAM-SHA-512)");
+    }
+  }
+  for (const std::string& p : split(super_users, ';')) {
+    if (p.empty()) continue;
+    if (p.find(':') == std::string::npos || p.front() == ':' || p.back() == ':') {
+      return error(2, "super.users: '" + p + "' is not a principal of the form User:name");
+    }
+    c.super_users.push_back(p);
+  }
+  if (c.sasl_bootstrap_user.empty() != c.sasl_bootstrap_password.empty()) {
+    return error(2, "sasl.bootstrap.user and sasl.bootstrap.password go together");
+  }
+  for (const Listener& l : c.listeners) {
+    if (l.tls() && (c.ssl_certificate.empty() || c.ssl_key.empty())) {
+      return error(2, "listener " + l.name +
+                          " uses TLS: set ssl.certificate.location and ssl.key.location");
+    }
+  }
+  if (c.ssl_client_auth != "none" && c.ssl_ca.empty()) {
+    return error(2, "ssl.client.auth=" + c.ssl_client_auth + " needs ssl.ca.location");
+  }
   // An address flag given as text: parsed into `out` when set; true when it was set.
   auto address_flag = [](const std::string& text, HostPort& out) -> Result<bool> {
     if (text.empty()) return false;
@@ -314,7 +513,6 @@ Result<BrokerConfig> parse_config(int argc, const char* const* argv) {
     out = *parsed;
     return true;
   };
-  if (auto a = address_flag(advertised, c.advertised); !a) return unexpected(std::move(a).error());
   if (auto voters = cluster::parse_voters(c.controller_voters); !voters) {
     return error(2, voters.error().message + " (--controller.voters)");
   }

@@ -20,11 +20,35 @@ struct HostPort {
 };
 Result<HostPort> parse_host_port(const std::string& text);
 
+// Kafka's listener security protocols (docs/security.md).
+enum class SecurityProtocol : uint8_t { kPlaintext, kSsl, kSaslPlaintext, kSaslSsl };
+const char* security_protocol_name(SecurityProtocol p);
+
+// One Kafka listener: `NAME://host:port` in --listeners; the name maps to a security protocol
+// (itself when it is one of PLAINTEXT, SSL, SASL_PLAINTEXT, SASL_SSL, else through
+// --listener.security.protocol.map).
+struct Listener {
+  std::string name;
+  SecurityProtocol protocol = SecurityProtocol::kPlaintext;
+  HostPort address;
+  HostPort advertised;  // empty host: same as address
+  bool sasl() const {
+    return protocol == SecurityProtocol::kSaslPlaintext || protocol == SecurityProtocol::kSaslSsl;
+  }
+  bool tls() const {
+    return protocol == SecurityProtocol::kSsl || protocol == SecurityProtocol::kSaslSsl;
+  }
+  const HostPort& advertised_address() const { return advertised.host.empty() ? address : advertised; }
+};
+
 struct BrokerConfig {
   int32_t node_id = 0;
   std::string data_dir = "./sluice-data";
   HostPort listen{"127.0.0.1", 9092};
   HostPort advertised;     // empty host: same as listen
+  // Every Kafka listener; listeners[0] is `listen`/`advertised` above (the address the broker
+  // registers in the cluster and logs). One PLAINTEXT listener unless --listeners names more.
+  std::vector<Listener> listeners;
   std::string cluster_id;  // empty: generated once and kept in the data dir
   uint32_t shards = 0;     // 0: one per core
 
@@ -47,6 +71,7 @@ struct BrokerConfig {
   int64_t roll_ms = 7LL * 24 * 3600 * 1000;
   int64_t retention_ms = 7LL * 24 * 3600 * 1000;
   int64_t retention_bytes = -1;
+  std::string cleanup_policy = "delete";  // log.cleanup.policy (a dynamic broker config only)
   int32_t message_max_bytes = 1048588;
   FlushPolicy flush_policy = FlushPolicy::kEveryBatch;
   int64_t flush_interval_ms = 1000;
@@ -55,6 +80,7 @@ struct BrokerConfig {
   int32_t request_max_bytes = 100 * 1024 * 1024;
   int64_t queued_max_request_bytes = 512LL * 1024 * 1024;  // all request buffers together
   int32_t max_connections = 10000;
+  int64_t partitions_max = 100000;  // max.partitions: partitions this broker holds at most
   int64_t idle_timeout_ms = 10 * 60 * 1000;
   int32_t max_inflight_per_connection = 64;
   int32_t group_min_session_timeout_ms = 6000;
@@ -71,6 +97,22 @@ struct BrokerConfig {
   int64_t scrub_bytes_per_sec = 4 << 20;  // background CRC check of closed segments; 0: off
 
   std::string log_level = "info";
+  std::string log_format = "text";  // text, or json: one JSON object per line (log shippers)
+
+  // Security (docs/security.md): SASL on SASL_* listeners, TLS on *SSL listeners.
+  std::vector<std::string> sasl_mechanisms{"PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"};
+  std::string sasl_bootstrap_user;      // created at start when it has no credential yet
+  std::string sasl_bootstrap_password;  // (keep it in the --config file, not on the command line)
+  int64_t reauth_ms = 0;                // connections.max.reauth.ms; 0: sessions do not expire
+  int64_t failed_auth_delay_ms = 100;   // connection.failed.authentication.delay.ms
+  std::string ssl_certificate;          // PEM: the broker's certificate chain
+  std::string ssl_key;                  // PEM: its private key
+  std::string ssl_ca;                   // PEM: CAs trusted for client certificates
+  std::string ssl_client_auth = "none";  // none, requested, required (mTLS)
+  // ACLs (docs/security.md "ACLs"): off, every principal may do everything (as before).
+  bool authorizer_enabled = false;        // authorizer.enabled (Kafka: authorizer.class.name)
+  bool allow_everyone_if_no_acl = false;  // allow.everyone.if.no.acl.found (Kafka's default)
+  std::vector<std::string> super_users;   // super.users: "User:admin;User:ops"
 
   // Observability (broker/README.md, "Admin HTTP API and metrics").
   HostPort admin_listen{"127.0.0.1", 9644};

@@ -1,4 +1,5 @@
 #include "broker/config.h"
+#include "broker/dynamic_config.h"
 #include "broker/log_format.h"
 
 #include <gtest/gtest.h>
@@ -53,6 +54,29 @@ TEST(BrokerConfig, FlagsUseKafkaNames) {
   EXPECT_EQ(c->num_partitions, 3);
 }
 
+TEST(BrokerConfig, SeveralListenersAsKafkaNamesThem) {
+  auto c = parse({"--listeners", "PLAINTEXT://127.0.0.1:9092, CLIENT://0.0.0.0:9093",
+                  "--listener.security.protocol.map", "CLIENT:SASL_PLAINTEXT",
+                  "--advertised.listeners", "CLIENT://broker1:19093"});
+  ASSERT_TRUE(c) << c.error().message;
+  ASSERT_EQ(c->listeners.size(), 2u);
+  EXPECT_EQ(c->listeners[0].name, "PLAINTEXT");
+  EXPECT_EQ(c->listeners[0].protocol, SecurityProtocol::kPlaintext);
+  EXPECT_EQ(c->listeners[0].advertised_address().to_string(), "127.0.0.1:9092");
+  EXPECT_EQ(c->listeners[1].protocol, SecurityProtocol::kSaslPlaintext);
+  EXPECT_TRUE(c->listeners[1].sasl());
+  EXPECT_EQ(c->listeners[1].advertised_address().to_string(), "broker1:19093");
+  EXPECT_EQ(c->listen.to_string(), "127.0.0.1:9092");
+  // Mistakes say what to fix.
+  EXPECT_FALSE(parse({"--listeners", "CLIENT://0.0.0.0:9093"}));  // no protocol for CLIENT
+  EXPECT_FALSE(parse({"--listeners", "PLAINTEXT://a:1,PLAINTEXT://b:2"}));
+  EXPECT_FALSE(parse({"--listeners", "PLAINTEXT://a:1", "--advertised.listeners", "SSL://b:2"}));
+  EXPECT_FALSE(parse({"--listeners", "A://a:1", "--listener.security.protocol.map", "A:TLS"}));
+  EXPECT_FALSE(parse({"--listeners", "SSL://a:1"}));  // TLS needs a certificate and key
+  EXPECT_FALSE(parse({"--sasl.enabled.mechanisms", "GSSAPI"}));
+  EXPECT_FALSE(parse({"--sasl.bootstrap.user", "admin"}));  // without a password
+}
+
 TEST(BrokerConfig, ConfigFileWithFlagsWinning) {
   const std::string path = ::testing::TempDir() + "/sluiced.toml";
   std::ofstream(path) << "# a comment\nlog.segment.bytes = 8192\ndata-dir = \"/tmp/x\"\n"
@@ -98,6 +122,54 @@ TEST(LogFormat, ControlCharactersAreEscaped) {
   EXPECT_EQ(escape_for_log("a\nb\r\x1b[31m\x7f\\"), "a\\x0ab\\x0d\\x1b[31m\\x7f\\\\");
   EXPECT_EQ(escape_for_log(std::string_view("\0z", 2)), "\\x00z");
   EXPECT_EQ(escape_for_log("gr\xc3\xbcn"), "gr\xc3\xbcn");  // UTF-8 is kept
+}
+
+TEST(LogFormat, JsonStringsAreValidWhateverTheBytes) {
+  EXPECT_EQ(json_log_string("group 'g': generation 3"), "\"group 'g': generation 3\"");
+  EXPECT_EQ(json_log_string("a\"b\\c\nd\x01\x7f"), "\"a\\\"b\\\\c\\nd\\u0001\\u007f\"");
+  EXPECT_EQ(json_log_string("gr\xc3\xbcn \xf0\x9f\x98\x80"), "\"gr\xc3\xbcn \xf0\x9f\x98\x80\"");
+  // Invalid UTF-8 (a lone continuation byte, a cut sequence, an overlong form, a surrogate).
+  EXPECT_EQ(json_log_string("\x80x\xc3"), "\"\\u0080x\\u00c3\"");
+  EXPECT_EQ(json_log_string("\xc0\xaf"), "\"\\u00c0\\u00af\"");
+  EXPECT_EQ(json_log_string("\xed\xa0\x80"), "\"\\u00ed\\u00a0\\u0080\"");
+}
+
+TEST(DynamicBrokerConfig, ChecksLikeStartUpAndRefusesReadOnlySettings) {
+  EXPECT_EQ(validate_broker_configs({{"num.partitions", "8"}, {"log.cleanup.policy", "compact"}}),
+            "");
+  EXPECT_NE(validate_broker_configs({{"num.partitions", "0"}}), "");  // the flag's range
+  EXPECT_NE(validate_broker_configs({{"default.replication.factor", "0"}}), "");
+  EXPECT_EQ(validate_broker_configs({{"default.replication.factor", "-1"}}), "");
+  EXPECT_NE(validate_broker_configs({{"log.segment.bytes", "100"}}), "");
+  EXPECT_NE(validate_broker_configs({{"message.max.bytes", "lots"}}), "");
+  EXPECT_NE(validate_broker_configs({{"auto.create.topics.enable", "yes"}}), "");
+  const std::string read_only = validate_broker_configs({{"socket.request.max.bytes", "2048"}});
+  EXPECT_NE(read_only.find("Cannot update these configs dynamically: socket.request.max.bytes"),
+            std::string::npos)
+      << read_only;
+  EXPECT_NE(validate_broker_configs({{"no.such.setting", "1"}}).find("unknown"),
+            std::string::npos);
+}
+
+TEST(DynamicBrokerConfig, PerBrokerOverClusterDefaultOverStaticOverBuiltIn) {
+  BrokerConfig base;
+  base.retention_ms = 3600000;  // a flag
+  const ConfigMap cluster_default{{"log.retention.ms", "7200000"}, {"num.partitions", "3"}};
+  const ConfigMap own{{"num.partitions", "5"}};
+  const BrokerConfig c = effective_broker_config(base, cluster_default, own);
+  EXPECT_EQ(c.num_partitions, 5);
+  EXPECT_EQ(c.retention_ms, 7200000);
+  EXPECT_EQ(effective_broker_config(base, {}, {}).retention_ms, 3600000);
+  const auto levels = broker_setting_levels(*find_broker_setting("log.retention.ms"), base,
+                                            cluster_default, own);
+  ASSERT_EQ(levels.size(), 3u);
+  EXPECT_EQ(levels[0].source, kSourceDynamicDefaultBroker);
+  EXPECT_EQ(levels[1].source, kSourceStaticBroker);
+  EXPECT_EQ(levels[1].value, "3600000");
+  EXPECT_EQ(levels[2].source, kSourceDefault);
+  // A value that does not check (never written so) is skipped, not applied.
+  EXPECT_EQ(effective_broker_config(base, {}, {{"num.partitions", "-4"}}).num_partitions, 1);
+  EXPECT_FALSE(find_broker_setting("broker.id")->dynamic());
 }
 
 }  // namespace

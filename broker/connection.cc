@@ -2,6 +2,7 @@
 
 #include <spdlog/spdlog.h>
 #include <sys/sendfile.h>
+#include <unistd.h>
 
 #include <boost/asio/post.hpp>
 #include <boost/asio/read.hpp>
@@ -9,6 +10,7 @@
 #include <cstring>
 
 #include "broker/config.h"
+#include "broker/session.h"
 #include "broker/shard.h"
 
 namespace sluice::broker {
@@ -21,16 +23,23 @@ constexpr int32_t kRequestHeaderBytesMin = 8;
 }  // namespace
 
 Connection::Connection(asio::ip::tcp::socket socket, Shard& shard, const BrokerConfig& config,
-                       std::shared_ptr<RequestMemory> memory, RequestHandler handler,
-                       ConnectionInfo info, std::function<void()> on_close)
+                       const RuntimeLimits& limits, std::shared_ptr<RequestMemory> memory, RequestHandler handler,
+                       ConnectionInfo info, std::function<void()> on_close,
+                       std::shared_ptr<asio::ssl::context> tls)
     : socket_(std::move(socket)),
+      tls_context_(std::move(tls)),
       shard_(shard),
       config_(config),
+      limits_(limits),
       memory_(std::move(memory)),
       handler_(std::move(handler)),
       info_(std::move(info)),
       on_close_(std::move(on_close)),
-      idle_timer_(shard.context()) {}
+      idle_timer_(shard.context()) {
+  if (tls_context_) {
+    tls_ = std::make_unique<asio::ssl::stream<asio::ip::tcp::socket&>>(socket_, *tls_context_);
+  }
+}
 
 Connection::~Connection() { SLUICE_ASSERT(closed_ || !socket_.is_open()); }
 
@@ -39,7 +48,26 @@ void Connection::start() {
   socket_.set_option(asio::ip::tcp::no_delay(true), ec);
   socket_.native_non_blocking(true, ec);
   arm_idle_timer();
+  if (tls_) return tls_handshake();
   read_size();
+}
+
+// The idle timer bounds the handshake too: a peer that never finishes it is closed.
+void Connection::tls_handshake() {
+  tls_->async_handshake(
+      asio::ssl::stream_base::server, [self = shared_from_this()](boost::system::error_code ec) {
+        if (self->closed_) return;
+        if (ec) {
+          spdlog::warn("connection {} from {}: TLS handshake failed: {}", self->info_.id,
+                       self->info_.peer, ec.message());
+          return self->close();
+        }
+        if (self->info_.session && self->info_.session->tls_verified(self->tls_->native_handle())) {
+          spdlog::info("connection {} from {}: TLS client certificate of {}", self->info_.id,
+                       self->info_.peer, self->info_.session->principal);
+        }
+        self->read_size();
+      });
 }
 
 void Connection::close() {
@@ -56,10 +84,11 @@ void Connection::close() {
 }
 
 void Connection::arm_idle_timer() {
-  if (config_.idle_timeout_ms <= 0) return;
-  idle_timer_.expires_after(std::chrono::milliseconds(config_.idle_timeout_ms));
+  const int64_t idle_ms = limits_.idle_timeout_ms.load();
+  if (idle_ms <= 0) return;
+  idle_timer_.expires_after(std::chrono::milliseconds(idle_ms));
   std::weak_ptr<Connection> weak = weak_from_this();
-  idle_timer_.async_wait([weak](boost::system::error_code ec) {
+  idle_timer_.async_wait([weak, idle_ms](boost::system::error_code ec) {
     auto self = weak.lock();
     if (ec || !self || self->closed_) return;
     if (!self->pending_.empty() || self->writing_) {  // a long poll or a write: not idle
@@ -67,14 +96,15 @@ void Connection::arm_idle_timer() {
       return;
     }
     spdlog::info("connection {} from {}: closed after {} ms idle", self->info_.id, self->info_.peer,
-                 self->config_.idle_timeout_ms);
+                 idle_ms);
     self->close();
   });
 }
 
 void Connection::read_size() {
   if (closed_ || reading_done_) return;
-  asio::async_read(socket_, asio::buffer(size_buf_),
+  with_stream([&](auto& stream) {
+  asio::async_read(stream, asio::buffer(size_buf_),
                    [self = shared_from_this()](boost::system::error_code ec, size_t got) {
                      if (ec) {
                        if (got > 0) self->log_truncated(got, sizeof self->size_buf_, ec);
@@ -93,6 +123,7 @@ void Connection::read_size() {
                          std::make_shared<RequestBuffer>(self->memory_, static_cast<size_t>(size));
                      self->read_body(0);
                    });
+  });
 }
 
 // Reads the rest of body_, of which `got` bytes are in; grows the buffer when it is full.
@@ -102,7 +133,7 @@ void Connection::read_body(size_t got) {
   if (got == body.bytes().size()) {
     if (got == body.frame_bytes()) {
       // The whole frame: hand it over (the aliasing pointer keeps the budget charged).
-      auto frame = std::shared_ptr<std::vector<std::byte>>(body_, &body.bytes());
+      auto frame = std::shared_ptr<FrameBytes>(body_, &body.bytes());
       body_.reset();
       arm_idle_timer();
       if (pending_.size() >= static_cast<size_t>(config_.max_inflight_per_connection)) {
@@ -115,7 +146,8 @@ void Connection::read_body(size_t got) {
     if (!body.try_grow()) return wait_for_memory(got);
   }
   std::byte* at = body.bytes().data() + got;
-  socket_.async_read_some(
+  with_stream([&](auto& stream) {
+  stream.async_read_some(
       asio::buffer(at, body.bytes().size() - got),
       [self = shared_from_this(), got](boost::system::error_code ec, size_t n) {
         if (ec) {
@@ -127,6 +159,7 @@ void Connection::read_body(size_t got) {
         }
         self->read_body(got + n);
       });
+  });
 }
 
 // queued.max.request.bytes is spent: stop reading until some request memory is released.
@@ -146,7 +179,7 @@ void Connection::wait_for_memory(size_t got) {
   });
 }
 
-void Connection::take_request(std::shared_ptr<std::vector<std::byte>> buffer) {
+void Connection::take_request(std::shared_ptr<FrameBytes> buffer) {
   auto slot = std::make_shared<Slot>();
   pending_.push_back(slot);
   // The handler holds the connection until it answers: a response owed keeps it alive even
@@ -224,21 +257,54 @@ void Connection::write_step() {
   const size_t until = at_splice ? frame.splices[write_splice_].position : frame.bytes.size();
   SLUICE_ASSERT(until >= write_pos_ && until <= frame.bytes.size());
   if (until > write_pos_) {
-    asio::async_write(socket_, asio::buffer(frame.bytes.data() + write_pos_, until - write_pos_),
-                      [self = shared_from_this(), until](boost::system::error_code ec, size_t) {
-                        // Closed meanwhile (idle timeout, a bad frame, shutdown): the socket's
-                        // descriptor is gone even if this write had completed.
-                        if (ec || self->closed_) return self->write_done(false);
-                        self->write_pos_ = until;
-                        self->write_step();
-                      });
+    with_stream([&](auto& stream) {
+      asio::async_write(stream, asio::buffer(frame.bytes.data() + write_pos_, until - write_pos_),
+                        [self = shared_from_this(), until](boost::system::error_code ec, size_t) {
+                          // Closed meanwhile (idle timeout, a bad frame, shutdown): the socket's
+                          // descriptor is gone even if this write had completed.
+                          if (ec || self->closed_) return self->write_done(false);
+                          self->write_pos_ = until;
+                          self->write_step();
+                        });
+    });
     return;
   }
   if (!at_splice) return write_done(true);
   const kafka::Splice& splice = frame.splices[write_splice_];
   splice_offset_ = splice.source.offset;
   splice_left_ = splice.source.length;
+  if (tls_) return write_splice_copy();
   write_sendfile();
+}
+
+// Through TLS the kernel cannot send file bytes itself: read a piece, encrypt and write it,
+// repeat (docs/security.md states the cost against sendfile).
+void Connection::write_splice_copy() {
+  if (closed_) return write_done(false);
+  if (splice_left_ == 0) {
+    ++write_splice_;
+    return write_step();
+  }
+  const kafka::Splice& splice = writing_->reply.frame.frame.splices[write_splice_];
+  constexpr size_t kPiece = 256 * 1024;
+  copy_buf_.resize(std::min(kPiece, splice_left_));
+  ssize_t n;
+  do {
+    n = ::pread(splice.source.fd, copy_buf_.data(), copy_buf_.size(), splice_offset_);
+  } while (n < 0 && errno == EINTR);
+  if (n <= 0) {
+    spdlog::warn("connection {} from {}: reading a fetch's file bytes failed ({}), closing",
+                 info_.id, info_.peer,
+                 n == 0 ? std::string("file shorter than expected") : std::strerror(errno));
+    return write_done(false);
+  }
+  splice_offset_ += n;
+  splice_left_ -= static_cast<size_t>(n);
+  asio::async_write(*tls_, asio::buffer(copy_buf_.data(), static_cast<size_t>(n)),
+                    [self = shared_from_this()](boost::system::error_code ec, size_t) {
+                      if (ec || self->closed_) return self->write_done(false);
+                      self->write_splice_copy();
+                    });
 }
 
 // Sends the current splice from its file with sendfile(); waits for room when the socket is full.
@@ -272,8 +338,9 @@ void Connection::write_sendfile() {
 }
 
 void Connection::write_done(bool ok) {
+  const bool close_after = writing_ && writing_->reply.close_after;
   writing_.reset();
-  if (!ok) return close();
+  if (!ok || close_after) return close();
   write_ready();
 }
 

@@ -4,12 +4,14 @@
 #pragma once
 
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/ssl/stream.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <deque>
 #include <functional>
 #include <memory>
 #include <string>
 
+#include "broker/dynamic_config.h"
 #include "broker/out_frame.h"
 #include "broker/request_memory.h"
 #include "common/bytes.h"
@@ -18,18 +20,20 @@ namespace sluice::broker {
 
 class Shard;
 struct BrokerConfig;
+struct Session;
 
 // What a handler returns for one request.
 struct Reply {
   enum class Kind : uint8_t { kFrame, kNone, kClose };
   Kind kind = Kind::kFrame;
   OutFrame frame;
+  bool close_after = false;  // close once the frame is written (a failed authentication)
   static Reply none() { return Reply{Kind::kNone, {}}; }
   static Reply close() { return Reply{Kind::kClose, {}}; }
 };
 
 struct RequestFrame {
-  std::shared_ptr<std::vector<std::byte>> buffer;  // header + body, without the size prefix
+  std::shared_ptr<FrameBytes> buffer;  // header + body, without the size prefix
   Bytes bytes() const { return *buffer; }
 };
 
@@ -37,6 +41,7 @@ struct ConnectionInfo {
   uint64_t id = 0;
   std::string peer;
   uint32_t shard = 0;
+  std::shared_ptr<Session> session;  // listener and authentication (broker/session.h)
 };
 
 // Handles one request; calls `done` exactly once, on any thread (the connection posts back).
@@ -46,8 +51,9 @@ using RequestHandler =
 class Connection : public std::enable_shared_from_this<Connection> {
  public:
   Connection(boost::asio::ip::tcp::socket socket, Shard& shard, const BrokerConfig& config,
-             std::shared_ptr<RequestMemory> memory, RequestHandler handler, ConnectionInfo info,
-             std::function<void()> on_close);
+             const RuntimeLimits& limits, std::shared_ptr<RequestMemory> memory, RequestHandler handler, ConnectionInfo info,
+             std::function<void()> on_close,
+             std::shared_ptr<boost::asio::ssl::context> tls = nullptr);
   ~Connection();
 
   void start();
@@ -70,7 +76,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   void read_size();
   void read_body(size_t got);
   void wait_for_memory(size_t got);
-  void take_request(std::shared_ptr<std::vector<std::byte>> buffer);
+  void take_request(std::shared_ptr<FrameBytes> buffer);
   void stop_reading();
   // Writing: responses in request order; one frame at a time.
   void write_ready();
@@ -80,10 +86,27 @@ class Connection : public std::enable_shared_from_this<Connection> {
   void complete(const std::shared_ptr<Slot>& slot, Reply reply);
   void arm_idle_timer();
   void log_truncated(size_t got_bytes, size_t frame_bytes, const boost::system::error_code& ec);
+  // TLS (SSL and SASL_SSL listeners): the handshake before the first read; spliced file
+  // bytes go through userspace (pread, encrypt, write) instead of sendfile.
+  void tls_handshake();
+  void write_splice_copy();
+  // Calls fn with the stream to read and write: the TLS stream, or the socket itself.
+  template <class Fn>
+  void with_stream(Fn&& fn) {
+    if (tls_) {
+      fn(*tls_);
+    } else {
+      fn(socket_);
+    }
+  }
 
   boost::asio::ip::tcp::socket socket_;
+  std::shared_ptr<boost::asio::ssl::context> tls_context_;  // kept alive for tls_
+  std::unique_ptr<boost::asio::ssl::stream<boost::asio::ip::tcp::socket&>> tls_;
+  std::vector<std::byte> copy_buf_;  // a splice's bytes on their way through TLS
   Shard& shard_;
   const BrokerConfig& config_;
+  const RuntimeLimits& limits_;  // connections.max.idle.ms in force
   std::shared_ptr<RequestMemory> memory_;
   RequestHandler handler_;
   ConnectionInfo info_;
@@ -93,7 +116,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   std::byte size_buf_[4];
   std::shared_ptr<RequestBuffer> body_;  // the frame being read, if any
   std::shared_ptr<Connection> paused_;   // this, while waiting for request memory
-  std::shared_ptr<std::vector<std::byte>> parked_;  // a request read while the window was full
+  std::shared_ptr<FrameBytes> parked_;  // a request read while the window was full
   std::shared_ptr<Slot> writing_;                   // the response being written, if any
   size_t write_pos_ = 0;                            // next byte of writing_'s frame bytes
   size_t write_splice_ = 0;                         // next splice of writing_'s frame

@@ -2,13 +2,19 @@
 #include <spdlog/spdlog.h>
 
 #include <chrono>
+#include <functional>
+#include <type_traits>
 
 #include "broker/broker.h"
 #include "broker/kafka_errors.h"
+#include "broker/legacy.h"
 #include "broker/topic_config.h"
 #include "protocol/record_batch.h"
 
 namespace sluice::broker {
+
+using cluster::acl::Operation;
+using cluster::acl::ResourceType;
 
 namespace asio = boost::asio;
 using kafka::ErrorCode;
@@ -36,11 +42,6 @@ struct Countdown {
 // maxTimestamp must be (for CreateTime, the largest record timestamp).
 ErrorCode validate_batch(const kafka::Records& records, int16_t version, int64_t max_bytes,
                          bool compacted, int64_t& max_timestamp, std::string& why) {
-  if (version < 3) {
-    // Served only so librdkafka enables gzip/snappy/lz4 (see ProduceRequest.schema).
-    why = "the legacy message format of Produce v0-2 is not supported; use Produce v3+";
-    return ErrorCode::kInvalidRecord;
-  }
   if (records.is_null() || records.size() == 0) {
     why = "no record batch";
     return ErrorCode::kInvalidRecord;
@@ -122,7 +123,10 @@ void Broker::handle_produce(std::shared_ptr<Request> req, kafka::ProduceRequest 
   const int16_t version = req->header.api_version;
   size_t total = 0;
   for (const auto& t : body.topic_data) total += t.partition_data.size();
-  auto countdown = std::make_shared<Countdown>(total + 1, [req, resp, failed, acks] {
+  // Up-converted batches of Produce v0-2; deque: their bytes stay put while more are added.
+  auto legacy_batches = std::make_shared<std::deque<std::vector<std::byte>>>();
+  auto countdown = std::make_shared<Countdown>(total + 1, [req, resp, failed, acks,
+                                                           legacy_batches] {
     req->errored = failed->load();
     if (acks == 0) {
       // No response for acks=0; a failure closes the connection so the client notices.
@@ -132,6 +136,7 @@ void Broker::handle_produce(std::shared_ptr<Request> req, kafka::ProduceRequest 
     }
   });
   auto snap = registry_->snapshot();
+  const auto live = live_config();  // topic defaults (dynamic broker configs included)
   resp->responses.resize(body.topic_data.size());
   for (size_t ti = 0; ti < body.topic_data.size(); ++ti) {
     const auto& t = body.topic_data[ti];
@@ -139,6 +144,7 @@ void Broker::handle_produce(std::shared_ptr<Request> req, kafka::ProduceRequest 
     rt.name = t.name;
     rt.partition_responses.resize(t.partition_data.size());
     const TopicInfo* topic = snap->find(t.name);
+    const bool may_write = allowed(*req, Operation::kWrite, ResourceType::kTopic, t.name);
     for (size_t pi = 0; pi < t.partition_data.size(); ++pi) {
       const auto& pd = t.partition_data[pi];
       PartitionResponse* slot = &rt.partition_responses[pi];
@@ -158,6 +164,10 @@ void Broker::handle_produce(std::shared_ptr<Request> req, kafka::ProduceRequest 
         fail(ErrorCode::kTransactionalIdAuthorizationFailed, "transactions are not supported");
         continue;
       }
+      if (!may_write) {  // before existence, as Kafka: nothing is told of a hidden topic
+        fail(ErrorCode::kTopicAuthorizationFailed, "");
+        continue;
+      }
       if (!topic || pd.index < 0 || pd.index >= topic->partitions) {
         fail(ErrorCode::kUnknownTopicOrPartition, "");
         continue;
@@ -175,21 +185,41 @@ void Broker::handle_produce(std::shared_ptr<Request> req, kafka::ProduceRequest 
       std::string why;
       int64_t max_timestamp = -1;
       const bool compacted =
-          topic_setting_value(*topic, config_, "cleanup.policy").find("compact") !=
+          topic_setting_value(*topic, *live, "cleanup.policy").find("compact") !=
           std::string::npos;
-      const ErrorCode verdict = validate_batch(
-          pd.records, version, topic_setting_int(*topic, config_, "max.message.bytes"), compacted,
-          max_timestamp, why);
+      // Produce v0-2 carry legacy message sets: up-converted into one v2 batch (legacy.cc),
+      // which then meets every check a v2 batch does.
+      std::vector<std::byte>* converted = nullptr;
+      ErrorCode verdict = ErrorCode::kNone;
+      if (version < 3) {
+        verdict = up_convert_produce(pd.records, *legacy_batches, converted, why);
+      }
+      if (verdict == ErrorCode::kNone) {
+        verdict = validate_batch(
+            converted ? kafka::Records::borrowed(*converted) : pd.records, version,
+            topic_setting_int(*topic, *live, "max.message.bytes"), compacted, max_timestamp,
+            why);
+      }
       if (verdict != ErrorCode::kNone) {
-        spdlog::debug("produce to {}-{} rejected: {}", t.name, pd.index, why);
+        if (version < 3) {
+          legacy_rejected(req->conn, req->header.client_id, t.name, pd.index, why);
+        } else {
+          spdlog::debug("produce to {}-{} rejected: {}", t.name, pd.index, why);
+        }
         fail(verdict, why);
         continue;
       }
-      // The batch is stamped in place: the request buffer is ours and outlives the append.
-      const Bytes records = pd.records.bytes();
-      auto& buffer = *req->frame.buffer;
-      const size_t at = static_cast<size_t>(records.data() - buffer.data());
-      MutableBytes batch(buffer.data() + at, records.size());
+      // The batch is stamped in place: the request buffer (or the converted batch, kept by
+      // the countdown) is ours and outlives the append.
+      MutableBytes batch;
+      if (converted) {
+        batch = MutableBytes(converted->data(), converted->size());
+      } else {
+        const Bytes records = pd.records.bytes();
+        auto& buffer = *req->frame.buffer;
+        const size_t at = static_cast<size_t>(records.data() - buffer.data());
+        batch = MutableBytes(buffer.data() + at, records.size());
+      }
       if (load_be<int64_t>(batch.data() + kafka::batch_layout::kMaxTimestamp) != max_timestamp) {
         // As Kafka does: maxTimestamp is what the records say (the time index relies on it).
         store_be<int64_t>(batch.data() + kafka::batch_layout::kMaxTimestamp, max_timestamp);
@@ -295,6 +325,9 @@ struct FetchSlot {
   int64_t log_start_offset = -1;
   std::optional<log::FileRange> range;
   int64_t records = 0;  // offsets the range brings past the fetch offset (for /metrics)
+  // Fetch v0-3: the range down-converted to magic 0/1 messages (legacy.h), sent instead.
+  std::optional<std::vector<std::byte>> legacy;
+  size_t size() const { return legacy ? legacy->size() : range ? range->length : 0; }
 };
 
 }  // namespace
@@ -312,6 +345,7 @@ struct FetchOp : std::enable_shared_from_this<FetchOp> {
   std::vector<FetchSlot> slots;
   std::chrono::steady_clock::time_point deadline;
   std::unique_ptr<asio::steady_timer> timer;
+  std::vector<char> denied;  // per tps entry: the principal may not READ the topic
   bool answered = false;
   bool reading = false;
   bool parked = false;
@@ -338,6 +372,10 @@ struct FetchOp : std::enable_shared_from_this<FetchOp> {
   void read_partition(ShardState& ss, size_t i) {
     FetchSlot& slot = slots[i];
     const auto& fp = *parts[i];
+    if (denied[i]) {
+      slot.error = ErrorCode::kTopicAuthorizationFailed;
+      return;
+    }
     Partition* p = ss.find(tps[i]);
     if (!p) {
       slot.error = broker->missing_partition_error(tps[i]);
@@ -358,7 +396,13 @@ struct FetchOp : std::enable_shared_from_this<FetchOp> {
     if (fp.fetch_offset == hwm) return;
     // No partition may bring more than the whole response may hold (beyond its first batch,
     // which the log returns whatever its size); answer() then fits ranges into max_bytes.
-    const int32_t limit = std::min(fp.partition_max_bytes, body.max_bytes);
+    int32_t limit = std::min(fp.partition_max_bytes, body.max_bytes);
+    // Fetch v0-3 copies and converts what it reads: the whole request stays within
+    // kLegacyFetchBytesMax (shared by its partitions), beyond each partition's first batch.
+    if (fetch_magic(req->header.api_version) >= 0) {
+      limit = static_cast<int32_t>(
+          std::min<int64_t>(limit, legacy_partition_bytes_max(tps.size())));
+    }
     auto r = p->log->read(Offset(fp.fetch_offset), static_cast<uint64_t>(std::max(1, limit)),
                           Offset(hwm));
     if (!r) {
@@ -366,6 +410,13 @@ struct FetchOp : std::enable_shared_from_this<FetchOp> {
     } else if (!r->ranges.empty()) {
       slot.range = r->ranges.front();  // whole batches, contiguous in one segment file
       slot.records = std::max<int64_t>(0, *r->next_offset - fp.fetch_offset);
+      const int8_t magic = fetch_magic(req->header.api_version);
+      if (magic >= 0) {
+        slot.error = down_convert_range(*slot.range, magic, fp.fetch_offset,
+                                        static_cast<size_t>(std::max(1, limit)), slot.legacy,
+                                        slot.records);
+        slot.range.reset();
+      }
     }
   }
 
@@ -376,7 +427,7 @@ struct FetchOp : std::enable_shared_from_this<FetchOp> {
     int64_t total = 0;
     bool any_error = false;
     for (const auto& s : slots) {
-      if (s.range) total += static_cast<int64_t>(s.range->length);
+      total += static_cast<int64_t>(s.size());
       if (s.error != ErrorCode::kNone) any_error = true;
     }
     const bool timed_out = std::chrono::steady_clock::now() >= deadline;
@@ -412,16 +463,21 @@ struct FetchOp : std::enable_shared_from_this<FetchOp> {
         pd.records = kafka::Records::borrowed({});  // never null (librdkafka needs a size)
         // The first batch with data always goes (so a consumer can progress); after that,
         // whole ranges while the response's byte budget holds.
-        if (s.range && (first_data || static_cast<int64_t>(s.range->length) <= budget)) {
-          pd.records =
-              kafka::Records::external({s.range->fd(), static_cast<int64_t>(s.range->position),
-                                        static_cast<uint32_t>(s.range->length), 0});
-          keep.push_back(s.range->file);
-          budget -= static_cast<int64_t>(s.range->length);
+        const size_t size = s.size();
+        if (size > 0 && (first_data || static_cast<int64_t>(size) <= budget)) {
+          if (s.legacy) {
+            pd.records = kafka::Records::borrowed(*s.legacy);  // copied by the encoder
+          } else {
+            pd.records =
+                kafka::Records::external({s.range->fd(), static_cast<int64_t>(s.range->position),
+                                          static_cast<uint32_t>(s.range->length), 0});
+            keep.push_back(s.range->file);
+          }
+          budget -= static_cast<int64_t>(size);
           first_data = false;
           if (metrics) {
             auto& traffic = metrics->partition(t.topic, p.partition);
-            traffic.bytes_out += s.range->length;
+            traffic.bytes_out += size;
             traffic.records_out += static_cast<uint64_t>(s.records);
           }
         }
@@ -490,9 +546,11 @@ void Broker::handle_fetch(std::shared_ptr<Request> req, kafka::FetchRequest body
   op->deadline = std::chrono::steady_clock::now() +
                  std::chrono::milliseconds(std::max(0, op->body.max_wait_ms));
   for (const auto& t : op->body.topics) {
+    const bool may_read = allowed(*req, Operation::kRead, ResourceType::kTopic, t.topic);
     for (const auto& p : t.partitions) {
       op->tps.push_back({t.topic, p.partition});
       op->parts.push_back(&p);
+      op->denied.push_back(may_read ? 0 : 1);
     }
   }
   op->home->post([op] { op->read(false); });
@@ -551,7 +609,8 @@ auto& wire_partition(T& p) {
 }  // namespace
 
 template <class Response, class Topics, class Work>
-void Broker::per_partition(std::shared_ptr<Request> req, const Topics& topics, Work work) {
+void Broker::per_partition(std::shared_ptr<Request> req, const Topics& topics, Operation op,
+                           Work work) {
   auto resp = std::make_shared<Response>();
   size_t total = 0;
   for (const auto& t : topics) total += t.partitions.size();
@@ -561,15 +620,28 @@ void Broker::per_partition(std::shared_ptr<Request> req, const Topics& topics, W
     const auto& t = topics[ti];
     wire_topic(resp->topics[ti]) = wire_topic(t);
     resp->topics[ti].partitions.resize(t.partitions.size());
+    const bool may = allowed(*req, op, ResourceType::kTopic, wire_topic(t));
     for (size_t pi = 0; pi < t.partitions.size(); ++pi) {
       const auto& entry = t.partitions[pi];
       auto* slot = &resp->topics[ti].partitions[pi];
       wire_partition(*slot) = wire_partition(entry);
+      if (!may) {
+        slot->error_code = code(ErrorCode::kTopicAuthorizationFailed);
+        countdown->done();
+        continue;
+      }
       TopicPartition tp{wire_topic(t), wire_partition(entry)};
       ShardState& ss = shard_of(tp);
       ss.shard.post([&ss, tp, entry, slot, countdown, work] {
-        work(ss, tp, entry, *slot);
-        countdown->done();
+        // Work may answer later: it then takes a `done` to call once its slot is filled.
+        using Done = std::function<void()>;
+        if constexpr (std::is_invocable_v<const Work&, ShardState&, const TopicPartition&,
+                                          decltype(entry)&, decltype(*slot), Done>) {
+          work(ss, tp, entry, *slot, Done([countdown] { countdown->done(); }));
+        } else {
+          work(ss, tp, entry, *slot);
+          countdown->done();
+        }
       });
     }
   }
@@ -579,7 +651,7 @@ void Broker::per_partition(std::shared_ptr<Request> req, const Topics& topics, W
 void Broker::handle_offset_for_leader_epoch(std::shared_ptr<Request> req,
                                             const kafka::OffsetForLeaderEpochRequest& body) {
   per_partition<kafka::OffsetForLeaderEpochResponse>(
-      req, body.topics,
+      req, body.topics, Operation::kDescribe,
       [this](ShardState& ss, const TopicPartition& tp, const auto& entry, auto& slot) {
         Partition* p = ss.find(tp);
         if (!p) {
@@ -600,29 +672,45 @@ void Broker::handle_offset_for_leader_epoch(std::shared_ptr<Request> req,
 void Broker::handle_delete_records(std::shared_ptr<Request> req,
                                    const kafka::DeleteRecordsRequest& body) {
   per_partition<kafka::DeleteRecordsResponse>(
-      req, body.topics,
-      [this](ShardState& ss, const TopicPartition& tp, const auto& dp, auto& slot) {
+      req, body.topics, Operation::kDelete,
+      [this](ShardState& ss, const TopicPartition& tp, const auto& dp, auto& slot,
+             std::function<void()> done) {
         slot.low_watermark = -1;
         Partition* p = ss.find(tp);
         if (!p) {
           slot.error_code = code(missing_partition_error(tp));
-          return;
+          return done();
         }
         if (ErrorCode e = leader_check(*p, -1); e != ErrorCode::kNone) {
           slot.error_code = code(e);
-          return;
+          return done();
         }
         const int64_t hwm = p->high_watermark();
         const int64_t to = dp.offset == -1 ? hwm : dp.offset;
         if (to < 0 || to > hwm) {
           slot.error_code = code(ErrorCode::kOffsetOutOfRange);
-        } else if (auto r = p->log->advance_log_start(Offset(to)); !r) {
+          return done();
+        }
+        if (auto r = p->log->advance_log_start(Offset(to)); !r) {
           slot.error_code = code(to_kafka(r.error().code));
-        } else {
-          if (p->replica) p->replica->log_start_moved();
-          slot.low_watermark = *p->log->log_start_offset();
-          spdlog::info("{}-{}: records before offset {} deleted (DeleteRecords)", tp.topic,
-                       tp.partition, slot.low_watermark);
+          return done();
+        }
+        slot.low_watermark = *p->log->log_start_offset();
+        spdlog::info("{}-{}: records before offset {} deleted (DeleteRecords)", tp.topic,
+                     tp.partition, slot.low_watermark);
+        if (!p->replica) return done();
+        p->replica->log_start_moved();
+        if (p->replica->voters().size() < 2) return done();
+        // The other replicas move their log start when the control entry commits; the answer
+        // waits for that, so a new leader never serves what was deleted.
+        auto* out = &slot;
+        ErrorCode e = p->replica->replicate_log_start(to, [out, done](ErrorCode e) {
+          if (e != ErrorCode::kNone) out->error_code = code(e);
+          done();
+        });
+        if (e != ErrorCode::kNone) {
+          slot.error_code = code(e);
+          done();
         }
       });
 }
@@ -631,7 +719,7 @@ void Broker::handle_list_offsets(std::shared_ptr<Request> req,
                                  const kafka::ListOffsetsRequest& body) {
   const int16_t version = req->header.api_version;
   per_partition<kafka::ListOffsetsResponse>(
-      req, body.topics,
+      req, body.topics, Operation::kDescribe,
       [this, version](ShardState& ss, const TopicPartition& tp, const auto& lp, auto& slot) {
         Partition* p = ss.find(tp);
         if (!p) {

@@ -1,5 +1,7 @@
 #include "broker/group.h"
 
+#include <spdlog/spdlog.h>
+
 #include <algorithm>
 #include <cstdio>
 
@@ -294,7 +296,26 @@ void Group::prepare_rebalance(int64_t now_ms) {
       state_ == GroupState::kEmpty
           ? std::min<int64_t>(now_ms + limits_.initial_rebalance_delay_ms, join_deadline_ms_)
           : 0;
+  if (state_ != GroupState::kPreparingRebalance) {
+    spdlog::info("group '{}': rebalance started at generation {} ({} member(s): {})", id_,
+                 generation_, members_.size(), member_list());
+  }
   state_ = GroupState::kPreparingRebalance;
+}
+
+std::string Group::member_list() const {
+  constexpr size_t kShown = 8;
+  std::string out;
+  size_t n = 0;
+  for (const auto& [id, m] : members_) {
+    if (n == kShown) {
+      out += " and " + std::to_string(members_.size() - kShown) + " more";
+      break;
+    }
+    if (n++) out += ", ";
+    out += id;
+  }
+  return out.empty() ? "none" : out;
 }
 
 bool Group::all_joined() const {
@@ -339,6 +360,8 @@ void Group::complete_join(int64_t now_ms) {
   }
   protocol_ = select_protocol();
   state_ = GroupState::kCompletingRebalance;
+  spdlog::info("group '{}': generation {} joined: {} member(s) ({}), leader {}, protocol {}", id_,
+               generation_, members_.size(), member_list(), leader_, protocol_);
   int64_t sync_timeout = 0;
   for (const auto& [id, m] : members_)
     sync_timeout = std::max<int64_t>(sync_timeout, m.rebalance_timeout_ms);
@@ -364,6 +387,9 @@ void Group::become_empty(int64_t now_ms) {
   static_members_.clear();
   pending_.clear();
   leader_.clear();
+  if (state_ != GroupState::kEmpty) {
+    spdlog::info("group '{}': empty at generation {}", id_, generation_);
+  }
   state_ = GroupState::kEmpty;
   empty_since_ms_ = now_ms;
   metadata_dirty_ = true;
@@ -463,6 +489,8 @@ void Group::sync(const std::string& member_id, const std::optional<std::string>&
   }
   state_ = GroupState::kStable;
   metadata_dirty_ = true;
+  spdlog::info("group '{}': generation {} stable: the leader assigned {} member(s)", id_,
+               generation_, members_.size());
   std::vector<std::pair<SyncCallback, SyncResult>> answers;
   for (auto& [id, other] : members_) {
     if (!other.sync_waiter) continue;
@@ -552,6 +580,7 @@ void Group::tick(int64_t now_ms) {
     if (m.deadline_ms <= now_ms && may_expire(m)) expired.push_back(id);
   }
   for (const auto& id : expired) {
+    spdlog::info("group '{}': member {} left: no heartbeat within its session timeout", id_, id);
     remove_member(id, now_ms);
   }
   if (!expired.empty()) {

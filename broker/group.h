@@ -178,6 +178,8 @@ class Group {
   bool may_expire(const Member& m) const;
   bool all_joined() const;
 
+  // Up to 8 member ids, for log lines.
+  std::string member_list() const;
   std::string id_;
   GroupLimits limits_;
   std::mt19937_64 rng_;

@@ -613,8 +613,10 @@ void GroupCoordinator::handle(const GroupRequestContext&, const kafka::OffsetCom
           out.error_code = code(ErrorCode::kOffsetMetadataTooLarge);
           continue;
         }
+        // OffsetCommit v1 may carry the commit time (Kafka keeps it; -1: now).
         CommittedOffset v{p.committed_offset, p.committed_leader_epoch,
-                          p.committed_metadata.value_or(""), now};
+                          p.committed_metadata.value_or(""),
+                          p.commit_timestamp >= 0 ? p.commit_timestamp : now};
         writes.push_back({encode_key(OffsetKey{body.group_id, t.name, p.partition_index}),
                           encode_offset_value(v)});
         values.emplace_back(TopicPartitionKey{t.name, p.partition_index}, std::move(v));

@@ -4,6 +4,7 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <cstdio>
+#include <functional>
 
 #include "broker/broker.h"
 #include "broker/log_format.h"
@@ -18,7 +19,7 @@ int main(int argc, char** argv) {
     return ok ? 0 : 2;
   }
   spdlog::set_level(spdlog::level::from_str(config->log_level));
-  install_log_format();
+  install_log_format(config->log_format == "json");
   spdlog::flush_on(spdlog::level::info);
 
   auto broker = Broker::create(*config);
@@ -36,8 +37,21 @@ int main(int argc, char** argv) {
     (*broker)->stop();
     return 1;
   }
-  signals.async_wait([](const boost::system::error_code&, int signo) {
+  // SIGHUP: TLS listeners reload their certificate files (docs/security.md).
+  boost::asio::signal_set hup(signals_ctx, SIGHUP);
+  std::function<void()> wait_hup = [&] {
+    hup.async_wait([&](const boost::system::error_code& ec, int) {
+      if (ec) return;
+      spdlog::info("received SIGHUP, reloading TLS files");
+      (*broker)->reload_tls();
+      wait_hup();
+    });
+  };
+  wait_hup();
+  signals.async_wait([&hup](const boost::system::error_code&, int signo) {
     spdlog::info("received {}, shutting down", signo == SIGTERM ? "SIGTERM" : "SIGINT");
+    boost::system::error_code ignored;
+    hup.cancel(ignored);
   });
   signals_ctx.run();
   (*broker)->stop();

@@ -64,6 +64,10 @@ void Broker::drive_move(Partition& p, const PartitionInfo& info) {
   auto change = [&](const raft::ConfState& next, const char* what, int32_t who) {
     auto res = r.change_membership(next);
     if (res) {
+      // The leader sends to a new learner as soon as the change is in its log: the throttle
+      // must know it now, not at the next tick (catch-up once outran the budget meanwhile).
+      p.learners.clear();
+      for (raft::NodeId l : next.learners) p.learners.push_back(*l);
       spdlog::info("{}: move: {} broker {}", name_of(p), what, who);
     } else if (res.error() != raft::Errc::kConfigPending) {
       spdlog::debug("{}: move: cannot {} broker {} yet ({})", name_of(p), what, who,

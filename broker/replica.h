@@ -80,7 +80,10 @@ struct LogStartImage {
   int64_t internal_before = 0;
 };
 
-class Replica final : public raft::LogSource {
+// Descriptors: raft.state and raft.internal are open while the replica is in use; an idle one
+// (no Ready on disk, no slot write in flight) closes them when the shard's FdCache asks
+// (log::FdHolder) and reopens them on its next write.
+class Replica final : public raft::LogSource, public log::FdHolder {
  public:
   // Opens the Raft state beside `log` (creating it for a new partition: bootstrap with
   // options.initial_voters). `log`, `ring` and `io` belong to the shard and outlive the
@@ -105,6 +108,9 @@ class Replica final : public raft::LogSource {
 
   void tick();
   void step(raft::Message&& message);
+  // log::FdHolder: closes raft.state and raft.internal when nothing is being written.
+  bool release_fds() override;
+  bool holds_fds() const { return state_fd_ >= 0 || internal_fd_ >= 0; }
   void campaign();
   Result<void, raft::Errc> transfer_leadership(int32_t to);
 
@@ -121,12 +127,20 @@ class Replica final : public raft::LogSource {
   // `lag_ms` (Kafka's ISR; the leader itself always). Followers: the voters.
   std::vector<int32_t> in_sync_replicas(int64_t lag_ms) const;
   std::vector<int32_t> voters() const;
+  // Leader: how far each other voter's log is behind this one's, in Raft indexes (an entry
+  // spans as many indexes as it holds records: about records); empty on followers.
+  std::vector<std::pair<int32_t, int64_t>> follower_lag() const;
   // OffsetForLeaderEpoch: the end offset (Kafka) of `epoch` on this replica's log (the start
   // of the next larger epoch, or the log end for the current one) and the largest epoch
   // <= `epoch` that the log has; {-1, -1} when it has none.
   std::pair<int32_t, int64_t> end_offset_for_epoch(int32_t epoch) const;
   // The log start moved (retention, DeleteRecords): the node forgets what is gone.
   void log_start_moved();
+  // Leader, DeleteRecords: replicates "the log starts at `kafka_start`" as a Raft control
+  // entry, which every replica applies (moving its own log start) once committed; `done`
+  // runs at commit (NOT_LEADER_OR_FOLLOWER if leadership is lost first).
+  kafka::ErrorCode replicate_log_start(int64_t kafka_start,
+                                       std::function<void(kafka::ErrorCode)> done);
   // Controlled shutdown: a leader of a group with other voters hands leadership to its most
   // caught-up voter (Raft leadership transfer). Returns whether it still leads such a group.
   bool hand_off();
@@ -137,6 +151,9 @@ class Replica final : public raft::LogSource {
   Result<void, raft::Errc> change_membership(const raft::ConfState& next);
   bool caught_up(int32_t id) const;
   bool failed() const { return failed_; }
+  // Nothing of the replica's own in flight (no Ready being persisted, no raft.state write):
+  // it may be destroyed and reopened.
+  bool quiet() const { return !running_ && !scheduled_ && slot_writes_ == 0; }
   const raft::Node& node() const { return *node_; }
   uint64_t group() const { return options_.group; }
 
@@ -193,6 +210,7 @@ class Replica final : public raft::LogSource {
   // Appends plan->data from entry `from` on, at most kAppendChunk batches per log append.
   void persist_data(std::shared_ptr<raft::Ready> rd, std::shared_ptr<Plan> plan, size_t from = 0);
   void finish(std::shared_ptr<raft::Ready> rd);
+  void apply_control(const raft::Entry& e);
   // Writes raft.state's next slot (then fdatasyncs it if `sync`); `done` runs once. Without
   // `force` (commit hints) it is skipped while another slot write is in flight.
   void write_slot(bool sync, std::function<void(int32_t)> done, bool force = false);
@@ -222,6 +240,11 @@ class Replica final : public raft::LogSource {
   std::unique_ptr<raft::Node> node_;
   log::OffsetTranslator xlate_;
   std::vector<Internal> internal_;  // Raft's own entries in the log, by index
+  // Opens raft.state and raft.internal if release_fds() closed them, and marks the replica
+  // used; false (errno set) if they cannot be opened.
+  bool open_fds();
+  void close_fds();
+  std::string dir_;
   int state_fd_ = -1;
   int internal_fd_ = -1;
   uint64_t internal_size_ = 0;
@@ -233,11 +256,13 @@ class Replica final : public raft::LogSource {
   std::vector<std::pair<uint64_t, uint64_t>> pre_snapshot_;
   uint64_t mirrored_last_ = 0;  // the last index of the node's log handed out (or loaded)
   std::map<int32_t, int64_t> caught_up_ms_;  // leader: when each voter last reached the commit
+  std::map<int32_t, uint64_t> lost_seen_;     // leader: Progress::lost_entries already logged
   std::map<int32_t, int64_t> heard_ms_;      // when each peer's last message arrived
   bool heard_recently(int32_t id) const;     // within an election timeout
   size_t slot_writes_ = 0;                   // raft.state writes in flight
   std::vector<int32_t> voters_;              // the configuration's voters (refreshed on commit)
   bool running_ = false;       // a Ready is being persisted
+  bool persisting_ = false;    // ... and its writes started (its descriptors are in use)
   bool scheduled_ = false;     // run() is posted
   bool failed_ = false;
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);

@@ -53,12 +53,10 @@ bool RequestBuffer::try_grow() {
   const size_t size = next_size();
   SLUICE_ASSERT(size > bytes_.size());
   if (!memory_->try_reserve(size - bytes_.size())) return false;
-  // The vector keeps its capacity equal to its size: doubling reserves exactly.
-  std::vector<std::byte> grown;
-  grown.reserve(size);
-  grown.assign(bytes_.begin(), bytes_.end());
-  grown.resize(size);
-  bytes_.swap(grown);
+  if (bytes_.capacity() < size) {
+    bytes_.reserve(frame_bytes_ <= kWholeFrameBytes ? frame_bytes_ : size);
+  }
+  bytes_.resize(size);  // not zeroed: the socket fills it
   SLUICE_ASSERT(bytes_.size() == size && size <= frame_bytes_);
   return true;
 }

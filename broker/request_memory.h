@@ -18,9 +18,34 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <new>
+#include <type_traits>
+#include <utility>
 #include <vector>
 
 namespace sluice::broker {
+
+// An allocator whose value-initialisation does nothing: a vector of it grows without zeroing
+// the new bytes (a request buffer's are written by the socket before anything reads them).
+template <class T>
+struct NoInitAllocator : std::allocator<T> {
+  template <class U>
+  struct rebind {
+    using other = NoInitAllocator<U>;
+  };
+  NoInitAllocator() = default;
+  template <class U>
+  NoInitAllocator(const NoInitAllocator<U>& /*other*/) noexcept {}
+  template <class U>
+  void construct(U* p) noexcept(std::is_nothrow_default_constructible_v<U>) {
+    ::new (static_cast<void*>(p)) U;
+  }
+  template <class U, class... A>
+  void construct(U* p, A&&... a) {
+    ::new (static_cast<void*>(p)) U(std::forward<A>(a)...);
+  }
+};
+using FrameBytes = std::vector<std::byte, NoInitAllocator<std::byte>>;
 
 class RequestMemory : public std::enable_shared_from_this<RequestMemory> {
  public:
@@ -56,17 +81,20 @@ class RequestBuffer {
   // The size the buffer should grow to next: double what it has (at least kFirstReadBytes),
   // at most the frame. Zero once the buffer holds the whole frame.
   size_t next_size() const;
-  // Grows to next_size() if the budget allows; false when it is spent.
+  // Grows to next_size() if the budget allows; false when it is spent. The new bytes are not
+  // zeroed, and a frame of at most kWholeFrameBytes gets its whole capacity at the first step
+  // (address space only: pages are touched as bytes arrive), so its later steps copy nothing.
   bool try_grow();
-  std::vector<std::byte>& bytes() { return bytes_; }
+  FrameBytes& bytes() { return bytes_; }
   size_t frame_bytes() const { return frame_bytes_; }
 
   static constexpr size_t kFirstReadBytes = 16 * 1024;
+  static constexpr size_t kWholeFrameBytes = 8 * 1024 * 1024;
 
  private:
   std::shared_ptr<RequestMemory> memory_;
   size_t frame_bytes_;
-  std::vector<std::byte> bytes_;
+  FrameBytes bytes_;
 };
 
 }  // namespace sluice::broker

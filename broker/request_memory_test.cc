@@ -19,6 +19,19 @@ TEST(RequestMemory, BuffersGrowByDoublingUpToTheirFrame) {
   EXPECT_EQ(memory->used_bytes(), 0);  // given back when the request is gone
 }
 
+TEST(RequestMemory, SmallFramesGrowWithoutMovingTheirBytes) {
+  auto memory = std::make_shared<RequestMemory>(1 << 30);
+  RequestBuffer buffer(memory, 1 << 20);
+  ASSERT_TRUE(buffer.try_grow());
+  EXPECT_EQ(memory->used_bytes(), int64_t{RequestBuffer::kFirstReadBytes});  // charged as read
+  const std::byte* first = buffer.bytes().data();
+  buffer.bytes()[100] = std::byte{7};
+  while (buffer.next_size() > 0) ASSERT_TRUE(buffer.try_grow());
+  EXPECT_EQ(buffer.bytes().data(), first);  // no copy: the capacity was the frame's from the start
+  EXPECT_EQ(buffer.bytes()[100], std::byte{7});
+  EXPECT_EQ(memory->used_bytes(), int64_t{1} << 20);
+}
+
 TEST(RequestMemory, AFrameDeclaredHugeCostsOnlyWhatArrived) {
   auto memory = std::make_shared<RequestMemory>(1 << 20);
   RequestBuffer buffer(memory, size_t{100} << 20);

@@ -3,14 +3,18 @@
 // AlterConfigs, IncrementalAlterConfigs (moves and leader elections: reassign_api.cc).
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <set>
 
 #include "broker/broker.h"
 #include "broker/kafka_errors.h"
+#include "broker/legacy.h"
 #include "broker/topic_config.h"
 
 namespace sluice::broker {
 
+using cluster::acl::Operation;
+using cluster::acl::ResourceType;
 using kafka::ApiKey;
 using kafka::ErrorCode;
 
@@ -61,6 +65,16 @@ constexpr Served kServed[] = {
     served<kafka::DescribeGroupsRequest>(),
     served<kafka::DeleteGroupsRequest>(),
     served<kafka::OffsetDeleteRequest>(),
+    // Security (security.cc).
+    served<kafka::SaslHandshakeRequest>(),
+    served<kafka::SaslAuthenticateRequest>(),
+    // ACLs (acl_api.cc).
+    served<kafka::DescribeAclsRequest>(),
+    served<kafka::CreateAclsRequest>(),
+    served<kafka::DeleteAclsRequest>(),
+    // SCRAM credentials (users_api.cc).
+    served<kafka::DescribeUserScramCredentialsRequest>(),
+    served<kafka::AlterUserScramCredentialsRequest>(),
 };
 
 const Served* find_served(int16_t key) {
@@ -72,25 +86,12 @@ const Served* find_served(int16_t key) {
 
 constexpr int8_t kResourceTopic = 2;
 constexpr int8_t kResourceBroker = 4;
-constexpr int8_t kSourceTopicConfig = 1;
-constexpr int8_t kSourceStaticBroker = 4;
-constexpr int8_t kSourceDefault = 5;
-
-int8_t config_type(std::string_view name) {
-  if (name == "cleanup.policy") return 7;  // LIST
-  if (name == "unclean.leader.election.enable" || name == "auto.create.topics.enable") return 1;
-  if (name == "min.cleanable.dirty.ratio") return 6;  // DOUBLE
-  if (name == "max.message.bytes" || name == "segment.bytes" || name == "min.insync.replicas" ||
-      name == "num.partitions")
-    return 3;                                                       // INT
-  if (name.ends_with(".ms") || name.ends_with(".bytes")) return 5;  // LONG
-  return 2;                                                         // STRING
-}
 
 }  // namespace
 
 void Broker::handle(const ConnectionInfo& conn, RequestFrame frame, Done done) {
   const auto start = std::chrono::steady_clock::now();
+  if (handle_raw_sasl(conn, frame, done)) return;  // bare tokens after SaslHandshake v0
   kafka::Reader reader(frame.bytes());
   auto header = kafka::decode_request_header(reader);
   if (!header) {
@@ -108,8 +109,8 @@ void Broker::handle(const ConnectionInfo& conn, RequestFrame frame, Done done) {
   }
   const Served* s = find_served(header->api_key);
   if (!s || header->api_version < s->min || header->api_version > s->max) {
-    spdlog::warn("connection {} from {} ({}): closing, API key {} version {} is not served",
-                 conn.id, conn.peer, header->client_id, header->api_key, header->api_version);
+    // Rate-limited per client: an old client reconnects and retries many times a second.
+    warn_not_served(conn, header->client_id, header->api_key, header->api_version);
     // Counted as unknown: an unserved key or version has no counter of its own.
     count_request(conn.shard, -1, -1, true, start);
     done(Reply::close());
@@ -125,6 +126,10 @@ void Broker::handle(const ConnectionInfo& conn, RequestFrame frame, Done done) {
     done(Reply::close());
     return;
   }
+  if (handle_security(conn, *header, *body, done)) {  // SASL, and nothing before it
+    count_request(conn.shard, header->api_key, header->api_version, false, start);
+    return;
+  }
   auto req = std::make_shared<Request>(
       Request{conn, std::move(frame), std::move(*header), nullptr, false});
   // The request is alive while its `done` runs (handlers call req->done), so `raw` is valid.
@@ -138,6 +143,7 @@ void Broker::handle(const ConnectionInfo& conn, RequestFrame frame, Done done) {
 }
 
 void Broker::dispatch(std::shared_ptr<Request> req, kafka::RequestBody body) {
+  if (!authorize_request(req, body)) return;  // refused on the cluster (acl_api.cc)
   std::visit(
       [&](auto& b) {
         using T = std::decay_t<decltype(b)>;
@@ -169,6 +175,16 @@ void Broker::dispatch(std::shared_ptr<Request> req, kafka::RequestBody body) {
           handle_elect_leaders(req, b);
         } else if constexpr (std::is_same_v<T, kafka::DescribeLogDirsRequest>) {
           handle_describe_log_dirs(req, b);
+        } else if constexpr (std::is_same_v<T, kafka::DescribeUserScramCredentialsRequest>) {
+          handle_describe_user_scram_credentials(req, b);
+        } else if constexpr (std::is_same_v<T, kafka::AlterUserScramCredentialsRequest>) {
+          handle_alter_user_scram_credentials(req, b);
+        } else if constexpr (std::is_same_v<T, kafka::DescribeAclsRequest>) {
+          handle_describe_acls(req, b);
+        } else if constexpr (std::is_same_v<T, kafka::CreateAclsRequest>) {
+          handle_create_acls(req, b);
+        } else if constexpr (std::is_same_v<T, kafka::DeleteAclsRequest>) {
+          handle_delete_acls(req, b);
         } else if constexpr (std::is_same_v<T, kafka::ProduceRequest>) {
           handle_produce(req, std::move(b));
         } else if constexpr (std::is_same_v<T, kafka::FetchRequest>) {
@@ -201,6 +217,19 @@ void Broker::dispatch(std::shared_ptr<Request> req, kafka::RequestBody body) {
       body);
 }
 
+int16_t Broker::config_denied(const Request& req, int8_t resource_type, const std::string& name,
+                              bool alter) const {
+  const auto op = alter ? Operation::kAlterConfigs : Operation::kDescribeConfigs;
+  if (resource_type == 2) {
+    return allowed(req, op, ResourceType::kTopic, name)
+               ? int16_t{0}
+               : code(ErrorCode::kTopicAuthorizationFailed);
+  }
+  return allowed(req, op, ResourceType::kCluster, cluster::acl::kClusterName)
+             ? int16_t{0}
+             : code(ErrorCode::kClusterAuthorizationFailed);
+}
+
 void Broker::handle_api_versions(std::shared_ptr<Request> req, const kafka::ApiVersionsRequest&) {
   kafka::ApiVersionsResponse resp;
   std::vector<Served> list(std::begin(kServed), std::end(kServed));
@@ -217,29 +246,39 @@ void Broker::handle_metadata(std::shared_ptr<Request> req, const kafka::Metadata
   const int16_t version = req->header.api_version;
   const bool all = !body.topics || (version == 0 && body.topics->empty());
   std::vector<std::string> names;
+  std::set<std::string> denied;  // named topics the principal may not DESCRIBE
   if (all) {
-    for (const auto& [name, t] : snap->topics) names.push_back(name);
+    // As Kafka: "all topics" are those the principal may DESCRIBE.
+    for (const auto& [name, t] : snap->topics) {
+      if (allowed(*req, Operation::kDescribe, ResourceType::kTopic, name)) names.push_back(name);
+    }
   } else {
-    for (const auto& t : *body.topics) names.push_back(t.name);
+    for (const auto& t : *body.topics) {
+      names.push_back(t.name);
+      if (!allowed(*req, Operation::kDescribe, ResourceType::kTopic, t.name)) denied.insert(t.name);
+    }
   }
   // Auto-create explicitly named topics that do not exist (never for "all topics").
   std::vector<std::string> to_create;
-  if (!all && config_.auto_create_topics && body.allow_auto_topic_creation) {
+  const auto live = live_config();  // dynamic broker configs included
+  if (!all && live->auto_create_topics && body.allow_auto_topic_creation) {
     std::set<std::string> seen;
     for (const auto& n : names) {
-      if (!snap->find(n) && TopicRegistry::validate_name(n) && seen.insert(n).second) {
+      if (!snap->find(n) && TopicRegistry::validate_name(n) && !denied.count(n) &&
+          may_create_topic(*req, n) && seen.insert(n).second) {
         to_create.push_back(n);
       }
     }
   }
-  auto answer = [this, req, names, all]() {
+  auto answer = [this, req, names, all, denied]() {
     auto snap = registry_->snapshot();
     kafka::MetadataResponse resp;
     for (const auto& [id, b] : snap->brokers) {
       if (b.fenced) continue;  // Kafka lists live brokers only
       std::optional<std::string> rack;
       if (!b.rack.empty()) rack = b.rack;
-      resp.brokers.push_back({id, b.host, b.port, rack});
+      auto [host, port] = b.address(listener_name(req->conn));
+      resp.brokers.push_back({id, host, port, rack});
     }
     resp.cluster_id = snap->cluster_id;
     // Every broker forwards admin requests to the controller quorum, so (as KRaft brokers do)
@@ -249,7 +288,9 @@ void Broker::handle_metadata(std::shared_ptr<Request> req, const kafka::Metadata
       kafka::MetadataResponse::MetadataResponseTopic t;
       t.name = name;
       const TopicInfo* info = snap->find(name);
-      if (!info) {
+      if (denied.count(name)) {
+        t.error_code = code(ErrorCode::kTopicAuthorizationFailed);
+      } else if (!info) {
         auto valid = TopicRegistry::validate_name(name);
         t.error_code =
             code(valid ? ErrorCode::kUnknownTopicOrPartition : ErrorCode::kInvalidTopicException);
@@ -263,13 +304,16 @@ void Broker::handle_metadata(std::shared_ptr<Request> req, const kafka::Metadata
           p.leader_epoch = pi.leader_epoch;
           p.replica_nodes = pi.replicas;
           if (pi.leader < 0) p.error_code = code(ErrorCode::kLeaderNotAvailable);
-          // In sync as far as the metadata can tell: the replicas whose brokers are live
-          // (the leader's own view, by replica progress, is in its Raft state).
+          // In sync: as the leader last reported (voters caught up within
+          // replica.lag.time.max.ms), less brokers that are down since; before a report,
+          // the replicas whose brokers are live.
           for (int32_t r : pi.replicas) {
             auto b = snap->brokers.find(r);
-            if (b == snap->brokers.end() || b->second.fenced) {
+            const bool live = b != snap->brokers.end() && !b->second.fenced;
+            if (!live) {
               p.offline_replicas.push_back(r);
-            } else {
+            } else if (pi.isr.empty() ||
+                       std::find(pi.isr.begin(), pi.isr.end(), r) != pi.isr.end()) {
               p.isr_nodes.push_back(r);
             }
           }
@@ -286,16 +330,19 @@ void Broker::handle_metadata(std::shared_ptr<Request> req, const kafka::Metadata
     return;
   }
   auto left = std::make_shared<std::atomic<size_t>>(to_create.size());
+  // One answer shared by every creation: a copy each (holding every name) was quadratic in
+  // memory (2,500 names: +250 MiB).
+  auto shared_answer = std::make_shared<decltype(answer)>(std::move(answer));
   for (const auto& name : to_create) {
     cluster::TopicChange change;
     change.name = name;
-    change.partitions = config_.num_partitions;
-    change.replication_factor = config_.default_replication_factor;
-    create_topic(change, [left, answer, name](Result<TopicInfo, TopicError> r) {
+    change.partitions = live->num_partitions;
+    change.replication_factor = live->default_replication_factor;
+    create_topic(change, [left, shared_answer, name](Result<TopicInfo, TopicError> r) {
                    if (!r && r.error().code != ErrorCode::kTopicAlreadyExists) {
                      spdlog::warn("auto-creating topic '{}' failed: {}", name, r.error().message);
                    }
-                   if (left->fetch_sub(1) == 1) answer();
+                   if (left->fetch_sub(1) == 1) (*shared_answer)();
                  });
   }
 }
@@ -310,7 +357,8 @@ void Broker::handle_describe_cluster(std::shared_ptr<Request> req,
     if (b.fenced) continue;
     std::optional<std::string> rack;
     if (!b.rack.empty()) rack = b.rack;
-    resp.brokers.push_back({id, b.host, b.port, rack});
+    auto [host, port] = b.address(listener_name(req->conn));
+    resp.brokers.push_back({id, host, port, rack});
   }
   respond(*req, resp);
 }
@@ -370,7 +418,10 @@ void Broker::handle_create_topics(std::shared_ptr<Request> req,
     for (const auto& c : t.configs) {
       if (c.value) configs[c.name] = *c.value;
     }
-    if (counts[t.name] > 1) {
+    if (!may_create_topic(*req, t.name)) {
+      fail(r, ErrorCode::kTopicAuthorizationFailed,
+           "CREATE on the cluster or on topic '" + t.name + "' is needed");
+    } else if (counts[t.name] > 1) {
       fail(r, ErrorCode::kInvalidRequest, "topic '" + t.name + "' is named more than once");
     } else if (!t.assignments.empty() && (partitions != -1 || rf != -1)) {
       fail(r, ErrorCode::kInvalidRequest,
@@ -381,8 +432,8 @@ void Broker::handle_create_topics(std::shared_ptr<Request> req,
         rf = static_cast<int32_t>(t.assignments.front().broker_ids.size());
         for (const auto& a : t.assignments) assignments.push_back(a.broker_ids);
       }
-      if (partitions == -1) partitions = config_.num_partitions;
-      if (rf == -1) rf = config_.default_replication_factor;
+      if (partitions == -1) partitions = live_config()->num_partitions;
+      if (rf == -1) rf = live_config()->default_replication_factor;
       if (r.error_code != 0) {
       } else if (auto v = TopicRegistry::validate_name(t.name); !v) {
         fail(r, v.error().code, v.error().message);
@@ -456,6 +507,11 @@ void Broker::handle_delete_topics(std::shared_ptr<Request> req,
   for (size_t i = 0; i < body.topic_names.size(); ++i) {
     const std::string& name = body.topic_names[i];
     resp->responses[i].name = name;
+    if (!allowed(*req, Operation::kDelete, ResourceType::kTopic, name)) {
+      resp->responses[i].error_code = code(ErrorCode::kTopicAuthorizationFailed);
+      finish();
+      continue;
+    }
     // Partitions are closed and removed by reconcile() when the metadata drops the topic.
     crash_point("delete.before_commit");
     registry_->remove(name, [resp, i, finish, name](Result<TopicInfo, TopicError> removed) {
@@ -484,6 +540,12 @@ void Broker::handle_create_partitions(std::shared_ptr<Request> req,
     r.name = t.name;
     auto snap = registry_->snapshot();
     const TopicInfo* before = snap->find(t.name);
+    if (!allowed(*req, Operation::kAlter, ResourceType::kTopic, t.name)) {
+      r.error_code = code(ErrorCode::kTopicAuthorizationFailed);
+      r.error_message = "ALTER on topic '" + t.name + "' is needed";
+      finish();
+      continue;
+    }
     if (!before) {
       r.error_code = code(ErrorCode::kUnknownTopicOrPartition);
       r.error_message = "unknown topic '" + t.name + "'";
@@ -521,25 +583,44 @@ void Broker::handle_create_partitions(std::shared_ptr<Request> req,
 
 namespace {
 
-// A topic setting as DescribeConfigs reports it: the value in force, where it comes from
-// (the topic's own setting or the broker default), and its synonyms in Kafka's order (the
-// topic's setting, then the broker-level setting the default comes from).
-kafka::DescribeConfigsResponse::DescribeConfigsResourceResult describe_topic_setting(
-    const TopicInfo& topic, const TopicSetting& s, const BrokerConfig& config, bool synonyms,
-    bool documentation) {
-  kafka::DescribeConfigsResponse::DescribeConfigsResourceResult c;
+using DescribedConfig = kafka::DescribeConfigsResponse::DescribeConfigsResourceResult;
+
+// The broker-level settings a DescribeConfigs reads: the static ones, the dynamic sets, and
+// the settings in force.
+struct BrokerLevels {
+  const BrokerConfig& base;
+  const BrokerConfig& live;
+  ConfigMap cluster_default;
+  ConfigMap own;
+};
+
+// A topic setting as DescribeConfigs reports it, by Kafka's rules: the value in force; its
+// source is the topic's own setting, else that of the broker-level setting the default comes
+// from (per-broker dynamic, cluster-default dynamic, static, built-in); the synonyms list each
+// of those levels that is set, in that order.
+DescribedConfig describe_topic_setting(const TopicInfo& topic, const TopicSetting& s,
+                                       const BrokerLevels& broker, bool synonyms,
+                                       bool documentation) {
+  DescribedConfig c;
   const auto own = topic.configs.find(std::string(s.name));
   const bool is_own = own != topic.configs.end();
+  std::vector<SettingLevel> levels;
+  const BrokerSetting* b = s.broker_synonym.empty() ? nullptr : find_broker_setting(s.broker_synonym);
+  if (b) {
+    levels = broker_setting_levels(*b, broker.base, broker.cluster_default, broker.own);
+  } else if (!s.broker_synonym.empty()) {
+    levels.push_back({kSourceDefault, s.default_value(broker.live)});
+  }
   c.name = std::string(s.name);
-  c.value = topic_setting_value(topic, config, s.name);
-  c.config_source = is_own ? kSourceTopicConfig : kSourceDefault;
-  c.is_default = !is_own;
+  c.value = topic_setting_value(topic, broker.live, s.name);
+  c.config_source = is_own ? kSourceTopicConfig : levels.empty() ? kSourceDefault : levels[0].source;
+  c.is_default = c.config_source == kSourceDefault;
   c.is_sensitive = s.sensitive;
   c.config_type = s.type;
   if (synonyms) {
     if (is_own) c.synonyms.push_back({std::string(s.name), own->second, kSourceTopicConfig});
-    if (!s.broker_synonym.empty()) {
-      c.synonyms.push_back({std::string(s.broker_synonym), s.default_value(config), kSourceDefault});
+    for (const SettingLevel& l : levels) {
+      c.synonyms.push_back({std::string(s.broker_synonym), l.value, l.source});
     }
   }
   if (documentation && !s.used) {
@@ -548,12 +629,38 @@ kafka::DescribeConfigsResponse::DescribeConfigsResourceResult describe_topic_set
   return c;
 }
 
+// A broker setting as DescribeConfigs reports it for the broker "<id>".
+DescribedConfig describe_broker_setting(const BrokerSetting& s, const BrokerLevels& broker,
+                                        bool synonyms) {
+  const auto levels = broker_setting_levels(s, broker.base, broker.cluster_default, broker.own);
+  DescribedConfig c;
+  c.name = std::string(s.name);
+  c.value = s.get(broker.live);
+  c.read_only = !s.dynamic();
+  c.config_source = levels[0].source;
+  c.is_default = c.config_source == kSourceDefault;
+  c.config_type = s.type;
+  if (synonyms) {
+    for (const SettingLevel& l : levels) c.synonyms.push_back({c.name, l.value, l.source});
+  }
+  return c;
+}
+
+std::string unexpected_broker(int32_t own, const std::string& name) {
+  return "Unexpected broker id, expected " + std::to_string(own) +
+         " or empty string, but received " + name;
+}
+
 }  // namespace
 
 void Broker::handle_describe_configs(std::shared_ptr<Request> req,
                                      const kafka::DescribeConfigsRequest& body) {
   kafka::DescribeConfigsResponse resp;
   auto snap = registry_->snapshot();
+  const auto image = cluster_->image();
+  const auto live = live_config();
+  const BrokerLevels broker{config_, *live, dynamic_configs(*image, ""),
+                            dynamic_configs(*image, std::to_string(config_.node_id))};
   for (const auto& res : body.resources) {
     kafka::DescribeConfigsResponse::DescribeConfigsResult out;
     out.resource_type = res.resource_type;
@@ -565,17 +672,10 @@ void Broker::handle_describe_configs(std::shared_ptr<Request> req,
       }
       return false;
     };
-    auto add = [&](std::string_view name, std::string value, int8_t source) {
-      if (!wanted(name)) return;
-      kafka::DescribeConfigsResponse::DescribeConfigsResourceResult c;
-      c.name = std::string(name);
-      c.value = std::move(value);
-      c.config_source = source;
-      c.is_default = source == kSourceDefault;
-      c.config_type = config_type(name);
-      out.configs.push_back(std::move(c));
-    };
-    if (res.resource_type == kResourceTopic) {
+    if (int16_t denied = config_denied(*req, res.resource_type, res.resource_name, false)) {
+      out.error_code = denied;
+      out.error_message = "not authorized to describe these settings";
+    } else if (res.resource_type == kResourceTopic) {
       const TopicInfo* t = snap->find(res.resource_name);
       if (!t) {
         out.error_code = code(ErrorCode::kUnknownTopicOrPartition);
@@ -583,27 +683,33 @@ void Broker::handle_describe_configs(std::shared_ptr<Request> req,
       } else {
         for (const auto& s : topic_settings()) {
           if (!wanted(s.name)) continue;
-          out.configs.push_back(describe_topic_setting(*t, s, config_, body.include_synonyms,
+          out.configs.push_back(describe_topic_setting(*t, s, broker, body.include_synonyms,
                                                        body.include_documentation));
         }
       }
+    } else if (res.resource_type == kResourceBroker && res.resource_name.empty()) {
+      // The cluster-wide default: only what is set there (Kafka's answer).
+      for (const auto& [name, value] : broker.cluster_default) {
+        if (!wanted(name)) continue;
+        DescribedConfig c;
+        c.name = name;
+        c.value = value;
+        c.config_source = kSourceDynamicDefaultBroker;
+        const BrokerSetting* s = find_broker_setting(name);
+        c.config_type = s ? s->type : 2;
+        if (body.include_synonyms) c.synonyms.push_back({name, value, kSourceDynamicDefaultBroker});
+        out.configs.push_back(std::move(c));
+      }
     } else if (res.resource_type == kResourceBroker) {
-      if (!res.resource_name.empty() && res.resource_name != std::to_string(config_.node_id)) {
+      if (res.resource_name != std::to_string(config_.node_id)) {
         out.error_code = code(ErrorCode::kInvalidRequest);
-        out.error_message = "unknown broker '" + res.resource_name + "'";
+        out.error_message = unexpected_broker(config_.node_id, res.resource_name);
       } else {
-        add("broker.id", std::to_string(config_.node_id), kSourceStaticBroker);
-        add("num.partitions", std::to_string(config_.num_partitions), kSourceStaticBroker);
-        add("default.replication.factor", std::to_string(config_.default_replication_factor),
-            kSourceStaticBroker);
-        add("auto.create.topics.enable", config_.auto_create_topics ? "true" : "false",
-            kSourceStaticBroker);
-        add("log.segment.bytes", std::to_string(config_.segment_bytes), kSourceStaticBroker);
-        add("log.retention.ms", std::to_string(config_.retention_ms), kSourceStaticBroker);
-        add("log.retention.bytes", std::to_string(config_.retention_bytes), kSourceStaticBroker);
-        add("message.max.bytes", std::to_string(config_.message_max_bytes), kSourceStaticBroker);
-        add("socket.request.max.bytes", std::to_string(config_.request_max_bytes),
-            kSourceStaticBroker);
+        for (const BrokerSetting& s : broker_settings()) {
+          if (wanted(s.name)) {
+            out.configs.push_back(describe_broker_setting(s, broker, body.include_synonyms));
+          }
+        }
       }
     } else {
       out.error_code = code(ErrorCode::kInvalidRequest);
@@ -617,31 +723,43 @@ void Broker::handle_describe_configs(std::shared_ptr<Request> req,
 
 namespace {
 
-// A topic's new explicit settings, validated, waiting to go to the controller.
+// A resource's new settings, validated, waiting to go to the controller: a topic's explicit
+// settings, or a BROKER resource's whole dynamic set.
 struct PendingAlter {
   size_t index = 0;  // into the response's resources
-  std::string topic;
+  bool broker = false;
+  std::string name;  // the topic, or the broker resource ("" or "<id>")
   std::map<std::string, std::string> configs;
 };
 
-// Validates a topic's new explicit settings (shared by both alter APIs); a valid change that is
-// not validate-only is queued for the controller.
+// Validates a resource's new settings (shared by both alter APIs); a valid change that is
+// not validate-only is queued for the controller. Broker resources other than "" and this
+// broker's id were refused before.
 template <class Out>
-void check_alter(size_t index, const std::string& topic,
+void check_alter(size_t index, int8_t type, const std::string& name,
                  const std::map<std::string, std::string>& configs, bool validate_only, Out& out,
                  std::vector<PendingAlter>& pending) {
-  auto v = TopicRegistry::check_client_may_change(topic);
-  if (v) v = validate_topic_configs(configs);
-  if (!v) {
-    out.error_code = code(v.error().code);
-    out.error_message = v.error().message;
-    return;
+  if (type == kResourceBroker) {
+    if (std::string why = validate_broker_configs(configs); !why.empty()) {
+      out.error_code = code(ErrorCode::kInvalidRequest);
+      out.error_message = "Invalid config value for resource BROKER '" + name + "': " + why;
+      return;
+    }
+  } else {
+    auto v = TopicRegistry::check_client_may_change(name);
+    if (v) v = validate_topic_configs(configs);
+    if (!v) {
+      out.error_code = code(v.error().code);
+      out.error_message = v.error().message;
+      return;
+    }
   }
-  if (!validate_only) pending.push_back({index, topic, configs});
+  if (!validate_only) pending.push_back({index, type == kResourceBroker, name, configs});
 }
 
 // Sends the queued changes to the controller and answers once all are done. The partitions
-// pick up the new settings when the metadata arrives (Broker::reconcile).
+// pick up new topic settings when the metadata arrives (Broker::reconcile), every broker its
+// new dynamic configs (Broker::apply_dynamic_config).
 template <class Response, class Respond>
 void apply_alters(TopicRegistry& registry, std::shared_ptr<Response> resp,
                   std::vector<PendingAlter> pending, Respond respond_fn) {
@@ -650,23 +768,103 @@ void apply_alters(TopicRegistry& registry, std::shared_ptr<Response> resp,
     if (left->fetch_sub(1) == 1) respond_fn(*resp);
   };
   for (auto& a : pending) {
-    registry.set_configs(a.topic, a.configs,
-                         [resp, finish, index = a.index, topic = a.topic](
-                             Result<TopicInfo, TopicError> r) {
-                           auto& out = resp->responses[index];
-                           if (!r) {
-                             out.error_code = code(r.error().code);
-                             out.error_message = r.error().message;
-                           } else {
-                             spdlog::info("topic '{}': settings changed", topic);
-                           }
-                           finish();
-                         });
+    auto done = [resp, finish, index = a.index, broker = a.broker,
+                 name = a.name](Result<TopicInfo, TopicError> r) {
+      auto& out = resp->responses[index];
+      if (!r) {
+        out.error_code = code(r.error().code);
+        out.error_message = r.error().message;
+      } else if (broker) {
+        spdlog::info("dynamic broker configs of {} changed",
+                     name.empty() ? std::string("the cluster default") : "broker " + name);
+      } else {
+        spdlog::info("topic '{}': settings changed", name);
+      }
+      finish();
+    };
+    if (a.broker) {
+      registry.set_broker_configs(a.name, a.configs, std::move(done));
+    } else {
+      registry.set_configs(a.name, a.configs, std::move(done));
+    }
   }
   finish();
 }
 
+// IncrementalAlterConfigs' operations on a resource's settings. `in_force` gives a setting's
+// value in force (APPEND and SUBTRACT start from it), nullopt for an unknown one. Returns
+// false with `out` filled on a bad operation.
+template <class Ops, class Out, class InForce>
+bool apply_config_ops(const Ops& ops, std::map<std::string, std::string>& configs,
+                      InForce in_force, int16_t unknown_code, Out& out) {
+  for (const auto& c : ops) {
+    const std::string value = c.value.value_or("");
+    std::optional<std::string> cur;
+    if (c.config_operation == 2 || c.config_operation == 3) {
+      // APPEND and SUBTRACT start from the value in force, which only known settings have.
+      cur = in_force(c.name);
+      if (!cur) {
+        out.error_code = unknown_code;
+        out.error_message = "unknown setting '" + c.name + "'";
+        return false;
+      }
+    }
+    switch (c.config_operation) {
+      case 0:  // SET
+        configs[c.name] = value;
+        break;
+      case 1:  // DELETE: back to the next source
+        configs.erase(c.name);
+        break;
+      case 2:  // APPEND to a list
+        configs[c.name] = cur->empty() ? value : *cur + "," + value;
+        break;
+      case 3: {  // SUBTRACT from a list
+        std::string next;
+        size_t start = 0;
+        while (start <= cur->size()) {
+          size_t end = cur->find(',', start);
+          if (end == std::string::npos) end = cur->size();
+          std::string item = cur->substr(start, end - start);
+          if (item != value && !item.empty()) next += (next.empty() ? "" : ",") + item;
+          start = end + 1;
+        }
+        configs[c.name] = next;
+        break;
+      }
+      default:
+        out.error_code = code(ErrorCode::kInvalidRequest);
+        out.error_message = "unknown config operation " + std::to_string(c.config_operation);
+        return false;
+    }
+  }
+  return true;
+}
+
 }  // namespace
+
+template <class Out>
+bool Broker::check_config_resource(const Request& req, int8_t type, const std::string& name,
+                                   Out& out) {
+  if (int16_t denied = config_denied(req, type, name, true)) {
+    out.error_code = denied;
+    out.error_message = "not authorized to alter these settings";
+  } else if (type == kResourceBroker) {
+    if (name.empty() || name == std::to_string(config_.node_id)) return true;
+    out.error_code = code(ErrorCode::kInvalidRequest);
+    out.error_message = unexpected_broker(config_.node_id, name);
+  } else if (type != kResourceTopic) {
+    out.error_code = code(ErrorCode::kInvalidRequest);
+    out.error_message = "resource type " + std::to_string(type) +
+                        " cannot be altered (topics: 2, brokers: 4)";
+  } else if (!registry_->find(name)) {
+    out.error_code = code(ErrorCode::kUnknownTopicOrPartition);
+    out.error_message = "unknown topic '" + name + "'";
+  } else {
+    return true;
+  }
+  return false;
+}
 
 void Broker::handle_alter_configs(std::shared_ptr<Request> req,
                                   const kafka::AlterConfigsRequest& body) {
@@ -676,19 +874,13 @@ void Broker::handle_alter_configs(std::shared_ptr<Request> req,
     kafka::AlterConfigsResponse::AlterConfigsResourceResponse out;
     out.resource_type = res.resource_type;
     out.resource_name = res.resource_name;
-    if (res.resource_type != kResourceTopic) {
-      out.error_code = code(ErrorCode::kInvalidRequest);
-      out.error_message = "only topic settings can be altered";
-    } else if (!registry_->find(res.resource_name)) {
-      out.error_code = code(ErrorCode::kUnknownTopicOrPartition);
-      out.error_message = "unknown topic '" + res.resource_name + "'";
-    } else {
+    if (check_config_resource(*req, res.resource_type, res.resource_name, out)) {
       std::map<std::string, std::string> configs;  // AlterConfigs replaces the whole set
       for (const auto& c : res.configs) {
         if (c.value) configs[c.name] = *c.value;
       }
-      check_alter(resp->responses.size(), res.resource_name, configs, body.validate_only, out,
-                  pending);
+      check_alter(resp->responses.size(), res.resource_type, res.resource_name, configs,
+                  body.validate_only, out, pending);
     }
     resp->responses.push_back(std::move(out));
   }
@@ -700,63 +892,48 @@ void Broker::handle_incremental_alter_configs(std::shared_ptr<Request> req,
                                               const kafka::IncrementalAlterConfigsRequest& body) {
   auto resp = std::make_shared<kafka::IncrementalAlterConfigsResponse>();
   std::vector<PendingAlter> pending;
+  const auto image = cluster_->image();
+  const auto live = live_config();
   for (const auto& res : body.resources) {
     kafka::IncrementalAlterConfigsResponse::AlterConfigsResourceResponse out;
     out.resource_type = res.resource_type;
     out.resource_name = res.resource_name;
-    const std::optional<TopicInfo> t = res.resource_type == kResourceTopic
-                                           ? registry_->find(res.resource_name)
-                                           : std::nullopt;
-    if (res.resource_type != kResourceTopic) {
-      out.error_code = code(ErrorCode::kInvalidRequest);
-      out.error_message = "only topic settings can be altered";
-    } else if (!t) {
-      out.error_code = code(ErrorCode::kUnknownTopicOrPartition);
-      out.error_message = "unknown topic '" + res.resource_name + "'";
+    if (!check_config_resource(*req, res.resource_type, res.resource_name, out)) {
+      resp->responses.push_back(std::move(out));
+      continue;
+    }
+    std::map<std::string, std::string> configs;
+    bool ok = false;
+    if (res.resource_type == kResourceBroker) {
+      configs = dynamic_configs(*image, res.resource_name);
+      ok = apply_config_ops(
+          res.configs, configs,
+          [&](const std::string& name) -> std::optional<std::string> {
+            const BrokerSetting* s = find_broker_setting(name);
+            if (!s) return std::nullopt;
+            auto it = configs.find(name);
+            return it != configs.end() ? it->second : s->get(*live);
+          },
+          code(ErrorCode::kInvalidRequest), out);
     } else {
-      std::map<std::string, std::string> configs = t->configs;
-      for (const auto& c : res.configs) {
-        const std::string value = c.value.value_or("");
-        if ((c.config_operation == 2 || c.config_operation == 3) && !find_topic_setting(c.name)) {
-          // APPEND and SUBTRACT start from the value in force, which only known settings have.
-          out.error_code = code(ErrorCode::kInvalidConfig);
-          out.error_message = "unknown topic setting '" + c.name + "'";
-          break;
-        }
-        switch (c.config_operation) {
-          case 0:
-            configs[c.name] = value;
-            break;  // SET
-          case 1:
-            configs.erase(c.name);
-            break;   // DELETE
-          case 2: {  // APPEND to a list
-            std::string cur = topic_setting_value(*t, config_, c.name);
-            configs[c.name] = cur.empty() ? value : cur + "," + value;
-            break;
-          }
-          case 3: {  // SUBTRACT from a list
-            std::string cur = topic_setting_value(*t, config_, c.name), next;
-            size_t start = 0;
-            while (start <= cur.size()) {
-              size_t end = cur.find(',', start);
-              if (end == std::string::npos) end = cur.size();
-              std::string item = cur.substr(start, end - start);
-              if (item != value && !item.empty()) next += (next.empty() ? "" : ",") + item;
-              start = end + 1;
-            }
-            configs[c.name] = next;
-            break;
-          }
-          default:
-            out.error_code = code(ErrorCode::kInvalidRequest);
-            out.error_message = "unknown config operation " + std::to_string(c.config_operation);
-        }
+      const std::optional<TopicInfo> t = registry_->find(res.resource_name);
+      if (!t) {
+        out.error_code = code(ErrorCode::kUnknownTopicOrPartition);
+        out.error_message = "unknown topic '" + res.resource_name + "'";
+      } else {
+        configs = t->configs;
+        ok = apply_config_ops(
+            res.configs, configs,
+            [&](const std::string& name) -> std::optional<std::string> {
+              if (!find_topic_setting(name)) return std::nullopt;
+              return topic_setting_value(*t, *live, name);
+            },
+            code(ErrorCode::kInvalidConfig), out);
       }
-      if (out.error_code == 0) {
-        check_alter(resp->responses.size(), res.resource_name, configs, body.validate_only, out,
-                    pending);
-      }
+    }
+    if (ok) {
+      check_alter(resp->responses.size(), res.resource_type, res.resource_name, configs,
+                  body.validate_only, out, pending);
     }
     resp->responses.push_back(std::move(out));
   }

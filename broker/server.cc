@@ -5,12 +5,18 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "broker/session.h"
+#include "broker/tls.h"
+
 namespace sluice::broker {
 
 namespace asio = boost::asio;
 
-Server::Server(const BrokerConfig& config, std::vector<Shard*> shards, RequestHandler handler)
+Server::Server(const BrokerConfig& config, const RuntimeLimits& limits, const Listener& listener,
+               std::vector<Shard*> shards, RequestHandler handler)
     : config_(config),
+      limits_(limits),
+      listener_(listener),
       shards_(std::move(shards)),
       handler_(std::move(handler)),
       memory_(std::make_shared<RequestMemory>(config.queued_max_request_bytes)),
@@ -23,26 +29,37 @@ Server::~Server() {
   if (reserve_fd_ >= 0) ::close(reserve_fd_);
 }
 
+Status Server::reload_tls() {
+  if (!listener_.tls()) return {};
+  auto ctx = make_tls_context(config_);
+  if (!ctx) return unexpected(std::move(ctx).error());
+  std::lock_guard lock(mutex_);
+  tls_ = std::move(*ctx);
+  return {};
+}
+
 Status Server::listen() {
+  if (auto s = reload_tls(); !s) return s;
   boost::system::error_code ec;
-  auto address = asio::ip::make_address(config_.listen.host, ec);
+  auto address = asio::ip::make_address(listener_.address.host, ec);
   if (ec) {
     asio::ip::tcp::resolver resolver(shards_.front()->context());
-    auto results = resolver.resolve(config_.listen.host, std::to_string(config_.listen.port), ec);
+    auto results = resolver.resolve(listener_.address.host, std::to_string(listener_.address.port), ec);
     if (ec || results.empty()) {
-      return error(2, "cannot resolve listen address '" + config_.listen.host + "'");
+      return error(2, "cannot resolve listen address '" + listener_.address.host + "'");
     }
     address = results.begin()->endpoint().address();
   }
-  asio::ip::tcp::endpoint endpoint(address, config_.listen.port);
+  asio::ip::tcp::endpoint endpoint(address, listener_.address.port);
   acceptor_.open(endpoint.protocol(), ec);
   if (!ec) acceptor_.set_option(asio::socket_base::reuse_address(true), ec);
   if (!ec) acceptor_.bind(endpoint, ec);
   if (!ec) acceptor_.listen(asio::socket_base::max_listen_connections, ec);
   if (!ec) acceptor_.native_non_blocking(true, ec);  // accept_failed() calls accept4() itself
   if (ec) {
-    return error(2, "cannot listen on " + config_.listen.to_string() + ": " + ec.message() +
-                        " (is another broker running? choose another address with --listen)");
+    return error(2, "cannot listen on " + listener_.address.to_string() + " (" + listener_.name +
+                        "): " + ec.message() +
+                        " (is another broker running? choose another address with --listeners)");
   }
   port_ = acceptor_.local_endpoint().port();
   return {};
@@ -58,8 +75,8 @@ void Server::accept_next() {
                                                          asio::ip::tcp::socket socket) {
     if (ec == asio::error::operation_aborted || !acceptor_.is_open()) return;
     if (ec) return accept_failed(ec);
-    if (connections_.load() >= config_.max_connections) {
-      spdlog::warn("refusing a connection: max.connections={} reached", config_.max_connections);
+    if (const int32_t max = limits_.max_connections.load(); connections_.load() >= max) {
+      spdlog::warn("refusing a connection: max.connections={} reached", max);
       refused_.fetch_add(1, std::memory_order_relaxed);
       socket.close(ec);
       accept_next();
@@ -71,14 +88,24 @@ void Server::accept_next() {
     info.shard = shard->id();
     auto remote = socket.remote_endpoint(ec);
     info.peer = ec ? "?" : remote.address().to_string() + ":" + std::to_string(remote.port());
+    info.session = std::make_shared<Session>();
+    info.session->listener = &listener_;
+    info.session->authenticated = !listener_.sasl();
     connections_++;
     const uint64_t id = info.id;
-    auto conn = std::make_shared<Connection>(std::move(socket), *shard, config_, memory_, handler_,
-                                             std::move(info), [this, id] {
+    std::shared_ptr<asio::ssl::context> tls;
+    {
+      std::lock_guard lock(mutex_);
+      tls = tls_;
+    }
+    auto conn = std::make_shared<Connection>(std::move(socket), *shard, config_, limits_, memory_, handler_,
+                                             std::move(info),
+                                             [this, id] {
                                                connections_--;
                                                std::lock_guard lock(mutex_);
                                                live_.erase(id);
-                                             });
+                                             },
+                                             std::move(tls));
     {
       std::lock_guard lock(mutex_);
       live_[id] = conn;

@@ -1,4 +1,5 @@
-// Accepts Kafka client connections and hands each to a shard, round-robin. The acceptor runs
+// Accepts Kafka client connections on one listener (broker/config.h Listener; the broker runs
+// one Server per listener) and hands each to a shard, round-robin. The acceptor runs
 // on shard 0; connections then live on their own shard for their whole life.
 #pragma once
 
@@ -13,6 +14,7 @@
 
 #include "broker/config.h"
 #include "broker/connection.h"
+#include "broker/dynamic_config.h"
 #include "broker/shard.h"
 #include "common/result.h"
 
@@ -20,11 +22,16 @@ namespace sluice::broker {
 
 class Server {
  public:
-  Server(const BrokerConfig& config, std::vector<Shard*> shards, RequestHandler handler);
+  // `limits`: max.connections and connections.max.idle.ms in force (dynamic broker configs).
+  Server(const BrokerConfig& config, const RuntimeLimits& limits, const Listener& listener,
+         std::vector<Shard*> shards, RequestHandler handler);
   ~Server();
 
   // Binds the listening socket; fails with a message naming the address.
   Status listen();
+  // TLS listeners: reads the certificate, key and CAs again; new connections use them, the
+  // open ones keep theirs. On failure the previous files stay in use.
+  Status reload_tls();
   uint16_t port() const { return port_; }  // the bound port (useful with port 0)
   void start();
   // Stops accepting, lets each connection write the responses it owes (for at most `grace`),
@@ -45,6 +52,8 @@ class Server {
   static constexpr int64_t kAcceptErrorLogIntervalMs = 10'000;
 
   const BrokerConfig& config_;
+  const RuntimeLimits& limits_;
+  const Listener& listener_;
   std::vector<Shard*> shards_;
   RequestHandler handler_;
   std::shared_ptr<RequestMemory> memory_;  // shared with every connection and request buffer
@@ -57,10 +66,11 @@ class Server {
   std::atomic<int32_t> connections_{0};
   std::atomic<uint64_t> accepted_{0};  // for /metrics
   std::atomic<uint64_t> refused_{0};   // closed at once: max.connections reached
-  std::atomic<uint64_t> next_id_{1};
+  static inline std::atomic<uint64_t> next_id_{1};  // shared by all listeners: ids stay unique
   uint32_t next_shard_ = 0;
   // Read by stop(), written when connections open and close (on their shards).
   std::mutex mutex_;
+  std::shared_ptr<boost::asio::ssl::context> tls_;  // under mutex_; null: plaintext
   std::unordered_map<uint64_t, std::weak_ptr<Connection>> live_;
 };
 

@@ -2,10 +2,13 @@
 // one shard and is touched only by its thread; other shards reach it by posting a value.
 #pragma once
 
+#include <pthread.h>
+
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
 #include <cstdint>
 #include <optional>
+#include <string>
 #include <thread>
 
 namespace sluice::broker {
@@ -24,6 +27,9 @@ class Shard {
   void start() {
     thread_ = std::thread([this] {
       thread_id_ = std::this_thread::get_id();
+      // Named for tools (top -H, perf, the syscall test in tests/test_hot_path.py).
+      const std::string name = "sluice-shard-" + std::to_string(id_);
+      pthread_setname_np(pthread_self(), name.substr(0, 15).c_str());
       ctx_.run();
     });
   }

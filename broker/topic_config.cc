@@ -6,7 +6,6 @@
 #include "log/format.h"
 
 namespace sluice::broker {
-namespace {
 
 std::string check_long_range(std::string_view v, int64_t min, int64_t max) {
   int64_t n = 0;
@@ -16,6 +15,17 @@ std::string check_long_range(std::string_view v, int64_t min, int64_t max) {
   if (n > max) return "must be at most " + std::to_string(max);
   return "";
 }
+
+std::string check_cleanup(std::string_view v) {
+  if (v == "delete" || v == "compact" || v == "compact,delete" || v == "delete,compact") return "";
+  return "must be delete, compact or compact,delete";
+}
+std::string check_bool(std::string_view v) {
+  return v == "true" || v == "false" ? "" : "must be true or false";
+}
+
+namespace {
+
 std::string check_long_min(std::string_view v, int64_t min) {
   return check_long_range(v, min, INT64_MAX);
 }
@@ -34,10 +44,6 @@ std::string check_segment_bytes(std::string_view v) {
 std::string check_message_bytes(std::string_view v) {
   return check_long_range(v, 1, static_cast<int64_t>(log::kBatchBytesMax));
 }
-std::string check_cleanup(std::string_view v) {
-  if (v == "delete" || v == "compact" || v == "compact,delete" || v == "delete,compact") return "";
-  return "must be delete, compact or compact,delete";
-}
 std::string check_compression(std::string_view v) {
   for (auto ok : {"producer", "uncompressed", "none", "gzip", "snappy", "lz4", "zstd"}) {
     if (v == ok) return "";
@@ -46,9 +52,6 @@ std::string check_compression(std::string_view v) {
 }
 std::string check_ts_type(std::string_view v) {
   return v == "CreateTime" || v == "LogAppendTime" ? "" : "must be CreateTime or LogAppendTime";
-}
-std::string check_bool(std::string_view v) {
-  return v == "true" || v == "false" ? "" : "must be true or false";
 }
 std::string check_ratio(std::string_view v) {
   try {
@@ -69,7 +72,7 @@ constexpr int8_t kBool = 1, kString = 2, kInt = 3, kLong = 5, kDouble = 6, kList
 // Every topic setting of Kafka 3.8, by name. `used`: Sluice acts on it; the rest are stored
 // and reported so that tools which set them keep working (docs/configuration.md).
 const std::vector<TopicSetting> kSettings = {
-    {"cleanup.policy", [](const BrokerConfig&) { return fixed("delete"); }, check_cleanup,
+    {"cleanup.policy", [](const BrokerConfig& c) { return c.cleanup_policy; }, check_cleanup,
      "log.cleanup.policy", true, kList},
     {"compression.gzip.level", [](const BrokerConfig&) { return fixed("-1"); }, check_level,
      "compression.gzip.level", false, kInt},

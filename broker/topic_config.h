@@ -30,6 +30,12 @@ struct TopicSetting {
 const std::vector<TopicSetting>& topic_settings();
 const TopicSetting* find_topic_setting(std::string_view name);
 
+// Value checks shared with the broker settings (broker/dynamic_config.h): empty when valid,
+// else what is wrong.
+std::string check_long_range(std::string_view value, int64_t min, int64_t max);
+std::string check_cleanup(std::string_view value);  // delete, compact or both
+std::string check_bool(std::string_view value);
+
 // Checks every name and value; the first problem is reported as INVALID_CONFIG.
 Result<void, TopicError> validate_topic_configs(const std::map<std::string, std::string>& configs);
 

@@ -76,7 +76,7 @@ Result<void, TopicError> TopicRegistry::check_partition_budget(int64_t more, int
                                    " partitions; " + std::to_string(mine) +
                                    " more would pass its limit of " +
                                    std::to_string(partitions_max_.load()) +
-                                   " (set by the open-files limit, RLIMIT_NOFILE)"});
+                                   " (max.partitions, or the open-files limit: RLIMIT_NOFILE)"});
 }
 
 TopicInfo TopicRegistry::to_topic_info(const cluster::pb::Topic& t) {
@@ -95,6 +95,7 @@ TopicInfo TopicRegistry::to_topic_info(const cluster::pb::Topic& t) {
     pi.adding.assign(p.adding().begin(), p.adding().end());
     pi.removing.assign(p.removing().begin(), p.removing().end());
     pi.elect_preferred = p.elect_preferred();
+    pi.isr.assign(p.isr().begin(), p.isr().end());
     info.parts.push_back(std::move(pi));
   }
   return info;
@@ -122,7 +123,10 @@ std::shared_ptr<const TopicsSnapshot> TopicRegistry::publish(const cluster::pb::
   for (const auto& [name, id] : image.deleted_topics()) next->deleted.insert(name);
   for (const auto& [id, b] : image.brokers()) {
     next->brokers[id] = BrokerInfo{id, b.kafka().host(), static_cast<int32_t>(b.kafka().port()),
-                                   b.rack(), b.fenced(), b.decommissioned()};
+                                   b.rack(), b.fenced(), b.decommissioned(), {}};
+    for (const auto& [name, e] : b.listeners()) {
+      next->brokers[id].listeners[name] = {e.host(), static_cast<int32_t>(e.port())};
+    }
   }
   std::lock_guard lock(mutex_);
   snapshot_ = next;
@@ -339,6 +343,15 @@ void TopicRegistry::set_configs(const std::string& name,
   req.mutable_set_configs()->set_name(name);
   req.mutable_set_configs()->mutable_configs()->insert(configs.begin(), configs.end());
   send(std::move(req), name, std::move(done));
+}
+
+void TopicRegistry::set_broker_configs(const std::string& resource,
+                                       const std::map<std::string, std::string>& configs,
+                                       Done done) {
+  cluster::pb::ControllerRequest req;
+  req.mutable_set_broker_configs()->set_broker(resource);
+  req.mutable_set_broker_configs()->mutable_configs()->insert(configs.begin(), configs.end());
+  send(std::move(req), "", std::move(done));
 }
 
 Result<int64_t, TopicError> TopicRegistry::allocate_producer_ids(int64_t count) {

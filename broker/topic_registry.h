@@ -33,6 +33,7 @@ struct PartitionInfo {
   std::vector<int32_t> adding;    // not among the replicas the move started from
   std::vector<int32_t> removing;  // leaving once the move completes
   bool elect_preferred = false;   // a preferred leader election was asked
+  std::vector<int32_t> isr;       // as the leader last reported it; empty: not reported
   bool moving() const { return !adding.empty() || !removing.empty(); }
   // The replicas the move ends with (all of them when none runs), in order.
   std::vector<int32_t> target() const;
@@ -58,6 +59,12 @@ struct BrokerInfo {
   std::string rack;
   bool fenced = false;
   bool decommissioned = false;
+  std::map<std::string, std::pair<std::string, int32_t>> listeners;  // name -> host, port
+  // The address of listener `name`, or the first listener's when it has no such listener.
+  std::pair<std::string, int32_t> address(const std::string& name) const {
+    auto it = listeners.find(name);
+    return it != listeners.end() ? it->second : std::pair{host, port};
+  }
 };
 
 struct TopicsSnapshot {
@@ -107,6 +114,10 @@ class TopicRegistry {
   // Replaces the explicitly set settings of a topic with `configs`.
   void set_configs(const std::string& name, const std::map<std::string, std::string>& configs,
                    Done done);
+  // Replaces the dynamic configs of a BROKER resource ("" or "<id>", broker/dynamic_config.h)
+  // with `configs` (already validated); empty removes them.
+  void set_broker_configs(const std::string& resource,
+                          const std::map<std::string, std::string>& configs, Done done);
   // Moves (reassignments). `target` empty: cancel the partition's running move. `done` gets
   // one result per change, in order (code kNone: accepted; the move then runs in the
   // background, driven by the partition's leader).

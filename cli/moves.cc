@@ -268,7 +268,7 @@ void register_moves(CLI::App& app, Context& ctx) {
   move->add_flag("--wait", m->wait, "Wait until the move is complete");
   move->add_option("--timeout", m->timeout_s, "Seconds --wait waits at most")
       ->capture_default_str()
-      ->check(CLI::PositiveNumber);
+      ->check(CLI::Range(1, 1000000, "a number >= 1"));
   move->callback([&ctx, m] { topic_move(ctx, *m); });
 
   auto elect_target = std::make_shared<std::string>();

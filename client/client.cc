@@ -1,15 +1,43 @@
 #include "client/client.h"
 
 #include <algorithm>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
+
 #include <boost/asio.hpp>
+#include <boost/asio/ssl.hpp>
 #include <condition_variable>
+#include <cstdio>
 #include <deque>
+#include <filesystem>
 #include <future>
 #include <mutex>
 #include <thread>
 
+#include "broker/sasl.h"
 #include "common/assert.h"
+#include "common/json.h"
 #include "protocol/error_codes.h"
+
+namespace sluice {
+
+const char* log_level_name(LogLevel level) {
+  switch (level) {
+    case LogLevel::kError:
+      return "ERROR";
+    case LogLevel::kWarning:
+      return "WARNING";
+    case LogLevel::kNotice:
+      return "NOTICE";
+    case LogLevel::kInfo:
+      return "INFO";
+    case LogLevel::kDebug:
+      return "DEBUG";
+  }
+  return "LOG";
+}
+
+}  // namespace sluice
 
 namespace sluice::client {
 
@@ -19,12 +47,111 @@ using Clock = std::chrono::steady_clock;
 
 namespace {
 
+// What to say when the first four bytes of an answer are no plausible Kafka frame size: the
+// server is probably not a Kafka broker (an HTTP or admin port, TLS, SSH...). Quotes the
+// bytes when they are printable ("HTTP", "<!DO").
+template <class Buf>
+std::string not_kafka_message(const std::string& address, const Buf& first4) {
+  std::string text;
+  for (auto b : first4) {
+    auto c = static_cast<unsigned char>(b);
+    if (c < 0x20 || c > 0x7e) return "the server at " + address +
+                                      " does not answer in the Kafka protocol (is this the "
+                                      "broker's Kafka port? check -b/--brokers)";
+    text += static_cast<char>(c);
+  }
+  return "the server at " + address + " does not answer in the Kafka protocol (it sent \"" +
+         text + "...\"; is this the broker's Kafka port? check -b/--brokers)";
+}
+
 // A response frame larger than this closes the connection (a Fetch answers at most
 // fetch.max.bytes plus some overhead; 256 MiB leaves room for large configurations).
 constexpr uint32_t kResponseBytesMax = 256u << 20;
 constexpr int16_t kApiVersionsOurMax = 3;
 
+// The TLS context every connection of a client shares: TLS 1.2 or later, the broker's
+// certificate verified against ssl.ca.location (or the system's CAs), the client's own
+// certificate and key for mutual TLS. Errors name the setting and the file.
+Result<std::shared_ptr<asio::ssl::context>> make_tls_context(const SecurityConfig& s) {
+  namespace ssl = asio::ssl;
+  auto invalid = [](const std::string& setting, const std::string& path, const std::string& why) {
+    return unexpected(make_error(Errc::kInvalidArgument, setting + " " + path + ": " + why));
+  };
+  auto ctx = std::make_shared<ssl::context>(ssl::context::tls_client);
+  SSL_CTX_set_min_proto_version(ctx->native_handle(), TLS1_2_VERSION);
+  ctx->set_options(ssl::context::default_workarounds | ssl::context::no_sslv2 |
+                   ssl::context::no_sslv3 | ssl::context::no_tlsv1 | ssl::context::no_tlsv1_1);
+  ctx->set_verify_mode(ssl::verify_peer);
+  boost::system::error_code ec;
+  std::error_code fs_ec;
+  for (const auto& [setting, path] :
+       {std::pair{"ssl.ca.location", s.ssl_ca_location},
+        std::pair{"ssl.certificate.location", s.ssl_certificate_location},
+        std::pair{"ssl.key.location", s.ssl_key_location}}) {
+    if (!path.empty() && !std::filesystem::exists(path, fs_ec)) {
+      return invalid(setting, path, "no such file");
+    }
+  }
+  if (s.ssl_ca_location.empty()) {
+    ctx->set_default_verify_paths(ec);
+  } else if (std::filesystem::is_directory(s.ssl_ca_location, fs_ec)) {
+    ctx->add_verify_path(s.ssl_ca_location, ec);
+  } else {
+    ctx->load_verify_file(s.ssl_ca_location, ec);
+  }
+  if (ec) return invalid("ssl.ca.location", s.ssl_ca_location, "no PEM CA certificates in it (" + ec.message() + ")");
+  if (!s.ssl_certificate_location.empty()) {
+    ctx->use_certificate_chain_file(s.ssl_certificate_location, ec);
+    if (ec) {
+      return invalid("ssl.certificate.location", s.ssl_certificate_location,
+                     "not a PEM certificate (" + ec.message() + ")");
+    }
+    ctx->use_private_key_file(s.ssl_key_location, ssl::context::pem, ec);
+    if (ec) {
+      return invalid("ssl.key.location", s.ssl_key_location,
+                     "not an unencrypted PEM private key (" + ec.message() + ")");
+    }
+    if (SSL_CTX_check_private_key(ctx->native_handle()) != 1) {
+      return invalid("ssl.key.location", s.ssl_key_location,
+                     "does not match ssl.certificate.location");
+    }
+  }
+  return ctx;
+}
+
+// What to say when a TLS handshake or session fails: the verification failure and the
+// setting to change, or a refusal by the broker.
+std::string tls_failure(SSL* ssl, const boost::system::error_code& ec, const std::string& host) {
+  const long verify = ssl ? SSL_get_verify_result(ssl) : X509_V_OK;
+  if (verify != X509_V_OK) {
+    std::string text = std::string("certificate verify failed: ") +
+                       X509_verify_cert_error_string(verify);
+    if (verify == X509_V_ERR_HOSTNAME_MISMATCH || verify == X509_V_ERR_IP_ADDRESS_MISMATCH) {
+      return text + " (the broker's certificate does not name " + host +
+             "; connect by a name it has, or set ssl.endpoint.identification.algorithm=none)";
+    }
+    return text + " (set ssl.ca.location to the CA that signed the broker's certificate)";
+  }
+  std::string text = ec.message();
+  if (text.find("alert") != std::string::npos) {
+    return text + " (the broker refused the TLS session: does it want a client certificate "
+                  "it trusts? set ssl.certificate.location and ssl.key.location)";
+  }
+  return text + " (is this an SSL or SASL_SSL listener? check security.protocol and the port)";
+}
+
 }  // namespace
+
+void log_line(const ClientConfig& config, LogLevel level, const std::string& message) {
+  if (config.log) {
+    if (level <= config.log_level) config.log(level, message);
+    return;
+  }
+  if (level <= LogLevel::kWarning) {
+    std::fprintf(stderr, "%s: %s: %s\n", config.log_prefix.c_str(),
+                 level == LogLevel::kError ? "error" : "warning", message.c_str());
+  }
+}
 
 Error kafka_error(int16_t code, const std::string& context) {
   auto ec = static_cast<kafka::ErrorCode>(code);
@@ -58,8 +185,36 @@ std::string error_name(int code) {
       return "UNSUPPORTED";
     case Errc::kNoBroker:
       return "NO_BROKER";
+    case Errc::kSecurity:
+      return "SECURITY";
   }
   return std::string(kafka::error_name(static_cast<kafka::ErrorCode>(code)));
+}
+
+std::string error_description(int code) {
+  switch (static_cast<Errc>(code)) {
+    case Errc::kNetwork:
+      return "could not connect to a broker, or the connection broke (is it running? check "
+             "bootstrap_servers)";
+    case Errc::kTimeout:
+      return "no answer in time (request_timeout_ms or the caller's deadline)";
+    case Errc::kProtocol:
+      return "the server sent bytes that are not a Kafka response (wrong port?)";
+    case Errc::kClosed:
+      return "the client, producer or consumer was closed";
+    case Errc::kBufferFull:
+      return "the producer's buffer_memory is full (blocking is off or max_block_ms passed)";
+    case Errc::kInvalidArgument:
+      return "an argument or setting is invalid (the message names it)";
+    case Errc::kUnsupported:
+      return "the broker does not serve an API or version the client needs";
+    case Errc::kNoBroker:
+      return "no broker address is known (empty bootstrap_servers)";
+    case Errc::kSecurity:
+      return "the TLS handshake or SASL authentication failed (the message says which "
+             "setting to check: ssl.ca.location, sasl.username, ...)";
+  }
+  return error_name(code);
 }
 
 std::vector<std::string> parse_broker_list(const std::string& list) {
@@ -94,6 +249,26 @@ const BrokerInfo* ClusterMetadata::broker(int32_t node_id) const {
 
 namespace detail {
 
+// What the stats report per broker; I/O thread only. Kept across reconnections.
+struct BrokerCounters {
+  int32_t node_id = -1;  // -1 for a bootstrap address
+  std::string address;
+  bool connected = false;
+  int64_t connects = 0;     // handshakes completed
+  int64_t disconnects = 0;  // connections lost or failed (not closed by us)
+  int64_t requests = 0;
+  int64_t responses = 0;
+  int64_t tx_bytes = 0;
+  int64_t rx_bytes = 0;
+  int64_t errors = 0;  // requests failed: timed out, connection lost, undecodable answer
+  int64_t inflight = 0;
+  // Round trips since the last stats, in microseconds.
+  int64_t rtt_count = 0;
+  int64_t rtt_sum_us = 0;
+  int64_t rtt_min_us = 0;
+  int64_t rtt_max_us = 0;
+};
+
 // One TCP connection to one broker. Lives on the I/O thread only.
 class Connection : public std::enable_shared_from_this<Connection> {
  public:
@@ -104,9 +279,12 @@ class Connection : public std::enable_shared_from_this<Connection> {
     int timeout_ms = 0;
   };
 
-  Connection(asio::io_context& io, const ClientConfig& config, int32_t key, std::string host,
-             std::string port, std::function<void(int32_t)> on_closed)
+  Connection(asio::io_context& io, const ClientConfig& config, asio::ssl::context* tls_context,
+             int32_t key, std::string host, std::string port,
+             std::function<void(int32_t)> on_closed, BrokerCounters& counters)
       : config_(config),
+        counters_(counters),
+        tls_context_(tls_context),
         key_(key),
         host_(std::move(host)),
         port_(std::move(port)),
@@ -143,8 +321,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
                 }
                 boost::system::error_code ignore;
                 self->socket_.set_option(tcp::no_delay(true), ignore);
-                self->start_read();
-                self->handshake(kApiVersionsOurMax);
+                self->connected();
               });
         });
   }
@@ -172,6 +349,13 @@ class Connection : public std::enable_shared_from_this<Connection> {
     if (state_ == State::kConnecting && now > connect_deadline_) {
       return fail(make_error(Errc::kTimeout, "connecting to " + address() + " timed out"));
     }
+    if (state_ == State::kReady && reauthenticate_at_ && now >= *reauthenticate_at_) {
+      // KIP-368: a new SASL exchange on this connection before the session ends; requests
+      // wait meanwhile (those in flight are answered first, in order).
+      reauthenticate_at_.reset();
+      state_ = State::kAuthenticating;
+      start_sasl();
+    }
     auto late = std::find_if(inflight_.begin(), inflight_.end(),
                              [&](const Inflight& r) { return now > r.deadline; });
     if (late != inflight_.end()) {
@@ -184,14 +368,58 @@ class Connection : public std::enable_shared_from_this<Connection> {
   void close() { fail(make_error(Errc::kClosed, "client closed")); }
 
  private:
-  enum class State : uint8_t { kIdle, kConnecting, kReady, kClosed };
+  // kAuthenticating: re-authentication (KIP-368) of a connection that was ready.
+  enum class State : uint8_t { kIdle, kConnecting, kReady, kAuthenticating, kClosed };
   struct Inflight {
     int32_t correlation_id;
     kafka::ApiKey api_key;
     int16_t api_version;
     Client::Callback callback;  // null for the handshake
     Clock::time_point deadline;
+    Clock::time_point sent;
   };
+
+  // TCP is up: the TLS handshake (with SNI and the broker's name checked against its
+  // certificate), then ApiVersions.
+  void connected() {
+    if (!tls_context_) {
+      start_read();
+      handshake(kApiVersionsOurMax);
+      return;
+    }
+    tls_.emplace(socket_, *tls_context_);
+    SSL* ssl = tls_->native_handle();
+    boost::system::error_code not_ip;
+    asio::ip::make_address(host_, not_ip);
+    if (not_ip) {
+      SSL_ctrl(ssl, SSL_CTRL_SET_TLSEXT_HOSTNAME, TLSEXT_NAMETYPE_host_name,
+               const_cast<char*>(host_.c_str()));
+    }
+    if (config_.security.verify_hostname()) {
+      X509_VERIFY_PARAM* param = SSL_get0_param(ssl);
+      X509_VERIFY_PARAM_set_hostflags(param, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
+      if (not_ip) {
+        X509_VERIFY_PARAM_set1_host(param, host_.c_str(), host_.size());
+      } else {
+        X509_VERIFY_PARAM_set1_ip_asc(param, host_.c_str());
+      }
+    }
+    auto self = shared_from_this();
+    tls_->async_handshake(asio::ssl::stream_base::client,
+                          [self](const boost::system::error_code& ec) {
+                            if (self->state_ == State::kClosed) return;
+                            if (ec) {
+                              return self->fail(make_error(
+                                  ec.category() == asio::error::get_ssl_category()
+                                      ? Errc::kSecurity
+                                      : Errc::kNetwork,
+                                  "TLS handshake with " + self->address() + " failed: " +
+                                      tls_failure(self->tls_->native_handle(), ec, self->host_)));
+                            }
+                            self->start_read();
+                            self->handshake(kApiVersionsOurMax);
+                          });
+  }
 
   void handshake(int16_t version) {
     kafka::ApiVersionsRequest req;
@@ -221,10 +449,115 @@ class Connection : public std::enable_shared_from_this<Connection> {
         versions_[static_cast<size_t>(api.api_key)] = hi;
       }
     }
+    if (config_.security.sasl()) return start_sasl();
+    become_ready();
+  }
+
+  void become_ready() {
     state_ = State::kReady;
+    counters_.connected = true;
+    ++counters_.connects;
     auto waiting = std::move(waiting_);
     waiting_.clear();
     for (auto& out : waiting) write_request(std::move(out));
+  }
+
+  // SASL as Kafka clients do it: SaslHandshake v1 naming the mechanism, then the mechanism's
+  // messages in SaslAuthenticate requests (PLAIN: one; SCRAM: client-first and client-final,
+  // and the server's signature checked).
+  void start_sasl() {
+    if (version_of(kafka::ApiKey::kSaslHandshake) < 1 ||
+        version_of(kafka::ApiKey::kSaslAuthenticate) < 0) {
+      return fail(make_error(Errc::kUnsupported,
+                             "broker " + address() +
+                                 " does not serve SaslHandshake v1 and SaslAuthenticate"));
+    }
+    kafka::SaslHandshakeRequest req;
+    req.mechanism = config_.security.sasl_mechanism;
+    auto self = shared_from_this();
+    internal_request(req, [self](Result<Response> r) {
+      if (!r) return self->fail(r.error());
+      const auto& resp = std::get<kafka::SaslHandshakeResponse>(r->decoded->body);
+      if (resp.error_code != 0) return self->sasl_handshake_failed(resp);
+      const SecurityConfig& sec = self->config_.security;
+      if (auto hash = broker::sasl::scram_hash(sec.sasl_mechanism)) {
+        self->scram_ = std::make_unique<broker::sasl::ScramClient>(*hash, sec.sasl_username,
+                                                                   sec.sasl_password);
+        self->sasl_authenticate(self->scram_->first());
+      } else {
+        self->sasl_authenticate(std::string(1, '\0') + sec.sasl_username + '\0' +
+                                sec.sasl_password);
+      }
+    });
+  }
+
+  void sasl_handshake_failed(const kafka::SaslHandshakeResponse& resp) {
+    std::string offered;
+    for (const auto& m : resp.mechanisms) offered += (offered.empty() ? "" : ", ") + m;
+    if (resp.error_code == static_cast<int16_t>(kafka::ErrorCode::kUnsupportedSaslMechanism)) {
+      return fail(Error{resp.error_code, "SASL mechanism " + config_.security.sasl_mechanism +
+                                             " is not enabled on " + address() + " (it offers " +
+                                             offered + "; set sasl.mechanism)"});
+    }
+    fail(kafka_error(resp.error_code, "SaslHandshake with " + address() +
+                                          " (is this a SASL listener? check security.protocol)"));
+  }
+
+  void sasl_authenticate(std::string message) {
+    kafka::SaslAuthenticateRequest req;
+    const auto* p = reinterpret_cast<const std::byte*>(message.data());
+    req.auth_bytes.assign(p, p + message.size());
+    OPENSSL_cleanse(message.data(), message.size());
+    auto self = shared_from_this();
+    internal_request(req, [self](Result<Response> r) {
+      if (!r) return self->fail(r.error());
+      auto& resp = std::get<kafka::SaslAuthenticateResponse>(r->decoded->body);
+      self->on_sasl_authenticate(resp);
+      OPENSSL_cleanse(resp.auth_bytes.data(), resp.auth_bytes.size());
+    });
+    OPENSSL_cleanse(req.auth_bytes.data(), req.auth_bytes.size());
+  }
+
+  void on_sasl_authenticate(const kafka::SaslAuthenticateResponse& resp) {
+    const SecurityConfig& sec = config_.security;
+    if (resp.error_code != 0) {
+      return fail(Error{resp.error_code,
+                        "SASL " + sec.sasl_mechanism + " authentication of user '" +
+                            sec.sasl_username + "' with " + address() + " failed: " +
+                            resp.error_message.value_or(std::string(kafka::error_name(
+                                static_cast<kafka::ErrorCode>(resp.error_code)))) +
+                            " (check sasl.username, sasl.password and sasl.mechanism)"});
+    }
+    const std::string answer(reinterpret_cast<const char*>(resp.auth_bytes.data()),
+                             resp.auth_bytes.size());
+    if (scram_ && !scram_sent_final_) {
+      auto final_message = scram_->final(answer);
+      if (!final_message) return sasl_refused(final_message.error().message);
+      scram_sent_final_ = true;
+      return sasl_authenticate(std::move(*final_message));
+    }
+    if (scram_) {
+      auto verified = scram_->verify(answer);
+      if (!verified) return sasl_refused(verified.error().message);
+    }
+    scram_.reset();
+    scram_sent_final_ = false;
+    if (resp.session_lifetime_ms > 0) {
+      // At most 2^31 ms (24 days) ahead: a huge lifetime must not overflow the clock.
+      const int64_t lifetime_ms = std::min<int64_t>(resp.session_lifetime_ms, int64_t{1} << 31);
+      reauthenticate_at_ = Clock::now() + std::chrono::milliseconds(lifetime_ms * 85 / 100);
+    }
+    become_ready();
+  }
+
+  void sasl_refused(const std::string& why) {
+    fail(make_error(Errc::kSecurity, "SASL " + config_.security.sasl_mechanism + " with " +
+                                         address() + ": " + why));
+  }
+
+  void internal_request(const kafka::RequestBody& body, Client::Callback callback) {
+    auto key = kafka::api_key_of(body);
+    encode_and_write(body, key, version_of(key), std::move(callback), true);
   }
 
   void write_request(Outgoing out) {
@@ -250,11 +583,15 @@ class Connection : public std::enable_shared_from_this<Connection> {
     kafka::EncodedFrame frame = kafka::encode_request(header, body);
     SLUICE_ASSERT(frame.splices.empty());
     write_buffer_.insert(write_buffer_.end(), frame.bytes.begin(), frame.bytes.end());
+    ++counters_.requests;
+    counters_.tx_bytes += static_cast<int64_t>(frame.bytes.size());
     if (expect_response) {
+      const auto now = Clock::now();
       inflight_.push_back(Inflight{
           header.correlation_id, key, version, std::move(callback),
-          Clock::now() +
-              std::chrono::milliseconds(timeout_ms > 0 ? timeout_ms : config_.request_timeout_ms)});
+          now + std::chrono::milliseconds(timeout_ms > 0 ? timeout_ms : config_.request_timeout_ms),
+          now});
+      ++counters_.inflight;
     } else if (callback) {
       written_callbacks_.push_back(std::move(callback));
     }
@@ -269,8 +606,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
     auto done = std::move(written_callbacks_);
     written_callbacks_.clear();
     auto self = shared_from_this();
-    asio::async_write(
-        socket_, asio::buffer(sending_),
+    async_write(
+        asio::buffer(sending_),
         [self, done = std::move(done)](const boost::system::error_code& ec, size_t) mutable {
           self->writing_ = false;
           self->sending_.clear();
@@ -284,37 +621,61 @@ class Connection : public std::enable_shared_from_this<Connection> {
             for (auto& cb : done) {
               cb(unexpected(make_error(Errc::kNetwork, "write failed")));
             }
-            return self->fail(make_error(
-                Errc::kNetwork, "write to " + self->address() + " failed: " + ec.message()));
+            return self->fail(self->lost(ec));
           }
           for (auto& cb : done) cb(Response{});
           self->flush_writes();
         });
   }
 
+  template <class Buffers, class Handler>
+  void async_read(const Buffers& buffers, Handler&& handler) {
+    if (tls_) return asio::async_read(*tls_, buffers, std::forward<Handler>(handler));
+    asio::async_read(socket_, buffers, std::forward<Handler>(handler));
+  }
+  template <class Buffers, class Handler>
+  void async_write(const Buffers& buffers, Handler&& handler) {
+    if (tls_) return asio::async_write(*tls_, buffers, std::forward<Handler>(handler));
+    asio::async_write(socket_, buffers, std::forward<Handler>(handler));
+  }
+
+  // The connection broke: with TLS, an alert from the broker says why; closed before the
+  // handshakes finished, the listener may want TLS or SASL.
+  Error lost(const boost::system::error_code& ec) {
+    if (tls_ && ec.category() == asio::error::get_ssl_category()) {
+      return make_error(Errc::kSecurity, "TLS session with " + address() + " failed: " +
+                                             tls_failure(nullptr, ec, host_));
+    }
+    std::string text = "connection to " + address() + " lost: " + ec.message();
+    if (state_ == State::kConnecting && !config_.security.tls()) {
+      text += " (closed before the handshake finished: an SSL or SASL_SSL listener? set "
+              "security.protocol)";
+    } else if (answered_ == 0 && !config_.security.sasl()) {
+      // A SASL listener answers ApiVersions, then closes at the first other request.
+      text += " (closed at the first request: a SASL listener? set security.protocol to " +
+              std::string(config_.security.tls() ? "SASL_SSL" : "SASL_PLAINTEXT") +
+              " and sasl.mechanism, sasl.username, sasl.password)";
+    }
+    return make_error(Errc::kNetwork, text);
+  }
+
   void start_read() {
     auto self = shared_from_this();
-    asio::async_read(
-        socket_, asio::buffer(size_buf_), [self](const boost::system::error_code& ec, size_t) {
+    async_read(
+        asio::buffer(size_buf_), [self](const boost::system::error_code& ec, size_t) {
           if (self->state_ == State::kClosed) return;
-          if (ec) {
-            return self->fail(make_error(
-                Errc::kNetwork, "connection to " + self->address() + " lost: " + ec.message()));
-          }
+          if (ec) return self->fail(self->lost(ec));
           uint32_t size = load_be<uint32_t>(self->size_buf_.data());
           if (size < 4 || size > kResponseBytesMax) {
-            return self->fail(
-                make_error(Errc::kProtocol, "bad response size " + std::to_string(size)));
+            return self->fail(make_error(Errc::kProtocol, not_kafka_message(self->address(),
+                                                                          self->size_buf_)));
           }
           auto frame = std::make_shared<std::vector<std::byte>>(size);
-          asio::async_read(
-              self->socket_, asio::buffer(*frame),
+          self->async_read(
+              asio::buffer(*frame),
               [self, frame](const boost::system::error_code& ec2, size_t) {
                 if (self->state_ == State::kClosed) return;
-                if (ec2) {
-                  return self->fail(make_error(Errc::kNetwork, "connection to " + self->address() +
-                                                                   " lost: " + ec2.message()));
-                }
+                if (ec2) return self->fail(self->lost(ec2));
                 self->on_frame(frame);
                 if (self->state_ != State::kClosed) self->start_read();
               });
@@ -330,17 +691,31 @@ class Connection : public std::enable_shared_from_this<Connection> {
     }
     Inflight req = std::move(inflight_.front());
     inflight_.pop_front();
+    --counters_.inflight;
+    ++counters_.responses;
+    counters_.rx_bytes += static_cast<int64_t>(frame->size()) + 4;
+    if (config_.statistics_interval_ms > 0) {
+      const int64_t us =
+          std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - req.sent).count();
+      auto& c = counters_;
+      c.rtt_min_us = c.rtt_count == 0 ? us : std::min(c.rtt_min_us, us);
+      c.rtt_max_us = c.rtt_count == 0 ? us : std::max(c.rtt_max_us, us);
+      c.rtt_sum_us += us;
+      ++c.rtt_count;
+    }
     if (!req.callback) {
       on_handshake(req.api_version, Bytes(*frame));
       return;
     }
     auto decoded = kafka::decode_response_frame(req.api_key, req.api_version, Bytes(*frame));
     if (!decoded) {
+      ++counters_.errors;
       req.callback(
           unexpected(make_error(Errc::kProtocol, "cannot decode response from " + address() + ": " +
                                                      decoded.error().to_string())));
       return;
     }
+    ++answered_;
     Response r;
     r.frame = frame;
     r.decoded = std::make_shared<kafka::DecodedResponse>(std::move(*decoded));
@@ -361,6 +736,14 @@ class Connection : public std::enable_shared_from_this<Connection> {
     waiting_.clear();
     written_callbacks_.clear();
     on_closed_(key_);
+    counters_.connected = false;
+    counters_.inflight = 0;
+    if (e.code != static_cast<int>(Errc::kClosed)) {
+      ++counters_.disconnects;
+      for (auto& r : inflight) counters_.errors += r.callback ? 1 : 0;
+      counters_.errors += static_cast<int64_t>(waiting.size());
+      log_line(config_, LogLevel::kNotice, e.message);
+    }
     for (auto& r : inflight) {
       if (r.callback) r.callback(unexpected(e));
     }
@@ -369,10 +752,13 @@ class Connection : public std::enable_shared_from_this<Connection> {
   }
 
   const ClientConfig& config_;
+  BrokerCounters& counters_;
+  asio::ssl::context* tls_context_;  // null: plaintext
   int32_t key_;
   std::string host_;
   std::string port_;
   tcp::socket socket_;
+  std::optional<asio::ssl::stream<tcp::socket&>> tls_;  // over socket_, once connected
   tcp::resolver resolver_;
   std::function<void(int32_t)> on_closed_;
   State state_ = State::kIdle;
@@ -386,18 +772,41 @@ class Connection : public std::enable_shared_from_this<Connection> {
   std::vector<Client::Callback> written_callbacks_;
   bool writing_ = false;
   std::array<std::byte, 4> size_buf_{};
+  std::unique_ptr<broker::sasl::ScramClient> scram_;  // during a SCRAM exchange
+  bool scram_sent_final_ = false;
+  int64_t answered_ = 0;  // responses after ApiVersions (SASL ones included)
+  std::optional<Clock::time_point> reauthenticate_at_;  // KIP-368 session lifetime
 };
 
 }  // namespace detail
 
 struct Client::Impl {
   explicit Impl(ClientConfig c)
-      : config(std::move(c)), work(asio::make_work_guard(io)), sweep(io) {}
+      : config(std::move(c)), work(asio::make_work_guard(io)), sweep(io), stats_timer(io) {
+    if (auto valid = validate(config.security); !valid) {
+      config_error = valid.error();
+    } else if (config.security.tls()) {
+      auto ctx = make_tls_context(config.security);
+      if (ctx) {
+        tls_context = std::move(*ctx);
+      } else {
+        config_error = ctx.error();
+      }
+    }
+  }
 
   ClientConfig config;
+  // A security setting that cannot work (unreadable CA file, ...): every request fails with it.
+  std::optional<Error> config_error;
+  std::shared_ptr<asio::ssl::context> tls_context;
+  // I/O thread only; before `io` and `connections`, so it outlives every Connection.
+  std::map<int32_t, detail::BrokerCounters> counters;
+  Clock::time_point started = Clock::now();
   asio::io_context io;
   asio::executor_work_guard<asio::io_context::executor_type> work;
   asio::steady_timer sweep;
+  asio::steady_timer stats_timer;
+  Clock::time_point stats_due{};
   std::thread thread;
   // I/O thread only.
   std::map<int32_t, std::shared_ptr<detail::Connection>> connections;
@@ -452,9 +861,67 @@ struct Client::Impl {
     return open(node, b->host, std::to_string(b->port));
   }
 
+  void arm_stats() {
+    stats_due += std::chrono::milliseconds(config.statistics_interval_ms);
+    stats_timer.expires_at(stats_due);
+    stats_timer.async_wait([this](const boost::system::error_code& ec) {
+      if (ec || closing) return;
+      std::string json = stats_json();
+      arm_stats();
+      config.stats(json);
+    });
+  }
+
+  // The stats document (docs/clients.md lists the fields); resets the round-trip windows.
+  std::string stats_json() {
+    JsonWriter w;
+    const auto now = Clock::now();
+    w.begin_object().field("name", config.client_id).field("type", config.type);
+    w.field("ts_ms", static_cast<int64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                              std::chrono::system_clock::now().time_since_epoch())
+                                              .count()));
+    w.field("age_ms",
+            static_cast<int64_t>(
+                std::chrono::duration_cast<std::chrono::milliseconds>(now - started).count()));
+    w.field("interval_ms", config.statistics_interval_ms);
+    detail::BrokerCounters total;
+    for (const auto& [key, c] : counters) {
+      total.requests += c.requests;
+      total.responses += c.responses;
+      total.tx_bytes += c.tx_bytes;
+      total.rx_bytes += c.rx_bytes;
+      total.errors += c.errors;
+      total.inflight += c.inflight;
+    }
+    w.field("requests", total.requests).field("responses", total.responses);
+    w.field("tx_bytes", total.tx_bytes).field("rx_bytes", total.rx_bytes);
+    w.field("request_errors", total.errors).field("requests_inflight", total.inflight);
+    if (config.stats_fields) config.stats_fields(w);
+    w.key("brokers").begin_array();
+    for (auto& [key, c] : counters) {
+      w.begin_object().field("node_id", c.node_id).field("address", c.address);
+      w.field("bootstrap", key < 0).field("connected", c.connected);
+      w.field("connects", c.connects).field("disconnects", c.disconnects);
+      w.field("requests", c.requests).field("responses", c.responses);
+      w.field("tx_bytes", c.tx_bytes).field("rx_bytes", c.rx_bytes);
+      w.field("errors", c.errors).field("requests_inflight", c.inflight);
+      w.key("rtt_us").begin_object().field("count", c.rtt_count);
+      w.field("min", c.rtt_min_us).field("max", c.rtt_max_us);
+      w.field("avg", c.rtt_count ? c.rtt_sum_us / c.rtt_count : int64_t{0});
+      w.end_object().end_object();
+      c.rtt_count = c.rtt_sum_us = c.rtt_min_us = c.rtt_max_us = 0;
+    }
+    w.end_array().end_object();
+    return w.take();
+  }
+
   std::shared_ptr<detail::Connection> open(int32_t key, std::string host, std::string port) {
-    auto c = std::make_shared<detail::Connection>(io, config, key, std::move(host), std::move(port),
-                                                  [this](int32_t k) { connections.erase(k); });
+    auto& counted = counters[key];
+    counted.node_id = key >= 0 ? key : -1;
+    counted.address = host + ":" + port;
+    auto c = std::make_shared<detail::Connection>(
+        io, config, tls_context.get(), key, std::move(host), std::move(port),
+        [this](int32_t k) { connections.erase(k); }, counted);
     connections[key] = c;
     c->start();
     return c;
@@ -492,6 +959,10 @@ struct Client::Impl {
 
 Client::Client(ClientConfig config) : impl_(std::make_unique<Impl>(std::move(config))) {
   impl_->arm_sweep();
+  if (impl_->config.statistics_interval_ms > 0 && impl_->config.stats) {
+    impl_->stats_due = Clock::now();
+    impl_->arm_stats();
+  }
   impl_->thread = std::thread([this] { impl_->io.run(); });
 }
 
@@ -500,6 +971,7 @@ Client::~Client() {
   asio::post(impl_->io, [this, &closed] {
     impl_->closing = true;
     impl_->sweep.cancel();
+    impl_->stats_timer.cancel();
     auto copy = impl_->connections;
     for (auto& [k, c] : copy) c->close();
     closed.set_value();
@@ -512,6 +984,10 @@ Client::~Client() {
 
 const ClientConfig& Client::config() const { return impl_->config; }
 
+void Client::log(LogLevel level, const std::string& message) const {
+  log_line(impl_->config, level, message);
+}
+
 void Client::send(int32_t node, kafka::RequestBody request, Callback callback, bool expect_response,
                   int timeout_ms) {
   SLUICE_ASSERT(callback);
@@ -519,6 +995,10 @@ void Client::send(int32_t node, kafka::RequestBody request, Callback callback, b
                          expect_response, timeout_ms]() mutable {
     if (impl_->closing) {
       callback(unexpected(make_error(Errc::kClosed, "client closed")));
+      return;
+    }
+    if (impl_->config_error) {
+      callback(unexpected(*impl_->config_error));
       return;
     }
     auto c = impl_->connection_for(node);

@@ -2,7 +2,10 @@
 // Boost.Asio I/O thread, one pipelined connection per broker (requests carry correlation
 // ids; the broker answers in order), ApiVersions negotiation per connection (each request is
 // sent at the highest version both sides support), a metadata cache and bootstrap from a
-// broker list.
+// broker list. With security.protocol SSL or SASL_SSL each connection is TLS (OpenSSL through
+// Boost.Asio); with SASL_* it authenticates (SaslHandshake v1, SaslAuthenticate: PLAIN or
+// SCRAM-SHA-256/512) before any other request, and again before the session lifetime the
+// broker gave ends (KIP-368).
 //
 // Thread safety: every public method may be called from any thread. Callbacks passed to
 // send() run on the client's I/O thread: keep them short and never call the blocking
@@ -18,12 +21,18 @@
 #include <string>
 #include <vector>
 
+#include "client/callbacks.h"
 #include "client/errors.h"
+#include "client/security.h"
 #include "common/result.h"
 #include "protocol/message_frame.h"
 
 namespace boost::asio {
 class io_context;
+}
+
+namespace sluice {
+class JsonWriter;
 }
 
 namespace sluice::client {
@@ -37,11 +46,47 @@ struct ClientConfig {
   int retry_backoff_ms = 100;
   int retry_backoff_max_ms = 1000;
   int metadata_max_age_ms = 300000;
-  int connect_timeout_ms = 10000;
+  int connect_timeout_ms = 10000;  // TCP connect, TLS handshake, ApiVersions and SASL
+  // Log lines at or below log_level go to `log`; without one, warnings and errors go to
+  // stderr as "<log_prefix>: warning: ...".
+  LogCallback log;
+  LogLevel log_level = LogLevel::kInfo;
+  std::string log_prefix = "sluice client";
+  // `stats` runs every statistics_interval_ms (0, the default: off, no timer, no clock reads)
+  // on the I/O thread with the JSON counters; `type` names the owner in it, and
+  // `stats_fields` (I/O thread) adds the owner's fields to the top-level object.
+  int statistics_interval_ms = 0;
+  StatsCallback stats;
+  std::string type = "client";
+  std::function<void(JsonWriter&)> stats_fields;
+  // TLS and SASL (client/security.h); every connection the client makes uses them.
+  SecurityConfig security;
 };
+
+// Sends one line to config.log (if at or below config.log_level), else warnings and errors to
+// stderr.
+void log_line(const ClientConfig& config, LogLevel level, const std::string& message);
 
 // "a:1,b:2" -> {"a:1","b:2"}; a missing port means 9092.
 std::vector<std::string> parse_broker_list(const std::string& list);
+
+// The client settings a ProducerConfig or ConsumerConfig carries (they name them alike);
+// `type` is "producer" or "consumer" (log prefix, stats). The owner adds stats_fields.
+template <class OwnerConfig>
+ClientConfig client_config_of(const OwnerConfig& config, const std::string& type) {
+  ClientConfig cc;
+  cc.bootstrap_servers = parse_broker_list(config.bootstrap_servers);
+  cc.client_id = config.client_id;
+  cc.request_timeout_ms = config.request_timeout_ms;
+  cc.log = config.log_cb;
+  cc.log_level = static_cast<LogLevel>(config.log_level);
+  cc.log_prefix = "sluice " + type;
+  cc.statistics_interval_ms = config.statistics_interval_ms;
+  cc.stats = config.stats_cb;
+  cc.type = type;
+  cc.security = config.security;
+  return cc;
+}
 
 struct BrokerInfo {
   int32_t node_id = -1;
@@ -109,6 +154,8 @@ class Client {
   Client& operator=(const Client&) = delete;
 
   const ClientConfig& config() const;
+  // log_line() with this client's config.
+  void log(LogLevel level, const std::string& message) const;
 
   // Sends `request` to `node`. `callback` runs once on the I/O thread with the response or
   // an error. With expect_response=false (Produce acks=0) it runs once the request is

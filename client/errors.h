@@ -1,4 +1,5 @@
-// Error codes of the Sluice client libraries. A client error is a sluice::Error whose `code`
+// Error codes of the Sluice client libraries (installed as <client/errors.h> with the
+// package; compare Error::code with static_cast<int>(sluice::client::Errc::kTimeout) etc.). A client error is a sluice::Error whose `code`
 // is either a Kafka error code from the broker (kafka::ErrorCode, -1..127) or one of the
 // client-side codes below (1000+). `message` says what happened and, where it can, what to do.
 #pragma once
@@ -18,6 +19,7 @@ enum class Errc : int {
   kInvalidArgument = 1005,
   kUnsupported = 1006,  // the broker does not serve an API or version we need
   kNoBroker = 1007,     // no broker address known (empty bootstrap list)
+  kSecurity = 1008,     // TLS handshake or SASL exchange failed (certificate, credentials)
 };
 
 inline Error make_error(Errc code, std::string message) {
@@ -28,7 +30,10 @@ Error kafka_error(int16_t code, const std::string& context);
 // True for broker errors worth retrying after a metadata refresh / backoff, and for
 // network and timeout errors.
 bool retriable(const Error& e);
-// "NOT_LEADER_OR_FOLLOWER (6)" or the Errc name.
+// "NOT_LEADER_OR_FOLLOWER (6)" or the Errc name ("TIMEOUT" for 1001).
 std::string error_name(int code);
+// One sentence on what a client code (1000-1008) means and what to do; for other codes the
+// same as error_name().
+std::string error_description(int code);
 
 }  // namespace sluice::client

@@ -1,5 +1,8 @@
 #include "cluster/cluster_node.h"
 
+#include "cluster/acl.h"
+#include "cluster/scram.h"
+
 #include <fmt/ranges.h>
 #include <spdlog/spdlog.h>
 
@@ -160,6 +163,15 @@ Status ClusterNode::start() {
   });
   transport_->on_call([this](int32_t from, uint32_t method, std::string request,
                              transport::Transport::Reply reply) {
+    if (auto h = peer_handlers_.find(method); h != peer_handlers_.end()) {
+      // The reply may come from any thread: it is handed to the transport on this one.
+      h->second(from, std::move(request), [this, reply](std::string response) {
+        asio::post(io_, [this, reply, response = std::move(response)]() mutable {
+          if (!stopping_) reply(std::move(response));
+        });
+      });
+      return;
+    }
     pb::ControllerRequest req;
     if (method != kControllerMethod || !req.ParseFromString(request)) {
       reply(error_response(ErrorCode::kInvalidRequest, "malformed controller request")
@@ -416,6 +428,11 @@ void ClusterNode::register_self() {
   b->set_rack(config_.rack);
   b->mutable_kafka()->set_host(config_.kafka_host);
   b->mutable_kafka()->set_port(config_.kafka_port);
+  for (const auto& [name, address] : config_.kafka_listeners) {
+    pb::Endpoint& e = (*b->mutable_listeners())[name];
+    e.set_host(address.host);
+    e.set_port(address.port);
+  }
   b->mutable_rpc()->set_host(config_.rpc_advertised_host);
   b->mutable_rpc()->set_port(config_.rpc_advertised_port);
   b->set_incarnation(incarnation_);
@@ -614,8 +631,19 @@ void ClusterNode::propose(const pb::Record& record,
 void ClusterNode::check_sessions() {
   const auto now = Clock::now();
   static thread_local std::set<std::pair<int32_t, uint64_t>> fencing;
-  for (const auto& [id, b] : state_.image().brokers()) {
+  // Held: propose() may commit and apply at once (a single voter) and replace the state's
+  // image in the middle of this loop (it did: a segfault after 2,500 auto-created topics
+  // kept the cluster thread busy past the broker's own session timeout).
+  const std::shared_ptr<const pb::Image> image = state_.shared();
+  for (const auto& [id, b] : image->brokers()) {
     if (b.fenced()) continue;
+    if (id == config_.node_id && !stopping_) {
+      // This broker is alive: it runs this. Its heartbeat can wait behind a long burst of
+      // work on this thread (thousands of topics created at once); that is no reason to
+      // fence it and leave its clients without leaders.
+      last_seen_[id] = now;
+      continue;
+    }
     auto seen = last_seen_.find(id);
     if (seen == last_seen_.end()) {
       last_seen_[id] = now;
@@ -657,7 +685,10 @@ void ClusterNode::serve(int32_t from, pb::ControllerRequest req,
 
 void ClusterNode::lead(pb::ControllerRequest req,
                        std::function<void(pb::ControllerResponse)> reply) {
-  const pb::Image& img = state_.image();
+  // Held: a proposal below may commit and apply at once (a single voter), replacing the
+  // state's image while this one is still read.
+  const std::shared_ptr<const pb::Image> held = state_.shared();
+  const pb::Image& img = *held;
   auto on_applied = [reply](const ApplyResult& a, uint64_t index) {
     reply(from_apply(a, index));
   };
@@ -693,6 +724,69 @@ void ClusterNode::lead(pb::ControllerRequest req,
     case pb::ControllerRequest::kElectPreferred:
       elect_preferred(req.elect_preferred(), std::move(reply));
       return;
+    case pb::ControllerRequest::kAlterScramCredentials: {
+      // Judged here against the image, per user (cluster/scram.h); the accepted changes are
+      // recorded and the refused users answered.
+      pb::ControllerResponse refused;
+      pb::AlterScramCredentials accepted;
+      for (auto& r : scram::check(img, req.alter_scram_credentials(), accepted)) {
+        pb::UserResult* u = refused.add_users();
+        u->set_user(std::move(r.user));
+        u->set_error_code(static_cast<int32_t>(r.code));
+        u->set_error_message(std::move(r.message));
+      }
+      if (accepted.deletions().empty() && accepted.upsertions().empty()) {
+        reply(refused);
+        return;
+      }
+      *rec.mutable_alter_scram_credentials() = std::move(accepted);
+      propose(rec, [reply, refused](const ApplyResult& a, uint64_t index) {
+        pb::ControllerResponse r = from_apply(a, index);
+        *r.mutable_users() = refused.users();
+        reply(r);
+      });
+      return;
+    }
+    case pb::ControllerRequest::kCreateAcls:
+      for (const auto& b : req.create_acls().acls()) {
+        if (std::string why = acl::validate(b); !why.empty()) {
+          reply(error_response(ErrorCode::kInvalidRequest, why));
+          return;
+        }
+      }
+      *rec.mutable_create_acls() = req.create_acls();
+      propose(rec, on_applied);
+      return;
+    case pb::ControllerRequest::kDeleteAcls: {
+      // The bindings matching any filter in the image now; the record names them exactly, so
+      // the deletion is the same on every broker whatever committed in between.
+      for (const auto& f : req.delete_acls().filters()) {
+        if (std::string why = acl::validate(f); !why.empty()) {
+          reply(error_response(ErrorCode::kInvalidRequest, why));
+          return;
+        }
+      }
+      pb::ControllerResponse resp;
+      for (const auto& b : img.acls()) {
+        for (const auto& f : req.delete_acls().filters()) {
+          if (acl::matches(f, b)) {
+            *resp.add_acls() = b;
+            break;
+          }
+        }
+      }
+      if (resp.acls().empty()) {
+        reply(resp);
+        return;
+      }
+      *rec.mutable_delete_acls()->mutable_acls() = resp.acls();
+      propose(rec, [reply, resp](const ApplyResult& a, uint64_t index) {
+        pb::ControllerResponse r = from_apply(a, index);
+        if (a.ok()) *r.mutable_acls() = resp.acls();
+        reply(r);
+      });
+      return;
+    }
     case pb::ControllerRequest::kBalance: {
       balance_wanted_ = true;
       const auto plan = plan_balance(img, BalanceOptions{config_.placement_epsilon, SIZE_MAX});
@@ -791,6 +885,20 @@ void ClusterNode::lead(pb::ControllerRequest req,
       propose(rec, on_applied);
       return;
     }
+    case pb::ControllerRequest::kSetBrokerConfigs:
+      if (!valid_broker_resource(req.set_broker_configs().broker())) {
+        reply(error_response(ErrorCode::kInvalidRequest,
+                             "broker resource name '" + req.set_broker_configs().broker() +
+                                 "' is neither empty nor a broker id"));
+        return;
+      }
+      if (req.validate_only()) {
+        reply(pb::ControllerResponse{});
+        return;
+      }
+      *rec.mutable_set_broker_configs() = req.set_broker_configs();
+      propose(rec, on_applied);
+      return;
     case pb::ControllerRequest::kAllocateProducerIds:
       rec.mutable_allocate_producer_ids()->set_count(req.allocate_producer_ids());
       propose(rec, [reply](const ApplyResult& a, uint64_t index) {
@@ -810,7 +918,8 @@ void ClusterNode::lead(pb::ControllerRequest req,
         }
         const pb::Partition& p = t->second.partitions(ch.partition());
         if (ch.leader_epoch() < p.leader_epoch() ||
-            (ch.leader_epoch() == p.leader_epoch() && ch.leader() == p.leader())) {
+            (ch.leader_epoch() == p.leader_epoch() && ch.leader() == p.leader() &&
+             std::equal(ch.isr().begin(), ch.isr().end(), p.isr().begin(), p.isr().end()))) {
           continue;
         }
         *out->add_changes() = ch;
@@ -994,6 +1103,24 @@ void ClusterNode::send_raft(uint64_t group, std::vector<raft::Message> messages)
   asio::post(io_, [this, group, messages = std::move(messages)] {
     if (stopping_) return;
     transport_->send(group, messages);
+  });
+}
+
+void ClusterNode::on_peer_call(uint32_t method, PeerHandler handler) {
+  SLUICE_ASSERT(method >= kPeerMethodFirst && !thread_.joinable());
+  peer_handlers_[method] = std::move(handler);
+}
+
+void ClusterNode::call_peer(int32_t peer, uint32_t method, std::string request,
+                            std::chrono::milliseconds timeout,
+                            std::function<void(Result<std::string>)> done) {
+  asio::post(io_, [this, peer, method, timeout, request = std::move(request),
+                   done = std::move(done)]() mutable {
+    if (stopping_) {
+      done(unexpected(Error{static_cast<int>(transport::CallErrc::kClosed), "stopping"}));
+      return;
+    }
+    transport_->call(peer, method, std::move(request), timeout, std::move(done));
   });
 }
 

@@ -54,6 +54,7 @@ struct ClusterConfig {
   std::string rack;
   std::string kafka_host;
   uint16_t kafka_port = 0;
+  std::vector<std::pair<std::string, Voter>> kafka_listeners;  // name -> advertised host:port
   std::string rpc_listen_host = "127.0.0.1";
   uint16_t rpc_listen_port = 9093;
   std::string rpc_advertised_host;  // empty: the listen address
@@ -125,6 +126,18 @@ class ClusterNode {
   // (stale epochs are ignored) so that every broker's Metadata names the current leader.
   // Reports are merged and sent at most one request at a time. Any thread.
   void report_leaders(const pb::SetLeaders& changes);
+
+  // Calls between brokers outside the controller (transport methods from kPeerMethodFirst;
+  // the controller has method 1). `handler` serves `method`; register before start(). It
+  // runs on the cluster thread and may call `reply` later from any thread, at most once.
+  static constexpr uint32_t kPeerMethodFirst = 2;
+  using PeerReply = std::function<void(std::string response)>;
+  using PeerHandler = std::function<void(int32_t from, std::string request, PeerReply reply)>;
+  void on_peer_call(uint32_t method, PeerHandler handler);
+  // Calls `method` on broker `peer` (any thread); `done` runs once on the cluster thread,
+  // with the response or the transport's error (unknown peer, not connected, timeout).
+  void call_peer(int32_t peer, uint32_t method, std::string request,
+                 std::chrono::milliseconds timeout, std::function<void(Result<std::string>)> done);
 
   QuorumStatus quorum_status() const;
   int32_t node_id() const { return config_.node_id; }
@@ -204,6 +217,7 @@ class ClusterNode {
   void flush_leader_reports();
   void connect_peers(const pb::Image& image);
   std::function<void(uint64_t, raft::Message&&)> partition_handler_;
+  std::map<uint32_t, PeerHandler> peer_handlers_;  // set before start(), read on the cluster thread
   std::map<std::pair<std::string, int32_t>, pb::SetLeaders::Change> leader_reports_;
   bool leader_report_in_flight_ = false;
   std::map<int32_t, std::pair<std::string, uint32_t>> peers_;  // rpc addresses set

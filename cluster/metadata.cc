@@ -1,6 +1,10 @@
 #include "cluster/metadata.h"
 
 #include <algorithm>
+#include <climits>
+
+#include "cluster/acl.h"
+#include "cluster/scram.h"
 
 namespace sluice::cluster {
 
@@ -69,6 +73,15 @@ void start_move(pb::Partition& p, const std::vector<int32_t>& target) {
 }
 
 }  // namespace
+
+bool valid_broker_resource(const std::string& name) {
+  if (name.empty()) return true;
+  if (name.size() > 10 || (name.size() > 1 && name[0] == '0')) return false;
+  if (!std::all_of(name.begin(), name.end(), [](char c) { return c >= '0' && c <= '9'; })) {
+    return false;
+  }
+  return std::stoll(name) <= INT32_MAX;
+}
 
 bool moving(const pb::Partition& p) { return p.adding_size() > 0 || p.removing_size() > 0; }
 
@@ -183,6 +196,19 @@ ApplyResult MetadataState::apply_to(pb::Image& img, const pb::Record& rec) {
       *it->second.mutable_configs() = c.configs();
       return {};
     }
+    case pb::Record::kSetBrokerConfigs: {
+      const auto& c = rec.set_broker_configs();
+      if (!valid_broker_resource(c.broker())) {
+        return fail(ErrorCode::kInvalidRequest, "broker resource name '" + c.broker() +
+                                                    "' is neither empty nor a broker id");
+      }
+      if (c.configs().empty()) {
+        img.mutable_broker_configs()->erase(c.broker());
+      } else {
+        *(*img.mutable_broker_configs())[c.broker()].mutable_configs() = c.configs();
+      }
+      return {};
+    }
     case pb::Record::kAllocateProducerIds: {
       const int64_t count = rec.allocate_producer_ids().count();
       if (count <= 0 || count > 1'000'000) return fail(ErrorCode::kInvalidRequest, "bad count");
@@ -200,6 +226,7 @@ ApplyResult MetadataState::apply_to(pb::Image& img, const pb::Record& rec) {
         if (ch.leader_epoch() < p->leader_epoch()) continue;  // stale report
         p->set_leader(ch.leader());
         p->set_leader_epoch(ch.leader_epoch());
+        p->mutable_isr()->CopyFrom(ch.isr());
         if (p->replicas_size() > 0 && p->replicas(0) == ch.leader()) p->set_elect_preferred(false);
       }
       return {};
@@ -241,6 +268,30 @@ ApplyResult MetadataState::apply_to(pb::Image& img, const pb::Record& rec) {
                     "broker " + std::to_string(d.id()) + " is not registered");
       }
       it->second.set_decommissioned(d.decommissioned());
+      return {};
+    }
+    case pb::Record::kAlterScramCredentials:
+      scram::apply(img, rec.alter_scram_credentials());
+      return {};
+    case pb::Record::kCreateAcls: {
+      for (const auto& b : rec.create_acls().acls()) {
+        if (!acl::validate(b).empty()) continue;  // the controller validated: never here
+        const auto& have = img.acls();
+        if (std::none_of(have.begin(), have.end(),
+                         [&](const pb::AclBinding& x) { return acl::same(x, b); })) {
+          *img.add_acls() = b;
+        }
+      }
+      return {};
+    }
+    case pb::Record::kDeleteAcls: {
+      const auto& gone = rec.delete_acls().acls();
+      auto* acls = img.mutable_acls();
+      auto end = std::remove_if(acls->begin(), acls->end(), [&](const pb::AclBinding& x) {
+        return std::any_of(gone.begin(), gone.end(),
+                           [&](const pb::AclBinding& g) { return acl::same(x, g); });
+      });
+      acls->erase(end, acls->end());
       return {};
     }
     case pb::Record::kElectPreferred: {

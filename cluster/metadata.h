@@ -46,6 +46,10 @@ std::vector<const pb::Broker*> live_brokers(const pb::Image& image);
 // A partition's leader as clients should see it: -1 while it has none.
 int32_t leader_of(const pb::Image& image, const pb::Partition& partition);
 
+// A BROKER config resource name: "" (the cluster-wide default) or a broker id as Kafka
+// writes it (decimal, no sign, no leading zero).
+bool valid_broker_resource(const std::string& name);
+
 // Moves (cluster.proto, Partition): is one running; the replicas it ends with (replicas minus
 // removing, in order); the replicas it started from (replicas minus adding).
 bool moving(const pb::Partition& partition);

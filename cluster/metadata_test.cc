@@ -66,13 +66,14 @@ TEST(MetadataState, LeadersAreWhatPartitionLeadersReportNewestEpochWins) {
   ASSERT_TRUE(s.apply(2, register_broker(1, 7)).ok());
   ASSERT_TRUE(s.apply(3, create_topic("t", {{0, 1}})).ok());
   EXPECT_EQ(s.image().topics().at("t").partitions(0).leader(), -1);  // none reported yet
-  auto report = [](int32_t leader, int32_t epoch) {
+  auto report = [](int32_t leader, int32_t epoch, std::vector<int32_t> isr = {}) {
     pb::Record r;
     auto* ch = r.mutable_set_leaders()->add_changes();
     ch->set_topic("t");
     ch->set_partition(0);
     ch->set_leader(leader);
     ch->set_leader_epoch(epoch);
+    for (int32_t id : isr) ch->add_isr(id);
     return r;
   };
   ASSERT_TRUE(s.apply(4, report(0, 2)).ok());
@@ -86,6 +87,14 @@ TEST(MetadataState, LeadersAreWhatPartitionLeadersReportNewestEpochWins) {
   EXPECT_EQ(p.leader(), 1);
   EXPECT_EQ(p.leader_epoch(), 3);
   EXPECT_FALSE(s.apply(8, fence(0, false, 6)).ok());  // an older start of the broker
+  // The ISR is the leader's: it changes within an epoch, and a stale epoch's does not count.
+  ASSERT_TRUE(s.apply(9, report(1, 3, {0, 1})).ok());
+  const auto& o = s.image().topics().at("t").partitions(0);
+  EXPECT_EQ(std::vector<int32_t>(o.isr().begin(), o.isr().end()), (std::vector<int32_t>{0, 1}));
+  ASSERT_TRUE(s.apply(10, report(1, 3, {1})).ok());
+  ASSERT_TRUE(s.apply(11, report(0, 2, {0, 1})).ok());
+  const auto& q = s.image().topics().at("t").partitions(0);
+  EXPECT_EQ(std::vector<int32_t>(q.isr().begin(), q.isr().end()), (std::vector<int32_t>{1}));
 }
 
 TEST(MetadataState, AControlledShutdownIsOnlyUndoneByANewRegistration) {
@@ -149,6 +158,38 @@ TEST(MetadataState, PartitionsAndConfigsOfAMissingTopicAreRefused) {
   EXPECT_EQ(s.apply(4, pb::Record{}).code, ErrorCode::kInvalidRequest);
 }
 
+TEST(Metadata, BrokerConfigsReplaceTheResourcesSetAndSurviveASnapshot) {
+  MetadataState s;
+  pb::Record r;
+  r.mutable_set_broker_configs()->set_broker("");
+  (*r.mutable_set_broker_configs()->mutable_configs())["num.partitions"] = "4";
+  ASSERT_TRUE(s.apply(1, r).ok());
+  pb::Record b;
+  b.mutable_set_broker_configs()->set_broker("2");
+  (*b.mutable_set_broker_configs()->mutable_configs())["log.retention.ms"] = "1000";
+  (*b.mutable_set_broker_configs()->mutable_configs())["num.partitions"] = "2";
+  ASSERT_TRUE(s.apply(2, b).ok());
+  pb::Record replace;
+  replace.mutable_set_broker_configs()->set_broker("2");
+  (*replace.mutable_set_broker_configs()->mutable_configs())["num.partitions"] = "3";
+  ASSERT_TRUE(s.apply(3, replace).ok());
+  MetadataState restored;
+  ASSERT_TRUE(restored.restore(s.serialize()));
+  const auto& all = restored.image().broker_configs();
+  ASSERT_EQ(all.size(), 2u);
+  EXPECT_EQ(all.at("").configs().at("num.partitions"), "4");
+  EXPECT_EQ(all.at("2").configs().size(), 1u);  // the whole set was replaced
+  EXPECT_EQ(all.at("2").configs().at("num.partitions"), "3");
+  pb::Record clear;
+  clear.mutable_set_broker_configs()->set_broker("");
+  ASSERT_TRUE(s.apply(4, clear).ok());
+  EXPECT_EQ(s.image().broker_configs().count(""), 0u);
+  for (const char* bad : {"x", "-1", "01", "99999999999"}) {
+    pb::Record w;
+    w.mutable_set_broker_configs()->set_broker(bad);
+    EXPECT_EQ(s.apply(5, w).code, ErrorCode::kInvalidRequest) << bad;
+  }
+}
 
 TEST(ParseVoters, AcceptsKraftSyntaxAndRefusesTheRest) {
   auto v = parse_voters("2@host-b:9193,0@127.0.0.1:9093");

@@ -12,6 +12,8 @@
 #include <thread>
 
 #include "client/client.h"
+#include "client/properties.h"
+#include "common/json.h"
 #include "consumer/assignor.h"
 #include "protocol/error_codes.h"
 #include "protocol/record_batch.h"
@@ -77,7 +79,14 @@ struct Consumer::Impl {
   std::string member_id;
   int32_t generation = -1;
   bool rejoin_needed = false;
+  bool generation_lost = false;  // fenced (unknown member, illegal generation): partitions lost
   bool heartbeat_running = false;
+  // For the stats (written on the application thread, read on the I/O thread).
+  std::atomic<int64_t> msgs_received{0};  // records decoded from fetches
+  std::atomic<int64_t> msg_bytes_received{0};
+  std::atomic<int64_t> msgs_polled{0};  // returned by poll()
+  std::atomic<int64_t> msgs_queued{0};  // received, not yet returned
+  std::atomic<int64_t> fetch_errors{0};
 
   // Application thread only.
   std::map<TopicPartition, PartState> parts;
@@ -85,9 +94,14 @@ struct Consumer::Impl {
   std::deque<ConsumerRecord> buffered;
   std::vector<std::string> subscription;
   bool subscribed = false;
+  RebalanceListener listener;  // from subscribe()
   Clock::time_point next_auto_commit = Clock::now();
   std::unique_ptr<asio::steady_timer> heartbeat_timer;  // I/O thread only
   std::vector<std::byte> scratch;
+
+  // After a failed create() (close() already did this otherwise): stop the I/O thread, whose
+  // stats timer reads `mu` and the counters, before those members go.
+  ~Impl() { client.reset(); }
 
   bool has_group() const { return !config.group_id.empty(); }
 
@@ -162,8 +176,21 @@ struct Consumer::Impl {
     if (config.on_warning) {
       config.on_warning(message);
     } else {
-      std::fprintf(stderr, "sluice consumer: warning: %s\n", message.c_str());
+      client->log(LogLevel::kWarning, message);
     }
+  }
+
+  // The consumer's part of the stats (I/O thread).
+  void stats_fields(JsonWriter& w) {
+    int64_t fetching = 0;
+    {
+      std::lock_guard lock(mu);
+      fetching = static_cast<int64_t>(fetching_nodes.size());
+    }
+    w.field("msgs_received", msgs_received.load())
+        .field("msg_bytes_received", msg_bytes_received.load());
+    w.field("msgs_polled", msgs_polled.load()).field("msgs_queued", msgs_queued.load());
+    w.field("fetches_inflight", fetching).field("fetch_errors", fetch_errors.load());
   }
 
   Status resolve_positions() {
@@ -260,6 +287,7 @@ struct Consumer::Impl {
   Status process(FetchDone& done) {
     if (done.epoch != assignment_epoch) return {};  // the assignment changed meanwhile
     if (!done.response) {
+      ++fetch_errors;
       if (client::retriable(done.response.error())) {
         (void)client->metadata({}, true);
         return {};
@@ -300,6 +328,7 @@ struct Consumer::Impl {
       }
     }
     if (refresh) (void)client->metadata({}, true);
+    msgs_queued = static_cast<int64_t>(buffered.size());
     return {};
   }
 
@@ -353,6 +382,9 @@ struct Consumer::Impl {
                 {std::string((*h)->key),
                  (*h)->value ? std::optional<std::string>(to_string(*(*h)->value)) : std::nullopt});
           }
+          ++msgs_received;
+          msg_bytes_received +=
+              static_cast<int64_t>((r.key ? r.key->size() : 0) + (r.value ? r.value->size() : 0));
           buffered.push_back(std::move(out));
         }
       }
@@ -388,8 +420,21 @@ struct Consumer::Impl {
   }
 
   void revoke_all() {
-    if (config.enable_auto_commit && generation_now() >= 0 && !parts.empty())
+    bool lost;
+    {
+      std::lock_guard lock(mu);
+      lost = generation_lost;
+      generation_lost = false;
+    }
+    if (!lost && config.enable_auto_commit && generation_now() >= 0 && !parts.empty())
       (void)commit_positions();
+    if (subscribed && !parts.empty()) {
+      std::vector<TopicPartition> owned;
+      for (const auto& [tp, ps] : parts) owned.push_back(tp);
+      // Still owned (and positions still readable) while the callback runs.
+      const auto& cb = lost ? listener.on_lost : listener.on_revoked;
+      if (cb) cb(owned);
+    }
     parts.clear();
     buffered.clear();
     ++assignment_epoch;
@@ -518,6 +563,10 @@ struct Consumer::Impl {
     for (const auto& tp : tps) parts[tp] = PartState{};
     ++assignment_epoch;
     start_heartbeat();
+    client->log(LogLevel::kInfo, "group " + config.group_id + " generation " +
+                                     std::to_string(generation) + ": assigned " +
+                                     std::to_string(tps.size()) + " partitions");
+    if (listener.on_assigned) listener.on_assigned(tps);
     return {};
   }
 
@@ -557,6 +606,7 @@ struct Consumer::Impl {
       std::lock_guard lock(mu);
       if (is_group_rejoin_error(resp.error_code)) {
         rejoin_needed = true;
+        generation_lost = resp.error_code != static_cast<int16_t>(ErrorCode::kRebalanceInProgress);
         if (resp.error_code == static_cast<int16_t>(ErrorCode::kUnknownMemberId)) member_id.clear();
       } else if (is_coordinator_error(resp.error_code)) {
         coordinator = -1;
@@ -708,16 +758,37 @@ Result<std::unique_ptr<Consumer>> Consumer::create(const ConsumerConfig& config)
   }
   if (config.assignors.empty())
     return unexpected(make_error(Errc::kInvalidArgument, "no assignor configured"));
+  if (config.log_level < 0 || config.log_level > 7 || config.statistics_interval_ms < 0) {
+    return unexpected(make_error(Errc::kInvalidArgument,
+                                 "log_level must be 0 to 7 and statistics_interval_ms >= 0"));
+  }
   auto impl = std::make_unique<Impl>();
   impl->config = config;
-  client::ClientConfig cc;
-  cc.bootstrap_servers = client::parse_broker_list(config.bootstrap_servers);
-  cc.client_id = config.client_id;
-  cc.request_timeout_ms = config.request_timeout_ms;
+  client::ClientConfig cc = client::client_config_of(config, "consumer");
+  if (config.statistics_interval_ms > 0 && config.stats_cb) {
+    cc.stats_fields = [c = impl.get()](JsonWriter& w) { c->stats_fields(w); };
+  }
+  if (auto valid = client::validate(cc.security); !valid) return unexpected(valid.error());
   impl->client = std::make_unique<client::Client>(cc);
   auto md = impl->client->metadata({}, true);
   if (!md) return unexpected(md.error());
   return std::unique_ptr<Consumer>(new Consumer(std::move(impl)));
+}
+
+Result<Consumer> Consumer::open(const ConsumerConfig& config) {
+  auto c = create(config);
+  if (!c) return unexpected(c.error());
+  return Consumer(std::move((*c)->impl_));
+}
+
+Consumer::Consumer(Consumer&& other) noexcept : impl_(std::move(other.impl_)) {}
+
+Consumer& Consumer::operator=(Consumer&& other) noexcept {
+  if (this != &other) {
+    close();
+    impl_ = std::move(other.impl_);
+  }
+  return *this;
 }
 
 Consumer::~Consumer() { close(); }
@@ -739,7 +810,7 @@ Status Consumer::assign(const std::vector<TopicPartition>& partitions) {
   return {};
 }
 
-Status Consumer::subscribe(const std::vector<std::string>& topics) {
+Status Consumer::subscribe(const std::vector<std::string>& topics, RebalanceListener listener) {
   if (!impl_->has_group())
     return unexpected(
         make_error(Errc::kInvalidArgument, "subscribe() needs group_id in the config"));
@@ -747,6 +818,7 @@ Status Consumer::subscribe(const std::vector<std::string>& topics) {
     return unexpected(make_error(Errc::kInvalidArgument, "subscribe() needs at least one topic"));
   impl_->subscription = topics;
   impl_->subscribed = true;
+  impl_->listener = std::move(listener);
   std::lock_guard lock(impl_->mu);
   impl_->rejoin_needed = true;
   return {};
@@ -817,6 +889,8 @@ Result<std::vector<ConsumerRecord>> Consumer::poll(std::chrono::milliseconds tim
     out.push_back(std::move(m.buffered.front()));
     m.buffered.pop_front();
   }
+  m.msgs_polled += static_cast<int64_t>(n);
+  m.msgs_queued = static_cast<int64_t>(m.buffered.size());
   return out;
 }
 
@@ -954,10 +1028,11 @@ Result<int32_t> Consumer::partition_count(const std::string& topic) {
 }
 
 void Consumer::close() {
-  if (!impl_->client) return;
+  if (!impl_ || !impl_->client) return;
   if (impl_->subscribed) {
-    if (impl_->config.enable_auto_commit) (void)commit_sync();
+    impl_->revoke_all();  // auto commit, then on_revoked
     (void)impl_->leave_group();
+    impl_->subscribed = false;
   }
   {
     std::lock_guard lock(impl_->mu);
@@ -972,6 +1047,50 @@ void Consumer::close() {
   });
   stopped.get_future().wait();
   impl_->client.reset();
+}
+
+namespace {
+
+const std::vector<client::Property<ConsumerConfig>>& consumer_properties() {
+  using C = ConsumerConfig;
+  static const std::vector<client::Property<C>> table = {
+      {"bootstrap.servers", &C::bootstrap_servers},
+      {"client.id", &C::client_id},
+      {"group.id", &C::group_id},
+      {"auto.offset.reset", &C::auto_offset_reset},
+      {"enable.auto.commit", &C::enable_auto_commit},
+      {"auto.commit.interval.ms", &C::auto_commit_interval_ms},
+      {"session.timeout.ms", &C::session_timeout_ms},
+      {"heartbeat.interval.ms", &C::heartbeat_interval_ms},
+      {"max.poll.interval.ms", &C::rebalance_timeout_ms},
+      {"fetch.min.bytes", &C::fetch_min_bytes},
+      {"fetch.max.bytes", &C::fetch_max_bytes},
+      {"max.partition.fetch.bytes", &C::max_partition_fetch_bytes},
+      {"fetch.max.wait.ms", &C::fetch_max_wait_ms},
+      {"max.poll.records", &C::max_poll_records},
+      {"request.timeout.ms", &C::request_timeout_ms},
+      {"statistics.interval.ms", &C::statistics_interval_ms},
+      {"log_level", &C::log_level},
+  };
+  return table;
+}
+
+}  // namespace
+
+Status set_config(ConsumerConfig& config, const std::string& name, const std::string& value) {
+  if (name == "auto.offset.reset" && value != "earliest" && value != "latest" && value != "none") {
+    return unexpected(make_error(Errc::kInvalidArgument,
+                                 "config auto.offset.reset: want earliest, latest or none, got '" +
+                                     value + "'"));
+  }
+  return client::set_property(config, consumer_properties(), name, value);
+}
+
+Result<ConsumerConfig> consumer_config(const std::map<std::string, std::string>& properties) {
+  return client::config_from<ConsumerConfig>(properties, [](ConsumerConfig& c, const std::string& k,
+                                                        const std::string& v) {
+    return set_config(c, k, v);
+  });
 }
 
 }  // namespace sluice

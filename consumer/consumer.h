@@ -4,14 +4,18 @@
 //   sluice::ConsumerConfig config;
 //   config.bootstrap_servers = "127.0.0.1:9092";
 //   config.group_id = "billing";                 // empty: assign() only, no group
-//   auto consumer = sluice::Consumer::create(config);
-//   (*consumer)->subscribe({"events"});          // or assign({{"events", 0}})
+//   auto consumer = sluice::Consumer::open(config);  // Result<Consumer>; check it
+//   consumer->subscribe({"events"});          // or assign({{"events", 0}})
 //   while (running) {
-//     auto records = (*consumer)->poll(std::chrono::milliseconds(500));
+//     auto records = consumer->poll(std::chrono::milliseconds(500));
 //     if (!records) { std::cerr << records.error().message << "\n"; break; }
 //     for (const sluice::ConsumerRecord& r : *records) handle(r);
 //   }
-//   (*consumer)->close();                        // commits (auto commit) and leaves the group
+//   consumer->close();                        // commits (auto commit) and leaves the group
+//
+// To commit exactly what was processed (auto commit off), commit in a RebalanceListener's
+// on_revoked as well as after processing: the next owner of a partition starts at the last
+// commit.
 //
 // Groups use the classic protocol: FindCoordinator, JoinGroup (with the MEMBER_ID_REQUIRED
 // round trip), SyncGroup (the leader member runs the "range" or "roundrobin" assignor over
@@ -33,6 +37,8 @@
 #include <string>
 #include <vector>
 
+#include "client/callbacks.h"
+#include "client/security.h"
 #include "common/result.h"
 
 namespace sluice {
@@ -58,8 +64,20 @@ struct ConsumerConfig {
   int max_poll_records = 10000;
   int request_timeout_ms = 30000;
   // Warnings the consumer recovers from by itself (e.g. an out-of-range position reset by
-  // auto_offset_reset). Default: a line on stderr.
+  // auto_offset_reset). Default: log_cb at LogLevel::kWarning (which defaults to stderr).
   std::function<void(const std::string&)> on_warning;
+  // Log lines of the library (a connection lost and reopened, a retry, a warning) at or
+  // below log_level (syslog: 3 error ... 7 debug) go to log_cb; without one, warnings and
+  // errors go to stderr.
+  LogCallback log_cb;
+  int log_level = 6;
+  // stats_cb gets a JSON document of the client's counters every statistics_interval_ms
+  // (0, the default: off). docs/clients.md lists the fields.
+  int statistics_interval_ms = 0;
+  StatsCallback stats_cb;
+  // TLS and SASL by their Kafka names (security.protocol, ssl.ca.location, sasl.mechanism,
+  // sasl.username, ...: client/security.h, docs/security.md).
+  client::SecurityConfig security;
 };
 
 struct TopicPartition {
@@ -84,24 +102,55 @@ struct ConsumerRecord {
   std::vector<ConsumerHeader> headers;
 };
 
+// Sets one field by its librdkafka / Java name ("bootstrap.servers", "group.id",
+// "auto.offset.reset", "enable.auto.commit", "session.timeout.ms", "fetch.max.bytes",
+// "statistics.interval.ms", "log_level", ...).
+// Unknown names and bad values fail with client::Errc::kInvalidArgument.
+Status set_config(ConsumerConfig& config, const std::string& name, const std::string& value);
+// Defaults, then every property in order.
+Result<ConsumerConfig> consumer_config(const std::map<std::string, std::string>& properties);
+
 // Special offsets for seek().
 inline constexpr int64_t kOffsetBeginning = -2;
 inline constexpr int64_t kOffsetEnd = -1;
 
 using CommitCallback = std::function<void(const Status&)>;
 
+// Told when the group changes what this member owns (Kafka's ConsumerRebalanceListener). Every
+// callback runs on the thread that called poll() (or unsubscribe()/close()), inside that call,
+// so it may call commit_sync(), position() and seek(). Assignment is eager: a rebalance
+// revokes everything, then assigns the new set.
+struct RebalanceListener {
+  // After a join: the partitions this member now owns (possibly none).
+  std::function<void(const std::vector<TopicPartition>&)> on_assigned;
+  // Before a rejoin, unsubscribe() or close(), while the partitions are still owned: commit
+  // what was processed here so the next owner starts after it. Runs after the auto commit.
+  std::function<void(const std::vector<TopicPartition>&)> on_revoked;
+  // Instead of on_revoked when the member was fenced (session expired, unknown member,
+  // illegal generation): another member may own them already, so commits would fail.
+  std::function<void(const std::vector<TopicPartition>&)> on_lost;
+};
+
 class Consumer {
  public:
+  // The consumer as a value: `consumer->poll(...)` through the Result, or
+  // `sluice::Consumer c = std::move(*consumer);`.
+  static Result<Consumer> open(const ConsumerConfig& config);
+  // The same on the heap (for callers that keep a pointer).
   static Result<std::unique_ptr<Consumer>> create(const ConsumerConfig& config);
   ~Consumer();  // close()
   Consumer(const Consumer&) = delete;
   Consumer& operator=(const Consumer&) = delete;
+  // A moved-from Consumer may only be destroyed or assigned to; assigning closes the old one.
+  Consumer(Consumer&& other) noexcept;
+  Consumer& operator=(Consumer&& other) noexcept;
 
   // Hand assignment (replaces any previous one; no group membership). Positions start at the
   // committed offset when group_id is set and one exists, else per auto_offset_reset.
   Status assign(const std::vector<TopicPartition>& partitions);
   // Joins group_id and consumes what the group assigns; the join happens in poll().
-  Status subscribe(const std::vector<std::string>& topics);
+  // `listener` hears of assignments and revocations (see RebalanceListener).
+  Status subscribe(const std::vector<std::string>& topics, RebalanceListener listener = {});
   void unsubscribe();  // leaves the group
   std::vector<TopicPartition> assignment() const;
 

@@ -2,6 +2,7 @@
 //   consumer_example [brokers] group topic
 #include <iostream>
 #include <string>
+#include <utility>
 
 #include "consumer/consumer.h"
 
@@ -14,18 +15,19 @@ int main(int argc, char** argv) {
   if (argc > 3) config.bootstrap_servers = argv[1];
   config.group_id = argv[argc - 2];
   config.auto_offset_reset = "earliest";
-  auto consumer = sluice::Consumer::create(config);
-  if (!consumer) {
-    std::cerr << "error: " << consumer.error().message << "\n";
+  auto opened = sluice::Consumer::open(config);  // Result<Consumer>
+  if (!opened) {
+    std::cerr << "error: " << opened.error().message << "\n";
     return 1;
   }
-  if (auto s = (*consumer)->subscribe({argv[argc - 1]}); !s) {
+  sluice::Consumer consumer = std::move(*opened);  // a plain value from here on
+  if (auto s = consumer.subscribe({argv[argc - 1]}); !s) {
     std::cerr << "error: " << s.error().message << "\n";
     return 1;
   }
   int idle_polls = 0;
   while (idle_polls < 10) {
-    auto records = (*consumer)->poll(std::chrono::milliseconds(500));
+    auto records = consumer.poll(std::chrono::milliseconds(500));
     if (!records) {
       std::cerr << "error: " << records.error().message << "\n";
       return 1;
@@ -36,6 +38,6 @@ int main(int argc, char** argv) {
                 << r.value.value_or("") << "\n";
     }
   }
-  (*consumer)->close();  // commits and leaves the group
+  consumer.close();  // commits and leaves the group
   return 0;
 }

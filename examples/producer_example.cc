@@ -14,7 +14,11 @@ int main(int argc, char** argv) {
   std::string topic = argv[argc - 1];
   if (argc > 2) config.bootstrap_servers = argv[1];
   config.compression = "zstd";
-  auto producer = sluice::Producer::create(config);
+  // The library's log lines (a connection lost and reopened, a retry), not on stderr.
+  config.log_cb = [](sluice::LogLevel level, const std::string& message) {
+    std::cerr << "producer " << sluice::log_level_name(level) << ": " << message << "\n";
+  };
+  auto producer = sluice::Producer::open(config);  // Result<Producer>: producer->send(...)
   if (!producer) {
     std::cerr << "error: " << producer.error().message << "\n";
     return 1;
@@ -22,24 +26,24 @@ int main(int argc, char** argv) {
   int failures = 0;
   std::string line;
   while (std::getline(std::cin, line)) {
-    sluice::Status s = (*producer)->send({.topic = topic, .value = line},
-                                         [&failures](const sluice::RecordMetadata& md) {
-                                           if (md.ok()) {
-                                             std::cout << md.partition << "@" << md.offset << "\n";
-                                           } else {
-                                             std::cerr << "error: " << md.error.message << "\n";
-                                             ++failures;
-                                           }
-                                         });
+    sluice::Status s = producer->send({.topic = topic, .value = line},
+                                      [&failures](const sluice::RecordMetadata& md) {
+                                        if (md.ok()) {
+                                          std::cout << md.partition << "@" << md.offset << "\n";
+                                        } else {
+                                          std::cerr << "error: " << md.error.message << "\n";
+                                          ++failures;
+                                        }
+                                      });
     if (!s) {
       std::cerr << "error: " << s.error().message << "\n";
       return 1;
     }
   }
-  if (auto s = (*producer)->flush(); !s) {
+  if (auto s = producer->flush(); !s) {
     std::cerr << "error: " << s.error().message << "\n";
     return 1;
   }
-  (*producer)->close();
+  producer->close();
   return failures == 0 ? 0 : 1;
 }

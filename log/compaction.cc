@@ -261,6 +261,8 @@ LogResult<void> PartitionLog::replace_closed_segment(int64_t base_offset, Bytes 
   const int64_t next_base = segments_[i + 1]->base_offset;
   // The scrubber's position in this segment means nothing in the rewritten one.
   if (scrub_segment_ == base_offset) scrub_position_ = 0;
+  // Batches of this segment (and any before it) move: the window of recent batches forgets them.
+  while (!recent_.empty() && recent_.front().segment_base <= base_offset) recent_.pop_front();
   // Check before anything is written: whole valid batches spanning exactly the same offsets.
   const ScanResult check =
       scan_segment(batches, {.expected_base_offset = base_offset, .verify_crc = true}, {});
@@ -287,7 +289,9 @@ LogResult<void> PartitionLog::replace_closed_segment(int64_t base_offset, Bytes 
   if (::rename(side.c_str(), seg.log_path.c_str()) != 0) {
     return log_error(LogErrc::kIo, "rename " + side + ": " + std::strerror(errno));
   }
-  if (::fsync(dir_handle_->fd()) != 0) {
+  auto dir = dir_fd();
+  if (!dir) return unexpected(dir.error());
+  if (::fsync(*dir) != 0) {
     return log_error(LogErrc::kIo, "fsync " + dir_.string() + ": " + std::strerror(errno));
   }
   // Reads in flight keep the old file; new reads open the new one.

@@ -30,12 +30,42 @@ class FileHandle {
   int fd_;
 };
 
-// Least-recently-used cache of read-only handles, keyed by path. Owned by a shard and used
-// only on its thread (not thread-safe). Evicting drops the cache's reference only: readers
-// that hold the handle keep it open.
+// Something that keeps descriptors open while in use (a partition's active segment and its
+// directory and partition.meta, a Raft replica's files) and can close them when idle,
+// reopening them on its next use.
+class FdHolder {
+ public:
+  virtual ~FdHolder() = default;
+  // Closes this holder's descriptors unless something in flight needs them; true if it did.
+  // Called by the FdCache only, which then forgets the holder until its next touch().
+  virtual bool release_fds() = 0;
+};
+
+// Least-recently-used cache of read-only handles, keyed by path, and the cap on holders:
+// at most `holders_max` FdHolders keep their descriptors, the least recently used idle ones
+// release theirs when another is used. Owned by a shard and used only on its thread (not
+// thread-safe). Evicting drops the cache's reference only: readers that hold the handle (a
+// FileRange a response still sends) keep it open.
 class FdCache {
  public:
-  explicit FdCache(size_t capacity = 1024);
+  explicit FdCache(size_t capacity = 1024, size_t holders_max = 256);
+  ~FdCache();
+  FdCache(const FdCache&) = delete;
+  FdCache& operator=(const FdCache&) = delete;
+
+  // A holder is (about to be) using its descriptors: it becomes the most recently used; if
+  // more than holders_max hold descriptors, up to kReleaseTries of the least recently used
+  // others are asked to release theirs (busy ones stay, for trim() to retry).
+  void touch(FdHolder* holder);
+  // The holder released its descriptors itself, or is going away.
+  void drop(FdHolder* holder);
+  // Asks idle holders beyond holders_max to release (call now and then); returns how many did.
+  size_t trim();
+  void set_holders_max(size_t n) { holders_max_ = n < 1 ? 1 : n; }
+  size_t holders() const { return holders_.size(); }
+  size_t holders_max() const { return holders_max_; }
+  uint64_t releases() const { return releases_; }
+  static constexpr size_t kReleaseTries = 8;
 
   LogResult<std::shared_ptr<FileHandle>> open(const std::string& path);
   // Drops the entry for `path` (after the file was deleted or replaced).
@@ -58,6 +88,13 @@ class FdCache {
   uint64_t opens_ = 0;
   uint64_t hits_ = 0;
   uint64_t evictions_ = 0;
+  size_t holders_max_;
+  std::list<FdHolder*> holders_lru_;  // front: most recently used
+  std::unordered_map<FdHolder*, std::list<FdHolder*>::iterator> holders_;
+  uint64_t releases_ = 0;
+  // Releases idle holders from the least recently used end, skipping `keep`, until at most
+  // holders_max remain or `tries` were asked.
+  size_t release_beyond_cap(const FdHolder* keep, size_t tries);
 };
 
 }  // namespace sluice::log

@@ -40,5 +40,46 @@ TEST(LogFdCache, MissingFileIsAnError) {
   EXPECT_EQ(cache.size(), 0u);
 }
 
+struct FakeHolder : FdHolder {
+  bool busy = false;
+  int released = 0;
+  bool release_fds() override {
+    if (busy) return false;
+    ++released;
+    return true;
+  }
+};
+
+TEST(LogFdCache, HoldersBeyondTheCapReleaseLeastRecentlyUsedIdleOnes) {
+  FdCache cache(4, 2);
+  FakeHolder a, b, c, d;
+  cache.touch(&a);
+  cache.touch(&b);
+  cache.touch(&a);  // b is now the least recently used
+  cache.touch(&c);  // over the cap: b releases
+  EXPECT_EQ(b.released, 1);
+  EXPECT_EQ(a.released + c.released, 0);
+  EXPECT_EQ(cache.holders(), 2u);
+  a.busy = true;    // a is the least recently used, but busy: c goes instead
+  cache.touch(&d);
+  EXPECT_EQ(a.released, 0);
+  EXPECT_EQ(c.released, 1);
+  EXPECT_EQ(cache.holders(), 2u);
+  // Everyone busy: the cap is exceeded until trim() finds them idle.
+  d.busy = true;
+  b.busy = true;
+  cache.touch(&b);
+  EXPECT_EQ(cache.holders(), 3u);
+  EXPECT_EQ(cache.trim(), 0u);
+  a.busy = false;
+  EXPECT_EQ(cache.trim(), 1u);
+  EXPECT_EQ(a.released, 1);
+  EXPECT_EQ(cache.holders(), 2u);
+  EXPECT_EQ(cache.releases(), 3u);
+  cache.drop(&b);
+  cache.drop(&d);
+  EXPECT_EQ(cache.holders(), 0u);
+}
+
 }  // namespace
 }  // namespace sluice::log

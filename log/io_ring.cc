@@ -1,6 +1,7 @@
 #include "log/io_ring.h"
 
 #include <liburing.h>
+#include <fcntl.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
 
@@ -113,6 +114,12 @@ void IoRing::fsync(int fd, Completion done) {
   enqueue(std::make_unique<Op>(Op{OpKind::kFsync, fd, nullptr, 0, 0, 0, 0, timed(std::move(done))}));
 }
 
+void IoRing::fallocate(int fd, uint64_t length, Completion done) {
+  SLUICE_ASSERT(fd >= 0);
+  enqueue(std::make_unique<Op>(
+      Op{OpKind::kFallocate, fd, nullptr, length, 0, 0, 0, std::move(done)}));
+}
+
 void IoRing::submit() {
   if (queued_.empty()) return;
   if (uring_) return submit_uring();
@@ -146,6 +153,9 @@ void IoRing::submit_uring() {
         break;
       case OpKind::kFsync:
         io_uring_prep_fsync(sqe, op->fd, 0);
+        break;
+      case OpKind::kFallocate:
+        io_uring_prep_fallocate(sqe, op->fd, 0, 0, static_cast<off_t>(op->size));
         break;
     }
     io_uring_sqe_set_data(sqe, op);
@@ -248,6 +258,8 @@ int32_t IoRing::run_blocking(Op& op) {
       return ::fdatasync(op.fd) == 0 ? 0 : -errno;
     case OpKind::kFsync:
       return ::fsync(op.fd) == 0 ? 0 : -errno;
+    case OpKind::kFallocate:
+      return ::fallocate(op.fd, 0, 0, static_cast<off_t>(op.size)) == 0 ? 0 : -errno;
   }
   SLUICE_UNREACHABLE();
 }

@@ -49,6 +49,8 @@ class IoRing {
   void write(int fd, Bytes data, uint64_t position, Completion done);
   void fdatasync(int fd, Completion done);
   void fsync(int fd, Completion done);  // for directories (new or removed entries)
+  // fallocate(fd, 0, 0, length): reserves the file's blocks up to `length` (result 0 or -errno).
+  void fallocate(int fd, uint64_t length, Completion done);
 
   // Hands queued operations to the kernel (or the fallback threads). Never blocks.
   void submit();
@@ -68,7 +70,7 @@ class IoRing {
   const LatencyHistogram& sync_latency() const { return sync_latency_; }
 
  private:
-  enum class OpKind : uint8_t { kWrite, kFdatasync, kFsync };
+  enum class OpKind : uint8_t { kWrite, kFdatasync, kFsync, kFallocate };
   struct Op {
     OpKind kind;
     int fd;

@@ -50,6 +50,24 @@ TEST_P(LogIoRingTest, WritesFromTheCallersBufferThenSyncs) {
   ::close(fd);
 }
 
+TEST_P(LogIoRingTest, FallocateReservesTheFile) {
+  IoRing ring(options());
+  const auto path = dir_.path() / "f";
+  const int fd = ::open(path.c_str(), O_RDWR | O_CREAT, 0644);
+  ASSERT_GE(fd, 0);
+  int32_t result = 1;
+  ring.fallocate(fd, 1 << 20, [&](int32_t r) { result = r; });
+  ring.submit();
+  ring.drain();
+  EXPECT_EQ(result, 0);
+  EXPECT_EQ(std::filesystem::file_size(path), 1u << 20);
+  ::close(fd);
+  ring.fallocate(fd, 1 << 20, [&](int32_t r) { result = r; });  // a closed descriptor
+  ring.submit();
+  ring.drain();
+  EXPECT_EQ(result, -EBADF);
+}
+
 TEST_P(LogIoRingTest, EventFdSignalsCompletions) {
   IoRing ring(options());
   const int fd = ::open((dir_.path() / "f").c_str(), O_RDWR | O_CREAT, 0644);

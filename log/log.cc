@@ -22,7 +22,10 @@ constexpr uint64_t kPreallocateStepMin = 1ull << 20;
 constexpr uint64_t kPreallocateStepMax = 64ull << 20;
 }  // namespace
 
-PartitionLog::~PartitionLog() { SLUICE_ASSERT(idle()); }
+PartitionLog::~PartitionLog() {
+  SLUICE_ASSERT(idle());
+  fds_.drop(this);
+}
 
 bool PartitionLog::idle() const { return ops_in_flight_ == 0; }
 
@@ -50,13 +53,77 @@ Segment* PartitionLog::find_segment(int64_t offset) {
 LogResult<void> PartitionLog::write_meta(bool sync) {
   std::byte raw[kMetaBytes];
   encode_meta(raw, {.log_start_offset = log_start_, .recovery_point = recovery_point_});
-  if (auto r = detail::pwrite_full(meta_handle_->fd(), raw, 0); !r) return r;
-  if (sync && ::fdatasync(meta_handle_->fd()) != 0) return errno_error(errno, "fdatasync meta");
+  auto fd = meta_fd();
+  if (!fd) return unexpected(fd.error());
+  if (auto r = detail::pwrite_full(*fd, raw, 0); !r) return r;
+  if (sync && ::fdatasync(*fd) != 0) return errno_error(errno, "fdatasync meta");
   return {};
 }
 
+LogResult<int> PartitionLog::meta_fd() {
+  if (!meta_handle_) {
+    auto f = FileHandle::open((dir_ / kMetaFileName).string(), O_RDWR | O_CREAT);
+    if (!f) return unexpected(f.error());
+    meta_handle_ = *f;
+  }
+  fds_.touch(this);
+  return meta_handle_->fd();
+}
+
+LogResult<int> PartitionLog::dir_fd() {
+  if (!dir_handle_) {
+    auto f = FileHandle::open(dir_.string(), O_RDONLY | O_DIRECTORY);
+    if (!f) return unexpected(f.error());
+    dir_handle_ = *f;
+  }
+  fds_.touch(this);
+  return dir_handle_->fd();
+}
+
+LogResult<void> PartitionLog::reopen_fds() {
+  Segment& active = *segments_.back();
+  SLUICE_ASSERT(active.active || failure_);
+  for (auto [handle, path] : {std::pair{&active.log_rw, &active.log_path},
+                              std::pair{&active.index_rw, &active.index_path},
+                              std::pair{&active.time_rw, &active.time_path}}) {
+    if (*handle) continue;
+    auto f = FileHandle::open(*path, O_RDWR);
+    if (!f && (errno == EMFILE || errno == ENFILE) && fds_.trim() > 0) {
+      f = FileHandle::open(*path, O_RDWR);
+    }
+    if (!f) return unexpected(f.error());
+    *handle = *f;
+  }
+  fds_.touch(this);
+  return {};
+}
+
+bool PartitionLog::holds_fds() const {
+  return !segments_.empty() && segments_.back()->log_rw != nullptr;
+}
+
+bool PartitionLog::release_fds() {
+  if (keep_fds_ || !idle() || !side_ops_idle() || flush_in_flight_ || dir_dirty_ || !appends_.empty() ||
+      !durable_waiters_.empty() || !pending_writes_.empty() || written_end_ != end_offset_ ||
+      durable_end_ != written_end_) {
+    return false;
+  }
+  for (const auto& seg : segments_) {
+    if (seg->dirty || seg->unsynced || (!seg->active && seg->log_rw)) return false;
+  }
+  if (!segments_.empty()) {
+    Segment& active = *segments_.back();
+    active.log_rw.reset();
+    active.index_rw.reset();
+    active.time_rw.reset();
+  }
+  meta_handle_.reset();
+  dir_handle_.reset();
+  return true;
+}
+
 // Makes `seg` the active segment: read-write handles, preallocation, roll clock.
-LogResult<void> PartitionLog::open_active(Segment& seg) {
+LogResult<void> PartitionLog::open_active(Segment& seg, bool now) {
   for (auto [handle, path] :
        {std::pair{&seg.log_rw, &seg.log_path}, std::pair{&seg.index_rw, &seg.index_path},
         std::pair{&seg.time_rw, &seg.time_path}}) {
@@ -76,11 +143,11 @@ LogResult<void> PartitionLog::open_active(Segment& seg) {
   seg.active = true;
   seg.unsynced = false;
   seg.created_ms = config_.clock_ms();
-  preallocate(seg, seg.size_bytes);
+  preallocate(seg, seg.size_bytes, now);
   return {};
 }
 
-LogResult<void> PartitionLog::create_segment(int64_t base_offset) {
+LogResult<void> PartitionLog::create_segment(int64_t base_offset, bool now) {
   auto seg = std::make_unique<Segment>();
   seg->base_offset = seg->end_offset = base_offset;
   seg->log_path = (dir_ / segment_file_name(base_offset, kLogSuffix)).string();
@@ -95,7 +162,7 @@ LogResult<void> PartitionLog::create_segment(int64_t base_offset) {
     if (!f) return unexpected(f.error());
     *handle = *f;
   }
-  if (auto r = open_active(*seg); !r) return r;
+  if (auto r = open_active(*seg, now); !r) return r;
   dir_dirty_ = true;
   segments_.push_back(std::move(seg));
   return {};
@@ -105,21 +172,113 @@ LogResult<void> PartitionLog::create_segment(int64_t base_offset) {
 // it holds (kPreallocateStepMin to kPreallocateStepMax at a time), never past segment_bytes,
 // so that a small volume is not reserved up front and a growing segment stays contiguous.
 // A failure (a full disk) is no error here: the write itself reports it.
-void PartitionLog::preallocate(Segment& seg, uint64_t needed) {
-  if (!config_.preallocate || (seg.preallocated && needed <= seg.allocated_bytes)) return;
+void PartitionLog::preallocate(Segment& seg, uint64_t needed, bool now) {
+  if (!config_.preallocate || seg.fallocate_in_flight ||
+      (seg.preallocated && needed <= seg.allocated_bytes)) {
+    return;
+  }
   const uint64_t step = std::clamp(needed, kPreallocateStepMin, kPreallocateStepMax);
   const uint64_t target = std::max(needed, std::min(needed + step, config_.segment_bytes));
   if (target <= needed && seg.preallocated) return;
-  if (::fallocate(seg.log_rw->fd(), 0, 0, static_cast<off_t>(target)) == 0) {
-    seg.preallocated = true;
-    seg.allocated_bytes = target;
+  if (now) {
+    if (::fallocate(seg.log_rw->fd(), 0, 0, static_cast<off_t>(target)) == 0) {
+      seg.preallocated = true;
+      seg.allocated_bytes = target;
+    }
+    return;
   }
+  // Through the ring: fallocate blocks while the file system allocates. Writes meanwhile may
+  // extend the file themselves; the step only reserves.
+  seg.fallocate_in_flight = true;
+  ++ops_in_flight_;
+  ring_.fallocate(seg.log_rw->fd(), target,
+                  [this, base = seg.base_offset, target, file = seg.log_rw](int32_t res) {
+                    on_fallocate_done(base, target, res);
+                  });
+  ring_.submit();
+}
+
+void PartitionLog::on_fallocate_done(int64_t segment_base, uint64_t target, int32_t result) {
+  SLUICE_ASSERT(ops_in_flight_ > 0);
+  --ops_in_flight_;
+  Segment* seg = find_segment(segment_base);
+  if (seg == nullptr || seg->base_offset != segment_base) return;
+  seg->fallocate_in_flight = false;
+  if (result == 0) {
+    seg->preallocated = true;
+    seg->allocated_bytes = std::max(seg->allocated_bytes, target);
+  }
+  if (seg->active || failure_) return;
+  // Sealed while the step ran: trim what it reserved (once per roll at most), then the
+  // segment may take its last fdatasync.
+  if (seg->preallocated && seg->log_rw) {
+    if (auto r = detail::truncate_file(seg->log_rw->fd(), seg->size_bytes); !r) {
+      return fail(r.error());
+    }
+    seg->preallocated = false;
+    seg->dirty = true;
+  }
+  if (closed_ready(*seg)) start_flush();
+}
+
+bool PartitionLog::closed_ready(const Segment& seg) {
+  return seg.unsynced && seg.written_bytes == seg.size_bytes && seg.side_ops_idle();
+}
+
+bool PartitionLog::side_ops_idle() const {
+  return std::all_of(segments_.begin(), segments_.end(),
+                     [](const auto& seg) { return seg->side_ops_idle(); });
+}
+
+void PartitionLog::queue_index(Segment& seg, bool time, Bytes entry) {
+  detail::IndexQueue& q = time ? seg.time_queue : seg.index_queue;
+  q.queued.insert(q.queued.end(), entry.begin(), entry.end());
+  ++q.queued_entries;
+  pump_index(seg, time);
+}
+
+void PartitionLog::pump_index(Segment& seg, bool time) {
+  detail::IndexQueue& q = time ? seg.time_queue : seg.index_queue;
+  if (q.writing_entries > 0 || q.queued_entries == 0) return;
+  const std::shared_ptr<FileHandle>& file = time ? seg.time_rw : seg.index_rw;
+  SLUICE_ASSERT(file != nullptr);
+  const uint64_t entry_bytes = time ? kTimeIndexEntryBytes : kIndexEntryBytes;
+  const uint64_t position = (time ? seg.time_on_disk() : seg.index_on_disk()) * entry_bytes;
+  auto bytes = std::make_shared<std::vector<std::byte>>(std::move(q.queued));
+  q.queued.clear();
+  q.writing_entries = q.queued_entries;
+  q.queued_entries = 0;
+  ++ops_in_flight_;
+  ring_.write(file->fd(), *bytes, position,
+              [this, base = seg.base_offset, time, bytes, file](int32_t res) {
+                on_index_written(base, time, res);
+              });
+}
+
+void PartitionLog::on_index_written(int64_t segment_base, bool time, int32_t result) {
+  SLUICE_ASSERT(ops_in_flight_ > 0);
+  --ops_in_flight_;
+  Segment* seg = find_segment(segment_base);
+  if (seg == nullptr || seg->base_offset != segment_base) return;
+  detail::IndexQueue& q = time ? seg->time_queue : seg->index_queue;
+  q.writing_entries = 0;
+  if (result < 0) {
+    // The entries are lost: what the index files hold is unknown, as after a failed data write.
+    q.queued.clear();
+    q.queued_entries = 0;
+    return fail(errno_error(-result, "write index " + dir_.string()).error());
+  }
+  if (failure_) return;
+  pump_index(*seg, time);
+  ring_.submit();
+  if (!seg->active && closed_ready(*seg)) start_flush();
 }
 
 // Closes `seg` for appends: trims preallocated space and writes the sealing time entry.
-LogResult<void> PartitionLog::seal(Segment& seg) {
+LogResult<void> PartitionLog::seal(Segment& seg, bool now) {
   SLUICE_ASSERT(seg.active);
-  if (seg.preallocated) {
+  // A preallocation step still in flight is trimmed when it completes (on_fallocate_done).
+  if (seg.preallocated && !seg.fallocate_in_flight) {
     if (auto r = detail::truncate_file(seg.log_rw->fd(), seg.size_bytes); !r) return r;
     seg.preallocated = false;
   }
@@ -127,10 +286,17 @@ LogResult<void> PartitionLog::seal(Segment& seg) {
     std::byte raw[kTimeIndexEntryBytes];
     encode_time_entry(raw, seg.base_offset,
                       {.timestamp = seg.max_timestamp, .offset = seg.end_offset});
-    if (auto r = detail::pwrite_full(seg.time_rw->fd(), raw, seg.time_entries * sizeof(raw)); !r) {
-      return r;
+    if (now) {
+      SLUICE_ASSERT(seg.time_queue.pending() == 0);
+      if (auto r = detail::pwrite_full(seg.time_rw->fd(), raw, seg.time_entries * sizeof(raw));
+          !r) {
+        return r;
+      }
+      ++seg.time_entries;
+    } else {
+      ++seg.time_entries;
+      queue_index(seg, true, raw);
     }
-    ++seg.time_entries;
   }
   seg.active = false;
   seg.unsynced = true;
@@ -141,10 +307,17 @@ LogResult<void> PartitionLog::seal(Segment& seg) {
 LogResult<void> PartitionLog::roll() {
   Segment& old = *segments_.back();
   SLUICE_ASSERT(old.end_offset == end_offset_);
-  if (auto r = seal(old); !r) return r;
-  if (auto r = create_segment(end_offset_); !r) return r;
+  if (auto r = seal(old, false); !r) return r;
+  if (auto r = create_segment(end_offset_, false); !r) return r;
   SLUICE_ASSERT(segments_.back()->base_offset == old.end_offset);
   return {};
+}
+
+void PartitionLog::prune_recent() {
+  while (!recent_.empty() && (recent_.front().segment_base < segments_.front()->base_offset ||
+                              recent_.front().last_offset < log_start_)) {
+    recent_.pop_front();
+  }
 }
 
 void PartitionLog::delete_segment_files(Segment& seg) {
@@ -188,18 +361,10 @@ LogResult<void> PartitionLog::add_index_entries(Segment& seg, uint64_t position,
     encode_index_entry(index_raw, seg.base_offset, {.offset = base, .position = position});
     std::byte time_raw[kTimeIndexEntryBytes];
     encode_time_entry(time_raw, seg.base_offset, {.timestamp = seg.max_timestamp, .offset = base});
-    if (auto r = detail::pwrite_full(seg.index_rw->fd(), index_raw,
-                                     seg.index_entries * kIndexEntryBytes);
-        !r) {
-      return r;
-    }
-    if (auto r = detail::pwrite_full(seg.time_rw->fd(), time_raw,
-                                     seg.time_entries * kTimeIndexEntryBytes);
-        !r) {
-      return r;
-    }
     ++seg.index_entries;
     ++seg.time_entries;
+    queue_index(seg, false, index_raw);
+    queue_index(seg, true, time_raw);
     seg.bytes_since_index = 0;
   }
   seg.bytes_since_index += size;
@@ -217,6 +382,7 @@ LogResult<AppendResult> PartitionLog::append(MutableBytes batches, const AppendO
   }
   std::vector<uint64_t> sizes;
   if (auto r = validate(batches, sizes); !r) return unexpected(r.error());
+  if (auto r = reopen_fds(); !r) return unexpected(r.error());
   if (options.stamped) {
     int64_t expect = end_offset_;
     uint64_t pos = 0;
@@ -263,6 +429,14 @@ LogResult<AppendResult> PartitionLog::append(MutableBytes batches, const AppendO
       kafka::set_base_offset(batch, end_offset_);
       if (options.leader_epoch >= 0) kafka::set_partition_leader_epoch(batch, options.leader_epoch);
     }
+    recent_.push_back({.base_offset = end_offset_,
+                       .last_offset = end_offset_ + delta,
+                       .segment_base = active->base_offset,
+                       .position = active->size_bytes,
+                       .size = size,
+                       .max_timestamp = view->max_timestamp(),
+                       .leader_epoch = view->partition_leader_epoch()});
+    if (recent_.size() > kRecentBatchesMax) recent_.pop_front();
     if (auto r = add_index_entries(*active, active->size_bytes, end_offset_, end_offset_ + delta,
                                    view->max_timestamp(), size);
         !r) {
@@ -332,7 +506,7 @@ LogResult<AppendResult> PartitionLog::append(std::span<const MutableBytes> parts
 void PartitionLog::submit_write(Segment& seg, Bytes bytes, uint64_t position, int64_t end_offset) {
   SLUICE_ASSERT(!bytes.empty());
   SLUICE_ASSERT(position + bytes.size() == seg.size_bytes);
-  if (seg.active) preallocate(seg, seg.size_bytes);
+  if (seg.active) preallocate(seg, seg.size_bytes, false);
   const uint64_t seq = next_seq_++;
   pending_writes_.push_back({.seq = seq,
                              .segment_base = seg.base_offset,
@@ -396,12 +570,13 @@ void PartitionLog::start_flush() {
     }
     // A closed segment with nothing left in flight: its indexes go to disk once, after
     // which it needs no read-write handles (on_flush_done drops them).
-    if (seg->unsynced && seg->written_bytes == seg->size_bytes) {
+    if (closed_ready(*seg)) {
       files.push_back(seg->index_rw);
       files.push_back(seg->time_rw);
     }
   }
   if (dir_dirty_) {
+    if (auto dir = dir_fd(); !dir) return fail(dir.error());
     files.push_back(dir_handle_);
     dir_dirty_ = false;
   }
@@ -446,8 +621,7 @@ void PartitionLog::on_flush_done(int64_t target, int32_t result) {
   int64_t recovery_point = segments_.back()->base_offset;
   for (auto& seg : segments_) {
     if (seg->active) break;
-    if (seg->unsynced && !seg->dirty && seg->written_bytes == seg->size_bytes &&
-        seg->end_offset <= durable_end_) {
+    if (closed_ready(*seg) && !seg->dirty && seg->end_offset <= durable_end_) {
       seg->unsynced = false;
       seg->log_rw.reset();
       seg->index_rw.reset();
@@ -465,7 +639,7 @@ void PartitionLog::on_flush_done(int64_t target, int32_t result) {
   const bool more = !durable_waiters_.empty() && written_end_ > durable_end_;
   bool closed_pending = false;
   for (auto& seg : segments_)
-    closed_pending |= seg->unsynced && seg->written_bytes == seg->size_bytes;
+    closed_pending |= closed_ready(*seg);
   if (flush_again_ || more || closed_pending) start_flush();
 }
 
@@ -520,11 +694,14 @@ void PartitionLog::tick() {
 
 LogResult<Offset> PartitionLog::truncate_suffix(Offset offset) {
   if (failure_) return unexpected(*failure_);
-  if (!pending_writes_.empty()) return log_error(LogErrc::kBusy, "appends in flight");
+  if (!pending_writes_.empty() || !side_ops_idle()) {
+    return log_error(LogErrc::kBusy, "appends in flight");
+  }
   if (*offset < log_start_ || *offset > end_offset_) {
     return log_error(LogErrc::kOffsetOutOfRange, "truncate to " + std::to_string(*offset));
   }
   if (*offset == end_offset_) return Offset(end_offset_);
+  if (auto r = reopen_fds(); !r) return unexpected(r.error());
   Segment* seg = find_segment(*offset);
   SLUICE_ASSERT(seg != nullptr);
   while (segments_.back().get() != seg) {
@@ -534,10 +711,32 @@ LogResult<Offset> PartitionLog::truncate_suffix(Offset offset) {
   // The batch containing `offset`: the log is cut at its start.
   auto cut = find_batch(*seg, *offset);
   if (!cut) return unexpected(cut.error());
-  const uint64_t pos = cut->position;
-  const int64_t new_end = cut->base_offset;
+  return cut_last_segment(*seg, cut->position, cut->base_offset);
+}
+
+LogResult<Offset> PartitionLog::truncate_damage() {
+  if (failure_) return unexpected(*failure_);
+  if (!pending_writes_.empty() || !side_ops_idle()) {
+    return log_error(LogErrc::kBusy, "appends in flight");
+  }
+  auto damaged = std::find_if(segments_.begin(), segments_.end(),
+                              [](const auto& seg) { return seg->corrupt_from >= 0; });
+  if (damaged == segments_.end()) return Offset(end_offset_);
+  Segment* seg = damaged->get();
+  while (segments_.back().get() != seg) {
+    delete_segment_files(*segments_.back());
+    segments_.pop_back();
+  }
+  return cut_last_segment(*seg, seg->corrupt_position, seg->corrupt_from);
+}
+
+LogResult<Offset> PartitionLog::cut_last_segment(Segment& segment, uint64_t pos, int64_t new_end) {
+  Segment* seg = &segment;
+  SLUICE_ASSERT(segments_.back().get() == seg);
   if (!seg->active) {
-    if (auto r = open_active(*seg); !r) return unexpected(r.error());
+    if (auto r = open_active(*seg, true); !r) return unexpected(r.error());
+  } else if (auto r = reopen_fds(); !r) {  // an idle log may have given its handles back
+    return unexpected(r.error());
   }
   if (auto r = detail::truncate_file(seg->log_rw->fd(), pos); !r) return unexpected(r.error());
   auto kept_index =
@@ -577,8 +776,9 @@ LogResult<Offset> PartitionLog::truncate_suffix(Offset offset) {
   if (seg->corrupt_from >= new_end) seg->corrupt_from = -1;
   seg->dirty = true;
   seg->preallocated = false;
-  preallocate(*seg, pos);
+  preallocate(*seg, pos, true);
   end_offset_ = written_end_ = new_end;
+  while (!recent_.empty() && recent_.back().base_offset >= new_end) recent_.pop_back();
   durable_end_ = std::min(durable_end_, new_end);
   if (flush_in_flight_) flush_cap_ = std::min(flush_cap_, new_end);
   log_start_ = std::min(log_start_, new_end);
@@ -587,7 +787,6 @@ LogResult<Offset> PartitionLog::truncate_suffix(Offset offset) {
   recovery_point_ = std::min(recovery_point_, seg->base_offset);
   if (auto r = write_meta(true); !r) return unexpected(r.error());
   SLUICE_ASSERT(segments_.back()->active);
-  SLUICE_ASSERT(end_offset_ <= *offset);
   return Offset(end_offset_);
 }
 
@@ -601,10 +800,13 @@ LogResult<void> PartitionLog::advance_log_start(Offset offset) {
       delete_segment_files(*segments_.back());
       segments_.pop_back();
     }
-    if (auto r = create_segment(*offset); !r) return r;
+    if (auto r = create_segment(*offset, true); !r) return r;
     end_offset_ = written_end_ = durable_end_ = log_start_ = recovery_point_ = *offset;
+    recent_.clear();
     if (auto r = write_meta(true); !r) return r;
-    if (::fsync(dir_handle_->fd()) != 0) return errno_error(errno, "fsync " + dir_.string());
+    auto dir = dir_fd();
+    if (!dir) return unexpected(dir.error());
+    if (::fsync(*dir) != 0) return errno_error(errno, "fsync " + dir_.string());
     dir_dirty_ = false;
     return {};
   }
@@ -616,7 +818,15 @@ LogResult<void> PartitionLog::advance_log_start(Offset offset) {
     segments_.pop_front();
   }
   SLUICE_ASSERT(segments_.front()->base_offset <= log_start_);
+  prune_recent();
   return write_meta(false);
+}
+
+void PartitionLog::set_limits(const LogConfig& config) {
+  config_.segment_bytes = config.segment_bytes;
+  config_.segment_ms = config.segment_ms;
+  config_.retention_bytes = config.retention_bytes;
+  config_.retention_ms = config.retention_ms;
 }
 
 LogResult<RetentionResult> PartitionLog::apply_retention() {
@@ -640,6 +850,7 @@ LogResult<RetentionResult> PartitionLog::apply_retention() {
     log_start_ = std::max(log_start_, segments_.front()->base_offset);
   }
   if (result.segments_deleted > 0) {
+    prune_recent();
     if (auto r = write_meta(false); !r) return unexpected(r.error());
   }
   return result;
@@ -648,8 +859,9 @@ LogResult<RetentionResult> PartitionLog::apply_retention() {
 LogResult<void> PartitionLog::close() {
   if (!idle()) return log_error(LogErrc::kBusy, "operations in flight");
   if (failure_) return unexpected(*failure_);
+  if (auto r = reopen_fds(); !r) return r;
   Segment& active = *segments_.back();
-  if (auto r = seal(active); !r) return r;
+  if (auto r = seal(active, true); !r) return r;
   for (auto& seg : segments_) {
     for (const auto* handle : {&seg->log_rw, &seg->index_rw, &seg->time_rw}) {
       if (*handle && ::fdatasync((*handle)->fd()) != 0) return errno_error(errno, "fdatasync");
@@ -660,7 +872,9 @@ LogResult<void> PartitionLog::close() {
   if (auto r = write_meta(true); !r) return r;
   auto marker = FileHandle::open((dir_ / kCleanShutdownFileName).string(), O_WRONLY | O_CREAT);
   if (!marker) return unexpected(marker.error());
-  if (::fsync(dir_handle_->fd()) != 0) return errno_error(errno, "fsync " + dir_.string());
+  auto dir = dir_fd();
+  if (!dir) return unexpected(dir.error());
+  if (::fsync(*dir) != 0) return errno_error(errno, "fsync " + dir_.string());
   durable_end_ = written_end_;
   // Further appends would need the segment reopened: refuse them.
   failure_ = LogError{LogErrc::kIo, "log closed"};

@@ -154,7 +154,11 @@ struct Segment;
 struct BatchHeader;
 }  // namespace detail
 
-class PartitionLog {
+// Descriptors: the active segment's three files, partition.meta and the directory are open
+// while the log is in use; an idle log (nothing in flight, everything durable) gives them back
+// when its FdCache asks (FdHolder) and reopens them on its next append, truncation or flush.
+// Closed segments are read through the FdCache. So an idle partition holds no descriptor.
+class PartitionLog final : public FdHolder {
  public:
   // Opens (creating if needed) the partition in `dir` and recovers it. `ring` and `fds`
   // belong to the shard and must outlive the log.
@@ -162,7 +166,7 @@ class PartitionLog {
                                                        const LogConfig& config, IoRing& ring,
                                                        FdCache& fds);
   // Requires idle(). Does not close cleanly: call close() for that.
-  ~PartitionLog();
+  ~PartitionLog() override;
   PartitionLog(const PartitionLog&) = delete;
   PartitionLog& operator=(const PartitionLog&) = delete;
 
@@ -212,11 +216,19 @@ class PartitionLog {
   // Removes every offset >= `offset` (rounded down to the start of the batch containing it).
   // Needs no append in flight (kBusy otherwise). Returns the new log end.
   LogResult<Offset> truncate_suffix(Offset offset);
+  // Removes everything from where the first damaged closed segment's damage starts (see
+  // scrub(); recovery finds such damage too): a replica that gets the rest again from its
+  // peers. Needs no append in flight (kBusy otherwise). Returns the new log end (the same
+  // end when nothing is damaged).
+  LogResult<Offset> truncate_damage();
   // Moves the log start to `offset` and deletes the segments wholly below it. Past the log
   // end, the log is emptied and restarts at `offset` (a Raft snapshot); that needs idle().
   LogResult<void> advance_log_start(Offset offset);
   // Deletes the oldest closed, durable segments beyond retention.bytes / retention.ms.
   LogResult<RetentionResult> apply_retention();
+  // New segment size and age and retention limits (a topic's or the broker's settings
+  // changed): the next append and retention pass use them; the rest of the config stays.
+  void set_limits(const LogConfig& config);
 
   // Writes what is buffered, trims preallocated space, fdatasyncs and marks the directory
   // as cleanly shut down. Needs idle(); blocking (shutdown only).
@@ -238,6 +250,17 @@ class PartitionLog {
   LogResult<ScrubResult> scrub(uint64_t max_bytes);
 
   bool idle() const;  // nothing of this log in flight in the ring
+  // FdHolder: closes the active segment's, partition.meta's and the directory's descriptors
+  // when idle and everything written is durable. Reads and later writes reopen them.
+  bool release_fds() override;
+  bool holds_fds() const;  // the active segment's read-write descriptors are open
+  FdCache& fd_cache() { return fds_; }
+  // Reopens what release_fds() closed (the active segment's read-write handles) and marks
+  // the log used in the FdCache; at EMFILE, asks the cache to trim and tries once more. A
+  // failure does not stop the partition. Appends and truncations call it themselves.
+  LogResult<void> reopen_fds();
+  // While kept (a Raft replica persisting a Ready into it), release_fds() refuses.
+  void keep_fds(bool keep) { keep_fds_ = keep; }
   const RecoveryReport& recovery_report() const { return report_; }
   const std::filesystem::path& dir() const { return dir_; }
   uint64_t segment_count() const;
@@ -272,11 +295,17 @@ class PartitionLog {
   LogResult<bool> recover_segment(detail::Segment& seg, bool last, bool clean, int64_t next_base);
   LogResult<bool> scan_and_rebuild(detail::Segment& seg, bool may_cut, int64_t next_base);
   LogResult<void> check_segment(detail::Segment& seg, int64_t next_base);
-  LogResult<void> open_active(detail::Segment& seg);
-  LogResult<void> create_segment(int64_t base_offset);
+  // `now`: blocking preallocation (open, truncation); otherwise it goes through the ring.
+  LogResult<void> open_active(detail::Segment& seg, bool now);
+  // partition.meta and the directory, opened on demand.
+  LogResult<int> meta_fd();
+  LogResult<int> dir_fd();
+  LogResult<void> create_segment(int64_t base_offset, bool now);
   LogResult<void> roll();
-  void preallocate(detail::Segment& seg, uint64_t needed);
-  LogResult<void> seal(detail::Segment& seg);
+  void preallocate(detail::Segment& seg, uint64_t needed, bool now);
+  // `now`: write the sealing time entry with a blocking pwrite (close()); otherwise it goes
+  // through the ring like every index entry.
+  LogResult<void> seal(detail::Segment& seg, bool now);
   void delete_segment_files(detail::Segment& seg);
   LogResult<void> write_meta(bool sync);
 
@@ -284,6 +313,17 @@ class PartitionLog {
   LogResult<void> add_index_entries(detail::Segment& seg, uint64_t position, int64_t base,
                                     int64_t last, int64_t max_ts, uint64_t size);
   void submit_write(detail::Segment& seg, Bytes bytes, uint64_t position, int64_t end_offset);
+  // Index entries: queued on the segment, written through the ring one write per file at a time.
+  void queue_index(detail::Segment& seg, bool time, Bytes entry);
+  void pump_index(detail::Segment& seg, bool time);
+  void on_index_written(int64_t segment_base, bool time, int32_t result);
+  void on_fallocate_done(int64_t segment_base, uint64_t target, int32_t result);
+  // A closed segment whose data, indexes and trim are all done: ready for its last fdatasync.
+  static bool closed_ready(const detail::Segment& seg);
+  bool side_ops_idle() const;  // no index write or fallocate in flight in any segment
+  // The window of recent batches (below): reads and batch lookups without touching the files.
+  LogResult<ReadResult> read_recent(int64_t from, uint64_t max_bytes, int64_t limit);
+  void prune_recent();
   void on_write_done(uint64_t seq, int32_t result);
   void start_flush();
   void on_flush_done(int64_t target, int32_t result);
@@ -291,6 +331,8 @@ class PartitionLog {
   void fail(const LogError& error);
 
   detail::Segment* find_segment(int64_t offset);
+  // Cuts `seg`, which must be the last segment, at byte `position`, where `new_end` starts.
+  LogResult<Offset> cut_last_segment(detail::Segment& seg, uint64_t position, int64_t new_end);
   LogResult<std::shared_ptr<FileHandle>> log_file(const detail::Segment& seg);
   LogResult<std::shared_ptr<FileHandle>> index_file(const detail::Segment& seg);
   LogResult<std::shared_ptr<FileHandle>> time_file(const detail::Segment& seg);
@@ -314,6 +356,7 @@ class PartitionLog {
   int64_t recovery_point_ = 0;
   bool dir_dirty_ = false;
   bool write_failed_ = false;
+  bool keep_fds_ = false;
   std::optional<LogError> failure_;
 
   uint64_t next_seq_ = 0;
@@ -328,6 +371,21 @@ class PartitionLog {
   int64_t last_flush_ms_ = 0;
   size_t ops_in_flight_ = 0;
   uint64_t flush_count_ = 0;  // ring operations of this log not yet completed
+
+  // The last kRecentBatchesMax batches appended, in log order (contiguous offsets up to the log
+  // end): where each one is, so that tailing reads and Raft's term lookups need no header
+  // preads. Empty after open; trimmed by truncation, retention, log start moves, compaction.
+  struct RecentBatch {
+    int64_t base_offset;
+    int64_t last_offset;
+    int64_t segment_base;
+    uint64_t position;
+    uint64_t size;
+    int64_t max_timestamp;
+    int32_t leader_epoch;
+  };
+  static constexpr size_t kRecentBatchesMax = 1024;
+  std::deque<RecentBatch> recent_;
 
   RecoveryReport report_;
   int64_t scrub_segment_ = -1;  // scrub(): the segment (base offset) and byte it resumes at

@@ -29,7 +29,7 @@ LogResult<std::shared_ptr<FileHandle>> PartitionLog::time_file(const Segment& se
 LogResult<IndexEntry> PartitionLog::index_floor(const Segment& seg, int64_t offset) {
   auto index = index_file(seg);
   if (!index) return unexpected(index.error());
-  return detail::index_floor((*index)->fd(), seg.index_entries, seg.base_offset, offset);
+  return detail::index_floor((*index)->fd(), seg.index_on_disk(), seg.base_offset, offset);
 }
 
 uint64_t PartitionLog::readable_bytes(const Segment& seg) const {
@@ -63,6 +63,16 @@ LogResult<BatchInfo> PartitionLog::batch_at(Offset offset) {
   if (seg->corrupt_from >= 0 && *offset >= seg->corrupt_from) {
     return log_error(LogErrc::kCorrupt, "offset " + std::to_string(*offset) + " is damaged");
   }
+  if (!recent_.empty() && *offset >= recent_.front().base_offset) {
+    auto it = std::lower_bound(recent_.begin(), recent_.end(), *offset,
+                               [](const RecentBatch& b, int64_t o) { return b.last_offset < o; });
+    SLUICE_ASSERT(it != recent_.end() && it->base_offset <= *offset);
+    return BatchInfo{.base_offset = Offset(it->base_offset),
+                     .last_offset = Offset(it->last_offset),
+                     .leader_epoch = it->leader_epoch,
+                     .max_timestamp = it->max_timestamp,
+                     .size_bytes = it->size};
+  }
   auto header = find_batch(*seg, *offset);
   if (!header) return unexpected(header.error());
   SLUICE_ASSERT(header->base_offset <= *offset && *offset <= header->last_offset);
@@ -85,6 +95,9 @@ LogResult<ReadResult> PartitionLog::read(Offset from_offset, uint64_t max_bytes,
   ReadResult result;
   result.next_offset = from_offset;
   if (from >= limit) return result;
+  if (!recent_.empty() && from >= recent_.front().base_offset) {
+    return read_recent(from, max_bytes, limit);
+  }
   Segment* seg = find_segment(from);
   SLUICE_ASSERT(seg != nullptr);
   auto it = std::find_if(segments_.begin(), segments_.end(),
@@ -147,6 +160,51 @@ LogResult<ReadResult> PartitionLog::read(Offset from_offset, uint64_t max_bytes,
   return result;
 }
 
+// read() of batches in the window of recent ones: the same ranges, found in memory.
+LogResult<ReadResult> PartitionLog::read_recent(int64_t from, uint64_t max_bytes, int64_t limit) {
+  ReadResult result;
+  result.next_offset = Offset(from);
+  auto it = std::lower_bound(recent_.begin(), recent_.end(), from,
+                             [](const RecentBatch& b, int64_t o) { return b.last_offset < o; });
+  Segment* seg = nullptr;
+  uint64_t readable = 0;
+  for (; it != recent_.end(); ++it) {
+    if (seg == nullptr || seg->base_offset != it->segment_base) {
+      if (seg != nullptr && seg->corrupt_from >= 0) break;  // nothing past damage is served
+      seg = find_segment(it->segment_base);
+      SLUICE_ASSERT(seg != nullptr && seg->base_offset == it->segment_base);
+      if (seg->corrupt_from >= 0 && std::max(from, seg->base_offset) >= seg->corrupt_from) {
+        if (result.ranges.empty()) {
+          return log_error(LogErrc::kCorrupt, "offset " + std::to_string(from) +
+                                                  " is in a damaged part of segment " +
+                                                  std::to_string(seg->base_offset));
+        }
+        break;
+      }
+      auto file = log_file(*seg);
+      if (!file) {
+        if (result.ranges.empty()) return unexpected(file.error());
+        break;
+      }
+      readable = readable_bytes(*seg);
+      result.ranges.push_back({.file = *file, .position = it->position, .length = 0});
+    }
+    const bool damaged = seg->corrupt_from >= 0 && it->last_offset >= seg->corrupt_from;
+    const bool too_big = result.bytes > 0 && result.bytes + it->size > max_bytes;
+    if (it->last_offset >= limit || damaged || too_big || it->position + it->size > readable) {
+      break;
+    }
+    SLUICE_ASSERT(result.ranges.back().position + result.ranges.back().length == it->position);
+    if (result.first_offset == Offset(-1)) result.first_offset = Offset(it->base_offset);
+    result.ranges.back().length += it->size;
+    result.bytes += it->size;
+    result.next_offset = Offset(it->last_offset + 1);
+  }
+  if (!result.ranges.empty() && result.ranges.back().length == 0) result.ranges.pop_back();
+  SLUICE_ASSERT(result.ranges.empty() == (result.bytes == 0));
+  return result;
+}
+
 LogResult<std::vector<std::byte>> PartitionLog::read_copy(Offset from_offset, uint64_t max_bytes,
                                                           std::optional<Offset> max_offset) {
   auto ranges = read(from_offset, max_bytes, max_offset);
@@ -183,7 +241,8 @@ LogResult<std::optional<Offset>> PartitionLog::offset_for_timestamp(int64_t time
     if (seg.end_offset <= log_start_ || seg.max_timestamp < timestamp_ms) continue;
     auto time = time_file(seg);
     if (!time) return unexpected(time.error());
-    auto floor = detail::time_floor((*time)->fd(), seg.time_entries, seg.base_offset, timestamp_ms);
+    auto floor =
+        detail::time_floor((*time)->fd(), seg.time_on_disk(), seg.base_offset, timestamp_ms);
     if (!floor) return unexpected(floor.error());
     // Every batch before the floor's offset has max timestamp < timestamp_ms.
     auto entry = index_floor(seg, *floor ? (*floor)->offset : seg.base_offset);

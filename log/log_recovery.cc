@@ -90,19 +90,15 @@ LogResult<std::unique_ptr<PartitionLog>> PartitionLog::open(const std::filesyste
   }
   std::unique_ptr<PartitionLog> log(new PartitionLog(dir, config, ring, fds));
   if (auto r = log->recover(); !r) return unexpected(r.error());
+  fds.touch(log.get());  // its descriptors count from now on (released once idle)
   return log;
 }
 
 LogResult<void> PartitionLog::recover() {
-  auto dir_handle = FileHandle::open(dir_.string(), O_RDONLY | O_DIRECTORY);
-  if (!dir_handle) return unexpected(dir_handle.error());
-  dir_handle_ = *dir_handle;
-  auto meta_handle = FileHandle::open((dir_ / kMetaFileName).string(), O_RDWR | O_CREAT);
-  if (!meta_handle) return unexpected(meta_handle.error());
-  meta_handle_ = *meta_handle;
-
+  auto meta_fd = this->meta_fd();
+  if (!meta_fd) return unexpected(meta_fd.error());
   std::byte meta_raw[kMetaBytes] = {};
-  const ssize_t n = ::pread(meta_handle_->fd(), meta_raw, sizeof(meta_raw), 0);
+  const ssize_t n = ::pread(*meta_fd, meta_raw, sizeof(meta_raw), 0);
   const std::optional<Meta> meta =
       n == static_cast<ssize_t>(kMetaBytes) ? decode_meta(meta_raw) : std::nullopt;
 
@@ -133,7 +129,7 @@ LogResult<void> PartitionLog::recover() {
 
   if (bases.empty()) {
     const int64_t start = meta ? std::max<int64_t>(meta->log_start_offset, 0) : 0;
-    if (auto r = create_segment(start); !r) return r;
+    if (auto r = create_segment(start, true); !r) return r;
   } else {
     for (size_t i = 0; i < bases.size(); ++i) {
       auto seg = std::make_unique<Segment>();
@@ -161,7 +157,7 @@ LogResult<void> PartitionLog::recover() {
         break;
       }
     }
-    if (auto r = open_active(*segments_.back()); !r) return r;
+    if (auto r = open_active(*segments_.back(), true); !r) return r;
   }
 
   Segment& active = *segments_.back();
@@ -191,7 +187,9 @@ LogResult<void> PartitionLog::recover() {
   // taken for a clean shutdown.
   if (std::filesystem::remove(clean_path, ec)) dir_dirty_ = true;
   if (dir_dirty_ || !report_.clean_shutdown) {
-    if (::fsync(dir_handle_->fd()) != 0) return errno_error(errno, "fsync " + dir_.string());
+    auto dir = dir_fd();
+    if (!dir) return unexpected(dir.error());
+    if (::fsync(*dir) != 0) return errno_error(errno, "fsync " + dir_.string());
     dir_dirty_ = false;
   }
   last_flush_ms_ = config_.clock_ms();
@@ -285,7 +283,11 @@ LogResult<void> PartitionLog::check_segment(Segment& seg, int64_t next_base) {
     seg.max_timestamp = std::max(te->timestamp, tail_max_ts);
   }
   seg.size_bytes = seg.written_bytes = *size;
-  seg.bytes_since_index = *size - last_entry.position;
+  // An empty segment has no index entry yet: its first batch must get one (issue #22: an
+  // empty active segment reopened after a clean shutdown took batches without index entries,
+  // and the next restart found "empty index for a non-empty segment").
+  seg.bytes_since_index = seg.index_entries == 0 ? config_.index_interval_bytes
+                                                 : *size - last_entry.position;
   return {};
 }
 
@@ -351,6 +353,7 @@ LogResult<bool> PartitionLog::scan_and_rebuild(Segment& seg, bool may_cut, int64
     if (!damaged) issue.detail = "segment ends before the next segment's base offset";
     report_.issues.push_back(issue);
     seg.corrupt_from = seg.end_offset;
+    seg.corrupt_position = scanned.valid_bytes;
     seg.end_offset = next_base;
   } else if (removed > 0) {
     // Closed, complete, and followed by zeros only: preallocation never trimmed.

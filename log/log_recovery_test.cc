@@ -56,6 +56,19 @@ class LogRecovery : public ::testing::Test {
     uint64_t position;
     int64_t offset;
   };
+  // 40 batches in 4 KiB segments, then the second segment loses its last batch (closed,
+  // before the recovery point: damage); reopens the log into `log`.
+  Start cut_last_batch_of_second_segment(std::unique_ptr<PartitionLog>& log) {
+    config_.segment_bytes = 4096;
+    log = open_log();
+    fill(*log, 40);
+    const auto segments = log->segment_base_offsets();
+    log.reset();
+    const Start last_of_second = last_batch_of(segments[1]);
+    truncate_to(segment_path(dir_.path(), segments[1], ".log"), last_of_second.position);
+    log = open_log();
+    return last_of_second;
+  }
   Start last_batch_of(int64_t segment) const {
     Start last{};
     for (const Start& s : starts_) {
@@ -137,17 +150,39 @@ TEST_F(LogRecovery, GapBeforeANewerSegmentPastTheRecoveryPointCutsTheLog) {
 
 // Before the recovery point the same gap is damage to durable data: reported, not cut.
 TEST_F(LogRecovery, GapBeforeTheRecoveryPointIsCorruption) {
-  config_.segment_bytes = 4096;
-  auto log = open_log();
-  fill(*log, 40);
-  const auto segments = log->segment_base_offsets();
-  log.reset();
-  const Start last_of_second = last_batch_of(segments[1]);
-  truncate_to(segment_path(dir_.path(), segments[1], ".log"), last_of_second.position);
-  log = open_log();
+  std::unique_ptr<PartitionLog> log;
+  const Start last_of_second = cut_last_batch_of_second_segment(log);
   ASSERT_TRUE(has_issue(*log, Kind::kCorruptClosed));
   EXPECT_EQ(*log->log_end_offset(), 80);
   EXPECT_EQ(*log->read(Offset(0), 1 << 20)->next_offset, last_of_second.offset);
+}
+
+// A replica repairs such damage by cutting its log there and fetching the rest again: the
+// log then ends where the good data ends, appends continue from there, and re-opening finds
+// nothing wrong.
+TEST_F(LogRecovery, DamageFoundAtOpenIsCutAwayOnRequest) {
+  std::unique_ptr<PartitionLog> log;
+  const Start last_of_second = cut_last_batch_of_second_segment(log);
+  const auto segments = log->segment_base_offsets();
+  ASSERT_TRUE(has_issue(*log, Kind::kCorruptClosed));
+  auto cut = log->truncate_damage();
+  ASSERT_TRUE(cut) << cut.error().message;
+  EXPECT_EQ(**cut, last_of_second.offset);
+  EXPECT_EQ(*log->log_end_offset(), last_of_second.offset);
+  EXPECT_EQ(log->segment_base_offsets().back(), segments[1]);
+  auto again = log->truncate_damage();  // nothing damaged any more
+  ASSERT_TRUE(again);
+  EXPECT_EQ(**again, last_of_second.offset);
+  auto extra = make_batch(2, 200, 7);
+  auto more = append_and_wait(*log, ring_, extra);
+  ASSERT_TRUE(more) << more.error().message;
+  EXPECT_EQ(*more->base_offset, last_of_second.offset);
+  auto all = log->read_copy(Offset(0), 1 << 20);
+  ASSERT_TRUE(all) << all.error().message;
+  ASSERT_TRUE(log->close());
+  log = open_log();
+  EXPECT_FALSE(has_issue(*log, Kind::kCorruptClosed));
+  EXPECT_EQ(*log->log_end_offset(), last_of_second.offset + 2);
 }
 
 TEST_F(LogRecovery, CorruptBatchInTheActiveSegmentCutsTheTailThere) {
@@ -322,6 +357,22 @@ TEST_F(LogRecovery, ScrubFindsAFlippedByteInAClosedSegmentAndStopsServingIt) {
     ASSERT_TRUE(r);
     EXPECT_TRUE(r->issues.empty());
   }
+  // Cut at the damaged batch (what a replica does before fetching the rest again): the
+  // segments after it go, the good batches before it stay readable.
+  auto cut = log->truncate_damage();
+  ASSERT_TRUE(cut) << cut.error().message;
+  EXPECT_EQ(**cut, bad.offset);
+  EXPECT_EQ(log->segment_base_offsets().size(), 2u);
+  auto kept = log->read_copy(Offset(0), 1 << 20);
+  ASSERT_TRUE(kept) << kept.error().message;
+  auto extra = make_batch(2, 200, 7);
+  auto more = append_and_wait(*log, ring_, extra);
+  ASSERT_TRUE(more) << more.error().message;
+  EXPECT_EQ(*more->base_offset, bad.offset);
+  ASSERT_TRUE(log->close());
+  log = open_log();
+  EXPECT_FALSE(has_issue(*log, Kind::kCorruptClosed));
+  EXPECT_EQ(*log->log_end_offset(), bad.offset + 2);
 }
 
 TEST_F(LogRecovery, PreallocationGrowsWithTheSegmentAndIsTrimmedAtClose) {

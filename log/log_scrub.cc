@@ -69,6 +69,7 @@ LogResult<ScrubResult> PartitionLog::scrub(uint64_t max_bytes) {
                           .position = position,
                           .detail = problem};
       seg.corrupt_from = offset;
+      seg.corrupt_position = position;
       report_.issues.push_back(issue);
       detail::log_line(LogLevel::kError, dir_.string() + ": scrub: corrupt closed segment " +
                                              std::to_string(seg.base_offset) + " from offset " +

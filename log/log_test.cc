@@ -102,6 +102,87 @@ TEST_P(LogPartition, AppendAssignsOffsetsAndStampsTheCallersBuffer) {
   EXPECT_EQ(bases(read_all(*log, 0)), (std::vector<int64_t>{0, 3}));
 }
 
+// Reads and batch lookups of recent batches come from the in-memory window, older ones (and
+// everything after a reopen) from the indexes and batch headers on disk: both give the same.
+TEST_P(LogPartition, RecentBatchWindowAgreesWithTheFiles) {
+  config_.segment_bytes = 64 * 1024;
+  config_.index_interval_bytes = 1024;
+  config_.flush.mode = FlushMode::kNever;
+  auto log = open_log();
+  // More batches than the window holds, of varied sizes and terms, over several segments.
+  const int kBatches = 1300;
+  for (int i = 0; i < kBatches; ++i) {
+    batches_.push_back(make_batch(1 + i % 4, 20 + (i * 37) % 300, 1000 + i, batches_.size()));
+    ASSERT_TRUE(log->append(batches_.back(), {.leader_epoch = 1 + i / 100}, {}));
+    if (i % 100 == 99) ring_.drain();  // under inflight_appends_max
+  }
+  ring_.drain();
+  ASSERT_GT(log->segment_count(), 4u);
+  const int64_t end = *log->log_end_offset();
+  struct Seen {
+    std::vector<std::pair<uint64_t, uint64_t>> ranges;
+    int64_t first = 0, next = 0;
+    uint64_t bytes = 0;
+    bool operator==(const Seen&) const = default;
+  };
+  auto look = [&](PartitionLog& l) {
+    std::vector<Seen> out;
+    for (int64_t from = 0; from < end; from += 7) {
+      for (uint64_t max_bytes : {1ull, 700ull, 5000ull, 1ull << 20}) {
+        for (int64_t max_offset : {end, from + 3, end - 5}) {
+          auto r = l.read(Offset(from), max_bytes, Offset(max_offset));
+          EXPECT_TRUE(r) << from;
+          if (!r) return out;
+          Seen seen{{}, *r->first_offset, *r->next_offset, r->bytes};
+          for (const auto& range : r->ranges) seen.ranges.emplace_back(range.position, range.length);
+          out.push_back(seen);
+        }
+      }
+      auto info = l.batch_at(Offset(from));
+      EXPECT_TRUE(info) << from;
+      if (!info) return out;
+      out.push_back({{}, *info->base_offset, *info->last_offset,
+                     static_cast<uint64_t>(info->leader_epoch) << 32 | info->size_bytes});
+    }
+    return out;
+  };
+  const auto warm = look(*log);
+  ASSERT_TRUE(log->close());
+  log.reset();
+  auto reopened = open_log();
+  ASSERT_TRUE(reopened);
+  const auto cold = look(*reopened);
+  ASSERT_EQ(warm.size(), cold.size());
+  for (size_t i = 0; i < warm.size(); ++i) EXPECT_TRUE(warm[i] == cold[i]) << "look " << i;
+  ring_.drain();
+}
+
+// Index entries go through the ring: a truncation waits (kBusy) until they are written, and the
+// index files then hold every entry the log counted.
+TEST_P(LogPartition, IndexEntriesAreWrittenThroughTheRing) {
+  config_.index_interval_bytes = 1;
+  config_.flush.mode = FlushMode::kNever;
+  auto log = open_log();
+  for (int i = 0; i < 20; ++i) {
+    batches_.push_back(make_batch(2, 50, 1000 + i, batches_.size()));
+    ASSERT_TRUE(log->append(batches_.back(), {}, {}));
+  }
+  if (!log->idle()) {
+    EXPECT_EQ(log->truncate_suffix(Offset(10)).error().code, LogErrc::kBusy);
+  }
+  ring_.drain();
+  EXPECT_EQ(std::filesystem::file_size(segment_path(dir_.path(), 0, ".index")),
+            20 * kIndexEntryBytes);
+  EXPECT_EQ(std::filesystem::file_size(segment_path(dir_.path(), 0, ".timeindex")),
+            20 * kTimeIndexEntryBytes);
+  auto cut = log->truncate_suffix(Offset(10));
+  ASSERT_TRUE(cut);
+  EXPECT_EQ(**cut, 10);
+  EXPECT_EQ(std::filesystem::file_size(segment_path(dir_.path(), 0, ".index")),
+            5 * kIndexEntryBytes);
+  ring_.drain();
+}
+
 TEST_P(LogPartition, BatchAtGivesTheTermOfAnEntry) {
   config_.segment_bytes = 2048;
   auto log = open_log();
@@ -574,6 +655,25 @@ TEST_P(LogPartition, CleanCloseAndReopen) {
   EXPECT_EQ(append(*log, 2, 200), 24);
 }
 
+// Issue #22 ("Also seen"): an empty log closed cleanly and reopened, then appended to and
+// closed cleanly again, must reopen without rebuilding an index (the first batch of the
+// reopened empty segment needs its index entry).
+TEST_P(LogPartition, EmptySegmentReopenedIndexesItsFirstBatch) {
+  auto log = open_log();
+  ASSERT_TRUE(log->close());
+  log = open_log();
+  EXPECT_TRUE(log->recovery_report().issues.empty());
+  for (int i = 0; i < 3; ++i) append(*log, 2, 50, 1000 + i);
+  const auto expected = read_all(*log, 0);
+  ASSERT_TRUE(log->close());
+  log = open_log();
+  EXPECT_TRUE(log->recovery_report().clean_shutdown);
+  EXPECT_EQ(log->recovery_report().segments_scanned, 0u);
+  for (const auto& issue : log->recovery_report().issues) ADD_FAILURE() << issue.detail;
+  EXPECT_EQ(read_all(*log, 0), expected);
+  EXPECT_EQ(***log->offset_for_timestamp(1002), 3);  // batch 1: 1001 at 2, 1002 at 3
+}
+
 // A batch whose header claims `count` records (offsets), whatever it holds: the log trusts
 // the header (the broker validates records before appending).
 std::vector<std::byte> claiming(std::vector<std::byte> batch, int32_t count) {
@@ -652,6 +752,7 @@ TEST_P(LogPartition, FailedWriteStopsThePartition) {
   });
   EXPECT_TRUE(called);
   EXPECT_TRUE(log->read_copy(Offset(0), 1 << 20));  // what was written stays readable
+  ring_.drain();  // the failed batch's index entries may still be in the ring (pwrite threads)
 }
 
 // A shard: many partitions share one ring and one small descriptor cache, with appends of

@@ -10,6 +10,8 @@
 #include <random>
 
 #include "client/client.h"
+#include "client/properties.h"
+#include "common/json.h"
 #include "partitioner/key_partitioner.h"
 #include "protocol/compression.h"
 #include "protocol/error_codes.h"
@@ -41,6 +43,7 @@ struct Batch {
   std::vector<Completion> completions;
   int32_t base_sequence = -1;
   int64_t memory_bytes = 0;
+  int64_t payload_bytes = 0;  // keys, values and headers
   Clock::time_point created;
   int attempts = 0;
 };
@@ -93,6 +96,11 @@ struct Producer::Impl {
   int64_t outstanding = 0;  // records queued and not yet completed
   int flushing = 0;
   bool closed = false;
+  // For the stats (under `mu`).
+  int64_t msgs_sent = 0;  // acknowledged (or written, with acks=0)
+  int64_t msg_bytes_sent = 0;
+  int64_t msgs_failed = 0;
+  int64_t batch_retries = 0;
   std::mt19937 rng{std::random_device{}()};
 
   std::atomic<bool> sender_scheduled{false};
@@ -101,7 +109,25 @@ struct Producer::Impl {
   Clock::time_point timer_at = Clock::time_point::max();
   bool metadata_refresh_pending = false;  // I/O thread only
 
+  // After a failed create() (close() already did this otherwise): stop the I/O thread, whose
+  // stats timer reads `mu` and the counters, before those members go.
+  ~Impl() {
+    timer.reset();
+    client.reset();
+  }
+
   bool idempotent() const { return config.enable_idempotence && config.acks == -1; }
+
+  // The producer's part of the stats (I/O thread).
+  void stats_fields(JsonWriter& w) {
+    std::lock_guard lock(mu);
+    int64_t inflight = 0;
+    for (const auto& [tp, ps] : partitions) inflight += static_cast<int64_t>(ps.inflight.size());
+    w.field("msgs_queued", outstanding).field("msg_bytes_queued", buffer_used);
+    w.field("batches_inflight", inflight);
+    w.field("msgs_sent", msgs_sent).field("msg_bytes_sent", msg_bytes_sent);
+    w.field("msgs_failed", msgs_failed).field("batch_retries", batch_retries);
+  }
 
   Result<int32_t> partition_count(const std::string& topic, bool refresh) {
     auto md = client->metadata({topic}, refresh, false, /*auto_create=*/true);
@@ -221,6 +247,7 @@ struct Producer::Impl {
         record.value ? std::optional<Bytes>(as_bytes(*record.value)) : std::nullopt, headers);
     ps.open->completions.push_back(std::move(completion));
     ps.open->memory_bytes += bytes;
+    ps.open->payload_bytes += bytes - kRecordOverheadBytes;
     buffer_used += bytes;
     ++outstanding;
     if (ps.open->builder->size_bytes_uncompressed() >= static_cast<size_t>(config.batch_size)) {
@@ -398,6 +425,7 @@ struct Producer::Impl {
       auto it = std::find(ps.inflight.begin(), ps.inflight.end(), b);
       if (it != ps.inflight.end()) ps.inflight.erase(it);
       if (retry) {
+        ++batch_retries;
         // Later in-flight batches of the partition will fail too (a sequence gap); resend them
         // all, in sequence order, once every one of them is back.
         ps.to_retry.push_back(b);
@@ -415,6 +443,10 @@ struct Producer::Impl {
       }
     }
     if (refresh) request_metadata_refresh(b->topic);
+    if (retry) {
+      client->log(LogLevel::kNotice, "produce to " + b->topic + "[" + std::to_string(b->partition) +
+                                         "] failed (" + e.message + "): retrying");
+    }
     if (!retry) complete(b, base_offset, e);
   }
 
@@ -432,6 +464,12 @@ struct Producer::Impl {
       std::lock_guard lock(mu);
       buffer_used -= b->memory_bytes;
       outstanding -= static_cast<int64_t>(b->completions.size());
+      if (e.code == 0) {
+        msgs_sent += static_cast<int64_t>(b->completions.size());
+        msg_bytes_sent += b->payload_bytes;
+      } else {
+        msgs_failed += static_cast<int64_t>(b->completions.size());
+      }
     }
     cv.notify_all();
   }
@@ -452,14 +490,19 @@ Result<std::unique_ptr<Producer>> Producer::create(const ProducerConfig& config)
   if (config.acks != 0 && config.acks != 1 && config.acks != -1) {
     return unexpected(make_error(Errc::kInvalidArgument, "acks must be 0, 1 or -1 (all)"));
   }
+  if (config.log_level < 0 || config.log_level > 7 || config.statistics_interval_ms < 0) {
+    return unexpected(make_error(Errc::kInvalidArgument,
+                                 "log_level must be 0 to 7 and statistics_interval_ms >= 0"));
+  }
   if (config.batch_size <= 0 || config.buffer_memory <= 0 || config.max_in_flight <= 0) {
     return unexpected(make_error(Errc::kInvalidArgument,
                                  "batch_size, buffer_memory and max_in_flight must be positive"));
   }
-  client::ClientConfig cc;
-  cc.bootstrap_servers = client::parse_broker_list(config.bootstrap_servers);
-  cc.client_id = config.client_id;
-  cc.request_timeout_ms = config.request_timeout_ms;
+  client::ClientConfig cc = client::client_config_of(config, "producer");
+  if (config.statistics_interval_ms > 0 && config.stats_cb) {
+    cc.stats_fields = [p = impl.get()](JsonWriter& w) { p->stats_fields(w); };
+  }
+  if (auto valid = client::validate(cc.security); !valid) return unexpected(valid.error());
   impl->client = std::make_unique<client::Client>(cc);
   impl->timer = std::make_unique<asio::steady_timer>(impl->client->io());
   auto md = impl->client->metadata({}, true);
@@ -476,7 +519,25 @@ Result<std::unique_ptr<Producer>> Producer::create(const ProducerConfig& config)
   return std::unique_ptr<Producer>(new Producer(std::move(impl)));
 }
 
-Producer::~Producer() { close(std::chrono::milliseconds(impl_->config.delivery_timeout_ms)); }
+Result<Producer> Producer::open(const ProducerConfig& config) {
+  auto p = create(config);
+  if (!p) return unexpected(p.error());
+  return Producer(std::move((*p)->impl_));
+}
+
+Producer::Producer(Producer&& other) noexcept : impl_(std::move(other.impl_)) {}
+
+Producer& Producer::operator=(Producer&& other) noexcept {
+  if (this != &other) {
+    if (impl_) close(std::chrono::milliseconds(impl_->config.delivery_timeout_ms));
+    impl_ = std::move(other.impl_);
+  }
+  return *this;
+}
+
+Producer::~Producer() {
+  if (impl_) close(std::chrono::milliseconds(impl_->config.delivery_timeout_ms));
+}
 
 std::future<RecordMetadata> Producer::send(ProducerRecord record) {
   auto promise = std::make_shared<std::promise<RecordMetadata>>();
@@ -511,7 +572,7 @@ Status Producer::flush(std::chrono::milliseconds timeout) {
 }
 
 void Producer::close(std::chrono::milliseconds timeout) {
-  if (!impl_->client) return;
+  if (!impl_ || !impl_->client) return;
   (void)flush(timeout);
   {
     std::lock_guard lock(impl_->mu);
@@ -546,6 +607,49 @@ void Producer::close(std::chrono::milliseconds timeout) {
 
 Result<int32_t> Producer::partition_count(const std::string& topic) {
   return impl_->partition_count(topic, false);
+}
+
+namespace {
+
+const std::vector<client::Property<ProducerConfig>>& producer_properties() {
+  using C = ProducerConfig;
+  static const std::vector<client::Property<C>> table = {
+      {"bootstrap.servers", &C::bootstrap_servers},
+      {"client.id", &C::client_id},
+      {"compression.type", &C::compression},
+      {"compression.level", &C::compression_level},
+      {"linger.ms", &C::linger_ms},
+      {"batch.size", &C::batch_size},
+      {"buffer.memory", &C::buffer_memory},
+      {"block.on.buffer.full", &C::block_on_buffer_full},
+      {"max.block.ms", &C::max_block_ms},
+      {"max.in.flight.requests.per.connection", &C::max_in_flight},
+      {"enable.idempotence", &C::enable_idempotence},
+      {"request.timeout.ms", &C::request_timeout_ms},
+      {"delivery.timeout.ms", &C::delivery_timeout_ms},
+      {"retry.backoff.ms", &C::retry_backoff_ms},
+      {"acks", &C::acks},
+      {"statistics.interval.ms", &C::statistics_interval_ms},
+      {"log_level", &C::log_level},
+  };
+  return table;
+}
+
+}  // namespace
+
+Status set_config(ProducerConfig& config, const std::string& name, const std::string& value) {
+  if (name == "acks" && value == "all") {
+    config.acks = -1;
+    return {};
+  }
+  return client::set_property(config, producer_properties(), name, value);
+}
+
+Result<ProducerConfig> producer_config(const std::map<std::string, std::string>& properties) {
+  return client::config_from<ProducerConfig>(properties, [](ProducerConfig& c, const std::string& k,
+                                                        const std::string& v) {
+    return set_config(c, k, v);
+  });
 }
 
 }  // namespace sluice

@@ -2,11 +2,11 @@
 //
 //   sluice::ProducerConfig config;
 //   config.bootstrap_servers = "127.0.0.1:9092";
-//   auto producer = sluice::Producer::create(config);      // Result<std::unique_ptr<Producer>>
+//   auto producer = sluice::Producer::open(config);        // Result<Producer>
 //   if (!producer) { std::cerr << producer.error().message; return 1; }
-//   auto done = (*producer)->send({.topic = "events", .key = "k", .value = "hello"});
+//   auto done = producer->send({.topic = "events", .key = "k", .value = "hello"});
 //   sluice::RecordMetadata md = done.get();                // md.ok(), md.partition, md.offset
-//   (*producer)->flush();
+//   producer->flush();
 //
 // Records are batched per partition (linger_ms, batch_size) and sent by the producer's I/O
 // thread, at most max_in_flight requests per partition. Idempotence is on by default: the
@@ -22,12 +22,15 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <future>
 #include <memory>
 #include <optional>
 #include <string>
 #include <vector>
 
+#include "client/callbacks.h"
+#include "client/security.h"
 #include "common/result.h"
 
 namespace sluice {
@@ -53,6 +56,18 @@ struct ProducerConfig {
   int request_timeout_ms = 30000;
   int delivery_timeout_ms = 120000;  // give up on a record (with an error) after this
   int retry_backoff_ms = 100;
+  // Log lines of the library (a connection lost and reopened, a retry, a warning) at or
+  // below log_level (syslog: 3 error ... 7 debug) go to log_cb; without one, warnings and
+  // errors go to stderr.
+  LogCallback log_cb;
+  int log_level = 6;
+  // stats_cb gets a JSON document of the client's counters every statistics_interval_ms
+  // (0, the default: off). docs/clients.md lists the fields.
+  int statistics_interval_ms = 0;
+  StatsCallback stats_cb;
+  // TLS and SASL by their Kafka names (security.protocol, ssl.ca.location, sasl.mechanism,
+  // sasl.username, ...: client/security.h, docs/security.md).
+  client::SecurityConfig security;
 };
 
 struct Header {
@@ -80,13 +95,29 @@ struct RecordMetadata {
 
 using DeliveryCallback = std::function<void(const RecordMetadata&)>;
 
+// Sets one field by its librdkafka / Java name, for configuration kept in files: the field
+// names with '.' for '_' ("bootstrap.servers", "client.id", "linger.ms", "batch.size",
+// "enable.idempotence", "compression.type", "statistics.interval.ms", "log_level", ...);
+// "acks" takes "all". Unknown names and bad
+// values fail with client::Errc::kInvalidArgument naming the known ones.
+Status set_config(ProducerConfig& config, const std::string& name, const std::string& value);
+// Defaults, then every property in order.
+Result<ProducerConfig> producer_config(const std::map<std::string, std::string>& properties);
+
 class Producer {
  public:
   // Connects, checks the cluster is reachable and, with idempotence, obtains a producer id.
+  // The producer as a value: `producer->send(...)` through the Result, or
+  // `sluice::Producer p = std::move(*producer);`.
+  static Result<Producer> open(const ProducerConfig& config);
+  // The same on the heap (for callers that keep a pointer).
   static Result<std::unique_ptr<Producer>> create(const ProducerConfig& config);
   ~Producer();  // close() with the delivery timeout
   Producer(const Producer&) = delete;
   Producer& operator=(const Producer&) = delete;
+  // A moved-from Producer may only be destroyed or assigned to; assigning closes the old one.
+  Producer(Producer&& other) noexcept;
+  Producer& operator=(Producer&& other) noexcept;
 
   // Queues a record. The future (never throwing) yields its metadata or error once the
   // broker answered (or at once with acks=0 once written). When the buffer is full, blocks

@@ -3,11 +3,15 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <atomic>
+#include <boost/property_tree/json_parser.hpp>
+#include <boost/property_tree/ptree.hpp>
 #include <cstdlib>
 #include <map>
 #include <mutex>
 #include <set>
+#include <sstream>
 #include <thread>
 
 #include "client/client.h"
@@ -357,6 +361,274 @@ TEST_F(ClientIntegration, IdempotentProducerSurvivesBrokerKillWithoutDuplicates)
   }
   EXPECT_EQ(duplicates, 0);
   EXPECT_EQ(records.size(), static_cast<size_t>(total));
+}
+
+// ---- stats and log callbacks -----------------------------------------------------------------
+
+namespace pt = boost::property_tree;
+
+// Collects stats documents and when they came.
+struct StatsLog {
+  std::mutex mu;
+  std::vector<std::pair<std::chrono::steady_clock::time_point, std::string>> docs;
+  StatsCallback callback() {
+    return [this](const std::string& json) {
+      std::lock_guard lock(mu);
+      docs.emplace_back(std::chrono::steady_clock::now(), json);
+    };
+  }
+  size_t size() {
+    std::lock_guard lock(mu);
+    return docs.size();
+  }
+  // The latest document, parsed (read_json throws on invalid JSON, failing the test).
+  pt::ptree last() {
+    std::lock_guard lock(mu);
+    EXPECT_FALSE(docs.empty());
+    pt::ptree tree;
+    std::istringstream in(docs.empty() ? "{}" : docs.back().second);
+    pt::read_json(in, tree);
+    return tree;
+  }
+  // Every document parses; the gaps between them are about `interval_ms`.
+  void expect_regular(int interval_ms) {
+    std::lock_guard lock(mu);
+    ASSERT_GE(docs.size(), 3u);
+    for (size_t i = 0; i < docs.size(); ++i) {
+      pt::ptree tree;
+      std::istringstream in(docs[i].second);
+      ASSERT_NO_THROW(pt::read_json(in, tree)) << docs[i].second;
+      EXPECT_EQ(tree.get<int>("interval_ms"), interval_ms);
+      if (i == 0) continue;
+      auto gap =
+          std::chrono::duration_cast<std::chrono::milliseconds>(docs[i].first - docs[i - 1].first);
+      EXPECT_GE(gap.count(), interval_ms / 2) << i;
+      EXPECT_LE(gap.count(), interval_ms * 3) << i;
+    }
+  }
+};
+
+// The single broker's entry (node 0), and the sums over brokers of `field`.
+const pt::ptree& broker_zero(const pt::ptree& doc) {
+  for (const auto& [k, b] : doc.get_child("brokers")) {
+    if (b.get<int>("node_id") == 0) return b;
+  }
+  ADD_FAILURE() << "no broker 0 in the stats";
+  return doc;
+}
+
+int64_t sum_over_brokers(const pt::ptree& doc, const std::string& field) {
+  int64_t n = 0;
+  for (const auto& [k, b] : doc.get_child("brokers")) n += b.get<int64_t>(field);
+  return n;
+}
+
+TEST_F(ClientIntegration, ProducerStatsComeAtTheIntervalAndCountWhatWasSent) {
+  create_topic(broker_.address(), "pstats", 2);
+  StatsLog stats;
+  ProducerConfig pc;
+  ASSERT_TRUE(set_config(pc, "statistics.interval.ms", "200"));
+  pc.stats_cb = stats.callback();
+  pc.client_id = "stats-producer";
+  auto producer = make_producer(broker_.address(), pc);
+  for (int i = 0; i < 100; ++i) {
+    ASSERT_TRUE(
+        producer->send({.topic = "pstats", .partition = i % 2, .value = std::string(100, 'v')},
+                       [](const RecordMetadata&) {}));
+  }
+  ASSERT_TRUE(producer->flush());
+  const size_t before = stats.size();
+  std::this_thread::sleep_for(std::chrono::milliseconds(1100));
+  EXPECT_GE(stats.size() - before, 3u);  // about 5 in 1.1 s
+  EXPECT_LE(stats.size() - before, 8u);
+  pt::ptree doc = stats.last();
+  EXPECT_EQ(doc.get<std::string>("type"), "producer");
+  EXPECT_EQ(doc.get<std::string>("name"), "stats-producer");
+  EXPECT_EQ(doc.get<int64_t>("msgs_sent"), 100);
+  EXPECT_EQ(doc.get<int64_t>("msg_bytes_sent"), 100 * 100);
+  EXPECT_EQ(doc.get<int64_t>("msgs_failed"), 0);
+  EXPECT_EQ(doc.get<int64_t>("msgs_queued"), 0);
+  EXPECT_EQ(doc.get<int64_t>("msg_bytes_queued"), 0);
+  EXPECT_EQ(doc.get<int64_t>("batches_inflight"), 0);
+  EXPECT_EQ(doc.get<int64_t>("requests_inflight"), 0);
+  EXPECT_EQ(doc.get<int64_t>("request_errors"), 0);
+  EXPECT_EQ(doc.get<int64_t>("requests"), sum_over_brokers(doc, "requests"));
+  EXPECT_EQ(doc.get<int64_t>("responses"), doc.get<int64_t>("requests"));
+  EXPECT_GT(doc.get<int64_t>("tx_bytes"), 100 * 100);
+  const pt::ptree& b0 = broker_zero(doc);
+  EXPECT_TRUE(b0.get<bool>("connected"));
+  EXPECT_FALSE(b0.get<bool>("bootstrap"));
+  EXPECT_EQ(b0.get<std::string>("address"), broker_.address());
+  // Produce requests went to broker 0 (ApiVersions, and a Metadata or two, too).
+  EXPECT_GE(b0.get<int64_t>("requests"), 2);
+  EXPECT_EQ(b0.get<int64_t>("responses"), b0.get<int64_t>("requests"));
+  stats.expect_regular(200);
+  // Round trips were measured in some window, and the windows add up to the answers.
+  int64_t rtts = 0;
+  {
+    std::lock_guard lock(stats.mu);
+    for (const auto& [at, json] : stats.docs) {
+      pt::ptree d;
+      std::istringstream in(json);
+      pt::read_json(in, d);
+      for (const auto& [k, b] : d.get_child("brokers")) {
+        const int64_t count = b.get<int64_t>("rtt_us.count");
+        rtts += count;
+        if (count > 0) {
+          EXPECT_GT(b.get<int64_t>("rtt_us.max"), 0);
+          EXPECT_LE(b.get<int64_t>("rtt_us.min"), b.get<int64_t>("rtt_us.avg"));
+          EXPECT_LE(b.get<int64_t>("rtt_us.avg"), b.get<int64_t>("rtt_us.max"));
+        }
+      }
+    }
+  }
+  EXPECT_GT(rtts, 0);
+  EXPECT_LE(rtts, doc.get<int64_t>("responses"));
+  producer->close();
+  const size_t closed_at = stats.size();
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  EXPECT_EQ(stats.size(), closed_at) << "no stats after close()";
+}
+
+TEST_F(ClientIntegration, ConsumerStatsCountWhatWasReadAndStatsAreOffByDefault) {
+  create_topic(broker_.address(), "cstats", 1);
+  StatsLog off;
+  ProducerConfig pc;
+  pc.stats_cb = off.callback();  // statistics_interval_ms stays 0: off
+  auto producer = make_producer(broker_.address(), pc);
+  for (int i = 0; i < 50; ++i) {
+    ASSERT_TRUE(producer->send({.topic = "cstats", .key = "k", .value = std::string(20, 'v')},
+                               [](const RecordMetadata&) {}));
+  }
+  ASSERT_TRUE(producer->flush());
+  StatsLog stats;
+  ConsumerConfig cc;
+  cc.statistics_interval_ms = 150;
+  cc.stats_cb = stats.callback();
+  auto consumer = make_consumer(broker_.address(), cc);
+  TopicPartition tp{"cstats", 0};
+  ASSERT_TRUE(consumer->assign({tp}));
+  ASSERT_TRUE(consumer->seek_to_beginning({tp}));
+  size_t got = 0;
+  for (int i = 0; i < 50 && got < 50; ++i) {
+    auto r = consumer->poll(std::chrono::milliseconds(200));
+    ASSERT_TRUE(r) << r.error().message;
+    got += r->size();
+  }
+  ASSERT_EQ(got, 50u);
+  std::this_thread::sleep_for(std::chrono::milliseconds(700));
+  pt::ptree doc = stats.last();
+  EXPECT_EQ(doc.get<std::string>("type"), "consumer");
+  EXPECT_EQ(doc.get<int64_t>("msgs_received"), 50);
+  EXPECT_EQ(doc.get<int64_t>("msg_bytes_received"), 50 * (1 + 20));
+  EXPECT_EQ(doc.get<int64_t>("msgs_polled"), 50);
+  EXPECT_EQ(doc.get<int64_t>("msgs_queued"), 0);
+  EXPECT_EQ(doc.get<int64_t>("fetch_errors"), 0);
+  EXPECT_GE(broker_zero(doc).get<int64_t>("requests"), 2);  // ListOffsets, Fetch
+  stats.expect_regular(150);
+  EXPECT_EQ(off.size(), 0u) << "statistics_interval_ms=0 must not call stats_cb";
+}
+
+TEST_F(ClientIntegration, LogCallbackGetsTheLibrarysLinesInsteadOfStderr) {
+  create_topic(broker_.address(), "logs", 1);
+  std::mutex mu;
+  std::vector<std::pair<LogLevel, std::string>> lines;
+  auto log = [&](LogLevel level, const std::string& message) {
+    std::lock_guard lock(mu);
+    lines.emplace_back(level, message);
+  };
+  auto count = [&](LogLevel level, const std::string& part) {
+    std::lock_guard lock(mu);
+    return std::count_if(lines.begin(), lines.end(), [&](const auto& l) {
+      return l.first == level && l.second.find(part) != std::string::npos;
+    });
+  };
+  // A consumer warning (an out-of-range position reset) goes to log_cb, not to stderr.
+  auto producer = make_producer(broker_.address());
+  ASSERT_TRUE(producer->send({.topic = "logs", .value = "v"}).get().ok());
+  ConsumerConfig cc;
+  cc.auto_offset_reset = "earliest";
+  cc.log_cb = log;
+  auto consumer = make_consumer(broker_.address(), cc);
+  TopicPartition tp{"logs", 0};
+  ASSERT_TRUE(consumer->assign({tp}));
+  ASSERT_TRUE(consumer->seek(tp, 1000));
+  ::testing::internal::CaptureStderr();
+  std::vector<ConsumerRecord> got;
+  for (int i = 0; i < 20 && got.empty(); ++i) {
+    auto r = consumer->poll(std::chrono::milliseconds(200));
+    ASSERT_TRUE(r) << r.error().message;
+    got = std::move(*r);
+  }
+  EXPECT_EQ(::testing::internal::GetCapturedStderr(), "");
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_EQ(count(LogLevel::kWarning, "out of range"), 1);
+  // A broker killed under a producer: the lost connection is logged (notice), the record is
+  // still delivered after the restart.
+  ProducerConfig pc;
+  pc.log_cb = log;
+  pc.request_timeout_ms = 3000;
+  auto logged = make_producer(broker_.address(), pc);
+  ASSERT_TRUE(logged->send({.topic = "logs", .value = "before"}).get().ok());
+  broker_.kill9();
+  auto during = logged->send({.topic = "logs", .value = "during"});
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  broker_.restart();
+  RecordMetadata md = during.get();
+  EXPECT_TRUE(md.ok()) << md.error.message;
+  EXPECT_GE(count(LogLevel::kNotice, broker_.address()), 1);
+  // log_level drops the lines above it.
+  ProducerConfig quiet;
+  ASSERT_TRUE(set_config(quiet, "log_level", "4"));
+  EXPECT_EQ(quiet.log_level, 4);
+  EXPECT_FALSE(set_config(quiet, "statistics.interval.ms", "soon"));
+  quiet.log_level = 9;
+  quiet.bootstrap_servers = broker_.address();
+  auto bad = Producer::create(quiet);
+  ASSERT_FALSE(bad);
+  EXPECT_EQ(bad.error().code, static_cast<int>(client::Errc::kInvalidArgument));
+}
+
+// The value handle: open() and a Producer / Consumer moved around by value.
+TEST_F(ClientIntegration, OpenReturnsMovableValues) {
+  create_topic(broker_.address(), "values", 1);
+  ProducerConfig pc;
+  pc.bootstrap_servers = broker_.address();
+  auto opened = Producer::open(pc);
+  ASSERT_TRUE(opened) << opened.error().message;
+  ASSERT_TRUE(opened->send({.topic = "values", .value = "a"}).get().ok());
+  Producer producer = std::move(*opened);
+  ASSERT_TRUE(producer.send({.topic = "values", .value = "b"}).get().ok());
+  Producer other = std::move(producer);
+  ASSERT_TRUE(other.send({.topic = "values", .value = "c"}).get().ok());
+  other.close();
+  ConsumerConfig cc;
+  cc.bootstrap_servers = broker_.address();
+  auto c = Consumer::open(cc);
+  ASSERT_TRUE(c) << c.error().message;
+  Consumer consumer = std::move(*c);
+  TopicPartition tp{"values", 0};
+  ASSERT_TRUE(consumer.assign({tp}));
+  ASSERT_TRUE(consumer.seek_to_beginning({tp}));
+  std::vector<std::string> values;
+  for (int i = 0; i < 20 && values.size() < 3; ++i) {
+    auto r = consumer.poll(std::chrono::milliseconds(200));
+    ASSERT_TRUE(r) << r.error().message;
+    for (const auto& rec : *r) values.push_back(*rec.value);
+  }
+  EXPECT_EQ(values, (std::vector<std::string>{"a", "b", "c"}));
+  // A failed open() with stats on: the timer fires while create() retries, and stops before
+  // the consumer's members go (the sanitizer build checks the order).
+  cc.bootstrap_servers = "127.0.0.1:1";
+  std::atomic<int> calls{0};
+  cc.statistics_interval_ms = 20;
+  cc.stats_cb = [&calls](const std::string&) { ++calls; };
+  EXPECT_FALSE(Consumer::open(cc));
+  EXPECT_GT(calls.load(), 0);
+  pc.bootstrap_servers = "127.0.0.1:1";
+  pc.statistics_interval_ms = 20;
+  pc.stats_cb = [&calls](const std::string&) { ++calls; };
+  EXPECT_FALSE(Producer::open(pc));
 }
 
 }  // namespace

@@ -191,6 +191,73 @@ TEST(CodecGolden, DescribeLogDirsResponses) {
   )"));
 }
 
+// ---- SCRAM credentials (KIP-554), v0 only, flexible ----
+// Laid out by hand from Kafka 3.8.0's JSON schemas (no client on this machine sends them).
+
+TEST(CodecGolden, DescribeUserScramCredentialsV0) {
+  auto r = decode_exact(bytes_of(R"(
+      0032 0000 0000000b 0004 74657374 00  # header v2: key 50, v0, corr 11, 'test', tags
+      03 04 626f62 00 02 78 00             # users: 'bob', 'x' (each with its tags)
+      00                                   # body tags
+  )"));
+  const auto& body = std::get<DescribeUserScramCredentialsRequest>(r.body);
+  ASSERT_TRUE(body.users.has_value());
+  ASSERT_EQ(body.users->size(), 2u);
+  EXPECT_EQ((*body.users)[0].name, "bob");
+  EXPECT_EQ((*body.users)[1].name, "x");
+  auto all = decode_exact(bytes_of("0032 0000 0000000c 0004 74657374 00  00 00"));
+  EXPECT_FALSE(std::get<DescribeUserScramCredentialsRequest>(all.body).users.has_value());
+
+  DescribeUserScramCredentialsResponse resp;
+  resp.results.resize(2);
+  resp.results[0].user = "bob";
+  resp.results[0].credential_infos.push_back({1, 8192});
+  resp.results[0].credential_infos.push_back({2, 4096});
+  resp.results[1].user = "x";
+  resp.results[1].error_code = 91;
+  resp.results[1].error_message = "no";
+  EXPECT_EQ(hex(Bytes(encode_response(11, 0, resp).bytes).subspan(4)), hex_text(R"(
+      0000000b 00                       # header v1
+      00000000 0000 00                  # throttle, error, message null
+      03 04 626f62 0000 00              # 2 results: 'bob', error 0, message null
+         03 01 00002000 00 02 00001000 00   # SCRAM-SHA-256 8192, SCRAM-SHA-512 4096
+         00                             # result tags
+         02 78 005b 03 6e6f 01 00       # 'x', RESOURCE_NOT_FOUND, 'no', no credentials
+      00                                # body tags
+  )"));
+}
+
+TEST(CodecGolden, AlterUserScramCredentialsV0) {
+  auto r = decode_exact(bytes_of(R"(
+      0033 0000 0000000d 0004 74657374 00  # header v2: key 51, v0, corr 13, 'test', tags
+      02 04 626f62 02 00                   # deletions: bob SCRAM-SHA-512
+      02 02 78 01 00001000                 # upsertions: 'x' SCRAM-SHA-256 4096 iterations
+         03 aabb 04 010203 00              #   salt aabb, salted password 010203, tags
+      00
+  )"));
+  const auto& body = std::get<AlterUserScramCredentialsRequest>(r.body);
+  ASSERT_EQ(body.deletions.size(), 1u);
+  EXPECT_EQ(body.deletions[0].name, "bob");
+  EXPECT_EQ(body.deletions[0].mechanism, 2);
+  ASSERT_EQ(body.upsertions.size(), 1u);
+  const auto& u = body.upsertions[0];
+  EXPECT_EQ(u.name, "x");
+  EXPECT_EQ(u.mechanism, 1);
+  EXPECT_EQ(u.iterations, 4096);
+  EXPECT_EQ(hex(u.salt), "aabb");
+  EXPECT_EQ(hex(u.salted_password), "010203");
+
+  AlterUserScramCredentialsResponse resp;
+  resp.results.push_back({"bob", 0, std::nullopt});
+  resp.results.push_back({"x", 93, "Too few iterations"});
+  EXPECT_EQ(hex(Bytes(encode_response(13, 0, resp).bytes).subspan(4)), hex_text(R"(
+      0000000d 00  00000000             # header v1, throttle
+      03 04 626f62 0000 00 00           # 'bob' ok, message null, tags
+         02 78 005d 13 546f6f2066657720697465726174696f6e73 00   # 'x' UNACCEPTABLE_CREDENTIAL
+      00
+  )"));
+}
+
 // ---- frames captured from real clients ----
 
 struct Captured {

@@ -133,12 +133,12 @@ TEST(CodecApiTable, CoversTheAdvertisedRanges) {
     int16_t min, max, flexible;
   };
   const Want wants[] = {
-      {ApiKey::kProduce, 0, 9, 9},  // from 0 for librdkafka compression (schema comment)
-      {ApiKey::kFetch, 4, 12, 12},
+      {ApiKey::kProduce, 0, 9, 9},  // v0-2: legacy message sets, up-converted (issue #22)
+      {ApiKey::kFetch, 0, 12, 12},  // v0-3: down-converted to magic 0/1
       {ApiKey::kListOffsets, 0, 6, 6},
       {ApiKey::kMetadata, 0, 9, 9},
-      {ApiKey::kOffsetCommit, 2, 8, 8},
-      {ApiKey::kOffsetFetch, 1, 7, 6},
+      {ApiKey::kOffsetCommit, 0, 8, 8},
+      {ApiKey::kOffsetFetch, 0, 7, 6},
       {ApiKey::kFindCoordinator, 0, 3, 3},
       {ApiKey::kJoinGroup, 0, 6, 6},
       {ApiKey::kHeartbeat, 0, 4, 4},
@@ -151,6 +151,9 @@ TEST(CodecApiTable, CoversTheAdvertisedRanges) {
       {ApiKey::kDeleteTopics, 0, 4, 4},
       {ApiKey::kDeleteRecords, 0, 2, 2},
       {ApiKey::kInitProducerId, 0, 4, 2},
+      {ApiKey::kDescribeAcls, 0, 3, 2},
+      {ApiKey::kCreateAcls, 0, 3, 2},
+      {ApiKey::kDeleteAcls, 0, 3, 2},
       {ApiKey::kDescribeConfigs, 0, 4, 4},
       {ApiKey::kSaslHandshake, 0, 1, kNotFlexible},
       {ApiKey::kSaslAuthenticate, 0, 2, 2},
@@ -165,6 +168,8 @@ TEST(CodecApiTable, CoversTheAdvertisedRanges) {
       {ApiKey::kListPartitionReassignments, 0, 0, 0},
       {ApiKey::kOffsetDelete, 0, 0, kNotFlexible},
       {ApiKey::kDescribeQuorum, 0, 0, 0},
+      {ApiKey::kDescribeUserScramCredentials, 0, 0, 0},
+      {ApiKey::kAlterUserScramCredentials, 0, 0, 0},
       {ApiKey::kDescribeCluster, 0, 0, 0},
   };
   EXPECT_EQ(std::size(wants), kSupportedApis.size());

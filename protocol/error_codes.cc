@@ -156,6 +156,12 @@ std::string_view error_name(ErrorCode code) {
       return "THROTTLING_QUOTA_EXCEEDED";
     case ErrorCode::kProducerFenced:
       return "PRODUCER_FENCED";
+    case ErrorCode::kResourceNotFound:
+      return "RESOURCE_NOT_FOUND";
+    case ErrorCode::kDuplicateResource:
+      return "DUPLICATE_RESOURCE";
+    case ErrorCode::kUnacceptableCredential:
+      return "UNACCEPTABLE_CREDENTIAL";
     case ErrorCode::kUnknownTopicId:
       return "UNKNOWN_TOPIC_ID";
   }

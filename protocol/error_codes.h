@@ -84,6 +84,9 @@ enum class ErrorCode : int16_t {
   kUnstableOffsetCommit = 88,
   kThrottlingQuotaExceeded = 89,
   kProducerFenced = 90,
+  kResourceNotFound = 91,
+  kDuplicateResource = 92,
+  kUnacceptableCredential = 93,
   kUnknownTopicId = 100,
 };
 

@@ -10,6 +10,7 @@ is killed (a ctest timeout).
 import argparse
 import atexit
 import ctypes
+import io
 import os
 import random
 import re
@@ -408,6 +409,96 @@ def wait_until(predicate, timeout_s=10, what="condition"):
     raise AssertionError("timed out after %s s waiting for %s" % (timeout_s, what))
 
 
+# --- Configs (DescribeConfigs, AlterConfigs, IncrementalAlterConfigs) and auto-creation, raw:
+# the installed clients cannot name the cluster-default BROKER resource "" (confluent-kafka 1.7)
+# nor decode v1+ config sources (kafka-python).
+
+def kafka_string(s):
+    """A Kafka STRING: int16 length, UTF-8 bytes."""
+    return struct.pack(">h", len(s)) + s.encode()
+
+
+def call_api(bootstrap, api_key, version, body):
+    """One request on a fresh connection: the response body."""
+    sock = connect(bootstrap)
+    try:
+        sock.sendall(request_frame(api_key, version, 7, body))
+        return recv_response(sock)[1]
+    finally:
+        sock.close()
+
+
+class BodyReader:
+    """Reads the big-endian fields of a response body."""
+
+    def __init__(self, data):
+        self.data, self.at = data, 0
+
+    def take(self, fmt):
+        (v,) = struct.unpack_from(fmt, self.data, self.at)
+        self.at += struct.calcsize(fmt)
+        return v
+
+    def string(self):
+        n = self.take(">h")
+        if n < 0:
+            return None
+        self.at += n
+        return self.data[self.at - n:self.at].decode()
+
+
+def describe_configs(bootstrap, rtype, name):
+    """DescribeConfigs v1 with synonyms: (error code, {setting: (value, read_only, source,
+    [(synonym, value, source)])})."""
+    from kafka.protocol.admin import DescribeConfigsRequest
+    req = DescribeConfigsRequest[1](resources=[(rtype, name, None)], include_synonyms=True)
+    r = BodyReader(call_api(bootstrap, 32, 1, req.encode()))
+    r.take(">i")  # throttle
+    assert r.take(">i") == 1
+    err = r.take(">h")
+    r.string(), r.take(">b"), r.string()  # message, type, name
+    configs = {}
+    for _ in range(max(0, r.take(">i"))):
+        setting, value, read_only, source = r.string(), r.string(), r.take(">?"), r.take(">b")
+        r.take(">?")  # sensitive
+        synonyms = [(r.string(), r.string(), r.take(">b")) for _ in range(r.take(">i"))]
+        configs[setting] = (value, read_only, source, synonyms)
+    return err, configs
+
+
+def alter_configs(bootstrap, rtype, name, settings):
+    """AlterConfigs v0 of one resource: (error code, message)."""
+    from kafka.protocol.admin import AlterConfigsRequest, AlterConfigsResponse
+    req = AlterConfigsRequest[0](resources=[(rtype, name, list(settings.items()))],
+                                 validate_only=False)
+    body = call_api(bootstrap, 33, 0, req.encode())
+    (res,) = AlterConfigsResponse[0].decode(io.BytesIO(body)).resources
+    return res[0], res[1] or ""
+
+
+def incremental_alter_configs(bootstrap, rtype, name, ops):
+    """IncrementalAlterConfigs v0 of one resource, ops [(setting, op, value)] (op 0 SET,
+    1 DELETE): (error code, message)."""
+    body = struct.pack(">ib", 1, rtype) + kafka_string(name) + struct.pack(">i", len(ops))
+    for setting, op, value in ops:
+        body += kafka_string(setting) + struct.pack(">b", op)
+        body += kafka_string(value) if value is not None else struct.pack(">h", -1)
+    body += struct.pack(">?", False)
+    resp = call_api(bootstrap, 44, 0, body)
+    err, = struct.unpack(">h", resp[8:10])
+    n, = struct.unpack(">h", resp[10:12])
+    return err, resp[12:12 + n].decode() if n > 0 else ""
+
+
+def auto_create(bootstrap, topic):
+    """A Metadata v4 request allowing auto-creation: (error code, partitions) of the topic."""
+    from kafka.protocol.metadata import MetadataRequest, MetadataResponse
+    req = MetadataRequest[4](topics=[topic], allow_auto_topic_creation=True)
+    body = call_api(bootstrap, 3, 4, req.encode())
+    (t,) = MetadataResponse[4].decode(io.BytesIO(body)).topics
+    return t[0], len(t[3])
+
+
 LOG_CONN_RE = re.compile(r"connection \d+ from (127\.0\.0\.1:\d+)")
 
 
@@ -447,3 +538,43 @@ def read_partitions(bootstrap, topic, partitions, idle_timeout_s=10):
     finally:
         c.close()
     return out
+
+
+class SteadyLoad:
+    """A thread producing `batch` records of `value` to one partition every 50 ms (with
+    confluent-kafka) from start() until stop(); `sent` counts what it handed the producer.
+    A with-block starts and stops it."""
+
+    def __init__(self, bootstrap, topic, partition, value=b"load", batch=100):
+        import threading
+        self.args = (bootstrap, topic, partition, value, batch)
+        self.sent = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run)
+
+    def _run(self):
+        from confluent_kafka import Producer
+        bootstrap, topic, partition, value, batch = self.args
+        p = Producer({"bootstrap.servers": bootstrap, "linger.ms": 2})
+        while not self._stop.is_set():
+            for _ in range(batch):
+                p.produce(topic, value=value, partition=partition)
+            self.sent += batch
+            p.poll(0)
+            time.sleep(0.05)
+        p.flush(30)
+
+    def start(self):
+        self._thread.start()
+        return self
+
+    def stop(self):
+        self._stop.set()
+        self._thread.join()
+        return self.sent
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()

@@ -92,7 +92,7 @@ class BadInput(harness.BrokerTestCase):
             "unknown API key": frame(999, 0, b""),
             "negative API key": frame(-1, 0, b""),
             "Produce v99": frame(0, 99, b""),
-            "Fetch v1 (below our minimum)": frame(1, 1, b"\0" * 40),
+            "OffsetForLeaderEpoch v1 (below our minimum)": frame(23, 1, b"\0" * 40),
             "Metadata v-1": frame(3, -1, b""),
             "client id longer than frame": struct.pack(">ihhih", 10, 3, 1, 1, 500),
             "Metadata topic count past the end": frame(3, 1, struct.pack(">i", 0x7FFFFFFF)),

@@ -163,9 +163,11 @@ def read_values(bootstrap, topic):
 class HostileRecords(harness.BrokerTestCase):
     """Findings 1, 2, 6, 7 and 8: lying batches, internal topics, producer ids, log forging."""
 
-    BROKER_ARGS = ("--auto.create.topics.enable", "false")
+    # Partitions at most: max.partitions (descriptors no longer bound them: idle partitions
+    # hold none; test_descriptors.py shows it).
+    BROKER_ARGS = ("--auto.create.topics.enable", "false", "--max.partitions", "819")
     TOPIC = "target"
-    OPEN_FILES = 8192  # partitions at most: (8192 - 4096 reserved) / 5 descriptors = 819
+    OPEN_FILES = 8192
 
     @classmethod
     def setUpClass(cls):
@@ -290,7 +292,8 @@ class HostileRecords(harness.BrokerTestCase):
     def test_6_client_strings_cannot_forge_log_lines(self):
         forged = b"x\n2099-01-01 00:00:00.000 error FORGED\x1b[2K"
         s = harness.connect(self.bootstrap)
-        s.sendall(frame(1, 1, b"", client_id=forged))  # Fetch v1 is not served: logged, closed
+        # OffsetForLeaderEpoch v0 is not served: logged, closed.
+        s.sendall(frame(23, 0, b"", client_id=forged))
         self.assertTrue(harness.closed_by_peer(s))
         s.close()
         harness.wait_until(lambda: "FORGED" in self.broker.log(), what="the log line")
@@ -514,6 +517,43 @@ class HostileDescriptors(harness.BrokerTestCase):
         # Descriptors come back: a normal client is served again.
         served_within(self.bootstrap, 10, "a client served after EMFILE")
         self.assertTrue(self.broker.alive())
+
+
+class HostileAutoCreate(harness.BrokerTestCase):
+    """Finding 4, Metadata auto-creating many names at once: memory grows linearly (each
+    creation's callback used to copy the answer, holding every name: +250 MiB for 2,500),
+    and the burst does not crash the controller (a single voter applies a proposal at once;
+    the session check went on iterating the image that replaced: a segfault) or make the
+    broker fence itself."""
+
+    NAMES = 2000
+    BROKER_ARGS = ("--broker.session.timeout.ms", "1000", "--broker.heartbeat.interval.ms", "200")
+
+    def test_1_thousands_of_names_in_one_metadata(self):
+        names = ["auto-%05d" % i for i in range(self.NAMES)]
+        base = settle_rss(self.broker, 0.2)
+        req = MetadataRequest[4](names, True)
+        with harness.connect(self.bootstrap, timeout_s=300) as s:
+            t0 = time.monotonic()
+            s.sendall(frame(3, 4, req.encode(), 9))
+            _, body = harness.recv_response(s)
+            took = time.monotonic() - t0
+        topics = MetadataResponse[4].decode(io.BytesIO(body)).topics
+        held = settle_rss(self.broker, 0.5)
+        print("%d names auto-created in one Metadata: %.1f s, RSS %d -> %d MiB (+%.1f KiB each)"
+              % (self.NAMES, took, base // MiB, held // MiB, (held - base) / 1024 / self.NAMES))
+        self.assertEqual(sorted(t[1] for t in topics), names)
+        self.assertTrue(self.broker.alive())
+        self.assertLess(held - base, 64 * MiB)
+        self.assertNotIn("fencing it", self.broker.log())
+        with harness.connect(self.bootstrap) as s:
+            self.assertTrue(set(names) <= topic_names(s))
+
+    def test_9_restart(self):
+        self.assertEqual(self.broker.restart(), 0)
+        with harness.connect(self.bootstrap) as s:
+            self.assertEqual(len([n for n in topic_names(s) if n.startswith("auto-")]),
+                             self.NAMES)
 
 
 if __name__ == "__main__":

@@ -97,6 +97,9 @@ class AdminApiAndMetrics(harness.BrokerTestCase):
         self.assertEqual(types["sluice_log_fsync_latency_seconds"], "histogram")
         self.assertGreater(total(samples, "sluice_log_fsync_latency_seconds_count"), 0)
         self.assertEqual(total(samples, "sluice_ready"), 1)
+        self.assertEqual(total(samples, "sluice_controller_is_leader"), 1)
+        # One replica per partition: no followers, no replica lag series.
+        self.assertEqual(total(samples, "sluice_raft_partition_replica_lag"), 0)
 
     def test_requests_are_counted_per_api_and_version(self):
         samples, _, _ = scrape(self.broker)
@@ -139,7 +142,7 @@ class AdminApiAndMetrics(harness.BrokerTestCase):
         self.assertEqual(config["listen"], self.bootstrap)
         self.assertEqual(config["shards"], 2)
         self.assertEqual(config["admin.listen"], "127.0.0.1:%d" % self.broker.admin_port)
-        status, index = get_json(self.broker, "/")
+        status, index = get_json(self.broker, "/v1")
         self.assertIn("/metrics", index["endpoints"])
         self.assertEqual(get_json(self.broker, "/v1/nothing-here")[0], 404)
 

@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <span>
@@ -83,8 +84,10 @@ class Client {
 
 // The codec-based client (internal/raw_client.cc), talking to one broker at `bootstrap`.
 std::unique_ptr<Client> make_raw_client(const std::string& bootstrap);
-// sluice::Producer and sluice::Consumer (internal/library_client.cc); admin through the raw
-// client. `bootstrap` may list several brokers, comma-separated (admin uses the first).
-std::unique_ptr<Client> make_library_client(const std::string& bootstrap);
+// sluice::Producer and sluice::Consumer (internal/library_client.cc), with `properties`
+// (client settings by Kafka name: security.protocol, ...) on every connection. `bootstrap`
+// may list several brokers, comma-separated.
+std::unique_ptr<Client> make_library_client(
+    const std::string& bootstrap, const std::map<std::string, std::string>& properties = {});
 
 }  // namespace sluice::bench::detail

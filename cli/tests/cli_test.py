@@ -7,7 +7,7 @@ import sys
 import unittest
 
 sys.path.insert(0, os.path.dirname(__file__))
-from sluice_env import Broker, sluice  # noqa: E402
+from sluice_env import Broker, BrokerTestCase, sluice  # noqa: E402
 
 
 def closed_port():
@@ -18,23 +18,7 @@ def closed_port():
     return port
 
 
-class CliTest(unittest.TestCase):
-    @classmethod
-    def setUpClass(cls):
-        # Auto-creation off: unknown topics must stay unknown (see test_produce_auto_creates).
-        # Its groups have one member: no need to wait for others (Kafka's default is 3 s).
-        cls.broker = Broker(["--auto.create.topics.enable", "false",
-                             "--group.initial.rebalance.delay.ms", "0"])
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.broker.close()
-
-    def ok(self, *args, stdin=None):
-        r = sluice(self.broker, *args, stdin=stdin)
-        self.assertEqual(r.returncode, 0, "%s: %s" % (args, r.stderr))
-        return r
-
+class CliTest(BrokerTestCase):
     def test_topic_lifecycle(self):
         self.ok("topic", "create", "life", "-p", "2", "-c", "retention.ms=3600000")
         self.assertIn("life", self.ok("topic", "list").stdout.split())
@@ -100,6 +84,26 @@ class CliTest(unittest.TestCase):
         out = self.ok("cluster", "info").stdout
         self.assertIn("broker 0 " + self.broker.address, out)
         self.assertIn("cluster id", out)
+
+    def test_cluster_config(self):
+        # The cluster-wide default, then this broker's own value over it (dynamic configs).
+        self.ok("cluster", "config", "--set", "num.partitions=3")
+        self.assertEqual(self.ok("cluster", "config").stdout,
+                         "num.partitions=3 (DYNAMIC_DEFAULT_BROKER_CONFIG)\n")
+        self.ok("cluster", "config", "--broker", "0", "-c", "num.partitions=2")
+        out = self.ok("cluster", "config", "--broker", "0", "--format", "json").stdout
+        entries = {e["name"]: e for e in json.loads(out)}
+        self.assertEqual((entries["num.partitions"]["value"], entries["num.partitions"]["source"]),
+                         ("2", "DYNAMIC_BROKER_CONFIG"))
+        self.assertTrue(entries["socket.request.max.bytes"]["read_only"])
+        r = sluice(self.broker, "cluster", "config", "--broker", "0", "--set", "log.dirs=/x")
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("INVALID_REQUEST", r.stderr)
+        self.assertIn("log.dirs", r.stderr)
+        self.ok("cluster", "config", "--broker", "0", "--delete", "num.partitions")
+        self.ok("cluster", "config", "--delete", "num.partitions")
+        self.assertIn("num.partitions=1 (DEFAULT_CONFIG)",
+                      self.ok("cluster", "config", "--broker", "0").stdout)
 
     def test_env_brokers(self):
         r = sluice(None, "topic", "list", env={"SLUICE_BROKERS": self.broker.address})

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import tempfile
 import time
+import unittest
 
 SLUICE = os.environ.get("SLUICE_BIN", "sluice")
 # $SLUICED overrides (e.g. the checked build's tests against the release build's broker).
@@ -29,6 +30,9 @@ class Broker:
             if m:
                 self.port = int(m.group(1))
                 self.address = "127.0.0.1:%d" % self.port
+                self.log.seek(0)
+                a = re.search(r"admin HTTP API and /metrics on [0-9.]+:([0-9]+)", self.log.read())
+                self.admin_address = "127.0.0.1:%s" % a.group(1) if a else None
                 return
             if self.proc.poll() is not None:
                 break
@@ -55,3 +59,23 @@ def sluice(broker, *args, stdin=None, env=None, timeout=60):
         full_env.update(env)
     return subprocess.run(cmd, input=stdin, capture_output=True, text=True, timeout=timeout,
                           env=full_env)
+
+
+class BrokerTestCase(unittest.TestCase):
+    """One broker for the class: auto-creation off (unknown topics stay unknown) and groups
+    that need not wait for more members (Kafka's default waits 3 s)."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.broker = Broker(["--auto.create.topics.enable", "false",
+                             "--group.initial.rebalance.delay.ms", "0"])
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.broker.close()
+
+    def ok(self, *args, stdin=None, timeout=60):
+        """Runs sluice against the class's broker and asserts exit status 0."""
+        r = sluice(self.broker, *args, stdin=stdin, timeout=timeout)
+        self.assertEqual(r.returncode, 0, "%s: %s" % (args, r.stderr))
+        return r

@@ -5,11 +5,12 @@
 include(CMakePackageConfigHelpers)
 include(GNUInstallDirs)
 
-set(SLUICE_PACKAGE_TARGETS sluice_common sluice_protocol sluice_partitioner sluice_client
-                           sluice_producer sluice_consumer)
+set(SLUICE_PACKAGE_TARGETS sluice_common sluice_protocol sluice_partitioner sluice_sasl
+                           sluice_client sluice_producer sluice_consumer)
 set_target_properties(sluice_common PROPERTIES EXPORT_NAME common)
 set_target_properties(sluice_protocol PROPERTIES EXPORT_NAME protocol)
 set_target_properties(sluice_partitioner PROPERTIES EXPORT_NAME partitioner)
+set_target_properties(sluice_sasl PROPERTIES EXPORT_NAME sasl)
 set_target_properties(sluice_client PROPERTIES EXPORT_NAME client)
 set_target_properties(sluice_producer PROPERTIES EXPORT_NAME producer)
 set_target_properties(sluice_consumer PROPERTIES EXPORT_NAME consumer)
@@ -20,6 +21,9 @@ install(TARGETS ${SLUICE_PACKAGE_TARGETS} EXPORT sluiceTargets
         ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR} COMPONENT sluice_dev)
 install(FILES ${PROJECT_SOURCE_DIR}/common/result.h ${PROJECT_SOURCE_DIR}/common/assert.h
         DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}/sluice/common COMPONENT sluice_dev)
+install(FILES ${PROJECT_SOURCE_DIR}/client/errors.h ${PROJECT_SOURCE_DIR}/client/callbacks.h
+              ${PROJECT_SOURCE_DIR}/client/security.h
+        DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}/sluice/client COMPONENT sluice_dev)
 install(FILES ${PROJECT_SOURCE_DIR}/producer/producer.h
         DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}/sluice/producer COMPONENT sluice_dev)
 install(FILES ${PROJECT_SOURCE_DIR}/consumer/consumer.h

@@ -6,6 +6,7 @@
 #include <limits>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "common/bytes.h"
 #include "log/errc.h"
@@ -15,6 +16,14 @@
 namespace sluice::log::detail {
 
 inline constexpr int64_t kNoTimestamp = std::numeric_limits<int64_t>::min();
+
+// Encoded index entries of one file waiting for the ring (PartitionLog::queue_index()).
+struct IndexQueue {
+  std::vector<std::byte> queued;  // after the write in flight, not yet submitted
+  uint64_t queued_entries = 0;
+  uint64_t writing_entries = 0;  // in the write in flight (0: none)
+  uint64_t pending() const { return queued_entries + writing_entries; }
+};
 
 struct Segment {
   int64_t base_offset = 0;
@@ -26,12 +35,18 @@ struct Segment {
   uint64_t bytes_since_index = 0;
   int64_t max_timestamp = kNoTimestamp;  // of the batches in the segment
   int64_t corrupt_from = -1;             // offsets >= this are damaged and never served
+  uint64_t corrupt_position = 0;         // with corrupt_from: the byte the damage starts at
   int64_t created_ms = 0;
   bool active = false;
   bool preallocated = false;  // the .log file extends past size_bytes with zeros
   uint64_t allocated_bytes = 0;  // the .log file's length while preallocated
+  bool fallocate_in_flight = false;  // a preallocation step is in the ring
   bool dirty = false;         // written since its last fdatasync
   bool unsynced = false;      // closed, but the .log and indexes are not yet fdatasync'd
+  // Index entries go to disk through the ring, one write per file at a time, so that the
+  // entries on disk are always a prefix: [0, entries - pending()) of each file.
+  IndexQueue index_queue;
+  IndexQueue time_queue;
   // Read-write handles, held while the segment is active or unsynced; otherwise reads go
   // through the shard's FdCache.
   std::shared_ptr<FileHandle> log_rw;
@@ -40,6 +55,13 @@ struct Segment {
   std::string log_path;
   std::string index_path;
   std::string time_path;
+
+  uint64_t index_on_disk() const { return index_entries - index_queue.pending(); }
+  uint64_t time_on_disk() const { return time_entries - time_queue.pending(); }
+  // Nothing of this segment's own in the ring but its data writes (which pending_writes_ tracks).
+  bool side_ops_idle() const {
+    return index_queue.pending() == 0 && time_queue.pending() == 0 && !fallocate_in_flight;
+  }
 };
 
 // The header fields recovery and reads need, from a batch header read off disk.

@@ -249,6 +249,9 @@ class Interpreter {
         case EntryType::kConfig:
           out_ << "(config " << to_string(*decode_conf_state(e.data.bytes())) << ")";
           break;
+        case EntryType::kControl:
+          out_ << "(control " << e.data.size() << " bytes)";
+          break;
       }
       out_ << "\n";
     }

@@ -705,6 +705,12 @@ Result<LogIndex, Errc> Node::propose(Payload payload, uint32_t width) {
   return LogIndex{append_as_leader(EntryType::kNormal, std::move(payload), width)};
 }
 
+Result<LogIndex, Errc> Node::propose_control(Payload payload) {
+  if (role_ != Role::kLeader) return unexpected(Errc::kNotLeader);
+  if (transferee_ != kNoNode) return unexpected(Errc::kTransferring);
+  return LogIndex{append_as_leader(EntryType::kControl, std::move(payload), 1)};
+}
+
 Result<LogIndex, Errc> Node::propose_conf(const ConfState& next) {
   if (role_ != Role::kLeader) return unexpected(Errc::kNotLeader);
   if (transferee_ != kNoNode) return unexpected(Errc::kTransferring);

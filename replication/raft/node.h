@@ -89,6 +89,8 @@ class Node {
   // Single-server changes only: add a learner, promote a caught-up learner, remove a member.
   // The change is a kConfig entry; it takes effect on every node when committed.
   Result<LogIndex, Errc> propose_conf(const ConfState& next);
+  // A kControl entry (one index) with the application's bytes.
+  Result<LogIndex, Errc> propose_control(Payload payload);
   Result<void, Errc> transfer_leadership(NodeId to);
   void campaign();  // start an election now (tests, manual failover)
 

@@ -373,6 +373,36 @@ TEST(RaftNode, LaggingFollowerGetsSnapshotThenAppends) {
   EXPECT_TRUE(w->checker().ok()) << w->checker().failure();
 }
 
+// Fault suite bug 2 (`truncate-tail`): a follower's disk drops entries it had synced and
+// acknowledged. Under the same leader it was never caught up: the leader took every rejection
+// at or below what the follower had acknowledged as stale.
+TEST(RaftNode, FollowerThatLostAcknowledgedEntriesIsCaughtUpByTheSameLeader) {
+  // The checker would (rightly) report the lost acknowledged entries: Raft assumes disks
+  // keep what they synced. This test is about liveness after such a loss.
+  auto w = std::make_unique<World>(sim::WorldOptions{.seed = 7, .manual = true, .check = false});
+  w->bootstrap(3);
+  elect(*w, n1);
+  for (int i = 0; i < 6; ++i) ASSERT_TRUE(w->propose(n1, Payload::copy_of("a")).has_value());
+  w->stabilize();
+  const uint64_t acked = *w->node(n2)->status().last_index;
+  ASSERT_EQ(w->node(n1)->progress(n2)->match, acked);
+  w->crash(n2);
+  auto& disk = w->replica(n2).disk.entries;
+  disk.resize(disk.size() - 3);  // the tail of its log, synced and acknowledged, is gone
+  w->restart(n2);
+  ASSERT_LT(*w->node(n2)->status().last_index, acked);
+  ASSERT_TRUE(w->propose(n1, Payload::copy_of("b")).has_value());
+  for (int i = 0; i < 10; ++i) {
+    w->tick(n1);
+    w->stabilize();
+  }
+  EXPECT_EQ(w->node(n1)->role(), Role::kLeader);  // the same leader caught it up
+  EXPECT_EQ(w->node(n2)->status().last_index, w->node(n1)->status().last_index);
+  EXPECT_EQ(w->node(n2)->status().commit, w->node(n1)->status().commit);
+  EXPECT_EQ(w->replica(n2).sm.hash, w->replica(n1).sm.hash);
+  EXPECT_EQ(w->node(n1)->progress(n2)->lost_entries, 1u);
+}
+
 TEST(RaftNode, LostSnapshotIsResent) {
   auto w = manual_world(3);
   elect(*w, n1);

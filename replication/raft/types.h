@@ -50,6 +50,8 @@ enum class EntryType : uint8_t {
   kNormal,  // application bytes (a record batch)
   kNoop,    // appended by a new leader to commit its term; never applied to the state machine
   kConfig,  // a complete ConfState (encode_conf_state); takes effect once committed
+  kControl, // the application's own bytes beside its data (e.g. a partition's new log start);
+            // one index; applied in log order like kNormal, opaque to the core
 };
 
 // One log entry. It spans `width` consecutive indexes, [index, index + width): a data

@@ -13,7 +13,7 @@ namespace {
 constexpr size_t kReadBufferBytesMin = 64 << 10;
 constexpr size_t kReadBufferBytesKeep = 1 << 20;
 constexpr uint32_t kMessageTypeMax = static_cast<uint32_t>(raft::MessageType::kTimeoutNow);
-constexpr uint32_t kEntryTypeMax = static_cast<uint32_t>(raft::EntryType::kConfig);
+constexpr uint32_t kEntryTypeMax = static_cast<uint32_t>(raft::EntryType::kControl);
 
 // Writes prefix and header; payload_bytes follow in the caller's pieces.
 OutFrame finish(const pb::Header& header, uint64_t payload_bytes) {

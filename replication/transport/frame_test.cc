@@ -173,7 +173,7 @@ TEST(Frame, OutOfRangeValuesAreRefused) {
     return error_of(frame_of(h, payload)) != "accepted";
   };
   EXPECT_TRUE(refused([](pb::Header& h) { h.mutable_raft()->set_type(10); }));
-  EXPECT_TRUE(refused([](pb::Header& h) { h.mutable_raft()->mutable_entries(1)->set_type(3); }));
+  EXPECT_TRUE(refused([](pb::Header& h) { h.mutable_raft()->mutable_entries(1)->set_type(4); }));
   EXPECT_TRUE(refused([](pb::Header& h) { h.mutable_raft()->set_from(-1); }));
   EXPECT_TRUE(refused([](pb::Header& h) { h.mutable_raft()->set_to(-5); }));
   EXPECT_TRUE(refused([](pb::Header& h) { h.mutable_raft()->mutable_entries(1)->set_index(101); }));

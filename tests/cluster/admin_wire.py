@@ -1,11 +1,13 @@
 """Raw-wire Kafka requests for the APIs no client on this machine sends (kafka-python 2.0.2 and
-confluent-kafka 1.7.0 have neither reassignments nor ElectLeaders nor DescribeLogDirs):
-AlterPartitionReassignments (45), ListPartitionReassignments (46), ElectLeaders (43),
-DescribeLogDirs (35). A small schema-driven codec, classic and flexible (KIP-482), written from
-Kafka 3.8.0's JSON message schemas.
+confluent-kafka 1.7.0 have neither reassignments nor ElectLeaders nor DescribeLogDirs nor the
+SCRAM credential APIs): AlterPartitionReassignments (45), ListPartitionReassignments (46),
+ElectLeaders (43), DescribeLogDirs (35), DescribeUserScramCredentials (50),
+AlterUserScramCredentials (51). A small schema-driven codec, classic and flexible (KIP-482),
+written from Kafka 3.8.0's JSON message schemas.
 
 A schema is a list of (name, type); types: 'int8' 'int16' 'int32' 'int64' 'bool' 'string'
-'nstring' (nullable) '[int32]' 'n[int32]', or ('[]' | 'n[]', sub-schema) for arrays of structs.
+'nstring' (nullable) 'bytes' '[int32]' 'n[int32]', or ('[]' | 'n[]', sub-schema) for arrays of
+structs.
 Values are dicts (None for null).
 """
 
@@ -60,6 +62,8 @@ def encode(schema, value, flex):
             else:
                 raw = v.encode()
                 out += (_uvarint(len(raw) + 1) if flex else struct.pack(">h", len(raw))) + raw
+        elif typ == "bytes":
+            out += (_uvarint(len(v) + 1) if flex else struct.pack(">i", len(v))) + v
         elif typ in ("[int32]", "n[int32]"):
             if v is None:
                 out += _enc_len(0, flex, null=True)
@@ -235,3 +239,47 @@ def log_dir_sizes(resp):
     """{(topic, partition): size} of a DescribeLogDirs response."""
     return {(t["Name"], p["PartitionIndex"]): p["PartitionSize"]
             for r in resp["Results"] for t in r["Topics"] for p in t["Partitions"]}
+
+
+# ---- SCRAM credentials (KIP-554), v0, flexible ----
+
+SCRAM_DESCRIBE_REQ = [("Users", ("n[]", [("Name", "string")]))]
+SCRAM_DESCRIBE_RESP = [("ThrottleTimeMs", "int32"), ("ErrorCode", "int16"),
+                       ("ErrorMessage", "nstring"),
+                       ("Results", ("[]", [("User", "string"), ("ErrorCode", "int16"),
+                                           ("ErrorMessage", "nstring"),
+                                           ("CredentialInfos", ("[]", [("Mechanism", "int8"),
+                                                                       ("Iterations", "int32")]))
+                                           ]))]
+SCRAM_ALTER_REQ = [("Deletions", ("[]", [("Name", "string"), ("Mechanism", "int8")])),
+                   ("Upsertions", ("[]", [("Name", "string"), ("Mechanism", "int8"),
+                                          ("Iterations", "int32"), ("Salt", "bytes"),
+                                          ("SaltedPassword", "bytes")]))]
+SCRAM_ALTER_RESP = [("ThrottleTimeMs", "int32"),
+                    ("Results", ("[]", [("User", "string"), ("ErrorCode", "int16"),
+                                        ("ErrorMessage", "nstring")]))]
+SCRAM_SHA_256, SCRAM_SHA_512 = 1, 2
+
+
+def describe_scram(bootstrap, users=None):
+    """users: None (all) or [names] -> the response dict."""
+    req = {"Users": None if users is None else [{"Name": u} for u in users]}
+    return call(bootstrap, 50, 0, True, SCRAM_DESCRIBE_REQ, req, SCRAM_DESCRIBE_RESP)
+
+
+def scram_upsertion(user, password, mechanism=SCRAM_SHA_256, iterations=4096, salt=None):
+    """What Kafka's AdminClient sends: the password salted and iterated (PBKDF2) here."""
+    import hashlib
+    salt = os.urandom(24) if salt is None else salt
+    digest = "sha256" if mechanism == SCRAM_SHA_256 else "sha512"
+    salted = hashlib.pbkdf2_hmac(digest, password.encode(), salt, iterations)
+    return {"Name": user, "Mechanism": mechanism, "Iterations": iterations, "Salt": salt,
+            "SaltedPassword": salted}
+
+
+def alter_scram(bootstrap, upsertions=(), deletions=()):
+    """deletions: [(user, mechanism)] -> {user: (error code, message)}."""
+    req = {"Deletions": [{"Name": u, "Mechanism": m} for u, m in deletions],
+           "Upsertions": list(upsertions)}
+    resp = call(bootstrap, 51, 0, True, SCRAM_ALTER_REQ, req, SCRAM_ALTER_RESP)
+    return {r["User"]: (r["ErrorCode"], r["ErrorMessage"]) for r in resp["Results"]}

@@ -82,14 +82,19 @@ def quorum(bootstrap):
     return leader, term, brokers
 
 
-def controller_of(cluster):
-    """The controller leader as the live voters report it (they must agree)."""
-    ids = set()
-    for b in cluster.brokers:
-        if b.alive():
-            ids.add(quorum(b.bootstrap)[0])
-    assert len(ids) == 1, "brokers disagree on the controller: %s" % ids
-    return ids.pop()
+def controller_of(cluster, timeout_s=10):
+    """The controller leader as the live brokers report it: they must come to agree within
+    timeout_s (a broker that has just restarted reports -1 until its status is refreshed)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        ids = set()
+        for b in cluster.brokers:
+            if b.alive():
+                ids.add(quorum(b.bootstrap)[0])
+        if len(ids) == 1 and -1 not in ids:
+            return ids.pop()
+        assert time.monotonic() < deadline, "brokers disagree on the controller: %s" % ids
+        time.sleep(0.2)
 
 
 def kcat_brokers(bootstrap):

@@ -10,6 +10,7 @@ election moves leadership back to the first replica (ELECTION_NOT_NEEDED when it
 unclean elections are refused; DescribeLogDirs sizes grow with the data.
 """
 
+import json
 import os
 import subprocess
 import sys
@@ -323,6 +324,47 @@ class Moves(ClusterTestCase):
         self.assertEqual(list(wire.log_dir_sizes(resp)), [("ld", 0)])
         resp = wire.describe_log_dirs(self.cluster.brokers[b].bootstrap, {})
         self.assertEqual(wire.log_dir_sizes(resp), {})
+
+    def test_cli_topic_describe_sizes_of_every_replica(self):
+        """`sluice topic describe` asks every broker holding a replica (DescribeLogDirs): the
+        leader's size, and each replica's; a broker that is down leaves its size unknown."""
+        self.new_topic("sz", assignment=[[0, 1, 3]])
+        produce(self.b0, "sz", 0, ["%04d" % i + "x" * 996 for i in range(300)])
+
+        def describe():
+            code, out, err = sluice(self.b0, "topic", "describe", "sz", "--format", "json")
+            self.assertEqual(code, 0, err)
+            return json.loads(out)[0]["partitions"][0], err
+
+        def caught_up():
+            p, _ = describe()
+            sizes = [r["size"] for r in p["replica_sizes"]]
+            return len(set(sizes)) == 1 and sizes[0] >= 300_000 and p["high_watermark"] == 300
+
+        wait_for(caught_up, 60, "every replica reports the 300 records")
+        p, err = describe()
+        self.assertEqual([r["broker"] for r in p["replica_sizes"]], [0, 1, 3])
+        leader_size = [r["size"] for r in p["replica_sizes"] if r["broker"] == p["leader"]]
+        self.assertEqual([p["size"]], leader_size)
+        self.assertLess(p["size"], 600_000)
+        self.assertEqual(err, "")
+        code, out, err = sluice(self.b0, "topic", "describe", "sz")
+        self.assertEqual(code, 0, err)
+        self.assertIn("size %d replica sizes [0:%d,1:%d,3:%d]\n" % ((p["size"],) * 4), out)
+        # A follower stops (3, not a controller voter, unless it leads; never 0, which the
+        # command bootstraps from): its size is unknown, the others are still there, and the
+        # command still succeeds.
+        victim = 3 if p["leader"] != 3 else 1
+        self.cluster.brokers[victim].stop()
+        p, err = describe()
+        self.assertEqual([(r["broker"], r["size"]) for r in p["replica_sizes"]],
+                         [(b, None if b == victim else leader_size[0]) for b in (0, 1, 3)])
+        self.assertEqual(p["size"], leader_size[0])
+        self.assertIn("partition sizes on broker %d unknown" % victim, err)
+        code, out, err = sluice(self.b0, "topic", "describe", "sz")
+        self.assertEqual(code, 0, err)
+        self.assertIn("replica sizes [%s]\n" % ",".join(
+            "%d:%s" % (b, "?" if b == victim else leader_size[0]) for b in (0, 1, 3)), out)
 
     # ---- the commands ----
 

@@ -347,6 +347,91 @@ class Replication(ClusterTestCase):
                          75)  # UNKNOWN_LEADER_EPOCH
         report("elections survived with contiguous offsets", elections)
 
+    def test_damaged_segment_on_the_leader_is_repaired_from_the_followers(self):
+        """A flipped byte in a closed segment of the partition's leader (fault suite bug 3: it
+        served CORRUPT_MESSAGE from there on, for good, while the followers held good copies).
+        The scrubber finds the damage; the leader gives leadership away, cuts its log where the
+        damage starts and copies the rest again from the others: every record reads back and
+        the replicas end identical."""
+        import admin_wire as wire
+        name, count = "damaged", 2000
+        self.create(name, config={"segment.bytes": "65536"})
+        p = Producer({"bootstrap.servers": self.cluster.bootstrap, "acks": "all"})
+        value = lambda i: "%06d-%s" % (i, "x" * 200)  # noqa: E731
+        for i in range(count):  # batches of 10 records, about 30 to a segment
+            p.produce(name, value=value(i).encode(), partition=0)
+            if i % 10 == 9:
+                p.flush(60)
+        self.assertEqual(p.flush(60), 0)
+        self.wait_replicas_equal(name)
+        preferred = metadata(self.cluster.bootstrap).topics[name].partitions[0].replicas[0]
+        b = self.broker(preferred)
+        b.stop()
+        d = os.path.join(b.data_dir, "%s-0" % name)
+        segments = sorted(f for f in os.listdir(d) if f.endswith(".log"))
+        self.assertGreater(len(segments), 4)
+        path = os.path.join(d, segments[-2])  # the last closed segment: scrubbed last
+        at = os.path.getsize(path) // 2
+        with open(path, "r+b") as f:
+            f.seek(at)
+            byte = f.read(1)[0]
+            f.seek(at)
+            f.write(bytes([byte ^ 0x5A]))
+        # A slow scrubber (one batch a tick, ~10 a second) gives the broker time to lead again
+        # before it finds the damage.
+        b.args += ["--log.scrub.bytes.per.sec", "1"]
+        b.start()
+
+        def lead():
+            wire.elect_leaders(b.bootstrap, {name: [0]})
+            return leader_of(self.cluster, name) == preferred
+        wait_for(lead, 30, "the damaged replica leading")
+        wait_for(lambda: "the rest is copied again from the leader" in b.log(), 90,
+                 "the damaged replica cutting its log")
+        self.assertIn("handing leadership to a healthy replica", b.log())
+        rows = read_all(self.cluster.bootstrap, name)
+        self.assertEqual([o for o, _ in rows], list(range(count)))
+        self.assertEqual([v for _, v in rows], [value(i) for i in range(count)])
+        self.wait_replicas_equal(name)
+        report("damaged leader repaired from its followers; records read back", len(rows))
+
+    def test_delete_records_reaches_every_replica(self):
+        """DeleteRecords is replicated (a Raft control entry, answered at commit): a new leader
+        after the old one is killed starts the log where the delete left it, and never serves
+        the deleted records again."""
+        from confluent_kafka import Consumer, TopicPartition
+        name = "trimmed"
+        self.create(name)
+        p = Producer({"bootstrap.servers": self.cluster.bootstrap, "acks": "all"})
+        for i in range(100):
+            p.produce(name, value=str(i).encode(), partition=0)
+            if i % 10 == 9:
+                p.flush(30)
+        self.assertEqual(p.flush(30), 0)
+        cli = os.environ.get("SLUICE_CLI") or os.path.join(
+            os.path.dirname(os.path.dirname(harness.SLUICED)), "cli", "sluice")
+        out = subprocess.run([cli, "topic", "delete-records", "%s:0" % name, "--before", "55",
+                              "-b", self.cluster.bootstrap], capture_output=True, text=True,
+                             timeout=30)
+        self.assertEqual(out.returncode, 0, out.stdout + out.stderr)
+        leader = leader_of(self.cluster, name)
+        self.broker(leader).kill()
+        wait_for(lambda: leader_of(self.cluster, name, exclude=(leader,)) not in (-1, leader),
+                 30, "a new leader")
+
+        def watermarks():
+            c = Consumer({"bootstrap.servers": self.cluster.bootstrap, "group.id": "wm"})
+            try:
+                return c.get_watermark_offsets(TopicPartition(name, 0), timeout=5)
+            finally:
+                c.close()
+        wait_for(lambda: watermarks() == (55, 100), 30, "the new leader's log start at 55")
+        rows = read_all(self.cluster.bootstrap, name)
+        self.assertEqual([o for o, _ in rows], list(range(55, 100)))
+        self.assertEqual([v for _, v in rows], [str(i) for i in range(55, 100)])
+        self.broker(leader).start()
+        report("log start after DeleteRecords and a new leader", watermarks()[0])
+
     def test_group_offsets_survive_the_coordinator(self):
         """__consumer_offsets is replicated: the broker leading the group's offsets partition
         is killed, and a consumer of the group resumes from the committed offset."""
@@ -387,6 +472,50 @@ class Replication(ClusterTestCase):
         report("group resumed after SIGKILL of its coordinator (s)",
                "%.2f" % (time.monotonic() - start))
         self.assertEqual(second, list(range(500, 1000)))
+
+
+class IsrReporting(ClusterTestCase):
+    """Metadata's ISR is the leader's (voters caught up within replica.lag.time.max.ms), not
+    only "brokers that are up": a follower that stops answering leaves it while its broker is
+    still registered (a long session timeout here), and comes back once caught up."""
+    CLUSTER_ARGS = ("--broker.session.timeout.ms", "60000", "--replica.lag.time.max.ms", "2000",
+                    "--group.initial.rebalance.delay.ms", "0")
+
+    def isr(self, name, via):
+        md = metadata(self.cluster.brokers[via].bootstrap).topics[name].partitions[0]
+        return sorted(md.isrs), sorted(md.replicas)
+
+    def test_paused_follower_leaves_the_isr_and_comes_back(self):
+        from cluster_util import controller_of
+        name = "isr"
+        self.assertEqual(create_topics(self.cluster.brokers[0].bootstrap,
+                                       [NewTopic(name, 1, 3)]), {name: None})
+        wait_for(lambda: leader_of(self.cluster, name) >= 0, 20, "a leader")
+        p = Producer({"bootstrap.servers": self.cluster.bootstrap, "acks": "all"})
+        for i in range(100):
+            p.produce(name, value=str(i).encode(), partition=0)
+        self.assertEqual(p.flush(30), 0)
+        leader = leader_of(self.cluster, name)
+        wait_for(lambda: self.isr(name, leader) == ([0, 1, 2], [0, 1, 2]), 20, "full ISR")
+        controller = controller_of(self.cluster)
+        follower = next(b for b in (0, 1, 2) if b not in (leader, controller))
+        self.cluster.brokers[follower].pause()
+        try:
+            # Writes go on (two of three in sync); the paused one leaves the ISR everywhere.
+            for i in range(100):
+                p.produce(name, value=str(i).encode(), partition=0)
+            self.assertEqual(p.flush(30), 0)
+            want = sorted(b for b in (0, 1, 2) if b != follower)
+            for via in want:
+                wait_for(lambda: self.isr(name, via)[0] == want, 20,
+                         "broker %d leaving the ISR as seen by broker %d" % (follower, via))
+            md = metadata(self.cluster.brokers[leader].bootstrap).topics[name].partitions[0]
+            self.assertEqual(list(md.replicas).count(follower), 1)  # still a replica
+        finally:
+            self.cluster.brokers[follower].resume()
+        wait_for(lambda: self.isr(name, leader) == ([0, 1, 2], [0, 1, 2]), 30,
+                 "the resumed follower back in the ISR")
+        report("ISR shrank and grew back with the paused follower", follower)
 
 
 if __name__ == "__main__":

@@ -195,12 +195,22 @@ def read_all(history, reader, bootstrap, targets, timeout_s=60):
             tp = TopicPartition(topic, part, confluent_kafka.OFFSET_BEGINNING)
             deadline = time.monotonic() + timeout_s
             end = None
+            records, errors = [], []
             while end is None and time.monotonic() < deadline:
                 try:
                     end = c.get_watermark_offsets(TopicPartition(topic, part), timeout=5)[1]
-                except confluent_kafka.KafkaException:
+                except confluent_kafka.KafkaException as e:
+                    if str(e) not in errors:
+                        errors.append(str(e))
+                    # librdkafka answers a watermark query from its metadata cache and, after
+                    # NOT_LEADER, refreshes only topics it has handles for: a leader that moved
+                    # while a topic was never assigned stays stale for metadata.max.age.ms.
+                    # Ask for the topic's metadata, as a client would after that error.
+                    try:
+                        c.list_topics(topic, timeout=5)
+                    except confluent_kafka.KafkaException:
+                        pass
                     time.sleep(0.5)
-            records, errors = [], []
             if end is not None and end > 0:
                 c.assign([tp])
                 while (not records or records[-1][0] < end - 1) and time.monotonic() < deadline:
@@ -214,7 +224,7 @@ def read_all(history, reader, bootstrap, targets, timeout_s=60):
             ok = ok and complete
             history.add(process="reader-%d" % reader, type="ok" if complete else "info",
                         f="read", reader=reader, topic=topic, partition=part, end=end,
-                        records=records, errors=errors[:5])
+                        records=records, errors=errors[:8])
     finally:
         c.close()
     return ok

@@ -60,6 +60,19 @@ bool Progress::maybe_update(uint64_t index) {
 }
 
 bool Progress::maybe_decrease(uint64_t rejected, uint64_t hint) {
+  if (rejected <= match && hint < match &&
+      (state == ProgressState::kReplicate || next - 1 == rejected)) {
+    // The follower refuses an index it acknowledged and says its log ends below it: its disk
+    // lost entries (Raft assumes it never does). Everything up to the hint still matches
+    // ours (it matched up to `match` in this term, and only this leader writes to it in this
+    // term), so start over from there; waiting for `match + 1` would wait forever.
+    match = hint;
+    next = hint + 1;
+    lost_entries += 1;
+    if (state == ProgressState::kReplicate) inflight.clear();
+    probe_sent = false;
+    return true;
+  }
   if (state == ProgressState::kReplicate) {
     if (rejected <= match) return false;  // stale: an older append was rejected
     next = match + 1;

@@ -22,6 +22,7 @@ struct Progress {
   bool learner = false;
   uint64_t pending_snapshot = 0;  // kSnapshot: index of the snapshot sent
   uint32_t snapshot_ticks = 0;    // kSnapshot: ticks since it was sent, to resend if lost
+  uint64_t lost_entries = 0;      // times the follower was found to have lost acknowledged entries
 
   bool paused() const;
   void become_probe();
@@ -29,7 +30,9 @@ struct Progress {
   void become_snapshot(uint64_t index);
   // An acknowledgement up to `index`; false if it is stale.
   bool maybe_update(uint64_t index);
-  // A rejection of the append after `rejected`; false if it is stale.
+  // A rejection of the append after `rejected`; false if it is stale. A rejection at or
+  // below `match` with a hint below it is not stale but a follower that lost entries it had
+  // acknowledged: `match` drops to the hint.
   bool maybe_decrease(uint64_t rejected, uint64_t hint);
   void sent_entries(uint64_t last);  // bookkeeping after sending an append ending at `last`
   void free_up_to(uint64_t index);

@@ -40,9 +40,33 @@ TEST(RaftProgress, RejectionsUseTheHintAndIgnoreStaleOnes) {
   pr.match = 6;
   pr.become_replicate();
   pr.sent_entries(9);
-  EXPECT_FALSE(pr.maybe_decrease(6, 0));  // at or below match: stale
-  EXPECT_TRUE(pr.maybe_decrease(8, 0));
+  EXPECT_FALSE(pr.maybe_decrease(6, 6));  // at or below match, the follower holds match: stale
+  EXPECT_TRUE(pr.maybe_decrease(8, 6));
   EXPECT_EQ(pr.next, 7u);
+}
+
+// Fault suite bug 2: a follower whose disk lost acknowledged entries was never caught up: a
+// rejection at or below `match` was taken as stale, and probes restarted at `match + 1`.
+TEST(RaftProgress, FollowerThatLostAcknowledgedEntriesIsProbedFromItsHint) {
+  Progress pr;
+  pr.match = 10;
+  pr.next = 11;
+  pr.become_replicate();
+  pr.sent_entries(12);
+  EXPECT_TRUE(pr.maybe_decrease(10, 5));  // it no longer holds 10: its log ends at 5
+  EXPECT_EQ(pr.match, 5u);
+  EXPECT_EQ(pr.next, 6u);
+  EXPECT_EQ(pr.lost_entries, 1u);
+  EXPECT_TRUE(pr.inflight.empty());
+
+  Progress probe;  // the same answer to a probe at `match`
+  probe.match = 10;
+  probe.next = 11;
+  EXPECT_TRUE(probe.maybe_decrease(10, 5));
+  EXPECT_EQ(probe.match, 5u);
+  EXPECT_EQ(probe.next, 6u);
+  EXPECT_FALSE(probe.maybe_decrease(9, 2));  // not an answer to the latest probe: stale
+  EXPECT_EQ(probe.match, 5u);
 }
 
 TEST(RaftProgress, SnapshotStateWaitsThenResumesAfterIt) {
