@@ -10,6 +10,9 @@
 #include <boost/asio/connect.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
+#include <boost/asio/ssl/context.hpp>
+#include <boost/asio/ssl/error.hpp>
+#include <boost/asio/ssl/stream.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/write.hpp>
 #include <map>
@@ -17,6 +20,9 @@
 #include <random>
 #include <unordered_set>
 #include <vector>
+
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
 
 #include "replication/transport/frame.h"
 
@@ -67,11 +73,16 @@ class Transport::Impl : public std::enable_shared_from_this<Transport::Impl> {
       : io_(io),
         cfg_(std::move(config)),
         acceptor_(io),
+        tls_(cfg_.tls),
         jitter_(static_cast<uint32_t>(cfg_.self_id) * 2654435761u + 1) {}
 
   Status listen(const std::string& host, uint16_t port);
   void set_peer(int32_t id, std::string host, uint16_t port);
   void remove_peer(int32_t id);
+  void set_tls(std::shared_ptr<asio::ssl::context> tls) {
+    SLUICE_ASSERT(tls_ && tls);  // a transport does not change protocol, only its context
+    tls_ = std::move(tls);
+  }
   bool send(uint64_t group, const raft::Message& message);
   void call(int32_t peer, uint32_t method, std::string request, std::chrono::milliseconds timeout,
             std::function<void(Result<std::string>)> done);
@@ -95,6 +106,7 @@ class Transport::Impl : public std::enable_shared_from_this<Transport::Impl> {
   asio::io_context& io_;
   const TransportConfig cfg_;
   tcp::acceptor acceptor_;
+  std::shared_ptr<asio::ssl::context> tls_;  // for new connections; null: plain TCP
   uint16_t port_ = 0;
   bool closed_ = false;
   std::map<int32_t, std::shared_ptr<Peer>> peers_;
@@ -121,17 +133,19 @@ class Connection : public std::enable_shared_from_this<Connection> {
  public:
   enum class Side : uint8_t { kOutbound, kInbound };
 
-  Connection(std::shared_ptr<Transport::Impl> owner, tcp::socket socket, Side side,
-             int32_t peer_id)
+  Connection(std::shared_ptr<Transport::Impl> owner, tcp::socket socket, Side side, int32_t peer_id)
       : owner_(std::move(owner)),
         io_(owner_->io_),
         cfg_(owner_->cfg_),
         side_(side),
         peer_id_(peer_id),
         socket_(std::move(socket)),
+        tls_context_(owner_->tls_),
         resolver_(io_),
         hello_timer_(io_),
-        reader_(kHelloFrameBytesMax) {}
+        reader_(kHelloFrameBytesMax) {
+    if (tls_context_) tls_.emplace(socket_, *tls_context_);
+  }
 
   void start_outbound(const std::string& host, uint16_t port);
   void start_inbound();
@@ -155,6 +169,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
   void set_socket_options();
   void arm_hello_timer();
   void on_connected();
+  void send_hello();
+  void handshake_failed(const boost::system::error_code& ec);
   void read_next();
   void on_read(boost::system::error_code ec, size_t n);
   // Returns false when the connection was closed meanwhile.
@@ -181,6 +197,10 @@ class Connection : public std::enable_shared_from_this<Connection> {
   int32_t peer_id_;  // outbound: whom we dial; inbound: set by the hello (-1 before)
   std::string remote_;
   tcp::socket socket_;
+  // With TLS, every read and write goes through tls_, over socket_; the context it was made
+  // with (the transport's at the time) lives as long as the connection.
+  std::shared_ptr<asio::ssl::context> tls_context_;
+  std::optional<asio::ssl::stream<tcp::socket&>> tls_;
   tcp::resolver resolver_;
   asio::steady_timer hello_timer_;
   FrameReader reader_;
@@ -259,9 +279,33 @@ void Connection::set_socket_options() {
 
 void Connection::on_connected() {
   set_socket_options();
+  if (!tls_) return send_hello();
+  tls_->async_handshake(asio::ssl::stream_base::client,
+                        [self = shared_from_this()](boost::system::error_code ec) {
+                          if (!self->open_) return;
+                          if (ec) return self->handshake_failed(ec);
+                          self->send_hello();
+                        });
+}
+
+void Connection::send_hello() {
   hello_out_ = encode_hello(owner_->hello_for(peer_id_));
   flush();
   read_next();
+}
+
+// Refused like a peer that breaks the protocol: counted, one rate-limited line, closed. The
+// line says why (OpenSSL's reason, and the verification error when the peer's certificate
+// did not verify here); a peer that refused ours shows as a TLS alert.
+void Connection::handshake_failed(const boost::system::error_code& ec) {
+  std::string why = ec.message();
+  if (const long verify = SSL_get_verify_result(tls_->native_handle()); verify != X509_V_OK) {
+    why += fmt::format(" ({})", X509_verify_cert_error_string(verify));
+  }
+  ++owner_->stats_.bad_peers;
+  owner_->log_line(spdlog::level::warn,
+                   fmt::format("connection {} refused: TLS handshake failed: {}", describe(), why));
+  close(CallErrc::kNotConnected, "TLS handshake failed: " + why);
 }
 
 void Connection::start_inbound() {
@@ -270,8 +314,14 @@ void Connection::start_inbound() {
   boost::system::error_code ec;
   const auto endpoint = socket_.remote_endpoint(ec);
   if (!ec) remote_ = fmt::format("{}:{}", endpoint.address().to_string(), endpoint.port());
-  arm_hello_timer();
-  read_next();
+  arm_hello_timer();  // also bounds the TLS handshake
+  if (!tls_) return read_next();
+  tls_->async_handshake(asio::ssl::stream_base::server,
+                        [self = shared_from_this()](boost::system::error_code hec) {
+                          if (!self->open_) return;
+                          if (hec) return self->handshake_failed(hec);
+                          self->read_next();
+                        });
 }
 
 void Connection::close(CallErrc errc, const std::string& why) {
@@ -323,15 +373,24 @@ void Connection::bad_peer(const std::string& why) {
 
 void Connection::read_next() {
   const MutableBytes space = reader_.prepare();
-  socket_.async_read_some(asio::buffer(space.data(), space.size()),
-                          [self = shared_from_this()](boost::system::error_code ec, size_t n) {
-                            self->on_read(ec, n);
-                          });
+  auto done = [self = shared_from_this()](boost::system::error_code ec, size_t n) {
+    self->on_read(ec, n);
+  };
+  if (tls_) {
+    tls_->async_read_some(asio::buffer(space.data(), space.size()), std::move(done));
+  } else {
+    socket_.async_read_some(asio::buffer(space.data(), space.size()), std::move(done));
+  }
 }
 
 void Connection::on_read(boost::system::error_code ec, size_t n) {
   if (!open_) return;
   if (ec) {
+    // TLS 1.3: a dialer learns that the acceptor refused its certificate from an alert it
+    // reads after its own handshake finished, before the hello.
+    if (tls_ && !ready_ && ec.category() == asio::error::get_ssl_category()) {
+      return handshake_failed(ec);
+    }
     // A frame cut short is what a crash looks like, not garbage: close, without blame.
     if (reader_.buffered() > 0) {
       owner_->log_line(spdlog::level::info,
@@ -577,10 +636,16 @@ void Connection::flush() {
     writing_bytes_ += f.size();
   }
   writing_active_ = true;
-  asio::async_write(socket_, buffers_,
-                    [self = shared_from_this()](boost::system::error_code ec, size_t n) {
-                      self->on_written(ec, n);
-                    });
+  auto done = [self = shared_from_this()](boost::system::error_code ec, size_t n) {
+    self->on_written(ec, n);
+  };
+  // Through TLS too the gather write copies nothing itself: Asio's SSL layer feeds OpenSSL
+  // the buffers in turn (small ones joined in 8 KiB pieces), which encrypts into its own.
+  if (tls_) {
+    asio::async_write(*tls_, buffers_, std::move(done));
+  } else {
+    asio::async_write(socket_, buffers_, std::move(done));
+  }
 }
 
 // All heartbeats of this flush, in as few frames as the header and frame limits allow: one,
@@ -831,6 +896,7 @@ void Transport::set_peer(int32_t id, std::string host, uint16_t port) {
   impl_->set_peer(id, std::move(host), port);
 }
 void Transport::remove_peer(int32_t id) { impl_->remove_peer(id); }
+void Transport::set_tls(std::shared_ptr<asio::ssl::context> tls) { impl_->set_tls(std::move(tls)); }
 bool Transport::send(uint64_t group, const raft::Message& message) {
   return impl_->send(group, message);
 }

@@ -11,6 +11,12 @@
 // replies. A peer whose bytes break the protocol is disconnected with one (rate-limited) log
 // line and counted in Stats::bad_peers; nothing it sends reaches a handler after that.
 //
+// TLS (optional, TransportConfig::tls): every connection does a TLS handshake before its
+// hello, the dialer as client and the acceptor as server, with one context that makes both
+// ends present and verify certificates (tls.h, make_peer_tls_context). A peer whose
+// handshake fails (an untrusted certificate, plaintext bytes) is refused like one that
+// breaks the protocol. Plaintext connections are not touched by any of it.
+//
 // Delivery: best effort, in order per connection. Messages queued for a peer are dropped when
 // its connection fails (Raft tolerates loss); calls then complete with an error.
 #pragma once
@@ -26,6 +32,10 @@
 #include "common/result.h"
 #include "replication/raft/types.h"
 
+namespace boost::asio::ssl {
+class context;
+}  // namespace boost::asio::ssl
+
 namespace sluice::transport {
 
 struct TransportConfig {
@@ -40,6 +50,8 @@ struct TransportConfig {
   // Bytes written to a peer and not acknowledged by its host for this long fail the
   // connection (TCP_USER_TIMEOUT), which is then redialled.
   std::chrono::milliseconds peer_timeout{10000};
+  // Non-null: every connection is TLS with this context (both roles; tls.h). Null: plain TCP.
+  std::shared_ptr<boost::asio::ssl::context> tls;
 };
 
 // Error codes of Transport::call() failures (Error::code).
@@ -64,6 +76,9 @@ class Transport {
   uint16_t port() const;                                   // the port listened on (0 if not)
   void set_peer(int32_t id, std::string host, uint16_t port);  // add or change address
   void remove_peer(int32_t id);
+  // A new TLS context (certificate reload) for connections made from now on; open ones keep
+  // theirs. Only for a transport configured with TLS; `tls` must not be null.
+  void set_tls(std::shared_ptr<boost::asio::ssl::context> tls);
   // Whether the connection to the peer has completed its hello (tests, status pages).
   bool connected(int32_t peer) const;
 
@@ -100,6 +115,8 @@ class Transport {
   void close();
 
   struct Stats {
+    // bad_peers: inbound connections that broke the protocol or failed the TLS handshake,
+    // and outbound ones whose TLS handshake failed.
     uint64_t frames_in, frames_out, bytes_in, bytes_out, dropped, reconnects, bad_peers;
   };
   Stats stats() const;

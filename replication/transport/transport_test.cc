@@ -7,10 +7,13 @@
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/read.hpp>
 #include <boost/asio/write.hpp>
+#include <filesystem>
 #include <map>
 
 #include "replication/transport/frame.h"
 #include "replication/transport/test_messages.h"
+#include "replication/transport/test_tls.h"
+#include "replication/transport/tls.h"
 #include "replication/transport/transport.pb.h"
 
 namespace sluice::transport {
@@ -644,6 +647,160 @@ TEST_F(TransportTest, SilentConnectionIsClosedAfterTheHelloTimeout) {
   RawClient silent(io_, t2->port());
   ASSERT_TRUE(run_until([&] { return silent.disconnected(); }, 2000ms));
   EXPECT_EQ(t2->stats().bad_peers, 1u);
+}
+
+// ---- TLS (TransportConfig::tls) ----
+
+class TransportTlsTest : public TransportTest {
+ protected:
+  TransportTlsTest()
+      : dir_(::testing::TempDir() + "/transport_tls_" +
+             ::testing::UnitTest::GetInstance()->current_test_info()->name()) {
+    std::filesystem::create_directories(dir_);
+  }
+  static std::shared_ptr<asio::ssl::context> context(const TlsFiles& files) {
+    auto ctx = make_peer_tls_context(files);
+    EXPECT_TRUE(ctx) << (ctx ? "" : ctx.error().message);
+    return ctx ? *ctx : nullptr;
+  }
+  static TransportConfig with_tls(const TlsFiles& files) {
+    TransportConfig config;
+    config.tls = context(files);
+    return config;
+  }
+  std::string dir_;
+};
+
+TEST_F(TransportTlsTest, BrokersWithCertificatesOfTheClusterCaExchangeMessagesAndCalls) {
+  testing::TestCa ca(dir_, "cluster");
+  auto t1 = make(1, with_tls(ca.issue("broker-1")));
+  auto t2 = make(2, with_tls(ca.issue("broker-2")));
+  t1->set_peer(2, "127.0.0.1", t2->port());
+  t2->set_peer(1, "127.0.0.1", t1->port());
+  std::vector<Message> sent;
+  for (int t = 0; t <= static_cast<int>(MessageType::kTimeoutNow); ++t) {
+    // Large entries and snapshots: the gather writes go through the TLS stream.
+    sent.push_back(testing::full_message(static_cast<MessageType>(t), 70000, 200000));
+    ASSERT_TRUE(t1->send(static_cast<uint64_t>(t) + 10, sent.back()));  // queued until the hello
+  }
+  ASSERT_TRUE(run_until([&] { return received_[2].size() == sent.size(); }));
+  for (const Message& m : sent) {
+    const uint64_t group = static_cast<uint64_t>(m.type) + 10;
+    auto it = std::find_if(received_[2].begin(), received_[2].end(),
+                           [&](const Received& r) { return r.group == group; });
+    ASSERT_NE(it, received_[2].end()) << raft::to_string(m);
+    EXPECT_TRUE(same_message(it->message, m)) << raft::to_string(m);
+  }
+  // The other way, and 500 groups' heartbeats in one frame.
+  for (int g = 0; g < 500; ++g)
+    ASSERT_TRUE(t2->send(static_cast<uint64_t>(g), message(MessageType::kHeartbeat, 2, 1)));
+  ASSERT_TRUE(run_until([&] { return received_[1].size() == 500; }));
+  // Calls, with a reply of 3 MiB.
+  t2->on_call([](int32_t from, uint32_t method, std::string request, Transport::Reply reply) {
+    reply(method == 9 ? std::string(3 << 20, 'r') : std::to_string(from) + "/" + request);
+  });
+  std::optional<Result<std::string>> small, big;
+  t1->call(2, 4, "hello", 5000ms, [&](Result<std::string> r) { small = std::move(r); });
+  t1->call(2, 9, std::string(1 << 20, 'q'), 5000ms,
+           [&](Result<std::string> r) { big = std::move(r); });
+  ASSERT_TRUE(run_until([&] { return small && big; }));
+  ASSERT_TRUE(*small) << small->error().message;
+  EXPECT_EQ(**small, "1/hello");
+  ASSERT_TRUE(*big) << big->error().message;
+  EXPECT_EQ(**big, std::string(3 << 20, 'r'));
+  EXPECT_EQ(t1->stats().bad_peers, 0u);
+  EXPECT_EQ(t2->stats().bad_peers, 0u);
+  EXPECT_EQ(t1->stats().dropped, 0u);
+}
+
+TEST_F(TransportTlsTest, APeerWithACertificateFromAnotherCaIsRefused) {
+  testing::TestCa ca(dir_, "cluster");
+  testing::TestCa rogue(dir_, "rogue");
+  TlsFiles intruder = rogue.issue("broker-1");
+  intruder.ca = ca.ca_path();  // it trusts the cluster; the cluster does not trust it
+  auto t1 = make(1, with_tls(intruder));
+  auto t2 = make(2, with_tls(ca.issue("broker-2")));
+  int calls = 0;
+  t2->on_call([&](int32_t, uint32_t, std::string, Transport::Reply reply) {
+    ++calls;
+    reply("served");
+  });
+  t1->set_peer(2, "127.0.0.1", t2->port());
+  t1->send(1, message(MessageType::kVote, 1, 2));
+  std::optional<Result<std::string>> answer;
+  t1->call(2, 4, "let me in", 1000ms, [&](Result<std::string> r) { answer = std::move(r); });
+  // Broker 2 dials the intruder too: it refuses the intruder's certificate as a client.
+  t2->set_peer(1, "127.0.0.1", t1->port());
+  t2->send(1, message(MessageType::kVote, 2, 1));
+  ASSERT_TRUE(run_until([&] { return t2->stats().bad_peers >= 2 && answer.has_value(); }));
+  run_for(200ms);  // redials are refused as well
+  EXPECT_FALSE(*answer);
+  EXPECT_FALSE(t1->connected(2));
+  EXPECT_FALSE(t2->connected(1));
+  EXPECT_EQ(calls, 0);
+  EXPECT_TRUE(received_[2].empty());
+  EXPECT_TRUE(received_[1].empty());
+}
+
+TEST_F(TransportTlsTest, PlaintextAndTlsDoNotMix) {
+  testing::TestCa ca(dir_, "cluster");
+  auto t1 = make(1);  // plain TCP
+  auto t2 = make(2, with_tls(ca.issue("broker-2")));
+  auto t3 = make(3);                         // plain TCP
+  t1->set_peer(2, "127.0.0.1", t2->port());  // a plaintext hello at a TLS listener
+  t2->set_peer(3, "127.0.0.1", t3->port());  // a TLS ClientHello at a plaintext listener
+  t1->send(1, message(MessageType::kVote, 1, 2));
+  t2->send(1, message(MessageType::kVote, 2, 3));
+  ASSERT_TRUE(run_until([&] { return t2->stats().bad_peers > 0 && t3->stats().bad_peers > 0; }));
+  run_for(100ms);
+  EXPECT_FALSE(t1->connected(2));
+  EXPECT_FALSE(t2->connected(3));
+  EXPECT_TRUE(received_[2].empty());
+  EXPECT_TRUE(received_[3].empty());
+}
+
+TEST_F(TransportTlsTest, NewConnectionsTakeAReloadedContextAndOpenOnesKeepTheirs) {
+  testing::TestCa old_ca(dir_, "old");
+  testing::TestCa new_ca(dir_, "new");
+  auto t2 = make(2, with_tls(old_ca.issue("broker-2")));
+  auto t3 = make(3, with_tls(old_ca.issue("broker-3")));
+  t3->set_peer(2, "127.0.0.1", t2->port());
+  ASSERT_TRUE(run_until([&] { return t3->connected(2); }));
+  // Broker 1 has moved to the new CA already: broker 2 refuses it until it reloads.
+  auto t1 = make(1, with_tls(new_ca.issue("broker-1")));
+  t1->set_peer(2, "127.0.0.1", t2->port());
+  ASSERT_TRUE(run_until([&] { return t2->stats().bad_peers > 0; }));
+  EXPECT_FALSE(t1->connected(2));
+  t2->set_tls(context(new_ca.issue("broker-2")));
+  ASSERT_TRUE(run_until([&] { return t1->connected(2); }));
+  ASSERT_TRUE(t1->send(1, message(MessageType::kVote, 1, 2)));
+  // Broker 3's connection, made with the old context, still carries messages.
+  EXPECT_TRUE(t3->connected(2));
+  ASSERT_TRUE(t3->send(1, message(MessageType::kVote, 3, 2)));
+  ASSERT_TRUE(run_until([&] { return received_[2].size() == 2; }));
+}
+
+TEST(TransportTls, ContextErrorsNameTheFile) {
+  const std::string dir = ::testing::TempDir() + "/transport_tls_errors";
+  std::filesystem::create_directories(dir);
+  testing::TestCa ca(dir, "cluster");
+  TlsFiles files = ca.issue("broker-1");
+  ASSERT_TRUE(make_peer_tls_context(files));
+  TlsFiles no_ca = files;
+  no_ca.ca.clear();
+  auto r = make_peer_tls_context(no_ca);
+  ASSERT_FALSE(r);
+  EXPECT_NE(r.error().message.find("ssl.ca.location"), std::string::npos);
+  TlsFiles missing = files;
+  missing.key = dir + "/nothing.key";
+  r = make_peer_tls_context(missing);
+  ASSERT_FALSE(r);
+  EXPECT_NE(r.error().message.find("nothing.key"), std::string::npos);
+  TlsFiles mismatched = files;
+  mismatched.key = ca.issue("broker-2").key;
+  r = make_peer_tls_context(mismatched);
+  ASSERT_FALSE(r);
+  EXPECT_NE(r.error().message.find("does not match"), std::string::npos) << r.error().message;
 }
 
 }  // namespace
