@@ -12,6 +12,7 @@
 
 #include "broker/kafka_errors.h"
 #include "broker/metadata.pb.h"
+#include "broker/tls.h"
 #include "broker/topic_config.h"
 #include "broker/version.h"
 #include "log/logging.h"
@@ -814,6 +815,11 @@ Status Broker::start() {
                            : 0;
   cc.rpc_advertised_host = config_.rpc_advertised.host;
   cc.rpc_advertised_port = config_.rpc_advertised.port;
+  if (config_.inter_broker_protocol == SecurityProtocol::kSsl) {
+    auto tls = make_inter_broker_tls_context(config_);
+    if (!tls) return error(2, "inter-broker listener: " + tls.error().message);
+    cc.rpc_tls = std::move(*tls);
+  }
   cc.voters = *cluster::parse_voters(config_.controller_voters);
   cc.cluster_id = config_.cluster_id;
   if (legacy && cc.cluster_id.empty()) {

@@ -273,6 +273,12 @@ Result<BrokerConfig> parse_config(int argc, const char* const* argv) {
                  "subject is the principal)")
       ->capture_default_str()
       ->check(CLI::IsMember({"none", "requested", "required"}));
+  std::string inter_broker_protocol = "PLAINTEXT";
+  app.add_option("--security.inter.broker.protocol", inter_broker_protocol,
+                 "Between brokers (the --rpc.listen listener and the connections to it): "
+                 "PLAINTEXT, or SSL: mutual TLS with ssl.certificate.location, ssl.key.location "
+                 "and ssl.ca.location (every broker's certificate signed by a CA in it)")
+      ->capture_default_str();
   app.add_option("--cluster.id", c.cluster_id, "Cluster id (default: generated and kept)");
   app.add_option("--shards", c.shards, "Shard threads (0: one per core)")->capture_default_str();
   app.add_option("--num.partitions", c.num_partitions, "Partitions of auto-created topics")
@@ -504,6 +510,17 @@ Result<BrokerConfig> parse_config(int argc, const char* const* argv) {
   }
   if (c.ssl_client_auth != "none" && c.ssl_ca.empty()) {
     return error(2, "ssl.client.auth=" + c.ssl_client_auth + " needs ssl.ca.location");
+  }
+  if (inter_broker_protocol == "SSL") {
+    c.inter_broker_protocol = SecurityProtocol::kSsl;
+    if (c.ssl_certificate.empty() || c.ssl_key.empty() || c.ssl_ca.empty()) {
+      return error(2,
+                   "security.inter.broker.protocol=SSL needs ssl.certificate.location, "
+                   "ssl.key.location and ssl.ca.location (TLS between brokers is mutual)");
+    }
+  } else if (inter_broker_protocol != "PLAINTEXT") {
+    return error(2, "security.inter.broker.protocol: '" + inter_broker_protocol +
+                        "' is not supported (PLAINTEXT or SSL; SASL between brokers is not)");
   }
   // An address flag given as text: parsed into `out` when set; true when it was set.
   auto address_flag = [](const std::string& text, HostPort& out) -> Result<bool> {

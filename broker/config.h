@@ -109,6 +109,9 @@ struct BrokerConfig {
   std::string ssl_key;                  // PEM: its private key
   std::string ssl_ca;                   // PEM: CAs trusted for client certificates
   std::string ssl_client_auth = "none";  // none, requested, required (mTLS)
+  // security.inter.broker.protocol: PLAINTEXT, or SSL (mutual TLS on the inter-broker
+  // listener and connections, with the certificate, key and CAs above).
+  SecurityProtocol inter_broker_protocol = SecurityProtocol::kPlaintext;
   // ACLs (docs/security.md "ACLs"): off, every principal may do everything (as before).
   bool authorizer_enabled = false;        // authorizer.enabled (Kafka: authorizer.class.name)
   bool allow_everyone_if_no_acl = false;  // allow.everyone.if.no.acl.found (Kafka's default)

@@ -77,6 +77,31 @@ TEST(BrokerConfig, SeveralListenersAsKafkaNamesThem) {
   EXPECT_FALSE(parse({"--sasl.bootstrap.user", "admin"}));  // without a password
 }
 
+TEST(BrokerConfig, InterBrokerSecurityProtocolAsKafkaNamesIt) {
+  auto c = parse({});
+  ASSERT_TRUE(c);
+  EXPECT_EQ(c->inter_broker_protocol, SecurityProtocol::kPlaintext);
+  c = parse({"--security.inter.broker.protocol", "SSL", "--ssl.certificate.location", "b.pem",
+             "--ssl.key.location", "b.key", "--ssl.ca.location", "ca.pem"});
+  ASSERT_TRUE(c) << c.error().message;
+  EXPECT_EQ(c->inter_broker_protocol, SecurityProtocol::kSsl);
+  // Mutual TLS needs the CA as well as the broker's own certificate and key.
+  c = parse({"--security.inter.broker.protocol", "SSL", "--ssl.certificate.location", "b.pem",
+             "--ssl.key.location", "b.key"});
+  ASSERT_FALSE(c);
+  EXPECT_NE(c.error().message.find("ssl.ca.location"), std::string::npos);
+  c = parse({"--security.inter.broker.protocol", "SASL_SSL"});
+  ASSERT_FALSE(c);
+  EXPECT_NE(c.error().message.find("PLAINTEXT or SSL"), std::string::npos);
+  // The config file takes the same name.
+  const std::string path = ::testing::TempDir() + "/sluiced-ib.toml";
+  std::ofstream(path) << "security.inter.broker.protocol = \"SSL\"\nssl.certificate.location = "
+                         "\"b.pem\"\nssl.key.location = \"b.key\"\nssl.ca.location = \"ca.pem\"\n";
+  c = parse({"--config", path.c_str()});
+  ASSERT_TRUE(c) << c.error().message;
+  EXPECT_EQ(c->inter_broker_protocol, SecurityProtocol::kSsl);
+}
+
 TEST(BrokerConfig, ConfigFileWithFlagsWinning) {
   const std::string path = ::testing::TempDir() + "/sluiced.toml";
   std::ofstream(path) << "# a comment\nlog.segment.bytes = 8192\ndata-dir = \"/tmp/x\"\n"

@@ -13,6 +13,7 @@
 
 #include "broker/broker.h"
 #include "broker/session.h"
+#include "broker/tls.h"
 
 namespace sluice::broker {
 
@@ -64,6 +65,17 @@ void Broker::reload_tls() {
                     l.name, s.error().message);
     } else {
       spdlog::info("listener {}: TLS certificate, key and CAs reloaded", l.name);
+    }
+  }
+  if (config_.inter_broker_protocol == SecurityProtocol::kSsl && cluster_) {
+    if (auto tls = make_inter_broker_tls_context(config_); !tls) {
+      spdlog::error(
+          "inter-broker listener: TLS files not reloaded, the previous ones stay in "
+          "use: {}",
+          tls.error().message);
+    } else {
+      cluster_->set_rpc_tls(std::move(*tls));
+      spdlog::info("inter-broker listener: TLS certificate, key and CAs reloaded");
     }
   }
 }

@@ -141,6 +141,7 @@ Status ClusterNode::start() {
 
   transport::TransportConfig tc;
   tc.self_id = config_.node_id;
+  tc.tls = config_.rpc_tls;
   transport_ = std::make_unique<transport::Transport>(io_, tc);
   // A one-node cluster with no inter-broker listener asked for needs no port.
   if (!single || config_.rpc_listen_port != 0) {
@@ -193,6 +194,13 @@ Status ClusterNode::start() {
     io_.run();
   });
   return {};
+}
+
+void ClusterNode::set_rpc_tls(std::shared_ptr<boost::asio::ssl::context> tls) {
+  SLUICE_ASSERT(config_.rpc_tls && tls);
+  asio::post(io_, [this, tls = std::move(tls)]() mutable {
+    if (transport_) transport_->set_tls(std::move(tls));
+  });
 }
 
 Status ClusterNode::start_controller() {

@@ -59,6 +59,9 @@ struct ClusterConfig {
   uint16_t rpc_listen_port = 9093;
   std::string rpc_advertised_host;  // empty: the listen address
   uint16_t rpc_advertised_port = 0;
+  // Non-null: TLS on the inter-broker listener and connections (security.inter.broker.protocol
+  // =SSL; replication/transport/tls.h make_peer_tls_context). Null: plain TCP.
+  std::shared_ptr<boost::asio::ssl::context> rpc_tls;
   std::vector<Voter> voters;        // empty: this broker alone
   std::string cluster_id;           // the id a new cluster takes (empty: random)
   int64_t session_timeout_ms = 9000;
@@ -145,6 +148,9 @@ class ClusterNode {
   int32_t controller_leader() const { return leader_.load(); }
   uint64_t controller_term() const { return term_.load(); }
   uint16_t rpc_port() const { return rpc_port_.load(); }
+  // Certificate reload: inter-broker connections made from now on use `tls`, open ones keep
+  // theirs. Any thread; only with rpc_tls set at start.
+  void set_rpc_tls(std::shared_ptr<boost::asio::ssl::context> tls);
 
  private:
   struct Pending {
