@@ -170,6 +170,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
   void arm_hello_timer();
   void on_connected();
   void send_hello();
+  // With TLS, the handshake as `type` first and then `next`; without, `next` at once.
+  void handshake_then(asio::ssl::stream_base::handshake_type type, void (Connection::*next)());
   void handshake_failed(const boost::system::error_code& ec);
   void read_next();
   void on_read(boost::system::error_code ec, size_t n);
@@ -279,13 +281,17 @@ void Connection::set_socket_options() {
 
 void Connection::on_connected() {
   set_socket_options();
-  if (!tls_) return send_hello();
-  tls_->async_handshake(asio::ssl::stream_base::client,
-                        [self = shared_from_this()](boost::system::error_code ec) {
-                          if (!self->open_) return;
-                          if (ec) return self->handshake_failed(ec);
-                          self->send_hello();
-                        });
+  handshake_then(asio::ssl::stream_base::client, &Connection::send_hello);
+}
+
+void Connection::handshake_then(asio::ssl::stream_base::handshake_type type,
+                                void (Connection::*next)()) {
+  if (!tls_) return (this->*next)();
+  tls_->async_handshake(type, [self = shared_from_this(), next](boost::system::error_code ec) {
+    if (!self->open_) return;
+    if (ec) return self->handshake_failed(ec);
+    ((*self).*next)();
+  });
 }
 
 void Connection::send_hello() {
@@ -315,13 +321,7 @@ void Connection::start_inbound() {
   const auto endpoint = socket_.remote_endpoint(ec);
   if (!ec) remote_ = fmt::format("{}:{}", endpoint.address().to_string(), endpoint.port());
   arm_hello_timer();  // also bounds the TLS handshake
-  if (!tls_) return read_next();
-  tls_->async_handshake(asio::ssl::stream_base::server,
-                        [self = shared_from_this()](boost::system::error_code hec) {
-                          if (!self->open_) return;
-                          if (hec) return self->handshake_failed(hec);
-                          self->read_next();
-                        });
+  handshake_then(asio::ssl::stream_base::server, &Connection::read_next);
 }
 
 void Connection::close(CallErrc errc, const std::string& why) {

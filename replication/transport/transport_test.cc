@@ -59,6 +59,24 @@ class TransportTest : public ::testing::Test {
     while (std::chrono::steady_clock::now() < deadline) io_.run_one_for(5ms);
   }
 
+  // Every message type, with large entries and snapshots, from broker 1 (t1) to broker 2,
+  // sent before the connection is up (queued until the hello); each arrives field by field.
+  void every_message_type_arrives(Transport& t1) {
+    std::vector<Message> sent;
+    for (int t = 0; t <= static_cast<int>(MessageType::kTimeoutNow); ++t) {
+      sent.push_back(testing::full_message(static_cast<MessageType>(t), 70000, 200000));
+      ASSERT_TRUE(t1.send(static_cast<uint64_t>(t) + 10, sent.back()));
+    }
+    ASSERT_TRUE(run_until([&] { return received_[2].size() == sent.size(); }));
+    for (const Message& m : sent) {
+      const uint64_t group = static_cast<uint64_t>(m.type) + 10;
+      auto it = std::find_if(received_[2].begin(), received_[2].end(),
+                             [&](const Received& r) { return r.group == group; });
+      ASSERT_NE(it, received_[2].end()) << raft::to_string(m);
+      EXPECT_TRUE(same_message(it->message, m)) << raft::to_string(m);
+    }
+  }
+
   static Message message(MessageType type, int32_t from, int32_t to) {
     Message m;
     m.type = type;
@@ -77,20 +95,7 @@ TEST_F(TransportTest, EveryMessageTypeArrivesFieldByField) {
   auto t1 = make(1);
   auto t2 = make(2);
   t1->set_peer(2, "127.0.0.1", t2->port());
-  std::vector<Message> sent;
-  for (int t = 0; t <= static_cast<int>(MessageType::kTimeoutNow); ++t) {
-    sent.push_back(testing::full_message(static_cast<MessageType>(t), 70000, 200000));
-    // Sent before the connection is up: queued until the hello completes.
-    ASSERT_TRUE(t1->send(static_cast<uint64_t>(t) + 10, sent.back()));
-  }
-  ASSERT_TRUE(run_until([&] { return received_[2].size() == sent.size(); }));
-  for (const Message& m : sent) {
-    const uint64_t group = static_cast<uint64_t>(m.type) + 10;
-    auto it = std::find_if(received_[2].begin(), received_[2].end(),
-                           [&](const Received& r) { return r.group == group; });
-    ASSERT_NE(it, received_[2].end()) << raft::to_string(m);
-    EXPECT_TRUE(same_message(it->message, m)) << raft::to_string(m);
-  }
+  ASSERT_NO_FATAL_FAILURE(every_message_type_arrives(*t1));
   EXPECT_EQ(t1->stats().dropped, 0u);
   EXPECT_EQ(t2->stats().bad_peers, 0u);
 }
@@ -677,23 +682,12 @@ TEST_F(TransportTlsTest, BrokersWithCertificatesOfTheClusterCaExchangeMessagesAn
   auto t2 = make(2, with_tls(ca.issue("broker-2")));
   t1->set_peer(2, "127.0.0.1", t2->port());
   t2->set_peer(1, "127.0.0.1", t1->port());
-  std::vector<Message> sent;
-  for (int t = 0; t <= static_cast<int>(MessageType::kTimeoutNow); ++t) {
-    // Large entries and snapshots: the gather writes go through the TLS stream.
-    sent.push_back(testing::full_message(static_cast<MessageType>(t), 70000, 200000));
-    ASSERT_TRUE(t1->send(static_cast<uint64_t>(t) + 10, sent.back()));  // queued until the hello
-  }
-  ASSERT_TRUE(run_until([&] { return received_[2].size() == sent.size(); }));
-  for (const Message& m : sent) {
-    const uint64_t group = static_cast<uint64_t>(m.type) + 10;
-    auto it = std::find_if(received_[2].begin(), received_[2].end(),
-                           [&](const Received& r) { return r.group == group; });
-    ASSERT_NE(it, received_[2].end()) << raft::to_string(m);
-    EXPECT_TRUE(same_message(it->message, m)) << raft::to_string(m);
-  }
+  // Large entries and snapshots: the gather writes go through the TLS stream.
+  ASSERT_NO_FATAL_FAILURE(every_message_type_arrives(*t1));
   // The other way, and 500 groups' heartbeats in one frame.
-  for (int g = 0; g < 500; ++g)
+  for (int g = 0; g < 500; ++g) {
     ASSERT_TRUE(t2->send(static_cast<uint64_t>(g), message(MessageType::kHeartbeat, 2, 1)));
+  }
   ASSERT_TRUE(run_until([&] { return received_[1].size() == 500; }));
   // Calls, with a reply of 3 MiB.
   t2->on_call([](int32_t from, uint32_t method, std::string request, Transport::Reply reply) {
