@@ -5,6 +5,7 @@
 #include <openssl/x509.h>
 
 #include <boost/asio/ssl/error.hpp>
+#include <filesystem>
 
 namespace sluice::transport {
 
@@ -27,7 +28,9 @@ Result<std::shared_ptr<ssl::context>> make_tls_context(ssl::context::method meth
   SSL_CTX_set_cipher_list(ctx->native_handle(), kTls12Ciphers);
   boost::system::error_code ec;
   auto fail = [&](const std::string& what, const std::string& path) {
-    return error(2, "TLS: cannot " + what + " '" + path + "': " + ec.message());
+    std::error_code fs_ec;
+    const std::string why = !std::filesystem::exists(path, fs_ec) ? "no such file" : ec.message();
+    return error(2, "TLS: cannot " + what + " '" + path + "': " + why);
   };
   if (ctx->use_certificate_chain_file(files.certificate, ec); ec) {
     return fail("read the certificate chain", files.certificate);
