@@ -417,6 +417,7 @@ AdminResponse Broker::admin_config() {
       .field("log-level", c.log_level)
       .field("controller.voters", c.controller_voters)
       .field("rpc.listen", c.rpc_listen.to_string())
+      .field("security.inter.broker.protocol", security_protocol_name(c.inter_broker_protocol))
       .field("rack", c.rack)
       .field("broker.session.timeout.ms", c.broker_session_timeout_ms)
       .field("broker.heartbeat.interval.ms", c.broker_heartbeat_interval_ms)

@@ -5,13 +5,13 @@ acks=all writes that land on every replica's disk and are read back through each
 after the leader is killed; a fourth broker whose certificate another CA signed is refused at
 the TLS handshake and never joins; SIGHUP reloads the inter-broker certificate files."""
 
+import json
 import os
 import shutil
 import signal
 import subprocess
 import sys
 import tempfile
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from cluster_util import (ClusterTestCase, NewTopic, create_topics, harness, metadata,  # noqa: E402
@@ -72,6 +72,9 @@ class InterBrokerTls(ClusterTestCase):
 
     def test_replicated_over_tls_and_an_untrusted_broker_cannot_join(self):
         brokers = self.cluster.brokers
+        status, body = brokers[0].admin_get("/v1/config")
+        self.assertEqual((status, json.loads(body)["security.inter.broker.protocol"]),
+                         (200, "SSL"))
         # The brokers found each other over TLS: all three registered.
         wait_for(lambda: sorted(metadata(brokers[0].bootstrap).brokers) == [0, 1, 2], 30,
                  "three brokers in the metadata")
