@@ -414,6 +414,7 @@ AdminResponse Broker::admin_config() {
       .field("offsets.topic.replication.factor", c.offsets_topic_replication_factor)
       .field("log.dir.min.free.bytes", c.min_free_bytes)
       .field("log.scrub.bytes.per.sec", c.scrub_bytes_per_sec)
+      .field("log.cleaner.dedupe.buffer.size", c.cleaner_dedupe_buffer_bytes)
       .field("log-level", c.log_level)
       .field("controller.voters", c.controller_voters)
       .field("rpc.listen", c.rpc_listen.to_string())

@@ -895,6 +895,7 @@ Status Broker::start() {
   // Partitions this broker alone replicates lead at once: serve clients once they do and the
   // metadata names them (bounded), so a client's first request after a restart finds them.
   wait_for_own_leaders(std::chrono::steady_clock::now() + kCreateLeadersWait);
+  cleaner_ = std::make_unique<LogCleaner>();  // before the groups: __consumer_offsets compacts
   if (auto s = start_groups(); !s) return s;
   if (config_.listen.host == "0.0.0.0" && config_.advertised.host.empty()) {
     spdlog::warn(
@@ -954,6 +955,9 @@ void Broker::stop() {
   stop_admin();
   if (server_) server_->stop();
   for (auto& extra : more_servers_) extra->stop();
+  // No compaction pass after this: what the cleaner posted to the shards runs before the logs
+  // close (posted after it), and a pass cut short leaves side files that the next open removes.
+  if (cleaner_) cleaner_->stop();
   // Close every log on its own shard once its writes are done.
   for (auto& ss : shards_) {
     if (!ss->ring) continue;

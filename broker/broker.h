@@ -23,6 +23,7 @@
 #include <boost/asio/steady_timer.hpp>
 
 #include "broker/admin_server.h"
+#include "broker/cleaner.h"
 #include "broker/config.h"
 #include "broker/connection.h"
 #include "broker/data_dir.h"
@@ -37,6 +38,7 @@
 #include "broker/topic_registry.h"
 #include "cluster/acl.h"
 #include "cluster/cluster_node.h"
+#include "log/compaction.h"
 #include "log/log.h"
 #include "protocol/message_frame.h"
 
@@ -71,8 +73,11 @@ struct Partition {
   int64_t min_insync_replicas = 1;
   bool flush_every_batch = true;
   log::LogConfig log_config;  // what it was opened with (reopened with after a full disk)
-  int64_t compaction_cursor = -1;       // log/compaction.h: where the next step starts
-  int64_t compaction_checked_end = -1;  // log end when a step last found nothing to do
+  // Compaction (broker_groups.cc): the pass the cleaner thread runs for this partition (0: none)
+  // and its cancel flag; the high watermark when a pass last found nothing new.
+  uint64_t cleaning_pass = 0;
+  std::shared_ptr<std::atomic<bool>> cleaning_cancel;
+  int64_t compaction_checked_end = -1;
   // Moves and leader balancing (reassign.cc), on the partition's leader.
   std::chrono::steady_clock::time_point move_reported{};  // CompleteReassignment last sent
   std::chrono::steady_clock::time_point prefer_since{};   // preferred replica ready since
@@ -411,6 +416,10 @@ class Broker {
   Status start_groups();
   // A bounded compaction step on the shard's partitions with cleanup.policy compact.
   void compact_partitions(ShardState& ss);
+  void run_cleaning_pass(ShardState& ss, const TopicPartition& tp, uint64_t pass, int64_t hw,
+                         uint64_t history, const std::vector<log::ClosedSegment>& closed,
+                         int64_t dirty_from, const log::CompactionOptions& options,
+                         const std::atomic<bool>& cancel);
 
   // Admin HTTP API and /metrics (admin.cc). Handlers run on shard 0.
   Status start_admin();
@@ -479,6 +488,9 @@ class Broker {
   std::vector<std::unique_ptr<Server>> more_servers_;  // the others (broker/security.cc)
   std::unique_ptr<Security> security_;                 // credentials, SASL (broker/security.h)
   std::unique_ptr<GroupCoordinator> groups_;
+  // Compaction passes off the shards (broker_groups.cc); stopped before the logs close.
+  std::unique_ptr<LogCleaner> cleaner_;
+  std::atomic<uint64_t> cleaning_passes_{0};
   std::atomic<bool> groups_ready_{false};  // set once groups_ is loaded; shard tickers read it
   std::mutex producer_ids_mutex_;          // guards the block below (InitProducerId, rare)
   int64_t producer_id_next_ = 0;

@@ -1,6 +1,7 @@
 // The broker's side of consumer groups: __consumer_offsets at start-up and the coordinator's
 // view of shards and partitions (group_coordinator.h); and log compaction of the topics with
-// cleanup.policy compact (__consumer_offsets among them), in bounded steps on each shard.
+// cleanup.policy compact (__consumer_offsets among them): passes picked on each shard and run
+// on the cleaner thread (broker/cleaner.h), whose rewritten segments the shards install.
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
@@ -18,8 +19,6 @@ namespace {
 // Kafka's offsets.topic.segment.bytes default (small enough for compaction to keep up); a
 // smaller --log.segment.bytes applies to it too.
 constexpr int64_t kOffsetsSegmentBytes = 104857600;
-// Segments rewritten per partition per compaction step (each step reads the whole log once).
-constexpr uint32_t kCompactionSegmentsPerStep = 16;
 
 }  // namespace
 
@@ -132,44 +131,133 @@ Status Broker::start_groups() {
 }
 
 void Broker::compact_partitions(ShardState& ss) {
-  // Every fifth step looks again at logs that did not change: tombstones may have expired.
-  static thread_local uint64_t steps = 0;
-  const bool recheck = ++steps % 5 == 0;
+  if (!cleaner_ || stopping_) return;
+  // Every tenth look (~10 s) goes over logs with nothing new: tombstones may have expired.
+  static thread_local uint64_t looks = 0;
+  const bool recheck = ++looks % 10 == 0;
   auto snap = registry_->snapshot();
   const auto live = live_config();
   const int64_t now = std::chrono::duration_cast<std::chrono::milliseconds>(
                           std::chrono::system_clock::now().time_since_epoch())
                           .count();
   for (auto& [tp, p] : ss.partitions) {
-    if (p->deleting || p->log->failed() || !p->log->idle()) continue;
+    if (p->deleting || p->log->failed() || p->cleaning_pass != 0) continue;
     const TopicInfo* topic = snap->find(tp.topic);
     if (!topic || topic_setting_value(*topic, *live, "cleanup.policy").find("compact") ==
                       std::string::npos) {
       continue;
     }
-    const int64_t end = *p->log->log_end_offset();
-    if (end == p->compaction_checked_end && !recheck) continue;  // nothing new since then
-    log::CompactionStats stats;
+    // Only what is committed: Raft never truncates below the high watermark.
+    const int64_t hw = p->high_watermark();
+    if (hw == p->compaction_checked_end && !recheck) continue;  // nothing new since then
+    std::vector<log::ClosedSegment> closed = p->log->closed_segments(hw);
+    const int64_t dirty_from = p->log->first_dirty_offset();
+    if (closed.empty() || (closed.back().end_offset <= dirty_from && !recheck)) {
+      p->compaction_checked_end = hw;
+      continue;
+    }
     log::CompactionOptions options;
     options.now_ms = now;
     options.delete_retention_ms = topic_setting_int(*topic, *live, "delete.retention.ms");
-    options.segments_max = kCompactionSegmentsPerStep;
-    auto r = log::compact_step(*p->log, options, &p->compaction_cursor, stats);
-    if (!r) {
-      spdlog::warn("{}-{}: compaction failed: {}", tp.topic, tp.partition, r.error().message);
-      p->compaction_checked_end = end;
-      continue;
-    }
-    if (!*r) {
-      p->compaction_checked_end = end;
-      continue;
-    }
-    spdlog::info(
-        "{}-{}: compacted {} segment(s), {} -> {} bytes, {} record(s) removed ({} "
-        "tombstones)",
-        tp.topic, tp.partition, stats.segments_rewritten, stats.bytes_before, stats.bytes_after,
-        stats.records_removed, stats.tombstones_removed);
+    options.map_bytes = static_cast<uint64_t>(config_.cleaner_dedupe_buffer_bytes);
+    options.index_interval_bytes = p->log_config.index_interval_bytes;
+    const uint64_t pass = ++cleaning_passes_;
+    p->cleaning_pass = pass;
+    p->cleaning_cancel = std::make_shared<std::atomic<bool>>(false);
+    ShardState* shard = &ss;
+    cleaner_->submit(p->cleaning_cancel, [this, shard, tp = tp, pass, hw, options, dirty_from,
+                                          history = p->log->history(),
+                                          closed = std::move(closed)](
+                                             const std::atomic<bool>& cancel) {
+      run_cleaning_pass(*shard, tp, pass, hw, history, closed, dirty_from, options, cancel);
+    });
   }
+}
+
+// On the cleaner thread: maps, cleans each segment, posts each to the shard to install, then
+// posts the end of the pass. The shard's callbacks find the partition again by name and pass.
+void Broker::run_cleaning_pass(ShardState& ss, const TopicPartition& tp, uint64_t pass,
+                               int64_t hw, uint64_t history,
+                               const std::vector<log::ClosedSegment>& closed, int64_t dirty_from,
+                               const log::CompactionOptions& options,
+                               const std::atomic<bool>& cancel) {
+  // Touched only on the shard (the posts below); the cleaner's own findings travel by value.
+  struct Outcome {
+    log::CompactionStats stats;
+    bool complete = true;  // every segment that needed it was rewritten
+    std::string error;
+  };
+  auto outcome = std::make_shared<Outcome>();
+  auto find = [&ss, tp, pass]() -> Partition* {
+    auto it = ss.partitions.find(tp);
+    return it == ss.partitions.end() || it->second->cleaning_pass != pass ? nullptr
+                                                                          : it->second.get();
+  };
+  std::string error;  // the cleaner's
+  log::OffsetMap map(options.map_bytes);
+  auto map_end = log::build_offset_map(closed, dirty_from, map, options, &cancel);
+  const uint64_t keys_mapped = map.size();
+  if (!map_end) {
+    error = map_end.error().message;
+  } else {
+    for (const log::ClosedSegment& seg : closed) {
+      if (seg.base_offset >= *map_end || cancel.load()) break;
+      auto cleaned = log::clean_segment(seg, map, *map_end, options, &cancel);
+      if (!cleaned) {
+        error = cleaned.error().message;
+        break;
+      }
+      if (!*cleaned) continue;
+      ss.shard.post([find, outcome, history, c = std::move(**cleaned)] {
+        Partition* p = find();
+        if (!p) {
+          log::discard(c);
+          outcome->complete = false;
+          return;
+        }
+        auto installed = p->log->install_cleaned_segment(c, history);
+        if (!installed) {
+          outcome->error = installed.error().message;
+          outcome->complete = false;
+        } else if (*installed == log::Installed::kInstalled) {
+          outcome->stats.add(c.stats);
+        } else if (*installed == log::Installed::kChanged) {
+          outcome->complete = false;
+        }
+      });
+    }
+  }
+  const bool cancelled = cancel.load();
+  const int64_t end = map_end ? *map_end : dirty_from;
+  ss.shard.post([find, outcome, tp, hw, end, cancelled, history, dirty_from, keys_mapped,
+                 error = std::move(error)] {
+    Partition* p = find();
+    if (!p) return;
+    p->cleaning_pass = 0;
+    p->cleaning_cancel.reset();
+    outcome->stats.keys_mapped = keys_mapped;
+    if (outcome->error.empty()) outcome->error = error;
+    if (!outcome->error.empty() && !cancelled) {
+      spdlog::warn("{}-{}: compaction failed: {}", tp.topic, tp.partition, outcome->error);
+      p->compaction_checked_end = hw;  // not again before new data or the next recheck
+    }
+    const bool done = outcome->error.empty() && !cancelled && outcome->complete &&
+                      p->log->history() == history;
+    if (done) {
+      p->log->set_first_dirty_offset(end);
+      if (end == dirty_from && outcome->stats.segments_rewritten == 0) {
+        p->compaction_checked_end = hw;  // nothing new and nothing to remove
+      }
+    }
+    if (outcome->stats.segments_rewritten > 0) {
+      const auto& s = outcome->stats;
+      spdlog::info(
+          "{}-{}: compacted {} segment(s), {} -> {} bytes, {} record(s) removed ({} "
+          "tombstones), {} key(s) mapped up to offset {}",
+          tp.topic, tp.partition, s.segments_rewritten, s.bytes_before, s.bytes_after,
+          s.records_removed, s.tombstones_removed, s.keys_mapped, end);
+    }
+  });
 }
 
 }  // namespace sluice::broker

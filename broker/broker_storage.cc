@@ -247,6 +247,7 @@ void Broker::close_and_tombstone(const TopicPartition& tp, const std::array<uint
     }
     Partition* p = it->second.get();
     p->deleting = true;
+    if (p->cleaning_cancel) p->cleaning_cancel->store(true);  // a compaction pass gives up
     for (auto& w : p->waiters) {
       if (!w.token.expired()) w.wake();
     }

@@ -334,6 +334,11 @@ Result<BrokerConfig> parse_config(int argc, const char* const* argv) {
   app.add_option("--auto.create.topics.enable", c.auto_create_topics,
                  "Create topics named in Metadata requests")
       ->capture_default_str();
+  app.add_option("--log.cleaner.dedupe.buffer.size", c.cleaner_dedupe_buffer_bytes,
+                 "Memory for the key map of a compaction pass (32 bytes a key; more keys take "
+                 "more passes)")
+      ->capture_default_str()
+      ->check(CLI::Range(int64_t{1} << 16, int64_t{1} << 36));
   app.add_option("--log.segment.bytes", c.segment_bytes, "Segment size before a roll")
       ->capture_default_str()
       ->check(CLI::Range(static_cast<int64_t>(log::kSegmentBytesMin),

@@ -1,17 +1,20 @@
 #include "log/compaction.h"
 
 #include <fcntl.h>
+#include <openssl/evp.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <bit>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
 #include <optional>
 
 #include "common/assert.h"
+#include "log/fd_cache.h"
 #include "log/internal/segment.h"
 #include "log/log.h"
-#include "log/segment_reader.h"
 #include "protocol/record_batch.h"
 
 namespace sluice::log {
@@ -22,6 +25,22 @@ LogError corrupt(const kafka::BatchError& e) { return LogError{LogErrc::kCorrupt
 
 std::string key_string(Bytes key) {
   return std::string(reinterpret_cast<const char*>(key.data()), key.size());
+}
+
+// Calls fn(record, offset) for each record of a data batch (none for a control batch), in
+// order, until fn returns false; returns whether it went through them all.
+template <class F>
+LogResult<bool> each_record(const kafka::RecordBatchView& batch, std::vector<std::byte>& scratch,
+                            F&& fn) {
+  if (batch.is_control()) return true;
+  auto records = batch.records(scratch);
+  if (!records) return unexpected(corrupt(records.error()));
+  while (true) {
+    auto r = records->next();
+    if (!r) return unexpected(corrupt(r.error()));
+    if (!*r) return true;
+    if (!fn(**r, batch.base_offset() + (*r)->offset_delta)) return false;
+  }
 }
 
 // Rebuilds `batch` with only the records `keep` says, preserving its offsets and header.
@@ -61,7 +80,313 @@ LogResult<std::vector<std::byte>> rebuild(const kafka::RecordBatchView& batch,
   return std::move(*built);
 }
 
+// The latest offset known for a key, -1 if none.
+using LatestFn = std::function<int64_t(Bytes key)>;
+// Takes one whole batch of the output, in offset order.
+using BatchSink = std::function<LogResult<void>(Bytes batch)>;
+
+// Which records of a batch survive: a keyed record goes when a later offset is known for its
+// key; a tombstone that is the latest goes when below `map_end` and its batch is older than
+// delete.retention.ms. Control batches and keyless records stay.
+class RecordFilter {
+ public:
+  RecordFilter(const LatestFn& latest, int64_t map_end, const CompactionOptions& options)
+      : latest_(latest), map_end_(map_end), options_(options) {}
+
+  bool tombstones_expire(const kafka::RecordBatchView& batch) const {
+    return batch.max_timestamp() < options_.now_ms - options_.delete_retention_ms;
+  }
+  // keep, and whether a dropped record was a tombstone
+  std::pair<bool, bool> keep(const kafka::Record& rec, int64_t offset, bool expire) const {
+    if (!rec.key) return {true, false};
+    const int64_t later = latest_(*rec.key);
+    if (later > offset) return {false, false};
+    if (!rec.value && expire && offset < map_end_) return {false, true};
+    return {true, false};
+  }
+
+ private:
+  const LatestFn& latest_;
+  int64_t map_end_;
+  const CompactionOptions& options_;
+};
+
+// Whether compacting `batch` would drop anything (no output, cheap: stops at the first).
+LogResult<bool> would_drop(const kafka::RecordBatchView& batch, const RecordFilter& filter,
+                           std::vector<std::byte>& scratch) {
+  const bool expire = filter.tombstones_expire(batch);
+  auto all_kept = each_record(batch, scratch, [&](const kafka::Record& rec, int64_t offset) {
+    return filter.keep(rec, offset, expire).first;
+  });
+  if (!all_kept) return unexpected(all_kept.error());
+  return !*all_kept;
+}
+
+// Compacts a stream of batches (one segment's, in order) into `sink`.
+class BatchCompactor {
+ public:
+  BatchCompactor(const RecordFilter& filter, CompactionStats& stats, BatchSink sink)
+      : filter_(filter), stats_(stats), sink_(std::move(sink)) {}
+
+  LogResult<void> add(const kafka::RecordBatchView& batch) {
+    const Bytes whole = batch.bytes();
+    stats_.bytes_before += whole.size();
+    bool all = true;
+    if (!batch.is_control()) {
+      kept_.clear();
+      const bool expire = filter_.tombstones_expire(batch);
+      auto r = each_record(batch, scratch_, [&](const kafka::Record& rec, int64_t offset) {
+        const auto [keep, tombstone] = filter_.keep(rec, offset, expire);
+        if (keep) {
+          kept_.push_back(rec);
+          ++stats_.records_kept;
+        } else {
+          all = false;
+          ++stats_.records_removed;
+          if (tombstone) ++stats_.tombstones_removed;
+        }
+        return true;
+      });
+      if (!r) return unexpected(r.error());
+      // Idempotent producers' batches stay separate: their sequence numbers matter.
+      const bool mergeable =
+          kept_.empty() && batch.producer_id() < 0 && !batch.is_transactional();
+      if (mergeable && (batch.record_count() > 0 || empty_run_)) {
+        if (empty_run_) {
+          // Extend the run to this batch's last offset; the earliest base timestamp stays.
+          auto prev = kafka::RecordBatchView::parse(*empty_run_);
+          SLUICE_ASSERT(prev.has_value());
+          const int64_t delta = batch.last_offset() - prev->base_offset();
+          if (delta <= INT32_MAX) {
+            using namespace kafka::batch_layout;
+            store_be<int32_t>(empty_run_->data() + kLastOffsetDelta, static_cast<int32_t>(delta));
+            store_be<int64_t>(empty_run_->data() + kMaxTimestamp,
+                              std::max(prev->max_timestamp(), batch.max_timestamp()));
+            kafka::update_crc(*empty_run_);
+            ++stats_.batches_rebuilt;
+            return {};
+          }
+          if (auto r = flush_empty(); !r) return r;
+        }
+        auto rebuilt = rebuild(batch, kept_);
+        if (!rebuilt) return unexpected(rebuilt.error());
+        empty_run_ = std::move(*rebuilt);
+        ++stats_.batches_rebuilt;
+        return {};
+      }
+      if (auto r = flush_empty(); !r) return r;
+      if (!all) {
+        auto rebuilt = rebuild(batch, kept_);  // `kept_` points into `scratch_` or the batch
+        if (!rebuilt) return unexpected(rebuilt.error());
+        stats_.bytes_after += rebuilt->size();
+        ++stats_.batches_rebuilt;
+        return sink_(*rebuilt);
+      }
+    }
+    if (auto r = flush_empty(); !r) return r;
+    stats_.bytes_after += whole.size();
+    ++stats_.batches_copied;
+    return sink_(whole);
+  }
+
+  LogResult<void> finish() { return flush_empty(); }
+
+ private:
+  // A run of batches left without records becomes one empty batch spanning all their offsets
+  // (segments are contiguous runs of batches, so the span must stay covered).
+  LogResult<void> flush_empty() {
+    if (!empty_run_) return {};
+    std::vector<std::byte> run = std::move(*empty_run_);
+    empty_run_.reset();
+    stats_.bytes_after += run.size();
+    return sink_(run);
+  }
+
+  const RecordFilter& filter_;
+  CompactionStats& stats_;
+  BatchSink sink_;
+  std::vector<std::byte> scratch_;
+  std::vector<kafka::Record> kept_;
+  std::optional<std::vector<std::byte>> empty_run_;
+};
+
+// Reads a closed segment's .log by path, batch by batch, through a buffer of bounded size
+// (grown only for a batch larger than it). Every batch is checked, CRC included.
+class SegmentStream {
+ public:
+  SegmentStream(const ClosedSegment& segment, uint32_t buffer_bytes)
+      : segment_(segment), buffer_(std::max<uint32_t>(buffer_bytes, 4096)) {}
+
+  // False when the file is gone (retention or a deletion got there first).
+  LogResult<bool> open() {
+    int fd;
+    do {
+      fd = ::open(segment_.log_path.c_str(), O_RDONLY | O_CLOEXEC);
+    } while (fd < 0 && errno == EINTR);
+    if (fd < 0 && errno == ENOENT) return false;
+    if (fd < 0) return errno_error(errno, "open " + segment_.log_path);
+    file_ = std::make_shared<FileHandle>(fd);
+    return true;
+  }
+
+  // The next batch (valid until the next call), nullopt after the segment's last one.
+  LogResult<std::optional<kafka::RecordBatchView>> next() {
+    if (consumed_ >= segment_.size_bytes) return std::optional<kafka::RecordBatchView>();
+    constexpr size_t kHead = kafka::kBatchLogOverheadBytes;
+    if (auto r = fill(kHead); !r) return unexpected(r.error());
+    const auto length = load_be<int32_t>(buffer_.data() + begin_ + kafka::batch_layout::kBatchLength);
+    const uint64_t total = kHead + static_cast<uint64_t>(std::max<int32_t>(length, 0));
+    if (length < static_cast<int32_t>(kafka::kBatchHeaderBytes - kHead) ||
+        consumed_ + total > segment_.size_bytes) {
+      return damaged("a batch length that runs past the segment");
+    }
+    if (auto r = fill(total); !r) return unexpected(r.error());
+    auto view = kafka::RecordBatchView::parse(Bytes(buffer_.data() + begin_, total));
+    if (!view) return damaged(view.error().message);
+    if (auto c = view->verify_crc(); !c) return damaged(c.error().message);
+    position_ = consumed_;
+    begin_ += total;
+    consumed_ += total;
+    return std::optional<kafka::RecordBatchView>(*view);
+  }
+  uint64_t position() const { return position_; }  // of the batch next() returned last
+
+ private:
+  Unexpected<LogError> damaged(const std::string& why) const {
+    return log_error(LogErrc::kCorrupt, segment_.log_path + " at byte " +
+                                            std::to_string(consumed_) + ": " + why);
+  }
+  // Makes `n` bytes from begin_ available.
+  LogResult<void> fill(uint64_t n) {
+    if (end_ - begin_ >= n) return {};
+    std::memmove(buffer_.data(), buffer_.data() + begin_, end_ - begin_);
+    end_ -= begin_;
+    begin_ = 0;
+    if (buffer_.size() < n) buffer_.resize(n);
+    const uint64_t in_file = segment_.size_bytes - (consumed_ + end_);
+    const uint64_t want = std::min<uint64_t>(buffer_.size() - end_, in_file);
+    if (end_ + want < n) return damaged("the segment ends inside a batch");
+    if (auto r = detail::pread_full(file_->fd(), MutableBytes(buffer_.data() + end_, want),
+                                    consumed_ + end_);
+        !r) {
+      return r;
+    }
+    end_ += want;
+    return {};
+  }
+
+  const ClosedSegment& segment_;
+  std::shared_ptr<FileHandle> file_;
+  std::vector<std::byte> buffer_;
+  size_t begin_ = 0, end_ = 0;  // unread bytes in buffer_
+  uint64_t consumed_ = 0;       // segment bytes handed out (file position of buffer_[begin_])
+  uint64_t position_ = 0;
+};
+
+LogResult<void> write_and_sync(const std::string& path, Bytes bytes) {
+  auto f = FileHandle::open(path, O_RDWR | O_CREAT | O_TRUNC);
+  if (!f) return unexpected(f.error());
+  if (auto r = detail::pwrite_full((*f)->fd(), bytes, 0); !r) return r;
+  if (::fdatasync((*f)->fd()) != 0) return errno_error(errno, "fdatasync " + path);
+  return {};
+}
+
+Unexpected<LogError> stopped() { return log_error(LogErrc::kInvalidArgument, "stopped"); }
+
 }  // namespace
+
+// OffsetMap ------------------------------------------------------------------------------------
+
+struct OffsetMap::Digest {
+  EVP_MD* md = nullptr;
+  EVP_MD_CTX* ctx = nullptr;
+  Digest() : md(EVP_MD_fetch(nullptr, "SHA256", nullptr)), ctx(EVP_MD_CTX_new()) {
+    SLUICE_ASSERT(md != nullptr && ctx != nullptr);
+  }
+  ~Digest() {
+    EVP_MD_CTX_free(ctx);
+    EVP_MD_free(md);
+  }
+};
+
+OffsetMap::OffsetMap(uint64_t max_bytes) : digest_(std::make_unique<Digest>()) {
+  max_slots_ = std::bit_floor(std::max<uint64_t>(max_bytes / kSlotBytes, 16));
+  max_entries_ = max_slots_ / 4 * 3;
+  slots_.resize(std::min<uint64_t>(max_slots_, 1u << 12));
+}
+
+OffsetMap::~OffsetMap() = default;
+
+void OffsetMap::digest(Bytes key, uint64_t& a, uint64_t& b) const {
+  unsigned char out[EVP_MAX_MD_SIZE];
+  unsigned int n = 0;
+  const bool ok = EVP_DigestInit_ex2(digest_->ctx, digest_->md, nullptr) == 1 &&
+                  EVP_DigestUpdate(digest_->ctx, key.data(), key.size()) == 1 &&
+                  EVP_DigestFinal_ex(digest_->ctx, out, &n) == 1;
+  SLUICE_ASSERT(ok && n >= 16);
+  std::memcpy(&a, out, 8);
+  std::memcpy(&b, out + 8, 8);
+}
+
+OffsetMap::Slot* OffsetMap::find(uint64_t a, uint64_t b) {
+  const uint64_t mask = slots_.size() - 1;
+  for (uint64_t i = a & mask;; i = (i + 1) & mask) {
+    Slot& s = slots_[i];
+    if (s.offset < 0 || (s.a == a && s.b == b)) return &s;
+  }
+}
+
+void OffsetMap::grow() {
+  std::vector<Slot> old(slots_.size() * 2);
+  old.swap(slots_);
+  for (const Slot& s : old) {
+    if (s.offset >= 0) *find(s.a, s.b) = s;
+  }
+}
+
+bool OffsetMap::put(Bytes key, int64_t offset) {
+  SLUICE_ASSERT(offset >= 0);
+  uint64_t a, b;
+  digest(key, a, b);
+  Slot* s = find(a, b);
+  if (s->offset < 0) {
+    if (size_ >= max_entries_) return false;
+    if ((size_ + 1) * 4 > slots_.size() * 3) {
+      grow();
+      s = find(a, b);
+    }
+    ++size_;
+  }
+  *s = Slot{a, b, offset};
+  return true;
+}
+
+int64_t OffsetMap::get(Bytes key) const {
+  if (size_ == 0) return -1;
+  uint64_t a, b;
+  digest(key, a, b);
+  return const_cast<OffsetMap*>(this)->find(a, b)->offset;
+}
+
+void OffsetMap::clear() {
+  slots_.assign(std::min<uint64_t>(max_slots_, 1u << 12), Slot{});
+  slots_.shrink_to_fit();
+  size_ = 0;
+}
+
+void CompactionStats::add(const CompactionStats& o) {
+  records_kept += o.records_kept;
+  records_removed += o.records_removed;
+  tombstones_removed += o.tombstones_removed;
+  batches_copied += o.batches_copied;
+  batches_rebuilt += o.batches_rebuilt;
+  bytes_before += o.bytes_before;
+  bytes_after += o.bytes_after;
+  segments_rewritten += o.segments_rewritten;
+  keys_mapped += o.keys_mapped;
+}
+
+// The in-memory forms -------------------------------------------------------------------------
 
 LogResult<void> index_keys(Bytes batches, KeyOffsets& latest) {
   kafka::BatchIterator it(batches);
@@ -70,16 +395,11 @@ LogResult<void> index_keys(Bytes batches, KeyOffsets& latest) {
     auto v = it.next();
     if (!v) return unexpected(corrupt(v.error()));
     if (!*v) break;
-    const auto& batch = **v;
-    if (batch.is_control()) continue;
-    auto records = batch.records(scratch);
-    if (!records) return unexpected(corrupt(records.error()));
-    while (true) {
-      auto r = records->next();
-      if (!r) return unexpected(corrupt(r.error()));
-      if (!*r) break;
-      if ((*r)->key) latest[key_string(*(*r)->key)] = batch.base_offset() + (*r)->offset_delta;
-    }
+    auto r = each_record(**v, scratch, [&latest](const kafka::Record& rec, int64_t offset) {
+      if (rec.key) latest[key_string(*rec.key)] = offset;
+      return true;
+    });
+    if (!r) return unexpected(r.error());
   }
   return {};
 }
@@ -89,225 +409,282 @@ LogResult<std::vector<std::byte>> compact_batches(Bytes batches, const KeyOffset
                                                   CompactionStats& stats) {
   std::vector<std::byte> out;
   out.reserve(batches.size());
-  kafka::BatchIterator it(batches);
-  std::vector<std::byte> scratch;
-  std::vector<kafka::Record> kept;
-  // A run of batches left without records becomes one empty batch spanning all their offsets
-  // (segments are contiguous runs of batches, so the span must stay covered).
-  std::optional<std::vector<std::byte>> empty_run;
-  auto flush_empty = [&] {
-    if (!empty_run) return;
-    out.insert(out.end(), empty_run->begin(), empty_run->end());
-    stats.bytes_after += empty_run->size();
-    empty_run.reset();
+  const LatestFn lookup = [&latest](Bytes key) {
+    auto found = latest.find(key_string(key));
+    return found == latest.end() ? int64_t{-1} : found->second;
   };
+  const RecordFilter filter(lookup, INT64_MAX, options);
+  BatchCompactor compactor(filter, stats, [&out](Bytes b) -> LogResult<void> {
+    out.insert(out.end(), b.begin(), b.end());
+    return {};
+  });
+  kafka::BatchIterator it(batches);
   while (true) {
     auto v = it.next();
     if (!v) return unexpected(corrupt(v.error()));
     if (!*v) break;
-    const auto& batch = **v;
-    const Bytes whole = batch.bytes();
-    stats.bytes_before += whole.size();
-    bool all = true;
-    if (!batch.is_control()) {
-      auto records = batch.records(scratch);
-      if (!records) return unexpected(corrupt(records.error()));
-      kept.clear();
-      const bool tombstones_expire =
-          batch.max_timestamp() < options.now_ms - options.delete_retention_ms;
-      while (true) {
-        auto r = records->next();
-        if (!r) return unexpected(corrupt(r.error()));
-        if (!*r) break;
-        const kafka::Record& rec = **r;
-        bool keep = true;
-        if (rec.key) {
-          auto found = latest.find(key_string(*rec.key));
-          const int64_t offset = batch.base_offset() + rec.offset_delta;
-          keep = found == latest.end() || found->second <= offset;
-          if (keep && !rec.value && tombstones_expire) {
-            keep = false;
-            ++stats.tombstones_removed;
-          }
-        }
-        if (keep) {
-          kept.push_back(rec);
-          ++stats.records_kept;
-        } else {
-          all = false;
-          ++stats.records_removed;
-        }
-      }
-      // Idempotent producers' batches stay separate: their sequence numbers matter.
-      const bool mergeable = kept.empty() && batch.producer_id() < 0 && !batch.is_transactional();
-      if (mergeable && (batch.record_count() > 0 || empty_run)) {
-        if (empty_run) {
-          // Extend the run to this batch's last offset; the earliest base timestamp stays.
-          auto prev = kafka::RecordBatchView::parse(*empty_run);
-          SLUICE_ASSERT(prev.has_value());
-          const int64_t delta = batch.last_offset() - prev->base_offset();
-          if (delta <= INT32_MAX) {
-            using namespace kafka::batch_layout;
-            store_be<int32_t>(empty_run->data() + kLastOffsetDelta, static_cast<int32_t>(delta));
-            store_be<int64_t>(empty_run->data() + kMaxTimestamp,
-                              std::max(prev->max_timestamp(), batch.max_timestamp()));
-            kafka::update_crc(*empty_run);
-            ++stats.batches_rebuilt;
-            continue;
-          }
-          flush_empty();
-        }
-        auto rebuilt = rebuild(batch, kept);
-        if (!rebuilt) return unexpected(rebuilt.error());
-        empty_run = std::move(*rebuilt);
-        ++stats.batches_rebuilt;
-        continue;
-      }
-      flush_empty();
-      if (!all) {
-        auto rebuilt = rebuild(batch, kept);  // `kept` points into `scratch` or the batch
-        if (!rebuilt) return unexpected(rebuilt.error());
-        out.insert(out.end(), rebuilt->begin(), rebuilt->end());
-        stats.bytes_after += rebuilt->size();
-        ++stats.batches_rebuilt;
-        continue;
-      }
-    }
-    flush_empty();
-    out.insert(out.end(), whole.begin(), whole.end());
-    stats.bytes_after += whole.size();
-    ++stats.batches_copied;
+    if (auto r = compactor.add(**v); !r) return unexpected(r.error());
   }
-  flush_empty();
+  if (auto r = compactor.finish(); !r) return unexpected(r.error());
   SLUICE_ASSERT(it.consumed() <= batches.size());
   return out;
 }
 
-LogResult<bool> compact_step(PartitionLog& log, const CompactionOptions& options, int64_t* cursor,
-                             CompactionStats& stats) {
-  SLUICE_ASSERT(cursor != nullptr);
+// A pass -------------------------------------------------------------------------------------
+
+LogResult<int64_t> build_offset_map(const std::vector<ClosedSegment>& segments,
+                                    int64_t dirty_from, OffsetMap& map,
+                                    const CompactionOptions& options,
+                                    const std::atomic<bool>* stop) {
+  int64_t map_end = dirty_from;
+  std::vector<std::byte> scratch;
+  for (const ClosedSegment& seg : segments) {
+    if (seg.end_offset <= dirty_from) continue;
+    SegmentStream in(seg, options.io_buffer_bytes);
+    auto opened = in.open();
+    if (!opened) return unexpected(opened.error());
+    if (!*opened) continue;  // deleted meanwhile: its records are gone anyway
+    while (true) {
+      if (stop && stop->load(std::memory_order_relaxed)) return stopped();
+      auto v = in.next();
+      if (!v) return unexpected(v.error());
+      if (!*v) break;
+      const kafka::RecordBatchView& batch = **v;
+      if (batch.last_offset() < dirty_from) continue;
+      int64_t full_at = -1;
+      auto r = each_record(batch, scratch, [&](const kafka::Record& rec, int64_t offset) {
+        if (offset < dirty_from || !rec.key) return true;
+        // Full: the next pass goes on from this record (even inside a batch, so that a batch
+        // with more records than the map holds still gets through).
+        if (!map.put(*rec.key, offset)) {
+          full_at = offset;
+          return false;
+        }
+        map_end = std::max(map_end, offset + 1);
+        return true;
+      });
+      if (!r) return unexpected(r.error());
+      if (full_at >= 0) return std::max(map_end, full_at);
+      map_end = std::max(map_end, batch.last_offset() + 1);
+    }
+    map_end = std::max(map_end, seg.end_offset);
+  }
+  return map_end;
+}
+
+LogResult<std::optional<CleanedSegment>> clean_segment(const ClosedSegment& segment,
+                                                       const OffsetMap& map, int64_t map_end,
+                                                       const CompactionOptions& options,
+                                                       const std::atomic<bool>* stop) {
+  const LatestFn lookup = [&map](Bytes key) { return map.get(key); };
+  const RecordFilter filter(lookup, map_end, options);
+  // A look first, writing nothing: most segments of a compacted log lose nothing in a pass.
+  {
+    SegmentStream in(segment, options.io_buffer_bytes);
+    auto opened = in.open();
+    if (!opened) return unexpected(opened.error());
+    if (!*opened) return std::optional<CleanedSegment>();
+    std::vector<std::byte> scratch;
+    bool drops = false;
+    while (!drops) {
+      if (stop && stop->load(std::memory_order_relaxed)) return stopped();
+      auto v = in.next();
+      if (!v) return unexpected(v.error());
+      if (!*v) break;
+      auto d = would_drop(**v, filter, scratch);
+      if (!d) return unexpected(d.error());
+      drops = *d;
+    }
+    if (!drops) return std::optional<CleanedSegment>();
+  }
+
+  CleanedSegment out;
+  out.was = segment;
+  out.log_side = segment.log_path + ".cleaned";
+  out.index_side = segment.index_path + ".cleaned";
+  out.time_side = segment.time_path + ".cleaned";
+  bool done = false;
+  struct Cleanup {
+    CleanedSegment& c;
+    bool& done;
+    ~Cleanup() {
+      if (!done) discard(c);
+    }
+  } cleanup{out, done};
+
+  SegmentStream in(segment, options.io_buffer_bytes);
+  auto opened = in.open();
+  if (!opened) return unexpected(opened.error());
+  if (!*opened) return std::optional<CleanedSegment>();
+  auto side = FileHandle::open(out.log_side, O_RDWR | O_CREAT | O_TRUNC);
+  if (!side) return unexpected(side.error());
+  std::vector<std::byte> pending;
+  pending.reserve(options.io_buffer_bytes);
+  uint64_t flushed = 0;
+  auto flush = [&]() -> LogResult<void> {
+    if (pending.empty()) return {};
+    if (auto r = detail::pwrite_full((*side)->fd(), pending, flushed); !r) return r;
+    flushed += pending.size();
+    pending.clear();
+    return {};
+  };
+  detail::IndexBuilder indexes(segment.base_offset, options.index_interval_bytes);
+  int64_t expect = segment.base_offset;  // the output must span exactly the segment's offsets
+  std::string span_error;
+  BatchCompactor compactor(filter, out.stats, [&](Bytes b) -> LogResult<void> {
+    using namespace kafka::batch_layout;
+    const auto base = load_be<int64_t>(b.data() + kBaseOffset);
+    const int64_t last = base + load_be<int32_t>(b.data() + kLastOffsetDelta);
+    if (base != expect) {
+      return log_error(LogErrc::kInvalidArgument,
+                       "compacted batches of " + segment.log_path + " leave a gap at " +
+                           std::to_string(expect));
+    }
+    expect = last + 1;
+    indexes.add(flushed + pending.size(), b.size(), base,
+                load_be<int64_t>(b.data() + kMaxTimestamp));
+    pending.insert(pending.end(), b.begin(), b.end());
+    if (pending.size() >= options.io_buffer_bytes) return flush();
+    return {};
+  });
+  while (true) {
+    if (stop && stop->load(std::memory_order_relaxed)) return stopped();
+    auto v = in.next();
+    if (!v) return unexpected(v.error());
+    if (!*v) break;
+    if (auto r = compactor.add(**v); !r) return unexpected(r.error());
+  }
+  if (auto r = compactor.finish(); !r) return unexpected(r.error());
+  if (auto r = flush(); !r) return unexpected(r.error());
+  if (expect != segment.end_offset) {
+    return log_error(LogErrc::kInvalidArgument, "compacted batches of " + segment.log_path +
+                                                    " end at " + std::to_string(expect) +
+                                                    ", not " + std::to_string(segment.end_offset));
+  }
+  if (out.stats.bytes_after >= out.stats.bytes_before) return std::optional<CleanedSegment>();
+  if (::fdatasync((*side)->fd()) != 0) return errno_error(errno, "fdatasync " + out.log_side);
+  if (auto r = write_and_sync(out.index_side, indexes.index); !r) return unexpected(r.error());
+  if (auto r = write_and_sync(out.time_side, indexes.time); !r) return unexpected(r.error());
+  out.size_bytes = flushed;
+  out.max_timestamp = indexes.prefix_max;
+  out.index_entries = indexes.index.size() / kIndexEntryBytes;
+  out.time_entries = indexes.time.size() / kTimeIndexEntryBytes;
+  out.bytes_since_index = indexes.since_index;
+  out.stats.segments_rewritten = 1;
+  done = true;
+  return std::optional<CleanedSegment>(std::move(out));
+}
+
+void discard(const CleanedSegment& cleaned) {
+  for (const auto* path : {&cleaned.log_side, &cleaned.index_side, &cleaned.time_side}) {
+    if (!path->empty()) ::unlink(path->c_str());
+  }
+}
+
+LogResult<bool> compact_log(PartitionLog& log, const CompactionOptions& options,
+                            CompactionStats& stats) {
   const std::vector<ClosedSegment> closed = log.closed_segments();
   if (closed.empty()) return false;
-  // The latest offset of every key, over everything durable (the active segment included).
-  KeyOffsets latest;
-  const int64_t end = *log.durable_offset();
-  int64_t from = *log.log_start_offset();
-  while (from < end) {
-    auto bytes = log.read_copy(Offset(from), 4u << 20, Offset(end));
-    if (!bytes) return unexpected(bytes.error());
-    if (bytes->empty()) break;
-    if (auto r = index_keys(*bytes, latest); !r) return unexpected(r.error());
-    int64_t next = from;
-    kafka::BatchIterator it(*bytes);
-    while (true) {
-      auto v = it.next();
-      if (!v || !*v) break;
-      next = (*v)->last_offset() + 1;
+  const uint64_t history = log.history();
+  OffsetMap map(options.map_bytes);
+  const int64_t dirty_from = log.first_dirty_offset();
+  auto map_end = build_offset_map(closed, dirty_from, map, options);
+  if (!map_end) return unexpected(map_end.error());
+  stats.keys_mapped += map.size();
+  bool any = false, all = true;
+  for (const ClosedSegment& seg : closed) {
+    if (seg.base_offset >= *map_end) break;
+    auto cleaned = clean_segment(seg, map, *map_end, options);
+    if (!cleaned) return unexpected(cleaned.error());
+    if (!*cleaned) continue;
+    auto installed = log.install_cleaned_segment(**cleaned, history);
+    if (!installed) return unexpected(installed.error());
+    if (*installed != Installed::kInstalled) {
+      all = all && *installed == Installed::kGone;
+      continue;
     }
-    if (next <= from) break;
-    from = next;
+    stats.add((*cleaned)->stats);
+    any = true;
   }
-  // The next closed segment after the cursor (wrapping around) that shrinks.
-  size_t start = 0;
-  while (start < closed.size() && closed[start].base_offset <= *cursor) ++start;
-  uint32_t rewritten = 0;
-  for (size_t n = 0; n < closed.size() && rewritten < options.segments_max; ++n) {
-    const ClosedSegment& seg = closed[(start + n) % closed.size()];
-    *cursor = seg.base_offset;
-    auto bytes = log.read_copy(Offset(seg.base_offset), seg.size_bytes, Offset(seg.end_offset));
-    if (!bytes) return unexpected(bytes.error());
-    CompactionStats mine;
-    auto compacted = compact_batches(*bytes, latest, options, mine);
-    if (!compacted) return unexpected(compacted.error());
-    if (compacted->size() >= bytes->size()) continue;
-    if (auto r = log.replace_closed_segment(seg.base_offset, *compacted); !r) {
-      return unexpected(r.error());
-    }
-    stats.records_kept += mine.records_kept;
-    stats.records_removed += mine.records_removed;
-    stats.tombstones_removed += mine.tombstones_removed;
-    stats.batches_copied += mine.batches_copied;
-    stats.batches_rebuilt += mine.batches_rebuilt;
-    stats.bytes_before += mine.bytes_before;
-    stats.bytes_after += mine.bytes_after;
-    ++stats.segments_rewritten;
-    ++rewritten;
-  }
-  return rewritten > 0;
+  if (all) log.set_first_dirty_offset(*map_end);
+  return any;
 }
 
 // PartitionLog's compaction hooks (declared in log.h) ---------------------------------------
 
-std::vector<ClosedSegment> PartitionLog::closed_segments() const {
+std::vector<ClosedSegment> PartitionLog::closed_segments(int64_t below) const {
   std::vector<ClosedSegment> out;
   for (const auto& seg : segments_) {
     if (seg->active || seg->unsynced || seg->dirty || seg->corrupt_from >= 0) continue;
     if (seg->end_offset > durable_end_ || seg->end_offset <= seg->base_offset) continue;
-    out.push_back({seg->base_offset, seg->end_offset, seg->size_bytes});
+    if (seg->end_offset > below) break;
+    out.push_back({seg->base_offset, seg->end_offset, seg->size_bytes, seg->log_path,
+                   seg->index_path, seg->time_path});
   }
   return out;
 }
 
-LogResult<void> PartitionLog::replace_closed_segment(int64_t base_offset, Bytes batches) {
-  if (failure_) return unexpected(*failure_);
+int64_t PartitionLog::first_dirty_offset() const {
+  return std::max(first_dirty_, log_start_);
+}
+
+void PartitionLog::set_first_dirty_offset(int64_t offset) { first_dirty_ = offset; }
+
+LogResult<Installed> PartitionLog::install_cleaned_segment(const CleanedSegment& cleaned,
+                                                           uint64_t history) {
   size_t i = 0;
-  while (i < segments_.size() && segments_[i]->base_offset != base_offset) ++i;
-  if (i + 1 >= segments_.size()) {
-    return log_error(LogErrc::kInvalidArgument,
-                     "no closed segment at " + std::to_string(base_offset));
+  while (i < segments_.size() && segments_[i]->base_offset != cleaned.was.base_offset) ++i;
+  if (failure_ || history != history_) {
+    discard(cleaned);
+    return Installed::kChanged;
+  }
+  if (i + 1 >= segments_.size()) {  // retention deleted it meanwhile (or it is the last)
+    discard(cleaned);
+    return i == segments_.size() ? Installed::kGone : Installed::kChanged;
+  }
+  const detail::Segment& s = *segments_[i];
+  if (s.active || s.unsynced || s.dirty || s.corrupt_from >= 0 ||
+      s.end_offset != cleaned.was.end_offset || s.size_bytes != cleaned.was.size_bytes ||
+      s.log_path != cleaned.was.log_path) {  // found damaged, or not what was read
+    discard(cleaned);
+    return Installed::kChanged;
   }
   detail::Segment& seg = *segments_[i];
-  SLUICE_ASSERT(!seg.active && !seg.unsynced && !seg.dirty);
-  const int64_t next_base = segments_[i + 1]->base_offset;
   // The scrubber's position in this segment means nothing in the rewritten one.
-  if (scrub_segment_ == base_offset) scrub_position_ = 0;
+  if (scrub_segment_ == seg.base_offset) scrub_position_ = 0;
   // Batches of this segment (and any before it) move: the window of recent batches forgets them.
-  while (!recent_.empty() && recent_.front().segment_base <= base_offset) recent_.pop_front();
-  // Check before anything is written: whole valid batches spanning exactly the same offsets.
-  const ScanResult check =
-      scan_segment(batches, {.expected_base_offset = base_offset, .verify_crc = true}, {});
-  if (check.stop != ScanStop::kEnd || check.valid_bytes != batches.size() ||
-      check.next_offset != next_base) {
-    return log_error(LogErrc::kInvalidArgument, "compacted batches for segment " +
-                                                    std::to_string(base_offset) +
-                                                    " do not span its offsets: " + check.reason);
-  }
-  const std::string side = seg.log_path + ".compacting";
-  {
-    auto f = FileHandle::open(side, O_RDWR | O_CREAT | O_TRUNC);
-    if (!f) return unexpected(f.error());
-    if (auto r = detail::pwrite_full((*f)->fd(), batches, 0); !r) return r;
-    if (::fdatasync((*f)->fd()) != 0) {
-      return log_error(LogErrc::kIo, "fdatasync " + side + ": " + std::strerror(errno));
-    }
-  }
-  // The indexes go first: after a crash from here on, recovery finds them missing and
-  // rebuilds them from whichever .log the rename left (old or new, both complete).
+  while (!recent_.empty() && recent_.front().segment_base <= seg.base_offset) recent_.pop_front();
   for (const auto* path : {&seg.log_path, &seg.index_path, &seg.time_path}) fds_.forget(*path);
+  // The old indexes go first: a crash from here on leaves recovery without them, and it
+  // rebuilds them from whichever .log the renames left (old or new, both complete).
   ::unlink(seg.index_path.c_str());
   ::unlink(seg.time_path.c_str());
-  if (::rename(side.c_str(), seg.log_path.c_str()) != 0) {
-    return log_error(LogErrc::kIo, "rename " + side + ": " + std::strerror(errno));
-  }
+  const int64_t next_base = segments_[i + 1]->base_offset;
+  const bool log_moved = ::rename(cleaned.log_side.c_str(), seg.log_path.c_str()) == 0;
+  const int log_errno = errno;
+  const bool indexes_moved =
+      log_moved && ::rename(cleaned.index_side.c_str(), seg.index_path.c_str()) == 0 &&
+      ::rename(cleaned.time_side.c_str(), seg.time_path.c_str()) == 0;
   auto dir = dir_fd();
   if (!dir) return unexpected(dir.error());
-  if (::fsync(*dir) != 0) {
-    return log_error(LogErrc::kIo, "fsync " + dir_.string() + ": " + std::strerror(errno));
+  if (::fsync(*dir) != 0) return errno_error(errno, "fsync " + dir_.string());
+  if (!indexes_moved) {
+    // Whichever .log is in place (the old one, or the new one without its indexes): its
+    // indexes are rebuilt from it, as recovery would.
+    discard(cleaned);
+    if (auto r = scan_and_rebuild(seg, /*may_cut=*/false, next_base); !r) {
+      return unexpected(r.error());
+    }
+    if (!log_moved) return errno_error(log_errno, "rename " + cleaned.log_side);
+    return Installed::kInstalled;
   }
   // Reads in flight keep the old file; new reads open the new one.
-  if (auto r = scan_and_rebuild(seg, /*may_cut=*/false, next_base); !r) return unexpected(r.error());
-  for (const auto* path : {&seg.index_path, &seg.time_path}) {
-    auto f = FileHandle::open(*path, O_RDWR);
-    if (!f) return unexpected(f.error());
-    if (::fdatasync((*f)->fd()) != 0) {
-      return log_error(LogErrc::kIo, "fdatasync " + *path + ": " + std::strerror(errno));
-    }
-  }
-  SLUICE_ASSERT(seg.end_offset == next_base);  // the same span of offsets
-  if (seg.corrupt_from >= 0) {
-    return log_error(LogErrc::kCorrupt, "compacted segment " + seg.log_path + " does not scan");
-  }
-  return {};
+  seg.size_bytes = seg.written_bytes = cleaned.size_bytes;
+  seg.max_timestamp = cleaned.max_timestamp;
+  seg.index_entries = cleaned.index_entries;
+  seg.time_entries = cleaned.time_entries;
+  seg.bytes_since_index = cleaned.bytes_since_index;
+  return Installed::kInstalled;
 }
 
 }  // namespace sluice::log

@@ -6,31 +6,91 @@
 // Tombstones (null values) that are the latest for their key are removed once their batch
 // is older than delete.retention.ms. Control batches are kept whole.
 //
-// compact_step() runs on the partition's shard between other work, one closed segment per
-// call (a bounded step): the segment's new bytes are computed in memory, written to a side
-// file and renamed over the old one (PartitionLog::replace_closed_segment). Reads in flight
-// keep the old file open; appends go to the active segment, which is never compacted.
+// A pass works as Kafka's log cleaner does, in memory bounded by the caller:
+//  1. An OffsetMap (key digest -> latest offset, fixed-size slots, at most `map_bytes`) is
+//     filled from the dirty part of the log: the closed segments from the first offset not
+//     yet cleaned (`dirty_from`) on, until the map is full or the segments end. Where it
+//     stopped is `map_end` (a record's offset: a batch with more keys than the map holds is
+//     mapped over several passes).
+//  2. Every closed segment that starts before `map_end` is streamed through the map: a record
+//     goes when the map holds a later offset for its key. A tombstone that is the latest for its
+//     key goes when it is below `map_end` (so an earlier pass or this one removed every older
+//     record of its key) and older than delete.retention.ms. A segment that would shrink is
+//     written beside itself (`.log.cleaned`, `.index.cleaned`, `.timeindex.cleaned`, each
+//     fdatasync'd) with its indexes built from the new bytes.
+//  3. The owner of the log installs each rewritten segment (PartitionLog::
+//     install_cleaned_segment: renames, one directory fsync), refusing one whose segment changed
+//     meanwhile or whose log was truncated since the pass began (PartitionLog::history), and
+//     then moves the log's first dirty offset to `map_end`. A replica compacts only what is
+//     committed (below its high watermark), which Raft never truncates.
+// Steps 1 and 2 read only closed segments' files by path and write only side files, so they run
+// on any thread (the broker's cleaner thread) while the log's shard goes on serving; memory is
+// the map plus two I/O buffers whatever the size of the log or its segments.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
+#include <functional>
+#include <memory>
 #include <string>
 #include <unordered_map>
 #include <vector>
 
 #include "common/bytes.h"
 #include "log/errc.h"
+#include "log/log.h"
 
 namespace sluice::log {
 
-class PartitionLog;
-
-// Key bytes -> offset of its latest record.
+// Key bytes -> offset of its latest record (the unbounded map of compact_batches()).
 using KeyOffsets = std::unordered_map<std::string, int64_t>;
+
+// Key -> latest offset in memory fixed up front, as Kafka's cleaner keeps it: a key is stored
+// as the first 16 bytes of its SHA-256 digest (a collision needs 2^64 keys, and cannot be
+// crafted by a producer), with its offset: 24 bytes a slot, open addressing, filled to 3/4.
+// The slots grow by doubling up to the bound, so a small log never holds the whole budget.
+class OffsetMap {
+ public:
+  static constexpr uint64_t kSlotBytes = 24;
+  explicit OffsetMap(uint64_t max_bytes);
+  ~OffsetMap();
+  OffsetMap(const OffsetMap&) = delete;
+  OffsetMap& operator=(const OffsetMap&) = delete;
+
+  // Stores `offset` for `key` (later calls win). False, storing nothing, when the key is new
+  // and the map is full.
+  bool put(Bytes key, int64_t offset);
+  int64_t get(Bytes key) const;  // -1 when the key is not in the map
+  // Whether `n` keys more surely fit (new or not).
+  bool has_room(uint64_t n) const { return size_ + n <= max_entries_; }
+  uint64_t size() const { return size_; }
+  uint64_t max_entries() const { return max_entries_; }
+  uint64_t memory_bytes() const { return slots_.size() * kSlotBytes; }
+  void clear();
+
+ private:
+  struct Slot {
+    uint64_t a = 0, b = 0;
+    int64_t offset = -1;  // -1: empty
+  };
+  void digest(Bytes key, uint64_t& a, uint64_t& b) const;
+  Slot* find(uint64_t a, uint64_t b);
+  void grow();
+
+  std::vector<Slot> slots_;
+  uint64_t size_ = 0;
+  uint64_t max_slots_ = 0;
+  uint64_t max_entries_ = 0;
+  struct Digest;
+  std::unique_ptr<Digest> digest_;
+};
 
 struct CompactionOptions {
   int64_t now_ms = 0;
   int64_t delete_retention_ms = 24 * 3600 * 1000;  // delete.retention.ms
-  uint32_t segments_max = 4;  // rewritten per compact_step() at most (the bound of a step)
+  uint64_t map_bytes = 32u << 20;                  // the OffsetMap's bound for a pass
+  uint32_t index_interval_bytes = 4096;            // index.interval.bytes of the rewrites
+  uint32_t io_buffer_bytes = 1u << 20;             // read and write buffers (grow for a batch)
 };
 
 struct CompactionStats {
@@ -42,6 +102,9 @@ struct CompactionStats {
   uint64_t bytes_before = 0;
   uint64_t bytes_after = 0;
   uint64_t segments_rewritten = 0;
+  uint64_t keys_mapped = 0;
+
+  void add(const CompactionStats& o);
 };
 
 // Records the offset of every keyed record of `batches` (concatenated, in offset order)
@@ -54,10 +117,38 @@ LogResult<std::vector<std::byte>> compact_batches(Bytes batches, const KeyOffset
                                                   const CompactionOptions& options,
                                                   CompactionStats& stats);
 
-// One bounded step on `log`: indexes the keys of the whole log and rewrites up to
-// options.segments_max closed, durable segments that would shrink, starting after `*cursor`
-// (a segment base offset; updated). Returns whether a segment was rewritten.
-LogResult<bool> compact_step(PartitionLog& log, const CompactionOptions& options, int64_t* cursor,
-                             CompactionStats& stats);
+// A closed segment rewritten beside itself, ready for PartitionLog::install_cleaned_segment.
+struct CleanedSegment {
+  ClosedSegment was;  // the segment it replaces, as it was when read
+  uint64_t size_bytes = 0;
+  int64_t max_timestamp = 0;
+  uint64_t index_entries = 0;
+  uint64_t time_entries = 0;
+  uint64_t bytes_since_index = 0;
+  std::string log_side, index_side, time_side;  // the side files, fdatasync'd
+  CompactionStats stats;
+};
+
+// Step 1: fills `map` from `segments` (closed, oldest first) starting at `dirty_from`; returns
+// map_end (== dirty_from when nothing new was there). `stop` set: gives up (kInvalidArgument).
+LogResult<int64_t> build_offset_map(const std::vector<ClosedSegment>& segments,
+                                    int64_t dirty_from, OffsetMap& map,
+                                    const CompactionOptions& options,
+                                    const std::atomic<bool>* stop = nullptr);
+
+// Step 2 for one segment: its cleaned side files, or nullopt when nothing would go (no file
+// left behind). Checks every batch it reads (CRC included): a damaged segment is an error.
+LogResult<std::optional<CleanedSegment>> clean_segment(const ClosedSegment& segment,
+                                                       const OffsetMap& map, int64_t map_end,
+                                                       const CompactionOptions& options,
+                                                       const std::atomic<bool>* stop = nullptr);
+
+// Removes a cleaned segment's side files (a rewrite not installed).
+void discard(const CleanedSegment& cleaned);
+
+// The whole pass on the calling thread, installing as it goes (tests, tools): returns
+// whether a segment was rewritten. Moves the log's first dirty offset on when it completes.
+LogResult<bool> compact_log(PartitionLog& log, const CompactionOptions& options,
+                            CompactionStats& stats);
 
 }  // namespace sluice::log

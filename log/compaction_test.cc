@@ -1,8 +1,11 @@
-// Log compaction: the pure batch rewrite, and compact_step on a real PartitionLog.
+// Log compaction: the pure batch rewrite, the bounded offset map, and passes over a real
+// PartitionLog (compact_log; clean_segment and install_cleaned_segment apart).
 #include "log/compaction.h"
 
 #include <gtest/gtest.h>
 
+#include <filesystem>
+#include <fstream>
 #include <map>
 
 #include "log/log.h"
@@ -123,7 +126,7 @@ TEST(Compaction, TombstonesGoOnlyAfterDeleteRetention) {
   EXPECT_LT(gone->size(), kept->size());
 }
 
-TEST(Compaction, CompactStepRewritesClosedSegmentsOfARealLog) {
+TEST(Compaction, CompactLogRewritesClosedSegmentsOfARealLog) {
   testing::TempDir dir;
   IoRing ring;
   FdCache fds(64);
@@ -140,15 +143,16 @@ TEST(Compaction, CompactStepRewritesClosedSegmentsOfARealLog) {
     }
     ASSERT_GT((*log)->segment_count(), 5u);
     const uint64_t before = (*log)->size_bytes();
-    int64_t cursor = -1;
     CompactionStats stats;
-    int steps = 0;
-    while (true) {
-      auto r = compact_step(**log, {.now_ms = 2000}, &cursor, stats);
-      ASSERT_TRUE(r) << r.error().message;
-      if (!*r) break;
-      ASSERT_LT(++steps, 1000);
-    }
+    auto r = compact_log(**log, {.now_ms = 2000}, stats);
+    ASSERT_TRUE(r) << r.error().message;
+    EXPECT_TRUE(*r);
+    // A second pass finds nothing new to map and nothing to remove.
+    CompactionStats again;
+    auto r2 = compact_log(**log, {.now_ms = 2000}, again);
+    ASSERT_TRUE(r2) << r2.error().message;
+    EXPECT_FALSE(*r2);
+    EXPECT_EQ(again.segments_rewritten, 0u);
     EXPECT_GT(stats.segments_rewritten, 0u);
     EXPECT_LT((*log)->size_bytes(), before);
     auto all = (*log)->read_copy(Offset(0), 1 << 30);
@@ -179,6 +183,185 @@ TEST(Compaction, CompactStepRewritesClosedSegmentsOfARealLog) {
   EXPECT_LT(records_of(*all).size(), 50u + 200u);
   EXPECT_EQ(*(*log)->log_end_offset(), 1000);
   ASSERT_TRUE((*log)->close());
+}
+
+TEST(OffsetMap, LaterOffsetsWinAndTheBoundHolds) {
+  OffsetMap map(24 * 1024);  // 1,024 slots: 768 keys
+  EXPECT_EQ(map.max_entries(), 768u);
+  EXPECT_EQ(map.get(as_bytes("a")), -1);
+  EXPECT_TRUE(map.put(as_bytes("a"), 5));
+  EXPECT_TRUE(map.put(as_bytes("a"), 9));
+  EXPECT_EQ(map.get(as_bytes("a")), 9);
+  EXPECT_EQ(map.size(), 1u);
+  int stored = 1;
+  for (int i = 0; i < 2000; ++i) stored += map.put(as_bytes("key" + std::to_string(i)), i);
+  EXPECT_EQ(stored, 768);
+  EXPECT_EQ(map.size(), 768u);
+  EXPECT_LE(map.memory_bytes(), 24u * 1024);
+  EXPECT_FALSE(map.has_room(1));
+  EXPECT_TRUE(map.put(as_bytes("a"), 11));  // a key already there still updates when full
+  EXPECT_EQ(map.get(as_bytes("a")), 11);
+  for (int i = 0; i < 767; ++i) EXPECT_EQ(map.get(as_bytes("key" + std::to_string(i))), i);
+  EXPECT_EQ(map.get(as_bytes("key1999")), -1);
+  map.clear();
+  EXPECT_EQ(map.size(), 0u);
+  EXPECT_EQ(map.get(as_bytes("a")), -1);
+}
+
+struct RealLog {
+  testing::TempDir dir;
+  IoRing ring;
+  FdCache fds{64};
+  LogConfig config;
+  std::deque<std::vector<std::byte>> batches;
+  std::unique_ptr<PartitionLog> log;
+  RealLog() {
+    config.segment_bytes = 2048;
+    config.preallocate = false;
+    auto l = PartitionLog::open(dir.path(), config, ring, fds);
+    EXPECT_TRUE(l);
+    log = std::move(*l);
+  }
+  ~RealLog() {
+    if (log) {
+      EXPECT_TRUE(log->close());
+    }
+  }
+  void append(std::vector<std::byte> batch) {
+    batches.push_back(std::move(batch));
+    ASSERT_TRUE(testing::append_and_wait(*log, ring, batches.back()));
+  }
+  std::multimap<std::string, std::pair<int64_t, std::string>> records() {
+    auto all = log->read_copy(log->log_start_offset(), 1 << 30);
+    EXPECT_TRUE(all);
+    return records_of(*all);
+  }
+};
+
+// A map too small for the log: each pass maps as many keys as fit and the passes go on from
+// where the last stopped; the log ends up as with an unbounded map, and at no point is a key's
+// tombstone gone while an older value of the key is still there (it would come back).
+TEST(Compaction, ABoundedMapTakesSeveralPassesAndNeverResurrectsAKey) {
+  RealLog small;
+  RealLog large;
+  for (RealLog* l : {&small, &large}) {
+    // k0..k9 written at 280..289 and deleted right after (290..299), in the same segment;
+    // after that only k10..k39.
+    for (int b = 0; b < 60; ++b) {
+      l->append(keyed_batch(0, b <= 28 ? b * 10 : 10 + b % 3 * 10, 10, 40, 1000));
+      if (b == 28) l->append(keyed_batch(0, 0, 10, 40, 1000, /*tombstones=*/true));
+    }
+    for (int b = 0; b < 30; ++b) l->append(keyed_batch(0, 10 + b % 3 * 10, 10, 40, 1000));
+  }
+  // The case that matters: a pass whose map ends between a key's value and its tombstone
+  // cleans the segment holding both.
+  bool same_segment = false;
+  for (const ClosedSegment& seg : small.log->closed_segments()) {
+    same_segment |= seg.base_offset <= 280 && seg.end_offset >= 300;
+  }
+  ASSERT_TRUE(same_segment) << "the segment layout changed: move the tombstones";
+  const CompactionOptions options{.now_ms = 100000, .delete_retention_ms = 10,
+                                  .map_bytes = 24 * 16};  // 16 slots: 12 keys a pass
+  int passes = 0;
+  while (true) {
+    CompactionStats stats;
+    const int64_t dirty = small.log->first_dirty_offset();
+    auto r = compact_log(*small.log, options, stats);
+    ASSERT_TRUE(r) << r.error().message;
+    ASSERT_LT(++passes, 1000);
+    auto recs = small.records();
+    for (int k = 0; k < 10; ++k) {
+      auto range = recs.equal_range("k" + std::to_string(k));
+      bool tombstone = false;
+      for (auto it = range.first; it != range.second; ++it) tombstone |= it->second.second == "<null>";
+      if (!tombstone) {
+        EXPECT_EQ(range.first, range.second) << "k" << k << " came back after pass " << passes;
+      }
+    }
+    if (!*r && small.log->first_dirty_offset() == dirty) break;  // nothing mapped, nothing gone
+  }
+  EXPECT_GT(passes, 10);
+  CompactionStats stats;
+  ASSERT_TRUE(compact_log(*large.log, {.now_ms = 100000, .delete_retention_ms = 10}, stats));
+  EXPECT_EQ(small.records(), large.records());
+  auto recs = small.records();
+  for (int k = 0; k < 10; ++k) EXPECT_EQ(recs.count("k" + std::to_string(k)), 0u) << k;
+  EXPECT_EQ(*small.log->log_end_offset(), 910);
+}
+
+// A cleaned segment is installed only into the history it was made from: after a truncation
+// (even of later segments only: the map may name records that are gone) it is refused and its
+// side files go. Side files a crash left behind go when the log opens.
+TEST(Compaction, ACleanedSegmentOfAChangedLogIsDiscarded) {
+  RealLog l;
+  for (int b = 0; b < 60; ++b) l.append(keyed_batch(0, b * 10, 10, 5, 1000));
+  const auto closed = l.log->closed_segments();
+  ASSERT_GE(closed.size(), 3u);
+  const uint64_t history = l.log->history();
+  OffsetMap map(1 << 20);
+  auto map_end = build_offset_map(closed, 0, map, {.now_ms = 2000});
+  ASSERT_TRUE(map_end);
+  EXPECT_EQ(*map_end, closed.back().end_offset);
+  EXPECT_EQ(map.size(), 5u);
+  const size_t before = l.records().size();
+  auto first = clean_segment(closed[0], map, *map_end, {.now_ms = 2000});
+  ASSERT_TRUE(first && *first);
+  EXPECT_LT((*first)->size_bytes, closed[0].size_bytes);
+  auto ok = l.log->install_cleaned_segment(**first, history);
+  ASSERT_TRUE(ok);
+  EXPECT_EQ(*ok, Installed::kInstalled);
+  EXPECT_EQ(l.records().size(), before - (*first)->stats.records_removed);
+  EXPECT_GT((*first)->stats.records_removed, 0u);
+
+  auto second = clean_segment(closed[1], map, *map_end, {.now_ms = 2000});
+  ASSERT_TRUE(second && *second);
+  EXPECT_TRUE(std::filesystem::exists((*second)->log_side));
+  ASSERT_TRUE(l.log->truncate_suffix(Offset(closed[2].base_offset)));
+  EXPECT_NE(l.log->history(), history);
+  auto refused = l.log->install_cleaned_segment(**second, history);
+  ASSERT_TRUE(refused);
+  EXPECT_EQ(*refused, Installed::kChanged);
+  EXPECT_FALSE(std::filesystem::exists((*second)->log_side));
+  EXPECT_FALSE(std::filesystem::exists((*second)->index_side));
+  EXPECT_FALSE(std::filesystem::exists((*second)->time_side));
+
+  // Already compacted against this map: nothing would go, so nothing is written.
+  auto again = clean_segment(l.log->closed_segments()[0], map, *map_end, {.now_ms = 2000});
+  ASSERT_TRUE(again);
+  EXPECT_FALSE(*again);
+  std::ofstream(closed[0].log_path + ".cleaned") << "partial";
+  std::ofstream(closed[0].index_path + ".cleaned") << "partial";
+  ASSERT_TRUE(l.log->close());
+  l.log.reset();
+  auto reopened = PartitionLog::open(l.dir.path(), l.config, l.ring, l.fds);
+  ASSERT_TRUE(reopened);
+  EXPECT_FALSE(std::filesystem::exists(closed[0].log_path + ".cleaned"));
+  EXPECT_FALSE(std::filesystem::exists(closed[0].index_path + ".cleaned"));
+  l.log = std::move(*reopened);
+  EXPECT_EQ(*l.log->log_end_offset(), closed[2].base_offset);
+}
+
+// A damaged closed segment is an error for the pass (never copied into a rewrite as good).
+TEST(Compaction, ADamagedSegmentFailsThePass) {
+  RealLog l;
+  for (int b = 0; b < 40; ++b) l.append(keyed_batch(0, b * 10, 10, 5, 1000));
+  const auto closed = l.log->closed_segments();
+  ASSERT_GT(closed.size(), 1u);
+  {
+    std::fstream f(closed[0].log_path, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(200);
+    f.put('\x5a');
+  }
+  OffsetMap map(1 << 20);
+  auto map_end = build_offset_map(closed, 0, map, {});
+  ASSERT_FALSE(map_end);
+  EXPECT_EQ(map_end.error().code, LogErrc::kCorrupt);
+  map.clear();
+  ASSERT_TRUE(build_offset_map({closed[1]}, closed[1].base_offset, map, {}));
+  auto cleaned = clean_segment(closed[0], map, closed[1].end_offset, {});
+  ASSERT_FALSE(cleaned);
+  EXPECT_EQ(cleaned.error().code, LogErrc::kCorrupt);
+  EXPECT_FALSE(std::filesystem::exists(closed[0].log_path + ".cleaned"));
 }
 
 }  // namespace

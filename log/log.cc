@@ -782,6 +782,8 @@ LogResult<Offset> PartitionLog::cut_last_segment(Segment& segment, uint64_t pos,
   durable_end_ = std::min(durable_end_, new_end);
   if (flush_in_flight_) flush_cap_ = std::min(flush_cap_, new_end);
   log_start_ = std::min(log_start_, new_end);
+  first_dirty_ = std::min(first_dirty_, new_end);  // what compaction mapped may be gone
+  ++history_;
   // Recovery must scan the rewritten segment after a crash: say so durably before anything
   // is appended to it.
   recovery_point_ = std::min(recovery_point_, seg->base_offset);
@@ -802,6 +804,8 @@ LogResult<void> PartitionLog::advance_log_start(Offset offset) {
     }
     if (auto r = create_segment(*offset, true); !r) return r;
     end_offset_ = written_end_ = durable_end_ = log_start_ = recovery_point_ = *offset;
+    first_dirty_ = 0;  // a new log: nothing of it has been mapped
+    ++history_;
     recent_.clear();
     if (auto r = write_meta(true); !r) return r;
     auto dir = dir_fd();

@@ -147,6 +147,14 @@ struct ClosedSegment {
   int64_t base_offset = 0;
   int64_t end_offset = 0;
   uint64_t size_bytes = 0;
+  std::string log_path, index_path, time_path;
+};
+struct CleanedSegment;
+// What became of a cleaned segment (PartitionLog::install_cleaned_segment).
+enum class Installed : uint8_t {
+  kInstalled,
+  kGone,     // its segment was deleted meanwhile (retention): nothing to do
+  kChanged,  // the log's history or the segment changed: the pass must be done again
 };
 
 namespace detail {
@@ -235,12 +243,19 @@ class PartitionLog final : public FdHolder {
   LogResult<void> close();
 
   // Compaction hooks (log/compaction.h; defined in compaction.cc). Closed segments that are
-  // durable and undamaged, oldest first.
-  std::vector<ClosedSegment> closed_segments() const;
-  // Replaces such a segment's batches with `batches`, which must span the same offsets
-  // (compacted batches). Written to a side file, fdatasync'd and renamed over the segment,
-  // then its indexes are rebuilt. Blocking file I/O of one segment (a bounded step).
-  LogResult<void> replace_closed_segment(int64_t base_offset, Bytes batches);
+  // durable and undamaged and end at or below `below` (a replica's commit index), oldest first.
+  std::vector<ClosedSegment> closed_segments(int64_t below = INT64_MAX) const;
+  // The first offset no compaction pass has mapped yet (the log start at first). Truncation
+  // and a restarted log move it back.
+  int64_t first_dirty_offset() const;
+  void set_first_dirty_offset(int64_t offset);
+  // Counts the times the log's history was rewritten (a truncation, a restart at a snapshot):
+  // a compaction pass's map is only good for the history it was built from.
+  uint64_t history() const { return history_; }
+  // Installs a segment cleaned beside itself (renames, one directory fsync; no reading), unless
+  // the log's history is no longer `history` or the segment changed since it was read (then its
+  // side files are removed).
+  LogResult<Installed> install_cleaned_segment(const CleanedSegment& cleaned, uint64_t history);
 
   // Checks the CRC of the batches of closed, durable segments, about `max_bytes` of them (at
   // least one batch), from where the previous call stopped, wrapping around at the end. A
@@ -388,6 +403,8 @@ class PartitionLog final : public FdHolder {
   std::deque<RecentBatch> recent_;
 
   RecoveryReport report_;
+  int64_t first_dirty_ = 0;  // compaction: offsets below were mapped by a completed pass
+  uint64_t history_ = 0;     // history()
   int64_t scrub_segment_ = -1;  // scrub(): the segment (base offset) and byte it resumes at
   uint64_t scrub_position_ = 0;
   int64_t scrub_last_end_ = 0;  // one past the last batch the scrubber found good

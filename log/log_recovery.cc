@@ -113,6 +113,11 @@ LogResult<void> PartitionLog::recover() {
   std::sort(bases.begin(), bases.end());
   for (const auto& entry : std::filesystem::directory_iterator(dir_, ec)) {
     const std::string name = entry.path().filename().string();
+    // A compaction's side files that were never installed (log/compaction.h).
+    if (name.ends_with(".cleaned") || name.ends_with(".compacting")) {
+      std::filesystem::remove(entry.path(), ec);
+      continue;
+    }
     for (auto suffix : {kIndexSuffix, kTimeIndexSuffix}) {
       auto base = parse_segment_file_name(name, suffix);
       if (base && !std::binary_search(bases.begin(), bases.end(), *base)) {
@@ -296,22 +301,9 @@ LogResult<bool> PartitionLog::scan_and_rebuild(Segment& seg, bool may_cut, int64
   if (!log) return unexpected(log.error());
   auto size = detail::file_size((*log)->fd());
   if (!size) return unexpected(size.error());
-  std::vector<std::byte> index_bytes;
-  std::vector<std::byte> time_bytes;
-  uint64_t since_index = config_.index_interval_bytes;
-  int64_t prefix_max = detail::kNoTimestamp;
+  detail::IndexBuilder built(seg.base_offset, config_.index_interval_bytes);
   auto visit = [&](const ScannedBatch& b) {
-    if (since_index >= config_.index_interval_bytes) {
-      since_index = 0;
-      index_bytes.resize(index_bytes.size() + kIndexEntryBytes);
-      encode_index_entry(index_bytes.data() + index_bytes.size() - kIndexEntryBytes,
-                         seg.base_offset, {.offset = b.base_offset, .position = b.position});
-      time_bytes.resize(time_bytes.size() + kTimeIndexEntryBytes);
-      encode_time_entry(time_bytes.data() + time_bytes.size() - kTimeIndexEntryBytes,
-                        seg.base_offset, {.timestamp = prefix_max, .offset = b.base_offset});
-    }
-    since_index += b.size_bytes;
-    prefix_max = std::max(prefix_max, b.max_timestamp);
+    built.add(b.position, b.size_bytes, b.base_offset, b.max_timestamp);
   };
   ScanResult scanned;
   {
@@ -321,8 +313,8 @@ LogResult<bool> PartitionLog::scan_and_rebuild(Segment& seg, bool may_cut, int64
   }
   seg.size_bytes = seg.written_bytes = scanned.valid_bytes;
   seg.end_offset = scanned.batches > 0 ? scanned.next_offset : seg.base_offset;
-  seg.max_timestamp = prefix_max;
-  seg.bytes_since_index = since_index;
+  seg.max_timestamp = built.prefix_max;
+  seg.bytes_since_index = built.since_index;
   const uint64_t removed = *size - scanned.valid_bytes;
   RecoveryIssue issue{.segment_base_offset = seg.base_offset,
                       .offset = seg.end_offset,
@@ -362,13 +354,13 @@ LogResult<bool> PartitionLog::scan_and_rebuild(Segment& seg, bool may_cut, int64
     }
   }
   for (auto [path, bytes] :
-       {std::pair{&seg.index_path, &index_bytes}, std::pair{&seg.time_path, &time_bytes}}) {
+       {std::pair{&seg.index_path, &built.index}, std::pair{&seg.time_path, &built.time}}) {
     auto f = FileHandle::open(*path, O_RDWR | O_CREAT | O_TRUNC);
     if (!f) return unexpected(f.error());
     if (auto r = detail::pwrite_full((*f)->fd(), *bytes, 0); !r) return unexpected(r.error());
   }
-  seg.index_entries = index_bytes.size() / kIndexEntryBytes;
-  seg.time_entries = time_bytes.size() / kTimeIndexEntryBytes;
+  seg.index_entries = built.index.size() / kIndexEntryBytes;
+  seg.time_entries = built.time.size() / kTimeIndexEntryBytes;
   return cut;
 }
 

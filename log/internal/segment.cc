@@ -3,6 +3,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 
 #include "protocol/record_batch.h"
@@ -144,6 +145,21 @@ LogResult<std::optional<TimeEntry>> time_floor(int fd, uint64_t entries, int64_t
   auto entry = read_time_entry(fd, base, *n - 1);
   if (!entry) return unexpected(std::move(entry).error());
   return std::optional<TimeEntry>(*entry);
+}
+
+void IndexBuilder::add(uint64_t position, uint64_t size_bytes, int64_t batch_base_offset,
+                       int64_t batch_max_timestamp) {
+  if (since_index >= interval) {
+    since_index = 0;
+    index.resize(index.size() + kIndexEntryBytes);
+    encode_index_entry(index.data() + index.size() - kIndexEntryBytes, base,
+                       {.offset = batch_base_offset, .position = position});
+    time.resize(time.size() + kTimeIndexEntryBytes);
+    encode_time_entry(time.data() + time.size() - kTimeIndexEntryBytes, base,
+                      {.timestamp = prefix_max, .offset = batch_base_offset});
+  }
+  since_index += size_bytes;
+  prefix_max = std::max(prefix_max, batch_max_timestamp);
 }
 
 }  // namespace sluice::log::detail

@@ -64,6 +64,21 @@ struct Segment {
   }
 };
 
+// A segment's .index and .timeindex, built from its batches visited in order (recovery's
+// rebuild and compaction's rewrite): an entry every `interval` bytes, the first batch always.
+struct IndexBuilder {
+  IndexBuilder(int64_t base_offset, uint64_t interval)
+      : base(base_offset), interval(interval), since_index(interval) {}
+  void add(uint64_t position, uint64_t size_bytes, int64_t batch_base_offset,
+           int64_t batch_max_timestamp);
+
+  int64_t base;
+  uint64_t interval;
+  std::vector<std::byte> index, time;  // the files' bytes
+  uint64_t since_index;                // bytes since the last index entry
+  int64_t prefix_max = kNoTimestamp;   // max timestamp of the batches added
+};
+
 // The header fields recovery and reads need, from a batch header read off disk.
 struct BatchHeader {
   uint64_t position = 0;

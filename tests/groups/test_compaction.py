@@ -1,6 +1,8 @@
 """Compaction with a real broker: 100,000 records over 1,000 keys compact to one record per
 key outside the active segment, every key's latest value reads back, tombstoned keys vanish
-after delete.retention.ms, and __consumer_offsets stays small under a stream of commits."""
+after delete.retention.ms, and __consumer_offsets stays small under a stream of commits. With a
+key map too small for the log (--log.cleaner.dedupe.buffer.size), the passes take turns and
+reach the same result."""
 import glob
 import os
 import sys
@@ -57,7 +59,46 @@ def wait_compacted(b, topic, check, what, timeout_s=90):
         time.sleep(1)
 
 
+def bounded_map():
+    """5,000 keys through a map of 1,536: several passes, each going on from the last."""
+    keys = 5000
+    with Broker("--log.segment.bytes", str(SEGMENT), "--log.cleaner.dedupe.buffer.size",
+                "65536") as b:
+        admin = AdminClient({"bootstrap.servers": b.bootstrap})
+        admin.create_topics([NewTopic("bounded", 1, 1, config={
+            "cleanup.policy": "compact", "segment.bytes": str(SEGMENT)})])["bounded"].result()
+        p = Producer({"bootstrap.servers": b.bootstrap, "linger.ms": 5})
+        total = 4 * keys
+        for i in range(total):
+            p.produce("bounded", key=b"b%d" % (i % keys), value=b"v%d" % i)
+            if i % 10000 == 0:
+                p.poll(0)
+        # One more record per key would leave the old ones superseded only by the active
+        # segment: a last round of other keys closes the segment holding the last round.
+        for i in range(2000):
+            p.produce("bounded", key=b"filler%d" % (i % 10), value=b"f%d" % i)
+        assert p.flush(60) == 0
+        latest = {"b%d" % k: b"v%d" % (total - keys + k) for k in range(keys)}
+
+        def one_per_key(records, base, end):
+            closed = [r for r in records if r[0] < base and r[1].startswith("b")]
+            if len(closed) != len({r[1] for r in closed}):
+                return "%d records for %d keys below the active segment at %d" % (
+                    len(closed), len({r[1] for r in closed}), base)
+            last = {}
+            for off, k, v in records:
+                if k.startswith("b"):
+                    last[k] = v
+            return None if last == latest else "latest values differ"
+
+        wait_compacted(b, "bounded", one_per_key, "one record per key with a bounded map")
+        passes = b.log_text().count("bounded-0: compacted")
+        assert passes >= 3, "%d passes for %d keys in a map of 1,536" % (passes, keys)
+        print("bounded map: one record per key after %d passes" % passes)
+
+
 def main():
+    bounded_map()
     # One member per group: no need to wait for others (Kafka's default delay is 3 s).
     with Broker("--log.segment.bytes", str(SEGMENT),
                 "--group.initial.rebalance.delay.ms", "0") as b:
