@@ -82,6 +82,12 @@ inline LogResult<AppendResult> append_and_wait(PartitionLog& log, IoRing& ring,
   });
   if (!assigned) return assigned;
   while (!called) ring.wait();
+  // The append's index entries and preallocation step may still be in the ring: a test that
+  // destroys the log next must find it idle (~PartitionLog asserts it).
+  while (!log.idle()) {
+    ring.submit();
+    ring.wait();
+  }
   return result;
 }
 
