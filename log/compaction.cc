@@ -23,10 +23,6 @@ namespace {
 
 LogError corrupt(const kafka::BatchError& e) { return LogError{LogErrc::kCorrupt, e.message}; }
 
-std::string key_string(Bytes key) {
-  return std::string(reinterpret_cast<const char*>(key.data()), key.size());
-}
-
 // Calls fn(record, offset) for each record of a data batch (none for a control batch), in
 // order, until fn returns false; returns whether it went through them all.
 template <class F>
@@ -388,31 +384,30 @@ void CompactionStats::add(const CompactionStats& o) {
 
 // The in-memory forms -------------------------------------------------------------------------
 
-LogResult<void> index_keys(Bytes batches, KeyOffsets& latest) {
+LogResult<void> index_keys(Bytes batches, OffsetMap& latest) {
   kafka::BatchIterator it(batches);
   std::vector<std::byte> scratch;
   while (true) {
     auto v = it.next();
     if (!v) return unexpected(corrupt(v.error()));
     if (!*v) break;
-    auto r = each_record(**v, scratch, [&latest](const kafka::Record& rec, int64_t offset) {
-      if (rec.key) latest[key_string(*rec.key)] = offset;
-      return true;
+    bool full = false;
+    auto r = each_record(**v, scratch, [&](const kafka::Record& rec, int64_t offset) {
+      full = rec.key && !latest.put(*rec.key, offset);
+      return !full;
     });
     if (!r) return unexpected(r.error());
+    if (full) return log_error(LogErrc::kInvalidArgument, "the offset map is full");
   }
   return {};
 }
 
-LogResult<std::vector<std::byte>> compact_batches(Bytes batches, const KeyOffsets& latest,
+LogResult<std::vector<std::byte>> compact_batches(Bytes batches, const OffsetMap& latest,
                                                   const CompactionOptions& options,
                                                   CompactionStats& stats) {
   std::vector<std::byte> out;
   out.reserve(batches.size());
-  const LatestFn lookup = [&latest](Bytes key) {
-    auto found = latest.find(key_string(key));
-    return found == latest.end() ? int64_t{-1} : found->second;
-  };
+  const LatestFn lookup = [&latest](Bytes key) { return latest.get(key); };
   const RecordFilter filter(lookup, INT64_MAX, options);
   BatchCompactor compactor(filter, stats, [&out](Bytes b) -> LogResult<void> {
     out.insert(out.end(), b.begin(), b.end());

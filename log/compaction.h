@@ -33,7 +33,6 @@
 #include <functional>
 #include <memory>
 #include <string>
-#include <unordered_map>
 #include <vector>
 
 #include "common/bytes.h"
@@ -41,9 +40,6 @@
 #include "log/log.h"
 
 namespace sluice::log {
-
-// Key bytes -> offset of its latest record (the unbounded map of compact_batches()).
-using KeyOffsets = std::unordered_map<std::string, int64_t>;
 
 // Key -> latest offset in memory fixed up front, as Kafka's cleaner keeps it: a key is stored
 // as the first 16 bytes of its SHA-256 digest (a collision needs 2^64 keys, and cannot be
@@ -61,8 +57,6 @@ class OffsetMap {
   // and the map is full.
   bool put(Bytes key, int64_t offset);
   int64_t get(Bytes key) const;  // -1 when the key is not in the map
-  // Whether `n` keys more surely fit (new or not).
-  bool has_room(uint64_t n) const { return size_ + n <= max_entries_; }
   uint64_t size() const { return size_; }
   uint64_t max_entries() const { return max_entries_; }
   uint64_t memory_bytes() const { return slots_.size() * kSlotBytes; }
@@ -108,12 +102,12 @@ struct CompactionStats {
 };
 
 // Records the offset of every keyed record of `batches` (concatenated, in offset order)
-// into `latest`, later ones winning.
-LogResult<void> index_keys(Bytes batches, KeyOffsets& latest);
+// into `latest`, later ones winning (kInvalidArgument when the map fills up).
+LogResult<void> index_keys(Bytes batches, OffsetMap& latest);
 
 // The compacted form of `batches` (concatenated, one segment's worth) given the latest
 // offset of every key in the whole log.
-LogResult<std::vector<std::byte>> compact_batches(Bytes batches, const KeyOffsets& latest,
+LogResult<std::vector<std::byte>> compact_batches(Bytes batches, const OffsetMap& latest,
                                                   const CompactionOptions& options,
                                                   CompactionStats& stats);
 

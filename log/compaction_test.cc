@@ -70,7 +70,7 @@ TEST(Compaction, KeepsLatestRecordPerKeyAndEveryBatchSpan) {
     auto batch = keyed_batch(b * 10, b * 10, 10, 7, 1000);
     log.insert(log.end(), batch.begin(), batch.end());
   }
-  KeyOffsets latest;
+  OffsetMap latest(1 << 20);
   ASSERT_TRUE(index_keys(log, latest));
   ASSERT_EQ(latest.size(), 7u);
   CompactionStats stats;
@@ -107,7 +107,7 @@ TEST(Compaction, TombstonesGoOnlyAfterDeleteRetention) {
   std::vector<std::byte> log = keyed_batch(0, 0, 4, 4, 1000);
   auto dead = keyed_batch(4, 0, 2, 4, 5000, /*tombstones=*/true);  // k0, k1 deleted
   log.insert(log.end(), dead.begin(), dead.end());
-  KeyOffsets latest;
+  OffsetMap latest(1 << 20);
   ASSERT_TRUE(index_keys(log, latest));
   CompactionStats young;
   auto kept = compact_batches(log, latest, {.now_ms = 6000, .delete_retention_ms = 10000}, young);
@@ -198,7 +198,7 @@ TEST(OffsetMap, LaterOffsetsWinAndTheBoundHolds) {
   EXPECT_EQ(stored, 768);
   EXPECT_EQ(map.size(), 768u);
   EXPECT_LE(map.memory_bytes(), 24u * 1024);
-  EXPECT_FALSE(map.has_room(1));
+  EXPECT_FALSE(map.put(as_bytes("one more"), 1));  // a new key when full: not stored
   EXPECT_TRUE(map.put(as_bytes("a"), 11));  // a key already there still updates when full
   EXPECT_EQ(map.get(as_bytes("a")), 11);
   for (int i = 0; i < 767; ++i) EXPECT_EQ(map.get(as_bytes("key" + std::to_string(i))), i);
