@@ -240,6 +240,12 @@ class SegmentStream {
     auto view = kafka::RecordBatchView::parse(Bytes(buffer_.data() + begin_, total));
     if (!view) return damaged(view.error().message);
     if (auto c = view->verify_crc(); !c) return damaged(c.error().message);
+    // The offsets are outside the CRC: they must run on from the segment's base, unbroken.
+    if (view->base_offset() != next_offset_ || view->last_offset() >= segment_.end_offset) {
+      return damaged("a batch at offset " + std::to_string(view->base_offset()) + ", not " +
+                     std::to_string(next_offset_));
+    }
+    next_offset_ = view->last_offset() + 1;
     position_ = consumed_;
     begin_ += total;
     consumed_ += total;
@@ -276,6 +282,7 @@ class SegmentStream {
   std::vector<std::byte> buffer_;
   size_t begin_ = 0, end_ = 0;  // unread bytes in buffer_
   uint64_t consumed_ = 0;       // segment bytes handed out (file position of buffer_[begin_])
+  int64_t next_offset_ = segment_.base_offset;  // where the next batch must start
   uint64_t position_ = 0;
 };
 

@@ -362,6 +362,16 @@ TEST(Compaction, ADamagedSegmentFailsThePass) {
   ASSERT_FALSE(cleaned);
   EXPECT_EQ(cleaned.error().code, LogErrc::kCorrupt);
   EXPECT_FALSE(std::filesystem::exists(closed[0].log_path + ".cleaned"));
+  // A base offset is outside the CRC: one that does not follow on is damage too.
+  {
+    std::fstream f(closed[1].log_path, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(7);  // the low byte of the first batch's base offset
+    f.put('\x7f');
+  }
+  map.clear();
+  auto shifted = build_offset_map({closed[1]}, closed[1].base_offset, map, {});
+  ASSERT_FALSE(shifted);
+  EXPECT_EQ(shifted.error().code, LogErrc::kCorrupt);
 }
 
 }  // namespace
