@@ -1,5 +1,12 @@
 # Helpers shared by the component CMakeLists files.
 
+# sluice_checked_target(TARGET...): the checked build runs the tests labelled unit, fuzz and sim
+# (scripts/test); those need only these targets, which `checked_tests` builds (the CLI, the
+# benchmarks and the integration-test programs are left out: a third of the checked build).
+function(sluice_checked_target)
+  set_property(GLOBAL APPEND PROPERTY SLUICE_CHECKED_TARGETS ${ARGN})
+endfunction()
+
 # sluice_test(NAME SOURCES a_test.cc ... LIBS lib ... [LABELS unit|integration|sim])
 # One GoogleTest program; each TEST becomes its own ctest entry (discovered when ctest runs),
 # named "<program>.<Suite>.<Test>" so `ctest -R <program>` selects one component's tests.
@@ -13,6 +20,9 @@ function(sluice_test name)
   endif()
   add_executable(${name} ${T_SOURCES})
   target_link_libraries(${name} PRIVATE ${T_LIBS} GTest::gtest GTest::gtest_main GTest::gmock)
+  if(T_LABELS MATCHES "unit|sim")
+    sluice_checked_target(${name})
+  endif()
   gtest_discover_tests(${name} DISCOVERY_MODE PRE_TEST TEST_PREFIX "${name}."
                        PROPERTIES LABELS "${T_LABELS}" TIMEOUT ${T_TIMEOUT}
                        ENVIRONMENT "SLUICE_SOURCE_DIR=${PROJECT_SOURCE_DIR};SLUICE_BINARY_DIR=${PROJECT_BINARY_DIR}")
@@ -39,6 +49,7 @@ function(sluice_fuzzer name)
   endif()
   add_executable(${name} ${F_SOURCE})
   target_link_libraries(${name} PRIVATE ${F_LIBS})
+  sluice_checked_target(${name})
   if(SLUICE_FUZZ)
     target_compile_options(${name} PRIVATE -fsanitize=fuzzer)
     target_link_options(${name} PRIVATE -fsanitize=fuzzer)

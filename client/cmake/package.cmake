@@ -51,3 +51,4 @@ add_test(NAME client_package_test
                  -DCXX=${CMAKE_CXX_COMPILER} -DCXX_FLAGS=${SLUICE_EXAMPLE_FLAGS}
                  -P ${CMAKE_CURRENT_LIST_DIR}/package_test.cmake)
 set_tests_properties(client_package_test PROPERTIES LABELS unit TIMEOUT 300)
+sluice_checked_target(${SLUICE_PACKAGE_TARGETS})
