@@ -113,6 +113,7 @@ Result<std::unique_ptr<Replica>> Replica::open(const std::string& dir, log::Part
   raft::Config rc = r->options_.raft;
   rc.id = raft::NodeId(r->options_.self);
   rc.seed = std::random_device{}() ^ r->options_.group;
+  rc.ballot_key = r->options_.group;  // the same on every replica: spreads election turns
   r->node_ = std::make_unique<raft::Node>(rc, r->restored_state(), r.get());
   r->last_term_ = *r->node_->term();
   r->refresh_voters();

@@ -147,6 +147,7 @@ class Node {
   bool promotable() const { return conf_.is_voter(id_); }
   void send(Message m);
   void reset_randomized_timeout();
+  uint32_t election_timeout() const;
   uint64_t next_random();
 
   Config cfg_;
@@ -164,7 +165,8 @@ class Node {
   std::map<NodeId, bool> votes_;
   uint32_t election_elapsed_ = 0;
   uint32_t heartbeat_elapsed_ = 0;
-  uint32_t randomized_timeout_ = 0;
+  uint64_t timeout_draw_ = 0;       // random draw behind the current election timeout
+  NodeId ballot_lead_ = kNoNode;    // the last leader heard from (election turns exclude it)
   uint64_t rng_state_;
   NodeId transferee_ = kNoNode;
   uint64_t uncommitted_bytes_ = 0;

@@ -79,6 +79,62 @@ TEST(RaftNode, ElectionTimeoutComesFromTheSeed) {
   EXPECT_GT(seen.size(), 3u);  // and randomized
 }
 
+// Ticks until the node campaigns (sends pre-votes); returns how many ticks that took.
+int ticks_until_campaign(Node& node) {
+  for (int ticks = 1; ticks < 1000; ++ticks) {
+    node.tick();
+    if (!node.has_ready()) continue;
+    const Ready rd = cycle(node);
+    if (count(rd.messages, MessageType::kPreVote) > 0) return ticks;
+  }
+  return 1000;
+}
+
+TEST(RaftNode, FollowersOfALostLeaderTakeTurnsThenGoBackToRandom) {
+  // Both followers of n1 heard its last heartbeat; n1 then falls silent. Their timeouts lie in
+  // disjoint windows after every lease ran out, so one campaigns alone (no split vote), and
+  // which one depends on the group (ballot_key), so that a broker's groups spread their new
+  // leaders. Default election_ticks = 10: windows of (10 - 1) / 2 = 4 ticks, the last free.
+  std::map<NodeId, int> first_count;
+  for (uint64_t key = 0; key < 64; ++key) {
+    std::map<NodeId, int> at;
+    for (NodeId id : {n2, n3}) {
+      Node node({.id = id, .seed = key * 31 + static_cast<uint64_t>(*id), .ballot_key = key},
+                bootstrap({{n1, n2, n3}}));
+      node.step(Message{.type = MessageType::kHeartbeat, .from = n1, .to = id,
+                        .term = node.term()});
+      ASSERT_EQ(node.status().leader, n1);
+      at[id] = ticks_until_campaign(node);
+      EXPECT_EQ(node.role(), Role::kPreCandidate);
+      EXPECT_GE(at[id], 11) << "key " << key;  // a tick after every follower's lease
+      EXPECT_LT(at[id], 20) << "key " << key;
+      // It did not win: the next timeout is the plain random one again, [10, 20).
+      const int again = ticks_until_campaign(node);
+      EXPECT_GE(again, 10);
+      EXPECT_LT(again, 20);
+    }
+    const NodeId first = at[n2] < at[n3] ? n2 : n3;
+    const NodeId second = first == n2 ? n3 : n2;
+    EXPECT_GE(at[second] - at[first], 2) << "key " << key;  // a free tick between the turns
+    EXPECT_LE(at[first], 13) << "key " << key;              // the first turn: ticks 11-13
+    ++first_count[first];
+  }
+  EXPECT_GT(first_count[n2], 16);  // spread by the ballot key
+  EXPECT_GT(first_count[n3], 16);
+}
+
+TEST(RaftNode, WithNoLeaderHeardTheTimeoutIsRandom) {
+  std::set<int> seen;
+  for (uint64_t seed = 0; seed < 40; ++seed) {
+    Node node({.id = n2, .seed = seed}, bootstrap({{n1, n2, n3}}));
+    const int t = ticks_until_campaign(node);
+    EXPECT_GE(t, 10);
+    EXPECT_LT(t, 20);
+    seen.insert(t);
+  }
+  EXPECT_GT(seen.size(), 5u);
+}
+
 TEST(RaftNode, VoteIsPersistedBeforeTheGrantIsSent) {
   Node node({.id = n2}, bootstrap({{n1, n2, n3}}));
   Message vote{.type = MessageType::kVote,

@@ -148,7 +148,12 @@ std::string to_string(const Message& m);  // one line, for traces and datadriven
 struct Config {
   NodeId id = kNoNode;
   uint64_t seed = 0;             // feeds the election-timeout PRNG; nothing else is random
-  uint32_t election_ticks = 10;  // randomized timeout is in [election_ticks, 2*election_ticks)
+  // Randomized timeout in [election_ticks, 2*election_ticks). Once a leader was heard from,
+  // its followers split that range into disjoint turns (Node::election_timeout).
+  uint32_t election_ticks = 10;
+  // The same on every member of a group (0 will do): orders the followers' turns, so that the
+  // turns of a broker's many groups are spread over the other brokers.
+  uint64_t ballot_key = 0;
   uint32_t heartbeat_ticks = 1;
   bool pre_vote = true;
   bool check_quorum = true;          // leader steps down without a quorum; voters honour leases
