@@ -769,7 +769,8 @@ void Replica::run() {
     for (const raft::Entry& e : rd->entries) {
       if (e.type == raft::EntryType::kNormal) {
         plan.data.push_back(&e);
-        if (!(own && *e.term == term) && events_.on_data) events_.on_data(e.data.bytes());
+        plan.own.push_back(own && *e.term == term);
+        if (!plan.own.back() && events_.on_data) events_.on_data(e.data.bytes());
         continue;
       }
       Internal in{.index = *e.index,
@@ -977,13 +978,16 @@ void Replica::persist_data(std::shared_ptr<raft::Ready> rd, std::shared_ptr<Plan
   const size_t to = std::min(plan->data.size(), from + kAppendChunk);
   std::vector<MutableBytes> parts;
   parts.reserve(to - from);
+  bool own = true;
   for (size_t i = from; i < to; ++i) {
     const Bytes b = plan->data[i]->data.bytes();
     // Written as they are (stamped by the leader; AppendOptions::stamped never writes into them).
     parts.emplace_back(const_cast<std::byte*>(b.data()), b.size());
+    own = own && plan->own[i];
   }
   log::AppendOptions opts;
   opts.stamped = true;
+  opts.crc_checked = own;  // a follower checks every CRC of what its leader sent
   auto appended = log_.append(parts, opts, {});
   if (!appended && appended.error().code == log::LogErrc::kBusy) {
     // Writes of an earlier Ready still in flight: try again shortly (never block the shard).

@@ -328,15 +328,18 @@ void PartitionLog::delete_segment_files(Segment& seg) {
   dir_dirty_ = true;
 }
 
-LogResult<void> PartitionLog::validate(Bytes batches, std::vector<uint64_t>& sizes) const {
+LogResult<void> PartitionLog::validate(Bytes batches, bool check_crc,
+                                       std::vector<uint64_t>& sizes) const {
   kafka::BatchIterator it(batches);
   for (;;) {
     auto next = it.next();
     if (!next) return log_error(LogErrc::kInvalidBatch, next.error().message);
     if (!next->has_value()) break;
     const kafka::RecordBatchView& view = **next;
-    if (auto crc = view.verify_crc(); !crc) {
-      return log_error(LogErrc::kInvalidBatch, crc.error().message);
+    if (check_crc) {
+      if (auto crc = view.verify_crc(); !crc) {
+        return log_error(LogErrc::kInvalidBatch, crc.error().message);
+      }
     }
     if (view.size_bytes() > kBatchBytesMax) {
       return log_error(LogErrc::kInvalidBatch, "batch larger than kBatchBytesMax");
@@ -381,7 +384,14 @@ LogResult<AppendResult> PartitionLog::append(MutableBytes batches, const AppendO
     return log_error(LogErrc::kBusy, "too many appends in flight");
   }
   std::vector<uint64_t> sizes;
-  if (auto r = validate(batches, sizes); !r) return unexpected(r.error());
+  if (auto r = validate(batches, !options.crc_checked, sizes); !r) return unexpected(r.error());
+  return append_validated(batches, sizes, options, std::move(done));
+}
+
+LogResult<AppendResult> PartitionLog::append_validated(MutableBytes batches,
+                                                       std::span<const uint64_t> sizes,
+                                                       const AppendOptions& options,
+                                                       AppendCallback done) {
   if (auto r = reopen_fds(); !r) return unexpected(r.error());
   if (options.stamped) {
     int64_t expect = end_offset_;
@@ -477,11 +487,16 @@ LogResult<AppendResult> PartitionLog::append(std::span<const MutableBytes> parts
     return log_error(LogErrc::kBusy, "too many appends in flight");
   }
   std::vector<uint64_t> sizes;
+  std::vector<size_t> part_ends;  // each part's batches end at sizes[part_ends[i]]
+  part_ends.reserve(parts.size());
   for (const MutableBytes part : parts) {
-    if (auto r = validate(part, sizes); !r) return unexpected(r.error());
+    if (auto r = validate(part, !options.crc_checked, sizes); !r) return unexpected(r.error());
+    part_ends.push_back(sizes.size());
   }
   AppendResult total{.base_offset = Offset(end_offset_)};
   for (size_t i = 0; i < parts.size(); ++i) {
+    const size_t first = i == 0 ? 0 : part_ends[i - 1];
+    const std::span<const uint64_t> part_sizes(sizes.data() + first, part_ends[i] - first);
     AppendCallback part_done;
     if (i + 1 == parts.size() && done) {
       // Callbacks run in append order: the last part's means all parts are in.
@@ -493,7 +508,8 @@ LogResult<AppendResult> PartitionLog::append(std::span<const MutableBytes> parts
         done(all);
       };
     }
-    auto r = append(parts[i], options, std::move(part_done));
+    if (failure_) return unexpected(*failure_);
+    auto r = append_validated(parts[i], part_sizes, options, std::move(part_done));
     if (!r) return r;  // only an I/O failure, which stopped the partition
     total.bytes += r->bytes;
     total.last_offset = r->last_offset;

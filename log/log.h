@@ -96,6 +96,10 @@ struct AppendOptions {
   // base offset must be the log end at its turn (kInvalidBatch otherwise, before anything is
   // written) and nothing is written into the caller's buffer, which other threads may read.
   bool stamped = false;
+  // The caller checked every batch's CRC just before (the leader's Produce path, or batches it
+  // built itself): the log checks framing and sizes but does not read the records again.
+  // Batches from anywhere else (a follower's entries from its leader, recovery) leave it false.
+  bool crc_checked = false;
 };
 
 struct AppendResult {
@@ -324,7 +328,10 @@ class PartitionLog final : public FdHolder {
   void delete_segment_files(detail::Segment& seg);
   LogResult<void> write_meta(bool sync);
 
-  LogResult<void> validate(Bytes batches, std::vector<uint64_t>& sizes) const;
+  LogResult<void> validate(Bytes batches, bool check_crc, std::vector<uint64_t>& sizes) const;
+  // append() once `batches` passed validate(), whose batch sizes are `sizes`.
+  LogResult<AppendResult> append_validated(MutableBytes batches, std::span<const uint64_t> sizes,
+                                           const AppendOptions& options, AppendCallback done);
   LogResult<void> add_index_entries(detail::Segment& seg, uint64_t position, int64_t base,
                                     int64_t last, int64_t max_ts, uint64_t size);
   void submit_write(detail::Segment& seg, Bytes bytes, uint64_t position, int64_t end_offset);

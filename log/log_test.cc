@@ -264,6 +264,29 @@ TEST_P(LogPartition, InvalidBatchesAreRejectedBeforeAnythingIsWritten) {
   EXPECT_EQ(append(*log, 1), 0);
 }
 
+TEST_P(LogPartition, CrcCheckedSkipsOnlyTheCrc) {
+  // The leader's Produce path checked the CRC just before: the log does not read the records
+  // again (a second CRC pass cost a tenth of the broker's CPU per byte), but framing and sizes
+  // it still checks. Without the flag (a follower's entries) the CRC is checked.
+  auto log = open_log();
+  auto bad_crc = make_batch(2, 10, 1);
+  bad_crc.back() ^= std::byte{1};
+  EXPECT_EQ(log->append(bad_crc, {}, {}).error().code, LogErrc::kInvalidBatch);
+  const MutableBytes one[] = {MutableBytes(bad_crc)};
+  EXPECT_EQ(log->append(std::span<const MutableBytes>(one), {}, {}).error().code,
+            LogErrc::kInvalidBatch);
+  auto huge_delta = make_batch(2, 10, 1);
+  store_be<int32_t>(huge_delta.data() + kafka::batch_layout::kLastOffsetDelta, INT32_MAX);
+  kafka::update_crc(huge_delta);
+  EXPECT_EQ(log->append(huge_delta, {.crc_checked = true}, {}).error().code,
+            LogErrc::kInvalidBatch);
+  EXPECT_EQ(*log->log_end_offset(), 0);
+  ASSERT_TRUE(log->append(bad_crc, {.crc_checked = true}, {}));  // trusted, as promised
+  EXPECT_EQ(*log->log_end_offset(), 2);
+  EXPECT_EQ(append(*log, 1), 2);
+  EXPECT_EQ(*log->log_end_offset(), 3);
+}
+
 TEST_P(LogPartition, ReadStartsAtTheBatchContainingTheOffset) {
   auto log = open_log();
   append(*log, 5);  // 0-4
