@@ -29,6 +29,27 @@ TEST(Crc32c, ImplementationsAgreeOnRandomDataAtEveryAlignment) {
   }
 }
 
+TEST(Crc32c, InterleavedStreamsAgreeOnLongBuffers) {
+  // Lengths around the three-stream rounds (3 x 256 and 3 x 8192 bytes) and beyond.
+  std::mt19937_64 rng(7);
+  std::vector<std::byte> data(200000);
+  for (auto& b : data) b = static_cast<std::byte>(rng());
+  for (size_t len : {767, 768, 769, 1535, 1536, 24575, 24576, 24577, 49152 + 768 + 13, 199990}) {
+    for (size_t start : {0, 3, 8}) {
+      Bytes span(data.data() + start, len);
+      const uint32_t ref = detail::crc32c_software(span);
+      EXPECT_EQ(crc32c(span), ref) << start << " " << len;
+      EXPECT_EQ(detail::crc32c_one_stream(span), ref) << start << " " << len;
+      EXPECT_EQ(crc32c(span.subspan(len / 3), crc32c(span.first(len / 3))), ref);
+    }
+  }
+  for (int i = 0; i < 200; ++i) {
+    const size_t start = rng() % 64, len = rng() % (data.size() - 64);
+    Bytes span(data.data() + start, len);
+    EXPECT_EQ(crc32c(span), detail::crc32c_software(span)) << start << " " << len;
+  }
+}
+
 TEST(Crc32c, ContinuesAcrossCalls) {
   const auto all = as_bytes("hello, record batch");
   const uint32_t whole = crc32c(all);
