@@ -77,7 +77,7 @@ void Connection::close() {
   socket_.shutdown(asio::ip::tcp::socket::shutdown_both, ec);
   socket_.close(ec);
   idle_timer_.cancel();
-  parked_.reset();
+  parked_ = {};
   body_.reset();
   paused_.reset();  // the caller holds a reference: this is never the last one
   if (on_close_) on_close_();
@@ -133,7 +133,7 @@ void Connection::read_body(size_t got) {
   if (got == body.bytes().size()) {
     if (got == body.frame_bytes()) {
       // The whole frame: hand it over (the aliasing pointer keeps the budget charged).
-      auto frame = std::shared_ptr<FrameBytes>(body_, &body.bytes());
+      RequestFrame frame{std::shared_ptr<FrameBytes>(body_, &body.bytes()), body.storage()};
       body_.reset();
       arm_idle_timer();
       if (pending_.size() >= static_cast<size_t>(config_.max_inflight_per_connection)) {
@@ -179,12 +179,12 @@ void Connection::wait_for_memory(size_t got) {
   });
 }
 
-void Connection::take_request(std::shared_ptr<FrameBytes> buffer) {
+void Connection::take_request(RequestFrame frame) {
   auto slot = std::make_shared<Slot>();
   pending_.push_back(slot);
   // The handler holds the connection until it answers: a response owed keeps it alive even
   // when no read or write is in flight (e.g. a parked fetch after the client half-closed).
-  handler_(info_, RequestFrame{std::move(buffer)}, [conn = shared_from_this(), slot](Reply reply) {
+  handler_(info_, std::move(frame), [conn = shared_from_this(), slot](Reply reply) {
     asio::post(conn->shard_.context(), [conn, slot, reply = std::move(reply)]() mutable {
       conn->complete(slot, std::move(reply));
     });
@@ -195,7 +195,7 @@ void Connection::take_request(std::shared_ptr<FrameBytes> buffer) {
 // and drain() stops reading on purpose); the connection closes once they are.
 void Connection::stop_reading() {
   reading_done_ = true;
-  parked_.reset();
+  parked_ = {};
   body_.reset();
   if (pending_.empty()) {
     close();
@@ -234,9 +234,11 @@ void Connection::write_ready() {
   while (!closed_ && !writing_ && !pending_.empty() && pending_.front()->done) {
     auto slot = std::move(pending_.front());
     pending_.pop_front();
-    if (parked_ && pending_.size() < static_cast<size_t>(config_.max_inflight_per_connection)) {
-      auto buffer = std::move(parked_);
-      take_request(std::move(buffer));
+    if (parked_.buffer &&
+        pending_.size() < static_cast<size_t>(config_.max_inflight_per_connection)) {
+      RequestFrame frame = std::move(parked_);
+      parked_ = {};
+      take_request(std::move(frame));
       read_size();
     }
     if (slot->reply.kind == Reply::Kind::kClose) return close();

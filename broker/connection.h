@@ -34,6 +34,8 @@ struct Reply {
 
 struct RequestFrame {
   std::shared_ptr<FrameBytes> buffer;  // header + body, without the size prefix
+  // The same bytes without the request budget's charge (RequestBuffer::storage); may be null.
+  std::shared_ptr<const FrameBytes> storage;
   Bytes bytes() const { return *buffer; }
 };
 
@@ -76,7 +78,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   void read_size();
   void read_body(size_t got);
   void wait_for_memory(size_t got);
-  void take_request(std::shared_ptr<FrameBytes> buffer);
+  void take_request(RequestFrame frame);
   void stop_reading();
   // Writing: responses in request order; one frame at a time.
   void write_ready();
@@ -116,7 +118,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   std::byte size_buf_[4];
   std::shared_ptr<RequestBuffer> body_;  // the frame being read, if any
   std::shared_ptr<Connection> paused_;   // this, while waiting for request memory
-  std::shared_ptr<FrameBytes> parked_;  // a request read while the window was full
+  RequestFrame parked_;  // a request read while the window was full (buffer null: none)
   std::shared_ptr<Slot> writing_;                   // the response being written, if any
   size_t write_pos_ = 0;                            // next byte of writing_'s frame bytes
   size_t write_splice_ = 0;                         // next splice of writing_'s frame

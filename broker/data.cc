@@ -225,9 +225,18 @@ void Broker::handle_produce(std::shared_ptr<Request> req, kafka::ProduceRequest 
         store_be<int64_t>(batch.data() + kafka::batch_layout::kMaxTimestamp, max_timestamp);
         kafka::update_crc(batch);
       }
+      // The Raft entry refers to the batch inside the request's buffer instead of copying it
+      // (a copy of every produced byte, and fresh pages to fault in, was a tenth of the shard's
+      // time), when the batch is at least half the buffer: an entry kept in Raft's cache then
+      // holds at most twice its own size.
+      std::shared_ptr<const void> owner;
+      if (!converted && req->frame.storage && 2 * batch.size() >= req->frame.storage->size()) {
+        owner = req->frame.storage;
+      }
       TopicPartition tp{t.name, pd.index};
       ShardState& ss = shard_of(tp);
-      ss.shard.post([this, &ss, tp, batch, slot, req, countdown, failed, acks, timeout_ms] {
+      ss.shard.post([this, &ss, tp, batch, owner, slot, req, countdown, failed, acks,
+                     timeout_ms] {
         auto finish = [&](ErrorCode c, std::string why = "") {
           if (c != ErrorCode::kNone) {
             slot->error_code = code(c);
@@ -302,7 +311,7 @@ void Broker::handle_produce(std::shared_ptr<Request> req, kafka::ProduceRequest 
               if (Partition* p = ss.find(tp)) slot->log_start_offset = *p->log->log_start_offset();
               countdown->done();
             },
-            timeout_ms);
+            timeout_ms, owner);
         if (proposed != ErrorCode::kNone) return finish(proposed);
         if (pid >= 0) {
           // The leader's producer state includes what it proposed (pipelined batches follow it).

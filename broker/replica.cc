@@ -424,7 +424,7 @@ int64_t Replica::kafka_end_of_node_log() const {
 }
 
 ErrorCode Replica::produce(MutableBytes batch, int16_t acks, ProduceDone done,
-                           int64_t timeout_ms) {
+                           int64_t timeout_ms, std::shared_ptr<const void> owner) {
   if (failed_) return ErrorCode::kKafkaStorageError;
   if (!is_leader()) return ErrorCode::kNotLeaderOrFollower;
   auto view = kafka::RecordBatchView::parse(batch);
@@ -434,7 +434,9 @@ ErrorCode Replica::produce(MutableBytes batch, int16_t acks, ProduceDone done,
   const uint64_t term = *node_->term();
   kafka::set_base_offset(batch, base);
   kafka::set_partition_leader_epoch(batch, static_cast<int32_t>(term));
-  auto index = node_->propose(raft::Payload::copy_of(Bytes(batch)), width);
+  auto index = node_->propose(owner ? raft::Payload::share(std::move(owner), Bytes(batch))
+                                    : raft::Payload::copy_of(Bytes(batch)),
+                              width);
   if (!index) {
     return index.error() == raft::Errc::kTooManyUncommitted ? ErrorCode::kRequestTimedOut
                                                              : ErrorCode::kNotLeaderOrFollower;

@@ -96,13 +96,15 @@ class Replica final : public raft::LogSource, public log::FdHolder {
   Replica& operator=(const Replica&) = delete;
 
   // Leader: appends `batch` (validated by the caller; `records` = lastOffsetDelta + 1),
-  // stamping its base offset and leader epoch in place first, then copying it into the log.
+  // stamping its base offset and leader epoch in place first, then copying it into the log;
+  // with an `owner` that keeps the batch's bytes alive (and nobody changes them afterwards),
+  // the Raft entry refers to them instead of copying.
   // `done(error, kafka base offset)` runs once the batch is committed (acks = -1) or durable
   // on this broker (acks = 1), or with NOT_LEADER_OR_FOLLOWER when leadership is lost first.
   // Not done within `timeout_ms` (> 0): REQUEST_TIMED_OUT (the batch may still commit).
   using ProduceDone = std::function<void(kafka::ErrorCode, int64_t base_offset)>;
   kafka::ErrorCode produce(MutableBytes batch, int16_t acks, ProduceDone done,
-                           int64_t timeout_ms = 0);
+                           int64_t timeout_ms = 0, std::shared_ptr<const void> owner = {});
   // Runs `done` once every Kafka offset below `kafka_end` is committed (acks=all duplicates).
   void when_committed(int64_t kafka_end, std::function<void(kafka::ErrorCode)> done);
 

@@ -41,23 +41,23 @@ int64_t RequestMemory::used_bytes() const {
 }
 
 RequestBuffer::~RequestBuffer() {
-  if (!bytes_.empty()) memory_->release(bytes_.size());
+  if (!bytes_->empty()) memory_->release(bytes_->size());
 }
 
 size_t RequestBuffer::next_size() const {
-  if (bytes_.size() >= frame_bytes_) return 0;
-  return std::min(frame_bytes_, std::max(kFirstReadBytes, 2 * bytes_.size()));
+  if (bytes_->size() >= frame_bytes_) return 0;
+  return std::min(frame_bytes_, std::max(kFirstReadBytes, 2 * bytes_->size()));
 }
 
 bool RequestBuffer::try_grow() {
   const size_t size = next_size();
-  SLUICE_ASSERT(size > bytes_.size());
-  if (!memory_->try_reserve(size - bytes_.size())) return false;
-  if (bytes_.capacity() < size) {
-    bytes_.reserve(frame_bytes_ <= kWholeFrameBytes ? frame_bytes_ : size);
+  SLUICE_ASSERT(size > bytes_->size());
+  if (!memory_->try_reserve(size - bytes_->size())) return false;
+  if (bytes_->capacity() < size) {
+    bytes_->reserve(frame_bytes_ <= kWholeFrameBytes ? frame_bytes_ : size);
   }
-  bytes_.resize(size);  // not zeroed: the socket fills it
-  SLUICE_ASSERT(bytes_.size() == size && size <= frame_bytes_);
+  bytes_->resize(size);  // not zeroed: the socket fills it
+  SLUICE_ASSERT(bytes_->size() == size && size <= frame_bytes_);
   return true;
 }
 

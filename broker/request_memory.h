@@ -85,7 +85,11 @@ class RequestBuffer {
   // zeroed, and a frame of at most kWholeFrameBytes gets its whole capacity at the first step
   // (address space only: pages are touched as bytes arrive), so its later steps copy nothing.
   bool try_grow();
-  FrameBytes& bytes() { return bytes_; }
+  FrameBytes& bytes() { return *bytes_; }
+  // The bytes alone, without the budget's charge: what outlives the request (a produced
+  // batch a Raft entry refers to instead of copying it) no longer counts against
+  // queued.max.request.bytes once the request is gone; it is bounded by Raft's entry cache.
+  std::shared_ptr<const FrameBytes> storage() const { return bytes_; }
   size_t frame_bytes() const { return frame_bytes_; }
 
   static constexpr size_t kFirstReadBytes = 16 * 1024;
@@ -94,7 +98,7 @@ class RequestBuffer {
  private:
   std::shared_ptr<RequestMemory> memory_;
   size_t frame_bytes_;
-  FrameBytes bytes_;
+  std::shared_ptr<FrameBytes> bytes_ = std::make_shared<FrameBytes>();
 };
 
 }  // namespace sluice::broker

@@ -11,13 +11,21 @@ Payload Payload::copy_of(Bytes bytes) {
 }
 
 Payload Payload::adopt(std::vector<std::byte> bytes) {
+  auto buffer = std::make_shared<const std::vector<std::byte>>(std::move(bytes));
+  const Bytes view(*buffer);
+  return share(std::move(buffer), view);
+}
+
+Payload Payload::share(std::shared_ptr<const void> owner, Bytes bytes) {
   Payload p;
-  p.buffer_ = std::make_shared<const std::vector<std::byte>>(std::move(bytes));
+  if (bytes.empty()) return p;
+  p.owner_ = std::move(owner);
+  p.bytes_ = bytes;
   return p;
 }
 
 bool operator==(const Payload& a, const Payload& b) {
-  if (a.buffer_ == b.buffer_) return true;
+  if (a.shares_buffer_with(b)) return true;
   const Bytes x = a.bytes();
   const Bytes y = b.bytes();
   return x.size() == y.size() && std::equal(x.begin(), x.end(), y.begin());

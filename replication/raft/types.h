@@ -33,17 +33,23 @@ class Payload {
   static Payload copy_of(std::string_view text) { return copy_of(as_bytes(text)); }
   // Takes ownership of an existing buffer without copying its bytes.
   static Payload adopt(std::vector<std::byte> bytes);
+  // Refers to `bytes` inside a buffer that `owner` keeps alive (e.g. a produced batch inside
+  // its request's buffer), without copying. Nobody may change those bytes afterwards.
+  static Payload share(std::shared_ptr<const void> owner, Bytes bytes);
 
-  size_t size() const { return buffer_ ? buffer_->size() : 0; }
+  size_t size() const { return bytes_.size(); }
   bool empty() const { return size() == 0; }
-  Bytes bytes() const { return buffer_ ? Bytes(*buffer_) : Bytes(); }
+  Bytes bytes() const { return bytes_; }
   std::string_view text() const { return as_string_view(bytes()); }
-  // True when both refer to the same buffer (not merely equal bytes).
-  bool shares_buffer_with(const Payload& other) const { return buffer_ == other.buffer_; }
+  // True when both refer to the same bytes of the same buffer (not merely equal bytes).
+  bool shares_buffer_with(const Payload& other) const {
+    return owner_ == other.owner_ && bytes_.data() == other.bytes_.data();
+  }
   friend bool operator==(const Payload& a, const Payload& b);
 
  private:
-  std::shared_ptr<const std::vector<std::byte>> buffer_;
+  std::shared_ptr<const void> owner_;
+  Bytes bytes_;
 };
 
 enum class EntryType : uint8_t {
