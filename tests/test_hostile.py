@@ -546,6 +546,23 @@ class HostileAutoCreate(harness.BrokerTestCase):
         self.assertTrue(self.broker.alive())
         self.assertLess(held - base, 64 * MiB)
         self.assertNotIn("fencing it", self.broker.log())
+        # Every name answered without an error exists. A creation may time out under load (on
+        # two shared cores, ~5% of 2,000 did once): it is then answered with an error and, as
+        # a Kafka client does, asked for again, which must create it.
+        created = {t[1] for t in topics if t[0] == 0}
+        with harness.connect(self.bootstrap) as s:
+            self.assertTrue(created <= topic_names(s))
+        missing = sorted(set(names) - created)
+        for attempt in range(5):
+            if not missing:
+                break
+            print("%d names not created at once (attempt %d): asked again" % (len(missing), attempt))
+            retry = MetadataRequest[4](missing, True)  # named: encode() holds it weakly
+            with harness.connect(self.bootstrap, timeout_s=300) as s:
+                s.sendall(frame(3, 4, retry.encode(), 10 + attempt))
+                _, body = harness.recv_response(s)
+            again = MetadataResponse[4].decode(io.BytesIO(body)).topics
+            missing = sorted(t[1] for t in again if t[0] != 0)
         with harness.connect(self.bootstrap) as s:
             self.assertTrue(set(names) <= topic_names(s))
 
