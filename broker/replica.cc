@@ -766,13 +766,11 @@ void Replica::run() {
       xlate_.truncate_suffix(static_cast<int64_t>(from) - 1);
       plan.data_cut = xlate_.to_kafka(static_cast<int64_t>(from) - 1);
     }
-    const bool own = is_leader();
-    const uint64_t term = *node_->term();
+    plan.own_term = is_leader() ? *node_->term() : 0;
     for (const raft::Entry& e : rd->entries) {
       if (e.type == raft::EntryType::kNormal) {
         plan.data.push_back(&e);
-        plan.own.push_back(own && *e.term == term);
-        if (!plan.own.back() && events_.on_data) events_.on_data(e.data.bytes());
+        if (!plan.own(e) && events_.on_data) events_.on_data(e.data.bytes());
         continue;
       }
       Internal in{.index = *e.index,
@@ -985,7 +983,7 @@ void Replica::persist_data(std::shared_ptr<raft::Ready> rd, std::shared_ptr<Plan
     const Bytes b = plan->data[i]->data.bytes();
     // Written as they are (stamped by the leader; AppendOptions::stamped never writes into them).
     parts.emplace_back(const_cast<std::byte*>(b.data()), b.size());
-    own = own && plan->own[i];
+    own = own && plan->own(*plan->data[i]);
   }
   log::AppendOptions opts;
   opts.stamped = true;

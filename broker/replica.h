@@ -195,9 +195,11 @@ class Replica final : public raft::LogSource, public log::FdHolder {
     int64_t data_cut = -1;              // Kafka offset the segment log is cut at (-1: none)
     uint64_t internal_cut = UINT64_MAX;  // raft.internal is cut at this byte
     std::vector<const raft::Entry*> data;  // into the Ready's entries
-    // data[i] is this leader's own proposal of its current term: a batch the Produce path has
-    // just checked (CRC included) or one this broker built; the log need not check its CRC again.
-    std::vector<bool> own;
+    // The term this replica led when the Ready was taken (0: not the leader). Entries of that
+    // term are its own proposals: batches the Produce path has just checked (CRC included) or
+    // that this broker built; the log need not check their CRCs again.
+    uint64_t own_term = 0;
+    bool own(const raft::Entry& e) const { return own_term != 0 && *e.term == own_term; }
     std::vector<Internal> internal;
     bool hard_state = false;  // term or vote changed
   };

@@ -86,6 +86,14 @@ __attribute__((target("sse4.2"))) inline uint64_t crc_word(uint64_t crc, const u
   return _mm_crc32_u64(crc, word);
 }
 
+// One stream: a word at a time, then the bytes left.
+__attribute__((target("sse4.2"))) uint64_t crc_one_stream(uint64_t c, const unsigned char* p,
+                                                           size_t n) {
+  for (; n >= 8; p += 8, n -= 8) c = crc_word(c, p);
+  for (; n > 0; --n) c = _mm_crc32_u8(static_cast<uint32_t>(c), *p++);
+  return c;
+}
+
 // Three streams over blocks of `block` bytes while at least three remain.
 __attribute__((target("sse4.2"))) uint64_t crc_triples(uint64_t c0, const unsigned char*& p,
                                                         size_t& n, size_t block,
@@ -120,33 +128,13 @@ __attribute__((target("sse4.2"))) uint32_t crc32c_sse42(Bytes data, uint32_t crc
     c = crc_triples(c, p, n, kLong, long_shift);
     c = crc_triples(c, p, n, kShort, short_shift);
   }
-  while (n >= 8) {
-    c = crc_word(c, p);
-    p += 8;
-    n -= 8;
-  }
-  while (n > 0) {
-    c = _mm_crc32_u8(static_cast<uint32_t>(c), *p++);
-    --n;
-  }
-  return ~static_cast<uint32_t>(c);
+  return ~static_cast<uint32_t>(crc_one_stream(c, p, n));
 }
 
 // The single-stream loop it replaced, kept as the benchmark's baseline for the hardware path.
 __attribute__((target("sse4.2"))) uint32_t crc32c_sse42_one_stream(Bytes data, uint32_t crc) {
-  const auto* p = reinterpret_cast<const unsigned char*>(data.data());
-  size_t n = data.size();
-  uint64_t c = ~crc;
-  while (n >= 8) {
-    c = crc_word(c, p);
-    p += 8;
-    n -= 8;
-  }
-  while (n > 0) {
-    c = _mm_crc32_u8(static_cast<uint32_t>(c), *p++);
-    --n;
-  }
-  return ~static_cast<uint32_t>(c);
+  return ~static_cast<uint32_t>(crc_one_stream(
+      ~crc, reinterpret_cast<const unsigned char*>(data.data()), data.size()));
 }
 
 bool cpu_has_sse42() {
