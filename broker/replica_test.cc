@@ -226,6 +226,21 @@ TEST_F(Group, FollowerNotLeaderAnswers) {
             ErrorCode::kNotLeaderOrFollower);
 }
 
+TEST_F(Group, FollowersCheckTheCrcOfWhatTheLeaderSends) {
+  // The leader's log trusts its own proposals' CRCs (the Produce path checked them); a follower
+  // must not trust what arrives from its leader: a batch whose bytes changed on the way (here:
+  // already at the leader) is refused and stops the follower, never stored.
+  run_until([&] { return leader() >= 0; });
+  const int l = leader();
+  auto bad = make_batch(3, "flipped");
+  bad.back() ^= std::byte{1};
+  ASSERT_EQ(nodes_[l].replica->produce(MutableBytes(bad), -1, {}), ErrorCode::kNone);
+  const int f1 = (l + 1) % 3, f2 = (l + 2) % 3;
+  run_until([&] { return nodes_[f1].replica->failed() && nodes_[f2].replica->failed(); }, 300);
+  EXPECT_EQ(*nodes_[f1].log->log_end_offset(), 0);
+  EXPECT_EQ(*nodes_[f2].log->log_end_offset(), 0);
+}
+
 TEST_F(Group, AnUncommittableWriteIsAnsweredAtItsTimeout) {
   run_until([&] { return leader() >= 0; });
   const int l = leader();
