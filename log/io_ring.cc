@@ -35,7 +35,7 @@ void log_fallback_once(const std::string& why) {
 }
 }  // namespace
 
-IoRing::IoRing(const Options& options) {
+IoRing::IoRing(const Options& options) : entries_(options.entries) {
   event_fd_ = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
   SLUICE_ASSERT(event_fd_ >= 0);
   std::string why;
@@ -120,6 +120,43 @@ void IoRing::fallocate(int fd, uint64_t length, Completion done) {
       Op{OpKind::kFallocate, fd, nullptr, length, 0, 0, 0, std::move(done)}));
 }
 
+void IoRing::write_then_fdatasync(int fd, std::vector<ChainedWrite> writes, Completion synced) {
+  SLUICE_ASSERT(fd >= 0);
+  SLUICE_ASSERT(!writes.empty());
+  if (uring_ && writes.size() + 1 <= entries_ / 2) {
+    for (ChainedWrite& w : writes) {
+      SLUICE_ASSERT(!w.data.empty());
+      auto op = std::make_unique<Op>(Op{OpKind::kWrite, fd, w.data.data(), w.data.size(),
+                                        w.position, 0, 0, std::move(w.done)});
+      op->link = true;
+      enqueue(std::move(op));
+    }
+    fdatasync(fd, std::move(synced));
+    return;
+  }
+  // The sync goes once the last write completed; a failed write cancels it.
+  struct Left {
+    size_t writes;
+    bool failed = false;
+  };
+  auto left = std::make_shared<Left>(Left{writes.size()});
+  auto shared_synced = std::make_shared<Completion>(std::move(synced));
+  for (ChainedWrite& w : writes) {
+    write(fd, w.data, w.position,
+          [this, fd, left, shared_synced, done = std::move(w.done)](int32_t result) {
+            if (done) done(result);
+            left->failed |= result < 0;
+            if (--left->writes > 0) return;
+            if (left->failed) {
+              if (*shared_synced) (*shared_synced)(-ECANCELED);
+              return;
+            }
+            fdatasync(fd, std::move(*shared_synced));
+            submit();
+          });
+  }
+}
+
 void IoRing::submit() {
   if (queued_.empty()) return;
   if (uring_) return submit_uring();
@@ -134,12 +171,17 @@ void IoRing::submit() {
 void IoRing::submit_uring() {
   io_uring* ring = &uring_->ring;
   while (!queued_.empty()) {
-    io_uring_sqe* sqe = io_uring_get_sqe(ring);
-    if (sqe == nullptr) {
+    // A linked chain goes in one submission: a link cut at a submission's end would let the
+    // sync run beside the writes it must follow. Chains are at most half the ring.
+    size_t chain = 1;
+    while (chain <= queued_.size() && queued_[chain - 1]->link) ++chain;
+    SLUICE_ASSERT(chain <= entries_);
+    if (io_uring_sq_space_left(ring) < chain) {
       io_uring_submit(ring);
-      sqe = io_uring_get_sqe(ring);
-      if (sqe == nullptr) break;  // the rest goes when completions make room
+      if (io_uring_sq_space_left(ring) < chain) break;  // the rest goes at the next submit()
     }
+    io_uring_sqe* sqe = io_uring_get_sqe(ring);
+    SLUICE_ASSERT(sqe != nullptr);
     Op* op = queued_.front();
     queued_.pop_front();
     switch (op->kind) {
@@ -158,6 +200,7 @@ void IoRing::submit_uring() {
         io_uring_prep_fallocate(sqe, op->fd, 0, 0, static_cast<off_t>(op->size));
         break;
     }
+    if (op->link) sqe->flags |= IOSQE_IO_LINK;
     io_uring_sqe_set_data(sqe, op);
   }
   io_uring_submit(ring);
@@ -190,12 +233,15 @@ size_t IoRing::poll_uring() {
     const int32_t res = cqe->res;
     io_uring_cqe_seen(ring, cqe);
     SLUICE_ASSERT(op != nullptr);
+    // Retried on its own: the operation linked after it was cancelled (-ECANCELED).
     if (res == -EINTR || res == -EAGAIN) {
+      op->link = false;
       queued_.push_back(op);  // retry as is
       continue;
     }
     if (op->kind == OpKind::kWrite && res > 0 && op->done_bytes + res < op->size) {
       op->done_bytes += res;  // a short write: continue where it stopped
+      op->link = false;
       queued_.push_back(op);
       continue;
     }

@@ -6,7 +6,9 @@
 #include <unistd.h>
 
 #include <gtest/gtest.h>
+#include <algorithm>
 #include <cstdlib>
+#include <string>
 
 #include "log/tests/test_util.h"
 
@@ -109,6 +111,74 @@ TEST_P(LogIoRingTest, ManyOperationsBeyondTheQueueSize) {
   EXPECT_EQ(done, 200);
   EXPECT_EQ(std::filesystem::file_size(dir_.path() / "f"), 200u * 512);
   ::close(fd);
+}
+
+// The sync of a chain runs after every write of it, whether linked in the kernel (io_uring,
+// a chain within half the ring) or queued by the last write's completion (the fallback
+// threads, or a chain longer than half the ring).
+TEST_P(LogIoRingTest, WriteThenFdatasyncSyncsAfterEveryWrite) {
+  for (const uint32_t entries : {256u, 8u}) {
+    IoRing::Options o = options();
+    o.entries = entries;
+    IoRing ring(o);
+    const auto path = dir_.path() / ("chain" + std::to_string(entries));
+    const int fd = ::open(path.c_str(), O_RDWR | O_CREAT, 0644);
+    ASSERT_GE(fd, 0);
+    std::vector<std::vector<std::byte>> blocks;
+    std::vector<IoRing::ChainedWrite> writes;
+    std::vector<std::string> events;
+    for (int i = 0; i < 6; ++i) {
+      blocks.emplace_back(4096 + i, static_cast<std::byte>('a' + i));
+    }
+    uint64_t at = 0;
+    for (int i = 0; i < 6; ++i) {
+      writes.push_back({blocks[i], at, [&events, i](int32_t r) {
+                          events.push_back("w" + std::to_string(i) + ":" + std::to_string(r));
+                        }});
+      at += blocks[i].size();
+    }
+    ring.write_then_fdatasync(fd, std::move(writes),
+                              [&](int32_t r) { events.push_back("sync:" + std::to_string(r)); });
+    EXPECT_EQ(ring.in_flight(), entries == 256u && !GetParam() ? 7u : 6u);
+    ring.submit();
+    ring.drain();
+    ASSERT_EQ(events.size(), 7u) << "entries " << entries;
+    EXPECT_EQ(events.back(), "sync:0");
+    std::sort(events.begin(), events.end() - 1);
+    for (int i = 0; i < 6; ++i) {
+      EXPECT_EQ(events[i], "w" + std::to_string(i) + ":" + std::to_string(4096 + i));
+    }
+    EXPECT_EQ(std::filesystem::file_size(path), at);
+    std::byte last;
+    ASSERT_EQ(::pread(fd, &last, 1, static_cast<off_t>(at - 1)), 1);
+    EXPECT_EQ(last, std::byte{'f'});
+    ::close(fd);
+  }
+}
+
+TEST_P(LogIoRingTest, AFailedWriteCancelsTheChainedSync) {
+  for (const uint32_t entries : {256u, 8u}) {
+    IoRing::Options o = options();
+    o.entries = entries;
+    IoRing ring(o);
+    const auto path = dir_.path() / "ro";
+    ::close(::open(path.c_str(), O_RDWR | O_CREAT, 0644));
+    const int fd = ::open(path.c_str(), O_RDONLY);
+    std::vector<std::byte> a(10, std::byte{1});
+    std::vector<IoRing::ChainedWrite> writes;
+    std::vector<int32_t> written(4, 1);
+    int32_t synced = 1;
+    for (int i = 0; i < 4; ++i) {
+      writes.push_back({a, 10ull * i, [&written, i](int32_t r) { written[i] = r; }});
+    }
+    ring.write_then_fdatasync(fd, std::move(writes), [&](int32_t r) { synced = r; });
+    ring.drain();
+    // The first write fails; linked ones after it are cancelled, unlinked ones fail alike.
+    EXPECT_EQ(written[0], -EBADF);
+    for (const int32_t r : written) EXPECT_TRUE(r == -EBADF || r == -ECANCELED) << r;
+    EXPECT_EQ(synced, -ECANCELED) << "entries " << entries;
+    ::close(fd);
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(Log, LogIoRingTest, ::testing::Values(false, true),

@@ -6,7 +6,9 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <limits>
+#include <utility>
 
 #include "log/internal/segment.h"
 #include "log/logging.h"
@@ -385,7 +387,10 @@ LogResult<AppendResult> PartitionLog::append(MutableBytes batches, const AppendO
   }
   std::vector<uint64_t> sizes;
   if (auto r = validate(batches, !options.crc_checked, sizes); !r) return unexpected(r.error());
-  return append_validated(batches, sizes, options, std::move(done));
+  begin_chain();
+  auto r = append_validated(batches, sizes, options, std::move(done));
+  end_chain();
+  return r;
 }
 
 LogResult<AppendResult> PartitionLog::append_validated(MutableBytes batches,
@@ -494,6 +499,11 @@ LogResult<AppendResult> PartitionLog::append(std::span<const MutableBytes> parts
     part_ends.push_back(sizes.size());
   }
   AppendResult total{.base_offset = Offset(end_offset_)};
+  begin_chain();
+  struct EndChain {
+    PartitionLog* log;
+    ~EndChain() { log->end_chain(); }
+  } end_chain_at_return{this};
   for (size_t i = 0; i < parts.size(); ++i) {
     const size_t first = i == 0 ? 0 : part_ends[i - 1];
     const std::span<const uint64_t> part_sizes(sizes.data() + first, part_ends[i] - first);
@@ -529,8 +539,56 @@ void PartitionLog::submit_write(Segment& seg, Bytes bytes, uint64_t position, in
                              .end_position = position + bytes.size(),
                              .end_offset = end_offset});
   ++ops_in_flight_;
-  ring_.write(seg.log_rw->fd(), bytes, position,
-              [this, seq, file = seg.log_rw](int32_t res) { on_write_done(seq, res); });
+  IoRing::Completion done = [this, seq, file = seg.log_rw](int32_t res) { on_write_done(seq, res); };
+  if (chain_ && (chain_->writes.empty() || chain_->segment_base == seg.base_offset)) {
+    chain_->segment_base = seg.base_offset;
+    chain_->file = seg.log_rw;
+    chain_->writes.push_back({bytes, position, std::move(done)});
+    return;
+  }
+  unchain();
+  ring_.write(seg.log_rw->fd(), bytes, position, std::move(done));
+}
+
+void PartitionLog::begin_chain() {
+  if (config_.flush.mode != FlushMode::kEveryBatch || failure_ || flush_in_flight_ ||
+      !pending_writes_.empty() || durable_end_ != end_offset_ || dir_dirty_) {
+    return;
+  }
+  chain_.emplace();
+}
+
+void PartitionLog::unchain() {
+  if (!chain_) return;
+  for (IoRing::ChainedWrite& w : chain_->writes) {
+    ring_.write(chain_->file->fd(), w.data, w.position, std::move(w.done));
+  }
+  chain_.reset();
+}
+
+void PartitionLog::end_chain() {
+  if (!chain_) return;
+  if (chain_->writes.empty() || failure_) return unchain();
+  Chain chain = std::move(*chain_);
+  chain_.reset();
+  // Everything before these writes is durable (begin_chain()), so syncing their file after
+  // them makes the log durable up to its end.
+  const int64_t target = end_offset_;
+  flush_in_flight_ = true;
+  flush_linked_ = true;
+  flush_again_ = false;
+  flush_target_ = target;
+  linked_segment_ = chain.segment_base;
+  ++flush_count_;
+  flush_ops_pending_ = 1;
+  flush_result_ = 0;
+  last_flush_ms_ = config_.clock_ms();
+  ++ops_in_flight_;
+  ring_.write_then_fdatasync(chain.file->fd(), std::move(chain.writes),
+                             [this, target, file = chain.file](int32_t res) {
+                               on_flush_done(target, res);
+                             });
+  ring_.submit();
 }
 
 void PartitionLog::on_write_done(uint64_t seq, int32_t result) {
@@ -542,6 +600,7 @@ void PartitionLog::on_write_done(uint64_t seq, int32_t result) {
   done.failed = result < 0;
   if (result < 0) fail(errno_error(-result, "write " + dir_.string()).error());
   bool closed_dirty = false;
+  bool uncovered = false;  // written, and not synced by the linked flush in flight
   while (!pending_writes_.empty() && pending_writes_.front().done) {
     const PendingWrite& w = pending_writes_.front();
     if (w.failed || write_failed_) {
@@ -549,12 +608,17 @@ void PartitionLog::on_write_done(uint64_t seq, int32_t result) {
       pending_writes_.pop_front();
       continue;
     }
+    const bool covered = flush_in_flight_ && flush_linked_ && w.end_offset <= flush_target_ &&
+                         w.segment_base == linked_segment_;
     Segment* seg = find_segment(w.segment_base);
     if (seg != nullptr && seg->base_offset == w.segment_base) {
       seg->written_bytes = std::max(seg->written_bytes, w.end_position);
-      seg->dirty = true;
-      closed_dirty |= !seg->active;
+      if (!covered) {
+        seg->dirty = true;
+        closed_dirty |= !seg->active;
+      }
     }
+    uncovered |= !covered;
     written_end_ = std::max(written_end_, w.end_offset);
     pending_writes_.pop_front();
   }
@@ -564,7 +628,8 @@ void PartitionLog::on_write_done(uint64_t seq, int32_t result) {
     appends_.pop_front();
     if (waiter.done) waiter.done(waiter.result);
   }
-  if (config_.flush.mode == FlushMode::kEveryBatch || closed_dirty || !durable_waiters_.empty()) {
+  if (uncovered && (config_.flush.mode == FlushMode::kEveryBatch || closed_dirty ||
+                    !durable_waiters_.empty())) {
     start_flush();
   }
 }
@@ -597,6 +662,7 @@ void PartitionLog::start_flush() {
     dir_dirty_ = false;
   }
   const int64_t target = written_end_;
+  flush_target_ = target;
   if (files.empty()) {
     durable_end_ = std::max(durable_end_, target);
     complete_durable_waiters();
@@ -621,6 +687,18 @@ void PartitionLog::on_flush_done(int64_t target, int32_t result) {
   if (result < 0) flush_result_ = result;
   if (--flush_ops_pending_ > 0) return;
   flush_in_flight_ = false;
+  const bool linked = std::exchange(flush_linked_, false);
+  if (linked && flush_result_ == -ECANCELED) {
+    // A write of the chain was cut short and goes again on its own: this sync vouched for
+    // nothing. The writes it covered count as unsynced; the usual flush follows them.
+    if (Segment* seg = find_segment(linked_segment_);
+        seg != nullptr && seg->base_offset == linked_segment_) {
+      seg->dirty = true;
+    }
+    flush_cap_ = std::numeric_limits<int64_t>::max();
+    start_flush();
+    return;
+  }
   if (flush_result_ < 0) {
     // Never retried: after a failed fdatasync what is on disk is unknown.
     fail(errno_error(-flush_result_, "fdatasync " + dir_.string()).error());

@@ -347,6 +347,14 @@ class PartitionLog final : public FdHolder {
   LogResult<ReadResult> read_recent(int64_t from, uint64_t max_bytes, int64_t limit);
   void prune_recent();
   void on_write_done(uint64_t seq, int32_t result);
+  // Linked flushes (acks=all's common case): an append made while everything before it is
+  // durable and nothing is in flight sends its writes and their fdatasync in one chain
+  // (IoRing::write_then_fdatasync) instead of waiting for the writes to start the flush.
+  // begin_chain() before an append's writes, end_chain() after them; a roll in between sends
+  // the writes gathered so far unlinked, and the flush then goes as usual.
+  void begin_chain();
+  void unchain();
+  void end_chain();
   void start_flush();
   void on_flush_done(int64_t target, int32_t result);
   void complete_durable_waiters();
@@ -390,6 +398,15 @@ class PartitionLog final : public FdHolder {
   size_t flush_ops_pending_ = 0;
   int32_t flush_result_ = 0;
   int64_t flush_cap_ = std::numeric_limits<int64_t>::max();  // see on_flush_done()
+  struct Chain {
+    int64_t segment_base = -1;
+    std::shared_ptr<FileHandle> file;
+    std::vector<IoRing::ChainedWrite> writes;
+  };
+  std::optional<Chain> chain_;    // an append's writes being gathered for a linked flush
+  bool flush_linked_ = false;     // the flush in flight is linked after its writes
+  int64_t flush_target_ = 0;      // what the flush in flight vouches for
+  int64_t linked_segment_ = -1;   // the segment a linked flush syncs
   int64_t last_flush_ms_ = 0;
   size_t ops_in_flight_ = 0;
   uint64_t flush_count_ = 0;  // ring operations of this log not yet completed

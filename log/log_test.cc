@@ -618,6 +618,34 @@ TEST_P(LogPartition, FlushPolicyIntervalFlushesFromTick) {
   EXPECT_EQ(*log->durable_offset(), 3);
 }
 
+// An append made while the log is durable up to its end sends its writes and their fdatasync
+// together (linked): one flush for the whole append however many parts it has, and nothing
+// acknowledged before it is on disk. Without the link the first part's completion starts a
+// flush that covers only that part, and the others need a second one.
+TEST_P(LogPartition, AnAppendOnADurableLogSyncsOnceAfterAllItsParts) {
+  auto log = open_log();
+  for (int round = 0; round < 3; ++round) {
+    std::vector<MutableBytes> parts;
+    for (int i = 0; i < 4; ++i) {
+      batches_.push_back(make_batch(3, 200, 1000));
+      parts.emplace_back(batches_.back());
+    }
+    const uint64_t flushes = log->flush_count();
+    bool acked = false;
+    ASSERT_TRUE(log->append(parts, {}, [&](const LogResult<AppendResult>& r) {
+      ASSERT_TRUE(r);
+      EXPECT_GE(*log->durable_offset(), *r->end_offset);
+      acked = true;
+    }));
+    EXPECT_FALSE(acked);
+    ring_.drain();
+    EXPECT_TRUE(acked);
+    EXPECT_EQ(log->flush_count(), flushes + 1) << "round " << round;
+    EXPECT_EQ(*log->durable_offset(), 12 * (round + 1));
+  }
+  EXPECT_EQ(*log->log_end_offset(), 36);
+}
+
 TEST_P(LogPartition, GroupCommitSharesFdatasyncsAcrossAppends) {
   auto log = open_log();
   constexpr int kAppends = 64;
