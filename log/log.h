@@ -398,8 +398,10 @@ class PartitionLog final : public FdHolder {
   size_t flush_ops_pending_ = 0;
   int32_t flush_result_ = 0;
   int64_t flush_cap_ = std::numeric_limits<int64_t>::max();  // see on_flush_done()
+  // No member initializers: clang 14 cannot default-construct (optional::emplace) a nested
+  // class that has them while the enclosing class is incomplete.
   struct Chain {
-    int64_t segment_base = -1;
+    int64_t segment_base;
     std::shared_ptr<FileHandle> file;
     std::vector<IoRing::ChainedWrite> writes;
   };

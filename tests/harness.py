@@ -31,8 +31,31 @@ LONG = os.environ.get("SLUICE_LONG") == "1"
 _live = []  # brokers not yet stopped, killed at exit whatever happens
 
 
+def _ephemeral_low():
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            return int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+_port_rng = random.Random()  # its own: tests that seed `random` must not repeat ports
+
+
 def free_port():
-    """A loopback TCP port nobody listens on right now (bind to 0 and give it back)."""
+    """A loopback TCP port nobody listens on right now, below the ephemeral range when there is
+    room: a port from bind(0) is an ephemeral one, which any outgoing connection (a client's,
+    another test's) may take before the broker binds it ("Address already in use")."""
+    low = _ephemeral_low()
+    if low > 11000:
+        for _ in range(100):
+            port = _port_rng.randrange(10000, low)
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+                try:
+                    s.bind(("127.0.0.1", port))
+                except OSError:
+                    continue
+                return port
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
@@ -195,11 +218,13 @@ class Cluster:
     quorum (--controller.voters). Brokers start together (a quorum needs a majority)."""
 
     def __init__(self, n, voters=None, args=(), racks=None):
-        ports = set()
-        while len(ports) < 2 * n:  # free_port() may hand out the same port twice
-            ports.add(free_port())
-        ports = sorted(ports)
-        self.kafka_ports, self.rpc_ports = ports[:n], ports[n:]
+        ports = []
+        while len(ports) < 3 * n:  # free_port() may hand out the same port twice
+            port = free_port()
+            if port not in ports:
+                ports.append(port)
+        self.kafka_ports, self.rpc_ports = ports[:n], ports[n:2 * n]
+        admin_ports = ports[2 * n:]
         voters = n if voters is None else voters
         self.voters = ",".join("%d@127.0.0.1:%d" % (i, self.rpc_ports[i]) for i in range(voters))
         self.brokers = []
@@ -208,7 +233,8 @@ class Cluster:
                      "--controller.voters", self.voters] + list(args)
             if racks:
                 extra += ["--rack", racks[i % len(racks)]]
-            self.brokers.append(Broker(*extra, port=self.kafka_ports[i]))
+            self.brokers.append(Broker(*extra, port=self.kafka_ports[i],
+                                       admin_port=admin_ports[i]))
 
     @property
     def bootstrap(self):
