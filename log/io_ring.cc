@@ -87,11 +87,16 @@ void IoRing::enqueue(std::unique_ptr<Op> op) {
   queued_.push_back(op.release());
 }
 
-void IoRing::write(int fd, Bytes data, uint64_t position, Completion done) {
+std::unique_ptr<IoRing::Op> IoRing::write_op(int fd, Bytes data, uint64_t position,
+                                             Completion done) {
   SLUICE_ASSERT(fd >= 0);
   SLUICE_ASSERT(!data.empty());
-  enqueue(std::make_unique<Op>(
-      Op{OpKind::kWrite, fd, data.data(), data.size(), position, 0, 0, std::move(done)}));
+  return std::make_unique<Op>(
+      Op{OpKind::kWrite, fd, data.data(), data.size(), position, 0, 0, std::move(done)});
+}
+
+void IoRing::write(int fd, Bytes data, uint64_t position, Completion done) {
+  enqueue(write_op(fd, data, position, std::move(done)));
 }
 
 IoRing::Completion IoRing::timed(Completion done) {
@@ -125,9 +130,7 @@ void IoRing::write_then_fdatasync(int fd, std::vector<ChainedWrite> writes, Comp
   SLUICE_ASSERT(!writes.empty());
   if (uring_ && writes.size() + 1 <= entries_ / 2) {
     for (ChainedWrite& w : writes) {
-      SLUICE_ASSERT(!w.data.empty());
-      auto op = std::make_unique<Op>(Op{OpKind::kWrite, fd, w.data.data(), w.data.size(),
-                                        w.position, 0, 0, std::move(w.done)});
+      auto op = write_op(fd, w.data, w.position, std::move(w.done));
       op->link = true;
       enqueue(std::move(op));
     }

@@ -99,6 +99,7 @@ class IoRing {
   struct Uring;
 
   void enqueue(std::unique_ptr<Op> op);
+  static std::unique_ptr<Op> write_op(int fd, Bytes data, uint64_t position, Completion done);
   size_t finish(std::vector<Op*>& ops);
   void submit_uring();
   size_t poll_uring();

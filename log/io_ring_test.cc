@@ -18,6 +18,12 @@ namespace {
 class LogIoRingTest : public ::testing::TestWithParam<bool> {
  protected:
   IoRing::Options options() const { return {.disable_io_uring = GetParam()}; }
+  // A descriptor every write through fails on (EBADF).
+  int open_read_only(const char* name) const {
+    const auto path = dir_.path() / name;
+    ::close(::open(path.c_str(), O_RDWR | O_CREAT, 0644));
+    return ::open(path.c_str(), O_RDONLY);
+  }
   testing::TempDir dir_;
 };
 
@@ -87,9 +93,7 @@ TEST_P(LogIoRingTest, EventFdSignalsCompletions) {
 
 TEST_P(LogIoRingTest, ErrorsAreNegativeErrno) {
   IoRing ring(options());
-  const auto path = dir_.path() / "ro";
-  ::close(::open(path.c_str(), O_RDWR | O_CREAT, 0644));
-  const int fd = ::open(path.c_str(), O_RDONLY);
+  const int fd = open_read_only("ro");
   std::vector<std::byte> a(10, std::byte{1});
   int32_t result = 0;
   ring.write(fd, a, 0, [&](int32_t r) { result = r; });
@@ -161,9 +165,7 @@ TEST_P(LogIoRingTest, AFailedWriteCancelsTheChainedSync) {
     IoRing::Options o = options();
     o.entries = entries;
     IoRing ring(o);
-    const auto path = dir_.path() / "ro";
-    ::close(::open(path.c_str(), O_RDWR | O_CREAT, 0644));
-    const int fd = ::open(path.c_str(), O_RDONLY);
+    const int fd = open_read_only("ro");
     std::vector<std::byte> a(10, std::byte{1});
     std::vector<IoRing::ChainedWrite> writes;
     std::vector<int32_t> written(4, 1);

@@ -573,22 +573,23 @@ void PartitionLog::end_chain() {
   chain_.reset();
   // Everything before these writes is durable (begin_chain()), so syncing their file after
   // them makes the log durable up to its end.
-  const int64_t target = end_offset_;
-  flush_in_flight_ = true;
-  flush_linked_ = true;
   flush_again_ = false;
-  flush_target_ = target;
+  begin_flush_round(end_offset_, 1, /*linked=*/true);
   linked_segment_ = chain.segment_base;
+  ring_.write_then_fdatasync(chain.file->fd(), std::move(chain.writes),
+                             [this, file = chain.file](int32_t res) { on_flush_done(res); });
+  ring_.submit();
+}
+
+void PartitionLog::begin_flush_round(int64_t target, size_t syncs, bool linked) {
+  flush_in_flight_ = true;
+  flush_linked_ = linked;
+  flush_target_ = target;
   ++flush_count_;
-  flush_ops_pending_ = 1;
+  flush_ops_pending_ = syncs;
   flush_result_ = 0;
   last_flush_ms_ = config_.clock_ms();
-  ++ops_in_flight_;
-  ring_.write_then_fdatasync(chain.file->fd(), std::move(chain.writes),
-                             [this, target, file = chain.file](int32_t res) {
-                               on_flush_done(target, res);
-                             });
-  ring_.submit();
+  ops_in_flight_ += syncs;
 }
 
 void PartitionLog::on_write_done(uint64_t seq, int32_t result) {
@@ -661,27 +662,20 @@ void PartitionLog::start_flush() {
     files.push_back(dir_handle_);
     dir_dirty_ = false;
   }
-  const int64_t target = written_end_;
-  flush_target_ = target;
   if (files.empty()) {
-    durable_end_ = std::max(durable_end_, target);
+    durable_end_ = std::max(durable_end_, written_end_);
     complete_durable_waiters();
     return;
   }
-  flush_in_flight_ = true;
-  ++flush_count_;
-  flush_ops_pending_ = files.size();
-  flush_result_ = 0;
-  last_flush_ms_ = config_.clock_ms();
+  begin_flush_round(written_end_, files.size(), /*linked=*/false);
   for (auto& file : files) {
     SLUICE_ASSERT(file != nullptr);
-    ++ops_in_flight_;
-    ring_.fdatasync(file->fd(), [this, target, file](int32_t res) { on_flush_done(target, res); });
+    ring_.fdatasync(file->fd(), [this, file](int32_t res) { on_flush_done(res); });
   }
   ring_.submit();
 }
 
-void PartitionLog::on_flush_done(int64_t target, int32_t result) {
+void PartitionLog::on_flush_done(int32_t result) {
   SLUICE_ASSERT(ops_in_flight_ > 0 && flush_ops_pending_ > 0);
   --ops_in_flight_;
   if (result < 0) flush_result_ = result;
@@ -695,7 +689,6 @@ void PartitionLog::on_flush_done(int64_t target, int32_t result) {
         seg != nullptr && seg->base_offset == linked_segment_) {
       seg->dirty = true;
     }
-    flush_cap_ = std::numeric_limits<int64_t>::max();
     start_flush();
     return;
   }
@@ -704,10 +697,9 @@ void PartitionLog::on_flush_done(int64_t target, int32_t result) {
     fail(errno_error(-flush_result_, "fdatasync " + dir_.string()).error());
     return;
   }
-  // A truncation while this flush ran lowers what it can vouch for: later writes at the
-  // truncated offsets started after it.
-  target = std::min(target, flush_cap_);
-  flush_cap_ = std::numeric_limits<int64_t>::max();
+  // What it vouches for, lowered by a truncation while it ran (truncate_suffix): later
+  // writes at the truncated offsets started after it.
+  const int64_t target = flush_target_;
   SLUICE_ASSERT(target <= written_end_);
   durable_end_ = std::max(durable_end_, target);
   // Closed segments whose data and indexes are durable release their read-write handles;
@@ -874,7 +866,7 @@ LogResult<Offset> PartitionLog::cut_last_segment(Segment& segment, uint64_t pos,
   end_offset_ = written_end_ = new_end;
   while (!recent_.empty() && recent_.back().base_offset >= new_end) recent_.pop_back();
   durable_end_ = std::min(durable_end_, new_end);
-  if (flush_in_flight_) flush_cap_ = std::min(flush_cap_, new_end);
+  if (flush_in_flight_) flush_target_ = std::min(flush_target_, new_end);  // on_flush_done()
   log_start_ = std::min(log_start_, new_end);
   first_dirty_ = std::min(first_dirty_, new_end);  // what compaction mapped may be gone
   ++history_;

@@ -356,7 +356,9 @@ class PartitionLog final : public FdHolder {
   void unchain();
   void end_chain();
   void start_flush();
-  void on_flush_done(int64_t target, int32_t result);
+  // Marks a round of `syncs` fdatasyncs, vouching for the log up to `target`, in flight.
+  void begin_flush_round(int64_t target, size_t syncs, bool linked);
+  void on_flush_done(int32_t result);
   void complete_durable_waiters();
   void fail(const LogError& error);
 
@@ -397,7 +399,6 @@ class PartitionLog final : public FdHolder {
   bool flush_again_ = false;
   size_t flush_ops_pending_ = 0;
   int32_t flush_result_ = 0;
-  int64_t flush_cap_ = std::numeric_limits<int64_t>::max();  // see on_flush_done()
   // No member initializers: clang 14 cannot default-construct (optional::emplace) a nested
   // class that has them while the enclosing class is incomplete.
   struct Chain {
@@ -407,7 +408,7 @@ class PartitionLog final : public FdHolder {
   };
   std::optional<Chain> chain_;    // an append's writes being gathered for a linked flush
   bool flush_linked_ = false;     // the flush in flight is linked after its writes
-  int64_t flush_target_ = 0;      // what the flush in flight vouches for
+  int64_t flush_target_ = 0;      // what the flush in flight vouches for (see on_flush_done())
   int64_t linked_segment_ = -1;   // the segment a linked flush syncs
   int64_t last_flush_ms_ = 0;
   size_t ops_in_flight_ = 0;
