@@ -65,6 +65,12 @@ struct ShardReport {
   uint64_t raft_terms_seen = 0;
   LatencyHistogram sync_latency;
   bool io_uring = false;
+  // Descriptors (log::FdCache): holders keeping them now, the busy cap, partitions waiting
+  // for room now, and waits so far.
+  uint64_t fd_holders = 0;
+  uint64_t fd_busy_max = 0;
+  uint64_t fd_waiting = 0;
+  uint64_t fd_waits = 0;
   std::vector<PartitionState> partitions;
   std::vector<GroupCoordinator::GroupView> groups;  // coordinated on this shard
   // gather_reports(): high watermarks of partitions groups here committed and no replica
@@ -715,6 +721,12 @@ void Broker::fill_report(ShardState& ss, ShardReport& r, int64_t lag_ms,
     r.sync_latency = ss.ring->sync_latency();
     r.io_uring = ss.ring->uses_io_uring();
   }
+  if (ss.fds) {
+    r.fd_holders = ss.fds->holders();
+    r.fd_busy_max = ss.fds->busy_max();
+    r.fd_waiting = ss.fds->waiting();
+    r.fd_waits = ss.fds->room_waits();
+  }
   r.partitions.reserve(ss.partitions.size());
   for (const auto& [tp, p] : ss.partitions) {
     if (!p->deleting) r.partitions.push_back(partition_state(*p, lag_ms));
@@ -891,11 +903,30 @@ std::string Broker::write_metrics(const std::vector<ShardReport>& reports) {
   LatencyHistogram sync;
   uint64_t terms_seen = 0;
   bool uring = true;
+  uint64_t fd_holders = 0, fd_busy_max = 0, fd_waiting = 0, fd_waits = 0;
   for (const auto& r : reports) {
     sync.add(r.sync_latency);
     terms_seen += r.raft_terms_seen;
     uring = uring && r.io_uring;
+    fd_holders += r.fd_holders;
+    fd_busy_max += r.fd_busy_max;
+    fd_waiting += r.fd_waiting;
+    fd_waits += r.fd_waits;
   }
+  w.family("sluice_log_descriptor_holders", "gauge",
+           "Partition logs and Raft replicas keeping descriptors open now (idle ones give "
+           "theirs back beyond a cap)");
+  w.sample("sluice_log_descriptor_holders", {}, fd_holders);
+  w.family("sluice_log_descriptor_holders_max", "gauge",
+           "Holders that may keep descriptors at once, busy ones included (from the open-files "
+           "limit)");
+  w.sample("sluice_log_descriptor_holders_max", {}, fd_busy_max);
+  w.family("sluice_log_descriptor_waiting", "gauge",
+           "Partitions whose writes wait for descriptors now (every holder busy)");
+  w.sample("sluice_log_descriptor_waiting", {}, fd_waiting);
+  w.family("sluice_log_descriptor_waits_total", "counter",
+           "Times a partition's writes waited for descriptors");
+  w.sample("sluice_log_descriptor_waits_total", {}, fd_waits);
   w.family("sluice_log_io_uring", "gauge",
            "1 when disk I/O goes through io_uring, 0 on the pwrite/fdatasync fallback");
   w.sample("sluice_log_io_uring", {}, uint64_t{uring ? 1u : 0u});

@@ -129,6 +129,12 @@ Broker::DescriptorPlan Broker::plan_descriptors(size_t shards) {
   plan.cache_per_shard = static_cast<size_t>(std::clamp<int64_t>(share / 2, 16, 1024));
   plan.holders_per_shard =
       static_cast<size_t>(std::clamp<int64_t>(share / 2 / kDescriptorsPerHolder, 16, 256));
+  // Busy holders: the share less the closed segments' handles, two holders per 7 descriptors;
+  // at least the idle cap and room for a few partitions however low the limit.
+  const int64_t for_holders = share - static_cast<int64_t>(plan.cache_per_shard);
+  plan.busy_per_shard = static_cast<size_t>(
+      std::max<int64_t>(static_cast<int64_t>(plan.holders_per_shard) + 16,
+                        for_holders * 2 / kDescriptorsPerPartitionBusy));
   return plan;
 }
 
@@ -146,6 +152,7 @@ void Broker::start_shard(ShardState& ss) {
     ss.ring = std::make_unique<log::IoRing>();
     const DescriptorPlan plan = plan_descriptors(shards_.size());
     ss.fds = std::make_unique<log::FdCache>(plan.cache_per_shard, plan.holders_per_shard);
+    ss.fds->set_busy_max(plan.busy_per_shard);
     ss.ring_events = std::make_unique<asio::posix::stream_descriptor>(ss.shard.context(),
                                                                       ::dup(ss.ring->event_fd()));
     ss.ticker = std::make_unique<asio::steady_timer>(ss.shard.context());
@@ -195,6 +202,11 @@ void Broker::tick_shard(ShardState& ss) {
     }
     if (ticks % kCompactionEveryTicks == 0) compact_partitions(ss);
     ss.fds->trim();  // holders that went idle since they were asked give their descriptors back
+    if (ss.fds->waiting() > 0 && ticks % 100 == 0) {  // every 10 s while it lasts
+      spdlog::info("shard {}: {} partition(s) wait for descriptors ({} holders busy, at most {}: "
+                   "raise the open-files limit for more at once)",
+                   ss.shard.id(), ss.fds->waiting(), ss.fds->holders(), ss.fds->busy_max());
+    }
     storage_tick(ss, ticks);
     ss.ring->submit();
     tick_shard(ss);
@@ -835,19 +847,14 @@ Status Broker::start() {
   cc.max_concurrent_moves = static_cast<size_t>(config_.move_max_concurrent);
   cluster_ = std::make_unique<cluster::ClusterNode>(cc);
   registry_ = std::make_unique<TopicRegistry>(*cluster_);
-  int64_t partitions_max = 0;
   {
     const DescriptorPlan plan = plan_descriptors(config_.shards);
-    // Idle partitions hold no descriptor, but busy ones are not capped yet (every Raft group
-    // persists its election at once at start-up, each holding 7): until they are, the limit
-    // still bounds the partitions as before, and max.partitions can lower that.
-    const int64_t by_descriptors = std::max<int64_t>(
-        kPartitionsFloor, (plan.open_files - kDescriptorsReserved) / kDescriptorsPerPartitionBusy);
-    partitions_max = std::min(config_.partitions_max, by_descriptors);
-    spdlog::info("open-files limit {}: per shard {} closed-segment handles and {} partitions in "
-                 "use keep descriptors; at most {} partitions",
-                 plan.open_files, plan.cache_per_shard, plan.holders_per_shard, partitions_max);
+    spdlog::info("open-files limit {}: per shard {} closed-segment handles, {} idle and {} busy "
+                 "partition holders keep descriptors; at most {} partitions (max.partitions)",
+                 plan.open_files, plan.cache_per_shard, plan.holders_per_shard,
+                 plan.busy_per_shard, config_.partitions_max);
   }
+  const int64_t partitions_max = config_.partitions_max;
   registry_->set_partitions_max(partitions_max);
   cluster_->on_peer_call(kOffsetsMethod, [this](int32_t, std::string request,
                                                 cluster::ClusterNode::PeerReply reply) {

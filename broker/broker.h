@@ -163,19 +163,21 @@ class Broker {
 
   explicit Broker(const BrokerConfig& config) : config_(config) {}
   // Descriptors: the open-files limit is raised to its hard limit; kDescriptorsReserved of it
-  // go to connections, rings, the controller and the like; the shards' FdCaches share the rest:
-  // read-only handles of closed segments, and holders in use (a partition's log holds at most
-  // 5: its active segment's three files, its directory and partition.meta; its replica 2:
-  // raft.state and raft.internal). Idle partitions hold none; busy ones are not capped yet, so
-  // the partitions are still bounded by (limit - kDescriptorsReserved) / 7, and max.partitions.
+  // go to connections, rings, the controller and the like; the shards share the rest equally.
+  // A shard's FdCache takes half of its share at most for read-only handles of closed
+  // segments; the rest is for holders (a partition's log holds at most 5: its active segment's
+  // three files, its directory and partition.meta; its replica 2: raft.state and
+  // raft.internal, so 7 for the two holders of a partition). Idle partitions hold none beyond
+  // the idle cap; busy ones wait for room under the busy cap (log::FdCache), so the number of
+  // partitions is bounded by max.partitions only.
   static constexpr int64_t kDescriptorsReserved = 4096;
   static constexpr int64_t kDescriptorsPerPartitionBusy = 7;
-  static constexpr int64_t kPartitionsFloor = 64;
   static constexpr int64_t kDescriptorsPerHolder = 5;
   struct DescriptorPlan {
     int64_t open_files = 0;
     size_t cache_per_shard = 1024;   // read-only handles (FdCache capacity)
-    size_t holders_per_shard = 256;  // holders keeping descriptors (FdCache holders_max)
+    size_t holders_per_shard = 256;  // idle holders keeping descriptors (FdCache holders_max)
+    size_t busy_per_shard = 1024;    // holders keeping descriptors at all (FdCache busy_max)
   };
   static DescriptorPlan plan_descriptors(size_t shards);
 

@@ -820,6 +820,25 @@ void Replica::execute(std::shared_ptr<raft::Ready> rd, std::shared_ptr<Plan> pla
     });
     return;
   }
+  // Its files and the log's, when this Ready writes anything: most Readies of an idle group
+  // carry only messages, and opening five files for each of them (then closing them again
+  // under the holder cap) cost an idle broker with 2,200 partitions 15,000 open/close calls a
+  // second.
+  const bool writes = cut || !plan->data.empty() || !plan->internal.empty() ||
+                      plan->hard_state ||
+                      (plan->internal_cut != UINT64_MAX && plan->internal_cut < internal_size_);
+  // Under the shard's cap on busy holders (log::FdCache): when every group persists at once
+  // (start-up, thousands of partitions created), a Ready waits for descriptors to come back
+  // instead of taking the process to its open-files limit.
+  const size_t need = (holds_fds() ? 0 : 1) + (log_.holds_fds() ? 0 : 1);
+  if (writes && need > 0 && !log_.fd_cache().room_for(need)) {
+    log_.fd_cache().wait_for_room([this, alive = alive_, rd, plan] {
+      asio::post(io_, [this, alive, rd, plan] {
+        if (*alive && !failed_) execute(rd, plan);
+      });
+    });
+    return;
+  }
   if (plan->install) {
     const int64_t start = *log_.log_start_offset();
     if (auto r = log_.truncate_suffix(Offset(start)); !r) return fail(r.error().message);
@@ -838,19 +857,12 @@ void Replica::execute(std::shared_ptr<raft::Ready> rd, std::shared_ptr<Plan> pla
     if (auto r = log_.truncate_suffix(Offset(plan->data_cut)); !r) return fail(r.error().message);
     if (events_.on_truncated) events_.on_truncated();
   }
-  // Its files and the log's, when this Ready writes anything: most Readies of an idle group
-  // carry only messages, and opening five files for each of them (then closing them again
-  // under the holder cap) cost an idle broker with 2,200 partitions 15,000 open/close calls a
-  // second. At the descriptor limit (every holder busy, as when many groups persist at once
-  // at start-up), try again shortly.
-  const bool writes = plan->install || !plan->data.empty() || !plan->internal.empty() ||
-                      plan->hard_state ||
-                      (plan->internal_cut != UINT64_MAX && plan->internal_cut < internal_size_);
   if (!writes) {
     persist_data(rd, plan);  // nothing to write: straight to finish()
     return;
   }
   if (!open_fds() || !log_.reopen_fds()) {
+    // At the process's limit all the same (descriptors taken outside the shards' caps).
     const int err = errno;
     if (err != EMFILE && err != ENFILE) {
       return fail(std::string("cannot open its files: ") + std::strerror(err));
@@ -934,6 +946,7 @@ void Replica::execute(std::shared_ptr<raft::Ready> rd, std::shared_ptr<Plan> pla
 void Replica::write_slot(bool sync, std::function<void(int32_t)> done, bool force) {
   // One slot write at a time: two in flight could land in one slot out of order.
   if (slot_writes_ > 0 && !force) return;  // a hint: the next write carries it
+  if (!force && !holds_fds() && !log_.fd_cache().room_for(1)) return;  // a later write carries it
   if (!open_fds()) {
     const int err = errno;
     if (!force) return;  // a hint: a later write carries it
@@ -1029,6 +1042,8 @@ void Replica::finish(std::shared_ptr<raft::Ready> rd) {
   running_ = false;
   persisting_ = false;
   log_.keep_fds(false);
+  log_.fd_cache().release(this);  // at once if others wait for descriptors
+  log_.fd_cache().release(&log_);
   for (const raft::Entry& e : rd->committed) {
     if (e.type == raft::EntryType::kConfig) refresh_voters();
     if (e.type == raft::EntryType::kControl) apply_control(e);
@@ -1106,6 +1121,8 @@ void Replica::fail(const std::string& why) {
   running_ = false;
   persisting_ = false;
   log_.keep_fds(false);
+  log_.fd_cache().release(this);  // at once if others wait for descriptors
+  log_.fd_cache().release(&log_);
   spdlog::error("replica of group {:x}: {}; it stops taking part", options_.group, why);
   auto waiting = std::move(waiters_);
   waiters_.clear();

@@ -76,7 +76,7 @@ Result<void, TopicError> TopicRegistry::check_partition_budget(int64_t more, int
                                    " partitions; " + std::to_string(mine) +
                                    " more would pass its limit of " +
                                    std::to_string(partitions_max_.load()) +
-                                   " (max.partitions, or the open-files limit: RLIMIT_NOFILE)"});
+                                   " (max.partitions)"});
 }
 
 TopicInfo TopicRegistry::to_topic_info(const cluster::pb::Topic& t) {

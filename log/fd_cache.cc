@@ -3,7 +3,9 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <iterator>
 
 #include "common/assert.h"
 
@@ -38,31 +40,75 @@ void FdCache::touch(FdHolder* holder) {
   }
   holders_lru_.push_front(holder);
   holders_.emplace(holder, holders_lru_.begin());
-  if (holders_.size() > holders_max_) release_beyond_cap(holder, kReleaseTries);
+  if (holders_.size() > holders_max_) release_down_to(holders_max_, holder, kReleaseTries);
 }
 
 void FdCache::drop(FdHolder* holder) {
   if (auto it = holders_.find(holder); it != holders_.end()) {
     holders_lru_.erase(it->second);
     holders_.erase(it);
+    wake_waiters();
   }
 }
 
-size_t FdCache::trim() { return release_beyond_cap(nullptr, holders_.size()); }
+size_t FdCache::trim() {
+  const size_t released = release_down_to(holders_max_, nullptr, holders_.size());
+  wake_waiters();
+  return released;
+}
 
-size_t FdCache::release_beyond_cap(const FdHolder* keep, size_t tries) {
+bool FdCache::room_for(size_t n) {
+  if (holders_.size() + n <= busy_max_) return true;
+  if (n > busy_max_) return false;
+  // Room for n: idle holders give theirs back, the cap on idle ones notwithstanding.
+  release_down_to(busy_max_ - n, nullptr, holders_.size());
+  return holders_.size() + n <= busy_max_;
+}
+
+void FdCache::wait_for_room(std::function<void()> wake) {
+  ++room_waits_;
+  waiters_.push_back(std::move(wake));
+}
+
+void FdCache::release(FdHolder* holder) {
+  if (waiters_.empty()) return;
+  auto it = holders_.find(holder);
+  if (it == holders_.end() || !holder->release_fds()) return;
+  holders_lru_.erase(it->second);
+  holders_.erase(it);
+  ++releases_;
+  wake_waiters();
+}
+
+void FdCache::wake_waiters() {
+  // Each waiter needs at most two holders (a partition's log and its replica); it asks
+  // room_for() again when its posted work runs, and waits again if others took the room.
+  if (waiters_.empty()) return;
+  if (holders_.size() + 2 > busy_max_) release_down_to(busy_max_ - 2, nullptr, holders_.size());
+  size_t room = holders_.size() < busy_max_ ? (busy_max_ - holders_.size()) / 2 : 0;
+  while (room > 0 && !waiters_.empty()) {
+    auto wake = std::move(waiters_.front());
+    waiters_.pop_front();
+    --room;
+    wake();
+  }
+}
+
+size_t FdCache::release_down_to(size_t target, const FdHolder* keep, size_t tries) {
   size_t released = 0;
-  auto it = holders_lru_.end();
-  while (holders_.size() > holders_max_ && tries > 0 && it != holders_lru_.begin()) {
-    --it;
-    FdHolder* h = *it;
-    if (h == keep) continue;
+  tries = std::min(tries, holders_lru_.size());
+  while (holders_.size() > target && tries > 0) {
     --tries;
-    if (!h->release_fds()) continue;
-    holders_.erase(h);
-    it = holders_lru_.erase(it);
-    ++released;
-    ++releases_;
+    FdHolder* h = holders_lru_.back();
+    if (h != keep && h->release_fds()) {
+      holders_.erase(h);
+      holders_lru_.pop_back();
+      ++released;
+      ++releases_;
+      continue;
+    }
+    // Busy (or the one being touched): in use, so the most recently used.
+    holders_lru_.splice(holders_lru_.begin(), holders_lru_, std::prev(holders_lru_.end()));
   }
   SLUICE_DASSERT(holders_.size() == holders_lru_.size());
   return released;

@@ -3,6 +3,8 @@
 #pragma once
 
 #include <cstdint>
+#include <deque>
+#include <functional>
 #include <list>
 #include <memory>
 #include <string>
@@ -41,10 +43,14 @@ class FdHolder {
   virtual bool release_fds() = 0;
 };
 
-// Least-recently-used cache of read-only handles, keyed by path, and the cap on holders:
-// at most `holders_max` FdHolders keep their descriptors, the least recently used idle ones
-// release theirs when another is used. Owned by a shard and used only on its thread (not
-// thread-safe). Evicting drops the cache's reference only: readers that hold the handle (a
+// Least-recently-used cache of read-only handles, keyed by path, and the caps on holders:
+// at most `holders_max` FdHolders keep their descriptors while idle (the least recently used
+// idle ones release theirs when another is used), and at most `busy_max` at all, busy ones
+// included: a holder about to open its descriptors asks room_for() first and, when there is
+// none, waits (wait_for_room) until others release theirs. So however many partitions a shard
+// has and however many of them write at once (every Raft group persisting its election at
+// start-up), the shard's descriptors stay within its share of the open-files limit. Owned by
+// a shard and used only on its thread (not thread-safe). Evicting drops the cache's reference only: readers that hold the handle (a
 // FileRange a response still sends) keep it open.
 class FdCache {
  public:
@@ -66,6 +72,22 @@ class FdCache {
   size_t holders_max() const { return holders_max_; }
   uint64_t releases() const { return releases_; }
   static constexpr size_t kReleaseTries = 8;
+
+  // The hard cap (unlimited unless set; at least 2: one partition's log and replica).
+  void set_busy_max(size_t n) { busy_max_ = n < 2 ? 2 : n; }
+  size_t busy_max() const { return busy_max_; }
+  // True if `n` holders that hold nothing now may open their descriptors (idle holders are
+  // asked to release theirs to make room, beyond holders_max or not).
+  bool room_for(size_t n);
+  // Runs `wake` once there may be room (after holders released theirs: trim(), release(),
+  // drop()); it runs inside those calls, so it should only post the waiter's work, which then
+  // asks room_for() again. Waiters wake in the order they came.
+  void wait_for_room(std::function<void()> wake);
+  size_t waiting() const { return waiters_.size(); }
+  uint64_t room_waits() const { return room_waits_; }
+  // A holder finished its work: if others wait for room, it releases its descriptors now
+  // (when it can) instead of at the next trim().
+  void release(FdHolder* holder);
 
   LogResult<std::shared_ptr<FileHandle>> open(const std::string& path);
   // Drops the entry for `path` (after the file was deleted or replaced).
@@ -92,9 +114,15 @@ class FdCache {
   std::list<FdHolder*> holders_lru_;  // front: most recently used
   std::unordered_map<FdHolder*, std::list<FdHolder*>::iterator> holders_;
   uint64_t releases_ = 0;
-  // Releases idle holders from the least recently used end, skipping `keep`, until at most
-  // holders_max remain or `tries` were asked.
-  size_t release_beyond_cap(const FdHolder* keep, size_t tries);
+  size_t busy_max_ = SIZE_MAX;
+  std::deque<std::function<void()>> waiters_;
+  uint64_t room_waits_ = 0;
+  // Asks holders from the least recently used end, skipping `keep`, to release their
+  // descriptors until at most `target` remain or `tries` (at most all of them) were asked;
+  // a busy one becomes the most recently used (it is in use), so the next call asks others.
+  size_t release_down_to(size_t target, const FdHolder* keep, size_t tries);
+  // Wakes waiters for the room there is.
+  void wake_waiters();
 };
 
 }  // namespace sluice::log

@@ -81,5 +81,54 @@ TEST(LogFdCache, HoldersBeyondTheCapReleaseLeastRecentlyUsedIdleOnes) {
   EXPECT_EQ(cache.holders(), 0u);
 }
 
+TEST(LogFdCache, BusyHoldersWaitForRoomUnderTheHardCap) {
+  FdCache cache(4, 2);
+  cache.set_busy_max(4);
+  FakeHolder h[6];
+  // Four busy holders: the idle cap (2) is passed, the hard cap (4) reached.
+  for (int i = 0; i < 4; ++i) {
+    ASSERT_TRUE(cache.room_for(1)) << i;
+    h[i].busy = true;
+    cache.touch(&h[i]);
+  }
+  EXPECT_EQ(cache.holders(), 4u);
+  EXPECT_FALSE(cache.room_for(1));  // nobody can give theirs back
+  int woken = 0;
+  cache.wait_for_room([&] { ++woken; });
+  cache.wait_for_room([&] { ++woken; });
+  EXPECT_EQ(cache.waiting(), 2u);
+  EXPECT_EQ(cache.room_waits(), 2u);
+  EXPECT_EQ(cache.trim(), 0u);  // still all busy: nobody wakes
+  EXPECT_EQ(woken, 0);
+  // One finishes and hands its descriptors over at once: a waiter wakes (each may need two
+  // holders, so one per two free places).
+  h[0].busy = false;
+  h[1].busy = false;
+  cache.release(&h[0]);
+  EXPECT_EQ(h[0].released, 1);
+  EXPECT_EQ(cache.holders(), 2u);  // h[1] idle too: released to make room for a waiter
+  EXPECT_EQ(h[1].released, 1);
+  EXPECT_EQ(woken, 1);
+  EXPECT_EQ(cache.waiting(), 1u);
+  ASSERT_TRUE(cache.room_for(2));
+  h[4].busy = h[5].busy = true;
+  cache.touch(&h[4]);
+  cache.touch(&h[5]);
+  EXPECT_FALSE(cache.room_for(1));
+  // An idle holder is asked to release beyond the idle cap when room is needed.
+  h[2].busy = false;
+  EXPECT_TRUE(cache.room_for(1));
+  EXPECT_EQ(h[2].released, 1);
+  // release() does nothing while nobody waits...
+  h[3].busy = false;
+  cache.drop(&h[4]);  // ... but a holder going away wakes the last waiter
+  EXPECT_EQ(woken, 2);
+  EXPECT_EQ(cache.waiting(), 0u);
+  cache.release(&h[3]);
+  EXPECT_EQ(h[3].released, 0);
+  for (auto& x : h) cache.drop(&x);
+  EXPECT_EQ(cache.holders(), 0u);
+}
+
 }  // namespace
 }  // namespace sluice::log

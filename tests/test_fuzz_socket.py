@@ -11,8 +11,8 @@ stay alive; at the end a normal client must read back exactly what was stored be
 RSS must be under RSS_BOUND, and a restart must succeed and keep the records.
 
 SLUICE_FUZZ_SECONDS (default 20, 300 with SLUICE_LONG=1) bounds the run; SLUICE_SEED repeats
-one. The broker runs under `prlimit --nofile=8192`, so CreateTopics seeds are bounded by its
-partition limit.
+one. The broker runs under `prlimit --nofile=8192` with `--max.partitions 585`, so CreateTopics
+seeds are bounded by its partition limit.
 """
 
 import glob
@@ -103,7 +103,7 @@ class SocketFuzz(harness.BrokerTestCase):
 
     @classmethod
     def setUpClass(cls):
-        cls.broker = harness.Broker("--connections.max.idle.ms", "5000",
+        cls.broker = harness.Broker("--connections.max.idle.ms", "5000", "--max.partitions", "585",
                                     wrapper=["prlimit", "--nofile=8192"]).start()
         cls.bootstrap = cls.broker.bootstrap
         cls._failed = False
