@@ -189,10 +189,12 @@ Status Replica::create(const std::string& dir) {
                        .snap_term = 0,
                        .internal_before = 0,
                        .commit = snap_index_};
-    if (auto s = write_file_durably(dir + "/raft.internal", ""); !s) return s;
     std::string slots = encode_slot(state_);
     slots += std::string(kSlotBytes, '\0');
-    if (auto s = write_file_durably(dir + "/raft.state", slots); !s) return s;
+    // raft.state last: its presence says the replica exists (open()).
+    if (auto s = write_files_durably(dir, {{"raft.internal", ""}, {"raft.state", slots}}); !s) {
+      return s;
+    }
     return load(dir);
   }
   Internal boot{.index = snap_index_ + 1,
@@ -208,10 +210,11 @@ Status Replica::create(const std::string& dir) {
                      .internal_before = 0,
                      .commit = boot.index};
   const std::string rec = encode_internal(boot);
-  if (auto s = write_file_durably(dir + "/raft.internal", rec); !s) return s;
   std::string slots = encode_slot(state_);
   slots += std::string(kSlotBytes, '\0');
-  if (auto s = write_file_durably(dir + "/raft.state", slots); !s) return s;
+  if (auto s = write_files_durably(dir, {{"raft.internal", rec}, {"raft.state", slots}}); !s) {
+    return s;
+  }
   return load(dir);
 }
 

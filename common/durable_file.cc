@@ -27,8 +27,10 @@ Status sync_directory(const std::string& dir) {
   return {};
 }
 
-Status write_file_durably(const std::string& path, std::string_view contents) {
-  const std::string tmp = path + ".tmp";
+namespace {
+
+// Writes `contents` to `tmp` (created or truncated) and fsyncs it.
+Status write_synced(const std::string& tmp, std::string_view contents) {
   const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (fd < 0) return sys_error("cannot create " + tmp);
   size_t done = 0;
@@ -48,8 +50,30 @@ Status write_file_durably(const std::string& path, std::string_view contents) {
     return e;
   }
   ::close(fd);
+  return {};
+}
+
+}  // namespace
+
+Status write_file_durably(const std::string& path, std::string_view contents) {
+  const std::string tmp = path + ".tmp";
+  if (auto s = write_synced(tmp, contents); !s) return s;
   if (::rename(tmp.c_str(), path.c_str()) != 0) return sys_error("cannot rename " + tmp);
   return sync_directory(std::filesystem::path(path).parent_path().string());
+}
+
+Status write_files_durably(const std::string& dir,
+                           const std::vector<std::pair<std::string, std::string_view>>& files) {
+  for (const auto& [name, contents] : files) {
+    if (auto s = write_synced(dir + "/" + name + ".tmp", contents); !s) return s;
+  }
+  for (const auto& [name, contents] : files) {
+    const std::string path = dir + "/" + name;
+    if (::rename((path + ".tmp").c_str(), path.c_str()) != 0) {
+      return sys_error("cannot rename " + path + ".tmp");
+    }
+  }
+  return sync_directory(dir);
 }
 
 Result<std::string> read_file(const std::string& path) {

@@ -171,8 +171,10 @@ LogResult<void> PartitionLog::recover() {
   if (meta) log_start_ = std::clamp(meta->log_start_offset, log_start_, end_offset_);
 
   // What recovery kept was possibly only in the page cache (a killed process): make it
-  // durable before anything new is acknowledged. Blocking, but only at open.
-  if (!report_.clean_shutdown) {
+  // durable before anything new is acknowledged. Blocking, but only at open. A log with no
+  // segment file before (a new partition) has nothing to sync: its fresh empty files exist
+  // once the directory is synced below.
+  if (!report_.clean_shutdown && !bases.empty()) {
     for (auto& seg : segments_) {
       if (seg->base_offset < recovery_point_ && !seg->active) continue;
       for (const auto& path : {seg->log_path, seg->index_path, seg->time_path}) {
