@@ -112,7 +112,8 @@ Result<std::unique_ptr<Replica>> Replica::open(const std::string& dir, log::Part
   if (auto s = exists ? r->load(dir) : r->create(dir); !s) return unexpected(s.error());
   raft::Config rc = r->options_.raft;
   rc.id = raft::NodeId(r->options_.self);
-  rc.seed = std::random_device{}() ^ r->options_.group;
+  thread_local std::mt19937_64 seeds{std::random_device{}()};  // one device per shard
+  rc.seed = seeds() ^ r->options_.group;
   rc.ballot_key = r->options_.group;  // the same on every replica: spreads election turns
   r->node_ = std::make_unique<raft::Node>(rc, r->restored_state(), r.get());
   r->last_term_ = *r->node_->term();

@@ -171,6 +171,9 @@ class ClusterNode {
   // Controller (voters).
   Status start_controller();
   void apply_entry(const raft::Entry& entry);
+  // After a Ready's entries were applied: the image is published once, then the proposals
+  // they decided are answered.
+  void entries_applied();
   void on_raft_change();
   void serve(int32_t from, pb::ControllerRequest req, std::function<void(pb::ControllerResponse)>);
   void lead(pb::ControllerRequest req, std::function<void(pb::ControllerResponse)> reply);
@@ -205,6 +208,14 @@ class ClusterNode {
   std::unique_ptr<raft::RaftGroup> group_;
   MetadataState state_;  // voters: applied from the Raft log
   std::map<uint64_t, Pending> pending_;  // leader: proposals by log index
+  struct Applied {
+    uint64_t index = 0;
+    uint64_t term = 0;
+    ApplyResult result;
+  };
+  std::vector<Applied> applied_;  // since the last entries_applied()
+  bool answering_ = false;        // entries_applied() is answering proposals
+  bool process_posted_ = false;   // propose() posted the group's process()
   std::map<int32_t, std::chrono::steady_clock::time_point> last_seen_;  // leader: heartbeats
   struct Waiter {
     std::chrono::steady_clock::time_point deadline;

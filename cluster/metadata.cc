@@ -113,11 +113,9 @@ std::shared_ptr<pb::Image> MetadataState::mutable_copy() const {
 }
 
 ApplyResult MetadataState::apply(uint64_t index, const pb::Record& record) {
-  auto next = mutable_copy();
-  next->set_applied_index(index);
-  ApplyResult r = apply_to(*next, record);
-  image_ = std::move(next);
-  return r;
+  if (!working_) working_ = mutable_copy();
+  working_->set_applied_index(index);
+  return apply_to(*working_, record);
 }
 
 ApplyResult MetadataState::apply_to(pb::Image& img, const pb::Record& rec) {
@@ -310,11 +308,12 @@ ApplyResult MetadataState::apply_to(pb::Image& img, const pb::Record& rec) {
 bool MetadataState::restore(std::string_view bytes) {
   auto img = std::make_shared<pb::Image>();
   if (!img->ParseFromArray(bytes.data(), static_cast<int>(bytes.size()))) return false;
+  working_.reset();
   image_ = std::move(img);
   return true;
 }
 
-std::string MetadataState::serialize() const { return image_->SerializeAsString(); }
+std::string MetadataState::serialize() const { return image().SerializeAsString(); }
 
 std::vector<const pb::Broker*> live_brokers(const pb::Image& image) {
   std::vector<const pb::Broker*> out;

@@ -25,10 +25,19 @@ struct ApplyResult {
 class MetadataState {
  public:
   MetadataState();
-  const pb::Image& image() const { return *image_; }
+  const pb::Image& image() const {
+    settle();
+    return *image_;
+  }
   // The current image, shared and immutable: a new one is made by each change.
-  std::shared_ptr<const pb::Image> shared() const { return image_; }
+  std::shared_ptr<const pb::Image> shared() const {
+    settle();
+    return image_;
+  }
 
+  // Applies a record to a private copy of the image, made by the first apply after the image
+  // was last read: records applied one after another (a Raft Ready's committed entries) share
+  // one copy, where a copy each made creating N topics quadratic.
   ApplyResult apply(uint64_t index, const pb::Record& record);
   // Replaces the image (snapshot install, restart).
   bool restore(std::string_view bytes);
@@ -37,8 +46,13 @@ class MetadataState {
  private:
   std::shared_ptr<pb::Image> mutable_copy() const;
   ApplyResult apply_to(pb::Image& img, const pb::Record& record);
+  // The copy being applied to becomes the image (before anyone reads it).
+  void settle() const {
+    if (working_) image_ = std::move(working_);
+  }
 
-  std::shared_ptr<const pb::Image> image_;
+  mutable std::shared_ptr<const pb::Image> image_;
+  mutable std::shared_ptr<pb::Image> working_;  // only this object refers to it
 };
 
 // Which brokers can take replicas and lead: registered and not fenced, sorted by id.

@@ -81,11 +81,16 @@ void RaftGroup::process() {
     }
     for (const Message& m : ready.messages) cb_.send(m);
     node_->advance(ready.persisted());
+    bool applied = false;
     for (const Entry& e : ready.committed) {
       if (*e.index <= *applied_) continue;
-      if (e.type == EntryType::kNormal && cb_.apply) cb_.apply(e);
+      if (e.type == EntryType::kNormal && cb_.apply) {
+        cb_.apply(e);
+        applied = true;
+      }
       applied_ = e.index;
     }
+    if (applied && cb_.applied) cb_.applied();
   }
   const Role role = node_->role();
   if (role != last_role_ || node_->leader() != last_leader_ || node_->term() != last_term_) {

@@ -19,6 +19,7 @@ namespace sluice::raft {
 struct GroupCallbacks {
   std::function<void(const Message&)> send;            // after the state behind it is durable
   std::function<void(const Entry&)> apply;             // committed kNormal entries, in order
+  std::function<void()> applied;                       // after a Ready's entries were applied
   std::function<Status(const Snapshot&)> restore;      // a snapshot replaced the state machine
   std::function<void()> on_change;                     // role, leader or term changed
 };
