@@ -119,6 +119,24 @@ TEST(MetadataState, ImagesAreImmutableSnapshots) {
   EXPECT_EQ(s.image().topics_size(), 1);
 }
 
+TEST(MetadataState, RecordsAppliedTogetherShareOneCopyAndJudgeAgainstEachOther) {
+  MetadataState s;
+  ASSERT_TRUE(s.apply(1, register_broker(0)).ok());
+  auto before = s.shared();
+  ASSERT_TRUE(s.apply(2, create_topic("a", {{0}})).ok());
+  // Judged against the record before it, though nobody read the image in between.
+  EXPECT_EQ(s.apply(3, create_topic("a", {{0}})).code, ErrorCode::kTopicAlreadyExists);
+  ASSERT_TRUE(s.apply(4, create_topic("b", {{0}})).ok());
+  EXPECT_EQ(before->topics_size(), 0);  // what was handed out never changes
+  auto after = s.shared();
+  EXPECT_EQ(after->topics_size(), 2);
+  EXPECT_EQ(after->applied_index(), 4u);
+  EXPECT_EQ(s.shared(), after);  // reading again makes no new copy
+  ASSERT_TRUE(s.apply(5, create_topic("c", {{0}})).ok());
+  EXPECT_EQ(after->topics_size(), 2);
+  EXPECT_EQ(s.image().topics_size(), 3);
+}
+
 TEST(MetadataState, SerializeRestoreRoundTrip) {
   MetadataState s;
   ASSERT_TRUE(s.apply(1, register_broker(0)).ok());
