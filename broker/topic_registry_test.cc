@@ -58,6 +58,46 @@ struct Node {
   std::unique_ptr<TopicRegistry> reg;
 };
 
+TEST(TopicRegistry, ARetriedCreateGetsTheTopicItsFirstAttemptCreated) {
+  Node n(fresh_dir("retry"));
+  auto create = [](const std::string& request_id) {
+    cluster::pb::ControllerRequest req;
+    auto* t = req.mutable_create_topic();
+    t->set_name("once");
+    t->set_partitions(2);
+    t->set_replication_factor(1);
+    t->set_request_id(request_id);
+    return req;
+  };
+  const std::string id(16, 'a');
+  // Two attempts of one request in flight at once (the first timed out at the requester):
+  // however they interleave (both proposed: metadata_test TwoAttemptsOfOneCreate...; or the
+  // second finding the topic made), both answers carry the one topic.
+  std::promise<cluster::pb::ControllerResponse> first, second;
+  n.node->request(create(id), std::chrono::seconds(10),
+                  [&](cluster::pb::ControllerResponse r) { first.set_value(std::move(r)); });
+  n.node->request(create(id), std::chrono::seconds(10),
+                  [&](cluster::pb::ControllerResponse r) { second.set_value(std::move(r)); });
+  const auto a = first.get_future().get();
+  const auto b = second.get_future().get();
+  ASSERT_EQ(a.error_code(), 0) << a.error_message();
+  ASSERT_EQ(b.error_code(), 0) << b.error_message();
+  EXPECT_EQ(a.topic().topic_id(), b.topic().topic_id());
+  EXPECT_EQ(a.topic().partitions_size(), 2);
+  // A retry after the topic exists (answered from the image, no record).
+  std::promise<cluster::pb::ControllerResponse> third, other;
+  n.node->request(create(id), std::chrono::seconds(10),
+                  [&](cluster::pb::ControllerResponse r) { third.set_value(std::move(r)); });
+  const auto c = third.get_future().get();
+  ASSERT_EQ(c.error_code(), 0) << c.error_message();
+  EXPECT_EQ(c.topic().topic_id(), a.topic().topic_id());
+  // Another request for the name is refused as before.
+  n.node->request(create(std::string(16, 'b')), std::chrono::seconds(10),
+                  [&](cluster::pb::ControllerResponse r) { other.set_value(std::move(r)); });
+  EXPECT_EQ(other.get_future().get().error_code(),
+            static_cast<int32_t>(kafka::ErrorCode::kTopicAlreadyExists));
+}
+
 TEST(TopicRegistry, ChangesSurviveARestart) {
   const auto dir = fresh_dir("reopen");
   std::string cluster_id;

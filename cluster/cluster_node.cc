@@ -862,7 +862,18 @@ void ClusterNode::lead(pb::ControllerRequest req,
       return;
     }
     case pb::ControllerRequest::kCreateTopic: {
-      auto topic = plan_topic(req.create_topic());
+      const pb::TopicRequest& t = req.create_topic();
+      if (auto it = img.topics().find(t.name()); it != img.topics().end() &&
+                                                !t.request_id().empty() &&
+                                                it->second.created_by() == t.request_id()) {
+        // A retry of a request whose first attempt created the topic (its answer was lost
+        // or late): the same answer.
+        pb::ControllerResponse resp = from_apply(ApplyResult{}, img.applied_index());
+        *resp.mutable_topic() = it->second;
+        reply(resp);
+        return;
+      }
+      auto topic = plan_topic(t);
       if (!topic) {
         reply(from_apply(topic.error(), 0));
         return;
@@ -1079,6 +1090,7 @@ Result<pb::Topic, ApplyResult> ClusterNode::plan_topic(const pb::TopicRequest& t
   pb::Topic topic;
   topic.set_name(t.name());
   topic.set_topic_id(random_bytes(16));
+  topic.set_created_by(t.request_id());
   topic.set_internal(t.internal());
   *topic.mutable_configs() = t.configs();
   if (!t.assignments().empty()) {

@@ -149,7 +149,9 @@ ApplyResult MetadataState::apply_to(pb::Image& img, const pb::Record& rec) {
     }
     case pb::Record::kCreateTopic: {
       const pb::Topic& t = rec.create_topic().topic();
-      if (img.topics().count(t.name())) {
+      if (auto it = img.topics().find(t.name()); it != img.topics().end()) {
+        // Two attempts of one request both proposed: the first created it.
+        if (!t.created_by().empty() && it->second.created_by() == t.created_by()) return {};
         return fail(ErrorCode::kTopicAlreadyExists, "topic '" + t.name() + "' already exists");
       }
       img.mutable_deleted_topics()->erase(t.name());

@@ -60,6 +60,24 @@ TEST(MetadataState, DuplicateTopicIsRefusedDeterministically) {
   EXPECT_EQ(s.image().topics().at("t").partitions_size(), 1);
 }
 
+TEST(MetadataState, TwoAttemptsOfOneCreateBothInTheLogCreateOnce) {
+  MetadataState s;
+  ASSERT_TRUE(s.apply(1, register_broker(0)).ok());
+  auto first = create_topic("t", {{0}});
+  first.mutable_create_topic()->mutable_topic()->set_created_by("request-1");
+  first.mutable_create_topic()->mutable_topic()->set_topic_id("id-1");
+  auto retry = first;
+  retry.mutable_create_topic()->mutable_topic()->set_topic_id("id-2");  // planned again
+  ASSERT_TRUE(s.apply(2, first).ok());
+  EXPECT_TRUE(s.apply(3, retry).ok());
+  EXPECT_EQ(s.image().topics().at("t").topic_id(), "id-1");  // the first one stands
+  auto other = first;
+  other.mutable_create_topic()->mutable_topic()->set_created_by("request-2");
+  EXPECT_EQ(s.apply(4, other).code, ErrorCode::kTopicAlreadyExists);
+  auto anonymous = create_topic("t", {{0}});  // no request id: never taken for a retry
+  EXPECT_EQ(s.apply(5, anonymous).code, ErrorCode::kTopicAlreadyExists);
+}
+
 TEST(MetadataState, LeadersAreWhatPartitionLeadersReportNewestEpochWins) {
   MetadataState s;
   ASSERT_TRUE(s.apply(1, register_broker(0, 7)).ok());
