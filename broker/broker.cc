@@ -25,6 +25,7 @@ namespace asio = boost::asio;
 namespace {
 
 constexpr auto kTickPeriod = std::chrono::milliseconds(100);
+constexpr size_t kOffsetsTopicChars = std::char_traits<char>::length(GroupCoordinator::kTopic);
 // CreateTopics answers once the new partitions have leaders, or after this long.
 constexpr auto kCreateLeadersWait = std::chrono::milliseconds(3000);
 // A controlled shutdown waits this long for its partitions' leadership to move.
@@ -221,18 +222,26 @@ void Broker::tick_raft(ShardState& ss) {
     cluster::pb::SetLeaders report;  // serving leaders whose epoch the controller lacks
     for (auto& [tp, p] : ss.partitions) {
       if (!p->replica || p->deleting) continue;
-      p->replica->tick();
+      // An idle partition alone in its group (RF=1) whose leadership is reported costs
+      // nothing per tick: 5,000 of them took 0.15 cores of an idle broker.
+      const bool quiet = p->replica->tick_idle() && p->reported_leader == config_.node_id &&
+                         p->reported_epoch == p->replica->leader_epoch();
+      const bool offsets = tp.topic.size() == kOffsetsTopicChars &&
+                           tp.topic == GroupCoordinator::kTopic;
+      if (quiet && !offsets) continue;
+      if (!quiet) p->replica->tick();
       const bool serving = p->replica->serving();
       const int32_t epoch = p->replica->leader_epoch();
       // The ISR is reported as it changes (Kafka's AlterPartition), so that Metadata shows
       // a follower that fell behind or went silent, not only a broker that is down.
       std::vector<int32_t> isr;
-      if (serving) {
+      if (serving && !quiet) {
         isr = p->replica->in_sync_replicas(config_.replica_lag_time_max_ms);
         std::sort(isr.begin(), isr.end());
       }
-      if (serving && (p->reported_leader != config_.node_id || p->reported_epoch != epoch ||
-                      p->reported_isr != isr)) {
+      if (serving && !quiet &&
+          (p->reported_leader != config_.node_id || p->reported_epoch != epoch ||
+           p->reported_isr != isr)) {
         p->reported_leader = config_.node_id;
         p->reported_epoch = epoch;
         p->reported_isr = isr;
@@ -243,7 +252,7 @@ void Broker::tick_raft(ShardState& ss) {
         ch->set_leader_epoch(epoch);
         for (int32_t r : isr) ch->add_isr(r);
       }
-      if (groups && tp.topic == GroupCoordinator::kTopic) {
+      if (groups && offsets) {
         // The coordinator of a group is the serving leader of its partition.
         if (serving && !groups_->coordinating(tp.partition)) groups_->take_over(tp.partition);
         if (!serving && groups_->coordinating(tp.partition)) groups_->resign(tp.partition);

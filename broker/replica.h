@@ -109,6 +109,11 @@ class Replica final : public raft::LogSource, public log::FdHolder {
   void when_committed(int64_t kafka_end, std::function<void(kafka::ErrorCode)> done);
 
   void tick();
+  // Alone in its group and idle (raft::Node::alone(), no produce waiting for a timeout, no
+  // Ready pending): tick() would do nothing, so the shard skips it.
+  bool tick_idle() const {
+    return !failed_ && !running_ && !scheduled_ && waiters_.empty() && node_->alone();
+  }
   void step(raft::Message&& message);
   // log::FdHolder: closes raft.state and raft.internal when nothing is being written.
   bool release_fds() override;

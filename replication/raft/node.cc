@@ -183,6 +183,13 @@ uint64_t Node::next_random() { return mix64(rng_state_ += 0x9e3779b97f4a7c15ULL)
 
 // ---- time ----
 
+bool Node::alone() const {
+  return role_ == Role::kLeader && prs_.size() == 1 && transferee_ == kNoNode &&
+         pending_conf_index_ <= conf_index_ && log_.stable() == log_.last_index() &&
+         log_.applied() == log_.committed() && log_.committed() == log_.last_index() &&
+         !has_ready();
+}
+
 void Node::tick() {
   log_.retry();  // a failed source read may be tried again
   if (role_ == Role::kLeader) {

@@ -105,6 +105,11 @@ class Node {
   Snapshot compact(LogIndex index, Payload data);
 
   NodeStatus status() const;
+  // A leader alone in its group (no other voter or learner, no configuration change or
+  // leadership transfer pending) with its whole log durable and applied: a tick changes
+  // nothing for it (no peer to send to or hear from, a quorum of itself), so a driver with
+  // thousands of such groups may skip their ticks while this holds.
+  bool alone() const;
   NodeId id() const { return id_; }
   Role role() const { return role_; }
   Term term() const { return Term{term_}; }

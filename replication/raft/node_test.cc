@@ -58,6 +58,38 @@ TEST(RaftNode, SingleNodeCommitsOnlyWhatIsDurable) {
   EXPECT_EQ(next.committed[0].data.text(), "a");
 }
 
+TEST(RaftNode, ALoneLeaderWithEverythingDurableAndAppliedIsAlone) {
+  Node node({.id = n1}, bootstrap({{n1}}));
+  EXPECT_FALSE(node.alone());  // a follower
+  node.campaign();
+  EXPECT_FALSE(node.alone());  // its no-op is not durable yet
+  (void)cycle(node);
+  (void)cycle(node);
+  EXPECT_TRUE(node.alone());
+  ASSERT_TRUE(node.propose(Payload::copy_of("a")).has_value());
+  EXPECT_FALSE(node.alone());  // handed out, not durable
+  Ready rd = node.take_ready();
+  EXPECT_FALSE(node.alone());
+  node.advance(rd.persisted());
+  EXPECT_FALSE(node.alone());  // committed, not applied
+  (void)cycle(node);
+  EXPECT_TRUE(node.alone());
+  // A learner joining: from the proposal of the change on, ticks matter again.
+  ASSERT_TRUE(node.propose_conf(ConfState{.voters = {n1}, .learners = {n2}}).has_value());
+  EXPECT_FALSE(node.alone());
+  (void)cycle(node);
+  (void)cycle(node);
+  EXPECT_TRUE(node.status().conf.is_learner(n2));
+  EXPECT_FALSE(node.alone());
+}
+
+TEST(RaftNode, OnlyALeaderAloneInItsGroupIsAlone) {
+  auto w = manual_world(3);
+  elect(*w, n1);
+  EXPECT_FALSE(w->node(n1)->alone());
+  EXPECT_FALSE(w->node(n2)->alone());
+}
+
 TEST(RaftNode, ElectionTimeoutComesFromTheSeed) {
   auto ticks_to_campaign = [](uint64_t seed) {
     Node node({.id = n1, .seed = seed}, bootstrap({{n1, n2, n3}}));
