@@ -358,7 +358,8 @@ void Broker::scrub_partitions(ShardState& ss) {
     Partition& p = *it->second;
     ss.scrub_cursor = it->first;
     ++it;
-    if (p.deleting || p.log->failed()) continue;
+    // Only closed segments are scrubbed: most idle partitions have none.
+    if (p.deleting || p.log->failed() || p.log->segment_count() < 2) continue;
     auto step = p.log->scrub(budget);
     if (!step) continue;
     budget -= std::min(budget, step->bytes_checked);
