@@ -670,20 +670,23 @@ class Connection : public std::enable_shared_from_this<Connection> {
             return self->fail(make_error(Errc::kProtocol, not_kafka_message(self->address(),
                                                                           self->size_buf_)));
           }
-          auto frame = std::make_shared<std::vector<std::byte>>(size);
+          // Not zero-filled: the socket overwrites every byte (a 1 MiB Fetch answer's memset was
+          // 6% of a consumer's time).
+          std::shared_ptr<std::byte[]> frame = std::make_shared_for_overwrite<std::byte[]>(size);
           self->async_read(
-              asio::buffer(*frame),
-              [self, frame](const boost::system::error_code& ec2, size_t) {
+              asio::buffer(frame.get(), size),
+              [self, frame, size](const boost::system::error_code& ec2, size_t) {
                 if (self->state_ == State::kClosed) return;
                 if (ec2) return self->fail(self->lost(ec2));
-                self->on_frame(frame);
+                self->on_frame(frame, size);
                 if (self->state_ != State::kClosed) self->start_read();
               });
         });
   }
 
-  void on_frame(std::shared_ptr<std::vector<std::byte>> frame) {
-    int32_t correlation_id = load_be<int32_t>(frame->data());
+  void on_frame(std::shared_ptr<const std::byte[]> owner, size_t size) {
+    const Bytes frame(owner.get(), size);
+    int32_t correlation_id = load_be<int32_t>(frame.data());
     if (inflight_.empty() || inflight_.front().correlation_id != correlation_id) {
       return fail(make_error(
           Errc::kProtocol,
@@ -693,7 +696,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
     inflight_.pop_front();
     --counters_.inflight;
     ++counters_.responses;
-    counters_.rx_bytes += static_cast<int64_t>(frame->size()) + 4;
+    counters_.rx_bytes += static_cast<int64_t>(frame.size()) + 4;
     if (config_.statistics_interval_ms > 0) {
       const int64_t us =
           std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - req.sent).count();
@@ -704,10 +707,10 @@ class Connection : public std::enable_shared_from_this<Connection> {
       ++c.rtt_count;
     }
     if (!req.callback) {
-      on_handshake(req.api_version, Bytes(*frame));
+      on_handshake(req.api_version, frame);
       return;
     }
-    auto decoded = kafka::decode_response_frame(req.api_key, req.api_version, Bytes(*frame));
+    auto decoded = kafka::decode_response_frame(req.api_key, req.api_version, frame);
     if (!decoded) {
       ++counters_.errors;
       req.callback(
@@ -717,7 +720,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
     }
     ++answered_;
     Response r;
-    r.frame = frame;
+    r.frame = std::move(owner);
     r.decoded = std::make_shared<kafka::DecodedResponse>(std::move(*decoded));
     r.api_version = req.api_version;
     req.callback(std::move(r));

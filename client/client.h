@@ -122,9 +122,9 @@ struct ClusterMetadata {
   const BrokerInfo* broker(int32_t node_id) const;
 };
 
-// A decoded response; record bytes in the body point into `frame`, which it keeps alive.
+// A decoded response; record bytes in the body point into the frame, which it keeps alive.
 struct Response {
-  std::shared_ptr<const std::vector<std::byte>> frame;
+  std::shared_ptr<const void> frame;
   std::shared_ptr<kafka::DecodedResponse> decoded;
   int16_t api_version = 0;
 };
