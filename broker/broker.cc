@@ -863,8 +863,7 @@ Status Broker::start() {
                  plan.open_files, plan.cache_per_shard, plan.holders_per_shard,
                  plan.busy_per_shard, config_.partitions_max);
   }
-  const int64_t partitions_max = config_.partitions_max;
-  registry_->set_partitions_max(partitions_max);
+  registry_->set_partitions_max(config_.partitions_max);
   cluster_->on_peer_call(kOffsetsMethod, [this](int32_t, std::string request,
                                                 cluster::ClusterNode::PeerReply reply) {
     serve_offsets(std::move(request), std::move(reply));

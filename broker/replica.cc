@@ -8,12 +8,12 @@
 #include <boost/asio/steady_timer.hpp>
 #include <chrono>
 #include <cstring>
-#include <random>
 
 #include <spdlog/spdlog.h>
 
 #include "common/assert.h"
 #include "common/durable_file.h"
+#include "common/random.h"
 #include "common/bytes.h"
 #include "protocol/crc32c.h"
 #include "protocol/record_batch.h"
@@ -112,8 +112,7 @@ Result<std::unique_ptr<Replica>> Replica::open(const std::string& dir, log::Part
   if (auto s = exists ? r->load(dir) : r->create(dir); !s) return unexpected(s.error());
   raft::Config rc = r->options_.raft;
   rc.id = raft::NodeId(r->options_.self);
-  thread_local std::mt19937_64 seeds{std::random_device{}()};  // one device per shard
-  rc.seed = seeds() ^ r->options_.group;
+  rc.seed = random_u64() ^ r->options_.group;
   rc.ballot_key = r->options_.group;  // the same on every replica: spreads election turns
   r->node_ = std::make_unique<raft::Node>(rc, r->restored_state(), r.get());
   r->last_term_ = *r->node_->term();

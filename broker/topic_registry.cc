@@ -5,7 +5,8 @@
 #include <algorithm>
 #include <cstring>
 #include <future>
-#include <random>
+
+#include "common/random.h"
 
 namespace sluice::broker {
 namespace {
@@ -271,17 +272,9 @@ void TopicRegistry::create(const cluster::TopicChange& change, bool validate_onl
   t->set_replication_factor(change.replication_factor);
   t->mutable_configs()->insert(change.configs.begin(), change.configs.end());
   t->set_internal(change.internal);
-  {
-    // The same on every attempt at the controller (ClusterNode retries a request whose attempt
-    // timed out): a retry after the topic was created answers with it.
-    thread_local std::mt19937_64 engine{std::random_device{}()};
-    std::string id(16, '\0');
-    for (size_t i = 0; i < id.size(); i += 8) {
-      const uint64_t r = engine();
-      std::memcpy(id.data() + i, &r, 8);
-    }
-    t->set_request_id(std::move(id));
-  }
+  // The same on every attempt at the controller (ClusterNode retries a request whose attempt
+  // timed out): a retry after the topic was created answers with it.
+  t->set_request_id(random_id(16));
   for (const auto& replicas : change.assignments) {
     auto* p = t->add_assignments();
     for (int32_t b : replicas) p->add_replicas(b);
