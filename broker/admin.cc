@@ -71,6 +71,7 @@ struct ShardReport {
   uint64_t fd_busy_max = 0;
   uint64_t fd_waiting = 0;
   uint64_t fd_waits = 0;
+  uint64_t raft_awake = 0;  // Raft groups the shard ticks (the others sleep while idle)
   std::vector<PartitionState> partitions;
   std::vector<GroupCoordinator::GroupView> groups;  // coordinated on this shard
   // gather_reports(): high watermarks of partitions groups here committed and no replica
@@ -727,6 +728,7 @@ void Broker::fill_report(ShardState& ss, ShardReport& r, int64_t lag_ms,
     r.fd_waiting = ss.fds->waiting();
     r.fd_waits = ss.fds->room_waits();
   }
+  r.raft_awake = ss.awake.size();
   r.partitions.reserve(ss.partitions.size());
   for (const auto& [tp, p] : ss.partitions) {
     if (!p->deleting) r.partitions.push_back(partition_state(*p, lag_ms));
@@ -903,8 +905,9 @@ std::string Broker::write_metrics(const std::vector<ShardReport>& reports) {
   LatencyHistogram sync;
   uint64_t terms_seen = 0;
   bool uring = true;
-  uint64_t fd_holders = 0, fd_busy_max = 0, fd_waiting = 0, fd_waits = 0;
+  uint64_t fd_holders = 0, fd_busy_max = 0, fd_waiting = 0, fd_waits = 0, raft_awake = 0;
   for (const auto& r : reports) {
+    raft_awake += r.raft_awake;
     sync.add(r.sync_latency);
     terms_seen += r.raft_terms_seen;
     uring = uring && r.io_uring;
@@ -927,6 +930,10 @@ std::string Broker::write_metrics(const std::vector<ShardReport>& reports) {
   w.family("sluice_log_descriptor_waits_total", "counter",
            "Times a partition's writes waited for descriptors");
   w.sample("sluice_log_descriptor_waits_total", {}, fd_waits);
+  w.family("sluice_raft_groups_awake", "gauge",
+           "Partition Raft groups ticked now; the others are idle and cost no CPU (a leader "
+           "alone in its group with everything durable and applied)");
+  w.sample("sluice_raft_groups_awake", {}, raft_awake);
   w.family("sluice_log_io_uring", "gauge",
            "1 when disk I/O goes through io_uring, 0 on the pwrite/fdatasync fallback");
   w.sample("sluice_log_io_uring", {}, uint64_t{uring ? 1u : 0u});

@@ -83,6 +83,7 @@ struct Partition {
   std::chrono::steady_clock::time_point prefer_since{};   // preferred replica ready since
   std::vector<int32_t> learners;  // the group's learners (moving in), as the leader last saw
   int32_t seen_term = -1;               // the last Raft term counted for /metrics
+  bool awake = false;                   // in its shard's `awake` list (ticked)
   // Damage found in a closed segment (recovery or the scrubber): the first offset this replica
   // cannot serve, until it is repaired from the other replicas (repair_damaged_partitions).
   int64_t damaged_from = -1;
@@ -111,7 +112,18 @@ struct ShardState {
   uint64_t raft_ticks = 0;
   std::map<TopicPartition, std::unique_ptr<Partition>> partitions;
   std::unordered_map<uint64_t, Partition*> by_group;  // Raft group id -> partition
+  // The Raft groups the raft ticker visits: every replica but those put to sleep while idle
+  // (Replica::sleep); a replica that something reaches again rejoins (ReplicaEvents::on_wake).
+  // Group ids, looked up in by_group, so a deleted partition is simply not found.
+  std::vector<uint64_t> awake;
   TopicPartition scrub_cursor;  // the scrubber's round-robin position
+  bool damage_noted = false;    // some partition here may have damage to repair
+  // reopen_full_partitions: log stops it has looked for, and whether stopped logs were left.
+  uint64_t log_stops_seen = 0;
+  bool full_logs_left = false;
+  // drive_moves: the metadata version it last went over every partition for, and when.
+  uint64_t moves_seen_version = UINT64_MAX;
+  uint64_t moves_full_tick = 0;
   ShardMetrics metrics;         // this shard's counters for /metrics (broker/metrics.h)
 
   Partition* find(const TopicPartition& tp) {
@@ -240,7 +252,7 @@ class Broker {
   void scrub_partitions(ShardState& ss);
   // Notes damage a recovery or scrub issue reports; repairs replicated partitions that have
   // some (broker_storage.cc).
-  static void note_damage(Partition& p, const log::RecoveryIssue& issue);
+  static void note_damage(ShardState& ss, Partition& p, const log::RecoveryIssue& issue);
   void repair_damaged_partitions(ShardState& ss);
   // Pushes a topic's settings in force (its own over the broker defaults) to its open
   // partitions: timestamps, min.insync.replicas, segment size and age, retention.

@@ -140,13 +140,20 @@ void Broker::compact_partitions(ShardState& ss) {
   const int64_t now = std::chrono::duration_cast<std::chrono::milliseconds>(
                           std::chrono::system_clock::now().time_since_epoch())
                           .count();
+  // Partitions come in topic order: the topic and its policy are looked up once per topic.
+  const std::string* last_topic = nullptr;
+  const TopicInfo* topic = nullptr;
+  bool compacted = false;
   for (auto& [tp, p] : ss.partitions) {
     if (p->deleting || p->log->failed() || p->cleaning_pass != 0) continue;
-    const TopicInfo* topic = snap->find(tp.topic);
-    if (!topic || topic_setting_value(*topic, *live, "cleanup.policy").find("compact") ==
-                      std::string::npos) {
-      continue;
+    if (last_topic == nullptr || *last_topic != tp.topic) {
+      last_topic = &tp.topic;
+      topic = snap->find(tp.topic);
+      compacted = topic != nullptr &&
+                  topic_setting_value(*topic, *live, "cleanup.policy").find("compact") !=
+                      std::string::npos;
     }
+    if (!compacted) continue;
     // Only what is committed: Raft never truncates below the high watermark.
     const int64_t hw = p->high_watermark();
     if (hw == p->compaction_checked_end && !recheck) continue;  // nothing new since then

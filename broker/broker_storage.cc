@@ -28,6 +28,7 @@ constexpr int64_t kMinFreeBytesCap = 1LL << 30;
 // The scrubber takes a small step on every shard tick (100 ms), so that the rate is spread
 // thin: a step's blocking preads hold up that shard's requests for as short as possible.
 constexpr uint64_t kScrubStepsPerSecond = 10;
+constexpr size_t kScrubVisitsPerStep = 256;  // partitions looked at per step, at most
 
 void remove_in_background(std::vector<std::string> paths) {
   if (paths.empty()) return;
@@ -325,15 +326,25 @@ void Broker::check_free_space() {
 
 void Broker::reopen_full_partitions(ShardState& ss) {
   if (!room_again_.load(std::memory_order_relaxed)) return;
+  // Gone over only while some log may have stopped on a full disk since the last look.
+  const uint64_t stops = log::PartitionLog::stops_so_far();
+  if (stops == ss.log_stops_seen && !ss.full_logs_left) return;
+  ss.log_stops_seen = stops;
+  bool left = false;
   for (auto& [tp, p] : ss.partitions) {
-    if (p->deleting || !p->log->failed() || !p->log->idle()) continue;
+    if (p->deleting || !p->log->failed()) continue;
     if (p->log->failure_code() != log::LogErrc::kNoSpace) continue;  // durability unknown
+    if (!p->log->idle()) {
+      left = true;
+      continue;
+    }
     // The stopped log is inert (idle, refuses everything); a new one recovers the directory,
     // cutting whatever the full disk did not take. Only then is the old one dropped.
     auto reopened = log::PartitionLog::open(p->log->dir(), p->log_config, *ss.ring, *ss.fds);
     if (!reopened) {
       spdlog::error("{}-{}: cannot reopen after the disk was full (retried): {}", tp.topic,
                     tp.partition, reopened.error().message);
+      left = true;
       continue;
     }
     spdlog::info("{}-{}: disk has room again; partition reopened at offset {}", tp.topic,
@@ -345,6 +356,7 @@ void Broker::reopen_full_partitions(ShardState& ss) {
     p->producers = ProducerStateTable{};  // it may hold batches the full disk never took
     rebuild_producer_state(*p);
   }
+  ss.full_logs_left = left;
 }
 
 void Broker::scrub_partitions(ShardState& ss) {
@@ -353,7 +365,10 @@ void Broker::scrub_partitions(ShardState& ss) {
   uint64_t budget = std::max<uint64_t>(
       1, static_cast<uint64_t>(config_.scrub_bytes_per_sec) / shards_.size() / kScrubStepsPerSecond);
   auto it = ss.partitions.upper_bound(ss.scrub_cursor);
-  for (size_t visited = 0; visited < ss.partitions.size() && budget > 0; ++visited) {
+  // A bounded walk per step: most idle partitions have nothing to scrub, and 10,000 of them
+  // walked ten times a second were most of an idle broker's CPU.
+  const size_t walk = std::min<size_t>(ss.partitions.size(), kScrubVisitsPerStep);
+  for (size_t visited = 0; visited < walk && budget > 0; ++visited) {
     if (it == ss.partitions.end()) it = ss.partitions.begin();
     Partition& p = *it->second;
     ss.scrub_cursor = it->first;
@@ -365,12 +380,13 @@ void Broker::scrub_partitions(ShardState& ss) {
     budget -= std::min(budget, step->bytes_checked);
     // Damage found (step->issues) is logged by the log itself, with the partition's path.
     scrub_damage_found_ += step->issues.size();
-    for (const auto& issue : step->issues) note_damage(p, issue);
+    for (const auto& issue : step->issues) note_damage(ss, p, issue);
   }
 }
 
-void Broker::note_damage(Partition& p, const log::RecoveryIssue& issue) {
+void Broker::note_damage(ShardState& ss, Partition& p, const log::RecoveryIssue& issue) {
   if (issue.kind != log::RecoveryIssue::Kind::kCorruptClosed) return;
+  ss.damage_noted = true;
   if (p.damaged_from < 0 || issue.offset < p.damaged_from) p.damaged_from = issue.offset;
 }
 
@@ -383,12 +399,13 @@ void Broker::note_damage(Partition& p, const log::RecoveryIssue& issue) {
 // A partition without another voter has nothing to repair from: its reads stop at the damage.
 void Broker::repair_damaged_partitions(ShardState& ss) {
   constexpr uint32_t kHandOffEveryTicks = 10;  // a transfer takes an election timeout or so
+  if (!ss.damage_noted) return;  // nothing to go over every partition for
+  bool damaged = false;
   for (auto& [tp, pp] : ss.partitions) {
     Partition& p = *pp;
-    if (p.damaged_from < 0 || p.deleting || !p.replica || p.replica->failed() ||
-        p.log->failed()) {
-      continue;
-    }
+    if (p.damaged_from < 0 || p.deleting) continue;
+    damaged = true;  // looked at again next tick
+    if (!p.replica || p.replica->failed() || p.log->failed()) continue;
     const uint32_t tick = p.repair_ticks++;
     if (p.replica->voters().size() < 2) {
       if (tick == 0) {
@@ -428,6 +445,7 @@ void Broker::repair_damaged_partitions(ShardState& ss) {
     p.replica = open_replica(ss, p, p.group, {}, status);
     rebuild_producer_state(p);  // open_replica logged why if it failed (partition offline)
   }
+  ss.damage_noted = damaged;
 }
 
 }  // namespace sluice::broker

@@ -38,20 +38,35 @@ std::string name_of(const Partition& p) { return p.tp.topic + "-" + std::to_stri
 }  // namespace
 
 void Broker::drive_moves(ShardState& ss, const TopicsSnapshot& snap) {
-  for (auto& [tp, pp] : ss.partitions) {
-    Partition& p = *pp;
+  auto visit = [&](Partition& p) {
     if (!p.replica || p.deleting || !p.replica->serving()) {
       if (!p.learners.empty()) p.learners.clear();
-      continue;
+      return;
     }
-    const PartitionInfo* info = snap.partition(tp.topic, tp.partition);
-    if (info == nullptr) continue;
+    const PartitionInfo* info = snap.partition(p.tp.topic, p.tp.partition);
+    if (info == nullptr) return;
     if (!info->moving() && !p.learners.empty()) p.learners.clear();
     if (info->moving()) {
       drive_move(p, *info);
     } else {
       prefer_leader(p, *info, snap);
     }
+  };
+  // A sleeping replica (a leader alone in its group, idle) has nothing to move or hand over
+  // until the metadata asks for it: every partition is looked at when the metadata changed,
+  // and every few seconds anyway; in between only the awake ones.
+  constexpr uint64_t kFullEveryTicks = 100;
+  if (snap.version != ss.moves_seen_version ||
+      ss.raft_ticks - ss.moves_full_tick >= kFullEveryTicks) {
+    ss.moves_seen_version = snap.version;
+    ss.moves_full_tick = ss.raft_ticks;
+    for (auto& [tp, p] : ss.partitions) visit(*p);
+    return;
+  }
+  // By index: a move may wake a replica, which joins the list's end.
+  for (size_t i = 0; i < ss.awake.size(); ++i) {
+    auto found = ss.by_group.find(ss.awake[i]);
+    if (found != ss.by_group.end()) visit(*found->second);
   }
 }
 

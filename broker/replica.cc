@@ -719,6 +719,11 @@ bool Replica::hand_off() {
 // ---- the Ready pipeline ----
 
 void Replica::schedule() {
+  // Every way in (step, produce, campaign, membership, transfer, tick) ends here.
+  if (sleeping_) {
+    sleeping_ = false;
+    if (events_.on_wake) events_.on_wake();
+  }
   if (scheduled_ || running_ || failed_ || !node_->has_ready()) return;
   scheduled_ = true;
   asio::post(io_, [this, alive = alive_] {

@@ -71,6 +71,8 @@ struct ReplicaEvents {
   std::function<void()> on_truncated;
   // A storage failure stopped the replica.
   std::function<void(const std::string& why)> on_failed;
+  // The replica was put to sleep (sleep()) and something reached it again: tick it.
+  std::function<void()> on_wake;
 };
 
 // 16 bytes for a data partition snapshot ("the log now starts at kafka offset X, with Y
@@ -114,6 +116,11 @@ class Replica final : public raft::LogSource, public log::FdHolder {
   bool tick_idle() const {
     return !failed_ && !running_ && !scheduled_ && waiters_.empty() && node_->alone();
   }
+  // The shard stops ticking a replica while tick_idle() holds (10,000 idle partitions cost
+  // nothing per tick): anything that reaches it afterwards (a message, a proposal, a campaign,
+  // a membership change) runs events.on_wake first, once, and it is ticked again.
+  void sleep() { sleeping_ = true; }
+  bool sleeping() const { return sleeping_; }
   void step(raft::Message&& message);
   // log::FdHolder: closes raft.state and raft.internal when nothing is being written.
   bool release_fds() override;
@@ -276,6 +283,7 @@ class Replica final : public raft::LogSource, public log::FdHolder {
   bool running_ = false;       // a Ready is being persisted
   bool persisting_ = false;    // ... and its writes started (its descriptors are in use)
   bool scheduled_ = false;     // run() is posted
+  bool sleeping_ = false;      // not ticked by the shard until something reaches it (sleep())
   bool failed_ = false;
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
   std::multimap<uint64_t, Waiter> waiters_;  // by the Raft index of the batch's last record

@@ -71,6 +71,7 @@ class Group : public ::testing::Test {
     ev.send = [this](uint64_t, std::vector<raft::Message> msgs) {
       for (auto& m : msgs) wire_.push_back(std::move(m));
     };
+    ev.on_wake = [this, i] { ++wakes_[i]; };
     auto r = Replica::open(dir(i), *nodes_[i].log, ring_, io_, o, std::move(ev));
     ASSERT_TRUE(r.has_value()) << r.error().message;
     nodes_[i].replica = std::move(*r);
@@ -200,6 +201,7 @@ class Group : public ::testing::Test {
   std::vector<Node> nodes_;
   std::deque<raft::Message> wire_;
   bool cut_[3] = {false, false, false};
+  int wakes_[3] = {0, 0, 0};
   uint64_t cached_ = 0;  // entries read back from the segments as soon as possible
 };
 
@@ -216,6 +218,25 @@ TEST_F(Group, ElectsCommitsAndReplicatesTheSameBatches) {
   run_until([&] { return values(0).size() == 60 && values(1).size() == 60 && values(2).size() == 60; });
   EXPECT_EQ(values(0), values(1));
   EXPECT_EQ(values(0), values(2));
+}
+
+TEST_F(Group, ASleepingReplicaWakesOnceForWhateverReachesIt) {
+  // The shard stops ticking a sleeping replica; anything that reaches it must say so once.
+  run_until([&] { return leader() >= 0; });
+  const int l = leader(), f = (l + 1) % 3;
+  nodes_[f].replica->sleep();
+  nodes_[l].replica->sleep();
+  EXPECT_TRUE(nodes_[f].replica->sleeping());
+  auto acks = produce(l, 2, "w");  // a proposal wakes the leader
+  EXPECT_EQ(wakes_[l], 1);
+  EXPECT_FALSE(nodes_[l].replica->sleeping());
+  run_until([&] { return acks->size() == 2; });
+  EXPECT_EQ(wakes_[f], 1);  // the leader's append woke the follower, once
+  EXPECT_FALSE(nodes_[f].replica->sleeping());
+  nodes_[f].replica->sleep();
+  nodes_[f].replica->campaign();
+  EXPECT_EQ(wakes_[f], 2);
+  EXPECT_EQ(wakes_[l], 1);  // never asleep again: no more wakes
 }
 
 TEST_F(Group, FollowerNotLeaderAnswers) {

@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <limits>
 #include <utility>
@@ -736,9 +737,16 @@ void PartitionLog::complete_durable_waiters() {
   }
 }
 
+namespace {
+std::atomic<uint64_t> g_log_stops{0};
+}  // namespace
+
+uint64_t PartitionLog::stops_so_far() { return g_log_stops.load(std::memory_order_acquire); }
+
 void PartitionLog::fail(const LogError& error) {
   if (failure_) return;
   failure_ = error;
+  g_log_stops.fetch_add(1, std::memory_order_acq_rel);
   detail::log_line(LogLevel::kError, dir_.string() + ": partition stopped: " + error.message);
   auto appends = std::move(appends_);
   appends_.clear();

@@ -292,6 +292,9 @@ class PartitionLog final : public FdHolder {
     return failure_ ? std::optional<LogErrc>(failure_->code) : std::nullopt;
   }
   uint64_t flush_count() const { return flush_count_; }  // fdatasync rounds started
+  // Logs of this process stopped so far (any thread): lets an owner of many logs look for
+  // stopped ones only after one stopped.
+  static uint64_t stops_so_far();
 
  private:
   struct PendingWrite {

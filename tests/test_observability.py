@@ -228,6 +228,66 @@ class AdminApiAndMetrics(harness.BrokerTestCase):
         conn.close()
 
 
+class IdleGroupsSleep(harness.BrokerTestCase):
+    """An idle single-replica partition costs no Raft tick: its group sleeps (the
+    sluice_raft_groups_awake gauge falls to zero) and whatever reaches it wakes it. Writes
+    with acks=all, 1 and 0 to sleeping partitions all land, and the groups fall asleep again."""
+
+    BROKER_ARGS = ("--shards", "2")
+    TOPIC = "idle-sleep"
+    PARTITIONS = 48
+    PER_ROUND = 5
+
+    def awake(self):
+        samples, _, _ = scrape(self.broker)
+        return total(samples, "sluice_raft_groups_awake")
+
+    def wait_asleep(self, what):
+        deadline = time.monotonic() + 60
+        while self.awake() != 0:
+            self.assertLess(time.monotonic(), deadline,
+                            "%s: %d groups still awake" % (what, self.awake()))
+            time.sleep(0.2)
+
+    def test_sleeping_groups_wake_for_every_write(self):
+        admin = AdminClient({"bootstrap.servers": self.bootstrap})
+        for f in admin.create_topics([NewTopic(self.TOPIC, self.PARTITIONS, 1)]).values():
+            f.result(30)
+        self.assertGreater(self.awake(), 0)  # new groups are ticked until they settle
+        self.wait_asleep("after creation")
+        sent = []
+        for acks in ("all", "1", "0"):
+            producer = Producer({"bootstrap.servers": self.bootstrap, "acks": acks,
+                                 "linger.ms": 0, "message.timeout.ms": 30000})
+            failed = []
+            for p in range(self.PARTITIONS):
+                for i in range(self.PER_ROUND):
+                    value = ("%s-%d-%d" % (acks, p, i)).encode()
+                    sent.append((p, value))
+                    producer.produce(self.TOPIC, value=value, partition=p,
+                                     on_delivery=lambda err, _m: err and failed.append(err))
+                producer.poll(0)
+            self.assertEqual(producer.flush(30), 0)
+            self.assertEqual(failed, [])
+            # acks=0 is not answered: wait until the broker has every record of the round.
+            expect = len(sent) // self.PARTITIONS
+            deadline = time.monotonic() + 30
+            while total(scrape(self.broker)[0], "sluice_partition_high_watermark",
+                        topic=self.TOPIC) != len(sent):
+                self.assertLess(time.monotonic(), deadline, "records of acks=%s" % acks)
+                time.sleep(0.2)
+            self.wait_asleep("after acks=%s (%d records a partition)" % (acks, expect))
+        consumer = kafka.KafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False,
+                                       auto_offset_reset="earliest", consumer_timeout_ms=10000)
+        consumer.assign([kafka.TopicPartition(self.TOPIC, p) for p in range(self.PARTITIONS)])
+        got = [(m.partition, m.value) for _, m in zip(range(len(sent)), consumer)]
+        consumer.close()
+        self.assertEqual(sorted(got), sorted(sent))
+        # In order within each partition.
+        for p in range(self.PARTITIONS):
+            self.assertEqual([v for q, v in got if q == p], [v for q, v in sent if q == p])
+
+
 def raw_exchange(port, data, timeout_s=10):
     """Sends `data`, returns what comes back until the broker closes (or the timeout)."""
     sock = socket.create_connection(("127.0.0.1", port), timeout=timeout_s)
