@@ -230,15 +230,27 @@ void Broker::tick_raft(ShardState& ss) {
       auto found = ss.by_group.find(awake[i]);
       Partition* p = found == ss.by_group.end() ? nullptr : found->second;
       const bool gone = p == nullptr || !p->replica || p->deleting;
-      // An idle partition alone in its group (RF=1) whose leadership is reported sleeps until
-      // something reaches its replica: 10,000 of them on a broker cost nothing per tick.
-      const bool quiet = !gone && p->replica->tick_idle() &&
-                         p->reported_leader == config_.node_id &&
-                         p->reported_epoch == p->replica->leader_epoch();
+      // An idle partition alone in its group (RF=1), or quiesced, sleeps until something
+      // reaches its replica, once its leadership and ISR are reported: 10,000 of them on a
+      // broker cost nothing per tick. A quiesced follower has nothing to report.
+      bool quiet = !gone && p->replica->tick_idle();
+      if (quiet && p->replica->is_leader()) {
+        quiet = p->reported_leader == config_.node_id &&
+                p->reported_epoch == p->replica->leader_epoch() &&
+                (p->reported_isr.size() <= 1 || p->replica->quiesced());
+        if (quiet && p->replica->quiesced()) {
+          auto isr = p->replica->in_sync_replicas(config_.replica_lag_time_max_ms);
+          std::sort(isr.begin(), isr.end());
+          quiet = isr == p->reported_isr;
+        }
+      }
       const bool offsets = !gone && p->tp.topic.size() == kOffsetsTopicChars &&
                            p->tp.topic == GroupCoordinator::kTopic;
-      // A partition of __consumer_offsets sleeps once its groups are coordinated here.
-      const bool sleep = quiet && (!offsets || (groups && groups_->coordinating(p->tp.partition)));
+      // A partition of __consumer_offsets sleeps once its groups are coordinated here (or,
+      // as a follower, once the group quiesced).
+      const bool sleep =
+          quiet && (!offsets || !p->replica->is_leader() ||
+                    (groups && groups_->coordinating(p->tp.partition)));
       if (gone || sleep) {
         if (p != nullptr) {
           p->awake = false;
@@ -280,16 +292,91 @@ void Broker::tick_raft(ShardState& ss) {
       }
     }
     if (report.changes_size() > 0 && cluster_) cluster_->report_leaders(report);
+    if (config_.raft_quiesce && cluster_) {
+      wake_silenced(ss);
+      const uint64_t beat = static_cast<uint64_t>(std::max<int64_t>(
+          1, config_.raft_heartbeat_interval_ms / std::max<int64_t>(1, config_.raft_tick_ms)));
+      if (ss.shard.id() == 0 && ss.raft_ticks % beat == 0 && registry_) {
+        ping_peers(*registry_->snapshot());
+      }
+    }
     if (++ss.raft_ticks % kMoveCheckTicks == 0 && registry_) drive_moves(ss, *registry_->snapshot());
     ss.ring->submit();
     tick_raft(ss);
   });
 }
 
+// Every broker pings every other one each heartbeat interval (a bodiless heartbeat of a group
+// nobody hosts, coalesced with the groups' own beats): with idle groups quiesced, these are
+// what tells a broker that its peers are alive (wake_silenced).
+constexpr uint64_t kPingGroup = UINT64_MAX;
+
+void Broker::ping_peers(const TopicsSnapshot& snap) {
+  for (const auto& [id, b] : snap.brokers) {
+    if (id == config_.node_id) continue;
+    raft::Message m;
+    m.type = raft::MessageType::kHeartbeat;
+    m.from = raft::NodeId(config_.node_id);
+    m.to = raft::NodeId(id);
+    cluster_->send_raft(kPingGroup, {std::move(m)});
+  }
+}
+
+// Quiesced groups send nothing, so a dead or cut-off leader would never be replaced: a
+// follower whose leader's broker has been silent for an election timeout is told so (it
+// campaigns at its turn), and so is a quiesced leader with a silent voter (it heartbeats and
+// checks its quorum again, and its ISR drops the silent one). Done when a peer falls silent
+// and every half second while one stays silent (sleeping groups are not ticked).
+void Broker::wake_silenced(ShardState& ss) {
+  const int64_t now = std::chrono::duration_cast<std::chrono::milliseconds>(
+                          std::chrono::steady_clock::now().time_since_epoch())
+                          .count();
+  std::unordered_map<int32_t, int64_t> heard;
+  {
+    std::lock_guard lock(groups_mutex_);
+    heard = peer_heard_ms_;
+  }
+  auto silent = [&](int32_t id) {
+    if (id == config_.node_id) return false;
+    auto it = heard.find(id);
+    return it == heard.end() || now - it->second > config_.raft_election_timeout_ms;
+  };
+  std::vector<int32_t> silent_now;
+  for (const auto& [id, at] : heard) {
+    if (silent(id)) silent_now.push_back(id);
+  }
+  std::sort(silent_now.begin(), silent_now.end());
+  constexpr uint64_t kPassEveryTicks = 10;
+  const bool newly = std::any_of(silent_now.begin(), silent_now.end(), [&](int32_t id) {
+    return !std::binary_search(ss.silent_peers.begin(), ss.silent_peers.end(), id);
+  });
+  ss.silent_peers = silent_now;
+  if (silent_now.empty()) return;
+  if (!newly && ss.raft_ticks - ss.silent_pass_tick < kPassEveryTicks) return;
+  ss.silent_pass_tick = ss.raft_ticks;
+  for (auto& [tp, p] : ss.partitions) {
+    if (!p->replica || p->deleting) continue;
+    Replica& r = *p->replica;
+    if (!r.is_leader()) {
+      if (r.leader() >= 0 && silent(r.leader())) r.peers_silent();
+      continue;
+    }
+    // A quiesced leader reports every voter in sync: one whose broker fell silent ends it
+    // (the ISR shrinks as usual, and check-quorum steps it down if a quorum is gone).
+    if (!r.quiesced()) continue;
+    const std::vector<int32_t> voters = r.voters();
+    if (std::any_of(voters.begin(), voters.end(), silent)) r.peers_silent();
+  }
+}
+
 void Broker::route_raft(uint64_t group, raft::Message&& message) {
   TopicPartition tp;
   {
     std::lock_guard lock(groups_mutex_);
+    peer_heard_ms_[static_cast<int32_t>(*message.from)] =
+        std::chrono::duration_cast<std::chrono::milliseconds>(
+            std::chrono::steady_clock::now().time_since_epoch())
+            .count();
     auto it = group_index_.find(group);
     if (it == group_index_.end()) return;  // not hosted here (yet, or any more): dropped
     tp = it->second;
@@ -316,6 +403,7 @@ std::unique_ptr<Replica> Broker::open_replica(ShardState& ss, Partition& p, uint
   o.raft.election_ticks = static_cast<uint32_t>(
       std::max<int64_t>(o.raft.heartbeat_ticks + 1, config_.raft_election_timeout_ms / tick));
   o.raft.max_cached_bytes = 256 << 10;
+  o.raft.quiesce = config_.raft_quiesce;
   o.tick_ms = tick;
   ReplicaEvents ev;
   cluster::ClusterNode* cluster = cluster_.get();

@@ -124,6 +124,9 @@ struct ShardState {
   // drive_moves: the metadata version it last went over every partition for, and when.
   uint64_t moves_seen_version = UINT64_MAX;
   uint64_t moves_full_tick = 0;
+  // wake_silenced: the peers it last found silent, and when it last went over the partitions.
+  std::vector<int32_t> silent_peers;
+  uint64_t silent_pass_tick = 0;
   ShardMetrics metrics;         // this shard's counters for /metrics (broker/metrics.h)
 
   Partition* find(const TopicPartition& tp) {
@@ -492,8 +495,13 @@ class Broker {
     std::map<std::string, std::string> configs;
     std::set<int32_t> local;  // the partitions this broker hosts (as of the last reconcile)
   };
-  std::mutex groups_mutex_;  // guards group_index_ (cluster thread reads, shards write)
+  std::mutex groups_mutex_;  // guards group_index_ and peer_heard_ms_
   std::unordered_map<uint64_t, TopicPartition> group_index_;
+  // Brokers' liveness for quiesced groups: when a Raft message (any group's, or a ping) from
+  // each peer last arrived (steady clock, ms). Pings go out every heartbeat interval.
+  std::unordered_map<int32_t, int64_t> peer_heard_ms_;
+  void ping_peers(const TopicsSnapshot& snap);
+  void wake_silenced(ShardState& ss);
   std::mutex reconcile_mutex_;  // guards hosted_
   std::map<std::string, Hosted> hosted_;
   std::atomic<bool> reconciling_{false};  // new metadata views open/close partitions

@@ -308,6 +308,11 @@ Result<BrokerConfig> parse_config(int argc, const char* const* argv) {
                  "How often a partition leader heartbeats its followers")
       ->capture_default_str()
       ->check(CLI::Range(int64_t{5}, int64_t{60000}));
+  app.add_option("--raft.quiesce", c.raft_quiesce,
+                 "Idle partitions whose replicas all hold everything stop heartbeating; brokers "
+                 "ping each other every heartbeat interval instead, and a broker silent for an "
+                 "election timeout wakes the groups it leads or follows")
+      ->capture_default_str();
   std::string autobalancing = c.auto_balance ? "node_add" : "off";
   app.add_option("--partition.autobalancing", autobalancing,
                  "node_add: a broker that joins the cluster gets its share of replicas, moved "

@@ -60,6 +60,7 @@ struct BrokerConfig {
   int64_t raft_tick_ms = 50;                 // partition Raft groups: one logical tick
   int64_t raft_election_timeout_ms = 600;    // a follower without a leader this long campaigns
   int64_t raft_heartbeat_interval_ms = 150;  // a leader's heartbeat period
+  bool raft_quiesce = true;  // idle groups stop heartbeating (liveness from broker pings)
   // Moves and balance (broker/reassign.cc, cluster/balance.h).
   bool auto_balance = true;                  // a broker that joins gets its share of replicas
   int32_t move_max_concurrent = 16;          // partitions moving at once

@@ -506,6 +506,14 @@ void Replica::step(raft::Message&& message) {
   schedule();
 }
 
+void Replica::peers_silent() {
+  if (failed_) return;
+  silence_woke_ = node_->quiesced();
+  node_->peers_silent();
+  after_role_change();
+  schedule();
+}
+
 void Replica::campaign() {
   if (failed_) return;
   node_->campaign();
@@ -535,7 +543,10 @@ bool Replica::caught_up(int32_t id) const {
   // a caller polling on a tick lined up with the clearing never saw anyone caught up (leader
   // balancing waited forever that way, and the ISR dropped every follower for a moment).
   const auto* pr = node_->progress(raft::NodeId(id));
-  return pr != nullptr && pr->match >= node_->log().committed() && heard_recently(id);
+  // Quiesced: every follower held everything, and its broker is heard from (the shard ends
+  // the quiescence otherwise).
+  return pr != nullptr && pr->match >= node_->log().committed() &&
+         (node_->quiesced() || heard_recently(id));
 }
 
 bool Replica::heard_recently(int32_t id) const {
@@ -581,6 +592,10 @@ std::vector<int32_t> Replica::in_sync_replicas(int64_t lag_ms) const {
       continue;
     }
     const auto* pr = node_->progress(v);
+    if (pr && node_->quiesced() && is_leader()) {  // see caught_up()
+      out.push_back(id);
+      continue;
+    }
     auto it = caught_up_ms_.find(id);
     if (pr && heard_recently(id) && it != caught_up_ms_.end() && now - it->second <= lag_ms) {
       out.push_back(id);
@@ -723,6 +738,20 @@ void Replica::schedule() {
   if (sleeping_) {
     sleeping_ = false;
     if (events_.on_wake) events_.on_wake();
+  }
+  if (node_->quiesced() != quiesced_seen_) {
+    quiesced_seen_ = node_->quiesced();
+    // Quiesced, the followers held everything and their brokers were heard from (the shard
+    // ends the quiescence when they go silent): they are in sync as of now, not as of the
+    // last message, which may be long ago.
+    if (!quiesced_seen_ && !silence_woke_ && is_leader()) {
+      const int64_t now = now_ms();
+      for (int32_t v : voters_) {
+        heard_ms_[v] = now;
+        caught_up_ms_[v] = now;
+      }
+    }
+    silence_woke_ = false;
   }
   if (scheduled_ || running_ || failed_ || !node_->has_ready()) return;
   scheduled_ = true;

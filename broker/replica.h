@@ -111,11 +111,17 @@ class Replica final : public raft::LogSource, public log::FdHolder {
   void when_committed(int64_t kafka_end, std::function<void(kafka::ErrorCode)> done);
 
   void tick();
-  // Alone in its group and idle (raft::Node::alone(), no produce waiting for a timeout, no
-  // Ready pending): tick() would do nothing, so the shard skips it.
+  // Alone in its group or quiesced (raft::Node::alone(), quiesced()), with no produce waiting
+  // for a timeout and no Ready pending: tick() would do nothing, so the shard skips it.
   bool tick_idle() const {
-    return !failed_ && !running_ && !scheduled_ && waiters_.empty() && node_->alone();
+    return !failed_ && !running_ && !scheduled_ && waiters_.empty() &&
+           (node_->alone() || node_->quiesced());
   }
+  bool quiesced() const { return node_->quiesced(); }
+  // The shard saw no frame from this follower's leader's broker, or from enough of this
+  // quiesced leader's voters' brokers to make a quorum, for an election timeout
+  // (raft::Node::peers_silent).
+  void peers_silent();
   // The shard stops ticking a replica while tick_idle() holds (10,000 idle partitions cost
   // nothing per tick): anything that reaches it afterwards (a message, a proposal, a campaign,
   // a membership change) runs events.on_wake first, once, and it is ticked again.
@@ -284,6 +290,8 @@ class Replica final : public raft::LogSource, public log::FdHolder {
   bool persisting_ = false;    // ... and its writes started (its descriptors are in use)
   bool scheduled_ = false;     // run() is posted
   bool sleeping_ = false;      // not ticked by the shard until something reaches it (sleep())
+  bool quiesced_seen_ = false;  // the node was quiesced when last looked at (schedule())
+  bool silence_woke_ = false;   // peers_silent() ended the quiescence
   bool failed_ = false;
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
   std::multimap<uint64_t, Waiter> waiters_;  // by the Raft index of the batch's last record

@@ -72,6 +72,7 @@ void Node::reset(uint64_t term) {
   transferee_ = kNoNode;
   uncommitted_bytes_ = 0;
   bcast_pending_ = false;
+  quiesced_ = false;
 }
 
 void Node::become_follower(uint64_t term, NodeId lead) {
@@ -84,6 +85,7 @@ void Node::become_follower(uint64_t term, NodeId lead) {
 void Node::become_pre_candidate() {
   SLUICE_ASSERT(role_ != Role::kLeader);
   // A pre-candidate keeps its term and vote: nothing changes unless it could win.
+  quiesced_ = false;
   votes_.clear();
   prs_.clear();
   lead_ = kNoNode;
@@ -191,6 +193,7 @@ bool Node::alone() const {
 }
 
 void Node::tick() {
+  if (quiesced_) return;  // idle: time does not count until something happens
   log_.retry();  // a failed source read may be tried again
   if (role_ == Role::kLeader) {
     tick_leader();
@@ -228,7 +231,51 @@ void Node::tick_leader() {
   }
   if (heartbeat_elapsed_ >= cfg_.heartbeat_ticks) {
     heartbeat_elapsed_ = 0;
-    bcast_heartbeat();
+    const bool quiesce = can_quiesce();
+    bcast_heartbeat(quiesce);
+    quiesced_ = quiesce;
+  }
+}
+
+// Idle and everyone has everything: each follower's log matches ours to the end (acknowledged
+// in this check-quorum period), all of it committed, applied and durable, and no membership
+// change, transfer or Ready under way. The quiesce heartbeat carries the commit index.
+bool Node::can_quiesce() const {
+  if (!cfg_.quiesce || role_ != Role::kLeader || prs_.size() < 2 || transferee_ != kNoNode ||
+      pending_conf_index_ > conf_index_ || bcast_pending_ || ready_in_flight_ || has_ready()) {
+    return false;
+  }
+  const uint64_t last = log_.last_index();
+  if (log_.stable() != last || log_.committed() != last || log_.applied() != last) return false;
+  for (const auto& [id, pr] : prs_) {
+    if (id == id_) continue;
+    if (!pr.recent_active || pr.match != last || pr.state != ProgressState::kReplicate) {
+      return false;
+    }
+  }
+  return true;
+}
+
+void Node::unquiesce() {
+  if (!quiesced_) return;
+  quiesced_ = false;
+  // Time counts again from now: a follower's lease, a leader's check-quorum period.
+  election_elapsed_ = 0;
+  heartbeat_elapsed_ = 0;
+}
+
+void Node::peers_silent() {
+  const bool was_quiesced = quiesced_;
+  quiesced_ = false;
+  if (role_ == Role::kLeader) {
+    if (!was_quiesced) return;  // its own check-quorum runs
+    heartbeat_elapsed_ = 0;
+    election_elapsed_ = 0;
+    for (auto& [id, pr] : prs_) pr.recent_active = id == id_;
+  } else if (role_ == Role::kFollower) {
+    // As if the heartbeats had stopped that long ago (also when a message ended the
+    // quiescence since, which restarted the lease).
+    election_elapsed_ = std::max(election_elapsed_, cfg_.election_ticks);
   }
 }
 
@@ -247,6 +294,7 @@ void Node::campaign() {
 
 void Node::start_election(bool pre_vote, bool forced) {
   SLUICE_ASSERT(promotable());
+  quiesced_ = false;
   ballot_lead_ = kNoNode;  // turns are for the first timeout after a leader; then it is random
   if (pre_vote) {
     become_pre_candidate();
@@ -305,6 +353,11 @@ static bool well_formed(const Message& m) {
 void Node::step(const Message& m) {
   // A message for another node (a misrouted or forged peer message) is input, not a bug.
   if (m.to != id_ || m.from == id_ || !well_formed(m)) return;
+  // Anything but the answers to a quiesce heartbeat, or another one, ends the quiescence.
+  if (quiesced_ && !(m.type == MessageType::kHeartbeatResp && *m.term == term_) &&
+      !(m.type == MessageType::kHeartbeat && m.quiesce && *m.term == term_ && m.from == lead_)) {
+    unquiesce();
+  }
   if (!step_term(m)) return;
   switch (role_) {
     case Role::kLeader:
@@ -484,6 +537,9 @@ void Node::handle_heartbeat(const Message& m) {
   r.type = MessageType::kHeartbeatResp;
   r.to = m.from;
   send(std::move(r));
+  // The leader is idle and says we hold its whole log: we do when our log ends at its commit
+  // (else we keep our timer, and our campaign, if it comes, wakes the leader up).
+  quiesced_ = m.quiesce && log_.last_index() == *m.commit && log_.committed() == *m.commit;
 }
 
 void Node::handle_snapshot(const Message& m) {
@@ -651,13 +707,14 @@ void Node::bcast_append() {
   }
 }
 
-void Node::bcast_heartbeat() {
+void Node::bcast_heartbeat(bool quiesce) {
   for (const auto& [id, pr] : prs_) {
     if (id == id_) continue;
     Message m;
     m.type = MessageType::kHeartbeat;
     m.to = id;
     m.commit = LogIndex{std::min(pr.match, log_.committed())};
+    m.quiesce = quiesce;
     send(std::move(m));
   }
 }
@@ -729,6 +786,7 @@ void Node::apply_conf(const ConfState& conf, uint64_t index) {
 uint64_t Node::append_as_leader(EntryType type, Payload data, uint32_t width) {
   SLUICE_ASSERT(role_ == Role::kLeader);
   SLUICE_ASSERT(width >= 1 && (type == EntryType::kNormal || width == 1));
+  unquiesce();
   const uint64_t index = log_.last_index() + 1;
   uncommitted_bytes_ += data.size();
   const Entry e{LogIndex{index}, Term{term_}, type, std::move(data), width};
@@ -796,6 +854,7 @@ Result<void, Errc> Node::transfer_leadership(NodeId to) {
   if (role_ != Role::kLeader) return unexpected(Errc::kNotLeader);
   if (to == id_) return {};
   if (!conf_.is_voter(to)) return unexpected(Errc::kInvalidConfig);
+  unquiesce();
   transferee_ = to;
   election_elapsed_ = 0;  // the transfer is abandoned after one election timeout
   const Progress& pr = prs_.at(to);

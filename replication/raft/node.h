@@ -110,6 +110,15 @@ class Node {
   // nothing for it (no peer to send to or hear from, a quorum of itself), so a driver with
   // thousands of such groups may skip their ticks while this holds.
   bool alone() const;
+  // Quiescence (Config::quiesce): the node neither heartbeats nor counts election time.
+  bool quiesced() const { return quiesced_; }
+  // The driver saw no frame from this follower's leader, or from a voter of this quiesced
+  // leader, for an election timeout. A follower's lease is then over (quiesced or not: a
+  // message may have ended its quiescence and restarted the lease): it campaigns at its turn,
+  // as if the heartbeats had stopped. A quiesced leader heartbeats again and counts its
+  // followers inactive: check-quorum steps it down unless a quorum answers. Nothing for a
+  // leader that is not quiesced (its check-quorum runs) or a candidate.
+  void peers_silent();
   NodeId id() const { return id_; }
   Role role() const { return role_; }
   Term term() const { return Term{term_}; }
@@ -141,7 +150,9 @@ class Node {
   void send_snapshot(NodeId to, detail::Progress& pr);
   void send_timeout_now(NodeId to);
   void bcast_append();
-  void bcast_heartbeat();
+  void bcast_heartbeat(bool quiesce = false);
+  bool can_quiesce() const;
+  void unquiesce();
   bool maybe_commit();
   void on_commit_advanced();
   void apply_conf(const ConfState& conf, uint64_t index);
@@ -181,6 +192,7 @@ class Node {
   std::optional<Snapshot> pending_snapshot_;  // received, to hand out in the next Ready
   bool bcast_pending_ = false;  // proposals since the last Ready: one batched append each
   bool ready_in_flight_ = false;
+  bool quiesced_ = false;  // Config::quiesce: no ticks count until a message or proposal
   // Config changes committed but at indexes > snapshot: (index, conf), for compact().
   std::vector<std::pair<uint64_t, ConfState>> conf_history_;
 };

@@ -90,6 +90,128 @@ TEST(RaftNode, OnlyALeaderAloneInItsGroupIsAlone) {
   EXPECT_FALSE(w->node(n2)->alone());
 }
 
+// ---- quiescence (Config::quiesce) ----
+
+Config quiescing() {
+  Config c;
+  c.quiesce = true;
+  c.election_ticks = 10;
+  c.heartbeat_ticks = 1;
+  return c;
+}
+
+// Ticks every up node `ticks` times, delivering everything after each round.
+void tick_all(World& w, int ticks) {
+  for (int t = 0; t < ticks; ++t) {
+    for (const auto& [id, r] : w.replicas()) w.tick(id);
+    w.stabilize();
+  }
+}
+
+TEST(RaftNode, AnIdleGroupWhereEveryoneHasEverythingQuiesces) {
+  auto w = manual_world(3, quiescing());
+  elect(*w, n1);
+  const Term term = w->node(n1)->term();
+  w->tick(n1);  // a heartbeat: everyone acknowledged the no-op, so it is the last one
+  std::vector<std::string> trace;
+  w->stabilize(&trace);
+  ASSERT_EQ(trace.size(), 4u);
+  EXPECT_EQ(trace[0], "1->2 Heartbeat term=2 commit=2 quiesce");
+  for (NodeId id : {n1, n2, n3}) EXPECT_TRUE(w->node(id)->quiesced()) << *id;
+  // Quiesced: ticks send nothing, and nobody campaigns however long it lasts.
+  const uint64_t before = w->delivered();
+  for (int t = 0; t < 100; ++t) {
+    for (NodeId id : {n1, n2, n3}) w->tick(id);
+  }
+  EXPECT_EQ(w->in_flight(), 0u);
+  EXPECT_EQ(w->delivered(), before);
+  EXPECT_EQ(w->node(n1)->role(), Role::kLeader);
+  EXPECT_EQ(w->node(n2)->term(), term);
+  EXPECT_EQ(w->node(n3)->term(), term);
+}
+
+TEST(RaftNode, AProposalEndsTheQuiescenceAndTheGroupQuiescesAgain) {
+  auto w = manual_world(3, quiescing());
+  elect(*w, n1);
+  tick_all(*w, 1);
+  ASSERT_TRUE(w->node(n2)->quiesced());
+  auto idx = w->propose(n1, Payload::copy_of("x"));
+  ASSERT_TRUE(idx.has_value());
+  EXPECT_FALSE(w->node(n1)->quiesced());
+  w->stabilize();
+  EXPECT_FALSE(w->node(n2)->quiesced());  // the append woke the followers
+  EXPECT_EQ(*w->node(n2)->status().commit, **idx);
+  tick_all(*w, 2);
+  for (NodeId id : {n1, n2, n3}) EXPECT_TRUE(w->node(id)->quiesced()) << *id;
+  EXPECT_EQ(*w->node(n3)->status().applied, **idx);
+}
+
+TEST(RaftNode, ALeaderWithAFollowerBehindKeepsHeartbeating) {
+  auto w = manual_world(3, quiescing());
+  elect(*w, n1);
+  w->cut(n1, n3);
+  ASSERT_TRUE(w->propose(n1, Payload::copy_of("x")).has_value());
+  w->stabilize();
+  tick_all(*w, 5);
+  EXPECT_FALSE(w->node(n1)->quiesced());  // n3 lacks the entry
+  EXPECT_FALSE(w->node(n3)->quiesced());
+  w->heal();
+  tick_all(*w, 12);  // n3 is caught up, acknowledges in a new check-quorum period
+  for (NodeId id : {n1, n2, n3}) EXPECT_TRUE(w->node(id)->quiesced()) << *id;
+}
+
+TEST(RaftNode, QuiescedFollowersOfADeadLeaderCampaignOnlyOnceToldItIsSilent) {
+  auto w = manual_world(3, quiescing());
+  elect(*w, n1);
+  tick_all(*w, 1);
+  w->crash(n1);
+  tick_all(*w, 100);  // no heartbeats, and no election: the driver watches liveness
+  EXPECT_EQ(w->node(n2)->role(), Role::kFollower);
+  EXPECT_EQ(w->node(n3)->role(), Role::kFollower);
+  w->node(n2)->peers_silent();
+  w->node(n3)->peers_silent();
+  EXPECT_FALSE(w->node(n2)->quiesced());
+  tick_all(*w, 2 * 10 + 2);
+  Node* l = w->leader();
+  ASSERT_NE(l, nullptr);
+  EXPECT_NE(l->id(), n1);
+  EXPECT_GT(*l->term(), 1u);
+}
+
+TEST(RaftNode, APreVoteThatEndedTheQuiescenceDoesNotDelayTheSilentLeadersSuccessor) {
+  auto w = manual_world(3, quiescing());
+  elect(*w, n1);
+  tick_all(*w, 1);
+  w->crash(n1);
+  w->node(n2)->peers_silent();  // n2's broker noticed first, and campaigns
+  for (int t = 0; t < 30 && w->node(n2)->role() == Role::kFollower; ++t) w->tick(n2);
+  w->stabilize();  // n3, still in its lease, refuses and is no longer quiesced
+  EXPECT_FALSE(w->node(n3)->quiesced());
+  EXPECT_EQ(w->leader(), nullptr);
+  w->node(n3)->peers_silent();  // n3's broker noticed too: the lease is over at once
+  tick_all(*w, 2 * 10 + 2);
+  ASSERT_NE(w->leader(), nullptr);
+}
+
+TEST(RaftNode, AQuiescedLeaderToldItsQuorumIsSilentStepsDownUnlessItHearsBack) {
+  auto w = manual_world(3, quiescing());
+  elect(*w, n1);
+  tick_all(*w, 1);
+  ASSERT_TRUE(w->node(n1)->quiesced());
+  w->isolate(n1);
+  w->node(n1)->peers_silent();
+  for (int t = 0; t < 10; ++t) w->tick(n1);
+  EXPECT_NE(w->node(n1)->role(), Role::kLeader);  // check-quorum
+  // With its followers answering, the same wake-up changes nothing.
+  auto w2 = manual_world(3, quiescing());
+  elect(*w2, n1);
+  tick_all(*w2, 1);
+  w2->node(n1)->peers_silent();
+  tick_all(*w2, 25);
+  EXPECT_EQ(w2->node(n1)->role(), Role::kLeader);
+  EXPECT_TRUE(w2->node(n1)->quiesced());
+}
+
 TEST(RaftNode, ElectionTimeoutComesFromTheSeed) {
   auto ticks_to_campaign = [](uint64_t seed) {
     Node node({.id = n1, .seed = seed}, bootstrap({{n1, n2, n3}}));

@@ -142,7 +142,7 @@ std::string to_string(const Message& m) {
       if (m.reject) out << " rejected hint=" << *m.log_term << "/" << *m.reject_hint;
       break;
     case MessageType::kHeartbeat:
-      out << " commit=" << *m.commit;
+      out << " commit=" << *m.commit << (m.quiesce ? " quiesce" : "");
       break;
     case MessageType::kSnapshot:
       out << " snap=" << *m.snapshot->term << "/" << *m.snapshot->index << " "

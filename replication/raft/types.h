@@ -145,6 +145,9 @@ struct Message {
   LogIndex reject_hint;  // kAppendResp with reject: the follower's probe suggestion
   bool reject = false;
   bool force = false;  // a vote requested by leadership transfer ignores leader leases
+  // kHeartbeat: the group is idle and everyone has everything; the leader stops heartbeating
+  // and a follower with the whole log stops its election timer (Config::quiesce).
+  bool quiesce = false;
   std::vector<Entry> entries;
   std::optional<Snapshot> snapshot;
 };
@@ -171,6 +174,14 @@ struct Config {
   // dropped and read back from the source when needed (0 keeps none: idle groups cost no
   // entry memory). Without a source every entry since the snapshot stays in memory.
   uint64_t max_cached_bytes = 1 << 20;
+  // Quiescence: a leader whose followers all hold its whole log, committed and applied, with
+  // nothing pending, sends one last heartbeat marked `quiesce` and stops ticking; followers
+  // that hold the whole log stop their election timers. Any message or proposal ends it. The
+  // driver must then watch the peers' liveness itself (every broker pair exchanges frames)
+  // and call Node::peers_silent() on a quiesced node whose leader, or whose quorum, went
+  // silent for an election timeout: idle groups then cost no messages and no ticks.
+  // Followers honour a quiesce heartbeat whatever their own setting.
+  bool quiesce = false;
 };
 
 // What the driver recovered from disk. A fresh member of an existing group starts with

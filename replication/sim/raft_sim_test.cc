@@ -42,10 +42,11 @@ void arm_replay_line(uint64_t seed) {
   std::snprintf(g_replay_line, sizeof(g_replay_line), "%s\n", replay_command(seed).c_str());
 }
 
-void run_one(uint64_t seed, uint64_t* recovery_units) {
+void run_one(uint64_t seed, uint64_t* recovery_units, uint64_t* quiesces) {
   arm_replay_line(seed);
   const SimResult r = run_simulation({.seed = seed});
   *recovery_units = r.commit_units;
+  *quiesces += r.quiesces;
   ASSERT_TRUE(r.ok) << r.failure << "\nseed " << seed << "; replay with:\n  "
                     << replay_command(seed);
 }
@@ -55,17 +56,22 @@ class RaftSimShard : public testing::TestWithParam<uint64_t> {};
 TEST_P(RaftSimShard, SeededRunsKeepSafetyAndLiveness) {
   const uint64_t runs = runs_from_env(kRunsPerShard);
   const uint64_t base = seed_from_env(1) * 1'000'003ULL;  // a different SLUICE_SEED shifts all
-  uint64_t slowest = 0, slowest_seed = 0;
+  uint64_t slowest = 0, slowest_seed = 0, quiesces = 0;
   for (uint64_t i = 0; i < runs; ++i) {
     const uint64_t seed = base + GetParam() * runs + i;
     uint64_t units = 0;
-    run_one(seed, &units);
+    run_one(seed, &units, &quiesces);
     if (HasFatalFailure()) return;
     if (units > slowest) std::tie(slowest, slowest_seed) = std::pair(units, seed);
   }
-  std::printf("%llu runs; slowest commit after healing: %llu units (seed %llu)\n",
+  std::printf("%llu runs; slowest commit after healing: %llu units (seed %llu); %llu quiesce "
+              "heartbeats delivered\n",
               (unsigned long long)runs, (unsigned long long)slowest,
-              (unsigned long long)slowest_seed);
+              (unsigned long long)slowest_seed, (unsigned long long)quiesces);
+  // Half the runs let groups quiesce, and every run has idle spells: it must happen.
+  if (runs >= 20) {
+    EXPECT_GT(quiesces, 0u);
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(Shards, RaftSimShard, testing::Range<uint64_t>(0, kShards));

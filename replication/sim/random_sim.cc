@@ -34,6 +34,7 @@ class Simulation {
     result_.committed = world_.checker().max_committed();
     result_.snapshots_sent = world_.delivered(MessageType::kSnapshot);
     result_.transfers = world_.delivered(MessageType::kTimeoutNow);
+    result_.quiesces = world_.delivered_quiesce();
     result_.source_reads = world_.source_reads();
     return result_;
   }
@@ -51,6 +52,8 @@ class Simulation {
     c.max_inflight_msgs = static_cast<uint32_t>(rng_.between(1, 8));
     c.max_msg_bytes = rng_.between(16, 256);  // a few entries per append: exercises batching
     c.max_uncommitted_bytes = 4096;
+    // Half the runs let idle groups quiesce, the world watching liveness (world.h).
+    c.quiesce = rng_.chance(0.5);
     // Half the runs keep (almost) no entries in memory and read them back from the disk.
     w.log_source = rng_.chance(0.5);
     if (w.log_source) {
@@ -90,7 +93,9 @@ class Simulation {
         event("restart " + str(id));
       }
     }
-    if (rng_.chance(0.08)) propose();
+    // Now and then the load stops for a while: idle groups quiesce (when the run lets them).
+    if (rng_.chance(0.001)) idle_until_ = world_.now() + rng_.between(200, 1500);
+    if (world_.now() >= idle_until_ && rng_.chance(0.08)) propose();
     if (rng_.chance(0.002 * intensity_)) change_network();
     if (rng_.chance(0.0015 * intensity_)) crash();
     if (rng_.chance(0.001 * intensity_)) crash_leader();
@@ -311,6 +316,7 @@ class Simulation {
   NodeId spare_;
   std::map<NodeId, uint64_t> down_until_;
   uint64_t next_payload_ = 0;
+  uint64_t idle_until_ = 0;
   uint64_t last_leader_term_ = 0;
   SimResult result_;
 };

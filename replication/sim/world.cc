@@ -444,6 +444,7 @@ void World::deliver_one(const Message& m, std::vector<std::string>* trace) {
   if (it == replicas_.end() || !it->second.up()) return;
   ++delivered_;
   ++by_type_[static_cast<size_t>(m.type)];
+  quiesce_delivered_ += m.quiesce;
   mix_trace(mix(mix(static_cast<uint64_t>(m.type),
                     (static_cast<uint64_t>(*m.from) << 32) ^ static_cast<uint64_t>(*m.to)),
                 mix(*m.term, mix(*m.index, *m.commit + m.entries.size() * 7919))));
@@ -487,11 +488,36 @@ void World::step() {
   }
   for (auto& [id, r] : replicas_) {
     if (r.up() && (now_ + 3 * static_cast<uint64_t>(*id)) % opts_.tick_units == 0) {
+      if (opts_.node_config.quiesce) watch_liveness(id, r);
       r.node->tick();
       process_ready(r);
     }
   }
   if (opts_.check) checker_.check_durable(replicas_);
+}
+
+void World::watch_liveness(NodeId id, Replica& r) {
+  for (const auto& [peer, p] : replicas_) {
+    if (peer != id && p.up() && link_up(peer, id) && !rng_.chance(faults_.drop)) {
+      heard_[{id, peer}] = now_;
+    }
+  }
+  const uint64_t silence = static_cast<uint64_t>(opts_.node_config.election_ticks) *
+                           opts_.tick_units;
+  auto silent = [&](NodeId peer) {
+    auto it = heard_.find({id, peer});
+    return it == heard_.end() || now_ - it->second > silence;
+  };
+  Node& n = *r.node;
+  if (n.role() == Role::kFollower && n.leader() != kNoNode && silent(n.leader())) {
+    n.peers_silent();
+  } else if (n.role() == Role::kLeader && n.quiesced()) {
+    const ConfState conf = n.status().conf;
+    if (std::any_of(conf.voters.begin(), conf.voters.end(),
+                    [&](NodeId v) { return v != id && silent(v); })) {
+      n.peers_silent();
+    }
+  }
 }
 
 }  // namespace sluice::raft::sim

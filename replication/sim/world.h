@@ -107,6 +107,11 @@ struct WorldOptions {
   bool log_source = false;
   double source_failure = 0;
 };
+// With node_config.quiesce, timed mode plays the driver's part of quiescence: every node
+// hears from each up node whose link to it is up, at each of its ticks (the broker pairs'
+// frames; dropped like any message), and a follower that has not heard from its leader, or
+// a quiesced leader from one of its voters, for an election timeout is told so
+// (Node::peers_silent).
 
 uint64_t hash_bytes(Bytes bytes, uint64_t seed = 0xcbf29ce484222325ULL);
 uint64_t entry_hash(const Entry& e);  // type, width and payload; what the checker compares
@@ -196,6 +201,7 @@ class World {
   void mix_trace(uint64_t v);
   uint64_t delivered() const { return delivered_; }
   uint64_t delivered(MessageType t) const { return by_type_[static_cast<size_t>(t)]; }
+  uint64_t delivered_quiesce() const { return quiesce_delivered_; }
   const WorldOptions& options() const { return opts_; }
   uint64_t source_reads() const;
 
@@ -210,15 +216,17 @@ class World {
   void persist(Replica& r, const Ready& rd, bool torn);
   void apply(Replica& r, const Ready& rd);
   void observe(Replica& r);
+  void watch_liveness(NodeId id, Replica& r);
 
   WorldOptions opts_;
   Rng rng_;
   std::map<NodeId, Replica> replicas_;
   NetFaults faults_;
   std::set<std::pair<NodeId, NodeId>> cut_;
+  std::map<std::pair<NodeId, NodeId>, uint64_t> heard_;  // (node, peer) -> last time heard
   std::deque<Message> manual_queue_;
   std::priority_queue<InFlight, std::vector<InFlight>, std::greater<>> timed_queue_;
-  uint64_t now_ = 0, seq_ = 0, delivered_ = 0;
+  uint64_t now_ = 0, seq_ = 0, delivered_ = 0, quiesce_delivered_ = 0;
   uint64_t by_type_[16] = {};
   uint64_t trace_hash_ = 0xcbf29ce484222325ULL;
   Checker checker_;

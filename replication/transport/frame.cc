@@ -42,6 +42,7 @@ void fill_beat(pb::Beat& b, uint64_t group, const raft::Message& m) {
   b.set_reject_hint(*m.reject_hint);
   b.set_reject(m.reject);
   b.set_force(m.force);
+  b.set_quiesce(m.quiesce);
 }
 
 // The payload of a frame being built: large data referenced, runs of small data copied
@@ -119,6 +120,7 @@ Result<GroupMessage> decode_raft(const pb::RaftMessage& r, Bytes payload) {
   m.reject_hint = LogIndex{r.reject_hint()};
   m.reject = r.reject();
   m.force = r.force();
+  m.quiesce = r.quiesce();
   m.entries.reserve(r.entries_size());
   uint64_t last_index = 0;
   for (const pb::EntryMeta& e : r.entries()) {
@@ -174,6 +176,7 @@ Result<std::vector<GroupMessage>> decode_beats(const pb::Header& h, const Ends& 
     m.reject_hint = LogIndex{b.reject_hint()};
     m.reject = b.reject();
     m.force = b.force();
+    m.quiesce = b.quiesce();
     out.push_back(std::move(g));
   }
   return out;
@@ -270,6 +273,7 @@ OutFrame encode_raft(uint64_t group, const raft::Message& m) {
   r->set_reject_hint(*m.reject_hint);
   r->set_reject(m.reject);
   r->set_force(m.force);
+  r->set_quiesce(m.quiesce);
   Pieces pieces;
   r->mutable_entries()->Reserve(static_cast<int>(m.entries.size()));
   for (const raft::Entry& e : m.entries) {
@@ -417,7 +421,7 @@ bool same_message(const raft::Message& a, const raft::Message& b) {
   const bool scalars = a.type == b.type && a.from == b.from && a.to == b.to && a.term == b.term &&
                        a.log_term == b.log_term && a.index == b.index && a.commit == b.commit &&
                        a.reject_hint == b.reject_hint && a.reject == b.reject &&
-                       a.force == b.force && a.entries == b.entries;
+                       a.force == b.force && a.quiesce == b.quiesce && a.entries == b.entries;
   if (!scalars || a.snapshot.has_value() != b.snapshot.has_value()) return false;
   if (!a.snapshot) return true;
   return a.snapshot->index == b.snapshot->index && a.snapshot->term == b.snapshot->term &&

@@ -95,6 +95,7 @@ TEST(Frame, BeatsCarryEveryFieldAndTakeFromToFromTheConnection) {
     m.term = Term{g + 1};
     m.commit = LogIndex{g * 10};
     m.reject = g % 3 == 0;
+    m.quiesce = g % 4 == 0;
     beats.push_back({g, m});
   }
   const std::vector<std::byte> bytes = encode_beats(beats).flatten();

@@ -23,6 +23,7 @@ inline raft::Message full_message(raft::MessageType type, size_t entry_bytes = 5
   m.reject_hint = LogIndex{98};
   m.reject = true;
   m.force = true;
+  m.quiesce = true;
   m.entries.push_back({LogIndex{101}, Term{8}, raft::EntryType::kNormal,
                        raft::Payload::copy_of(std::string(entry_bytes, 'a'))});
   m.entries.push_back({LogIndex{102}, Term{9}, raft::EntryType::kNoop, raft::Payload()});

@@ -297,6 +297,60 @@ class Replication(ClusterTestCase):
         rows = read_all(self.cluster.bootstrap, name)
         self.assertEqual([v for _, v in rows][:1], ["before"])
 
+    def awake_groups(self):
+        """Raft groups ticked now, summed over the live brokers (sluice_raft_groups_awake)."""
+        n = 0
+        for b in self.cluster.brokers:
+            if not b.alive():
+                continue
+            status, text = b.admin_get("/metrics")
+            self.assertEqual(status, 200)
+            n += sum(int(float(line.split()[1])) for line in text.splitlines()
+                     if line.startswith("sluice_raft_groups_awake "))
+        return n
+
+    def produce_round(self, name, partitions, tag):
+        p = Producer({"bootstrap.servers": self.cluster.bootstrap, "acks": "all",
+                      "enable.idempotence": True, "message.timeout.ms": 60000,
+                      "topic.metadata.refresh.interval.ms": 1000, "retry.backoff.ms": 50})
+        errs = []
+        for part in range(partitions):
+            for i in range(10):
+                p.produce(name, value=("%s-%d-%d" % (tag, part, i)).encode(), partition=part,
+                          on_delivery=lambda e, m: e and errs.append(str(e)))
+        self.assertEqual(p.flush(90), 0)
+        self.assertEqual(errs, [])
+
+    def test_quiesced_partitions_fail_over(self):
+        """Idle RF=3 partitions quiesce: no heartbeats, no ticks (every broker's awake gauge
+        falls to zero). A dead or paused leader is still replaced: the other brokers find its
+        pings missing. Writes wake them; nothing written is lost."""
+        name, parts = "quiet", 6
+        self.create(name, partitions=parts)
+        self.produce_round(name, parts, "a")
+        wait_for(lambda: self.awake_groups() == 0, 60, "every group asleep")
+        tags = ["a"]
+        for how in ("kill", "pause"):
+            leader = leader_of(self.cluster, name)
+            self.assertGreaterEqual(leader, 0)
+            victim = self.broker(leader)
+            start = time.monotonic()
+            victim.kill() if how == "kill" else victim.pause()
+            try:
+                wait_for(lambda: leader_of(self.cluster, name, exclude=(leader,)) not in
+                         (-1, leader), 30, "a new leader after %s of a quiesced leader" % how)
+                report("new leader of a quiesced partition after %s of its leader (s)" % how,
+                       "%.2f" % (time.monotonic() - start))
+                self.produce_round(name, parts, how)
+                tags.append(how)
+            finally:
+                victim.start() if how == "kill" else victim.resume()
+            wait_for(lambda: self.awake_groups() == 0, 90, "every group asleep again")
+        for part in range(parts):
+            values = [v for _, v in read_all(self.cluster.bootstrap, name, part)]
+            self.assertEqual(values, ["%s-%d-%d" % (t, part, i) for t in tags for i in range(10)])
+        self.wait_replicas_equal(name)
+
     def test_offsets_contiguous_after_elections(self):
         name = "elections"
         self.create(name)
