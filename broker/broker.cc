@@ -292,7 +292,9 @@ void Broker::tick_raft(ShardState& ss) {
       }
     }
     if (report.changes_size() > 0 && cluster_) cluster_->report_leaders(report);
-    if (config_.raft_quiesce && cluster_) {
+    // Also with --raft.quiesce=false here: followers honour a quiesce heartbeat from a broker
+    // that has it on, and peers take a broker that never pings for silent.
+    if (cluster_) {
       wake_silenced(ss);
       const uint64_t beat = static_cast<uint64_t>(std::max<int64_t>(
           1, config_.raft_heartbeat_interval_ms / std::max<int64_t>(1, config_.raft_tick_ms)));

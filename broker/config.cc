@@ -309,9 +309,9 @@ Result<BrokerConfig> parse_config(int argc, const char* const* argv) {
       ->capture_default_str()
       ->check(CLI::Range(int64_t{5}, int64_t{60000}));
   app.add_option("--raft.quiesce", c.raft_quiesce,
-                 "Idle partitions whose replicas all hold everything stop heartbeating; brokers "
-                 "ping each other every heartbeat interval instead, and a broker silent for an "
-                 "election timeout wakes the groups it leads or follows")
+                 "Idle partitions led here whose replicas all hold everything stop heartbeating "
+                 "(brokers ping each other every heartbeat interval, and a broker silent for an "
+                 "election timeout wakes the groups it leads or follows)")
       ->capture_default_str();
   std::string autobalancing = c.auto_balance ? "node_add" : "off";
   app.add_option("--partition.autobalancing", autobalancing,
