@@ -511,7 +511,8 @@ void Replica::peers_silent() {
   silence_woke_ = node_->quiesced();
   node_->peers_silent();
   after_role_change();
-  schedule();
+  schedule();  // sees the quiescence end (if it had not seen it start: nothing to skip)
+  silence_woke_ = false;
 }
 
 void Replica::campaign() {
