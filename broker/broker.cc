@@ -405,6 +405,10 @@ std::unique_ptr<Replica> Broker::open_replica(ShardState& ss, Partition& p, uint
   o.raft.election_ticks = static_cast<uint32_t>(
       std::max<int64_t>(o.raft.heartbeat_ticks + 1, config_.raft_election_timeout_ms / tick));
   o.raft.max_cached_bytes = 256 << 10;
+  // A catching-up follower gets at most 8 appends of 1 MiB ahead of its answers, under the
+  // transport's 32 MiB buffered per peer for a few groups at once: beyond that the transport
+  // drops appends, the follower finds a gap, and everything after it is sent again.
+  o.raft.max_inflight_bytes = 8 << 20;
   o.raft.quiesce = config_.raft_quiesce;
   o.tick_ms = tick;
   ReplicaEvents ev;

@@ -130,6 +130,7 @@ void Node::sync_progress_to_conf() {
       pr.learner = conf_.is_learner(id);
       if (!added) continue;
       pr.inflight_max = cfg_.max_inflight_msgs;
+      pr.inflight_bytes_max = cfg_.max_inflight_bytes;
       pr.next = log_.last_index() + 1;
       pr.recent_active = true;
       if (id == id_) {
@@ -637,7 +638,9 @@ void Node::handle_append_resp(const Message& m, Progress& pr) {
 void Node::handle_heartbeat_resp(const Message& m, Progress& pr) {
   pr.probe_sent = false;
   // Free a window slot: if appends were lost, the next one reveals the gap.
-  if (pr.state == ProgressState::kReplicate && pr.paused()) pr.inflight.pop_front();
+  if (pr.state == ProgressState::kReplicate && pr.paused() && !pr.inflight.empty()) {
+    pr.free_first();
+  }
   if (pr.match < log_.last_index()) send_append(m.from, true);
 }
 
@@ -672,7 +675,9 @@ bool Node::send_append(NodeId to, bool send_if_empty) {
   if (m.entries.empty() && !send_if_empty) return false;
   pr.next = lo;
   if (!m.entries.empty()) {
-    pr.sent_entries(m.entries.back().last());
+    uint64_t bytes = 0;
+    for (const Entry& e : m.entries) bytes += e.data.size();
+    pr.sent_entries(m.entries.back().last(), bytes);
   } else if (pr.state == ProgressState::kProbe) {
     pr.probe_sent = true;
   }

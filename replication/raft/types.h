@@ -167,6 +167,10 @@ struct Config {
   bool pre_vote = true;
   bool check_quorum = true;          // leader steps down without a quorum; voters honour leases
   uint32_t max_inflight_msgs = 64;   // per follower, in replicate state
+  // Payload bytes of the appends in flight per follower, in replicate state (0: no bound);
+  // one append more may go beyond it. Keep it under what the transport buffers per peer,
+  // or a lagging follower's catch-up outruns the transport, which drops the excess.
+  uint64_t max_inflight_bytes = 0;
   uint64_t max_msg_bytes = 1 << 20;  // payload bytes per append (at least one entry is sent)
   uint64_t max_uncommitted_bytes = 64 << 20;  // proposals beyond this are refused
   uint64_t max_apply_bytes = 64 << 20;        // committed payload per Ready (at least one)

@@ -51,6 +51,8 @@ class Simulation {
     c.check_quorum = rng_.chance(0.8);
     c.max_inflight_msgs = static_cast<uint32_t>(rng_.between(1, 8));
     c.max_msg_bytes = rng_.between(16, 256);  // a few entries per append: exercises batching
+    // Half the runs bound the bytes in flight per follower too (below a message or a few).
+    c.max_inflight_bytes = rng_.chance(0.5) ? rng_.between(8, 600) : 0;
     c.max_uncommitted_bytes = 4096;
     // Half the runs let idle groups quiesce, the world watching liveness (world.h).
     c.quiesce = rng_.chance(0.5);

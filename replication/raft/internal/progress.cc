@@ -11,7 +11,9 @@ bool Progress::paused() const {
     case ProgressState::kProbe:
       return probe_sent;
     case ProgressState::kReplicate:
-      return inflight.size() >= inflight_max;
+      // The bytes bound lets one append out beyond it (at least one is always in flight).
+      return inflight.size() >= inflight_max ||
+             (inflight_bytes_max > 0 && inflight_bytes >= inflight_bytes_max);
     case ProgressState::kSnapshot:
       return true;
   }
@@ -27,7 +29,7 @@ void Progress::become_probe() {
   }
   state = ProgressState::kProbe;
   probe_sent = false;
-  inflight.clear();
+  clear_inflight();
   pending_snapshot = 0;
 }
 
@@ -35,14 +37,14 @@ void Progress::become_replicate() {
   state = ProgressState::kReplicate;
   next = match + 1;
   probe_sent = false;
-  inflight.clear();
+  clear_inflight();
   pending_snapshot = 0;
 }
 
 void Progress::become_snapshot(uint64_t index) {
   state = ProgressState::kSnapshot;
   probe_sent = false;
-  inflight.clear();
+  clear_inflight();
   pending_snapshot = index;
   snapshot_ticks = 0;
 }
@@ -69,7 +71,7 @@ bool Progress::maybe_decrease(uint64_t rejected, uint64_t hint) {
     match = hint;
     next = hint + 1;
     lost_entries += 1;
-    if (state == ProgressState::kReplicate) inflight.clear();
+    if (state == ProgressState::kReplicate) clear_inflight();
     probe_sent = false;
     return true;
   }
@@ -85,18 +87,33 @@ bool Progress::maybe_decrease(uint64_t rejected, uint64_t hint) {
   return true;
 }
 
-void Progress::sent_entries(uint64_t last) {
+void Progress::sent_entries(uint64_t last, uint64_t bytes) {
   if (state == ProgressState::kReplicate) {
-    SLUICE_ASSERT(inflight.size() < inflight_max);
+    SLUICE_ASSERT(!paused());
     next = last + 1;
     inflight.push_back(last);
+    inflight_sizes.push_back(bytes);
+    inflight_bytes += bytes;
   } else if (state == ProgressState::kProbe) {
     probe_sent = true;
   }
 }
 
 void Progress::free_up_to(uint64_t index) {
-  while (!inflight.empty() && inflight.front() <= index) inflight.pop_front();
+  while (!inflight.empty() && inflight.front() <= index) free_first();
+}
+
+void Progress::free_first() {
+  SLUICE_ASSERT(!inflight.empty());
+  inflight.pop_front();
+  inflight_bytes -= inflight_sizes.front();
+  inflight_sizes.pop_front();
+}
+
+void Progress::clear_inflight() {
+  inflight.clear();
+  inflight_sizes.clear();
+  inflight_bytes = 0;
 }
 
 }  // namespace sluice::raft::detail

@@ -17,7 +17,10 @@ struct Progress {
   ProgressState state = ProgressState::kProbe;
   bool probe_sent = false;        // kProbe: an append is out, wait for its answer
   std::deque<uint64_t> inflight;  // kReplicate: last index of each append in flight
+  std::deque<uint64_t> inflight_sizes;  // ... and its payload bytes
+  uint64_t inflight_bytes = 0;          // their sum
   uint32_t inflight_max = 64;
+  uint64_t inflight_bytes_max = 0;  // 0: no bound on bytes (only on appends)
   bool recent_active = false;  // heard from within the last election timeout
   bool learner = false;
   uint64_t pending_snapshot = 0;  // kSnapshot: index of the snapshot sent
@@ -34,8 +37,11 @@ struct Progress {
   // below `match` with a hint below it is not stale but a follower that lost entries it had
   // acknowledged: `match` drops to the hint.
   bool maybe_decrease(uint64_t rejected, uint64_t hint);
-  void sent_entries(uint64_t last);  // bookkeeping after sending an append ending at `last`
+  // Bookkeeping after sending an append ending at `last` with `bytes` of payload.
+  void sent_entries(uint64_t last, uint64_t bytes = 0);
   void free_up_to(uint64_t index);
+  void free_first();  // the oldest append in flight (a heartbeat answered while paused)
+  void clear_inflight();
 };
 
 }  // namespace sluice::raft::detail

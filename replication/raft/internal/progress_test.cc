@@ -69,6 +69,28 @@ TEST(RaftProgress, FollowerThatLostAcknowledgedEntriesIsProbedFromItsHint) {
   EXPECT_EQ(probe.match, 5u);
 }
 
+TEST(RaftProgress, TheBytesInFlightBoundPausesAfterTheAppendThatReachesIt) {
+  Progress pr;
+  pr.inflight_max = 10;
+  pr.inflight_bytes_max = 1000;
+  pr.become_replicate();
+  pr.sent_entries(5, 600);
+  EXPECT_FALSE(pr.paused());
+  pr.sent_entries(9, 600);  // one append may go beyond the bound
+  EXPECT_TRUE(pr.paused());
+  EXPECT_EQ(pr.inflight_bytes, 1200u);
+  pr.free_up_to(5);
+  EXPECT_FALSE(pr.paused());
+  EXPECT_EQ(pr.inflight_bytes, 600u);
+  pr.sent_entries(12, 5000);  // a single append larger than the bound still goes
+  EXPECT_TRUE(pr.paused());
+  pr.free_first();  // a heartbeat answered while paused frees the oldest
+  EXPECT_EQ(pr.inflight_bytes, 5000u);
+  pr.become_probe();
+  EXPECT_EQ(pr.inflight_bytes, 0u);
+  EXPECT_TRUE(pr.inflight_sizes.empty());
+}
+
 TEST(RaftProgress, SnapshotStateWaitsThenResumesAfterIt) {
   Progress pr;
   pr.become_snapshot(100);
