@@ -965,6 +965,25 @@ std::string Broker::write_metrics(const std::vector<ShardReport>& reports) {
              "1 when this broker is the controller quorum's leader");
     w.sample("sluice_controller_is_leader", {},
              uint64_t{cluster_->controller_leader() == config_.node_id ? 1u : 0u});
+    const auto t = cluster_->transport_counters();
+    w.family("sluice_transport_bytes_in_total", "counter",
+             "Bytes read from other brokers' inter-broker connections");
+    w.sample("sluice_transport_bytes_in_total", {}, t.bytes_in);
+    w.family("sluice_transport_bytes_out_total", "counter",
+             "Bytes written to other brokers over the inter-broker transport");
+    w.sample("sluice_transport_bytes_out_total", {}, t.bytes_out);
+    w.family("sluice_transport_file_bytes_out_total", "counter",
+             "The part of sluice_transport_bytes_out_total sent from segment files with sendfile "
+             "(a leader's stored batches for a lagging follower), never copied through memory");
+    w.sample("sluice_transport_file_bytes_out_total", {}, t.file_bytes_out);
+    w.family("sluice_transport_frames_in_total", "counter", "Inter-broker frames read");
+    w.sample("sluice_transport_frames_in_total", {}, t.frames_in);
+    w.family("sluice_transport_frames_out_total", "counter", "Inter-broker frames written");
+    w.sample("sluice_transport_frames_out_total", {}, t.frames_out);
+    w.family("sluice_transport_dropped_total", "counter",
+             "Raft messages not sent to a peer: its connection was down or over its bytes in "
+             "flight (Raft sends them again)");
+    w.sample("sluice_transport_dropped_total", {}, t.dropped);
   }
   return w.take();
 }

@@ -9,6 +9,7 @@
 #include <chrono>
 #include <cstring>
 
+#include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
 #include "common/assert.h"
@@ -391,24 +392,21 @@ std::vector<raft::Entry> Replica::entries(LogIndex lo, LogIndex hi, uint64_t max
     std::optional<Offset> limit;
     if (it != internal_.end()) limit = Offset(it->kafka_pos);
     const uint64_t want = out.empty() ? max_bytes : max_bytes - bytes;
-    auto read = log_.read_copy(Offset(k), std::max<uint64_t>(want, 1), limit);
+    auto read = log_.read_batches(Offset(k), std::max<uint64_t>(want, 1), limit);
     if (!read || read->empty()) return out;
-    Bytes rest(read->data(), read->size());
-    bool first = true;
-    while (!rest.empty()) {
-      auto view = kafka::RecordBatchView::parse(rest);
-      if (!view) return {};
-      if (first && view->base_offset() != k) return {};  // not where the index says
-      first = false;
-      const uint64_t idx = index_of(view->base_offset());
-      const auto width = static_cast<uint32_t>(view->last_offset_delta() + 1);
-      const size_t size = view->size_bytes();
+    if (read->front().base_offset != Offset(k)) return {};  // not where the index says
+    for (const log::StoredBatch& b : *read) {
+      const uint64_t idx = index_of(*b.base_offset);
+      const auto width = static_cast<uint32_t>(*b.last_offset - *b.base_offset + 1);
       if (idx > *hi) return out;
-      out.push_back(raft::Entry{LogIndex(idx), Term(term_at(idx)), raft::EntryType::kNormal,
-                                raft::Payload::copy_of(rest.first(size)), width});
-      bytes += size;
+      // Referred to in the segment file, not read: the transport sends it from there
+      // (sendfile), and the follower checks its CRC (step_append).
+      out.push_back(raft::Entry{
+          LogIndex(idx), Term(term_at(idx)), raft::EntryType::kNormal,
+          raft::Payload::in_file(b.range.file, b.range.fd(), b.range.position, b.range.length),
+          width});
+      bytes += b.range.length;
       i = idx + width;
-      rest = rest.subspan(size);
       if (bytes >= max_bytes) return out;
     }
   }
@@ -498,9 +496,53 @@ void Replica::tick() {
   schedule();
 }
 
+// A follower takes its leader's batches as they come from the leader's files (sendfile) or
+// memory: each must parse whole, pass its CRC, and say what the entry says (records = width,
+// leader epoch = term). A message with one that does not is dropped, not stored: the leader
+// sends it again, and a leader that lost its term meanwhile (its files rewritten under a
+// message queued before) is ignored once the follower hears of the new term.
+bool Replica::check_append(raft::Message& m) {
+  for (raft::Entry& e : m.entries) {
+    if (e.type != raft::EntryType::kNormal) continue;
+    if (e.data.in_file()) {  // in-process delivery (tests): a network peer sends bytes
+      auto loaded = e.data.loaded();
+      if (!loaded) return reject_append(m, loaded.error().message);
+      e.data = std::move(*loaded);
+    }
+    auto view = kafka::RecordBatchView::parse(e.data.bytes());
+    if (!view || view->size_bytes() != e.data.size()) {
+      return reject_append(m, "an entry that is not one whole record batch");
+    }
+    if (static_cast<uint64_t>(view->last_offset_delta()) + 1 != e.width ||
+        view->partition_leader_epoch() != static_cast<int32_t>(*e.term)) {
+      return reject_append(m, fmt::format("an entry of {} records in term {} holding a batch of {} "
+                                          "records of epoch {}",
+                                          e.width, *e.term, view->last_offset_delta() + 1,
+                                          view->partition_leader_epoch()));
+    }
+    if (auto crc = view->verify_crc(); !crc) return reject_append(m, crc.error().message);
+  }
+  return true;
+}
+
+bool Replica::reject_append(const raft::Message& m, const std::string& why) {
+  ++appends_rejected_;
+  const int64_t now = now_ms();
+  if (now - reject_logged_ms_ >= 10'000) {
+    reject_logged_ms_ = now;
+    spdlog::warn("replica of group {:x}: dropped an append from broker {} (term {}): {}",
+                 options_.group, *m.from, *m.term, why);
+  }
+  return false;
+}
+
 void Replica::step(raft::Message&& message) {
   if (failed_) return;
   heard_ms_[static_cast<int32_t>(*message.from)] = now_ms();
+  if (message.type == raft::MessageType::kAppend && !message.entries.empty() &&
+      !check_append(message)) {
+    return;
+  }
   node_->step(message);
   after_role_change();
   schedule();
@@ -1029,16 +1071,15 @@ void Replica::persist_data(std::shared_ptr<raft::Ready> rd, std::shared_ptr<Plan
   const size_t to = std::min(plan->data.size(), from + kAppendChunk);
   std::vector<MutableBytes> parts;
   parts.reserve(to - from);
-  bool own = true;
   for (size_t i = from; i < to; ++i) {
     const Bytes b = plan->data[i]->data.bytes();
     // Written as they are (stamped by the leader; AppendOptions::stamped never writes into them).
     parts.emplace_back(const_cast<std::byte*>(b.data()), b.size());
-    own = own && plan->own(*plan->data[i]);
   }
   log::AppendOptions opts;
   opts.stamped = true;
-  opts.crc_checked = own;  // a follower checks every CRC of what its leader sent
+  // Checked once: the leader's own batches by Produce, a follower's by step (check_append).
+  opts.crc_checked = true;
   auto appended = log_.append(parts, opts, {});
   if (!appended && appended.error().code == log::LogErrc::kBusy) {
     // Writes of an earlier Ready still in flight: try again shortly (never block the shard).

@@ -128,6 +128,8 @@ class Replica final : public raft::LogSource, public log::FdHolder {
   void sleep() { sleeping_ = true; }
   bool sleeping() const { return sleeping_; }
   void step(raft::Message&& message);
+  // Appends dropped because a batch did not check out (check_append).
+  uint64_t appends_rejected() const { return appends_rejected_; }
   // log::FdHolder: closes raft.state and raft.internal when nothing is being written.
   bool release_fds() override;
   bool holds_fds() const { return state_fd_ >= 0 || internal_fd_ >= 0; }
@@ -240,6 +242,9 @@ class Replica final : public raft::LogSource, public log::FdHolder {
   // `force` (commit hints) it is skipped while another slot write is in flight.
   void write_slot(bool sync, std::function<void(int32_t)> done, bool force = false);
   void fail(const std::string& why);
+  // Follower: whether an append's batches check out (step); false after reject_append().
+  bool check_append(raft::Message& m);
+  bool reject_append(const raft::Message& m, const std::string& why);
   void after_role_change();
   void complete_waiters();
   void refresh_voters();  // voters_ from the node's configuration
@@ -293,6 +298,8 @@ class Replica final : public raft::LogSource, public log::FdHolder {
   bool quiesced_seen_ = false;  // the node was quiesced when last looked at (schedule())
   bool silence_woke_ = false;   // peers_silent() ended the quiescence
   bool failed_ = false;
+  uint64_t appends_rejected_ = 0;
+  int64_t reject_logged_ms_ = -10'000;  // the last line about a rejected append (one per 10 s)
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
   std::multimap<uint64_t, Waiter> waiters_;  // by the Raft index of the batch's last record
   std::multimap<uint64_t, std::function<void(kafka::ErrorCode)>> commit_waiters_;

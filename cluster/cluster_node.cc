@@ -411,6 +411,15 @@ void ClusterNode::tick() {
   } else if (now >= next_heartbeat_ && !heartbeat_in_flight_ && !shutting_down_) {
     heartbeat();
   }
+  if (transport_) {
+    const auto t = transport_->stats();
+    rpc_bytes_in_.store(t.bytes_in, std::memory_order_relaxed);
+    rpc_bytes_out_.store(t.bytes_out, std::memory_order_relaxed);
+    rpc_file_bytes_out_.store(t.file_bytes_out, std::memory_order_relaxed);
+    rpc_frames_in_.store(t.frames_in, std::memory_order_relaxed);
+    rpc_frames_out_.store(t.frames_out, std::memory_order_relaxed);
+    rpc_dropped_.store(t.dropped, std::memory_order_relaxed);
+  }
   ticker_->expires_after(std::chrono::milliseconds(config_.tick_ms));
   ticker_->async_wait([this](boost::system::error_code ec) {
     if (!ec) tick();

@@ -148,6 +148,19 @@ class ClusterNode {
   int32_t controller_leader() const { return leader_.load(); }
   uint64_t controller_term() const { return term_.load(); }
   uint16_t rpc_port() const { return rpc_port_.load(); }
+  // The inter-broker transport's counters, as of the cluster thread's last tick. Any thread.
+  struct TransportCounters {
+    uint64_t bytes_in = 0, bytes_out = 0, file_bytes_out = 0, frames_in = 0, frames_out = 0;
+    uint64_t dropped = 0;
+  };
+  TransportCounters transport_counters() const {
+    return {.bytes_in = rpc_bytes_in_.load(std::memory_order_relaxed),
+            .bytes_out = rpc_bytes_out_.load(std::memory_order_relaxed),
+            .file_bytes_out = rpc_file_bytes_out_.load(std::memory_order_relaxed),
+            .frames_in = rpc_frames_in_.load(std::memory_order_relaxed),
+            .frames_out = rpc_frames_out_.load(std::memory_order_relaxed),
+            .dropped = rpc_dropped_.load(std::memory_order_relaxed)};
+  }
   // Certificate reload: inter-broker connections made from now on use `tls`, open ones keep
   // theirs. Any thread; only with rpc_tls set at start.
   void set_rpc_tls(std::shared_ptr<boost::asio::ssl::context> tls);
@@ -247,6 +260,8 @@ class ClusterNode {
   std::atomic<int32_t> leader_{-1};
   std::atomic<uint64_t> term_{0};
   std::atomic<uint16_t> rpc_port_{0};
+  std::atomic<uint64_t> rpc_bytes_in_{0}, rpc_bytes_out_{0}, rpc_file_bytes_out_{0};
+  std::atomic<uint64_t> rpc_frames_in_{0}, rpc_frames_out_{0}, rpc_dropped_{0};
   std::atomic<bool> ready_{false};
 };
 

@@ -126,6 +126,14 @@ struct ReadResult {
   uint64_t bytes = 0;
 };
 
+// One stored batch and where it lies: sent as it is, e.g. from the file with sendfile.
+struct StoredBatch {
+  Offset base_offset;
+  Offset last_offset;
+  int32_t leader_epoch = -1;
+  FileRange range;  // the whole batch
+};
+
 // The header fields of one stored batch.
 struct BatchInfo {
   Offset base_offset;
@@ -201,6 +209,11 @@ class PartitionLog final : public FdHolder {
   // [log_start_offset, log_end_offset]; kCorrupt when `from_offset` is in a damaged part.
   LogResult<ReadResult> read(Offset from_offset, uint64_t max_bytes,
                              std::optional<Offset> max_offset = std::nullopt);
+  // The batches read() returns, each with its header fields and place in its file; nothing
+  // is read but the batch headers (and those not for recent batches). Their CRCs are not
+  // checked: whoever receives them must (a follower checks every batch of its leader's).
+  LogResult<std::vector<StoredBatch>> read_batches(Offset from_offset, uint64_t max_bytes,
+                                                   std::optional<Offset> max_offset = std::nullopt);
   // Like read(), copying the bytes and checking every batch's CRC (tests and tools).
   LogResult<std::vector<std::byte>> read_copy(Offset from_offset, uint64_t max_bytes,
                                               std::optional<Offset> max_offset = std::nullopt);
@@ -347,7 +360,12 @@ class PartitionLog final : public FdHolder {
   static bool closed_ready(const detail::Segment& seg);
   bool side_ops_idle() const;  // no index write or fallocate in flight in any segment
   // The window of recent batches (below): reads and batch lookups without touching the files.
-  LogResult<ReadResult> read_recent(int64_t from, uint64_t max_bytes, int64_t limit);
+  LogResult<ReadResult> read_recent(int64_t from, uint64_t max_bytes, int64_t limit,
+                                    std::vector<StoredBatch>* batches);
+  // read(), and each batch's place in `batches` when not null.
+  LogResult<ReadResult> read_ranges(Offset from_offset, uint64_t max_bytes,
+                                    std::optional<Offset> max_offset,
+                                    std::vector<StoredBatch>* batches);
   void prune_recent();
   void on_write_done(uint64_t seq, int32_t result);
   // Linked flushes (acks=all's common case): an append made while everything before it is

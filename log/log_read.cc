@@ -85,6 +85,21 @@ LogResult<BatchInfo> PartitionLog::batch_at(Offset offset) {
 
 LogResult<ReadResult> PartitionLog::read(Offset from_offset, uint64_t max_bytes,
                                          std::optional<Offset> max_offset) {
+  return read_ranges(from_offset, max_bytes, max_offset, nullptr);
+}
+
+LogResult<std::vector<StoredBatch>> PartitionLog::read_batches(Offset from_offset,
+                                                               uint64_t max_bytes,
+                                                               std::optional<Offset> max_offset) {
+  std::vector<StoredBatch> batches;
+  auto r = read_ranges(from_offset, max_bytes, max_offset, &batches);
+  if (!r) return unexpected(r.error());
+  return batches;
+}
+
+LogResult<ReadResult> PartitionLog::read_ranges(Offset from_offset, uint64_t max_bytes,
+                                                std::optional<Offset> max_offset,
+                                                std::vector<StoredBatch>* batches) {
   const int64_t from = *from_offset;
   if (from < log_start_ || from > end_offset_) {
     return log_error(LogErrc::kOffsetOutOfRange, "offset " + std::to_string(from) + " outside [" +
@@ -96,7 +111,7 @@ LogResult<ReadResult> PartitionLog::read(Offset from_offset, uint64_t max_bytes,
   result.next_offset = from_offset;
   if (from >= limit) return result;
   if (!recent_.empty() && from >= recent_.front().base_offset) {
-    return read_recent(from, max_bytes, limit);
+    return read_recent(from, max_bytes, limit, batches);
   }
   Segment* seg = find_segment(from);
   SLUICE_ASSERT(seg != nullptr);
@@ -145,6 +160,13 @@ LogResult<ReadResult> PartitionLog::read(Offset from_offset, uint64_t max_bytes,
         break;
       }
       if (result.first_offset == Offset(-1)) result.first_offset = Offset(header->base_offset);
+      if (batches != nullptr) {
+        batches->push_back(
+            {.base_offset = Offset(header->base_offset),
+             .last_offset = Offset(header->last_offset),
+             .leader_epoch = header->leader_epoch,
+             .range = {.file = *file, .position = pos, .length = header->size_bytes}});
+      }
       result.bytes += header->size_bytes;
       result.next_offset = Offset(header->last_offset + 1);
       pos += header->size_bytes;
@@ -161,7 +183,8 @@ LogResult<ReadResult> PartitionLog::read(Offset from_offset, uint64_t max_bytes,
 }
 
 // read() of batches in the window of recent ones: the same ranges, found in memory.
-LogResult<ReadResult> PartitionLog::read_recent(int64_t from, uint64_t max_bytes, int64_t limit) {
+LogResult<ReadResult> PartitionLog::read_recent(int64_t from, uint64_t max_bytes, int64_t limit,
+                                                std::vector<StoredBatch>* batches) {
   ReadResult result;
   result.next_offset = Offset(from);
   auto it = std::lower_bound(recent_.begin(), recent_.end(), from,
@@ -196,6 +219,14 @@ LogResult<ReadResult> PartitionLog::read_recent(int64_t from, uint64_t max_bytes
     }
     SLUICE_ASSERT(result.ranges.back().position + result.ranges.back().length == it->position);
     if (result.first_offset == Offset(-1)) result.first_offset = Offset(it->base_offset);
+    if (batches != nullptr) {
+      batches->push_back(
+          {.base_offset = Offset(it->base_offset),
+           .last_offset = Offset(it->last_offset),
+           .leader_epoch = it->leader_epoch,
+           .range = {
+               .file = result.ranges.back().file, .position = it->position, .length = it->size}});
+    }
     result.ranges.back().length += it->size;
     result.bytes += it->size;
     result.next_offset = Offset(it->last_offset + 1);

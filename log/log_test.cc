@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <csignal>
+#include <tuple>
 
 #include <gtest/gtest.h>
 
@@ -103,7 +104,8 @@ TEST_P(LogPartition, AppendAssignsOffsetsAndStampsTheCallersBuffer) {
 }
 
 // Reads and batch lookups of recent batches come from the in-memory window, older ones (and
-// everything after a reopen) from the indexes and batch headers on disk: both give the same.
+// everything after a reopen) from the indexes and batch headers on disk: both give the same,
+// and read_batches() gives read()'s batches one by one.
 TEST_P(LogPartition, RecentBatchWindowAgreesWithTheFiles) {
   config_.segment_bytes = 64 * 1024;
   config_.index_interval_bytes = 1024;
@@ -123,7 +125,38 @@ TEST_P(LogPartition, RecentBatchWindowAgreesWithTheFiles) {
     std::vector<std::pair<uint64_t, uint64_t>> ranges;
     int64_t first = 0, next = 0;
     uint64_t bytes = 0;
+    // read_batches(): base, last, epoch, position and length of each.
+    std::vector<std::tuple<int64_t, int64_t, int32_t, uint64_t, uint64_t>> batches;
     bool operator==(const Seen&) const = default;
+  };
+  // read_batches() agrees with read() and with the bytes in the file.
+  auto check_batches = [](const ReadResult& r, const std::vector<StoredBatch>& batches,
+                          Seen& seen) {
+    uint64_t bytes = 0;
+    size_t range = 0;
+    uint64_t in_range = 0;
+    for (const StoredBatch& b : batches) {
+      seen.batches.emplace_back(*b.base_offset, *b.last_offset, b.leader_epoch, b.range.position,
+                                b.range.length);
+      ASSERT_LT(range, r.ranges.size());
+      EXPECT_EQ(b.range.position, r.ranges[range].position + in_range);
+      EXPECT_EQ(b.range.fd(), r.ranges[range].fd());
+      in_range += b.range.length;
+      if (in_range == r.ranges[range].length) ++range, in_range = 0;
+      bytes += b.range.length;
+      std::vector<std::byte> stored(b.range.length);
+      ASSERT_EQ(
+          ::pread(b.range.fd(), stored.data(), stored.size(), static_cast<off_t>(b.range.position)),
+          static_cast<ssize_t>(stored.size()));
+      auto view = kafka::RecordBatchView::parse(stored);
+      ASSERT_TRUE(view);
+      EXPECT_EQ(view->base_offset(), *b.base_offset);
+      EXPECT_EQ(view->base_offset() + view->last_offset_delta(), *b.last_offset);
+      EXPECT_EQ(view->partition_leader_epoch(), b.leader_epoch);
+      EXPECT_TRUE(view->verify_crc());
+    }
+    EXPECT_EQ(range, r.ranges.size());
+    EXPECT_EQ(bytes, r.bytes);
   };
   auto look = [&](PartitionLog& l) {
     std::vector<Seen> out;
@@ -133,16 +166,23 @@ TEST_P(LogPartition, RecentBatchWindowAgreesWithTheFiles) {
           auto r = l.read(Offset(from), max_bytes, Offset(max_offset));
           EXPECT_TRUE(r) << from;
           if (!r) return out;
-          Seen seen{{}, *r->first_offset, *r->next_offset, r->bytes};
+          Seen seen{{}, *r->first_offset, *r->next_offset, r->bytes, {}};
           for (const auto& range : r->ranges) seen.ranges.emplace_back(range.position, range.length);
+          auto batches = l.read_batches(Offset(from), max_bytes, Offset(max_offset));
+          EXPECT_TRUE(batches) << from;
+          if (!batches) return out;
+          check_batches(*r, *batches, seen);
           out.push_back(seen);
         }
       }
       auto info = l.batch_at(Offset(from));
       EXPECT_TRUE(info) << from;
       if (!info) return out;
-      out.push_back({{}, *info->base_offset, *info->last_offset,
-                     static_cast<uint64_t>(info->leader_epoch) << 32 | info->size_bytes});
+      out.push_back({{},
+                     *info->base_offset,
+                     *info->last_offset,
+                     static_cast<uint64_t>(info->leader_epoch) << 32 | info->size_bytes,
+                     {}});
     }
     return out;
   };

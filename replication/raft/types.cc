@@ -1,6 +1,9 @@
 #include "replication/raft/types.h"
 
+#include <unistd.h>
+
 #include <algorithm>
+#include <cerrno>
 #include <cstring>
 #include <sstream>
 
@@ -24,8 +27,40 @@ Payload Payload::share(std::shared_ptr<const void> owner, Bytes bytes) {
   return p;
 }
 
+Payload Payload::in_file(std::shared_ptr<const void> owner, int fd, uint64_t offset, size_t size) {
+  Payload p;
+  if (size == 0) return p;
+  SLUICE_ASSERT(fd >= 0);
+  p.owner_ = std::move(owner);
+  p.fd_ = fd;
+  p.file_offset_ = offset;
+  p.file_size_ = size;
+  return p;
+}
+
+Result<Payload> Payload::loaded() const {
+  if (!in_file()) return *this;
+  std::vector<std::byte> out(file_size_);
+  size_t done = 0;
+  while (done < out.size()) {
+    const ssize_t n =
+        ::pread(fd_, out.data() + done, out.size() - done, static_cast<off_t>(file_offset_ + done));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0)
+      return error(errno, std::string("reading an entry from its file: ") + std::strerror(errno));
+    if (n == 0) return error(EIO, "reading an entry from its file: the file ends before it");
+    done += static_cast<size_t>(n);
+  }
+  return adopt(std::move(out));
+}
+
 bool operator==(const Payload& a, const Payload& b) {
   if (a.shares_buffer_with(b)) return true;
+  if (a.in_file() || b.in_file()) {
+    auto x = a.loaded();
+    auto y = b.loaded();
+    return x && y && *x == *y;
+  }
   const Bytes x = a.bytes();
   const Bytes y = b.bytes();
   return x.size() == y.size() && std::equal(x.begin(), x.end(), y.begin());

@@ -13,6 +13,7 @@
 #include <utility>
 #include <vector>
 
+#include "common/assert.h"
 #include "common/bytes.h"
 #include "common/ids.h"
 #include "common/result.h"
@@ -36,20 +37,39 @@ class Payload {
   // Refers to `bytes` inside a buffer that `owner` keeps alive (e.g. a produced batch inside
   // its request's buffer), without copying. Nobody may change those bytes afterwards.
   static Payload share(std::shared_ptr<const void> owner, Bytes bytes);
+  // Refers to `size` bytes at `offset` of the open file `fd`, which `owner` keeps open, without
+  // reading them: a leader's stored batches for a lagging follower, which the transport sends
+  // from the file (sendfile) instead of from memory. Nobody may change those bytes while the
+  // payload exists (a leader never rewrites its own log). Such a payload has no bytes in memory:
+  // bytes() must not be called on it (in_file()); loaded() reads them.
+  static Payload in_file(std::shared_ptr<const void> owner, int fd, uint64_t offset, size_t size);
 
-  size_t size() const { return bytes_.size(); }
+  size_t size() const { return in_file() ? file_size_ : bytes_.size(); }
   bool empty() const { return size() == 0; }
-  Bytes bytes() const { return bytes_; }
+  Bytes bytes() const {
+    SLUICE_ASSERT(!in_file());  // loaded() first
+    return bytes_;
+  }
   std::string_view text() const { return as_string_view(bytes()); }
+  bool in_file() const { return fd_ >= 0; }
+  int file_fd() const { return fd_; }
+  uint64_t file_offset() const { return file_offset_; }
+  // The same bytes in memory: this payload unless in_file(), else a copy read from the file
+  // (pread; an error when it fails or the file ends first). Blocking: not on a shard thread.
+  Result<Payload> loaded() const;
   // True when both refer to the same bytes of the same buffer (not merely equal bytes).
   bool shares_buffer_with(const Payload& other) const {
-    return owner_ == other.owner_ && bytes_.data() == other.bytes_.data();
+    return owner_ == other.owner_ && bytes_.data() == other.bytes_.data() && fd_ == other.fd_ &&
+           file_offset_ == other.file_offset_ && size() == other.size();
   }
   friend bool operator==(const Payload& a, const Payload& b);
 
  private:
   std::shared_ptr<const void> owner_;
   Bytes bytes_;
+  int fd_ = -1;
+  uint64_t file_offset_ = 0;
+  size_t file_size_ = 0;
 };
 
 enum class EntryType : uint8_t {

@@ -55,7 +55,7 @@ struct Pieces {
   void add(const raft::Payload& data) {
     bytes += data.size();
     if (data.empty()) return;
-    if (data.size() < kPackBelowBytes) {
+    if (data.size() < kPackBelowBytes && !data.in_file()) {
       pack.insert(pack.end(), data.bytes().begin(), data.bytes().end());
       return;
     }
@@ -240,7 +240,11 @@ Result<Frame> decode_header(const pb::Header& h, Bytes payload, const Ends& ends
 
 std::vector<std::byte> OutFrame::flatten() const {
   std::vector<std::byte> out(head.begin(), head.end());
-  for (const raft::Payload& p : payloads) out.insert(out.end(), p.bytes().begin(), p.bytes().end());
+  for (const raft::Payload& p : payloads) {
+    auto loaded = p.loaded();
+    SLUICE_ASSERT(loaded.has_value());
+    out.insert(out.end(), loaded->bytes().begin(), loaded->bytes().end());
+  }
   const Bytes b = as_bytes(body);
   out.insert(out.end(), b.begin(), b.end());
   return out;

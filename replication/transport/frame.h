@@ -57,6 +57,9 @@ struct Hello {
 // order with one gather write. Entry and snapshot data of kPackBelowBytes or more are
 // referenced (Payload shares its buffer), never copied; smaller entries next to each other
 // are copied into one piece, as one iovec per 100-byte entry costs far more than the copy.
+// Data in a file (raft::Payload::in_file: a leader's stored batches for a lagging follower) is
+// never read here: the connection sends it from the file (sendfile), or reads it when TLS
+// must encrypt it.
 struct OutFrame {
   std::vector<std::byte> head;
   std::vector<raft::Payload> payloads;

@@ -4,6 +4,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <spdlog/spdlog.h>
+#include <sys/sendfile.h>
 #include <sys/socket.h>
 
 #include <algorithm>
@@ -189,6 +190,11 @@ class Connection : public std::enable_shared_from_this<Connection> {
   void flush();
   void encode_beats_into(std::vector<OutFrame>& frames);
   void on_written(boost::system::error_code ec, size_t n);
+  // Writes steps_ from `i` on (`written` bytes so far), then calls on_written.
+  void write_steps(size_t i, size_t written);
+  // With TLS, a frame's payloads in files are read into memory (OpenSSL encrypts bytes);
+  // false when one cannot be read (the frame is dropped).
+  bool load_files(OutFrame& frame);
   void bad_peer(const std::string& why);
   std::string describe() const;
 
@@ -217,7 +223,17 @@ class Connection : public std::enable_shared_from_this<Connection> {
   uint64_t queued_bytes_ = 0;  // queued_ plus the beats' estimate
   uint64_t queued_messages_ = 0;
   std::vector<OutFrame> writing_;
-  std::vector<asio::const_buffer> buffers_;
+  // What flush() writes, in order: runs of memory buffers (one gather write each) and ranges
+  // of files (sendfile; adjacent payloads of one file joined). Without payloads in files, one
+  // run.
+  struct WriteStep {
+    std::vector<asio::const_buffer> buffers;
+    int fd = -1;  // >= 0: [offset, offset + length) of this file
+    uint64_t offset = 0;
+    uint64_t length = 0;
+  };
+  std::vector<WriteStep> steps_;
+  bool native_non_blocking_ = false;  // set before the first sendfile
   uint64_t writing_bytes_ = 0;
   bool writing_active_ = false;
   bool flush_posted_ = false;
@@ -622,30 +638,112 @@ void Connection::flush() {
   }
   if (ready_) {
     encode_beats_into(writing_);
-    for (OutFrame& f : queued_) writing_.push_back(std::move(f));
+    for (OutFrame& f : queued_) {
+      if (tls_ && !load_files(f)) continue;
+      writing_.push_back(std::move(f));
+    }
     queued_.clear();
     queued_bytes_ = queued_messages_ = 0;
   }
   if (writing_.empty()) return;
-  buffers_.clear();
+  steps_.assign(1, WriteStep{});
   writing_bytes_ = 0;
+  auto add = [this](const void* data, size_t n) {
+    if (steps_.back().fd >= 0) steps_.emplace_back();
+    steps_.back().buffers.emplace_back(data, n);
+  };
   for (const OutFrame& f : writing_) {
-    buffers_.emplace_back(f.head.data(), f.head.size());
-    for (const raft::Payload& p : f.payloads) buffers_.emplace_back(p.bytes().data(), p.size());
-    if (!f.body.empty()) buffers_.emplace_back(f.body.data(), f.body.size());
+    add(f.head.data(), f.head.size());
+    for (const raft::Payload& p : f.payloads) {
+      if (!p.in_file()) {
+        add(p.bytes().data(), p.size());
+        continue;
+      }
+      WriteStep& last = steps_.back();
+      if (last.fd == p.file_fd() && last.offset + last.length == p.file_offset()) {
+        last.length += p.size();  // the next batch of the same segment
+      } else {
+        steps_.push_back(
+            WriteStep{.fd = p.file_fd(), .offset = p.file_offset(), .length = p.size()});
+      }
+    }
+    if (!f.body.empty()) add(f.body.data(), f.body.size());
     writing_bytes_ += f.size();
   }
   writing_active_ = true;
-  auto done = [self = shared_from_this()](boost::system::error_code ec, size_t n) {
-    self->on_written(ec, n);
-  };
-  // Through TLS too the gather write copies nothing itself: Asio's SSL layer feeds OpenSSL
-  // the buffers in turn (small ones joined in 8 KiB pieces), which encrypts into its own.
-  if (tls_) {
-    asio::async_write(*tls_, buffers_, std::move(done));
-  } else {
-    asio::async_write(socket_, buffers_, std::move(done));
+  write_steps(0, 0);
+}
+
+void Connection::write_steps(size_t i, size_t written) {
+  for (; i < steps_.size(); ++i) {
+    WriteStep& step = steps_[i];
+    if (step.fd < 0) {
+      if (step.buffers.empty()) continue;
+      auto done = [self = shared_from_this(), i, written](boost::system::error_code ec, size_t n) {
+        if (ec || !self->open_) return self->on_written(ec, written + n);
+        self->write_steps(i + 1, written + n);
+      };
+      // Through TLS too the gather write copies nothing itself: Asio's SSL layer feeds OpenSSL
+      // the buffers in turn (small ones joined in 8 KiB pieces), which encrypts into its own.
+      if (tls_) {
+        asio::async_write(*tls_, step.buffers, std::move(done));
+      } else {
+        asio::async_write(socket_, step.buffers, std::move(done));
+      }
+      return;
+    }
+    // From the file to the socket in the kernel (never with TLS: load_files). It blocks this
+    // thread only while the kernel reads pages the cache does not hold.
+    if (!native_non_blocking_) {
+      boost::system::error_code ec;
+      socket_.native_non_blocking(true, ec);
+      if (ec) return on_written(ec, written);
+      native_non_blocking_ = true;
+    }
+    while (step.length > 0) {
+      auto offset = static_cast<off_t>(step.offset);
+      const ssize_t n = ::sendfile(socket_.native_handle(), step.fd, &offset,
+                                   std::min<uint64_t>(step.length, 1u << 30));
+      if (n > 0) {
+        step.offset += static_cast<uint64_t>(n);
+        step.length -= static_cast<uint64_t>(n);
+        written += static_cast<size_t>(n);
+        owner_->stats_.file_bytes_out += static_cast<uint64_t>(n);
+        continue;
+      }
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+        socket_.async_wait(tcp::socket::wait_write,
+                           [self = shared_from_this(), i, written](boost::system::error_code ec) {
+                             if (ec || !self->open_) return self->on_written(ec, written);
+                             self->write_steps(i, written);
+                           });
+        return;
+      }
+      // The file ended before the frame did (it was cut meanwhile): the frame cannot be
+      // finished, so the connection goes (and the outbound side redials).
+      return on_written(n == 0 ? boost::system::error_code(asio::error::eof)
+                               : boost::system::error_code(errno, boost::system::system_category()),
+                        written);
+    }
   }
+  on_written({}, written);
+}
+
+bool Connection::load_files(OutFrame& frame) {
+  for (raft::Payload& p : frame.payloads) {
+    if (!p.in_file()) continue;
+    auto loaded = p.loaded();
+    if (!loaded) {
+      owner_->log_line(spdlog::level::warn,
+                       fmt::format("transport {}: dropped a frame {}: {}", cfg_.self_id, describe(),
+                                   loaded.error().message));
+      owner_->stats_.dropped += 1;
+      return false;
+    }
+    p = std::move(*loaded);
+  }
+  return true;
 }
 
 // All heartbeats of this flush, in as few frames as the header and frame limits allow: one,

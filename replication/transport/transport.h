@@ -117,7 +117,9 @@ class Transport {
   struct Stats {
     // bad_peers: inbound connections that broke the protocol or failed the TLS handshake,
     // and outbound ones whose TLS handshake failed.
+    // file_bytes_out: the part of bytes_out sent from files (sendfile), not from memory.
     uint64_t frames_in, frames_out, bytes_in, bytes_out, dropped, reconnects, bad_peers;
+    uint64_t file_bytes_out;
   };
   Stats stats() const;
 

@@ -2,8 +2,11 @@
 // back-pressure, reconnection, and peers that send garbage.
 #include "replication/transport/transport.h"
 
+#include <fcntl.h>
 #include <gtest/gtest.h>
+#include <unistd.h>
 
+#include <algorithm>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/read.hpp>
 #include <boost/asio/write.hpp>
@@ -87,6 +90,82 @@ class TransportTest : public ::testing::Test {
     return m;
   }
 
+  // A file of pseudo-random bytes, open while any payload referring to it exists.
+  struct DataFile {
+    std::shared_ptr<int> fd;
+    std::vector<std::byte> bytes;
+    raft::Payload part(uint64_t offset, size_t size) const {
+      return raft::Payload::in_file(fd, *fd, offset, size);
+    }
+    Bytes expect(uint64_t offset, size_t size) const { return Bytes(bytes).subspan(offset, size); }
+  };
+  static DataFile data_file(const std::string& path, size_t size) {
+    DataFile f;
+    f.bytes.resize(size);
+    uint32_t x = 2463534242u;
+    for (auto& b : f.bytes) {
+      x ^= x << 13, x ^= x >> 17, x ^= x << 5;
+      b = static_cast<std::byte>(x);
+    }
+    const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    EXPECT_GE(fd, 0);
+    EXPECT_EQ(::pwrite(fd, f.bytes.data(), f.bytes.size(), 0), static_cast<ssize_t>(size));
+    ::unlink(path.c_str());
+    f.fd = std::shared_ptr<int>(new int(fd), [](int* p) {
+      ::close(*p);
+      delete p;
+    });
+    return f;
+  }
+
+  // Appends whose entries lie in a file, from broker 1 (t1) to broker 2: pieces of the file
+  // (adjacent ones, small and large, out of order, 8 MiB at once) between entries in memory
+  // (large, and small ones packed). Each arrives holding the file's bytes.
+  void file_entries_arrive(Transport& t1, const std::string& path) {
+    const DataFile f = data_file(path, 10 << 20);
+    struct Piece {
+      bool in_file;
+      uint64_t offset;
+      size_t size;
+    };
+    const std::vector<std::vector<Piece>> messages = {
+        {{true, 0, 100000},
+         {true, 100000, 1000},
+         {false, 7, 5000},
+         {false, 9, 200},
+         {true, 300000, 50000},
+         {true, 101000, 3000},
+         {false, 11, 100}},
+        {{true, 1 << 20, 8 << 20}},  // more than the socket takes at once: sendfile waits
+        {{false, 3, 64}, {true, 500, 10}, {true, 510, 20}},
+    };
+    for (const auto& pieces : messages) {
+      Message m = message(MessageType::kAppend, 1, 2);
+      uint64_t index = 10;
+      for (const Piece& p : pieces) {
+        raft::Entry e;
+        e.index = LogIndex{index++};
+        e.term = Term{3};
+        e.data = p.in_file ? f.part(p.offset, p.size)
+                           : raft::Payload::copy_of(f.expect(p.offset, p.size));
+        m.entries.push_back(std::move(e));
+      }
+      ASSERT_TRUE(t1.send(5, m));
+    }
+    ASSERT_TRUE(run_until([&] { return received_[2].size() == messages.size(); }, 20000ms));
+    for (size_t i = 0; i < messages.size(); ++i) {
+      const Message& got = received_[2][i].message;
+      ASSERT_EQ(got.entries.size(), messages[i].size());
+      for (size_t k = 0; k < got.entries.size(); ++k) {
+        const Piece& p = messages[i][k];
+        ASSERT_FALSE(got.entries[k].data.in_file());
+        const Bytes b = got.entries[k].data.bytes();
+        EXPECT_TRUE(std::ranges::equal(b, f.expect(p.offset, p.size)))
+            << "message " << i << " entry " << k;
+      }
+    }
+  }
+
   asio::io_context io_;
   std::map<int32_t, std::vector<Received>> received_;
 };
@@ -98,6 +177,44 @@ TEST_F(TransportTest, EveryMessageTypeArrivesFieldByField) {
   ASSERT_NO_FATAL_FAILURE(every_message_type_arrives(*t1));
   EXPECT_EQ(t1->stats().dropped, 0u);
   EXPECT_EQ(t2->stats().bad_peers, 0u);
+}
+
+TEST_F(TransportTest, EntriesInAFileAreSentFromTheFile) {
+  auto t1 = make(1);
+  auto t2 = make(2);
+  t1->set_peer(2, "127.0.0.1", t2->port());
+  ASSERT_NO_FATAL_FAILURE(file_entries_arrive(*t1, ::testing::TempDir() + "/transport_file"));
+  EXPECT_EQ(t1->stats().file_bytes_out, 100000u + 1000 + 50000 + 3000 + (8u << 20) + 30);
+  EXPECT_EQ(t1->stats().dropped, 0u);
+  EXPECT_EQ(t2->stats().bad_peers, 0u);
+}
+
+TEST_F(TransportTest, AFileEndingBeforeItsEntryEndsTheConnectionNotTheTransport) {
+  TransportConfig config;
+  config.reconnect_min = 10ms;
+  config.reconnect_max = 50ms;
+  auto t1 = make(1, config);
+  auto t2 = make(2);
+  t1->set_peer(2, "127.0.0.1", t2->port());
+  ASSERT_TRUE(run_until([&] { return t1->connected(2); }));
+  const DataFile f = data_file(::testing::TempDir() + "/transport_short", 1 << 20);
+  Message m = message(MessageType::kAppend, 1, 2);
+  raft::Entry e;
+  e.index = LogIndex{4};
+  e.term = Term{3};
+  e.data = f.part(512 << 10, 1 << 20);  // half of it is past the end (the file was cut)
+  m.entries.push_back(e);
+  ASSERT_TRUE(t1->send(5, m));
+  ASSERT_TRUE(run_until([&] { return !t1->connected(2); }));
+  EXPECT_TRUE(received_[2].empty());
+  EXPECT_EQ(t2->stats().bad_peers, 0u);  // a frame cut short, as from a crashed peer
+  // The connection comes back, and what follows arrives.
+  ASSERT_TRUE(run_until([&] { return t1->connected(2); }));
+  m.entries[0].data = f.part(0, 4096);
+  ASSERT_TRUE(t1->send(5, m));
+  ASSERT_TRUE(run_until([&] { return received_[2].size() == 1; }));
+  EXPECT_TRUE(
+      std::ranges::equal(received_[2][0].message.entries[0].data.bytes(), f.expect(0, 4096)));
 }
 
 TEST_F(TransportTest, AReadysMessagesGoInOneCall) {
@@ -705,6 +822,17 @@ TEST_F(TransportTlsTest, BrokersWithCertificatesOfTheClusterCaExchangeMessagesAn
   EXPECT_EQ(t1->stats().bad_peers, 0u);
   EXPECT_EQ(t2->stats().bad_peers, 0u);
   EXPECT_EQ(t1->stats().dropped, 0u);
+}
+
+TEST_F(TransportTlsTest, EntriesInAFileAreReadAndEncrypted) {
+  testing::TestCa ca(dir_, "cluster");
+  auto t1 = make(1, with_tls(ca.issue("broker-1")));
+  auto t2 = make(2, with_tls(ca.issue("broker-2")));
+  t1->set_peer(2, "127.0.0.1", t2->port());
+  ASSERT_NO_FATAL_FAILURE(file_entries_arrive(*t1, dir_ + "/file"));
+  EXPECT_EQ(t1->stats().file_bytes_out, 0u);  // TLS: read, then encrypted
+  EXPECT_EQ(t1->stats().dropped, 0u);
+  EXPECT_EQ(t2->stats().bad_peers, 0u);
 }
 
 TEST_F(TransportTlsTest, APeerWithACertificateFromAnotherCaIsRefused) {

@@ -527,6 +527,38 @@ class Replication(ClusterTestCase):
                "%.2f" % (time.monotonic() - start))
         self.assertEqual(second, list(range(500, 1000)))
 
+    def metric(self, broker, name):
+        status, text = self.cluster.brokers[broker].admin_get("/metrics")
+        self.assertEqual(status, 200)
+        return sum(float(line.split()[1]) for line in text.splitlines()
+                   if line.startswith(name + " "))
+
+    def test_lagging_follower_catches_up_from_the_leaders_files(self):
+        """A follower that missed megabytes catches up from the leader's segment files, sent
+        with sendfile (sluice_transport_file_bytes_out_total on the leader), and ends with the
+        same batches on disk."""
+        name = "catchup"
+        self.create(name)
+        wait_for(lambda: leader_of(self.cluster, name) >= 0, 20, "a leader")
+        leader = leader_of(self.cluster, name)
+        follower = next(b for b in (0, 1, 2) if b != leader)
+        self.broker(follower).kill()
+        p = Producer({"bootstrap.servers": self.cluster.bootstrap, "acks": "all",
+                      "linger.ms": 5, "batch.size": 256 << 10})
+        value = b"x" * 1000
+        for i in range(8000):  # about 8 MB, far more than the leader keeps in memory (256 KiB)
+            p.produce(name, value=value, key=str(i).encode(), partition=0)
+            if i % 1000 == 999:
+                p.poll(0)
+        self.assertEqual(p.flush(60), 0)
+        self.assertEqual(leader_of(self.cluster, name), leader)
+        sent_before = self.metric(leader, "sluice_transport_file_bytes_out_total")
+        self.broker(follower).start()
+        self.wait_replicas_equal(name, 60)
+        sent = self.metric(leader, "sluice_transport_file_bytes_out_total") - sent_before
+        self.assertGreater(sent, 4e6)  # most of the 8 MB, straight from the files
+        report("bytes the leader sent from its files to the restarted follower", int(sent))
+
 
 class IsrReporting(ClusterTestCase):
     """Metadata's ISR is the leader's (voters caught up within replica.lag.time.max.ms), not
