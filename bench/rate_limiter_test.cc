@@ -8,15 +8,11 @@
 #include <thread>
 
 #include "bench/histogram.h"
+#include "common/clock.h"
 
 namespace sluice::bench {
 namespace {
 
-int64_t now_ns() {
-  return std::chrono::duration_cast<std::chrono::nanoseconds>(
-             std::chrono::steady_clock::now().time_since_epoch())
-      .count();
-}
 
 TEST(RateLimiter, IntendedTimesAreEvenlySpaced) {
   RateLimiter limiter(1000, 5'000);
@@ -83,7 +79,7 @@ TEST(RateLimiter, StallCountsAgainstEveryDelayedOperation) {
 TEST(RateLimiter, AchievedRateOverTenSecondsIsReported) {
   const double rate = 2000;
   const double seconds = 10;
-  const int64_t start = now_ns();
+  const int64_t start = steady_ns();
   RateLimiter limiter(rate, start);
   int64_t sent = 0;
   int64_t previous = 0;
@@ -93,12 +89,12 @@ TEST(RateLimiter, AchievedRateOverTenSecondsIsReported) {
     if (intended >= start + static_cast<int64_t>(seconds * 1e9)) break;
     ASSERT_GT(intended, previous - 1);
     previous = intended;
-    const int64_t now = now_ns();
+    const int64_t now = steady_ns();
     if (intended > now) std::this_thread::sleep_for(std::chrono::nanoseconds(intended - now));
-    lateness_us.record((now_ns() - intended) / 1000);
+    lateness_us.record((steady_ns() - intended) / 1000);
     ++sent;
   }
-  const double elapsed = static_cast<double>(now_ns() - start) / 1e9;
+  const double elapsed = static_cast<double>(steady_ns() - start) / 1e9;
   const double achieved = static_cast<double>(sent) / elapsed;
   std::printf(
       "rate limiter: target %.0f/s, achieved %.1f/s over %.2f s (%+.2f%%), lateness "

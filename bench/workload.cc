@@ -12,6 +12,7 @@
 #include "bench/rate_limiter.h"
 #include "common/assert.h"
 #include "common/bytes.h"
+#include "common/clock.h"
 #include "partitioner/key_partitioner.h"
 #include "protocol/compression.h"
 
@@ -24,11 +25,6 @@ constexpr int64_t kNsPerS = 1'000'000'000;
 constexpr int kTickMs = 50;
 constexpr size_t kFillerBytes = 1 << 20;  // random filler the record values are cut from
 
-int64_t steady_ns() {
-  return std::chrono::duration_cast<std::chrono::nanoseconds>(
-             std::chrono::steady_clock::now().time_since_epoch())
-      .count();
-}
 
 // What one side (produce or consume) measured; written by its worker threads, read by the
 // reporter each second. A mutex, not atomics: it is taken once per batch or fetch, and the

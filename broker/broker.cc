@@ -15,6 +15,7 @@
 #include "broker/tls.h"
 #include "broker/topic_config.h"
 #include "broker/version.h"
+#include "common/clock.h"
 #include "log/logging.h"
 #include "protocol/record_batch.h"
 
@@ -330,9 +331,7 @@ void Broker::ping_peers(const TopicsSnapshot& snap) {
 // checks its quorum again, and its ISR drops the silent one). Done when a peer falls silent
 // and every half second while one stays silent (sleeping groups are not ticked).
 void Broker::wake_silenced(ShardState& ss) {
-  const int64_t now = std::chrono::duration_cast<std::chrono::milliseconds>(
-                          std::chrono::steady_clock::now().time_since_epoch())
-                          .count();
+  const int64_t now = steady_ms();
   std::unordered_map<int32_t, int64_t> heard;
   {
     std::lock_guard lock(groups_mutex_);
@@ -375,10 +374,7 @@ void Broker::route_raft(uint64_t group, raft::Message&& message) {
   TopicPartition tp;
   {
     std::lock_guard lock(groups_mutex_);
-    peer_heard_ms_[static_cast<int32_t>(*message.from)] =
-        std::chrono::duration_cast<std::chrono::milliseconds>(
-            std::chrono::steady_clock::now().time_since_epoch())
-            .count();
+    peer_heard_ms_[static_cast<int32_t>(*message.from)] = steady_ms();
     auto it = group_index_.find(group);
     if (it == group_index_.end()) return;  // not hosted here (yet, or any more): dropped
     tp = it->second;

@@ -9,6 +9,7 @@
 
 #include "broker/group_records.h"
 #include "broker/kafka_errors.h"
+#include "common/clock.h"
 #include "protocol/record_batch.h"
 
 namespace sluice::broker {
@@ -21,11 +22,6 @@ constexpr int kExpiryEveryTicks = 50;  // offsets retention / deleted topics eve
 constexpr uint64_t kLoadReadBytes = 1 << 20;
 constexpr int32_t kGroupSubscribedToTopic = 86;
 
-int64_t steady_ms() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::steady_clock::now().time_since_epoch())
-      .count();
-}
 int64_t wall_ms() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(
              std::chrono::system_clock::now().time_since_epoch())

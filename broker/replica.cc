@@ -16,6 +16,7 @@
 #include "common/durable_file.h"
 #include "common/random.h"
 #include "common/bytes.h"
+#include "common/clock.h"
 #include "protocol/crc32c.h"
 #include "protocol/record_batch.h"
 
@@ -31,12 +32,6 @@ constexpr size_t kSlotBytes = 256;
 constexpr size_t kSlotFixed = 4 + 4 + 8 * 7 + 4;  // magic, crc, 7 u64 fields, conf length
 constexpr size_t kInternalHeader = 4 + 4 + 8 + 8 + 1 + 8;
 constexpr uint32_t kInternalMax = 1 << 20;
-
-int64_t now_ms() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::steady_clock::now().time_since_epoch())
-      .count();
-}
 
 template <class T>
 void put(std::string& out, T v) {
@@ -448,7 +443,7 @@ ErrorCode Replica::produce(MutableBytes batch, int16_t acks, ProduceDone done,
                             .term = term,
                             .kafka_base = base,
                             .done = std::move(done),
-                            .deadline_ms = timeout_ms > 0 ? now_ms() + timeout_ms : 0});
+                            .deadline_ms = timeout_ms > 0 ? steady_ms() + timeout_ms : 0});
   }
   schedule();
   return ErrorCode::kNone;
@@ -467,7 +462,7 @@ void Replica::tick() {
   if (failed_) return;
   node_->tick();
   if (!waiters_.empty()) {  // Produce's timeout_ms: answered, not held
-    const int64_t now = now_ms();
+    const int64_t now = steady_ms();
     for (auto it = waiters_.begin(); it != waiters_.end();) {
       if (it->second.deadline_ms > 0 && now >= it->second.deadline_ms) {
         auto done = std::move(it->second.done);
@@ -479,7 +474,7 @@ void Replica::tick() {
     }
   }
   if (is_leader()) {
-    const int64_t now = now_ms();
+    const int64_t now = steady_ms();
     const uint64_t commit = node_->log().committed();
     for (int32_t v : voters_) {
       const auto* pr = node_->progress(raft::NodeId(v));
@@ -527,7 +522,7 @@ bool Replica::check_append(raft::Message& m) {
 
 bool Replica::reject_append(const raft::Message& m, const std::string& why) {
   ++appends_rejected_;
-  const int64_t now = now_ms();
+  const int64_t now = steady_ms();
   if (now - reject_logged_ms_ >= 10'000) {
     reject_logged_ms_ = now;
     spdlog::warn("replica of group {:x}: dropped an append from broker {} (term {}): {}",
@@ -538,7 +533,7 @@ bool Replica::reject_append(const raft::Message& m, const std::string& why) {
 
 void Replica::step(raft::Message&& message) {
   if (failed_) return;
-  heard_ms_[static_cast<int32_t>(*message.from)] = now_ms();
+  heard_ms_[static_cast<int32_t>(*message.from)] = steady_ms();
   if (message.type == raft::MessageType::kAppend && !message.entries.empty() &&
       !check_append(message)) {
     return;
@@ -595,7 +590,7 @@ bool Replica::caught_up(int32_t id) const {
 bool Replica::heard_recently(int32_t id) const {
   auto it = heard_ms_.find(id);
   const int64_t window = static_cast<int64_t>(options_.raft.election_ticks) * options_.tick_ms;
-  return it != heard_ms_.end() && now_ms() - it->second <= window;
+  return it != heard_ms_.end() && steady_ms() - it->second <= window;
 }
 
 bool Replica::serving() const {
@@ -626,7 +621,7 @@ void Replica::refresh_voters() {
 
 std::vector<int32_t> Replica::in_sync_replicas(int64_t lag_ms) const {
   if (!is_leader()) return voters();
-  const int64_t now = now_ms();
+  const int64_t now = steady_ms();
   std::vector<int32_t> out;
   for (int32_t id : voters_) {
     const raft::NodeId v(id);
@@ -788,7 +783,7 @@ void Replica::schedule() {
     // ends the quiescence when they go silent): they are in sync as of now, not as of the
     // last message, which may be long ago.
     if (!quiesced_seen_ && !silence_woke_ && is_leader()) {
-      const int64_t now = now_ms();
+      const int64_t now = steady_ms();
       for (int32_t v : voters_) {
         heard_ms_[v] = now;
         caught_up_ms_[v] = now;
@@ -1186,7 +1181,7 @@ void Replica::after_role_change() {
   if (became_leader) {
     caught_up_ms_.clear();
     lost_seen_.clear();  // a new term, new progress counters
-    const int64_t now = now_ms();
+    const int64_t now = steady_ms();
     for (int32_t v : voters_) caught_up_ms_[v] = now;
     for (int32_t v : voters_) heard_ms_[v] = now;  // as the core does: everyone starts active
   }

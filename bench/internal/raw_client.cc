@@ -19,6 +19,7 @@
 
 #include "bench/internal/client.h"
 #include "common/assert.h"
+#include "common/clock.h"
 #include "protocol/error_codes.h"
 #include "protocol/message_frame.h"
 #include "protocol/record_batch.h"
@@ -38,11 +39,6 @@ constexpr int32_t kProduceTimeoutMs = 30'000;
 constexpr int kTopicReadyWaitMs = 10'000;
 constexpr const char* kClientId = "sluice-bench";
 
-int64_t steady_ns() {
-  return std::chrono::duration_cast<std::chrono::nanoseconds>(
-             std::chrono::steady_clock::now().time_since_epoch())
-      .count();
-}
 std::chrono::steady_clock::time_point steady_at(int64_t ns) {
   return std::chrono::steady_clock::time_point(std::chrono::nanoseconds(ns));
 }
