@@ -362,6 +362,12 @@ class PartitionLog final : public FdHolder {
   // The window of recent batches (below): reads and batch lookups without touching the files.
   LogResult<ReadResult> read_recent(int64_t from, uint64_t max_bytes, int64_t limit,
                                     std::vector<StoredBatch>* batches);
+  // Cold reads (outside the recent window): the furthest indexed batch start after `pos` (a
+  // batch start) such that the batches before it fit in `room` bytes, end below `limit` and
+  // are readable; nullopt when none does. One pread of the entries from `first_entry` on.
+  std::optional<IndexEntry> index_jump(const detail::Segment& seg, uint64_t first_entry,
+                                       uint64_t pos, uint64_t room, int64_t limit,
+                                       uint64_t readable);
   // read(), and each batch's place in `batches` when not null.
   LogResult<ReadResult> read_ranges(Offset from_offset, uint64_t max_bytes,
                                     std::optional<Offset> max_offset,

@@ -133,11 +133,25 @@ LogResult<ReadResult> PartitionLog::read_ranges(Offset from_offset, uint64_t max
     if (!file) return unexpected(file.error());
     const uint64_t readable = readable_bytes(s);
     uint64_t pos = 0;
+    uint64_t entry = 0;  // an index entry at or before pos: where index_jump looks from
     if (first_segment) {
-      auto entry = index_floor(s, from);
-      if (!entry) return unexpected(entry.error());
-      pos = entry->position;
+      auto index = index_file(s);
+      if (!index) return unexpected(index.error());
+      auto below =
+          detail::index_count_below((*index)->fd(), s.index_on_disk(), s.base_offset, from + 1);
+      if (!below) return unexpected(below.error());
+      if (*below > 0) {
+        entry = *below - 1;
+        auto floor = detail::read_index_entry((*index)->fd(), s.base_offset, entry);
+        if (!floor) return unexpected(floor.error());
+        pos = floor->position;
+      }
     }
+    // Fetch needs only where the run of whole batches ends: once its first batch is found,
+    // the index (one pread of its entries) carries it past every indexed batch start that
+    // fits, and headers are read only around the ends (batches that are not indexed). The
+    // Raft catch-up (`batches`) needs every batch's header.
+    bool jumped = batches != nullptr || s.corrupt_from >= 0;
     uint64_t range_start = pos;
     while (pos < readable) {
       auto header = detail::read_batch_header((*file)->fd(), pos, readable);
@@ -170,6 +184,16 @@ LogResult<ReadResult> PartitionLog::read_ranges(Offset from_offset, uint64_t max
       result.bytes += header->size_bytes;
       result.next_offset = Offset(header->last_offset + 1);
       pos += header->size_bytes;
+      if (!jumped) {
+        jumped = true;
+        const uint64_t room = max_bytes > result.bytes ? max_bytes - result.bytes : 0;
+        auto jump = index_jump(s, entry, pos, room, limit, readable);
+        if (jump && jump->position > pos) {
+          result.bytes += jump->position - pos;
+          result.next_offset = Offset(jump->offset);
+          pos = jump->position;
+        }
+      }
     }
     if (pos > range_start) {
       result.ranges.push_back(
@@ -180,6 +204,31 @@ LogResult<ReadResult> PartitionLog::read_ranges(Offset from_offset, uint64_t max
   }
   SLUICE_ASSERT(result.ranges.empty() == (result.bytes == 0));
   return result;
+}
+
+std::optional<IndexEntry> PartitionLog::index_jump(const Segment& seg, uint64_t first_entry,
+                                                   uint64_t pos, uint64_t room, int64_t limit,
+                                                   uint64_t readable) {
+  constexpr uint64_t kEntriesMax = 8192;  // 64 KiB of index: a run of 32 MiB at 4 KiB apart
+  const uint64_t on_disk = seg.index_on_disk();
+  if (first_entry + 1 >= on_disk || room == 0) return std::nullopt;
+  const uint64_t interval = std::max<uint64_t>(1, config_.index_interval_bytes);
+  const uint64_t count = std::min({on_disk - first_entry, room / interval + 2, kEntriesMax});
+  auto index = index_file(seg);
+  if (!index) return std::nullopt;  // the header walk goes on (and reports what fails)
+  std::vector<std::byte> raw(count * kIndexEntryBytes);
+  if (!detail::pread_full((*index)->fd(), raw, first_entry * kIndexEntryBytes)) {
+    return std::nullopt;
+  }
+  std::optional<IndexEntry> best;
+  for (uint64_t i = 0; i < count; ++i) {
+    const IndexEntry e = decode_index_entry(raw.data() + i * kIndexEntryBytes, seg.base_offset);
+    if (e.position <= pos) continue;
+    // Every batch before an indexed batch start ends below its offset.
+    if (e.position - pos > room || e.position > readable || e.offset > limit) break;
+    best = e;
+  }
+  return best;
 }
 
 // read() of batches in the window of recent ones: the same ranges, found in memory.

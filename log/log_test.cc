@@ -197,6 +197,53 @@ TEST_P(LogPartition, RecentBatchWindowAgreesWithTheFiles) {
   ring_.drain();
 }
 
+// Read system calls this process made so far (/proc/self/io's syscr: read, pread, ...).
+uint64_t read_syscalls() {
+  std::FILE* f = std::fopen("/proc/self/io", "r");
+  if (f == nullptr) return 0;
+  char line[128];
+  uint64_t n = 0;
+  while (std::fgets(line, sizeof line, f) != nullptr) {
+    if (std::sscanf(line, "syscr: %lu", &n) == 1) break;
+  }
+  std::fclose(f);
+  return n;
+}
+
+// A Fetch outside the recent window reads the index and the headers around the ends of its
+// run, not every batch's header: 64 batches of 16 KiB (each indexed) in a handful of preads.
+TEST_P(LogPartition, ColdReadsCrossIndexedBatchesWithoutReadingTheirHeaders) {
+  config_.flush.mode = FlushMode::kNever;
+  auto log = open_log();
+  for (int i = 0; i < 200; ++i) {
+    batches_.push_back(make_batch(16, 1000, 1000 + i, batches_.size()));
+    ASSERT_TRUE(log->append(batches_.back(), {}, {}));
+    if (i % 50 == 49) ring_.drain();
+  }
+  ring_.drain();
+  auto warm = log->read(Offset(160), 64 * batches_[0].size(), Offset(3000));
+  ASSERT_TRUE(log->close());
+  log.reset();
+  auto cold_log = open_log();
+  ASSERT_TRUE(cold_log);
+  const uint64_t before = read_syscalls();
+  auto cold = cold_log->read(Offset(160), 64 * batches_[0].size(), Offset(3000));
+  const uint64_t calls = read_syscalls() - before;
+  ASSERT_TRUE(warm && cold);
+  EXPECT_EQ(cold->bytes, 64 * batches_[0].size());
+  EXPECT_EQ(cold->bytes, warm->bytes);
+  EXPECT_EQ(*cold->first_offset, 160);
+  EXPECT_EQ(*cold->next_offset, 160 + 64 * 16);
+  EXPECT_EQ(*cold->next_offset, *warm->next_offset);
+  EXPECT_LT(calls, 24u) << "read syscalls for one cold read of 64 batches";
+  // Bounded by the high watermark inside the run: it stops at the batch that crosses it.
+  auto bounded = cold_log->read(Offset(160), 1 << 30, Offset(1000));
+  ASSERT_TRUE(bounded);
+  EXPECT_EQ(*bounded->next_offset, 992);
+  EXPECT_EQ(bounded->bytes, 52 * batches_[0].size());
+  ring_.drain();
+}
+
 // Index entries go through the ring: a truncation waits (kBusy) until they are written, and the
 // index files then hold every entry the log counted.
 TEST_P(LogPartition, IndexEntriesAreWrittenThroughTheRing) {
