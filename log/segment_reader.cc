@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <limits>
 
 #include "log/format.h"
 #include "protocol/record_batch.h"
@@ -54,6 +55,13 @@ std::optional<kafka::RecordBatchView> check_batch(Bytes rest, int64_t expected_o
   }
   if (view->last_offset_delta() < 0) {
     reason = "negative last offset delta";
+    return std::nullopt;
+  }
+  // The next batch's offset must be representable (the fuzzer found base offsets that make
+  // last_offset() + 1 overflow).
+  if (view->base_offset() >
+      std::numeric_limits<int64_t>::max() - 1 - int64_t{view->last_offset_delta()}) {
+    reason = "base offset " + std::to_string(view->base_offset()) + " out of range";
     return std::nullopt;
   }
   if (expected_offset >= 0 && view->base_offset() != expected_offset) {

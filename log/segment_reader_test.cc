@@ -3,6 +3,8 @@
 
 #include <gtest/gtest.h>
 
+#include <limits>
+
 #include "log/tests/test_util.h"
 
 namespace sluice::log {
@@ -112,6 +114,20 @@ TEST(LogScanSegment, OffsetGapIsCorrupt) {
   const ScanResult r = scan_segment(s.bytes, {.expected_base_offset = 0});
   EXPECT_EQ(r.stop, ScanStop::kCorrupt);
   EXPECT_EQ(r.valid_bytes, s.starts[1]);
+}
+
+TEST(LogScanSegment, OffsetsThatWouldOverflowAreCorrupt) {
+  // Found by log_scan_fuzz: a batch whose last offset is INT64_MAX (no next offset exists).
+  for (const int64_t base : {std::numeric_limits<int64_t>::max() - 1,
+                             std::numeric_limits<int64_t>::max()}) {
+    Segment3 s;  // its first batch spans two offsets
+    kafka::set_base_offset(MutableBytes(s.bytes).subspan(0, s.starts[1]), base);
+    kafka::update_crc(MutableBytes(s.bytes).subspan(0, s.starts[1]));
+    const ScanResult r = scan_segment(s.bytes, {.expected_base_offset = -1});
+    EXPECT_EQ(r.stop, ScanStop::kCorrupt) << base;
+    EXPECT_EQ(r.valid_bytes, 0u) << base;
+    EXPECT_EQ(r.batches, 0u) << base;
+  }
 }
 
 TEST(LogScanSegment, FirstBatchMustStartAtTheSegmentBase) {
