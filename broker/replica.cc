@@ -395,7 +395,7 @@ std::vector<raft::Entry> Replica::entries(LogIndex lo, LogIndex hi, uint64_t max
       const auto width = static_cast<uint32_t>(*b.last_offset - *b.base_offset + 1);
       if (idx > *hi) return out;
       // Referred to in the segment file, not read: the transport sends it from there
-      // (sendfile), and the follower checks its CRC (step_append).
+      // (sendfile), and the follower checks it (check_append).
       out.push_back(raft::Entry{
           LogIndex(idx), Term(term_at(idx)), raft::EntryType::kNormal,
           raft::Payload::in_file(b.range.file, b.range.fd(), b.range.position, b.range.length),

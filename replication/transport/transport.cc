@@ -646,7 +646,10 @@ void Connection::flush() {
     queued_bytes_ = queued_messages_ = 0;
   }
   if (writing_.empty()) return;
-  steps_.assign(1, WriteStep{});
+  // The first step's buffer list keeps its capacity from flush to flush (as buffers_ did).
+  steps_.resize(1);
+  steps_[0].buffers.clear();
+  steps_[0].fd = -1;
   writing_bytes_ = 0;
   auto add = [this](const void* data, size_t n) {
     if (steps_.back().fd >= 0) steps_.emplace_back();
