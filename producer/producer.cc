@@ -309,9 +309,16 @@ struct Producer::Impl {
       }
       for (auto& [tp, ps] : partitions) {
         if (ps.open) {
-          if (flushing > 0 || closed || now - ps.open->created >= linger) {
+          // A lingered batch is closed when it can go: while the partition has batches
+          // waiting or max_in_flight requests out, it stays open and takes the records that
+          // come meanwhile (as Kafka's accumulator drains a batch only when it is sent).
+          // Closing it at once made linger 0 under load a queue of one-record batches, one
+          // request each: the queue grew without bound at half the peak rate.
+          const bool can_go = ps.ready.empty() && !ps.retrying &&
+                              static_cast<int>(ps.inflight.size()) < config.max_in_flight;
+          if (flushing > 0 || closed || (can_go && now - ps.open->created >= linger)) {
             close_open_batch(ps, tp.first);
-          } else {
+          } else if (can_go) {
             next_wake = std::min(next_wake, ps.open->created + linger);
           }
         }

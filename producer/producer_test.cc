@@ -490,6 +490,44 @@ TEST_F(ClientIntegration, ProducerStatsComeAtTheIntervalAndCountWhatWasSent) {
   EXPECT_EQ(stats.size(), closed_at) << "no stats after close()";
 }
 
+// linger.ms 0 sends a batch at once when it can go; records that come while the partition's
+// requests are all out join the batch still open, instead of each becoming a batch and a
+// request of its own (which queued one-record requests without bound at half the peak rate).
+TEST_F(ClientIntegration, AtLingerZeroRecordsThatComeWhileRequestsAreOutShareABatch) {
+  create_topic(broker_.address(), "linger0", 1);
+  StatsLog stats;
+  ProducerConfig pc;
+  pc.linger_ms = 0;
+  pc.max_in_flight = 1;
+  ASSERT_TRUE(set_config(pc, "statistics.interval.ms", "100"));
+  pc.stats_cb = stats.callback();
+  auto producer = make_producer(broker_.address(), pc);
+  constexpr int kRecords = 4000;
+  auto next = std::chrono::steady_clock::now();
+  for (int i = 0; i < kRecords; ++i) {
+    // Paced (40,000 a second), as a producer at a fixed rate: each record finds the batch
+    // before it already closed or sent, so only the ones that came meanwhile can join it.
+    next += std::chrono::microseconds(25);
+    while (std::chrono::steady_clock::now() < next) {
+    }
+    ASSERT_TRUE(producer->send(
+        {.topic = "linger0", .partition = 0, .value = std::to_string(i) + std::string(1000, 'v')},
+        [](const RecordMetadata& md) { ASSERT_TRUE(md.ok()) << md.error.message; }));
+  }
+  ASSERT_TRUE(producer->flush());
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  pt::ptree doc = stats.last();
+  EXPECT_EQ(doc.get<int64_t>("msgs_sent"), kRecords);
+  // (Here: 52 requests; 1,068 before, each with a batch of about four records.)
+  EXPECT_LT(doc.get<int64_t>("requests"), kRecords / 10);
+  const auto records = read_all(broker_.address(), "linger0", 1, kRecords);
+  ASSERT_EQ(records.size(), static_cast<size_t>(kRecords));
+  for (int i = 0; i < kRecords; ++i) {
+    EXPECT_EQ(records[i].offset, i);
+    ASSERT_EQ(records[i].value->substr(0, std::to_string(i).size()), std::to_string(i));
+  }
+}
+
 TEST_F(ClientIntegration, ConsumerStatsCountWhatWasReadAndStatsAreOffByDefault) {
   create_topic(broker_.address(), "cstats", 1);
   StatsLog off;
