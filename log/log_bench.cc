@@ -4,14 +4,18 @@
 //   BM_WriteBaseline/<batch bytes>/<fdatasync per write> write() of the same bytes (+fdatasync)
 //   BM_LogReadSendfile/<max bytes>                       read() ranges sent to /dev/null
 //   BM_CatBaseline                                       read() of the segment file, 1 MiB
+//   BM_IndexFloorPread                                   index lookup by pread binary search
+//   BM_IndexFloorMemoryBaseline                          the same search in memory
 // Batches hold 1 KiB records. Files go to $TMPDIR (default /tmp): the disk measured.
 #include <benchmark/benchmark.h>
 #include <fcntl.h>
 #include <sys/sendfile.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <deque>
 
+#include "log/internal/segment.h"
 #include "log/log.h"
 #include "log/tests/test_util.h"
 
@@ -151,6 +155,60 @@ void BM_CatBaseline(benchmark::State& state) {
   state.SetBytesProcessed(static_cast<int64_t>(bytes));
 }
 
+// Index lookup as a cold Fetch does it: the last .index entry at or below an offset, by binary
+// search over the file with pread (detail::index_floor), beside the same search over the
+// entries in memory (std::upper_bound) in the same run: the price of keeping the index on disk.
+struct IndexFixture {
+  static constexpr int64_t kBase = 1'000'000;
+  static constexpr uint64_t kEntries = 1 << 18;  // a 1 GiB segment indexed every 4 KiB
+  testing::TempDir dir;
+  int fd = -1;
+  std::vector<IndexEntry> entries;
+  IndexFixture() {
+    std::vector<std::byte> file(kEntries * kIndexEntryBytes);
+    for (uint64_t i = 0; i < kEntries; ++i) {
+      const IndexEntry e{.offset = kBase + static_cast<int64_t>(i) * 4, .position = i * 4096};
+      entries.push_back(e);
+      encode_index_entry(file.data() + i * kIndexEntryBytes, kBase, e);
+    }
+    fd = ::open((dir.path() / "bench.index").c_str(), O_RDWR | O_CREAT | O_TRUNC, 0644);
+    if (fd < 0 || ::pwrite(fd, file.data(), file.size(), 0) != static_cast<ssize_t>(file.size())) {
+      std::abort();
+    }
+  }
+  ~IndexFixture() { ::close(fd); }
+  // Offsets to look up: spread over the segment, the same sequence for both.
+  int64_t target(uint64_t i) const {
+    return kBase + static_cast<int64_t>((i * 2654435761u) % (kEntries * 4));
+  }
+};
+
+void BM_IndexFloorPread(benchmark::State& state) {
+  static IndexFixture f;
+  uint64_t i = 0;
+  for (auto _ : state) {
+    auto e = detail::index_floor(f.fd, IndexFixture::kEntries, IndexFixture::kBase, f.target(i++));
+    if (!e) return state.SkipWithError(e.error().message.c_str());
+    benchmark::DoNotOptimize(e);
+  }
+  state.SetItemsProcessed(static_cast<int64_t>(state.iterations()));
+}
+
+void BM_IndexFloorMemoryBaseline(benchmark::State& state) {
+  static IndexFixture f;
+  uint64_t i = 0;
+  for (auto _ : state) {
+    const int64_t offset = f.target(i++);
+    auto it = std::upper_bound(f.entries.begin(), f.entries.end(), offset,
+                               [](int64_t o, const IndexEntry& e) { return o < e.offset; });
+    IndexEntry e = it == f.entries.begin() ? IndexEntry{IndexFixture::kBase, 0} : *(it - 1);
+    benchmark::DoNotOptimize(e);
+  }
+  state.SetItemsProcessed(static_cast<int64_t>(state.iterations()));
+}
+
+BENCHMARK(BM_IndexFloorMemoryBaseline);
+BENCHMARK(BM_IndexFloorPread);
 BENCHMARK(BM_LogAppend)->ArgsProduct({{16 << 10, 1 << 20}, {0, 1}})->UseRealTime();
 BENCHMARK(BM_WriteBaseline)->ArgsProduct({{16 << 10, 1 << 20}, {0, 1}})->UseRealTime();
 BENCHMARK(BM_LogReadSendfile)->Arg(64 << 10)->Arg(1 << 20)->UseRealTime();
