@@ -235,15 +235,20 @@ void Broker::tick_raft(ShardState& ss) {
       // reaches its replica, once its leadership and ISR are reported: 10,000 of them on a
       // broker cost nothing per tick. A quiesced follower has nothing to report.
       bool quiet = !gone && p->replica->tick_idle();
+      // The replica's ISR, sorted, computed at most once per visit.
+      std::optional<std::vector<int32_t>> isr_now;
+      auto current_isr = [&]() -> const std::vector<int32_t>& {
+        if (!isr_now) {
+          isr_now = p->replica->in_sync_replicas(config_.replica_lag_time_max_ms);
+          std::sort(isr_now->begin(), isr_now->end());
+        }
+        return *isr_now;
+      };
       if (quiet && p->replica->is_leader()) {
         quiet = p->reported_leader == config_.node_id &&
                 p->reported_epoch == p->replica->leader_epoch() &&
                 (p->reported_isr.size() <= 1 || p->replica->quiesced());
-        if (quiet && p->replica->quiesced()) {
-          auto isr = p->replica->in_sync_replicas(config_.replica_lag_time_max_ms);
-          std::sort(isr.begin(), isr.end());
-          quiet = isr == p->reported_isr;
-        }
+        if (quiet && p->replica->quiesced()) quiet = current_isr() == p->reported_isr;
       }
       const bool offsets = !gone && p->tp.topic.size() == kOffsetsTopicChars &&
                            p->tp.topic == GroupCoordinator::kTopic;
@@ -269,10 +274,7 @@ void Broker::tick_raft(ShardState& ss) {
       // The ISR is reported as it changes (Kafka's AlterPartition), so that Metadata shows
       // a follower that fell behind or went silent, not only a broker that is down.
       std::vector<int32_t> isr;
-      if (serving && !quiet) {
-        isr = p->replica->in_sync_replicas(config_.replica_lag_time_max_ms);
-        std::sort(isr.begin(), isr.end());
-      }
+      if (serving && !quiet) isr = current_isr();
       if (serving && !quiet &&
           (p->reported_leader != config_.node_id || p->reported_epoch != epoch ||
            p->reported_isr != isr)) {
