@@ -267,7 +267,7 @@ struct ConsumeOptions {
 
 // A key, value or header value as a JSON string; bytes that are not UTF-8 as base64, with
 // "<field>_encoding":"base64" next to it.
-void json_field(std::string& out, const char* field, const std::optional<std::string>& s) {
+void json_field(std::string& out, const char* field, const std::optional<std::string_view>& s) {
   out += '"';
   out += field;
   out += "\":";
@@ -306,8 +306,13 @@ std::string render(const ConsumerRecord& r, const ConsumeOptions& o) {
     return out;
   }
   const bool b64 = o.encoding == "base64";
-  auto field = [&](const std::optional<std::string>& v) {
-    if (v) out += b64 ? base64_encode(*v) : *v;
+  auto field = [&](const std::optional<std::string_view>& v) {
+    if (!v) return;
+    if (b64) {
+      out += base64_encode(*v);
+    } else {
+      out += *v;
+    }
   };
   const std::string& f = o.format;
   for (size_t i = 0; i < f.size(); ++i) {
@@ -341,7 +346,10 @@ std::string render(const ConsumerRecord& r, const ConsumeOptions& o) {
         break;
       case 'h':
         for (size_t h = 0; h < r.headers.size(); ++h) {
-          out += (h ? "," : "") + r.headers[h].key + "=" + r.headers[h].value.value_or("");
+          if (h) out += ',';
+          out += r.headers[h].key;
+          out += '=';
+          out += r.headers[h].value.value_or("");
         }
         break;
       case '%':

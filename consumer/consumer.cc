@@ -61,7 +61,6 @@ std::string tp_name(const TopicPartition& tp) {
   return tp.topic + "[" + std::to_string(tp.partition) + "]";
 }
 
-std::string to_string(Bytes b) { return std::string(as_string_view(b)); }
 
 }  // namespace
 
@@ -323,7 +322,7 @@ struct Consumer::Impl {
         }
         ps.high_watermark = p.high_watermark;
         if (p.records.is_null()) continue;
-        auto s = decode(tp, p.records.bytes(), ps);
+        auto s = decode(tp, p.records.bytes(), ps, done.response->frame);
         if (!s) return s;
       }
     }
@@ -332,7 +331,9 @@ struct Consumer::Impl {
     return {};
   }
 
-  Status decode(const TopicPartition& tp, Bytes bytes, PartState& ps) {
+  // `frame` holds `bytes`: the records refer to it (or to their batch's decompressed bytes).
+  Status decode(const TopicPartition& tp, Bytes bytes, PartState& ps,
+                const std::shared_ptr<const void>& frame) {
     kafka::BatchIterator it(bytes);
     for (;;) {
       auto next = it.next();
@@ -354,6 +355,13 @@ struct Consumer::Impl {
           return unexpected(make_error(Errc::kProtocol, "cannot read batch of " + tp_name(tp) +
                                                             ": " + reader.error().message));
         }
+        // A compressed batch's records were inflated into `scratch`: the records keep that
+        // buffer (moved, so the reader's view of it stays valid), and the next one gets a new one.
+        std::shared_ptr<const void> owner = frame;
+        if (batch.compression() != kafka::Compression::kNone) {
+          owner = std::make_shared<std::vector<std::byte>>(std::move(scratch));
+          scratch = {};
+        }
         const bool append_time = batch.timestamp_type() == kafka::TimestampType::kLogAppendTime;
         for (;;) {
           auto rec = reader->next();
@@ -372,16 +380,17 @@ struct Consumer::Impl {
           out.log_append_time = append_time;
           out.timestamp_ms =
               append_time ? batch.max_timestamp() : batch.base_timestamp() + r.timestamp_delta;
-          if (r.key) out.key = to_string(*r.key);
-          if (r.value) out.value = to_string(*r.value);
+          if (r.key) out.key = as_string_view(*r.key);
+          if (r.value) out.value = as_string_view(*r.value);
           kafka::HeaderReader hr(r.headers, r.header_count);
           for (;;) {
             auto h = hr.next();
             if (!h || !*h) break;
             out.headers.push_back(
-                {std::string((*h)->key),
-                 (*h)->value ? std::optional<std::string>(to_string(*(*h)->value)) : std::nullopt});
+                {(*h)->key, (*h)->value ? std::optional<std::string_view>(as_string_view(*(*h)->value))
+                                        : std::nullopt});
           }
+          out.storage = owner;
           ++msgs_received;
           msg_bytes_received +=
               static_cast<int64_t>((r.key ? r.key->size() : 0) + (r.value ? r.value->size() : 0));

@@ -35,6 +35,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "client/callbacks.h"
@@ -86,9 +87,11 @@ struct TopicPartition {
   auto operator<=>(const TopicPartition&) const = default;
 };
 
+// Keys, values and headers of consumed records are views into the fetched bytes (no copy per
+// record), kept alive by the record's `storage`: see ConsumerRecord.
 struct ConsumerHeader {
-  std::string key;
-  std::optional<std::string> value;
+  std::string_view key;
+  std::optional<std::string_view> value;
 };
 
 struct ConsumerRecord {
@@ -97,9 +100,14 @@ struct ConsumerRecord {
   int64_t offset = 0;
   int64_t timestamp_ms = 0;
   bool log_append_time = false;  // timestamp set by the broker rather than the producer
-  std::optional<std::string> key;
-  std::optional<std::string> value;
+  // Views into the fetch response (or, for a compressed batch, its decompressed records), which
+  // `storage` keeps alive: valid as long as this record or a copy of it lives. Copy the bytes
+  // (std::string(*r.value)) to keep them longer. A record kept also keeps the rest of the bytes
+  // it came with in memory (at most fetch.max.bytes), as librdkafka's messages do.
+  std::optional<std::string_view> key;
+  std::optional<std::string_view> value;
   std::vector<ConsumerHeader> headers;
+  std::shared_ptr<const void> storage;
 };
 
 // Sets one field by its librdkafka / Java name ("bootstrap.servers", "group.id",

@@ -71,7 +71,7 @@ class LibrarySource final : public Source {
     auto records = consumer_->poll(std::chrono::milliseconds(options_.max_wait_ms));
     if (!records) return unexpected(records.error());
     for (const ConsumerRecord& r : *records) {
-      const std::string& v = r.value ? *r.value : empty_;
+      const std::string_view v = r.value.value_or(std::string_view());
       fn(FetchedRecord{r.partition, r.offset,
                        Bytes(reinterpret_cast<const std::byte*>(v.data()), v.size())});
       for (size_t i = 0; i < options_.partitions.size(); ++i) {
@@ -89,7 +89,6 @@ class LibrarySource final : public Source {
   std::unique_ptr<Consumer> consumer_;
   const SourceOptions options_;
   std::vector<int64_t> positions_;
-  const std::string empty_;
 };
 
 // Applies the -X settings after the bench's own defaults, leaving out those this kind of
