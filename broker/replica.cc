@@ -1075,9 +1075,11 @@ void Replica::persist_data(std::shared_ptr<raft::Ready> rd, std::shared_ptr<Plan
   opts.stamped = true;
   // Checked once: the leader's own batches by Produce, a follower's by step (check_append).
   opts.crc_checked = true;
+  opts.roll_async = true;  // a roll's new files are opened through the ring (kBusy meanwhile)
   auto appended = log_.append(parts, opts, {});
   if (!appended && appended.error().code == log::LogErrc::kBusy) {
-    // Writes of an earlier Ready still in flight: try again shortly (never block the shard).
+    // Writes of an earlier Ready still in flight, or the next segment's files being opened:
+    // try again shortly (never block the shard).
     auto timer = std::make_shared<asio::steady_timer>(io_, std::chrono::milliseconds(2));
     timer->async_wait([this, alive = alive_, timer, rd, plan, from](boost::system::error_code) {
       if (*alive) persist_data(rd, plan, from);

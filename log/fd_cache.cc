@@ -135,6 +135,19 @@ LogResult<std::shared_ptr<FileHandle>> FdCache::open(const std::string& path) {
   return *handle;
 }
 
+void FdCache::adopt(const std::string& path, std::shared_ptr<FileHandle> handle) {
+  forget(path);
+  if (capacity_ == 0 || handle == nullptr) return;
+  while (entries_.size() >= capacity_) {
+    entries_.erase(lru_.back().path);
+    lru_.pop_back();
+    ++evictions_;
+  }
+  lru_.push_front(Entry{path, std::move(handle)});
+  entries_.emplace(path, lru_.begin());
+  SLUICE_DASSERT(entries_.size() == lru_.size());
+}
+
 void FdCache::forget(const std::string& path) {
   if (auto it = entries_.find(path); it != entries_.end()) {
     lru_.erase(it->second);

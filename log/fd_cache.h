@@ -90,6 +90,10 @@ class FdCache {
   void release(FdHolder* holder);
 
   LogResult<std::shared_ptr<FileHandle>> open(const std::string& path);
+  // Keeps `handle`, open on `path`, as the cached handle for reads of it: a segment that was
+  // just closed hands over its read-write handle, so that the Fetches that follow it do not
+  // open the file again on the shard.
+  void adopt(const std::string& path, std::shared_ptr<FileHandle> handle);
   // Drops the entry for `path` (after the file was deleted or replaced).
   void forget(const std::string& path);
 

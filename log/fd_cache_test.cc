@@ -31,6 +31,23 @@ TEST(LogFdCache, EvictsLeastRecentlyUsedAndKeepsHandlesAlive) {
   EXPECT_EQ(c, 'a');
 }
 
+TEST(LogFdCache, AnAdoptedHandleServesReadsWithoutAnOpen) {
+  testing::TempDir dir;
+  for (const char* name : {"a", "b"}) std::ofstream(dir.path() / name) << name;
+  FdCache cache(1);
+  auto rw = FileHandle::open(dir.path() / "a", O_RDWR);
+  ASSERT_TRUE(rw);
+  cache.adopt(dir.path() / "a", *rw);
+  auto a = cache.open(dir.path() / "a");
+  ASSERT_TRUE(a);
+  EXPECT_EQ(a->get(), rw->get());  // the same handle, not a new descriptor
+  EXPECT_EQ(cache.opens(), 0u);
+  EXPECT_EQ(cache.hits(), 1u);
+  cache.adopt(dir.path() / "b", *FileHandle::open(dir.path() / "b", O_RDWR));  // evicts a
+  EXPECT_EQ(cache.size(), 1u);
+  EXPECT_EQ(cache.evictions(), 1u);
+}
+
 TEST(LogFdCache, MissingFileIsAnError) {
   testing::TempDir dir;
   FdCache cache(2);

@@ -26,6 +26,9 @@ bool env_disables_uring() {
   return v != nullptr && v[0] != '\0' && std::string(v) != "0";
 }
 
+// IORING_OP_FTRUNCATE (Linux 6.9): after Debian 12's liburing 2.3 headers, so by number.
+constexpr int kOpFtruncate = 55;
+
 void log_fallback_once(const std::string& why) {
   static std::atomic<bool> logged{false};
   if (!logged.exchange(true)) {
@@ -52,6 +55,10 @@ IoRing::IoRing(const Options& options) : entries_(options.entries) {
       io_uring_queue_exit(&uring->ring);
       why = std::string("io_uring_register_eventfd: ") + std::strerror(-erc);
     } else {
+      if (io_uring_probe* probe = io_uring_get_probe_ring(&uring->ring)) {
+        can_ftruncate_ = io_uring_opcode_supported(probe, kOpFtruncate) != 0;
+        io_uring_free_probe(probe);
+      }
       uring_ = std::move(uring);
     }
   }
@@ -123,6 +130,27 @@ void IoRing::fallocate(int fd, uint64_t length, Completion done) {
   SLUICE_ASSERT(fd >= 0);
   enqueue(std::make_unique<Op>(
       Op{OpKind::kFallocate, fd, nullptr, length, 0, 0, 0, std::move(done)}));
+}
+
+void IoRing::open(std::string path, int flags, uint32_t mode, Completion done) {
+  auto op = std::make_unique<Op>(Op{OpKind::kOpen, -1, nullptr, 0, mode, 0, 0, std::move(done)});
+  op->path = std::move(path);
+  op->flags = flags | O_CLOEXEC;
+  enqueue(std::move(op));
+}
+
+void IoRing::ftruncate(int fd, uint64_t length, Completion done) {
+  SLUICE_ASSERT(fd >= 0);
+  auto op = std::make_unique<Op>(Op{OpKind::kFtruncate, fd, nullptr, length, 0, 0, 0, std::move(done)});
+  if (uring_ && !can_ftruncate_) {
+    op->result = run_blocking(*op);
+    ++in_flight_;
+    ran_here_.push_back(op.release());
+    const uint64_t one = 1;
+    [[maybe_unused]] const ssize_t n = ::write(event_fd_, &one, sizeof(one));
+    return;
+  }
+  enqueue(std::move(op));
 }
 
 void IoRing::write_then_fdatasync(int fd, std::vector<ChainedWrite> writes, Completion synced) {
@@ -202,6 +230,13 @@ void IoRing::submit_uring() {
       case OpKind::kFallocate:
         io_uring_prep_fallocate(sqe, op->fd, 0, 0, static_cast<off_t>(op->size));
         break;
+      case OpKind::kOpen:
+        io_uring_prep_openat(sqe, AT_FDCWD, op->path.c_str(), op->flags,
+                             static_cast<mode_t>(op->position));
+        break;
+      case OpKind::kFtruncate:
+        io_uring_prep_rw(kOpFtruncate, sqe, op->fd, nullptr, 0, op->size);
+        break;
     }
     if (op->link) sqe->flags |= IOSQE_IO_LINK;
     io_uring_sqe_set_data(sqe, op);
@@ -217,14 +252,20 @@ void IoRing::drain_event_fd() {
 
 size_t IoRing::poll_completions() {
   drain_event_fd();
-  if (uring_) return poll_uring();
+  size_t here = 0;
+  if (!ran_here_.empty()) {
+    std::vector<Op*> ops;
+    ops.swap(ran_here_);
+    here = finish(ops);
+  }
+  if (uring_) return here + poll_uring();
   std::deque<Op*> ready;
   {
     std::lock_guard lock(mutex_);
     ready.swap(done_);
   }
   std::vector<Op*> ops(ready.begin(), ready.end());
-  return finish(ops);
+  return here + finish(ops);
 }
 
 size_t IoRing::poll_uring() {
@@ -309,6 +350,12 @@ int32_t IoRing::run_blocking(Op& op) {
       return ::fsync(op.fd) == 0 ? 0 : -errno;
     case OpKind::kFallocate:
       return ::fallocate(op.fd, 0, 0, static_cast<off_t>(op.size)) == 0 ? 0 : -errno;
+    case OpKind::kOpen: {
+      const int fd = ::open(op.path.c_str(), op.flags, static_cast<mode_t>(op.position));
+      return fd >= 0 ? fd : -errno;
+    }
+    case OpKind::kFtruncate:
+      return ::ftruncate(op.fd, static_cast<off_t>(op.size)) == 0 ? 0 : -errno;
   }
   SLUICE_UNREACHABLE();
 }

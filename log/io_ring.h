@@ -18,6 +18,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -51,6 +52,14 @@ class IoRing {
   void fsync(int fd, Completion done);  // for directories (new or removed entries)
   // fallocate(fd, 0, 0, length): reserves the file's blocks up to `length` (result 0 or -errno).
   void fallocate(int fd, uint64_t length, Completion done);
+  // open(path, flags | O_CLOEXEC, mode): the result is the new descriptor (the completion owns
+  // it) or -errno. Opening, creating and truncating files block in the file system: a segment
+  // roll opens its new files here instead of on the shard.
+  void open(std::string path, int flags, uint32_t mode, Completion done);
+  // ftruncate(fd, length): 0 or -errno. io_uring runs it from Linux 6.9
+  // (IORING_OP_FTRUNCATE); on older kernels it runs at once on the calling thread and completes
+  // at the next poll_completions().
+  void ftruncate(int fd, uint64_t length, Completion done);
 
   // Writes `writes` to `fd`, then fdatasyncs it once every one of them completed, all in one
   // submission: no round trip through the caller between the data and its sync. On io_uring
@@ -84,7 +93,7 @@ class IoRing {
   const LatencyHistogram& sync_latency() const { return sync_latency_; }
 
  private:
-  enum class OpKind : uint8_t { kWrite, kFdatasync, kFsync, kFallocate };
+  enum class OpKind : uint8_t { kWrite, kFdatasync, kFsync, kFallocate, kOpen, kFtruncate };
   struct Op {
     OpKind kind;
     int fd;
@@ -95,6 +104,8 @@ class IoRing {
     int32_t result;
     Completion done;
     bool link = false;  // io_uring: the next queued operation starts once this one succeeded
+    std::string path;   // kOpen
+    int flags = 0;      // kOpen (mode in `position`)
   };
   struct Uring;
 
@@ -116,6 +127,8 @@ class IoRing {
   int event_fd_ = -1;
   size_t in_flight_ = 0;
   std::deque<Op*> queued_;  // not yet submitted (owned; released to the kernel or workers)
+  bool can_ftruncate_ = false;  // the kernel's io_uring has IORING_OP_FTRUNCATE
+  std::vector<Op*> ran_here_;   // ran on this thread (ftruncate on older kernels): to finish
 
   // Fallback: workers take from work_, put results in done_.
   std::mutex mutex_;  // guards work_, done_, stopping_: shared by the shard and the workers

@@ -8,6 +8,8 @@
 #include <gtest/gtest.h>
 #include <algorithm>
 #include <cstdlib>
+#include <cstring>
+#include <filesystem>
 #include <string>
 
 #include "log/tests/test_util.h"
@@ -74,6 +76,37 @@ TEST_P(LogIoRingTest, FallocateReservesTheFile) {
   ring.submit();
   ring.drain();
   EXPECT_EQ(result, -EBADF);
+}
+
+TEST_P(LogIoRingTest, OpenCreatesAndTruncatesAndFtruncateCuts) {
+  IoRing ring(options());
+  const auto path = dir_.path() / "opened";
+  {
+    const int fd = ::open(path.c_str(), O_RDWR | O_CREAT, 0644);
+    ASSERT_EQ(::pwrite(fd, "old bytes", 9, 0), 9);
+    ::close(fd);
+  }
+  int32_t opened = -1;
+  ring.open(path.string(), O_RDWR | O_CREAT | O_TRUNC, 0644, [&](int32_t r) { opened = r; });
+  ring.submit();
+  ring.drain();
+  ASSERT_GE(opened, 0) << std::strerror(-opened);
+  EXPECT_EQ(std::filesystem::file_size(path), 0u);  // O_TRUNC
+  EXPECT_EQ(::fcntl(opened, F_GETFD) & FD_CLOEXEC, FD_CLOEXEC);
+  ASSERT_EQ(::fallocate(opened, 0, 0, 1 << 20), 0);
+  int32_t cut = 1;
+  ring.ftruncate(opened, 4096, [&](int32_t r) { cut = r; });
+  ring.submit();
+  ring.drain();
+  EXPECT_EQ(cut, 0);
+  EXPECT_EQ(std::filesystem::file_size(path), 4096u);
+  ::close(opened);
+  int32_t missing = 0;
+  ring.open((dir_.path() / "no-such-dir" / "f").string(), O_RDWR | O_CREAT, 0644,
+            [&](int32_t r) { missing = r; });
+  ring.submit();
+  ring.drain();
+  EXPECT_EQ(missing, -ENOENT);
 }
 
 TEST_P(LogIoRingTest, EventFdSignalsCompletions) {

@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <cerrno>
 #include <limits>
@@ -54,6 +55,7 @@ Segment* PartitionLog::find_segment(int64_t offset) {
 }
 
 LogResult<void> PartitionLog::write_meta(bool sync) {
+  if (meta_writing_) meta_again_ = true;  // that one must not land last with older values
   std::byte raw[kMetaBytes];
   encode_meta(raw, {.log_start_offset = log_start_, .recovery_point = recovery_point_});
   auto fd = meta_fd();
@@ -61,6 +63,32 @@ LogResult<void> PartitionLog::write_meta(bool sync) {
   if (auto r = detail::pwrite_full(*fd, raw, 0); !r) return r;
   if (sync && ::fdatasync(*fd) != 0) return errno_error(errno, "fdatasync meta");
   return {};
+}
+
+void PartitionLog::write_meta_async() {
+  // One write at a time (two could land out of order); the last one carries the latest values.
+  if (meta_writing_) {
+    meta_again_ = true;
+    return;
+  }
+  auto fd = meta_fd();
+  if (!fd) return fail(fd.error());
+  meta_writing_ = true;
+  meta_again_ = false;
+  auto raw = std::make_shared<std::array<std::byte, kMetaBytes>>();
+  encode_meta(raw->data(), {.log_start_offset = log_start_, .recovery_point = recovery_point_});
+  ++ops_in_flight_;
+  ring_.write(*fd, Bytes(raw->data(), raw->size()), 0,
+              [this, raw, file = meta_handle_](int32_t res) {
+                SLUICE_ASSERT(ops_in_flight_ > 0);
+                --ops_in_flight_;
+                meta_writing_ = false;
+                if (res < 0) return fail(errno_error(-res, "write " + dir_.string() + "/" +
+                                                               std::string(kMetaFileName))
+                                             .error());
+                if (meta_again_ && !failure_) write_meta_async();
+              });
+  ring_.submit();
 }
 
 LogResult<int> PartitionLog::meta_fd() {
@@ -114,6 +142,7 @@ bool PartitionLog::release_fds() {
   for (const auto& seg : segments_) {
     if (seg->dirty || seg->unsynced || (!seg->active && seg->log_rw)) return false;
   }
+  discard_next();  // a roll prepared and then not taken (the caller gave up)
   if (!segments_.empty()) {
     Segment& active = *segments_.back();
     active.log_rw.reset();
@@ -157,10 +186,20 @@ LogResult<void> PartitionLog::create_segment(int64_t base_offset, bool now) {
   seg->index_path = (dir_ / segment_file_name(base_offset, kIndexSuffix)).string();
   seg->time_path = (dir_ / segment_file_name(base_offset, kTimeIndexSuffix)).string();
   seg->bytes_since_index = config_.index_interval_bytes;
+  if (next_ && next_->base == base_offset && next_->opening == 0 && !next_->failed) {
+    // Opened through the ring ahead of this roll (prepare_next).
+    seg->log_rw = std::move(next_->files[0]);
+    seg->index_rw = std::move(next_->files[1]);
+    seg->time_rw = std::move(next_->files[2]);
+    next_.reset();  // taken, not discarded: its files are the segment's now
+  } else {
+    discard_next();
+  }
   for (auto [handle, path] :
        {std::pair{&seg->log_rw, &seg->log_path}, std::pair{&seg->index_rw, &seg->index_path},
         std::pair{&seg->time_rw, &seg->time_path}}) {
     fds_.forget(*path);
+    if (*handle) continue;
     auto f = FileHandle::open(*path, O_RDWR | O_CREAT | O_TRUNC);
     if (!f) return unexpected(f.error());
     *handle = *f;
@@ -215,13 +254,106 @@ void PartitionLog::on_fallocate_done(int64_t segment_base, uint64_t target, int3
   // Sealed while the step ran: trim what it reserved (once per roll at most), then the
   // segment may take its last fdatasync.
   if (seg->preallocated && seg->log_rw) {
-    if (auto r = detail::truncate_file(seg->log_rw->fd(), seg->size_bytes); !r) {
-      return fail(r.error());
-    }
-    seg->preallocated = false;
-    seg->dirty = true;
+    trim(*seg);
+    return;
   }
   if (closed_ready(*seg)) start_flush();
+}
+
+void PartitionLog::trim(Segment& seg) {
+  SLUICE_ASSERT(!seg.active && seg.preallocated && !seg.trim_in_flight && seg.log_rw);
+  seg.trim_in_flight = true;
+  ++ops_in_flight_;
+  ring_.ftruncate(seg.log_rw->fd(), seg.size_bytes,
+                  [this, base = seg.base_offset, file = seg.log_rw](int32_t res) {
+                    on_trimmed(base, res);
+                  });
+  ring_.submit();
+}
+
+void PartitionLog::on_trimmed(int64_t segment_base, int32_t result) {
+  SLUICE_ASSERT(ops_in_flight_ > 0);
+  --ops_in_flight_;
+  Segment* seg = find_segment(segment_base);
+  if (seg == nullptr || seg->base_offset != segment_base) return;
+  seg->trim_in_flight = false;
+  if (result < 0) return fail(errno_error(-result, "ftruncate " + seg->log_path).error());
+  seg->preallocated = false;
+  seg->dirty = true;  // the new size must reach the disk
+  if (failure_) return;
+  if (closed_ready(*seg)) start_flush();
+}
+
+std::optional<int64_t> PartitionLog::first_roll(std::span<const MutableBytes> parts,
+                                                std::span<const uint64_t> sizes,
+                                                int64_t now) const {
+  // The checks of append_validated(), batch by batch, on the log as it would grow.
+  const Segment& active = *segments_.back();
+  const bool old = config_.segment_ms > 0 && now - active.created_ms >= config_.segment_ms;
+  uint64_t size = active.size_bytes;
+  int64_t end = end_offset_;
+  size_t next = 0;
+  for (const MutableBytes part : parts) {
+    uint64_t at = 0;
+    while (at < part.size()) {
+      SLUICE_ASSERT(next < sizes.size());
+      const uint64_t batch = sizes[next++];
+      auto view = kafka::RecordBatchView::parse(part.subspan(at, batch));
+      SLUICE_ASSERT(view.has_value());  // validate() accepted it
+      const int64_t delta = view->last_offset_delta();
+      const bool full = size + batch > config_.segment_bytes;
+      const bool wide = end + delta + 1 - active.base_offset > kSegmentOffsetSpanMax;
+      if (size > 0 && (full || old || wide)) return end;
+      size += batch;
+      end += delta + 1;
+      at += batch;
+    }
+  }
+  return std::nullopt;
+}
+
+void PartitionLog::prepare_next(int64_t base) {
+  discard_next();
+  next_ = std::make_shared<NextSegment>(NextSegment{
+      .base = base, .files = {}, .paths = {}, .opening = 3, .failed = false, .discarded = false});
+  const std::string_view suffixes[3] = {kLogSuffix, kIndexSuffix, kTimeIndexSuffix};
+  for (int i = 0; i < 3; ++i) {
+    next_->paths[i] = (dir_ / segment_file_name(base, suffixes[i])).string();
+    fds_.forget(next_->paths[i]);
+    ++ops_in_flight_;
+    ring_.open(next_->paths[i], O_RDWR | O_CREAT | O_TRUNC, 0644,
+               [this, next = next_, i](int32_t res) {
+                 SLUICE_ASSERT(ops_in_flight_ > 0 && next->opening > 0);
+                 --ops_in_flight_;
+                 --next->opening;
+                 auto file = res >= 0 ? std::make_shared<FileHandle>(res) : nullptr;  // owns it
+                 if (next->discarded) {
+                   // Rare (see discard_next()); unless a segment was opened there meanwhile.
+                   const Segment* seg = find_segment(next->base);
+                   if (file && (seg == nullptr || seg->base_offset != next->base)) {
+                     ::unlink(next->paths[i].c_str());
+                   }
+                   return;
+                 }
+                 if (file) {
+                   next->files[i] = std::move(file);
+                 } else {
+                   next->failed = true;  // the append opens them itself and reports the error
+                 }
+               });
+  }
+  ring_.submit();
+}
+
+void PartitionLog::discard_next() {
+  if (!next_) return;
+  // Empty, never part of the log (rare: a truncation, a close, an append without roll_async).
+  next_->discarded = true;
+  for (int i = 0; i < 3; ++i) {
+    next_->files[i].reset();
+    ::unlink(next_->paths[i].c_str());
+  }
+  next_.reset();
 }
 
 bool PartitionLog::closed_ready(const Segment& seg) {
@@ -281,7 +413,8 @@ void PartitionLog::on_index_written(int64_t segment_base, bool time, int32_t res
 LogResult<void> PartitionLog::seal(Segment& seg, bool now) {
   SLUICE_ASSERT(seg.active);
   // A preallocation step still in flight is trimmed when it completes (on_fallocate_done).
-  if (seg.preallocated && !seg.fallocate_in_flight) {
+  const bool trim_now = seg.preallocated && !seg.fallocate_in_flight;
+  if (trim_now && now) {
     if (auto r = detail::truncate_file(seg.log_rw->fd(), seg.size_bytes); !r) return r;
     seg.preallocated = false;
   }
@@ -304,6 +437,7 @@ LogResult<void> PartitionLog::seal(Segment& seg, bool now) {
   seg.active = false;
   seg.unsynced = true;
   seg.dirty = true;  // the trimmed size must reach the disk too
+  if (trim_now && !now) trim(seg);  // through the ring: it blocks in the file system
   return {};
 }
 
@@ -382,22 +516,13 @@ LogResult<void> PartitionLog::add_index_entries(Segment& seg, uint64_t position,
 
 LogResult<AppendResult> PartitionLog::append(MutableBytes batches, const AppendOptions& options,
                                              AppendCallback done) {
-  if (failure_) return unexpected(*failure_);
-  if (pending_writes_.size() >= config_.inflight_appends_max) {
-    return log_error(LogErrc::kBusy, "too many appends in flight");
-  }
-  std::vector<uint64_t> sizes;
-  if (auto r = validate(batches, !options.crc_checked, sizes); !r) return unexpected(r.error());
-  begin_chain();
-  auto r = append_validated(batches, sizes, options, std::move(done));
-  end_chain();
-  return r;
+  return append(std::span<const MutableBytes>(&batches, 1), options, std::move(done));
 }
 
 LogResult<AppendResult> PartitionLog::append_validated(MutableBytes batches,
                                                        std::span<const uint64_t> sizes,
                                                        const AppendOptions& options,
-                                                       AppendCallback done) {
+                                                       int64_t now, AppendCallback done) {
   if (auto r = reopen_fds(); !r) return unexpected(r.error());
   if (options.stamped) {
     int64_t expect = end_offset_;
@@ -415,7 +540,6 @@ LogResult<AppendResult> PartitionLog::append_validated(MutableBytes batches,
     }
   }
 
-  const int64_t now = config_.clock_ms();
   AppendResult result{.base_offset = Offset(end_offset_), .bytes = batches.size()};
   uint64_t at = 0;         // position in `batches`
   uint64_t run_start = 0;  // start of the bytes not yet submitted
@@ -499,6 +623,18 @@ LogResult<AppendResult> PartitionLog::append(std::span<const MutableBytes> parts
     if (auto r = validate(part, !options.crc_checked, sizes); !r) return unexpected(r.error());
     part_ends.push_back(sizes.size());
   }
+  const int64_t now = config_.clock_ms();
+  if (options.roll_async) {
+    if (const auto base = first_roll(parts, sizes, now)) {
+      if (!next_ || next_->base != *base) {
+        if (auto r = reopen_fds(); !r) return unexpected(r.error());
+        prepare_next(*base);
+        return log_error(LogErrc::kBusy, "opening the next segment");
+      }
+      if (next_->opening > 0) return log_error(LogErrc::kBusy, "opening the next segment");
+      // Opened (or failed to: the roll then opens them itself and reports why).
+    }
+  }
   AppendResult total{.base_offset = Offset(end_offset_)};
   begin_chain();
   struct EndChain {
@@ -520,7 +656,7 @@ LogResult<AppendResult> PartitionLog::append(std::span<const MutableBytes> parts
       };
     }
     if (failure_) return unexpected(*failure_);
-    auto r = append_validated(parts[i], part_sizes, options, std::move(part_done));
+    auto r = append_validated(parts[i], part_sizes, options, now, std::move(part_done));
     if (!r) return r;  // only an I/O failure, which stopped the partition
     total.bytes += r->bytes;
     total.last_offset = r->last_offset;
@@ -710,6 +846,8 @@ void PartitionLog::on_flush_done(int32_t result) {
     if (seg->active) break;
     if (closed_ready(*seg) && !seg->dirty && seg->end_offset <= durable_end_) {
       seg->unsynced = false;
+      // Consumers close behind the log read it next: no open on the shard for them.
+      if (seg->log_rw) fds_.adopt(seg->log_path, std::move(seg->log_rw));
       seg->log_rw.reset();
       seg->index_rw.reset();
       seg->time_rw.reset();
@@ -720,7 +858,7 @@ void PartitionLog::on_flush_done(int32_t result) {
   }
   if (recovery_point != recovery_point_) {
     recovery_point_ = recovery_point;
-    if (auto r = write_meta(false); !r) return fail(r.error());
+    write_meta_async();
   }
   complete_durable_waiters();
   const bool more = !durable_waiters_.empty() && written_end_ > durable_end_;
@@ -795,6 +933,8 @@ LogResult<Offset> PartitionLog::truncate_suffix(Offset offset) {
     return log_error(LogErrc::kOffsetOutOfRange, "truncate to " + std::to_string(*offset));
   }
   if (*offset == end_offset_) return Offset(end_offset_);
+  if (next_ && next_->opening > 0) return log_error(LogErrc::kBusy, "opening the next segment");
+  discard_next();  // prepared for a roll at or past the old end
   if (auto r = reopen_fds(); !r) return unexpected(r.error());
   Segment* seg = find_segment(*offset);
   SLUICE_ASSERT(seg != nullptr);
@@ -956,6 +1096,7 @@ LogResult<RetentionResult> PartitionLog::apply_retention() {
 
 LogResult<void> PartitionLog::close() {
   if (!idle()) return log_error(LogErrc::kBusy, "operations in flight");
+  discard_next();  // before the clean-shutdown marker: recovery must not find its files
   if (failure_) return unexpected(*failure_);
   if (auto r = reopen_fds(); !r) return r;
   Segment& active = *segments_.back();

@@ -100,6 +100,12 @@ struct AppendOptions {
   // built itself): the log checks framing and sizes but does not read the records again.
   // Batches from anywhere else (a follower's entries from its leader, recovery) leave it false.
   bool crc_checked = false;
+  // The caller retries on kBusy (a Raft replica's persist step): an append that must roll to a
+  // new segment first has the new segment's files opened (created, truncated) through the ring
+  // and returns kBusy meanwhile, instead of opening them on the calling (shard) thread; the
+  // retry finds them open. Only the first roll of one append goes so (a second one in the same
+  // append, with segments smaller than the append, opens its files at once).
+  bool roll_async = false;
 };
 
 struct AppendResult {
@@ -337,17 +343,32 @@ class PartitionLog final : public FdHolder {
   LogResult<int> dir_fd();
   LogResult<void> create_segment(int64_t base_offset, bool now);
   LogResult<void> roll();
+  // AppendOptions::roll_async: the base offset of the first segment this append would roll to
+  // (nullopt: none), for the batches of `parts` (their sizes in `sizes`) at time `now`.
+  std::optional<int64_t> first_roll(std::span<const MutableBytes> parts,
+                                    std::span<const uint64_t> sizes, int64_t now) const;
+  // Opens the files of the segment at `base` through the ring (into next_).
+  void prepare_next(int64_t base);
+  // Forgets next_: closes its descriptors and removes its files (nothing was written to them).
+  void discard_next();
+  // Sealed: the preallocated tail of `seg`'s .log file is cut through the ring.
+  void trim(detail::Segment& seg);
+  void on_trimmed(int64_t segment_base, int32_t result);
   void preallocate(detail::Segment& seg, uint64_t needed, bool now);
   // `now`: write the sealing time entry with a blocking pwrite (close()); otherwise it goes
   // through the ring like every index entry.
   LogResult<void> seal(detail::Segment& seg, bool now);
   void delete_segment_files(detail::Segment& seg);
   LogResult<void> write_meta(bool sync);
+  // write_meta(false) through the ring (the recovery point moving as segments become durable,
+  // on the produce path): not synced, a hint like every unsynced meta write.
+  void write_meta_async();
 
   LogResult<void> validate(Bytes batches, bool check_crc, std::vector<uint64_t>& sizes) const;
   // append() once `batches` passed validate(), whose batch sizes are `sizes`.
   LogResult<AppendResult> append_validated(MutableBytes batches, std::span<const uint64_t> sizes,
-                                           const AppendOptions& options, AppendCallback done);
+                                           const AppendOptions& options, int64_t now,
+                                           AppendCallback done);
   LogResult<void> add_index_entries(detail::Segment& seg, uint64_t position, int64_t base,
                                     int64_t last, int64_t max_ts, uint64_t size);
   void submit_write(detail::Segment& seg, Bytes bytes, uint64_t position, int64_t end_offset);
@@ -433,6 +454,20 @@ class PartitionLog final : public FdHolder {
     std::shared_ptr<FileHandle> file;
     std::vector<IoRing::ChainedWrite> writes;
   };
+  // The next segment's files, opened through the ring ahead of a roll (AppendOptions::
+  // roll_async). `opening`: opens in flight; ready once 0 and none failed.
+  // `discarded` while opening: the opens' completions close and remove what they opened.
+  struct NextSegment {
+    int64_t base;
+    std::shared_ptr<FileHandle> files[3];  // .log, .index, .timeindex
+    std::string paths[3];
+    int opening;
+    bool failed;
+    bool discarded;
+  };
+  std::shared_ptr<NextSegment> next_;
+  bool meta_writing_ = false;  // write_meta_async() in flight
+  bool meta_again_ = false;    // and another asked for meanwhile
   std::optional<Chain> chain_;    // an append's writes being gathered for a linked flush
   bool flush_linked_ = false;     // the flush in flight is linked after its writes
   int64_t flush_target_ = 0;      // what the flush in flight vouches for (see on_flush_done())

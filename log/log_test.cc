@@ -326,6 +326,7 @@ TEST_P(LogPartition, AppendOfBatchesInSeparateBuffers) {
   parts[3].back() ^= std::byte{1};
   EXPECT_EQ(log->append(spans, {}, {}).error().code, LogErrc::kInvalidBatch);
   EXPECT_EQ(*log->log_end_offset(), 12);
+  while (!log->idle()) ring_.wait();  // the sealed segments' trims, after the data is durable
 }
 
 TEST_P(LogPartition, InvalidBatchesAreRejectedBeforeAnythingIsWritten) {
@@ -486,6 +487,110 @@ TEST_P(LogPartition, ActiveSegmentIsPreallocatedAndTrimmedOnRoll) {
     sum += std::filesystem::file_size(segment_path(dir_.path(), base, ".log"));
   }
   EXPECT_LT(sum, log->size_bytes());  // closed segments hold only their batches
+}
+
+// AppendOptions::roll_async (a Raft replica's appends): the append that must roll first has
+// the new segment's files opened through the ring and answers kBusy, without touching the log;
+// once they are open the same append goes through into the new segment.
+TEST_P(LogPartition, RollAsyncOpensTheNextSegmentThroughTheRingFirst) {
+  config_.segment_bytes = 4096;
+  auto log = open_log();
+  const AppendOptions async{.roll_async = true};
+  auto append_async = [&](std::vector<std::byte>& batch) -> LogResult<AppendResult> {
+    for (int tries = 0; tries < 10; ++tries) {
+      auto r = log->append(batch, async, {});
+      if (r || r.error().code != LogErrc::kBusy) {
+        ring_.drain();
+        return r;
+      }
+      ring_.drain();  // the opens complete
+    }
+    return log_error(LogErrc::kBusy, "still busy after 10 tries");
+  };
+  int busy = 0;
+  for (int i = 0; i < 20; ++i) {
+    batches_.push_back(make_batch(3, 300, 1000, i));
+    const int64_t end = *log->log_end_offset();
+    const size_t segments = log->segment_count();
+    auto first = log->append(batches_.back(), async, {});
+    if (!first) {
+      ASSERT_EQ(first.error().code, LogErrc::kBusy) << first.error().message;
+      ++busy;
+      EXPECT_EQ(*log->log_end_offset(), end);  // nothing appended
+      EXPECT_EQ(log->segment_count(), segments);
+      // The next segment's files exist already (empty), named by the offset it will start at.
+      ring_.drain();
+      EXPECT_TRUE(std::filesystem::exists(segment_path(dir_.path(), end, ".log")));
+      auto again = append_async(batches_.back());
+      ASSERT_TRUE(again) << again.error().message;
+      EXPECT_EQ(*again->base_offset, end);
+      EXPECT_EQ(log->segment_count(), segments + 1);
+      EXPECT_EQ(log->segment_base_offsets().back(), end);
+    } else {
+      ring_.drain();
+    }
+  }
+  EXPECT_GT(busy, 3);
+  EXPECT_EQ(busy + 1, static_cast<int>(log->segment_count()));
+  // Sealed segments were trimmed (through the ring) to their batches.
+  const auto segments = log->segment_base_offsets();
+  uint64_t closed = 0;
+  for (size_t i = 0; i + 1 < segments.size(); ++i) {
+    closed += std::filesystem::file_size(segment_path(dir_.path(), segments[i], ".log"));
+  }
+  std::vector<std::byte> expected;
+  for (const auto& b : batches_) expected.insert(expected.end(), b.begin(), b.end());
+  EXPECT_EQ(read_all(*log, 0), expected);
+  EXPECT_LT(closed, expected.size());
+  ASSERT_TRUE(log->close());
+  log.reset();
+  log = open_log();
+  EXPECT_TRUE(log->recovery_report().issues.empty());
+  EXPECT_EQ(read_all(*log, 0), expected);
+}
+
+// A roll prepared and then not taken (the log truncated meanwhile, or closed) leaves no files:
+// recovery must not find a segment that does not follow the log.
+TEST_P(LogPartition, APreparedRollNotTakenLeavesNoFiles) {
+  config_.segment_bytes = 4096;
+  auto log = open_log();
+  const AppendOptions async{.roll_async = true};
+  int64_t prepared = -1;
+  for (int i = 0; i < 20 && prepared < 0; ++i) {
+    batches_.push_back(make_batch(3, 300, 1000, i));
+    const int64_t end = *log->log_end_offset();
+    auto r = log->append(batches_.back(), async, {});
+    ring_.drain();
+    if (!r) {
+      ASSERT_EQ(r.error().code, LogErrc::kBusy);
+      prepared = end;
+    }
+  }
+  ASSERT_GE(prepared, 0);
+  ASSERT_TRUE(std::filesystem::exists(segment_path(dir_.path(), prepared, ".log")));
+  ASSERT_TRUE(log->truncate_suffix(Offset(3)));
+  EXPECT_FALSE(std::filesystem::exists(segment_path(dir_.path(), prepared, ".log")));
+  EXPECT_FALSE(std::filesystem::exists(segment_path(dir_.path(), prepared, ".index")));
+  // Prepared again, then a clean close.
+  for (int i = 0; i < 20; ++i) {
+    batches_.push_back(make_batch(3, 300, 1000, 100 + i));
+    const int64_t end = *log->log_end_offset();
+    auto r = log->append(batches_.back(), async, {});
+    ring_.drain();
+    if (!r) {
+      prepared = end;
+      break;
+    }
+  }
+  ASSERT_TRUE(std::filesystem::exists(segment_path(dir_.path(), prepared, ".log")));
+  const auto expected = read_all(*log, 0);
+  ASSERT_TRUE(log->close());
+  log.reset();
+  EXPECT_FALSE(std::filesystem::exists(segment_path(dir_.path(), prepared, ".log")));
+  log = open_log();
+  EXPECT_TRUE(log->recovery_report().clean_shutdown);
+  EXPECT_TRUE(log->recovery_report().issues.empty());
+  EXPECT_EQ(read_all(*log, 0), expected);
 }
 
 TEST_P(LogPartition, TimeLookups) {

@@ -6,8 +6,9 @@ for a few seconds and records the file system calls that block: pwrite/pread, fs
 ftruncate, fallocate, open. Those go through the shard's io_uring ring (or are answered from
 memory); the shard itself must issue none. sendfile is traced as well, as the control: the
 consumer's Fetches are served by the shard threads with it, so the trace saw the fetch path.
-Segments are large enough that none rolls during the trace (a roll still opens its files on the
-shard: see log/README.md, "Blocking calls left on the shard").
+The second test runs the same load on a topic with 1 MiB segments, so that segments roll all
+through the trace: a roll's new files are opened and the sealed segment's preallocated tail is
+cut through the ring too (log/README.md, "Segment rolls").
 """
 
 import os
@@ -47,8 +48,9 @@ def shard_threads(pid):
 class Load:
     """A producer and a tailing consumer in threads until stop()."""
 
-    def __init__(self, bootstrap):
+    def __init__(self, bootstrap, topic=TOPIC):
         self.bootstrap = bootstrap
+        self.topic = topic
         self.stopping = threading.Event()
         self.produced = self.consumed = 0
         self.errors = []
@@ -69,7 +71,7 @@ class Load:
 
         while not self.stopping.is_set():
             try:
-                p.produce(TOPIC, value, partition=0, on_delivery=done)
+                p.produce(self.topic, value, partition=0, on_delivery=done)
             except BufferError:
                 p.poll(0.01)
                 continue
@@ -82,7 +84,7 @@ class Load:
     def consume(self):
         c = Consumer({"bootstrap.servers": self.bootstrap, "group.id": "hot-tail",
                       "enable.auto.commit": False, "fetch.wait.max.ms": 50})
-        c.assign([TopicPartition(TOPIC, 0, 0)])
+        c.assign([TopicPartition(self.topic, 0, 0)])
         while not self.stopping.is_set():
             m = c.poll(0.2)
             if m is None:
@@ -99,15 +101,39 @@ class Load:
             t.join(60)
 
 
+def segment_files(data_dir, topic):
+    """The .log files of partition 0 of `topic` under the broker's data directory."""
+    found = []
+    for root, _dirs, files in os.walk(data_dir):
+        if os.path.basename(root) == "%s-0" % topic:
+            found += [f for f in files if f.endswith(".log")]
+    return found
+
+
 class ShardSyscalls(harness.BrokerTestCase):
+    # The background scrubber reads closed segments on the shard (rate-limited, not the produce
+    # or fetch path: log/README.md, "Blocking calls left on the shard"); with segments rolling,
+    # it would have new closed segments to read all through the trace.
+    BROKER_ARGS = ("--log.scrub.bytes.per.sec", "0")
 
     def test_no_blocking_file_calls_on_shards_in_steady_state(self):
+        self.trace_load(TOPIC, {})
+
+    def test_segment_rolls_block_no_shard_either(self):
+        topic = "hot-rolls"
+        rolled = self.trace_load(topic, {"segment.bytes": str(1024 * 1024)})
+        # Retention keeps them all (the default 7 days, unlimited bytes): each roll left one.
+        self.assertGreater(rolled, 3, "too few rolls during the trace to show anything")
+
+    def trace_load(self, topic, config):
+        """Runs the load on `topic`, traces the shards, asserts; returns the segments rolled
+        during the trace."""
         strace = shutil.which("strace")
         if strace is None:
             self.fail("strace is missing: scripts/setup installs it")
-        harness.create_topic(self.bootstrap, TOPIC, 1)
+        harness.create_topic(self.bootstrap, topic, 1, config)
         pid = self.broker.proc.pid
-        load = Load(self.bootstrap)
+        load = Load(self.bootstrap, topic)
         try:
             time.sleep(WARMUP_S)
             self.assertGreater(load.consumed, 0, "the consumer got nothing during the warm-up")
@@ -118,10 +144,12 @@ class ShardSyscalls(harness.BrokerTestCase):
             for tid in shards:
                 cmd += ["-p", str(tid)]
             tracer = subprocess.Popen(cmd, stderr=subprocess.PIPE)
+            segments_before = len(segment_files(self.broker.data_dir, topic))
             time.sleep(TRACE_S)
             before = (load.produced, load.consumed)
             tracer.send_signal(signal.SIGINT)
             _, err = tracer.communicate(timeout=30)
+            rolled = len(segment_files(self.broker.data_dir, topic)) - segments_before
         finally:
             load.stop()
         self.assertEqual(load.errors, [])
@@ -138,8 +166,11 @@ class ShardSyscalls(harness.BrokerTestCase):
                            "the trace saw no sendfile: the shards did not serve the consumer "
                            "(produced/consumed %s)" % (before,))
         blocking = {k: v for k, v in calls.items() if k in BLOCKING}
-        self.assertEqual(blocking, {}, "blocking file calls on the shard threads %s" %
-                         sorted(shards.values()))
+        self.assertEqual({k: len(v) for k, v in blocking.items()}, {},
+                         "blocking file calls on the shard threads %s, the first of each: %s" %
+                         (sorted(shards.values()),
+                          {k: [line[:160] for line in v[:3]] for k, v in blocking.items()}))
+        return rolled
 
 
 if __name__ == "__main__":

@@ -41,6 +41,7 @@ struct Segment {
   bool preallocated = false;  // the .log file extends past size_bytes with zeros
   uint64_t allocated_bytes = 0;  // the .log file's length while preallocated
   bool fallocate_in_flight = false;  // a preallocation step is in the ring
+  bool trim_in_flight = false;       // sealed: the ftruncate of the preallocated tail is in the ring
   bool dirty = false;         // written since its last fdatasync
   bool unsynced = false;      // closed, but the .log and indexes are not yet fdatasync'd
   // Index entries go to disk through the ring, one write per file at a time, so that the
@@ -60,7 +61,8 @@ struct Segment {
   uint64_t time_on_disk() const { return time_entries - time_queue.pending(); }
   // Nothing of this segment's own in the ring but its data writes (which pending_writes_ tracks).
   bool side_ops_idle() const {
-    return index_queue.pending() == 0 && time_queue.pending() == 0 && !fallocate_in_flight;
+    return index_queue.pending() == 0 && time_queue.pending() == 0 && !fallocate_in_flight &&
+           !trim_in_flight;
   }
 };
 
