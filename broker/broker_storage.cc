@@ -44,8 +44,10 @@ void remove_in_background(std::vector<std::string> paths) {
 }  // namespace
 
 void Broker::storage_tick(ShardState& ss, int ticks) {
-  scrub_partitions(ss);
+  // Repairs first: a cut needs the log idle, which the scrubber's next read (through the
+  // ring) would not leave it.
   repair_damaged_partitions(ss);
+  scrub_partitions(ss);
   if (ticks % kFreeSpaceEveryTicks != 0) return;
   if (ss.shard.id() == 0) check_free_space();
   reopen_full_partitions(ss);
@@ -375,9 +377,11 @@ void Broker::scrub_partitions(ShardState& ss) {
     ++it;
     // Only closed segments are scrubbed: most idle partitions have none.
     if (p.deleting || p.log->failed() || p.log->segment_count() < 2) continue;
+    if (p.damaged_from >= 0) continue;  // to be cut (repair_damaged_partitions): left idle
     auto step = p.log->scrub(budget);
     if (!step) continue;
-    budget -= std::min(budget, step->bytes_checked);
+    // What it asked of the disk (its read goes through the ring; the check comes a step later).
+    budget -= std::min(budget, step->bytes_read);
     // Damage found (step->issues) is logged by the log itself, with the partition's path.
     scrub_damage_found_ += step->issues.size();
     for (const auto& issue : step->issues) note_damage(ss, p, issue);

@@ -135,6 +135,14 @@ LogResult<std::shared_ptr<FileHandle>> FdCache::open(const std::string& path) {
   return *handle;
 }
 
+std::shared_ptr<FileHandle> FdCache::find(const std::string& path) {
+  auto it = entries_.find(path);
+  if (it == entries_.end()) return nullptr;
+  lru_.splice(lru_.begin(), lru_, it->second);
+  ++hits_;
+  return it->second->handle;
+}
+
 void FdCache::adopt(const std::string& path, std::shared_ptr<FileHandle> handle) {
   forget(path);
   if (capacity_ == 0 || handle == nullptr) return;

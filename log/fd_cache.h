@@ -90,6 +90,8 @@ class FdCache {
   void release(FdHolder* holder);
 
   LogResult<std::shared_ptr<FileHandle>> open(const std::string& path);
+  // The cached handle of `path` (made the most recently used), or null: never opens.
+  std::shared_ptr<FileHandle> find(const std::string& path);
   // Keeps `handle`, open on `path`, as the cached handle for reads of it: a segment that was
   // just closed hands over its read-write handle, so that the Fetches that follow it do not
   // open the file again on the shard.

@@ -132,6 +132,13 @@ void IoRing::fallocate(int fd, uint64_t length, Completion done) {
       Op{OpKind::kFallocate, fd, nullptr, length, 0, 0, 0, std::move(done)}));
 }
 
+void IoRing::read(int fd, MutableBytes data, uint64_t position, Completion done) {
+  SLUICE_ASSERT(fd >= 0);
+  SLUICE_ASSERT(!data.empty());
+  enqueue(std::make_unique<Op>(
+      Op{OpKind::kRead, fd, data.data(), data.size(), position, 0, 0, std::move(done)}));
+}
+
 void IoRing::open(std::string path, int flags, uint32_t mode, Completion done) {
   auto op = std::make_unique<Op>(Op{OpKind::kOpen, -1, nullptr, 0, mode, 0, 0, std::move(done)});
   op->path = std::move(path);
@@ -229,6 +236,11 @@ void IoRing::submit_uring() {
         break;
       case OpKind::kFallocate:
         io_uring_prep_fallocate(sqe, op->fd, 0, 0, static_cast<off_t>(op->size));
+        break;
+      case OpKind::kRead:
+        // The buffer is the caller's, writable (read()); Op keeps it as const like a write's.
+        io_uring_prep_read(sqe, op->fd, const_cast<std::byte*>(op->data),
+                           static_cast<unsigned>(op->size), op->position);
         break;
       case OpKind::kOpen:
         io_uring_prep_openat(sqe, AT_FDCWD, op->path.c_str(), op->flags,
@@ -350,6 +362,14 @@ int32_t IoRing::run_blocking(Op& op) {
       return ::fsync(op.fd) == 0 ? 0 : -errno;
     case OpKind::kFallocate:
       return ::fallocate(op.fd, 0, 0, static_cast<off_t>(op.size)) == 0 ? 0 : -errno;
+    case OpKind::kRead: {
+      for (;;) {
+        const ssize_t n = ::pread(op.fd, const_cast<std::byte*>(op.data), op.size,
+                                  static_cast<off_t>(op.position));
+        if (n < 0 && errno == EINTR) continue;
+        return n < 0 ? -errno : static_cast<int32_t>(n);
+      }
+    }
     case OpKind::kOpen: {
       const int fd = ::open(op.path.c_str(), op.flags, static_cast<mode_t>(op.position));
       return fd >= 0 ? fd : -errno;

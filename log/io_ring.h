@@ -52,6 +52,9 @@ class IoRing {
   void fsync(int fd, Completion done);  // for directories (new or removed entries)
   // fallocate(fd, 0, 0, length): reserves the file's blocks up to `length` (result 0 or -errno).
   void fallocate(int fd, uint64_t length, Completion done);
+  // pread into `data` (one read: the result is the bytes read, fewer at the end of the file,
+  // or -errno).
+  void read(int fd, MutableBytes data, uint64_t position, Completion done);
   // open(path, flags | O_CLOEXEC, mode): the result is the new descriptor (the completion owns
   // it) or -errno. Opening, creating and truncating files block in the file system: a segment
   // roll opens its new files here instead of on the shard.
@@ -93,7 +96,7 @@ class IoRing {
   const LatencyHistogram& sync_latency() const { return sync_latency_; }
 
  private:
-  enum class OpKind : uint8_t { kWrite, kFdatasync, kFsync, kFallocate, kOpen, kFtruncate };
+  enum class OpKind : uint8_t { kWrite, kFdatasync, kFsync, kFallocate, kOpen, kFtruncate, kRead };
   struct Op {
     OpKind kind;
     int fd;

@@ -151,7 +151,8 @@ struct BatchInfo {
 
 // One step of the background check of closed segments (scrub()).
 struct ScrubResult {
-  uint64_t bytes_checked = 0;
+  uint64_t bytes_checked = 0;  // checked in this call (what the previous call's read brought)
+  uint64_t bytes_read = 0;     // asked of the disk by this call (its read, in the ring)
   std::vector<RecoveryIssue> issues;  // kCorruptClosed: newly found damage, no longer served
   bool round_done = false;            // the step reached the end of the closed segments
 };
@@ -283,8 +284,10 @@ class PartitionLog final : public FdHolder {
   // Checks the CRC of the batches of closed, durable segments, about `max_bytes` of them (at
   // least one batch), from where the previous call stopped, wrapping around at the end. A
   // batch that fails its checks marks the rest of its segment as damaged, exactly as recovery
-  // would (kCorrupt for reads from there; never served) and is reported once. Blocking preads
-  // of at most `max_bytes` plus one batch (a bounded step).
+  // would (kCorrupt for reads from there; never served) and is reported once. Nothing blocks:
+  // each call checks what the previous call's read brought and sends the next read (of at
+  // most `max_bytes`, or one batch) through the ring; a segment without a cached read handle
+  // is opened through the ring first. Call it again (a tick later) for the results.
   LogResult<ScrubResult> scrub(uint64_t max_bytes);
 
   bool idle() const;  // nothing of this log in flight in the ring
@@ -497,7 +500,20 @@ class PartitionLog final : public FdHolder {
   int64_t scrub_segment_ = -1;  // scrub(): the segment (base offset) and byte it resumes at
   uint64_t scrub_position_ = 0;
   int64_t scrub_last_end_ = 0;  // one past the last batch the scrubber found good
-  std::vector<std::byte> scrub_buffer_;
+  // scrub(): the read in flight or done (checked at the next call), a segment being opened,
+  // and the size of the batch at the cursor when a read brought its header (0: not known).
+  struct ScrubRead {
+    int64_t segment_base = 0;
+    uint64_t position = 0;
+    std::vector<std::byte> bytes;
+    int32_t result = 0;
+    bool done = false;
+  };
+  std::shared_ptr<ScrubRead> scrub_read_;
+  bool scrub_opening_ = false;
+  uint64_t scrub_need_ = 0;
+  // Checks `read` (scrub()); an I/O error is returned, damage goes in `out`.
+  LogResult<void> scrub_check(const ScrubRead& read, ScrubResult& out);
 };
 
 }  // namespace sluice::log

@@ -8,7 +8,8 @@ memory); the shard itself must issue none. sendfile is traced as well, as the co
 consumer's Fetches are served by the shard threads with it, so the trace saw the fetch path.
 The second test runs the same load on a topic with 1 MiB segments, so that segments roll all
 through the trace: a roll's new files are opened and the sealed segment's preallocated tail is
-cut through the ring too (log/README.md, "Segment rolls").
+cut through the ring too (log/README.md, "Segment rolls"), and the background scrubber reads
+the closed segments through the ring.
 """
 
 import os
@@ -111,10 +112,9 @@ def segment_files(data_dir, topic):
 
 
 class ShardSyscalls(harness.BrokerTestCase):
-    # The background scrubber reads closed segments on the shard (rate-limited, not the produce
-    # or fetch path: log/README.md, "Blocking calls left on the shard"); with segments rolling,
-    # it would have new closed segments to read all through the trace.
-    BROKER_ARGS = ("--log.scrub.bytes.per.sec", "0")
+    # The background scrubber at a high rate, so that it reads closed segments all through the
+    # trace of the second test (its reads and opens go through the ring too).
+    BROKER_ARGS = ("--log.scrub.bytes.per.sec", str(64 * 1024 * 1024))
 
     def test_no_blocking_file_calls_on_shards_in_steady_state(self):
         self.trace_load(TOPIC, {})

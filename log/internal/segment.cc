@@ -66,6 +66,14 @@ LogResult<BatchHeader> read_batch_header(int fd, uint64_t position, uint64_t lim
     return log_error(LogErrc::kCorrupt, "short batch header at " + std::to_string(position));
   }
   if (auto r = pread_full(fd, header, position); !r) return unexpected(r.error());
+  return parse_batch_header(header, position, limit);
+}
+
+LogResult<BatchHeader> parse_batch_header(const std::byte* header, uint64_t position,
+                                          uint64_t limit) {
+  if (position >= limit || limit - position < kBatchHeaderBytes) {
+    return log_error(LogErrc::kCorrupt, "short batch header at " + std::to_string(position));
+  }
   namespace layout = kafka::batch_layout;
   const int32_t length = load_be<int32_t>(header + layout::kBatchLength);
   const uint64_t size = kBatchLogOverheadBytes + static_cast<uint64_t>(std::max(length, 0));

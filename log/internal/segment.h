@@ -99,6 +99,10 @@ LogResult<void> truncate_file(int fd, uint64_t size);
 // Reads and checks (not the CRC) the header of the batch at `position`, which must end at or
 // before `limit`. kCorrupt when it does not.
 LogResult<BatchHeader> read_batch_header(int fd, uint64_t position, uint64_t limit);
+// The same checks on a header already read: the kBatchHeaderBytes at `header`, found at
+// `position` of a file whose readable bytes end at `limit`.
+LogResult<BatchHeader> parse_batch_header(const std::byte* header, uint64_t position,
+                                          uint64_t limit);
 
 // The last .index entry with offset <= `offset`, or {base, 0} when there is none.
 LogResult<IndexEntry> index_floor(int fd, uint64_t entries, int64_t base, int64_t offset);
