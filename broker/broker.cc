@@ -334,19 +334,15 @@ void Broker::ping_peers(const TopicsSnapshot& snap) {
 // and every half second while one stays silent (sleeping groups are not ticked).
 void Broker::wake_silenced(ShardState& ss) {
   const int64_t now = steady_ms();
-  std::unordered_map<int32_t, int64_t> heard;
+  // Every tick: only which peers are silent, read under the lock (no copy of the map).
+  std::vector<int32_t> silent_now;
   {
     std::lock_guard lock(groups_mutex_);
-    heard = peer_heard_ms_;
-  }
-  auto silent = [&](int32_t id) {
-    if (id == config_.node_id) return false;
-    auto it = heard.find(id);
-    return it == heard.end() || now - it->second > config_.raft_election_timeout_ms;
-  };
-  std::vector<int32_t> silent_now;
-  for (const auto& [id, at] : heard) {
-    if (silent(id)) silent_now.push_back(id);
+    for (const auto& [id, at] : peer_heard_ms_) {
+      if (id != config_.node_id && now - at > config_.raft_election_timeout_ms) {
+        silent_now.push_back(id);
+      }
+    }
   }
   std::sort(silent_now.begin(), silent_now.end());
   constexpr uint64_t kPassEveryTicks = 10;
@@ -357,6 +353,18 @@ void Broker::wake_silenced(ShardState& ss) {
   if (silent_now.empty()) return;
   if (!newly && ss.raft_ticks - ss.silent_pass_tick < kPassEveryTicks) return;
   ss.silent_pass_tick = ss.raft_ticks;
+  // A pass (a peer newly silent, then every half second while one stays so): the map itself,
+  // for peers never heard from at all.
+  std::unordered_map<int32_t, int64_t> heard;
+  {
+    std::lock_guard lock(groups_mutex_);
+    heard = peer_heard_ms_;
+  }
+  auto silent = [&](int32_t id) {
+    if (id == config_.node_id) return false;
+    auto it = heard.find(id);
+    return it == heard.end() || now - it->second > config_.raft_election_timeout_ms;
+  };
   for (auto& [tp, p] : ss.partitions) {
     if (!p->replica || p->deleting) continue;
     Replica& r = *p->replica;
