@@ -1005,6 +1005,16 @@ Status Broker::start() {
   cluster_up_.store(true, std::memory_order_release);
   cluster_->on_partition_message(
       [this](uint64_t group, raft::Message&& m) { route_raft(group, std::move(m)); });
+  // A lost connection to a peer (its process killed: its sockets close at once) counts as that
+  // peer's silence now rather than after an election timeout without a word from it: the
+  // shards' next Raft tick wakes the groups it led (wake_silenced). Its next message, on the
+  // connection it dials to us, makes it heard again.
+  cluster_->on_peer_lost([this](int32_t peer) {
+    std::lock_guard lock(groups_mutex_);
+    const int64_t silent_since = steady_ms() - config_.raft_election_timeout_ms - 1;
+    auto [it, added] = peer_heard_ms_.emplace(peer, silent_since);
+    if (!added) it->second = std::min(it->second, silent_since);
+  });
   cluster_->on_image([this](std::shared_ptr<const cluster::pb::Image> image) {
     set_acls(*image);
     security_->set_image(image);

@@ -150,6 +150,9 @@ Status ClusterNode::start() {
       partition_handler_(group, std::move(m));
     }
   });
+  transport_->on_peer_lost([this](int32_t peer) {
+    if (peer_lost_handler_) peer_lost_handler_(peer);
+  });
   transport_->on_call([this](int32_t from, uint32_t method, std::string request,
                              transport::Transport::Reply reply) {
     if (auto h = peer_handlers_.find(method); h != peer_handlers_.end()) {
@@ -1168,6 +1171,12 @@ void ClusterNode::call_peer(int32_t peer, uint32_t method, std::string request,
 void ClusterNode::on_partition_message(std::function<void(uint64_t, raft::Message&&)> handler) {
   asio::post(io_, [this, handler = std::move(handler)]() mutable {
     partition_handler_ = std::move(handler);
+  });
+}
+
+void ClusterNode::on_peer_lost(std::function<void(int32_t)> handler) {
+  asio::post(io_, [this, handler = std::move(handler)]() mutable {
+    peer_lost_handler_ = std::move(handler);
   });
 }
 

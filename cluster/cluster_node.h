@@ -125,6 +125,9 @@ class ClusterNode {
   // (any thread); messages for partition groups arrive on `handler` (cluster thread).
   void send_raft(uint64_t group, std::vector<raft::Message> messages);
   void on_partition_message(std::function<void(uint64_t group, raft::Message&&)> handler);
+  // The connection to a peer broker failed (Transport::on_peer_lost): runs on the cluster
+  // thread.
+  void on_peer_lost(std::function<void(int32_t peer)> handler);
   // Leaders report (topic, partition, leader, epoch) to the controller, which commits them
   // (stale epochs are ignored) so that every broker's Metadata names the current leader.
   // Reports are merged and sent at most one request at a time. Any thread.
@@ -247,6 +250,7 @@ class ClusterNode {
   void flush_leader_reports();
   void connect_peers(const pb::Image& image);
   std::function<void(uint64_t, raft::Message&&)> partition_handler_;
+  std::function<void(int32_t)> peer_lost_handler_;
   std::map<uint32_t, PeerHandler> peer_handlers_;  // set before start(), read on the cluster thread
   std::map<std::pair<std::string, int32_t>, pb::SetLeaders::Change> leader_reports_;
   bool leader_report_in_flight_ = false;

@@ -113,6 +113,7 @@ class Transport::Impl : public std::enable_shared_from_this<Transport::Impl> {
   std::map<int32_t, std::shared_ptr<Peer>> peers_;
   std::unordered_set<std::shared_ptr<Connection>> inbound_;
   MessageHandler on_message_;
+  Transport::PeerLostHandler on_peer_lost_;
   CallHandler on_call_;
   Stats stats_{};
   uint64_t next_call_id_ = 1;
@@ -355,6 +356,7 @@ void Connection::close(CallErrc errc, const std::string& why) {
   beats_.clear();
   beat_bytes_.clear();
   queued_bytes_ = queued_messages_ = 0;
+  const bool lost = side_ == Side::kOutbound && errc != CallErrc::kClosed && ready_;
   if (side_ == Side::kOutbound && errc != CallErrc::kClosed) {
     if (ready_) {
       owner->log_line(spdlog::level::info, fmt::format("connection {} lost: {}", describe(), why));
@@ -377,6 +379,7 @@ void Connection::close(CallErrc errc, const std::string& why) {
     pending.timer->cancel();
     pending.done(call_error(errc, "call to peer " + std::to_string(peer_id_) + ": " + why));
   }
+  if (lost && !owner->closed_ && owner->on_peer_lost_) owner->on_peer_lost_(peer_id_);
 }
 
 void Connection::bad_peer(const std::string& why) {
@@ -1013,6 +1016,7 @@ void Transport::call(int32_t peer, uint32_t method, std::string request,
   impl_->call(peer, method, std::move(request), timeout, std::move(done));
 }
 void Transport::on_call(CallHandler handler) { impl_->on_call_ = std::move(handler); }
+void Transport::on_peer_lost(PeerLostHandler handler) { impl_->on_peer_lost_ = std::move(handler); }
 bool Transport::connected(int32_t peer) const { return impl_->connected(peer); }
 void Transport::close() { impl_->close(); }
 Transport::Stats Transport::stats() const { return impl_->stats_; }

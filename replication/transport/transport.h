@@ -109,6 +109,11 @@ class Transport {
   using CallHandler =
       std::function<void(int32_t from, uint32_t method, std::string request, Reply reply)>;
   void on_call(CallHandler handler);
+  // The established connection to a peer failed (EOF, reset, a write the peer's host never
+  // acknowledged): most often the peer's process is gone (a killed process's sockets close at
+  // once). A hint for failure detection; it is redialled as usual. Not for close().
+  using PeerLostHandler = std::function<void(int32_t peer)>;
+  void on_peer_lost(PeerLostHandler handler);
 
   // Cancels everything: listener, connections, timers. Pending calls complete with kClosed
   // before close() returns. No handler runs afterwards. Idempotent.

@@ -48,6 +48,18 @@ class TransportTest : public ::testing::Test {
     return t;
   }
 
+  // Brokers 1 and 2, 1 dialling 2 and redialling fast (10-50 ms), connected.
+  std::pair<std::unique_ptr<Transport>, std::unique_ptr<Transport>> fast_redial_pair() {
+    TransportConfig config;
+    config.reconnect_min = 10ms;
+    config.reconnect_max = 50ms;
+    auto t1 = make(1, config);
+    auto t2 = make(2);
+    t1->set_peer(2, "127.0.0.1", t2->port());
+    EXPECT_TRUE(run_until([&] { return t1->connected(2); }));
+    return {std::move(t1), std::move(t2)};
+  }
+
   // Runs the loop until `done` holds or `timeout` passes; returns done().
   template <class Pred>
   bool run_until(Pred done, std::chrono::milliseconds timeout = 5000ms) {
@@ -190,13 +202,9 @@ TEST_F(TransportTest, EntriesInAFileAreSentFromTheFile) {
 }
 
 TEST_F(TransportTest, AFileEndingBeforeItsEntryEndsTheConnectionNotTheTransport) {
-  TransportConfig config;
-  config.reconnect_min = 10ms;
-  config.reconnect_max = 50ms;
-  auto t1 = make(1, config);
-  auto t2 = make(2);
-  t1->set_peer(2, "127.0.0.1", t2->port());
-  ASSERT_TRUE(run_until([&] { return t1->connected(2); }));
+  auto pair = fast_redial_pair();  // no structured bindings: clang 14 cannot capture them
+  auto& t1 = pair.first;
+  auto& t2 = pair.second;
   const DataFile f = data_file(::testing::TempDir() + "/transport_short", 1 << 20);
   Message m = message(MessageType::kAppend, 1, 2);
   raft::Entry e;
@@ -496,6 +504,23 @@ TEST_F(TransportTest, ReconnectsAfterThePeerComesBack) {
   t1->remove_peer(2);
   EXPECT_FALSE(t1->connected(2));
   EXPECT_FALSE(t1->send(1, message(MessageType::kVote, 1, 2)));
+}
+
+// A peer whose established connection fails is reported lost once (its process killed: the
+// broker takes it as silent at once); failed dials while it is down are not reported again.
+TEST_F(TransportTest, ALostPeerIsReportedOnceWhenItsConnectionFails) {
+  auto pair = fast_redial_pair();  // no structured bindings: clang 14 cannot capture them
+  auto& t1 = pair.first;
+  auto& t2 = pair.second;
+  std::vector<int32_t> lost;
+  t1->on_peer_lost([&](int32_t peer) { lost.push_back(peer); });
+  t2.reset();  // the peer's sockets close, as a killed process's do
+  ASSERT_TRUE(run_until([&] { return !lost.empty(); }));
+  run_for(200ms);  // dials that fail: not a loss of an established connection
+  EXPECT_EQ(lost, std::vector<int32_t>{2});
+  EXPECT_GT(t1->stats().reconnects, 0u);
+  t1->close();  // closing is no loss either
+  EXPECT_EQ(lost, std::vector<int32_t>{2});
 }
 
 TEST_F(TransportTest, RefusesAnotherClusterAndAWrongBroker) {
