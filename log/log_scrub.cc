@@ -94,7 +94,8 @@ LogResult<ScrubResult> PartitionLog::scrub(uint64_t max_bytes) {
 }
 
 LogResult<void> PartitionLog::scrub_check(const ScrubRead& read, ScrubResult& out) {
-  // The cursor moved (a truncation, retention, a new round) or the segment went: drop it.
+  // The cursor moved (a new round) or the segment went: drop it. (A segment whose file was
+  // replaced or cut meanwhile, by compaction or a truncation, dropped the read already.)
   Segment* seg = find_segment(read.segment_base);
   if (seg == nullptr || seg->base_offset != read.segment_base ||
       scrub_segment_ != read.segment_base || scrub_position_ != read.position ||
