@@ -458,6 +458,7 @@ void PartitionLog::prune_recent() {
 }
 
 void PartitionLog::delete_segment_files(Segment& seg) {
+  scrub_files_changed();
   for (const auto* path : {&seg.log_path, &seg.index_path, &seg.time_path}) {
     fds_.forget(*path);
     ::unlink(path->c_str());
@@ -935,7 +936,7 @@ LogResult<Offset> PartitionLog::truncate_suffix(Offset offset) {
   if (*offset == end_offset_) return Offset(end_offset_);
   if (next_ && next_->opening > 0) return log_error(LogErrc::kBusy, "opening the next segment");
   discard_next();  // prepared for a roll at or past the old end
-  scrub_read_.reset();  // it may have read bytes that are cut now
+  scrub_files_changed();  // it may have read bytes that are cut now
   if (auto r = reopen_fds(); !r) return unexpected(r.error());
   Segment* seg = find_segment(*offset);
   SLUICE_ASSERT(seg != nullptr);
@@ -954,7 +955,7 @@ LogResult<Offset> PartitionLog::truncate_damage() {
   if (!pending_writes_.empty() || !side_ops_idle()) {
     return log_error(LogErrc::kBusy, "appends in flight");
   }
-  scrub_read_.reset();  // it may have read bytes that are cut now
+  scrub_files_changed();  // it may have read bytes that are cut now
   auto damaged = std::find_if(segments_.begin(), segments_.end(),
                               [](const auto& seg) { return seg->corrupt_from >= 0; });
   if (damaged == segments_.end()) return Offset(end_offset_);
@@ -1034,7 +1035,7 @@ LogResult<void> PartitionLog::advance_log_start(Offset offset) {
   if (*offset > end_offset_) {
     // A snapshot past the end: the log restarts empty at `offset`.
     if (!idle()) return log_error(LogErrc::kBusy, "operations in flight");
-    scrub_read_.reset();
+    scrub_files_changed();
     while (!segments_.empty()) {
       delete_segment_files(*segments_.back());
       segments_.pop_back();

@@ -511,6 +511,18 @@ class PartitionLog final : public FdHolder {
   };
   std::shared_ptr<ScrubRead> scrub_read_;
   bool scrub_opening_ = false;
+  // A read handle the scrubber opened through the ring (its own: one opened while the file was
+  // being replaced must never reach the FdCache, where Fetches would read the old file).
+  std::shared_ptr<FileHandle> scrub_file_;
+  int64_t scrub_file_base_ = -1;
+  uint64_t scrub_files_epoch_ = 0;  // counts scrub_files_changed()
+  // A segment file was cut, replaced or removed: the scrubber forgets its read and handle.
+  void scrub_files_changed() {
+    ++scrub_files_epoch_;
+    scrub_read_.reset();
+    scrub_file_.reset();
+    scrub_file_base_ = -1;
+  }
   uint64_t scrub_need_ = 0;
   // Checks `read` (scrub()); an I/O error is returned, damage goes in `out`.
   LogResult<void> scrub_check(const ScrubRead& read, ScrubResult& out);

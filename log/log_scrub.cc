@@ -56,16 +56,23 @@ LogResult<ScrubResult> PartitionLog::scrub(uint64_t max_bytes) {
     // The read handle: the segment's own, or the cache's; else it is opened through the ring
     // (and kept in the cache) and the read waits for the next step.
     std::shared_ptr<FileHandle> file = seg.log_rw ? seg.log_rw : fds_.find(seg.log_path);
+    if (!file && scrub_file_base_ == seg.base_offset) file = scrub_file_;
     if (!file) {
       scrub_opening_ = true;
       ++ops_in_flight_;
-      ring_.open(seg.log_path, O_RDONLY, 0, [this, path = seg.log_path](int32_t res) {
-        SLUICE_ASSERT(ops_in_flight_ > 0);
-        --ops_in_flight_;
-        scrub_opening_ = false;
-        // A failure (the segment deleted meanwhile) is retried, or skipped, at the next step.
-        if (res >= 0) fds_.adopt(path, std::make_shared<FileHandle>(res));
-      });
+      ring_.open(seg.log_path, O_RDONLY, 0,
+                 [this, base = seg.base_offset, epoch = scrub_files_epoch_](int32_t res) {
+                   SLUICE_ASSERT(ops_in_flight_ > 0);
+                   --ops_in_flight_;
+                   scrub_opening_ = false;
+                   auto opened = res >= 0 ? std::make_shared<FileHandle>(res) : nullptr;
+                   // Kept only if no file changed meanwhile (it could be the old one); a
+                   // failure (the segment deleted) is retried, or skipped, at the next step.
+                   if (opened && epoch == scrub_files_epoch_) {
+                     scrub_file_ = std::move(opened);
+                     scrub_file_base_ = base;
+                   }
+                 });
       ring_.submit();
       return out;
     }
