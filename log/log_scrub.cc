@@ -53,8 +53,8 @@ LogResult<ScrubResult> PartitionLog::scrub(uint64_t max_bytes) {
       scrub_position_ = 0;
       continue;
     }
-    // The read handle: the segment's own, or the cache's; else it is opened through the ring
-    // (and kept in the cache) and the read waits for the next step.
+    // The read handle: the segment's own, the cache's, or one the scrubber opened; else it is
+    // opened through the ring (and kept by the scrubber) and the read waits for the next step.
     std::shared_ptr<FileHandle> file = seg.log_rw ? seg.log_rw : fds_.find(seg.log_path);
     if (!file && scrub_file_base_ == seg.base_offset) file = scrub_file_;
     if (!file) {
