@@ -24,6 +24,18 @@ namespace {
 // Preallocation steps of the active segment (preallocate()).
 constexpr uint64_t kPreallocateStepMin = 1ull << 20;
 constexpr uint64_t kPreallocateStepMax = 64ull << 20;
+
+// Whether a batch of `batch_bytes` whose last offset is `end + delta` must start a new segment:
+// the active one (base offset `base`, `size` bytes, created at `created_ms`) is not empty and
+// would pass segment.bytes, is older than segment.ms, or would span more offsets than its
+// sealing time entry can store. append_validated() and first_roll() ask the same.
+bool must_roll(const LogConfig& config, int64_t now, int64_t created_ms, uint64_t size,
+               int64_t base, int64_t end, int64_t delta, uint64_t batch_bytes) {
+  const bool full = size + batch_bytes > config.segment_bytes;
+  const bool old = config.segment_ms > 0 && now - created_ms >= config.segment_ms;
+  const bool wide = end + delta + 1 - base > kSegmentOffsetSpanMax;
+  return size > 0 && (full || old || wide);
+}
 }  // namespace
 
 PartitionLog::~PartitionLog() {
@@ -289,7 +301,6 @@ std::optional<int64_t> PartitionLog::first_roll(std::span<const MutableBytes> pa
                                                 int64_t now) const {
   // The checks of append_validated(), batch by batch, on the log as it would grow.
   const Segment& active = *segments_.back();
-  const bool old = config_.segment_ms > 0 && now - active.created_ms >= config_.segment_ms;
   uint64_t size = active.size_bytes;
   int64_t end = end_offset_;
   size_t next = 0;
@@ -301,9 +312,9 @@ std::optional<int64_t> PartitionLog::first_roll(std::span<const MutableBytes> pa
       auto view = kafka::RecordBatchView::parse(part.subspan(at, batch));
       SLUICE_ASSERT(view.has_value());  // validate() accepted it
       const int64_t delta = view->last_offset_delta();
-      const bool full = size + batch > config_.segment_bytes;
-      const bool wide = end + delta + 1 - active.base_offset > kSegmentOffsetSpanMax;
-      if (size > 0 && (full || old || wide)) return end;
+      if (must_roll(config_, now, active.created_ms, size, active.base_offset, end, delta, batch)) {
+        return end;
+      }
       size += batch;
       end += delta + 1;
       at += batch;
@@ -550,11 +561,8 @@ LogResult<AppendResult> PartitionLog::append_validated(MutableBytes batches,
     SLUICE_ASSERT(view.has_value());  // validate() accepted it
     const int64_t delta = view->last_offset_delta();
     Segment* active = segments_.back().get();
-    const bool full = active->size_bytes + size > config_.segment_bytes;
-    const bool old = config_.segment_ms > 0 && now - active->created_ms >= config_.segment_ms;
-    // The segment's end (last offset + 1) must fit: the sealing time entry stores it.
-    const bool wide = end_offset_ + delta + 1 - active->base_offset > kSegmentOffsetSpanMax;
-    if (active->size_bytes > 0 && (full || old || wide)) {
+    if (must_roll(config_, now, active->created_ms, active->size_bytes, active->base_offset,
+                  end_offset_, delta, size)) {
       if (at > run_start) {
         submit_write(*active, batches.subspan(run_start, at - run_start),
                      active->size_bytes - (at - run_start), end_offset_);
