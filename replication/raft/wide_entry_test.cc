@@ -144,6 +144,29 @@ TEST(RaftWideLog, ReleasedEntriesAreReadBackAndTermsNeedNoEntries) {
   EXPECT_EQ(log.slice(2, 11, 5).size(), 2u);
 }
 
+TEST(RaftWideLog, EntriesLeavingMemoryLetGoOfTheirBuffers) {
+  // A produced batch's payload shares its request's buffer: once the entry leaves memory the
+  // buffer must be freed, not kept until the log's slots are compacted.
+  VectorSource source;
+  RestoredState r;
+  RaftLog log;
+  log.restore(r, &source, 0, 0);
+  std::vector<std::weak_ptr<const void>> buffers;
+  for (uint64_t i = 1; i <= 10; ++i) {
+    auto buffer = std::make_shared<std::vector<std::byte>>(1000);
+    buffers.push_back(buffer);
+    const Bytes bytes(buffer->data(), buffer->size());
+    const Entry e{LogIndex{i}, Term{1}, EntryType::kNormal, Payload::share(buffer, bytes)};
+    log.append(std::span<const Entry>(&e, 1));
+  }
+  log.stable_to(10, 1);
+  log.commit_to(10);
+  EXPECT_EQ(log.take_committed().size(), 10u);
+  log.release(2000);  // the newest two stay
+  EXPECT_EQ(log.mem_first(), 9u);
+  for (size_t i = 0; i < buffers.size(); ++i) EXPECT_EQ(buffers[i].expired(), i < 8) << i;
+}
+
 TEST(RaftWideLog, OnlyDurableEntriesLeaveMemory) {
   // A follower gets entries and their commit in one append: they are applied in the same
   // Ready that hands them to the driver, before they are durable. The driver may step

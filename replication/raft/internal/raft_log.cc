@@ -299,6 +299,10 @@ void RaftLog::drop_front(size_t n) {
     for (size_t i = 0; i < n; ++i) clean_bytes_ -= mem(i).data.size();
     clean_ -= n;
   }
+  // The slots are erased in batches (below), but their payloads go now: a payload may keep a
+  // whole buffer alive (a produced batch shares its request's), and up to 64 dropped slots per
+  // group held on to them (a broker kept every produced byte of 12 busy partitions in memory).
+  for (size_t i = 0; i < n; ++i) entries_[head_ + i].data = Payload{};
   head_ += n;
   mem_first_ = mem_size() > 0 ? *mem(0).index : last_ + 1;
   if (head_ >= 64 && head_ * 2 >= entries_.size()) {  // erase in batches: O(1) amortized
