@@ -16,6 +16,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <new>
@@ -60,12 +61,30 @@ class RequestMemory : public std::enable_shared_from_this<RequestMemory> {
   int64_t used_bytes() const;
   int64_t limit_bytes() const { return limit_; }
 
+  // An empty buffer with room for at least `capacity` bytes. One of at least kPooledMinBytes
+  // comes from the buffers earlier requests left (the smallest that fits) or is new, and goes
+  // back there when its last reference goes, while the pool holds under kPoolBytes. Memory a
+  // request buffer used stays mapped and touched: on this VM the first touch of a fresh page
+  // costs about 5 us, which for new buffers of produce requests was one page fault per 4 KiB
+  // received and most of the broker's CPU per byte at many partitions (docs/benchmarks.md).
+  // Budget-neutral: the budget counts request bytes, not the pool.
+  std::shared_ptr<FrameBytes> take_buffer(size_t capacity);
+  size_t pooled_bytes() const;
+  static constexpr size_t kPooledMinBytes = 64 * 1024;
+  static constexpr size_t kPoolBytes = 64 * 1024 * 1024;
+
  private:
+  void give_back(FrameBytes* bytes);
+
   const int64_t limit_;
   // Taken by every connection's reads and by every request buffer's release.
   mutable std::mutex mutex_;
   int64_t used_ = 0;
   std::vector<std::function<void()>> waiters_;
+  // Idle buffers by capacity, and their capacities summed (under pool_mutex_).
+  mutable std::mutex pool_mutex_;
+  std::multimap<size_t, std::unique_ptr<FrameBytes>> pool_;
+  size_t pooled_bytes_ = 0;
 };
 
 // A request buffer whose bytes are charged to a RequestMemory; grows as a frame arrives and
@@ -98,6 +117,7 @@ class RequestBuffer {
  private:
   std::shared_ptr<RequestMemory> memory_;
   size_t frame_bytes_;
+  // Replaced by one from memory_->take_buffer() at the first growth.
   std::shared_ptr<FrameBytes> bytes_ = std::make_shared<FrameBytes>();
 };
 

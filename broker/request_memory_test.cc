@@ -58,5 +58,50 @@ TEST(RequestMemory, ASpentBudgetRefusesAndWakesWaitersOnRelease) {
   EXPECT_EQ(woken, 2);
 }
 
+TEST(RequestMemory, LargeBuffersAreReusedOnceTheirRequestIsGone) {
+  auto memory = std::make_shared<RequestMemory>(1 << 30);
+  auto first = std::make_unique<RequestBuffer>(memory, 1 << 20);
+  while (first->next_size() > 0) ASSERT_TRUE(first->try_grow());
+  const std::byte* bytes = first->bytes().data();
+  std::shared_ptr<const FrameBytes> kept = first->storage();  // e.g. a Raft entry's
+  first.reset();
+  EXPECT_EQ(memory->used_bytes(), 0);      // the request is gone...
+  EXPECT_EQ(memory->pooled_bytes(), 0u);   // ...but its bytes are still referred to
+  kept.reset();
+  EXPECT_EQ(memory->pooled_bytes(), size_t{1} << 20);
+
+  // A smaller frame takes the same memory; one larger than anything pooled gets new memory.
+  RequestBuffer second(memory, 700'000);
+  ASSERT_TRUE(second.try_grow());
+  EXPECT_EQ(second.bytes().data(), bytes);
+  EXPECT_EQ(memory->pooled_bytes(), 0u);
+  // New buffers are rounded up to 64 KiB: a frame a little larger than the last fits its buffer.
+  RequestBuffer bigger(memory, (1 << 20) - 1000);
+  ASSERT_TRUE(bigger.try_grow());
+  EXPECT_GE(bigger.bytes().capacity(), size_t{1} << 20);
+  RequestBuffer third(memory, 2 << 20);
+  ASSERT_TRUE(third.try_grow());
+  EXPECT_NE(third.bytes().data(), bytes);
+
+  // Small frames never enter the pool.
+  {
+    RequestBuffer small(memory, 1000);
+    ASSERT_TRUE(small.try_grow());
+  }
+  EXPECT_EQ(memory->pooled_bytes(), 0u);
+}
+
+TEST(RequestMemory, ThePoolKeepsAtMostItsBound) {
+  auto memory = std::make_shared<RequestMemory>(int64_t{1} << 34);
+  const size_t frame = 8 << 20;
+  std::vector<std::unique_ptr<RequestBuffer>> buffers;
+  for (size_t i = 0; i < RequestMemory::kPoolBytes / frame + 3; ++i) {
+    buffers.push_back(std::make_unique<RequestBuffer>(memory, frame));
+    ASSERT_TRUE(buffers.back()->try_grow());
+  }
+  buffers.clear();
+  EXPECT_EQ(memory->pooled_bytes(), RequestMemory::kPoolBytes);
+}
+
 }  // namespace
 }  // namespace sluice::broker
