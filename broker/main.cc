@@ -19,7 +19,7 @@ namespace {
 // to the kernel. A follower copies every entry it receives on the cluster thread, and a shard
 // frees it once written: with the dynamic thresholds the arenas were trimmed and grown again
 // all the time, each page faulted in anew, which on this VM costs microseconds. Three brokers,
-// RF=3, 12 partitions, 128 KiB batches, seven alternating runs: 8,000-24,000 page faults per
+// RF=3, 12 partitions, 128 KiB batches, seven alternating runs: 7,000-24,000 page faults per
 // broker per run, 4,300-5,800 with these; medians 12.0 -> 11.0 CPU-s per GB over the three
 // brokers, 118 -> 125 MB/s (docs/benchmarks.md "W2"). An operator's GLIBC_TUNABLES wins.
 void tune_malloc() {
