@@ -4,35 +4,13 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <cstdio>
-#include <cstdlib>
 #include <functional>
-
-#include <malloc.h>
 
 #include "broker/broker.h"
 #include "broker/log_format.h"
 
-namespace {
-
-// glibc's allocator with fixed thresholds instead of its dynamic ones: blocks up to 32 MiB come
-// from the arenas, and an arena keeps up to 64 MiB free at its top instead of handing it back
-// to the kernel. A follower copies every entry it receives on the cluster thread, and a shard
-// frees it once written: with the dynamic thresholds the arenas were trimmed and grown again
-// all the time, each page faulted in anew, which on this VM costs microseconds. Three brokers,
-// RF=3, 12 partitions, 128 KiB batches, seven alternating runs: 7,000-24,000 page faults per
-// broker per run, 4,300-5,800 with these; medians 12.0 -> 11.0 CPU-s per GB over the three
-// brokers, 118 -> 125 MB/s (docs/benchmarks.md "W2"). An operator's GLIBC_TUNABLES wins.
-void tune_malloc() {
-  if (std::getenv("GLIBC_TUNABLES") != nullptr) return;
-  mallopt(M_MMAP_THRESHOLD, 32 << 20);
-  mallopt(M_TRIM_THRESHOLD, 64 << 20);
-}
-
-}  // namespace
-
 int main(int argc, char** argv) {
   using namespace sluice::broker;
-  tune_malloc();  // before any thread starts
   auto config = parse_config(argc, argv);
   if (!config) {
     const bool ok = config.error().code == 0;  // --help, --version
