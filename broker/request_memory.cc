@@ -41,11 +41,7 @@ int64_t RequestMemory::used_bytes() const {
 }
 
 std::shared_ptr<FrameBytes> RequestMemory::take_buffer(size_t capacity) {
-  if (capacity < kPooledMinBytes) {
-    auto bytes = std::make_shared<FrameBytes>();
-    bytes->reserve(capacity);
-    return bytes;
-  }
+  SLUICE_ASSERT(capacity >= kPooledMinBytes);
   std::unique_ptr<FrameBytes> bytes;
   {
     std::lock_guard lock(pool_mutex_);
@@ -96,10 +92,10 @@ bool RequestBuffer::try_grow() {
   if (!memory_->try_reserve(size - bytes_->size())) return false;
   if (bytes_->capacity() < size) {
     const size_t capacity = frame_bytes_ <= kWholeFrameBytes ? frame_bytes_ : size;
-    if (bytes_->empty()) {
+    if (bytes_->empty() && capacity >= RequestMemory::kPooledMinBytes) {
       bytes_ = memory_->take_buffer(capacity);
     } else {
-      bytes_->reserve(capacity);
+      bytes_->reserve(capacity);  // a small frame's, or a growth step past kWholeFrameBytes
     }
   }
   bytes_->resize(size);  // not zeroed: the socket fills it

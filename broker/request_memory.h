@@ -61,9 +61,9 @@ class RequestMemory : public std::enable_shared_from_this<RequestMemory> {
   int64_t used_bytes() const;
   int64_t limit_bytes() const { return limit_; }
 
-  // An empty buffer with room for at least `capacity` bytes. One of at least kPooledMinBytes
-  // comes from the buffers earlier requests left (the smallest that fits) or is new, and goes
-  // back there when its last reference goes, while the pool holds under kPoolBytes. Memory a
+  // An empty buffer with room for at least `capacity` (>= kPooledMinBytes) bytes: from the
+  // buffers earlier requests left (the smallest that fits) or new, and back there when its last
+  // reference goes, while the pool holds under kPoolBytes. Smaller buffers are plain vectors. Memory a
   // request buffer used stays mapped and touched: on this VM the first touch of a fresh page
   // costs about 5 us, which for new buffers of produce requests was one page fault per 4 KiB
   // received and most of the broker's CPU per byte at many partitions (docs/benchmarks.md).
@@ -117,7 +117,7 @@ class RequestBuffer {
  private:
   std::shared_ptr<RequestMemory> memory_;
   size_t frame_bytes_;
-  // Replaced by one from memory_->take_buffer() at the first growth.
+  // Replaced by one from memory_->take_buffer() at the first growth of a large frame.
   std::shared_ptr<FrameBytes> bytes_ = std::make_shared<FrameBytes>();
 };
 
