@@ -582,36 +582,7 @@ void Broker::open_partitions(const TopicInfo& topic, int32_t first, int32_t last
 }
 
 void Broker::rebuild_producer_state(Partition& p) {
-  const int64_t end = *p.log->log_end_offset();
-  int64_t from = *p.log->log_start_offset();
-  // Only the tail matters (five batches per producer); skip ahead for big logs.
-  if (p.log->size_bytes() > kProducerStateScanBytes) {
-    auto bases = p.log->segment_base_offsets();
-    uint64_t seen = 0;
-    for (auto it = bases.rbegin(); it != bases.rend(); ++it) {
-      from = *it;
-      seen += p.log->size_bytes() / std::max<size_t>(1, bases.size());
-      if (seen >= kProducerStateScanBytes) break;
-    }
-  }
-  while (from < end) {
-    auto bytes = p.log->read_copy(Offset(from), 1 << 20);
-    if (!bytes || bytes->empty()) break;
-    kafka::BatchIterator it(*bytes);
-    int64_t next = from;
-    while (true) {
-      auto v = it.next();
-      if (!v || !*v) break;
-      const auto& b = **v;
-      if (b.producer_id() >= 0 && b.base_sequence() >= 0) {
-        p.producers.record(b.producer_id(), b.producer_epoch(), b.base_sequence(),
-                           b.last_offset_delta() + 1, b.base_offset());
-      }
-      next = b.last_offset() + 1;
-    }
-    if (next <= from) break;
-    from = next;
-  }
+  p.producers = producer_state_from_log(*p.log, kProducerStateScanBytes);
 }
 
 void Broker::notify_waiters(Partition& p) {

@@ -355,8 +355,7 @@ void Broker::reopen_full_partitions(ShardState& ss) {
     p->log = std::move(*reopened);
     Status status;
     p->replica = open_replica(ss, *p, p->group, {}, status);
-    p->producers = ProducerStateTable{};  // it may hold batches the full disk never took
-    rebuild_producer_state(*p);
+    rebuild_producer_state(*p);  // the table may hold batches the full disk never took
   }
   ss.full_logs_left = left;
 }

@@ -1,6 +1,10 @@
 #include "broker/producer_state.h"
 
+#include <algorithm>
 #include <limits>
+
+#include "log/log.h"
+#include "protocol/record_batch.h"
 
 namespace sluice::broker {
 
@@ -58,6 +62,41 @@ void ProducerStateTable::record(int64_t producer_id, int16_t epoch, int32_t base
   e.last_sequence = last;
   e.batches.push_back({base_sequence, last, base_offset});
   while (e.batches.size() > kProducerBatchesRetained) e.batches.pop_front();
+}
+
+ProducerStateTable producer_state_from_log(log::PartitionLog& log, uint64_t scan_bytes) {
+  ProducerStateTable table;
+  const int64_t end = *log.log_end_offset();
+  int64_t from = *log.log_start_offset();
+  // Only the tail matters (five batches per producer); skip ahead for big logs.
+  if (log.size_bytes() > scan_bytes) {
+    auto bases = log.segment_base_offsets();
+    uint64_t seen = 0;
+    for (auto it = bases.rbegin(); it != bases.rend(); ++it) {
+      from = *it;
+      seen += log.size_bytes() / std::max<size_t>(1, bases.size());
+      if (seen >= scan_bytes) break;
+    }
+  }
+  while (from < end) {
+    auto bytes = log.read_copy(Offset(from), 1 << 20);
+    if (!bytes || bytes->empty()) break;
+    kafka::BatchIterator it(*bytes);
+    int64_t next = from;
+    while (true) {
+      auto v = it.next();
+      if (!v || !*v) break;
+      const auto& b = **v;
+      if (b.producer_id() >= 0 && b.base_sequence() >= 0) {
+        table.record(b.producer_id(), b.producer_epoch(), b.base_sequence(),
+                     b.last_offset_delta() + 1, b.base_offset());
+      }
+      next = b.last_offset() + 1;
+    }
+    if (next <= from) break;
+    from = next;
+  }
+  return table;
 }
 
 }  // namespace sluice::broker

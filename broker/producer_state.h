@@ -11,6 +11,10 @@
 
 #include "protocol/error_codes.h"
 
+namespace sluice::log {
+class PartitionLog;
+}
+
 namespace sluice::broker {
 
 inline constexpr size_t kProducerBatchesRetained = 5;  // Kafka's NUM_BATCHES_TO_RETAIN
@@ -50,6 +54,12 @@ class ProducerStateTable {
  private:
   std::map<int64_t, ProducerEntry> producers_;
 };
+
+// The state a partition's log holds: its idempotent batches replayed from the tail (the last
+// `scan_bytes` or so: five batches per producer is all that matters), into a fresh table.
+// What a replica needs at start-up and after its log was cut: a table kept from before a cut
+// still names batches the log no longer has and misses none it has.
+ProducerStateTable producer_state_from_log(log::PartitionLog& log, uint64_t scan_bytes);
 
 // The sequence after `last_sequence`, wrapping from INT32_MAX to 0 as Kafka does.
 int32_t next_sequence(int32_t last_sequence);

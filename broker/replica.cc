@@ -885,6 +885,19 @@ void Replica::run() {
   execute(rd, std::make_shared<Plan>(std::move(plan)));
 }
 
+// The log was cut (or restarted) for this Ready: whoever mirrors the log's contents (the
+// idempotent producers' table) rebuilds from what the files hold now, which does not include
+// this Ready's entries yet: run() reported them before the cut, so they are reported again.
+// Without that, a follower that replaced a conflicting suffix forgot the batches that replaced
+// it, and once leader appended a producer's retry of one of them a second time.
+void Replica::truncated(const Plan& plan) {
+  if (events_.on_truncated) events_.on_truncated();
+  if (!events_.on_data) return;
+  for (const raft::Entry* e : plan.data) {
+    if (!plan.own(*e)) events_.on_data(e->data.bytes());
+  }
+}
+
 void Replica::execute(std::shared_ptr<raft::Ready> rd, std::shared_ptr<Plan> plan) {
   // 1. Truncation and log restarts need the log idle: wait for it (a timer; never block).
   const bool cut = plan->install || (plan->data_cut >= 0 && plan->data_cut < *log_.log_end_offset());
@@ -927,10 +940,10 @@ void Replica::execute(std::shared_ptr<raft::Ready> rd, std::shared_ptr<Plan> pla
     state_.snap_term = snap_term_;
     state_.internal_before = plan->install_image.internal_before;
     plan->hard_state = true;
-    if (events_.on_truncated) events_.on_truncated();
+    truncated(*plan);
   } else if (plan->data_cut >= 0 && plan->data_cut < *log_.log_end_offset()) {
     if (auto r = log_.truncate_suffix(Offset(plan->data_cut)); !r) return fail(r.error().message);
-    if (events_.on_truncated) events_.on_truncated();
+    truncated(*plan);
   }
   if (!writes) {
     persist_data(rd, plan);  // nothing to write: straight to finish()

@@ -232,6 +232,7 @@ class Replica final : public raft::LogSource, public log::FdHolder {
 
   // The Ready pipeline.
   void schedule();
+  void truncated(const Plan& plan);
   void run();
   void execute(std::shared_ptr<raft::Ready> rd, std::shared_ptr<Plan> plan);
   // Appends plan->data from entry `from` on, at most kAppendChunk batches per log append.

@@ -13,6 +13,7 @@
 #include <thread>
 
 #include "log/fd_cache.h"
+#include "broker/producer_state.h"
 #include "log/io_ring.h"
 #include "protocol/record_batch.h"
 
@@ -22,8 +23,9 @@ namespace {
 namespace fs = std::filesystem;
 using kafka::ErrorCode;
 
-std::vector<std::byte> make_batch(int records, const std::string& tag) {
-  kafka::RecordBatchBuilder b({});
+std::vector<std::byte> make_batch(int records, const std::string& tag,
+                                  kafka::RecordBatchBuilder::Options options = {}) {
+  kafka::RecordBatchBuilder b(options);
   for (int i = 0; i < records; ++i) {
     const std::string v = tag + "-" + std::to_string(i);
     b.append(1000 + i, std::nullopt, as_bytes(std::string_view(v)));
@@ -73,6 +75,17 @@ class Group : public ::testing::Test {
       for (auto& m : msgs) wire_.push_back(std::move(m));
     };
     ev.on_wake = [this, i] { ++wakes_[i]; };
+    // The idempotent producers' table, kept as the broker keeps it.
+    ev.on_data = [this, i](Bytes batch) {
+      auto view = kafka::RecordBatchView::parse(batch);
+      if (!view || view->producer_id() < 0) return;
+      producers_[i].record(view->producer_id(), view->producer_epoch(), view->base_sequence(),
+                           view->last_offset_delta() + 1, view->base_offset());
+    };
+    ev.on_truncated = [this, i] {
+      producers_[i] = producer_state_from_log(*nodes_[i].log, 64 << 20);
+    };
+    producers_[i] = producer_state_from_log(*nodes_[i].log, 64 << 20);
     auto r = Replica::open(dir(i), *nodes_[i].log, ring_, io_, o, std::move(ev));
     ASSERT_TRUE(r.has_value()) << r.error().message;
     nodes_[i].replica = std::move(*r);
@@ -158,12 +171,20 @@ class Group : public ::testing::Test {
     return best;
   }
 
-  // Proposes `count` batches of 3 records at the leader; returns their acknowledgements.
-  std::shared_ptr<std::vector<std::pair<ErrorCode, int64_t>>> produce(int at, int count,
-                                                                       const std::string& tag) {
+  // Proposes `count` batches of 3 records at the leader; returns their acknowledgements. With
+  // a producer id, the batches are an idempotent producer's, from sequence `sequence` on.
+  std::shared_ptr<std::vector<std::pair<ErrorCode, int64_t>>> produce(
+      int at, int count, const std::string& tag, int64_t producer_id = -1, int32_t sequence = 0) {
     auto acks = std::make_shared<std::vector<std::pair<ErrorCode, int64_t>>>();
     for (int i = 0; i < count; ++i) {
-      auto batch = std::make_shared<std::vector<std::byte>>(make_batch(3, tag + std::to_string(i)));
+      kafka::RecordBatchBuilder::Options options;
+      if (producer_id >= 0) {
+        options.producer_id = producer_id;
+        options.producer_epoch = 0;
+        options.base_sequence = sequence + 3 * i;
+      }
+      auto batch = std::make_shared<std::vector<std::byte>>(
+          make_batch(3, tag + std::to_string(i), options));
       const ErrorCode e = nodes_[at].replica->produce(
           MutableBytes(*batch), -1,
           [acks, batch](ErrorCode c, int64_t base) { acks->emplace_back(c, base); });
@@ -202,6 +223,7 @@ class Group : public ::testing::Test {
   log::IoRing ring_;
   log::FdCache fds_;
   std::vector<Node> nodes_;
+  ProducerStateTable producers_[3];  // what each replica's events told it (on_data, on_truncated)
   std::deque<raft::Message> wire_;
   bool cut_[3] = {false, false, false};
   int wakes_[3] = {0, 0, 0};
@@ -428,6 +450,36 @@ TEST_F(Group, NewLeaderAfterCutOffKeepsOffsetsContiguousAndOldLeaderTruncates) {
   run_until([&] {
     return values(0).size() == 63 && values(0) == values(1) && values(1) == values(2);
   }, 4000);
+}
+
+TEST_F(Group, AFollowerThatReplacesItsSuffixKnowsTheProducersOfWhatReplacedIt) {
+  // A deposed leader's uncommitted batches are replaced by the new leader's; the new leader's
+  // batches arrive in the same Ready that cuts the old ones. The producers' table rebuilt at
+  // the cut must then learn them again: when this replica leads later, a producer's retry of
+  // one of them is a duplicate (answered with its offset), not a batch to append again.
+  run_until([&] { return leader() >= 0; });
+  const int old = leader();
+  auto first = produce(old, 2, "a", 42, 0);  // sequences 0-2, 3-5: offsets 0, 3
+  run_until([&] { return first->size() == 2; });
+  cut_[old] = true;
+  auto lost = produce(old, 2, "lost", 42, 6);  // never committed
+  for (int i = 0; i < 30; ++i) step(true);
+  run_until([&] { return leader() >= 0 && leader() != old; });
+  const int now = leader();
+  auto again = produce(now, 2, "b", 42, 6);  // the producer's retries: offsets 6, 9
+  run_until([&] { return again->size() == 2; });
+  ASSERT_EQ((*again)[1], std::make_pair(ErrorCode::kNone, int64_t{9}));
+  cut_[old] = false;
+  run_until([&] { return values(old).size() == 12 && values(old) == values(now); }, 4000);
+  for (int i = 0; i < 3; ++i) {
+    SCOPED_TRACE("replica " + std::to_string(i) + (i == old ? " (the deposed leader)" : ""));
+    if (i == now) continue;  // a leader's own proposals are recorded by the Produce path
+    const SequenceCheck retry = producers_[i].check(42, 0, 9, 3);
+    EXPECT_EQ(retry.verdict, SequenceCheck::Verdict::kDuplicate);
+    EXPECT_EQ(retry.duplicate_base_offset, 9);
+    EXPECT_EQ(producers_[i].check(42, 0, 6, 3).duplicate_base_offset, 6);
+    EXPECT_EQ(producers_[i].check(42, 0, 12, 3).verdict, SequenceCheck::Verdict::kAppend);
+  }
 }
 
 TEST_F(Group, ReopenedReplicaKeepsTermVoteAndLog) {
