@@ -963,10 +963,10 @@ LogResult<Offset> PartitionLog::truncate_damage() {
   if (!pending_writes_.empty() || !side_ops_idle()) {
     return log_error(LogErrc::kBusy, "appends in flight");
   }
-  scrub_files_changed();  // it may have read bytes that are cut now
   auto damaged = std::find_if(segments_.begin(), segments_.end(),
                               [](const auto& seg) { return seg->corrupt_from >= 0; });
   if (damaged == segments_.end()) return Offset(end_offset_);
+  scrub_files_changed();  // it may have read bytes that are cut now
   Segment* seg = damaged->get();
   while (segments_.back().get() != seg) {
     delete_segment_files(*segments_.back());
@@ -1043,8 +1043,7 @@ LogResult<void> PartitionLog::advance_log_start(Offset offset) {
   if (*offset > end_offset_) {
     // A snapshot past the end: the log restarts empty at `offset`.
     if (!idle()) return log_error(LogErrc::kBusy, "operations in flight");
-    scrub_files_changed();
-    while (!segments_.empty()) {
+    while (!segments_.empty()) {  // each removal tells the scrubber (delete_segment_files)
       delete_segment_files(*segments_.back());
       segments_.pop_back();
     }
