@@ -40,43 +40,6 @@ int64_t RequestMemory::used_bytes() const {
   return used_;
 }
 
-std::shared_ptr<FrameBytes> RequestMemory::take_buffer(size_t capacity) {
-  SLUICE_ASSERT(capacity >= kPooledMinBytes);
-  std::unique_ptr<FrameBytes> bytes;
-  {
-    std::lock_guard lock(pool_mutex_);
-    auto it = pool_.lower_bound(capacity);
-    if (it != pool_.end()) {
-      bytes = std::move(it->second);
-      pooled_bytes_ -= it->first;
-      pool_.erase(it);
-    }
-  }
-  if (!bytes) {
-    // Rounded up so that the frames of a client, whose sizes vary a little around its batch
-    // size, fit each other's buffers (address space: pages are touched as bytes arrive).
-    bytes = std::make_unique<FrameBytes>();
-    bytes->reserve((capacity + kPooledMinBytes - 1) / kPooledMinBytes * kPooledMinBytes);
-  }
-  return std::shared_ptr<FrameBytes>(
-      bytes.release(), [self = shared_from_this()](FrameBytes* b) { self->give_back(b); });
-}
-
-void RequestMemory::give_back(FrameBytes* bytes) {
-  std::unique_ptr<FrameBytes> owned(bytes);
-  const size_t capacity = owned->capacity();
-  owned->clear();
-  std::lock_guard lock(pool_mutex_);
-  if (pooled_bytes_ + capacity > kPoolBytes) return;  // the pool is full: freed
-  pooled_bytes_ += capacity;
-  pool_.emplace(capacity, std::move(owned));
-}
-
-size_t RequestMemory::pooled_bytes() const {
-  std::lock_guard lock(pool_mutex_);
-  return pooled_bytes_;
-}
-
 RequestBuffer::~RequestBuffer() {
   if (!bytes_->empty()) memory_->release(bytes_->size());
 }

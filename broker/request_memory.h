@@ -16,39 +16,17 @@
 #include <cstddef>
 #include <cstdint>
 #include <functional>
-#include <map>
 #include <memory>
 #include <mutex>
-#include <new>
-#include <type_traits>
-#include <utility>
 #include <vector>
+
+#include "common/buffer_pool.h"
 
 namespace sluice::broker {
 
-// An allocator whose value-initialisation does nothing: a vector of it grows without zeroing
-// the new bytes (a request buffer's are written by the socket before anything reads them).
-template <class T>
-struct NoInitAllocator : std::allocator<T> {
-  template <class U>
-  struct rebind {
-    using other = NoInitAllocator<U>;
-  };
-  NoInitAllocator() = default;
-  template <class U>
-  NoInitAllocator(const NoInitAllocator<U>& /*other*/) noexcept {}
-  template <class U>
-  void construct(U* p) noexcept(std::is_nothrow_default_constructible_v<U>) {
-    ::new (static_cast<void*>(p)) U;
-  }
-  template <class U, class... A>
-  void construct(U* p, A&&... a) {
-    ::new (static_cast<void*>(p)) U(std::forward<A>(a)...);
-  }
-};
-using FrameBytes = std::vector<std::byte, NoInitAllocator<std::byte>>;
+using sluice::FrameBytes;
 
-class RequestMemory : public std::enable_shared_from_this<RequestMemory> {
+class RequestMemory {
  public:
   explicit RequestMemory(int64_t limit_bytes) : limit_(limit_bytes) {}
 
@@ -61,30 +39,23 @@ class RequestMemory : public std::enable_shared_from_this<RequestMemory> {
   int64_t used_bytes() const;
   int64_t limit_bytes() const { return limit_; }
 
-  // An empty buffer with room for at least `capacity` (>= kPooledMinBytes) bytes: from the
-  // buffers earlier requests left (the smallest that fits) or new, and back there when its last
-  // reference goes, while the pool holds under kPoolBytes. Smaller buffers are plain vectors. Memory a
-  // request buffer used stays mapped and touched: on this VM the first touch of a fresh page
-  // costs about 5 us, which for new buffers of produce requests was one page fault per 4 KiB
-  // received and most of the broker's CPU per byte at many partitions (docs/benchmarks.md).
-  // Budget-neutral: the budget counts request bytes, not the pool.
-  std::shared_ptr<FrameBytes> take_buffer(size_t capacity);
-  size_t pooled_bytes() const;
+  // An empty buffer with room for at least `capacity` (>= kPooledMinBytes) bytes, from a
+  // BufferPool of at most kPoolBytes idle (common/buffer_pool.h): for new buffers of produce
+  // requests, the first touch of fresh pages was one page fault per 4 KiB received and most of
+  // the broker's CPU per byte at many partitions (docs/benchmarks.md). Smaller buffers are
+  // plain vectors. Budget-neutral: the budget counts request bytes, not the pool.
+  std::shared_ptr<FrameBytes> take_buffer(size_t capacity) { return pool_->take(capacity); }
+  size_t pooled_bytes() const { return pool_->idle_bytes(); }
   static constexpr size_t kPooledMinBytes = 64 * 1024;
   static constexpr size_t kPoolBytes = 64 * 1024 * 1024;
 
  private:
-  void give_back(FrameBytes* bytes);
-
   const int64_t limit_;
   // Taken by every connection's reads and by every request buffer's release.
   mutable std::mutex mutex_;
   int64_t used_ = 0;
   std::vector<std::function<void()>> waiters_;
-  // Idle buffers by capacity, and their capacities summed (under pool_mutex_).
-  mutable std::mutex pool_mutex_;
-  std::multimap<size_t, std::unique_ptr<FrameBytes>> pool_;
-  size_t pooled_bytes_ = 0;
+  std::shared_ptr<BufferPool> pool_ = std::make_shared<BufferPool>(kPooledMinBytes, kPoolBytes);
 };
 
 // A request buffer whose bytes are charged to a RequestMemory; grows as a frame arrives and

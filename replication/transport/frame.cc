@@ -85,14 +85,40 @@ bool valid_conf(const raft::ConfState& conf) {
   return true;
 }
 
-// Takes `n` bytes off the front of the payload into a Payload of its own.
-raft::Payload take(Bytes& payload, uint64_t n) {
-  raft::Payload p = n == 0 ? raft::Payload() : raft::Payload::copy_of(payload.first(n));
-  payload = payload.subspan(n);
-  return p;
-}
+// The entries' data of a frame, copied out of the connection's read buffer once, into one
+// buffer their Payloads share (from `pool` when it is large enough for one): what arrives
+// from a leader is written to the log well after the read buffer has moved on, and a fresh
+// allocation per entry was a page fault per 4 KiB received on a follower (docs/benchmarks.md).
+class EntryData {
+ public:
+  EntryData(Bytes data, BufferPool* pool) {
+    if (data.empty()) return;
+    if (pool != nullptr && data.size() >= pool->min_bytes()) {
+      auto buffer = pool->take(data.size());
+      buffer->resize(data.size());  // not zeroed
+      std::memcpy(buffer->data(), data.data(), data.size());
+      view_ = Bytes(*buffer);
+      owner_ = std::move(buffer);
+    } else {
+      auto buffer = std::make_shared<const std::vector<std::byte>>(data.begin(), data.end());
+      view_ = Bytes(*buffer);
+      owner_ = std::move(buffer);
+    }
+  }
+  // The next `n` bytes, as a Payload sharing the buffer.
+  raft::Payload take(uint64_t n) {
+    if (n == 0) return {};
+    raft::Payload p = raft::Payload::share(owner_, view_.first(n));
+    view_ = view_.subspan(n);
+    return p;
+  }
 
-Result<GroupMessage> decode_raft(const pb::RaftMessage& r, Bytes payload) {
+ private:
+  std::shared_ptr<const void> owner_;
+  Bytes view_;
+};
+
+Result<GroupMessage> decode_raft(const pb::RaftMessage& r, Bytes payload, BufferPool* pool) {
   if (r.type() > kMessageTypeMax) return error(1, "raft message: unknown type");
   if (!valid_node(r.from()) || !valid_node(r.to())) return error(1, "raft message: bad node id");
   // Sizes first, with no arithmetic that can overflow: every piece must fit what is left.
@@ -106,6 +132,8 @@ Result<GroupMessage> decode_raft(const pb::RaftMessage& r, Bytes payload) {
     left -= r.snapshot().data_bytes();
   }
   if (left != 0) return error(1, "raft message: payload longer than its entries and snapshot");
+  const uint64_t snapshot_bytes = r.has_snapshot() ? r.snapshot().data_bytes() : 0;
+  EntryData data(payload.first(payload.size() - snapshot_bytes), pool);
 
   GroupMessage out;
   out.group = r.group();
@@ -134,7 +162,7 @@ Result<GroupMessage> decode_raft(const pb::RaftMessage& r, Bytes payload) {
     raft::Entry entry{.index = LogIndex{e.index()},
                       .term = Term{e.term()},
                       .type = static_cast<raft::EntryType>(e.type()),
-                      .data = take(payload, e.data_bytes()),
+                      .data = data.take(e.data_bytes()),
                       .width = width};
     // The core asserts on a configuration entry it cannot decode: refuse it at the door.
     if (entry.type == raft::EntryType::kConfig) {
@@ -151,10 +179,10 @@ Result<GroupMessage> decode_raft(const pb::RaftMessage& r, Bytes payload) {
     snap.conf.learners.reserve(s.learners_size());
     for (int32_t id : s.learners()) snap.conf.learners.push_back(raft::NodeId{id});
     if (!valid_conf(snap.conf)) return error(1, "raft message: malformed snapshot configuration");
-    snap.data = take(payload, s.data_bytes());
+    // A copy of its own: a snapshot's few bytes must not keep a frame's entries' buffer.
+    if (snapshot_bytes > 0) snap.data = raft::Payload::copy_of(payload.last(snapshot_bytes));
     m.snapshot = std::move(snap);
   }
-  SLUICE_ASSERT(payload.empty());  // the size check above covered every piece
   return out;
 }
 
@@ -182,7 +210,8 @@ Result<std::vector<GroupMessage>> decode_beats(const pb::Header& h, const Ends& 
   return out;
 }
 
-Result<Frame> decode_header(const pb::Header& h, Bytes payload, const Ends& ends) {
+Result<Frame> decode_header(const pb::Header& h, Bytes payload, const Ends& ends,
+                            BufferPool* pool) {
   Frame f;
   switch (h.kind()) {
     case pb::Header::HELLO: {
@@ -204,7 +233,7 @@ Result<Frame> decode_header(const pb::Header& h, Bytes payload, const Ends& ends
     }
     case pb::Header::RAFT: {
       if (!h.has_raft()) return error(1, "raft frame without a message");
-      auto m = decode_raft(h.raft(), payload);
+      auto m = decode_raft(h.raft(), payload, pool);
       if (!m) return unexpected(std::move(m).error());
       f.kind = FrameKind::kRaft;
       f.messages.push_back(std::move(*m));
@@ -364,7 +393,7 @@ OutFrame encode_reply(uint64_t call_id, std::string response, std::string error)
   return out;
 }
 
-Result<Frame> decode_frame(Bytes frame, const Ends& ends) {
+Result<Frame> decode_frame(Bytes frame, const Ends& ends, BufferPool* pool) {
   if (frame.size() < kFramePrefixBytes) return error(1, "frame shorter than its prefix");
   const uint32_t length = load_be<uint32_t>(frame.data());
   if (length != frame.size() - kLengthBytes) return error(1, "frame length does not match");
@@ -376,7 +405,7 @@ Result<Frame> decode_frame(Bytes frame, const Ends& ends) {
   if (!h.ParseFromArray(frame.data() + kFramePrefixBytes, static_cast<int>(header_bytes))) {
     return error(1, "header does not parse");
   }
-  return decode_header(h, frame.subspan(kFramePrefixBytes + header_bytes), ends);
+  return decode_header(h, frame.subspan(kFramePrefixBytes + header_bytes), ends, pool);
 }
 
 FrameReader::FrameReader(uint32_t max_frame_bytes) : max_frame_bytes_(max_frame_bytes) {}

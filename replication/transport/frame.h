@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "common/buffer_pool.h"
 #include "common/bytes.h"
 #include "common/result.h"
 #include "replication/raft/types.h"
@@ -115,8 +116,9 @@ struct Ends {
 // lengths, header parse, known kind, enum ranges, node ids, that the entries' and snapshot's
 // data sizes sum exactly to the payload, that configuration entries and snapshot
 // configurations are well formed, that entry indexes increase. Never asserts on the bytes.
-// The error message says what was wrong (for the one log line about a bad peer).
-Result<Frame> decode_frame(Bytes frame, const Ends& ends);
+// The error message says what was wrong (for the one log line about a bad peer). The entries
+// of a Raft frame share one copy of their data, from `pool` when given and large enough.
+Result<Frame> decode_frame(Bytes frame, const Ends& ends, BufferPool* pool = nullptr);
 
 // Reassembles frames from a byte stream. The buffer starts small and grows with the bytes
 // that arrive (never to a frame's announced length before its bytes are there), up to the

@@ -186,6 +186,49 @@ TEST(Frame, OutOfRangeValuesAreRefused) {
   EXPECT_TRUE(refused([](pb::Header& h) { h.set_kind(pb::Header::BEATS); }));  // payload, no beats
 }
 
+TEST(Frame, ReceivedEntriesShareOneBufferThatGoesBackToItsPool) {
+  // What a follower receives is written to its log later, on a shard: the entries keep their
+  // data in one buffer per frame, from the transport's pool when large enough, and the buffer
+  // goes back to the pool (not to malloc) once the last entry lets go of it.
+  auto pool = std::make_shared<BufferPool>(64 << 10, 1 << 30);
+  Message m = full_message(MessageType::kSnapshot, 100 << 10, 16);
+  m.entries.push_back({LogIndex{107}, Term{9}, EntryType::kNormal,
+                       raft::Payload::copy_of(std::string(50 << 10, 'b'))});
+  const std::vector<std::byte> bytes = encode_raft(1, m).flatten();
+  std::vector<raft::Entry> entries;
+  raft::Snapshot snapshot;
+  {
+    auto f = decode_frame(bytes, kEnds, pool.get());
+    ASSERT_TRUE(f) << f.error().message;
+    EXPECT_TRUE(same_message(f->messages[0].message, m));
+    entries = std::move(f->messages[0].message.entries);
+    snapshot = std::move(*f->messages[0].message.snapshot);
+  }
+  // One after the other in one buffer (the no-op entry has no data).
+  const std::byte* at = entries[0].data.bytes().data();
+  EXPECT_EQ(entries[2].data.bytes().data(), at + entries[0].data.size());
+  EXPECT_EQ(entries[3].data.bytes().data(), at + entries[0].data.size() + entries[2].data.size());
+  EXPECT_EQ(pool->idle_bytes(), 0u);
+  entries.erase(entries.begin(), entries.begin() + 3);
+  EXPECT_EQ(pool->idle_bytes(), 0u);  // one entry still refers to it
+  entries.clear();  // the snapshot's data, still here, has a copy of its own: no pin
+  EXPECT_EQ(snapshot.data.size(), 16u);
+  const size_t pooled = pool->idle_bytes();
+  EXPECT_GE(pooled, size_t{150} << 10);
+  // The next frame as large takes the same buffer.
+  {
+    auto again = decode_frame(bytes, kEnds, pool.get());
+    ASSERT_TRUE(again) << again.error().message;
+    EXPECT_EQ(pool->idle_bytes(), 0u);
+  }
+  EXPECT_EQ(pool->idle_bytes(), pooled);
+  // Small frames do not take from the pool.
+  auto small = decode_frame(encode_raft(1, full_message(MessageType::kAppend)).flatten(), kEnds,
+                            pool.get());
+  ASSERT_TRUE(small) << small.error().message;
+  EXPECT_EQ(pool->idle_bytes(), pooled);
+}
+
 TEST(Frame, EntryWidthsRoundTripAndZeroMeansOne) {
   Message m = full_message(MessageType::kAppend);
   m.entries[0].width = 1;  // 101

@@ -39,6 +39,9 @@ namespace {
 // line saying how many were suppressed.
 constexpr auto kLogWindow = std::chrono::seconds(10);
 constexpr int kLogLinesPerWindow = 10;
+// Frames whose entries hold this much take a pooled buffer; at most this much stays pooled.
+constexpr size_t kEntryBufferMinBytes = 64 << 10;
+constexpr size_t kEntryBuffersIdleMax = 32 << 20;
 
 Unexpected<Error> call_error(CallErrc errc, std::string message) {
   return error(static_cast<int>(errc), std::move(message));
@@ -116,6 +119,10 @@ class Transport::Impl : public std::enable_shared_from_this<Transport::Impl> {
   Transport::PeerLostHandler on_peer_lost_;
   CallHandler on_call_;
   Stats stats_{};
+  // Buffers the entries of received frames share (frame.h, decode_frame): they outlive the
+  // frame (a follower writes them to its log on a shard, later) and are let go there.
+  std::shared_ptr<BufferPool> entry_buffers_ =
+      std::make_shared<BufferPool>(kEntryBufferMinBytes, kEntryBuffersIdleMax);
   uint64_t next_call_id_ = 1;
   Clock::time_point log_window_start_{};
   int log_lines_ = 0;
@@ -431,7 +438,8 @@ void Connection::on_read(boost::system::error_code ec, size_t n) {
 
 bool Connection::handle_frame(Bytes bytes) {
   ++owner_->stats_.frames_in;
-  auto frame = decode_frame(bytes, Ends{.sender_id = peer_id_, .receiver_id = cfg_.self_id});
+  auto frame = decode_frame(bytes, Ends{.sender_id = peer_id_, .receiver_id = cfg_.self_id},
+                            owner_->entry_buffers_.get());
   if (!frame) {
     bad_peer(frame.error().message);
     return false;
