@@ -10,6 +10,7 @@
 #include "broker/group_records.h"
 #include "broker/kafka_errors.h"
 #include "common/clock.h"
+#include "log/batch_scan.h"
 #include "protocol/record_batch.h"
 
 namespace sluice::broker {
@@ -187,50 +188,39 @@ void GroupCoordinator::load_partition(int32_t partition, int64_t now_ms) {
   }
   std::map<std::string, std::optional<GroupMetadataValue>> metadata;
   std::map<std::string, std::map<TopicPartitionKey, CommittedOffset>> offsets;
-  int64_t from = *log->log_start_offset();
-  const int64_t end = *log->written_offset();
+  const int64_t from = *log->log_start_offset();
   std::vector<std::byte> scratch;
-  while (from < end) {
-    auto bytes = log->read_copy(Offset(from), kLoadReadBytes, Offset(end));
-    if (!bytes || bytes->empty()) break;
-    kafka::BatchIterator it(*bytes);
-    int64_t next = from;
+  log::for_each_stored_batch(*log, from, *log->written_offset(), kLoadReadBytes,
+                             [&](const kafka::RecordBatchView& batch) {
+    if (batch.is_control()) return;
+    auto records = batch.records(scratch);
+    if (!records) return;
     while (true) {
-      auto v = it.next();
-      if (!v || !*v) break;
-      const auto& batch = **v;
-      next = batch.last_offset() + 1;
-      if (batch.is_control()) continue;
-      auto records = batch.records(scratch);
-      if (!records) continue;
-      while (true) {
-        auto rec = records->next();
-        if (!rec || !*rec) break;
-        const kafka::Record& r = **rec;
-        if (batch.base_offset() + r.offset_delta < from || !r.key) continue;
-        auto key = decode_key(*r.key);
-        if (!key) continue;
-        if (auto* ok = std::get_if<OffsetKey>(&*key)) {
-          auto& m = offsets[ok->group];
-          if (!r.value) {
-            m.erase({ok->topic, ok->partition});
-          } else if (auto val = decode_offset_value(*r.value)) {
-            m[{ok->topic, ok->partition}] = *val;
-          }
-        } else {
-          auto& gk = std::get<GroupKey>(*key);
-          if (!r.value) {
-            metadata[gk.group] = std::nullopt;
-            offsets.erase(gk.group);  // DeleteGroups tombstones the group key last
-          } else if (auto val = decode_group_value(*r.value)) {
-            metadata[gk.group] = std::move(*val);
-          }
+      auto rec = records->next();
+      if (!rec || !*rec) break;
+      const kafka::Record& r = **rec;
+      // A first batch that began before the log start holds records below it.
+      if (batch.base_offset() + r.offset_delta < from || !r.key) continue;
+      auto key = decode_key(*r.key);
+      if (!key) continue;
+      if (auto* ok = std::get_if<OffsetKey>(&*key)) {
+        auto& m = offsets[ok->group];
+        if (!r.value) {
+          m.erase({ok->topic, ok->partition});
+        } else if (auto val = decode_offset_value(*r.value)) {
+          m[{ok->topic, ok->partition}] = *val;
+        }
+      } else {
+        auto& gk = std::get<GroupKey>(*key);
+        if (!r.value) {
+          metadata[gk.group] = std::nullopt;
+          offsets.erase(gk.group);  // DeleteGroups tombstones the group key last
+        } else if (auto val = decode_group_value(*r.value)) {
+          metadata[gk.group] = std::move(*val);
         }
       }
     }
-    if (next <= from) break;
-    from = next;
-  }
+  });
   size_t restored = 0;
   for (auto& [id, meta] : metadata) {
     if (!meta) continue;

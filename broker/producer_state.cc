@@ -3,8 +3,8 @@
 #include <algorithm>
 #include <limits>
 
+#include "log/batch_scan.h"
 #include "log/log.h"
-#include "protocol/record_batch.h"
 
 namespace sluice::broker {
 
@@ -78,24 +78,12 @@ ProducerStateTable producer_state_from_log(log::PartitionLog& log, uint64_t scan
       if (seen >= scan_bytes) break;
     }
   }
-  while (from < end) {
-    auto bytes = log.read_copy(Offset(from), 1 << 20);
-    if (!bytes || bytes->empty()) break;
-    kafka::BatchIterator it(*bytes);
-    int64_t next = from;
-    while (true) {
-      auto v = it.next();
-      if (!v || !*v) break;
-      const auto& b = **v;
-      if (b.producer_id() >= 0 && b.base_sequence() >= 0) {
-        table.record(b.producer_id(), b.producer_epoch(), b.base_sequence(),
-                     b.last_offset_delta() + 1, b.base_offset());
-      }
-      next = b.last_offset() + 1;
+  log::for_each_stored_batch(log, from, end, 1 << 20, [&table](const kafka::RecordBatchView& b) {
+    if (b.producer_id() >= 0 && b.base_sequence() >= 0) {
+      table.record(b.producer_id(), b.producer_epoch(), b.base_sequence(),
+                   b.last_offset_delta() + 1, b.base_offset());
     }
-    if (next <= from) break;
-    from = next;
-  }
+  });
   return table;
 }
 
