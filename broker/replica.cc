@@ -942,8 +942,20 @@ void Replica::execute(std::shared_ptr<raft::Ready> rd, std::shared_ptr<Plan> pla
     plan->hard_state = true;
     truncated(*plan);
   } else if (plan->data_cut >= 0 && plan->data_cut < *log_.log_end_offset()) {
-    if (auto r = log_.truncate_suffix(Offset(plan->data_cut)); !r) return fail(r.error().message);
-    truncated(*plan);
+    // Through the ring (the files' cuts and the meta sync off the shard); this Ready goes on
+    // once they completed, and finds nothing left to cut then.
+    auto r = log_.truncate_suffix_async(
+        Offset(plan->data_cut), [this, alive = alive_, rd, plan](const log::LogResult<Offset>& cut) {
+          asio::post(io_, [this, alive, rd, plan, ok = cut.has_value(),
+                           why = cut ? std::string() : cut.error().message] {
+            if (!*alive || failed_) return;
+            if (!ok) return fail(why);
+            truncated(*plan);
+            execute(rd, plan);
+          });
+        });
+    if (!r) return fail(r.error().message);
+    return;
   }
   if (!writes) {
     persist_data(rd, plan);  // nothing to write: straight to finish()

@@ -57,6 +57,7 @@ IoRing::IoRing(const Options& options) : entries_(options.entries) {
     } else {
       if (io_uring_probe* probe = io_uring_get_probe_ring(&uring->ring)) {
         can_ftruncate_ = io_uring_opcode_supported(probe, kOpFtruncate) != 0;
+        can_unlink_ = io_uring_opcode_supported(probe, IORING_OP_UNLINKAT) != 0;
         io_uring_free_probe(probe);
       }
       uring_ = std::move(uring);
@@ -149,15 +150,23 @@ void IoRing::open(std::string path, int flags, uint32_t mode, Completion done) {
 void IoRing::ftruncate(int fd, uint64_t length, Completion done) {
   SLUICE_ASSERT(fd >= 0);
   auto op = std::make_unique<Op>(Op{OpKind::kFtruncate, fd, nullptr, length, 0, 0, 0, std::move(done)});
-  if (uring_ && !can_ftruncate_) {
-    op->result = run_blocking(*op);
-    ++in_flight_;
-    ran_here_.push_back(op.release());
-    const uint64_t one = 1;
-    [[maybe_unused]] const ssize_t n = ::write(event_fd_, &one, sizeof(one));
-    return;
-  }
+  if (uring_ && !can_ftruncate_) return run_here(std::move(op));
   enqueue(std::move(op));
+}
+
+void IoRing::unlink(std::string path, Completion done) {
+  auto op = std::make_unique<Op>(Op{OpKind::kUnlink, -1, nullptr, 0, 0, 0, 0, std::move(done)});
+  op->path = std::move(path);
+  if (uring_ && !can_unlink_) return run_here(std::move(op));
+  enqueue(std::move(op));
+}
+
+void IoRing::run_here(std::unique_ptr<Op> op) {
+  op->result = run_blocking(*op);
+  ++in_flight_;
+  ran_here_.push_back(op.release());
+  const uint64_t one = 1;
+  [[maybe_unused]] const ssize_t n = ::write(event_fd_, &one, sizeof(one));
 }
 
 void IoRing::write_then_fdatasync(int fd, std::vector<ChainedWrite> writes, Completion synced) {
@@ -248,6 +257,9 @@ void IoRing::submit_uring() {
         break;
       case OpKind::kFtruncate:
         io_uring_prep_rw(kOpFtruncate, sqe, op->fd, nullptr, 0, op->size);
+        break;
+      case OpKind::kUnlink:
+        io_uring_prep_unlinkat(sqe, AT_FDCWD, op->path.c_str(), 0);
         break;
     }
     if (op->link) sqe->flags |= IOSQE_IO_LINK;
@@ -376,6 +388,8 @@ int32_t IoRing::run_blocking(Op& op) {
     }
     case OpKind::kFtruncate:
       return ::ftruncate(op.fd, static_cast<off_t>(op.size)) == 0 ? 0 : -errno;
+    case OpKind::kUnlink:
+      return ::unlink(op.path.c_str()) == 0 ? 0 : -errno;
   }
   SLUICE_UNREACHABLE();
 }

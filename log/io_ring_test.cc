@@ -109,6 +109,26 @@ TEST_P(LogIoRingTest, OpenCreatesAndTruncatesAndFtruncateCuts) {
   EXPECT_EQ(missing, -ENOENT);
 }
 
+TEST_P(LogIoRingTest, UnlinkRemovesAFile) {
+  IoRing ring(options());
+  const auto path = dir_.path() / "doomed";
+  {
+    const int fd = ::open(path.c_str(), O_RDWR | O_CREAT, 0644);
+    ASSERT_EQ(::fallocate(fd, 0, 0, 1 << 20), 0);
+    ::close(fd);
+  }
+  int32_t removed = 1;
+  ring.unlink(path.string(), [&](int32_t r) { removed = r; });
+  ring.submit();
+  ring.drain();
+  EXPECT_EQ(removed, 0) << std::strerror(-removed);
+  EXPECT_FALSE(std::filesystem::exists(path));
+  ring.unlink(path.string(), [&](int32_t r) { removed = r; });  // already gone
+  ring.submit();
+  ring.drain();
+  EXPECT_EQ(removed, -ENOENT);
+}
+
 TEST_P(LogIoRingTest, EventFdSignalsCompletions) {
   IoRing ring(options());
   const int fd = ::open((dir_.path() / "f").c_str(), O_RDWR | O_CREAT, 0644);

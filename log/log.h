@@ -248,6 +248,16 @@ class PartitionLog final : public FdHolder {
   // Removes every offset >= `offset` (rounded down to the start of the batch containing it).
   // Needs no append in flight (kBusy otherwise). Returns the new log end.
   LogResult<Offset> truncate_suffix(Offset offset);
+  // truncate_suffix without blocking the calling thread, for the common cut: inside the active
+  // segment's recent batches (a Raft follower dropping an uncommitted suffix). The log's state
+  // is cut at once (its end, reads and batch_at see the new end; the index counts and the
+  // segment's maximum timestamp come from the window, not the files); the three files'
+  // ftruncates and the durable write of the lowered recovery point go through the ring, and
+  // appends answer kBusy until they completed. Then `done` runs (inside the ring's
+  // completions) with the new end, or with the error that stopped the partition. Any other
+  // cut is truncate_suffix's, blocking, and `done` runs before this returns. Needs idle()
+  // (kBusy otherwise); when this returns an error, `done` never runs.
+  LogResult<Offset> truncate_suffix_async(Offset offset, DurableCallback done);
   // Removes everything from where the first damaged closed segment's damage starts (see
   // scrub(); recovery finds such damage too): a replica that gets the rest again from its
   // peers. Needs no append in flight (kBusy otherwise). Returns the new log end (the same
@@ -361,7 +371,9 @@ class PartitionLog final : public FdHolder {
   // `now`: write the sealing time entry with a blocking pwrite (close()); otherwise it goes
   // through the ring like every index entry.
   LogResult<void> seal(detail::Segment& seg, bool now);
-  void delete_segment_files(detail::Segment& seg);
+  // `through_ring`: the unlinks go through the ring (only for names no later segment can
+  // take: below the log start); otherwise at once.
+  void delete_segment_files(detail::Segment& seg, bool through_ring = false);
   LogResult<void> write_meta(bool sync);
   // write_meta(false) through the ring (the recovery point moving as segments become durable,
   // on the produce path): not synced, a hint like every unsynced meta write.
@@ -477,6 +489,7 @@ class PartitionLog final : public FdHolder {
   int64_t linked_segment_ = -1;   // the segment a linked flush syncs
   int64_t last_flush_ms_ = 0;
   size_t ops_in_flight_ = 0;
+  bool cutting_ = false;  // truncate_suffix_async's ring operations in flight
   uint64_t flush_count_ = 0;  // ring operations of this log not yet completed
 
   // The last kRecentBatchesMax batches appended, in log order (contiguous offsets up to the log
@@ -489,7 +502,9 @@ class PartitionLog final : public FdHolder {
     uint64_t position;
     uint64_t size;
     int64_t max_timestamp;
+    int64_t segment_max_before;  // its segment's max_timestamp before it was appended
     int32_t leader_epoch;
+    uint32_t index_before;  // its segment's index_entries before it was appended
   };
   static constexpr size_t kRecentBatchesMax = 1024;
   std::deque<RecentBatch> recent_;

@@ -42,6 +42,15 @@ class LogPartition : public ::testing::TestWithParam<bool> {
     return r ? *r->base_offset : -1;
   }
 
+  // A log of 2 KiB segments holding 30 batches of two records; `segments`: their bases.
+  std::unique_ptr<PartitionLog> open_small_segments(std::vector<int64_t>& segments) {
+    config_.segment_bytes = 2048;
+    auto log = open_log();
+    for (int i = 0; log && i < 30; ++i) append(*log, 2, 200);
+    if (log) segments = log->segment_base_offsets();
+    return log;
+  }
+
   std::vector<std::byte> read_all(PartitionLog& log, int64_t from) {
     auto bytes = log.read_copy(Offset(from), 1ull << 30);
     EXPECT_TRUE(bytes) << (bytes ? "" : bytes.error().message);
@@ -643,10 +652,8 @@ TEST_P(LogPartition, TruncateSuffixIntoTheMiddleOfASegment) {
 }
 
 TEST_P(LogPartition, TruncateSuffixIntoAnEarlierSegment) {
-  config_.segment_bytes = 2048;
-  auto log = open_log();
-  for (int i = 0; i < 30; ++i) append(*log, 2, 200);
-  const auto segments = log->segment_base_offsets();
+  std::vector<int64_t> segments;
+  auto log = open_small_segments(segments);
   ASSERT_GT(segments.size(), 3u);
   const int64_t cut = segments[1] + 2;
   ASSERT_TRUE(log->truncate_suffix(Offset(cut)));
@@ -680,6 +687,123 @@ TEST_P(LogPartition, TruncationDuringAFlushLimitsWhatTheFlushVouchesFor) {
   EXPECT_EQ(*log->durable_offset(), 10);
 }
 
+// A follower's cut of an uncommitted suffix goes through the ring: the log's state is cut at
+// once, appends wait, and the files, indexes, partition.meta and timestamp lookups end up as
+// the blocking cut leaves them, before and after a reopen. Batches appended after a reopen
+// (whose index counts start from the files) are cut the same way.
+TEST_P(LogPartition, TruncateSuffixAsyncCutsLikeTheBlockingCut) {
+  config_.index_interval_bytes = 300;  // some batches indexed, some not
+  testing::TempDir other;
+  auto twin = [&] {
+    auto log = PartitionLog::open(other.path(), config_, ring_, fds_);
+    EXPECT_TRUE(log) << (log ? "" : log.error().message);
+    return log ? std::move(*log) : nullptr;
+  };
+  auto blocking = open_log();
+  auto async = twin();
+  ASSERT_TRUE(blocking && async);
+  int next_batch = 0;
+  // The same batch appended to both; timestamps out of order, so that the segment's maximum
+  // after a cut is not the last batch's.
+  auto append_both = [&](int count) {
+    for (int i = 0; i < count; ++i, ++next_batch) {
+      const int64_t ts = 1000 + (next_batch * 7919) % 5000;
+      auto batch = make_batch(1 + next_batch % 3, 40 + (next_batch * 53) % 400, ts, next_batch);
+      batches_.push_back(batch);
+      ASSERT_TRUE(append_and_wait(*blocking, ring_, batches_.back()));
+      batches_.push_back(batch);
+      ASSERT_TRUE(append_and_wait(*async, ring_, batches_.back()));
+    }
+  };
+  auto file = [](const std::filesystem::path& path, uint64_t max) {
+    std::vector<std::byte> bytes(std::min<uint64_t>(std::filesystem::file_size(path), max));
+    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    EXPECT_GE(fd, 0);
+    EXPECT_EQ(::pread(fd, bytes.data(), bytes.size(), 0), static_cast<ssize_t>(bytes.size()));
+    ::close(fd);
+    return bytes;
+  };
+  auto same = [&](const char* when) {
+    SCOPED_TRACE(when);
+    ASSERT_EQ(*blocking->log_end_offset(), *async->log_end_offset());
+    EXPECT_EQ(read_all(*blocking, 0), read_all(*async, 0));
+    const auto size = std::filesystem::file_size(segment_path(dir_.path(), 0, ".log"));
+    EXPECT_EQ(file(segment_path(dir_.path(), 0, ".log"), size),
+              file(segment_path(other.path(), 0, ".log"), size));
+    for (const char* suffix : {".index", ".timeindex"}) {
+      EXPECT_EQ(file(segment_path(dir_.path(), 0, suffix), UINT64_MAX),
+                file(segment_path(other.path(), 0, suffix), UINT64_MAX))
+          << suffix;
+    }
+    EXPECT_EQ(file(dir_.path() / "partition.meta", UINT64_MAX),
+              file(other.path() / "partition.meta", UINT64_MAX));
+    for (int64_t t = 900; t <= 6100; t += 37) {
+      auto a = blocking->offset_for_timestamp(t);
+      auto b = async->offset_for_timestamp(t);
+      ASSERT_TRUE(a && b);
+      EXPECT_EQ(*a, *b) << "timestamp " << t;
+    }
+  };
+  auto cut_both = [&](int64_t offset) {
+    auto a = blocking->truncate_suffix(Offset(offset));
+    ASSERT_TRUE(a) << a.error().message;
+    std::optional<LogResult<Offset>> done;
+    auto b = async->truncate_suffix_async(Offset(offset),
+                                          [&](const LogResult<Offset>& r) { done = r; });
+    ASSERT_TRUE(b) << b.error().message;
+    EXPECT_EQ(*b, *a);
+    // Cut in memory at once; the files are the ring's until its completions run.
+    EXPECT_FALSE(done.has_value());
+    EXPECT_FALSE(async->idle());
+    EXPECT_EQ(*async->log_end_offset(), **a);
+    EXPECT_EQ(async->read(Offset(**a + 1), 100).error().code, LogErrc::kOffsetOutOfRange);
+    auto waiting = make_batch(1, 10, 1000);
+    EXPECT_EQ(async->append(waiting, {}, {}).error().code, LogErrc::kBusy);
+    EXPECT_EQ(async->truncate_suffix_async(Offset(0), {}).error().code, LogErrc::kBusy);
+    ring_.drain();
+    ASSERT_TRUE(done.has_value());
+    ASSERT_TRUE(*done) << done->error().message;
+    EXPECT_EQ(**done, *a);
+    EXPECT_TRUE(async->idle());
+  };
+
+  append_both(40);
+  cut_both(*async->log_end_offset() - 20);  // inside a batch, several batches back
+  same("after the first cut");
+  append_both(15);
+  same("appended after the cut");
+  blocking.reset();  // unclean: recovery scans from the lowered recovery point
+  async.reset();
+  blocking = open_log();
+  async = twin();
+  ASSERT_TRUE(blocking && async);
+  EXPECT_TRUE(async->recovery_report().issues.empty());
+  same("reopened");
+  append_both(12);
+  cut_both(*async->log_end_offset() - 9);  // only batches appended since the reopen
+  same("cut after the reopen");
+  ASSERT_TRUE(blocking->close());
+  ASSERT_TRUE(async->close());
+  blocking = open_log();
+  async = twin();
+  same("closed and reopened");
+}
+
+// Cuts outside the active segment's window are the blocking cut's: `done` runs at once.
+TEST_P(LogPartition, TruncateSuffixAsyncIntoAnEarlierSegmentBlocks) {
+  std::vector<int64_t> segments;
+  auto log = open_small_segments(segments);
+  ASSERT_GT(segments.size(), 3u);
+  const int64_t cut = segments[1] + 2;
+  std::optional<LogResult<Offset>> done;
+  auto r = log->truncate_suffix_async(Offset(cut), [&](const LogResult<Offset>& d) { done = d; });
+  ASSERT_TRUE(r) << r.error().message;
+  ASSERT_TRUE(done.has_value() && *done);
+  EXPECT_EQ(***done, cut);
+  EXPECT_EQ(log->segment_base_offsets(), (std::vector<int64_t>{segments[0], segments[1]}));
+  EXPECT_EQ(append(*log, 2, 200), cut);
+}
+
 TEST_P(LogPartition, TruncateSuffixToTheStartEmptiesTheLog) {
   auto log = open_log();
   append(*log, 3);
@@ -699,6 +823,8 @@ TEST_P(LogPartition, AdvanceLogStartDeletesWholeSegmentsAndKeepsTheLogicalStart)
   ASSERT_TRUE(log->advance_log_start(Offset(start)));
   EXPECT_EQ(*log->log_start_offset(), start);
   EXPECT_EQ(log->segment_base_offsets().front(), segments[2]);
+  ring_.drain();  // the files go through the ring
+  EXPECT_TRUE(log->idle());
   EXPECT_FALSE(std::filesystem::exists(segment_path(dir_.path(), segments[0], ".log")));
   EXPECT_EQ(log->read(Offset(start - 1), 100).error().code, LogErrc::kOffsetOutOfRange);
   EXPECT_EQ(bases(read_all(*log, start)).front(), start - 1);  // the batch containing it
@@ -732,6 +858,15 @@ TEST_P(LogPartition, RetentionBySize) {
   ASSERT_TRUE(r);
   EXPECT_GT(r->segments_deleted, 0u);
   EXPECT_EQ(log->segment_count(), before - r->segments_deleted);
+  // The files are removed through the ring (removing a large file blocks in the call).
+  ring_.drain();
+  EXPECT_TRUE(log->idle());
+  size_t files_on_disk = 0;
+  for (const auto& entry : std::filesystem::directory_iterator(dir_.path())) {
+    const auto ext = entry.path().extension();
+    files_on_disk += ext == ".log" || ext == ".index" || ext == ".timeindex";
+  }
+  EXPECT_EQ(files_on_disk, 3 * log->segment_count());
   EXPECT_GE(log->size_bytes(), 5000u);  // never below the limit
   EXPECT_LT(log->size_bytes(), 5000u + 2048u + 1000u);
   EXPECT_EQ(*log->log_start_offset(), log->segment_base_offsets().front());
@@ -751,6 +886,7 @@ TEST_P(LogPartition, RetentionByTime) {
   EXPECT_GE(r->segments_deleted, old_segments - 1);
   EXPECT_LE(*log->log_start_offset(), 20);  // nothing fresh went
   EXPECT_TRUE(log->read(Offset(20), 100));
+  ring_.drain();  // the removals, through the ring, before the log goes
 }
 
 TEST_P(LogPartition, FdCacheEvictionKeepsReadsWorking) {
@@ -778,6 +914,7 @@ TEST_P(LogPartition, FdCacheEvictionKeepsReadsWorking) {
     got.insert(got.end(), part.begin(), part.end());
   }
   EXPECT_EQ(got, expected);
+  ring_.drain();  // the removals, through the ring, before the log goes
 }
 
 TEST_P(LogPartition, FlushPolicyNeverAcknowledgesOnWriteAndFlushesOnRequest) {

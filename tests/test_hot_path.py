@@ -9,7 +9,9 @@ consumer's Fetches are served by the shard threads with it, so the trace saw the
 The second test runs the same load on a topic with 1 MiB segments, so that segments roll all
 through the trace: a roll's new files are opened and the sealed segment's preallocated tail is
 cut through the ring too (log/README.md, "Segment rolls"), and the background scrubber reads
-the closed segments through the ring.
+the closed segments through the ring. The third adds retention.bytes of 2 MiB and traces for
+longer than the retention check's period: the segments retention deletes are removed through
+the ring (unlink frees a file's blocks in the call: a third of a second for 1 GiB here).
 """
 
 import os
@@ -26,10 +28,13 @@ import harness
 
 TOPIC = "hot"
 BLOCKING = ["pwrite64", "pread64", "fsync", "fdatasync", "ftruncate", "fallocate", "openat",
-            "open", "pwritev", "preadv", "sync_file_range"]
+            "open", "pwritev", "preadv", "sync_file_range", "unlink", "unlinkat", "rename",
+            "renameat", "renameat2"]
 CONTROL = ["sendfile"]
 WARMUP_S = 3
 TRACE_S = 4 * (3 if harness.LONG else 1)
+# Retention runs every 5 s on each shard (broker.cc, kRetentionEveryTicks): two passes at least.
+RETENTION_TRACE_S = 11
 # glibc's malloc reads this once per process, the first time a thread's arena shrinks (not the
 # broker's doing, and never again after): the one call not counted.
 IGNORED = ['openat(AT_FDCWD, "/proc/sys/vm/overcommit_memory"']
@@ -125,9 +130,26 @@ class ShardSyscalls(harness.BrokerTestCase):
         # Retention keeps them all (the default 7 days, unlimited bytes): each roll left one.
         self.assertGreater(rolled, 3, "too few rolls during the trace to show anything")
 
-    def trace_load(self, topic, config):
+    def test_retention_blocks_no_shard_either(self):
+        topic = "hot-retention"
+        low = {}
+        self.trace_load(topic, {"segment.bytes": str(1024 * 1024),
+                                "retention.bytes": str(2 * 1024 * 1024)},
+                        seconds=RETENTION_TRACE_S, low_watermarks=low)
+        self.assertGreater(low["after"], low["before"],
+                           "retention deleted nothing during the trace: %s" % low)
+
+    def low_watermark(self, topic):
+        c = Consumer({"bootstrap.servers": self.bootstrap, "group.id": "hot-watermarks"})
+        try:
+            return c.get_watermark_offsets(TopicPartition(topic, 0), timeout=10)[0]
+        finally:
+            c.close()
+
+    def trace_load(self, topic, config, seconds=None, low_watermarks=None):
         """Runs the load on `topic`, traces the shards, asserts; returns the segments rolled
-        during the trace."""
+        during the trace. With `low_watermarks` (a dict), the partition's log start before and
+        after the trace goes there."""
         strace = shutil.which("strace")
         if strace is None:
             self.fail("strace is missing: scripts/setup installs it")
@@ -145,7 +167,11 @@ class ShardSyscalls(harness.BrokerTestCase):
                 cmd += ["-p", str(tid)]
             tracer = subprocess.Popen(cmd, stderr=subprocess.PIPE)
             segments_before = len(segment_files(self.broker.data_dir, topic))
-            time.sleep(TRACE_S)
+            if low_watermarks is not None:
+                low_watermarks["before"] = self.low_watermark(topic)
+            time.sleep(seconds or TRACE_S)
+            if low_watermarks is not None:
+                low_watermarks["after"] = self.low_watermark(topic)
             before = (load.produced, load.consumed)
             tracer.send_signal(signal.SIGINT)
             _, err = tracer.communicate(timeout=30)
