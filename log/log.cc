@@ -25,6 +25,11 @@ namespace {
 // Preallocation steps of the active segment (preallocate()).
 constexpr uint64_t kPreallocateStepMin = 1ull << 20;
 constexpr uint64_t kPreallocateStepMax = 64ull << 20;
+// A removed segment's .log file is cut this much at a time before its unlink: freeing a large
+// file's blocks in one call holds an ext4 journal handle that every fdatasync on the volume
+// waits for (a 128 MiB file here: fdatasyncs of other files stalled 31 ms; cut 8 MiB at a
+// time, 5 ms, the whole removal as long).
+constexpr uint64_t kRemoveStepBytes = 8ull << 20;
 
 // Whether a batch of `batch_bytes` whose last offset is `end + delta` must start a new segment:
 // the active one (base offset `base`, `size` bytes, created at `created_ms`) is not empty and
@@ -475,22 +480,56 @@ void PartitionLog::delete_segment_files(Segment& seg, bool through_ring) {
     fds_.forget(*path);
     if (!through_ring) {
       ::unlink(path->c_str());
-      continue;
+    } else if (path == &seg.log_path && seg.size_bytes > kRemoveStepBytes) {
+      remove_gradually(*path, seg.size_bytes);
+    } else {
+      ++ops_in_flight_;
+      ring_.unlink(*path, [this, path = *path](int32_t res) { on_removed(path, res); });
     }
-    ++ops_in_flight_;
-    ring_.unlink(*path, [this, path = *path](int32_t res) {
-      SLUICE_ASSERT(ops_in_flight_ > 0);
-      --ops_in_flight_;
-      if (res < 0 && res != -ENOENT) {
-        // Not a reason to stop the partition: the file lies below the log start, where
-        // nothing reads, and the next retention pass after a restart finds it again.
-        detail::log_line(LogLevel::kWarning,
-                         "cannot remove " + path + ": " + std::strerror(-res));
-      }
-    });
   }
   if (through_ring) ring_.submit();
   dir_dirty_ = true;
+}
+
+void PartitionLog::on_removed(const std::string& path, int32_t result) {
+  SLUICE_ASSERT(ops_in_flight_ > 0);
+  --ops_in_flight_;
+  if (result < 0 && result != -ENOENT) {
+    // Not a reason to stop the partition: the file lies below the log start, where nothing
+    // reads, and the next retention pass after a restart finds it again.
+    detail::log_line(LogLevel::kWarning, "cannot remove " + path + ": " + std::strerror(-result));
+  }
+}
+
+// Opens the file, cuts it kRemoveStepBytes at a time from its end, closes and unlinks it, each
+// step through the ring (one operation of the log in flight throughout).
+void PartitionLog::remove_gradually(const std::string& path, uint64_t size) {
+  struct Removal {
+    std::string path;
+    uint64_t size;
+    int fd = -1;
+  };
+  auto r = std::make_shared<Removal>(Removal{path, size});
+  ++ops_in_flight_;
+  auto step = std::make_shared<std::function<void(int32_t)>>();
+  // The ring's completions own `step`; it refers to itself weakly (no cycle).
+  *step = [this, r, weak = std::weak_ptr<std::function<void(int32_t)>>(step)](int32_t res) {
+    auto self = weak.lock();
+    if (res < 0 || r->size == 0 || !self) {  // cut to nothing, or a step failed: unlink
+      if (r->fd >= 0) ::close(r->fd);
+      r->fd = -1;
+      ring_.unlink(r->path, [this, path = r->path](int32_t done) { on_removed(path, done); });
+      ring_.submit();
+      return;
+    }
+    r->size = r->size > kRemoveStepBytes ? r->size - kRemoveStepBytes : 0;
+    ring_.ftruncate(r->fd, r->size, [self](int32_t cut) { (*self)(cut); });
+    ring_.submit();
+  };
+  ring_.open(path, O_WRONLY, 0, [r, step](int32_t fd) {
+    if (fd >= 0) r->fd = fd;
+    (*step)(fd < 0 ? fd : 0);
+  });
 }
 
 LogResult<void> PartitionLog::validate(Bytes batches, bool check_crc,

@@ -374,6 +374,10 @@ class PartitionLog final : public FdHolder {
   // `through_ring`: the unlinks go through the ring (only for names no later segment can
   // take: below the log start); otherwise at once.
   void delete_segment_files(detail::Segment& seg, bool through_ring = false);
+  // A file removed through the ring: a large .log file is cut a step at a time first, so that
+  // freeing its blocks never holds the file system's journal long (fdatasyncs wait for it).
+  void remove_gradually(const std::string& path, uint64_t size);
+  void on_removed(const std::string& path, int32_t result);
   LogResult<void> write_meta(bool sync);
   // write_meta(false) through the ring (the recovery point moving as segments become durable,
   // on the produce path): not synced, a hint like every unsynced meta write.

@@ -874,6 +874,36 @@ TEST_P(LogPartition, RetentionBySize) {
   EXPECT_EQ(log->apply_retention()->segments_deleted, 0u);  // idempotent
 }
 
+// A segment larger than a removal step is cut a step at a time, then unlinked: all through
+// the ring, the log busy until the file is gone.
+TEST_P(LogPartition, RetentionRemovesALargeSegmentInSteps) {
+  config_.segment_bytes = 20ull << 20;
+  config_.retention_bytes = 1;
+  config_.flush.mode = FlushMode::kNever;
+  auto log = open_log();
+  for (int i = 0; i < 22; ++i) {  // 1 MiB batches: a 20 MiB segment, then the next
+    batches_.push_back(make_batch(1, 1 << 20, 1000, batches_.size()));
+    ASSERT_TRUE(log->append(batches_.back(), {}, {}));
+  }
+  std::optional<LogResult<Offset>> durable;
+  log->flush([&](const LogResult<Offset>& r) { durable = r; });
+  ring_.drain();
+  ASSERT_TRUE(durable && *durable);
+  const auto segments = log->segment_base_offsets();
+  ASSERT_EQ(segments.size(), 2u);
+  const auto first = segment_path(dir_.path(), segments[0], ".log");
+  ASSERT_GT(std::filesystem::file_size(first), 16u << 20);
+  auto r = log->apply_retention();
+  ASSERT_TRUE(r) << r.error().message;
+  EXPECT_EQ(r->segments_deleted, 1u);
+  EXPECT_FALSE(log->idle());
+  ring_.drain();
+  EXPECT_TRUE(log->idle());
+  EXPECT_FALSE(std::filesystem::exists(first));
+  EXPECT_FALSE(std::filesystem::exists(segment_path(dir_.path(), segments[0], ".index")));
+  EXPECT_EQ(*log->log_start_offset(), segments[1]);
+}
+
 TEST_P(LogPartition, RetentionByTime) {
   config_.segment_bytes = 2048;
   config_.retention_ms = 10'000;
