@@ -30,6 +30,10 @@ constexpr uint64_t kPreallocateStepMax = 64ull << 20;
 // waits for (a 128 MiB file here: fdatasyncs of other files stalled 31 ms; cut 8 MiB at a
 // time, 5 ms, the whole removal as long).
 constexpr uint64_t kRemoveStepBytes = 8ull << 20;
+// Cutting the file changes it under whoever still has it open (a Fetch's range being sent, the
+// cleaner's read), unlike an unlink: the cut waits this long after the segment left the log,
+// as Kafka's file.delete.delay.ms (its default). Nothing new finds the segment meanwhile.
+constexpr int64_t kRemoveDelayMs = 60'000;
 
 // Whether a batch of `batch_bytes` whose last offset is `end + delta` must start a new segment:
 // the active one (base offset `base`, `size` bytes, created at `created_ms`) is not empty and
@@ -481,7 +485,7 @@ void PartitionLog::delete_segment_files(Segment& seg, bool through_ring) {
     if (!through_ring) {
       ::unlink(path->c_str());
     } else if (path == &seg.log_path && seg.size_bytes > kRemoveStepBytes) {
-      remove_gradually(*path, seg.size_bytes);
+      removals_.push_back({*path, seg.size_bytes, config_.clock_ms() + kRemoveDelayMs});
     } else {
       ++ops_in_flight_;
       ring_.unlink(*path, [this, path = *path](int32_t res) { on_removed(path, res); });
@@ -499,6 +503,17 @@ void PartitionLog::on_removed(const std::string& path, int32_t result) {
     // reads, and the next retention pass after a restart finds it again.
     detail::log_line(LogLevel::kWarning, "cannot remove " + path + ": " + std::strerror(-result));
   }
+}
+
+void PartitionLog::start_due_removals() {
+  const int64_t now = config_.clock_ms();
+  bool started = false;
+  while (!removals_.empty() && removals_.front().due_ms <= now) {
+    remove_gradually(removals_.front().path, removals_.front().size);
+    removals_.pop_front();
+    started = true;
+  }
+  if (started) ring_.submit();
 }
 
 // Opens the file, cuts it kRemoveStepBytes at a time from its end, closes and unlinks it, each
@@ -1273,6 +1288,7 @@ void PartitionLog::set_limits(const LogConfig& config) {
 
 LogResult<RetentionResult> PartitionLog::apply_retention() {
   if (failure_) return unexpected(*failure_);
+  start_due_removals();
   RetentionResult result;
   const int64_t now = config_.clock_ms();
   uint64_t total = size_bytes();
@@ -1303,6 +1319,9 @@ LogResult<RetentionResult> PartitionLog::apply_retention() {
 
 LogResult<void> PartitionLog::close() {
   if (!idle()) return log_error(LogErrc::kBusy, "operations in flight");
+  // Removed segments still waiting for their delay: at once (blocking, as all of close()).
+  for (const auto& removal : removals_) ::unlink(removal.path.c_str());
+  removals_.clear();
   discard_next();  // before the clean-shutdown marker: recovery must not find its files
   if (failure_) return unexpected(*failure_);
   if (auto r = reopen_fds(); !r) return r;

@@ -377,6 +377,16 @@ class PartitionLog final : public FdHolder {
   // A file removed through the ring: a large .log file is cut a step at a time first, so that
   // freeing its blocks never holds the file system's journal long (fdatasyncs wait for it).
   void remove_gradually(const std::string& path, uint64_t size);
+  // Starts the removals whose delay has passed (retention passes call it).
+  void start_due_removals();
+  // Removed segments' .log files waiting for their delay (kRemoveDelayMs in log.cc) before the
+  // cut that frees them: by due time.
+  struct PendingRemoval {
+    std::string path;
+    uint64_t size;
+    int64_t due_ms;
+  };
+  std::deque<PendingRemoval> removals_;
   void on_removed(const std::string& path, int32_t result);
   LogResult<void> write_meta(bool sync);
   // write_meta(false) through the ring (the recovery point moving as segments become durable,
