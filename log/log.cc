@@ -31,9 +31,11 @@ constexpr uint64_t kPreallocateStepMax = 64ull << 20;
 // time, 5 ms, the whole removal as long).
 constexpr uint64_t kRemoveStepBytes = 8ull << 20;
 // Cutting the file changes it under whoever still has it open (a Fetch's range being sent, the
-// cleaner's read), unlike an unlink: the cut waits this long after the segment left the log,
-// as Kafka's file.delete.delay.ms (its default). Nothing new finds the segment meanwhile.
-constexpr int64_t kRemoveDelayMs = 60'000;
+// cleaner's read), unlike an unlink: the cut waits this many retention passes after the
+// segment left the log (60 s at the broker's pass every 5 s, as Kafka's file.delete.delay.ms
+// default). Counted in passes, not by the wall clock, which may leap. Nothing new finds the
+// segment meanwhile.
+constexpr uint64_t kRemoveDelayPasses = 12;
 
 // Whether a batch of `batch_bytes` whose last offset is `end + delta` must start a new segment:
 // the active one (base offset `base`, `size` bytes, created at `created_ms`) is not empty and
@@ -485,7 +487,7 @@ void PartitionLog::delete_segment_files(Segment& seg, bool through_ring) {
     if (!through_ring) {
       ::unlink(path->c_str());
     } else if (path == &seg.log_path && seg.size_bytes > kRemoveStepBytes) {
-      removals_.push_back({*path, seg.size_bytes, config_.clock_ms() + kRemoveDelayMs});
+      removals_.push_back({*path, seg.size_bytes, retention_passes_ + kRemoveDelayPasses});
     } else {
       ++ops_in_flight_;
       ring_.unlink(*path, [this, path = *path](int32_t res) { on_removed(path, res); });
@@ -506,9 +508,8 @@ void PartitionLog::on_removed(const std::string& path, int32_t result) {
 }
 
 void PartitionLog::start_due_removals() {
-  const int64_t now = config_.clock_ms();
   bool started = false;
-  while (!removals_.empty() && removals_.front().due_ms <= now) {
+  while (!removals_.empty() && removals_.front().due_pass <= retention_passes_) {
     remove_gradually(removals_.front().path, removals_.front().size);
     removals_.pop_front();
     started = true;
@@ -1288,6 +1289,7 @@ void PartitionLog::set_limits(const LogConfig& config) {
 
 LogResult<RetentionResult> PartitionLog::apply_retention() {
   if (failure_) return unexpected(*failure_);
+  ++retention_passes_;
   start_due_removals();
   RetentionResult result;
   const int64_t now = config_.clock_ms();

@@ -266,7 +266,9 @@ class PartitionLog final : public FdHolder {
   // Moves the log start to `offset` and deletes the segments wholly below it. Past the log
   // end, the log is emptied and restarts at `offset` (a Raft snapshot); that needs idle().
   LogResult<void> advance_log_start(Offset offset);
-  // Deletes the oldest closed, durable segments beyond retention.bytes / retention.ms.
+  // Deletes the oldest closed, durable segments beyond retention.bytes / retention.ms. The
+  // segments' files go through the ring; a large .log file is cut a step at a time before its
+  // unlink, 12 passes after it left the log (log/README.md "Retention"): call it regularly.
   LogResult<RetentionResult> apply_retention();
   // New segment size and age and retention limits (a topic's or the broker's settings
   // changed): the next append and retention pass use them; the rest of the config stays.
@@ -379,14 +381,15 @@ class PartitionLog final : public FdHolder {
   void remove_gradually(const std::string& path, uint64_t size);
   // Starts the removals whose delay has passed (retention passes call it).
   void start_due_removals();
-  // Removed segments' .log files waiting for their delay (kRemoveDelayMs in log.cc) before the
-  // cut that frees them: by due time.
+  // Removed segments' .log files waiting for their delay (kRemoveDelayPasses in log.cc) before
+  // the cut that frees them: by the retention pass they are due at.
   struct PendingRemoval {
     std::string path;
     uint64_t size;
-    int64_t due_ms;
+    uint64_t due_pass;
   };
   std::deque<PendingRemoval> removals_;
+  uint64_t retention_passes_ = 0;  // apply_retention() calls
   void on_removed(const std::string& path, int32_t result);
   LogResult<void> write_meta(bool sync);
   // write_meta(false) through the ring (the recovery point moving as segments become durable,
