@@ -1142,7 +1142,7 @@ LogResult<Offset> PartitionLog::truncate_suffix_async(Offset offset, DurableCall
   for (const FileCut& c : cuts) {
     ring_.ftruncate(c.file->fd(), c.length,
                     [completed, file = c.file, path = *c.path](int32_t res) {
-                      completed(res < 0 ? res : 0, "ftruncate " + path);
+                      completed(res, "ftruncate " + path);  // 0 or -errno
                     });
   }
   // The meta write, then its fdatasync (a 16-byte write is never short; if it were, the sync
@@ -1301,7 +1301,10 @@ LogResult<RetentionResult> PartitionLog::apply_retention() {
                          total - front.size_bytes >= static_cast<uint64_t>(config_.retention_bytes);
     const bool by_time = config_.retention_ms >= 0 && front.max_timestamp != detail::kNoTimestamp &&
                          now - front.max_timestamp > config_.retention_ms;
-    if (!by_size && !by_time) break;
+    // Wholly below the log start: a segment whose delayed removal a crash (or a stopped log
+    // reopened) left behind, found again at open. Nothing reads it.
+    const bool below_start = front.end_offset <= log_start_;
+    if (!by_size && !by_time && !below_start) break;
     total -= front.size_bytes;
     result.bytes_deleted += front.size_bytes;
     ++result.segments_deleted;

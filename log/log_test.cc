@@ -920,6 +920,35 @@ TEST_P(LogPartition, RetentionRemovesALargeSegmentInStepsAfterADelay) {
   EXPECT_FALSE(std::filesystem::exists(first));
 }
 
+// A crash while a removal waits for its delay leaves the segment's .log behind; the log found
+// at the next open takes it back (below the log start, never served) and the first retention
+// pass removes it, whatever the retention settings.
+TEST_P(LogPartition, ASegmentLeftBelowTheLogStartByACrashGoesAtTheNextPass) {
+  config_.segment_bytes = 20ull << 20;
+  config_.retention_bytes = 1;
+  auto log = open_log();
+  for (int i = 0; i < 22; ++i) append(*log, 1, 1 << 20);  // a 20 MiB segment, then the next
+  const auto segments = log->segment_base_offsets();
+  ASSERT_EQ(segments.size(), 2u);
+  ASSERT_EQ(log->apply_retention()->segments_deleted, 1u);
+  ring_.drain();
+  const auto left = segment_path(dir_.path(), segments[0], ".log");
+  ASSERT_TRUE(std::filesystem::exists(left));  // its removal waits
+  log.reset();  // the crash: no close()
+  config_.retention_bytes = -1;  // nothing to delete by size or time
+  log = open_log();
+  ASSERT_TRUE(log);
+  EXPECT_EQ(log->segment_count(), 2u);
+  EXPECT_EQ(*log->log_start_offset(), segments[1]);
+  EXPECT_EQ(log->read(Offset(0), 100).error().code, LogErrc::kOffsetOutOfRange);
+  auto r = log->apply_retention();
+  ASSERT_TRUE(r) << r.error().message;
+  EXPECT_EQ(r->segments_deleted, 1u);
+  EXPECT_EQ(log->segment_base_offsets(), std::vector<int64_t>{segments[1]});
+  EXPECT_EQ(*log->log_start_offset(), segments[1]);
+  ring_.drain();
+}
+
 TEST_P(LogPartition, RetentionByTime) {
   config_.segment_bytes = 2048;
   config_.retention_ms = 10'000;
