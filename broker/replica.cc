@@ -437,6 +437,8 @@ ErrorCode Replica::produce(MutableBytes batch, int16_t acks, ProduceDone done,
     return index.error() == raft::Errc::kTooManyUncommitted ? ErrorCode::kRequestTimedOut
                                                              : ErrorCode::kNotLeaderOrFollower;
   }
+  proposed_last_ = **index + width - 1;
+  proposed_term_ = term;
   if (done) {
     waiters_.emplace(**index + width - 1,
                      Waiter{.acks = acks,
@@ -840,6 +842,17 @@ void Replica::run() {
       }
       xlate_.truncate_suffix(static_cast<int64_t>(from) - 1);
       plan.data_cut = xlate_.to_kafka(static_cast<int64_t>(from) - 1);
+    } else if (from <= proposed_last_) {
+      // Entries of another term where this replica's own proposals were, before any Ready
+      // handed those out: they are gone, and the producers' table still has them.
+      for (const raft::Entry& e : rd->entries) {
+        if (*e.index > proposed_last_) break;
+        if (*e.term != proposed_term_) {
+          plan.forget_proposals = true;
+          proposed_last_ = 0;
+          break;
+        }
+      }
     }
     plan.own_term = is_leader() ? *node_->term() : 0;
     for (const raft::Entry& e : rd->entries) {
@@ -901,7 +914,8 @@ void Replica::truncated(const Plan& plan) {
 void Replica::execute(std::shared_ptr<raft::Ready> rd, std::shared_ptr<Plan> plan) {
   // 1. Truncation and log restarts need the log idle: wait for it (a timer; never block).
   const bool cut = plan->install || (plan->data_cut >= 0 && plan->data_cut < *log_.log_end_offset());
-  if (cut && !log_.idle()) {
+  // The table is rebuilt from the files: everything handed out before must be in them.
+  if ((cut || plan->forget_proposals) && !log_.idle()) {
     auto timer = std::make_shared<asio::steady_timer>(io_, std::chrono::milliseconds(2));
     timer->async_wait([this, alive = alive_, timer, rd, plan](boost::system::error_code) {
       if (*alive) execute(rd, plan);
@@ -956,6 +970,10 @@ void Replica::execute(std::shared_ptr<raft::Ready> rd, std::shared_ptr<Plan> pla
         });
     if (!r) return fail(r.error().message);
     return;
+  }
+  if (plan->forget_proposals) {
+    plan->forget_proposals = false;
+    truncated(*plan);
   }
   if (!writes) {
     persist_data(rd, plan);  // nothing to write: straight to finish()

@@ -222,6 +222,9 @@ class Replica final : public raft::LogSource, public log::FdHolder {
     bool own(const raft::Entry& e) const { return own_term != 0 && *e.term == own_term; }
     std::vector<Internal> internal;
     bool hard_state = false;  // term or vote changed
+    // A later leader's entries replaced proposals of this replica's that no Ready had handed
+    // out yet (no file to cut): the producers' table, which recorded them, is rebuilt.
+    bool forget_proposals = false;
   };
 
   Replica(log::PartitionLog& log, log::IoRing& ring, boost::asio::io_context& io,
@@ -286,6 +289,10 @@ class Replica final : public raft::LogSource, public log::FdHolder {
   // Internal entries at or below the snapshot (terms for OffsetForLeaderEpoch).
   std::vector<std::pair<uint64_t, uint64_t>> pre_snapshot_;
   uint64_t mirrored_last_ = 0;  // the last index of the node's log handed out (or loaded)
+  // The last entry this replica proposed as leader, and its term: the Produce path records a
+  // proposal in the producers' table at once, before a Ready hands it out.
+  uint64_t proposed_last_ = 0;
+  uint64_t proposed_term_ = 0;
   std::map<int32_t, int64_t> caught_up_ms_;  // leader: when each voter last reached the commit
   std::map<int32_t, uint64_t> lost_seen_;     // leader: Progress::lost_entries already logged
   std::map<int32_t, int64_t> heard_ms_;      // when each peer's last message arrived

@@ -70,6 +70,7 @@ class Group : public ::testing::Test {
     o.raft.election_ticks = 10;
     o.raft.heartbeat_ticks = 1;
     o.raft.max_cached_bytes = cached_;
+    o.raft.check_quorum = check_quorum_;
     ReplicaEvents ev;
     ev.send = [this](uint64_t, std::vector<raft::Message> msgs) {
       for (auto& m : msgs) wire_.push_back(std::move(m));
@@ -230,6 +231,7 @@ class Group : public ::testing::Test {
   uint64_t cached_ = 0;  // entries read back from the segments as soon as possible
   uint64_t file_entries_ = 0;  // entries delivered that referred to the sender's segment files
   std::function<void(raft::Message&)> tamper_;  // changes messages on the way when set
+  bool check_quorum_ = true;  // for the replicas opened from then on
 };
 
 TEST_F(Group, ElectsCommitsAndReplicatesTheSameBatches) {
@@ -480,6 +482,73 @@ TEST_F(Group, AFollowerThatReplacesItsSuffixKnowsTheProducersOfWhatReplacedIt) {
     EXPECT_EQ(producers_[i].check(42, 0, 6, 3).duplicate_base_offset, 6);
     EXPECT_EQ(producers_[i].check(42, 0, 12, 3).verdict, SequenceCheck::Verdict::kAppend);
   }
+}
+
+TEST_F(Group, ProposalsReplacedBeforeAnyReadyHandedThemOutLeaveNoStaleProducerState) {
+  // The Produce path records a leader's proposal in the producers' table at once. A deposed
+  // leader whose proposals a later leader's entries replace before a Ready handed them out
+  // has no file to cut: the table must still forget them. Otherwise, leading again, it would
+  // answer a producer's retry of one of them as a duplicate at the offset the proposal had,
+  // where another batch lies (an acknowledgement for a batch that is elsewhere).
+  for (int i = 0; i < 3; ++i) close(i);
+  check_quorum_ = false;  // the cut-off leader keeps leading until it hears the new term
+  for (int i = 0; i < 3; ++i) open(i);
+  run_until([&] { return leader() >= 0; });
+  const int old = leader();
+  auto first = produce(old, 2, "a", 42, 0);  // sequences 0-2, 3-5: offsets 0, 3
+  run_until([&] { return first->size() == 2; });
+  std::vector<raft::Message> appends;  // what the others send each other, in order
+  tamper_ = [&](raft::Message& m) {
+    if (m.type == raft::MessageType::kAppend && *m.from != old) appends.push_back(m);
+  };
+  cut_[old] = true;
+  run_until([&] { return leader() >= 0 && leader() != old; });
+  const int now = leader();
+  auto other = produce(now, 1, "x", 7, 0);   // offset 6
+  auto again = produce(now, 2, "b", 42, 6);  // the producer's next batches: offsets 9, 12
+  run_until([&] { return other->size() == 1 && again->size() == 2; });
+  ASSERT_EQ((*again)[0], std::make_pair(ErrorCode::kNone, int64_t{9}));
+  tamper_ = nullptr;
+  ASSERT_TRUE(nodes_[old].replica->is_leader());
+  // The old leader takes the same batches (a retry that went to it): offsets 6 and 9 there,
+  // recorded as the Produce path records them.
+  std::vector<std::shared_ptr<std::vector<std::byte>>> lost;
+  auto lost_acks = std::make_shared<std::vector<ErrorCode>>();
+  for (int i = 0; i < 2; ++i) {
+    kafka::RecordBatchBuilder::Options options;
+    options.producer_id = 42;
+    options.producer_epoch = 0;
+    options.base_sequence = 6 + 3 * i;
+    lost.push_back(std::make_shared<std::vector<std::byte>>(
+        make_batch(3, "lost" + std::to_string(i), options)));
+    ASSERT_EQ(nodes_[old].replica->produce(MutableBytes(*lost.back()), -1,
+                                           [lost_acks](ErrorCode e, int64_t) {
+                                             lost_acks->push_back(e);
+                                           }),
+              ErrorCode::kNone);
+    auto view = kafka::RecordBatchView::parse(*lost.back());
+    producers_[old].record(42, 0, 6 + 3 * i, 3, view->base_offset());
+  }
+  EXPECT_EQ(producers_[old].check(42, 0, 6, 3).duplicate_base_offset, 6);
+  // Before any Ready hands those proposals out, the new leader's entries reach it.
+  std::erase_if(appends, [&](const raft::Message& m) {
+    return *m.from != now || *m.term != *nodes_[now].replica->node().term();
+  });
+  ASSERT_FALSE(appends.empty());
+  for (raft::Message m : appends) {
+    m.to = raft::NodeId(old);
+    nodes_[old].replica->step(std::move(m));
+  }
+  EXPECT_FALSE(nodes_[old].replica->is_leader());
+  cut_[old] = false;
+  run_until([&] { return values(old).size() == 15 && values(old) == values(now); }, 4000);
+  run_until([&] { return lost_acks->size() == 2; });
+  for (ErrorCode e : *lost_acks) EXPECT_NE(e, ErrorCode::kNone);
+  const SequenceCheck retry = producers_[old].check(42, 0, 6, 3);
+  EXPECT_EQ(retry.verdict, SequenceCheck::Verdict::kDuplicate);
+  EXPECT_EQ(retry.duplicate_base_offset, 9);
+  EXPECT_EQ(producers_[old].check(42, 0, 9, 3).duplicate_base_offset, 12);
+  EXPECT_EQ(producers_[old].check(42, 0, 12, 3).verdict, SequenceCheck::Verdict::kAppend);
 }
 
 TEST_F(Group, ReopenedReplicaKeepsTermVoteAndLog) {
