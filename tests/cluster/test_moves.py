@@ -153,8 +153,13 @@ class MovesTest(unittest.TestCase):
                 stored[int(v)] = (p, o)
         lost = [v for v in acked if v not in stored]
         self.assertEqual(lost[:10], [], "%d acknowledged values lost" % len(lost))
-        moved = [v for v, at in acked.items() if stored[v] != at]
+        # librdkafka acknowledges some writes without an offset: a retried batch that a later
+        # batch's success shows was stored (an implicit ack) reports none. Those are checked
+        # for their partition only (and, above, for being stored once).
+        moved = [v for v, (p, o) in acked.items()
+                 if stored[v][0] != p or (o is not None and stored[v][1] != o)]
         self.assertEqual(moved[:10], [], "values at other offsets than acknowledged")
+        report("acknowledged without an offset", sum(1 for _, o in acked.values() if o is None))
         return stored
 
     def test_broker_joins_under_load_and_takes_its_share(self):
