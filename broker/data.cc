@@ -369,30 +369,33 @@ struct FetchOp : std::enable_shared_from_this<FetchOp> {
     });
     for (size_t i = 0; i < tps.size(); ++i) {
       ShardState& ss = broker->shard_of(tps[i]);
-      ss.shard.post([&ss, self, i, countdown] {
-        self->read_partition(ss, i);
-        countdown->done();
-      });
+      ss.shard.post([&ss, self, i, countdown] { self->read_partition(ss, i, countdown); });
     }
     countdown->done();
   }
 
-  // On the partition's shard.
-  void read_partition(ShardState& ss, size_t i) {
+  // On the partition's shard; counts down once the slot is filled (a read older than the
+  // log's window of recent batches may wait for the ring: PartitionLog::read_async).
+  void read_partition(ShardState& ss, size_t i, const std::shared_ptr<Countdown>& countdown) {
+    if (!start_read(ss, i, countdown)) countdown->done();
+  }
+
+  // Fills slot i, or starts the read that will (and returns true).
+  bool start_read(ShardState& ss, size_t i, const std::shared_ptr<Countdown>& countdown) {
     FetchSlot& slot = slots[i];
     const auto& fp = *parts[i];
     if (denied[i]) {
       slot.error = ErrorCode::kTopicAuthorizationFailed;
-      return;
+      return false;
     }
     Partition* p = ss.find(tps[i]);
     if (!p) {
       slot.error = broker->missing_partition_error(tps[i]);
-      return;
+      return false;
     }
     if (ErrorCode e = leader_check(*p, fp.current_leader_epoch); e != ErrorCode::kNone) {
       slot.error = e;
-      return;
+      return false;
     }
     const int64_t hwm = p->high_watermark();
     const int64_t start = *p->log->log_start_offset();
@@ -400,9 +403,9 @@ struct FetchOp : std::enable_shared_from_this<FetchOp> {
     slot.log_start_offset = start;
     if (fp.fetch_offset < start || fp.fetch_offset > hwm) {
       slot.error = ErrorCode::kOffsetOutOfRange;
-      return;
+      return false;
     }
-    if (fp.fetch_offset == hwm) return;
+    if (fp.fetch_offset == hwm) return false;
     // No partition may bring more than the whole response may hold (beyond its first batch,
     // which the log returns whatever its size); answer() then fits ranges into max_bytes.
     int32_t limit = std::min(fp.partition_max_bytes, body.max_bytes);
@@ -412,8 +415,20 @@ struct FetchOp : std::enable_shared_from_this<FetchOp> {
       limit = static_cast<int32_t>(
           std::min<int64_t>(limit, legacy_partition_bytes_max(tps.size())));
     }
-    auto r = p->log->read(Offset(fp.fetch_offset), static_cast<uint64_t>(std::max(1, limit)),
-                          Offset(hwm));
+    p->log->read_async(Offset(fp.fetch_offset), static_cast<uint64_t>(std::max(1, limit)),
+                       Offset(hwm),
+                       [self = shared_from_this(), i, limit,
+                        countdown](log::LogResult<log::ReadResult> r) {
+                         self->fill_slot(i, r, limit);
+                         countdown->done();
+                       });
+    return true;
+  }
+
+  // On the partition's shard: what the log read for slot i.
+  void fill_slot(size_t i, const log::LogResult<log::ReadResult>& r, int32_t limit) {
+    FetchSlot& slot = slots[i];
+    const auto& fp = *parts[i];
     if (!r) {
       slot.error = to_kafka(r.error().code);
     } else if (!r->ranges.empty()) {

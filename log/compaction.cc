@@ -654,7 +654,7 @@ LogResult<Installed> PartitionLog::install_cleaned_segment(const CleanedSegment&
   detail::Segment& seg = *segments_[i];
   // The scrubber's position in this segment means nothing in the rewritten one.
   if (scrub_segment_ == seg.base_offset) scrub_position_ = 0;
-  scrub_files_changed();  // a read of the old file, in flight or done: not checked against the new
+  files_changed();  // a read of the old file, in flight or done: not checked against the new
   // Batches of this segment (and any before it) move: the window of recent batches forgets them.
   while (!recent_.empty() && recent_.front().segment_base <= seg.base_offset) recent_.pop_front();
   for (const auto* path : {&seg.log_path, &seg.index_path, &seg.time_path}) fds_.forget(*path);

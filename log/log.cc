@@ -167,6 +167,7 @@ bool PartitionLog::release_fds() {
     if (seg->dirty || seg->unsynced || (!seg->active && seg->log_rw)) return false;
   }
   discard_next();  // a roll prepared and then not taken (the caller gave up)
+  drop_cold_cache();
   if (!segments_.empty()) {
     Segment& active = *segments_.back();
     active.log_rw.reset();
@@ -481,7 +482,7 @@ void PartitionLog::prune_recent() {
 }
 
 void PartitionLog::delete_segment_files(Segment& seg, bool through_ring) {
-  scrub_files_changed();
+  files_changed();
   for (const auto* path : {&seg.log_path, &seg.index_path, &seg.time_path}) {
     fds_.forget(*path);
     if (!through_ring) {
@@ -1018,7 +1019,7 @@ LogResult<Offset> PartitionLog::truncate_suffix(Offset offset) {
   if (*offset == end_offset_) return Offset(end_offset_);
   if (next_ && next_->opening > 0) return log_error(LogErrc::kBusy, "opening the next segment");
   discard_next();  // prepared for a roll at or past the old end
-  scrub_files_changed();  // it may have read bytes that are cut now
+  files_changed();  // it may have read bytes that are cut now
   if (auto r = reopen_fds(); !r) return unexpected(r.error());
   Segment* seg = find_segment(*offset);
   SLUICE_ASSERT(seg != nullptr);
@@ -1065,7 +1066,7 @@ LogResult<Offset> PartitionLog::truncate_suffix_async(Offset offset, DurableCall
   auto meta = meta_fd();
   if (!meta) return unexpected(meta.error());
   discard_next();         // prepared for a roll past the old end
-  scrub_files_changed();  // (it reads closed segments only; cheap)
+  files_changed();  // (it reads closed segments only; cheap)
 
   // The state, as cut_last_segment leaves it.
   active.index_entries = kept_index;
@@ -1173,7 +1174,7 @@ LogResult<Offset> PartitionLog::truncate_damage() {
   auto damaged = std::find_if(segments_.begin(), segments_.end(),
                               [](const auto& seg) { return seg->corrupt_from >= 0; });
   if (damaged == segments_.end()) return Offset(end_offset_);
-  scrub_files_changed();  // it may have read bytes that are cut now
+  files_changed();  // it may have read bytes that are cut now
   Segment* seg = damaged->get();
   while (segments_.back().get() != seg) {
     delete_segment_files(*segments_.back());
@@ -1291,6 +1292,9 @@ LogResult<RetentionResult> PartitionLog::apply_retention() {
   if (failure_) return unexpected(*failure_);
   ++retention_passes_;
   start_due_removals();
+  // A cold read cache no read used since the last pass goes (it may hold a segment's index).
+  if (!cold_.used) drop_cold_cache();
+  cold_.used = false;
   RetentionResult result;
   const int64_t now = config_.clock_ms();
   uint64_t total = size_bytes();

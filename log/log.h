@@ -221,6 +221,28 @@ class PartitionLog final : public FdHolder {
   // checked: whoever receives them must (a follower checks every batch of its leader's).
   LogResult<std::vector<StoredBatch>> read_batches(Offset from_offset, uint64_t max_bytes,
                                                    std::optional<Offset> max_offset = std::nullopt);
+  // read() without blocking the calling thread (a Fetch on a shard). Reads older than the
+  // window of recent batches need index entries and batch headers from the files, and the
+  // segment's read handle: those are brought through the ring (opens and reads) into a small
+  // per-log cache (one segment's index and a few 64 KiB pieces of .log files), and the read
+  // runs on it; an answer then reads ahead what a consumer's next read, from where this one
+  // ended, will want. `done` runs once: at once when nothing had to be read, else from a ring
+  // completion, on this thread. Stops at the end of the first segment it reads from (as
+  // Kafka does; the next read goes on from there). After a few rounds that still lack
+  // something it answers with what the cache holds, and with no batch at all, reads the files
+  // (counted in cold_read_stats().blocking_reads).
+  using ReadCallback = std::function<void(LogResult<ReadResult>)>;
+  void read_async(Offset from_offset, uint64_t max_bytes, std::optional<Offset> max_offset,
+                  ReadCallback done);
+  struct ColdReadStats {
+    uint64_t loads = 0;           // opens and reads sent through the ring for read_async
+    uint64_t blocking_reads = 0;  // read_async calls that read the files after all
+    // Lookups that opened or read a file on the calling thread (read(), read_batches(), and
+    // read_async's last resort): for tests.
+    uint64_t file_lookups = 0;
+    uint64_t cached_bytes = 0;    // held in the cache now
+  };
+  ColdReadStats cold_read_stats() const;
   // Like read(), copying the bytes and checking every batch's CRC (tests and tools).
   LogResult<std::vector<std::byte>> read_copy(Offset from_offset, uint64_t max_bytes,
                                               std::optional<Offset> max_offset = std::nullopt);
@@ -425,6 +447,61 @@ class PartitionLog final : public FdHolder {
   LogResult<ReadResult> read_ranges(Offset from_offset, uint64_t max_bytes,
                                     std::optional<Offset> max_offset,
                                     std::vector<StoredBatch>* batches);
+
+  // read_async() (log_cold_read.cc). While one of its rounds runs read_ranges()
+  // (cold_misses_ set), the read handle, index entries and batch headers come from the cache
+  // and the handles already open only; what is missing is noted in *cold_misses_ and the
+  // lookup fails. The round then brings what was missing through the ring and tries again.
+  struct ColdMiss {
+    enum class Kind : uint8_t { kLogFile, kIndex, kChunk } kind;
+    int64_t segment_base = 0;
+    uint64_t first = 0;  // kIndex: entries [first, last); kChunk: bytes [first, last)
+    uint64_t last = 0;
+    bool operator==(const ColdMiss&) const = default;
+  };
+  std::vector<ColdMiss>* cold_misses_ = nullptr;
+  struct ColdCache {
+    int64_t index_segment = -1;    // whose index entries `index` holds (its first ones)
+    std::vector<std::byte> index;  // kIndexEntryBytes each
+    struct Chunk {
+      int64_t segment_base;
+      uint64_t position;
+      std::vector<std::byte> bytes;
+    };
+    std::deque<Chunk> chunks;  // pieces of .log files, the newest at the back
+    // The .log read handle opened last (also adopted by the FdCache, which may evict it).
+    std::shared_ptr<FileHandle> log_handle;
+    int64_t log_handle_segment = -1;
+    bool used = false;         // since the last retention pass (an unused cache is dropped)
+  };
+  ColdCache cold_;
+  ColdReadStats cold_stats_;
+  struct ColdRead;
+  void cold_round(std::shared_ptr<ColdRead> read);
+  void cold_load(const ColdMiss& miss, const std::shared_ptr<ColdRead>& read);
+  void cold_loaded(const std::shared_ptr<ColdRead>& read);
+  // The piece of `seg` whose headers a read of `max_bytes` from byte `position` will want at
+  // its end (at the last index entry within reach), when the cache lacks it: read-ahead.
+  std::optional<ColdMiss> cold_ahead(const detail::Segment& seg, uint64_t position,
+                                     uint64_t max_bytes) const;
+  // What a read that ended at `position` of the segment holding `offset` lets one foresee the
+  // next read (from there, as a consumer's) will want: cold_ahead(), or at a segment's end
+  // the next segment's index and first piece.
+  std::vector<ColdMiss> cold_read_ahead(int64_t offset, uint64_t position, uint64_t max_bytes);
+  // The index entries a cold read of `seg` searches: those of batches older than the window.
+  uint64_t cold_index_needed(const detail::Segment& seg) const;
+  bool cold_touched_ = false;  // the running round used the cache
+  void cold_open(const std::string& path, const std::shared_ptr<ColdRead>& read,
+                 std::function<void(std::shared_ptr<FileHandle>)> then);
+  void drop_cold_cache();
+  // The lookups read_ranges() makes, from the files or (in a round of read_async) the cache.
+  LogResult<std::shared_ptr<FileHandle>> read_handle(const detail::Segment& seg);
+  // The number of index entries below `offset` (entries on disk, and in a cold round only
+  // those of batches older than the window), and the last of them in *floor when there is one.
+  LogResult<uint64_t> index_entries_below(const detail::Segment& seg, int64_t offset,
+                                          IndexEntry* floor);
+  LogResult<detail::BatchHeader> header_at(const detail::Segment& seg, const FileHandle& file,
+                                           uint64_t position, uint64_t readable);
   void prune_recent();
   void on_write_done(uint64_t seq, int32_t result);
   // Linked flushes (acks=all's common case): an append made while everything before it is
@@ -547,13 +624,15 @@ class PartitionLog final : public FdHolder {
   // being replaced must never reach the FdCache, where Fetches would read the old file).
   std::shared_ptr<FileHandle> scrub_file_;
   int64_t scrub_file_base_ = -1;
-  uint64_t scrub_files_epoch_ = 0;  // counts scrub_files_changed()
-  // A segment file was cut, replaced or removed: the scrubber forgets its read and handle.
-  void scrub_files_changed() {
-    ++scrub_files_epoch_;
+  uint64_t files_epoch_ = 0;  // counts files_changed()
+  // A segment file was cut, replaced or removed: the scrubber forgets its read and handle,
+  // read_async() its cache; opens and reads in flight are not kept when they complete.
+  void files_changed() {
+    ++files_epoch_;
     scrub_read_.reset();
     scrub_file_.reset();
     scrub_file_base_ = -1;
+    drop_cold_cache();
   }
   uint64_t scrub_need_ = 0;
   // Checks `read` (scrub()); an I/O error is returned, damage goes in `out`.

@@ -129,24 +129,23 @@ LogResult<ReadResult> PartitionLog::read_ranges(Offset from_offset, uint64_t max
       }
       break;
     }
-    auto file = log_file(s);
-    if (!file) return unexpected(file.error());
+    // read_async() stops at the end of the first segment that gave batches (its cache holds
+    // one segment's index); one whose batches all lie below `from` (compaction) gave none.
+    if (cold_misses_ != nullptr && !result.ranges.empty()) break;
+    auto file = read_handle(s);
     const uint64_t readable = readable_bytes(s);
     uint64_t pos = 0;
     uint64_t entry = 0;  // an index entry at or before pos: where index_jump looks from
     if (first_segment) {
-      auto index = index_file(s);
-      if (!index) return unexpected(index.error());
-      auto below =
-          detail::index_count_below((*index)->fd(), s.index_on_disk(), s.base_offset, from + 1);
+      IndexEntry floor;
+      auto below = index_entries_below(s, from + 1, &floor);
       if (!below) return unexpected(below.error());
       if (*below > 0) {
         entry = *below - 1;
-        auto floor = detail::read_index_entry((*index)->fd(), s.base_offset, entry);
-        if (!floor) return unexpected(floor.error());
-        pos = floor->position;
+        pos = floor.position;
       }
     }
+    if (!file) return unexpected(file.error());
     // Fetch needs only where the run of whole batches ends: once its first batch is found,
     // the index (one pread of its entries) carries it past every indexed batch start that
     // fits, and headers are read only around the ends (batches that are not indexed). The
@@ -154,7 +153,7 @@ LogResult<ReadResult> PartitionLog::read_ranges(Offset from_offset, uint64_t max
     bool jumped = batches != nullptr || s.corrupt_from >= 0;
     uint64_t range_start = pos;
     while (pos < readable) {
-      auto header = detail::read_batch_header((*file)->fd(), pos, readable);
+      auto header = header_at(s, **file, pos, readable);
       if (!header) {
         if (result.ranges.empty() && pos == range_start && result.bytes == 0) {
           return unexpected(header.error());
@@ -213,16 +212,30 @@ std::optional<IndexEntry> PartitionLog::index_jump(const Segment& seg, uint64_t 
   const uint64_t on_disk = seg.index_on_disk();
   if (first_entry + 1 >= on_disk || room == 0) return std::nullopt;
   const uint64_t interval = std::max<uint64_t>(1, config_.index_interval_bytes);
-  const uint64_t count = std::min({on_disk - first_entry, room / interval + 2, kEntriesMax});
-  auto index = index_file(seg);
-  if (!index) return std::nullopt;  // the header walk goes on (and reports what fails)
-  std::vector<std::byte> raw(count * kIndexEntryBytes);
-  if (!detail::pread_full((*index)->fd(), raw, first_entry * kIndexEntryBytes)) {
-    return std::nullopt;
+  uint64_t count = std::min({on_disk - first_entry, room / interval + 2, kEntriesMax});
+  std::vector<std::byte> raw;
+  const std::byte* entries = nullptr;
+  if (cold_misses_ != nullptr) {
+    // A cold round: the entries index_entries_below() brought (the header walk goes on past
+    // them, or stops where the cache has no header).
+    const uint64_t cached =
+        cold_.index_segment == seg.base_offset ? cold_.index.size() / kIndexEntryBytes : 0;
+    if (first_entry + 1 >= cached) return std::nullopt;
+    count = std::min(count, cached - first_entry);
+    entries = cold_.index.data() + first_entry * kIndexEntryBytes;
+  } else {
+    ++cold_stats_.file_lookups;
+    auto index = index_file(seg);
+    if (!index) return std::nullopt;  // the header walk goes on (and reports what fails)
+    raw.resize(count * kIndexEntryBytes);
+    if (!detail::pread_full((*index)->fd(), raw, first_entry * kIndexEntryBytes)) {
+      return std::nullopt;
+    }
+    entries = raw.data();
   }
   std::optional<IndexEntry> best;
   for (uint64_t i = 0; i < count; ++i) {
-    const IndexEntry e = decode_index_entry(raw.data() + i * kIndexEntryBytes, seg.base_offset);
+    const IndexEntry e = decode_index_entry(entries + i * kIndexEntryBytes, seg.base_offset);
     if (e.position <= pos) continue;
     // Every batch before an indexed batch start ends below its offset.
     if (e.position - pos > room || e.position > readable || e.offset > limit) break;

@@ -61,14 +61,14 @@ LogResult<ScrubResult> PartitionLog::scrub(uint64_t max_bytes) {
       scrub_opening_ = true;
       ++ops_in_flight_;
       ring_.open(seg.log_path, O_RDONLY, 0,
-                 [this, base = seg.base_offset, epoch = scrub_files_epoch_](int32_t res) {
+                 [this, base = seg.base_offset, epoch = files_epoch_](int32_t res) {
                    SLUICE_ASSERT(ops_in_flight_ > 0);
                    --ops_in_flight_;
                    scrub_opening_ = false;
                    auto opened = res >= 0 ? std::make_shared<FileHandle>(res) : nullptr;
                    // Kept only if no file changed meanwhile (it could be the old one); a
                    // failure (the segment deleted) is retried, or skipped, at the next step.
-                   if (opened && epoch == scrub_files_epoch_) {
+                   if (opened && epoch == files_epoch_) {
                      scrub_file_ = std::move(opened);
                      scrub_file_base_ = base;
                    }

@@ -253,6 +253,131 @@ TEST_P(LogPartition, ColdReadsCrossIndexedBatchesWithoutReadingTheirHeaders) {
   ring_.drain();
 }
 
+// read_async() and waits for its answer, driving the ring.
+LogResult<ReadResult> read_async_wait(PartitionLog& log, IoRing& ring, int64_t from,
+                                      uint64_t max_bytes, int64_t max_offset) {
+  std::optional<LogResult<ReadResult>> got;
+  log.read_async(Offset(from), max_bytes, Offset(max_offset),
+                 [&got](LogResult<ReadResult> r) { got.emplace(std::move(r)); });
+  while (!got) {
+    ring.submit();
+    ring.wait();
+  }
+  return std::move(*got);
+}
+
+// A Fetch older than the window (read_async) finds what read() finds, up to the end of the
+// first segment, with no file opened or read on the calling thread: the read handle, the
+// segment's index and the pieces of .log holding the headers it needs come through the ring,
+// and the reads after it are answered from that cache. A truncation drops the cache: the
+// batches appended after it lie elsewhere. A consumer reading on finds what its next Fetch
+// needs read ahead.
+TEST_P(LogPartition, ReadAsyncReadsOldBatchesThroughTheRingAndAgreesWithRead) {
+  config_.segment_bytes = 64 * 1024;
+  config_.index_interval_bytes = 1024;
+  config_.flush.mode = FlushMode::kNever;
+  auto log = open_log();
+  const int kBatches = 1500;  // the window holds the last 1024: the rest is read cold
+  for (int i = 0; i < kBatches; ++i) {
+    batches_.push_back(make_batch(1 + i % 4, 20 + (i * 37) % 900, 1000 + i, batches_.size()));
+    ASSERT_TRUE(log->append(batches_.back(), {}, {}));
+    if (i % 100 == 99) ring_.drain();
+  }
+  ring_.drain();
+  ASSERT_GT(log->segment_count(), 4u);
+  auto compare = [&](PartitionLog& l, int64_t from_end, const char* what) {
+    const int64_t end = *l.log_end_offset();
+    int checked = 0;
+    for (int64_t from = 0; from < from_end; from += 5) {
+      for (uint64_t max_bytes : {1ull, 3000ull, 40'000ull, 1ull << 20}) {
+        for (int64_t max_offset : {end, from + 2}) {
+          // First: read() would open the files it reads on this thread.
+          const auto before = l.cold_read_stats();
+          auto got = read_async_wait(l, ring_, from, max_bytes, max_offset);
+          const auto after = l.cold_read_stats();
+          auto want = l.read(Offset(from), max_bytes, Offset(max_offset));
+          ASSERT_TRUE(want && got) << what << " from " << from;
+          EXPECT_EQ(after.file_lookups, before.file_lookups) << what << " from " << from;
+          EXPECT_EQ(*got->first_offset, *want->first_offset) << what << " from " << from;
+          if (want->ranges.empty()) {
+            EXPECT_TRUE(got->ranges.empty());
+            EXPECT_EQ(*got->next_offset, *want->next_offset);
+            continue;
+          }
+          // The first segment's part of read()'s answer.
+          ASSERT_EQ(got->ranges.size(), 1u) << what << " from " << from;
+          EXPECT_EQ(got->ranges[0].position, want->ranges[0].position) << what << " " << from;
+          EXPECT_EQ(got->ranges[0].length, want->ranges[0].length) << what << " " << from;
+          EXPECT_EQ(got->bytes, want->ranges[0].length);
+          if (want->ranges.size() == 1) {
+            EXPECT_EQ(*got->next_offset, *want->next_offset);
+          }
+          ++checked;
+        }
+      }
+    }
+    EXPECT_GT(checked, 100) << what;
+  };
+  const int64_t window_start = *log->log_end_offset() - 1024 * 5 / 2;  // about: batches of 1-4
+  compare(*log, window_start / 2, "open");
+  EXPECT_EQ(log->cold_read_stats().blocking_reads, 0u);
+  EXPECT_GT(log->cold_read_stats().loads, 0u);
+  EXPECT_GT(log->cold_read_stats().cached_bytes, 0u);
+
+  // Cut inside the third segment, append other batches there: the old cache would point at
+  // the old batches' places.
+  const int64_t cut = log->segment_base_offsets()[2] + 7;
+  ASSERT_TRUE(read_async_wait(*log, ring_, cut + 3, 1 << 20, *log->log_end_offset()));
+  ASSERT_TRUE(log->truncate_suffix(Offset(cut)));
+  EXPECT_EQ(log->cold_read_stats().cached_bytes, 0u);
+  for (int i = 0; i < kBatches; ++i) {
+    batches_.push_back(make_batch(3, 50 + (i * 53) % 700, 5000 + i, batches_.size()));
+    ASSERT_TRUE(log->append(batches_.back(), {}, {}));
+    if (i % 100 == 99) ring_.drain();
+  }
+  ring_.drain();
+  compare(*log, cut + 400, "after a cut");
+
+  // Reopened: no window, nothing open; everything is read cold.
+  ring_.drain();  // reads sent ahead
+  ASSERT_TRUE(log->close());
+  log.reset();
+  auto reopened = open_log();
+  ASSERT_TRUE(reopened);
+  compare(*reopened, *reopened->log_end_offset(), "reopened");
+  EXPECT_EQ(reopened->cold_read_stats().blocking_reads, 0u);
+  ring_.drain();
+
+  // A consumer reading on from where each Fetch ended: the piece of the file its next run
+  // ends in was read ahead while it was away, so most Fetches are answered at once.
+  ring_.drain();
+  ASSERT_TRUE(reopened->close());
+  reopened.reset();
+  auto scanned = open_log();
+  ASSERT_TRUE(scanned);
+  int fetches = 0;
+  int at_once = 0;
+  for (int64_t from = 0; from < *scanned->log_end_offset();) {
+    std::optional<LogResult<ReadResult>> got;
+    scanned->read_async(Offset(from), 20'000, std::nullopt,
+                        [&got](LogResult<ReadResult> r) { got.emplace(std::move(r)); });
+    at_once += got ? 1 : 0;
+    ++fetches;
+    while (!got) {
+      ring_.submit();
+      ring_.wait();
+    }
+    ring_.drain();  // the consumer's turn: whatever was sent ahead arrives
+    ASSERT_TRUE(*got);
+    ASSERT_GT(*(*got)->next_offset, from);
+    from = *(*got)->next_offset;
+  }
+  EXPECT_GT(fetches, 40);
+  EXPECT_GE(at_once, fetches - 1) << at_once << " of " << fetches << " fetches";
+  EXPECT_EQ(scanned->cold_read_stats().blocking_reads, 0u);
+  ring_.drain();
+}
+
 // Index entries go through the ring: a truncation waits (kBusy) until they are written, and the
 // index files then hold every entry the log counted.
 TEST_P(LogPartition, IndexEntriesAreWrittenThroughTheRing) {

@@ -12,6 +12,9 @@ cut through the ring too (log/README.md, "Segment rolls"), and the background sc
 the closed segments through the ring. The third adds retention.bytes of 2 MiB and traces for
 longer than the retention check's period: the segments retention deletes are removed through
 the ring (unlink frees a file's blocks in the call: a third of a second for 1 GiB here).
+The fourth reads a backlog of 24 segments from the start after a restart, under the trace: a
+catch-up consumer's Fetches are older than the window of recent batches, and open, index and
+read the segments through the ring too (log/README.md, "Cold reads").
 """
 
 import os
@@ -139,6 +142,64 @@ class ShardSyscalls(harness.BrokerTestCase):
         self.assertGreater(low["after"], low["before"],
                            "retention deleted nothing during the trace: %s" % low)
 
+    def test_catch_up_reads_block_no_shard_either(self):
+        """A consumer reading a backlog from the start after a restart: every Fetch is older
+        than the window of recent batches and most start in a segment nothing has open. Its
+        read handle, index and batch headers come through the ring (PartitionLog::read_async)."""
+        topic = "hot-catchup"
+        harness.create_topic(self.bootstrap, topic, 1, {"segment.bytes": str(1024 * 1024)})
+        records = 24 * 1024
+        p = Producer({"bootstrap.servers": self.bootstrap, "acks": "all", "linger.ms": 5,
+                      "batch.size": 64 * 1024, "compression.type": "none"})
+        value = os.urandom(1024)
+        for i in range(records):
+            while True:
+                try:
+                    p.produce(topic, value, key=b"%d" % i, partition=0)
+                    break
+                except BufferError:
+                    p.poll(0.05)
+        self.assertEqual(p.flush(60), 0, "undelivered records")
+        self.broker.restart()  # nothing open, no window of recent batches
+        if shutil.which("strace") is None:
+            self.fail("strace is missing: scripts/setup installs it")
+        # Small fetches and a small queue: the client fetches as it consumes, not all at once.
+        c = Consumer({"bootstrap.servers": self.bootstrap, "group.id": "hot-catch-up",
+                      "enable.auto.commit": False, "fetch.wait.max.ms": 50,
+                      "max.partition.fetch.bytes": 256 * 1024,
+                      "queued.max.messages.kbytes": 1024})
+        c.assign([TopicPartition(topic, 0, 0)])
+        seen = []
+        tracer = None
+        try:
+            deadline = time.time() + 120
+            while len(seen) < records and time.time() < deadline:
+                m = c.poll(0.5)
+                if m is None:
+                    continue
+                self.assertIsNone(m.error(), m.error())
+                seen.append(int(m.key()))
+                if tracer is None and len(seen) >= 512:
+                    # Past the first Fetches (the coordinator lookup, the first segment):
+                    # the rest of the backlog, 23 segments, is read under the trace.
+                    shards = shard_threads(self.broker.proc.pid)
+                    self.assertGreater(len(shards), 0, "no thread named sluice-shard-*")
+                    out = os.path.join(self.broker.tmp, "strace-catch-up.out")
+                    cmd = [shutil.which("strace"), "-qq", "-o", out, "-e",
+                           "trace=" + ",".join(BLOCKING + CONTROL)]
+                    for tid in shards:
+                        cmd += ["-p", str(tid)]
+                    tracer = subprocess.Popen(cmd, stderr=subprocess.PIPE)
+                    time.sleep(1)  # strace attaches
+        finally:
+            c.close()
+            if tracer is not None:
+                tracer.send_signal(signal.SIGINT)
+                _, err = tracer.communicate(timeout=30)
+        self.assertEqual(seen, list(range(records)), "the backlog read back out of order or short")
+        self.assertIsNotNone(tracer)
+        self.check_trace(out, err, shards, len(seen))
+
     def low_watermark(self, topic):
         c = Consumer({"bootstrap.servers": self.bootstrap, "group.id": "hot-watermarks"})
         try:
@@ -179,6 +240,11 @@ class ShardSyscalls(harness.BrokerTestCase):
         finally:
             load.stop()
         self.assertEqual(load.errors, [])
+        self.check_trace(out, err, shards, before)
+        return rolled
+
+    def check_trace(self, out, err, shards, progress):
+        """Asserts that strace's output `out` shows sendfile and no blocking call."""
         with open(out) as f:
             lines = f.read().splitlines()
         if not lines and err:
@@ -190,13 +256,12 @@ class ShardSyscalls(harness.BrokerTestCase):
                 calls.setdefault(m.group(3), []).append(line)
         self.assertGreater(len(calls.get("sendfile", [])), 0,
                            "the trace saw no sendfile: the shards did not serve the consumer "
-                           "(produced/consumed %s)" % (before,))
+                           "(consumed %s)" % (progress,))
         blocking = {k: v for k, v in calls.items() if k in BLOCKING}
         self.assertEqual({k: len(v) for k, v in blocking.items()}, {},
                          "blocking file calls on the shard threads %s, the first of each: %s" %
                          (sorted(shards.values()),
                           {k: [line[:160] for line in v[:3]] for k, v in blocking.items()}))
-        return rolled
 
 
 if __name__ == "__main__":

@@ -1,0 +1,356 @@
+// PartitionLog::read_async: reads older than the window of recent batches (a consumer catching
+// up) without a system call on the calling thread, which is a shard. read_ranges() runs in
+// rounds: each takes the read handle, index entries and batch headers from what is open and
+// cached only, and notes what is missing; the round then opens and reads that through the
+// ring, and the next round tries again. A Fetch's first round finds the handle and the
+// segment's index missing, its second the piece of the .log file where the walk to the
+// fetch offset starts; the reads after it find them cached.
+#include <fcntl.h>
+
+#include <algorithm>
+
+#include "log/internal/segment.h"
+#include "log/log.h"
+
+namespace sluice::log {
+
+using detail::Segment;
+
+namespace {
+// Rounds before a read settles for what the cache holds (or, holding nothing, reads the files).
+constexpr int kColdRoundsMax = 5;
+// A piece of a .log file read for its batch headers: the walk from an index entry to the
+// fetch offset crosses at most index.interval.bytes (4 KiB by default) of small batches.
+constexpr uint64_t kColdChunkBytes = 64 * 1024;
+constexpr size_t kColdChunksMax = 8;
+}  // namespace
+
+struct PartitionLog::ColdRead {
+  Offset from;
+  uint64_t max_bytes = 0;
+  std::optional<Offset> max_offset;
+  ReadCallback done;  // null for a read-ahead: nothing waits for it
+  int round = 0;
+  size_t loading = 0;  // opens and reads of this round still in flight (+1 while sending)
+};
+
+void PartitionLog::read_async(Offset from_offset, uint64_t max_bytes,
+                              std::optional<Offset> max_offset, ReadCallback done) {
+  auto read = std::make_shared<ColdRead>();
+  read->from = from_offset;
+  read->max_bytes = max_bytes;
+  read->max_offset = max_offset;
+  read->done = std::move(done);
+  cold_round(std::move(read));
+}
+
+void PartitionLog::cold_round(std::shared_ptr<ColdRead> read) {
+  ++read->round;
+  std::vector<ColdMiss> misses;
+  cold_misses_ = &misses;
+  cold_touched_ = false;
+  auto r = read_ranges(read->from, read->max_bytes, read->max_offset, nullptr);
+  cold_misses_ = nullptr;
+  if (misses.empty()) {
+    // Read-ahead: a consumer's next Fetch starts where this one ends; the piece its run will
+    // end in comes now, while this answer is sent (its start's header was read by this one).
+    if (cold_touched_ && r && !r->ranges.empty()) {
+      const FileRange& range = r->ranges.front();
+      std::vector<ColdMiss> ahead = cold_read_ahead(*r->first_offset, range.position + range.length,
+                                                    read->max_bytes);
+      if (!ahead.empty()) {
+        auto background = std::make_shared<ColdRead>();
+        background->loading = 1;
+        for (const ColdMiss& miss : ahead) cold_load(miss, background);
+        ring_.submit();
+        cold_loaded(background);
+      }
+    }
+    read->done(std::move(r));
+    return;
+  }
+  if (read->round >= kColdRoundsMax) {
+    // A shorter run is a right answer; none at all is not.
+    if (!r || r->ranges.empty()) {
+      ++cold_stats_.blocking_reads;
+      r = read_ranges(read->from, read->max_bytes, read->max_offset, nullptr);
+    }
+    read->done(std::move(r));
+    return;
+  }
+  // The piece the run will end in, with the one it starts in (the index is known by then).
+  for (size_t i = 0, n = misses.size(); i < n; ++i) {
+    if (misses[i].kind != ColdMiss::Kind::kChunk) continue;
+    const Segment* seg = find_segment(misses[i].segment_base);
+    if (seg == nullptr || seg->base_offset != misses[i].segment_base) continue;
+    if (auto ahead = cold_ahead(*seg, misses[i].first, read->max_bytes)) misses.push_back(*ahead);
+  }
+  read->loading = 1;
+  for (size_t i = 0; i < misses.size(); ++i) {
+    if (std::find(misses.begin(), misses.begin() + static_cast<std::ptrdiff_t>(i), misses[i]) ==
+        misses.begin() + static_cast<std::ptrdiff_t>(i)) {
+      cold_load(misses[i], read);
+    }
+  }
+  ring_.submit();
+  cold_loaded(read);
+}
+
+void PartitionLog::cold_loaded(const std::shared_ptr<ColdRead>& read) {
+  SLUICE_ASSERT(read->loading > 0);
+  if (--read->loading == 0 && read->done) cold_round(read);
+}
+
+std::vector<PartitionLog::ColdMiss> PartitionLog::cold_read_ahead(int64_t offset,
+                                                                  uint64_t position,
+                                                                  uint64_t max_bytes) {
+  std::vector<ColdMiss> ahead;
+  auto it = std::find_if(segments_.begin(), segments_.end(), [offset](const auto& s) {
+    return s->base_offset <= offset && offset < s->end_offset;
+  });
+  if (it == segments_.end()) return ahead;
+  if (position < readable_bytes(**it)) {
+    if (auto miss = cold_ahead(**it, position, max_bytes)) ahead.push_back(*miss);
+    return ahead;
+  }
+  // The run ended its segment: the next one's index and first piece, unless the next Fetch
+  // is answered from the window of recent batches.
+  if (++it == segments_.end()) return ahead;
+  const Segment& next = **it;
+  if (!recent_.empty() && next.base_offset >= recent_.front().base_offset) return ahead;
+  const uint64_t entries = cold_index_needed(next);
+  const uint64_t cached =
+      cold_.index_segment == next.base_offset ? cold_.index.size() / kIndexEntryBytes : 0;
+  if (cached < entries) {
+    ahead.push_back({.kind = ColdMiss::Kind::kIndex,
+                     .segment_base = next.base_offset,
+                     .first = cached,
+                     .last = entries});
+  }
+  const uint64_t readable = readable_bytes(next);
+  if (readable >= kBatchHeaderBytes) {
+    ahead.push_back({.kind = ColdMiss::Kind::kChunk,
+                     .segment_base = next.base_offset,
+                     .first = 0,
+                     .last = std::min(kColdChunkBytes, readable)});
+  }
+  return ahead;
+}
+
+uint64_t PartitionLog::cold_index_needed(const Segment& seg) const {
+  // A cold read is older than the window: its floor is among the entries of batches before
+  // the window (in an active segment more keep coming, and need not be brought).
+  uint64_t entries = seg.index_on_disk();
+  if (!recent_.empty() && recent_.front().segment_base == seg.base_offset) {
+    entries = std::min<uint64_t>(entries, recent_.front().index_before);
+  }
+  return entries;
+}
+
+std::optional<PartitionLog::ColdMiss> PartitionLog::cold_ahead(const Segment& seg,
+                                                               uint64_t position,
+                                                               uint64_t max_bytes) const {
+  if (cold_.index_segment != seg.base_offset) return std::nullopt;
+  const uint64_t readable = readable_bytes(seg);
+  const uint64_t reach = std::min(readable, position + max_bytes);
+  // The last cached index entry at or before `reach` (positions grow with the entries).
+  const uint64_t entries = cold_.index.size() / kIndexEntryBytes;
+  uint64_t lo = 0;
+  uint64_t hi = entries;
+  while (lo < hi) {
+    const uint64_t mid = lo + (hi - lo) / 2;
+    const IndexEntry e =
+        decode_index_entry(cold_.index.data() + mid * kIndexEntryBytes, seg.base_offset);
+    if (e.position <= reach) {
+      lo = mid + 1;
+    } else {
+      hi = mid;
+    }
+  }
+  if (lo == 0) return std::nullopt;
+  const uint64_t at =
+      decode_index_entry(cold_.index.data() + (lo - 1) * kIndexEntryBytes, seg.base_offset)
+          .position;
+  if (at <= position || at + kBatchHeaderBytes > readable) return std::nullopt;
+  for (const auto& chunk : cold_.chunks) {
+    if (chunk.segment_base == seg.base_offset && chunk.position <= at &&
+        at - chunk.position + kBatchHeaderBytes <= chunk.bytes.size()) {
+      return std::nullopt;  // cached already
+    }
+  }
+  return ColdMiss{.kind = ColdMiss::Kind::kChunk,
+                  .segment_base = seg.base_offset,
+                  .first = at,
+                  .last = at + std::min(kColdChunkBytes, readable - at)};
+}
+
+void PartitionLog::cold_open(const std::string& path, const std::shared_ptr<ColdRead>& read,
+                             std::function<void(std::shared_ptr<FileHandle>)> then) {
+  ++read->loading;
+  ++ops_in_flight_;
+  ++cold_stats_.loads;
+  ring_.open(path, O_RDONLY, 0,
+             [this, path, read, epoch = files_epoch_, then = std::move(then)](int32_t res) {
+               SLUICE_ASSERT(ops_in_flight_ > 0);
+               --ops_in_flight_;
+               std::shared_ptr<FileHandle> handle;
+               if (res >= 0) handle = std::make_shared<FileHandle>(res);
+               // Kept only if no file changed meanwhile (it could be one being replaced).
+               if (handle && epoch == files_epoch_) {
+                 if (auto cached = fds_.find(path)) {
+                   handle = std::move(cached);
+                 } else {
+                   fds_.adopt(path, handle);
+                 }
+                 then(std::move(handle));
+                 ring_.submit();
+               }
+               cold_loaded(read);
+             });
+}
+
+void PartitionLog::cold_load(const ColdMiss& miss, const std::shared_ptr<ColdRead>& read) {
+  const Segment* seg = find_segment(miss.segment_base);
+  if (seg == nullptr || seg->base_offset != miss.segment_base) return;  // gone meanwhile
+  if (miss.kind == ColdMiss::Kind::kLogFile) {
+    cold_open(seg->log_path, read,
+              [this, base = seg->base_offset](std::shared_ptr<FileHandle> handle) {
+                cold_.log_handle = std::move(handle);
+                cold_.log_handle_segment = base;
+              });
+    return;
+  }
+  const bool index = miss.kind == ColdMiss::Kind::kIndex;
+  const uint64_t unit = index ? kIndexEntryBytes : 1;
+  auto send = [this, miss, read, index, unit,
+               epoch = files_epoch_](std::shared_ptr<FileHandle> handle) {
+    if (epoch != files_epoch_) return;
+    auto bytes = std::make_shared<std::vector<std::byte>>((miss.last - miss.first) * unit);
+    ++read->loading;
+    ++ops_in_flight_;
+    ++cold_stats_.loads;
+    ring_.read(
+        handle->fd(), MutableBytes(*bytes), miss.first * unit,
+        [this, miss, read, index, handle, bytes, epoch](int32_t res) {
+          SLUICE_ASSERT(ops_in_flight_ > 0);
+          --ops_in_flight_;
+          if (res > 0 && epoch == files_epoch_) {
+            if (index) {
+              // Whole entries, following those cached (or the first of another segment's).
+              bytes->resize(static_cast<uint64_t>(res) / kIndexEntryBytes * kIndexEntryBytes);
+              if (cold_.index_segment != miss.segment_base && miss.first == 0) {
+                cold_.index_segment = miss.segment_base;
+                cold_.index = std::move(*bytes);
+              } else if (cold_.index_segment == miss.segment_base &&
+                         cold_.index.size() == miss.first * kIndexEntryBytes) {
+                cold_.index.insert(cold_.index.end(), bytes->begin(), bytes->end());
+              }
+            } else {
+              bytes->resize(static_cast<uint64_t>(res));
+              cold_.chunks.push_back({miss.segment_base, miss.first, std::move(*bytes)});
+              if (cold_.chunks.size() > kColdChunksMax) cold_.chunks.pop_front();
+            }
+          }
+          cold_loaded(read);
+        });
+  };
+  const std::string& path = index ? seg->index_path : seg->log_path;
+  std::shared_ptr<FileHandle> handle = index ? seg->index_rw : seg->log_rw;
+  if (!handle) handle = fds_.find(path);
+  if (!handle && !index && cold_.log_handle_segment == seg->base_offset) handle = cold_.log_handle;
+  if (handle) {
+    send(std::move(handle));
+  } else {
+    cold_open(path, read, std::move(send));
+  }
+}
+
+void PartitionLog::drop_cold_cache() { cold_ = ColdCache{}; }
+
+PartitionLog::ColdReadStats PartitionLog::cold_read_stats() const {
+  ColdReadStats stats = cold_stats_;
+  stats.cached_bytes = cold_.index.size();
+  for (const auto& chunk : cold_.chunks) stats.cached_bytes += chunk.bytes.size();
+  return stats;
+}
+
+LogResult<std::shared_ptr<FileHandle>> PartitionLog::read_handle(const Segment& seg) {
+  if (cold_misses_ == nullptr) {
+    ++cold_stats_.file_lookups;
+    return log_file(seg);
+  }
+  if (seg.log_rw) return seg.log_rw;
+  if (auto handle = fds_.find(seg.log_path)) return handle;
+  if (cold_.log_handle_segment == seg.base_offset) return cold_.log_handle;
+  cold_misses_->push_back({.kind = ColdMiss::Kind::kLogFile, .segment_base = seg.base_offset});
+  return log_error(LogErrc::kBusy, "no read handle open for " + seg.log_path);
+}
+
+LogResult<uint64_t> PartitionLog::index_entries_below(const Segment& seg, int64_t offset,
+                                                      IndexEntry* floor) {
+  if (cold_misses_ == nullptr) {
+    ++cold_stats_.file_lookups;
+    auto index = index_file(seg);
+    if (!index) return unexpected(index.error());
+    auto below =
+        detail::index_count_below((*index)->fd(), seg.index_on_disk(), seg.base_offset, offset);
+    if (!below || *below == 0) return below;
+    auto entry = detail::read_index_entry((*index)->fd(), seg.base_offset, *below - 1);
+    if (!entry) return unexpected(entry.error());
+    *floor = *entry;
+    return below;
+  }
+  cold_.used = cold_touched_ = true;
+  const uint64_t entries = cold_index_needed(seg);
+  const uint64_t cached =
+      cold_.index_segment == seg.base_offset ? cold_.index.size() / kIndexEntryBytes : 0;
+  if (cached < entries) {
+    cold_misses_->push_back({.kind = ColdMiss::Kind::kIndex,
+                             .segment_base = seg.base_offset,
+                             .first = cached,
+                             .last = entries});
+    return log_error(LogErrc::kBusy, "index of segment " + std::to_string(seg.base_offset) +
+                                         " not cached");
+  }
+  auto entry = [&](uint64_t i) {
+    return decode_index_entry(cold_.index.data() + i * kIndexEntryBytes, seg.base_offset);
+  };
+  uint64_t lo = 0;
+  uint64_t hi = entries;
+  while (lo < hi) {
+    const uint64_t mid = lo + (hi - lo) / 2;
+    if (entry(mid).offset < offset) {
+      lo = mid + 1;
+    } else {
+      hi = mid;
+    }
+  }
+  if (lo > 0) *floor = entry(lo - 1);
+  return lo;
+}
+
+LogResult<detail::BatchHeader> PartitionLog::header_at(const Segment& seg, const FileHandle& file,
+                                                       uint64_t position, uint64_t readable) {
+  if (cold_misses_ == nullptr) {
+    ++cold_stats_.file_lookups;
+    return detail::read_batch_header(file.fd(), position, readable);
+  }
+  cold_.used = cold_touched_ = true;
+  if (readable - position < kBatchHeaderBytes) {
+    return log_error(LogErrc::kCorrupt, "short batch header at " + std::to_string(position));
+  }
+  for (auto it = cold_.chunks.rbegin(); it != cold_.chunks.rend(); ++it) {
+    if (it->segment_base == seg.base_offset && it->position <= position &&
+        position - it->position + kBatchHeaderBytes <= it->bytes.size()) {
+      return detail::parse_batch_header(it->bytes.data() + (position - it->position), position,
+                                        readable);
+    }
+  }
+  cold_misses_->push_back({.kind = ColdMiss::Kind::kChunk,
+                           .segment_base = seg.base_offset,
+                           .first = position,
+                           .last = position + std::min(kColdChunkBytes, readable - position)});
+  return log_error(LogErrc::kBusy, "batch header at " + std::to_string(position) + " not cached");
+}
+
+}  // namespace sluice::log
