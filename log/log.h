@@ -490,6 +490,16 @@ class PartitionLog final : public FdHolder {
   std::vector<ColdMiss> cold_read_ahead(int64_t offset, uint64_t position, uint64_t max_bytes);
   // The index entries a cold read of `seg` searches: those of batches older than the window.
   uint64_t cold_index_needed(const detail::Segment& seg) const;
+  // The cache's index entries of `seg` (0 when it holds another segment's).
+  uint64_t cold_cached_entries(const detail::Segment& seg) const;
+  // The number of the first `n` cached entries of `seg` whose offset (by_position: position)
+  // is below `bound` (+1 for <=), by binary search: they are sorted by both.
+  uint64_t cold_count_below(const detail::Segment& seg, uint64_t n, uint64_t bound,
+                            bool by_position) const;
+  // The cached piece of `seg` holding the batch header at `position`, or null.
+  const std::byte* cold_header(const detail::Segment& seg, uint64_t position) const;
+  // A read handle of `seg` already open (its own, the FdCache's, the cache's), or null.
+  std::shared_ptr<FileHandle> open_read_handle(const detail::Segment& seg);
   bool cold_touched_ = false;  // the running round used the cache
   void cold_open(const std::string& path, const std::shared_ptr<ColdRead>& read,
                  std::function<void(std::shared_ptr<FileHandle>)> then);

@@ -105,9 +105,9 @@ std::vector<PartitionLog::ColdMiss> PartitionLog::cold_read_ahead(int64_t offset
                                                                   uint64_t position,
                                                                   uint64_t max_bytes) {
   std::vector<ColdMiss> ahead;
-  auto it = std::find_if(segments_.begin(), segments_.end(), [offset](const auto& s) {
-    return s->base_offset <= offset && offset < s->end_offset;
-  });
+  const Segment* seg = find_segment(offset);
+  auto it = std::find_if(segments_.begin(), segments_.end(),
+                         [seg](const auto& s) { return s.get() == seg; });
   if (it == segments_.end()) return ahead;
   if (position < readable_bytes(**it)) {
     if (auto miss = cold_ahead(**it, position, max_bytes)) ahead.push_back(*miss);
@@ -119,8 +119,7 @@ std::vector<PartitionLog::ColdMiss> PartitionLog::cold_read_ahead(int64_t offset
   const Segment& next = **it;
   if (!recent_.empty() && next.base_offset >= recent_.front().base_offset) return ahead;
   const uint64_t entries = cold_index_needed(next);
-  const uint64_t cached =
-      cold_.index_segment == next.base_offset ? cold_.index.size() / kIndexEntryBytes : 0;
+  const uint64_t cached = cold_cached_entries(next);
   if (cached < entries) {
     ahead.push_back({.kind = ColdMiss::Kind::kIndex,
                      .segment_base = next.base_offset,
@@ -150,34 +149,16 @@ uint64_t PartitionLog::cold_index_needed(const Segment& seg) const {
 std::optional<PartitionLog::ColdMiss> PartitionLog::cold_ahead(const Segment& seg,
                                                                uint64_t position,
                                                                uint64_t max_bytes) const {
-  if (cold_.index_segment != seg.base_offset) return std::nullopt;
   const uint64_t readable = readable_bytes(seg);
   const uint64_t reach = std::min(readable, position + max_bytes);
-  // The last cached index entry at or before `reach` (positions grow with the entries).
-  const uint64_t entries = cold_.index.size() / kIndexEntryBytes;
-  uint64_t lo = 0;
-  uint64_t hi = entries;
-  while (lo < hi) {
-    const uint64_t mid = lo + (hi - lo) / 2;
-    const IndexEntry e =
-        decode_index_entry(cold_.index.data() + mid * kIndexEntryBytes, seg.base_offset);
-    if (e.position <= reach) {
-      lo = mid + 1;
-    } else {
-      hi = mid;
-    }
-  }
-  if (lo == 0) return std::nullopt;
+  // The last cached index entry at or before `reach`.
+  const uint64_t n = cold_count_below(seg, cold_cached_entries(seg), reach + 1, true);
+  if (n == 0) return std::nullopt;
   const uint64_t at =
-      decode_index_entry(cold_.index.data() + (lo - 1) * kIndexEntryBytes, seg.base_offset)
+      decode_index_entry(cold_.index.data() + (n - 1) * kIndexEntryBytes, seg.base_offset)
           .position;
   if (at <= position || at + kBatchHeaderBytes > readable) return std::nullopt;
-  for (const auto& chunk : cold_.chunks) {
-    if (chunk.segment_base == seg.base_offset && chunk.position <= at &&
-        at - chunk.position + kBatchHeaderBytes <= chunk.bytes.size()) {
-      return std::nullopt;  // cached already
-    }
-  }
+  if (cold_header(seg, at) != nullptr) return std::nullopt;  // cached already
   return ColdMiss{.kind = ColdMiss::Kind::kChunk,
                   .segment_base = seg.base_offset,
                   .first = at,
@@ -255,9 +236,8 @@ void PartitionLog::cold_load(const ColdMiss& miss, const std::shared_ptr<ColdRea
         });
   };
   const std::string& path = index ? seg->index_path : seg->log_path;
-  std::shared_ptr<FileHandle> handle = index ? seg->index_rw : seg->log_rw;
-  if (!handle) handle = fds_.find(path);
-  if (!handle && !index && cold_.log_handle_segment == seg->base_offset) handle = cold_.log_handle;
+  std::shared_ptr<FileHandle> handle =
+      index ? (seg->index_rw ? seg->index_rw : fds_.find(path)) : open_read_handle(*seg);
   if (handle) {
     send(std::move(handle));
   } else {
@@ -266,6 +246,47 @@ void PartitionLog::cold_load(const ColdMiss& miss, const std::shared_ptr<ColdRea
 }
 
 void PartitionLog::drop_cold_cache() { cold_ = ColdCache{}; }
+
+uint64_t PartitionLog::cold_cached_entries(const Segment& seg) const {
+  return cold_.index_segment == seg.base_offset ? cold_.index.size() / kIndexEntryBytes : 0;
+}
+
+uint64_t PartitionLog::cold_count_below(const Segment& seg, uint64_t n, uint64_t bound,
+                                        bool by_position) const {
+  SLUICE_ASSERT(n <= cold_cached_entries(seg));
+  // (std::ranges::partition_point over an iota view does not build with clang 14's view of
+  // libstdc++ 12: the checked build.)
+  uint64_t lo = 0;
+  uint64_t hi = n;
+  while (lo < hi) {
+    const uint64_t mid = lo + (hi - lo) / 2;
+    const IndexEntry e =
+        decode_index_entry(cold_.index.data() + mid * kIndexEntryBytes, seg.base_offset);
+    if (by_position ? e.position < bound : static_cast<uint64_t>(e.offset) < bound) {
+      lo = mid + 1;
+    } else {
+      hi = mid;
+    }
+  }
+  return lo;
+}
+
+const std::byte* PartitionLog::cold_header(const Segment& seg, uint64_t position) const {
+  for (auto it = cold_.chunks.rbegin(); it != cold_.chunks.rend(); ++it) {
+    if (it->segment_base == seg.base_offset && it->position <= position &&
+        position - it->position + kBatchHeaderBytes <= it->bytes.size()) {
+      return it->bytes.data() + (position - it->position);
+    }
+  }
+  return nullptr;
+}
+
+std::shared_ptr<FileHandle> PartitionLog::open_read_handle(const Segment& seg) {
+  if (seg.log_rw) return seg.log_rw;
+  if (auto handle = fds_.find(seg.log_path)) return handle;
+  if (cold_.log_handle_segment == seg.base_offset) return cold_.log_handle;
+  return nullptr;
+}
 
 PartitionLog::ColdReadStats PartitionLog::cold_read_stats() const {
   ColdReadStats stats = cold_stats_;
@@ -279,9 +300,7 @@ LogResult<std::shared_ptr<FileHandle>> PartitionLog::read_handle(const Segment& 
     ++cold_stats_.file_lookups;
     return log_file(seg);
   }
-  if (seg.log_rw) return seg.log_rw;
-  if (auto handle = fds_.find(seg.log_path)) return handle;
-  if (cold_.log_handle_segment == seg.base_offset) return cold_.log_handle;
+  if (auto handle = open_read_handle(seg)) return handle;
   cold_misses_->push_back({.kind = ColdMiss::Kind::kLogFile, .segment_base = seg.base_offset});
   return log_error(LogErrc::kBusy, "no read handle open for " + seg.log_path);
 }
@@ -302,8 +321,7 @@ LogResult<uint64_t> PartitionLog::index_entries_below(const Segment& seg, int64_
   }
   cold_.used = cold_touched_ = true;
   const uint64_t entries = cold_index_needed(seg);
-  const uint64_t cached =
-      cold_.index_segment == seg.base_offset ? cold_.index.size() / kIndexEntryBytes : 0;
+  const uint64_t cached = cold_cached_entries(seg);
   if (cached < entries) {
     cold_misses_->push_back({.kind = ColdMiss::Kind::kIndex,
                              .segment_base = seg.base_offset,
@@ -312,21 +330,12 @@ LogResult<uint64_t> PartitionLog::index_entries_below(const Segment& seg, int64_
     return log_error(LogErrc::kBusy, "index of segment " + std::to_string(seg.base_offset) +
                                          " not cached");
   }
-  auto entry = [&](uint64_t i) {
-    return decode_index_entry(cold_.index.data() + i * kIndexEntryBytes, seg.base_offset);
-  };
-  uint64_t lo = 0;
-  uint64_t hi = entries;
-  while (lo < hi) {
-    const uint64_t mid = lo + (hi - lo) / 2;
-    if (entry(mid).offset < offset) {
-      lo = mid + 1;
-    } else {
-      hi = mid;
-    }
+  const uint64_t below = cold_count_below(seg, entries, static_cast<uint64_t>(offset), false);
+  if (below > 0) {
+    *floor = decode_index_entry(cold_.index.data() + (below - 1) * kIndexEntryBytes,
+                                seg.base_offset);
   }
-  if (lo > 0) *floor = entry(lo - 1);
-  return lo;
+  return below;
 }
 
 LogResult<detail::BatchHeader> PartitionLog::header_at(const Segment& seg, const FileHandle& file,
@@ -339,12 +348,8 @@ LogResult<detail::BatchHeader> PartitionLog::header_at(const Segment& seg, const
   if (readable - position < kBatchHeaderBytes) {
     return log_error(LogErrc::kCorrupt, "short batch header at " + std::to_string(position));
   }
-  for (auto it = cold_.chunks.rbegin(); it != cold_.chunks.rend(); ++it) {
-    if (it->segment_base == seg.base_offset && it->position <= position &&
-        position - it->position + kBatchHeaderBytes <= it->bytes.size()) {
-      return detail::parse_batch_header(it->bytes.data() + (position - it->position), position,
-                                        readable);
-    }
+  if (const std::byte* header = cold_header(seg, position)) {
+    return detail::parse_batch_header(header, position, readable);
   }
   cold_misses_->push_back({.kind = ColdMiss::Kind::kChunk,
                            .segment_base = seg.base_offset,

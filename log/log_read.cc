@@ -218,8 +218,7 @@ std::optional<IndexEntry> PartitionLog::index_jump(const Segment& seg, uint64_t 
   if (cold_misses_ != nullptr) {
     // A cold round: the entries index_entries_below() brought (the header walk goes on past
     // them, or stops where the cache has no header).
-    const uint64_t cached =
-        cold_.index_segment == seg.base_offset ? cold_.index.size() / kIndexEntryBytes : 0;
+    const uint64_t cached = cold_cached_entries(seg);
     if (first_entry + 1 >= cached) return std::nullopt;
     count = std::min(count, cached - first_entry);
     entries = cold_.index.data() + first_entry * kIndexEntryBytes;
