@@ -387,7 +387,7 @@ std::vector<raft::Entry> Replica::entries(LogIndex lo, LogIndex hi, uint64_t max
     std::optional<Offset> limit;
     if (it != internal_.end()) limit = Offset(it->kafka_pos);
     const uint64_t want = out.empty() ? max_bytes : max_bytes - bytes;
-    auto read = log_.read_batches(Offset(k), std::max<uint64_t>(want, 1), limit);
+    auto read = read_source(k, std::max<uint64_t>(want, 1), limit);
     if (!read || read->empty()) return out;
     if (read->front().base_offset != Offset(k)) return {};  // not where the index says
     for (const log::StoredBatch& b : *read) {
@@ -406,6 +406,33 @@ std::vector<raft::Entry> Replica::entries(LogIndex lo, LogIndex hi, uint64_t max
     }
   }
   return out;
+}
+
+log::LogResult<std::vector<log::StoredBatch>> Replica::read_source(int64_t from,
+                                                                   uint64_t max_bytes,
+                                                                   std::optional<Offset> limit) {
+  std::function<void()> more;
+  if (!source_bringing_) {
+    more = [this, alive = alive_] {
+      // From the ring's completion: the node is told from the replica's own turn.
+      asio::post(io_, [this, alive] {
+        if (!*alive) return;
+        source_bringing_ = false;
+        if (failed_) return;
+        node_->source_ready();
+        schedule();
+      });
+    };
+  }
+  auto now = log_.read_batches_now(Offset(from), max_bytes, limit, source_short_, std::move(more));
+  if (!now) return unexpected(now.error());
+  if (!now->batches.empty()) {
+    source_short_ = 0;
+  } else if (now->pending) {
+    ++source_short_;  // what a load brought did not answer the next read: counted
+  }
+  if (now->pending) source_bringing_ = true;
+  return std::move(now->batches);
 }
 
 // ---- proposals ----

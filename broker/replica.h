@@ -293,6 +293,12 @@ class Replica final : public raft::LogSource, public log::FdHolder {
   // proposal in the producers' table at once, before a Ready hands it out.
   uint64_t proposed_last_ = 0;
   uint64_t proposed_term_ = 0;
+  // LogSource reads run on the shard: what the log lacks comes through the ring
+  // (PartitionLog::read_batches_now), and the node hears when (raft::Node::source_ready).
+  bool source_bringing_ = false;  // a read's loads are in flight
+  int source_short_ = 0;          // reads in a row that sent loads and gave the node nothing
+  log::LogResult<std::vector<log::StoredBatch>> read_source(int64_t from, uint64_t max_bytes,
+                                                            std::optional<Offset> limit);
   std::map<int32_t, int64_t> caught_up_ms_;  // leader: when each voter last reached the commit
   std::map<int32_t, uint64_t> lost_seen_;     // leader: Progress::lost_entries already logged
   std::map<int32_t, int64_t> heard_ms_;      // when each peer's last message arrived

@@ -234,9 +234,27 @@ class PartitionLog final : public FdHolder {
   using ReadCallback = std::function<void(LogResult<ReadResult>)>;
   void read_async(Offset from_offset, uint64_t max_bytes, std::optional<Offset> max_offset,
                   ReadCallback done);
+  // read_batches() for a caller that must not block its thread either (Raft's catch-up reads,
+  // on a shard): the batches the open handles and read_async()'s cache give at once, which
+  // may be fewer than read_batches() gives, or none. When the answer is short for want of
+  // something, and `more` is set, that is brought through the ring (pieces of the .log of up
+  // to 256 KiB: every batch's header is wanted) and `pending` is true: `more` runs once, from
+  // a ring completion on this thread (never from within this call), when it is there or
+  // failed, and the caller asks again. `short_before` is how many such loads in a row were
+  // followed by an answer with nothing: from the fifth on, an empty answer reads the files instead
+  // (counted in cold_read_stats().blocking_reads), so that neither a cache that other reads
+  // keep replacing nor a file that cannot be read holds it up forever; read errors are then
+  // reported as read_batches() reports them.
+  struct BatchesNow {
+    std::vector<StoredBatch> batches;
+    bool pending = false;  // `more` will run
+  };
+  LogResult<BatchesNow> read_batches_now(Offset from_offset, uint64_t max_bytes,
+                                         std::optional<Offset> max_offset, int short_before,
+                                         std::function<void()> more);
   struct ColdReadStats {
-    uint64_t loads = 0;           // opens and reads sent through the ring for read_async
-    uint64_t blocking_reads = 0;  // read_async calls that read the files after all
+    uint64_t loads = 0;           // opens and reads sent through the ring (and read_batches_now)
+    uint64_t blocking_reads = 0;  // read_async (read_batches_now) calls that read the files
     // Lookups that opened or read a file on the calling thread (read(), read_batches(), and
     // read_async's last resort): for tests.
     uint64_t file_lookups = 0;
@@ -478,6 +496,12 @@ class PartitionLog final : public FdHolder {
   ColdReadStats cold_stats_;
   struct ColdRead;
   void cold_round(std::shared_ptr<ColdRead> read);
+  // Sends the loads of `misses` (each once) for `read`, which counts them (+1 that the caller
+  // ends with cold_loaded(): then the last one in finishes the read).
+  void cold_bring(const std::vector<ColdMiss>& misses, const std::shared_ptr<ColdRead>& read);
+  // The size of the piece of a .log file a missing header brings: 64 KiB for a Fetch (the
+  // headers around its run's ends), more while read_batches_now() runs (every header).
+  uint64_t cold_piece_bytes_ = 64 * 1024;
   void cold_load(const ColdMiss& miss, const std::shared_ptr<ColdRead>& read);
   void cold_loaded(const std::shared_ptr<ColdRead>& read);
   // The piece of `seg` whose headers a read of `max_bytes` from byte `position` will want at

@@ -23,13 +23,18 @@ constexpr int kColdRoundsMax = 5;
 // fetch offset crosses at most index.interval.bytes (4 KiB by default) of small batches.
 constexpr uint64_t kColdChunkBytes = 64 * 1024;
 constexpr size_t kColdChunksMax = 8;
+// read_batches_now() wants every batch's header: a piece as large as its read, within this.
+constexpr uint64_t kColdPieceBytesMax = 256 * 1024;
+// Pieces cached, all told (the newest always stays).
+constexpr uint64_t kColdChunksBytesMax = 1 << 20;
 }  // namespace
 
 struct PartitionLog::ColdRead {
   Offset from;
   uint64_t max_bytes = 0;
   std::optional<Offset> max_offset;
-  ReadCallback done;  // null for a read-ahead: nothing waits for it
+  ReadCallback done;  // null for a read-ahead or read_batches_now(): it runs no more rounds
+  std::function<void()> more;  // read_batches_now(): its caller's
   int round = 0;
   size_t loading = 0;  // opens and reads of this round still in flight (+1 while sending)
 };
@@ -85,6 +90,12 @@ void PartitionLog::cold_round(std::shared_ptr<ColdRead> read) {
     if (seg == nullptr || seg->base_offset != misses[i].segment_base) continue;
     if (auto ahead = cold_ahead(*seg, misses[i].first, read->max_bytes)) misses.push_back(*ahead);
   }
+  cold_bring(misses, read);
+  cold_loaded(read);
+}
+
+void PartitionLog::cold_bring(const std::vector<ColdMiss>& misses,
+                              const std::shared_ptr<ColdRead>& read) {
   read->loading = 1;
   for (size_t i = 0; i < misses.size(); ++i) {
     if (std::find(misses.begin(), misses.begin() + static_cast<std::ptrdiff_t>(i), misses[i]) ==
@@ -93,12 +104,54 @@ void PartitionLog::cold_round(std::shared_ptr<ColdRead> read) {
     }
   }
   ring_.submit();
-  cold_loaded(read);
 }
 
 void PartitionLog::cold_loaded(const std::shared_ptr<ColdRead>& read) {
   SLUICE_ASSERT(read->loading > 0);
-  if (--read->loading == 0 && read->done) cold_round(read);
+  if (--read->loading > 0) return;
+  if (read->done) {
+    cold_round(read);
+  } else if (read->more) {
+    auto more = std::move(read->more);
+    read->more = nullptr;
+    more();
+  }
+}
+
+LogResult<PartitionLog::BatchesNow> PartitionLog::read_batches_now(
+    Offset from_offset, uint64_t max_bytes, std::optional<Offset> max_offset, int short_before,
+    std::function<void()> more) {
+  BatchesNow out;
+  std::vector<ColdMiss> misses;
+  cold_misses_ = &misses;
+  cold_touched_ = false;
+  cold_piece_bytes_ = std::clamp(max_bytes, kColdChunkBytes, kColdPieceBytesMax);
+  auto r = read_ranges(from_offset, max_bytes, max_offset, &out.batches);
+  cold_misses_ = nullptr;
+  cold_piece_bytes_ = kColdChunkBytes;
+  if (misses.empty()) {
+    if (!r) return unexpected(r.error());
+    return out;
+  }
+  // Short: the batches before what was missing (a lookup that failed for want of the cache
+  // is not an error).
+  if (out.batches.empty() && short_before + 1 >= kColdRoundsMax) {
+    ++cold_stats_.blocking_reads;
+    auto batches = read_batches(from_offset, max_bytes, max_offset);
+    if (!batches) return unexpected(batches.error());
+    out.batches = std::move(*batches);
+    return out;
+  }
+  if (more) {
+    // Completions run only from the ring's poll, never in here: `more` is set once the loads
+    // are sent, and only if one was (a miss whose segment went meanwhile sends nothing).
+    auto read = std::make_shared<ColdRead>();
+    cold_bring(misses, read);
+    out.pending = read->loading > 1;
+    if (out.pending) read->more = std::move(more);
+    cold_loaded(read);
+  }
+  return out;
 }
 
 std::vector<PartitionLog::ColdMiss> PartitionLog::cold_read_ahead(int64_t offset,
@@ -229,7 +282,13 @@ void PartitionLog::cold_load(const ColdMiss& miss, const std::shared_ptr<ColdRea
             } else {
               bytes->resize(static_cast<uint64_t>(res));
               cold_.chunks.push_back({miss.segment_base, miss.first, std::move(*bytes)});
-              if (cold_.chunks.size() > kColdChunksMax) cold_.chunks.pop_front();
+              uint64_t held = 0;
+              for (const auto& chunk : cold_.chunks) held += chunk.bytes.size();
+              while (cold_.chunks.size() > 1 &&
+                     (cold_.chunks.size() > kColdChunksMax || held > kColdChunksBytesMax)) {
+                held -= cold_.chunks.front().bytes.size();
+                cold_.chunks.pop_front();
+              }
             }
           }
           cold_loaded(read);
@@ -354,7 +413,7 @@ LogResult<detail::BatchHeader> PartitionLog::header_at(const Segment& seg, const
   cold_misses_->push_back({.kind = ColdMiss::Kind::kChunk,
                            .segment_base = seg.base_offset,
                            .first = position,
-                           .last = position + std::min(kColdChunkBytes, readable - position)});
+                           .last = position + std::min(cold_piece_bytes_, readable - position)});
   return log_error(LogErrc::kBusy, "batch header at " + std::to_string(position) + " not cached");
 }
 

@@ -51,6 +51,35 @@ class LogPartition : public ::testing::TestWithParam<bool> {
     return log;
   }
 
+  // The cold-read tests' log: 64 KiB segments, an index entry per KiB, 1,500 batches of 1-4
+  // records and 20-920 byte values (the window holds the last 1,024: the rest is read cold).
+  std::unique_ptr<PartitionLog> open_cold_read_log() {
+    config_.segment_bytes = 64 * 1024;
+    config_.index_interval_bytes = 1024;
+    config_.flush.mode = FlushMode::kNever;
+    auto log = open_log();
+    append_many(*log, 1500, [](int i, uint64_t seed) {
+      return make_batch(1 + i % 4, 20 + (i * 37) % 900, 1000 + i, seed);
+    });
+    EXPECT_GT(log->segment_count(), 4u);
+    return log;
+  }
+  // After a cut there: other batches where the cut ones were.
+  void append_after_cut(PartitionLog& log) {
+    append_many(log, 1500, [](int i, uint64_t seed) {
+      return make_batch(3, 50 + (i * 53) % 700, 5000 + i, seed);
+    });
+  }
+  template <typename Make>
+  void append_many(PartitionLog& log, int n, Make make) {
+    for (int i = 0; i < n; ++i) {
+      batches_.push_back(make(i, batches_.size()));
+      ASSERT_TRUE(log.append(batches_.back(), {}, {}));
+      if (i % 100 == 99) ring_.drain();
+    }
+    ring_.drain();
+  }
+
   std::vector<std::byte> read_all(PartitionLog& log, int64_t from) {
     auto bytes = log.read_copy(Offset(from), 1ull << 30);
     EXPECT_TRUE(bytes) << (bytes ? "" : bytes.error().message);
@@ -273,18 +302,8 @@ LogResult<ReadResult> read_async_wait(PartitionLog& log, IoRing& ring, int64_t f
 // batches appended after it lie elsewhere. A consumer reading on finds what its next Fetch
 // needs read ahead.
 TEST_P(LogPartition, ReadAsyncReadsOldBatchesThroughTheRingAndAgreesWithRead) {
-  config_.segment_bytes = 64 * 1024;
-  config_.index_interval_bytes = 1024;
-  config_.flush.mode = FlushMode::kNever;
-  auto log = open_log();
-  const int kBatches = 1500;  // the window holds the last 1024: the rest is read cold
-  for (int i = 0; i < kBatches; ++i) {
-    batches_.push_back(make_batch(1 + i % 4, 20 + (i * 37) % 900, 1000 + i, batches_.size()));
-    ASSERT_TRUE(log->append(batches_.back(), {}, {}));
-    if (i % 100 == 99) ring_.drain();
-  }
-  ring_.drain();
-  ASSERT_GT(log->segment_count(), 4u);
+  auto log = open_cold_read_log();
+  ASSERT_TRUE(log);
   auto compare = [&](PartitionLog& l, int64_t from_end, const char* what) {
     const int64_t end = *l.log_end_offset();
     int checked = 0;
@@ -330,12 +349,7 @@ TEST_P(LogPartition, ReadAsyncReadsOldBatchesThroughTheRingAndAgreesWithRead) {
   ASSERT_TRUE(read_async_wait(*log, ring_, cut + 3, 1 << 20, *log->log_end_offset()));
   ASSERT_TRUE(log->truncate_suffix(Offset(cut)));
   EXPECT_EQ(log->cold_read_stats().cached_bytes, 0u);
-  for (int i = 0; i < kBatches; ++i) {
-    batches_.push_back(make_batch(3, 50 + (i * 53) % 700, 5000 + i, batches_.size()));
-    ASSERT_TRUE(log->append(batches_.back(), {}, {}));
-    if (i % 100 == 99) ring_.drain();
-  }
-  ring_.drain();
+  append_after_cut(*log);
   compare(*log, cut + 400, "after a cut");
 
   // Reopened: no window, nothing open; everything is read cold.
@@ -375,6 +389,127 @@ TEST_P(LogPartition, ReadAsyncReadsOldBatchesThroughTheRingAndAgreesWithRead) {
   EXPECT_GT(fetches, 40);
   EXPECT_GE(at_once, fetches - 1) << at_once << " of " << fetches << " fetches";
   EXPECT_EQ(scanned->cold_read_stats().blocking_reads, 0u);
+  ring_.drain();
+}
+
+// read_batches_now() as Raft's catch-up on a shard drives it: ask, and when the answer is short
+// with loads sent, wait for `more` (never run from within the call) and ask again. Returns the
+// first answer with batches (or the last one with none), and how many times it asked.
+struct NowAnswer {
+  LogResult<std::vector<StoredBatch>> batches;
+  int asked = 0;
+};
+NowAnswer read_batches_now_wait(PartitionLog& log, IoRing& ring, int64_t from,
+                                uint64_t max_bytes, std::optional<Offset> max_offset) {
+  NowAnswer out{.batches = std::vector<StoredBatch>{}};
+  int short_before = 0;
+  for (;;) {
+    bool more = false;
+    auto now = log.read_batches_now(Offset(from), max_bytes, max_offset, short_before,
+                                    [&more] { more = true; });
+    ++out.asked;
+    EXPECT_FALSE(more) << "more ran from within the call";
+    if (!now) {
+      out.batches = unexpected(now.error());
+      return out;
+    }
+    if (!now->batches.empty() || !now->pending) {
+      out.batches = std::move(now->batches);
+      return out;
+    }
+    ++short_before;
+    while (!more) {
+      ring.submit();
+      ring.wait();
+    }
+  }
+}
+
+// Raft's catch-up reads (read_batches_now) give a prefix of what read_batches() gives, never
+// nothing when it has something, with no file opened or read on the calling thread; a
+// follower reading on from where each answer ended (the broker's Replica) reads the whole log
+// so, after a cut and reopened too.
+TEST_P(LogPartition, ReadBatchesNowReadsOldBatchesThroughTheRing) {
+  auto log = open_cold_read_log();
+  ASSERT_TRUE(log);
+  auto compare = [&](PartitionLog& l, int64_t from_end, const char* what) {
+    const int64_t end = *l.log_end_offset();
+    int checked = 0;
+    for (int64_t from = *l.log_start_offset(); from < from_end; from += 7) {
+      for (uint64_t max_bytes : {1ull, 3000ull, 40'000ull, 1ull << 20}) {
+        for (int64_t max_offset : {end, from + 2}) {
+          const auto before = l.cold_read_stats();
+          auto got = read_batches_now_wait(l, ring_, from, max_bytes, Offset(max_offset));
+          const auto after = l.cold_read_stats();
+          auto want = l.read_batches(Offset(from), max_bytes, Offset(max_offset));
+          ASSERT_TRUE(want && got.batches) << what << " from " << from;
+          EXPECT_EQ(after.file_lookups, before.file_lookups) << what << " from " << from;
+          EXPECT_LE(got.asked, 4) << what << " from " << from;
+          if (want->empty()) {
+            EXPECT_TRUE(got.batches->empty()) << what << " from " << from;
+            continue;
+          }
+          ASSERT_FALSE(got.batches->empty()) << what << " from " << from;
+          ASSERT_LE(got.batches->size(), want->size()) << what << " from " << from;
+          for (size_t i = 0; i < got.batches->size(); ++i) {
+            const StoredBatch& g = (*got.batches)[i];
+            const StoredBatch& w = (*want)[i];
+            EXPECT_EQ(*g.base_offset, *w.base_offset) << what << " from " << from;
+            EXPECT_EQ(*g.last_offset, *w.last_offset) << what << " from " << from;
+            EXPECT_EQ(g.leader_epoch, w.leader_epoch) << what << " from " << from;
+            EXPECT_EQ(g.range.position, w.range.position) << what << " from " << from;
+            EXPECT_EQ(g.range.length, w.range.length) << what << " from " << from;
+          }
+          ++checked;
+        }
+      }
+    }
+    EXPECT_GT(checked, 100) << what;
+  };
+  // A follower catching up from the start, 64 KiB at a time: every batch, in order.
+  auto catch_up = [&](PartitionLog& l, const char* what) {
+    const auto before = l.cold_read_stats();
+    int64_t next = *l.log_start_offset();
+    int answers = 0, asked = 0;
+    while (next < *l.log_end_offset()) {
+      auto got = read_batches_now_wait(l, ring_, next, 64 * 1024, std::nullopt);
+      ASSERT_TRUE(got.batches) << what << " at " << next;
+      ASSERT_FALSE(got.batches->empty()) << what << " at " << next;
+      EXPECT_LE(*got.batches->front().base_offset, next) << what;
+      EXPECT_GE(*got.batches->front().last_offset, next) << what;
+      next = *got.batches->back().last_offset + 1;
+      ++answers;
+      asked += got.asked;
+    }
+    const auto after = l.cold_read_stats();
+    EXPECT_EQ(after.file_lookups, before.file_lookups) << what;
+    EXPECT_EQ(after.blocking_reads, before.blocking_reads) << what;
+    // Each answer costs at most a round of loads (a piece, or an index and a piece).
+    EXPECT_LE(asked, answers * 3) << what;
+  };
+  compare(*log, *log->log_end_offset() - 2000, "open");
+  catch_up(*log, "open");
+  EXPECT_GT(log->cold_read_stats().loads, 0u);
+
+  // Cut inside the third segment, append other batches there: the answers follow the files.
+  const int64_t cut = log->segment_base_offsets()[2] + 7;
+  ASSERT_FALSE(read_batches_now_wait(*log, ring_, cut + 3, 1 << 20, std::nullopt)
+                   .batches->empty());
+  ASSERT_TRUE(log->truncate_suffix(Offset(cut)));
+  append_after_cut(*log);
+  compare(*log, cut + 400, "after a cut");
+
+  // Reopened: no window, nothing open; everything is read cold.
+  ring_.drain();
+  ASSERT_TRUE(log->close());
+  log.reset();
+  auto reopened = open_log();
+  ASSERT_TRUE(reopened);
+  catch_up(*reopened, "reopened");
+  compare(*reopened, *reopened->log_end_offset(), "reopened");
+  EXPECT_EQ(reopened->cold_read_stats().blocking_reads, 0u);
+  // Pieces held stay within their bound (1 MiB) besides the index.
+  EXPECT_LE(reopened->cold_read_stats().cached_bytes, (1u << 20) + (64u << 10));
   ring_.drain();
 }
 

@@ -43,6 +43,21 @@ RETENTION_TRACE_S = 11
 IGNORED = ['openat(AT_FDCWD, "/proc/sys/vm/overcommit_memory"']
 
 
+def traced_calls(test, out, err):
+    """{system call: [lines]} from strace's output file `out` (IGNORED left out); fails
+    `test` when strace could not attach (its stderr `err`)."""
+    with open(out) as f:
+        lines = f.read().splitlines()
+    if not lines and err:
+        test.fail("strace could not attach: %s" % err.decode(errors="replace"))
+    calls = {}
+    for line in lines:
+        m = re.match(r"(?:\[pid\s+(\d+)\]\s+|(\d+)\s+)?(\w+)\(", line)
+        if m and not any(i in line for i in IGNORED):
+            calls.setdefault(m.group(3), []).append(line)
+    return calls
+
+
 def shard_threads(pid):
     """{tid: name} of the process's threads named sluice-shard-*."""
     out = {}
@@ -245,15 +260,7 @@ class ShardSyscalls(harness.BrokerTestCase):
 
     def check_trace(self, out, err, shards, progress):
         """Asserts that strace's output `out` shows sendfile and no blocking call."""
-        with open(out) as f:
-            lines = f.read().splitlines()
-        if not lines and err:
-            self.fail("strace could not attach: %s" % err.decode(errors="replace"))
-        calls = {}
-        for line in lines:
-            m = re.match(r"(?:\[pid\s+(\d+)\]\s+|(\d+)\s+)?(\w+)\(", line)
-            if m and not any(i in line for i in IGNORED):
-                calls.setdefault(m.group(3), []).append(line)
+        calls = traced_calls(self, out, err)
         self.assertGreater(len(calls.get("sendfile", [])), 0,
                            "the trace saw no sendfile: the shards did not serve the consumer "
                            "(consumed %s)" % (progress,))

@@ -712,6 +712,16 @@ void Node::bcast_append() {
   }
 }
 
+void Node::source_ready() {
+  log_.retry();  // committed entries it could not apply yet
+  if (role_ != Role::kLeader) return;
+  for (const auto& [id, pr] : prs_) {
+    if (id == id_ || pr.next > log_.last_index()) continue;
+    while (send_append(id, false)) {  // up to the follower's window
+    }
+  }
+}
+
 void Node::bcast_heartbeat(bool quiesce) {
   for (const auto& [id, pr] : prs_) {
     if (id == id_) continue;

@@ -119,6 +119,11 @@ class Node {
   // followers inactive: check-quorum steps it down unless a quorum answers. Nothing for a
   // leader that is not quiesced (its check-quorum runs) or a candidate.
   void peers_silent();
+  // The LogSource answered an entries() call short because it was still bringing the entries
+  // (LogSource::entries): it can answer now. A leader sends its followers what they lack
+  // (within their windows) instead of waiting for their next responses, and committed entries
+  // a short read kept from being applied are applied (has_ready()) instead of at the next tick.
+  void source_ready();
   NodeId id() const { return id_; }
   Role role() const { return role_; }
   Term term() const { return Term{term_}; }

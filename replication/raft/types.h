@@ -103,7 +103,9 @@ class LogSource {
   // Whole entries from the one starting at `lo` (an entry boundary) through the one containing
   // `hi`, in order, stopping once `max_bytes` of payload is reached (at least one entry).
   // Only durable entries the node has not replaced are asked for. Empty on a read error (the
-  // node tries again later).
+  // node tries again at the follower's next response). A source that must not block (it
+  // brings what it lacks in the background) may also answer with fewer entries, or none, and
+  // call Node::source_ready() once it has them.
   virtual std::vector<Entry> entries(LogIndex lo, LogIndex hi, uint64_t max_bytes) = 0;
 };
 

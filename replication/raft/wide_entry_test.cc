@@ -9,6 +9,7 @@ namespace sluice::raft {
 namespace {
 
 using detail::RaftLog;
+using sim::DiskSource;
 using sim::World;
 
 constexpr NodeId n1{1}, n2{2}, n3{3};
@@ -302,8 +303,10 @@ TEST(RaftWideNode, ProbeHintInsideAWideEntryBacksUpToItsStart) {
   EXPECT_EQ(*b.entries[0].index, 3u);
 }
 
-TEST(RaftWideNode, LaggingFollowerCatchesUpFromTheSourceDespiteAFailedRead) {
-  Config cfg;
+// n1 leads with a source and keeps no entry in memory (max_cached_bytes 0); every node holds
+// 1..7, then n3 is cut off while n1 commits six more entries (widths 7, 14, ...): n3 lags,
+// and n1 reads what it lacks back from its source.
+std::unique_ptr<World> lagging_n3(Config cfg) {
   cfg.max_cached_bytes = 0;
   cfg.max_msg_bytes = 8;
   auto w = std::make_unique<World>(
@@ -312,13 +315,18 @@ TEST(RaftWideNode, LaggingFollowerCatchesUpFromTheSourceDespiteAFailedRead) {
   w->node(n1)->campaign();
   w->process_ready(w->replica(n1));
   w->stabilize();
-  ASSERT_TRUE(w->propose(n1, Payload::copy_of("batch0"), 5).has_value());  // 3..7, everywhere
+  EXPECT_TRUE(w->propose(n1, Payload::copy_of("batch0"), 5).has_value());  // 3..7, everywhere
   w->stabilize();
   w->isolate(n3);
   for (uint32_t i = 1; i <= 6; ++i) {
-    ASSERT_TRUE(w->propose(n1, Payload::copy_of("batch" + std::to_string(i)), i * 7).has_value());
+    EXPECT_TRUE(w->propose(n1, Payload::copy_of("batch" + std::to_string(i)), i * 7).has_value());
     w->stabilize();
   }
+  return w;
+}
+
+TEST(RaftWideNode, LaggingFollowerCatchesUpFromTheSourceDespiteAFailedRead) {
+  auto w = lagging_n3(Config{});
   Node& leader = *w->node(n1);
   const uint64_t last = *leader.status().last_index;
   EXPECT_EQ(*leader.status().commit, last);
@@ -344,6 +352,44 @@ TEST(RaftWideNode, LaggingFollowerCatchesUpFromTheSourceDespiteAFailedRead) {
   EXPECT_EQ(asked[1], 8u);
   for (size_t i = 2; i < asked.size(); ++i) EXPECT_GT(asked[i], asked[i - 1]);
   EXPECT_TRUE(w->checker().ok()) << w->checker().failure();
+}
+
+TEST(RaftWideNode, ASourceThatAnswersLaterIsHeardWithoutWaitingForTheFollower) {
+  // The broker's source must not block its shard: it may answer nothing while it brings the
+  // entries through the ring, then call source_ready(). The leader sends at once, not at the
+  // follower's next heartbeat response.
+  Config cfg;
+  cfg.max_inflight_msgs = 2;
+  auto w = lagging_n3(cfg);
+  Node& leader = *w->node(n1);
+  const uint64_t last = *leader.status().last_index;
+  ASSERT_TRUE(leader.log().entries().empty());
+  DiskSource& source = *w->replica(n1).source;
+  w->heal();
+  source.fail_next = 1;
+  w->tick(n1);  // a heartbeat: n3's response asks for entries, and the source has none yet
+  w->stabilize();
+  ASSERT_EQ(source.fail_next, 0);
+  ASSERT_LT(*w->node(n3)->status().commit, last);
+  // No more ticks: every time the source brought what it lacked, the leader sends.
+  int rounds = 0;
+  for (; rounds < 40 && w->node(n3)->status().commit != LogIndex{last}; ++rounds) {
+    const uint64_t reads = source.reads();
+    leader.source_ready();
+    w->process_ready(w->replica(n1));
+    EXPECT_GT(source.reads(), reads) << rounds;
+    source.fail_next = 1;  // the read n3's response brings on comes short again
+    w->stabilize();
+  }
+  EXPECT_GT(rounds, 1);
+  EXPECT_EQ(*w->node(n3)->status().commit, last);
+  EXPECT_EQ(w->replica(n3).disk.entries, w->replica(n1).disk.entries);
+  EXPECT_TRUE(w->checker().ok()) << w->checker().failure();
+  // Nothing for a follower, or a leader whose followers hold everything.
+  w->node(n2)->source_ready();
+  EXPECT_FALSE(w->node(n2)->has_ready());
+  leader.source_ready();
+  EXPECT_FALSE(leader.has_ready());
 }
 
 TEST(RaftWideNode, AFollowersSuffixOfOtherWidthsIsReplaced) {

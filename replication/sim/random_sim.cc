@@ -36,6 +36,7 @@ class Simulation {
     result_.transfers = world_.delivered(MessageType::kTimeoutNow);
     result_.quiesces = world_.delivered_quiesce();
     result_.source_reads = world_.source_reads();
+    result_.deferred_reads = world_.deferred_reads();
     return result_;
   }
 
@@ -62,6 +63,9 @@ class Simulation {
       static constexpr uint64_t kCached[] = {0, 0, 64, 400};
       c.max_cached_bytes = kCached[rng_.uniform(4)];
       w.source_failure = 0.03;
+      // Half of those read as the broker does on a shard: a read may answer nothing while
+      // the source brings the entries, which it reports with Node::source_ready().
+      if (rng_.chance(0.5)) w.source_deferred = 0.1;
     }
     static constexpr double kIntensity[] = {0.5, 1, 3, 8};
     intensity_ = kIntensity[rng_.uniform(4)];

@@ -31,6 +31,7 @@ struct SimResult {
   uint64_t transfers = 0;       // TimeoutNow messages delivered
   uint64_t quiesces = 0;        // quiesce heartbeats delivered
   uint64_t source_reads = 0;    // LogSource reads (runs with a source; replicas up at the end)
+  uint64_t deferred_reads = 0;  // of those, answered later (WorldOptions::source_deferred)
   uint64_t commit_units = 0;    // time from healing until a new proposal committed
   uint64_t converge_units = 0;  // and until every voter applied it
 };

@@ -59,6 +59,11 @@ std::vector<Entry> DiskSource::entries(LogIndex lo, LogIndex hi, uint64_t max_by
     return {};
   }
   if (world_->rng().chance(world_->options().source_failure)) return {};  // a read error
+  if (world_->options().source_deferred > 0 && !world_->options().manual &&
+      world_->rng().chance(world_->options().source_deferred)) {
+    world_->defer_source_ready(id_);  // not an error: it has them a little later
+    return {};
+  }
   std::vector<Entry> out;
   uint64_t bytes = 0;
   for (size_t i = pos; i < d.entries.size() && *d.entries[i].index <= *hi; ++i) {
@@ -479,12 +484,26 @@ void World::drop_queued(NodeId id) {
   std::erase_if(manual_queue_, [&](const Message& m) { return m.from == id || m.to == id; });
 }
 
+void World::defer_source_ready(NodeId id) {
+  ++deferred_reads_;
+  source_ready_at_.emplace(now_ + rng_.between(1, 8), id);
+}
+
 void World::step() {
   ++now_;
   while (!timed_queue_.empty() && timed_queue_.top().at <= now_) {
     const Message m = timed_queue_.top().m;
     timed_queue_.pop();
     deliver_one(m, nullptr);
+  }
+  while (!source_ready_at_.empty() && source_ready_at_.begin()->first <= now_) {
+    const NodeId id = source_ready_at_.begin()->second;
+    source_ready_at_.erase(source_ready_at_.begin());
+    Replica& r = replica(id);
+    if (!r.up()) continue;  // its node is gone: a restarted one asks again
+    mix_trace(0x5eadu ^ static_cast<uint64_t>(*id));
+    r.node->source_ready();
+    process_ready(r);
   }
   for (auto& [id, r] : replicas_) {
     if (r.up() && (now_ + 3 * static_cast<uint64_t>(*id)) % opts_.tick_units == 0) {

@@ -106,6 +106,10 @@ struct WorldOptions {
   // a restart leaves a random prefix of the disk's entries in the source.
   bool log_source = false;
   double source_failure = 0;
+  // Timed mode: the chance that a read answers nothing because the source is still bringing
+  // the entries (a source that must not block, as the broker's on a shard): the world calls
+  // the node's source_ready() a few time units later.
+  double source_deferred = 0;
 };
 // With node_config.quiesce, timed mode plays the driver's part of quiescence: every node
 // hears from each up node whose link to it is up, at each of its ticks (the broker pairs'
@@ -204,6 +208,10 @@ class World {
   uint64_t delivered_quiesce() const { return quiesce_delivered_; }
   const WorldOptions& options() const { return opts_; }
   uint64_t source_reads() const;
+  // A DiskSource read was deferred (WorldOptions::source_deferred): step() tells the node a
+  // few units later.
+  void defer_source_ready(NodeId id);
+  uint64_t deferred_reads() const { return deferred_reads_; }
 
  private:
   struct InFlight {
@@ -226,7 +234,8 @@ class World {
   std::map<std::pair<NodeId, NodeId>, uint64_t> heard_;  // (node, peer) -> last time heard
   std::deque<Message> manual_queue_;
   std::priority_queue<InFlight, std::vector<InFlight>, std::greater<>> timed_queue_;
-  uint64_t now_ = 0, seq_ = 0, delivered_ = 0, quiesce_delivered_ = 0;
+  std::multimap<uint64_t, NodeId> source_ready_at_;
+  uint64_t now_ = 0, seq_ = 0, delivered_ = 0, quiesce_delivered_ = 0, deferred_reads_ = 0;
   uint64_t by_type_[16] = {};
   uint64_t trace_hash_ = 0xcbf29ce484222325ULL;
   Checker checker_;

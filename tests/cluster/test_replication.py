@@ -9,6 +9,8 @@ acknowledges nothing; min.insync.replicas refuses acks=all writes when too few r
 """
 
 import os
+import shutil
+import signal
 import struct
 import subprocess
 import sys
@@ -20,6 +22,7 @@ from cluster_util import (ClusterTestCase, NewTopic, create_topics, harness, met
                           report, wait_for)
 
 from confluent_kafka import KafkaError, Producer  # noqa: E402
+from test_hot_path import BLOCKING, shard_threads, traced_calls  # noqa: E402
 
 SESSION_MS = 3000
 
@@ -560,6 +563,57 @@ class Replication(ClusterTestCase):
         sent = self.metric(leader, "sluice_transport_file_bytes_out_total") - sent_before
         self.assertGreater(sent, 4e6)  # most of the 8 MB, straight from the files
         report("bytes the leader sent from its files to the restarted follower", int(sent))
+
+
+    def test_lagging_follower_catch_up_blocks_no_shard_of_the_leader(self):
+        """The leader reads a lagging follower's backlog (most of it older than the window of
+        recent batches, across 1 MiB segments) without a blocking file call on its shard
+        threads: Raft's reads of old entries bring the segment's index and batch headers
+        through the ring (PartitionLog::read_batches_now) and the node sends once they are in
+        (raft::Node::source_ready). strace on the leader's shards, as in tests/test_hot_path.py."""
+        if shutil.which("strace") is None:
+            self.fail("strace is missing: scripts/setup installs it")
+        name = "catchup-shards"
+        self.create(name, config={"segment.bytes": str(1 << 20)})
+        leader = leader_of(self.cluster, name)
+        follower = next(b for b in (0, 1, 2) if b != leader)
+        self.broker(follower).kill()
+        # Small batches: about 2,000 of them, twice the window the leader keeps in memory.
+        p = Producer({"bootstrap.servers": self.cluster.bootstrap, "acks": "all",
+                      "linger.ms": 5, "batch.size": 8 << 10, "compression.type": "none"})
+        value = b"y" * 1000
+        for i in range(16000):
+            while True:
+                try:
+                    p.produce(name, value=value, key=str(i).encode(), partition=0)
+                    break
+                except BufferError:
+                    p.poll(0.05)
+        self.assertEqual(p.flush(60), 0)
+        self.assertEqual(leader_of(self.cluster, name), leader)
+        shards = shard_threads(self.broker(leader).proc.pid)
+        self.assertGreater(len(shards), 0, "no thread named sluice-shard-*")
+        out = os.path.join(self.broker(leader).tmp, "strace-raft-catch-up.out")
+        cmd = [shutil.which("strace"), "-qq", "-o", out, "-e", "trace=" + ",".join(BLOCKING)]
+        for tid in shards:
+            cmd += ["-p", str(tid)]
+        sent_before = self.metric(leader, "sluice_transport_file_bytes_out_total")
+        tracer = subprocess.Popen(cmd, stderr=subprocess.PIPE)
+        try:
+            time.sleep(1)  # strace attaches
+            self.broker(follower).start()
+            self.wait_replicas_equal(name, 90)
+        finally:
+            tracer.send_signal(signal.SIGINT)
+            _, err = tracer.communicate(timeout=30)
+        sent = self.metric(leader, "sluice_transport_file_bytes_out_total") - sent_before
+        self.assertGreater(sent, 8e6)  # the backlog went out while traced, from the files
+        calls = {k: v for k, v in traced_calls(self, out, err).items() if k in BLOCKING}
+        self.assertEqual({k: len(v) for k, v in calls.items()}, {},
+                         "blocking file calls on the leader's shard threads, the first of each: "
+                         "%s" % {k: [line[:160] for line in v[:3]] for k, v in calls.items()})
+        report("bytes the leader sent from its files to the follower, its shards traced",
+               int(sent))
 
 
 class IsrReporting(ClusterTestCase):
