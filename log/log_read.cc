@@ -265,7 +265,9 @@ LogResult<ReadResult> PartitionLog::read_recent(int64_t from, uint64_t max_bytes
         }
         break;
       }
-      auto file = log_file(*seg);
+      // In a round of read_async/read_batches_now, a sealed segment whose handle the FdCache
+      // evicted is opened through the ring, not here.
+      auto file = cold_misses_ != nullptr ? read_handle(*seg) : log_file(*seg);
       if (!file) {
         if (result.ranges.empty()) return unexpected(file.error());
         break;

@@ -392,6 +392,30 @@ TEST_P(LogPartition, ReadAsyncReadsOldBatchesThroughTheRingAndAgreesWithRead) {
   ring_.drain();
 }
 
+// A read in the window of recent batches (a tailing consumer) whose segment was sealed and its
+// handle evicted from the FdCache: read_async opens it through the ring, not on this thread.
+TEST_P(LogPartition, ReadAsyncInTheWindowOpensAnEvictedSegmentThroughTheRing) {
+  config_.flush.mode = FlushMode::kEveryBatch;  // sealed segments hand their handles over
+  std::vector<int64_t> segments;
+  auto log = open_small_segments(segments);
+  ASSERT_GT(segments.size(), 3u);
+  ring_.drain();
+  for (size_t s = 1; s + 1 < segments.size(); ++s) {
+    fds_.forget(segment_path(dir_.path(), segments[s], ".log"));
+    const uint64_t opens = fds_.opens();
+    const uint64_t lookups = log->cold_read_stats().file_lookups;
+    auto got = read_async_wait(*log, ring_, segments[s] + 1, 1 << 20, *log->log_end_offset());
+    EXPECT_EQ(fds_.opens(), opens) << "segment " << segments[s];
+    EXPECT_EQ(log->cold_read_stats().file_lookups, lookups);
+    auto want = log->read(Offset(segments[s] + 1), 1 << 20, log->log_end_offset());
+    ASSERT_TRUE(got && want);
+    ASSERT_FALSE(got->ranges.empty());
+    EXPECT_EQ(got->ranges[0].position, want->ranges[0].position);
+    EXPECT_EQ(got->ranges[0].length, want->ranges[0].length);
+    EXPECT_EQ(*got->first_offset, *want->first_offset);
+  }
+}
+
 // read_batches_now() as Raft's catch-up on a shard drives it: ask, and when the answer is short
 // with loads sent, wait for `more` (never run from within the call) and ask again. Returns the
 // first answer with batches (or the last one with none), and how many times it asked.
