@@ -16,6 +16,7 @@
 // of a truncated range may change, deleted ones stay readable).
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <deque>
 #include <filesystem>
@@ -224,7 +225,7 @@ class PartitionLog final : public FdHolder {
   // read() without blocking the calling thread (a Fetch on a shard). Reads older than the
   // window of recent batches need index entries and batch headers from the files, and the
   // segment's read handle: those are brought through the ring (opens and reads) into a small
-  // per-log cache (one segment's index and a few 64 KiB pieces of .log files), and the read
+  // per-log cache (a few segments' indexes and a few 64 KiB pieces of .log files), and the read
   // runs on it; an answer then reads ahead what a consumer's next read, from where this one
   // ended, will want. `done` runs once: at once when nothing had to be read, else from a ring
   // completion, on this thread. Stops at the end of the first segment it reads from (as
@@ -479,8 +480,16 @@ class PartitionLog final : public FdHolder {
   };
   std::vector<ColdMiss>* cold_misses_ = nullptr;
   struct ColdCache {
-    int64_t index_segment = -1;    // whose index entries `index` holds (its first ones)
-    std::vector<std::byte> index;  // kIndexEntryBytes each
+    // The first index entries (kIndexEntryBytes each) of a few segments, so that readers in
+    // different segments (consumers, a lagging follower) keep theirs; the least recently used
+    // slot goes to the next segment loaded, and slots beyond 4 MiB of entries in all go.
+    struct IndexSlot {
+      int64_t segment = -1;
+      std::vector<std::byte> entries;
+      uint64_t used = 0;  // `clock` at its last use
+    };
+    std::array<IndexSlot, 4> index;
+    uint64_t clock = 0;
     struct Chunk {
       int64_t segment_base;
       uint64_t position;
@@ -514,8 +523,13 @@ class PartitionLog final : public FdHolder {
   std::vector<ColdMiss> cold_read_ahead(int64_t offset, uint64_t position, uint64_t max_bytes);
   // The index entries a cold read of `seg` searches: those of batches older than the window.
   uint64_t cold_index_needed(const detail::Segment& seg) const;
-  // The cache's index entries of `seg` (0 when it holds another segment's).
+  // The cache's index entries of `seg` (0 when it holds none), and where they are (null).
   uint64_t cold_cached_entries(const detail::Segment& seg) const;
+  const std::byte* cold_index_data(const detail::Segment& seg) const;
+  ColdCache::IndexSlot* cold_index_slot(int64_t segment_base);
+  // Index entries [first, first + bytes) of the segment at `segment_base` were read: they
+  // extend its slot, or (first 0) take the least recently used one.
+  void cold_index_loaded(int64_t segment_base, uint64_t first, std::vector<std::byte> bytes);
   // The number of the first `n` cached entries of `seg` whose offset (by_position: position)
   // is below `bound` (+1 for <=), by binary search: they are sorted by both.
   uint64_t cold_count_below(const detail::Segment& seg, uint64_t n, uint64_t bound,

@@ -27,6 +27,8 @@ constexpr size_t kColdChunksMax = 8;
 constexpr uint64_t kColdPieceBytesMax = 256 * 1024;
 // Pieces cached, all told (the newest always stays).
 constexpr uint64_t kColdChunksBytesMax = 1 << 20;
+// Index entries cached, all told (the slot just loaded always stays).
+constexpr uint64_t kColdIndexBytesMax = 4 << 20;
 }  // namespace
 
 struct PartitionLog::ColdRead {
@@ -208,7 +210,7 @@ std::optional<PartitionLog::ColdMiss> PartitionLog::cold_ahead(const Segment& se
   const uint64_t n = cold_count_below(seg, cold_cached_entries(seg), reach + 1, true);
   if (n == 0) return std::nullopt;
   const uint64_t at =
-      decode_index_entry(cold_.index.data() + (n - 1) * kIndexEntryBytes, seg.base_offset)
+      decode_index_entry(cold_index_data(seg) + (n - 1) * kIndexEntryBytes, seg.base_offset)
           .position;
   if (at <= position || at + kBatchHeaderBytes > readable) return std::nullopt;
   if (cold_header(seg, at) != nullptr) return std::nullopt;  // cached already
@@ -272,13 +274,7 @@ void PartitionLog::cold_load(const ColdMiss& miss, const std::shared_ptr<ColdRea
             if (index) {
               // Whole entries, following those cached (or the first of another segment's).
               bytes->resize(static_cast<uint64_t>(res) / kIndexEntryBytes * kIndexEntryBytes);
-              if (cold_.index_segment != miss.segment_base && miss.first == 0) {
-                cold_.index_segment = miss.segment_base;
-                cold_.index = std::move(*bytes);
-              } else if (cold_.index_segment == miss.segment_base &&
-                         cold_.index.size() == miss.first * kIndexEntryBytes) {
-                cold_.index.insert(cold_.index.end(), bytes->begin(), bytes->end());
-              }
+              cold_index_loaded(miss.segment_base, miss.first, std::move(*bytes));
             } else {
               bytes->resize(static_cast<uint64_t>(res));
               cold_.chunks.push_back({miss.segment_base, miss.first, std::move(*bytes)});
@@ -307,7 +303,53 @@ void PartitionLog::cold_load(const ColdMiss& miss, const std::shared_ptr<ColdRea
 void PartitionLog::drop_cold_cache() { cold_ = ColdCache{}; }
 
 uint64_t PartitionLog::cold_cached_entries(const Segment& seg) const {
-  return cold_.index_segment == seg.base_offset ? cold_.index.size() / kIndexEntryBytes : 0;
+  for (const auto& slot : cold_.index) {
+    if (slot.segment == seg.base_offset) return slot.entries.size() / kIndexEntryBytes;
+  }
+  return 0;
+}
+
+const std::byte* PartitionLog::cold_index_data(const Segment& seg) const {
+  for (const auto& slot : cold_.index) {
+    if (slot.segment == seg.base_offset) return slot.entries.data();
+  }
+  return nullptr;
+}
+
+PartitionLog::ColdCache::IndexSlot* PartitionLog::cold_index_slot(int64_t segment_base) {
+  for (auto& slot : cold_.index) {
+    if (slot.segment == segment_base) return &slot;
+  }
+  return nullptr;
+}
+
+void PartitionLog::cold_index_loaded(int64_t segment_base, uint64_t first,
+                                     std::vector<std::byte> bytes) {
+  ColdCache::IndexSlot* slot = cold_index_slot(segment_base);
+  if (slot != nullptr) {
+    if (slot->entries.size() != first * kIndexEntryBytes) return;  // not the entries it lacks
+    slot->entries.insert(slot->entries.end(), bytes.begin(), bytes.end());
+  } else {
+    if (first != 0) return;  // the slot they extend went meanwhile
+    slot = &*std::min_element(cold_.index.begin(), cold_.index.end(),
+                              [](const auto& a, const auto& b) { return a.used < b.used; });
+    slot->segment = segment_base;
+    slot->entries = std::move(bytes);
+  }
+  slot->used = ++cold_.clock;
+  uint64_t held = 0;
+  for (const auto& s : cold_.index) held += s.entries.size();
+  while (held > kColdIndexBytesMax) {
+    ColdCache::IndexSlot* oldest = nullptr;
+    for (auto& s : cold_.index) {
+      if (&s != slot && !s.entries.empty() && (oldest == nullptr || s.used < oldest->used)) {
+        oldest = &s;
+      }
+    }
+    if (oldest == nullptr) break;
+    held -= oldest->entries.size();
+    *oldest = ColdCache::IndexSlot{};
+  }
 }
 
 uint64_t PartitionLog::cold_count_below(const Segment& seg, uint64_t n, uint64_t bound,
@@ -320,7 +362,7 @@ uint64_t PartitionLog::cold_count_below(const Segment& seg, uint64_t n, uint64_t
   while (lo < hi) {
     const uint64_t mid = lo + (hi - lo) / 2;
     const IndexEntry e =
-        decode_index_entry(cold_.index.data() + mid * kIndexEntryBytes, seg.base_offset);
+        decode_index_entry(cold_index_data(seg) + mid * kIndexEntryBytes, seg.base_offset);
     if (by_position ? e.position < bound : static_cast<uint64_t>(e.offset) < bound) {
       lo = mid + 1;
     } else {
@@ -349,7 +391,7 @@ std::shared_ptr<FileHandle> PartitionLog::open_read_handle(const Segment& seg) {
 
 PartitionLog::ColdReadStats PartitionLog::cold_read_stats() const {
   ColdReadStats stats = cold_stats_;
-  stats.cached_bytes = cold_.index.size();
+  for (const auto& slot : cold_.index) stats.cached_bytes += slot.entries.size();
   for (const auto& chunk : cold_.chunks) stats.cached_bytes += chunk.bytes.size();
   return stats;
 }
@@ -389,9 +431,10 @@ LogResult<uint64_t> PartitionLog::index_entries_below(const Segment& seg, int64_
     return log_error(LogErrc::kBusy, "index of segment " + std::to_string(seg.base_offset) +
                                          " not cached");
   }
+  if (ColdCache::IndexSlot* slot = cold_index_slot(seg.base_offset)) slot->used = ++cold_.clock;
   const uint64_t below = cold_count_below(seg, entries, static_cast<uint64_t>(offset), false);
   if (below > 0) {
-    *floor = decode_index_entry(cold_.index.data() + (below - 1) * kIndexEntryBytes,
+    *floor = decode_index_entry(cold_index_data(seg) + (below - 1) * kIndexEntryBytes,
                                 seg.base_offset);
   }
   return below;

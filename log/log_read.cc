@@ -129,8 +129,9 @@ LogResult<ReadResult> PartitionLog::read_ranges(Offset from_offset, uint64_t max
       }
       break;
     }
-    // read_async() stops at the end of the first segment that gave batches (its cache holds
-    // one segment's index); one whose batches all lie below `from` (compaction) gave none.
+    // read_async() stops at the end of the first segment that gave batches, as Kafka's reads
+    // do (the next segment's index is read ahead meanwhile); one whose batches all lie below
+    // `from` (compaction) gave none.
     if (cold_misses_ != nullptr && !result.ranges.empty()) break;
     auto file = read_handle(s);
     const uint64_t readable = readable_bytes(s);
@@ -221,7 +222,7 @@ std::optional<IndexEntry> PartitionLog::index_jump(const Segment& seg, uint64_t 
     const uint64_t cached = cold_cached_entries(seg);
     if (first_entry + 1 >= cached) return std::nullopt;
     count = std::min(count, cached - first_entry);
-    entries = cold_.index.data() + first_entry * kIndexEntryBytes;
+    entries = cold_index_data(seg) + first_entry * kIndexEntryBytes;
   } else {
     ++cold_stats_.file_lookups;
     auto index = index_file(seg);

@@ -392,6 +392,44 @@ TEST_P(LogPartition, ReadAsyncReadsOldBatchesThroughTheRingAndAgreesWithRead) {
   ring_.drain();
 }
 
+// Two consumers catching up in different segments of one partition (or a consumer and a
+// lagging follower) keep their own segment's index in the cache: each one's reads after its
+// first are answered at once, as one reader's are.
+TEST_P(LogPartition, ColdReadersInDifferentSegmentsKeepTheirIndexes) {
+  {
+    auto log = open_cold_read_log();
+    ASSERT_TRUE(log);
+    ASSERT_TRUE(log->close());
+  }
+  auto log = open_log();  // reopened: no window, nothing open
+  ASSERT_TRUE(log);
+  const auto bases = log->segment_base_offsets();
+  ASSERT_GT(bases.size(), 5u);
+  std::array<int64_t, 2> next{0, bases[3]};
+  int fetches = 0;
+  int at_once = 0;
+  for (int turn = 0; turn < 60; ++turn) {
+    int64_t& from = next[turn % 2];
+    std::optional<LogResult<ReadResult>> got;
+    log->read_async(Offset(from), 20'000, std::nullopt,
+                    [&got](LogResult<ReadResult> r) { got.emplace(std::move(r)); });
+    at_once += got ? 1 : 0;
+    ++fetches;
+    while (!got) {
+      ring_.submit();
+      ring_.wait();
+    }
+    ring_.drain();  // what was sent ahead arrives before the next Fetch
+    ASSERT_TRUE(*got);
+    ASSERT_GT(*(*got)->next_offset, from);
+    from = *(*got)->next_offset;
+  }
+  EXPECT_GT(next[0], bases[1]);  // both crossed segments
+  EXPECT_GT(next[1], bases[4]);
+  EXPECT_GE(at_once, fetches - 2) << at_once << " of " << fetches << " fetches";
+  EXPECT_EQ(log->cold_read_stats().blocking_reads, 0u);
+}
+
 // A read in the window of recent batches (a tailing consumer) whose segment was sealed and its
 // handle evicted from the FdCache: read_async opens it through the ring, not on this thread.
 TEST_P(LogPartition, ReadAsyncInTheWindowOpensAnEvictedSegmentThroughTheRing) {
