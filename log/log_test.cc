@@ -51,6 +51,24 @@ class LogPartition : public ::testing::TestWithParam<bool> {
     return log;
   }
 
+  // A consumer's Fetch of 20,000 bytes from `from` (read_async), which then moves to where it
+  // ended; `at_once` counts those answered within the call. The ring is drained after it (the
+  // consumer's turn: what was sent ahead arrives). False when it read nothing.
+  bool fetch_on(PartitionLog& log, int64_t& from, int& at_once) {
+    std::optional<LogResult<ReadResult>> got;
+    log.read_async(Offset(from), 20'000, std::nullopt,
+                   [&got](LogResult<ReadResult> r) { got.emplace(std::move(r)); });
+    at_once += got ? 1 : 0;
+    while (!got) {
+      ring_.submit();
+      ring_.wait();
+    }
+    ring_.drain();
+    if (!*got || *(*got)->next_offset <= from) return false;
+    from = *(*got)->next_offset;
+    return true;
+  }
+
   // The cold-read tests' log: 64 KiB segments, an index entry per KiB, 1,500 batches of 1-4
   // records and 20-920 byte values (the window holds the last 1,024: the rest is read cold).
   std::unique_ptr<PartitionLog> open_cold_read_log() {
@@ -371,20 +389,8 @@ TEST_P(LogPartition, ReadAsyncReadsOldBatchesThroughTheRingAndAgreesWithRead) {
   ASSERT_TRUE(scanned);
   int fetches = 0;
   int at_once = 0;
-  for (int64_t from = 0; from < *scanned->log_end_offset();) {
-    std::optional<LogResult<ReadResult>> got;
-    scanned->read_async(Offset(from), 20'000, std::nullopt,
-                        [&got](LogResult<ReadResult> r) { got.emplace(std::move(r)); });
-    at_once += got ? 1 : 0;
-    ++fetches;
-    while (!got) {
-      ring_.submit();
-      ring_.wait();
-    }
-    ring_.drain();  // the consumer's turn: whatever was sent ahead arrives
-    ASSERT_TRUE(*got);
-    ASSERT_GT(*(*got)->next_offset, from);
-    from = *(*got)->next_offset;
+  for (int64_t from = 0; from < *scanned->log_end_offset(); ++fetches) {
+    ASSERT_TRUE(fetch_on(*scanned, from, at_once));
   }
   EXPECT_GT(fetches, 40);
   EXPECT_GE(at_once, fetches - 1) << at_once << " of " << fetches << " fetches";
@@ -408,22 +414,7 @@ TEST_P(LogPartition, ColdReadersInDifferentSegmentsKeepTheirIndexes) {
   std::array<int64_t, 2> next{0, bases[3]};
   int fetches = 0;
   int at_once = 0;
-  for (int turn = 0; turn < 60; ++turn) {
-    int64_t& from = next[turn % 2];
-    std::optional<LogResult<ReadResult>> got;
-    log->read_async(Offset(from), 20'000, std::nullopt,
-                    [&got](LogResult<ReadResult> r) { got.emplace(std::move(r)); });
-    at_once += got ? 1 : 0;
-    ++fetches;
-    while (!got) {
-      ring_.submit();
-      ring_.wait();
-    }
-    ring_.drain();  // what was sent ahead arrives before the next Fetch
-    ASSERT_TRUE(*got);
-    ASSERT_GT(*(*got)->next_offset, from);
-    from = *(*got)->next_offset;
-  }
+  for (; fetches < 60; ++fetches) ASSERT_TRUE(fetch_on(*log, next[fetches % 2], at_once));
   EXPECT_GT(next[0], bases[1]);  // both crossed segments
   EXPECT_GT(next[1], bases[4]);
   EXPECT_GE(at_once, fetches - 2) << at_once << " of " << fetches << " fetches";
