@@ -580,29 +580,6 @@ void Broker::handle_fetch(std::shared_ptr<Request> req, kafka::FetchRequest body
   op->home->post([op] { op->read(false); });
 }
 
-namespace {
-
-// The timestamp of the record at `offset` (for ListOffsets by time), or -1.
-int64_t record_timestamp(log::PartitionLog& log, int64_t offset) {
-  auto bytes = log.read_copy(Offset(offset), 1);
-  if (!bytes) return -1;
-  auto view = kafka::RecordBatchView::parse(*bytes);
-  if (!view) return -1;
-  if (view->timestamp_type() == kafka::TimestampType::kLogAppendTime) return view->max_timestamp();
-  std::vector<std::byte> scratch;
-  auto reader = view->records(scratch);
-  if (!reader) return -1;
-  while (true) {
-    auto rec = reader->next();
-    if (!rec || !*rec) return -1;
-    if (view->base_offset() + (*rec)->offset_delta >= offset) {
-      return view->base_timestamp() + (*rec)->timestamp_delta;
-    }
-  }
-}
-
-}  // namespace
-
 // DeleteRecords: moves each partition's log start (Kafka's low watermark) up to the given
 // offset (-1: the high watermark); segments wholly below it are deleted. Offsets below the new
 // start are then out of range for Fetch, as after retention.
@@ -744,37 +721,48 @@ void Broker::handle_list_offsets(std::shared_ptr<Request> req,
   const int16_t version = req->header.api_version;
   per_partition<kafka::ListOffsetsResponse>(
       req, body.topics, Operation::kDescribe,
-      [this, version](ShardState& ss, const TopicPartition& tp, const auto& lp, auto& slot) {
+      [this, version](ShardState& ss, const TopicPartition& tp, const auto& lp, auto& slot,
+                      std::function<void()> done) {
         Partition* p = ss.find(tp);
         if (!p) {
           slot.error_code = code(missing_partition_error(tp));
-          return;
+          return done();
         }
         if (ErrorCode e = leader_check(*p, lp.current_leader_epoch); e != ErrorCode::kNone) {
           slot.error_code = code(e);
-          return;
+          return done();
         }
-        int64_t offset = -1;
-        int64_t timestamp = -1;
-        if (lp.timestamp == -2) {
-          offset = *p->log->log_start_offset();
-        } else if (lp.timestamp == -1) {
-          offset = p->high_watermark();
-        } else {
-          auto found = p->log->offset_for_timestamp(lp.timestamp);
-          if (!found) {
-            slot.error_code = code(to_kafka(found.error().code));
-          } else if (*found && ***found < p->high_watermark()) {
-            offset = ***found;
-            timestamp = record_timestamp(*p->log, offset);
-          }
-        }
-        slot.offset = offset;
-        slot.timestamp = timestamp;
         slot.leader_epoch = p->replica ? p->replica->leader_epoch() : 0;
-        if (version == 0 && lp.max_num_offsets > 0 && offset >= 0) {
-          slot.old_style_offsets.push_back(offset);
+        const int64_t hwm = p->high_watermark();
+        auto answer = [out = &slot, version, max = lp.max_num_offsets](int64_t offset,
+                                                                      int64_t timestamp) {
+          out->offset = offset;
+          out->timestamp = timestamp;
+          if (version == 0 && max > 0 && offset >= 0) out->old_style_offsets.push_back(offset);
+        };
+        if (lp.timestamp == -2) {
+          answer(*p->log->log_start_offset(), -1);
+          return done();
         }
+        if (lp.timestamp == -1) {
+          answer(hwm, -1);
+          return done();
+        }
+        // By time: the log's indexes and the batch found may have to come through the ring.
+        p->log->offset_for_timestamp_async(
+            lp.timestamp,
+            [out = &slot, answer, hwm,
+             done](log::LogResult<std::optional<log::PartitionLog::TimedOffset>> found) {
+              if (!found) {
+                out->error_code = code(to_kafka(found.error().code));
+                answer(-1, -1);
+              } else if (*found && *(*found)->offset < hwm) {
+                answer(*(*found)->offset, (*found)->timestamp);
+              } else {
+                answer(-1, -1);
+              }
+              done();
+            });
       });
 }
 

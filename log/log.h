@@ -272,6 +272,18 @@ class PartitionLog final : public FdHolder {
 
   // The first offset whose record timestamp is >= `timestamp_ms`; nullopt if none.
   LogResult<std::optional<Offset>> offset_for_timestamp(int64_t timestamp_ms);
+  // offset_for_timestamp() without blocking the calling thread (ListOffsets on a shard), with
+  // the record's timestamp (for a batch with LogAppendTime, the batch's): the segment's time
+  // index, index entries, batch headers and the batch found are brought through the ring into
+  // the cold-read cache in rounds, as read_async() does. `done` runs once: at once when nothing
+  // had to be read, else from a ring completion, on this thread. After a few rounds that still
+  // lack something it reads the files (cold_read_stats().blocking_reads).
+  struct TimedOffset {
+    Offset offset;
+    int64_t timestamp = -1;
+  };
+  using TimestampCallback = std::function<void(LogResult<std::optional<TimedOffset>>)>;
+  void offset_for_timestamp_async(int64_t timestamp_ms, TimestampCallback done);
 
   Offset log_start_offset() const { return Offset(log_start_); }
   Offset log_end_offset() const { return Offset(end_offset_); }   // next offset to assign
@@ -472,9 +484,9 @@ class PartitionLog final : public FdHolder {
   // and the handles already open only; what is missing is noted in *cold_misses_ and the
   // lookup fails. The round then brings what was missing through the ring and tries again.
   struct ColdMiss {
-    enum class Kind : uint8_t { kLogFile, kIndex, kChunk } kind;
+    enum class Kind : uint8_t { kLogFile, kIndex, kChunk, kTime } kind;
     int64_t segment_base = 0;
-    uint64_t first = 0;  // kIndex: entries [first, last); kChunk: bytes [first, last)
+    uint64_t first = 0;  // kIndex, kTime: entries [first, last); kChunk: bytes [first, last)
     uint64_t last = 0;
     bool operator==(const ColdMiss&) const = default;
   };
@@ -490,6 +502,9 @@ class PartitionLog final : public FdHolder {
     };
     std::array<IndexSlot, 4> index;
     uint64_t clock = 0;
+    // One segment's time index entries (kTimeIndexEntryBytes each): ListOffsets by time.
+    int64_t time_segment = -1;
+    std::vector<std::byte> time;
     struct Chunk {
       int64_t segment_base;
       uint64_t position;
@@ -550,6 +565,17 @@ class PartitionLog final : public FdHolder {
                                           IndexEntry* floor);
   LogResult<detail::BatchHeader> header_at(const detail::Segment& seg, const FileHandle& file,
                                            uint64_t position, uint64_t readable);
+  // The last time index entry of `seg` whose timestamp is below `timestamp_ms` (on disk; in a
+  // cold round, from the cache), or nullopt.
+  LogResult<std::optional<TimeEntry>> time_floor_of(const detail::Segment& seg,
+                                                    int64_t timestamp_ms);
+  // `size` bytes at `position` of `seg`'s .log: read into `buffer`, or in a cold round a view
+  // of the cached piece holding them.
+  LogResult<Bytes> bytes_at(const detail::Segment& seg, const FileHandle& file, uint64_t position,
+                            uint64_t size, std::vector<std::byte>& buffer);
+  // offset_for_timestamp()'s search, by the lookups above.
+  LogResult<std::optional<TimedOffset>> find_timestamp(int64_t timestamp_ms);
+  void timestamp_round(int64_t timestamp_ms, std::shared_ptr<TimestampCallback> done, int round);
   void prune_recent();
   void on_write_done(uint64_t seq, int32_t result);
   // Linked flushes (acks=all's common case): an append made while everything before it is

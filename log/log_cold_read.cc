@@ -257,8 +257,9 @@ void PartitionLog::cold_load(const ColdMiss& miss, const std::shared_ptr<ColdRea
     return;
   }
   const bool index = miss.kind == ColdMiss::Kind::kIndex;
-  const uint64_t unit = index ? kIndexEntryBytes : 1;
-  auto send = [this, miss, read, index, unit,
+  const bool time = miss.kind == ColdMiss::Kind::kTime;
+  const uint64_t unit = index ? kIndexEntryBytes : time ? kTimeIndexEntryBytes : 1;
+  auto send = [this, miss, read, index, time, unit,
                epoch = files_epoch_](std::shared_ptr<FileHandle> handle) {
     if (epoch != files_epoch_) return;
     auto bytes = std::make_shared<std::vector<std::byte>>((miss.last - miss.first) * unit);
@@ -267,11 +268,21 @@ void PartitionLog::cold_load(const ColdMiss& miss, const std::shared_ptr<ColdRea
     ++cold_stats_.loads;
     ring_.read(
         handle->fd(), MutableBytes(*bytes), miss.first * unit,
-        [this, miss, read, index, handle, bytes, epoch](int32_t res) {
+        [this, miss, read, index, time, handle, bytes, epoch](int32_t res) {
           SLUICE_ASSERT(ops_in_flight_ > 0);
           --ops_in_flight_;
           if (res > 0 && epoch == files_epoch_) {
-            if (index) {
+            if (time) {
+              bytes->resize(static_cast<uint64_t>(res) / kTimeIndexEntryBytes *
+                            kTimeIndexEntryBytes);
+              if (miss.first == 0) {
+                cold_.time_segment = miss.segment_base;
+                cold_.time = std::move(*bytes);
+              } else if (cold_.time_segment == miss.segment_base &&
+                         cold_.time.size() == miss.first * kTimeIndexEntryBytes) {
+                cold_.time.insert(cold_.time.end(), bytes->begin(), bytes->end());
+              }
+            } else if (index) {
               // Whole entries, following those cached (or the first of another segment's).
               bytes->resize(static_cast<uint64_t>(res) / kIndexEntryBytes * kIndexEntryBytes);
               cold_index_loaded(miss.segment_base, miss.first, std::move(*bytes));
@@ -290,9 +301,11 @@ void PartitionLog::cold_load(const ColdMiss& miss, const std::shared_ptr<ColdRea
           cold_loaded(read);
         });
   };
-  const std::string& path = index ? seg->index_path : seg->log_path;
+  const std::string& path = index ? seg->index_path : time ? seg->time_path : seg->log_path;
   std::shared_ptr<FileHandle> handle =
-      index ? (seg->index_rw ? seg->index_rw : fds_.find(path)) : open_read_handle(*seg);
+      index  ? (seg->index_rw ? seg->index_rw : fds_.find(path))
+      : time ? (seg->time_rw ? seg->time_rw : fds_.find(path))
+             : open_read_handle(*seg);
   if (handle) {
     send(std::move(handle));
   } else {
@@ -392,6 +405,7 @@ std::shared_ptr<FileHandle> PartitionLog::open_read_handle(const Segment& seg) {
 PartitionLog::ColdReadStats PartitionLog::cold_read_stats() const {
   ColdReadStats stats = cold_stats_;
   for (const auto& slot : cold_.index) stats.cached_bytes += slot.entries.size();
+  stats.cached_bytes += cold_.time.size();
   for (const auto& chunk : cold_.chunks) stats.cached_bytes += chunk.bytes.size();
   return stats;
 }
@@ -458,6 +472,100 @@ LogResult<detail::BatchHeader> PartitionLog::header_at(const Segment& seg, const
                            .first = position,
                            .last = position + std::min(cold_piece_bytes_, readable - position)});
   return log_error(LogErrc::kBusy, "batch header at " + std::to_string(position) + " not cached");
+}
+
+LogResult<std::optional<TimeEntry>> PartitionLog::time_floor_of(const Segment& seg,
+                                                                 int64_t timestamp_ms) {
+  if (cold_misses_ == nullptr) {
+    ++cold_stats_.file_lookups;
+    auto time = time_file(seg);
+    if (!time) return unexpected(time.error());
+    return detail::time_floor((*time)->fd(), seg.time_on_disk(), seg.base_offset, timestamp_ms);
+  }
+  cold_.used = cold_touched_ = true;
+  const uint64_t entries = seg.time_on_disk();
+  const uint64_t cached =
+      cold_.time_segment == seg.base_offset ? cold_.time.size() / kTimeIndexEntryBytes : 0;
+  if (cached < entries) {
+    cold_misses_->push_back({.kind = ColdMiss::Kind::kTime,
+                             .segment_base = seg.base_offset,
+                             .first = cached,
+                             .last = entries});
+    return log_error(LogErrc::kBusy, "time index of segment " + std::to_string(seg.base_offset) +
+                                         " not cached");
+  }
+  // Entries are sorted by timestamp (each holds the maximum before its batch).
+  auto entry = [&](uint64_t i) {
+    return decode_time_entry(cold_.time.data() + i * kTimeIndexEntryBytes, seg.base_offset);
+  };
+  uint64_t lo = 0;
+  uint64_t hi = entries;
+  while (lo < hi) {
+    const uint64_t mid = lo + (hi - lo) / 2;
+    if (entry(mid).timestamp < timestamp_ms) {
+      lo = mid + 1;
+    } else {
+      hi = mid;
+    }
+  }
+  if (lo == 0) return std::optional<TimeEntry>();
+  return std::optional<TimeEntry>(entry(lo - 1));
+}
+
+LogResult<Bytes> PartitionLog::bytes_at(const Segment& seg, const FileHandle& file,
+                                        uint64_t position, uint64_t size,
+                                        std::vector<std::byte>& buffer) {
+  if (cold_misses_ == nullptr) {
+    ++cold_stats_.file_lookups;
+    buffer.resize(size);
+    if (auto r = detail::pread_full(file.fd(), buffer, position); !r) return unexpected(r.error());
+    return Bytes(buffer);
+  }
+  cold_.used = cold_touched_ = true;
+  for (auto it = cold_.chunks.rbegin(); it != cold_.chunks.rend(); ++it) {
+    if (it->segment_base == seg.base_offset && it->position <= position &&
+        position - it->position + size <= it->bytes.size()) {
+      return Bytes(it->bytes.data() + (position - it->position), size);
+    }
+  }
+  cold_misses_->push_back({.kind = ColdMiss::Kind::kChunk,
+                           .segment_base = seg.base_offset,
+                           .first = position,
+                           .last = position + std::max(size, kColdChunkBytes)});
+  return log_error(LogErrc::kBusy, "batch at " + std::to_string(position) + " not cached");
+}
+
+void PartitionLog::offset_for_timestamp_async(int64_t timestamp_ms, TimestampCallback done) {
+  timestamp_round(timestamp_ms, std::make_shared<TimestampCallback>(std::move(done)), 1);
+}
+
+void PartitionLog::timestamp_round(int64_t timestamp_ms, std::shared_ptr<TimestampCallback> done,
+                                   int round) {
+  std::vector<ColdMiss> misses;
+  cold_misses_ = &misses;
+  cold_touched_ = false;
+  auto found = find_timestamp(timestamp_ms);
+  cold_misses_ = nullptr;
+  if (misses.empty()) {
+    (*done)(std::move(found));
+    return;
+  }
+  if (round >= kColdRoundsMax) {
+    ++cold_stats_.blocking_reads;
+    (*done)(find_timestamp(timestamp_ms));
+    return;
+  }
+  auto read = std::make_shared<ColdRead>();
+  cold_bring(misses, read);
+  if (read->loading == 1) {  // nothing sent: what was missing went meanwhile
+    read->loading = 0;
+    timestamp_round(timestamp_ms, std::move(done), round + 1);
+    return;
+  }
+  read->more = [this, timestamp_ms, done, round] {
+    timestamp_round(timestamp_ms, done, round + 1);
+  };
+  cold_loaded(read);
 }
 
 }  // namespace sluice::log

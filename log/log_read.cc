@@ -329,52 +329,84 @@ LogResult<std::vector<std::byte>> PartitionLog::read_copy(Offset from_offset, ui
 }
 
 LogResult<std::optional<Offset>> PartitionLog::offset_for_timestamp(int64_t timestamp_ms) {
+  auto found = find_timestamp(timestamp_ms);
+  if (!found) return unexpected(found.error());
+  if (!*found) return std::optional<Offset>();
+  return std::optional<Offset>((*found)->offset);
+}
+
+LogResult<std::optional<PartitionLog::TimedOffset>> PartitionLog::find_timestamp(
+    int64_t timestamp_ms) {
   std::vector<std::byte> batch_bytes;
   std::vector<std::byte> scratch;
+  // The first record of the batch at `position` with a timestamp >= timestamp_ms at or above
+  // the log start, if any.
+  auto first_in = [&](const Segment& seg, const FileHandle& file, uint64_t position,
+                      uint64_t size) -> LogResult<std::optional<TimedOffset>> {
+    auto bytes = bytes_at(seg, file, position, size, batch_bytes);
+    if (!bytes) return unexpected(bytes.error());
+    auto view = kafka::RecordBatchView::parse(*bytes);
+    if (!view) return log_error(LogErrc::kCorrupt, view.error().message);
+    if (view->timestamp_type() == kafka::TimestampType::kLogAppendTime) {
+      return std::optional<TimedOffset>(
+          TimedOffset{.offset = Offset(std::max(view->base_offset(), log_start_)),
+                      .timestamp = view->max_timestamp()});
+    }
+    auto records = view->records(scratch);
+    if (!records) return log_error(LogErrc::kCorrupt, records.error().message);
+    for (;;) {
+      auto record = records->next();
+      if (!record) return log_error(LogErrc::kCorrupt, record.error().message);
+      if (!record->has_value()) return std::optional<TimedOffset>();
+      const int64_t offset = view->base_offset() + (*record)->offset_delta;
+      const int64_t timestamp = view->base_timestamp() + (*record)->timestamp_delta;
+      if (timestamp >= timestamp_ms && offset >= log_start_) {
+        return std::optional<TimedOffset>(
+            TimedOffset{.offset = Offset(offset), .timestamp = timestamp});
+      }
+    }
+  };
   for (auto& seg_ptr : segments_) {
     Segment& seg = *seg_ptr;
     if (seg.end_offset <= log_start_ || seg.max_timestamp < timestamp_ms) continue;
-    auto time = time_file(seg);
-    if (!time) return unexpected(time.error());
-    auto floor =
-        detail::time_floor((*time)->fd(), seg.time_on_disk(), seg.base_offset, timestamp_ms);
+    auto floor = time_floor_of(seg, timestamp_ms);
     if (!floor) return unexpected(floor.error());
     // Every batch before the floor's offset has max timestamp < timestamp_ms.
-    auto entry = index_floor(seg, *floor ? (*floor)->offset : seg.base_offset);
-    if (!entry) return unexpected(entry.error());
-    auto file = log_file(seg);
-    if (!file) return unexpected(file.error());
+    const int64_t target = *floor ? (*floor)->offset : seg.base_offset;
     const uint64_t readable = readable_bytes(seg);
-    for (uint64_t pos = entry->position; pos < readable;) {
-      auto header = detail::read_batch_header((*file)->fd(), pos, readable);
+    if (!recent_.empty() && target >= recent_.front().base_offset) {
+      // In the window of recent batches: their places and timestamps are in memory.
+      auto it = std::lower_bound(recent_.begin(), recent_.end(), target,
+                                 [](const RecentBatch& b, int64_t o) { return b.last_offset < o; });
+      for (; it != recent_.end() && it->segment_base == seg.base_offset; ++it) {
+        if (seg.corrupt_from >= 0 && it->last_offset >= seg.corrupt_from) break;
+        if (it->position + it->size > readable) break;
+        if (it->max_timestamp < timestamp_ms || it->last_offset < log_start_) continue;
+        auto file = read_handle(seg);
+        if (!file) return unexpected(file.error());
+        auto found = first_in(seg, **file, it->position, it->size);
+        if (!found || *found) return found;
+      }
+      continue;
+    }
+    // The walk starts at the index entry at or before the floor's offset.
+    IndexEntry entry{.offset = seg.base_offset, .position = 0};
+    auto below = index_entries_below(seg, target + 1, &entry);
+    if (!below) return unexpected(below.error());
+    if (*below == 0) entry = IndexEntry{.offset = seg.base_offset, .position = 0};
+    auto file = read_handle(seg);
+    if (!file) return unexpected(file.error());
+    for (uint64_t pos = entry.position; pos < readable;) {
+      auto header = header_at(seg, **file, pos, readable);
       if (!header) return unexpected(header.error());
       if (seg.corrupt_from >= 0 && header->last_offset >= seg.corrupt_from) break;
       pos += header->size_bytes;
       if (header->max_timestamp < timestamp_ms || header->last_offset < log_start_) continue;
-      batch_bytes.resize(header->size_bytes);
-      if (auto r = detail::pread_full((*file)->fd(), batch_bytes, header->position); !r) {
-        return unexpected(r.error());
-      }
-      auto view = kafka::RecordBatchView::parse(batch_bytes);
-      if (!view) return log_error(LogErrc::kCorrupt, view.error().message);
-      if (view->timestamp_type() == kafka::TimestampType::kLogAppendTime) {
-        return std::optional<Offset>(Offset(std::max(view->base_offset(), log_start_)));
-      }
-      auto records = view->records(scratch);
-      if (!records) return log_error(LogErrc::kCorrupt, records.error().message);
-      for (;;) {
-        auto record = records->next();
-        if (!record) return log_error(LogErrc::kCorrupt, record.error().message);
-        if (!record->has_value()) break;
-        const int64_t offset = view->base_offset() + (*record)->offset_delta;
-        if (view->base_timestamp() + (*record)->timestamp_delta >= timestamp_ms &&
-            offset >= log_start_) {
-          return std::optional<Offset>(Offset(offset));
-        }
-      }
+      auto found = first_in(seg, **file, header->position, header->size_bytes);
+      if (!found || *found) return found;
     }
   }
-  return std::optional<Offset>();
+  return std::optional<TimedOffset>();
 }
 
 }  // namespace sluice::log

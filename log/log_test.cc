@@ -936,6 +936,55 @@ TEST_P(LogPartition, TimeLookups) {
   EXPECT_EQ(at(12004), -1);  // after all data
 }
 
+// ListOffsets by time on a shard (offset_for_timestamp_async) finds what the blocking lookup
+// finds, with the record's timestamp, and opens or reads no file on the calling thread: in
+// the window of recent batches, below it, and reopened (nothing open, no window).
+TEST_P(LogPartition, TimeLookupsThroughTheRingAgreeWithTheFiles) {
+  auto log = open_cold_read_log();  // batch i: records stamped 1000 + i, 1000 + i + 1, ...
+  ASSERT_TRUE(log);
+  auto lookup = [&](PartitionLog& l, int64_t t) {
+    std::optional<LogResult<std::optional<PartitionLog::TimedOffset>>> got;
+    l.offset_for_timestamp_async(t, [&got](auto r) { got.emplace(std::move(r)); });
+    while (!got) {
+      ring_.submit();
+      ring_.wait();
+    }
+    return std::move(*got);
+  };
+  auto compare = [&](PartitionLog& l, const char* what) {
+    int found = 0;
+    for (int64_t t = 990; t <= 2510; t += 3) {
+      const auto before = l.cold_read_stats();
+      auto got = lookup(l, t);
+      EXPECT_EQ(l.cold_read_stats().file_lookups, before.file_lookups) << what << " " << t;
+      auto want = l.offset_for_timestamp(t);
+      ASSERT_TRUE(got && want) << what << " " << t;
+      ASSERT_EQ(got->has_value(), want->has_value()) << what << " " << t;
+      if (!*want) continue;
+      EXPECT_EQ(*(*got)->offset, ***want) << what << " " << t;
+      EXPECT_GE((*got)->timestamp, t) << what;
+      // The record there has that timestamp.
+      auto bytes = l.read_copy((*got)->offset, 1);
+      ASSERT_TRUE(bytes);
+      auto view = kafka::RecordBatchView::parse(*bytes);
+      ASSERT_TRUE(view);
+      const int64_t delta = *(*got)->offset - view->base_offset();
+      EXPECT_EQ((*got)->timestamp, view->base_timestamp() + delta) << what << " " << t;
+      ++found;
+    }
+    EXPECT_GT(found, 400) << what;
+    EXPECT_EQ(l.cold_read_stats().blocking_reads, 0u) << what;
+  };
+  compare(*log, "open");
+  ring_.drain();
+  ASSERT_TRUE(log->close());
+  log.reset();
+  auto reopened = open_log();
+  ASSERT_TRUE(reopened);
+  compare(*reopened, "reopened");
+  ring_.drain();
+}
+
 TEST_P(LogPartition, TimeLookupWithTimestampsOutOfOrder) {
   auto log = open_log();
   append(*log, 1, 10, 5000);  // offset 0

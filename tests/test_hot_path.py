@@ -14,7 +14,8 @@ longer than the retention check's period: the segments retention deletes are rem
 the ring (unlink frees a file's blocks in the call: a third of a second for 1 GiB here).
 The fourth reads a backlog of 24 segments from the start after a restart, under the trace: a
 catch-up consumer's Fetches are older than the window of recent batches, and open, index and
-read the segments through the ring too (log/README.md, "Cold reads").
+read the segments through the ring too (log/README.md, "Cold reads"); then, still traced, it
+looks offsets up by time (ListOffsets), whose time index and batch come through the ring too.
 """
 
 import os
@@ -185,6 +186,7 @@ class ShardSyscalls(harness.BrokerTestCase):
                       "queued.max.messages.kbytes": 1024})
         c.assign([TopicPartition(topic, 0, 0)])
         seen = []
+        stamps = {}  # offset: timestamp, of a few records
         tracer = None
         try:
             deadline = time.time() + 120
@@ -194,6 +196,8 @@ class ShardSyscalls(harness.BrokerTestCase):
                     continue
                 self.assertIsNone(m.error(), m.error())
                 seen.append(int(m.key()))
+                if len(seen) % 4000 == 1000:
+                    stamps[m.offset()] = m.timestamp()[1]
                 if tracer is None and len(seen) >= 512:
                     # Past the first Fetches (the coordinator lookup, the first segment):
                     # the rest of the backlog, 23 segments, is read under the trace.
@@ -206,6 +210,13 @@ class ShardSyscalls(harness.BrokerTestCase):
                         cmd += ["-p", str(tid)]
                     tracer = subprocess.Popen(cmd, stderr=subprocess.PIPE)
                     time.sleep(1)  # strace attaches
+            # ListOffsets by time, still traced: the time index, index and batch come through
+            # the ring too (PartitionLog::offset_for_timestamp_async).
+            for offset, stamp in sorted(stamps.items()):
+                got = c.offsets_for_times([TopicPartition(topic, 0, stamp)], timeout=10)[0]
+                self.assertIsNone(got.error)
+                # The first record stamped at or after it: this one or one before it.
+                self.assertTrue(0 <= got.offset <= offset, (stamp, got.offset, offset))
         finally:
             c.close()
             if tracer is not None:
