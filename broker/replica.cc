@@ -411,27 +411,28 @@ std::vector<raft::Entry> Replica::entries(LogIndex lo, LogIndex hi, uint64_t max
 log::LogResult<std::vector<log::StoredBatch>> Replica::read_source(int64_t from,
                                                                    uint64_t max_bytes,
                                                                    std::optional<Offset> limit) {
-  std::function<void()> more;
-  if (!source_bringing_) {
-    more = [this, alive = alive_] {
-      // From the ring's completion: the node is told from the replica's own turn.
-      asio::post(io_, [this, alive] {
-        if (!*alive) return;
-        source_bringing_ = false;
-        if (failed_) return;
-        node_->source_ready();
-        schedule();
-      });
-    };
-  }
-  auto now = log_.read_batches_now(Offset(from), max_bytes, limit, source_short_, std::move(more));
+  // Every read that lacks something sends for it (the log does not send again what is on its
+  // way): with several followers behind, each one's reads get their turn.
+  auto more = [this, &io = io_, alive = alive_] {
+    // From the ring's completion: the node is told from the replica's own turn.
+    asio::post(io, [this, alive] {
+      if (!*alive || failed_) return;
+      node_->source_ready();
+      schedule();
+    });
+  };
+  auto short_it = source_short_.find(from);
+  const int short_before = short_it == source_short_.end() ? 0 : short_it->second;
+  auto now = log_.read_batches_now(Offset(from), max_bytes, limit, short_before, more);
   if (!now) return unexpected(now.error());
   if (!now->batches.empty()) {
-    source_short_ = 0;
+    if (short_it != source_short_.end()) source_short_.erase(short_it);
   } else if (now->pending) {
-    ++source_short_;  // what a load brought did not answer the next read: counted
+    // What a load brought did not answer the next read from here: counted, per place read
+    // from (a follower's reads), so that others' answers do not hide it.
+    if (source_short_.size() >= 64) source_short_.clear();
+    ++source_short_[from];
   }
-  if (now->pending) source_bringing_ = true;
   return std::move(now->batches);
 }
 

@@ -295,8 +295,8 @@ class Replica final : public raft::LogSource, public log::FdHolder {
   uint64_t proposed_term_ = 0;
   // LogSource reads run on the shard: what the log lacks comes through the ring
   // (PartitionLog::read_batches_now), and the node hears when (raft::Node::source_ready).
-  bool source_bringing_ = false;  // a read's loads are in flight
-  int source_short_ = 0;          // reads in a row that sent loads and gave the node nothing
+  // Per place read from: reads in a row there that sent loads and gave the node nothing.
+  std::map<int64_t, int> source_short_;
   log::LogResult<std::vector<log::StoredBatch>> read_source(int64_t from, uint64_t max_bytes,
                                                             std::optional<Offset> limit);
   std::map<int32_t, int64_t> caught_up_ms_;  // leader: when each voter last reached the commit

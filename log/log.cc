@@ -1066,7 +1066,7 @@ LogResult<Offset> PartitionLog::truncate_suffix_async(Offset offset, DurableCall
   auto meta = meta_fd();
   if (!meta) return unexpected(meta.error());
   discard_next();         // prepared for a roll past the old end
-  files_changed();  // (it reads closed segments only; cheap)
+  files_changed();  // the cold-read cache may hold bytes of the part cut
 
   // The state, as cut_last_segment leaves it.
   active.index_entries = kept_index;

@@ -241,7 +241,8 @@ class PartitionLog final : public FdHolder {
   // something, and `more` is set, that is brought through the ring (pieces of the .log of up
   // to 256 KiB: every batch's header is wanted) and `pending` is true: `more` runs once, from
   // a ring completion on this thread (never from within this call), when it is there or
-  // failed, and the caller asks again. `short_before` is how many such loads in a row were
+  // failed, and the caller asks again. What another such read's loads are bringing already is
+  // not sent again (an answer short only for that is not pending: the other's `more` comes). `short_before` is how many such loads in a row were
   // followed by an answer with nothing: from the fifth on, an empty answer reads the files instead
   // (counted in cold_read_stats().blocking_reads), so that neither a cache that other reads
   // keep replacing nor a file that cannot be read holds it up forever; read errors are then
@@ -554,6 +555,7 @@ class PartitionLog final : public FdHolder {
   // A read handle of `seg` already open (its own, the FdCache's, the cache's), or null.
   std::shared_ptr<FileHandle> open_read_handle(const detail::Segment& seg);
   bool cold_touched_ = false;  // the running round used the cache
+  std::vector<ColdMiss> cold_loading_;  // loads in flight (their reads' misses)
   void cold_open(const std::string& path, const std::shared_ptr<ColdRead>& read,
                  std::function<void(std::shared_ptr<FileHandle>)> then);
   void drop_cold_cache();

@@ -37,6 +37,8 @@ struct PartitionLog::ColdRead {
   std::optional<Offset> max_offset;
   ReadCallback done;  // null for a read-ahead or read_batches_now(): it runs no more rounds
   std::function<void()> more;  // read_batches_now(): its caller's
+  bool skip_in_flight = false;  // read_batches_now(): what others bring is not brought again
+  std::vector<ColdMiss> sent;   // in cold_loading_ until this read's loads are all in
   int round = 0;
   size_t loading = 0;  // opens and reads of this round still in flight (+1 while sending)
 };
@@ -100,9 +102,20 @@ void PartitionLog::cold_bring(const std::vector<ColdMiss>& misses,
                               const std::shared_ptr<ColdRead>& read) {
   read->loading = 1;
   for (size_t i = 0; i < misses.size(); ++i) {
-    if (std::find(misses.begin(), misses.begin() + static_cast<std::ptrdiff_t>(i), misses[i]) ==
+    const ColdMiss& miss = misses[i];
+    if (std::find(misses.begin(), misses.begin() + static_cast<std::ptrdiff_t>(i), miss) !=
         misses.begin() + static_cast<std::ptrdiff_t>(i)) {
-      cold_load(misses[i], read);
+      continue;
+    }
+    if (read->skip_in_flight &&
+        std::find(cold_loading_.begin(), cold_loading_.end(), miss) != cold_loading_.end()) {
+      continue;
+    }
+    const size_t before = read->loading;
+    cold_load(miss, read);
+    if (read->loading > before) {
+      read->sent.push_back(miss);
+      cold_loading_.push_back(miss);
     }
   }
   ring_.submit();
@@ -111,6 +124,11 @@ void PartitionLog::cold_bring(const std::vector<ColdMiss>& misses,
 void PartitionLog::cold_loaded(const std::shared_ptr<ColdRead>& read) {
   SLUICE_ASSERT(read->loading > 0);
   if (--read->loading > 0) return;
+  for (const ColdMiss& miss : read->sent) {
+    auto it = std::find(cold_loading_.begin(), cold_loading_.end(), miss);
+    if (it != cold_loading_.end()) cold_loading_.erase(it);
+  }
+  read->sent.clear();
   if (read->done) {
     cold_round(read);
   } else if (read->more) {
@@ -148,6 +166,7 @@ LogResult<PartitionLog::BatchesNow> PartitionLog::read_batches_now(
     // Completions run only from the ring's poll, never in here: `more` is set once the loads
     // are sent, and only if one was (a miss whose segment went meanwhile sends nothing).
     auto read = std::make_shared<ColdRead>();
+    read->skip_in_flight = true;  // a pipelined read asking again for what is on its way
     cold_bring(misses, read);
     out.pending = read->loading > 1;
     if (out.pending) read->more = std::move(more);
@@ -528,10 +547,18 @@ LogResult<Bytes> PartitionLog::bytes_at(const Segment& seg, const FileHandle& fi
       return Bytes(it->bytes.data() + (position - it->position), size);
     }
   }
-  cold_misses_->push_back({.kind = ColdMiss::Kind::kChunk,
-                           .segment_base = seg.base_offset,
-                           .first = position,
-                           .last = position + std::max(size, kColdChunkBytes)});
+  // Never past what is written: a preallocated active segment reads zeros there (and an append
+  // in flight, torn bytes) which the cache would keep as if they were the log.
+  const uint64_t readable = readable_bytes(seg);
+  if (position > readable || size > readable - position) {
+    return log_error(LogErrc::kCorrupt, "batch at " + std::to_string(position) +
+                                            " ends past the written bytes");
+  }
+  cold_misses_->push_back(
+      {.kind = ColdMiss::Kind::kChunk,
+       .segment_base = seg.base_offset,
+       .first = position,
+       .last = position + std::max(size, std::min(kColdChunkBytes, readable - position))});
   return log_error(LogErrc::kBusy, "batch at " + std::to_string(position) + " not cached");
 }
 

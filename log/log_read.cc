@@ -369,8 +369,18 @@ LogResult<std::optional<PartitionLog::TimedOffset>> PartitionLog::find_timestamp
   for (auto& seg_ptr : segments_) {
     Segment& seg = *seg_ptr;
     if (seg.end_offset <= log_start_ || seg.max_timestamp < timestamp_ms) continue;
+    // In a cold round the handle, time index and index are looked up together, so that one
+    // round brings all that is missing of them.
+    auto file = read_handle(seg);
     auto floor = time_floor_of(seg, timestamp_ms);
-    if (!floor) return unexpected(floor.error());
+    if (!floor || !file) {
+      const bool in_window = !recent_.empty() && recent_.front().base_offset <= seg.base_offset;
+      if (cold_misses_ != nullptr && !in_window) {
+        IndexEntry unused;
+        (void)index_entries_below(seg, seg.base_offset + 1, &unused);
+      }
+      return unexpected(!floor ? floor.error() : file.error());
+    }
     // Every batch before the floor's offset has max timestamp < timestamp_ms.
     const int64_t target = *floor ? (*floor)->offset : seg.base_offset;
     const uint64_t readable = readable_bytes(seg);
@@ -382,8 +392,6 @@ LogResult<std::optional<PartitionLog::TimedOffset>> PartitionLog::find_timestamp
         if (seg.corrupt_from >= 0 && it->last_offset >= seg.corrupt_from) break;
         if (it->position + it->size > readable) break;
         if (it->max_timestamp < timestamp_ms || it->last_offset < log_start_) continue;
-        auto file = read_handle(seg);
-        if (!file) return unexpected(file.error());
         auto found = first_in(seg, **file, it->position, it->size);
         if (!found || *found) return found;
       }
@@ -394,8 +402,6 @@ LogResult<std::optional<PartitionLog::TimedOffset>> PartitionLog::find_timestamp
     auto below = index_entries_below(seg, target + 1, &entry);
     if (!below) return unexpected(below.error());
     if (*below == 0) entry = IndexEntry{.offset = seg.base_offset, .position = 0};
-    auto file = read_handle(seg);
-    if (!file) return unexpected(file.error());
     for (uint64_t pos = entry.position; pos < readable;) {
       auto header = header_at(seg, **file, pos, readable);
       if (!header) return unexpected(header.error());

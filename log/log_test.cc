@@ -564,6 +564,29 @@ TEST_P(LogPartition, ReadBatchesNowReadsOldBatchesThroughTheRing) {
   // Pieces held stay within their bound (1 MiB) besides the index.
   EXPECT_LE(reopened->cold_read_stats().cached_bytes, (1u << 20) + (64u << 10));
   ring_.drain();
+
+  // Two followers behind in different segments each get their loads sent; a read of what is
+  // already on its way does not send it again, and is not pending.
+  ASSERT_TRUE(reopened->close());
+  reopened.reset();
+  auto two = open_log();
+  ASSERT_TRUE(two);
+  const int64_t other = two->segment_base_offsets()[3];
+  int a = 0, b = 0, c = 0;
+  auto first = two->read_batches_now(Offset(0), 64 << 10, std::nullopt, 0, [&a] { ++a; });
+  auto again = two->read_batches_now(Offset(0), 64 << 10, std::nullopt, 0, [&b] { ++b; });
+  auto elsewhere = two->read_batches_now(Offset(other), 64 << 10, std::nullopt, 0, [&c] { ++c; });
+  ASSERT_TRUE(first && again && elsewhere);
+  EXPECT_TRUE(first->pending && first->batches.empty());
+  EXPECT_FALSE(again->pending);
+  EXPECT_TRUE(elsewhere->pending);
+  ring_.drain();
+  EXPECT_EQ(a, 1);
+  EXPECT_EQ(b, 0);
+  EXPECT_EQ(c, 1);
+  EXPECT_EQ(read_batches_now_wait(*two, ring_, 0, 64 << 10, std::nullopt).asked, 2);
+  EXPECT_EQ(read_batches_now_wait(*two, ring_, other, 64 << 10, std::nullopt).asked, 2);
+  ring_.drain();
 }
 
 // Index entries go through the ring: a truncation waits (kBusy) until they are written, and the
@@ -976,6 +999,16 @@ TEST_P(LogPartition, TimeLookupsThroughTheRingAgreeWithTheFiles) {
     EXPECT_EQ(l.cold_read_stats().blocking_reads, 0u) << what;
   };
   compare(*log, "open");
+  // Each time the newest batch: what the lookup before brought of the active (preallocated)
+  // segment, up to its end then, must not stand for the batch appended since.
+  for (int i = 0; i < 20; ++i) {
+    const int64_t t = 100'000 + 10 * i;
+    const int64_t base = append(*log, 2, 30 + 7 * i, t);
+    auto got = lookup(*log, t);
+    ASSERT_TRUE(got && *got) << i;
+    EXPECT_EQ(*(*got)->offset, base) << i;
+    EXPECT_EQ((*got)->timestamp, t) << i;
+  }
   ring_.drain();
   ASSERT_TRUE(log->close());
   log.reset();
