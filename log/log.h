@@ -542,6 +542,7 @@ class PartitionLog final : public FdHolder {
   // The cache's index entries of `seg` (0 when it holds none), and where they are (null).
   uint64_t cold_cached_entries(const detail::Segment& seg) const;
   const std::byte* cold_index_data(const detail::Segment& seg) const;
+  const ColdCache::IndexSlot* cold_index_slot(int64_t segment_base) const;
   ColdCache::IndexSlot* cold_index_slot(int64_t segment_base);
   // Index entries [first, first + bytes) of the segment at `segment_base` were read: they
   // extend its slot, or (first 0) take the least recently used one.
@@ -552,6 +553,8 @@ class PartitionLog final : public FdHolder {
                             bool by_position) const;
   // The cached piece of `seg` holding the batch header at `position`, or null.
   const std::byte* cold_header(const detail::Segment& seg, uint64_t position) const;
+  // The cached piece of `seg` holding the `size` bytes at `position`, or null.
+  const std::byte* cold_bytes(const detail::Segment& seg, uint64_t position, uint64_t size) const;
   // A read handle of `seg` already open (its own, the FdCache's, the cache's), or null.
   std::shared_ptr<FileHandle> open_read_handle(const detail::Segment& seg);
   bool cold_touched_ = false;  // the running round used the cache

@@ -8,6 +8,7 @@
 #include <fcntl.h>
 
 #include <algorithm>
+#include <utility>
 
 #include "log/internal/segment.h"
 #include "log/log.h"
@@ -335,24 +336,25 @@ void PartitionLog::cold_load(const ColdMiss& miss, const std::shared_ptr<ColdRea
 void PartitionLog::drop_cold_cache() { cold_ = ColdCache{}; }
 
 uint64_t PartitionLog::cold_cached_entries(const Segment& seg) const {
-  for (const auto& slot : cold_.index) {
-    if (slot.segment == seg.base_offset) return slot.entries.size() / kIndexEntryBytes;
-  }
-  return 0;
+  const ColdCache::IndexSlot* slot = cold_index_slot(seg.base_offset);
+  return slot != nullptr ? slot->entries.size() / kIndexEntryBytes : 0;
 }
 
 const std::byte* PartitionLog::cold_index_data(const Segment& seg) const {
+  const ColdCache::IndexSlot* slot = cold_index_slot(seg.base_offset);
+  return slot != nullptr ? slot->entries.data() : nullptr;
+}
+
+const PartitionLog::ColdCache::IndexSlot* PartitionLog::cold_index_slot(
+    int64_t segment_base) const {
   for (const auto& slot : cold_.index) {
-    if (slot.segment == seg.base_offset) return slot.entries.data();
+    if (slot.segment == segment_base) return &slot;
   }
   return nullptr;
 }
 
 PartitionLog::ColdCache::IndexSlot* PartitionLog::cold_index_slot(int64_t segment_base) {
-  for (auto& slot : cold_.index) {
-    if (slot.segment == segment_base) return &slot;
-  }
-  return nullptr;
+  return const_cast<ColdCache::IndexSlot*>(std::as_const(*this).cold_index_slot(segment_base));
 }
 
 void PartitionLog::cold_index_loaded(int64_t segment_base, uint64_t first,
@@ -405,9 +407,14 @@ uint64_t PartitionLog::cold_count_below(const Segment& seg, uint64_t n, uint64_t
 }
 
 const std::byte* PartitionLog::cold_header(const Segment& seg, uint64_t position) const {
+  return cold_bytes(seg, position, kBatchHeaderBytes);
+}
+
+const std::byte* PartitionLog::cold_bytes(const Segment& seg, uint64_t position,
+                                          uint64_t size) const {
   for (auto it = cold_.chunks.rbegin(); it != cold_.chunks.rend(); ++it) {
     if (it->segment_base == seg.base_offset && it->position <= position &&
-        position - it->position + kBatchHeaderBytes <= it->bytes.size()) {
+        position - it->position + size <= it->bytes.size()) {
       return it->bytes.data() + (position - it->position);
     }
   }
@@ -541,12 +548,7 @@ LogResult<Bytes> PartitionLog::bytes_at(const Segment& seg, const FileHandle& fi
     return Bytes(buffer);
   }
   cold_.used = cold_touched_ = true;
-  for (auto it = cold_.chunks.rbegin(); it != cold_.chunks.rend(); ++it) {
-    if (it->segment_base == seg.base_offset && it->position <= position &&
-        position - it->position + size <= it->bytes.size()) {
-      return Bytes(it->bytes.data() + (position - it->position), size);
-    }
-  }
+  if (const std::byte* cached = cold_bytes(seg, position, size)) return Bytes(cached, size);
   // Never past what is written: a preallocated active segment reads zeros there (and an append
   // in flight, torn bytes) which the cache would keep as if they were the log.
   const uint64_t readable = readable_bytes(seg);
