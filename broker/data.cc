@@ -417,31 +417,42 @@ struct FetchOp : std::enable_shared_from_this<FetchOp> {
     }
     p->log->read_async(Offset(fp.fetch_offset), static_cast<uint64_t>(std::max(1, limit)),
                        Offset(hwm),
-                       [self = shared_from_this(), i, limit,
+                       [self = shared_from_this(), &ss, i, limit,
                         countdown](log::LogResult<log::ReadResult> r) {
-                         self->fill_slot(i, r, limit);
-                         countdown->done();
+                         self->fill_slot(ss, i, r, limit, countdown);
                        });
     return true;
   }
 
-  // On the partition's shard: what the log read for slot i.
-  void fill_slot(size_t i, const log::LogResult<log::ReadResult>& r, int32_t limit) {
+  // On the partition's shard: what the log read for slot i. Counts down once the slot is
+  // filled: at once, or for Fetch v0-3 once the range was read through the ring and
+  // down-converted.
+  void fill_slot(ShardState& ss, size_t i, const log::LogResult<log::ReadResult>& r,
+                 int32_t limit, const std::shared_ptr<Countdown>& countdown) {
     FetchSlot& slot = slots[i];
     const auto& fp = *parts[i];
     if (!r) {
       slot.error = to_kafka(r.error().code);
     } else if (!r->ranges.empty()) {
-      slot.range = r->ranges.front();  // whole batches, contiguous in one segment file
       slot.records = std::max<int64_t>(0, *r->next_offset - fp.fetch_offset);
       const int8_t magic = fetch_magic(req->header.api_version);
       if (magic >= 0) {
-        slot.error = down_convert_range(*slot.range, magic, fp.fetch_offset,
-                                        static_cast<size_t>(std::max(1, limit)), slot.legacy,
-                                        slot.records);
-        slot.range.reset();
+        down_convert_range_async(
+            *ss.ring, r->ranges.front(), magic, fp.fetch_offset,
+            static_cast<size_t>(std::max(1, limit)),
+            [self = shared_from_this(), i, countdown](
+                ErrorCode e, std::optional<std::vector<std::byte>> out, int64_t messages) {
+              FetchSlot& s = self->slots[i];
+              s.error = e;
+              s.legacy = std::move(out);
+              s.records = messages;
+              countdown->done();
+            });
+        return;
       }
+      slot.range = r->ranges.front();  // whole batches, contiguous in one segment file
     }
+    countdown->done();
   }
 
   // On home, once every partition was read.

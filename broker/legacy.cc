@@ -1,7 +1,6 @@
 #include "broker/legacy.h"
 
 #include <spdlog/spdlog.h>
-#include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
@@ -47,22 +46,9 @@ ErrorCode up_convert_produce(const kafka::Records& records,
   return ErrorCode::kNone;
 }
 
-ErrorCode down_convert_range(const log::FileRange& range, int8_t magic, int64_t from_offset,
+ErrorCode down_convert_bytes(std::span<const std::byte> in, int8_t magic, int64_t from_offset,
                              size_t max_bytes, std::optional<std::vector<std::byte>>& out,
                              int64_t& messages) {
-  std::vector<std::byte> in(range.length);
-  size_t done = 0;
-  while (done < in.size()) {
-    const ssize_t n = ::pread(range.fd(), in.data() + done, in.size() - done,
-                              static_cast<off_t>(range.position + done));
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) {
-      spdlog::error("fetch down-conversion: reading {} bytes at {} failed: {}", in.size(),
-                    range.position, n < 0 ? std::strerror(errno) : "end of file");
-      return ErrorCode::kKafkaStorageError;
-    }
-    done += static_cast<size_t>(n);
-  }
   std::vector<std::byte> scratch;
   out.emplace();
   out->reserve(std::min(max_bytes, in.size() * 2));
@@ -75,6 +61,63 @@ ErrorCode down_convert_range(const log::FileRange& range, int8_t magic, int64_t 
   }
   messages = r->messages;
   return ErrorCode::kNone;
+}
+
+namespace {
+
+// One down_convert_range_async in flight: reads the range in as many ring reads as it takes
+// (a read may return fewer bytes than asked), then converts.
+struct RangeConversion : std::enable_shared_from_this<RangeConversion> {
+  log::IoRing* ring = nullptr;
+  log::FileRange range;
+  int8_t magic = 0;
+  int64_t from_offset = 0;
+  size_t max_bytes = 0;
+  DownConverted done;
+  std::vector<std::byte> in;
+  size_t read = 0;
+
+  void next() {  // (a range of 0 bytes reads 0 bytes once, and converts)
+    ring->read(range.fd(), MutableBytes(in).subspan(read), range.position + read,
+               [self = shared_from_this()](int32_t result) { self->got(result); });
+  }
+
+  void got(int32_t result) {
+    if (result < 0 || (result == 0 && read < in.size())) {
+      spdlog::error("fetch down-conversion: reading {} bytes at {} failed: {}", in.size(),
+                    range.position + read, result < 0 ? std::strerror(-result) : "end of file");
+      done(ErrorCode::kKafkaStorageError, std::nullopt, 0);
+      return;
+    }
+    read += static_cast<size_t>(result);
+    if (read < in.size()) {
+      next();
+      ring->submit();
+      return;
+    }
+    std::optional<std::vector<std::byte>> out;
+    int64_t messages = 0;
+    const ErrorCode e = down_convert_bytes(in, magic, from_offset, max_bytes, out, messages);
+    in = {};
+    range.file.reset();
+    done(e, std::move(out), messages);
+  }
+};
+
+}  // namespace
+
+void down_convert_range_async(log::IoRing& ring, log::FileRange range, int8_t magic,
+                              int64_t from_offset, size_t max_bytes, DownConverted done) {
+  auto op = std::make_shared<RangeConversion>();
+  op->ring = &ring;
+  op->in.resize(range.length);
+  op->range = std::move(range);
+  op->magic = magic;
+  op->from_offset = from_offset;
+  op->max_bytes = max_bytes;
+  op->done = std::move(done);
+  op->next();
+  ring.submit();
 }
 
 int8_t fetch_magic(int16_t fetch_version) {

@@ -8,14 +8,17 @@
 #include <chrono>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <mutex>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <unordered_map>
 #include <vector>
 
 #include "broker/connection.h"
+#include "log/io_ring.h"
 #include "log/log.h"
 #include "protocol/codec.h"
 #include "protocol/error_codes.h"
@@ -33,15 +36,25 @@ kafka::ErrorCode up_convert_produce(const kafka::Records& records,
 // batch v2, zero copy) from v4.
 int8_t fetch_magic(int16_t fetch_version);
 
-// Fetch v0-3: reads `range` (whole v2 batches) and down-converts its records from `from_offset`
-// into `out` as messages of `magic`, at most `max_bytes` of them but always one (see
-// kafka::down_convert). Memory: the range plus the output plus one batch's decompression
-// buffer (at most 64 MiB). `messages` is set to the number of messages. Errors: a read failure
-// (KAFKA_STORAGE_ERROR) or a batch that does not parse (CORRUPT_MESSAGE), logged.
-kafka::ErrorCode down_convert_range(const log::FileRange& range, int8_t magic,
+// Fetch v0-3: down-converts the records of `in` (whole v2 batches) from `from_offset` into
+// `out` as messages of `magic`, at most `max_bytes` of them but always one (see
+// kafka::down_convert). Memory: the output plus one batch's decompression buffer (at most
+// 64 MiB). `messages` is set to the number of messages. Errors: a batch that does not parse
+// (CORRUPT_MESSAGE), logged.
+kafka::ErrorCode down_convert_bytes(std::span<const std::byte> in, int8_t magic,
                                     int64_t from_offset, size_t max_bytes,
                                     std::optional<std::vector<std::byte>>& out,
                                     int64_t& messages);
+
+// Fetch v0-3 on a partition's shard: reads `range` through `ring` (never on the calling
+// thread: a pread of up to kLegacyFetchBytesMax would hold the shard; issue #18) and
+// down-converts it as down_convert_bytes does. `done(error, out, messages)` runs once, from
+// the ring's completions on the ring's thread (never within this call); `range.file` is held
+// until then. A read that fails or finds the file short gives KAFKA_STORAGE_ERROR, logged.
+using DownConverted =
+    std::function<void(kafka::ErrorCode, std::optional<std::vector<std::byte>>, int64_t)>;
+void down_convert_range_async(log::IoRing& ring, log::FileRange range, int8_t magic,
+                              int64_t from_offset, size_t max_bytes, DownConverted done);
 
 // A Fetch v0-3 request's partitions share this many bytes of down-conversion input, at least
 // kLegacyFetchPartitionBytesMin each (a partition's first batch goes whatever its size).

@@ -752,15 +752,30 @@ void Replica::apply_control(const raft::Entry& e) {
 }
 
 void Replica::log_start_moved() {
-  int64_t kstart = *log_.log_start_offset();
+  const int64_t kstart = *log_.log_start_offset();
   if (kstart <= kafka_of(snap_index_ + 1)) return;
+  if (kstart >= *log_.log_end_offset()) return compact_to_log_start(kstart);
   // DeleteRecords may start the log inside a batch: the node's log starts at that batch (an
-  // entry boundary); consumers still see the log start asked for.
-  if (kstart < *log_.log_end_offset()) {
-    auto batch = log_.batch_at(Offset(kstart));
-    if (!batch) return;
-    kstart = *batch->base_offset;
-  }
+  // entry boundary); consumers still see the log start asked for. The batch's header may be
+  // older than the log's window of recent batches: it comes through the ring (read_async),
+  // not from a pread on the shard.
+  auto returned = std::make_shared<bool>(false);
+  log_.read_async(Offset(kstart), 1, std::nullopt,
+                  [this, &io = io_, alive = alive_, returned](log::LogResult<log::ReadResult> r) {
+                    if (!r || r->ranges.empty()) return;
+                    const int64_t base = *r->first_offset;
+                    if (!*returned) return compact_to_log_start(base);  // answered at once
+                    // From the ring's completion: from the replica's own turn.
+                    asio::post(io, [this, alive, base] {
+                      if (!*alive || failed_) return;
+                      compact_to_log_start(base);
+                    });
+                  });
+  *returned = true;
+}
+
+void Replica::compact_to_log_start(int64_t kstart) {
+  if (kstart <= kafka_of(snap_index_ + 1)) return;
   const uint64_t idx = index_of(kstart) - 1;
   if (idx > node_->log().applied() || idx <= snap_index_) return;
   const LogStartImage img{kstart, static_cast<int64_t>(idx) - kstart};

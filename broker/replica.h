@@ -156,7 +156,10 @@ class Replica final : public raft::LogSource, public log::FdHolder {
   // of the next larger epoch, or the log end for the current one) and the largest epoch
   // <= `epoch` that the log has; {-1, -1} when it has none.
   std::pair<int32_t, int64_t> end_offset_for_epoch(int32_t epoch) const;
-  // The log start moved (retention, DeleteRecords): the node forgets what is gone.
+  // The log start moved (retention, DeleteRecords): the node forgets what is gone, at once
+  // or, when the new start lies inside a batch older than the log's window of recent
+  // batches, once that batch's header came through the ring (from a task on the replica's
+  // io_context).
   void log_start_moved();
   // Leader, DeleteRecords: replicates "the log starts at `kafka_start`" as a Raft control
   // entry, which every replica applies (moving its own log start) once committed; `done`
@@ -245,6 +248,9 @@ class Replica final : public raft::LogSource, public log::FdHolder {
   // Writes raft.state's next slot (then fdatasyncs it if `sync`); `done` runs once. Without
   // `force` (commit hints) it is skipped while another slot write is in flight.
   void write_slot(bool sync, std::function<void(int32_t)> done, bool force = false);
+  // log_start_moved's second half: snapshots the node's log up to the entry of the batch that
+  // starts at Kafka offset `kstart`.
+  void compact_to_log_start(int64_t kstart);
   void fail(const std::string& why);
   // Follower: whether an append's batches check out (step); false after reject_append().
   bool check_append(raft::Message& m);

@@ -386,6 +386,47 @@ TEST_F(Group, LogStartReplicatesToFollowersWithoutTakingOffsets) {
   run_until([&] { return *nodes_[f].log->log_end_offset() == 33; });
 }
 
+// DeleteRecords inside a batch older than the log's window of recent batches (a restarted
+// replica has none): the node's log still starts at that batch, whose header came through the
+// ring (PartitionLog::read_async), not from a read of the files on the replica's thread (the
+// shard's, in the broker).
+TEST_F(Group, LogStartInsideAnOldBatchIsFoundThroughTheRing) {
+  run_until([&] { return leader() >= 0; });
+  auto acks = produce(leader(), 10, "d");  // offsets 0-29, three per batch
+  run_until([&] { return acks->size() == 10; });
+  run_until([&] {  // every replica holds them all: nothing reaches f's window after its restart
+    for (const Node& n : nodes_) {
+      if (*n.log->log_end_offset() != 30) return false;
+    }
+    return true;
+  });
+  const int f = (leader() + 1) % 3;
+  close(f);
+  open(f);  // no window of recent batches
+  run_until([&] {
+    const auto st = nodes_[f].replica->node().status();
+    return *st.applied >= *st.commit && nodes_[f].replica->high_watermark() == 30;
+  });
+  const uint64_t first = nodes_[f].replica->node().log().first_index();
+  const auto before = nodes_[f].log->cold_read_stats();
+  ASSERT_TRUE(nodes_[f].log->advance_log_start(Offset(13)).has_value());  // inside 12-14
+  nodes_[f].replica->log_start_moved();
+  run_until([&] { return nodes_[f].replica->node().log().first_index() > first; }, 200);
+  const auto after = nodes_[f].log->cold_read_stats();
+  // Nothing read on this thread: the header came from the cold-read cache, through the ring.
+  EXPECT_EQ(after.file_lookups, before.file_lookups);
+  EXPECT_EQ(after.blocking_reads, before.blocking_reads);
+  // The node's log starts where a replica that still has its window starts it (batch_at from
+  // memory): at the entry of the batch holding offsets 12-14.
+  const int l = leader();
+  ASSERT_NE(l, f);
+  ASSERT_TRUE(nodes_[l].log->advance_log_start(Offset(13)).has_value());
+  nodes_[l].replica->log_start_moved();
+  EXPECT_GT(nodes_[l].replica->node().log().first_index(), first);
+  EXPECT_EQ(nodes_[f].replica->node().log().first_index(),
+            nodes_[l].replica->node().log().first_index());
+}
+
 // Found by tests/fault (seed 2, docs/fault-testing.md): a follower more than the log's
 // inflight_appends_max (1024) batches behind got them in one append message (up to 1 MiB) and
 // one Ready; the log refused the append as busy and the replica stopped for good.

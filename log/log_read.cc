@@ -73,6 +73,7 @@ LogResult<BatchInfo> PartitionLog::batch_at(Offset offset) {
                      .max_timestamp = it->max_timestamp,
                      .size_bytes = it->size};
   }
+  ++cold_stats_.file_lookups;  // the index and headers, read on this thread
   auto header = find_batch(*seg, *offset);
   if (!header) return unexpected(header.error());
   SLUICE_ASSERT(header->base_offset <= *offset && *offset <= header->last_offset);

@@ -16,12 +16,17 @@ The fourth reads a backlog of 24 segments from the start after a restart, under 
 catch-up consumer's Fetches are older than the window of recent batches, and open, index and
 read the segments through the ring too (log/README.md, "Cold reads"); then, still traced, it
 looks offsets up by time (ListOffsets), whose time index and batch come through the ring too.
+The fifth reads with Fetch v2, as a client of Kafka 0.10.0 does: the broker down-converts
+what it reads to magic 1 messages, and reads it through the ring too. The sixth deletes records
+up to an offset inside an old batch: the partition's Raft group finds that batch's header
+through the ring too.
 """
 
 import os
 import re
 import shutil
 import signal
+import struct
 import subprocess
 import threading
 import time
@@ -163,22 +168,9 @@ class ShardSyscalls(harness.BrokerTestCase):
         than the window of recent batches and most start in a segment nothing has open. Its
         read handle, index and batch headers come through the ring (PartitionLog::read_async)."""
         topic = "hot-catchup"
-        harness.create_topic(self.bootstrap, topic, 1, {"segment.bytes": str(1024 * 1024)})
         records = 24 * 1024
-        p = Producer({"bootstrap.servers": self.bootstrap, "acks": "all", "linger.ms": 5,
-                      "batch.size": 64 * 1024, "compression.type": "none"})
-        value = os.urandom(1024)
-        for i in range(records):
-            while True:
-                try:
-                    p.produce(topic, value, key=b"%d" % i, partition=0)
-                    break
-                except BufferError:
-                    p.poll(0.05)
-        self.assertEqual(p.flush(60), 0, "undelivered records")
+        self.backlog(topic, records)
         self.broker.restart()  # nothing open, no window of recent batches
-        if shutil.which("strace") is None:
-            self.fail("strace is missing: scripts/setup installs it")
         # Small fetches and a small queue: the client fetches as it consumes, not all at once.
         c = Consumer({"bootstrap.servers": self.bootstrap, "group.id": "hot-catch-up",
                       "enable.auto.commit": False, "fetch.wait.max.ms": 50,
@@ -201,15 +193,7 @@ class ShardSyscalls(harness.BrokerTestCase):
                 if tracer is None and len(seen) >= 512:
                     # Past the first Fetches (the coordinator lookup, the first segment):
                     # the rest of the backlog, 23 segments, is read under the trace.
-                    shards = shard_threads(self.broker.proc.pid)
-                    self.assertGreater(len(shards), 0, "no thread named sluice-shard-*")
-                    out = os.path.join(self.broker.tmp, "strace-catch-up.out")
-                    cmd = [shutil.which("strace"), "-qq", "-o", out, "-e",
-                           "trace=" + ",".join(BLOCKING + CONTROL)]
-                    for tid in shards:
-                        cmd += ["-p", str(tid)]
-                    tracer = subprocess.Popen(cmd, stderr=subprocess.PIPE)
-                    time.sleep(1)  # strace attaches
+                    tracer, out, shards = self.start_trace("catch-up", CONTROL)
             # ListOffsets by time, still traced: the time index, index and batch come through
             # the ring too (PartitionLog::offset_for_timestamp_async).
             for offset, stamp in sorted(stamps.items()):
@@ -225,6 +209,124 @@ class ShardSyscalls(harness.BrokerTestCase):
         self.assertEqual(seen, list(range(records)), "the backlog read back out of order or short")
         self.assertIsNotNone(tracer)
         self.check_trace(out, err, shards, len(seen))
+
+    def test_old_client_fetches_block_no_shard_either(self):
+        """Fetch v2 (a client of Kafka 0.10.0) gets magic 1 messages, down-converted from the
+        stored batches: the broker copies the range it reads instead of sending it with
+        sendfile, and reads it through the ring (down_convert_range_async), not with pread on
+        the partition's shard. Raw Fetch v2 requests read a partition of 8 MiB under the trace,
+        from the window of recent batches and, after a restart, from the files."""
+        from kafka.protocol.fetch import FetchRequest
+        from kafka.record.memory_records import MemoryRecords
+        topic = "hot-old-fetch"
+        records = 8 * 1024
+        self.backlog(topic, records)
+
+        def read_all(sock, correlation_id):
+            offset, keys = 0, []
+            while offset < records:
+                req = FetchRequest[2](-1, 100, 1, [(topic, [(0, offset, 256 * 1024)])])
+                sock.sendall(harness.request_frame(1, 2, correlation_id, req.encode()))
+                cid, body = harness.recv_response(sock)
+                self.assertEqual(cid, correlation_id)
+                ((_, ((_, error, hwm, data),)),) = FetchRequest[2].RESPONSE_TYPE.decode(
+                    body).topics
+                self.assertEqual((error, hwm), (0, records))
+                self.assertEqual(data[16], 1)  # magic 1
+                mr = MemoryRecords(data)
+                while mr.has_next():
+                    for r in mr.next_batch():
+                        self.assertEqual(r.offset, offset)
+                        keys.append(int(r.key))
+                        offset += 1
+            return keys
+
+        for restart in (False, True):
+            if restart:
+                self.broker.restart()  # nothing open, no window of recent batches
+            # The control: the responses are written by the shard threads (no sendfile here).
+            control = ["sendto", "sendmsg", "write", "writev"]
+            tracer, out, _ = self.start_trace("old-fetch-%d" % restart, control)
+            try:
+                with harness.connect(self.bootstrap) as sock:
+                    keys = read_all(sock, 7)
+            finally:
+                tracer.send_signal(signal.SIGINT)
+                _, err = tracer.communicate(timeout=30)
+            self.assertEqual(keys, list(range(records)))
+            calls = traced_calls(self, out, err)
+            self.assertGreater(sum(len(calls.get(c, [])) for c in control), 0,
+                               "the trace saw no response written: not the shard threads?")
+            self.assert_none_blocking(calls, "restarted: %s" % restart)
+
+    def test_delete_records_inside_an_old_batch_blocks_no_shard_either(self):
+        """DeleteRecords to an offset inside a batch that is older than the window of recent
+        batches (after a restart there is none): the partition's Raft group finds that batch's
+        header through the ring (Replica::log_start_moved), not with pread on the shard."""
+        topic = "hot-delete-records"
+        self.backlog(topic, 4 * 1024)
+        self.broker.restart()  # nothing open, no window of recent batches
+        tracer, out, _ = self.start_trace("delete-records", CONTROL)
+        try:
+            # In the middle of a 64 KiB batch of the third segment (batches of ~60 records).
+            to = 2500 + 17
+            t = topic.encode()
+            body = (struct.pack(">i", 1) + struct.pack(">h", len(t)) + t +
+                    struct.pack(">iiq", 1, 0, to) + struct.pack(">i", 10000))
+            with harness.connect(self.bootstrap) as sock:
+                sock.sendall(harness.request_frame(21, 0, 3, body))
+                cid, resp = harness.recv_response(sock)
+            self.assertEqual(cid, 3)
+            # throttle, [topic, [partition, low watermark, error]]
+            at = 4 + 4 + 2 + len(t) + 4
+            partition, low, error = struct.unpack(">iqh", resp[at:at + 14])
+            self.assertEqual((partition, low, error), (0, to, 0))
+            # The log start moved; a consumer from the start is told so and reads from there.
+            self.assertEqual(self.low_watermark(topic), to)
+            time.sleep(1)  # the header's load and the group's snapshot, still traced
+        finally:
+            tracer.send_signal(signal.SIGINT)
+            _, err = tracer.communicate(timeout=30)
+        self.assert_none_blocking(traced_calls(self, out, err), "DeleteRecords")
+        self.assertIn("records before offset %d deleted" % to, self.broker.log())
+
+    def start_trace(self, name, control):
+        """strace attached to the broker's shard threads (BLOCKING and `control` calls), once
+        it has attached: (the process, its output file, {tid: thread name})."""
+        if shutil.which("strace") is None:
+            self.fail("strace is missing: scripts/setup installs it")
+        shards = shard_threads(self.broker.proc.pid)
+        self.assertGreater(len(shards), 0, "no thread named sluice-shard-*")
+        out = os.path.join(self.broker.tmp, "strace-%s.out" % name)
+        cmd = [shutil.which("strace"), "-qq", "-o", out, "-e",
+               "trace=" + ",".join(BLOCKING + control)]
+        for tid in shards:
+            cmd += ["-p", str(tid)]
+        tracer = subprocess.Popen(cmd, stderr=subprocess.PIPE)
+        time.sleep(1)  # strace attaches
+        return tracer, out, shards
+
+    def assert_none_blocking(self, calls, what):
+        blocking = {k: len(v) for k, v in calls.items() if k in BLOCKING}
+        self.assertEqual(blocking, {}, "blocking file calls on the shard threads (%s), the first "
+                         "of each: %s" % (what, {k: [line[:160] for line in v[:3]]
+                                                 for k, v in calls.items() if k in BLOCKING}))
+
+    def backlog(self, topic, records):
+        """Creates `topic` (one partition, 1 MiB segments) and writes `records` records of
+        1 KiB keyed 0, 1, ... to it (64 KiB batches)."""
+        harness.create_topic(self.bootstrap, topic, 1, {"segment.bytes": str(1024 * 1024)})
+        p = Producer({"bootstrap.servers": self.bootstrap, "acks": "all", "linger.ms": 5,
+                      "batch.size": 64 * 1024, "compression.type": "none"})
+        value = os.urandom(1024)
+        for i in range(records):
+            while True:
+                try:
+                    p.produce(topic, value, key=b"%d" % i, partition=0)
+                    break
+                except BufferError:
+                    p.poll(0.05)
+        self.assertEqual(p.flush(60), 0, "undelivered records")
 
     def low_watermark(self, topic):
         c = Consumer({"bootstrap.servers": self.bootstrap, "group.id": "hot-watermarks"})
