@@ -19,10 +19,12 @@
 //     written beside itself (`.log.cleaned`, `.index.cleaned`, `.timeindex.cleaned`, each
 //     fdatasync'd) with its indexes built from the new bytes.
 //  3. The owner of the log installs each rewritten segment (PartitionLog::
-//     install_cleaned_segment: renames, one directory fsync), refusing one whose segment changed
-//     meanwhile or whose log was truncated since the pass began (PartitionLog::history), and
-//     then moves the log's first dirty offset to `map_end`. A replica compacts only what is
-//     committed (below its high watermark), which Raft never truncates.
+//     install_cleaned_segment: the new .log exchanged with the old, which is set aside and
+//     removed through the ring; the directory synced by the next flush), refusing one whose
+//     segment changed meanwhile or whose log was truncated since the pass began
+//     (PartitionLog::history), and then moves the log's first dirty offset to `map_end`. A
+//     replica compacts only what is committed (below its high watermark), which Raft never
+//     truncates.
 // Steps 1 and 2 read only closed segments' files by path and write only side files, so they run
 // on any thread (the broker's cleaner thread) while the log's shard goes on serving; memory is
 // the map plus two I/O buffers whatever the size of the log or its segments.

@@ -168,6 +168,7 @@ TEST(Compaction, CompactLogRewritesClosedSegmentsOfARealLog) {
       EXPECT_EQ(newest, 950 + k);
     }
     EXPECT_LT(recs.size(), 50u + 200u);
+    testing::drain(ring);  // the replaced files' removals
     ASSERT_TRUE((*log)->close());
   }
   // Reopened (recovery reads the rewritten segments): the same records. The first segment's
@@ -224,6 +225,7 @@ struct RealLog {
   }
   ~RealLog() {
     if (log) {
+      testing::drain(ring);  // the replaced files' removals
       EXPECT_TRUE(log->close());
     }
   }
@@ -316,6 +318,7 @@ TEST(Compaction, ACleanedSegmentOfAChangedLogIsDiscarded) {
   auto second = clean_segment(closed[1], map, *map_end, {.now_ms = 2000});
   ASSERT_TRUE(second && *second);
   EXPECT_TRUE(std::filesystem::exists((*second)->log_side));
+  testing::drain(l.ring);  // the replaced file's removal
   ASSERT_TRUE(l.log->truncate_suffix(Offset(closed[2].base_offset)));
   EXPECT_NE(l.log->history(), history);
   auto refused = l.log->install_cleaned_segment(**second, history);
@@ -339,6 +342,75 @@ TEST(Compaction, ACleanedSegmentOfAChangedLogIsDiscarded) {
   EXPECT_FALSE(std::filesystem::exists(closed[0].index_path + ".cleaned"));
   l.log = std::move(*reopened);
   EXPECT_EQ(*l.log->log_end_offset(), closed[2].base_offset);
+}
+
+// Installing a rewrite frees none of the old segment's blocks on the log's thread: the old
+// .log is exchanged with the new one (RENAME_EXCHANGE) and set aside under a name of its own,
+// then removed as retention removes a segment, a step at a time through the ring after the
+// delay (a rename over it froze the shard for as long as freeing it takes). One left aside by a
+// crash goes when the log opens.
+TEST(Compaction, TheReplacedLogIsSetAsideAndRemovedThroughTheRing) {
+  RealLog l;
+  ASSERT_TRUE(l.log->close());
+  l.log.reset();
+  l.config.segment_bytes = 9 << 20;  // one closed segment of ~9 MiB: past the removal's step
+  auto opened = PartitionLog::open(l.dir.path(), l.config, l.ring, l.fds);
+  ASSERT_TRUE(opened);
+  l.log = std::move(*opened);
+  const std::string value(1000, 'x');
+  // Stamped now: retention by time (7 days) keeps them through the passes below.
+  const int64_t now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                             std::chrono::system_clock::now().time_since_epoch())
+                             .count();
+  for (int b = 0; b < 12; ++b) {
+    kafka::RecordBatchBuilder builder({.base_offset = b * 1000});
+    for (int i = 0; i < 1000; ++i) {
+      const std::string key = "k" + std::to_string(i % 4);
+      builder.append(now_ms, as_bytes(key), as_bytes(value));
+    }
+    l.append(*builder.build());
+  }
+  const auto closed = l.log->closed_segments();
+  ASSERT_EQ(closed.size(), 1u);
+  ASSERT_GT(closed[0].size_bytes, 8u << 20);
+  OffsetMap map(1 << 20);
+  auto map_end = build_offset_map(closed, 0, map, {.now_ms = 2000});
+  ASSERT_TRUE(map_end);
+  auto cleaned = clean_segment(closed[0], map, *map_end, {.now_ms = 2000});
+  ASSERT_TRUE(cleaned && *cleaned);
+  auto installed = l.log->install_cleaned_segment(**cleaned, l.log->history());
+  ASSERT_TRUE(installed);
+  ASSERT_EQ(*installed, Installed::kInstalled);
+  const std::string aside = closed[0].log_path + ".1.deleted";
+  ASSERT_TRUE(std::filesystem::exists(aside));
+  EXPECT_EQ(std::filesystem::file_size(aside), closed[0].size_bytes);  // not freed
+  EXPECT_FALSE(std::filesystem::exists((*cleaned)->log_side));
+  EXPECT_EQ(std::filesystem::file_size(closed[0].log_path), (*cleaned)->size_bytes);
+  // The last value of each key in the segment, and everything after it.
+  auto recs = l.records();
+  size_t in_first = 0;
+  for (const auto& [key, at] : recs) in_first += at.first < closed[0].end_offset ? 1 : 0;
+  EXPECT_EQ(in_first, 4u);  // one a key
+  EXPECT_EQ(recs.size(), 4u + static_cast<size_t>(12000 - closed[0].end_offset));
+  EXPECT_EQ(*l.log->log_end_offset(), 12000);
+  // Removed after the delay (12 retention passes), through the ring.
+  for (int pass = 0; pass < 11; ++pass) ASSERT_TRUE(l.log->apply_retention());
+  testing::drain(l.ring);
+  EXPECT_TRUE(std::filesystem::exists(aside));
+  ASSERT_TRUE(l.log->apply_retention());
+  testing::drain(l.ring);  // its open, the cuts and the unlink, each queued by the one before
+  EXPECT_TRUE(l.log->idle());
+  EXPECT_FALSE(std::filesystem::exists(aside));
+  EXPECT_TRUE(l.records() == recs);
+
+  std::ofstream(closed[0].log_path + ".7.deleted") << "left by a crash";
+  ASSERT_TRUE(l.log->close());
+  l.log.reset();
+  auto reopened = PartitionLog::open(l.dir.path(), l.config, l.ring, l.fds);
+  ASSERT_TRUE(reopened);
+  l.log = std::move(*reopened);
+  EXPECT_FALSE(std::filesystem::exists(closed[0].log_path + ".7.deleted"));
+  EXPECT_TRUE(l.records() == recs);
 }
 
 // A damaged closed segment is an error for the pass (never copied into a rewrite as good).

@@ -31,6 +31,8 @@ inline constexpr uint32_t kIndexEntryBytes = 8;
 inline constexpr uint32_t kTimeIndexEntryBytes = 12;
 
 inline constexpr std::string_view kLogSuffix = ".log";
+// A compacted segment's replaced .log, set aside until it is removed: `<base>.log.<n>.deleted`.
+inline constexpr std::string_view kAsideSuffix = ".deleted";
 inline constexpr std::string_view kIndexSuffix = ".index";
 inline constexpr std::string_view kTimeIndexSuffix = ".timeindex";
 inline constexpr std::string_view kMetaFileName = "partition.meta";

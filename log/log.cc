@@ -487,15 +487,22 @@ void PartitionLog::delete_segment_files(Segment& seg, bool through_ring) {
     fds_.forget(*path);
     if (!through_ring) {
       ::unlink(path->c_str());
-    } else if (path == &seg.log_path && seg.size_bytes > kRemoveStepBytes) {
-      removals_.push_back({*path, seg.size_bytes, retention_passes_ + kRemoveDelayPasses});
     } else {
-      ++ops_in_flight_;
-      ring_.unlink(*path, [this, path = *path](int32_t res) { on_removed(path, res); });
+      remove_through_ring(*path, path == &seg.log_path ? seg.size_bytes : 0);
     }
   }
   if (through_ring) ring_.submit();
   dir_dirty_ = true;
+}
+
+void PartitionLog::remove_through_ring(const std::string& path, uint64_t size) {
+  if (size > kRemoveStepBytes) {
+    removals_.push_back({path, size, retention_passes_ + kRemoveDelayPasses});
+    return;
+  }
+  ++ops_in_flight_;
+  ring_.unlink(path, [this, path](int32_t res) { on_removed(path, res); });
+  ring_.submit();
 }
 
 void PartitionLog::on_removed(const std::string& path, int32_t result) {

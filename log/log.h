@@ -257,8 +257,8 @@ class PartitionLog final : public FdHolder {
   struct ColdReadStats {
     uint64_t loads = 0;           // opens and reads sent through the ring (and read_batches_now)
     uint64_t blocking_reads = 0;  // read_async (read_batches_now) calls that read the files
-    // Lookups that opened or read a file on the calling thread (read(), read_batches(), and
-    // read_async's last resort): for tests.
+    // Lookups that opened or read a file on the calling thread (read(), read_batches(),
+    // batch_at() older than the window, and read_async's last resort): for tests.
     uint64_t file_lookups = 0;
     uint64_t cached_bytes = 0;    // held in the cache now
   };
@@ -443,6 +443,11 @@ class PartitionLog final : public FdHolder {
     uint64_t due_pass;
   };
   std::deque<PendingRemoval> removals_;
+  // Removes a file below the log start (or set aside) through the ring: a file of more than
+  // kRemoveStepBytes (`size`) joins removals_ (cut a step at a time, kRemoveDelayPasses
+  // retention passes from now), a smaller one is unlinked at once.
+  void remove_through_ring(const std::string& path, uint64_t size);
+  uint64_t aside_files_ = 0;  // compaction's replaced .log files set aside (their names)
   uint64_t retention_passes_ = 0;  // apply_retention() calls
   void on_removed(const std::string& path, int32_t result);
   LogResult<void> write_meta(bool sync);

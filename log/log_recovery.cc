@@ -113,8 +113,10 @@ LogResult<void> PartitionLog::recover() {
   std::sort(bases.begin(), bases.end());
   for (const auto& entry : std::filesystem::directory_iterator(dir_, ec)) {
     const std::string name = entry.path().filename().string();
-    // A compaction's side files that were never installed (log/compaction.h).
-    if (name.ends_with(".cleaned") || name.ends_with(".compacting")) {
+    // A compaction's side files that were never installed (log/compaction.h), and replaced
+    // .log files set aside (install_cleaned_segment) whose removal a crash cut short.
+    if (name.ends_with(".cleaned") || name.ends_with(".compacting") ||
+        name.ends_with(kAsideSuffix)) {
       std::filesystem::remove(entry.path(), ec);
       continue;
     }
