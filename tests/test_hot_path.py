@@ -19,7 +19,8 @@ looks offsets up by time (ListOffsets), whose time index and batch come through 
 The fifth reads with Fetch v2, as a client of Kafka 0.10.0 does: the broker down-converts
 what it reads to magic 1 messages, and reads it through the ring too. The sixth deletes records
 up to an offset inside an old batch: the partition's Raft group finds that batch's header
-through the ring too.
+through the ring too. The seventh compacts a topic under load: installing a rewritten segment
+renames files on the shard but syncs and frees nothing there.
 """
 
 import os
@@ -78,9 +79,10 @@ def shard_threads(pid):
 class Load:
     """A producer and a tailing consumer in threads until stop()."""
 
-    def __init__(self, bootstrap, topic=TOPIC):
+    def __init__(self, bootstrap, topic=TOPIC, keys=None):
         self.bootstrap = bootstrap
         self.topic = topic
+        self.keys = keys  # records keyed 0 .. keys-1 in turn (None: no keys)
         self.stopping = threading.Event()
         self.produced = self.consumed = 0
         self.errors = []
@@ -99,9 +101,12 @@ class Load:
             else:
                 self.produced += 1
 
+        sent = 0
         while not self.stopping.is_set():
+            key = None if self.keys is None else b"%d" % (sent % self.keys)
             try:
-                p.produce(self.topic, value, partition=0, on_delivery=done)
+                p.produce(self.topic, value, key=key, partition=0, on_delivery=done)
+                sent += 1
             except BufferError:
                 p.poll(0.01)
                 continue
@@ -289,6 +294,47 @@ class ShardSyscalls(harness.BrokerTestCase):
             _, err = tracer.communicate(timeout=30)
         self.assert_none_blocking(traced_calls(self, out, err), "DeleteRecords")
         self.assertIn("records before offset %d deleted" % to, self.broker.log())
+
+    def test_compaction_installs_without_syncing_or_freeing_on_the_shards(self):
+        """A compacted topic under a keyed produce load and a tailing consumer: the broker
+        compacts it all through the trace. Installing a rewritten segment renames files on
+        the shard (metadata only) but syncs nothing there and frees nothing: the old .log is
+        exchanged, set aside and removed through the ring later, and the directory is synced
+        by the log's next flush round (log/README.md, "Compaction"). Before, each install
+        fsynced the directory on the shard and a rename over the old .log freed it there."""
+        topic = "hot-compact"
+        # Segments of 1 MiB, as in the rolls' test: larger than one Raft append, so that each
+        # roll is prepared through the ring (a second roll within one append opens its files
+        # on the shard: log/README.md, "Segment rolls").
+        harness.create_topic(self.bootstrap, topic, 1, {"segment.bytes": str(1024 * 1024),
+                                                         "cleanup.policy": "compact"})
+        load = Load(self.bootstrap, topic, keys=32)
+        try:
+            time.sleep(WARMUP_S)
+            self.assertGreater(load.consumed, 0, "the consumer got nothing during the warm-up")
+            compacted = "%s-0: compacted" % topic
+            before = self.broker.log().count(compacted)
+            tracer, out, shards = self.start_trace("compaction", CONTROL)
+            try:
+                deadline = time.time() + 30
+                while (self.broker.log().count(compacted) < before + 2 and
+                       time.time() < deadline):
+                    time.sleep(0.5)
+            finally:
+                tracer.send_signal(signal.SIGINT)
+                _, err = tracer.communicate(timeout=30)
+            passes = self.broker.log().count(compacted) - before
+        finally:
+            load.stop()
+        self.assertEqual(load.errors, [])
+        self.assertGreaterEqual(passes, 2, "too few compaction passes during the trace")
+        calls = traced_calls(self, out, err)
+        self.assertGreater(len(calls.get("sendfile", [])), 0, "the trace saw no sendfile")
+        metadata = {"rename", "renameat", "renameat2", "unlink", "unlinkat"}
+        self.assertGreater(sum(len(calls.get(k, [])) for k in metadata), 0,
+                           "the trace saw no install (no rename on the shards)")
+        self.assert_none_blocking({k: v for k, v in calls.items() if k not in metadata},
+                                  "compaction, renames and unlinks left out")
 
     def start_trace(self, name, control):
         """strace attached to the broker's shard threads (BLOCKING and `control` calls), once
