@@ -71,6 +71,8 @@ struct ShardReport {
   uint64_t fd_busy_max = 0;
   uint64_t fd_waiting = 0;
   uint64_t fd_waits = 0;
+  uint64_t cold_cache_bytes = 0;
+  uint64_t cold_cache_drops = 0;
   uint64_t raft_awake = 0;  // Raft groups the shard ticks (the others sleep while idle)
   std::vector<PartitionState> partitions;
   std::vector<GroupCoordinator::GroupView> groups;  // coordinated on this shard
@@ -421,6 +423,7 @@ AdminResponse Broker::admin_config() {
       .field("offsets.topic.replication.factor", c.offsets_topic_replication_factor)
       .field("log.dir.min.free.bytes", c.min_free_bytes)
       .field("log.scrub.bytes.per.sec", c.scrub_bytes_per_sec)
+      .field("log.cold.cache.bytes", c.cold_cache_bytes)
       .field("log.cleaner.dedupe.buffer.size", c.cleaner_dedupe_buffer_bytes)
       .field("log-level", c.log_level)
       .field("controller.voters", c.controller_voters)
@@ -727,6 +730,8 @@ void Broker::fill_report(ShardState& ss, ShardReport& r, int64_t lag_ms,
     r.fd_busy_max = ss.fds->busy_max();
     r.fd_waiting = ss.fds->waiting();
     r.fd_waits = ss.fds->room_waits();
+    r.cold_cache_bytes = ss.fds->cold_budget().held();
+    r.cold_cache_drops = ss.fds->cold_budget().drops();
   }
   r.raft_awake = ss.awake.size();
   r.partitions.reserve(ss.partitions.size());
@@ -906,6 +911,7 @@ std::string Broker::write_metrics(const std::vector<ShardReport>& reports) {
   uint64_t terms_seen = 0;
   bool uring = true;
   uint64_t fd_holders = 0, fd_busy_max = 0, fd_waiting = 0, fd_waits = 0, raft_awake = 0;
+  uint64_t cold_bytes = 0, cold_drops = 0;
   for (const auto& r : reports) {
     raft_awake += r.raft_awake;
     sync.add(r.sync_latency);
@@ -915,21 +921,38 @@ std::string Broker::write_metrics(const std::vector<ShardReport>& reports) {
     fd_busy_max += r.fd_busy_max;
     fd_waiting += r.fd_waiting;
     fd_waits += r.fd_waits;
+    cold_bytes += r.cold_cache_bytes;
+    cold_drops += r.cold_cache_drops;
   }
-  w.family("sluice_log_descriptor_holders", "gauge",
-           "Partition logs and Raft replicas keeping descriptors open now (idle ones give "
-           "theirs back beyond a cap)");
-  w.sample("sluice_log_descriptor_holders", {}, fd_holders);
-  w.family("sluice_log_descriptor_holders_max", "gauge",
-           "Holders that may keep descriptors at once, busy ones included (from the open-files "
-           "limit)");
-  w.sample("sluice_log_descriptor_holders_max", {}, fd_busy_max);
-  w.family("sluice_log_descriptor_waiting", "gauge",
-           "Partitions whose writes wait for descriptors now (every holder busy)");
-  w.sample("sluice_log_descriptor_waiting", {}, fd_waiting);
-  w.family("sluice_log_descriptor_waits_total", "counter",
-           "Times a partition's writes waited for descriptors");
-  w.sample("sluice_log_descriptor_waits_total", {}, fd_waits);
+  struct Unlabelled {
+    std::string_view name, type, help;
+    uint64_t value;
+  };
+  for (const Unlabelled& m : std::initializer_list<Unlabelled>{
+           {"sluice_log_descriptor_holders", "gauge",
+            "Partition logs and Raft replicas keeping descriptors open now (idle ones give "
+            "theirs back beyond a cap)",
+            fd_holders},
+           {"sluice_log_descriptor_holders_max", "gauge",
+            "Holders that may keep descriptors at once, busy ones included (from the "
+            "open-files limit)",
+            fd_busy_max},
+           {"sluice_log_descriptor_waiting", "gauge",
+            "Partitions whose writes wait for descriptors now (every holder busy)", fd_waiting},
+           {"sluice_log_descriptor_waits_total", "counter",
+            "Times a partition's writes waited for descriptors", fd_waits},
+           {"sluice_log_cold_cache_bytes", "gauge",
+            "Bytes the partitions' cold-read caches hold now (index entries and pieces of "
+            "segments for reads older than the recent batches; within log.cold.cache.bytes)",
+            cold_bytes},
+           {"sluice_log_cold_cache_drops_total", "counter",
+            "Partitions' cold-read caches dropped to stay within log.cold.cache.bytes (read "
+            "again when next wanted; many per second: raise it)",
+            cold_drops},
+       }) {
+    w.family(m.name, m.type, m.help);
+    w.sample(m.name, {}, m.value);
+  }
   w.family("sluice_raft_groups_awake", "gauge",
            "Partition Raft groups ticked now; the others are idle and cost no CPU (a leader "
            "alone in its group with everything durable and applied)");

@@ -155,6 +155,8 @@ void Broker::start_shard(ShardState& ss) {
     const DescriptorPlan plan = plan_descriptors(shards_.size());
     ss.fds = std::make_unique<log::FdCache>(plan.cache_per_shard, plan.holders_per_shard);
     ss.fds->set_busy_max(plan.busy_per_shard);
+    ss.fds->cold_budget().set_limit(static_cast<uint64_t>(config_.cold_cache_bytes) /
+                                    shards_.size());
     ss.ring_events = std::make_unique<asio::posix::stream_descriptor>(ss.shard.context(),
                                                                       ::dup(ss.ring->event_fd()));
     ss.ticker = std::make_unique<asio::steady_timer>(ss.shard.context());

@@ -446,6 +446,12 @@ Result<BrokerConfig> parse_config(int argc, const char* const* argv) {
                  "background (0: never)")
       ->capture_default_str()
       ->check(CLI::Range(int64_t{0}, int64_t{1} << 40));
+  app.add_option("--log.cold.cache.bytes", c.cold_cache_bytes,
+                 "Memory for reads older than each partition's recent batches (index entries "
+                 "and pieces of segments, for catch-up consumers and followers), for the whole "
+                 "broker: past it, the least recently used partitions' caches are dropped")
+      ->capture_default_str()
+      ->check(CLI::Range(int64_t{1} << 20, int64_t{1} << 40));
   std::string admin_listen;
   app.add_option("--admin.listen", admin_listen,
                  "Admin HTTP API and Prometheus /metrics (host:port; port 0: any free port; "

@@ -96,6 +96,10 @@ struct BrokerConfig {
   bool verify = false;            // check every segment's CRCs, report, exit (no serving)
   int64_t min_free_bytes = -1;    // refuse produce below this free space; -1: 2% (<= 1 GiB)
   int64_t scrub_bytes_per_sec = 4 << 20;  // background CRC check of closed segments; 0: off
+  // What the partitions' cold-read caches (index entries and pieces of segments read for
+  // Fetches and Raft catch-up older than the window of recent batches) hold in all, shared
+  // by the shards.
+  int64_t cold_cache_bytes = 128 << 20;
   // Compaction's key map per pass (log.cleaner.dedupe.buffer.size, Kafka's default): 24-byte
   // slots filled to 3/4; a log with more keys than fit is compacted over several passes.
   int64_t cleaner_dedupe_buffer_bytes = 128LL << 20;

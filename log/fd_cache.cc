@@ -30,6 +30,50 @@ FdCache::FdCache(size_t capacity, size_t holders_max)
   SLUICE_ASSERT(capacity_ >= 1);
 }
 
+ColdBudget::~ColdBudget() { SLUICE_DASSERT(index_.empty()); }
+
+void ColdBudget::charge(ColdHolder* holder, uint64_t bytes) {
+  auto it = index_.find(holder);
+  if (it != index_.end()) {
+    held_ -= it->second->bytes;
+    if (bytes == 0) {
+      lru_.erase(it->second);
+      index_.erase(it);
+      return;
+    }
+    it->second->bytes = bytes;
+    lru_.splice(lru_.begin(), lru_, it->second);
+  } else {
+    if (bytes == 0) return;
+    lru_.push_front({holder, bytes});
+    index_.emplace(holder, lru_.begin());
+  }
+  held_ += bytes;
+  shrink(holder);
+}
+
+void ColdBudget::set_limit(uint64_t limit) {
+  limit_ = limit;
+  shrink(nullptr);
+}
+
+void ColdBudget::shrink(const ColdHolder* keep) {
+  while (held_ > limit_ && !lru_.empty()) {
+    Entry victim = lru_.back();
+    if (victim.holder == keep) {
+      if (lru_.size() == 1) return;  // alone over the limit: its own caps bound it
+      lru_.splice(lru_.begin(), lru_, std::prev(lru_.end()));
+      continue;
+    }
+    // Forgotten first: the holder's own charge(0) from drop_cold() then finds nothing.
+    held_ -= victim.bytes;
+    index_.erase(victim.holder);
+    lru_.pop_back();
+    ++drops_;
+    victim.holder->drop_cold();
+  }
+}
+
 // Holders unregister themselves (drop()) when destroyed; one still here is a bug.
 FdCache::~FdCache() { SLUICE_DASSERT(holders_.empty()); }
 

@@ -1,5 +1,6 @@
 // File handles shared by reference count, and a per-shard cache of read-only handles with a
-// limit, so that the number of open files stays bounded however many segments exist.
+// limit, so that the number of open files stays bounded however many segments exist; and the
+// shard's budget for its logs' cold-read caches, so that their memory stays bounded too.
 #pragma once
 
 #include <cstdint>
@@ -41,6 +42,53 @@ class FdHolder {
   // Closes this holder's descriptors unless something in flight needs them; true if it did.
   // Called by the FdCache only, which then forgets the holder until its next touch().
   virtual bool release_fds() = 0;
+};
+
+// Something that keeps a cache of file bytes in memory (a partition's cold-read cache: index
+// entries, a time index, pieces of .log files) and can drop it at any time: what it dropped is
+// read again when next wanted.
+class ColdHolder {
+ public:
+  virtual ~ColdHolder() = default;
+  // Drops the cache. Called by the ColdBudget only; the holder charges 0 in it (or nothing).
+  virtual void drop_cold() = 0;
+};
+
+// The bytes a shard's cold-read caches hold in all, within a limit: each holder charges what
+// its cache holds after every change (charge()), becoming the most recently used; while the
+// total is over the limit, the least recently used other holders drop theirs. One holder alone
+// may stay over it (each cache has its own caps: a few MiB). So however many partitions are
+// read from old offsets at once, their caches stay within the shard's share (issue 18: a cache
+// per partition with no shard-wide bound, found by a review). Used on the shard's thread only.
+class ColdBudget {
+ public:
+  explicit ColdBudget(uint64_t limit = UINT64_MAX) : limit_(limit) {}
+  ~ColdBudget();
+  ColdBudget(const ColdBudget&) = delete;
+  ColdBudget& operator=(const ColdBudget&) = delete;
+
+  // `holder` holds `bytes` now (0: nothing; it is forgotten until it charges again).
+  void charge(ColdHolder* holder, uint64_t bytes);
+  // The holder is going away (whatever it held is no longer counted).
+  void forget(ColdHolder* holder) { charge(holder, 0); }
+  void set_limit(uint64_t limit);
+  uint64_t limit() const { return limit_; }
+  uint64_t held() const { return held_; }
+  size_t holders() const { return index_.size(); }
+  uint64_t drops() const { return drops_; }  // caches dropped to keep within the limit
+
+ private:
+  struct Entry {
+    ColdHolder* holder;
+    uint64_t bytes;
+  };
+  uint64_t limit_;
+  uint64_t held_ = 0;
+  uint64_t drops_ = 0;
+  std::list<Entry> lru_;  // front: most recently charged
+  std::unordered_map<ColdHolder*, std::list<Entry>::iterator> index_;
+  // Drops least recently used holders other than `keep` until within the limit.
+  void shrink(const ColdHolder* keep);
 };
 
 // Least-recently-used cache of read-only handles, keyed by path, and the caps on holders:
@@ -99,6 +147,10 @@ class FdCache {
   // Drops the entry for `path` (after the file was deleted or replaced).
   void forget(const std::string& path);
 
+  // The shard's cold-read caches' budget (unlimited unless set): the logs using this cache
+  // charge theirs there.
+  ColdBudget& cold_budget() { return cold_budget_; }
+
   size_t size() const { return entries_.size(); }
   size_t capacity() const { return capacity_; }
   uint64_t opens() const { return opens_; }
@@ -129,6 +181,7 @@ class FdCache {
   size_t release_down_to(size_t target, const FdHolder* keep, size_t tries);
   // Wakes waiters for the room there is.
   void wake_waiters();
+  ColdBudget cold_budget_;
 };
 
 }  // namespace sluice::log

@@ -147,5 +147,54 @@ TEST(LogFdCache, BusyHoldersWaitForRoomUnderTheHardCap) {
   EXPECT_EQ(cache.holders(), 0u);
 }
 
+// A cache that counts its drops and charges 0 when dropped, as PartitionLog's does.
+struct FakeCold : ColdHolder {
+  ColdBudget* budget = nullptr;
+  uint64_t bytes = 0;
+  int dropped = 0;
+  void hold(uint64_t n) {
+    bytes = n;
+    budget->charge(this, n);
+  }
+  void drop_cold() override {
+    ++dropped;
+    bytes = 0;
+    budget->charge(this, 0);
+  }
+};
+
+TEST(LogColdBudget, OverTheLimitTheLeastRecentlyChargedOthersDrop) {
+  ColdBudget budget(100);
+  FakeCold a, b, c;
+  for (FakeCold* h : {&a, &b, &c}) h->budget = &budget;
+  a.hold(40);
+  b.hold(40);
+  EXPECT_EQ(budget.held(), 80u);
+  a.hold(50);  // a is now the most recently charged: 90 in all
+  EXPECT_EQ(budget.held(), 90u);
+  c.hold(30);  // 120: b, the least recently charged, drops; then 80
+  EXPECT_EQ(b.dropped, 1);
+  EXPECT_EQ(a.dropped, 0);
+  EXPECT_EQ(budget.held(), 80u);
+  EXPECT_EQ(budget.holders(), 2u);
+  // One holder alone may stay over the limit (its own caps bound it): the others drop.
+  c.hold(500);
+  EXPECT_EQ(a.dropped, 1);
+  EXPECT_EQ(c.dropped, 0);
+  EXPECT_EQ(budget.held(), 500u);
+  EXPECT_EQ(budget.drops(), 2u);
+  // A lower limit drops down to it at once; a forgotten holder counts no more.
+  b.hold(10);
+  EXPECT_EQ(c.dropped, 1);  // b is the most recent now
+  budget.set_limit(5);  // no holder charging: every one over it drops
+  EXPECT_EQ(b.dropped, 2);  // (once before, when b was the least recent)
+  EXPECT_EQ(budget.held(), 0u);
+  a.hold(7);
+  EXPECT_EQ(budget.held(), 7u);  // a alone
+  budget.forget(&a);
+  EXPECT_EQ(budget.held(), 0u);
+  EXPECT_EQ(budget.holders(), 0u);
+}
+
 }  // namespace
 }  // namespace sluice::log

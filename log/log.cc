@@ -53,6 +53,7 @@ bool must_roll(const LogConfig& config, int64_t now, int64_t created_ms, uint64_
 PartitionLog::~PartitionLog() {
   SLUICE_ASSERT(idle());
   fds_.drop(this);
+  fds_.cold_budget().forget(this);
 }
 
 bool PartitionLog::idle() const { return ops_in_flight_ == 0; }

@@ -186,7 +186,7 @@ struct BatchHeader;
 // while the log is in use; an idle log (nothing in flight, everything durable) gives them back
 // when its FdCache asks (FdHolder) and reopens them on its next append, truncation or flush.
 // Closed segments are read through the FdCache. So an idle partition holds no descriptor.
-class PartitionLog final : public FdHolder {
+class PartitionLog final : public FdHolder, public ColdHolder {
  public:
   // Opens (creating if needed) the partition in `dir` and recovers it. `ring` and `fds`
   // belong to the shard and must outlive the log.
@@ -567,6 +567,9 @@ class PartitionLog final : public FdHolder {
   void cold_open(const std::string& path, const std::shared_ptr<ColdRead>& read,
                  std::function<void(std::shared_ptr<FileHandle>)> then);
   void drop_cold_cache();
+  void drop_cold() override { drop_cold_cache(); }  // the shard's ColdBudget is over its limit
+  // Tells the shard's ColdBudget what the cache holds now (after each change).
+  void charge_cold();
   // The lookups read_ranges() makes, from the files or (in a round of read_async) the cache.
   LogResult<std::shared_ptr<FileHandle>> read_handle(const detail::Segment& seg);
   // The number of index entries below `offset` (entries on disk, and in a cold round only

@@ -317,6 +317,7 @@ void PartitionLog::cold_load(const ColdMiss& miss, const std::shared_ptr<ColdRea
                 cold_.chunks.pop_front();
               }
             }
+            charge_cold();  // may drop other logs' caches (never this one's)
           }
           cold_loaded(read);
         });
@@ -333,7 +334,12 @@ void PartitionLog::cold_load(const ColdMiss& miss, const std::shared_ptr<ColdRea
   }
 }
 
-void PartitionLog::drop_cold_cache() { cold_ = ColdCache{}; }
+void PartitionLog::drop_cold_cache() {
+  cold_ = ColdCache{};
+  fds_.cold_budget().charge(this, 0);
+}
+
+void PartitionLog::charge_cold() { fds_.cold_budget().charge(this, cold_read_stats().cached_bytes); }
 
 uint64_t PartitionLog::cold_cached_entries(const Segment& seg) const {
   const ColdCache::IndexSlot* slot = cold_index_slot(seg.base_offset);

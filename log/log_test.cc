@@ -421,6 +421,66 @@ TEST_P(LogPartition, ColdReadersInDifferentSegmentsKeepTheirIndexes) {
   EXPECT_EQ(log->cold_read_stats().blocking_reads, 0u);
 }
 
+// The shard's ColdBudget bounds what the cold-read caches of all its logs hold: two logs read
+// from old offsets in turn, with a budget smaller than one log's cache, each drop the other's
+// when they load (one alone may stay over it); their reads stay right and go through the ring.
+// With room for both, both keep theirs.
+TEST_P(LogPartition, TheShardsColdBudgetDropsTheLeastRecentlyUsedLogsCache) {
+  testing::TempDir other_dir;
+  {
+    auto a = open_cold_read_log();
+    ASSERT_TRUE(a);
+    auto b = PartitionLog::open(other_dir.path(), config_, ring_, fds_);
+    ASSERT_TRUE(b);
+    append_many(**b, 1500, [](int i, uint64_t seed) {
+      return make_batch(2, 30 + (i * 41) % 800, 2000 + i, seed);
+    });
+    ASSERT_TRUE(a->close());
+    ASSERT_TRUE((*b)->close());
+  }
+  auto a = open_log();  // reopened: no window, nothing open
+  auto opened = PartitionLog::open(other_dir.path(), config_, ring_, fds_);
+  ASSERT_TRUE(a && opened);
+  auto b = std::move(*opened);
+  ColdBudget& budget = fds_.cold_budget();
+  budget.set_limit(1);
+  int64_t next_a = 0, next_b = 0;
+  int at_once = 0;
+  for (int round = 0; round < 4; ++round) {
+    const int64_t from_a = next_a;
+    ASSERT_TRUE(fetch_on(*a, next_a, at_once));
+    EXPECT_GT(a->cold_read_stats().cached_bytes, 0u);
+    EXPECT_EQ(b->cold_read_stats().cached_bytes, 0u) << "round " << round;
+    EXPECT_EQ(budget.held(), a->cold_read_stats().cached_bytes);
+    ASSERT_TRUE(fetch_on(*b, next_b, at_once));
+    EXPECT_GT(b->cold_read_stats().cached_bytes, 0u);
+    EXPECT_EQ(a->cold_read_stats().cached_bytes, 0u) << "round " << round;
+    EXPECT_EQ(budget.held(), b->cold_read_stats().cached_bytes);
+    // What a read through the cache gave is what the files hold.
+    auto got = read_async_wait(*a, ring_, from_a, 20'000, *a->log_end_offset());
+    auto want = a->read(Offset(from_a), 20'000, a->log_end_offset());
+    ASSERT_TRUE(got && want);
+    ASSERT_FALSE(got->ranges.empty());
+    EXPECT_EQ(got->ranges[0].position, want->ranges[0].position);
+    EXPECT_EQ(got->ranges[0].length, want->ranges[0].length);
+  }
+  EXPECT_GE(budget.drops(), 8u);
+  EXPECT_EQ(a->cold_read_stats().blocking_reads + b->cold_read_stats().blocking_reads, 0u);
+
+  budget.set_limit(64 << 20);  // room for both
+  const uint64_t drops = budget.drops();
+  ASSERT_TRUE(fetch_on(*a, next_a, at_once));
+  ASSERT_TRUE(fetch_on(*b, next_b, at_once));
+  EXPECT_GT(a->cold_read_stats().cached_bytes, 0u);
+  EXPECT_GT(b->cold_read_stats().cached_bytes, 0u);
+  EXPECT_EQ(budget.held(),
+            a->cold_read_stats().cached_bytes + b->cold_read_stats().cached_bytes);
+  EXPECT_EQ(budget.drops(), drops);
+  b.reset();  // closed without close(): forgotten by the budget
+  EXPECT_EQ(budget.held(), a->cold_read_stats().cached_bytes);
+  EXPECT_EQ(budget.holders(), 1u);
+}
+
 // A read in the window of recent batches (a tailing consumer) whose segment was sealed and its
 // handle evicted from the FdCache: read_async opens it through the ring, not on this thread.
 TEST_P(LogPartition, ReadAsyncInTheWindowOpensAnEvictedSegmentThroughTheRing) {
