@@ -40,7 +40,7 @@ constexpr uint64_t kRemoveDelayPasses = 12;
 // Whether a batch of `batch_bytes` whose last offset is `end + delta` must start a new segment:
 // the active one (base offset `base`, `size` bytes, created at `created_ms`) is not empty and
 // would pass segment.bytes, is older than segment.ms, or would span more offsets than its
-// sealing time entry can store. append_validated() and first_roll() ask the same.
+// sealing time entry can store. append_validated() and rolls() ask the same.
 bool must_roll(const LogConfig& config, int64_t now, int64_t created_ms, uint64_t size,
                int64_t base, int64_t end, int64_t delta, uint64_t batch_bytes) {
   const bool full = size + batch_bytes > config.segment_bytes;
@@ -212,12 +212,14 @@ LogResult<void> PartitionLog::create_segment(int64_t base_offset, bool now) {
   seg->index_path = (dir_ / segment_file_name(base_offset, kIndexSuffix)).string();
   seg->time_path = (dir_ / segment_file_name(base_offset, kTimeIndexSuffix)).string();
   seg->bytes_since_index = config_.index_interval_bytes;
-  if (next_ && next_->base == base_offset && next_->opening == 0 && !next_->failed) {
+  if (NextSegment* next = prepared(base_offset);
+      next != nullptr && next->opening == 0 && !next->failed) {
     // Opened through the ring ahead of this roll (prepare_next).
-    seg->log_rw = std::move(next_->files[0]);
-    seg->index_rw = std::move(next_->files[1]);
-    seg->time_rw = std::move(next_->files[2]);
-    next_.reset();  // taken, not discarded: its files are the segment's now
+    seg->log_rw = std::move(next->files[0]);
+    seg->index_rw = std::move(next->files[1]);
+    seg->time_rw = std::move(next->files[2]);
+    // Taken, not discarded: its files are the segment's now.
+    std::erase_if(next_, [next](const auto& n) { return n.get() == next; });
   } else {
     discard_next();
   }
@@ -310,11 +312,14 @@ void PartitionLog::on_trimmed(int64_t segment_base, int32_t result) {
   if (closed_ready(*seg)) start_flush();
 }
 
-std::optional<int64_t> PartitionLog::first_roll(std::span<const MutableBytes> parts,
-                                                std::span<const uint64_t> sizes,
-                                                int64_t now) const {
-  // The checks of append_validated(), batch by batch, on the log as it would grow.
+std::vector<int64_t> PartitionLog::rolls(std::span<const MutableBytes> parts,
+                                         std::span<const uint64_t> sizes, int64_t now) const {
+  // The checks of append_validated(), batch by batch, on the log as it would grow: a segment
+  // it rolls to is empty and as young as `now`.
+  std::vector<int64_t> bases;
   const Segment& active = *segments_.back();
+  int64_t created = active.created_ms;
+  int64_t base = active.base_offset;
   uint64_t size = active.size_bytes;
   int64_t end = end_offset_;
   size_t next = 0;
@@ -326,28 +331,33 @@ std::optional<int64_t> PartitionLog::first_roll(std::span<const MutableBytes> pa
       auto view = kafka::RecordBatchView::parse(part.subspan(at, batch));
       SLUICE_ASSERT(view.has_value());  // validate() accepted it
       const int64_t delta = view->last_offset_delta();
-      if (must_roll(config_, now, active.created_ms, size, active.base_offset, end, delta, batch)) {
-        return end;
+      if (must_roll(config_, now, created, size, base, end, delta, batch)) {
+        bases.push_back(end);
+        if (bases.size() == kPreparedRollsMax) return bases;
+        created = now;
+        base = end;
+        size = 0;
       }
       size += batch;
       end += delta + 1;
       at += batch;
     }
   }
-  return std::nullopt;
+  return bases;
 }
 
 void PartitionLog::prepare_next(int64_t base) {
-  discard_next();
-  next_ = std::make_shared<NextSegment>(NextSegment{
+  SLUICE_ASSERT(prepared(base) == nullptr);
+  auto prepared = std::make_shared<NextSegment>(NextSegment{
       .base = base, .files = {}, .paths = {}, .opening = 3, .failed = false, .discarded = false});
+  next_.push_back(prepared);
   const std::string_view suffixes[3] = {kLogSuffix, kIndexSuffix, kTimeIndexSuffix};
   for (int i = 0; i < 3; ++i) {
-    next_->paths[i] = (dir_ / segment_file_name(base, suffixes[i])).string();
-    fds_.forget(next_->paths[i]);
+    prepared->paths[i] = (dir_ / segment_file_name(base, suffixes[i])).string();
+    fds_.forget(prepared->paths[i]);
     ++ops_in_flight_;
-    ring_.open(next_->paths[i], O_RDWR | O_CREAT | O_TRUNC, 0644,
-               [this, next = next_, i](int32_t res) {
+    ring_.open(prepared->paths[i], O_RDWR | O_CREAT | O_TRUNC, 0644,
+               [this, next = prepared, i](int32_t res) {
                  SLUICE_ASSERT(ops_in_flight_ > 0 && next->opening > 0);
                  --ops_in_flight_;
                  --next->opening;
@@ -370,15 +380,25 @@ void PartitionLog::prepare_next(int64_t base) {
   ring_.submit();
 }
 
-void PartitionLog::discard_next() {
-  if (!next_) return;
-  // Empty, never part of the log (rare: a truncation, a close, an append without roll_async).
-  next_->discarded = true;
-  for (int i = 0; i < 3; ++i) {
-    next_->files[i].reset();
-    ::unlink(next_->paths[i].c_str());
+PartitionLog::NextSegment* PartitionLog::prepared(int64_t base) const {
+  for (const auto& next : next_) {
+    if (next->base == base) return next.get();
   }
-  next_.reset();
+  return nullptr;
+}
+
+void PartitionLog::discard_next() {
+  for (const auto& next : next_) discard_prepared(*next);
+  next_.clear();
+}
+
+void PartitionLog::discard_prepared(NextSegment& next) {
+  // Empty, never part of the log (rare: a truncation, a close, an append without roll_async).
+  next.discarded = true;
+  for (int i = 0; i < 3; ++i) {
+    next.files[i].reset();
+    ::unlink(next.paths[i].c_str());
+  }
 }
 
 bool PartitionLog::closed_ready(const Segment& seg) {
@@ -717,14 +737,25 @@ LogResult<AppendResult> PartitionLog::append(std::span<const MutableBytes> parts
   }
   const int64_t now = config_.clock_ms();
   if (options.roll_async) {
-    if (const auto base = first_roll(parts, sizes, now)) {
-      if (!next_ || next_->base != *base) {
+    if (const auto bases = rolls(parts, sizes, now); !bases.empty()) {
+      // Prepared for rolls this append does not make (an append given up, or other batches).
+      std::erase_if(next_, [&](const auto& next) {
+        if (std::find(bases.begin(), bases.end(), next->base) != bases.end()) return false;
+        discard_prepared(*next);
+        return true;
+      });
+      bool opening = false;
+      for (const int64_t base : bases) {
+        if (const NextSegment* next = prepared(base)) {
+          // Opened (or failed to: the roll then opens them itself and reports why).
+          opening = opening || next->opening > 0;
+          continue;
+        }
         if (auto r = reopen_fds(); !r) return unexpected(r.error());
-        prepare_next(*base);
-        return log_error(LogErrc::kBusy, "opening the next segment");
+        prepare_next(base);
+        opening = true;
       }
-      if (next_->opening > 0) return log_error(LogErrc::kBusy, "opening the next segment");
-      // Opened (or failed to: the roll then opens them itself and reports why).
+      if (opening) return log_error(LogErrc::kBusy, "opening the next segment");
     }
   }
   AppendResult total{.base_offset = Offset(end_offset_)};
@@ -1025,7 +1056,9 @@ LogResult<Offset> PartitionLog::truncate_suffix(Offset offset) {
     return log_error(LogErrc::kOffsetOutOfRange, "truncate to " + std::to_string(*offset));
   }
   if (*offset == end_offset_) return Offset(end_offset_);
-  if (next_ && next_->opening > 0) return log_error(LogErrc::kBusy, "opening the next segment");
+  if (std::any_of(next_.begin(), next_.end(), [](const auto& next) { return next->opening > 0; })) {
+    return log_error(LogErrc::kBusy, "opening the next segment");
+  }
   discard_next();  // prepared for a roll at or past the old end
   files_changed();  // it may have read bytes that are cut now
   if (auto r = reopen_fds(); !r) return unexpected(r.error());

@@ -104,8 +104,8 @@ struct AppendOptions {
   // The caller retries on kBusy (a Raft replica's persist step): an append that must roll to a
   // new segment first has the new segment's files opened (created, truncated) through the ring
   // and returns kBusy meanwhile, instead of opening them on the calling (shard) thread; the
-  // retry finds them open. Only the first roll of one append goes so (a second one in the same
-  // append, with segments smaller than the append, opens its files at once).
+  // retry finds them open. Every roll of one append goes so (segments smaller than the append
+  // roll more than once), up to 16 rolls; past that a roll opens its files at once.
   bool roll_async = false;
 };
 
@@ -412,14 +412,19 @@ class PartitionLog final : public FdHolder, public ColdHolder {
   LogResult<int> dir_fd();
   LogResult<void> create_segment(int64_t base_offset, bool now);
   LogResult<void> roll();
-  // AppendOptions::roll_async: the base offset of the first segment this append would roll to
-  // (nullopt: none), for the batches of `parts` (their sizes in `sizes`) at time `now`.
-  std::optional<int64_t> first_roll(std::span<const MutableBytes> parts,
-                                    std::span<const uint64_t> sizes, int64_t now) const;
+  // AppendOptions::roll_async: the base offsets of the segments this append would roll to, in
+  // order (none: it fits the active segment), for the batches of `parts` (their sizes in
+  // `sizes`) at time `now`; at most kPreparedRollsMax of them.
+  std::vector<int64_t> rolls(std::span<const MutableBytes> parts, std::span<const uint64_t> sizes,
+                             int64_t now) const;
   // Opens the files of the segment at `base` through the ring (into next_).
   void prepare_next(int64_t base);
+  struct NextSegment;
+  // The prepared segment at `base` (nullptr: none).
+  NextSegment* prepared(int64_t base) const;
   // Forgets next_: closes its descriptors and removes its files (nothing was written to them).
   void discard_next();
+  void discard_prepared(NextSegment& next);
   // Sealed: the preallocated tail of `seg`'s .log file is cut through the ring.
   void trim(detail::Segment& seg);
   void on_trimmed(int64_t segment_base, int32_t result);
@@ -661,7 +666,10 @@ class PartitionLog final : public FdHolder, public ColdHolder {
     bool failed;
     bool discarded;
   };
-  std::shared_ptr<NextSegment> next_;
+  // In roll order: an append that rolls more than once (segments smaller than one Raft append)
+  // has each roll's files opened ahead, up to kPreparedRollsMax (past that, at once).
+  std::vector<std::shared_ptr<NextSegment>> next_;
+  static constexpr size_t kPreparedRollsMax = 16;
   bool meta_writing_ = false;  // write_meta_async() in flight
   bool meta_again_ = false;    // and another asked for meanwhile
   std::optional<Chain> chain_;    // an append's writes being gathered for a linked flush

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <csignal>
+#include <set>
 #include <tuple>
 
 #include <gtest/gtest.h>
@@ -947,6 +948,52 @@ TEST_P(LogPartition, RollAsyncOpensTheNextSegmentThroughTheRingFirst) {
   for (const auto& b : batches_) expected.insert(expected.end(), b.begin(), b.end());
   EXPECT_EQ(read_all(*log, 0), expected);
   EXPECT_LT(closed, expected.size());
+  ASSERT_TRUE(log->close());
+  log.reset();
+  log = open_log();
+  EXPECT_TRUE(log->recovery_report().issues.empty());
+  EXPECT_EQ(read_all(*log, 0), expected);
+}
+
+// An append larger than a segment (a Raft append of several batches, small segments) rolls
+// more than once: every roll's files are opened through the ring before it goes in, none at
+// once on the calling thread.
+TEST_P(LogPartition, RollAsyncOpensEveryRollOfOneAppendThroughTheRing) {
+  config_.segment_bytes = 4096;
+  auto log = open_log();
+  const AppendOptions async{.roll_async = true};
+  append(*log, 3, 300);  // the active segment is not empty
+  std::vector<std::byte> many;
+  for (int i = 0; i < 12; ++i) {
+    const auto batch = make_batch(3, 300, 2000 + i, 1 + i);
+    many.insert(many.end(), batch.begin(), batch.end());
+  }
+  const int64_t end = *log->log_end_offset();
+  const size_t segments = log->segment_count();
+  auto first = log->append(many, async, {});
+  ASSERT_FALSE(first);
+  ASSERT_EQ(first.error().code, LogErrc::kBusy) << first.error().message;
+  EXPECT_EQ(*log->log_end_offset(), end);  // nothing appended
+  ring_.drain();
+  // Every segment the append will start has its files already (empty), before the retry.
+  std::set<std::string> prepared;
+  for (const auto& entry : std::filesystem::directory_iterator(dir_.path())) {
+    const std::string name = entry.path().filename().string();
+    if (name.ends_with(".log")) prepared.insert(name);
+  }
+  auto again = log->append(many, async, {});
+  ASSERT_TRUE(again) << again.error().message;
+  ring_.drain();
+  const auto bases = log->segment_base_offsets();
+  ASSERT_GE(bases.size(), segments + 2) << "the append should roll at least twice";
+  for (size_t i = segments; i < bases.size(); ++i) {
+    EXPECT_TRUE(prepared.contains(
+        segment_path(dir_.path(), bases[i], ".log").filename().string()))
+        << "the segment at " << bases[i] << " was opened by the append itself";
+  }
+  std::vector<std::byte> expected = batches_.front();  // offsets as the log stamped them
+  expected.insert(expected.end(), many.begin(), many.end());
+  EXPECT_EQ(read_all(*log, 0), expected);
   ASSERT_TRUE(log->close());
   log.reset();
   log = open_log();

@@ -12,6 +12,8 @@ cut through the ring too (log/README.md, "Segment rolls"), and the background sc
 the closed segments through the ring. The third adds retention.bytes of 2 MiB and traces for
 longer than the retention check's period: the segments retention deletes are removed through
 the ring (unlink frees a file's blocks in the call: a third of a second for 1 GiB here).
+Another produces at full speed into 64 KiB segments, smaller than one Raft append: every roll
+of an append has its files opened through the ring, not only the first.
 The fourth reads a backlog of 24 segments from the start after a restart, under the trace: a
 catch-up consumer's Fetches are older than the window of recent batches, and open, index and
 read the segments through the ring too (log/README.md, "Cold reads"); then, still traced, it
@@ -295,6 +297,35 @@ class ShardSyscalls(harness.BrokerTestCase):
         self.assert_none_blocking(traced_calls(self, out, err), "DeleteRecords")
         self.assertIn("records before offset %d deleted" % to, self.broker.log())
 
+    def test_appends_that_roll_more_than_once_block_no_shard_either(self):
+        """Segments of 64 KiB, smaller than one Raft append: a producer at full speed (64 KiB
+        batches, five requests in flight) has several batches in one append of the partition's
+        Raft group, and each of them starts a segment. Every roll of an append has its files
+        opened through the ring before the append goes in (log/README.md, "Segment rolls");
+        before, only the first was, and the others opened theirs on the shard."""
+        topic = "hot-small-segments"
+        harness.create_topic(self.bootstrap, topic, 1, {"segment.bytes": str(64 * 1024)})
+        tracer, out, _shards = self.start_trace("small-segments", [])
+        try:
+            p = Producer({"bootstrap.servers": self.bootstrap, "acks": "all", "linger.ms": 5,
+                          "batch.size": 64 * 1024, "compression.type": "none",
+                          "max.in.flight.requests.per.connection": 5})
+            value = os.urandom(1024)
+            for i in range(6000):
+                while True:
+                    try:
+                        p.produce(topic, value, partition=0)
+                        break
+                    except BufferError:
+                        p.poll(0.01)
+            self.assertEqual(p.flush(60), 0, "undelivered records")
+        finally:
+            tracer.send_signal(signal.SIGINT)
+            _, err = tracer.communicate(timeout=30)
+        rolled = len(segment_files(self.broker.data_dir, topic))
+        self.assertGreater(rolled, 50, "too few rolls to show anything")
+        self.assert_none_blocking(traced_calls(self, out, err), "appends rolling more than once")
+
     def start_trace(self, name, control):
         """strace attached to the broker's shard threads (BLOCKING and `control` calls), once
         it has attached: (the process, its output file, {tid: thread name})."""
@@ -404,9 +435,7 @@ class CompactionSyscalls(harness.BrokerTestCase):
         by the log's next flush round (log/README.md, "Compaction"). Before, each install
         fsynced the directory on the shard and a rename over the old .log freed it there."""
         topic = "hot-compact"
-        # Segments of 1 MiB, as in the rolls' test: larger than one Raft append, so that each
-        # roll is prepared through the ring (a second roll within one append opens its files
-        # on the shard: log/README.md, "Segment rolls").
+        # Segments of 1 MiB, as in the rolls' test.
         harness.create_topic(self.bootstrap, topic, 1, {"segment.bytes": str(1024 * 1024),
                                                          "cleanup.policy": "compact"})
         load = Load(self.bootstrap, topic, keys=32)
