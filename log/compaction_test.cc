@@ -334,6 +334,7 @@ TEST(Compaction, ACleanedSegmentOfAChangedLogIsDiscarded) {
   EXPECT_FALSE(*again);
   std::ofstream(closed[0].log_path + ".cleaned") << "partial";
   std::ofstream(closed[0].index_path + ".cleaned") << "partial";
+  testing::drain(l.ring);  // the cut segments' removal
   ASSERT_TRUE(l.log->close());
   l.log.reset();
   auto reopened = PartitionLog::open(l.dir.path(), l.config, l.ring, l.fds);

@@ -516,6 +516,21 @@ void PartitionLog::delete_segment_files(Segment& seg, bool through_ring) {
   dir_dirty_ = true;
 }
 
+void PartitionLog::set_aside_segment_files(Segment& seg) {
+  files_changed();
+  for (const auto* path : {&seg.log_path, &seg.index_path, &seg.time_path}) {
+    fds_.forget(*path);
+    const std::string aside = *path + "." + std::to_string(++aside_files_) + std::string(kAsideSuffix);
+    if (::rename(path->c_str(), aside.c_str()) == 0) {
+      remove_through_ring(aside, path == &seg.log_path ? seg.size_bytes : 0);
+    } else if (errno != ENOENT) {
+      ::unlink(path->c_str());  // freed here after all
+    }
+  }
+  ring_.submit();
+  dir_dirty_ = true;  // the renames reach the disk with the next flush round's directory sync
+}
+
 void PartitionLog::remove_through_ring(const std::string& path, uint64_t size) {
   if (size > kRemoveStepBytes) {
     removals_.push_back({path, size, retention_passes_ + kRemoveDelayPasses});
@@ -1065,7 +1080,7 @@ LogResult<Offset> PartitionLog::truncate_suffix(Offset offset) {
   Segment* seg = find_segment(*offset);
   SLUICE_ASSERT(seg != nullptr);
   while (segments_.back().get() != seg) {
-    delete_segment_files(*segments_.back());
+    set_aside_segment_files(*segments_.back());
     segments_.pop_back();
   }
   // The batch containing `offset`: the log is cut at its start.
@@ -1218,7 +1233,7 @@ LogResult<Offset> PartitionLog::truncate_damage() {
   files_changed();  // it may have read bytes that are cut now
   Segment* seg = damaged->get();
   while (segments_.back().get() != seg) {
-    delete_segment_files(*segments_.back());
+    set_aside_segment_files(*segments_.back());
     segments_.pop_back();
   }
   return cut_last_segment(*seg, seg->corrupt_position, seg->corrupt_from);

@@ -435,6 +435,10 @@ class PartitionLog final : public FdHolder, public ColdHolder {
   // `through_ring`: the unlinks go through the ring (only for names no later segment can
   // take: below the log start); otherwise at once.
   void delete_segment_files(detail::Segment& seg, bool through_ring = false);
+  // For a segment past a cut (truncate_suffix): each file renamed aside (`<name>.<n>.deleted`,
+  // a name no later segment takes and that recovery removes) and removed through the ring.
+  // Removing the files at once freed a whole segment's blocks on the calling (shard) thread.
+  void set_aside_segment_files(detail::Segment& seg);
   // A file removed through the ring: a large .log file is cut a step at a time first, so that
   // freeing its blocks never holds the file system's journal long (fdatasyncs wait for it).
   void remove_gradually(const std::string& path, uint64_t size);
@@ -452,7 +456,7 @@ class PartitionLog final : public FdHolder, public ColdHolder {
   // kRemoveStepBytes (`size`) joins removals_ (cut a step at a time, kRemoveDelayPasses
   // retention passes from now), a smaller one is unlinked at once.
   void remove_through_ring(const std::string& path, uint64_t size);
-  uint64_t aside_files_ = 0;  // compaction's replaced .log files set aside (their names)
+  uint64_t aside_files_ = 0;  // files set aside so far (their names: compaction, cuts)
   uint64_t retention_passes_ = 0;  // apply_retention() calls
   void on_removed(const std::string& path, int32_t result);
   LogResult<void> write_meta(bool sync);

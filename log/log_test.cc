@@ -1189,6 +1189,72 @@ TEST_P(LogPartition, TruncationDuringAFlushLimitsWhatTheFlushVouchesFor) {
   EXPECT_EQ(*log->durable_offset(), 10);
 }
 
+// A cut into an earlier segment (a follower's uncommitted suffix spanning rolls) drops the
+// later segments without freeing their blocks on the calling thread: their files are renamed
+// aside at once (names no later segment takes) and removed through the ring, so the segments
+// the log rolls to after the cut, at the same base offsets, are new files.
+TEST_P(LogPartition, ACutIntoAnEarlierSegmentRemovesTheLaterOnesThroughTheRing) {
+  config_.segment_bytes = 9 << 20;  // past the removal's step (8 MiB): removed after a delay
+  config_.retention_bytes = -1;     // nothing to delete by size or time
+  config_.retention_ms = -1;
+  auto log = open_log();
+  while (log->segment_count() < 3) append(*log, 16, 4000);
+  ring_.drain();
+  const auto bases = log->segment_base_offsets();
+  const std::string big = segment_path(dir_.path(), bases[1], ".log").string();
+  const uint64_t big_size = std::filesystem::file_size(big);
+  ASSERT_GT(big_size, 8u << 20);
+  const int64_t cut = bases[0] + 3 * 16;  // the fourth batch's first offset
+  ASSERT_EQ(**log->truncate_suffix(Offset(cut)), cut);
+  auto aside = [&] {
+    std::set<std::string> found;
+    for (const auto& entry : std::filesystem::directory_iterator(dir_.path())) {
+      const std::string name = entry.path().filename().string();
+      if (name.ends_with(".deleted")) found.insert(name);
+    }
+    return found;
+  };
+  // The later segments' files are gone under their names at once.
+  for (size_t i = 1; i < bases.size(); ++i) {
+    for (const char* suffix : {".log", ".index", ".timeindex"}) {
+      EXPECT_FALSE(std::filesystem::exists(segment_path(dir_.path(), bases[i], suffix)))
+          << bases[i] << suffix;
+    }
+  }
+  EXPECT_EQ(log->segment_base_offsets(), std::vector<int64_t>{bases[0]});
+  // The large .log is set aside whole (its blocks not freed by the cut); the small files go
+  // through the ring.
+  ring_.drain();
+  const auto left = aside();
+  ASSERT_EQ(left.size(), 1u) << "the later segments' files were removed at once";
+  const auto big_aside = dir_.path() / *left.begin();
+  EXPECT_TRUE(left.begin()->starts_with(std::filesystem::path(big).filename().string()));
+  EXPECT_EQ(std::filesystem::file_size(big_aside), big_size);
+  // Appended again past the cut: it rolls at offsets the removed segments had, into new files.
+  std::vector<std::byte> expected = read_all(*log, 0);
+  while (log->segment_count() < 2) {
+    append(*log, 16, 4000);
+    expected.insert(expected.end(), batches_.back().begin(), batches_.back().end());
+  }
+  ring_.drain();
+  EXPECT_EQ(read_all(*log, 0), expected);
+  // Removed after the delay (12 retention passes), through the ring.
+  for (int pass = 0; pass < 12; ++pass) ASSERT_TRUE(log->apply_retention());
+  ring_.drain();
+  EXPECT_TRUE(aside().empty());
+  // A crash before the removal: the log opens without the aside file.
+  while (log->segment_count() < 3) append(*log, 16, 4000);
+  ring_.drain();
+  ASSERT_TRUE(log->truncate_suffix(Offset(cut)));
+  ring_.drain();
+  log.reset();
+  EXPECT_FALSE(aside().empty());
+  log = open_log();
+  EXPECT_TRUE(aside().empty());
+  for (const auto& issue : log->recovery_report().issues) ADD_FAILURE() << issue.detail;
+  EXPECT_EQ(*log->log_end_offset(), cut);
+}
+
 // A follower's cut of an uncommitted suffix goes through the ring: the log's state is cut at
 // once, appends wait, and the files, indexes, partition.meta and timestamp lookups end up as
 // the blocking cut leaves them, before and after a reopen. Batches appended after a reopen
