@@ -495,6 +495,36 @@ TEST_F(Group, NewLeaderAfterCutOffKeepsOffsetsContiguousAndOldLeaderTruncates) {
   }, 4000);
 }
 
+// A deposed leader's uncommitted tail spans segment rolls (64 KiB segments here): its cut goes
+// into an earlier segment, the rare cut (PartitionLog::truncate_suffix_async's blocking one,
+// its .log cut and the later segments' removal through the ring), and the replica goes on once
+// the ring's cut completed.
+TEST_F(Group, ADeposedLeadersTailAcrossSegmentsIsCutAndReplaced) {
+  run_until([&] { return leader() >= 0; });
+  const int old = leader();
+  auto first = produce(old, 5, "c");
+  run_until([&] { return first->size() == 5; });
+  const size_t segments_before = nodes_[old].log->segment_count();
+  cut_[old] = true;
+  auto lost = produce(old, 24, "lost" + std::string(6000, 'x'));  // ~18 KiB a batch
+  for (int i = 0; i < 30; ++i) step(true);
+  ASSERT_GE(nodes_[old].log->segment_count(), segments_before + 3)
+      << "the uncommitted tail should span several segments";
+  run_until([&] { return leader() >= 0 && leader() != old; });
+  const int now = leader();
+  auto second = produce(now, 5, "d");
+  run_until([&] { return second->size() == 5; });
+  EXPECT_EQ((*second)[0].second, 15);
+  cut_[old] = false;
+  run_until([&] { return values(old).size() == 30 && values(old) == values(now); }, 4000);
+  for (const auto& [e, base] : *lost) EXPECT_NE(e, ErrorCode::kNone);
+  for (const std::string& v : values(old)) EXPECT_EQ(v.find("lost"), std::string::npos);
+  EXPECT_EQ(nodes_[old].log->segment_count(), nodes_[now].log->segment_count());
+  auto third = produce(now, 2, "e");
+  run_until([&] { return third->size() == 2 && values(old).size() == 36; }, 4000);
+  EXPECT_EQ(values(old), values(now));
+}
+
 TEST_F(Group, AFollowerThatReplacesItsSuffixKnowsTheProducersOfWhatReplacedIt) {
   // A deposed leader's uncommitted batches are replaced by the new leader's; the new leader's
   // batches arrive in the same Ready that cuts the old ones. The producers' table rebuilt at

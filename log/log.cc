@@ -1063,8 +1063,12 @@ void PartitionLog::tick() {
 }
 
 LogResult<Offset> PartitionLog::truncate_suffix(Offset offset) {
+  return truncate_suffix_at(offset, nullptr);
+}
+
+LogResult<Offset> PartitionLog::truncate_suffix_at(Offset offset, DurableCallback* log_cut_done) {
   if (failure_) return unexpected(*failure_);
-  if (!pending_writes_.empty() || !side_ops_idle()) {
+  if (!pending_writes_.empty() || !side_ops_idle() || cutting_) {
     return log_error(LogErrc::kBusy, "appends in flight");
   }
   if (*offset < log_start_ || *offset > end_offset_) {
@@ -1086,7 +1090,7 @@ LogResult<Offset> PartitionLog::truncate_suffix(Offset offset) {
   // The batch containing `offset`: the log is cut at its start.
   auto cut = find_batch(*seg, *offset);
   if (!cut) return unexpected(cut.error());
-  return cut_last_segment(*seg, cut->position, cut->base_offset);
+  return cut_last_segment(*seg, cut->position, cut->base_offset, log_cut_done);
 }
 
 LogResult<Offset> PartitionLog::truncate_suffix_async(Offset offset, DurableCallback done) {
@@ -1106,9 +1110,10 @@ LogResult<Offset> PartitionLog::truncate_suffix_async(Offset offset, DurableCall
   if (cut == nullptr || !active.active || active.corrupt_from >= 0 || active.index_rw == nullptr ||
       !holds_fds()) {
     // Nothing to cut, or the rare cuts: into an earlier segment, older than the window, or a
-    // log whose descriptors were given back (opening them blocks anyway).
-    auto r = truncate_suffix(offset);
-    if (r && done) done(*r);
+    // log whose descriptors were given back (opening them blocks anyway). Blocking, but for
+    // the .log file's cut, which frees what it cuts off (up to a segment).
+    auto r = truncate_suffix_at(offset, &done);
+    if (r && done) done(*r);  // nothing was cut: `done` is still ours
     return r;
   }
   const uint64_t pos = cut->position;
@@ -1224,7 +1229,7 @@ LogResult<Offset> PartitionLog::truncate_suffix_async(Offset offset, DurableCall
 
 LogResult<Offset> PartitionLog::truncate_damage() {
   if (failure_) return unexpected(*failure_);
-  if (!pending_writes_.empty() || !side_ops_idle()) {
+  if (!pending_writes_.empty() || !side_ops_idle() || cutting_) {
     return log_error(LogErrc::kBusy, "appends in flight");
   }
   auto damaged = std::find_if(segments_.begin(), segments_.end(),
@@ -1239,7 +1244,8 @@ LogResult<Offset> PartitionLog::truncate_damage() {
   return cut_last_segment(*seg, seg->corrupt_position, seg->corrupt_from);
 }
 
-LogResult<Offset> PartitionLog::cut_last_segment(Segment& segment, uint64_t pos, int64_t new_end) {
+LogResult<Offset> PartitionLog::cut_last_segment(Segment& segment, uint64_t pos, int64_t new_end,
+                                                 DurableCallback* log_cut_done) {
   Segment* seg = &segment;
   SLUICE_ASSERT(segments_.back().get() == seg);
   if (!seg->active) {
@@ -1247,7 +1253,9 @@ LogResult<Offset> PartitionLog::cut_last_segment(Segment& segment, uint64_t pos,
   } else if (auto r = reopen_fds(); !r) {  // an idle log may have given its handles back
     return unexpected(r.error());
   }
-  if (auto r = detail::truncate_file(seg->log_rw->fd(), pos); !r) return unexpected(r.error());
+  if (log_cut_done == nullptr) {
+    if (auto r = detail::truncate_file(seg->log_rw->fd(), pos); !r) return unexpected(r.error());
+  }
   auto kept_index =
       detail::index_count_below(seg->index_rw->fd(), seg->index_entries, seg->base_offset, new_end);
   auto kept_time =
@@ -1285,7 +1293,7 @@ LogResult<Offset> PartitionLog::cut_last_segment(Segment& segment, uint64_t pos,
   if (seg->corrupt_from >= new_end) seg->corrupt_from = -1;
   seg->dirty = true;
   seg->preallocated = false;
-  preallocate(*seg, pos, true);
+  if (log_cut_done == nullptr) preallocate(*seg, pos, true);
   end_offset_ = written_end_ = new_end;
   while (!recent_.empty() && recent_.back().base_offset >= new_end) recent_.pop_back();
   durable_end_ = std::min(durable_end_, new_end);
@@ -1298,6 +1306,33 @@ LogResult<Offset> PartitionLog::cut_last_segment(Segment& segment, uint64_t pos,
   recovery_point_ = std::min(recovery_point_, seg->base_offset);
   if (auto r = write_meta(true); !r) return unexpected(r.error());
   SLUICE_ASSERT(segments_.back()->active);
+  if (log_cut_done != nullptr) {
+    // Appends wait (kBusy) until the file is cut: a write at `pos` must not precede it.
+    cutting_ = true;
+    ++ops_in_flight_;
+    ring_.ftruncate(
+        seg->log_rw->fd(), pos,
+        [this, base = seg->base_offset, pos, new_end, file = seg->log_rw, path = seg->log_path,
+         done = std::move(*log_cut_done)](int32_t res) {
+          SLUICE_ASSERT(ops_in_flight_ > 0);
+          --ops_in_flight_;
+          cutting_ = false;
+          if (res < 0) {
+            fail(errno_error(-res, "ftruncate " + path).error());
+          } else if (Segment* s = find_segment(base);
+                     s != nullptr && s->base_offset == base && s->active && !failure_) {
+            preallocate(*s, pos, false);
+          }
+          if (!done) return;
+          if (failure_) {
+            done(unexpected(*failure_));
+          } else {
+            done(Offset(new_end));
+          }
+        });
+    *log_cut_done = nullptr;  // taken
+    ring_.submit();
+  }
   return Offset(end_offset_);
 }
 

@@ -309,7 +309,9 @@ class PartitionLog final : public FdHolder, public ColdHolder {
   // ftruncates and the durable write of the lowered recovery point go through the ring, and
   // appends answer kBusy until they completed. Then `done` runs (inside the ring's
   // completions) with the new end, or with the error that stopped the partition. Any other
-  // cut is truncate_suffix's, blocking, and `done` runs before this returns. Needs idle()
+  // cut (into an earlier segment, older than the window) is truncate_suffix's, blocking,
+  // except the .log file's ftruncate, which frees the cut tail's blocks: it goes through the
+  // ring too (appends kBusy meanwhile), and `done` runs once it completed. Needs idle()
   // (kBusy otherwise); when this returns an error, `done` never runs.
   LogResult<Offset> truncate_suffix_async(Offset offset, DurableCallback done);
   // Removes everything from where the first damaged closed segment's damage starts (see
@@ -617,7 +619,12 @@ class PartitionLog final : public FdHolder, public ColdHolder {
 
   detail::Segment* find_segment(int64_t offset);
   // Cuts `seg`, which must be the last segment, at byte `position`, where `new_end` starts.
-  LogResult<Offset> cut_last_segment(detail::Segment& seg, uint64_t position, int64_t new_end);
+  // With `log_cut_done`, the .log file's ftruncate goes through the ring (cutting_ until it
+  // completed) and the callback is taken from there, to run once it did.
+  LogResult<Offset> cut_last_segment(detail::Segment& seg, uint64_t position, int64_t new_end,
+                                     DurableCallback* log_cut_done = nullptr);
+  // truncate_suffix; `log_cut_done` as cut_last_segment's (left as it is when nothing is cut).
+  LogResult<Offset> truncate_suffix_at(Offset offset, DurableCallback* log_cut_done);
   LogResult<std::shared_ptr<FileHandle>> log_file(const detail::Segment& seg);
   LogResult<std::shared_ptr<FileHandle>> index_file(const detail::Segment& seg);
   LogResult<std::shared_ptr<FileHandle>> time_file(const detail::Segment& seg);

@@ -1357,19 +1357,45 @@ TEST_P(LogPartition, TruncateSuffixAsyncCutsLikeTheBlockingCut) {
   same("closed and reopened");
 }
 
-// Cuts outside the active segment's window are the blocking cut's: `done` runs at once.
-TEST_P(LogPartition, TruncateSuffixAsyncIntoAnEarlierSegmentBlocks) {
+// Cuts outside the active segment's window are the blocking cut's, but for the .log file's
+// ftruncate (it frees what it cuts off, up to a segment): that goes through the ring, appends
+// answer kBusy until it completed, and then `done` runs.
+TEST_P(LogPartition, TruncateSuffixAsyncIntoAnEarlierSegmentCutsTheLogFileThroughTheRing) {
   std::vector<int64_t> segments;
   auto log = open_small_segments(segments);
   ASSERT_GT(segments.size(), 3u);
   const int64_t cut = segments[1] + 2;
+  std::vector<std::byte> kept;  // the batches below the cut (two records each)
+  for (int64_t i = 0; i < cut / 2; ++i) {
+    kept.insert(kept.end(), batches_[i].begin(), batches_[i].end());
+  }
   std::optional<LogResult<Offset>> done;
   auto r = log->truncate_suffix_async(Offset(cut), [&](const LogResult<Offset>& d) { done = d; });
   ASSERT_TRUE(r) << r.error().message;
+  EXPECT_EQ(**r, cut);
+  // The log's state is cut at once.
+  EXPECT_EQ(*log->log_end_offset(), cut);
+  EXPECT_EQ(log->segment_base_offsets(), (std::vector<int64_t>{segments[0], segments[1]}));
+  if (ring_.uses_io_uring()) {
+    EXPECT_FALSE(done.has_value()) << "the .log file was cut on the calling thread";
+    auto batch = make_batch(2, 200, 1000);
+    auto busy = log->append(batch, {}, {});
+    ASSERT_FALSE(busy);
+    EXPECT_EQ(busy.error().code, LogErrc::kBusy);
+  }
+  ring_.drain();
   ASSERT_TRUE(done.has_value() && *done);
   EXPECT_EQ(***done, cut);
-  EXPECT_EQ(log->segment_base_offsets(), (std::vector<int64_t>{segments[0], segments[1]}));
   EXPECT_EQ(append(*log, 2, 200), cut);
+  ring_.drain();
+  auto expected = kept;
+  expected.insert(expected.end(), batches_.back().begin(), batches_.back().end());
+  EXPECT_EQ(read_all(*log, 0), expected);
+  ASSERT_TRUE(log->close());
+  log.reset();
+  log = open_log();
+  EXPECT_TRUE(log->recovery_report().issues.empty());
+  EXPECT_EQ(read_all(*log, 0), expected);
 }
 
 TEST_P(LogPartition, TruncateSuffixToTheStartEmptiesTheLog) {

@@ -560,10 +560,11 @@ class Replication(ClusterTestCase):
         sent_before = self.metric(leader, "sluice_transport_file_bytes_out_total")
         self.broker(follower).start()
         self.wait_replicas_equal(name, 60)
-        # Most of the 8 MB, straight from the files. Waited for, not read once: in a full run
-        # (two tests at a time on two cores) one reading right after the logs matched found
-        # 1 MB sent, twice, which a wait covers if the counter lags the bytes on disk (and
-        # still fails if the backlog came some other way).
+        # Most of the 8 MB, straight from the files. Waited for, not read once: /metrics shows
+        # the transport's counters as the cluster thread last copied them (each 50 ms tick,
+        # ClusterNode::tick), so a catch-up that ends between two ticks, or a tick held back on
+        # a busy machine, reads short right after the logs match (a full run found 1 MB, twice).
+        # It still fails if the backlog came some other way.
         def sent():
             return self.metric(leader, "sluice_transport_file_bytes_out_total") - sent_before
         wait_for(lambda: sent() > 4e6, 30, "the leader sending the backlog from its files")
