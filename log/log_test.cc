@@ -99,6 +99,17 @@ class LogPartition : public ::testing::TestWithParam<bool> {
     ring_.drain();
   }
 
+  // Closes `log`, opens it again (into `log`) and expects a clean recovery that reads
+  // `expected` from offset 0.
+  void expect_reopened(std::unique_ptr<PartitionLog>& log, const std::vector<std::byte>& expected) {
+    ASSERT_TRUE(log->close());
+    log.reset();
+    log = open_log();
+    ASSERT_TRUE(log);
+    EXPECT_TRUE(log->recovery_report().issues.empty());
+    EXPECT_EQ(read_all(*log, 0), expected);
+  }
+
   std::vector<std::byte> read_all(PartitionLog& log, int64_t from) {
     auto bytes = log.read_copy(Offset(from), 1ull << 30);
     EXPECT_TRUE(bytes) << (bytes ? "" : bytes.error().message);
@@ -948,11 +959,7 @@ TEST_P(LogPartition, RollAsyncOpensTheNextSegmentThroughTheRingFirst) {
   for (const auto& b : batches_) expected.insert(expected.end(), b.begin(), b.end());
   EXPECT_EQ(read_all(*log, 0), expected);
   EXPECT_LT(closed, expected.size());
-  ASSERT_TRUE(log->close());
-  log.reset();
-  log = open_log();
-  EXPECT_TRUE(log->recovery_report().issues.empty());
-  EXPECT_EQ(read_all(*log, 0), expected);
+  expect_reopened(log, expected);
 }
 
 // An append larger than a segment (a Raft append of several batches, small segments) rolls
@@ -994,11 +1001,7 @@ TEST_P(LogPartition, RollAsyncOpensEveryRollOfOneAppendThroughTheRing) {
   std::vector<std::byte> expected = batches_.front();  // offsets as the log stamped them
   expected.insert(expected.end(), many.begin(), many.end());
   EXPECT_EQ(read_all(*log, 0), expected);
-  ASSERT_TRUE(log->close());
-  log.reset();
-  log = open_log();
-  EXPECT_TRUE(log->recovery_report().issues.empty());
-  EXPECT_EQ(read_all(*log, 0), expected);
+  expect_reopened(log, expected);
 }
 
 // A roll prepared and then not taken (the log truncated meanwhile, or closed) leaves no files:
@@ -1391,11 +1394,7 @@ TEST_P(LogPartition, TruncateSuffixAsyncIntoAnEarlierSegmentCutsTheLogFileThroug
   auto expected = kept;
   expected.insert(expected.end(), batches_.back().begin(), batches_.back().end());
   EXPECT_EQ(read_all(*log, 0), expected);
-  ASSERT_TRUE(log->close());
-  log.reset();
-  log = open_log();
-  EXPECT_TRUE(log->recovery_report().issues.empty());
-  EXPECT_EQ(read_all(*log, 0), expected);
+  expect_reopened(log, expected);
 }
 
 TEST_P(LogPartition, TruncateSuffixToTheStartEmptiesTheLog) {
