@@ -1146,8 +1146,16 @@ LogResult<Offset> PartitionLog::truncate_suffix_async(Offset offset, DurableCall
   ++history_;
   recovery_point_ = std::min(recovery_point_, active.base_offset);
 
-  // The files, through the ring: the three cuts, and partition.meta written then synced (the
-  // lowered recovery point durable before anything is appended to the rewritten segment).
+  cut_files_through_ring(active, pos, kept_index, kept_time, new_end, std::move(done));
+  return Offset(new_end);
+}
+
+// The files, through the ring: the three cuts, and partition.meta written then synced (the
+// lowered recovery point durable before anything is appended to the rewritten segment).
+void PartitionLog::cut_files_through_ring(Segment& seg, uint64_t pos, uint64_t kept_index,
+                                          uint64_t kept_time, int64_t new_end,
+                                          DurableCallback done) {
+  SLUICE_ASSERT(meta_handle_ != nullptr && !meta_writing_ && !cutting_);
   struct Cut {
     int pending = 0;
     int32_t error = 0;
@@ -1159,7 +1167,7 @@ LogResult<Offset> PartitionLog::truncate_suffix_async(Offset offset, DurableCall
     std::array<std::byte, kMetaBytes> meta{};
   };
   auto st = std::make_shared<Cut>();
-  st->segment_base = active.base_offset;
+  st->segment_base = seg.base_offset;
   st->position = pos;
   st->new_end = new_end;
   st->done = std::move(done);
@@ -1178,10 +1186,10 @@ LogResult<Offset> PartitionLog::truncate_suffix_async(Offset offset, DurableCall
     cutting_ = false;
     if (st->error < 0) {
       fail(errno_error(-st->error, st->what).error());
-    } else if (Segment* seg = find_segment(st->segment_base);
-               seg != nullptr && seg->base_offset == st->segment_base && seg->active &&
+    } else if (Segment* cut = find_segment(st->segment_base);
+               cut != nullptr && cut->base_offset == st->segment_base && cut->active &&
                !failure_) {
-      preallocate(*seg, st->position, false);
+      preallocate(*cut, st->position, false);
     }
     auto callback = std::move(st->done);
     if (!callback) return;
@@ -1196,9 +1204,9 @@ LogResult<Offset> PartitionLog::truncate_suffix_async(Offset offset, DurableCall
     uint64_t length;
     const std::string* path;
   };
-  const FileCut cuts[] = {{active.log_rw, pos, &active.log_path},
-                          {active.index_rw, kept_index * kIndexEntryBytes, &active.index_path},
-                          {active.time_rw, kept_time * kTimeIndexEntryBytes, &active.time_path}};
+  const FileCut cuts[] = {{seg.log_rw, pos, &seg.log_path},
+                          {seg.index_rw, kept_index * kIndexEntryBytes, &seg.index_path},
+                          {seg.time_rw, kept_time * kTimeIndexEntryBytes, &seg.time_path}};
   st->pending = 4;
   ops_in_flight_ += 4;
   for (const FileCut& c : cuts) {
@@ -1215,7 +1223,7 @@ LogResult<Offset> PartitionLog::truncate_suffix_async(Offset offset, DurableCall
     completed(res, "write " + meta_path);
     if (meta_again_ && !failure_) write_meta_async();
   };
-  ring_.write(*meta, Bytes(st->meta.data(), st->meta.size()), 0,
+  ring_.write(meta_handle_->fd(), Bytes(st->meta.data(), st->meta.size()), 0,
               [this, st, meta_done, file = meta_handle_](int32_t res) {
                 if (res < 0) return meta_done(res);
                 ring_.fdatasync(file->fd(), [meta_done, file](int32_t synced) {
@@ -1224,7 +1232,6 @@ LogResult<Offset> PartitionLog::truncate_suffix_async(Offset offset, DurableCall
                 ring_.submit();
               });
   ring_.submit();
-  return Offset(new_end);
 }
 
 LogResult<Offset> PartitionLog::truncate_damage() {
@@ -1253,7 +1260,8 @@ LogResult<Offset> PartitionLog::cut_last_segment(Segment& segment, uint64_t pos,
   } else if (auto r = reopen_fds(); !r) {  // an idle log may have given its handles back
     return unexpected(r.error());
   }
-  if (log_cut_done == nullptr) {
+  const bool through_ring = log_cut_done != nullptr;
+  if (!through_ring) {
     if (auto r = detail::truncate_file(seg->log_rw->fd(), pos); !r) return unexpected(r.error());
   }
   auto kept_index =
@@ -1263,11 +1271,14 @@ LogResult<Offset> PartitionLog::cut_last_segment(Segment& segment, uint64_t pos,
   if (!kept_index || !kept_time) return log_error(LogErrc::kIo, "reading an index failed");
   seg->index_entries = *kept_index;
   seg->time_entries = *kept_time;
-  if (auto r = detail::truncate_file(seg->index_rw->fd(), *kept_index * kIndexEntryBytes); !r) {
-    return unexpected(r.error());
-  }
-  if (auto r = detail::truncate_file(seg->time_rw->fd(), *kept_time * kTimeIndexEntryBytes); !r) {
-    return unexpected(r.error());
+  if (!through_ring) {
+    if (auto r = detail::truncate_file(seg->index_rw->fd(), *kept_index * kIndexEntryBytes); !r) {
+      return unexpected(r.error());
+    }
+    if (auto r = detail::truncate_file(seg->time_rw->fd(), *kept_time * kTimeIndexEntryBytes);
+        !r) {
+      return unexpected(r.error());
+    }
   }
   // The running maximum timestamp: the last time entry covers the batches before its
   // offset, the walk from there covers the rest.
@@ -1293,7 +1304,7 @@ LogResult<Offset> PartitionLog::cut_last_segment(Segment& segment, uint64_t pos,
   if (seg->corrupt_from >= new_end) seg->corrupt_from = -1;
   seg->dirty = true;
   seg->preallocated = false;
-  if (log_cut_done == nullptr) preallocate(*seg, pos, true);
+  if (!through_ring) preallocate(*seg, pos, true);
   end_offset_ = written_end_ = new_end;
   while (!recent_.empty() && recent_.back().base_offset >= new_end) recent_.pop_back();
   durable_end_ = std::min(durable_end_, new_end);
@@ -1304,34 +1315,16 @@ LogResult<Offset> PartitionLog::cut_last_segment(Segment& segment, uint64_t pos,
   // Recovery must scan the rewritten segment after a crash: say so durably before anything
   // is appended to it.
   recovery_point_ = std::min(recovery_point_, seg->base_offset);
-  if (auto r = write_meta(true); !r) return unexpected(r.error());
   SLUICE_ASSERT(segments_.back()->active);
-  if (log_cut_done != nullptr) {
-    // Appends wait (kBusy) until the file is cut: a write at `pos` must not precede it.
-    cutting_ = true;
-    ++ops_in_flight_;
-    ring_.ftruncate(
-        seg->log_rw->fd(), pos,
-        [this, base = seg->base_offset, pos, new_end, file = seg->log_rw, path = seg->log_path,
-         done = std::move(*log_cut_done)](int32_t res) {
-          SLUICE_ASSERT(ops_in_flight_ > 0);
-          --ops_in_flight_;
-          cutting_ = false;
-          if (res < 0) {
-            fail(errno_error(-res, "ftruncate " + path).error());
-          } else if (Segment* s = find_segment(base);
-                     s != nullptr && s->base_offset == base && s->active && !failure_) {
-            preallocate(*s, pos, false);
-          }
-          if (!done) return;
-          if (failure_) {
-            done(unexpected(*failure_));
-          } else {
-            done(Offset(new_end));
-          }
-        });
+  if (through_ring) {
+    // The files' cuts and the meta's write and sync, as the common cut's: appends wait
+    // (kBusy) until they completed (a write at `pos` must not precede the .log's cut).
+    if (auto meta = meta_fd(); !meta) return unexpected(meta.error());
+    cut_files_through_ring(*seg, pos, seg->index_entries, seg->time_entries, new_end,
+                           std::move(*log_cut_done));
     *log_cut_done = nullptr;  // taken
-    ring_.submit();
+  } else if (auto r = write_meta(true); !r) {
+    return unexpected(r.error());
   }
   return Offset(end_offset_);
 }

@@ -309,9 +309,10 @@ class PartitionLog final : public FdHolder, public ColdHolder {
   // ftruncates and the durable write of the lowered recovery point go through the ring, and
   // appends answer kBusy until they completed. Then `done` runs (inside the ring's
   // completions) with the new end, or with the error that stopped the partition. Any other
-  // cut (into an earlier segment, older than the window) is truncate_suffix's, blocking,
-  // except the .log file's ftruncate, which frees the cut tail's blocks: it goes through the
-  // ring too (appends kBusy meanwhile), and `done` runs once it completed. Needs idle()
+  // cut (into an earlier segment, older than the window) is truncate_suffix's, blocking to
+  // find what it keeps (index and header preads), but its files' ftruncates (the .log's frees
+  // the cut tail's blocks, up to a segment) and the meta's sync go through the ring as well
+  // (appends kBusy meanwhile), and `done` runs once they completed. Needs idle()
   // (kBusy otherwise); when this returns an error, `done` never runs.
   LogResult<Offset> truncate_suffix_async(Offset offset, DurableCallback done);
   // Removes everything from where the first damaged closed segment's damage starts (see
@@ -619,11 +620,17 @@ class PartitionLog final : public FdHolder, public ColdHolder {
 
   detail::Segment* find_segment(int64_t offset);
   // Cuts `seg`, which must be the last segment, at byte `position`, where `new_end` starts.
-  // With `log_cut_done`, the .log file's ftruncate goes through the ring (cutting_ until it
-  // completed) and the callback is taken from there, to run once it did.
+  // With `log_cut_done`, the files' ftruncates and the meta's durable write go through the
+  // ring (cut_files_through_ring) and the callback is taken from there, to run once they did.
   LogResult<Offset> cut_last_segment(detail::Segment& seg, uint64_t position, int64_t new_end,
                                      DurableCallback* log_cut_done = nullptr);
   // truncate_suffix; `log_cut_done` as cut_last_segment's (left as it is when nothing is cut).
+  // The files of `seg`, the last segment, cut through the ring to `pos` bytes, `kept_index`
+  // index and `kept_time` time entries, and partition.meta written and synced: cutting_ until
+  // all completed, then `done` runs with `new_end`. The log's state is cut already; needs the
+  // meta handle open (meta_fd()).
+  void cut_files_through_ring(detail::Segment& seg, uint64_t pos, uint64_t kept_index,
+                              uint64_t kept_time, int64_t new_end, DurableCallback done);
   LogResult<Offset> truncate_suffix_at(Offset offset, DurableCallback* log_cut_done);
   LogResult<std::shared_ptr<FileHandle>> log_file(const detail::Segment& seg);
   LogResult<std::shared_ptr<FileHandle>> index_file(const detail::Segment& seg);
