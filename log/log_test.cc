@@ -1004,6 +1004,31 @@ TEST_P(LogPartition, RollAsyncOpensEveryRollOfOneAppendThroughTheRing) {
   expect_reopened(log, expected);
 }
 
+// More rolls in one append than are prepared ahead (16): the rest open their files at once,
+// and the log is whole.
+TEST_P(LogPartition, RollAsyncWithMoreRollsThanPreparedStillAppendsEverything) {
+  config_.segment_bytes = kSegmentBytesMin;
+  auto log = open_log();
+  append(*log, 1, 100);
+  std::vector<std::byte> many;
+  for (int i = 0; i < 24; ++i) {
+    const auto batch = make_batch(1, 900, 3000 + i, 1 + i);  // one batch a segment
+    many.insert(many.end(), batch.begin(), batch.end());
+  }
+  const AppendOptions async{.roll_async = true};
+  LogResult<AppendResult> r = log_error(LogErrc::kBusy, "not tried");
+  for (int tries = 0; tries < 5 && !r && r.error().code == LogErrc::kBusy; ++tries) {
+    r = log->append(many, async, {});
+    ring_.drain();
+  }
+  ASSERT_TRUE(r) << r.error().message;
+  EXPECT_EQ(log->segment_count(), 25u);
+  std::vector<std::byte> expected = batches_.front();
+  expected.insert(expected.end(), many.begin(), many.end());
+  EXPECT_EQ(read_all(*log, 0), expected);
+  expect_reopened(log, expected);
+}
+
 // A roll prepared and then not taken (the log truncated meanwhile, or closed) leaves no files:
 // recovery must not find a segment that does not follow the log.
 TEST_P(LogPartition, APreparedRollNotTakenLeavesNoFiles) {
