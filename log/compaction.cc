@@ -681,8 +681,7 @@ LogResult<Installed> PartitionLog::install_cleaned_segment(const CleanedSegment&
   if (exchanged) {
     // Aside under a name no later pass writes (its own side file is `.cleaned` again); one left
     // by a crash goes when the log opens.
-    const std::string aside =
-        seg.log_path + "." + std::to_string(++aside_files_) + std::string(kAsideSuffix);
+    const std::string aside = aside_name(seg.log_path);
     if (::rename(cleaned.log_side.c_str(), aside.c_str()) == 0) {
       remove_through_ring(aside, cleaned.was.size_bytes);
     } else {

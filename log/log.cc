@@ -516,11 +516,15 @@ void PartitionLog::delete_segment_files(Segment& seg, bool through_ring) {
   dir_dirty_ = true;
 }
 
+std::string PartitionLog::aside_name(const std::string& path) {
+  return path + "." + std::to_string(++aside_files_) + std::string(kAsideSuffix);
+}
+
 void PartitionLog::set_aside_segment_files(Segment& seg) {
   files_changed();
   for (const auto* path : {&seg.log_path, &seg.index_path, &seg.time_path}) {
     fds_.forget(*path);
-    const std::string aside = *path + "." + std::to_string(++aside_files_) + std::string(kAsideSuffix);
+    const std::string aside = aside_name(*path);
     if (::rename(path->c_str(), aside.c_str()) == 0) {
       remove_through_ring(aside, path == &seg.log_path ? seg.size_bytes : 0);
     } else if (errno != ENOENT) {

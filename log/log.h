@@ -460,6 +460,9 @@ class PartitionLog final : public FdHolder, public ColdHolder {
   // retention passes from now), a smaller one is unlinked at once.
   void remove_through_ring(const std::string& path, uint64_t size);
   uint64_t aside_files_ = 0;  // files set aside so far (their names: compaction, cuts)
+  // A name to set `path` aside under: `<path>.<n>.deleted`, which no segment takes and
+  // recovery removes.
+  std::string aside_name(const std::string& path);
   uint64_t retention_passes_ = 0;  // apply_retention() calls
   void on_removed(const std::string& path, int32_t result);
   LogResult<void> write_meta(bool sync);
@@ -624,13 +627,13 @@ class PartitionLog final : public FdHolder, public ColdHolder {
   // ring (cut_files_through_ring) and the callback is taken from there, to run once they did.
   LogResult<Offset> cut_last_segment(detail::Segment& seg, uint64_t position, int64_t new_end,
                                      DurableCallback* log_cut_done = nullptr);
-  // truncate_suffix; `log_cut_done` as cut_last_segment's (left as it is when nothing is cut).
   // The files of `seg`, the last segment, cut through the ring to `pos` bytes, `kept_index`
   // index and `kept_time` time entries, and partition.meta written and synced: cutting_ until
   // all completed, then `done` runs with `new_end`. The log's state is cut already; needs the
   // meta handle open (meta_fd()).
   void cut_files_through_ring(detail::Segment& seg, uint64_t pos, uint64_t kept_index,
                               uint64_t kept_time, int64_t new_end, DurableCallback done);
+  // truncate_suffix; `log_cut_done` as cut_last_segment's (left as it is when nothing is cut).
   LogResult<Offset> truncate_suffix_at(Offset offset, DurableCallback* log_cut_done);
   LogResult<std::shared_ptr<FileHandle>> log_file(const detail::Segment& seg);
   LogResult<std::shared_ptr<FileHandle>> index_file(const detail::Segment& seg);

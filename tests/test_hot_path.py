@@ -307,18 +307,9 @@ class ShardSyscalls(harness.BrokerTestCase):
         harness.create_topic(self.bootstrap, topic, 1, {"segment.bytes": str(64 * 1024)})
         tracer, out, _shards = self.start_trace("small-segments", [])
         try:
-            p = Producer({"bootstrap.servers": self.bootstrap, "acks": "all", "linger.ms": 5,
-                          "batch.size": 64 * 1024, "compression.type": "none",
-                          "max.in.flight.requests.per.connection": 5})
-            value = os.urandom(1024)
-            for i in range(6000):
-                while True:
-                    try:
-                        p.produce(topic, value, partition=0)
-                        break
-                    except BufferError:
-                        p.poll(0.01)
-            self.assertEqual(p.flush(60), 0, "undelivered records")
+            # Five in flight: up to about five batches, so five rolls, in one append (more
+            # than 16 rolls in one append open the rest at once: log/README.md).
+            self.produce_records(topic, 6000, {"max.in.flight.requests.per.connection": 5})
         finally:
             tracer.send_signal(signal.SIGINT)
             _, err = tracer.communicate(timeout=30)
@@ -352,8 +343,14 @@ class ShardSyscalls(harness.BrokerTestCase):
         """Creates `topic` (one partition, 1 MiB segments) and writes `records` records of
         1 KiB keyed 0, 1, ... to it (64 KiB batches)."""
         harness.create_topic(self.bootstrap, topic, 1, {"segment.bytes": str(1024 * 1024)})
+        self.produce_records(topic, records)
+
+    def produce_records(self, topic, records, config=None):
+        """Writes `records` records of 1 KiB keyed 0, 1, ... to partition 0 of `topic` as fast
+        as the broker takes them (64 KiB batches; `config`: more producer settings), and waits
+        until all are acknowledged."""
         p = Producer({"bootstrap.servers": self.bootstrap, "acks": "all", "linger.ms": 5,
-                      "batch.size": 64 * 1024, "compression.type": "none"})
+                      "batch.size": 64 * 1024, "compression.type": "none", **(config or {})})
         value = os.urandom(1024)
         for i in range(records):
             while True:
