@@ -955,13 +955,15 @@ void Replica::truncated(const Plan& plan) {
 }
 
 void Replica::execute(std::shared_ptr<raft::Ready> rd, std::shared_ptr<Plan> plan) {
-  // 1. Truncation and log restarts need the log idle: wait for it (a timer; never block).
+  // 1. Truncation and log restarts need the log idle: wait for it (told by the log once its
+  // last operation completed; never block).
   const bool cut = plan->install || (plan->data_cut >= 0 && plan->data_cut < *log_.log_end_offset());
   // The table is rebuilt from the files: everything handed out before must be in them.
   if ((cut || plan->forget_proposals) && !log_.idle()) {
-    auto timer = std::make_shared<asio::steady_timer>(io_, std::chrono::milliseconds(2));
-    timer->async_wait([this, alive = alive_, timer, rd, plan](boost::system::error_code) {
-      if (*alive) execute(rd, plan);
+    log_.when_idle([this, alive = alive_, rd, plan] {
+      asio::post(io_, [this, alive, rd, plan] {
+        if (*alive && !failed_) execute(rd, plan);
+      });
     });
     return;
   }
@@ -1164,15 +1166,26 @@ void Replica::persist_data(std::shared_ptr<raft::Ready> rd, std::shared_ptr<Plan
   opts.roll_async = true;  // a roll's new files are opened through the ring (kBusy meanwhile)
   auto appended = log_.append(parts, opts, {});
   if (!appended && appended.error().code == log::LogErrc::kBusy) {
-    // Writes of an earlier Ready still in flight, or the next segment's files being opened:
-    // try again shortly (never block the shard).
-    auto timer = std::make_shared<asio::steady_timer>(io_, std::chrono::milliseconds(2));
-    timer->async_wait([this, alive = alive_, timer, rd, plan, from](boost::system::error_code) {
-      if (*alive) persist_data(rd, plan, from);
+    // Writes of an earlier Ready still in flight, the next segment's files being opened, a cut
+    // completing: again once the log says what it waited for completed (never block the shard).
+    log_.when_appendable([this, alive = alive_, rd, plan, from] {
+      asio::post(io_, [this, alive, rd, plan, from] {
+        if (*alive && !failed_) persist_data(rd, plan, from);
+      });
     });
     return;
   }
   if (!appended) return fail("cannot append: " + appended.error().message);
+  SLUICE_ASSERT(appended->parts >= 1 && appended->parts <= to - from);
+  if (appended->parts < to - from) {
+    // They roll more often than the log prepares segments ahead (segments smaller than the
+    // batches): the rest go next, as soon as their segments' files are open.
+    asio::post(io_, [this, alive = alive_, rd, plan, next = from + appended->parts] {
+      if (*alive && !failed_) persist_data(rd, plan, next);
+    });
+    ring_.submit();
+    return;
+  }
   if (to < plan->data.size()) {
     log_.when_durable(appended->end_offset,
                       [this, alive = alive_, rd, plan, to](const log::LogResult<Offset>& r) {

@@ -106,7 +106,7 @@ void PartitionLog::write_meta_async() {
   ring_.write(*fd, Bytes(raw->data(), raw->size()), 0,
               [this, raw, file = meta_handle_](int32_t res) {
                 SLUICE_ASSERT(ops_in_flight_ > 0);
-                --ops_in_flight_;
+                op_done();
                 meta_writing_ = false;
                 if (res < 0) return fail(errno_error(-res, "write " + dir_.string() + "/" +
                                                                std::string(kMetaFileName))
@@ -270,7 +270,7 @@ void PartitionLog::preallocate(Segment& seg, uint64_t needed, bool now) {
 
 void PartitionLog::on_fallocate_done(int64_t segment_base, uint64_t target, int32_t result) {
   SLUICE_ASSERT(ops_in_flight_ > 0);
-  --ops_in_flight_;
+  op_done();
   Segment* seg = find_segment(segment_base);
   if (seg == nullptr || seg->base_offset != segment_base) return;
   seg->fallocate_in_flight = false;
@@ -301,7 +301,7 @@ void PartitionLog::trim(Segment& seg) {
 
 void PartitionLog::on_trimmed(int64_t segment_base, int32_t result) {
   SLUICE_ASSERT(ops_in_flight_ > 0);
-  --ops_in_flight_;
+  op_done();
   Segment* seg = find_segment(segment_base);
   if (seg == nullptr || seg->base_offset != segment_base) return;
   seg->trim_in_flight = false;
@@ -312,11 +312,11 @@ void PartitionLog::on_trimmed(int64_t segment_base, int32_t result) {
   if (closed_ready(*seg)) start_flush();
 }
 
-std::vector<int64_t> PartitionLog::rolls(std::span<const MutableBytes> parts,
-                                         std::span<const uint64_t> sizes, int64_t now) const {
+PartitionLog::Rolls PartitionLog::rolls(std::span<const MutableBytes> parts,
+                                        std::span<const uint64_t> sizes, int64_t now) const {
   // The checks of append_validated(), batch by batch, on the log as it would grow: a segment
   // it rolls to is empty and as young as `now`.
-  std::vector<int64_t> bases;
+  Rolls rolls{.bases = {}, .parts_within = 0};
   const Segment& active = *segments_.back();
   int64_t created = active.created_ms;
   int64_t base = active.base_offset;
@@ -332,8 +332,11 @@ std::vector<int64_t> PartitionLog::rolls(std::span<const MutableBytes> parts,
       SLUICE_ASSERT(view.has_value());  // validate() accepted it
       const int64_t delta = view->last_offset_delta();
       if (must_roll(config_, now, created, size, base, end, delta, batch)) {
-        bases.push_back(end);
-        if (bases.size() == kPreparedRollsMax) return bases;
+        if (rolls.bases.size() == kPreparedRollsMax) {
+          rolls.parts_within = std::max<size_t>(rolls.parts_within, 1);
+          return rolls;  // this part needs one more: it and the rest wait for the next append
+        }
+        rolls.bases.push_back(end);
         created = now;
         base = end;
         size = 0;
@@ -342,8 +345,9 @@ std::vector<int64_t> PartitionLog::rolls(std::span<const MutableBytes> parts,
       end += delta + 1;
       at += batch;
     }
+    ++rolls.parts_within;
   }
-  return bases;
+  return rolls;
 }
 
 void PartitionLog::prepare_next(int64_t base) {
@@ -359,7 +363,7 @@ void PartitionLog::prepare_next(int64_t base) {
     ring_.open(prepared->paths[i], O_RDWR | O_CREAT | O_TRUNC, 0644,
                [this, next = prepared, i](int32_t res) {
                  SLUICE_ASSERT(ops_in_flight_ > 0 && next->opening > 0);
-                 --ops_in_flight_;
+                 op_done();
                  --next->opening;
                  auto file = res >= 0 ? std::make_shared<FileHandle>(res) : nullptr;  // owns it
                  if (next->discarded) {
@@ -375,6 +379,7 @@ void PartitionLog::prepare_next(int64_t base) {
                  } else {
                    next->failed = true;  // the append opens them itself and reports the error
                  }
+                 wake_appenders();  // the roll can go once every prepared roll is open
                });
   }
   ring_.submit();
@@ -437,7 +442,7 @@ void PartitionLog::pump_index(Segment& seg, bool time) {
 
 void PartitionLog::on_index_written(int64_t segment_base, bool time, int32_t result) {
   SLUICE_ASSERT(ops_in_flight_ > 0);
-  --ops_in_flight_;
+  op_done();
   Segment* seg = find_segment(segment_base);
   if (seg == nullptr || seg->base_offset != segment_base) return;
   detail::IndexQueue& q = time ? seg->time_queue : seg->index_queue;
@@ -547,7 +552,7 @@ void PartitionLog::remove_through_ring(const std::string& path, uint64_t size) {
 
 void PartitionLog::on_removed(const std::string& path, int32_t result) {
   SLUICE_ASSERT(ops_in_flight_ > 0);
-  --ops_in_flight_;
+  op_done();
   if (result < 0 && result != -ENOENT) {
     // Not a reason to stop the partition: the file lies below the log start, where nothing
     // reads, and the next retention pass after a restart finds it again.
@@ -745,6 +750,8 @@ LogResult<AppendResult> PartitionLog::append(std::span<const MutableBytes> parts
   if (parts.empty()) return log_error(LogErrc::kInvalidBatch, "no batch");
   if (cutting_) return log_error(LogErrc::kBusy, "truncation in flight");
   if (pending_writes_.size() + parts.size() > config_.inflight_appends_max) {
+    appendable_writes_ =
+        config_.inflight_appends_max - std::min<size_t>(parts.size(), config_.inflight_appends_max);
     return log_error(LogErrc::kBusy, "too many appends in flight");
   }
   std::vector<uint64_t> sizes;
@@ -756,7 +763,10 @@ LogResult<AppendResult> PartitionLog::append(std::span<const MutableBytes> parts
   }
   const int64_t now = config_.clock_ms();
   if (options.roll_async) {
-    if (const auto bases = rolls(parts, sizes, now); !bases.empty()) {
+    const Rolls planned = rolls(parts, sizes, now);
+    // More rolls than are prepared ahead: the parts that fit go now, the caller sends the rest.
+    parts = parts.first(planned.parts_within);
+    if (const auto& bases = planned.bases; !bases.empty()) {
       // Prepared for rolls this append does not make (an append given up, or other batches).
       std::erase_if(next_, [&](const auto& next) {
         if (std::find(bases.begin(), bases.end(), next->base) != bases.end()) return false;
@@ -777,7 +787,7 @@ LogResult<AppendResult> PartitionLog::append(std::span<const MutableBytes> parts
       if (opening) return log_error(LogErrc::kBusy, "opening the next segment");
     }
   }
-  AppendResult total{.base_offset = Offset(end_offset_)};
+  AppendResult total{.base_offset = Offset(end_offset_), .parts = parts.size()};
   begin_chain();
   struct EndChain {
     PartitionLog* log;
@@ -873,7 +883,7 @@ void PartitionLog::begin_flush_round(int64_t target, size_t syncs, bool linked) 
 
 void PartitionLog::on_write_done(uint64_t seq, int32_t result) {
   SLUICE_ASSERT(ops_in_flight_ > 0);
-  --ops_in_flight_;
+  op_done();
   SLUICE_ASSERT(!pending_writes_.empty() && seq >= pending_writes_.front().seq);
   PendingWrite& done = pending_writes_[seq - pending_writes_.front().seq];
   done.done = true;
@@ -902,6 +912,7 @@ void PartitionLog::on_write_done(uint64_t seq, int32_t result) {
     written_end_ = std::max(written_end_, w.end_offset);
     pending_writes_.pop_front();
   }
+  wake_appenders();  // room for more appends in flight, or idle for a cut
   if (failure_) return;
   while (!appends_.empty() && appends_.front().end_offset <= written_end_) {
     AppendWaiter waiter = std::move(appends_.front());
@@ -956,7 +967,7 @@ void PartitionLog::start_flush() {
 
 void PartitionLog::on_flush_done(int32_t result) {
   SLUICE_ASSERT(ops_in_flight_ > 0 && flush_ops_pending_ > 0);
-  --ops_in_flight_;
+  op_done();
   if (result < 0) flush_result_ = result;
   if (--flush_ops_pending_ > 0) return;
   flush_in_flight_ = false;
@@ -1038,6 +1049,38 @@ void PartitionLog::fail(const LogError& error) {
   for (auto& [offset, done] : waiters) {
     if (done) done(unexpected(error));
   }
+}
+
+void PartitionLog::when_appendable(std::function<void()> wake) {
+  if (!busy_for_appends()) return wake();
+  appendable_waiters_.push_back(std::move(wake));
+}
+
+void PartitionLog::when_idle(std::function<void()> wake) {
+  if (idle()) return wake();
+  idle_waiters_.push_back(std::move(wake));
+}
+
+void PartitionLog::op_done() {
+  SLUICE_ASSERT(ops_in_flight_ > 0);
+  if (--ops_in_flight_ > 0 || idle_waiters_.empty()) return;
+  auto waiters = std::move(idle_waiters_);
+  idle_waiters_.clear();
+  for (auto& wake : waiters) wake();
+}
+
+bool PartitionLog::busy_for_appends() const {
+  if (cutting_ || pending_writes_.size() > appendable_writes_) return true;
+  return std::any_of(next_.begin(), next_.end(),
+                     [](const auto& next) { return next->opening > 0; });
+}
+
+void PartitionLog::wake_appenders() {
+  if (appendable_waiters_.empty() || busy_for_appends()) return;
+  appendable_writes_ = SIZE_MAX;
+  auto waiters = std::move(appendable_waiters_);
+  appendable_waiters_.clear();
+  for (auto& wake : waiters) wake();
 }
 
 void PartitionLog::when_durable(Offset offset, DurableCallback done) {
@@ -1181,7 +1224,7 @@ void PartitionLog::cut_files_through_ring(Segment& seg, uint64_t pos, uint64_t k
   meta_again_ = false;
   auto completed = [this, st](int32_t res, const std::string& what) {
     SLUICE_ASSERT(ops_in_flight_ > 0 && st->pending > 0);
-    --ops_in_flight_;
+    op_done();
     if (res < 0 && st->error == 0) {
       st->error = res;
       st->what = what;
@@ -1195,13 +1238,12 @@ void PartitionLog::cut_files_through_ring(Segment& seg, uint64_t pos, uint64_t k
                !failure_) {
       preallocate(*cut, st->position, false);
     }
-    auto callback = std::move(st->done);
-    if (!callback) return;
-    if (failure_) {
+    if (auto callback = std::move(st->done); callback && failure_) {
       callback(unexpected(*failure_));
-    } else {
+    } else if (callback) {
       callback(Offset(st->new_end));
     }
+    wake_appenders();  // after `done`: whoever waits to append finds the cut reported
   };
   struct FileCut {
     std::shared_ptr<FileHandle> file;

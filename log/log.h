@@ -105,7 +105,9 @@ struct AppendOptions {
   // new segment first has the new segment's files opened (created, truncated) through the ring
   // and returns kBusy meanwhile, instead of opening them on the calling (shard) thread; the
   // retry finds them open. Every roll of one append goes so (segments smaller than the append
-  // roll more than once), up to 16 rolls; past that a roll opens its files at once.
+  // roll more than once), up to 16 rolls: an append of several parts that would roll more
+  // takes only the parts that fit (AppendResult::parts; the caller appends the rest next), and
+  // only a single part rolling more than 16 times opens the rolls past the 16th at once.
   bool roll_async = false;
 };
 
@@ -114,6 +116,9 @@ struct AppendResult {
   Offset last_offset;  // last offset of the last batch
   Offset end_offset;   // last_offset + 1: the log end once this append is in
   uint64_t bytes = 0;
+  // How many of the parts given went in: all, but with AppendOptions::roll_async (a leading
+  // run of them, at least one).
+  size_t parts = 0;
 };
 using AppendCallback = std::function<void(const LogResult<AppendResult>&)>;
 using DurableCallback = std::function<void(const LogResult<Offset>&)>;
@@ -294,6 +299,14 @@ class PartitionLog final : public FdHolder, public ColdHolder {
   // Runs `done` once every offset below `offset` is durable (at once if already), starting
   // an fdatasync if needed whatever the flush policy. Fails if the partition stopped.
   void when_durable(Offset offset, DurableCallback done);
+  // After an append answered kBusy: runs `wake` once something it waited for completed (a
+  // write, a roll's files opening, a cut), so the caller retries then instead of polling; a
+  // retry may find the log still busy and ask again. At once if nothing is in flight. `wake`
+  // runs inside a ring completion: it must not call into the log (post the retry instead).
+  void when_appendable(std::function<void()> wake);
+  // Runs `wake` once no ring operation of this log is in flight (idle()): at once if none is,
+  // otherwise inside the completion of the last one (the same rule as when_appendable).
+  void when_idle(std::function<void()> wake);
   // Starts an fdatasync of everything written (e.g. Raft's must_sync). Callback optional.
   void flush(DurableCallback done = {});
   // For FlushMode::kInterval: flushes when interval_ms passed since the last flush.
@@ -417,9 +430,14 @@ class PartitionLog final : public FdHolder, public ColdHolder {
   LogResult<void> roll();
   // AppendOptions::roll_async: the base offsets of the segments this append would roll to, in
   // order (none: it fits the active segment), for the batches of `parts` (their sizes in
-  // `sizes`) at time `now`; at most kPreparedRollsMax of them.
-  std::vector<int64_t> rolls(std::span<const MutableBytes> parts, std::span<const uint64_t> sizes,
-                             int64_t now) const;
+  // `sizes`) at time `now`; at most kPreparedRollsMax of them. `parts_within`: how many
+  // leading parts need no more rolls than that (all of them, or fewer; at least one).
+  struct Rolls {
+    std::vector<int64_t> bases;
+    size_t parts_within;
+  };
+  Rolls rolls(std::span<const MutableBytes> parts, std::span<const uint64_t> sizes,
+              int64_t now) const;
   // Opens the files of the segment at `base` through the ring (into next_).
   void prepare_next(int64_t base);
   struct NextSegment;
@@ -665,6 +683,16 @@ class PartitionLog final : public FdHolder, public ColdHolder {
   std::deque<PendingWrite> pending_writes_;                  // by sequence
   std::deque<AppendWaiter> appends_;                         // callbacks waiting for written_end_
   std::multimap<int64_t, DurableCallback> durable_waiters_;  // by offset awaited
+  std::vector<std::function<void()>> appendable_waiters_;    // when_appendable()
+  std::vector<std::function<void()>> idle_waiters_;          // when_idle()
+  // A ring operation of this log completed (every completion calls it): wakes when_idle().
+  void op_done();
+  // Appends in flight at most for the last append that answered kBusy for their number.
+  size_t appendable_writes_ = SIZE_MAX;
+  // Whether what the last kBusy append waited for is still in flight.
+  bool busy_for_appends() const;
+  // Runs appendable_waiters_ unless busy_for_appends().
+  void wake_appenders();
   bool flush_in_flight_ = false;
   bool flush_again_ = false;
   size_t flush_ops_pending_ = 0;

@@ -248,7 +248,7 @@ void PartitionLog::cold_open(const std::string& path, const std::shared_ptr<Cold
   ring_.open(path, O_RDONLY, 0,
              [this, path, read, epoch = files_epoch_, then = std::move(then)](int32_t res) {
                SLUICE_ASSERT(ops_in_flight_ > 0);
-               --ops_in_flight_;
+               op_done();
                std::shared_ptr<FileHandle> handle;
                if (res >= 0) handle = std::make_shared<FileHandle>(res);
                // Kept only if no file changed meanwhile (it could be one being replaced).
@@ -290,7 +290,7 @@ void PartitionLog::cold_load(const ColdMiss& miss, const std::shared_ptr<ColdRea
         handle->fd(), MutableBytes(*bytes), miss.first * unit,
         [this, miss, read, index, time, handle, bytes, epoch](int32_t res) {
           SLUICE_ASSERT(ops_in_flight_ > 0);
-          --ops_in_flight_;
+          op_done();
           if (res > 0 && epoch == files_epoch_) {
             if (time) {
               bytes->resize(static_cast<uint64_t>(res) / kTimeIndexEntryBytes *

@@ -63,7 +63,7 @@ LogResult<ScrubResult> PartitionLog::scrub(uint64_t max_bytes) {
       ring_.open(seg.log_path, O_RDONLY, 0,
                  [this, base = seg.base_offset, epoch = files_epoch_](int32_t res) {
                    SLUICE_ASSERT(ops_in_flight_ > 0);
-                   --ops_in_flight_;
+                   op_done();
                    scrub_opening_ = false;
                    auto opened = res >= 0 ? std::make_shared<FileHandle>(res) : nullptr;
                    // Kept only if no file changed meanwhile (it could be the old one); a
@@ -91,7 +91,7 @@ LogResult<ScrubResult> PartitionLog::scrub(uint64_t max_bytes) {
     ring_.read(file->fd(), MutableBytes(read->bytes.data(), want), scrub_position_,
                [this, read, file](int32_t res) {
                  SLUICE_ASSERT(ops_in_flight_ > 0);
-                 --ops_in_flight_;
+                 op_done();
                  read->result = res;
                  read->done = true;
                });

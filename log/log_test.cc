@@ -1029,6 +1029,58 @@ TEST_P(LogPartition, RollAsyncWithMoreRollsThanPreparedStillAppendsEverything) {
   expect_reopened(log, expected);
 }
 
+// An append of many parts (a Raft replica's entries) that would roll more often than segments
+// are prepared ahead takes only the parts whose rolls are prepared (AppendResult::parts); the
+// caller appends the rest next. No segment's files are opened by the append itself.
+TEST_P(LogPartition, RollAsyncTakesOnlyThePartsWhoseRollsArePrepared) {
+  config_.segment_bytes = kSegmentBytesMin;
+  auto log = open_log();
+  append(*log, 1, 100);
+  constexpr size_t kParts = 40;  // one batch a segment: 40 rolls, more than 16 are prepared
+  std::vector<std::vector<std::byte>> batches;
+  for (size_t i = 0; i < kParts; ++i) batches.push_back(make_batch(1, 900, 3000 + i, 1 + i));
+  std::vector<MutableBytes> parts;
+  for (auto& b : batches) parts.emplace_back(b.data(), b.size());
+  auto listed = [&] {
+    std::set<std::string> names;
+    for (const auto& entry : std::filesystem::directory_iterator(dir_.path())) {
+      const std::string name = entry.path().filename().string();
+      if (name.ends_with(".log")) names.insert(name);
+    }
+    return names;
+  };
+  const AppendOptions async{.roll_async = true};
+  size_t from = 0;
+  std::vector<size_t> taken;
+  for (int tries = 0; tries < 100 && from < kParts; ++tries) {
+    const std::set<std::string> before = listed();
+    const auto segments = log->segment_base_offsets();
+    auto r = log->append(std::span<const MutableBytes>(parts).subspan(from), async, {});
+    if (!r) {
+      ASSERT_EQ(r.error().code, LogErrc::kBusy) << r.error().message;
+      ring_.drain();
+      continue;
+    }
+    ASSERT_GE(r->parts, 1u);
+    taken.push_back(r->parts);
+    from += r->parts;
+    EXPECT_EQ(*r->end_offset, static_cast<int64_t>(1 + from));
+    for (const int64_t base : log->segment_base_offsets()) {
+      if (std::find(segments.begin(), segments.end(), base) != segments.end()) continue;
+      EXPECT_TRUE(before.contains(segment_path(dir_.path(), base, ".log").filename().string()))
+          << "the segment at " << base << " was opened by the append itself";
+    }
+    ring_.drain();
+  }
+  ASSERT_EQ(from, kParts);
+  ASSERT_GE(taken.size(), 3u);
+  EXPECT_EQ(taken[0], 16u) << "a roll a part, 16 prepared";
+  std::vector<std::byte> expected = batches_.front();
+  for (const auto& b : batches) expected.insert(expected.end(), b.begin(), b.end());
+  EXPECT_EQ(read_all(*log, 0), expected);
+  expect_reopened(log, expected);
+}
+
 // A roll prepared and then not taken (the log truncated meanwhile, or closed) leaves no files:
 // recovery must not find a segment that does not follow the log.
 TEST_P(LogPartition, APreparedRollNotTakenLeavesNoFiles) {
@@ -1699,6 +1751,100 @@ TEST_P(LogPartition, TooManyAppendsInFlightPushBack) {
   ring_.drain();
   EXPECT_TRUE(log->append(batches_[2], {}, {}));
   ring_.drain();
+}
+
+// when_appendable(): a caller whose append answered kBusy is told when to try again (a Raft
+// replica retried on a 2 ms timer before): not while what it waits for is in flight, once when
+// it completed, and at once when nothing is in flight.
+TEST_P(LogPartition, WhenAppendableWakesOnceTheAppendsInFlightLeaveRoom) {
+  config_.inflight_appends_max = 2;
+  auto log = open_log();
+  for (int i = 0; i < 3; ++i) batches_.push_back(make_batch(1, 10, 1));
+  ASSERT_TRUE(log->append(batches_[0], {}, {}));
+  ASSERT_TRUE(log->append(batches_[1], {}, {}));
+  ASSERT_EQ(log->append(batches_[2], {}, {}).error().code, LogErrc::kBusy);
+  int woken = 0;
+  log->when_appendable([&] { ++woken; });
+  EXPECT_EQ(woken, 0);
+  ring_.drain();
+  EXPECT_EQ(woken, 1);
+  EXPECT_TRUE(log->append(batches_[2], {}, {}));
+  ring_.drain();
+  EXPECT_EQ(woken, 1);  // once
+  log->when_appendable([&] { ++woken; });
+  EXPECT_EQ(woken, 2);  // nothing in flight: at once
+}
+
+TEST_P(LogPartition, WhenAppendableWakesOnceARollsFilesAreOpen) {
+  config_.segment_bytes = 4096;
+  auto log = open_log();
+  const AppendOptions async{.roll_async = true};
+  int woken = 0;
+  int busy = 0;
+  for (int i = 0; i < 20; ++i) {
+    batches_.push_back(make_batch(3, 300, 1000, i));
+    ring_.drain();  // the previous appends are written: only the opens are in flight below
+    auto r = log->append(batches_.back(), async, {});
+    if (r) continue;
+    ASSERT_EQ(r.error().code, LogErrc::kBusy) << r.error().message;
+    ++busy;
+    const int before = woken;
+    log->when_appendable([&] { ++woken; });
+    EXPECT_EQ(woken, before) << "woken while the next segment's files were opening";
+    ring_.drain();
+    EXPECT_EQ(woken, before + 1);
+    auto again = log->append(batches_.back(), async, {});
+    ASSERT_TRUE(again) << again.error().message;
+  }
+  ring_.drain();
+  EXPECT_GT(busy, 3);
+  std::vector<std::byte> expected;
+  for (const auto& b : batches_) expected.insert(expected.end(), b.begin(), b.end());
+  EXPECT_EQ(read_all(*log, 0), expected);
+}
+
+TEST_P(LogPartition, WhenAppendableWakesOnceACutCompleted) {
+  std::vector<int64_t> segments;
+  auto log = open_small_segments(segments);
+  ASSERT_GT(segments.size(), 3u);
+  if (!ring_.uses_io_uring()) GTEST_SKIP() << "the fallback cuts before the call returns";
+  bool cut = false;
+  ASSERT_TRUE(log->truncate_suffix_async(Offset(segments[1] + 2),
+                                         [&](const LogResult<Offset>& r) { cut = r.has_value(); }));
+  auto batch = make_batch(2, 200, 1000);
+  ASSERT_EQ(log->append(batch, {}, {}).error().code, LogErrc::kBusy);
+  int woken = 0;
+  log->when_appendable([&] {
+    ++woken;
+    EXPECT_TRUE(cut) << "woken before the cut completed";
+  });
+  EXPECT_EQ(woken, 0);
+  ring_.drain();
+  EXPECT_EQ(woken, 1);
+  EXPECT_TRUE(log->append(batch, {}, {}));
+  ring_.drain();
+}
+
+// when_idle(): once the last ring operation of the log completed (a Raft replica's cut waits
+// for it), at once when none is in flight.
+TEST_P(LogPartition, WhenIdleWakesOnceTheLastOperationCompleted) {
+  auto log = open_log();
+  int woken = 0;
+  log->when_idle([&] { ++woken; });
+  EXPECT_EQ(woken, 1);
+  for (int i = 0; i < 4; ++i) {
+    batches_.push_back(make_batch(2, 100, 1000 + i, i));
+    ASSERT_TRUE(log->append(batches_.back(), {}, {}));
+  }
+  ASSERT_FALSE(log->idle());
+  log->when_idle([&] {
+    ++woken;
+    EXPECT_TRUE(log->idle());
+  });
+  EXPECT_EQ(woken, 1);
+  ring_.drain();
+  EXPECT_EQ(woken, 2);
+  EXPECT_TRUE(log->idle());
 }
 
 TEST_P(LogPartition, CleanCloseAndReopen) {

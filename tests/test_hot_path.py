@@ -299,17 +299,18 @@ class ShardSyscalls(harness.BrokerTestCase):
 
     def test_appends_that_roll_more_than_once_block_no_shard_either(self):
         """Segments of 64 KiB, smaller than one Raft append: a producer at full speed (64 KiB
-        batches, five requests in flight) has several batches in one append of the partition's
-        Raft group, and each of them starts a segment. Every roll of an append has its files
-        opened through the ring before the append goes in (log/README.md, "Segment rolls");
-        before, only the first was, and the others opened theirs on the shard."""
+        batches, librdkafka's default of requests in flight, far more than five) has many
+        batches in one append of the partition's Raft group, and each of them starts a
+        segment. Every roll of an append has its files opened through the ring before the
+        append goes in (log/README.md, "Segment rolls"): before, only the first was, and the
+        others opened theirs on the shard; then only 16 were, and an append rolling more
+        opened the rest on the shard. Now an append takes the batches whose rolls are
+        prepared, and the rest go in the next one."""
         topic = "hot-small-segments"
         harness.create_topic(self.bootstrap, topic, 1, {"segment.bytes": str(64 * 1024)})
         tracer, out, _shards = self.start_trace("small-segments", [])
         try:
-            # Five in flight: up to about five batches, so five rolls, in one append (more
-            # than 16 rolls in one append open the rest at once: log/README.md).
-            self.produce_records(topic, 6000, {"max.in.flight.requests.per.connection": 5})
+            self.produce_records(topic, 6000)
         finally:
             tracer.send_signal(signal.SIGINT)
             _, err = tracer.communicate(timeout=30)
