@@ -960,8 +960,9 @@ void Replica::execute(std::shared_ptr<raft::Ready> rd, std::shared_ptr<Plan> pla
   const bool cut = plan->install || (plan->data_cut >= 0 && plan->data_cut < *log_.log_end_offset());
   // The table is rebuilt from the files: everything handed out before must be in them.
   if ((cut || plan->forget_proposals) && !log_.idle()) {
-    log_.when_idle([this, alive = alive_, rd, plan] {
-      asio::post(io_, [this, alive, rd, plan] {
+    // `io`, not `this`: the log may run this after the replica is gone (alive says so).
+    log_.when_idle([this, &io = io_, alive = alive_, rd, plan] {
+      asio::post(io, [this, alive, rd, plan] {
         if (*alive && !failed_) execute(rd, plan);
       });
     });
@@ -979,8 +980,8 @@ void Replica::execute(std::shared_ptr<raft::Ready> rd, std::shared_ptr<Plan> pla
   // instead of taking the process to its open-files limit.
   const size_t need = (holds_fds() ? 0 : 1) + (log_.holds_fds() ? 0 : 1);
   if (writes && need > 0 && !log_.fd_cache().room_for(need)) {
-    log_.fd_cache().wait_for_room([this, alive = alive_, rd, plan] {
-      asio::post(io_, [this, alive, rd, plan] {
+    log_.fd_cache().wait_for_room([this, &io = io_, alive = alive_, rd, plan] {
+      asio::post(io, [this, alive, rd, plan] {
         if (*alive && !failed_) execute(rd, plan);
       });
     });
@@ -1168,8 +1169,8 @@ void Replica::persist_data(std::shared_ptr<raft::Ready> rd, std::shared_ptr<Plan
   if (!appended && appended.error().code == log::LogErrc::kBusy) {
     // Writes of an earlier Ready still in flight, the next segment's files being opened, a cut
     // completing: again once the log says what it waited for completed (never block the shard).
-    log_.when_appendable([this, alive = alive_, rd, plan, from] {
-      asio::post(io_, [this, alive, rd, plan, from] {
+    log_.when_appendable([this, &io = io_, alive = alive_, rd, plan, from] {
+      asio::post(io, [this, alive, rd, plan, from] {
         if (*alive && !failed_) persist_data(rd, plan, from);
       });
     });
