@@ -94,6 +94,50 @@ bool Replica::open_fds() {
   return false;
 }
 
+void Replica::open_fds_through_ring(std::function<void(int32_t)> then) {
+  struct Opening {
+    int pending = 1;  // the log's
+    int32_t error = 0;
+    std::function<void(int32_t)> then;
+  };
+  auto st = std::make_shared<Opening>();
+  st->then = std::move(then);
+  // Completions may run after the replica is gone (alive says so): they close what they opened.
+  auto one_done = [this, &io = io_, alive = alive_, st](int32_t res) {
+    if (res < 0 && st->error == 0) st->error = res;
+    if (--st->pending > 0) return;
+    if (*alive && st->error != 0) {
+      persisting_ = false;
+      log_.keep_fds(false);
+    }
+    asio::post(io, [alive, st] {
+      if (*alive) st->then(st->error);
+    });
+  };
+  // Counted as holders from now on (FdCache::room_for of other partitions sees them while the
+  // opens are in flight) and kept until finish(): the Ready writes next.
+  persisting_ = true;
+  log_.keep_fds(true);
+  if (!fds_open()) log_.fd_cache().touch(this);
+  if (!log_.holds_fds()) log_.fd_cache().touch(&log_);
+  auto open_one = [&](int* fd, const std::string& path, int flags) {
+    if (*fd >= 0) return;
+    ++st->pending;
+    ring_.open(path, flags, 0644, [fd, alive = alive_, one_done](int32_t res) {
+      if (res >= 0 && (!*alive || *fd >= 0)) {
+        ::close(res);  // gone, or opened meanwhile
+      } else if (res >= 0) {
+        *fd = res;
+      }
+      one_done(res < 0 ? res : 0);
+    });
+  };
+  open_one(&state_fd_, dir_ + "/raft.state", O_RDWR);
+  open_one(&internal_fd_, dir_ + "/raft.internal", O_RDWR | O_CREAT);
+  log_.reopen_fds_async(one_done);
+  ring_.submit();
+}
+
 bool Replica::release_fds() {
   if (persisting_ || slot_writes_ > 0) return false;
   close_fds();
@@ -978,12 +1022,31 @@ void Replica::execute(std::shared_ptr<raft::Ready> rd, std::shared_ptr<Plan> pla
   // Under the shard's cap on busy holders (log::FdCache): when every group persists at once
   // (start-up, thousands of partitions created), a Ready waits for descriptors to come back
   // instead of taking the process to its open-files limit.
-  const size_t need = (holds_fds() ? 0 : 1) + (log_.holds_fds() ? 0 : 1);
+  const size_t need = (fds_open() ? 0 : 1) + (log_.holds_fds() ? 0 : 1);
   if (writes && need > 0 && !log_.fd_cache().room_for(need)) {
     log_.fd_cache().wait_for_room([this, &io = io_, alive = alive_, rd, plan] {
       asio::post(io, [this, alive, rd, plan] {
         if (*alive && !failed_) execute(rd, plan);
       });
+    });
+    return;
+  }
+  if (writes && need > 0) {
+    // Given back while idle (more busy partitions than the shard keeps descriptors for):
+    // opened again through the ring, then this Ready starts over and finds them open.
+    open_fds_through_ring([this, rd, plan](int32_t r) {
+      if (failed_) return;
+      if (r == -EMFILE || r == -ENFILE) {
+        // At the process's limit (descriptors taken outside the shards' caps): again shortly.
+        log_.fd_cache().trim();
+        auto timer = std::make_shared<asio::steady_timer>(io_, std::chrono::milliseconds(10));
+        timer->async_wait([this, alive = alive_, timer, rd, plan](boost::system::error_code) {
+          if (*alive && !failed_) execute(rd, plan);
+        });
+        return;
+      }
+      if (r < 0) return fail(std::string("cannot open its files: ") + std::strerror(-r));
+      execute(rd, plan);
     });
     return;
   }

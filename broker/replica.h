@@ -133,6 +133,7 @@ class Replica final : public raft::LogSource, public log::FdHolder {
   // log::FdHolder: closes raft.state and raft.internal when nothing is being written.
   bool release_fds() override;
   bool holds_fds() const { return state_fd_ >= 0 || internal_fd_ >= 0; }
+  bool fds_open() const { return state_fd_ >= 0 && internal_fd_ >= 0; }
   void campaign();
   Result<void, raft::Errc> transfer_leadership(int32_t to);
 
@@ -284,6 +285,9 @@ class Replica final : public raft::LogSource, public log::FdHolder {
   // used; false (errno set) if they cannot be opened.
   bool open_fds();
   void close_fds();
+  // Its files and the log's active segment's, opened through the ring (none on the shard):
+  // `then(0)` once all are open, `then(-errno)` otherwise. Runs `then` from a posted task.
+  void open_fds_through_ring(std::function<void(int32_t)> then);
   std::string dir_;
   int state_fd_ = -1;
   int internal_fd_ = -1;

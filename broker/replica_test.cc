@@ -249,6 +249,41 @@ TEST_F(Group, ElectsCommitsAndReplicatesTheSameBatches) {
   EXPECT_EQ(values(0), values(2));
 }
 
+// Replicas and logs that gave their descriptors back while idle (more partitions than a shard
+// keeps them for) open them again through the ring for their next write, and go on as before.
+TEST_F(Group, ReplicasThatGaveTheirFilesBackOpenThemAgainAndWriteOn) {
+  run_until([&] { return leader() >= 0; });
+  const int l = leader();
+  auto acks = produce(l, 10, "a");
+  run_until([&] { return acks->size() == 10; });
+  for (int round = 0; round < 3; ++round) {
+    // Idle and everything durable: each gives its descriptors back.
+    run_until([&] {
+      bool all = true;
+      for (auto& n : nodes_) {
+        if (n.replica->holds_fds() && !n.replica->release_fds()) all = false;
+        if (n.log->holds_fds() && !n.log->release_fds()) all = false;
+      }
+      return all;
+    });
+    for (auto& n : nodes_) {
+      ASSERT_FALSE(n.replica->holds_fds());
+      ASSERT_FALSE(n.log->holds_fds());
+    }
+    auto more = produce(l, 10, "b");
+    run_until([&] { return more->size() == 10; });
+    for (const auto& [code, offset] : *more) EXPECT_EQ(code, ErrorCode::kNone);
+    EXPECT_EQ(more->front().second, 30 + 30 * round);
+    EXPECT_TRUE(nodes_[l].replica->holds_fds());
+    EXPECT_TRUE(nodes_[l].log->holds_fds());
+  }
+  run_until([&] {
+    return values(0).size() == 120 && values(1).size() == 120 && values(2).size() == 120;
+  });
+  EXPECT_EQ(values(0), values(1));
+  EXPECT_EQ(values(0), values(2));
+}
+
 TEST_F(Group, ASleepingReplicaWakesOnceForWhateverReachesIt) {
   // The shard stops ticking a sleeping replica; anything that reaches it must say so once.
   run_until([&] { return leader() >= 0; });

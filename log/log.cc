@@ -154,6 +154,49 @@ LogResult<void> PartitionLog::reopen_fds() {
   return {};
 }
 
+void PartitionLog::reopen_fds_async(std::function<void(int32_t)> done) {
+  Segment& active = *segments_.back();
+  SLUICE_ASSERT(active.active || failure_);
+  struct Reopen {
+    int pending = 0;
+    int32_t error = 0;
+    std::function<void(int32_t)> done;
+  };
+  auto st = std::make_shared<Reopen>();
+  st->done = std::move(done);
+  const int64_t base = active.base_offset;
+  for (int i = 0; i < 3; ++i) {
+    std::shared_ptr<FileHandle>& handle =
+        i == 0 ? active.log_rw : (i == 1 ? active.index_rw : active.time_rw);
+    if (handle) continue;
+    ++st->pending;
+    ++ops_in_flight_;  // idle() is false meanwhile: release_fds() waits
+    ring_.open(i == 0 ? active.log_path : (i == 1 ? active.index_path : active.time_path), O_RDWR,
+               0, [this, st, base, i](int32_t res) {
+                 op_done();
+                 auto file = res >= 0 ? std::make_shared<FileHandle>(res) : nullptr;  // owns it
+                 Segment& now = *segments_.back();
+                 // The replica waits for this before it appends or cuts: the active segment
+                 // is the one the opens were for (if not, what they opened is closed).
+                 if (file && now.base_offset == base && now.active) {
+                   std::shared_ptr<FileHandle>& handle =
+                       i == 0 ? now.log_rw : (i == 1 ? now.index_rw : now.time_rw);
+                   if (!handle) handle = std::move(file);
+                 }
+                 if (res < 0 && st->error == 0) st->error = res;
+                 if (--st->pending > 0) return;
+                 if (st->error == 0) fds_.touch(this);
+                 st->done(st->error);
+               });
+  }
+  if (st->pending == 0) {
+    fds_.touch(this);
+    st->done(0);
+    return;
+  }
+  ring_.submit();
+}
+
 bool PartitionLog::holds_fds() const {
   return !segments_.empty() && segments_.back()->log_rw != nullptr;
 }

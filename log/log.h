@@ -382,6 +382,10 @@ class PartitionLog final : public FdHolder, public ColdHolder {
   // the log used in the FdCache; at EMFILE, asks the cache to trim and tries once more. A
   // failure does not stop the partition. Appends and truncations call it themselves.
   LogResult<void> reopen_fds();
+  // The same through the ring (no open on the calling thread): `done(0)` once the handles are
+  // open, at once if they are; `done(-errno)` if an open failed (EMFILE: trim and try again).
+  // `done` runs inside a ring completion: post what it starts.
+  void reopen_fds_async(std::function<void(int32_t)> done);
   // While kept (a Raft replica persisting a Ready into it), release_fds() refuses.
   void keep_fds(bool keep) { keep_fds_ = keep; }
   const RecoveryReport& recovery_report() const { return report_; }

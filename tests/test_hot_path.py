@@ -22,7 +22,9 @@ The fifth reads with Fetch v2, as a client of Kafka 0.10.0 does: the broker down
 what it reads to magic 1 messages, and reads it through the ring too. The sixth deletes records
 up to an offset inside an old batch: the partition's Raft group finds that batch's header
 through the ring too. The seventh compacts a topic under load: installing a rewritten segment
-renames files on the shard but syncs and frees nothing there.
+renames files on the shard but syncs and frees nothing there. The last produces to more
+partitions than the shards keep descriptors for (a low open-files limit): the partitions that
+gave their files back open them again through the ring.
 """
 
 import os
@@ -33,6 +35,7 @@ import struct
 import subprocess
 import threading
 import time
+import urllib.request
 
 from confluent_kafka import Consumer, Producer, TopicPartition
 
@@ -525,6 +528,70 @@ class ColdCacheBudget(harness.BrokerTestCase):
                            "no cache was dropped: the budget did not bind")
         # Within the budget, but for the one cache charging last (a few hundred KiB here).
         self.assertLessEqual(peak, 2 * 1024 * 1024)
+
+
+class DescriptorChurnSyscalls(harness.BrokerTestCase):
+    """More busy partitions than a shard keeps descriptors for (the broker under a low open
+    files limit: 16 idle holders a shard): a partition's Raft group gives its files back while
+    idle and opens them again for its next write. Those opens go through the ring too; before,
+    every persist step of such a partition opened five files on the shard (895 `openat` on the
+    shards in this test)."""
+    OPEN_FILES = 4200  # 4,096 reserved for sockets and the rest: the shards' caps at their floor
+    start_trace = ShardSyscalls.start_trace
+    assert_none_blocking = ShardSyscalls.assert_none_blocking
+
+    @classmethod
+    def setUpClass(cls):
+        cls.broker = harness.Broker(
+            *ShardSyscalls.BROKER_ARGS,
+            wrapper=["prlimit", "--nofile=%d" % cls.OPEN_FILES]).start()
+        cls.bootstrap = cls.broker.bootstrap
+        cls._failed = False
+
+    def test_files_given_back_are_opened_again_through_the_ring(self):
+        topic = "hot-churn"
+        partitions = 96
+        harness.create_topic(self.bootstrap, topic, partitions)
+        p = Producer({"bootstrap.servers": self.bootstrap, "acks": "all", "linger.ms": 5,
+                      "compression.type": "none"})
+        value = os.urandom(1024)
+        errors = []
+
+        def done(err, _msg):
+            if err is not None:
+                errors.append(str(err))
+
+        def produce(records):
+            for i in range(records):
+                while True:
+                    try:
+                        p.produce(topic, value, partition=i % partitions, on_delivery=done)
+                        break
+                    except BufferError:
+                        p.poll(0.05)
+                if i % 256 == 0:
+                    p.poll(0)
+            self.assertEqual(p.flush(60), 0, "undelivered records")
+
+        produce(partitions * 4)  # every partition has written (and may have given back)
+        tracer, out, _shards = self.start_trace("churn", [])
+        try:
+            produce(partitions * 60)
+        finally:
+            tracer.send_signal(signal.SIGINT)
+            _, err = tracer.communicate(timeout=30)
+        self.assertEqual(errors, [])
+        metrics = urllib.request.urlopen(
+            "http://127.0.0.1:%d/metrics" % self.broker.admin_port, timeout=10).read().decode()
+        # Every partition writes during the trace, and fewer than all of them may hold their
+        # descriptors at once: some opened theirs during the trace.
+        self.assertIn("sluice_log_descriptor_holders_max", metrics)
+        for line in metrics.splitlines():
+            if line.startswith("sluice_log_descriptor_holders_max"):
+                self.assertLess(float(line.split()[-1]), partitions,
+                                "the shards keep descriptors for every partition: no churn")
+        self.assert_none_blocking(traced_calls(self, out, err),
+                                  "partitions opening their files again")
 
 
 if __name__ == "__main__":
