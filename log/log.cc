@@ -425,6 +425,33 @@ void PartitionLog::prepare_next(int64_t base) {
                  wake_appenders();  // the roll can go once every prepared roll is open
                });
   }
+  // A roll syncs the directory and writes partition.meta (the recovery point moves): their
+  // handles too, if a release closed them (more busy partitions than the shard keeps
+  // descriptors for), so that the roll opens nothing on the calling thread. A failed open is
+  // reported by the blocking open the roll then makes.
+  const bool side_opening = side_handles_opening_ > 0;  // for an earlier prepared roll
+  struct Side {
+    std::shared_ptr<FileHandle>* handle;
+    std::string path;
+    int flags;
+  };
+  for (const Side& side : {Side{&meta_handle_, (dir_ / kMetaFileName).string(), O_RDWR | O_CREAT},
+                           Side{&dir_handle_, dir_.string(), O_RDONLY | O_DIRECTORY}}) {
+    std::shared_ptr<FileHandle>* handle = side.handle;
+    if (*handle || side_opening) continue;
+    ++prepared->opening;
+    ++side_handles_opening_;
+    ++ops_in_flight_;
+    ring_.open(side.path, side.flags, 0644, [this, next = prepared, handle](int32_t res) {
+      SLUICE_ASSERT(ops_in_flight_ > 0 && next->opening > 0 && side_handles_opening_ > 0);
+      op_done();
+      --next->opening;
+      --side_handles_opening_;
+      auto file = res >= 0 ? std::make_shared<FileHandle>(res) : nullptr;  // owns it
+      if (file && !*handle) *handle = std::move(file);
+      if (!next->discarded) wake_appenders();
+    });
+  }
   ring_.submit();
 }
 

@@ -723,6 +723,7 @@ class PartitionLog final : public FdHolder, public ColdHolder {
   // has each roll's files opened ahead, up to kPreparedRollsMax (past that, at once).
   std::vector<std::shared_ptr<NextSegment>> next_;
   static constexpr size_t kPreparedRollsMax = 16;
+  int side_handles_opening_ = 0;  // partition.meta's and the directory's, for a roll
   bool meta_writing_ = false;  // write_meta_async() in flight
   bool meta_again_ = false;    // and another asked for meanwhile
   std::optional<Chain> chain_;    // an append's writes being gathered for a linked flush

@@ -1081,6 +1081,44 @@ TEST_P(LogPartition, RollAsyncTakesOnlyThePartsWhoseRollsArePrepared) {
   expect_reopened(log, expected);
 }
 
+// A log that gave its descriptors back (release_fds) and then rolls: the files the roll needs
+// (the new segment's, and partition.meta's and the directory's handles) are opened through the
+// ring with the roll's, and the log goes on whole.
+TEST_P(LogPartition, RollAsyncAfterAReleaseOpensWhatTheRollNeedsThroughTheRing) {
+  config_.segment_bytes = 4096;
+  auto log = open_log();
+  const AppendOptions async{.roll_async = true};
+  int rolls = 0;
+  for (int i = 0; i < 30; ++i) {
+    ring_.drain();
+    if (i % 3 == 0) {
+      ASSERT_TRUE(log->release_fds());
+      ASSERT_FALSE(log->holds_fds());
+      log->reopen_fds_async([](int32_t r) { EXPECT_EQ(r, 0); });
+      ring_.drain();
+      ASSERT_TRUE(log->holds_fds());
+    }
+    batches_.push_back(make_batch(3, 300, 1000, i));
+    auto r = log->append(batches_.back(), async, {});
+    if (!r) {
+      ASSERT_EQ(r.error().code, LogErrc::kBusy) << r.error().message;
+      ++rolls;
+      bool woken = false;
+      log->when_appendable([&] { woken = true; });
+      ring_.drain();
+      EXPECT_TRUE(woken);
+      r = log->append(batches_.back(), async, {});
+      ASSERT_TRUE(r) << r.error().message;
+    }
+  }
+  ring_.drain();
+  EXPECT_GT(rolls, 3);
+  std::vector<std::byte> expected;
+  for (const auto& b : batches_) expected.insert(expected.end(), b.begin(), b.end());
+  EXPECT_EQ(read_all(*log, 0), expected);
+  expect_reopened(log, expected);
+}
+
 // A roll prepared and then not taken (the log truncated meanwhile, or closed) leaves no files:
 // recovery must not find a segment that does not follow the log.
 TEST_P(LogPartition, APreparedRollNotTakenLeavesNoFiles) {
