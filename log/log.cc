@@ -982,7 +982,7 @@ void PartitionLog::on_write_done(uint64_t seq, int32_t result) {
     written_end_ = std::max(written_end_, w.end_offset);
     pending_writes_.pop_front();
   }
-  wake_appenders();  // room for more appends in flight, or idle for a cut
+  wake_appenders();  // room for more appends in flight
   if (failure_) return;
   while (!appends_.empty() && appends_.front().end_offset <= written_end_) {
     AppendWaiter waiter = std::move(appends_.front());
@@ -1140,7 +1140,10 @@ void PartitionLog::op_done() {
 }
 
 bool PartitionLog::busy_for_appends() const {
-  if (cutting_ || pending_writes_.size() > appendable_writes_) return true;
+  return cutting_ || pending_writes_.size() > appendable_writes_ || rolls_opening();
+}
+
+bool PartitionLog::rolls_opening() const {
   return std::any_of(next_.begin(), next_.end(),
                      [](const auto& next) { return next->opening > 0; });
 }
@@ -1192,7 +1195,7 @@ LogResult<Offset> PartitionLog::truncate_suffix_at(Offset offset, DurableCallbac
     return log_error(LogErrc::kOffsetOutOfRange, "truncate to " + std::to_string(*offset));
   }
   if (*offset == end_offset_) return Offset(end_offset_);
-  if (std::any_of(next_.begin(), next_.end(), [](const auto& next) { return next->opening > 0; })) {
+  if (rolls_opening()) {
     return log_error(LogErrc::kBusy, "opening the next segment");
   }
   discard_next();  // prepared for a roll at or past the old end

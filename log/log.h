@@ -695,6 +695,8 @@ class PartitionLog final : public FdHolder, public ColdHolder {
   size_t appendable_writes_ = SIZE_MAX;
   // Whether what the last kBusy append waited for is still in flight.
   bool busy_for_appends() const;
+  // A prepared roll's files are still opening (next_).
+  bool rolls_opening() const;
   // Runs appendable_waiters_ unless busy_for_appends().
   void wake_appenders();
   bool flush_in_flight_ = false;
