@@ -103,16 +103,16 @@ void PartitionLog::write_meta_async() {
   auto raw = std::make_shared<std::array<std::byte, kMetaBytes>>();
   encode_meta(raw->data(), {.log_start_offset = log_start_, .recovery_point = recovery_point_});
   ++ops_in_flight_;
-  ring_.write(*fd, Bytes(raw->data(), raw->size()), 0,
-              [this, raw, file = meta_handle_](int32_t res) {
-                SLUICE_ASSERT(ops_in_flight_ > 0);
-                op_done();
-                meta_writing_ = false;
-                if (res < 0) return fail(errno_error(-res, "write " + dir_.string() + "/" +
-                                                               std::string(kMetaFileName))
-                                             .error());
-                if (meta_again_ && !failure_) write_meta_async();
-              });
+  ring_.write(
+      *fd, Bytes(raw->data(), raw->size()), 0, [this, raw, file = meta_handle_](int32_t res) {
+        op_done();
+        meta_writing_ = false;
+        if (res < 0) {
+          return fail(errno_error(-res, "write " + dir_.string() + "/" + std::string(kMetaFileName))
+                          .error());
+        }
+        if (meta_again_ && !failure_) write_meta_async();
+      });
   ring_.submit();
 }
 
@@ -139,9 +139,7 @@ LogResult<int> PartitionLog::dir_fd() {
 LogResult<void> PartitionLog::reopen_fds() {
   Segment& active = *segments_.back();
   SLUICE_ASSERT(active.active || failure_);
-  for (auto [handle, path] : {std::pair{&active.log_rw, &active.log_path},
-                              std::pair{&active.index_rw, &active.index_path},
-                              std::pair{&active.time_rw, &active.time_path}}) {
+  for (auto [handle, path] : active.rw_files()) {
     if (*handle) continue;
     auto f = FileHandle::open(*path, O_RDWR);
     if (!f && (errno == EMFILE || errno == ENFILE) && fds_.trim() > 0) {
@@ -165,29 +163,26 @@ void PartitionLog::reopen_fds_async(std::function<void(int32_t)> done) {
   auto st = std::make_shared<Reopen>();
   st->done = std::move(done);
   const int64_t base = active.base_offset;
-  for (int i = 0; i < 3; ++i) {
-    std::shared_ptr<FileHandle>& handle =
-        i == 0 ? active.log_rw : (i == 1 ? active.index_rw : active.time_rw);
-    if (handle) continue;
+  for (size_t i = 0; i < 3; ++i) {
+    const Segment::RwFile file = active.rw_files()[i];
+    if (*file.handle) continue;
     ++st->pending;
     ++ops_in_flight_;  // idle() is false meanwhile: release_fds() waits
-    ring_.open(i == 0 ? active.log_path : (i == 1 ? active.index_path : active.time_path), O_RDWR,
-               0, [this, st, base, i](int32_t res) {
-                 op_done();
-                 auto file = res >= 0 ? std::make_shared<FileHandle>(res) : nullptr;  // owns it
-                 Segment& now = *segments_.back();
-                 // The replica waits for this before it appends or cuts: the active segment
-                 // is the one the opens were for (if not, what they opened is closed).
-                 if (file && now.base_offset == base && now.active) {
-                   std::shared_ptr<FileHandle>& handle =
-                       i == 0 ? now.log_rw : (i == 1 ? now.index_rw : now.time_rw);
-                   if (!handle) handle = std::move(file);
-                 }
-                 if (res < 0 && st->error == 0) st->error = res;
-                 if (--st->pending > 0) return;
-                 if (st->error == 0) fds_.touch(this);
-                 st->done(st->error);
-               });
+    ring_.open(*file.path, O_RDWR, 0, [this, st, base, i](int32_t res) {
+      op_done();
+      auto opened = res >= 0 ? std::make_shared<FileHandle>(res) : nullptr;  // owns it
+      Segment& now = *segments_.back();
+      // The replica waits for this before it appends or cuts: the active segment is the one
+      // the opens were for (if not, what they opened is closed).
+      if (opened && now.base_offset == base && now.active) {
+        std::shared_ptr<FileHandle>& handle = *now.rw_files()[i].handle;
+        if (!handle) handle = std::move(opened);
+      }
+      if (res < 0 && st->error == 0) st->error = res;
+      if (--st->pending > 0) return;
+      if (st->error == 0) fds_.touch(this);
+      st->done(st->error);
+    });
   }
   if (st->pending == 0) {
     fds_.touch(this);
@@ -225,9 +220,7 @@ bool PartitionLog::release_fds() {
 
 // Makes `seg` the active segment: read-write handles, preallocation, roll clock.
 LogResult<void> PartitionLog::open_active(Segment& seg, bool now) {
-  for (auto [handle, path] :
-       {std::pair{&seg.log_rw, &seg.log_path}, std::pair{&seg.index_rw, &seg.index_path},
-        std::pair{&seg.time_rw, &seg.time_path}}) {
+  for (auto [handle, path] : seg.rw_files()) {
     if (*handle) continue;
     auto f = FileHandle::open(*path, O_RDWR | O_CREAT);
     if (!f) return unexpected(f.error());
@@ -266,9 +259,7 @@ LogResult<void> PartitionLog::create_segment(int64_t base_offset, bool now) {
   } else {
     discard_next();
   }
-  for (auto [handle, path] :
-       {std::pair{&seg->log_rw, &seg->log_path}, std::pair{&seg->index_rw, &seg->index_path},
-        std::pair{&seg->time_rw, &seg->time_path}}) {
+  for (auto [handle, path] : seg->rw_files()) {
     fds_.forget(*path);
     if (*handle) continue;
     auto f = FileHandle::open(*path, O_RDWR | O_CREAT | O_TRUNC);
@@ -312,7 +303,6 @@ void PartitionLog::preallocate(Segment& seg, uint64_t needed, bool now) {
 }
 
 void PartitionLog::on_fallocate_done(int64_t segment_base, uint64_t target, int32_t result) {
-  SLUICE_ASSERT(ops_in_flight_ > 0);
   op_done();
   Segment* seg = find_segment(segment_base);
   if (seg == nullptr || seg->base_offset != segment_base) return;
@@ -343,7 +333,6 @@ void PartitionLog::trim(Segment& seg) {
 }
 
 void PartitionLog::on_trimmed(int64_t segment_base, int32_t result) {
-  SLUICE_ASSERT(ops_in_flight_ > 0);
   op_done();
   Segment* seg = find_segment(segment_base);
   if (seg == nullptr || seg->base_offset != segment_base) return;
@@ -511,7 +500,6 @@ void PartitionLog::pump_index(Segment& seg, bool time) {
 }
 
 void PartitionLog::on_index_written(int64_t segment_base, bool time, int32_t result) {
-  SLUICE_ASSERT(ops_in_flight_ > 0);
   op_done();
   Segment* seg = find_segment(segment_base);
   if (seg == nullptr || seg->base_offset != segment_base) return;
@@ -621,7 +609,6 @@ void PartitionLog::remove_through_ring(const std::string& path, uint64_t size) {
 }
 
 void PartitionLog::on_removed(const std::string& path, int32_t result) {
-  SLUICE_ASSERT(ops_in_flight_ > 0);
   op_done();
   if (result < 0 && result != -ENOENT) {
     // Not a reason to stop the partition: the file lies below the log start, where nothing
@@ -952,7 +939,6 @@ void PartitionLog::begin_flush_round(int64_t target, size_t syncs, bool linked) 
 }
 
 void PartitionLog::on_write_done(uint64_t seq, int32_t result) {
-  SLUICE_ASSERT(ops_in_flight_ > 0);
   op_done();
   SLUICE_ASSERT(!pending_writes_.empty() && seq >= pending_writes_.front().seq);
   PendingWrite& done = pending_writes_[seq - pending_writes_.front().seq];

@@ -247,7 +247,6 @@ void PartitionLog::cold_open(const std::string& path, const std::shared_ptr<Cold
   ++cold_stats_.loads;
   ring_.open(path, O_RDONLY, 0,
              [this, path, read, epoch = files_epoch_, then = std::move(then)](int32_t res) {
-               SLUICE_ASSERT(ops_in_flight_ > 0);
                op_done();
                std::shared_ptr<FileHandle> handle;
                if (res >= 0) handle = std::make_shared<FileHandle>(res);
@@ -289,7 +288,6 @@ void PartitionLog::cold_load(const ColdMiss& miss, const std::shared_ptr<ColdRea
     ring_.read(
         handle->fd(), MutableBytes(*bytes), miss.first * unit,
         [this, miss, read, index, time, handle, bytes, epoch](int32_t res) {
-          SLUICE_ASSERT(ops_in_flight_ > 0);
           op_done();
           if (res > 0 && epoch == files_epoch_) {
             if (time) {

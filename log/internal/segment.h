@@ -2,6 +2,7 @@
 // disk and are searched with pread (bounded memory whatever the number of segments).
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <limits>
 #include <memory>
@@ -56,6 +57,17 @@ struct Segment {
   std::string log_path;
   std::string index_path;
   std::string time_path;
+
+  // The three read-write handles beside their files' paths, in the order .log, .index,
+  // .timeindex.
+  struct RwFile {
+    std::shared_ptr<FileHandle>* handle;
+    const std::string* path;
+  };
+  std::array<RwFile, 3> rw_files() {
+    return {RwFile{&log_rw, &log_path}, RwFile{&index_rw, &index_path},
+            RwFile{&time_rw, &time_path}};
+  }
 
   uint64_t index_on_disk() const { return index_entries - index_queue.pending(); }
   uint64_t time_on_disk() const { return time_entries - time_queue.pending(); }
