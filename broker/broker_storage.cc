@@ -259,6 +259,8 @@ void Broker::close_and_tombstone(const TopicPartition& tp, const std::array<uint
       auto at = ss.partitions.find(tp);
       SLUICE_ASSERT(at != ss.partitions.end() && at->second.get() == p);
       if (p->replica) {
+        // Produces still waiting for a commit learn the partition is gone.
+        p->replica->abandon_waiters(kafka::ErrorCode::kUnknownTopicOrPartition);
         ss.by_group.erase(p->group);
         {
           std::lock_guard lock(groups_mutex_);

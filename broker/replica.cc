@@ -67,6 +67,7 @@ Replica::Replica(log::PartitionLog& log, log::IoRing& ring, asio::io_context& io
 
 Replica::~Replica() {
   *alive_ = false;
+  abandon_waiters(ErrorCode::kNotLeaderOrFollower);
   log_.fd_cache().drop(this);
   close_fds();
 }
@@ -1363,13 +1364,17 @@ void Replica::fail(const std::string& why) {
   log_.fd_cache().release(this);  // at once if others wait for descriptors
   log_.fd_cache().release(&log_);
   spdlog::error("replica of group {:x}: {}; it stops taking part", options_.group, why);
+  abandon_waiters(ErrorCode::kKafkaStorageError);
+  if (events_.on_failed) events_.on_failed(why);
+}
+
+void Replica::abandon_waiters(ErrorCode code) {
   auto waiting = std::move(waiters_);
   waiters_.clear();
-  for (auto& [idx, w] : waiting) w.done(ErrorCode::kKafkaStorageError, -1);
+  for (auto& [idx, w] : waiting) w.done(code, -1);
   auto cw = std::move(commit_waiters_);
   commit_waiters_.clear();
-  for (auto& [idx, done] : cw) done(ErrorCode::kKafkaStorageError);
-  if (events_.on_failed) events_.on_failed(why);
+  for (auto& [idx, done] : cw) done(code);
 }
 
 }  // namespace sluice::broker

@@ -109,6 +109,10 @@ class Replica final : public raft::LogSource, public log::FdHolder {
                            int64_t timeout_ms = 0, std::shared_ptr<const void> owner = {});
   // Runs `done` once every Kafka offset below `kafka_end` is committed (acks=all duplicates).
   void when_committed(int64_t kafka_end, std::function<void(kafka::ErrorCode)> done);
+  // Answers every produce and when_committed still waiting with `code`: their outcome is
+  // no longer this replica's to tell (the partition is deleted, or the replica dropped). The
+  // destructor answers what is left with NOT_LEADER_OR_FOLLOWER: a Produce is always answered.
+  void abandon_waiters(kafka::ErrorCode code);
 
   void tick();
   // Alone in its group or quiesced (raft::Node::alone(), quiesced()), with no produce waiting

@@ -378,6 +378,29 @@ TEST_F(Group, AnUncommittableWriteIsAnsweredAtItsTimeout) {
   EXPECT_TRUE(got[0] == ErrorCode::kRequestTimedOut || got[0] == ErrorCode::kNotLeaderOrFollower);
 }
 
+TEST_F(Group, WaitingProducesAreAnsweredWhenTheReplicaIsDropped) {
+  run_until([&] { return leader() >= 0; });
+  const int l = leader();
+  cut_[(l + 1) % 3] = cut_[(l + 2) % 3] = true;  // nothing can commit
+  auto deleted = produce(l, 2, "d");
+  step(false);
+  ASSERT_TRUE(deleted->empty());
+  // The partition is deleted: the produces waiting are told, with the code given.
+  nodes_[l].replica->abandon_waiters(ErrorCode::kUnknownTopicOrPartition);
+  ASSERT_EQ(deleted->size(), 2u);
+  for (const auto& [e, base] : *deleted) {
+    EXPECT_EQ(e, ErrorCode::kUnknownTopicOrPartition);
+    EXPECT_EQ(base, -1);
+  }
+  // A replica dropped with produces waiting answers them (a connection waits for every answer).
+  auto dropped = produce(l, 3, "x");
+  step(false);
+  ASSERT_TRUE(dropped->empty());
+  close(l);
+  ASSERT_EQ(dropped->size(), 3u);
+  for (const auto& [e, base] : *dropped) EXPECT_EQ(e, ErrorCode::kNotLeaderOrFollower);
+}
+
 TEST_F(Group, RestartedFollowerCatchesUpFromSegments) {
   run_until([&] { return leader() >= 0; });
   const int l = leader();

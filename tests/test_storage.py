@@ -367,6 +367,52 @@ class CrashPoints(unittest.TestCase):
                          [(0, 0), (0, 0), (0, 4)])
 
 
+    def test_delete_while_produced_to(self):
+        # Deleting a partition waits until its log has nothing in the ring (woken by the
+        # log's last completion). Producers keep writing to the topic while it is deleted.
+        import threading
+        self.b.cleanup()  # producers still sending after the delete must not create it again
+        self.b = harness.Broker("--shards", "2", "--auto.create.topics.enable", "false")
+        self.b.start()
+        harness.create_topic(self.b.bootstrap, "busy", self.PARTITIONS,
+                             {"segment.bytes": "65536"})
+        stop = threading.Event()
+        sent = []
+
+        def keep_producing():
+            p = Producer({"bootstrap.servers": self.b.bootstrap, "acks": "all",
+                          "linger.ms": 0, "message.timeout.ms": 5000})
+            i = 0
+            while not stop.is_set():
+                try:
+                    p.produce("busy", value=b"x" * 512, partition=i % self.PARTITIONS)
+                    i += 1
+                except BufferError:
+                    pass
+                p.poll(0)
+            p.flush(10)
+            sent.append(i)
+
+        threads = [threading.Thread(target=keep_producing) for _ in range(2)]
+        for t in threads:
+            t.start()
+        try:
+            harness.wait_until(
+                lambda: sum(e for _, e in partition_ends(self.b.bootstrap, "busy",
+                                                          self.PARTITIONS)) > 2000,
+                what="records in busy")
+            admin = AdminClient({"bootstrap.servers": self.b.bootstrap})
+            admin.delete_topics(["busy"])["busy"].result(30)
+        finally:
+            stop.set()
+            for t in threads:
+                t.join(30)
+        self.assertTrue(self.b.alive())
+        self.assertGreater(sum(sent), 2000)
+        self.assert_gone("busy")
+        self.assertEqual(self.b.stop(), 0)
+
+
 def flip_payload_byte(path, batch_index):
     """Flips one byte in the last record's value of the `batch_index`-th batch of a segment
     file; returns that batch's base offset."""
