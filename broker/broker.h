@@ -242,7 +242,8 @@ class Broker {
   void delete_local_partitions(const TopicInfo& topic);
   // --rebuild-metadata: topics for partition directories no topic owns, through the controller.
   Status rebuild_topics_from_dirs();
-  // Runs `then` on the shard once `p`'s log has nothing in flight (polled every few ms).
+  // Runs `then` on the shard once `p`'s log has nothing in flight (woken by the log's last
+  // completion). For a partition being deleted.
   static void when_idle(ShardState& ss, Partition* p, std::function<void()> then);
   // Free space of the data volume against config_.min_free_bytes (on shard 0's tick).
   void check_free_space();

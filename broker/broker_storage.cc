@@ -216,15 +216,16 @@ int Broker::verify() {
 }
 
 void Broker::when_idle(ShardState& ss, Partition* p, std::function<void()> then) {
-  if (p->log->idle()) {
-    then();
-    return;
-  }
-  auto timer = std::make_shared<asio::steady_timer>(ss.shard.context());
-  timer->expires_after(std::chrono::milliseconds(5));
-  timer->async_wait([&ss, p, timer, then = std::move(then)](boost::system::error_code) mutable {
-    timer.reset();  // the timer lives until it fires
-    when_idle(ss, p, std::move(then));
+  // The log wakes its waiters from inside a ring completion, and `then` may close the log and
+  // drop the partition: it runs from the shard's queue, if the log is still idle there (the
+  // replica may have started a write in between). The log is not replaced meanwhile: this
+  // serves partitions being deleted, which reopen_full_partitions leaves alone.
+  SLUICE_ASSERT(p->deleting);
+  p->log->when_idle([&ss, p, then = std::move(then)]() mutable {
+    ss.shard.post([&ss, p, then = std::move(then)]() mutable {
+      if (!p->log->idle()) return when_idle(ss, p, std::move(then));
+      then();
+    });
   });
 }
 
