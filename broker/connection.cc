@@ -179,16 +179,51 @@ void Connection::wait_for_memory(size_t got) {
   });
 }
 
+// The answer owed to one request. The handler holds the connection through it until it
+// answers: a response owed keeps the connection alive even when no read or write is in flight
+// (e.g. a parked fetch after the client half-closed). A handler that lets it go unanswered (a
+// bug) would leave the client waiting forever and the connection held by nobody: the
+// connection then closes, with an error line, instead.
+class Connection::Owed {
+ public:
+  Owed(std::shared_ptr<Connection> conn, std::shared_ptr<Slot> slot)
+      : conn_(std::move(conn)), slot_(std::move(slot)) {}
+  Owed(const Owed&) = delete;
+  Owed& operator=(const Owed&) = delete;
+  ~Owed() {
+    // A stopped shard (shutdown) destroys its queued work without running it: nothing to post.
+    if (answered_ || conn_->shard_.context().stopped()) return;
+    asio::io_context& shard = conn_->shard_.context();
+    asio::post(shard, [conn = std::move(conn_), slot = std::move(slot_)] {
+      if (conn->closed_) return;
+      spdlog::error(
+          "connection {} from {}: a request was dropped without an answer; closing "
+          "the connection (the client retries on a new one)",
+          conn->info_.id, conn->info_.peer);
+      conn->complete(slot, Reply::close());
+    });
+  }
+  void answer(Reply reply) {
+    SLUICE_ASSERT(!answered_);
+    answered_ = true;
+    asio::post(conn_->shard_.context(),
+               [conn = conn_, slot = slot_, reply = std::move(reply)]() mutable {
+                 conn->complete(slot, std::move(reply));
+               });
+  }
+
+ private:
+  std::shared_ptr<Connection> conn_;
+  std::shared_ptr<Slot> slot_;
+  bool answered_ = false;
+};
+
 void Connection::take_request(RequestFrame frame) {
   auto slot = std::make_shared<Slot>();
   pending_.push_back(slot);
-  // The handler holds the connection until it answers: a response owed keeps it alive even
-  // when no read or write is in flight (e.g. a parked fetch after the client half-closed).
-  handler_(info_, std::move(frame), [conn = shared_from_this(), slot](Reply reply) {
-    asio::post(conn->shard_.context(), [conn, slot, reply = std::move(reply)]() mutable {
-      conn->complete(slot, std::move(reply));
-    });
-  });
+  auto owed = std::make_shared<Owed>(shared_from_this(), slot);
+  handler_(info_, std::move(frame),
+           [owed = std::move(owed)](Reply reply) { owed->answer(std::move(reply)); });
 }
 
 // Responses already owed are still written (a client may half-close after its last request,

@@ -47,6 +47,7 @@ struct ConnectionInfo {
 };
 
 // Handles one request; calls `done` exactly once, on any thread (the connection posts back).
+// A `done` dropped without a call (a bug) closes the connection with an error line.
 using RequestHandler =
     std::function<void(const ConnectionInfo&, RequestFrame, std::function<void(Reply)> done)>;
 
@@ -69,6 +70,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
     bool done = false;
     Reply reply;
   };
+  class Owed;  // the answer owed to one request (connection.cc)
 
   // Reading: size prefix, then body, then hand the request over; paused while the
   // read-ahead window is full. The body's buffer grows as its bytes arrive, charged to the
