@@ -85,13 +85,11 @@ class ServerTest : public ::testing::Test {
 
 TEST_F(ServerTest, ARequestDroppedUnansweredClosesItsConnectionAndNothingElse) {
   std::atomic<int> requests{0};
-  start([&](const ConnectionInfo&, RequestFrame frame, std::function<void(Reply)> done) {
+  start([&](const ConnectionInfo&, RequestFrame, std::function<void(Reply)> done) {
     // The first request on each connection is answered with nothing (as acks=0 is); the
     // second is dropped without an answer, on another thread (as a partition's shard would).
     if (requests.fetch_add(1) % 2 == 0) return done(Reply::none());
-    std::thread([done = std::move(done), frame = std::move(frame)]() mutable {
-      done = nullptr;
-    }).join();
+    std::thread([done = std::move(done)]() mutable { done = nullptr; }).join();
   });
   for (int round = 0; round < 2; ++round) {
     const int fd = connect_to(server_->port());
