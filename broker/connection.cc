@@ -191,9 +191,10 @@ class Connection::Owed {
   Owed(const Owed&) = delete;
   Owed& operator=(const Owed&) = delete;
   ~Owed() {
-    // A stopped shard (shutdown) destroys its queued work without running it: nothing to post.
-    if (answered_ || conn_->shard_.context().stopped()) return;
+    if (answered_) return;
     asio::io_context& shard = conn_->shard_.context();
+    // A stopped shard (shutdown) destroys its queued work without running it: nothing to post.
+    if (shard.stopped()) return;
     asio::post(shard, [conn = std::move(conn_), slot = std::move(slot_)] {
       if (conn->closed_) return;
       spdlog::error(

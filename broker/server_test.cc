@@ -57,7 +57,6 @@ bool closed_within(int fd, int timeout_ms) {
 class ServerTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    config_.listeners.clear();
     listener_.name = "PLAINTEXT";
     listener_.address = {"127.0.0.1", 0};
     limits_.store(config_);
