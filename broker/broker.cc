@@ -445,6 +445,9 @@ std::unique_ptr<Replica> Broker::open_replica(ShardState& ss, Partition& p, uint
   };
   ev.on_commit = [part, count_term] {
     count_term();
+    // Below the high watermark the log is never cut: the producers' table lets go of what
+    // only a cut there could have needed.
+    part->producers.set_floor(part->high_watermark());
     notify_waiters(*part);
   };
   ev.on_data = [part](Bytes batch) {
@@ -453,7 +456,11 @@ std::unique_ptr<Replica> Broker::open_replica(ShardState& ss, Partition& p, uint
     part->producers.record(view->producer_id(), view->producer_epoch(), view->base_sequence(),
                            view->last_offset_delta() + 1, view->base_offset());
   };
-  ev.on_truncated = [this, part] { rebuild_producer_state(*part); };
+  // Cut in memory, not rebuilt from the files: a rebuild read up to 64 MiB of the log's tail on
+  // the shard at every cut (a leader that lost its term dropping its uncommitted suffix).
+  ev.on_truncated = [part] {
+    part->producers.cut(*part->log->log_start_offset(), *part->log->log_end_offset());
+  };
   ev.on_wake = [&ss, part, group = o.group] {
     if (part->awake) return;
     part->awake = true;
@@ -570,7 +577,10 @@ void Broker::open_partitions(const TopicInfo& topic, int32_t first, int32_t last
           }
           p->replica = open_replica(ss, *p, partition_group_id(topic.id, tp.partition),
                                     std::move(voters), status);
-          if (p->replica) ss.partitions[tp] = std::move(p);
+          if (p->replica) {
+            p->producers.set_floor(p->high_watermark());  // rebuilt before it was known
+            ss.partitions[tp] = std::move(p);
+          }
         }
       }
       ss.ring->submit();
@@ -584,7 +594,9 @@ void Broker::open_partitions(const TopicInfo& topic, int32_t first, int32_t last
 }
 
 void Broker::rebuild_producer_state(Partition& p) {
-  p.producers = producer_state_from_log(*p.log, kProducerStateScanBytes);
+  // A cut may come down to the high watermark: until the replica knows it, keep every batch.
+  const int64_t floor = p.replica ? p.high_watermark() : INT64_MIN;
+  p.producers = producer_state_from_log(*p.log, kProducerStateScanBytes, floor);
 }
 
 void Broker::notify_waiters(Partition& p) {

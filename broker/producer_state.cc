@@ -37,9 +37,13 @@ SequenceCheck ProducerStateTable::check(int64_t producer_id, int16_t epoch, int3
     return {};
   }
   const int32_t last = add_sequence(base_sequence, record_count - 1);
-  for (const ProducerBatch& b : entry->batches) {
-    if (b.first_sequence == base_sequence && b.last_sequence == last) {
-      return {Verdict::kDuplicate, kafka::ErrorCode::kNone, b.base_offset};
+  // The window: the last kProducerBatchesRetained batches of the epoch's run at the back.
+  size_t seen = 0;
+  for (auto b = entry->batches.rbegin();
+       b != entry->batches.rend() && b->epoch == entry->epoch && seen < kProducerBatchesRetained;
+       ++b, ++seen) {
+    if (b->first_sequence == base_sequence && b->last_sequence == last) {
+      return {Verdict::kDuplicate, kafka::ErrorCode::kNone, b->base_offset};
     }
   }
   if (entry->last_sequence >= 0 && base_sequence != next_sequence(entry->last_sequence)) {
@@ -51,21 +55,81 @@ SequenceCheck ProducerStateTable::check(int64_t producer_id, int16_t epoch, int3
 void ProducerStateTable::record(int64_t producer_id, int16_t epoch, int32_t base_sequence,
                                 int32_t record_count, int64_t base_offset) {
   if (producers_.size() >= kProducersPerPartitionMax && !producers_.count(producer_id)) {
+    long_.erase(producers_.begin()->first);
     producers_.erase(producers_.begin());  // oldest id first: ids are handed out in order
   }
   ProducerEntry& e = producers_[producer_id];
-  if (epoch != e.epoch) {
-    e = ProducerEntry{};
-    e.epoch = epoch;
-  }
   const int32_t last = add_sequence(base_sequence, record_count - 1);
+  e.epoch = epoch;
   e.last_sequence = last;
-  e.batches.push_back({base_sequence, last, base_offset});
-  while (e.batches.size() > kProducerBatchesRetained) e.batches.pop_front();
+  e.batches.push_back({base_sequence, last, base_offset, epoch});
+  prune(e);
+  if (e.batches.size() > kProducerBatchesRetained) {
+    long_.insert(producer_id);
+  } else if (!long_.empty()) {
+    long_.erase(producer_id);
+  }
 }
 
-ProducerStateTable producer_state_from_log(log::PartitionLog& log, uint64_t scan_bytes) {
+// A batch is in its producer's window after a cut at c when every later batch below c has its
+// epoch and fewer than kProducerBatchesRetained of them are below c. The front batch can go
+// when that fails for every c >= floor_: some later batch below the floor has another epoch,
+// or kProducerBatchesRetained later ones are below it. Batches are in offset order, so
+// looking at the next kProducerBatchesRetained is enough.
+void ProducerStateTable::prune(ProducerEntry& e) const {
+  while (e.batches.size() >= 2) {
+    const ProducerBatch& front = e.batches.front();
+    const size_t n = std::min(kProducerBatchesRetained, e.batches.size() - 1);
+    bool gone = false;
+    for (size_t j = 1; j <= n && e.batches[j].base_offset < floor_; ++j) {
+      if (e.batches[j].epoch != front.epoch || j == kProducerBatchesRetained) {
+        gone = true;
+        break;
+      }
+    }
+    if (!gone) return;
+    e.batches.pop_front();
+  }
+}
+
+void ProducerStateTable::set_floor(int64_t offset) {
+  floor_ = offset;
+  for (auto id = long_.begin(); id != long_.end();) {
+    auto it = producers_.find(*id);
+    if (it != producers_.end()) prune(it->second);
+    if (it == producers_.end() || it->second.batches.size() <= kProducerBatchesRetained) {
+      id = long_.erase(id);
+    } else {
+      ++id;
+    }
+  }
+}
+
+void ProducerStateTable::cut(int64_t log_start, int64_t log_end) {
+  if (log_start >= log_end) {
+    producers_.clear();
+    long_.clear();
+    return;
+  }
+  for (auto it = producers_.begin(); it != producers_.end();) {
+    auto& batches = it->second.batches;
+    while (!batches.empty() && batches.back().base_offset >= log_end) batches.pop_back();
+    if (batches.empty()) {
+      long_.erase(it->first);
+      it = producers_.erase(it);
+      continue;
+    }
+    it->second.epoch = batches.back().epoch;
+    it->second.last_sequence = batches.back().last_sequence;
+    if (batches.size() <= kProducerBatchesRetained) long_.erase(it->first);
+    ++it;
+  }
+}
+
+ProducerStateTable producer_state_from_log(log::PartitionLog& log, uint64_t scan_bytes,
+                                           int64_t floor) {
   ProducerStateTable table;
+  table.set_floor(floor);
   const int64_t end = *log.log_end_offset();
   int64_t from = *log.log_start_offset();
   // Only the tail matters (five batches per producer); skip ahead for big logs.

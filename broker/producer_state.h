@@ -1,13 +1,17 @@
 // Idempotent-producer state of one partition (kafka-protocol.md section 6): per producer id
 // the epoch, the last sequence and the last five batches, so a retried batch is answered
 // with its original offset instead of being appended twice. Pure logic, owned by the
-// partition's shard; rebuilt at start-up by replaying the batches of the log's tail.
+// partition's shard; rebuilt at start-up by replaying the batches of the log's tail, and cut
+// in memory when the log is cut (a Raft follower dropping an uncommitted suffix): it keeps,
+// besides each producer's last five batches, those a cut could still bring back (above the
+// floor, the offset below which the log is never cut: the high watermark).
 #pragma once
 
 #include <cstdint>
 #include <deque>
 #include <map>
 #include <optional>
+#include <set>
 
 #include "protocol/error_codes.h"
 
@@ -24,12 +28,17 @@ struct ProducerBatch {
   int32_t first_sequence = 0;
   int32_t last_sequence = 0;
   int64_t base_offset = 0;
+  int16_t epoch = 0;
 };
 
 struct ProducerEntry {
-  int16_t epoch = 0;
-  int32_t last_sequence = -1;
-  std::deque<ProducerBatch> batches;  // oldest first, at most kProducerBatchesRetained
+  int16_t epoch = 0;           // the last batch's
+  int32_t last_sequence = -1;  // the last batch's
+  // Oldest first, in offset order. Retries are matched against the last
+  // kProducerBatchesRetained of the run of `epoch` at the back (a new epoch starts afresh, as
+  // in Kafka); the ones before them are kept only while a cut above the floor could make them
+  // that window again.
+  std::deque<ProducerBatch> batches;
 };
 
 // What to do with an incoming batch.
@@ -51,15 +60,31 @@ class ProducerStateTable {
   size_t size() const { return producers_.size(); }
   const ProducerEntry* find(int64_t producer_id) const;
 
+  // The log is never cut below `offset` (the high watermark, raised as it moves): batches no
+  // cut at or above it can make part of a window again are let go. Until it is first set,
+  // no cut is expected (the floor is the end: each producer keeps its last five batches); a
+  // table rebuilt for a replicated log starts with floor INT64_MIN and is then set.
+  void set_floor(int64_t offset);
+  // The log was cut: it now holds [log_start, log_end). Batches at or after log_end go, as if
+  // the table had been rebuilt from the log (an empty log, e.g. one restarted from a leader's
+  // snapshot, leaves an empty table). Exact for cuts at or above the floor.
+  void cut(int64_t log_start, int64_t log_end);
+
  private:
+  // Drops the batches of `e` no cut at or above floor_ can bring back into its window.
+  void prune(ProducerEntry& e) const;
   std::map<int64_t, ProducerEntry> producers_;
+  std::set<int64_t> long_;  // producers holding more than kProducerBatchesRetained batches
+  int64_t floor_ = INT64_MAX;
 };
 
 // The state a partition's log holds: its idempotent batches replayed from the tail (the last
 // `scan_bytes` or so: five batches per producer is all that matters), into a fresh table.
 // What a replica needs at start-up and after its log was cut: a table kept from before a cut
 // still names batches the log no longer has and misses none it has.
-ProducerStateTable producer_state_from_log(log::PartitionLog& log, uint64_t scan_bytes);
+// `floor` as set_floor()'s.
+ProducerStateTable producer_state_from_log(log::PartitionLog& log, uint64_t scan_bytes,
+                                           int64_t floor = INT64_MAX);
 
 // The sequence after `last_sequence`, wrapping from INT32_MAX to 0 as Kafka does.
 int32_t next_sequence(int32_t last_sequence);

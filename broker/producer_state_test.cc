@@ -2,6 +2,9 @@
 
 #include <gtest/gtest.h>
 
+#include <random>
+#include <vector>
+
 namespace sluice::broker {
 namespace {
 
@@ -44,6 +47,120 @@ TEST(ProducerState, OnlyTheLastFiveBatchesAreRemembered) {
   EXPECT_EQ(t.check(9, 0, 6, 1).verdict, Verdict::kDuplicate);
   EXPECT_EQ(t.check(9, 0, 2, 1).verdict, Verdict::kDuplicate);
   EXPECT_EQ(t.check(9, 0, 1, 1).verdict, Verdict::kReject);  // forgotten: out of order
+}
+
+// What a rebuild from the log compares by: the epoch, the last sequence and the window of
+// batches a retry is matched against (the last five of the epoch's run at the back).
+struct Window {
+  int16_t epoch;
+  int32_t last_sequence;
+  std::vector<std::pair<int32_t, int64_t>> batches;  // first sequence, base offset; newest first
+  bool operator==(const Window&) const = default;
+};
+
+Window window_of(const ProducerEntry& e) {
+  Window w{e.epoch, e.last_sequence, {}};
+  for (auto b = e.batches.rbegin();
+       b != e.batches.rend() && b->epoch == e.epoch && w.batches.size() < kProducerBatchesRetained;
+       ++b) {
+    w.batches.emplace_back(b->first_sequence, b->base_offset);
+  }
+  return w;
+}
+
+TEST(ProducerState, ACutAboveTheFloorLeavesWhatARebuildFromTheLogWouldHold) {
+  // Random appends of a few producers (epochs bumped now and then), a floor that rises behind
+  // the end, and cuts anywhere at or above it; after each cut the table must equal one
+  // rebuilt from the batches left, and its memory stays bounded by what is above the floor.
+  for (uint32_t seed = 1; seed <= 300; ++seed) {
+    SCOPED_TRACE("seed " + std::to_string(seed));
+    std::mt19937 rng(seed);
+    auto pick = [&rng](int64_t lo, int64_t hi) {  // uniform in [lo, hi]
+      return std::uniform_int_distribution<int64_t>(lo, hi)(rng);
+    };
+    struct Stored {
+      int64_t pid;
+      int16_t epoch;
+      int32_t seq;
+      int32_t count;
+      int64_t base;
+    };
+    std::vector<Stored> log;
+    int64_t end = 0, floor = 0;
+    std::map<int64_t, std::pair<int16_t, int32_t>> next;  // pid: epoch, sequence
+    ProducerStateTable table;
+    table.set_floor(INT64_MIN);
+    table.set_floor(0);
+    for (int step = 0; step < 400; ++step) {
+      const int64_t op = pick(0, 99);
+      if (op < 75) {
+        const int64_t pid = pick(1, 4);
+        auto& [epoch, seq] = next[pid];
+        if (pick(0, 29) == 0) {
+          ++epoch;
+          seq = 0;
+        }
+        const auto count = static_cast<int32_t>(pick(1, 3));
+        log.push_back({pid, epoch, seq, count, end});
+        table.record(pid, epoch, seq, count, end);
+        seq += count;
+        end += count;
+      } else if (op < 90) {
+        floor = pick(floor, end);
+        table.set_floor(floor);
+      } else {
+        // A cut at a batch start at or above the floor (or at the end).
+        std::vector<int64_t> starts{end};
+        for (const Stored& b : log) {
+          if (b.base >= floor) starts.push_back(b.base);
+        }
+        const int64_t at = starts[static_cast<size_t>(pick(0, int64_t(starts.size()) - 1))];
+        while (!log.empty() && log.back().base >= at) log.pop_back();
+        end = at;
+        table.cut(0, end);
+        next.clear();
+        for (const Stored& b : log) next[b.pid] = {b.epoch, b.seq + b.count};
+      }
+      ProducerStateTable rebuilt;
+      for (const Stored& b : log) rebuilt.record(b.pid, b.epoch, b.seq, b.count, b.base);
+      ASSERT_EQ(table.size(), rebuilt.size()) << "step " << step;
+      for (int64_t pid = 1; pid <= 4; ++pid) {
+        const ProducerEntry* want = rebuilt.find(pid);
+        const ProducerEntry* have = table.find(pid);
+        ASSERT_EQ(want == nullptr, have == nullptr) << "step " << step << " producer " << pid;
+        if (!want) continue;
+        ASSERT_TRUE(window_of(*have) == window_of(*want)) << "step " << step << " producer " << pid;
+        // Kept: the window, and only batches above the floor besides (they could be cut).
+        size_t above = 0;
+        for (const ProducerBatch& b : have->batches) above += b.base_offset >= floor ? 1 : 0;
+        ASSERT_LE(have->batches.size(), above + kProducerBatchesRetained)
+            << "step " << step << " producer " << pid;
+      }
+    }
+  }
+}
+
+TEST(ProducerState, WithoutAFloorACutMayNotBringBackWhatWasLetGo) {
+  // The default floor (no cut expected) keeps five: a cut then leaves fewer, which is why a
+  // replicated partition's table has its floor set to the high watermark.
+  ProducerStateTable t;
+  for (int i = 0; i < 8; ++i) t.record(9, 0, i, 1, i);
+  t.cut(0, 5);
+  ASSERT_NE(t.find(9), nullptr);
+  EXPECT_EQ(t.find(9)->batches.size(), 2u);  // offsets 3, 4: the five kept were 3-7
+  EXPECT_EQ(t.find(9)->last_sequence, 4);
+  ProducerStateTable kept;
+  kept.set_floor(0);
+  for (int i = 0; i < 8; ++i) kept.record(9, 0, i, 1, i);
+  kept.cut(0, 5);
+  EXPECT_EQ(kept.find(9)->batches.size(), 5u);  // offsets 0-4, as a rebuild finds
+  EXPECT_EQ(kept.check(9, 0, 0, 1).duplicate_base_offset, 0);
+  kept.record(9, 0, 5, 1, 5);
+  EXPECT_EQ(kept.find(9)->batches.size(), 6u);  // a cut at 5 would bring 0 back
+  kept.set_floor(6);
+  EXPECT_EQ(kept.find(9)->batches.size(), 5u);  // offsets 1-5: 0 can no longer come back
+  kept.cut(0, 0);
+  EXPECT_EQ(kept.size(), 0u);  // an empty log: nothing left
 }
 
 TEST(ProducerState, SequencesWrapAtInt32Max) {

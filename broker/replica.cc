@@ -992,6 +992,13 @@ void Replica::run() {
 // Without that, a follower that replaced a conflicting suffix forgot the batches that replaced
 // it, and once leader appended a producer's retry of one of them a second time.
 void Replica::truncated(const Plan& plan) {
+  if (plan.install) {
+    spdlog::info("{}: log restarted at offset {} from the leader's snapshot", options_.name,
+                 *log_.log_start_offset());
+  } else if (plan.data_cut >= 0) {
+    spdlog::info("{}: log cut to offset {}: entries its leader does not have", options_.name,
+                 *log_.log_end_offset());
+  }
   if (events_.on_truncated) events_.on_truncated();
   if (!events_.on_data) return;
   for (const raft::Entry* e : plan.data) {
@@ -1104,11 +1111,24 @@ void Replica::execute(std::shared_ptr<raft::Ready> rd, std::shared_ptr<Plan> pla
   persisting_ = true;   // until finish(): its files are written
   log_.keep_fds(true);  // and the data batches go into the log
   if (plan->internal_cut != UINT64_MAX && plan->internal_cut < internal_size_) {
-    if (::ftruncate(internal_fd_, static_cast<off_t>(plan->internal_cut)) != 0) {
-      return fail(std::string("cannot truncate raft.internal: ") + std::strerror(errno));
-    }
-    internal_size_ = plan->internal_cut;
+    // Raft's own entries of a replaced suffix: cut through the ring (not on the shard), and
+    // the entries that replace them are written once that completed.
+    const uint64_t cut = plan->internal_cut;
+    ring_.ftruncate(internal_fd_, cut, [this, &io = io_, alive = alive_, rd, plan, cut](int32_t r) {
+      asio::post(io, [this, alive, rd, plan, cut, r] {
+        if (!*alive || failed_) return;
+        if (r < 0) return fail(std::string("cannot truncate raft.internal: ") + std::strerror(-r));
+        internal_size_ = cut;
+        write_raft_state(rd, plan);
+      });
+    });
+    ring_.submit();
+    return;
   }
+  write_raft_state(rd, plan);
+}
+
+void Replica::write_raft_state(std::shared_ptr<raft::Ready> rd, std::shared_ptr<Plan> plan) {
   // 2. Raft's own entries and the hard state, durable before the data that follows: the
   // writes first, then (once they completed: the ring does not order them) the fdatasyncs.
   struct Meta {

@@ -246,6 +246,9 @@ class Replica final : public raft::LogSource, public log::FdHolder {
   void truncated(const Plan& plan);
   void run();
   void execute(std::shared_ptr<raft::Ready> rd, std::shared_ptr<Plan> plan);
+  // execute()'s second step, once the log and raft.internal are cut: Raft's own entries and
+  // the hard state, then the data (persist_data).
+  void write_raft_state(std::shared_ptr<raft::Ready> rd, std::shared_ptr<Plan> plan);
   // Appends plan->data from entry `from` on, at most kAppendChunk batches per log append.
   void persist_data(std::shared_ptr<raft::Ready> rd, std::shared_ptr<Plan> plan, size_t from = 0);
   void finish(std::shared_ptr<raft::Ready> rd);

@@ -84,9 +84,10 @@ class Group : public ::testing::Test {
                            view->last_offset_delta() + 1, view->base_offset());
     };
     ev.on_truncated = [this, i] {
-      producers_[i] = producer_state_from_log(*nodes_[i].log, 64 << 20);
+      producers_[i].cut(*nodes_[i].log->log_start_offset(), *nodes_[i].log->log_end_offset());
     };
-    producers_[i] = producer_state_from_log(*nodes_[i].log, 64 << 20);
+    ev.on_commit = [this, i] { producers_[i].set_floor(nodes_[i].replica->high_watermark()); };
+    producers_[i] = producer_state_from_log(*nodes_[i].log, 64 << 20, INT64_MIN);
     auto r = Replica::open(dir(i), *nodes_[i].log, ring_, io_, o, std::move(ev));
     ASSERT_TRUE(r.has_value()) << r.error().message;
     nodes_[i].replica = std::move(*r);

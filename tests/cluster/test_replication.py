@@ -190,6 +190,31 @@ class Replication(ClusterTestCase):
             return all(lg == logs[0] for lg in logs) and len(logs[0]) > 0
         wait_for(same, timeout_s, "identical logs on every replica")
 
+    def trace_shards(self, node_id, label):
+        """strace attached to a broker's shard threads for the calls that block
+        (tests/test_hot_path.py's BLOCKING): (process, output file)."""
+        shards = shard_threads(self.broker(node_id).proc.pid)
+        self.assertGreater(len(shards), 0, "no thread named sluice-shard-*")
+        out = os.path.join(self.broker(node_id).tmp, "strace-%s.out" % label)
+        cmd = [shutil.which("strace"), "-qq", "-o", out, "-e", "trace=" + ",".join(BLOCKING)]
+        for tid in shards:
+            cmd += ["-p", str(tid)]
+        tracer = subprocess.Popen(cmd, stderr=subprocess.PIPE)
+        time.sleep(1)  # strace attaches
+        return tracer, out
+
+    @staticmethod
+    def stop_trace(tracer):
+        """Detaches trace_shards()'s strace: its stderr."""
+        tracer.send_signal(signal.SIGINT)
+        return tracer.communicate(timeout=30)[1]
+
+    def assert_no_blocking_calls(self, out, err, whose):
+        calls = {k: v for k, v in traced_calls(self, out, err).items() if k in BLOCKING}
+        self.assertEqual({k: len(v) for k, v in calls.items()}, {},
+                         "blocking file calls on %s shard threads, the first of each: %s" %
+                         (whose, {k: [line[:160] for line in v[:3]] for k, v in calls.items()}))
+
     def test_sigkill_leader_mid_stream(self):
         name = "kill"
         self.create(name)
@@ -301,6 +326,67 @@ class Replication(ClusterTestCase):
         wait_for(lambda: leader_of(self.cluster, name) >= 0, 30, "a leader again")
         rows = read_all(self.cluster.bootstrap, name)
         self.assertEqual([v for _, v in rows][:1], ["before"])
+
+    def test_deposed_leader_cuts_its_suffix_without_blocking_its_shards(self):
+        """A leader whose followers are down appends batches they never get; paused, it
+        misses their restart and a new leader's batches at those offsets. When the old one is back, it cuts its uncommitted
+        suffix and takes the new leader's batches: the log's files are cut through the ring
+        and the idempotent producers' table is cut in memory (it was rebuilt from up to 64 MiB
+        of the log's tail, read on the shard). strace on its shards, as in
+        tests/test_hot_path.py."""
+        if shutil.which("strace") is None:
+            self.fail("strace is missing: scripts/setup installs it")
+        name = "deposed"
+        self.create(name)
+        old = leader_of(self.cluster, name)
+        others = [i for i in (0, 1, 2) if i != old]
+        # Idempotent producers: the table the cut must keep right.
+        conf = {"acks": "1", "enable.idempotence": False, "linger.ms": 0,
+                "message.timeout.ms": 10000, "topic.metadata.refresh.interval.ms": 600000}
+        p = Producer(dict(conf, **{"bootstrap.servers": self.broker(old).bootstrap}))
+        for i in range(20):
+            p.produce(name, value=b"before-%d" % i, partition=0)
+        self.assertEqual(p.flush(30), 0)
+        self.wait_replicas_equal(name)
+        # Killed, not paused: a paused process's sockets would still take the leader's
+        # appends in, and it would apply them once resumed.
+        for i in others:
+            self.broker(i).kill()
+        try:
+            errs = []
+            for i in range(10):  # acks=1: written and acknowledged by the isolated leader alone
+                p.produce(name, value=b"lost-%d" % i, partition=0,
+                          on_delivery=lambda e, m: errs.append(e))
+                p.flush(10)
+            self.assertEqual(errs, [None] * 10)
+            self.broker(old).pause()
+        finally:
+            for i in others:  # together: each needs the other for a controller quorum
+                self.broker(i).start(wait=False)
+            for i in others:
+                self.broker(i).wait_serving(60)
+        try:
+            wait_for(lambda: leader_of(self.cluster, name, exclude=(old,)) in others, 60,
+                     "a new leader among the others")
+            new = leader_of(self.cluster, name, exclude=(old,))
+            q = Producer(dict(conf, **{"bootstrap.servers": self.broker(new).bootstrap,
+                                       "acks": "all", "enable.idempotence": True}))
+            for i in range(30):
+                q.produce(name, value=b"after-%d" % i, partition=0)
+            self.assertEqual(q.flush(30), 0)
+            tracer, out = self.trace_shards(old, "deposed")  # attached to the stopped threads
+        finally:
+            self.broker(old).resume()
+        try:
+            self.wait_replicas_equal(name, 60)
+            wait_for(lambda: "%s-0: log cut to offset 20" % name in self.broker(old).log(), 10,
+                     "the deposed leader's cut in its log")
+        finally:
+            err = self.stop_trace(tracer)
+        self.assert_no_blocking_calls(out, err, "the deposed leader's")
+        values = [v for _, v in read_all(self.cluster.bootstrap, name)]
+        self.assertEqual(values, ["before-%d" % i for i in range(20)] +
+                         ["after-%d" % i for i in range(30)])
 
     def awake_groups(self):
         """Raft groups ticked now, summed over the live brokers (sluice_raft_groups_awake)."""
@@ -597,27 +683,16 @@ class Replication(ClusterTestCase):
                     p.poll(0.05)
         self.assertEqual(p.flush(60), 0)
         self.assertEqual(leader_of(self.cluster, name), leader)
-        shards = shard_threads(self.broker(leader).proc.pid)
-        self.assertGreater(len(shards), 0, "no thread named sluice-shard-*")
-        out = os.path.join(self.broker(leader).tmp, "strace-raft-catch-up.out")
-        cmd = [shutil.which("strace"), "-qq", "-o", out, "-e", "trace=" + ",".join(BLOCKING)]
-        for tid in shards:
-            cmd += ["-p", str(tid)]
         sent_before = self.metric(leader, "sluice_transport_file_bytes_out_total")
-        tracer = subprocess.Popen(cmd, stderr=subprocess.PIPE)
+        tracer, out = self.trace_shards(leader, "raft-catch-up")
         try:
-            time.sleep(1)  # strace attaches
             self.broker(follower).start()
             self.wait_replicas_equal(name, 90)
         finally:
-            tracer.send_signal(signal.SIGINT)
-            _, err = tracer.communicate(timeout=30)
+            err = self.stop_trace(tracer)
         sent = self.metric(leader, "sluice_transport_file_bytes_out_total") - sent_before
         self.assertGreater(sent, 8e6)  # the backlog went out while traced, from the files
-        calls = {k: v for k, v in traced_calls(self, out, err).items() if k in BLOCKING}
-        self.assertEqual({k: len(v) for k, v in calls.items()}, {},
-                         "blocking file calls on the leader's shard threads, the first of each: "
-                         "%s" % {k: [line[:160] for line in v[:3]] for k, v in calls.items()})
+        self.assert_no_blocking_calls(out, err, "the leader's")
         report("bytes the leader sent from its files to the follower, its shards traced",
                int(sent))
 
