@@ -283,12 +283,23 @@ struct Consumer::Impl {
     }
   }
 
+  // A Fetch failed for a partition (its leader moved, or the broker is gone): the assigned
+  // topics' metadata again, to find their leaders now. (An empty list asks for the brokers
+  // only: fetches then went on to the old leader, answered NOT_LEADER_OR_FOLLOWER forever.)
+  void refresh_leaders() {
+    std::vector<std::string> topics;
+    for (const auto& [tp, ps] : parts) {
+      if (topics.empty() || topics.back() != tp.topic) topics.push_back(tp.topic);
+    }
+    if (!topics.empty()) (void)client->metadata(topics, true);
+  }
+
   Status process(FetchDone& done) {
     if (done.epoch != assignment_epoch) return {};  // the assignment changed meanwhile
     if (!done.response) {
       ++fetch_errors;
       if (client::retriable(done.response.error())) {
-        (void)client->metadata({}, true);
+        refresh_leaders();
         return {};
       }
       return unexpected(done.response.error());
@@ -326,7 +337,7 @@ struct Consumer::Impl {
         if (!s) return s;
       }
     }
-    if (refresh) (void)client->metadata({}, true);
+    if (refresh) refresh_leaders();
     msgs_queued = static_cast<int64_t>(buffered.size());
     return {};
   }

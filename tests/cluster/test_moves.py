@@ -300,10 +300,13 @@ class MovesTest(unittest.TestCase):
         self.assertGreater(moved, free + (2 << 20))
         self.assertGreaterEqual(took, 0.6 * (moved - free) / rate, "the moves outran the throttle")
 
-    def sluice(self, *args, timeout_s=300):
-        cli = os.environ.get("SLUICE_CLI") or os.path.join(
+    @staticmethod
+    def cli():
+        return os.environ.get("SLUICE_CLI") or os.path.join(
             os.path.dirname(os.path.dirname(os.path.abspath(harness.SLUICED))), "cli", "sluice")
-        return subprocess.run([cli] + list(args), capture_output=True, text=True,
+
+    def sluice(self, *args, timeout_s=300):
+        return subprocess.run([self.cli()] + list(args), capture_output=True, text=True,
                               timeout=timeout_s)
 
     def test_decommission_under_load_moves_every_replica_off(self):
@@ -355,6 +358,39 @@ class MovesTest(unittest.TestCase):
         self.assertEqual(out.returncode, 0, out.stdout + out.stderr)
         wait_for(lambda: loads(replicas(boot, topic), range(4))[victim] > 0, 120,
                  "replicas back on the recommissioned broker")
+
+    def test_library_clients_follow_a_leader_moved_away(self):
+        """sluice's own producer and consumer (`sluice bench e2e`, one consumer assigned every
+        partition) while a partition's leader is moved to a broker that had no replica of it:
+        the old leader answers NOT_LEADER_OR_FOLLOWER, and both clients must find the new one.
+        Before 2026-12-04 the consumer refreshed metadata for no topic at all, kept fetching
+        from the old leader and never read the partition again."""
+        topic = "follow"
+        self.cluster = harness.Cluster(3, voters=3, args=list(ARGS))
+        self.start([0, 1, 2])
+        boot = self.cluster.brokers[0].bootstrap
+        self.assertEqual(create_topics(boot, [NewTopic(topic, 4, 2)]), {topic: None})
+        wait_leaders(boot, topic)
+        p0 = metadata(boot, timeout_s=5).topics[topic].partitions[0]
+        leader, follower = p0.leader, next(r for r in p0.replicas if r != p0.leader)
+        spare = next(b for b in (0, 1, 2) if b not in p0.replicas)
+        bench = subprocess.Popen([self.cli(), "bench", "e2e", "--bootstrap", boot, "--topic", topic,
+                                  "--rate", "2000", "--duration", "12", "--warmup", "1",
+                                  "--quiet"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                 text=True)
+        try:
+            time.sleep(4)
+            out = self.sluice("-b", boot, "topic", "move", "%s:0" % topic, "--to",
+                              "%d,%d" % (spare, follower), "--wait", "--timeout", "60")
+            self.assertEqual(out.returncode, 0, out.stdout + out.stderr)
+            wait_for(lambda: metadata(boot, timeout_s=5).topics[topic].partitions[0].leader
+                     != leader, 30, "a new leader for partition 0")
+            text, _ = bench.communicate(timeout=120)
+        finally:
+            if bench.poll() is None:
+                bench.kill()
+        self.assertEqual(bench.returncode, 0, text)
+        self.assertIn("out of order 0: complete", text)
 
     def test_leadership_goes_back_to_preferred_replicas_after_a_restart(self):
         topic, parts = "leaders", 30
