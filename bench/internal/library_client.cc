@@ -3,7 +3,9 @@
 // for topic creation. Every connection takes the client settings given by Kafka name
 // (-X security.protocol=SSL, ...), so the benchmark runs over TLS and SASL too.
 #include <algorithm>
+#include <atomic>
 #include <chrono>
+#include <cstdio>
 #include <map>
 #include <string>
 #include <thread>
@@ -33,6 +35,11 @@ class LibrarySink final : public Sink {
     // Callbacks run on the producer's I/O thread, one per record.
     return producer_->send(
         std::move(record), [this, intended_ns, value_bytes](const RecordMetadata& md) {
+          // The first failure says why (the summary only counts them).
+          if (!md.ok() && !told_.exchange(true)) {
+            std::fprintf(stderr, "sluice bench: a record to %s[%d] failed: %s\n", md.topic.c_str(),
+                         md.partition, md.error.message.c_str());
+          }
           on_ack_(std::span<const int64_t>(&intended_ns, 1), value_bytes, md.ok());
         });
   }
@@ -50,6 +57,7 @@ class LibrarySink final : public Sink {
   std::unique_ptr<Producer> producer_;
   const std::string topic_;
   const AckFn on_ack_;
+  std::atomic<bool> told_{false};
 };
 
 class LibrarySource final : public Source {
