@@ -6,6 +6,9 @@
 
 #include <gtest/gtest.h>
 
+#include <fstream>
+#include <iterator>
+
 #include <boost/asio/io_context.hpp>
 #include <deque>
 #include <filesystem>
@@ -612,6 +615,37 @@ TEST_F(Group, AFollowerThatReplacesItsSuffixKnowsTheProducersOfWhatReplacedIt) {
     EXPECT_EQ(producers_[i].check(42, 0, 6, 3).duplicate_base_offset, 6);
     EXPECT_EQ(producers_[i].check(42, 0, 12, 3).verdict, SequenceCheck::Verdict::kAppend);
   }
+}
+
+TEST_F(Group, ADeposedLeadersOwnEntriesAreCutFromRaftInternal) {
+  // A leader cut off from the others proposes a control entry (DeleteRecords) that never
+  // commits; the new leader's entries take its place. The deposed leader cuts its stored
+  // Raft entries (raft.internal, through the ring) before writing the new ones: afterwards
+  // every replica's raft.internal holds the same bytes (no tail of the replaced entry).
+  run_until([&] { return leader() >= 0; });
+  const int old = leader();
+  auto first = produce(old, 4, "a");
+  run_until([&] { return first->size() == 4; });
+  cut_[old] = true;
+  std::vector<ErrorCode> lost;
+  ASSERT_EQ(nodes_[old].replica->replicate_log_start(2, [&](ErrorCode e) { lost.push_back(e); }),
+            ErrorCode::kNone);
+  for (int i = 0; i < 30; ++i) step(true);
+  run_until([&] { return leader() >= 0 && leader() != old; });
+  const int now = leader();
+  auto again = produce(now, 2, "b");
+  run_until([&] { return again->size() == 2; });
+  cut_[old] = false;
+  run_until([&] { return values(old) == values(now) && values(now).size() == 18; }, 4000);
+  run_until([&] { return !lost.empty(); });
+  EXPECT_NE(lost[0], ErrorCode::kNone);
+  auto internal = [&](int i) {
+    std::ifstream in(dir(i) + "/raft.internal", std::ios::binary);
+    return std::string(std::istreambuf_iterator<char>(in), {});
+  };
+  run_until([&] { return internal(old) == internal(now); }, 1000);
+  EXPECT_EQ(internal(old), internal(now));
+  EXPECT_FALSE(internal(now).empty());
 }
 
 TEST_F(Group, ProposalsReplacedBeforeAnyReadyHandedThemOutLeaveNoStaleProducerState) {
