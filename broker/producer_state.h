@@ -80,9 +80,8 @@ class ProducerStateTable {
 
 // The state a partition's log holds: its idempotent batches replayed from the tail (the last
 // `scan_bytes` or so: five batches per producer is all that matters), into a fresh table.
-// What a replica needs at start-up and after its log was cut: a table kept from before a cut
-// still names batches the log no longer has and misses none it has.
-// `floor` as set_floor()'s.
+// What a replica needs at start-up and when its log was reopened (after a full disk, a
+// repair); a cut of the log is followed by cut() instead. `floor` as set_floor()'s.
 ProducerStateTable producer_state_from_log(log::PartitionLog& log, uint64_t scan_bytes,
                                            int64_t floor = INT64_MAX);
 

@@ -340,7 +340,8 @@ class Replication(ClusterTestCase):
         self.create(name)
         old = leader_of(self.cluster, name)
         others = [i for i in (0, 1, 2) if i != old]
-        # Idempotent producers: the table the cut must keep right.
+        # acks=1 (so the isolated leader acknowledges alone), hence not idempotent; the new
+        # leader's producer below is, so the old one's table records its batches after the cut.
         conf = {"acks": "1", "enable.idempotence": False, "linger.ms": 0,
                 "message.timeout.ms": 10000, "topic.metadata.refresh.interval.ms": 600000}
         p = Producer(dict(conf, **{"bootstrap.servers": self.broker(old).bootstrap}))
