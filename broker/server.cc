@@ -5,6 +5,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <future>
+
 #include "broker/session.h"
 #include "broker/tls.h"
 
@@ -75,7 +77,7 @@ void Server::accept_next() {
                                                          asio::ip::tcp::socket socket) {
     if (ec == asio::error::operation_aborted || !acceptor_.is_open()) return;
     if (ec) return accept_failed(ec);
-    if (const int32_t max = limits_.max_connections.load(); connections_.load() >= max) {
+    if (const int32_t max = limits_.max_connections.load(); registry_->connections.load() >= max) {
       spdlog::warn("refusing a connection: max.connections={} reached", max);
       refused_.fetch_add(1, std::memory_order_relaxed);
       socket.close(ec);
@@ -91,24 +93,24 @@ void Server::accept_next() {
     info.session = std::make_shared<Session>();
     info.session->listener = &listener_;
     info.session->authenticated = !listener_.sasl();
-    connections_++;
+    registry_->connections++;
     const uint64_t id = info.id;
     std::shared_ptr<asio::ssl::context> tls;
     {
       std::lock_guard lock(mutex_);
       tls = tls_;
     }
-    auto conn = std::make_shared<Connection>(std::move(socket), *shard, config_, limits_, memory_, handler_,
-                                             std::move(info),
-                                             [this, id] {
-                                               connections_--;
-                                               std::lock_guard lock(mutex_);
-                                               live_.erase(id);
-                                             },
-                                             std::move(tls));
+    auto conn = std::make_shared<Connection>(
+        std::move(socket), *shard, config_, limits_, memory_, handler_, std::move(info),
+        [registry = registry_, id] {
+          registry->connections--;
+          std::lock_guard lock(registry->mutex);
+          registry->live.erase(id);
+        },
+        std::move(tls));
     {
-      std::lock_guard lock(mutex_);
-      live_[id] = conn;
+      std::lock_guard lock(registry_->mutex);
+      registry_->live[id] = conn;
     }
     shard->post([conn] { conn->start(); });
     accept_next();
@@ -141,18 +143,35 @@ void Server::accept_failed(const boost::system::error_code& ec) {
   });
 }
 
-void Server::stop(std::chrono::milliseconds grace) {
-  if (acceptor_.is_open()) {
-    asio::post(acceptor_.get_executor(), [this] {
-      boost::system::error_code ec;
-      acceptor_.close(ec);
-      accept_retry_.cancel();
-    });
+void Server::stop_accepting() {
+  if (accepting_stopped_.exchange(true)) return;
+  Shard& home = *shards_.front();
+  auto close = [this] {
+    boost::system::error_code ec;
+    acceptor_.close(ec);
+    accept_retry_.cancel();
+  };
+  if (!home.running()) return close();  // nothing runs there: no handler can race this one
+  // Runs after whatever shard 0 had queued; what completes later is cancelled and returns
+  // without touching the Server. The second post lets handlers the close itself queued run.
+  std::promise<void> closed;
+  auto done = closed.get_future();
+  asio::post(home.context(), [&, close] {
+    close();
+    asio::post(home.context(), [&closed] { closed.set_value(); });
+  });
+  while (done.wait_for(std::chrono::milliseconds(50)) != std::future_status::ready) {
+    // Shard 0 stopped without running them (stop_now): its thread is gone, nothing races.
+    if (!home.running()) return close();
   }
+}
+
+void Server::stop(std::chrono::milliseconds grace) {
+  stop_accepting();
   auto live = [this] {
     std::vector<std::shared_ptr<Connection>> conns;
-    std::lock_guard lock(mutex_);
-    for (auto& [id, weak] : live_) {
+    std::lock_guard lock(registry_->mutex);
+    for (auto& [id, weak] : registry_->live) {
       if (auto c = weak.lock()) conns.push_back(std::move(c));
     }
     return conns;
@@ -160,7 +179,7 @@ void Server::stop(std::chrono::milliseconds grace) {
   // Each connection is touched only on its own shard.
   for (auto& c : live()) c->shard().post([c] { c->drain(); });
   const auto deadline = std::chrono::steady_clock::now() + grace;
-  while (connections_.load() > 0 && std::chrono::steady_clock::now() < deadline) {
+  while (registry_->connections.load() > 0 && std::chrono::steady_clock::now() < deadline) {
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
   for (auto& c : live()) c->shard().post([c] { c->close(); });

@@ -37,13 +37,16 @@ class Server {
   // Stops accepting, lets each connection write the responses it owes (for at most `grace`),
   // then closes whatever is left. Blocks the calling thread, which must not be a shard.
   void stop(std::chrono::milliseconds grace = std::chrono::milliseconds(5000));
-  int32_t connection_count() const { return connections_.load(); }
+  int32_t connection_count() const { return registry_->connections.load(); }
   uint64_t accepted_count() const { return accepted_.load(std::memory_order_relaxed); }
   uint64_t refused_count() const { return refused_.load(std::memory_order_relaxed); }
   int64_t request_memory_bytes() const { return memory_->used_bytes(); }
 
  private:
   void accept_next();
+  // Closes the acceptor and cancels the retry timer on shard 0, and returns once every handler
+  // that was already queued there has run: after it, none of them touches this Server.
+  void stop_accepting();
   // accept() failed (EMFILE and friends): shed one waiting connection with the reserve
   // descriptor, log at most once per kAcceptErrorLogIntervalMs, retry after a pause.
   void accept_failed(const boost::system::error_code& ec);
@@ -63,15 +66,21 @@ class Server {
   std::chrono::steady_clock::time_point accept_error_logged_{};
   uint64_t accept_errors_unlogged_ = 0;
   uint16_t port_ = 0;
-  std::atomic<int32_t> connections_{0};
   std::atomic<uint64_t> accepted_{0};  // for /metrics
   std::atomic<uint64_t> refused_{0};   // closed at once: max.connections reached
   static inline std::atomic<uint64_t> next_id_{1};  // shared by all listeners: ids stay unique
   uint32_t next_shard_ = 0;
-  // Read by stop(), written when connections open and close (on their shards).
   std::mutex mutex_;
   std::shared_ptr<boost::asio::ssl::context> tls_;  // under mutex_; null: plaintext
-  std::unordered_map<uint64_t, std::weak_ptr<Connection>> live_;
+  // The open connections. Shared with each connection's on-close callback, which can run on
+  // its shard after the Server is gone (stop() only posts the closes).
+  struct Registry {
+    std::atomic<int32_t> connections{0};
+    std::mutex mutex;  // read by stop(), written as connections open and close (on their shards)
+    std::unordered_map<uint64_t, std::weak_ptr<Connection>> live;
+  };
+  std::shared_ptr<Registry> registry_ = std::make_shared<Registry>();
+  std::atomic<bool> accepting_stopped_{false};
 };
 
 }  // namespace sluice::broker

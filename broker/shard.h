@@ -4,6 +4,7 @@
 
 #include <pthread.h>
 
+#include <atomic>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
 #include <cstdint>
@@ -23,14 +24,18 @@ class Shard {
   uint32_t id() const { return id_; }
   boost::asio::io_context& context() { return ctx_; }
   bool on_this_thread() const { return std::this_thread::get_id() == thread_id_; }
+  // From start() until its thread leaves the context (stop() drained it, or stop_now()).
+  bool running() const { return running_.load(); }
 
   void start() {
+    running_ = true;
     thread_ = std::thread([this] {
       thread_id_ = std::this_thread::get_id();
       // Named for tools (top -H, perf, the syscall test in tests/test_hot_path.py).
       const std::string name = "sluice-shard-" + std::to_string(id_);
       pthread_setname_np(pthread_self(), name.substr(0, 15).c_str());
       ctx_.run();
+      running_ = false;
     });
   }
   // Lets the queued work finish, then joins the thread.
@@ -54,6 +59,7 @@ class Shard {
   std::optional<boost::asio::executor_work_guard<boost::asio::io_context::executor_type>> work_;
   std::thread thread_;
   std::thread::id thread_id_;
+  std::atomic<bool> running_{false};
 };
 
 }  // namespace sluice::broker
