@@ -416,6 +416,7 @@ AdminResponse Broker::admin_config() {
       .field("max.partitions", c.partitions_max)
       .field("connections.max.idle.ms", c.idle_timeout_ms)
       .field("max.inflight.requests", c.max_inflight_per_connection)
+      .field("connection.moves", c.connection_moves)
       .field("group.min.session.timeout.ms", c.group_min_session_timeout_ms)
       .field("group.max.session.timeout.ms", c.group_max_session_timeout_ms)
       .field("group.initial.rebalance.delay.ms", c.group_initial_rebalance_delay_ms)
@@ -890,6 +891,9 @@ std::string Broker::write_metrics(const std::vector<ShardReport>& reports) {
   w.family("sluice_kafka_connections_refused_total", "counter",
            "Kafka connections closed at once: max.connections reached");
   w.sample("sluice_kafka_connections_refused_total", {}, server_ ? server_->refused_count() : 0);
+  w.family("sluice_kafka_connections_moved_total", "counter",
+           "Kafka connections moved to the shard of the partitions their requests name");
+  w.sample("sluice_kafka_connections_moved_total", {}, server_ ? server_->moved_count() : 0);
   w.family("sluice_request_memory_bytes", "gauge",
            "Request buffer bytes held now (bounded by queued.max.request.bytes)");
   w.sample("sluice_request_memory_bytes", {},

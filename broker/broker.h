@@ -174,6 +174,9 @@ class Broker {
     // Set by a handler before it answers when some partition failed (for /metrics' error
     // count); read by the completion `done` wraps, on the same thread.
     bool errored = false;
+    // The shard(s) of the partitions the request names (Reply::affinity), set by the data
+    // path's handlers before their work fans out; copied into the reply by `done`.
+    int32_t affinity = Reply::kNoShard;
   };
 
   explicit Broker(const BrokerConfig& config) : config_(config) {}

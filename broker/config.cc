@@ -385,6 +385,9 @@ Result<BrokerConfig> parse_config(int argc, const char* const* argv) {
                  "Requests read ahead per connection")
       ->capture_default_str()
       ->check(CLI::Range(1, 4096));
+  app.add_option("--connection.moves", c.connection_moves,
+                 "Move a connection to the shard of the partitions its requests keep naming")
+      ->capture_default_str();
   app.add_option("--group.min.session.timeout.ms", c.group_min_session_timeout_ms,
                  "Shortest consumer session timeout accepted")
       ->capture_default_str();

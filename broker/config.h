@@ -84,6 +84,9 @@ struct BrokerConfig {
   int64_t partitions_max = 100000;  // max.partitions: partitions this broker holds at most
   int64_t idle_timeout_ms = 10 * 60 * 1000;
   int32_t max_inflight_per_connection = 64;
+  // A connection whose requests keep naming partitions of one other shard moves there
+  // (broker/connection.h "Moving").
+  bool connection_moves = true;
   int32_t group_min_session_timeout_ms = 6000;
   int32_t group_max_session_timeout_ms = 1800000;
   int32_t group_initial_rebalance_delay_ms = 3000;  // Kafka's default

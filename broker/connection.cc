@@ -23,21 +23,23 @@ constexpr int32_t kRequestHeaderBytesMin = 8;
 }  // namespace
 
 Connection::Connection(asio::ip::tcp::socket socket, Shard& shard, const BrokerConfig& config,
-                       const RuntimeLimits& limits, std::shared_ptr<RequestMemory> memory, RequestHandler handler,
-                       ConnectionInfo info, std::function<void()> on_close,
-                       std::shared_ptr<asio::ssl::context> tls)
+                       const RuntimeLimits& limits, std::shared_ptr<RequestMemory> memory,
+                       RequestHandler handler, ConnectionInfo info, std::function<void()> on_close,
+                       std::shared_ptr<asio::ssl::context> tls, ShardFinder find_shard)
     : socket_(std::move(socket)),
       tls_context_(std::move(tls)),
-      shard_(shard),
+      shard_(&shard),
       config_(config),
       limits_(limits),
       memory_(std::move(memory)),
       handler_(std::move(handler)),
       info_(std::move(info)),
       on_close_(std::move(on_close)),
-      idle_timer_(shard.context()) {
+      idle_timer_(std::in_place, shard.context()),
+      find_shard_(std::move(find_shard)) {
   if (tls_context_) {
     tls_ = std::make_unique<asio::ssl::stream<asio::ip::tcp::socket&>>(socket_, *tls_context_);
+    find_shard_ = nullptr;
   }
 }
 
@@ -76,7 +78,7 @@ void Connection::close() {
   boost::system::error_code ec;
   socket_.shutdown(asio::ip::tcp::socket::shutdown_both, ec);
   socket_.close(ec);
-  idle_timer_.cancel();
+  if (idle_timer_) idle_timer_->cancel();
   parked_ = {};
   body_.reset();
   paused_.reset();  // the caller holds a reference: this is never the last one
@@ -86,11 +88,13 @@ void Connection::close() {
 void Connection::arm_idle_timer() {
   const int64_t idle_ms = limits_.idle_timeout_ms.load();
   if (idle_ms <= 0) return;
-  idle_timer_.expires_after(std::chrono::milliseconds(idle_ms));
+  if (!idle_timer_) return;
+  idle_timer_->expires_after(std::chrono::milliseconds(idle_ms));
   std::weak_ptr<Connection> weak = weak_from_this();
-  idle_timer_.async_wait([weak, idle_ms](boost::system::error_code ec) {
+  idle_timer_->async_wait([weak, idle_ms, home = shard_.load()](boost::system::error_code ec) {
     auto self = weak.lock();
-    if (ec || !self || self->closed_) return;
+    // A timer that fired as the connection moved away runs on the old shard: not its own.
+    if (ec || !self || self->shard_.load() != home || self->closed_) return;
     if (!self->pending_.empty() || self->writing_) {  // a long poll or a write: not idle
       self->arm_idle_timer();
       return;
@@ -141,6 +145,10 @@ void Connection::read_body(size_t got) {
         return;
       }
       take_request(std::move(frame));
+      if (moving_to_ >= 0) {
+        move_reads_stopped_ = true;  // no read outstanding from here: the socket can move
+        return try_move();
+      }
       return read_size();
     }
     if (!body.try_grow()) return wait_for_memory(got);
@@ -168,7 +176,7 @@ void Connection::read_body(size_t got) {
 void Connection::wait_for_memory(size_t got) {
   paused_ = shared_from_this();
   std::weak_ptr<Connection> weak = paused_;
-  Shard* shard = &shard_;
+  Shard* shard = shard_.load();
   memory_->wait(body_->next_size() - got, [weak, shard, got] {
     shard->post([weak, got] {
       auto self = weak.lock();
@@ -192,7 +200,7 @@ class Connection::Owed {
   Owed& operator=(const Owed&) = delete;
   ~Owed() {
     if (answered_) return;
-    asio::io_context& shard = conn_->shard_.context();
+    asio::io_context& shard = conn_->shard().context();
     // A stopped shard (shutdown) destroys its queued work without running it: nothing to post.
     if (shard.stopped()) return;
     asio::post(shard, [conn = std::move(conn_), slot = std::move(slot_)] {
@@ -207,7 +215,7 @@ class Connection::Owed {
   void answer(Reply reply) {
     SLUICE_ASSERT(!answered_);
     answered_ = true;
-    asio::post(conn_->shard_.context(),
+    asio::post(conn_->shard().context(),
                [conn = conn_, slot = slot_, reply = std::move(reply)]() mutable {
                  conn->complete(slot, std::move(reply));
                });
@@ -261,6 +269,7 @@ void Connection::complete(const std::shared_ptr<Slot>& slot, Reply reply) {
   SLUICE_ASSERT(!slot->done);
   if (closed_) return;
   slot->done = true;
+  note_affinity(reply.affinity);
   slot->reply = std::move(reply);
   write_ready();
 }
@@ -275,7 +284,11 @@ void Connection::write_ready() {
       RequestFrame frame = std::move(parked_);
       parked_ = {};
       take_request(std::move(frame));
-      read_size();
+      if (moving_to_ >= 0) {
+        move_reads_stopped_ = true;
+      } else {
+        read_size();
+      }
     }
     if (slot->reply.kind == Reply::Kind::kClose) return close();
     if (slot->reply.kind == Reply::Kind::kNone) continue;
@@ -286,6 +299,7 @@ void Connection::write_ready() {
     write_step();
   }
   if (!closed_ && !writing_ && reading_done_ && pending_.empty()) close();
+  if (move_reads_stopped_) try_move();
 }
 
 // Writes the frame's own bytes up to the next splice (or the end), then the splice.
@@ -380,6 +394,86 @@ void Connection::write_done(bool ok) {
   writing_.reset();
   if (!ok || close_after) return close();
   write_ready();
+}
+
+void Connection::on_home(std::function<void(Connection&)> fn) {
+  Shard* home = shard_.load();
+  home->post([self = shared_from_this(), home, fn = std::move(fn)]() mutable {
+    if (self->shard_.load() != home) return self->on_home(std::move(fn));  // it moved
+    fn(*self);
+  });
+}
+
+void Connection::note_affinity(int32_t shard) {
+  if (!find_shard_ || shard == Reply::kNoShard) return;
+  if (shard < 0 || static_cast<uint32_t>(shard) == shard_.load()->id()) {
+    move_candidate_ = -1;
+    move_streak_ = 0;
+    return;
+  }
+  if (shard != move_candidate_) {
+    move_candidate_ = shard;
+    move_streak_ = 0;
+  }
+  if (++move_streak_ < kMoveAfterRequests || moving_to_ >= 0) return;
+  if (std::chrono::steady_clock::now() < next_move_allowed_) return;
+  moving_to_ = shard;
+}
+
+// Moves once nothing is in flight: no read (stopped at a request boundary), no write, nothing
+// owed. The socket's descriptor is taken out of this shard's reactor and given to the target's;
+// the bytes the client sent meanwhile wait in the kernel's buffer.
+void Connection::try_move() {
+  if (!move_reads_stopped_ || closed_ || reading_done_ || writing_ || !pending_.empty() ||
+      parked_.buffer || body_ || paused_) {
+    return;
+  }
+  const int32_t to = moving_to_;
+  moving_to_ = -1;
+  move_reads_stopped_ = false;
+  move_candidate_ = -1;
+  move_streak_ = 0;
+  next_move_allowed_ = std::chrono::steady_clock::now() +
+                       std::chrono::seconds(int64_t{1} << std::min<uint32_t>(moves_, 6));
+  Shard* target = find_shard_(static_cast<uint32_t>(to));
+  if (!target || target == shard_.load()) return read_size();
+  boost::system::error_code ec;
+  const auto protocol = socket_.local_endpoint(ec).protocol();
+  if (ec) return read_size();  // the socket failed: the read says so and closes
+  const int fd = socket_.release(ec);
+  if (ec) {
+    spdlog::warn("connection {} from {}: cannot move it to shard {}: {}; closing", info_.id,
+                 info_.peer, to, ec.message());
+    return close();
+  }
+  idle_timer_->cancel();
+  idle_timer_.reset();
+  ++moves_;
+  socket_ = asio::ip::tcp::socket(target->context());
+  info_.shard = target->id();
+  spdlog::debug("connection {} from {}: moving to shard {}, where its requests' partitions are",
+                info_.id, info_.peer, to);
+  shard_.store(target);  // last: what on_home() sees as this shard now finds the moved socket
+  target->post([self = shared_from_this(), protocol, fd] { self->arrive(protocol, fd); });
+}
+
+void Connection::arrive(asio::ip::tcp::socket::protocol_type protocol, int fd) {
+  if (closed_) {  // closed (a shutdown) before it arrived
+    ::close(fd);
+    return;
+  }
+  boost::system::error_code ec;
+  socket_.assign(protocol, fd, ec);
+  if (ec) {
+    ::close(fd);
+    spdlog::warn("connection {} from {}: moving it to shard {} failed: {}; closing", info_.id,
+                 info_.peer, info_.shard, ec.message());
+    return close();
+  }
+  socket_.native_non_blocking(true, ec);
+  idle_timer_.emplace(shard().context());
+  arm_idle_timer();
+  read_size();
 }
 
 }  // namespace sluice::broker

@@ -3,12 +3,15 @@
 // expect. Owned by shared_ptr: the read and write loops and pending handlers keep it alive.
 #pragma once
 
+#include <atomic>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/ssl/stream.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <chrono>
 #include <deque>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "broker/dynamic_config.h"
@@ -28,6 +31,12 @@ struct Reply {
   Kind kind = Kind::kFrame;
   OutFrame frame;
   bool close_after = false;  // close once the frame is written (a failed authentication)
+  // The shard that did the request's work: kNoShard when it named no partition (Metadata, a
+  // heartbeat), kSpread when its partitions are on several shards. A connection whose requests
+  // keep naming one other shard moves there (Connection "Moving").
+  static constexpr int32_t kNoShard = -1;
+  static constexpr int32_t kSpread = -2;
+  int32_t affinity = kNoShard;
   static Reply none() { return Reply{Kind::kNone, {}}; }
   static Reply close() { return Reply{Kind::kClose, {}}; }
 };
@@ -46,6 +55,9 @@ struct ConnectionInfo {
   std::shared_ptr<Session> session;  // listener and authentication (broker/session.h)
 };
 
+// Finds the shard with this id for a connection moving there; null: stay (moves are off).
+using ShardFinder = std::function<Shard*(uint32_t)>;
+
 // Handles one request; calls `done` exactly once, on any thread (the connection posts back).
 // A `done` dropped without a call (a bug) closes the connection with an error line.
 using RequestHandler =
@@ -54,16 +66,30 @@ using RequestHandler =
 class Connection : public std::enable_shared_from_this<Connection> {
  public:
   Connection(boost::asio::ip::tcp::socket socket, Shard& shard, const BrokerConfig& config,
-             const RuntimeLimits& limits, std::shared_ptr<RequestMemory> memory, RequestHandler handler, ConnectionInfo info,
-             std::function<void()> on_close,
-             std::shared_ptr<boost::asio::ssl::context> tls = nullptr);
+             const RuntimeLimits& limits, std::shared_ptr<RequestMemory> memory,
+             RequestHandler handler, ConnectionInfo info, std::function<void()> on_close,
+             std::shared_ptr<boost::asio::ssl::context> tls = nullptr,
+             ShardFinder find_shard = nullptr);
   ~Connection();
 
   void start();
   void close();
   // Stops reading requests; closes once every response already owed has been written.
   void drain();
-  Shard& shard() { return shard_; }
+  Shard& shard() { return *shard_.load(); }
+  // Runs fn on the connection's shard, following the connection if it moves meanwhile (what
+  // another thread asks of a connection goes through here: Server::stop's drain and close).
+  void on_home(std::function<void(Connection&)> fn);
+
+  // Moving. A connection lives on the shard the acceptor gave it (round-robin), and each
+  // request's partition work runs on the partitions' shards: a connection producing to (or
+  // fetching from) a partition of another shard costs two cross-shard wake-ups per request.
+  // When kMoveAfterRequests answers in a row name one other shard (Reply::affinity) and none
+  // names this one or several, the connection stops reading at the next request boundary,
+  // writes what it owes, and moves its socket to that shard (TLS connections stay: their
+  // stream state is bound to this one). Moves back off: at most one per 2^moves seconds.
+  static constexpr int32_t kMoveAfterRequests = 32;
+  uint32_t moves() const { return moves_; }
 
  private:
   struct Slot {
@@ -89,6 +115,9 @@ class Connection : public std::enable_shared_from_this<Connection> {
   void write_done(bool ok);
   void complete(const std::shared_ptr<Slot>& slot, Reply reply);
   void arm_idle_timer();
+  void note_affinity(int32_t shard);
+  void try_move();
+  void arrive(boost::asio::ip::tcp::socket::protocol_type protocol, int fd);
   void log_truncated(size_t got_bytes, size_t frame_bytes, const boost::system::error_code& ec);
   // TLS (SSL and SASL_SSL listeners): the handshake before the first read; spliced file
   // bytes go through userspace (pread, encrypt, write) instead of sendfile.
@@ -108,7 +137,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   std::shared_ptr<boost::asio::ssl::context> tls_context_;  // kept alive for tls_
   std::unique_ptr<boost::asio::ssl::stream<boost::asio::ip::tcp::socket&>> tls_;
   std::vector<std::byte> copy_buf_;  // a splice's bytes on their way through TLS
-  Shard& shard_;
+  std::atomic<Shard*> shard_;        // changes only when the connection moves (on the old shard)
   const BrokerConfig& config_;
   const RuntimeLimits& limits_;  // connections.max.idle.ms in force
   std::shared_ptr<RequestMemory> memory_;
@@ -116,7 +145,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   ConnectionInfo info_;
   std::function<void()> on_close_;
   std::deque<std::shared_ptr<Slot>> pending_;  // request order
-  boost::asio::steady_timer idle_timer_;
+  std::optional<boost::asio::steady_timer> idle_timer_;  // on shard_; none while moving
   std::byte size_buf_[4];
   std::shared_ptr<RequestBuffer> body_;  // the frame being read, if any
   std::shared_ptr<Connection> paused_;   // this, while waiting for request memory
@@ -128,6 +157,13 @@ class Connection : public std::enable_shared_from_this<Connection> {
   size_t splice_left_ = 0;
   bool closed_ = false;
   bool reading_done_ = false;
+  ShardFinder find_shard_;           // null: never moves
+  int32_t move_candidate_ = -1;      // the other shard the last answers named
+  int32_t move_streak_ = 0;          // how many in a row
+  int32_t moving_to_ = -1;           // decided: stop reading at the next request boundary
+  bool move_reads_stopped_ = false;  // and that boundary was reached
+  uint32_t moves_ = 0;
+  std::chrono::steady_clock::time_point next_move_allowed_{};
 };
 
 }  // namespace sluice::broker

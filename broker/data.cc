@@ -137,6 +137,7 @@ void Broker::handle_produce(std::shared_ptr<Request> req, kafka::ProduceRequest 
   });
   auto snap = registry_->snapshot();
   const auto live = live_config();  // topic defaults (dynamic broker configs included)
+  int32_t affinity = Reply::kNoShard;
   resp->responses.resize(body.topic_data.size());
   for (size_t ti = 0; ti < body.topic_data.size(); ++ti) {
     const auto& t = body.topic_data[ti];
@@ -235,6 +236,8 @@ void Broker::handle_produce(std::shared_ptr<Request> req, kafka::ProduceRequest 
       }
       TopicPartition tp{t.name, pd.index};
       ShardState& ss = shard_of(tp);
+      const auto shard_id = static_cast<int32_t>(ss.shard.id());
+      affinity = affinity == Reply::kNoShard || affinity == shard_id ? shard_id : Reply::kSpread;
       ss.shard.post([this, &ss, tp, batch, owner, slot, req, countdown, failed, acks,
                      timeout_ms] {
         auto finish = [&](ErrorCode c, std::string why = "") {
@@ -322,6 +325,7 @@ void Broker::handle_produce(std::shared_ptr<Request> req, kafka::ProduceRequest 
       });
     }
   }
+  req->affinity = affinity;  // before the last count: `done` reads it after that
   countdown->done();
 }
 
@@ -586,6 +590,9 @@ void Broker::handle_fetch(std::shared_ptr<Request> req, kafka::FetchRequest body
       op->tps.push_back({t.topic, p.partition});
       op->parts.push_back(&p);
       op->denied.push_back(may_read ? 0 : 1);
+      const auto shard_id = static_cast<int32_t>(shard_of(op->tps.back()).shard.id());
+      req->affinity =
+          req->affinity == Reply::kNoShard || req->affinity == shard_id ? shard_id : Reply::kSpread;
     }
   }
   op->home->post([op] { op->read(false); });

@@ -131,12 +131,13 @@ void Broker::handle(const ConnectionInfo& conn, RequestFrame frame, Done done) {
     return;
   }
   auto req = std::make_shared<Request>(
-      Request{conn, std::move(frame), std::move(*header), nullptr, false});
+      Request{conn, std::move(frame), std::move(*header), nullptr, false, Reply::kNoShard});
   // The request is alive while its `done` runs (handlers call req->done), so `raw` is valid.
   const Request* raw = req.get();
   req->done = [this, raw, start, inner = std::move(done)](Reply reply) {
     count_request(raw->conn.shard, raw->header.api_key, raw->header.api_version,
                   raw->errored || reply.kind == Reply::Kind::kClose, start);
+    reply.affinity = raw->affinity;
     inner(std::move(reply));
   };
   dispatch(std::move(req), std::move(*body));

@@ -107,7 +107,7 @@ void Server::accept_next() {
           std::lock_guard lock(registry->mutex);
           registry->live.erase(id);
         },
-        std::move(tls));
+        tls, tls ? nullptr : shard_finder());
     {
       std::lock_guard lock(registry_->mutex);
       registry_->live[id] = conn;
@@ -115,6 +115,19 @@ void Server::accept_next() {
     shard->post([conn] { conn->start(); });
     accept_next();
   });
+}
+
+ShardFinder Server::shard_finder() const {
+  if (!config_.connection_moves || shards_.size() < 2) return nullptr;
+  return [shards = shards_, registry = registry_](uint32_t id) -> Shard* {
+    for (Shard* s : shards) {
+      if (s->id() == id) {
+        registry->moves.fetch_add(1, std::memory_order_relaxed);
+        return s;
+      }
+    }
+    return nullptr;
+  };
 }
 
 void Server::accept_failed(const boost::system::error_code& ec) {
@@ -177,12 +190,12 @@ void Server::stop(std::chrono::milliseconds grace) {
     return conns;
   };
   // Each connection is touched only on its own shard.
-  for (auto& c : live()) c->shard().post([c] { c->drain(); });
+  for (auto& c : live()) c->on_home([](Connection& conn) { conn.drain(); });
   const auto deadline = std::chrono::steady_clock::now() + grace;
   while (registry_->connections.load() > 0 && std::chrono::steady_clock::now() < deadline) {
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
-  for (auto& c : live()) c->shard().post([c] { c->close(); });
+  for (auto& c : live()) c->on_home([](Connection& conn) { conn.close(); });
 }
 
 }  // namespace sluice::broker

@@ -40,6 +40,8 @@ class Server {
   int32_t connection_count() const { return registry_->connections.load(); }
   uint64_t accepted_count() const { return accepted_.load(std::memory_order_relaxed); }
   uint64_t refused_count() const { return refused_.load(std::memory_order_relaxed); }
+  // Connections moved to the shard of the partitions their requests name (Connection "Moving").
+  uint64_t moved_count() const { return registry_->moves.load(std::memory_order_relaxed); }
   int64_t request_memory_bytes() const { return memory_->used_bytes(); }
 
  private:
@@ -47,6 +49,8 @@ class Server {
   // Closes the acceptor and cancels the retry timer on shard 0, and returns once every handler
   // that was already queued there has run: after it, none of them touches this Server.
   void stop_accepting();
+  // What lets a connection move to another shard (null: they stay; --connection.moves false).
+  ShardFinder shard_finder() const;
   // accept() failed (EMFILE and friends): shed one waiting connection with the reserve
   // descriptor, log at most once per kAcceptErrorLogIntervalMs, retry after a pause.
   void accept_failed(const boost::system::error_code& ec);
@@ -76,6 +80,7 @@ class Server {
   // its shard after the Server is gone (stop() only posts the closes).
   struct Registry {
     std::atomic<int32_t> connections{0};
+    std::atomic<uint64_t> moves{0};
     std::mutex mutex;  // read by stop(), written as connections open and close (on their shards)
     std::unordered_map<uint64_t, std::weak_ptr<Connection>> live;
   };

@@ -8,9 +8,12 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstring>
+#include <functional>
+#include <mutex>
 #include <thread>
 #include <vector>
 
@@ -129,6 +132,136 @@ TEST_F(ServerTest, AServerDestroyedWhileItsShardRunsOnLeavesNothingBehindThatTou
   }
   // What the last round queued on the shard runs before the fixture stops it.
   std::this_thread::sleep_for(std::chrono::milliseconds(50));
+}
+
+// Two shards; the handler does each request's work on shard 1 (as a partition there would)
+// and answers with the request's 4-byte sequence number.
+class ServerMoveTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    listener_.name = "PLAINTEXT";
+    listener_.address = {"127.0.0.1", 0};
+    limits_.store(config_);
+    for (auto& s : shards_) s.start();
+  }
+  void TearDown() override {
+    if (server_) server_->stop(std::chrono::milliseconds(1000));
+    server_.reset();
+    for (auto& s : shards_) s.stop();
+  }
+  // `affinity(n)`: what the n-th request's answer names.
+  void start(std::function<int32_t(int)> affinity) {
+    server_ = std::make_unique<Server>(
+        config_, limits_, listener_, std::vector<Shard*>{&shards_[0], &shards_[1]},
+        [this, affinity](const ConnectionInfo& info, RequestFrame frame,
+                         std::function<void(Reply)> done) {
+          uint32_t seq = 0;
+          std::memcpy(&seq, frame.bytes().data() + 8, 4);
+          {
+            std::lock_guard lock(mutex_);
+            seen_.push_back(info.shard);
+          }
+          const int32_t aff = affinity(static_cast<int>(ntohl(seq)));
+          shards_[1].post([seq, aff, done = std::move(done)] {
+            Reply reply;
+            reply.frame.frame.bytes.resize(8);
+            const uint32_t size = htonl(4);
+            std::memcpy(reply.frame.frame.bytes.data(), &size, 4);
+            std::memcpy(reply.frame.frame.bytes.data() + 4, &seq, 4);
+            reply.affinity = aff;
+            done(std::move(reply));
+          });
+        });
+    auto listening = server_->listen();
+    ASSERT_TRUE(listening.has_value()) << listening.error().message;
+    server_->start();
+  }
+  // Sends `n` requests at once (sequence numbers from `first`) on `fd`, then reads the
+  // answers: each must carry its request's number, in order.
+  void round_trip(int fd, uint32_t first, uint32_t n) {
+    std::vector<unsigned char> frames;
+    for (uint32_t i = 0; i < n; ++i) {
+      unsigned char f[4 + 12] = {};
+      const uint32_t size = htonl(12);
+      const uint32_t seq = htonl(first + i);
+      std::memcpy(f, &size, 4);
+      std::memcpy(f + 4 + 8, &seq, 4);
+      frames.insert(frames.end(), f, f + sizeof f);
+    }
+    ASSERT_EQ(::send(fd, frames.data(), frames.size(), MSG_NOSIGNAL),
+              static_cast<ssize_t>(frames.size()));
+    for (uint32_t i = 0; i < n; ++i) {
+      unsigned char r[8];
+      size_t got = 0;
+      while (got < sizeof r) {
+        pollfd p{fd, POLLIN, 0};
+        ASSERT_GT(::poll(&p, 1, 10'000), 0) << "no answer to request " << first + i;
+        const ssize_t k = ::recv(fd, r + got, sizeof r - got, 0);
+        ASSERT_GT(k, 0) << "closed before answering request " << first + i;
+        got += static_cast<size_t>(k);
+      }
+      uint32_t seq = 0;
+      std::memcpy(&seq, r + 4, 4);
+      ASSERT_EQ(ntohl(seq), first + i);
+    }
+  }
+  std::vector<uint32_t> seen() {
+    std::lock_guard lock(mutex_);
+    return seen_;
+  }
+
+  BrokerConfig config_;
+  RuntimeLimits limits_;
+  Listener listener_;
+  Shard shards_[2] = {Shard{0}, Shard{1}};
+  std::unique_ptr<Server> server_;
+  std::mutex mutex_;
+  std::vector<uint32_t> seen_;  // the shard each request was read on
+};
+
+TEST_F(ServerMoveTest, AConnectionWhoseRequestsNameAnotherShardMovesThereAndLosesNothing) {
+  start([](int) { return 1; });
+  // Round-robin from shard 0: the first connection lands there.
+  const int fd = connect_to(server_->port());
+  ASSERT_GE(fd, 0);
+  round_trip(fd, 0, 500);  // pipelined: the move happens with requests waiting in the socket
+  round_trip(fd, 500, 10);
+  EXPECT_EQ(server_->moved_count(), 1u);
+  const auto shards = seen();
+  ASSERT_EQ(shards.size(), 510u);
+  EXPECT_EQ(shards.front(), 0u);
+  EXPECT_EQ(shards.back(), 1u);
+  // It moved once: every request after the first on shard 1 was read there too.
+  const auto first_moved = std::find(shards.begin(), shards.end(), 1u);
+  EXPECT_TRUE(std::all_of(first_moved, shards.end(), [](uint32_t s) { return s == 1; }));
+  EXPECT_GE(first_moved - shards.begin(), Connection::kMoveAfterRequests);
+  // Shutdown drains and closes it on its new shard.
+  server_->stop(std::chrono::milliseconds(1000));
+  EXPECT_TRUE(closed_within(fd, 10'000));
+  EXPECT_EQ(server_->connection_count(), 0);
+  ::close(fd);
+}
+
+TEST_F(ServerMoveTest, AConnectionWhoseRequestsNameSeveralShardsStays) {
+  // Runs of 20 on shard 1, then one spread over shards: never 32 in a row.
+  start([](int n) { return n % 21 == 20 ? Reply::kSpread : 1; });
+  const int fd = connect_to(server_->port());
+  ASSERT_GE(fd, 0);
+  round_trip(fd, 0, 400);
+  EXPECT_EQ(server_->moved_count(), 0u);
+  const auto shards = seen();
+  EXPECT_TRUE(std::all_of(shards.begin(), shards.end(), [](uint32_t s) { return s == 0; }));
+  ::close(fd);
+}
+
+TEST_F(ServerMoveTest, WithMovesOffAConnectionStaysWhereItWasAccepted) {
+  config_.connection_moves = false;
+  start([](int) { return 1; });
+  const int fd = connect_to(server_->port());
+  ASSERT_GE(fd, 0);
+  round_trip(fd, 0, 200);
+  EXPECT_EQ(server_->moved_count(), 0u);
+  ::close(fd);
 }
 
 }  // namespace

@@ -25,6 +25,9 @@ through the ring too. The seventh compacts a topic under load: installing a rewr
 renames files on the shard but syncs and frees nothing there. The last produces to more
 partitions than the shards keep descriptors for (a low open-files limit): the partitions that
 gave their files back open them again through the ring.
+ConnectionMoves: two connections producing to one partition, one accepted on each shard: the one
+whose shard does not hold the partition moves to the one that does (broker/README.md
+"Connections"), and neither loses or reorders an answer.
 """
 
 import os
@@ -595,6 +598,66 @@ class DescriptorChurnSyscalls(harness.BrokerTestCase):
         self.assert_none_blocking(traced_calls(self, out, err),
                                   "partitions opening their files again")
 
+
+
+
+class ConnectionMoves(harness.BrokerTestCase):
+    """Two raw connections, accepted one after the other (round-robin: one on each of the two
+    shards), send pipelined Produce requests to the same partition: the connection on the other
+    shard moves to the partition's (exactly one move), answers come back in order with offsets
+    that only grow, and every record is stored once."""
+    BROKER_ARGS = ("--shards", "2")
+    ROUNDS = 40
+    PIPELINE = 4
+
+    def test_a_connection_moves_to_its_partitions_shard(self):
+        from kafka.protocol.produce import ProduceRequest, ProduceResponse
+        from kafka.record.default_records import DefaultRecordBatchBuilder
+        import io
+        topic = "moves"
+        self.assertEqual(harness.auto_create(self.bootstrap, topic), (0, 1))
+        socks = [harness.connect(self.bootstrap), harness.connect(self.bootstrap)]
+
+        def produce_body(conn, n):
+            b = DefaultRecordBatchBuilder(magic=2, compression_type=0, is_transactional=False,
+                                          producer_id=-1, producer_epoch=-1, base_sequence=-1,
+                                          batch_size=1 << 20)
+            b.append(0, timestamp=1_700_000_000_000, key=None,
+                     value=b"%d-%d" % (conn, n), headers=[])
+            req = ProduceRequest[3](transactional_id=None, required_acks=-1, timeout=10000,
+                                    topics=[(topic, [(0, bytes(b.build()))])])
+            return req.encode()  # kafka-python's encode() needs its object named
+
+        last = [-1, -1]
+        sent = 0
+        for r in range(self.ROUNDS):
+            for conn, sock in enumerate(socks):
+                for k in range(self.PIPELINE):
+                    n = r * self.PIPELINE + k
+                    sock.sendall(harness.request_frame(0, 3, n, produce_body(conn, n)))
+            for conn, sock in enumerate(socks):
+                for k in range(self.PIPELINE):
+                    n = r * self.PIPELINE + k
+                    cid, body = harness.recv_response(sock)
+                    self.assertEqual(cid, n, "answers out of order on connection %d" % conn)
+                    (_, parts), = ProduceResponse[3].decode(io.BytesIO(body)).topics
+                    _, error, offset = parts[0][:3]
+                    self.assertEqual(error, 0)
+                    self.assertGreater(offset, last[conn])
+                    last[conn] = offset
+                    sent += 1
+        for sock in socks:
+            sock.close()
+        status, metrics = self.broker.admin_get("/metrics")
+        self.assertEqual(status, 200)
+        moved = [line for line in metrics.splitlines()
+                 if line.startswith("sluice_kafka_connections_moved_total ")]
+        self.assertEqual(moved, ["sluice_kafka_connections_moved_total 1"])
+        got = harness.read_partitions(self.bootstrap, topic, [0])
+        values = sorted(m.value() for m in got[0])
+        want = sorted(b"%d-%d" % (c, n) for c in range(2)
+                      for n in range(self.ROUNDS * self.PIPELINE))
+        self.assertEqual(values, want)
 
 if __name__ == "__main__":
     harness.main()
