@@ -8,6 +8,7 @@
 #include <boost/asio/read.hpp>
 #include <boost/asio/write.hpp>
 #include <cstring>
+#include <utility>
 
 #include "broker/config.h"
 #include "broker/session.h"
@@ -20,12 +21,28 @@ namespace asio = boost::asio;
 namespace {
 // A Kafka request header is at least api key, api version and correlation id.
 constexpr int32_t kRequestHeaderBytesMin = 8;
+
+// A socket's descriptor taken out of one shard's reactor on its way to another's: closed if
+// it never gets there (the target shard was stopped with its queue unrun, at shutdown).
+class MovingFd {
+ public:
+  explicit MovingFd(int fd) : fd_(fd) {}
+  MovingFd(MovingFd&& o) noexcept : fd_(std::exchange(o.fd_, -1)) {}
+  MovingFd& operator=(MovingFd&&) = delete;
+  ~MovingFd() {
+    if (fd_ >= 0) ::close(fd_);
+  }
+  int take() { return std::exchange(fd_, -1); }
+
+ private:
+  int fd_;
+};
 }  // namespace
 
 Connection::Connection(asio::ip::tcp::socket socket, Shard& shard, const BrokerConfig& config,
                        const RuntimeLimits& limits, std::shared_ptr<RequestMemory> memory,
                        RequestHandler handler, ConnectionInfo info, std::function<void()> on_close,
-                       std::shared_ptr<asio::ssl::context> tls, ShardFinder find_shard)
+                       std::shared_ptr<asio::ssl::context> tls, MoveTargets moves)
     : socket_(std::move(socket)),
       tls_context_(std::move(tls)),
       shard_(&shard),
@@ -36,10 +53,10 @@ Connection::Connection(asio::ip::tcp::socket socket, Shard& shard, const BrokerC
       info_(std::move(info)),
       on_close_(std::move(on_close)),
       idle_timer_(std::in_place, shard.context()),
-      find_shard_(std::move(find_shard)) {
+      move_targets_(std::move(moves)) {
   if (tls_context_) {
     tls_ = std::make_unique<asio::ssl::stream<asio::ip::tcp::socket&>>(socket_, *tls_context_);
-    find_shard_ = nullptr;
+    move_targets_ = {};
   }
 }
 
@@ -276,6 +293,9 @@ void Connection::complete(const std::shared_ptr<Slot>& slot, Reply reply) {
 
 // Starts writing the next response if it is ready and nothing is being written.
 void Connection::write_ready() {
+  // A write that completes at once ends in a nested write_ready(), which may move the
+  // connection: from then on its state belongs to the other shard's thread.
+  Shard* const home = shard_.load();
   while (!closed_ && !writing_ && !pending_.empty() && pending_.front()->done) {
     auto slot = std::move(pending_.front());
     pending_.pop_front();
@@ -297,6 +317,7 @@ void Connection::write_ready() {
     write_splice_ = 0;
     splice_left_ = 0;
     write_step();
+    if (shard_.load() != home) return;
   }
   if (!closed_ && !writing_ && reading_done_ && pending_.empty()) close();
   if (move_reads_stopped_) try_move();
@@ -405,19 +426,31 @@ void Connection::on_home(std::function<void(Connection&)> fn) {
 }
 
 void Connection::note_affinity(int32_t shard) {
-  if (!find_shard_ || shard == Reply::kNoShard) return;
+  if (!move_targets_ || shard == Reply::kNoShard) return;
   if (shard < 0 || static_cast<uint32_t>(shard) == shard_.load()->id()) {
     move_candidate_ = -1;
     move_streak_ = 0;
-    return;
+    return cancel_move();
   }
   if (shard != move_candidate_) {
     move_candidate_ = shard;
     move_streak_ = 0;
+    cancel_move();
   }
   if (++move_streak_ < kMoveAfterRequests || moving_to_ >= 0) return;
   if (std::chrono::steady_clock::now() < next_move_allowed_) return;
   moving_to_ = shard;
+}
+
+// An answer since the decision named this shard, several or another: the move is stale. If
+// reads had already stopped for it (at a request boundary: no read outstanding, nothing
+// parked), they go on here.
+void Connection::cancel_move() {
+  if (moving_to_ < 0) return;
+  moving_to_ = -1;
+  if (!move_reads_stopped_) return;
+  move_reads_stopped_ = false;
+  if (!closed_ && !reading_done_) read_size();
 }
 
 // Moves once nothing is in flight: no read (stopped at a request boundary), no write, nothing
@@ -435,7 +468,7 @@ void Connection::try_move() {
   move_streak_ = 0;
   next_move_allowed_ = std::chrono::steady_clock::now() +
                        std::chrono::seconds(int64_t{1} << std::min<uint32_t>(moves_, 6));
-  Shard* target = find_shard_(static_cast<uint32_t>(to));
+  Shard* target = move_targets_.find(static_cast<uint32_t>(to));
   if (!target || target == shard_.load()) return read_size();
   boost::system::error_code ec;
   const auto protocol = socket_.local_endpoint(ec).protocol();
@@ -454,7 +487,9 @@ void Connection::try_move() {
   spdlog::debug("connection {} from {}: moving to shard {}, where its requests' partitions are",
                 info_.id, info_.peer, to);
   shard_.store(target);  // last: what on_home() sees as this shard now finds the moved socket
-  target->post([self = shared_from_this(), protocol, fd] { self->arrive(protocol, fd); });
+  target->post([self = shared_from_this(), protocol, fd = MovingFd(fd)]() mutable {
+    self->arrive(protocol, fd.take());
+  });
 }
 
 void Connection::arrive(asio::ip::tcp::socket::protocol_type protocol, int fd) {
@@ -471,6 +506,7 @@ void Connection::arrive(asio::ip::tcp::socket::protocol_type protocol, int fd) {
     return close();
   }
   socket_.native_non_blocking(true, ec);
+  if (move_targets_.moved) move_targets_.moved();
   idle_timer_.emplace(shard().context());
   arm_idle_timer();
   read_size();

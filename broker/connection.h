@@ -55,8 +55,13 @@ struct ConnectionInfo {
   std::shared_ptr<Session> session;  // listener and authentication (broker/session.h)
 };
 
-// Finds the shard with this id for a connection moving there; null: stay (moves are off).
-using ShardFinder = std::function<Shard*(uint32_t)>;
+// Where a connection may move: `find` gives the shard with this id (null: stay), `moved` is
+// told of each move that completed (the socket assigned on the target). Empty: never moves.
+struct MoveTargets {
+  std::function<Shard*(uint32_t)> find;
+  std::function<void()> moved;
+  explicit operator bool() const { return static_cast<bool>(find); }
+};
 
 // Handles one request; calls `done` exactly once, on any thread (the connection posts back).
 // A `done` dropped without a call (a bug) closes the connection with an error line.
@@ -68,8 +73,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   Connection(boost::asio::ip::tcp::socket socket, Shard& shard, const BrokerConfig& config,
              const RuntimeLimits& limits, std::shared_ptr<RequestMemory> memory,
              RequestHandler handler, ConnectionInfo info, std::function<void()> on_close,
-             std::shared_ptr<boost::asio::ssl::context> tls = nullptr,
-             ShardFinder find_shard = nullptr);
+             std::shared_ptr<boost::asio::ssl::context> tls = nullptr, MoveTargets moves = {});
   ~Connection();
 
   void start();
@@ -117,6 +121,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   void arm_idle_timer();
   void note_affinity(int32_t shard);
   void try_move();
+  void cancel_move();
   void arrive(boost::asio::ip::tcp::socket::protocol_type protocol, int fd);
   void log_truncated(size_t got_bytes, size_t frame_bytes, const boost::system::error_code& ec);
   // TLS (SSL and SASL_SSL listeners): the handshake before the first read; spliced file
@@ -157,7 +162,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   size_t splice_left_ = 0;
   bool closed_ = false;
   bool reading_done_ = false;
-  ShardFinder find_shard_;           // null: never moves
+  MoveTargets move_targets_;         // empty: never moves
   int32_t move_candidate_ = -1;      // the other shard the last answers named
   int32_t move_streak_ = 0;          // how many in a row
   int32_t moving_to_ = -1;           // decided: stop reading at the next request boundary

@@ -107,7 +107,7 @@ void Server::accept_next() {
           std::lock_guard lock(registry->mutex);
           registry->live.erase(id);
         },
-        tls, tls ? nullptr : shard_finder());
+        tls, tls ? MoveTargets{} : move_targets());
     {
       std::lock_guard lock(registry_->mutex);
       registry_->live[id] = conn;
@@ -117,17 +117,15 @@ void Server::accept_next() {
   });
 }
 
-ShardFinder Server::shard_finder() const {
-  if (!config_.connection_moves || shards_.size() < 2) return nullptr;
-  return [shards = shards_, registry = registry_](uint32_t id) -> Shard* {
-    for (Shard* s : shards) {
-      if (s->id() == id) {
-        registry->moves.fetch_add(1, std::memory_order_relaxed);
-        return s;
-      }
-    }
-    return nullptr;
-  };
+MoveTargets Server::move_targets() const {
+  if (!config_.connection_moves || shards_.size() < 2) return {};
+  return {[shards = shards_](uint32_t id) -> Shard* {
+            for (Shard* s : shards) {
+              if (s->id() == id) return s;
+            }
+            return nullptr;
+          },
+          [registry = registry_] { registry->moves.fetch_add(1, std::memory_order_relaxed); }};
 }
 
 void Server::accept_failed(const boost::system::error_code& ec) {

@@ -49,8 +49,8 @@ class Server {
   // Closes the acceptor and cancels the retry timer on shard 0, and returns once every handler
   // that was already queued there has run: after it, none of them touches this Server.
   void stop_accepting();
-  // What lets a connection move to another shard (null: they stay; --connection.moves false).
-  ShardFinder shard_finder() const;
+  // What lets a connection move to another shard (empty: they stay; --connection.moves false).
+  MoveTargets move_targets() const;
   // accept() failed (EMFILE and friends): shed one waiting connection with the reserve
   // descriptor, log at most once per kAcceptErrorLogIntervalMs, retry after a pause.
   void accept_failed(const boost::system::error_code& ec);

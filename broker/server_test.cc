@@ -57,21 +57,22 @@ bool closed_within(int fd, int timeout_ms) {
   return false;
 }
 
-class ServerTest : public ::testing::Test {
+// A Server on loopback over one or both of two running shards.
+class ServerFixture : public ::testing::Test {
  protected:
   void SetUp() override {
     listener_.name = "PLAINTEXT";
     listener_.address = {"127.0.0.1", 0};
     limits_.store(config_);
-    shard_.start();
+    for (auto& s : shards_) s.start();
   }
   void TearDown() override {
     if (server_) server_->stop(std::chrono::milliseconds(1000));
     server_.reset();
-    shard_.stop();
+    for (auto& s : shards_) s.stop();
   }
-  void start(RequestHandler handler) {
-    server_ = std::make_unique<Server>(config_, limits_, listener_, std::vector<Shard*>{&shard_},
+  void start_on(std::vector<Shard*> shards, RequestHandler handler) {
+    server_ = std::make_unique<Server>(config_, limits_, listener_, std::move(shards),
                                        std::move(handler));
     auto listening = server_->listen();
     ASSERT_TRUE(listening.has_value()) << listening.error().message;
@@ -81,8 +82,13 @@ class ServerTest : public ::testing::Test {
   BrokerConfig config_;
   RuntimeLimits limits_;
   Listener listener_;
-  Shard shard_{0};
+  Shard shards_[2] = {Shard{0}, Shard{1}};
   std::unique_ptr<Server> server_;
+};
+
+class ServerTest : public ServerFixture {
+ protected:
+  void start(RequestHandler handler) { start_on({&shards_[0]}, std::move(handler)); }
 };
 
 TEST_F(ServerTest, ARequestDroppedUnansweredClosesItsConnectionAndNothingElse) {
@@ -136,45 +142,30 @@ TEST_F(ServerTest, AServerDestroyedWhileItsShardRunsOnLeavesNothingBehindThatTou
 
 // Two shards; the handler does each request's work on shard 1 (as a partition there would)
 // and answers with the request's 4-byte sequence number.
-class ServerMoveTest : public ::testing::Test {
+class ServerMoveTest : public ServerFixture {
  protected:
-  void SetUp() override {
-    listener_.name = "PLAINTEXT";
-    listener_.address = {"127.0.0.1", 0};
-    limits_.store(config_);
-    for (auto& s : shards_) s.start();
-  }
-  void TearDown() override {
-    if (server_) server_->stop(std::chrono::milliseconds(1000));
-    server_.reset();
-    for (auto& s : shards_) s.stop();
-  }
   // `affinity(n)`: what the n-th request's answer names.
   void start(std::function<int32_t(int)> affinity) {
-    server_ = std::make_unique<Server>(
-        config_, limits_, listener_, std::vector<Shard*>{&shards_[0], &shards_[1]},
-        [this, affinity](const ConnectionInfo& info, RequestFrame frame,
-                         std::function<void(Reply)> done) {
-          uint32_t seq = 0;
-          std::memcpy(&seq, frame.bytes().data() + 8, 4);
-          {
-            std::lock_guard lock(mutex_);
-            seen_.push_back(info.shard);
-          }
-          const int32_t aff = affinity(static_cast<int>(ntohl(seq)));
-          shards_[1].post([seq, aff, done = std::move(done)] {
-            Reply reply;
-            reply.frame.frame.bytes.resize(8);
-            const uint32_t size = htonl(4);
-            std::memcpy(reply.frame.frame.bytes.data(), &size, 4);
-            std::memcpy(reply.frame.frame.bytes.data() + 4, &seq, 4);
-            reply.affinity = aff;
-            done(std::move(reply));
-          });
-        });
-    auto listening = server_->listen();
-    ASSERT_TRUE(listening.has_value()) << listening.error().message;
-    server_->start();
+    start_on({&shards_[0], &shards_[1]},
+             [this, affinity](const ConnectionInfo& info, RequestFrame frame,
+                              std::function<void(Reply)> done) {
+               uint32_t seq = 0;
+               std::memcpy(&seq, frame.bytes().data() + 8, 4);
+               {
+                 std::lock_guard lock(mutex_);
+                 seen_.push_back(info.shard);
+               }
+               const int32_t aff = affinity(static_cast<int>(ntohl(seq)));
+               shards_[1].post([seq, aff, done = std::move(done)] {
+                 Reply reply;
+                 reply.frame.frame.bytes.resize(8);
+                 const uint32_t size = htonl(4);
+                 std::memcpy(reply.frame.frame.bytes.data(), &size, 4);
+                 std::memcpy(reply.frame.frame.bytes.data() + 4, &seq, 4);
+                 reply.affinity = aff;
+                 done(std::move(reply));
+               });
+             });
   }
   // Sends `n` requests at once (sequence numbers from `first`) on `fd`, then reads the
   // answers: each must carry its request's number, in order.
@@ -210,11 +201,6 @@ class ServerMoveTest : public ::testing::Test {
     return seen_;
   }
 
-  BrokerConfig config_;
-  RuntimeLimits limits_;
-  Listener listener_;
-  Shard shards_[2] = {Shard{0}, Shard{1}};
-  std::unique_ptr<Server> server_;
   std::mutex mutex_;
   std::vector<uint32_t> seen_;  // the shard each request was read on
 };
@@ -250,6 +236,23 @@ TEST_F(ServerMoveTest, AConnectionWhoseRequestsNameSeveralShardsStays) {
   round_trip(fd, 0, 400);
   EXPECT_EQ(server_->moved_count(), 0u);
   const auto shards = seen();
+  EXPECT_TRUE(std::all_of(shards.begin(), shards.end(), [](uint32_t s) { return s == 0; }));
+  ::close(fd);
+}
+
+TEST_F(ServerMoveTest, AMoveDecidedAndThenContradictedDoesNotHappen) {
+  // 32 answers name shard 1 (the move is decided), then every answer names several shards
+  // before the connection reached a request boundary or after: the decision is stale, and the
+  // connection stays and goes on reading where it is.
+  start([](int n) { return n < Connection::kMoveAfterRequests ? 1 : Reply::kSpread; });
+  const int fd = connect_to(server_->port());
+  ASSERT_GE(fd, 0);
+  round_trip(fd, 0, 300);
+  round_trip(fd, 300, 10);
+  round_trip(fd, 310, 1);
+  EXPECT_EQ(server_->moved_count(), 0u);
+  const auto shards = seen();
+  ASSERT_EQ(shards.size(), 311u);
   EXPECT_TRUE(std::all_of(shards.begin(), shards.end(), [](uint32_t s) { return s == 0; }));
   ::close(fd);
 }
