@@ -73,6 +73,7 @@ struct ShardReport {
   uint64_t fd_waits = 0;
   uint64_t cold_cache_bytes = 0;
   uint64_t cold_cache_drops = 0;
+  uint64_t paced_persists = 0;  // SyncPacer::waits()
   uint64_t raft_awake = 0;  // Raft groups the shard ticks (the others sleep while idle)
   std::vector<PartitionState> partitions;
   std::vector<GroupCoordinator::GroupView> groups;  // coordinated on this shard
@@ -410,6 +411,7 @@ AdminResponse Broker::admin_config() {
                           : c.flush_policy == FlushPolicy::kInterval ? "interval"
                                                                      : "never")
       .field("log.flush.interval.ms", c.flush_interval_ms)
+      .field("log.sync.max.rate", c.sync_max_rate)
       .field("socket.request.max.bytes", c.request_max_bytes)
       .field("queued.max.request.bytes", c.queued_max_request_bytes)
       .field("max.connections", c.max_connections)
@@ -735,6 +737,7 @@ void Broker::fill_report(ShardState& ss, ShardReport& r, int64_t lag_ms,
     r.cold_cache_drops = ss.fds->cold_budget().drops();
   }
   r.raft_awake = ss.awake.size();
+  if (ss.pacer) r.paced_persists = ss.pacer->waits();
   r.partitions.reserve(ss.partitions.size());
   for (const auto& [tp, p] : ss.partitions) {
     if (!p->deleting) r.partitions.push_back(partition_state(*p, lag_ms));
@@ -915,7 +918,7 @@ std::string Broker::write_metrics(const std::vector<ShardReport>& reports) {
   uint64_t terms_seen = 0;
   bool uring = true;
   uint64_t fd_holders = 0, fd_busy_max = 0, fd_waiting = 0, fd_waits = 0, raft_awake = 0;
-  uint64_t cold_bytes = 0, cold_drops = 0;
+  uint64_t cold_bytes = 0, cold_drops = 0, paced = 0;
   for (const auto& r : reports) {
     raft_awake += r.raft_awake;
     sync.add(r.sync_latency);
@@ -927,6 +930,7 @@ std::string Broker::write_metrics(const std::vector<ShardReport>& reports) {
     fd_waits += r.fd_waits;
     cold_bytes += r.cold_cache_bytes;
     cold_drops += r.cold_cache_drops;
+    paced += r.paced_persists;
   }
   struct Unlabelled {
     std::string_view name, type, help;
@@ -953,6 +957,10 @@ std::string Broker::write_metrics(const std::vector<ShardReport>& reports) {
             "Partitions' cold-read caches dropped to stay within log.cold.cache.bytes (read "
             "again when next wanted; many per second: raise it)",
             cold_drops},
+           {"sluice_raft_persists_paced_total", "counter",
+            "Raft persists of new produce data that waited for their shard's turn "
+            "(log.sync.max.rate): what arrived meanwhile shared their fdatasync",
+            paced},
        }) {
     w.family(m.name, m.type, m.help);
     w.sample(m.name, {}, m.value);

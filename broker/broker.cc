@@ -161,6 +161,10 @@ void Broker::start_shard(ShardState& ss) {
                                                                       ::dup(ss.ring->event_fd()));
     ss.ticker = std::make_unique<asio::steady_timer>(ss.shard.context());
     ss.raft_ticker = std::make_unique<asio::steady_timer>(ss.shard.context());
+    if (config_.flush_policy == FlushPolicy::kEveryBatch && config_.sync_max_rate > 0) {
+      const auto rate = static_cast<double>(config_.sync_max_rate);
+      ss.pacer = std::make_shared<SyncPacer>(ss.shard.context(), rate, sync_pacer_burst(rate));
+    }
     watch_ring(ss);
     tick_shard(ss);
     tick_raft(ss);
@@ -419,6 +423,7 @@ std::unique_ptr<Replica> Broker::open_replica(ShardState& ss, Partition& p, uint
   o.raft.max_inflight_bytes = 8 << 20;
   o.raft.quiesce = config_.raft_quiesce;
   o.tick_ms = tick;
+  o.pacer = ss.pacer;
   ReplicaEvents ev;
   cluster::ClusterNode* cluster = cluster_.get();
   Partition* part = &p;

@@ -35,6 +35,7 @@
 #include "broker/security.h"
 #include "broker/server.h"
 #include "broker/shard.h"
+#include "broker/sync_pacer.h"
 #include "broker/topic_registry.h"
 #include "cluster/acl.h"
 #include "cluster/cluster_node.h"
@@ -109,6 +110,7 @@ struct ShardState {
   std::unique_ptr<boost::asio::steady_timer> ticker;
   std::unique_ptr<boost::asio::steady_timer> group_timer;  // GroupCoordinator deadlines
   std::unique_ptr<boost::asio::steady_timer> raft_ticker;  // Raft ticks of every replica
+  std::shared_ptr<SyncPacer> pacer;  // the replicas' persists of new proposals (null: unpaced)
   uint64_t raft_ticks = 0;
   std::map<TopicPartition, std::unique_ptr<Partition>> partitions;
   std::unordered_map<uint64_t, Partition*> by_group;  // Raft group id -> partition

@@ -364,6 +364,12 @@ Result<BrokerConfig> parse_config(int argc, const char* const* argv) {
       ->check(CLI::IsMember({"every-batch", "interval", "never"}));
   app.add_option("--log.flush.interval.ms", c.flush_interval_ms, "Flush period for 'interval'")
       ->capture_default_str();
+  app.add_option("--log.sync.max.rate", c.sync_max_rate,
+                 "every-batch: fdatasync rounds of new produce data a shard starts per second at "
+                 "most; past it appends wait (up to about 1/rate) and share larger syncs (0: no "
+                 "limit)")
+      ->capture_default_str()
+      ->check(CLI::Range(int64_t{0}, int64_t{1'000'000}));
   app.add_option("--socket.request.max.bytes", c.request_max_bytes, "Largest request accepted")
       ->capture_default_str()
       ->check(CLI::Range(1024, 1 << 30));

@@ -76,6 +76,10 @@ struct BrokerConfig {
   int32_t message_max_bytes = 1048588;
   FlushPolicy flush_policy = FlushPolicy::kEveryBatch;
   int64_t flush_interval_ms = 1000;
+  // every-batch: a shard starts at most this many Raft persists of new proposals a second
+  // (each ends in an fdatasync); past it they wait their turn and grow (broker/sync_pacer.h).
+  // 0: no pacing.
+  int64_t sync_max_rate = 1000;
 
   // Limits.
   int32_t request_max_bytes = 100 * 1024 * 1024;

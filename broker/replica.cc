@@ -1,5 +1,7 @@
 #include "broker/replica.h"
 
+#include "broker/sync_pacer.h"
+
 #include <fcntl.h>
 #include <unistd.h>
 
@@ -883,6 +885,16 @@ void Replica::schedule() {
   }
   if (scheduled_ || running_ || failed_ || !node_->has_ready()) return;
   scheduled_ = true;
+  // Proposals of this leader not yet handed out: the Ready writes and syncs them, so it waits
+  // for its turn under the shard's pace (SyncPacer); whatever is proposed meanwhile joins it.
+  if (options_.pacer && proposed_last_ > mirrored_last_ &&
+      !options_.pacer->admit([this, alive = alive_] {
+        if (!*alive) return;
+        scheduled_ = false;
+        run();
+      })) {
+    return;
+  }
   asio::post(io_, [this, alive = alive_] {
     if (!*alive) return;
     scheduled_ = false;

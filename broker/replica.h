@@ -48,6 +48,8 @@
 
 namespace sluice::broker {
 
+class SyncPacer;  // broker/sync_pacer.h
+
 struct ReplicaOptions {
   int32_t self = 0;
   uint64_t group = 0;                   // the Raft group id on the wire (partition_group_id)
@@ -55,6 +57,8 @@ struct ReplicaOptions {
   std::vector<int32_t> initial_voters;  // a new partition's configuration (its replicas)
   raft::Config raft;                    // ticks, limits (id and seed are set by the replica)
   int64_t tick_ms = 50;                 // how long a tick is (for "heard from lately")
+  // The shard's pacing of persists of this replica's own proposals (null: none).
+  std::shared_ptr<SyncPacer> pacer;
 };
 
 struct ReplicaEvents {

@@ -601,6 +601,27 @@ class DescriptorChurnSyscalls(harness.BrokerTestCase):
 
 
 
+def one_record_produce(topic, value):
+    """A Produce v3 body (acks=all) of one batch of one record to partition 0 of `topic`."""
+    from kafka.protocol.produce import ProduceRequest
+    from kafka.record.default_records import DefaultRecordBatchBuilder
+    b = DefaultRecordBatchBuilder(magic=2, compression_type=0, is_transactional=False,
+                                  producer_id=-1, producer_epoch=-1, base_sequence=-1,
+                                  batch_size=1 << 20)
+    b.append(0, timestamp=1_700_000_000_000, key=None, value=value, headers=[])
+    req = ProduceRequest[3](transactional_id=None, required_acks=-1, timeout=10000,
+                            topics=[(topic, [(0, bytes(b.build()))])])
+    return req.encode()  # kafka-python's encode() needs its object named
+
+
+def metric_value(metrics, name):
+    """The value of the unlabelled sample `name` in a /metrics page (0 if absent)."""
+    for line in metrics.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    return 0.0
+
+
 class ConnectionMoves(harness.BrokerTestCase):
     """Two raw connections, accepted one after the other (round-robin: one on each of the two
     shards), send pipelined Produce requests to the same partition: the connection on the other
@@ -611,22 +632,14 @@ class ConnectionMoves(harness.BrokerTestCase):
     PIPELINE = 4
 
     def test_a_connection_moves_to_its_partitions_shard(self):
-        from kafka.protocol.produce import ProduceRequest, ProduceResponse
-        from kafka.record.default_records import DefaultRecordBatchBuilder
+        from kafka.protocol.produce import ProduceResponse
         import io
         topic = "moves"
         self.assertEqual(harness.auto_create(self.bootstrap, topic), (0, 1))
         socks = [harness.connect(self.bootstrap), harness.connect(self.bootstrap)]
 
         def produce_body(conn, n):
-            b = DefaultRecordBatchBuilder(magic=2, compression_type=0, is_transactional=False,
-                                          producer_id=-1, producer_epoch=-1, base_sequence=-1,
-                                          batch_size=1 << 20)
-            b.append(0, timestamp=1_700_000_000_000, key=None,
-                     value=b"%d-%d" % (conn, n), headers=[])
-            req = ProduceRequest[3](transactional_id=None, required_acks=-1, timeout=10000,
-                                    topics=[(topic, [(0, bytes(b.build()))])])
-            return req.encode()  # kafka-python's encode() needs its object named
+            return one_record_produce(topic, b"%d-%d" % (conn, n))
 
         last = [-1, -1]
         sent = 0
@@ -658,6 +671,83 @@ class ConnectionMoves(harness.BrokerTestCase):
         want = sorted(b"%d-%d" % (c, n) for c in range(2)
                       for n in range(self.ROUNDS * self.PIPELINE))
         self.assertEqual(values, want)
+
+class SyncPacing(harness.BrokerTestCase):
+    """Producers that each send one small acks=all Produce after another, faster than the
+    shard's sync budget (--log.sync.max.rate 50: a Raft persist of new proposals, each ending
+    in an fdatasync, at most 50 a second after a burst of 4): the broker fdatasyncs at most
+    that often, the requests that arrive meanwhile share the syncs (sluice_raft_persists_paced_
+    total counts the waits), and every record is acknowledged and stored. Unpaced, the same
+    load syncs once per request or two, hundreds of times a second."""
+    BROKER_ARGS = ("--shards", "1", "--log.sync.max.rate", "50")
+    CONNECTIONS = 4
+    SECONDS = 3.0
+
+    def fsyncs(self):
+        status, metrics = self.broker.admin_get("/metrics")
+        self.assertEqual(status, 200)
+        return (metric_value(metrics, "sluice_log_fsync_latency_seconds_count"),
+                metric_value(metrics, "sluice_raft_persists_paced_total"))
+
+    def test_syncs_stay_within_the_rate_and_requests_share_them(self):
+        from kafka.protocol.produce import ProduceResponse
+        import io
+        topic = "paced"
+        self.assertEqual(harness.auto_create(self.bootstrap, topic), (0, 1))
+        socks = [harness.connect(self.bootstrap) for _ in range(self.CONNECTIONS)]
+        # The topic's creation and first writes are done before the count starts.
+        sock = socks[0]
+        sock.sendall(harness.request_frame(0, 3, 0, one_record_produce(topic, b"first")))
+        harness.recv_response(sock)
+        time.sleep(0.5)
+        syncs0, paced0 = self.fsyncs()
+        acked = [0] * self.CONNECTIONS
+        errors = []
+
+        def produce(conn):
+            try:
+                sock = socks[conn]
+                until = time.monotonic() + self.SECONDS
+                n = 0
+                while time.monotonic() < until:
+                    n += 1
+                    value = b"%d-%d" % (conn, n)
+                    sock.sendall(harness.request_frame(0, 3, n, one_record_produce(topic, value)))
+                    cid, body = harness.recv_response(sock)
+                    (_, parts), = ProduceResponse[3].decode(io.BytesIO(body)).topics
+                    if cid != n or parts[0][1] != 0:
+                        errors.append((conn, n, cid, parts[0][1]))
+                        return
+                    acked[conn] = n
+            except Exception as e:  # reported below
+                errors.append((conn, repr(e)))
+
+        t0 = time.monotonic()
+        threads = [threading.Thread(target=produce, args=(c,)) for c in range(self.CONNECTIONS)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        elapsed = time.monotonic() - t0
+        syncs1, paced1 = self.fsyncs()
+        for s in socks:
+            s.close()
+        self.assertEqual(errors, [])
+        requests = sum(acked)
+        syncs = syncs1 - syncs0
+        # The budget: 50 a second over the run, the burst, and a few for the load's edges.
+        self.assertLessEqual(syncs, 50 * elapsed + 4 + 5,
+                             "%d fdatasyncs for %d requests in %.1f s" % (syncs, requests, elapsed))
+        self.assertGreater(paced1 - paced0, 0)
+        # Shared: more requests answered than syncs made (each waits for one of them).
+        self.assertGreater(requests, 1.5 * syncs,
+                           "%d fdatasyncs for %d requests" % (syncs, requests))
+        got = harness.read_partitions(self.bootstrap, topic, [0])
+        values = set(m.value() for m in got[0])
+        want = set(b"%d-%d" % (c, n) for c in range(self.CONNECTIONS)
+                   for n in range(1, acked[c] + 1))
+        self.assertEqual(want - values, set())
+
 
 if __name__ == "__main__":
     harness.main()
