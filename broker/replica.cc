@@ -887,7 +887,9 @@ void Replica::schedule() {
   scheduled_ = true;
   // Proposals of this leader not yet handed out: the Ready writes and syncs them, so it waits
   // for its turn under the shard's pace (SyncPacer); whatever is proposed meanwhile joins it.
-  if (options_.pacer && proposed_last_ > mirrored_last_ &&
+  // (A deposed leader's proposal a new leader's shorter log cut away can leave proposed_last_
+  // ahead of mirrored_last_ for a while: a follower's persists are never paced.)
+  if (options_.pacer && proposed_last_ > mirrored_last_ && is_leader() &&
       !options_.pacer->admit([this, alive = alive_] {
         if (!*alive) return;
         scheduled_ = false;
