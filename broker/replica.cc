@@ -889,19 +889,16 @@ void Replica::schedule() {
   // for its turn under the shard's pace (SyncPacer); whatever is proposed meanwhile joins it.
   // (A deposed leader's proposal a new leader's shorter log cut away can leave proposed_last_
   // ahead of mirrored_last_ for a while: a follower's persists are never paced.)
-  if (options_.pacer && proposed_last_ > mirrored_last_ && is_leader() &&
-      !options_.pacer->admit([this, alive = alive_] {
-        if (!*alive) return;
-        scheduled_ = false;
-        run();
-      })) {
-    return;
-  }
-  asio::post(io_, [this, alive = alive_] {
+  auto go = [this, alive = alive_] {
     if (!*alive) return;
     scheduled_ = false;
     run();
-  });
+  };
+  if (options_.pacer && proposed_last_ > mirrored_last_ && is_leader() &&
+      !options_.pacer->admit(go)) {
+    return;
+  }
+  asio::post(io_, std::move(go));
 }
 
 void Replica::run() {

@@ -109,6 +109,15 @@ class Broker:
         """GET http://127.0.0.1:<admin_port><path>: (status, body text)."""
         return http_get("127.0.0.1", self.admin_port, path, timeout_s)
 
+    def metric(self, name):
+        """The value of the unlabelled sample `name` on /metrics; AssertionError if absent."""
+        status, body = self.admin_get("/metrics")
+        assert status == 200, status
+        for line in body.splitlines():
+            if line.startswith(name + " "):
+                return float(line.split()[1])
+        raise AssertionError("no %s in /metrics" % name)
+
     def start(self, timeout_s=30, wait=True):
         """Starts the process; with wait, returns once it serves Kafka clients."""
         assert self.proc is None

@@ -22,15 +22,6 @@ def open_fds(pid):
     return len(os.listdir("/proc/%d/fd" % pid))
 
 
-def metric(broker, name):
-    status, body = broker.admin_get("/metrics")
-    assert status == 200, status
-    for line in body.splitlines():
-        if line.startswith(name + " "):
-            return float(line.split()[1])
-    raise AssertionError("no %s in /metrics" % name)
-
-
 class PeakFds:
     """Samples the broker's open descriptors every 20 ms while in a `with` block."""
 
@@ -96,8 +87,8 @@ class IdlePartitionsHoldNoDescriptors(harness.BrokerTestCase):
             self.assertEqual(p.flush(60), 0)
         # Every new group persisted its election at once, far more than the busy cap allows:
         # they took turns (waits), and the descriptors stayed under the caps all along.
-        waits = metric(self.broker, "sluice_log_descriptor_waits_total")
-        busy_max = metric(self.broker, "sluice_log_descriptor_holders_max")
+        waits = self.broker.metric("sluice_log_descriptor_waits_total")
+        busy_max = self.broker.metric("sluice_log_descriptor_holders_max")
         print("peak %d descriptors while creating and producing (limit %d); %d waits for room "
               "under a cap of %d busy holders" % (peak.peak, OPEN_FILES, waits, busy_max))
         self.assertGreater(waits, 0)

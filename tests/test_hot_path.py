@@ -478,14 +478,6 @@ class ColdCacheBudget(harness.BrokerTestCase):
     drops), and every record still comes back in order."""
     BROKER_ARGS = ("--shards", "1", "--log.cold.cache.bytes", str(1024 * 1024))
 
-    def metric(self, name):
-        status, body = self.broker.admin_get("/metrics")
-        self.assertEqual(status, 200)
-        for line in body.splitlines():
-            if line.startswith(name + " "):
-                return float(line.split()[1])
-        self.fail("no %s in /metrics" % name)
-
     def test_catch_up_reads_of_many_partitions_stay_within_the_budget(self):
         topic = "cold-budget"
         partitions, per_partition = 6, 2048
@@ -522,12 +514,12 @@ class ColdCacheBudget(harness.BrokerTestCase):
                 seen[m.partition()].append(int(m.key()))
                 total += 1
                 if total % 1000 == 0:
-                    peak = max(peak, self.metric("sluice_log_cold_cache_bytes"))
+                    peak = max(peak, self.broker.metric("sluice_log_cold_cache_bytes"))
         finally:
             c.close()
         for part in range(partitions):
             self.assertEqual(seen[part], list(range(per_partition)), "partition %d" % part)
-        self.assertGreater(self.metric("sluice_log_cold_cache_drops_total"), 0,
+        self.assertGreater(self.broker.metric("sluice_log_cold_cache_drops_total"), 0,
                            "no cache was dropped: the budget did not bind")
         # Within the budget, but for the one cache charging last (a few hundred KiB here).
         self.assertLessEqual(peak, 2 * 1024 * 1024)
@@ -614,14 +606,6 @@ def one_record_produce(topic, value):
     return req.encode()  # kafka-python's encode() needs its object named
 
 
-def metric_value(metrics, name):
-    """The value of the unlabelled sample `name` in a /metrics page (0 if absent)."""
-    for line in metrics.splitlines():
-        if line.startswith(name + " "):
-            return float(line.split()[1])
-    return 0.0
-
-
 class ConnectionMoves(harness.BrokerTestCase):
     """Two raw connections, accepted one after the other (round-robin: one on each of the two
     shards), send pipelined Produce requests to the same partition: the connection on the other
@@ -684,10 +668,8 @@ class SyncPacing(harness.BrokerTestCase):
     SECONDS = 3.0
 
     def fsyncs(self):
-        status, metrics = self.broker.admin_get("/metrics")
-        self.assertEqual(status, 200)
-        return (metric_value(metrics, "sluice_log_fsync_latency_seconds_count"),
-                metric_value(metrics, "sluice_raft_persists_paced_total"))
+        return (self.broker.metric("sluice_log_fsync_latency_seconds_count"),
+                self.broker.metric("sluice_raft_persists_paced_total"))
 
     def test_syncs_stay_within_the_rate_and_requests_share_them(self):
         from kafka.protocol.produce import ProduceResponse
