@@ -19,13 +19,8 @@ using cluster::acl::ResourceType;
 namespace asio = boost::asio;
 using kafka::ErrorCode;
 
-namespace {
-
-int64_t now_ms() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
+// Named, not anonymous: FetchOp (declared in broker.h) holds them.
+namespace data_detail {
 
 // Counts down tasks; the one that brings it to zero runs `last`.
 struct Countdown {
@@ -36,6 +31,31 @@ struct Countdown {
   std::atomic<size_t> left;
   std::function<void()> last;
 };
+
+// One partition's part of a fetch, filled on the partition's shard.
+struct FetchSlot {
+  ErrorCode error = ErrorCode::kNone;
+  int64_t high_watermark = -1;
+  int64_t log_start_offset = -1;
+  std::optional<log::FileRange> range;
+  int64_t records = 0;  // offsets the range brings past the fetch offset (for /metrics)
+  // Fetch v0-3: the range down-converted to magic 0/1 messages (legacy.h), sent instead.
+  std::optional<std::vector<std::byte>> legacy;
+  size_t size() const { return legacy ? legacy->size() : range ? range->length : 0; }
+};
+
+}  // namespace data_detail
+
+using data_detail::Countdown;
+using data_detail::FetchSlot;
+
+namespace {
+
+int64_t now_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
 
 // Checks one Produce partition's records before anything is written (kafka-protocol.md 5.5).
 // Returns kNone when the batch may be appended; `max_timestamp` is then what the batch's
@@ -328,22 +348,6 @@ void Broker::handle_produce(std::shared_ptr<Request> req, kafka::ProduceRequest 
   req->affinity = affinity;  // before the last count: `done` reads it after that
   countdown->done();
 }
-
-namespace {
-
-// One partition's part of a fetch, filled on the partition's shard.
-struct FetchSlot {
-  ErrorCode error = ErrorCode::kNone;
-  int64_t high_watermark = -1;
-  int64_t log_start_offset = -1;
-  std::optional<log::FileRange> range;
-  int64_t records = 0;  // offsets the range brings past the fetch offset (for /metrics)
-  // Fetch v0-3: the range down-converted to magic 0/1 messages (legacy.h), sent instead.
-  std::optional<std::vector<std::byte>> legacy;
-  size_t size() const { return legacy ? legacy->size() : range ? range->length : 0; }
-};
-
-}  // namespace
 
 // A fetch in progress. Lives on the connection's shard ("home"); reads fan out to the
 // partitions' shards and come back here. Kept alive by the tasks and the wait timer that

@@ -64,3 +64,18 @@ function(sluice_fuzzer name)
     set_tests_properties(${name} PROPERTIES LABELS unit TIMEOUT 300)
   endif()
 endfunction()
+
+# sluice_unity(TARGET...): compiles the target's sources a few at a time in one translation
+# unit (CMake's unity build). Their headers (Boost.Asio, protobuf, the generated messages)
+# took about half of each source's compile time, and the targets with many sources dominate
+# the build; this halves them. The sources of such a target keep their file-local names
+# distinct (an anonymous namespace is shared within a batch). SLUICE_UNITY=OFF turns it off.
+option(SLUICE_UNITY "Unity-build the targets with many sources" ON)
+function(sluice_unity)
+  if(NOT SLUICE_UNITY)
+    return()
+  endif()
+  foreach(target ${ARGN})
+    set_target_properties(${target} PROPERTIES UNITY_BUILD ON UNITY_BUILD_BATCH_SIZE 6)
+  endforeach()
+endfunction()
