@@ -905,11 +905,12 @@ Ready Node::take_ready() {
   }
   rd.snapshot = std::move(pending_snapshot_);
   pending_snapshot_.reset();
+  const uint64_t apply_limit = log_.apply_limit();  // before this Ready's entries are handed out
   rd.entries = log_.take_unsent();
   rd.must_sync = rd.must_sync || rd.snapshot.has_value() || !rd.entries.empty();
   rd.messages = std::move(msgs_);
   msgs_.clear();
-  rd.committed = log_.take_committed(cfg_.max_apply_bytes);
+  rd.committed = log_.take_committed(cfg_.max_apply_bytes, apply_limit);
   log_.release(cfg_.max_cached_bytes);
   ready_in_flight_ = true;
   return rd;
@@ -918,6 +919,10 @@ Ready Node::take_ready() {
 void Node::advance(const Persisted& persisted) {
   SLUICE_ASSERT(ready_in_flight_);
   ready_in_flight_ = false;
+  this->persisted(persisted);
+}
+
+void Node::persisted(const Persisted& persisted) {
   if (*persisted.index == 0) return;
   log_.stable_to(*persisted.index, *persisted.term);
   log_.release(cfg_.max_cached_bytes);

@@ -20,6 +20,16 @@
 // must never come back under the same id with a wiped disk: it could vote twice in a term.
 // has_ready() stays false from take_ready() until advance(), so one Ready is in flight.
 //
+// Asynchronous writes (etcd's "async storage writes"): a driver may advance() a Ready before
+// its entries are durable, reporting Persisted{} (nothing yet), if the Ready has no snapshot
+// and no hard state other than a commit index, and its entries only append to what earlier
+// Readies handed out (a leader's own proposals). It must then make those entries durable in
+// order and report each run with persisted() once it is; its messages other than a leader's
+// appends and heartbeats (which promise nothing about this disk) wait for that report, and any
+// later Ready that is not of this kind is made durable only after them. Meanwhile the next
+// Ready can be taken: the writes overlap. Committed entries are handed out only up to what
+// is reported durable, and a leader counts its own log towards commit only up to it.
+//
 // The network may lose, duplicate, delay and reorder messages; the core tolerates all of it
 // (lost appends are found through heartbeats, a lost snapshot is resent).
 //
@@ -97,6 +107,9 @@ class Node {
   bool has_ready() const;
   Ready take_ready();
   void advance(const Persisted& persisted);
+  // Entries of Readies advanced before they were durable are now, up to `persisted` (see the
+  // contract above). A report for entries since replaced is ignored.
+  void persisted(const Persisted& persisted);
 
   // The state machine image `data` covers the log up to `index` (<= applied). The node drops
   // the entries up to `index` from memory, sends this snapshot to followers that need them,

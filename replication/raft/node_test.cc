@@ -58,6 +58,67 @@ TEST(RaftNode, SingleNodeCommitsOnlyWhatIsDurable) {
   EXPECT_EQ(next.committed[0].data.text(), "a");
 }
 
+TEST(RaftNode, AsyncWritesOverlapAndCommitOnlyWhatIsReportedDurable) {
+  // A leader's driver advances its Readies before their entries are durable (Persisted{}),
+  // takes the next Ready meanwhile, and reports them with persisted() in order.
+  Node node({.id = n1}, bootstrap({{n1}}));
+  node.campaign();
+  ASSERT_EQ(node.role(), Role::kLeader);
+  (void)cycle(node);
+  const LogIndex a = *node.propose(Payload::copy_of("a"));
+  Ready first = node.take_ready();
+  ASSERT_EQ(first.entries.size(), 1u);
+  node.advance(Persisted{});
+  const LogIndex b = *node.propose(Payload::copy_of("b"));
+  ASSERT_TRUE(node.has_ready());  // the next write need not wait for the first
+  Ready second = node.take_ready();
+  ASSERT_EQ(second.entries.size(), 1u);
+  EXPECT_EQ(*second.entries[0].index, *b);
+  node.advance(Persisted{});
+  EXPECT_LT(*node.status().commit, *a);  // nothing durable yet
+  EXPECT_FALSE(node.has_ready());
+  node.persisted(first.persisted());
+  EXPECT_EQ(*node.status().commit, *a);
+  Ready applied = cycle(node);
+  ASSERT_EQ(applied.committed.size(), 1u);  // only what is durable is handed out
+  EXPECT_EQ(applied.committed[0].data.text(), "a");
+  node.persisted(second.persisted());
+  EXPECT_EQ(*node.status().commit, *b);
+  applied = cycle(node);
+  ASSERT_EQ(applied.committed.size(), 1u);
+  EXPECT_EQ(applied.committed[0].data.text(), "b");
+  node.persisted(first.persisted());  // a late, repeated report changes nothing
+  EXPECT_EQ(*node.status().commit, *b);
+}
+
+TEST(RaftNode, AsyncWritesHoldBackTheApplyOfEntriesCommittedByTheFollowers) {
+  // Followers may acknowledge a leader's entries (and commit them) before the leader has
+  // them on its own disk: they are not handed out to apply until the leader does.
+  auto w = manual_world(3);
+  elect(*w, n1);
+  Node& leader = *w->node(n1);
+  ASSERT_TRUE(leader.propose(Payload::copy_of("x")).has_value());
+  Ready rd = leader.take_ready();
+  ASSERT_EQ(rd.entries.size(), 1u);
+  const LogIndex x = rd.entries[0].index;
+  leader.advance(Persisted{});
+  for (const Message& m : rd.messages) w->replica(m.to).node->step(m);
+  for (NodeId f : {n2, n3}) w->process_ready(w->replica(f));
+  w->deliver(nullptr, n1);  // their acknowledgements reach the leader
+  EXPECT_GE(*leader.status().commit, *x);  // a quorum without the leader
+  while (leader.has_ready()) {
+    Ready more = leader.take_ready();
+    for (const Entry& e : more.committed) EXPECT_LT(*e.index, *x);
+    leader.advance(more.persisted());
+  }
+  leader.persisted(rd.persisted());
+  ASSERT_TRUE(leader.has_ready());
+  Ready applied = leader.take_ready();
+  ASSERT_FALSE(applied.committed.empty());
+  EXPECT_EQ(*applied.committed.back().index, *x);
+  leader.advance(applied.persisted());
+}
+
 TEST(RaftNode, ALoneLeaderWithEverythingDurableAndAppliedIsAlone) {
   Node node({.id = n1}, bootstrap({{n1}}));
   EXPECT_FALSE(node.alone());  // a follower

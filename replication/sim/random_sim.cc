@@ -35,6 +35,7 @@ class Simulation {
     result_.snapshots_sent = world_.delivered(MessageType::kSnapshot);
     result_.transfers = world_.delivered(MessageType::kTimeoutNow);
     result_.quiesces = world_.delivered_quiesce();
+    result_.async_writes = world_.async_writes();
     result_.source_reads = world_.source_reads();
     result_.deferred_reads = world_.deferred_reads();
     return result_;
@@ -76,6 +77,8 @@ class Simulation {
     faults_.duplicate = kDup[rng_.uniform(3)];
     faults_.latency_min = 1;
     faults_.latency_max = kLatency[rng_.uniform(4)];
+    // Half the runs write a leader's own appends asynchronously, as the broker's replicas do.
+    w.async_writes = async_ = rng_.chance(0.5);
     return w;
   }
 
@@ -108,6 +111,7 @@ class Simulation {
     if (rng_.chance(0.002)) change_membership();
     if (rng_.chance(0.002)) compact();
     if (rng_.chance(0.0007)) transfer();
+    if (async_ && rng_.chance(0.003 * intensity_)) crash_writing_leader();
     note_leader();
   }
 
@@ -190,6 +194,17 @@ class Simulation {
     if (!l) return;
     ++result_.crashes;
     event("crash leader " + str(l->id()));
+    down_until_[l->id()] = world_.now() + rng_.between(20, 400);
+    world_.crash(l->id());
+  }
+
+  // Async writes: a leader dies while its own appends are still being written (those it had
+  // not written are lost, though its followers may have acknowledged them).
+  void crash_writing_leader() {
+    Node* l = world_.leader();
+    if (!l || world_.replica(l->id()).pending.empty()) return;
+    ++result_.crashes;
+    event("crash writing leader " + str(l->id()));
     down_until_[l->id()] = world_.now() + rng_.between(20, 400);
     world_.crash(l->id());
   }
@@ -316,6 +331,7 @@ class Simulation {
   bool trace_ = std::getenv("SLUICE_SIM_TRACE") != nullptr;
   Rng rng_;
   NetFaults faults_;
+  bool async_ = false;    // WorldOptions::async_writes
   double intensity_ = 1;  // how often networks change and nodes crash (set before world_)
   World world_;
   int voters_ = 3;

@@ -30,6 +30,7 @@ struct SimResult {
   uint64_t snapshots_sent = 0;  // InstallSnapshot messages delivered
   uint64_t transfers = 0;       // TimeoutNow messages delivered
   uint64_t quiesces = 0;        // quiesce heartbeats delivered
+  uint64_t async_writes = 0;    // leader Readies written after their advance()
   uint64_t source_reads = 0;    // LogSource reads (runs with a source; replicas up at the end)
   uint64_t deferred_reads = 0;  // of those, answered later (WorldOptions::source_deferred)
   uint64_t commit_units = 0;    // time from healing until a new proposal committed

@@ -274,6 +274,7 @@ void World::crash(NodeId id) {
   r.source.reset();
   r.disk.unsynced_commit.reset();  // written without fsync: gone
   r.torn_next_ready = false;
+  r.pending.clear();  // never written
   mix_trace(0xc0ffee ^ static_cast<uint64_t>(*id));
 }
 
@@ -398,9 +399,61 @@ void World::apply(Replica& r, const Ready& rd) {
   }
 }
 
+void World::complete_writes(Replica& r, uint64_t until) {
+  while (r.up() && !r.pending.empty() && r.pending.front().at <= until) {
+    Replica::PendingWrite w = std::move(r.pending.front());
+    r.pending.pop_front();
+    Ready written;
+    written.entries = std::move(w.entries);
+    written.must_sync = true;
+    persist(r, written, /*torn=*/false);
+    mix_trace(0xa5f1u ^ *written.entries.back().index);
+    r.node->persisted(written.persisted());
+    for (const Message& m : w.messages) send(m);
+  }
+}
+
 void World::process_ready(Replica& r) {
   while (r.up() && r.node->has_ready()) {
     Ready rd = r.node->take_ready();
+    // A leader's own appends: advanced now, written later (World::step), in order.
+    const uint64_t handed =
+        r.pending.empty() ? r.disk.last_index() : r.pending.back().entries.back().last();
+    const bool async = opts_.async_writes && !opts_.manual && r.node->role() == Role::kLeader &&
+                       !rd.snapshot && !rd.entries.empty() && *rd.entries.front().index > handed &&
+                       (!rd.hard_state || (rd.hard_state->term == r.disk.hard_state.term &&
+                                           rd.hard_state->vote == r.disk.hard_state.vote));
+    if (async) {
+      Replica::PendingWrite w;
+      // Slower than the network at times (a sync against a loopback hop): followers may
+      // acknowledge, and the entries commit, before the leader has them on its disk.
+      w.at = std::max(now_, r.pending.empty() ? 0 : r.pending.back().at) +
+             rng_.between(1, 2 * faults_.latency_max + 10);
+      w.entries = std::move(rd.entries);
+      for (Message& m : rd.messages) {
+        const bool leader_msg = m.type == MessageType::kAppend ||
+                                m.type == MessageType::kHeartbeat ||
+                                m.type == MessageType::kSnapshot ||
+                                m.type == MessageType::kTimeoutNow;
+        if (leader_msg) {
+          send(m);
+        } else {
+          w.messages.push_back(std::move(m));
+        }
+      }
+      r.pending.push_back(std::move(w));
+      ++async_writes_;
+      if (rd.hard_state) r.disk.unsynced_commit = rd.hard_state->commit;
+      r.node->advance(Persisted{});
+      apply(r, rd);
+      if (opts_.check && !rd.committed.empty()) checker_.on_leader_commit(*r.node);
+      continue;
+    }
+    // A Ready that writes (entries, a snapshot, a term or vote) goes after the writes in
+    // flight; one that only sends, commits or applies does not wait for them.
+    const bool writes = rd.snapshot || !rd.entries.empty() || rd.must_sync;
+    if (writes) complete_writes(r, UINT64_MAX);
+    if (!r.up()) return;
     const bool torn = r.torn_next_ready && rd.must_sync;
     persist(r, rd, torn);
     if (torn) {
@@ -491,6 +544,11 @@ void World::defer_source_ready(NodeId id) {
 
 void World::step() {
   ++now_;
+  for (auto& [id, r] : replicas_) {
+    if (r.pending.empty() || r.pending.front().at > now_) continue;
+    complete_writes(r, now_);
+    process_ready(r);
+  }
   while (!timed_queue_.empty() && timed_queue_.top().at <= now_) {
     const Message m = timed_queue_.top().m;
     timed_queue_.pop();

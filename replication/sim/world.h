@@ -84,6 +84,14 @@ struct Replica {
   StateMachine sm;
   std::unique_ptr<DiskSource> source;  // set while up when WorldOptions::log_source
   bool torn_next_ready = false;  // crash in the middle of persisting the next Ready
+  // WorldOptions::async_writes: a leader's Readies advanced before their entries are on the
+  // disk, in order, each made durable (and reported) at `at`.
+  struct PendingWrite {
+    uint64_t at;
+    std::vector<Entry> entries;
+    std::vector<Message> messages;  // other than a leader's: sent once durable
+  };
+  std::deque<PendingWrite> pending;
   uint64_t restarts = 0;
   bool up() const { return node != nullptr; }
 };
@@ -110,6 +118,12 @@ struct WorldOptions {
   // the entries (a source that must not block, as the broker's on a shard): the world calls
   // the node's source_ready() a few time units later.
   double source_deferred = 0;
+  // Timed mode: a leader's Readies that only append its own entries (no snapshot, no term or
+  // vote change) are advanced at once and written a few time units later, in order, as the
+  // broker's replicas do (Node::persisted(), etcd's asynchronous storage writes); the next
+  // Ready is taken meanwhile. A crash loses those not yet written. Any other Ready first
+  // waits for them.
+  bool async_writes = false;
 };
 // With node_config.quiesce, timed mode plays the driver's part of quiescence: every node
 // hears from each up node whose link to it is up, at each of its ticks (the broker pairs'
@@ -188,6 +202,7 @@ class World {
   Result<LogIndex, Errc> propose(NodeId id, Payload data, uint32_t width = 1);
   Snapshot compact(NodeId id);  // snapshot the state machine at its applied index
   void process_ready(Replica& r);
+  void complete_writes(Replica& r, uint64_t until);  // pending writes due by `until`
 
   // Manual mode: deliver queued messages (all, or only those to/from `only`). Each delivered
   // message is appended to `trace` when given. Returns the number delivered.
@@ -206,6 +221,7 @@ class World {
   uint64_t delivered() const { return delivered_; }
   uint64_t delivered(MessageType t) const { return by_type_[static_cast<size_t>(t)]; }
   uint64_t delivered_quiesce() const { return quiesce_delivered_; }
+  uint64_t async_writes() const { return async_writes_; }  // WorldOptions::async_writes
   const WorldOptions& options() const { return opts_; }
   uint64_t source_reads() const;
   // A DiskSource read was deferred (WorldOptions::source_deferred): step() tells the node a
@@ -236,6 +252,7 @@ class World {
   std::priority_queue<InFlight, std::vector<InFlight>, std::greater<>> timed_queue_;
   std::multimap<uint64_t, NodeId> source_ready_at_;
   uint64_t now_ = 0, seq_ = 0, delivered_ = 0, quiesce_delivered_ = 0, deferred_reads_ = 0;
+  uint64_t async_writes_ = 0;
   uint64_t by_type_[16] = {};
   uint64_t trace_hash_ = 0xcbf29ce484222325ULL;
   Checker checker_;

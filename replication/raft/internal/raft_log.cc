@@ -338,25 +338,26 @@ std::vector<Entry> RaftLog::take_unsent() {
   return out;
 }
 
-std::vector<Entry> RaftLog::take_committed(uint64_t max_bytes) {
+std::vector<Entry> RaftLog::take_committed(uint64_t max_bytes, uint64_t up_to) {
   std::vector<Entry> out;
   uint64_t lo = std::max(applied_ + 1, first_index());
-  if (lo > committed_) return out;
+  const uint64_t limit = std::min(committed_, up_to);
+  if (lo > limit) return out;
   uint64_t bytes = 0;
   if (lo < mem_first_) {
-    const uint64_t hi = std::min(committed_, mem_first_ - 1);
+    const uint64_t hi = std::min(limit, mem_first_ - 1);
     out = read_source(lo, hi, max_bytes);
-    while (!out.empty() && out.back().last() > committed_) out.pop_back();
+    while (!out.empty() && out.back().last() > limit) out.pop_back();
     if (out.empty()) {
       apply_blocked_ = true;  // until retry(): has_unapplied() must not spin on a failing read
       return out;
     }
     applied_ = out.back().last();
-    if (applied_ < hi || hi == committed_) return out;
+    if (applied_ < hi || hi == limit) return out;
     for (const Entry& e : out) bytes += e.data.size();
     lo = mem_first_;
   }
-  for (size_t pos = mem_pos(lo); pos < mem_size() && mem(pos).last() <= committed_; ++pos) {
+  for (size_t pos = mem_pos(lo); pos < mem_size() && mem(pos).last() <= limit; ++pos) {
     const Entry& e = mem(pos);
     if (!out.empty() && bytes + e.data.size() > max_bytes) break;
     bytes += e.data.size();

@@ -12,6 +12,7 @@
 // beyond Config::max_cached_bytes.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <optional>
 #include <span>
@@ -80,10 +81,18 @@ class RaftLog {
   // Driver hand-off.
   bool has_unsent() const { return unsent_from_ <= last_index(); }
   std::vector<Entry> take_unsent();
-  bool has_unapplied() const { return applied_ < committed_ && !apply_blocked_; }
-  // Committed entries not yet handed out, up to max_bytes of payload (at least one). Empty,
-  // and has_unapplied() false until retry(), when the source fails.
-  std::vector<Entry> take_committed(uint64_t max_bytes = UINT64_MAX);
+  bool has_unapplied() const { return applied_ < apply_limit() && !apply_blocked_; }
+  // Committed entries not yet handed out, up to max_bytes of payload (at least one), and not
+  // past `limit` (apply_limit() taken before this Ready's take_unsent()). Empty, and
+  // has_unapplied() false until retry(), when the source fails.
+  std::vector<Entry> take_committed(uint64_t max_bytes = UINT64_MAX, uint64_t limit = UINT64_MAX);
+  // How far committed entries may be handed out: the commit index, but only up to the stable
+  // log while entries handed out in earlier Readies are not yet reported durable (a driver
+  // persisting them asynchronously, Node::persisted()): as etcd's asynchronous storage
+  // writes, nothing is applied ahead of this node's own durable log.
+  uint64_t apply_limit() const {
+    return stable_ + 1 < unsent_from_ ? std::min(committed_, stable_) : committed_;
+  }
   void stable_to(uint64_t index, uint64_t term);
   // With a source: drops durable, applied entries from memory beyond `max_cached_bytes` of
   // payload (the newest are kept).
