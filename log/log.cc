@@ -197,7 +197,7 @@ bool PartitionLog::holds_fds() const {
 }
 
 bool PartitionLog::release_fds() {
-  if (keep_fds_ || !idle() || !side_ops_idle() || flush_in_flight_ || dir_dirty_ || !appends_.empty() ||
+  if (keep_fds_ || !idle() || !side_ops_idle() || !flush_rounds_.empty() || dir_dirty_ || !appends_.empty() ||
       !durable_waiters_.empty() || !pending_writes_.empty() || written_end_ != end_offset_ ||
       durable_end_ != written_end_) {
     return false;
@@ -890,15 +890,25 @@ void PartitionLog::submit_write(Segment& seg, Bytes bytes, uint64_t position, in
     chain_->segment_base = seg.base_offset;
     chain_->file = seg.log_rw;
     chain_->writes.push_back({bytes, position, std::move(done)});
+    chain_->seqs.push_back(seq);
+    pending_writes_.back().linked = true;
     return;
   }
   unchain();
   ring_.write(seg.log_rw->fd(), bytes, position, std::move(done));
 }
 
+bool PartitionLog::all_covered() const {
+  if (!pending_writes_.empty() || dir_dirty_ || written_end_ != end_offset_) return false;
+  if (flush_rounds_.empty()) return durable_end_ == end_offset_;
+  if (flush_rounds_.back().target != end_offset_) return false;
+  return std::none_of(segments_.begin(), segments_.end(),
+                      [&](const auto& seg) { return seg->dirty || closed_ready(*seg); });
+}
+
 void PartitionLog::begin_chain() {
-  if (config_.flush.mode != FlushMode::kEveryBatch || failure_ || flush_in_flight_ ||
-      !pending_writes_.empty() || durable_end_ != end_offset_ || dir_dirty_) {
+  if (config_.flush.mode != FlushMode::kEveryBatch || failure_ ||
+      flush_rounds_.size() >= std::max<uint32_t>(1, config_.flush_rounds_max) || !all_covered()) {
     return;
   }
   chain_.emplace();
@@ -906,6 +916,11 @@ void PartitionLog::begin_chain() {
 
 void PartitionLog::unchain() {
   if (!chain_) return;
+  for (uint64_t seq : chain_->seqs) {
+    if (!pending_writes_.empty() && seq >= pending_writes_.front().seq) {
+      pending_writes_[seq - pending_writes_.front().seq].linked = false;
+    }
+  }
   for (IoRing::ChainedWrite& w : chain_->writes) {
     ring_.write(chain_->file->fd(), w.data, w.position, std::move(w.done));
   }
@@ -917,25 +932,28 @@ void PartitionLog::end_chain() {
   if (chain_->writes.empty() || failure_) return unchain();
   Chain chain = std::move(*chain_);
   chain_.reset();
-  // Everything before these writes is durable (begin_chain()), so syncing their file after
-  // them makes the log durable up to its end.
+  // Everything before these writes is durable or covered by the rounds in flight, which
+  // complete before this one counts (begin_chain()), so syncing their file after them makes
+  // the log durable up to its end.
   flush_again_ = false;
-  begin_flush_round(end_offset_, 1, /*linked=*/true);
-  linked_segment_ = chain.segment_base;
+  const uint64_t round = begin_flush_round(end_offset_, 1, /*linked=*/true, chain.segment_base);
   ring_.write_then_fdatasync(chain.file->fd(), std::move(chain.writes),
-                             [this, file = chain.file](int32_t res) { on_flush_done(res); });
+                             [this, round, file = chain.file](int32_t res) { on_flush_done(round, res); });
   ring_.submit();
 }
 
-void PartitionLog::begin_flush_round(int64_t target, size_t syncs, bool linked) {
-  flush_in_flight_ = true;
-  flush_linked_ = linked;
-  flush_target_ = target;
+uint64_t PartitionLog::begin_flush_round(int64_t target, size_t syncs, bool linked,
+                                         int64_t linked_segment) {
+  const uint64_t id = next_round_++;
+  flush_rounds_.push_back({.id = id,
+                           .target = target,
+                           .pending = syncs,
+                           .linked = linked,
+                           .linked_segment = linked_segment});
   ++flush_count_;
-  flush_ops_pending_ = syncs;
-  flush_result_ = 0;
   last_flush_ms_ = config_.clock_ms();
   ops_in_flight_ += syncs;
+  return id;
 }
 
 void PartitionLog::on_write_done(uint64_t seq, int32_t result) {
@@ -954,8 +972,7 @@ void PartitionLog::on_write_done(uint64_t seq, int32_t result) {
       pending_writes_.pop_front();
       continue;
     }
-    const bool covered = flush_in_flight_ && flush_linked_ && w.end_offset <= flush_target_ &&
-                         w.segment_base == linked_segment_;
+    const bool covered = w.linked;  // its chain's linked flush syncs it
     Segment* seg = find_segment(w.segment_base);
     if (seg != nullptr && seg->base_offset == w.segment_base) {
       seg->written_bytes = std::max(seg->written_bytes, w.end_position);
@@ -981,11 +998,12 @@ void PartitionLog::on_write_done(uint64_t seq, int32_t result) {
   }
 }
 
-// Group commit: one flush at a time covers every write completed before it started; appends
-// that complete meanwhile wait for the next one (flush_again_).
+// Group commit: a flush round covers every write completed before it started; appends that
+// complete meanwhile start the next one beside it, up to LogConfig::flush_rounds_max rounds in
+// flight, or wait for a round to complete (flush_again_).
 void PartitionLog::start_flush() {
   if (failure_) return;
-  if (flush_in_flight_) {
+  if (flush_rounds_.size() >= std::max<uint32_t>(1, config_.flush_rounds_max)) {
     flush_again_ = true;
     return;
   }
@@ -1009,45 +1027,64 @@ void PartitionLog::start_flush() {
     dir_dirty_ = false;
   }
   if (files.empty()) {
-    durable_end_ = std::max(durable_end_, written_end_);
-    complete_durable_waiters();
+    // Nothing dirty: what is written was synced, or is by the rounds in flight.
+    if (flush_rounds_.empty()) {
+      durable_end_ = std::max(durable_end_, written_end_);
+      complete_durable_waiters();
+    }
     return;
   }
-  begin_flush_round(written_end_, files.size(), /*linked=*/false);
+  const uint64_t round = begin_flush_round(written_end_, files.size(), /*linked=*/false, -1);
   for (auto& file : files) {
     SLUICE_ASSERT(file != nullptr);
-    ring_.fdatasync(file->fd(), [this, file](int32_t res) { on_flush_done(res); });
+    ring_.fdatasync(file->fd(), [this, round, file](int32_t res) { on_flush_done(round, res); });
   }
   ring_.submit();
 }
 
-void PartitionLog::on_flush_done(int32_t result) {
-  SLUICE_ASSERT(ops_in_flight_ > 0 && flush_ops_pending_ > 0);
+void PartitionLog::on_flush_done(uint64_t id, int32_t result) {
+  SLUICE_ASSERT(ops_in_flight_ > 0 && !flush_rounds_.empty() && id >= flush_rounds_.front().id);
   op_done();
-  if (result < 0) flush_result_ = result;
-  if (--flush_ops_pending_ > 0) return;
-  flush_in_flight_ = false;
-  const bool linked = std::exchange(flush_linked_, false);
-  if (linked && flush_result_ == -ECANCELED) {
-    // A write of the chain was cut short and goes again on its own: this sync vouched for
-    // nothing. The writes it covered count as unsynced; the usual flush follows them.
-    if (Segment* seg = find_segment(linked_segment_);
-        seg != nullptr && seg->base_offset == linked_segment_) {
-      seg->dirty = true;
+  FlushRound& round = flush_rounds_[id - flush_rounds_.front().id];
+  SLUICE_ASSERT(round.id == id && round.pending > 0);
+  if (result < 0) round.result = result;
+  if (--round.pending > 0) return;
+  round.done = true;
+  // Rounds count in order: a later one may sync only the files written since an earlier one
+  // started, so it vouches for its target only once those before it completed.
+  bool advanced = false;
+  bool again = false;
+  while (!flush_rounds_.empty() && flush_rounds_.front().done) {
+    const FlushRound r = flush_rounds_.front();
+    flush_rounds_.pop_front();
+    if (r.linked && r.result == -ECANCELED) {
+      // A write of the chain was cut short and goes again on its own: this sync vouched for
+      // nothing, and neither do the rounds in flight, which may have started before that
+      // write went again. The writes it covered count as unsynced; the usual flush follows.
+      if (Segment* seg = find_segment(r.linked_segment);
+          seg != nullptr && seg->base_offset == r.linked_segment) {
+        seg->dirty = true;
+      }
+      for (FlushRound& later : flush_rounds_) later.vouches = false;
+      again = true;
+      continue;
     }
-    start_flush();
+    if (r.result < 0) {
+      // Never retried: after a failed fdatasync what is on disk is unknown.
+      fail(errno_error(-r.result, "fdatasync " + dir_.string()).error());
+      return;
+    }
+    if (!r.vouches) continue;
+    // What it vouches for, lowered by a truncation while it ran (truncate_suffix): later
+    // writes at the truncated offsets started after it.
+    SLUICE_ASSERT(r.target <= written_end_);
+    durable_end_ = std::max(durable_end_, r.target);
+    advanced = true;
+  }
+  if (!advanced) {
+    if (again) start_flush();
     return;
   }
-  if (flush_result_ < 0) {
-    // Never retried: after a failed fdatasync what is on disk is unknown.
-    fail(errno_error(-flush_result_, "fdatasync " + dir_.string()).error());
-    return;
-  }
-  // What it vouches for, lowered by a truncation while it ran (truncate_suffix): later
-  // writes at the truncated offsets started after it.
-  const int64_t target = flush_target_;
-  SLUICE_ASSERT(target <= written_end_);
-  durable_end_ = std::max(durable_end_, target);
   // Closed segments whose data and indexes are durable release their read-write handles;
   // the recovery point moves to the first segment that is not durable.
   int64_t recovery_point = segments_.back()->base_offset;
@@ -1070,11 +1107,14 @@ void PartitionLog::on_flush_done(int32_t result) {
     write_meta_async();
   }
   complete_durable_waiters();
-  const bool more = !durable_waiters_.empty() && written_end_ > durable_end_;
+  if (failure_) return;
+  // More to wait for than the rounds in flight cover, or closed segments still to sync.
+  const int64_t covered = flush_rounds_.empty() ? durable_end_ : flush_rounds_.back().target;
+  const bool more = !durable_waiters_.empty() && written_end_ > covered;
   bool closed_pending = false;
   for (auto& seg : segments_)
     closed_pending |= closed_ready(*seg);
-  if (flush_again_ || more || closed_pending) start_flush();
+  if (again || flush_again_ || more || (closed_pending && flush_rounds_.empty())) start_flush();
 }
 
 void PartitionLog::complete_durable_waiters() {
@@ -1413,7 +1453,7 @@ LogResult<Offset> PartitionLog::cut_last_segment(Segment& segment, uint64_t pos,
   end_offset_ = written_end_ = new_end;
   while (!recent_.empty() && recent_.back().base_offset >= new_end) recent_.pop_back();
   durable_end_ = std::min(durable_end_, new_end);
-  if (flush_in_flight_) flush_target_ = std::min(flush_target_, new_end);  // on_flush_done()
+  for (FlushRound& r : flush_rounds_) r.target = std::min(r.target, new_end);  // on_flush_done()
   log_start_ = std::min(log_start_, new_end);
   first_dirty_ = std::min(first_dirty_, new_end);  // what compaction mapped may be gone
   ++history_;

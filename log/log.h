@@ -65,6 +65,12 @@ struct LogConfig {
   bool preallocate = true;  // fallocate the active segment ahead of its writes, growing
   RecoveryScan recovery_scan = RecoveryScan::kUnflushed;
   uint32_t inflight_appends_max = 1024;  // append() returns kBusy above this
+  // FlushMode::kEveryBatch: fdatasync rounds in flight at once. With 1, appends that complete
+  // while a round runs wait for the next one (group commit); with more, a round starts for
+  // them at once and runs beside the others (on disks where syncs side by side finish sooner
+  // than one after the other). Rounds complete in order: one vouches for the log up to its
+  // target only once those before it did.
+  uint32_t flush_rounds_max = 1;
   std::function<int64_t()> clock_ms;     // wall clock for rolls and retention; default: system
 };
 
@@ -400,6 +406,7 @@ class PartitionLog final : public FdHolder, public ColdHolder {
     return failure_ ? std::optional<LogErrc>(failure_->code) : std::nullopt;
   }
   uint64_t flush_count() const { return flush_count_; }  // fdatasync rounds started
+  size_t flushes_in_flight() const { return flush_rounds_.size(); }  // rounds not counted yet
   // Logs of this process stopped so far (any thread): lets an owner of many logs look for
   // stopped ones only after one stopped.
   static uint64_t stops_so_far();
@@ -412,6 +419,19 @@ class PartitionLog final : public FdHolder, public ColdHolder {
     int64_t end_offset;
     bool done = false;
     bool failed = false;
+    bool linked = false;  // in a chain: the linked flush after it syncs it
+  };
+  // A round of fdatasyncs in flight, vouching for the log up to `target` once it and every
+  // round before it completed.
+  struct FlushRound {
+    uint64_t id;
+    int64_t target;
+    size_t pending;  // fdatasyncs not completed
+    int32_t result = 0;
+    bool linked = false;         // after its chain's writes (IoRing::write_then_fdatasync)
+    int64_t linked_segment = -1;  // the segment a linked round syncs
+    bool done = false;
+    bool vouches = true;  // false: an earlier linked round's write was cut short and goes again
   };
   struct AppendWaiter {
     int64_t end_offset;
@@ -638,8 +658,12 @@ class PartitionLog final : public FdHolder, public ColdHolder {
   void end_chain();
   void start_flush();
   // Marks a round of `syncs` fdatasyncs, vouching for the log up to `target`, in flight.
-  void begin_flush_round(int64_t target, size_t syncs, bool linked);
-  void on_flush_done(int32_t result);
+  // Returns its id.
+  uint64_t begin_flush_round(int64_t target, size_t syncs, bool linked, int64_t linked_segment);
+  void on_flush_done(uint64_t round, int32_t result);
+  // Everything appended is written and has a flush round started after its write (or is
+  // durable): a linked flush then makes the log durable up to its end.
+  bool all_covered() const;
   void complete_durable_waiters();
   void fail(const LogError& error);
 
@@ -699,16 +723,16 @@ class PartitionLog final : public FdHolder, public ColdHolder {
   bool rolls_opening() const;
   // Runs appendable_waiters_ unless busy_for_appends().
   void wake_appenders();
-  bool flush_in_flight_ = false;
-  bool flush_again_ = false;
-  size_t flush_ops_pending_ = 0;
-  int32_t flush_result_ = 0;
+  std::deque<FlushRound> flush_rounds_;  // in flight, oldest first
+  uint64_t next_round_ = 0;
+  bool flush_again_ = false;  // writes completed while no round could start
   // No member initializers: clang 14 cannot default-construct (optional::emplace) a nested
   // class that has them while the enclosing class is incomplete.
   struct Chain {
     int64_t segment_base;
     std::shared_ptr<FileHandle> file;
     std::vector<IoRing::ChainedWrite> writes;
+    std::vector<uint64_t> seqs;  // their PendingWrite entries
   };
   // The next segment's files, opened through the ring ahead of a roll (AppendOptions::
   // roll_async). `opening`: opens in flight; ready once 0 and none failed.
@@ -729,9 +753,6 @@ class PartitionLog final : public FdHolder, public ColdHolder {
   bool meta_writing_ = false;  // write_meta_async() in flight
   bool meta_again_ = false;    // and another asked for meanwhile
   std::optional<Chain> chain_;    // an append's writes being gathered for a linked flush
-  bool flush_linked_ = false;     // the flush in flight is linked after its writes
-  int64_t flush_target_ = 0;      // what the flush in flight vouches for (see on_flush_done())
-  int64_t linked_segment_ = -1;   // the segment a linked flush syncs
   int64_t last_flush_ms_ = 0;
   size_t ops_in_flight_ = 0;
   bool cutting_ = false;  // truncate_suffix_async's ring operations in flight
