@@ -412,6 +412,8 @@ AdminResponse Broker::admin_config() {
                                                                      : "never")
       .field("log.flush.interval.ms", c.flush_interval_ms)
       .field("log.sync.max.rate", c.sync_max_rate)
+      .field("log.sync.rounds", c.sync_rounds)
+      .field("raft.async.writes", c.raft_async_writes)
       .field("socket.request.max.bytes", c.request_max_bytes)
       .field("queued.max.request.bytes", c.queued_max_request_bytes)
       .field("max.connections", c.max_connections)

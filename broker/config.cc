@@ -313,6 +313,11 @@ Result<BrokerConfig> parse_config(int argc, const char* const* argv) {
                  "(brokers ping each other every heartbeat interval, and a broker silent for an "
                  "election timeout wakes the groups it leads or follows)")
       ->capture_default_str();
+  app.add_option("--raft.async.writes", c.raft_async_writes,
+                 "A partition leader writes its next produce batches while the previous ones "
+                 "are being synced (each is acknowledged once its own fdatasync completed); "
+                 "more produce throughput for more CPU per byte")
+      ->capture_default_str();
   std::string autobalancing = c.auto_balance ? "node_add" : "off";
   app.add_option("--partition.autobalancing", autobalancing,
                  "node_add: a broker that joins the cluster gets its share of replicas, moved "
@@ -370,6 +375,12 @@ Result<BrokerConfig> parse_config(int argc, const char* const* argv) {
                  "limit)")
       ->capture_default_str()
       ->check(CLI::Range(int64_t{0}, int64_t{1'000'000}));
+  app.add_option("--log.sync.rounds", c.sync_rounds,
+                 "every-batch: fdatasync rounds a partition has in flight at once; appends that "
+                 "complete while one runs start the next beside it (1: one at a time, later "
+                 "appends share the next)")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 64));
   app.add_option("--socket.request.max.bytes", c.request_max_bytes, "Largest request accepted")
       ->capture_default_str()
       ->check(CLI::Range(1024, 1 << 30));

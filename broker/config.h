@@ -61,6 +61,9 @@ struct BrokerConfig {
   int64_t raft_election_timeout_ms = 600;    // a follower without a leader this long campaigns
   int64_t raft_heartbeat_interval_ms = 150;  // a leader's heartbeat period
   bool raft_quiesce = true;  // idle groups stop heartbeating (liveness from broker pings)
+  // A leader's Readies of its own batches are written and advanced at once, reported durable
+  // later (ReplicaOptions::async_writes): writes overlap fdatasyncs.
+  bool raft_async_writes = false;
   // Moves and balance (broker/reassign.cc, cluster/balance.h).
   bool auto_balance = true;                  // a broker that joins gets its share of replicas
   int32_t move_max_concurrent = 16;          // partitions moving at once
@@ -80,6 +83,9 @@ struct BrokerConfig {
   // (each ends in an fdatasync); past it they wait their turn and grow (broker/sync_pacer.h).
   // 0: no pacing.
   int64_t sync_max_rate = 1000;
+  // every-batch: fdatasync rounds a partition's log has in flight at once (log::LogConfig::
+  // flush_rounds_max); 1 is plain group commit.
+  int32_t sync_rounds = 1;
 
   // Limits.
   int32_t request_max_bytes = 100 * 1024 * 1024;

@@ -994,6 +994,13 @@ void Replica::run() {
     rd->messages = std::move(later);
     if (!early.empty()) events_.send(options_.group, std::move(early));
   }
+  // A leader's own batches, appended after everything handed out before, and nothing else
+  // (no term or vote, no Raft entry of its own, no cut): written and advanced at once,
+  // reported durable later (raft::Node::persisted), so that the next Ready's write overlaps.
+  plan.async = options_.async_writes && rd->must_sync && is_leader() && !rd->snapshot &&
+               !plan.hard_state && plan.internal.empty() && !plan.forget_proposals &&
+               plan.data_cut < 0 && plan.internal_cut == UINT64_MAX && !plan.data.empty() &&
+               plan.data.size() == rd->entries.size();
   execute(rd, std::make_shared<Plan>(std::move(plan)));
 }
 
@@ -1240,6 +1247,18 @@ void Replica::write_slot(bool sync, std::function<void(int32_t)> done, bool forc
 void Replica::persist_data(std::shared_ptr<raft::Ready> rd, std::shared_ptr<Plan> plan,
                            size_t from) {
   if (plan->data.empty()) {
+    if (writing_ > 0 && rd->must_sync) {
+      // Raft's own entries or a new term after batches still being synced: the node hears of
+      // them only once those are durable too (raft/node.h, asynchronous writes).
+      log_.when_durable(log_.log_end_offset(),
+                        [this, alive = alive_, rd](const log::LogResult<Offset>& r) {
+                          if (!*alive || failed_) return;
+                          if (!r) return fail("cannot make the log durable: " + r.error().message);
+                          finish(rd);
+                        });
+      ring_.submit();
+      return;
+    }
     finish(rd);
     return;
   }
@@ -1297,6 +1316,27 @@ void Replica::persist_data(std::shared_ptr<raft::Ready> rd, std::shared_ptr<Plan
     ring_.submit();
     return;
   }
+  if (plan->async) {
+    // Told durable once the log's fdatasync covers it; the node takes the next Ready now.
+    ++writing_;
+    log_.when_durable(appended->end_offset,
+                      [this, alive = alive_, persisted = rd->persisted(),
+                       later = std::move(rd->messages)](const log::LogResult<Offset>& r) mutable {
+                        if (!*alive || failed_) return;
+                        if (!r) return fail("cannot make the log durable: " + r.error().message);
+                        --writing_;
+                        node_->persisted(persisted);
+                        if (!later.empty() && events_.send) {
+                          events_.send(options_.group, std::move(later));
+                        }
+                        complete_waiters();
+                        if (events_.on_commit) events_.on_commit();
+                        schedule();
+                      });
+    ring_.submit();
+    finish(rd, /*advanced=*/true);
+    return;
+  }
   log_.when_durable(appended->end_offset,
                     [this, alive = alive_, rd](const log::LogResult<Offset>& r) {
                       if (!*alive) return;
@@ -1306,10 +1346,10 @@ void Replica::persist_data(std::shared_ptr<raft::Ready> rd, std::shared_ptr<Plan
   ring_.submit();
 }
 
-void Replica::finish(std::shared_ptr<raft::Ready> rd) {
+void Replica::finish(std::shared_ptr<raft::Ready> rd, bool advanced) {
   if (failed_) return;
   if (!rd->messages.empty() && events_.send) events_.send(options_.group, std::move(rd->messages));
-  node_->advance(rd->persisted());
+  node_->advance(advanced ? raft::Persisted{} : rd->persisted());
   running_ = false;
   persisting_ = false;
   log_.keep_fds(false);

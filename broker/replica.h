@@ -59,6 +59,10 @@ struct ReplicaOptions {
   int64_t tick_ms = 50;                 // how long a tick is (for "heard from lately")
   // The shard's pacing of persists of this replica's own proposals (null: none).
   std::shared_ptr<SyncPacer> pacer;
+  // A leader's Readies that only append its own batches are advanced as soon as the log took
+  // their writes, and reported durable later (raft::Node::persisted, etcd's asynchronous
+  // storage writes): the next Ready's write overlaps this one's fdatasync.
+  bool async_writes = false;
 };
 
 struct ReplicaEvents {
@@ -122,7 +126,7 @@ class Replica final : public raft::LogSource, public log::FdHolder {
   // Alone in its group or quiesced (raft::Node::alone(), quiesced()), with no produce waiting
   // for a timeout and no Ready pending: tick() would do nothing, so the shard skips it.
   bool tick_idle() const {
-    return !failed_ && !running_ && !scheduled_ && waiters_.empty() &&
+    return !failed_ && !running_ && !scheduled_ && writing_ == 0 && waiters_.empty() &&
            (node_->alone() || node_->quiesced());
   }
   bool quiesced() const { return node_->quiesced(); }
@@ -187,7 +191,7 @@ class Replica final : public raft::LogSource, public log::FdHolder {
   bool failed() const { return failed_; }
   // Nothing of the replica's own in flight (no Ready being persisted, no raft.state write):
   // it may be destroyed and reopened.
-  bool quiet() const { return !running_ && !scheduled_ && slot_writes_ == 0; }
+  bool quiet() const { return !running_ && !scheduled_ && writing_ == 0 && slot_writes_ == 0; }
   const raft::Node& node() const { return *node_; }
   uint64_t group() const { return options_.group; }
 
@@ -237,6 +241,9 @@ class Replica final : public raft::LogSource, public log::FdHolder {
     // A later leader's entries replaced proposals of this replica's that no Ready had handed
     // out yet (no file to cut): the producers' table, which recorded them, is rebuilt.
     bool forget_proposals = false;
+    // ReplicaOptions::async_writes: this Ready only appends the leader's own batches; it is
+    // advanced once the log took them and reported durable later (persist_data).
+    bool async = false;
   };
 
   Replica(log::PartitionLog& log, log::IoRing& ring, boost::asio::io_context& io,
@@ -255,7 +262,8 @@ class Replica final : public raft::LogSource, public log::FdHolder {
   void write_raft_state(std::shared_ptr<raft::Ready> rd, std::shared_ptr<Plan> plan);
   // Appends plan->data from entry `from` on, at most kAppendChunk batches per log append.
   void persist_data(std::shared_ptr<raft::Ready> rd, std::shared_ptr<Plan> plan, size_t from = 0);
-  void finish(std::shared_ptr<raft::Ready> rd);
+  // `advanced`: Plan::async, the node was told already (Persisted{}).
+  void finish(std::shared_ptr<raft::Ready> rd, bool advanced = false);
   void apply_control(const raft::Entry& e);
   // Writes raft.state's next slot (then fdatasyncs it if `sync`); `done` runs once. Without
   // `force` (commit hints) it is skipped while another slot write is in flight.
@@ -327,6 +335,7 @@ class Replica final : public raft::LogSource, public log::FdHolder {
   size_t slot_writes_ = 0;                   // raft.state writes in flight
   std::vector<int32_t> voters_;              // the configuration's voters (refreshed on commit)
   bool running_ = false;       // a Ready is being persisted
+  size_t writing_ = 0;         // Readies advanced before durable (Plan::async), not yet durable
   bool persisting_ = false;    // ... and its writes started (its descriptors are in use)
   bool scheduled_ = false;     // run() is posted
   bool sleeping_ = false;      // not ticked by the shard until something reaches it (sleep())

@@ -43,7 +43,9 @@ struct Node {
   std::unique_ptr<Replica> replica;
 };
 
-class Group : public ::testing::Test {
+// Every case twice: Readies persisted one at a time, and a leader's own batches written
+// asynchronously (ReplicaOptions::async_writes).
+class Group : public ::testing::TestWithParam<bool> {
  protected:
   void SetUp() override {
     root_ = fs::temp_directory_path() /
@@ -74,6 +76,7 @@ class Group : public ::testing::Test {
     o.raft.heartbeat_ticks = 1;
     o.raft.max_cached_bytes = cached_;
     o.raft.check_quorum = check_quorum_;
+    o.async_writes = GetParam();
     ReplicaEvents ev;
     ev.send = [this](uint64_t, std::vector<raft::Message> msgs) {
       for (auto& m : msgs) wire_.push_back(std::move(m));
@@ -238,7 +241,7 @@ class Group : public ::testing::Test {
   bool check_quorum_ = true;  // for the replicas opened from then on
 };
 
-TEST_F(Group, ElectsCommitsAndReplicatesTheSameBatches) {
+TEST_P(Group, ElectsCommitsAndReplicatesTheSameBatches) {
   run_until([&] { return leader() >= 0; });
   const int l = leader();
   auto acks = produce(l, 20, "a");
@@ -253,9 +256,37 @@ TEST_F(Group, ElectsCommitsAndReplicatesTheSameBatches) {
   EXPECT_EQ(values(0), values(2));
 }
 
+// Asynchronous writes: the leader's next batch goes into the log while the previous one is
+// not yet durable; one at a time, it waits for that. Either way every batch is acknowledged
+// once durable, and the replicas hold the same log.
+TEST_P(Group, ALeadersNextBatchIsWrittenWhileThePreviousSyncs) {
+  run_until([&] { return leader() >= 0; });
+  const int l = leader();
+  run_until([&] { return nodes_[l].log->idle(); });
+  log::PartitionLog& log = *nodes_[l].log;
+  auto first = produce(l, 1, "a");
+  io_.poll();  // its Ready runs: the write is handed to the ring; no completion is taken yet
+  auto second = produce(l, 1, "b");
+  io_.poll();
+  EXPECT_EQ(*log.durable_offset(), 0);
+  EXPECT_EQ(*log.log_end_offset(), GetParam() ? 6 : 3);
+  run_until([&] { return first->size() == 1 && second->size() == 1; });
+  EXPECT_EQ((*first)[0], std::make_pair(ErrorCode::kNone, int64_t{0}));
+  EXPECT_EQ((*second)[0], std::make_pair(ErrorCode::kNone, int64_t{3}));
+  // (Acknowledged once on a majority: the followers' disks may be it, the leader's sync later.)
+  run_until([&] { return *log.durable_offset() >= 6; });
+  auto more = produce(l, 30, "c");
+  run_until([&] { return more->size() == 30; });
+  for (const auto& [code, base] : *more) EXPECT_EQ(code, ErrorCode::kNone);
+  run_until(
+      [&] { return values(0).size() == 96 && values(1).size() == 96 && values(2).size() == 96; });
+  EXPECT_EQ(values(0), values(1));
+  EXPECT_EQ(values(0), values(2));
+}
+
 // Replicas and logs that gave their descriptors back while idle (more partitions than a shard
 // keeps them for) open them again through the ring for their next write, and go on as before.
-TEST_F(Group, ReplicasThatGaveTheirFilesBackOpenThemAgainAndWriteOn) {
+TEST_P(Group, ReplicasThatGaveTheirFilesBackOpenThemAgainAndWriteOn) {
   run_until([&] { return leader() >= 0; });
   const int l = leader();
   auto acks = produce(l, 10, "a");
@@ -288,7 +319,7 @@ TEST_F(Group, ReplicasThatGaveTheirFilesBackOpenThemAgainAndWriteOn) {
   EXPECT_EQ(values(0), values(2));
 }
 
-TEST_F(Group, ASleepingReplicaWakesOnceForWhateverReachesIt) {
+TEST_P(Group, ASleepingReplicaWakesOnceForWhateverReachesIt) {
   // The shard stops ticking a sleeping replica; anything that reaches it must say so once.
   run_until([&] { return leader() >= 0; });
   const int l = leader(), f = (l + 1) % 3;
@@ -307,7 +338,7 @@ TEST_F(Group, ASleepingReplicaWakesOnceForWhateverReachesIt) {
   EXPECT_EQ(wakes_[l], 1);  // never asleep again: no more wakes
 }
 
-TEST_F(Group, FollowerNotLeaderAnswers) {
+TEST_P(Group, FollowerNotLeaderAnswers) {
   run_until([&] { return leader() >= 0; });
   const int f = (leader() + 1) % 3;
   auto batch = make_batch(1, "x");
@@ -315,7 +346,7 @@ TEST_F(Group, FollowerNotLeaderAnswers) {
             ErrorCode::kNotLeaderOrFollower);
 }
 
-TEST_F(Group, FollowersCheckTheCrcOfWhatTheLeaderSends) {
+TEST_P(Group, FollowersCheckTheCrcOfWhatTheLeaderSends) {
   // The leader's log trusts its own proposals' CRCs (the Produce path checked them); a follower
   // must not trust what arrives from its leader (sent from the leader's files when it lags): a
   // batch whose bytes changed on the way (here: already at the leader) is refused, never
@@ -339,7 +370,7 @@ TEST_F(Group, FollowersCheckTheCrcOfWhatTheLeaderSends) {
   EXPECT_EQ(nodes_[l].replica->high_watermark(), 0);  // never committed
 }
 
-TEST_F(Group, AFollowerDropsBatchesThatDoNotSayWhatTheirEntrySays) {
+TEST_P(Group, AFollowerDropsBatchesThatDoNotSayWhatTheirEntrySays) {
   // A batch must carry its entry's term as its leader epoch and as many records as the entry
   // spans (a leader's file rewritten under a queued message would not): one that does not is
   // not stored, and the follower takes the right one when it comes.
@@ -368,7 +399,7 @@ TEST_F(Group, AFollowerDropsBatchesThatDoNotSayWhatTheirEntrySays) {
   EXPECT_EQ(values(f2), values(l));
 }
 
-TEST_F(Group, AnUncommittableWriteIsAnsweredAtItsTimeout) {
+TEST_P(Group, AnUncommittableWriteIsAnsweredAtItsTimeout) {
   run_until([&] { return leader() >= 0; });
   const int l = leader();
   cut_[(l + 1) % 3] = cut_[(l + 2) % 3] = true;  // nothing can commit
@@ -382,7 +413,7 @@ TEST_F(Group, AnUncommittableWriteIsAnsweredAtItsTimeout) {
   EXPECT_TRUE(got[0] == ErrorCode::kRequestTimedOut || got[0] == ErrorCode::kNotLeaderOrFollower);
 }
 
-TEST_F(Group, WaitingProducesAreAnsweredWhenTheReplicaIsDropped) {
+TEST_P(Group, WaitingProducesAreAnsweredWhenTheReplicaIsDropped) {
   run_until([&] { return leader() >= 0; });
   const int l = leader();
   cut_[(l + 1) % 3] = cut_[(l + 2) % 3] = true;  // nothing can commit
@@ -405,7 +436,7 @@ TEST_F(Group, WaitingProducesAreAnsweredWhenTheReplicaIsDropped) {
   for (const auto& [e, base] : *dropped) EXPECT_EQ(e, ErrorCode::kNotLeaderOrFollower);
 }
 
-TEST_F(Group, RestartedFollowerCatchesUpFromSegments) {
+TEST_P(Group, RestartedFollowerCatchesUpFromSegments) {
   run_until([&] { return leader() >= 0; });
   const int l = leader();
   const int f = (l + 1) % 3;
@@ -421,7 +452,7 @@ TEST_F(Group, RestartedFollowerCatchesUpFromSegments) {
 
 // DeleteRecords: the leader's new log start reaches every replica through a control entry,
 // which takes no Kafka offset; a follower restarted after it keeps the moved start.
-TEST_F(Group, LogStartReplicatesToFollowersWithoutTakingOffsets) {
+TEST_P(Group, LogStartReplicatesToFollowersWithoutTakingOffsets) {
   run_until([&] { return leader() >= 0; });
   const int l = leader();
   auto acks = produce(l, 10, "d");
@@ -452,7 +483,7 @@ TEST_F(Group, LogStartReplicatesToFollowersWithoutTakingOffsets) {
 // replica has none): the node's log still starts at that batch, whose header came through the
 // ring (PartitionLog::read_async), not from a read of the files on the replica's thread (the
 // shard's, in the broker).
-TEST_F(Group, LogStartInsideAnOldBatchIsFoundThroughTheRing) {
+TEST_P(Group, LogStartInsideAnOldBatchIsFoundThroughTheRing) {
   run_until([&] { return leader() >= 0; });
   auto acks = produce(leader(), 10, "d");  // offsets 0-29, three per batch
   run_until([&] { return acks->size() == 10; });
@@ -492,7 +523,7 @@ TEST_F(Group, LogStartInsideAnOldBatchIsFoundThroughTheRing) {
 // Found by tests/fault (seed 2, docs/fault-testing.md): a follower more than the log's
 // inflight_appends_max (1024) batches behind got them in one append message (up to 1 MiB) and
 // one Ready; the log refused the append as busy and the replica stopped for good.
-TEST_F(Group, FollowerCatchesUpMoreBatchesThanTheLogTakesInFlightAtOnce) {
+TEST_P(Group, FollowerCatchesUpMoreBatchesThanTheLogTakesInFlightAtOnce) {
   run_until([&] { return leader() >= 0; });
   const int f = (leader() + 1) % 3;
   crash(f);
@@ -519,7 +550,7 @@ TEST_F(Group, FollowerCatchesUpMoreBatchesThanTheLogTakesInFlightAtOnce) {
   EXPECT_EQ(values(f), values(l));
 }
 
-TEST_F(Group, NewLeaderAfterCutOffKeepsOffsetsContiguousAndOldLeaderTruncates) {
+TEST_P(Group, NewLeaderAfterCutOffKeepsOffsetsContiguousAndOldLeaderTruncates) {
   run_until([&] { return leader() >= 0; });
   const int old = leader();
   auto first = produce(old, 5, "c");
@@ -561,7 +592,7 @@ TEST_F(Group, NewLeaderAfterCutOffKeepsOffsetsContiguousAndOldLeaderTruncates) {
 // into an earlier segment, the rare cut (PartitionLog::truncate_suffix_async's blocking one,
 // its .log cut and the later segments' removal through the ring), and the replica goes on once
 // the ring's cut completed.
-TEST_F(Group, ADeposedLeadersTailAcrossSegmentsIsCutAndReplaced) {
+TEST_P(Group, ADeposedLeadersTailAcrossSegmentsIsCutAndReplaced) {
   run_until([&] { return leader() >= 0; });
   const int old = leader();
   auto first = produce(old, 5, "c");
@@ -587,7 +618,7 @@ TEST_F(Group, ADeposedLeadersTailAcrossSegmentsIsCutAndReplaced) {
   EXPECT_EQ(values(old), values(now));
 }
 
-TEST_F(Group, AFollowerThatReplacesItsSuffixKnowsTheProducersOfWhatReplacedIt) {
+TEST_P(Group, AFollowerThatReplacesItsSuffixKnowsTheProducersOfWhatReplacedIt) {
   // A deposed leader's uncommitted batches are replaced by the new leader's; the new leader's
   // batches arrive in the same Ready that cuts the old ones. The producers' table rebuilt at
   // the cut must then learn them again: when this replica leads later, a producer's retry of
@@ -617,7 +648,7 @@ TEST_F(Group, AFollowerThatReplacesItsSuffixKnowsTheProducersOfWhatReplacedIt) {
   }
 }
 
-TEST_F(Group, ADeposedLeadersOwnEntriesAreCutFromRaftInternal) {
+TEST_P(Group, ADeposedLeadersOwnEntriesAreCutFromRaftInternal) {
   // A leader cut off from the others proposes a control entry (DeleteRecords) that never
   // commits; the new leader's entries take its place. The deposed leader cuts its stored
   // Raft entries (raft.internal, through the ring) before writing the new ones: afterwards
@@ -648,7 +679,7 @@ TEST_F(Group, ADeposedLeadersOwnEntriesAreCutFromRaftInternal) {
   EXPECT_FALSE(internal(now).empty());
 }
 
-TEST_F(Group, ProposalsReplacedBeforeAnyReadyHandedThemOutLeaveNoStaleProducerState) {
+TEST_P(Group, ProposalsReplacedBeforeAnyReadyHandedThemOutLeaveNoStaleProducerState) {
   // The Produce path records a leader's proposal in the producers' table at once. A deposed
   // leader whose proposals a later leader's entries replace before a Ready handed them out
   // has no file to cut: the table must still forget them. Otherwise, leading again, it would
@@ -715,7 +746,7 @@ TEST_F(Group, ProposalsReplacedBeforeAnyReadyHandedThemOutLeaveNoStaleProducerSt
   EXPECT_EQ(producers_[old].check(42, 0, 12, 3).verdict, SequenceCheck::Verdict::kAppend);
 }
 
-TEST_F(Group, ReopenedReplicaKeepsTermVoteAndLog) {
+TEST_P(Group, ReopenedReplicaKeepsTermVoteAndLog) {
   run_until([&] { return leader() >= 0; });
   const int l = leader();
   auto acks = produce(l, 10, "r");
@@ -730,6 +761,11 @@ TEST_F(Group, ReopenedReplicaKeepsTermVoteAndLog) {
   EXPECT_EQ(e, epoch);
   EXPECT_EQ(end, 30);
 }
+
+INSTANTIATE_TEST_SUITE_P(Writes, Group, ::testing::Bool(),
+                         [](const ::testing::TestParamInfo<bool>& p) {
+                           return p.param ? "Async" : "OneAtATime";
+                         });
 
 }  // namespace
 }  // namespace sluice::broker
