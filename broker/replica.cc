@@ -985,11 +985,7 @@ void Replica::run() {
   if (is_leader() && !plan.hard_state && !rd->messages.empty() && events_.send) {
     std::vector<raft::Message> early, later;
     for (raft::Message& m : rd->messages) {
-      const bool leader_msg = m.type == raft::MessageType::kAppend ||
-                              m.type == raft::MessageType::kHeartbeat ||
-                              m.type == raft::MessageType::kSnapshot ||
-                              m.type == raft::MessageType::kTimeoutNow;
-      (leader_msg ? early : later).push_back(std::move(m));
+      (raft::promises_nothing_durable(m) ? early : later).push_back(std::move(m));
     }
     rd->messages = std::move(later);
     if (!early.empty()) events_.send(options_.group, std::move(early));
@@ -1250,13 +1246,7 @@ void Replica::persist_data(std::shared_ptr<raft::Ready> rd, std::shared_ptr<Plan
     if (writing_ > 0 && rd->must_sync) {
       // Raft's own entries or a new term after batches still being synced: the node hears of
       // them only once those are durable too (raft/node.h, asynchronous writes).
-      log_.when_durable(log_.log_end_offset(),
-                        [this, alive = alive_, rd](const log::LogResult<Offset>& r) {
-                          if (!*alive || failed_) return;
-                          if (!r) return fail("cannot make the log durable: " + r.error().message);
-                          finish(rd);
-                        });
-      ring_.submit();
+      when_log_durable(log_.log_end_offset(), [this, rd] { finish(rd); });
       return;
     }
     finish(rd);
@@ -1302,13 +1292,7 @@ void Replica::persist_data(std::shared_ptr<raft::Ready> rd, std::shared_ptr<Plan
     return;
   }
   if (to < plan->data.size()) {
-    log_.when_durable(appended->end_offset,
-                      [this, alive = alive_, rd, plan, to](const log::LogResult<Offset>& r) {
-                        if (!*alive) return;
-                        if (!r) return fail("cannot make the log durable: " + r.error().message);
-                        persist_data(rd, plan, to);
-                      });
-    ring_.submit();
+    when_log_durable(appended->end_offset, [this, rd, plan, to] { persist_data(rd, plan, to); });
     return;
   }
   if (!rd->must_sync) {
@@ -1319,30 +1303,29 @@ void Replica::persist_data(std::shared_ptr<raft::Ready> rd, std::shared_ptr<Plan
   if (plan->async) {
     // Told durable once the log's fdatasync covers it; the node takes the next Ready now.
     ++writing_;
-    log_.when_durable(appended->end_offset,
-                      [this, alive = alive_, persisted = rd->persisted(),
-                       later = std::move(rd->messages)](const log::LogResult<Offset>& r) mutable {
-                        if (!*alive || failed_) return;
-                        if (!r) return fail("cannot make the log durable: " + r.error().message);
-                        --writing_;
-                        node_->persisted(persisted);
-                        if (!later.empty() && events_.send) {
-                          events_.send(options_.group, std::move(later));
-                        }
-                        complete_waiters();
-                        if (events_.on_commit) events_.on_commit();
-                        schedule();
-                      });
-    ring_.submit();
+    when_log_durable(appended->end_offset, [this, persisted = rd->persisted(),
+                                            later = std::move(rd->messages)]() mutable {
+      if (failed_) return;
+      --writing_;
+      node_->persisted(persisted);
+      if (!later.empty() && events_.send) events_.send(options_.group, std::move(later));
+      complete_waiters();
+      if (events_.on_commit) events_.on_commit();
+      schedule();
+    });
     finish(rd, /*advanced=*/true);
     return;
   }
-  log_.when_durable(appended->end_offset,
-                    [this, alive = alive_, rd](const log::LogResult<Offset>& r) {
-                      if (!*alive) return;
-                      if (!r) return fail("cannot make the log durable: " + r.error().message);
-                      finish(rd);
-                    });
+  when_log_durable(appended->end_offset, [this, rd] { finish(rd); });
+}
+
+void Replica::when_log_durable(Offset at, std::function<void()> then) {
+  log_.when_durable(
+      at, [this, alive = alive_, then = std::move(then)](const log::LogResult<Offset>& r) {
+        if (!*alive) return;
+        if (!r) return fail("cannot make the log durable: " + r.error().message);
+        then();
+      });
   ring_.submit();
 }
 

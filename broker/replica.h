@@ -262,6 +262,8 @@ class Replica final : public raft::LogSource, public log::FdHolder {
   void write_raft_state(std::shared_ptr<raft::Ready> rd, std::shared_ptr<Plan> plan);
   // Appends plan->data from entry `from` on, at most kAppendChunk batches per log append.
   void persist_data(std::shared_ptr<raft::Ready> rd, std::shared_ptr<Plan> plan, size_t from = 0);
+  // Runs `then` once the log is durable up to `at` (the replica stops if it cannot be made so).
+  void when_log_durable(Offset at, std::function<void()> then);
   // `advanced`: Plan::async, the node was told already (Persisted{}).
   void finish(std::shared_ptr<raft::Ready> rd, bool advanced = false);
   void apply_control(const raft::Entry& e);

@@ -907,8 +907,8 @@ bool PartitionLog::all_covered() const {
 }
 
 void PartitionLog::begin_chain() {
-  if (config_.flush.mode != FlushMode::kEveryBatch || failure_ ||
-      flush_rounds_.size() >= std::max<uint32_t>(1, config_.flush_rounds_max) || !all_covered()) {
+  if (config_.flush.mode != FlushMode::kEveryBatch || failure_ || flush_rounds_full() ||
+      !all_covered()) {
     return;
   }
   chain_.emplace();
@@ -1003,7 +1003,7 @@ void PartitionLog::on_write_done(uint64_t seq, int32_t result) {
 // flight, or wait for a round to complete (flush_again_).
 void PartitionLog::start_flush() {
   if (failure_) return;
-  if (flush_rounds_.size() >= std::max<uint32_t>(1, config_.flush_rounds_max)) {
+  if (flush_rounds_full()) {
     flush_again_ = true;
     return;
   }

@@ -664,6 +664,10 @@ class PartitionLog final : public FdHolder, public ColdHolder {
   // Everything appended is written and has a flush round started after its write (or is
   // durable): a linked flush then makes the log durable up to its end.
   bool all_covered() const;
+  // As many rounds in flight as LogConfig::flush_rounds_max allows (0 counts as 1).
+  bool flush_rounds_full() const {
+    return flush_rounds_.size() >= std::max<uint32_t>(1, config_.flush_rounds_max);
+  }
   void complete_durable_waiters();
   void fail(const LogError& error);
 

@@ -174,6 +174,13 @@ struct Message {
   std::optional<Snapshot> snapshot;
 };
 std::string to_string(const Message& m);  // one line, for traces and datadriven tests
+// A leader's appends, heartbeats, snapshots and transfers promise nothing about the sender's
+// disk: a driver may send them before the Ready's writes are durable (asynchronous writes).
+// Votes and acknowledgements wait for the disk.
+inline bool promises_nothing_durable(const Message& m) {
+  return m.type == MessageType::kAppend || m.type == MessageType::kHeartbeat ||
+         m.type == MessageType::kSnapshot || m.type == MessageType::kTimeoutNow;
+}
 
 // Tunables. Timeouts count ticks; the driver decides how long a tick is.
 struct Config {

@@ -431,11 +431,7 @@ void World::process_ready(Replica& r) {
              rng_.between(1, 2 * faults_.latency_max + 10);
       w.entries = std::move(rd.entries);
       for (Message& m : rd.messages) {
-        const bool leader_msg = m.type == MessageType::kAppend ||
-                                m.type == MessageType::kHeartbeat ||
-                                m.type == MessageType::kSnapshot ||
-                                m.type == MessageType::kTimeoutNow;
-        if (leader_msg) {
+        if (promises_nothing_durable(m)) {
           send(m);
         } else {
           w.messages.push_back(std::move(m));
