@@ -424,6 +424,7 @@ std::unique_ptr<Replica> Broker::open_replica(ShardState& ss, Partition& p, uint
   o.raft.quiesce = config_.raft_quiesce;
   o.tick_ms = tick;
   o.pacer = ss.pacer;
+  o.pace_below_bytes = static_cast<uint64_t>(config_.sync_pace_below_bytes);
   o.async_writes = config_.raft_async_writes && config_.flush_policy == FlushPolicy::kEveryBatch;
   ReplicaEvents ev;
   cluster::ClusterNode* cluster = cluster_.get();
@@ -509,6 +510,7 @@ log::LogConfig Broker::log_config_for(const TopicInfo& topic) const {
   c.flush_rounds_max = static_cast<uint32_t>(config_.sync_rounds);
   // Small segments (tests, compaction) are not worth preallocating in full.
   c.preallocate = c.segment_bytes <= (256ull << 20);
+  c.zero_ahead = config_.zero_ahead;
   return c;
 }
 

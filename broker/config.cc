@@ -375,12 +375,23 @@ Result<BrokerConfig> parse_config(int argc, const char* const* argv) {
                  "limit)")
       ->capture_default_str()
       ->check(CLI::Range(int64_t{0}, int64_t{1'000'000}));
+  app.add_option("--log.sync.pace.below.bytes", c.sync_pace_below_bytes,
+                 "every-batch: only persists that carry fewer bytes of new produce data than "
+                 "this wait for --log.sync.max.rate (0: all of them)")
+      ->capture_default_str()
+      ->check(CLI::Range(int64_t{0}, int64_t{1} << 30));
   app.add_option("--log.sync.rounds", c.sync_rounds,
                  "every-batch: fdatasync rounds a partition has in flight at once; appends that "
                  "complete while one runs start the next beside it (1: one at a time, later "
                  "appends share the next)")
       ->capture_default_str()
       ->check(CLI::Range(1, 64));
+  app.add_option(
+         "--log.zero.ahead", c.zero_ahead,
+         "Write zeros (and sync them) a few MiB ahead of each partition's appends, so that "
+         "an append's fdatasync finds its blocks written and updates no file metadata; "
+         "while its syncs are small; writes those bytes to the disk twice (false: fallocate ahead)")
+      ->capture_default_str();
   app.add_option("--socket.request.max.bytes", c.request_max_bytes, "Largest request accepted")
       ->capture_default_str()
       ->check(CLI::Range(1024, 1 << 30));

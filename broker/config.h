@@ -83,9 +83,14 @@ struct BrokerConfig {
   // (each ends in an fdatasync); past it they wait their turn and grow (broker/sync_pacer.h).
   // 0: no pacing.
   int64_t sync_max_rate = 1000;
+  // Only persists of fewer new bytes than this are paced (0: all of them).
+  int64_t sync_pace_below_bytes = 16384;
   // every-batch: fdatasync rounds a partition's log has in flight at once (log::LogConfig::
   // flush_rounds_max); 1 is plain group commit.
   int32_t sync_rounds = 1;
+  // Write zeros a few MiB ahead of each active segment's appends instead of fallocate, so an
+  // append's fdatasync updates no metadata (log::LogConfig::zero_ahead).
+  bool zero_ahead = true;
 
   // Limits.
   int32_t request_max_bytes = 100 * 1024 * 1024;

@@ -513,6 +513,7 @@ ErrorCode Replica::produce(MutableBytes batch, int16_t acks, ProduceDone done,
                                                              : ErrorCode::kNotLeaderOrFollower;
   }
   proposed_last_ = **index + width - 1;
+  proposed_bytes_ += batch.size();
   proposed_term_ = term;
   if (done) {
     waiters_.emplace(**index + width - 1,
@@ -895,6 +896,7 @@ void Replica::schedule() {
     run();
   };
   if (options_.pacer && proposed_last_ > mirrored_last_ && is_leader() &&
+      (options_.pace_below_bytes == 0 || proposed_bytes_ < options_.pace_below_bytes) &&
       !options_.pacer->admit(go)) {
     return;
   }
@@ -905,6 +907,9 @@ void Replica::run() {
   if (running_ || failed_ || !node_->has_ready()) return;
   running_ = true;
   auto rd = std::make_shared<raft::Ready>(node_->take_ready());
+  // The proposals so far go out with this Ready (one cut short by its size limit leaves some,
+  // which then count as few bytes: paced as before).
+  if (!rd->entries.empty()) proposed_bytes_ = 0;
   Plan plan;
   // Mirror the node's log: the translator and internal entries follow what the node hands
   // out, before it is on disk (the leader computes offsets from them).

@@ -59,6 +59,9 @@ struct ReplicaOptions {
   int64_t tick_ms = 50;                 // how long a tick is (for "heard from lately")
   // The shard's pacing of persists of this replica's own proposals (null: none).
   std::shared_ptr<SyncPacer> pacer;
+  // Only persists carrying fewer new bytes than this wait for the pacer: a sync's cost to the
+  // machine is per sync, and one that carries this much is worth it (0: every persist waits).
+  uint64_t pace_below_bytes = 0;
   // A leader's Readies that only append its own batches are advanced as soon as the log took
   // their writes, and reported durable later (raft::Node::persisted, etcd's asynchronous
   // storage writes): the next Ready's write overlaps this one's fdatasync.
@@ -323,6 +326,7 @@ class Replica final : public raft::LogSource, public log::FdHolder {
   // The last entry this replica proposed as leader, and its term: the Produce path records a
   // proposal in the producers' table at once, before a Ready hands it out.
   uint64_t proposed_last_ = 0;
+  uint64_t proposed_bytes_ = 0;  // of this leader's proposals not yet handed out in a Ready
   uint64_t proposed_term_ = 0;
   // LogSource reads run on the shard: what the log lacks comes through the ring
   // (PartitionLog::read_batches_now), and the node hears when (raft::Node::source_ready).

@@ -63,6 +63,14 @@ struct LogConfig {
   int64_t retention_ms = 7ll * 24 * 3600 * 1000;  // retention.ms; < 0: unlimited
   FlushPolicy flush;
   bool preallocate = true;  // fallocate the active segment ahead of its writes, growing
+  // Instead of fallocate: write zeros ahead of the active segment's appends (a few MiB, through
+  // the ring, then fdatasync them), so that an append's fdatasync overwrites blocks that are
+  // allocated and written already and updates no metadata (no extent conversion, no new
+  // size): one data write and a cache flush instead of a metadata write between them. Costs
+  // the zeros' writes (the data's bytes once more). Appends never wait for it except one that
+  // reaches a range still being zeroed: its write goes once the zeros are in. Only with
+  // FlushMode::kEveryBatch, and only while the log's syncs are small (log/README.md).
+  bool zero_ahead = false;
   RecoveryScan recovery_scan = RecoveryScan::kUnflushed;
   uint32_t inflight_appends_max = 1024;  // append() returns kBusy above this
   // FlushMode::kEveryBatch: fdatasync rounds in flight at once. With 1, appends that complete
@@ -406,12 +414,22 @@ class PartitionLog final : public FdHolder, public ColdHolder {
     return failure_ ? std::optional<LogErrc>(failure_->code) : std::nullopt;
   }
   uint64_t flush_count() const { return flush_count_; }  // fdatasync rounds started
+  // LogConfig::zero_ahead: data writes waiting for the zeros being written under them.
+  size_t held_writes() const { return held_writes_.size(); }
   size_t flushes_in_flight() const { return flush_rounds_.size(); }  // rounds not counted yet
   // Logs of this process stopped so far (any thread): lets an owner of many logs look for
   // stopped ones only after one stopped.
   static uint64_t stops_so_far();
 
  private:
+  // A data write held back until the zeros in flight under it are written (zero_ahead).
+  struct HeldWrite {
+    int64_t segment_base;
+    std::shared_ptr<FileHandle> file;
+    Bytes bytes;
+    uint64_t position;
+    uint64_t seq;
+  };
   struct PendingWrite {
     uint64_t seq;
     int64_t segment_base;
@@ -474,6 +492,9 @@ class PartitionLog final : public FdHolder, public ColdHolder {
   void trim(detail::Segment& seg);
   void on_trimmed(int64_t segment_base, int32_t result);
   void preallocate(detail::Segment& seg, uint64_t needed, bool now);
+  // LogConfig::zero_ahead: zeros the next step ahead of `needed` when what is zeroed runs low.
+  void zero_ahead(detail::Segment& seg, uint64_t needed);
+  void on_zeroed(int64_t segment_base, uint64_t target, int32_t result);
   // `now`: write the sealing time entry with a blocking pwrite (close()); otherwise it goes
   // through the ring like every index entry.
   LogResult<void> seal(detail::Segment& seg, bool now);
@@ -713,6 +734,7 @@ class PartitionLog final : public FdHolder, public ColdHolder {
 
   uint64_t next_seq_ = 0;
   std::deque<PendingWrite> pending_writes_;                  // by sequence
+  std::vector<HeldWrite> held_writes_;                       // zero_ahead: in sequence order
   std::deque<AppendWaiter> appends_;                         // callbacks waiting for written_end_
   std::multimap<int64_t, DurableCallback> durable_waiters_;  // by offset awaited
   std::vector<std::function<void()>> appendable_waiters_;    // when_appendable()
@@ -761,6 +783,11 @@ class PartitionLog final : public FdHolder, public ColdHolder {
   size_t ops_in_flight_ = 0;
   bool cutting_ = false;  // truncate_suffix_async's ring operations in flight
   uint64_t flush_count_ = 0;  // ring operations of this log not yet completed
+  // LogConfig::zero_ahead: bytes submitted for writing in all, and at the last flush round's
+  // start; a moving average of the bytes each round syncs (zeros ahead pay only for small ones).
+  uint64_t submitted_bytes_ = 0;
+  uint64_t submitted_at_round_ = 0;
+  uint64_t round_bytes_avg_ = 0;
 
   // The last kRecentBatchesMax batches appended, in log order (contiguous offsets up to the log
   // end): where each one is, so that tailing reads and Raft's term lookups need no header

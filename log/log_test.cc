@@ -2,11 +2,17 @@
 #include "log/log.h"
 
 #include <fcntl.h>
+#include <linux/fiemap.h>
+#include <linux/fs.h>
+#include <sys/ioctl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <csignal>
+#include <fstream>
+#include <optional>
 #include <set>
 #include <tuple>
 
@@ -21,6 +27,30 @@ namespace {
 using testing::append_and_wait;
 using testing::make_batch;
 using testing::segment_path;
+
+// Bytes of `path` in blocks allocated but never written (fallocate's unwritten extents), or
+// nothing where the file system does not say (FIEMAP).
+std::optional<uint64_t> unwritten_bytes(const std::filesystem::path& path) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return std::nullopt;
+  constexpr size_t kExtents = 256;
+  std::vector<std::byte> buf(sizeof(fiemap) + kExtents * sizeof(fiemap_extent));
+  auto* map = reinterpret_cast<fiemap*>(buf.data());
+  map->fm_start = 0;
+  map->fm_length = FIEMAP_MAX_OFFSET;
+  map->fm_flags = FIEMAP_FLAG_SYNC;
+  map->fm_extent_count = kExtents;
+  const int r = ::ioctl(fd, FS_IOC_FIEMAP, map);
+  ::close(fd);
+  if (r != 0) return std::nullopt;
+  uint64_t unwritten = 0;
+  for (uint32_t i = 0; i < map->fm_mapped_extents; ++i) {
+    if (map->fm_extents[i].fe_flags & FIEMAP_EXTENT_UNWRITTEN) {
+      unwritten += map->fm_extents[i].fe_length;
+    }
+  }
+  return unwritten;
+}
 
 class LogPartition : public ::testing::TestWithParam<bool> {
  protected:
@@ -918,6 +948,86 @@ TEST_P(LogPartition, ActiveSegmentIsPreallocatedAndTrimmedOnRoll) {
     sum += std::filesystem::file_size(segment_path(dir_.path(), base, ".log"));
   }
   EXPECT_LT(sum, log->size_bytes());  // closed segments hold only their batches
+}
+
+// LogConfig::zero_ahead: the active segment's file is written with zeros (and synced) ahead
+// of the appends, read back as the end of the log by recovery, and trimmed when it rolls.
+TEST_P(LogPartition, ZeroAheadWritesZerosPastTheAppendsAndTrimsThemOnRoll) {
+  config_.segment_bytes = 1 << 20;
+  config_.preallocate = false;  // the file grows by the zeros only
+  config_.zero_ahead = true;
+  auto log = open_log();
+  const auto path = segment_path(dir_.path(), 0, ".log");
+  append(*log, 1, 100);
+  ring_.drain();
+  // A segment that holds little zeros nothing (a partition written a little costs no more).
+  EXPECT_EQ(std::filesystem::file_size(path), log->size_bytes());
+  for (int i = 0; i < 3; ++i) append(*log, 100, 1000);
+  ring_.drain();
+  const uint64_t data = log->size_bytes();
+  const uint64_t file = std::filesystem::file_size(path);
+  EXPECT_GE(file, data + (64u << 10));  // zeros past the batches
+  // Written blocks, not fallocate's unwritten ones (whose first write updates metadata).
+  if (auto unwritten = unwritten_bytes(path)) {
+    EXPECT_EQ(*unwritten, 0u);
+  }
+  {
+    std::ifstream in(path, std::ios::binary);
+    std::vector<char> tail(file - data);
+    in.seekg(static_cast<std::streamoff>(data));
+    ASSERT_TRUE(in.read(tail.data(), static_cast<std::streamsize>(tail.size())));
+    EXPECT_TRUE(std::all_of(tail.begin(), tail.end(), [](char c) { return c == 0; }));
+  }
+  for (int i = 0; i < 300; ++i) append(*log, 10, 1000);
+  ASSERT_GT(log->segment_count(), 2u);
+  std::vector<std::byte> expected;
+  for (const auto& b : batches_) expected.insert(expected.end(), b.begin(), b.end());
+  EXPECT_EQ(read_all(*log, 0), expected);
+  uint64_t closed = 0;
+  for (int64_t base : log->segment_base_offsets()) {
+    if (base == log->segment_base_offsets().back()) break;
+    closed += std::filesystem::file_size(segment_path(dir_.path(), base, ".log"));
+  }
+  EXPECT_LT(closed, log->size_bytes());  // closed segments hold only their batches
+  // Not closed (a crash after the appends were durable): recovery stops at the zeros.
+  ring_.drain();
+  log.reset();
+  log = open_log();
+  ASSERT_TRUE(log);
+  EXPECT_EQ(read_all(*log, 0), expected);
+  append(*log, 1, 100);
+  expected.insert(expected.end(), batches_.back().begin(), batches_.back().end());
+  expect_reopened(log, expected);
+}
+
+// An append that reaches the range being zeroed waits for the zeros: written before them, it
+// could be overwritten by them (the ring may run the two in either order).
+TEST_P(LogPartition, ZeroAheadHoldsAWriteUntilTheZerosUnderItAreIn) {
+  config_.segment_bytes = 1 << 20;
+  config_.preallocate = false;
+  config_.zero_ahead = true;
+  auto log = open_log();
+  append(*log, 200, 1000);  // ~200 KiB, then zeros to ~400 KiB
+  ring_.drain();
+  int acknowledged = 0;
+  auto append_counted = [&](int records) {
+    batches_.push_back(make_batch(records, 1000, 1000, batches_.size()));
+    ASSERT_TRUE(log->append(batches_.back(), {}, [&](const LogResult<AppendResult>& r) {
+      ASSERT_TRUE(r);
+      ++acknowledged;
+    }));
+  };
+  append_counted(150);  // to ~350 KiB: written at once, and zeros from ~400 KiB go out with it
+  EXPECT_EQ(log->held_writes(), 0u);
+  append_counted(100);  // to ~450 KiB: into the zeros in flight
+  EXPECT_EQ(log->held_writes(), 1u);
+  ring_.drain();
+  EXPECT_EQ(log->held_writes(), 0u);
+  EXPECT_EQ(acknowledged, 2);
+  std::vector<std::byte> expected;
+  for (const auto& b : batches_) expected.insert(expected.end(), b.begin(), b.end());
+  EXPECT_EQ(read_all(*log, 0), expected);
+  expect_reopened(log, expected);
 }
 
 // AppendOptions::roll_async (a Raft replica's appends): the append that must roll first has

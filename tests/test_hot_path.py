@@ -606,6 +606,29 @@ def one_record_produce(topic, value):
     return req.encode()  # kafka-python's encode() needs its object named
 
 
+def produce_back_to_back(sock, topic, conn, seconds, value_bytes, acked, errors):
+    """Sends one-record Produces (values b"<conn>-<n>", padded to `value_bytes`) one after the
+    other on `sock` for `seconds`, each after the last one's answer; acked[conn] is the last n
+    acknowledged; a failed answer or an exception goes to `errors`."""
+    from kafka.protocol.produce import ProduceResponse
+    import io
+    try:
+        until = time.monotonic() + seconds
+        n = 0
+        while time.monotonic() < until:
+            n += 1
+            value = (b"%d-%d" % (conn, n)).ljust(value_bytes, b"x")
+            sock.sendall(harness.request_frame(0, 3, n, one_record_produce(topic, value)))
+            cid, body = harness.recv_response(sock)
+            (_, parts), = ProduceResponse[3].decode(io.BytesIO(body)).topics
+            if cid != n or parts[0][1] != 0:
+                errors.append((conn, n, cid, parts[0][1]))
+                return
+            acked[conn] = n
+    except Exception as e:  # reported by the caller
+        errors.append((conn, repr(e)))
+
+
 class ConnectionMoves(harness.BrokerTestCase):
     """Two raw connections, accepted one after the other (round-robin: one on each of the two
     shards), send pipelined Produce requests to the same partition: the connection on the other
@@ -672,8 +695,6 @@ class SyncPacing(harness.BrokerTestCase):
                 self.broker.metric("sluice_raft_persists_paced_total"))
 
     def test_syncs_stay_within_the_rate_and_requests_share_them(self):
-        from kafka.protocol.produce import ProduceResponse
-        import io
         topic = "paced"
         self.assertEqual(harness.auto_create(self.bootstrap, topic), (0, 1))
         socks = [harness.connect(self.bootstrap) for _ in range(self.CONNECTIONS)]
@@ -687,22 +708,7 @@ class SyncPacing(harness.BrokerTestCase):
         errors = []
 
         def produce(conn):
-            try:
-                sock = socks[conn]
-                until = time.monotonic() + self.SECONDS
-                n = 0
-                while time.monotonic() < until:
-                    n += 1
-                    value = b"%d-%d" % (conn, n)
-                    sock.sendall(harness.request_frame(0, 3, n, one_record_produce(topic, value)))
-                    cid, body = harness.recv_response(sock)
-                    (_, parts), = ProduceResponse[3].decode(io.BytesIO(body)).topics
-                    if cid != n or parts[0][1] != 0:
-                        errors.append((conn, n, cid, parts[0][1]))
-                        return
-                    acked[conn] = n
-            except Exception as e:  # reported below
-                errors.append((conn, repr(e)))
+            produce_back_to_back(socks[conn], topic, conn, self.SECONDS, 0, acked, errors)
 
         t0 = time.monotonic()
         threads = [threading.Thread(target=produce, args=(c,)) for c in range(self.CONNECTIONS)]
@@ -729,6 +735,59 @@ class SyncPacing(harness.BrokerTestCase):
         want = set(b"%d-%d" % (c, n) for c in range(self.CONNECTIONS)
                    for n in range(1, acked[c] + 1))
         self.assertEqual(want - values, set())
+
+
+class SyncPacingLetsLargePersistsGo(harness.BrokerTestCase):
+    """Pacing is for syncs that carry little (--log.sync.pace.below.bytes): requests of 40 KiB
+    sent back to back from two connections are never held for the pacer, even at a rate of 5
+    syncs a second, while one-record requests from four connections on the same broker are."""
+    BROKER_ARGS = ("--shards", "1", "--log.sync.max.rate", "5",
+                   "--log.sync.pace.below.bytes", "16384")
+    SECONDS = 2.0
+
+    def paced(self):
+        return self.broker.metric("sluice_raft_persists_paced_total")
+
+    def load(self, topic, value_bytes, connections):
+        """Each connection sends one record of `value_bytes` after another for SECONDS; returns
+        (requests acknowledged, fdatasyncs made, persists that waited for the pacer)."""
+        socks = [harness.connect(self.bootstrap) for _ in range(connections)]
+        syncs0 = self.broker.metric("sluice_log_fsync_latency_seconds_count")
+        paced0 = self.paced()
+        acked = [0] * connections
+        errors = []
+
+        def produce(conn):
+            produce_back_to_back(socks[conn], topic, conn, self.SECONDS, value_bytes, acked,
+                                 errors)
+
+        threads = [threading.Thread(target=produce, args=(c,)) for c in range(connections)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        for s in socks:
+            s.close()
+        self.assertEqual(errors, [])
+        return (sum(acked), self.broker.metric("sluice_log_fsync_latency_seconds_count") - syncs0,
+                self.paced() - paced0)
+
+    def test_only_small_persists_wait_for_the_pacer(self):
+        topic = "pace-large"
+        self.assertEqual(harness.auto_create(self.bootstrap, topic), (0, 1))
+        sock = harness.connect(self.bootstrap)
+        sock.sendall(harness.request_frame(0, 3, 0, one_record_produce(topic, b"first")))
+        harness.recv_response(sock)
+        sock.close()
+        time.sleep(1.0)  # the pacer's bucket refills
+        requests, syncs, paced = self.load(topic, 40 << 10, 2)
+        self.assertGreater(requests, 0)
+        # Well past 5 a second: nothing of this load waited.
+        self.assertGreater(syncs, 5 * self.SECONDS + 4 + 5,
+                           "%d fdatasyncs for %d requests" % (syncs, requests))
+        self.assertEqual(paced, 0)
+        requests, syncs, paced = self.load(topic, 10, 4)
+        self.assertGreater(paced, 0, "%d fdatasyncs for %d requests" % (syncs, requests))
 
 
 if __name__ == "__main__":
