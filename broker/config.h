@@ -84,7 +84,7 @@ struct BrokerConfig {
   // 0: no pacing.
   int64_t sync_max_rate = 1000;
   // Only persists of fewer new bytes than this are paced (0: all of them).
-  int64_t sync_pace_below_bytes = 16384;
+  int64_t sync_pace_below_bytes = 8192;
   // every-batch: fdatasync rounds a partition's log has in flight at once (log::LogConfig::
   // flush_rounds_max); 1 is plain group commit.
   int32_t sync_rounds = 1;
