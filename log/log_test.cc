@@ -1000,6 +1000,23 @@ TEST_P(LogPartition, ZeroAheadWritesZerosPastTheAppendsAndTrimsThemOnRoll) {
   expect_reopened(log, expected);
 }
 
+// Zeros ahead only while the log's syncs are small: a log whose flush rounds each sync a few
+// hundred KiB stops writing them (they would cost a write of every byte and save nothing that
+// counts), and its file then grows by its batches alone.
+TEST_P(LogPartition, ZeroAheadStopsWhenEachSyncCarriesMuch) {
+  config_.segment_bytes = 64 << 20;
+  config_.preallocate = false;
+  config_.zero_ahead = true;
+  auto log = open_log();
+  const auto path = segment_path(dir_.path(), 0, ".log");
+  for (int i = 0; i < 40; ++i) append(*log, 16, 1000);  // ~16 KiB a sync
+  ring_.drain();
+  EXPECT_GT(std::filesystem::file_size(path), log->size_bytes());
+  for (int i = 0; i < 40; ++i) append(*log, 300, 1000);  // ~300 KiB a sync
+  ring_.drain();
+  EXPECT_EQ(std::filesystem::file_size(path), log->size_bytes());
+}
+
 // An append that reaches the range being zeroed waits for the zeros: written before them, it
 // could be overwritten by them (the ring may run the two in either order).
 TEST_P(LogPartition, ZeroAheadHoldsAWriteUntilTheZerosUnderItAreIn) {
