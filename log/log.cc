@@ -383,13 +383,12 @@ void PartitionLog::on_zeroed(int64_t segment_base, uint64_t target, int32_t resu
   if (Segment* seg = find_segment(segment_base);
       seg != nullptr && seg->base_offset == segment_base) {
     seg->zeroing_from = UINT64_MAX;
-    // Trimmed when the segment closes, whether or not every write went in. A failed step is
-    // not retried for this segment (a full disk: its own writes say so).
-    seg->preallocated = true;
-    seg->allocated_bytes = std::max(seg->allocated_bytes, target);
+    // A failed step is not retried for this segment (a full disk: its own writes say so).
     seg->zeroed_bytes = result == 0 ? std::max(seg->zeroed_bytes, target) : UINT64_MAX;
   }
-  on_fallocate_done(segment_base, target, result < 0 ? result : 0);
+  // As a preallocation step that reached `target`, even a failed one: whatever the zeros
+  // added past the data is trimmed when the segment closes.
+  on_fallocate_done(segment_base, target, 0);
 }
 
 void PartitionLog::trim(Segment& seg) {
@@ -949,7 +948,7 @@ LogResult<AppendResult> PartitionLog::append(std::span<const MutableBytes> parts
 void PartitionLog::submit_write(Segment& seg, Bytes bytes, uint64_t position, int64_t end_offset) {
   SLUICE_ASSERT(!bytes.empty());
   SLUICE_ASSERT(position + bytes.size() == seg.size_bytes);
-  submitted_bytes_ += bytes.size();
+  bytes_since_round_ += bytes.size();
   if (seg.active) preallocate(seg, seg.size_bytes, false);
   const uint64_t seq = next_seq_++;
   pending_writes_.push_back({.seq = seq,
@@ -957,7 +956,7 @@ void PartitionLog::submit_write(Segment& seg, Bytes bytes, uint64_t position, in
                              .end_position = position + bytes.size(),
                              .end_offset = end_offset});
   ++ops_in_flight_;
-  if (seg.fallocate_in_flight && position + bytes.size() > seg.zeroing_from) {
+  if (position + bytes.size() > seg.zeroing_from) {
     // Zeros are being written where this goes: it must land after them (on_zeroed).
     unchain();
     held_writes_.push_back({.segment_base = seg.base_offset,
@@ -1027,9 +1026,8 @@ void PartitionLog::end_chain() {
 uint64_t PartitionLog::begin_flush_round(int64_t target, size_t syncs, bool linked,
                                          int64_t linked_segment) {
   const uint64_t id = next_round_++;
-  const uint64_t bytes = submitted_bytes_ - submitted_at_round_;
-  submitted_at_round_ = submitted_bytes_;
-  round_bytes_avg_ = round_bytes_avg_ - round_bytes_avg_ / 8 + bytes / 8;
+  round_bytes_avg_ = round_bytes_avg_ - round_bytes_avg_ / 8 + bytes_since_round_ / 8;
+  bytes_since_round_ = 0;
   flush_rounds_.push_back({.id = id,
                            .target = target,
                            .pending = syncs,

@@ -783,10 +783,9 @@ class PartitionLog final : public FdHolder, public ColdHolder {
   size_t ops_in_flight_ = 0;
   bool cutting_ = false;  // truncate_suffix_async's ring operations in flight
   uint64_t flush_count_ = 0;  // ring operations of this log not yet completed
-  // LogConfig::zero_ahead: bytes submitted for writing in all, and at the last flush round's
-  // start; a moving average of the bytes each round syncs (zeros ahead pay only for small ones).
-  uint64_t submitted_bytes_ = 0;
-  uint64_t submitted_at_round_ = 0;
+  // LogConfig::zero_ahead: bytes submitted for writing since the last flush round started, and
+  // a moving average of the bytes each round syncs (zeros ahead pay only for small ones).
+  uint64_t bytes_since_round_ = 0;
   uint64_t round_bytes_avg_ = 0;
 
   // The last kRecentBatchesMax batches appended, in log order (contiguous offsets up to the log

@@ -154,6 +154,13 @@ class LogPartition : public ::testing::TestWithParam<bool> {
     EXPECT_EQ(read_all(*log, 0), expected);
   }
 
+  // Every batch appended so far, one after the other (as the log holds them from offset 0).
+  std::vector<std::byte> appended() const {
+    std::vector<std::byte> all;
+    for (const auto& b : batches_) all.insert(all.end(), b.begin(), b.end());
+    return all;
+  }
+
   std::vector<std::byte> read_all(PartitionLog& log, int64_t from) {
     auto bytes = log.read_copy(Offset(from), 1ull << 30);
     EXPECT_TRUE(bytes) << (bytes ? "" : bytes.error().message);
@@ -980,8 +987,7 @@ TEST_P(LogPartition, ZeroAheadWritesZerosPastTheAppendsAndTrimsThemOnRoll) {
   }
   for (int i = 0; i < 300; ++i) append(*log, 10, 1000);
   ASSERT_GT(log->segment_count(), 2u);
-  std::vector<std::byte> expected;
-  for (const auto& b : batches_) expected.insert(expected.end(), b.begin(), b.end());
+  std::vector<std::byte> expected = appended();
   EXPECT_EQ(read_all(*log, 0), expected);
   uint64_t closed = 0;
   for (int64_t base : log->segment_base_offsets()) {
@@ -1041,8 +1047,7 @@ TEST_P(LogPartition, ZeroAheadHoldsAWriteUntilTheZerosUnderItAreIn) {
   ring_.drain();
   EXPECT_EQ(log->held_writes(), 0u);
   EXPECT_EQ(acknowledged, 2);
-  std::vector<std::byte> expected;
-  for (const auto& b : batches_) expected.insert(expected.end(), b.begin(), b.end());
+  std::vector<std::byte> expected = appended();
   EXPECT_EQ(read_all(*log, 0), expected);
   expect_reopened(log, expected);
 }
@@ -1096,8 +1101,7 @@ TEST_P(LogPartition, RollAsyncOpensTheNextSegmentThroughTheRingFirst) {
   for (size_t i = 0; i + 1 < segments.size(); ++i) {
     closed += std::filesystem::file_size(segment_path(dir_.path(), segments[i], ".log"));
   }
-  std::vector<std::byte> expected;
-  for (const auto& b : batches_) expected.insert(expected.end(), b.begin(), b.end());
+  std::vector<std::byte> expected = appended();
   EXPECT_EQ(read_all(*log, 0), expected);
   EXPECT_LT(closed, expected.size());
   expect_reopened(log, expected);
@@ -1254,8 +1258,7 @@ TEST_P(LogPartition, RollAsyncAfterAReleaseOpensWhatTheRollNeedsThroughTheRing) 
   }
   ring_.drain();
   EXPECT_GT(rolls, 3);
-  std::vector<std::byte> expected;
-  for (const auto& b : batches_) expected.insert(expected.end(), b.begin(), b.end());
+  std::vector<std::byte> expected = appended();
   EXPECT_EQ(read_all(*log, 0), expected);
   expect_reopened(log, expected);
 }
@@ -2001,8 +2004,7 @@ TEST_P(LogPartition, WhenAppendableWakesOnceARollsFilesAreOpen) {
   }
   ring_.drain();
   EXPECT_GT(busy, 3);
-  std::vector<std::byte> expected;
-  for (const auto& b : batches_) expected.insert(expected.end(), b.begin(), b.end());
+  std::vector<std::byte> expected = appended();
   EXPECT_EQ(read_all(*log, 0), expected);
 }
 

@@ -42,8 +42,8 @@ struct Segment {
   bool preallocated = false;  // the .log file extends past size_bytes with zeros
   uint64_t allocated_bytes = 0;  // the .log file's length while preallocated
   bool fallocate_in_flight = false;  // a preallocation step is in the ring
-  // LogConfig::zero_ahead: the step in the ring writes zeros from here on (while
-  // fallocate_in_flight); data writes that reach past it wait for it (held_writes_).
+  // LogConfig::zero_ahead: while a step's zeros are in the ring, where they start (else
+  // UINT64_MAX); data writes that reach past it wait for them (held_writes_).
   uint64_t zeroing_from = UINT64_MAX;
   uint64_t zeroed_bytes = 0;  // zero_ahead: the .log file is written (zeros or data) up to here
   bool trim_in_flight = false;       // sealed: the ftruncate of the preallocated tail is in the ring
