@@ -173,14 +173,17 @@ void Broker::start_shard(ShardState& ss) {
   ready.get_future().wait();
 }
 
+// Reads the event descriptor's counter itself: a buffer larger than the 8 bytes it yields
+// makes asio wait for the next readiness instead of trying another read first, and a read
+// (unlike async_wait) needs no epoll_ctl to re-arm. One read per wake-up, not three calls.
 void Broker::watch_ring(ShardState& ss) {
-  ss.ring_events->async_wait(asio::posix::stream_descriptor::wait_read,
-                             [this, &ss](boost::system::error_code ec) {
-                               if (ec) return;
-                               ss.ring->poll_completions();
-                               ss.ring->submit();
-                               watch_ring(ss);
-                             });
+  ss.ring_events->async_read_some(asio::buffer(ss.ring_counter),
+                                  [this, &ss](boost::system::error_code ec, size_t) {
+                                    if (ec) return;
+                                    ss.ring->poll_completions(log::IoRing::EventFd::kRead);
+                                    ss.ring->submit();
+                                    watch_ring(ss);
+                                  });
 }
 
 void Broker::tick_shard(ShardState& ss) {

@@ -4,6 +4,7 @@
 #include <sys/sendfile.h>
 #include <unistd.h>
 
+#include <array>
 #include <boost/asio/post.hpp>
 #include <boost/asio/read.hpp>
 #include <boost/asio/write.hpp>
@@ -122,32 +123,42 @@ void Connection::arm_idle_timer() {
   });
 }
 
+// The 4-byte size of the next frame; some or all of it may have come with the previous body
+// (size_got_).
 void Connection::read_size() {
   if (closed_ || reading_done_) return;
+  if (size_got_ == sizeof size_buf_) return on_size();
   with_stream([&](auto& stream) {
-  asio::async_read(stream, asio::buffer(size_buf_),
-                   [self = shared_from_this()](boost::system::error_code ec, size_t got) {
-                     if (ec) {
-                       if (got > 0) self->log_truncated(got, sizeof self->size_buf_, ec);
-                       return self->stop_reading();
-                     }
-                     const int32_t size = load_be<int32_t>(self->size_buf_);
-                     if (size < kRequestHeaderBytesMin || size > self->config_.request_max_bytes) {
-                       spdlog::warn(
-                           "connection {} from {}: closing, request frame of {} bytes is outside "
-                           "[{}, socket.request.max.bytes={}]",
-                           self->info_.id, self->info_.peer, size, kRequestHeaderBytesMin,
-                           self->config_.request_max_bytes);
-                       return self->close();
-                     }
-                     self->body_ =
-                         std::make_shared<RequestBuffer>(self->memory_, static_cast<size_t>(size));
-                     self->read_body(0);
-                   });
+    asio::async_read(stream, asio::buffer(size_buf_ + size_got_, sizeof size_buf_ - size_got_),
+                     [self = shared_from_this()](boost::system::error_code ec, size_t got) {
+                       if (ec) {
+                         if (self->size_got_ + got > 0) {
+                           self->log_truncated(self->size_got_ + got, sizeof self->size_buf_, ec);
+                         }
+                         return self->stop_reading();
+                       }
+                       self->on_size();
+                     });
   });
 }
 
-// Reads the rest of body_, of which `got` bytes are in; grows the buffer when it is full.
+void Connection::on_size() {
+  size_got_ = 0;
+  const int32_t size = load_be<int32_t>(size_buf_);
+  if (size < kRequestHeaderBytesMin || size > config_.request_max_bytes) {
+    spdlog::warn(
+        "connection {} from {}: closing, request frame of {} bytes is outside "
+        "[{}, socket.request.max.bytes={}]",
+        info_.id, info_.peer, size, kRequestHeaderBytesMin, config_.request_max_bytes);
+    return close();
+  }
+  body_ = std::make_shared<RequestBuffer>(memory_, static_cast<size_t>(size));
+  read_body(0);
+}
+
+// Reads the rest of body_, of which `got` bytes are in; grows the buffer when it is full. The
+// read that can finish the frame also asks for the next frame's size (a client with requests
+// in flight has usually sent it): one receive a request instead of two.
 void Connection::read_body(size_t got) {
   if (closed_ || reading_done_) return;
   RequestBuffer& body = *body_;
@@ -171,19 +182,25 @@ void Connection::read_body(size_t got) {
     if (!body.try_grow()) return wait_for_memory(got);
   }
   std::byte* at = body.bytes().data() + got;
+  const size_t want = body.bytes().size() - got;
+  const bool last = body.bytes().size() == body.frame_bytes();
+  SLUICE_ASSERT(size_got_ == 0);
+  const std::array<asio::mutable_buffer, 2> buffers{
+      asio::buffer(at, want), asio::buffer(size_buf_, last ? sizeof size_buf_ : 0)};
   with_stream([&](auto& stream) {
-  stream.async_read_some(
-      asio::buffer(at, body.bytes().size() - got),
-      [self = shared_from_this(), got](boost::system::error_code ec, size_t n) {
-        if (ec) {
-          if (self->body_) {
-            self->log_truncated(sizeof self->size_buf_ + got + n,
-                                sizeof self->size_buf_ + self->body_->frame_bytes(), ec);
+    stream.async_read_some(
+        buffers, [self = shared_from_this(), got, want](boost::system::error_code ec, size_t n) {
+          const size_t into_body = std::min(n, want);
+          if (ec) {
+            if (self->body_) {
+              self->log_truncated(sizeof self->size_buf_ + got + into_body,
+                                  sizeof self->size_buf_ + self->body_->frame_bytes(), ec);
+            }
+            return self->stop_reading();
           }
-          return self->stop_reading();
-        }
-        self->read_body(got + n);
-      });
+          self->size_got_ = n - into_body;
+          self->read_body(got + into_body);
+        });
   });
 }
 

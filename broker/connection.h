@@ -108,6 +108,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   // coroutines: clang 14 with libstdc++ 12 has no Boost.Asio awaitable support, and the
   // checked build uses clang).
   void read_size();
+  void on_size();
   void read_body(size_t got);
   void wait_for_memory(size_t got);
   void take_request(RequestFrame frame);
@@ -152,6 +153,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   std::deque<std::shared_ptr<Slot>> pending_;  // request order
   std::optional<boost::asio::steady_timer> idle_timer_;  // on shard_; none while moving
   std::byte size_buf_[4];
+  size_t size_got_ = 0;  // bytes of size_buf_ read ahead, with the previous frame's body
   std::shared_ptr<RequestBuffer> body_;  // the frame being read, if any
   std::shared_ptr<Connection> paused_;   // this, while waiting for request memory
   RequestFrame parked_;  // a request read while the window was full (buffer null: none)

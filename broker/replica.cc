@@ -906,6 +906,8 @@ void Replica::schedule() {
 void Replica::run() {
   if (running_ || failed_ || !node_->has_ready()) return;
   running_ = true;
+  // The Ready's data and index writes and its sync go to the kernel together.
+  const log::IoRing::Batch batch(ring_);
   auto rd = std::make_shared<raft::Ready>(node_->take_ready());
   // The proposals so far go out with this Ready (one cut short by its size limit leaves some,
   // which then count as few bytes: paced as before).

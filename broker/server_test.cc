@@ -140,6 +140,55 @@ TEST_F(ServerTest, AServerDestroyedWhileItsShardRunsOnLeavesNothingBehindThatTou
   std::this_thread::sleep_for(std::chrono::milliseconds(50));
 }
 
+// The connection reads the next frame's size with the end of a body: however the bytes arrive
+// (a size cut in two, a size alone, several frames in one segment), every frame is read whole
+// and in order.
+TEST_F(ServerTest, FramesCutAnywhereAreReadWholeAndInOrder) {
+  std::mutex mutex;
+  std::vector<std::vector<std::byte>> got;
+  start([&](const ConnectionInfo&, RequestFrame frame, std::function<void(Reply)> done) {
+    {
+      std::lock_guard lock(mutex);
+      got.emplace_back(frame.bytes().begin(), frame.bytes().end());
+    }
+    done(Reply::none());
+  });
+  const int fd = connect_to(server_->port());
+  ASSERT_GE(fd, 0);
+  // Frames of 12 to 40 bytes, each body filled with its number.
+  std::vector<unsigned char> stream;
+  std::vector<size_t> sizes;
+  for (size_t i = 0; i < 60; ++i) {
+    const size_t body = 12 + (i * 7) % 29;
+    sizes.push_back(body);
+    const uint32_t size = htonl(static_cast<uint32_t>(body));
+    const auto* p = reinterpret_cast<const unsigned char*>(&size);
+    stream.insert(stream.end(), p, p + 4);
+    stream.insert(stream.end(), body, static_cast<unsigned char>(i));
+  }
+  // Pieces of 1 to 9 bytes with a pause after each: the server sees every cut.
+  for (size_t at = 0, k = 0; at < stream.size(); ++k) {
+    const size_t n = std::min(stream.size() - at, 1 + (k * 5) % 9);
+    ASSERT_EQ(::send(fd, stream.data() + at, n, MSG_NOSIGNAL), static_cast<ssize_t>(n));
+    at += n;
+    std::this_thread::sleep_for(std::chrono::microseconds(300));
+  }
+  const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  for (;;) {
+    {
+      std::lock_guard lock(mutex);
+      if (got.size() == sizes.size() || std::chrono::steady_clock::now() > until) break;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  std::lock_guard lock(mutex);
+  ASSERT_EQ(got.size(), sizes.size());
+  for (size_t i = 0; i < sizes.size(); ++i) {
+    EXPECT_EQ(got[i], std::vector<std::byte>(sizes[i], static_cast<std::byte>(i))) << "frame " << i;
+  }
+  ::close(fd);
+}
+
 // Two shards; the handler does each request's work on shard 1 (as a partition there would)
 // and answers with the request's 4-byte sequence number.
 class ServerMoveTest : public ServerFixture {

@@ -206,6 +206,15 @@ void IoRing::write_then_fdatasync(int fd, std::vector<ChainedWrite> writes, Comp
 
 void IoRing::submit() {
   if (queued_.empty()) return;
+  if (batch_depth_ > 0) {
+    batch_submit_ = true;
+    return;
+  }
+  submit_queued();
+}
+
+void IoRing::submit_queued() {
+  if (queued_.empty()) return;
   if (uring_) return submit_uring();
   {
     std::lock_guard lock(mutex_);
@@ -274,8 +283,9 @@ void IoRing::drain_event_fd() {
   }
 }
 
-size_t IoRing::poll_completions() {
-  drain_event_fd();
+size_t IoRing::poll_completions(EventFd event_fd) {
+  if (event_fd == EventFd::kUnread) drain_event_fd();
+  const Batch batch(*this);
   size_t here = 0;
   if (!ran_here_.empty()) {
     std::vector<Op*> ops;
@@ -338,7 +348,7 @@ size_t IoRing::finish(std::vector<Op*>& ops) {
 
 size_t IoRing::wait() {
   if (in_flight_ == 0) return 0;
-  submit();
+  submit_queued();
   for (;;) {
     if (const size_t n = poll_completions(); n > 0) return n;
     if (uring_) {

@@ -10,6 +10,8 @@
 //
 // Integration with an event loop: watch event_fd() for readability and call
 // poll_completions() when it fires; it never blocks. Tools and tests may call wait().
+// A loop that reads the event descriptor itself (one read(2) of its 8-byte counter before
+// calling) says so with EventFd::kRead and saves the read that would find it empty.
 #pragma once
 
 #include <condition_variable>
@@ -83,10 +85,33 @@ class IoRing {
   };
   void write_then_fdatasync(int fd, std::vector<ChainedWrite> writes, Completion synced);
 
-  // Hands queued operations to the kernel (or the fallback threads). Never blocks.
+  // Hands queued operations to the kernel (or the fallback threads). Never blocks. Inside a
+  // Batch, waits for the outermost Batch to end.
   void submit();
+
+  // Every submit() on `ring` while one lives goes at the end of the outermost one: what a
+  // piece of work queues (an append's data and index writes, the next writes started by
+  // completions) reaches the kernel in one io_uring_enter. Completions run inside a Batch
+  // (poll_completions() holds one).
+  class Batch {
+   public:
+    explicit Batch(IoRing& ring) : ring_(ring) { ++ring_.batch_depth_; }
+    Batch(const Batch&) = delete;
+    Batch& operator=(const Batch&) = delete;
+    ~Batch() {
+      if (--ring_.batch_depth_ == 0 && ring_.batch_submit_) {
+        ring_.batch_submit_ = false;
+        ring_.submit_queued();
+      }
+    }
+
+   private:
+    IoRing& ring_;
+  };
+
   // Runs the completions that are ready; returns how many. Never blocks.
-  size_t poll_completions();
+  enum class EventFd : uint8_t { kUnread, kRead };
+  size_t poll_completions(EventFd event_fd = EventFd::kUnread);
   // Blocks until at least one completion has run (returns 0 at once when nothing is in
   // flight); for tests and tools, never on a shard.
   size_t wait();
@@ -120,6 +145,7 @@ class IoRing {
   struct Uring;
 
   void enqueue(std::unique_ptr<Op> op);
+  void submit_queued();  // submit() without the Batch
   static std::unique_ptr<Op> write_op(int fd, Bytes data, uint64_t position, Completion done);
   size_t finish(std::vector<Op*>& ops);
   void submit_uring();
@@ -136,6 +162,8 @@ class IoRing {
   LatencyHistogram sync_latency_;
   int event_fd_ = -1;
   size_t in_flight_ = 0;
+  int batch_depth_ = 0;        // Batches alive
+  bool batch_submit_ = false;  // submit() was called inside them
   std::deque<Op*> queued_;  // not yet submitted (owned; released to the kernel or workers)
   bool can_ftruncate_ = false;  // the kernel's io_uring has IORING_OP_FTRUNCATE
   bool can_unlink_ = false;     // ... and IORING_OP_UNLINKAT

@@ -144,6 +144,47 @@ TEST_P(LogIoRingTest, EventFdSignalsCompletions) {
   ::close(fd);
 }
 
+// Submissions inside a Batch wait for its end (one io_uring_enter for all); completions run
+// inside one, so what they queue goes out together after them. wait() still submits.
+TEST_P(LogIoRingTest, ABatchHoldsSubmissionsUntilItEnds) {
+  IoRing ring(options());
+  const int fd = ::open((dir_.path() / "f").c_str(), O_RDWR | O_CREAT, 0644);
+  std::vector<std::byte> a(10, std::byte{1});
+  int done = 0;
+  {
+    const IoRing::Batch outer(ring);
+    {
+      const IoRing::Batch inner(ring);
+      ring.write(fd, a, 0, [&](int32_t r) { done += r == 10; });
+      ring.submit();
+    }
+    ring.write(fd, a, 10, [&](int32_t r) { done += r == 10; });
+    ring.submit();
+    pollfd p{.fd = ring.event_fd(), .events = POLLIN, .revents = 0};
+    EXPECT_EQ(::poll(&p, 1, 100), 0) << "submitted before the outermost Batch ended";
+    EXPECT_EQ(ring.poll_completions(), 0u);
+  }
+  pollfd p{.fd = ring.event_fd(), .events = POLLIN, .revents = 0};
+  ASSERT_EQ(::poll(&p, 1, 10000), 1);
+  while (done < 2) ring.poll_completions();
+  // A completion that queues more: submitted as poll_completions() returns.
+  ring.write(fd, a, 20, [&](int32_t) {
+    ring.write(fd, a, 30, [&](int32_t r) { done += r == 10; });
+    ring.submit();
+  });
+  ring.submit();
+  while (done < 3) ring.poll_completions();
+  {
+    const IoRing::Batch batch(ring);
+    ring.write(fd, a, 40, [&](int32_t r) { done += r == 10; });
+    ring.submit();
+    ring.drain();  // does not wait for the Batch to end
+  }
+  EXPECT_EQ(done, 4);
+  EXPECT_EQ(ring.in_flight(), 0u);
+  ::close(fd);
+}
+
 TEST_P(LogIoRingTest, ErrorsAreNegativeErrno) {
   IoRing ring(options());
   const int fd = open_read_only("ro");
