@@ -551,9 +551,38 @@ void PartitionLog::queue_index(Segment& seg, bool time, Bytes entry) {
   pump_index(seg, time);
 }
 
-void PartitionLog::pump_index(Segment& seg, bool time) {
+// Entries of the active segment that lookups do not need yet (reads of the window's batches
+// touch no index) wait, and go to disk many at a time: one write a batch cost an io_uring
+// worker's wake-up per file (ext4 runs buffered writes there) for nothing but recovery, which
+// rebuilds the active segment's indexes after a crash anyway.
+bool PartitionLog::index_due(const Segment& seg, bool time) const {
+  const detail::IndexQueue& q = time ? seg.time_queue : seg.index_queue;
+  if (!seg.active || q.queued.size() >= kLateIndexBytesMax) return true;
+  // Cold reads (of batches older than the window) search the entries on disk: the entries of
+  // this segment's batches before the window's first must be there.
+  uint64_t needed = 0;
+  if (recent_.empty() || recent_.front().segment_base > seg.base_offset) {
+    needed = seg.index_entries;
+  } else if (recent_.front().segment_base == seg.base_offset) {
+    needed = recent_.front().index_before;
+  }
+  // The active segment's two files get their entries at the same batches.
+  const uint64_t after = seg.index_entries - std::min(needed, seg.index_entries);
+  return time ? seg.time_on_disk() + after < seg.time_entries : seg.index_on_disk() < needed;
+}
+
+void PartitionLog::pump_late_index() {
+  if (segments_.empty() || failure_) return;
+  Segment& active = *segments_.back();
+  pump_index(active, false, true);
+  pump_index(active, true, true);
+  ring_.submit();
+}
+
+void PartitionLog::pump_index(Segment& seg, bool time, bool now) {
   detail::IndexQueue& q = time ? seg.time_queue : seg.index_queue;
   if (q.writing_entries > 0 || q.queued_entries == 0) return;
+  if (!now && !index_due(seg, time)) return;
   const std::shared_ptr<FileHandle>& file = time ? seg.time_rw : seg.index_rw;
   SLUICE_ASSERT(file != nullptr);
   const uint64_t entry_bytes = time ? kTimeIndexEntryBytes : kIndexEntryBytes;
@@ -570,17 +599,18 @@ void PartitionLog::pump_index(Segment& seg, bool time) {
 }
 
 void PartitionLog::on_index_written(int64_t segment_base, bool time, int32_t result) {
-  op_done();
   Segment* seg = find_segment(segment_base);
-  if (seg == nullptr || seg->base_offset != segment_base) return;
+  if (seg == nullptr || seg->base_offset != segment_base) return op_done();
   detail::IndexQueue& q = time ? seg->time_queue : seg->index_queue;
   q.writing_entries = 0;
   if (result < 0) {
     // The entries are lost: what the index files hold is unknown, as after a failed data write.
     q.queued.clear();
     q.queued_entries = 0;
+    op_done();
     return fail(errno_error(-result, "write index " + dir_.string()).error());
   }
+  op_done();  // after the queue's state is up to date: it may write the entries left
   if (failure_) return;
   pump_index(*seg, time);
   ring_.submit();
@@ -615,6 +645,8 @@ LogResult<void> PartitionLog::seal(Segment& seg, bool now) {
   seg.active = false;
   seg.unsynced = true;
   seg.dirty = true;  // the trimmed size must reach the disk too
+  pump_index(seg, false);  // entries that waited while it was active
+  pump_index(seg, true);
   if (trim_now && !now) trim(seg);  // through the ring: it blocks in the file system
   return {};
 }
@@ -838,7 +870,14 @@ LogResult<AppendResult> PartitionLog::append_validated(MutableBytes batches,
                        .segment_max_before = active->max_timestamp,
                        .leader_epoch = view->partition_leader_epoch(),
                        .index_before = static_cast<uint32_t>(active->index_entries)});
-    if (recent_.size() > kRecentBatchesMax) recent_.pop_front();
+    if (recent_.size() > kRecentBatchesMax) {
+      recent_.pop_front();
+      // The window moved on: cold reads may now need entries that waited.
+      if (recent_.front().segment_base == active->base_offset) {
+        pump_index(*active, false);
+        pump_index(*active, true);
+      }
+    }
     if (auto r = add_index_entries(*active, active->size_bytes, end_offset_, end_offset_ + delta,
                                    view->max_timestamp(), size);
         !r) {
@@ -1242,7 +1281,10 @@ void PartitionLog::when_idle(std::function<void()> wake) {
 
 void PartitionLog::op_done() {
   SLUICE_ASSERT(ops_in_flight_ > 0);
-  if (--ops_in_flight_ > 0 || idle_waiters_.empty()) return;
+  if (--ops_in_flight_ > 0) return;
+  // Index entries never wait on an idle log: idle() means they are on disk.
+  pump_late_index();
+  if (ops_in_flight_ > 0 || idle_waiters_.empty()) return;
   auto waiters = std::move(idle_waiters_);
   idle_waiters_.clear();
   for (auto& wake : waiters) wake();

@@ -542,8 +542,13 @@ class PartitionLog final : public FdHolder, public ColdHolder {
                                     int64_t last, int64_t max_ts, uint64_t size);
   void submit_write(detail::Segment& seg, Bytes bytes, uint64_t position, int64_t end_offset);
   // Index entries: queued on the segment, written through the ring one write per file at a time.
+  // The active segment's wait (README "Index entries written late") until cold reads need
+  // them (index_due), the log goes idle (op_done) or the segment closes; `now` writes them.
   void queue_index(detail::Segment& seg, bool time, Bytes entry);
-  void pump_index(detail::Segment& seg, bool time);
+  void pump_index(detail::Segment& seg, bool time, bool now = false);
+  bool index_due(const detail::Segment& seg, bool time) const;
+  // The active segment's entries still waiting, through the ring (the log went idle).
+  void pump_late_index();
   void on_index_written(int64_t segment_base, bool time, int32_t result);
   void on_fallocate_done(int64_t segment_base, uint64_t target, int32_t result);
   // A closed segment whose data, indexes and trim are all done: ready for its last fdatasync.
@@ -803,6 +808,8 @@ class PartitionLog final : public FdHolder, public ColdHolder {
     uint32_t index_before;  // its segment's index_entries before it was appended
   };
   static constexpr size_t kRecentBatchesMax = 1024;
+  // The active segment's index entries waiting (pump_index) go to disk at this many bytes.
+  static constexpr size_t kLateIndexBytesMax = 4096;
   std::deque<RecentBatch> recent_;
 
   RecoveryReport report_;

@@ -10,10 +10,12 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
 #include <csignal>
 #include <fstream>
 #include <optional>
 #include <set>
+#include <thread>
 #include <tuple>
 
 #include <gtest/gtest.h>
@@ -85,6 +87,27 @@ class LogPartition : public ::testing::TestWithParam<bool> {
                              EXPECT_GE(*log.durable_offset(), *r->end_offset);
                              ++acknowledged;
                            }));
+  }
+
+  // A log whose appends are never synced and may all be in flight at once (append_busy()), with
+  // an index entry every `index_interval` bytes.
+  std::unique_ptr<PartitionLog> open_busy_log(uint32_t index_interval) {
+    config_.flush.mode = FlushMode::kNever;
+    config_.index_interval_bytes = index_interval;
+    config_.inflight_appends_max = 4096;
+    return open_log();
+  }
+
+  // Appends `n` one-record batches of `value_bytes` and hands their writes to the ring, then
+  // waits a little for it to run them; nobody handles their completions yet: the log is busy.
+  void append_busy(PartitionLog& log, int n, size_t value_bytes) {
+    for (int i = 0; i < n; ++i) {
+      batches_.push_back(make_batch(1, value_bytes, 1000 + static_cast<int64_t>(batches_.size()),
+                                    batches_.size()));
+      ASSERT_TRUE(log.append(batches_.back(), {}, {}));
+    }
+    ring_.submit();
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
 
   // A log of 2 KiB segments holding 30 batches of two records; `segments`: their bases.
@@ -955,6 +978,44 @@ TEST_P(LogPartition, ActiveSegmentIsPreallocatedAndTrimmedOnRoll) {
     sum += std::filesystem::file_size(segment_path(dir_.path(), base, ".log"));
   }
   EXPECT_LT(sum, log->size_bytes());  // closed segments hold only their batches
+}
+
+// The active segment's index entries wait while the log is busy and their batches are in the
+// window (whose reads touch no index): no index write for every batch. Past 4 KiB (or once their
+// batches leave the window, where cold reads search them) they go out while it is still busy,
+// and an idle log has all of them on disk.
+TEST_P(LogPartition, IndexEntriesWaitWhileTheLogIsBusyAndAreOnDiskOnceIdle) {
+  auto log = open_busy_log(1);  // an entry for every batch
+  const auto index = segment_path(dir_.path(), 0, ".index");
+  const auto time_index = segment_path(dir_.path(), 0, ".timeindex");
+  append_busy(*log, 100, 10);
+  EXPECT_EQ(std::filesystem::file_size(index), 0u);
+  EXPECT_EQ(std::filesystem::file_size(time_index), 0u);
+  ring_.drain();
+  EXPECT_TRUE(log->idle());
+  EXPECT_EQ(std::filesystem::file_size(index), 100u * kIndexEntryBytes);
+  EXPECT_EQ(std::filesystem::file_size(time_index), 100u * kTimeIndexEntryBytes);
+  append_busy(*log, 700, 10);  // 4 KiB of entries and more
+  EXPECT_GE(std::filesystem::file_size(index), 100u * kIndexEntryBytes + 4096);
+  EXPECT_LT(std::filesystem::file_size(index), 800u * kIndexEntryBytes);
+  ring_.drain();
+  EXPECT_EQ(std::filesystem::file_size(index), 800u * kIndexEntryBytes);
+  EXPECT_EQ(std::filesystem::file_size(time_index), 800u * kTimeIndexEntryBytes);
+  EXPECT_EQ(read_all(*log, 0), appended());
+  expect_reopened(log, appended());
+}
+
+// Entries few enough to wait past 4 KiB still go out once the window moves past their batches:
+// a cold read of those batches searches the entries on disk.
+TEST_P(LogPartition, IndexEntriesOfBatchesLeavingTheWindowGoOutWhileBusy) {
+  auto log = open_busy_log(1000);  // an entry every few batches
+  const auto index = segment_path(dir_.path(), 0, ".index");
+  append_busy(*log, 1100, 200);
+  const uint64_t entries = std::filesystem::file_size(index) / kIndexEntryBytes;
+  EXPECT_GT(entries, 0u);  // those of the batches before the window, at least
+  EXPECT_LT(entries * kIndexEntryBytes, 4096u);
+  ring_.drain();
+  EXPECT_EQ(read_all(*log, 0), appended());
 }
 
 // LogConfig::zero_ahead: the active segment's file is written with zeros (and synced) ahead
