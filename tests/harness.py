@@ -78,6 +78,29 @@ def _die_with_parent():
     libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
+def wait_stopped(pid, timeout_s=10):
+    """Waits until every thread of `pid` is stopped (state T; or exiting), but io_uring's
+    workers, which signals do not stop."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        running = []
+        for tid in os.listdir("/proc/%d/task" % pid):
+            try:
+                with open("/proc/%d/task/%s/stat" % (pid, tid)) as f:
+                    comm, rest = f.read().rsplit(")", 1)
+            except OSError:
+                continue  # the thread ended
+            state = rest.split()[0]
+            if not comm.split("(", 1)[1].startswith("iou-") and state not in ("T", "t", "Z", "X"):
+                running.append(tid)
+        if not running:
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError("threads %s of process %d did not stop within %d s of SIGSTOP"
+                                 % (running, pid, timeout_s))
+        time.sleep(0.001)
+
+
 class Broker:
     """One sluiced process on 127.0.0.1 with its own data dir (fresh unless given).
 
@@ -199,9 +222,13 @@ class Broker:
         self.start(wait=wait)
         return rc
 
-    def pause(self):
-        """SIGSTOP: the process stays, silent (a long GC pause, a VM freeze)."""
+    def pause(self, timeout_s=10):
+        """SIGSTOP: the process stays, silent (a long GC pause, a VM freeze). Returns once its
+        threads have stopped: the kernel starts the stop in one thread when that thread next
+        runs, and the others run on until it tells them (on two busy cores, long enough for a
+        follower to acknowledge writes sent after the signal)."""
         self.proc.send_signal(signal.SIGSTOP)
+        wait_stopped(self.proc.pid, timeout_s)
 
     def resume(self):
         self.proc.send_signal(signal.SIGCONT)
