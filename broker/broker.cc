@@ -173,9 +173,10 @@ void Broker::start_shard(ShardState& ss) {
   ready.get_future().wait();
 }
 
-// Reads the event descriptor's counter itself: a buffer larger than the 8 bytes it yields
-// makes asio wait for the next readiness instead of trying another read first, and a read
-// (unlike async_wait) needs no epoll_ctl to re-arm. One read per wake-up, not three calls.
+// Reads the event descriptor's counter itself (asio's read, then poll_completions() without
+// its own): unlike async_wait, which re-armed the descriptor with an epoll_ctl every time, a
+// read needs none. asio tries a read first when it re-arms (EAGAIN unless a completion came
+// meanwhile, which it then takes without waiting): two calls a wake-up instead of three.
 void Broker::watch_ring(ShardState& ss) {
   ss.ring_events->async_read_some(asio::buffer(ss.ring_counter),
                                   [this, &ss](boost::system::error_code ec, size_t) {

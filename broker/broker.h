@@ -108,7 +108,7 @@ struct ShardState {
   std::unique_ptr<log::IoRing> ring;
   std::unique_ptr<log::FdCache> fds;
   std::unique_ptr<boost::asio::posix::stream_descriptor> ring_events;
-  std::array<std::byte, 16> ring_counter{};  // watch_ring() reads the eventfd's counter here
+  std::array<std::byte, 8> ring_counter{};  // watch_ring() reads the eventfd's counter here
   std::unique_ptr<boost::asio::steady_timer> ticker;
   std::unique_ptr<boost::asio::steady_timer> group_timer;  // GroupCoordinator deadlines
   std::unique_ptr<boost::asio::steady_timer> raft_ticker;  // Raft ticks of every replica

@@ -324,7 +324,8 @@ void Connection::write_ready() {
       if (moving_to_ >= 0) {
         move_reads_stopped_ = true;
       } else {
-        read_size();
+        read_size();  // a bad size read ahead closes the connection here
+        if (closed_) return;
       }
     }
     if (slot->reply.kind == Reply::Kind::kClose) return close();
