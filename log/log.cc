@@ -574,9 +574,13 @@ bool PartitionLog::index_due(const Segment& seg, bool time) const {
 void PartitionLog::pump_late_index() {
   if (segments_.empty() || failure_) return;
   Segment& active = *segments_.back();
-  pump_index(active, false, true);
-  pump_index(active, true, true);
+  pump_indexes(active, true);
   ring_.submit();
+}
+
+void PartitionLog::pump_indexes(Segment& seg, bool now) {
+  pump_index(seg, false, now);
+  pump_index(seg, true, now);
 }
 
 void PartitionLog::pump_index(Segment& seg, bool time, bool now) {
@@ -645,8 +649,7 @@ LogResult<void> PartitionLog::seal(Segment& seg, bool now) {
   seg.active = false;
   seg.unsynced = true;
   seg.dirty = true;  // the trimmed size must reach the disk too
-  pump_index(seg, false);  // entries that waited while it was active
-  pump_index(seg, true);
+  pump_indexes(seg);                // entries that waited while it was active
   if (trim_now && !now) trim(seg);  // through the ring: it blocks in the file system
   return {};
 }
@@ -874,8 +877,7 @@ LogResult<AppendResult> PartitionLog::append_validated(MutableBytes batches,
       recent_.pop_front();
       // The window moved on: cold reads may now need entries that waited.
       if (recent_.front().segment_base == active->base_offset) {
-        pump_index(*active, false);
-        pump_index(*active, true);
+        pump_indexes(*active);
       }
     }
     if (auto r = add_index_entries(*active, active->size_bytes, end_offset_, end_offset_ + delta,

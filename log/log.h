@@ -546,6 +546,7 @@ class PartitionLog final : public FdHolder, public ColdHolder {
   // them (index_due), the log goes idle (op_done) or the segment closes; `now` writes them.
   void queue_index(detail::Segment& seg, bool time, Bytes entry);
   void pump_index(detail::Segment& seg, bool time, bool now = false);
+  void pump_indexes(detail::Segment& seg, bool now = false);  // both files'
   bool index_due(const detail::Segment& seg, bool time) const;
   // The active segment's entries still waiting, through the ring (the log went idle).
   void pump_late_index();
