@@ -617,9 +617,12 @@ LogResult<bool> compact_log(PartitionLog& log, const CompactionOptions& options,
 std::vector<ClosedSegment> PartitionLog::closed_segments(int64_t below) const {
   std::vector<ClosedSegment> out;
   for (const auto& seg : segments_) {
-    if (seg->active || seg->unsynced || seg->dirty || seg->corrupt_from >= 0) continue;
-    if (seg->end_offset > durable_end_ || seg->end_offset <= seg->base_offset) continue;
-    if (seg->end_offset > below) break;
+    // A run from the log start: a pass that skipped a segment not ready (one just closed whose
+    // last sync is still to come, or a damaged one) and mapped beyond it would drop a tombstone
+    // while the skipped segment still held an older value of its key, which would come back.
+    if (seg->active || seg->unsynced || seg->dirty || seg->corrupt_from >= 0) break;
+    if (seg->end_offset > durable_end_ || seg->end_offset > below) break;
+    if (seg->end_offset <= seg->base_offset) continue;  // empty: nothing to map or clean
     out.push_back({seg->base_offset, seg->end_offset, seg->size_bytes, seg->log_path,
                    seg->index_path, seg->time_path});
   }

@@ -414,6 +414,57 @@ TEST(Compaction, TheReplacedLogIsSetAsideAndRemovedThroughTheRing) {
   EXPECT_TRUE(l.records() == recs);
 }
 
+// A pass takes the closed segments from the log start up to the first one not ready (damaged
+// here; in a broker also one just closed whose last sync has not completed). Skipping it and
+// going on, a pass mapped a tombstone beyond it and, once the tombstone expired, removed it
+// while the skipped segment still held an older value of the key, which then came back
+// (groups.compaction saw 200 such records when a segment closed during a pass).
+TEST(Compaction, APassStopsAtTheFirstClosedSegmentNotReady) {
+  RealLog l;
+  for (int b = 0; b < 30; ++b) l.append(keyed_batch(0, b * 10, 10, 5, 1000));  // k0..k4
+  l.append(keyed_batch(0, 0, 1, 5, 1000, /*tombstones=*/true));                // k0 at 300
+  for (int b = 0; b < 40; ++b) l.append(keyed_batch(0, 1, 4, 5, 1000));        // k1..k4
+  const auto closed = l.log->closed_segments();
+  ASSERT_GE(closed.size(), 3u);
+  ASSERT_LE(closed[1].end_offset, 300) << "the segment layout changed: move the tombstone";
+  // Damage in the second segment's last batch: the batches before it, with values of k0, stay
+  // readable.
+  {
+    std::fstream f(closed[1].log_path, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(static_cast<std::streamoff>(closed[1].size_bytes - 5));
+    f.put('\x5a');
+  }
+  std::vector<RecoveryIssue> found;
+  for (int step = 0; step < 1000 && found.empty(); ++step) {
+    auto r = l.log->scrub(1 << 20);
+    ASSERT_TRUE(r) << r.error().message;
+    found = r->issues;
+    testing::drain(l.ring);
+  }
+  ASSERT_EQ(found.size(), 1u);
+  ASSERT_EQ(found[0].segment_base_offset, closed[1].base_offset);
+  const auto ready = l.log->closed_segments();
+  ASSERT_FALSE(ready.empty());
+  EXPECT_EQ(ready.size(), 1u);
+  EXPECT_EQ(ready[0].base_offset, closed[0].base_offset);
+  for (int pass = 0; pass < 3; ++pass) {
+    CompactionStats stats;
+    auto r = compact_log(*l.log, {.now_ms = 100000, .delete_retention_ms = 10}, stats);
+    ASSERT_TRUE(r) << r.error().message;
+  }
+  EXPECT_LE(l.log->first_dirty_offset(), closed[1].base_offset);
+  auto damaged = l.log->read_copy(Offset(closed[1].base_offset), 1 << 20);
+  ASSERT_TRUE(damaged) << damaged.error().message;
+  ASSERT_GT(records_of(*damaged).count("k0"), 0u);
+  auto after = l.log->read_copy(Offset(closed[1].end_offset), 1 << 30);
+  ASSERT_TRUE(after) << after.error().message;
+  const auto recs = records_of(*after);
+  const auto [first, end] = recs.equal_range("k0");  // in offset order
+  ASSERT_NE(first, end) << "the tombstone of k0 went while an older value remained";
+  EXPECT_EQ(std::prev(end)->second.first, 300);
+  EXPECT_EQ(std::prev(end)->second.second, "<null>");
+}
+
 // A damaged closed segment is an error for the pass (never copied into a rewrite as good).
 TEST(Compaction, ADamagedSegmentFailsThePass) {
   RealLog l;

@@ -363,7 +363,8 @@ class PartitionLog final : public FdHolder, public ColdHolder {
   LogResult<void> close();
 
   // Compaction hooks (log/compaction.h; defined in compaction.cc). Closed segments that are
-  // durable and undamaged and end at or below `below` (a replica's commit index), oldest first.
+  // durable and undamaged and end at or below `below` (a replica's commit index), oldest first:
+  // the run of them from the log start, up to the first that is not.
   std::vector<ClosedSegment> closed_segments(int64_t below = INT64_MAX) const;
   // The first offset no compaction pass has mapped yet (the log start at first). Truncation
   // and a restarted log move it back.
