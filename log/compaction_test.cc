@@ -4,9 +4,13 @@
 
 #include <gtest/gtest.h>
 
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <iostream>
 #include <map>
+#include <random>
+#include <set>
 
 #include "log/log.h"
 #include "log/tests/test_util.h"
@@ -463,6 +467,139 @@ TEST(Compaction, APassStopsAtTheFirstClosedSegmentNotReady) {
   ASSERT_NE(first, end) << "the tombstone of k0 went while an older value remained";
   EXPECT_EQ(std::prev(end)->second.first, 300);
   EXPECT_EQ(std::prev(end)->second.second, "<null>");
+}
+
+// Seeded model check of passes over a real log: random keyed, keyless and tombstone records,
+// passes with maps of 6 keys to unbounded and random clocks, restarts between. After every
+// pass, each record still there is the one written at its offset, keyless records and each
+// key's latest record all stay, and a deleted key shows nothing older than its tombstone (its
+// tombstone may go once expired, and then the key must be gone entirely). A failure names its
+// seed; SLUICE_COMPACTION_SEED=<n> runs that seed alone.
+TEST(Compaction, RandomPassesKeepEveryKeysLatestAndResurrectNothing) {
+  struct Written {
+    std::string key;  // "" for a keyless record
+    bool has_key = true;
+    std::optional<std::string> value;
+    int64_t timestamp = 0;
+  };
+  const char* only = std::getenv("SLUICE_COMPACTION_SEED");
+  const uint64_t first = only ? std::strtoull(only, nullptr, 10) : 1;
+  const uint64_t seeds = only ? 1 : 12;
+  CompactionStats total;  // over every seed: the passes did remove records and tombstones
+  int restarts = 0;
+  for (uint64_t seed = first; seed < first + seeds; ++seed) {
+    SCOPED_TRACE("seed " + std::to_string(seed) +
+                 " (SLUICE_COMPACTION_SEED=" + std::to_string(seed) + " replays it)");
+    std::mt19937_64 rng(seed);
+    auto pick = [&rng](uint64_t n) { return static_cast<int>(rng() % n); };
+    RealLog l;
+    std::map<int64_t, Written> written;     // offset -> what was written there
+    std::map<std::string, int64_t> latest;  // key -> offset of its latest record
+    const int keys = 3 + pick(28);
+    int64_t clock = 1000;
+    for (int round = 0; round < 400; ++round) {
+      clock += pick(20);
+      const int64_t base = *l.log->log_end_offset();
+      kafka::RecordBatchBuilder b({.base_offset = base});
+      std::vector<std::string> strings;
+      const int count = 1 + pick(8);
+      strings.reserve(2 * static_cast<size_t>(count));
+      for (int i = 0; i < count; ++i) {
+        Written w;
+        w.timestamp = clock;
+        w.has_key = pick(10) != 0;
+        w.key = w.has_key ? "k" + std::to_string(pick(static_cast<uint64_t>(keys))) : "";
+        if (!w.has_key || pick(7) != 0) w.value = "v" + std::to_string(base + i);
+        strings.push_back(w.key);
+        const Bytes key = as_bytes(strings.back());
+        strings.push_back(w.value.value_or(""));
+        const Bytes value = as_bytes(strings.back());
+        b.append(clock, w.has_key ? std::optional<Bytes>(key) : std::nullopt,
+                 w.value ? std::optional<Bytes>(value) : std::nullopt);
+        if (w.has_key) latest[w.key] = base + i;
+        written[base + i] = std::move(w);
+      }
+      l.append(*b.build());
+      if (pick(12) == 0) {
+        const uint64_t map_bytes[] = {24 * 8, 24 * 16, 1 << 20};
+        const int64_t retention[] = {0, 40, 5000};
+        CompactionOptions options{.now_ms = clock + pick(200) - 100,
+                                  .delete_retention_ms = retention[pick(3)],
+                                  .map_bytes = map_bytes[pick(3)]};
+        CompactionStats stats;
+        auto r = compact_log(*l.log, options, stats);
+        ASSERT_TRUE(r) << r.error().message;
+        total.add(stats);
+        testing::drain(l.ring);
+        // What the log holds now, against what was written.
+        auto all = l.log->read_copy(l.log->log_start_offset(), 1 << 30);
+        ASSERT_TRUE(all) << all.error().message;
+        std::map<std::string, std::vector<int64_t>> seen;  // key -> offsets, in order
+        std::set<int64_t> offsets;
+        kafka::BatchIterator it(*all);
+        std::vector<std::byte> scratch;
+        for (auto v = it.next(); v && *v; v = it.next()) {
+          auto rr = (*v)->records(scratch);
+          ASSERT_TRUE(rr);
+          for (auto rec = rr->next(); rec && *rec; rec = rr->next()) {
+            const int64_t offset = (*v)->base_offset() + (**rec).offset_delta;
+            auto w = written.find(offset);
+            ASSERT_NE(w, written.end()) << "offset " << offset << " was never written";
+            const auto& got = **rec;
+            ASSERT_EQ(got.key.has_value(), w->second.has_key) << offset;
+            if (got.key) {
+              ASSERT_EQ(
+                  std::string(reinterpret_cast<const char*>(got.key->data()), got.key->size()),
+                  w->second.key)
+                  << offset;
+            }
+            ASSERT_EQ(got.value.has_value(), w->second.value.has_value()) << offset;
+            if (got.value) {
+              ASSERT_EQ(
+                  std::string(reinterpret_cast<const char*>(got.value->data()), got.value->size()),
+                  *w->second.value)
+                  << offset;
+            }
+            offsets.insert(offset);
+            if (got.key) seen[w->second.key].push_back(offset);
+          }
+        }
+        for (const auto& [offset, w] : written) {
+          if (!w.has_key) {
+            EXPECT_TRUE(offsets.count(offset)) << "keyless record " << offset;
+          }
+        }
+        for (const auto& [key, offset] : latest) {
+          const bool deleted = !written[offset].value.has_value();
+          const auto& had = seen[key];
+          if (!deleted) {
+            ASSERT_FALSE(had.empty()) << key << "'s latest value at " << offset << " is gone";
+            EXPECT_EQ(had.back(), offset) << key << ": the latest record is not the last";
+          } else if (!had.empty()) {
+            EXPECT_EQ(had.back(), offset) << key << " came back after its tombstone";
+          }
+        }
+        EXPECT_EQ(*l.log->log_end_offset(), base + count);
+      }
+      if (pick(60) == 0) {  // a restart: the log opens what the passes left
+        testing::drain(l.ring);
+        ASSERT_TRUE(l.log->close());
+        l.log.reset();
+        auto reopened = PartitionLog::open(l.dir.path(), l.config, l.ring, l.fds);
+        ASSERT_TRUE(reopened) << reopened.error().message;
+        l.log = std::move(*reopened);
+        ++restarts;
+      }
+    }
+  }
+  if (!only) {
+    EXPECT_GT(total.segments_rewritten, 50u);
+    EXPECT_GT(total.tombstones_removed, 50u);
+    EXPECT_GT(restarts, 20);
+  }
+  std::cout << total.segments_rewritten << " segments rewritten, " << total.records_removed
+            << " records and " << total.tombstones_removed << " tombstones removed, " << restarts
+            << " restarts\n";
 }
 
 // A damaged closed segment is an error for the pass (never copied into a rewrite as good).
