@@ -474,7 +474,7 @@ TEST(Compaction, APassStopsAtTheFirstClosedSegmentNotReady) {
 // pass, each record still there is the one written at its offset, keyless records and each
 // key's latest record all stay, and a deleted key shows nothing older than its tombstone (its
 // tombstone may go once expired, and then the key must be gone entirely). A failure names its
-// seed; SLUICE_COMPACTION_SEED=<n> runs that seed alone.
+// seed; SLUICE_SEED=<n> runs that seed alone, SLUICE_LONG=1 runs 200 seeds instead of 12.
 TEST(Compaction, RandomPassesKeepEveryKeysLatestAndResurrectNothing) {
   struct Written {
     std::string key;  // "" for a keyless record
@@ -482,14 +482,14 @@ TEST(Compaction, RandomPassesKeepEveryKeysLatestAndResurrectNothing) {
     std::optional<std::string> value;
     int64_t timestamp = 0;
   };
-  const char* only = std::getenv("SLUICE_COMPACTION_SEED");
+  const char* only = std::getenv("SLUICE_SEED");
   const uint64_t first = only ? std::strtoull(only, nullptr, 10) : 1;
-  const uint64_t seeds = only ? 1 : 12;
+  const uint64_t seeds = only ? 1 : std::getenv("SLUICE_LONG") ? 200 : 12;
   CompactionStats total;  // over every seed: the passes did remove records and tombstones
   int restarts = 0;
   for (uint64_t seed = first; seed < first + seeds; ++seed) {
-    SCOPED_TRACE("seed " + std::to_string(seed) +
-                 " (SLUICE_COMPACTION_SEED=" + std::to_string(seed) + " replays it)");
+    SCOPED_TRACE("seed " + std::to_string(seed) + " (SLUICE_SEED=" + std::to_string(seed) +
+                 " replays it)");
     std::mt19937_64 rng(seed);
     auto pick = [&rng](uint64_t n) { return static_cast<int>(rng() % n); };
     RealLog l;
