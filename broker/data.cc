@@ -443,11 +443,16 @@ struct FetchOp : std::enable_shared_from_this<FetchOp> {
       slot.error = to_kafka(r.error().code);
     } else if (!r->ranges.empty()) {
       slot.records = std::max<int64_t>(0, *r->next_offset - fp.fetch_offset);
+      // Whole batches, contiguous in one segment file: the first range holding a record. The
+      // ranges before it hold only batches compaction emptied (a segment of them each); a
+      // client reads on from the batches it gets, as past segments Kafka's cleaner emptied,
+      // while an answer of empty batches only stops kafka-python 2.0.2's consumer for good
+      // and gives Fetch v0-3 nothing to convert.
+      const log::FileRange& range = r->ranges[std::min(r->empty_ranges, r->ranges.size() - 1)];
       const int8_t magic = fetch_magic(req->header.api_version);
       if (magic >= 0) {
         down_convert_range_async(
-            *ss.ring, r->ranges.front(), magic, fp.fetch_offset,
-            static_cast<size_t>(std::max(1, limit)),
+            *ss.ring, range, magic, fp.fetch_offset, static_cast<size_t>(std::max(1, limit)),
             [self = shared_from_this(), i, countdown](
                 ErrorCode e, std::optional<std::vector<std::byte>> out, int64_t messages) {
               FetchSlot& s = self->slots[i];
@@ -458,7 +463,7 @@ struct FetchOp : std::enable_shared_from_this<FetchOp> {
             });
         return;
       }
-      slot.range = r->ranges.front();  // whole batches, contiguous in one segment file
+      slot.range = range;
     }
     countdown->done();
   }

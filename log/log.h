@@ -150,6 +150,9 @@ struct ReadResult {
   Offset first_offset{-1};        // base offset of the first batch (may be < from_offset)
   Offset next_offset{-1};         // one past the last offset returned: where to read next
   uint64_t bytes = 0;
+  // The first ranges hold only batches compaction emptied (a segment of them each): a Fetch
+  // may answer from the range after them, as Kafka's reads skip segments its cleaner emptied.
+  size_t empty_ranges = 0;
 };
 
 // One stored batch and where it lies: sent as it is, e.g. from the file with sendfile.

@@ -80,8 +80,10 @@ void PartitionLog::cold_round(std::shared_ptr<ColdRead> read) {
     return;
   }
   if (read->round >= kColdRoundsMax) {
-    // A shorter run is a right answer; none at all is not.
-    if (!r || r->ranges.empty()) {
+    // A shorter run is a right answer; none at all is not, nor one of batches compaction
+    // emptied only (segments of them, each a round or two, before the first record): the
+    // read on this thread goes on to the first record.
+    if (!r || r->ranges.empty() || r->empty_ranges == r->ranges.size()) {
       ++cold_stats_.blocking_reads;
       r = read_ranges(read->from, read->max_bytes, read->max_offset, nullptr);
     }

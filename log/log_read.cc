@@ -120,6 +120,7 @@ LogResult<ReadResult> PartitionLog::read_ranges(Offset from_offset, uint64_t max
                          [seg](const auto& s) { return s.get() == seg; });
   bool first_segment = true;
   bool stop = false;
+  bool records = false;  // the run holds a record (or index-jumped bytes, which likely do)
   for (; it != segments_.end() && !stop; ++it, first_segment = false) {
     Segment& s = **it;
     if (s.corrupt_from >= 0 && std::max(from, s.base_offset) >= s.corrupt_from) {
@@ -130,10 +131,12 @@ LogResult<ReadResult> PartitionLog::read_ranges(Offset from_offset, uint64_t max
       }
       break;
     }
-    // read_async() stops at the end of the first segment that gave batches, as Kafka's reads
-    // do (the next segment's index is read ahead meanwhile); one whose batches all lie below
-    // `from` (compaction) gave none.
-    if (cold_misses_ != nullptr && !result.ranges.empty()) break;
+    // read_async() stops at the end of the first segment that gave records, as Kafka's reads
+    // do (the next segment's index is read ahead meanwhile). One whose batches all lie below
+    // `from`, or that gave only batches compaction emptied, gave none: Kafka's cleaner leaves
+    // no empty batch (but an idempotent producer's last), and a Fetch answered with nothing
+    // else crashes kafka-python 2.0.2's consumer (IndexError in _parse_fetched_data).
+    if (cold_misses_ != nullptr && records) break;
     auto file = read_handle(s);
     const uint64_t readable = readable_bytes(s);
     uint64_t pos = 0;
@@ -185,11 +188,13 @@ LogResult<ReadResult> PartitionLog::read_ranges(Offset from_offset, uint64_t max
       result.bytes += header->size_bytes;
       result.next_offset = Offset(header->last_offset + 1);
       pos += header->size_bytes;
+      records |= header->record_count > 0;
       if (!jumped) {
         jumped = true;
         const uint64_t room = max_bytes > result.bytes ? max_bytes - result.bytes : 0;
         auto jump = index_jump(s, entry, pos, room, limit, readable);
         if (jump && jump->position > pos) {
+          records = true;
           result.bytes += jump->position - pos;
           result.next_offset = Offset(jump->offset);
           pos = jump->position;
@@ -199,6 +204,7 @@ LogResult<ReadResult> PartitionLog::read_ranges(Offset from_offset, uint64_t max
     if (pos > range_start) {
       result.ranges.push_back(
           {.file = *file, .position = range_start, .length = pos - range_start});
+      if (!records) result.empty_ranges = result.ranges.size();
     }
     if (s.corrupt_from >= 0) break;  // nothing past damage is served, not even later segments
     if (*result.next_offset >= limit) break;

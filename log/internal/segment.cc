@@ -88,7 +88,8 @@ LogResult<BatchHeader> parse_batch_header(const std::byte* header, uint64_t posi
                      .base_offset = base,
                      .last_offset = base + delta,
                      .max_timestamp = load_be<int64_t>(header + layout::kMaxTimestamp),
-                     .leader_epoch = load_be<int32_t>(header + layout::kPartitionLeaderEpoch)};
+                     .leader_epoch = load_be<int32_t>(header + layout::kPartitionLeaderEpoch),
+                     .record_count = load_be<int32_t>(header + layout::kRecordCount)};
 }
 
 LogResult<IndexEntry> read_index_entry(int fd, int64_t base, uint64_t i) {

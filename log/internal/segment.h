@@ -105,6 +105,7 @@ struct BatchHeader {
   int64_t last_offset = 0;
   int64_t max_timestamp = 0;
   int32_t leader_epoch = -1;
+  int32_t record_count = 0;  // 0: a batch compaction emptied
 };
 
 LogResult<void> pread_full(int fd, MutableBytes out, uint64_t position);

@@ -41,6 +41,23 @@ def read_all(bootstrap, topic):
     return out, end
 
 
+def read_all_kafka_python(bootstrap, topic, end):
+    """The same with kafka-python 2.0.2, whose consumer fails for good (IndexError) on a Fetch
+    answered with batches compaction emptied and nothing else."""
+    from kafka import KafkaConsumer, TopicPartition as KTP
+    tp = KTP(topic, 0)
+    c = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    c.assign([tp])
+    c.seek_to_beginning(tp)
+    out = []
+    deadline = time.time() + 60
+    while c.position(tp) < end and time.time() < deadline:
+        for ms in c.poll(timeout_ms=500).values():
+            out += [(m.offset, m.key.decode(), m.value) for m in ms]
+    c.close()
+    return out
+
+
 def active_base(data_dir, topic):
     logs = sorted(glob.glob(os.path.join(data_dir, topic + "-0", "*.log")))
     return int(os.path.basename(logs[-1]).split(".")[0])
@@ -130,6 +147,17 @@ def main():
         records = wait_compacted(b, "compacted", one_per_key, "one record per key")
         print("compacted: %d records read back of %d produced (active segment from offset %d)"
               % (len(records), RECORDS, active_base(b.data_dir, "compacted")))
+        # Segments the pass emptied hold one empty batch each: every client reads on past them.
+        empty = [f for f in glob.glob(os.path.join(b.data_dir, "compacted-0", "*.log"))
+                 if os.path.getsize(f) == 61]
+        assert empty, "no segment was emptied: the case below tests nothing"
+        _, end = read_all(b.bootstrap, "compacted")
+        got = read_all_kafka_python(b.bootstrap, "compacted", end)
+        problem = one_per_key(got, active_base(b.data_dir, "compacted"), end)
+        assert problem is None, "kafka-python: %s" % problem
+        assert got and got[-1][0] == end - 1, "kafka-python stopped at %s of %d" % (
+            got[-1][0] if got else None, end)
+        print("kafka-python reads past %d emptied segments" % len(empty))
 
         # Tombstones for the first 100 keys, then enough new data to close their segment.
         for k in range(100):
