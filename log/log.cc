@@ -1710,6 +1710,16 @@ LogResult<void> PartitionLog::close() {
   durable_end_ = written_end_;
   // Further appends would need the segment reopened: refuse them.
   failure_ = LogError{LogErrc::kIo, "log closed"};
+  // Its descriptors go now, not when the log is destroyed: a broker closes all its partitions
+  // before it destroys any, and thousands of them each holding five ran out of descriptors.
+  for (auto& seg : segments_) {
+    seg->log_rw.reset();
+    seg->index_rw.reset();
+    seg->time_rw.reset();
+  }
+  meta_handle_.reset();
+  dir_handle_.reset();
+  drop_cold_cache();
   return {};
 }
 

@@ -606,7 +606,10 @@ class PartitionLog final : public FdHolder, public ColdHolder {
     };
     std::deque<Chunk> chunks;  // pieces of .log files, the newest at the back
     // The .log read handle opened last (also adopted by the FdCache, which may evict it).
-    std::shared_ptr<FileHandle> log_handle;
+    // Weak: the FdCache and the reads using it keep it open (ColdRead::handle). Kept here,
+    // each of 5,000 logs a start-up read had touched held a descriptor outside every cap,
+    // and the broker reached its open-files limit (accept() failed).
+    std::weak_ptr<FileHandle> log_handle;
     int64_t log_handle_segment = -1;
     bool used = false;         // since the last retention pass (an unused cache is dropped)
   };

@@ -40,6 +40,7 @@ struct PartitionLog::ColdRead {
   std::function<void()> more;  // read_batches_now(): its caller's
   bool skip_in_flight = false;  // read_batches_now(): what others bring is not brought again
   std::vector<ColdMiss> sent;   // in cold_loading_ until this read's loads are all in
+  std::shared_ptr<FileHandle> handle;  // the .log handle this read opened: open while it runs
   int round = 0;
   size_t loading = 0;  // opens and reads of this round still in flight (+1 while sending)
 };
@@ -271,9 +272,10 @@ void PartitionLog::cold_load(const ColdMiss& miss, const std::shared_ptr<ColdRea
   if (seg == nullptr || seg->base_offset != miss.segment_base) return;  // gone meanwhile
   if (miss.kind == ColdMiss::Kind::kLogFile) {
     cold_open(seg->log_path, read,
-              [this, base = seg->base_offset](std::shared_ptr<FileHandle> handle) {
-                cold_.log_handle = std::move(handle);
+              [this, read, base = seg->base_offset](std::shared_ptr<FileHandle> handle) {
+                cold_.log_handle = handle;
                 cold_.log_handle_segment = base;
+                read->handle = std::move(handle);
               });
     return;
   }
@@ -430,7 +432,7 @@ const std::byte* PartitionLog::cold_bytes(const Segment& seg, uint64_t position,
 std::shared_ptr<FileHandle> PartitionLog::open_read_handle(const Segment& seg) {
   if (seg.log_rw) return seg.log_rw;
   if (auto handle = fds_.find(seg.log_path)) return handle;
-  if (cold_.log_handle_segment == seg.base_offset) return cold_.log_handle;
+  if (cold_.log_handle_segment == seg.base_offset) return cold_.log_handle.lock();
   return nullptr;
 }
 

@@ -226,6 +226,26 @@ TEST_P(LogPartition, EmptyLog) {
   EXPECT_EQ(log->recovery_report().issues.size(), 0u);
 }
 
+// close() gives back the log's descriptors at once: a broker closes every partition before it
+// destroys any, and 5,000 partitions under a limit of 4,696 descriptors failed to close
+// ("Too many open files"), each holding its five until the end. Only the read handles the
+// shard's FdCache keeps for closed segments stay.
+TEST_P(LogPartition, CloseGivesBackItsDescriptors) {
+  auto open_fds = [] {
+    return std::distance(std::filesystem::directory_iterator("/proc/self/fd"),
+                         std::filesystem::directory_iterator{});
+  };
+  const auto before = open_fds();
+  std::vector<int64_t> segments;
+  auto log = open_small_segments(segments);
+  ASSERT_TRUE(log);
+  ASSERT_GT(segments.size(), 2u);
+  ring_.drain();
+  ASSERT_GT(open_fds(), before + static_cast<long>(fds_.size()));
+  ASSERT_TRUE(log->close());
+  EXPECT_EQ(open_fds(), before + static_cast<long>(fds_.size()));
+}
+
 TEST_P(LogPartition, AppendAssignsOffsetsAndStampsTheCallersBuffer) {
   auto log = open_log();
   auto batch = make_batch(3, 10, 1000);
@@ -565,6 +585,42 @@ TEST_P(LogPartition, TheShardsColdBudgetDropsTheLeastRecentlyUsedLogsCache) {
   b.reset();  // closed without close(): forgotten by the budget
   EXPECT_EQ(budget.held(), a->cold_read_stats().cached_bytes);
   EXPECT_EQ(budget.holders(), 1u);
+}
+
+// The cold cache keeps no descriptor of its own: once its reads are done, a .log handle the
+// FdCache evicted is closed. It kept the last one it opened, so that every log a read had
+// touched held a descriptor outside the shards' caps: a broker restarted with 5,000
+// partitions under a low limit reached the process's limit (accept() failed).
+TEST_P(LogPartition, TheColdCacheHoldsNoDescriptorOnceItsReadsAreDone) {
+  auto log = open_cold_read_log();
+  ASSERT_TRUE(log);
+  ring_.drain();
+  const std::string path = segment_path(dir_.path(), 0, ".log");
+  auto open_on_path = [&path] {
+    int n = 0;
+    for (const auto& fd : std::filesystem::directory_iterator("/proc/self/fd")) {
+      std::error_code ec;
+      n += std::filesystem::read_symlink(fd.path(), ec) == path;
+    }
+    return n;
+  };
+  fds_.forget(path);
+  ASSERT_EQ(open_on_path(), 0);
+  auto got = read_async_wait(*log, ring_, 0, 20'000, *log->log_end_offset());
+  ASSERT_TRUE(got);
+  ASSERT_FALSE(got->ranges.empty());
+  EXPECT_EQ(open_on_path(), 1);  // the answer's range, and the FdCache's copy
+  got->ranges.clear();
+  ring_.drain();  // the read-ahead
+  fds_.forget(path);
+  EXPECT_EQ(open_on_path(), 0);
+  EXPECT_GT(log->cold_read_stats().cached_bytes, 0u);  // the cache itself stays
+  // A read from there again opens the file again, through the ring.
+  const uint64_t blocking = log->cold_read_stats().blocking_reads;
+  auto again = read_async_wait(*log, ring_, 0, 20'000, *log->log_end_offset());
+  ASSERT_TRUE(again);
+  EXPECT_FALSE(again->ranges.empty());
+  EXPECT_EQ(log->cold_read_stats().blocking_reads, blocking);
 }
 
 // A read in the window of recent batches (a tailing consumer) whose segment was sealed and its
