@@ -12,6 +12,7 @@ import ctypes
 import ctypes.util
 import json
 import os
+import shutil
 import struct
 import subprocess
 import time
@@ -166,6 +167,7 @@ class Acls(harness.BrokerTestCase):
         cls.sasl_port = harness.free_port()
         cls.sasl = "127.0.0.1:%d" % cls.sasl_port
         cls.tmp_conf = os.path.join(harness.tempfile.mkdtemp(prefix="sluice-acl-"), "acl.toml")
+        cls.addClassCleanup(shutil.rmtree, os.path.dirname(cls.tmp_conf), True)
         with open(cls.tmp_conf, "w") as f:
             f.write('sasl.bootstrap.user = "%s"\nsasl.bootstrap.password = "%s"\n' %
                     (ALICE, ALICE_PW))

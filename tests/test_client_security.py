@@ -10,6 +10,7 @@ the wrong security.protocol each refused with a message that says what to do, ex
 
 import json
 import os
+import shutil
 import socket
 import ssl
 import subprocess
@@ -33,6 +34,7 @@ class ClientSecurity(harness.BrokerTestCase):
     @classmethod
     def setUpClass(cls):
         d = cls.dir = tempfile.mkdtemp(prefix="sluice-client-sec-")
+        cls.addClassCleanup(shutil.rmtree, d, True)
         make_ca(d, "ca")
         make_ca(d, "other-ca")
         make_cert(d, "ca", "broker", "/CN=localhost", server=True)

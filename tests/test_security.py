@@ -6,6 +6,7 @@ authentication, and KIP-368 session expiry."""
 
 import json
 import os
+import shutil
 import struct
 import subprocess
 import time
@@ -68,6 +69,7 @@ class Sasl(harness.BrokerTestCase):
         cls.sasl_port = harness.free_port()
         cls.sasl = "127.0.0.1:%d" % cls.sasl_port
         cls.tmp_conf = os.path.join(harness.tempfile.mkdtemp(prefix="sluice-sec-"), "sec.toml")
+        cls.addClassCleanup(shutil.rmtree, os.path.dirname(cls.tmp_conf), True)
         with open(cls.tmp_conf, "w") as f:  # the password stays off the command line
             f.write('sasl.bootstrap.user = "%s"\nsasl.bootstrap.password = "%s"\n' %
                     (ADMIN, ADMIN_PW))

@@ -6,6 +6,7 @@ principal), an untrusted client certificate and an untrusted broker refused; cer
 reloaded on SIGHUP."""
 
 import os
+import shutil
 import signal
 import subprocess
 import tempfile
@@ -54,6 +55,7 @@ class Tls(harness.BrokerTestCase):
     @classmethod
     def setUpClass(cls):
         d = cls.dir = tempfile.mkdtemp(prefix="sluice-tls-")
+        cls.addClassCleanup(shutil.rmtree, d, True)
         path = lambda name: os.path.join(d, name)  # noqa: E731
         make_ca(d, "ca")
         make_ca(d, "other-ca")

@@ -9,6 +9,7 @@ configuration keeps working; the credentials survive a restart of the whole clus
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -65,6 +66,7 @@ def kcat_login(bootstrap, user, password, mechanism):
 class ClusterUsers(ClusterTestCase):
     def setUp(self):
         conf_dir = tempfile.mkdtemp(prefix="sluice-users-")
+        self.addCleanup(shutil.rmtree, conf_dir, True)
         conf = os.path.join(conf_dir, "users.toml")
         with open(conf, "w") as f:
             f.write('sasl.bootstrap.user = "%s"\nsasl.bootstrap.password = "%s"\n' %

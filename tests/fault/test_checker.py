@@ -5,6 +5,7 @@ Also the segment reader on batches built here byte by byte (a flipped byte fails
 
 import copy
 import os
+import shutil
 import struct
 import sys
 import tempfile
@@ -237,6 +238,7 @@ class SegmentsTest(unittest.TestCase):
     def test_reads_batches_and_catches_a_flipped_byte(self):
         self.assertEqual(segments.crc32c(b"123456789"), 0xE3069283)  # the CRC-32C check value
         d = tempfile.mkdtemp(prefix="sluice-seg-")
+        self.addCleanup(shutil.rmtree, d, True)
         first = batch(0, 1, [b"v0", b"v1"]) + batch(2, 1, [b"v2"])
         with open(os.path.join(d, "%020d.log" % 0), "wb") as f:
             f.write(first)

@@ -7,6 +7,7 @@ Usage: test_fsjournal.py --shim PATH/libfsjournal.so [unittest args]"""
 
 import argparse
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -54,6 +55,7 @@ CHILD = textwrap.dedent(r"""
 class FsJournalTest(unittest.TestCase):
     def run_child(self, preload):
         tmp = tempfile.mkdtemp(prefix="sluice-fsj-")
+        self.addCleanup(shutil.rmtree, tmp, True)
         root = os.path.join(tmp, "data")
         os.mkdir(root)
         journal = os.path.join(tmp, "journal")

@@ -25,7 +25,9 @@ class Broker:
         self.data_dir = data_dir or tempfile.mkdtemp(prefix="sluice-groups-")
         self.proc = None
         self.port = None
-        self.log_path = os.path.join(self.data_dir, "..", os.path.basename(self.data_dir) + ".log")
+        # Beside the data directory, not through it: close() removes the directory first.
+        self.log_path = os.path.join(os.path.dirname(os.path.abspath(self.data_dir)),
+                                     os.path.basename(self.data_dir) + ".log")
 
     def start(self, port=0):
         listen = "127.0.0.1:%d" % (port or self.port or 0)
