@@ -434,11 +434,7 @@ TEST(Compaction, APassStopsAtTheFirstClosedSegmentNotReady) {
   ASSERT_LE(closed[1].end_offset, 300) << "the segment layout changed: move the tombstone";
   // Damage in the second segment's last batch: the batches before it, with values of k0, stay
   // readable.
-  {
-    std::fstream f(closed[1].log_path, std::ios::in | std::ios::out | std::ios::binary);
-    f.seekp(static_cast<std::streamoff>(closed[1].size_bytes - 5));
-    f.put('\x5a');
-  }
+  testing::flip_byte(closed[1].log_path, closed[1].size_bytes - 5);
   std::vector<RecoveryIssue> found;
   for (int step = 0; step < 1000 && found.empty(); ++step) {
     auto r = l.log->scrub(1 << 20);
@@ -481,7 +477,6 @@ TEST(Compaction, RandomPassesKeepEveryKeysLatestAndResurrectNothing) {
     std::string key;  // "" for a keyless record
     bool has_key = true;
     std::optional<std::string> value;
-    int64_t timestamp = 0;
   };
   const char* only = std::getenv("SLUICE_SEED");
   const uint64_t first = only ? std::strtoull(only, nullptr, 10) : 1;
@@ -507,7 +502,6 @@ TEST(Compaction, RandomPassesKeepEveryKeysLatestAndResurrectNothing) {
       strings.reserve(2 * static_cast<size_t>(count));
       for (int i = 0; i < count; ++i) {
         Written w;
-        w.timestamp = clock;
         w.has_key = pick(10) != 0;
         w.key = w.has_key ? "k" + std::to_string(pick(static_cast<uint64_t>(keys))) : "";
         if (!w.has_key || pick(7) != 0) w.value = "v" + std::to_string(base + i);
@@ -621,15 +615,9 @@ TEST(Compaction, AColdReadGoesOnPastSegmentsCompactionEmptied) {
     ASSERT_TRUE(bytes);
     EXPECT_TRUE(records_of(*bytes).empty()) << "segment " << seg.base_offset;
   }
-  std::optional<LogResult<ReadResult>> got;
-  l.log->read_async(Offset(0), 1 << 20, std::nullopt,
-                    [&got](LogResult<ReadResult> r) { got.emplace(std::move(r)); });
-  while (!got) {
-    l.ring.submit();
-    l.ring.wait();
-  }
-  ASSERT_TRUE(*got) << (*got).error().message;
-  const ReadResult& r = **got;
+  auto got = testing::read_async_wait(*l.log, l.ring, 0, 1 << 20, *l.log->log_end_offset());
+  ASSERT_TRUE(got) << got.error().message;
+  const ReadResult& r = *got;
   auto bytes_of = [](const FileRange& range) {
     std::vector<std::byte> bytes(range.length);
     EXPECT_EQ(

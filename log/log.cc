@@ -219,16 +219,19 @@ bool PartitionLog::release_fds() {
     if (seg->dirty || seg->unsynced || (!seg->active && seg->log_rw)) return false;
   }
   discard_next();  // a roll prepared and then not taken (the caller gave up)
+  close_handles();
+  return true;
+}
+
+void PartitionLog::close_handles() {
   drop_cold_cache();
-  if (!segments_.empty()) {
-    Segment& active = *segments_.back();
-    active.log_rw.reset();
-    active.index_rw.reset();
-    active.time_rw.reset();
+  for (auto& seg : segments_) {
+    seg->log_rw.reset();
+    seg->index_rw.reset();
+    seg->time_rw.reset();
   }
   meta_handle_.reset();
   dir_handle_.reset();
-  return true;
 }
 
 // Makes `seg` the active segment: read-write handles, preallocation, roll clock.
@@ -1712,14 +1715,7 @@ LogResult<void> PartitionLog::close() {
   failure_ = LogError{LogErrc::kIo, "log closed"};
   // Its descriptors go now, not when the log is destroyed: a broker closes all its partitions
   // before it destroys any, and thousands of them each holding five ran out of descriptors.
-  for (auto& seg : segments_) {
-    seg->log_rw.reset();
-    seg->index_rw.reset();
-    seg->time_rw.reset();
-  }
-  meta_handle_.reset();
-  dir_handle_.reset();
-  drop_cold_cache();
+  close_handles();
   return {};
 }
 

@@ -551,6 +551,8 @@ class PartitionLog final : public FdHolder, public ColdHolder {
   void queue_index(detail::Segment& seg, bool time, Bytes entry);
   void pump_index(detail::Segment& seg, bool time, bool now = false);
   void pump_indexes(detail::Segment& seg, bool now = false);  // both files'
+  // Closes every read-write handle, partition.meta's and the directory's; drops the cold cache.
+  void close_handles();
   bool index_due(const detail::Segment& seg, bool time) const;
   // The active segment's entries still waiting, through the ring (the log went idle).
   void pump_late_index();

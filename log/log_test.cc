@@ -28,6 +28,7 @@ namespace {
 
 using testing::append_and_wait;
 using testing::make_batch;
+using testing::read_async_wait;
 using testing::segment_path;
 
 // Bytes of `path` in blocks allocated but never written (fallocate's unwritten extents), or
@@ -404,19 +405,6 @@ TEST_P(LogPartition, ColdReadsCrossIndexedBatchesWithoutReadingTheirHeaders) {
   EXPECT_EQ(*bounded->next_offset, 992);
   EXPECT_EQ(bounded->bytes, 52 * batches_[0].size());
   ring_.drain();
-}
-
-// read_async() and waits for its answer, driving the ring.
-LogResult<ReadResult> read_async_wait(PartitionLog& log, IoRing& ring, int64_t from,
-                                      uint64_t max_bytes, int64_t max_offset) {
-  std::optional<LogResult<ReadResult>> got;
-  log.read_async(Offset(from), max_bytes, Offset(max_offset),
-                 [&got](LogResult<ReadResult> r) { got.emplace(std::move(r)); });
-  while (!got) {
-    ring.submit();
-    ring.wait();
-  }
-  return std::move(*got);
 }
 
 // A Fetch older than the window (read_async) finds what read() finds, up to the end of the

@@ -6,6 +6,7 @@
 
 #include <cstdlib>
 #include <filesystem>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -92,5 +93,18 @@ inline LogResult<AppendResult> append_and_wait(PartitionLog& log, IoRing& ring,
 }
 
 inline void drain(IoRing& ring) { ring.drain(); }
+
+// read_async() and waits for its answer, driving the ring.
+inline LogResult<ReadResult> read_async_wait(PartitionLog& log, IoRing& ring, int64_t from,
+                                             uint64_t max_bytes, int64_t max_offset) {
+  std::optional<LogResult<ReadResult>> got;
+  log.read_async(Offset(from), max_bytes, Offset(max_offset),
+                 [&got](LogResult<ReadResult> r) { got.emplace(std::move(r)); });
+  while (!got) {
+    ring.submit();
+    ring.wait();
+  }
+  return std::move(*got);
+}
 
 }  // namespace sluice::log::testing
