@@ -448,7 +448,7 @@ struct FetchOp : std::enable_shared_from_this<FetchOp> {
       // client reads on from the batches it gets, as past segments Kafka's cleaner emptied,
       // while an answer of empty batches only stops kafka-python 2.0.2's consumer for good
       // and gives Fetch v0-3 nothing to convert.
-      const log::FileRange& range = r->ranges[std::min(r->empty_ranges, r->ranges.size() - 1)];
+      const log::FileRange& range = r->answer();
       const int8_t magic = fetch_magic(req->header.api_version);
       if (magic >= 0) {
         down_convert_range_async(

@@ -638,6 +638,38 @@ TEST(Compaction, AColdReadGoesOnPastSegmentsCompactionEmptied) {
   auto now = l.log->read(Offset(0), 1 << 20);
   ASSERT_TRUE(now);
   EXPECT_EQ(now->empty_ranges, closed.size() - 1);
+  // The answer's first batch is in the last closed segment (where read-ahead goes on from).
+  EXPECT_GE(*r.answer_first_offset, closed.back().base_offset);
+  EXPECT_LT(*r.answer_first_offset, closed.back().end_offset);
+  EXPECT_EQ(&r.answer(), &r.ranges[r.empty_ranges]);
+}
+
+// A Fetch whose max bytes is smaller than the first batch with records still gets that batch,
+// as Kafka's does, when batches compaction emptied come before it (their bytes do not count).
+TEST(Compaction, TheFirstRecordsPastEmptiedSegmentsComeWhateverTheirSize) {
+  RealLog l;
+  for (int b = 0; b < 80; ++b) l.append(keyed_batch(0, b * 5, 5, 5, 1000));
+  CompactionStats stats;
+  ASSERT_TRUE(compact_log(*l.log, {.now_ms = 2000}, stats));
+  const auto closed = l.log->closed_segments();
+  ASSERT_GE(closed.size(), 3u);
+  constexpr uint64_t kSmall = 100;  // more than an empty batch, less than one with records
+  auto check = [&](const ReadResult& r, const char* how) {
+    ASSERT_LT(r.empty_ranges, r.ranges.size()) << how << ": only emptied batches";
+    EXPECT_GT(r.answer().length, kSmall) << how;
+    EXPECT_GT(*r.next_offset, closed[closed.size() - 2].end_offset) << how;
+    std::vector<std::byte> bytes(r.answer().length);
+    ASSERT_EQ(::pread(r.answer().file->fd(), bytes.data(), bytes.size(),
+                      static_cast<off_t>(r.answer().position)),
+              static_cast<ssize_t>(bytes.size()));
+    EXPECT_FALSE(records_of(bytes).empty()) << how;
+  };
+  auto cold = testing::read_async_wait(*l.log, l.ring, 0, kSmall, *l.log->log_end_offset());
+  ASSERT_TRUE(cold) << cold.error().message;
+  check(*cold, "read_async");
+  auto now = l.log->read(Offset(0), kSmall);
+  ASSERT_TRUE(now) << now.error().message;
+  check(*now, "read");
 }
 
 // A damaged closed segment is an error for the pass (never copied into a rewrite as good).

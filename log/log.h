@@ -16,6 +16,7 @@
 // of a truncated range may change, deleted ones stay readable).
 #pragma once
 
+#include <algorithm>
 #include <array>
 #include <cstdint>
 #include <deque>
@@ -153,6 +154,11 @@ struct ReadResult {
   // The first ranges hold only batches compaction emptied (a segment of them each): a Fetch
   // may answer from the range after them, as Kafka's reads skip segments its cleaner emptied.
   size_t empty_ranges = 0;
+  // The range a Fetch answers from: the first holding a record (the last if none does), and
+  // the base offset of its first batch.
+  size_t answer_index() const { return std::min(empty_ranges, ranges.size() - 1); }
+  const FileRange& answer() const { return ranges[answer_index()]; }
+  Offset answer_first_offset{-1};
 };
 
 // One stored batch and where it lies: sent as it is, e.g. from the file with sendfile.

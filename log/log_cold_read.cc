@@ -66,9 +66,10 @@ void PartitionLog::cold_round(std::shared_ptr<ColdRead> read) {
     // Read-ahead: a consumer's next Fetch starts where this one ends; the piece its run will
     // end in comes now, while this answer is sent (its start's header was read by this one).
     if (cold_touched_ && r && !r->ranges.empty()) {
-      const FileRange& range = r->ranges.front();
-      std::vector<ColdMiss> ahead = cold_read_ahead(*r->first_offset, range.position + range.length,
-                                                    read->max_bytes);
+      // From the range the Fetch answers with (past segments compaction emptied).
+      const FileRange& range = r->answer();
+      std::vector<ColdMiss> ahead =
+          cold_read_ahead(*r->answer_first_offset, range.position + range.length, read->max_bytes);
       if (!ahead.empty()) {
         auto background = std::make_shared<ColdRead>();
         background->loading = 1;

@@ -157,6 +157,7 @@ LogResult<ReadResult> PartitionLog::read_ranges(Offset from_offset, uint64_t max
     // Raft catch-up (`batches`) needs every batch's header.
     bool jumped = batches != nullptr || s.corrupt_from >= 0;
     uint64_t range_start = pos;
+    Offset range_first{-1};  // base offset of this segment's first batch in the run
     while (pos < readable) {
       auto header = header_at(s, **file, pos, readable);
       if (!header) {
@@ -172,12 +173,15 @@ LogResult<ReadResult> PartitionLog::read_ranges(Offset from_offset, uint64_t max
         continue;
       }
       const bool damaged = s.corrupt_from >= 0 && header->last_offset >= s.corrupt_from;
-      const bool too_big = result.bytes > 0 && result.bytes + header->size_bytes > max_bytes;
+      // The first batch that holds a record goes in whatever its size (as Kafka's first
+      // batch does): batches compaction emptied before it do not count.
+      const bool too_big = records && result.bytes + header->size_bytes > max_bytes;
       if (header->last_offset >= limit || damaged || too_big) {
         stop = true;
         break;
       }
       if (result.first_offset == Offset(-1)) result.first_offset = Offset(header->base_offset);
+      if (range_first == Offset(-1)) range_first = Offset(header->base_offset);
       if (batches != nullptr) {
         batches->push_back(
             {.base_offset = Offset(header->base_offset),
@@ -205,6 +209,8 @@ LogResult<ReadResult> PartitionLog::read_ranges(Offset from_offset, uint64_t max
       result.ranges.push_back(
           {.file = *file, .position = range_start, .length = pos - range_start});
       if (!records) result.empty_ranges = result.ranges.size();
+      if (result.answer_index() == result.ranges.size() - 1)
+        result.answer_first_offset = range_first;
     }
     if (s.corrupt_from >= 0) break;  // nothing past damage is served, not even later segments
     if (*result.next_offset >= limit) break;
@@ -289,7 +295,10 @@ LogResult<ReadResult> PartitionLog::read_recent(int64_t from, uint64_t max_bytes
       break;
     }
     SLUICE_ASSERT(result.ranges.back().position + result.ranges.back().length == it->position);
-    if (result.first_offset == Offset(-1)) result.first_offset = Offset(it->base_offset);
+    if (result.first_offset == Offset(-1)) {
+      result.first_offset = Offset(it->base_offset);
+      result.answer_first_offset = result.first_offset;
+    }
     if (batches != nullptr) {
       batches->push_back(
           {.base_offset = Offset(it->base_offset),
