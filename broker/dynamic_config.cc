@@ -103,7 +103,8 @@ const std::vector<BrokerSetting> kSettings = {
 void apply_all(BrokerConfig& c, const ConfigMap& values) {
   for (const auto& [name, value] : values) {
     const BrokerSetting* s = find_broker_setting(name);
-    if (!s || !s->dynamic() || !s->check(value).empty()) {
+    if (!s) continue;  // a custom setting: kept, read by nothing here
+    if (!s->dynamic() || !s->check(value).empty()) {
       spdlog::warn("dynamic broker config {}={} is not valid here: ignored", name, value);
       continue;
     }
@@ -125,7 +126,7 @@ const BrokerSetting* find_broker_setting(std::string_view name) {
 std::string validate_broker_configs(const ConfigMap& configs) {
   for (const auto& [name, value] : configs) {
     const BrokerSetting* s = find_broker_setting(name);
-    if (!s) return "unknown broker setting '" + name + "'";
+    if (!s) continue;  // a custom setting (see the header)
     if (!s->dynamic()) {
       return "Cannot update these configs dynamically: " + name +
              " (it is read-only: set it with a flag or in the --config file and restart)";
@@ -135,6 +136,14 @@ std::string validate_broker_configs(const ConfigMap& configs) {
     }
   }
   return "";
+}
+
+std::vector<std::string> custom_broker_configs(const ConfigMap& configs) {
+  std::vector<std::string> out;
+  for (const auto& [name, value] : configs) {
+    if (!find_broker_setting(name)) out.push_back(name);
+  }
+  return out;
 }
 
 BrokerConfig effective_broker_config(const BrokerConfig& base, const ConfigMap& cluster_default,

@@ -41,12 +41,20 @@ struct BrokerSetting {
 const std::vector<BrokerSetting>& broker_settings();
 const BrokerSetting* find_broker_setting(std::string_view name);
 
-// Checks a resource's new dynamic set: every name a dynamic setting, every value valid.
-// Empty: valid; else the message (Kafka answers INVALID_REQUEST).
+// Checks a resource's new dynamic set: no read-only setting, every dynamic one's value valid.
+// Empty: valid; else the message (Kafka answers INVALID_REQUEST). A name that is no setting
+// of Sluice's is accepted and kept, as Kafka keeps custom broker configs (it refuses only its
+// own read-only settings: kafka.server.DynamicBrokerConfig.validateConfigs): clients set
+// Kafka's dynamic settings Sluice has no use for (librdkafka's admin tests set
+// sasl.kerberos.min.time.before.relogin), and DescribeConfigs lists them; they have no effect.
 std::string validate_broker_configs(const ConfigMap& configs);
 
+// The names of `configs` that are no setting of Sluice's (custom ones, kept with no effect).
+std::vector<std::string> custom_broker_configs(const ConfigMap& configs);
+
 // The settings in force: `base` (static) with the cluster default's and then the broker's own
-// dynamic values over it. Values that do not check (never written so) are skipped.
+// dynamic values over it. Values that do not check (never written so) and custom settings
+// are skipped.
 BrokerConfig effective_broker_config(const BrokerConfig& base, const ConfigMap& cluster_default,
                                      const ConfigMap& own);
 

@@ -711,6 +711,26 @@ void Broker::handle_describe_configs(std::shared_ptr<Request> req,
             out.configs.push_back(describe_broker_setting(s, broker, body.include_synonyms));
           }
         }
+        // Custom settings (kept, no effect): this broker's own over the cluster default's.
+        for (const auto* level : {&broker.own, &broker.cluster_default}) {
+          const int8_t source =
+              level == &broker.own ? kSourceDynamicBroker : kSourceDynamicDefaultBroker;
+          for (const std::string& name : custom_broker_configs(*level)) {
+            if (!wanted(name) || (level != &broker.own && broker.own.contains(name))) continue;
+            DescribedConfig c;
+            c.name = name;
+            c.value = level->at(name);
+            c.config_source = source;
+            c.config_type = 2;  // STRING
+            if (body.include_synonyms) {
+              if (source == kSourceDynamicBroker) c.synonyms.push_back({name, c.value, source});
+              if (auto it = broker.cluster_default.find(name); it != broker.cluster_default.end()) {
+                c.synonyms.push_back({name, it->second, kSourceDynamicDefaultBroker});
+              }
+            }
+            out.configs.push_back(std::move(c));
+          }
+        }
       }
     } else {
       out.error_code = code(ErrorCode::kInvalidRequest);
@@ -745,6 +765,14 @@ void check_alter(size_t index, int8_t type, const std::string& name,
       out.error_code = code(ErrorCode::kInvalidRequest);
       out.error_message = "Invalid config value for resource BROKER '" + name + "': " + why;
       return;
+    }
+    if (!validate_only) {
+      for (const std::string& custom : custom_broker_configs(configs)) {
+        spdlog::warn(
+            "dynamic broker config '{}' of {} is no setting of Sluice's: kept (as Kafka keeps "
+            "custom configs), with no effect",
+            custom, name.empty() ? std::string("the cluster default") : "broker " + name);
+      }
     }
   } else {
     auto v = TopicRegistry::check_client_may_change(name);
