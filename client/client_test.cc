@@ -5,9 +5,10 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <filesystem>
+#include <fstream>
 #include <mutex>
 #include <thread>
-#include <fstream>
 
 namespace sluice::client {
 namespace {
@@ -152,6 +153,7 @@ TEST(Security, UnreadableFilesFailEveryRequestNamingTheSetting) {
   config.security.ssl_ca_location = not_pem;
   Client client2(config);
   md = client2.metadata({}, true);
+  std::filesystem::remove(not_pem);
   ASSERT_FALSE(md);
   EXPECT_NE(md.error().message.find("no PEM CA certificates"), std::string::npos)
       << md.error().message;
