@@ -424,10 +424,15 @@ void GroupCoordinator::handle(const GroupRequestContext&, const kafka::FindCoord
       resp.port = -1;
     }
   } else {
-    resp.error_code =
-        code(body.key_type == 1 ? ErrorCode::kCoordinatorNotAvailable : ErrorCode::kInvalidRequest);
+    // No transaction coordinator: an error clients treat as fatal, as InitProducerId with a
+    // transactional id answers, so that init_transactions() fails at once with this message
+    // (COORDINATOR_NOT_AVAILABLE is retried: librdkafka and the Java client waited out their
+    // whole timeout).
+    resp.error_code = code(body.key_type == 1 ? ErrorCode::kTransactionalIdAuthorizationFailed
+                                              : ErrorCode::kInvalidRequest);
     resp.error_message =
-        body.key_type == 1 ? "transactions are not supported" : "unknown coordinator key type";
+        body.key_type == 1 ? "transactions are not supported by Sluice (no transaction coordinator)"
+                           : "unknown coordinator key type";
     resp.node_id = -1;
     resp.port = -1;
   }
