@@ -93,7 +93,9 @@ class DiskFull(unittest.TestCase):
         """Writes succeed again within 30 s of space coming back (without a restart)."""
         deadline = time.monotonic() + 30
         while w.write(1):
-            self.assertLess(time.monotonic(), deadline, "writes did not resume: %s" % w.errors)
+            self.assertLess(time.monotonic(), deadline,
+                            "writes did not resume: %s\n---- broker log (tail) ----\n%s" %
+                            (w.errors[-5:], self.b.log()[-6000:]))
             time.sleep(0.2)
         self.assertEqual(w.write(50), [])
 
