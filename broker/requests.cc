@@ -711,25 +711,30 @@ void Broker::handle_describe_configs(std::shared_ptr<Request> req,
             out.configs.push_back(describe_broker_setting(s, broker, body.include_synonyms));
           }
         }
-        // Custom settings (kept, no effect): this broker's own over the cluster default's.
-        for (const auto* level : {&broker.own, &broker.cluster_default}) {
-          const int8_t source =
-              level == &broker.own ? kSourceDynamicBroker : kSourceDynamicDefaultBroker;
-          for (const std::string& name : custom_broker_configs(*level)) {
-            if (!wanted(name) || (level != &broker.own && broker.own.contains(name))) continue;
-            DescribedConfig c;
-            c.name = name;
-            c.value = level->at(name);
-            c.config_source = source;
-            c.config_type = 2;  // STRING
-            if (body.include_synonyms) {
-              if (source == kSourceDynamicBroker) c.synonyms.push_back({name, c.value, source});
-              if (auto it = broker.cluster_default.find(name); it != broker.cluster_default.end()) {
-                c.synonyms.push_back({name, it->second, kSourceDynamicDefaultBroker});
-              }
-            }
-            out.configs.push_back(std::move(c));
+        // Custom settings (kept, no effect), with their levels: this broker's own value, then
+        // the cluster default's.
+        std::set<std::string> custom;
+        for (const ConfigMap* level : {&broker.own, &broker.cluster_default}) {
+          for (std::string& name : custom_broker_configs(*level)) custom.insert(std::move(name));
+        }
+        for (const std::string& name : custom) {
+          if (!wanted(name)) continue;
+          std::vector<SettingLevel> levels;
+          if (auto it = broker.own.find(name); it != broker.own.end()) {
+            levels.push_back({kSourceDynamicBroker, it->second});
           }
+          if (auto it = broker.cluster_default.find(name); it != broker.cluster_default.end()) {
+            levels.push_back({kSourceDynamicDefaultBroker, it->second});
+          }
+          DescribedConfig c;
+          c.name = name;
+          c.value = levels[0].value;
+          c.config_source = levels[0].source;
+          c.config_type = 2;  // STRING
+          if (body.include_synonyms) {
+            for (const SettingLevel& l : levels) c.synonyms.push_back({name, l.value, l.source});
+          }
+          out.configs.push_back(std::move(c));
         }
       }
     } else {
