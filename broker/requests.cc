@@ -566,8 +566,12 @@ void Broker::handle_create_partitions(std::shared_ptr<Request> req,
       finish();
       continue;
     }
+    std::vector<std::vector<int32_t>> assignments;
+    if (t.assignments) {
+      for (const auto& a : *t.assignments) assignments.push_back(a.broker_ids);
+    }
     registry_->set_partition_count(
-        t.name, t.count, body.validate_only,
+        t.name, t.count, assignments, body.validate_only,
         [resp, i, finish, name = t.name, count = t.count,
          validate = body.validate_only](Result<TopicInfo, TopicError> grown) {
           if (!grown) {

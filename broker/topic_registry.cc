@@ -314,8 +314,9 @@ void TopicRegistry::remove(const std::string& name, Done done) {
   });
 }
 
-void TopicRegistry::set_partition_count(const std::string& name, int32_t count, bool validate_only,
-                                        Done done) {
+void TopicRegistry::set_partition_count(const std::string& name, int32_t count,
+                                        const std::vector<std::vector<int32_t>>& assignments,
+                                        bool validate_only, Done done) {
   if (auto ok = check_client_may_change(name); !ok) {
     done(unexpected(ok.error()));
     return;
@@ -334,6 +335,10 @@ void TopicRegistry::set_partition_count(const std::string& name, int32_t count, 
   cluster::pb::ControllerRequest req;
   req.mutable_create_partitions()->set_name(name);
   req.mutable_create_partitions()->set_partitions(count);
+  for (const auto& replicas : assignments) {
+    auto* p = req.mutable_create_partitions()->add_assignments();
+    for (int32_t b : replicas) p->add_replicas(b);
+  }
   req.set_validate_only(validate_only);
   send(std::move(req), name, std::move(done));
 }

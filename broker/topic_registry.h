@@ -110,7 +110,11 @@ class TopicRegistry {
   // call it on the cluster thread, which answers it.
   Result<TopicInfo, TopicError> create_and_wait(const cluster::TopicChange& change);
   void remove(const std::string& name, Done done);
-  void set_partition_count(const std::string& name, int32_t count, bool validate_only, Done done);
+  // Grows topic `name` to `count` partitions; `assignments` (empty: placed by the controller)
+  // lists the replicas of each new partition.
+  void set_partition_count(const std::string& name, int32_t count,
+                           const std::vector<std::vector<int32_t>>& assignments, bool validate_only,
+                           Done done);
   // Replaces the explicitly set settings of a topic with `configs`.
   void set_configs(const std::string& name, const std::map<std::string, std::string>& configs,
                    Done done);

@@ -114,7 +114,7 @@ TEST(TopicRegistry, ChangesSurviveARestart) {
     auto dup = n.create("orders", 3);
     ASSERT_FALSE(dup);
     EXPECT_EQ(dup.error().code, kafka::ErrorCode::kTopicAlreadyExists);
-    ASSERT_TRUE(n.wait([&](auto d) { n.reg->set_partition_count("orders", 5, false, d); }));
+    ASSERT_TRUE(n.wait([&](auto d) { n.reg->set_partition_count("orders", 5, {}, false, d); }));
     ASSERT_TRUE(n.create("gone", 1));
     ASSERT_TRUE(n.wait([&](auto d) { n.reg->remove("gone", d); }));
   }
@@ -141,7 +141,7 @@ TEST(TopicRegistry, RejectsBadNamesCountsAndReplicationFactors) {
             kafka::ErrorCode::kInvalidTopicException);
   EXPECT_EQ(n.create("t", 0).error().code, kafka::ErrorCode::kInvalidPartitions);
   ASSERT_TRUE(n.create("t", 2));
-  auto shrink = n.wait([&](auto d) { n.reg->set_partition_count("t", 1, false, d); });
+  auto shrink = n.wait([&](auto d) { n.reg->set_partition_count("t", 1, {}, false, d); });
   EXPECT_EQ(shrink.error().code, kafka::ErrorCode::kInvalidPartitions);
   cluster::TopicChange three;
   three.name = "rf3";
@@ -191,9 +191,10 @@ TEST(TopicRegistry, InternalTopicsAreNotClientsToChange) {
   c.configs = {{"cleanup.policy", "compact"}};
   ASSERT_TRUE(n.wait([&](auto d) { n.reg->create(c, false, d); }));
   EXPECT_TRUE(n.reg->find("__consumer_offsets")->internal);
-  for (auto r : {n.wait([&](auto d) { n.reg->remove("__consumer_offsets", d); }),
-                 n.wait([&](auto d) { n.reg->set_partition_count("__consumer_offsets", 9, false, d); }),
-                 n.wait([&](auto d) { n.reg->set_configs("__consumer_offsets", {}, d); })}) {
+  for (auto r :
+       {n.wait([&](auto d) { n.reg->remove("__consumer_offsets", d); }),
+        n.wait([&](auto d) { n.reg->set_partition_count("__consumer_offsets", 9, {}, false, d); }),
+        n.wait([&](auto d) { n.reg->set_configs("__consumer_offsets", {}, d); })}) {
     ASSERT_FALSE(r);
     EXPECT_EQ(r.error().code, kafka::ErrorCode::kTopicAuthorizationFailed);
   }
@@ -209,7 +210,7 @@ TEST(TopicRegistry, PartitionsAreBoundedPerBroker) {
   EXPECT_EQ(over.error().code, kafka::ErrorCode::kInvalidPartitions);
   EXPECT_FALSE(n.reg->find("b"));  // nothing saved
   ASSERT_TRUE(n.create("b", 4));
-  auto grow = n.wait([&](auto d) { n.reg->set_partition_count("a", 7, false, d); });
+  auto grow = n.wait([&](auto d) { n.reg->set_partition_count("a", 7, {}, false, d); });
   ASSERT_FALSE(grow);
   EXPECT_EQ(grow.error().code, kafka::ErrorCode::kInvalidPartitions);
   EXPECT_EQ(n.reg->find("a")->partitions, 6);

@@ -902,7 +902,7 @@ void ClusterNode::lead(pb::ControllerRequest req,
                              "topic '" + t.name() + "' does not exist"));
         return;
       }
-      auto parts = plan_partitions(it->second, t.partitions());
+      auto parts = plan_partitions(it->second, t.partitions(), t.assignments());
       if (!parts) {
         reply(from_apply(parts.error(), 0));
         return;
@@ -1028,10 +1028,40 @@ void existing_placement(const pb::Image& img, std::vector<partitioner::Partition
             [](const auto& a, const auto& b) { return a.tp < b.tp; });
 }
 
+// Explicit replica assignments (CreateTopics, CreatePartitions), checked as Kafka's controller
+// checks them: every partition lists `rf` distinct registered brokers.
+Result<void, ApplyResult> check_assignments(
+    const pb::Image& img, const google::protobuf::RepeatedPtrField<pb::Partition>& assignments,
+    int32_t rf) {
+  auto invalid = [](std::string message) {
+    return unexpected(ApplyResult{ErrorCode::kInvalidReplicaAssignment, std::move(message), 0});
+  };
+  for (const auto& a : assignments) {
+    if (a.replicas().empty()) return invalid("a partition's replica assignment is empty");
+    std::set<int32_t> seen;
+    for (int32_t b : a.replicas()) {
+      if (!img.brokers().count(b)) {
+        return invalid("assignment names broker " + std::to_string(b) +
+                       ", which is not registered");
+      }
+      if (!seen.insert(b).second) {
+        return invalid("assignment names broker " + std::to_string(b) + " twice for one partition");
+      }
+    }
+    if (a.replicas_size() != rf) {
+      return invalid("assignment lists " + std::to_string(a.replicas_size()) +
+                     " replicas for a partition; the topic's partitions have " +
+                     std::to_string(rf));
+    }
+  }
+  return {};
+}
+
 }  // namespace
 
 Result<std::vector<pb::Partition>, ApplyResult> ClusterNode::plan_partitions(
-    const pb::Topic& topic, int32_t total) const {
+    const pb::Topic& topic, int32_t total,
+    const google::protobuf::RepeatedPtrField<pb::Partition>& assignments) const {
   const pb::Image& img = state_.image();
   const int32_t have = topic.partitions_size();
   if (total <= have) {
@@ -1041,6 +1071,26 @@ Result<std::vector<pb::Partition>, ApplyResult> ClusterNode::plan_partitions(
                                   0});
   }
   const int32_t rf = std::max(1, topic.replication_factor());
+  if (!assignments.empty()) {
+    // Explicit replicas for the new partitions, as Kafka's CreatePartitions takes them: one
+    // per new partition, each with the topic's replication factor.
+    if (assignments.size() != total - have) {
+      return unexpected(ApplyResult{ErrorCode::kInvalidReplicaAssignment,
+                                    "adding " + std::to_string(total - have) +
+                                        " partitions to topic '" + topic.name() + "' needs " +
+                                        std::to_string(total - have) + " replica assignments; " +
+                                        std::to_string(assignments.size()) + " were given",
+                                    0});
+    }
+    if (auto ok = check_assignments(img, assignments, rf); !ok) return unexpected(ok.error());
+    std::vector<pb::Partition> out;
+    for (const auto& a : assignments) {
+      pb::Partition& p = out.emplace_back();
+      *p.mutable_replicas() = a.replicas();
+      p.set_leader(-1);
+    }
+    return out;
+  }
   auto brokers = placement_brokers(img);
   if (static_cast<int32_t>(brokers.size()) < rf) {
     return unexpected(ApplyResult{ErrorCode::kInvalidReplicationFactor,
@@ -1085,30 +1135,14 @@ Result<pb::Topic, ApplyResult> ClusterNode::plan_topic(const pb::TopicRequest& t
   topic.set_internal(t.internal());
   *topic.mutable_configs() = t.configs();
   if (!t.assignments().empty()) {
-    const size_t rf = static_cast<size_t>(t.assignments(0).replicas_size());
+    const int32_t rf = t.assignments(0).replicas_size();
+    if (auto ok = check_assignments(img, t.assignments(), rf); !ok) return unexpected(ok.error());
     for (const auto& a : t.assignments()) {
-      std::set<int32_t> seen;
-      for (int32_t b : a.replicas()) {
-        if (!img.brokers().count(b)) {
-          return unexpected(ApplyResult{ErrorCode::kInvalidReplicaAssignment,
-                                        "assignment names broker " + std::to_string(b) +
-                                            ", which is not registered",
-                                        0});
-        }
-        if (!seen.insert(b).second) {
-          return unexpected(ApplyResult{ErrorCode::kInvalidReplicaAssignment,
-                                        "assignment names broker " + std::to_string(b) +
-                                            " twice for one partition",
-                                        0});
-        }
-      }
-      if (seen.empty() || seen.size() != rf) {
-        return unexpected(ApplyResult{ErrorCode::kInvalidReplicaAssignment,
-                                      "every partition needs the same number of replicas", 0});
-      }
-      *topic.add_partitions() = a;
+      pb::Partition& p = *topic.add_partitions();
+      *p.mutable_replicas() = a.replicas();
+      p.set_leader(-1);
     }
-    topic.set_replication_factor(static_cast<int32_t>(rf));
+    topic.set_replication_factor(rf);
     return topic;
   }
   int32_t rf = t.replication_factor();
@@ -1123,7 +1157,7 @@ Result<pb::Topic, ApplyResult> ClusterNode::plan_topic(const pb::TopicRequest& t
     return unexpected(
         ApplyResult{ErrorCode::kInvalidPartitions, "number of partitions must be at least 1", 0});
   }
-  auto parts = plan_partitions(topic, t.partitions());
+  auto parts = plan_partitions(topic, t.partitions(), {});
   if (!parts) return unexpected(parts.error());
   for (auto& p : *parts) *topic.add_partitions() = std::move(p);
   return topic;

@@ -209,8 +209,11 @@ class ClusterNode {
   std::chrono::steady_clock::time_point resume_check_until_{};
   std::chrono::steady_clock::time_point next_balance_{};
   Result<pb::Topic, ApplyResult> plan_topic(const pb::TopicRequest& t) const;
-  Result<std::vector<pb::Partition>, ApplyResult> plan_partitions(const pb::Topic& topic,
-                                                                  int32_t total) const;
+  // The replicas of partitions [partitions, total) of `topic`: `assignments` when given
+  // (checked), placed by consistent hashing otherwise.
+  Result<std::vector<pb::Partition>, ApplyResult> plan_partitions(
+      const pb::Topic& topic, int32_t total,
+      const google::protobuf::RepeatedPtrField<pb::Partition>& assignments) const;
 
   ClusterConfig config_;
   bool voter_ = false;

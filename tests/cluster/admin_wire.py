@@ -2,7 +2,8 @@
 confluent-kafka 1.7.0 have neither reassignments nor ElectLeaders nor DescribeLogDirs nor the
 SCRAM credential APIs): AlterPartitionReassignments (45), ListPartitionReassignments (46),
 ElectLeaders (43), DescribeLogDirs (35), DescribeUserScramCredentials (50),
-AlterUserScramCredentials (51). A small schema-driven codec, classic and flexible (KIP-482),
+AlterUserScramCredentials (51); and CreatePartitions (37) with replica assignments the clients
+check before sending. A small schema-driven codec, classic and flexible (KIP-482),
 written from Kafka 3.8.0's JSON message schemas.
 
 A schema is a list of (name, type); types: 'int8' 'int16' 'int32' 'int64' 'bool' 'string'
@@ -226,6 +227,26 @@ def elect_leaders(bootstrap, partitions, election_type=0, version=2, timeout_ms=
     return resp.get("ErrorCode"), {
         (t["Topic"], p["PartitionId"]): (p["ErrorCode"], p["ErrorMessage"])
         for t in resp["ReplicaElectionResults"] for p in t["PartitionResult"]}
+
+
+CREATE_PARTITIONS_REQ = [("Topics", ("[]", [("Name", "string"), ("Count", "int32"),
+                                             ("Assignments", ("n[]", [("BrokerIds", "[int32]")]))])),
+                         ("TimeoutMs", "int32"), ("ValidateOnly", "bool")]
+CREATE_PARTITIONS_RESP = [("ThrottleTimeMs", "int32"),
+                          ("Results", ("[]", [("Name", "string"), ("ErrorCode", "int16"),
+                                              ("ErrorMessage", "nstring")]))]
+
+
+def create_partitions(bootstrap, topic, count, assignment, validate_only=False):
+    """CreatePartitions v3 for one topic; assignment: None or [[broker ids] per new partition]
+    -> (error code, message)."""
+    req = {"TimeoutMs": 15000, "ValidateOnly": validate_only,
+           "Topics": [{"Name": topic, "Count": count,
+                       "Assignments": None if assignment is None else
+                       [{"BrokerIds": ids} for ids in assignment]}]}
+    result = call(bootstrap, 37, 3, True, CREATE_PARTITIONS_REQ, req,
+                  CREATE_PARTITIONS_RESP)["Results"][0]
+    return result["ErrorCode"], result["ErrorMessage"]
 
 
 def describe_log_dirs(bootstrap, topics=None, version=4):

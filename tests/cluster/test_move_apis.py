@@ -18,10 +18,11 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import admin_wire as wire  # noqa: E402
-from cluster_util import (ClusterTestCase, NewTopic, create_topics, harness, metadata,  # noqa: E402
-                          report, wait_for)
+from cluster_util import (ClusterTestCase, NewTopic, admin, create_topics, harness,  # noqa: E402
+                          metadata, report, wait_for)
 
-from confluent_kafka import Producer  # noqa: E402
+from confluent_kafka import KafkaException, Producer  # noqa: E402
+from confluent_kafka.admin import NewPartitions  # noqa: E402
 
 SESSION_MS = 3000
 NONE = 0
@@ -217,6 +218,54 @@ class Moves(ClusterTestCase):
         self.assertEqual(wire.alter_reassignments(self.b0, {})["Responses"], [])
         # The broker is still healthy for other clients.
         produce(self.b0, "bad", 0, ["ok"])
+
+    # ---- CreatePartitions with replica assignments ----
+
+    def create_partitions(self, topic, total, assignment=None):
+        """CreatePartitions through confluent-kafka; None or the KafkaError."""
+        client = admin(self.b0)  # kept alive until the future is done
+        # (confluent-kafka 1.7 refuses replica_assignment=None)
+        new = (NewPartitions(topic, total) if assignment is None else
+               NewPartitions(topic, total, replica_assignment=assignment))
+        f = client.create_partitions([new], operation_timeout=15, request_timeout=15)[topic]
+        try:
+            f.result(timeout=20)
+            return None
+        except KafkaException as e:
+            return e.args[0]
+
+    def test_create_partitions_places_replicas_where_asked(self):
+        self.new_topic("grow", assignment=[[0, 1, 2]])
+        # Bad assignments are refused whole, with Kafka's code and a reason (raw wire: the
+        # clients check some of these before sending).
+        for assignment, says in [([[1, 2, 3]], "2 replica assignments"),  # one for two
+                                 ([[1, 2, 3], [9, 1, 2]], "broker 9"),
+                                 ([[1, 2, 3], [1, 1, 2]], "twice"),
+                                 ([[1, 2, 3], [1, 2]], "2 replicas"),
+                                 ([[1, 2, 3], []], "empty")]:
+            code, message = wire.create_partitions(self.b0, "grow", 3, assignment)
+            self.assertEqual(code, INVALID_REPLICA_ASSIGNMENT, (assignment, message))
+            self.assertIn(says, message, assignment)
+        self.assertEqual(wire.create_partitions(self.b0, "grow", 3, [[3, 2, 1], [2, 3, 0]],
+                                                validate_only=True), (NONE, None))
+        self.assertEqual(len(metadata(self.b0).topics["grow"].partitions), 1)
+        # Then as asked: the new partitions on exactly those brokers, in that order (the
+        # first is the preferred leader), on every broker's view, and they take data.
+        self.assertIsNone(self.create_partitions("grow", 3, [[3, 2, 1], [2, 3, 0]]))
+        wait_for(lambda: all(len(metadata(b.bootstrap).topics["grow"].partitions) == 3
+                             for b in self.cluster.brokers), 30, "three partitions everywhere")
+        self.assertEqual(list(self.partition("grow", 1).replicas), [3, 2, 1])
+        self.assertEqual(list(self.partition("grow", 2).replicas), [2, 3, 0])
+        wait_for(lambda: all(self.partition("grow", i).leader >= 0 for i in (1, 2)), 30,
+                 "leaders of the new partitions")
+        for i in (1, 2):
+            self.assertEqual(produce(self.b0, "grow", i, ["v%d" % i]),
+                             read_values(self.b0, "grow", i))
+        # Without an assignment the controller places them, with the topic's factor.
+        self.assertIsNone(self.create_partitions("grow", 4))
+        wait_for(lambda: len(metadata(self.b0).topics["grow"].partitions) == 4, 30,
+                 "four partitions")
+        self.assertEqual(len(set(self.partition("grow", 3).replicas)), 3)
 
     # ---- ElectLeaders ----
 
