@@ -477,8 +477,10 @@ std::unique_ptr<Replica> Broker::open_replica(ShardState& ss, Partition& p, uint
     part->awake = true;
     ss.awake.push_back(group);
   };
-  ev.on_failed = [part](const std::string& why) {
+  ev.on_failed = [&ss, part](const std::string& why) {
     spdlog::error("{}-{}: replica stopped: {}", part->tp.topic, part->tp.partition, why);
+    // A full disk stopped it: reopen_full_partitions looks for it once there is room.
+    if (part->replica && part->replica->failed_for_space()) ss.full_logs_left = true;
   };
   const std::string dir = partition_dir(config_.data_dir, p.tp);
   auto r = Replica::open(dir, *p.log, *ss.ring, ss.shard.context(), o, std::move(ev));

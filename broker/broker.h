@@ -90,6 +90,7 @@ struct Partition {
   // cannot serve, until it is repaired from the other replicas (repair_damaged_partitions).
   int64_t damaged_from = -1;
   uint32_t repair_ticks = 0;
+  uint32_t reopen_waits = 0;  // looks at it, stopped on a full disk, while its log was busy
 
   // What consumers may read: the commit index (Raft), as a Kafka offset.
   int64_t high_watermark() const {

@@ -337,12 +337,24 @@ void Broker::reopen_full_partitions(ShardState& ss) {
   ss.log_stops_seen = stops;
   bool left = false;
   for (auto& [tp, p] : ss.partitions) {
-    if (p->deleting || !p->log->failed()) continue;
-    if (p->log->failure_code() != log::LogErrc::kNoSpace) continue;  // durability unknown
-    if (!p->log->idle()) {
-      left = true;
+    if (p->deleting) continue;
+    if (p->log->failed()) {
+      if (p->log->failure_code() != log::LogErrc::kNoSpace) continue;  // durability unknown
+    } else if (!p->replica || !p->replica->failed_for_space()) {
       continue;
     }
+    if (!p->log->idle()) {
+      left = true;
+      // Said once if it lasts (~10 s of looks): what keeps the partition stopped.
+      if (++p->reopen_waits == 20) {
+        spdlog::warn(
+            "{}-{}: stopped on a full disk; the disk has room again, but the log still "
+            "has {} operation(s) in flight, so it is not reopened yet",
+            tp.topic, tp.partition, p->log->ops_in_flight());
+      }
+      continue;
+    }
+    p->reopen_waits = 0;
     // The stopped log is inert (idle, refuses everything); a new one recovers the directory,
     // cutting whatever the full disk did not take. Only then is the old one dropped.
     auto reopened = log::PartitionLog::open(p->log->dir(), p->log_config, *ss.ring, *ss.fds);

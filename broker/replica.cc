@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <cerrno>
 #include <chrono>
 #include <cstring>
 
@@ -1168,7 +1169,8 @@ void Replica::write_raft_state(std::shared_ptr<raft::Ready> rd, std::shared_ptr<
     if (res < 0 && meta->error == 0) meta->error = res;
     if (--meta->pending > 0) return;
     if (meta->error < 0) {
-      return fail(std::string("raft state write failed: ") + std::strerror(-meta->error));
+      return fail(std::string("raft state write failed: ") + std::strerror(-meta->error),
+                  -meta->error);
     }
     if (!meta->syncing) {
       meta->syncing = true;
@@ -1416,9 +1418,10 @@ void Replica::after_role_change() {
   if (events_.on_role_change) events_.on_role_change();
 }
 
-void Replica::fail(const std::string& why) {
+void Replica::fail(const std::string& why, int err) {
   if (failed_) return;
   failed_ = true;
+  failed_for_space_ = err == ENOSPC || err == EDQUOT;
   running_ = false;
   persisting_ = false;
   log_.keep_fds(false);

@@ -192,6 +192,9 @@ class Replica final : public raft::LogSource, public log::FdHolder {
   Result<void, raft::Errc> change_membership(const raft::ConfState& next);
   bool caught_up(int32_t id) const;
   bool failed() const { return failed_; }
+  // It stopped because a write of its own (the Raft state) found the disk full: the broker
+  // reopens it once there is room, as it reopens a log stopped by a full disk.
+  bool failed_for_space() const { return failed_ && failed_for_space_; }
   // Nothing of the replica's own in flight (no Ready being persisted, no raft.state write):
   // it may be destroyed and reopened.
   bool quiet() const { return !running_ && !scheduled_ && writing_ == 0 && slot_writes_ == 0; }
@@ -276,7 +279,7 @@ class Replica final : public raft::LogSource, public log::FdHolder {
   // log_start_moved's second half: snapshots the node's log up to the entry of the batch that
   // starts at Kafka offset `kstart`.
   void compact_to_log_start(int64_t kstart);
-  void fail(const std::string& why);
+  void fail(const std::string& why, int err = 0);  // err: the errno, if a system call failed
   // Follower: whether an append's batches check out (step); false after reject_append().
   bool check_append(raft::Message& m);
   bool reject_append(const raft::Message& m, const std::string& why);
@@ -348,6 +351,7 @@ class Replica final : public raft::LogSource, public log::FdHolder {
   bool quiesced_seen_ = false;  // the node was quiesced when last looked at (schedule())
   bool silence_woke_ = false;   // peers_silent() ended the quiescence
   bool failed_ = false;
+  bool failed_for_space_ = false;
   uint64_t appends_rejected_ = 0;
   int64_t reject_logged_ms_ = -10'000;  // the last line about a rejected append (one per 10 s)
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);

@@ -397,6 +397,7 @@ class PartitionLog final : public FdHolder, public ColdHolder {
   LogResult<ScrubResult> scrub(uint64_t max_bytes);
 
   bool idle() const;  // nothing of this log in flight in the ring
+  size_t ops_in_flight() const { return ops_in_flight_; }
   // FdHolder: closes the active segment's, partition.meta's and the directory's descriptors
   // when idle and everything written is durable. Reads and later writes reopen them.
   bool release_fds() override;
