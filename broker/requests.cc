@@ -765,10 +765,12 @@ struct PendingAlter {
 // Validates a resource's new settings (shared by both alter APIs); a valid change that is
 // not validate-only is queued for the controller. Broker resources other than "" and this
 // broker's id were refused before.
+// `before`: a broker resource's dynamic configs now (custom ones it already holds are not
+// warned about again).
 template <class Out>
 void check_alter(size_t index, int8_t type, const std::string& name,
-                 const std::map<std::string, std::string>& configs, bool validate_only, Out& out,
-                 std::vector<PendingAlter>& pending) {
+                 const std::map<std::string, std::string>& configs, const ConfigMap& before,
+                 bool validate_only, Out& out, std::vector<PendingAlter>& pending) {
   if (type == kResourceBroker) {
     if (std::string why = validate_broker_configs(configs); !why.empty()) {
       out.error_code = code(ErrorCode::kInvalidRequest);
@@ -777,6 +779,10 @@ void check_alter(size_t index, int8_t type, const std::string& name,
     }
     if (!validate_only) {
       for (const std::string& custom : custom_broker_configs(configs)) {
+        if (auto was = before.find(custom);
+            was != before.end() && was->second == configs.at(custom)) {
+          continue;  // unchanged: said when it was set
+        }
         spdlog::warn(
             "dynamic broker config '{}' of {} is no setting of Sluice's: kept (as Kafka keeps "
             "custom configs), with no effect",
@@ -908,6 +914,7 @@ void Broker::handle_alter_configs(std::shared_ptr<Request> req,
                                   const kafka::AlterConfigsRequest& body) {
   auto resp = std::make_shared<kafka::AlterConfigsResponse>();
   std::vector<PendingAlter> pending;
+  const auto image = cluster_->image();
   for (const auto& res : body.resources) {
     kafka::AlterConfigsResponse::AlterConfigsResourceResponse out;
     out.resource_type = res.resource_type;
@@ -918,6 +925,8 @@ void Broker::handle_alter_configs(std::shared_ptr<Request> req,
         if (c.value) configs[c.name] = *c.value;
       }
       check_alter(resp->responses.size(), res.resource_type, res.resource_name, configs,
+                  res.resource_type == kResourceBroker ? dynamic_configs(*image, res.resource_name)
+                                                       : ConfigMap{},
                   body.validate_only, out, pending);
     }
     resp->responses.push_back(std::move(out));
@@ -941,9 +950,11 @@ void Broker::handle_incremental_alter_configs(std::shared_ptr<Request> req,
       continue;
     }
     std::map<std::string, std::string> configs;
+    ConfigMap before;
     bool ok = false;
     if (res.resource_type == kResourceBroker) {
-      configs = dynamic_configs(*image, res.resource_name);
+      before = dynamic_configs(*image, res.resource_name);
+      configs = before;
       ok = apply_config_ops(
           res.configs, configs,
           [&](const std::string& name) -> std::optional<std::string> {
@@ -970,7 +981,7 @@ void Broker::handle_incremental_alter_configs(std::shared_ptr<Request> req,
       }
     }
     if (ok) {
-      check_alter(resp->responses.size(), res.resource_type, res.resource_name, configs,
+      check_alter(resp->responses.size(), res.resource_type, res.resource_name, configs, before,
                   body.validate_only, out, pending);
     }
     resp->responses.push_back(std::move(out));

@@ -149,6 +149,14 @@ class DynamicBrokerConfigs(harness.BrokerTestCase):
                           ("sasl.kerberos.min.time.before.relogin", "1", DYNAMIC_DEFAULT)])
         self.assertEqual(c["my.plugin.setting"][:3], ("a", False, DYNAMIC_DEFAULT))
         self.assertEqual(c["num.partitions"][:3], ("4", False, DYNAMIC_BROKER))
+        # Each is warned about once, when set: not again when other settings of the same
+        # resource change.
+        warned = "dynamic broker config 'sasl.kerberos.min.time.before.relogin' of broker 0"
+        self.assertEqual(self.broker.log().count(warned), 1)
+        self.alter("0", {"sasl.kerberos.min.time.before.relogin": "58000", "num.partitions": "5"})
+        self.assertEqual(harness.incremental_alter_configs(
+            self.bootstrap, 4, "0", [("num.partitions", 0, "4")]), (0, ""))
+        self.assertEqual(self.broker.log().count(warned), 1)
         # Through confluent-kafka too, and after a restart.
         self.broker.restart()
         admin = self.admin()
