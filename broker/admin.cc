@@ -63,6 +63,7 @@ struct ShardReport {
   uint64_t unknown_requests = 0;
   std::map<PartitionKey, PartitionTraffic> traffic;
   uint64_t raft_terms_seen = 0;
+  uint64_t raft_campaigns = 0;
   LatencyHistogram sync_latency;
   bool io_uring = false;
   // Descriptors (log::FdCache): holders keeping them now, the busy cap, partitions waiting
@@ -728,6 +729,7 @@ void Broker::fill_report(ShardState& ss, ShardReport& r, int64_t lag_ms,
   r.unknown_requests = ss.metrics.unknown_requests;
   r.traffic = ss.metrics.traffic;
   r.raft_terms_seen = ss.metrics.raft_terms_seen;
+  r.raft_campaigns = ss.metrics.raft_campaigns;
   if (ss.ring) {
     r.sync_latency = ss.ring->sync_latency();
     r.io_uring = ss.ring->uses_io_uring();
@@ -920,6 +922,7 @@ std::string Broker::write_metrics(const std::vector<ShardReport>& reports) {
   // Storage.
   LatencyHistogram sync;
   uint64_t terms_seen = 0;
+  uint64_t campaigns = 0;
   bool uring = true;
   uint64_t fd_holders = 0, fd_busy_max = 0, fd_waiting = 0, fd_waits = 0, raft_awake = 0;
   uint64_t cold_bytes = 0, cold_drops = 0, paced = 0;
@@ -927,6 +930,7 @@ std::string Broker::write_metrics(const std::vector<ShardReport>& reports) {
     raft_awake += r.raft_awake;
     sync.add(r.sync_latency);
     terms_seen += r.raft_terms_seen;
+    campaigns += r.raft_campaigns;
     uring = uring && r.io_uring;
     fd_holders += r.fd_holders;
     fd_busy_max += r.fd_busy_max;
@@ -994,6 +998,10 @@ std::string Broker::write_metrics(const std::vector<ShardReport>& reports) {
   w.family("sluice_raft_terms_seen_total", "counter",
            "New Raft terms this broker's partition replicas moved to (each is an election)");
   w.sample("sluice_raft_terms_seen_total", {}, terms_seen);
+  w.family("sluice_raft_campaigns_total", "counter",
+           "Elections this broker's partition replicas started (a pre-vote round each; one that "
+           "fails for want of votes is tried again after an election timeout)");
+  w.sample("sluice_raft_campaigns_total", {}, campaigns);
   if (cluster_up_.load(std::memory_order_acquire)) {
     w.family("sluice_controller_leader", "gauge", "Node id of the controller leader (-1: none)");
     w.sample("sluice_controller_leader", {},

@@ -390,13 +390,64 @@ void Broker::wake_silenced(ShardState& ss) {
   }
 }
 
+namespace {
+constexpr int64_t kParkedVoteMs = 2000;  // older parked votes are dropped
+constexpr size_t kParkedVotesMax = 4096;
+}  // namespace
+
+void Broker::park_vote(uint64_t group, raft::Message&& message) {
+  const int64_t now = steady_ms();
+  if (now - parked_swept_ms_ >= kParkedVoteMs / 2) {
+    parked_swept_ms_ = now;
+    for (auto it = parked_votes_.begin(); it != parked_votes_.end();) {
+      auto& votes = it->second;
+      const size_t before = votes.size();
+      std::erase_if(votes, [&](const ParkedVote& v) { return now - v.at_ms > kParkedVoteMs; });
+      parked_count_ -= before - votes.size();
+      it = votes.empty() ? parked_votes_.erase(it) : std::next(it);
+    }
+  }
+  if (parked_count_ >= kParkedVotesMax) return;
+  parked_votes_[group].push_back({now, std::move(message)});
+  ++parked_count_;
+}
+
+void Broker::deliver_parked_votes(ShardState& ss, uint64_t group) {
+  std::vector<ParkedVote> votes;
+  {
+    std::lock_guard lock(groups_mutex_);
+    auto it = parked_votes_.find(group);
+    if (it == parked_votes_.end()) return;
+    votes = std::move(it->second);
+    parked_count_ -= votes.size();
+    parked_votes_.erase(it);
+  }
+  // After the caller has installed the replica (open_replica returns it).
+  ss.shard.post([&ss, group, votes = std::move(votes)]() mutable {
+    auto it = ss.by_group.find(group);
+    if (it == ss.by_group.end() || it->second->deleting || !it->second->replica) return;
+    const int64_t now = steady_ms();
+    for (ParkedVote& v : votes) {
+      if (now - v.at_ms <= kParkedVoteMs) it->second->replica->step(std::move(v.message));
+    }
+    ss.ring->submit();
+  });
+}
+
 void Broker::route_raft(uint64_t group, raft::Message&& message) {
   TopicPartition tp;
   {
     std::lock_guard lock(groups_mutex_);
     peer_heard_ms_[static_cast<int32_t>(*message.from)] = steady_ms();
     auto it = group_index_.find(group);
-    if (it == group_index_.end()) return;  // not hosted here (yet, or any more): dropped
+    if (it == group_index_.end()) {
+      // Not hosted here (yet, or any more): dropped, but for a vote request, which may be
+      // for a group this broker is about to open (parked_votes_).
+      const bool vote =
+          message.type == raft::MessageType::kPreVote || message.type == raft::MessageType::kVote;
+      if (vote && group != kPingGroup) park_vote(group, std::move(message));
+      return;
+    }
     tp = it->second;
   }
   ShardState& ss = shard_of(tp);
@@ -450,6 +501,7 @@ std::unique_ptr<Replica> Broker::open_replica(ShardState& ss, Partition& p, uint
     }
     part->seen_term = std::max(part->seen_term, term);
   };
+  ev.on_campaigns = [metrics](uint64_t n) { metrics->raft_campaigns += n; };
   ev.on_role_change = [part, count_term] {
     count_term();
     notify_waiters(*part);
@@ -495,6 +547,7 @@ std::unique_ptr<Replica> Broker::open_replica(ShardState& ss, Partition& p, uint
     group_index_[o.group] = p.tp;
   }
   ss.by_group[o.group] = &p;
+  deliver_parked_votes(ss, o.group);
   if (!p.awake) {
     p.awake = true;
     ss.awake.push_back(o.group);

@@ -232,6 +232,8 @@ class Broker {
                            std::function<void()> then);
   // A Raft message from a peer (cluster thread): to the shard of its partition.
   void route_raft(uint64_t group, raft::Message&& message);
+  void park_vote(uint64_t group, raft::Message&& message);  // under groups_mutex_
+  void deliver_parked_votes(ShardState& ss, uint64_t group);
   // The Raft side of a partition whose log is open (created with `voters` if new).
   std::unique_ptr<Replica> open_replica(ShardState& ss, Partition& p, uint64_t group,
                                         std::vector<int32_t> voters, Status& status);
@@ -504,8 +506,19 @@ class Broker {
     std::map<std::string, std::string> configs;
     std::set<int32_t> local;  // the partitions this broker hosts (as of the last reconcile)
   };
-  std::mutex groups_mutex_;  // guards group_index_ and peer_heard_ms_
+  std::mutex groups_mutex_;  // guards group_index_, parked_votes_ and peer_heard_ms_
   std::unordered_map<uint64_t, TopicPartition> group_index_;
+  // Vote requests for groups not open here yet (a new partition's preferred replica campaigns
+  // as soon as its own broker applies the topic, often before the other replicas' brokers
+  // do): kept a short while and delivered when the group opens, so that the first election
+  // succeeds instead of waiting out an election timeout. Bounded (route_raft).
+  struct ParkedVote {
+    int64_t at_ms = 0;
+    raft::Message message;
+  };
+  std::unordered_map<uint64_t, std::vector<ParkedVote>> parked_votes_;
+  size_t parked_count_ = 0;
+  int64_t parked_swept_ms_ = 0;
   // Brokers' liveness for quiesced groups: when a Raft message (any group's, or a ping) from
   // each peer last arrived (steady clock, ms). Pings go out every heartbeat interval.
   std::unordered_map<int32_t, int64_t> peer_heard_ms_;

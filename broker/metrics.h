@@ -52,6 +52,7 @@ struct ShardMetrics {
   // Entries outlive a partition's stay on this broker (counters must not go back); a scrape
   // drops those of deleted topics.
   std::map<PartitionKey, PartitionTraffic> traffic;
+  uint64_t raft_campaigns = 0;   // elections this shard's replicas started (pre-vote rounds)
   uint64_t raft_terms_seen = 0;  // new terms this shard's replicas moved to (elections)
 
   void request_done(int16_t api_key, int16_t version, bool error,

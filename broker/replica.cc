@@ -1393,6 +1393,10 @@ void Replica::complete_waiters() {
 }
 
 void Replica::after_role_change() {
+  if (const uint64_t c = node_->campaigns(); c != campaigns_seen_) {
+    if (events_.on_campaigns) events_.on_campaigns(c - campaigns_seen_);
+    campaigns_seen_ = c;
+  }
   const uint64_t term = *node_->term();
   const auto leader = static_cast<int32_t>(*node_->leader());
   const raft::Role role = node_->role();

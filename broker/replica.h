@@ -73,6 +73,8 @@ struct ReplicaEvents {
   std::function<void(uint64_t group, std::vector<raft::Message>)> send;
   // Role, leader or term changed.
   std::function<void()> on_role_change;
+  // The replica started this many elections since the last call (sluice_raft_campaigns_total).
+  std::function<void(uint64_t)> on_campaigns;
   // The high watermark moved (wake parked fetches).
   std::function<void()> on_commit;
   // A data batch joined the log (leader: when proposed; follower: when received), with its
@@ -351,6 +353,7 @@ class Replica final : public raft::LogSource, public log::FdHolder {
   bool quiesced_seen_ = false;  // the node was quiesced when last looked at (schedule())
   bool silence_woke_ = false;   // peers_silent() ended the quiescence
   bool failed_ = false;
+  uint64_t campaigns_seen_ = 0;  // node_->campaigns() when after_role_change() last looked
   bool failed_for_space_ = false;
   uint64_t appends_rejected_ = 0;
   int64_t reject_logged_ms_ = -10'000;  // the last line about a rejected append (one per 10 s)

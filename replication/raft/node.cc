@@ -297,6 +297,7 @@ void Node::start_election(bool pre_vote, bool forced) {
   SLUICE_ASSERT(promotable());
   quiesced_ = false;
   ballot_lead_ = kNoNode;  // turns are for the first timeout after a leader; then it is random
+  if (pre_vote || !cfg_.pre_vote || forced) ++campaigns_;
   if (pre_vote) {
     become_pre_candidate();
   } else {

@@ -140,6 +140,9 @@ class Node {
   NodeId id() const { return id_; }
   Role role() const { return role_; }
   Term term() const { return Term{term_}; }
+  // Elections this node started: pre-vote rounds (or vote rounds without pre-vote, and forced
+  // ones); the vote round after a won pre-vote is the same election.
+  uint64_t campaigns() const { return campaigns_; }
   NodeId leader() const { return lead_; }
   const detail::RaftLog& log() const { return log_; }
   // Leader only: the replication state of a peer (tests, ISR computation).
@@ -187,6 +190,7 @@ class Node {
   Config cfg_;
   NodeId id_;
   uint64_t term_ = 0;
+  uint64_t campaigns_ = 0;
   NodeId vote_ = kNoNode;
   NodeId lead_ = kNoNode;
   Role role_ = Role::kFollower;
