@@ -47,6 +47,7 @@ struct GroupCoordinator::PartitionGroups {
   std::map<std::string, int64_t> wake_ms;  // group -> its entry in Timers::due
   bool loaded = false;
   uint64_t seed = 0;
+  int32_t partition = 0;
 };
 
 GroupCoordinator::GroupCoordinator(const CoordinatorOptions& options, CoordinatorHost host)
@@ -59,6 +60,7 @@ GroupCoordinator::GroupCoordinator(const CoordinatorOptions& options, Coordinato
   std::random_device rd;
   for (int32_t p = 0; p < options_.partitions; ++p) {
     partitions_.push_back(std::make_unique<PartitionGroups>());
+    partitions_.back()->partition = p;
     partitions_.back()->seed = (static_cast<uint64_t>(rd()) << 32) ^ rd();
     const uint32_t shard = host_.shard_of(p);
     SLUICE_ASSERT(shard < host_.shard_count);
@@ -67,6 +69,15 @@ GroupCoordinator::GroupCoordinator(const CoordinatorOptions& options, Coordinato
 }
 
 GroupCoordinator::~GroupCoordinator() = default;
+
+// What a group request hears from a broker whose groups of that partition are not loaded, as
+// Kafka answers: NOT_COORDINATOR when another broker leads the partition (or none does), so
+// that the client looks the coordinator up again; COORDINATOR_LOAD_IN_PROGRESS while this
+// broker leads it and takes its groups over, so that the client retries here.
+ErrorCode GroupCoordinator::not_loaded(const PartitionGroups& pg) const {
+  return host_.log_of(pg.partition) != nullptr ? ErrorCode::kCoordinatorLoadInProgress
+                                               : ErrorCode::kNotCoordinator;
+}
 
 int32_t GroupCoordinator::partition_of(const std::string& group) const {
   return offsets_partition_for(group, options_.partitions);
@@ -463,7 +474,7 @@ void GroupCoordinator::handle(const GroupRequestContext& ctx, const kafka::JoinG
   on_group_shard(group_id, [this, args = std::move(args), group_id, reply](PartitionGroups& pg) {
     if (!pg.loaded) {
       kafka::JoinGroupResponse resp;
-      resp.error_code = code(ErrorCode::kCoordinatorNotAvailable);
+      resp.error_code = code(not_loaded(pg));
       resp.member_id = args.member_id;
       return reply(resp);
     }
@@ -501,7 +512,7 @@ void GroupCoordinator::handle(const GroupRequestContext&, const kafka::SyncGroup
   };
   if (body.group_id.empty()) return fail(ErrorCode::kInvalidGroupId);
   on_group_shard(body.group_id, [this, body, reply, fail](PartitionGroups& pg) {
-    if (!pg.loaded) return fail(ErrorCode::kCoordinatorNotAvailable);
+    if (!pg.loaded) return fail(not_loaded(pg));
     Group* g = find(pg, body.group_id);
     if (!g) return fail(ErrorCode::kUnknownMemberId);
     std::vector<std::pair<std::string, ByteVec>> assignments;
@@ -526,7 +537,7 @@ void GroupCoordinator::handle(const GroupRequestContext&, const kafka::Heartbeat
   };
   if (body.group_id.empty()) return answer(ErrorCode::kInvalidGroupId);
   on_group_shard(body.group_id, [this, body, answer](PartitionGroups& pg) {
-    if (!pg.loaded) return answer(ErrorCode::kCoordinatorNotAvailable);
+    if (!pg.loaded) return answer(not_loaded(pg));
     Group* g = find(pg, body.group_id);
     if (!g) return answer(ErrorCode::kUnknownMemberId);
     answer(g->heartbeat(body.member_id, body.group_instance_id, body.generation_id, steady_ms()));
@@ -546,7 +557,7 @@ void GroupCoordinator::handle(const GroupRequestContext& ctx, const kafka::Leave
     kafka::LeaveGroupResponse resp;
     Group* g = pg.loaded ? find(pg, body.group_id) : nullptr;
     if (!pg.loaded) {
-      resp.error_code = code(ErrorCode::kCoordinatorNotAvailable);
+      resp.error_code = code(not_loaded(pg));
     } else if (!g) {
       resp.error_code = code(ErrorCode::kUnknownMemberId);
     } else if (version <= 2) {
@@ -578,7 +589,7 @@ void GroupCoordinator::handle(const GroupRequestContext&, const kafka::OffsetCom
       }
       reply(*resp);
     };
-    if (!pg.loaded) return fail_all(ErrorCode::kCoordinatorNotAvailable);
+    if (!pg.loaded) return fail_all(not_loaded(pg));
     Group* g = find(pg, body.group_id);
     if (!g) {
       if (body.generation_id_or_member_epoch >= 0) return fail_all(ErrorCode::kIllegalGeneration);
@@ -678,7 +689,7 @@ void GroupCoordinator::handle(const GroupRequestContext& ctx, const kafka::Offse
       }
     }
     if (!pg.loaded) {
-      resp.error_code = code(ErrorCode::kCoordinatorLoadInProgress);
+      resp.error_code = code(not_loaded(pg));
       if (version < 2) {
         for (auto& t : resp.topics) {
           for (auto& p : t.partitions) p.error_code = resp.error_code;
@@ -732,7 +743,7 @@ void GroupCoordinator::handle(const GroupRequestContext&, const kafka::DescribeG
       out.group_id = id;
       Group* g = due_now(pg, id);
       if (!pg.loaded) {
-        out.error_code = code(ErrorCode::kCoordinatorLoadInProgress);
+        out.error_code = code(not_loaded(pg));
       } else if (!g) {
         out.group_state = "Dead";
       } else {
@@ -772,7 +783,7 @@ void GroupCoordinator::handle(const GroupRequestContext&, const kafka::DeleteGro
       auto& out = gather->resp.results[i];
       Group* g = due_now(pg, id);
       if (!pg.loaded) {
-        out.error_code = code(ErrorCode::kCoordinatorNotAvailable);
+        out.error_code = code(not_loaded(pg));
       } else if (!g || g->state() == GroupState::kDead) {
         out.error_code = code(ErrorCode::kGroupIdNotFound);
       } else if (g->state() != GroupState::kEmpty) {
@@ -805,7 +816,7 @@ void GroupCoordinator::handle(const GroupRequestContext&, const kafka::OffsetDel
     auto resp = std::make_shared<kafka::OffsetDeleteResponse>();
     Group* g = pg.loaded ? find(pg, body.group_id) : nullptr;
     if (!pg.loaded) {
-      resp->error_code = code(ErrorCode::kCoordinatorNotAvailable);
+      resp->error_code = code(not_loaded(pg));
       return reply(*resp);
     }
     if (!g || g->state() == GroupState::kDead) {

@@ -141,6 +141,7 @@ class GroupCoordinator {
   };
 
   int32_t partition_of(const std::string& group) const;
+  kafka::ErrorCode not_loaded(const PartitionGroups& pg) const;
   // Runs `fn(partition state)` on the group's shard.
   void on_group_shard(const std::string& group, std::function<void(PartitionGroups&)> fn);
   Group* find(PartitionGroups& pg, const std::string& group);

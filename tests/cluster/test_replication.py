@@ -40,6 +40,15 @@ def leader_of(cluster, topic, partition=0, exclude=()):
     return -1
 
 
+def group_partition(group, partitions):
+    """The __consumer_offsets partition of a group: Java's String.hashCode, as Kafka's."""
+    h = 0
+    for ch in group:
+        h = (31 * h + ord(ch)) & 0xFFFFFFFF
+    h = h - (1 << 32) if h >= 1 << 31 else h
+    return (abs(h) if h != -(1 << 31) else 0) % partitions
+
+
 def read_all(bootstrap, topic, partition=0, timeout_s=60):
     """[(offset, value)] of the whole partition, read with kcat (librdkafka) to the end."""
     out = subprocess.run(["kcat", "-C", "-b", bootstrap, "-t", topic, "-p", str(partition),
@@ -605,12 +614,7 @@ class Replication(ClusterTestCase):
         first = consume(500)
         self.assertEqual(first, list(range(500)))
         # The coordinator: the leader of the group's __consumer_offsets partition.
-        h = 0
-        for ch in group:
-            h = (31 * h + ord(ch)) & 0xFFFFFFFF
-        h = h - (1 << 32) if h >= 1 << 31 else h
-        part = (abs(h) if h != -(1 << 31) else 0) % 3
-        coordinator = leader_of(self.cluster, "__consumer_offsets", part)
+        coordinator = leader_of(self.cluster, "__consumer_offsets", group_partition(group, 3))
         self.assertGreaterEqual(coordinator, 0)
         self.broker(coordinator).kill()
         start = time.monotonic()
@@ -618,6 +622,65 @@ class Replication(ClusterTestCase):
         report("group resumed after SIGKILL of its coordinator (s)",
                "%.2f" % (time.monotonic() - start))
         self.assertEqual(second, list(range(500, 1000)))
+
+    def test_group_requests_to_another_broker_say_not_coordinator(self):
+        """A group request sent to a broker that does not coordinate the group is answered
+        NOT_COORDINATOR (16), as Kafka answers, so that the client looks the coordinator up
+        again; the coordinator itself serves it."""
+        import admin_wire as wire
+        group = "not-here"
+        self.create("t")
+        coordinator = leader_of(self.cluster, "__consumer_offsets", group_partition(group, 3))
+        self.assertGreaterEqual(coordinator, 0)
+        join_req = [("GroupId", "string"), ("SessionTimeoutMs", "int32"), ("MemberId", "string"),
+                    ("ProtocolType", "string"),
+                    ("Protocols", ("[]", [("Name", "string"), ("Metadata", "bytes")]))]
+        join_resp = [("ErrorCode", "int16"), ("GenerationId", "int32"), ("ProtocolName", "string"),
+                     ("Leader", "string"), ("MemberId", "string"),
+                     ("Members", ("[]", [("MemberId", "string"), ("Metadata", "bytes")]))]
+        join = {"GroupId": group, "SessionTimeoutMs": 10000, "MemberId": "",
+                "ProtocolType": "consumer", "Protocols": [{"Name": "range", "Metadata": b""}]}
+        beat_req = [("GroupId", "string"), ("GenerationId", "int32"), ("MemberId", "string")]
+        beat_resp = [("ErrorCode", "int16")]
+        fetch_req = [("GroupId", "string"),
+                     ("Topics", ("n[]", [("Name", "string"), ("PartitionIndexes", "[int32]")]))]
+        fetch_resp = [("ThrottleTimeMs", "int32"),
+                      ("Topics", ("[]", [("Name", "string"),
+                                         ("Partitions", ("[]", [("PartitionIndex", "int32"),
+                                                                ("CommittedOffset", "int64"),
+                                                                ("Metadata", "nstring"),
+                                                                ("ErrorCode", "int16")]))])),
+                      ("ErrorCode", "int16")]
+        commit_req = [("GroupId", "string"), ("GenerationId", "int32"), ("MemberId", "string"),
+                      ("RetentionTimeMs", "int64"),
+                      ("Topics", ("[]", [("Name", "string"),
+                                         ("Partitions", ("[]", [("PartitionIndex", "int32"),
+                                                                ("CommittedOffset", "int64"),
+                                                                ("CommittedMetadata", "nstring")]))]))]
+        commit_resp = [("Topics", ("[]", [("Name", "string"),
+                                          ("Partitions", ("[]", [("PartitionIndex", "int32"),
+                                                                 ("ErrorCode", "int16")]))]))]
+        commit = {"GroupId": group, "GenerationId": -1, "MemberId": "", "RetentionTimeMs": -1,
+                  "Topics": [{"Name": "t", "Partitions": [{"PartitionIndex": 0,
+                                                           "CommittedOffset": 5,
+                                                           "CommittedMetadata": None}]}]}
+        for node_id, b in enumerate(self.cluster.brokers):
+            want = 0 if node_id == coordinator else 16
+            r = wire.call(b.bootstrap, 8, 2, False, commit_req, commit, commit_resp)
+            self.assertEqual(r["Topics"][0]["Partitions"][0]["ErrorCode"], want,
+                             "OffsetCommit to broker %d" % node_id)
+            r = wire.call(b.bootstrap, 9, 3, False, fetch_req,
+                          {"GroupId": group, "Topics": None}, fetch_resp)
+            self.assertEqual(r["ErrorCode"], want, "OffsetFetch to broker %d" % node_id)
+            if want == 0:
+                self.assertEqual(r["Topics"][0]["Partitions"][0]["CommittedOffset"], 5)
+            r = wire.call(b.bootstrap, 11, 0, False, join_req, join, join_resp)
+            self.assertEqual(r["ErrorCode"], want, "JoinGroup to broker %d" % node_id)
+            r = wire.call(b.bootstrap, 12, 0, False, beat_req,
+                          {"GroupId": group, "GenerationId": 1, "MemberId": "m"}, beat_resp)
+            # The coordinator does not know member "m".
+            self.assertEqual(r["ErrorCode"], 25 if want == 0 else want,
+                             "Heartbeat to broker %d" % node_id)
 
     def metric(self, broker, name):
         status, text = self.cluster.brokers[broker].admin_get("/metrics")
