@@ -591,8 +591,14 @@ void Broker::handle_fetch(std::shared_ptr<Request> req, kafka::FetchRequest body
   op->home = &shards_[req->conn.shard]->shard;
   op->body = std::move(body);
   op->timer = std::make_unique<asio::steady_timer>(op->home->context());
-  op->deadline = std::chrono::steady_clock::now() +
-                 std::chrono::milliseconds(std::max(0, op->body.max_wait_ms));
+  // An empty answer goes 1 ms after max_wait: clients truncate the time left to their own
+  // deadline to whole milliseconds when they set max_wait (kafka-go), so an answer right at
+  // max_wait can reach them before that deadline, and they take it for one that did not wait
+  // (kafka-go's own test of a read deadline on an empty partition fails 3 times in 5).
+  op->deadline =
+      std::chrono::steady_clock::now() +
+      std::chrono::milliseconds(std::max(0, op->body.max_wait_ms)) +
+      (op->body.max_wait_ms > 0 ? std::chrono::milliseconds(1) : std::chrono::milliseconds(0));
   for (const auto& t : op->body.topics) {
     const bool may_read = allowed(*req, Operation::kRead, ResourceType::kTopic, t.topic);
     for (const auto& p : t.partitions) {
