@@ -1134,30 +1134,27 @@ Result<pb::Topic, ApplyResult> ClusterNode::plan_topic(const pb::TopicRequest& t
   topic.set_created_by(t.request_id());
   topic.set_internal(t.internal());
   *topic.mutable_configs() = t.configs();
-  if (!t.assignments().empty()) {
-    const int32_t rf = t.assignments(0).replicas_size();
-    if (auto ok = check_assignments(img, t.assignments(), rf); !ok) return unexpected(ok.error());
-    for (const auto& a : t.assignments()) {
-      pb::Partition& p = *topic.add_partitions();
-      *p.mutable_replicas() = a.replicas();
-      p.set_leader(-1);
-    }
-    topic.set_replication_factor(rf);
-    return topic;
-  }
   int32_t rf = t.replication_factor();
-  if (rf <= 0) rf = config_.default_replication_factor;
-  if (rf <= 0) {  // min(3, live brokers), as Redpanda and KRaft-era tools expect
-    int32_t live = 0;
-    for (const auto& [id, b] : state_.image().brokers()) live += b.fenced() ? 0 : 1;
-    rf = std::clamp(live, 1, 3);
+  int32_t partitions = t.partitions();
+  if (!t.assignments().empty()) {
+    // Explicit replicas: the replication factor is the first partition's (an empty first list
+    // fails the checks of plan_partitions as "empty").
+    rf = std::max(1, t.assignments(0).replicas_size());
+    partitions = t.assignments_size();
+  } else {
+    if (rf <= 0) rf = config_.default_replication_factor;
+    if (rf <= 0) {  // min(3, live brokers), as Redpanda and KRaft-era tools expect
+      int32_t live = 0;
+      for (const auto& [id, b] : img.brokers()) live += b.fenced() ? 0 : 1;
+      rf = std::clamp(live, 1, 3);
+    }
+    if (partitions <= 0) {
+      return unexpected(
+          ApplyResult{ErrorCode::kInvalidPartitions, "number of partitions must be at least 1", 0});
+    }
   }
   topic.set_replication_factor(rf);
-  if (t.partitions() <= 0) {
-    return unexpected(
-        ApplyResult{ErrorCode::kInvalidPartitions, "number of partitions must be at least 1", 0});
-  }
-  auto parts = plan_partitions(topic, t.partitions(), {});
+  auto parts = plan_partitions(topic, partitions, t.assignments());
   if (!parts) return unexpected(parts.error());
   for (auto& p : *parts) *topic.add_partitions() = std::move(p);
   return topic;
