@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 
 namespace sluice::broker {
@@ -98,6 +99,7 @@ TEST(BrokerConfig, InterBrokerSecurityProtocolAsKafkaNamesIt) {
   std::ofstream(path) << "security.inter.broker.protocol = \"SSL\"\nssl.certificate.location = "
                          "\"b.pem\"\nssl.key.location = \"b.key\"\nssl.ca.location = \"ca.pem\"\n";
   c = parse({"--config", path.c_str()});
+  std::filesystem::remove(path);
   ASSERT_TRUE(c) << c.error().message;
   EXPECT_EQ(c->inter_broker_protocol, SecurityProtocol::kSsl);
 }
@@ -112,6 +114,7 @@ TEST(BrokerConfig, ConfigFileWithFlagsWinning) {
   std::ofstream(path)
       << "log.segment.bytes = 8192\ndata-dir = \"/tmp/x\"\n[log]\nretention.ms = 5000\n";
   c = parse({"--config", path.c_str(), "--log.segment.bytes", "16384"});
+  std::filesystem::remove(path);
   ASSERT_TRUE(c) << c.error().message;
   EXPECT_EQ(c->segment_bytes, 16384);
   EXPECT_EQ(c->data_dir, "/tmp/x");
