@@ -595,10 +595,8 @@ void Broker::handle_fetch(std::shared_ptr<Request> req, kafka::FetchRequest body
   // deadline to whole milliseconds when they set max_wait (kafka-go), so an answer right at
   // max_wait can reach them before that deadline, and they take it for one that did not wait
   // (kafka-go's own test of a read deadline on an empty partition fails 3 times in 5).
-  op->deadline =
-      std::chrono::steady_clock::now() +
-      std::chrono::milliseconds(std::max(0, op->body.max_wait_ms)) +
-      (op->body.max_wait_ms > 0 ? std::chrono::milliseconds(1) : std::chrono::milliseconds(0));
+  const int64_t wait_ms = op->body.max_wait_ms > 0 ? int64_t{op->body.max_wait_ms} + 1 : 0;
+  op->deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(wait_ms);
   for (const auto& t : op->body.topics) {
     const bool may_read = allowed(*req, Operation::kRead, ResourceType::kTopic, t.topic);
     for (const auto& p : t.partitions) {

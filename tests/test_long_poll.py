@@ -82,6 +82,17 @@ class LongPoll(harness.BrokerTestCase):
         # Answering early (before max_wait) with no data would be a bug; slow is fine.
         self.assertGreaterEqual(took, 0.9)
 
+    def test_empty_answer_comes_a_millisecond_after_max_wait(self):
+        """Clients that truncate the time left to their deadline to whole milliseconds when
+        they set max_wait (kafka-go) must not get the empty answer before that deadline: it
+        goes 1 ms after max_wait (a lower bound: the broker's timer never fires early)."""
+        with harness.connect(self.bootstrap, timeout_s=30) as s:
+            for i in range(10):
+                parts, took = fetch(s, "poll", {2: 0}, 75, 10 + i)
+                self.assertEqual(parts[2], (0, 0, b""))
+                self.assertGreaterEqual(took, 0.076, "empty answer %d came before max_wait + 1 ms"
+                                        % i)
+
 
 class LongPollAtShutdown(harness.BrokerTestCase):
 
