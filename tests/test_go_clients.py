@@ -2,7 +2,9 @@
 (GO111MODULE=off, Go build cache in the build folder): kafka-go 0.2.1 (Produce v2 with magic 1
 message sets, Fetch v2 group consumer) and sarama 1.22.1 at Version 0.10.2 (magic 1, Fetch v3)
 and 2.0.0 (record batches). Each produces 10,000 keyed records, consumes 6,000 in a group and
-commits, and a restarted consumer resumes exactly at the committed offsets and reads the rest."""
+commits, and a restarted consumer resumes exactly at the committed offsets and reads the rest.
+optiopay/kafka 2.1.1 (a protocol implementation of its own, versions from ApiVersions) creates
+its topic, produces and reads every partition back (tests/old_clients/optiopay/main.go)."""
 
 import os
 import subprocess
@@ -10,7 +12,7 @@ import subprocess
 import harness
 
 N, FIRST = 10_000, 6_000
-PROGRAMS = ("kafkago", "sarama")
+PROGRAMS = ("kafkago", "sarama", "optiopay")
 
 
 def go_env(build_dir):
@@ -86,6 +88,23 @@ class GoClients(harness.BrokerTestCase):
 
     def test_sarama_1_22_1_at_2_0_0(self):
         self.round_trip([self.bin["sarama"], "2.0.0"], "sarama-200", "sarama-200-group")
+
+    def test_optiopay_kafka_2_1_1(self):
+        # CreateTopics, Metadata v5, Produce v2 (magic 1, acks all), Fetch v5 (record batches
+        # back), ListOffsets v2. Uncompressed: its record batch reader reads a compressed
+        # batch's codec stream to the end of the whole response, so it fails on the second
+        # compressed batch of a Fetch answer, from Kafka 0.11 on too.
+        optiopay = self.bin["optiopay"]
+        self.run_client(optiopay, "produce", self.bootstrap, "optiopay", str(N))
+        self.run_client(optiopay, "produce", self.bootstrap, "optiopay", "0")  # it exists: fine
+        records = self.run_client(optiopay, "consume", self.bootstrap, "optiopay")
+        self.assertEqual(len(records), N)
+        self.assertEqual({p for p, _, _, _ in records}, {b"0", b"1", b"2"})
+        for p, o, k, v in records:
+            self.assertEqual(v, b"v" + k[1:], "key and value stay together")
+        self.assertEqual(sorted(int(k[1:]) for _, _, k, _ in records), list(range(N)))
+        self.assertNotIn("is not served", self.broker.log())
+        self.assertNotIn("malformed", self.broker.log())
 
 
 if __name__ == "__main__":
