@@ -418,9 +418,13 @@ void Connection::write_sendfile() {
       return;
     } else {
       // The file ended early or the socket failed: the response can no longer be completed,
-      // so the client must see the connection close.
-      spdlog::warn("connection {} from {}: sendfile failed ({}), closing", info_.id, info_.peer,
-                   n == 0 ? std::string("file shorter than expected") : std::strerror(errno));
+      // so the client must see the connection close. A client that hung up mid-answer (kcat
+      // -e at the end of a partition, say) is not worth a warning: other writes' errors are
+      // not logged at all.
+      const bool hung_up = n < 0 && (errno == ECONNRESET || errno == EPIPE);
+      spdlog::log(hung_up ? spdlog::level::debug : spdlog::level::warn,
+                  "connection {} from {}: sendfile failed ({}), closing", info_.id, info_.peer,
+                  n == 0 ? std::string("file shorter than expected") : std::strerror(errno));
       return write_done(false);
     }
   }
