@@ -89,6 +89,17 @@ class GoClients(harness.BrokerTestCase):
     def test_sarama_1_22_1_at_2_0_0(self):
         self.round_trip([self.bin["sarama"], "2.0.0"], "sarama-200", "sarama-200-group")
 
+    def test_sarama_1_22_1_cluster_admin(self):
+        # Every ClusterAdmin call of sarama 1.22.1, checked by the program (admin.go), at the
+        # versions that pick different requests: 0.11 (CreateTopics v1, no CreatePartitions),
+        # 1.0 (CreateTopics v2, Metadata v5, CreatePartitions) and 2.0.
+        for version in ("0.11.0.0", "1.0.0", "2.0.0"):
+            with self.subTest(version=version):
+                out = self.run_client(self.bin["sarama"], version, "admin", self.bootstrap,
+                                      "sarama-admin-" + version.replace(".", "-"))
+                self.assertIn([b"ok", b"topic", b"gone"], out)
+        self.assertNotIn("is not served", self.broker.log())
+
     def test_optiopay_kafka_2_1_1(self):
         # CreateTopics, Metadata v5, Produce v2 (magic 1, acks all), Fetch v5 (record batches
         # back), ListOffsets v2. Uncompressed: its record batch reader reads a compressed

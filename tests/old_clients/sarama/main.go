@@ -10,6 +10,7 @@
 //	                                              sarama does at its default Version 0.8.2:
 //	                                              Fetch v0, OffsetCommit v1, OffsetFetch v1),
 //	                                              commits, exits
+//	sarama VERSION admin BROKER TOPIC             ClusterAdmin's calls, checked (admin.go)
 package main
 
 import (
@@ -54,8 +55,9 @@ func (h *handler) ConsumeClaim(s sarama.ConsumerGroupSession, c sarama.ConsumerG
 }
 
 func main() {
-	if len(os.Args) < 6 {
-		die("usage: sarama VERSION produce|consume BROKER TOPIC [GROUP] N")
+	if len(os.Args) < 5 || (os.Args[2] != "admin" && len(os.Args) < 6) {
+		die("usage: sarama VERSION produce|consume|manual BROKER TOPIC [GROUP] N, or " +
+			"sarama VERSION admin BROKER TOPIC")
 	}
 	version, err := sarama.ParseKafkaVersion(os.Args[1])
 	if err != nil {
@@ -161,6 +163,8 @@ func main() {
 			die("close offset manager: %v", err)
 		}
 		client.Close()
+	case "admin":
+		runAdmin(cfg, broker, topic)
 	default:
 		die("unknown mode %s", os.Args[2])
 	}
