@@ -263,6 +263,16 @@ TEST_P(Group, ALeadersNextBatchIsWrittenWhileThePreviousSyncs) {
   run_until([&] { return leader() >= 0; });
   const int l = leader();
   run_until([&] { return nodes_[l].log->idle(); });
+  // At rest: no Ready of the replica's own still being persisted (a commit index or a term in
+  // raft.state), which would hold the next one back until its completion is taken. Only I/O
+  // runs here: no ticks, no messages, so no new Ready comes up.
+  for (int i = 0; i < 5000 && !nodes_[l].replica->quiet(); ++i) {
+    io_.poll();
+    ring_.submit();
+    ring_.poll_completions();
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  ASSERT_TRUE(nodes_[l].replica->quiet());
   log::PartitionLog& log = *nodes_[l].log;
   auto first = produce(l, 1, "a");
   io_.poll();  // its Ready runs: the write is handed to the ring; no completion is taken yet
