@@ -18,3 +18,16 @@ configure_checked() {
       -DSLUICE_BENCHMARKS=OFF
   fi
 }
+
+# wait_for_sluiced NAME PORT PID LOG: waits up to 10 s for the sluiced started as PID to listen
+# on 127.0.0.1:PORT; exits 1 with a message naming NAME and LOG if it stops or never listens.
+wait_for_sluiced() {
+  local name=$1 port=$2 pid=$3 log=$4
+  for _ in $(seq 100); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && return 0
+    kill -0 "$pid" 2>/dev/null || { echo "$name: sluiced stopped (see $log)" >&2; exit 1; }
+    sleep 0.1
+  done
+  (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null ||
+    { echo "$name: sluiced does not listen on $port after 10 s (see $log)" >&2; exit 1; }
+}
