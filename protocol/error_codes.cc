@@ -104,8 +104,12 @@ std::string_view error_name(ErrorCode code) {
       return "INVALID_TXN_STATE";
     case ErrorCode::kInvalidProducerIdMapping:
       return "INVALID_PRODUCER_ID_MAPPING";
+    case ErrorCode::kInvalidTransactionTimeout:
+      return "INVALID_TRANSACTION_TIMEOUT";
     case ErrorCode::kConcurrentTransactions:
       return "CONCURRENT_TRANSACTIONS";
+    case ErrorCode::kTransactionCoordinatorFenced:
+      return "TRANSACTION_COORDINATOR_FENCED";
     case ErrorCode::kTransactionalIdAuthorizationFailed:
       return "TRANSACTIONAL_ID_AUTHORIZATION_FAILED";
     case ErrorCode::kKafkaStorageError:

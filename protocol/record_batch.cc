@@ -319,4 +319,44 @@ Result<std::vector<std::byte>, BatchError> RecordBatchBuilder::build() {
   return out;
 }
 
+Result<std::optional<EndTxnMarker>, BatchError> read_end_txn_marker(
+    const RecordBatchView& control) {
+  std::vector<std::byte> scratch;
+  auto reader = control.records(scratch);
+  if (!reader) return unexpected(reader.error());
+  auto record = reader->next();
+  if (!record) return unexpected(record.error());
+  if (!*record)
+    return unexpected(BatchError{BatchErrc::kMismatch, "a control batch without a record"});
+  const Record& r = **record;
+  if (!r.key || r.key->size() < 4) {
+    return unexpected(BatchError{BatchErrc::kBadRecord, "a control record's key is short"});
+  }
+  const auto type = load_be<int16_t>(r.key->data() + 2);
+  if (type != 0 && type != 1) return std::optional<EndTxnMarker>{};
+  if (!r.value || r.value->size() < 6) {
+    return unexpected(BatchError{BatchErrc::kBadRecord, "a transaction marker's value is short"});
+  }
+  return std::optional<EndTxnMarker>{EndTxnMarker{
+      .commit = type == 1, .coordinator_epoch = load_be<int32_t>(r.value->data() + 2)}};
+}
+
+std::vector<std::byte> end_txn_marker_batch(int64_t producer_id, int16_t producer_epoch,
+                                            const EndTxnMarker& marker, int64_t timestamp_ms) {
+  RecordBatchBuilder builder({.producer_id = producer_id,
+                              .producer_epoch = producer_epoch,
+                              .transactional = true,
+                              .control = true});
+  std::byte key[4];
+  std::byte value[6];
+  store_be<int16_t>(key, 0);
+  store_be<int16_t>(key + 2, marker.commit ? int16_t{1} : int16_t{0});
+  store_be<int16_t>(value, 0);
+  store_be<int32_t>(value + 2, marker.coordinator_epoch);
+  builder.append(timestamp_ms, Bytes(key, sizeof key), Bytes(value, sizeof value));
+  auto built = builder.build();
+  SLUICE_ASSERT(built.has_value());  // uncompressed: cannot fail
+  return std::move(*built);
+}
+
 }  // namespace sluice::kafka

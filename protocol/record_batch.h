@@ -234,4 +234,22 @@ class RecordBatchBuilder {
   int64_t max_timestamp_ = 0;
 };
 
+// A transaction marker: the one record of a control batch that ends a producer's transaction
+// (kafka-protocol.md 5.3). Key: int16 version 0, int16 type (0 abort, 1 commit); value: int16
+// version 0, int32 the coordinator's epoch (Kafka's EndTransactionMarker).
+struct EndTxnMarker {
+  bool commit = false;
+  int32_t coordinator_epoch = 0;
+};
+
+// The marker a control batch holds; nullopt for a control record of another type (KRaft's
+// leader-change and snapshot records, types 2+, which carry no transaction). An error when
+// the batch holds no record or the key or value is short.
+Result<std::optional<EndTxnMarker>, BatchError> read_end_txn_marker(const RecordBatchView& control);
+
+// A control batch holding `marker` for the producer's transaction (base offset 0: the log
+// stamps it).
+std::vector<std::byte> end_txn_marker_batch(int64_t producer_id, int16_t producer_epoch,
+                                            const EndTxnMarker& marker, int64_t timestamp_ms);
+
 }  // namespace sluice::kafka

@@ -330,3 +330,43 @@ TEST(Varint, TestVectors) {
 
 }  // namespace
 }  // namespace sluice::kafka
+
+namespace sluice::kafka {
+namespace {
+
+TEST(RecordBatch, EndTxnMarkersRoundTrip) {
+  for (bool commit : {false, true}) {
+    auto bytes = end_txn_marker_batch(42, 3, {.commit = commit, .coordinator_epoch = 7}, 1000);
+    auto view = RecordBatchView::parse(bytes);
+    ASSERT_TRUE(view);
+    EXPECT_TRUE(view->verify_crc());
+    EXPECT_TRUE(view->is_control());
+    EXPECT_TRUE(view->is_transactional());
+    EXPECT_EQ(view->producer_id(), 42);
+    EXPECT_EQ(view->producer_epoch(), 3);
+    EXPECT_EQ(view->base_sequence(), -1);
+    EXPECT_EQ(view->record_count(), 1);
+    auto marker = read_end_txn_marker(*view);
+    ASSERT_TRUE(marker) << marker.error().message;
+    ASSERT_TRUE(marker->has_value());
+    EXPECT_EQ((*marker)->commit, commit);
+    EXPECT_EQ((*marker)->coordinator_epoch, 7);
+  }
+}
+
+TEST(RecordBatch, OtherControlRecordsAreNoMarkers) {
+  RecordBatchBuilder b({.producer_id = 1, .producer_epoch = 0, .control = true});
+  const std::byte key[4] = {std::byte{0}, std::byte{0}, std::byte{0}, std::byte{2}};  // type 2
+  b.append(0, Bytes(key, 4), std::nullopt);
+  auto bytes = *b.build();
+  auto marker = read_end_txn_marker(*RecordBatchView::parse(bytes));
+  ASSERT_TRUE(marker);
+  EXPECT_FALSE(marker->has_value());
+  RecordBatchBuilder shortkey({.control = true});
+  shortkey.append(0, Bytes(key, 2), std::nullopt);
+  auto bad = *shortkey.build();
+  EXPECT_FALSE(read_end_txn_marker(*RecordBatchView::parse(bad)));
+}
+
+}  // namespace
+}  // namespace sluice::kafka
