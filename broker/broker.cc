@@ -511,13 +511,12 @@ std::unique_ptr<Replica> Broker::open_replica(ShardState& ss, Partition& p, uint
     // Below the high watermark the log is never cut: the producers' table lets go of what
     // only a cut there could have needed.
     part->producers.set_floor(part->high_watermark());
+    part->producers.set_log_start(*part->log->log_start_offset());
     notify_waiters(*part);
   };
   ev.on_data = [part](Bytes batch) {
     auto view = kafka::RecordBatchView::parse(batch);
-    if (!view || view->producer_id() < 0) return;
-    part->producers.record(view->producer_id(), view->producer_epoch(), view->base_sequence(),
-                           view->last_offset_delta() + 1, view->base_offset());
+    if (view) part->producers.record_batch(*view);
   };
   // Cut in memory, not rebuilt from the files: a rebuild read up to 64 MiB of the log's tail on
   // the shard at every cut (a leader that lost its term dropping its uncommitted suffix).

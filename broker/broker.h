@@ -345,6 +345,8 @@ class Broker {
   void handle_produce(std::shared_ptr<Request> req, kafka::ProduceRequest body);
   void handle_fetch(std::shared_ptr<Request> req, kafka::FetchRequest body);
   void handle_list_offsets(std::shared_ptr<Request> req, const kafka::ListOffsetsRequest& body);
+  void handle_write_txn_markers(std::shared_ptr<Request> req,
+                                const kafka::WriteTxnMarkersRequest& body);
   void handle_delete_records(std::shared_ptr<Request> req,
                              const kafka::DeleteRecordsRequest& body);
   template <class Response, class Topics, class Work>

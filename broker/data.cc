@@ -36,7 +36,9 @@ struct Countdown {
 struct FetchSlot {
   ErrorCode error = ErrorCode::kNone;
   int64_t high_watermark = -1;
+  int64_t last_stable_offset = -1;
   int64_t log_start_offset = -1;
+  std::vector<AbortedTxn> aborted;  // read_committed: what the consumer must drop
   std::optional<log::FileRange> range;
   int64_t records = 0;  // offsets the range brings past the fetch offset (for /metrics)
   // Fetch v0-3: the range down-converted to magic 0/1 messages (legacy.h), sent instead.
@@ -95,6 +97,10 @@ ErrorCode validate_batch(const kafka::Records& records, int16_t version, int64_t
   }
   if (view->producer_id() >= 0 && view->base_sequence() < 0) {
     why = "idempotent batch without a base sequence";
+    return ErrorCode::kInvalidRecord;
+  }
+  if (view->is_transactional() && view->producer_id() < 0) {
+    why = "transactional batch without a producer id";
     return ErrorCode::kInvalidRecord;
   }
   // Every record, once: what consumers and the log rely on must hold before it is stored.
@@ -181,8 +187,10 @@ void Broker::handle_produce(std::shared_ptr<Request> req, kafka::ProduceRequest 
         fail(ErrorCode::kInvalidRequiredAcks, "acks must be -1, 0 or 1");
         continue;
       }
-      if (body.transactional_id && !body.transactional_id->empty()) {
-        fail(ErrorCode::kTransactionalIdAuthorizationFailed, "transactions are not supported");
+      if (body.transactional_id && !body.transactional_id->empty() &&
+          !allowed(*req, Operation::kWrite, ResourceType::kTransactionalId,
+                   *body.transactional_id)) {
+        fail(ErrorCode::kTransactionalIdAuthorizationFailed, "");
         continue;
       }
       if (!may_write) {  // before existence, as Kafka: nothing is told of a hidden topic
@@ -286,6 +294,11 @@ void Broker::handle_produce(std::shared_ptr<Request> req, kafka::ProduceRequest 
         const int64_t pid = view->producer_id();
         const int32_t count = view->record_count();
         if (pid >= 0) {
+          // As Kafka: a producer with a transaction open here writes only inside it.
+          if (!view->is_transactional() && p->producers.txns().open(pid)) {
+            return finish(ErrorCode::kInvalidTxnState,
+                          "a non-transactional batch from a producer with an open transaction");
+          }
           auto check =
               p->producers.check(pid, view->producer_epoch(), view->base_sequence(), count);
           if (check.verdict == SequenceCheck::Verdict::kReject) return finish(check.error);
@@ -337,9 +350,9 @@ void Broker::handle_produce(std::shared_ptr<Request> req, kafka::ProduceRequest 
             timeout_ms, owner);
         if (proposed != ErrorCode::kNone) return finish(proposed);
         if (pid >= 0) {
-          // The leader's producer state includes what it proposed (pipelined batches follow it).
-          p->producers.record(pid, view->producer_epoch(), view->base_sequence(), count,
-                              kafka::RecordBatchView::parse(batch)->base_offset());
+          // The leader's producer state includes what it proposed (pipelined batches follow
+          // it); the batch's base offset is stamped now.
+          p->producers.record_batch(*kafka::RecordBatchView::parse(batch));
         }
         ss.ring->submit();
       });
@@ -409,11 +422,15 @@ struct FetchOp : std::enable_shared_from_this<FetchOp> {
     const int64_t start = *p->log->log_start_offset();
     slot.high_watermark = hwm;
     slot.log_start_offset = start;
+    // read_committed reads up to the last stable offset: below every open transaction.
+    const int64_t lso = p->producers.txns().last_stable_offset(hwm);
+    slot.last_stable_offset = lso;
     if (fp.fetch_offset < start || fp.fetch_offset > hwm) {
       slot.error = ErrorCode::kOffsetOutOfRange;
       return false;
     }
-    if (fp.fetch_offset == hwm) return false;
+    const int64_t upto = body.isolation_level == 1 ? lso : hwm;
+    if (fp.fetch_offset >= upto) return false;
     // No partition may bring more than the whole response may hold (beyond its first batch,
     // which the log returns whatever its size); answer() then fits ranges into max_bytes.
     int32_t limit = std::min(fp.partition_max_bytes, body.max_bytes);
@@ -423,12 +440,11 @@ struct FetchOp : std::enable_shared_from_this<FetchOp> {
       limit = static_cast<int32_t>(
           std::min<int64_t>(limit, legacy_partition_bytes_max(tps.size())));
     }
-    p->log->read_async(Offset(fp.fetch_offset), static_cast<uint64_t>(std::max(1, limit)),
-                       Offset(hwm),
-                       [self = shared_from_this(), &ss, i, limit,
-                        countdown](log::LogResult<log::ReadResult> r) {
-                         self->fill_slot(ss, i, r, limit, countdown);
-                       });
+    p->log->read_async(
+        Offset(fp.fetch_offset), static_cast<uint64_t>(std::max(1, limit)), Offset(upto),
+        [self = shared_from_this(), &ss, i, limit, countdown](log::LogResult<log::ReadResult> r) {
+          self->fill_slot(ss, i, r, limit, countdown);
+        });
     return true;
   }
 
@@ -443,6 +459,14 @@ struct FetchOp : std::enable_shared_from_this<FetchOp> {
       slot.error = to_kafka(r.error().code);
     } else if (!r->ranges.empty()) {
       slot.records = std::max<int64_t>(0, *r->next_offset - fp.fetch_offset);
+      if (body.isolation_level == 1) {
+        // The aborted transactions the answer's batches may hold records of (the consumer
+        // drops those): this shard's table, read now. One range answers (answer()), so its
+        // end bounds them; beyond it the list would only be longer.
+        if (Partition* p = ss.find(tps[i])) {
+          slot.aborted = p->producers.txns().aborted_in(fp.fetch_offset, *r->next_offset);
+        }
+      }
       // Whole batches, contiguous in one segment file: the first range holding a record. The
       // ranges before it hold only batches compaction emptied (a segment of them each); a
       // client reads on from the batches it gets, as past segments Kafka's cleaner emptied,
@@ -505,9 +529,12 @@ struct FetchOp : std::enable_shared_from_this<FetchOp> {
         pd.partition_index = p.partition;
         pd.error_code = code(s.error);
         pd.high_watermark = s.high_watermark;
-        pd.last_stable_offset = s.high_watermark;
+        pd.last_stable_offset = s.last_stable_offset;
         pd.log_start_offset = s.log_start_offset;
         pd.aborted_transactions.emplace();
+        for (const AbortedTxn& a : s.aborted) {
+          pd.aborted_transactions->push_back({a.producer_id, a.first_offset});
+        }
         pd.records = kafka::Records::borrowed({});  // never null (librdkafka needs a size)
         // The first batch with data always goes (so a consumer can progress); after that,
         // whole ranges while the response's byte budget holds.
@@ -701,6 +728,85 @@ void Broker::handle_offset_for_leader_epoch(std::shared_ptr<Request> req,
       });
 }
 
+// WriteTxnMarkers, from a transaction coordinator: each named partition's leader appends a
+// marker (a control batch) ending the producer's transaction there, committed or aborted,
+// and answers once it is committed (acks=all), as Kafka's ReplicaManager does for markers.
+void Broker::handle_write_txn_markers(std::shared_ptr<Request> req,
+                                      const kafka::WriteTxnMarkersRequest& body) {
+  auto resp = std::make_shared<kafka::WriteTxnMarkersResponse>();
+  size_t total = 0;
+  for (const auto& m : body.markers) {
+    for (const auto& t : m.topics) total += t.partition_indexes.size();
+  }
+  auto countdown = std::make_shared<Countdown>(total + 1, [req, resp] { respond(*req, *resp); });
+  const bool may =
+      allowed(*req, Operation::kClusterAction, ResourceType::kCluster, cluster::acl::kClusterName);
+  auto snap = registry_->snapshot();
+  resp->markers.resize(body.markers.size());
+  for (size_t mi = 0; mi < body.markers.size(); ++mi) {
+    const auto& m = body.markers[mi];
+    auto& rm = resp->markers[mi];
+    rm.producer_id = m.producer_id;
+    rm.topics.resize(m.topics.size());
+    for (size_t ti = 0; ti < m.topics.size(); ++ti) {
+      const auto& t = m.topics[ti];
+      auto& rt = rm.topics[ti];
+      rt.name = t.name;
+      rt.partitions.resize(t.partition_indexes.size());
+      const TopicInfo* topic = snap->find(t.name);
+      for (size_t pi = 0; pi < t.partition_indexes.size(); ++pi) {
+        const int32_t index = t.partition_indexes[pi];
+        auto* slot = &rt.partitions[pi];
+        slot->partition_index = index;
+        if (!may) {
+          slot->error_code = code(ErrorCode::kClusterAuthorizationFailed);
+          countdown->done();
+          continue;
+        }
+        if (!topic || index < 0 || index >= topic->partitions || m.producer_id < 0) {
+          slot->error_code = code(ErrorCode::kUnknownTopicOrPartition);
+          countdown->done();
+          continue;
+        }
+        TopicPartition tp{t.name, index};
+        ShardState& ss = shard_of(tp);
+        ss.shard.post([this, &ss, tp, slot, countdown, pid = m.producer_id,
+                       epoch = m.producer_epoch,
+                       marker = kafka::EndTxnMarker{.commit = m.transaction_result,
+                                                    .coordinator_epoch = m.coordinator_epoch}] {
+          auto finish = [&](ErrorCode e) {
+            slot->error_code = code(e);
+            countdown->done();
+          };
+          Partition* p = ss.find(tp);
+          if (!p) return finish(missing_partition_error(tp));
+          if (ErrorCode e = leader_check(*p, -1); e != ErrorCode::kNone) return finish(e);
+          if (ErrorCode e = p->producers.check_marker(pid, epoch, marker.coordinator_epoch);
+              e != ErrorCode::kNone) {
+            spdlog::info("{}-{}: transaction marker of producer {} refused: {}", tp.topic,
+                         tp.partition, pid, kafka::error_name(e));
+            return finish(e);
+          }
+          auto bytes = std::make_shared<std::vector<std::byte>>(
+              kafka::end_txn_marker_batch(pid, epoch, marker, now_ms()));
+          MutableBytes batch(bytes->data(), bytes->size());
+          const ErrorCode proposed = p->replica->produce(
+              batch, -1,
+              [slot, countdown](ErrorCode e, int64_t) {
+                slot->error_code = code(e);
+                countdown->done();
+              },
+              /*timeout_ms=*/30000, bytes);
+          if (proposed != ErrorCode::kNone) return finish(proposed);
+          p->producers.record_batch(*kafka::RecordBatchView::parse(batch));
+          ss.ring->submit();
+        });
+      }
+    }
+  }
+  countdown->done();
+}
+
 void Broker::handle_delete_records(std::shared_ptr<Request> req,
                                    const kafka::DeleteRecordsRequest& body) {
   per_partition<kafka::DeleteRecordsResponse>(
@@ -750,10 +856,11 @@ void Broker::handle_delete_records(std::shared_ptr<Request> req,
 void Broker::handle_list_offsets(std::shared_ptr<Request> req,
                                  const kafka::ListOffsetsRequest& body) {
   const int16_t version = req->header.api_version;
+  const int8_t isolation = body.isolation_level;
   per_partition<kafka::ListOffsetsResponse>(
       req, body.topics, Operation::kDescribe,
-      [this, version](ShardState& ss, const TopicPartition& tp, const auto& lp, auto& slot,
-                      std::function<void()> done) {
+      [this, version, isolation](ShardState& ss, const TopicPartition& tp, const auto& lp,
+                                 auto& slot, std::function<void()> done) {
         Partition* p = ss.find(tp);
         if (!p) {
           slot.error_code = code(missing_partition_error(tp));
@@ -776,7 +883,8 @@ void Broker::handle_list_offsets(std::shared_ptr<Request> req,
           return done();
         }
         if (lp.timestamp == -1) {
-          answer(hwm, -1);
+          // read_committed: the last stable offset (Kafka's ListOffsets v2+).
+          answer(isolation == 1 ? p->producers.txns().last_stable_offset(hwm) : hwm, -1);
           return done();
         }
         // By time: the log's indexes and the batch found may have to come through the ring.

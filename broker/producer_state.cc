@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <limits>
 
+#include <spdlog/spdlog.h>
+
 #include "log/batch_scan.h"
 #include "log/log.h"
 
@@ -71,6 +73,48 @@ void ProducerStateTable::record(int64_t producer_id, int16_t epoch, int32_t base
   }
 }
 
+void ProducerStateTable::record_batch(const kafka::RecordBatchView& batch) {
+  const int64_t pid = batch.producer_id();
+  if (pid < 0) return;
+  if (batch.is_control()) {
+    auto marker = kafka::read_end_txn_marker(batch);
+    if (!marker) {
+      spdlog::warn("a control batch at offset {} does not parse: {}", batch.base_offset(),
+                   marker.error().message);
+      return;
+    }
+    if (*marker) {
+      record_marker(pid, batch.producer_epoch(), batch.base_offset(), (*marker)->commit,
+                    (*marker)->coordinator_epoch);
+    }
+    return;
+  }
+  if (batch.base_sequence() >= 0) {
+    record(pid, batch.producer_epoch(), batch.base_sequence(), batch.last_offset_delta() + 1,
+           batch.base_offset());
+  }
+  if (batch.is_transactional()) txns_.on_data(pid, batch.base_offset());
+}
+
+kafka::ErrorCode ProducerStateTable::check_marker(int64_t producer_id, int16_t epoch,
+                                                  int32_t coordinator_epoch) const {
+  if (const ProducerEntry* e = find(producer_id); e != nullptr && epoch < e->epoch) {
+    return kafka::ErrorCode::kInvalidProducerEpoch;
+  }
+  return txns_.check_marker(producer_id, coordinator_epoch);
+}
+
+void ProducerStateTable::record_marker(int64_t producer_id, int16_t epoch, int64_t offset,
+                                       bool commit, int32_t coordinator_epoch) {
+  if (auto it = producers_.find(producer_id); it != producers_.end() && epoch > it->second.epoch) {
+    // A coordinator that bumped the epoch (a timed-out transaction aborted, a producer
+    // fenced): the next batch of the new epoch starts at sequence 0, as after InitProducerId.
+    it->second.epoch = epoch;
+    it->second.last_sequence = -1;
+  }
+  txns_.on_marker(producer_id, offset, commit, coordinator_epoch);
+}
+
 // A batch is in its producer's window after a cut at c when every later batch below c has its
 // epoch and fewer than kProducerBatchesRetained of them are below c. The front batch can go
 // when that fails for every c >= floor_: some later batch below the floor has another epoch,
@@ -94,6 +138,7 @@ void ProducerStateTable::prune(ProducerEntry& e) const {
 
 void ProducerStateTable::set_floor(int64_t offset) {
   floor_ = offset;
+  txns_.set_floor(offset);
   for (auto id = long_.begin(); id != long_.end();) {
     auto it = producers_.find(*id);
     if (it != producers_.end()) prune(it->second);
@@ -109,8 +154,12 @@ void ProducerStateTable::cut(int64_t log_start, int64_t log_end) {
   if (log_start >= log_end) {
     producers_.clear();
     long_.clear();
+    txns_ = TxnTable{};  // a log restarted empty (from a snapshot): nothing of it is here
+    txns_.set_floor(floor_);
     return;
   }
+  txns_.cut(log_end);
+  txns_.trim(log_start);
   for (auto it = producers_.begin(); it != producers_.end();) {
     auto& batches = it->second.batches;
     while (!batches.empty() && batches.back().base_offset >= log_end) batches.pop_back();
@@ -142,12 +191,8 @@ ProducerStateTable producer_state_from_log(log::PartitionLog& log, uint64_t scan
       if (seen >= scan_bytes) break;
     }
   }
-  log::for_each_stored_batch(log, from, end, 1 << 20, [&table](const kafka::RecordBatchView& b) {
-    if (b.producer_id() >= 0 && b.base_sequence() >= 0) {
-      table.record(b.producer_id(), b.producer_epoch(), b.base_sequence(),
-                   b.last_offset_delta() + 1, b.base_offset());
-    }
-  });
+  log::for_each_stored_batch(log, from, end, 1 << 20,
+                             [&table](const kafka::RecordBatchView& b) { table.record_batch(b); });
   return table;
 }
 

@@ -13,7 +13,9 @@
 #include <optional>
 #include <set>
 
+#include "broker/txn_state.h"
 #include "protocol/error_codes.h"
+#include "protocol/record_batch.h"
 
 namespace sluice::log {
 class PartitionLog;
@@ -57,6 +59,22 @@ class ProducerStateTable {
   // Records an appended batch (after check() said kAppend).
   void record(int64_t producer_id, int16_t epoch, int32_t base_sequence, int32_t record_count,
               int64_t base_offset);
+  // Records an appended batch of any kind: an idempotent one as record(), and a transactional
+  // one or a transaction marker in the transactions' table (txns()). A marker that does not
+  // parse is logged and left out (the leader checked the ones it wrote).
+  void record_batch(const kafka::RecordBatchView& batch);
+  // Before a marker of `producer_id` at `epoch` from a coordinator at `coordinator_epoch` is
+  // appended: kNone, or why not (an older producer epoch: the producer was fenced; an older
+  // coordinator epoch: TRANSACTION_COORDINATOR_FENCED).
+  kafka::ErrorCode check_marker(int64_t producer_id, int16_t epoch,
+                                int32_t coordinator_epoch) const;
+  // Records an appended marker: the transaction ends, and a newer epoch is the producer's.
+  void record_marker(int64_t producer_id, int16_t epoch, int64_t offset, bool commit,
+                     int32_t coordinator_epoch);
+  const TxnTable& txns() const { return txns_; }
+  // The log now starts at `log_start` (retention, DeleteRecords): aborted transactions wholly
+  // below it are let go.
+  void set_log_start(int64_t log_start) { txns_.trim(log_start); }
   size_t size() const { return producers_.size(); }
   const ProducerEntry* find(int64_t producer_id) const;
 
@@ -75,6 +93,7 @@ class ProducerStateTable {
   void prune(ProducerEntry& e) const;
   std::map<int64_t, ProducerEntry> producers_;
   std::set<int64_t> long_;  // producers holding more than kProducerBatchesRetained batches
+  TxnTable txns_;           // fed by record_batch(); its floor and cuts follow this table's
   int64_t floor_ = INT64_MAX;
 };
 

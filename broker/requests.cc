@@ -41,6 +41,7 @@ constexpr Served kServed[] = {
     served<kafka::DeleteTopicsRequest>(),
     served<kafka::DeleteRecordsRequest>(),
     served<kafka::InitProducerIdRequest>(),
+    served<kafka::WriteTxnMarkersRequest>(),
     served<kafka::OffsetForLeaderEpochRequest>(),
     served<kafka::DescribeConfigsRequest>(),
     served<kafka::AlterConfigsRequest>(),
@@ -196,6 +197,8 @@ void Broker::dispatch(std::shared_ptr<Request> req, kafka::RequestBody body) {
           handle_delete_records(req, b);
         } else if constexpr (std::is_same_v<T, kafka::InitProducerIdRequest>) {
           handle_init_producer_id(req, b);
+        } else if constexpr (std::is_same_v<T, kafka::WriteTxnMarkersRequest>) {
+          handle_write_txn_markers(req, b);
         } else if constexpr (std::is_same_v<T, kafka::OffsetForLeaderEpochRequest>) {
           handle_offset_for_leader_epoch(req, b);
         } else if constexpr (std::is_same_v<T, kafka::FindCoordinatorRequest> ||

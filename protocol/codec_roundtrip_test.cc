@@ -171,6 +171,7 @@ TEST(CodecApiTable, CoversTheAdvertisedRanges) {
       {ApiKey::kDescribeUserScramCredentials, 0, 0, 0},
       {ApiKey::kAlterUserScramCredentials, 0, 0, 0},
       {ApiKey::kDescribeCluster, 0, 0, 0},
+      {ApiKey::kWriteTxnMarkers, 0, 1, 1},
   };
   EXPECT_EQ(std::size(wants), kSupportedApis.size());
   for (const Want& want : wants) {

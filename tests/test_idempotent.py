@@ -1,7 +1,9 @@
 """Idempotent produce: a confluent-kafka producer with enable.idempotence=true stores every
 record exactly once, and the broker's own checks (duplicate batch answered without a second
 append, a sequence gap rejected) hold when driven with raw requests built by kafka-python's
-protocol classes."""
+protocol classes. Transactions on a partition (the leader's side): transactional batches,
+WriteTxnMarkers from a stand-in coordinator (raw requests), and read_committed consumers
+(confluent-kafka / librdkafka) that skip aborted records and stop at the last stable offset."""
 
 import io
 import struct
@@ -35,13 +37,150 @@ def raw_produce(sock, topic, partition, batch, correlation_id):
     return error, base_offset
 
 
-def idempotent_batch(pid, epoch, sequence, values):
-    b = DefaultRecordBatchBuilder(magic=2, compression_type=0, is_transactional=False,
+def idempotent_batch(pid, epoch, sequence, values, transactional=False):
+    b = DefaultRecordBatchBuilder(magic=2, compression_type=0, is_transactional=transactional,
                                   producer_id=pid, producer_epoch=epoch,
                                   base_sequence=sequence, batch_size=1 << 20)
     for i, v in enumerate(values):
         b.append(i, timestamp=1_700_000_000_000 + i, key=None, value=v, headers=[])
     return bytes(b.build())
+
+
+def raw_txn_produce(sock, topic, partition, batch, correlation_id, transactional_id="txn"):
+    req = ProduceRequest[3](transactional_id=transactional_id, required_acks=-1, timeout=10000,
+                            topics=[(topic, [(partition, batch)])])
+    sock.sendall(harness.request_frame(0, 3, correlation_id, req.encode()))
+    _, body = harness.recv_response(sock)
+    (_, parts), = ProduceResponse[3].decode(io.BytesIO(body)).topics
+    (_, error, base_offset, _), = parts
+    return error, base_offset
+
+
+def txn_batch(pid, epoch, sequence, values):
+    return idempotent_batch(pid, epoch, sequence, values, transactional=True)
+
+
+def write_txn_marker(bootstrap, pid, epoch, commit, topic, partitions, coordinator_epoch=0):
+    """WriteTxnMarkers v0 with one marker; the error code per partition."""
+    body = struct.pack(">iqhbi", 1, pid, epoch, 1 if commit else 0, 1)
+    body += harness.kafka_string(topic) + struct.pack(">i", len(partitions))
+    body += b"".join(struct.pack(">i", p) for p in partitions)
+    body += struct.pack(">i", coordinator_epoch)
+    r = harness.BodyReader(harness.call_api(bootstrap, 27, 0, body))
+    assert r.take(">i") == 1
+    assert r.take(">q") == pid
+    assert r.take(">i") == 1
+    assert r.string() == topic
+    errors = {}
+    for _ in range(r.take(">i")):
+        partition = r.take(">i")
+        errors[partition] = r.take(">h")
+    return errors
+
+
+def init_producer_id(sock, correlation_id=1):
+    sock.sendall(harness.request_frame(22, 0, correlation_id, struct.pack(">hi", -1, 60000)))
+    _, body = harness.recv_response(sock)
+    _, error, pid, epoch = struct.unpack(">ihqh", body)
+    assert error == 0, error
+    return pid, epoch
+
+
+def list_latest(bootstrap, topic, isolation):
+    """ListOffsets v2 of partition 0's latest offset at `isolation` (0 or 1)."""
+    body = struct.pack(">ibi", -1, isolation, 1) + harness.kafka_string(topic)
+    body += struct.pack(">iiq", 1, 0, -1)
+    r = harness.BodyReader(harness.call_api(bootstrap, 2, 2, body))
+    r.take(">i")  # throttle
+    assert r.take(">i") == 1 and r.string() == topic and r.take(">i") == 1
+    r.take(">i")  # partition
+    assert r.take(">h") == 0
+    r.take(">q")  # timestamp
+    return r.take(">q")
+
+
+def read_values(bootstrap, topic, isolation, expect_count, timeout_s=20):
+    """The values a consumer at `isolation` reads from partition 0 within the timeout, once it
+    has `expect_count` (or the timeout passed: then what it has)."""
+    from confluent_kafka import OFFSET_BEGINNING
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": "unused",
+                  "enable.auto.commit": False, "isolation.level": isolation,
+                  "fetch.wait.max.ms": 100})
+    c.assign([TopicPartition(topic, 0, OFFSET_BEGINNING)])
+    values = []
+    import time
+    deadline = time.monotonic() + timeout_s
+    try:
+        while time.monotonic() < deadline and len(values) < expect_count:
+            for m in c.consume(100, timeout=0.2):
+                if not m.error():
+                    values.append(m.value())
+        # A little longer: nothing more may come.
+        for m in c.consume(100, timeout=1.0):
+            if not m.error():
+                values.append(m.value())
+    finally:
+        c.close()
+    return values
+
+
+class Transactions(harness.BrokerTestCase):
+    """The partition leader's side of transactions, with this test as the coordinator."""
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        admin = AdminClient({"bootstrap.servers": cls.bootstrap})
+        admin.create_topics([NewTopic("txn", 1, 1)])["txn"].result(30)
+
+    def test_read_committed_skips_aborted_and_stops_at_an_open_transaction(self):
+        topic = "txn"
+        plain = Producer({"bootstrap.servers": self.bootstrap})
+        with harness.connect(self.bootstrap) as s:
+            a, a_epoch = init_producer_id(s, 1)
+            b, b_epoch = init_producer_id(s, 2)
+            # A's first transaction: aborted.
+            self.assertEqual(raw_txn_produce(s, topic, 0, txn_batch(a, a_epoch, 0, [b"a0", b"a1"]), 3)[0], 0)
+            plain.produce(topic, b"n0", partition=0)
+            self.assertEqual(plain.flush(10), 0)
+            self.assertEqual(raw_txn_produce(s, topic, 0, txn_batch(a, a_epoch, 2, [b"a2"]), 4)[0], 0)
+            # A non-transactional batch of a producer inside a transaction: INVALID_TXN_STATE.
+            self.assertEqual(raw_produce(s, topic, 0, idempotent_batch(a, a_epoch, 3, [b"x"]), 5)[0], 48)
+            self.assertEqual(write_txn_marker(self.bootstrap, a, a_epoch, False, topic, [0]), {0: 0})
+            # A's second: committed.
+            self.assertEqual(raw_txn_produce(s, topic, 0, txn_batch(a, a_epoch, 3, [b"a3", b"a4"]), 6)[0], 0)
+            self.assertEqual(write_txn_marker(self.bootstrap, a, a_epoch, True, topic, [0]), {0: 0})
+            # B's: open.
+            error, b_first = raw_txn_produce(s, topic, 0, txn_batch(b, b_epoch, 0, [b"b0"]), 7)
+            self.assertEqual(error, 0)
+            plain.produce(topic, b"n1", partition=0)
+            self.assertEqual(plain.flush(10), 0)
+
+        everything = [b"a0", b"a1", b"n0", b"a2", b"a3", b"a4", b"b0", b"n1"]
+        self.assertEqual(read_values(self.bootstrap, topic, "read_uncommitted", 8), everything)
+        self.assertEqual(read_values(self.bootstrap, topic, "read_committed", 3, timeout_s=5),
+                         [b"n0", b"a3", b"a4"])
+        self.assertEqual(list_latest(self.bootstrap, topic, 1), b_first)
+        end = list_latest(self.bootstrap, topic, 0)
+        self.assertEqual(end, b_first + 2, "b0, then n1")
+
+        # Fenced markers change nothing: an older coordinator epoch, an older producer epoch.
+        self.assertEqual(write_txn_marker(self.bootstrap, b, b_epoch, True, topic, [0], 5), {0: 0})
+        with harness.connect(self.bootstrap) as s:
+            self.assertEqual(raw_txn_produce(s, topic, 0, txn_batch(b, b_epoch, 1, [b"b1"]), 1)[0], 0)
+        self.assertEqual(write_txn_marker(self.bootstrap, b, b_epoch, False, topic, [0], 4),
+                         {0: 52}, "TRANSACTION_COORDINATOR_FENCED")
+        self.assertEqual(write_txn_marker(self.bootstrap, b, b_epoch - 1, False, topic, [0], 5),
+                         {0: 47}, "INVALID_PRODUCER_EPOCH")
+        self.assertEqual(write_txn_marker(self.bootstrap, b, b_epoch, False, topic, [7], 5),
+                         {7: 3}, "UNKNOWN_TOPIC_OR_PARTITION")
+        # B's second transaction (b1) is aborted; then the log restarts from its files.
+        self.assertEqual(write_txn_marker(self.bootstrap, b, b_epoch, False, topic, [0], 5), {0: 0})
+        committed = [b"n0", b"a3", b"a4", b"b0", b"n1"]
+        self.assertEqual(read_values(self.bootstrap, topic, "read_committed", 5), committed)
+        self.broker.restart()
+        self.assertEqual(read_values(self.bootstrap, topic, "read_committed", 5), committed)
+        self.assertEqual(list_latest(self.bootstrap, topic, 1), list_latest(self.bootstrap, topic, 0))
 
 
 class Idempotence(harness.BrokerTestCase):

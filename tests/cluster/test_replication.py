@@ -587,6 +587,39 @@ class Replication(ClusterTestCase):
         self.broker(leader).start()
         report("log start after DeleteRecords and a new leader", watermarks()[0])
 
+    def test_transactions_survive_the_leader(self):
+        """Transaction markers are replicated like any batch and every replica follows them:
+        after the leader is killed the new one still hides the aborted transaction from
+        read_committed consumers and holds them at the open one (this test is the
+        coordinator, with raw WriteTxnMarkers requests)."""
+        from test_idempotent import (init_producer_id, list_latest, raw_txn_produce,
+                                     read_values, txn_batch, write_txn_marker)
+        name = "txn"
+        self.create(name)
+        leader = leader_of(self.cluster, name)
+        at = self.broker(leader).bootstrap
+        with harness.connect(at) as s:
+            a, a_epoch = init_producer_id(s, 1)
+            b, b_epoch = init_producer_id(s, 2)
+            self.assertEqual(raw_txn_produce(s, name, 0, txn_batch(a, a_epoch, 0, [b"a0"]), 3)[0], 0)
+            self.assertEqual(write_txn_marker(at, a, a_epoch, False, name, [0]), {0: 0})
+            self.assertEqual(raw_txn_produce(s, name, 0, txn_batch(a, a_epoch, 1, [b"a1"]), 4)[0], 0)
+            self.assertEqual(write_txn_marker(at, a, a_epoch, True, name, [0]), {0: 0})
+            error, open_first = raw_txn_produce(s, name, 0, txn_batch(b, b_epoch, 0, [b"b0"]), 5)
+            self.assertEqual(error, 0)
+        self.broker(leader).kill()
+        wait_for(lambda: leader_of(self.cluster, name, exclude=(leader,)) not in (-1, leader),
+                 30, "a new leader")
+        bootstrap = self.cluster.bootstrap
+        new_leader = self.broker(leader_of(self.cluster, name, exclude=(leader,))).bootstrap
+        wait_for(lambda: list_latest(new_leader, name, 0) == open_first + 1, 30,
+                 "the new leader's high watermark past b0")
+        self.assertEqual(list_latest(new_leader, name, 1), open_first, "the LSO at b0")
+        self.assertEqual(read_values(bootstrap, name, "read_committed", 1, timeout_s=5), [b"a1"])
+        self.assertEqual(write_txn_marker(new_leader, b, b_epoch, True, name, [0]), {0: 0})
+        self.assertEqual(read_values(bootstrap, name, "read_committed", 2), [b"a1", b"b0"])
+        self.broker(leader).start()
+
     def test_group_offsets_survive_the_coordinator(self):
         """__consumer_offsets is replicated: the broker leading the group's offsets partition
         is killed, and a consumer of the group resumes from the committed offset."""
