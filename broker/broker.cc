@@ -506,12 +506,13 @@ std::unique_ptr<Replica> Broker::open_replica(ShardState& ss, Partition& p, uint
     count_term();
     notify_waiters(*part);
   };
-  ev.on_commit = [part, count_term] {
+  ev.on_commit = [this, &ss, part, count_term] {
     count_term();
     // Below the high watermark the log is never cut: the producers' table lets go of what
     // only a cut there could have needed.
     part->producers.set_floor(part->high_watermark());
     part->producers.set_log_start(*part->log->log_start_offset());
+    save_transactions(ss, *part);
     notify_waiters(*part);
   };
   ev.on_data = [part](Bytes batch) {
@@ -663,7 +664,24 @@ void Broker::open_partitions(const TopicInfo& topic, int32_t first, int32_t last
 void Broker::rebuild_producer_state(Partition& p) {
   // A cut may come down to the high watermark: until the replica knows it, keep every batch.
   const int64_t floor = p.replica ? p.high_watermark() : INT64_MIN;
-  p.producers = producer_state_from_log(*p.log, kProducerStateScanBytes, floor);
+  // What earlier runs kept of the partition's transactions (none: the tail is enough).
+  const TxnFileContents saved = load_txn_file(p.log->dir());
+  p.producers = producer_state_from_log(*p.log, kProducerStateScanBytes, floor,
+                                        saved.replay_from ? &saved : nullptr);
+  if (!p.txn_file) p.txn_file_entries = saved;  // until the writer is made from it
+}
+
+void Broker::save_transactions(ShardState& ss, Partition& p) {
+  if (!p.producers.txns().seen_any()) return;  // the usual case: one check per commit
+  if (!p.txn_file) {
+    p.txn_file = std::make_shared<TxnFile>(p.log->dir(), *ss.ring,
+                                           p.txn_file_entries.value_or(TxnFileContents{}));
+    p.txn_file_entries.reset();
+  }
+  const int64_t now = std::chrono::duration_cast<std::chrono::milliseconds>(
+                          std::chrono::steady_clock::now().time_since_epoch())
+                          .count();
+  p.txn_file->save(p.producers.txns(), now);
 }
 
 void Broker::notify_waiters(Partition& p) {

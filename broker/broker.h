@@ -38,6 +38,7 @@
 #include "broker/shard.h"
 #include "broker/sync_pacer.h"
 #include "broker/topic_registry.h"
+#include "broker/txn_file.h"
 #include "cluster/acl.h"
 #include "cluster/cluster_node.h"
 #include "log/compaction.h"
@@ -69,6 +70,10 @@ struct Partition {
   int32_t reported_epoch = -1;
   std::vector<int32_t> reported_isr;
   ProducerStateTable producers;
+  // Its transactions kept across restarts (txn_file.h): what start-up found, then the writer
+  // (made at the first save).
+  std::optional<TxnFileContents> txn_file_entries;
+  std::shared_ptr<TxnFile> txn_file;
   std::vector<FetchWaiter> waiters;
   bool deleting = false;
   bool log_append_time = false;  // message.timestamp.type=LogAppendTime
@@ -272,6 +277,8 @@ class Broker {
   // partitions: timestamps, min.insync.replicas, segment size and age, retention.
   void apply_topic_settings(const TopicInfo& topic);
   void rebuild_producer_state(Partition& p);
+  // Saves what the partition's transactions' file lacks (txn_file.h), on its shard.
+  void save_transactions(ShardState& ss, Partition& p);
   static void notify_waiters(Partition& p);
   // Creates a topic through the controller; `done` runs on any thread once this broker's
   // metadata has it and its local partitions are being opened.

@@ -5,6 +5,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "broker/txn_file.h"
 #include "log/batch_scan.h"
 #include "log/log.h"
 
@@ -176,11 +177,12 @@ void ProducerStateTable::cut(int64_t log_start, int64_t log_end) {
 }
 
 ProducerStateTable producer_state_from_log(log::PartitionLog& log, uint64_t scan_bytes,
-                                           int64_t floor) {
+                                           int64_t floor, const TxnFileContents* saved) {
   ProducerStateTable table;
   table.set_floor(floor);
   const int64_t end = *log.log_end_offset();
-  int64_t from = *log.log_start_offset();
+  const int64_t start = *log.log_start_offset();
+  int64_t from = start;
   // Only the tail matters (five batches per producer); skip ahead for big logs.
   if (log.size_bytes() > scan_bytes) {
     auto bases = log.segment_base_offsets();
@@ -190,6 +192,13 @@ ProducerStateTable producer_state_from_log(log::PartitionLog& log, uint64_t scan
       seen += log.size_bytes() / std::max<size_t>(1, bases.size());
       if (seen >= scan_bytes) break;
     }
+  }
+  if (saved) {
+    for (const AbortedTxn& t : saved->aborted) {
+      if (t.last_offset >= start) table.restore_aborted(t);
+    }
+    // Every transaction that may still be open began at or after the saved replay offset.
+    if (saved->replay_from) from = std::max(start, std::min(from, *saved->replay_from));
   }
   log::for_each_stored_batch(log, from, end, 1 << 20,
                              [&table](const kafka::RecordBatchView& b) { table.record_batch(b); });

@@ -75,6 +75,8 @@ class ProducerStateTable {
   // The log now starts at `log_start` (retention, DeleteRecords): aborted transactions wholly
   // below it are let go.
   void set_log_start(int64_t log_start) { txns_.trim(log_start); }
+  // An aborted transaction saved by an earlier run (txn_file.h), before the log is replayed.
+  void restore_aborted(const AbortedTxn& txn) { txns_.restore_aborted(txn); }
   size_t size() const { return producers_.size(); }
   const ProducerEntry* find(int64_t producer_id) const;
 
@@ -101,8 +103,12 @@ class ProducerStateTable {
 // `scan_bytes` or so: five batches per producer is all that matters), into a fresh table.
 // What a replica needs at start-up and when its log was reopened (after a full disk, a
 // repair); a cut of the log is followed by cut() instead. `floor` as set_floor()'s.
+// With `saved` (what txn_file.h kept of the partition's transactions): its aborted
+// transactions first, and the replay starts no later than its replay offset.
+struct TxnFileContents;
 ProducerStateTable producer_state_from_log(log::PartitionLog& log, uint64_t scan_bytes,
-                                           int64_t floor = INT64_MAX);
+                                           int64_t floor = INT64_MAX,
+                                           const TxnFileContents* saved = nullptr);
 
 // The sequence after `last_sequence`, wrapping from INT32_MAX to 0 as Kafka does.
 int32_t next_sequence(int32_t last_sequence);

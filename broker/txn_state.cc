@@ -15,11 +15,13 @@ kafka::ErrorCode TxnTable::check_marker(int64_t producer_id, int32_t coordinator
 }
 
 void TxnTable::on_data(int64_t producer_id, int64_t base_offset) {
+  seen_any_ = true;
   if (open_.emplace(producer_id, base_offset).second) unstable_first_.insert(base_offset);
 }
 
 void TxnTable::on_marker(int64_t producer_id, int64_t offset, bool commit,
                          int32_t coordinator_epoch) {
+  seen_any_ = true;
   int64_t first = offset;  // an empty transaction
   if (auto it = open_.find(producer_id); it != open_.end()) {
     first = it->second;
@@ -51,10 +53,7 @@ void TxnTable::set_floor(int64_t offset) {
   while (!completed_.empty() && completed_.front().marker_offset < floor_) {
     const Completed& c = completed_.front();
     unstable_erase(c.first_offset);
-    if (!c.commit) {
-      aborted_.push_back({c.producer_id, c.first_offset, c.marker_offset});
-      longest_aborted_ = std::max(longest_aborted_, c.marker_offset - c.first_offset);
-    }
+    if (!c.commit) restore_aborted({c.producer_id, c.first_offset, c.marker_offset});
     completed_.pop_front();
   }
 }
@@ -109,7 +108,14 @@ std::vector<AbortedTxn> TxnTable::aborted_in(int64_t fetch_offset, int64_t upper
   return out;
 }
 
+int64_t TxnTable::replay_from() const {
+  auto first = first_unstable_offset();
+  return first ? std::min(*first, floor_) : floor_;
+}
+
 void TxnTable::restore_aborted(const AbortedTxn& txn) {
+  seen_any_ = true;
+  // Once only: a replay after a restore meets the markers of the restored ones again.
   if (!aborted_.empty() && txn.last_offset <= aborted_.back().last_offset) return;
   aborted_.push_back(txn);
   longest_aborted_ = std::max(longest_aborted_, txn.last_offset - txn.first_offset);

@@ -76,6 +76,12 @@ class TxnTable {
   // in marker order.
   std::vector<AbortedTxn> aborted_in(int64_t fetch_offset, int64_t upper_bound) const;
   const std::deque<AbortedTxn>& aborted() const { return aborted_; }
+  // Whether any transactional batch or marker reached this table (or an aborted transaction
+  // was restored): partitions without transactions keep no file.
+  bool seen_any() const { return seen_any_; }
+  // Where a replay of the log must start to find every transaction that may be open or
+  // unstable now and later: the first unstable offset, else the floor.
+  int64_t replay_from() const;
   // Appends an aborted transaction read back from storage (in marker order, below the floor).
   void restore_aborted(const AbortedTxn& txn);
 
@@ -96,6 +102,7 @@ class TxnTable {
   std::deque<AbortedTxn> aborted_;                // stable aborted transactions, marker order
   int64_t longest_aborted_ = 0;  // max(last - first) over aborted_: bounds aborted_in's scan
   int64_t floor_ = INT64_MIN;
+  bool seen_any_ = false;
 };
 
 }  // namespace sluice::broker

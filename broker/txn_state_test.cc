@@ -1,6 +1,14 @@
 #include "broker/txn_state.h"
 
 #include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "broker/txn_file.h"
+#include "log/io_ring.h"
+#include "log/tests/test_util.h"
 
 #include <cstdio>
 #include <cstdlib>
@@ -210,6 +218,84 @@ TEST(TxnTable, MatchesAReplayOfTheLogUnderRandomCuts) {
       ASSERT_EQ(t.aborted_in(from, to), expected) << "[" << from << ", " << to << ")";
     }
   }
+}
+
+TEST(TxnFile, SavesAbortedTransactionsAndTheReplayOffset) {
+  log::testing::TempDir dir;
+  log::IoRing ring;
+  EXPECT_FALSE(load_txn_file(dir.path()).replay_from) << "no file: no transaction ever";
+  TxnTable t;
+  t.on_data(1, 10);
+  t.on_marker(1, 12, /*commit=*/false, 0);
+  t.on_data(2, 13);  // open
+  t.set_floor(14);
+  auto file = std::make_shared<TxnFile>(dir.path(), ring, TxnFileContents{});
+  file->save(t, 0);
+  ring.drain();
+  EXPECT_FALSE(file->busy());
+  auto loaded = load_txn_file(dir.path());
+  ASSERT_TRUE(loaded.replay_from);
+  EXPECT_EQ(*loaded.replay_from, 13) << "producer 2's open transaction";
+  ASSERT_EQ(loaded.aborted.size(), 1u);
+  EXPECT_EQ(loaded.aborted[0], (AbortedTxn{1, 10, 12}));
+
+  // More later: appended after the first; the header alone waits a second between writes.
+  t.on_marker(2, 20, /*commit=*/false, 0);
+  t.set_floor(21);
+  file->save(t, 500);
+  ring.drain();
+  loaded = load_txn_file(dir.path());
+  ASSERT_EQ(loaded.aborted.size(), 2u);
+  EXPECT_EQ(loaded.aborted[1], (AbortedTxn{2, 13, 20}));
+  EXPECT_EQ(*loaded.replay_from, 21);
+  t.set_floor(30);
+  file->save(t, 900);  // only the header is due, and not yet
+  ring.drain();
+  EXPECT_EQ(*load_txn_file(dir.path()).replay_from, 21);
+  file->save(t, 1600);
+  ring.drain();
+  EXPECT_EQ(*load_txn_file(dir.path()).replay_from, 30);
+
+  // A torn last entry ends the list; a writer made from what was loaded writes over it.
+  const auto path = dir.path() / kTxnFileName;
+  std::filesystem::resize_file(path, std::filesystem::file_size(path) - 5);
+  loaded = load_txn_file(dir.path());
+  ASSERT_EQ(loaded.aborted.size(), 1u);
+  EXPECT_EQ(loaded.entries_in_file, 1u);
+  TxnTable again;
+  again.restore_aborted(loaded.aborted[0]);
+  again.on_data(2, 13);
+  again.on_marker(2, 20, false, 0);
+  again.on_data(3, 31);
+  again.on_marker(3, 33, false, 0);
+  again.set_floor(40);
+  auto writer = std::make_shared<TxnFile>(dir.path(), ring, loaded);
+  writer->save(again, 0);
+  ring.drain();
+  loaded = load_txn_file(dir.path());
+  ASSERT_EQ(loaded.aborted.size(), 3u);
+  EXPECT_EQ(loaded.aborted[2], (AbortedTxn{3, 31, 33}));
+
+  // A damaged header: replay everything, keep the entries.
+  {
+    std::fstream f(path, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(9);
+    f.put('\x7f');
+  }
+  loaded = load_txn_file(dir.path());
+  EXPECT_EQ(*loaded.replay_from, INT64_MIN);
+  EXPECT_EQ(loaded.aborted.size(), 3u);
+}
+
+TEST(TxnFile, NothingIsWrittenForAPartitionWithoutTransactions) {
+  log::testing::TempDir dir;
+  log::IoRing ring;
+  TxnTable t;
+  t.set_floor(100);
+  auto file = std::make_shared<TxnFile>(dir.path(), ring, TxnFileContents{});
+  file->save(t, 0);
+  ring.drain();
+  EXPECT_FALSE(std::filesystem::exists(dir.path() / kTxnFileName));
 }
 
 }  // namespace
