@@ -6,8 +6,10 @@
 #include <condition_variable>
 #include <cstdio>
 #include <deque>
+#include <functional>
 #include <future>
 #include <mutex>
+#include <queue>
 #include <set>
 #include <thread>
 
@@ -142,6 +144,7 @@ struct Consumer::Impl {
     for (const auto& [node, list] : by_leader) {
       kafka::ListOffsetsRequest req;
       req.replica_id = -1;
+      req.isolation_level = read_committed() ? 1 : 0;  // latest: the last stable offset
       for (const auto& tp : list) {
         auto* t = &client::entry_for(req.topics, &kafka::ListOffsetsRequest::ListOffsetsTopic::name,
                                      tp.topic);
@@ -254,7 +257,7 @@ struct Consumer::Impl {
       req.max_wait_ms = max_wait_ms;
       req.min_bytes = config.fetch_min_bytes;
       req.max_bytes = config.fetch_max_bytes;
-      req.isolation_level = 0;
+      req.isolation_level = read_committed() ? 1 : 0;
       req.session_id = 0;
       req.session_epoch = -1;
       std::map<TopicPartition, int64_t> offsets;
@@ -331,9 +334,16 @@ struct Consumer::Impl {
           refresh = true;
           continue;
         }
-        ps.high_watermark = p.high_watermark;
+        ps.high_watermark =
+            read_committed() && p.last_stable_offset >= 0 ? p.last_stable_offset : p.high_watermark;
         if (p.records.is_null()) continue;
-        auto s = decode(tp, p.records.bytes(), ps, done.response->frame);
+        AbortedTxns aborted;
+        if (read_committed() && p.aborted_transactions) {
+          for (const auto& a : *p.aborted_transactions) {
+            aborted.pending.push({a.first_offset, a.producer_id});
+          }
+        }
+        auto s = decode(tp, p.records.bytes(), ps, done.response->frame, aborted);
         if (!s) return s;
       }
     }
@@ -342,9 +352,35 @@ struct Consumer::Impl {
     return {};
   }
 
+  bool read_committed() const { return config.isolation_level == "read_committed"; }
+
+  // read_committed: the aborted transactions a Fetch answer listed, as Kafka's consumer walks
+  // them (Fetcher's CompletedFetch): a producer's transactional batches are dropped from its
+  // aborted transaction's first offset until its abort marker.
+  struct AbortedTxns {
+    using Entry = std::pair<int64_t, int64_t>;  // first offset, producer id
+    std::priority_queue<Entry, std::vector<Entry>, std::greater<>> pending;
+    std::set<int64_t> producers;  // aborting now
+
+    // Whether `batch` is to be dropped.
+    bool drops(const kafka::RecordBatchView& batch) {
+      if (batch.producer_id() < 0) return false;
+      while (!pending.empty() && pending.top().first <= batch.last_offset()) {
+        producers.insert(pending.top().second);
+        pending.pop();
+      }
+      if (batch.is_control()) {
+        auto marker = kafka::read_end_txn_marker(batch);
+        if (marker && *marker && !(*marker)->commit) producers.erase(batch.producer_id());
+        return true;
+      }
+      return batch.is_transactional() && producers.count(batch.producer_id()) != 0;
+    }
+  };
+
   // `frame` holds `bytes`: the records refer to it (or to their batch's decompressed bytes).
   Status decode(const TopicPartition& tp, Bytes bytes, PartState& ps,
-                const std::shared_ptr<const void>& frame) {
+                const std::shared_ptr<const void>& frame, AbortedTxns& aborted) {
     kafka::BatchIterator it(bytes);
     for (;;) {
       auto next = it.next();
@@ -360,7 +396,8 @@ struct Consumer::Impl {
             Errc::kProtocol, "corrupt batch at offset " + std::to_string(batch.base_offset()) +
                                  " of " + tp_name(tp) + ": " + crc.error().message));
       }
-      if (!batch.is_control()) {
+      const bool dropped = aborted.drops(batch);  // control batches are never records
+      if (!batch.is_control() && !dropped) {
         auto reader = batch.records(scratch);
         if (!reader) {
           return unexpected(make_error(Errc::kProtocol, "cannot read batch of " + tp_name(tp) +
@@ -770,6 +807,10 @@ Result<std::unique_ptr<Consumer>> Consumer::create(const ConsumerConfig& config)
     return unexpected(
         make_error(Errc::kInvalidArgument, "auto_offset_reset must be earliest, latest or none"));
   }
+  if (config.isolation_level != "read_committed" && config.isolation_level != "read_uncommitted") {
+    return unexpected(make_error(Errc::kInvalidArgument,
+                                 "isolation_level must be read_committed or read_uncommitted"));
+  }
   for (const auto& a : config.assignors) {
     if (a != "range" && a != "roundrobin") {
       return unexpected(
@@ -1088,6 +1129,7 @@ const std::vector<client::Property<ConsumerConfig>>& consumer_properties() {
       {"max.partition.fetch.bytes", &C::max_partition_fetch_bytes},
       {"fetch.max.wait.ms", &C::fetch_max_wait_ms},
       {"max.poll.records", &C::max_poll_records},
+      {"isolation.level", &C::isolation_level},
       {"request.timeout.ms", &C::request_timeout_ms},
       {"statistics.interval.ms", &C::statistics_interval_ms},
       {"log_level", &C::log_level},
@@ -1098,6 +1140,12 @@ const std::vector<client::Property<ConsumerConfig>>& consumer_properties() {
 }  // namespace
 
 Status set_config(ConsumerConfig& config, const std::string& name, const std::string& value) {
+  if (name == "isolation.level" && value != "read_committed" && value != "read_uncommitted") {
+    return unexpected(make_error(Errc::kInvalidArgument,
+                                 "config isolation.level: want read_committed or read_uncommitted, "
+                                 "got '" +
+                                     value + "'"));
+  }
   if (name == "auto.offset.reset" && value != "earliest" && value != "latest" && value != "none") {
     return unexpected(make_error(Errc::kInvalidArgument,
                                  "config auto.offset.reset: want earliest, latest or none, got '" +

@@ -64,6 +64,10 @@ struct ConsumerConfig {
   int fetch_max_wait_ms = 500;
   int max_poll_records = 10000;
   int request_timeout_ms = 30000;
+  // "read_uncommitted" (Kafka's Java default): every record up to the high watermark;
+  // "read_committed": records of aborted transactions are dropped and reading stops at the
+  // last stable offset (before the first transaction still open), as librdkafka's default.
+  std::string isolation_level = "read_uncommitted";
   // Warnings the consumer recovers from by itself (e.g. an out-of-range position reset by
   // auto_offset_reset). Default: log_cb at LogLevel::kWarning (which defaults to stderr).
   std::function<void(const std::string&)> on_warning;
@@ -111,9 +115,9 @@ struct ConsumerRecord {
 };
 
 // Sets one field by its librdkafka / Java name ("bootstrap.servers", "group.id",
-// "auto.offset.reset", "enable.auto.commit", "session.timeout.ms", "fetch.max.bytes",
-// "statistics.interval.ms", "log_level", ...).
-// Unknown names and bad values fail with client::Errc::kInvalidArgument.
+// "auto.offset.reset", "isolation.level", "enable.auto.commit", "session.timeout.ms",
+// "fetch.max.bytes", "statistics.interval.ms", "log_level", ...). Unknown names and bad values fail
+// with client::Errc::kInvalidArgument.
 Status set_config(ConsumerConfig& config, const std::string& name, const std::string& value);
 // Defaults, then every property in order.
 Result<ConsumerConfig> consumer_config(const std::map<std::string, std::string>& properties);

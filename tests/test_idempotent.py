@@ -6,7 +6,10 @@ WriteTxnMarkers from a stand-in coordinator (raw requests), and read_committed c
 (confluent-kafka / librdkafka) that skip aborted records and stop at the last stable offset."""
 
 import io
+import os
+import signal
 import struct
+import subprocess
 
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
@@ -124,6 +127,15 @@ def read_values(bootstrap, topic, isolation, expect_count, timeout_s=20):
     return values
 
 
+def sluice_consume(bootstrap, topic, isolation):
+    cli = os.path.join(os.path.dirname(os.path.dirname(harness.SLUICED)), "cli", "sluice")
+    r = subprocess.run([cli, "consume", topic, "-b", bootstrap, "-e", "-X",
+                        "isolation.level=" + isolation], capture_output=True, text=True,
+                       timeout=60)
+    assert r.returncode == 0, r.stderr
+    return r.stdout.split()
+
+
 class Transactions(harness.BrokerTestCase):
     """The partition leader's side of transactions, with this test as the coordinator."""
 
@@ -163,6 +175,11 @@ class Transactions(harness.BrokerTestCase):
         self.assertEqual(list_latest(self.bootstrap, topic, 1), b_first)
         end = list_latest(self.bootstrap, topic, 0)
         self.assertEqual(end, b_first + 2, "b0, then n1")
+        # The library consumer (sluice consume) at both levels; -e: to the end each one sees.
+        self.assertEqual(sluice_consume(self.bootstrap, topic, "read_committed"),
+                         ["n0", "a3", "a4"])
+        self.assertEqual(sluice_consume(self.bootstrap, topic, "read_uncommitted"),
+                         [v.decode() for v in everything])
 
         # Fenced markers change nothing: an older coordinator epoch, an older producer epoch.
         self.assertEqual(write_txn_marker(self.bootstrap, b, b_epoch, True, topic, [0], 5), {0: 0})
@@ -181,6 +198,39 @@ class Transactions(harness.BrokerTestCase):
         self.broker.restart()
         self.assertEqual(read_values(self.bootstrap, topic, "read_committed", 5), committed)
         self.assertEqual(list_latest(self.bootstrap, topic, 1), list_latest(self.bootstrap, topic, 0))
+
+    def test_transactions_older_than_the_logs_tail_survive_a_crash(self):
+        """Start-up replays only the log's last 64 MiB for producer state; an aborted
+        transaction and an open one from before that are kept in txn.state."""
+        topic = "txn-old"
+        admin = AdminClient({"bootstrap.servers": self.bootstrap})
+        admin.create_topics([NewTopic(topic, 1, 1, config={"segment.bytes": str(4 << 20)})]
+                            )[topic].result(30)
+        with harness.connect(self.bootstrap) as s:
+            a, a_epoch = init_producer_id(s, 1)
+            b, b_epoch = init_producer_id(s, 2)
+            self.assertEqual(raw_txn_produce(s, topic, 0, txn_batch(a, a_epoch, 0, [b"a0"]), 3)[0], 0)
+            self.assertEqual(write_txn_marker(self.bootstrap, a, a_epoch, False, topic, [0]), {0: 0})
+            error, b_first = raw_txn_produce(s, topic, 0, txn_batch(b, b_epoch, 0, [b"b0"]), 4)
+            self.assertEqual(error, 0)
+        filler = 80  # MiB after them, more than the tail start-up replays
+        p = Producer({"bootstrap.servers": self.bootstrap, "linger.ms": 5,
+                      "batch.size": 1 << 20, "message.max.bytes": 2 << 20})
+        for i in range(filler * 8):
+            while True:
+                try:
+                    p.produce(topic, b"%07d" % i + bytes(128 << 10), partition=0)
+                    break
+                except BufferError:
+                    p.poll(0.05)
+        self.assertEqual(p.flush(120), 0)
+        expect = [b"%07d" % i for i in range(filler * 8)]
+        self.broker.restart(sig=signal.SIGKILL)
+        self.assertEqual(list_latest(self.bootstrap, topic, 1), b_first, "b0 still open")
+        with harness.connect(self.bootstrap) as s:
+            self.assertEqual(write_txn_marker(self.bootstrap, b, b_epoch, True, topic, [0]), {0: 0})
+        got = [v[:7] for v in read_values(self.bootstrap, topic, "read_committed", len(expect) + 1)]
+        self.assertEqual(got, [b"b0"] + expect, "a0 aborted, b0 committed, then the filler")
 
 
 class Idempotence(harness.BrokerTestCase):
