@@ -317,6 +317,13 @@ size_t IoRing::poll_uring() {
       queued_.push_back(op);  // retry as is
       continue;
     }
+    // A write linked behind one that failed or was cut short: tried again alone, so that it
+    // reports its own result (a full disk's ENOSPC, or success) rather than the cancel.
+    if (op->kind == OpKind::kWrite && res == -ECANCELED && op->link_cancelled_retries++ == 0) {
+      op->link = false;
+      queued_.push_back(op);
+      continue;
+    }
     if (op->kind == OpKind::kWrite && res > 0 && op->done_bytes + res < op->size) {
       op->done_bytes += res;  // a short write: continue where it stopped
       op->link = false;

@@ -75,9 +75,10 @@ class IoRing {
   // submission: no round trip through the caller between the data and its sync. On io_uring
   // the operations are linked (IOSQE_IO_LINK); on the fallback threads, or for a chain longer
   // than half the ring, the sync is queued by the last write's completion. Each write's `done`
-  // runs as for write() (a write linked after a failed one gets -ECANCELED); `synced` gets 0
-  // or -errno, and -ECANCELED when a write failed or was cut short (a short write is then
-  // continued on its own: sync again once it completes).
+  // runs as for write(), with its own result: a write the kernel cancelled because one linked
+  // before it failed or was cut short is tried again on its own; `synced` gets 0 or -errno,
+  // and -ECANCELED when a write failed or was cut short (a short write is then continued on
+  // its own: sync again once everything completed).
   struct ChainedWrite {
     Bytes data;
     uint64_t position;
@@ -139,6 +140,7 @@ class IoRing {
     int32_t result;
     Completion done;
     bool link = false;  // io_uring: the next queued operation starts once this one succeeded
+    uint8_t link_cancelled_retries = 0;  // kWrite: cancelled behind a failed link, tried alone
     std::string path;   // kOpen, kUnlink
     int flags = 0;      // kOpen (mode in `position`)
   };

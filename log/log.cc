@@ -1192,6 +1192,10 @@ void PartitionLog::on_flush_done(uint64_t id, int32_t result) {
           seg != nullptr && seg->base_offset == r.linked_segment) {
         seg->dirty = true;
       }
+      // Its writes still in flight (tried again alone) are not covered by it: each marks its
+      // segment dirty and starts a flush when it completes. They are the only linked ones: a
+      // chain begins only with no write in flight.
+      for (PendingWrite& w : pending_writes_) w.linked = false;
       for (FlushRound& later : flush_rounds_) later.vouches = false;
       again = true;
       continue;
