@@ -909,7 +909,8 @@ void Broker::handle_init_producer_id(std::shared_ptr<Request> req,
                                      const kafka::InitProducerIdRequest& body) {
   kafka::InitProducerIdResponse resp;
   if (body.transactional_id && !body.transactional_id->empty()) {
-    // Transactions are not offered (their APIs are not advertised).
+    // No transaction coordinator yet (its APIs are not advertised; broker/README.md
+    // "Transactions"): a client cannot begin a transaction.
     resp.error_code = code(ErrorCode::kTransactionalIdAuthorizationFailed);
     respond(*req, resp);
     return;
