@@ -678,10 +678,7 @@ void Broker::save_transactions(ShardState& ss, Partition& p) {
                                            p.txn_file_entries.value_or(TxnFileContents{}));
     p.txn_file_entries.reset();
   }
-  const int64_t now = std::chrono::duration_cast<std::chrono::milliseconds>(
-                          std::chrono::steady_clock::now().time_since_epoch())
-                          .count();
-  p.txn_file->save(p.producers.txns(), now);
+  p.txn_file->save(p.producers.txns(), steady_ms());
 }
 
 void Broker::notify_waiters(Partition& p) {

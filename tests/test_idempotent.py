@@ -227,8 +227,7 @@ class Transactions(harness.BrokerTestCase):
         expect = [b"%07d" % i for i in range(filler * 8)]
         self.broker.restart(sig=signal.SIGKILL)
         self.assertEqual(list_latest(self.bootstrap, topic, 1), b_first, "b0 still open")
-        with harness.connect(self.bootstrap) as s:
-            self.assertEqual(write_txn_marker(self.bootstrap, b, b_epoch, True, topic, [0]), {0: 0})
+        self.assertEqual(write_txn_marker(self.bootstrap, b, b_epoch, True, topic, [0]), {0: 0})
         got = [v[:7] for v in read_values(self.bootstrap, topic, "read_committed", len(expect) + 1)]
         self.assertEqual(got, [b"b0"] + expect, "a0 aborted, b0 committed, then the filler")
 
