@@ -285,7 +285,7 @@ bool Broker::authorize_request(const std::shared_ptr<Request>& req,
         } else if constexpr (std::is_same_v<T, kafka::ElectLeadersRequest>) {
           return check(Operation::kAlter, kafka::ElectLeadersResponse{});
         } else if constexpr (std::is_same_v<T, kafka::InitProducerIdRequest>) {
-          if (b.transactional_id && !b.transactional_id->empty()) return true;  // refused later
+          if (b.transactional_id && !b.transactional_id->empty()) return true;  // broker_txn.cc
           // Kafka: IDEMPOTENT_WRITE on the cluster, or WRITE on some topic.
           if (allowed(*req, *authz, Operation::kIdempotentWrite, ResourceType::kCluster,
                       acl::kClusterName) ||
@@ -368,6 +368,28 @@ std::optional<Broker::GroupDenied> Broker::authorize_group(const Request& req, B
       return std::nullopt;
     }
     strip(Operation::kRead, body.topics, parts);
+  } else if constexpr (std::is_same_v<Body, kafka::TxnOffsetCommitRequest>) {
+    // Kafka: WRITE on the transactional id, READ on the group, READ on each topic.
+    auto parts = [](const auto& t) {
+      std::vector<int32_t> out;
+      for (const auto& p : t.partitions) out.push_back(p.partition_index);
+      return out;
+    };
+    const bool txn_ok = allowed(req, *authz, Operation::kWrite, ResourceType::kTransactionalId,
+                                body.transactional_id);
+    if (!txn_ok || !group_ok(Operation::kRead, body.group_id)) {
+      const int16_t e = code(txn_ok ? ErrorCode::kGroupAuthorizationFailed
+                                    : ErrorCode::kTransactionalIdAuthorizationFailed);
+      kafka::TxnOffsetCommitResponse resp;
+      for (const auto& t : body.topics) {
+        auto& rt = resp.topics.emplace_back();
+        rt.name = t.name;
+        for (int32_t p : parts(t)) rt.partitions.push_back({p, e});
+      }
+      respond(req, resp);
+      return std::nullopt;
+    }
+    strip(Operation::kRead, body.topics, parts);
   } else if constexpr (std::is_same_v<Body, kafka::OffsetFetchRequest>) {
     if (!group_ok(Operation::kDescribe, body.group_id)) {
       kafka::OffsetFetchResponse resp;
@@ -423,7 +445,8 @@ void Broker::add_denied(const Request& req, const GroupDenied& denied, Resp& res
   const int16_t topic_denied = code(ErrorCode::kTopicAuthorizationFailed);
   const int16_t group_denied = code(ErrorCode::kGroupAuthorizationFailed);
   if constexpr (std::is_same_v<Resp, kafka::OffsetCommitResponse> ||
-                std::is_same_v<Resp, kafka::OffsetDeleteResponse>) {
+                std::is_same_v<Resp, kafka::OffsetDeleteResponse> ||
+                std::is_same_v<Resp, kafka::TxnOffsetCommitResponse>) {
     for (const auto& [name, parts] : denied.topics) {
       auto& t = resp.topics.emplace_back();
       t.name = name;
@@ -479,6 +502,7 @@ SLUICE_GROUP_API(HeartbeatRequest, HeartbeatResponse)
 SLUICE_GROUP_API(LeaveGroupRequest, LeaveGroupResponse)
 SLUICE_GROUP_API(OffsetCommitRequest, OffsetCommitResponse)
 SLUICE_GROUP_API(OffsetFetchRequest, OffsetFetchResponse)
+SLUICE_GROUP_API(TxnOffsetCommitRequest, TxnOffsetCommitResponse)
 SLUICE_GROUP_API(ListGroupsRequest, ListGroupsResponse)
 SLUICE_GROUP_API(DescribeGroupsRequest, DescribeGroupsResponse)
 SLUICE_GROUP_API(DeleteGroupsRequest, DeleteGroupsResponse)

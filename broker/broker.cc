@@ -27,6 +27,7 @@ namespace {
 
 constexpr auto kTickPeriod = std::chrono::milliseconds(100);
 constexpr size_t kOffsetsTopicChars = std::char_traits<char>::length(GroupCoordinator::kTopic);
+constexpr size_t kTxnTopicChars = std::char_traits<char>::length(TxnCoordinator::kTopic);
 // CreateTopics answers once the new partitions have leaders, or after this long.
 constexpr auto kCreateLeadersWait = std::chrono::milliseconds(3000);
 // A controlled shutdown waits this long for its partitions' leadership to move.
@@ -210,6 +211,9 @@ void Broker::tick_shard(ShardState& ss) {
       }
     }
     if (groups_ready_.load(std::memory_order_acquire)) groups_->tick(ss.shard.id());
+    if (ticks % 10 == 0 && txns_ready_.load(std::memory_order_acquire)) {
+      txns_->tick(ss.shard.id());  // transactions past their timeout, about once a second
+    }
     if (const int64_t budget = limits_.move_throttle_bytes.load();
         ss.shard.id() == 0 && budget > 0) {
       // A tenth of the budget per 100 ms tick, at most a second's worth saved up.
@@ -234,6 +238,7 @@ void Broker::tick_raft(ShardState& ss) {
   ss.raft_ticker->async_wait([this, &ss](boost::system::error_code ec) {
     if (ec) return;
     const bool groups = groups_ready_.load(std::memory_order_acquire);
+    const bool txns = txns_ready_.load(std::memory_order_acquire);
     cluster::pb::SetLeaders report;  // serving leaders whose epoch the controller lacks
     // Only awake groups are visited (a tick may wake others: they join the end of the list).
     std::vector<uint64_t>& awake = ss.awake;
@@ -262,11 +267,13 @@ void Broker::tick_raft(ShardState& ss) {
       }
       const bool offsets = !gone && p->tp.topic.size() == kOffsetsTopicChars &&
                            p->tp.topic == GroupCoordinator::kTopic;
-      // A partition of __consumer_offsets sleeps once its groups are coordinated here (or,
-      // as a follower, once the group quiesced).
-      const bool sleep =
-          quiet && (!offsets || !p->replica->is_leader() ||
-                    (groups && groups_->coordinating(p->tp.partition)));
+      const bool txn_log =
+          !gone && p->tp.topic.size() == kTxnTopicChars && p->tp.topic == TxnCoordinator::kTopic;
+      // A partition of __consumer_offsets (__transaction_state) sleeps once its groups
+      // (transactions) are coordinated here (or, as a follower, once the group quiesced).
+      const bool sleep = quiet && ((!offsets && !txn_log) || !p->replica->is_leader() ||
+                                   (offsets && groups && groups_->coordinating(p->tp.partition)) ||
+                                   (txn_log && txns && txns_->coordinating(p->tp.partition)));
       if (gone || sleep) {
         if (p != nullptr) {
           p->awake = false;
@@ -302,6 +309,10 @@ void Broker::tick_raft(ShardState& ss) {
         // The coordinator of a group is the serving leader of its partition.
         if (serving && !groups_->coordinating(tp.partition)) groups_->take_over(tp.partition);
         if (!serving && groups_->coordinating(tp.partition)) groups_->resign(tp.partition);
+      }
+      if (txns && txn_log) {
+        if (serving && !txns_->coordinating(tp.partition)) txns_->take_over(tp.partition);
+        if (!serving && txns_->coordinating(tp.partition)) txns_->resign(tp.partition);
       }
     }
     if (report.changes_size() > 0 && cluster_) cluster_->report_leaders(report);
@@ -1065,6 +1076,10 @@ Status Broker::start() {
                                                 cluster::ClusterNode::PeerReply reply) {
     serve_offsets(std::move(request), std::move(reply));
   });
+  cluster_->on_peer_call(kTxnMarkersMethod, [this](int32_t, std::string request,
+                                                   cluster::ClusterNode::PeerReply reply) {
+    serve_txn_markers(std::move(request), std::move(reply));
+  });
   if (auto s = cluster_->start(); !s) return s;
   if (auto s = cluster_->wait_ready(std::chrono::milliseconds(config_.controller_wait_ms)); !s) {
     return s;
@@ -1119,6 +1134,7 @@ Status Broker::start() {
   wait_for_own_leaders(std::chrono::steady_clock::now() + kCreateLeadersWait);
   cleaner_ = std::make_unique<LogCleaner>();  // before the groups: __consumer_offsets compacts
   if (auto s = start_groups(); !s) return s;
+  if (auto s = start_transactions(); !s) return s;
   if (config_.listen.host == "0.0.0.0" && config_.advertised.host.empty()) {
     spdlog::warn(
         "listening on 0.0.0.0 without --advertised: clients will be told to connect to "
@@ -1174,6 +1190,7 @@ void Broker::stop() {
     });
   }
   if (groups_) groups_->stop();
+  if (txns_) txns_->stop();
   stop_admin();
   if (server_) server_->stop();
   for (auto& extra : more_servers_) extra->stop();

@@ -38,6 +38,7 @@
 #include "broker/shard.h"
 #include "broker/sync_pacer.h"
 #include "broker/topic_registry.h"
+#include "broker/txn_coordinator.h"
 #include "broker/txn_file.h"
 #include "cluster/acl.h"
 #include "cluster/cluster_node.h"
@@ -354,6 +355,26 @@ class Broker {
   void handle_list_offsets(std::shared_ptr<Request> req, const kafka::ListOffsetsRequest& body);
   void handle_write_txn_markers(std::shared_ptr<Request> req,
                                 const kafka::WriteTxnMarkersRequest& body);
+  // The markers of `body` written by this broker's leaders (`may`: the sender is allowed
+  // CLUSTER_ACTION); `done` once each partition has answered, on any thread.
+  void write_txn_markers(std::shared_ptr<const kafka::WriteTxnMarkersRequest> body, bool may,
+                         std::function<void(const kafka::WriteTxnMarkersResponse&)> done);
+  // Transactions (broker/broker_txn.cc, txn_coordinator.h).
+  Status start_transactions();
+  bool ensure_txn_topic();  // true once __transaction_state exists; else asks for it once
+  void handle_find_txn_coordinator(std::shared_ptr<Request> req,
+                                   const kafka::FindCoordinatorRequest& body);
+  void handle_init_txn_producer_id(std::shared_ptr<Request> req,
+                                   const kafka::InitProducerIdRequest& body);
+  void handle_add_partitions_to_txn(std::shared_ptr<Request> req,
+                                    const kafka::AddPartitionsToTxnRequest& body);
+  void handle_add_offsets_to_txn(std::shared_ptr<Request> req,
+                                 const kafka::AddOffsetsToTxnRequest& body);
+  void handle_end_txn(std::shared_ptr<Request> req, const kafka::EndTxnRequest& body);
+  void send_txn_markers(kafka::WriteTxnMarkersRequest request,
+                        std::function<void(std::vector<TxnMarkerResult>)> done);
+  // Serves kTxnMarkersMethod: a WriteTxnMarkers request frame from a peer's coordinator.
+  void serve_txn_markers(std::string request, std::function<void(std::string)> reply);
   void handle_delete_records(std::shared_ptr<Request> req,
                              const kafka::DeleteRecordsRequest& body);
   template <class Response, class Topics, class Work>
@@ -487,6 +508,7 @@ class Broker {
   // Serves kOffsetsMethod: the offsets of the asked partitions this broker holds.
   void serve_offsets(std::string request, std::function<void(std::string)> reply);
   static constexpr uint32_t kOffsetsMethod = cluster::ClusterNode::kPeerMethodFirst;
+  static constexpr uint32_t kTxnMarkersMethod = cluster::ClusterNode::kPeerMethodFirst + 1;
   static constexpr int kOffsetsPartitionsMax = 100000;
   static constexpr std::chrono::milliseconds kPeerCallTimeout{1000};
   void fill_report(ShardState& ss, ShardReport& r, int64_t lag_ms,
@@ -545,6 +567,9 @@ class Broker {
   std::unique_ptr<LogCleaner> cleaner_;
   std::atomic<uint64_t> cleaning_passes_{0};
   std::atomic<bool> groups_ready_{false};  // set once groups_ is loaded; shard tickers read it
+  std::unique_ptr<TxnCoordinator> txns_;
+  std::atomic<bool> txns_ready_{false};           // set once txns_ exists
+  std::atomic<bool> txn_topic_requested_{false};  // __transaction_state asked for
   std::mutex producer_ids_mutex_;          // guards the block below (InitProducerId, rare)
   int64_t producer_id_next_ = 0;
   int64_t producer_id_end_ = 0;

@@ -89,7 +89,14 @@ Status Broker::start_groups() {
     Partition* part = shard_of({topic, p}).find({topic, p});
     if (!part || !part->replica) return kafka::ErrorCode::kCoordinatorNotAvailable;
     if (!part->replica->serving()) return kafka::ErrorCode::kNotLeaderOrFollower;
-    return part->replica->produce(batch, -1, [done](kafka::ErrorCode e, int64_t) { done(e); });
+    const kafka::ErrorCode e =
+        part->replica->produce(batch, -1, [done](kafka::ErrorCode e, int64_t) { done(e); });
+    // TxnOffsetCommit's transactional batches open the producer's transaction here, as
+    // followers record it on append (the marker's checks and the LSO follow it).
+    if (e == kafka::ErrorCode::kNone) {
+      part->producers.record_batch(*kafka::RecordBatchView::parse(batch));
+    }
+    return e;
   };
   host.after_append = [this, topic](int32_t p) {
     ShardState& ss = shard_of({topic, p});

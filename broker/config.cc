@@ -434,6 +434,19 @@ Result<BrokerConfig> parse_config(int argc, const char* const* argv) {
                  "Partitions of __consumer_offsets")
       ->capture_default_str()
       ->check(CLI::Range(1, 1000));
+  app.add_option("--transaction.state.log.num.partitions", c.transaction_state_partitions,
+                 "Partitions of __transaction_state (created when the first transactional "
+                 "producer starts)")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 1000));
+  app.add_option("--transaction.state.log.replication.factor",
+                 c.transaction_state_replication_factor,
+                 "Replicas of __transaction_state (-1: min(3, controller voters))")
+      ->capture_default_str();
+  app.add_option("--transaction.max.timeout.ms", c.transaction_max_timeout_ms,
+                 "The longest transaction timeout a producer may ask for")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 2147483647));
   std::string rpc_listen, rpc_advertised;
   app.add_option("--controller.voters,--controller.quorum.voters", c.controller_voters,
                  "Controller quorum: ID@HOST:PORT,... of inter-broker listeners (none: this "

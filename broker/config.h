@@ -107,6 +107,9 @@ struct BrokerConfig {
   int32_t group_initial_rebalance_delay_ms = 3000;  // Kafka's default
   int32_t offsets_topic_partitions = 8;
   int32_t offsets_topic_replication_factor = -1;  // -1: min(3, controller voters)
+  int32_t transaction_state_partitions = 8;       // of __transaction_state (created on first use)
+  int32_t transaction_state_replication_factor = -1;  // -1: min(3, controller voters)
+  int32_t transaction_max_timeout_ms = 900000;        // Kafka's transaction.max.timeout.ms
 
   // Storage integrity and operability (broker/data_dir.h, log/README.md).
   bool rebuild_metadata = false;  // rebuild metadata.bin from the partition directories

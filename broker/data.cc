@@ -1,4 +1,5 @@
-// The data path: Produce, Fetch (with long polling), ListOffsets and InitProducerId.
+// The data path: Produce, Fetch (with long polling), ListOffsets, InitProducerId (without a
+// transactional id) and WriteTxnMarkers.
 #include <spdlog/spdlog.h>
 
 #include <chrono>
@@ -733,18 +734,25 @@ void Broker::handle_offset_for_leader_epoch(std::shared_ptr<Request> req,
 // and answers once it is committed (acks=all), as Kafka's ReplicaManager does for markers.
 void Broker::handle_write_txn_markers(std::shared_ptr<Request> req,
                                       const kafka::WriteTxnMarkersRequest& body) {
-  auto resp = std::make_shared<kafka::WriteTxnMarkersResponse>();
-  size_t total = 0;
-  for (const auto& m : body.markers) {
-    for (const auto& t : m.topics) total += t.partition_indexes.size();
-  }
-  auto countdown = std::make_shared<Countdown>(total + 1, [req, resp] { respond(*req, *resp); });
   const bool may =
       allowed(*req, Operation::kClusterAction, ResourceType::kCluster, cluster::acl::kClusterName);
+  write_txn_markers(std::make_shared<kafka::WriteTxnMarkersRequest>(body), may,
+                    [req](const kafka::WriteTxnMarkersResponse& resp) { respond(*req, resp); });
+}
+
+void Broker::write_txn_markers(std::shared_ptr<const kafka::WriteTxnMarkersRequest> body, bool may,
+                               std::function<void(const kafka::WriteTxnMarkersResponse&)> done) {
+  auto resp = std::make_shared<kafka::WriteTxnMarkersResponse>();
+  size_t total = 0;
+  for (const auto& m : body->markers) {
+    for (const auto& t : m.topics) total += t.partition_indexes.size();
+  }
+  auto countdown =
+      std::make_shared<Countdown>(total + 1, [body, resp, done = std::move(done)] { done(*resp); });
   auto snap = registry_->snapshot();
-  resp->markers.resize(body.markers.size());
-  for (size_t mi = 0; mi < body.markers.size(); ++mi) {
-    const auto& m = body.markers[mi];
+  resp->markers.resize(body->markers.size());
+  for (size_t mi = 0; mi < body->markers.size(); ++mi) {
+    const auto& m = body->markers[mi];
     auto& rm = resp->markers[mi];
     rm.producer_id = m.producer_id;
     rm.topics.resize(m.topics.size());
@@ -790,9 +798,17 @@ void Broker::handle_write_txn_markers(std::shared_ptr<Request> req,
           auto bytes = std::make_shared<std::vector<std::byte>>(
               kafka::end_txn_marker_batch(pid, epoch, marker, now_ms()));
           MutableBytes batch(bytes->data(), bytes->size());
+          // On __consumer_offsets the marker also settles the offsets the transaction
+          // committed (TxnOffsetCommit), once it is committed itself.
+          const bool offsets = tp.topic == GroupCoordinator::kTopic;
           const ErrorCode proposed = p->replica->produce(
               batch, -1,
-              [slot, countdown](ErrorCode e, int64_t) {
+              [this, slot, countdown, offsets, partition = tp.partition, pid,
+               commit = marker.commit](ErrorCode e, int64_t) {
+                if (e == ErrorCode::kNone && offsets &&
+                    groups_ready_.load(std::memory_order_acquire)) {
+                  groups_->end_txn(partition, pid, commit);
+                }
                 slot->error_code = code(e);
                 countdown->done();
               },
@@ -909,10 +925,7 @@ void Broker::handle_init_producer_id(std::shared_ptr<Request> req,
                                      const kafka::InitProducerIdRequest& body) {
   kafka::InitProducerIdResponse resp;
   if (body.transactional_id && !body.transactional_id->empty()) {
-    // No transaction coordinator yet (its APIs are not advertised; broker/README.md
-    // "Transactions"): a client cannot begin a transaction.
-    resp.error_code = code(ErrorCode::kTransactionalIdAuthorizationFailed);
-    respond(*req, resp);
+    handle_init_txn_producer_id(req, body);  // the transaction coordinator (broker_txn.cc)
     return;
   }
   if ((body.producer_id == -1) != (body.producer_epoch == -1)) {

@@ -40,10 +40,64 @@ struct Gather {
   }
 };
 
+// A commit's response laid out as its request, every partition's error 0.
+template <class Resp, class Topics>
+std::shared_ptr<Resp> commit_response(const Topics& topics) {
+  auto resp = std::make_shared<Resp>();
+  for (const auto& t : topics) {
+    auto& rt = resp->topics.emplace_back();
+    rt.name = t.name;
+    for (const auto& p : t.partitions) rt.partitions.push_back({p.partition_index, 0});
+  }
+  return resp;
+}
+
+// Sets every partition's error in a commit's response (`unset_only`: those still without one).
+template <class RespTopics>
+void set_errors(RespTopics& topics, ErrorCode e, bool unset_only) {
+  for (auto& t : topics) {
+    for (auto& p : t.partitions) {
+      if (!unset_only || p.error_code == 0) p.error_code = code(e);
+    }
+  }
+}
+
+// The offsets a commit (OffsetCommit, TxnOffsetCommit) stores: a partition out of its topic's
+// range or with too much metadata gets its error in `resp_topics` (laid out as `topics`)
+// instead. `commit_ms(partition)`: the commit time kept.
+template <class Topics, class RespTopics, class CommitMs>
+std::vector<std::pair<TopicPartitionKey, CommittedOffset>> offsets_to_commit(
+    const Topics& topics, RespTopics& resp_topics,
+    const std::function<int32_t(const std::string&)>& partition_count, CommitMs commit_ms) {
+  std::vector<std::pair<TopicPartitionKey, CommittedOffset>> values;
+  for (size_t ti = 0; ti < topics.size(); ++ti) {
+    const auto& t = topics[ti];
+    const int32_t count = partition_count(t.name);
+    for (size_t pi = 0; pi < t.partitions.size(); ++pi) {
+      const auto& p = t.partitions[pi];
+      auto& out = resp_topics[ti].partitions[pi];
+      if (p.partition_index < 0 || p.partition_index >= count) {
+        out.error_code = code(ErrorCode::kUnknownTopicOrPartition);
+      } else if (p.committed_metadata &&
+                 p.committed_metadata->size() > GroupCoordinator::kOffsetMetadataBytesMax) {
+        out.error_code = code(ErrorCode::kOffsetMetadataTooLarge);
+      } else {
+        values.emplace_back(TopicPartitionKey{t.name, p.partition_index},
+                            CommittedOffset{p.committed_offset, p.committed_leader_epoch,
+                                            p.committed_metadata.value_or(""), commit_ms(p)});
+      }
+    }
+  }
+  return values;
+}
+
 }  // namespace
 
 struct GroupCoordinator::PartitionGroups {
   std::map<std::string, std::unique_ptr<Group>> groups;
+  // Offsets of open transactions: producer id -> group -> offsets (TxnOffsetCommit).
+  std::map<int64_t, std::map<std::string, std::map<TopicPartitionKey, CommittedOffset>>>
+      txn_offsets;
   std::map<std::string, int64_t> wake_ms;  // group -> its entry in Timers::due
   bool loaded = false;
   uint64_t seed = 0;
@@ -110,13 +164,14 @@ Group& GroupCoordinator::find_or_create(PartitionGroups& pg, const std::string& 
 }
 
 void GroupCoordinator::append(int32_t partition, std::vector<Write> writes,
-                              std::function<void(ErrorCode)> done) {
+                              std::function<void(ErrorCode)> done,
+                              const kafka::RecordBatchBuilder::Options& options) {
   log::PartitionLog* log = host_.log_of(partition);
   if (!log || log->failed()) {
     done(ErrorCode::kCoordinatorNotAvailable);
     return;
   }
-  kafka::RecordBatchBuilder builder({});
+  kafka::RecordBatchBuilder builder(options);
   const int64_t now = wall_ms();
   for (const Write& w : writes) {
     builder.append(now, Bytes(w.key),
@@ -200,38 +255,46 @@ void GroupCoordinator::load_partition(int32_t partition, int64_t now_ms) {
   std::map<std::string, std::optional<GroupMetadataValue>> metadata;
   std::map<std::string, std::map<TopicPartitionKey, CommittedOffset>> offsets;
   const int64_t from = *log->log_start_offset();
-  std::vector<std::byte> scratch;
-  log::for_each_stored_batch(*log, from, *log->written_offset(), kLoadReadBytes,
-                             [&](const kafka::RecordBatchView& batch) {
-    if (batch.is_control()) return;
-    auto records = batch.records(scratch);
-    if (!records) return;
-    while (true) {
-      auto rec = records->next();
-      if (!rec || !*rec) break;
-      const kafka::Record& r = **rec;
-      // A first batch that began before the log start holds records below it.
-      if (batch.base_offset() + r.offset_delta < from || !r.key) continue;
-      auto key = decode_key(*r.key);
-      if (!key) continue;
-      if (auto* ok = std::get_if<OffsetKey>(&*key)) {
-        auto& m = offsets[ok->group];
-        if (!r.value) {
-          m.erase({ok->topic, ok->partition});
-        } else if (auto val = decode_offset_value(*r.value)) {
-          m[{ok->topic, ok->partition}] = *val;
-        }
-      } else {
-        auto& gk = std::get<GroupKey>(*key);
-        if (!r.value) {
-          metadata[gk.group] = std::nullopt;
-          offsets.erase(gk.group);  // DeleteGroups tombstones the group key last
-        } else if (auto val = decode_group_value(*r.value)) {
-          metadata[gk.group] = std::move(*val);
-        }
-      }
+  // Offsets of transactions: held per producer until their marker (txn_offsets).
+  pg.txn_offsets.clear();
+  auto on_marker = [&](const kafka::RecordBatchView& batch) {
+    auto marker = kafka::read_end_txn_marker(batch);
+    if (!marker || !*marker) return;
+    auto held = pg.txn_offsets.extract(batch.producer_id());
+    if (!held || !(*marker)->commit) return;
+    for (auto& [group, m] : held.mapped()) {
+      for (auto& [tp, v] : m) offsets[group][tp] = std::move(v);
     }
-  });
+  };
+  log::for_each_stored_record(
+      *log, from, *log->written_offset(), kLoadReadBytes,
+      [&](const kafka::RecordBatchView& batch, const kafka::Record& r) {
+        auto key = decode_key(*r.key);
+        if (!key) return;
+        if (auto* ok = std::get_if<OffsetKey>(&*key); ok && batch.is_transactional()) {
+          if (r.value) {
+            if (auto val = decode_offset_value(*r.value)) {
+              pg.txn_offsets[batch.producer_id()][ok->group][{ok->topic, ok->partition}] = *val;
+            }
+          }
+        } else if (ok) {
+          auto& m = offsets[ok->group];
+          if (!r.value) {
+            m.erase({ok->topic, ok->partition});
+          } else if (auto val = decode_offset_value(*r.value)) {
+            m[{ok->topic, ok->partition}] = *val;
+          }
+        } else {
+          auto& gk = std::get<GroupKey>(*key);
+          if (!r.value) {
+            metadata[gk.group] = std::nullopt;
+            offsets.erase(gk.group);  // DeleteGroups tombstones the group key last
+          } else if (auto val = decode_group_value(*r.value)) {
+            metadata[gk.group] = std::move(*val);
+          }
+        }
+      },
+      on_marker);
   size_t restored = 0;
   for (auto& [id, meta] : metadata) {
     if (!meta) continue;
@@ -298,6 +361,7 @@ void GroupCoordinator::take_over(int32_t partition) {
   if (pg.loaded) return;
   pg.groups.clear();
   pg.wake_ms.clear();
+  pg.txn_offsets.clear();
   load_partition(partition, steady_ms());
 }
 
@@ -308,6 +372,7 @@ void GroupCoordinator::resign(int32_t partition) {
   for (auto& [id, g] : pg.groups) g->shut(ErrorCode::kNotCoordinator);
   pg.groups.clear();
   pg.wake_ms.clear();
+  pg.txn_offsets.clear();
   pg.loaded = false;
   spdlog::info("{}-{}: no longer the leader: its groups are coordinated elsewhere", kTopic,
                partition);
@@ -435,15 +500,9 @@ void GroupCoordinator::handle(const GroupRequestContext&, const kafka::FindCoord
       resp.port = -1;
     }
   } else {
-    // No transaction coordinator: an error clients treat as fatal, as InitProducerId with a
-    // transactional id answers, so that init_transactions() fails at once with this message
-    // (COORDINATOR_NOT_AVAILABLE is retried: librdkafka and the Java client waited out their
-    // whole timeout).
-    resp.error_code = code(body.key_type == 1 ? ErrorCode::kTransactionalIdAuthorizationFailed
-                                              : ErrorCode::kInvalidRequest);
-    resp.error_message =
-        body.key_type == 1 ? "transactions are not supported by Sluice (no transaction coordinator)"
-                           : "unknown coordinator key type";
+    // Transactional ids (key type 1) are the transaction coordinator's (broker_txn.cc).
+    resp.error_code = code(ErrorCode::kInvalidRequest);
+    resp.error_message = "unknown coordinator key type";
     resp.node_id = -1;
     resp.port = -1;
   }
@@ -575,18 +634,11 @@ void GroupCoordinator::handle(const GroupRequestContext& ctx, const kafka::Leave
 
 void GroupCoordinator::handle(const GroupRequestContext&, const kafka::OffsetCommitRequest& body,
                               Reply<kafka::OffsetCommitResponse> reply) {
-  auto resp = std::make_shared<kafka::OffsetCommitResponse>();
-  for (const auto& t : body.topics) {
-    auto& rt = resp->topics.emplace_back();
-    rt.name = t.name;
-    for (const auto& p : t.partitions) rt.partitions.push_back({p.partition_index, 0});
-  }
+  auto resp = commit_response<kafka::OffsetCommitResponse>(body.topics);
   const int32_t partition = partition_of(body.group_id);
   on_group_shard(body.group_id, [this, body, reply, resp, partition](PartitionGroups& pg) {
     auto fail_all = [&](ErrorCode e) {
-      for (auto& t : resp->topics) {
-        for (auto& p : t.partitions) p.error_code = code(e);
-      }
+      set_errors(resp->topics, e, false);
       reply(*resp);
     };
     if (!pg.loaded) return fail_all(not_loaded(pg));
@@ -598,33 +650,17 @@ void GroupCoordinator::handle(const GroupRequestContext&, const kafka::OffsetCom
     const ErrorCode verdict = g->validate_commit(body.member_id, body.group_instance_id,
                                                  body.generation_id_or_member_epoch, steady_ms());
     if (verdict != ErrorCode::kNone) return fail_all(verdict);
-    std::vector<Write> writes;
-    std::vector<std::pair<TopicPartitionKey, CommittedOffset>> values;
+    // OffsetCommit v1 may carry the commit time (Kafka keeps it; -1: now).
     const int64_t now = wall_ms();
-    for (size_t ti = 0; ti < body.topics.size(); ++ti) {
-      const auto& t = body.topics[ti];
-      const int32_t count = host_.partition_count(t.name);
-      for (size_t pi = 0; pi < t.partitions.size(); ++pi) {
-        const auto& p = t.partitions[pi];
-        auto& out = resp->topics[ti].partitions[pi];
-        if (p.partition_index < 0 || p.partition_index >= count) {
-          out.error_code = code(ErrorCode::kUnknownTopicOrPartition);
-          continue;
-        }
-        if (p.committed_metadata && p.committed_metadata->size() > kOffsetMetadataBytesMax) {
-          out.error_code = code(ErrorCode::kOffsetMetadataTooLarge);
-          continue;
-        }
-        // OffsetCommit v1 may carry the commit time (Kafka keeps it; -1: now).
-        CommittedOffset v{p.committed_offset, p.committed_leader_epoch,
-                          p.committed_metadata.value_or(""),
-                          p.commit_timestamp >= 0 ? p.commit_timestamp : now};
-        writes.push_back({encode_key(OffsetKey{body.group_id, t.name, p.partition_index}),
-                          encode_offset_value(v)});
-        values.emplace_back(TopicPartitionKey{t.name, p.partition_index}, std::move(v));
-      }
+    auto values = offsets_to_commit(
+        body.topics, resp->topics, host_.partition_count,
+        [now](const auto& p) { return p.commit_timestamp >= 0 ? p.commit_timestamp : now; });
+    if (values.empty()) return reply(*resp);
+    std::vector<Write> writes;
+    for (const auto& [tp, v] : values) {
+      writes.push_back(
+          {encode_key(OffsetKey{body.group_id, tp.first, tp.second}), encode_offset_value(v)});
     }
-    if (writes.empty()) return reply(*resp);
     const std::string group_id = body.group_id;
     append(partition, std::move(writes),
            [this, &pg, group_id, values = std::move(values), resp, reply](ErrorCode e) {
@@ -633,15 +669,72 @@ void GroupCoordinator::handle(const GroupRequestContext&, const kafka::OffsetCom
                  for (const auto& [tp, v] : values) g->offsets()[tp] = v;
                }
              } else {
-               for (auto& t : resp->topics) {
-                 for (auto& p : t.partitions) {
-                   if (p.error_code == 0) p.error_code = code(e);
-                 }
-               }
+               set_errors(resp->topics, e, true);
              }
              reply(*resp);
            });
   });
+}
+
+void GroupCoordinator::handle(const GroupRequestContext&, const kafka::TxnOffsetCommitRequest& body,
+                              Reply<kafka::TxnOffsetCommitResponse> reply) {
+  auto resp = commit_response<kafka::TxnOffsetCommitResponse>(body.topics);
+  const int32_t partition = partition_of(body.group_id);
+  on_group_shard(body.group_id, [this, body, reply, resp, partition](PartitionGroups& pg) {
+    auto fail_all = [&](ErrorCode e) {
+      set_errors(resp->topics, e, false);
+      reply(*resp);
+    };
+    if (!pg.loaded) return fail_all(not_loaded(pg));
+    // v3 names the member (KIP-447): a zombie of an older generation is refused. Without a
+    // generation (-1) the commit is taken, as Kafka does.
+    if (Group* g = find(pg, body.group_id); g && body.generation_id >= 0) {
+      const ErrorCode verdict = g->validate_commit(body.member_id, body.group_instance_id,
+                                                   body.generation_id, steady_ms());
+      if (verdict != ErrorCode::kNone) return fail_all(verdict);
+    }
+    const int64_t now = wall_ms();
+    auto values = offsets_to_commit(body.topics, resp->topics, host_.partition_count,
+                                    [now](const auto&) { return now; });
+    if (values.empty()) return reply(*resp);
+    std::vector<Write> writes;
+    for (const auto& [tp, v] : values) {
+      writes.push_back(
+          {encode_key(OffsetKey{body.group_id, tp.first, tp.second}), encode_offset_value(v)});
+    }
+    // The producer's own transactional batch (no sequence, as Kafka's coordinator writes it):
+    // the transaction's marker on this partition decides it, here and on every replica.
+    kafka::RecordBatchBuilder::Options options;
+    options.producer_id = body.producer_id;
+    options.producer_epoch = body.producer_epoch;
+    options.transactional = true;
+    const std::string group_id = body.group_id;
+    const int64_t pid = body.producer_id;
+    append(
+        partition, std::move(writes),
+        [&pg, group_id, pid, values = std::move(values), resp, reply](ErrorCode e) {
+          if (e == ErrorCode::kNone) {
+            auto& held = pg.txn_offsets[pid][group_id];
+            for (const auto& [tp, v] : values) held[tp] = v;
+          } else {
+            set_errors(resp->topics, e, true);
+          }
+          reply(*resp);
+        },
+        options);
+  });
+}
+
+void GroupCoordinator::end_txn(int32_t partition, int64_t producer_id, bool commit) {
+  if (partition < 0 || partition >= static_cast<int32_t>(partitions_.size())) return;
+  PartitionGroups& pg = *partitions_[partition];
+  if (!pg.loaded) return;  // a coordinator taking over reads the marker from the log
+  auto held = pg.txn_offsets.extract(producer_id);
+  if (!held || !commit) return;
+  for (auto& [group, offsets] : held.mapped()) {
+    Group& g = find_or_create(pg, group);
+    for (auto& [tp, v] : offsets) g.offsets()[tp] = std::move(v);
+  }
 }
 
 void GroupCoordinator::handle(const GroupRequestContext& ctx, const kafka::OffsetFetchRequest& body,
@@ -682,6 +775,15 @@ void GroupCoordinator::handle(const GroupRequestContext& ctx, const kafka::Offse
               p.committed_offset = it->second.offset;
               p.committed_leader_epoch = it->second.leader_epoch;
               p.metadata = it->second.metadata;
+            }
+          }
+          // KIP-447: a consumer asking for stable offsets waits out an open transaction's.
+          if (body.require_stable && pg.loaded) {
+            for (const auto& [pid, groups] : pg.txn_offsets) {
+              auto held = groups.find(body.group_id);
+              if (held != groups.end() && held->second.count({t.name, index})) {
+                p.error_code = code(ErrorCode::kUnstableOffsetCommit);
+              }
             }
           }
           rt.partitions.push_back(std::move(p));

@@ -132,6 +132,15 @@ class GroupCoordinator {
               Reply<kafka::DeleteGroupsResponse> reply);
   void handle(const GroupRequestContext& ctx, const kafka::OffsetDeleteRequest& body,
               Reply<kafka::OffsetDeleteResponse> reply);
+  // Offsets committed inside a transaction (written as the producer's transactional batch):
+  // held apart until the transaction's marker on the partition commits them or drops them.
+  void handle(const GroupRequestContext& ctx, const kafka::TxnOffsetCommitRequest& body,
+              Reply<kafka::TxnOffsetCommitResponse> reply);
+  // A transaction marker of `producer_id` was committed on __consumer_offsets-`partition`
+  // (on its shard).
+  void end_txn(int32_t partition, int64_t producer_id, bool commit);
+
+  int32_t partition_of(const std::string& group) const;
 
  private:
   struct PartitionGroups;
@@ -140,7 +149,6 @@ class GroupCoordinator {
     std::optional<ByteVec> value;  // nullopt: tombstone
   };
 
-  int32_t partition_of(const std::string& group) const;
   kafka::ErrorCode not_loaded(const PartitionGroups& pg) const;
   // Runs `fn(partition state)` on the group's shard.
   void on_group_shard(const std::string& group, std::function<void(PartitionGroups&)> fn);
@@ -151,7 +159,8 @@ class GroupCoordinator {
   Group* due_now(PartitionGroups& pg, const std::string& group);
   // (shard) Appends records to the partition; `done(error)` once durable (or failed).
   void append(int32_t partition, std::vector<Write> writes,
-              std::function<void(kafka::ErrorCode)> done);
+              std::function<void(kafka::ErrorCode)> done,
+              const kafka::RecordBatchBuilder::Options& options = {});
   // (shard) Persists the group's metadata if it changed; drops empty groups with no offsets.
   void after(int32_t partition, Group& group);
   // (shard) Files the group's next deadline (Group::next_deadline_ms) in its shard's queue and

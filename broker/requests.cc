@@ -42,6 +42,11 @@ constexpr Served kServed[] = {
     served<kafka::DeleteRecordsRequest>(),
     served<kafka::InitProducerIdRequest>(),
     served<kafka::WriteTxnMarkersRequest>(),
+    // Transactions (broker_txn.cc, txn_coordinator.h; TxnOffsetCommit: the group coordinator).
+    served<kafka::AddPartitionsToTxnRequest>(),
+    served<kafka::AddOffsetsToTxnRequest>(),
+    served<kafka::EndTxnRequest>(),
+    served<kafka::TxnOffsetCommitRequest>(),
     served<kafka::OffsetForLeaderEpochRequest>(),
     served<kafka::DescribeConfigsRequest>(),
     served<kafka::AlterConfigsRequest>(),
@@ -201,7 +206,19 @@ void Broker::dispatch(std::shared_ptr<Request> req, kafka::RequestBody body) {
           handle_write_txn_markers(req, b);
         } else if constexpr (std::is_same_v<T, kafka::OffsetForLeaderEpochRequest>) {
           handle_offset_for_leader_epoch(req, b);
-        } else if constexpr (std::is_same_v<T, kafka::FindCoordinatorRequest> ||
+        } else if constexpr (std::is_same_v<T, kafka::AddPartitionsToTxnRequest>) {
+          handle_add_partitions_to_txn(req, b);
+        } else if constexpr (std::is_same_v<T, kafka::AddOffsetsToTxnRequest>) {
+          handle_add_offsets_to_txn(req, b);
+        } else if constexpr (std::is_same_v<T, kafka::EndTxnRequest>) {
+          handle_end_txn(req, b);
+        } else if constexpr (std::is_same_v<T, kafka::FindCoordinatorRequest>) {
+          if (b.key_type == 1) {
+            handle_find_txn_coordinator(req, b);
+          } else {
+            handle_group(req, b);
+          }
+        } else if constexpr (std::is_same_v<T, kafka::TxnOffsetCommitRequest> ||
                              std::is_same_v<T, kafka::JoinGroupRequest> ||
                              std::is_same_v<T, kafka::SyncGroupRequest> ||
                              std::is_same_v<T, kafka::HeartbeatRequest> ||

@@ -6,6 +6,8 @@
 #include <filesystem>
 #include <fstream>
 
+#include "broker/group_records.h"
+#include "broker/txn_coordinator.h"
 #include "broker/txn_file.h"
 #include "log/io_ring.h"
 #include "log/tests/test_util.h"
@@ -19,6 +21,76 @@ namespace sluice::broker {
 namespace {
 
 using kafka::ErrorCode;
+
+std::vector<std::byte> hex_bytes(const std::string& hex) {
+  std::vector<std::byte> out;
+  for (size_t i = 0; i + 1 < hex.size(); i += 2) {
+    out.push_back(static_cast<std::byte>(std::stoi(hex.substr(i, 2), nullptr, 16)));
+  }
+  return out;
+}
+
+// The transaction log's records in Kafka's layout (TransactionLogKey/Value v0), byte for byte.
+TEST(TxnLog, RecordsAreKafkasLayout) {
+  EXPECT_EQ(encode_txn_key("tx"), hex_bytes("0000"
+                                            "00027478"));
+  TxnMetadata m;
+  m.producer_id = 1000;
+  m.producer_epoch = 3;
+  m.timeout_ms = 60000;
+  m.status = TxnStatus::kOngoing;
+  m.partitions = {{"t", 2}, {"t", 0}};
+  m.update_ms = 5;
+  m.start_ms = 4;
+  const auto value = encode_txn_value(m);
+  EXPECT_EQ(value, hex_bytes("0000"
+                             "00000000000003e8"
+                             "0003"
+                             "0000ea60"
+                             "01"
+                             "00000001"
+                             "000174"
+                             "00000002"
+                             "00000000"
+                             "00000002"
+                             "0000000000000005"
+                             "0000000000000004"));
+  auto back = decode_txn_value(value);
+  ASSERT_TRUE(back);
+  EXPECT_EQ(back->producer_id, 1000);
+  EXPECT_EQ(back->producer_epoch, 3);
+  EXPECT_EQ(back->timeout_ms, 60000);
+  EXPECT_EQ(back->status, TxnStatus::kOngoing);
+  EXPECT_EQ(back->partitions, m.partitions);
+  EXPECT_EQ(back->update_ms, 5);
+  EXPECT_EQ(back->start_ms, 4);
+  EXPECT_EQ(decode_txn_key(encode_txn_key("tx")), "tx");
+  // An Empty transaction has no partitions: a null array, as Kafka writes it.
+  m.status = TxnStatus::kEmpty;
+  m.partitions.clear();
+  const auto empty = encode_txn_value(m);
+  EXPECT_EQ(std::vector<std::byte>(empty.begin() + 17, empty.begin() + 21), hex_bytes("ffffffff"));
+  ASSERT_TRUE(decode_txn_value(empty));
+  EXPECT_TRUE(decode_txn_value(empty)->partitions.empty());
+  // Unknown versions, statuses and short values are skipped, not misread.
+  auto bad = value;
+  bad[1] = std::byte{1};
+  EXPECT_FALSE(decode_txn_value(bad));
+  bad = value;
+  bad[16] = std::byte{9};
+  EXPECT_FALSE(decode_txn_value(bad));
+  EXPECT_FALSE(decode_txn_value(Bytes(value.data(), value.size() - 1)));
+  EXPECT_FALSE(
+      decode_txn_key(hex_bytes("0001"
+                               "00027478")));
+}
+
+// Kafka's partition of a transactional id: Java's String.hashCode, as for groups.
+TEST(TxnLog, PartitionIsJavasHash) {
+  EXPECT_EQ(txn_partition_for("span", 3), offsets_partition_for("span", 3));
+  // "a".hashCode() = 97; 97 % 50 = 47.
+  EXPECT_EQ(txn_partition_for("a", 50), 47);
+}
 
 TEST(TxnTable, WithoutTransactionsTheStableOffsetIsTheHighWatermark) {
   TxnTable t;

@@ -22,4 +22,26 @@ void for_each_stored_batch(PartitionLog& log, int64_t from, int64_t end, uint64_
   }
 }
 
+void for_each_stored_record(
+    PartitionLog& log, int64_t from, int64_t end, uint64_t chunk_bytes,
+    const std::function<void(const kafka::RecordBatchView&, const kafka::Record&)>& record,
+    const std::function<void(const kafka::RecordBatchView&)>& control) {
+  std::vector<std::byte> scratch;
+  for_each_stored_batch(log, from, end, chunk_bytes, [&](const kafka::RecordBatchView& batch) {
+    if (batch.is_control()) {
+      if (control) control(batch);
+      return;
+    }
+    auto records = batch.records(scratch);
+    if (!records) return;
+    while (true) {
+      auto rec = records->next();
+      if (!rec || !*rec) break;
+      const kafka::Record& r = **rec;
+      if (batch.base_offset() + r.offset_delta < from || !r.key) continue;
+      record(batch, r);
+    }
+  });
+}
+
 }  // namespace sluice::log

@@ -172,6 +172,10 @@ TEST(CodecApiTable, CoversTheAdvertisedRanges) {
       {ApiKey::kAlterUserScramCredentials, 0, 0, 0},
       {ApiKey::kDescribeCluster, 0, 0, 0},
       {ApiKey::kWriteTxnMarkers, 0, 1, 1},
+      {ApiKey::kAddPartitionsToTxn, 0, 3, 3},
+      {ApiKey::kAddOffsetsToTxn, 0, 3, 3},
+      {ApiKey::kEndTxn, 0, 3, 3},
+      {ApiKey::kTxnOffsetCommit, 0, 3, 3},
   };
   EXPECT_EQ(std::size(wants), kSupportedApis.size());
   for (const Want& want : wants) {

@@ -112,6 +112,8 @@ std::string_view error_name(ErrorCode code) {
       return "TRANSACTION_COORDINATOR_FENCED";
     case ErrorCode::kTransactionalIdAuthorizationFailed:
       return "TRANSACTIONAL_ID_AUTHORIZATION_FAILED";
+    case ErrorCode::kOperationNotAttempted:
+      return "OPERATION_NOT_ATTEMPTED";
     case ErrorCode::kKafkaStorageError:
       return "KAFKA_STORAGE_ERROR";
     case ErrorCode::kSaslAuthenticationFailed:

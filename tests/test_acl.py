@@ -329,6 +329,45 @@ class Acls(harness.BrokerTestCase):
         self.sluice("acl", "delete", "--principal", "User:alice", "--topic", "*", "--deny")
         self.assertEqual(self.produce_as_alice(topic, 2), [])
 
+    def test_transactions_need_write_on_the_transactional_id(self):
+        """Kafka's rules: a transactional producer needs DESCRIBE (FindCoordinator) and WRITE
+        (InitProducerId, AddPartitionsToTxn, EndTxn) on its transactional id, WRITE on the
+        topics, and READ on the group whose offsets it commits."""
+        from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
+        topic, txn_id, group = "alice-txn", "alice-txn-id", "txn-app"  # not alice-*: no READ
+        self.admin_topic(topic)
+        self.sluice("acl", "create", "--principal", "User:alice", "--operation", "WRITE",
+                    "--topic", topic)
+        p = Producer(alice_conf(self.sasl, **{"transactional.id": txn_id}))
+        with self.assertRaises(KafkaException) as e:
+            p.init_transactions(20)
+        self.assertEqual(e.exception.args[0].code(),
+                         KafkaError.TRANSACTIONAL_ID_AUTHORIZATION_FAILED, e.exception)
+        self.sluice("acl", "create", "--principal", "User:alice", "--operation", "WRITE",
+                    "--transactional-id", txn_id)
+        p = Producer(alice_conf(self.sasl, **{"transactional.id": txn_id}))
+        p.init_transactions(30)
+        c = Consumer(alice_conf(self.sasl, **{"group.id": group}))
+        offsets = [TopicPartition(topic, 0, 1)]
+        p.begin_transaction()
+        p.produce(topic, value=b"in-txn")
+        with self.assertRaises(KafkaException) as e:  # no READ on the group
+            p.send_offsets_to_transaction(offsets, c.consumer_group_metadata(), 20)
+        self.assertEqual(e.exception.args[0].code(), KafkaError.GROUP_AUTHORIZATION_FAILED,
+                         e.exception)
+        p.abort_transaction(30)
+        # READ on the group and the topic: the offsets commit with the transaction.
+        self.sluice("acl", "create", "--principal", "User:alice", "--operation", "READ",
+                    "--group", group)
+        self.sluice("acl", "create", "--principal", "User:alice", "--operation", "READ",
+                    "--topic", topic)
+        p.begin_transaction()
+        p.produce(topic, value=b"in-txn")
+        p.send_offsets_to_transaction(offsets, c.consumer_group_metadata(), 20)
+        p.commit_transaction(30)
+        self.assertEqual([tp.offset for tp in c.committed([TopicPartition(topic, 0)], 10)], [1])
+        c.close()
+
     def test_cluster_and_topic_admin_refused(self):
         from confluent_kafka.admin import AdminClient, NewTopic
         a = AdminClient(alice_conf(self.sasl))

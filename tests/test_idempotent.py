@@ -254,29 +254,6 @@ class Idempotence(harness.BrokerTestCase):
         finally:
             c.close()
 
-    def test_transactions_fail_at_once_with_a_clear_error(self):
-        # No transaction coordinator: FindCoordinator (key type 1) answers an error clients
-        # treat as fatal, so init_transactions() fails at once instead of retrying until its
-        # timeout (COORDINATOR_NOT_AVAILABLE was retried for the whole 30 s).
-        import time
-        from confluent_kafka import KafkaException
-        p = Producer({"bootstrap.servers": self.bootstrap, "transactional.id": "txn-1"})
-        start = time.monotonic()
-        with self.assertRaises(KafkaException) as e:
-            p.init_transactions(30)
-        elapsed = time.monotonic() - start
-        err = e.exception.args[0]
-        self.assertTrue(err.fatal(), err)
-        self.assertIn("transactions are not supported", err.str())
-        self.assertLess(elapsed, 20, "init_transactions waited out its timeout")
-        # The broker goes on serving (an idempotent producer, no transactional id).
-        topic = "after-txn"
-        self.create_topic(topic, 1)
-        q = Producer({"bootstrap.servers": self.bootstrap, "enable.idempotence": True})
-        q.produce(topic, value=b"v")
-        self.assertEqual(q.flush(30), 0)
-        self.assertEqual(self.watermarks_total(topic, 1), 1)
-
     def test_confluent_idempotent_producer_stores_each_record_once(self):
         topic = "idempotent"
         self.create_topic(topic, PARTITIONS)

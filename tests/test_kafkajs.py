@@ -1,5 +1,5 @@
 """KafkaJS 2.2.4 (npm) against sluiced: produce and read back a few thousand records
-(kafkajs_roundtrip.js). KafkaJS is installed into tests/node_modules (git-ignored) when
+(kafkajs_roundtrip.js), and transactions (kafkajs_transactions.js). KafkaJS is installed into tests/node_modules (git-ignored) when
 missing; the test is skipped, saying why, only if npm cannot install it."""
 
 import os
@@ -40,6 +40,19 @@ class KafkaJS(harness.BrokerTestCase):
         r = subprocess.run(["node", os.path.join(tests_dir, "kafkajs_roundtrip.js"),
                             self.bootstrap, str(RECORDS)], capture_output=True, timeout=240,
                            env=env, cwd=tests_dir)
+        out = r.stdout.decode(errors="replace") + r.stderr.decode(errors="replace")
+        print(out, flush=True)
+        self.assertEqual(r.returncode, 0, out[-4000:])
+
+    def test_transactions(self):
+        tests_dir = os.path.join(harness.SOURCE_DIR, "tests")
+        why = ensure_kafkajs(tests_dir)
+        if why:
+            self.skipTest(why)
+        r = subprocess.run(["node", os.path.join(tests_dir, "kafkajs_transactions.js"),
+                            self.bootstrap], capture_output=True, timeout=240,
+                           env=dict(os.environ, KAFKAJS_NO_PARTITIONER_WARNING="1"),
+                           cwd=tests_dir)
         out = r.stdout.decode(errors="replace") + r.stderr.decode(errors="replace")
         print(out, flush=True)
         self.assertEqual(r.returncode, 0, out[-4000:])

@@ -149,7 +149,8 @@ class Stream:
 class Replication(ClusterTestCase):
     CLUSTER_ARGS = ("--broker.session.timeout.ms", str(SESSION_MS),
                     "--replica.lag.time.max.ms", "3000", "--group.initial.rebalance.delay.ms", "0",
-                    "--offsets.topic.num.partitions", "3")
+                    "--offsets.topic.num.partitions", "3",
+                    "--transaction.state.log.num.partitions", "3")
 
     def broker(self, node_id):
         return self.cluster.brokers[node_id]
@@ -619,6 +620,37 @@ class Replication(ClusterTestCase):
         self.assertEqual(write_txn_marker(new_leader, b, b_epoch, True, name, [0]), {0: 0})
         self.assertEqual(read_values(bootstrap, name, "read_committed", 2), [b"a1", b"b0"])
         self.broker(leader).start()
+
+    def test_transactions_span_brokers_and_survive_their_coordinator(self):
+        """A transaction over partitions led by different brokers (their markers sent over
+        the inter-broker transport) commits for read_committed consumers; then the broker
+        coordinating the transactional id (the leader of its __transaction_state partition)
+        is killed while a transaction is open, and the producer still commits it through the
+        new coordinator, which loaded the transaction from the replicated log."""
+        from test_transactions import read_all as read_isolated, txn_producer
+        name, txn_id = "txn-span", "span"
+        self.create(name, partitions=3)
+        leaders = {leader_of(self.cluster, name, p) for p in range(3)}
+        p = txn_producer(self.cluster.bootstrap, txn_id)
+        p.begin_transaction()
+        for i in range(30):
+            p.produce(name, value="first-%d" % i, partition=i % 3)
+        p.commit_transaction(60)
+        self.assertEqual(len(read_isolated(self.cluster.bootstrap, name, 3, "read_committed")), 30)
+        coordinator = leader_of(self.cluster, "__transaction_state", group_partition(txn_id, 3))
+        self.assertGreaterEqual(coordinator, 0)
+        report("partition leaders / coordinator", "%s / %d" % (sorted(leaders), coordinator))
+        p.begin_transaction()
+        for i in range(30):
+            p.produce(name, value="second-%d" % i, partition=i % 3)
+        self.assertEqual(p.flush(60), 0)
+        self.broker(coordinator).kill()
+        p.commit_transaction(120)
+        live = next(b for b in self.cluster.brokers if b.alive())
+        values = read_isolated(live.bootstrap, name, 3, "read_committed", idle_timeout_s=30)
+        self.assertEqual(sorted(values), sorted(["first-%d" % i for i in range(30)] +
+                                                ["second-%d" % i for i in range(30)]))
+        self.broker(coordinator).start()
 
     def test_group_offsets_survive_the_coordinator(self):
         """__consumer_offsets is replicated: the broker leading the group's offsets partition

@@ -1,0 +1,244 @@
+"""Transactions end to end (the coordinator: broker/txn_coordinator.h) with confluent-kafka
+(librdkafka) transactional producers and read_committed consumers against a real sluiced:
+commit and abort, offsets committed inside a transaction (consume-transform-produce), a new
+producer fencing the old one, a transaction aborted past its timeout, the state kept across a
+restart, and the coordinator's errors to raw requests."""
+
+import struct
+import time
+
+from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
+
+import harness
+
+
+def create_topics(bootstrap, names, partitions):
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    for f in admin.create_topics([NewTopic(n, partitions, 1) for n in names]).values():
+        f.result(30)
+
+
+def read_all(bootstrap, topic, partitions, isolation, idle_timeout_s=10):
+    """Every value of `topic` from the start to the end a consumer at `isolation` sees."""
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": "unused",
+                  "enable.auto.commit": False, "enable.partition.eof": True,
+                  "isolation.level": isolation, "fetch.wait.max.ms": 100})
+    c.assign([TopicPartition(topic, p, 0) for p in range(partitions)])
+    values, eof, last = [], set(), time.monotonic()
+    try:
+        while len(eof) < partitions:
+            msgs = c.consume(1000, timeout=0.2)
+            if not msgs:
+                assert time.monotonic() - last < idle_timeout_s, "nothing from %s" % topic
+                continue
+            last = time.monotonic()
+            for m in msgs:
+                if m.error():
+                    assert m.error().code() == -191, m.error()  # _PARTITION_EOF
+                    eof.add(m.partition())
+                else:
+                    eof.discard(m.partition())
+                    values.append(m.value().decode())
+    finally:
+        c.close()
+    return values
+
+
+def txn_producer(bootstrap, txn_id, **extra):
+    conf = {"bootstrap.servers": bootstrap, "transactional.id": txn_id, "linger.ms": 5}
+    conf.update(extra)
+    p = Producer(conf)
+    p.init_transactions(60)
+    return p
+
+
+def call_until_coordinated(bootstrap, api_key, version, body, timeout_s=30):
+    """A raw request to the (only) broker, retried while the coordinator is not ready
+    (COORDINATOR_NOT_AVAILABLE 15, COORDINATOR_LOAD_IN_PROGRESS 14, NOT_COORDINATOR 16,
+    CONCURRENT_TRANSACTIONS 51); returns the response body."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        resp = harness.call_api(bootstrap, api_key, version, body)
+        error = struct.unpack(">h", resp[4:6])[0]  # after throttle_time_ms
+        if error not in (14, 15, 16, 51) or time.monotonic() > deadline:
+            return resp
+        time.sleep(0.2)
+
+
+def txn_partition(txn_id, partitions):
+    """The __transaction_state partition of a transactional id: Java's String.hashCode."""
+    h = 0
+    for ch in txn_id:
+        h = (31 * h + ord(ch)) & 0xFFFFFFFF
+    h = h - (1 << 32) if h >= 1 << 31 else h
+    return (abs(h) if h != -(1 << 31) else 0) % partitions
+
+
+def init_producer_id_v0(txn_id, timeout_ms):
+    return harness.kafka_string(txn_id) + struct.pack(">i", timeout_ms)
+
+
+def end_txn_v0(txn_id, pid, epoch, commit):
+    return harness.kafka_string(txn_id) + struct.pack(">qhb", pid, epoch, 1 if commit else 0)
+
+
+class Transactions(harness.BrokerTestCase):
+    BROKER_ARGS = ("--transaction.max.timeout.ms", "120000")
+
+    def test_committed_records_are_read_and_aborted_ones_are_not(self):
+        topic = "tx-basic"
+        create_topics(self.bootstrap, [topic], 3)
+        p = txn_producer(self.bootstrap, "basic")
+        p.begin_transaction()
+        for i in range(90):
+            p.produce(topic, value="c1-%d" % i, partition=i % 3)
+        p.commit_transaction(30)
+        p.begin_transaction()
+        for i in range(60):
+            p.produce(topic, value="a-%d" % i, partition=i % 3)
+        self.assertEqual(p.flush(30), 0)  # in the log before the abort
+        p.abort_transaction(30)
+        p.begin_transaction()
+        for i in range(30):
+            p.produce(topic, value="c2-%d" % i, partition=i % 3)
+        p.commit_transaction(30)
+        committed = read_all(self.bootstrap, topic, 3, "read_committed")
+        self.assertEqual(sorted(committed),
+                         sorted(["c1-%d" % i for i in range(90)] + ["c2-%d" % i for i in range(30)]))
+        everything = read_all(self.bootstrap, topic, 3, "read_uncommitted")
+        self.assertEqual(len(everything), 180)
+        self.assertEqual(sum(v.startswith("a-") for v in everything), 60)
+
+    def test_offsets_commit_with_the_transaction_and_not_without_it(self):
+        src, dst, group = "tx-in", "tx-out", "tx-app"
+        create_topics(self.bootstrap, [src, dst], 2)
+        plain = Producer({"bootstrap.servers": self.bootstrap})
+        for i in range(20):
+            plain.produce(src, value="in-%d" % i, partition=i % 2)
+        self.assertEqual(plain.flush(30), 0)
+        c = Consumer({"bootstrap.servers": self.bootstrap, "group.id": group,
+                      "enable.auto.commit": False, "auto.offset.reset": "earliest",
+                      "isolation.level": "read_committed"})
+        c.assign([TopicPartition(src, 0, 0), TopicPartition(src, 1, 0)])
+        got = []
+        deadline = time.monotonic() + 30
+        while len(got) < 20 and time.monotonic() < deadline:
+            m = c.poll(0.5)
+            if m is not None and not m.error():
+                got.append(m)
+        self.assertEqual(len(got), 20)
+        p = txn_producer(self.bootstrap, "ctp")
+        positions = c.position(c.assignment())
+        # Aborted: neither the output nor the offsets count.
+        p.begin_transaction()
+        for m in got:
+            p.produce(dst, value="out-" + m.value().decode(), partition=m.partition())
+        p.send_offsets_to_transaction(positions, c.consumer_group_metadata(), 30)
+        p.abort_transaction(30)
+        parts = [TopicPartition(src, 0), TopicPartition(src, 1)]
+        self.assertEqual([tp.offset for tp in c.committed(parts, 10)], [-1001, -1001])
+        # Committed: both.
+        p.begin_transaction()
+        for m in got:
+            p.produce(dst, value="out-" + m.value().decode(), partition=m.partition())
+        p.send_offsets_to_transaction(positions, c.consumer_group_metadata(), 30)
+        p.commit_transaction(30)
+        self.assertEqual([tp.offset for tp in c.committed(parts, 10)], [10, 10])
+        c.close()
+        self.assertEqual(len(read_all(self.bootstrap, dst, 2, "read_committed")), 20)
+        # The offsets and the transactional id's state survive a restart: the committed
+        # offsets are read back from __consumer_offsets (its markers replayed), and the
+        # producer's next InitProducerId bumps the epoch the log kept.
+        self.broker.restart()
+        c = Consumer({"bootstrap.servers": self.bootstrap, "group.id": group})
+        self.assertEqual([tp.offset for tp in c.committed(parts, 30)], [10, 10])
+        c.close()
+        p2 = txn_producer(self.bootstrap, "ctp")
+        # Every __transaction_state partition (8) coordinates after the restart: one
+        # transactional id hashing onto each gets its producer id.
+        for partition in range(8):
+            txn_id = next("probe-%d" % i for i in range(1000)
+                          if txn_partition("probe-%d" % i, 8) == partition)
+            txn_producer(self.bootstrap, txn_id)
+        p2.begin_transaction()
+        p2.produce(dst, value="after-restart", partition=0)
+        p2.commit_transaction(30)
+        values = read_all(self.bootstrap, dst, 2, "read_committed")
+        self.assertEqual(len(values), 21)
+        self.assertIn("after-restart", values)
+
+    def test_a_new_producer_fences_the_old_one_and_aborts_its_transaction(self):
+        topic = "tx-fence"
+        create_topics(self.bootstrap, [topic], 1)
+        old = txn_producer(self.bootstrap, "fenced-id")
+        old.begin_transaction()
+        for i in range(10):
+            old.produce(topic, value="old-%d" % i)
+        self.assertEqual(old.flush(30), 0)
+        new = txn_producer(self.bootstrap, "fenced-id")  # aborts the open transaction first
+        with self.assertRaises(KafkaException) as e:
+            old.commit_transaction(30)
+        self.assertTrue(e.exception.args[0].fatal(), e.exception.args[0])
+        new.begin_transaction()
+        new.produce(topic, value="new-0")
+        new.commit_transaction(30)
+        self.assertEqual(read_all(self.bootstrap, topic, 1, "read_committed"), ["new-0"])
+
+    def test_a_transaction_past_its_timeout_is_aborted(self):
+        topic = "tx-timeout"
+        create_topics(self.bootstrap, [topic], 1)
+        p = txn_producer(self.bootstrap, "slow", **{"transaction.timeout.ms": 2000})
+        p.begin_transaction()
+        p.produce(topic, value="late")
+        self.assertEqual(p.flush(30), 0)
+        plain = Producer({"bootstrap.servers": self.bootstrap})
+        plain.produce(topic, value="plain")
+        self.assertEqual(plain.flush(30), 0)
+        # The open transaction holds the last stable offset until the coordinator aborts it.
+        harness.wait_until(
+            lambda: read_all(self.bootstrap, topic, 1, "read_committed") == ["plain"],
+            timeout_s=30, what="the timed-out transaction aborted")
+        with self.assertRaises(KafkaException):
+            p.commit_transaction(30)
+
+    def test_the_coordinator_answers_kafka_errors(self):
+        # INVALID_TRANSACTION_TIMEOUT past --transaction.max.timeout.ms.
+        resp = call_until_coordinated(self.bootstrap, 22, 0, init_producer_id_v0("raw", 300000))
+        self.assertEqual(struct.unpack(">h", resp[4:6])[0], 50)
+        resp = call_until_coordinated(self.bootstrap, 22, 0, init_producer_id_v0("raw", 60000))
+        error, pid, epoch = struct.unpack(">hqh", resp[4:16])
+        self.assertEqual(error, 0)
+        # EndTxn: another producer id: INVALID_PRODUCER_ID_MAPPING; an older epoch:
+        # INVALID_PRODUCER_EPOCH (v0 predates PRODUCER_FENCED); no transaction open:
+        # INVALID_TXN_STATE.
+        resp = harness.call_api(self.bootstrap, 26, 0, end_txn_v0("raw", pid + 1, epoch, True))
+        self.assertEqual(struct.unpack(">h", resp[4:6])[0], 49)
+        resp2 = call_until_coordinated(self.bootstrap, 22, 0, init_producer_id_v0("raw", 60000))
+        error, pid2, epoch2 = struct.unpack(">hqh", resp2[4:16])
+        self.assertEqual((error, pid2, epoch2), (0, pid, epoch + 1))
+        resp = harness.call_api(self.bootstrap, 26, 0, end_txn_v0("raw", pid, epoch, True))
+        self.assertEqual(struct.unpack(">h", resp[4:6])[0], 47)
+        resp = harness.call_api(self.bootstrap, 26, 0, end_txn_v0("raw", pid, epoch2, True))
+        self.assertEqual(struct.unpack(">h", resp[4:6])[0], 48)
+        # AddPartitionsToTxn v0 naming a topic that does not exist: UNKNOWN_TOPIC_OR_PARTITION
+        # for it, OPERATION_NOT_ATTEMPTED for the others, and nothing added.
+        create_topics(self.bootstrap, ["tx-raw"], 1)
+        body = harness.kafka_string("raw") + struct.pack(">qhi", pid, epoch2, 2)
+        body += harness.kafka_string("tx-raw") + struct.pack(">ii", 1, 0)
+        body += harness.kafka_string("no-such-topic") + struct.pack(">ii", 1, 0)
+        r = harness.BodyReader(harness.call_api(self.bootstrap, 24, 0, body))
+        r.take(">i")
+        errors = {}
+        for _ in range(r.take(">i")):
+            name = r.string()
+            for _ in range(r.take(">i")):
+                partition, error = r.take(">i"), r.take(">h")
+                errors[(name, partition)] = error
+        self.assertEqual(errors, {("tx-raw", 0): 55, ("no-such-topic", 0): 3})
+        resp = harness.call_api(self.bootstrap, 26, 0, end_txn_v0("raw", pid, epoch2, False))
+        self.assertEqual(struct.unpack(">h", resp[4:6])[0], 48)  # still nothing open
+
+
+if __name__ == "__main__":
+    harness.main()
