@@ -187,6 +187,8 @@ std::string error_name(int code) {
       return "NO_BROKER";
     case Errc::kSecurity:
       return "SECURITY";
+    case Errc::kInvalidState:
+      return "INVALID_STATE";
   }
   return std::string(kafka::error_name(static_cast<kafka::ErrorCode>(code)));
 }
@@ -213,6 +215,9 @@ std::string error_description(int code) {
     case Errc::kSecurity:
       return "the TLS handshake or SASL authentication failed (the message says which "
              "setting to check: ssl.ca.location, sasl.username, ...)";
+    case Errc::kInvalidState:
+      return "a call out of order (e.g. send() in a transactional producer before "
+             "begin_transaction(), or any call after the producer was fenced)";
   }
   return error_name(code);
 }

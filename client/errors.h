@@ -17,9 +17,10 @@ enum class Errc : int {
   kClosed = 1003,      // the client/producer/consumer was closed
   kBufferFull = 1004,  // producer buffer.memory exhausted and blocking is off (or timed out)
   kInvalidArgument = 1005,
-  kUnsupported = 1006,  // the broker does not serve an API or version we need
-  kNoBroker = 1007,     // no broker address known (empty bootstrap list)
-  kSecurity = 1008,     // TLS handshake or SASL exchange failed (certificate, credentials)
+  kUnsupported = 1006,   // the broker does not serve an API or version we need
+  kNoBroker = 1007,      // no broker address known (empty bootstrap list)
+  kSecurity = 1008,      // TLS handshake or SASL exchange failed (certificate, credentials)
+  kInvalidState = 1009,  // a call out of order (a transaction not begun, a fenced producer)
 };
 
 inline Error make_error(Errc code, std::string message) {

@@ -40,6 +40,7 @@
 
 #include "client/callbacks.h"
 #include "client/security.h"
+#include "client/topic_partition.h"
 #include "common/result.h"
 
 namespace sluice {
@@ -83,12 +84,6 @@ struct ConsumerConfig {
   // TLS and SASL by their Kafka names (security.protocol, ssl.ca.location, sasl.mechanism,
   // sasl.username, ...: client/security.h, docs/security.md).
   client::SecurityConfig security;
-};
-
-struct TopicPartition {
-  std::string topic;
-  int32_t partition = 0;
-  auto operator<=>(const TopicPartition&) const = default;
 };
 
 // Keys, values and headers of consumed records are views into the fetched bytes (no copy per

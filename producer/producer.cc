@@ -8,6 +8,8 @@
 #include <map>
 #include <mutex>
 #include <random>
+#include <set>
+#include <thread>
 
 #include "client/client.h"
 #include "client/properties.h"
@@ -109,6 +111,17 @@ struct Producer::Impl {
   Clock::time_point timer_at = Clock::time_point::max();
   bool metadata_refresh_pending = false;  // I/O thread only
 
+  // Transactions (transactional_id set). The calls that change the state are serialized by
+  // txn_mu (taken before mu); the state and the partitions added are read under mu.
+  enum class TxnState { kUninitialized, kReady, kInTransaction, kFatal };
+  std::mutex txn_mu;
+  TxnState txn_state = TxnState::kUninitialized;
+  Error txn_fatal;                                      // why kFatal
+  std::set<std::pair<std::string, int32_t>> txn_parts;  // added to the open transaction
+  bool txn_record_failed = false;  // a record of the open transaction failed: abort only
+  bool txn_offsets_sent = false;   // the open transaction holds a group's offsets
+  int32_t txn_coordinator = -1;    // under txn_mu
+
   // After a failed create() (close() already did this otherwise): stop the I/O thread, whose
   // stats timer reads `mu` and the counters, before those members go.
   ~Impl() {
@@ -117,6 +130,198 @@ struct Producer::Impl {
   }
 
   bool idempotent() const { return config.enable_idempotence && config.acks == -1; }
+  bool transactional() const { return !config.transactional_id.empty(); }
+
+  // ---- transactions ----------------------------------------------------------------------
+
+  static bool fencing(int16_t code) {
+    const auto e = static_cast<kafka::ErrorCode>(code);
+    return e == kafka::ErrorCode::kProducerFenced || e == kafka::ErrorCode::kInvalidProducerEpoch ||
+           e == kafka::ErrorCode::kTransactionalIdAuthorizationFailed ||
+           e == kafka::ErrorCode::kInvalidProducerIdMapping;
+  }
+
+  // The error of a transaction call that failed with `code`; a fencing one makes the
+  // producer fatal (under txn_mu).
+  Error txn_error(int16_t code, const std::string& what) {
+    Error e = client::kafka_error(code, what);
+    if (fencing(code)) {
+      std::lock_guard lock(mu);
+      txn_state = TxnState::kFatal;
+      txn_fatal = e;
+      txn_fatal.message += " (another producer with transactional_id '" + config.transactional_id +
+                           "' started, or a transaction passed its timeout: close this producer)";
+      return txn_fatal;
+    }
+    return e;
+  }
+
+  // kNone if the producer is in `want` (under mu), else why not.
+  Status txn_check(TxnState want, const char* call) {
+    if (!transactional()) {
+      return unexpected(make_error(Errc::kInvalidState,
+                                   std::string(call) + ": the producer has no transactional_id"));
+    }
+    if (txn_state == TxnState::kFatal) return unexpected(txn_fatal);
+    if (txn_state == want) return {};
+    static const char* const names[] = {"before init_transactions()", "with no transaction open",
+                                        "inside a transaction", "fenced"};
+    return unexpected(make_error(
+        Errc::kInvalidState, std::string(call) + " called " + names[static_cast<int>(txn_state)]));
+  }
+
+  // FindCoordinator for `key` (key_type 1: a transactional id; 0: a group), until `deadline`.
+  Result<int32_t> find_coordinator(const std::string& key, int8_t key_type,
+                                   Clock::time_point deadline) {
+    while (true) {
+      kafka::FindCoordinatorRequest req;
+      req.key = key;
+      req.key_type = key_type;
+      auto r = client->call_as<kafka::FindCoordinatorResponse>(client::kAnyBroker, req);
+      Error e;
+      if (!r) {
+        e = r.error();
+      } else if (r->error_code == 0) {
+        auto md = client->metadata({}, false);
+        if (md && !(*md)->broker(r->node_id)) (void)client->metadata({}, true);
+        return r->node_id;
+      } else {
+        e = client::kafka_error(r->error_code, "FindCoordinator " + key);
+      }
+      if (!client::retriable(e) || Clock::now() >= deadline) return unexpected(e);
+      std::this_thread::sleep_for(std::chrono::milliseconds(config.retry_backoff_ms));
+    }
+  }
+
+  // A request to a coordinator (the transaction coordinator, or a group's), retried while it
+  // moves or is busy (NOT_COORDINATOR, COORDINATOR_NOT_AVAILABLE, COORDINATOR_LOAD_IN_PROGRESS,
+  // CONCURRENT_TRANSACTIONS, network errors) until `deadline`. `error_of(response)`: the
+  // code that decides.
+  template <class Resp, class Req, class ErrorOf>
+  Result<Resp> coordinator_call(const std::string& key, int8_t key_type, const Req& req,
+                                ErrorOf error_of, Clock::time_point deadline) {
+    int32_t node = key_type == 1 ? txn_coordinator : -1;
+    auto backoff = std::chrono::milliseconds(20);
+    while (true) {
+      if (node < 0) {
+        auto found = find_coordinator(key, key_type, deadline);
+        if (!found) return unexpected(found.error());
+        node = *found;
+        if (key_type == 1) txn_coordinator = node;
+      }
+      auto r = client->call_as<Resp>(node, req);
+      int16_t code = 0;
+      if (!r) {
+        if (!client::retriable(r.error())) return unexpected(r.error());
+        node = -1;
+      } else {
+        code = error_of(*r);
+        using E = kafka::ErrorCode;
+        switch (static_cast<E>(code)) {
+          case E::kNotCoordinator:
+          case E::kCoordinatorNotAvailable:
+            node = -1;
+            break;
+          case E::kCoordinatorLoadInProgress:
+          case E::kConcurrentTransactions:
+            break;
+          default:
+            return r;
+        }
+      }
+      if (key_type == 1 && node < 0) txn_coordinator = -1;
+      if (Clock::now() >= deadline) {
+        return unexpected(make_error(
+            Errc::kTimeout,
+            "the transaction coordinator did not answer in time" +
+                (code != 0 ? " (last: " + client::error_name(code) + ")" : std::string())));
+      }
+      std::this_thread::sleep_for(backoff);
+      backoff = std::min(backoff * 2, std::chrono::milliseconds(config.retry_backoff_ms * 5));
+    }
+  }
+
+  // Adds a partition to the open transaction (AddPartitionsToTxn) before its first batch.
+  Status add_to_transaction(const std::string& topic, int32_t partition) {
+    std::lock_guard txn(txn_mu);
+    int64_t pid;
+    int16_t epoch;
+    {
+      std::lock_guard lock(mu);
+      if (auto s = txn_check(TxnState::kInTransaction, "send()"); !s) return s;
+      if (txn_parts.count({topic, partition})) return {};
+      pid = producer_id;
+      epoch = producer_epoch;
+    }
+    kafka::AddPartitionsToTxnRequest req;
+    req.v3_and_below_transactional_id = config.transactional_id;
+    req.v3_and_below_producer_id = pid;
+    req.v3_and_below_producer_epoch = epoch;
+    req.v3_and_below_topics.push_back({topic, {partition}});
+    auto r = coordinator_call<kafka::AddPartitionsToTxnResponse>(
+        config.transactional_id, 1, req,
+        [](const kafka::AddPartitionsToTxnResponse& resp) -> int16_t {
+          for (const auto& t : resp.results_by_topic_v3_and_below) {
+            for (const auto& p : t.results_by_partition) {
+              if (p.partition_error_code != 0) return p.partition_error_code;
+            }
+          }
+          return 0;
+        },
+        Clock::now() + std::chrono::milliseconds(config.max_block_ms));
+    if (!r) return unexpected(r.error());
+    for (const auto& t : r->results_by_topic_v3_and_below) {
+      for (const auto& p : t.results_by_partition) {
+        if (p.partition_error_code != 0) {
+          return unexpected(txn_error(p.partition_error_code, "AddPartitionsToTxn " + topic + "[" +
+                                                                  std::to_string(partition) + "]"));
+        }
+      }
+    }
+    std::lock_guard lock(mu);
+    txn_parts.emplace(topic, partition);
+    return {};
+  }
+
+  // EndTxn (after the transaction's records were flushed).
+  Status end_transaction(bool commit, std::chrono::milliseconds timeout) {
+    const auto deadline = Clock::now() + timeout;
+    std::lock_guard txn(txn_mu);
+    int64_t pid;
+    int16_t epoch;
+    bool any;
+    {
+      std::lock_guard lock(mu);
+      const char* call = commit ? "commit_transaction()" : "abort_transaction()";
+      if (auto s = txn_check(TxnState::kInTransaction, call); !s) return s;
+      if (commit && txn_record_failed) {
+        return unexpected(make_error(Errc::kInvalidState,
+                                     "commit_transaction(): a record of the transaction failed; "
+                                     "abort_transaction() instead"));
+      }
+      pid = producer_id;
+      epoch = producer_epoch;
+      any = !txn_parts.empty() || txn_offsets_sent;
+    }
+    if (any) {  // a transaction that added nothing has nothing to end at the broker
+      kafka::EndTxnRequest req;
+      req.transactional_id = config.transactional_id;
+      req.producer_id = pid;
+      req.producer_epoch = epoch;
+      req.committed = commit;
+      auto r = coordinator_call<kafka::EndTxnResponse>(
+          config.transactional_id, 1, req,
+          [](const kafka::EndTxnResponse& resp) { return resp.error_code; }, deadline);
+      if (!r) return unexpected(r.error());
+      if (r->error_code != 0) return unexpected(txn_error(r->error_code, "EndTxn"));
+    }
+    std::lock_guard lock(mu);
+    txn_state = TxnState::kReady;
+    txn_parts.clear();
+    txn_record_failed = false;
+    txn_offsets_sent = false;
+    return {};
+  }
 
   // The producer's part of the stats (I/O thread).
   void stats_fields(JsonWriter& w) {
@@ -210,6 +415,15 @@ struct Producer::Impl {
     auto p = choose_partition(lock, record);
     if (!p) return unexpected(p.error());
     const int32_t partition = *p;
+    if (transactional()) {
+      if (auto s = txn_check(TxnState::kInTransaction, "send()"); !s) return s;
+      if (!txn_parts.count({record.topic, partition})) {
+        lock.unlock();
+        if (auto s = add_to_transaction(record.topic, partition); !s) return s;
+        lock.lock();
+        if (closed) return unexpected(make_error(Errc::kClosed, "producer is closed"));
+      }
+    }
     PartitionState& ps = partitions[{record.topic, partition}];
     bool wake = false;
     if (ps.open && ps.open->builder->size_bytes_uncompressed() + static_cast<size_t>(bytes) >
@@ -230,6 +444,7 @@ struct Producer::Impl {
         o.producer_id = producer_id;
         o.producer_epoch = producer_epoch;
         o.base_sequence = b->base_sequence;
+        o.transactional = transactional();
       }
       b->builder = std::make_unique<kafka::RecordBatchBuilder>(o);
       ps.open = std::move(b);
@@ -476,6 +691,7 @@ struct Producer::Impl {
         msg_bytes_sent += b->payload_bytes;
       } else {
         msgs_failed += static_cast<int64_t>(b->completions.size());
+        txn_record_failed = true;
       }
     }
     cv.notify_all();
@@ -514,7 +730,17 @@ Result<std::unique_ptr<Producer>> Producer::create(const ProducerConfig& config)
   impl->timer = std::make_unique<asio::steady_timer>(impl->client->io());
   auto md = impl->client->metadata({}, true);
   if (!md) return unexpected(md.error());
-  if (impl->idempotent()) {
+  if (impl->transactional()) {
+    if (!impl->idempotent()) {
+      return unexpected(make_error(Errc::kInvalidArgument,
+                                   "a transactional_id needs acks=-1 and enable_idempotence"));
+    }
+    if (config.transaction_timeout_ms <= 0) {
+      return unexpected(
+          make_error(Errc::kInvalidArgument, "transaction_timeout_ms must be positive"));
+    }
+    // The producer id comes from init_transactions().
+  } else if (impl->idempotent()) {
     kafka::InitProducerIdRequest req;
     req.transaction_timeout_ms = -1;
     auto r = impl->client->call_as<kafka::InitProducerIdResponse>(client::kAnyBroker, req);
@@ -616,6 +842,135 @@ Result<int32_t> Producer::partition_count(const std::string& topic) {
   return impl_->partition_count(topic, false);
 }
 
+Status Producer::init_transactions(std::chrono::milliseconds timeout) {
+  Impl& im = *impl_;
+  std::lock_guard txn(im.txn_mu);
+  {
+    std::lock_guard lock(im.mu);
+    if (auto s = im.txn_check(Impl::TxnState::kUninitialized, "init_transactions()"); !s) return s;
+  }
+  kafka::InitProducerIdRequest req;
+  req.transactional_id = im.config.transactional_id;
+  req.transaction_timeout_ms = im.config.transaction_timeout_ms;
+  auto r = im.coordinator_call<kafka::InitProducerIdResponse>(
+      im.config.transactional_id, 1, req,
+      [](const kafka::InitProducerIdResponse& resp) { return resp.error_code; },
+      Clock::now() + timeout);
+  if (!r) return unexpected(r.error());
+  if (r->error_code != 0) return unexpected(im.txn_error(r->error_code, "InitProducerId"));
+  std::lock_guard lock(im.mu);
+  im.producer_id = r->producer_id;
+  im.producer_epoch = r->producer_epoch;
+  for (auto& [tp, ps] : im.partitions) ps.next_sequence = 0;  // a new epoch starts at 0
+  im.txn_state = Impl::TxnState::kReady;
+  return {};
+}
+
+Status Producer::begin_transaction() {
+  Impl& im = *impl_;
+  std::lock_guard txn(im.txn_mu);
+  std::lock_guard lock(im.mu);
+  if (auto s = im.txn_check(Impl::TxnState::kReady, "begin_transaction()"); !s) return s;
+  im.txn_state = Impl::TxnState::kInTransaction;
+  im.txn_parts.clear();
+  im.txn_record_failed = false;
+  im.txn_offsets_sent = false;
+  return {};
+}
+
+Status Producer::send_offsets_to_transaction(const std::map<TopicPartition, int64_t>& offsets,
+                                             const std::string& group_id,
+                                             std::chrono::milliseconds timeout) {
+  Impl& im = *impl_;
+  const auto deadline = Clock::now() + timeout;
+  std::lock_guard txn(im.txn_mu);
+  int64_t pid;
+  int16_t epoch;
+  {
+    std::lock_guard lock(im.mu);
+    if (auto s = im.txn_check(Impl::TxnState::kInTransaction, "send_offsets_to_transaction()");
+        !s) {
+      return s;
+    }
+    pid = im.producer_id;
+    epoch = im.producer_epoch;
+  }
+  if (group_id.empty()) {
+    return unexpected(
+        make_error(Errc::kInvalidArgument, "send_offsets_to_transaction(): no group"));
+  }
+  // The group's offsets partition joins the transaction, then the offsets go to the group's
+  // coordinator, held there until the transaction ends.
+  kafka::AddOffsetsToTxnRequest add;
+  add.transactional_id = im.config.transactional_id;
+  add.producer_id = pid;
+  add.producer_epoch = epoch;
+  add.group_id = group_id;
+  auto added = im.coordinator_call<kafka::AddOffsetsToTxnResponse>(
+      im.config.transactional_id, 1, add,
+      [](const kafka::AddOffsetsToTxnResponse& resp) { return resp.error_code; }, deadline);
+  if (!added) return unexpected(added.error());
+  if (added->error_code != 0) {
+    return unexpected(im.txn_error(added->error_code, "AddOffsetsToTxn " + group_id));
+  }
+  {
+    std::lock_guard lock(im.mu);
+    im.txn_offsets_sent = true;  // EndTxn is needed even without records
+  }
+  kafka::TxnOffsetCommitRequest req;
+  req.transactional_id = im.config.transactional_id;
+  req.group_id = group_id;
+  req.producer_id = pid;
+  req.producer_epoch = epoch;
+  for (const auto& [tp, offset] : offsets) {
+    auto* t = &client::entry_for(
+        req.topics, &kafka::TxnOffsetCommitRequest::TxnOffsetCommitRequestTopic::name, tp.topic);
+    auto& p = t->partitions.emplace_back();
+    p.partition_index = tp.partition;
+    p.committed_offset = offset;
+    p.committed_metadata = "";
+  }
+  auto first_error = [](const kafka::TxnOffsetCommitResponse& resp) -> int16_t {
+    for (const auto& t : resp.topics) {
+      for (const auto& p : t.partitions) {
+        if (p.error_code != 0) return p.error_code;
+      }
+    }
+    return 0;
+  };
+  auto r =
+      im.coordinator_call<kafka::TxnOffsetCommitResponse>(group_id, 0, req, first_error, deadline);
+  if (!r) return unexpected(r.error());
+  if (int16_t code = first_error(*r); code != 0) {
+    return unexpected(im.txn_error(code, "TxnOffsetCommit " + group_id));
+  }
+  return {};
+}
+
+// Flushes the transaction's records (queued ones go out, and fail or not, before the marker,
+// so none can land after it), then ends the transaction.
+Status Producer::commit_transaction(std::chrono::milliseconds timeout) {
+  return finish_transaction(true, timeout);
+}
+
+Status Producer::abort_transaction(std::chrono::milliseconds timeout) {
+  return finish_transaction(false, timeout);
+}
+
+Status Producer::finish_transaction(bool commit, std::chrono::milliseconds timeout) {
+  const auto deadline = Clock::now() + timeout;
+  {
+    std::lock_guard lock(impl_->mu);
+    const char* call = commit ? "commit_transaction()" : "abort_transaction()";
+    if (auto s = impl_->txn_check(Impl::TxnState::kInTransaction, call); !s) return s;
+  }
+  if (auto s = flush(timeout); !s) return s;
+  const auto left =
+      std::max(deadline - Clock::now(), Clock::duration(std::chrono::milliseconds(1)));
+  return impl_->end_transaction(commit,
+                                std::chrono::duration_cast<std::chrono::milliseconds>(left));
+}
+
 namespace {
 
 const std::vector<client::Property<ProducerConfig>>& producer_properties() {
@@ -638,6 +993,8 @@ const std::vector<client::Property<ProducerConfig>>& producer_properties() {
       {"acks", &C::acks},
       {"statistics.interval.ms", &C::statistics_interval_ms},
       {"log_level", &C::log_level},
+      {"transactional.id", &C::transactional_id},
+      {"transaction.timeout.ms", &C::transaction_timeout_ms},
   };
   return table;
 }

@@ -13,7 +13,9 @@
 // producer gets a producer id (InitProducerId) and numbers its batches, so a batch retried
 // after a lost answer or a broker restart is written once. Keyed records go to
 // murmur2(key) % partitions, as the Java client and librdkafka's murmur2_random put them;
-// keyless records stick to one partition per batch.
+// keyless records stick to one partition per batch. With a transactional_id the producer
+// writes transactions (init_transactions(), begin/commit/abort_transaction(),
+// send_offsets_to_transaction()).
 //
 // Thread safety: every method may be called from any thread. Callbacks run on the producer's
 // I/O thread; keep them short and do not call flush() or close() from them.
@@ -31,6 +33,7 @@
 
 #include "client/callbacks.h"
 #include "client/security.h"
+#include "client/topic_partition.h"
 #include "common/result.h"
 
 namespace sluice {
@@ -68,6 +71,11 @@ struct ProducerConfig {
   // TLS and SASL by their Kafka names (security.protocol, ssl.ca.location, sasl.mechanism,
   // sasl.username, ...: client/security.h, docs/security.md).
   client::SecurityConfig security;
+  // Set: a transactional producer (init_transactions() before the first transaction; needs
+  // acks=-1 and idempotence). The broker aborts a transaction open longer than
+  // transaction_timeout_ms.
+  std::string transactional_id;
+  int transaction_timeout_ms = 60000;
 };
 
 struct Header {
@@ -136,10 +144,33 @@ class Producer {
   // Partitions of `topic` (fetching metadata if needed).
   Result<int32_t> partition_count(const std::string& topic);
 
+  // Transactions (transactional_id set), as Kafka's producer API: records sent between
+  // begin_transaction() and commit_transaction() are read by read_committed consumers only
+  // once committed, and never if aborted; offsets sent with send_offsets_to_transaction()
+  // become the group's committed offsets with the commit. Each call blocks up to `timeout`.
+  // Errors: client::Errc::kInvalidState for a call out of order; PRODUCER_FENCED (or
+  // INVALID_PRODUCER_EPOCH) when another producer with the same transactional_id started,
+  // or the broker aborted a transaction past its timeout: the producer can then only be
+  // closed. After a failed send inside a transaction, commit fails: abort instead.
+  //
+  // Gets the producer id (fencing earlier producers of the id, whose open transaction the
+  // broker aborts). Once, before the first transaction.
+  Status init_transactions(std::chrono::milliseconds timeout = std::chrono::seconds(60));
+  Status begin_transaction();
+  // Commits `offsets` (the next offset to read, per partition) for `group_id` with the
+  // transaction: the consume-transform-produce loop.
+  Status send_offsets_to_transaction(const std::map<TopicPartition, int64_t>& offsets,
+                                     const std::string& group_id,
+                                     std::chrono::milliseconds timeout = std::chrono::seconds(60));
+  // Flushes the transaction's records, then commits (or aborts) it.
+  Status commit_transaction(std::chrono::milliseconds timeout = std::chrono::seconds(60));
+  Status abort_transaction(std::chrono::milliseconds timeout = std::chrono::seconds(60));
+
   struct Impl;
 
  private:
   explicit Producer(std::unique_ptr<Impl> impl);
+  Status finish_transaction(bool commit, std::chrono::milliseconds timeout);
   std::unique_ptr<Impl> impl_;
 };
 

@@ -18,6 +18,7 @@
 #include "client/testing/broker_process.h"
 #include "consumer/consumer.h"
 #include "partitioner/key_partitioner.h"
+#include "protocol/error_codes.h"
 
 namespace sluice {
 namespace {
@@ -630,6 +631,92 @@ TEST_F(ClientIntegration, LogCallbackGetsTheLibrarysLinesInsteadOfStderr) {
 }
 
 // The value handle: open() and a Producer / Consumer moved around by value.
+// Transactions with the library's own producer and consumer: commit, abort, offsets sent with
+// the transaction, calls out of order, and fencing by a second producer of the same id.
+TEST_F(ClientIntegration, TransactionsCommitAbortAndCommitOffsets) {
+  create_topic(broker_.address(), "txn-lib", 2);
+  create_topic(broker_.address(), "txn-src", 1);
+  ProducerConfig config;
+  config.transactional_id = "lib-txn";
+  auto p = make_producer(broker_.address(), config);
+  ASSERT_TRUE(p);
+  auto early = p->send({.topic = "txn-lib", .value = "x"}).get();
+  EXPECT_EQ(early.error.code, static_cast<int>(client::Errc::kInvalidState)) << early.error.message;
+  ASSERT_TRUE(p->init_transactions());
+  EXPECT_FALSE(p->commit_transaction());  // no transaction open
+  ASSERT_TRUE(p->begin_transaction());
+  std::vector<std::future<RecordMetadata>> acks;
+  for (int i = 0; i < 20; ++i) {
+    acks.push_back(p->send({.topic = "txn-lib",
+                            .key = "k" + std::to_string(i),
+                            .value = "commit-" + std::to_string(i)}));
+  }
+  ASSERT_TRUE(p->commit_transaction());
+  for (auto& a : acks) EXPECT_TRUE(a.get().ok());
+  ASSERT_TRUE(p->begin_transaction());
+  for (int i = 0; i < 10; ++i) {
+    (void)p->send({.topic = "txn-lib",
+                   .key = "k" + std::to_string(i),
+                   .value = "abort-" + std::to_string(i)});
+  }
+  ASSERT_TRUE(p->flush());  // in the log before the abort
+  ASSERT_TRUE(p->abort_transaction());
+  ASSERT_TRUE(p->begin_transaction());
+  for (int i = 0; i < 5; ++i) {
+    (void)p->send({.topic = "txn-lib", .partition = 0, .value = "offsets-" + std::to_string(i)});
+  }
+  ASSERT_TRUE(p->send_offsets_to_transaction({{TopicPartition{"txn-src", 0}, 3}}, "lib-group"));
+  ASSERT_TRUE(p->commit_transaction());
+
+  // read_committed sees the 25 committed records; read_uncommitted all 35.
+  ConsumerConfig cc;
+  cc.bootstrap_servers = broker_.address();
+  cc.isolation_level = "read_committed";
+  auto committed = make_consumer(broker_.address(), cc);
+  std::vector<TopicPartition> tps{{"txn-lib", 0}, {"txn-lib", 1}};
+  ASSERT_TRUE(committed->assign(tps));
+  ASSERT_TRUE(committed->seek_to_beginning(tps));
+  std::vector<std::string> values;
+  auto start = std::chrono::steady_clock::now();
+  while (values.size() < 25 &&
+         std::chrono::steady_clock::now() - start < std::chrono::seconds(30)) {
+    auto r = committed->poll(std::chrono::milliseconds(200));
+    ASSERT_TRUE(r) << r.error().message;
+    for (auto& rec : *r) values.emplace_back(*rec.value);
+  }
+  EXPECT_EQ(values.size(), 25u);
+  for (const auto& v : values) EXPECT_EQ(v.rfind("abort-", 0), std::string::npos) << v;
+  EXPECT_EQ(read_all(broker_.address(), "txn-lib", 2, 35).size(), 35u);
+
+  // The offsets became the group's with the commit (its markers follow the commit's answer).
+  ConsumerConfig gc;
+  gc.group_id = "lib-group";
+  auto group = make_consumer(broker_.address(), gc);
+  int64_t offset = -1;
+  for (int i = 0; i < 100 && offset != 3; ++i) {
+    auto c = group->committed({TopicPartition{"txn-src", 0}});
+    ASSERT_TRUE(c) << c.error().message;
+    auto it = c->find(TopicPartition{"txn-src", 0});
+    offset = it == c->end() ? -1 : it->second;
+    if (offset != 3) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  EXPECT_EQ(offset, 3);
+
+  // A second producer of the id fences the first: its next transaction call fails for good.
+  ASSERT_TRUE(p->begin_transaction());
+  ASSERT_TRUE(p->send({.topic = "txn-lib", .partition = 1, .value = "zombie"}).get().ok());
+  auto second = make_producer(broker_.address(), config);
+  ASSERT_TRUE(second->init_transactions());
+  auto fenced = p->commit_transaction();
+  ASSERT_FALSE(fenced);
+  EXPECT_TRUE(fenced.error().code == static_cast<int>(kafka::ErrorCode::kProducerFenced) ||
+              fenced.error().code == static_cast<int>(kafka::ErrorCode::kInvalidProducerEpoch))
+      << fenced.error().message;
+  auto again = p->begin_transaction();
+  ASSERT_FALSE(again);
+  EXPECT_EQ(again.error().code, fenced.error().code);
+}
+
 TEST_F(ClientIntegration, OpenReturnsMovableValues) {
   create_topic(broker_.address(), "values", 1);
   ProducerConfig pc;
