@@ -161,8 +161,11 @@ void Broker::compact_partitions(ShardState& ss) {
                       std::string::npos;
     }
     if (!compacted) continue;
-    // Only what is committed: Raft never truncates below the high watermark.
-    const int64_t hw = p->high_watermark();
+    // Only what is committed (Raft never truncates below the high watermark) and stable: a
+    // transaction still open, or whose end is not committed, may yet be aborted, and its
+    // records must not replace a key's committed value (Kafka's cleaner stops at the LSO).
+    const TxnTable& txns = p->producers.txns();
+    const int64_t hw = txns.last_stable_offset(p->high_watermark());
     if (hw == p->compaction_checked_end && !recheck) continue;  // nothing new since then
     std::vector<log::ClosedSegment> closed = p->log->closed_segments(hw);
     const int64_t dirty_from = p->log->first_dirty_offset();
@@ -175,6 +178,15 @@ void Broker::compact_partitions(ShardState& ss) {
     options.delete_retention_ms = topic_setting_int(*topic, *live, "delete.retention.ms");
     options.map_bytes = static_cast<uint64_t>(config_.cleaner_dedupe_buffer_bytes);
     options.index_interval_bytes = p->log_config.index_interval_bytes;
+    // Aborted transactions' records go, and are never a key's latest value.
+    for (const AbortedTxn& a : txns.aborted()) {
+      options.aborted.push_back({a.producer_id, a.first_offset, a.last_offset});
+    }
+    std::sort(options.aborted.begin(), options.aborted.end(),
+              [](const log::AbortedRange& x, const log::AbortedRange& y) {
+                return std::pair{x.producer_id, x.first_offset} <
+                       std::pair{y.producer_id, y.first_offset};
+              });
     const uint64_t pass = ++cleaning_passes_;
     p->cleaning_pass = pass;
     p->cleaning_cancel = std::make_shared<std::atomic<bool>>(false);

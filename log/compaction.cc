@@ -76,6 +76,21 @@ LogResult<std::vector<std::byte>> rebuild(const kafka::RecordBatchView& batch,
   return std::move(*built);
 }
 
+// Whether `batch` holds records of an aborted transaction (`aborted` sorted by producer id,
+// then first offset; one producer's transactions do not overlap).
+bool in_aborted(const kafka::RecordBatchView& batch, const std::vector<AbortedRange>& aborted) {
+  if (aborted.empty() || !batch.is_transactional() || batch.is_control()) return false;
+  const std::pair<int64_t, int64_t> at{batch.producer_id(), batch.base_offset()};
+  auto it =
+      std::upper_bound(aborted.begin(), aborted.end(), at,
+                       [](const std::pair<int64_t, int64_t>& v, const AbortedRange& a) {
+                         return v < std::pair<int64_t, int64_t>{a.producer_id, a.first_offset};
+                       });
+  if (it == aborted.begin()) return false;
+  --it;
+  return it->producer_id == at.first && at.second <= it->last_offset;
+}
+
 // The latest offset known for a key, -1 if none.
 using LatestFn = std::function<int64_t(Bytes key)>;
 // Takes one whole batch of the output, in offset order.
@@ -83,7 +98,8 @@ using BatchSink = std::function<LogResult<void>(Bytes batch)>;
 
 // Which records of a batch survive: a keyed record goes when a later offset is known for its
 // key; a tombstone that is the latest goes when below `map_end` and its batch is older than
-// delete.retention.ms. Control batches and keyless records stay.
+// delete.retention.ms; every record of an aborted transaction goes. Control batches and
+// keyless records (outside aborted transactions) stay.
 class RecordFilter {
  public:
   RecordFilter(const LatestFn& latest, int64_t map_end, const CompactionOptions& options)
@@ -91,6 +107,9 @@ class RecordFilter {
 
   bool tombstones_expire(const kafka::RecordBatchView& batch) const {
     return batch.max_timestamp() < options_.now_ms - options_.delete_retention_ms;
+  }
+  bool aborted(const kafka::RecordBatchView& batch) const {
+    return in_aborted(batch, options_.aborted);
   }
   // keep, and whether a dropped record was a tombstone
   std::pair<bool, bool> keep(const kafka::Record& rec, int64_t offset, bool expire) const {
@@ -110,6 +129,7 @@ class RecordFilter {
 // Whether compacting `batch` would drop anything (no output, cheap: stops at the first).
 LogResult<bool> would_drop(const kafka::RecordBatchView& batch, const RecordFilter& filter,
                            std::vector<std::byte>& scratch) {
+  if (filter.aborted(batch)) return batch.record_count() > 0;
   const bool expire = filter.tombstones_expire(batch);
   auto all_kept = each_record(batch, scratch, [&](const kafka::Record& rec, int64_t offset) {
     return filter.keep(rec, offset, expire).first;
@@ -131,8 +151,10 @@ class BatchCompactor {
     if (!batch.is_control()) {
       kept_.clear();
       const bool expire = filter_.tombstones_expire(batch);
+      const bool aborted = filter_.aborted(batch);
       auto r = each_record(batch, scratch_, [&](const kafka::Record& rec, int64_t offset) {
-        const auto [keep, tombstone] = filter_.keep(rec, offset, expire);
+        const auto [keep, tombstone] =
+            aborted ? std::pair{false, false} : filter_.keep(rec, offset, expire);
         if (keep) {
           kept_.push_back(rec);
           ++stats_.records_kept;
@@ -391,13 +413,15 @@ void CompactionStats::add(const CompactionStats& o) {
 
 // The in-memory forms -------------------------------------------------------------------------
 
-LogResult<void> index_keys(Bytes batches, OffsetMap& latest) {
+LogResult<void> index_keys(Bytes batches, OffsetMap& latest,
+                           const std::vector<AbortedRange>& aborted) {
   kafka::BatchIterator it(batches);
   std::vector<std::byte> scratch;
   while (true) {
     auto v = it.next();
     if (!v) return unexpected(corrupt(v.error()));
     if (!*v) break;
+    if (in_aborted(**v, aborted)) continue;
     bool full = false;
     auto r = each_record(**v, scratch, [&](const kafka::Record& rec, int64_t offset) {
       full = rec.key && !latest.put(*rec.key, offset);
@@ -453,6 +477,10 @@ LogResult<int64_t> build_offset_map(const std::vector<ClosedSegment>& segments,
       if (!*v) break;
       const kafka::RecordBatchView& batch = **v;
       if (batch.last_offset() < dirty_from) continue;
+      if (in_aborted(batch, options.aborted)) {  // never a key's latest
+        map_end = std::max(map_end, batch.last_offset() + 1);
+        continue;
+      }
       int64_t full_at = -1;
       auto r = each_record(batch, scratch, [&](const kafka::Record& rec, int64_t offset) {
         if (offset < dirty_from || !rec.key) return true;

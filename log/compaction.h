@@ -4,7 +4,8 @@
 // records, or none: an empty batch still spans its offsets, since segments are read as
 // contiguous runs of batches). A batch whose records all survive is copied byte for byte.
 // Tombstones (null values) that are the latest for their key are removed once their batch
-// is older than delete.retention.ms. Control batches are kept whole.
+// is older than delete.retention.ms. Control batches are kept whole; the records of aborted
+// transactions go (CompactionOptions::aborted).
 //
 // A pass works as Kafka's log cleaner does, in memory bounded by the caller:
 //  1. An OffsetMap (key digest -> latest offset, fixed-size slots, at most `map_bytes`) is
@@ -81,12 +82,24 @@ class OffsetMap {
   std::unique_ptr<Digest> digest_;
 };
 
+// An aborted transaction of the log: its producer's transactional batches from first_offset to
+// last_offset (its abort marker).
+struct AbortedRange {
+  int64_t producer_id = 0;
+  int64_t first_offset = 0;
+  int64_t last_offset = 0;
+};
+
 struct CompactionOptions {
   int64_t now_ms = 0;
   int64_t delete_retention_ms = 24 * 3600 * 1000;  // delete.retention.ms
   uint64_t map_bytes = 32u << 20;                  // the OffsetMap's bound for a pass
   uint32_t index_interval_bytes = 4096;            // index.interval.bytes of the rewrites
   uint32_t io_buffer_bytes = 1u << 20;             // read and write buffers (grow for a batch)
+  // The log's aborted transactions, sorted by producer id, then first offset: their records
+  // go, and are never taken for a key's latest (as Kafka's cleaner does). Markers stay.
+  // The caller compacts only below the last stable offset, so no open transaction is in reach.
+  std::vector<AbortedRange> aborted;
 };
 
 struct CompactionStats {
@@ -104,8 +117,10 @@ struct CompactionStats {
 };
 
 // Records the offset of every keyed record of `batches` (concatenated, in offset order)
-// into `latest`, later ones winning (kInvalidArgument when the map fills up).
-LogResult<void> index_keys(Bytes batches, OffsetMap& latest);
+// into `latest`, later ones winning (kInvalidArgument when the map fills up); records of
+// `aborted` transactions (sorted as CompactionOptions::aborted) are left out.
+LogResult<void> index_keys(Bytes batches, OffsetMap& latest,
+                           const std::vector<AbortedRange>& aborted = {});
 
 // The compacted form of `batches` (concatenated, one segment's worth) given the latest
 // offset of every key in the whole log.

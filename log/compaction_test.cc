@@ -46,6 +46,7 @@ std::multimap<std::string, std::pair<int64_t, std::string>> records_of(Bytes byt
   kafka::BatchIterator it(bytes);
   std::vector<std::byte> scratch;
   for (auto v = it.next(); v && *v; v = it.next()) {
+    if ((*v)->is_control()) continue;
     auto rr = (*v)->records(scratch);
     EXPECT_TRUE(rr);
     for (auto r = rr->next(); r && *r; r = rr->next()) {
@@ -106,6 +107,52 @@ TEST(Compaction, KeepsLatestRecordPerKeyAndEveryBatchSpan) {
   ASSERT_TRUE(out2);
   EXPECT_EQ(*out2, *out);
   EXPECT_EQ(again.batches_rebuilt, 0u);
+}
+
+// Kafka's cleaner on transactions: the records of an aborted transaction go, and are never
+// taken for a key's latest, so the committed value before them survives; markers stay.
+TEST(Compaction, AbortedTransactionsRecordsGoAndNeverHideACommittedValue) {
+  std::vector<std::byte> log = keyed_batch(0, 0, 1, 1, 1000);  // k0=v0 at offset 0
+  kafka::RecordBatchBuilder txn({.base_offset = 1,
+                                 .producer_id = 7,
+                                 .producer_epoch = 0,
+                                 .base_sequence = 0,
+                                 .transactional = true});
+  txn.append(1000, as_bytes("k0"), as_bytes("aborted"));
+  txn.append(1000, as_bytes("k1"), as_bytes("aborted"));
+  auto txn_bytes = *txn.build();
+  log.insert(log.end(), txn_bytes.begin(), txn_bytes.end());
+  auto marker = kafka::end_txn_marker_batch(7, 0, {.commit = false, .coordinator_epoch = 0}, 1000);
+  store_be<int64_t>(marker.data() + kafka::batch_layout::kBaseOffset, 3);
+  log.insert(log.end(), marker.begin(), marker.end());
+  auto later = keyed_batch(4, 5, 1, 3, 1000);  // k2=v5 at offset 4
+  log.insert(log.end(), later.begin(), later.end());
+
+  CompactionOptions options;
+  options.now_ms = 2000;
+  options.aborted = {{7, 1, 3}};
+  OffsetMap latest(1 << 20);
+  ASSERT_TRUE(index_keys(log, latest, options.aborted));
+  EXPECT_EQ(latest.get(as_bytes("k0")), 0);   // not the aborted record at 1
+  EXPECT_EQ(latest.get(as_bytes("k1")), -1);  // only ever written by the aborted transaction
+  CompactionStats stats;
+  auto out = compact_batches(log, latest, options, stats);
+  ASSERT_TRUE(out) << out.error().message;
+  auto records = records_of(*out);
+  ASSERT_EQ(records.size(), 2u);
+  EXPECT_EQ(records.find("k0")->second, (std::pair<int64_t, std::string>{0, "v0"}));
+  EXPECT_EQ(records.find("k2")->second, (std::pair<int64_t, std::string>{4, "v5"}));
+  EXPECT_EQ(stats.records_removed, 2u);
+  // Every offset is still spanned, the marker included.
+  auto spans = spans_of(*out);
+  ASSERT_EQ(spans.size(), 4u);
+  EXPECT_EQ(spans[1], (std::pair<int64_t, int64_t>{1, 2}));
+  EXPECT_EQ(spans[2], (std::pair<int64_t, int64_t>{3, 3}));
+
+  // Without the aborted list the aborted record would be k0's latest and v0 would go.
+  OffsetMap blind(1 << 20);
+  ASSERT_TRUE(index_keys(log, blind));
+  EXPECT_EQ(blind.get(as_bytes("k0")), 1);
 }
 
 TEST(Compaction, TombstonesGoOnlyAfterDeleteRetention) {

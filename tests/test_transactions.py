@@ -202,6 +202,68 @@ class Transactions(harness.BrokerTestCase):
         with self.assertRaises(KafkaException):
             p.commit_transaction(30)
 
+    def test_compaction_drops_aborted_records_and_stops_at_an_open_transaction(self):
+        """A compacted topic, as Kafka's cleaner does it: an aborted transaction's records are
+        removed and never taken for a key's latest (the committed value before them stays),
+        and nothing past an open transaction's first record is compacted (it may yet be
+        aborted: its value for a key must not replace the committed one)."""
+        topic = "tx-compact"
+        harness.create_topic(self.bootstrap, topic, 1, {"cleanup.policy": "compact",
+                                                        "segment.bytes": "4096"})
+        plain = Producer({"bootstrap.servers": self.bootstrap, "linger.ms": 0})
+
+        def filler(n):
+            for i in range(n):
+                plain.produce(topic, key="f%d" % (i % 5), value="x" * 200)
+                plain.flush(30)
+
+        def values_of(key):
+            c = Consumer({"bootstrap.servers": self.bootstrap, "group.id": "unused",
+                          "enable.partition.eof": True, "isolation.level": "read_uncommitted"})
+            c.assign([TopicPartition(topic, 0, 0)])
+            out = []
+            try:
+                while True:
+                    m = c.poll(5)
+                    assert m is not None, "nothing from %s" % topic
+                    if m.error():
+                        break  # end of the partition
+                    if m.key() == key.encode():
+                        out.append(m.value().decode())
+            finally:
+                c.close()
+            return out
+
+        def compactions():
+            return self.broker.log().count("%s-0: compacted" % topic)
+
+        plain.produce(topic, key="k0", value="committed")
+        self.assertEqual(plain.flush(30), 0)
+        a = txn_producer(self.bootstrap, "compact-a")
+        a.begin_transaction()
+        a.produce(topic, key="k0", value="aborted")
+        self.assertEqual(a.flush(30), 0)
+        a.abort_transaction(30)
+        filler(60)
+        harness.wait_until(lambda: compactions() >= 1, timeout_s=60, what="a compaction pass")
+        harness.wait_until(lambda: values_of("k0") == ["committed"], timeout_s=30,
+                           what="the aborted record compacted away, the committed one kept")
+        # An open transaction writes k0: compaction stops before it, so that aborting it
+        # afterwards leaves k0's committed value.
+        b = txn_producer(self.bootstrap, "compact-b")
+        b.begin_transaction()
+        b.produce(topic, key="k0", value="open")
+        self.assertEqual(b.flush(30), 0)
+        filler(60)
+        time.sleep(4)  # compaction looks every second
+        b.abort_transaction(30)
+        filler(60)
+        before = compactions()
+        harness.wait_until(lambda: compactions() > before, timeout_s=60,
+                           what="a compaction pass after the abort")
+        harness.wait_until(lambda: values_of("k0") == ["committed"], timeout_s=30,
+                           what="k0's committed value alone")
+
     def test_the_coordinator_answers_kafka_errors(self):
         # INVALID_TRANSACTION_TIMEOUT past --transaction.max.timeout.ms.
         resp = call_until_coordinated(self.bootstrap, 22, 0, init_producer_id_v0("raw", 300000))
