@@ -456,6 +456,13 @@ void Node::step_candidate(const Message& m) {
       return;
     }
     case MessageType::kTimeoutNow:
+      // A pre-candidate has not left the leader's term: the leader's transfer to us still
+      // stands (dropping it left a handoff to a follower that had just pre-voted undone).
+      if (role_ == Role::kPreCandidate && *m.term == term_) {
+        become_follower(term_, m.from);
+        return step_follower(m);
+      }
+      return;
     case MessageType::kAppendResp:
     case MessageType::kHeartbeatResp:
     default:
@@ -532,7 +539,20 @@ void Node::handle_append(const Message& m) {
 }
 
 void Node::handle_heartbeat(const Message& m) {
-  // The leader sends min(our match, its commit), so this never passes our log.
+  // The leader sends min(our match, its commit), so this passes our log only when our log
+  // lost entries we had acknowledged (a damaged tail cut away). An idle leader sends no
+  // appends whose rejection would tell it: say so, as a rejection of that index with our
+  // end as the hint, so that it starts over from there (Progress::maybe_decrease).
+  if (*m.commit > log_.last_index()) {
+    Message r;
+    r.type = MessageType::kAppendResp;
+    r.to = m.from;
+    r.index = m.commit;
+    r.reject = true;
+    r.reject_hint = LogIndex{log_.last_index()};
+    r.log_term = Term{log_.term(log_.last_index()).value_or(0)};
+    send(std::move(r));
+  }
   log_.commit_to(std::min(*m.commit, log_.last_index()));
   on_commit_advanced();
   Message r;

@@ -518,6 +518,28 @@ TEST(RaftNode, TransferLeadershipCatchesUpTheTarget) {
   EXPECT_EQ(w->node(n1)->leader(), n3);
 }
 
+// A transfer's TimeoutNow reaching the target while it pre-votes (it had not heard the
+// leader for an election timeout) still makes it campaign: a pre-candidate is in the leader's
+// term. It was dropped, and the broker's handoffs to the preferred replica failed over and
+// over when they met its pre-vote rounds.
+TEST(RaftNode, TransferReachesATargetThatIsPreVoting) {
+  auto w = manual_world(3);
+  elect(*w, n1);
+  w->isolate(n3);
+  for (int i = 0; i < 100; ++i) w->tick(n3);
+  ASSERT_EQ(w->node(n3)->role(), Role::kPreCandidate);
+  const uint64_t term = *w->node(n1)->term();
+  ASSERT_EQ(*w->node(n3)->term(), term);
+  w->heal();
+  ASSERT_TRUE(w->node(n1)->transfer_leadership(n3).has_value());
+  w->process_ready(w->replica(n1));
+  w->stabilize();
+  EXPECT_EQ(w->node(n3)->role(), Role::kLeader);
+  EXPECT_EQ(*w->node(n3)->term(), term + 1);
+  EXPECT_EQ(w->node(n1)->leader(), n3);
+  EXPECT_TRUE(w->checker().ok()) << w->checker().failure();
+}
+
 TEST(RaftNode, TransferIsAbandonedAfterAnElectionTimeout) {
   auto w = manual_world(3);
   elect(*w, n1);
@@ -644,10 +666,10 @@ TEST(RaftNode, LaggingFollowerGetsSnapshotThenAppends) {
   EXPECT_TRUE(w->checker().ok()) << w->checker().failure();
 }
 
-// Fault suite bug 2 (`truncate-tail`): a follower's disk drops entries it had synced and
-// acknowledged. Under the same leader it was never caught up: the leader took every rejection
-// at or below what the follower had acknowledged as stale.
-TEST(RaftNode, FollowerThatLostAcknowledgedEntriesIsCaughtUpByTheSameLeader) {
+// A follower (n2) whose disk drops the last three entries it had synced and acknowledged:
+// the same leader must catch it up, with a new entry proposed after the loss or, `idle`,
+// without one (the commit had reached the followers; only heartbeats follow).
+void lost_acknowledged_tail_is_caught_up(bool idle) {
   // The checker would (rightly) report the lost acknowledged entries: Raft assumes disks
   // keep what they synced. This test is about liveness after such a loss.
   auto w = std::make_unique<World>(sim::WorldOptions{.seed = 7, .manual = true, .check = false});
@@ -655,6 +677,10 @@ TEST(RaftNode, FollowerThatLostAcknowledgedEntriesIsCaughtUpByTheSameLeader) {
   elect(*w, n1);
   for (int i = 0; i < 6; ++i) ASSERT_TRUE(w->propose(n1, Payload::copy_of("a")).has_value());
   w->stabilize();
+  for (int i = 0; idle && i < 3; ++i) {  // the commit reaches the followers
+    w->tick(n1);
+    w->stabilize();
+  }
   const uint64_t acked = *w->node(n2)->status().last_index;
   ASSERT_EQ(w->node(n1)->progress(n2)->match, acked);
   w->crash(n2);
@@ -662,7 +688,9 @@ TEST(RaftNode, FollowerThatLostAcknowledgedEntriesIsCaughtUpByTheSameLeader) {
   disk.resize(disk.size() - 3);  // the tail of its log, synced and acknowledged, is gone
   w->restart(n2);
   ASSERT_LT(*w->node(n2)->status().last_index, acked);
-  ASSERT_TRUE(w->propose(n1, Payload::copy_of("b")).has_value());
+  if (!idle) {
+    ASSERT_TRUE(w->propose(n1, Payload::copy_of("b")).has_value());
+  }
   for (int i = 0; i < 10; ++i) {
     w->tick(n1);
     w->stabilize();
@@ -672,6 +700,20 @@ TEST(RaftNode, FollowerThatLostAcknowledgedEntriesIsCaughtUpByTheSameLeader) {
   EXPECT_EQ(w->node(n2)->status().commit, w->node(n1)->status().commit);
   EXPECT_EQ(w->replica(n2).sm.hash, w->replica(n1).sm.hash);
   EXPECT_EQ(w->node(n1)->progress(n2)->lost_entries, 1u);
+}
+
+// Fault suite bug 2 (`truncate-tail`): under the same leader the follower was never caught
+// up: the leader took every rejection at or below what the follower had acknowledged as stale.
+TEST(RaftNode, FollowerThatLostAcknowledgedEntriesIsCaughtUpByTheSameLeader) {
+  lost_acknowledged_tail_is_caught_up(false);
+}
+
+// With no new entry (the partition idle) only heartbeats reached the follower, whose answers
+// said nothing of its log, so the leader never resent the lost tail (cluster.replication's
+// damaged-segment repair waited on a leadership handoff for that, and failed when those
+// failed). The heartbeat's commit, past the follower's log, now makes it reject.
+TEST(RaftNode, FollowerThatLostAcknowledgedEntriesIsCaughtUpByAnIdleLeader) {
+  lost_acknowledged_tail_is_caught_up(true);
 }
 
 TEST(RaftNode, LostSnapshotIsResent) {
