@@ -345,7 +345,10 @@ void Broker::send_txn_markers(kafka::WriteTxnMarkersRequest request,
     }
     return out;
   };
-  for (auto& [leader, r] : by_leader) {
+  for (auto& entry : by_leader) {
+    // Not a structured binding: clang 14 cannot capture one.
+    const int32_t leader = entry.first;
+    kafka::WriteTxnMarkersRequest& r = entry.second;
     if (leader == config_.node_id) {
       write_txn_markers(std::make_shared<kafka::WriteTxnMarkersRequest>(std::move(r)), true,
                         [finish_one, results_of](const kafka::WriteTxnMarkersResponse& resp) {
@@ -362,7 +365,7 @@ void Broker::send_txn_markers(kafka::WriteTxnMarkersRequest request,
                       frame.bytes.size() - 4);
     cluster_->call_peer(
         leader, kTxnMarkersMethod, std::move(bytes), kMarkersCallTimeout,
-        [finish_one, results_of, all_failed, r, leader = leader](Result<std::string> reply) {
+        [finish_one, results_of, all_failed, r, leader](Result<std::string> reply) {
           if (!reply) {
             spdlog::debug("transaction markers to broker {}: {}", leader, reply.error().message);
             return finish_one(all_failed(r, ErrorCode::kNotLeaderOrFollower));

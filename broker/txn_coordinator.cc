@@ -289,7 +289,7 @@ void TxnCoordinator::write(PartitionTxns& pt, const std::string& id, TxnMetadata
   SLUICE_ASSERT(built.has_value());  // uncompressed: cannot fail
   auto batch = std::make_shared<std::vector<std::byte>>(std::move(*built));
   const uint64_t inc = pt.incarnation;
-  auto finish = [this, &pt, id, inc, next, batch, done](ErrorCode e) {
+  auto finish = [&pt, id, inc, next, batch, done](ErrorCode e) {
     if (pt.incarnation != inc || !pt.loaded) {
       done(ErrorCode::kNotCoordinator);
       return;
