@@ -359,6 +359,20 @@ class Broker {
   // CLUSTER_ACTION); `done` once each partition has answered, on any thread.
   void write_txn_markers(std::shared_ptr<const kafka::WriteTxnMarkersRequest> body, bool may,
                          std::function<void(const kafka::WriteTxnMarkersResponse&)> done);
+  // What the coordinators of an internal topic (groups: __consumer_offsets; transactions:
+  // __transaction_state) ask of the broker for its partitions (broker_groups.cc): the owning
+  // shard, posting there, the serving leader's log, appends through Raft (recorded in the
+  // producers' table) and what follows an append.
+  struct InternalTopicOps {
+    std::function<uint32_t(int32_t partition)> shard_of;
+    std::function<void(uint32_t shard, std::function<void()>)> post;
+    std::function<log::PartitionLog*(int32_t partition)> log_of;
+    std::function<kafka::ErrorCode(int32_t partition, MutableBytes batch,
+                                   std::function<void(kafka::ErrorCode)> done)>
+        replicate;
+    std::function<void(int32_t partition)> after_append;
+  };
+  InternalTopicOps internal_topic_ops(const std::string& topic);
   // Transactions (broker/broker_txn.cc, txn_coordinator.h).
   Status start_transactions();
   bool ensure_txn_topic();  // true once __transaction_state exists; else asks for it once

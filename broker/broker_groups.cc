@@ -22,6 +22,39 @@ constexpr int64_t kOffsetsSegmentBytes = 104857600;
 
 }  // namespace
 
+Broker::InternalTopicOps Broker::internal_topic_ops(const std::string& topic) {
+  InternalTopicOps ops;
+  ops.shard_of = [this, topic](int32_t p) { return shard_of({topic, p}).shard.id(); };
+  ops.post = [this](uint32_t shard, std::function<void()> fn) {
+    shards_[shard]->shard.post(std::move(fn));
+  };
+  // Only the partition's serving leader coordinates (tick_raft moves it with leadership).
+  ops.log_of = [this, topic](int32_t p) -> log::PartitionLog* {
+    Partition* part = shard_of({topic, p}).find({topic, p});
+    return part && part->serving() ? part->log.get() : nullptr;
+  };
+  ops.replicate = [this, topic](int32_t p, MutableBytes batch,
+                                std::function<void(kafka::ErrorCode)> done) {
+    Partition* part = shard_of({topic, p}).find({topic, p});
+    if (!part || !part->replica) return kafka::ErrorCode::kCoordinatorNotAvailable;
+    if (!part->replica->serving()) return kafka::ErrorCode::kNotLeaderOrFollower;
+    const kafka::ErrorCode e =
+        part->replica->produce(batch, -1, [done](kafka::ErrorCode e, int64_t) { done(e); });
+    // TxnOffsetCommit's transactional batches open the producer's transaction here, as
+    // followers record it on append (the marker's checks and the LSO follow it).
+    if (e == kafka::ErrorCode::kNone) {
+      part->producers.record_batch(*kafka::RecordBatchView::parse(batch));
+    }
+    return e;
+  };
+  ops.after_append = [this, topic](int32_t p) {
+    ShardState& ss = shard_of({topic, p});
+    if (Partition* part = ss.find({topic, p})) notify_waiters(*part);
+    ss.ring->submit();
+  };
+  return ops;
+}
+
 Status Broker::start_groups() {
   const std::string topic = GroupCoordinator::kTopic;
   if (!registry_->find(topic)) {
@@ -75,34 +108,12 @@ Status Broker::start_groups() {
   options.limits.initial_rebalance_delay_ms = config_.group_initial_rebalance_delay_ms;
   CoordinatorHost host;
   host.shard_count = static_cast<uint32_t>(shards_.size());
-  host.shard_of = [this, topic](int32_t p) { return shard_of({topic, p}).shard.id(); };
-  host.post = [this](uint32_t shard, std::function<void()> fn) {
-    shards_[shard]->shard.post(std::move(fn));
-  };
-  // Only the partition's serving leader coordinates its groups (tick_raft moves them).
-  host.log_of = [this, topic](int32_t p) -> log::PartitionLog* {
-    Partition* part = shard_of({topic, p}).find({topic, p});
-    return part && part->serving() ? part->log.get() : nullptr;
-  };
-  host.replicate = [this, topic](int32_t p, MutableBytes batch,
-                                 std::function<void(kafka::ErrorCode)> done) {
-    Partition* part = shard_of({topic, p}).find({topic, p});
-    if (!part || !part->replica) return kafka::ErrorCode::kCoordinatorNotAvailable;
-    if (!part->replica->serving()) return kafka::ErrorCode::kNotLeaderOrFollower;
-    const kafka::ErrorCode e =
-        part->replica->produce(batch, -1, [done](kafka::ErrorCode e, int64_t) { done(e); });
-    // TxnOffsetCommit's transactional batches open the producer's transaction here, as
-    // followers record it on append (the marker's checks and the LSO follow it).
-    if (e == kafka::ErrorCode::kNone) {
-      part->producers.record_batch(*kafka::RecordBatchView::parse(batch));
-    }
-    return e;
-  };
-  host.after_append = [this, topic](int32_t p) {
-    ShardState& ss = shard_of({topic, p});
-    if (Partition* part = ss.find({topic, p})) notify_waiters(*part);
-    ss.ring->submit();
-  };
+  InternalTopicOps ops = internal_topic_ops(topic);
+  host.shard_of = std::move(ops.shard_of);
+  host.post = std::move(ops.post);
+  host.log_of = std::move(ops.log_of);
+  host.replicate = std::move(ops.replicate);
+  host.after_append = std::move(ops.after_append);
   host.partition_count = [this](const std::string& name) {
     const std::optional<TopicInfo> t = registry_->find(name);
     return t ? t->partitions : -1;

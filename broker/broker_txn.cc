@@ -40,10 +40,12 @@ Status Broker::start_transactions() {
   options.max_timeout_ms = config_.transaction_max_timeout_ms;
   TxnHost host;
   host.shard_count = static_cast<uint32_t>(shards_.size());
-  host.shard_of = [this, topic](int32_t p) { return shard_of({topic, p}).shard.id(); };
-  host.post = [this](uint32_t shard, std::function<void()> fn) {
-    shards_[shard]->shard.post(std::move(fn));
-  };
+  InternalTopicOps ops = internal_topic_ops(topic);  // as the group coordinator's
+  host.shard_of = std::move(ops.shard_of);
+  host.post = std::move(ops.post);
+  host.log_of = std::move(ops.log_of);
+  host.replicate = std::move(ops.replicate);
+  host.after_append = std::move(ops.after_append);
   host.post_after = [this](uint32_t shard, int64_t delay_ms, std::function<void()> fn) {
     auto timer = std::make_shared<boost::asio::steady_timer>(shards_[shard]->shard.context());
     timer->expires_after(std::chrono::milliseconds(delay_ms));
@@ -51,25 +53,9 @@ Status Broker::start_transactions() {
       if (!ec) fn();
     });
   };
-  host.log_of = [this, topic](int32_t p) -> log::PartitionLog* {
-    Partition* part = shard_of({topic, p}).find({topic, p});
-    return part && part->serving() ? part->log.get() : nullptr;
-  };
   host.coordinator_epoch = [this, topic](int32_t p) -> int32_t {
     Partition* part = shard_of({topic, p}).find({topic, p});
     return part && part->replica ? part->replica->leader_epoch() : 0;
-  };
-  host.replicate = [this, topic](int32_t p, MutableBytes batch,
-                                 std::function<void(ErrorCode)> done) {
-    Partition* part = shard_of({topic, p}).find({topic, p});
-    if (!part || !part->replica) return ErrorCode::kCoordinatorNotAvailable;
-    if (!part->replica->serving()) return ErrorCode::kNotLeaderOrFollower;
-    return part->replica->produce(batch, -1, [done](ErrorCode e, int64_t) { done(e); });
-  };
-  host.after_append = [this, topic](int32_t p) {
-    ShardState& ss = shard_of({topic, p});
-    if (Partition* part = ss.find({topic, p})) notify_waiters(*part);
-    ss.ring->submit();
   };
   host.next_producer_id = [this]() -> Result<int64_t, ErrorCode> {
     auto id = next_producer_id();
