@@ -385,6 +385,14 @@ class Broker {
   void handle_add_offsets_to_txn(std::shared_ptr<Request> req,
                                  const kafka::AddOffsetsToTxnRequest& body);
   void handle_end_txn(std::shared_ptr<Request> req, const kafka::EndTxnRequest& body);
+  // KIP-664's views: the transactions this broker coordinates, one id's state, and the
+  // producers a partition's leader knows.
+  void handle_list_transactions(std::shared_ptr<Request> req,
+                                const kafka::ListTransactionsRequest& body);
+  void handle_describe_transactions(std::shared_ptr<Request> req,
+                                    const kafka::DescribeTransactionsRequest& body);
+  void handle_describe_producers(std::shared_ptr<Request> req,
+                                 const kafka::DescribeProducersRequest& body);
   void send_txn_markers(kafka::WriteTxnMarkersRequest request,
                         std::function<void(std::vector<TxnMarkerResult>)> done);
   // Serves kTxnMarkersMethod: a WriteTxnMarkers request frame from a peer's coordinator.

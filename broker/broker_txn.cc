@@ -6,6 +6,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <atomic>
 
 #include "broker/broker.h"
 #include "broker/kafka_errors.h"
@@ -38,6 +39,7 @@ Status Broker::start_transactions() {
   const TopicInfo* info = snap->find(topic);
   options.partitions = info ? info->partitions : config_.transaction_state_partitions;
   options.max_timeout_ms = config_.transaction_max_timeout_ms;
+  options.id_expiration_ms = config_.transactional_id_expiration_ms;
   TxnHost host;
   host.shard_count = static_cast<uint32_t>(shards_.size());
   InternalTopicOps ops = internal_topic_ops(topic);  // as the group coordinator's
@@ -251,6 +253,101 @@ void Broker::handle_end_txn(std::shared_ptr<Request> req, const kafka::EndTxnReq
   }
   txns_->end_txn(body.transactional_id, body.producer_id, body.producer_epoch, body.committed,
                  answer);
+}
+
+// KIP-664 -------------------------------------------------------------------------------------
+
+// ListTransactions goes to every broker (each answers for the ids it coordinates); ids the
+// principal may not DESCRIBE are left out, as Kafka does.
+void Broker::handle_list_transactions(std::shared_ptr<Request> req,
+                                      const kafka::ListTransactionsRequest& body) {
+  auto resp = std::make_shared<kafka::ListTransactionsResponse>();
+  TxnCoordinator::ListFilter filter;
+  for (const auto& name : body.state_filters) {
+    if (auto s = txn_status_from_name(name)) {
+      filter.states.insert(*s);
+    } else {
+      resp->unknown_state_filters.push_back(name);
+    }
+  }
+  // Only unknown names asked for: nothing can match (Kafka answers an empty list).
+  if (!body.state_filters.empty() && filter.states.empty()) return respond(*req, *resp);
+  filter.producer_ids.insert(body.producer_id_filters.begin(), body.producer_id_filters.end());
+  filter.min_duration_ms = body.duration_filter;
+  if (!txns_ready_.load(std::memory_order_acquire)) {
+    resp->error_code = code(ErrorCode::kCoordinatorNotAvailable);
+    return respond(*req, *resp);
+  }
+  txns_->list(std::move(filter),
+              [this, req, resp](ErrorCode e, std::vector<TxnCoordinator::View> found) {
+                resp->error_code = code(e);
+                for (const auto& v : found) {
+                  if (!allowed(*req, Operation::kDescribe, ResourceType::kTransactionalId, v.id)) {
+                    continue;
+                  }
+                  resp->transaction_states.push_back(
+                      {v.id, v.meta.producer_id, txn_status_name(v.meta.status)});
+                }
+                respond(*req, *resp);
+              });
+}
+
+// DescribeTransactions goes to each id's coordinator (FindCoordinator key type 1).
+void Broker::handle_describe_transactions(std::shared_ptr<Request> req,
+                                          const kafka::DescribeTransactionsRequest& body) {
+  auto resp = std::make_shared<kafka::DescribeTransactionsResponse>();
+  resp->transaction_states.resize(body.transactional_ids.size());
+  struct Countdown {
+    Countdown(size_t n, std::shared_ptr<Request> r,
+              std::shared_ptr<kafka::DescribeTransactionsResponse> out)
+        : left(n), req(std::move(r)), resp(std::move(out)) {}
+    std::atomic<size_t> left;
+    std::shared_ptr<Request> req;
+    std::shared_ptr<kafka::DescribeTransactionsResponse> resp;
+    void done() {
+      if (left.fetch_sub(1) == 1) respond(*req, *resp);
+    }
+  };
+  auto countdown = std::make_shared<Countdown>(body.transactional_ids.size() + 1, req, resp);
+  for (size_t i = 0; i < body.transactional_ids.size(); ++i) {
+    const std::string& id = body.transactional_ids[i];
+    auto* slot = &resp->transaction_states[i];  // written by this id's task only
+    slot->transactional_id = id;
+    slot->transaction_start_time_ms = -1;
+    slot->producer_id = -1;
+    slot->producer_epoch = -1;
+    if (!allowed(*req, Operation::kDescribe, ResourceType::kTransactionalId, id)) {
+      slot->error_code = code(ErrorCode::kTransactionalIdAuthorizationFailed);
+      countdown->done();
+      continue;
+    }
+    if (!txns_ready_.load(std::memory_order_acquire)) {
+      slot->error_code = code(ErrorCode::kCoordinatorNotAvailable);
+      countdown->done();
+      continue;
+    }
+    txns_->describe(id, [this, req, slot, countdown](ErrorCode e, const TxnCoordinator::View& v) {
+      slot->error_code = code(e);
+      if (e == ErrorCode::kNone) {
+        const TxnMetadata& m = v.meta;
+        slot->transaction_state = txn_status_name(m.status);
+        slot->transaction_timeout_ms = m.timeout_ms;
+        slot->transaction_start_time_ms = m.start_ms;
+        slot->producer_id = m.producer_id;
+        slot->producer_epoch = m.producer_epoch;
+        for (const auto& [topic, partition] : m.partitions) {
+          // Kafka shows only the topics the principal may DESCRIBE.
+          if (!allowed(*req, Operation::kDescribe, ResourceType::kTopic, topic)) continue;
+          if (slot->topics.empty() || slot->topics.back().topic != topic) {
+            slot->topics.emplace_back().topic = topic;
+          }
+          slot->topics.back().partitions.push_back(partition);
+        }
+      }
+      countdown->done();
+    });
+  }
+  countdown->done();
 }
 
 // Markers -------------------------------------------------------------------------------------

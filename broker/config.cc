@@ -447,6 +447,11 @@ Result<BrokerConfig> parse_config(int argc, const char* const* argv) {
                  "The longest transaction timeout a producer may ask for")
       ->capture_default_str()
       ->check(CLI::Range(1, 2147483647));
+  app.add_option("--transactional.id.expiration.ms", c.transactional_id_expiration_ms,
+                 "A transactional id with no transaction open and unused this long is "
+                 "forgotten (its producer id with it)")
+      ->capture_default_str()
+      ->check(CLI::Range(int64_t{1}, INT64_MAX));
   std::string rpc_listen, rpc_advertised;
   app.add_option("--controller.voters,--controller.quorum.voters", c.controller_voters,
                  "Controller quorum: ID@HOST:PORT,... of inter-broker listeners (none: this "

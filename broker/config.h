@@ -110,6 +110,7 @@ struct BrokerConfig {
   int32_t transaction_state_partitions = 8;       // of __transaction_state (created on first use)
   int32_t transaction_state_replication_factor = -1;  // -1: min(3, controller voters)
   int32_t transaction_max_timeout_ms = 900000;        // Kafka's transaction.max.timeout.ms
+  int64_t transactional_id_expiration_ms = 604800000;  // Kafka's, 7 days
 
   // Storage integrity and operability (broker/data_dir.h, log/README.md).
   bool rebuild_metadata = false;  // rebuild metadata.bin from the partition directories

@@ -729,6 +729,47 @@ void Broker::handle_offset_for_leader_epoch(std::shared_ptr<Request> req,
       });
 }
 
+// DescribeProducers (KIP-664): the producers a partition's leader keeps state for, with the
+// first offset of each one's open transaction (what `kafka-transactions.sh describe-producers`
+// and find-hanging read). READ on the topic, as Kafka.
+void Broker::handle_describe_producers(std::shared_ptr<Request> req,
+                                       const kafka::DescribeProducersRequest& body) {
+  struct Entry {
+    int32_t partition_index = 0;
+  };
+  struct Topic {
+    std::string name;
+    std::vector<Entry> partitions;
+  };
+  std::vector<Topic> topics;
+  for (const auto& t : body.topics) {
+    auto& out = topics.emplace_back();
+    out.name = t.name;
+    for (int32_t p : t.partition_indexes) out.partitions.push_back({p});
+  }
+  per_partition<kafka::DescribeProducersResponse>(
+      req, topics, Operation::kRead,
+      [this](ShardState& ss, const TopicPartition& tp, const Entry&, auto& slot) {
+        Partition* p = ss.find(tp);
+        if (!p) {
+          slot.error_code = code(missing_partition_error(tp));
+        } else if (ErrorCode e = leader_check(*p, -1); e != ErrorCode::kNone) {
+          slot.error_code = code(e);
+        } else {
+          const TxnTable& txns = p->producers.txns();
+          for (const auto& [pid, entry] : p->producers.producers()) {
+            auto& out = slot.active_producers.emplace_back();
+            out.producer_id = pid;
+            out.producer_epoch = entry.epoch;
+            out.last_sequence = entry.last_sequence;
+            out.last_timestamp = entry.last_timestamp;
+            out.coordinator_epoch = txns.coordinator_epoch(pid);
+            out.current_txn_start_offset = txns.open_first_offset(pid);
+          }
+        }
+      });
+}
+
 // WriteTxnMarkers, from a transaction coordinator: each named partition's leader appends a
 // marker (a control batch) ending the producer's transaction there, committed or aborted,
 // and answers once it is committed (acks=all), as Kafka's ReplicaManager does for markers.

@@ -93,6 +93,7 @@ void ProducerStateTable::record_batch(const kafka::RecordBatchView& batch) {
   if (batch.base_sequence() >= 0) {
     record(pid, batch.producer_epoch(), batch.base_sequence(), batch.last_offset_delta() + 1,
            batch.base_offset());
+    producers_[pid].last_timestamp = batch.max_timestamp();
   }
   if (batch.is_transactional()) txns_.on_data(pid, batch.base_offset());
 }

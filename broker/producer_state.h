@@ -36,6 +36,7 @@ struct ProducerBatch {
 struct ProducerEntry {
   int16_t epoch = 0;           // the last batch's
   int32_t last_sequence = -1;  // the last batch's
+  int64_t last_timestamp = -1;  // the last batch's max timestamp (DescribeProducers)
   // Oldest first, in offset order. Retries are matched against the last
   // kProducerBatchesRetained of the run of `epoch` at the back (a new epoch starts afresh, as
   // in Kafka); the ones before them are kept only while a cut above the floor could make them
@@ -78,6 +79,8 @@ class ProducerStateTable {
   // An aborted transaction saved by an earlier run (txn_file.h), before the log is replayed.
   void restore_aborted(const AbortedTxn& txn) { txns_.restore_aborted(txn); }
   size_t size() const { return producers_.size(); }
+  // Every producer the partition knows, by id (DescribeProducers).
+  const std::map<int64_t, ProducerEntry>& producers() const { return producers_; }
   const ProducerEntry* find(int64_t producer_id) const;
 
   // The log is never cut below `offset` (the high watermark, raised as it moves): batches no

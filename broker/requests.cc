@@ -47,6 +47,9 @@ constexpr Served kServed[] = {
     served<kafka::AddOffsetsToTxnRequest>(),
     served<kafka::EndTxnRequest>(),
     served<kafka::TxnOffsetCommitRequest>(),
+    served<kafka::ListTransactionsRequest>(),
+    served<kafka::DescribeTransactionsRequest>(),
+    served<kafka::DescribeProducersRequest>(),
     served<kafka::OffsetForLeaderEpochRequest>(),
     served<kafka::DescribeConfigsRequest>(),
     served<kafka::AlterConfigsRequest>(),
@@ -212,6 +215,12 @@ void Broker::dispatch(std::shared_ptr<Request> req, kafka::RequestBody body) {
           handle_add_offsets_to_txn(req, b);
         } else if constexpr (std::is_same_v<T, kafka::EndTxnRequest>) {
           handle_end_txn(req, b);
+        } else if constexpr (std::is_same_v<T, kafka::ListTransactionsRequest>) {
+          handle_list_transactions(req, b);
+        } else if constexpr (std::is_same_v<T, kafka::DescribeTransactionsRequest>) {
+          handle_describe_transactions(req, b);
+        } else if constexpr (std::is_same_v<T, kafka::DescribeProducersRequest>) {
+          handle_describe_producers(req, b);
         } else if constexpr (std::is_same_v<T, kafka::FindCoordinatorRequest>) {
           if (b.key_type == 1) {
             handle_find_txn_coordinator(req, b);

@@ -2,8 +2,11 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <future>
+#include <mutex>
 
 #include "broker/group_records.h"
 #include "log/batch_scan.h"
@@ -54,6 +57,14 @@ const char* txn_status_name(TxnStatus s) {
       return "PrepareEpochFence";
   }
   return "Unknown";
+}
+
+std::optional<TxnStatus> txn_status_from_name(std::string_view name) {
+  for (int8_t i = 0; i <= static_cast<int8_t>(TxnStatus::kPrepareEpochFence); ++i) {
+    const auto s = static_cast<TxnStatus>(i);
+    if (name == txn_status_name(s)) return s;
+  }
+  return std::nullopt;
 }
 
 // Records --------------------------------------------------------------------------------------
@@ -240,15 +251,65 @@ void TxnCoordinator::stop() {
   for (auto& f : done) f.wait();
 }
 
-std::vector<TxnCoordinator::View> TxnCoordinator::views(uint32_t shard) const {
-  std::vector<View> out;
-  if (shard >= shard_partitions_.size()) return out;
-  for (int32_t p : shard_partitions_[shard]) {
-    const PartitionTxns& pt = *partitions_[static_cast<size_t>(p)];
-    if (!pt.loaded) continue;
-    for (const auto& [id, txn] : pt.txns) out.push_back(View{id, txn.meta});
+void TxnCoordinator::list(ListFilter filter,
+                          std::function<void(ErrorCode, std::vector<View>)> done) {
+  struct Gather {
+    std::mutex mutex;
+    ErrorCode error = ErrorCode::kNone;
+    std::vector<View> found;
+    std::atomic<uint32_t> left{0};
+    std::function<void(ErrorCode, std::vector<View>)> done;
+  };
+  auto gather = std::make_shared<Gather>();
+  gather->left = host_.shard_count;
+  gather->done = std::move(done);
+  auto shared_filter = std::make_shared<const ListFilter>(std::move(filter));
+  for (uint32_t s = 0; s < host_.shard_count; ++s) {
+    host_.post(s, [this, s, gather, shared_filter] {
+      const ListFilter& f = *shared_filter;
+      const int64_t now = wall_ms();
+      std::vector<View> mine;
+      ErrorCode error = ErrorCode::kNone;
+      for (int32_t p : shard_partitions_[s]) {
+        const PartitionTxns& pt = *partitions_[static_cast<size_t>(p)];
+        if (!pt.loaded) {
+          if (not_loaded(pt) == ErrorCode::kCoordinatorLoadInProgress) {
+            error = ErrorCode::kCoordinatorLoadInProgress;
+          }
+          continue;
+        }
+        for (const auto& [id, txn] : pt.txns) {
+          const TxnMetadata& m = txn.meta;
+          if (!f.states.empty() && !f.states.count(m.status)) continue;
+          if (!f.producer_ids.empty() && !f.producer_ids.count(m.producer_id)) continue;
+          // As Kafka: an id with no transaction started (start -1) passes any duration.
+          if (f.min_duration_ms >= 0 && now - m.start_ms < f.min_duration_ms) continue;
+          mine.push_back(View{id, m});
+        }
+      }
+      std::lock_guard lock(gather->mutex);
+      if (error != ErrorCode::kNone) gather->error = error;
+      for (auto& v : mine) gather->found.push_back(std::move(v));
+      if (gather->left.fetch_sub(1) == 1) {
+        std::sort(gather->found.begin(), gather->found.end(),
+                  [](const View& a, const View& b) { return a.id < b.id; });
+        gather->done(gather->error, std::move(gather->found));
+      }
+    });
   }
-  return out;
+}
+
+void TxnCoordinator::describe(const std::string& id, std::function<void(ErrorCode, View)> done) {
+  on_shard(id, [this, id, done = std::move(done)](PartitionTxns& pt) {
+    View v{id, {}};
+    if (!pt.loaded) return done(not_loaded(pt), std::move(v));
+    auto it = pt.txns.find(id);
+    if (it == pt.txns.end() || it->second.meta.producer_id < 0) {
+      return done(ErrorCode::kTransactionalIdNotFound, std::move(v));
+    }
+    v.meta = it->second.meta;
+    done(ErrorCode::kNone, std::move(v));
+  });
 }
 
 void TxnCoordinator::tick(uint32_t shard) {
@@ -258,10 +319,16 @@ void TxnCoordinator::tick(uint32_t shard) {
     PartitionTxns& pt = *partitions_[p];
     if (!pt.loaded) continue;
     std::vector<std::string> expired;
+    std::vector<std::string> forgotten;
     for (const auto& [id, txn] : pt.txns) {
-      if (txn.meta.status == TxnStatus::kOngoing && !txn.writing &&
-          now > txn.meta.start_ms + txn.meta.timeout_ms) {
+      if (txn.writing) continue;
+      const TxnStatus s = txn.meta.status;
+      if (s == TxnStatus::kOngoing && now > txn.meta.start_ms + txn.meta.timeout_ms) {
         expired.push_back(id);
+      } else if ((s == TxnStatus::kEmpty || s == TxnStatus::kCompleteCommit ||
+                  s == TxnStatus::kCompleteAbort) &&
+                 txn.meta.update_ms >= 0 && now - txn.meta.update_ms > options_.id_expiration_ms) {
+        forgotten.push_back(id);
       }
     }
     for (const auto& id : expired) {
@@ -271,20 +338,30 @@ void TxnCoordinator::tick(uint32_t shard) {
           id, pt.txns[id].meta.timeout_ms);
       abort_fenced(pt, id);
     }
+    for (const auto& id : forgotten) {
+      // Kafka's transactional.id.expiration.ms: the producer id goes with it; a producer
+      // coming back with this id later starts afresh (InitProducerId gives a new id).
+      spdlog::info(
+          "transactional id '{}': unused for more than {} ms (transactional.id.expiration.ms): "
+          "forgotten",
+          id, options_.id_expiration_ms);
+      write(pt, id, std::nullopt, [](ErrorCode) {});  // a failure: the next tick tries again
+    }
   }
 }
 
 // State changes ---------------------------------------------------------------------------------
 
-void TxnCoordinator::write(PartitionTxns& pt, const std::string& id, TxnMetadata next,
-                           std::function<void(ErrorCode)> done) {
+void TxnCoordinator::write(PartitionTxns& pt, const std::string& id,
+                           std::optional<TxnMetadata> next, std::function<void(ErrorCode)> done) {
   Txn& txn = pt.txns[id];
   txn.writing = true;
-  next.update_ms = wall_ms();
+  const int64_t now = wall_ms();
+  if (next) next->update_ms = now;
   kafka::RecordBatchBuilder builder({});
   const std::vector<std::byte> key = encode_txn_key(id);
-  const std::vector<std::byte> value = encode_txn_value(next);
-  builder.append(next.update_ms, Bytes(key), Bytes(value));
+  const std::vector<std::byte> value = next ? encode_txn_value(*next) : std::vector<std::byte>{};
+  builder.append(now, Bytes(key), next ? std::optional<Bytes>(Bytes(value)) : std::nullopt);
   auto built = builder.build();
   SLUICE_ASSERT(built.has_value());  // uncompressed: cannot fail
   auto batch = std::make_shared<std::vector<std::byte>>(std::move(*built));
@@ -301,14 +378,18 @@ void TxnCoordinator::write(PartitionTxns& pt, const std::string& id, TxnMetadata
     }
     it->second.writing = false;
     if (e != ErrorCode::kNone) {
-      spdlog::warn("transactional id '{}': writing its state {} failed: {}", id,
-                   txn_status_name(next.status), kafka::error_name(e));
+      spdlog::warn("transactional id '{}': writing its {} failed: {}", id,
+                   next ? txn_status_name(next->status) : "tombstone", kafka::error_name(e));
       if (it->second.meta.producer_id < 0) pt.txns.erase(it);  // a new id never written
       done(e == ErrorCode::kNotLeaderOrFollower ? ErrorCode::kNotCoordinator
                                                 : ErrorCode::kCoordinatorNotAvailable);
       return;
     }
-    it->second.meta = next;
+    if (next) {
+      it->second.meta = *next;
+    } else {
+      pt.txns.erase(it);
+    }
     done(ErrorCode::kNone);
   };
   const ErrorCode e = host_.replicate(pt.partition, MutableBytes(*batch), finish);

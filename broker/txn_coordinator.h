@@ -27,6 +27,7 @@
 #include <optional>
 #include <set>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -50,6 +51,8 @@ enum class TxnStatus : int8_t {
   kPrepareEpochFence = 7,
 };
 const char* txn_status_name(TxnStatus s);
+// The state a name (as txn_status_name gives it) stands for, or nullopt.
+std::optional<TxnStatus> txn_status_from_name(std::string_view name);
 
 using TxnPartition = std::pair<std::string, int32_t>;
 
@@ -106,6 +109,9 @@ struct TxnOptions {
   int32_t partitions = 50;          // of __transaction_state
   int32_t max_timeout_ms = 900000;  // transaction.max.timeout.ms
   int64_t marker_retry_ms = 200;
+  // transactional.id.expiration.ms: an id with no transaction open (Empty, CompleteCommit,
+  // CompleteAbort) and not updated for this long is forgotten (a tombstone in the log).
+  int64_t id_expiration_ms = 604800000;
 };
 
 class TxnCoordinator {
@@ -139,12 +145,23 @@ class TxnCoordinator {
   void end_txn(const std::string& id, int64_t producer_id, int16_t producer_epoch, bool commit,
                std::function<void(kafka::ErrorCode)> done);
 
-  // A transactional id as the admin API shows it.
+  // A transactional id as ListTransactions and DescribeTransactions (KIP-664) show it.
   struct View {
     std::string id;
     TxnMetadata meta;
   };
-  std::vector<View> views(uint32_t shard) const;  // from its thread
+  struct ListFilter {
+    std::set<TxnStatus> states;      // empty: any
+    std::set<int64_t> producer_ids;  // empty: any
+    int64_t min_duration_ms = -1;    // running at least this long (Kafka's DurationFilter)
+  };
+  // ListTransactions: the ids this broker coordinates that pass `filter`; the error is
+  // COORDINATOR_LOAD_IN_PROGRESS while a partition it leads is still loading. `done` runs once,
+  // on some shard.
+  void list(ListFilter filter, std::function<void(kafka::ErrorCode, std::vector<View>)> done);
+  // DescribeTransactions: the id's state, or NOT_COORDINATOR, COORDINATOR_LOAD_IN_PROGRESS,
+  // TRANSACTIONAL_ID_NOT_FOUND. `done` on the id's shard.
+  void describe(const std::string& id, std::function<void(kafka::ErrorCode, View)> done);
 
  private:
   struct Txn {
@@ -162,8 +179,8 @@ class TxnCoordinator {
   void on_shard(const std::string& id, std::function<void(PartitionTxns&)> fn);
   kafka::ErrorCode not_loaded(const PartitionTxns& pt) const;
   // (shard) Writes `next` as the id's state; `done(error)` after it is committed, the state
-  // in memory changed (on success).
-  void write(PartitionTxns& pt, const std::string& id, TxnMetadata next,
+  // in memory changed (on success). nullopt writes the id's tombstone: it is forgotten.
+  void write(PartitionTxns& pt, const std::string& id, std::optional<TxnMetadata> next,
              std::function<void(kafka::ErrorCode)> done);
   // (shard) Aborts the id's ongoing transaction with the epoch bumped (timeout, a new
   // InitProducerId while one is open).

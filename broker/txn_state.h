@@ -71,6 +71,16 @@ class TxnTable {
   int64_t last_stable_offset(int64_t high_watermark) const;
   bool open(int64_t producer_id) const { return open_.count(producer_id) != 0; }
   size_t open_count() const { return open_.size(); }
+  // The first offset of the producer's open transaction, or -1 (DescribeProducers).
+  int64_t open_first_offset(int64_t producer_id) const {
+    auto it = open_.find(producer_id);
+    return it == open_.end() ? -1 : it->second;
+  }
+  // The coordinator epoch of the producer's last marker here, or -1.
+  int32_t coordinator_epoch(int64_t producer_id) const {
+    auto it = coordinator_epoch_.find(producer_id);
+    return it == coordinator_epoch_.end() ? -1 : it->second;
+  }
 
   // The aborted transactions a read_committed Fetch of [fetch_offset, upper_bound) must list,
   // in marker order.

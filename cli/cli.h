@@ -58,6 +58,8 @@ void register_group(CLI::App& app, Context& ctx);
 void register_cluster(CLI::App& app, Context& ctx);
 // `sluice acl create | list | delete` (cli/acl.cc).
 void register_acl(CLI::App& app, Context& ctx);
+// `sluice transaction list | describe | producers` (cli/transaction.cc).
+void register_transaction(CLI::App& app, Context& ctx);
 // `sluice user create | list | delete` (cli/user.cc).
 void register_user(CLI::App& app, Context& ctx);
 // `sluice cluster health` (cli/health.cc), under the `cluster` subcommand.

@@ -218,6 +218,7 @@ int main(int argc, char** argv) {
   register_produce(app, ctx);
   register_consume(app, ctx);
   register_group(app, ctx);
+  register_transaction(app, ctx);
   register_cluster(app, ctx);
   register_moves(app, ctx);
   register_acl(app, ctx);

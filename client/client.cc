@@ -771,7 +771,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   std::function<void(int32_t)> on_closed_;
   State state_ = State::kIdle;
   Clock::time_point connect_deadline_;
-  std::array<int16_t, 64> versions_{};
+  std::array<int16_t, 128> versions_{};  // by api key (Kafka's reach the 80s)
   int32_t next_correlation_id_ = 1;
   std::deque<Outgoing> waiting_;
   std::deque<Inflight> inflight_;

@@ -176,6 +176,9 @@ TEST(CodecApiTable, CoversTheAdvertisedRanges) {
       {ApiKey::kAddOffsetsToTxn, 0, 3, 3},
       {ApiKey::kEndTxn, 0, 3, 3},
       {ApiKey::kTxnOffsetCommit, 0, 3, 3},
+      {ApiKey::kDescribeProducers, 0, 0, 0},
+      {ApiKey::kDescribeTransactions, 0, 0, 0},
+      {ApiKey::kListTransactions, 0, 1, 0},
   };
   EXPECT_EQ(std::size(wants), kSupportedApis.size());
   for (const Want& want : wants) {

@@ -170,6 +170,8 @@ std::string_view error_name(ErrorCode code) {
       return "UNACCEPTABLE_CREDENTIAL";
     case ErrorCode::kUnknownTopicId:
       return "UNKNOWN_TOPIC_ID";
+    case ErrorCode::kTransactionalIdNotFound:
+      return "TRANSACTIONAL_ID_NOT_FOUND";
   }
   return "UNKNOWN_CODE";
 }

@@ -91,6 +91,7 @@ enum class ErrorCode : int16_t {
   kDuplicateResource = 92,
   kUnacceptableCredential = 93,
   kUnknownTopicId = 100,
+  kTransactionalIdNotFound = 105,
 };
 
 // The name Kafka uses for the code ("UNKNOWN_TOPIC_OR_PARTITION"), or "UNKNOWN_CODE".

@@ -2,15 +2,23 @@
 (librdkafka) transactional producers and read_committed consumers against a real sluiced:
 commit and abort, offsets committed inside a transaction (consume-transform-produce), a new
 producer fencing the old one, a transaction aborted past its timeout, the state kept across a
-restart, and the coordinator's errors to raw requests."""
+restart, the coordinator's errors to raw requests, KIP-664's views (ListTransactions,
+DescribeTransactions, DescribeProducers, `sluice transaction`) and transactional ids expiring."""
 
+import json
+import os
 import struct
+import subprocess
+import sys
 import time
 
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 import harness
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "cluster"))
+import admin_wire as wire  # noqa: E402
 
 
 def create_topics(bootstrap, names, partitions):
@@ -64,6 +72,54 @@ def call_until_coordinated(bootstrap, api_key, version, body, timeout_s=30):
         if error not in (14, 15, 16, 51) or time.monotonic() > deadline:
             return resp
         time.sleep(0.2)
+
+
+def sluice(*args, check=True):
+    """The `sluice` CLI of the build under test (<build>/cli/sluice beside <build>/broker)."""
+    cli = os.path.join(os.path.dirname(os.path.dirname(harness.SLUICED)), "cli", "sluice")
+    r = subprocess.run([cli] + list(args), capture_output=True, text=True, timeout=120)
+    if check:
+        assert r.returncode == 0, (args, r.returncode, r.stdout, r.stderr)
+    return r
+
+
+LIST_TXN_REQ = [("StateFilters", "[string]"), ("ProducerIdFilters", "[int64]")]
+LIST_TXN_RESP = [("ThrottleTimeMs", "int32"), ("ErrorCode", "int16"),
+                 ("UnknownStateFilters", "[string]"),
+                 ("TransactionStates", ("[]", [("TransactionalId", "string"),
+                                               ("ProducerId", "int64"),
+                                               ("TransactionState", "string")]))]
+DESCRIBE_TXN_REQ = [("TransactionalIds", "[string]")]
+DESCRIBE_TXN_RESP = [("ThrottleTimeMs", "int32"),
+                     ("TransactionStates", ("[]", [
+                         ("ErrorCode", "int16"), ("TransactionalId", "string"),
+                         ("TransactionState", "string"), ("TransactionTimeoutMs", "int32"),
+                         ("TransactionStartTimeMs", "int64"), ("ProducerId", "int64"),
+                         ("ProducerEpoch", "int32"),
+                         ("Topics", ("[]", [("Topic", "string"), ("Partitions", "[int32]")]))]))]
+
+
+def list_transactions_raw(bootstrap, states):
+    """ListTransactions v0 in Kafka's encoding (tests/cluster/admin_wire.py, independent of the
+    broker's codec): (error, unknown state filters, [(id, pid, state)])."""
+    r = wire.call(bootstrap, 66, 0, True, LIST_TXN_REQ,
+                  {"StateFilters": states, "ProducerIdFilters": []}, LIST_TXN_RESP)
+    return (r["ErrorCode"], r["UnknownStateFilters"],
+            [(t["TransactionalId"], t["ProducerId"], t["TransactionState"])
+             for t in r["TransactionStates"]])
+
+
+def describe_transaction_raw(bootstrap, txn_id):
+    """DescribeTransactions v0 for one id: (error, state, pid, epoch, timeout, start time,
+    {topic: [partitions]})."""
+    r = wire.call(bootstrap, 65, 0, True, DESCRIBE_TXN_REQ, {"TransactionalIds": [txn_id]},
+                  DESCRIBE_TXN_RESP)
+    assert len(r["TransactionStates"]) == 1, r
+    t = r["TransactionStates"][0]
+    assert t["TransactionalId"] == txn_id, t
+    return (t["ErrorCode"], t["TransactionState"], t["ProducerId"], t["ProducerEpoch"],
+            t["TransactionTimeoutMs"], t["TransactionStartTimeMs"],
+            {x["Topic"]: x["Partitions"] for x in t["Topics"]})
 
 
 def txn_partition(txn_id, partitions):
@@ -301,6 +357,114 @@ class Transactions(harness.BrokerTestCase):
         resp = harness.call_api(self.bootstrap, 26, 0, end_txn_v0("raw", pid, epoch2, False))
         self.assertEqual(struct.unpack(">h", resp[4:6])[0], 48)  # still nothing open
 
+
+    def test_transactions_are_listed_and_described(self):
+        """KIP-664: ListTransactions, DescribeTransactions and DescribeProducers, through
+        `sluice transaction` and by hand, while a transaction is open and after its commit."""
+        topic = "tx-view"
+        create_topics(self.bootstrap, [topic], 2)
+        p = txn_producer(self.bootstrap, "viewed", **{"transaction.timeout.ms": 45000})
+        p.begin_transaction()
+        for i in range(10):
+            p.produce(topic, value="v-%d" % i, partition=i % 2)
+        self.assertEqual(p.flush(30), 0)
+        b = ["-b", self.bootstrap]
+        listed = json.loads(sluice(*b, "transaction", "list", "--format", "json").stdout)
+        mine = [t for t in listed if t["transactional_id"] == "viewed"]
+        self.assertEqual(len(mine), 1, listed)
+        self.assertEqual(mine[0]["state"], "Ongoing")
+        pid = mine[0]["producer_id"]
+        d = json.loads(sluice(*b, "transaction", "describe", "viewed", "--format", "json").stdout)
+        self.assertEqual((d["state"], d["producer_id"], d["timeout_ms"]), ("Ongoing", pid, 45000))
+        self.assertEqual(sorted((x["topic"], x["partition"]) for x in d["partitions"]),
+                         [(topic, 0), (topic, 1)])
+        self.assertGreaterEqual(d["duration_ms"], 0)
+        producers = json.loads(sluice(*b, "transaction", "producers", topic, "--format",
+                                      "json").stdout)
+        self.assertEqual(sorted((x["partition"], x["producer_id"], x["txn_start_offset"],
+                                 x["last_sequence"]) for x in producers),
+                         [(0, pid, 0, 4), (1, pid, 0, 4)])
+        # By hand (Kafka's encoding, independent of the broker's codec): the state filter,
+        # an unknown state name reported back.
+        error, unknown, found = list_transactions_raw(self.bootstrap, ["Ongoing", "Sleeping"])
+        self.assertEqual((error, unknown), (0, ["Sleeping"]))
+        self.assertIn(("viewed", pid, "Ongoing"), found)
+        error, state, rpid, _, timeout, start, topics = describe_transaction_raw(
+            self.bootstrap, "viewed")
+        self.assertEqual((error, state, rpid, timeout, topics),
+                         (0, "Ongoing", pid, 45000, {topic: [0, 1]}))
+        self.assertGreater(start, 0)
+        self.assertEqual(describe_transaction_raw(self.bootstrap, "nobody")[0], 105)
+        p.commit_transaction(30)
+        harness.wait_until(
+            lambda: describe_transaction_raw(self.bootstrap, "viewed")[1] == "CompleteCommit",
+            timeout_s=30, what="the transaction completed")
+        out = sluice(*b, "transaction", "list", "--state", "Ongoing").stdout
+        self.assertNotIn("viewed", out)
+        out = sluice(*b, "transaction", "list", "--state", "CompleteCommit").stdout
+        self.assertIn("viewed coordinator 0 producer_id %d state CompleteCommit" % pid, out)
+        producers = json.loads(sluice(*b, "transaction", "producers", topic, "-p", "1",
+                                      "--format", "json").stdout)
+        self.assertEqual([(x["partition"], x["txn_start_offset"]) for x in producers],
+                         [(1, None)])
+        text = sluice(*b, "transaction", "describe", "viewed").stdout
+        self.assertIn("state CompleteCommit", text)
+        self.assertIn("partitions -", text)
+        missing = sluice(*b, "transaction", "describe", "nobody", check=False)
+        self.assertEqual(missing.returncode, 1)
+        self.assertIn("not known", missing.stderr)
+        bad = sluice(*b, "transaction", "list", "--state", "Sleeping", check=False)
+        self.assertEqual(bad.returncode, 2)
+        self.assertIn("unknown transaction state", bad.stderr)
+
+
+class TransactionalIdExpiry(harness.BrokerTestCase):
+    BROKER_ARGS = ("--transactional.id.expiration.ms", "3000")
+
+    def test_an_unused_transactional_id_is_forgotten_and_stays_forgotten(self):
+        """transactional.id.expiration.ms: an id with no transaction open, unused that long,
+        is removed with a tombstone (gone after a restart too); its producer comes back with a
+        new producer id. An id in use is kept."""
+        topic = "tx-expiry"
+        create_topics(self.bootstrap, [topic], 1)
+        p = txn_producer(self.bootstrap, "short-lived")
+        p.begin_transaction()
+        p.produce(topic, value="one")
+        p.commit_transaction(30)
+        first = describe_transaction_raw(self.bootstrap, "short-lived")
+        self.assertEqual(first[0], 0)
+        # An open transaction keeps its id however old (it times out first, 60 s here).
+        busy = txn_producer(self.bootstrap, "busy")
+        busy.begin_transaction()
+        busy.produce(topic, value="open")
+        self.assertEqual(busy.flush(30), 0)
+        harness.wait_until(
+            lambda: describe_transaction_raw(self.bootstrap, "short-lived")[0] == 105,
+            timeout_s=30, what="the unused transactional id forgotten")
+        self.assertEqual(describe_transaction_raw(self.bootstrap, "busy")[1], "Ongoing")
+        self.assertIn("'short-lived': unused for more than 3000 ms", self.broker.log())
+        busy.commit_transaction(30)
+        self.broker.restart()
+        self.assertEqual(call_until_coordinated_describe(self.bootstrap, "short-lived")[0], 105)
+        again = txn_producer(self.bootstrap, "short-lived")
+        second = describe_transaction_raw(self.bootstrap, "short-lived")
+        self.assertEqual((second[0], second[1], second[3]), (0, "Empty", 0))
+        self.assertNotEqual(second[2], first[2])  # a new producer id, epoch 0
+        again.begin_transaction()
+        again.produce(topic, value="two")
+        again.commit_transaction(30)
+        self.assertEqual(sorted(read_all(self.bootstrap, topic, 1, "read_committed")),
+                         ["one", "open", "two"])
+
+
+def call_until_coordinated_describe(bootstrap, txn_id, timeout_s=30):
+    """describe_transaction_raw, asked again while the coordinator loads (14, 15, 16)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        r = describe_transaction_raw(bootstrap, txn_id)
+        if r[0] not in (14, 15, 16) or time.monotonic() > deadline:
+            return r
+        time.sleep(0.2)
 
 if __name__ == "__main__":
     harness.main()

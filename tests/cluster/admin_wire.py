@@ -2,12 +2,12 @@
 confluent-kafka 1.7.0 have neither reassignments nor ElectLeaders nor DescribeLogDirs nor the
 SCRAM credential APIs): AlterPartitionReassignments (45), ListPartitionReassignments (46),
 ElectLeaders (43), DescribeLogDirs (35), DescribeUserScramCredentials (50),
-AlterUserScramCredentials (51); and CreatePartitions (37) with replica assignments the clients
-check before sending. A small schema-driven codec, classic and flexible (KIP-482),
+AlterUserScramCredentials (51), ListTransactions (66), DescribeTransactions (65); and
+CreatePartitions (37) with replica assignments the clients check before sending. A small schema-driven codec, classic and flexible (KIP-482),
 written from Kafka 3.8.0's JSON message schemas.
 
 A schema is a list of (name, type); types: 'int8' 'int16' 'int32' 'int64' 'bool' 'string'
-'nstring' (nullable) 'bytes' '[int32]' 'n[int32]', or ('[]' | 'n[]', sub-schema) for arrays of
+'nstring' (nullable) 'bytes' '[int32]' 'n[int32]' '[int64]' '[string]', or ('[]' | 'n[]', sub-schema) for arrays of
 structs.
 Values are dicts (None for null).
 """
@@ -70,6 +70,12 @@ def encode(schema, value, flex):
                 out += _enc_len(0, flex, null=True)
             else:
                 out += _enc_len(len(v), flex) + b"".join(struct.pack(">i", x) for x in v)
+        elif typ == "[int64]":
+            out += _enc_len(len(v), flex) + b"".join(struct.pack(">q", x) for x in v)
+        elif typ == "[string]":
+            out += _enc_len(len(v), flex) + b"".join(
+                (_uvarint(len(x.encode()) + 1) if flex else struct.pack(">h", len(x.encode())))
+                + x.encode() for x in v)
         else:
             kind, sub = typ
             if v is None:
@@ -79,6 +85,11 @@ def encode(schema, value, flex):
     if flex:
         out += _uvarint(0)  # no tagged fields
     return out
+
+
+def _decode_compact_string(buf, pos):
+    n, pos = _read_uvarint(buf, pos)
+    return {"s": buf[pos:pos + n - 1].decode()}, pos + n - 1
 
 
 def decode(schema, buf, pos, flex):
@@ -104,6 +115,16 @@ def decode(schema, buf, pos, flex):
         elif typ in ("[int32]", "n[int32]"):
             value[name] = list(struct.unpack_from(">%di" % n, buf, pos))
             pos += 4 * n
+        elif typ == "[int64]":
+            value[name] = list(struct.unpack_from(">%dq" % n, buf, pos))
+            pos += 8 * n
+        elif typ == "[string]":
+            items = []
+            for _ in range(n):
+                item, pos = decode([("s", "string")], buf, pos, False) if not flex else (
+                    _decode_compact_string(buf, pos))
+                items.append(item["s"])
+            value[name] = items
         else:
             items = []
             for _ in range(n):
