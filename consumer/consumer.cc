@@ -1069,6 +1069,16 @@ Result<std::map<TopicPartition, int64_t>> Consumer::committed(
   return impl_->committed(partitions);
 }
 
+ConsumerGroupMetadata Consumer::group_metadata() {
+  Impl& im = *impl_;
+  ConsumerGroupMetadata out;
+  out.group_id = im.config.group_id;
+  std::lock_guard lock(im.mu);
+  out.generation_id = im.generation;
+  out.member_id = im.member_id;
+  return out;
+}
+
 Result<std::pair<int64_t, int64_t>> Consumer::watermark_offsets(const TopicPartition& tp) {
   auto lo = impl_->list_offsets({tp}, -2);
   if (!lo) return unexpected(lo.error());

@@ -39,6 +39,7 @@
 #include <vector>
 
 #include "client/callbacks.h"
+#include "client/group_metadata.h"
 #include "client/security.h"
 #include "client/topic_partition.h"
 #include "common/result.h"
@@ -184,6 +185,11 @@ class Consumer {
   void commit_async(CommitCallback done = nullptr);
   Result<std::map<TopicPartition, int64_t>> committed(
       const std::vector<TopicPartition>& partitions);
+
+  // This member of its group now (group id, generation, member id), for the producer's
+  // send_offsets_to_transaction() (KIP-447). Before the first assignment, or without a group,
+  // the generation is -1 and the member id empty (the coordinator then checks nothing).
+  ConsumerGroupMetadata group_metadata();
 
   // Log start offset and high watermark of `tp` (ListOffsets).
   Result<std::pair<int64_t, int64_t>> watermark_offsets(const TopicPartition& tp);

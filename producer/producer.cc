@@ -881,6 +881,15 @@ Status Producer::begin_transaction() {
 Status Producer::send_offsets_to_transaction(const std::map<TopicPartition, int64_t>& offsets,
                                              const std::string& group_id,
                                              std::chrono::milliseconds timeout) {
+  ConsumerGroupMetadata group;
+  group.group_id = group_id;
+  return send_offsets_to_transaction(offsets, group, timeout);
+}
+
+Status Producer::send_offsets_to_transaction(const std::map<TopicPartition, int64_t>& offsets,
+                                             const ConsumerGroupMetadata& group,
+                                             std::chrono::milliseconds timeout) {
+  const std::string& group_id = group.group_id;
   Impl& im = *impl_;
   const auto deadline = Clock::now() + timeout;
   std::lock_guard txn(im.txn_mu);
@@ -922,6 +931,9 @@ Status Producer::send_offsets_to_transaction(const std::map<TopicPartition, int6
   req.group_id = group_id;
   req.producer_id = pid;
   req.producer_epoch = epoch;
+  req.generation_id = group.generation_id;  // v3 (KIP-447); older versions leave them out
+  req.member_id = group.member_id;
+  req.group_instance_id = group.group_instance_id;
   for (const auto& [tp, offset] : offsets) {
     auto* t = &client::entry_for(
         req.topics, &kafka::TxnOffsetCommitRequest::TxnOffsetCommitRequestTopic::name, tp.topic);

@@ -32,6 +32,7 @@
 #include <vector>
 
 #include "client/callbacks.h"
+#include "client/group_metadata.h"
 #include "client/security.h"
 #include "client/topic_partition.h"
 #include "common/result.h"
@@ -157,8 +158,15 @@ class Producer {
   // broker aborts). Once, before the first transaction.
   Status init_transactions(std::chrono::milliseconds timeout = std::chrono::seconds(60));
   Status begin_transaction();
-  // Commits `offsets` (the next offset to read, per partition) for `group_id` with the
-  // transaction: the consume-transform-produce loop.
+  // Commits `offsets` (the next offset to read, per partition) for the consumer's group with
+  // the transaction: the consume-transform-produce loop. With the consumer's
+  // group_metadata() (KIP-447) the coordinator refuses the offsets of a member the group no
+  // longer has (ILLEGAL_GENERATION, UNKNOWN_MEMBER_ID): the transaction must then be aborted,
+  // as its input partitions belong to another member now.
+  Status send_offsets_to_transaction(const std::map<TopicPartition, int64_t>& offsets,
+                                     const ConsumerGroupMetadata& group,
+                                     std::chrono::milliseconds timeout = std::chrono::seconds(60));
+  // The same for a group id alone: no member check.
   Status send_offsets_to_transaction(const std::map<TopicPartition, int64_t>& offsets,
                                      const std::string& group_id,
                                      std::chrono::milliseconds timeout = std::chrono::seconds(60));

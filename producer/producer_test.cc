@@ -57,6 +57,21 @@ std::unique_ptr<Consumer> make_consumer(const std::string& address, ConsumerConf
 
 // Reads everything of `topic` from the beginning until `expected` records arrived (or 30 s
 // without progress).
+// The group's committed offset of `tp` once it is `want` (a transaction's offsets commit with
+// its markers, just after the commit's answer), or what it is after about 10 s (-1: none).
+int64_t committed_soon(Consumer& group, const TopicPartition& tp, int64_t want) {
+  int64_t offset = -1;
+  for (int i = 0; i < 100 && offset != want; ++i) {
+    auto got = group.committed({tp});
+    if (got) {
+      auto it = got->find(tp);
+      offset = it == got->end() ? -1 : it->second;
+    }
+    if (offset != want) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  return offset;
+}
+
 std::vector<ConsumerRecord> read_all(const std::string& address, const std::string& topic,
                                      int32_t partitions, size_t expected) {
   auto c = make_consumer(address);
@@ -692,15 +707,7 @@ TEST_F(ClientIntegration, TransactionsCommitAbortAndCommitOffsets) {
   ConsumerConfig gc;
   gc.group_id = "lib-group";
   auto group = make_consumer(broker_.address(), gc);
-  int64_t offset = -1;
-  for (int i = 0; i < 100 && offset != 3; ++i) {
-    auto c = group->committed({TopicPartition{"txn-src", 0}});
-    ASSERT_TRUE(c) << c.error().message;
-    auto it = c->find(TopicPartition{"txn-src", 0});
-    offset = it == c->end() ? -1 : it->second;
-    if (offset != 3) std::this_thread::sleep_for(std::chrono::milliseconds(100));
-  }
-  EXPECT_EQ(offset, 3);
+  EXPECT_EQ(committed_soon(*group, {"txn-src", 0}, 3), 3);
 
   // A second producer of the id fences the first: its next transaction call fails for good.
   ASSERT_TRUE(p->begin_transaction());
@@ -715,6 +722,60 @@ TEST_F(ClientIntegration, TransactionsCommitAbortAndCommitOffsets) {
   auto again = p->begin_transaction();
   ASSERT_FALSE(again);
   EXPECT_EQ(again.error().code, fenced.error().code);
+}
+
+// KIP-447: offsets sent with the consumer's group metadata commit while it is the group's
+// member, and are refused (ILLEGAL_GENERATION, UNKNOWN_MEMBER_ID) for a member or generation
+// the group does not have: a zombie's transaction must abort.
+TEST_F(ClientIntegration, TransactionalOffsetsCarryTheConsumersGroupMembership) {
+  create_topic(broker_.address(), "txn-in", 1);
+  create_topic(broker_.address(), "txn-out", 1);
+  ConsumerConfig cc;
+  cc.group_id = "txn-members";
+  auto c = make_consumer(broker_.address(), cc);
+  EXPECT_EQ(c->group_metadata().generation_id, -1);  // not joined yet
+  ASSERT_TRUE(c->subscribe({"txn-in"}));
+  auto start = std::chrono::steady_clock::now();
+  while (c->assignment().empty() &&
+         std::chrono::steady_clock::now() - start < std::chrono::seconds(30)) {
+    auto r = c->poll(std::chrono::milliseconds(200));
+    ASSERT_TRUE(r) << r.error().message;
+  }
+  ASSERT_EQ(c->assignment().size(), 1u);
+  const ConsumerGroupMetadata member = c->group_metadata();
+  EXPECT_EQ(member.group_id, "txn-members");
+  EXPECT_GE(member.generation_id, 1);
+  EXPECT_FALSE(member.member_id.empty());
+
+  ProducerConfig config;
+  config.transactional_id = "txn-member-app";
+  auto p = make_producer(broker_.address(), config);
+  ASSERT_TRUE(p->init_transactions());
+  ASSERT_TRUE(p->begin_transaction());
+  (void)p->send({.topic = "txn-out", .value = "processed"});
+  ASSERT_TRUE(p->send_offsets_to_transaction({{TopicPartition{"txn-in", 0}, 7}}, member));
+  ASSERT_TRUE(p->commit_transaction());
+  EXPECT_EQ(committed_soon(*c, {"txn-in", 0}, 7), 7);
+
+  ConsumerGroupMetadata stale = member;
+  stale.generation_id += 1;  // a generation the group has not reached
+  ASSERT_TRUE(p->begin_transaction());
+  auto refused = p->send_offsets_to_transaction({{TopicPartition{"txn-in", 0}, 9}}, stale);
+  ASSERT_FALSE(refused);
+  EXPECT_EQ(refused.error().code, static_cast<int>(kafka::ErrorCode::kIllegalGeneration))
+      << refused.error().message;
+  ConsumerGroupMetadata zombie = member;
+  zombie.member_id = "zombie-member";
+  refused = p->send_offsets_to_transaction({{TopicPartition{"txn-in", 0}, 9}}, zombie);
+  ASSERT_FALSE(refused);
+  EXPECT_EQ(refused.error().code, static_cast<int>(kafka::ErrorCode::kUnknownMemberId))
+      << refused.error().message;
+  ASSERT_TRUE(p->abort_transaction());  // not fatal: the producer goes on
+  ASSERT_TRUE(p->begin_transaction());
+  ASSERT_TRUE(p->send_offsets_to_transaction({{TopicPartition{"txn-in", 0}, 8}}, member));
+  ASSERT_TRUE(p->commit_transaction());
+  EXPECT_EQ(committed_soon(*c, {"txn-in", 0}, 8), 8);
+  c->close();
 }
 
 TEST_F(ClientIntegration, OpenReturnsMovableValues) {

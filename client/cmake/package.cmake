@@ -23,6 +23,7 @@ install(FILES ${PROJECT_SOURCE_DIR}/common/result.h ${PROJECT_SOURCE_DIR}/common
         DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}/sluice/common COMPONENT sluice_dev)
 install(FILES ${PROJECT_SOURCE_DIR}/client/errors.h ${PROJECT_SOURCE_DIR}/client/callbacks.h
               ${PROJECT_SOURCE_DIR}/client/security.h ${PROJECT_SOURCE_DIR}/client/topic_partition.h
+              ${PROJECT_SOURCE_DIR}/client/group_metadata.h
         DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}/sluice/client COMPONENT sluice_dev)
 install(FILES ${PROJECT_SOURCE_DIR}/producer/producer.h
         DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}/sluice/producer COMPONENT sluice_dev)
