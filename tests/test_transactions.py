@@ -76,7 +76,8 @@ def call_until_coordinated(bootstrap, api_key, version, body, timeout_s=30):
 
 def sluice(*args, check=True):
     """The `sluice` CLI of the build under test (<build>/cli/sluice beside <build>/broker)."""
-    cli = os.path.join(os.path.dirname(os.path.dirname(harness.SLUICED)), "cli", "sluice")
+    cli = os.environ.get("SLUICE_CLI") or os.path.join(
+        os.path.dirname(os.path.dirname(harness.SLUICED)), "cli", "sluice")
     r = subprocess.run([cli] + list(args), capture_output=True, text=True, timeout=120)
     if check:
         assert r.returncode == 0, (args, r.returncode, r.stdout, r.stderr)

@@ -8,6 +8,7 @@ committed and catches up, until every replica's log holds the same batches; an i
 acknowledges nothing; min.insync.replicas refuses acks=all writes when too few replicas are up.
 """
 
+import json
 import os
 import shutil
 import signal
@@ -627,7 +628,8 @@ class Replication(ClusterTestCase):
         coordinating the transactional id (the leader of its __transaction_state partition)
         is killed while a transaction is open, and the producer still commits it through the
         new coordinator, which loaded the transaction from the replicated log."""
-        from test_transactions import read_all as read_isolated, txn_producer
+        from test_transactions import (describe_transaction_raw, read_all as read_isolated,
+                                       sluice, txn_producer)
         name, txn_id = "txn-span", "span"
         self.create(name, partitions=3)
         leaders = {leader_of(self.cluster, name, p) for p in range(3)}
@@ -644,12 +646,26 @@ class Replication(ClusterTestCase):
         for i in range(30):
             p.produce(name, value="second-%d" % i, partition=i % 3)
         self.assertEqual(p.flush(60), 0)
+        # KIP-664 on a cluster: the coordinator describes the open transaction, another broker
+        # answers NOT_COORDINATOR, and the CLI's list (every broker) names the coordinator.
+        d = describe_transaction_raw(self.broker(coordinator).bootstrap, txn_id)
+        self.assertEqual((d[0], d[1], d[6]), (0, "Ongoing", {name: [0, 1, 2]}))
+        other = next(b for b in range(3) if b != coordinator)
+        self.assertEqual(describe_transaction_raw(self.broker(other).bootstrap, txn_id)[0], 16)
+        listed = json.loads(sluice("-b", self.cluster.bootstrap, "transaction", "list",
+                                   "--format", "json").stdout)
+        self.assertIn({"transactional_id": txn_id, "coordinator": coordinator,
+                       "producer_id": d[2], "state": "Ongoing"}, listed)
         self.broker(coordinator).kill()
         p.commit_transaction(120)
         live = next(b for b in self.cluster.brokers if b.alive())
         values = read_isolated(live.bootstrap, name, 3, "read_committed", idle_timeout_s=30)
         self.assertEqual(sorted(values), sorted(["first-%d" % i for i in range(30)] +
                                                 ["second-%d" % i for i in range(30)]))
+        after = json.loads(sluice("-b", live.bootstrap, "transaction", "describe", txn_id,
+                                  "--format", "json").stdout)
+        self.assertEqual((after["state"], after["producer_id"]), ("CompleteCommit", d[2]))
+        self.assertNotEqual(after["coordinator"], coordinator)  # the new one, from the log
         self.broker(coordinator).start()
 
     def test_group_offsets_survive_the_coordinator(self):
