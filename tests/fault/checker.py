@@ -168,13 +168,16 @@ def check(history, replicas=None, availability_bound_s=30.0):
     # ---- availability ----
     report.update(availability(history, availability_bound_s))
 
+    report.update(check_transactions(history))
+
     report["lost_count"] = len(report["lost"])
     report["duplicated_count"] = len(report["duplicated"])
     report["divergent_count"] = len(report["divergent"])
     report["valid"] = not (report["lost"] or report["duplicated"] or report["phantom"] or
                            report["moved"] or report["gaps"] or report["divergent"] or report["lagging"] or
                            report["commit_regressions"] or report["incomplete_reads"] or
-                           report["availability_violation"])
+                           report["availability_violation"] or report["txn_violations"] or
+                           report["txn_incomplete_reads"])
     return report
 
 
@@ -223,6 +226,59 @@ def availability(history, bound_s):
     return out
 
 
+def check_transactions(history):
+    """The transactional workload (workload.TxnProducer, read_committed_all): every read at
+    read_committed shows each committed transaction whole, no record of an aborted one, a
+    transaction of unknown outcome whole or not at all, and no record twice."""
+    invoked = {op["txn"]: op for op in history if op["f"] == "txn" and op["type"] == "invoke"}
+    ended = {op["txn"]: op for op in history if op["f"] == "txn" and op["type"] != "invoke"}
+    txn_of = {v: n for n, op in invoked.items() for v in op["values"]}
+    out = {"txns": len(invoked), "txn_committed": 0, "txn_aborted": 0, "txn_unknown": 0,
+           "txn_violations": [], "txn_incomplete_reads": []}
+    for n in invoked:
+        op = ended.get(n)
+        if op is None or op["type"] != "ok":
+            out["txn_unknown"] += 1
+        elif op["outcome"] == "commit":
+            out["txn_committed"] += 1
+        else:
+            out["txn_aborted"] += 1
+    readers = collections.defaultdict(list)
+    for op in history:
+        if op["f"] == "txread":
+            readers[op["reader"]].append(op)
+    for reader, ops in sorted(readers.items()):
+        incomplete = [op for op in ops if op["type"] != "ok"]
+        for op in incomplete:
+            out["txn_incomplete_reads"].append({
+                "reader": reader, "topic": op["topic"], "partition": op["partition"],
+                "last_stable": op.get("last_stable"), "high_watermark": op.get("high_watermark"),
+                "errors": op.get("errors")})
+        if incomplete:
+            continue
+        seen = collections.Counter(v for op in ops for v in op["values"])
+        for v, count in sorted(seen.items()):
+            if v not in txn_of:
+                out["txn_violations"].append({"reader": reader, "phantom": v})
+            elif count > 1:
+                out["txn_violations"].append({"reader": reader, "duplicated": v, "times": count})
+        for n, op in sorted(invoked.items()):
+            visible = [v for v in op["values"] if v in seen]
+            end = ended.get(n)
+            outcome = end["outcome"] if end is not None and end["type"] == "ok" else None
+            if outcome == "commit" and len(visible) != len(op["values"]):
+                out["txn_violations"].append({"reader": reader, "txn": n,
+                                              "committed_but_missing": sorted(
+                                                  set(op["values"]) - set(visible))})
+            elif outcome == "abort" and visible:
+                out["txn_violations"].append({"reader": reader, "txn": n,
+                                              "aborted_but_visible": visible})
+            elif outcome is None and 0 < len(visible) < len(op["values"]):
+                out["txn_violations"].append({"reader": reader, "txn": n,
+                                              "partly_visible": visible})
+    return out
+
+
 def summary(report):
     """One line per figure, for people."""
     keys = ["ops", "acknowledged", "indeterminate", "failed", "lost_count", "duplicated_count",
@@ -234,6 +290,12 @@ def summary(report):
     line += " incomplete_reads=%d acked_without_offset=%d" % (
         len(report["incomplete_reads"]), report.get("acked_without_offset", 0))
     line += " unavailable_after_heal=%ss" % report["unavailable_after_heal"]
+    if report.get("txns"):
+        line += "\ntransactions=%d committed=%d aborted=%d unknown=%d violations=%d " \
+                "incomplete_reads=%d" % (
+                    report["txns"], report["txn_committed"], report["txn_aborted"],
+                    report["txn_unknown"], len(report["txn_violations"]),
+                    len(report["txn_incomplete_reads"]))
     faults = ", ".join("%s:%ds" % (f["kind"], f["unavailable_s"]) for f in report["per_fault"])
     return line + "\nunavailable per fault: " + (faults or "none") + \
         "\nverdict: " + ("VALID" if report["valid"] else "INVALID")

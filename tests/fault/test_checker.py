@@ -1,6 +1,7 @@
 """The checker on synthetic histories: a valid one passes, and each kind of anomaly (a lost
 write, a duplicate, a divergence between readers and between replicas, a committed offset
-going backwards, a phantom, a moved record, a gap, no availability after the heal) is reported.
+going backwards, a phantom, a moved record, a gap, no availability after the heal, a
+transaction seen partly or aborted yet visible) is reported.
 Also the segment reader on batches built here byte by byte (a flipped byte fails the CRC)."""
 
 import copy
@@ -208,6 +209,61 @@ class CheckerTest(unittest.TestCase):
         r = self.check(h)
         self.assertEqual([f["kind"] for f in r["per_fault"]], ["pause", "kill"])
         self.assertEqual(r["per_fault"][1]["unavailable_s"], 1)  # acks at 1.1-1.3, 2.6-2.8
+
+
+def txn_history(visible, outcomes):
+    """Three transactions of two values each (t0 committed, t1 aborted, t2 unknown unless
+    `outcomes` says otherwise), and two readers at read_committed that each see `visible`."""
+    h = []
+    for n in range(3):
+        values = ["t%d-0" % n, "t%d-1" % n]
+        h.append({"time": 1.0 + n, "process": "txn", "type": "invoke", "f": "txn", "txn": n,
+                  "values": values, "commit": n != 1})
+        outcome = outcomes.get(n, {0: "commit", 1: "abort"}.get(n))
+        if outcome is not None:
+            h.append({"time": 1.5 + n, "process": "txn", "type": "ok", "f": "txn", "txn": n,
+                      "outcome": outcome})
+    for reader in (0, 1):
+        for part in (0, 1):
+            h.append({"time": 10.0, "process": "txreader", "type": "ok", "f": "txread",
+                      "reader": reader, "topic": "tx", "partition": part,
+                      "values": [v for v in visible if v.endswith("-%d" % part)]})
+    return h
+
+
+class TransactionsCheckTest(unittest.TestCase):
+    def test_whole_commits_and_no_aborts_pass(self):
+        for unknown_seen in ([], ["t2-0", "t2-1"]):  # an unknown outcome: all or nothing
+            r = checker.check_transactions(txn_history(["t0-0", "t0-1"] + unknown_seen, {}))
+            self.assertEqual(r["txn_violations"], [])
+            self.assertEqual((r["txns"], r["txn_committed"], r["txn_aborted"], r["txn_unknown"]),
+                             (3, 1, 1, 1))
+
+    def test_each_broken_promise_is_a_violation(self):
+        cases = {
+            "committed_but_missing": ["t0-0"],
+            "aborted_but_visible": ["t0-0", "t0-1", "t1-1"],
+            "partly_visible": ["t0-0", "t0-1", "t2-0"],
+            "phantom": ["t0-0", "t0-1", "t9-0"],
+        }
+        for kind, visible in cases.items():
+            r = checker.check_transactions(txn_history(visible, {}))
+            self.assertTrue(r["txn_violations"], kind)
+            self.assertTrue(all(kind in v for v in r["txn_violations"]), (kind, r))
+        h = txn_history(["t0-0", "t0-1"], {})
+        next(op for op in h if op["f"] == "txread")["values"].append("t0-0")
+        r = checker.check_transactions(h)
+        self.assertEqual([v["duplicated"] for v in r["txn_violations"]], ["t0-0"])
+
+    def test_a_hanging_partition_is_an_incomplete_read_and_fails_the_run(self):
+        h = txn_history(["t0-0", "t0-1"], {})
+        op = next(op for op in h if op["f"] == "txread")
+        op["type"], op["last_stable"], op["high_watermark"] = "info", 3, 9
+        r = checker.check_transactions(h)
+        self.assertEqual(len(r["txn_incomplete_reads"]), 1)
+        full = checker.check(base_history() + h, replicas())
+        self.assertFalse(full["valid"])
+        self.assertIn("transactions=3", checker.summary(full))
 
 
 def batch(base, epoch, values):

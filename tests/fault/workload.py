@@ -228,3 +228,144 @@ def read_all(history, reader, bootstrap, targets, timeout_s=60):
     finally:
         c.close()
     return ok
+
+
+class TxnProducer(threading.Thread):
+    """Kafka transactions (transactional id `txn_id`) of `size` records spread over `targets`,
+    one after another; one in four is aborted on purpose. Ops (f="txn"): invoke (the values),
+    then ok with outcome "commit" or "abort" when the client said so, or info when the outcome
+    is not known (the commit's answer never came, or the producer was fenced or replaced). After
+    an unknown outcome a new producer takes over: its init_transactions() has the coordinator
+    finish whatever the old one left open (a transaction past transaction.timeout.ms is aborted
+    by the coordinator in any case)."""
+
+    def __init__(self, history, bootstrap, targets, txn_id="fault-txn", size=4, interval=0.1):
+        super().__init__(name="txn", daemon=True)
+        self.h, self.bootstrap, self.targets = history, bootstrap, targets
+        self.txn_id, self.size, self.interval = txn_id, size, interval
+        self.stop_flag = threading.Event()
+        self.fatal = []
+        self.committed = 0
+
+    def _error(self, err):
+        if err.fatal():
+            self.fatal.append(str(err))
+
+    def _new(self):
+        conf = dict(PRODUCER_CONF, **{"bootstrap.servers": self.bootstrap,
+                                      "transactional.id": self.txn_id,
+                                      "message.timeout.ms": 10000,
+                                      "transaction.timeout.ms": 15000,
+                                      "error_cb": self._error})
+        deadline = time.monotonic() + 120
+        while True:
+            p = Producer(conf)
+            try:
+                p.init_transactions(20)
+                return p
+            except confluent_kafka.KafkaException as e:
+                self.h.add(process="txn", type="info", f="txn-init", error=str(e))
+                if time.monotonic() > deadline or self.stop_flag.is_set():
+                    raise
+                time.sleep(1)
+
+    def _one(self, p, values, commit):
+        """(outcome "commit"/"abort", None) or (None, why the outcome is not known)."""
+        try:
+            p.begin_transaction()
+            for i, v in enumerate(values):
+                topic, part = self.targets[i % len(self.targets)]
+                p.produce(topic, v.encode(), partition=part)
+            if not commit:
+                p.abort_transaction(20)
+                return "abort", None
+            for _ in range(6):
+                try:
+                    p.commit_transaction(10)
+                    return "commit", None
+                except confluent_kafka.KafkaException as e:
+                    if not e.args[0].retriable():
+                        raise
+            return None, "commit_transaction() kept timing out"
+        except (BufferError, confluent_kafka.KafkaException) as e:
+            err = e.args[0] if isinstance(e, confluent_kafka.KafkaException) else None
+            if err is not None and err.txn_requires_abort():
+                try:
+                    p.abort_transaction(20)
+                    return "abort", None
+                except confluent_kafka.KafkaException as e2:
+                    return None, "abort after %s: %s" % (err, e2)
+            return None, str(e)
+
+    def run(self):
+        try:
+            p = self._new()
+        except confluent_kafka.KafkaException:
+            return  # recorded (txn-init)
+        n = 0
+        while not self.stop_flag.is_set():
+            values = ["t%d-%d" % (n, i) for i in range(self.size)]
+            commit = n % 4 != 3
+            self.h.add(process="txn", type="invoke", f="txn", txn=n, values=values,
+                       commit=commit)
+            outcome, why = self._one(p, values, commit)
+            if outcome is not None:
+                self.h.add(process="txn", type="ok", f="txn", txn=n, outcome=outcome)
+                self.committed += outcome == "commit"
+            else:
+                self.h.add(process="txn", type="info", f="txn", txn=n, error=why)
+                try:
+                    p = self._new()
+                except confluent_kafka.KafkaException:
+                    return
+            n += 1
+            time.sleep(self.interval)
+
+
+def read_committed_all(history, reader, bootstrap, targets, timeout_s=90):
+    """Reads each of `targets` from its beginning at read_committed, once its last stable offset
+    has reached its high watermark (every transaction ended: the coordinator aborts one left
+    open within transaction.timeout.ms), to the end. One txread op per partition."""
+    plain = Consumer({"bootstrap.servers": bootstrap, "group.id": "fault-txhw-%d" % reader,
+                      "log_level": 3})
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": "fault-txreader-%d" % reader,
+                  "enable.auto.commit": False, "check.crcs": True, "log_level": 3,
+                  "isolation.level": "read_committed", "enable.partition.eof": True,
+                  "fetch.wait.max.ms": 100})
+    try:
+        for topic, part in targets:
+            deadline = time.monotonic() + timeout_s
+            lso = hwm = None
+            values, errors, complete = [], [], False
+            while time.monotonic() < deadline:
+                try:
+                    hwm = plain.get_watermark_offsets(TopicPartition(topic, part), timeout=5)[1]
+                    lso = c.get_watermark_offsets(TopicPartition(topic, part), timeout=5)[1]
+                    if lso == hwm:
+                        break
+                except confluent_kafka.KafkaException as e:
+                    if str(e) not in errors:
+                        errors.append(str(e))
+                    for consumer in (plain, c):
+                        try:
+                            consumer.list_topics(topic, timeout=5)
+                        except confluent_kafka.KafkaException:
+                            pass
+                time.sleep(0.5)
+            if lso is not None and lso == hwm:
+                c.assign([TopicPartition(topic, part, confluent_kafka.OFFSET_BEGINNING)])
+                while not complete and time.monotonic() < deadline:
+                    for m in c.consume(1000, timeout=0.5):
+                        if m.error() is None:
+                            values.append(m.value().decode(errors="replace"))
+                        elif m.error().code() == KafkaError._PARTITION_EOF:
+                            complete = complete or m.offset() >= lso
+                        else:
+                            errors.append(str(m.error()))
+                c.unassign()
+            history.add(process="txreader-%d" % reader, type="ok" if complete else "info",
+                        f="txread", reader=reader, topic=topic, partition=part,
+                        last_stable=lso, high_watermark=hwm, values=values, errors=errors[:8])
+    finally:
+        c.close()
+        plain.close()
