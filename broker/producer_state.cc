@@ -113,6 +113,8 @@ void ProducerStateTable::record_marker(int64_t producer_id, int16_t epoch, int64
     // fenced): the next batch of the new epoch starts at sequence 0, as after InitProducerId.
     it->second.epoch = epoch;
     it->second.last_sequence = -1;
+    it->second.bump_offset = offset;
+    it->second.bump_epoch = epoch;
   }
   txns_.on_marker(producer_id, offset, commit, coordinator_epoch);
 }
@@ -163,15 +165,25 @@ void ProducerStateTable::cut(int64_t log_start, int64_t log_end) {
   txns_.cut(log_end);
   txns_.trim(log_start);
   for (auto it = producers_.begin(); it != producers_.end();) {
-    auto& batches = it->second.batches;
+    ProducerEntry& e = it->second;
+    auto& batches = e.batches;
     while (!batches.empty() && batches.back().base_offset >= log_end) batches.pop_back();
-    if (batches.empty()) {
+    if (e.bump_offset >= log_end) {  // the marker went with the cut
+      e.bump_offset = -1;
+      e.bump_epoch = -1;
+    }
+    if (batches.empty() && e.bump_offset < 0) {
       long_.erase(it->first);
       it = producers_.erase(it);
       continue;
     }
-    it->second.epoch = batches.back().epoch;
-    it->second.last_sequence = batches.back().last_sequence;
+    e.epoch = batches.empty() ? e.bump_epoch : batches.back().epoch;
+    e.last_sequence = batches.empty() ? -1 : batches.back().last_sequence;
+    if (e.bump_offset >= 0 && e.bump_epoch > e.epoch) {
+      // A marker after the last batch raised the epoch: the next batch starts at sequence 0.
+      e.epoch = e.bump_epoch;
+      e.last_sequence = -1;
+    }
     if (batches.size() <= kProducerBatchesRetained) long_.erase(it->first);
     ++it;
   }

@@ -37,6 +37,10 @@ struct ProducerEntry {
   int16_t epoch = 0;           // the last batch's
   int32_t last_sequence = -1;  // the last batch's
   int64_t last_timestamp = -1;  // the last batch's max timestamp (DescribeProducers)
+  // The last marker that raised the epoch (a coordinator fencing the producer): a cut that
+  // keeps it keeps the raised epoch, though no batch of that epoch exists yet.
+  int64_t bump_offset = -1;
+  int16_t bump_epoch = -1;
   // Oldest first, in offset order. Retries are matched against the last
   // kProducerBatchesRetained of the run of `epoch` at the back (a new epoch starts afresh, as
   // in Kafka); the ones before them are kept only while a cut above the floor could make them

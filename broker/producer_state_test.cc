@@ -163,6 +163,27 @@ TEST(ProducerState, WithoutAFloorACutMayNotBringBackWhatWasLetGo) {
   EXPECT_EQ(kept.size(), 0u);  // an empty log: nothing left
 }
 
+TEST(ProducerState, ACutKeepsAnEpochRaisedByAMarkerItKeeps) {
+  // A coordinator fenced producer 9 (an abort marker with epoch 1 at offset 2) after its
+  // epoch-0 batches at 0 and 1. A cut that keeps the marker must keep the producer fenced, as a
+  // rebuild from the log would; a cut that takes the marker away brings epoch 0 back.
+  for (int64_t floor : {int64_t{0}, INT64_MAX}) {
+    ProducerStateTable t;
+    t.set_floor(floor);
+    t.record(9, 0, 0, 1, 0);
+    t.record(9, 0, 1, 1, 1);
+    t.record_marker(9, 1, 2, false, 0);
+    t.record(4, 0, 0, 1, 3);  // another producer's batch, cut below
+    t.cut(0, 3);
+    ASSERT_NE(t.find(9), nullptr);
+    EXPECT_EQ(t.check(9, 0, 2, 1).error, ErrorCode::kInvalidProducerEpoch) << floor;
+    EXPECT_EQ(t.check(9, 1, 0, 1).verdict, Verdict::kAppend);
+    t.cut(0, 2);
+    EXPECT_EQ(t.find(9)->epoch, 0);
+    EXPECT_EQ(t.check(9, 0, 2, 1).verdict, Verdict::kAppend);
+  }
+}
+
 TEST(ProducerState, SequencesWrapAtInt32Max) {
   EXPECT_EQ(next_sequence(INT32_MAX), 0);
   ProducerStateTable t;
