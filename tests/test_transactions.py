@@ -420,7 +420,7 @@ class Transactions(harness.BrokerTestCase):
 
 
 class TransactionalIdExpiry(harness.BrokerTestCase):
-    BROKER_ARGS = ("--transactional.id.expiration.ms", "3000")
+    BROKER_ARGS = ("--transactional.id.expiration.ms", "6000")
 
     def test_an_unused_transactional_id_is_forgotten_and_stays_forgotten(self):
         """transactional.id.expiration.ms: an id with no transaction open, unused that long,
@@ -443,7 +443,7 @@ class TransactionalIdExpiry(harness.BrokerTestCase):
             lambda: describe_transaction_raw(self.bootstrap, "short-lived")[0] == 105,
             timeout_s=30, what="the unused transactional id forgotten")
         self.assertEqual(describe_transaction_raw(self.bootstrap, "busy")[1], "Ongoing")
-        self.assertIn("'short-lived': unused for more than 3000 ms", self.broker.log())
+        self.assertIn("'short-lived': unused for more than 6000 ms", self.broker.log())
         busy.commit_transaction(30)
         self.broker.restart()
         self.assertEqual(call_until_coordinated_describe(self.bootstrap, "short-lived")[0], 105)
