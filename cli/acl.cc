@@ -303,9 +303,7 @@ void add_filter_options(CLI::App& cmd, AclOptions& o) {
   cmd.add_option("--host", o.host, "Only ACLs for this host");
   cmd.add_flag("--allow", o.allow, "Only ALLOW ACLs");
   cmd.add_flag("--deny", o.deny, "Only DENY ACLs");
-  cmd.add_option("--format", o.format, "text or json")
-      ->capture_default_str()
-      ->check(CLI::IsMember({"text", "json"}));
+  add_format_option(cmd, o.format);
 }
 
 }  // namespace

@@ -21,13 +21,6 @@ using client::kAnyBroker;
 constexpr int8_t kResourceTopic = 2;
 constexpr int8_t kResourceBroker = 4;
 
-// --format text|json on the admin commands (JSON parseable by `python3 -m json.tool`).
-void add_format_option(CLI::App& cmd, std::string& format) {
-  cmd.add_option("--format", format, "text or json")
-      ->capture_default_str()
-      ->check(CLI::IsMember({"text", "json"}));
-}
-
 bool split_kv(const std::string& s, std::string& k, std::string& v) {
   auto eq = s.find('=');
   if (eq == std::string::npos || eq == 0) return false;
@@ -847,6 +840,12 @@ void group_delete(Context& ctx, const std::vector<std::string>& groups) {
 }
 
 }  // namespace
+
+void add_format_option(CLI::App& cmd, std::string& format) {
+  cmd.add_option("--format", format, "text or json")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"text", "json"}));
+}
 
 void register_topic(CLI::App& app, Context& ctx) {
   auto* topic = app.add_subcommand("topic", "Create, list, describe, alter and delete topics");

@@ -51,6 +51,9 @@ void report_usage_error(CLI::App& app, int argc, char** argv, const CLI::ParseEr
 // True when stderr is a terminal (progress lines go there only then).
 bool stderr_is_tty();
 
+// --format text|json on the admin commands (JSON parseable by `python3 -m json.tool`).
+void add_format_option(CLI::App& cmd, std::string& format);
+
 void register_topic(CLI::App& app, Context& ctx);
 void register_produce(CLI::App& app, Context& ctx);
 void register_consume(CLI::App& app, Context& ctx);

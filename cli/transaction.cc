@@ -21,12 +21,6 @@ using client::kAnyBroker;
 
 constexpr const char* kTxnTopic = "__transaction_state";
 
-void add_format(CLI::App& cmd, std::string& format) {
-  cmd.add_option("--format", format, "text or json")
-      ->capture_default_str()
-      ->check(CLI::IsMember({"text", "json"}));
-}
-
 int64_t now_ms() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(
              std::chrono::system_clock::now().time_since_epoch())
@@ -309,7 +303,7 @@ void register_transaction(CLI::App& app, Context& ctx) {
   list->add_option("--min-duration-ms", l->min_duration_ms,
                    "Only transactions open at least this long")
       ->check(CLI::NonNegativeNumber);
-  add_format(*list, l->format);
+  add_format_option(*list, l->format);
   list->callback([&ctx, l] { txn_list(ctx, *l); });
 
   auto id = std::make_shared<std::string>();
@@ -317,7 +311,7 @@ void register_transaction(CLI::App& app, Context& ctx) {
   auto* describe = txn->add_subcommand(
       "describe", "A transactional id's producer, state, timeout and open partitions");
   describe->add_option("transactional-id", *id, "Transactional id")->required();
-  add_format(*describe, *dformat);
+  add_format_option(*describe, *dformat);
   describe->callback([&ctx, id, dformat] { txn_describe(ctx, *id, *dformat); });
 
   auto p = std::make_shared<ProducersOptions>();
@@ -327,7 +321,7 @@ void register_transaction(CLI::App& app, Context& ctx) {
       "one's open transaction");
   producers->add_option("topic", p->topic, "Topic")->required();
   producers->add_option("-p,--partition", p->partitions, "Only these partitions (repeatable)");
-  add_format(*producers, p->format);
+  add_format_option(*producers, p->format);
   producers->callback([&ctx, p] { txn_producers(ctx, *p); });
 }
 
