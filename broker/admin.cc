@@ -903,6 +903,17 @@ std::string Broker::write_metrics(const std::vector<ShardReport>& reports) {
   w.family("sluice_kafka_connections_moved_total", "counter",
            "Kafka connections moved to the shard of the partitions their requests name");
   w.sample("sluice_kafka_connections_moved_total", {}, server_ ? server_->moved_count() : 0);
+  w.family("sluice_quota_throttled_total", "counter",
+           "Responses that throttled a client over its quota (producer_byte_rate: produce, "
+           "consumer_byte_rate: fetch)");
+  w.family("sluice_quota_throttle_milliseconds_total", "counter",
+           "Throttle time given to clients over their quotas");
+  for (const auto kind : {QuotaManager::Kind::kProduce, QuotaManager::Kind::kFetch}) {
+    const auto c = quotas_.counts(kind);
+    const char* k = kind == QuotaManager::Kind::kProduce ? "produce" : "fetch";
+    w.sample("sluice_quota_throttled_total", {{"kind", k}}, c.throttled);
+    w.sample("sluice_quota_throttle_milliseconds_total", {{"kind", k}}, c.throttle_ms);
+  }
   w.family("sluice_request_memory_bytes", "gauge",
            "Request buffer bytes held now (bounded by queued.max.request.bytes)");
   w.sample("sluice_request_memory_bytes", {},

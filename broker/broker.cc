@@ -1101,12 +1101,14 @@ Status Broker::start() {
     set_acls(*image);
     security_->set_image(image);
     apply_dynamic_config(*image);
+    quotas_.update(*image);
     auto snap = registry_->publish(*image);
     if (reconciling_.load()) reconcile(snap, nullptr);
   });
   security_->set_image(cluster_->image());  // all three keep the newer of this and a published one
   set_acls(*cluster_->image());
   apply_dynamic_config(*cluster_->image());
+  quotas_.update(*cluster_->image());
   if (legacy) {
     if (auto s = migrate_legacy_metadata(); !s) return s;
   }

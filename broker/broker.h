@@ -32,6 +32,7 @@
 #include "broker/group_coordinator.h"
 #include "broker/metrics.h"
 #include "broker/producer_state.h"
+#include "broker/quota_manager.h"
 #include "broker/replica.h"
 #include "broker/security.h"
 #include "broker/server.h"
@@ -188,6 +189,10 @@ class Broker {
     // The shard(s) of the partitions the request names (Reply::affinity), set by the data
     // path's handlers before their work fans out; copied into the reply by `done`.
     int32_t affinity = Reply::kNoShard;
+    // Set by a handler that throttled the client (client quotas): the connection reads no
+    // further request for this long (Reply::throttle_ms).
+    int32_t throttle_ms = 0;
+    Reply::Quota quota = Reply::Quota::kUnchecked;
   };
 
   explicit Broker(const BrokerConfig& config) : config_(config) {}
@@ -314,10 +319,25 @@ class Broker {
                       std::vector<std::shared_ptr<const void>> keep = {}) {
     OutFrame out{kafka::encode_response(req.header.correlation_id, req.header.api_version, body),
                  std::move(keep)};
-    req.done(Reply{Reply::Kind::kFrame, std::move(out)});
+    Reply reply{Reply::Kind::kFrame, std::move(out)};
+    reply.throttle_ms = req.throttle_ms;
+    reply.quota = req.quota;
+    req.done(std::move(reply));
   }
 
   void handle_api_versions(std::shared_ptr<Request> req, const kafka::ApiVersionsRequest& body);
+  // Client quotas (quotas_api.cc): KIP-546's DescribeClientQuotas and AlterClientQuotas; what
+  // enforces them is quotas_ (broker/quota_manager.h).
+  void handle_describe_client_quotas(std::shared_ptr<Request> req,
+                                     const kafka::DescribeClientQuotasRequest& body);
+  void handle_alter_client_quotas(std::shared_ptr<Request> req,
+                                  const kafka::AlterClientQuotasRequest& body);
+  // The client's user for quotas: its principal's name ("ANONYMOUS" without authentication).
+  static std::string quota_user(const Request& req);
+  // Records a Produce request against the client's producer_byte_rate, on the connection's
+  // shard before the request's work starts; sets its session's throttle (the connection reads
+  // nothing more until then) and returns the throttle time to answer.
+  int32_t record_produce(const Request& req);
   // Security (broker/security.cc): one Server per listener; SASL before anything else.
   Status start_listeners(const std::vector<Shard*>& shards);
   static const std::string& listener_name(const ConnectionInfo& conn);  // "" without one
@@ -550,6 +570,7 @@ class Broker {
                      std::chrono::steady_clock::time_point start);
 
   BrokerConfig config_;
+  QuotaManager quotas_{config_.quota_window_num, config_.quota_window_size_seconds};
   std::unique_ptr<DataDirLock> lock_;  // held from create() to destruction
   std::unique_ptr<cluster::ClusterNode> cluster_;
   std::unique_ptr<TopicRegistry> registry_;

@@ -409,6 +409,14 @@ Result<BrokerConfig> parse_config(int argc, const char* const* argv) {
       ->check(CLI::Range(int64_t{1}, int64_t{10000000}));
   app.add_option("--connections.max.idle.ms", c.idle_timeout_ms, "Close connections idle this long")
       ->capture_default_str();
+  app.add_option("--quota.window.num", c.quota_window_num,
+                 "Client quotas: samples in a rate's window (Kafka's quota.window.num)")
+      ->capture_default_str()
+      ->check(CLI::Range(2, 100));
+  app.add_option("--quota.window.size.seconds", c.quota_window_size_seconds,
+                 "Client quotas: seconds per sample (Kafka's quota.window.size.seconds)")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 3600));
   app.add_option("--max.inflight.requests", c.max_inflight_per_connection,
                  "Requests read ahead per connection")
       ->capture_default_str()

@@ -98,6 +98,10 @@ struct BrokerConfig {
   int32_t max_connections = 10000;
   int64_t partitions_max = 100000;  // max.partitions: partitions this broker holds at most
   int64_t idle_timeout_ms = 10 * 60 * 1000;
+  // Client quotas' rate window (Kafka's quota.window.num, quota.window.size.seconds): a rate is
+  // measured over this many samples of this many seconds each.
+  int32_t quota_window_num = 11;
+  int32_t quota_window_size_seconds = 1;
   int32_t max_inflight_per_connection = 64;
   // A connection whose requests keep naming partitions of one other shard moves there
   // (broker/connection.h "Moving").

@@ -168,8 +168,13 @@ void Connection::read_body(size_t got) {
       RequestFrame frame{std::shared_ptr<FrameBytes>(body_, &body.bytes()), body.storage()};
       body_.reset();
       arm_idle_timer();
-      if (pending_.size() >= static_cast<size_t>(config_.max_inflight_per_connection)) {
+      if (pending_.size() >= inflight_max()) {
         parked_ = std::move(frame);  // resumed by write_ready() when a slot frees
+        return;
+      }
+      if (throttled()) {
+        parked_ = std::move(frame);  // resumed by the throttle timer
+        arm_throttle_timer();
         return;
       }
       take_request(std::move(frame));
@@ -303,9 +308,57 @@ void Connection::complete(const std::shared_ptr<Slot>& slot, Reply reply) {
   SLUICE_ASSERT(!slot->done);
   if (closed_) return;
   slot->done = true;
+  if (reply.quota != Reply::Quota::kUnchecked) serial_ = reply.quota == Reply::Quota::kLimited;
+  if (reply.throttle_ms > 0) {
+    throttled_until_ = std::max(throttled_until_, std::chrono::steady_clock::now() +
+                                                      std::chrono::milliseconds(reply.throttle_ms));
+  }
   note_affinity(reply.affinity);
   slot->reply = std::move(reply);
   write_ready();
+}
+
+size_t Connection::inflight_max() const {
+  const bool serial = serial_ || (info_.session && info_.session->quota_limited);
+  return serial ? 1 : static_cast<size_t>(config_.max_inflight_per_connection);
+}
+
+std::chrono::steady_clock::time_point Connection::throttle_until() const {
+  return info_.session ? std::max(throttled_until_, info_.session->throttled_until)
+                       : throttled_until_;
+}
+
+bool Connection::throttled() const {
+  const auto until = throttle_until();
+  return until > std::chrono::steady_clock::time_point{} &&
+         std::chrono::steady_clock::now() < until;
+}
+
+// A request read while the client is throttled waits until the throttle time is over; more
+// throttle given meanwhile (a response completed later) makes it wait longer.
+void Connection::arm_throttle_timer() {
+  if (throttle_armed_) return;
+  throttle_armed_ = true;
+  Shard* home = shard_.load();
+  auto timer = std::make_shared<asio::steady_timer>(home->context());
+  timer->expires_at(throttle_until());
+  timer->async_wait([self = shared_from_this(), timer, home](boost::system::error_code) {
+    if (self->shard_.load() != home) return;
+    self->throttle_armed_ = false;
+    if (self->closed_ || self->reading_done_ || !self->parked_.buffer) return;
+    if (self->throttled()) return self->arm_throttle_timer();
+    if (self->pending_.size() >= self->inflight_max()) {
+      return;  // write_ready() takes it when a slot frees
+    }
+    RequestFrame frame = std::move(self->parked_);
+    self->parked_ = {};
+    self->take_request(std::move(frame));
+    if (self->moving_to_ >= 0) {
+      self->move_reads_stopped_ = true;
+      return self->try_move();
+    }
+    self->read_size();
+  });
 }
 
 // Starts writing the next response if it is ready and nothing is being written.
@@ -316,8 +369,9 @@ void Connection::write_ready() {
   while (!closed_ && !writing_ && !pending_.empty() && pending_.front()->done) {
     auto slot = std::move(pending_.front());
     pending_.pop_front();
-    if (parked_.buffer &&
-        pending_.size() < static_cast<size_t>(config_.max_inflight_per_connection)) {
+    if (parked_.buffer && pending_.size() < inflight_max() && throttled()) {
+      arm_throttle_timer();  // it takes the parked request once the throttle time is over
+    } else if (parked_.buffer && pending_.size() < inflight_max()) {
       RequestFrame frame = std::move(parked_);
       parked_ = {};
       take_request(std::move(frame));

@@ -152,6 +152,11 @@ void Broker::handle_produce(std::shared_ptr<Request> req, kafka::ProduceRequest 
   for (const auto& t : body.topic_data) total += t.partition_data.size();
   // Up-converted batches of Produce v0-2; deque: their bytes stay put while more are added.
   auto legacy_batches = std::make_shared<std::deque<std::vector<std::byte>>>();
+  // Client quotas: the request's bytes, as Kafka counts them, recorded before its work starts
+  // (Kafka records them after the append, but reads one request at a time: here the
+  // connection's next request is read after this returns, so the session's throttle must be
+  // set by then; Session::throttled_until).
+  resp->throttle_time_ms = record_produce(*req);
   auto countdown = std::make_shared<Countdown>(total + 1, [req, resp, failed, acks,
                                                            legacy_batches] {
     req->errored = failed->load();
@@ -562,6 +567,30 @@ struct FetchOp : std::enable_shared_from_this<FetchOp> {
       }
       resp.responses.push_back(std::move(rt));
     }
+    req->quota = Reply::Quota::kNone;
+    if (broker->quotas_.any()) {
+      // Client quotas: the answer's bytes count against consumer_byte_rate. Over it, as Kafka
+      // does: the bytes are taken back and the answer goes without partitions, with the
+      // throttle time (the client fetches again once it is over). An answer larger than the
+      // quota allows in a window (one batch bigger than that: the fetch's max bytes were
+      // already cut to it) would never go that way: it goes, and the client is throttled.
+      const auto bytes = static_cast<double>(body.max_bytes - budget);
+      const std::string user = Broker::quota_user(*req);
+      const int32_t t =
+          broker->quotas_.record(QuotaManager::Kind::kFetch, user, req->header.client_id, bytes);
+      req->quota = t < 0 ? Reply::Quota::kNone : Reply::Quota::kLimited;
+      req->throttle_ms = std::max(0, t);
+      if (req->throttle_ms > 0 &&
+          bytes <= broker->quotas_.window_bytes(QuotaManager::Kind::kFetch, user,
+                                                req->header.client_id)) {
+        broker->quotas_.unrecord(QuotaManager::Kind::kFetch, user, req->header.client_id, bytes);
+        kafka::FetchResponse throttled;
+        throttled.throttle_time_ms = req->throttle_ms;
+        Broker::respond(*req, throttled);
+        return;
+      }
+      resp.throttle_time_ms = req->throttle_ms;
+    }
     Broker::respond(*req, resp, std::move(keep));
   }
 
@@ -618,6 +647,14 @@ void Broker::handle_fetch(std::shared_ptr<Request> req, kafka::FetchRequest body
   op->req = req;
   op->home = &shards_[req->conn.shard]->shard;
   op->body = std::move(body);
+  if (quotas_.any()) {
+    // Client quotas, as Kafka: no answer larger than the consumer's quota allows in a window.
+    const double most =
+        quotas_.window_bytes(QuotaManager::Kind::kFetch, quota_user(*req), req->header.client_id);
+    if (most < static_cast<double>(op->body.max_bytes)) {
+      op->body.max_bytes = static_cast<int32_t>(std::max(1.0, most));
+    }
+  }
   op->timer = std::make_unique<asio::steady_timer>(op->home->context());
   // An empty answer goes 1 ms after max_wait: clients truncate the time left to their own
   // deadline to whole milliseconds when they set max_wait (kafka-go), so an answer right at

@@ -84,6 +84,9 @@ constexpr Served kServed[] = {
     // SCRAM credentials (users_api.cc).
     served<kafka::DescribeUserScramCredentialsRequest>(),
     served<kafka::AlterUserScramCredentialsRequest>(),
+    // Client quotas (quotas_api.cc).
+    served<kafka::DescribeClientQuotasRequest>(),
+    served<kafka::AlterClientQuotasRequest>(),
 };
 
 const Served* find_served(int16_t key) {
@@ -189,6 +192,10 @@ void Broker::dispatch(std::shared_ptr<Request> req, kafka::RequestBody body) {
           handle_describe_user_scram_credentials(req, b);
         } else if constexpr (std::is_same_v<T, kafka::AlterUserScramCredentialsRequest>) {
           handle_alter_user_scram_credentials(req, b);
+        } else if constexpr (std::is_same_v<T, kafka::DescribeClientQuotasRequest>) {
+          handle_describe_client_quotas(req, b);
+        } else if constexpr (std::is_same_v<T, kafka::AlterClientQuotasRequest>) {
+          handle_alter_client_quotas(req, b);
         } else if constexpr (std::is_same_v<T, kafka::DescribeAclsRequest>) {
           handle_describe_acls(req, b);
         } else if constexpr (std::is_same_v<T, kafka::CreateAclsRequest>) {

@@ -28,6 +28,11 @@ struct Session {
   std::unique_ptr<sasl::ScramServer> scram;  // an exchange in progress
   bool raw_tokens = false;  // after SaslHandshake v0: frames are bare SASL tokens
   Clock::time_point expires = Clock::time_point::max();  // KIP-368: re-authenticate before
+  // Client quotas (broker/quota_manager.h): the connection reads no request before
+  // `throttled_until`, and one at a time while the client is held to a quota. Set by Produce
+  // as it is handed over (before the next request is read).
+  Clock::time_point throttled_until{};
+  bool quota_limited = false;
 
   bool needs_sasl() const { return listener != nullptr && listener->sasl(); }
   // After the TLS handshake: on an SSL listener a verified client certificate names the

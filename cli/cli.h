@@ -65,6 +65,8 @@ void register_acl(CLI::App& app, Context& ctx);
 void register_transaction(CLI::App& app, Context& ctx);
 // `sluice user create | list | delete` (cli/user.cc).
 void register_user(CLI::App& app, Context& ctx);
+// sluice quota (cli/quota.cc).
+void register_quota(CLI::App& app, Context& ctx);
 // `sluice cluster health` (cli/health.cc), under the `cluster` subcommand.
 void register_cluster_health(CLI::App& cluster, Context& ctx);
 // `sluice top` (cli/top.cc): live rates and group lag from the admin API.

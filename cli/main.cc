@@ -223,6 +223,7 @@ int main(int argc, char** argv) {
   register_moves(app, ctx);
   register_acl(app, ctx);
   register_user(app, ctx);
+  register_quota(app, ctx);
   register_top(app, ctx);
   register_bench(app, ctx);
   register_completion(app, ctx);

@@ -779,6 +779,15 @@ void ClusterNode::lead(pb::ControllerRequest req,
       });
       return;
     }
+    case pb::ControllerRequest::kAlterClientQuotas:
+      // Each change was checked by the broker that took the request (cluster/quotas.h).
+      if (req.validate_only() || req.alter_client_quotas().changes().empty()) {
+        reply(pb::ControllerResponse{});
+        return;
+      }
+      *rec.mutable_alter_client_quotas() = req.alter_client_quotas();
+      propose(rec, on_applied);
+      return;
     case pb::ControllerRequest::kCreateAcls:
       for (const auto& b : req.create_acls().acls()) {
         if (std::string why = acl::validate(b); !why.empty()) {

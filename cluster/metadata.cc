@@ -4,6 +4,7 @@
 #include <climits>
 
 #include "cluster/acl.h"
+#include "cluster/quotas.h"
 #include "cluster/scram.h"
 
 namespace sluice::cluster {
@@ -270,6 +271,9 @@ ApplyResult MetadataState::apply_to(pb::Image& img, const pb::Record& rec) {
       it->second.set_decommissioned(d.decommissioned());
       return {};
     }
+    case pb::Record::kAlterClientQuotas:
+      quotas::apply(img, rec.alter_client_quotas());
+      return {};
     case pb::Record::kAlterScramCredentials:
       scram::apply(img, rec.alter_scram_credentials());
       return {};

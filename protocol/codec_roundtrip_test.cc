@@ -179,6 +179,8 @@ TEST(CodecApiTable, CoversTheAdvertisedRanges) {
       {ApiKey::kDescribeProducers, 0, 0, 0},
       {ApiKey::kDescribeTransactions, 0, 0, 0},
       {ApiKey::kListTransactions, 0, 1, 0},
+      {ApiKey::kDescribeClientQuotas, 0, 1, 1},
+      {ApiKey::kAlterClientQuotas, 0, 1, 1},
   };
   EXPECT_EQ(std::size(wants), kSupportedApis.size());
   for (const Want& want : wants) {

@@ -398,6 +398,34 @@ class Acls(harness.BrokerTestCase):
         fs = a.create_topics([NewTopic("alice-new", 1, 1)], operation_timeout=10)
         fs["alice-new"].result(timeout=20)
 
+    def test_client_quotas_need_configs_rights_on_the_cluster(self):
+        as_alice = ["-b", self.sasl, "-X", "security.protocol=SASL_PLAINTEXT",
+                    "-X", "sasl.mechanisms=SCRAM-SHA-512", "-X", "sasl.username=" + ALICE,
+                    "-X", "sasl.password=" + ALICE_PW]
+
+        def alice(*args):
+            return subprocess.run([sluice_bin()] + as_alice + list(args), capture_output=True,
+                                  text=True, timeout=60)
+        r = alice("quota", "list")
+        self.assertEqual(r.returncode, 1, r.stdout + r.stderr)
+        self.assertIn("CLUSTER_AUTHORIZATION_FAILED", r.stderr)
+        r = alice("quota", "set", "--user", ALICE, "producer_byte_rate=1000000")
+        self.assertEqual(r.returncode, 1, r.stdout + r.stderr)
+        self.assertIn("CLUSTER_AUTHORIZATION_FAILED", r.stderr)
+        self.sluice("acl", "create", "--principal", "User:alice", "--operation",
+                    "DESCRIBE_CONFIGS", "--operation", "ALTER_CONFIGS", "--cluster")
+        try:
+            r = alice("quota", "set", "--user", ALICE, "producer_byte_rate=1000000")
+            self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+            r = alice("quota", "list", "--user", ALICE)
+            self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+            self.assertEqual(r.stdout, "user=alice producer_byte_rate=1000000\n")
+            r = alice("quota", "remove", "--user", ALICE, "producer_byte_rate")
+            self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        finally:
+            self.sluice("acl", "delete", "--principal", "User:alice", "--operation",
+                        "DESCRIBE_CONFIGS", "--operation", "ALTER_CONFIGS", "--cluster")
+
     def test_cli_list_delete_errors_and_restart(self):
         self.sluice("acl", "create", "--principal", "User:erin", "--principal", "User:frank",
                     "--operation", "READ", "--operation", "DESCRIBE", "--topic", "cli-t")

@@ -6,7 +6,7 @@ AlterUserScramCredentials (51), ListTransactions (66), DescribeTransactions (65)
 CreatePartitions (37) with replica assignments the clients check before sending. A small schema-driven codec, classic and flexible (KIP-482),
 written from Kafka 3.8.0's JSON message schemas.
 
-A schema is a list of (name, type); types: 'int8' 'int16' 'int32' 'int64' 'bool' 'string'
+A schema is a list of (name, type); types: 'int8' 'int16' 'int32' 'int64' 'float64' 'bool' 'string'
 'nstring' (nullable) 'bytes' '[int32]' 'n[int32]' '[int64]' '[string]', or ('[]' | 'n[]', sub-schema) for arrays of
 structs.
 Values are dicts (None for null).
@@ -42,7 +42,8 @@ def _read_uvarint(buf, pos):
         shift += 7
 
 
-_FIXED = {"int8": ">b", "int16": ">h", "int32": ">i", "int64": ">q", "bool": ">?"}
+_FIXED = {"int8": ">b", "int16": ">h", "int32": ">i", "int64": ">q", "bool": ">?",
+          "float64": ">d"}
 
 
 def _enc_len(n, flex, null=False):

@@ -1,9 +1,12 @@
 """Dynamic broker configs in a three-broker cluster (docs/operations.md "Broker settings at run
 time"): a cluster-wide default set through broker 0 is in the controller's replicated
 metadata, so broker 2 describes it and acts on it; a per-broker value set on broker 2 wins
-there and nowhere else; the values outlive the controller leader."""
+there and nowhere else; the values outlive the controller leader. Client quotas travel the
+same way: set through one broker, every broker has them (docs/security.md "Client quotas")."""
 
+import json
 import os
+import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -24,6 +27,29 @@ def setting(bootstrap, broker_id, name):
 
 class ClusterDynamicConfigs(ClusterTestCase):
     CLUSTER_ARGS = ("--broker.session.timeout.ms", "3000")
+
+    def test_client_quotas_reach_every_broker(self):
+        b = self.cluster.brokers
+
+        def quota(bootstrap, *args):
+            r = subprocess.run([os.environ.get("SLUICE_CLI", "sluice"), "-b", bootstrap, "quota"]
+                               + list(args), capture_output=True, text=True, timeout=60)
+            assert r.returncode == 0, (args, r.stdout, r.stderr)
+            return r.stdout
+
+        def listed(bootstrap):
+            return json.loads(quota(bootstrap, "list", "--format", "json"))
+
+        quota(b[0].bootstrap, "set", "--user", "svc", "--client-id", "etl",
+              "producer_byte_rate=1048576")
+        want = [{"entity": {"client-id": "etl", "user": "svc"},
+                 "values": {"producer_byte_rate": 1048576}}]
+        for x in b:
+            wait_for(lambda: listed(x.bootstrap) == want, 10, "every broker has the quota")
+        quota(b[1].bootstrap, "remove", "--user", "svc", "--client-id", "etl",
+              "producer_byte_rate")
+        for x in b:
+            wait_for(lambda: listed(x.bootstrap) == [], 10, "every broker lost the quota")
 
     def test_cluster_default_reaches_every_broker_and_per_broker_wins_locally(self):
         b = self.cluster.brokers

@@ -1,0 +1,148 @@
+#include "broker/quota_manager.h"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+
+namespace sluice::broker {
+
+namespace {
+// Kafka drops a client's quota sensors after an hour without use.
+constexpr int64_t kSensorIdleMs = 60 * 60 * 1000;
+constexpr int64_t kExpiryEveryMs = 60 * 1000;
+constexpr int32_t kThrottleMaxMs = 60 * 60 * 1000;
+
+const char* key_of(QuotaManager::Kind kind) {
+  return kind == QuotaManager::Kind::kProduce ? cluster::quotas::kProducerByteRate
+                                              : cluster::quotas::kConsumerByteRate;
+}
+}  // namespace
+
+QuotaManager::QuotaManager(int32_t window_num, int32_t window_size_seconds)
+    : window_num_(std::max(2, window_num)),
+      window_size_ms_(int64_t{1000} * std::max(1, window_size_seconds)),
+      table_(std::make_shared<const cluster::quotas::Table>()) {}
+
+void QuotaManager::update(const cluster::pb::Image& image) {
+  auto table = std::make_shared<const cluster::quotas::Table>(image);
+  const bool any = !table->empty();
+  std::lock_guard lock(mu_);
+  if (image.applied_index() < table_index_) return;
+  table_index_ = image.applied_index();
+  table_ = std::move(table);
+  any_.store(any, std::memory_order_relaxed);
+}
+
+std::string QuotaManager::quota_user(const std::string& principal) {
+  constexpr std::string_view kPrefix = "User:";
+  if (principal.compare(0, kPrefix.size(), kPrefix) == 0) return principal.substr(kPrefix.size());
+  return principal;
+}
+
+int64_t QuotaManager::ms(Clock::time_point t) const {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(t - epoch_).count();
+}
+
+// Kafka's SampledStat.record: a sample takes values for window_size_ms_ from its start, then
+// the next (oldest) one starts over.
+void QuotaManager::add(Sensor& s, int64_t now, double v) {
+  if (s.samples.empty()) {
+    s.samples.resize(static_cast<size_t>(window_num_));
+    for (Sample& x : s.samples) x.start_ms = now;
+    s.current = 0;
+  }
+  Sample* cur = &s.samples[s.current];
+  if (now >= cur->start_ms + window_size_ms_) {
+    s.current = (s.current + 1) % s.samples.size();
+    cur = &s.samples[s.current];
+    cur->start_ms = now;
+    cur->value = 0;
+  }
+  cur->value += v;
+  s.last_used_ms = now;
+}
+
+// The samples still inside the window (Kafka's purgeObsoleteSamples resets older ones).
+double QuotaManager::total(const Sensor& s, int64_t now) const {
+  const int64_t expire = window_size_ms_ * window_num_;
+  double sum = 0;
+  for (const Sample& x : s.samples) {
+    if (now - x.start_ms < expire) sum += x.value;
+  }
+  return sum;
+}
+
+// Kafka's Rate.windowSize: from the oldest live sample's start, at least window_num_ - 1 whole
+// samples.
+double QuotaManager::window_ms(const Sensor& s, int64_t now) const {
+  const int64_t expire = window_size_ms_ * window_num_;
+  int64_t oldest = now;
+  for (const Sample& x : s.samples) {
+    if (now - x.start_ms < expire) oldest = std::min(oldest, x.start_ms);
+  }
+  int64_t elapsed = now - oldest;
+  const int64_t full = elapsed / window_size_ms_;
+  const int64_t min_full = window_num_ - 1;
+  if (full < min_full) elapsed += (min_full - full) * window_size_ms_;
+  return static_cast<double>(std::max<int64_t>(elapsed, 1));
+}
+
+void QuotaManager::expire(int64_t now) {
+  if (now < next_expiry_ms_) return;
+  next_expiry_ms_ = now + kExpiryEveryMs;
+  std::erase_if(sensors_,
+                [now](const auto& kv) { return now - kv.second.last_used_ms > kSensorIdleMs; });
+}
+
+int32_t QuotaManager::record(Kind kind, const std::string& user, const std::string& client_id,
+                             double bytes, Clock::time_point now_tp) {
+  if (!any()) return -1;
+  const int64_t now = ms(now_tp);
+  std::lock_guard lock(mu_);
+  expire(now);
+  auto limit = table_->resolve(key_of(kind), user, client_id);
+  if (!limit) return -1;
+  Sensor& s = sensors_[Key{kind, limit->user_tag, limit->client_tag}];
+  add(s, now, bytes);
+  const double window = window_ms(s, now);
+  const double rate = total(s, now) * 1000.0 / window;  // bytes per second
+  if (rate <= limit->rate) return 0;
+  // Kafka's QuotaUtils.throttleTime: how long until the window's rate is back at the quota.
+  // Not capped by the window, as Kafka's bandwidth quotas: a request far larger than the
+  // quota allows in a window is paid for in full (an hour at most, to stay in range).
+  const double throttle = (rate - limit->rate) / limit->rate * window;
+  const auto out = static_cast<int32_t>(std::lround(std::min(throttle, double{kThrottleMaxMs})));
+  Counts& c = counts_[static_cast<int>(kind)];
+  ++c.throttled;
+  c.throttle_ms += static_cast<uint64_t>(out);
+  return out;
+}
+
+void QuotaManager::unrecord(Kind kind, const std::string& user, const std::string& client_id,
+                            double bytes, Clock::time_point now_tp) {
+  if (!any()) return;
+  const int64_t now = ms(now_tp);
+  std::lock_guard lock(mu_);
+  auto limit = table_->resolve(key_of(kind), user, client_id);
+  if (!limit) return;
+  auto it = sensors_.find(Key{kind, limit->user_tag, limit->client_tag});
+  if (it == sensors_.end()) return;
+  add(it->second, now, -bytes);
+}
+
+double QuotaManager::window_bytes(Kind kind, const std::string& user,
+                                  const std::string& client_id) const {
+  if (!any()) return std::numeric_limits<double>::infinity();
+  std::lock_guard lock(mu_);
+  auto limit = table_->resolve(key_of(kind), user, client_id);
+  if (!limit) return std::numeric_limits<double>::infinity();
+  return limit->rate * static_cast<double>(window_num_ - 1) * static_cast<double>(window_size_ms_) /
+         1000.0;
+}
+
+QuotaManager::Counts QuotaManager::counts(Kind kind) const {
+  std::lock_guard lock(mu_);
+  return counts_[static_cast<int>(kind)];
+}
+
+}  // namespace sluice::broker

@@ -1,0 +1,90 @@
+// Client quotas enforced by this broker (docs/security.md "Client quotas"): each Produce's
+// request bytes count against the client's producer_byte_rate, each Fetch answer's bytes
+// against its consumer_byte_rate, per broker as Kafka does. A client over its quota gets the
+// throttle time Kafka gives (how long until its rate is back at the quota) in the response's
+// throttle_time_ms, and its connection reads no further request for that long
+// (Reply::throttle_ms; Kafka's muted channel); a throttled Fetch is answered without records.
+//
+// A rate is measured as Kafka's Rate stat: `window_num` samples of `window_size_ms` each, over
+// the time since the oldest sample started but at least (window_num - 1) samples long. Thread
+// safe (requests of every shard record here); with no quota in the image a record is one
+// atomic load.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <tuple>
+#include <vector>
+
+#include "cluster/quotas.h"
+
+namespace sluice::broker {
+
+class QuotaManager {
+ public:
+  enum class Kind : uint8_t { kProduce, kFetch };
+  using Clock = std::chrono::steady_clock;
+
+  QuotaManager(int32_t window_num, int32_t window_size_seconds);
+
+  // The image's quotas (the cluster's image callback, any thread).
+  void update(const cluster::pb::Image& image);
+  bool any() const { return any_.load(std::memory_order_relaxed); }
+
+  // Records `bytes` for the client (user: the principal's name without "User:") and returns
+  // the milliseconds it is to be throttled (0: within its quota), or -1 when it has no quota.
+  int32_t record(Kind kind, const std::string& user, const std::string& client_id, double bytes,
+                 Clock::time_point now = Clock::now());
+  // The most the client's quota allows in one window (Kafka's getMaxValueInQuotaWindow: the
+  // quota times window_num - 1 samples); infinity without a quota.
+  double window_bytes(Kind kind, const std::string& user, const std::string& client_id) const;
+  // Takes back what record() counted (a throttled Fetch answered without its records).
+  void unrecord(Kind kind, const std::string& user, const std::string& client_id, double bytes,
+                Clock::time_point now = Clock::now());
+
+  // For /metrics: throttled responses and the throttle time given, by kind.
+  struct Counts {
+    uint64_t throttled = 0;
+    uint64_t throttle_ms = 0;
+  };
+  Counts counts(Kind kind) const;
+
+  // The client's user for quotas: "User:alice" -> "alice" (Kafka's sanitized user name).
+  static std::string quota_user(const std::string& principal);
+
+ private:
+  struct Sample {
+    int64_t start_ms = 0;
+    double value = 0;
+  };
+  struct Sensor {
+    std::vector<Sample> samples;
+    size_t current = 0;
+    int64_t last_used_ms = 0;
+  };
+  using Key = std::tuple<Kind, std::string, std::string>;  // kind, user tag, client tag
+
+  int64_t ms(Clock::time_point t) const;
+  void add(Sensor& s, int64_t now, double v);
+  double window_ms(const Sensor& s, int64_t now) const;
+  double total(const Sensor& s, int64_t now) const;
+  void expire(int64_t now);
+
+  const int32_t window_num_;
+  const int64_t window_size_ms_;
+  const Clock::time_point epoch_ = Clock::now();
+  std::atomic<bool> any_{false};
+  mutable std::mutex mu_;
+  std::shared_ptr<const cluster::quotas::Table> table_;
+  uint64_t table_index_ = 0;  // the image's applied index (an older image is ignored)
+  std::map<Key, Sensor> sensors_;
+  int64_t next_expiry_ms_ = 0;
+  Counts counts_[2];
+};
+
+}  // namespace sluice::broker

@@ -1,0 +1,267 @@
+#include "cluster/quotas.h"
+
+#include <algorithm>
+#include <cmath>
+#include <set>
+
+namespace sluice::cluster::quotas {
+
+using kafka::ErrorCode;
+
+namespace {
+
+constexpr const char* kRequestPercentage = "request_percentage";
+constexpr const char* kControllerMutationRate = "controller_mutation_rate";
+
+Refusal invalid(std::string message) {
+  return Refusal{ErrorCode::kInvalidRequest, std::move(message)};
+}
+
+// One part of a table key: absent, the default, or a name (length-prefixed: names are any
+// bytes).
+enum class Part : char { kAbsent = '-', kDefault = '*', kNamed = '=' };
+
+std::string part_key(Part p, const std::string& name) {
+  std::string k(1, static_cast<char>(p));
+  if (p == Part::kNamed) k += std::to_string(name.size()) + ":" + name;
+  return k;
+}
+
+std::string table_key(Part user, const std::string& user_name, Part client,
+                      const std::string& client_name) {
+  return part_key(user, user_name) + part_key(client, client_name);
+}
+
+Part part_of(const Entity& e, const char* type, std::string& name) {
+  auto it = e.find(type);
+  if (it == e.end()) return Part::kAbsent;
+  if (!it->second) return Part::kDefault;
+  name = *it->second;
+  return Part::kNamed;
+}
+
+bool same_entity(const google::protobuf::RepeatedPtrField<pb::QuotaEntityPart>& parts,
+                 const Entity& e) {
+  return from_parts(parts) == e;
+}
+
+}  // namespace
+
+Entity from_parts(const google::protobuf::RepeatedPtrField<pb::QuotaEntityPart>& parts) {
+  Entity e;
+  for (const auto& p : parts) {
+    e[p.type()] = p.is_default() ? std::nullopt : std::optional<std::string>(p.name());
+  }
+  return e;
+}
+
+void to_parts(const Entity& entity, google::protobuf::RepeatedPtrField<pb::QuotaEntityPart>* out) {
+  out->Clear();
+  for (const auto& [type, name] : entity) {  // std::map: sorted by type
+    pb::QuotaEntityPart* p = out->Add();
+    p->set_type(type);
+    if (name) {
+      p->set_name(*name);
+    } else {
+      p->set_is_default(true);
+    }
+  }
+}
+
+std::string describe_entity(const Entity& entity) {
+  std::string out;
+  for (const auto& [type, name] : entity) {
+    if (!out.empty()) out += ", ";
+    out += type + "=" + (name ? *name : std::string("<default>"));
+  }
+  return out.empty() ? "<empty entity>" : out;
+}
+
+std::optional<Refusal> check_entry(const std::vector<EntityPart>& entity,
+                                   const std::vector<Op>& ops, pb::AlterClientQuotas::Change& out) {
+  if (entity.empty()) return invalid("Invalid empty client quota entity");
+  Entity e;
+  for (const auto& p : entity) {
+    if (e.count(p.type)) {
+      return invalid("Invalid empty client quota entity, duplicate entity entry " + p.type);
+    }
+    if (p.type == kIp) {
+      return invalid(
+          "Sluice does not enforce quotas on the ip entity (connection_creation_rate); "
+          "quotas apply to user and client-id entities");
+    }
+    if (p.type != kUser && p.type != kClientId) {
+      return invalid("Unhandled client quota entity type: " + p.type);
+    }
+    if (p.name && p.name->empty()) return invalid("Empty " + p.type + " not supported");
+    e[p.type] = p.name;
+  }
+  std::set<std::string> keys;
+  out.Clear();
+  to_parts(e, out.mutable_entity());
+  for (const Op& op : ops) {
+    if (!keys.insert(op.key).second) {
+      return invalid("Duplicate quota key " + op.key + " not updating quota for this entity " +
+                     describe_entity(e));
+    }
+    if (op.key == kRequestPercentage || op.key == kControllerMutationRate) {
+      return invalid("Sluice does not enforce " + op.key + "; the quotas it enforces are " +
+                     kProducerByteRate + " and " + kConsumerByteRate);
+    }
+    if (op.key != kProducerByteRate && op.key != kConsumerByteRate) {
+      return invalid("Invalid configuration key " + op.key);
+    }
+    if (op.remove) {
+      out.add_remove(op.key);
+      continue;
+    }
+    // Kafka's LONG check: within 1e-6 of a whole number.
+    constexpr double kEpsilon = 1e-6;
+    if (!std::isfinite(op.value) ||
+        std::abs(std::floor(op.value + kEpsilon) - op.value) > kEpsilon) {
+      return invalid("Configuration " + op.key + " must be a Long value");
+    }
+    if (op.value < 1) {
+      return invalid("Configuration " + op.key +
+                     " must be at least 1 (bytes per second); remove it to lift the quota");
+    }
+    (*out.mutable_set())[op.key] = std::floor(op.value + kEpsilon);
+  }
+  return std::nullopt;
+}
+
+void apply(pb::Image& img, const pb::AlterClientQuotas& change) {
+  auto* list = img.mutable_client_quotas();
+  for (const auto& c : change.changes()) {
+    const Entity e = from_parts(c.entity());
+    int at = -1;
+    for (int i = 0; i < list->size(); ++i) {
+      if (same_entity(list->Get(i).entity(), e)) {
+        at = i;
+        break;
+      }
+    }
+    if (at < 0) {
+      if (c.set().empty()) continue;  // removing from an entity with no values: nothing
+      pb::ClientQuota* q = list->Add();
+      to_parts(e, q->mutable_entity());
+      at = list->size() - 1;
+    }
+    pb::ClientQuota* q = list->Mutable(at);
+    for (const auto& key : c.remove()) q->mutable_values()->erase(key);
+    for (const auto& [key, value] : c.set()) (*q->mutable_values())[key] = value;
+    if (q->values().empty()) list->DeleteSubrange(at, 1);
+  }
+}
+
+Result<std::vector<Described>, Refusal> describe(const pb::Image& img,
+                                                 const std::vector<Component>& components,
+                                                 bool strict) {
+  std::map<std::string, std::optional<std::string>> exact;  // nullopt: the default
+  std::set<std::string> any;
+  for (const auto& c : components) {
+    if (c.entity_type.empty()) return unexpected(invalid("Invalid empty entity type."));
+    if (exact.count(c.entity_type) || any.count(c.entity_type)) {
+      return unexpected(
+          invalid("Entity type " + c.entity_type + " cannot appear more than once in the filter."));
+    }
+    if (c.entity_type != kIp && c.entity_type != kUser && c.entity_type != kClientId) {
+      return unexpected(
+          Refusal{ErrorCode::kUnsupportedVersion, "Unsupported entity type " + c.entity_type});
+    }
+    switch (c.match_type) {
+      case 0:
+        if (!c.match) {
+          return unexpected(
+              invalid("Request specified MATCH_TYPE_EXACT, but set match string to null."));
+        }
+        exact[c.entity_type] = c.match;
+        break;
+      case 1:
+        if (c.match) {
+          return unexpected(
+              invalid("Request specified MATCH_TYPE_DEFAULT, but also specified a match string."));
+        }
+        exact[c.entity_type] = std::nullopt;
+        break;
+      case 2:
+        if (c.match) {
+          return unexpected(invalid(
+              "Request specified MATCH_TYPE_SPECIFIED, but also specified a match string."));
+        }
+        any.insert(c.entity_type);
+        break;
+      default:
+        return unexpected(invalid("Unknown match type " + std::to_string(c.match_type)));
+    }
+  }
+  const bool has_ip = exact.count(kIp) || any.count(kIp);
+  const bool has_other =
+      exact.count(kUser) || any.count(kUser) || exact.count(kClientId) || any.count(kClientId);
+  if (has_ip && has_other) {
+    return unexpected(invalid(
+        "Invalid entity filter component combination. IP filter component should not be used "
+        "with user or clientId filter component."));
+  }
+  std::vector<Described> out;
+  for (const auto& q : img.client_quotas()) {
+    Entity e = from_parts(q.entity());
+    bool match = true;
+    for (const auto& [type, name] : exact) {
+      auto it = e.find(type);
+      if (it == e.end() || it->second != name) match = false;
+    }
+    for (const auto& type : any) {
+      if (!e.count(type)) match = false;
+    }
+    // No component at all: every entity, unless strict (then none: it has at least one type).
+    if (strict && e.size() != exact.size() + any.size()) match = false;
+    if (!match) continue;
+    Described d;
+    d.entity = std::move(e);
+    d.values.insert(q.values().begin(), q.values().end());
+    out.push_back(std::move(d));
+  }
+  return out;
+}
+
+Table::Table(const pb::Image& img) {
+  for (const auto& q : img.client_quotas()) {
+    const Entity e = from_parts(q.entity());
+    std::string user;
+    std::string client;
+    const Part u = part_of(e, kUser, user);
+    const Part c = part_of(e, kClientId, client);
+    if (u == Part::kAbsent && c == Part::kAbsent) continue;  // an ip entity (never accepted)
+    by_entity_[table_key(u, user, c, client)].insert(q.values().begin(), q.values().end());
+  }
+}
+
+std::optional<Limit> Table::resolve(const std::string& key, const std::string& user,
+                                    const std::string& client_id) const {
+  if (by_entity_.empty()) return std::nullopt;
+  struct Level {
+    Part user;
+    Part client;
+  };
+  static constexpr Level kOrder[] = {
+      {Part::kNamed, Part::kNamed},     {Part::kNamed, Part::kDefault},
+      {Part::kNamed, Part::kAbsent},    {Part::kDefault, Part::kNamed},
+      {Part::kDefault, Part::kDefault}, {Part::kDefault, Part::kAbsent},
+      {Part::kAbsent, Part::kNamed},    {Part::kAbsent, Part::kDefault},
+  };
+  for (const Level& l : kOrder) {
+    auto it = by_entity_.find(table_key(l.user, user, l.client, client_id));
+    if (it == by_entity_.end()) continue;
+    auto v = it->second.find(key);
+    if (v == it->second.end()) continue;
+    Limit out;
+    out.rate = v->second;
+    if (l.user != Part::kAbsent) out.user_tag = user;
+    if (l.client != Part::kAbsent) out.client_tag = client_id;
+    return out;
+  }
+  return std::nullopt;
+}
+
+}  // namespace sluice::cluster::quotas
