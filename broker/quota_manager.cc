@@ -4,12 +4,14 @@
 #include <cmath>
 #include <limits>
 
+#include <spdlog/spdlog.h>
+
 namespace sluice::broker {
 
 namespace {
-// Kafka drops a client's quota sensors after an hour without use.
-constexpr int64_t kSensorIdleMs = 60 * 60 * 1000;
-constexpr int64_t kExpiryEveryMs = 60 * 1000;
+// A sensor idle for a whole window holds no live sample: dropping it changes no rate (Kafka
+// keeps them an hour, for its metrics).
+constexpr int64_t kExpiryEveryMs = 1000;
 constexpr int32_t kThrottleMaxMs = 60 * 60 * 1000;
 
 const char* key_of(QuotaManager::Kind kind) {
@@ -26,11 +28,13 @@ QuotaManager::QuotaManager(int32_t window_num, int32_t window_size_seconds)
 void QuotaManager::update(const cluster::pb::Image& image) {
   auto table = std::make_shared<const cluster::quotas::Table>(image);
   const bool any = !table->empty();
+  const bool any_ip = table->has_ip();
   std::lock_guard lock(mu_);
   if (image.applied_index() < table_index_) return;
   table_index_ = image.applied_index();
   table_ = std::move(table);
   any_.store(any, std::memory_order_relaxed);
+  any_ip_.store(any_ip, std::memory_order_relaxed);
 }
 
 std::string QuotaManager::quota_user(const std::string& principal) {
@@ -88,10 +92,29 @@ double QuotaManager::window_ms(const Sensor& s, int64_t now) const {
 }
 
 void QuotaManager::expire(int64_t now) {
-  if (now < next_expiry_ms_) return;
+  if (now < next_expiry_ms_) return;  // at most once a second: a scan is O(buckets)
   next_expiry_ms_ = now + kExpiryEveryMs;
+  const int64_t idle = window_size_ms_ * window_num_;
   std::erase_if(sensors_,
-                [now](const auto& kv) { return now - kv.second.last_used_ms > kSensorIdleMs; });
+                [now, idle](const auto& kv) { return now - kv.second.last_used_ms > idle; });
+}
+
+QuotaManager::Sensor& QuotaManager::sensor(Kind kind, const cluster::quotas::Limit& limit) {
+  Key key{kind, limit.user_tag, limit.client_tag};
+  if (auto it = sensors_.find(key); it != sensors_.end()) return it->second;
+  if (sensors_.size() >= kSensorsMax) {
+    // As many clients active within one window as this (a client making up client ids?): the
+    // newcomers share one rate instead of growing the map without bound.
+    if (!overflow_warned_) {
+      overflow_warned_ = true;
+      spdlog::warn(
+          "client quotas: {} clients active at once; further ones share one rate (a client "
+          "inventing client ids?)",
+          kSensorsMax);
+    }
+    key = Key{kind, "", std::string("\x01overflow")};
+  }
+  return sensors_[key];
 }
 
 int32_t QuotaManager::record(Kind kind, const std::string& user, const std::string& client_id,
@@ -102,7 +125,7 @@ int32_t QuotaManager::record(Kind kind, const std::string& user, const std::stri
   expire(now);
   auto limit = table_->resolve(key_of(kind), user, client_id);
   if (!limit) return -1;
-  Sensor& s = sensors_[Key{kind, limit->user_tag, limit->client_tag}];
+  Sensor& s = sensor(kind, *limit);
   add(s, now, bytes);
   const double window = window_ms(s, now);
   const double rate = total(s, now) * 1000.0 / window;  // bytes per second
@@ -128,6 +151,29 @@ void QuotaManager::unrecord(Kind kind, const std::string& user, const std::strin
   auto it = sensors_.find(Key{kind, limit->user_tag, limit->client_tag});
   if (it == sensors_.end()) return;
   add(it->second, now, -bytes);
+}
+
+int32_t QuotaManager::record_connection(const std::string& ip, Clock::time_point now_tp) {
+  if (!any_ip()) return 0;
+  const int64_t now = ms(now_tp);
+  std::lock_guard lock(mu_);
+  expire(now);
+  auto limit = table_->resolve_ip(ip);
+  if (!limit) return 0;
+  Sensor& s = sensor(Kind::kConnection, *limit);
+  add(s, now, 1);
+  const double window = window_ms(s, now);
+  const double rate = total(s, now) * 1000.0 / window;
+  if (rate <= limit->rate) return 0;
+  add(s, now, -1);  // not let in: not counted
+  // Kafka's connection throttle is bounded by one sample's length.
+  const double throttle =
+      std::min((rate - limit->rate) / limit->rate * window, static_cast<double>(window_size_ms_));
+  const auto out = std::max<int32_t>(1, static_cast<int32_t>(std::lround(throttle)));
+  Counts& c = counts_[static_cast<int>(Kind::kConnection)];
+  ++c.throttled;
+  c.throttle_ms += static_cast<uint64_t>(out);
+  return out;
 }
 
 double QuotaManager::window_bytes(Kind kind, const std::string& user,

@@ -27,7 +27,7 @@ namespace sluice::broker {
 
 class QuotaManager {
  public:
-  enum class Kind : uint8_t { kProduce, kFetch };
+  enum class Kind : uint8_t { kProduce, kFetch, kConnection };
   using Clock = std::chrono::steady_clock;
 
   QuotaManager(int32_t window_num, int32_t window_size_seconds);
@@ -43,6 +43,11 @@ class QuotaManager {
   // The most the client's quota allows in one window (Kafka's getMaxValueInQuotaWindow: the
   // quota times window_num - 1 samples); infinity without a quota.
   double window_bytes(Kind kind, const std::string& user, const std::string& client_id) const;
+  // A new connection from `ip` (canonical spelling) against its connection_creation_rate: the
+  // milliseconds to hold it before closing it unserved (Kafka's connection throttle, at most a
+  // window sample's length), 0 to serve it. A refused connection is not counted.
+  int32_t record_connection(const std::string& ip, Clock::time_point now = Clock::now());
+  bool any_ip() const { return any_ip_.load(std::memory_order_relaxed); }
   // Takes back what record() counted (a throttled Fetch answered without its records).
   void unrecord(Kind kind, const std::string& user, const std::string& client_id, double bytes,
                 Clock::time_point now = Clock::now());
@@ -53,6 +58,13 @@ class QuotaManager {
     uint64_t throttle_ms = 0;
   };
   Counts counts(Kind kind) const;
+
+  // Rate buckets at most: clients active within one window beyond this share one bucket.
+  static constexpr size_t kSensorsMax = 100'000;
+  size_t sensor_count() const {
+    std::lock_guard lock(mu_);
+    return sensors_.size();
+  }
 
   // The client's user for quotas: "User:alice" -> "alice" (Kafka's sanitized user name).
   static std::string quota_user(const std::string& principal);
@@ -74,17 +86,21 @@ class QuotaManager {
   double window_ms(const Sensor& s, int64_t now) const;
   double total(const Sensor& s, int64_t now) const;
   void expire(int64_t now);
+  // The sensor of a limit's bucket, made on first use; at kSensorsMax, one shared bucket.
+  Sensor& sensor(Kind kind, const cluster::quotas::Limit& limit);
 
   const int32_t window_num_;
   const int64_t window_size_ms_;
   const Clock::time_point epoch_ = Clock::now();
   std::atomic<bool> any_{false};
+  std::atomic<bool> any_ip_{false};
   mutable std::mutex mu_;
   std::shared_ptr<const cluster::quotas::Table> table_;
   uint64_t table_index_ = 0;  // the image's applied index (an older image is ignored)
   std::map<Key, Sensor> sensors_;
   int64_t next_expiry_ms_ = 0;
-  Counts counts_[2];
+  Counts counts_[3];
+  bool overflow_warned_ = false;
 };
 
 }  // namespace sluice::broker

@@ -104,6 +104,10 @@ Status Broker::start_listeners(const std::vector<Shard*>& shards) {
   for (size_t i = 0; i < config_.listeners.size(); ++i) {
     Listener& l = config_.listeners[i];
     auto server = std::make_unique<Server>(config_, limits_, l, shards, handler);
+    // connection_creation_rate of the ip entity (client quotas, broker/quota_manager.h).
+    server->set_connection_gate([this](const std::string& ip) {
+      return quotas_.any_ip() ? quotas_.record_connection(ip) : 0;
+    });
     if (auto s = server->listen(); !s) return s;
     if (l.address.port == 0) {
       l.address.port = server->port();  // port 0: advertise the port we got

@@ -84,11 +84,30 @@ void Server::accept_next() {
       accept_next();
       return;
     }
+    auto remote = socket.remote_endpoint(ec);
+    if (gate_ && !ec) {
+      auto address = remote.address();
+      if (address.is_v6() && address.to_v6().is_v4_mapped()) {
+        address = asio::ip::make_address_v4(asio::ip::v4_mapped, address.to_v6());
+      }
+      if (const int32_t hold = gate_(address.to_string()); hold > 0) {
+        // Over its connection_creation_rate: held unserved, then closed (as Kafka does), so
+        // a client reconnecting in a loop waits between attempts.
+        auto held = std::make_shared<asio::ip::tcp::socket>(std::move(socket));
+        auto timer =
+            std::make_shared<asio::steady_timer>(shard->context(), std::chrono::milliseconds(hold));
+        timer->async_wait([held, timer](boost::system::error_code) {
+          boost::system::error_code close_ec;
+          held->close(close_ec);
+        });
+        accept_next();
+        return;
+      }
+    }
     accepted_.fetch_add(1, std::memory_order_relaxed);
     ConnectionInfo info;
     info.id = next_id_++;
     info.shard = shard->id();
-    auto remote = socket.remote_endpoint(ec);
     info.peer = ec ? "?" : remote.address().to_string() + ":" + std::to_string(remote.port());
     info.session = std::make_shared<Session>();
     info.session->listener = &listener_;

@@ -7,8 +7,10 @@
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <chrono>
+#include <functional>
 #include <memory>
 #include <mutex>
+#include <string>
 #include <unordered_map>
 #include <vector>
 
@@ -33,6 +35,12 @@ class Server {
   // open ones keep theirs. On failure the previous files stay in use.
   Status reload_tls();
   uint16_t port() const { return port_; }  // the bound port (useful with port 0)
+  // Asked for each new connection with the client's IP: milliseconds to hold the connection
+  // before closing it unserved (a client over its connection_creation_rate), or 0. Set before
+  // start().
+  void set_connection_gate(std::function<int32_t(const std::string& ip)> gate) {
+    gate_ = std::move(gate);
+  }
   void start();
   // Stops accepting, lets each connection write the responses it owes (for at most `grace`),
   // then closes whatever is left. Blocks the calling thread, which must not be a shard.
@@ -72,6 +80,7 @@ class Server {
   uint16_t port_ = 0;
   std::atomic<uint64_t> accepted_{0};  // for /metrics
   std::atomic<uint64_t> refused_{0};   // closed at once: max.connections reached
+  std::function<int32_t(const std::string& ip)> gate_;
   static inline std::atomic<uint64_t> next_id_{1};  // shared by all listeners: ids stay unique
   uint32_t next_shard_ = 0;
   std::mutex mutex_;

@@ -1,6 +1,6 @@
 // sluice quota set | remove | list: client quotas in the cluster metadata through
 // AlterClientQuotas and DescribeClientQuotas (KIP-546; docs/security.md "Client quotas"), as
-// `kafka-configs.sh --entity-type users|clients` sets and shows them.
+// `kafka-configs.sh --entity-type users|clients|ips` sets and shows them.
 #include <cmath>
 #include <iostream>
 #include <memory>
@@ -23,6 +23,8 @@ struct QuotaOptions {
   bool user_default = false;
   std::string client_id;
   bool client_id_default = false;
+  std::string ip;
+  bool ip_default = false;
   std::vector<std::string> values;  // set: key=value; remove: key
   std::string format = "text";
 };
@@ -39,14 +41,25 @@ bool entity_of(Context& ctx, const QuotaOptions& o, std::vector<Part>& out, bool
     usage_error(ctx, "give --client-id or --client-id-default, not both");
     return false;
   }
+  if (!o.ip.empty() && o.ip_default) {
+    usage_error(ctx, "give --ip or --ip-default, not both");
+    return false;
+  }
   if (!o.user.empty()) out.push_back({"user", o.user});
   if (o.user_default) out.push_back({"user", std::nullopt});
   if (!o.client_id.empty()) out.push_back({"client-id", o.client_id});
   if (o.client_id_default) out.push_back({"client-id", std::nullopt});
+  const bool ip = !o.ip.empty() || o.ip_default;
+  if (ip && !out.empty()) {
+    usage_error(ctx, "an ip quota stands alone: no --user or --client-id with --ip");
+    return false;
+  }
+  if (!o.ip.empty()) out.push_back({"ip", o.ip});
+  if (o.ip_default) out.push_back({"ip", std::nullopt});
   if (required && out.empty()) {
     usage_error(ctx,
                 "name the quota's entity: --user NAME or --user-default, and/or --client-id "
-                "NAME or --client-id-default");
+                "NAME or --client-id-default; or --ip ADDRESS or --ip-default");
     return false;
   }
   return true;
@@ -176,13 +189,17 @@ void add_entity_options(CLI::App& cmd, QuotaOptions& o) {
   cmd.add_option("--client-id", o.client_id, "The client id");
   cmd.add_flag("--client-id-default", o.client_id_default,
                "The default client id (every client id without its own)");
+  cmd.add_option("--ip", o.ip, "A client IP address (connection_creation_rate)");
+  cmd.add_flag("--ip-default", o.ip_default, "The default ip (every address without its own)");
 }
 
 }  // namespace
 
 void register_quota(CLI::App& app, Context& ctx) {
   auto* quota = app.add_subcommand(
-      "quota", "Set, remove and list client quotas (producer_byte_rate, consumer_byte_rate)");
+      "quota",
+      "Set, remove and list client quotas (producer_byte_rate, consumer_byte_rate; "
+      "connection_creation_rate of an ip)");
   quota->require_subcommand(1);
 
   auto s = std::make_shared<QuotaOptions>();
@@ -190,14 +207,18 @@ void register_quota(CLI::App& app, Context& ctx) {
       "set", "Set quotas of a user, a client id or both (bytes per second, per broker)");
   add_entity_options(*set, *s);
   set->add_option("values", s->values,
-                  "KEY=VALUE: producer_byte_rate=BYTES, consumer_byte_rate=BYTES")
+                  "KEY=VALUE: producer_byte_rate=BYTES, consumer_byte_rate=BYTES (per second); "
+                  "connection_creation_rate=N for an ip")
       ->required();
   set->callback([&ctx, s] { alter(ctx, *s, false); });
 
   auto r = std::make_shared<QuotaOptions>();
   auto* remove = quota->add_subcommand("remove", "Remove quotas of an entity");
   add_entity_options(*remove, *r);
-  remove->add_option("keys", r->values, "producer_byte_rate, consumer_byte_rate")->required();
+  remove
+      ->add_option("keys", r->values,
+                   "producer_byte_rate, consumer_byte_rate, connection_creation_rate")
+      ->required();
   remove->callback([&ctx, r] { alter(ctx, *r, true); });
 
   auto l = std::make_shared<QuotaOptions>();

@@ -1,5 +1,7 @@
 #include "cluster/quotas.h"
 
+#include <arpa/inet.h>
+
 #include <algorithm>
 #include <cmath>
 #include <set>
@@ -47,6 +49,19 @@ bool same_entity(const google::protobuf::RepeatedPtrField<pb::QuotaEntityPart>& 
 
 }  // namespace
 
+std::optional<std::string> canonical_ip(const std::string& text) {
+  if (text.find('\0') != std::string::npos) return std::nullopt;
+  unsigned char buf[sizeof(struct in6_addr)];
+  char out[INET6_ADDRSTRLEN];
+  for (int family : {AF_INET, AF_INET6}) {
+    if (inet_pton(family, text.c_str(), buf) == 1 &&
+        inet_ntop(family, buf, out, sizeof out) != nullptr) {
+      return std::string(out);
+    }
+  }
+  return std::nullopt;
+}
+
 Entity from_parts(const google::protobuf::RepeatedPtrField<pb::QuotaEntityPart>& parts) {
   Entity e;
   for (const auto& p : parts) {
@@ -85,16 +100,17 @@ std::optional<Refusal> check_entry(const std::vector<EntityPart>& entity,
     if (e.count(p.type)) {
       return invalid("Invalid empty client quota entity, duplicate entity entry " + p.type);
     }
-    if (p.type == kIp) {
-      return invalid(
-          "Sluice does not enforce quotas on the ip entity (connection_creation_rate); "
-          "quotas apply to user and client-id entities");
-    }
-    if (p.type != kUser && p.type != kClientId) {
+    if (p.type != kUser && p.type != kClientId && p.type != kIp) {
       return invalid("Unhandled client quota entity type: " + p.type);
     }
     if (p.name && p.name->empty()) return invalid("Empty " + p.type + " not supported");
     e[p.type] = p.name;
+  }
+  const bool ip = e.count(kIp) > 0;
+  if (ip && e.size() > 1)
+    return invalid("Invalid client quota entity: an ip with a user or client id");
+  if (ip && e[kIp] && !canonical_ip(*e[kIp])) {
+    return invalid(*e[kIp] + " is not a valid IP (Sluice takes IP addresses, not host names)");
   }
   std::set<std::string> keys;
   out.Clear();
@@ -108,9 +124,9 @@ std::optional<Refusal> check_entry(const std::vector<EntityPart>& entity,
       return invalid("Sluice does not enforce " + op.key + "; the quotas it enforces are " +
                      kProducerByteRate + " and " + kConsumerByteRate);
     }
-    if (op.key != kProducerByteRate && op.key != kConsumerByteRate) {
-      return invalid("Invalid configuration key " + op.key);
-    }
+    const bool known = ip ? op.key == kConnectionCreationRate
+                          : op.key == kProducerByteRate || op.key == kConsumerByteRate;
+    if (!known) return invalid("Invalid configuration key " + op.key);
     if (op.remove) {
       out.add_remove(op.key);
       continue;
@@ -122,8 +138,8 @@ std::optional<Refusal> check_entry(const std::vector<EntityPart>& entity,
       return invalid("Configuration " + op.key + " must be a Long value");
     }
     if (op.value < 1) {
-      return invalid("Configuration " + op.key +
-                     " must be at least 1 (bytes per second); remove it to lift the quota");
+      return invalid("Configuration " + op.key + " must be at least 1 (per second); remove it " +
+                     "to lift the quota");
     }
     (*out.mutable_set())[op.key] = std::floor(op.value + kEpsilon);
   }
@@ -232,9 +248,30 @@ Table::Table(const pb::Image& img) {
     std::string client;
     const Part u = part_of(e, kUser, user);
     const Part c = part_of(e, kClientId, client);
-    if (u == Part::kAbsent && c == Part::kAbsent) continue;  // an ip entity (never accepted)
+    if (u == Part::kAbsent && c == Part::kAbsent) {  // an ip entity
+      auto it = e.find(kIp);
+      auto v = q.values().find(kConnectionCreationRate);
+      if (it == e.end() || v == q.values().end()) continue;
+      if (!it->second) {
+        by_ip_[""] = v->second;
+      } else if (auto ip = canonical_ip(*it->second)) {
+        by_ip_[*ip] = v->second;
+      }
+      continue;
+    }
     by_entity_[table_key(u, user, c, client)].insert(q.values().begin(), q.values().end());
   }
+}
+
+std::optional<Limit> Table::resolve_ip(const std::string& ip) const {
+  if (by_ip_.empty()) return std::nullopt;
+  auto it = by_ip_.find(ip);
+  if (it == by_ip_.end()) it = by_ip_.find("");
+  if (it == by_ip_.end()) return std::nullopt;
+  Limit out;
+  out.rate = it->second;
+  out.client_tag = ip;
+  return out;
 }
 
 std::optional<Limit> Table::resolve(const std::string& key, const std::string& user,

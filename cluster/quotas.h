@@ -25,6 +25,11 @@ inline constexpr const char* kClientId = "client-id";
 inline constexpr const char* kIp = "ip";
 inline constexpr const char* kProducerByteRate = "producer_byte_rate";
 inline constexpr const char* kConsumerByteRate = "consumer_byte_rate";
+inline constexpr const char* kConnectionCreationRate = "connection_creation_rate";  // ip entity
+
+// An IP address in one spelling ("127.0.0.1", "::1"); nullopt when `text` is not an IP
+// address (Kafka also takes host names and resolves them; Sluice does not resolve).
+std::optional<std::string> canonical_ip(const std::string& text);
 
 // An entity: type -> name (nullopt: the type's default entity), each type once.
 using Entity = std::map<std::string, std::optional<std::string>>;
@@ -51,10 +56,11 @@ struct Op {
 };
 
 // Kafka's checks of one entry (ClientQuotaControlManager): an empty entity, a type twice, an
-// unknown type, an empty name, a key twice, a key the entity's types do not take, a
-// fractional byte rate: INVALID_REQUEST. Sluice also refuses what it would not enforce (the ip
-// entity, request_percentage, controller_mutation_rate) and a rate that is not positive,
-// instead of storing a quota that would do nothing. On success `out` holds the change.
+// unknown type, an empty name, an ip with a user or client id, an ip that is not an address,
+// a key twice, a key the entity's types do not take, a fractional rate: INVALID_REQUEST.
+// Sluice also refuses what it would not enforce (request_percentage,
+// controller_mutation_rate) and a rate below 1, instead of storing a quota that would do
+// nothing. On success `out` holds the change.
 std::optional<Refusal> check_entry(const std::vector<EntityPart>& entity,
                                    const std::vector<Op>& ops, pb::AlterClientQuotas::Change& out);
 
@@ -89,14 +95,19 @@ class Table {
  public:
   Table() = default;
   explicit Table(const pb::Image& img);
-  bool empty() const { return by_entity_.empty(); }
+  bool empty() const { return by_entity_.empty(); }  // no user or client-id quota
+  bool has_ip() const { return !by_ip_.empty(); }
   // Kafka's precedence, first found wins: user and client id; user and default client id;
   // user; default user and client id; default user and default client id; default user;
   // client id; default client id.
   std::optional<Limit> resolve(const std::string& key, const std::string& user,
                                const std::string& client_id) const;
+  // connection_creation_rate for connections from `ip` (canonical_ip's spelling): the ip's
+  // own, else the default ip's; each ip has its own rate either way (client_tag: the ip).
+  std::optional<Limit> resolve_ip(const std::string& ip) const;
 
  private:
+  std::unordered_map<std::string, double> by_ip_;  // canonical ip ("" the default) -> rate
   // Key: "u" + (0 | 1 + user) + "c" + (0 | 1 + client id), see table_key().
   std::unordered_map<std::string, std::map<std::string, double>> by_entity_;
 };

@@ -36,10 +36,19 @@ TEST(ClientQuotas, KafkasChecksOfAnEntry) {
   EXPECT_EQ(check({{kUser, "a"}}, {{kProducerByteRate, 0, false}})->code,
             ErrorCode::kInvalidRequest);
   // Not enforced by Sluice: refused, with the reason.
-  auto ip = check({{kIp, "127.0.0.1"}}, {{"connection_creation_rate", 10, false}});
-  ASSERT_TRUE(ip);
-  EXPECT_NE(ip->message.find("does not enforce"), std::string::npos);
-  EXPECT_TRUE(check({{kUser, "a"}}, {{"request_percentage", 50, false}}));
+  auto pct = check({{kUser, "a"}}, {{"request_percentage", 50, false}});
+  ASSERT_TRUE(pct);
+  EXPECT_NE(pct->message.find("does not enforce"), std::string::npos);
+  EXPECT_TRUE(check({{kUser, "a"}}, {{"controller_mutation_rate", 5, false}}));
+  // The ip entity: alone, an address (not a host name), connection_creation_rate only.
+  const Op conns{kConnectionCreationRate, 10, false};
+  EXPECT_FALSE(check({{kIp, "127.0.0.1"}}, {conns}));
+  EXPECT_FALSE(check({{kIp, "::1"}}, {conns}));
+  EXPECT_FALSE(check({{kIp, std::nullopt}}, {conns}));
+  EXPECT_EQ(check({{kIp, "localhost"}}, {conns})->code, ErrorCode::kInvalidRequest);
+  EXPECT_EQ(check({{kIp, "127.0.0.1"}, {kUser, "a"}}, {conns})->code, ErrorCode::kInvalidRequest);
+  EXPECT_EQ(check({{kIp, "127.0.0.1"}}, {rate})->code, ErrorCode::kInvalidRequest);
+  EXPECT_EQ(check({{kUser, "a"}}, {conns})->code, ErrorCode::kInvalidRequest);
   // Accepted: user, client id, both, defaults; a removal of any known key.
   EXPECT_FALSE(check({{kUser, "a"}}, {rate}));
   EXPECT_FALSE(check({{kClientId, std::nullopt}}, {{kConsumerByteRate, 2e6, false}}));
@@ -108,6 +117,26 @@ TEST(ClientQuotas, PrecedenceAndSharedBuckets) {
     apply(img, change);
   }
   EXPECT_TRUE(Table(img).empty());
+}
+
+TEST(ClientQuotas, ConnectionRatesByIp) {
+  pb::Image img;
+  Table none(img);
+  EXPECT_FALSE(none.has_ip());
+  EXPECT_FALSE(none.resolve_ip("127.0.0.1"));
+  set(img, {{kIp, std::nullopt}}, {{kConnectionCreationRate, 50}});
+  set(img, {{kIp, "0:0:0:0:0:0:0:1"}}, {{kConnectionCreationRate, 5}});
+  Table t(img);
+  EXPECT_TRUE(t.has_ip());
+  EXPECT_TRUE(t.empty()) << "no user or client-id quota";
+  EXPECT_EQ(t.resolve_ip("::1")->rate, 5) << "one spelling of an address";
+  EXPECT_EQ(t.resolve_ip("::1")->client_tag, "::1");
+  EXPECT_EQ(t.resolve_ip("10.0.0.7")->rate, 50);
+  EXPECT_EQ(t.resolve_ip("10.0.0.7")->client_tag, "10.0.0.7") << "each ip its own rate";
+  EXPECT_EQ(canonical_ip("0:0:0:0:0:0:0:1"), "::1");
+  EXPECT_EQ(canonical_ip("127.0.0.1"), "127.0.0.1");
+  EXPECT_FALSE(canonical_ip("127.0.0.01"));
+  EXPECT_FALSE(canonical_ip(std::string("1.2.3.4\0", 8)));
 }
 
 TEST(ClientQuotas, NamesAreAnyBytes) {

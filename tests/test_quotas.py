@@ -3,7 +3,8 @@ on the wire (v0 and the flexible v1, Kafka's filter rules and errors), `sluice q
 enforcement seen by real clients: a confluent-kafka (librdkafka) producer over its
 producer_byte_rate and a consumer over its consumer_byte_rate are told to back off
 (throttle_cb), take at least as long as their quota allows, and lose nothing; clients without
-a quota are never throttled. The broker runs with a 3-sample window (--quota.window.num 3) so
+a quota are never throttled; a burst of connections from an ip over its
+connection_creation_rate is partly held and closed unserved. The broker runs with a 3-sample window (--quota.window.num 3) so
 the tests need seconds, not tens of seconds. Quotas survive a restart (controller metadata)."""
 
 import json
@@ -182,6 +183,18 @@ class ClientQuotas(harness.BrokerTestCase):
         self.assertEqual(p.returncode, 2, p.stderr)
         p = self.cli("quota", "set", "--client-id", "etl", "producer_byte_rate=fast", check=False)
         self.assertEqual(p.returncode, 2, p.stderr)
+        # An ip quota (an address this test's clients do not connect from).
+        self.cli("quota", "set", "--ip", "127.0.0.2", "connection_creation_rate=100")
+        self.assertIn("ip=127.0.0.2 connection_creation_rate=100",
+                      self.cli("quota", "list", "--ip", "127.0.0.2").stdout.splitlines())
+        p = self.cli("quota", "set", "--ip", "127.0.0.2", "--user", "x",
+                     "connection_creation_rate=1", check=False)
+        self.assertEqual(p.returncode, 2, p.stderr)
+        p = self.cli("quota", "set", "--ip", "not-an-address", "connection_creation_rate=1",
+                     check=False)
+        self.assertEqual(p.returncode, 1, p.stderr)
+        self.assertIn("not a valid IP", p.stderr)
+        self.cli("quota", "remove", "--ip", "127.0.0.2", "connection_creation_rate")
         self.cli("quota", "remove", "--client-id", "etl", "producer_byte_rate")
         rows = json.loads(self.cli("quota", "list", "--client-id", "etl", "--format",
                                    "json").stdout)
@@ -257,6 +270,54 @@ class ClientQuotas(harness.BrokerTestCase):
         self.assertGreater(taken, lower, (taken, throttles))
         status, body = self.broker.admin_get("/metrics")
         self.assertRegex(body, r'sluice_quota_throttled_total\{kind="fetch"\} [1-9]')
+        self.clear()
+
+    def test_connection_creation_rate_of_an_ip(self):
+        self.clear()
+        b = self.bootstrap
+        r = alter(b, [{"Entity": entity(("ip", "127.0.0.1")),
+                       "Ops": [op("connection_creation_rate", 5)]},
+                      {"Entity": entity(("ip", "localhost")),
+                       "Ops": [op("connection_creation_rate", 5)]},
+                      {"Entity": entity(("ip", None)), "Ops": [op("producer_byte_rate", 5)]}])
+        self.assertEqual([e["ErrorCode"] for e in r["Entries"]], [0, INVALID_REQUEST,
+                                                                  INVALID_REQUEST], r)
+        self.assertEqual(as_set(describe(b, [("ip", 2, None)])),
+                         {((("ip", "127.0.0.1"),), (("connection_creation_rate", 5.0),))})
+        try:
+            # A burst of 30 connections at 5 a second (a window of at least 2 s): about ten
+            # are served, the rest held unserved and closed.
+            socks = [harness.connect(b) for _ in range(30)]
+            for s in socks:
+                s.sendall(harness.request_frame(18, 0, 7, b""))
+            served = held = 0
+            for s in socks:
+                try:
+                    cid, _ = harness.recv_response(s)
+                    self.assertEqual(cid, 7)
+                    served += 1
+                except (ConnectionError, OSError):
+                    held += 1
+                finally:
+                    s.close()
+            self.assertGreater(served, 0)
+            self.assertGreater(held, 0, "every connection of the burst was served")
+            self.assertLess(served, 30)
+            status, body = self.broker.admin_get("/metrics")
+            self.assertRegex(body, r'sluice_quota_throttled_total\{kind="connection"\} [1-9]')
+        finally:
+            # Connections are refused a while yet: retry the removal until one is served.
+            def removed():
+                try:
+                    r = alter(b, [{"Entity": entity(("ip", "127.0.0.1")),
+                                   "Ops": [op("connection_creation_rate", remove=True)]}])
+                    return [e["ErrorCode"] for e in r["Entries"]] == [0]
+                except (ConnectionError, OSError, AssertionError):
+                    time.sleep(0.2)
+                    return False
+            harness.wait_until(removed, 30, "the ip quota removed")
+        with harness.connect(b) as s:
+            harness.api_versions(s)
         self.clear()
 
     def test_quotas_survive_a_restart(self):
