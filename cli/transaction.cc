@@ -76,6 +76,9 @@ void txn_list(Context& ctx, const ListOptions& o) {
   };
   std::map<std::string, Row> rows;
   std::vector<std::string> unknown;
+  // A broker that does not answer leaves its transactions out: the others are listed, and
+  // its error is reported after them (exit status 1), so an operator sees what can be seen.
+  std::vector<std::pair<int32_t, Error>> silent;
   for (const auto& b : (*md)->brokers) {
     Result<kafka::ListTransactionsResponse> r = unexpected(Error{1, "not asked"});
     for (int attempt = 0; attempt < 20; ++attempt) {  // a coordinator loading: about 10 s
@@ -83,10 +86,13 @@ void txn_list(Context& ctx, const ListOptions& o) {
       if (!r || !coordinator_moving(r->error_code)) break;
       std::this_thread::sleep_for(std::chrono::milliseconds(500));
     }
-    if (!r) return fail(ctx, what, r.error());
+    if (!r) {
+      silent.emplace_back(b.node_id, r.error());
+      continue;
+    }
     if (r->error_code != 0) {
-      return fail(ctx, what + " (broker " + std::to_string(b.node_id) + ")",
-                  client::kafka_error(r->error_code, "ListTransactions"));
+      silent.emplace_back(b.node_id, client::kafka_error(r->error_code, "ListTransactions"));
+      continue;
     }
     if (unknown.empty()) unknown = r->unknown_state_filters;
     for (const auto& t : r->transaction_states) {
@@ -109,11 +115,18 @@ void txn_list(Context& ctx, const ListOptions& o) {
       w.field("producer_id", r.producer_id).field("state", r.state).end_object();
     }
     std::cout << w.end_array().take() << "\n";
-    return;
+  } else {
+    for (const auto& [id, r] : rows) {
+      std::cout << id << " coordinator " << r.coordinator << " producer_id " << r.producer_id
+                << " state " << r.state << "\n";
+    }
   }
-  for (const auto& [id, r] : rows) {
-    std::cout << id << " coordinator " << r.coordinator << " producer_id " << r.producer_id
-              << " state " << r.state << "\n";
+  std::cout.flush();
+  for (const auto& [node, e] : silent) {
+    fail(ctx,
+         what + " (broker " + std::to_string(node) +
+             " did not answer; the transactions it coordinates are not listed)",
+         e);
   }
 }
 
