@@ -97,6 +97,8 @@ void Connection::close() {
   socket_.shutdown(asio::ip::tcp::socket::shutdown_both, ec);
   socket_.close(ec);
   if (idle_timer_) idle_timer_->cancel();
+  if (throttle_timer_) throttle_timer_->cancel();
+  throttle_hold_.reset();  // as paused_: the caller holds a reference
   parked_ = {};
   body_.reset();
   paused_.reset();  // the caller holds a reference: this is never the last one
@@ -113,7 +115,8 @@ void Connection::arm_idle_timer() {
     auto self = weak.lock();
     // A timer that fired as the connection moved away runs on the old shard: not its own.
     if (ec || !self || self->shard_.load() != home || self->closed_) return;
-    if (!self->pending_.empty() || self->writing_) {  // a long poll or a write: not idle
+    // A long poll, a write, or a request waiting out its throttle: not idle.
+    if (!self->pending_.empty() || self->writing_ || self->parked_.buffer) {
       self->arm_idle_timer();
       return;
     }
@@ -337,15 +340,23 @@ bool Connection::throttled() const {
 // A request read while the client is throttled waits until the throttle time is over; more
 // throttle given meanwhile (a response completed later) makes it wait longer.
 void Connection::arm_throttle_timer() {
-  if (throttle_armed_) return;
-  throttle_armed_ = true;
+  if (throttle_armed_ || closed_) return;
   Shard* home = shard_.load();
-  auto timer = std::make_shared<asio::steady_timer>(home->context());
-  timer->expires_at(throttle_until());
-  timer->async_wait([self = shared_from_this(), timer, home](boost::system::error_code) {
-    if (self->shard_.load() != home) return;
+  if (!throttle_timer_) throttle_timer_.emplace(home->context());
+  throttle_armed_ = true;
+  throttle_timer_->expires_at(throttle_until());
+  // The connection holds itself while the timer is armed (close() and a move let go and cancel
+  // the timer, so a closed connection is not kept for its throttle time); the timer's handler
+  // holds it only weakly, so no cycle outlives close().
+  throttle_hold_ = shared_from_this();
+  std::weak_ptr<Connection> weak = throttle_hold_;
+  throttle_timer_->async_wait([weak, home](boost::system::error_code ec) {
+    auto self = weak.lock();
+    // Cancelled by a move (try_move cleared the flag), or the connection is gone.
+    if (!self || self->shard_.load() != home) return;
+    self->throttle_hold_.reset();  // `self` keeps it alive for the rest of this handler
     self->throttle_armed_ = false;
-    if (self->closed_ || self->reading_done_ || !self->parked_.buffer) return;
+    if (ec || self->closed_ || self->reading_done_ || !self->parked_.buffer) return;
     if (self->throttled()) return self->arm_throttle_timer();
     if (self->pending_.size() >= self->inflight_max()) {
       return;  // write_ready() takes it when a slot frees
@@ -557,6 +568,12 @@ void Connection::try_move() {
   }
   idle_timer_->cancel();
   idle_timer_.reset();
+  if (throttle_timer_) {
+    throttle_timer_->cancel();
+    throttle_timer_.reset();  // made again on the target shard when needed
+  }
+  throttle_armed_ = false;
+  auto hold = std::move(throttle_hold_);  // released when try_move returns: the post holds it
   ++moves_;
   socket_ = asio::ip::tcp::socket(target->context());
   info_.shard = target->id();

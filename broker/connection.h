@@ -178,6 +178,10 @@ class Connection : public std::enable_shared_from_this<Connection> {
   bool closed_ = false;
   bool reading_done_ = false;
   std::chrono::steady_clock::time_point throttled_until_{};
+  std::optional<boost::asio::steady_timer> throttle_timer_;  // on shard_, made on first use
+  // This, while its timer is armed: nothing else may be in flight (reads stopped at the parked
+  // request), as paused_.
+  std::shared_ptr<Connection> throttle_hold_;
   bool throttle_armed_ = false;
   bool serial_ = false;              // Reply::quota
   MoveTargets move_targets_;         // empty: never moves

@@ -9,6 +9,7 @@
 #include "broker/broker.h"
 #include "broker/kafka_errors.h"
 #include "broker/legacy.h"
+#include "broker/session.h"
 #include "broker/topic_config.h"
 #include "protocol/record_batch.h"
 
@@ -525,7 +526,15 @@ struct FetchOp : std::enable_shared_from_this<FetchOp> {
     int64_t budget = body.max_bytes;
     bool first_data = true;
     size_t k = 0;
-    ShardMetrics* metrics = this_shard_metrics();  // home's: answer() runs there
+    // What the answer sends, counted on the home shard's metrics once it goes (a throttled
+    // answer sends none of it).
+    struct Sent {
+      const std::string* topic;
+      int32_t partition;
+      size_t bytes;
+      int64_t records;
+    };
+    std::vector<Sent> sent;
     for (const auto& t : body.topics) {
       kafka::FetchResponse::FetchableTopicResponse rt;
       rt.topic = t.topic;
@@ -556,11 +565,7 @@ struct FetchOp : std::enable_shared_from_this<FetchOp> {
           }
           budget -= static_cast<int64_t>(size);
           first_data = false;
-          if (metrics) {
-            auto& traffic = metrics->partition(t.topic, p.partition);
-            traffic.bytes_out += size;
-            traffic.records_out += static_cast<uint64_t>(s.records);
-          }
+          sent.push_back({&t.topic, p.partition, size, s.records});
         }
         if (s.error != ErrorCode::kNone) req->errored = true;
         rt.partitions.push_back(std::move(pd));
@@ -580,6 +585,16 @@ struct FetchOp : std::enable_shared_from_this<FetchOp> {
           broker->quotas_.record(QuotaManager::Kind::kFetch, user, req->header.client_id, bytes);
       req->quota = t < 0 ? Reply::Quota::kNone : Reply::Quota::kLimited;
       req->throttle_ms = std::max(0, t);
+      // The session too (answer() runs on the connection's shard: a connection with a request
+      // owed does not move), so a request the client sent ahead waits from now on.
+      if (Session* session = req->conn.session.get()) {
+        if (t >= 0) session->quota_limited = true;
+        if (t > 0) {
+          session->throttled_until =
+              std::max(session->throttled_until,
+                       Session::Clock::now() + std::chrono::milliseconds(req->throttle_ms));
+        }
+      }
       if (req->throttle_ms > 0 &&
           bytes <= broker->quotas_.window_bytes(QuotaManager::Kind::kFetch, user,
                                                 req->header.client_id)) {
@@ -590,6 +605,13 @@ struct FetchOp : std::enable_shared_from_this<FetchOp> {
         return;
       }
       resp.throttle_time_ms = req->throttle_ms;
+    }
+    if (ShardMetrics* metrics = this_shard_metrics()) {  // home's: answer() runs there
+      for (const Sent& x : sent) {
+        auto& traffic = metrics->partition(*x.topic, x.partition);
+        traffic.bytes_out += x.bytes;
+        traffic.records_out += static_cast<uint64_t>(x.records);
+      }
     }
     Broker::respond(*req, resp, std::move(keep));
   }

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <functional>
 #include <limits>
 
 #include <spdlog/spdlog.h>
@@ -26,6 +27,17 @@ QuotaManager::QuotaManager(int32_t window_num, int32_t window_size_seconds)
       table_(std::make_shared<const cluster::quotas::Table>()) {}
 
 void QuotaManager::update(const cluster::pb::Image& image) {
+  if (image.client_quotas().empty()) {  // the common case: no table to build
+    std::lock_guard lock(mu_);
+    if (image.applied_index() < table_index_) return;
+    table_index_ = image.applied_index();
+    if (!table_->empty() || table_->has_ip()) {
+      table_ = std::make_shared<const cluster::quotas::Table>();
+    }
+    any_.store(false, std::memory_order_relaxed);
+    any_ip_.store(false, std::memory_order_relaxed);
+    return;
+  }
   auto table = std::make_shared<const cluster::quotas::Table>(image);
   const bool any = !table->empty();
   const bool any_ip = table->has_ip();
@@ -99,8 +111,20 @@ void QuotaManager::expire(int64_t now) {
                 [now, idle](const auto& kv) { return now - kv.second.last_used_ms > idle; });
 }
 
+// A bucket's key: the tags, long ones (a client id may be 32 KiB) cut to a prefix and a hash,
+// so the keys of kSensorsMax buckets stay small (two long ids alike in both merely share).
+QuotaManager::Key QuotaManager::key_for(Kind kind, const cluster::quotas::Limit& limit) {
+  auto bounded = [](const std::string& tag) {
+    constexpr size_t kTagMax = 256;
+    if (tag.size() <= kTagMax) return tag;
+    return tag.substr(0, 64) + "#" + std::to_string(std::hash<std::string>{}(tag)) + ":" +
+           std::to_string(tag.size());
+  };
+  return Key{kind, bounded(limit.user_tag), bounded(limit.client_tag)};
+}
+
 QuotaManager::Sensor& QuotaManager::sensor(Kind kind, const cluster::quotas::Limit& limit) {
-  Key key{kind, limit.user_tag, limit.client_tag};
+  Key key = key_for(kind, limit);
   if (auto it = sensors_.find(key); it != sensors_.end()) return it->second;
   if (sensors_.size() >= kSensorsMax) {
     // As many clients active within one window as this (a client making up client ids?): the
@@ -148,7 +172,7 @@ void QuotaManager::unrecord(Kind kind, const std::string& user, const std::strin
   std::lock_guard lock(mu_);
   auto limit = table_->resolve(key_of(kind), user, client_id);
   if (!limit) return;
-  auto it = sensors_.find(Key{kind, limit->user_tag, limit->client_tag});
+  auto it = sensors_.find(key_for(kind, *limit));
   if (it == sensors_.end()) return;
   add(it->second, now, -bytes);
 }

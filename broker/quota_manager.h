@@ -88,6 +88,7 @@ class QuotaManager {
   void expire(int64_t now);
   // The sensor of a limit's bucket, made on first use; at kSensorsMax, one shared bucket.
   Sensor& sensor(Kind kind, const cluster::quotas::Limit& limit);
+  static Key key_for(Kind kind, const cluster::quotas::Limit& limit);
 
   const int32_t window_num_;
   const int64_t window_size_ms_;

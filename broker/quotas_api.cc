@@ -4,7 +4,7 @@
 // (QuotaManager, broker/quota_manager.h).
 #include <spdlog/spdlog.h>
 
-#include <algorithm>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -35,7 +35,8 @@ int32_t Broker::record_produce(const Request& req) {
       quotas_.record(QuotaManager::Kind::kProduce, quota_user(req), req.header.client_id,
                      static_cast<double>(req.frame.buffer->size() + 4));
   if (session) {
-    session->quota_limited = t >= 0;
+    // Held to a quota (of either kind) until the cluster has none at all.
+    if (t >= 0) session->quota_limited = true;
     if (t > 0) {
       session->throttled_until =
           std::max(session->throttled_until, Session::Clock::now() + std::chrono::milliseconds(t));
@@ -104,7 +105,7 @@ void Broker::handle_alter_client_quotas(std::shared_ptr<Request> req,
   creq.set_validate_only(body.validate_only);
   auto* alter = creq.mutable_alter_client_quotas();
   std::vector<size_t> sent;  // the entries in the change, by index
-  std::vector<quotas::Entity> seen;
+  std::set<quotas::Entity> seen;
   for (size_t i = 0; i < body.entries.size(); ++i) {
     const auto& e = body.entries[i];
     std::vector<quotas::EntityPart> entity;
@@ -117,12 +118,11 @@ void Broker::handle_alter_client_quotas(std::shared_ptr<Request> req,
       continue;
     }
     quotas::Entity key = quotas::from_parts(change.entity());
-    if (std::find(seen.begin(), seen.end(), key) != seen.end()) {
+    if (!seen.insert(key).second) {
       set_error((*results)[i], ErrorCode::kInvalidRequest,
                 "Ignoring duplicate entity " + quotas::describe_entity(key));
       continue;
     }
-    seen.push_back(std::move(key));
     *alter->add_changes() = std::move(change);
     sent.push_back(i);
   }

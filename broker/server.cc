@@ -92,13 +92,21 @@ void Server::accept_next() {
       }
       if (const int32_t hold = gate_(address.to_string()); hold > 0) {
         // Over its connection_creation_rate: held unserved, then closed (as Kafka does), so
-        // a client reconnecting in a loop waits between attempts.
+        // a client reconnecting in a loop waits between attempts; closed at once when
+        // kHeldMax are held already.
+        if (registry_->held.fetch_add(1) >= kHeldMax) {
+          registry_->held.fetch_sub(1);
+          socket.close(ec);
+          accept_next();
+          return;
+        }
         auto held = std::make_shared<asio::ip::tcp::socket>(std::move(socket));
         auto timer =
             std::make_shared<asio::steady_timer>(shard->context(), std::chrono::milliseconds(hold));
-        timer->async_wait([held, timer](boost::system::error_code) {
+        timer->async_wait([held, timer, registry = registry_](boost::system::error_code) {
           boost::system::error_code close_ec;
           held->close(close_ec);
+          registry->held.fetch_sub(1);
         });
         accept_next();
         return;

@@ -64,6 +64,9 @@ class Server {
   void accept_failed(const boost::system::error_code& ec);
 
   static constexpr int64_t kAcceptRetryMs = 100;
+  // Connections held at once at most (beyond, one over its ip's rate is closed at once): a
+  // flood cannot pin descriptors for the throttle time.
+  static constexpr int32_t kHeldMax = 1000;
   static constexpr int64_t kAcceptErrorLogIntervalMs = 10'000;
 
   const BrokerConfig& config_;
@@ -90,6 +93,8 @@ class Server {
   struct Registry {
     std::atomic<int32_t> connections{0};
     std::atomic<uint64_t> moves{0};
+    // Connections held unserved (over an ip's connection_creation_rate) until their close.
+    std::atomic<int32_t> held{0};
     std::mutex mutex;  // read by stop(), written as connections open and close (on their shards)
     std::unordered_map<uint64_t, std::weak_ptr<Connection>> live;
   };

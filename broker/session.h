@@ -29,8 +29,9 @@ struct Session {
   bool raw_tokens = false;  // after SaslHandshake v0: frames are bare SASL tokens
   Clock::time_point expires = Clock::time_point::max();  // KIP-368: re-authenticate before
   // Client quotas (broker/quota_manager.h): the connection reads no request before
-  // `throttled_until`, and one at a time while the client is held to a quota. Set by Produce
-  // as it is handed over (before the next request is read).
+  // `throttled_until`, and one at a time once the client was found held to a quota (until the
+  // cluster has none). Set by Produce as it is handed over (before the next request is read)
+  // and by Fetch as it answers.
   Clock::time_point throttled_until{};
   bool quota_limited = false;
 

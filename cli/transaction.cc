@@ -78,7 +78,12 @@ void txn_list(Context& ctx, const ListOptions& o) {
   std::vector<std::string> unknown;
   // A broker that does not answer leaves its transactions out: the others are listed, and
   // its error is reported after them (exit status 1), so an operator sees what can be seen.
-  std::vector<std::pair<int32_t, Error>> silent;
+  struct Silent {
+    int32_t node;
+    Error error;
+    bool answered;  // it answered with an error (else it did not answer at all)
+  };
+  std::vector<Silent> silent;
   for (const auto& b : (*md)->brokers) {
     Result<kafka::ListTransactionsResponse> r = unexpected(Error{1, "not asked"});
     for (int attempt = 0; attempt < 20; ++attempt) {  // a coordinator loading: about 10 s
@@ -87,11 +92,11 @@ void txn_list(Context& ctx, const ListOptions& o) {
       std::this_thread::sleep_for(std::chrono::milliseconds(500));
     }
     if (!r) {
-      silent.emplace_back(b.node_id, r.error());
+      silent.push_back({b.node_id, r.error(), false});
       continue;
     }
     if (r->error_code != 0) {
-      silent.emplace_back(b.node_id, client::kafka_error(r->error_code, "ListTransactions"));
+      silent.push_back({b.node_id, client::kafka_error(r->error_code, "ListTransactions"), true});
       continue;
     }
     if (unknown.empty()) unknown = r->unknown_state_filters;
@@ -122,11 +127,12 @@ void txn_list(Context& ctx, const ListOptions& o) {
     }
   }
   std::cout.flush();
-  for (const auto& [node, e] : silent) {
+  for (const Silent& s : silent) {
     fail(ctx,
-         what + " (broker " + std::to_string(node) +
-             " did not answer; the transactions it coordinates are not listed)",
-         e);
+         what + " (broker " + std::to_string(s.node) +
+             (s.answered ? " refused" : " did not answer") +
+             "; the transactions it coordinates are not listed)",
+         s.error);
   }
 }
 

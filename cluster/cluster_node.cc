@@ -1,6 +1,7 @@
 #include "cluster/cluster_node.h"
 
 #include "cluster/acl.h"
+#include "cluster/quotas.h"
 #include "cluster/scram.h"
 
 #include <fmt/ranges.h>
@@ -781,6 +782,13 @@ void ClusterNode::lead(pb::ControllerRequest req,
     }
     case pb::ControllerRequest::kAlterClientQuotas:
       // Each change was checked by the broker that took the request (cluster/quotas.h).
+      if (quotas::entities_after(img, req.alter_client_quotas()) > quotas::kEntitiesMax) {
+        reply(error_response(ErrorCode::kInvalidRequest,
+                             "the cluster would hold more than " +
+                                 std::to_string(quotas::kEntitiesMax) +
+                                 " client quota entities; remove some first"));
+        return;
+      }
       if (req.validate_only() || req.alter_client_quotas().changes().empty()) {
         reply(pb::ControllerResponse{});
         return;

@@ -42,11 +42,6 @@ Part part_of(const Entity& e, const char* type, std::string& name) {
   return Part::kNamed;
 }
 
-bool same_entity(const google::protobuf::RepeatedPtrField<pb::QuotaEntityPart>& parts,
-                 const Entity& e) {
-  return from_parts(parts) == e;
-}
-
 }  // namespace
 
 std::optional<std::string> canonical_ip(const std::string& text) {
@@ -147,27 +142,38 @@ std::optional<Refusal> check_entry(const std::vector<EntityPart>& entity,
 }
 
 void apply(pb::Image& img, const pb::AlterClientQuotas& change) {
-  auto* list = img.mutable_client_quotas();
+  // One pass over the image and one lookup per change (O((entities + changes) log entities)).
+  std::map<Entity, std::map<std::string, double>> all;
+  for (const auto& q : img.client_quotas()) {
+    all[from_parts(q.entity())].insert(q.values().begin(), q.values().end());
+  }
   for (const auto& c : change.changes()) {
     const Entity e = from_parts(c.entity());
-    int at = -1;
-    for (int i = 0; i < list->size(); ++i) {
-      if (same_entity(list->Get(i).entity(), e)) {
-        at = i;
-        break;
-      }
-    }
-    if (at < 0) {
+    auto it = all.find(e);
+    if (it == all.end()) {
       if (c.set().empty()) continue;  // removing from an entity with no values: nothing
-      pb::ClientQuota* q = list->Add();
-      to_parts(e, q->mutable_entity());
-      at = list->size() - 1;
+      it = all.emplace(e, std::map<std::string, double>{}).first;
     }
-    pb::ClientQuota* q = list->Mutable(at);
-    for (const auto& key : c.remove()) q->mutable_values()->erase(key);
-    for (const auto& [key, value] : c.set()) (*q->mutable_values())[key] = value;
-    if (q->values().empty()) list->DeleteSubrange(at, 1);
+    for (const auto& key : c.remove()) it->second.erase(key);
+    for (const auto& [key, value] : c.set()) it->second[key] = value;
+    if (it->second.empty()) all.erase(it);
   }
+  auto* list = img.mutable_client_quotas();
+  list->Clear();
+  for (const auto& [e, values] : all) {
+    pb::ClientQuota* q = list->Add();
+    to_parts(e, q->mutable_entity());
+    q->mutable_values()->insert(values.begin(), values.end());
+  }
+}
+
+size_t entities_after(const pb::Image& img, const pb::AlterClientQuotas& change) {
+  std::set<Entity> all;
+  for (const auto& q : img.client_quotas()) all.insert(from_parts(q.entity()));
+  for (const auto& c : change.changes()) {
+    if (!c.set().empty()) all.insert(from_parts(c.entity()));
+  }
+  return all.size();
 }
 
 Result<std::vector<Described>, Refusal> describe(const pb::Image& img,

@@ -64,8 +64,14 @@ struct Op {
 std::optional<Refusal> check_entry(const std::vector<EntityPart>& entity,
                                    const std::vector<Op>& ops, pb::AlterClientQuotas::Change& out);
 
-// Applies accepted changes: values set and removed; an entity left with none is dropped.
+// Applies accepted changes: values set and removed; an entity left with none is dropped. The
+// image's entities end up sorted by entity (deterministic on every node).
 void apply(pb::Image& img, const pb::AlterClientQuotas& change);
+
+// Entities an image holds at most (the controller refuses a change that would pass it).
+inline constexpr size_t kEntitiesMax = 100'000;
+// How many entities the image would hold after `change`.
+size_t entities_after(const pb::Image& img, const pb::AlterClientQuotas& change);
 
 // DescribeClientQuotas (Kafka's ClientQuotasImage.describe).
 struct Component {

@@ -73,6 +73,22 @@ TEST(ClientQuotas, SetRemoveAndDropEmptyEntities) {
   EXPECT_EQ(img.client_quotas_size(), 0);
 }
 
+TEST(ClientQuotas, EntitiesAreKeptSortedAndCounted) {
+  pb::Image img;
+  set(img, {{kUser, "b"}}, {{kProducerByteRate, 1}});
+  set(img, {{kUser, "a"}}, {{kProducerByteRate, 2}});
+  set(img, {{kClientId, "z"}}, {{kProducerByteRate, 3}});
+  ASSERT_EQ(img.client_quotas_size(), 3);
+  EXPECT_EQ(from_parts(img.client_quotas(0).entity()), (Entity{{kClientId, "z"}}));
+  EXPECT_EQ(from_parts(img.client_quotas(1).entity()), (Entity{{kUser, "a"}}));
+  EXPECT_EQ(from_parts(img.client_quotas(2).entity()), (Entity{{kUser, "b"}}));
+  pb::AlterClientQuotas change;
+  ASSERT_FALSE(check_entry({{kUser, "a"}}, {{kConsumerByteRate, 5, false}}, *change.add_changes()));
+  ASSERT_FALSE(check_entry({{kUser, "c"}}, {{kConsumerByteRate, 5, false}}, *change.add_changes()));
+  ASSERT_FALSE(check_entry({{kUser, "d"}}, {{kConsumerByteRate, 0, true}}, *change.add_changes()));
+  EXPECT_EQ(entities_after(img, change), 4u) << "one new entity; a removal adds none";
+}
+
 TEST(ClientQuotas, PrecedenceAndSharedBuckets) {
   pb::Image img;
   Table none(img);

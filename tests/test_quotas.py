@@ -7,6 +7,7 @@ a quota are never throttled; a burst of connections from an ip over its
 connection_creation_rate is partly held and closed unserved. The broker runs with a 3-sample window (--quota.window.num 3) so
 the tests need seconds, not tens of seconds. Quotas survive a restart (controller metadata)."""
 
+import io
 import json
 import os
 import subprocess
@@ -15,6 +16,8 @@ import time
 
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
+from kafka.protocol.produce import ProduceRequest, ProduceResponse
+from kafka.record.default_records import DefaultRecordBatchBuilder
 
 import harness
 
@@ -318,6 +321,44 @@ class ClientQuotas(harness.BrokerTestCase):
             harness.wait_until(removed, 30, "the ip quota removed")
         with harness.connect(b) as s:
             harness.api_versions(s)
+        self.clear()
+
+    def test_a_pipelining_client_is_held_by_the_broker(self):
+        """A raw client that never waits (six 100 kB Produce requests sent at once on one
+        connection, whatever throttle_time_ms says): the broker itself holds it to its quota,
+        reading its requests one at a time once each throttle is over, and loses none."""
+        self.clear()
+        topic, rate, count, size = "quota-raw", 100_000, 6, 100_000
+        admin = AdminClient({"bootstrap.servers": self.bootstrap})
+        admin.create_topics([NewTopic(topic, 1, 1)])[topic].result(30)
+        self.cli("quota", "set", "--client-id", "raw-slow", "producer_byte_rate=%d" % rate)
+        frames = b""
+        for i in range(count):
+            b = DefaultRecordBatchBuilder(magic=2, compression_type=0, is_transactional=False,
+                                          producer_id=-1, producer_epoch=-1, base_sequence=-1,
+                                          batch_size=1 << 20)
+            b.append(0, timestamp=1_700_000_000_000, key=b"%d" % i, value=b"r" * size,
+                     headers=[])
+            req = ProduceRequest[3](transactional_id=None, required_acks=-1, timeout=30000,
+                                    topics=[(topic, [(0, bytes(b.build()))])])
+            frames += harness.request_frame(0, 3, 100 + i, req.encode(), client_id=b"raw-slow")
+        with harness.connect(self.bootstrap, timeout_s=60) as s:
+            start = time.monotonic()
+            s.sendall(frames)
+            throttles = []
+            for i in range(count):
+                cid, body = harness.recv_response(s)
+                self.assertEqual(cid, 100 + i)
+                resp = ProduceResponse[3].decode(io.BytesIO(body))
+                (_, parts), = resp.topics
+                self.assertEqual(parts[0][1], 0, parts)  # no error
+                throttles.append(resp.throttle_time_ms)
+            taken = time.monotonic() - start
+        self.assertTrue(max(throttles) > 0, throttles)
+        # A lower bound only (a slow machine is slower): 600 kB at 100 kB/s, less the window's
+        # allowance.
+        lower = (count * size - rate * (WINDOW_SAMPLES + 1)) / rate
+        self.assertGreater(taken, lower, (taken, throttles))
         self.clear()
 
     def test_quotas_survive_a_restart(self):
