@@ -189,10 +189,6 @@ class Broker {
     // The shard(s) of the partitions the request names (Reply::affinity), set by the data
     // path's handlers before their work fans out; copied into the reply by `done`.
     int32_t affinity = Reply::kNoShard;
-    // Set by a handler that throttled the client (client quotas): the connection reads no
-    // further request for this long (Reply::throttle_ms).
-    int32_t throttle_ms = 0;
-    Reply::Quota quota = Reply::Quota::kUnchecked;
   };
 
   explicit Broker(const BrokerConfig& config) : config_(config) {}
@@ -319,10 +315,7 @@ class Broker {
                       std::vector<std::shared_ptr<const void>> keep = {}) {
     OutFrame out{kafka::encode_response(req.header.correlation_id, req.header.api_version, body),
                  std::move(keep)};
-    Reply reply{Reply::Kind::kFrame, std::move(out)};
-    reply.throttle_ms = req.throttle_ms;
-    reply.quota = req.quota;
-    req.done(std::move(reply));
+    req.done(Reply{Reply::Kind::kFrame, std::move(out)});
   }
 
   void handle_api_versions(std::shared_ptr<Request> req, const kafka::ApiVersionsRequest& body);
@@ -338,6 +331,9 @@ class Broker {
   // shard before the request's work starts; sets its session's throttle (the connection reads
   // nothing more until then) and returns the throttle time to answer.
   int32_t record_produce(const Request& req);
+  // What QuotaManager::record answered (-1: no quota), into the client's session (on the
+  // connection's shard): held to a quota, and throttled until when. Returns the throttle time.
+  static int32_t note_throttle(const Request& req, bool any_quota, int32_t recorded);
   // Security (broker/security.cc): one Server per listener; SASL before anything else.
   Status start_listeners(const std::vector<Shard*>& shards);
   static const std::string& listener_name(const ConnectionInfo& conn);  // "" without one

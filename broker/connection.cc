@@ -311,24 +311,18 @@ void Connection::complete(const std::shared_ptr<Slot>& slot, Reply reply) {
   SLUICE_ASSERT(!slot->done);
   if (closed_) return;
   slot->done = true;
-  if (reply.quota != Reply::Quota::kUnchecked) serial_ = reply.quota == Reply::Quota::kLimited;
-  if (reply.throttle_ms > 0) {
-    throttled_until_ = std::max(throttled_until_, std::chrono::steady_clock::now() +
-                                                      std::chrono::milliseconds(reply.throttle_ms));
-  }
   note_affinity(reply.affinity);
   slot->reply = std::move(reply);
   write_ready();
 }
 
 size_t Connection::inflight_max() const {
-  const bool serial = serial_ || (info_.session && info_.session->quota_limited);
+  const bool serial = info_.session && info_.session->quota_limited;
   return serial ? 1 : static_cast<size_t>(config_.max_inflight_per_connection);
 }
 
 std::chrono::steady_clock::time_point Connection::throttle_until() const {
-  return info_.session ? std::max(throttled_until_, info_.session->throttled_until)
-                       : throttled_until_;
+  return info_.session ? info_.session->throttled_until : std::chrono::steady_clock::time_point{};
 }
 
 bool Connection::throttled() const {
@@ -338,7 +332,7 @@ bool Connection::throttled() const {
 }
 
 // A request read while the client is throttled waits until the throttle time is over; more
-// throttle given meanwhile (a response completed later) makes it wait longer.
+// throttle given meanwhile (a Fetch answered later) makes it wait longer.
 void Connection::arm_throttle_timer() {
   if (throttle_armed_ || closed_) return;
   Shard* home = shard_.load();

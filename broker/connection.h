@@ -37,14 +37,6 @@ struct Reply {
   static constexpr int32_t kNoShard = -1;
   static constexpr int32_t kSpread = -2;
   int32_t affinity = kNoShard;
-  // Client quotas: the client is over its quota; the connection reads no further request for
-  // this long (Kafka mutes the channel), and the response says so in its throttle_time_ms.
-  int32_t throttle_ms = 0;
-  // Whether the client is held to a quota (told by Produce and Fetch): while it is, the
-  // connection reads one request at a time, as Kafka's does, so that requests read ahead
-  // do not run past the throttle.
-  enum class Quota : uint8_t { kUnchecked, kNone, kLimited };
-  Quota quota = Quota::kUnchecked;
   static Reply none() { return Reply{Kind::kNone, {}}; }
   static Reply close() { return Reply{Kind::kClose, {}}; }
 };
@@ -128,7 +120,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   void write_done(bool ok);
   void complete(const std::shared_ptr<Slot>& slot, Reply reply);
   void arm_idle_timer();
-  // Client quotas: a throttled client's next request waits (Reply::throttle_ms).
+  // Client quotas: a throttled client's next request waits (Session::throttled_until).
   bool throttled() const;
   std::chrono::steady_clock::time_point throttle_until() const;
   size_t inflight_max() const;  // requests read ahead at most (1 for a client with a quota)
@@ -177,13 +169,11 @@ class Connection : public std::enable_shared_from_this<Connection> {
   size_t splice_left_ = 0;
   bool closed_ = false;
   bool reading_done_ = false;
-  std::chrono::steady_clock::time_point throttled_until_{};
   std::optional<boost::asio::steady_timer> throttle_timer_;  // on shard_, made on first use
   // This, while its timer is armed: nothing else may be in flight (reads stopped at the parked
   // request), as paused_.
   std::shared_ptr<Connection> throttle_hold_;
   bool throttle_armed_ = false;
-  bool serial_ = false;              // Reply::quota
   MoveTargets move_targets_;         // empty: never moves
   int32_t move_candidate_ = -1;      // the other shard the last answers named
   int32_t move_streak_ = 0;          // how many in a row

@@ -9,7 +9,6 @@
 #include "broker/broker.h"
 #include "broker/kafka_errors.h"
 #include "broker/legacy.h"
-#include "broker/session.h"
 #include "broker/topic_config.h"
 #include "protocol/record_batch.h"
 
@@ -572,8 +571,9 @@ struct FetchOp : std::enable_shared_from_this<FetchOp> {
       }
       resp.responses.push_back(std::move(rt));
     }
-    req->quota = Reply::Quota::kNone;
-    if (broker->quotas_.any()) {
+    if (!broker->quotas_.any()) {
+      Broker::note_throttle(*req, false, -1);
+    } else {
       // Client quotas: the answer's bytes count against consumer_byte_rate. Over it, as Kafka
       // does: the bytes are taken back and the answer goes without partitions, with the
       // throttle time (the client fetches again once it is over). An answer larger than the
@@ -581,30 +581,20 @@ struct FetchOp : std::enable_shared_from_this<FetchOp> {
       // already cut to it) would never go that way: it goes, and the client is throttled.
       const auto bytes = static_cast<double>(body.max_bytes - budget);
       const std::string user = Broker::quota_user(*req);
-      const int32_t t =
-          broker->quotas_.record(QuotaManager::Kind::kFetch, user, req->header.client_id, bytes);
-      req->quota = t < 0 ? Reply::Quota::kNone : Reply::Quota::kLimited;
-      req->throttle_ms = std::max(0, t);
-      // The session too (answer() runs on the connection's shard: a connection with a request
+      // Into the session (answer() runs on the connection's shard: a connection with a request
       // owed does not move), so a request the client sent ahead waits from now on.
-      if (Session* session = req->conn.session.get()) {
-        if (t >= 0) session->quota_limited = true;
-        if (t > 0) {
-          session->throttled_until =
-              std::max(session->throttled_until,
-                       Session::Clock::now() + std::chrono::milliseconds(req->throttle_ms));
-        }
-      }
-      if (req->throttle_ms > 0 &&
-          bytes <= broker->quotas_.window_bytes(QuotaManager::Kind::kFetch, user,
-                                                req->header.client_id)) {
+      const int32_t throttle = Broker::note_throttle(
+          *req, true,
+          broker->quotas_.record(QuotaManager::Kind::kFetch, user, req->header.client_id, bytes));
+      if (throttle > 0 && bytes <= broker->quotas_.window_bytes(QuotaManager::Kind::kFetch, user,
+                                                                req->header.client_id)) {
         broker->quotas_.unrecord(QuotaManager::Kind::kFetch, user, req->header.client_id, bytes);
         kafka::FetchResponse throttled;
-        throttled.throttle_time_ms = req->throttle_ms;
+        throttled.throttle_time_ms = throttle;
         Broker::respond(*req, throttled);
         return;
       }
-      resp.throttle_time_ms = req->throttle_ms;
+      resp.throttle_time_ms = throttle;
     }
     if (ShardMetrics* metrics = this_shard_metrics()) {  // home's: answer() runs there
       for (const Sent& x : sent) {

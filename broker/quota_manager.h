@@ -3,7 +3,7 @@
 // against its consumer_byte_rate, per broker as Kafka does. A client over its quota gets the
 // throttle time Kafka gives (how long until its rate is back at the quota) in the response's
 // throttle_time_ms, and its connection reads no further request for that long
-// (Reply::throttle_ms; Kafka's muted channel); a throttled Fetch is answered without records.
+// (Session::throttled_until; Kafka's muted channel); a throttled Fetch is answered without records.
 //
 // A rate is measured as Kafka's Rate stat: `window_num` samples of `window_size_ms` each, over
 // the time since the oldest sample started but at least (window_num - 1) samples long. Thread

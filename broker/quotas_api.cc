@@ -25,24 +25,28 @@ std::string Broker::quota_user(const Request& req) {
                                                    : std::string("User:ANONYMOUS"));
 }
 
-int32_t Broker::record_produce(const Request& req) {
-  Session* session = req.conn.session.get();
-  if (!quotas_.any()) {
-    if (session) session->quota_limited = false;
-    return 0;
-  }
-  const int32_t t =
-      quotas_.record(QuotaManager::Kind::kProduce, quota_user(req), req.header.client_id,
-                     static_cast<double>(req.frame.buffer->size() + 4));
-  if (session) {
+int32_t Broker::note_throttle(const Request& req, bool any_quota, int32_t recorded) {
+  if (Session* session = req.conn.session.get()) {
     // Held to a quota (of either kind) until the cluster has none at all.
-    if (t >= 0) session->quota_limited = true;
-    if (t > 0) {
-      session->throttled_until =
-          std::max(session->throttled_until, Session::Clock::now() + std::chrono::milliseconds(t));
+    if (!any_quota) {
+      session->quota_limited = false;
+    } else if (recorded >= 0) {
+      session->quota_limited = true;
+    }
+    if (recorded > 0) {
+      session->throttled_until = std::max(
+          session->throttled_until, Session::Clock::now() + std::chrono::milliseconds(recorded));
     }
   }
-  return std::max(0, t);
+  return std::max(0, recorded);
+}
+
+int32_t Broker::record_produce(const Request& req) {
+  if (!quotas_.any()) return note_throttle(req, false, -1);
+  return note_throttle(
+      req, true,
+      quotas_.record(QuotaManager::Kind::kProduce, quota_user(req), req.header.client_id,
+                     static_cast<double>(req.frame.buffer->size() + 4)));
 }
 
 void Broker::handle_describe_client_quotas(std::shared_ptr<Request> req,
