@@ -272,7 +272,51 @@ struct BrokerCounters {
   int64_t rtt_sum_us = 0;
   int64_t rtt_min_us = 0;
   int64_t rtt_max_us = 0;
+  // Throttles the broker asked for (throttle_time_ms > 0) since the last stats, in ms.
+  int64_t throttle_count = 0;
+  int64_t throttle_sum_ms = 0;
+  int64_t throttle_max_ms = 0;
 };
+
+// KIP-219: from these versions on, a broker answers at once with throttle_time_ms and the client
+// waits that long before its next request to the broker (older versions: the broker delayed
+// the answer itself). As Kafka's AbstractResponse.shouldClientThrottle; APIs added after
+// KIP-219 (ElectLeaders, 43, on) always.
+bool client_waits_out_throttle(kafka::ApiKey key, int16_t version) {
+  using K = kafka::ApiKey;
+  switch (key) {
+    case K::kProduce:
+      return version >= 6;
+    case K::kFetch:
+      return version >= 8;
+    case K::kListOffsets:
+      return version >= 3;
+    case K::kMetadata:
+      return version >= 6;
+    case K::kOffsetCommit:
+    case K::kOffsetFetch:
+      return version >= 4;
+    case K::kJoinGroup:
+    case K::kCreateTopics:
+      return version >= 3;
+    case K::kFindCoordinator:
+    case K::kHeartbeat:
+    case K::kLeaveGroup:
+    case K::kSyncGroup:
+    case K::kDescribeGroups:
+    case K::kListGroups:
+    case K::kApiVersions:
+    case K::kDeleteTopics:
+    case K::kDescribeConfigs:
+    case K::kOffsetForLeaderEpoch:
+      return version >= 2;
+    case K::kSaslHandshake:
+    case K::kWriteTxnMarkers:
+      return false;
+    default:
+      return static_cast<int16_t>(key) >= 43 || version >= 1;
+  }
+}
 
 // One TCP connection to one broker. Lives on the I/O thread only.
 class Connection : public std::enable_shared_from_this<Connection> {
@@ -295,6 +339,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
         port_(std::move(port)),
         socket_(io),
         resolver_(io),
+        throttle_timer_(io),
         on_closed_(std::move(on_closed)) {
     versions_.fill(-1);
   }
@@ -337,8 +382,9 @@ class Connection : public std::enable_shared_from_this<Connection> {
           unexpected(make_error(Errc::kNetwork, "connection to " + address() + " closed")));
       return;
     }
-    if (state_ != State::kReady) {
+    if (state_ != State::kReady || !waiting_.empty() || throttled(Clock::now())) {
       waiting_.push_back(std::move(out));
+      if (state_ == State::kReady) release_waiting();
       return;
     }
     write_request(std::move(out));
@@ -462,9 +508,55 @@ class Connection : public std::enable_shared_from_this<Connection> {
     state_ = State::kReady;
     counters_.connected = true;
     ++counters_.connects;
+    release_waiting();
+  }
+
+  bool throttled(Clock::time_point now) const { return now < throttled_until_; }
+
+  // Sends the requests that waited (for the handshakes, or out a throttle), in order; while
+  // throttled, once the throttle is over.
+  void release_waiting() {
+    if (state_ != State::kReady || waiting_.empty()) return;
+    if (throttled(Clock::now())) {
+      if (throttle_timer_armed_) return;
+      throttle_timer_armed_ = true;
+      throttle_timer_.expires_at(throttled_until_);
+      auto self = shared_from_this();
+      throttle_timer_.async_wait([self](const boost::system::error_code&) {
+        self->throttle_timer_armed_ = false;
+        if (self->state_ != State::kClosed) self->release_waiting();
+      });
+      return;
+    }
     auto waiting = std::move(waiting_);
     waiting_.clear();
     for (auto& out : waiting) write_request(std::move(out));
+  }
+
+  // A response's throttle_time_ms (KIP-219): the broker counted this client over a quota and
+  // will not read from the connection for that long; requests meanwhile wait here instead of
+  // timing out unread there.
+  void note_throttle(const kafka::DecodedResponse& decoded, kafka::ApiKey key, int16_t version) {
+    const int32_t ms = std::visit(
+        [](const auto& body) -> int32_t {
+          if constexpr (requires { body.throttle_time_ms; }) {
+            return body.throttle_time_ms;
+          } else {
+            return 0;
+          }
+        },
+        decoded.body);
+    if (ms <= 0 || !client_waits_out_throttle(key, version)) return;
+    const auto now = Clock::now();
+    throttled_until_ = std::max(throttled_until_, now + std::chrono::milliseconds(ms));
+    auto& c = counters_;
+    ++c.throttle_count;
+    c.throttle_sum_ms += ms;
+    c.throttle_max_ms = std::max<int64_t>(c.throttle_max_ms, ms);
+    log_line(config_, throttle_logged_ ? LogLevel::kDebug : LogLevel::kInfo,
+             "broker " + address() + " throttled this client for " + std::to_string(ms) +
+                 " ms (over a client quota): its requests to the broker wait that long");
+    throttle_logged_ = true;
   }
 
   // SASL as Kafka clients do it: SaslHandshake v1 naming the mechanism, then the mechanism's
@@ -724,6 +816,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
       return;
     }
     ++answered_;
+    note_throttle(*decoded, req.api_key, req.api_version);
     Response r;
     r.frame = std::move(owner);
     r.decoded = std::make_shared<kafka::DecodedResponse>(std::move(*decoded));
@@ -737,6 +830,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
     boost::system::error_code ignore;
     socket_.close(ignore);
     resolver_.cancel();
+    throttle_timer_.cancel();
     auto inflight = std::move(inflight_);
     auto waiting = std::move(waiting_);
     auto written = std::move(written_callbacks_);
@@ -768,6 +862,10 @@ class Connection : public std::enable_shared_from_this<Connection> {
   tcp::socket socket_;
   std::optional<asio::ssl::stream<tcp::socket&>> tls_;  // over socket_, once connected
   tcp::resolver resolver_;
+  asio::steady_timer throttle_timer_;  // armed while requests wait out a throttle
+  bool throttle_timer_armed_ = false;
+  Clock::time_point throttled_until_{};  // KIP-219: no request is written before
+  bool throttle_logged_ = false;
   std::function<void(int32_t)> on_closed_;
   State state_ = State::kIdle;
   Clock::time_point connect_deadline_;
@@ -916,8 +1014,13 @@ struct Client::Impl {
       w.key("rtt_us").begin_object().field("count", c.rtt_count);
       w.field("min", c.rtt_min_us).field("max", c.rtt_max_us);
       w.field("avg", c.rtt_count ? c.rtt_sum_us / c.rtt_count : int64_t{0});
+      w.end_object();
+      w.key("throttle_ms").begin_object().field("count", c.throttle_count);
+      w.field("max", c.throttle_max_ms);
+      w.field("avg", c.throttle_count ? c.throttle_sum_ms / c.throttle_count : int64_t{0});
       w.end_object().end_object();
       c.rtt_count = c.rtt_sum_us = c.rtt_min_us = c.rtt_max_us = 0;
+      c.throttle_count = c.throttle_sum_ms = c.throttle_max_ms = 0;
     }
     w.end_array().end_object();
     return w.take();

@@ -585,6 +585,132 @@ TEST_F(ClientIntegration, ConsumerStatsCountWhatWasReadAndStatsAreOffByDefault) 
   EXPECT_EQ(off.size(), 0u) << "statistics_interval_ms=0 must not call stats_cb";
 }
 
+// Sets a client id's produce or fetch byte rate quota through AlterClientQuotas.
+void set_quota(const std::string& address, const std::string& client_id, const std::string& key,
+               double value) {
+  client::ClientConfig cc;
+  cc.bootstrap_servers = {address};
+  client::Client c(cc);
+  kafka::AlterClientQuotasRequest req;
+  kafka::AlterClientQuotasRequest::EntryData entry;
+  entry.entity.push_back({"client-id", client_id});
+  entry.ops.push_back({key, value, false});
+  req.entries.push_back(entry);
+  auto r = c.call_as<kafka::AlterClientQuotasResponse>(client::kAnyBroker, req);
+  ASSERT_TRUE(r) << r.error().message;
+  ASSERT_EQ(r->entries.at(0).error_code, 0);
+}
+
+// Throttles reported in every stats document, and the request errors and disconnects of the
+// last one.
+struct ThrottleSeen {
+  int64_t throttles = 0, max_ms = 0, errors = 0, disconnects = 0;
+};
+ThrottleSeen throttles_in(StatsLog& stats) {
+  ThrottleSeen seen;
+  std::lock_guard lock(stats.mu);
+  for (const auto& [at, json] : stats.docs) {
+    pt::ptree d;
+    std::istringstream in(json);
+    pt::read_json(in, d);
+    seen.errors = d.get<int64_t>("request_errors");
+    seen.disconnects = 0;
+    for (const auto& [k, b] : d.get_child("brokers")) {
+      seen.throttles += b.get<int64_t>("throttle_ms.count");
+      seen.max_ms = std::max(seen.max_ms, b.get<int64_t>("throttle_ms.max"));
+      seen.disconnects += b.get<int64_t>("disconnects");
+    }
+  }
+  return seen;
+}
+
+// KIP-219: a client over its quota is told how long to wait (throttle_time_ms) and the broker
+// stops reading its connection meanwhile. The library waits before sending its next requests:
+// with a request timeout shorter than the throttles, requests written anyway would sit unread
+// in the broker's socket past their deadline, time out and reconnect (request_errors and
+// disconnects), which is what this test saw before the library waited. (Requests already out
+// when the throttle comes cannot be called back: the broker reads them one at a time, each
+// throttled in turn; with the default 30 s request timeout that is rarely a concern.)
+TEST(ClientQuota, ProducerAndConsumerOverTheirQuotasWaitOutTheThrottleWithoutTimingOut) {
+  // A window of 3 s of 1 s samples, so a throttle is ~2 s and the test takes ~15 s.
+  BrokerProcess broker(sluiced_path(),
+                       {"--auto.create.topics.enable", "false", "--quota.window.num", "3",
+                        "--quota.window.size.seconds", "1"});
+  create_topic(broker.address(), "throttled", 1);
+  set_quota(broker.address(), "slow-producer", "producer_byte_rate", 100000);
+  set_quota(broker.address(), "slow-consumer", "consumer_byte_rate", 100000);
+  constexpr int kRecords = 80;  // 800 kB: about 5 s over what the window lets through
+  const std::string value(10000, 'q');
+
+  StatsLog pstats;
+  ProducerConfig pc;
+  pc.client_id = "slow-producer";
+  pc.batch_size = 64 << 10;
+  // One request at a time: requests already written when a throttle comes wait at the broker,
+  // each longer than the one before (the broker reads them one by one, throttling each).
+  pc.max_in_flight = 1;
+  pc.request_timeout_ms = 1000;
+  pc.statistics_interval_ms = 100;
+  pc.stats_cb = pstats.callback();
+  auto producer = make_producer(broker.address(), pc);
+  const auto start = std::chrono::steady_clock::now();
+  std::atomic<int> delivered{0}, failed{0};
+  for (int i = 0; i < kRecords; ++i) {
+    ASSERT_TRUE(
+        producer->send({.topic = "throttled", .partition = 0, .value = value},
+                       [&](const RecordMetadata& md) { (md.ok() ? delivered : failed)++; }));
+  }
+  ASSERT_TRUE(producer->flush());
+  const double produce_s =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  std::this_thread::sleep_for(std::chrono::milliseconds(250));  // the last stats
+  producer->close();
+  EXPECT_EQ(delivered, kRecords);
+  EXPECT_EQ(failed, 0);
+  const ThrottleSeen p = throttles_in(pstats);
+  EXPECT_GT(p.throttles, 0);
+  EXPECT_GT(p.max_ms, pc.request_timeout_ms) << "the throttles should outlast a request";
+  EXPECT_EQ(p.errors, 0) << "no request may time out waiting at a broker that is not reading";
+  EXPECT_EQ(p.disconnects, 0);
+  // Held to the quota: 800 kB at 100 kB/s with ~300 kB let through at once, at least 3 s.
+  EXPECT_GE(produce_s, 3.0);
+
+  StatsLog cstats;
+  ConsumerConfig cc;
+  cc.client_id = "slow-consumer";
+  // A Fetch's deadline is its wait plus the request timeout; both shorter than a throttle.
+  cc.request_timeout_ms = 500;
+  cc.fetch_max_wait_ms = 100;
+  cc.max_partition_fetch_bytes = 64 << 10;
+  cc.statistics_interval_ms = 100;
+  cc.stats_cb = cstats.callback();
+  auto consumer = make_consumer(broker.address(), cc);
+  ASSERT_TRUE(consumer->assign({{"throttled", 0}}));
+  ASSERT_TRUE(consumer->seek_to_beginning({{"throttled", 0}}));
+  size_t got = 0;
+  const auto read_start = std::chrono::steady_clock::now();
+  while (got < static_cast<size_t>(kRecords) &&
+         std::chrono::steady_clock::now() - read_start < std::chrono::seconds(60)) {
+    auto r = consumer->poll(std::chrono::milliseconds(200));
+    ASSERT_TRUE(r) << r.error().message;
+    for (const auto& rec : *r) {
+      EXPECT_EQ(rec.offset, static_cast<int64_t>(got));
+      ++got;
+    }
+  }
+  const double consume_s =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - read_start).count();
+  std::this_thread::sleep_for(std::chrono::milliseconds(250));
+  consumer->close();
+  EXPECT_EQ(got, static_cast<size_t>(kRecords));
+  const ThrottleSeen c = throttles_in(cstats);
+  EXPECT_GT(c.throttles, 0);
+  EXPECT_GT(c.max_ms, cc.request_timeout_ms + cc.fetch_max_wait_ms);
+  EXPECT_EQ(c.errors, 0);
+  EXPECT_EQ(c.disconnects, 0);
+  EXPECT_GE(consume_s, 3.0);
+}
+
 TEST_F(ClientIntegration, LogCallbackGetsTheLibrarysLinesInsteadOfStderr) {
   create_topic(broker_.address(), "logs", 1);
   std::mutex mu;
