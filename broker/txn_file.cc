@@ -20,6 +20,9 @@ namespace {
 constexpr size_t kRecordBytes = 32;
 constexpr uint32_t kMagic = 0x534C5458;  // "SLTX"
 constexpr uint32_t kVersion = 1;
+// The file is rewritten once it holds at least this many entries the table dropped (and at
+// least as many as it still has): its size stays within twice what is kept, plus 8 KiB.
+constexpr size_t kRewriteDeadMin = 256;
 
 using Record = std::array<std::byte, kRecordBytes>;
 
@@ -94,6 +97,10 @@ void TxnFile::save(const TxnTable& table, int64_t now_ms) {
   const auto& aborted = table.aborted();
   auto it = std::upper_bound(aborted.begin(), aborted.end(), saved_last_,
                              [](int64_t at, const AbortedTxn& t) { return at < t.last_offset; });
+  // Entries of the file the table no longer has (the log's start passed them): once they are
+  // at least half the file, the file is rewritten with what the table has.
+  const size_t live = static_cast<size_t>(it - aborted.begin());
+  if (file_ && entries_ >= live + std::max(kRewriteDeadMin, live)) return rewrite(table, now_ms);
   std::vector<AbortedTxn> fresh(it, aborted.end());
   const int64_t replay = table.replay_from();
   const bool header_due =
@@ -142,6 +149,54 @@ void TxnFile::save(const TxnTable& table, int64_t now_ms) {
       });
       self->ring_.submit();
     });
+    self->ring_.submit();
+  });
+  ring_.submit();
+}
+
+// In place, in an order that a crash at any point leaves readable: (1) the header's replay
+// offset goes back to the first kept transaction's first offset, so that a list cut short by
+// the crash is made whole by replaying the log (which still holds every kept transaction:
+// they are above its start); (2) the kept entries from the first slot on, synced: a crash
+// midway leaves new entries then stale ones, and a stale entry's last offset is below the
+// new one before it, which ends the list (load_txn_file); (3) the file cut after them; (4)
+// the header's own replay offset.
+void TxnFile::rewrite(const TxnTable& table, int64_t now_ms) {
+  writing_ = true;
+  const auto& aborted = table.aborted();
+  auto bytes = std::make_shared<std::vector<std::byte>>();
+  bytes->reserve(aborted.size() * kRecordBytes);
+  for (const AbortedTxn& t : aborted) {
+    const Record r = encode_entry(t);
+    bytes->insert(bytes->end(), r.begin(), r.end());
+  }
+  const size_t count = aborted.size();
+  const int64_t last = count ? aborted.back().last_offset : saved_last_;
+  const int64_t replay = table.replay_from();
+  const int64_t guard = count ? std::min(replay, aborted.front().first_offset) : replay;
+  auto guard_header = std::make_shared<Record>(encode_header(guard));
+  auto self = shared_from_this();
+  std::vector<log::IoRing::ChainedWrite> first;
+  first.push_back({Bytes(guard_header->data(), guard_header->size()), 0, [](int32_t) {}});
+  ring_.write_then_fdatasync(file_->fd(), std::move(first), [=](int32_t res) {
+    if (res < 0) return self->failed("header write", res);
+    self->saved_replay_ = guard;
+    auto then_cut = [=](int32_t res2) {
+      if (res2 < 0) return self->failed("rewrite", res2);
+      self->entries_ = count;
+      self->saved_last_ = last;
+      self->ring_.ftruncate(self->file_->fd(), kRecordBytes * (1 + count), [=](int32_t res3) {
+        if (res3 < 0) return self->failed("truncate", res3);
+        self->header_ms_ = now_ms;
+        self->write_header(replay);  // synced with the cut
+      });
+      self->ring_.submit();
+    };
+    if (count == 0) return then_cut(0);
+    std::vector<log::IoRing::ChainedWrite> entries;
+    entries.push_back({Bytes(bytes->data(), bytes->size()), kRecordBytes, [](int32_t) {}});
+    self->ring_.write_then_fdatasync(self->file_->fd(), std::move(entries),
+                                     [bytes, then_cut](int32_t res2) { then_cut(res2); });
     self->ring_.submit();
   });
   ring_.submit();

@@ -49,11 +49,13 @@ class TxnFile : public std::enable_shared_from_this<TxnFile> {
   // takes it: until then the file's older replay offset still covers it): the aborted
   // transactions that became stable since, and the replay offset (its header alone at most
   // once per second, `now_ms` a steady clock). Nothing for a table that never saw a
-  // transaction.
+  // transaction. Once most of the file's entries are ones the table dropped (below the log's
+  // start), the file is rewritten in place with the table's: it does not grow without bound.
   void save(const TxnTable& table, int64_t now_ms);
   bool busy() const { return writing_; }
 
  private:
+  void rewrite(const TxnTable& table, int64_t now_ms);
   void write_header(int64_t replay_from);
   void failed(const char* what, int32_t res);
 

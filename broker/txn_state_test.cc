@@ -5,6 +5,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 
 #include "broker/group_records.h"
 #include "broker/txn_coordinator.h"
@@ -357,6 +358,88 @@ TEST(TxnFile, SavesAbortedTransactionsAndTheReplayOffset) {
   loaded = load_txn_file(dir.path());
   EXPECT_EQ(*loaded.replay_from, INT64_MIN);
   EXPECT_EQ(loaded.aborted.size(), 3u);
+}
+
+std::string read_file(const std::filesystem::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
+// The file only appended: a partition whose producers abort now and then grew its txn.state
+// by 32 bytes an abort for ever, though the table drops the aborted transactions the log's
+// start passed. Now the file is rewritten once most of it is dropped entries.
+TEST(TxnFile, IsRewrittenOnceMostOfItIsTransactionsBelowTheLogStart) {
+  log::testing::TempDir dir;
+  log::IoRing ring;
+  const auto path = dir.path() / kTxnFileName;
+  TxnTable t;
+  auto file = std::make_shared<TxnFile>(dir.path(), ring, TxnFileContents{});
+  int64_t offset = 0;
+  auto abort_one = [&](int64_t producer) {
+    t.on_data(producer, offset);
+    t.on_marker(producer, offset + 2, /*commit=*/false, 0);
+    offset += 3;
+    t.set_floor(offset);
+  };
+  for (int i = 0; i < 600; ++i) abort_one(i);
+  file->save(t, 0);
+  ring.drain();
+  EXPECT_EQ(std::filesystem::file_size(path), 32u * 601);
+  const auto before = load_txn_file(dir.path());
+  ASSERT_EQ(before.aborted.size(), 600u);
+  const std::string before_bytes = read_file(path);
+
+  // The log's start passes 500 of them: the file holds 600, the table 100.
+  t.trim(500 * 3);
+  ASSERT_EQ(t.aborted().size(), 100u);
+  abort_one(600);
+  file->save(t, 2000);
+  ring.drain();
+  EXPECT_FALSE(file->busy());
+  EXPECT_EQ(std::filesystem::file_size(path), 32u * 102);
+  auto loaded = load_txn_file(dir.path());
+  ASSERT_EQ(loaded.aborted.size(), 101u);
+  EXPECT_EQ(loaded.aborted.front(), (AbortedTxn{500, 1500, 1502}));
+  EXPECT_EQ(loaded.aborted.back(), (AbortedTxn{600, 1800, 1802}));
+  EXPECT_EQ(*loaded.replay_from, offset);
+  EXPECT_EQ(loaded.entries_in_file, 101u);
+
+  // Appends go on after the kept ones; a few dropped entries do not rewrite the file.
+  t.trim(510 * 3);
+  abort_one(601);
+  file->save(t, 4000);
+  ring.drain();
+  loaded = load_txn_file(dir.path());
+  ASSERT_EQ(loaded.aborted.size(), 102u);
+  EXPECT_EQ(loaded.aborted.back(), (AbortedTxn{601, 1803, 1805}));
+  EXPECT_EQ(std::filesystem::file_size(path), 32u * 103);
+
+  // A crash in the middle of the rewrite, after its first header and 30 of the kept entries:
+  // the list read back is those 30 (the stale entry after them ends it) and the header
+  // replays the log from the first kept transaction, which brings back the others.
+  const std::string rewritten = read_file(path);
+  std::string guard_header;
+  {
+    log::testing::TempDir other;
+    TxnTable guard;
+    guard.restore_aborted(AbortedTxn{0, 0, 1});
+    guard.set_floor(1500);  // the first kept transaction's first offset
+    auto g = std::make_shared<TxnFile>(other.path(), ring, TxnFileContents{});
+    g->save(guard, 0);
+    ring.drain();
+    guard_header = read_file(other.path() / kTxnFileName).substr(0, 32);
+  }
+  {
+    std::ofstream out(path, std::ios::binary | std::ios::trunc);
+    const std::string image = guard_header + rewritten.substr(32, 30 * 32) +
+                              before_bytes.substr(32 * 31);  // stale: entries 30..599
+    out.write(image.data(), static_cast<std::streamsize>(image.size()));
+  }
+  loaded = load_txn_file(dir.path());
+  ASSERT_EQ(loaded.aborted.size(), 30u);
+  EXPECT_EQ(loaded.aborted.front(), (AbortedTxn{500, 1500, 1502}));
+  EXPECT_EQ(loaded.aborted.back(), (AbortedTxn{529, 1587, 1589}));
+  EXPECT_EQ(*loaded.replay_from, 1500) << "the replay covers the kept entries the list lost";
 }
 
 TEST(TxnFile, NothingIsWrittenForAPartitionWithoutTransactions) {
