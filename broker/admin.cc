@@ -905,15 +905,17 @@ std::string Broker::write_metrics(const std::vector<ShardReport>& reports) {
   w.sample("sluice_kafka_connections_moved_total", {}, server_ ? server_->moved_count() : 0);
   w.family("sluice_quota_throttled_total", "counter",
            "Responses that throttled a client over its quota (producer_byte_rate: produce, "
-           "consumer_byte_rate: fetch; connection_creation_rate: connection, closed unserved)");
+           "consumer_byte_rate: fetch; connection_creation_rate: connection, closed unserved; "
+           "controller_mutation_rate: mutation)");
   w.family("sluice_quota_throttle_milliseconds_total", "counter",
            "Throttle time given to clients over their quotas");
   for (const auto kind : {QuotaManager::Kind::kProduce, QuotaManager::Kind::kFetch,
-                          QuotaManager::Kind::kConnection}) {
+                          QuotaManager::Kind::kConnection, QuotaManager::Kind::kMutation}) {
     const auto c = quotas_.counts(kind);
-    const char* k = kind == QuotaManager::Kind::kProduce ? "produce"
-                    : kind == QuotaManager::Kind::kFetch ? "fetch"
-                                                         : "connection";
+    const char* k = kind == QuotaManager::Kind::kProduce      ? "produce"
+                    : kind == QuotaManager::Kind::kFetch      ? "fetch"
+                    : kind == QuotaManager::Kind::kConnection ? "connection"
+                                                              : "mutation";
     w.sample("sluice_quota_throttled_total", {{"kind", k}}, c.throttled);
     w.sample("sluice_quota_throttle_milliseconds_total", {{"kind", k}}, c.throttle_ms);
   }

@@ -334,6 +334,26 @@ class Broker {
   // What QuotaManager::record answered (-1: no quota), into the client's session (on the
   // connection's shard): held to a quota, and throttled until when. Returns the throttle time.
   static int32_t note_throttle(const Request& req, bool any_quota, int32_t recorded);
+  // KIP-599: the partitions a CreateTopics, CreatePartitions or DeleteTopics request creates or
+  // deletes, topic by topic, against the client's controller_mutation_rate (on the
+  // connection's shard). take() is false when the quota refuses the topic (strict versions:
+  // THROTTLING_QUOTA_EXCEEDED); refund() gives back a taken topic's partitions when its change
+  // failed; finish() returns the throttle time to answer and sets the session's.
+  class MutationQuota {
+   public:
+    MutationQuota(Broker& broker, const Request& req, bool strict)
+        : broker_(broker), req_(req), strict_(strict) {}
+    bool take(int32_t partitions);
+    std::function<void()> refund(int32_t partitions) const;
+    int32_t finish();
+
+   private:
+    Broker& broker_;
+    const Request& req_;
+    bool strict_;
+    bool limited_ = false;  // the client has a controller_mutation_rate
+    int32_t throttle_ms_ = 0;
+  };
   // Security (broker/security.cc): one Server per listener; SASL before anything else.
   Status start_listeners(const std::vector<Shard*>& shards);
   static const std::string& listener_name(const ConnectionInfo& conn);  // "" without one

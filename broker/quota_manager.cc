@@ -109,6 +109,72 @@ void QuotaManager::expire(int64_t now) {
   const int64_t idle = window_size_ms_ * window_num_;
   std::erase_if(sensors_,
                 [now, idle](const auto& kv) { return now - kv.second.last_used_ms > idle; });
+  // A bucket not below zero and idle a whole window has refilled whole (its burst is a
+  // window of its rate): a fresh one is the same.
+  std::erase_if(buckets_, [now, idle](const auto& kv) {
+    return kv.second.tokens >= 0 && now - kv.second.refilled_ms > idle;
+  });
+}
+
+QuotaManager::Bucket& QuotaManager::bucket(const cluster::quotas::Limit& limit, int64_t now) {
+  const double burst =
+      limit.rate * static_cast<double>(window_num_) * static_cast<double>(window_size_ms_) / 1000.0;
+  Key key = key_for(Kind::kMutation, limit);
+  auto it = buckets_.find(key);
+  if (it == buckets_.end()) {
+    if (buckets_.size() >= kSensorsMax) key = Key{Kind::kMutation, "", "\x01overflow"};
+    it = buckets_.try_emplace(key, Bucket{burst, now}).first;
+  }
+  Bucket& b = it->second;
+  b.tokens =
+      std::min(burst, b.tokens + limit.rate * static_cast<double>(now - b.refilled_ms) / 1000.0);
+  b.refilled_ms = now;
+  return b;
+}
+
+std::optional<QuotaManager::Mutation> QuotaManager::record_mutation(const std::string& user,
+                                                                    const std::string& client_id,
+                                                                    double partitions, bool strict,
+                                                                    Clock::time_point now_tp) {
+  if (!any()) return std::nullopt;
+  const int64_t now = ms(now_tp);
+  std::lock_guard lock(mu_);
+  expire(now);
+  auto limit = table_->resolve(cluster::quotas::kControllerMutationRate, user, client_id);
+  if (!limit) return std::nullopt;
+  Bucket& b = bucket(*limit, now);
+  // Kafka's throttle: how long the bucket needs to refill to zero.
+  auto until_zero = [&] {
+    const double ms = -b.tokens / limit->rate * 1000.0;
+    return static_cast<int32_t>(std::lround(std::clamp(ms, 1.0, double{kThrottleMaxMs})));
+  };
+  Mutation out;
+  if (strict && b.tokens < 0) {
+    out.accepted = false;
+    out.throttle_ms = until_zero();
+  } else {
+    b.tokens -= partitions;
+    if (!strict && b.tokens < 0) out.throttle_ms = until_zero();
+  }
+  if (out.throttle_ms > 0) {
+    Counts& c = counts_[static_cast<int>(Kind::kMutation)];
+    ++c.throttled;
+    c.throttle_ms += static_cast<uint64_t>(out.throttle_ms);
+  }
+  return out;
+}
+
+void QuotaManager::refund_mutation(const std::string& user, const std::string& client_id,
+                                   double partitions, Clock::time_point now_tp) {
+  if (!any()) return;
+  const int64_t now = ms(now_tp);
+  std::lock_guard lock(mu_);
+  auto limit = table_->resolve(cluster::quotas::kControllerMutationRate, user, client_id);
+  if (!limit) return;
+  Bucket& b = bucket(*limit, now);
+  const double burst = limit->rate * static_cast<double>(window_num_) *
+                       static_cast<double>(window_size_ms_) / 1000.0;
+  b.tokens = std::min(burst, b.tokens + partitions);
 }
 
 // A bucket's key: the tags, long ones (a client id may be 32 KiB) cut to a prefix and a hash,

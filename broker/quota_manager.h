@@ -17,6 +17,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <tuple>
 #include <vector>
@@ -27,7 +28,7 @@ namespace sluice::broker {
 
 class QuotaManager {
  public:
-  enum class Kind : uint8_t { kProduce, kFetch, kConnection };
+  enum class Kind : uint8_t { kProduce, kFetch, kConnection, kMutation };
   using Clock = std::chrono::steady_clock;
 
   QuotaManager(int32_t window_num, int32_t window_size_seconds);
@@ -48,6 +49,24 @@ class QuotaManager {
   // window sample's length), 0 to serve it. A refused connection is not counted.
   int32_t record_connection(const std::string& ip, Clock::time_point now = Clock::now());
   bool any_ip() const { return any_ip_.load(std::memory_order_relaxed); }
+  // KIP-599's controller_mutation_rate (partitions created or deleted per second), as Kafka's
+  // TokenBucket: a bucket of rate x window_num x window_size tokens, full at first, refilled
+  // at the rate; a mutation takes its partitions' worth and may leave it below zero. Strict
+  // (CreateTopics v6+, CreatePartitions v3+, DeleteTopics v5+): refused while the bucket is
+  // below zero, with the time until it is back at zero; else taken whole, however far below
+  // zero that leaves it. Permissive (older versions): always taken; throttled by the time the
+  // bucket needs to be back at zero. nullopt: the client has no such quota.
+  struct Mutation {
+    bool accepted = true;
+    int32_t throttle_ms = 0;
+  };
+  std::optional<Mutation> record_mutation(const std::string& user, const std::string& client_id,
+                                          double partitions, bool strict,
+                                          Clock::time_point now = Clock::now());
+  // Gives back what record_mutation took for a mutation that then failed.
+  void refund_mutation(const std::string& user, const std::string& client_id, double partitions,
+                       Clock::time_point now = Clock::now());
+
   // Takes back what record() counted (a throttled Fetch answered without its records).
   void unrecord(Kind kind, const std::string& user, const std::string& client_id, double bytes,
                 Clock::time_point now = Clock::now());
@@ -80,6 +99,12 @@ class QuotaManager {
     int64_t last_used_ms = 0;
   };
   using Key = std::tuple<Kind, std::string, std::string>;  // kind, user tag, client tag
+  struct Bucket {
+    double tokens = 0;
+    int64_t refilled_ms = 0;
+  };
+  // The bucket of a limit's clients, refilled up to `now` (made full on first use).
+  Bucket& bucket(const cluster::quotas::Limit& limit, int64_t now);
 
   int64_t ms(Clock::time_point t) const;
   void add(Sensor& s, int64_t now, double v);
@@ -99,8 +124,9 @@ class QuotaManager {
   std::shared_ptr<const cluster::quotas::Table> table_;
   uint64_t table_index_ = 0;  // the image's applied index (an older image is ignored)
   std::map<Key, Sensor> sensors_;
+  std::map<Key, Bucket> buckets_;  // controller_mutation_rate
   int64_t next_expiry_ms_ = 0;
-  Counts counts_[3];
+  Counts counts_[4];
   bool overflow_warned_ = false;
 };
 

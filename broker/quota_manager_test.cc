@@ -52,6 +52,45 @@ TEST(QuotaManager, KafkasRateAndThrottleTime) {
   EXPECT_DOUBLE_EQ(q.window_bytes(Kind::kProduce, "", "c"), 10'000);
 }
 
+// KIP-599 as Kafka's StrictControllerMutationQuotaTest: 10 partitions/s over 10 samples of
+// 1 s, a bucket of 100. Strict: taken whole while not below zero, then refused until the
+// bucket is back at zero; permissive: always taken, throttled by the time to get back.
+TEST(QuotaManager, ControllerMutationRateIsKafkasTokenBucket) {
+  QuotaManager q(10, 1);
+  q.update(image_with({{quotas::kUser, "alice"}}, quotas::kControllerMutationRate, 10));
+  const auto t0 = QuotaManager::Clock::now();
+  EXPECT_FALSE(q.record_mutation("bob", "x", 1000, true, t0)) << "no quota for bob";
+  auto m = q.record_mutation("alice", "x", 90, true, t0);
+  ASSERT_TRUE(m);
+  EXPECT_TRUE(m->accepted);
+  EXPECT_EQ(m->throttle_ms, 0);
+  m = q.record_mutation("alice", "y", 90, true, t0);  // 10 left: taken whole, to -80
+  EXPECT_TRUE(m->accepted);
+  EXPECT_EQ(m->throttle_ms, 0);
+  m = q.record_mutation("alice", "x", 1, true, t0);
+  EXPECT_FALSE(m->accepted);
+  EXPECT_EQ(m->throttle_ms, 8000) << "80 below zero at 10 a second";
+  m = q.record_mutation("alice", "x", 1, true, t0 + seconds(7));
+  EXPECT_FALSE(m->accepted);
+  EXPECT_EQ(m->throttle_ms, 1000);
+  m = q.record_mutation("alice", "x", 5, true, t0 + seconds(8));
+  EXPECT_TRUE(m->accepted);  // back at zero
+  // A failed mutation gives its partitions back.
+  q.refund_mutation("alice", "x", 5, t0 + seconds(8));
+  m = q.record_mutation("alice", "x", 0, true, t0 + seconds(8));
+  EXPECT_TRUE(m->accepted);
+  // Permissive: taken below zero, throttled for the time to refill to zero.
+  m = q.record_mutation("alice", "x", 30, false, t0 + seconds(8));
+  EXPECT_TRUE(m->accepted);
+  EXPECT_EQ(m->throttle_ms, 3000);
+  EXPECT_EQ(q.counts(Kind::kMutation).throttled, 3u);
+  // The bucket refills to its burst, no further.
+  m = q.record_mutation("alice", "x", 100, true, t0 + seconds(1000));
+  EXPECT_TRUE(m->accepted);
+  m = q.record_mutation("alice", "x", 1, false, t0 + seconds(1000));
+  EXPECT_EQ(m->throttle_ms, 100);
+}
+
 TEST(QuotaManager, UnrecordTakesBackAThrottledFetch) {
   QuotaManager q(3, 1);  // a window of at least 2 s
   q.update(image_with({{quotas::kUser, std::nullopt}}, quotas::kConsumerByteRate, 1000));

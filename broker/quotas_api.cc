@@ -49,6 +49,27 @@ int32_t Broker::record_produce(const Request& req) {
                      static_cast<double>(req.frame.buffer->size() + 4)));
 }
 
+bool Broker::MutationQuota::take(int32_t partitions) {
+  if (partitions <= 0 || !broker_.quotas_.any()) return true;
+  auto m =
+      broker_.quotas_.record_mutation(quota_user(req_), req_.header.client_id, partitions, strict_);
+  if (!m) return true;
+  limited_ = true;
+  throttle_ms_ = std::max(throttle_ms_, m->throttle_ms);
+  return m->accepted;
+}
+
+std::function<void()> Broker::MutationQuota::refund(int32_t partitions) const {
+  if (!limited_ || partitions <= 0) return [] {};
+  return [quotas = &broker_.quotas_, user = quota_user(req_), client = req_.header.client_id,
+          partitions] { quotas->refund_mutation(user, client, partitions); };
+}
+
+int32_t Broker::MutationQuota::finish() {
+  if (!limited_) return 0;
+  return note_throttle(req_, true, throttle_ms_);
+}
+
 void Broker::handle_describe_client_quotas(std::shared_ptr<Request> req,
                                            const kafka::DescribeClientQuotasRequest& body) {
   kafka::DescribeClientQuotasResponse resp;

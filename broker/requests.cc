@@ -98,6 +98,8 @@ const Served* find_served(int16_t key) {
 
 constexpr int8_t kResourceTopic = 2;
 constexpr int8_t kResourceBroker = 4;
+// Kafka's message for THROTTLING_QUOTA_EXCEEDED (Errors.THROTTLING_QUOTA_EXCEEDED).
+constexpr const char* kThrottlingQuotaMessage = "The throttling quota has been exceeded.";
 
 }  // namespace
 
@@ -444,6 +446,7 @@ void Broker::handle_create_topics(std::shared_ptr<Request> req,
     r.error_code = code(c);
     r.error_message = std::move(msg);
   };
+  MutationQuota quota(*this, *req, req->header.api_version >= 6);
   for (size_t i = 0; i < body.topics.size(); ++i) {
     const auto& t = body.topics[i];
     Result_& r = resp->topics[i];
@@ -483,6 +486,8 @@ void Broker::handle_create_topics(std::shared_ptr<Request> req,
         fail(r, c.error().code, c.error().message);
       } else if (registry_->find(t.name)) {
         fail(r, ErrorCode::kTopicAlreadyExists, "topic '" + t.name + "' already exists");
+      } else if (!body.validate_only && !quota.take(partitions)) {
+        fail(r, ErrorCode::kThrottlingQuotaExceeded, kThrottlingQuotaMessage);
       }
     }
     r.num_partitions = r.error_code == 0 ? partitions : -1;
@@ -514,22 +519,25 @@ void Broker::handle_create_topics(std::shared_ptr<Request> req,
       });
       continue;
     }
-    create_topic(std::move(change), [resp, i, finish](Result<TopicInfo, TopicError> created) {
-                   Result_& r = resp->topics[i];
-                   if (!created) {
-                     r.error_code = code(created.error().code);
-                     r.error_message = created.error().message;
-                     r.num_partitions = -1;
-                     r.replication_factor = -1;
-                   } else {
-                     r.configs.emplace();
-                     for (const auto& [k, v] : created->configs) {
-                       r.configs->push_back({k, v, false, kSourceTopicConfig, false});
-                     }
-                   }
-                   finish();
-                 });
+    create_topic(std::move(change), [resp, i, finish, refund = quota.refund(partitions)](
+                                        Result<TopicInfo, TopicError> created) {
+      Result_& r = resp->topics[i];
+      if (!created) {
+        refund();
+        r.error_code = code(created.error().code);
+        r.error_message = created.error().message;
+        r.num_partitions = -1;
+        r.replication_factor = -1;
+      } else {
+        r.configs.emplace();
+        for (const auto& [k, v] : created->configs) {
+          r.configs->push_back({k, v, false, kSourceTopicConfig, false});
+        }
+      }
+      finish();
+    });
   }
+  resp->throttle_time_ms = quota.finish();
   finish();
 }
 
@@ -541,6 +549,8 @@ void Broker::handle_delete_topics(std::shared_ptr<Request> req,
   auto finish = [req, resp, left] {
     if (left->fetch_sub(1) == 1) respond(*req, *resp);
   };
+  MutationQuota quota(*this, *req, req->header.api_version >= 5);
+  auto snap = registry_->snapshot();
   for (size_t i = 0; i < body.topic_names.size(); ++i) {
     const std::string& name = body.topic_names[i];
     resp->responses[i].name = name;
@@ -549,17 +559,29 @@ void Broker::handle_delete_topics(std::shared_ptr<Request> req,
       finish();
       continue;
     }
+    const TopicInfo* topic = snap->find(name);
+    const int32_t partitions = topic ? topic->partitions : 0;
+    if (!quota.take(partitions)) {
+      resp->responses[i].error_code = code(ErrorCode::kThrottlingQuotaExceeded);
+      resp->responses[i].error_message = kThrottlingQuotaMessage;
+      finish();
+      continue;
+    }
     // Partitions are closed and removed by reconcile() when the metadata drops the topic.
     crash_point("delete.before_commit");
-    registry_->remove(name, [resp, i, finish, name](Result<TopicInfo, TopicError> removed) {
+    registry_->remove(name, [resp, i, finish, name, refund = quota.refund(partitions)](
+                                Result<TopicInfo, TopicError> removed) {
       if (!removed) {
+        refund();
         resp->responses[i].error_code = code(removed.error().code);
+        resp->responses[i].error_message = removed.error().message;
       } else {
         spdlog::info("deleted topic '{}'", name);
       }
       finish();
     });
   }
+  resp->throttle_time_ms = quota.finish();
   finish();
 }
 
@@ -571,6 +593,7 @@ void Broker::handle_create_partitions(std::shared_ptr<Request> req,
   auto finish = [req, resp, left] {
     if (left->fetch_sub(1) == 1) respond(*req, *resp);
   };
+  MutationQuota quota(*this, *req, req->header.api_version >= 3);
   for (size_t i = 0; i < body.topics.size(); ++i) {
     const auto& t = body.topics[i];
     auto& r = resp->results[i];
@@ -602,15 +625,23 @@ void Broker::handle_create_partitions(std::shared_ptr<Request> req,
       finish();
       continue;
     }
+    const int32_t added = body.validate_only ? 0 : t.count - before->partitions;
+    if (!quota.take(added)) {
+      r.error_code = code(ErrorCode::kThrottlingQuotaExceeded);
+      r.error_message = kThrottlingQuotaMessage;
+      finish();
+      continue;
+    }
     std::vector<std::vector<int32_t>> assignments;
     if (t.assignments) {
       for (const auto& a : *t.assignments) assignments.push_back(a.broker_ids);
     }
     registry_->set_partition_count(
         t.name, t.count, assignments, body.validate_only,
-        [resp, i, finish, name = t.name, count = t.count,
-         validate = body.validate_only](Result<TopicInfo, TopicError> grown) {
+        [resp, i, finish, name = t.name, count = t.count, validate = body.validate_only,
+         refund = quota.refund(added)](Result<TopicInfo, TopicError> grown) {
           if (!grown) {
+            refund();
             resp->results[i].error_code = code(grown.error().code);
             resp->results[i].error_message = grown.error().message;
           } else if (!validate) {
@@ -619,6 +650,7 @@ void Broker::handle_create_partitions(std::shared_ptr<Request> req,
           finish();
         });
   }
+  resp->throttle_time_ms = quota.finish();
   finish();
 }
 

@@ -198,17 +198,18 @@ void add_entity_options(CLI::App& cmd, QuotaOptions& o) {
 void register_quota(CLI::App& app, Context& ctx) {
   auto* quota = app.add_subcommand(
       "quota",
-      "Set, remove and list client quotas (producer_byte_rate, consumer_byte_rate; "
-      "connection_creation_rate of an ip)");
+      "Set, remove and list client quotas (producer_byte_rate, consumer_byte_rate, "
+      "controller_mutation_rate; connection_creation_rate of an ip)");
   quota->require_subcommand(1);
 
   auto s = std::make_shared<QuotaOptions>();
   auto* set = quota->add_subcommand(
-      "set", "Set quotas of a user, a client id or both (bytes per second, per broker)");
+      "set", "Set quotas of a user, a client id or both (per second, per broker)");
   add_entity_options(*set, *s);
   set->add_option("values", s->values,
-                  "KEY=VALUE: producer_byte_rate=BYTES, consumer_byte_rate=BYTES (per second); "
-                  "connection_creation_rate=N for an ip")
+                  "KEY=VALUE: producer_byte_rate=BYTES, consumer_byte_rate=BYTES, "
+                  "controller_mutation_rate=PARTITIONS (per second); connection_creation_rate=N "
+                  "for an ip")
       ->required();
   set->callback([&ctx, s] { alter(ctx, *s, false); });
 
@@ -217,7 +218,8 @@ void register_quota(CLI::App& app, Context& ctx) {
   add_entity_options(*remove, *r);
   remove
       ->add_option("keys", r->values,
-                   "producer_byte_rate, consumer_byte_rate, connection_creation_rate")
+                   "producer_byte_rate, consumer_byte_rate, controller_mutation_rate, "
+                   "connection_creation_rate")
       ->required();
   remove->callback([&ctx, r] { alter(ctx, *r, true); });
 

@@ -13,7 +13,6 @@ using kafka::ErrorCode;
 namespace {
 
 constexpr const char* kRequestPercentage = "request_percentage";
-constexpr const char* kControllerMutationRate = "controller_mutation_rate";
 
 Refusal invalid(std::string message) {
   return Refusal{ErrorCode::kInvalidRequest, std::move(message)};
@@ -115,15 +114,25 @@ std::optional<Refusal> check_entry(const std::vector<EntityPart>& entity,
       return invalid("Duplicate quota key " + op.key + " not updating quota for this entity " +
                      describe_entity(e));
     }
-    if (op.key == kRequestPercentage || op.key == kControllerMutationRate) {
+    if (op.key == kRequestPercentage) {
       return invalid("Sluice does not enforce " + op.key + "; the quotas it enforces are " +
-                     kProducerByteRate + " and " + kConsumerByteRate);
+                     kProducerByteRate + ", " + kConsumerByteRate + " and " +
+                     kControllerMutationRate);
     }
     const bool known = ip ? op.key == kConnectionCreationRate
-                          : op.key == kProducerByteRate || op.key == kConsumerByteRate;
+                          : op.key == kProducerByteRate || op.key == kConsumerByteRate ||
+                                op.key == kControllerMutationRate;
     if (!known) return invalid("Invalid configuration key " + op.key);
     if (op.remove) {
       out.add_remove(op.key);
+      continue;
+    }
+    if (op.key == kControllerMutationRate) {  // Kafka's DOUBLE: any positive rate
+      if (!std::isfinite(op.value) || op.value <= 0) {
+        return invalid("Configuration " + op.key + " must be above 0 (partitions per second); " +
+                       "remove it to lift the quota");
+      }
+      (*out.mutable_set())[op.key] = op.value;
       continue;
     }
     // Kafka's LONG check: within 1e-6 of a whole number.

@@ -26,6 +26,9 @@ inline constexpr const char* kIp = "ip";
 inline constexpr const char* kProducerByteRate = "producer_byte_rate";
 inline constexpr const char* kConsumerByteRate = "consumer_byte_rate";
 inline constexpr const char* kConnectionCreationRate = "connection_creation_rate";  // ip entity
+// KIP-599: partitions created (CreateTopics, CreatePartitions) and deleted (DeleteTopics) per
+// second.
+inline constexpr const char* kControllerMutationRate = "controller_mutation_rate";
 
 // An IP address in one spelling ("127.0.0.1", "::1"); nullopt when `text` is not an IP
 // address (Kafka also takes host names and resolves them; Sluice does not resolve).
@@ -57,10 +60,10 @@ struct Op {
 
 // Kafka's checks of one entry (ClientQuotaControlManager): an empty entity, a type twice, an
 // unknown type, an empty name, an ip with a user or client id, an ip that is not an address,
-// a key twice, a key the entity's types do not take, a fractional rate: INVALID_REQUEST.
-// Sluice also refuses what it would not enforce (request_percentage,
-// controller_mutation_rate) and a rate below 1, instead of storing a quota that would do
-// nothing. On success `out` holds the change.
+// a key twice, a key the entity's types do not take, a fractional byte or connection rate:
+// INVALID_REQUEST. Sluice also refuses what it would not enforce (request_percentage), a byte
+// or connection rate below 1 and a mutation rate that is not above 0, instead of storing a
+// quota that would do nothing. On success `out` holds the change.
 std::optional<Refusal> check_entry(const std::vector<EntityPart>& entity,
                                    const std::vector<Op>& ops, pb::AlterClientQuotas::Change& out);
 

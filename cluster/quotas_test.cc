@@ -39,7 +39,13 @@ TEST(ClientQuotas, KafkasChecksOfAnEntry) {
   auto pct = check({{kUser, "a"}}, {{"request_percentage", 50, false}});
   ASSERT_TRUE(pct);
   EXPECT_NE(pct->message.find("does not enforce"), std::string::npos);
-  EXPECT_TRUE(check({{kUser, "a"}}, {{"controller_mutation_rate", 5, false}}));
+  // KIP-599's partition mutation rate: a DOUBLE, any rate above 0; not for an ip.
+  EXPECT_FALSE(check({{kUser, "a"}}, {{kControllerMutationRate, 0.5, false}}));
+  EXPECT_FALSE(check({{kClientId, std::nullopt}}, {{kControllerMutationRate, 5, false}}));
+  EXPECT_EQ(check({{kUser, "a"}}, {{kControllerMutationRate, 0, false}})->code,
+            ErrorCode::kInvalidRequest);
+  EXPECT_EQ(check({{kIp, "127.0.0.1"}}, {{kControllerMutationRate, 5, false}})->code,
+            ErrorCode::kInvalidRequest);
   // The ip entity: alone, an address (not a host name), connection_creation_rate only.
   const Op conns{kConnectionCreationRate, 10, false};
   EXPECT_FALSE(check({{kIp, "127.0.0.1"}}, {conns}));

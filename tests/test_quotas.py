@@ -39,7 +39,32 @@ DESCRIBE_RESP = [("ThrottleTimeMs", "int32"), ("ErrorCode", "int16"), ("ErrorMes
                  ("Entries", ("n[]", [("Entity", ENTITY),
                                       ("Values", ("[]", [("Key", "string"),
                                                          ("Value", "float64")]))]))]
-INVALID_REQUEST, UNSUPPORTED_VERSION = 42, 35
+INVALID_REQUEST, UNSUPPORTED_VERSION, THROTTLING_QUOTA_EXCEEDED = 42, 35, 89
+CREATE_TOPICS_REQ = [("Topics", ("[]", [("Name", "string"), ("NumPartitions", "int32"),
+                                        ("ReplicationFactor", "int16"),
+                                        ("Assignments", ("[]", [("PartitionIndex", "int32"),
+                                                                ("BrokerIds", "[int32]")])),
+                                        ("Configs", ("[]", [("Name", "string"),
+                                                            ("Value", "nstring")]))])),
+                     ("timeoutMs", "int32"), ("validateOnly", "bool")]
+DELETE_TOPICS_REQ = [("TopicNames", "[string]"), ("TimeoutMs", "int32")]
+
+
+def create_topics_resp(version):
+    topic = [("Name", "string"), ("ErrorCode", "int16"), ("ErrorMessage", "nstring")]
+    if version >= 5:
+        topic += [("NumPartitions", "int32"), ("ReplicationFactor", "int16"),
+                  ("Configs", ("n[]", [("Name", "string"), ("Value", "nstring"),
+                                       ("ReadOnly", "bool"), ("ConfigSource", "int8"),
+                                       ("IsSensitive", "bool")]))]
+    return [("ThrottleTimeMs", "int32"), ("Topics", ("[]", topic))]
+
+
+def delete_topics_resp(version):
+    topic = [("Name", "string"), ("ErrorCode", "int16")]
+    if version >= 5:
+        topic.append(("ErrorMessage", "nstring"))
+    return [("ThrottleTimeMs", "int32"), ("Responses", ("[]", topic))]
 WINDOW_SAMPLES = 3  # the broker's --quota.window.num: a rate's window is at least 2 s
 
 
@@ -359,6 +384,76 @@ class ClientQuotas(harness.BrokerTestCase):
         # allowance.
         lower = (count * size - rate * (WINDOW_SAMPLES + 1)) / rate
         self.assertGreater(taken, lower, (taken, throttles))
+        self.clear()
+
+    def test_controller_mutation_rate(self):
+        """KIP-599: partitions created and deleted per second, as a token bucket of the rate
+        times the window (here 3 samples of 1 s: 6 partitions at 2/s). Strict versions
+        (CreateTopics v6, DeleteTopics v5, CreatePartitions v3) take a topic whole while the
+        bucket is not below zero and refuse the next ones with THROTTLING_QUOTA_EXCEEDED and
+        the time until it is; older versions take everything and throttle the client."""
+        self.clear()
+        b = self.bootstrap
+        r = alter(b, [{"Entity": entity(("client-id", "mutator")),
+                       "Ops": [op("controller_mutation_rate", 2)]}])
+        self.assertEqual([e["ErrorCode"] for e in r["Entries"]], [0], r)
+        self.assertEqual(as_set(describe(b, [("client-id", 0, "mutator")])),
+                         {((("client-id", "mutator"),), (("controller_mutation_rate", 2.0),))})
+
+        def create(names_partitions, version=6, client="mutator", validate_only=False):
+            req = {"Topics": [{"Name": n, "NumPartitions": p, "ReplicationFactor": 1,
+                               "Assignments": [], "Configs": []} for n, p in names_partitions],
+                   "timeoutMs": 15000, "validateOnly": validate_only}
+            return wire.call(b, 19, version, version >= 5, CREATE_TOPICS_REQ, req,
+                             create_topics_resp(version), client_id=client)
+
+        def delete(names, version=5, client="mutator"):
+            return wire.call(b, 20, version, version >= 4, DELETE_TOPICS_REQ,
+                             {"TopicNames": names, "TimeoutMs": 15000},
+                             delete_topics_resp(version), client_id=client)
+
+        # validate_only takes nothing; 4 + 4 partitions leave the bucket at -2; the third
+        # topic is refused, for about the second the bucket needs to be back at zero.
+        v = create([("mut-v", 50)], validate_only=True)
+        self.assertEqual(v["Topics"][0]["ErrorCode"], 0, v)
+        c = create([("mut-a", 4), ("mut-b", 4), ("mut-c", 1)])
+        self.assertEqual([t["ErrorCode"] for t in c["Topics"]], [0, 0, THROTTLING_QUOTA_EXCEEDED],
+                         c)
+        self.assertEqual(c["Topics"][2]["ErrorMessage"], "The throttling quota has been exceeded.")
+        self.assertEqual(c["Topics"][2]["NumPartitions"], -1)
+        self.assertGreater(c["ThrottleTimeMs"], 0)
+        self.assertLessEqual(c["ThrottleTimeMs"], 1000)
+        # A client without the quota is not held; the refused topic was not created.
+        other = create([("mut-other", 8)], client="someone-else")
+        self.assertEqual(other["Topics"][0]["ErrorCode"], 0, other)
+        self.assertEqual(other["ThrottleTimeMs"], 0)
+        # Refused while below zero, whatever the size (a delete of 4 partitions too).
+        d = delete(["mut-a"])
+        self.assertEqual(d["Responses"][0]["ErrorCode"], THROTTLING_QUOTA_EXCEEDED, d)
+        self.assertEqual(d["Responses"][0]["ErrorMessage"],
+                         "The throttling quota has been exceeded.")
+        self.assertGreater(d["ThrottleTimeMs"], 0)
+        time.sleep(c["ThrottleTimeMs"] / 1000 + 0.2)
+        d = delete(["mut-a"])
+        self.assertEqual(d["Responses"][0]["ErrorCode"], 0, d)  # bucket 0 -> -4
+        code, _ = wire.create_partitions(b, "mut-b", 6, None, client_id="mutator")
+        self.assertEqual(code, THROTTLING_QUOTA_EXCEEDED)
+        # Permissive (CreateTopics v4, what librdkafka 2.0 sends): taken, and throttled for
+        # the time the bucket needs.
+        time.sleep(2.2)  # back at zero
+        c = create([("mut-d", 6)], version=4)
+        self.assertEqual(c["Topics"][0]["ErrorCode"], 0, c)
+        self.assertGreaterEqual(c["ThrottleTimeMs"], 2000)  # ~5 partitions below zero at 2/s
+        status, body = self.broker.admin_get("/metrics")
+        self.assertEqual(status, 200)
+        self.assertRegex(body, r'sluice_quota_throttled_total\{kind="mutation"\} [1-9]')
+        # An unknown topic has no partitions to take: not refused, not throttled.
+        time.sleep(c["ThrottleTimeMs"] / 1000 + 0.2)
+        d = delete(["mut-unknown"])
+        self.assertEqual(d["Responses"][0]["ErrorCode"], 3, d)  # UNKNOWN_TOPIC_OR_PARTITION
+        self.assertEqual(d["ThrottleTimeMs"], 0)
+        for t in ("mut-b", "mut-d", "mut-other"):
+            self.assertEqual(delete([t], client="someone-else")["Responses"][0]["ErrorCode"], 0)
         self.clear()
 
     def test_quotas_survive_a_restart(self):

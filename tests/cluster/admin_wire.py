@@ -191,10 +191,11 @@ def logdirs_resp(version):
             [("Results", ("[]", result))])
 
 
-def call(bootstrap, api_key, version, flex, req_schema, req, resp_schema, correlation_id=11):
+def call(bootstrap, api_key, version, flex, req_schema, req, resp_schema, correlation_id=11,
+         client_id="sluice-it"):
     """Sends one request on a fresh connection and decodes the response body."""
     body = encode(req_schema, req, flex)
-    client_id = b"sluice-it"
+    client_id = client_id.encode()
     header = struct.pack(">hhih", api_key, version, correlation_id, len(client_id)) + client_id
     if flex:
         header += b"\x00"
@@ -259,7 +260,8 @@ CREATE_PARTITIONS_RESP = [("ThrottleTimeMs", "int32"),
                                               ("ErrorMessage", "nstring")]))]
 
 
-def create_partitions(bootstrap, topic, count, assignment, validate_only=False):
+def create_partitions(bootstrap, topic, count, assignment, validate_only=False,
+                      client_id="sluice-it"):
     """CreatePartitions v3 for one topic; assignment: None or [[broker ids] per new partition]
     -> (error code, message)."""
     req = {"TimeoutMs": 15000, "ValidateOnly": validate_only,
@@ -267,7 +269,7 @@ def create_partitions(bootstrap, topic, count, assignment, validate_only=False):
                        "Assignments": None if assignment is None else
                        [{"BrokerIds": ids} for ids in assignment]}]}
     result = call(bootstrap, 37, 3, True, CREATE_PARTITIONS_REQ, req,
-                  CREATE_PARTITIONS_RESP)["Results"][0]
+                  CREATE_PARTITIONS_RESP, client_id=client_id)["Results"][0]
     return result["ErrorCode"], result["ErrorMessage"]
 
 
