@@ -49,9 +49,10 @@ struct FetchDone {
 bool is_group_rejoin_error(int16_t code) {
   return code == static_cast<int16_t>(ErrorCode::kRebalanceInProgress) ||
          code == static_cast<int16_t>(ErrorCode::kIllegalGeneration) ||
-         code == static_cast<int16_t>(ErrorCode::kUnknownMemberId) ||
-         code == static_cast<int16_t>(ErrorCode::kFencedInstanceId);
+         code == static_cast<int16_t>(ErrorCode::kUnknownMemberId);
 }
+
+bool is_fenced(int16_t code) { return code == static_cast<int16_t>(ErrorCode::kFencedInstanceId); }
 
 bool is_coordinator_error(int16_t code) {
   return code == static_cast<int16_t>(ErrorCode::kNotCoordinator) ||
@@ -78,6 +79,8 @@ struct Consumer::Impl {
   bool closed = false;
   int32_t coordinator = -1;
   std::string member_id;
+  // A static member fenced by another with its group.instance.id: every poll() fails with it.
+  std::optional<Error> fenced;
   int32_t generation = -1;
   bool rejoin_needed = false;
   bool generation_lost = false;  // fenced (unknown member, illegal generation): partitions lost
@@ -523,6 +526,7 @@ struct Consumer::Impl {
         std::lock_guard lock(mu);
         req.member_id = member_id;
       }
+      req.group_instance_id = instance_id();
       req.protocol_type = "consumer";
       for (const auto& name : config.assignors) {
         req.protocols.push_back({name, consumer::encode_subscription(subscription)});
@@ -550,6 +554,7 @@ struct Consumer::Impl {
         continue;
       }
       if (r->error_code == static_cast<int16_t>(ErrorCode::kRebalanceInProgress)) continue;
+      if (is_fenced(r->error_code)) return unexpected(fence(r->error_code));
       if (r->error_code != 0)
         return unexpected(client::kafka_error(r->error_code, "JoinGroup " + config.group_id));
       {
@@ -560,11 +565,31 @@ struct Consumer::Impl {
       }
       auto s = sync_group(*coord, *r);
       if (s) return s;
+      if (is_fenced(static_cast<int16_t>(s.error().code))) return unexpected(fence(s.error().code));
       if (!client::retriable(s.error()) &&
           !is_group_rejoin_error(static_cast<int16_t>(s.error().code))) {
         return s;
       }
     }
+  }
+
+  std::optional<std::string> instance_id() const {
+    if (config.group_instance_id.empty()) return std::nullopt;
+    return config.group_instance_id;
+  }
+
+  // FENCED_INSTANCE_ID: another consumer took this group.instance.id; this one stops for good
+  // (rejoining would fence the other in turn).
+  Error fence(int code) {
+    Error e = client::kafka_error(code, "group '" + config.group_id + "': group.instance.id '" +
+                                            config.group_instance_id +
+                                            "' is used by another consumer, which fenced this one");
+    std::lock_guard lock(mu);
+    if (!fenced) {
+      fenced = e;
+      client->log(LogLevel::kError, e.message);
+    }
+    return e;
   }
 
   Result<consumer::Assignment> leader_assign(const kafka::JoinGroupResponse& join) {
@@ -598,6 +623,7 @@ struct Consumer::Impl {
     req.group_id = config.group_id;
     req.generation_id = join.generation_id;
     req.member_id = join.member_id;
+    req.group_instance_id = instance_id();
     if (join.leader == join.member_id) {
       auto a = leader_assign(join);
       if (!a) return unexpected(a.error());
@@ -657,9 +683,14 @@ struct Consumer::Impl {
       req.member_id = member_id;
       coord = coordinator;
     }
+    req.group_instance_id = instance_id();
     client->send(coord, req, [this](Result<client::Response> r) {
       if (!r) return;
       const auto& resp = std::get<kafka::HeartbeatResponse>(r->decoded->body);
+      if (is_fenced(resp.error_code)) {
+        fence(resp.error_code);
+        return;
+      }
       std::lock_guard lock(mu);
       if (is_group_rejoin_error(resp.error_code)) {
         rejoin_needed = true;
@@ -682,7 +713,9 @@ struct Consumer::Impl {
       generation = -1;
       member_id.clear();
     }
-    if (id.empty() || coord < 0) return {};
+    // A static member does not leave (KIP-345): its session timeout removes it, and a restart
+    // within it takes its assignment back without a rebalance.
+    if (id.empty() || coord < 0 || instance_id()) return {};
     kafka::LeaveGroupRequest req;
     req.group_id = config.group_id;
     req.member_id = id;                         // v0-2
@@ -703,6 +736,7 @@ struct Consumer::Impl {
       req.generation_id_or_member_epoch = subscribed ? generation : -1;
       req.member_id = subscribed ? member_id : "";
     }
+    if (subscribed) req.group_instance_id = instance_id();
     for (const auto& [tp, off] : offsets) {
       auto* t = &client::entry_for(
           req.topics, &kafka::OffsetCommitRequest::OffsetCommitRequestTopic::name, tp.topic);
@@ -718,6 +752,7 @@ struct Consumer::Impl {
     for (const auto& t : resp.topics) {
       for (const auto& p : t.partitions) {
         if (p.error_code == 0) continue;
+        if (is_fenced(p.error_code)) return unexpected(fence(p.error_code));
         if (is_group_rejoin_error(p.error_code)) {
           std::lock_guard lock(mu);
           rejoin_needed = true;
@@ -905,6 +940,7 @@ Result<std::vector<ConsumerRecord>> Consumer::poll(std::chrono::milliseconds tim
     bool rejoin;
     {
       std::lock_guard lock(m.mu);
+      if (m.fenced) return unexpected(*m.fenced);
       rejoin = m.rejoin_needed || m.generation < 0;
     }
     if (rejoin) {
@@ -1076,6 +1112,7 @@ ConsumerGroupMetadata Consumer::group_metadata() {
   std::lock_guard lock(im.mu);
   out.generation_id = im.generation;
   out.member_id = im.member_id;
+  out.group_instance_id = im.instance_id();
   return out;
 }
 
@@ -1128,6 +1165,7 @@ const std::vector<client::Property<ConsumerConfig>>& consumer_properties() {
       {"bootstrap.servers", &C::bootstrap_servers},
       {"client.id", &C::client_id},
       {"group.id", &C::group_id},
+      {"group.instance.id", &C::group_instance_id},
       {"auto.offset.reset", &C::auto_offset_reset},
       {"enable.auto.commit", &C::enable_auto_commit},
       {"auto.commit.interval.ms", &C::auto_commit_interval_ms},

@@ -50,6 +50,12 @@ struct ConsumerConfig {
   std::string bootstrap_servers = "127.0.0.1:9092";  // comma-separated host:port
   std::string client_id = "sluice-consumer";
   std::string group_id;  // needed by subscribe() and commits
+  // KIP-345 static membership ("group.instance.id"): a member that keeps its assignment
+  // across restarts within session_timeout_ms, without a rebalance. It does not leave the
+  // group on close() or unsubscribe() (the session timeout removes it); another consumer
+  // with the same id fences it (poll() then fails with FENCED_INSTANCE_ID, for good). Empty:
+  // a dynamic member.
+  std::string group_instance_id;
   // Where to start without a committed offset, or after OFFSET_OUT_OF_RANGE:
   // "earliest", "latest" or "none" (poll() then fails).
   std::string auto_offset_reset = "latest";

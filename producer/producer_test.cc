@@ -344,6 +344,99 @@ TEST_F(ClientIntegration, GroupMembersSplitPartitionsCommitAndLeave) {
   EXPECT_EQ(sum, 400);
 }
 
+// KIP-345 static membership: a member that closes does not leave the group, and one started
+// again with its group.instance.id within the session timeout gets its partitions back without
+// a rebalance (the other member sees none); a second consumer with the same id fences the first,
+// whose poll() then fails with FENCED_INSTANCE_ID.
+TEST_F(ClientIntegration, StaticMembersComeBackWithoutARebalanceAndAreFencedByTheirTwin) {
+  create_topic(broker_.address(), "static", 4);
+  struct Member {
+    std::thread thread;
+    std::atomic<bool> stop{false};
+    std::atomic<int> assignments{0};  // on_assigned calls
+    std::atomic<int> revocations{0};
+    std::mutex mu;
+    std::set<TopicPartition> owned;
+    Error error;  // poll()'s, once it failed
+  };
+  auto start = [&](Member& m, const std::string& instance) {
+    m.thread = std::thread([&m, instance, address = broker_.address()] {
+      ConsumerConfig cc;
+      cc.group_id = "static-g";
+      cc.group_instance_id = instance;
+      cc.heartbeat_interval_ms = 200;
+      cc.session_timeout_ms = 30000;
+      auto c = make_consumer(address, cc);
+      RebalanceListener l;
+      l.on_assigned = [&m](const std::vector<TopicPartition>&) { ++m.assignments; };
+      l.on_revoked = [&m](const std::vector<TopicPartition>&) { ++m.revocations; };
+      if (!c->subscribe({"static"}, l)) return;
+      while (!m.stop) {
+        auto r = c->poll(std::chrono::milliseconds(100));
+        if (!r) {
+          std::lock_guard lock(m.mu);
+          m.error = r.error();
+          break;
+        }
+        auto a = c->assignment();
+        std::lock_guard lock(m.mu);
+        m.owned = std::set<TopicPartition>(a.begin(), a.end());
+      }
+      c->close();
+    });
+  };
+  auto wait_for = [](const std::function<bool()>& done) {
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+    while (!done() && std::chrono::steady_clock::now() < deadline) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    return done();
+  };
+  auto owned = [](Member& m) {
+    std::lock_guard lock(m.mu);
+    return m.owned;
+  };
+  auto stop = [](Member& m) {
+    m.stop = true;
+    if (m.thread.joinable()) m.thread.join();
+  };
+
+  Member a, b;
+  start(a, "instance-a");
+  start(b, "instance-b");
+  ASSERT_TRUE(wait_for([&] { return owned(a).size() == 2 && owned(b).size() == 2; }))
+      << owned(a).size() << " " << owned(b).size();
+  const std::set<TopicPartition> a_had = owned(a), b_had = owned(b);
+  const int b_assignments = b.assignments;
+  stop(a);  // closes without leaving
+
+  Member again;
+  start(again, "instance-a");
+  ASSERT_TRUE(wait_for([&] { return owned(again).size() == 2; }));
+  EXPECT_EQ(owned(again), a_had) << "the static member's partitions come back to it";
+  std::this_thread::sleep_for(std::chrono::seconds(1));
+  EXPECT_EQ(b.assignments, b_assignments) << "the other member saw no rebalance";
+  EXPECT_EQ(owned(b), b_had);
+
+  // A twin with the same group.instance.id takes the place; the one it replaced is fenced.
+  Member twin;
+  start(twin, "instance-a");
+  ASSERT_TRUE(wait_for([&] {
+    std::lock_guard lock(again.mu);
+    return again.error.code != 0;
+  }));
+  {
+    std::lock_guard lock(again.mu);
+    EXPECT_EQ(again.error.code, static_cast<int>(kafka::ErrorCode::kFencedInstanceId))
+        << again.error.message;
+    EXPECT_NE(again.error.message.find("instance-a"), std::string::npos) << again.error.message;
+  }
+  ASSERT_TRUE(wait_for([&] { return owned(twin).size() == 2; }));
+  stop(again);
+  stop(twin);
+  stop(b);
+}
+
 // Idempotence across a SIGKILL of the broker: every record acknowledged once, consumed once.
 TEST_F(ClientIntegration, IdempotentProducerSurvivesBrokerKillWithoutDuplicates) {
   const int total = 1'000'000;  // the figure; about 4 s in the release build
