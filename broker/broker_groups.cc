@@ -198,6 +198,15 @@ void Broker::compact_partitions(ShardState& ss) {
                 return std::pair{x.producer_id, x.first_offset} <
                        std::pair{y.producer_id, y.first_offset};
               });
+    // Markers go and producers' emptied batches merge, as Kafka's cleaner does; each
+    // producer's last batch and latest epoch-raising marker stay (a restart reads them).
+    log::CompactionOptions::Producers producers;
+    for (const auto& [pid, e] : p->producers.producers()) {  // std::map: sorted by id
+      if (!e.batches.empty()) producers.last_batch.emplace_back(pid, e.batches.back().base_offset);
+      if (e.bump_offset >= 0) producers.kept_markers.push_back(e.bump_offset);
+    }
+    std::sort(producers.kept_markers.begin(), producers.kept_markers.end());
+    options.producers = std::move(producers);
     const uint64_t pass = ++cleaning_passes_;
     p->cleaning_pass = pass;
     p->cleaning_cancel = std::make_shared<std::atomic<bool>>(false);
@@ -237,9 +246,10 @@ void Broker::run_cleaning_pass(ShardState& ss, const TopicPartition& tp, uint64_
   if (!map_end) {
     error = map_end.error().message;
   } else {
+    log::MarkerScan scan;  // the segments from the log start, in order
     for (const log::ClosedSegment& seg : closed) {
       if (seg.base_offset >= *map_end || cancel.load()) break;
-      auto cleaned = log::clean_segment(seg, map, *map_end, options, &cancel);
+      auto cleaned = log::clean_segment(seg, map, *map_end, options, &cancel, &scan);
       if (!cleaned) {
         error = cleaned.error().message;
         break;
@@ -290,9 +300,9 @@ void Broker::run_cleaning_pass(ShardState& ss, const TopicPartition& tp, uint64_
       const auto& s = outcome->stats;
       spdlog::info(
           "{}-{}: compacted {} segment(s), {} -> {} bytes, {} record(s) removed ({} "
-          "tombstones), {} key(s) mapped up to offset {}",
+          "tombstones), {} transaction marker(s) removed, {} key(s) mapped up to offset {}",
           tp.topic, tp.partition, s.segments_rewritten, s.bytes_before, s.bytes_after,
-          s.records_removed, s.tombstones_removed, s.keys_mapped, end);
+          s.records_removed, s.tombstones_removed, s.markers_removed, s.keys_mapped, end);
     }
   });
 }

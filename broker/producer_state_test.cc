@@ -3,13 +3,80 @@
 #include <gtest/gtest.h>
 
 #include <random>
+#include <string>
 #include <vector>
+
+#include "log/compaction.h"
+#include "protocol/record_batch.h"
 
 namespace sluice::broker {
 namespace {
 
 using Verdict = SequenceCheck::Verdict;
 using kafka::ErrorCode;
+
+// A log compacted until its transaction markers went (log/compaction.h, with the producers'
+// table's view) replays into no open transaction, and keeps each producer's last sequence:
+// the emptied transactional batches lost their transaction mark before their markers went.
+TEST(ProducerState, AReplayOfALogCompactedPastItsMarkersOpensNoTransaction) {
+  auto bytes = [](const std::string& s) {
+    return Bytes(reinterpret_cast<const std::byte*>(s.data()), s.size());
+  };
+  std::vector<std::byte> log;
+  auto add = [&log](const std::vector<std::byte>& b) { log.insert(log.end(), b.begin(), b.end()); };
+  {
+    kafka::RecordBatchBuilder txn({.base_offset = 0,
+                                   .producer_id = 7,
+                                   .producer_epoch = 0,
+                                   .base_sequence = 0,
+                                   .transactional = true});
+    txn.append(1000, bytes("k"), bytes("old"));
+    txn.append(1000, bytes("j"), bytes("old"));
+    add(*txn.build());  // 0-1
+    auto marker = kafka::end_txn_marker_batch(7, 0, {.commit = true, .coordinator_epoch = 0}, 1000);
+    store_be<int64_t>(marker.data() + kafka::batch_layout::kBaseOffset, 2);
+    kafka::update_crc(marker);
+    add(marker);  // 2
+    kafka::RecordBatchBuilder plain({.base_offset = 3});
+    plain.append(1000, bytes("k"), bytes("new"));
+    plain.append(1000, bytes("j"), bytes("new"));
+    add(*plain.build());  // 3-4: both keys again
+  }
+  auto replay = [](Bytes batches) {
+    ProducerStateTable t;
+    kafka::BatchIterator it(batches);
+    for (auto v = it.next(); v && *v; v = it.next()) t.record_batch(**v);
+    t.set_floor(5);
+    return t;
+  };
+  log::CompactionOptions options;
+  options.now_ms = 1'000'000;
+  options.delete_retention_ms = 1000;
+  options.producers = log::CompactionOptions::Producers{{{7, 0}}, {}};  // 0: producer 7's last
+  std::vector<std::byte> compacted = log;
+  uint64_t markers = 0;
+  for (int pass = 0; pass < 3; ++pass) {
+    log::OffsetMap latest(1 << 20);
+    ASSERT_TRUE(log::index_keys(compacted, latest));
+    log::CompactionStats stats;
+    auto out = log::compact_batches(compacted, latest, options, stats);
+    ASSERT_TRUE(out) << out.error().message;
+    compacted = std::move(*out);
+    markers += stats.markers_removed;
+    // After every pass, as after a restart at any point: no transaction open.
+    const ProducerStateTable t = replay(compacted);
+    EXPECT_EQ(t.txns().last_stable_offset(5), 5) << "pass " << pass;
+    ASSERT_NE(t.find(7), nullptr);
+    EXPECT_EQ(t.find(7)->last_sequence, 1) << "pass " << pass;
+    EXPECT_EQ(t.check(7, 0, 2, 1).verdict, Verdict::kAppend);
+    EXPECT_EQ(t.check(7, 0, 0, 2).verdict, Verdict::kDuplicate);
+  }
+  EXPECT_EQ(markers, 1u);
+  kafka::BatchIterator it(compacted);
+  int controls = 0;
+  for (auto v = it.next(); v && *v; v = it.next()) controls += (*v)->is_control() ? 1 : 0;
+  EXPECT_EQ(controls, 0);
+}
 
 TEST(ProducerState, FirstBatchOfAnUnknownProducerIsAccepted) {
   ProducerStateTable t;

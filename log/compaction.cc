@@ -91,6 +91,78 @@ bool in_aborted(const kafka::RecordBatchView& batch, const std::vector<AbortedRa
   return it->producer_id == at.first && at.second <= it->last_offset;
 }
 
+// An empty batch over `batch`'s offsets and time span, of no producer: what a batch that is
+// to merge into a run of empty batches becomes (the run keeps its first batch's header).
+LogResult<std::vector<std::byte>> plain_empty(const kafka::RecordBatchView& batch) {
+  kafka::RecordBatchBuilder::Options o;
+  o.base_offset = batch.base_offset();
+  o.partition_leader_epoch = batch.partition_leader_epoch();
+  o.timestamp_type = batch.timestamp_type();
+  o.last_offset_delta = batch.last_offset_delta();
+  kafka::RecordBatchBuilder builder(o);
+  auto built = builder.build();
+  if (!built) return unexpected(corrupt(built.error()));
+  using namespace kafka::batch_layout;
+  store_be<int64_t>(built->data() + kBaseTimestamp, batch.base_timestamp());
+  store_be<int64_t>(built->data() + kMaxTimestamp, batch.max_timestamp());
+  kafka::update_crc(*built);
+  return std::move(*built);
+}
+
+// `empty` (a batch without records) no longer marked transactional.
+void clear_transactional(std::vector<std::byte>& empty) {
+  using namespace kafka::batch_layout;
+  const auto attributes = load_be<int16_t>(empty.data() + kAttributes);
+  store_be<int16_t>(empty.data() + kAttributes, static_cast<int16_t>(attributes & ~0x10));
+  kafka::update_crc(empty);
+}
+
+// What CompactionOptions::producers decides for a batch that ends up without records, and for
+// a marker.
+class ProducerRules {
+ public:
+  explicit ProducerRules(const CompactionOptions& options) : options_(options) {}
+  bool on() const { return options_.producers.has_value(); }
+
+  // A data batch of a producer (or not) that keeps no record: kMerge into the empty run
+  // (plain), kKeep it as it is, kPlainIdempotent: keep it, no longer transactional.
+  enum class Empty : uint8_t { kMerge, kKeep, kClearTransactional };
+  Empty empty_batch(const kafka::RecordBatchView& batch) const {
+    const int64_t pid = batch.producer_id();
+    if (pid < 0) return batch.is_transactional() ? Empty::kKeep : Empty::kMerge;
+    if (!on()) return Empty::kKeep;
+    const auto& last = options_.producers->last_batch;
+    auto it =
+        std::lower_bound(last.begin(), last.end(), std::pair<int64_t, int64_t>{pid, INT64_MIN});
+    const bool is_last = it != last.end() && it->first == pid && it->second == batch.base_offset();
+    if (!is_last) return Empty::kMerge;
+    return batch.is_transactional() ? Empty::kClearTransactional : Empty::kKeep;
+  }
+
+  // Notes a data batch of the input (before it is compacted) in `scan`.
+  static void saw_data(const kafka::RecordBatchView& batch, MarkerScan* scan) {
+    if (scan && batch.is_transactional() && batch.producer_id() >= 0) {
+      scan->in_transaction.insert(batch.producer_id());
+    }
+  }
+
+  // A control batch: whether it goes (noting in `scan` that its transaction ended).
+  LogResult<bool> marker_goes(const kafka::RecordBatchView& batch, bool expired,
+                              MarkerScan* scan) const {
+    if (!on() || !scan || batch.producer_id() < 0) return false;
+    auto marker = kafka::read_end_txn_marker(batch);
+    if (!marker) return unexpected(corrupt(marker.error()));
+    if (!*marker) return false;  // not a transaction marker
+    const bool batches_left = scan->in_transaction.erase(batch.producer_id()) > 0;
+    if (batches_left || !expired) return false;
+    const auto& kept = options_.producers->kept_markers;
+    return !std::binary_search(kept.begin(), kept.end(), batch.base_offset());
+  }
+
+ private:
+  const CompactionOptions& options_;
+};
+
 // The latest offset known for a key, -1 if none.
 using LatestFn = std::function<int64_t(Bytes key)>;
 // Takes one whole batch of the output, in offset order.
@@ -138,17 +210,47 @@ LogResult<bool> would_drop(const kafka::RecordBatchView& batch, const RecordFilt
   return !*all_kept;
 }
 
+// Whether compacting `batch` would change it: drop records, or (CompactionOptions::producers)
+// remove a marker or rewrite a producer's empty batch. Notes the batch in `scan`.
+LogResult<bool> would_change(const kafka::RecordBatchView& batch, const RecordFilter& filter,
+                             const ProducerRules& rules, MarkerScan* scan,
+                             std::vector<std::byte>& scratch) {
+  if (batch.is_control()) return rules.marker_goes(batch, filter.tombstones_expire(batch), scan);
+  ProducerRules::saw_data(batch, scan);
+  auto drops = would_drop(batch, filter, scratch);
+  if (!drops || *drops || batch.record_count() > 0 || !rules.on()) return drops;
+  // Already empty: rewritten if it is to merge (and is not plain already) or lose its mark.
+  switch (rules.empty_batch(batch)) {
+    case ProducerRules::Empty::kMerge:
+      return batch.producer_id() >= 0 || batch.is_transactional();
+    case ProducerRules::Empty::kClearTransactional:
+      return true;
+    case ProducerRules::Empty::kKeep:
+      return false;
+  }
+  return false;
+}
+
 // Compacts a stream of batches (one segment's, in order) into `sink`.
 class BatchCompactor {
  public:
-  BatchCompactor(const RecordFilter& filter, CompactionStats& stats, BatchSink sink)
-      : filter_(filter), stats_(stats), sink_(std::move(sink)) {}
+  BatchCompactor(const RecordFilter& filter, const ProducerRules& rules, MarkerScan* scan,
+                 CompactionStats& stats, BatchSink sink)
+      : filter_(filter), rules_(rules), scan_(scan), stats_(stats), sink_(std::move(sink)) {}
 
   LogResult<void> add(const kafka::RecordBatchView& batch) {
     const Bytes whole = batch.bytes();
     stats_.bytes_before += whole.size();
     bool all = true;
-    if (!batch.is_control()) {
+    if (batch.is_control()) {
+      auto goes = rules_.marker_goes(batch, filter_.tombstones_expire(batch), scan_);
+      if (!goes) return unexpected(goes.error());
+      if (*goes) {
+        ++stats_.markers_removed;
+        return merge_empty(batch, /*plain=*/true);
+      }
+    } else {
+      ProducerRules::saw_data(batch, scan_);
       kept_.clear();
       const bool expire = filter_.tombstones_expire(batch);
       const bool aborted = filter_.aborted(batch);
@@ -166,33 +268,27 @@ class BatchCompactor {
         return true;
       });
       if (!r) return unexpected(r.error());
-      // Idempotent producers' batches stay separate: their sequence numbers matter.
-      const bool mergeable =
-          kept_.empty() && batch.producer_id() < 0 && !batch.is_transactional();
-      if (mergeable && (batch.record_count() > 0 || empty_run_)) {
-        if (empty_run_) {
-          // Extend the run to this batch's last offset; the earliest base timestamp stays.
-          auto prev = kafka::RecordBatchView::parse(*empty_run_);
-          SLUICE_ASSERT(prev.has_value());
-          const int64_t delta = batch.last_offset() - prev->base_offset();
-          if (delta <= INT32_MAX) {
-            using namespace kafka::batch_layout;
-            store_be<int32_t>(empty_run_->data() + kLastOffsetDelta, static_cast<int32_t>(delta));
-            store_be<int64_t>(empty_run_->data() + kMaxTimestamp,
-                              std::max(prev->max_timestamp(), batch.max_timestamp()));
-            kafka::update_crc(*empty_run_);
-            ++stats_.batches_rebuilt;
-            return {};
-          }
-          if (auto r = flush_empty(); !r) return r;
-        }
-        auto rebuilt = rebuild(batch, kept_);
-        if (!rebuilt) return unexpected(rebuilt.error());
-        empty_run_ = std::move(*rebuilt);
-        ++stats_.batches_rebuilt;
+      // Idempotent producers' batches stay separate: their sequence numbers matter (without
+      // CompactionOptions::producers, always; with it, a producer's last batch only).
+      const auto empty = kept_.empty() ? rules_.empty_batch(batch) : ProducerRules::Empty::kKeep;
+      if (empty == ProducerRules::Empty::kMerge) {
+        const bool plain = batch.producer_id() < 0 && !batch.is_transactional();
+        if (batch.record_count() > 0 || empty_run_ || !plain) return merge_empty(batch, !plain);
+        // Empty since an earlier pass: it starts a run as it is, which a later batch merging
+        // away joins (alone, the run is written back unchanged).
+        empty_run_.emplace(whole.begin(), whole.end());
         return {};
       }
       if (auto r = flush_empty(); !r) return r;
+      if (empty == ProducerRules::Empty::kClearTransactional) {
+        auto rebuilt = rebuild(batch, kept_);
+        if (!rebuilt) return unexpected(rebuilt.error());
+        clear_transactional(*rebuilt);
+        stats_.bytes_after += rebuilt->size();
+        ++stats_.batches_rebuilt;
+        if (all) ++stats_.batches_converted;
+        return sink_(*rebuilt);
+      }
       if (!all) {
         auto rebuilt = rebuild(batch, kept_);  // `kept_` points into `scratch_` or the batch
         if (!rebuilt) return unexpected(rebuilt.error());
@@ -210,6 +306,34 @@ class BatchCompactor {
   LogResult<void> finish() { return flush_empty(); }
 
  private:
+  // `batch`, left without records, joins the run of empty batches (or starts one). `plain`:
+  // it starts one as a batch of no producer (a producer's batch or a marker merging away).
+  LogResult<void> merge_empty(const kafka::RecordBatchView& batch, bool plain) {
+    if (empty_run_) {
+      // Extend the run to this batch's last offset; the earliest base timestamp stays.
+      auto prev = kafka::RecordBatchView::parse(*empty_run_);
+      SLUICE_ASSERT(prev.has_value());
+      const int64_t delta = batch.last_offset() - prev->base_offset();
+      if (delta <= INT32_MAX) {
+        using namespace kafka::batch_layout;
+        store_be<int32_t>(empty_run_->data() + kLastOffsetDelta, static_cast<int32_t>(delta));
+        store_be<int64_t>(empty_run_->data() + kMaxTimestamp,
+                          std::max(prev->max_timestamp(), batch.max_timestamp()));
+        kafka::update_crc(*empty_run_);
+        ++stats_.batches_rebuilt;
+        if (plain) ++stats_.batches_converted;
+        return {};
+      }
+      if (auto r = flush_empty(); !r) return r;
+    }
+    auto rebuilt = plain ? plain_empty(batch) : rebuild(batch, kept_);
+    if (!rebuilt) return unexpected(rebuilt.error());
+    empty_run_ = std::move(*rebuilt);
+    ++stats_.batches_rebuilt;
+    if (plain) ++stats_.batches_converted;
+    return {};
+  }
+
   // A run of batches left without records becomes one empty batch spanning all their offsets
   // (segments are contiguous runs of batches, so the span must stay covered).
   LogResult<void> flush_empty() {
@@ -221,6 +345,8 @@ class BatchCompactor {
   }
 
   const RecordFilter& filter_;
+  const ProducerRules& rules_;
+  MarkerScan* scan_;
   CompactionStats& stats_;
   BatchSink sink_;
   std::vector<std::byte> scratch_;
@@ -405,6 +531,8 @@ void CompactionStats::add(const CompactionStats& o) {
   tombstones_removed += o.tombstones_removed;
   batches_copied += o.batches_copied;
   batches_rebuilt += o.batches_rebuilt;
+  batches_converted += o.batches_converted;
+  markers_removed += o.markers_removed;
   bytes_before += o.bytes_before;
   bytes_after += o.bytes_after;
   segments_rewritten += o.segments_rewritten;
@@ -435,15 +563,18 @@ LogResult<void> index_keys(Bytes batches, OffsetMap& latest,
 
 LogResult<std::vector<std::byte>> compact_batches(Bytes batches, const OffsetMap& latest,
                                                   const CompactionOptions& options,
-                                                  CompactionStats& stats) {
+                                                  CompactionStats& stats, MarkerScan* scan) {
   std::vector<std::byte> out;
   out.reserve(batches.size());
   const LatestFn lookup = [&latest](Bytes key) { return latest.get(key); };
   const RecordFilter filter(lookup, INT64_MAX, options);
-  BatchCompactor compactor(filter, stats, [&out](Bytes b) -> LogResult<void> {
-    out.insert(out.end(), b.begin(), b.end());
-    return {};
-  });
+  const ProducerRules rules(options);
+  MarkerScan whole;
+  BatchCompactor compactor(filter, rules, scan ? scan : &whole, stats,
+                           [&out](Bytes b) -> LogResult<void> {
+                             out.insert(out.end(), b.begin(), b.end());
+                             return {};
+                           });
   kafka::BatchIterator it(batches);
   while (true) {
     auto v = it.next();
@@ -505,27 +636,35 @@ LogResult<int64_t> build_offset_map(const std::vector<ClosedSegment>& segments,
 LogResult<std::optional<CleanedSegment>> clean_segment(const ClosedSegment& segment,
                                                        const OffsetMap& map, int64_t map_end,
                                                        const CompactionOptions& options,
-                                                       const std::atomic<bool>* stop) {
+                                                       const std::atomic<bool>* stop,
+                                                       MarkerScan* scan) {
   const LatestFn lookup = [&map](Bytes key) { return map.get(key); };
   const RecordFilter filter(lookup, map_end, options);
+  const ProducerRules rules(options);
   // A look first, writing nothing: most segments of a compacted log lose nothing in a pass.
+  // It notes what it reads in a copy of the scan, which stands when the look read it all.
   {
     SegmentStream in(segment, options.io_buffer_bytes);
     auto opened = in.open();
     if (!opened) return unexpected(opened.error());
     if (!*opened) return std::optional<CleanedSegment>();
     std::vector<std::byte> scratch;
-    bool drops = false;
-    while (!drops) {
+    std::optional<MarkerScan> looked;
+    if (scan) looked = *scan;
+    bool changes = false;
+    while (!changes) {
       if (stop && stop->load(std::memory_order_relaxed)) return stopped();
       auto v = in.next();
       if (!v) return unexpected(v.error());
       if (!*v) break;
-      auto d = would_drop(**v, filter, scratch);
+      auto d = would_change(**v, filter, rules, looked ? &*looked : nullptr, scratch);
       if (!d) return unexpected(d.error());
-      drops = *d;
+      changes = *d;
     }
-    if (!drops) return std::optional<CleanedSegment>();
+    if (!changes) {
+      if (scan) *scan = std::move(*looked);
+      return std::optional<CleanedSegment>();
+    }
   }
 
   CleanedSegment out;
@@ -561,7 +700,7 @@ LogResult<std::optional<CleanedSegment>> clean_segment(const ClosedSegment& segm
   detail::IndexBuilder indexes(segment.base_offset, options.index_interval_bytes);
   int64_t expect = segment.base_offset;  // the output must span exactly the segment's offsets
   std::string span_error;
-  BatchCompactor compactor(filter, out.stats, [&](Bytes b) -> LogResult<void> {
+  BatchCompactor compactor(filter, rules, scan, out.stats, [&](Bytes b) -> LogResult<void> {
     using namespace kafka::batch_layout;
     const auto base = load_be<int64_t>(b.data() + kBaseOffset);
     const int64_t last = base + load_be<int32_t>(b.data() + kLastOffsetDelta);
@@ -591,7 +730,11 @@ LogResult<std::optional<CleanedSegment>> clean_segment(const ClosedSegment& segm
                                                     " end at " + std::to_string(expect) +
                                                     ", not " + std::to_string(segment.end_offset));
   }
-  if (out.stats.bytes_after >= out.stats.bytes_before) return std::optional<CleanedSegment>();
+  // Same size or larger: not worth a rewrite, unless a producer's batch or a marker changed
+  // (a marker goes only once the batches before it lost their transaction mark on disk).
+  if (out.stats.bytes_after >= out.stats.bytes_before && out.stats.batches_converted == 0) {
+    return std::optional<CleanedSegment>();
+  }
   if (::fdatasync((*side)->fd()) != 0) return errno_error(errno, "fdatasync " + out.log_side);
   if (auto r = write_and_sync(out.index_side, indexes.index); !r) return unexpected(r.error());
   if (auto r = write_and_sync(out.time_side, indexes.time); !r) return unexpected(r.error());
@@ -622,9 +765,10 @@ LogResult<bool> compact_log(PartitionLog& log, const CompactionOptions& options,
   if (!map_end) return unexpected(map_end.error());
   stats.keys_mapped += map.size();
   bool any = false, all = true;
+  MarkerScan scan;
   for (const ClosedSegment& seg : closed) {
     if (seg.base_offset >= *map_end) break;
-    auto cleaned = clean_segment(seg, map, *map_end, options);
+    auto cleaned = clean_segment(seg, map, *map_end, options, nullptr, &scan);
     if (!cleaned) return unexpected(cleaned.error());
     if (!*cleaned) continue;
     auto installed = log.install_cleaned_segment(**cleaned, history);

@@ -4,8 +4,9 @@
 // records, or none: an empty batch still spans its offsets, since segments are read as
 // contiguous runs of batches). A batch whose records all survive is copied byte for byte.
 // Tombstones (null values) that are the latest for their key are removed once their batch
-// is older than delete.retention.ms. Control batches are kept whole; the records of aborted
-// transactions go (CompactionOptions::aborted).
+// is older than delete.retention.ms. The records of aborted transactions go
+// (CompactionOptions::aborted). With CompactionOptions::producers (the broker's producers'
+// table), transaction markers go too, as Kafka's cleaner removes them: see `Producers`.
 //
 // A pass works as Kafka's log cleaner does, in memory bounded by the caller:
 //  1. An OffsetMap (key digest -> latest offset, fixed-size slots, at most `map_bytes`) is
@@ -35,7 +36,10 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
+#include <unordered_set>
+#include <utility>
 #include <vector>
 
 #include "common/bytes.h"
@@ -100,6 +104,31 @@ struct CompactionOptions {
   // go, and are never taken for a key's latest (as Kafka's cleaner does). Markers stay.
   // The caller compacts only below the last stable offset, so no open transaction is in reach.
   std::vector<AbortedRange> aborted;
+
+  // Set: transaction markers go once no batch of their transaction is left, and producers'
+  // emptied batches merge, as Kafka's cleaner does; unset: both stay as they are. A pass then
+  // cleans the closed segments from the log's start in order with one MarkerScan, and:
+  //  - a producer's data batch left without records merges into the run of empty batches
+  //    around it (producer id -1), unless it is the producer's last batch (`last_batch`): that
+  //    one stays (a restart reads the producer's sequence from it), as an idempotent batch no
+  //    longer marked transactional (a transactional batch opens a transaction on replay);
+  //  - a marker goes (merges the same way) when no transactional batch of its producer was in
+  //    the pass's input since that producer's previous marker (the batches are cleared first,
+  //    the marker a pass later: a pass whose earlier segment did not install keeps it), its
+  //    batch is older than delete.retention.ms, and it is not in `kept_markers`.
+  struct Producers {
+    // producer id -> base offset of its last data batch the producers' table knows; sorted.
+    std::vector<std::pair<int64_t, int64_t>> last_batch;
+    // Markers that stay whatever (a producer's latest epoch-raising one); sorted offsets.
+    std::vector<int64_t> kept_markers;
+  };
+  std::optional<Producers> producers;
+};
+
+// What a pass has seen of transactions so far (CompactionOptions::producers): the producers
+// with a transactional data batch since their last marker.
+struct MarkerScan {
+  std::unordered_set<int64_t> in_transaction;
 };
 
 struct CompactionStats {
@@ -108,6 +137,8 @@ struct CompactionStats {
   uint64_t tombstones_removed = 0;
   uint64_t batches_copied = 0;   // every record survived
   uint64_t batches_rebuilt = 0;  // some records removed
+  uint64_t batches_converted = 0;  // rewritten the same size: a producer's batch made plain
+  uint64_t markers_removed = 0;
   uint64_t bytes_before = 0;
   uint64_t bytes_after = 0;
   uint64_t segments_rewritten = 0;
@@ -123,10 +154,12 @@ LogResult<void> index_keys(Bytes batches, OffsetMap& latest,
                            const std::vector<AbortedRange>& aborted = {});
 
 // The compacted form of `batches` (concatenated, one segment's worth) given the latest
-// offset of every key in the whole log.
+// offset of every key in the whole log (with options.producers, `scan` carries what earlier
+// segments showed; null: these batches are the whole log).
 LogResult<std::vector<std::byte>> compact_batches(Bytes batches, const OffsetMap& latest,
                                                   const CompactionOptions& options,
-                                                  CompactionStats& stats);
+                                                  CompactionStats& stats,
+                                                  MarkerScan* scan = nullptr);
 
 // A closed segment rewritten beside itself, ready for PartitionLog::install_cleaned_segment.
 struct CleanedSegment {
@@ -149,10 +182,12 @@ LogResult<int64_t> build_offset_map(const std::vector<ClosedSegment>& segments,
 
 // Step 2 for one segment: its cleaned side files, or nullopt when nothing would go (no file
 // left behind). Checks every batch it reads (CRC included): a damaged segment is an error.
+// With options.producers, `scan` is the pass's (the segments from the log start, in order).
 LogResult<std::optional<CleanedSegment>> clean_segment(const ClosedSegment& segment,
                                                        const OffsetMap& map, int64_t map_end,
                                                        const CompactionOptions& options,
-                                                       const std::atomic<bool>* stop = nullptr);
+                                                       const std::atomic<bool>* stop = nullptr,
+                                                       MarkerScan* scan = nullptr);
 
 // Removes a cleaned segment's side files (a rewrite not installed).
 void discard(const CleanedSegment& cleaned);

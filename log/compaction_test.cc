@@ -155,6 +155,155 @@ TEST(Compaction, AbortedTransactionsRecordsGoAndNeverHideACommittedValue) {
   EXPECT_EQ(blind.get(as_bytes("k0")), 1);
 }
 
+// A transactional batch of `producer` at `base` with one record per key.
+std::vector<std::byte> txn_batch(int64_t base, int64_t producer, int32_t sequence,
+                                 const std::vector<std::string>& keys, int64_t ts = 1000) {
+  kafka::RecordBatchBuilder b({.base_offset = base,
+                               .producer_id = producer,
+                               .producer_epoch = 0,
+                               .base_sequence = sequence,
+                               .transactional = true});
+  for (const std::string& k : keys) b.append(ts, as_bytes(k), as_bytes("txn"));
+  return *b.build();
+}
+
+std::vector<std::byte> marker_at(int64_t offset, int64_t producer, bool commit, int64_t ts = 1000) {
+  auto m = kafka::end_txn_marker_batch(producer, 0, {.commit = commit, .coordinator_epoch = 0}, ts);
+  store_be<int64_t>(m.data() + kafka::batch_layout::kBaseOffset, offset);
+  kafka::update_crc(m);
+  return m;
+}
+
+struct BatchHead {
+  int64_t base, last, producer;
+  bool transactional, control;
+  int32_t records;
+  bool operator==(const BatchHead&) const = default;
+};
+std::ostream& operator<<(std::ostream& os, const BatchHead& b) {
+  return os << "[" << b.base << "-" << b.last << " pid " << b.producer
+            << (b.transactional ? " txn" : "") << (b.control ? " control" : "") << " " << b.records
+            << "]";
+}
+std::vector<BatchHead> heads_of(Bytes bytes) {
+  std::vector<BatchHead> out;
+  kafka::BatchIterator it(bytes);
+  for (auto v = it.next(); v && *v; v = it.next()) {
+    const auto& b = **v;
+    out.push_back({b.base_offset(), b.last_offset(), b.producer_id(), b.is_transactional(),
+                   b.is_control(), b.record_count()});
+  }
+  return out;
+}
+
+// Kafka's cleaner removes a transaction marker once no batch of its transaction is left and
+// delete.retention.ms passed. Here (CompactionOptions::producers) a pass first takes the
+// transaction mark off the producer's emptied batches, and a later pass, seeing none of its
+// batches transactional, removes the marker: a pass whose earlier segment did not install can
+// never leave a transactional batch without its marker (a replay would take its transaction
+// for open for good). A producer's last batch stays (its sequence), emptied ones merge.
+TEST(Compaction, TransactionMarkersGoAPassAfterTheirBatches) {
+  std::vector<std::byte> log;
+  auto add = [&log](const std::vector<std::byte>& b) { log.insert(log.end(), b.begin(), b.end()); };
+  add(txn_batch(0, 7, 0, {"k0", "k1"}));  // 0-1: producer 7, committed at 2
+  add(marker_at(2, 7, true));
+  add(keyed_batch(3, 0, 2, 2, 1000));  // 3-4: k0, k1 again: 0-1 lose both records
+  add(txn_batch(5, 8, 0, {"k2"}));     // 5: producer 8's last batch, aborted at 6
+  add(marker_at(6, 8, false));
+  add(txn_batch(7, 7, 2, {"k3"}));  // 7: producer 7's last batch, committed at 8
+  add(marker_at(8, 7, true));
+  add(keyed_batch(9, 0, 1, 1, 1000));  // 9: k0 again
+
+  CompactionOptions options;
+  options.now_ms = 1'000'000;
+  options.delete_retention_ms = 1000;
+  options.aborted = {{8, 5, 6}};
+  options.producers = CompactionOptions::Producers{{{7, 7}, {8, 5}}, {}};
+  OffsetMap latest(1 << 20);
+  ASSERT_TRUE(index_keys(log, latest, options.aborted));
+  CompactionStats first;
+  auto once = compact_batches(log, latest, options, first);
+  ASSERT_TRUE(once) << once.error().message;
+  // Pass 1: 0-1 emptied, not producer 7's last batch: merges, plain; 5 emptied (aborted), its
+  // producer's last: stays, no longer transactional; every marker stays.
+  EXPECT_EQ(heads_of(*once), (std::vector<BatchHead>{{0, 1, -1, false, false, 0},
+                                                     {2, 2, 7, true, true, 1},
+                                                     {3, 4, -1, false, false, 1},
+                                                     {5, 5, 8, false, false, 0},
+                                                     {6, 6, 8, true, true, 1},
+                                                     {7, 7, 7, true, false, 1},
+                                                     {8, 8, 7, true, true, 1},
+                                                     {9, 9, -1, false, false, 1}}));
+  EXPECT_EQ(first.markers_removed, 0u);
+  // Pass 2: markers 2 and 6 go (no transactional batch of theirs is left), merging into the
+  // empty runs; 8 stays (7 still holds k3).
+  OffsetMap again_map(1 << 20);
+  ASSERT_TRUE(index_keys(*once, again_map, options.aborted));
+  CompactionStats second;
+  auto twice = compact_batches(*once, again_map, options, second);
+  ASSERT_TRUE(twice) << twice.error().message;
+  EXPECT_EQ(heads_of(*twice), (std::vector<BatchHead>{{0, 2, -1, false, false, 0},
+                                                      {3, 4, -1, false, false, 1},
+                                                      {5, 5, 8, false, false, 0},
+                                                      {6, 6, -1, false, false, 0},
+                                                      {7, 7, 7, true, false, 1},
+                                                      {8, 8, 7, true, true, 1},
+                                                      {9, 9, -1, false, false, 1}}));
+  EXPECT_EQ(second.markers_removed, 2u);
+  EXPECT_EQ(records_of(*twice), records_of(*once));
+  // Pass 3 changes nothing.
+  CompactionStats third;
+  auto thrice = compact_batches(*twice, again_map, options, third);
+  ASSERT_TRUE(thrice);
+  EXPECT_EQ(*thrice, *twice);
+  EXPECT_EQ(third.batches_converted, 0u);
+
+  // A marker younger than delete.retention.ms stays, and so does one the options keep (a
+  // producer's latest epoch-raising marker); without `producers`, everything stays as before.
+  CompactionOptions young = options;
+  young.now_ms = 1500;
+  CompactionStats s1;
+  auto kept_young = compact_batches(*once, again_map, young, s1);
+  ASSERT_TRUE(kept_young);
+  EXPECT_EQ(s1.markers_removed, 0u);
+  CompactionOptions pinned = options;
+  pinned.producers->kept_markers = {2, 6};
+  CompactionStats s2;
+  ASSERT_TRUE(compact_batches(*once, again_map, pinned, s2));
+  EXPECT_EQ(s2.markers_removed, 0u);
+  CompactionOptions plain = options;
+  plain.producers.reset();
+  CompactionStats s3;
+  auto old_way = compact_batches(log, latest, plain, s3);
+  ASSERT_TRUE(old_way);
+  EXPECT_EQ(heads_of(*old_way)[0], (BatchHead{0, 1, 7, true, false, 0}));
+  EXPECT_EQ(heads_of(*old_way)[3], (BatchHead{5, 5, 8, true, false, 0}));
+}
+
+// The marker's transaction may start in an earlier segment: the pass's MarkerScan carries what
+// the earlier segments showed, and a segment cleaned without it removes no marker.
+TEST(Compaction, AMarkerWhoseBatchesAreInAnEarlierSegmentWaitsForThem) {
+  std::vector<std::byte> seg1 = txn_batch(0, 7, 0, {"k0"});  // producer 7, still holds k0
+  std::vector<std::byte> seg2 = marker_at(1, 7, true);
+  CompactionOptions options;
+  options.now_ms = 1'000'000;
+  options.delete_retention_ms = 1000;
+  options.producers = CompactionOptions::Producers{{{7, 0}}, {}};
+  OffsetMap latest(1 << 20);
+  ASSERT_TRUE(index_keys(seg1, latest));
+  MarkerScan scan;
+  CompactionStats stats;
+  ASSERT_TRUE(compact_batches(seg1, latest, options, stats, &scan));
+  auto out = compact_batches(seg2, latest, options, stats, &scan);
+  ASSERT_TRUE(out);
+  EXPECT_EQ(stats.markers_removed, 0u) << "its transaction's batch in segment 1 is left";
+  MarkerScan fresh;  // a scan that saw segment 1 without its batch: the marker goes
+  auto gone = compact_batches(seg2, latest, options, stats, &fresh);
+  ASSERT_TRUE(gone);
+  EXPECT_EQ(stats.markers_removed, 1u);
+  EXPECT_EQ(heads_of(*gone), (std::vector<BatchHead>{{1, 1, -1, false, false, 0}}));
+}
+
 TEST(Compaction, TombstonesGoOnlyAfterDeleteRetention) {
   std::vector<std::byte> log = keyed_batch(0, 0, 4, 4, 1000);
   auto dead = keyed_batch(4, 0, 2, 4, 5000, /*tombstones=*/true);  // k0, k1 deleted

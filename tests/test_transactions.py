@@ -7,6 +7,7 @@ DescribeTransactions, DescribeProducers, `sluice transaction`) and transactional
 
 import json
 import os
+import re
 import struct
 import subprocess
 import sys
@@ -51,6 +52,18 @@ def read_all(bootstrap, topic, partitions, isolation, idle_timeout_s=10):
     finally:
         c.close()
     return values
+
+
+def compacted_filler(bootstrap, topic):
+    """A plain producer, and filler(n): n records over five keys of 200 bytes, each flushed
+    (segments of a compacted topic roll and compaction passes come)."""
+    plain = Producer({"bootstrap.servers": bootstrap, "linger.ms": 0})
+
+    def filler(n):
+        for i in range(n):
+            plain.produce(topic, key="f%d" % (i % 5), value="x" * 200)
+            plain.flush(30)
+    return plain, filler
 
 
 def txn_producer(bootstrap, txn_id, **extra):
@@ -267,12 +280,7 @@ class Transactions(harness.BrokerTestCase):
         topic = "tx-compact"
         harness.create_topic(self.bootstrap, topic, 1, {"cleanup.policy": "compact",
                                                         "segment.bytes": "4096"})
-        plain = Producer({"bootstrap.servers": self.bootstrap, "linger.ms": 0})
-
-        def filler(n):
-            for i in range(n):
-                plain.produce(topic, key="f%d" % (i % 5), value="x" * 200)
-                plain.flush(30)
+        plain, filler = compacted_filler(self.bootstrap, topic)
 
         def values_of(key):
             c = Consumer({"bootstrap.servers": self.bootstrap, "group.id": "unused",
@@ -320,6 +328,75 @@ class Transactions(harness.BrokerTestCase):
                            what="a compaction pass after the abort")
         harness.wait_until(lambda: values_of("k0") == ["committed"], timeout_s=30,
                            what="k0's committed value alone")
+
+    def test_compaction_removes_markers_and_a_restart_finds_no_open_transaction(self):
+        """Kafka's cleaner removes a transaction marker once no record of its transaction is
+        left and delete.retention.ms passed. Sluice's does it a pass after the transaction's
+        emptied batches lost their transaction mark, so a log read back at any point (a
+        restart replays it) never shows a transactional batch without its marker: the last
+        stable offset is the high watermark after a restart, and the producer goes on."""
+        topic = "tx-markers"
+        harness.create_topic(self.bootstrap, topic, 1, {"cleanup.policy": "compact",
+                                                        "segment.bytes": "4096",
+                                                        "delete.retention.ms": "100"})
+        plain, filler = compacted_filler(self.bootstrap, topic)
+
+        def removed():
+            return sum(int(n) for n in re.findall(
+                r"%s-0: compacted .*?, (\d+) transaction marker\(s\) removed" % topic,
+                self.broker.log()))
+
+        t = txn_producer(self.bootstrap, "markers-a")
+        t.begin_transaction()
+        for k in range(3):
+            t.produce(topic, key="k%d" % k, value="committed")
+        t.commit_transaction(30)
+        t.begin_transaction()
+        t.produce(topic, key="k0", value="aborted")
+        self.assertEqual(t.flush(30), 0)  # sent (abort_transaction purges what was not)
+        t.abort_transaction(30)
+        for k in range(3):  # the committed transaction's records are all replaced
+            plain.produce(topic, key="k%d" % k, value="plain")
+        self.assertEqual(plain.flush(30), 0)
+        deadline = time.monotonic() + 90
+        while removed() < 2 and time.monotonic() < deadline:
+            filler(20)
+            time.sleep(0.5)
+        self.assertGreaterEqual(removed(), 2, "both markers removed by compaction:\n" + "\n".join(
+            line for line in self.broker.log().splitlines() if "compacted" in line))
+
+        def stable():
+            c = Consumer({"bootstrap.servers": self.bootstrap, "group.id": "unused",
+                          "isolation.level": "read_committed"})
+            try:
+                tp = TopicPartition(topic, 0)
+                lo, hi = c.get_watermark_offsets(tp, timeout=10)
+                return hi
+            finally:
+                c.close()
+
+        def high_watermark():
+            c = Consumer({"bootstrap.servers": self.bootstrap, "group.id": "unused",
+                          "isolation.level": "read_uncommitted"})
+            try:
+                return c.get_watermark_offsets(TopicPartition(topic, 0), timeout=10)[1]
+            finally:
+                c.close()
+
+        self.assertEqual(stable(), high_watermark())
+        committed = read_all(self.bootstrap, topic, 1, "read_committed")
+        self.assertNotIn("aborted", committed)
+        self.assertEqual(committed.count("plain"), 3)
+        t = None
+        self.broker.restart()
+        # Replayed from the compacted log: no transaction taken for open.
+        harness.wait_until(lambda: stable() == high_watermark(), timeout_s=30,
+                           what="the last stable offset at the high watermark after a restart")
+        t = txn_producer(self.bootstrap, "markers-a")
+        t.begin_transaction()
+        t.produce(topic, key="k9", value="after")
+        t.commit_transaction(30)
+        self.assertIn("after", read_all(self.bootstrap, topic, 1, "read_committed"))
 
     def test_the_coordinator_answers_kafka_errors(self):
         # INVALID_TRANSACTION_TIMEOUT past --transaction.max.timeout.ms.
