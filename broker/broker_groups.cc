@@ -202,7 +202,7 @@ void Broker::compact_partitions(ShardState& ss) {
     // producer's last batch and latest epoch-raising marker stay (a restart reads them).
     log::CompactionOptions::Producers producers;
     for (const auto& [pid, e] : p->producers.producers()) {  // std::map: sorted by id
-      if (!e.batches.empty()) producers.last_batch.emplace_back(pid, e.batches.back().base_offset);
+      producers.last_batch.emplace_back(pid, e.batches.empty() ? -1 : e.batches.back().base_offset);
       if (e.bump_offset >= 0) producers.kept_markers.push_back(e.bump_offset);
     }
     std::sort(producers.kept_markers.begin(), producers.kept_markers.end());

@@ -134,7 +134,8 @@ class ProducerRules {
     const auto& last = options_.producers->last_batch;
     auto it =
         std::lower_bound(last.begin(), last.end(), std::pair<int64_t, int64_t>{pid, INT64_MIN});
-    const bool is_last = it != last.end() && it->first == pid && it->second == batch.base_offset();
+    const bool is_last = it != last.end() && it->first == pid &&
+                         (it->second == batch.base_offset() || it->second < 0);
     if (!is_last) return Empty::kMerge;
     return batch.is_transactional() ? Empty::kClearTransactional : Empty::kKeep;
   }

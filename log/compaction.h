@@ -117,7 +117,9 @@ struct CompactionOptions {
   //    the marker a pass later: a pass whose earlier segment did not install keeps it), its
   //    batch is older than delete.retention.ms, and it is not in `kept_markers`.
   struct Producers {
-    // producer id -> base offset of its last data batch the producers' table knows; sorted.
+    // producer id -> base offset of its last data batch the producers' table knows (-1: it
+    // knows the producer but not its last batch: each of its batches is kept as its last);
+    // sorted. A producer not listed has no batch that matters: its emptied ones all merge.
     std::vector<std::pair<int64_t, int64_t>> last_batch;
     // Markers that stay whatever (a producer's latest epoch-raising one); sorted offsets.
     std::vector<int64_t> kept_markers;

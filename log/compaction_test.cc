@@ -271,6 +271,14 @@ TEST(Compaction, TransactionMarkersGoAPassAfterTheirBatches) {
   CompactionStats s2;
   ASSERT_TRUE(compact_batches(*once, again_map, pinned, s2));
   EXPECT_EQ(s2.markers_removed, 0u);
+  // A producer the table knows without its last batch (-1): each of its batches is kept as
+  // if it were the last.
+  CompactionOptions unsure = options;
+  unsure.producers->last_batch = {{7, -1}, {8, 5}};
+  CompactionStats s4;
+  auto kept_all = compact_batches(log, latest, unsure, s4);
+  ASSERT_TRUE(kept_all);
+  EXPECT_EQ(heads_of(*kept_all)[0], (BatchHead{0, 1, 7, false, false, 0}));
   CompactionOptions plain = options;
   plain.producers.reset();
   CompactionStats s3;
