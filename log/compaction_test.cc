@@ -12,6 +12,7 @@
 #include <map>
 #include <random>
 #include <set>
+#include <tuple>
 
 #include "log/log.h"
 #include "log/tests/test_util.h"
@@ -310,6 +311,162 @@ TEST(Compaction, AMarkerWhoseBatchesAreInAnEarlierSegmentWaitsForThem) {
   ASSERT_TRUE(gone);
   EXPECT_EQ(stats.markers_removed, 1u);
   EXPECT_EQ(heads_of(*gone), (std::vector<BatchHead>{{1, 1, -1, false, false, 0}}));
+}
+
+// Random logs of three transactional producers beside plain writes, compacted segment by
+// segment over many passes where each rewrite installs only now and then (a pass that did
+// not install all its segments). After every pass, read back as a restart would: no
+// transactional batch without a later marker of its producer (an open transaction for good),
+// offsets contiguous, every key's latest committed value there, each producer's last batch
+// there with its producer id. Markers do go. SLUICE_SEED=n replays one seed.
+TEST(Compaction, RandomPassesOverTransactionsNeverLeaveABatchWithoutItsMarker) {
+  const char* only = std::getenv("SLUICE_SEED");
+  const uint64_t first = only ? std::strtoull(only, nullptr, 10) : 1;
+  const uint64_t seeds = only ? 1 : std::getenv("SLUICE_LONG") ? 300 : 20;
+  for (uint64_t seed = first; seed < first + seeds; ++seed) {
+    SCOPED_TRACE("SLUICE_SEED=" + std::to_string(seed));
+    std::mt19937_64 rng(seed);
+    std::vector<std::vector<std::byte>> batches;
+    std::map<int64_t, int64_t> open_at;  // producer -> first offset of its open transaction
+    std::map<int64_t, int32_t> sequence;
+    std::map<int64_t, int64_t> last_batch;
+    std::vector<AbortedRange> aborted;
+    // Every keyed write: offset -> (producer or -1, key, value).
+    std::map<int64_t, std::tuple<int64_t, std::string, std::string>> written;
+    int64_t next = 0;
+    int writes = 0;
+    auto end_txn = [&](int64_t pid, bool commit) {
+      batches.push_back(marker_at(next, pid, commit));
+      if (!commit) aborted.push_back({pid, open_at[pid], next});
+      open_at.erase(pid);
+      ++next;
+    };
+    for (int step = 0; step < 120; ++step) {
+      const int64_t pid = 100 + static_cast<int64_t>(rng() % 3);
+      const int action = static_cast<int>(rng() % 10);
+      const std::string key = "k" + std::to_string(rng() % 6);
+      const std::string value = "v" + std::to_string(writes++);
+      if (action < 3) {  // a plain write
+        kafka::RecordBatchBuilder b({.base_offset = next});
+        b.append(1000, as_bytes(key), as_bytes(value));
+        batches.push_back(*b.build());
+        written[next] = {-1, key, value};
+        ++next;
+      } else if (action < 8) {  // a transactional write
+        kafka::RecordBatchBuilder b({.base_offset = next,
+                                     .producer_id = pid,
+                                     .producer_epoch = 0,
+                                     .base_sequence = sequence[pid],
+                                     .transactional = true});
+        b.append(1000, as_bytes(key), as_bytes(value));
+        batches.push_back(*b.build());
+        open_at.emplace(pid, next);
+        written[next] = {pid, key, value};
+        last_batch[pid] = next;
+        ++sequence[pid];
+        ++next;
+      } else if (open_at.count(pid)) {
+        end_txn(pid, action == 8);
+      }
+    }
+    while (!open_at.empty()) end_txn(open_at.begin()->first, rng() % 2 == 0);
+    std::sort(aborted.begin(), aborted.end(), [](const AbortedRange& x, const AbortedRange& y) {
+      return std::pair{x.producer_id, x.first_offset} < std::pair{y.producer_id, y.first_offset};
+    });
+    auto is_aborted = [&aborted](int64_t pid, int64_t offset) {
+      return std::any_of(aborted.begin(), aborted.end(), [&](const AbortedRange& a) {
+        return a.producer_id == pid && a.first_offset <= offset && offset <= a.last_offset;
+      });
+    };
+    // Each key's latest value in offset order, aborted writes left out (what a read_committed
+    // reader ends with, and what compaction must keep).
+    std::map<std::string, std::string> committed;
+    for (const auto& [offset, w] : written) {
+      const auto& [pid, k, v] = w;
+      if (pid < 0 || !is_aborted(pid, offset)) committed[k] = v;
+    }
+    // Segments of a few batches each.
+    std::vector<std::vector<std::byte>> segments;
+    for (size_t i = 0; i < batches.size();) {
+      const size_t n = 1 + rng() % 6;
+      std::vector<std::byte> seg;
+      for (size_t j = 0; j < n && i < batches.size(); ++j, ++i) {
+        seg.insert(seg.end(), batches[i].begin(), batches[i].end());
+      }
+      segments.push_back(std::move(seg));
+    }
+    CompactionOptions options;
+    options.now_ms = 1'000'000;
+    options.delete_retention_ms = 1000;
+    options.aborted = aborted;
+    options.producers.emplace();
+    for (const auto& [pid, base] : last_batch)
+      options.producers->last_batch.emplace_back(pid, base);
+    auto whole = [&segments] {
+      std::vector<std::byte> out;
+      for (const auto& seg : segments) out.insert(out.end(), seg.begin(), seg.end());
+      return out;
+    };
+    auto count_markers = [](Bytes log) {
+      int n = 0;
+      kafka::BatchIterator it(log);
+      for (auto v = it.next(); v && *v; v = it.next()) n += (*v)->is_control() ? 1 : 0;
+      return n;
+    };
+    const int markers_before = count_markers(whole());
+    for (int pass = 0; pass < 12; ++pass) {
+      SCOPED_TRACE("pass " + std::to_string(pass));
+      const auto log = whole();
+      OffsetMap latest(1 << 20);
+      ASSERT_TRUE(index_keys(log, latest, options.aborted));
+      MarkerScan scan;
+      for (auto& seg : segments) {
+        CompactionStats stats;
+        auto out = compact_batches(seg, latest, options, stats, &scan);
+        ASSERT_TRUE(out) << out.error().message;
+        if (pass >= 8 || rng() % 3 != 0) seg = std::move(*out);  // else: not installed
+      }
+      // Read back as a restart would.
+      const auto now = whole();
+      std::set<int64_t> open;
+      std::map<std::string, std::string> latest_value;
+      std::set<int64_t> producer_batches;
+      int64_t expect = 0;
+      kafka::BatchIterator it(now);
+      std::vector<std::byte> scratch;
+      for (auto v = it.next(); v && *v; v = it.next()) {
+        const auto& b = **v;
+        ASSERT_EQ(b.base_offset(), expect);
+        expect = b.last_offset() + 1;
+        if (b.is_control()) {
+          open.erase(b.producer_id());
+          continue;
+        }
+        if (b.is_transactional()) open.insert(b.producer_id());
+        if (b.producer_id() >= 0) producer_batches.insert(b.base_offset());
+        auto rr = b.records(scratch);
+        ASSERT_TRUE(rr);
+        for (auto r = rr->next(); r && *r; r = rr->next()) {
+          const auto& rec = **r;
+          const std::string k(reinterpret_cast<const char*>(rec.key->data()), rec.key->size());
+          const std::string val(reinterpret_cast<const char*>(rec.value->data()),
+                                rec.value->size());
+          if (!b.is_transactional() || !is_aborted(b.producer_id(), b.base_offset())) {
+            latest_value[k] = val;
+          }
+        }
+      }
+      ASSERT_EQ(expect, next);
+      EXPECT_TRUE(open.empty()) << "a transactional batch without its marker, producer "
+                                << *open.begin();
+      EXPECT_EQ(latest_value, committed);
+      for (const auto& [pid, base] : last_batch) {
+        EXPECT_TRUE(producer_batches.count(base))
+            << "producer " << pid << "'s last batch at " << base;
+      }
+    }
+    EXPECT_LT(count_markers(whole()), markers_before);
+  }
 }
 
 TEST(Compaction, TombstonesGoOnlyAfterDeleteRetention) {
