@@ -116,18 +116,21 @@ void QuotaManager::expire(int64_t now) {
   });
 }
 
+double QuotaManager::burst(double rate) const {
+  return rate * static_cast<double>(window_num_) * static_cast<double>(window_size_ms_) / 1000.0;
+}
+
 QuotaManager::Bucket& QuotaManager::bucket(const cluster::quotas::Limit& limit, int64_t now) {
-  const double burst =
-      limit.rate * static_cast<double>(window_num_) * static_cast<double>(window_size_ms_) / 1000.0;
+  const double full = burst(limit.rate);
   Key key = key_for(Kind::kMutation, limit);
   auto it = buckets_.find(key);
   if (it == buckets_.end()) {
     if (buckets_.size() >= kSensorsMax) key = Key{Kind::kMutation, "", "\x01overflow"};
-    it = buckets_.try_emplace(key, Bucket{burst, now}).first;
+    it = buckets_.try_emplace(key, Bucket{full, now}).first;
   }
   Bucket& b = it->second;
   b.tokens =
-      std::min(burst, b.tokens + limit.rate * static_cast<double>(now - b.refilled_ms) / 1000.0);
+      std::min(full, b.tokens + limit.rate * static_cast<double>(now - b.refilled_ms) / 1000.0);
   b.refilled_ms = now;
   return b;
 }
@@ -172,9 +175,7 @@ void QuotaManager::refund_mutation(const std::string& user, const std::string& c
   auto limit = table_->resolve(cluster::quotas::kControllerMutationRate, user, client_id);
   if (!limit) return;
   Bucket& b = bucket(*limit, now);
-  const double burst = limit->rate * static_cast<double>(window_num_) *
-                       static_cast<double>(window_size_ms_) / 1000.0;
-  b.tokens = std::min(burst, b.tokens + partitions);
+  b.tokens = std::min(burst(limit->rate), b.tokens + partitions);
 }
 
 // A bucket's key: the tags, long ones (a client id may be 32 KiB) cut to a prefix and a hash,

@@ -103,6 +103,8 @@ class QuotaManager {
     double tokens = 0;
     int64_t refilled_ms = 0;
   };
+  // A token bucket's size for `rate`: window_num samples of window_size_ms of it.
+  double burst(double rate) const;
   // The bucket of a limit's clients, refilled up to `now` (made full on first use).
   Bucket& bucket(const cluster::quotas::Limit& limit, int64_t now);
 
